@@ -1,0 +1,67 @@
+// Scalar format conversions shared by io, engine and training.
+// bf16 -> f32 is an exact 16-bit shift; f32 -> bf16 rounds to nearest even (as PyTorch does).
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function bf16ToF32(h: number): number {
+  u32[0] = h << 16;
+  return f32[0];
+}
+
+export function f32ToBf16(x: number): number {
+  f32[0] = x;
+  const u = u32[0];
+  if ((u & 0x7f800000) === 0x7f800000 && (u & 0x007fffff) !== 0) return (u >>> 16) | 0x40; // keep NaN a NaN
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function f16ToF32(h: number): number {
+  const s = (h & 0x8000) ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 5.960464477539063e-8; // 2^-24
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function f32ToF16(x: number): number {
+  f32[0] = x;
+  const u = u32[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  return sign | h;
+}
+
+/** Bulk conversions (hot in loaders): typed-array loops, no per-element allocation. */
+export function bf16ArrayToF32(src: Uint16Array, dst: Float32Array, dstOffset = 0): void {
+  const d = new Uint32Array(dst.buffer, dst.byteOffset + dstOffset * 4, src.length);
+  for (let i = 0; i < src.length; i++) d[i] = src[i] << 16;
+}
+
+export function f16ArrayToF32(src: Uint16Array, dst: Float32Array, dstOffset = 0): void {
+  for (let i = 0; i < src.length; i++) dst[dstOffset + i] = F16_TABLE[src[i]];
+}
+
+const F16_TABLE = (() => {
+  const t = new Float32Array(65536);
+  for (let i = 0; i < 65536; i++) t[i] = f16ToF32(i);
+  return t;
+})();
