@@ -1,0 +1,28 @@
+// Tiny random OpenELM models for behaviour tests (no fixtures needed).
+import { resolveConfig, type OpenELMHFConfig } from '../../src/model/config.js';
+import { paramLayout, weightsFromFlat } from '../../src/model/layout.js';
+import { initParams } from '../../src/model/init.js';
+import { OpenELM } from '../../src/model/openelm.js';
+import type { Backend } from '../../src/backends/backend.js';
+import { JsBackend } from '../../src/backends/js/js-backend.js';
+
+export const TINY_HF: OpenELMHFConfig = {
+  model_type: 'openelm', num_transformer_layers: 3, model_dim: 64, head_dim: 16, num_gqa_groups: 2,
+  qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 2.0], ffn_dim_divisor: 32, vocab_size: 300,
+  max_context_length: 64, rope_freq_constant: 10000, rope_max_length: 64,
+};
+
+export function tinyModel(hf: Partial<OpenELMHFConfig> = {}, seed = 1, backend: Backend = new JsBackend()) {
+  const config = resolveConfig({ ...TINY_HF, ...hf });
+  const layout = paramLayout(config);
+  const flat = backend.alloc(layout.total);
+  initParams(config, layout, flat, seed, { normJitter: 0.1 });
+  return { model: new OpenELM(config, backend, weightsFromFlat(config, layout, flat, backend)), layout, flat, config };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
