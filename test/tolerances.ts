@@ -1,0 +1,53 @@
+// The one table of numeric tolerances every exactness test uses: pass when
+// |actual − expected| ≤ atol + rtol·|expected| element-wise (numpy allclose).
+// Goldens are computed in float64 by tools/openelm_ref.py and stored as float32, so these bounds
+// measure our error only. Each entry says what it covers; change one only with a measurement.
+
+export interface Tol { atol: number; rtol: number; }
+
+export const TOL = {
+  /** JS reference backend, fp32 storage with f64 accumulation: logits and activations vs fp64 golden. */
+  refLogits: { atol: 1e-4, rtol: 1e-4 },
+  refActivations: { atol: 1e-5, rtol: 1e-4 },
+  /** Fast (WASM SIMD, f32 accumulation) backends vs the JS reference. */
+  fastVsRef: { atol: 1e-4, rtol: 1e-3 },
+  /** f16 / bf16 weight storage vs f32. */
+  halfVsF32: { atol: 1e-2, rtol: 1e-2 },
+  /** Training: loss and parameter gradients vs golden. */
+  loss: { atol: 1e-5, rtol: 1e-5 },
+  grads: { atol: 1e-5, rtol: 1e-3 },
+  /** 10-step AdamW loss curve. */
+  curve: { atol: 1e-4, rtol: 0 },
+  /** Per-item eval log-likelihoods vs the reference. */
+  loglik: { atol: 1e-4, rtol: 0 },
+} as const satisfies Record<string, Tol>;
+
+export interface CloseReport { ok: boolean; maxAbs: number; maxRel: number; worst: number; message: string; }
+
+export function allclose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, label = ''): CloseReport {
+  if (actual.length !== expected.length) {
+    return { ok: false, maxAbs: Infinity, maxRel: Infinity, worst: -1, message: `${label}: length ${actual.length} != expected ${expected.length}` };
+  }
+  let ok = true, maxAbs = 0, maxRel = 0, worst = -1, worstExcess = -Infinity;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(e) || Number.isNaN(a)) { if (Number.isNaN(e) !== Number.isNaN(a)) { ok = false; worst = i; } continue; }
+    const d = Math.abs(a - e);
+    const excess = d - (tol.atol + tol.rtol * Math.abs(e));
+    if (d > maxAbs) maxAbs = d;
+    if (e !== 0 && d / Math.abs(e) > maxRel) maxRel = d / Math.abs(e);
+    if (excess > worstExcess) { worstExcess = excess; worst = i; }
+    if (excess > 0) ok = false;
+  }
+  const pairs: string[] = [];
+  for (let i = 0; i < Math.min(5, actual.length); i++) pairs.push(`(${actual[i]}, ${expected[i]})`);
+  const message = `${label}: max abs ${maxAbs.toExponential(3)}, max rel ${maxRel.toExponential(3)}, worst at ${worst}` +
+    (worst >= 0 ? ` (${actual[worst]} vs ${expected[worst]})` : '') + `; first pairs ${pairs.join(' ')}; tol atol ${tol.atol} rtol ${tol.rtol}`;
+  return { ok, maxAbs, maxRel, worst, message };
+}
+
+/** assert-style helper for node:test. */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tol, label = ''): void {
+  const r = allclose(actual, expected, tol, label);
+  if (!r.ok) throw new Error(`not close: ${r.message}`);
+}
