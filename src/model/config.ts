@@ -157,14 +157,8 @@ export function resolveConfig(raw: unknown): OpenELMConfig {
     numKvHeads.push(q / numGqaGroups);
     ffnDims.push(makeDivisible(ffnMultipliers[i] * modelDim, ffnDivisor));
   }
-  // The stored lists are informational in Apple's code (recomputed at load); a mismatch means the
-  // file was edited by hand or produced by a different rule, and the weights will not fit.
-  for (const [key, mine] of [['num_query_heads', numQueryHeads], ['num_kv_heads', numKvHeads]] as const) {
-    const stored = hf[key];
-    if (Array.isArray(stored) && (stored.length !== numLayers || stored.some((v, i) => v !== mine[i]))) {
-      throw new OpenELMError('config', `config.json "${key}" ${JSON.stringify(stored)} disagrees with the value computed from qkv_multipliers ${JSON.stringify(mine)}`);
-    }
-  }
+  // Like Apple's configuration_openelm.py, the stored num_query_heads / num_kv_heads lists are
+  // ignored and recomputed; a checkpoint that disagrees is caught by the tensor shape checks.
   const bos = hf.bos_token_id ?? 1;
   const eos = hf.eos_token_id ?? 2;
   return {

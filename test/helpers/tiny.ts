@@ -26,3 +26,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { saveModel } from '../../src/model/save.js';
+
+/** A temp folder holding a tiny random model (config.json + model.safetensors). */
+export function tinyModelDir(hf: Partial<OpenELMHFConfig> = {}, seed = 1, dtype: 'F32' | 'BF16' = 'F32'): string {
+  const { config, layout, flat } = tinyModel(hf, seed);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-tiny-'));
+  saveModel(dir, config, layout, flat, { dtype });
+  return dir;
+}

@@ -1,0 +1,85 @@
+// Flags and helpers shared by the commands that load a model.
+
+import * as fs from 'node:fs';
+import type { FlagSpec, ParsedFlags } from './args.js';
+import { get } from './args.js';
+import type { Backend } from '../backends/backend.js';
+import { JsBackend } from '../backends/js/js-backend.js';
+import { OpenELMError } from '../core/errors.js';
+import { loadModel, validateDType, type LoadDType } from '../model/load.js';
+import type { OpenELM } from '../model/openelm.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+
+export const MODEL_FLAGS: FlagSpec[] = [
+  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors) or hub id', required: true },
+  { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
+  { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
+  { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: ['auto', 'wasm', 'js'] },
+  { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
+];
+
+export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
+
+export async function makeBackend(name: string, threads: number | undefined): Promise<Backend> {
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new OpenELMError('usage', `--threads must be an integer >= 1, got ${threads}`);
+  if (name === 'js') return new JsBackend();
+  try {
+    const mod = (await import('../backends/index.js' as string)) as { createBackend?: (n: string, o: { threads?: number }) => Promise<Backend> };
+    if (mod.createBackend) return await mod.createBackend(name, { threads });
+  } catch (e) {
+    if (e instanceof OpenELMError) throw e;
+    if (name === 'wasm') throw new OpenELMError('backend', `the wasm backend is not available: ${(e as Error).message}`);
+  }
+  return new JsBackend();
+}
+
+/** Resolve --model to a local folder (hub ids are downloaded when the hub module is present). */
+export async function resolveModelDir(model: string): Promise<string> {
+  if (fs.existsSync(model)) return model;
+  if (/^[\w.-]+\/[\w.-]+$/.test(model)) {
+    try {
+      const hub = (await import('../hub/index.js' as string)) as { ensureModel?: (id: string) => Promise<string> };
+      if (hub.ensureModel) return await hub.ensureModel(model);
+    } catch (e) {
+      if (e instanceof OpenELMError) throw e;
+    }
+  }
+  throw new OpenELMError('model', `model folder ${model} does not exist`);
+}
+
+export interface Loaded { model: OpenELM; tokenizer: Tokenizer; dir: string; backend: Backend; loadMs: number; }
+
+export async function loadFromFlags(flags: ParsedFlags): Promise<Loaded> {
+  const dtype: LoadDType = validateDType(get.str(flags, 'dtype') ?? 'auto');
+  const dir = await resolveModelDir(get.str(flags, 'model')!);
+  const backend = await makeBackend(get.str(flags, 'backend') ?? 'auto', get.num(flags, 'threads'));
+  const t0 = performance.now();
+  try {
+    const model = loadModel(dir, { dtype, backend });
+    const tokenizer = tokenizerFromFlags(flags, dir);
+    return { model, tokenizer, dir, backend, loadMs: performance.now() - t0 };
+  } catch (e) {
+    backend.dispose();
+    throw e;
+  }
+}
+
+export function printJson(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+export function readTextFile(file: string, what: string): string {
+  if (!fs.existsSync(file)) throw new OpenELMError('usage', `${what} ${file} does not exist`);
+  if (!fs.statSync(file).isFile()) throw new OpenELMError('usage', `${what} ${file} is not a file`);
+  return fs.readFileSync(file, 'utf8');
+}
+
+export function tokenizerFromFlags(flags: ParsedFlags, modelDir?: string): Tokenizer {
+  const file = get.str(flags, 'tokenizer');
+  if (file !== undefined) {
+    if (!fs.existsSync(file)) throw new OpenELMError('tokenizer', `tokenizer file ${file} not found`);
+    return Tokenizer.fromFile(file);
+  }
+  return loadTokenizer(modelDir);
+}

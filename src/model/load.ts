@@ -1,0 +1,106 @@
+// Load an HF-format OpenELM folder (config.json + model.safetensors or shards) into a backend.
+// Each tensor is read straight into its final buffer (converted on the fly while streaming), so
+// loading never holds two copies of the model; only q8/q4 quantization stages one tensor in f32.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Backend, Weight, WeightDType } from '../backends/backend.js';
+import { WEIGHT_DTYPES } from '../backends/backend.js';
+import { setWeightRows } from '../backends/weight-format.js';
+import { OpenELMError } from '../core/errors.js';
+import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import { readJsonFile } from '../io/json.js';
+import { resolveConfig, paramSpecs, numel, type OpenELMConfig } from './config.js';
+import { OpenELM, type LayerWeights, type ModelWeights } from './openelm.js';
+
+export type LoadDType = WeightDType | 'auto';
+
+export interface LoadOptions {
+  /** Storage of linear weights. 'auto' keeps the checkpoint's own precision (bf16 stays bf16). */
+  dtype?: LoadDType;
+  backend: Backend;
+}
+
+export function readModelConfig(dir: string): OpenELMConfig {
+  if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
+  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
+  const cfgPath = path.join(dir, 'config.json');
+  if (!fs.existsSync(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
+  try {
+    return resolveConfig(readJsonFile(cfgPath, 'model config'));
+  } catch (e) {
+    if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
+    throw e;
+  }
+}
+
+export function validateDType(d: string): LoadDType {
+  if (d === 'auto' || (WEIGHT_DTYPES as readonly string[]).includes(d)) return d as LoadDType;
+  throw new OpenELMError('usage', `unknown dtype "${d}"; choose one of auto, ${WEIGHT_DTYPES.join(', ')}`);
+}
+
+/** Load a model folder. Throws OpenELMError naming the file / tensor on any problem. */
+export function loadModel(dir: string, opts: LoadOptions): OpenELM {
+  const config = readModelConfig(dir);
+  const ckpt = openCheckpoint(dir);
+  try {
+    return new OpenELM(config, opts.backend, readWeights(ckpt, config, opts.backend, validateDType(opts.dtype ?? 'auto')));
+  } finally {
+    ckpt.close();
+  }
+}
+
+function storageFor(ckpt: Checkpoint, name: string, want: LoadDType): WeightDType {
+  if (want !== 'auto') return want;
+  const d = ckpt.info(name).dtype;
+  return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : 'f32';
+}
+
+export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dtype: LoadDType): ModelWeights {
+  const specs = new Map(paramSpecs(c).map((p) => [p.name, p.shape]));
+  for (const [name, shape] of specs) ckpt.expectShape(name, shape);
+  for (const info of ckpt.names()) {
+    const t = ckpt.info(info);
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new OpenELMError('checkpoint', `tensor ${info} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
+  }
+  const vec = (name: string): Float32Array => {
+    const dst = be.alloc(numel(specs.get(name)!));
+    ckpt.readF32(name, dst);
+    return dst;
+  };
+  const lin = (name: string, want: LoadDType = dtype): Weight => {
+    const [rows, cols] = specs.get(name)!;
+    const st = storageFor(ckpt, name, want);
+    const w = be.allocWeight(st, rows, cols);
+    if (st === 'f32') ckpt.readF32(name, w.data as Float32Array);
+    else if (st === 'bf16') ckpt.readBF16(name, w.data as Uint16Array);
+    else if (st === 'f16') ckpt.readF16(name, w.data as Uint16Array);
+    else {
+      // Quantize in row chunks of ≤ 16 MB of f32 so the staging stays small.
+      const all = ckpt.readF32(name);
+      const step = Math.max(1, Math.floor((4 << 20) / cols));
+      for (let r = 0; r < rows; r += step) setWeightRows(w, r, all.subarray(r * cols, Math.min(rows, r + step) * cols));
+    }
+    be.prepareWeight(w);
+    return w;
+  };
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `transformer.layers.${i}.`;
+    layers.push({
+      attnNorm: vec(p + 'attn_norm.weight'),
+      qkv: lin(p + 'attn.qkv_proj.weight'),
+      qNorm: c.normalizeQk ? vec(p + 'attn.q_norm.weight') : null,
+      kNorm: c.normalizeQk ? vec(p + 'attn.k_norm.weight') : null,
+      out: lin(p + 'attn.out_proj.weight'),
+      ffnNorm: vec(p + 'ffn_norm.weight'),
+      proj1: lin(p + 'ffn.proj_1.weight'),
+      proj2: lin(p + 'ffn.proj_2.weight'),
+    });
+  }
+  // The tied embedding doubles as the head; 4-bit is too coarse for it, so q4 models keep it at q8.
+  const embDType: LoadDType = dtype === 'q4' ? 'q8' : dtype;
+  const embed = lin('transformer.token_embeddings.weight', embDType);
+  const head = c.tiedEmbeddings ? embed : lin('lm_head.weight', embDType);
+  return { embed, layers, norm: vec('transformer.norm.weight'), head };
+}
