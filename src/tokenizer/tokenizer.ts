@@ -1,0 +1,661 @@
+// SentencePiece BPE tokenizer (the Llama-2 `tokenizer.model`), reimplemented to give exactly the
+// ids of SentencePieceProcessor.encode / the text of SentencePieceProcessor.decode.
+//
+// Encoding follows sentencepiece's normalizer.cc + bpe_model.cc + sentencepiece_processor.cc:
+//   1. normalize: (optionally collapse spaces), replace ' ' by U+2581, prepend the dummy U+2581;
+//   2. split into one symbol per Unicode character (user-defined pieces match as one symbol);
+//   3. repeatedly merge the adjacent pair whose concatenation is a piece with the highest score,
+//      ties going to the leftmost pair (a heap of candidate pairs, stale entries skipped lazily);
+//   4. a leftover symbol that is not a piece becomes its UTF-8 bytes as <0xXX> pieces (byte_fallback).
+// SentencePiece does not pre-split BPE input on whitespace. For speed the text is cut only where
+// no piece of the vocabulary contains the two adjacent characters: no merge can ever cross such a
+// boundary and merges on either side never compete for a symbol, so encoding the parts separately
+// gives the same ids. Repeated parts (words) are then served from a cache.
+// split_digits is a training-time option only; the vocabulary simply has no multi-digit pieces.
+
+import { OpenELMError } from '../core/errors.js';
+import { PairTable } from './pair-table.js';
+import {
+  ModelType,
+  PieceType,
+  parseSentencePieceModel,
+  type SentencePieceModel,
+} from './sentencepiece-model.js';
+import { decodeByteRun, pushUtf8 } from './utf8.js';
+
+export interface EncodeOptions {
+  /** Prepend the BOS id (default false, as SentencePiece). */
+  bos?: boolean;
+  /** Append the EOS id (default false). */
+  eos?: boolean;
+}
+
+export interface DecodeOptions {
+  /**
+   * true (default): control tokens (<s>, </s>) decode to nothing, as in SentencePiece.
+   * false: control tokens are written as their piece text ("<s>"), like HF's
+   * skip_special_tokens=False.
+   */
+  skipSpecial?: boolean;
+}
+
+const SPACE_SYMBOL = '\u2581';
+/** Parts longer than this (characters) are not cached: they are rare and would bloat the cache. */
+const MAX_CACHED_PART = 64;
+const MAX_CACHE_ENTRIES = 1 << 18;
+
+export class Tokenizer {
+  readonly vocabSize: number;
+  readonly unkId: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  /** -1 when the model defines no pad piece (Llama-2). */
+  readonly padId: number;
+  /** The parsed model proto (pieces, trainer and normalizer specs). */
+  readonly model: SentencePieceModel;
+
+  private readonly pieces: string[];
+  private readonly types: Uint8Array;
+  private readonly scores: Float32Array;
+  /** SentencePiece's PieceToId: reserved (non-normal) pieces win over normal ones. */
+  private readonly pieceIds: Map<string, number>;
+  private readonly byteToId: Int32Array;
+  /** Byte value of a BYTE piece, -1 for other ids. */
+  private readonly idToByte: Int16Array;
+  private readonly byteFallback: boolean;
+  private readonly addDummyPrefix: boolean;
+  private readonly removeExtraWhitespaces: boolean;
+  private readonly escapeWhitespaces: boolean;
+  private readonly unkSurface: string;
+
+  // Merge symbols: ids < vocabSize are mergeable pieces (NORMAL/USER_DEFINED/UNUSED); ids >=
+  // vocabSize stand for characters that occur inside pieces without being pieces themselves.
+  private readonly bmpSymbol: Int32Array;
+  private readonly astralSymbol: Map<number, number>;
+  private readonly extraSymbolChar: number[];
+  private readonly merges: PairTable;
+  /** Adjacent-character pairs that occur inside some mergeable piece. */
+  private readonly bigrams: PairTable;
+  /** USER_DEFINED pieces by first UTF-16 unit, longest first. Empty for Llama-2. */
+  private readonly userDefined: Map<number, string[]>;
+  private readonly hasUnused: boolean;
+
+  private cache = new Map<number, CacheEntry>();
+  private cacheSize = 0;
+
+  // Scratch buffers reused across calls (grown on demand).
+  private segSym: Int32Array = new Int32Array(256);
+  private segCp: Int32Array = new Int32Array(256);
+  private symLen = new Int32Array(256);
+  private symPrev = new Int32Array(256);
+  private symNext = new Int32Array(256);
+  private heapScore = new Float64Array(768);
+  private heapLeft = new Int32Array(768);
+  private heapRight = new Int32Array(768);
+  private heapSize = new Int32Array(768);
+  private heapMerged = new Int32Array(768);
+
+  constructor(model: SentencePieceModel, source = '<bytes>') {
+    const { pieces, trainerSpec: ts, normalizerSpec: ns } = model;
+    const bad = (msg: string): never => {
+      throw new OpenELMError('tokenizer', `tokenizer model ${source}: ${msg}`);
+    };
+    if (ts.modelType !== ModelType.BPE) {
+      bad(`model_type ${ModelType[ts.modelType] ?? ts.modelType} is not supported (only BPE)`);
+    }
+    if (ns.precompiledCharsmapLength > 0) {
+      bad(`normalizer '${ns.name}' with a precompiled charsmap is not supported (only 'identity')`);
+    }
+    if (ts.treatWhitespaceAsSuffix) bad('treat_whitespace_as_suffix is not supported');
+
+    this.model = model;
+    const n = pieces.length;
+    this.vocabSize = n;
+    this.pieces = new Array<string>(n);
+    this.types = new Uint8Array(n);
+    this.scores = new Float32Array(n);
+    this.pieceIds = new Map();
+    const normal = new Map<string, number>();
+    this.userDefined = new Map();
+    let hasUnused = false;
+    for (let i = 0; i < n; i++) {
+      const p = pieces[i];
+      this.pieces[i] = p.piece;
+      this.types[i] = p.type;
+      this.scores[i] = p.score;
+      const isNormal = p.type === PieceType.NORMAL || p.type === PieceType.USER_DEFINED || p.type === PieceType.UNUSED;
+      if (isNormal) {
+        if (normal.has(p.piece)) bad(`duplicate piece ${JSON.stringify(p.piece)} (ids ${normal.get(p.piece)} and ${i})`);
+        normal.set(p.piece, i);
+      } else {
+        if (this.pieceIds.has(p.piece)) bad(`duplicate piece ${JSON.stringify(p.piece)} at id ${i}`);
+        this.pieceIds.set(p.piece, i);
+      }
+      if (p.type === PieceType.UNUSED) hasUnused = true;
+      if (p.type === PieceType.USER_DEFINED) {
+        const k = p.piece.charCodeAt(0);
+        const list = this.userDefined.get(k) ?? [];
+        list.push(p.piece);
+        list.sort((a, b) => b.length - a.length);
+        this.userDefined.set(k, list);
+      }
+    }
+    this.hasUnused = hasUnused;
+    for (const [piece, id] of normal) if (!this.pieceIds.has(piece)) this.pieceIds.set(piece, id);
+
+    const lookup = (piece: string): number => this.pieceIds.get(piece) ?? -1;
+    const typed = (piece: string, type: PieceType): number => {
+      const id = lookup(piece);
+      return id >= 0 && this.types[id] === type ? id : -1;
+    };
+    this.unkId = typed(ts.unkPiece, PieceType.UNKNOWN);
+    if (this.unkId < 0) bad(`unk piece ${JSON.stringify(ts.unkPiece)} is missing or not of type UNKNOWN`);
+    this.bosId = typed(ts.bosPiece, PieceType.CONTROL);
+    this.eosId = typed(ts.eosPiece, PieceType.CONTROL);
+    this.padId = typed(ts.padPiece, PieceType.CONTROL);
+    this.unkSurface = ts.unkSurface;
+    this.byteFallback = ts.byteFallback;
+    this.addDummyPrefix = ns.addDummyPrefix;
+    this.removeExtraWhitespaces = ns.removeExtraWhitespaces;
+    this.escapeWhitespaces = ns.escapeWhitespaces;
+
+    this.byteToId = new Int32Array(256).fill(-1);
+    this.idToByte = new Int16Array(n).fill(-1);
+    for (let i = 0; i < n; i++) {
+      if (this.types[i] !== PieceType.BYTE) continue;
+      const m = /^<0x([0-9A-F]{2})>$/.exec(this.pieces[i]);
+      if (!m) bad(`byte piece ${JSON.stringify(this.pieces[i])} (id ${i}) is not of the form <0xXX>`);
+      const b = parseInt(m![1], 16);
+      this.byteToId[b] = i;
+      this.idToByte[i] = b;
+    }
+    if (this.byteFallback && this.byteToId.includes(-1)) {
+      bad('byte_fallback is set but not all 256 <0xXX> byte pieces are present');
+    }
+
+    // Symbols for single characters, plus pseudo-symbols for characters that only occur inside pieces.
+    this.bmpSymbol = new Int32Array(0x10000).fill(-1);
+    this.astralSymbol = new Map();
+    this.extraSymbolChar = [];
+    const setSym = (cp: number, s: number): void => {
+      if (cp < 0x10000) this.bmpSymbol[cp] = s;
+      else this.astralSymbol.set(cp, s);
+    };
+    const codePoints: number[][] = new Array(n);
+    for (const [piece, id] of normal) {
+      const cps = Array.from(piece, (c) => c.codePointAt(0)!);
+      codePoints[id] = cps;
+      if (cps.length === 1) setSym(cps[0], id);
+    }
+    for (const id of normal.values()) {
+      for (const cp of codePoints[id]) {
+        if (this.symbolOf(cp) < 0) {
+          setSym(cp, n + this.extraSymbolChar.length);
+          this.extraSymbolChar.push(cp);
+        }
+      }
+    }
+    // Merge table: every way of writing a mergeable piece as (symbol string) + (symbol string).
+    const symbolOfString = (s: string): number => {
+      const id = normal.get(s);
+      if (id !== undefined) return id;
+      const cp = s.codePointAt(0)!;
+      return s.length === (cp > 0xffff ? 2 : 1) ? this.symbolOf(cp) : -1;
+    };
+    this.merges = new PairTable(2 * n);
+    this.bigrams = new PairTable(4 * n);
+    for (const [piece, id] of normal) {
+      const cps = codePoints[id];
+      if (cps.length < 2) continue;
+      let unit = 0;
+      for (let j = 0; j + 1 < cps.length; j++) {
+        this.bigrams.set(this.symbolOf(cps[j]), this.symbolOf(cps[j + 1]), 1);
+        unit += cps[j] > 0xffff ? 2 : 1;
+        const l = symbolOfString(piece.slice(0, unit));
+        const r = symbolOfString(piece.slice(unit));
+        if (l >= 0 && r >= 0) this.merges.set(l, r, id);
+      }
+    }
+  }
+
+  /** Parses a SentencePiece model from bytes (browser-safe). `source` names it in errors. */
+  static fromBytes(bytes: Uint8Array, source = '<bytes>'): Tokenizer {
+    return new Tokenizer(parseSentencePieceModel(bytes, source), source);
+  }
+
+  /** Reads a `tokenizer.model` file (Node only). */
+  static fromFile(path: string | URL): Tokenizer {
+    const fs = nodeFs();
+    const name = typeof path === 'string' ? path : path.href;
+    let bytes: Uint8Array;
+    try {
+      bytes = fs.readFileSync(path);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'not found' : code === 'EISDIR' ? 'is a directory' : String((e as Error).message);
+      throw new OpenELMError('tokenizer', `cannot read tokenizer model ${name}: ${why}`);
+    }
+    return Tokenizer.fromBytes(bytes, name);
+  }
+
+  private symbolOf(cp: number): number {
+    return cp < 0x10000 ? this.bmpSymbol[cp] : (this.astralSymbol.get(cp) ?? -1);
+  }
+
+  idToPiece(id: number): string {
+    this.checkId(id);
+    return this.pieces[id];
+  }
+
+  /** SentencePiece's PieceToId: the id of `piece`, or unkId when it is not in the vocabulary. */
+  pieceToId(piece: string): number {
+    return this.pieceIds.get(piece) ?? this.unkId;
+  }
+
+  pieceType(id: number): PieceType {
+    this.checkId(id);
+    return this.types[id] as PieceType;
+  }
+
+  pieceScore(id: number): number {
+    this.checkId(id);
+    return this.scores[id];
+  }
+
+  isControl(id: number): boolean {
+    return id >= 0 && id < this.vocabSize && this.types[id] === PieceType.CONTROL;
+  }
+
+  isByte(id: number): boolean {
+    return id >= 0 && id < this.vocabSize && this.types[id] === PieceType.BYTE;
+  }
+
+  /** Byte value of a <0xXX> piece, or -1. */
+  byteValue(id: number): number {
+    return id >= 0 && id < this.vocabSize ? this.idToByte[id] : -1;
+  }
+
+  /** Drops the per-word cache (only useful for benchmarking a cold tokenizer). */
+  clearCache(): void {
+    this.cache = new Map();
+    this.cacheSize = 0;
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+      throw new OpenELMError('tokenizer', `token id ${id} is out of range [0, ${this.vocabSize})`);
+    }
+  }
+
+  /** SentencePiece normalization for the identity normalizer. */
+  normalize(text: string): string {
+    if (text.length === 0) return '';
+    let t = text;
+    if (this.removeExtraWhitespaces) {
+      t = t.replace(/ +/g, ' ');
+      let a = 0;
+      let b = t.length;
+      if (t.charCodeAt(0) === 0x20) a = 1;
+      if (b > a && t.charCodeAt(b - 1) === 0x20) b--;
+      t = t.slice(a, b);
+      if (t.length === 0) return '';
+    }
+    const space = this.escapeWhitespaces ? SPACE_SYMBOL : ' ';
+    if (this.escapeWhitespaces) t = t.replaceAll(' ', SPACE_SYMBOL);
+    return this.addDummyPrefix ? space + t : t;
+  }
+
+  encode(text: string, opts: EncodeOptions = {}): number[] {
+    const out: number[] = [];
+    if (opts.bos && this.bosId >= 0) out.push(this.bosId);
+    this.encodeNormalized(this.normalize(text), out);
+    if (!this.byteFallback) collapseUnknownRuns(out, this.unkId, opts.bos && this.bosId >= 0 ? 1 : 0);
+    if (opts.eos && this.eosId >= 0) out.push(this.eosId);
+    return out;
+  }
+
+  private ensureSegmentCapacity(n: number): void {
+    if (this.segSym.length >= n) return;
+    let cap = this.segSym.length;
+    while (cap < n) cap *= 2;
+    const grow = (a: Int32Array): Int32Array => {
+      const b = new Int32Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.segSym = grow(this.segSym);
+    this.segCp = grow(this.segCp);
+    this.symLen = new Int32Array(cap);
+    this.symPrev = new Int32Array(cap);
+    this.symNext = new Int32Array(cap);
+    this.heapScore = new Float64Array(3 * cap);
+    this.heapLeft = new Int32Array(3 * cap);
+    this.heapRight = new Int32Array(3 * cap);
+    this.heapSize = new Int32Array(3 * cap);
+    this.heapMerged = new Int32Array(3 * cap);
+  }
+
+  private encodeNormalized(norm: string, out: number[]): void {
+    const n = norm.length;
+    const bmp = this.bmpSymbol;
+    const bigrams = this.bigrams;
+    let count = 0;
+    let segStart = 0;
+    let prev = -1;
+    let hash = 0;
+    let i = 0;
+    while (i < n) {
+      let cp = norm.charCodeAt(i);
+      let w = 1;
+      if (cp >= 0xd800 && cp <= 0xdfff) {
+        // A JS string may hold a lone surrogate; it becomes U+FFFD, as TextEncoder would encode it
+        // and as SentencePiece's normalizer replaces malformed UTF-8.
+        const d = i + 1 < n ? norm.charCodeAt(i + 1) : 0;
+        if (cp <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+          cp = ((cp - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
+          w = 2;
+        } else {
+          cp = 0xfffd;
+        }
+      }
+      const s = cp < 0x10000 ? bmp[cp] : (this.astralSymbol.get(cp) ?? -1);
+      if (count > 0 && (s < 0 || prev < 0 || bigrams.get(prev, s) < 0)) {
+        this.encodePart(norm, segStart, i, count, hash, out);
+        segStart = i;
+        count = 0;
+        hash = 0;
+      }
+      hash = (Math.imul(hash, 0x01000193) ^ s) & 0x3fffffff;
+      if (count >= this.segSym.length) this.ensureSegmentCapacity(count + 1);
+      this.segSym[count] = s;
+      this.segCp[count] = cp;
+      count++;
+      prev = s;
+      i += w;
+    }
+    if (count > 0) this.encodePart(norm, segStart, n, count, hash, out);
+  }
+
+  /**
+   * Encodes norm[start, end), whose `count` characters are in segSym/segCp. The cache is keyed by
+   * the symbol sequence (hashed while scanning) rather than a substring, to avoid allocating one
+   * string per word.
+   */
+  private encodePart(norm: string, start: number, end: number, count: number, hash: number, out: number[]): void {
+    if (count === 1 && this.userDefined.size === 0) {
+      this.emitSymbol(this.segSym[0], this.segCp[0], out, null);
+      return;
+    }
+    const cacheable = count <= MAX_CACHED_PART && this.userDefined.size === 0;
+    const sym = this.segSym;
+    let head: CacheEntry | undefined;
+    if (cacheable) {
+      head = this.cache.get(hash);
+      for (let e = head; e !== undefined; e = e.next) {
+        const k = e.syms;
+        if (k.length !== count) continue;
+        let same = true;
+        for (let j = 0; j < count; j++) {
+          if (k[j] !== sym[j]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) {
+          const ids = e.ids;
+          for (let j = 0; j < ids.length; j++) out.push(ids[j]);
+          return;
+        }
+      }
+    }
+    const syms = cacheable ? sym.slice(0, count) : null;
+    const first = out.length;
+    this.bpe(norm, start, end, count, out);
+    if (syms !== null) {
+      if (this.cacheSize >= MAX_CACHE_ENTRIES) {
+        this.cache = new Map();
+        this.cacheSize = 0;
+        head = undefined;
+      }
+      this.cache.set(hash, { syms, ids: Int32Array.from(out.slice(first)), next: head });
+      this.cacheSize++;
+    }
+  }
+
+  /** SentencePiece's bpe_model.cc Encode on one part. */
+  private bpe(norm: string, start: number, end: number, count: number, out: number[]): void {
+    const sym = this.segSym;
+    const cps = this.segCp;
+    const len = this.symLen;
+    const prev = this.symPrev;
+    const next = this.symNext;
+    if (this.userDefined.size > 0) count = this.splitUserDefined(norm, start, end, count);
+    else for (let i = 0; i < count; i++) len[i] = 1;
+    for (let i = 0; i < count; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < count ? i + 1 : -1;
+    }
+
+    const hScore = this.heapScore;
+    const hLeft = this.heapLeft;
+    const hRight = this.heapRight;
+    const hSize = this.heapSize;
+    const hMerged = this.heapMerged;
+    const merges = this.merges;
+    const scores = this.scores;
+    let revMerge: Map<number, [number, number]> | null = null;
+    let hn = 0;
+
+    // Max-heap on (score desc, left asc).
+    const before = (a: number, b: number): boolean =>
+      hScore[a] > hScore[b] || (hScore[a] === hScore[b] && hLeft[a] < hLeft[b]);
+    const swap = (a: number, b: number): void => {
+      let t = hScore[a];
+      hScore[a] = hScore[b];
+      hScore[b] = t;
+      t = hLeft[a];
+      hLeft[a] = hLeft[b];
+      hLeft[b] = t;
+      t = hRight[a];
+      hRight[a] = hRight[b];
+      hRight[b] = t;
+      t = hSize[a];
+      hSize[a] = hSize[b];
+      hSize[b] = t;
+      t = hMerged[a];
+      hMerged[a] = hMerged[b];
+      hMerged[b] = t;
+    };
+    const push = (l: number, r: number): void => {
+      const m = merges.get(sym[l], sym[r]);
+      if (m < 0) return;
+      if (hn >= hScore.length) throw new Error('BPE heap overflow (bug)');
+      let i = hn++;
+      hScore[i] = scores[m];
+      hLeft[i] = l;
+      hRight[i] = r;
+      hSize[i] = len[l] + len[r];
+      hMerged[i] = m;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!before(i, p)) break;
+        swap(i, p);
+        i = p;
+      }
+      if (this.hasUnused && this.types[m] === PieceType.UNUSED) {
+        revMerge ??= new Map();
+        revMerge.set(m, [sym[l], sym[r]]);
+      }
+    };
+    const pop = (): void => {
+      hn--;
+      if (hn > 0) {
+        swap(0, hn);
+        let i = 0;
+        for (;;) {
+          const a = 2 * i + 1;
+          if (a >= hn) break;
+          const b = a + 1;
+          const c = b < hn && before(b, a) ? b : a;
+          if (!before(c, i)) break;
+          swap(c, i);
+          i = c;
+        }
+      }
+    };
+
+    for (let i = 1; i < count; i++) push(i - 1, i);
+    while (hn > 0) {
+      const l = hLeft[0];
+      const r = hRight[0];
+      const size = hSize[0];
+      const m = hMerged[0];
+      pop();
+      // Stale entry: one side was merged away or grew since the pair was queued.
+      if (len[l] === 0 || len[r] === 0 || len[l] + len[r] !== size) continue;
+      sym[l] = m;
+      len[l] = size;
+      len[r] = 0;
+      const nr = next[r];
+      next[l] = nr;
+      if (nr >= 0) prev[nr] = l;
+      if (prev[l] >= 0) push(prev[l], l);
+      if (nr >= 0) push(l, nr);
+    }
+    for (let i = 0; i >= 0; i = next[i]) this.emitSymbol(sym[i], cps[i], out, revMerge);
+  }
+
+  /** Re-splits the part's characters into initial symbols, matching user-defined pieces greedily. */
+  private splitUserDefined(norm: string, start: number, end: number, count: number): number {
+    const chars = Array.from(this.segSym.subarray(0, count));
+    const charCps = Array.from(this.segCp.subarray(0, count));
+    let k = 0;
+    let ci = 0;
+    let pos = start;
+    while (pos < end) {
+      const cands = this.userDefined.get(norm.charCodeAt(pos));
+      let matched = '';
+      if (cands) for (const c of cands) if (c.length <= end - pos && norm.startsWith(c, pos)) { matched = c; break; }
+      if (matched) {
+        const nChars = Array.from(matched).length;
+        this.segSym[k] = this.pieceIds.get(matched)!;
+        this.segCp[k] = charCps[ci];
+        this.symLen[k] = nChars;
+        ci += nChars;
+        pos += matched.length;
+      } else {
+        this.segSym[k] = chars[ci];
+        this.segCp[k] = charCps[ci];
+        this.symLen[k] = 1;
+        pos += charCps[ci] > 0xffff ? 2 : 1;
+        ci++;
+      }
+      k++;
+    }
+    return k;
+  }
+
+  /**
+   * Output for one final symbol: a mergeable piece id as is (UNUSED pieces re-split into the pair
+   * that formed them), anything else through PieceToId and, for unknowns, byte fallback.
+   */
+  private emitSymbol(s: number, cp: number, out: number[], revMerge: Map<number, [number, number]> | null): void {
+    if (s >= 0 && s < this.vocabSize) {
+      if (this.hasUnused && this.types[s] === PieceType.UNUSED) {
+        const pair = revMerge?.get(s);
+        if (pair) {
+          this.emitSymbol(pair[0], this.symbolChar(pair[0]), out, revMerge);
+          this.emitSymbol(pair[1], this.symbolChar(pair[1]), out, revMerge);
+          return;
+        }
+      }
+      out.push(s);
+      return;
+    }
+    const id = this.pieceIds.get(String.fromCodePoint(cp)) ?? this.unkId;
+    if (id !== this.unkId || !this.byteFallback) {
+      out.push(id);
+      return;
+    }
+    const bytes: number[] = [];
+    pushUtf8(cp, bytes);
+    for (const b of bytes) out.push(this.byteToId[b]);
+  }
+
+  private symbolChar(s: number): number {
+    if (s >= this.vocabSize) return this.extraSymbolChar[s - this.vocabSize];
+    return this.pieces[s].codePointAt(0)!;
+  }
+
+  /** Text of one non-byte piece, following SentencePiece's DecodeSentencePiece. */
+  decodePiece(id: number, isBosWs: boolean, skipSpecial: boolean): { text: string; bosWsSeen: boolean } {
+    const type = this.types[id];
+    if (type === PieceType.CONTROL) return { text: skipSpecial ? '' : this.pieces[id], bosWsSeen: false };
+    if (type === PieceType.UNKNOWN) return { text: this.unkSurface, bosWsSeen: false };
+    let piece = this.pieces[id];
+    let seen = false;
+    if (isBosWs && (this.addDummyPrefix || this.removeExtraWhitespaces) && piece.startsWith(SPACE_SYMBOL)) {
+      piece = piece.slice(SPACE_SYMBOL.length);
+      seen = !this.removeExtraWhitespaces;
+    }
+    return { text: piece.replaceAll(SPACE_SYMBOL, ' '), bosWsSeen: seen };
+  }
+
+  decode(ids: readonly number[], opts: DecodeOptions = {}): string {
+    const skipSpecial = opts.skipSpecial ?? true;
+    let text = '';
+    let isBosWs = true;
+    let bosWsSeen = false;
+    const bytes: number[] = [];
+    for (const id of ids) {
+      this.checkId(id);
+      const b = this.idToByte[id];
+      if (b >= 0) {
+        bytes.push(b);
+        continue;
+      }
+      if (bytes.length > 0) {
+        text += decodeByteRun(bytes, 0, bytes.length);
+        bytes.length = 0;
+      }
+      if (bosWsSeen || text.length > 0) isBosWs = false;
+      const r = this.decodePiece(id, isBosWs, skipSpecial);
+      bosWsSeen = r.bosWsSeen;
+      text += r.text;
+    }
+    if (bytes.length > 0) text += decodeByteRun(bytes, 0, bytes.length);
+    return text;
+  }
+}
+
+interface CacheEntry {
+  syms: Int32Array;
+  ids: Int32Array;
+  /** Next entry with the same hash. */
+  next: CacheEntry | undefined;
+}
+
+/** In SentencePiece without byte fallback, a run of unknown pieces is reported as one <unk>. */
+function collapseUnknownRuns(ids: number[], unkId: number, from: number): void {
+  let w = from;
+  for (let r = from; r < ids.length; r++) {
+    if (ids[r] === unkId && w > from && ids[w - 1] === unkId) continue;
+    ids[w++] = ids[r];
+  }
+  ids.length = w;
+}
+
+type NodeFs = typeof import('node:fs');
+
+/** node:fs without a static import, so this module also loads in a browser (fromBytes only). */
+export function nodeFs(): NodeFs {
+  const proc = (globalThis as { process?: NodeJS.Process }).process;
+  const fs = proc?.getBuiltinModule?.('node:fs') as NodeFs | undefined;
+  if (!fs) {
+    throw new OpenELMError(
+      'tokenizer',
+      'reading tokenizer files needs Node >= 20.16 (process.getBuiltinModule); use Tokenizer.fromBytes instead',
+    );
+  }
+  return fs;
+}
