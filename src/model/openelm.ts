@@ -64,8 +64,17 @@ class Workspace {
   }
 }
 
+/**
+ * Debug hook: called with intermediate activations (rows × width, row-major) during forward.
+ * Names: embed, and per layer attn_norm, qkv (before QK-norm/RoPE), qkv_rope, attn, attn_out, h,
+ * ffn_norm, ffn_out, block_out; then final_norm (layer -1). Used by the golden tests.
+ */
+export type Tap = (layer: number, name: string, data: Float32Array) => void;
+
 export class OpenELM {
   private ws: Workspace;
+  /** Set to observe intermediate activations (slows the forward pass slightly). */
+  tap: Tap | null = null;
   private cos: Float32Array = new Float32Array(0);
   private sin: Float32Array = new Float32Array(0);
   private ropeLen = 0;
@@ -183,6 +192,8 @@ export class OpenELM {
     this.ensureRope(maxPos);
     const x = ws.x.subarray(0, M * D), xn = ws.xn.subarray(0, M * D);
     be.embedding(x, this.weights.embed, ids);
+    const tap = this.tap, tmp = ws.tmp.subarray(0, M * D);
+    tap?.(-1, 'embed', x);
     for (let l = 0; l < c.numLayers; l++) {
       const L = this.weights.layers[l];
       const Q = c.numQueryHeads[l], H = c.numKvHeads[l], F = c.ffnDims[l];
@@ -190,8 +201,11 @@ export class OpenELM {
       const qkv = ws.qkv.subarray(0, M * W), att = ws.att.subarray(0, M * Q * hd);
       // attention
       be.rmsnorm(xn, x, L.attnNorm, M, D, c.normEps);
+      tap?.(l, 'attn_norm', xn);
       be.linear(qkv, xn, L.qkv, M);
+      tap?.(l, 'qkv', qkv);
       be.qkNormRope(qkv, M, ws.pos, Q, H, hd, L.qNorm, L.kNorm, this.cos, this.sin, c.normEps);
+      tap?.(l, 'qkv_rope', qkv);
       let r0 = 0;
       for (const it of items) {
         const S = it.tokens.length, P = it.cache.length;
@@ -200,9 +214,16 @@ export class OpenELM {
         be.attention(att.subarray(r0 * Q * hd, (r0 + S) * Q * hd), q, it.cache.k[l], it.cache.v[l], S, P, Q, H, hd, it.cache.capacity);
         r0 += S;
       }
-      be.linear(x, att, L.out, M, true);
+      if (tap) {
+        tap(l, 'attn', att);
+        be.linear(tmp, att, L.out, M);
+        tap(l, 'attn_out', tmp);
+        be.addInPlace(x, tmp, M * D);
+        tap(l, 'h', x);
+      } else be.linear(x, att, L.out, M, true);
       // feed-forward
       be.rmsnorm(xn, x, L.ffnNorm, M, D, c.normEps);
+      tap?.(l, 'ffn_norm', xn);
       const g = ws.g.subarray(0, M * F);
       if (c.ffnWithGlu) {
         const u = ws.u.subarray(0, M * 2 * F);
@@ -212,7 +233,12 @@ export class OpenELM {
         be.linear(g, xn, L.proj1, M);
         be.silu(g, g, M * F);
       }
-      be.linear(x, g, L.proj2, M, true);
+      if (tap) {
+        be.linear(tmp, g, L.proj2, M);
+        tap(l, 'ffn_out', tmp);
+        be.addInPlace(x, tmp, M * D);
+        tap(l, 'block_out', x);
+      } else be.linear(x, g, L.proj2, M, true);
     }
     for (const it of items) it.cache.length += it.tokens.length;
   }
@@ -225,6 +251,7 @@ export class OpenELM {
     for (let i = 0; i < n; i++) sel.set(ws.x.subarray(rows[i] * D, rows[i] * D + D), i * D);
     const normed = ws.xn.length >= n * D ? ws.xn.subarray(0, n * D) : be.alloc(n * D);
     be.rmsnorm(normed, sel, this.weights.norm, n, D, c.normEps);
+    this.tap?.(-1, 'final_norm', normed);
     be.linear(out, normed, this.weights.head, n);
   }
 
