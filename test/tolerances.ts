@@ -6,8 +6,9 @@
 export interface Tol { atol: number; rtol: number; }
 
 export const TOL = {
-  /** JS reference backend, fp32 storage with f64 accumulation: logits and activations vs fp64 golden. */
-  refLogits: { atol: 1e-4, rtol: 1e-4 },
+  /** JS reference backend, fp32 storage with f64 accumulation: logits and activations vs fp64 golden.
+   *  Measured max abs logits error 9.5e-7 over the three golden models (2026-11-26). */
+  refLogits: { atol: 1e-5, rtol: 1e-5 },
   refActivations: { atol: 1e-5, rtol: 1e-4 },
   /** Fast (WASM SIMD, f32 accumulation) backends vs the JS reference. */
   fastVsRef: { atol: 1e-4, rtol: 1e-3 },
