@@ -1,0 +1,80 @@
+// Cross-entropy over the vocabulary with an ignore index, plus CoreNet's optional z-loss
+// (spec §4.1):  loss = mean_valid(lse − logit[target]) + zLoss · mean_valid(lse²),
+// where lse is the max-subtracted logsumexp of a row and "valid" means target ≠ ignoreIndex.
+// CoreNet's own implementation also adds lse² of padded rows (whose logits it zeroes) to the logged
+// value; we follow the spec's recommendation and average over valid tokens only.
+
+import { OpenELMError } from '../core/errors.js';
+import type { FloatArray } from './kernels.js';
+
+/** CoreNet's z-loss coefficient, used when z-loss is switched on without a value. */
+export const DEFAULT_Z_LOSS = 1e-4;
+/** PyTorch's default ignore_index. OpenELM pretraining uses the pad id 32000. */
+export const DEFAULT_IGNORE_INDEX = -100;
+
+/** Resolve the user-facing z-loss option: true → 1e-4, false/undefined → 0, a number as given. */
+export function zLossCoefficient(z: number | boolean | undefined): number {
+  if (z === undefined || z === false) return 0;
+  if (z === true) return DEFAULT_Z_LOSS;
+  if (!Number.isFinite(z) || z < 0) throw new OpenELMError('usage', `z-loss coefficient must be a non-negative number, got ${z}`);
+  return z;
+}
+
+/** Number of targets that count towards the mean (target ≠ ignoreIndex). */
+export function countValid(targets: ArrayLike<number>, ignoreIndex: number): number {
+  let n = 0;
+  for (let i = 0; i < targets.length; i++) if (targets[i] !== ignoreIndex) n++;
+  return n;
+}
+
+export interface LossSums { ceSum: number; lseSqSum: number; }
+
+/**
+ * For `rows` logit rows of width V with their targets (none equal to ignoreIndex; callers drop
+ * those rows): accumulates Σ(lse − logit[t]) and Σ lse², and, when gradScale ≠ 0, OVERWRITES the
+ * logits with d/dlogits of gradScale · Σ_rows [(lse − logit[t]) + zLoss · lse²]:
+ * gradScale · (softmax · (1 + 2·zLoss·lse) − onehot(t)).
+ */
+export function crossEntropyRows(logits: FloatArray, targets: ArrayLike<number>, rows: number, V: number,
+  zLoss: number, gradScale: number): LossSums {
+  let ceSum = 0, lseSqSum = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * V, t = targets[r];
+    if (!(t >= 0 && t < V) || !Number.isInteger(t)) {
+      throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index`);
+    }
+    let mx = -Infinity;
+    for (let j = 0; j < V; j++) if (logits[o + j] > mx) mx = logits[o + j];
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += Math.exp(logits[o + j] - mx);
+    const lse = mx + Math.log(sum);
+    ceSum += lse - logits[o + t];
+    lseSqSum += lse * lse;
+    if (gradScale !== 0) {
+      const k = gradScale * (1 + 2 * zLoss * lse);
+      for (let j = 0; j < V; j++) logits[o + j] = k * Math.exp(logits[o + j] - lse);
+      logits[o + t] -= gradScale;
+    }
+  }
+  return { ceSum, lseSqSum };
+}
+
+export interface CrossEntropyResult { loss: number; ce: number; zloss: number; validTokens: number; }
+
+/**
+ * Standalone loss over [rows, V] logits (no gradient); the reference the fused training path is
+ * tested against. zloss is the weighted term, so loss = ce + zloss.
+ */
+export function crossEntropyLoss(logits: FloatArray, targets: ArrayLike<number>, V: number,
+  opts: { ignoreIndex?: number; zLoss?: number | boolean } = {}): CrossEntropyResult {
+  const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, z = zLossCoefficient(opts.zLoss);
+  let ceSum = 0, lseSqSum = 0, n = 0;
+  for (let r = 0; r < targets.length; r++) {
+    if (targets[r] === ignore) continue;
+    const s = crossEntropyRows(logits.subarray(r * V, (r + 1) * V), [targets[r]], 1, V, z, 0);
+    ceSum += s.ceSum; lseSqSum += s.lseSqSum; n++;
+  }
+  if (n === 0) return { loss: 0, ce: 0, zloss: 0, validTokens: 0 };
+  const ce = ceSum / n, zl = z * lseSqSum / n;
+  return { loss: ce + zl, ce, zloss: zl, validTokens: n };
+}
