@@ -1,0 +1,120 @@
+// One shared WebAssembly.Memory holding every weight, activation, KV cache and scratch buffer, with
+// a first-fit allocator over it. Views handed out stay valid when the memory grows (a shared
+// memory never moves), but each growth makes `memory.buffer` a new SharedArrayBuffer object, so
+// ownership is tracked by remembering every buffer object a view was made from.
+
+import { OpenELMError } from '../../core/errors.js';
+import { Wasm, type WasmMemory } from './wasm-api.js';
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;             // wasm32: 4 GiB
+export const MAX_BYTES = MAX_PAGES * PAGE;
+const ALIGN = 64;
+
+interface Block { off: number; size: number; }
+
+export class SharedArena {
+  readonly memory: WasmMemory;
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  private readonly live = new Map<number, number>();   // offset -> size
+  private freeList: Block[] = [];                      // sorted by offset, coalesced
+  private top: number;
+  private pristine: number;                            // bytes at or above this were never handed out
+
+  constructor(readonly base: number, initialBytes = 64 << 20) {
+    const pages = Math.max(Math.ceil(base / PAGE) + 1, Math.ceil(initialBytes / PAGE));
+    this.memory = new Wasm!.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
+    this.top = base;
+    this.pristine = base;
+  }
+
+  /** The current buffer (a new object after each growth), remembered as ours. */
+  buffer(): SharedArrayBuffer {
+    const b = this.memory.buffer as unknown as SharedArrayBuffer;
+    this.buffers.add(b);
+    return b;
+  }
+
+  /** Whether a view points into this memory. */
+  owns(v: ArrayBufferView): boolean { return this.buffers.has(v.buffer); }
+
+  get bytesInUse(): number { let n = 0; for (const s of this.live.values()) n += s; return n; }
+  get bytesReserved(): number { return this.memory.buffer.byteLength; }
+
+  /** Allocate `bytes` (zero-filled), returning the byte offset. */
+  allocBytes(bytes: number, what = 'buffer'): number {
+    if (!Number.isFinite(bytes) || bytes < 0) throw new OpenELMError('usage', `cannot allocate ${bytes} bytes for ${what}`);
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    for (let i = 0; i < this.freeList.length; i++) {
+      const b = this.freeList[i];
+      if (b.size < size) continue;
+      const off = b.off;
+      if (b.size === size) this.freeList.splice(i, 1);
+      else { b.off += size; b.size -= size; }
+      this.live.set(off, size);
+      new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);
+      return off;
+    }
+    const off = this.top;
+    const end = off + size;
+    if (end > MAX_BYTES) {
+      const gib = (x: number) => (x / 2 ** 30).toFixed(2);
+      throw new OpenELMError('memory', `the wasm backend keeps everything in one WebAssembly memory, capped at 4 GiB; ` +
+        `${what} (${gib(size)} GiB) does not fit next to the ${gib(this.bytesInUse)} GiB already allocated. ` +
+        `Load the weights with a smaller dtype (bf16, q8 or q4), or use the js backend`);
+    }
+    this.ensure(end);
+    if (off < this.pristine) new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);
+    this.top = end;
+    this.pristine = Math.max(this.pristine, end);
+    this.live.set(off, size);
+    return off;
+  }
+
+  /** Return a block to the allocator (its views must no longer be used). */
+  freeBytes(off: number): void {
+    const size = this.live.get(off);
+    if (size === undefined) throw new OpenELMError('usage', `no live wasm allocation at offset ${off}`);
+    this.live.delete(off);
+    let lo = 0, hi = this.freeList.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (this.freeList[mid].off < off) lo = mid + 1; else hi = mid; }
+    this.freeList.splice(lo, 0, { off, size });
+    // coalesce with neighbours
+    if (lo + 1 < this.freeList.length && this.freeList[lo].off + this.freeList[lo].size === this.freeList[lo + 1].off) {
+      this.freeList[lo].size += this.freeList[lo + 1].size;
+      this.freeList.splice(lo + 1, 1);
+    }
+    if (lo > 0 && this.freeList[lo - 1].off + this.freeList[lo - 1].size === this.freeList[lo].off) {
+      this.freeList[lo - 1].size += this.freeList[lo].size;
+      this.freeList.splice(lo, 1);
+      lo--;
+    }
+    // give the tail back to the bump pointer
+    const last = this.freeList[this.freeList.length - 1];
+    if (last && last.off + last.size === this.top) { this.top = last.off; this.freeList.pop(); }
+  }
+
+  /** The size of a live allocation starting at off, or undefined. */
+  sizeOf(off: number): number | undefined { return this.live.get(off); }
+
+  private ensure(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    const cur = have / PAGE;
+    const need = Math.ceil(end / PAGE);
+    // Grow in steps of at least 1/8 of the current size so many small allocations do not each grow.
+    const want = Math.min(MAX_PAGES, Math.max(need, cur + Math.ceil(cur / 8)));
+    try {
+      this.memory.grow(want - cur);
+    } catch {
+      try { this.memory.grow(need - cur); } catch (e) {
+        throw new OpenELMError('memory', `cannot grow the WebAssembly memory to ${(end / 2 ** 30).toFixed(2)} GiB ` +
+          `(${(e as Error).message}); load the weights with a smaller dtype (bf16, q8 or q4)`);
+      }
+    }
+  }
+
+  f32(off: number, n: number): Float32Array { return new Float32Array(this.buffer(), off, n); }
+  i32(off: number, n: number): Int32Array { return new Int32Array(this.buffer(), off, n); }
+  u8(off: number, n: number): Uint8Array { return new Uint8Array(this.buffer(), off, n); }
+}

@@ -1,0 +1,73 @@
+// Loading the compiled kernels: pick the relaxed-SIMD build when this runtime validates it
+// (Node 20 needs V8's --experimental-wasm-relaxed-simd, which can be switched on at run time before
+// compiling), else the plain SIMD128 build. The argument-slot layouts mirror kernels/index.as.
+
+import v8 from 'node:v8';
+import { OpenELMError } from '../../core/errors.js';
+import { KERNELS_RELAXED, KERNELS_SIMD128 } from './kernels.generated.js';
+import { Wasm, type WasmModule } from './wasm-api.js';
+
+export const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
+
+/** Entry points the pool runs chunk by chunk: `(argsPtr, tid, chunk, chunks) => void`. */
+export const KERNEL_NAMES = ['k_linear', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu', 'k_add',
+  'k_storekv', 'k_embedding'] as const;
+export type KernelName = typeof KERNEL_NAMES[number];
+
+export interface KernelExports {
+  selfTest(): number;
+  gemmScratch(): number;
+  prepBytes(K: number): number;
+  k_prep_x(args: number): void;
+}
+
+export const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4 } as const;
+
+let cached: { module: WasmModule; relaxed: boolean } | null = null;
+
+function bytes(b64: string): Uint8Array { return new Uint8Array(Buffer.from(b64, 'base64')); }
+
+/** Whether this runtime can run WebAssembly SIMD with shared memory at all. */
+export function wasmAvailable(): boolean {
+  try {
+    return Wasm !== undefined && typeof SharedArrayBuffer === 'function' &&
+      Wasm.validate(bytes(KERNELS_SIMD128));
+  } catch { return false; }
+}
+
+/** Compile the kernels once per process. `relaxed: false` forces the SIMD128 build. */
+export async function loadKernels(opts: { relaxed?: boolean } = {}): Promise<{ module: WasmModule; relaxed: boolean }> {
+  if (!Wasm) throw new OpenELMError('wasm', 'this JavaScript runtime has no WebAssembly; use the js backend');
+  const api = Wasm;
+  const wantRelaxed = opts.relaxed ?? true;
+  if (cached && cached.relaxed === wantRelaxed) return cached;
+  let relaxed = false;
+  if (wantRelaxed) {
+    const rb = bytes(KERNELS_RELAXED);
+    relaxed = api.validate(rb);
+    if (!relaxed) {
+      try { v8.setFlagsFromString(RELAXED_FLAG); relaxed = api.validate(rb); } catch { relaxed = false; }
+    }
+  }
+  let module: WasmModule | null = null;
+  if (relaxed) {
+    // Relaxed instructions are implementation-defined at the edges; make sure this engine gives
+    // what the kernels assume, else use the plain build.
+    try {
+      const m = await api.compile(bytes(KERNELS_RELAXED));
+      const inst = await api.instantiate(m, { env: { memory: new api.Memory({ initial: 1, maximum: 1, shared: true }) } });
+      if ((inst.exports as unknown as KernelExports).selfTest() === 1) module = m;
+    } catch { /* fall through to SIMD128 */ }
+    relaxed = module !== null;
+  }
+  if (!module) {
+    try {
+      module = await api.compile(bytes(KERNELS_SIMD128));
+    } catch (e) {
+      throw new OpenELMError('wasm', `cannot compile the WebAssembly SIMD kernels (${(e as Error).message}); use the js backend`);
+    }
+  }
+  const r = { module, relaxed };
+  if (wantRelaxed) cached = r;
+  return r;
+}

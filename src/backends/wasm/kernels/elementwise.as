@@ -1,0 +1,147 @@
+// Memory-bound row kernels: RMSNorm, fused per-head QK-RMSNorm + rotate-half RoPE, SwiGLU, SiLU,
+// x += y, KV-cache stores and embedding rows. Each takes a [r0, r1) range so threads can split rows.
+
+import { fmadd, hsum, vsilu } from './simd';
+import { dequantRow } from './gemm';
+
+/** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w for rows [r0, r1). */
+export function rmsnormRows(out: usize, x: usize, w: usize, dim: i32, eps: f32, r0: i32, r1: i32): void {
+  const d4 = dim & ~3;
+  for (let r = r0; r < r1; r++) {
+    const xo = x + ((<usize>r * <usize>dim) << 2), oo = out + ((<usize>r * <usize>dim) << 2);
+    let a = f32x4.splat(0), b = a;
+    let i = 0;
+    for (; i + 8 <= dim; i += 8) {
+      const v = v128.load(xo + (<usize>i << 2)), u = v128.load(xo + (<usize>i << 2), 16);
+      a = fmadd(v, v, a); b = fmadd(u, u, b);
+    }
+    for (; i < d4; i += 4) { const v = v128.load(xo + (<usize>i << 2)); a = fmadd(v, v, a); }
+    let ss = hsum(f32x4.add(a, b));
+    for (; i < dim; i++) { const v = load<f32>(xo + (<usize>i << 2)); ss += v * v; }
+    const inv: f32 = <f32>1 / sqrt<f32>(ss / <f32>dim + eps);
+    const iv = f32x4.splat(inv);
+    i = 0;
+    for (; i < d4; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(oo + o, f32x4.mul(f32x4.mul(v128.load(xo + o), iv), v128.load(w + o)));
+    }
+    for (; i < dim; i++) {
+      const o = <usize>i << 2;
+      store<f32>(oo + o, (load<f32>(xo + o) * inv) * load<f32>(w + o));
+    }
+  }
+}
+
+/**
+ * Rows [r0, r1) of qkv laid out [Q·hd | Hkv·hd | Hkv·hd]: RMSNorm each q head with qn and each k
+ * head with kn (0 = no norm), then rotate-half RoPE with row r's cos/sin at cs + r·half·4 and
+ * sn + r·half·4 (the caller gathers the rows of its tables for the rows' positions).
+ */
+export function qkNormRopeRows(qkv: usize, cs: usize, sn: usize, Q: i32, Hkv: i32, hd: i32,
+  qn: usize, kn: usize, eps: f32, r0: i32, r1: i32): void {
+  const W = (Q + 2 * Hkv) * hd, half = hd >> 1, h4 = half & ~3, d4 = hd & ~3;
+  for (let r = r0; r < r1; r++) {
+    const c = cs + ((<usize>r * <usize>half) << 2), s = sn + ((<usize>r * <usize>half) << 2);
+    for (let h = 0; h < Q + Hkv; h++) {
+      const o = qkv + ((<usize>r * <usize>W + <usize>h * <usize>hd) << 2);
+      const nw = h < Q ? qn : kn;
+      if (nw) {
+        let a = f32x4.splat(0);
+        let i = 0;
+        for (; i < d4; i += 4) { const v = v128.load(o + (<usize>i << 2)); a = fmadd(v, v, a); }
+        let ss = hsum(a);
+        for (; i < hd; i++) { const v = load<f32>(o + (<usize>i << 2)); ss += v * v; }
+        const inv: f32 = <f32>1 / sqrt<f32>(ss / <f32>hd + eps);
+        const iv = f32x4.splat(inv);
+        i = 0;
+        for (; i < d4; i += 4) {
+          const p = <usize>i << 2;
+          v128.store(o + p, f32x4.mul(f32x4.mul(v128.load(o + p), iv), v128.load(nw + p)));
+        }
+        for (; i < hd; i++) { const p = <usize>i << 2; store<f32>(o + p, (load<f32>(o + p) * inv) * load<f32>(nw + p)); }
+      }
+      const o2 = o + (<usize>half << 2);
+      let j = 0;
+      for (; j < h4; j += 4) {
+        const p = <usize>j << 2;
+        const a = v128.load(o + p), b = v128.load(o2 + p), cv = v128.load(c + p), sv = v128.load(s + p);
+        v128.store(o + p, f32x4.sub(f32x4.mul(a, cv), f32x4.mul(b, sv)));
+        v128.store(o2 + p, f32x4.add(f32x4.mul(b, cv), f32x4.mul(a, sv)));
+      }
+      for (; j < half; j++) {
+        const p = <usize>j << 2;
+        const a = load<f32>(o + p), b = load<f32>(o2 + p), cv = load<f32>(c + p), sv = load<f32>(s + p);
+        store<f32>(o + p, a * cv - b * sv);
+        store<f32>(o2 + p, b * cv + a * sv);
+      }
+    }
+  }
+}
+
+/** out[r, j] = silu(u[r, j]) · u[r, F + j] for flat indices [i0, i1) of the [rows, F] output. */
+export function swigluRange(out: usize, u: usize, F: i32, i0: i32, i1: i32): void {
+  let i = i0;
+  while (i < i1) {
+    const r = i / F, j0 = i - r * F;
+    const jEnd = min(F, j0 + (i1 - i));
+    const g = u + ((<usize>r * <usize>(2 * F)) << 2), v = g + (<usize>F << 2), o = out + ((<usize>r * <usize>F) << 2);
+    let j = j0;
+    for (; j + 4 <= jEnd; j += 4) {
+      const p = <usize>j << 2;
+      v128.store(o + p, f32x4.mul(vsilu(v128.load(g + p)), v128.load(v + p)));
+    }
+    for (; j < jEnd; j++) {
+      const p = <usize>j << 2;
+      store<f32>(o + p, f32x4.extract_lane(vsilu(f32x4.splat(load<f32>(g + p))), 0) * load<f32>(v + p));
+    }
+    i += jEnd - j0;
+  }
+}
+
+export function siluRange(out: usize, u: usize, i0: i32, i1: i32): void {
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) { const p = <usize>i << 2; v128.store(out + p, vsilu(v128.load(u + p))); }
+  for (; i < i1; i++) { const p = <usize>i << 2; store<f32>(out + p, f32x4.extract_lane(vsilu(f32x4.splat(load<f32>(u + p))), 0)); }
+}
+
+export function addRange(x: usize, y: usize, i0: i32, i1: i32): void {
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) { const p = <usize>i << 2; v128.store(x + p, f32x4.add(v128.load(x + p), v128.load(y + p))); }
+  for (; i < i1; i++) { const p = <usize>i << 2; store<f32>(x + p, load<f32>(x + p) + load<f32>(y + p)); }
+}
+
+/** Copy the k and v heads of S qkv rows into [Hkv, cap, hd] caches at positions P.. */
+export function storeKV(kc: usize, vc: usize, qkv: usize, S: i32, P: i32, Q: i32, Hkv: i32, hd: i32, cap: i32): void {
+  const W = (Q + 2 * Hkv) * hd, bytes = <usize>hd << 2;
+  for (let s = 0; s < S; s++) {
+    for (let h = 0; h < Hkv; h++) {
+      const dst = (<usize>(h * cap + P + s) * <usize>hd) << 2;
+      const row = qkv + ((<usize>s * <usize>W) << 2);
+      memory.copy(kc + dst, row + ((<usize>(Q + h) * <usize>hd) << 2), bytes);
+      memory.copy(vc + dst, row + ((<usize>(Q + Hkv + h) * <usize>hd) << 2), bytes);
+    }
+  }
+}
+
+/**
+ * out[r] = dequantized table row ids[r] for r in [r0, r1), bit-identical to the reference: q4's
+ * q·scale + min is evaluated in f64 and rounded once, as the JS reference does (the f32 product
+ * would round twice without a fused multiply-add).
+ */
+export function embeddingRows(out: usize, dtype: i32, data: usize, scales: usize, mins: usize, D: i32, ids: usize, r0: i32, r1: i32): void {
+  for (let r = r0; r < r1; r++) {
+    const row = load<i32>(ids + (<usize>r << 2)), dst = out + ((<usize>r * <usize>D) << 2);
+    if (dtype != 4) { dequantRow(dtype, data, scales, mins, D, row, 0, D, dst); continue; }
+    const e0 = <usize>row * <usize>D;
+    for (let b: usize = 0; b < <usize>D; b += 32) {
+      const blk = (e0 + b) >> 5;
+      const sc = <f64>load<f32>(scales + (blk << 2)), mn = <f64>load<f32>(mins + (blk << 2));
+      const src = data + (blk << 4), d = dst + (b << 2);
+      for (let j: usize = 0; j < 16; j++) {
+        const byte = <u32>load<u8>(src + j);
+        store<f32>(d + (j << 2), <f32>(<f64>(byte & 15) * sc + mn));
+        store<f32>(d + ((j + 16) << 2), <f32>(<f64>(byte >> 4) * sc + mn));
+      }
+    }
+  }
+}

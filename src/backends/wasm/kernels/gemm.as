@@ -1,0 +1,211 @@
+// GEMM (prefill, several tokens): out[M,N] (+)= x[M,K] · Wᵀ with W row-major [N, K] in any dtype.
+// Goto-style blocking: each work chunk is a range of output columns; for every NC×KC block of W it
+// dequantizes and packs the block into panels [NC/8][KC][8] f32 in its scratch (L2-resident), then
+// runs a register-blocked 4×8 micro-kernel (8 f32x4 accumulators, the best tile for V8's 16 xmm
+// registers) over all rows of x. Packing costs O(N·K) per call against O(M·N·K) of arithmetic.
+
+import { fmadd } from './simd';
+
+export const KC: i32 = 256;          // multiple of 32 so q8/q4 blocks never straddle a chunk
+export const NC: i32 = 128;
+export const PANEL_BYTES: i32 = NC * KC * 4;
+export const TMP_BYTES: i32 = 8 * KC * 4;
+export const GEMM_SCRATCH: i32 = PANEL_BYTES + TMP_BYTES + KC * 4 + 128;
+
+/** dst[0..len) = row r of W, columns [k0, k0+len), as f32 (k0 and len multiples of 32 for q8/q4). */
+export function dequantRow(dtype: i32, data: usize, scales: usize, mins: usize, K: i32, r: i32, k0: i32, len: i32, dst: usize): void {
+  const e0 = <usize>r * <usize>K + <usize>k0;   // element index of the first value
+  if (dtype == 0) { memory.copy(dst, data + (e0 << 2), <usize>len << 2); return; }
+  if (dtype == 1 || dtype == 2) {
+    const src = data + (e0 << 1);
+    const len8 = len & ~7;
+    let i = 0;
+    for (; i < len8; i += 8) {
+      const v = v128.load(src + (<usize>i << 1));
+      let lo = i32x4.shl(i32x4.extend_low_i16x8_u(v), 16);
+      let hi = i32x4.shl(i32x4.extend_high_i16x8_u(v), 16);
+      if (dtype == 2) { lo = f16hi(lo); hi = f16hi(hi); }
+      v128.store(dst + (<usize>i << 2), lo);
+      v128.store(dst + (<usize>i << 2), hi, 16);
+    }
+    for (; i < len; i++) {
+      const h = i32x4.splat(<i32>load<u16>(src + (<usize>i << 1)) << 16);
+      store<f32>(dst + (<usize>i << 2), f32x4.extract_lane(dtype == 2 ? f16hi(h) : h, 0));
+    }
+    return;
+  }
+  if (dtype == 3) {
+    let src = data + e0, sp = scales + ((e0 >> 5) << 2), d = dst;
+    for (let i = 0; i < len; i += 32) {
+      const s = f32x4.splat(load<f32>(sp));
+      for (let j: usize = 0; j < 32; j += 8) {
+        const h = v128.load8x8_s(src + j);
+        v128.store(d + (j << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s));
+        v128.store(d + (j << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s), 16);
+      }
+      src += 32; sp += 4; d += 128;
+    }
+    return;
+  }
+  // q4
+  let src = data + (e0 >> 1), sp = scales + ((e0 >> 5) << 2), mp = mins + ((e0 >> 5) << 2), d = dst;
+  for (let i = 0; i < len; i += 32) {
+    const s = f32x4.splat(load<f32>(sp)), m = f32x4.splat(load<f32>(mp));
+    const v = v128.load(src);
+    const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+    nib16(d, i16x8.extend_low_i8x16_u(lo), s, m);
+    nib16(d + 32, i16x8.extend_high_i8x16_u(lo), s, m);
+    nib16(d + 64, i16x8.extend_low_i8x16_u(hi), s, m);
+    nib16(d + 96, i16x8.extend_high_i8x16_u(hi), s, m);
+    src += 16; sp += 4; mp += 4; d += 128;
+  }
+}
+
+@inline function nib16(d: usize, h: v128, s: v128, m: v128): void {
+  v128.store(d, fmadd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(h)), s, m));
+  v128.store(d, fmadd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(h)), s, m), 16);
+}
+
+@inline function f16hi(v: v128): v128 {
+  const b = v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000));
+  return f32x4.mul(b, f32x4.splat(5.192296858534828e33));
+}
+
+/**
+ * Transpose 8 f32 rows (row r at src + r·stride, kc values) into one panel [kc][8].
+ * Rows r ≥ nr read from `zero` (kc zeros).
+ */
+function packPanel(dst: usize, src: usize, stride: usize, nr: i32, kc: i32, zero: usize): void {
+  const r0 = src, r1 = nr > 1 ? src + stride : zero, r2 = nr > 2 ? src + 2 * stride : zero, r3 = nr > 3 ? src + 3 * stride : zero;
+  const r4 = nr > 4 ? src + 4 * stride : zero, r5 = nr > 5 ? src + 5 * stride : zero;
+  const r6 = nr > 6 ? src + 6 * stride : zero, r7 = nr > 7 ? src + 7 * stride : zero;
+  const kc4 = kc & ~3;
+  let k = 0;
+  for (; k < kc4; k += 4) {
+    const o = <usize>k << 2;
+    const a0 = v128.load(r0 + o), a1 = v128.load(r1 + o), a2 = v128.load(r2 + o), a3 = v128.load(r3 + o);
+    const b0 = v128.load(r4 + o), b1 = v128.load(r5 + o), b2 = v128.load(r6 + o), b3 = v128.load(r7 + o);
+    const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
+    const u0 = v128.shuffle<f32>(b0, b1, 0, 4, 1, 5), u1 = v128.shuffle<f32>(b0, b1, 2, 6, 3, 7);
+    const u2 = v128.shuffle<f32>(b2, b3, 0, 4, 1, 5), u3 = v128.shuffle<f32>(b2, b3, 2, 6, 3, 7);
+    const d = dst + (<usize>k << 5);
+    v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
+    v128.store(d, v128.shuffle<f32>(u0, u2, 0, 1, 4, 5), 16);
+    v128.store(d, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), 32);
+    v128.store(d, v128.shuffle<f32>(u0, u2, 2, 3, 6, 7), 48);
+    v128.store(d, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), 64);
+    v128.store(d, v128.shuffle<f32>(u1, u3, 0, 1, 4, 5), 80);
+    v128.store(d, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), 96);
+    v128.store(d, v128.shuffle<f32>(u1, u3, 2, 3, 6, 7), 112);
+  }
+  for (; k < kc; k++) {
+    const o = <usize>k << 2, d = dst + (<usize>k << 5);
+    store<f32>(d, load<f32>(r0 + o)); store<f32>(d, load<f32>(r1 + o), 4);
+    store<f32>(d, load<f32>(r2 + o), 8); store<f32>(d, load<f32>(r3 + o), 12);
+    store<f32>(d, load<f32>(r4 + o), 16); store<f32>(d, load<f32>(r5 + o), 20);
+    store<f32>(d, load<f32>(r6 + o), 24); store<f32>(d, load<f32>(r7 + o), 28);
+  }
+}
+
+/** c[4][8] (+)= a[4][kc] · panel[kc][8]; a rows lda bytes apart, c rows ldc bytes apart. */
+function micro4x8(a: usize, lda: usize, b: usize, kc: i32, c: usize, ldc: usize, ld: i32): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  const c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
+  if (ld) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c1); c11 = v128.load(c1, 16);
+    c20 = v128.load(c2); c21 = v128.load(c2, 16);
+    c30 = v128.load(c3); c31 = v128.load(c3, 16);
+  }
+  let a0 = a, a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
+  let p = b;
+  const end = b + (<usize>kc << 5);
+  while (p < end) {
+    const b0 = v128.load(p), b1 = v128.load(p, 16);
+    const x0 = v128.load32_splat(a0);
+    c00 = fmadd(x0, b0, c00); c01 = fmadd(x0, b1, c01);
+    const x1 = v128.load32_splat(a1);
+    c10 = fmadd(x1, b0, c10); c11 = fmadd(x1, b1, c11);
+    const x2 = v128.load32_splat(a2);
+    c20 = fmadd(x2, b0, c20); c21 = fmadd(x2, b1, c21);
+    const x3 = v128.load32_splat(a3);
+    c30 = fmadd(x3, b0, c30); c31 = fmadd(x3, b1, c31);
+    a0 += 4; a1 += 4; a2 += 4; a3 += 4; p += 32;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c1, c10); v128.store(c1, c11, 16);
+  v128.store(c2, c20); v128.store(c2, c21, 16);
+  v128.store(c3, c30); v128.store(c3, c31, 16);
+}
+
+/** c[1][8] (+)= a[1][kc] · panel[kc][8]. */
+function micro1x8(a: usize, b: usize, kc: i32, c: usize, ld: i32): void {
+  let c00 = f32x4.splat(0), c01 = c00, d00 = c00, d01 = c00;
+  if (ld) { c00 = v128.load(c); c01 = v128.load(c, 16); }
+  let k = 0, p = b, q = a;
+  for (; k + 2 <= kc; k += 2) {
+    const x0 = v128.load32_splat(q), x1 = v128.load32_splat(q, 4);
+    c00 = fmadd(x0, v128.load(p), c00); c01 = fmadd(x0, v128.load(p, 16), c01);
+    d00 = fmadd(x1, v128.load(p, 32), d00); d01 = fmadd(x1, v128.load(p, 48), d01);
+    p += 64; q += 8;
+  }
+  if (k < kc) {
+    const x0 = v128.load32_splat(q);
+    c00 = fmadd(x0, v128.load(p), c00); c01 = fmadd(x0, v128.load(p, 16), c01);
+  }
+  v128.store(c, f32x4.add(c00, d00)); v128.store(c, f32x4.add(c01, d01), 16);
+}
+
+/** Output columns [n0, n1) of the GEMM (n0 a multiple of 8). */
+export function gemm(out: usize, x: usize, data: usize, scales: usize, mins: usize, dtype: i32,
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32): void {
+  if (n0 >= n1) return;
+  const panel = scr, tmp = scr + PANEL_BYTES, zero = tmp + TMP_BYTES, ctile = zero + (<usize>KC << 2);
+  memory.fill(zero, 0, <usize>KC << 2);
+  const lda = <usize>K << 2, ldc = <usize>N << 2;
+  for (let nb = n0; nb < n1; nb += NC) {
+    const nc = min(NC, n1 - nb);
+    for (let k0 = 0; k0 < K; k0 += KC) {
+      const kc = min(KC, K - k0);
+      // pack: nc rows of W (columns k0..k0+kc) into ceil(nc/8) panels
+      for (let p = 0; p < nc; p += 8) {
+        const nr = min(8, nc - p);
+        const dst = panel + <usize>p * <usize>kc * 4;
+        if (dtype == 0) {
+          packPanel(dst, data + ((<usize>(nb + p) * <usize>K + <usize>k0) << 2), lda, nr, kc, zero);
+        } else {
+          for (let r = 0; r < nr; r++) dequantRow(dtype, data, scales, mins, K, nb + p + r, k0, kc, tmp + <usize>r * (<usize>KC << 2));
+          packPanel(dst, tmp, <usize>KC << 2, nr, kc, zero);
+        }
+      }
+      const ld = acc != 0 || k0 > 0 ? 1 : 0;
+      let m = 0;
+      for (; m < M; m += 4) {
+        const mr = min(4, M - m);
+        const a = x + ((<usize>m * <usize>K + <usize>k0) << 2);
+        for (let p = 0; p < nc; p += 8) {
+          const nr = min(8, nc - p);
+          const pp = panel + <usize>p * <usize>kc * 4;
+          const c = out + ((<usize>m * <usize>N + <usize>(nb + p)) << 2);
+          if (nr == 8) {
+            if (mr == 4) micro4x8(a, lda, pp, kc, c, ldc, ld);
+            else for (let i = 0; i < mr; i++) micro1x8(a + <usize>i * lda, pp, kc, c + <usize>i * ldc, ld);
+          } else {
+            for (let i = 0; i < mr; i++) {
+              for (let j = 0; j < 8; j++) {
+                store<f32>(ctile + (<usize>(i * 8 + j) << 2), ld && j < nr ? load<f32>(c + <usize>i * ldc + (<usize>j << 2)) : 0);
+              }
+            }
+            if (mr == 4) micro4x8(a, lda, pp, kc, ctile, 32, 1);
+            else for (let i = 0; i < mr; i++) micro1x8(a + <usize>i * lda, pp, kc, ctile + <usize>i * 32, 1);
+            for (let i = 0; i < mr; i++) {
+              for (let j = 0; j < nr; j++) store<f32>(c + <usize>i * ldc + (<usize>j << 2), load<f32>(ctile + (<usize>(i * 8 + j) << 2)));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+

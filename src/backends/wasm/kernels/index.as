@@ -1,0 +1,118 @@
+// Exported kernel entry points. Every entry takes a pointer to its argument slots (i32 or f32,
+// 4 bytes each, written by the TypeScript side), the calling thread's index (which scratch area
+// it owns) and a chunk of the work: chunk c of nc. Threads claim chunks dynamically (pool.ts), so
+// a thread the OS deschedules delays the call by at most one chunk.
+// Slot layouts are mirrored in ../kernels.ts (ARG constants); keep them in sync.
+
+import { part } from './simd';
+import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, deinterleave8, quantizeX } from './gemv';
+import { gemm, GEMM_SCRATCH } from './gemm';
+import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
+import { attentionItems } from './attention';
+
+/** Scratch bytes per thread the GEMM packing needs. */
+export function gemmScratch(): i32 { return GEMM_SCRATCH; }
+
+@inline function ai(a: usize, i: i32): i32 { return load<i32>(a + (<usize>i << 2)); }
+@inline function ap(a: usize, i: i32): usize { return <usize>load<u32>(a + (<usize>i << 2)); }
+@inline function af(a: usize, i: i32): f32 { return load<f32>(a + (<usize>i << 2)); }
+
+
+// linear: 0 out, 1 x, 2 data, 3 scales, 4 mins, 5 dtype, 6 M, 7 N, 8 K, 9 acc, 10 scratch, 11 stride,
+//         12 gemv (M = 1, x prepared by k_prep_x into 13), 13 prepared x
+export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
+  const out = ap(a, 0), x = ap(a, 1), data = ap(a, 2), scales = ap(a, 3), mins = ap(a, 4);
+  const dtype = ai(a, 5), M = ai(a, 6), N = ai(a, 7), K = ai(a, 8), acc = ai(a, 9);
+  if (ai(a, 12) == 0) {
+    const scr = ap(a, 10) + <usize>tid * ap(a, 11);
+    gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, part(N, c, nc, 8), part(N, c + 1, nc, 8));
+    return;
+  }
+  const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
+  if (n0 >= n1) return;
+  const xp = ap(a, 13);
+  if (dtype == 0) gemvF32(out, x, data, K, n0, n1, acc);
+  else if (dtype == 1) gemvBf16(out, x, xp, data, K, n0, n1, acc);
+  else if (dtype == 2) gemvF16(out, x, xp, data, K, n0, n1, acc);
+  else {
+    const q16 = xp, q8 = xp + (<usize>K << 1), qd = xp + <usize>K * 3, qs = qd + (<usize>K >> 3);
+    if (dtype == 3) gemvQ8(out, q16, qd, data, scales, K, n0, n1, acc);
+    else gemvQ4(out, q16, q8, qd, qs, data, scales, mins, K, n0, n1, acc);
+  }
+}
+
+/** Bytes the prepared x of a K-input GEMV needs (see k_prep_x). */
+export function prepBytes(K: i32): i32 { return 4 * K + 64; }
+
+/** Prepare the single input row of a GEMV once, before the threads start: split for 16-bit
+ * weights, quantized to int8 blocks for q8/q4. Same slots as k_linear. */
+export function k_prep_x(a: usize): void {
+  const x = ap(a, 1), dtype = ai(a, 5), K = ai(a, 8), xp = ap(a, 13);
+  if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
+  else if (dtype >= 3) quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+}
+
+// rmsnorm: 0 out, 1 x, 2 w, 3 rows, 4 dim, 5 eps
+export function k_rmsnorm(a: usize, tid: i32, c: i32, nc: i32): void {
+  const rows = ai(a, 3);
+  rmsnormRows(ap(a, 0), ap(a, 1), ap(a, 2), ai(a, 4), af(a, 5), part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
+}
+
+// qk norm + rope: 0 qkv, 1 cos rows, 2 sin rows, 3 rows, 4 Q, 5 Hkv, 6 hd, 7 qNorm, 8 kNorm, 9 eps
+export function k_qkrope(a: usize, tid: i32, c: i32, nc: i32): void {
+  const rows = ai(a, 3);
+  qkNormRopeRows(ap(a, 0), ap(a, 1), ap(a, 2), ai(a, 4), ai(a, 5), ai(a, 6), ap(a, 7), ap(a, 8), af(a, 9),
+    part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
+}
+
+// attention: 0 out, 1 qkv, 2 kc, 3 vc, 4 S, 5 P, 6 Q, 7 Hkv, 8 hd, 9 cap, 10 scratch, 11 stride
+export function k_attention(a: usize, tid: i32, c: i32, nc: i32): void {
+  attentionItems(ap(a, 0), ap(a, 1), ap(a, 2), ap(a, 3), ai(a, 4), ai(a, 5), ai(a, 6), ai(a, 7), ai(a, 8), ai(a, 9),
+    ap(a, 10) + <usize>tid * ap(a, 11), c, nc);
+}
+
+// swiglu: 0 out, 1 u, 2 rows, 3 F
+export function k_swiglu(a: usize, tid: i32, c: i32, nc: i32): void {
+  const n = ai(a, 2) * ai(a, 3);
+  swigluRange(ap(a, 0), ap(a, 1), ai(a, 3), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+}
+
+// silu: 0 out, 1 u, 2 n
+export function k_silu(a: usize, tid: i32, c: i32, nc: i32): void {
+  const n = ai(a, 2);
+  siluRange(ap(a, 0), ap(a, 1), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+}
+
+// add: 0 x, 1 y, 2 n
+export function k_add(a: usize, tid: i32, c: i32, nc: i32): void {
+  const n = ai(a, 2);
+  addRange(ap(a, 0), ap(a, 1), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+}
+
+// storekv: 0 kc, 1 vc, 2 qkv, 3 S, 4 P, 5 Q, 6 Hkv, 7 hd, 8 cap (single-threaded: a few memcpys)
+export function k_storekv(a: usize, tid: i32, c: i32, nc: i32): void {
+  if (c != 0) return;
+  storeKV(ap(a, 0), ap(a, 1), ap(a, 2), ai(a, 3), ai(a, 4), ai(a, 5), ai(a, 6), ai(a, 7), ai(a, 8));
+}
+
+// embedding: 0 out, 1 dtype, 2 data, 3 scales, 4 mins, 5 D, 6 ids, 7 n
+export function k_embedding(a: usize, tid: i32, c: i32, nc: i32): void {
+  const n = ai(a, 7);
+  embeddingRows(ap(a, 0), ai(a, 1), ap(a, 2), ap(a, 3), ap(a, 4), ai(a, 5), ap(a, 6), part(n, c, nc, 1), part(n, c + 1, nc, 1));
+}
+
+/**
+ * 1 when this build's relaxed-SIMD instructions give the results the kernels rely on (the 7-bit
+ * dot must be exact; fused or unfused multiply-add are both fine), checked once at load time.
+ */
+export function selfTest(): i32 {
+  if (!ASC_FEATURE_RELAXED_SIMD) return 1;
+  const a = i8x16(-128, 127, -1, 5, -7, 100, -100, 3, 0, 1, -2, 3, -4, 5, -6, 7);
+  const b = i8x16(15, 15, 0, 127, 9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+  const d = i16x8.relaxed_dot_i8x16_i7x16_s(a, b);
+  const ok = i16x8.extract_lane_s(d, 0) == -128 * 15 + 127 * 15 && i16x8.extract_lane_s(d, 1) == 5 * 127 &&
+    i16x8.extract_lane_s(d, 2) == -63 + 100 && i16x8.extract_lane_s(d, 3) == -200 + 9 &&
+    i16x8.extract_lane_s(d, 7) == -60 + 77;
+  const m = f32x4.extract_lane(f32x4.relaxed_madd(f32x4.splat(1.5), f32x4.splat(2), f32x4.splat(0.25)), 0);
+  return ok && m == 3.25 ? 1 : 0;
+}

@@ -1,0 +1,79 @@
+// SIMD helpers shared by every kernel (AssemblyScript, compiled by scripts/build-wasm.mjs).
+// The module is compiled twice: once for plain SIMD128 and once with relaxed SIMD, where
+// ASC_FEATURE_RELAXED_SIMD is true and the helpers below use the fused / dot forms.
+
+/** a·b + c (fused when relaxed SIMD is available: results may differ in the last bit). */
+@inline export function fmadd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  else return f32x4.add(f32x4.mul(a, b), c);
+}
+
+@inline export function zero4(): v128 { return f32x4.splat(0); }
+
+/** Sum of the 4 lanes. */
+@inline export function hsum(v: v128): f32 {
+  const t = f32x4.add(v, v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+  const u = f32x4.add(t, v128.shuffle<f32>(t, t, 1, 0, 3, 2));
+  return f32x4.extract_lane(u, 0);
+}
+
+/** [Σa, Σb, Σc, Σd]: the lane sums of four vectors in one vector. */
+@inline export function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(v128.shuffle<f32>(a, b, 0, 4, 1, 5), v128.shuffle<f32>(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(v128.shuffle<f32>(c, d, 0, 4, 1, 5), v128.shuffle<f32>(c, d, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(ab, cd, 0, 1, 4, 5), v128.shuffle<f32>(ab, cd, 2, 3, 6, 7));
+}
+
+@inline export function hmax(v: v128): f32 {
+  const t = f32x4.max(v, v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+  const u = f32x4.max(t, v128.shuffle<f32>(t, t, 1, 0, 3, 2));
+  return f32x4.extract_lane(u, 0);
+}
+
+/**
+ * exp(x) lane-wise: 2^n · e^r with n = round(x·log2 e) and r reduced in two steps (Cody–Waite),
+ * e^r from Cephes' degree-6 expf polynomial (about 2 ulp). x is clamped to [-87.3, 88.3] so the
+ * result stays a normal float: exp of anything below -87.3 comes out as ~1e-38 instead of 0.
+ */
+@inline export function vexp(x0: v128): v128 {
+  const x = f32x4.min(f32x4.max(x0, f32x4.splat(-87.3)), f32x4.splat(88.3));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = fmadd(n, f32x4.splat(-0.693359375), x);
+  r = fmadd(n, f32x4.splat(2.12194440e-4), r);
+  let p = f32x4.splat(1.9875691500e-4);
+  p = fmadd(p, r, f32x4.splat(1.3981999507e-3));
+  p = fmadd(p, r, f32x4.splat(8.3334519073e-3));
+  p = fmadd(p, r, f32x4.splat(4.1665795894e-2));
+  p = fmadd(p, r, f32x4.splat(1.6666665459e-1));
+  p = fmadd(p, r, f32x4.splat(5.0000001201e-1));
+  p = fmadd(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
+  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, e);
+}
+
+@inline export function expf(x: f32): f32 { return f32x4.extract_lane(vexp(f32x4.splat(x)), 0); }
+
+/** silu(a) = a / (1 + exp(-a)). */
+@inline export function vsilu(a: v128): v128 {
+  return f32x4.div(a, f32x4.add(f32x4.splat(1), vexp(f32x4.neg(a))));
+}
+
+/** Start of thread tid's share when n items are split into nt chunks whose boundaries are multiples of align. */
+@inline export function part(n: i32, tid: i32, nt: i32, align: i32): i32 {
+  const units = (n + align - 1) / align;
+  return min(n, <i32>((<i64>units * tid) / nt) * align);
+}
+
+// bf16 / f16 bit patterns held in the upper 16 bits of a 32-bit lane (low bits ignored) → f32.
+/** bf16 is the upper half of an f32: just clear the low half. */
+@inline export function bf16hiToF32(v: v128): v128 { return v128.and(v, i32x4.splat(0xffff0000)); }
+
+/**
+ * f16 → f32: move exponent and mantissa down 3 bits (the sign stays put via an arithmetic
+ * shift and a mask), then scale by 2^112 to rebias the exponent. Exact for normal and subnormal
+ * halves; Inf/NaN halves come out as finite ±2^16·(1+m) (weights never hold them).
+ */
+@inline export function f16hiToF32(v: v128): v128 {
+  const b = v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000));
+  return f32x4.mul(b, f32x4.splat(5.192296858534828e33));
+}
