@@ -16,7 +16,7 @@ import {
   JsGemm, attentionBackward, attentionForward, qkNormRopeBackward, qkNormRopeForward, rmsnormBackward,
   rmsnormForward, siluBackward, siluForward, swigluBackward, swigluForward, type FloatArray,
 } from '../src/train/kernels.js';
-import { crossEntropyLoss, crossEntropyRows } from '../src/train/loss.js';
+import { countValid, crossEntropyLoss, crossEntropyRows, gradAccumScales } from '../src/train/loss.js';
 import { TrainableModel, type ForwardBackwardOptions } from '../src/train/model-grad.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
@@ -256,6 +256,23 @@ test('recomputation gives the same loss and gradients', () => {
   assert.deepEqual(Array.from(a.grads), Array.from(b.grads));
 });
 
+test('activation buffers are reused across batch shapes and can be released', () => {
+  const hf = { num_transformer_layers: 2, qkv_multipliers: [0.5, 1.0], ffn_multipliers: [1.0, 2.0] };
+  const fresh = model(hf, 'f32'), reused = model(hf, 'f32');
+  const V = fresh.config.vocabSize;
+  const small = batch(1, 4, V, 21, 1), big = batch(3, 7, V, 22, 2);
+  reused.forwardBackward(big.inputs, big.targets, 3, 7); // grow to 21 rows, then run 4
+  reused.zeroGrad();
+  const a = reused.forwardBackward(small.inputs, small.targets, 1, 4, { zLoss: true });
+  const b = fresh.forwardBackward(small.inputs, small.targets, 1, 4, { zLoss: true });
+  assert.equal(a.loss, b.loss);
+  assert.deepEqual(Array.from(reused.grads), Array.from(fresh.grads));
+  reused.releaseActivations();
+  reused.zeroGrad();
+  assert.equal(reused.forwardBackward(small.inputs, small.targets, 1, 4, { zLoss: true }).loss, b.loss);
+  assert.deepEqual(Array.from(reused.grads), Array.from(fresh.grads));
+});
+
 test('gradient accumulation: two micro-batches equal one batch of both', () => {
   const hf = { num_transformer_layers: 2, qkv_multipliers: [0.5, 1.0], ffn_multipliers: [1.0, 2.0] };
   const whole = model(hf, 'f64'), acc = model(hf, 'f64');
@@ -277,13 +294,16 @@ test('gradient accumulation: two micro-batches equal one batch of both', () => {
     const inputs = new Int32Array([...a.inputs, ...b.inputs]), targets = new Int32Array([...a.targets, ...b.targets]);
     whole.zeroGrad(); acc.zeroGrad();
     whole.forwardBackward(inputs, targets, 4, T);
-    const na = 2 * T, nb = 2 * (T - 3);
-    acc.forwardBackward(a.inputs, a.targets, 2, T, { gradScale: na / (na + nb) });
-    acc.forwardBackward(b.inputs, b.targets, 2, T, { gradScale: nb / (na + nb) });
+    const [sa, sb] = gradAccumScales([countValid(a.targets, -100), countValid(b.targets, -100)], 'token');
+    assert.ok(Math.abs(sa - 2 * T / (4 * T - 6)) < 1e-15);
+    acc.forwardBackward(a.inputs, a.targets, 2, T, { gradScale: sa });
+    acc.forwardBackward(b.inputs, b.targets, 2, T, { gradScale: sb });
     assertClose(acc.grads, whole.grads, { atol: 1e-13, rtol: 1e-10 }, 'grads (token-weighted)');
     acc.zeroGrad();
-    acc.forwardBackward(a.inputs, a.targets, 2, T, { gradScale: 0.5 });
-    acc.forwardBackward(b.inputs, b.targets, 2, T, { gradScale: 0.5 });
+    const [ma, mb] = gradAccumScales([2 * T, 2 * (T - 3)]);
+    assert.deepEqual([ma, mb], [0.5, 0.5]);
+    acc.forwardBackward(a.inputs, a.targets, 2, T, { gradScale: ma });
+    acc.forwardBackward(b.inputs, b.targets, 2, T, { gradScale: mb });
     assert.ok(!allclose(acc.grads, whole.grads, { atol: 1e-9, rtol: 1e-6 }).ok);
   }
 });

@@ -78,3 +78,20 @@ export function crossEntropyLoss(logits: FloatArray, targets: ArrayLike<number>,
   const ce = ceSum / n, zl = z * lseSqSum / n;
   return { loss: ce + zl, ce, zloss: zl, validTokens: n };
 }
+
+/**
+ * gradScale for each of the k micro-batches accumulated into one optimizer step.
+ *
+ * 'mean' (what `grad_accum: k` means here): every micro-batch's mean loss weighs 1/k, whatever its
+ * number of valid tokens. This is CoreNet's semantics, where each GPU averages over its own
+ * micro-batch and DDP then averages the GPUs' gradients; with equal valid counts it equals one
+ * batch of all k micro-batches.
+ * 'token': weights n_i / Σn, so the step equals one big batch's mean over all valid tokens even
+ * when padding differs (needs the counts before the first backward; see countValid).
+ */
+export function gradAccumScales(validTokens: readonly number[], mode: 'mean' | 'token' = 'mean'): number[] {
+  const k = validTokens.length;
+  if (mode === 'mean') return validTokens.map(() => 1 / k);
+  const total = validTokens.reduce((a, b) => a + b, 0);
+  return validTokens.map((n) => (total > 0 ? n / total : 0));
+}

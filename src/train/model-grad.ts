@@ -39,9 +39,10 @@ export interface ForwardBackwardOptions {
   /** z-loss coefficient; true means CoreNet's 1e-4. Default off. */
   zLoss?: number | boolean;
   /**
-   * Multiplies this micro-batch's gradient contribution. Gradient accumulation over k micro-batches
-   * with CoreNet/DDP semantics (mean of per-micro-batch means) uses 1/k; token-weighted
-   * accumulation uses validTokens_i / Σ validTokens.
+   * Multiplies this micro-batch's gradient contribution (not the returned loss). Gradient
+   * accumulation over k micro-batches: `grad_accum: k` means CoreNet/DDP semantics, the mean of
+   * the per-micro-batch means, i.e. 1/k each; token-weighted accumulation uses n_i / Σn. See
+   * gradAccumScales in loss.ts.
    */
   gradScale?: number;
 }
@@ -91,6 +92,9 @@ export class TrainableModel {
   // Backward scratch.
   private dres!: FloatArray; private dxn!: FloatArray; private dqkv!: FloatArray; private datt!: FloatArray;
   private du!: FloatArray; private dg!: FloatArray; private gbuf!: FloatArray; private xTmp!: FloatArray;
+  // Fused head + loss chunk buffers (headRows × D / × V).
+  private headRows = 0;
+  private headX!: FloatArray; private headLogits!: FloatArray; private headDx!: FloatArray;
 
   constructor(readonly config: OpenELMConfig, opts: TrainableModelOptions = {}) {
     this.dtype = opts.dtype ?? 'f32';
@@ -156,7 +160,11 @@ export class TrainableModel {
 
   /** Drop activation buffers (they are re-allocated on the next call). */
   releaseActivations(): void {
-    this.cap = 0; this.xs = []; this.acts = [];
+    this.cap = 0; this.xs = []; this.acts = []; this.headRows = 0;
+    const e = this.alloc(0);
+    this.xf = this.dres = this.dxn = this.dqkv = this.datt = this.du = this.dg = this.gbuf = this.xTmp = e;
+    this.headX = this.headLogits = this.headDx = e;
+    this.rstdF = new Float64Array(0);
     if (this.gemm instanceof JsGemm) this.gemm.release();
   }
 
@@ -283,7 +291,11 @@ export class TrainableModel {
     const rowsIdx = new Int32Array(n);
     for (let r = 0, k = 0; r < M; r++) if (targets[r] !== ignore) rowsIdx[k++] = r;
     const CH = Math.max(1, Math.min(this.headChunkRows, n));
-    const xc = this.alloc(CH * D), logits = this.alloc(CH * V), dxc = this.alloc(CH * D);
+    if (this.headRows < CH) {
+      this.headX = this.alloc(CH * D); this.headLogits = this.alloc(CH * V); this.headDx = this.alloc(CH * D);
+      this.headRows = CH;
+    }
+    const xc = this.headX, logits = this.headLogits, dxc = this.headDx;
     const tc = new Int32Array(CH);
     let ceSum = 0, lseSqSum = 0;
     const scale = backward ? gradScale / n : 0;
