@@ -1,0 +1,169 @@
+// Chat templates: turning a list of messages into the prompt text an instruct model was trained on,
+// and that text into token ids.
+//
+// OpenELM's HF repos ship no chat template. The -Instruct models were DPO-tuned with the template in
+// apple/corenet projects/openelm/instruction_tuning/openelm-instruct.yaml (Zephyr style); it is
+// built in here as CORENET_INSTRUCT_TEMPLATE and rendered natively (the test suite checks that the
+// native rendering equals what @huggingface/jinja, i.e. HF's apply_chat_template with trim_blocks and
+// lstrip_blocks, makes of the template string). Any other Jinja template (a file, or the
+// `chat_template` of a model folder's tokenizer_config.json) is rendered with @huggingface/jinja.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Template } from '@huggingface/jinja';
+import { OpenELMError } from '../core/errors.js';
+import { readJsonFile } from '../io/json.js';
+
+export type ChatRole = 'system' | 'user' | 'assistant';
+
+export interface ChatMessage {
+  role: ChatRole | (string & {});
+  content: string;
+}
+
+export interface RenderOptions {
+  /** End with the assistant header so the model writes the next reply (default true). */
+  addGenerationPrompt?: boolean;
+}
+
+export interface ChatTemplate {
+  /** Where the template came from: "builtin:corenet-instruct", a file path, or a tokenizer_config.json path. */
+  readonly source: string;
+  /** The special-token strings the template writes (`</s>`, `<s>` for Llama-2). */
+  readonly eosToken: string;
+  readonly bosToken: string;
+  render(messages: readonly ChatMessage[], opts?: RenderOptions): string;
+}
+
+/** The `chat_template` string of CoreNet's openelm-instruct.yaml, byte for byte. */
+export const CORENET_INSTRUCT_TEMPLATE =
+  "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + eos_token }}\n" +
+  "{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n" +
+  "{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n" +
+  "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+
+const LLAMA_BOS = '<s>';
+const LLAMA_EOS = '</s>';
+
+function checkMessages(messages: readonly ChatMessage[]): void {
+  if (!Array.isArray(messages)) throw new OpenELMError('usage', 'chat messages must be an array of {role, content}');
+  messages.forEach((m, i) => {
+    if (!m || typeof m !== 'object') throw new OpenELMError('usage', `chat message ${i} must be an object {role, content}`);
+    if (typeof m.role !== 'string') throw new OpenELMError('usage', `chat message ${i} needs a string "role"`);
+    if (typeof m.content !== 'string') throw new OpenELMError('usage', `chat message ${i} (${m.role}) needs a string "content"`);
+  });
+}
+
+/**
+ * The CoreNet instruct format, rendered as Jinja would render CORENET_INSTRUCT_TEMPLATE: each
+ * message is `<|role|>\n` + content + `</s>` + `\n`; the generation prompt `<|assistant|>\n` follows
+ * the last message. Like the template, unknown roles are skipped silently; the generation prompt is
+ * only written when there is at least one message (it lives inside the template's loop).
+ */
+export function corenetInstructTemplate(): ChatTemplate {
+  return {
+    source: 'builtin:corenet-instruct',
+    eosToken: LLAMA_EOS,
+    bosToken: LLAMA_BOS,
+    render(messages, opts = {}) {
+      checkMessages(messages);
+      const gen = opts.addGenerationPrompt ?? true;
+      let out = '';
+      for (const m of messages) {
+        if (m.role === 'user' || m.role === 'system' || m.role === 'assistant') out += `<|${m.role}|>\n${m.content}${LLAMA_EOS}\n`;
+      }
+      if (gen && messages.length > 0) out += '<|assistant|>\n';
+      return out;
+    },
+  };
+}
+
+export interface JinjaTemplateOptions {
+  source?: string;
+  bosToken?: string;
+  eosToken?: string;
+  /** Extra variables visible to the template (HF's chat_template_kwargs). */
+  variables?: Record<string, unknown>;
+}
+
+/** A Jinja chat template rendered by @huggingface/jinja (HF's trim_blocks + lstrip_blocks semantics). */
+export function jinjaTemplate(text: string, opts: JinjaTemplateOptions = {}): ChatTemplate {
+  const source = opts.source ?? '<inline template>';
+  let tpl: Template;
+  try {
+    tpl = new Template(text);
+  } catch (e) {
+    throw new OpenELMError('template', `chat template ${source} does not parse: ${(e as Error).message}`);
+  }
+  const bosToken = opts.bosToken ?? LLAMA_BOS, eosToken = opts.eosToken ?? LLAMA_EOS;
+  return {
+    source, bosToken, eosToken,
+    render(messages, ropts = {}) {
+      checkMessages(messages);
+      try {
+        return tpl.render({
+          ...opts.variables,
+          messages: messages.map((m) => ({ ...m })),
+          bos_token: bosToken, eos_token: eosToken,
+          add_generation_prompt: ropts.addGenerationPrompt ?? true,
+        });
+      } catch (e) {
+        throw new OpenELMError('template', `chat template ${source} failed to render: ${(e as Error).message}`);
+      }
+    },
+  };
+}
+
+/** tokenizer_config.json stores special tokens as strings or as {content: string} objects. */
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return undefined;
+}
+
+/** The chat_template of a tokenizer_config.json, or undefined when it has none. */
+export function templateFromTokenizerConfig(file: string): ChatTemplate | undefined {
+  const cfg = readJsonFile(file, 'tokenizer config');
+  if (!cfg || typeof cfg !== 'object') throw new OpenELMError('template', `${file}: expected a JSON object`);
+  const c = cfg as Record<string, unknown>;
+  let text: unknown = c.chat_template;
+  if (text === undefined || text === null) return undefined;
+  // Newer configs hold a list of named templates; "default" is the chat one.
+  if (Array.isArray(text)) {
+    const named = text as { name?: unknown; template?: unknown }[];
+    const pick = named.find((t) => t && t.name === 'default') ?? named[0];
+    text = pick?.template;
+  }
+  if (typeof text !== 'string') throw new OpenELMError('template', `${file}: "chat_template" must be a string or a list of {name, template}`);
+  return jinjaTemplate(text, { source: file, bosToken: tokenString(c.bos_token), eosToken: tokenString(c.eos_token) });
+}
+
+export interface ResolveTemplateOptions {
+  /** A Jinja template file (--chat-template FILE); wins over everything else. */
+  file?: string;
+  /** A model folder whose tokenizer_config.json may carry a chat_template. */
+  modelDir?: string;
+}
+
+/** The template to use: an explicit file, else the model folder's, else CoreNet's instruct format. */
+export function resolveChatTemplate(opts: ResolveTemplateOptions = {}): ChatTemplate {
+  if (opts.file !== undefined) {
+    if (!fs.existsSync(opts.file) || !fs.statSync(opts.file).isFile()) throw new OpenELMError('usage', `chat template file ${opts.file} does not exist`);
+    const text = fs.readFileSync(opts.file, 'utf8');
+    // A tokenizer_config.json given as the template file is accepted too.
+    if (opts.file.endsWith('.json')) {
+      const t = templateFromTokenizerConfig(opts.file);
+      if (!t) throw new OpenELMError('template', `${opts.file} has no "chat_template"`);
+      return t;
+    }
+    return jinjaTemplate(text, { source: opts.file });
+  }
+  if (opts.modelDir !== undefined) {
+    const f = path.join(opts.modelDir, 'tokenizer_config.json');
+    if (fs.existsSync(f)) {
+      const t = templateFromTokenizerConfig(f);
+      if (t) return t;
+    }
+  }
+  return corenetInstructTemplate();
+}
