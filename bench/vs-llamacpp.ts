@@ -1,0 +1,164 @@
+// Head-to-head throughput: this project vs llama.cpp (node-llama-cpp's prebuilt CPU binary) on the
+// same machine, the same OpenELM-270M-shaped weights, the same prompt / generation lengths and the
+// same thread count.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/vs-llamacpp.js [--model DIR] [--prompt-tokens 128]
+//     [--gen-tokens 128] [--threads 2] [--rounds 2] [--keep]
+//
+// Without --model it writes a random-weight OpenELM-270M (bf16 safetensors, like Apple's release)
+// to a temp folder. Each side runs in its own child process, one dtype at a time, so peak RSS is
+// per run and the two never compete for cores; the sides alternate `rounds` times and each keeps
+// its best run (throughput fields: max, RSS: min):
+//   ours:      `openelm bench --json` at f32 / f16 / q8 (backend auto: wasm when available);
+//   llama.cpp: GGUF F32 / F16 / Q8_0 written by `convertToGGUF`, default context settings
+//              (f16 KV cache, flash attention auto), prefill = one evaluation of the random prompt,
+//              decode = gen-tokens greedy steps (logits every step, as ours).
+// Prints one JSON object: both sides' prefill/decode tok/s and the ratios ours / llama.cpp.
+
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Rng } from '../src/core/rng.js';
+import { presetHFConfig, resolveConfig } from '../src/model/config.js';
+import { paramLayout } from '../src/model/layout.js';
+import { initParams } from '../src/model/init.js';
+import { saveModel } from '../src/model/save.js';
+import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
+import { readGGUF } from '../src/io/gguf.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+interface Side { prefill_tok_s: number; decode_tok_s: number; rss_mb: number; [k: string]: unknown; }
+
+/** Child-process mode: benchmark one GGUF with llama.cpp and print JSON. */
+async function llamaWorker(file: string, promptTokens: number, genTokens: number, threads: number): Promise<void> {
+  const nlc = await import('node-llama-cpp');
+  const llama = await nlc.getLlama({
+    gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, progressLogs: false,
+    logLevel: nlc.LlamaLogLevel.error, maxThreads: threads,
+  });
+  const t0 = performance.now();
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const loadMs = performance.now() - t0;
+  const ctx = await model.createContext({ contextSize: promptTokens + genTokens + 16, batchSize: Math.max(promptTokens, 512), threads, sequences: 1 });
+  const seq = ctx.getSequence();
+  const rng = new Rng(0);
+  const V = (readGGUF(file).metadata.get('tokenizer.ggml.tokens') as string[]).length;
+  const randomIds = (n: number) => Array.from({ length: n }, () => 3 + rng.int(V - 3)) as never[];
+  const run = async () => {
+    await seq.clearHistory();
+    const prompt = randomIds(promptTokens);
+    const a = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(prompt);
+    const b = performance.now();
+    let n = 0;
+    for await (const tok of seq.evaluate(randomIds(1), { temperature: 0 })) { void tok; if (++n >= genTokens) break; }
+    const c = performance.now();
+    return { prefill: b - a, decode: c - b };
+  };
+  await run(); // warm-up, like llama-bench
+  const t = await run();
+  const out: Side = {
+    prefill_tok_s: promptTokens / (t.prefill / 1000), decode_tok_s: genTokens / (t.decode / 1000),
+    rss_mb: process.resourceUsage().maxRSS / 1024, load_ms: loadMs, threads: ctx.currentThreads,
+    llama_cpp: llama.llamaCppRelease.release, kv_cache: 'f16 (default)',
+  };
+  await ctx.dispose(); await model.dispose(); await llama.dispose();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+function runJson(args: string[], what: string): Side {
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  const line = r.stdout.trim().split('\n').pop()!;
+  return JSON.parse(line) as Side;
+}
+
+function log(msg: string): void { process.stderr.write(`[vs-llamacpp] ${msg}\n`); }
+
+function makeModel(dir: string): void {
+  const config = resolveConfig(presetHFConfig('OpenELM-270M'));
+  const layout = paramLayout(config);
+  const flat = new Float32Array(layout.total);
+  initParams(config, layout, flat, 1234);
+  saveModel(dir, config, layout, flat, { dtype: 'BF16' });
+}
+
+const r2 = (v: number) => Math.round(v * 100) / 100;
+
+/** Field-wise best (highest throughput, lowest RSS) of two runs of the same configuration. */
+function best(a: Side | null, b: Side): Side {
+  if (!a) return b;
+  return { ...a, prefill_tok_s: Math.max(a.prefill_tok_s, b.prefill_tok_s), decode_tok_s: Math.max(a.decode_tok_s, b.decode_tok_s), rss_mb: Math.min(a.rss_mb, b.rss_mb) };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      worker: { type: 'string' }, model: { type: 'string' }, keep: { type: 'boolean', default: false },
+      'prompt-tokens': { type: 'string', default: '128' }, 'gen-tokens': { type: 'string', default: '128' },
+      threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '2' },
+    },
+  });
+  const P = Number(values['prompt-tokens']), G = Number(values['gen-tokens']), T = Number(values.threads), R = Number(values.rounds);
+  for (const [k, v] of [['prompt-tokens', P], ['gen-tokens', G], ['threads', T], ['rounds', R]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be an integer >= 1`);
+  }
+  if (values.worker) return llamaWorker(values.worker, P, G, T);
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-vs-llamacpp-'));
+  const modelDir = values.model ?? path.join(work, 'OpenELM-270M-random');
+  try {
+    if (!values.model) {
+      fs.mkdirSync(modelDir);
+      log(`writing a random OpenELM-270M (bf16) to ${modelDir}`);
+      makeModel(modelDir);
+    }
+    const pairs: [GGUFOutType, string][] = [['f32', 'f32'], ['f16', 'f16'], ['q8_0', 'q8']];
+    const rows: Record<string, unknown>[] = [];
+    for (const [gd, od] of pairs) {
+      const file = path.join(work, `model-${gd}.gguf`);
+      const c0 = performance.now();
+      const conv = convertToGGUF(modelDir, file, gd);
+      log(`converted to GGUF ${gd}: ${(conv.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - c0) / 1000).toFixed(1)} s`);
+      // Alternate the two sides and keep each one's best run: other processes on a shared machine
+      // only ever slow a run down, so the best of a few is the least disturbed measurement.
+      let theirs: Side | null = null, mine: Side | null = null;
+      for (let r = 0; r < R; r++) {
+        const t = runJson([SELF, '--worker', file, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T)], `llama.cpp ${gd}`);
+        log(`llama.cpp ${gd} run ${r + 1}: prefill ${t.prefill_tok_s.toFixed(1)} tok/s, decode ${t.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
+        theirs = best(theirs, t);
+        const m = runJson([CLI, 'bench', '--model', modelDir, '--dtype', od, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T), '--json'], `openelm bench ${od}`);
+        log(`openelm ${od} (${String(m.backend)}) run ${r + 1}: prefill ${m.prefill_tok_s.toFixed(1)} tok/s, decode ${m.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
+        mine = best(mine, m);
+      }
+      fs.rmSync(file);
+      if (!theirs || !mine) throw new Error('no runs');
+      rows.push({
+        dtype: { ours: od, llama_cpp: gd.toUpperCase() },
+        ours: { backend: mine.backend, threads: mine.threads, prefill_tok_s: r2(mine.prefill_tok_s), decode_tok_s: r2(mine.decode_tok_s), rss_mb: r2(mine.rss_mb) },
+        llama_cpp: { threads: theirs.threads, prefill_tok_s: r2(theirs.prefill_tok_s), decode_tok_s: r2(theirs.decode_tok_s), rss_mb: r2(theirs.rss_mb), gguf_mb: r2(conv.bytes / 1e6) },
+        ratio: { prefill: r2(mine.prefill_tok_s / theirs.prefill_tok_s), decode: r2(mine.decode_tok_s / theirs.decode_tok_s) },
+      });
+    }
+    const cpu = os.cpus()[0]?.model ?? 'unknown';
+    process.stdout.write(JSON.stringify({
+      model: 'OpenELM-270M shape' + (values.model ? ` (${values.model})` : ' (random bf16 weights)'),
+      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, load_avg_1m_at_end: r2(os.loadavg()[0]), machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`,
+      llama_cpp_settings: 'node-llama-cpp 3.21.1 prebuilt CPU binary, f16 KV cache, flash attention auto, batch >= prompt',
+      results: rows,
+    }, null, 2) + '\n');
+  } finally {
+    if (!values.keep) fs.rmSync(work, { recursive: true, force: true });
+    else log(`kept ${work}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`vs-llamacpp: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

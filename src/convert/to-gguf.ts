@@ -1,0 +1,183 @@
+// An HF-format OpenELM folder to a GGUF file for llama.cpp's `openelm` architecture.
+//
+// What llama.cpp expects (src/llama-model.cpp, the OPENELM case, and its converter):
+// - per-layer head counts, kv-head counts and FFN widths as i32 arrays of block_count entries;
+// - key_length = value_length = rope.dimension_count = head_dim, rms eps 1e-6;
+// - tensors in ggml dim order (the reverse of PyTorch's): a [out, in] weight is {in, out};
+// - proj_1 split into ffn_gate (first F rows) and ffn_up (last F rows);
+// - no output.weight: llama.cpp loads token_embd a second time as the head;
+// - norms (all 1-D tensors) stay F32 whatever the file type; 2-D weights whose rows are not a
+//   multiple of 32 cannot be Q8_0 and fall back to F16 (what llama.cpp's converter does);
+// - the Llama-2 SentencePiece vocab as tokenizer.ggml.* ("llama" model), padded with unused
+//   [PADn] pieces when the model's vocab_size is larger (CoreNet's 32128).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OpenELMError } from '../core/errors.js';
+import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import { writeGGUF, kv, GGMLType, type GGUFKV, type GGUFTensorSource } from '../io/gguf.js';
+import { paramSpecs, type OpenELMConfig } from '../model/config.js';
+import { readModelConfig } from '../model/load.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import { PieceType } from '../tokenizer/sentencepiece-model.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { encodeTensor } from './ggml-encode.js';
+
+export const GGUF_OUT_TYPES = ['f32', 'f16', 'q8_0'] as const;
+export type GGUFOutType = (typeof GGUF_OUT_TYPES)[number];
+
+/** llama_ftype values for general.file_type. */
+const FILE_TYPE: Record<GGUFOutType, number> = { f32: 0, f16: 1, q8_0: 7 };
+const TENSOR_TYPE: Record<GGUFOutType, GGMLType> = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0 };
+
+export interface ConvertOptions {
+  /** Tokenizer whose vocab goes into the file (default: the folder's tokenizer.model, else the bundled Llama-2 one). */
+  tokenizer?: Tokenizer;
+  /** general.name (default: the folder's name). */
+  name?: string;
+}
+
+export interface ConvertResult {
+  file: string;
+  bytes: number;
+  dtype: GGUFOutType;
+  tensors: number;
+  metadata: number;
+  /** Tensors written as F16 because Q8_0 could not hold them. */
+  fallbacks: string[];
+}
+
+export function validateGGUFType(d: string): GGUFOutType {
+  if ((GGUF_OUT_TYPES as readonly string[]).includes(d)) return d as GGUFOutType;
+  throw new OpenELMError('usage', `unknown GGUF dtype "${d}"; choose one of ${GGUF_OUT_TYPES.join(', ')}`);
+}
+
+function checkOutput(out: string): void {
+  const dir = path.dirname(path.resolve(out));
+  if (!fs.existsSync(dir)) throw new OpenELMError('usage', `output folder ${dir} does not exist`);
+  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('usage', `${dir} is not a folder`);
+  if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new OpenELMError('usage', `--out ${out} is a folder; give a file name such as model.gguf`);
+}
+
+function checkSupported(c: OpenELMConfig, where: string): void {
+  const no = (what: string) => new OpenELMError('convert', `${where}: llama.cpp's openelm architecture needs ${what}`);
+  if (!c.tiedEmbeddings) throw no('share_input_output_layers = true (it has no separate output tensor)');
+  if (!c.normalizeQk) throw no('normalize_qk_projections = true (attn_q_norm / attn_k_norm are required tensors)');
+  if (!c.ffnWithGlu) throw no('ffn_with_glu = true (it reads ffn_gate and ffn_up)');
+}
+
+/** The tokenizer.ggml.* metadata for a vocab of exactly `vocabSize` entries. */
+export function vocabMetadata(tok: Tokenizer, c: OpenELMConfig): GGUFKV[] {
+  const pieces = tok.model.pieces;
+  if (pieces.length > c.vocabSize) {
+    throw new OpenELMError('convert', `the tokenizer has ${pieces.length} pieces but the model's vocab_size is ${c.vocabSize}; the embedding must cover every token`);
+  }
+  const tokens: string[] = [], scores: number[] = [], types: number[] = [];
+  for (const p of pieces) { tokens.push(p.piece); scores.push(p.score); types.push(p.type); }
+  // SentencePiece piece types and GGUF token types share their numbering (NORMAL 1 ... BYTE 6).
+  for (let i = pieces.length; i < c.vocabSize; i++) { tokens.push(`[PAD${i}]`); scores.push(-1000); types.push(PieceType.UNUSED); }
+  const out = [
+    kv.str('tokenizer.ggml.model', 'llama'),
+    kv.strs('tokenizer.ggml.tokens', tokens),
+    kv.f32s('tokenizer.ggml.scores', scores),
+    kv.i32s('tokenizer.ggml.token_type', types),
+    kv.u32('tokenizer.ggml.bos_token_id', c.bosTokenId),
+    kv.u32('tokenizer.ggml.eos_token_id', c.eosTokenId),
+    kv.u32('tokenizer.ggml.unknown_token_id', tok.unkId),
+  ];
+  if (tok.padId >= 0) out.push(kv.u32('tokenizer.ggml.padding_token_id', tok.padId));
+  out.push(
+    kv.bool('tokenizer.ggml.add_bos_token', true),
+    kv.bool('tokenizer.ggml.add_eos_token', false),
+    kv.bool('tokenizer.ggml.add_space_prefix', tok.model.normalizerSpec.addDummyPrefix),
+  );
+  return out;
+}
+
+export function openelmMetadata(c: OpenELMConfig, dtype: GGUFOutType, name: string): GGUFKV[] {
+  const A = 'openelm.';
+  return [
+    kv.str('general.architecture', 'openelm'),
+    kv.str('general.name', name),
+    kv.u32('general.alignment', 32),
+    kv.u32('general.file_type', FILE_TYPE[dtype]),
+    kv.u32('general.quantization_version', 2),
+    kv.u32(A + 'block_count', c.numLayers),
+    kv.u32(A + 'context_length', c.maxContextLength),
+    kv.u32(A + 'embedding_length', c.modelDim),
+    kv.i32s(A + 'feed_forward_length', c.ffnDims),
+    kv.i32s(A + 'attention.head_count', c.numQueryHeads),
+    kv.i32s(A + 'attention.head_count_kv', c.numKvHeads),
+    kv.u32(A + 'attention.key_length', c.headDim),
+    kv.u32(A + 'attention.value_length', c.headDim),
+    kv.u32(A + 'rope.dimension_count', c.headDim),
+    kv.f32(A + 'rope.freq_base', c.ropeFreqConstant),
+    kv.f32(A + 'attention.layer_norm_rms_epsilon', c.normEps),
+  ];
+}
+
+/** Tensor plan: GGUF name, HF source, row range of the source (for the proj_1 split). */
+interface Plan { name: string; src: string; shape: number[]; rows?: [number, number]; }
+
+function tensorPlan(c: OpenELMConfig): Plan[] {
+  const specs = new Map(paramSpecs(c).map((p) => [p.name, p.shape]));
+  const plan: Plan[] = [];
+  const add = (name: string, src: string, rows?: [number, number]) => {
+    const shape = specs.get(src)!.slice();
+    if (rows) shape[0] = rows[1] - rows[0];
+    plan.push({ name, src, shape, rows });
+  };
+  add('token_embd.weight', 'transformer.token_embeddings.weight');
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `transformer.layers.${i}.`, b = `blk.${i}.`, F = c.ffnDims[i];
+    add(b + 'attn_norm.weight', p + 'attn_norm.weight');
+    add(b + 'attn_qkv.weight', p + 'attn.qkv_proj.weight');
+    add(b + 'attn_q_norm.weight', p + 'attn.q_norm.weight');
+    add(b + 'attn_k_norm.weight', p + 'attn.k_norm.weight');
+    add(b + 'attn_output.weight', p + 'attn.out_proj.weight');
+    add(b + 'ffn_norm.weight', p + 'ffn_norm.weight');
+    add(b + 'ffn_gate.weight', p + 'ffn.proj_1.weight', [0, F]);
+    add(b + 'ffn_up.weight', p + 'ffn.proj_1.weight', [F, 2 * F]);
+    add(b + 'ffn_down.weight', p + 'ffn.proj_2.weight');
+  }
+  add('output_norm.weight', 'transformer.norm.weight');
+  return plan;
+}
+
+/** Convert a model folder to GGUF at `out` (written atomically). */
+export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts: ConvertOptions = {}): ConvertResult {
+  validateGGUFType(dtype);
+  checkOutput(out);
+  const config = readModelConfig(dir);
+  checkSupported(config, path.join(dir, 'config.json'));
+  const tok = opts.tokenizer ?? loadTokenizer(dir);
+  const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir))), ...vocabMetadata(tok, config)];
+  const ckpt: Checkpoint = openCheckpoint(dir);
+  try {
+    for (const p of paramSpecs(config)) ckpt.expectShape(p.name, p.shape);
+    // proj_1 feeds two tensors in a row; keep the last source read so it is read once.
+    let last: { src: string; data: Float32Array } | null = null;
+    const read = (src: string): Float32Array => {
+      if (last?.src !== src) last = { src, data: ckpt.readF32(src) };
+      return last.data;
+    };
+    const fallbacks: string[] = [];
+    const tensors: GGUFTensorSource[] = tensorPlan(config).map((p) => {
+      const dims = p.shape.slice().reverse();
+      let type = p.shape.length === 1 ? GGMLType.F32 : TENSOR_TYPE[dtype];
+      if (type === GGMLType.Q8_0 && dims[0] % 32 !== 0) { type = GGMLType.F16; fallbacks.push(p.name); }
+      return {
+        name: p.name, dims, type,
+        data: () => {
+          let v = read(p.src);
+          if (p.rows) { const K = p.shape[1]; v = v.subarray(p.rows[0] * K, p.rows[1] * K); }
+          return encodeTensor(v, type, dims);
+        },
+      };
+    });
+    const bytes = writeGGUF(out, meta, tensors);
+    return { file: out, bytes, dtype, tensors: tensors.length, metadata: meta.length, fallbacks };
+  } finally {
+    ckpt.close();
+  }
+}
