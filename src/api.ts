@@ -1,0 +1,199 @@
+// The library API: load an OpenELM model from a folder or the Hugging Face hub, then generate,
+// stream or chat with it.
+//
+//   import { loadModel } from 'openelm';
+//   const model = await loadModel('apple/OpenELM-270M-Instruct');
+//   const chat = model.chat({ system: 'You are terse.' });
+//   for await (const chunk of chat.stream('Name three colors.')) process.stdout.write(chunk.text);
+//   model.dispose();
+
+import * as fs from 'node:fs';
+import type { Backend } from './backends/backend.js';
+import { JsBackend } from './backends/js/js-backend.js';
+import { OpenELMError } from './core/errors.js';
+import { generateStream, type GenerateOptions, type GenerationResult, type StreamChunk } from './generate/generate.js';
+import { isInstructName, type OpenELMConfig } from './model/config.js';
+import { loadModel as loadModelFolder, validateDType, type LoadDType } from './model/load.js';
+import type { OpenELM } from './model/openelm.js';
+import { loadTokenizer } from './tokenizer/load.js';
+import { Tokenizer } from './tokenizer/tokenizer.js';
+import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
+import { resolveChatTemplate, type ChatTemplate } from './chat/template.js';
+import { ChatSession, partialResult, type ChatSessionOptions } from './chat/session.js';
+import { TextStream } from './chat/text-stream.js';
+
+export interface LoadModelOptions {
+  /** Storage of the linear weights: 'auto' (default) keeps the checkpoint's precision; q8/q4 quantize on load. */
+  dtype?: LoadDType;
+  /** Compute threads for backends that use them (default: all cores). */
+  threads?: number;
+  /** 'auto' (default: the fastest available), 'wasm', 'js', or a Backend instance you own. */
+  backend?: 'auto' | 'wasm' | 'js' | Backend;
+  /** Cancels a hub download (the partial file is kept and resumed next time). */
+  signal?: AbortSignal;
+  /** Download progress of hub models, per file. */
+  onProgress?: (p: DownloadProgress) => void;
+  /** Hub revision (branch, tag or commit; default "main"). */
+  revision?: string;
+  /** Hub access token (default $HF_TOKEN). */
+  token?: string;
+  /** Hub cache root (default $HF_HUB_CACHE or $HF_HOME/hub). */
+  cacheDir?: string;
+  /** Only use the hub cache (default $HF_HUB_OFFLINE). */
+  offline?: boolean;
+  /** A tokenizer.model path or a Tokenizer (default: the folder's tokenizer.model, else the bundled Llama-2 one). */
+  tokenizer?: string | Tokenizer;
+  /** A Jinja chat template file or a ChatTemplate (default: the folder's tokenizer_config.json template, else CoreNet's instruct format). */
+  chatTemplate?: string | ChatTemplate;
+}
+
+/** Generation options of the library API. Unset sampling is greedy, as HF's generate(). */
+export interface TextGenerateOptions extends Omit<GenerateOptions, 'cache'> {
+  /** Start a text prompt with BOS (default true; ignored for token-id prompts). */
+  bos?: boolean;
+}
+
+async function createBackend(choice: LoadModelOptions['backend'], threads: number | undefined): Promise<{ backend: Backend; owned: boolean }> {
+  if (choice && typeof choice === 'object') return { backend: choice, owned: false };
+  const name = choice ?? 'auto';
+  if (!['auto', 'wasm', 'js'].includes(name)) throw new OpenELMError('usage', `unknown backend "${name}"; choose auto, wasm or js`);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new OpenELMError('usage', `threads must be an integer >= 1, got ${threads}`);
+  if (name !== 'js') {
+    try {
+      const mod = (await import('./backends/index.js' as string)) as { createBackend?: (n: string, o: { threads?: number }) => Promise<Backend> };
+      if (mod.createBackend) return { backend: await mod.createBackend(name, { threads }), owned: true };
+    } catch (e) {
+      if (e instanceof OpenELMError) throw e;
+      if (name === 'wasm') throw new OpenELMError('backend', `the wasm backend is not available: ${(e as Error).message}`);
+    }
+  }
+  return { backend: new JsBackend(), owned: true };
+}
+
+/** A loaded model with its tokenizer and chat template. Call dispose() when done. */
+export class LoadedModel {
+  /** The local folder the weights came from (a hub snapshot folder for hub ids). */
+  readonly dir: string;
+  readonly model: OpenELM;
+  readonly tokenizer: Tokenizer;
+  readonly chatTemplate: ChatTemplate;
+  /** -Instruct models get repetition penalty 1.2 by default, as Apple's model cards use. */
+  readonly isInstruct: boolean;
+  private disposed = false;
+
+  constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean }) {
+    this.dir = init.dir; this.model = init.model; this.tokenizer = init.tokenizer; this.chatTemplate = init.chatTemplate;
+    this.isInstruct = init.isInstruct; this.backend = init.backend; this.ownsBackend = init.ownsBackend;
+  }
+  private readonly backend: Backend;
+  private readonly ownsBackend: boolean;
+
+  get config(): OpenELMConfig { return this.model.config; }
+
+  /** The defaults a call's options are laid over: greedy, and repetition penalty 1.2 for -Instruct models. */
+  defaultOptions(): TextGenerateOptions {
+    return { temperature: 0, ...(this.isInstruct ? { repetitionPenalty: 1.2 } : {}) };
+  }
+
+  /** Token ids of a text prompt (with BOS unless bos: false). */
+  encode(text: string, opts: { bos?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { bos: opts.bos ?? true });
+  }
+
+  decode(ids: readonly number[]): string { return this.tokenizer.decode(ids); }
+
+  /** Generate a continuation of a prompt (text, or token ids used as given). */
+  async generate(prompt: string | readonly number[], opts: TextGenerateOptions = {}): Promise<GenerationResult> {
+    return this.stream(prompt, opts).done();
+  }
+
+  /** Stream a continuation as {text, ids} chunks; `await stream.result` gives timings and the finish reason. */
+  stream(prompt: string | readonly number[], opts: TextGenerateOptions = {}): TextStream<GenerationResult> {
+    this.live();
+    const { bos, ...rest } = { ...this.defaultOptions(), ...opts };
+    const ids = typeof prompt === 'string' ? this.encode(prompt, { bos }) : [...prompt];
+    const model = this.model, tok = this.tokenizer;
+    async function* run(): AsyncGenerator<StreamChunk, GenerationResult> {
+      const it = generateStream(model, tok, ids, rest);
+      const gen: number[] = [];
+      let text = '', result: GenerationResult | undefined, failed = false;
+      const t0 = performance.now();
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) { result = r.value; return r.value; }
+          gen.push(...r.value.ids);
+          text += r.value.text;
+          yield r.value;
+        }
+      } catch (e) {
+        failed = true;
+        throw e;
+      } finally {
+        if (!result && !failed) {
+          await it.return(undefined as never).catch(() => undefined);
+          // eslint-disable-next-line no-unsafe-finally
+          return partialResult(ids.length, gen, text, performance.now() - t0);
+        }
+      }
+    }
+    return new TextStream(run());
+  }
+
+  /**
+   * A conversation that keeps its KV cache between turns (only each new turn is prefilled). Uses
+   * the model's chat template; turn options default to greedy (+ repetition penalty 1.2 for -Instruct).
+   */
+  chat(opts: ChatSessionOptions = {}): ChatSession {
+    this.live();
+    return new ChatSession(this.model, this.tokenizer, {
+      template: this.chatTemplate, ...opts, defaults: { ...this.defaultOptions(), maxTokens: 256, ...opts.defaults },
+    });
+  }
+
+  /** Release the backend's memory and threads. The model cannot be used afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.ownsBackend) this.backend.dispose();
+  }
+
+  get isDisposed(): boolean { return this.disposed; }
+
+  private live(): void {
+    if (this.disposed) throw new OpenELMError('usage', 'this model was disposed');
+  }
+}
+
+/**
+ * Load a model from a local folder (config.json + model.safetensors or shards) or a Hugging Face
+ * hub id such as "apple/OpenELM-270M-Instruct" (downloaded into the HF cache on first use).
+ */
+export async function loadModel(source: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  opts.signal?.throwIfAborted();
+  const dtype = validateDType(opts.dtype ?? 'auto');
+  let dir: string;
+  if (fs.existsSync(source)) dir = source;
+  else if (REPO_ID_RE.test(source)) {
+    dir = await ensureModel(source, {
+      signal: opts.signal, onProgress: opts.onProgress, revision: opts.revision, token: opts.token,
+      cacheDir: opts.cacheDir, offline: opts.offline,
+    });
+  } else throw new OpenELMError('model', `${source} is neither a model folder nor a hub id (org/name)`);
+  opts.signal?.throwIfAborted();
+  const { backend, owned } = await createBackend(opts.backend, opts.threads);
+  try {
+    const model = loadModelFolder(dir, { dtype, backend });
+    opts.signal?.throwIfAborted();
+    const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
+      : opts.tokenizer !== undefined ? Tokenizer.fromFile(opts.tokenizer) : loadTokenizer(dir);
+    const chatTemplate = opts.chatTemplate !== undefined && typeof opts.chatTemplate === 'object'
+      ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, modelDir: dir });
+    const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
+    const isInstruct = isInstructName(source) || isInstructName(dir) || isInstructName(nameOrPath);
+    return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned });
+  } catch (e) {
+    if (owned) backend.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,64 @@
+import type { CommandSpec, ParsedFlags } from '../args.js';
+import { get } from '../args.js';
+import { MODEL_FLAGS } from '../common.js';
+import { loadModel } from '../../api.js';
+import { createServer } from '../../serve/server.js';
+import { stderrProgress } from '../../hub/progress.js';
+import type { LoadDType } from '../../model/load.js';
+
+export const spec: CommandSpec = {
+  name: 'serve',
+  summary: 'OpenAI-compatible HTTP server (llama-server conventions): /v1/chat/completions, /v1/completions, /v1/models, /health, /tokenize, /detokenize',
+  usage: 'openelm serve --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx-size N] [--chat-template FILE]',
+  flags: [
+    ...MODEL_FLAGS,
+    { name: 'host', type: 'string', help: 'address to bind; 0.0.0.0 exposes the server to the network', default: '127.0.0.1' },
+    { name: 'port', type: 'int', help: 'port (0 = any free port)', default: 8080, min: 0, max: 65535 },
+    { name: 'api-key', type: 'string', help: 'require "Authorization: Bearer KEY" (default: $OPENELM_API_KEY, else no auth)' },
+    { name: 'parallel', type: 'int', help: 'requests generated at once (batched), each with its own KV cache; more are queued', default: 4, min: 1 },
+    { name: 'ctx-size', type: 'int', help: 'KV cache tokens per request slot (default: the model\'s context length)', min: 2 },
+    { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: the model folder\'s tokenizer_config.json, else CoreNet\'s instruct format)' },
+    { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: --model)' },
+    { name: 'max-body', type: 'int', help: 'largest request body in bytes', default: 1 << 20, min: 1024 },
+    { name: 'quiet', type: 'bool', help: 'do not log requests on stderr' },
+  ],
+};
+
+export async function run(flags: ParsedFlags): Promise<number> {
+  const modelArg = get.str(flags, 'model')!;
+  const quiet = get.bool(flags, 'quiet');
+  const srv = await createServer({
+    host: get.str(flags, 'host'), port: get.num(flags, 'port'),
+    apiKey: get.str(flags, 'api-key') ?? (process.env.OPENELM_API_KEY || undefined),
+    slots: get.num(flags, 'parallel'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
+    modelId: get.str(flags, 'alias') ?? modelArg,
+    log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
+    model: () => loadModel(modelArg, {
+      dtype: get.str(flags, 'dtype') as LoadDType, threads: get.num(flags, 'threads'),
+      backend: get.str(flags, 'backend') as 'auto' | 'wasm' | 'js', tokenizer: get.str(flags, 'tokenizer'),
+      chatTemplate: get.str(flags, 'chat-template'), onProgress: stderrProgress(),
+    }),
+  });
+  process.stderr.write(`openelm serve: listening on ${srv.url} (loading ${modelArg})\n`);
+  let signals = 0;
+  const stop = new Promise<void>((resolve) => {
+    const onSig = (sig: string) => {
+      signals++;
+      if (signals > 1) { process.stderr.write(`openelm serve: ${sig} again, stopping now\n`); void srv.close({ graceMs: 0 }).then(resolve); return; }
+      process.stderr.write(`openelm serve: ${sig}, finishing running requests (again to force)\n`);
+      void srv.close({ graceMs: 10_000 }).then(resolve);
+    };
+    process.on('SIGINT', onSig);
+    process.on('SIGTERM', onSig);
+  });
+  try {
+    await Promise.race([srv.ready, stop]);
+  } catch (e) {
+    await srv.close({ graceMs: 0 });
+    throw e;
+  }
+  if (srv.engine) process.stderr.write(`openelm serve: model ready (${srv.engine.slots} slots x ${srv.engine.contextSize} tokens)\n`);
+  await stop;
+  process.stderr.write('openelm serve: stopped\n');
+  return 0;
+}

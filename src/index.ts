@@ -1,0 +1,37 @@
+// Public entry point of the `openelm` package.
+
+// The high-level API: load (folder or hub id), generate, stream, chat.
+export { loadModel, LoadedModel, type LoadModelOptions, type TextGenerateOptions } from './api.js';
+
+// Chat: templates, multi-turn sessions with KV-cache reuse.
+export {
+  CORENET_INSTRUCT_TEMPLATE, corenetInstructTemplate, jinjaTemplate, resolveChatTemplate, templateFromTokenizerConfig,
+  type ChatMessage, type ChatRole, type ChatTemplate, type RenderOptions, type JinjaTemplateOptions, type ResolveTemplateOptions,
+} from './chat/template.js';
+export { encodeChatText, type ChatEncodeOptions } from './chat/tokenize.js';
+export { ChatSession, type ChatSessionOptions, type ChatTurnOptions, type ChatTurnResult } from './chat/session.js';
+export { TextStream } from './chat/text-stream.js';
+
+// Hugging Face hub.
+export { ensureModel, cachedModel, hubCacheDir, type EnsureModelOptions, type DownloadProgress } from './hub/index.js';
+
+// OpenAI-compatible HTTP server.
+export { createServer, type ServerOptions, type OpenELMServer } from './serve/server.js';
+
+// Lower level: config, model, tokenizer, generation.
+export {
+  resolveConfig, presetHFConfig, parameterCount, isInstructName, PRESET_NAMES,
+  type OpenELMConfig, type OpenELMHFConfig,
+} from './model/config.js';
+export { OpenELM, type ForwardItem } from './model/openelm.js';
+export { KVCache } from './model/kv-cache.js';
+export { loadModel as loadModelFolder, readModelConfig, type LoadDType } from './model/load.js';
+export { Tokenizer, StreamDecoder, loadTokenizer, type EncodeOptions, type DecodeOptions } from './tokenizer/index.js';
+export {
+  generate, generateStream, generateBatch, generateMany,
+  type GenerateOptions, type GenerationResult, type StreamChunk, type Timings, type FinishReason,
+} from './generate/generate.js';
+export { Sampler, type SamplingOptions } from './generate/sampler.js';
+export type { Backend, Weight, WeightDType } from './backends/backend.js';
+export { JsBackend } from './backends/js/js-backend.js';
+export { OpenELMError } from './core/errors.js';

@@ -1,0 +1,280 @@
+// Continuous batching for the server: every running request advances by one token per step, in one
+// batched forward call (new requests join between steps with their prefill), so N clients cost far
+// less than N times one. Each request owns a slot with its own KV cache while it runs (requests are
+// never interleaved in one cache); at most `slots` run at once and the rest wait in FIFO order.
+// A finished slot keeps its cache, and a new request takes the free slot that shares the longest
+// token prefix with its prompt (llama.cpp's cache_prompt), so a chat client that resends the
+// conversation only prefills the new turn.
+
+import type { OpenELM } from '../model/openelm.js';
+import type { KVCache } from '../model/kv-cache.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { StreamDecoder } from '../tokenizer/stream-decoder.js';
+import { OpenELMError } from '../core/errors.js';
+import { Sampler } from '../generate/sampler.js';
+import { StopMatcher } from '../generate/stop.js';
+import type { FinishReason, GenerateOptions, StreamChunk } from '../generate/generate.js';
+
+/** llama.cpp's per-request `timings` object. */
+export interface ServerTimings {
+  cache_n: number;
+  prompt_n: number; prompt_ms: number; prompt_per_token_ms: number; prompt_per_second: number;
+  predicted_n: number; predicted_ms: number; predicted_per_token_ms: number; predicted_per_second: number;
+}
+
+export interface EngineResult {
+  ids: number[];
+  text: string;
+  finishReason: FinishReason;
+  promptTokens: number;
+  timings: ServerTimings;
+}
+
+export type EngineOptions = Omit<GenerateOptions, 'cache' | 'signal'>;
+
+export interface EngineConfig {
+  /** Requests running at once, each with its own KV cache (default 4). */
+  slots?: number;
+  /** Tokens per slot cache (default: the model's max_context_length). */
+  contextSize?: number;
+}
+
+interface Slot { cache: KVCache | undefined; ids: number[]; lastUsed: number; busy: boolean; }
+
+interface Job {
+  prompt: number[];
+  maxTokens: number;
+  stopTokens: Set<number>;
+  sampler: Sampler;
+  decoder: StreamDecoder;
+  stopper: StopMatcher;
+  signal?: AbortSignal;
+  slot?: Slot;
+  prefilled: boolean;
+  cached: number;
+  ids: number[];
+  text: string;
+  finish: FinishReason;
+  done: boolean;
+  error?: unknown;
+  result?: EngineResult;
+  buffer: StreamChunk[];
+  wake?: () => void;
+  unlisten?: () => void;
+  tQueued: number; tStart: number; tPrefilled: number;
+}
+
+function lcp(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+export class Engine {
+  readonly slots: number;
+  readonly contextSize: number;
+  private readonly pool: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private readonly active: Job[] = [];
+  private running = false;
+  private clock = 0;
+  /** Totals since start, for /metrics-like reporting and the benchmark. */
+  readonly totals = { requests: 0, promptTokens: 0, cachedTokens: 0, predictedTokens: 0, steps: 0, stepMs: 0 };
+
+  constructor(private readonly model: OpenELM, private readonly tokenizer: Tokenizer, cfg: EngineConfig = {}) {
+    this.slots = cfg.slots ?? 4;
+    this.contextSize = cfg.contextSize ?? model.config.maxContextLength;
+    if (!(Number.isInteger(this.slots) && this.slots >= 1)) throw new OpenELMError('usage', `slots must be an integer >= 1, got ${cfg.slots}`);
+    if (!(Number.isInteger(this.contextSize) && this.contextSize >= 2)) throw new OpenELMError('usage', `context size must be an integer >= 2, got ${cfg.contextSize}`);
+    for (let i = 0; i < this.slots; i++) this.pool.push({ cache: undefined, ids: [], lastUsed: 0, busy: false });
+  }
+
+  get stats(): { running: number; queued: number } { return { running: this.active.length, queued: this.queue.length }; }
+
+  /**
+   * Queue a request. Validates synchronously (throws OpenELMError for a bad prompt or options, so
+   * a server can answer 400 before it starts streaming); the generator yields chunks as they come
+   * and returns the result. Leaving the iteration early cancels the request.
+   */
+  submit(prompt: readonly number[], opts: EngineOptions = {}, signal?: AbortSignal): AsyncGenerator<StreamChunk, EngineResult> {
+    const V = this.model.config.vocabSize;
+    if (prompt.length === 0) throw new OpenELMError('usage', 'the prompt is empty (no tokens)');
+    for (const t of prompt) if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new OpenELMError('usage', `token id ${t} is outside the vocabulary [0, ${V})`);
+    if (prompt.length >= this.contextSize) {
+      throw new OpenELMError('context', `the prompt has ${prompt.length} tokens but the context holds ${this.contextSize}; shorten it`);
+    }
+    const maxTokens = opts.maxTokens ?? this.contextSize;
+    if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new OpenELMError('usage', `max tokens must be an integer >= 0, got ${maxTokens}`);
+    const job: Job = {
+      prompt: [...prompt], maxTokens,
+      stopTokens: new Set(opts.ignoreEos ? [] : (opts.stopTokens ?? [this.model.config.eosTokenId])),
+      sampler: new Sampler(opts), decoder: new StreamDecoder(this.tokenizer), stopper: new StopMatcher(opts.stop ?? []),
+      signal, prefilled: false, cached: 0, ids: [], text: '', finish: 'length', done: false, buffer: [],
+      tQueued: performance.now(), tStart: 0, tPrefilled: 0,
+    };
+    this.totals.requests++;
+    if (signal) {
+      const onAbort = () => this.finish(job, 'abort');
+      signal.addEventListener('abort', onAbort, { once: true });
+      job.unlisten = () => signal.removeEventListener('abort', onAbort);
+    }
+    if (signal?.aborted) this.finish(job, 'abort');
+    else if (maxTokens === 0) this.finish(job, 'length');
+    else {
+      this.queue.push(job);
+      this.kick();
+    }
+    return this.consume(job);
+  }
+
+  /** Abort everything running or queued (shutdown). */
+  abortAll(): void {
+    for (const j of [...this.queue, ...this.active]) if (!j.done) this.finish(j, 'abort');
+    this.queue.length = 0;
+  }
+
+  private async *consume(job: Job): AsyncGenerator<StreamChunk, EngineResult> {
+    try {
+      for (;;) {
+        while (job.buffer.length) yield job.buffer.shift()!;
+        if (job.done) {
+          if (job.error) throw job.error;
+          return job.result!;
+        }
+        await new Promise<void>((r) => { job.wake = r; });
+        job.wake = undefined;
+      }
+    } finally {
+      // The consumer went away (client disconnected, break): stop generating for it.
+      if (!job.done) this.finish(job, 'abort');
+    }
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.loop().finally(() => { this.running = false; if (this.queue.length) this.kick(); });
+  }
+
+  private admit(): void {
+    while (this.queue.length) {
+      const free = this.pool.filter((s) => !s.busy);
+      if (!free.length) return;
+      const job = this.queue.shift()!;
+      if (job.done) continue;
+      // The free slot sharing the longest prefix with this prompt; ties go to the least recently used.
+      let best = free[0], bestN = -1;
+      for (const s of free) {
+        const n = Math.min(lcp(s.ids, job.prompt), job.prompt.length - 1);
+        if (n > bestN || (n === bestN && s.lastUsed < best.lastUsed)) { best = s; bestN = n; }
+      }
+      best.busy = true;
+      best.cache ??= this.model.newCache(this.contextSize);
+      best.cache.truncate(Math.min(bestN, best.cache.length));
+      best.ids.length = best.cache.length;
+      job.slot = best;
+      job.cached = best.cache.length;
+      job.tStart = performance.now();
+      this.active.push(job);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const V = this.model.config.vocabSize;
+    for (;;) {
+      for (const j of this.active) if (!j.done && j.signal?.aborted) this.finish(j, 'abort');
+      this.reap();
+      this.admit();
+      if (!this.active.length) return;
+      const jobs = [...this.active];
+      const items = jobs.map((j) => ({
+        cache: j.slot!.cache!,
+        tokens: j.prefilled ? [j.ids[j.ids.length - 1]] : j.prompt.slice(j.slot!.cache!.length),
+      }));
+      let logits: Float32Array;
+      const t0 = performance.now();
+      try {
+        logits = this.model.forward(items);
+      } catch (e) {
+        // A failed step leaves the caches undefined: fail these requests and empty their slots.
+        for (const j of jobs) { j.slot!.cache!.reset(); j.slot!.ids = []; j.error = e; this.finish(j, 'abort'); }
+        this.reap();
+        continue;
+      }
+      const t1 = performance.now();
+      this.totals.steps++;
+      this.totals.stepMs += t1 - t0;
+      for (let k = 0; k < jobs.length; k++) {
+        const j = jobs[k];
+        if (!j.prefilled) { j.prefilled = true; j.tPrefilled = t1; }
+        if (j.done) continue;
+        const id = j.sampler.sample(logits.subarray(k * V, (k + 1) * V), j.prompt, j.ids);
+        j.ids.push(id);
+        let text = '';
+        let stop: FinishReason | undefined;
+        if (j.stopTokens.has(id)) stop = 'stop';
+        else {
+          const r = j.stopper.push(j.decoder.push(id));
+          text = r.emit;
+          if (r.stopped) stop = 'stop';
+        }
+        if (!stop && (j.ids.length >= j.maxTokens || j.slot!.cache!.length + 1 > j.slot!.cache!.capacity)) {
+          text += j.stopper.push(j.decoder.flush()).emit + j.stopper.flush();
+          stop = 'length';
+        }
+        j.text += text;
+        this.emit(j, { text, ids: [id] });
+        if (stop) this.finish(j, stop);
+      }
+      this.reap();
+      await tick();
+    }
+  }
+
+  private emit(j: Job, c: StreamChunk): void {
+    j.buffer.push(c);
+    j.wake?.();
+  }
+
+  /** Drop finished jobs from the active list and release their slots. */
+  private reap(): void {
+    for (let i = this.active.length - 1; i >= 0; i--) {
+      const j = this.active[i];
+      if (!j.done) continue;
+      this.active.splice(i, 1);
+      const s = j.slot!;
+      if (s.cache && !j.error) s.ids = j.prompt.concat(j.ids).slice(0, s.cache.length);
+      s.busy = false;
+      s.lastUsed = ++this.clock;
+    }
+  }
+
+  private finish(j: Job, reason: FinishReason): void {
+    if (j.done) return;
+    j.done = true;
+    j.unlisten?.();
+    j.finish = reason;
+    const now = performance.now();
+    const promptN = j.prompt.length - j.cached;
+    const promptMs = j.tPrefilled ? j.tPrefilled - j.tStart : 0;
+    const predMs = j.tPrefilled ? now - j.tPrefilled : 0;
+    const n = j.ids.length;
+    const timings: ServerTimings = {
+      cache_n: j.cached,
+      prompt_n: j.tPrefilled ? promptN : 0, prompt_ms: promptMs,
+      prompt_per_token_ms: promptN && promptMs ? promptMs / promptN : 0,
+      prompt_per_second: promptMs ? (promptN / promptMs) * 1000 : 0,
+      // The first token comes out of the prefill step, so decoding speed counts the tokens after it.
+      predicted_n: n, predicted_ms: predMs,
+      predicted_per_token_ms: n > 1 ? predMs / (n - 1) : 0,
+      predicted_per_second: n > 1 && predMs ? ((n - 1) / predMs) * 1000 : 0,
+    };
+    if (j.tPrefilled) { this.totals.promptTokens += promptN; this.totals.cachedTokens += j.cached; }
+    this.totals.predictedTokens += n;
+    j.result = { ids: j.ids, text: j.text, finishReason: reason, promptTokens: j.prompt.length, timings };
+    j.wake?.();
+  }
+}
