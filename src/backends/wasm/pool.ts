@@ -5,8 +5,8 @@
 import { Worker } from 'node:worker_threads';
 import { OpenELMError } from '../../core/errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels.js';
-import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPINS, MAIN_WAIT, NCHUNKS, QUIT,
-  SLEEPERS, drain, type ChunkFn } from './sync.js';
+import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
+  SLEEPERS, SPIN_CHECK, drain, type ChunkFn } from './sync.js';
 import type { WasmInstance, WasmMemory, WasmModule } from './wasm-api.js';
 
 export class ThreadPool {
@@ -71,14 +71,17 @@ export class ThreadPool {
     Atomics.add(ctl, GEN, 1);
     if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GEN);
     const err = drain(ctl, this.fns, 0);
-    let spins = 0;
+    let spins = 0, t0 = 0;
     while (Atomics.load(ctl, COMPLETED) < chunks) {
-      if (++spins >= MAIN_SPINS) {
+      if (++spins % SPIN_CHECK !== 0) continue;
+      const now = performance.now();
+      if (spins === SPIN_CHECK) t0 = now;
+      else if (now - t0 > MAIN_SPIN_MS) {
+        // a worker holding a chunk was probably descheduled: give up the core until it reports
         Atomics.store(ctl, MAIN_WAIT, 1);
         const d = Atomics.load(ctl, COMPLETED);
-        if (d < chunks) Atomics.wait(ctl, COMPLETED, d, 50);
+        if (d < chunks) Atomics.wait(ctl, COMPLETED, d, 5);
         Atomics.store(ctl, MAIN_WAIT, 0);
-        spins = 0;
       }
     }
     const bad = Atomics.exchange(ctl, ERROR, 0);

@@ -27,9 +27,15 @@ export const QUIT = 7;         // set before the final generation bump on dispos
 export const ERROR = 8;        // 1 + tid of a thread whose kernel threw
 export const CTL_SLOTS = 16;
 
-/** Spin iterations before sleeping: roughly 0.2–1 ms of polling. */
-export const WORKER_SPINS = 1 << 18;
-export const MAIN_SPINS = 1 << 20;
+/**
+ * How long a thread polls before it sleeps, in ms: longer than the gaps between kernel calls of a
+ * decode step (a few µs of JS) and than a typical wait for the last chunk, short enough that an
+ * idle worker stops burning a core soon after generation pauses. Time is checked every
+ * SPIN_CHECK polls (one Atomics.load poll is 10–30 ns).
+ */
+export const WORKER_SPIN_MS = 0.5;
+export const MAIN_SPIN_MS = 0.5;
+export const SPIN_CHECK = 64;
 
 export type ChunkFn = (args: number, tid: number, chunk: number, chunks: number) => void;
 

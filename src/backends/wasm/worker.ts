@@ -5,7 +5,7 @@
 import v8 from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { RELAXED_FLAG, KERNEL_NAMES } from './kernels.js';
-import { CTL_OFFSET, CTL_SLOTS, GEN, QUIT, SLEEPERS, WORKER_SPINS, drain, type ChunkFn } from './sync.js';
+import { CTL_OFFSET, CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
 import { Wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 interface Init { module: WasmModule; memory: WasmMemory; tid: number; relaxed: boolean; }
@@ -22,9 +22,12 @@ parentPort!.postMessage({ ready: true });
 
 for (;;) {
   let g: number;
-  let spins = 0;
+  let spins = 0, t0 = 0;
   while ((g = Atomics.load(ctl, GEN)) === gen) {
-    if (++spins >= WORKER_SPINS) {
+    if (++spins % SPIN_CHECK !== 0) continue;
+    const now = performance.now();
+    if (spins === SPIN_CHECK) t0 = now;
+    else if (now - t0 > WORKER_SPIN_MS) {
       Atomics.add(ctl, SLEEPERS, 1);
       Atomics.wait(ctl, GEN, gen);
       Atomics.sub(ctl, SLEEPERS, 1);
