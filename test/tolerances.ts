@@ -13,9 +13,9 @@ export const TOL = {
   /** Fast (WASM SIMD, f32 accumulation) backends vs the JS reference. */
   fastVsRef: { atol: 1e-4, rtol: 1e-3 },
   /**
-   * WASM integer GEMV for q8/q4 weights (one token): the activation row is quantized to int8 per
-   * block of 32 (llama.cpp Q8_0/Q8_1), vs the JS reference on the same quantized weights, for
-   * unit-scale outputs (x ~ N(0,1), W rows ~ N(0, 1/K)). Measured on K = 32..5120, 10k outputs
+   * WASM integer GEMV/GEMM for q8/q4 weights: activation rows are quantized to int8 per block of
+   * 32 (llama.cpp Q8_0/Q8_1), vs the JS reference on the same quantized weights, for unit-scale
+   * outputs (x ~ N(0,1), W rows ~ N(0, 1/K)). Measured (one token) on K = 32..5120, 10k outputs
    * each: rms error 0.0053–0.0057, max 0.027 for both q8 and q4; ~2× headroom.
    */
   intDotVsRef: { atol: 5e-2, rtol: 1e-2 },

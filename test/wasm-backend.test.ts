@@ -78,18 +78,24 @@ for (const cfg of configs) {
         const ww = weightOn(be, dtype, N, K, src);
         const x = randn(rng, M * K);
         const bias = randn(rng, M * N);
-        // one token on q8/q4 takes the integer path with int8-quantized activations
-        const tol: Tol = quant && M === 1 ? TOL.intDotVsRef : TOL.fastVsRef;
         for (const accumulate of [false, true]) {
           const ref = Float32Array.from(bias);
           js.linear(ref, x, wj, M, accumulate);
-          const got = own(be, bias);
-          be.linear(got, own(be, x), ww, M, accumulate);
-          assertClose(got, ref, tol, `${dtype} M=${M} N=${N} K=${K} acc=${accumulate}`);
-          // arrays from outside the wasm memory are staged in and out
-          const foreign = Float32Array.from(bias);
-          be.linear(foreign, x, ww, M, accumulate);
-          assertClose(foreign, ref, tol, `${dtype} M=${M} N=${N} K=${K} acc=${accumulate} (plain arrays)`);
+          // q8/q4 take the integer path with int8-quantized activations (GEMV and GEMM); with
+          // intGemm off, several tokens go through the f32 GEMM on dequantized panels instead
+          for (const intGemm of quant && M > 1 ? [true, false] : [true]) {
+            be.intGemm = intGemm;
+            const tol: Tol = quant && (M === 1 || intGemm) ? TOL.intDotVsRef : TOL.fastVsRef;
+            const label = `${dtype} M=${M} N=${N} K=${K} acc=${accumulate}${intGemm ? '' : ' f32 GEMM'}`;
+            const got = own(be, bias);
+            be.linear(got, own(be, x), ww, M, accumulate);
+            assertClose(got, ref, tol, label);
+            // arrays from outside the wasm memory are staged in and out
+            const foreign = Float32Array.from(bias);
+            be.linear(foreign, x, ww, M, accumulate);
+            assertClose(foreign, ref, tol, `${label} (plain arrays)`);
+          }
+          be.intGemm = true;
         }
       }
     }
@@ -106,7 +112,7 @@ for (const cfg of configs) {
       js.linear(ref, x, wj, 3);
       const got = new Float32Array(21);
       be.linear(got, x, wj, 3);
-      assertClose(got, ref, TOL.fastVsRef, dtype);
+      assertClose(got, ref, dtype === 'q8' || dtype === 'q4' ? TOL.intDotVsRef : TOL.fastVsRef, dtype);
       const emb = new Float32Array(2 * 64), embRef = new Float32Array(2 * 64);
       be.embedding(emb, wj, Int32Array.of(6, 0));
       js.embedding(embRef, wj, Int32Array.of(6, 0));

@@ -10,14 +10,15 @@ import { Wasm, type WasmModule } from './wasm-api.js';
 export const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
 
 /** Entry points the pool runs chunk by chunk: `(argsPtr, tid, chunk, chunks) => void`. */
-export const KERNEL_NAMES = ['k_linear', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu', 'k_add',
-  'k_storekv', 'k_embedding'] as const;
+export const KERNEL_NAMES = ['k_linear', 'k_quant_rows', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu',
+  'k_add', 'k_storekv', 'k_embedding'] as const;
 export type KernelName = typeof KERNEL_NAMES[number];
 
 export interface KernelExports {
   selfTest(): number;
   gemmScratch(): number;
   prepBytes(K: number): number;
+  quantBytes(M: number, K: number): number;
   k_prep_x(args: number): void;
 }
 

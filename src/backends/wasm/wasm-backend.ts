@@ -44,6 +44,8 @@ export class WasmBackend implements Backend {
   /** Whether the relaxed-SIMD kernels are in use. */
   readonly relaxedSimd: boolean;
   parallelThreshold: number;
+  /** q8/q4 prefill through the integer GEMM (int8 activations); false dequantizes to an f32 GEMM. */
+  intGemm = true;
 
   private readonly arena: SharedArena;
   private readonly pool: ThreadPool;
@@ -174,15 +176,18 @@ export class WasmBackend implements Backend {
     const N = w.rows, K = w.cols;
     const xp = this.inF32(x, M * K, 'linear input');
     const op = this.outF32(out, M * N, 'linear output', accumulate);
-    const gemv = M === 1 ? 1 : 0;
-    if (!gemv) this.ensureScratch(this.k.gemmScratch());
-    else if (p.dtype !== 0) this.ensurePrep(this.k.prepBytes(K));
+    // GEMV for one token; q8/q4 with several tokens take the integer GEMM (int8 activations)
+    const mode = M === 1 ? 1 : p.dtype >= DTYPE_CODE.q8 && this.intGemm ? 2 : 0;
+    if (mode !== 1) this.ensureScratch(this.k.gemmScratch());
+    if (mode === 1 && p.dtype !== 0) this.ensurePrep(this.k.prepBytes(K));
+    if (mode === 2) this.ensurePrep(this.k.quantBytes(M, K));
     const a = this.ai;
     a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = p.dtype;
     a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.scratchOff; a[11] = this.scratchStride;
-    a[12] = gemv; a[13] = this.prepOff;
-    if (gemv && p.dtype !== 0) this.k.k_prep_x(ARGS_OFFSET);
-    this.exec('k_linear', M * N * K, gemv ? Math.ceil(N / 16) : Math.ceil(N / 8));
+    a[12] = mode; a[13] = this.prepOff;
+    if (mode === 1 && p.dtype !== 0) this.k.k_prep_x(ARGS_OFFSET);
+    if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
+    this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
   }
 
   rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void {
@@ -374,9 +379,10 @@ export class WasmBackend implements Backend {
    * elements) is below the threshold, else up to CHUNKS_PER_THREAD chunks per thread, capped by
    * the kernel's natural unit count `items`.
    */
-  private exec(name: KernelName, work: number, items: number): void {
+  private exec(name: KernelName, work: number, items: number, last = true): void {
     const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, this.threads * CHUNKS_PER_THREAD));
     this.pool.run(name, chunks);
+    if (!last) return;
     for (const c of this.copyBack) c.dst.set(this.arena.f32(c.off, c.n));
     this.copyBack.length = 0;
   }

@@ -92,7 +92,7 @@ export function gemvF16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i
 // ---------------------------------------------------------------------------------------------
 // Activation quantization for the integer paths (llama.cpp's Q8_0/Q8_1 activations): per block of
 // 32, d = max|x| / 127 and q = round(x / d) in [-127, 127], stored as i16 (for i32x4.dot_i16x8_s)
-// and as i8 (for the relaxed i8 dot); s = d·Σ q, the block sum of the *quantized* x, for q4's min
+// and as i8 (for the relaxed i8 dot; skipped when q8 = 0); s = d·Σ q, the block sum of the *quantized* x, for q4's min
 // term (llama.cpp's Q8_1): then q4's result is exactly the dot of the dequantized weights with the
 // quantized x, and its error is that of x's quantization alone, as for q8.
 
@@ -123,8 +123,10 @@ export function quantizeX(x: usize, K: i32, q16: usize, q8: usize, qd: usize, qs
     const h2 = i16x8.narrow_i32x4_s(i4, i5), h3 = i16x8.narrow_i32x4_s(i6, i7);
     const o16 = q16 + (<usize>b << 6);
     v128.store(o16, h0); v128.store(o16, h1, 16); v128.store(o16, h2, 32); v128.store(o16, h3, 48);
-    const o8 = q8 + (<usize>b << 5);
-    v128.store(o8, i8x16.narrow_i16x8_s(h0, h1)); v128.store(o8, i8x16.narrow_i16x8_s(h2, h3), 16);
+    if (q8) {
+      const o8 = q8 + (<usize>b << 5);
+      v128.store(o8, i8x16.narrow_i16x8_s(h0, h1)); v128.store(o8, i8x16.narrow_i16x8_s(h2, h3), 16);
+    }
   }
 }
 

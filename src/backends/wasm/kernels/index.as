@@ -7,11 +7,12 @@
 import { part } from './simd';
 import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, deinterleave8, quantizeX } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
+import { igemm, IGEMM_SCRATCH } from './igemm';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems } from './attention';
 
 /** Scratch bytes per thread the GEMM packing needs. */
-export function gemmScratch(): i32 { return GEMM_SCRATCH; }
+export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
 
 @inline function ai(a: usize, i: i32): i32 { return load<i32>(a + (<usize>i << 2)); }
 @inline function ap(a: usize, i: i32): usize { return <usize>load<u32>(a + (<usize>i << 2)); }
@@ -19,13 +20,18 @@ export function gemmScratch(): i32 { return GEMM_SCRATCH; }
 
 
 // linear: 0 out, 1 x, 2 data, 3 scales, 4 mins, 5 dtype, 6 M, 7 N, 8 K, 9 acc, 10 scratch, 11 stride,
-//         12 gemv (M = 1, x prepared by k_prep_x into 13), 13 prepared x
+//         12 mode, 13 prepared x
+// mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (M = 1, x prepared by k_prep_x);
+// 2: integer GEMM for q8/q4 (x quantized by k_quant_rows into 13: i16 rows, then scales, then sums)
 export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const out = ap(a, 0), x = ap(a, 1), data = ap(a, 2), scales = ap(a, 3), mins = ap(a, 4);
-  const dtype = ai(a, 5), M = ai(a, 6), N = ai(a, 7), K = ai(a, 8), acc = ai(a, 9);
-  if (ai(a, 12) == 0) {
+  const dtype = ai(a, 5), M = ai(a, 6), N = ai(a, 7), K = ai(a, 8), acc = ai(a, 9), mode = ai(a, 12);
+  if (mode != 1) {
     const scr = ap(a, 10) + <usize>tid * ap(a, 11);
-    gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, part(N, c, nc, 8), part(N, c + 1, nc, 8));
+    const n0 = part(N, c, nc, 8), n1 = part(N, c + 1, nc, 8);
+    if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1); return; }
+    const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
+    igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1);
     return;
   }
   const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
@@ -38,6 +44,19 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     const q16 = xp, q8 = xp + (<usize>K << 1), qd = xp + <usize>K * 3, qs = qd + (<usize>K >> 3);
     if (dtype == 3) gemvQ8(out, q16, qd, data, scales, K, n0, n1, acc);
     else gemvQ4(out, q16, q8, qd, qs, data, scales, mins, K, n0, n1, acc);
+  }
+}
+
+/** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
+export function quantBytes(M: i32, K: i32): i32 { return M * K * 2 + M * (K >> 5) * 8 + 64; }
+
+/** Quantize rows of x for the integer GEMM (chunks of rows; same slots as k_linear). */
+export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
+  const x = ap(a, 1), M = ai(a, 6), K = ai(a, 8);
+  const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
+  const rb = <usize>(K >> 5) << 2;
+  for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
+    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), 0, xd + <usize>m * rb, xs + <usize>m * rb);
   }
 }
 
