@@ -252,6 +252,11 @@ test('loaders: original, gzip, HF jsonl and parquet layouts give the same docume
   const par = tmpData({ 'piqa/data/validation-00000-of-00001.parquet': new Uint8Array(pq) });
   const want = [{ goal: 'g1', sol1: 'a', sol2: 'b', label: 1 }, { goal: 'g2', sol1: 'c', sol2: 'd', label: 0 }];
   for (const d of [orig, gz, hf, par]) assert.deepEqual((await piqa.load(d, 'validation')).docs, want, d);
+  // WinoGrande's release keeps train_xs ... train_xl side by side; the few-shot pool is xl alone.
+  const row = (s: string) => JSON.stringify({ qID: s, sentence: `${s} _ x.`, option1: 'a', option2: 'b', answer: '1' });
+  const wg = tmpData({ 'winogrande/train_xs.jsonl': row('xs'), 'winogrande/train_xl.jsonl': [row('xl1'), row('xl2')].join('\n'), 'winogrande/dev.jsonl': row('dev') });
+  const wdocs = (await resolveTask('winogrande')[0].load(wg, 'train')).docs as { sentence: string }[];
+  assert.deepEqual(wdocs.map((d) => d.sentence), ['xl1 _ x.', 'xl2 _ x.']);
 });
 
 test('loaders: bad input gives one clear line naming the file (and line)', async () => {

@@ -164,12 +164,14 @@ const RECORD_EXT = /\.(parquet|jsonl|json)(\.gz)?$/;
 
 /**
  * Files holding split `split` in a Hugging Face style download: `<split>.jsonl`, `<split>.parquet`,
- * `<split>-00000-of-00001.parquet`, `<split>/0000.parquet`, searched in `dir`, in the preferred
+ * `<split>-00000-of-00001[-hash].parquet`, `<split>/0000.parquet`, searched in `dir`, in the preferred
  * config subfolders (e.g. "ARC-Easy") and in `data/`. Shards come back in name order.
  */
 export function hfSplitFiles(dir: string, split: string, configDirs: string[] = []): string[] {
   const candidates = [...configDirs.map((c) => path.join(dir, c)), ...configDirs.map((c) => path.join(dir, c, 'data')), dir, path.join(dir, 'data')];
-  const re = new RegExp(`^${split}([-_.][^/]*)?\\.(parquet|jsonl)(\\.gz)?$`);
+  // Exact names and HF shard names only: a looser prefix match would also take WinoGrande's
+  // train_xs/train_s/... next to train_xl.
+  const re = new RegExp(`^${split}(-\\d+-of-\\d+(-[0-9a-f]+)?)?\\.(parquet|jsonl)(\\.gz)?$`);
   for (const d of candidates) {
     if (!isDir(d)) continue;
     const names = fs.readdirSync(d).filter((f) => re.test(f) && fs.statSync(path.join(d, f)).isFile()).sort();

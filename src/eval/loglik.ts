@@ -10,7 +10,6 @@
 // - continuations of one token need no second pass at all (the context's last logits score them).
 
 import { OpenELMError } from '../core/errors.js';
-import { isArgmax, logProbAt } from '../generate/score.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { OpenELM } from '../model/openelm.js';
 
@@ -96,7 +95,7 @@ export class LoglikScorer {
     const last = this.model.forward(batch.map((g, b) => ({ cache: caches[b], tokens: g.ctx })));
     batch.forEach((g, b) => {
       const row = last.subarray(b * V, (b + 1) * V);
-      g.conts.forEach((c, j) => { res[b][j].ll += logProbAt(row, c[0]); res[b][j].greedy &&= isArgmax(row, c[0]); });
+      g.conts.forEach((c, j) => { const r = scoreRow(row, c[0]); res[b][j].ll += r.lp; res[b][j].greedy &&= r.greedy; });
     });
     // Pass 2, one continuation index at a time: feed cont[:-1] after the cached context.
     const rounds = Math.max(...batch.map((g) => g.conts.length));
@@ -120,8 +119,9 @@ export class LoglikScorer {
           for (let t = 0; t < items[q].tokens.length; t++, r++) {
             const target = c[fed[k] + t + 1];
             const row = logits.subarray(r * V, (r + 1) * V);
-            r0.ll += logProbAt(row, target);
-            r0.greedy &&= isArgmax(row, target);
+            const sr = scoreRow(row, target);
+            r0.ll += sr.lp;
+            r0.greedy &&= sr.greedy;
           }
           fed[k] += items[q].tokens.length;
         });
@@ -130,6 +130,19 @@ export class LoglikScorer {
     }
     return res;
   }
+}
+
+/**
+ * log-softmax of `row` at `target` (float64 sums, as logProbAt) and whether the target is the argmax
+ * (is_greedy; ties count as greedy like isArgmax), in two passes over the vocabulary instead of three.
+ */
+export function scoreRow(row: Float32Array, target: number): { lp: number; greedy: boolean } {
+  const v = row[target];
+  let mx = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i] > mx) mx = row[i];
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - mx);
+  return { lp: v - mx - Math.log(s), greedy: v >= mx };
 }
 
 /** One-shot convenience: score requests with a fresh scorer. */

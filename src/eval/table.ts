@@ -3,16 +3,26 @@
 
 import type { TaskResult } from './evaluator.js';
 import { paperScore, type PaperVariant } from './paper-results.js';
+import { GROUPS } from './tasks/index.js';
 
 const METRIC_ORDER = ['acc', 'acc_norm', 'acc_bytes', 'perplexity'];
 
 function fmt(v: number): string { return Number.isFinite(v) ? v.toFixed(4) : 'N/A'; }
 
+/** lm-eval's layout: a table of tasks, then (when groups such as mmlu were run) a table of groups. */
 export function resultsTable(results: Record<string, TaskResult>, paper?: PaperVariant | null): string {
-  const head = ['Tasks', 'Version', 'Filter', 'n-shot', 'Metric', 'Value', '', 'Stderr'];
+  const names = Object.keys(results);
+  const groups = names.filter((n) => Object.hasOwn(GROUPS, n));
+  const tasks = names.filter((n) => !groups.includes(n));
+  const out = [table('Tasks', tasks, results, paper)];
+  if (groups.length) out.push('', table('Groups', groups, results, paper));
+  return out.join('\n');
+}
+
+function table(title: string, names: string[], results: Record<string, TaskResult>, paper?: PaperVariant | null): string {
+  const head = [title, 'Version', 'Filter', 'n-shot', 'Metric', 'Value', '', 'Stderr'];
   if (paper) head.push(`Apple ${paper}`, 'Δ');
   const rows: string[][] = [];
-  const names = Object.keys(results);
   for (const name of names) {
     const r = results[name];
     const metrics = METRIC_ORDER.filter((m) => typeof r[m] === 'number');
