@@ -33,7 +33,7 @@ export const CTL_SLOTS = 16;
  * idle worker stops burning a core soon after generation pauses. Time is checked every
  * SPIN_CHECK polls (one Atomics.load poll is 10–30 ns).
  */
-export const WORKER_SPIN_MS = 0.5;
+export const WORKER_SPIN_MS = 0.2;
 export const MAIN_SPIN_MS = 0.5;
 export const SPIN_CHECK = 64;
 

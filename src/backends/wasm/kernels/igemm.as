@@ -91,23 +91,23 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
  */
 function imicro4x8(a: usize, lda: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32,
   c: usize, ldc: usize, ld: i32, q4: bool): void {
-  const a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda;
   const c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
   let p = b;
+  let r0 = a, r1 = a + lda, r2 = r1 + lda, r3 = r2 + lda;   // advance 64 bytes (one block) per block
   for (let blk = 0; blk < nblk; blk++) {
     let s00 = i32x4.splat(0), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
-    const ko = <usize>blk << 6;    // 32 i16 per block
-    for (let j: usize = 0; j < 64; j += 4) {
+    const end = p + 512;           // 16 k-pairs × 32 bytes
+    while (p < end) {
       const b0 = v128.load(p), b1 = v128.load(p, 16);
-      const x0 = v128.load32_splat(a + ko + j);
+      const x0 = v128.load32_splat(r0);
       s00 = i32x4.add(s00, i32x4.dot_i16x8_s(b0, x0)); s01 = i32x4.add(s01, i32x4.dot_i16x8_s(b1, x0));
-      const x1 = v128.load32_splat(a1 + ko + j);
+      const x1 = v128.load32_splat(r1);
       s10 = i32x4.add(s10, i32x4.dot_i16x8_s(b0, x1)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(b1, x1));
-      const x2 = v128.load32_splat(a2 + ko + j);
+      const x2 = v128.load32_splat(r2);
       s20 = i32x4.add(s20, i32x4.dot_i16x8_s(b0, x2)); s21 = i32x4.add(s21, i32x4.dot_i16x8_s(b1, x2));
-      const x3 = v128.load32_splat(a3 + ko + j);
+      const x3 = v128.load32_splat(r3);
       s30 = i32x4.add(s30, i32x4.dot_i16x8_s(b0, x3)); s31 = i32x4.add(s31, i32x4.dot_i16x8_s(b1, x3));
-      p += 32;
+      p += 32; r0 += 4; r1 += 4; r2 += 4; r3 += 4;
     }
     const bo = <usize>blk << 5;
     const w0 = v128.load(bs + bo), w1 = v128.load(bs + bo, 16);
