@@ -237,6 +237,15 @@ test('buffers are zeroed, survive memory growth, and freed blocks are reused', a
     const w = be.allocWeight('q4', 64, 64);
     be.free(w);
     assert.throws(() => be.free(new Float32Array(4)), OpenELMError);
+    // a weight that is a view into a bigger buffer: free() drops only its prepared state
+    const flat = be.alloc(64 * 64);
+    flat.fill(2);
+    const view = { dtype: 'f32' as const, rows: 64, cols: 64, data: flat.subarray(0, 64 * 64) };
+    be.prepareWeight(view);
+    be.free(view);
+    assert.throws(() => be.free(flat.subarray(0, 8)), OpenELMError, 'a subarray is not an allocation');
+    be.alloc(64 * 64).fill(7);
+    assert.ok(flat.every((v) => v === 2), 'the enclosing buffer was not freed');
   } finally {
     be.dispose();
   }

@@ -61,6 +61,8 @@ export class WasmBackend implements Backend {
   private stageHigh = 0;
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
+  /** What alloc()/allocWeight() returned, with the allocations free() releases. */
+  private readonly owned = new WeakMap<object, number[]>();
 
   private constructor(threads: number, relaxed: boolean, arena: SharedArena, pool: ThreadPool, k: KernelExports, threshold: number) {
     this.threads = threads;
@@ -90,33 +92,37 @@ export class WasmBackend implements Backend {
   alloc(n: number): Float32Array {
     this.live();
     const off = this.arena.allocBytes(n * 4, `a buffer of ${n} floats`);
-    return this.arena.f32(off, n);
+    const v = this.arena.f32(off, n);
+    this.owned.set(v, [off]);
+    return v;
   }
 
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
     this.live();
-    return allocWeightStorage(dtype, rows, cols, (bytes) => {
+    const offs: number[] = [];
+    const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
       const byteOffset = this.arena.allocBytes(bytes, `a ${rows}×${cols} ${dtype} weight`);
+      offs.push(byteOffset);
       return { buffer: this.arena.buffer(), byteOffset };
     });
+    this.owned.set(w, offs);
+    return w;
   }
 
   /**
-   * Give memory back: a buffer from alloc() (pass the view alloc returned) or a weight from
-   * allocWeight()/prepareWeight(). Views of it must not be used afterwards.
+   * Give memory back: a buffer returned by alloc() or a weight returned by allocWeight() (its
+   * storage and any copy prepareWeight made), or for any other weight just prepareWeight's copy.
+   * Views of freed memory must not be used afterwards. (Not part of the Backend interface yet:
+   * KV caches and workspaces of a long-running server are otherwise never returned.)
    */
   free(x: Float32Array | Weight): void {
-    if (ArrayBuffer.isView(x)) { this.freeView(x); return; }
-    const p = x.packed as WasmPacked | undefined;
-    if (p && p.owner === this) { for (const o of p.copies) this.arena.freeBytes(o); x.packed = undefined; }
-    for (const v of [x.data, x.scales, x.mins]) if (v && this.arena.owns(v) && this.arena.sizeOf(v.byteOffset) !== undefined) this.arena.freeBytes(v.byteOffset);
-  }
-
-  private freeView(v: ArrayBufferView): void {
-    if (!this.arena.owns(v) || this.arena.sizeOf(v.byteOffset) === undefined) {
-      throw new OpenELMError('usage', 'free() needs a buffer returned by this backend\'s alloc()');
+    const offs = this.owned.get(x);
+    if (ArrayBuffer.isView(x) && !offs) throw new OpenELMError('usage', 'free() needs a buffer returned by this backend\'s alloc()');
+    if (!ArrayBuffer.isView(x)) {
+      const p = x.packed as WasmPacked | undefined;
+      if (p && p.owner === this) { for (const o of p.copies) this.arena.freeBytes(o); x.packed = undefined; }
     }
-    this.arena.freeBytes(v.byteOffset);
+    if (offs) { for (const o of offs) this.arena.freeBytes(o); this.owned.delete(x); }
   }
 
   /** Bytes currently allocated in the wasm memory, and its current size. */
