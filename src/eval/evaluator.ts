@@ -53,7 +53,7 @@ interface Prepared {
   task: Task;
   k: number;
   docs: Doc[];
-  /** Per doc: the [context, continuation] strings and where its requests start in `reqs`. */
+  /** Per doc: its [context, continuation] strings; their encoded requests follow in order in `reqs`. */
   args: [string, string][][];
   reqs: LLRequest[];
   source: string;
