@@ -225,12 +225,15 @@ test('two concurrent clients get exactly what each gets alone (batched, never sh
   ]);
   assert.equal(sse(together[0].text).events.slice(1).map((e) => e.choices[0]?.delta?.content ?? '').join(''), alone[0]);
   assert.equal(together[1].json().choices[0].message.content, alone[1]);
-  const one = await createServer({ model, port: 0, slots: 1, disposeModelOnClose: false });
-  try {
-    const rs = await Promise.all(bodies.map((b) => post(`${one.url}/v1/chat/completions`, b)));
-    assert.deepEqual(rs.map((r) => r.json().choices[0].message.content), alone);
-  } finally {
-    await one.close();
+  // One slot (a FIFO queue), and two slots taking turns without batching (--batch 1).
+  for (const cfg of [{ slots: 1 }, { slots: 2, maxBatch: 1 }]) {
+    const other = await createServer({ model, port: 0, ...cfg, disposeModelOnClose: false });
+    try {
+      const rs = await Promise.all(bodies.map((b) => post(`${other.url}/v1/chat/completions`, b)));
+      assert.deepEqual(rs.map((r) => r.json().choices[0].message.content), alone, JSON.stringify(cfg));
+    } finally {
+      await other.close();
+    }
   }
 });
 
@@ -287,4 +290,19 @@ test('CLI: openelm serve prints its URL on stderr, serves, and shuts down gracef
   assert.equal(await exited, 0);
   assert.match(stderr, /SIGTERM, finishing running requests/);
   assert.match(stderr, /stopped/);
+});
+
+test('engine: text held back as a possible stop-string prefix is released when a stop token ends the run', async () => {
+  const { Engine } = await import('../src/serve/engine.js');
+  const e = new Engine(model.model, tok, { slots: 1, contextSize: 64 });
+  const prompt = tok.encode('Hello', { bos: true });
+  const drain = async (g: AsyncGenerator<unknown, { text: string; ids: number[]; finishReason: string }>) => { let r; do r = await g.next(); while (!r.done); return r.value; };
+  const sampling = { temperature: 1, seed: 5 };
+  const base = await drain(e.submit(prompt, { ...sampling, maxTokens: 12, ignoreEos: true }));
+  const k = base.ids.findIndex((id) => id !== base.ids[0]);
+  assert.ok(k > 0);
+  const head = tok.decode(base.ids.slice(0, k));
+  const r = await drain(e.submit(prompt, { ...sampling, maxTokens: 20, stop: [head + 'zzz'], stopTokens: [base.ids[k]] }));
+  assert.equal(r.finishReason, 'stop');
+  assert.equal(r.text, head);
 });

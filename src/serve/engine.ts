@@ -37,6 +37,11 @@ export interface EngineConfig {
   slots?: number;
   /** Tokens per slot cache (default: the model's max_context_length). */
   contextSize?: number;
+  /**
+   * Most sequences per forward call (default: slots). With fewer, running requests take turns
+   * (round robin); useful where a backend's multi-row matmul is slower than its single-row one.
+   */
+  maxBatch?: number;
 }
 
 interface Slot { cache: KVCache | undefined; ids: number[]; lastUsed: number; busy: boolean; }
@@ -76,6 +81,8 @@ const tick = () => new Promise<void>((r) => setImmediate(r));
 export class Engine {
   readonly slots: number;
   readonly contextSize: number;
+  readonly maxBatch: number;
+  private cursor = 0;
   private readonly pool: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly active: Job[] = [];
@@ -89,6 +96,8 @@ export class Engine {
     this.contextSize = cfg.contextSize ?? model.config.maxContextLength;
     if (!(Number.isInteger(this.slots) && this.slots >= 1)) throw new OpenELMError('usage', `slots must be an integer >= 1, got ${cfg.slots}`);
     if (!(Number.isInteger(this.contextSize) && this.contextSize >= 2)) throw new OpenELMError('usage', `context size must be an integer >= 2, got ${cfg.contextSize}`);
+    this.maxBatch = cfg.maxBatch ?? this.slots;
+    if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw new OpenELMError('usage', `max batch must be an integer >= 1, got ${cfg.maxBatch}`);
     for (let i = 0; i < this.slots; i++) this.pool.push({ cache: undefined, ids: [], lastUsed: 0, busy: false });
   }
 
@@ -189,7 +198,12 @@ export class Engine {
       this.reap();
       this.admit();
       if (!this.active.length) return;
-      const jobs = [...this.active];
+      let jobs = [...this.active];
+      if (jobs.length > this.maxBatch) {
+        const start = this.cursor % jobs.length;
+        jobs = [...jobs.slice(start), ...jobs.slice(0, start)].slice(0, this.maxBatch);
+        this.cursor = start + this.maxBatch;
+      }
       const items = jobs.map((j) => ({
         cache: j.slot!.cache!,
         tokens: j.prefilled ? [j.ids[j.ids.length - 1]] : j.prompt.slice(j.slot!.cache!.length),
@@ -215,8 +229,12 @@ export class Engine {
         j.ids.push(id);
         let text = '';
         let stop: FinishReason | undefined;
-        if (j.stopTokens.has(id)) stop = 'stop';
-        else {
+        if (j.stopTokens.has(id)) {
+          // Release text held back as a possible stop-string prefix or an unfinished UTF-8 sequence.
+          stop = 'stop';
+          const r = j.stopper.push(j.decoder.flush());
+          text = r.emit + (r.stopped ? '' : j.stopper.flush());
+        } else {
           const r = j.stopper.push(j.decoder.push(id));
           text = r.emit;
           if (r.stopped) stop = 'stop';

@@ -36,6 +36,8 @@ export interface ServerOptions {
   slots?: number;
   /** KV cache tokens per slot (default: the model's max_context_length). */
   contextSize?: number;
+  /** Most requests advanced per forward call (default: slots; 1 = take turns, no batching). */
+  maxBatch?: number;
   /** Largest request body in bytes (default 1 MiB); larger gets 413. */
   maxBodyBytes?: number;
   /** Overrides the model's chat template. */
@@ -248,7 +250,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       object: 'list',
       data: [{
         id: modelId, object: 'model', created, owned_by: 'openelm',
-        meta: { n_vocab: c.vocabSize, n_ctx_train: c.maxContextLength, n_ctx: engine!.contextSize, n_embd: c.modelDim, n_params: parameterCount(c), size: weightBytes(model!), slots: engine!.slots },
+        meta: { n_vocab: c.vocabSize, n_ctx_train: c.maxContextLength, n_ctx: engine!.contextSize, n_embd: c.modelDim, n_params: parameterCount(c), size: weightBytes(model!), slots: engine!.slots, max_batch: engine!.maxBatch, backend: model!.model.backend.name },
       }],
     });
   }
@@ -372,7 +374,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const ready = (async () => {
     try {
       const m = typeof opts.model === 'function' ? await opts.model() : opts.model;
-      engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize });
+      engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch });
       modelId ||= path.basename(path.resolve(m.dir));
       if (closing) { if (ownsModel) m.dispose(); throw new OpenELMError('serve', 'the server was closed while the model loaded'); }
       model = m;

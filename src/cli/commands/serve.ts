@@ -16,6 +16,7 @@ export const spec: CommandSpec = {
     { name: 'port', type: 'int', help: 'port (0 = any free port)', default: 8080, min: 0, max: 65535 },
     { name: 'api-key', type: 'string', help: 'require "Authorization: Bearer KEY" (default: $OPENELM_API_KEY, else no auth)' },
     { name: 'parallel', type: 'int', help: 'requests generated at once (batched), each with its own KV cache; more are queued', default: 4, min: 1 },
+    { name: 'batch', type: 'int', help: 'most requests advanced per forward call (default: --parallel; 1 = take turns without batching)', min: 1 },
     { name: 'ctx-size', type: 'int', help: 'KV cache tokens per request slot (default: the model\'s context length)', min: 2 },
     { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: the model folder\'s tokenizer_config.json, else CoreNet\'s instruct format)' },
     { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: --model)' },
@@ -30,7 +31,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const srv = await createServer({
     host: get.str(flags, 'host'), port: get.num(flags, 'port'),
     apiKey: get.str(flags, 'api-key') ?? (process.env.OPENELM_API_KEY || undefined),
-    slots: get.num(flags, 'parallel'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
+    slots: get.num(flags, 'parallel'), maxBatch: get.num(flags, 'batch'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
     modelId: get.str(flags, 'alias') ?? modelArg,
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
     model: () => loadModel(modelArg, {
@@ -57,7 +58,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     await srv.close({ graceMs: 0 });
     throw e;
   }
-  if (srv.engine) process.stderr.write(`openelm serve: model ready (${srv.engine.slots} slots x ${srv.engine.contextSize} tokens)\n`);
+  if (srv.engine) process.stderr.write(`openelm serve: model ready (${srv.engine.slots} slots x ${srv.engine.contextSize} tokens, batches of up to ${srv.engine.maxBatch})\n`);
   await stop;
   process.stderr.write('openelm serve: stopped\n');
   return 0;
