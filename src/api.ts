@@ -131,8 +131,8 @@ export class LoadedModel {
         throw e;
       } finally {
         if (!result && !failed) {
+          // The consumer stopped early (break): end the generation and still hand back a result.
           await it.return(undefined as never).catch(() => undefined);
-          // eslint-disable-next-line no-unsafe-finally
           return partialResult(ids.length, gen, text, performance.now() - t0);
         }
       }

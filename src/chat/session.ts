@@ -128,17 +128,18 @@ export class ChatSession {
     const user: ChatMessage = { role: 'user', content };
     let dropped = 0;
     let p = this.promptIds([...this.messages, user]);
-    // Drop the oldest exchanges until the prompt plus room for an answer fits.
-    while (p.ids.length + reserve > cap) {
+    // Drop the oldest exchanges until the prompt plus room for an answer fits. With no history left
+    // a prompt that fits at all still runs (its answer may end early on the context limit).
+    while (p.ids.length + reserve > cap && this.history.length > 0) {
       const next = this.history.findIndex((m, i) => i > 0 && m.role === 'user');
-      if (this.history.length === 0) {
-        throw new OpenELMError('context', `the message needs ${p.ids.length} prompt tokens${this.system !== undefined ? ' (with the system prompt)' : ''} plus room for ${reserve} answer tokens, but the chat context holds ${cap}; shorten it`);
-      }
       const n = next < 0 ? this.history.length : next;
       this.history.splice(0, n);
       dropped += n;
       this.tail = undefined;
       p = this.promptIds([...this.messages, user]);
+    }
+    if (p.ids.length >= cap) {
+      throw new OpenELMError('context', `the message needs ${p.ids.length} prompt tokens${this.system !== undefined ? ' (with the system prompt)' : ''} but the chat context holds ${cap}; shorten it`);
     }
     const ids = p.ids;
     this.cache ??= this.model.newCache(cap);
@@ -179,7 +180,6 @@ export class ChatSession {
           ? { text: p.text + answer + this.template.eosToken, ids: all }
           : undefined;
         // The consumer stopped iterating early: still hand back what was produced.
-        // eslint-disable-next-line no-unsafe-finally
         if (!result) return { ...partialResult(ids.length, gen, text, performance.now() - t0), cachedTokens: cached, prefilledTokens: ids.length - cached, droppedMessages: dropped };
       }
     }
