@@ -37,6 +37,8 @@ const ATT_BLK = 64;
 /** Chunks per thread for dynamic scheduling: enough to absorb a descheduled thread, few enough
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
+/** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
+const GEMV_ROWS = 8;
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
@@ -182,10 +184,11 @@ export class WasmBackend implements Backend {
     const N = w.rows, K = w.cols;
     const xp = this.inF32(x, M * K, 'linear input');
     const op = this.outF32(out, M * N, 'linear output', accumulate);
-    // GEMV for one token; q8/q4 with several tokens take the integer GEMM (int8 activations)
-    const mode = M === 1 ? 1 : p.dtype >= DTYPE_CODE.q8 && this.intGemm ? 2 : 0;
+    // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
+    // more go through a packed GEMM: integer for q8/q4 (int8 activations), else f32.
+    const mode = M <= GEMV_ROWS ? 1 : p.dtype >= DTYPE_CODE.q8 && this.intGemm ? 2 : 0;
     if (mode !== 1) this.ensureScratch(this.k.gemmScratch());
-    if (mode === 1 && p.dtype !== 0) this.ensurePrep(this.k.prepBytes(K));
+    if (mode === 1 && p.dtype !== 0) this.ensurePrep(M * this.k.prepBytes(K));
     if (mode === 2) this.ensurePrep(this.k.quantBytes(M, K));
     const a = this.ai;
     a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = p.dtype;

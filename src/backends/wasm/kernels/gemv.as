@@ -3,7 +3,7 @@
 // so the model is held once); x is prepared per call (deinterleaved for 16-bit weights, quantized
 // to int8 blocks for q8/q4) once per call before the threads start, which costs microseconds.
 
-import { fmadd, hsum, bf16hiToF32, f16hiToF32 } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32 } from './simd';
 
 // Rows are processed one at a time, front to back, so W is read as one sequential stream: DRAM
 // prefetchers follow that far better than several interleaved row streams (4 rows at a time ran
@@ -215,5 +215,168 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1)) + g;
     store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several tokens (2..4 rows of x, e.g. a batched decode step): the same sequential stream over W,
+// each weight vector used for every row, so W is read once instead of once per row. R is a
+// compile-time constant after inlining; rows of x (and of its prepared forms) are `ldx` bytes
+// apart, rows of out `ldo` bytes apart.
+
+@inline function gemvF32R(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  const rb = <usize>K << 2;
+  const e8 = <usize>(K & ~7) << 2, e4 = <usize>(K & ~3) << 2;
+  const x1 = x + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++, p += rb) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    let o: usize = 0;
+    for (; o < e8; o += 32) {
+      const u = v128.load(p + o), v = v128.load(p + o, 16);
+      a0 = fmadd(u, v128.load(x + o), a0); b0 = fmadd(v, v128.load(x + o, 16), b0);
+      a1 = fmadd(u, v128.load(x1 + o), a1); b1 = fmadd(v, v128.load(x1 + o, 16), b1);
+      if (R > 2) { a2 = fmadd(u, v128.load(x2 + o), a2); b2 = fmadd(v, v128.load(x2 + o, 16), b2); }
+      if (R > 3) { a3 = fmadd(u, v128.load(x3 + o), a3); b3 = fmadd(v, v128.load(x3 + o, 16), b3); }
+    }
+    if (o < e4) {
+      const u = v128.load(p + o);
+      a0 = fmadd(u, v128.load(x + o), a0); a1 = fmadd(u, v128.load(x1 + o), a1);
+      if (R > 2) a2 = fmadd(u, v128.load(x2 + o), a2);
+      if (R > 3) a3 = fmadd(u, v128.load(x3 + o), a3);
+      o += 16;
+    }
+    let s = hsum4(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));
+    for (; o < rb; o += 4) {
+      const wk = f32x4.splat(load<f32>(p + o));
+      s = fmadd(wk, f32x4(load<f32>(x + o), load<f32>(x1 + o), R > 2 ? load<f32>(x2 + o) : 0, R > 3 ? load<f32>(x3 + o) : 0), s);
+    }
+    storeR(out + (<usize>n << 2), ldo, s, acc, R);
+  }
+}
+
+/** out[r·ldo] (+)= lane r of s for r < R. */
+@inline function storeR(o: usize, ldo: usize, s: v128, acc: i32, R: i32): void {
+  store<f32>(o, acc ? load<f32>(o) + f32x4.extract_lane(s, 0) : f32x4.extract_lane(s, 0));
+  store<f32>(o + ldo, acc ? load<f32>(o + ldo) + f32x4.extract_lane(s, 1) : f32x4.extract_lane(s, 1));
+  if (R > 2) store<f32>(o + 2 * ldo, acc ? load<f32>(o + 2 * ldo) + f32x4.extract_lane(s, 2) : f32x4.extract_lane(s, 2));
+  if (R > 3) store<f32>(o + 3 * ldo, acc ? load<f32>(o + 3 * ldo) + f32x4.extract_lane(s, 3) : f32x4.extract_lane(s, 3));
+}
+
+@inline function gemvHalfR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, f16: bool, R: i32): void {
+  const rb = <usize>K << 1, e8 = <usize>(K & ~7) << 1;
+  const d1 = xd + ldp, d2 = d1 + ldp, d3 = d2 + ldp;
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++, p += rb) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    let o: usize = 0, xo: usize = 0;
+    for (; o < e8; o += 16, xo += 32) {
+      const v = v128.load(p + o);
+      const e = halfPair(v, f16, false), h = halfPair(v, f16, true);
+      a0 = fmadd(e, v128.load(xd + xo), a0); b0 = fmadd(h, v128.load(xd + xo, 16), b0);
+      a1 = fmadd(e, v128.load(d1 + xo), a1); b1 = fmadd(h, v128.load(d1 + xo, 16), b1);
+      if (R > 2) { a2 = fmadd(e, v128.load(d2 + xo), a2); b2 = fmadd(h, v128.load(d2 + xo, 16), b2); }
+      if (R > 3) { a3 = fmadd(e, v128.load(d3 + xo), a3); b3 = fmadd(h, v128.load(d3 + xo, 16), b3); }
+    }
+    let s = hsum4(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));
+    for (let k = K & ~7; k < K; k++) {
+      const xk = <usize>k << 2;
+      const wk = f32x4.splat(scalarHalf(load<u16>(p + (<usize>k << 1)), f16));
+      s = fmadd(wk, f32x4(load<f32>(x + xk), load<f32>(x + ldx + xk), R > 2 ? load<f32>(x + 2 * ldx + xk) : 0, R > 3 ? load<f32>(x + 3 * ldx + xk) : 0), s);
+    }
+    storeR(out + (<usize>n << 2), ldo, s, acc, R);
+  }
+}
+
+@inline function q8BlockW(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize): v128 {
+  const d0 = i32x4.dot_i16x8_s(w0, v128.load(xp)), d1 = i32x4.dot_i16x8_s(w1, v128.load(xp, 16));
+  const d2 = i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), d3 = i32x4.dot_i16x8_s(w3, v128.load(xp, 48));
+  return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
+}
+
+/** q8 rows; prepared x row r at prep + r·ldp: [q16 (2K) | q8 (K) | d (K/8) | s (K/8)]. */
+@inline function gemvQ8R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  const nb = K >> 5, qd = <usize>K * 3;
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0, f2 = f0, f3 = f0;
+    let xp = prep, dp = prep + qd;
+    for (let b = 0; b < nb; b++) {
+      const w0 = v128.load8x8_s(p), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
+      const s = load<f32>(sp);
+      f0 = fmadd(q8BlockW(w0, w1, w2, w3, xp), f32x4.splat(s * load<f32>(dp)), f0);
+      f1 = fmadd(q8BlockW(w0, w1, w2, w3, xp + ldp), f32x4.splat(s * load<f32>(dp + ldp)), f1);
+      if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 2 * ldp), f32x4.splat(s * load<f32>(dp + 2 * ldp)), f2);
+      if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 3 * ldp), f32x4.splat(s * load<f32>(dp + 3 * ldp)), f3);
+      p += 32; sp += 4; xp += 64; dp += 4;
+    }
+    storeR(out + (<usize>n << 2), ldo, hsum4(f0, f1, f2, f3), acc, R);
+  }
+}
+
+@inline function q4BlockV(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
+    return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
+  } else {
+    const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), v128.load(x16));
+    const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), v128.load(x16, 16));
+    const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), v128.load(x16, 32));
+    const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), v128.load(x16, 48));
+    return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
+  }
+}
+
+@inline function gemvQ4R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const nb = K >> 5, o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3);
+  let p = w + ((<usize>n0 * <usize>K) >> 1);
+  let sp = ws + ((<usize>n0 * <usize>nb) << 2), mp = wm + ((<usize>n0 * <usize>nb) << 2);
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0, f2 = f0, f3 = f0, g = f0;
+    let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
+    for (let b = 0; b < nb; b++) {
+      const v = v128.load(p);
+      const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+      const s = load<f32>(sp);
+      f0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), f0);
+      f1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), f1);
+      if (R > 2) f2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
+      if (R > 3) f3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3);
+      g = fmadd(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), load<f32>(xs + ldp),
+        R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0), g);
+      p += 16; sp += 4; mp += 4; x16 += 64; x8 += 32; xd += 4; xs += 4;
+    }
+    storeR(out + (<usize>n << 2), ldo, f32x4.add(hsum4(f0, f1, f2, f3), g), acc, R);
+  }
+}
+
+/**
+ * GEMV over R = 2..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
+ * (k_prep_x layout) `ldp` bytes apart.
+ */
+export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, ldx: usize, prep: usize, ldp: usize,
+  w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (dtype == 0) {
+    if (R == 2) gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 2);
+    else if (R == 3) gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 3);
+    else gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 4);
+  } else if (dtype == 1) {
+    if (R == 2) gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, false, 2);
+    else if (R == 3) gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, false, 3);
+    else gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, false, 4);
+  } else if (dtype == 2) {
+    if (R == 2) gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, true, 2);
+    else if (R == 3) gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, true, 3);
+    else gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, true, 4);
+  } else if (dtype == 3) {
+    if (R == 2) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2);
+    else if (R == 3) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3);
+    else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4);
+  } else {
+    if (R == 2) gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 2);
+    else if (R == 3) gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 3);
+    else gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 4);
   }
 }

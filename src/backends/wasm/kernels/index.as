@@ -5,7 +5,7 @@
 // Slot layouts are mirrored in ../kernels.ts (ARG constants); keep them in sync.
 
 import { part } from './simd';
-import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, deinterleave8, quantizeX } from './gemv';
+import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, gemvRows, deinterleave8, quantizeX } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
@@ -21,7 +21,7 @@ export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
 
 // linear: 0 out, 1 x, 2 data, 3 scales, 4 mins, 5 dtype, 6 M, 7 N, 8 K, 9 acc, 10 scratch, 11 stride,
 //         12 mode, 13 prepared x
-// mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (M = 1, x prepared by k_prep_x);
+// mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (small M, x prepared by k_prep_x);
 // 2: integer GEMM for q8/q4 (x quantized by k_quant_rows into 13: i16 rows, then scales, then sums)
 export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const out = ap(a, 0), x = ap(a, 1), data = ap(a, 2), scales = ap(a, 3), mins = ap(a, 4);
@@ -37,6 +37,21 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
   if (n0 >= n1) return;
   const xp = ap(a, 13);
+  if (M > 1) {
+    // a few tokens: W streamed once per 4 rows of x
+    const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldo = <usize>N << 2;
+    for (let m = 0; m < M; m += 4) {
+      const R = min(4, M - m);
+      const om = out + <usize>m * ldo, xm = x + <usize>m * ldx, pm = xp + <usize>m * ldp;
+      if (R == 1) gemv1(dtype, om, xm, pm, data, scales, mins, K, n0, n1, acc);
+      else gemvRows(dtype, R, om, ldo, xm, ldx, pm, ldp, data, scales, mins, K, n0, n1, acc);
+    }
+    return;
+  }
+  gemv1(dtype, out, x, xp, data, scales, mins, K, n0, n1, acc);
+}
+
+@inline function gemv1(dtype: i32, out: usize, x: usize, xp: usize, data: usize, scales: usize, mins: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   if (dtype == 0) gemvF32(out, x, data, K, n0, n1, acc);
   else if (dtype == 1) gemvBf16(out, x, xp, data, K, n0, n1, acc);
   else if (dtype == 2) gemvF16(out, x, xp, data, K, n0, n1, acc);
@@ -63,12 +78,16 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
 /** Bytes the prepared x of a K-input GEMV needs (see k_prep_x). */
 export function prepBytes(K: i32): i32 { return 4 * K + 64; }
 
-/** Prepare the single input row of a GEMV once, before the threads start: split for 16-bit
- * weights, quantized to int8 blocks for q8/q4. Same slots as k_linear. */
+/** Prepare the M input rows of a GEMV once, before the threads start: split for 16-bit
+ * weights, quantized to int8 blocks for q8/q4; row m at 13 + m·prepBytes(K). Same slots as k_linear. */
 export function k_prep_x(a: usize): void {
-  const x = ap(a, 1), dtype = ai(a, 5), K = ai(a, 8), xp = ap(a, 13);
-  if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
-  else if (dtype >= 3) quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+  const dtype = ai(a, 5), M = ai(a, 6), K = ai(a, 8);
+  const ldp = <usize>prepBytes(K);
+  for (let m = 0; m < M; m++) {
+    const x = ap(a, 1) + ((<usize>m * <usize>K) << 2), xp = ap(a, 13) + <usize>m * ldp;
+    if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
+    else if (dtype >= 3) quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+  }
 }
 
 // rmsnorm: 0 out, 1 x, 2 w, 3 rows, 4 dim, 5 eps
