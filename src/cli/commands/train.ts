@@ -1,0 +1,69 @@
+import type { CommandSpec, ParsedFlags } from '../args.js';
+import { get } from '../args.js';
+import { makeBackend } from '../common.js';
+import { OpenELMError } from '../../core/errors.js';
+import { generate } from '../../generate/generate.js';
+import { loadModel } from '../../model/load.js';
+import { loadTokenizer } from '../../tokenizer/load.js';
+import { loadRecipe } from '../../train/recipe.js';
+import { train } from '../../train/trainer.js';
+
+export const spec: CommandSpec = {
+  name: 'train',
+  summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
+  usage: 'openelm train --recipe FILE [--resume] [--stop-after N]',
+  flags: [
+    { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/', required: true },
+    { name: 'resume', type: 'bool', help: 'continue from the latest checkpoint in the recipe\'s out_dir' },
+    { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
+  ],
+};
+
+export async function run(flags: ParsedFlags): Promise<number> {
+  const recipe = loadRecipe(get.str(flags, 'recipe')!);
+  const ac = new AbortController();
+  let sigs = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    sigs++;
+    if (sigs > 1) {
+      process.stderr.write(`\nopenelm train: second ${sig}: quitting now (the last checkpoint is intact)\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`\nopenelm train: ${sig} received: finishing the current step, then writing a checkpoint (press Ctrl-C again to quit at once)\n`);
+    ac.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let res;
+  try {
+    res = await train({ recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const err = (l: string) => process.stderr.write(l + '\n');
+  if (res.status !== 'done') {
+    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint}`);
+    err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')} --resume`);
+    return res.status === 'interrupted' ? 130 : 0;
+  }
+  const first = res.firstLoss, last = res.lastLoss;
+  err(`done: ${res.step} steps in ${(res.trainMs / 1000).toFixed(0)} s of training; loss ${first?.toFixed(3) ?? '-'} → ${last?.toFixed(3) ?? '-'}` +
+    (res.lastValLoss !== undefined ? ` (validation ${res.lastValLoss.toFixed(3)})` : ''));
+  err(`checkpoint: ${res.checkpoint}   report: ${res.reportFile}   metrics: ${res.metricsFile}`);
+  if (recipe.sample && res.checkpoint) {
+    if (!res.checkpoint) throw new OpenELMError('train', 'no checkpoint to sample from');
+    const backend = await makeBackend('auto', recipe.threads);
+    try {
+      const model = loadModel(res.checkpoint, { backend });
+      const tok = loadTokenizer(recipe.model.init);
+      const s = recipe.sample;
+      const out = await generate(model, tok, tok.encode(s.prompt, { bos: true }), { maxTokens: s.maxTokens, temperature: s.temperature, topK: s.topK, seed: s.seed });
+      err(`sample from ${res.checkpoint} (temperature ${s.temperature}, top-k ${s.topK}):`);
+      process.stdout.write(s.prompt + out.text + '\n');
+    } finally {
+      backend.dispose();
+    }
+  }
+  return 0;
+}
