@@ -19,6 +19,7 @@ export interface KernelExports {
   gemmScratch(): number;
   prepBytes(K: number): number;
   quantBytes(M: number, K: number): number;
+  attentionScratch(G: number, hd: number): number;
   k_prep_x(args: number): void;
 }
 

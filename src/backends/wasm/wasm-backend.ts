@@ -33,7 +33,6 @@ interface WasmPacked {
   copies: number[];
 }
 
-const ATT_BLK = 64;
 /** Chunks per thread for dynamic scheduling: enough to absorb a descheduled thread, few enough
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
@@ -256,11 +255,11 @@ export class WasmBackend implements Backend {
     const kp = this.inF32(kCache, Hkv * cap * hd, 'K cache');
     const vp = this.inF32(vCache, Hkv * cap * hd, 'V cache');
     const op = this.outF32(out, S * Q * hd, 'attention output', false);
-    this.ensureScratch((ATT_BLK + hd + 8) * 4);
+    this.ensureScratch(this.k.attentionScratch(Q / Hkv, hd));
     const a = this.ai;
     a[0] = op; a[1] = qp; a[2] = kp; a[3] = vp; a[4] = S; a[5] = P; a[6] = Q; a[7] = Hkv; a[8] = hd; a[9] = cap;
     a[10] = this.scratchOff; a[11] = this.scratchStride;
-    this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Q);
+    this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv);
   }
 
   swiglu(out: Float32Array, u: Float32Array, rows: number, F: number): void {

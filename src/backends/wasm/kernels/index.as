@@ -9,7 +9,9 @@ import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, gemvRows, deinterleave8, qu
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
-import { attentionItems } from './attention';
+import { attentionItems, attentionScratch } from './attention';
+
+export { attentionScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
