@@ -22,6 +22,8 @@ export interface CommandSpec {
   summary: string;
   usage: string;
   flags: FlagSpec[];
+  /** A flag that may also be given as the first bare argument (e.g. `openelm download MODEL`). */
+  positional?: string;
 }
 
 export type ParsedFlags = Record<string, string | number | boolean | string[] | undefined>;
@@ -31,7 +33,11 @@ export function parseFlags(cmd: CommandSpec, argv: string[]): ParsedFlags {
   const specs = new Map(cmd.flags.map((f) => [f.name, f]));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith('--')) throw new UsageError(`unexpected argument "${a}" (flags start with --; see openelm ${cmd.name} --help)`);
+    if (!a.startsWith('--')) {
+      const pos = cmd.positional ? specs.get(cmd.positional) : undefined;
+      if (pos && out[pos.name] === undefined) { out[pos.name] = convert(pos, a); continue; }
+      throw new UsageError(`unexpected argument "${a}" (flags start with --; see openelm ${cmd.name} --help)`);
+    }
     let name = a.slice(2), value: string | undefined;
     const eq = name.indexOf('=');
     if (eq >= 0) { value = name.slice(eq + 1); name = name.slice(0, eq); }

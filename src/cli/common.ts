@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import type { FlagSpec, ParsedFlags } from './args.js';
 import { get } from './args.js';
 import type { Backend } from '../backends/backend.js';
-import { JsBackend } from '../backends/js/js-backend.js';
+import { createBackend, BACKEND_NAMES, type BackendName } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { loadModel, validateDType, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
@@ -22,27 +22,21 @@ export const MODEL_FLAGS: FlagSpec[] = [
 export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
 
 export async function makeBackend(name: string, threads: number | undefined): Promise<Backend> {
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new OpenELMError('usage', `--threads must be an integer >= 1, got ${threads}`);
-  if (name === 'js') return new JsBackend();
-  try {
-    const mod = (await import('../backends/index.js' as string)) as { createBackend?: (n: string, o: { threads?: number }) => Promise<Backend> };
-    if (mod.createBackend) return await mod.createBackend(name, { threads });
-  } catch (e) {
-    if (e instanceof OpenELMError) throw e;
-    if (name === 'wasm') throw new OpenELMError('backend', `the wasm backend is not available: ${(e as Error).message}`);
-  }
-  return new JsBackend();
+  if (!(BACKEND_NAMES as readonly string[]).includes(name)) throw new OpenELMError('usage', `unknown backend "${name}"; choose one of ${BACKEND_NAMES.join(', ')}`);
+  return createBackend(name as BackendName, { threads });
 }
 
-/** Resolve --model to a local folder (hub ids are downloaded when the hub module is present). */
+/** Resolve --model to a local folder; a hub id (org/name) that is not a local path is downloaded. */
 export async function resolveModelDir(model: string): Promise<string> {
   if (fs.existsSync(model)) return model;
   if (/^[\w.-]+\/[\w.-]+$/.test(model)) {
+    const hub = await import('../hub/index.js');
+    const { stderrProgress } = await import('../hub/progress.js');
     try {
-      const hub = (await import('../hub/index.js' as string)) as { ensureModel?: (id: string) => Promise<string> };
-      if (hub.ensureModel) return await hub.ensureModel(model);
+      return await hub.ensureModel(model, { onProgress: stderrProgress(), onWarning: (m) => process.stderr.write(`openelm: ${m}\n`) });
     } catch (e) {
       if (e instanceof OpenELMError) throw e;
+      throw new OpenELMError('hub', `could not download ${model}: ${(e as Error).message}`);
     }
   }
   throw new OpenELMError('model', `model folder ${model} does not exist`);

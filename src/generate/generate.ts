@@ -93,7 +93,13 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
       s.ids.push(id);
       let text = '';
       let stopped = false;
-      if (stopTokens.has(id)) { stopped = true; s.finish = 'stop'; }
+      if (stopTokens.has(id)) {
+        // The run ends here: release text held back as a possible stop-string start, and any
+        // unfinished UTF-8 bytes (as decode() would render them).
+        const r = s.stopper.push(s.decoder.flush());
+        text = r.emit + (r.stopped ? '' : s.stopper.flush());
+        stopped = true; s.finish = 'stop';
+      }
       else {
         const r = s.stopper.push(s.decoder.push(id));
         text = r.emit;

@@ -68,43 +68,46 @@ export class Sampler {
     if (this.greedy) return argmax(logits);
     const t = this.o.temperature ?? 1;
     const topK = this.o.topK ?? 0, topP = this.o.topP ?? 1, minP = this.o.minP ?? 0;
-    // Work on the candidate ids sorted by logit (descending); ties keep id order.
+    // Candidates are gathered without sorting the whole vocabulary (that cost ~10 ms a token):
+    // top-k keeps logits >= the k-th largest (ties survive, as in HF), found by selection.
     if (this.idx.length !== V) this.idx = new Int32Array(V);
     const idx = this.idx;
-    for (let i = 0; i < V; i++) idx[i] = i;
-    let n = V;
+    let n = 0;
     if (topK > 0 && topK < V) {
-      idx.sort((a, b) => logits[b] - logits[a] || a - b);
-      // HF keeps every token whose logit is >= the k-th largest (ties survive).
-      const kth = logits[idx[topK - 1]];
-      n = topK;
-      while (n < V && logits[idx[n]] >= kth) n++;
-    } else idx.sort((a, b) => logits[b] - logits[a] || a - b);
+      const kth = kthLargest(logits, topK);
+      for (let i = 0; i < V; i++) if (logits[i] >= kth) idx[n++] = i;
+    } else { for (let i = 0; i < V; i++) idx[i] = i; n = V; }
+    let mx = -Infinity;
+    for (let i = 0; i < n; i++) if (logits[idx[i]] > mx) mx = logits[idx[i]];
+    mx /= t;
     const probs = new Float64Array(n);
-    const mx = logits[idx[0]] / t;
     let sum = 0;
     for (let i = 0; i < n; i++) { const p = Math.exp(logits[idx[i]] / t - mx); probs[i] = p; sum += p; }
-    for (let i = 0; i < n; i++) probs[i] /= sum;
+    let pmax = 0;
+    for (let i = 0; i < n; i++) { probs[i] /= sum; if (probs[i] > pmax) pmax = probs[i]; }
+    let cand = Array.from({ length: n }, (_, i) => i);
     if (topP < 1) {
-      // HF: drop tokens whose ascending cumulative probability is <= 1 - top_p; keep at least one.
-      let cum = 0, keep = n;
-      for (let i = n - 1; i >= 1; i--) {
-        cum += probs[i];
-        if (cum <= 1 - topP) keep = i; else break;
-      }
-      n = keep;
+      // HF: drop tokens whose ascending cumulative probability is <= 1 - top_p (keep >= 1).
+      // Tokens below (1 - top_p) / n are always dropped (together they weigh < 1 - top_p), so
+      // only the rest need sorting.
+      const floor = (1 - topP) / n;
+      const small = cand.filter((i) => probs[i] < floor);
+      cand = cand.filter((i) => probs[i] >= floor).sort((a, b) => probs[a] - probs[b] || idx[b] - idx[a]);
+      let cum = 0;
+      for (const i of small) cum += probs[i];
+      let drop = 0;
+      while (drop < cand.length - 1 && cum + probs[cand[drop]] <= 1 - topP) { cum += probs[cand[drop]]; drop++; }
+      cand = cand.slice(drop);
     }
     if (minP > 0) {
-      const thr = minP * probs[0];
-      let keep = 1;
-      while (keep < n && probs[keep] >= thr) keep++;
-      n = keep;
+      const thr = minP * pmax;
+      cand = cand.filter((i) => probs[i] >= thr);
     }
     let total = 0;
-    for (let i = 0; i < n; i++) total += probs[i];
+    for (const i of cand) total += probs[i];
     let r = this.rng.next() * total;
-    for (let i = 0; i < n; i++) { r -= probs[i]; if (r < 0) return idx[i]; }
-    return idx[n - 1];
+    for (const i of cand) { r -= probs[i]; if (r < 0) return idx[i]; }
+    return idx[cand[cand.length - 1]];
   }
 
   rngState(): number[] { return this.rng.getState(); }
@@ -114,4 +117,22 @@ export function argmax(a: ArrayLike<number>): number {
   let b = 0, m = -Infinity;
   for (let i = 0; i < a.length; i++) if (a[i] > m) { m = a[i]; b = i; }
   return b;
+}
+
+/** The k-th largest value of a (1-based), by quickselect on a copy. */
+function kthLargest(a: Float32Array, k: number): number {
+  const b = Float32Array.from(a);
+  let lo = 0, hi = b.length - 1;
+  const want = k - 1;
+  while (lo < hi) {
+    const pivot = b[(lo + hi) >> 1];
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (b[i] > pivot) i++;
+      while (b[j] < pivot) j--;
+      if (i <= j) { const t = b[i]; b[i] = b[j]; b[j] = t; i++; j--; }
+    }
+    if (want <= j) hi = j; else if (want >= i) lo = i; else return b[want];
+  }
+  return b[want];
 }

@@ -6,7 +6,8 @@ import { stderrProgress } from '../../hub/progress.js';
 export const spec: CommandSpec = {
   name: 'download',
   summary: 'download a model from the Hugging Face hub into the shared HF cache; prints the local folder',
-  usage: 'openelm download --model ORG/NAME [--revision REV] [--cache-dir DIR]   (env: HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE)',
+  positional: 'model',
+  usage: 'openelm download (ORG/NAME | --model ORG/NAME) [--revision REV] [--cache-dir DIR]   (env: HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE)',
   flags: [
     { name: 'model', type: 'string', help: 'hub model id, e.g. apple/OpenELM-270M-Instruct', required: true },
     { name: 'revision', type: 'string', help: 'branch, tag or commit', default: 'main' },
