@@ -146,6 +146,7 @@ function modelBench(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType) {
   // warm-up: one short prefill and a few decode steps (JIT, wasm tier-up, page faults)
   model.forward([{ cache, tokens: prompt.slice(0, 16) }]);
   for (let i = 0; i < 4; i++) model.forward([{ cache, tokens: [i + 5] }]);
+  const calls0 = be.callStats();
   const prefill: number[] = [], decode: number[] = [];
   for (let rep = 0; rep < 3; rep++) {
     cache.reset();
@@ -160,6 +161,7 @@ function modelBench(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType) {
     }
     decode.push(GEN / ((performance.now() - t) / 1000));
   }
+  const calls1 = be.callStats();
   let bytes = 0;
   for (const x of all) if (!(x instanceof Float32Array)) bytes += weightBytes(x.dtype, x.rows * x.cols);
   for (const x of all) be.free(x);
@@ -168,11 +170,13 @@ function modelBench(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType) {
     dtype, threads: be.threads, weights_gb: r1(bytes / 1e8) / 10,
     prefill_tok_s: r1(median(prefill)), decode_tok_s: r1(median(decode)),
     decode_weight_gbs: r1(median(decode) * bytes / 1e9), build_s: r1(buildS),
+    // kernel calls during the timed runs: split over the threads / run inline
+    calls_parallel: calls1.parallel - calls0.parallel, calls_inline: calls1.inline - calls0.inline,
   };
 }
 
 const result: Record<string, unknown> = {
-  machine: { cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version },
+  machine: { cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), node: process.version, loadavg_start: os.loadavg().map(r1) },
   shapes: { gemv: '1x1280 . 1280x3840', head: '1x1280 . 1280x32000', gemm: 'Mx1280 . 1280x3840', model: 'OpenELM-270M, random weights' },
 };
 const kernels: unknown[] = [], model: unknown[] = [];
@@ -191,4 +195,5 @@ for (const threads of THREADS) {
 }
 result.kernels = kernels;
 result.model = model;
+result.loadavg_end = os.loadavg().map(r1);
 console.log(JSON.stringify(result, null, 2));

@@ -15,6 +15,8 @@ export class ThreadPool {
   private readonly workers: Worker[] = [];
   private lastError = '';
   private closed = false;
+  /** Kernel calls run inline (small work or one thread) and split over the threads. */
+  readonly counts = { inline: 0, parallel: 0 };
 
   private constructor(readonly threads: number, memory: WasmMemory, instance: WasmInstance) {
     this.ctl = new Int32Array(memory.buffer, CTL_OFFSET, CTL_SLOTS);
@@ -57,12 +59,12 @@ export class ThreadPool {
     if (this.closed) throw new OpenELMError('usage', 'this wasm backend has been disposed');
     const fi = KERNEL_NAMES.indexOf(name);
     if (chunks <= 1 || this.threads === 1) {
-      const fn = this.fns[fi];
-      if (chunks <= 1) fn(ARGS_OFFSET, 0, 0, 1);
-      else for (let c = 0; c < chunks; c++) fn(ARGS_OFFSET, 0, c, chunks);
+      this.counts.inline++;
+      this.fns[fi](ARGS_OFFSET, 0, 0, 1);
       return;
     }
     const ctl = this.ctl;
+    this.counts.parallel++;
     Atomics.store(ctl, NCHUNKS, 0);
     Atomics.store(ctl, FN, fi);
     Atomics.store(ctl, COMPLETED, 0);
@@ -71,12 +73,11 @@ export class ThreadPool {
     Atomics.add(ctl, GEN, 1);
     if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GEN);
     const err = drain(ctl, this.fns, 0);
-    let spins = 0, t0 = 0;
+    const t1 = performance.now();
+    let spins = 0;
     while (Atomics.load(ctl, COMPLETED) < chunks) {
       if (++spins % SPIN_CHECK !== 0) continue;
-      const now = performance.now();
-      if (spins === SPIN_CHECK) t0 = now;
-      else if (now - t0 > MAIN_SPIN_MS) {
+      if (performance.now() - t1 > MAIN_SPIN_MS) {
         // a worker holding a chunk was probably descheduled: give up the core until it reports
         Atomics.store(ctl, MAIN_WAIT, 1);
         const d = Atomics.load(ctl, COMPLETED);

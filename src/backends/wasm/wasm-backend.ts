@@ -57,9 +57,8 @@ export class WasmBackend implements Backend {
   private scratchStride = 0;
   private prepOff = 0;
   private prepSize = 0;
-  private stageBlocks: { off: number; size: number }[] = [];
-  private stageUsed = 0;
-  private stageHigh = 0;
+  private stage: { off: number; size: number; used: number }[] = [];
+  private stageCall = 0;
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
   /** What alloc()/allocWeight() returned, with the allocations free() releases. */
@@ -125,6 +124,9 @@ export class WasmBackend implements Backend {
     }
     if (offs) { for (const o of offs) this.arena.freeBytes(o); this.owned.delete(x); }
   }
+
+  /** Kernel calls so far: run inline (small work) and split over the threads. */
+  callStats(): { inline: number; parallel: number } { return { ...this.pool.counts }; }
 
   /** Bytes currently allocated in the wasm memory, and its current size. */
   memoryStats(): { inUse: number; reserved: number } {
@@ -317,35 +319,30 @@ export class WasmBackend implements Backend {
   private begin(): void {
     this.live();
     this.copyBack.length = 0;
-    if (this.stageBlocks.length > 1) {
-      // consolidate: one block big enough for the largest call so far
-      for (const b of this.stageBlocks) this.arena.freeBytes(b.off);
-      this.stageBlocks = [];
-      const size = Math.ceil(this.stageHigh * 1.25 / 64) * 64;
-      this.stageBlocks.push({ off: this.arena.allocBytes(size, 'staging'), size });
+    if (this.stage.length > 1) {
+      // the last call overflowed the block: replace the chain by one block that fits it
+      for (const b of this.stage) this.arena.freeBytes(b.off);
+      const size = Math.ceil(this.stageCall * 1.25 / 4096) * 4096;
+      this.stage = [{ off: this.arena.allocBytes(size, 'staging'), size, used: 0 }];
+    } else if (this.stage.length) {
+      this.stage[0].used = 0;
     }
-    this.stageUsed = 0;
+    this.stageCall = 0;
   }
 
+  /** Bytes of staging for the current call; valid until the next call's begin(). */
   private stageTake(bytes: number): number {
     const need = Math.ceil(Math.max(bytes, 1) / 64) * 64;
-    let cur = this.stageBlocks[this.stageBlocks.length - 1];
-    const usedInCur = this.stageUsed - this.stageBlocks.slice(0, -1).reduce((s, b) => s + b.size, 0);
-    if (!cur || usedInCur + need > cur.size) {
+    this.stageCall += need;
+    let b = this.stage[this.stage.length - 1];
+    if (!b || b.used + need > b.size) {
+      // chain another block (earlier offsets of this call must stay valid)
       const size = Math.max(need, 1 << 16);
-      cur = { off: this.arena.allocBytes(size, 'staging'), size };
-      // skip the rest of the previous block
-      const prevLeft = this.stageBlocks.length ? this.stageBlocks[this.stageBlocks.length - 1].size - usedInCur : 0;
-      this.stageUsed += prevLeft;
-      this.stageBlocks.push(cur);
-      const off = cur.off;
-      this.stageUsed += need;
-      this.stageHigh = Math.max(this.stageHigh, this.stageUsed);
-      return off;
+      b = { off: this.arena.allocBytes(size, 'staging'), size, used: 0 };
+      this.stage.push(b);
     }
-    const off = cur.off + usedInCur;
-    this.stageUsed += need;
-    this.stageHigh = Math.max(this.stageHigh, this.stageUsed);
+    const off = b.off + b.used;
+    b.used += need;
     return off;
   }
 
