@@ -47,9 +47,10 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
   }
 }
 
+/** The 4 even (hi = false) or odd (hi = true) halves of 8 packed 16-bit floats, as f32. */
 @inline function halfPair(v: v128, f16: bool, hi: bool): v128 {
-  const u = hi ? v : i32x4.shl(v, 16);
-  return f16 ? f16hiToF32(u) : bf16hiToF32(u);
+  if (f16) return f16hiToF32(hi ? v : i32x4.shl(v, 16));
+  return hi ? bf16hiToF32(v) : i32x4.shl(v, 16);   // the shift already cleared the low half
 }
 
 @inline function scalarHalf(h: u32, f16: bool): f32 {
