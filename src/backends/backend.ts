@@ -33,6 +33,13 @@ export interface Backend {
 
   /** A zero-filled f32 buffer usable by this backend's kernels. */
   alloc(n: number): Float32Array;
+  /**
+   * Optional: give back a buffer alloc() returned (e.g. a KV cache that is done). Backends that
+   * manage their own memory (wasm: one 4 GiB-capped WebAssembly.Memory) reuse it; without this a
+   * long-running process that keeps allocating caches runs out. Neither it nor its views may be
+   * used afterwards. Backends on ordinary ArrayBuffers leave it to the GC and may omit it.
+   */
+  free?(buf: Float32Array): void;
   /** An empty weight of the given dtype; fill it with setWeightRows / quantize helpers, then prepareWeight. */
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight;
   /** Called once after a weight's data is final (repacking, uploading). */

@@ -13,7 +13,7 @@ export class KVCache {
   /** Tokens currently stored (the position of the next token). */
   length = 0;
 
-  constructor(config: OpenELMConfig, backend: Backend, capacity: number) {
+  constructor(config: OpenELMConfig, private readonly backend: Backend, capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new OpenELMError('usage', `KV cache capacity must be a positive integer, got ${capacity}`);
     this.capacity = capacity;
     for (let l = 0; l < config.numLayers; l++) {
@@ -30,6 +30,14 @@ export class KVCache {
   }
 
   reset(): void { this.length = 0; }
+
+  /** Give the buffers back to the backend (needed by backends with their own memory); the cache is unusable afterwards. */
+  dispose(): void {
+    for (const a of [...this.k, ...this.v]) this.backend.free?.(a);
+    this.k.length = 0;
+    this.v.length = 0;
+    this.length = 0;
+  }
 
   /** Bytes held by this cache. */
   get bytes(): number {
