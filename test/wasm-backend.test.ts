@@ -21,6 +21,7 @@ import { TOL, assertClose, type Tol } from './tolerances.js';
 import { tinyModel } from './helpers/tiny.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const toks = [5, 17, 42, 99, 3, 250, 7, 8, 120, 33, 64];
 const js = new JsBackend();
 
 // parallelThreshold 0: even these tiny calls are split into chunks over the threads.
@@ -251,6 +252,25 @@ test('buffers are zeroed, survive memory growth, and freed blocks are reused', a
   }
 });
 
+test('a disposed KV cache returns its memory, so a long-running process does not run out', async () => {
+  const be = await createWasmBackend({ threads: 1 });
+  try {
+    const { model } = tinyModel({}, 1, be);
+    const cache0 = model.newCache(64);
+    model.forward([{ cache: cache0, tokens: toks }]);
+    cache0.dispose();
+    const before = be.memoryStats().inUse;
+    for (let i = 0; i < 50; i++) {
+      const cache = model.newCache(64);
+      model.forward([{ cache, tokens: toks }]);
+      cache.dispose();
+    }
+    assert.equal(be.memoryStats().inUse, before);
+  } finally {
+    be.dispose();
+  }
+});
+
 test('a model that does not fit the 4 GiB wasm memory fails with a clear error', async () => {
   const be = await createWasmBackend({ threads: 1 });
   try {
@@ -279,8 +299,6 @@ test('bad arguments are rejected instead of touching other buffers', async () =>
 
 // ------------------------------------------------------------------------------------------------
 // whole models
-
-const toks = [5, 17, 42, 99, 3, 250, 7, 8, 120, 33, 64];
 
 for (const cfg of configs) {
   test(`a tiny model gives the reference logits, prefill and cached decode (${cfg.label})`, async () => {
