@@ -289,6 +289,9 @@ test('bad arguments are rejected instead of touching other buffers', async () =>
     const w = weightOn(be, 'f32', 8, 16, new Float32Array(128));
     assert.throws(() => be.linear(be.alloc(8), be.alloc(15), w, 1), OpenELMError);
     assert.throws(() => be.linear(be.alloc(7), be.alloc(16), w, 1), OpenELMError);
+    const guard = be.alloc(8);
+    be.linear(be.alloc(0), be.alloc(0), w, 0);   // no rows: nothing written anywhere
+    assert.ok(guard.every((v) => v === 0));
     assert.throws(() => be.attention(be.alloc(16), be.alloc(64), be.alloc(64), be.alloc(64), 2, 3, 2, 2, 4, 4), OpenELMError);
     be.dispose();
     assert.throws(() => be.alloc(4), /disposed/);

@@ -183,6 +183,7 @@ export class WasmBackend implements Backend {
     this.begin();
     const p = this.packedOf(w);
     const N = w.rows, K = w.cols;
+    if (M <= 0 || N === 0) return;
     const xp = this.inF32(x, M * K, 'linear input');
     const op = this.outF32(out, M * N, 'linear output', accumulate);
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
