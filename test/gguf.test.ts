@@ -20,7 +20,8 @@ import { loadModel } from '../src/model/load.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { generate } from '../src/generate/generate.js';
-import type { WeightDType } from '../src/backends/backend.js';
+import type { Backend, WeightDType } from '../src/backends/backend.js';
+import { makeBackend } from '../src/cli/common.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gguf-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -311,8 +312,8 @@ async function llamaGreedy(file: string, ids: number[], steps: number): Promise<
   }
 }
 
-async function ours(dtype: WeightDType, ids: number[]) {
-  const model = loadModel(modelDir, { dtype, backend: new JsBackend() });
+async function ours(dtype: WeightDType, ids: number[], backend: Backend) {
+  const model = loadModel(modelDir, { dtype, backend });
   const tok = loadTokenizer();
   const g = await generate(model, tok, ids, { maxTokens: STEPS, temperature: 0, ignoreEos: true });
   // Logits along the whole greedy path give the first-step distribution and every step's margin.
@@ -366,14 +367,18 @@ for (const [gd, od, tol] of CASES) {
     if (!llama) return t.skip(skipWhy);
     const ids = loadTokenizer().encode(PROMPT, { bos: true });
     assert.equal(ids[0], 1);
-    const me = await ours(od, ids);
+    // f32 runs on the reference backend; f16 / q8 on the default one (wasm when present), which
+    // also keeps this test fast (the reference decodes half/8-bit rows on every call).
+    const backend = od === 'f32' ? new JsBackend() : await makeBackend('auto', 2);
+    let me: Awaited<ReturnType<typeof ours>>;
+    try { me = await ours(od, ids, backend); } finally { backend.dispose(); }
     assert.ok(me.minMargin > 0.1, `seed ${SEED} should give clear greedy margins; got ${me.minMargin}`);
     const them = await llamaGreedy(ggufOf(gd), ids, STEPS);
     assert.deepEqual(them.tokens, me.tokens, `${gd}: llama.cpp ${them.tokens} vs ours ${me.tokens}`);
     if (gd === 'f32') f32Tokens = me.tokens;
     else if (f32Tokens) assert.deepEqual(me.tokens, f32Tokens, `${od} tokens equal f32 tokens`);
     const d = maxLogpDiff(them.probs, me.logp);
-    t.diagnostic(`${gd}: max |log p llama.cpp - log p ours| = ${d.toExponential(2)}; min greedy margin ${me.minMargin.toFixed(3)}`);
+    t.diagnostic(`${gd} (ours on ${backend.name}): max |log p llama.cpp - log p ours| = ${d.toExponential(2)}; min greedy margin ${me.minMargin.toFixed(3)}`);
     assert.ok(d <= tol, `${gd}: log-prob difference ${d} > ${tol}`);
   });
 }
