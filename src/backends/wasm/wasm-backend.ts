@@ -18,7 +18,11 @@ export interface WasmBackendOptions {
   threads?: number;
   /** Use relaxed SIMD when the runtime validates it (default true). */
   relaxedSimd?: boolean;
-  /** Kernels with less work than this (multiply-adds or elements) run on the calling thread only. */
+  /**
+   * Kernels with less work than this (multiply-adds, or elements × ~8 for SiLU) run on the calling
+   * thread only (default 131072, roughly 10–20 µs of one thread: a fork/join costs ~1 µs on an idle
+   * machine, more when a worker has to be woken or rescheduled).
+   */
   parallelThreshold?: number;
 }
 
@@ -83,7 +87,7 @@ export class WasmBackend implements Backend {
     const arena = new SharedArena(ARENA_BASE, 16 << 20);
     const instance = await Wasm!.instantiate(module, { env: { memory: arena.memory } });
     const pool = await ThreadPool.create(threads, module, arena.memory, instance, relaxed);
-    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 32768);
+    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 131072);
   }
 
   // ------------------------------------------------------------------------------------------
