@@ -16,7 +16,12 @@ export function f32ToBf16(x: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/** IEEE half bits to a number (table lookup; the table is built from f16ToF32Exact). */
 export function f16ToF32(h: number): number {
+  return F16_TABLE[h & 0xffff];
+}
+
+function f16ToF32Exact(h: number): number {
   const s = (h & 0x8000) ? -1 : 1;
   const e = (h >>> 10) & 0x1f;
   const m = h & 0x3ff;
@@ -62,6 +67,6 @@ export function f16ArrayToF32(src: Uint16Array, dst: Float32Array, dstOffset = 0
 
 const F16_TABLE = (() => {
   const t = new Float32Array(65536);
-  for (let i = 0; i < 65536; i++) t[i] = f16ToF32(i);
+  for (let i = 0; i < 65536; i++) t[i] = f16ToF32Exact(i);
   return t;
 })();
