@@ -1,6 +1,6 @@
 // Loading the compiled kernels: pick the relaxed-SIMD build when this runtime validates it
 // (Node 20 needs V8's --experimental-wasm-relaxed-simd, which can be switched on at run time before
-// compiling), else the plain SIMD128 build. The argument-slot layouts mirror kernels/index.as.
+// compiling), else the plain SIMD128 build.
 
 import v8 from 'node:v8';
 import { OpenELMError } from '../../core/errors.js';

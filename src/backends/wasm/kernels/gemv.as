@@ -1,7 +1,7 @@
-// GEMV (one token): out[n] (+)= Σ_k x[k]·W[n,k] over row-major W [N, K], streaming W once.
-// Threads split the rows. Every dtype reads the weights in their stored layout (no repacked copy,
-// so the model is held once); x is prepared per call (deinterleaved for 16-bit weights, quantized
-// to int8 blocks for q8/q4) once per call before the threads start, which costs microseconds.
+// GEMV (decode: 1 to 8 tokens): out[n] (+)= Σ_k x[k]·W[n,k] over row-major W [N, K], streaming W
+// once. Threads split the rows. Every dtype reads the weights in their stored layout (no repacked
+// copy, so the model is held once); x is prepared once per call before the threads start
+// (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
 import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32 } from './simd';
 

@@ -2,7 +2,7 @@
 // 4 bytes each, written by the TypeScript side), the calling thread's index (which scratch area
 // it owns) and a chunk of the work: chunk c of nc. Threads claim chunks dynamically (pool.ts), so
 // a thread the OS deschedules delays the call by at most one chunk.
-// Slot layouts are mirrored in ../kernels.ts (ARG constants); keep them in sync.
+// The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
 import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, gemvRows, deinterleave8, quantizeX } from './gemv';
