@@ -160,6 +160,25 @@ test('JSONL plain, .gz and .zst: same rows; corrupt lines skipped and reported w
   }
 });
 
+test('JSONL .gz / .zst resume inside a document (decompress-and-skip) gives the same rows', async () => {
+  const docs = Array.from({ length: 30 }, (_, i) => JSON.stringify({ text: Array.from({ length: 7 }, (_, j) => `g${i}w${j}`).join(' ') }));
+  const text = docs.join('\r\n') + '\r\n';
+  for (const f of [write('j/resume.jsonl.gz', zlib.gzipSync(text)), write('j/resume.jsonl', text)]) {
+    const mk = () => source({ files: [f], format: 'jsonl', textKey: 'text' }, { pipe: { splitWords: 3, seqLen: 6 } });
+    const all = await allRows(mk());
+    assert.equal(all.length, 90);
+    for (const cut of [1, 2, 44, 89]) {
+      const a = mk();
+      for (let i = 0; i < cut; i++) await a.nextRow();
+      const st = a.getState();
+      await a.close();
+      const b = mk();
+      b.setState(JSON.parse(JSON.stringify(st.json)), st.tensors);
+      assert.deepEqual((await allRows(b)).map((r) => Array.from(r)), all.slice(cut).map((r) => Array.from(r)), `${f} cut ${cut}`);
+    }
+  }
+});
+
 test('a corrupt .gz file is a clear error naming the file', async () => {
   const gz = zlib.gzipSync(JSONL_LINES.join('\n'));
   const f = write('j/broken.jsonl.gz', gz.subarray(0, gz.length - 12));

@@ -364,7 +364,7 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
 }
 
 /** Keys that may change between a run and its resumption without changing its numbers. */
-const RESUMABLE_CHANGES = new Set(['log_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'sample', 'steps', 'recompute']);
+const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'sample', 'steps', 'recompute']);
 
 /** Key paths where two canonical recipes differ in a way that would change the run. */
 export function recipeDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {

@@ -236,6 +236,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
   if (step > r.steps) throw new OpenELMError('usage', `the checkpoint is at step ${step}, past recipe.steps (${r.steps})`);
   if (resumeDir && step === r.steps) log(`the run in ${outDir} is already complete (${step} steps)`);
+  if (opts.stopAfter !== undefined && opts.stopAfter <= step && step < r.steps) {
+    throw new OpenELMError('usage', `--stop-after ${opts.stopAfter}: the run is already at step ${step}`);
+  }
 
   const nParams = parameterCount(config);
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
