@@ -14,6 +14,8 @@ import { Rng } from '../src/core/rng.js';
 import { TrainableModel } from '../src/train/model-grad.js';
 import { JsGemm, type FloatArray, type Gemm } from '../src/train/kernels.js';
 import { AdamW } from '../src/train/adamw.js';
+import { BackendGemm } from '../src/train/backend-gemm.js';
+import { createBackend } from '../src/backends/index.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
 
@@ -45,10 +47,10 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 
-function run(name: string, steps: number, recompute: boolean): void {
+function run(name: string, steps: number, recompute: boolean, base: Gemm): void {
   const spec = MODELS[name];
   const config = resolveConfig(spec.hf);
-  const gemm = new TimedGemm(new JsGemm());
+  const gemm = new TimedGemm(base);
   const model = new TrainableModel(config, { gemm, recompute });
   initParams(config, model.layout, model.params as Float32Array, 1);
   const opt = new AdamW(model.layout);
@@ -88,7 +90,12 @@ function run(name: string, steps: number, recompute: boolean): void {
 const which = arg('model', 'all');
 const steps = Number(arg('steps', '1'));
 const recompute = process.argv.includes('--recompute');
+const backendName = arg('backend', 'js');
+const threads = Number(arg('threads', '2'));
+const backend = backendName === 'js' ? null : await createBackend(backendName as 'wasm' | 'auto', { threads });
+const base: Gemm = backend ? new BackendGemm(backend) : new JsGemm();
 for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {
   if (!MODELS[name]) throw new Error(`unknown --model ${name}; choose ${Object.keys(MODELS).join(', ')} or all`);
-  run(name, steps, recompute);
+  run(name, steps, recompute, base);
 }
+backend?.dispose();
