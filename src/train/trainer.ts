@@ -23,6 +23,9 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import { JsGemm, type Gemm } from './kernels.js';
+import { BackendGemm } from './backend-gemm.js';
+import { createBackend } from '../backends/index.js';
+import type { Backend } from '../backends/backend.js';
 import { TrainableModel } from './model-grad.js';
 import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
 import { expandDataPath } from './data/files.js';
@@ -68,15 +71,14 @@ export interface TrainResult {
 // ------------------------------------------------------------------------------- compute backend
 
 /**
- * The one place that picks the compute backend for training. Today that is the plain-JS GEMM
- * (single-threaded; `threads` is accepted for the coming WASM backend and ignored here).
+ * The one place that picks the compute backend for training: matmuls run on the threaded WASM
+ * SIMD backend when it is available (BackendGemm), else on the plain-JS GEMM. Each output element
+ * is computed by one thread in a fixed order, so results do not depend on the thread count.
  */
-export function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number }): TrainableModel {
-  return new TrainableModel(config, { recompute: opts.recompute, gemm: makeGemm(opts.threads) });
-}
-
-function makeGemm(_threads: number | undefined): Gemm {
-  return new JsGemm();
+export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number }): Promise<{ model: TrainableModel; backend: Backend | null }> {
+  const backend = await createBackend('auto', { threads: opts.threads });
+  const gemm: Gemm = backend.name === 'js' ? new JsGemm() : new BackendGemm(backend);
+  return { model: new TrainableModel(config, { recompute: opts.recompute, gemm }), backend: backend.name === 'js' ? null : backend };
 }
 
 // ------------------------------------------------------------------------------- model setup
@@ -208,7 +210,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
-  const model = createTrainableModel(config, { recompute: r.recompute, threads: r.threads });
+  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads });
   const params = model.params as Float32Array;
   const opt = new AdamW(model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
@@ -355,6 +357,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw e;
   } finally {
     await loader.close();
+    backend?.dispose();
   }
 
   const dataStats = loader.stats();
