@@ -80,6 +80,7 @@ export class LoglikScorer {
     let c = this.caches[b];
     if (!c || c.capacity < need) {
       const cap = Math.min(Math.max(need, Math.ceil(need / 128) * 128), Math.max(need, this.model.config.maxContextLength));
+      c?.dispose();
       c = this.model.newCache(cap);
       this.caches[b] = c;
     }

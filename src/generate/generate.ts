@@ -76,62 +76,68 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
       ids: [], text: '', done: maxTokens === 0, finish: 'length' as FinishReason, pending: -1,
     };
   });
-  const t0 = performance.now();
-  // Prefill every prompt (all but nothing: the last prompt token's logits pick the first new token).
-  const live0 = seqs.filter((s) => !s.done);
-  let logits = live0.length ? model.forward(live0.map((s) => ({ cache: s.cache, tokens: s.prompt.slice(s.cache.length) }))) : new Float32Array(0);
-  const t1 = performance.now();
-  let decodeSteps = 0;
-  const V = model.config.vocabSize;
-  let live = live0;
-  while (live.length) {
-    const next: SeqState[] = [];
-    for (let k = 0; k < live.length; k++) {
-      const s = live[k];
-      const row = logits.subarray(k * V, (k + 1) * V);
-      const id = s.sampler.sample(row, s.prompt, s.ids);
-      s.ids.push(id);
-      let text = '';
-      let stopped = false;
-      if (stopTokens.has(id)) {
-        // The run ends here: release text held back as a possible stop-string start, and any
-        // unfinished UTF-8 bytes (as decode() would render them).
-        const r = s.stopper.push(s.decoder.flush());
-        text = r.emit + (r.stopped ? '' : s.stopper.flush());
-        stopped = true; s.finish = 'stop';
+  try {
+    const t0 = performance.now();
+    // Prefill every prompt; the last prompt token's logits pick the first new token.
+    const live0 = seqs.filter((s) => !s.done);
+    let logits = live0.length ? model.forward(live0.map((s) => ({ cache: s.cache, tokens: s.prompt.slice(s.cache.length) }))) : new Float32Array(0);
+    const t1 = performance.now();
+    let decodeSteps = 0;
+    const V = model.config.vocabSize;
+    let live = live0;
+    while (live.length) {
+      const next: SeqState[] = [];
+      for (let k = 0; k < live.length; k++) {
+        const s = live[k];
+        const row = logits.subarray(k * V, (k + 1) * V);
+        const id = s.sampler.sample(row, s.prompt, s.ids);
+        s.ids.push(id);
+        let text = '';
+        let stopped = false;
+        if (stopTokens.has(id)) {
+          // The run ends here: release text held back as a possible stop-string start, and any
+          // unfinished UTF-8 bytes (as decode() would render them).
+          const r = s.stopper.push(s.decoder.flush());
+          text = r.emit + (r.stopped ? '' : s.stopper.flush());
+          stopped = true; s.finish = 'stop';
+        }
+        else {
+          const r = s.stopper.push(s.decoder.push(id));
+          text = r.emit;
+          if (r.stopped) { stopped = true; s.finish = 'stop'; }
+        }
+        if (!stopped && (s.ids.length >= maxTokens || s.cache.length + 1 > s.cache.capacity)) {
+          text += s.stopper.push(s.decoder.flush()).emit + s.stopper.flush();
+          s.finish = 'length';
+          stopped = true;
+        }
+        s.text += text;
+        yield [seqs.indexOf(s), { text, ids: [id] }];
+        if (stopped) { s.done = true; continue; }
+        if (opts.signal?.aborted) { s.finish = 'abort'; s.done = true; continue; }
+        next.push(s);
       }
-      else {
-        const r = s.stopper.push(s.decoder.push(id));
-        text = r.emit;
-        if (r.stopped) { stopped = true; s.finish = 'stop'; }
-      }
-      if (!stopped && (s.ids.length >= maxTokens || s.cache.length + 1 > s.cache.capacity)) {
-        text += s.stopper.push(s.decoder.flush()).emit + s.stopper.flush();
-        s.finish = 'length';
-        stopped = true;
-      }
-      s.text += text;
-      yield [seqs.indexOf(s), { text, ids: [id] }];
-      if (stopped) { s.done = true; continue; }
-      if (opts.signal?.aborted) { s.finish = 'abort'; s.done = true; continue; }
-      next.push(s);
+      live = next;
+      if (!live.length) break;
+      await tick();
+      if (opts.signal?.aborted) { for (const s of live) { s.finish = 'abort'; s.done = true; } break; }
+      logits = model.forward(live.map((s) => ({ cache: s.cache, tokens: [s.ids[s.ids.length - 1]] })));
+      decodeSteps++;
     }
-    live = next;
-    if (!live.length) break;
-    await tick();
-    if (opts.signal?.aborted) { for (const s of live) { s.finish = 'abort'; s.done = true; } break; }
-    logits = model.forward(live.map((s) => ({ cache: s.cache, tokens: [s.ids[s.ids.length - 1]] })));
-    decodeSteps++;
+    const t2 = performance.now();
+    const promptN = seqs.reduce((a, s) => a + s.prompt.length, 0);
+    const predicted = seqs.reduce((a, s) => a + s.ids.length, 0);
+    const timings: Timings = {
+      prompt_n: promptN, prompt_ms: t1 - t0, prompt_per_second: promptN / Math.max(1e-9, (t1 - t0) / 1000),
+      predicted_n: predicted, predicted_ms: t2 - t1,
+      predicted_per_second: decodeSteps ? (predicted - seqs.length) / Math.max(1e-9, (t2 - t1) / 1000) : 0,
+    };
+    return seqs.map((s) => ({ ids: s.ids, text: s.text, finishReason: s.finish, promptTokens: s.prompt.length, timings }));
+  } finally {
+    // Caches made here go back to the backend (the WASM backend manages its own 4 GiB memory),
+    // also when the consumer stops iterating early.
+    if (!opts.cache) for (const s of seqs) s.cache.dispose();
   }
-  const t2 = performance.now();
-  const promptN = seqs.reduce((a, s) => a + s.prompt.length, 0);
-  const predicted = seqs.reduce((a, s) => a + s.ids.length, 0);
-  const timings: Timings = {
-    prompt_n: promptN, prompt_ms: t1 - t0, prompt_per_second: promptN / Math.max(1e-9, (t1 - t0) / 1000),
-    predicted_n: predicted, predicted_ms: t2 - t1,
-    predicted_per_second: decodeSteps ? (predicted - seqs.length) / Math.max(1e-9, (t2 - t1) / 1000) : 0,
-  };
-  return seqs.map((s) => ({ ids: s.ids, text: s.text, finishReason: s.finish, promptTokens: s.prompt.length, timings }));
 }
 
 /** Stream one prompt's continuation as text chunks; the generator's return value is the full result. */

@@ -52,6 +52,7 @@ class Workspace {
       maxQ = Math.max(maxQ, c.numQueryHeads[l] * hd);
       maxF = Math.max(maxF, c.ffnDims[l]);
     }
+    if (this.rows) for (const b of [this.x, this.xn, this.tmp, this.qkv, this.att, this.u, this.g]) this.be.free?.(b);
     this.rows = rows;
     this.x = this.be.alloc(rows * D);
     this.xn = this.be.alloc(rows * D);
