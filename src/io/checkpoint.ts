@@ -91,6 +91,10 @@ export class Checkpoint {
     return this.fileOf(name).readF32(name, dst, dstOffset);
   }
 
+  readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
+    return this.fileOf(name).readF32Range(name, start, count, dst);
+  }
+
   readBF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array {
     return this.fileOf(name).readBF16(name, dst, dstOffset);
   }

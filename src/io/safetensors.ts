@@ -218,6 +218,41 @@ export class SafetensorsFile {
   }
 
   /**
+   * Elements [start, start + count) of a float tensor (flat, row-major) as f32 into dst[0, count):
+   * lets a caller convert a large tensor slice by slice (e.g. quantizing rows) without a full copy.
+   */
+  readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
+    const t = this.info(name);
+    const n = shapeNumel(t.shape);
+    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
+      throw new OpenELMError('safetensors', `range [${start}, ${start + count}) is outside tensor ${name} (${n} elements)`);
+    }
+    if (dst.length < count) throw new OpenELMError('safetensors', `destination for ${name} holds ${dst.length} values, needs ${count}`);
+    const size = DTYPE_SIZE[t.dtype];
+    switch (t.dtype) {
+      case 'F32':
+        this.readBytes(t, new Uint8Array(dst.buffer, dst.byteOffset, count * 4), start * 4, count * 4);
+        break;
+      case 'BF16':
+      case 'F16': {
+        const u16 = new Uint16Array(count);
+        this.readBytes(t, new Uint8Array(u16.buffer), start * size, count * size);
+        if (t.dtype === 'BF16') bf16ArrayToF32(u16, dst, 0); else f16ArrayToF32(u16, dst, 0);
+        break;
+      }
+      case 'F64': {
+        const f64 = new Float64Array(count);
+        this.readBytes(t, new Uint8Array(f64.buffer), start * size, count * size);
+        for (let i = 0; i < count; i++) dst[i] = f64[i];
+        break;
+      }
+      default:
+        throw this.notFloat(t, 'F32');
+    }
+    return dst;
+  }
+
+  /**
    * Read a float tensor as bf16 bit patterns. F32 (and F16, F64 via f32) round to nearest even,
    * as PyTorch's .to(torch.bfloat16) does; NaN stays NaN.
    */

@@ -76,10 +76,13 @@ export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dty
     else if (st === 'bf16') ckpt.readBF16(name, w.data as Uint16Array);
     else if (st === 'f16') ckpt.readF16(name, w.data as Uint16Array);
     else {
-      // Quantize in row chunks of ≤ 16 MB of f32 so the staging stays small.
-      const all = ckpt.readF32(name);
-      const step = Math.max(1, Math.floor((4 << 20) / cols));
-      for (let r = 0; r < rows; r += step) setWeightRows(w, r, all.subarray(r * cols, Math.min(rows, r + step) * cols));
+      // Quantize row chunks read straight from the file (≤ 4 MB of f32 staging, never a whole tensor).
+      const step = Math.max(1, Math.floor((1 << 20) / cols));
+      const stage = new Float32Array(step * cols);
+      for (let r = 0; r < rows; r += step) {
+        const n = Math.min(rows - r, step) * cols;
+        setWeightRows(w, r, ckpt.readF32Range(name, r * cols, n, stage).subarray(0, n));
+      }
     }
     be.prepareWeight(w);
     return w;

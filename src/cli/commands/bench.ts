@@ -12,6 +12,21 @@ import { Rng } from '../../core/rng.js';
 import { readModelConfig } from '../../model/load.js';
 import type { OpenELM } from '../../model/openelm.js';
 import { measureTokenizerThroughput } from '../../tokenizer/bench.js';
+import { kvValuesPerToken } from '../../model/config.js';
+import { weightBytes } from '../../backends/weight-format.js';
+import type { Weight } from '../../backends/backend.js';
+
+/** Bytes of all weights as stored (linear weights at their dtype, norms f32; the tied head once). */
+function modelWeightBytes(m: OpenELM): number {
+  const w = m.weights;
+  const lin = (x: Weight) => weightBytes(x.dtype, x.rows * x.cols);
+  let n = lin(w.embed) + (w.head === w.embed ? 0 : lin(w.head)) + w.norm.byteLength;
+  for (const l of w.layers) {
+    n += lin(l.qkv) + lin(l.out) + lin(l.proj1) + lin(l.proj2) + l.attnNorm.byteLength + l.ffnNorm.byteLength;
+    n += (l.qNorm?.byteLength ?? 0) + (l.kNorm?.byteLength ?? 0);
+  }
+  return n;
+}
 
 export const spec: CommandSpec = {
   name: 'bench',
@@ -122,13 +137,18 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const { model, tokenizer, backend, loadMs } = await loadFromFlags({ ...flags, model: dir });
   try {
     const t = benchModel(model, { promptTokens, genTokens, repeats: get.num(flags, 'repeats'), warmup: get.bool(flags, 'warmup'), seed: get.num(flags, 'seed') });
+    // Peak RSS of the model run itself, before the tokenizer measurement adds its own working set.
+    const rssMb = process.resourceUsage().maxRSS / 1024;
+    const weightsMb = modelWeightBytes(model) / 2 ** 20;
+    const kvMb = (kvValuesPerToken(model.config) * (promptTokens + genTokens) * 4) / 2 ** 20;
     const tk = measureTokenizerThroughput(tokenizer, englishText(1 << 20));
     const res = {
       model: get.str(flags, 'model'), dtype: model.weights.layers[0]?.qkv.dtype ?? model.weights.embed.dtype,
       backend: backend.name, threads: backend.threads, prompt_tokens: promptTokens, gen_tokens: genTokens,
       prefill_tok_s: round(t.prefill_tok_s), decode_tok_s: round(t.decode_tok_s),
       prefill_ms: round(t.prefill_ms), decode_ms: round(t.decode_ms),
-      rss_mb: round(process.resourceUsage().maxRSS / 1024), load_ms: round(loadMs),
+      rss_mb: round(rssMb), weights_mb: round(weightsMb), kv_mb: round(kvMb), rss_over_weights_kv: round(rssMb / (weightsMb + kvMb)),
+      load_ms: round(loadMs),
       tokenizer_mb_s: round(tk.mb_per_s), tokenizer_tokens: tk.tokens,
     };
     if (get.bool(flags, 'json')) printJson(res);
