@@ -15,7 +15,7 @@ import { docArguments } from '../src/eval/evaluator.js';
 import { FewshotSampler, fewshotContext } from '../src/eval/fewshot.js';
 import { LoglikScorer } from '../src/eval/loglik.js';
 import { rollingWindows } from '../src/eval/rolling.js';
-import { pyCountWords, utf8Len } from '../src/eval/pystr.js';
+import { pyCountWords, utf8Len } from '../src/core/pystr.js';
 import { resolveTask } from '../src/eval/tasks/index.js';
 import type { Doc, Task } from '../src/eval/task.js';
 import type { OpenELMHFConfig } from '../src/model/config.js';

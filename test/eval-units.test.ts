@@ -11,7 +11,7 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { tinyModel } from './helpers/tiny.js';
 import { TOL, assertClose } from './tolerances.js';
 import { PyRandom } from '../src/eval/pyrandom.js';
-import { pyCapitalize, pyCountWords, pyLen, pyRstrip, utf8Len } from '../src/eval/pystr.js';
+import { pyCapitalize, pyCountWords, pyLen, pyRstrip, utf8Len } from '../src/core/pystr.js';
 import { argmax, mcScores, meanStderr, pooledStderr, weightedMean, rollingMetrics } from '../src/eval/metrics.js';
 import { mc2Score } from '../src/eval/tasks/truthfulqa.js';
 import { FewshotSampler, fewshotContext } from '../src/eval/fewshot.js';

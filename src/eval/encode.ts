@@ -6,7 +6,7 @@
 
 import { OpenELMError } from '../core/errors.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { pyRstrip } from './pystr.js';
+import { pyRstrip } from '../core/pystr.js';
 
 export interface EncodeSettings { bos: boolean; eotId: number; }
 

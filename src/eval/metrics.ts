@@ -1,7 +1,7 @@
 // Per-document metrics and their aggregation, following lm-eval (api/task.py process_results and
 // api/metrics.py at dc90fec).
 
-import { pyLen, utf8Len } from './pystr.js';
+import { pyLen, utf8Len } from '../core/pystr.js';
 
 /** numpy.argmax: index of the first maximum. */
 export function argmax(xs: readonly number[]): number {

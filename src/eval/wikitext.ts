@@ -1,7 +1,7 @@
 // WikiText helpers for document perplexity: lm-eval's wikitext_detokenizer (tasks/wikitext/
 // preprocess_wikitext.py) and a split of a WikiText file into articles.
 
-import { PY_WS_CLASS } from './pystr.js';
+import { PY_WS_CLASS } from '../core/pystr.js';
 
 const S = `[${PY_WS_CLASS}]*`;
 const BRACKETS: [RegExp, string][] = [

@@ -4,7 +4,7 @@
 
 import type { Backend, Weight } from '../backends/backend.js';
 import { paramSpecs, numel, type OpenELMConfig, type ParamSpec } from './config.js';
-import type { LayerWeights, ModelWeights } from './openelm.js';
+import { assembleWeights, type ModelWeights } from './openelm.js';
 
 export interface ParamEntry extends ParamSpec { offset: number; size: number; }
 
@@ -43,20 +43,5 @@ export function weightsFromFlat(c: OpenELMConfig, layout: ParamLayout, flat: Flo
     backend?.prepareWeight(w);
     return w;
   };
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `transformer.layers.${i}.`;
-    layers.push({
-      attnNorm: view(p + 'attn_norm.weight'),
-      qkv: lin(p + 'attn.qkv_proj.weight'),
-      qNorm: c.normalizeQk ? view(p + 'attn.q_norm.weight') : null,
-      kNorm: c.normalizeQk ? view(p + 'attn.k_norm.weight') : null,
-      out: lin(p + 'attn.out_proj.weight'),
-      ffnNorm: view(p + 'ffn_norm.weight'),
-      proj1: lin(p + 'ffn.proj_1.weight'),
-      proj2: lin(p + 'ffn.proj_2.weight'),
-    });
-  }
-  const embed = lin('transformer.token_embeddings.weight');
-  return { embed, layers, norm: view('transformer.norm.weight'), head: c.tiedEmbeddings ? embed : lin('lm_head.weight') };
+  return assembleWeights(c, view, (name) => lin(name));
 }

@@ -11,7 +11,7 @@ import { OpenELMError } from '../core/errors.js';
 import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { readJsonFile } from '../io/json.js';
 import { resolveConfig, paramSpecs, numel, type OpenELMConfig } from './config.js';
-import { OpenELM, type LayerWeights, type ModelWeights } from './openelm.js';
+import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
 
 export type LoadDType = WeightDType | 'auto';
 
@@ -87,23 +87,7 @@ export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dty
     be.prepareWeight(w);
     return w;
   };
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `transformer.layers.${i}.`;
-    layers.push({
-      attnNorm: vec(p + 'attn_norm.weight'),
-      qkv: lin(p + 'attn.qkv_proj.weight'),
-      qNorm: c.normalizeQk ? vec(p + 'attn.q_norm.weight') : null,
-      kNorm: c.normalizeQk ? vec(p + 'attn.k_norm.weight') : null,
-      out: lin(p + 'attn.out_proj.weight'),
-      ffnNorm: vec(p + 'ffn_norm.weight'),
-      proj1: lin(p + 'ffn.proj_1.weight'),
-      proj2: lin(p + 'ffn.proj_2.weight'),
-    });
-  }
   // The tied embedding doubles as the head; 4-bit is too coarse for it, so q4 models keep it at q8.
   const embDType: LoadDType = dtype === 'q4' ? 'q8' : dtype;
-  const embed = lin('transformer.token_embeddings.weight', embDType);
-  const head = c.tiedEmbeddings ? embed : lin('lm_head.weight', embDType);
-  return { embed, layers, norm: vec('transformer.norm.weight'), head };
+  return assembleWeights(c, vec, (name, embedding) => lin(name, embedding ? embDType : dtype));
 }

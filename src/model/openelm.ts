@@ -34,6 +34,31 @@ export interface ModelWeights {
   head: Weight;             // the embedding itself when tied
 }
 
+/**
+ * Build ModelWeights from two getters keyed by HF tensor name: `vec` for norm vectors, `lin` for
+ * linear weights (`embedding` is true for the token embedding and an untied head). The one place
+ * that maps checkpoint names onto the model's structure.
+ */
+export function assembleWeights(c: OpenELMConfig, vec: (name: string) => Float32Array,
+  lin: (name: string, embedding: boolean) => Weight): ModelWeights {
+  const layers: LayerWeights[] = [];
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `transformer.layers.${i}.`;
+    layers.push({
+      attnNorm: vec(p + 'attn_norm.weight'),
+      qkv: lin(p + 'attn.qkv_proj.weight', false),
+      qNorm: c.normalizeQk ? vec(p + 'attn.q_norm.weight') : null,
+      kNorm: c.normalizeQk ? vec(p + 'attn.k_norm.weight') : null,
+      out: lin(p + 'attn.out_proj.weight', false),
+      ffnNorm: vec(p + 'ffn_norm.weight'),
+      proj1: lin(p + 'ffn.proj_1.weight', false),
+      proj2: lin(p + 'ffn.proj_2.weight', false),
+    });
+  }
+  const embed = lin('transformer.token_embeddings.weight', true);
+  return { embed, layers, norm: vec('transformer.norm.weight'), head: c.tiedEmbeddings ? embed : lin('lm_head.weight', true) };
+}
+
 /** One sequence's new tokens for a forward call. */
 export interface ForwardItem { cache: KVCache; tokens: ArrayLike<number>; }
 

@@ -7,7 +7,7 @@ import { readRecords } from '../../eval/files.js';
 import { LoglikScorer, type LLRequest } from '../../eval/loglik.js';
 import { rollingMetrics } from '../../eval/metrics.js';
 import { Progress } from '../../eval/progress.js';
-import { pyCountWords, utf8Len } from '../../eval/pystr.js';
+import { pyCountWords, utf8Len } from '../../core/pystr.js';
 import { rollingWindows, strideWindows } from '../../eval/rolling.js';
 import { wikitextArticles, wikitextDetokenize } from '../../eval/wikitext.js';
 

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { dataError, existing, hfSplitFiles, readRecords, readText } from '../files.js';
-import { pyCapitalize, pyStrip } from '../pystr.js';
+import { pyCapitalize, pyStrip } from '../../core/pystr.js';
 import type { Doc, LoadedSplit, Task } from '../task.js';
 import { getInt, getStr, getStrList, loaded, missingData, taskDirs, type Rec } from './common.js';
 

@@ -8,7 +8,7 @@
 
 import * as path from 'node:path';
 import { dataError, existing, hfSplitFiles, parseCsv, parsePyStrList, readRecords, readText } from '../files.js';
-import { pyStrip } from '../pystr.js';
+import { pyStrip } from '../../core/pystr.js';
 import type { Doc, LoadedSplit, Task } from '../task.js';
 import { getInt, getStr, getStrList, loaded, missingData, taskDirs, type Rec } from './common.js';
 

@@ -5,7 +5,7 @@
 
 import * as path from 'node:path';
 import { dataError, existing, hfSplitFiles, readRecords } from '../files.js';
-import { pyLstrip } from '../pystr.js';
+import { pyLstrip } from '../../core/pystr.js';
 import type { Doc, LoadedSplit, Task } from '../task.js';
 import { getInt, getObj, getStr, getStrList, loaded, missingData, taskDirs, type Rec } from './common.js';
 

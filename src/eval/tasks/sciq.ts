@@ -4,7 +4,7 @@
 
 import * as path from 'node:path';
 import { existing, hfSplitFiles, readRecords } from '../files.js';
-import { pyLstrip } from '../pystr.js';
+import { pyLstrip } from '../../core/pystr.js';
 import type { Doc, LoadedSplit, Task } from '../task.js';
 import { getStr, loaded, missingData, taskDirs, type Rec } from './common.js';
 

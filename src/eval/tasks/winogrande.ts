@@ -4,7 +4,7 @@
 
 import * as path from 'node:path';
 import { dataError, existing, hfSplitFiles, readLines, readRecords } from '../files.js';
-import { pyStrip } from '../pystr.js';
+import { pyStrip } from '../../core/pystr.js';
 import type { Doc, LoadedSplit, Task } from '../task.js';
 import { getStr, loaded, missingData, taskDirs, type Rec } from './common.js';
 

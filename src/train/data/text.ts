@@ -13,24 +13,13 @@
 const ASCII_PUNCT = /[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/g;
 
 /** SlimPajama/CoreNet `_process_text`: lower-case, strip ASCII punctuation, collapse whitespace. */
+import { pyLen } from '../../core/pystr.js';
 export function slimPajamaNormalize(text: string): string {
   return text.toLowerCase().replace(ASCII_PUNCT, '').trim().replace(/\s+/g, ' ');
 }
 
 /** Length in Unicode code points (Python's len on str). */
-export function codePointLength(s: string): number {
-  let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    // a high surrogate followed by a low one is a single code point
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) i++;
-    }
-    n++;
-  }
-  return n;
-}
+export const codePointLength = pyLen;
 
 /** True when the chunk keeps at least minChars characters after slimPajamaNormalize. */
 export function passesCharFilter(text: string, minChars: number): boolean {
