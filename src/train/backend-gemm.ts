@@ -1,17 +1,26 @@
-// Training matmuls on a compute backend (the threaded WASM SIMD GEMM): every product is reduced to
-// the backend's linear kernel, C = A·Bᵀ, with B passed as a transient f32 weight. nn / tn transpose
-// their operands into scratch first (O(n²) against O(n³) work). Float64 operands (the
-// finite-difference checks) stay on the JS GEMM.
+// Training matmuls on a compute backend. On the WASM backend this is the training GEMM of
+// wasm-train.ts (nt / nn / tn packed directly, no transposes), which also brings the other training
+// kernels (`kernels`), so a TrainableModel built with this GEMM keeps its parameters, gradients and
+// activations in the backend's memory and runs every op there. On any other backend every product
+// is reduced to the backend's linear kernel, C = A·Bᵀ, with B passed as a transient f32 weight
+// (nn / tn transpose their operands into scratch first). Float64 operands (the finite-difference
+// checks) stay on the JS GEMM.
 
 import type { Backend, Weight } from '../backends/backend.js';
-import { JsGemm, transpose, type FloatArray, type Gemm } from './kernels.js';
+import { WasmBackend } from '../backends/wasm/wasm-backend.js';
+import { JsGemm, transpose, type FloatArray, type Gemm, type TrainKernels } from './kernels.js';
+import { wasmTrainKernels, type WasmGemm } from './wasm-train.js';
 
 export class BackendGemm implements Gemm {
   private readonly js = new JsGemm();
+  private readonly wasm: WasmGemm | null;
+  readonly kernels?: TrainKernels;
   private ta: Float32Array;
   private tb: Float32Array;
 
   constructor(private readonly be: Backend) {
+    this.wasm = be instanceof WasmBackend ? wasmTrainKernels(be).gemm : null;
+    if (this.wasm) this.kernels = this.wasm.kernels;
     this.ta = be.alloc(0);
     this.tb = be.alloc(0);
   }
@@ -26,6 +35,7 @@ export class BackendGemm implements Gemm {
   }
 
   nt(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
+    if (this.wasm) { this.wasm.nt(C, A, B, M, N, K, acc); return; }
     if (!(C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array)) { this.js.nt(C, A, B, M, N, K, acc); return; }
     const w: Weight = { dtype: 'f32', rows: N, cols: K, data: B.length === N * K ? B : B.subarray(0, N * K) };
     this.be.linear(C, A, w, M, acc);
@@ -34,6 +44,7 @@ export class BackendGemm implements Gemm {
   }
 
   nn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
+    if (this.wasm) { this.wasm.nn(C, A, B, M, N, K, acc); return; }
     if (!(C instanceof Float32Array)) { this.js.nn(C, A, B, M, N, K, acc); return; }
     const Bt = this.scratch(1, N * K);
     transpose(Bt, B, K, N);
@@ -41,6 +52,7 @@ export class BackendGemm implements Gemm {
   }
 
   tn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
+    if (this.wasm) { this.wasm.tn(C, A, B, M, N, K, acc); return; }
     if (!(C instanceof Float32Array)) { this.js.tn(C, A, B, M, N, K, acc); return; }
     const At = this.scratch(0, M * K), Bt = this.scratch(1, N * K);
     transpose(At, A, K, M);

@@ -9,11 +9,57 @@
 
 export type FloatArray = Float32Array | Float64Array;
 
+/** Σ(lse − logit[target]) and Σ lse² over a chunk of rows (see crossEntropyRows in loss.ts). */
+export interface LossSums { ceSum: number; lseSqSum: number; }
+
+/**
+ * Every op of the trainable model besides the matmuls, on buffers from alloc()/allocStats(): the
+ * plain-JS kernels below (JsTrainKernels, also the float64 path of the finite-difference tests)
+ * or the threaded WASM ones (src/train/wasm-train.ts). Semantics are those of the functions of the
+ * same name in this file; the statistics buffers (rstd, lse) belong to the implementation.
+ */
+export interface TrainKernels {
+  readonly name: string;
+  /** Storage for parameters, gradients and activations. */
+  alloc(n: number): FloatArray;
+  /** Storage for saved statistics (per-row rstd, attention logsumexp). */
+  allocStats(n: number): FloatArray;
+  /** Give back a buffer from alloc()/allocStats() (no-op where memory is garbage-collected). */
+  free(x: FloatArray): void;
+  fill0(x: FloatArray): void;
+  /** dst[0..n) = src[0..n). */
+  copy(dst: FloatArray, src: FloatArray, n: number): void;
+  rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray, rows: number, dim: number, eps: number): void;
+  rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray, rstd: FloatArray, rows: number, dim: number): void;
+  qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
+    qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray, eps: number): void;
+  qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null, raw: FloatArray, rstd: FloatArray,
+    rows: number, T: number, Q: number, Hkv: number, hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null,
+    cos: FloatArray, sin: FloatArray): void;
+  attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void;
+  /** `out` is the forward's attention output (some implementations use it for rowsum(dO ⊙ O)). */
+  attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray,
+    B: number, T: number, Q: number, Hkv: number, hd: number): void;
+  swigluForward(g: FloatArray, u: FloatArray, rows: number, F: number): void;
+  swigluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, rows: number, F: number): void;
+  siluForward(g: FloatArray, u: FloatArray, n: number): void;
+  siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: number): void;
+  embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void;
+  embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void;
+  /** crossEntropyRows of loss.ts: sums, and with gradScale ≠ 0 the logits OVERWRITTEN by their gradient. */
+  crossEntropyRows(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number): LossSums;
+}
+
 /**
  * The matmul seam. Row-major, no strides: pass subarrays. `acc` adds into C instead of overwriting.
  * A WASM / native implementation replaces JsGemm without touching the model code.
  */
 export interface Gemm {
+  /**
+   * The other training kernels working on the same memory as this GEMM, when it has them (the
+   * WASM GEMM does); TrainableModel then allocates its buffers there and runs every op with them.
+   */
+  readonly kernels?: TrainKernels;
   /** C[M,N] (+)= A[M,K] · B[N,K]ᵀ  (forward of a linear layer: x · Wᵀ) */
   nt(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void;
   /** C[M,N] (+)= A[M,K] · B[K,N]   (input gradient: dy · W) */
@@ -146,7 +192,7 @@ function ntKernel(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: num
  * Forward; saves r per row. `roundMid` rounds x·r to f32 before the weight multiply, exactly as the
  * inference backend (and PyTorch's `.type_as(x) * weight` in fp32) does; off for the f64 checks.
  */
-export function rmsnormForward(out: FloatArray, rstd: Float64Array, x: FloatArray, w: FloatArray,
+export function rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray,
   rows: number, dim: number, eps: number, roundMid: boolean): void {
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
@@ -164,7 +210,7 @@ export function rmsnormForward(out: FloatArray, rstd: Float64Array, x: FloatArra
  * dx ACCUMULATES (the residual stream's gradient is already in it).
  */
 export function rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray,
-  rstd: Float64Array, rows: number, dim: number): void {
+  rstd: FloatArray, rows: number, dim: number): void {
   for (let r = 0; r < rows; r++) {
     const o = r * dim, inv = rstd[r];
     let dot = 0;
@@ -186,8 +232,8 @@ export function rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, 
  * them for the backward). Row r of sequence position pos = r mod T. Saves the per-head rstd
  * [rows, Q+Hkv] when norms are given.
  */
-export function qkNormRopeForward(qkv: FloatArray, rstd: Float64Array, rows: number, T: number, Q: number, Hkv: number,
-  hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null, cos: Float32Array, sin: Float32Array,
+export function qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number,
+  hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray,
   eps: number, roundMid: boolean): void {
   const W = (Q + 2 * Hkv) * hd, half = hd / 2, NH = Q + Hkv;
   for (let r = 0; r < rows; r++) {
@@ -218,8 +264,8 @@ export function qkNormRopeForward(qkv: FloatArray, rstd: Float64Array, rows: num
  * −θ. dqNorm/dkNorm accumulate.
  */
 export function qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null,
-  raw: FloatArray, rstd: Float64Array, rows: number, T: number, Q: number, Hkv: number, hd: number,
-  qNorm: FloatArray | null, kNorm: FloatArray | null, cos: Float32Array, sin: Float32Array): void {
+  raw: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
+  qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray): void {
   const W = (Q + 2 * Hkv) * hd, half = hd / 2, NH = Q + Hkv;
   for (let r = 0; r < rows; r++) {
     const t = (r % T) * half;
@@ -252,7 +298,7 @@ export function qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, 
 // Query head h reads kv head floor(h / (Q/Hkv)). Scale 1/sqrt(hd).
 
 /** Forward; saves the per-(b, h, i) logsumexp of the scaled scores in lse [B, Q, T]. */
-export function attentionForward(out: FloatArray, lse: Float64Array, qkv: FloatArray, B: number, T: number,
+export function attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number,
   Q: number, Hkv: number, hd: number): void {
   const W = (Q + 2 * Hkv) * hd, G = Q / Hkv, scale = 1 / Math.sqrt(hd);
   const scores = new Float64Array(T);
@@ -293,7 +339,7 @@ export function attentionForward(out: FloatArray, lse: Float64Array, qkv: FloatA
  * T×T matrix is kept). dqkv is OVERWRITTEN for all three parts; a kv head's gradient sums over the
  * G query heads that read it.
  */
-export function attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, lse: Float64Array,
+export function attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, lse: FloatArray,
   B: number, T: number, Q: number, Hkv: number, hd: number): void {
   const W = (Q + 2 * Hkv) * hd, G = Q / Hkv, scale = 1 / Math.sqrt(hd);
   dqkv.fill(0, 0, B * T * W);
@@ -397,4 +443,54 @@ export function embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int
 /** x[i] += y[i]. */
 export function addInto(x: FloatArray, y: FloatArray, n: number): void {
   for (let i = 0; i < n; i++) x[i] += y[i];
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * The plain-JS kernels as a TrainKernels (float32 or float64 storage). Statistics are kept in f64.
+ * `roundMid` rounds RMSNorm's x·r to f32 before the weight multiply (the f32 path; see
+ * rmsnormForward). The loss kernel is passed in to keep this file free of the loss module.
+ */
+export class JsTrainKernels implements TrainKernels {
+  readonly name = 'js';
+  constructor(readonly dtype: 'f32' | 'f64',
+    private readonly ce: (logits: FloatArray, targets: Int32Array, rows: number, V: number, z: number, s: number) => LossSums) {}
+  private get roundMid(): boolean { return this.dtype === 'f32'; }
+  alloc(n: number): FloatArray { return this.dtype === 'f64' ? new Float64Array(n) : new Float32Array(n); }
+  allocStats(n: number): FloatArray { return new Float64Array(n); }
+  free(_x: FloatArray): void { /* garbage-collected */ }
+  fill0(x: FloatArray): void { x.fill(0); }
+  copy(dst: FloatArray, src: FloatArray, n: number): void { dst.set(src.length === n ? src : src.subarray(0, n)); }
+  rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray, rows: number, dim: number, eps: number): void {
+    rmsnormForward(out, rstd, x, w, rows, dim, eps, this.roundMid);
+  }
+  rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray, rstd: FloatArray, rows: number, dim: number): void {
+    rmsnormBackward(dx, dw, dy, x, w, rstd, rows, dim);
+  }
+  qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
+    qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray, eps: number): void {
+    qkNormRopeForward(qkv, rstd, rows, T, Q, Hkv, hd, qNorm, kNorm, cos, sin, eps, this.roundMid);
+  }
+  qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null, raw: FloatArray, rstd: FloatArray,
+    rows: number, T: number, Q: number, Hkv: number, hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null,
+    cos: FloatArray, sin: FloatArray): void {
+    qkNormRopeBackward(dqkv, dqNorm, dkNorm, raw, rstd, rows, T, Q, Hkv, hd, qNorm, kNorm, cos, sin);
+  }
+  attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    attentionForward(out, lse, qkv, B, T, Q, Hkv, hd);
+  }
+  attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, _out: FloatArray, lse: FloatArray,
+    B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    attentionBackward(dqkv, dout, qkv, lse, B, T, Q, Hkv, hd);
+  }
+  swigluForward(g: FloatArray, u: FloatArray, rows: number, F: number): void { swigluForward(g, u, rows, F); }
+  swigluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, rows: number, F: number): void { swigluBackward(du, dg, u, rows, F); }
+  siluForward(g: FloatArray, u: FloatArray, n: number): void { siluForward(g, u, n); }
+  siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: number): void { siluBackward(du, dg, u, n); }
+  embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void { embeddingForward(out, table, ids, D, skipId); }
+  embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void { embeddingBackward(dtable, dout, ids, D, skipId); }
+  crossEntropyRows(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number): LossSums {
+    return this.ce(logits, targets, rows, V, zLoss, gradScale);
+  }
 }

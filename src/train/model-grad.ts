@@ -15,11 +15,7 @@ import type { Backend } from '../backends/backend.js';
 import type { OpenELMConfig } from '../model/config.js';
 import { paramLayout, weightsFromFlat, type ParamLayout } from '../model/layout.js';
 import type { ModelWeights } from '../model/openelm.js';
-import {
-  JsGemm, attentionBackward, attentionForward, embeddingBackward, embeddingForward, qkNormRopeBackward,
-  qkNormRopeForward, rmsnormBackward, rmsnormForward, siluBackward, siluForward, swigluBackward, swigluForward,
-  type FloatArray, type Gemm,
-} from './kernels.js';
+import { JsGemm, JsTrainKernels, type FloatArray, type Gemm, type TrainKernels } from './kernels.js';
 import { DEFAULT_IGNORE_INDEX, countValid, crossEntropyRows, zLossCoefficient } from './loss.js';
 
 export interface TrainableModelOptions {
@@ -27,8 +23,14 @@ export interface TrainableModelOptions {
   dtype?: 'f32' | 'f64';
   /** Keep only each block's input and recompute the block in backward (activation checkpointing). */
   recompute?: boolean;
-  /** The matmul implementation (default: plain JS). */
+  /**
+   * The matmul implementation (default: plain JS). When it brings its own kernels (gemm.kernels,
+   * e.g. the WASM GEMM) and dtype is f32, parameters, gradients and activations are allocated in
+   * that GEMM's memory and every op runs there, so nothing is copied per call.
+   */
   gemm?: Gemm;
+  /** The other kernels (default: gemm.kernels for f32 when present, else plain JS). */
+  kernels?: TrainKernels;
   /** Rows of logits materialised at once by the fused head + loss (memory: rows × vocab). */
   headChunkRows?: number;
 }
@@ -59,8 +61,8 @@ interface LayerParams {
 
 /** One block's saved activations (full-capacity buffers; used through subarrays of M rows). */
 interface Acts {
-  xn1: FloatArray; rstd1: Float64Array; qkvRaw: FloatArray; qkv: FloatArray; qkRstd: Float64Array;
-  lse: Float64Array; att: FloatArray; h: FloatArray; xn2: FloatArray; rstd2: Float64Array; u: FloatArray;
+  xn1: FloatArray; rstd1: FloatArray; qkvRaw: FloatArray; qkv: FloatArray; qkRstd: FloatArray;
+  lse: FloatArray; att: FloatArray; h: FloatArray; xn2: FloatArray; rstd2: FloatArray; u: FloatArray;
 }
 
 export class TrainableModel {
@@ -70,6 +72,8 @@ export class TrainableModel {
   readonly dtype: 'f32' | 'f64';
   readonly recompute: boolean;
   gemm: Gemm;
+  /** The non-matmul kernels, which also own the memory of params, grads and activations. */
+  readonly kernels: TrainKernels;
   headChunkRows: number;
 
   private readonly dims: LayerDims[];
@@ -78,17 +82,16 @@ export class TrainableModel {
   private readonly embed: FloatArray; private readonly dEmbed: FloatArray;
   private readonly head: FloatArray; private readonly dHead: FloatArray;
   private readonly normW: FloatArray; private readonly dNormW: FloatArray;
-  private readonly roundMid: boolean;
 
-  private cos = new Float32Array(0);
-  private sin = new Float32Array(0);
+  private cos!: FloatArray;
+  private sin!: FloatArray;
   private ropeLen = 0;
 
   // Activation storage, sized for `cap` rows.
   private cap = 0;
   private xs: FloatArray[] = [];       // residual stream: xs[l] is block l's input, xs[L] the last output
   private acts: Acts[] = [];           // one per layer, or a single shared one with recompute
-  private xf!: FloatArray; private rstdF!: Float64Array;
+  private xf!: FloatArray; private rstdF!: FloatArray;
   // Backward scratch.
   private dres!: FloatArray; private dxn!: FloatArray; private dqkv!: FloatArray; private datt!: FloatArray;
   private du!: FloatArray; private dg!: FloatArray; private gbuf!: FloatArray; private xTmp!: FloatArray;
@@ -100,8 +103,8 @@ export class TrainableModel {
     this.dtype = opts.dtype ?? 'f32';
     this.recompute = opts.recompute ?? false;
     this.gemm = opts.gemm ?? new JsGemm();
+    this.kernels = opts.kernels ?? (this.dtype === 'f32' && this.gemm.kernels ? this.gemm.kernels : new JsTrainKernels(this.dtype, crossEntropyRows));
     this.headChunkRows = opts.headChunkRows ?? 256;
-    this.roundMid = this.dtype === 'f32';
     this.layout = paramLayout(config);
     this.params = this.alloc(this.layout.total);
     this.grads = this.alloc(this.layout.total);
@@ -123,7 +126,11 @@ export class TrainableModel {
     this.ensureRope(c.ropeMaxLength);
   }
 
-  private alloc(n: number): FloatArray { return this.dtype === 'f64' ? new Float64Array(n) : new Float32Array(n); }
+  private alloc(n: number): FloatArray {
+    const a = this.kernels.alloc(n);
+    if ((this.dtype === 'f64') !== (a instanceof Float64Array)) throw new OpenELMError('usage', `the ${this.kernels.name} training kernels do not store ${this.dtype}`);
+    return a;
+  }
 
   private view(buf: FloatArray, name: string): FloatArray {
     const e = this.layout.byName.get(name);
@@ -150,7 +157,7 @@ export class TrainableModel {
     return out;
   }
 
-  zeroGrad(): void { this.grads.fill(0); }
+  zeroGrad(): void { this.kernels.fill0(this.grads); }
 
   /** Inference weights sharing this model's parameter memory (f32 only). */
   inferenceWeights(backend?: Backend): ModelWeights {
@@ -160,12 +167,31 @@ export class TrainableModel {
 
   /** Drop activation buffers (they are re-allocated on the next call). */
   releaseActivations(): void {
-    this.cap = 0; this.xs = []; this.acts = []; this.headRows = 0;
-    const e = this.alloc(0);
-    this.xf = this.dres = this.dxn = this.dqkv = this.datt = this.du = this.dg = this.gbuf = this.xTmp = e;
-    this.headX = this.headLogits = this.headDx = e;
-    this.rstdF = new Float64Array(0);
+    this.freeActs();
+    this.freeHead();
     if (this.gemm instanceof JsGemm) this.gemm.release();
+  }
+
+  // Activation and head buffers come from the kernels' memory (the 4 GiB WASM memory on the fast
+  // path), so they are given back explicitly when they are replaced.
+  private actBufs: FloatArray[] = [];
+  private headBufs: FloatArray[] = [];
+  private actAlloc(n: number, stats = false): FloatArray {
+    const a = stats ? this.kernels.allocStats(n) : this.alloc(n);
+    this.actBufs.push(a);
+    return a;
+  }
+
+  private freeActs(): void {
+    for (const b of this.actBufs) this.kernels.free(b);
+    this.actBufs = [];
+    this.cap = 0; this.xs = []; this.acts = [];
+  }
+
+  private freeHead(): void {
+    for (const b of this.headBufs) this.kernels.free(b);
+    this.headBufs = [];
+    this.headRows = 0;
   }
 
   // Same tables as the inference model: f64 math, f32 storage.
@@ -178,15 +204,19 @@ export class TrainableModel {
       const inv = 1 / Math.pow(base, (2 * j) / hd);
       for (let p = 0; p < len; p++) { cos[p * half + j] = Math.cos(p * inv); sin[p * half + j] = Math.sin(p * inv); }
     }
-    this.cos = cos; this.sin = sin; this.ropeLen = len;
+    // f32 values whatever the storage dtype (the inference model's tables), in the kernels' memory
+    if (this.ropeLen) { this.kernels.free(this.cos); this.kernels.free(this.sin); }
+    this.cos = this.alloc(len * half); this.cos.set(cos);
+    this.sin = this.alloc(len * half); this.sin.set(sin);
+    this.ropeLen = len;
   }
 
   private newActs(rows: number, d: LayerDims): Acts {
-    const D = this.config.modelDim;
+    const D = this.config.modelDim, A = (n: number, stats = false) => this.actAlloc(n, stats);
     return {
-      xn1: this.alloc(rows * D), rstd1: new Float64Array(rows), qkvRaw: this.alloc(rows * d.Wq), qkv: this.alloc(rows * d.Wq),
-      qkRstd: new Float64Array(rows * (d.Q + d.H)), lse: new Float64Array(rows * d.Q), att: this.alloc(rows * d.QD),
-      h: this.alloc(rows * D), xn2: this.alloc(rows * D), rstd2: new Float64Array(rows), u: this.alloc(rows * d.U),
+      xn1: A(rows * D), rstd1: A(rows, true), qkvRaw: A(rows * d.Wq), qkv: A(rows * d.Wq),
+      qkRstd: A(rows * (d.Q + d.H), true), lse: A(rows * d.Q, true), att: A(rows * d.QD),
+      h: A(rows * D), xn2: A(rows * D), rstd2: A(rows, true), u: A(rows * d.U),
     };
   }
 
@@ -195,13 +225,15 @@ export class TrainableModel {
     const c = this.config, D = c.modelDim, L = c.numLayers;
     const max: LayerDims = { Q: 0, H: 0, F: 0, Wq: 0, QD: 0, U: 0 };
     for (const d of this.dims) for (const k of Object.keys(max) as (keyof LayerDims)[]) max[k] = Math.max(max[k], d[k]);
+    this.freeActs();
+    const A = (n: number, stats = false) => this.actAlloc(n, stats);
     this.xs = [];
-    for (let l = 0; l <= L; l++) this.xs.push(this.alloc(M * D));
+    for (let l = 0; l <= L; l++) this.xs.push(A(M * D));
     this.acts = this.recompute ? [this.newActs(M, max)] : this.dims.map((d) => this.newActs(M, d));
-    this.xf = this.alloc(M * D); this.rstdF = new Float64Array(M);
-    this.dres = this.alloc(M * D); this.dxn = this.alloc(M * D); this.xTmp = this.alloc(M * D);
-    this.dqkv = this.alloc(M * max.Wq); this.datt = this.alloc(M * max.QD);
-    this.du = this.alloc(M * max.U); this.dg = this.alloc(M * max.F); this.gbuf = this.alloc(M * max.F);
+    this.xf = A(M * D); this.rstdF = A(M, true);
+    this.dres = A(M * D); this.dxn = A(M * D); this.xTmp = A(M * D);
+    this.dqkv = A(M * max.Wq); this.datt = A(M * max.QD);
+    this.du = A(M * max.U); this.dg = A(M * max.F); this.gbuf = A(M * max.F);
     this.cap = M;
   }
 
@@ -210,28 +242,28 @@ export class TrainableModel {
   /** Block l: xOut = x + Attn(norm(x)), then xOut += FFN(norm(xOut)); saves into `a`. */
   private blockForward(l: number, x: FloatArray, xOut: FloatArray, a: Acts, B: number, T: number): void {
     const c = this.config, D = c.modelDim, hd = c.headDim, M = B * T, eps = c.normEps;
-    const d = this.dims[l], w = this.P[l], gm = this.gemm;
+    const d = this.dims[l], w = this.P[l], gm = this.gemm, k = this.kernels;
     const xn1 = a.xn1.subarray(0, M * D), qkvRaw = a.qkvRaw.subarray(0, M * d.Wq), qkv = a.qkv.subarray(0, M * d.Wq);
     const att = a.att.subarray(0, M * d.QD), h = a.h.subarray(0, M * D), xn2 = a.xn2.subarray(0, M * D);
     const u = a.u.subarray(0, M * d.U), g = this.gbuf.subarray(0, M * d.F);
-    rmsnormForward(xn1, a.rstd1, x, w.attnNorm, M, D, eps, this.roundMid);
+    k.rmsnormForward(xn1, a.rstd1, x, w.attnNorm, M, D, eps);
     gm.nt(qkvRaw, xn1, w.qkv, M, d.Wq, D, false);
-    qkv.set(qkvRaw);
-    qkNormRopeForward(qkv, a.qkRstd, M, T, d.Q, d.H, hd, w.qNorm, w.kNorm, this.cos, this.sin, eps, this.roundMid);
-    attentionForward(att, a.lse, qkv, B, T, d.Q, d.H, hd);
-    h.set(x);
+    k.copy(qkv, qkvRaw, M * d.Wq);
+    k.qkNormRopeForward(qkv, a.qkRstd, M, T, d.Q, d.H, hd, w.qNorm, w.kNorm, this.cos, this.sin, eps);
+    k.attentionForward(att, a.lse, qkv, B, T, d.Q, d.H, hd);
+    k.copy(h, x, M * D);
     gm.nt(h, att, w.out, M, D, d.QD, true);
-    rmsnormForward(xn2, a.rstd2, h, w.ffnNorm, M, D, eps, this.roundMid);
+    k.rmsnormForward(xn2, a.rstd2, h, w.ffnNorm, M, D, eps);
     gm.nt(u, xn2, w.proj1, M, d.U, D, false);
-    if (c.ffnWithGlu) swigluForward(g, u, M, d.F); else siluForward(g, u, M * d.F);
-    xOut.set(h);
+    if (c.ffnWithGlu) k.swigluForward(g, u, M, d.F); else k.siluForward(g, u, M * d.F);
+    k.copy(xOut, h, M * D);
     gm.nt(xOut, g, w.proj2, M, D, d.F, true);
   }
 
   /** On entry this.dres holds dL/d(block output); on exit dL/d(block input). Parameter grads +=. */
   private blockBackward(l: number, x: FloatArray, a: Acts, B: number, T: number): void {
     const c = this.config, D = c.modelDim, hd = c.headDim, M = B * T;
-    const d = this.dims[l], w = this.P[l], gw = this.G[l], gm = this.gemm;
+    const d = this.dims[l], w = this.P[l], gw = this.G[l], gm = this.gemm, k = this.kernels;
     const dres = this.dres.subarray(0, M * D), dxn = this.dxn.subarray(0, M * D);
     const xn1 = a.xn1.subarray(0, M * D), qkvRaw = a.qkvRaw.subarray(0, M * d.Wq), qkv = a.qkv.subarray(0, M * d.Wq);
     const att = a.att.subarray(0, M * d.QD), h = a.h.subarray(0, M * D), xn2 = a.xn2.subarray(0, M * D);
@@ -239,21 +271,21 @@ export class TrainableModel {
     const dg = this.dg.subarray(0, M * d.F), du = this.du.subarray(0, M * d.U);
     const datt = this.datt.subarray(0, M * d.QD), dqkv = this.dqkv.subarray(0, M * d.Wq);
     // FFN: x_out = h + g·W2ᵀ, g = act(u), u = xn2·W1ᵀ, xn2 = norm(h)
-    if (c.ffnWithGlu) swigluForward(g, u, M, d.F); else siluForward(g, u, M * d.F);
+    if (c.ffnWithGlu) k.swigluForward(g, u, M, d.F); else k.siluForward(g, u, M * d.F);
     gm.tn(gw.proj2, dres, g, D, d.F, M, true);
     gm.nn(dg, dres, w.proj2, M, d.F, D, false);
-    if (c.ffnWithGlu) swigluBackward(du, dg, u, M, d.F); else siluBackward(du, dg, u, M * d.F);
+    if (c.ffnWithGlu) k.swigluBackward(du, dg, u, M, d.F); else k.siluBackward(du, dg, u, M * d.F);
     gm.tn(gw.proj1, du, xn2, d.U, D, M, true);
     gm.nn(dxn, du, w.proj1, M, D, d.U, false);
-    rmsnormBackward(dres, gw.ffnNorm, dxn, h, w.ffnNorm, a.rstd2, M, D);
+    k.rmsnormBackward(dres, gw.ffnNorm, dxn, h, w.ffnNorm, a.rstd2, M, D);
     // attention: h = x + att·Woᵀ
     gm.tn(gw.out, dres, att, D, d.QD, M, true);
     gm.nn(datt, dres, w.out, M, d.QD, D, false);
-    attentionBackward(dqkv, datt, qkv, a.lse, B, T, d.Q, d.H, hd);
-    qkNormRopeBackward(dqkv, gw.qNorm, gw.kNorm, qkvRaw, a.qkRstd, M, T, d.Q, d.H, hd, w.qNorm, w.kNorm, this.cos, this.sin);
+    k.attentionBackward(dqkv, datt, qkv, att, a.lse, B, T, d.Q, d.H, hd);
+    k.qkNormRopeBackward(dqkv, gw.qNorm, gw.kNorm, qkvRaw, a.qkRstd, M, T, d.Q, d.H, hd, w.qNorm, w.kNorm, this.cos, this.sin);
     gm.tn(gw.qkv, dqkv, xn1, d.Wq, D, M, true);
     gm.nn(dxn, dqkv, w.qkv, M, D, d.Wq, false);
-    rmsnormBackward(dres, gw.attnNorm, dxn, x, w.attnNorm, a.rstd1, M, D);
+    k.rmsnormBackward(dres, gw.attnNorm, dxn, x, w.attnNorm, a.rstd1, M, D);
   }
 
   private check(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, ignore: number): void {
@@ -272,11 +304,11 @@ export class TrainableModel {
     const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers;
     this.ensureActs(M);
     this.ensureRope(T);
-    embeddingForward(this.xs[0].subarray(0, M * D), this.embed, inputs, D, ignore);
+    this.kernels.embeddingForward(this.xs[0].subarray(0, M * D), this.embed, inputs, D, ignore);
     for (let l = 0; l < L; l++) {
       this.blockForward(l, this.xs[l].subarray(0, M * D), this.xs[l + 1].subarray(0, M * D), this.actsFor(l), B, T);
     }
-    rmsnormForward(this.xf, this.rstdF, this.xs[L].subarray(0, M * D), this.normW, M, D, c.normEps, this.roundMid);
+    this.kernels.rmsnormForward(this.xf.subarray(0, M * D), this.rstdF, this.xs[L].subarray(0, M * D), this.normW, M, D, c.normEps);
   }
 
   /**
@@ -284,39 +316,43 @@ export class TrainableModel {
    * dL/dxf into this.dxn (zero for skipped rows) and accumulates the head gradient.
    */
   private headLoss(targets: Int32Array, M: number, ignore: number, z: number, gradScale: number, backward: boolean): LossResult {
-    const c = this.config, D = c.modelDim, V = c.vocabSize, gm = this.gemm;
+    const c = this.config, D = c.modelDim, V = c.vocabSize, gm = this.gemm, k = this.kernels;
     const n = countValid(targets, ignore);
-    if (backward) this.dxn.fill(0, 0, M * D);
+    if (backward) k.fill0(this.dxn.subarray(0, M * D));
     if (n === 0) return { loss: 0, ce: 0, zloss: 0, validTokens: 0 };
     const rowsIdx = new Int32Array(n);
-    for (let r = 0, k = 0; r < M; r++) if (targets[r] !== ignore) rowsIdx[k++] = r;
+    for (let r = 0, i = 0; r < M; r++) if (targets[r] !== ignore) rowsIdx[i++] = r;
     const CH = Math.max(1, Math.min(this.headChunkRows, n));
     if (this.headRows < CH) {
+      this.freeHead();
       this.headX = this.alloc(CH * D); this.headLogits = this.alloc(CH * V); this.headDx = this.alloc(CH * D);
+      this.headBufs = [this.headX, this.headLogits, this.headDx];
       this.headRows = CH;
     }
-    const xc = this.headX, logits = this.headLogits, dxc = this.headDx;
     const tc = new Int32Array(CH);
     let ceSum = 0, lseSqSum = 0;
     const scale = backward ? gradScale / n : 0;
     for (let s = 0; s < n; s += CH) {
-      const m = Math.min(CH, n - s);
-      for (let i = 0; i < m; i++) {
-        const r = rowsIdx[s + i];
-        xc.set(this.xf.subarray(r * D, r * D + D), i * D);
-        tc[i] = targets[r];
+      const m = Math.min(CH, n - s), r0 = rowsIdx[s];
+      // a run of consecutive rows (no ignored target inside) is used in place
+      const contiguous = rowsIdx[s + m - 1] - r0 === m - 1;
+      for (let i = 0; i < m; i++) tc[i] = targets[rowsIdx[s + i]];
+      let x: FloatArray;
+      if (contiguous) x = this.xf.subarray(r0 * D, (r0 + m) * D);
+      else {
+        for (let i = 0; i < m; i++) { const r = rowsIdx[s + i]; this.headX.set(this.xf.subarray(r * D, r * D + D), i * D); }
+        x = this.headX.subarray(0, m * D);
       }
-      const x = xc.subarray(0, m * D), lg = logits.subarray(0, m * V);
+      const lg = this.headLogits.subarray(0, m * V);
       gm.nt(lg, x, this.head, m, V, D, false);
-      const sums = crossEntropyRows(lg, tc, m, V, z, scale);
+      const sums = k.crossEntropyRows(lg, tc.subarray(0, m), m, V, z, scale);
       ceSum += sums.ceSum; lseSqSum += sums.lseSqSum;
       if (!backward || scale === 0) continue;
-      const dx = dxc.subarray(0, m * D);
+      const dx = contiguous ? this.dxn.subarray(r0 * D, (r0 + m) * D) : this.headDx.subarray(0, m * D);
       gm.nn(dx, lg, this.head, m, D, V, false);
       gm.tn(this.dHead, lg, x, V, D, m, true);
-      for (let i = 0; i < m; i++) {
-        const r = rowsIdx[s + i];
-        this.dxn.set(dx.subarray(i * D, i * D + D), r * D);
+      if (!contiguous) {
+        for (let i = 0; i < m; i++) { const r = rowsIdx[s + i]; this.dxn.set(dx.subarray(i * D, i * D + D), r * D); }
       }
     }
     const ce = ceSum / n, zl = z * lseSqSum / n;
@@ -337,14 +373,14 @@ export class TrainableModel {
     const res = this.headLoss(targets, M, ignore, z, gradScale, true);
     if (res.validTokens === 0 || gradScale === 0) return res;
     const dres = this.dres.subarray(0, M * D);
-    dres.fill(0);
-    rmsnormBackward(dres, this.dNormW, this.dxn, this.xs[L].subarray(0, M * D), this.normW, this.rstdF, M, D);
+    this.kernels.fill0(dres);
+    this.kernels.rmsnormBackward(dres, this.dNormW, this.dxn.subarray(0, M * D), this.xs[L].subarray(0, M * D), this.normW, this.rstdF, M, D);
     for (let l = L - 1; l >= 0; l--) {
       const x = this.xs[l].subarray(0, M * D);
       if (this.recompute) this.blockForward(l, x, this.xTmp.subarray(0, M * D), this.acts[0], B, T);
       this.blockBackward(l, x, this.actsFor(l), B, T);
     }
-    embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
+    this.kernels.embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
     return res;
   }
 
@@ -361,7 +397,8 @@ export class TrainableModel {
     this.check(inputs, null, B, T, DEFAULT_IGNORE_INDEX);
     const c = this.config, M = B * T;
     this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX);
-    const out = this.alloc(M * c.vocabSize);
+    // a plain array (not the kernels' memory): the caller keeps it
+    const out = this.dtype === 'f64' ? new Float64Array(M * c.vocabSize) : new Float32Array(M * c.vocabSize);
     this.gemm.nt(out, this.xf.subarray(0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, false);
     return out;
   }

@@ -11,7 +11,7 @@ export const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
 
 /** Entry points the pool runs chunk by chunk: `(argsPtr, tid, chunk, chunks) => void`. */
 export const KERNEL_NAMES = ['k_linear', 'k_quant_rows', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu',
-  'k_add', 'k_storekv', 'k_embedding'] as const;
+  'k_add', 'k_storekv', 'k_embedding', 'k_train'] as const;
 export type KernelName = typeof KERNEL_NAMES[number];
 
 export interface KernelExports {
@@ -21,6 +21,7 @@ export interface KernelExports {
   quantBytes(M: number, K: number): number;
   attentionScratch(G: number, hd: number): number;
   k_prep_x(args: number): void;
+  trainScratch(): number;
 }
 
 export const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4 } as const;

@@ -65,6 +65,7 @@ export class WasmBackend implements Backend {
   private stageCall = 0;
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
+  private argsF64: Float64Array | null = null;
   /** What alloc()/allocWeight() returned, with the allocations free() releases. */
   private readonly owned = new WeakMap<object, number[]>();
 
@@ -311,6 +312,41 @@ export class WasmBackend implements Backend {
     const a = this.ai;
     a[0] = op; a[1] = p.dtype; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = D; a[6] = idp; a[7] = n;
     this.exec('k_embedding', n * D, n);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // kernels driven from outside this class (the training kernels, src/train/wasm-train.ts)
+
+  /** Whether a view points into this backend's memory (buffers from alloc() do). */
+  owns(v: ArrayBufferView): boolean { return this.arena.owns(v); }
+
+  /** The 64 argument slots as int32, float32 and float64 views (an f64 takes slots 2i, 2i+1). */
+  kernelArgs(): { i32: Int32Array; f32: Float32Array; f64: Float64Array } {
+    this.argsF64 ??= new Float64Array(this.arena.buffer(), ARGS_OFFSET, ARG_SLOTS / 2);
+    return { i32: this.ai, f32: this.af, f64: this.argsF64 };
+  }
+
+  /** Call a plain (non-chunked) export of the kernel module, e.g. a scratch-size query. */
+  kernelCall(name: string, ...args: number[]): number {
+    const f = (this.k as unknown as Record<string, unknown>)[name];
+    if (typeof f !== 'function') throw new OpenELMError('wasm', `the wasm kernels have no export ${name}`);
+    return (f as (...a: number[]) => number)(...args);
+  }
+
+  /** Per-thread scratch of at least `bytesPerThread`: thread t owns [offset + t·stride, +stride). */
+  threadScratch(bytesPerThread: number): { offset: number; stride: number } {
+    this.live();
+    this.ensureScratch(bytesPerThread);
+    return { offset: this.scratchOff, stride: this.scratchStride };
+  }
+
+  /**
+   * Run kernel `name` on the arguments already written to kernelArgs(), split into `chunks`
+   * chunks claimed by the threads (1 runs it on this thread). Its buffers must be in this memory.
+   */
+  runKernel(name: KernelName, chunks: number): void {
+    this.live();
+    this.pool.run(name, this.threads === 1 ? 1 : Math.max(1, Math.floor(chunks)));
   }
 
   // ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
+import { trainDispatch, trainScratchBytes } from './train_ops';
 
 export { attentionScratch };
 
@@ -155,4 +156,14 @@ export function selfTest(): i32 {
     i16x8.extract_lane_s(d, 7) == -60 + 77;
   const m = f32x4.extract_lane(f32x4.relaxed_madd(f32x4.splat(1.5), f32x4.splat(2), f32x4.splat(0.25)), 0);
   return ok && m == 3.25 ? 1 : 0;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Training kernels (../../../train/wasm-train.ts writes the slots): one entry point, the operation
+// in slot 0, so the pool's kernel table needs a single name for all of them.
+
+export function trainScratch(): i32 { return trainScratchBytes(); }
+
+export function k_train(a: usize, tid: i32, c: i32, nc: i32): void {
+  trainDispatch(a, tid, c, nc);
 }

@@ -1,0 +1,513 @@
+// Training on the WASM backend's memory and threads: a GEMM with the three layouts backprop needs
+// (no transposes in JS), every other training kernel, AdamW and the gradient norm, all running on
+// buffers that live in the backend's shared memory, so a training step copies nothing between
+// JavaScript and WebAssembly. The kernels are src/backends/wasm/kernels/train_*.as, reached through
+// one pool entry point (k_train, operation in slot 0).
+//
+// Determinism: each kernel writes every output element from exactly one work item, and sums over
+// rows go through fixed-size blocks reduced in order, so results are bit-identical whatever the
+// thread count (and hence across `--resume` with another `threads`).
+
+import { OpenELMError } from '../core/errors.js';
+import type { ParamLayout } from '../model/layout.js';
+import type { WasmBackend } from '../backends/wasm/wasm-backend.js';
+import { JsGemm, type FloatArray, type Gemm, type LossSums, type TrainKernels } from './kernels.js';
+import type { AdamWOptions, AdamWState } from './adamw.js';
+
+// Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
+const OP = {
+  GEMM: 1, RMS_FWD: 2, RMS_BWD: 3, REDUCE: 4, QKROPE_FWD: 5, QKROPE_BWD: 6, ATTN_FWD: 7, ATTN_BWD: 8,
+  SWIGLU_FWD: 9, SWIGLU_BWD: 10, SILU_FWD: 11, SILU_BWD: 12, EMBED_FWD: 13, EMBED_BWD: 14, CE_STATS: 15,
+  CE_GRAD: 16, ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21,
+} as const;
+const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
+const RB = 16;                       // rows per partial-sum block
+const ABR = 48;                      // attention query block
+const SUMSQ_BLOCK = 65536;
+/** Chunks per thread for element-wise kernels (dynamic claiming absorbs a descheduled thread). */
+const CHUNKS_PER_THREAD = 4;
+
+type Args = { i32: Int32Array; f32: Float32Array; f64: Float64Array };
+
+/** Grow-only scratch buffers in the wasm memory, one per name. */
+class Scratch {
+  private bufs = new Map<string, Float32Array>();
+  constructor(private readonly be: WasmBackend) {}
+  /** Byte offset of at least `bytes` bytes (contents undefined). */
+  get(name: string, bytes: number): number {
+    const n = Math.max(16, Math.ceil(bytes / 4));
+    let b = this.bufs.get(name);
+    if (!b || b.length < n) {
+      if (b) this.be.free(b);
+      b = this.be.alloc(Math.ceil(n * 1.25));
+      this.bufs.set(name, b);
+    }
+    return b.byteOffset;
+  }
+  view(name: string): Float32Array { return this.bufs.get(name)!; }
+}
+
+/**
+ * All training kernels on one WasmBackend. Buffers should come from alloc() (the backend's
+ * memory); others are staged through scratch and copied back, which is correct but slow.
+ */
+export class WasmTrainKernels implements TrainKernels {
+  readonly name = 'wasm';
+  readonly gemm: WasmGemm;
+  private readonly scratch: Scratch;
+  private stageIdx = 0;
+  private copyBack: { dst: Float32Array; src: Float32Array }[] = [];
+  private readonly gemmScratch: number;
+
+  constructor(readonly backend: WasmBackend) {
+    this.scratch = new Scratch(backend);
+    this.gemmScratch = backend.kernelCall('trainScratchBytes');
+    this.gemm = new WasmGemm(this);
+  }
+
+  get threads(): number { return this.backend.threads; }
+
+  // ------------------------------------------------------------------------------------ memory
+
+  alloc(n: number): Float32Array { return this.backend.alloc(n); }
+  allocStats(n: number): Float32Array { return this.backend.alloc(n); }
+  free(x: FloatArray): void { if (x instanceof Float32Array && this.backend.owns(x)) this.backend.free(x); }
+
+  // ------------------------------------------------------------------------------------ plumbing
+
+  /** Chunks for `work` units of work over `items` independent items. */
+  chunks(work: number, items: number): number {
+    if (this.backend.threads === 1 || work < this.backend.parallelThreshold) return 1;
+    return Math.max(1, Math.min(items, this.backend.threads * CHUNKS_PER_THREAD));
+  }
+
+  private f32(x: FloatArray, what: string): Float32Array {
+    if (!(x instanceof Float32Array)) throw new OpenELMError('usage', `the wasm training kernels take float32 buffers (${what})`);
+    return x;
+  }
+
+  /** Offset of a read-only operand; staged (copied in) when it is not in the wasm memory. */
+  inp(x: FloatArray, n: number, what: string): number {
+    const v = this.f32(x, what);
+    if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
+    if (this.backend.owns(v)) return v.byteOffset;
+    const st = this.stage(n);
+    st.set(v.length === n ? v : v.subarray(0, n));
+    return st.byteOffset;
+  }
+
+  /** Offset of an output operand; staged, and copied back after the call, when not in the wasm memory. */
+  out(x: FloatArray, n: number, what: string, copyIn: boolean): number {
+    const v = this.f32(x, what);
+    if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
+    if (this.backend.owns(v)) return v.byteOffset;
+    const st = this.stage(n);
+    if (copyIn) st.set(v.length === n ? v : v.subarray(0, n));
+    this.copyBack.push({ dst: v, src: st });
+    return st.byteOffset;
+  }
+
+  /** Int32 ids copied into the wasm memory for one call. */
+  ids(a: Int32Array): number {
+    const st = this.stage(a.length);
+    new Int32Array(st.buffer, st.byteOffset, a.length).set(a);
+    return st.byteOffset;
+  }
+
+  // Operands from outside the wasm memory: the i-th staged operand of a call uses scratch buffer i.
+  private stage(n: number): Float32Array {
+    const name = `stage${this.stageIdx++}`;
+    this.scratch.get(name, n * 4);
+    return this.scratch.view(name).subarray(0, n);
+  }
+
+  /** Run op with the slots `set` writes, then copy staged outputs back. */
+  run(op: number, chunks: number, set: (a: Args) => void): void {
+    this.stageIdx = 0;
+    this.copyBack = [];
+    const a = this.backend.kernelArgs();
+    set(a);
+    a.i32[0] = op;
+    this.backend.runKernel('k_train', chunks);
+    for (const c of this.copyBack) c.dst.set(c.src);
+    this.copyBack = [];
+  }
+
+  private threadScratch(bytes: number): { offset: number; stride: number } { return this.backend.threadScratch(bytes); }
+
+  gemmRun(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean,
+    ta: number, tb: number, lda: number, ldb: number, name: string): void {
+    if (M <= 0 || N <= 0) return;
+    const sc = this.threadScratch(this.gemmScratch);
+    const tiles = Math.ceil(M / TMT) * Math.ceil(N / TNT);
+    const chunks = this.backend.threads === 1 || M * N * K < this.backend.parallelThreshold ? 1 : tiles;
+    this.run(OP.GEMM, chunks, ({ i32 }) => {
+      i32[1] = this.out(C, M * N, `${name} C`, acc);
+      i32[2] = this.inp(A, M * K, `${name} A`);
+      i32[3] = this.inp(B, N * K, `${name} B`);
+      i32[4] = M; i32[5] = N; i32[6] = K; i32[7] = lda; i32[8] = ldb; i32[9] = N;
+      i32[10] = ta; i32[11] = tb; i32[12] = acc ? 1 : 0; i32[13] = sc.offset; i32[14] = sc.stride;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ simple ops
+
+  fill0(x: FloatArray): void {
+    const n = x.length;
+    if (n === 0) return;
+    this.run(OP.FILL, this.chunks(n, Math.ceil(n / 65536)), ({ i32 }) => { i32[1] = this.out(x, n, 'fill', false); i32[2] = n; });
+  }
+
+  copy(dst: FloatArray, src: FloatArray, n: number): void {
+    if (n === 0) return;
+    this.run(OP.COPY, this.chunks(n, Math.ceil(n / 65536)), ({ i32 }) => {
+      i32[1] = this.out(dst, n, 'copy destination', false); i32[2] = this.inp(src, n, 'copy source'); i32[3] = n;
+    });
+  }
+
+  /** Sum of the per-block partials [nb][stride] (columns col0..col0+n) added into dst, blocks in order. */
+  private reduce(dst: FloatArray, part: number, nb: number, n: number, stride: number, col0: number): void {
+    this.run(OP.REDUCE, this.chunks(nb * n, Math.ceil(n / 64)), ({ i32 }) => {
+      i32[1] = this.out(dst, n, 'reduce destination', true); i32[2] = part; i32[3] = nb; i32[4] = n; i32[5] = stride; i32[6] = col0;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ norms
+
+  rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray, rows: number, dim: number, eps: number): void {
+    this.run(OP.RMS_FWD, this.chunks(rows * dim, rows), ({ i32, f32 }) => {
+      i32[1] = this.out(out, rows * dim, 'rmsnorm output', false); i32[2] = this.out(rstd, rows, 'rmsnorm rstd', false);
+      i32[3] = this.inp(x, rows * dim, 'rmsnorm input'); i32[4] = this.inp(w, dim, 'rmsnorm weight');
+      i32[5] = rows; i32[6] = dim; f32[7] = eps;
+    });
+  }
+
+  rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray, rstd: FloatArray, rows: number, dim: number): void {
+    const nb = Math.ceil(rows / RB);
+    const part = this.scratch.get('partials', nb * dim * 4);
+    this.run(OP.RMS_BWD, this.chunks(rows * dim * 2, nb), ({ i32 }) => {
+      i32[1] = this.out(dx, rows * dim, 'rmsnorm dx', true); i32[2] = part; i32[3] = this.inp(dy, rows * dim, 'rmsnorm dy');
+      i32[4] = this.inp(x, rows * dim, 'rmsnorm x'); i32[5] = this.inp(w, dim, 'rmsnorm weight'); i32[6] = this.inp(rstd, rows, 'rmsnorm rstd');
+      i32[7] = rows; i32[8] = dim;
+    });
+    this.reduce(dw, part, nb, dim, dim, 0);
+  }
+
+  qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
+    qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray, eps: number): void {
+    const W = (Q + 2 * Hkv) * hd, half = hd / 2, tab = Math.min(T, rows) * half;
+    this.run(OP.QKROPE_FWD, this.chunks(rows * W, rows), ({ i32, f32 }) => {
+      i32[1] = this.out(qkv, rows * W, 'qkv', true); i32[2] = this.out(rstd, rows * (Q + Hkv), 'qk rstd', false);
+      i32[3] = this.inp(cos, tab, 'rope cos'); i32[4] = this.inp(sin, tab, 'rope sin');
+      i32[5] = rows; i32[6] = T; i32[7] = Q; i32[8] = Hkv; i32[9] = hd;
+      i32[10] = qNorm ? this.inp(qNorm, hd, 'q norm') : 0; i32[11] = kNorm ? this.inp(kNorm, hd, 'k norm') : 0; f32[12] = eps;
+    });
+  }
+
+  qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null, raw: FloatArray, rstd: FloatArray,
+    rows: number, T: number, Q: number, Hkv: number, hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null,
+    cos: FloatArray, sin: FloatArray): void {
+    const W = (Q + 2 * Hkv) * hd, half = hd / 2, tab = Math.min(T, rows) * half, nb = Math.ceil(rows / RB);
+    const norms = qNorm !== null && kNorm !== null && dqNorm !== null && dkNorm !== null;
+    const part = this.scratch.get('partials', nb * 2 * hd * 4);
+    this.run(OP.QKROPE_BWD, this.chunks(rows * W * 2, nb), ({ i32 }) => {
+      i32[1] = this.out(dqkv, rows * W, 'dqkv', true); i32[2] = part; i32[3] = this.inp(raw, rows * W, 'raw qkv');
+      i32[4] = norms ? this.inp(rstd, rows * (Q + Hkv), 'qk rstd') : 0;
+      i32[5] = this.inp(cos, tab, 'rope cos'); i32[6] = this.inp(sin, tab, 'rope sin');
+      i32[7] = rows; i32[8] = T; i32[9] = Q; i32[10] = Hkv; i32[11] = hd;
+      i32[12] = norms ? this.inp(qNorm, hd, 'q norm') : 0; i32[13] = norms ? this.inp(kNorm, hd, 'k norm') : 0;
+    });
+    if (norms) {
+      this.reduce(dqNorm, part, nb, hd, 2 * hd, 0);
+      this.reduce(dkNorm, part, nb, hd, 2 * hd, hd);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------ attention
+
+  attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
+    const W = (Q + 2 * Hkv) * hd, M = B * T;
+    const sc = this.threadScratch(this.backend.kernelCall('trainAttnScratch', T));
+    const items = B * Hkv * Math.ceil(T / ABR);
+    this.run(OP.ATTN_FWD, this.chunks(M * Q * T * hd, items), ({ i32 }) => {
+      i32[1] = this.out(out, M * Q * hd, 'attention output', false); i32[2] = this.out(lse, M * Q, 'attention lse', false);
+      i32[3] = this.inp(qkv, M * W, 'qkv'); i32[4] = B; i32[5] = T; i32[6] = Q; i32[7] = Hkv; i32[8] = hd;
+      i32[9] = sc.offset; i32[10] = sc.stride;
+    });
+  }
+
+  attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray,
+    B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
+    const W = (Q + 2 * Hkv) * hd, M = B * T;
+    const sc = this.threadScratch(this.backend.kernelCall('trainAttnScratch', T));
+    // every (sequence, kv head) is one item: as many chunks as items
+    const chunks = this.chunks(M * Q * T * hd * 3, B * Hkv) === 1 ? 1 : B * Hkv;
+    this.run(OP.ATTN_BWD, chunks, ({ i32 }) => {
+      i32[1] = this.out(dqkv, M * W, 'dqkv', false); i32[2] = this.inp(dout, M * Q * hd, 'attention dout');
+      i32[3] = this.inp(qkv, M * W, 'qkv'); i32[4] = this.inp(out, M * Q * hd, 'attention output');
+      i32[5] = this.inp(lse, M * Q, 'attention lse'); i32[6] = B; i32[7] = T; i32[8] = Q; i32[9] = Hkv; i32[10] = hd;
+      i32[11] = sc.offset; i32[12] = sc.stride;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ FFN
+
+  swigluForward(g: FloatArray, u: FloatArray, rows: number, F: number): void {
+    const n = rows * F;
+    this.run(OP.SWIGLU_FWD, this.chunks(n * 8, Math.ceil(n / 4096)), ({ i32 }) => {
+      i32[1] = this.out(g, n, 'swiglu output', false); i32[2] = this.inp(u, 2 * n, 'swiglu input'); i32[3] = rows; i32[4] = F;
+    });
+  }
+
+  swigluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, rows: number, F: number): void {
+    const n = rows * F;
+    this.run(OP.SWIGLU_BWD, this.chunks(n * 10, Math.ceil(n / 4096)), ({ i32 }) => {
+      i32[1] = this.out(du, 2 * n, 'swiglu du', false); i32[2] = this.inp(dg, n, 'swiglu dg'); i32[3] = this.inp(u, 2 * n, 'swiglu u');
+      i32[4] = rows; i32[5] = F;
+    });
+  }
+
+  siluForward(g: FloatArray, u: FloatArray, n: number): void {
+    this.run(OP.SILU_FWD, this.chunks(n * 8, Math.ceil(n / 4096)), ({ i32 }) => {
+      i32[1] = this.out(g, n, 'silu output', false); i32[2] = this.inp(u, n, 'silu input'); i32[3] = n;
+    });
+  }
+
+  siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: number): void {
+    this.run(OP.SILU_BWD, this.chunks(n * 10, Math.ceil(n / 4096)), ({ i32 }) => {
+      i32[1] = this.out(du, n, 'silu du', false); i32[2] = this.inp(dg, n, 'silu dg'); i32[3] = this.inp(u, n, 'silu u'); i32[4] = n;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ embedding
+
+  embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void {
+    const n = ids.length, rowsT = table.length / D;
+    for (let r = 0; r < n; r++) {
+      const t = ids[r];
+      if (t !== skipId && !(t >= 0 && t < rowsT)) throw new OpenELMError('usage', `token id ${t} is outside the embedding table (${rowsT} rows)`);
+    }
+    this.run(OP.EMBED_FWD, this.chunks(n * D, n), ({ i32 }) => {
+      i32[1] = this.out(out, n * D, 'embedding output', false); i32[2] = this.inp(table, table.length, 'embedding table');
+      i32[3] = this.ids(ids); i32[4] = n; i32[5] = D; i32[6] = skipId;
+    });
+  }
+
+  embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void {
+    const n = ids.length;
+    this.run(OP.EMBED_BWD, this.chunks(n * D, Math.ceil(D / 16)), ({ i32 }) => {
+      i32[1] = this.out(dtable, dtable.length, 'embedding gradient', true); i32[2] = this.inp(dout, n * D, 'embedding dout');
+      i32[3] = this.ids(ids); i32[4] = n; i32[5] = D; i32[6] = skipId;
+    });
+  }
+
+  // ------------------------------------------------------------------------------------ loss
+
+  crossEntropyRows(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number): LossSums {
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (!(t >= 0 && t < V) || !Number.isInteger(t)) {
+        throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index`);
+      }
+    }
+    const statsOff = this.scratch.get('ce', rows * 40);
+    const ceBuf = this.scratch.view('ce'), buf = ceBuf.buffer;
+    const chunks = this.chunks(rows * V * 4, rows);
+    this.run(OP.CE_STATS, chunks, ({ i32 }) => {
+      i32[1] = this.inp(logits, rows * V, 'logits'); i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V;
+      i32[5] = statsOff;
+    });
+    const st = new Float64Array(buf, ceBuf.byteOffset, rows * 3);
+    const coef = new Float64Array(buf, ceBuf.byteOffset + rows * 24, rows * 2);
+    let ceSum = 0, lseSqSum = 0;
+    for (let r = 0; r < rows; r++) {
+      const lse = st[3 * r] + Math.log(st[3 * r + 1]);
+      ceSum += lse - st[3 * r + 2];
+      lseSqSum += lse * lse;
+      coef[2 * r] = lse; coef[2 * r + 1] = gradScale * (1 + 2 * zLoss * lse);
+    }
+    if (gradScale !== 0) {
+      this.run(OP.CE_GRAD, chunks, ({ i32, f64 }) => {
+        i32[1] = this.out(logits, rows * V, 'logits', true); i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V;
+        i32[5] = statsOff + rows * 24; f64[3] = gradScale;
+      });
+    }
+    return { ceSum, lseSqSum };
+  }
+
+  // ------------------------------------------------------------------------------------ optimizer
+
+  /** Σ x² in f64, over fixed blocks summed in order (deterministic). */
+  sumSquares(x: FloatArray): number {
+    const n = x.length;
+    if (n === 0) return 0;
+    const nb = Math.ceil(n / SUMSQ_BLOCK);
+    const off = this.scratch.get('sumsq', nb * 8);
+    this.run(OP.SUMSQ, this.chunks(n, nb), ({ i32 }) => { i32[1] = this.inp(x, n, 'sumsq input'); i32[2] = n; i32[3] = off; });
+    const p = new Float64Array(this.scratch.view('sumsq').buffer, off, nb);
+    let s = 0;
+    for (let i = 0; i < nb; i++) s += p[i];
+    return s;
+  }
+
+  /** x = f32(x · coef), the multiply in f64 (as `x[i] *= coef` in JavaScript). */
+  scale(x: FloatArray, coef: number): void {
+    const n = x.length;
+    this.run(OP.SCALE, this.chunks(n, Math.ceil(n / 65536)), ({ i32, f64 }) => { i32[1] = this.out(x, n, 'scale', true); i32[2] = n; f64[2] = coef; });
+  }
+
+  /** torch.nn.utils.clip_grad_norm_ (see clip.ts); returns the norm before clipping. */
+  clipGradNorm(grads: FloatArray, maxNorm: number): number {
+    const norm = Math.sqrt(this.sumSquares(grads));
+    if (maxNorm > 0 && Number.isFinite(maxNorm)) {
+      const coef = maxNorm / (norm + 1e-6);
+      if (coef < 1) this.scale(grads, coef);
+    }
+    return norm;
+  }
+
+  /** One AdamW update over [0, n) of equal-decay elements (all four arrays in the wasm memory). */
+  adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    k: { b1: number; b2: number; stepSize: number; bc2Sqrt: number; eps: number; keep: number }): void {
+    this.run(OP.ADAMW, this.chunks(n * 4, Math.ceil(n / 16384)), ({ i32, f64 }) => {
+      i32[1] = this.out(p, n, 'params', true); i32[2] = this.inp(g, n, 'grads'); i32[3] = this.out(m, n, 'adam m', true);
+      i32[4] = this.out(v, n, 'adam v', true); i32[5] = n;
+      f64[3] = k.b1; f64[4] = 1 - k.b1; f64[5] = k.b2; f64[6] = 1 - k.b2; f64[7] = k.stepSize; f64[8] = k.bc2Sqrt; f64[9] = k.eps; f64[10] = k.keep;
+    });
+  }
+}
+
+/**
+ * The training GEMM on the WASM backend: nt, nn and tn pack their operands directly (no
+ * transposes), accumulate into C in place, and split C into tiles over the threads.
+ * Float64 operands (the finite-difference checks) use the JS GEMM.
+ */
+export class WasmGemm implements Gemm {
+  private readonly js = new JsGemm();
+  constructor(readonly kernels: WasmTrainKernels) {}
+
+  nt(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
+    if (C instanceof Float64Array || A instanceof Float64Array || B instanceof Float64Array) { this.js.nt(C, A, B, M, N, K, acc); return; }
+    this.kernels.gemmRun(C, A, B, M, N, K, acc, 0, 1, K, K, 'gemm nt');
+  }
+
+  nn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
+    if (C instanceof Float64Array || A instanceof Float64Array || B instanceof Float64Array) { this.js.nn(C, A, B, M, N, K, acc); return; }
+    this.kernels.gemmRun(C, A, B, M, N, K, acc, 0, 0, K, N, 'gemm nn');
+  }
+
+  tn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
+    if (C instanceof Float64Array || A instanceof Float64Array || B instanceof Float64Array) { this.js.tn(C, A, B, M, N, K, acc); return; }
+    this.kernels.gemmRun(C, A, B, M, N, K, acc, 1, 0, M, N, 'gemm tn');
+  }
+}
+
+/** The WASM training kernels of a backend (one set per backend). */
+const perBackend = new WeakMap<WasmBackend, WasmTrainKernels>();
+export function wasmTrainKernels(be: WasmBackend): WasmTrainKernels {
+  let k = perBackend.get(be);
+  if (!k) { k = new WasmTrainKernels(be); perBackend.set(be, k); }
+  return k;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * AdamW computing exactly what adamw.ts's AdamW computes (same f64 formula per element, so the
+ * same bits), on the WASM threads. The moments live in the wasm memory when they fit next to
+ * `reserveBytes` (activations still to come); otherwise in JavaScript memory, streamed through
+ * the wasm memory in slices (the 4 GiB cap: OpenELM-270M's params + grads + moments are 4.3 GB).
+ */
+export class WasmAdamW {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  weightDecay: number;
+  step = 0;
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  /** Whether m and v are in the wasm memory. */
+  readonly inWasm: boolean;
+  readonly groups: { name: string; offset: number; size: number; decay: boolean }[];
+  private readonly runs: { offset: number; size: number; decay: boolean }[];
+
+  constructor(private readonly k: WasmTrainKernels, readonly layout: ParamLayout, opts: AdamWOptions & { reserveBytes?: number; inWasm?: boolean } = {}) {
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.95;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.1;
+    for (const [n, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
+      if (!(v >= 0 && v < 1)) throw new OpenELMError('usage', `AdamW ${n} must be in [0, 1), got ${v}`);
+    }
+    if (!(this.eps >= 0)) throw new OpenELMError('usage', `AdamW eps must be >= 0, got ${this.eps}`);
+    if (!(this.weightDecay >= 0)) throw new OpenELMError('usage', `AdamW weight decay must be >= 0, got ${this.weightDecay}`);
+    const decay = opts.decay ?? ((_n: string, shape: readonly number[]) => shape.length >= 2);
+    this.groups = layout.entries.map((e) => ({ name: e.name, offset: e.offset, size: e.size, decay: decay(e.name, e.shape) }));
+    // contiguous runs of equally-decayed tensors: one kernel call each
+    this.runs = [];
+    for (const g of [...this.groups].sort((a, b) => a.offset - b.offset)) {
+      const last = this.runs[this.runs.length - 1];
+      if (last && last.decay === g.decay && last.offset + last.size === g.offset) last.size += g.size;
+      else this.runs.push({ offset: g.offset, size: g.size, decay: g.decay });
+    }
+    const bytes = 2 * layout.total * 4, reserve = opts.reserveBytes ?? 2 ** 30;
+    const limit = 4 * 2 ** 30 - 64 * 2 ** 20;
+    const fits = opts.inWasm ?? this.k.backend.memoryStats().inUse + bytes + reserve <= limit;
+    this.inWasm = fits;
+    this.m = fits ? k.alloc(layout.total) : new Float32Array(layout.total);
+    this.v = fits ? k.alloc(layout.total) : new Float32Array(layout.total);
+  }
+
+  /** One update of `params` from `grads` (both in the wasm memory) at learning rate lr. */
+  update(params: FloatArray, grads: FloatArray, lr: number): void {
+    if (params.length !== this.m.length || grads.length !== this.m.length) {
+      throw new OpenELMError('usage', `AdamW was built for ${this.m.length} values; got params ${params.length}, grads ${grads.length}`);
+    }
+    if (!(params instanceof Float32Array && grads instanceof Float32Array)) throw new OpenELMError('usage', 'WasmAdamW needs float32 params and grads');
+    this.step++;
+    const b1 = this.beta1, b2 = this.beta2;
+    const stepSize = lr / (1 - Math.pow(b1, this.step));
+    const bc2Sqrt = Math.sqrt(1 - Math.pow(b2, this.step));
+    const SLICE = 1 << 22;
+    let sm: Float32Array | null = null, sv: Float32Array | null = null;
+    if (!this.inWasm) { sm = this.k.alloc(Math.min(SLICE, this.m.length)); sv = this.k.alloc(Math.min(SLICE, this.m.length)); }
+    try {
+      for (const r of this.runs) {
+        const keep = r.decay ? 1 - lr * this.weightDecay : 1;
+        const c = { b1, b2, stepSize, bc2Sqrt, eps: this.eps, keep };
+        if (this.inWasm) {
+          this.k.adamwRange(params.subarray(r.offset, r.offset + r.size), grads.subarray(r.offset, r.offset + r.size),
+            this.m.subarray(r.offset, r.offset + r.size), this.v.subarray(r.offset, r.offset + r.size), r.size, c);
+          continue;
+        }
+        for (let o = r.offset; o < r.offset + r.size; o += SLICE) {
+          const n = Math.min(SLICE, r.offset + r.size - o);
+          const mm = sm!.subarray(0, n), vv = sv!.subarray(0, n);
+          mm.set(this.m.subarray(o, o + n)); vv.set(this.v.subarray(o, o + n));
+          this.k.adamwRange(params.subarray(o, o + n), grads.subarray(o, o + n), mm, vv, n, c);
+          this.m.set(mm, o); this.v.set(vv, o);
+        }
+      }
+    } finally {
+      if (sm) this.k.free(sm);
+      if (sv) this.k.free(sv);
+    }
+  }
+
+  state(): AdamWState { return { step: this.step, m: this.m, v: this.v }; }
+
+  loadState(s: { step: number; m: ArrayLike<number>; v: ArrayLike<number> }): void {
+    if (s.m.length !== this.m.length || s.v.length !== this.v.length) {
+      throw new OpenELMError('checkpoint', `optimizer state has ${s.m.length}/${s.v.length} values; this model needs ${this.m.length}`);
+    }
+    if (!Number.isInteger(s.step) || s.step < 0) throw new OpenELMError('checkpoint', `optimizer step ${s.step} is not a non-negative integer`);
+    this.m.set(s.m); this.v.set(s.v); this.step = s.step;
+  }
+
+  /** Give the moments' wasm memory back. */
+  dispose(): void {
+    if (this.inWasm) { this.k.free(this.m); this.k.free(this.v); }
+  }
+}
