@@ -17,6 +17,8 @@ import { initParams } from '../src/model/init.js';
 import { Rng } from '../src/core/rng.js';
 import { TrainableModel } from '../src/train/model-grad.js';
 import os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { JsGemm, type FloatArray, type Gemm, type TrainKernels } from '../src/train/kernels.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { WasmAdamW, wasmTrainKernels, type WasmTrainKernels } from '../src/train/wasm-train.js';
@@ -106,17 +108,22 @@ function run(name: string, steps: number, warmup: number, recompute: boolean, ba
   model.releaseActivations();
 }
 
-const which = arg('model', 'all');
-const steps = Number(arg('steps', '1'));
-const warmup = Number(arg('warmup', '0'));
-const recompute = process.argv.includes('--recompute');
-const backendName = arg('backend', 'js');
-const threads = Number(arg('threads', '2'));
-const backend = backendName === 'js' ? null : await createBackend(backendName as 'wasm' | 'auto', { threads });
-const wk = backend instanceof WasmBackend ? wasmTrainKernels(backend) : null;
-const base: Gemm = wk ? wk.gemm : backend ? new BackendGemm(backend) : new JsGemm();
-for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {
-  if (!MODELS[name]) throw new Error(`unknown --model ${name}; choose ${Object.keys(MODELS).join(', ')} or all`);
-  run(name, steps, warmup, recompute, base, wk, backend ? threads : 1);
+const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]);
+if (isMain) await main();
+
+async function main(): Promise<void> {
+  const which = arg('model', 'all');
+  const steps = Number(arg('steps', '1'));
+  const warmup = Number(arg('warmup', '0'));
+  const recompute = process.argv.includes('--recompute');
+  const backendName = arg('backend', 'js');
+  const threads = Number(arg('threads', '2'));
+  const backend = backendName === 'js' ? null : await createBackend(backendName as 'wasm' | 'auto', { threads });
+  const wk = backend instanceof WasmBackend ? wasmTrainKernels(backend) : null;
+  const base: Gemm = wk ? wk.gemm : backend ? new BackendGemm(backend) : new JsGemm();
+  for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {
+    if (!MODELS[name]) throw new Error(`unknown --model ${name}; choose ${Object.keys(MODELS).join(', ')} or all`);
+    run(name, steps, warmup, recompute, base, wk, backend ? threads : 1);
+  }
+  backend?.dispose();
 }
-backend?.dispose();

@@ -17,8 +17,8 @@ import type { AdamWOptions, AdamWState } from './adamw.js';
 // Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
 const OP = {
   GEMM: 1, RMS_FWD: 2, RMS_BWD: 3, REDUCE: 4, QKROPE_FWD: 5, QKROPE_BWD: 6, ATTN_FWD: 7, ATTN_BWD: 8,
-  SWIGLU_FWD: 9, SWIGLU_BWD: 10, SILU_FWD: 11, SILU_BWD: 12, EMBED_FWD: 13, EMBED_BWD: 14, CE_STATS: 15,
-  CE_GRAD: 16, ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21,
+  SWIGLU_FWD: 9, SWIGLU_BWD: 10, SILU_FWD: 11, SILU_BWD: 12, EMBED_FWD: 13, EMBED_BWD: 14, CE: 15,
+  ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21,
 } as const;
 const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 const RB = 16;                       // rows per partial-sum block
@@ -312,27 +312,19 @@ export class WasmTrainKernels implements TrainKernels {
         throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index`);
       }
     }
-    const statsOff = this.scratch.get('ce', rows * 40);
-    const ceBuf = this.scratch.view('ce'), buf = ceBuf.buffer;
-    const chunks = this.chunks(rows * V * 4, rows);
-    this.run(OP.CE_STATS, chunks, ({ i32 }) => {
-      i32[1] = this.inp(logits, rows * V, 'logits'); i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V;
-      i32[5] = statsOff;
+    const statsOff = this.scratch.get('ce', rows * 16);
+    const ceBuf = this.scratch.view('ce');
+    this.run(OP.CE, this.chunks(rows * V * 4, rows), ({ i32, f64 }) => {
+      i32[1] = gradScale !== 0 ? this.out(logits, rows * V, 'logits', true) : this.inp(logits, rows * V, 'logits');
+      i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V; i32[5] = statsOff;
+      f64[3] = gradScale; f64[4] = zLoss;
     });
-    const st = new Float64Array(buf, ceBuf.byteOffset, rows * 3);
-    const coef = new Float64Array(buf, ceBuf.byteOffset + rows * 24, rows * 2);
+    const st = new Float64Array(ceBuf.buffer, ceBuf.byteOffset, rows * 2);
     let ceSum = 0, lseSqSum = 0;
     for (let r = 0; r < rows; r++) {
-      const lse = st[3 * r] + Math.log(st[3 * r + 1]);
-      ceSum += lse - st[3 * r + 2];
+      const lse = st[2 * r];
+      ceSum += lse - st[2 * r + 1];
       lseSqSum += lse * lse;
-      coef[2 * r] = lse; coef[2 * r + 1] = gradScale * (1 + 2 * zLoss * lse);
-    }
-    if (gradScale !== 0) {
-      this.run(OP.CE_GRAD, chunks, ({ i32, f64 }) => {
-        i32[1] = this.out(logits, rows * V, 'logits', true); i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V;
-        i32[5] = statsOff + rows * 24; f64[3] = gradScale;
-      });
     }
     return { ceSum, lseSqSum };
   }

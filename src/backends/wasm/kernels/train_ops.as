@@ -12,7 +12,7 @@
 import { fmadd, hsum, vexp, vsilu, part } from './simd';
 import { swigluRange, siluRange } from './elementwise';
 import { trainGemm, TGEMM_SCRATCH } from './train_gemm';
-import { attnForward, attnBackward, attnTrainScratch } from './train_attention';
+import { attnForward, attnBackward, attnTrainScratch, logF64 } from './train_attention';
 
 export const RB: i32 = 16;           // rows per partial-sum block
 
@@ -30,8 +30,7 @@ export const OP_SILU_FWD = 11;
 export const OP_SILU_BWD = 12;
 export const OP_EMBED_FWD = 13;
 export const OP_EMBED_BWD = 14;
-export const OP_CE_STATS = 15;
-export const OP_CE_GRAD = 16;
+export const OP_CE = 15;
 export const OP_ADAMW = 17;
 export const OP_SUMSQ = 18;
 export const OP_SCALE = 19;
@@ -123,14 +122,9 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
       embedBwd(ap(a, 1), ap(a, 2), ap(a, 3), ai(a, 4), D, ai(a, 6), part(D, c, nc, 4), part(D, c + 1, nc, 4));
       break;
     }
-    case OP_CE_STATS: {
+    case OP_CE: {
       const rows = ai(a, 3);
-      ceStats(ap(a, 1), ap(a, 2), ai(a, 4), ap(a, 5), part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
-      break;
-    }
-    case OP_CE_GRAD: {
-      const rows = ai(a, 3);
-      ceGrad(ap(a, 1), ap(a, 2), ai(a, 4), ap(a, 5), ad(a, 6), part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
+      crossEntropy(ap(a, 1), ap(a, 2), ai(a, 4), ap(a, 5), ad(a, 6), ad(a, 8), part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
       break;
     }
     case OP_ADAMW: {
@@ -444,14 +438,18 @@ function embedBwd(dtable: usize, dout: usize, ids: usize, n: i32, D: i32, skip: 
 }
 
 // ------------------------------------------------------------------------------------------------
-// Cross-entropy over logit rows of width V. Stats per row (f64): max, Σ exp(x − max), x[target];
-// the caller forms lse = max + ln Σ and the sums, then ceGrad overwrites the logits with
-// k_r · exp(x − lse_r) and subtracts gradScale at the target (coef per row: [lse, k]).
+// Cross-entropy over logit rows of width V, one pass set per row while it is in cache: max, then
+// p = exp(x − max) and Σp (f32 lanes flushed to f64 every 256 values), lse = max + ln Σp; stats
+// per row (f64) = [lse, x[target]]. With gradScale ≠ 0 the row is OVERWRITTEN by the gradient of
+// gradScale·(lse − x[t] + z·lse²): k·p/Σp with k = gradScale·(1 + 2z·lse), minus gradScale at t.
 
-function ceStats(logits: usize, targets: usize, V: i32, stats: usize, r0: i32, r1: i32): void {
+function crossEntropy(logits: usize, targets: usize, V: i32, stats: usize, gradScale: f64, z: f64, r0: i32, r1: i32): void {
   const v4 = V & ~3;
+  const grad = gradScale != 0;
   for (let r = r0; r < r1; r++) {
     const row = logits + ((<usize>r * <usize>V) << 2);
+    const t = <usize>load<i32>(targets + (<usize>r << 2)) << 2;
+    const xt = load<f32>(row + t);
     let mv = f32x4.splat(-3.4e38);
     let j = 0;
     for (; j < v4; j += 4) mv = f32x4.max(mv, v128.load(row + (<usize>j << 2)));
@@ -463,39 +461,34 @@ function ceStats(logits: usize, targets: usize, V: i32, stats: usize, r0: i32, r
     while (j < v4) {
       const end = min(v4, j + 256);
       let s = f32x4.splat(0);
-      for (; j < end; j += 4) s = f32x4.add(s, vexp(f32x4.sub(v128.load(row + (<usize>j << 2)), ms)));
+      if (grad) {
+        for (; j < end; j += 4) {
+          const o = <usize>j << 2;
+          const p = vexp(f32x4.sub(v128.load(row + o), ms));
+          v128.store(row + o, p);
+          s = f32x4.add(s, p);
+        }
+      } else {
+        for (; j < end; j += 4) s = f32x4.add(s, vexp(f32x4.sub(v128.load(row + (<usize>j << 2)), ms)));
+      }
       total += <f64>f32x4.extract_lane(s, 0) + <f64>f32x4.extract_lane(s, 1) + <f64>f32x4.extract_lane(s, 2) + <f64>f32x4.extract_lane(s, 3);
-    }
-    for (; j < V; j++) total += <f64>f32x4.extract_lane(vexp(f32x4.splat(load<f32>(row + (<usize>j << 2)) - mx)), 0);
-    const st = stats + <usize>r * 24;
-    store<f64>(st, <f64>mx);
-    store<f64>(st, total, 8);
-    store<f64>(st, <f64>load<f32>(row + (<usize>load<i32>(targets + (<usize>r << 2)) << 2)), 16);
-  }
-}
-
-function ceGrad(logits: usize, targets: usize, V: i32, coef: usize, gradScale: f64, r0: i32, r1: i32): void {
-  const v4 = V & ~3;
-  for (let r = r0; r < r1; r++) {
-    const row = logits + ((<usize>r * <usize>V) << 2);
-    const lse = load<f64>(coef + (<usize>r << 4)), k = <f32>load<f64>(coef + (<usize>r << 4), 8);
-    const lv = f64x2.splat(lse), kv = f32x4.splat(k);
-    let j = 0;
-    for (; j < v4; j += 4) {
-      const o = <usize>j << 2;
-      const x = v128.load(row + o);
-      // x − lse in f64 (lse is not representable in f32), rounded once
-      const lo = f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(x), lv));
-      const hi = f32x4.demote_f64x2_zero(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(x, x, 2, 3, 0, 1)), lv));
-      const d = v128.shuffle<f32>(lo, hi, 0, 1, 4, 5);
-      v128.store(row + o, f32x4.mul(kv, vexp(d)));
     }
     for (; j < V; j++) {
       const o = <usize>j << 2;
-      const d = <f32>(<f64>load<f32>(row + o) - lse);
-      store<f32>(row + o, k * f32x4.extract_lane(vexp(f32x4.splat(d)), 0));
+      const p = f32x4.extract_lane(vexp(f32x4.splat(load<f32>(row + o) - mx)), 0);
+      if (grad) store<f32>(row + o, p);
+      total += <f64>p;
     }
-    const t = <usize>load<i32>(targets + (<usize>r << 2)) << 2;
+    const lse = <f64>mx + logF64(total);
+    const st = stats + (<usize>r << 4);
+    store<f64>(st, lse);
+    store<f64>(st, <f64>xt, 8);
+    if (!grad) continue;
+    const f = <f32>(gradScale * (1 + 2 * z * lse) / total);
+    const fv = f32x4.splat(f);
+    j = 0;
+    for (; j < v4; j += 4) { const o = <usize>j << 2; v128.store(row + o, f32x4.mul(v128.load(row + o), fv)); }
+    for (; j < V; j++) { const o = <usize>j << 2; store<f32>(row + o, load<f32>(row + o) * f); }
     store<f32>(row + t, <f32>(<f64>load<f32>(row + t) - gradScale));
   }
 }
