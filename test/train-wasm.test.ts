@@ -293,9 +293,10 @@ test('results do not depend on the thread count: 1, 2 and 3 threads give bit-ide
   const one = await threeSteps(1, false);
   for (const [threads, force] of [[2, false], [2, true], [3, true]] as const) {
     const r = await threeSteps(threads, force);
-    assert.deepEqual(r.losses, one.losses, `losses, ${threads} threads${force ? ' (every kernel split)' : ''}`);
-    assert.deepEqual(r.norms, one.norms, 'gradient norms');
-    assert.ok(r.params.every((v, i) => Object.is(v, one.params[i])), `parameters, ${threads} threads`);
+    const what = `${threads} threads${force ? ' (every kernel split)' : ''}`;
+    assert.deepEqual(r.losses, one.losses, `losses, ${what}`);
+    assert.deepEqual(r.norms, one.norms, `gradient norms, ${what}`);
+    assert.ok(r.params.every((v, i) => Object.is(v, one.params[i])), `parameters, ${what}`);
   }
 });
 

@@ -12,7 +12,8 @@ import { OpenELMError } from '../core/errors.js';
 import type { ParamLayout } from '../model/layout.js';
 import type { WasmBackend } from '../backends/wasm/wasm-backend.js';
 import { JsGemm, type FloatArray, type Gemm, type LossSums, type TrainKernels } from './kernels.js';
-import type { AdamWOptions, AdamWState } from './adamw.js';
+import { AdamW, type AdamWOptions, type AdamWState } from './adamw.js';
+import { clipGradNorm } from './clip.js';
 
 // Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
 const OP = {
@@ -24,6 +25,26 @@ const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 const RB = 16;                       // rows per partial-sum block
 const ABR = 48;                      // attention query block
 const SUMSQ_BLOCK = 65536;
+/**
+ * Tile sizes for an M×N product on `threads` threads: the largest (up to 240×256) that still give
+ * every thread a few tiles to claim, so one slow thread does not hold the others up. Results do
+ * not depend on the tiles (train_gemm.as), so this may depend on the thread count.
+ */
+function tileSizes(M: number, N: number, threads: number): [number, number] {
+  // equal tiles (no thin remainder tile that packs a whole B block for a few rows)
+  const even = (n: number, max: number, unit: number): number => {
+    const parts = Math.ceil(n / max);
+    return Math.min(max, Math.ceil(n / parts / unit) * unit);
+  };
+  let pm = Math.ceil(M / TMT), pn = Math.ceil(N / TNT);
+  const want = 3 * threads;
+  // more, smaller tiles until every thread has a few to claim (not below ~96×128)
+  while (pm * pn < want && (M / (pm + 1) >= 96 || N / (pn + 1) >= 128)) {
+    if (M / (pm + 1) >= 96 && (M / pm >= N / pn || N / (pn + 1) < 128)) pm++; else pn++;
+  }
+  return [even(M, Math.ceil(M / pm / 6) * 6, 6), even(N, Math.ceil(N / pn / 8) * 8, 8)];
+}
+
 /** Chunks per thread for element-wise kernels (dynamic claiming absorbs a descheduled thread). */
 const CHUNKS_PER_THREAD = 4;
 
@@ -139,14 +160,16 @@ export class WasmTrainKernels implements TrainKernels {
     ta: number, tb: number, lda: number, ldb: number, name: string): void {
     if (M <= 0 || N <= 0) return;
     const sc = this.threadScratch(this.gemmScratch);
-    const tiles = Math.ceil(M / TMT) * Math.ceil(N / TNT);
-    const chunks = this.backend.threads === 1 || M * N * K < this.backend.parallelThreshold ? 1 : tiles;
+    const serial = this.backend.threads === 1 || M * N * K < this.backend.parallelThreshold;
+    const [mt, nt] = serial ? [TMT, TNT] : tileSizes(M, N, this.backend.threads);
+    const chunks = serial ? 1 : Math.ceil(M / mt) * Math.ceil(N / nt);
     this.run(OP.GEMM, chunks, ({ i32 }) => {
       i32[1] = this.out(C, M * N, `${name} C`, acc);
       i32[2] = this.inp(A, M * K, `${name} A`);
       i32[3] = this.inp(B, N * K, `${name} B`);
       i32[4] = M; i32[5] = N; i32[6] = K; i32[7] = lda; i32[8] = ldb; i32[9] = N;
       i32[10] = ta; i32[11] = tb; i32[12] = acc ? 1 : 0; i32[13] = sc.offset; i32[14] = sc.stride;
+      i32[15] = mt; i32[16] = nt;
     });
   }
 
@@ -502,4 +525,17 @@ export class WasmAdamW {
   dispose(): void {
     if (this.inWasm) { this.k.free(this.m); this.k.free(this.v); }
   }
+}
+
+// ------------------------------------------------------------------------------------------------
+// What a training loop needs to use the WASM optimizer when the model runs on WASM kernels.
+
+/** AdamW for this model: WasmAdamW (same bits as AdamW) when its kernels are the WASM ones. */
+export function createOptimizer(model: { kernels: TrainKernels; layout: ParamLayout }, opts: AdamWOptions = {}): AdamW | WasmAdamW {
+  return model.kernels instanceof WasmTrainKernels ? new WasmAdamW(model.kernels, model.layout, opts) : new AdamW(model.layout, opts);
+}
+
+/** clip_grad_norm_ on the model's gradients, on the WASM threads when it runs there; returns the pre-clip norm. */
+export function clipModelGrads(model: { kernels: TrainKernels; grads: FloatArray }, maxNorm: number): number {
+  return model.kernels instanceof WasmTrainKernels ? model.kernels.clipGradNorm(model.grads, maxNorm) : clipGradNorm(model.grads, maxNorm);
 }

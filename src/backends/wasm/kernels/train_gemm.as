@@ -204,22 +204,26 @@ export function gemmTile(c: usize, ldc: i32, a: usize, lda: i32, ta: i32, b: usi
   }
 }
 
-/** Number of tiles of an M×N product (the parallel work items of trainGemm). */
-export function gemmTiles(M: i32, N: i32): i32 { return ((M + TMT - 1) / TMT) * ((N + TNT - 1) / TNT); }
+/** Number of mt×nt tiles of an M×N product (the parallel work items). */
+export function gemmTiles(M: i32, N: i32, mt: i32, nt: i32): i32 { return ((M + mt - 1) / mt) * ((N + nt - 1) / nt); }
 
-/** Tiles c, c + nc, c + 2nc, ... of the product. */
+/**
+ * Tiles c, c + nc, c + 2nc, ... of the product, tiles of mt×nt (multiples of 6 and 8, at most
+ * TMT×TNT). Every element is computed the same way whatever the tile sizes: its own chain of
+ * multiply-adds over K in KC-slices, so the caller may pick tiles for load balance.
+ */
 export function trainGemm(c: usize, ldc: i32, a: usize, lda: i32, ta: i32, b: usize, ldb: i32, tb: i32,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, ch: i32, nch: i32): void {
-  const tnN = (N + TNT - 1) / TNT, items = gemmTiles(M, N);
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, mt: i32, nt: i32, ch: i32, nch: i32): void {
+  const tnN = (N + nt - 1) / nt, items = gemmTiles(M, N, mt, nt);
   for (let it = ch; it < items; it += nch) {
     const mi = it / tnN, ni = it - mi * tnN;
-    const m0 = mi * TMT, n0 = ni * TNT;
-    gemmTile(c, ldc, a, lda, ta, b, ldb, tb, K, acc, m0, min(TMT, M - m0), n0, min(TNT, N - n0), scr);
+    const m0 = mi * mt, n0 = ni * nt;
+    gemmTile(c, ldc, a, lda, ta, b, ldb, tb, K, acc, m0, min(mt, M - m0), n0, min(nt, N - n0), scr);
   }
 }
 
 /** The whole product on the calling thread (small products inside other kernels, e.g. attention). */
 export function localGemm(c: usize, ldc: i32, a: usize, lda: i32, ta: i32, b: usize, ldb: i32, tb: i32,
   M: i32, N: i32, K: i32, acc: i32, scr: usize): void {
-  trainGemm(c, ldc, a, lda, ta, b, ldb, tb, M, N, K, acc, scr, 0, 1);
+  trainGemm(c, ldc, a, lda, ta, b, ldb, tb, M, N, K, acc, scr, TMT, TNT, 0, 1);
 }

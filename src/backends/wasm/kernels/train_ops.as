@@ -53,7 +53,7 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
   switch (op) {
     case OP_GEMM: {
       trainGemm(ap(a, 1), ai(a, 9), ap(a, 2), ai(a, 7), ai(a, 10), ap(a, 3), ai(a, 8), ai(a, 11),
-        ai(a, 4), ai(a, 5), ai(a, 6), ai(a, 12), ap(a, 13) + <usize>tid * ap(a, 14), c, nc);
+        ai(a, 4), ai(a, 5), ai(a, 6), ai(a, 12), ap(a, 13) + <usize>tid * ap(a, 14), ai(a, 15), ai(a, 16), c, nc);
       break;
     }
     case OP_RMS_FWD: {
