@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/core/rng.js';
+import { OpenELMError } from '../src/core/errors.js';
 import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { initParams } from '../src/model/init.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
@@ -269,6 +270,17 @@ test('activation memory goes back to the wasm memory when released', { skip }, a
   assert.equal(k.backend.memoryStats().inUse, base);
   m.zeroGrad();
   assert.equal(m.forwardBackward(small.inputs, small.targets, 2, 40).loss, r1.loss);
+});
+
+test('activations beyond the 4 GiB wasm memory fail with a training hint, and the model still works after', { skip }, async () => {
+  const k = await kernels(2, false);
+  const config = resolveConfig({ ...HF, num_transformer_layers: 2, model_dim: 1024, head_dim: 64, max_context_length: 4096 });
+  const m = new TrainableModel(config, { gemm: k.gemm });
+  const B = 64, T = 1024;
+  assert.throws(() => m.forwardBackward(new Int32Array(B * T), new Int32Array(B * T), B, T),
+    (e: unknown) => e instanceof OpenELMError && e.code === 'memory' && /recompute/.test(e.message) && /batch_size/.test(e.message));
+  const { inputs, targets } = batch(1, 8, config.vocabSize, 1);
+  assert.ok(Number.isFinite(m.forwardBackward(inputs, targets, 1, 8).loss));
 });
 
 /** Three AdamW steps on the WASM path; returns the losses and the final parameters. */

@@ -227,13 +227,23 @@ export class TrainableModel {
     for (const d of this.dims) for (const k of Object.keys(max) as (keyof LayerDims)[]) max[k] = Math.max(max[k], d[k]);
     this.freeActs();
     const A = (n: number, stats = false) => this.actAlloc(n, stats);
-    this.xs = [];
-    for (let l = 0; l <= L; l++) this.xs.push(A(M * D));
-    this.acts = this.recompute ? [this.newActs(M, max)] : this.dims.map((d) => this.newActs(M, d));
-    this.xf = A(M * D); this.rstdF = A(M, true);
-    this.dres = A(M * D); this.dxn = A(M * D); this.xTmp = A(M * D);
-    this.dqkv = A(M * max.Wq); this.datt = A(M * max.QD);
-    this.du = A(M * max.U); this.dg = A(M * max.F); this.gbuf = A(M * max.F);
+    try {
+      this.xs = [];
+      for (let l = 0; l <= L; l++) this.xs.push(A(M * D));
+      this.acts = this.recompute ? [this.newActs(M, max)] : this.dims.map((d) => this.newActs(M, d));
+      this.xf = A(M * D); this.rstdF = A(M, true);
+      this.dres = A(M * D); this.dxn = A(M * D); this.xTmp = A(M * D);
+      this.dqkv = A(M * max.Wq); this.datt = A(M * max.QD);
+      this.du = A(M * max.U); this.dg = A(M * max.F); this.gbuf = A(M * max.F);
+    } catch (e) {
+      this.freeActs();
+      // the kernels' memory is capped (4 GiB for WASM): say what to change for training
+      if (e instanceof OpenELMError && e.code === 'memory') {
+        throw new OpenELMError('memory', `the activations of ${M} rows (batch × seq_len) do not fit in the ${this.kernels.name} training memory ` +
+          `next to the parameters and gradients; use recompute (activation checkpointing), a smaller batch_size with grad_accum, or a shorter seq_len`);
+      }
+      throw e;
+    }
     this.cap = M;
   }
 
