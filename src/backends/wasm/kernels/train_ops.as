@@ -9,10 +9,9 @@
 // Slot layouts (i32/f32 slots of 4 bytes; f64 values take two slots starting at an even slot)
 // are written by src/train/wasm-train.ts; keep the two in sync.
 
-import { fmadd, hsum, vexp, vsilu, part } from './simd';
-import { swigluRange, siluRange } from './elementwise';
+import { fmadd, hsum, part } from './simd';
 import { trainGemm, TGEMM_SCRATCH } from './train_gemm';
-import { attnForward, attnBackward, attnTrainScratch, logF64 } from './train_attention';
+import { attnForward, attnBackward, attnTrainScratch, logF64, vexpT } from './train_attention';
 
 export const RB: i32 = 16;           // rows per partial-sum block
 
@@ -94,7 +93,7 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
     }
     case OP_SWIGLU_FWD: {
       const n = ai(a, 3) * ai(a, 4);
-      swigluRange(ap(a, 1), ap(a, 2), ai(a, 4), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+      swigluFwd(ap(a, 1), ap(a, 2), ai(a, 4), part(n, c, nc, 4), part(n, c + 1, nc, 4));
       break;
     }
     case OP_SWIGLU_BWD: {
@@ -104,7 +103,7 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
     }
     case OP_SILU_FWD: {
       const n = ai(a, 3);
-      siluRange(ap(a, 1), ap(a, 2), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+      siluFwd(ap(a, 1), ap(a, 2), part(n, c, nc, 4), part(n, c + 1, nc, 4));
       break;
     }
     case OP_SILU_BWD: {
@@ -366,7 +365,31 @@ function qkRopeBwd(dqkv: usize, part_: usize, raw: usize, rstd: usize, cs: usize
 // ------------------------------------------------------------------------------------------------
 // SwiGLU / SiLU backward. σ(a) = 1/(1 + e^−a); silu'(a) = σ(a)(1 + a(1 − σ(a))).
 
-@inline function vsigmoid(a: v128): v128 { return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), vexp(f32x4.neg(a)))); }
+@inline function vsigmoid(a: v128): v128 { return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), vexpT(f32x4.neg(a)))); }
+@inline function vsilu(a: v128): v128 { return f32x4.div(a, f32x4.add(f32x4.splat(1), vexpT(f32x4.neg(a)))); }
+
+/** g[r, j] = silu(u[r, j]) · u[r, F + j] for flat indices [i0, i1) of the [rows, F] output. */
+function swigluFwd(out: usize, u: usize, F: i32, i0: i32, i1: i32): void {
+  let i = i0;
+  while (i < i1) {
+    const r = i / F, j0 = i - r * F;
+    const jEnd = min(F, j0 + (i1 - i));
+    const g = u + ((<usize>r * <usize>(2 * F)) << 2), v = g + (<usize>F << 2), o = out + ((<usize>r * <usize>F) << 2);
+    let j = j0;
+    for (; j + 4 <= jEnd; j += 4) { const p = <usize>j << 2; v128.store(o + p, f32x4.mul(vsilu(v128.load(g + p)), v128.load(v + p))); }
+    for (; j < jEnd; j++) {
+      const p = <usize>j << 2;
+      store<f32>(o + p, f32x4.extract_lane(vsilu(f32x4.splat(load<f32>(g + p))), 0) * load<f32>(v + p));
+    }
+    i += jEnd - j0;
+  }
+}
+
+function siluFwd(out: usize, u: usize, i0: i32, i1: i32): void {
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) { const p = <usize>i << 2; v128.store(out + p, vsilu(v128.load(u + p))); }
+  for (; i < i1; i++) { const p = <usize>i << 2; store<f32>(out + p, f32x4.extract_lane(vsilu(f32x4.splat(load<f32>(u + p))), 0)); }
+}
 
 /** du[r] = [dg·up·silu'(gate) | dg·silu(gate)] for flat indices [i0, i1) of the [rows, F] gradient dg. */
 function swigluBwd(du: usize, dg: usize, u: usize, F: i32, i0: i32, i1: i32): void {
@@ -464,18 +487,18 @@ function crossEntropy(logits: usize, targets: usize, V: i32, stats: usize, gradS
       if (grad) {
         for (; j < end; j += 4) {
           const o = <usize>j << 2;
-          const p = vexp(f32x4.sub(v128.load(row + o), ms));
+          const p = vexpT(f32x4.sub(v128.load(row + o), ms));
           v128.store(row + o, p);
           s = f32x4.add(s, p);
         }
       } else {
-        for (; j < end; j += 4) s = f32x4.add(s, vexp(f32x4.sub(v128.load(row + (<usize>j << 2)), ms)));
+        for (; j < end; j += 4) s = f32x4.add(s, vexpT(f32x4.sub(v128.load(row + (<usize>j << 2)), ms)));
       }
       total += <f64>f32x4.extract_lane(s, 0) + <f64>f32x4.extract_lane(s, 1) + <f64>f32x4.extract_lane(s, 2) + <f64>f32x4.extract_lane(s, 3);
     }
     for (; j < V; j++) {
       const o = <usize>j << 2;
-      const p = f32x4.extract_lane(vexp(f32x4.splat(load<f32>(row + o) - mx)), 0);
+      const p = f32x4.extract_lane(vexpT(f32x4.splat(load<f32>(row + o) - mx)), 0);
       if (grad) store<f32>(row + o, p);
       total += <f64>p;
     }
