@@ -9,6 +9,10 @@
 // post-attention residual h, and the proj_1 output u. With `recompute` only x is kept and the
 // block is re-run just before its backward. Logits are never held for all rows: the head and the
 // loss run fused over chunks of valid rows, forward and backward together.
+//
+// The ops run through two seams: Gemm (matmuls) and TrainKernels (everything else, and the memory
+// of params, grads and activations): plain JS (also the f64 path of the finite-difference tests)
+// or the threaded WASM kernels of wasm-train.ts, whose buffers all live in the WASM memory.
 
 import { OpenELMError } from '../core/errors.js';
 import type { Backend } from '../backends/backend.js';

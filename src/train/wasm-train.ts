@@ -25,6 +25,7 @@ const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 const RB = 16;                       // rows per partial-sum block
 const ABR = 48;                      // attention query block
 const SUMSQ_BLOCK = 65536;
+
 /**
  * Tile sizes for an M×N product on `threads` threads: the largest (up to 240×256) that still give
  * every thread a few tiles to claim, so one slow thread does not hold the others up. Results do
