@@ -20,8 +20,7 @@ import { initParams } from '../model/init.js';
 import { readModelConfig } from '../model/load.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { AdamW } from './adamw.js';
-import { clipGradNorm } from './clip.js';
+import { createOptimizer, clipModelGrads } from './wasm-train.js';
 import { JsGemm, type Gemm } from './kernels.js';
 import { BackendGemm } from './backend-gemm.js';
 import { createBackend } from '../backends/index.js';
@@ -212,7 +211,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads });
   const params = model.params as Float32Array;
-  const opt = new AdamW(model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
+  // AdamW and clipping run where the model's kernels run (bit-identical AdamW on WASM threads).
+  const opt = createOptimizer(model, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
   const loader = createTrainLoader(r, tok, config.vocabSize);
 
@@ -308,7 +308,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         stepTokens += res.validTokens;
       }
       const loss = lossSum / r.gradAccum;
-      const gradNorm = Number.isFinite(loss) ? clipGradNorm(model.grads, r.clipGradNorm) : NaN;
+      const gradNorm = Number.isFinite(loss) ? clipModelGrads(model, r.clipGradNorm) : NaN;
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         const what = !Number.isFinite(loss) ? `the loss became ${loss}` : `the gradient norm became ${gradNorm}`;
         throw new OpenELMError('train', `${what} at step ${step + 1} (lr ${lr.toExponential(2)}); training stopped without saving that step. ` +
