@@ -24,6 +24,19 @@ export interface AdamWOptions {
 
 export interface AdamWState { step: number; m: Float32Array; v: Float32Array; }
 
+/** Defaults, validation and weight-decay groups shared by every AdamW implementation. */
+export function resolveAdamW(layout: ParamLayout, opts: AdamWOptions) {
+  const beta1 = opts.beta1 ?? 0.9, beta2 = opts.beta2 ?? 0.95, eps = opts.eps ?? 1e-8, weightDecay = opts.weightDecay ?? 0.1;
+  for (const [k, v] of [['beta1', beta1], ['beta2', beta2]] as const) {
+    if (!(v >= 0 && v < 1)) throw new OpenELMError('usage', `AdamW ${k} must be in [0, 1), got ${v}`);
+  }
+  if (!(eps >= 0)) throw new OpenELMError('usage', `AdamW eps must be >= 0, got ${eps}`);
+  if (!(weightDecay >= 0)) throw new OpenELMError('usage', `AdamW weight decay must be >= 0, got ${weightDecay}`);
+  const decay = opts.decay ?? ((_n: string, shape: readonly number[]) => shape.length >= 2);
+  const groups = layout.entries.map((e) => ({ name: e.name, offset: e.offset, size: e.size, decay: decay(e.name, e.shape) }));
+  return { beta1, beta2, eps, weightDecay, groups };
+}
+
 export class AdamW {
   readonly beta1: number;
   readonly beta2: number;
@@ -37,17 +50,9 @@ export class AdamW {
   readonly groups: { name: string; offset: number; size: number; decay: boolean }[];
 
   constructor(readonly layout: ParamLayout, opts: AdamWOptions = {}) {
-    this.beta1 = opts.beta1 ?? 0.9;
-    this.beta2 = opts.beta2 ?? 0.95;
-    this.eps = opts.eps ?? 1e-8;
-    this.weightDecay = opts.weightDecay ?? 0.1;
-    for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
-      if (!(v >= 0 && v < 1)) throw new OpenELMError('usage', `AdamW ${k} must be in [0, 1), got ${v}`);
-    }
-    if (!(this.eps >= 0)) throw new OpenELMError('usage', `AdamW eps must be >= 0, got ${this.eps}`);
-    if (!(this.weightDecay >= 0)) throw new OpenELMError('usage', `AdamW weight decay must be >= 0, got ${this.weightDecay}`);
-    const decay = opts.decay ?? ((_n: string, shape: readonly number[]) => shape.length >= 2);
-    this.groups = layout.entries.map((e) => ({ name: e.name, offset: e.offset, size: e.size, decay: decay(e.name, e.shape) }));
+    const h = resolveAdamW(layout, opts);
+    this.beta1 = h.beta1; this.beta2 = h.beta2; this.eps = h.eps; this.weightDecay = h.weightDecay;
+    this.groups = h.groups;
     this.m = new Float32Array(layout.total);
     this.v = new Float32Array(layout.total);
   }

@@ -12,7 +12,7 @@ import { OpenELMError } from '../core/errors.js';
 import type { ParamLayout } from '../model/layout.js';
 import type { WasmBackend } from '../backends/wasm/wasm-backend.js';
 import { JsGemm, type FloatArray, type Gemm, type LossSums, type TrainKernels } from './kernels.js';
-import { AdamW, type AdamWOptions, type AdamWState } from './adamw.js';
+import { AdamW, resolveAdamW, type AdamWOptions, type AdamWState } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 
 // Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
@@ -450,17 +450,9 @@ export class WasmAdamW {
   private readonly runs: { offset: number; size: number; decay: boolean }[];
 
   constructor(private readonly k: WasmTrainKernels, readonly layout: ParamLayout, opts: AdamWOptions & { reserveBytes?: number; inWasm?: boolean } = {}) {
-    this.beta1 = opts.beta1 ?? 0.9;
-    this.beta2 = opts.beta2 ?? 0.95;
-    this.eps = opts.eps ?? 1e-8;
-    this.weightDecay = opts.weightDecay ?? 0.1;
-    for (const [n, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
-      if (!(v >= 0 && v < 1)) throw new OpenELMError('usage', `AdamW ${n} must be in [0, 1), got ${v}`);
-    }
-    if (!(this.eps >= 0)) throw new OpenELMError('usage', `AdamW eps must be >= 0, got ${this.eps}`);
-    if (!(this.weightDecay >= 0)) throw new OpenELMError('usage', `AdamW weight decay must be >= 0, got ${this.weightDecay}`);
-    const decay = opts.decay ?? ((_n: string, shape: readonly number[]) => shape.length >= 2);
-    this.groups = layout.entries.map((e) => ({ name: e.name, offset: e.offset, size: e.size, decay: decay(e.name, e.shape) }));
+    const h = resolveAdamW(layout, opts);
+    this.beta1 = h.beta1; this.beta2 = h.beta2; this.eps = h.eps; this.weightDecay = h.weightDecay;
+    this.groups = h.groups;
     // contiguous runs of equally-decayed tensors: one kernel call each
     this.runs = [];
     for (const g of [...this.groups].sort((a, b) => a.offset - b.offset)) {
