@@ -7,6 +7,7 @@ import { JsBackend } from './js/js-backend.js';
 import { createWasmBackend } from './wasm/wasm-backend.js';
 import { wasmAvailable } from './wasm/kernels.js';
 import { OpenELMError } from '../core/errors.js';
+import type { NativeMode } from './native/native.js';
 
 export type BackendName = 'js' | 'wasm' | 'auto';
 export const BACKEND_NAMES: readonly BackendName[] = ['js', 'wasm', 'auto'];
@@ -14,6 +15,8 @@ export const BACKEND_NAMES: readonly BackendName[] = ['js', 'wasm', 'auto'];
 export interface BackendOptions {
   /** Threads for the wasm backend, including the calling one (default: os.availableParallelism()). */
   threads?: number;
+  /** Native sgemm for prefill and training on the wasm backend (default 'auto': when available). */
+  native?: NativeMode;
 }
 
 export async function createBackend(name: BackendName, opts: BackendOptions = {}): Promise<Backend> {
@@ -23,10 +26,13 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
   const threads = opts.threads ?? os.availableParallelism();
   switch (name) {
     case 'js': return new JsBackend();
-    case 'wasm': return createWasmBackend({ threads });
+    case 'wasm': return createWasmBackend({ threads, native: opts.native ?? 'auto' });
     case 'auto':
       if (wasmAvailable()) {
-        try { return await createWasmBackend({ threads }); } catch { /* fall back to the reference */ }
+        try { return await createWasmBackend({ threads, native: opts.native ?? 'auto' }); } catch (e) {
+          // a requested native library that is missing is the user's error, not a reason to fall back
+          if (opts.native === 'on') throw e;
+        }
       }
       return new JsBackend();
     default:
@@ -36,3 +42,4 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
 
 export { JsBackend } from './js/js-backend.js';
 export { WasmBackend, createWasmBackend, type WasmBackendOptions } from './wasm/wasm-backend.js';
+export { nativeBlas, nativeUnavailableReason, NATIVE_MODES, type NativeMode } from './native/native.js';

@@ -12,6 +12,7 @@ import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './
 import { ThreadPool } from './pool.js';
 import { ARENA_BASE, ARG_SLOTS, ARGS_OFFSET } from './sync.js';
 import { Wasm } from './wasm-api.js';
+import { NATIVE_KIND, nativeBlas, type NativeBlas, type NativeMode } from '../native/native.js';
 
 export interface WasmBackendOptions {
   /** Threads including the calling one (default os.availableParallelism()); 1 runs inline, no workers. */
@@ -24,6 +25,12 @@ export interface WasmBackendOptions {
    * machine, more when a worker has to be woken or rescheduled).
    */
   parallelThreshold?: number;
+  /**
+   * Compute-bound products (prefill, training) through the optional native sgemm
+   * (src/backends/native): 'off' (default here: the pure WASM backend), 'auto' (when built and a
+   * BLAS library loads) or 'on' (error when it cannot).
+   */
+  native?: NativeMode;
 }
 
 /** Where a weight's storage lives in the wasm memory (set by prepareWeight). */
@@ -42,6 +49,8 @@ interface WasmPacked {
 const CHUNKS_PER_THREAD = 4;
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
+/** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
+const NATIVE_MIN_ROWS = 32;
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
@@ -51,6 +60,10 @@ export class WasmBackend implements Backend {
   parallelThreshold: number;
   /** q8/q4 prefill through the integer GEMM (int8 activations); false dequantizes to an f32 GEMM. */
   intGemm = true;
+  /** The native sgemm used for prefill and training products, or null (pure WASM). */
+  native: NativeBlas | null;
+  /** Fewest rows a linear needs to go native (tests lower it to cover small models). */
+  nativeMinRows = NATIVE_MIN_ROWS;
 
   private readonly arena: SharedArena;
   private readonly pool: ThreadPool;
@@ -69,8 +82,10 @@ export class WasmBackend implements Backend {
   /** What alloc()/allocWeight() returned, with the allocations free() releases. */
   private readonly owned = new WeakMap<object, number[]>();
 
-  private constructor(threads: number, relaxed: boolean, arena: SharedArena, pool: ThreadPool, k: KernelExports, threshold: number) {
+  private constructor(threads: number, relaxed: boolean, arena: SharedArena, pool: ThreadPool, k: KernelExports, threshold: number,
+    native: NativeBlas | null) {
     this.threads = threads;
+    this.native = native;
     this.relaxedSimd = relaxed;
     this.arena = arena;
     this.pool = pool;
@@ -84,11 +99,12 @@ export class WasmBackend implements Backend {
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
     const threads = opts.threads ?? os.availableParallelism();
     if (!Number.isInteger(threads) || threads < 1) throw new OpenELMError('usage', `threads must be a positive integer, got ${threads}`);
+    const native = nativeBlas(opts.native ?? 'off');
     const { module, relaxed } = await loadKernels({ relaxed: opts.relaxedSimd ?? true });
     const arena = new SharedArena(ARENA_BASE, 16 << 20);
     const instance = await Wasm!.instantiate(module, { env: { memory: arena.memory } });
     const pool = await ThreadPool.create(threads, module, arena.memory, instance, relaxed);
-    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 131072);
+    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 131072, native);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -189,6 +205,7 @@ export class WasmBackend implements Backend {
     const p = this.packedOf(w);
     const N = w.rows, K = w.cols;
     if (M <= 0 || N === 0) return;
+    if (this.native && M >= this.nativeMinRows) { this.nativeLinear(out, x, w, p, M, accumulate); return; }
     const xp = this.inF32(x, M * K, 'linear input');
     const op = this.outF32(out, M * N, 'linear output', accumulate);
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
@@ -204,6 +221,19 @@ export class WasmBackend implements Backend {
     if (mode === 1 && p.dtype !== 0) this.k.k_prep_x(ARGS_OFFSET);
     if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
     this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
+  }
+
+  private nativeLinear(out: Float32Array, x: Float32Array, w: Weight, p: WasmPacked, M: number, accumulate: boolean): void {
+    const N = w.rows, K = w.cols, n = N * K, buf = this.arena.buffer();
+    if (x.length < M * K) throw new OpenELMError('usage', `linear input has ${x.length} values, needs ${M * K}`);
+    if (out.length < M * N) throw new OpenELMError('usage', `linear output has ${out.length} values, needs ${M * N}`);
+    const kind = NATIVE_KIND[w.dtype];
+    const data = w.dtype === 'f32' ? new Float32Array(buf, p.data, n)
+      : w.dtype === 'bf16' || w.dtype === 'f16' ? new Uint16Array(buf, p.data, n)
+      : w.dtype === 'q8' ? new Int8Array(buf, p.data, n) : new Uint8Array(buf, p.data, n / 2);
+    const scales = p.scales ? new Float32Array(buf, p.scales, n / QBLOCK) : null;
+    const mins = p.mins ? new Float32Array(buf, p.mins, n / QBLOCK) : null;
+    this.native!.linear(this.threads, out, x, data, kind, scales, mins, M, N, K, accumulate);
   }
 
   rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void {

@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "openelm_native",
+      "sources": ["openelm_native.c"],
+      "cflags": ["-O3", "-fopenmp", "-std=gnu11", "-Wall"],
+      "ldflags": ["-fopenmp"],
+      "libraries": ["-ldl"]
+    }
+  ]
+}

@@ -1,0 +1,213 @@
+// Optional native GEMM for Node on Linux: a thin N-API bridge to a BLAS-like sgemm found at run
+// time (oneDNN's dnnl_sgemm, else OpenBLAS's cblas_sgemm, both from the distribution's packages).
+// The library is dlopen'ed, not linked, so this addon builds without any BLAS headers and a
+// machine without the library just reports "not available". Operands are Float32Arrays (views of
+// the wasm memory or ordinary arrays); nothing is copied except weights stored as bf16/f16/q8/q4,
+// which are widened to f32 one panel of rows at a time (exact: every such value is an f32).
+
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <omp.h>
+
+typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                             const float *, int64_t, float, float *, int64_t);
+typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
+                               float, float *, int);
+typedef void (*set_threads_fn)(int);
+
+static dnnl_sgemm_fn g_dnnl = NULL;
+static cblas_sgemm_fn g_cblas = NULL;
+static set_threads_fn g_blas_threads = NULL;
+static char g_lib[512] = "";
+static int g_threads = 1;
+static float g_f16[65536];
+static float *g_panel = NULL;
+static size_t g_panel_cap = 0;
+
+#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return NULL; } } while (0)
+
+static napi_value fail(napi_env env, const char *msg) { napi_throw_error(env, NULL, msg); return NULL; }
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 31, man = h & 1023, bits;
+  if (exp == 0) {
+    if (man == 0) bits = sign;
+    else { // subnormal: renormalise
+      int e = -1;
+      do { e++; man <<= 1; } while (!(man & 1024));
+      bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 1023) << 13);
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+  else bits = sign | ((exp + 112) << 23) | (man << 13);
+  float f; memcpy(&f, &bits, 4); return f;
+}
+
+// load(candidates: string[]) -> library path that was loaded; throws when none loads
+static napi_value Load(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1]; uint32_t n = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_array_length(env, argv[0], &n) != napi_ok) return fail(env, "load() needs an array of library paths");
+  // OpenMP workers spin ~0.3 s by default after a parallel region, stealing the cores the wasm
+  // workers need for the next kernel; a short spin keeps the hand-off fast without that.
+  setenv("GOMP_SPINCOUNT", "10000", 0);
+  char tried[2048] = "";
+  for (uint32_t i = 0; i < n && !g_dnnl && !g_cblas; i++) {
+    napi_value v; char path[512]; size_t len = 0;
+    CHECK(napi_get_element(env, argv[0], i, &v));
+    if (napi_get_value_string_utf8(env, v, path, sizeof path, &len) != napi_ok) continue;
+    void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) { strncat(tried, " ", sizeof tried - strlen(tried) - 1); strncat(tried, path, sizeof tried - strlen(tried) - 1); continue; }
+    g_dnnl = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
+    if (!g_dnnl) {
+      g_cblas = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
+      g_blas_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+    }
+    if (g_dnnl || g_cblas) snprintf(g_lib, sizeof g_lib, "%s", path);
+    else dlclose(h);
+  }
+  if (!g_dnnl && !g_cblas) {
+    char msg[2300]; snprintf(msg, sizeof msg, "no sgemm library could be loaded (tried:%s)", tried);
+    return fail(env, msg);
+  }
+  for (uint32_t i = 0; i < 65536; i++) g_f16[i] = half_to_float((uint16_t)i);
+  napi_value out; CHECK(napi_create_string_utf8(env, g_lib, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1]; int32_t t = 1;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &t) != napi_ok || t < 1) return fail(env, "setThreads() needs a count >= 1");
+  g_threads = t;
+  omp_set_num_threads(t);
+  if (g_blas_threads) g_blas_threads(t);
+  return NULL;
+}
+
+// A typed array's data pointer and element count, checking its element type.
+static int typed(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
+  bool is = false; napi_typedarray_type t; napi_value ab; size_t off;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  if (napi_get_typedarray_info(env, v, &t, len, data, &ab, &off) != napi_ok) return 0;
+  return t == want;
+}
+
+static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (g_dnnl) g_dnnl(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+  else g_cblas(101 /* row major */, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+static int64_t need(int trans, int64_t rows, int64_t cols, int64_t ld) {
+  // elements a row-major operand op(X)[rows, cols] with leading dimension ld spans
+  return trans ? (cols - 1) * ld + rows : (rows - 1) * ld + cols;
+}
+
+// sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc): C[M,N] = op(A)[M,K]·op(B)[K,N] + beta·C
+static napi_value Sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 12; napi_value a[12];
+  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc < 12) return fail(env, "sgemm() needs 12 arguments");
+  if (!g_dnnl && !g_cblas) return fail(env, "sgemm(): no library loaded");
+  bool ta, tb; int64_t M, N, K, lda, ldb, ldc; double beta; float *A, *B, *C; size_t la, lb, lc;
+  if (napi_get_value_bool(env, a[0], &ta) != napi_ok || napi_get_value_bool(env, a[1], &tb) != napi_ok) return fail(env, "sgemm(): ta/tb must be booleans");
+  if (napi_get_value_int64(env, a[2], &M) != napi_ok || napi_get_value_int64(env, a[3], &N) != napi_ok ||
+      napi_get_value_int64(env, a[4], &K) != napi_ok || napi_get_value_int64(env, a[6], &lda) != napi_ok ||
+      napi_get_value_int64(env, a[8], &ldb) != napi_ok || napi_get_value_int64(env, a[11], &ldc) != napi_ok ||
+      napi_get_value_double(env, a[9], &beta) != napi_ok) return fail(env, "sgemm(): dimensions must be numbers");
+  if (!typed(env, a[5], napi_float32_array, (void **)&A, &la) || !typed(env, a[7], napi_float32_array, (void **)&B, &lb) ||
+      !typed(env, a[10], napi_float32_array, (void **)&C, &lc)) return fail(env, "sgemm(): A, B and C must be Float32Arrays");
+  if (M <= 0 || N <= 0) return NULL;
+  if (K <= 0) { // C = beta·C
+    for (int64_t i = 0; i < M; i++) for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : C[i * ldc + j] * (float)beta;
+    return NULL;
+  }
+  if ((int64_t)la < need(ta, M, K, lda) || (int64_t)lb < need(tb, K, N, ldb) || (int64_t)lc < need(0, M, N, ldc) ||
+      lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) return fail(env, "sgemm(): an operand is smaller than its dimensions");
+  gemm(ta, tb, M, N, K, A, lda, B, ldb, (float)beta, C, ldc);
+  return NULL;
+}
+
+// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
+static void widen(float *dst, int kind, const void *w, const float *scales, const float *mins, int64_t r0, int64_t rows, int64_t K) {
+  #pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    float *d = dst + r * K;
+    const int64_t off = (r0 + r) * K;
+    if (kind == 1) {
+      const uint16_t *s = (const uint16_t *)w + off;
+      for (int64_t k = 0; k < K; k++) { uint32_t b = (uint32_t)s[k] << 16; memcpy(d + k, &b, 4); }
+    } else if (kind == 2) {
+      const uint16_t *s = (const uint16_t *)w + off;
+      for (int64_t k = 0; k < K; k++) d[k] = g_f16[s[k]];
+    } else if (kind == 3) {
+      const int8_t *s = (const int8_t *)w + off;
+      for (int64_t b = 0; b < K; b += 32) {
+        const float sc = scales[(off + b) / 32];
+        for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
+      }
+    } else {
+      const uint8_t *s = (const uint8_t *)w;
+      for (int64_t b = 0; b < K; b += 32) {
+        const int64_t blk = (off + b) / 32; const float sc = scales[blk], mn = mins[blk];
+        const uint8_t *q = s + blk * 16;
+        for (int j = 0; j < 16; j++) { d[b + j] = (float)(q[j] & 15) * sc + mn; d[b + j + 16] = (float)(q[j] >> 4) * sc + mn; }
+      }
+    }
+  }
+}
+
+// linear(out, x, w, kind, scales, mins, M, N, K, accumulate): out[M,N] (+)= x[M,K]·Wᵀ, W stored [N,K]
+static napi_value Linear(napi_env env, napi_callback_info info) {
+  size_t argc = 10; napi_value a[10];
+  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc < 10) return fail(env, "linear() needs 10 arguments");
+  if (!g_dnnl && !g_cblas) return fail(env, "linear(): no library loaded");
+  int32_t kind; int64_t M, N, K; bool acc; float *out, *x, *scales = NULL, *mins = NULL; void *w; size_t lo, lx, lw, ls = 0, lm = 0;
+  if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[6], &M) != napi_ok ||
+      napi_get_value_int64(env, a[7], &N) != napi_ok || napi_get_value_int64(env, a[8], &K) != napi_ok ||
+      napi_get_value_bool(env, a[9], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
+  if (!typed(env, a[0], napi_float32_array, (void **)&out, &lo) || !typed(env, a[1], napi_float32_array, (void **)&x, &lx)) return fail(env, "linear(): out and x must be Float32Arrays");
+  static const napi_typedarray_type wt[5] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array };
+  if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
+  if (M <= 0 || N <= 0 || K <= 0) return NULL;
+  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
+  if (kind >= 3) {
+    if (K % 32 != 0 || !typed(env, a[4], napi_float32_array, (void **)&scales, &ls) || (int64_t)ls < N * K / 32) return fail(env, "linear(): quantized weight needs scales");
+    if (kind == 4 && (!typed(env, a[5], napi_float32_array, (void **)&mins, &lm) || (int64_t)lm < N * K / 32)) return fail(env, "linear(): q4 weight needs mins");
+  }
+  if (kind == 0) { gemm(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
+  // Panels of about 1 MiB of f32 rows: big enough for the GEMM to reach full speed, small
+  // enough to stay in L2/L3 between widening and use.
+  int64_t nb = (1 << 18) / K; if (nb < 16) nb = 16; nb = (nb + 15) / 16 * 16; if (nb > N) nb = N;
+  size_t want = (size_t)(nb * K);
+  if (want > g_panel_cap) {
+    free(g_panel); g_panel = (float *)aligned_alloc(64, (want * 4 + 63) / 64 * 64);
+    if (!g_panel) { g_panel_cap = 0; return fail(env, "linear(): out of memory for a weight panel"); }
+    g_panel_cap = want;
+  }
+  for (int64_t r0 = 0; r0 < N; r0 += nb) {
+    const int64_t rows = N - r0 < nb ? N - r0 : nb;
+    widen(g_panel, kind, w, scales, mins, r0, rows, K);
+    gemm(0, 1, M, rows, K, x, K, g_panel, K, acc ? 1.0f : 0.0f, out + r0, N);
+  }
+  return NULL;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor p[] = {
+    { "load", NULL, Load, NULL, NULL, NULL, napi_default, NULL },
+    { "setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL },
+    { "sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_default, NULL },
+    { "linear", NULL, Linear, NULL, NULL, NULL, napi_default, NULL },
+  };
+  if (napi_define_properties(env, exports, sizeof p / sizeof p[0], p) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,149 @@
+// The optional native sgemm (native/openelm_native.c through src/backends/native): products,
+// widened bf16/f16/q8/q4 weights, the inference goldens and the training goldens with every
+// product routed to it. Skipped where the addon or a BLAS library is missing, unless
+// OPENELM_REQUIRE_NATIVE=1 (set by .ci/run after it installed both), which turns a missing
+// library into a failure so CI cannot pass by skipping.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { nativeBlas, nativeUnavailableReason } from '../src/backends/native/native.js';
+import { createWasmBackend, type WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { wasmAvailable } from '../src/backends/wasm/kernels.js';
+import { JsBackend } from '../src/backends/js/js-backend.js';
+import type { Backend } from '../src/backends/backend.js';
+import { setWeightRows } from '../src/backends/weight-format.js';
+import { Rng } from '../src/core/rng.js';
+import { OpenELMError } from '../src/core/errors.js';
+import { resolveConfig } from '../src/model/config.js';
+import { loadModel } from '../src/model/load.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { JsGemm } from '../src/train/kernels.js';
+import { TrainableModel } from '../src/train/model-grad.js';
+import { wasmTrainKernels } from '../src/train/wasm-train.js';
+import { Golden, goldenNames } from './helpers/golden.js';
+import { TOL, allclose, assertClose } from './tolerances.js';
+
+const required = process.env.OPENELM_REQUIRE_NATIVE === '1';
+const have = wasmAvailable() && nativeBlas('auto') !== null;
+const skip = !have && !required;
+
+test('native sgemm is available when CI requires it', { skip: !required }, () => {
+  assert.ok(have, `native GEMM unavailable: ${nativeUnavailableReason()}`);
+});
+
+const backends: WasmBackend[] = [];
+async function backend(threads = 2): Promise<WasmBackend> {
+  const be = await createWasmBackend({ threads, native: 'on' });
+  be.nativeMinRows = 1;
+  backends.push(be);
+  return be;
+}
+after(() => { for (const b of backends) b.dispose(); });
+
+const rng = new Rng(99);
+const randn = (n: number, s = 1): Float32Array => Float32Array.from({ length: n }, () => s * rng.normal());
+
+test('native nt / nn / tn products equal the f64 GEMM, overwriting and accumulating, in and out of wasm memory', { skip }, async () => {
+  const k = wasmTrainKernels(await backend());
+  k.nativeMinWork = 0;
+  const js = new JsGemm();
+  for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [256, 300, 129]]) {
+    for (const op of ['nt', 'nn', 'tn'] as const) {
+      for (const acc of [false, true]) {
+        const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
+        const want = Float64Array.from(C0);
+        js[op](want, Float64Array.from(A), Float64Array.from(B), M, N, K, acc);
+        const inWasm = (a: Float32Array) => { const b = k.alloc(a.length); b.set(a); return b; };
+        const cw = inWasm(C0);
+        k.gemm[op](cw, inWasm(A), inWasm(B), M, N, K, acc);
+        assertClose(cw, want, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 }, `${op} ${M}x${N}x${K} acc ${acc}`);
+        const cp = C0.slice();
+        k.gemm[op](cp, A, B, M, N, K, acc);
+        assertClose(cp, want, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 }, `${op} ${M}x${N}x${K} acc ${acc}, plain arrays`);
+      }
+    }
+  }
+});
+
+test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the reference backend', { skip }, async () => {
+  const be = await backend();
+  const ref: Backend = new JsBackend();
+  const M = 40, N = 70, K = 96;
+  const x = randn(M * K), wf = randn(N * K, 0.1);
+  wf[5] = 1e-6; wf[6] = -3e-7;           // f16 subnormals
+  for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
+    const w = be.allocWeight(dtype, N, K), wr = ref.allocWeight(dtype, N, K);
+    setWeightRows(w, 0, wf); setWeightRows(wr, 0, wf);
+    be.prepareWeight(w); ref.prepareWeight(wr);
+    for (const acc of [false, true]) {
+      const base = randn(M * N);
+      const got = be.alloc(M * N); got.set(base);
+      const want = base.slice();
+      be.linear(got, x, w, M, acc);
+      ref.linear(want, x, wr, M, acc);
+      assertClose(got, want, TOL.fastVsRef, `${dtype} acc ${acc}`);
+    }
+  }
+  assert.throws(() => be.linear(new Float32Array(10), x, be.allocWeight('f32', N, K), M),
+    (e: unknown) => e instanceof OpenELMError && /linear output/.test(e.message));
+});
+
+for (const name of goldenNames()) {
+  test(`${name}: batch logits on the native path match the fp64 reference`, { skip }, async () => {
+    const g = new Golden(name);
+    const model = loadModel(g.dir, { backend: await backend(), dtype: 'f32' });
+    const ids = g.i32('input_ids'), lengths = g.i32('lengths'), ref = g.f32('logits');
+    const [B, T] = g.shape('input_ids');
+    const V = model.config.vocabSize;
+    const seqs = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, b * T + lengths[b])));
+    const out = model.forward(seqs.map((s) => ({ cache: model.newCache(s.length), tokens: s })), { all: true });
+    let off = 0;
+    for (let b = 0; b < B; b++) {
+      assertClose(out.subarray(off * V, (off + lengths[b]) * V), ref.subarray(b * T * V, (b * T + lengths[b]) * V), TOL.fastVsRef, `${name} row ${b}`);
+      off += lengths[b];
+    }
+    g.close();
+  });
+}
+
+const GOLDEN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'golden');
+function readInts(f: SafetensorsFile, name: string): Int32Array {
+  const raw = f.readRaw(name), n = f.info(name).shape.reduce((a, b) => a * b, 1);
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength), out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = f.info(name).dtype === 'I64' ? Number(dv.getBigInt64(i * 8, true)) : dv.getInt32(i * 4, true);
+  return out;
+}
+
+for (const name of goldenNames()) {
+  test(`golden ${name}, every training product native: loss and every gradient within TOL.loss / TOL.grads`, { skip }, async () => {
+    const dir = path.join(GOLDEN_DIR, name);
+    const config = resolveConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
+    const k = wasmTrainKernels(await backend());
+    k.nativeMinWork = 0;
+    const model = new TrainableModel(config, { gemm: k.gemm });
+    const w = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+    for (const e of model.layout.entries) w.readF32(e.name, model.paramView(e.name) as Float32Array);
+    w.close();
+    const g = SafetensorsFile.open(path.join(dir, 'golden.safetensors'));
+    const opt = JSON.parse(g.metadata.optimizer ?? '{}') as { z_loss_coef?: number; ignore_index?: number };
+    const [B, T] = g.info('train.input_ids').shape;
+    const res = model.forwardBackward(readInts(g, 'train.input_ids'), readInts(g, 'train.targets'), B, T,
+      { ignoreIndex: opt.ignore_index ?? -100, zLoss: opt.z_loss_coef ?? 1e-4 });
+    const checks = [allclose([res.loss], g.readF32('train.loss'), TOL.loss, 'train.loss')];
+    for (const e of model.layout.entries) checks.push(allclose(model.gradView(e.name), g.readF32(`grad.${e.name}`), TOL.grads, `grad.${e.name}`));
+    g.close();
+    assert.deepEqual(checks.filter((c) => !c.ok).map((c) => c.message), []);
+  });
+}
+
+test('native mode "on" without the library is a clear error; "off" is the pure WASM backend', { skip: !wasmAvailable() }, async () => {
+  const saved = process.env.OPENELM_BLAS;
+  const off = await createWasmBackend({ threads: 1, native: 'off' });
+  assert.equal(off.native, null);
+  off.dispose();
+  assert.throws(() => nativeBlas('bogus' as 'on'), (e: unknown) => e instanceof OpenELMError && /unknown native mode/.test(e.message));
+  if (saved !== undefined) process.env.OPENELM_BLAS = saved;
+});
