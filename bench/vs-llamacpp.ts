@@ -9,7 +9,8 @@
 // to a temp folder. Each side runs in its own child process, one dtype at a time, so peak RSS is
 // per run and the two never compete for cores; the sides alternate `rounds` times and each keeps
 // its best run (throughput fields: max, RSS: min):
-//   ours:      `openelm bench --json` at f32 / f16 / q8 (backend auto: wasm when available);
+//   ours:      `openelm bench --json` at f32 / f16 / q8 on the wasm backend, with --native off and,
+//              when the native sgemm is built (npm run build:native), once more with --native on;
 //   llama.cpp: GGUF F32 / F16 / Q8_0 written by `convertToGGUF`, default context settings
 //              (f16 KV cache, flash attention auto), prefill = one evaluation of the random prompt,
 //              decode = gen-tokens greedy steps (logits every step, as ours).
@@ -28,6 +29,7 @@ import { initParams } from '../src/model/init.js';
 import { saveModel } from '../src/model/save.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
+import { nativeBlas } from '../src/backends/native/native.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -119,6 +121,8 @@ async function main(): Promise<void> {
       makeModel(modelDir);
     }
     const pairs: [GGUFOutType, string][] = [['f32', 'f32'], ['f16', 'f16'], ['q8_0', 'q8']];
+    // ours twice when the native sgemm is built: pure WASM, and WASM + native prefill
+    const variants = nativeBlas('auto') ? ['wasm', 'native'] : ['wasm'];
     const rows: Record<string, unknown>[] = [];
     for (const [gd, od] of pairs) {
       const file = path.join(work, `model-${gd}.gguf`);
@@ -127,23 +131,32 @@ async function main(): Promise<void> {
       log(`converted to GGUF ${gd}: ${(conv.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - c0) / 1000).toFixed(1)} s`);
       // Alternate the two sides and keep each one's best run: other processes on a shared machine
       // only ever slow a run down, so the best of a few is the least disturbed measurement.
-      let theirs: Side | null = null, mine: Side | null = null;
+      let theirs: Side | null = null;
+      const mine: Record<string, Side | null> = Object.fromEntries(variants.map((v) => [v, null]));
       for (let r = 0; r < R; r++) {
         const t = runJson([SELF, '--worker', file, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T)], `llama.cpp ${gd}`);
         log(`llama.cpp ${gd} run ${r + 1}: prefill ${t.prefill_tok_s.toFixed(1)} tok/s, decode ${t.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
         theirs = best(theirs, t);
-        const m = runJson([CLI, 'bench', '--model', modelDir, '--dtype', od, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T), '--json'], `openelm bench ${od}`);
-        log(`openelm ${od} (${String(m.backend)}) run ${r + 1}: prefill ${m.prefill_tok_s.toFixed(1)} tok/s, decode ${m.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
-        mine = best(mine, m);
+        for (const v of variants) {
+          const m = runJson([CLI, 'bench', '--model', modelDir, '--dtype', od, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T),
+            '--native', v === 'native' ? 'on' : 'off', '--json'], `openelm bench ${od} (${v})`);
+          log(`openelm ${od} (${v}) run ${r + 1}: prefill ${m.prefill_tok_s.toFixed(1)} tok/s, decode ${m.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
+          mine[v] = best(mine[v], m);
+        }
       }
       fs.rmSync(file);
-      if (!theirs || !mine) throw new Error('no runs');
-      rows.push({
+      if (!theirs) throw new Error('no runs');
+      const th = theirs;
+      const row: Record<string, unknown> = {
         dtype: { ours: od, llama_cpp: gd.toUpperCase() },
-        ours: { backend: mine.backend, threads: mine.threads, prefill_tok_s: r2(mine.prefill_tok_s), decode_tok_s: r2(mine.decode_tok_s), rss_mb: r2(mine.rss_mb) },
-        llama_cpp: { threads: theirs.threads, prefill_tok_s: r2(theirs.prefill_tok_s), decode_tok_s: r2(theirs.decode_tok_s), rss_mb: r2(theirs.rss_mb), gguf_mb: r2(conv.bytes / 1e6) },
-        ratio: { prefill: r2(mine.prefill_tok_s / theirs.prefill_tok_s), decode: r2(mine.decode_tok_s / theirs.decode_tok_s) },
-      });
+        llama_cpp: { threads: th.threads, prefill_tok_s: r2(th.prefill_tok_s), decode_tok_s: r2(th.decode_tok_s), rss_mb: r2(th.rss_mb), gguf_mb: r2(conv.bytes / 1e6) },
+      };
+      for (const v of variants) {
+        const m = mine[v]!;
+        row[`ours_${v}`] = { backend: m.backend, native: m.native ?? null, threads: m.threads, prefill_tok_s: r2(m.prefill_tok_s), decode_tok_s: r2(m.decode_tok_s), rss_mb: r2(m.rss_mb),
+          ratio: { prefill: r2(m.prefill_tok_s / th.prefill_tok_s), decode: r2(m.decode_tok_s / th.decode_tok_s) } };
+      }
+      rows.push(row);
     }
     const cpu = os.cpus()[0]?.model ?? 'unknown';
     process.stdout.write(JSON.stringify({

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import type { FlagSpec, ParsedFlags } from './args.js';
 import { get } from './args.js';
 import type { Backend } from '../backends/backend.js';
-import { createBackend, BACKEND_NAMES, type BackendName } from '../backends/index.js';
+import { createBackend, BACKEND_NAMES, NATIVE_MODES, type BackendName, type NativeMode } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { loadModel, validateDType, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
@@ -16,14 +16,20 @@ export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: ['auto', 'wasm', 'js'] },
+  NATIVE_FLAG_SPEC(),
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
 ];
 
+/** --native: the optional native sgemm for prefill/training (npm run build:native). */
+export function NATIVE_FLAG_SPEC(): FlagSpec {
+  return { name: 'native', type: 'string', help: 'native sgemm for prefill and training: auto (when built and a BLAS loads), on, off', default: 'auto', choices: [...NATIVE_MODES] };
+}
+
 export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
 
-export async function makeBackend(name: string, threads: number | undefined): Promise<Backend> {
+export async function makeBackend(name: string, threads: number | undefined, native: string = 'auto'): Promise<Backend> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) throw new OpenELMError('usage', `unknown backend "${name}"; choose one of ${BACKEND_NAMES.join(', ')}`);
-  return createBackend(name as BackendName, { threads });
+  return createBackend(name as BackendName, { threads, native: native as NativeMode });
 }
 
 /** Resolve --model to a local folder; a hub id (org/name) that is not a local path is downloaded. */
@@ -47,7 +53,7 @@ export interface Loaded { model: OpenELM; tokenizer: Tokenizer; dir: string; bac
 export async function loadFromFlags(flags: ParsedFlags): Promise<Loaded> {
   const dtype: LoadDType = validateDType(get.str(flags, 'dtype') ?? 'auto');
   const dir = await resolveModelDir(get.str(flags, 'model')!);
-  const backend = await makeBackend(get.str(flags, 'backend') ?? 'auto', get.num(flags, 'threads'));
+  const backend = await makeBackend(get.str(flags, 'backend') ?? 'auto', get.num(flags, 'threads'), get.str(flags, 'native') ?? 'auto');
   const t0 = performance.now();
   try {
     const model = loadModel(dir, { dtype, backend });

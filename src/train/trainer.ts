@@ -23,7 +23,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { createOptimizer, clipModelGrads } from './wasm-train.js';
 import { JsGemm, type Gemm } from './kernels.js';
 import { BackendGemm } from './backend-gemm.js';
-import { createBackend } from '../backends/index.js';
+import { createBackend, type NativeMode } from '../backends/index.js';
 import type { Backend } from '../backends/backend.js';
 import { TrainableModel } from './model-grad.js';
 import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
@@ -44,6 +44,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Stop after this many completed steps, with a checkpoint, as if interrupted. */
   stopAfter?: number;
+  /** The native sgemm (default 'auto': used when built and a BLAS library loads). */
+  native?: NativeMode;
   /** Human progress lines (default: stderr). */
   log?: (line: string) => void;
   /** When aborted, the current step finishes, a checkpoint is written and train() returns 'interrupted'. */
@@ -71,11 +73,13 @@ export interface TrainResult {
 
 /**
  * The one place that picks the compute backend for training: matmuls run on the threaded WASM
- * SIMD backend when it is available (BackendGemm), else on the plain-JS GEMM. Each output element
- * is computed by one thread in a fixed order, so results do not depend on the thread count.
+ * SIMD backend when it is available (BackendGemm), else on the plain-JS GEMM; the large ones go to
+ * the native sgemm when it is built (native 'auto'). On the WASM kernels each output element is
+ * computed by one thread in a fixed order, so results do not depend on the thread count; with the
+ * native sgemm they are repeatable for a given thread count (so --resume stays bit-identical).
  */
-export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number }): Promise<{ model: TrainableModel; backend: Backend | null }> {
-  const backend = await createBackend('auto', { threads: opts.threads });
+export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode }): Promise<{ model: TrainableModel; backend: Backend | null }> {
+  const backend = await createBackend('auto', { threads: opts.threads, native: opts.native });
   const gemm: Gemm = backend.name === 'js' ? new JsGemm() : new BackendGemm(backend);
   return { model: new TrainableModel(config, { recompute: opts.recompute, gemm }), backend: backend.name === 'js' ? null : backend };
 }
@@ -209,7 +213,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
-  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads });
+  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads, native: opts.native });
   const params = model.params as Float32Array;
   // AdamW and clipping run where the model's kernels run (bit-identical AdamW on WASM threads).
   const opt = createOptimizer(model, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });

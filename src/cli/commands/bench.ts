@@ -144,7 +144,8 @@ export async function run(flags: ParsedFlags): Promise<number> {
     const tk = measureTokenizerThroughput(tokenizer, englishText(1 << 20));
     const res = {
       model: get.str(flags, 'model'), dtype: model.weights.layers[0]?.qkv.dtype ?? model.weights.embed.dtype,
-      backend: backend.name, threads: backend.threads, prompt_tokens: promptTokens, gen_tokens: genTokens,
+      backend: backend.name, threads: backend.threads,
+      native: (backend as { native?: { library: string } | null }).native?.library ?? null, prompt_tokens: promptTokens, gen_tokens: genTokens,
       prefill_tok_s: round(t.prefill_tok_s), decode_tok_s: round(t.decode_tok_s),
       prefill_ms: round(t.prefill_ms), decode_ms: round(t.decode_ms),
       rss_mb: round(rssMb), weights_mb: round(weightsMb), kv_mb: round(kvMb), rss_over_weights_kv: round(rssMb / (weightsMb + kvMb)),
@@ -154,7 +155,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     if (get.bool(flags, 'json')) printJson(res);
     else {
       const lines = [
-        `model ${res.model}  dtype ${res.dtype}  backend ${res.backend}  threads ${res.threads}`,
+        `model ${res.model}  dtype ${res.dtype}  backend ${res.backend}${res.native ? ` + native sgemm (${res.native})` : ''}  threads ${res.threads}`,
         `prefill  pp${promptTokens}  ${res.prefill_tok_s.toFixed(2).padStart(10)} tok/s`,
         `decode   tg${genTokens}  ${res.decode_tok_s.toFixed(2).padStart(10)} tok/s`,
         `peak RSS ${res.rss_mb.toFixed(0)} MB   load ${(res.load_ms / 1000).toFixed(2)} s   tokenizer ${res.tokenizer_mb_s.toFixed(2)} MB/s`,

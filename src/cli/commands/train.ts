@@ -1,21 +1,23 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { makeBackend } from '../common.js';
+import { NATIVE_FLAG_SPEC, makeBackend } from '../common.js';
 import { OpenELMError } from '../../core/errors.js';
 import { generate } from '../../generate/generate.js';
 import { loadModel } from '../../model/load.js';
 import { loadTokenizer } from '../../tokenizer/load.js';
 import { loadRecipe } from '../../train/recipe.js';
 import { train } from '../../train/trainer.js';
+import type { NativeMode } from '../../backends/index.js';
 
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N]',
+  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--native auto|on|off]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/', required: true },
     { name: 'resume', type: 'bool', help: 'continue from the latest checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
+    NATIVE_FLAG_SPEC(),
   ],
 };
 
@@ -36,7 +38,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   process.on('SIGTERM', onSignal);
   let res;
   try {
-    res = await train({ recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal });
+    res = await train({ recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal, native: get.str(flags, 'native') as NativeMode | undefined });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -53,7 +55,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   err(`checkpoint: ${res.checkpoint}   report: ${res.reportFile}   metrics: ${res.metricsFile}`);
   if (recipe.sample && res.checkpoint) {
     if (!res.checkpoint) throw new OpenELMError('train', 'no checkpoint to sample from');
-    const backend = await makeBackend('auto', recipe.threads);
+    const backend = await makeBackend('auto', recipe.threads, get.str(flags, 'native'));
     try {
       const model = loadModel(res.checkpoint, { backend });
       const tok = loadTokenizer(recipe.model.init);
