@@ -108,6 +108,51 @@ function packPanel(dst: usize, src: usize, stride: usize, nr: i32, kc: i32, zero
   }
 }
 
+/** 16-bit W (bf16 or f16) → f32 for 4 values widened into the upper halves of i32 lanes. */
+@inline function wide16(p: usize, f16: bool): v128 {
+  const v = i32x4.shl(v128.load16x4_u(p), 16);
+  return f16 ? f16hi(v) : v;
+}
+
+/**
+ * packPanel for bf16/f16 rows (row r at src + r·stride bytes): converts while transposing, so the
+ * 16-bit block is read once and never written out as f32 rows first.
+ */
+function packPanel16(dst: usize, src: usize, stride: usize, nr: i32, kc: i32, zero: usize, f16: bool): void {
+  const r0 = src, r1 = nr > 1 ? src + stride : zero, r2 = nr > 2 ? src + 2 * stride : zero, r3 = nr > 3 ? src + 3 * stride : zero;
+  const r4 = nr > 4 ? src + 4 * stride : zero, r5 = nr > 5 ? src + 5 * stride : zero;
+  const r6 = nr > 6 ? src + 6 * stride : zero, r7 = nr > 7 ? src + 7 * stride : zero;
+  const kc4 = kc & ~3;
+  let k = 0;
+  for (; k < kc4; k += 4) {
+    const o = <usize>k << 1;
+    const a0 = wide16(r0 + o, f16), a1 = wide16(r1 + o, f16), a2 = wide16(r2 + o, f16), a3 = wide16(r3 + o, f16);
+    const b0 = wide16(r4 + o, f16), b1 = wide16(r5 + o, f16), b2 = wide16(r6 + o, f16), b3 = wide16(r7 + o, f16);
+    const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
+    const u0 = v128.shuffle<f32>(b0, b1, 0, 4, 1, 5), u1 = v128.shuffle<f32>(b0, b1, 2, 6, 3, 7);
+    const u2 = v128.shuffle<f32>(b2, b3, 0, 4, 1, 5), u3 = v128.shuffle<f32>(b2, b3, 2, 6, 3, 7);
+    const d = dst + (<usize>k << 5);
+    v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
+    v128.store(d, v128.shuffle<f32>(u0, u2, 0, 1, 4, 5), 16);
+    v128.store(d, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), 32);
+    v128.store(d, v128.shuffle<f32>(u0, u2, 2, 3, 6, 7), 48);
+    v128.store(d, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), 64);
+    v128.store(d, v128.shuffle<f32>(u1, u3, 0, 1, 4, 5), 80);
+    v128.store(d, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), 96);
+    v128.store(d, v128.shuffle<f32>(u1, u3, 2, 3, 6, 7), 112);
+  }
+  for (; k < kc; k++) {
+    const o = <usize>k << 1, d = dst + (<usize>k << 5);
+    const lo = i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(<i32>load<u16>(r0 + o) << 16),
+      1, <i32>load<u16>(r1 + o) << 16), 2, <i32>load<u16>(r2 + o) << 16), 3, <i32>load<u16>(r3 + o) << 16);
+    const hi = i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(<i32>load<u16>(r4 + o) << 16),
+      1, <i32>load<u16>(r5 + o) << 16), 2, <i32>load<u16>(r6 + o) << 16), 3, <i32>load<u16>(r7 + o) << 16);
+    v128.store(d, f16 ? f16hi(lo) : lo);
+    v128.store(d, f16 ? f16hi(hi) : hi, 16);
+  }
+}
+
 /** c[4][8] (+)= a[4][kc] · panel[kc][8]; a rows lda bytes apart, c rows ldc bytes apart. */
 function micro4x8(a: usize, lda: usize, b: usize, kc: i32, c: usize, ldc: usize, ld: i32): void {
   let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
@@ -174,6 +219,8 @@ export function gemm(out: usize, x: usize, data: usize, scales: usize, mins: usi
         const dst = panel + <usize>p * <usize>kc * 4;
         if (dtype == 0) {
           packPanel(dst, data + ((<usize>(nb + p) * <usize>K + <usize>k0) << 2), lda, nr, kc, zero);
+        } else if (dtype <= 2) {
+          packPanel16(dst, data + ((<usize>(nb + p) * <usize>K + <usize>k0) << 1), <usize>K << 1, nr, kc, zero, dtype == 2);
         } else {
           for (let r = 0; r < nr; r++) dequantRow(dtype, data, scales, mins, K, nb + p + r, k0, kc, tmp + <usize>r * (<usize>KC << 2));
           packPanel(dst, tmp, <usize>KC << 2, nr, kc, zero);
