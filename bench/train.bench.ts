@@ -2,7 +2,7 @@
 // on random weights and random tokens, printed as one JSON line per model.
 //
 //   node dist/bench/train.bench.js [--model 35m|270m|all] [--steps N] [--warmup W] [--recompute]
-//        [--backend js|wasm] [--threads T]
+//        [--backend js|wasm] [--threads T] [--native auto|on|off]
 //
 // With --backend wasm the whole step runs on the WASM backend's memory and threads: the training
 // GEMM and kernels of src/train/wasm-train.ts, its AdamW and gradient clipping. tokens_per_s
@@ -24,7 +24,7 @@ import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { WasmAdamW, wasmTrainKernels, type WasmTrainKernels } from '../src/train/wasm-train.js';
 import { AdamW } from '../src/train/adamw.js';
 import { BackendGemm } from '../src/train/backend-gemm.js';
-import { createBackend } from '../src/backends/index.js';
+import { createBackend, type NativeMode } from '../src/backends/index.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
 
@@ -97,6 +97,7 @@ function run(name: string, steps: number, warmup: number, recompute: boolean, ba
     forward_backward_s: +(fb / steps).toFixed(3), clip_adamw_s: +(optS / steps).toFixed(3),
     gemm_s: +(gemmS / steps).toFixed(3), gemm_gflops: +(gemmF / gemmS / 1e9).toFixed(2),
     gemm_share: +(gemmS / total).toFixed(3),
+    native: wk?.backend.native?.library ?? null,
     moments_in_wasm: opt instanceof WasmAdamW ? opt.inWasm : false,
     wasm_mb: wk ? Math.round(wk.backend.memoryStats().reserved / 2 ** 20) : 0,
     rss_mb: Math.round(mem.rss / 2 ** 20), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), last_loss: +loss.toFixed(4),
@@ -118,7 +119,8 @@ async function main(): Promise<void> {
   const recompute = process.argv.includes('--recompute');
   const backendName = arg('backend', 'js');
   const threads = Number(arg('threads', '2'));
-  const backend = backendName === 'js' ? null : await createBackend(backendName as 'wasm' | 'auto', { threads });
+  const native = arg('native', 'auto') as NativeMode;
+  const backend = backendName === 'js' ? null : await createBackend(backendName as 'wasm' | 'auto', { threads, native });
   const wk = backend instanceof WasmBackend ? wasmTrainKernels(backend) : null;
   const base: Gemm = wk ? wk.gemm : backend ? new BackendGemm(backend) : new JsGemm();
   for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {

@@ -3,7 +3,7 @@
     {
       "target_name": "openelm_native",
       "sources": ["openelm_native.c"],
-      "cflags": ["-O3", "-fopenmp", "-std=gnu11", "-Wall"],
+      "cflags": ["-O3", "-std=gnu11", "-Wall"],
       "ldflags": ["-fopenmp"],
       "libraries": ["-ldl"]
     }

@@ -4,6 +4,13 @@
 // machine without the library just reports "not available". Operands are Float32Arrays (views of
 // the wasm memory or ordinary arrays); nothing is copied except weights stored as bf16/f16/q8/q4,
 // which are widened to f32 one panel of rows at a time (exact: every such value is an f32).
+//
+// Threads: a product is cut into column (or row) blocks whose size depends only on its shape, and
+// this file's own threads claim blocks one at a time, each running the library's single-threaded
+// sgemm. The library's own OpenMP parallelism splits statically and waits at a barrier for every
+// thread, so one descheduled thread on a busy machine stalled each call (prefill fell below the
+// WASM kernels under load); with claimed blocks the caller finishes whatever is left and never
+// waits for a thread that has not started, and the sums do not depend on the thread count.
 
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -13,6 +20,13 @@
 #include <string.h>
 #include <stdio.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t);
@@ -26,8 +40,95 @@ static set_threads_fn g_blas_threads = NULL;
 static char g_lib[512] = "";
 static int g_threads = 1;
 static float g_f16[65536];
-static float *g_panel = NULL;
-static size_t g_panel_cap = 0;
+
+// ---------------------------------------------------------------------------------- thread pool
+
+#define MAX_THREADS 64
+typedef void (*chunk_fn)(const void *job, int64_t chunk, int tid);
+static struct {
+  _Atomic uint32_t gen;        // bumped per job; workers wait on it (futex)
+  _Atomic uint64_t claim;      // (gen << 32) | next chunk
+  _Atomic int64_t done;        // chunks finished in the current job
+  _Atomic int sleepers;
+  _Atomic int quit;
+  chunk_fn fn; const void *job; int64_t nchunks;
+  pthread_t tids[MAX_THREADS];
+  int nworkers;
+} P;
+
+static float *g_panels[MAX_THREADS];
+static size_t g_panel_cap[MAX_THREADS];
+
+static void futex_wait(_Atomic uint32_t *a, uint32_t v) { syscall(SYS_futex, (uint32_t *)a, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0); }
+static void futex_wake(_Atomic uint32_t *a) { syscall(SYS_futex, (uint32_t *)a, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0); }
+static double now_us(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e6 + t.tv_nsec / 1e3; }
+
+// Claim and run chunks of job `gen` until none are left.
+static void drain(uint32_t gen, int tid) {
+  for (;;) {
+    uint64_t c = atomic_load_explicit(&P.claim, memory_order_acquire);
+    if ((uint32_t)(c >> 32) != gen || (int64_t)(uint32_t)c >= P.nchunks) return;
+    if (!atomic_compare_exchange_weak_explicit(&P.claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+    P.fn(P.job, (int64_t)(uint32_t)c, tid);
+    atomic_fetch_add_explicit(&P.done, 1, memory_order_release);
+  }
+}
+
+static void *worker(void *arg) {
+  const int tid = (int)(intptr_t)arg;
+  omp_set_num_threads(1);   // the library's sgemm runs single-threaded inside a chunk
+  uint32_t seen = atomic_load(&P.gen);
+  for (;;) {
+    // poll ~50 µs (the gap between the products of one step), then sleep
+    double t0 = now_us();
+    uint32_t g;
+    while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen) {
+      if (now_us() - t0 > 50) {
+        atomic_fetch_add(&P.sleepers, 1);
+        if (atomic_load(&P.gen) == seen) futex_wait(&P.gen, seen);
+        atomic_fetch_sub(&P.sleepers, 1);
+        t0 = now_us();
+      }
+    }
+    if (atomic_load(&P.quit)) return NULL;
+    seen = g;
+    drain(g, tid);
+  }
+}
+
+static void pool_stop(void) {
+  if (!P.nworkers) return;
+  atomic_store(&P.quit, 1);
+  atomic_fetch_add(&P.gen, 1);
+  futex_wake(&P.gen);
+  for (int i = 0; i < P.nworkers; i++) pthread_join(P.tids[i], NULL);
+  P.nworkers = 0;
+  atomic_store(&P.quit, 0);
+}
+
+static int pool_start(int threads) {
+  pool_stop();
+  for (int i = 1; i < threads; i++) {
+    if (pthread_create(&P.tids[P.nworkers], NULL, worker, (void *)(intptr_t)i) != 0) return 0;
+    P.nworkers++;
+  }
+  return 1;
+}
+
+// Run fn over n chunks on this thread and the workers; returns when every chunk is done.
+static void pool_run(chunk_fn fn, const void *job, int64_t n) {
+  if (n <= 0) return;
+  if (!P.nworkers || n == 1) { for (int64_t c = 0; c < n; c++) fn(job, c, 0); return; }
+  P.fn = fn; P.job = job; P.nchunks = n;
+  atomic_store_explicit(&P.done, 0, memory_order_relaxed);
+  uint32_t gen = atomic_load(&P.gen) + 1;
+  atomic_store_explicit(&P.claim, (uint64_t)gen << 32, memory_order_release);
+  atomic_store_explicit(&P.gen, gen, memory_order_release);
+  if (atomic_load(&P.sleepers) > 0) futex_wake(&P.gen);
+  drain(gen, 0);
+  // only chunks a worker claimed are still running; wait for those alone
+  while (atomic_load_explicit(&P.done, memory_order_acquire) < n) sched_yield();
+}
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return NULL; } } while (0)
 
@@ -75,6 +176,8 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     return fail(env, msg);
   }
   for (uint32_t i = 0; i < 65536; i++) g_f16[i] = half_to_float((uint16_t)i);
+  omp_set_num_threads(1);
+  if (g_blas_threads) g_blas_threads(1);
   napi_value out; CHECK(napi_create_string_utf8(env, g_lib, NAPI_AUTO_LENGTH, &out));
   return out;
 }
@@ -83,9 +186,12 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1; napi_value argv[1]; int32_t t = 1;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1 || napi_get_value_int32(env, argv[0], &t) != napi_ok || t < 1) return fail(env, "setThreads() needs a count >= 1");
+  if (t > MAX_THREADS) t = MAX_THREADS;
+  if (t == g_threads && P.nworkers == t - 1) return NULL;
+  omp_set_num_threads(1);
+  if (g_blas_threads) g_blas_threads(1);
+  if (!pool_start(t)) { pool_stop(); g_threads = 1; return fail(env, "setThreads(): cannot start native threads"); }
   g_threads = t;
-  omp_set_num_threads(t);
-  if (g_blas_threads) g_blas_threads(t);
   return NULL;
 }
 
@@ -101,6 +207,32 @@ static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (g_dnnl) g_dnnl(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
   else g_cblas(101 /* row major */, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+// Blocks of a product: sizes from the shape alone (about 16 blocks, at least 64 wide, a multiple
+// of 16), so the split and hence every sum is the same whatever the thread count.
+static int64_t block_of(int64_t n) { int64_t b = (n + 15) / 16; b = (b + 15) / 16 * 16; return b < 64 ? 64 : b; }
+
+typedef struct { int ta, tb; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const float *A, *B; float beta; float *C; } gemm_job;
+
+static void gemm_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const gemm_job *j = (const gemm_job *)p;
+  const int64_t s = c * j->blk;
+  if (j->by_rows) {
+    const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
+    gemm(j->ta, j->tb, m, j->N, j->K, j->ta ? j->A + s : j->A + s * j->lda, j->lda, j->B, j->ldb, j->beta, j->C + s * j->ldc, j->ldc);
+  } else {
+    const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
+    gemm(j->ta, j->tb, j->M, n, j->K, j->A, j->lda, j->tb ? j->B + s * j->ldb : j->B + s, j->ldb, j->beta, j->C + s, j->ldc);
+  }
+}
+
+static void gemm_par(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  gemm_job j = { ta, tb, M, N, K, lda, ldb, ldc, 0, M > 2 * N, A, B, beta, C };
+  j.blk = block_of(j.by_rows ? M : N);
+  pool_run(gemm_chunk, &j, ((j.by_rows ? M : N) + j.blk - 1) / j.blk);
 }
 
 static int64_t need(int trans, int64_t rows, int64_t cols, int64_t ld) {
@@ -129,13 +261,12 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   }
   if ((int64_t)la < need(ta, M, K, lda) || (int64_t)lb < need(tb, K, N, ldb) || (int64_t)lc < need(0, M, N, ldc) ||
       lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) return fail(env, "sgemm(): an operand is smaller than its dimensions");
-  gemm(ta, tb, M, N, K, A, lda, B, ldb, (float)beta, C, ldc);
+  gemm_par(ta, tb, M, N, K, A, lda, B, ldb, (float)beta, C, ldc);
   return NULL;
 }
 
 // Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
 static void widen(float *dst, int kind, const void *w, const float *scales, const float *mins, int64_t r0, int64_t rows, int64_t K) {
-  #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     float *d = dst + r * K;
     const int64_t off = (r0 + r) * K;
@@ -162,6 +293,16 @@ static void widen(float *dst, int kind, const void *w, const float *scales, cons
   }
 }
 
+typedef struct { int kind; int64_t M, N, K, nb; const void *w; const float *scales, *mins; const float *x; float *out; float beta; } lin_job;
+
+static void linear_chunk(const void *p, int64_t c, int tid) {
+  const lin_job *j = (const lin_job *)p;
+  const int64_t r0 = c * j->nb, rows = j->N - r0 < j->nb ? j->N - r0 : j->nb;
+  float *panel = g_panels[tid];
+  widen(panel, j->kind, j->w, j->scales, j->mins, r0, rows, j->K);
+  gemm(0, 1, j->M, rows, j->K, j->x, j->K, panel, j->K, j->beta, j->out + r0, j->N);
+}
+
 // linear(out, x, w, kind, scales, mins, M, N, K, accumulate): out[M,N] (+)= x[M,K]·Wᵀ, W stored [N,K]
 static napi_value Linear(napi_env env, napi_callback_info info) {
   size_t argc = 10; napi_value a[10];
@@ -181,21 +322,21 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
     if (K % 32 != 0 || !typed(env, a[4], napi_float32_array, (void **)&scales, &ls) || (int64_t)ls < N * K / 32) return fail(env, "linear(): quantized weight needs scales");
     if (kind == 4 && (!typed(env, a[5], napi_float32_array, (void **)&mins, &lm) || (int64_t)lm < N * K / 32)) return fail(env, "linear(): q4 weight needs mins");
   }
-  if (kind == 0) { gemm(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
-  // Panels of about 1 MiB of f32 rows: big enough for the GEMM to reach full speed, small
-  // enough to stay in L2/L3 between widening and use.
+  if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
+  // Panels of W rows widened by the thread that multiplies them, into its own buffer of about
+  // 1 MiB (it stays in L2 between widening and use).
+  lin_job j = { kind, M, N, K, 0, w, scales, mins, x, out, acc ? 1.0f : 0.0f };
   int64_t nb = (1 << 18) / K; if (nb < 16) nb = 16; nb = (nb + 15) / 16 * 16; if (nb > N) nb = N;
-  size_t want = (size_t)(nb * K);
-  if (want > g_panel_cap) {
-    free(g_panel); g_panel = (float *)aligned_alloc(64, (want * 4 + 63) / 64 * 64);
-    if (!g_panel) { g_panel_cap = 0; return fail(env, "linear(): out of memory for a weight panel"); }
-    g_panel_cap = want;
+  j.nb = nb;
+  for (int t = 0; t < g_threads; t++) {
+    size_t want = (size_t)(nb * K);
+    if (want > g_panel_cap[t]) {
+      free(g_panels[t]); g_panels[t] = (float *)aligned_alloc(64, (want * 4 + 63) / 64 * 64);
+      if (!g_panels[t]) { g_panel_cap[t] = 0; return fail(env, "linear(): out of memory for a weight panel"); }
+      g_panel_cap[t] = want;
+    }
   }
-  for (int64_t r0 = 0; r0 < N; r0 += nb) {
-    const int64_t rows = N - r0 < nb ? N - r0 : nb;
-    widen(g_panel, kind, w, scales, mins, r0, rows, K);
-    gemm(0, 1, M, rows, K, x, K, g_panel, K, acc ? 1.0f : 0.0f, out + r0, N);
-  }
+  pool_run(linear_chunk, &j, (N + nb - 1) / nb);
   return NULL;
 }
 

@@ -147,3 +147,17 @@ test('native mode "on" without the library is a clear error; "off" is the pure W
   assert.throws(() => nativeBlas('bogus' as 'on'), (e: unknown) => e instanceof OpenELMError && /unknown native mode/.test(e.message));
   if (saved !== undefined) process.env.OPENELM_BLAS = saved;
 });
+
+test('native products do not depend on the thread count (blocks are cut by shape, not by threads)', { skip }, async () => {
+  const one = wasmTrainKernels(await backend(1)), three = wasmTrainKernels(await backend(3));
+  one.nativeMinWork = 0; three.nativeMinWork = 0;
+  for (const [M, N, K] of [[300, 1000, 64], [2000, 100, 48]]) {
+    for (const op of ['nt', 'nn', 'tn'] as const) {
+      const A = randn(M * K), B = randn(N * K);
+      const c1 = new Float32Array(M * N), c3 = new Float32Array(M * N);
+      one.gemm[op](c1, A, B, M, N, K, false);
+      three.gemm[op](c3, A, B, M, N, K, false);
+      assert.ok(c1.every((v, i) => Object.is(v, c3[i])), `${op} ${M}x${N}x${K}: 1 and 3 threads differ`);
+    }
+  }
+});

@@ -74,9 +74,9 @@ export interface TrainResult {
 /**
  * The one place that picks the compute backend for training: matmuls run on the threaded WASM
  * SIMD backend when it is available (BackendGemm), else on the plain-JS GEMM; the large ones go to
- * the native sgemm when it is built (native 'auto'). On the WASM kernels each output element is
- * computed by one thread in a fixed order, so results do not depend on the thread count; with the
- * native sgemm they are repeatable for a given thread count (so --resume stays bit-identical).
+ * the native sgemm when it is built (native 'auto'). Each output element is computed by one thread
+ * in an order fixed by the shapes (WASM tiles; native blocks), so results do not depend on the
+ * thread count and --resume is bit-identical.
  */
 export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode }): Promise<{ model: TrainableModel; backend: Backend | null }> {
   const backend = await createBackend('auto', { threads: opts.threads, native: opts.native });

@@ -2,7 +2,9 @@
 // a small N-API addon, for the products that are compute-bound (prefill, training). It is built by
 // `npm run build:native` and needs a BLAS library from the system's packages (Debian: libdnnl2 or
 // libopenblas0); without either, everything runs on the WASM kernels as before. The sums come in a
-// different order than the WASM GEMM's, so results agree with it to float rounding, not bit for bit.
+// different order than the WASM GEMM's, so results agree with it to float rounding, not bit for bit;
+// they do not depend on the thread count (the addon cuts products into blocks by shape and runs the
+// library single-threaded per block on its own threads, see native/openelm_native.c).
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
