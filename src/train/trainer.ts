@@ -248,6 +248,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const nParams = parameterCount(config);
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
+  const nat = (backend as { native?: { library: string } | null } | null)?.native;
+  log(`compute: ${backend ? `${backend.name}, ${backend.threads} threads` : 'js'}${nat ? ` + native sgemm (${nat.library})` : ''}`);
   log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
 
   let validRows: Int32Array[] | null = null;
