@@ -198,3 +198,19 @@ test('two concurrent downloads of the same model fetch each blob once', async ()
   assert.equal(gets(from).filter((r) => r.path.startsWith('/cdn/')).length, 1);
   assert.deepEqual(fs.readFileSync(path.join(a, 'model.safetensors')), weights);
 });
+
+test('token: $HF_TOKEN first, else the saved login token ($HF_TOKEN_PATH or $HF_HOME/token)', async () => {
+  const { hubToken } = await import('../src/hub/index.js');
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-hftoken-'));
+  try {
+    assert.equal(hubToken({ HF_HOME: home }), undefined);
+    fs.writeFileSync(path.join(home, 'token'), 'hf_saved\n');
+    assert.equal(hubToken({ HF_HOME: home }), 'hf_saved');
+    assert.equal(hubToken({ HF_HOME: home, HF_TOKEN: 'hf_env' }), 'hf_env');
+    assert.equal(hubToken({ HF_HOME: home, HF_TOKEN: '', HUGGING_FACE_HUB_TOKEN: 'hf_old' }), 'hf_old');
+    fs.writeFileSync(path.join(home, 'other'), 'hf_path');
+    assert.equal(hubToken({ HF_HOME: home, HF_TOKEN_PATH: path.join(home, 'other') }), 'hf_path');
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});

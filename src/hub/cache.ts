@@ -45,6 +45,21 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(home, 'hub');
 }
 
+/**
+ * The access token as huggingface_hub finds it: $HF_TOKEN (or the older $HUGGING_FACE_HUB_TOKEN),
+ * else the file `huggingface-cli login` writes ($HF_TOKEN_PATH, default $HF_HOME/token).
+ */
+export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const fromEnv = (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || '').trim();
+  if (fromEnv) return fromEnv;
+  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+  try {
+    return fs.readFileSync(env.HF_TOKEN_PATH ?? path.join(home, 'token'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function isOfflineEnv(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = (env.HF_HUB_OFFLINE ?? '').trim().toUpperCase();
   return v === '1' || v === 'ON' || v === 'YES' || v === 'TRUE';

@@ -4,18 +4,19 @@
 // own tokenizer.model.
 //
 // Environment (as huggingface_hub reads it): HF_ENDPOINT (default https://huggingface.co),
-// HF_HUB_CACHE / HF_HOME (cache location), HF_TOKEN (gated or private repos), HF_HUB_OFFLINE=1
+// HF_HUB_CACHE / HF_HOME (cache location), HF_TOKEN or the saved login token $HF_HOME/token
+// (gated or private repos), HF_HUB_OFFLINE=1
 // (never touch the network; use the cache or fail with a clear message).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { readJsonFile } from '../io/json.js';
-import { RepoCache, checkRepoFile, checkRepoId, checkRevision, hubCacheDir, isCommitHash, isOfflineEnv } from './cache.js';
+import { RepoCache, checkRepoFile, checkRepoId, checkRevision, hubCacheDir, hubToken, isCommitHash, isOfflineEnv } from './cache.js';
 import { withFileLock } from './lock.js';
 import { HubNetworkError, downloadBlob, fileMeta, type FileMeta, type HubClient } from './http.js';
 
-export { hubCacheDir, isOfflineEnv, REPO_ID_RE } from './cache.js';
+export { hubCacheDir, hubToken, isOfflineEnv, REPO_ID_RE } from './cache.js';
 export { HubNetworkError } from './http.js';
 
 export interface DownloadProgress {
@@ -98,7 +99,7 @@ export async function ensureModel(id: string, opts: EnsureModelOptions = {}): Pr
   }
   const client: HubClient = {
     endpoint: opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co',
-    token: opts.token ?? (process.env.HF_TOKEN || process.env.HUGGING_FACE_HUB_TOKEN || undefined),
+    token: opts.token ?? hubToken(),
     signal: opts.signal,
     userAgent: `openelm/0.1.0; node/${process.versions.node}`,
     maxAttempts: opts.maxAttempts ?? 5,
