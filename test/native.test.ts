@@ -100,11 +100,14 @@ for (const name of goldenNames()) {
     const V = model.config.vocabSize;
     const seqs = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, b * T + lengths[b])));
     const out = model.forward(seqs.map((s) => ({ cache: model.newCache(s.length), tokens: s })), { all: true });
-    let off = 0;
+    let off = 0, worst = 0;
     for (let b = 0; b < B; b++) {
-      assertClose(out.subarray(off * V, (off + lengths[b]) * V), ref.subarray(b * T * V, (b * T + lengths[b]) * V), TOL.fastVsRef, `${name} row ${b}`);
+      const got = out.subarray(off * V, (off + lengths[b]) * V), want = ref.subarray(b * T * V, (b * T + lengths[b]) * V);
+      assertClose(got, want, TOL.fastVsRef, `${name} row ${b}`);
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
       off += lengths[b];
     }
+    console.log(`[native golden ${name}] max logits error ${worst.toExponential(2)}`);
     g.close();
   });
 }
@@ -135,6 +138,7 @@ for (const name of goldenNames()) {
     const checks = [allclose([res.loss], g.readF32('train.loss'), TOL.loss, 'train.loss')];
     for (const e of model.layout.entries) checks.push(allclose(model.gradView(e.name), g.readF32(`grad.${e.name}`), TOL.grads, `grad.${e.name}`));
     g.close();
+    console.log(`[native golden ${name}] loss error ${checks[0].maxAbs.toExponential(2)}, worst gradient error ${Math.max(...checks.slice(1).map((c) => c.maxAbs)).toExponential(2)}`);
     assert.deepEqual(checks.filter((c) => !c.ok).map((c) => c.message), []);
   });
 }
