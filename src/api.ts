@@ -29,6 +29,8 @@ export interface LoadModelOptions {
   threads?: number;
   /** 'auto' (default: the fastest available), 'wasm', 'js', or a Backend instance you own. */
   backend?: 'auto' | 'wasm' | 'js' | Backend;
+  /** The optional native sgemm for prefill (npm run build:native): 'auto' (default: when available), 'on', 'off'. */
+  native?: 'auto' | 'on' | 'off';
   /** Cancels a hub download (the partial file is kept and resumed next time). */
   signal?: AbortSignal;
   /** Download progress of hub models, per file. */
@@ -53,15 +55,15 @@ export interface TextGenerateOptions extends Omit<GenerateOptions, 'cache'> {
   bos?: boolean;
 }
 
-async function createBackend(choice: LoadModelOptions['backend'], threads: number | undefined): Promise<{ backend: Backend; owned: boolean }> {
+async function createBackend(choice: LoadModelOptions['backend'], threads: number | undefined, native: LoadModelOptions['native']): Promise<{ backend: Backend; owned: boolean }> {
   if (choice && typeof choice === 'object') return { backend: choice, owned: false };
   const name = choice ?? 'auto';
   if (!['auto', 'wasm', 'js'].includes(name)) throw new OpenELMError('usage', `unknown backend "${name}"; choose auto, wasm or js`);
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new OpenELMError('usage', `threads must be an integer >= 1, got ${threads}`);
   if (name !== 'js') {
     try {
-      const mod = (await import('./backends/index.js' as string)) as { createBackend?: (n: string, o: { threads?: number }) => Promise<Backend> };
-      if (mod.createBackend) return { backend: await mod.createBackend(name, { threads }), owned: true };
+      const mod = (await import('./backends/index.js' as string)) as { createBackend?: (n: string, o: { threads?: number; native?: string }) => Promise<Backend> };
+      if (mod.createBackend) return { backend: await mod.createBackend(name, { threads, native }), owned: true };
     } catch (e) {
       if (e instanceof OpenELMError) throw e;
       if (name === 'wasm') throw new OpenELMError('backend', `the wasm backend is not available: ${(e as Error).message}`);
@@ -181,7 +183,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     });
   } else throw new OpenELMError('model', `${source} is neither a model folder nor a hub id (org/name)`);
   opts.signal?.throwIfAborted();
-  const { backend, owned } = await createBackend(opts.backend, opts.threads);
+  const { backend, owned } = await createBackend(opts.backend, opts.threads, opts.native);
   try {
     const model = loadModelFolder(dir, { dtype, backend });
     opts.signal?.throwIfAborted();
