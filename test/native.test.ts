@@ -24,6 +24,8 @@ import { JsGemm } from '../src/train/kernels.js';
 import { TrainableModel } from '../src/train/model-grad.js';
 import { wasmTrainKernels } from '../src/train/wasm-train.js';
 import { Golden, goldenNames } from './helpers/golden.js';
+import { runCli } from './helpers/cli.js';
+import { tinyModelDir } from './helpers/tiny.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
 
 const required = process.env.OPENELM_REQUIRE_NATIVE === '1';
@@ -143,13 +145,11 @@ for (const name of goldenNames()) {
   });
 }
 
-test('native mode "on" without the library is a clear error; "off" is the pure WASM backend', { skip: !wasmAvailable() }, async () => {
-  const saved = process.env.OPENELM_BLAS;
+test('native "off" is the pure WASM backend; an unknown mode is a clear error', { skip: !wasmAvailable() }, async () => {
   const off = await createWasmBackend({ threads: 1, native: 'off' });
   assert.equal(off.native, null);
   off.dispose();
   assert.throws(() => nativeBlas('bogus' as 'on'), (e: unknown) => e instanceof OpenELMError && /unknown native mode/.test(e.message));
-  if (saved !== undefined) process.env.OPENELM_BLAS = saved;
 });
 
 test('native products do not depend on the thread count (blocks are cut by shape, not by threads)', { skip }, async () => {
@@ -164,4 +164,20 @@ test('native products do not depend on the thread count (blocks are cut by shape
       assert.ok(c1.every((v, i) => Object.is(v, c3[i])), `${op} ${M}x${N}x${K}: 1 and 3 threads differ`);
     }
   }
+});
+
+test('--native on without a loadable library: one clear line, exit 1; --native off and auto still run', { skip: !wasmAvailable() }, () => {
+  const dir = tinyModelDir();
+  const env = { ...process.env, OPENELM_BLAS: '/nonexistent/libblas.so', OPENELM_NATIVE: '' };
+  const on = runCli(['bench', '--model', dir, '--prompt-tokens', '8', '--gen-tokens', '2', '--native', 'on', '--backend', 'wasm', '--json'], { env });
+  assert.equal(on.status, 1, on.stderr);
+  assert.match(on.stderr, /^openelm bench: native GEMM requested but unavailable: .+\n$/);
+  for (const mode of ['off', 'auto']) {
+    const r = runCli(['bench', '--model', dir, '--prompt-tokens', '8', '--gen-tokens', '2', '--native', mode, '--backend', 'wasm', '--json'], { env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).native, null);
+  }
+  const bad = runCli(['bench', '--model', dir, '--native', 'fast'], { env });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--native must be one of auto, on, off/);
 });
