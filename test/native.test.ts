@@ -6,9 +6,6 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { nativeBlas, nativeUnavailableReason } from '../src/backends/native/native.js';
 import { createWasmBackend, type WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { wasmAvailable } from '../src/backends/wasm/kernels.js';
@@ -17,13 +14,11 @@ import type { Backend } from '../src/backends/backend.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
 import { Rng } from '../src/core/rng.js';
 import { OpenELMError } from '../src/core/errors.js';
-import { resolveConfig } from '../src/model/config.js';
 import { loadModel } from '../src/model/load.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
 import { JsGemm } from '../src/train/kernels.js';
 import { TrainableModel } from '../src/train/model-grad.js';
 import { wasmTrainKernels } from '../src/train/wasm-train.js';
-import { Golden, goldenNames } from './helpers/golden.js';
+import { Golden, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModelDir } from './helpers/tiny.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
@@ -114,25 +109,13 @@ for (const name of goldenNames()) {
   });
 }
 
-const GOLDEN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'golden');
-function readInts(f: SafetensorsFile, name: string): Int32Array {
-  const raw = f.readRaw(name), n = f.info(name).shape.reduce((a, b) => a * b, 1);
-  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength), out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = f.info(name).dtype === 'I64' ? Number(dv.getBigInt64(i * 8, true)) : dv.getInt32(i * 4, true);
-  return out;
-}
-
 for (const name of goldenNames()) {
   test(`golden ${name}, every training product native: loss and every gradient within TOL.loss / TOL.grads`, { skip }, async () => {
-    const dir = path.join(GOLDEN_DIR, name);
-    const config = resolveConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
     const k = wasmTrainKernels(await backend());
     k.nativeMinWork = 0;
-    const model = new TrainableModel(config, { gemm: k.gemm });
-    const w = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
-    for (const e of model.layout.entries) w.readF32(e.name, model.paramView(e.name) as Float32Array);
-    w.close();
-    const g = SafetensorsFile.open(path.join(dir, 'golden.safetensors'));
+    const model = new TrainableModel(goldenConfig(name), { gemm: k.gemm });
+    loadGoldenParams(name, model);
+    const g = new Golden(name).file;
     const opt = JSON.parse(g.metadata.optimizer ?? '{}') as { z_loss_coef?: number; ignore_index?: number };
     const [B, T] = g.info('train.input_ids').shape;
     const res = model.forwardBackward(readInts(g, 'train.input_ids'), readInts(g, 'train.targets'), B, T,

@@ -4,9 +4,6 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/core/rng.js';
 import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { initParams } from '../src/model/init.js';
@@ -19,6 +16,7 @@ import {
 import { countValid, crossEntropyLoss, crossEntropyRows, gradAccumScales } from '../src/train/loss.js';
 import { TrainableModel, type ForwardBackwardOptions } from '../src/train/model-grad.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
+import { Golden as GoldenFile, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
 
 const rng = new Rng(1234);
@@ -324,40 +322,15 @@ test('bad inputs are rejected with clear errors; an all-ignored batch leaves gra
 // ------------------------------------------------------------------------------------------------
 // Goldens (written by tools/openelm_ref.py into test/golden/<name>/); skipped until they exist.
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const GOLDEN_DIR = path.resolve(here, '..', '..', 'test', 'golden');
-function goldenNames(): string[] {
-  if (!fs.existsSync(GOLDEN_DIR)) return [];
-  return fs.readdirSync(GOLDEN_DIR).filter((n) => fs.existsSync(path.join(GOLDEN_DIR, n, 'golden.safetensors'))).sort();
-}
-
 interface Golden {
   name: string; model: TrainableModel; golden: SafetensorsFile; meta: Record<string, string>;
   inputs: Int32Array; targets: Int32Array; B: number; T: number; ignoreIndex: number; zLoss: number;
 }
 
-function readInts(f: SafetensorsFile, name: string): Int32Array {
-  const raw = f.readRaw(name), t = f.info(name);
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const out = new Int32Array(n);
-  if (t.dtype === 'I64') for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true));
-  else if (t.dtype === 'I32') for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true);
-  else return Int32Array.from(f.readF32(name));
-  return out;
-}
-
 function loadGolden(name: string, dtype: 'f32' | 'f64' = 'f32'): Golden {
-  const dir = path.join(GOLDEN_DIR, name);
-  const config = resolveConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
-  const model = new TrainableModel(config, { dtype });
-  const weights = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
-  for (const e of model.layout.entries) {
-    const dst = model.paramView(e.name);
-    if (dst instanceof Float32Array) weights.readF32(e.name, dst); else dst.set(weights.readF32(e.name));
-  }
-  weights.close();
-  const golden = SafetensorsFile.open(path.join(dir, 'golden.safetensors'));
+  const model = new TrainableModel(goldenConfig(name), { dtype });
+  loadGoldenParams(name, model);
+  const golden = new GoldenFile(name).file;
   const meta = golden.metadata as Record<string, string>;
   // Hyper-parameters recorded by tools/make_goldens.py in the golden's __metadata__.optimizer.
   const opt = JSON.parse(meta.optimizer ?? '{}') as { z_loss_coef?: number; ignore_index?: number };

@@ -4,9 +4,6 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/core/rng.js';
 import { resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
@@ -16,6 +13,7 @@ import { AdamW } from '../src/train/adamw.js';
 import { clipGradNorm, gradNorm } from '../src/train/clip.js';
 import { constantSchedule, cosineSchedule } from '../src/train/schedule.js';
 import { TrainableModel } from '../src/train/model-grad.js';
+import { Golden, goldenConfig, goldenNames, loadGoldenParams } from './helpers/golden.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
 import { TINY_HF } from './helpers/tiny.js';
 
@@ -110,11 +108,7 @@ test('AdamW: PyTorch update, weight decay on 2-D weights (incl. embedding) only,
 // Golden 10-step curves (tools/make_goldens.py run_curve: CoreNet LR, zero_grad, loss.backward,
 // clip_grad_norm_(1.0), AdamW step).
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const GOLDEN_DIR = path.resolve(here, '..', '..', 'test', 'golden');
-const goldens = fs.existsSync(GOLDEN_DIR)
-  ? fs.readdirSync(GOLDEN_DIR).filter((n) => fs.existsSync(path.join(GOLDEN_DIR, n, 'golden.safetensors'))).sort()
-  : [];
+const goldens = goldenNames();
 
 interface CurveOpt {
   betas: [number, number]; eps: number; weight_decay: number; grad_clip_max_norm: number; max_lr: number; min_lr: number;
@@ -129,13 +123,9 @@ function readI32(f: SafetensorsFile, name: string): Int32Array {
 
 for (const name of goldens) {
   test(`golden ${name}: 10-step AdamW curve (loss, grad norm, lr, final params) within TOL.curve`, () => {
-    const dir = path.join(GOLDEN_DIR, name);
-    const config = resolveConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
-    const model = new TrainableModel(config);
-    const w = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
-    for (const e of model.layout.entries) w.readF32(e.name, model.paramView(e.name) as Float32Array);
-    w.close();
-    const g = SafetensorsFile.open(path.join(dir, 'golden.safetensors'));
+    const model = new TrainableModel(goldenConfig(name));
+    loadGoldenParams(name, model);
+    const g = new Golden(name).file;
     const o = JSON.parse(g.metadata.optimizer) as CurveOpt;
     const [steps, B, T] = g.info('curve.input_ids').shape;
     const inputs = readI32(g, 'curve.input_ids'), targets = readI32(g, 'curve.targets');

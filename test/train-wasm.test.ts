@@ -4,9 +4,6 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '../src/core/rng.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
@@ -26,6 +23,7 @@ import { TrainableModel } from '../src/train/model-grad.js';
 import { BackendGemm } from '../src/train/backend-gemm.js';
 import { WasmAdamW, WasmTrainKernels, wasmTrainKernels } from '../src/train/wasm-train.js';
 import { TOL, allclose, assertClose, type Tol } from './tolerances.js';
+import { Golden, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 
 const skip = !wasmAvailable();
 const backends: WasmBackend[] = [];
@@ -315,32 +313,13 @@ test('results do not depend on the thread count: 1, 2 and 3 threads give bit-ide
 // ------------------------------------------------------------------------------------------------
 // Goldens (test/golden/<name>, written by tools/make_goldens.py) on the WASM path.
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const GOLDEN_DIR = path.resolve(here, '..', '..', 'test', 'golden');
-const goldens = fs.existsSync(GOLDEN_DIR)
-  ? fs.readdirSync(GOLDEN_DIR).filter((n) => fs.existsSync(path.join(GOLDEN_DIR, n, 'golden.safetensors'))).sort()
-  : [];
-
-function readInts(f: SafetensorsFile, name: string): Int32Array {
-  const raw = f.readRaw(name), t = f.info(name);
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const out = new Int32Array(n);
-  if (t.dtype === 'I64') for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true));
-  else if (t.dtype === 'I32') for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true);
-  else return Int32Array.from(f.readF32(name));
-  return out;
-}
+const goldens = goldenNames();
 
 async function goldenModel(name: string): Promise<{ model: TrainableModel; k: WasmTrainKernels; g: SafetensorsFile }> {
-  const dir = path.join(GOLDEN_DIR, name);
-  const config = resolveConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
   const k = await kernels(2, false);
-  const model = new TrainableModel(config, { gemm: k.gemm });
-  const w = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
-  for (const e of model.layout.entries) w.readF32(e.name, model.paramView(e.name) as Float32Array);
-  w.close();
-  return { model, k, g: SafetensorsFile.open(path.join(dir, 'golden.safetensors')) };
+  const model = new TrainableModel(goldenConfig(name), { gemm: k.gemm });
+  loadGoldenParams(name, model);
+  return { model, k, g: new Golden(name).file };
 }
 
 for (const name of goldens) {

@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { resolveConfig, type OpenELMConfig } from '../../src/model/config.js';
+import type { TrainableModel } from '../../src/train/model-grad.js';
 
 // Compiled tests live in dist/test; the fixtures stay in the source tree.
 export const GOLDEN_ROOT = fileURLToPath(new URL('../../../test/golden/', import.meta.url));
@@ -30,4 +32,34 @@ export class Golden {
   }
   metadata(): Record<string, string> { return this.file.metadata; }
   close(): void { this.file.close(); }
+}
+
+/** The resolved config of golden model `name` (test/golden/<name>/config.json). */
+export function goldenConfig(name: string): OpenELMConfig {
+  return resolveConfig(JSON.parse(fs.readFileSync(path.join(GOLDEN_ROOT, name, 'config.json'), 'utf8')));
+}
+
+/** Copy golden model `name`'s weights (model.safetensors) into a trainable model's parameters (f32 or f64). */
+export function loadGoldenParams(name: string, model: TrainableModel): void {
+  const w = SafetensorsFile.open(path.join(GOLDEN_ROOT, name, 'model.safetensors'));
+  try {
+    for (const e of model.layout.entries) {
+      const dst = model.paramView(e.name);
+      if (dst instanceof Float32Array) w.readF32(e.name, dst); else dst.set(w.readF32(e.name));
+    }
+  } finally {
+    w.close();
+  }
+}
+
+/** Token ids as Int32, whether stored as I64 (PyTorch's default), I32 or a float tensor. */
+export function readInts(f: SafetensorsFile, name: string): Int32Array {
+  const raw = f.readRaw(name), t = f.info(name);
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const out = new Int32Array(n);
+  if (t.dtype === 'I64') for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true));
+  else if (t.dtype === 'I32') for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true);
+  else return Int32Array.from(f.readF32(name));
+  return out;
 }
