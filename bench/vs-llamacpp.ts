@@ -146,15 +146,14 @@ async function main(): Promise<void> {
       }
       fs.rmSync(file);
       if (!theirs) throw new Error('no runs');
-      const th = theirs;
       const row: Record<string, unknown> = {
         dtype: { ours: od, llama_cpp: gd.toUpperCase() },
-        llama_cpp: { threads: th.threads, prefill_tok_s: r2(th.prefill_tok_s), decode_tok_s: r2(th.decode_tok_s), rss_mb: r2(th.rss_mb), gguf_mb: r2(conv.bytes / 1e6) },
+        llama_cpp: { threads: theirs.threads, prefill_tok_s: r2(theirs.prefill_tok_s), decode_tok_s: r2(theirs.decode_tok_s), rss_mb: r2(theirs.rss_mb), gguf_mb: r2(conv.bytes / 1e6) },
       };
       for (const v of variants) {
         const m = mine[v]!;
         row[`ours_${v}`] = { backend: m.backend, native: m.native ?? null, threads: m.threads, prefill_tok_s: r2(m.prefill_tok_s), decode_tok_s: r2(m.decode_tok_s), rss_mb: r2(m.rss_mb),
-          ratio: { prefill: r2(m.prefill_tok_s / th.prefill_tok_s), decode: r2(m.decode_tok_s / th.decode_tok_s) } };
+          ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s) } };
       }
       rows.push(row);
     }

@@ -153,9 +153,6 @@ static napi_value Load(napi_env env, napi_callback_info info) {
   size_t argc = 1; napi_value argv[1]; uint32_t n = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1 || napi_get_array_length(env, argv[0], &n) != napi_ok) return fail(env, "load() needs an array of library paths");
-  // OpenMP workers spin ~0.3 s by default after a parallel region, stealing the cores the wasm
-  // workers need for the next kernel; a short spin keeps the hand-off fast without that.
-  setenv("GOMP_SPINCOUNT", "10000", 0);
   char tried[2048] = "";
   for (uint32_t i = 0; i < n && !g_dnnl && !g_cblas; i++) {
     napi_value v; char path[512]; size_t len = 0;
@@ -176,6 +173,7 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     return fail(env, msg);
   }
   for (uint32_t i = 0; i < 65536; i++) g_f16[i] = half_to_float((uint16_t)i);
+  // the library runs single-threaded inside each block (the workers set the same for themselves)
   omp_set_num_threads(1);
   if (g_blas_threads) g_blas_threads(1);
   napi_value out; CHECK(napi_create_string_utf8(env, g_lib, NAPI_AUTO_LENGTH, &out));
@@ -188,8 +186,6 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_int32(env, argv[0], &t) != napi_ok || t < 1) return fail(env, "setThreads() needs a count >= 1");
   if (t > MAX_THREADS) t = MAX_THREADS;
   if (t == g_threads && P.nworkers == t - 1) return NULL;
-  omp_set_num_threads(1);
-  if (g_blas_threads) g_blas_threads(1);
   if (!pool_start(t)) { pool_stop(); g_threads = 1; return fail(env, "setThreads(): cannot start native threads"); }
   g_threads = t;
   return NULL;

@@ -4,7 +4,7 @@
 import os from 'node:os';
 import type { Backend } from './backend.js';
 import { JsBackend } from './js/js-backend.js';
-import { createWasmBackend } from './wasm/wasm-backend.js';
+import { WasmBackend, createWasmBackend } from './wasm/wasm-backend.js';
 import { wasmAvailable } from './wasm/kernels.js';
 import { OpenELMError } from '../core/errors.js';
 import type { NativeMode } from './native/native.js';
@@ -38,6 +38,11 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
     default:
       throw new OpenELMError('usage', `unknown backend "${String(name)}"; choose one of ${BACKEND_NAMES.join(', ')}`);
   }
+}
+
+/** The native sgemm library a backend uses ('libdnnl.so.2', …), or null. */
+export function nativeLibrary(be: Backend): string | null {
+  return be instanceof WasmBackend ? be.native?.library ?? null : null;
 }
 
 export { JsBackend } from './js/js-backend.js';

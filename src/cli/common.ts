@@ -11,19 +11,19 @@ import type { OpenELM } from '../model/openelm.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 
+/** --native: the optional native sgemm for prefill/training (npm run build:native). */
+export const NATIVE_FLAG: FlagSpec = {
+  name: 'native', type: 'string', help: 'native sgemm for prefill and training: auto (when built and a BLAS loads), on, off', default: 'auto', choices: [...NATIVE_MODES],
+};
+
 export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors) or hub id', required: true },
   { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: ['auto', 'wasm', 'js'] },
-  NATIVE_FLAG_SPEC(),
+  NATIVE_FLAG,
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
 ];
-
-/** --native: the optional native sgemm for prefill/training (npm run build:native). */
-export function NATIVE_FLAG_SPEC(): FlagSpec {
-  return { name: 'native', type: 'string', help: 'native sgemm for prefill and training: auto (when built and a BLAS loads), on, off', default: 'auto', choices: [...NATIVE_MODES] };
-}
 
 export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
 

@@ -41,8 +41,12 @@ export function checkRepoFile(file: string): void {
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
-  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
-  return path.join(home, 'hub');
+  return path.join(hfHome(env), 'hub');
+}
+
+/** $HF_HOME, default ~/.cache/huggingface (honouring $XDG_CACHE_HOME). */
+function hfHome(env: NodeJS.ProcessEnv): string {
+  return env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
 }
 
 /**
@@ -52,9 +56,8 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const fromEnv = (env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || '').trim();
   if (fromEnv) return fromEnv;
-  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
   try {
-    return fs.readFileSync(env.HF_TOKEN_PATH ?? path.join(home, 'token'), 'utf8').trim() || undefined;
+    return fs.readFileSync(env.HF_TOKEN_PATH ?? path.join(hfHome(env), 'token'), 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }

@@ -23,7 +23,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { createOptimizer, clipModelGrads } from './wasm-train.js';
 import { JsGemm, type Gemm } from './kernels.js';
 import { BackendGemm } from './backend-gemm.js';
-import { createBackend, type NativeMode } from '../backends/index.js';
+import { createBackend, nativeLibrary, type NativeMode } from '../backends/index.js';
 import type { Backend } from '../backends/backend.js';
 import { TrainableModel } from './model-grad.js';
 import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
@@ -248,8 +248,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const nParams = parameterCount(config);
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
-  const nat = (backend as { native?: { library: string } | null } | null)?.native;
-  log(`compute: ${backend ? `${backend.name}, ${backend.threads} threads` : 'js'}${nat ? ` + native sgemm (${nat.library})` : ''}`);
+  const nat = backend && nativeLibrary(backend);
+  log(`compute: ${backend ? `${backend.name}, ${backend.threads} threads` : 'js'}${nat ? ` + native sgemm (${nat})` : ''}`);
   log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
 
   let validRows: Int32Array[] | null = null;

@@ -23,7 +23,7 @@ const OP = {
 } as const;
 const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 /** Multiply-adds from which a product goes to the native sgemm when the backend has one (below
- * it the call overhead and OpenMP hand-off cost more than the faster kernel saves). */
+ * it the call and thread hand-off cost more than the faster kernel saves). */
 const NATIVE_MIN_WORK = 1 << 20;
 const RB = 16;                       // rows per partial-sum block
 const ABR = 48;                      // attention query block

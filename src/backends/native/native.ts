@@ -15,9 +15,6 @@ import { OpenELMError } from '../../core/errors.js';
 export type NativeMode = 'auto' | 'on' | 'off';
 export const NATIVE_MODES: readonly NativeMode[] = ['auto', 'on', 'off'];
 
-/** Weight storage kinds the native linear widens (f32 needs no widening). */
-export const NATIVE_KIND = { f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4 } as const;
-
 interface Addon {
   load(paths: string[]): string;
   setThreads(n: number): void;
@@ -42,7 +39,10 @@ export class NativeBlas {
     this.addon.sgemm(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
   }
 
-  /** out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K] as `kind` (see NATIVE_KIND). */
+  /**
+   * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use
+   * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
+   */
   linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
     mins: Float32Array | null, M: number, N: number, K: number, acc: boolean): void {
     this.use(threads);

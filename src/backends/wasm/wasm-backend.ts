@@ -12,7 +12,7 @@ import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './
 import { ThreadPool } from './pool.js';
 import { ARENA_BASE, ARG_SLOTS, ARGS_OFFSET } from './sync.js';
 import { Wasm } from './wasm-api.js';
-import { NATIVE_KIND, nativeBlas, type NativeBlas, type NativeMode } from '../native/native.js';
+import { nativeBlas, type NativeBlas, type NativeMode } from '../native/native.js';
 
 export interface WasmBackendOptions {
   /** Threads including the calling one (default os.availableParallelism()); 1 runs inline, no workers. */
@@ -205,7 +205,12 @@ export class WasmBackend implements Backend {
     const p = this.packedOf(w);
     const N = w.rows, K = w.cols;
     if (M <= 0 || N === 0) return;
-    if (this.native && M >= this.nativeMinRows) { this.nativeLinear(out, x, w, p, M, accumulate); return; }
+    if (this.native && M >= this.nativeMinRows) {
+      // the native sgemm reads the caller's arrays wherever they live: no staging
+      needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
+      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate);
+      return;
+    }
     const xp = this.inF32(x, M * K, 'linear input');
     const op = this.outF32(out, M * N, 'linear output', accumulate);
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
@@ -221,19 +226,6 @@ export class WasmBackend implements Backend {
     if (mode === 1 && p.dtype !== 0) this.k.k_prep_x(ARGS_OFFSET);
     if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
     this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
-  }
-
-  private nativeLinear(out: Float32Array, x: Float32Array, w: Weight, p: WasmPacked, M: number, accumulate: boolean): void {
-    const N = w.rows, K = w.cols, n = N * K, buf = this.arena.buffer();
-    if (x.length < M * K) throw new OpenELMError('usage', `linear input has ${x.length} values, needs ${M * K}`);
-    if (out.length < M * N) throw new OpenELMError('usage', `linear output has ${out.length} values, needs ${M * N}`);
-    const kind = NATIVE_KIND[w.dtype];
-    const data = w.dtype === 'f32' ? new Float32Array(buf, p.data, n)
-      : w.dtype === 'bf16' || w.dtype === 'f16' ? new Uint16Array(buf, p.data, n)
-      : w.dtype === 'q8' ? new Int8Array(buf, p.data, n) : new Uint8Array(buf, p.data, n / 2);
-    const scales = p.scales ? new Float32Array(buf, p.scales, n / QBLOCK) : null;
-    const mins = p.mins ? new Float32Array(buf, p.mins, n / QBLOCK) : null;
-    this.native!.linear(this.threads, out, x, data, kind, scales, mins, M, N, K, accumulate);
   }
 
   rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void {
@@ -418,7 +410,7 @@ export class WasmBackend implements Backend {
   }
 
   private inF32(v: Float32Array, n: number, what: string): number {
-    if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
+    needLength(v, n, what);
     if (this.arena.owns(v)) return v.byteOffset;
     const off = this.stageTake(n * 4);
     this.arena.f32(off, n).set(v.length === n ? v : v.subarray(0, n));
@@ -426,7 +418,7 @@ export class WasmBackend implements Backend {
   }
 
   private outF32(v: Float32Array, n: number, what: string, copyIn: boolean): number {
-    if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
+    needLength(v, n, what);
     if (this.arena.owns(v)) return v.byteOffset;
     const off = this.stageTake(n * 4);
     if (copyIn) this.arena.f32(off, n).set(v.length === n ? v : v.subarray(0, n));
@@ -462,6 +454,10 @@ export class WasmBackend implements Backend {
     for (const c of this.copyBack) c.dst.set(this.arena.f32(c.off, c.n));
     this.copyBack.length = 0;
   }
+}
+
+function needLength(v: Float32Array, n: number, what: string): void {
+  if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
 }
 
 /** A WebAssembly SIMD backend with `threads` threads (default: all available). */

@@ -15,6 +15,7 @@ import { measureTokenizerThroughput } from '../../tokenizer/bench.js';
 import { kvValuesPerToken } from '../../model/config.js';
 import { weightBytes } from '../../backends/weight-format.js';
 import type { Weight } from '../../backends/backend.js';
+import { nativeLibrary } from '../../backends/index.js';
 
 /** Bytes of all weights as stored (linear weights at their dtype, norms f32; the tied head once). */
 function modelWeightBytes(m: OpenELM): number {
@@ -147,7 +148,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     const res = {
       model: get.str(flags, 'model'), dtype: model.weights.layers[0]?.qkv.dtype ?? model.weights.embed.dtype,
       backend: backend.name, threads: backend.threads,
-      native: (backend as { native?: { library: string } | null }).native?.library ?? null, prompt_tokens: promptTokens, gen_tokens: genTokens,
+      native: nativeLibrary(backend), prompt_tokens: promptTokens, gen_tokens: genTokens,
       prefill_tok_s: round(t.prefill_tok_s), decode_tok_s: round(t.decode_tok_s),
       prefill_ms: round(t.prefill_ms), decode_ms: round(t.decode_ms),
       rss_mb: round(rssMb), weights_mb: round(weightsMb), kv_mb: round(kvMb), rss_over_weights_kv: round(rssMb / (weightsMb + kvMb)),

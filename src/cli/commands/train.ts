@@ -1,6 +1,6 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { NATIVE_FLAG_SPEC, makeBackend } from '../common.js';
+import { NATIVE_FLAG, makeBackend } from '../common.js';
 import { OpenELMError } from '../../core/errors.js';
 import { generate } from '../../generate/generate.js';
 import { loadModel } from '../../model/load.js';
@@ -17,7 +17,7 @@ export const spec: CommandSpec = {
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/', required: true },
     { name: 'resume', type: 'bool', help: 'continue from the latest checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
-    NATIVE_FLAG_SPEC(),
+    NATIVE_FLAG,
   ],
 };
 
