@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
 import { OpenELMError } from '../core/errors.js';
-import { bf16ArrayToF32, f16ArrayToF32, f32ToF16, bf16ToF32 } from '../core/dtype.js';
+import { bf16ArrayToF32, f16ArrayToF32, f32ToF16 } from '../core/dtype.js';
 import { parseJsonText } from './json.js';
 import { commitAll, stageFile, stageFileSync, writeAll, writeAllSync, type StagedFile } from './atomic.js';
 
@@ -257,85 +257,64 @@ export class SafetensorsFile {
    * as PyTorch's .to(torch.bfloat16) does; NaN stays NaN.
    */
   readBF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array {
-    const t = this.info(name);
-    const n = shapeNumel(t.shape);
-    const out = this.checkDst(t, dst, dstOffset, n, Uint16Array, 'BF16');
-    switch (t.dtype) {
-      case 'BF16':
-        this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 2, n * 2), 0, n * 2);
-        break;
-      case 'F32': {
-        const u32 = new Uint32Array(stagingBuffer());
-        this.streamConvert(t, (relByte, len) => f32BitsToBf16(u32, len / 4, out, dstOffset + relByte / 4));
-        break;
-      }
-      case 'F16': {
-        const u16 = new Uint16Array(stagingBuffer());
-        const tmp = new Float32Array(Math.min(n, STAGING_BYTES / 2));
-        const tmpBits = new Uint32Array(tmp.buffer);
-        this.streamConvert(t, (relByte, len) => {
-          f16ArrayToF32(u16.subarray(0, len / 2), tmp, 0);
-          f32BitsToBf16(tmpBits, len / 2, out, dstOffset + relByte / 2);
-        });
-        break;
-      }
-      case 'F64': {
-        const f64 = new Float64Array(stagingBuffer());
-        const tmp = new Float32Array(Math.min(n, STAGING_BYTES / 8));
-        const tmpBits = new Uint32Array(tmp.buffer);
-        this.streamConvert(t, (relByte, len) => {
-          const k = len / 8;
-          for (let i = 0; i < k; i++) tmp[i] = f64[i];
-          f32BitsToBf16(tmpBits, k, out, dstOffset + relByte / 8);
-        });
-        break;
-      }
-      default:
-        throw this.notFloat(t, 'BF16');
-    }
-    return out;
+    return this.readHalf(name, 'BF16', dst, dstOffset, (vals, out, at) => {
+      f32BitsToBf16(new Uint32Array(vals.buffer, vals.byteOffset, vals.length), vals.length, out, at);
+    });
   }
 
   /** Read a float tensor as f16 bit patterns (round to nearest even; overflow to ±Inf). */
   readF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array {
+    return this.readHalf(name, 'F16', dst, dstOffset, (vals, out, at) => {
+      for (let i = 0; i < vals.length; i++) out[at + i] = f32ToF16(vals[i]);
+    });
+  }
+
+  /** A 16-bit float tensor read as itself, or any other float tensor streamed as f32 and encoded. */
+  private readHalf(name: string, as: 'BF16' | 'F16', dst: Uint16Array | undefined, dstOffset: number,
+    encode: (vals: Float32Array, out: Uint16Array, at: number) => void): Uint16Array {
     const t = this.info(name);
     const n = shapeNumel(t.shape);
-    const out = this.checkDst(t, dst, dstOffset, n, Uint16Array, 'F16');
+    const out = this.checkDst(t, dst, dstOffset, n, Uint16Array, as);
+    if (t.dtype === as) this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 2, n * 2), 0, n * 2);
+    else this.streamF32(t, as, (vals, at) => encode(vals, out, dstOffset + at));
+    return out;
+  }
+
+  /**
+   * Feed a float tensor through the staging buffer as f32 values: `sink(vals, at)` gets elements
+   * [at, at + vals.length). F32 chunks are the staging buffer itself; others are converted first.
+   */
+  private streamF32(t: TensorInfo, as: string, sink: (vals: Float32Array, at: number) => void): void {
     switch (t.dtype) {
-      case 'F16':
-        this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 2, n * 2), 0, n * 2);
-        break;
       case 'F32': {
         const f32 = new Float32Array(stagingBuffer());
-        this.streamConvert(t, (relByte, len) => {
-          const at = dstOffset + relByte / 4;
-          const k = len / 4;
-          for (let i = 0; i < k; i++) out[at + i] = f32ToF16(f32[i]);
-        });
-        break;
+        this.streamConvert(t, (relByte, len) => sink(f32.subarray(0, len / 4), relByte / 4));
+        return;
       }
-      case 'BF16': {
+      case 'BF16':
+      case 'F16': {
         const u16 = new Uint16Array(stagingBuffer());
+        const tmp = new Float32Array(Math.min(shapeNumel(t.shape), STAGING_BYTES / 2));
         this.streamConvert(t, (relByte, len) => {
-          const at = dstOffset + relByte / 2;
-          const k = len / 2;
-          for (let i = 0; i < k; i++) out[at + i] = f32ToF16(bf16ToF32(u16[i]));
+          const src = u16.subarray(0, len / 2);
+          if (t.dtype === 'BF16') bf16ArrayToF32(src, tmp, 0); else f16ArrayToF32(src, tmp, 0);
+          sink(tmp.subarray(0, src.length), relByte / 2);
         });
-        break;
+        return;
       }
       case 'F64': {
         const f64 = new Float64Array(stagingBuffer());
+        const tmp = new Float32Array(Math.min(shapeNumel(t.shape), STAGING_BYTES / 8));
         this.streamConvert(t, (relByte, len) => {
-          const at = dstOffset + relByte / 8;
           const k = len / 8;
-          for (let i = 0; i < k; i++) out[at + i] = f32ToF16(f64[i]);
+          for (let i = 0; i < k; i++) tmp[i] = f64[i];
+          sink(tmp.subarray(0, k), relByte / 8);
         });
-        break;
+        return;
       }
       default:
-        throw this.notFloat(t, 'F16');
+        throw this.notFloat(t, as);
     }
-    return out;
   }
 
   close(): void {
