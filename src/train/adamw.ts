@@ -49,19 +49,25 @@ export class AdamW {
   /** [offset, size] of every tensor, and whether it is decayed. */
   readonly groups: { name: string; offset: number; size: number; decay: boolean }[];
 
-  constructor(readonly layout: ParamLayout, opts: AdamWOptions = {}) {
+  /** `moments`: zeroed buffers for m and v where a subclass wants them (e.g. in wasm memory). */
+  constructor(readonly layout: ParamLayout, opts: AdamWOptions = {}, moments?: { m: Float32Array; v: Float32Array }) {
     const h = resolveAdamW(layout, opts);
     this.beta1 = h.beta1; this.beta2 = h.beta2; this.eps = h.eps; this.weightDecay = h.weightDecay;
     this.groups = h.groups;
-    this.m = new Float32Array(layout.total);
-    this.v = new Float32Array(layout.total);
+    this.m = moments?.m ?? new Float32Array(layout.total);
+    this.v = moments?.v ?? new Float32Array(layout.total);
+  }
+
+  /** Throws unless params and grads hold one value per parameter. */
+  protected checkSizes(params: FloatArray, grads: FloatArray): void {
+    if (params.length !== this.m.length || grads.length !== this.m.length) {
+      throw new OpenELMError('usage', `AdamW was built for ${this.m.length} values; got params ${params.length}, grads ${grads.length}`);
+    }
   }
 
   /** One update of `params` from `grads` at learning rate lr; increments `step`. */
   update(params: FloatArray, grads: FloatArray, lr: number): void {
-    if (params.length !== this.m.length || grads.length !== this.m.length) {
-      throw new OpenELMError('usage', `AdamW was built for ${this.m.length} values; got params ${params.length}, grads ${grads.length}`);
-    }
+    this.checkSizes(params, grads);
     this.step++;
     const b1 = this.beta1, b2 = this.beta2, eps = this.eps, m = this.m, v = this.v;
     const stepSize = lr / (1 - Math.pow(b1, this.step));

@@ -12,7 +12,7 @@ import { OpenELMError } from '../core/errors.js';
 import type { ParamLayout } from '../model/layout.js';
 import type { WasmBackend } from '../backends/wasm/wasm-backend.js';
 import { JsGemm, type FloatArray, type Gemm, type LossSums, type TrainKernels } from './kernels.js';
-import { AdamW, resolveAdamW, type AdamWOptions, type AdamWState } from './adamw.js';
+import { AdamW, type AdamWOptions } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 
 // Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
@@ -446,23 +446,20 @@ export function wasmTrainKernels(be: WasmBackend): WasmTrainKernels {
  * `reserveBytes` (activations still to come); otherwise in JavaScript memory, streamed through
  * the wasm memory in slices (the 4 GiB cap: OpenELM-270M's params + grads + moments are 4.3 GB).
  */
-export class WasmAdamW {
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly eps: number;
-  weightDecay: number;
-  step = 0;
-  readonly m: Float32Array;
-  readonly v: Float32Array;
+export class WasmAdamW extends AdamW {
   /** Whether m and v are in the wasm memory. */
   readonly inWasm: boolean;
-  readonly groups: { name: string; offset: number; size: number; decay: boolean }[];
+  private readonly k: WasmTrainKernels;
   private readonly runs: { offset: number; size: number; decay: boolean }[];
 
-  constructor(private readonly k: WasmTrainKernels, readonly layout: ParamLayout, opts: AdamWOptions & { reserveBytes?: number; inWasm?: boolean } = {}) {
-    const h = resolveAdamW(layout, opts);
-    this.beta1 = h.beta1; this.beta2 = h.beta2; this.eps = h.eps; this.weightDecay = h.weightDecay;
-    this.groups = h.groups;
+  constructor(k: WasmTrainKernels, layout: ParamLayout, opts: AdamWOptions & { reserveBytes?: number; inWasm?: boolean } = {}) {
+    const bytes = 2 * layout.total * 4, reserve = opts.reserveBytes ?? 2 ** 30;
+    const limit = 4 * 2 ** 30 - 64 * 2 ** 20;
+    const inWasm = opts.inWasm ?? k.backend.memoryStats().inUse + bytes + reserve <= limit;
+    const moment = () => (inWasm ? k.alloc(layout.total) : new Float32Array(layout.total));
+    super(layout, opts, { m: moment(), v: moment() });
+    this.k = k;
+    this.inWasm = inWasm;
     // contiguous runs of equally-decayed tensors: one kernel call each
     this.runs = [];
     for (const g of [...this.groups].sort((a, b) => a.offset - b.offset)) {
@@ -470,19 +467,11 @@ export class WasmAdamW {
       if (last && last.decay === g.decay && last.offset + last.size === g.offset) last.size += g.size;
       else this.runs.push({ offset: g.offset, size: g.size, decay: g.decay });
     }
-    const bytes = 2 * layout.total * 4, reserve = opts.reserveBytes ?? 2 ** 30;
-    const limit = 4 * 2 ** 30 - 64 * 2 ** 20;
-    const fits = opts.inWasm ?? this.k.backend.memoryStats().inUse + bytes + reserve <= limit;
-    this.inWasm = fits;
-    this.m = fits ? k.alloc(layout.total) : new Float32Array(layout.total);
-    this.v = fits ? k.alloc(layout.total) : new Float32Array(layout.total);
   }
 
   /** One update of `params` from `grads` (both in the wasm memory) at learning rate lr. */
-  update(params: FloatArray, grads: FloatArray, lr: number): void {
-    if (params.length !== this.m.length || grads.length !== this.m.length) {
-      throw new OpenELMError('usage', `AdamW was built for ${this.m.length} values; got params ${params.length}, grads ${grads.length}`);
-    }
+  override update(params: FloatArray, grads: FloatArray, lr: number): void {
+    this.checkSizes(params, grads);
     if (!(params instanceof Float32Array && grads instanceof Float32Array)) throw new OpenELMError('usage', 'WasmAdamW needs float32 params and grads');
     this.step++;
     const b1 = this.beta1, b2 = this.beta2;
@@ -514,16 +503,6 @@ export class WasmAdamW {
     }
   }
 
-  state(): AdamWState { return { step: this.step, m: this.m, v: this.v }; }
-
-  loadState(s: { step: number; m: ArrayLike<number>; v: ArrayLike<number> }): void {
-    if (s.m.length !== this.m.length || s.v.length !== this.v.length) {
-      throw new OpenELMError('checkpoint', `optimizer state has ${s.m.length}/${s.v.length} values; this model needs ${this.m.length}`);
-    }
-    if (!Number.isInteger(s.step) || s.step < 0) throw new OpenELMError('checkpoint', `optimizer step ${s.step} is not a non-negative integer`);
-    this.m.set(s.m); this.v.set(s.v); this.step = s.step;
-  }
-
   /** Give the moments' wasm memory back. */
   dispose(): void {
     if (this.inWasm) { this.k.free(this.m); this.k.free(this.v); }
@@ -534,7 +513,7 @@ export class WasmAdamW {
 // What a training loop needs to use the WASM optimizer when the model runs on WASM kernels.
 
 /** AdamW for this model: WasmAdamW (same bits as AdamW) when its kernels are the WASM ones. */
-export function createOptimizer(model: { kernels: TrainKernels; layout: ParamLayout }, opts: AdamWOptions = {}): AdamW | WasmAdamW {
+export function createOptimizer(model: { kernels: TrainKernels; layout: ParamLayout }, opts: AdamWOptions = {}): AdamW {
   return model.kernels instanceof WasmTrainKernels ? new WasmAdamW(model.kernels, model.layout, opts) : new AdamW(model.layout, opts);
 }
 
