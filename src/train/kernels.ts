@@ -211,17 +211,24 @@ export function rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray,
  */
 export function rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray,
   rstd: FloatArray, rows: number, dim: number): void {
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim, inv = rstd[r];
-    let dot = 0;
-    for (let i = 0; i < dim; i++) {
-      const xh = x[o + i] * inv, g = dy[o + i];
-      dot += g * w[i] * xh;
-      dw[i] += g * xh;
-    }
-    const m = dot / dim;
-    for (let i = 0; i < dim; i++) dx[o + i] += inv * (dy[o + i] * w[i] - x[o + i] * inv * m);
+  for (let r = 0; r < rows; r++) rmsnormRowBackward(dx, dw, dy, x, w, rstd[r], r * dim, dim, true);
+}
+
+/**
+ * Backward of one RMSNorm row (y = x·inv·w) at offset o: dw += dy·x̂, and the input gradient
+ * inv·(dy·w − x·inv·mean(dy·w·x̂)) added into dx (accumulate) or written over it (dx may be dy).
+ */
+function rmsnormRowBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray,
+  inv: number, o: number, dim: number, accumulate: boolean): void {
+  let dot = 0;
+  for (let i = 0; i < dim; i++) {
+    const xh = x[o + i] * inv, g = dy[o + i];
+    dot += g * w[i] * xh;
+    dw[i] += g * xh;
   }
+  const m = dot / dim;
+  if (accumulate) for (let i = 0; i < dim; i++) dx[o + i] += inv * (dy[o + i] * w[i] - x[o + i] * inv * m);
+  else for (let i = 0; i < dim; i++) dx[o + i] = inv * (dy[o + i] * w[i] - x[o + i] * inv * m);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -278,17 +285,7 @@ export function qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, 
       }
       const nw = h < Q ? qNorm : kNorm;
       const dnw = h < Q ? dqNorm : dkNorm;
-      if (nw && dnw) {
-        const inv = rstd[r * NH + h];
-        let dot = 0;
-        for (let i = 0; i < hd; i++) {
-          const xh = raw[o + i] * inv, g = dqkv[o + i];
-          dot += g * nw[i] * xh;
-          dnw[i] += g * xh;
-        }
-        const m = dot / hd;
-        for (let i = 0; i < hd; i++) dqkv[o + i] = inv * (dqkv[o + i] * nw[i] - raw[o + i] * inv * m);
-      }
+      if (nw && dnw) rmsnormRowBackward(dqkv, dnw, dqkv, raw, nw, rstd[r * NH + h], o, hd, false);
     }
   }
 }
