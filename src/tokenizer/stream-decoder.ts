@@ -11,7 +11,7 @@
 
 import type { DecodeOptions, Tokenizer } from './tokenizer.js';
 import { OpenELMError } from '../core/errors.js';
-import { REPLACEMENT_CHAR, decodeUtf8At, isIncompletePrefix } from './utf8.js';
+import { decodeUtf8Run } from './utf8.js';
 
 export class StreamDecoder {
   private readonly skipSpecial: boolean;
@@ -80,19 +80,7 @@ export class StreamDecoder {
   private drainBytes(final: boolean): string {
     const p = this.pending;
     if (p.length === 0) return '';
-    let s = '';
-    let off = 0;
-    while (off < p.length) {
-      if (!final && isIncompletePrefix(p, off, p.length)) break;
-      const r = decodeUtf8At(p, off, p.length);
-      if (r < 0) {
-        s += REPLACEMENT_CHAR;
-        off += 1;
-      } else {
-        s += String.fromCodePoint(r & 0x1fffff);
-        off += r >>> 21;
-      }
-    }
+    const { text: s, next: off } = decodeUtf8Run(p, 0, p.length, !final);
     this.pending = off === p.length ? [] : p.slice(off);
     if (s.length > 0) this.emittedAny = true;
     return s;

@@ -59,9 +59,18 @@ export function decodeUtf8At(bytes: ArrayLike<number>, off: number, end: number)
 
 /** Decodes a complete run of byte-fallback bytes the way SentencePiece's decoder does. */
 export function decodeByteRun(bytes: ArrayLike<number>, start: number, end: number): string {
+  return decodeUtf8Run(bytes, start, end, false).text;
+}
+
+/**
+ * decodeByteRun over bytes[start, end), optionally stopping before a sequence that more bytes
+ * could still complete (`keepIncomplete`); `next` is where decoding stopped.
+ */
+export function decodeUtf8Run(bytes: ArrayLike<number>, start: number, end: number, keepIncomplete: boolean): { text: string; next: number } {
   let s = '';
   let off = start;
   while (off < end) {
+    if (keepIncomplete && isIncompletePrefix(bytes, off, end)) break;
     const r = decodeUtf8At(bytes, off, end);
     if (r < 0) {
       s += REPLACEMENT_CHAR;
@@ -71,7 +80,7 @@ export function decodeByteRun(bytes: ArrayLike<number>, start: number, end: numb
       off += r >>> 21;
     }
   }
-  return s;
+  return { text: s, next: off };
 }
 
 /**
