@@ -296,6 +296,15 @@ function commitAndClean(dir: string, staged: StagedFile[], old: Set<string>): st
   return staged.map((s) => s.finalPath);
 }
 
+/** What both savers do before writing: the shard plan, checked tensors, the folder, its old files. */
+function prepareSave(dir: string, tensors: readonly TensorToWrite[], opts: SaveCheckpointOptions) {
+  const plan = planSave(tensors, opts.maxShardBytes);
+  const metadata = opts.metadata ?? { format: 'pt' };
+  for (const s of plan.shards) checkTensorsToWrite(path.join(dir, s.file), s.tensors, metadata);
+  ensureDir(dir);
+  return { plan, metadata, old: existingCheckpointFiles(dir) };
+}
+
 /**
  * Save tensors as `dir/model.safetensors`, or as shards + index when maxShardBytes splits them.
  * Every new file is written and fsynced under a temp name first; existing files are replaced only
@@ -306,11 +315,7 @@ export async function saveCheckpoint(
   tensors: readonly TensorToWrite[],
   opts: SaveCheckpointOptions = {},
 ): Promise<string[]> {
-  const plan = planSave(tensors, opts.maxShardBytes);
-  const metadata = opts.metadata ?? { format: 'pt' };
-  for (const s of plan.shards) checkTensorsToWrite(path.join(dir, s.file), s.tensors, metadata);
-  ensureDir(dir);
-  const old = existingCheckpointFiles(dir);
+  const { plan, metadata, old } = prepareSave(dir, tensors, opts);
   const staged: StagedFile[] = [];
   try {
     for (const s of plan.shards) staged.push(await stageSafetensors(path.join(dir, s.file), s.tensors, metadata));
@@ -330,11 +335,7 @@ export function saveCheckpointSync(
   tensors: readonly TensorToWrite[],
   opts: SaveCheckpointOptions = {},
 ): string[] {
-  const plan = planSave(tensors, opts.maxShardBytes);
-  const metadata = opts.metadata ?? { format: 'pt' };
-  for (const s of plan.shards) checkTensorsToWrite(path.join(dir, s.file), s.tensors, metadata);
-  ensureDir(dir);
-  const old = existingCheckpointFiles(dir);
+  const { plan, metadata, old } = prepareSave(dir, tensors, opts);
   const staged: StagedFile[] = [];
   try {
     for (const s of plan.shards) staged.push(stageSafetensorsSync(path.join(dir, s.file), s.tensors, metadata));
