@@ -9,6 +9,8 @@ import { parse as parseYaml } from 'yaml';
 import { OpenELMError } from '../core/errors.js';
 import { parseJsonText } from '../io/json.js';
 import { presetHFConfig } from '../model/config.js';
+import { defaultDataDir } from '../eval/data-dir.js';
+import { resolveTask } from '../eval/tasks/index.js';
 import { DATA_FORMATS, formatFromExtension, type DataFormat } from './data/files.js';
 import { corenetDefaults, genericDefaults, presetSize } from './presets.js';
 
@@ -21,6 +23,18 @@ export interface RecipeSource {
   format: DataFormat;
   textKey?: string;
   weight: number;
+}
+
+/** `eval_tasks`: benchmarks scored during training (src/train/inloop-eval.ts). */
+export interface RecipeEvalTasks {
+  tasks: { name: string; numFewshot?: number }[];
+  /** As `openelm eval --limit`: the first N documents per task, or a fraction (< 1). */
+  limit?: number;
+  every: number;
+  numFewshot: number;
+  batchSize: number;
+  /** Absolute. */
+  dataDir: string;
 }
 
 export interface Recipe {
@@ -47,6 +61,7 @@ export interface Recipe {
   recompute: boolean;
   threads?: number;
   sample?: { prompt: string; maxTokens: number; temperature: number; topK: number; seed: number };
+  evalTasks?: RecipeEvalTasks;
   /** The recipe with every default filled in (snake_case, paths as written): saved with checkpoints. */
   canonical: Record<string, unknown>;
 }
@@ -123,6 +138,14 @@ const SCHEMA: Schema = obj({
   recompute: bool,
   threads: int({ min: 1 }),
   sample: obj({ prompt: { t: 'string' }, max_tokens: int({ min: 1 }), temperature: num({ min: 0 }), top_k: int({ min: 0 }), seed: int({ min: 0 }) }),
+  eval_tasks: obj({
+    tasks: { t: 'array', of: str, minLen: 1 },
+    limit: num({ gt: 0 }),
+    every: int({ min: 1 }),
+    num_fewshot: int({ min: 0 }),
+    batch_size: int({ min: 1 }),
+    data_dir: str,
+  }),
 });
 
 function typeName(v: unknown): string {
@@ -218,8 +241,39 @@ function formatOfFolder(dir: string): DataFormat | undefined {
   return found.size === 1 ? [...found][0] : undefined;
 }
 
-export function loadRecipe(file: string): Recipe {
-  return parseRecipe(readRecipeText(file), file);
+/**
+ * A recipe file with `key.path=value` overrides applied (`openelm train --set seed=1`). Values are
+ * read as YAML and behave as if written in the recipe (relative paths are against its folder).
+ */
+export function loadRecipe(file: string, overrides: readonly string[] = []): Recipe {
+  return parseRecipe(applyOverrides(readRecipeText(file), overrides), file);
+}
+
+export function applyOverrides(raw: unknown, overrides: readonly string[]): unknown {
+  if (!overrides.length) return raw;
+  const out = isObj(raw) ? structuredClone(raw) : raw;
+  for (const o of overrides) {
+    const eq = o.indexOf('=');
+    const key = eq > 0 ? o.slice(0, eq).trim() : '';
+    if (!key || key.split('.').some((p) => !/^[A-Za-z0-9_]+$/.test(p))) {
+      throw new OpenELMError('usage', `--set "${o}": expected key=value, e.g. seed=1 or optimizer.lr=0.003`);
+    }
+    if (!isObj(out)) return out;
+    let value: unknown;
+    try { value = parseYaml(o.slice(eq + 1)); } catch (e) {
+      throw new OpenELMError('usage', `--set ${key}: the value is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const parts = key.split('.');
+    let at: Obj = out;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i];
+      if (at[p] === undefined) at[p] = {};
+      if (!isObj(at[p])) throw new OpenELMError('usage', `--set ${key}: recipe.${parts.slice(0, i + 1).join('.')} is not a mapping`);
+      at = at[p] as Obj;
+    }
+    at[parts[parts.length - 1]] = value;
+  }
+  return out;
 }
 
 /** Validate a parsed recipe object; `file` locates relative paths and names the recipe in errors. */
@@ -304,6 +358,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   const outDir = (r.out_dir as string | undefined) ?? path.join('runs', path.basename(file).replace(/\.(ya?ml|json)$/i, ''));
   const smp = r.sample as Obj | undefined;
   if (smp && smp.prompt === undefined) throw new OpenELMError('recipe', 'recipe.sample.prompt is required');
+  const evalTasks = r.eval_tasks !== undefined ? parseEvalTasks(r.eval_tasks as Obj, evalEvery || checkpointEvery, rel) : undefined;
 
   const recipe: Recipe = {
     file,
@@ -337,6 +392,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
       temperature: (smp.temperature as number | undefined) ?? 0.8, topK: (smp.top_k as number | undefined) ?? 40,
       seed: (smp.seed as number | undefined) ?? seed,
     } : undefined,
+    evalTasks,
     canonical: {},
   };
   if (recipe.schedule.type === 'cosine' && recipe.schedule.minLr > lr) {
@@ -344,6 +400,27 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   }
   recipe.canonical = canonicalRecipe(recipe);
   return recipe;
+}
+
+function parseEvalTasks(e: Obj, defaultEvery: number, rel: (p: string) => string): RecipeEvalTasks {
+  if (e.tasks === undefined) throw new OpenELMError('recipe', 'recipe.eval_tasks.tasks is required (a list of task names, e.g. [arc_easy, piqa])');
+  const tasks = (e.tasks as string[]).map((t, i) => {
+    const at = `recipe.eval_tasks.tasks[${i}]`;
+    const m = /^([A-Za-z0-9_]+)(?::(\d+))?$/.exec(t.trim());
+    if (!m) throw new OpenELMError('recipe', `${at}: cannot read "${t}" (expected a task name, or name:shots)`);
+    try { resolveTask(m[1]); } catch (err) {
+      throw new OpenELMError('recipe', `${at}: ${(err as Error).message}`);
+    }
+    return { name: m[1], numFewshot: m[2] === undefined ? undefined : Number(m[2]) };
+  });
+  return {
+    tasks,
+    limit: e.limit as number | undefined,
+    every: (e.every as number | undefined) ?? defaultEvery,
+    numFewshot: (e.num_fewshot as number | undefined) ?? 0,
+    batchSize: (e.batch_size as number | undefined) ?? 8,
+    dataDir: e.data_dir !== undefined ? rel(e.data_dir as string) : defaultDataDir(),
+  };
 }
 
 /** Every setting that influences the numbers a run produces, snake_case, paths as written. */
@@ -360,11 +437,15 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     clip_grad_norm: r.clipGradNorm, z_loss: r.zLoss, recompute: r.recompute,
     log_every: r.logEvery, eval_every: r.evalEvery, checkpoint_every: r.checkpointEvery, keep_checkpoints: r.keepCheckpoints,
     threads: r.threads ?? null, sample: r.sample ?? null,
+    eval_tasks: r.evalTasks ? {
+      tasks: r.evalTasks.tasks.map((t) => (t.numFewshot === undefined ? t.name : `${t.name}:${t.numFewshot}`)),
+      limit: r.evalTasks.limit ?? null, every: r.evalTasks.every, num_fewshot: r.evalTasks.numFewshot, batch_size: r.evalTasks.batchSize,
+    } : null,
   };
 }
 
 /** Keys that may change between a run and its resumption without changing its numbers. */
-const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'sample', 'steps', 'recompute']);
+const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'sample', 'steps', 'recompute', 'eval_tasks']);
 
 /** Key paths where two canonical recipes differ in a way that would change the run. */
 export function recipeDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {

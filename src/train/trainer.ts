@@ -33,6 +33,8 @@ import { PAD, createSource, type RowSource, type SourceSpec, type SourceStats } 
 import { recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
 import { customConfigDefaults } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
+import { TensorBoardWriter } from './tensorboard.js';
+import { InLoopEval, checkEvalTasks, describeScores } from './inloop-eval.js';
 import {
   STATE_VERSION, cleanStaleTemps, findLatestCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint,
   type CheckpointHooks, type IntervalAccumulator, type TrainerState,
@@ -202,6 +204,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw new OpenELMError('recipe', `${r.file}: the model's vocab_size (${config.vocabSize}) is smaller than the tokenizer's (${tok.vocabSize})`);
   }
 
+  if (r.evalTasks) await checkEvalTasks(r.evalTasks);
+
   fs.mkdirSync(outDir, { recursive: true });
   cleanStaleTemps(outDir);
   const metricsFile = path.join(outDir, 'metrics.jsonl');
@@ -251,6 +255,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const nat = backend && nativeLibrary(backend);
   log(`compute: ${backend ? `${backend.name}, ${backend.threads} threads` : 'js'}${nat ? ` + native sgemm (${nat})` : ''}`);
   log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
+
+  const inLoop = r.evalTasks ? new InLoopEval(r.evalTasks, config, model, backend, tok) : null;
+  let tb: TensorBoardWriter | null = null;
 
   let validRows: Int32Array[] | null = null;
   const evaluate = async (): Promise<number | undefined> => {
@@ -302,6 +309,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   let status: TrainResult['status'] = 'done';
   try {
+    tb = TensorBoardWriter.open(outDir, resumeDir ? step : null);
     while (step < r.steps) {
       const t0 = performance.now();
       const lr = schedule.lr(step);
@@ -330,7 +338,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
       const last = step === r.steps;
       const evalNow = r.evalEvery > 0 && (step % r.evalEvery === 0 || last);
-      if (step === 1 || step % r.logEvery === 0 || last || evalNow) {
+      const tasksNow = inLoop?.due(step, last) ?? false;
+      if (step === 1 || step % r.logEvery === 0 || last || evalNow || tasksNow) {
         const m: MetricLine = {
           step, loss: interval.lossSum / interval.steps, lr, grad_norm: gradNorm, tokens,
           tokens_per_s: interval.ms > 0 ? Math.round(interval.tokens / (interval.ms / 1000)) : 0,
@@ -339,12 +348,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           const v = await evaluate();
           if (v !== undefined) m.val_loss = v;
         }
+        if (tasksNow) m.eval = await inLoop!.run();
         metrics.push(m);
         fs.appendFileSync(metricsFile, JSON.stringify(m) + '\n');
+        tb!.writeMetrics(m);
         interval = { lossSum: 0, steps: 0, tokens: 0, ms: 0 };
         const eta = (sessionTrainMs / sessionSteps) * (r.steps - step);
         log(`step ${step}/${r.steps}  loss ${m.loss.toFixed(4)}${m.val_loss !== undefined ? `  val ${m.val_loss.toFixed(4)}` : ''}  lr ${lr.toExponential(2)}  ` +
           `grad ${gradNorm.toFixed(3)}  ${m.tokens_per_s.toLocaleString('en-US')} tok/s  elapsed ${fmtDuration(performance.now() - sessionStart)}  ETA ${fmtDuration(eta)}`);
+        if (m.eval) log(`step ${step}/${r.steps}  eval: ${describeScores(m.eval)}`);
       }
 
       // Let pending signals (Ctrl-C) reach their handlers between steps.
@@ -362,6 +374,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     try { writeReport(outDir, metrics, reportInfo(`stopped at step ${step + 1}: ${e instanceof Error ? e.message : String(e)}`)); } catch { /* keep the original error */ }
     throw e;
   } finally {
+    tb?.close();
     await loader.close();
     backend?.dispose();
   }
