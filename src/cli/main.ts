@@ -19,6 +19,7 @@ const COMMANDS: Record<string, string> = {
   perplexity: 'perplexity of a text file',
   eval: 'lm-evaluation-harness-compatible benchmarks',
   train: 'pretrain or fine-tune from a recipe file',
+  report: 'compare training runs (and CoreNet logs) on one HTML page',
   convert: 'convert a checkpoint (e.g. to GGUF)',
   bench: 'prefill/decode throughput benchmark',
   download: 'download a model from the Hugging Face hub',

@@ -12,9 +12,10 @@ import type { NativeMode } from '../../backends/index.js';
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--native auto|on|off]',
+  usage: 'openelm train --recipe FILE [--set key=value ...] [--resume] [--stop-after N] [--native auto|on|off]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/', required: true },
+    { name: 'set', type: 'string', help: 'override a recipe key, e.g. --set seed=1 --set out_dir=../runs/x (values as in the recipe; repeatable)', repeatable: true },
     { name: 'resume', type: 'bool', help: 'continue from the latest checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
     NATIVE_FLAG,
@@ -22,7 +23,7 @@ export const spec: CommandSpec = {
 };
 
 export async function run(flags: ParsedFlags): Promise<number> {
-  const recipe = loadRecipe(get.str(flags, 'recipe')!);
+  const recipe = loadRecipe(get.str(flags, 'recipe')!, get.list(flags, 'set'));
   const ac = new AbortController();
   let sigs = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -46,7 +47,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const err = (l: string) => process.stderr.write(l + '\n');
   if (res.status !== 'done') {
     err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint}`);
-    err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')} --resume`);
+    err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')}${get.list(flags, 'set').map((x) => ` --set ${JSON.stringify(x)}`).join('')} --resume`);
     return res.status === 'interrupted' ? 130 : 0;
   }
   const first = res.firstLoss, last = res.lastLoss;
