@@ -39,6 +39,8 @@ test('in-loop evaluation equals `openelm eval` on the checkpoint of the same ste
   }
   // The comparison can fail: the two steps' weights give different log-likelihoods.
   assert.notEqual(scores[4].lambada_openai.perplexity, scores[8].lambada_openai.perplexity);
+  const report = fs.readFileSync(path.join(r.outDir, 'report.html'), 'utf8');
+  for (const h of ['In-loop evaluation', 'arc_easy acc_norm', 'piqa acc', 'lambada_openai perplexity', 'winogrande acc']) assert.ok(report.includes(h), h);
 });
 
 test('training numbers are the same with and without in-loop evaluation', async () => {

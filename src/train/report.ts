@@ -119,6 +119,13 @@ export function renderReport(metrics: MetricLine[], info: ReportInfo): string {
   const val: Series = { name: 'validation loss', color: '#d62728', dots: true, points: metrics.filter((m) => m.val_loss !== undefined).map((m) => [m.step, m.val_loss!]) };
   const lr: Series = { name: 'learning rate', color: '#2ca02c', points: metrics.map((m) => [m.step, m.lr]) };
   const tps: Series = { name: 'tokens / s', color: '#9467bd', points: metrics.map((m) => [m.step, m.tokens_per_s]) };
+  const evalKeys: [string, string][] = [];
+  for (const m of metrics) for (const [task, r] of Object.entries(m.eval ?? {})) {
+    for (const k of ['acc', 'acc_norm', 'perplexity']) if (r[k] !== undefined && !evalKeys.some(([t, x]) => t === task && x === k)) evalKeys.push([task, k]);
+  }
+  const evalCharts = evalKeys.map(([task, k]) => `<h3>${esc(task)} ${esc(k)}</h3>\n${lineChart([{
+    name: `${task} ${k}`, color: '#ff7f0e', dots: true, points: metrics.filter((m) => m.eval?.[task]?.[k] !== undefined).map((m) => [m.step, m.eval![task][k]]),
+  }], { xLabel: 'step', yLabel: k, height: 200, legend: false })}`).join('\n');
   const rows = info.summary.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('\n');
   const notes = (info.notes ?? []).map((n) => `<li>${esc(n)}</li>`).join('\n');
   return `<!doctype html>
@@ -137,6 +144,7 @@ ${lineChart(val.points.length ? [loss, val] : [loss], { xLabel: 'step', yLabel: 
 ${lineChart([lr], { xLabel: 'step', yLabel: 'learning rate', height: 220 })}
 <h2>Throughput</h2>
 ${lineChart([tps], { xLabel: 'step', yLabel: 'tokens / s', height: 220 })}
+${evalKeys.length ? `<h2>In-loop evaluation</h2>\n${evalCharts}` : ''}
 </body></html>
 `;
 }
