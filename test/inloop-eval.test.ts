@@ -6,7 +6,11 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseRecipe } from '../src/train/recipe.js';
-import { train } from '../src/train/trainer.js';
+import { createTrainableModel, recipeModelConfig, train } from '../src/train/trainer.js';
+import { InLoopEval } from '../src/train/inloop-eval.js';
+import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { defaultDataDir } from '../src/eval/data-dir.js';
+import { loadTokenizer } from '../src/tokenizer/load.js';
 import type { MetricLine } from '../src/train/report.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir, tinyRecipe } from './helpers/tiny-recipe.js';
@@ -87,4 +91,20 @@ test('eval_tasks: defaults, per-key errors, and a resume may change it', async (
   const res = await train({ recipe: withTasks, resume: true, ...quiet });
   assert.equal(res.status, 'done');
   assert.ok(metricsOf(c.outDir).find((m) => m.step === 8)?.eval?.piqa);
+});
+
+test('repeated in-loop evaluations give their memory back (WASM backend)', async () => {
+  const r = tinyRecipe(tmp);
+  const config = recipeModelConfig(r);
+  const { model, backend } = await createTrainableModel(config, { recompute: false, threads: 2 });
+  try {
+    if (!(backend instanceof WasmBackend)) return;   // the JS backend holds no memory of its own
+    const ev = new InLoopEval({ tasks: [{ name: 'piqa' }, { name: 'lambada_openai' }], limit: 6, every: 1, numFewshot: 0, batchSize: 4, dataDir: defaultDataDir() }, config, model, backend, loadTokenizer());
+    const first = await ev.run();
+    const inUse = backend.memoryStats().inUse;
+    for (let i = 0; i < 3; i++) assert.deepEqual(await ev.run(), first, 'same weights, same scores');
+    assert.equal(backend.memoryStats().inUse, inUse);
+  } finally {
+    backend?.dispose();
+  }
 });
