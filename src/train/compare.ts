@@ -135,8 +135,8 @@ export function renderComparison(runs: RunData[], opts: CompareOptions = {}): st
   const ax = (a: AgainstLog, step: number) => (xKind === 'tokens' ? step * a.tokensPerStep : step);
   const agColor = (i: number) => AGAINST_COLORS[i % AGAINST_COLORS.length];
 
-  const chart = (series: Series[], yLabel: string, extra: { height?: number; yRange?: [number, number] } = {}) =>
-    lineChart(series, { xLabel, yLabel, fmtX, legend: false, height: extra.height, yRange: extra.yRange });
+  const chart = (series: Series[], yLabel: string, extra: { height?: number } = {}) =>
+    lineChart(series, { xLabel, yLabel, fmtX, legend: false, width: 900, height: extra.height ?? 320 });
 
   const train: Series[] = runs.map((r, i) => ({ name: r.name, color: color(i), points: r.metrics.map((m) => [X(m), m.loss]) }));
   const agTrain: Series[] = against.map((a, i) => ({ name: a.name, color: agColor(i), dash: '6 3', points: a.log.train.map((p) => [ax(a, p.step), p.loss]) }));
@@ -148,13 +148,11 @@ export function renderComparison(runs: RunData[], opts: CompareOptions = {}): st
   const gn: Series[] = runs.map((r, i) => ({ name: r.name, color: color(i), points: r.metrics.map((m) => [X(m), m.grad_norm]) }));
   const agGn: Series[] = against.map((a, i) => ({ name: a.name, color: agColor(i), dash: '6 3', points: a.log.train.filter((p) => p.gradNorm !== undefined).map((p) => [ax(a, p.step), p.gradNorm!]) }));
 
-  // The late part of training, where runs differ by a little: y range from the second half's values.
-  const lateRange = (ss: Series[]): [number, number] | undefined => {
+  // The late part of training, where runs differ by a little: the second half of the x range.
+  const secondHalf = (ss: Series[]): Series[] => {
     const xs = ss.flatMap((s) => s.points.map((p) => p[0]));
-    if (!xs.length) return undefined;
-    const cut = Math.max(...xs) / 2;
-    const ys = ss.flatMap((s) => s.points.filter((p) => p[0] >= cut && Number.isFinite(p[1])).map((p) => p[1]));
-    return ys.length ? [Math.min(...ys), Math.max(...ys)] : undefined;
+    const cut = xs.length ? Math.max(...xs) / 2 : 0;
+    return ss.map((s) => ({ ...s, points: s.points.filter((p) => p[0] >= cut) }));
   };
 
   const legend = [
@@ -218,7 +216,7 @@ ${chart([...train, ...agTrain], 'loss')}
 <h2>Validation loss</h2>
 ${chart([...val, ...agVal], 'validation loss')}
 <h2>Loss, second half (zoomed)</h2>
-${chart([...train, ...val], 'loss', { yRange: lateRange([...train, ...val]) })}
+${chart(secondHalf([...train, ...val]), 'loss')}
 <h2>Learning rate</h2>
 ${chart([...lr, ...agLr], 'learning rate', { height: 220 })}
 <h2>Throughput</h2>

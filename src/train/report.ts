@@ -44,8 +44,6 @@ export interface ChartOptions {
   fmtX?: (x: number) => string;
   /** Draw the series names inside the chart (default true). */
   legend?: boolean;
-  /** Fixed y range; lines outside it are clipped at the frame. */
-  yRange?: [number, number];
 }
 
 export const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -64,9 +62,6 @@ export function fmt(v: number): string {
   return Number(v.toPrecision(3)).toString();
 }
 
-// Clip-path ids must be unique within a page that holds several charts.
-let chartCount = 0;
-
 /** A line chart as an SVG element. */
 export function lineChart(series: Series[], opts: ChartOptions): string {
   const W = opts.width ?? 720, H = opts.height ?? 300, L = 64, R = 16, T = 16, B = 44;
@@ -74,17 +69,14 @@ export function lineChart(series: Series[], opts: ChartOptions): string {
   if (!pts.length) return `<svg width="${W}" height="${H}" xmlns="http://www.w3.org/2000/svg"><text x="${W / 2}" y="${H / 2}" text-anchor="middle" fill="#888">no data yet</text></svg>`;
   let x0 = Math.min(...pts.map((p) => p[0])), x1 = Math.max(...pts.map((p) => p[0]));
   let y0 = Math.min(...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
-  if (opts.yRange) [y0, y1] = opts.yRange;
   if (x1 === x0) { x0 -= 1; x1 += 1; }
   if (y1 === y0) { const d = Math.abs(y0) * 0.1 || 1; y0 -= d; y1 += d; }
   const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
   const fmtX = opts.fmtX ?? fmt;
-  const clip = `plot${++chartCount}`;
   const sx = (x: number) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   const out: string[] = [`<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">`];
   out.push(`<rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}" fill="#fff" stroke="#ccc"/>`);
-  out.push(`<clipPath id="${clip}"><rect x="${L}" y="${T}" width="${W - L - R}" height="${H - T - B}"/></clipPath>`);
   const ys = niceStep(y1 - y0, 6);
   for (let y = Math.ceil(y0 / ys) * ys; y <= y1; y += ys) {
     out.push(`<line x1="${L}" x2="${W - R}" y1="${sy(y).toFixed(1)}" y2="${sy(y).toFixed(1)}" stroke="#eee"/>`);
@@ -102,11 +94,10 @@ export function lineChart(series: Series[], opts: ChartOptions): string {
     if (!p.length) return;
     const line = p.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
     if (s.dots) {
-      const inside = opts.yRange ? p.filter(([, y]) => y >= y0 && y <= y1) : p;
-      for (const [x, y] of inside) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
-      if (p.length > 1) out.push(`<polyline fill="none" stroke="${s.color}" stroke-dasharray="4 3" stroke-width="1.2" clip-path="url(#${clip})" points="${line}"/>`);
+      for (const [x, y] of p) out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
+      if (p.length > 1) out.push(`<polyline fill="none" stroke="${s.color}" stroke-dasharray="4 3" stroke-width="1.2" points="${line}"/>`);
     } else {
-      out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.6"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} clip-path="url(#${clip})" points="${line}"/>`);
+      out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.6"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''} points="${line}"/>`);
     }
     if (opts.legend !== false) out.push(`<rect x="${W - R - 130}" y="${T + 8 + i * 16}" width="10" height="10" fill="${s.color}"/><text x="${W - R - 115}" y="${T + 17 + i * 16}" fill="#222">${esc(s.name)}</text>`);
   });
