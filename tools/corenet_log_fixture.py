@@ -7,7 +7,8 @@ The losses are made up (a smooth decay); what the fixture pins down is the text 
 sections, the iteration summaries with the loss dictionary of the z-loss cross-entropy, the list of
 per-parameter-group learning rates, and the validation epoch summary.
 
-Needs torch and a CoreNet checkout (https://github.com/apple/corenet) on PYTHONPATH:
+Needs torch and a CoreNet checkout (https://github.com/apple/corenet; the fixture was made at commit
+1aa3acd17b7b, 2025-05-09) on PYTHONPATH:
     PYTHONPATH=<corenet checkout> .venv/bin/python tools/corenet_log_fixture.py
 """
 
