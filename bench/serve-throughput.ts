@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { resolveConfig, presetHFConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
-import { saveModel } from '../src/model/save.js';
+import { saveModel } from '../src/io/model-folder.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : def; };

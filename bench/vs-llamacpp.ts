@@ -26,7 +26,7 @@ import { Rng } from '../src/core/rng.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
-import { saveModel } from '../src/model/save.js';
+import { saveModel } from '../src/io/model-folder.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
 import { nativeBlas } from '../src/backends/native/native.js';

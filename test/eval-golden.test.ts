@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formulaModel } from './golden/eval/formula-model.js';
 import { TOL, assertClose } from './tolerances.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { defaultDataDir } from '../src/eval/data-dir.js';
 import { PairEncoder } from '../src/eval/encode.js';
 import { docArguments } from '../src/eval/evaluator.js';

@@ -25,7 +25,7 @@ import { resolveTask } from '../src/eval/tasks/index.js';
 import { wikitextDetokenize } from '../src/eval/wikitext.js';
 import { detectSize, paperScore } from '../src/eval/paper-results.js';
 import { resultsTable } from '../src/eval/table.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import type { Doc, Task } from '../src/eval/task.js';
 
 // Expected values printed by CPython 3.11's random module.

@@ -18,7 +18,7 @@ import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { loadModel } from '../src/model/load.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { generate } from '../src/generate/generate.js';
 import type { Backend, WeightDType } from '../src/backends/backend.js';
 import { makeBackend } from '../src/cli/common.js';

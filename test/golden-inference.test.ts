@@ -7,7 +7,7 @@ import { TOL, assertClose } from './tolerances.js';
 import { loadModel } from '../src/model/load.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { generate } from '../src/generate/generate.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 
 const names = goldenNames();
 

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ensureModel, cachedModel, type DownloadProgress } from '../src/hub/index.js';
 import { loadModel } from '../src/model/load.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import { saveModel } from '../src/model/save.js';
+import { saveModel } from '../src/io/model-folder.js';
 import { tinyModel, tinyModelDir } from './helpers/tiny.js';
 import { startFakeHub, folderFiles, sha256, type FakeHub } from './helpers/fake-hub.js';
 import { runCliAsync } from './helpers/cli-async.js';

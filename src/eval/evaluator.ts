@@ -187,7 +187,7 @@ export async function evaluate(model: OpenELM, tokenizer: Tokenizer, opts: EvalO
     const perDoc = p.args.map((a) => a.length);
     const owner: number[] = [];
     perDoc.forEach((n, d) => { for (let j = 0; j < n; j++) owner.push(d); });
-    const res = scorer.score(p.reqs, (done) => bar.update(Math.floor((done / Math.max(1, p.reqs.length)) * p.docs.length)));
+    const res = await scorer.score(p.reqs, (done) => bar.update(Math.floor((done / Math.max(1, p.reqs.length)) * p.docs.length)));
     bar.finish(p.docs.length);
     const lls: number[][] = perDoc.map(() => []), greedy: boolean[][] = perDoc.map(() => []);
     res.forEach((r, i) => { lls[owner[i]].push(r.ll); greedy[owner[i]].push(r.greedy); });

@@ -18,6 +18,7 @@ import type { ChatTemplate } from '../chat/template.js';
 import { encodeChatText } from '../chat/tokenize.js';
 import { parameterCount } from '../model/config.js';
 import type { StreamChunk } from '../generate/generate.js';
+import { weightsBytes } from '../model/openelm.js';
 import { Engine, type EngineResult } from './engine.js';
 import { HttpError, parseCommon, parseMessages, parsePrompt, type ParsedCommon } from './openai.js';
 
@@ -116,17 +117,6 @@ function drain(req: http.IncomingMessage, cap: number): void {
   let n = 0;
   req.on('data', (c: Buffer) => { n += c.length; if (n > cap) req.destroy(); });
   req.resume();
-}
-
-function weightBytes(m: LoadedModel): number {
-  const seen = new Set<object>();
-  let n = 0;
-  const add = (a: { byteLength: number } | undefined | null) => { if (a && !seen.has(a)) { seen.add(a); n += a.byteLength; } };
-  const w = m.model.weights;
-  const lin = (x: { data: { byteLength: number }; scales?: Float32Array; mins?: Float32Array }) => { add(x.data); add(x.scales); add(x.mins); };
-  lin(w.embed); lin(w.head); add(w.norm);
-  for (const l of w.layers) { add(l.attnNorm); add(l.ffnNorm); add(l.qNorm); add(l.kNorm); lin(l.qkv); lin(l.out); lin(l.proj1); lin(l.proj2); }
-  return n;
 }
 
 function keyMatches(got: string, want: string): boolean {
@@ -250,7 +240,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       object: 'list',
       data: [{
         id: modelId, object: 'model', created, owned_by: 'openelm',
-        meta: { n_vocab: c.vocabSize, n_ctx_train: c.maxContextLength, n_ctx: engine!.contextSize, n_embd: c.modelDim, n_params: parameterCount(c), size: weightBytes(model!), slots: engine!.slots, max_batch: engine!.maxBatch, backend: model!.model.backend.name },
+        meta: { n_vocab: c.vocabSize, n_ctx_train: c.maxContextLength, n_ctx: engine!.contextSize, n_embd: c.modelDim, n_params: parameterCount(c), size: weightsBytes(model!.model.weights), slots: engine!.slots, max_batch: engine!.maxBatch, backend: model!.model.backend.name },
       }],
     });
   }

@@ -17,7 +17,7 @@ import { SafetensorsFile, writeSafetensorsSync, type TensorToWrite } from '../io
 import { openCheckpoint } from '../io/checkpoint.js';
 import type { OpenELMConfig } from '../model/config.js';
 import type { ParamLayout } from '../model/layout.js';
-import { saveModel } from '../model/save.js';
+import { saveModel } from '../io/model-folder.js';
 import type { LoaderState } from './data/loader.js';
 
 export const STATE_VERSION = 1;

@@ -30,7 +30,7 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { saveModel } from '../../src/model/save.js';
+import { saveModel } from '../../src/io/model-folder.js';
 
 /** A temp folder holding a tiny random model (config.json + model.safetensors). */
 export function tinyModelDir(hf: Partial<OpenELMHFConfig> = {}, seed = 1, dtype: 'F32' | 'BF16' = 'F32'): string {

@@ -1,3 +1,4 @@
+import { tokenizerFromFile } from '../../io/tokenizer-file.js';
 import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
@@ -32,7 +33,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const tokFile = get.str(flags, 'tokenizer');
   if (tokFile !== undefined && !fs.existsSync(tokFile)) throw new OpenELMError('tokenizer', `tokenizer file ${tokFile} not found`);
   const t0 = performance.now();
-  const r = convertToGGUF(dir, get.str(flags, 'out')!, validateGGUFType(dtype), { tokenizer: tokFile ? Tokenizer.fromFile(tokFile) : undefined });
+  const r = convertToGGUF(dir, get.str(flags, 'out')!, validateGGUFType(dtype), { tokenizer: tokFile ? tokenizerFromFile(tokFile) : undefined });
   const ms = performance.now() - t0;
   if (get.bool(flags, 'json')) {
     printJson({ file: r.file, format: 'gguf', dtype: r.dtype, bytes: r.bytes, tensors: r.tensors, metadata: r.metadata, f16_fallbacks: r.fallbacks, ms: Math.round(ms) });

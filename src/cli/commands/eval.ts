@@ -4,7 +4,6 @@ import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson } from '../common.js';
 import { OpenELMError, UsageError } from '../../core/errors.js';
-import { isInstructName } from '../../model/config.js';
 import { defaultDataDir } from '../../eval/data-dir.js';
 import { evaluate, LM_EVAL_COMMIT, type TaskRequest } from '../../eval/evaluator.js';
 import { detectSize, paperScore, paperVariant } from '../../eval/paper-results.js';
@@ -59,7 +58,8 @@ export async function run(flags: ParsedFlags): Promise<number> {
       throw new OpenELMError('usage', `cannot write --log-samples file ${logFile}: ${(e as Error).message}`);
     }
   }
-  const { model, tokenizer, backend, dir } = await loadFromFlags(flags);
+  const loaded = await loadFromFlags(flags);
+  const { model, tokenizer, backend } = loaded;
   try {
     const out = await evaluate(model, tokenizer, {
       tasks, numFewshot: get.num(flags, 'num-fewshot'), limit, dataDir,
@@ -68,7 +68,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
       progressStream: process.stderr,
     });
     const size = detectSize(model.config);
-    const instruct = get.bool(flags, 'instruct') || isInstructName(path.basename(path.resolve(dir))) || isInstructName(get.str(flags, 'model')!);
+    const instruct = get.bool(flags, 'instruct') || loaded.isInstruct;
     const variant = get.bool(flags, 'compare-paper') && size ? paperVariant(size, instruct) : null;
     if (variant) {
       for (const [name, r] of Object.entries(out.results)) {

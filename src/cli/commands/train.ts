@@ -1,10 +1,9 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { NATIVE_FLAG, makeBackend } from '../common.js';
+import { NATIVE_FLAG } from '../common.js';
+import { loadModel } from '../../api.js';
 import { OpenELMError } from '../../core/errors.js';
-import { generate } from '../../generate/generate.js';
-import { loadModel } from '../../model/load.js';
-import { loadTokenizer } from '../../tokenizer/load.js';
+import { loadTokenizer } from '../../io/tokenizer-file.js';
 import { loadRecipe } from '../../train/recipe.js';
 import { train } from '../../train/trainer.js';
 import type { NativeMode } from '../../backends/index.js';
@@ -55,16 +54,16 @@ export async function run(flags: ParsedFlags): Promise<number> {
   err(`checkpoint: ${res.checkpoint}   report: ${res.reportFile}   metrics: ${res.metricsFile}`);
   if (recipe.sample && res.checkpoint) {
     if (!res.checkpoint) throw new OpenELMError('train', 'no checkpoint to sample from');
-    const backend = await makeBackend('auto', recipe.threads, get.str(flags, 'native'));
+    const loaded = await loadModel(res.checkpoint, {
+      threads: recipe.threads, native: get.str(flags, 'native') as NativeMode | undefined, tokenizer: loadTokenizer(recipe.model.init),
+    });
     try {
-      const model = loadModel(res.checkpoint, { backend });
-      const tok = loadTokenizer(recipe.model.init);
       const s = recipe.sample;
-      const out = await generate(model, tok, tok.encode(s.prompt, { bos: true }), { maxTokens: s.maxTokens, temperature: s.temperature, topK: s.topK, seed: s.seed });
+      const out = await loaded.generate(s.prompt, { maxTokens: s.maxTokens, temperature: s.temperature, topK: s.topK, seed: s.seed, repetitionPenalty: 1 });
       err(`sample from ${res.checkpoint} (temperature ${s.temperature}, top-k ${s.topK}):`);
       process.stdout.write(s.prompt + out.text + '\n');
     } finally {
-      backend.dispose();
+      loaded.dispose();
     }
   }
   return 0;

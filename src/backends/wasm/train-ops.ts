@@ -1,19 +1,16 @@
-// Training on the WASM backend's memory and threads: a GEMM with the three layouts backprop needs
-// (no transposes in JS), every other training kernel, AdamW and the gradient norm, all running on
-// buffers that live in the backend's shared memory, so a training step copies nothing between
-// JavaScript and WebAssembly. The kernels are src/backends/wasm/kernels/train_*.as, reached through
-// one pool entry point (k_train, operation in slot 0).
+// The training kernels' driver: a GEMM with the three layouts backprop needs (no transposes in JS),
+// every forward-with-saves / backward op, the cross-entropy, AdamW and the gradient norm, all on
+// tensors in the WASM backend's shared memory and threads, so a training step copies nothing between
+// JavaScript and WebAssembly. The kernels are kernels/train_*.as, reached through one pool entry
+// point (k_train, operation code in slot 0); WasmBackend's training methods call these.
 //
 // Determinism: each kernel writes every output element from exactly one work item, and sums over
 // rows go through fixed-size blocks reduced in order, so results are bit-identical whatever the
 // thread count (and hence across `--resume` with another `threads`).
 
-import { OpenELMError } from '../core/errors.js';
-import type { ParamLayout } from '../model/layout.js';
-import type { WasmBackend } from '../backends/wasm/wasm-backend.js';
-import { JsGemm, type FloatArray, type Gemm, type LossSums, type TrainKernels } from './kernels.js';
-import { AdamW, type AdamWOptions } from './adamw.js';
-import { clipGradNorm } from './clip.js';
+import { OpenELMError } from '../../core/errors.js';
+import type { AdamWStep, LossSums } from '../backend.js';
+import type { WasmBackend } from './wasm-backend.js';
 
 // Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
 const OP = {
@@ -53,6 +50,7 @@ function tileSizes(M: number, N: number, threads: number): [number, number] {
 const CHUNKS_PER_THREAD = 4;
 
 type Args = { i32: Int32Array; f32: Float32Array; f64: Float64Array };
+type FloatArray = Float32Array;
 
 /** Grow-only scratch buffers in the wasm memory, one per name. */
 class Scratch {
@@ -63,8 +61,8 @@ class Scratch {
     const n = Math.max(16, Math.ceil(bytes / 4));
     let b = this.bufs.get(name);
     if (!b || b.length < n) {
-      if (b) this.be.free(b);
-      b = this.be.alloc(Math.ceil(n * 1.25));
+      if (b) this.be.freeF32(b);
+      b = this.be.allocF32(Math.ceil(n * 1.25));
       this.bufs.set(name, b);
     }
     return b.byteOffset;
@@ -73,12 +71,10 @@ class Scratch {
 }
 
 /**
- * All training kernels on one WasmBackend. Buffers should come from alloc() (the backend's
+ * All training kernels on one WasmBackend. Tensors should come from its alloc() (the backend's
  * memory); others are staged through scratch and copied back, which is correct but slow.
  */
-export class WasmTrainKernels implements TrainKernels {
-  readonly name = 'wasm';
-  readonly gemm: WasmGemm;
+export class WasmTrainOps {
   private readonly scratch: Scratch;
   private stageIdx = 0;
   private copyBack: { dst: Float32Array; src: Float32Array }[] = [];
@@ -88,17 +84,10 @@ export class WasmTrainKernels implements TrainKernels {
 
   constructor(readonly backend: WasmBackend) {
     this.scratch = new Scratch(backend);
-    this.gemmScratch = backend.kernelCall('trainScratchBytes');
-    this.gemm = new WasmGemm(this);
+    this.gemmScratch = backend.exports.trainScratchBytes();
   }
 
   get threads(): number { return this.backend.threads; }
-
-  // ------------------------------------------------------------------------------------ memory
-
-  alloc(n: number): Float32Array { return this.backend.alloc(n); }
-  allocStats(n: number): Float32Array { return this.backend.alloc(n); }
-  free(x: FloatArray): void { if (x instanceof Float32Array && this.backend.owns(x)) this.backend.free(x); }
 
   // ------------------------------------------------------------------------------------ plumbing
 
@@ -262,7 +251,7 @@ export class WasmTrainKernels implements TrainKernels {
   attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void {
     if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
     const W = (Q + 2 * Hkv) * hd, M = B * T;
-    const sc = this.threadScratch(this.backend.kernelCall('trainAttnScratch', T));
+    const sc = this.threadScratch(this.backend.exports.trainAttnScratch(T));
     const items = B * Hkv * Math.ceil(T / ABR);
     this.run(OP.ATTN_FWD, this.chunks(M * Q * T * hd, items), ({ i32 }) => {
       i32[1] = this.out(out, M * Q * hd, 'attention output', false); i32[2] = this.out(lse, M * Q, 'attention lse', false);
@@ -275,7 +264,7 @@ export class WasmTrainKernels implements TrainKernels {
     B: number, T: number, Q: number, Hkv: number, hd: number): void {
     if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
     const W = (Q + 2 * Hkv) * hd, M = B * T;
-    const sc = this.threadScratch(this.backend.kernelCall('trainAttnScratch', T));
+    const sc = this.threadScratch(this.backend.exports.trainAttnScratch(T));
     // every (sequence, kv head) is one item: as many chunks as items
     const chunks = this.chunks(M * Q * T * hd * 3, B * Hkv) === 1 ? 1 : B * Hkv;
     this.run(OP.ATTN_BWD, chunks, ({ i32 }) => {
@@ -317,18 +306,6 @@ export class WasmTrainKernels implements TrainKernels {
 
   // ------------------------------------------------------------------------------------ embedding
 
-  embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void {
-    const n = ids.length, rowsT = table.length / D;
-    for (let r = 0; r < n; r++) {
-      const t = ids[r];
-      if (t !== skipId && !(t >= 0 && t < rowsT)) throw new OpenELMError('usage', `token id ${t} is outside the embedding table (${rowsT} rows)`);
-    }
-    this.run(OP.EMBED_FWD, this.chunks(n * D, n), ({ i32 }) => {
-      i32[1] = this.out(out, n * D, 'embedding output', false); i32[2] = this.inp(table, table.length, 'embedding table');
-      i32[3] = this.ids(ids); i32[4] = n; i32[5] = D; i32[6] = skipId;
-    });
-  }
-
   embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void {
     const n = ids.length;
     this.run(OP.EMBED_BWD, this.chunks(n * D, Math.ceil(D / 16)), ({ i32 }) => {
@@ -339,7 +316,12 @@ export class WasmTrainKernels implements TrainKernels {
 
   // ------------------------------------------------------------------------------------ loss
 
-  crossEntropyRows(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number): LossSums {
+  /**
+   * The cross-entropy kernel over `rows` rows: with gradScale ≠ 0 the logits are overwritten by their
+   * gradient (row r further scaled by rowScale[r]); returns the per-row [lse, logit[target]] in f64.
+   */
+  crossEntropyStats(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number,
+    rowScale?: Float32Array): Float64Array {
     for (let r = 0; r < rows; r++) {
       const t = targets[r];
       if (!(t >= 0 && t < V) || !Number.isInteger(t)) {
@@ -353,7 +335,13 @@ export class WasmTrainKernels implements TrainKernels {
       i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V; i32[5] = statsOff;
       f64[3] = gradScale; f64[4] = zLoss;
     });
-    const st = new Float64Array(ceBuf.buffer, ceBuf.byteOffset, rows * 2);
+    // per-row weights (preference losses) scale each row's gradient afterwards
+    if (gradScale !== 0 && rowScale) for (let r = 0; r < rows; r++) this.scale(logits.subarray(r * V, (r + 1) * V), rowScale[r]);
+    return new Float64Array(ceBuf.buffer, ceBuf.byteOffset, rows * 2).slice();
+  }
+
+  crossEntropy(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number, rowScale?: Float32Array): LossSums {
+    const st = this.crossEntropyStats(logits, targets, rows, V, zLoss, gradScale, rowScale);
     let ceSum = 0, lseSqSum = 0;
     for (let r = 0; r < rows; r++) {
       const lse = st[2 * r];
@@ -384,19 +372,8 @@ export class WasmTrainKernels implements TrainKernels {
     this.run(OP.SCALE, this.chunks(n, Math.ceil(n / 65536)), ({ i32, f64 }) => { i32[1] = this.out(x, n, 'scale', true); i32[2] = n; f64[2] = coef; });
   }
 
-  /** torch.nn.utils.clip_grad_norm_ (see clip.ts); returns the norm before clipping. */
-  clipGradNorm(grads: FloatArray, maxNorm: number): number {
-    const norm = Math.sqrt(this.sumSquares(grads));
-    if (maxNorm > 0 && Number.isFinite(maxNorm)) {
-      const coef = maxNorm / (norm + 1e-6);
-      if (coef < 1) this.scale(grads, coef);
-    }
-    return norm;
-  }
-
   /** One AdamW update over [0, n) of equal-decay elements (all four arrays in the wasm memory). */
-  adamwRange(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    k: { b1: number; b2: number; stepSize: number; bc2Sqrt: number; eps: number; keep: number }): void {
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, k: AdamWStep): void {
     this.run(OP.ADAMW, this.chunks(n * 4, Math.ceil(n / 16384)), ({ i32, f64 }) => {
       i32[1] = this.out(p, n, 'params', true); i32[2] = this.inp(g, n, 'grads'); i32[3] = this.out(m, n, 'adam m', true);
       i32[4] = this.out(v, n, 'adam v', true); i32[5] = n;
@@ -405,119 +382,3 @@ export class WasmTrainKernels implements TrainKernels {
   }
 }
 
-/**
- * The training GEMM on the WASM backend: nt, nn and tn pack their operands directly (no
- * transposes), accumulate into C in place, and split C into tiles over the threads.
- * Float64 operands (the finite-difference checks) use the JS GEMM.
- */
-export class WasmGemm implements Gemm {
-  private readonly js = new JsGemm();
-  constructor(readonly kernels: WasmTrainKernels) {}
-
-  nt(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
-    if (C instanceof Float64Array || A instanceof Float64Array || B instanceof Float64Array) { this.js.nt(C, A, B, M, N, K, acc); return; }
-    this.kernels.gemmRun(C, A, B, M, N, K, acc, 0, 1, K, K, 'gemm nt');
-  }
-
-  nn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
-    if (C instanceof Float64Array || A instanceof Float64Array || B instanceof Float64Array) { this.js.nn(C, A, B, M, N, K, acc); return; }
-    this.kernels.gemmRun(C, A, B, M, N, K, acc, 0, 0, K, N, 'gemm nn');
-  }
-
-  tn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void {
-    if (C instanceof Float64Array || A instanceof Float64Array || B instanceof Float64Array) { this.js.tn(C, A, B, M, N, K, acc); return; }
-    this.kernels.gemmRun(C, A, B, M, N, K, acc, 1, 0, M, N, 'gemm tn');
-  }
-}
-
-/** The WASM training kernels of a backend (one set per backend). */
-const perBackend = new WeakMap<WasmBackend, WasmTrainKernels>();
-export function wasmTrainKernels(be: WasmBackend): WasmTrainKernels {
-  let k = perBackend.get(be);
-  if (!k) { k = new WasmTrainKernels(be); perBackend.set(be, k); }
-  return k;
-}
-
-// ------------------------------------------------------------------------------------------------
-
-/**
- * AdamW computing exactly what adamw.ts's AdamW computes (same f64 formula per element, so the
- * same bits), on the WASM threads. The moments live in the wasm memory when they fit next to
- * `reserveBytes` (activations still to come); otherwise in JavaScript memory, streamed through
- * the wasm memory in slices (the 4 GiB cap: OpenELM-270M's params + grads + moments are 4.3 GB).
- */
-export class WasmAdamW extends AdamW {
-  /** Whether m and v are in the wasm memory. */
-  readonly inWasm: boolean;
-  private readonly k: WasmTrainKernels;
-  private readonly runs: { offset: number; size: number; decay: boolean }[];
-
-  constructor(k: WasmTrainKernels, layout: ParamLayout, opts: AdamWOptions & { reserveBytes?: number; inWasm?: boolean } = {}) {
-    const bytes = 2 * layout.total * 4, reserve = opts.reserveBytes ?? 2 ** 30;
-    const limit = 4 * 2 ** 30 - 64 * 2 ** 20;
-    const inWasm = opts.inWasm ?? k.backend.memoryStats().inUse + bytes + reserve <= limit;
-    const moment = () => (inWasm ? k.alloc(layout.total) : new Float32Array(layout.total));
-    super(layout, opts, { m: moment(), v: moment() });
-    this.k = k;
-    this.inWasm = inWasm;
-    // contiguous runs of equally-decayed tensors: one kernel call each
-    this.runs = [];
-    for (const g of [...this.groups].sort((a, b) => a.offset - b.offset)) {
-      const last = this.runs[this.runs.length - 1];
-      if (last && last.decay === g.decay && last.offset + last.size === g.offset) last.size += g.size;
-      else this.runs.push({ offset: g.offset, size: g.size, decay: g.decay });
-    }
-  }
-
-  /** One update of `params` from `grads` (both in the wasm memory) at learning rate lr. */
-  override update(params: FloatArray, grads: FloatArray, lr: number): void {
-    this.checkSizes(params, grads);
-    if (!(params instanceof Float32Array && grads instanceof Float32Array)) throw new OpenELMError('usage', 'WasmAdamW needs float32 params and grads');
-    this.step++;
-    const b1 = this.beta1, b2 = this.beta2;
-    const stepSize = lr / (1 - Math.pow(b1, this.step));
-    const bc2Sqrt = Math.sqrt(1 - Math.pow(b2, this.step));
-    const SLICE = 1 << 22;
-    let sm: Float32Array | null = null, sv: Float32Array | null = null;
-    if (!this.inWasm) { sm = this.k.alloc(Math.min(SLICE, this.m.length)); sv = this.k.alloc(Math.min(SLICE, this.m.length)); }
-    try {
-      for (const r of this.runs) {
-        const keep = r.decay ? 1 - lr * this.weightDecay : 1;
-        const c = { b1, b2, stepSize, bc2Sqrt, eps: this.eps, keep };
-        if (this.inWasm) {
-          this.k.adamwRange(params.subarray(r.offset, r.offset + r.size), grads.subarray(r.offset, r.offset + r.size),
-            this.m.subarray(r.offset, r.offset + r.size), this.v.subarray(r.offset, r.offset + r.size), r.size, c);
-          continue;
-        }
-        for (let o = r.offset; o < r.offset + r.size; o += SLICE) {
-          const n = Math.min(SLICE, r.offset + r.size - o);
-          const mm = sm!.subarray(0, n), vv = sv!.subarray(0, n);
-          mm.set(this.m.subarray(o, o + n)); vv.set(this.v.subarray(o, o + n));
-          this.k.adamwRange(params.subarray(o, o + n), grads.subarray(o, o + n), mm, vv, n, c);
-          this.m.set(mm, o); this.v.set(vv, o);
-        }
-      }
-    } finally {
-      if (sm) this.k.free(sm);
-      if (sv) this.k.free(sv);
-    }
-  }
-
-  /** Give the moments' wasm memory back. */
-  dispose(): void {
-    if (this.inWasm) { this.k.free(this.m); this.k.free(this.v); }
-  }
-}
-
-// ------------------------------------------------------------------------------------------------
-// What a training loop needs to use the WASM optimizer when the model runs on WASM kernels.
-
-/** AdamW for this model: WasmAdamW (same bits as AdamW) when its kernels are the WASM ones. */
-export function createOptimizer(model: { kernels: TrainKernels; layout: ParamLayout }, opts: AdamWOptions = {}): AdamW {
-  return model.kernels instanceof WasmTrainKernels ? new WasmAdamW(model.kernels, model.layout, opts) : new AdamW(model.layout, opts);
-}
-
-/** clip_grad_norm_ on the model's gradients, on the WASM threads when it runs there; returns the pre-clip norm. */
-export function clipModelGrads(model: { kernels: TrainKernels; grads: FloatArray }, maxNorm: number): number {
-  return model.kernels instanceof WasmTrainKernels ? model.kernels.clipGradNorm(model.grads, maxNorm) : clipGradNorm(model.grads, maxNorm);
-}

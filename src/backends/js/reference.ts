@@ -1,72 +1,20 @@
-// Training kernels: the matmul seam (Gemm) and the forward-with-saves / backward pairs of every
-// OpenELM op, llm.c style (explicit per-op backward, no autograd tape).
+// The reference kernels: plain loops over typed arrays with f64 accumulation (JS numbers), one
+// thread. They are the specification every other backend is tested against: the JS backend runs
+// them as they are, and the finite-difference tests run them in float64.
 //
-// All kernels take FloatArray so the same code runs in float32 (training) and float64 (the
-// finite-difference tests). Sums are accumulated in JS numbers (f64) and rounded once on store.
-// Backward kernels that produce parameter gradients always accumulate (+=), so gradient
-// accumulation over micro-batches needs nothing special; input gradients say in their comment
-// whether they overwrite or add.
+// Every op of inference and training is here once, with its backward next to its forward. Sums are
+// accumulated in JS numbers (f64) and rounded once on store. Backward kernels that produce
+// parameter gradients always accumulate (+=), so gradient accumulation over micro-batches needs
+// nothing special; input gradients say in their comment whether they overwrite or add.
+
+import { OpenELMError } from '../../core/errors.js';
+import type { AdamWStep, LossSums, MatmulLayout, Weight } from '../backend.js';
+import { weightRowToF32 } from '../weight-format.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
-/** Σ(lse − logit[target]) and Σ lse² over a chunk of rows (see crossEntropyRows in loss.ts). */
-export interface LossSums { ceSum: number; lseSqSum: number; }
-
-/**
- * Every op of the trainable model besides the matmuls, on buffers from alloc()/allocStats(): the
- * plain-JS kernels below (JsTrainKernels, also the float64 path of the finite-difference tests)
- * or the threaded WASM ones (src/train/wasm-train.ts). Semantics are those of the functions of the
- * same name in this file; the statistics buffers (rstd, lse) belong to the implementation.
- */
-export interface TrainKernels {
-  readonly name: string;
-  /** Storage for parameters, gradients and activations. */
-  alloc(n: number): FloatArray;
-  /** Storage for saved statistics (per-row rstd, attention logsumexp). */
-  allocStats(n: number): FloatArray;
-  /** Give back a buffer from alloc()/allocStats() (no-op where memory is garbage-collected). */
-  free(x: FloatArray): void;
-  fill0(x: FloatArray): void;
-  /** dst[0..n) = src[0..n). */
-  copy(dst: FloatArray, src: FloatArray, n: number): void;
-  rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray, rows: number, dim: number, eps: number): void;
-  rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray, rstd: FloatArray, rows: number, dim: number): void;
-  qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
-    qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray, eps: number): void;
-  qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null, raw: FloatArray, rstd: FloatArray,
-    rows: number, T: number, Q: number, Hkv: number, hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null,
-    cos: FloatArray, sin: FloatArray): void;
-  attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void;
-  /** `out` is the forward's attention output (some implementations use it for rowsum(dO ⊙ O)). */
-  attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray,
-    B: number, T: number, Q: number, Hkv: number, hd: number): void;
-  swigluForward(g: FloatArray, u: FloatArray, rows: number, F: number): void;
-  swigluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, rows: number, F: number): void;
-  siluForward(g: FloatArray, u: FloatArray, n: number): void;
-  siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: number): void;
-  embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void;
-  embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void;
-  /** crossEntropyRows of loss.ts: sums, and with gradScale ≠ 0 the logits OVERWRITTEN by their gradient. */
-  crossEntropyRows(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number): LossSums;
-}
-
-/**
- * The matmul seam. Row-major, no strides: pass subarrays. `acc` adds into C instead of overwriting.
- * A WASM / native implementation replaces JsGemm without touching the model code.
- */
-export interface Gemm {
-  /**
-   * The other training kernels working on the same memory as this GEMM, when it has them (the
-   * WASM GEMM does); TrainableModel then allocates its buffers there and runs every op with them.
-   */
-  readonly kernels?: TrainKernels;
-  /** C[M,N] (+)= A[M,K] · B[N,K]ᵀ  (forward of a linear layer: x · Wᵀ) */
-  nt(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void;
-  /** C[M,N] (+)= A[M,K] · B[K,N]   (input gradient: dy · W) */
-  nn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void;
-  /** C[M,N] (+)= A[K,M]ᵀ · B[K,N]  (weight gradient: dyᵀ · x) */
-  tn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void;
-}
+// ------------------------------------------------------------------------------------------------
+// Products.
 
 /** out[c, r] = a[r, c] for an a of rows × cols. */
 export function transpose(out: FloatArray, a: FloatArray, rows: number, cols: number): void {
@@ -89,7 +37,7 @@ export function transpose(out: FloatArray, a: FloatArray, rows: number, cols: nu
  * the inference backend's dot products), with B visited in panels of 64 rows so they stay in L2.
  * nn and tn transpose their operands into scratch first; that is O(n²) against O(n³) work.
  */
-export class JsGemm implements Gemm {
+export class JsGemm {
   private s32a = new Float32Array(0); private s32b = new Float32Array(0);
   private s64a = new Float64Array(0); private s64b = new Float64Array(0);
 
@@ -192,14 +140,14 @@ function ntKernel(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: num
  * Forward; saves r per row. `roundMid` rounds x·r to f32 before the weight multiply, exactly as the
  * inference backend (and PyTorch's `.type_as(x) * weight` in fp32) does; off for the f64 checks.
  */
-export function rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray,
+export function rmsnormForward(out: FloatArray, rstd: FloatArray | null, x: FloatArray, w: FloatArray,
   rows: number, dim: number, eps: number, roundMid: boolean): void {
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
     let ss = 0;
     for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
     const inv = 1 / Math.sqrt(ss / dim + eps);
-    rstd[r] = inv;
+    if (rstd) rstd[r] = inv;
     if (roundMid) for (let i = 0; i < dim; i++) out[o + i] = Math.fround(x[o + i] * inv) * w[i];
     else for (let i = 0; i < dim; i++) out[o + i] = x[o + i] * inv * w[i];
   }
@@ -235,16 +183,16 @@ function rmsnormRowBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: F
 // Per-head QK-norm + rotate-half RoPE on qkv rows laid out [Q·hd | Hkv·hd | Hkv·hd].
 
 /**
- * Forward, in place on `qkv` (which holds the raw projections on entry; the caller keeps a copy of
- * them for the backward). Row r of sequence position pos = r mod T. Saves the per-head rstd
- * [rows, Q+Hkv] when norms are given.
+ * Forward, in place on `qkv` (which holds the raw projections on entry; training keeps a copy of
+ * them for the backward). Row r is at position pos[r]. Saves the per-head rstd [rows, Q+Hkv] when
+ * rstd is given and norms are on.
  */
-export function qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number,
+export function qkNormRopeForward(qkv: FloatArray, rstd: FloatArray | null, rows: number, pos: ArrayLike<number>, Q: number, Hkv: number,
   hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray,
   eps: number, roundMid: boolean): void {
   const W = (Q + 2 * Hkv) * hd, half = hd / 2, NH = Q + Hkv;
   for (let r = 0; r < rows; r++) {
-    const t = (r % T) * half;
+    const t = pos[r] * half;
     for (let h = 0; h < NH; h++) {
       const o = r * W + h * hd;
       const nw = h < Q ? qNorm : kNorm;
@@ -252,7 +200,7 @@ export function qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: numbe
         let ss = 0;
         for (let i = 0; i < hd; i++) ss += qkv[o + i] * qkv[o + i];
         const inv = 1 / Math.sqrt(ss / hd + eps);
-        rstd[r * NH + h] = inv;
+        if (rstd) rstd[r * NH + h] = inv;
         if (roundMid) for (let i = 0; i < hd; i++) qkv[o + i] = Math.fround(qkv[o + i] * inv) * nw[i];
         else for (let i = 0; i < hd; i++) qkv[o + i] = qkv[o + i] * inv * nw[i];
       }
@@ -271,11 +219,11 @@ export function qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: numbe
  * −θ. dqNorm/dkNorm accumulate.
  */
 export function qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null,
-  raw: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
+  raw: FloatArray, rstd: FloatArray, rows: number, pos: ArrayLike<number>, Q: number, Hkv: number, hd: number,
   qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray): void {
   const W = (Q + 2 * Hkv) * hd, half = hd / 2, NH = Q + Hkv;
   for (let r = 0; r < rows; r++) {
-    const t = (r % T) * half;
+    const t = pos[r] * half;
     for (let h = 0; h < NH; h++) {
       const o = r * W + h * hd;
       for (let j = 0; j < half; j++) {
@@ -415,17 +363,8 @@ export function siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: n
 }
 
 // ------------------------------------------------------------------------------------------------
-// Embedding lookup. Ids equal to `skipId` (the padding / ignore id) read a zero row and send no
-// gradient, so padded inputs may carry an id outside the vocabulary.
-
-export function embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void {
-  for (let r = 0; r < ids.length; r++) {
-    const id = ids[r];
-    if (id === skipId) { out.fill(0, r * D, r * D + D); continue; }
-    const so = id * D, oo = r * D;
-    for (let i = 0; i < D; i++) out[oo + i] = table[so + i];
-  }
-}
+// Embedding backward (the lookup is `embedding` below). Ids equal to `skipId` (the padding / ignore
+// id) read a zero row and send no gradient, so padded inputs may carry an id outside the vocabulary.
 
 /** dtable rows ACCUMULATE (a token used twice gets both contributions). */
 export function embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void {
@@ -438,56 +377,200 @@ export function embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int
 }
 
 /** x[i] += y[i]. */
-export function addInto(x: FloatArray, y: FloatArray, n: number): void {
+export function add(x: FloatArray, y: FloatArray, n: number): void {
   for (let i = 0; i < n; i++) x[i] += y[i];
 }
 
 // ------------------------------------------------------------------------------------------------
+// Inference ops over a per-sequence KV cache.
+
+/** out[M,N] (+)= x[M,K] · Wᵀ for a weight of any storage dtype (rows decoded to f32 first). */
+export function linear(out: FloatArray, x: FloatArray, w: Weight, M: number, accumulate: boolean): void {
+  const N = w.rows, K = w.cols;
+  const f32 = w.dtype === 'f32' ? (w.data as Float32Array) : null;
+  const row = f32 ? null : new Float32Array(K);
+  for (let n = 0; n < N; n++) {
+    let wr: Float32Array, wo: number;
+    if (f32) { wr = f32; wo = n * K; } else { weightRowToF32(w, n, row!); wr = row!; wo = 0; }
+    for (let m = 0; m < M; m++) {
+      const xo = m * K;
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[xo + k] * wr[wo + k];
+      out[m * N + n] = accumulate ? out[m * N + n] + s : s;
+    }
+  }
+}
+
+/** Copy the k and v heads of S qkv rows into [Hkv, cap, hd] caches at positions P..P+S-1. */
+export function storeKV(kCache: FloatArray, vCache: FloatArray, qkv: FloatArray, S: number, P: number,
+  Q: number, Hkv: number, hd: number, cap: number): void {
+  const W = (Q + 2 * Hkv) * hd;
+  for (let s = 0; s < S; s++) {
+    for (let h = 0; h < Hkv; h++) {
+      const dst = (h * cap + P + s) * hd;
+      const k = s * W + (Q + h) * hd;
+      const v = s * W + (Q + Hkv + h) * hd;
+      kCache.set(qkv.subarray(k, k + hd), dst);
+      vCache.set(qkv.subarray(v, v + hd), dst);
+    }
+  }
+}
+
+/** Causal GQA attention of S new queries over a cache holding P + S keys (see Backend.attention). */
+export function attention(out: FloatArray, qkv: FloatArray, kCache: FloatArray, vCache: FloatArray, S: number,
+  P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+  const W = (Q + 2 * Hkv) * hd, G = Q / Hkv, scale = 1 / Math.sqrt(hd);
+  const scores = new Float64Array(P + S);
+  const acc = new Float64Array(hd);
+  for (let i = 0; i < S; i++) {
+    const nk = P + i + 1;
+    for (let h = 0; h < Q; h++) {
+      const qo = i * W + h * hd;
+      const kb = Math.floor(h / G) * cap * hd;
+      let mx = -Infinity;
+      for (let j = 0; j < nk; j++) {
+        let d = 0;
+        const ko = kb + j * hd;
+        for (let e = 0; e < hd; e++) d += qkv[qo + e] * kCache[ko + e];
+        d *= scale;
+        scores[j] = d;
+        if (d > mx) mx = d;
+      }
+      let sum = 0;
+      acc.fill(0);
+      for (let j = 0; j < nk; j++) {
+        const p = Math.exp(scores[j] - mx);
+        sum += p;
+        const vo = kb + j * hd;
+        for (let e = 0; e < hd; e++) acc[e] += p * vCache[vo + e];
+      }
+      const oo = i * Q * hd + h * hd;
+      for (let e = 0; e < hd; e++) out[oo + e] = acc[e] / sum;
+    }
+  }
+}
 
 /**
- * The plain-JS kernels as a TrainKernels (float32 or float64 storage). Statistics are kept in f64.
- * `roundMid` rounds RMSNorm's x·r to f32 before the weight multiply (the f32 path; see
- * rmsnormForward). The loss kernel is passed in to keep this file free of the loss module.
+ * out[r] = table row ids[r], dequantized; an id equal to skipId (padding) reads a zero row. An f32
+ * table is read directly, so a float64 table (the finite-difference tests) keeps its precision.
  */
-export class JsTrainKernels implements TrainKernels {
-  readonly name = 'js';
-  constructor(readonly dtype: 'f32' | 'f64',
-    private readonly ce: (logits: FloatArray, targets: Int32Array, rows: number, V: number, z: number, s: number) => LossSums) {}
-  private get roundMid(): boolean { return this.dtype === 'f32'; }
-  alloc(n: number): FloatArray { return this.dtype === 'f64' ? new Float64Array(n) : new Float32Array(n); }
-  allocStats(n: number): FloatArray { return new Float64Array(n); }
-  free(_x: FloatArray): void { /* garbage-collected */ }
-  fill0(x: FloatArray): void { x.fill(0); }
-  copy(dst: FloatArray, src: FloatArray, n: number): void { dst.set(src.length === n ? src : src.subarray(0, n)); }
-  rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray, rows: number, dim: number, eps: number): void {
-    rmsnormForward(out, rstd, x, w, rows, dim, eps, this.roundMid);
+export function embedding(out: FloatArray, table: Weight, ids: Int32Array, skipId?: number): void {
+  const D = table.cols;
+  const f32 = table.dtype === 'f32' ? (table.data as FloatArray) : null;
+  const row = f32 ? null : new Float32Array(D);
+  for (let r = 0; r < ids.length; r++) {
+    const id = ids[r];
+    if (id === skipId) { out.fill(0, r * D, r * D + D); continue; }
+    if (!(id >= 0 && id < table.rows)) throw new OpenELMError('usage', `token id ${id} is outside the embedding table (${table.rows} rows)`);
+    if (f32) { for (let i = 0; i < D; i++) out[r * D + i] = f32[id * D + i]; continue; }
+    weightRowToF32(table, id, row!);
+    out.set(row!, r * D);
   }
-  rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray, rstd: FloatArray, rows: number, dim: number): void {
-    rmsnormBackward(dx, dw, dy, x, w, rstd, rows, dim);
+}
+
+/** Index of the largest value of each row (the first on ties). */
+export function argmax(x: FloatArray, rows: number, V: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0, bv = -Infinity;
+    for (let j = 0; j < V; j++) { const v = x[r * V + j]; if (v > bv) { bv = v; best = j; } }
+    out[r] = best;
   }
-  qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
-    qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray, eps: number): void {
-    qkNormRopeForward(qkv, rstd, rows, T, Q, Hkv, hd, qNorm, kNorm, cos, sin, eps, this.roundMid);
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Cross-entropy over the vocabulary with CoreNet's optional z-loss (train/loss.ts has the model-level
+// semantics): per row lse = max-subtracted logsumexp, ce = lse − logit[target].
+
+/**
+ * For `rows` logit rows with valid targets: Σ(lse − logit[t]) and Σ lse²; when gradScale ≠ 0 the
+ * logits are OVERWRITTEN with d/dlogits of gradScale · Σ_rows [(lse − logit[t]) + zLoss · lse²]:
+ * gradScale · (softmax · (1 + 2·zLoss·lse) − onehot(t)), times rowScale[r] when given.
+ */
+export function crossEntropyRows(logits: FloatArray, targets: ArrayLike<number>, rows: number, V: number,
+  zLoss: number, gradScale: number, rowScale?: ArrayLike<number>): LossSums {
+  let ceSum = 0, lseSqSum = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * V, t = targets[r];
+    if (!(t >= 0 && t < V) || !Number.isInteger(t)) {
+      throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index`);
+    }
+    const lse = rowLse(logits, o, V);
+    ceSum += lse - logits[o + t];
+    lseSqSum += lse * lse;
+    const gs = rowScale ? gradScale * rowScale[r] : gradScale;
+    if (gradScale !== 0) {
+      const k = gs * (1 + 2 * zLoss * lse);
+      for (let j = 0; j < V; j++) logits[o + j] = k * Math.exp(logits[o + j] - lse);
+      logits[o + t] -= gs;
+    }
   }
-  qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null, raw: FloatArray, rstd: FloatArray,
-    rows: number, T: number, Q: number, Hkv: number, hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null,
-    cos: FloatArray, sin: FloatArray): void {
-    qkNormRopeBackward(dqkv, dqNorm, dkNorm, raw, rstd, rows, T, Q, Hkv, hd, qNorm, kNorm, cos, sin);
+  return { ceSum, lseSqSum };
+}
+
+/** Per row: [lse, logit[target]] (so log p(target) = logit − lse). */
+export function rowLogprobs(logits: FloatArray, targets: ArrayLike<number>, rows: number, V: number): Float64Array {
+  const out = new Float64Array(rows * 2);
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (!(t >= 0 && t < V) || !Number.isInteger(t)) throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V})`);
+    out[2 * r] = rowLse(logits, r * V, V);
+    out[2 * r + 1] = logits[r * V + t];
   }
-  attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void {
-    attentionForward(out, lse, qkv, B, T, Q, Hkv, hd);
+  return out;
+}
+
+function rowLse(x: FloatArray, o: number, V: number): number {
+  let mx = -Infinity;
+  for (let j = 0; j < V; j++) if (x[o + j] > mx) mx = x[o + j];
+  let sum = 0;
+  for (let j = 0; j < V; j++) sum += Math.exp(x[o + j] - mx);
+  return mx + Math.log(sum);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Optimizer pieces (train/adamw.ts, train/clip.ts).
+
+/** One AdamW update of n elements, PyTorch's single-tensor formula evaluated in f64 per element. */
+export function adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number, s: AdamWStep): void {
+  const { b1, b2, stepSize, bc2Sqrt, eps, keep } = s;
+  for (let i = 0; i < n; i++) {
+    const gi = g[i];
+    const mi = b1 * m[i] + (1 - b1) * gi;
+    const vi = b2 * v[i] + (1 - b2) * gi * gi;
+    m[i] = mi; v[i] = vi;
+    p[i] = p[i] * keep - stepSize * mi / (Math.sqrt(vi) / bc2Sqrt + eps);
   }
-  attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, _out: FloatArray, lse: FloatArray,
-    B: number, T: number, Q: number, Hkv: number, hd: number): void {
-    attentionBackward(dqkv, dout, qkv, lse, B, T, Q, Hkv, hd);
-  }
-  swigluForward(g: FloatArray, u: FloatArray, rows: number, F: number): void { swigluForward(g, u, rows, F); }
-  swigluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, rows: number, F: number): void { swigluBackward(du, dg, u, rows, F); }
-  siluForward(g: FloatArray, u: FloatArray, n: number): void { siluForward(g, u, n); }
-  siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: number): void { siluBackward(du, dg, u, n); }
-  embeddingForward(out: FloatArray, table: FloatArray, ids: Int32Array, D: number, skipId: number): void { embeddingForward(out, table, ids, D, skipId); }
-  embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void { embeddingBackward(dtable, dout, ids, D, skipId); }
-  crossEntropyRows(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number): LossSums {
-    return this.ce(logits, targets, rows, V, zLoss, gradScale);
-  }
+}
+
+/** Σ x², accumulated in f64 in index order. */
+export function sumSquares(x: FloatArray): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+  return s;
+}
+
+/** x[i] *= coef (multiply in f64, as JavaScript does). */
+export function scale(x: FloatArray, coef: number): void {
+  for (let i = 0; i < x.length; i++) x[i] *= coef;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Row moves.
+
+export function gatherRows(dst: FloatArray, src: FloatArray, rows: Int32Array, width: number): void {
+  for (let i = 0; i < rows.length; i++) dst.set(src.subarray(rows[i] * width, rows[i] * width + width), i * width);
+}
+
+export function scatterRows(dst: FloatArray, src: FloatArray, rows: Int32Array, width: number): void {
+  for (let i = 0; i < rows.length; i++) dst.set(src.subarray(i * width, i * width + width), rows[i] * width);
+}
+
+/** matmul of the Backend interface on the reference GEMM. */
+export function matmul(g: JsGemm, C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number,
+  layout: MatmulLayout, acc: boolean): void {
+  if (layout === 'nt') g.nt(C, A, B, M, N, K, acc);
+  else if (layout === 'nn') g.nn(C, A, B, M, N, K, acc);
+  else g.tn(C, A, B, M, N, K, acc);
 }

@@ -10,10 +10,8 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { OpenELMError } from '../../core/errors.js';
-
-export type NativeMode = 'auto' | 'on' | 'off';
-export const NATIVE_MODES: readonly NativeMode[] = ['auto', 'on', 'off'];
+import { OpenELMError } from '../core/errors.js';
+import { NATIVE_MODES, type NativeGemm, type NativeMode } from '../backends/native-gemm.js';
 
 interface Addon {
   load(paths: string[]): string;
@@ -24,7 +22,7 @@ interface Addon {
     mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean): void;
 }
 
-export class NativeBlas {
+export class NativeBlas implements NativeGemm {
   private threadsSet = 0;
   constructor(private readonly addon: Addon, readonly library: string) {}
 
@@ -57,8 +55,8 @@ const LIBRARIES = ['libdnnl.so.3', 'libdnnl.so.2', 'libopenblas.so.0', 'libdnnl.
 let loaded: { blas: NativeBlas | null; why: string } | undefined;
 
 function repoRoot(): string {
-  // dist/src/backends/native/native.js -> the package root, four folders up
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+  // dist/src/platform/node-native.js -> the package root, three folders up
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 }
 
 function load(): { blas: NativeBlas | null; why: string } {

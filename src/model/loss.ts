@@ -1,11 +1,11 @@
 // Cross-entropy over the vocabulary with an ignore index, plus CoreNet's optional z-loss
-// (spec §4.1):  loss = mean_valid(lse − logit[target]) + zLoss · mean_valid(lse²),
+// (docs/training.md):  loss = mean_valid(lse − logit[target]) + zLoss · mean_valid(lse²),
 // where lse is the max-subtracted logsumexp of a row and "valid" means target ≠ ignoreIndex.
 // CoreNet's own implementation also adds lse² of padded rows (whose logits it zeroes) to the logged
 // value; we follow the spec's recommendation and average over valid tokens only.
 
 import { OpenELMError } from '../core/errors.js';
-import type { FloatArray } from './kernels.js';
+import { crossEntropyRows, type FloatArray } from '../backends/js/reference.js';
 
 /** CoreNet's z-loss coefficient, used when z-loss is switched on without a value. */
 export const DEFAULT_Z_LOSS = 1e-4;
@@ -25,38 +25,6 @@ export function countValid(targets: ArrayLike<number>, ignoreIndex: number): num
   let n = 0;
   for (let i = 0; i < targets.length; i++) if (targets[i] !== ignoreIndex) n++;
   return n;
-}
-
-export interface LossSums { ceSum: number; lseSqSum: number; }
-
-/**
- * For `rows` logit rows of width V with their targets (none equal to ignoreIndex; callers drop
- * those rows): accumulates Σ(lse − logit[t]) and Σ lse², and, when gradScale ≠ 0, OVERWRITES the
- * logits with d/dlogits of gradScale · Σ_rows [(lse − logit[t]) + zLoss · lse²]:
- * gradScale · (softmax · (1 + 2·zLoss·lse) − onehot(t)).
- */
-export function crossEntropyRows(logits: FloatArray, targets: ArrayLike<number>, rows: number, V: number,
-  zLoss: number, gradScale: number): LossSums {
-  let ceSum = 0, lseSqSum = 0;
-  for (let r = 0; r < rows; r++) {
-    const o = r * V, t = targets[r];
-    if (!(t >= 0 && t < V) || !Number.isInteger(t)) {
-      throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index`);
-    }
-    let mx = -Infinity;
-    for (let j = 0; j < V; j++) if (logits[o + j] > mx) mx = logits[o + j];
-    let sum = 0;
-    for (let j = 0; j < V; j++) sum += Math.exp(logits[o + j] - mx);
-    const lse = mx + Math.log(sum);
-    ceSum += lse - logits[o + t];
-    lseSqSum += lse * lse;
-    if (gradScale !== 0) {
-      const k = gradScale * (1 + 2 * zLoss * lse);
-      for (let j = 0; j < V; j++) logits[o + j] = k * Math.exp(logits[o + j] - lse);
-      logits[o + t] -= gradScale;
-    }
-  }
-  return { ceSum, lseSqSum };
 }
 
 export interface CrossEntropyResult { loss: number; ce: number; zloss: number; validTokens: number; }
