@@ -29,7 +29,7 @@ import { initParams } from '../src/model/init.js';
 import { saveModel } from '../src/io/model-folder.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
-import { nativeBlas } from '../src/backends/native/native.js';
+import { nativeBlas } from '../src/platform/node-native.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));

@@ -70,24 +70,24 @@ test('per-item prompts, token ids and log-likelihoods match the reference for ev
       assert.deepEqual(r.ctx, c.requests[i].ctx_ids, `${c.task} doc ${c.doc} request ${i}: context ids`);
       assert.deepEqual(r.cont, c.requests[i].cont_ids, `${c.task} doc ${c.doc} request ${i}: continuation ids`);
     });
-    const res = scorer.score(reqs);
+    const res = await scorer.score(reqs);
     assertClose(res.map((r) => r.ll), c.requests.map((r) => r.ll), TOL.loglik, `${c.task} k=${c.num_fewshot} doc ${c.doc}`);
     assert.deepEqual(res.map((r) => r.greedy), c.requests.map((r) => r.greedy));
   }
 });
 
-test('prompts longer than max_length are cut from the left like lm-eval', () => {
+test('prompts longer than max_length are cut from the left like lm-eval', async () => {
   const t = G.truncation;
-  const res = new LoglikScorer(model, { maxLength: t.max_length }).score(t.requests.map((r) => ({ ctx: r.ctx_ids, cont: r.cont_ids })));
+  const res = await new LoglikScorer(model, { maxLength: t.max_length }).score(t.requests.map((r) => ({ ctx: r.ctx_ids, cont: r.cont_ids })));
   assertClose(res.map((r) => r.ll), t.requests.map((r) => r.ll), TOL.loglik, 'truncated boolq');
 });
 
-test('rolling log-likelihood windows and totals match lm-eval loglikelihood_rolling', () => {
+test('rolling log-likelihood windows and totals match lm-eval loglikelihood_rolling', async () => {
   const R = G.rolling;
   const ids = tokenizer.encode(R.text, { bos: true });
   const wins = rollingWindows(ids, R.prefix_token, R.max_length);
   assert.deepEqual(wins.map((w) => [w.ctx, w.cont]), R.windows.map((w) => [w.ctx_ids, w.cont_ids]));
-  const res = new LoglikScorer(model, { maxLength: R.max_length, batchSize: 2 }).score(wins);
+  const res = await new LoglikScorer(model, { maxLength: R.max_length, batchSize: 2 }).score(wins);
   assertClose(res.map((r) => r.ll), R.windows.map((w) => w.ll), TOL.loglik, 'rolling windows');
   assert.equal(pyCountWords(R.text), R.words);
   assert.equal(utf8Len(R.text), R.bytes);

@@ -161,7 +161,7 @@ test('encoding pairs: trailing context whitespace moves to the continuation, BOS
   assert.deepEqual(enc.encode('', 'hello').ctx, [2], 'an empty context becomes the end-of-text token (dc90fec)');
 });
 
-test('the scorer (grouped contexts, batching, chunked continuations, truncation) equals plain full-sequence scoring', () => {
+test('the scorer (grouped contexts, batching, chunked continuations, truncation) equals plain full-sequence scoring', async () => {
   const { model } = tinyModel({ max_context_length: 64 }, 5);
   let seed = 7;
   const rnd = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
@@ -174,13 +174,14 @@ test('the scorer (grouped contexts, batching, chunked continuations, truncation)
   reqs.push({ ctx: reqs[0].ctx, cont: reqs[0].cont }); // duplicate request
   reqs.push({ ctx: [1, ...toks(50)], cont: toks(20) }); // longer than the 48-token window: cut from the left
   const L = 48;
-  const naive = reqs.map(({ ctx, cont }) => {
+  const naive: { ll: number; greedy: boolean }[] = [];
+  for (const { ctx, cont } of reqs) {
     const all = [...ctx, ...cont].slice(-(L + 1));
-    const { logprobs, greedy } = scoreTokens(model, all, all.length - cont.length);
-    return { ll: logprobs.reduce((a, b) => a + b, 0), greedy: greedy.every(Boolean) };
-  });
+    const { logprobs, greedy } = await scoreTokens(model, all, all.length - cont.length);
+    naive.push({ ll: logprobs.reduce((a, b) => a + b, 0), greedy: greedy.every(Boolean) });
+  }
   for (const [batchSize, rowsPerCall] of [[1, 512], [3, 5], [16, 1]]) {
-    const got = new LoglikScorer(model, { batchSize, rowsPerCall, maxLength: L }).score(reqs);
+    const got = await new LoglikScorer(model, { batchSize, rowsPerCall, maxLength: L }).score(reqs);
     assertClose(got.map((r) => r.ll), naive.map((r) => r.ll), TOL.loglik, `batch ${batchSize} rows ${rowsPerCall}`);
     assert.deepEqual(got.map((r) => r.greedy), naive.map((r) => r.greedy));
   }

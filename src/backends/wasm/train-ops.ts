@@ -19,9 +19,6 @@ const OP = {
   ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21,
 } as const;
 const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
-/** Multiply-adds from which a product goes to the native sgemm when the backend has one (below
- * it the call and thread hand-off cost more than the faster kernel saves). */
-const NATIVE_MIN_WORK = 1 << 20;
 const RB = 16;                       // rows per partial-sum block
 const ABR = 48;                      // attention query block
 const SUMSQ_BLOCK = 65536;
@@ -79,8 +76,6 @@ export class WasmTrainOps {
   private stageIdx = 0;
   private copyBack: { dst: Float32Array; src: Float32Array }[] = [];
   private readonly gemmScratch: number;
-  /** Multiply-adds from which a GEMM goes to the backend's native sgemm, when it has one. */
-  nativeMinWork = NATIVE_MIN_WORK;
 
   constructor(readonly backend: WasmBackend) {
     this.scratch = new Scratch(backend);
@@ -155,7 +150,7 @@ export class WasmTrainOps {
     ta: number, tb: number, lda: number, ldb: number, name: string): void {
     if (M <= 0 || N <= 0) return;
     const nat = this.backend.native;
-    if (nat && M * N * K >= this.nativeMinWork && C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array) {
+    if (nat && M * N * K >= this.backend.nativeMinWork && C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array) {
       nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
       return;
     }

@@ -65,6 +65,11 @@ export class WasmBackend implements Backend {
   native: NativeGemm | null;
   /** Fewest rows a linear needs to go native (tests lower it to cover small models). */
   nativeMinRows = NATIVE_MIN_ROWS;
+  /**
+   * Multiply-adds from which a training product goes to the native sgemm (below it the call and
+   * thread hand-off cost more than the faster kernel saves; tests lower it).
+   */
+  nativeMinWork = 1 << 20;
 
   private readonly arena: SharedArena;
   private readonly pool: ThreadPool;
