@@ -163,7 +163,7 @@ export class LoadedModel {
 /** Resolve a model source to a local folder: an existing path as is, a hub id (org/name) through the HF cache. */
 export async function resolveModelSource(source: string, opts: LoadModelOptions = {}): Promise<string> {
   if (fs.existsSync(source)) return source;
-  if (!REPO_ID_RE.test(source)) throw new OpenELMError('model', `${source} is neither a model folder nor a hub id (org/name)`);
+  if (!REPO_ID_RE.test(source)) throw new OpenELMError('model', `model folder ${source} does not exist, and ${source} is neither a model folder nor a hub id (org/name)`);
   try {
     return await ensureModel(source, {
       signal: opts.signal, onProgress: opts.onProgress, onWarning: opts.onWarning, revision: opts.revision, token: opts.token,

@@ -22,3 +22,34 @@ export function own(be: Backend, src: ArrayLike<number>): Float32Array {
   be.write(t, src);
   return f32(t);
 }
+
+import { JsBackend } from '../../src/backends/js/js-backend.js';
+import { wasmAvailable } from '../../src/backends/wasm/kernels.js';
+import { nativeBlas } from '../../src/platform/node-native.js';
+import { TOL, type Tol } from '../tolerances.js';
+
+/**
+ * Every backend the interface-level suites run on, with the tolerances its results are held to
+ * against the fp64 goldens. Adding a backend here is all it takes to run the golden suite on it;
+ * `available` says why it is skipped (a backend whose prerequisites CI installed must not skip).
+ */
+export interface BackendCase {
+  name: string;
+  make(): Promise<Backend>;
+  available: () => string | null;
+  /** Tolerance of logits against the fp64 golden. */
+  logits: Tol;
+}
+
+export const BACKEND_CASES: BackendCase[] = [
+  { name: 'js', make: async () => new JsBackend(), available: () => null, logits: TOL.refLogits },
+  {
+    name: 'wasm (2 threads)', make: () => createWasm({ threads: 2 }), logits: TOL.fastVsRef,
+    available: () => (wasmAvailable() ? null : 'this runtime has no WebAssembly SIMD'),
+  },
+  {
+    name: 'wasm + native sgemm', logits: TOL.fastVsRef,
+    make: async () => { const be = await createWasm({ threads: 2, native: nativeBlas('on') }); be.nativeMinRows = 1; be.nativeMinWork = 0; return be; },
+    available: () => (process.env.OPENELM_REQUIRE_NATIVE === '1' || (wasmAvailable() && nativeBlas('auto')) ? null : 'the native sgemm is not built'),
+  },
+];
