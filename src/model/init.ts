@@ -1,4 +1,4 @@
-// Random initialisation as CoreNet does it (spec §1.6): linear weights N(0, in^-1/2), embedding
+// Random initialisation as CoreNet does it (docs/architecture.md, Initialisation): linear weights N(0, in^-1/2), embedding
 // N(0, D^-1/2), norms 1, then out_proj and proj_2 re-drawn N(0, D^-1/2 · (2L)^-1/2).
 
 import { Rng } from '../core/rng.js';

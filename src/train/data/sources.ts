@@ -1,5 +1,5 @@
 // A data source turns its files into training rows of seq_len + 1 token ids (inputs are row[0..T),
-// targets row[1..T]); PAD marks padded positions. Text sources run CoreNet's pipeline (spec §4.3):
+// targets row[1..T]); PAD marks padded positions. Text sources run CoreNet's pipeline (docs/training.md):
 // word chunks → character filter → NFC → encode → BOS + EOS → token filter → layout:
 //   pad:  one row per chunk: its first T+1 tokens, right-padded (CoreNet; the rest of the chunk is dropped);
 //   pack: chunks concatenated into one token stream, rows are windows [kT, kT+T+1) (no padding).
