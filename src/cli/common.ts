@@ -5,7 +5,7 @@ import { tokenizerFromFile } from '../io/tokenizer-file.js';
 import * as fs from 'node:fs';
 import type { FlagSpec, ParsedFlags } from './args.js';
 import { get } from './args.js';
-import { loadModel, resolveModelSource, type LoadedModel } from '../api.js';
+import { loadModel, resolveModelSource, type LoadedModel, type LoadModelOptions } from '../api.js';
 import { NATIVE_MODES, backendNames } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { validateDType } from '../model/load.js';
@@ -36,18 +36,24 @@ export function resolveModelDir(model: string): Promise<string> {
   return resolveModelSource(model, hubCallbacks());
 }
 
-/** The model the flags name, through the library's loadModel. */
-export async function loadFromFlags(flags: ParsedFlags): Promise<LoadedModel> {
+/** loadModel's options from the MODEL_FLAGS (and --chat-template where a command has it). */
+export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
   const file = get.str(flags, 'tokenizer');
   if (file !== undefined && !fs.existsSync(file)) throw new OpenELMError('tokenizer', `tokenizer file ${file} not found`);
-  return loadModel(get.str(flags, 'model')!, {
+  return {
     dtype: validateDType(get.str(flags, 'dtype') ?? 'auto'),
     backend: get.str(flags, 'backend') ?? 'auto',
     threads: get.num(flags, 'threads'),
     native: (get.str(flags, 'native') ?? 'auto') as 'auto' | 'on' | 'off',
     tokenizer: file,
+    chatTemplate: get.str(flags, 'chat-template'),
     ...hubCallbacks(),
-  });
+  };
+}
+
+/** The model the flags name, through the library's loadModel. */
+export function loadFromFlags(flags: ParsedFlags): Promise<LoadedModel> {
+  return loadModel(get.str(flags, 'model')!, loadOptionsFromFlags(flags));
 }
 
 export function printJson(obj: unknown): void {

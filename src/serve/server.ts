@@ -139,7 +139,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   let modelId = opts.modelId ?? '';
 
   const template = () => opts.chatTemplate ?? model!.chatTemplate;
-  const defaults = () => ({ repetitionPenalty: model!.isInstruct ? 1.2 : 1 });
+  const defaults = () => ({ repetitionPenalty: model!.defaultOptions().repetitionPenalty ?? 1 });
 
   function usage(r: EngineResult) {
     return { prompt_tokens: r.promptTokens, completion_tokens: r.ids.length, total_tokens: r.promptTokens + r.ids.length };

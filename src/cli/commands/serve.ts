@@ -1,10 +1,8 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { MODEL_FLAGS } from '../common.js';
+import { MODEL_FLAGS, loadOptionsFromFlags } from '../common.js';
 import { loadModel } from '../../api.js';
 import { createServer } from '../../serve/server.js';
-import { stderrProgress } from '../../hub/progress.js';
-import type { LoadDType } from '../../model/load.js';
 
 export const spec: CommandSpec = {
   name: 'serve',
@@ -34,11 +32,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     slots: get.num(flags, 'parallel'), maxBatch: get.num(flags, 'batch'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
     modelId: get.str(flags, 'alias') ?? modelArg,
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
-    model: () => loadModel(modelArg, {
-      dtype: get.str(flags, 'dtype') as LoadDType, threads: get.num(flags, 'threads'),
-      backend: get.str(flags, 'backend') as 'auto' | 'wasm' | 'js', tokenizer: get.str(flags, 'tokenizer'),
-      chatTemplate: get.str(flags, 'chat-template'), onProgress: stderrProgress(),
-    }),
+    model: () => loadModel(modelArg, loadOptionsFromFlags(flags)),
   });
   process.stderr.write(`openelm serve: listening on ${srv.url} (loading ${modelArg})\n`);
   let signals = 0;
