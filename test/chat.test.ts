@@ -21,7 +21,7 @@ function jinjaRender(messages: ChatMessage[], add: boolean): string {
   return new Template(CORENET_INSTRUCT_TEMPLATE).render({ messages, eos_token: '</s>', bos_token: '<s>', add_generation_prompt: add });
 }
 
-test('CoreNet instruct template: the exact text of CoreNet's openelm-instruct.yaml', () => {
+test('CoreNet instruct template: the exact text of CoreNet openelm-instruct.yaml', () => {
   const msgs: ChatMessage[] = [
     { role: 'system', content: 'S' }, { role: 'user', content: 'U' }, { role: 'assistant', content: 'A' }, { role: 'user', content: 'U2' },
   ];
