@@ -1,4 +1,4 @@
-// Apple's reported OpenELM scores (HF model cards / paper tables, docs/openelm-spec.md §6.3), in percent,
+// Apple's reported OpenELM scores (HF model cards / paper tables; docs/evaluation.md), in percent,
 // keyed by task and shot count, so `openelm eval --compare-paper` can print them beside ours.
 // The metric per task follows the spec's reading of the paper (acc_norm for ARC, HellaSwag and PIQA,
 // acc for BoolQ, SciQ, WinoGrande, MMLU and RACE, mc2 for TruthfulQA, pct_stereotype for CrowS-Pairs);
