@@ -252,18 +252,19 @@ function tmpData(files: Record<string, string | Uint8Array>): string {
   return d;
 }
 
-test('loaders: original, gzip, HF jsonl and parquet layouts give the same documents', async () => {
+test('loaders: original, gzip, brotli, HF jsonl and parquet layouts give the same documents', async () => {
   const piqa = resolveTask('piqa')[0];
   const lines = [{ goal: 'g1', sol1: 'a', sol2: 'b' }, { goal: 'g2', sol1: 'c', sol2: 'd' }];
   const orig = tmpData({ 'piqa/valid.jsonl': lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 'piqa/valid-labels.lst': '1\n0\n' });
   const gz = tmpData({ 'piqa/valid.jsonl.gz': zlib.gzipSync(lines.map((l) => JSON.stringify(l)).join('\n')), 'piqa/valid-labels.lst': '1\n0\n' });
+  const br = tmpData({ 'piqa/valid.jsonl.br': zlib.brotliCompressSync(lines.map((l) => JSON.stringify(l)).join('\n')), 'piqa/valid-labels.lst': '1\n0\n' });
   const hf = tmpData({ 'piqa/validation.jsonl': lines.map((l, i) => JSON.stringify({ ...l, label: 1 - i })).join('\n') });
   const pq = parquetWriteBuffer({ columnData: [
     { name: 'goal', data: ['g1', 'g2'], type: 'STRING' }, { name: 'sol1', data: ['a', 'c'], type: 'STRING' },
     { name: 'sol2', data: ['b', 'd'], type: 'STRING' }, { name: 'label', data: [1, 0], type: 'INT32' }] });
   const par = tmpData({ 'piqa/data/validation-00000-of-00001.parquet': new Uint8Array(pq) });
   const want = [{ goal: 'g1', sol1: 'a', sol2: 'b', label: 1 }, { goal: 'g2', sol1: 'c', sol2: 'd', label: 0 }];
-  for (const d of [orig, gz, hf, par]) assert.deepEqual((await piqa.load(d, 'validation')).docs, want, d);
+  for (const d of [orig, gz, br, hf, par]) assert.deepEqual((await piqa.load(d, 'validation')).docs, want, d);
   // WinoGrande's release keeps train_xs ... train_xl side by side; the few-shot pool is xl alone.
   const row = (s: string) => JSON.stringify({ qID: s, sentence: `${s} _ x.`, option1: 'a', option2: 'b', answer: '1' });
   const wg = tmpData({ 'winogrande/train_xs.jsonl': row('xs'), 'winogrande/train_xl.jsonl': [row('xl1'), row('xl2')].join('\n'), 'winogrande/dev.jsonl': row('dev') });
