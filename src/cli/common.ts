@@ -10,6 +10,7 @@ import { loadModel, validateDType, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { resolveModelFolder } from '../train/run-folder.js';
 
 /** --native: the optional native sgemm for prefill/training (npm run build:native). */
 export const NATIVE_FLAG: FlagSpec = {
@@ -17,7 +18,7 @@ export const NATIVE_FLAG: FlagSpec = {
 };
 
 export const MODEL_FLAGS: FlagSpec[] = [
-  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors) or hub id', required: true },
+  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors), training run folder (its latest checkpoint) or hub id', required: true },
   { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: ['auto', 'wasm', 'js'] },
@@ -34,7 +35,7 @@ export async function makeBackend(name: string, threads: number | undefined, nat
 
 /** Resolve --model to a local folder; a hub id (org/name) that is not a local path is downloaded. */
 export async function resolveModelDir(model: string): Promise<string> {
-  if (fs.existsSync(model)) return model;
+  if (fs.existsSync(model)) return resolveModelFolder(model, (m) => process.stderr.write(`openelm: ${m}\n`));
   if (/^[\w.-]+\/[\w.-]+$/.test(model)) {
     const hub = await import('../hub/index.js');
     const { stderrProgress } = await import('../hub/progress.js');
@@ -45,7 +46,7 @@ export async function resolveModelDir(model: string): Promise<string> {
       throw new OpenELMError('hub', `could not download ${model}: ${(e as Error).message}`);
     }
   }
-  throw new OpenELMError('model', `model folder ${model} does not exist`);
+  throw new OpenELMError('usage', `model folder ${model} does not exist`);
 }
 
 export interface Loaded { model: OpenELM; tokenizer: Tokenizer; dir: string; backend: Backend; loadMs: number; }
@@ -78,8 +79,9 @@ export function readTextFile(file: string, what: string): string {
 export function tokenizerFromFlags(flags: ParsedFlags, modelDir?: string): Tokenizer {
   const file = get.str(flags, 'tokenizer');
   if (file !== undefined) {
-    if (!fs.existsSync(file)) throw new OpenELMError('tokenizer', `tokenizer file ${file} not found`);
+    if (!fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
     return Tokenizer.fromFile(file);
   }
+  if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new OpenELMError('usage', `model folder ${modelDir} does not exist`);
   return loadTokenizer(modelDir);
 }
