@@ -8,6 +8,7 @@ import type { Backend, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
 import { setWeightRows } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
+import { assertFinite } from '../core/finite.js';
 import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { readJsonFile } from '../io/json.js';
 import { resolveConfig, paramSpecs, numel, type OpenELMConfig } from './config.js';
@@ -66,12 +67,14 @@ export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dty
   const vec = (name: string): Float32Array => {
     const dst = be.alloc(numel(specs.get(name)!));
     ckpt.readF32(name, dst);
+    assertFinite(name, ckpt.info(name).file, dst, 'f32');
     return dst;
   };
   const lin = (name: string, want: LoadDType = dtype): Weight => {
     const [rows, cols] = specs.get(name)!;
     const st = storageFor(ckpt, name, want);
     const w = be.allocWeight(st, rows, cols);
+    const file = ckpt.info(name).file;
     if (st === 'f32') ckpt.readF32(name, w.data as Float32Array);
     else if (st === 'bf16') ckpt.readBF16(name, w.data as Uint16Array);
     else if (st === 'f16') ckpt.readF16(name, w.data as Uint16Array);
@@ -81,9 +84,12 @@ export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dty
       const stage = new Float32Array(step * cols);
       for (let r = 0; r < rows; r += step) {
         const n = Math.min(rows - r, step) * cols;
-        setWeightRows(w, r, ckpt.readF32Range(name, r * cols, n, stage).subarray(0, n));
+        const rowsF32 = ckpt.readF32Range(name, r * cols, n, stage).subarray(0, n);
+        assertFinite(name, file, rowsF32, 'f32', r * cols);
+        setWeightRows(w, r, rowsF32);
       }
     }
+    if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);
     be.prepareWeight(w);
     return w;
   };
