@@ -21,6 +21,7 @@ import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
 import { resolveChatTemplate, type ChatTemplate } from './chat/template.js';
 import { ChatSession, partialResult, type ChatSessionOptions } from './chat/session.js';
 import { TextStream } from './chat/text-stream.js';
+import { resolveModelFolder } from './train/run-folder.js';
 
 export interface LoadModelOptions {
   /** Storage of the linear weights: 'auto' (default) keeps the checkpoint's precision; q8/q4 quantize on load. */
@@ -168,20 +169,21 @@ export class LoadedModel {
 }
 
 /**
- * Load a model from a local folder (config.json + model.safetensors or shards) or a Hugging Face
- * hub id such as "apple/OpenELM-270M-Instruct" (downloaded into the HF cache on first use).
+ * Load a model from a local folder (config.json + model.safetensors or shards), a training run
+ * folder (its latest checkpoint) or a Hugging Face hub id such as "apple/OpenELM-270M-Instruct"
+ * (downloaded into the HF cache on first use).
  */
 export async function loadModel(source: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   opts.signal?.throwIfAborted();
   const dtype = validateDType(opts.dtype ?? 'auto');
   let dir: string;
-  if (fs.existsSync(source)) dir = source;
+  if (fs.existsSync(source)) dir = resolveModelFolder(source);
   else if (REPO_ID_RE.test(source)) {
     dir = await ensureModel(source, {
       signal: opts.signal, onProgress: opts.onProgress, revision: opts.revision, token: opts.token,
       cacheDir: opts.cacheDir, offline: opts.offline,
     });
-  } else throw new OpenELMError('model', `${source} is neither a model folder nor a hub id (org/name)`);
+  } else throw new OpenELMError('usage', `${source} is neither a model folder nor a hub id (org/name)`);
   opts.signal?.throwIfAborted();
   const { backend, owned } = await createBackend(opts.backend, opts.threads, opts.native);
   try {

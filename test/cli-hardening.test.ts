@@ -105,6 +105,7 @@ test('usage errors exit 2 in every command, with one line naming the flag or fil
     [['serve', '--model', model, '--port', '70000'], /--port must be <= 65535/],
     [['serve', '--model', model, '--bogus'], /unknown flag --bogus/],
     [['chat', '--model', model, '--max-tokens', 'many'], /--max-tokens needs a number/],
+    [['chat', '--model', missing], /missing is neither a model folder nor a hub id/],
     [['perplexity', '--model', model, '--file', missing], /input file .*missing does not exist/],
     [['detokenize', '--ids', 'x'], /not a token id/],
   ];

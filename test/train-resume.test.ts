@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { runCliAsync } from './helpers/cli-async.js';
 import { checkpointProblem } from '../src/train/state.js';
+import { loadModel } from '../src/api.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SHAKES = path.join(REPO, 'data/corpus/tinyshakespeare.txt');
@@ -105,6 +106,13 @@ test('--model RUN_FOLDER follows the run\'s latest checkpoint', async () => {
   assert.match(g.stderr, new RegExp(`is a training run; using its latest checkpoint .*step-00000004`));
   const direct = await runCliAsync(['generate', '--model', step(r.out, 4), '--prompt', 'ROMEO:', '--max-tokens', '3', '--ignore-eos', '--json', '--backend', 'js']);
   assert.deepEqual(JSON.parse(direct.stdout).ids, JSON.parse(g.stdout).ids);
+  // The library (and so chat and serve) resolves a run folder the same way.
+  const lib = await loadModel(r.out, { backend: 'js' });
+  try {
+    assert.equal(lib.dir, step(r.out, 4));
+  } finally {
+    lib.dispose();
+  }
   const empty = path.join(tmp, 'empty-run');
   fs.mkdirSync(empty);
   fs.writeFileSync(path.join(empty, 'latest'), 'step-00000009\n');
