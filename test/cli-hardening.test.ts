@@ -104,6 +104,7 @@ test('usage errors exit 2 in every command, with one line naming the flag or fil
     [['download', 'apple/x', '--revision', '../x'], /invalid revision/],
     [['serve', '--model', model, '--port', '70000'], /--port must be <= 65535/],
     [['serve', '--model', model, '--bogus'], /unknown flag --bogus/],
+    [['serve', '--model', model, '--cors', 'app.example'], /--cors "app\.example" is not an origin; give scheme and host/],
     [['chat', '--model', model, '--max-tokens', 'many'], /--max-tokens needs a number/],
     [['chat', '--model', missing], /missing is neither a model folder nor a hub id/],
     [['perplexity', '--model', model, '--file', missing], /input file .*missing does not exist/],

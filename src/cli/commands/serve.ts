@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { MODEL_FLAGS } from '../common.js';
+import { UsageError } from '../../core/errors.js';
 import { loadModel } from '../../api.js';
 import { createServer } from '../../serve/server.js';
 import { stderrProgress } from '../../hub/progress.js';
@@ -28,6 +29,16 @@ export const spec: CommandSpec = {
   ],
 };
 
+/** Each --cors value must be "*" or an origin such as https://app.example (scheme, host, optional port). */
+function corsOrigins(values: string[]): string[] {
+  for (const v of values) {
+    let ok = v === '*';
+    try { const u = new URL(v); ok ||= (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname === '/' && !u.search && !u.hash && !u.username; } catch { /* not a URL */ }
+    if (!ok) throw new UsageError(`--cors ${JSON.stringify(v)} is not an origin; give scheme and host, e.g. https://app.example or http://localhost:3000 (or * for any)`);
+  }
+  return values;
+}
+
 /** The id clients see: a hub id as given, a local folder by its name only (never the machine's path). */
 function publicModelId(modelArg: string): string {
   return fs.existsSync(modelArg) ? path.basename(path.resolve(modelArg)) : modelArg;
@@ -39,7 +50,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const apiKey = get.str(flags, 'api-key') ?? (process.env.OPENELM_API_KEY || undefined);
   const srv = await createServer({
     host: get.str(flags, 'host'), port: get.num(flags, 'port'),
-    apiKey, cors: get.list(flags, 'cors'),
+    apiKey, cors: corsOrigins(get.list(flags, 'cors')),
     slots: get.num(flags, 'parallel'), maxBatch: get.num(flags, 'batch'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
     modelId: get.str(flags, 'alias') ?? publicModelId(modelArg),
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
