@@ -1,6 +1,7 @@
 // HTTP against the Hugging Face hub (or any HF_ENDPOINT mirror): file metadata by HEAD, blob
-// downloads by GET with manual redirects, resume, size and sha256 checks, and errors that say what
-// to do (set HF_TOKEN for gated/private repos, check the id for 404s).
+// downloads by GET with manual redirects, resume, size and hash checks against the ETag (sha256 for
+// LFS files, the git blob id otherwise; docs/hub-downloads.md), and errors that say what to do (set
+// HF_TOKEN for gated/private repos, check the id for 404s).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';

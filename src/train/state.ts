@@ -26,7 +26,6 @@ import type { LoaderState } from './data/loader.js';
 import { LATEST_FILE, latestCheckpointOf, latestNamed, stepFolders } from './run-folder.js';
 
 export const STATE_VERSION = 1;
-const LATEST = LATEST_FILE;
 const TMP_PREFIX = '.tmp-step-';
 const MANIFEST = 'manifest.json';
 const STEP_DIR_RE = /^step-\d{8}$/;
@@ -238,7 +237,7 @@ export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number,
     const full = /ENOSPC|no space/i.test(msg) ? ' (the disk is full)' : '';
     throw new OpenELMError('io', `could not write the checkpoint for step ${d.state.step}${full}: ${msg}; ${prev ? `the last good checkpoint ${prev} is unchanged` : 'no earlier checkpoint exists'}`);
   }
-  writeFileAtomicSync(path.join(outDir, LATEST), name + '\n');
+  writeFileAtomicSync(path.join(outDir, LATEST_FILE), name + '\n');
   const all = listCheckpoints(outDir);
   for (const n of all.slice(0, Math.max(0, all.length - keep))) if (n !== name) rmQuiet(path.join(outDir, n));
   return path.join(outDir, name);
