@@ -9,6 +9,7 @@ import { WEIGHT_DTYPES } from '../backends/backend.js';
 import { setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
 import { formatBytes } from '../core/bytes.js';
+import { assertFinite } from '../core/finite.js';
 import { numel, paramSpecs, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
 
@@ -17,7 +18,8 @@ export type LoadDType = WeightDType | 'auto';
 /** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
 export interface TensorSource {
   names(): string[];
-  info(name: string): { dtype: string; shape: readonly number[] };
+  /** `file` names where the tensor lives, for messages. */
+  info(name: string): { dtype: string; shape: readonly number[]; file?: string };
   expectShape(name: string, shape: readonly number[]): unknown;
   readF32(name: string, dst: Float32Array): Float32Array;
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array;
@@ -50,8 +52,10 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   }
   checkRoom(src, c, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
+  const fileOf = (name: string): string => src.info(name).file ?? name;
   const vec = (name: string): Tensor => {
     const host = src.readF32(name, new Float32Array(numel(specs.get(name)!)));
+    assertFinite(name, fileOf(name), host, 'f32');
     const t = be.alloc(host.length);
     tensors.push(t);
     be.write(t, host);
@@ -62,6 +66,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     const st = storageFor(src, name, want);
     const w = be.allocWeight(st, rows, cols);
     weights.push(w);
+    const file = fileOf(name);
     if (st === 'f32') src.readF32(name, w.data as Float32Array);
     else if (st === 'bf16') src.readBF16(name, w.data as Uint16Array);
     else if (st === 'f16') src.readF16(name, w.data as Uint16Array);
@@ -71,9 +76,12 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
       const stage = new Float32Array(step * cols);
       for (let r = 0; r < rows; r += step) {
         const n = Math.min(rows - r, step) * cols;
-        setWeightRows(w, r, src.readF32Range(name, r * cols, n, stage).subarray(0, n));
+        const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
+        assertFinite(name, file, rowsF32, 'f32', r * cols);
+        setWeightRows(w, r, rowsF32);
       }
     }
+    if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);
     be.prepareWeight(w);
     return w;
   };
