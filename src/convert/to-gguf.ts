@@ -14,10 +14,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import { openModelSource } from '../formats/source.js';
 import { writeGGUF, kv, GGMLType, type GGUFKV, type GGUFTensorSource } from '../io/gguf.js';
 import { paramSpecs, type OpenELMConfig } from '../model/config.js';
-import { readModelConfig } from '../model/load.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { PieceType } from '../tokenizer/sentencepiece-model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -35,6 +34,8 @@ export interface ConvertOptions {
   tokenizer?: Tokenizer;
   /** general.name (default: the folder's name). */
   name?: string;
+  /** For a CoreNet .pt source: its CoreNet YAML or HF config.json. */
+  config?: string;
 }
 
 export interface ConvertResult {
@@ -144,16 +145,19 @@ function tensorPlan(c: OpenELMConfig): Plan[] {
   return plan;
 }
 
-/** Convert a model folder to GGUF at `out` (written atomically). */
+/** Convert a model (any format openModelSource reads) to GGUF at `out` (written atomically). */
 export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts: ConvertOptions = {}): ConvertResult {
   validateGGUFType(dtype);
   checkOutput(out);
-  const config = readModelConfig(dir);
-  checkSupported(config, path.join(dir, 'config.json'));
-  const tok = opts.tokenizer ?? loadTokenizer(dir);
-  const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir))), ...vocabMetadata(tok, config)];
-  const ckpt: Checkpoint = openCheckpoint(dir);
+  if (path.resolve(out) === path.resolve(dir)) throw new OpenELMError('usage', `--out ${out} is the input; choose another file`);
+  const src = openModelSource(dir, { config: opts.config });
+  const ckpt = src.reader;
   try {
+    const config = src.config;
+    checkSupported(config, src.format === 'hf' ? path.join(dir, 'config.json') : dir);
+    const folder = fs.statSync(dir).isDirectory() ? dir : undefined;
+    const tok = opts.tokenizer ?? src.tokenizer?.() ?? loadTokenizer(folder);
+    const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir)).replace(/\.(gguf|pt|pth)$/i, '')), ...vocabMetadata(tok, config)];
     for (const p of paramSpecs(config)) ckpt.expectShape(p.name, p.shape);
     // proj_1 feeds two tensors in a row; keep the last source read so it is read once.
     let last: { src: string; data: Float32Array } | null = null;
@@ -178,6 +182,6 @@ export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts
     const bytes = writeGGUF(out, meta, tensors);
     return { file: out, bytes, dtype, tensors: tensors.length, metadata: meta.length, fallbacks };
   } finally {
-    ckpt.close();
+    src.close();
   }
 }

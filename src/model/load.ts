@@ -2,15 +2,14 @@
 // Each tensor is read straight into its final buffer (converted on the fly while streaming), so
 // loading never holds two copies of the model; only q8/q4 quantization stages one tensor in f32.
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Backend, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
 import { setWeightRows } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
-import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
-import { readJsonFile } from '../io/json.js';
-import { resolveConfig, paramSpecs, numel, type OpenELMConfig } from './config.js';
+import { Checkpoint } from '../io/checkpoint.js';
+import type { TensorReader } from '../io/tensor-source.js';
+import { openModelSource, readSourceConfig } from '../formats/source.js';
+import { paramSpecs, numel, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
 
 export type LoadDType = WeightDType | 'auto';
@@ -21,17 +20,9 @@ export interface LoadOptions {
   backend: Backend;
 }
 
+/** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter). */
 export function readModelConfig(dir: string): OpenELMConfig {
-  if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
-  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
-  const cfgPath = path.join(dir, 'config.json');
-  if (!fs.existsSync(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
-  try {
-    return resolveConfig(readJsonFile(cfgPath, 'model config'));
-  } catch (e) {
-    if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
-    throw e;
-  }
+  return readSourceConfig(dir);
 }
 
 export function validateDType(d: string): LoadDType {
@@ -41,27 +32,27 @@ export function validateDType(d: string): LoadDType {
 
 /** Load a model folder. Throws OpenELMError naming the file / tensor on any problem. */
 export function loadModel(dir: string, opts: LoadOptions): OpenELM {
-  const config = readModelConfig(dir);
-  const ckpt = openCheckpoint(dir);
+  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx'] });
   try {
-    return new OpenELM(config, opts.backend, readWeights(ckpt, config, opts.backend, validateDType(opts.dtype ?? 'auto')));
+    return new OpenELM(src.config, opts.backend, readWeights(src.reader, src.config, opts.backend, validateDType(opts.dtype ?? 'auto')));
   } finally {
-    ckpt.close();
+    src.close();
   }
 }
 
-function storageFor(ckpt: Checkpoint, name: string, want: LoadDType): WeightDType {
+function storageFor(ckpt: TensorReader, name: string, want: LoadDType): WeightDType {
   if (want !== 'auto') return want;
   const d = ckpt.info(name).dtype;
   return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : 'f32';
 }
 
-export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dtype: LoadDType): ModelWeights {
+export function readWeights(ckpt: TensorReader, c: OpenELMConfig, be: Backend, dtype: LoadDType): ModelWeights {
   const specs = new Map(paramSpecs(c).map((p) => [p.name, p.shape]));
   for (const [name, shape] of specs) ckpt.expectShape(name, shape);
   for (const info of ckpt.names()) {
     const t = ckpt.info(info);
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new OpenELMError('checkpoint', `tensor ${info} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
+    // Decoded formats (quantized GGUF / MLX tensors) read as their exact float32 values.
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && ckpt instanceof Checkpoint) throw new OpenELMError('checkpoint', `tensor ${info} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
   const vec = (name: string): Float32Array => {
     const dst = be.alloc(numel(specs.get(name)!));
