@@ -18,6 +18,7 @@ import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
+import { runCli } from './helpers/cli.js';
 
 const FIX = fileURLToPath(new URL('../../test/fixtures/gguf/', import.meta.url));
 const TOKFIX = fileURLToPath(new URL('../../test/fixtures/tokenizer/', import.meta.url));
@@ -76,7 +77,7 @@ test('dequantize decodes a range in the middle of a buffer and checks its bounds
 
 test('GGUF model: config from openelm.* metadata, weights under HF names equal the source checkpoint', () => {
   const golden = goldenConfig('gqa2-hd64');
-  const m = GGUFModel.open(fix('gqa2-hd64-f32.gguf'));
+  const m = GGUFModel.open(fix('gqa2-hd64-f16.gguf'));
   try {
     for (const k of ['numLayers', 'modelDim', 'headDim', 'vocabSize', 'maxContextLength', 'numQueryHeads', 'numKvHeads', 'ffnDims', 'numGqaGroups', 'ropeFreqConstant', 'tiedEmbeddings'] as const) {
       assert.deepEqual(m.config[k], golden[k], k);
@@ -86,7 +87,11 @@ test('GGUF model: config from openelm.* metadata, weights under HF names equal t
     const ck = openCheckpoint(path.join(GOLDEN_ROOT, 'gqa2-hd64'));
     try {
       assert.deepEqual(m.names().sort(), ck.names().sort());
-      for (const n of ck.names()) assert.deepEqual(m.readF32(n), ck.readF32(n), n);
+      // Norms are F32 in the file (exact), weights F16 (the converter's rounding, as ours).
+      for (const n of ck.names()) {
+        if (ck.info(n).shape.length === 1) assert.deepEqual(m.readF32(n), ck.readF32(n), n);
+        else assert.deepEqual(m.readF16(n), ck.readF16(n), n);
+      }
       // proj_1 is ffn_gate's rows then ffn_up's.
       const p = m.partsOf('transformer.layers.2.ffn.proj_1.weight');
       assert.deepEqual(p.map((x) => [x.gguf.name, x.row0, x.rows, x.cols]), [['blk.2.ffn_gate.weight', 0, 256, 64], ['blk.2.ffn_up.weight', 256, 256, 64]]);
@@ -219,4 +224,19 @@ test('a truncated GGUF is refused in one line, wherever it is cut', () => {
     fs.writeFileSync(f, b.subarray(0, cut));
     oneLine(() => GGUFModel.open(f), /is truncated|is not a GGUF file/);
   }
+});
+
+test('CLI: convert --model FILE.gguf --to hf writes the exactly decoded weights', () => {
+  const out = path.join(tmp, 'from-gguf');
+  const r = runCli(['convert', '--model', fix('k256-q4_k_m.gguf'), '--to', 'hf', '--out', out, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).source, 'gguf');
+  const ck = openCheckpoint(out);
+  try {
+    const want = manifest.files['k256-q4_k_m.gguf'].tensors.find((t) => t.name === 'blk.0.attn_qkv.weight')!;
+    assert.equal(ck.info('transformer.layers.0.attn.qkv_proj.weight').dtype, 'F32');
+    assert.equal(sha(ck.readF32('transformer.layers.0.attn.qkv_proj.weight')), want.sha256_f32);
+  } finally { ck.close(); }
+  const cfg = resolveConfig(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')));
+  assert.deepEqual(cfg.numQueryHeads, [2, 4]);
 });

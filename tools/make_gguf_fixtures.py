@@ -9,7 +9,7 @@ decoder is checked bit for bit without committing the decoded floats.
 Models:
   gqa2-hd64  the golden model of test/golden (3 layers, model_dim 64): every row is a multiple of
              32, so the 32-value block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) cover every tensor;
-             F32 / F16 / BF16 come from the converter itself.
+             F16 / BF16 come from the converter itself (F32: the norms of every file).
   k256       a random 2-layer model with model_dim 256 (rows of 128 and 256 values), for the
              256-value K-quants; the 128-wide tensors take llama-quantize's fallback types, as in
              real files.
@@ -59,7 +59,6 @@ K256_SEED = 17
 # on that model's F32 file. --pure stops llama-quantize from giving the embedding (the tied head)
 # Q6_K, so every 2-D tensor gets the named type.
 FILES = [
-    ("gqa2-hd64-f32.gguf", "gqa2-hd64", "convert:f32"),
     ("gqa2-hd64-f16.gguf", "gqa2-hd64", "convert:f16"),
     ("gqa2-hd64-bf16.gguf", "gqa2-hd64", "convert:bf16"),
     ("gqa2-hd64-q8_0.gguf", "gqa2-hd64", "quantize:Q8_0:pure"),
