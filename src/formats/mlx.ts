@@ -162,7 +162,6 @@ export function writeMlxFolder(src: TensorReader, c: OpenELMConfig, outDir: stri
       throw new OpenELMError('usage', `MLX quantization needs bits in ${MLX_BITS.join('/')} and a group size of ${MLX_GROUP_SIZES.join('/')}; got ${q.bits} bits, group ${q.groupSize}`);
     }
   }
-  fs.mkdirSync(outDir, { recursive: true });
   const tensors: TensorToWrite[] = [];
   const quantized: string[] = [], unquantized: string[] = [];
   let dtypeUsed: MlxDType | undefined = opts.dtype;
@@ -187,6 +186,8 @@ export function writeMlxFolder(src: TensorReader, c: OpenELMConfig, outDir: stri
     }
   }
   tensors.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Created only once every tensor has been read and encoded, so a bad source leaves nothing behind.
+  fs.mkdirSync(outDir, { recursive: true });
   const file = path.join(outDir, 'model.safetensors');
   writeSafetensorsSync(file, tensors, { format: 'mlx' });
   const total = tensors.reduce((s, t) => s + t.data.byteLength, 0);
