@@ -197,7 +197,8 @@ export class ZipWriter {
   private pos = 0;
   private readonly done: Written[] = [];
 
-  constructor(private readonly fd: number, private readonly align = 64) {}
+  /** `zip64Above`: sizes and offsets at or above this use ZIP64 records (4 GiB − 1; lower only to test them). */
+  constructor(private readonly fd: number, private readonly align = 64, private readonly zip64Above = U32_MAX) {}
 
   private put(b: Uint8Array): void {
     writeAllSync(this.fd, b, this.pos);
@@ -207,7 +208,7 @@ export class ZipWriter {
   /** One record of `size` bytes, produced by `chunks`; its CRC is filled in once the data is written. */
   add(name: string, size: number, chunks: Iterable<Uint8Array>): void {
     const nameBuf = Buffer.from(name, 'utf8');
-    const zip64 = size >= U32_MAX || this.pos >= U32_MAX;
+    const zip64 = size >= this.zip64Above || this.pos >= this.zip64Above;
     const z64Len = zip64 ? 20 : 0;
     // Pad with PyTorch's own extra-field id ("FB") so the data starts on an aligned offset.
     const base = this.pos + 30 + nameBuf.length + z64Len;
@@ -245,21 +246,22 @@ export class ZipWriter {
   finish(): number {
     const cdStart = this.pos;
     for (const w of this.done) {
-      const need64 = w.size >= U32_MAX || w.offset >= U32_MAX;
+      const big = (v: number) => v >= this.zip64Above;
+      const need64 = big(w.size) || big(w.offset);
       const ext: number[] = [];
-      if (w.size >= U32_MAX) ext.push(w.size, w.size);
-      if (w.offset >= U32_MAX) ext.push(w.offset);
+      if (big(w.size)) ext.push(w.size, w.size);
+      if (big(w.offset)) ext.push(w.offset);
       const xLen = need64 ? 4 + 8 * ext.length : 0;
       const c = Buffer.alloc(46 + w.name.length + xLen);
       c.writeUInt32LE(SIG_CENTRAL, 0);
       c.writeUInt16LE(need64 ? 45 : 20, 4);
       c.writeUInt16LE(need64 ? 45 : 20, 6);
       c.writeUInt32LE(w.crc, 16);
-      c.writeUInt32LE(w.size >= U32_MAX ? U32_MAX : w.size, 20);
-      c.writeUInt32LE(w.size >= U32_MAX ? U32_MAX : w.size, 24);
+      c.writeUInt32LE(big(w.size) ? U32_MAX : w.size, 20);
+      c.writeUInt32LE(big(w.size) ? U32_MAX : w.size, 24);
       c.writeUInt16LE(w.name.length, 28);
       c.writeUInt16LE(xLen, 30);
-      c.writeUInt32LE(w.offset >= U32_MAX ? U32_MAX : w.offset, 42);
+      c.writeUInt32LE(big(w.offset) ? U32_MAX : w.offset, 42);
       w.name.copy(c, 46);
       if (need64) {
         let x = 46 + w.name.length;
@@ -271,7 +273,8 @@ export class ZipWriter {
     }
     const cdSize = this.pos - cdStart;
     const n = this.done.length;
-    if (n >= U16_MAX || cdStart >= U32_MAX || cdSize >= U32_MAX) {
+    const z64 = n >= U16_MAX || cdStart >= this.zip64Above || cdSize >= this.zip64Above;
+    if (z64) {
       const eocd64Pos = this.pos;
       const r = Buffer.alloc(56);
       r.writeUInt32LE(SIG_EOCD64, 0);
@@ -288,10 +291,10 @@ export class ZipWriter {
     }
     const e = Buffer.alloc(22);
     e.writeUInt32LE(SIG_EOCD, 0);
-    e.writeUInt16LE(Math.min(n, U16_MAX), 8);
-    e.writeUInt16LE(Math.min(n, U16_MAX), 10);
-    e.writeUInt32LE(Math.min(cdSize, U32_MAX), 12);
-    e.writeUInt32LE(Math.min(cdStart, U32_MAX), 16);
+    e.writeUInt16LE(z64 ? U16_MAX : n, 8);
+    e.writeUInt16LE(z64 ? U16_MAX : n, 10);
+    e.writeUInt32LE(z64 ? U32_MAX : cdSize, 12);
+    e.writeUInt32LE(z64 ? U32_MAX : cdStart, 16);
     this.put(e);
     return this.pos;
   }
