@@ -24,7 +24,7 @@ export const spec: CommandSpec = {
     'openelm convert --model SRC --to gguf [--dtype f32|f16|q8_0] --out FILE.gguf',
     '       openelm convert --model SRC --to hf [--dtype auto|f32|bf16|f16] --out DIR',
     '       openelm convert --model SRC --to mlx [--q-bits 4|8 --q-group-size 64] [--dtype auto|f32|bf16|f16] --out DIR',
-    '       openelm convert --model SRC --to corenet [--dtype auto|f32|bf16] [--pad-from CKPT.pt] --out CKPT.pt',
+    '       openelm convert --model SRC --to corenet [--dtype auto|f32|bf16|f16] [--pad-from CKPT.pt] --out CKPT.pt',
     '       openelm convert --model TRAINING.pt --config CORENET.yaml --to run --recipe RECIPE.yaml',
     '  SRC: an HF folder or hub id, an MLX folder, a .gguf file, or a CoreNet .pt (with --config)',
   ].join('\n'),
@@ -34,7 +34,7 @@ export const spec: CommandSpec = {
     { name: 'out', type: 'string', help: 'output file (gguf, corenet) or folder (hf, mlx)' },
     { name: 'dtype', type: 'string', help: 'tensor type: gguf f32|f16|q8_0 (default f16); hf/mlx/corenet auto|f32|bf16|f16 (default auto: as stored)' },
     { name: 'config', type: 'string', help: 'for a .pt source: its CoreNet training YAML (model_name gives the size) or an HF config.json' },
-    { name: 'q-bits', type: 'int', help: 'mlx: quantize linear layers and the embedding to this many bits', choices: undefined, min: 2, max: 8 },
+    { name: 'q-bits', type: 'int', help: 'mlx: quantize linear layers and the embedding to this many bits (4 or 8)' },
     { name: 'q-group-size', type: 'int', help: 'mlx: values per quantization group (32, 64 or 128)', default: 64 },
     { name: 'pad-from', type: 'string', help: 'corenet: take the embedding rows past the vocabulary from this CoreNet .pt (default zeros)' },
     { name: 'recipe', type: 'string', help: 'run: the recipe whose out_dir receives the seeded checkpoint' },
@@ -46,7 +46,7 @@ export const spec: CommandSpec = {
 function dtypeFor(flags: ParsedFlags, to: Target): HFDType | undefined {
   const d = get.str(flags, 'dtype');
   if (d === undefined || d === 'auto') return undefined;
-  const ok = to === 'corenet' ? ['f32', 'bf16', 'f16'] : ['f32', 'bf16', 'f16'];
+  const ok = ['f32', 'bf16', 'f16'];
   if (!ok.includes(d)) throw new OpenELMError('usage', `unknown --dtype "${d}" for ${to}; choose one of auto, ${ok.join(', ')}`);
   return d.toUpperCase() as HFDType;
 }
@@ -123,10 +123,9 @@ export async function run(flags: ParsedFlags): Promise<number> {
     }
   }
 
-  let src: ModelSource;
   if (to === 'hf' || to === 'mlx') checkOutFolder(out!, model);
   else checkOutFile(out!, model, '.pt');
-  src = openModelSource(model, { config: configFile });
+  const src: ModelSource = openModelSource(model, { config: configFile });
   try {
     if (to === 'hf') {
       const r = writeHFFolder(src.reader, src.config, out!, dtype);
