@@ -25,6 +25,8 @@ export interface TensorSource {
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array;
   readBF16(name: string, dst: Uint16Array): Uint16Array;
   readF16(name: string, dst: Uint16Array): Uint16Array;
+  /** True when every tensor reads as its exact f32 values whatever type stores it (GGUF, MLX, .pt readers). */
+  readonly decoded?: boolean;
 }
 
 export function validateDType(d: string): LoadDType {
@@ -48,7 +50,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   for (const [name, shape] of specs) src.expectShape(name, shape);
   for (const name of src.names()) {
     const t = src.info(name);
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && !src.decoded) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
   checkRoom(src, c, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
