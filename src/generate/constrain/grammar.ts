@@ -18,6 +18,14 @@ import { complementRanges, utf8Sequences } from './utf8-ranges.js';
 
 /** Inline a non-recursive rule where it is used when its body is at most this many byte steps. */
 const INLINE_LIMIT = 512;
+/**
+ * A rule used in several places is kept as one automaton when it loops or is large: a JSON string
+ * inlined at every property would give each copy of its character loop its own node, and each
+ * would pay for its own walk of the vocabulary. Small non-looping rules (a character class with
+ * its escapes, a number) are still inlined: a rule that ends after one character would make
+ * nearly every token depend on the enclosing rule.
+ */
+const SHARED_INLINE_LIMIT = 64;
 
 export class CompiledGrammar {
   constructor(
@@ -123,7 +131,18 @@ export function compileGrammar(ast: GrammarAst): CompiledGrammar {
 
   // Inline cost of each rule, with its own inlinable references expanded.
   const size = new Map<string, number>();
-  const inlinable = (name: string): boolean => name !== 'root' && !recursive.has(name) && sizeOf(name) <= INLINE_LIMIT;
+  const uses = new Map<string, number>();
+  for (const r of rules.values()) forEachRef(r.alts, (m) => uses.set(m, (uses.get(m) ?? 0) + 1));
+  const loops = (items: GItem[][]): boolean => items.some((seq) => seq.some(function l(it: GItem): boolean {
+    if (it.kind === 'repeat') return !Number.isFinite(it.max) || l(it.item);
+    return it.kind === 'group' && loops(it.alts);
+  }));
+  const inlinable = (name: string): boolean => {
+    if (name === 'root' || recursive.has(name)) return false;
+    const size = sizeOf(name);
+    if ((uses.get(name) ?? 0) > 1 && (size > SHARED_INLINE_LIMIT || loops(rules.get(name)!.alts))) return false;
+    return size <= INLINE_LIMIT;
+  };
   function sizeOf(name: string): number {
     const known = size.get(name);
     if (known !== undefined) return known;
@@ -221,6 +240,7 @@ export function compileGrammar(ast: GrammarAst): CompiledGrammar {
     const final = buildAlts(rule.alts, start, [rule.name]);
     ruleStartList.push(determinize(nfa, start, final, dfa));
   }
+  minimize(dfa, ruleStartList);
 
   // Liveness: a node is live when the end of its rule can be reached from it.
   const nRules = kept.length;
@@ -401,6 +421,61 @@ function determinize(nfa: NfaNode[], start: number, final: number, out: DfaNode[
     for (const [rule, targets] of byRule) out[id].refs.push(rule, intern(closure(targets)));
   }
   return s0;
+}
+
+/**
+ * Merges nodes with the same future (Moore's partition refinement over byte ranges, references and
+ * finality), in place. Fewer nodes means fewer vocabulary walks: e.g. "inside a string, just after
+ * the quote" and "inside a string, after a character" become one node.
+ */
+function minimize(dfa: DfaNode[], starts: number[]): void {
+  const n = dfa.length;
+  let cls = new Int32Array(n);
+  for (let i = 0; i < n; i++) cls[i] = dfa[i].final ? 1 : 0;
+  let count = 0;
+  for (;;) {
+    const ids = new Map<string, number>();
+    const next = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const d = dfa[i];
+      let sig = `${cls[i]}|`;
+      let lastT = -1, lastHi = -2;
+      for (let j = 0; j < d.ranges.length; j += 3) {
+        const t = cls[d.ranges[j + 2]];
+        if (t === lastT && d.ranges[j] === lastHi + 1) { sig += `~${d.ranges[j + 1]}`; }
+        else sig += `,${d.ranges[j]}-${d.ranges[j + 1]}>${t}`;
+        lastT = t; lastHi = d.ranges[j + 1];
+      }
+      const refs: string[] = [];
+      for (let j = 0; j < d.refs.length; j += 2) refs.push(`${d.refs[j]}>${cls[d.refs[j + 1]]}`);
+      sig += `|${refs.sort().join(',')}`;
+      let id = ids.get(sig);
+      if (id === undefined) { id = ids.size; ids.set(sig, id); }
+      next[i] = id;
+    }
+    cls = next;
+    if (ids.size === count) break;
+    count = ids.size;
+  }
+  if (count === n) return;
+  const rep = new Int32Array(count).fill(-1);
+  for (let i = 0; i < n; i++) if (rep[cls[i]] < 0) rep[cls[i]] = i;
+  const merged: DfaNode[] = [];
+  for (let c = 0; c < count; c++) {
+    const d = dfa[rep[c]];
+    const ranges: number[] = [];
+    for (let j = 0; j < d.ranges.length; j += 3) {
+      const t = cls[d.ranges[j + 2]], L = ranges.length;
+      if (L && ranges[L - 1] === t && ranges[L - 2] === d.ranges[j] - 1) ranges[L - 2] = d.ranges[j + 1];
+      else ranges.push(d.ranges[j], d.ranges[j + 1], t);
+    }
+    const refs: number[] = [];
+    for (let j = 0; j < d.refs.length; j += 2) refs.push(d.refs[j], cls[d.refs[j + 1]]);
+    merged.push({ final: d.final, ranges, refs });
+  }
+  dfa.length = 0;
+  dfa.push(...merged);
+  for (let r = 0; r < starts.length; r++) starts[r] = cls[starts[r]];
 }
 
 export { GrammarError };

@@ -195,12 +195,14 @@ export class GrammarMatcher {
   /** Sets the logits of disallowed tokens to -Infinity. */
   applyMask(logits: Float32Array): void {
     const m = this.mask();
+    const n = logits.length;
     for (let w = 0; w < m.length; w++) {
       const bits = m[w];
       if (bits === 0xffffffff) continue;
       const base = w << 5;
-      const end = Math.min(32, logits.length - base);
-      for (let b = 0; b < end; b++) if (!(bits & (1 << b))) logits[base + b] = -Infinity;
+      const end = Math.min(base + 32, n);
+      if (bits === 0) { logits.fill(-Infinity, base, end); continue; }
+      for (let i = base; i < end; i++) if (!((bits >>> (i - base)) & 1)) logits[i] = -Infinity;
     }
   }
 
