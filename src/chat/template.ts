@@ -32,6 +32,8 @@ export interface ChatTemplate {
   /** The special-token strings the template writes (`</s>`, `<s>` for Llama-2). */
   readonly eosToken: string;
   readonly bosToken: string;
+  /** The Jinja source, when there is one (servers report it as `chat_template`). */
+  readonly text?: string;
   render(messages: readonly ChatMessage[], opts?: RenderOptions): string;
 }
 
@@ -65,6 +67,7 @@ export function corenetInstructTemplate(): ChatTemplate {
     source: 'builtin:corenet-instruct',
     eosToken: LLAMA_EOS,
     bosToken: LLAMA_BOS,
+    text: CORENET_INSTRUCT_TEMPLATE,
     render(messages, opts = {}) {
       checkMessages(messages);
       const gen = opts.addGenerationPrompt ?? true;
@@ -97,7 +100,7 @@ export function jinjaTemplate(text: string, opts: JinjaTemplateOptions = {}): Ch
   }
   const bosToken = opts.bosToken ?? LLAMA_BOS, eosToken = opts.eosToken ?? LLAMA_EOS;
   return {
-    source, bosToken, eosToken,
+    source, bosToken, eosToken, text,
     render(messages, ropts = {}) {
       checkMessages(messages);
       try {
