@@ -78,3 +78,38 @@ test('promptLogprobs puts BOS in front of a prompt that lacks it, and reports th
   const bare = promptLogprobs(model, prompt, { bosId: prompt[0] });
   assert.notEqual(bare.entries[1]!.logprob, a.entries[1]!.logprob);
 });
+
+test('wire shapes: completions {tokens, token_logprobs, top_logprobs, text_offset} and chat {content: [...]}', async () => {
+  const { Tokenizer } = await import('../src/tokenizer/tokenizer.js');
+  const { completionLogprobs, chatLogprobs, textOffsets, tokenText } = await import('../src/serve/logprobs-wire.js');
+  const tok = Tokenizer.fromFile(new URL('../../assets/tokenizer/tokenizer.model', import.meta.url));
+  const ids = [1, ...tok.encode('Hi 😀 there')];
+  assert.equal(tokenText(tok, 1), '<s>');
+  assert.equal(tokenText(tok, 6324), ' Hi');
+  assert.equal(tokenText(tok, tok.pieceToId('<0x41>')), 'A');
+  assert.equal(tokenText(tok, tok.pieceToId('<0xF0>')), '<0xF0>');
+  // Offsets into the decoded text; the bytes of the emoji all point at its start.
+  const text = tok.decode(ids);
+  const off = textOffsets(tok, ids);
+  assert.equal(off.length, ids.length);
+  const cpIndex = (sub: string) => [...text.slice(0, text.indexOf(sub))].length;
+  const emoji = cpIndex('😀');
+  const byteIds = ids.map((id, i) => [id, i] as const).filter(([id]) => tok.isByte(id));
+  assert.equal(byteIds.length, 4);
+  for (const [, i] of byteIds) assert.equal(off[i], emoji);
+  assert.equal(off[ids.length - 1], cpIndex('there') - 1);
+  const row = Float32Array.from({ length: tok.vocabSize }, (_, i) => (i === 6324 ? 5 : i === 1 ? 4 : 0));
+  const e = tokenLogprob(row, 6324, 2);
+  const c = completionLogprobs(tok, [1, 6324], [null, e], [0, 0]);
+  assert.deepEqual(c.tokens, ['<s>', ' Hi']);
+  assert.deepEqual(c.token_logprobs, [null, e.logprob]);
+  assert.deepEqual(c.top_logprobs, [null, { ' Hi': e.top[0].logprob, '<s>': e.top[1].logprob }]);
+  // lm-eval's greediness check: the token equals the key of the largest top_logprobs value.
+  const top: Record<string, number> = c.top_logprobs[1]!;
+  assert.equal(Object.keys(top).reduce((a, b) => (top[a] >= top[b] ? a : b)), c.tokens[1]);
+  const chat = chatLogprobs(tok, [e]);
+  assert.deepEqual(chat.content[0], {
+    token: ' Hi', logprob: e.logprob, bytes: [0x20, 0x48, 0x69],
+    top_logprobs: [{ token: ' Hi', logprob: e.top[0].logprob, bytes: [0x20, 0x48, 0x69] }, { token: '<s>', logprob: e.top[1].logprob, bytes: [0x3c, 0x73, 0x3e] }],
+  });
+});
