@@ -32,6 +32,12 @@ export {
   type GenerateOptions, type GenerationResult, type StreamChunk, type Timings, type FinishReason,
 } from './generate/generate.js';
 export { Sampler, type SamplingOptions } from './generate/sampler.js';
+// Structured output (GBNF grammars, JSON schemas, exact token masks) and log-probabilities.
+export {
+  compileGbnf, compileJsonSchema, compileJsonObject, jsonSchemaToGbnf, jsonObjectGbnf, validateJson,
+  CompiledGrammar, TokenConstraint, GrammarMatcher, GrammarError, SchemaError, tokenizerVocab, type TokenVocab,
+} from './generate/constrain/index.js';
+export { logSumExp, tokenLogprob, topLogprobs, promptLogprobs, type TokenLogprob, type TopLogprob, type PromptLogprobs } from './generate/logprobs.js';
 export type { Backend, Weight, WeightDType } from './backends/backend.js';
 export { JsBackend } from './backends/js/js-backend.js';
 export { OpenELMError } from './core/errors.js';

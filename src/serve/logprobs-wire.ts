@@ -3,8 +3,9 @@
 // /v1/completions (the legacy shape lm-evaluation-harness reads):
 //   {tokens: [str], token_logprobs: [num|null], top_logprobs: [{str: num}|null], text_offset: [int]}
 //   one entry per token: with `echo`, the prompt's tokens first (the first one null), then the
-//   generated ones. lm-eval sums token_logprobs[ctxlen:-1] and checks greediness by comparing each
-//   token string with the key of the largest value in its top_logprobs object.
+//   generated ones. lm-eval (0.4.13, models/openai_completions.py parse_logprobs) sums
+//   token_logprobs[ctxlen:-1] and calls a continuation greedy when each of those logprobs equals the
+//   largest value of its top_logprobs object.
 // /v1/chat/completions:
 //   {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}
 //
