@@ -148,3 +148,20 @@ test('a matcher follows a tokenized document to completion; a wrong token is ref
   assert.equal(m.accept(tok.eosId), false);
   assert.equal(tok.decode(ids), doc);
 });
+
+test('when the automaton caches are started over, running matchers carry on with the same masks', () => {
+  const g = compileJsonSchema(SCHEMA);
+  const small = new TokenConstraint(g, vocab, { maxStates: 40 });
+  const big = new TokenConstraint(g, vocab);
+  const doc = '{"name": "Ann", "tags": ["x"], "tree": {"v": true, "kids": [{"v": false, "kids": []}]}}';
+  const ids = tok.encode(doc);
+  const a = small.newMatcher(), b = big.newMatcher();
+  const epoch0 = small.epoch;
+  for (let i = 0; i < ids.length; i++) {
+    if (i % 5 === 4) small.newMatcher(); // replaces the automaton once it holds more than 40 states
+    assert.deepEqual(a.mask(), b.mask(), `token ${i}`);
+    assert.ok(a.accept(ids[i]) && b.accept(ids[i]));
+  }
+  assert.ok(small.epoch > epoch0, 'the automaton was replaced');
+  assert.ok(a.isTerminal && b.isTerminal);
+});

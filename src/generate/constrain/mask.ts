@@ -21,6 +21,16 @@ interface NodeMask { accepted: Uint32Array; /** sorted-index ranges [lo, hi) of 
 
 /** Masks memoized per state at most (each is vocab/8 bytes: 4 KB for 32000 tokens). */
 const STATE_MASK_LIMIT = 4096;
+/**
+ * Automaton states kept before the automaton's caches start over (each holds a 1 KB transition
+ * table). Deeply nested documents keep creating stacks; a server must not grow without bound.
+ */
+const STATE_LIMIT = 50_000;
+
+export interface ConstraintOptions {
+  /** Start the automaton's caches over beyond this many states (default 50000). */
+  maxStates?: number;
+}
 
 export interface MaskStats {
   nodeMasks: number;
@@ -33,20 +43,23 @@ export interface MaskStats {
 
 /** A grammar bound to a vocabulary, with all caches. Shared by every matcher of that grammar. */
 export class TokenConstraint {
-  readonly runtime: GrammarRuntime;
+  private runtime_: GrammarRuntime;
+  private epoch_ = 0;
+  private readonly maxStates: number;
   readonly vocab: TokenVocab;
   readonly trie: TokenTrie;
   readonly words: number;
   private readonly nodeMasks = new Map<number, NodeMask>();
   private stateMasks = new Map<number, Uint32Array>();
-  private readonly startMasks = new Map<number, Uint32Array>();
+  private startMasks = new Map<number, Uint32Array>();
   private readonly eosWords: Array<[number, number]>;
   private depth: Int32Array;
   private esc: Uint8Array;
   private dependentChecks = 0;
 
-  constructor(readonly grammar: CompiledGrammar, vocab: TokenVocab) {
-    this.runtime = new GrammarRuntime(grammar);
+  constructor(readonly grammar: CompiledGrammar, vocab: TokenVocab, opts: ConstraintOptions = {}) {
+    this.runtime_ = new GrammarRuntime(grammar);
+    this.maxStates = opts.maxStates ?? STATE_LIMIT;
     this.vocab = vocab;
     this.trie = trieOf(vocab.bytes);
     this.words = (vocab.size + 31) >>> 5;
@@ -57,7 +70,20 @@ export class TokenConstraint {
 
   private get startTrie(): TokenTrie { return trieOf(this.vocab.startBytes); }
 
-  newMatcher(): GrammarMatcher { return new GrammarMatcher(this); }
+  /** The automaton; replaced by a fresh one (and `epoch` incremented) when its caches grow too large. */
+  get runtime(): GrammarRuntime { return this.runtime_; }
+  get epoch(): number { return this.epoch_; }
+
+  newMatcher(): GrammarMatcher {
+    if (this.runtime_.stateCount > this.maxStates) {
+      // Node masks hold no state ids and stay; matchers replay their bytes on the new automaton.
+      this.runtime_ = new GrammarRuntime(this.grammar);
+      this.stateMasks = new Map();
+      this.startMasks = new Map();
+      this.epoch_++;
+    }
+    return new GrammarMatcher(this);
+  }
 
   stats(): MaskStats {
     return { nodeMasks: this.nodeMasks.size, stateMasks: this.stateMasks.size, states: this.runtime.stateCount, stacks: this.runtime.stackCount, dependentChecks: this.dependentChecks };
@@ -181,15 +207,28 @@ export class GrammarMatcher {
   private state: number;
   private atStart = true;
   private ended = false;
+  private epoch: number;
+  /** Every byte accepted, to find the state again if the constraint's automaton is replaced. */
+  private history: number[] = [];
 
   constructor(readonly constraint: TokenConstraint) {
     this.state = constraint.runtime.initial;
+    this.epoch = constraint.epoch;
+  }
+
+  private sync(): number {
+    const c = this.constraint;
+    if (this.epoch !== c.epoch) {
+      this.state = c.runtime.run(c.runtime.initial, Uint8Array.from(this.history));
+      this.epoch = c.epoch;
+    }
+    return this.state;
   }
 
   /** Allowed tokens now, as a bitset over ids (shared: do not modify). Empty after EOS was accepted. */
   mask(): Uint32Array {
     if (this.ended) return new Uint32Array(this.constraint.words);
-    return this.constraint.mask(this.state, this.atStart);
+    return this.constraint.mask(this.sync(), this.atStart);
   }
 
   /** Sets the logits of disallowed tokens to -Infinity. */
@@ -221,29 +260,31 @@ export class GrammarMatcher {
       return true;
     }
     const b = (this.atStart ? c.vocab.startBytes : c.vocab.bytes)[id];
-    if (!b) return false;
-    const s = c.runtime.run(this.state, b);
-    if (s === DEAD) return false;
-    this.state = s;
+    if (!b || !this.advance(b)) return false;
     this.atStart = false;
     return true;
   }
 
   /** Advances by raw bytes (not the first-token rule); false (and no change) if they do not fit. */
   acceptBytes(bytes: Uint8Array): boolean {
-    if (this.ended) return false;
-    const s = this.constraint.runtime.run(this.state, bytes);
-    if (s === DEAD) return false;
-    this.state = s;
+    if (this.ended || !this.advance(bytes)) return false;
     if (bytes.length) this.atStart = false;
     return true;
   }
 
+  private advance(bytes: Uint8Array): boolean {
+    const s = this.constraint.runtime.run(this.sync(), bytes);
+    if (s === DEAD) return false;
+    this.state = s;
+    for (let i = 0; i < bytes.length; i++) this.history.push(bytes[i]);
+    return true;
+  }
+
   /** The text so far is a complete value (EOS is allowed). */
-  get isComplete(): boolean { return !this.ended && (this.constraint.runtime.flags[this.state] & HAS_ACCEPT) !== 0; }
+  get isComplete(): boolean { return !this.ended && (this.constraint.runtime.flags[this.sync()] & HAS_ACCEPT) !== 0; }
   /** Complete and nothing may follow: generation can stop without asking the model. */
-  get isTerminal(): boolean { return this.ended || (this.constraint.runtime.flags[this.state] & TERMINAL) !== 0; }
+  get isTerminal(): boolean { return this.ended || (this.constraint.runtime.flags[this.sync()] & TERMINAL) !== 0; }
   get isFirstToken(): boolean { return this.atStart; }
-  /** The automaton state (for tests and diagnostics). */
-  get stateId(): number { return this.state; }
+  /** The automaton state in the constraint's current automaton (for tests and diagnostics). */
+  get stateId(): number { return this.sync(); }
 }
