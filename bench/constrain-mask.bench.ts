@@ -11,8 +11,12 @@
 //   fullWalkMs        one uncached-style walk of the whole trie from a string state (the worst case)
 // A decode step of OpenELM-270M takes about 10 ms, so 1 ms per token is a 10% slowdown.
 //
-//   npx tsc -p tsconfig.json && node dist/bench/constrain-mask.bench.js
+// By default the process first runs a few throwaway documents (JIT warm-up, as in a server that
+// already answered constrained requests); --cold skips that.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/constrain-mask.bench.js [--cold]
 
+import { parseArgs } from 'node:util';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { bundledTokenizerPath } from '../src/tokenizer/load.js';
 import { compileJsonSchema, compileJsonObject } from '../src/generate/constrain/compile.js';
@@ -111,9 +115,10 @@ trieOf(tokenizerVocab(tok).startBytes);
 const vocabMs = Math.round(performance.now() - t0);
 // A process that already served constrained requests: JIT-compiled, but these grammars are new.
 const WARM_SCHEMA = { type: 'object', properties: { q: { type: 'string', maxLength: 8 }, n: { type: 'number' }, l: { type: 'array', items: { type: 'integer' } } } };
-for (let i = 0; i < 4; i++) run('warm-up', () => compileJsonSchema(WARM_SCHEMA), ['{"q": "warm up", "n": -1.5e3, "l": [1, 22, 333]}', '{"l": []}'], tok);
+const { values: args } = parseArgs({ options: { cold: { type: 'boolean', default: false } } });
+if (!args.cold) for (let i = 0; i < 4; i++) run('warm-up', () => compileJsonSchema(WARM_SCHEMA), ['{"q": "warm up", "n": -1.5e3, "l": [1, 22, 333]}', '{"l": []}'], tok);
 console.log(JSON.stringify({
-  vocabSize: tok.vocabSize, vocabAndTriesMs: vocabMs,
+  vocabSize: tok.vocabSize, vocabAndTriesMs: vocabMs, jitWarmedUp: !args.cold,
   person: run('person schema', () => compileJsonSchema(PERSON), PERSON_DOCS, tok),
   jsonObject: run('json_object', compileJsonObject, OBJECT_DOCS, tok),
 }, null, 1));
