@@ -68,6 +68,21 @@ end ::= "!"`;
   assert.equal(m(head + 'ba.pttuwww!'), 'complete');
 });
 
+test('GBNF: rule names with digits, dashes and underscores; an empty first alternative; generated-style grammars', () => {
+  const g = String.raw`root ::= "[" space item ("," space item){1,3} "]" space
+item ::= "{" space item_name-kv "," space item-age2 "}" space
+item_name-kv ::= "\"name\"" space ":" space "\"" char{1,8} "\"" space
+item-age2 ::= "\"age\"" space ":" space ([0-9] | [1-8] [0-9] | "1" ([0-4] [0-9] | "50")) space
+char ::= [^"\\\x7F\x00-\x1F] | [\\] (["\\bfnrt] | "u" [0-9a-fA-F]{4})
+space ::= | " " | "\n" [ \t]{0,4}`;
+  const m = matcherOf(g);
+  assert.equal(m('[{"name": "Ann", "age": 150}, {"name":"B\\n","age":7}]'), 'complete');
+  assert.equal(m('[{"name": "Ann", "age": 151}, {"name":"B","age":7}]'), 'no');
+  assert.equal(m('[{"name": "Ann", "age": 15}]'), 'no'); // needs two items
+  assert.equal(m('[{"name": "Ann",\\n"age": 1}'), 'no'); // a backslash and "n" are not a line break
+  assert.equal(m('[{"name": "Ann",\n\t"age": 1},{"name":"x","age":2}]\n  '), 'complete');
+});
+
 test('GBNF: alternatives may continue after "|" on the next line; comments and blank lines anywhere', () => {
   const m = matcherOf('# header\n\nroot ::= "a" |\n  "b" # trailing\n\n# end\n');
   assert.equal(m('a'), 'complete');

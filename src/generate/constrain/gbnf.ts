@@ -3,7 +3,7 @@
 //   root  ::= object            # a rule per line: name ::= alternatives
 //   value ::= "lit" | [a-z0-9] | [^"\\] | . | name | ( group ) | x* | x+ | x? | x{m} | x{m,} | x{m,n}
 //
-// Names are [a-zA-Z0-9-]+. Literals and classes take the escapes \x.. \u.... \U........ \t \r \n
+// Names are [a-zA-Z0-9_-]+. Literals and classes take the escapes \x.. \u.... \U........ \t \r \n
 // \\ \" \[ \] \-. A rule ends at the end of its line unless a group is open; `|` may be followed by
 // a line break. `#` starts a comment. The grammar must define `root`. llama.cpp's token references
 // (<[id]>, <name>, !<...>) are refused: grammars here constrain text, not token ids.
@@ -57,7 +57,7 @@ export function grammarError(text: string, source: string, at: number, msg: stri
 }
 
 const isWord = (c: number): boolean =>
-  (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d;
+  (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f;
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
 
 export function parseGbnf(text: string, source = 'grammar'): GrammarAst {
