@@ -244,20 +244,7 @@ export function compileGrammar(ast: GrammarAst): CompiledGrammar {
 
   // Liveness: a node is live when the end of its rule can be reached from it.
   const nRules = kept.length;
-  const live = new Uint8Array(dfa.length);
-  const productive = new Uint8Array(nRules);
-  for (let changed = true; changed;) {
-    changed = false;
-    for (let n = 0; n < dfa.length; n++) {
-      if (live[n]) continue;
-      const d = dfa[n];
-      let ok = d.final;
-      for (let i = 0; !ok && i < d.ranges.length; i += 3) if (live[d.ranges[i + 2]]) ok = true;
-      for (let i = 0; !ok && i < d.refs.length; i += 2) if (productive[d.refs[i]] && live[d.refs[i + 1]]) ok = true;
-      if (ok) { live[n] = 1; changed = true; }
-    }
-    for (let r = 0; r < nRules; r++) if (!productive[r] && live[ruleStartList[r]]) { productive[r] = 1; changed = true; }
-  }
+  const { node: live, rule: productive } = backwardClosure(dfa, ruleStartList, true, () => true, () => true);
   if (!productive[0]) {
     const r = rules.get('root')!;
     grammarError(text, source, r.at, 'the grammar matches nothing (no text can complete "root")');
@@ -287,19 +274,9 @@ export function compileGrammar(ast: GrammarAst): CompiledGrammar {
   visitNode(ruleStartList[0]);
 
   // Left recursion: a rule reachable from its own start without consuming a byte.
-  const nullable = new Uint8Array(nRules);
-  const nullFrom = new Uint8Array(dfa.length);
-  for (let changed = true; changed;) {
-    changed = false;
-    for (const n of order) {
-      if (nullFrom[n]) continue;
-      const d = dfa[n];
-      let ok = d.final;
-      for (let i = 0; !ok && i < d.refs.length; i += 2) if (productive[d.refs[i]] && nullable[d.refs[i]] && live[d.refs[i + 1]] && nullFrom[d.refs[i + 1]]) ok = true;
-      if (ok) { nullFrom[n] = 1; changed = true; }
-    }
-    for (let r = 0; r < nRules; r++) if (!nullable[r] && reachRule[r] >= 0 && nullFrom[ruleStartList[r]]) { nullable[r] = 1; changed = true; }
-  }
+  // Nullable rules: the end of the rule is reachable through references to nullable rules alone.
+  const { rule: nullable } = backwardClosure(dfa, ruleStartList, false,
+    (r) => productive[r] === 1 && reachRule[r] >= 0, (r, t) => productive[r] === 1 && live[t] === 1);
   const leftRefs = (r: number): number[] => {
     const seen = new Set<number>([ruleStartList[r]]);
     const todo = [ruleStartList[r]];
@@ -358,6 +335,47 @@ export function compileGrammar(ast: GrammarAst): CompiledGrammar {
   const ruleStart = Int32Array.from(ruleStartList, (s, r) => (reachRule[r] >= 0 ? newId[s] : -1));
   return new CompiledGrammar(source, kept, ruleStart, 0, nodeFinal, rangeStart, Uint8Array.from(lo), Uint8Array.from(hi), Int32Array.from(tgt),
     refStart, Int32Array.from(rr), Int32Array.from(rt));
+}
+
+/**
+ * The least node set containing the final nodes and closed under "has an edge into the set":
+ * byte edges (when `ranges`), and reference edges (rule, target) with the target in the set and
+ * the rule accepted (`ruleOk`) and started from a node of the set. A worklist over reversed edges,
+ * linear in the size of the automaton.
+ */
+function backwardClosure(dfa: DfaNode[], starts: number[], ranges: boolean, ruleOk: (r: number) => boolean,
+  edgeOk: (r: number, t: number) => boolean): { node: Uint8Array; rule: Uint8Array } {
+  const n = dfa.length;
+  const node = new Uint8Array(n), rule = new Uint8Array(starts.length);
+  const preds: number[][] = Array.from({ length: n }, () => []); // (source, rule or -1) pairs
+  const byRule: number[][] = Array.from({ length: starts.length }, () => []); // (source, target) pairs
+  const startOf: number[][] = Array.from({ length: n }, () => []);
+  starts.forEach((s, r) => { if (s >= 0) startOf[s].push(r); });
+  for (let i = 0; i < n; i++) {
+    const d = dfa[i];
+    if (ranges) for (let j = 0; j < d.ranges.length; j += 3) preds[d.ranges[j + 2]].push(i, -1);
+    for (let j = 0; j < d.refs.length; j += 2) {
+      const r = d.refs[j], t = d.refs[j + 1];
+      if (!edgeOk(r, t)) continue;
+      preds[t].push(i, r);
+      byRule[r].push(i, t);
+    }
+  }
+  const queue: number[] = [];
+  const mark = (i: number) => { if (!node[i]) { node[i] = 1; queue.push(i); } };
+  for (let i = 0; i < n; i++) if (dfa[i].final) mark(i);
+  while (queue.length) {
+    const t = queue.pop()!;
+    const p = preds[t];
+    for (let j = 0; j < p.length; j += 2) if (p[j + 1] < 0 || rule[p[j + 1]]) mark(p[j]);
+    for (const r of startOf[t]) {
+      if (rule[r] || !ruleOk(r)) continue;
+      rule[r] = 1;
+      const e = byRule[r];
+      for (let j = 0; j < e.length; j += 2) if (node[e[j + 1]]) mark(e[j]);
+    }
+  }
+  return { node, rule };
 }
 
 /** Subset construction of one rule's NFA; appends its DFA nodes to `out` and returns the start node. */
@@ -424,58 +442,120 @@ function determinize(nfa: NfaNode[], start: number, final: number, out: DfaNode[
 }
 
 /**
- * Merges nodes with the same future (Moore's partition refinement over byte ranges, references and
- * finality), in place. Fewer nodes means fewer vocabulary walks: e.g. "inside a string, just after
- * the quote" and "inside a string, after a character" become one node.
+ * Merges nodes with the same future, in place: fewer nodes means fewer vocabulary walks (e.g.
+ * "inside a string, just after the quote" and "inside a string, after a character" become one).
+ * Strongly connected components are visited successors first (Tarjan's order); a node outside any
+ * cycle is merged with an earlier node of identical signature (finality, and edges to merged
+ * targets), and each cycle is refined on its own (Moore) before its classes are registered. Every
+ * merge joins nodes with identical transitions, so the language is unchanged; the work is linear
+ * apart from the refinement inside cycles, which are small.
  */
 function minimize(dfa: DfaNode[], starts: number[]): void {
   const n = dfa.length;
-  let cls = new Int32Array(n);
-  for (let i = 0; i < n; i++) cls[i] = dfa[i].final ? 1 : 0;
-  let count = 0;
-  for (;;) {
-    const ids = new Map<string, number>();
-    const next = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      const d = dfa[i];
-      let sig = `${cls[i]}|`;
-      let lastT = -1, lastHi = -2;
-      for (let j = 0; j < d.ranges.length; j += 3) {
-        const t = cls[d.ranges[j + 2]];
-        if (t === lastT && d.ranges[j] === lastHi + 1) { sig += `~${d.ranges[j + 1]}`; }
-        else sig += `,${d.ranges[j]}-${d.ranges[j + 1]}>${t}`;
-        lastT = t; lastHi = d.ranges[j + 1];
-      }
-      const refs: string[] = [];
-      for (let j = 0; j < d.refs.length; j += 2) refs.push(`${d.refs[j]}>${cls[d.refs[j + 1]]}`);
-      sig += `|${refs.sort().join(',')}`;
-      let id = ids.get(sig);
-      if (id === undefined) { id = ids.size; ids.set(sig, id); }
-      next[i] = id;
+  const succ = (i: number): number[] => {
+    const d = dfa[i], out: number[] = [];
+    for (let j = 0; j < d.ranges.length; j += 3) out.push(d.ranges[j + 2]);
+    for (let j = 0; j < d.refs.length; j += 2) out.push(d.refs[j + 1]);
+    return out;
+  };
+  const canon = new Int32Array(n).fill(-1);
+  const bySig = new Map<string, number>();
+  let next = 0;
+  /** The signature of node i with targets named by `name` (-1: not named yet). */
+  const signature = (i: number, name: (t: number) => string): string => {
+    const d = dfa[i];
+    let sig = d.final ? 'F' : 'N';
+    let lastT = '', lastHi = -2;
+    for (let j = 0; j < d.ranges.length; j += 3) {
+      const t = name(d.ranges[j + 2]);
+      if (t === lastT && d.ranges[j] === lastHi + 1) sig += `~${d.ranges[j + 1]}`;
+      else sig += `,${d.ranges[j]}-${d.ranges[j + 1]}>${t}`;
+      lastT = t; lastHi = d.ranges[j + 1];
     }
-    cls = next;
-    if (ids.size === count) break;
-    count = ids.size;
+    const refs: string[] = [];
+    for (let j = 0; j < d.refs.length; j += 2) refs.push(`${d.refs[j]}>${name(d.refs[j + 1])}`);
+    return sig + '|' + refs.sort().join(',');
+  };
+  const finish = (members: number[]): void => {
+    if (members.length === 1 && !succ(members[0]).includes(members[0])) {
+      const sig = signature(members[0], (t) => String(canon[t]));
+      let id = bySig.get(sig);
+      if (id === undefined) { id = next++; bySig.set(sig, id); }
+      canon[members[0]] = id;
+      return;
+    }
+    // A cycle: refine its members, with targets outside it already named.
+    const inside = new Map<number, number>();
+    members.forEach((m) => inside.set(m, 0));
+    let count = 1;
+    for (;;) {
+      const ids = new Map<string, number>();
+      const cls = new Map<number, number>();
+      for (const m of members) {
+        const sig = `${inside.get(m)}|` + signature(m, (t) => (inside.has(t) ? `s${inside.get(t)}` : String(canon[t])));
+        let id = ids.get(sig);
+        if (id === undefined) { id = ids.size; ids.set(sig, id); }
+        cls.set(m, id);
+      }
+      for (const [m, c] of cls) inside.set(m, c);
+      if (ids.size === count) break;
+      count = ids.size;
+    }
+    const base = next;
+    next += count;
+    for (const m of members) canon[m] = base + inside.get(m)!;
+    // Register each class, so that nodes outside any cycle with the same transitions merge into it.
+    for (const m of members) {
+      const sig = signature(m, (t) => String(canon[t]));
+      if (!bySig.has(sig)) bySig.set(sig, canon[m]);
+    }
+  };
+  // Iterative Tarjan: components come out after every component they reach.
+  const index = new Int32Array(n).fill(-1), low = new Int32Array(n), onStack = new Uint8Array(n);
+  const stack: number[] = [];
+  let counter = 0;
+  for (let root = 0; root < n; root++) {
+    if (index[root] >= 0) continue;
+    const work: Array<{ v: number; s: number[]; i: number }> = [];
+    const visit = (v: number) => { index[v] = low[v] = counter++; stack.push(v); onStack[v] = 1; work.push({ v, s: succ(v), i: 0 }); };
+    visit(root);
+    while (work.length) {
+      const top = work[work.length - 1];
+      if (top.i < top.s.length) {
+        const w = top.s[top.i++];
+        if (index[w] < 0) visit(w);
+        else if (onStack[w]) low[top.v] = Math.min(low[top.v], index[w]);
+        continue;
+      }
+      work.pop();
+      if (work.length) { const p = work[work.length - 1].v; low[p] = Math.min(low[p], low[top.v]); }
+      if (low[top.v] === index[top.v]) {
+        const members: number[] = [];
+        let w: number;
+        do { w = stack.pop()!; onStack[w] = 0; members.push(w); } while (w !== top.v);
+        finish(members);
+      }
+    }
   }
-  if (count === n) return;
-  const rep = new Int32Array(count).fill(-1);
-  for (let i = 0; i < n; i++) if (rep[cls[i]] < 0) rep[cls[i]] = i;
+  if (next === n) return;
+  const rep = new Int32Array(next).fill(-1);
+  for (let i = 0; i < n; i++) if (rep[canon[i]] < 0) rep[canon[i]] = i;
   const merged: DfaNode[] = [];
-  for (let c = 0; c < count; c++) {
+  for (let c = 0; c < next; c++) {
     const d = dfa[rep[c]];
     const ranges: number[] = [];
     for (let j = 0; j < d.ranges.length; j += 3) {
-      const t = cls[d.ranges[j + 2]], L = ranges.length;
+      const t = canon[d.ranges[j + 2]], L = ranges.length;
       if (L && ranges[L - 1] === t && ranges[L - 2] === d.ranges[j] - 1) ranges[L - 2] = d.ranges[j + 1];
       else ranges.push(d.ranges[j], d.ranges[j + 1], t);
     }
     const refs: number[] = [];
-    for (let j = 0; j < d.refs.length; j += 2) refs.push(d.refs[j], cls[d.refs[j + 1]]);
+    for (let j = 0; j < d.refs.length; j += 2) refs.push(d.refs[j], canon[d.refs[j + 1]]);
     merged.push({ final: d.final, ranges, refs });
   }
-  dfa.length = 0;
-  dfa.push(...merged);
-  for (let r = 0; r < starts.length; r++) starts[r] = cls[starts[r]];
+  dfa.length = merged.length;
+  for (let c = 0; c < merged.length; c++) dfa[c] = merged[c];
+  for (let r = 0; r < starts.length; r++) starts[r] = canon[starts[r]];
 }
 
 export { GrammarError };
