@@ -122,6 +122,7 @@ const ERRORS: Array<{ schema: unknown; msg: RegExp }> = [
   { schema: { $ref: '#/$defs/a', maxLength: 3, $defs: { a: { type: 'string' } } }, msg: /"\$ref" together with "maxLength"/ },
   { schema: { $ref: 'https://example.com/s.json' }, msg: /only local references/ },
   { schema: { $ref: '#/$defs/missing' }, msg: /does not point into the schema/ },
+  { schema: { $ref: '#/%E0%A4%A' }, msg: /does not point into the schema/ },
   { schema: { $ref: '#/$defs/a', $defs: { a: { anyOf: [{ $ref: '#/$defs/a' }, { type: 'null' }] } } }, msg: /refers to itself without an enclosing object or array/ },
   { schema: { type: 'strng' }, msg: /"type" "strng" is not one of/ },
   { schema: { type: 'string', minLength: -1 }, msg: /"minLength" must be a non-negative integer/ },
@@ -213,4 +214,14 @@ test('validateJson agrees with Ajv on the cases above and on near misses', () =>
   for (const c of CASES) {
     for (const v of values) assert.equal(validateJson(c.schema, v) === null, ajvCheck(c.schema, v) === null, `${c.name} on ${JSON.stringify(v)}`);
   }
+});
+
+test('long counted repetitions unroll linearly and stay exact', () => {
+  const g = compileJsonSchema({ type: 'array', items: { type: 'string', minLength: 1, maxLength: 300 }, maxItems: 2 });
+  assert.ok(g.nodeCount < 300 * 20, `${g.nodeCount} nodes`);
+  const rt = new GrammarRuntime(g);
+  const ok = (s: string) => { const st = rt.run(rt.initial, enc.encode(s)); return st !== DEAD && (rt.flags[st] & HAS_ACCEPT) !== 0; };
+  assert.ok(ok(`["${'é'.repeat(300)}", "x"]`));
+  assert.ok(!ok(`["${'é'.repeat(301)}"]`));
+  assert.ok(!ok('[""]'));
 });
