@@ -17,10 +17,10 @@
 //   npx tsc -p tsconfig.json && node dist/bench/constrain-mask.bench.js [--cold]
 
 import { parseArgs } from 'node:util';
-import { Tokenizer } from '../src/tokenizer/tokenizer.js';
-import { bundledTokenizerPath } from '../src/tokenizer/load.js';
+import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { compileJsonSchema, compileJsonObject } from '../src/generate/constrain/compile.js';
-import { TokenConstraint } from '../src/generate/constrain/mask.js';
+import { GrammarMasker } from '../src/generate/constrain/mask.js';
 import { tokenizerVocab, trieOf } from '../src/generate/constrain/vocab.js';
 import type { CompiledGrammar } from '../src/generate/constrain/grammar.js';
 
@@ -65,7 +65,7 @@ function run(name: string, compile: () => CompiledGrammar, docs: string[], tok: 
   const t0 = performance.now();
   const g = compile();
   const compileMs = performance.now() - t0;
-  const c = new TokenConstraint(g, vocab);
+  const c = new GrammarMasker(g, vocab);
   const logits = new Float32Array(vocab.size);
   const apply: number[] = [], accept: number[] = [];
   const follow = (doc: string): number[] => {
@@ -73,12 +73,12 @@ function run(name: string, compile: () => CompiledGrammar, docs: string[], tok: 
     const times: number[] = [];
     for (const id of tok.encode(doc)) {
       let t = performance.now();
-      const mask = m.mask();
+      const mask = m.allowed();
       times.push(performance.now() - t);
       if (!((mask[id >>> 5] >>> (id & 31)) & 1)) throw new Error(`${name}: the grammar refuses ${JSON.stringify(tok.idToPiece(id))} in ${doc}`);
       logits.fill(0);
       t = performance.now();
-      m.applyMask(logits);
+      m.mask(logits);
       apply.push(performance.now() - t);
       t = performance.now();
       m.accept(id);
@@ -108,7 +108,7 @@ function run(name: string, compile: () => CompiledGrammar, docs: string[], tok: 
   };
 }
 
-const tok = Tokenizer.fromFile(bundledTokenizerPath());
+const tok = loadTokenizer();
 const t0 = performance.now();
 trieOf(tokenizerVocab(tok).bytes);
 trieOf(tokenizerVocab(tok).startBytes);

@@ -4,9 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { compileJsonSchema } from '../src/generate/constrain/compile.js';
-import { TokenConstraint } from '../src/generate/constrain/mask.js';
+import { GrammarMasker } from '../src/generate/constrain/mask.js';
 import { tokenizerVocab } from '../src/generate/constrain/vocab.js';
 import { validateJson } from '../src/generate/constrain/validate.js';
 import { Sampler } from '../src/generate/sampler.js';
@@ -14,7 +14,7 @@ import { Rng } from '../src/core/rng.js';
 import { tinyModel } from './helpers/tiny.js';
 import { ajvCheck } from './helpers/ajv.js';
 
-const tok = Tokenizer.fromFile(new URL('../../assets/tokenizer/tokenizer.model', import.meta.url));
+const tok = loadTokenizer();
 const vocab = tokenizerVocab(tok);
 
 /** A random schema; sizes are bounded so that a near-uniform model finishes in a few hundred tokens. */
@@ -78,14 +78,14 @@ function randomSchema(rng: Rng): Record<string, unknown> {
   return Object.keys(defs).length ? { ...root, $defs: defs } : root;
 }
 
-test('schema fuzzing: sampled outputs of a random-weight model always parse and validate', () => {
+test('schema fuzzing: sampled outputs of a random-weight model always parse and validate', async () => {
   const { model } = tinyModel({ vocab_size: tok.vocabSize, max_context_length: 1024, rope_max_length: 1024 }, 3);
   const rng = new Rng(99);
   let done = 0, tokens = 0;
   for (let round = 0; round < 30; round++) {
     const schema = randomSchema(rng);
-    let c: TokenConstraint;
-    try { c = new TokenConstraint(compileJsonSchema(schema), vocab); } catch (e) {
+    let c: GrammarMasker;
+    try { c = new GrammarMasker(compileJsonSchema(schema), vocab); } catch (e) {
       assert.fail(`${JSON.stringify(schema)} does not compile: ${(e as Error).message}`);
     }
     for (let sample = 0; sample < 2; sample++) {
@@ -93,16 +93,16 @@ test('schema fuzzing: sampled outputs of a random-weight model always parse and 
       const sampler = new Sampler({ temperature: 1, seed: round * 10 + sample });
       const cache = model.newCache(1024);
       const ids: number[] = [];
-      let logits = model.forward([{ cache, tokens: [tok.bosId] }]);
+      let logits = await model.forward([{ cache, tokens: [tok.bosId] }]);
       for (;;) {
-        m.applyMask(logits);
+        m.mask(logits);
         const id = sampler.sample(logits);
         assert.ok(m.accept(id), `sampled a token outside the mask: ${id}`);
         if (id === tok.eosId) break;
         ids.push(id);
         if (m.isTerminal) break;
         assert.ok(cache.length + 1 < cache.capacity, `${JSON.stringify(schema)}: no end in sight after ${ids.length} tokens: ${tok.decode(ids).slice(0, 200)}`);
-        logits = model.forward([{ cache, tokens: [id] }]);
+        logits = await model.forward([{ cache, tokens: [id] }]);
       }
       const text = tok.decode(ids);
       let value: unknown;

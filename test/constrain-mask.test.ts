@@ -1,18 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { parseGbnf } from '../src/generate/constrain/gbnf.js';
 import { compileGbnf, compileJsonSchema, compileJsonObject } from '../src/generate/constrain/compile.js';
 import { jsonSchemaToGbnf } from '../src/generate/constrain/json-schema.js';
 import type { CompiledGrammar } from '../src/generate/constrain/grammar.js';
 import { GrammarRuntime, DEAD, HAS_ACCEPT } from '../src/generate/constrain/pda.js';
-import { TokenConstraint } from '../src/generate/constrain/mask.js';
+import { GrammarMasker } from '../src/generate/constrain/mask.js';
 import { tokenizerVocab, TokenTrie } from '../src/generate/constrain/vocab.js';
 import { EarleyRecognizer } from './helpers/earley.js';
 import { Rng } from '../src/core/rng.js';
 
-const tok = Tokenizer.fromFile(new URL('../../assets/tokenizer/tokenizer.model', import.meta.url));
+const tok = loadTokenizer();
 const vocab = tokenizerVocab(tok);
 const V = vocab.size;
 const bit = (m: Uint32Array, id: number) => (m[id >>> 5] >>> (id & 31)) & 1;
@@ -84,7 +84,7 @@ test('token masks are exact: each token checked from scratch, EOS exactly when c
   const rng = new Rng(2024);
   for (const G of GRAMMARS) {
     const g = G.compiled();
-    const c = new TokenConstraint(g, vocab);
+    const c = new GrammarMasker(g, vocab);
     const fresh = new GrammarRuntime(G.compiled()); // its own caches: matches bytes from scratch
     const earley = new EarleyRecognizer(parseGbnf(G.gbnf));
     for (let walk = 0; walk < 3; walk++) {
@@ -92,7 +92,7 @@ test('token masks are exact: each token checked from scratch, EOS exactly when c
       let prefix = new Uint8Array(0);
       let chart = earley.begin();
       for (let step = 0; step < 30 && !m.isTerminal; step++) {
-        const mask = m.mask();
+        const mask = m.allowed();
         const atStart = m.isFirstToken;
         const prefixState = fresh.run(fresh.initial, prefix);
         assert.notEqual(prefixState, DEAD);
@@ -124,7 +124,7 @@ test('token masks are exact: each token checked from scratch, EOS exactly when c
         chart = earley.run(chart, b)!;
       }
       if (m.isTerminal) {
-        const mask = m.mask();
+        const mask = m.allowed();
         for (let id = 0; id < V; id++) assert.equal(bit(mask, id), id === tok.eosId ? 1 : 0);
       }
     }
@@ -132,12 +132,12 @@ test('token masks are exact: each token checked from scratch, EOS exactly when c
 });
 
 test('a matcher follows a tokenized document to completion; a wrong token is refused without changing the state', () => {
-  const c = new TokenConstraint(compileJsonSchema(SCHEMA), vocab);
+  const c = new GrammarMasker(compileJsonSchema(SCHEMA), vocab);
   const doc = '{"name": "Zoë 😀", "age": 41, "score": -2.5, "tags": ["a", "b c"], "kind": "beta", "note": null, "tree": {"v": true, "kids": [{"v": false}]}}';
   const m = c.newMatcher();
   const ids = tok.encode(doc);
   for (const id of ids) {
-    assert.equal(bit(m.mask(), id), 1, JSON.stringify(tok.idToPiece(id)));
+    assert.equal(bit(m.allowed(), id), 1, JSON.stringify(tok.idToPiece(id)));
     const before = m.stateId;
     assert.equal(m.accept(tok.pieceToId('<0x0A>')), false); // a raw line break fits nowhere
     assert.equal(m.stateId, before);
@@ -151,15 +151,15 @@ test('a matcher follows a tokenized document to completion; a wrong token is ref
 
 test('when the automaton caches are started over, running matchers carry on with the same masks', () => {
   const g = compileJsonSchema(SCHEMA);
-  const small = new TokenConstraint(g, vocab, { maxStates: 40 });
-  const big = new TokenConstraint(g, vocab);
+  const small = new GrammarMasker(g, vocab, { maxStates: 40 });
+  const big = new GrammarMasker(g, vocab);
   const doc = '{"name": "Ann", "tags": ["x"], "tree": {"v": true, "kids": [{"v": false, "kids": []}]}}';
   const ids = tok.encode(doc);
   const a = small.newMatcher(), b = big.newMatcher();
   const epoch0 = small.epoch;
   for (let i = 0; i < ids.length; i++) {
     if (i % 5 === 4) small.newMatcher(); // replaces the automaton once it holds more than 40 states
-    assert.deepEqual(a.mask(), b.mask(), `token ${i}`);
+    assert.deepEqual(a.allowed(), b.allowed(), `token ${i}`);
     assert.ok(a.accept(ids[i]) && b.accept(ids[i]));
   }
   assert.ok(small.epoch > epoch0, 'the automaton was replaced');

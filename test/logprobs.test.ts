@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 
 import { logSumExp, promptLogprobs, tokenLogprob, topLogprobs } from '../src/generate/logprobs.js';
 import { logProbAt } from '../src/generate/score.js';
-import { loadModel } from '../src/model/load.js';
+import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { Rng } from '../src/core/rng.js';
 import { Golden, goldenNames } from './helpers/golden.js';
@@ -33,7 +33,7 @@ test('tokenLogprob and topLogprobs: log-softmax in float64, top-k sorted (ties b
   assert.deepEqual(topLogprobs(Float32Array.of(1, 2), 0), []);
 });
 
-test('promptLogprobs matches the fp64 reference logits of the golden models (first entry null)', () => {
+test('promptLogprobs matches the fp64 reference logits of the golden models (first entry null)', async () => {
   const names = goldenNames();
   assert.ok(names.length >= 3);
   for (const name of names) {
@@ -44,7 +44,7 @@ test('promptLogprobs matches the fp64 reference logits of the golden models (fir
     const ids = Array.from(g.i32('input_ids').subarray(0, T));
     const ref = g.f32('logits');
     // Treat the sequence's own first id as "BOS" so that nothing is put in front.
-    const r = promptLogprobs(model, ids, { bosId: ids[0], top: 3 });
+    const r = await promptLogprobs(model, ids, { bosId: ids[0], top: 3 });
     assert.equal(r.bosAdded, false);
     assert.equal(r.entries.length, T);
     assert.equal(r.entries[0], null);
@@ -62,12 +62,12 @@ test('promptLogprobs matches the fp64 reference logits of the golden models (fir
   }
 });
 
-test('promptLogprobs puts BOS in front of a prompt that lacks it, and reports the caller\'s tokens only', () => {
+test('promptLogprobs puts BOS in front of a prompt that lacks it, and reports the caller\'s tokens only', async () => {
   const { model } = tinyModel({}, 4);
   const bos = 1;
   const prompt = [17, 200, 5, 99, 42];
-  const a = promptLogprobs(model, prompt, { bosId: bos, top: 2 });
-  const b = promptLogprobs(model, [bos, ...prompt], { bosId: bos, top: 2 });
+  const a = await promptLogprobs(model, prompt, { bosId: bos, top: 2 });
+  const b = await promptLogprobs(model, [bos, ...prompt], { bosId: bos, top: 2 });
   assert.equal(a.bosAdded, true);
   assert.equal(b.bosAdded, false);
   assert.equal(a.entries.length, prompt.length);
@@ -75,14 +75,14 @@ test('promptLogprobs puts BOS in front of a prompt that lacks it, and reports th
   for (let i = 1; i < prompt.length; i++) assert.deepEqual(a.entries[i], b.entries[i + 1]);
   assert.deepEqual(a.next, b.next);
   // Scored with BOS in front, the logprobs differ from scoring the bare sequence.
-  const bare = promptLogprobs(model, prompt, { bosId: prompt[0] });
+  const bare = await promptLogprobs(model, prompt, { bosId: prompt[0] });
   assert.notEqual(bare.entries[1]!.logprob, a.entries[1]!.logprob);
 });
 
 test('wire shapes: completions {tokens, token_logprobs, top_logprobs, text_offset} and chat {content: [...]}', async () => {
-  const { Tokenizer } = await import('../src/tokenizer/tokenizer.js');
+  const { loadTokenizer } = await import('../src/io/tokenizer-file.js');
   const { completionLogprobs, chatLogprobs, textOffsets, tokenText } = await import('../src/serve/logprobs-wire.js');
-  const tok = Tokenizer.fromFile(new URL('../../assets/tokenizer/tokenizer.model', import.meta.url));
+  const tok = loadTokenizer();
   const ids = [1, ...tok.encode('Hi 😀 there')];
   assert.equal(tokenText(tok, 1), '<s>');
   assert.equal(tokenText(tok, 6324), ' Hi');

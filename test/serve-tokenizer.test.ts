@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { encodeWithSpecials, tokenizeResponse, detokenizeResponse, tokenizerInfoResponse } from '../src/serve/tokenizer-routes.js';
 import { HttpError } from '../src/serve/openai.js';
 import { loadModel } from '../src/api.js';
@@ -12,7 +12,7 @@ import { createServer } from '../src/serve/server.js';
 import { CORENET_INSTRUCT_TEMPLATE } from '../src/chat/template.js';
 import { tinyModelDir } from './helpers/tiny.js';
 
-const tok = Tokenizer.fromFile(new URL('../../assets/tokenizer/tokenizer.model', import.meta.url));
+const tok = loadTokenizer();
 
 // Hugging Face's LlamaTokenizer (transformers 5.18, legacy mode) on the same tokenizer.model,
 // encode(text, add_special_tokens=False): special texts are their ids, the text between them is

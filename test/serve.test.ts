@@ -256,7 +256,7 @@ test('a client that disconnects stops its generation', async () => {
   // Also for a non-streaming request.
   const before2 = e.totals.predictedTokens;
   const ac = new AbortController();
-  const p = fetch(`${srv.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'x', max_tokens: 100, ignore_eos: true }), signal: ac.signal }).catch(() => undefined);
+  const p = fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', max_tokens: 100, ignore_eos: true }), signal: ac.signal }).catch(() => undefined);
   while (e.stats.running === 0) await new Promise((r) => setTimeout(r, 2));
   ac.abort();
   await p;
@@ -279,7 +279,7 @@ test('CLI: openelm serve prints its URL on stderr, serves, and shuts down gracef
   });
   const h = await fetch(`${url}/health`);
   assert.equal(h.status, 200);
-  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 40, ignore_eos: true, stream: true }) });
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 40, ignore_eos: true, stream: true }) });
   const reader = (res.body as ReadableStream<Uint8Array>).getReader();
   await reader.read();
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));

@@ -58,11 +58,11 @@ export interface PromptLogprobs {
 }
 
 /** Scores every token of `prompt` given the ones before it (for `echo`). */
-export function promptLogprobs(model: OpenELM, prompt: readonly number[], opts: { bosId: number; top?: number }): PromptLogprobs {
+export async function promptLogprobs(model: OpenELM, prompt: readonly number[], opts: { bosId: number; top?: number }): Promise<PromptLogprobs> {
   const bosAdded = prompt.length === 0 || prompt[0] !== opts.bosId;
   const ids = bosAdded ? [opts.bosId, ...prompt] : [...prompt];
   const V = model.config.vocabSize;
-  const logits = model.logitsAll(ids);
+  const logits = await model.logitsAll(ids);
   const off = bosAdded ? 1 : 0;
   const entries: Array<TokenLogprob | null> = prompt.map((id, i) => {
     if (i === 0) return null;

@@ -44,6 +44,12 @@ export class Sampler {
 
   get greedy(): boolean { return (this.o.temperature ?? 1) === 0; }
 
+  /** Greedy with nothing that changes the logits first: the plain argmax is the choice. */
+  get plainArgmax(): boolean {
+    const o = this.o;
+    return this.greedy && !o.logitBias && (o.repetitionPenalty ?? 1) === 1 && !o.presencePenalty && !o.frequencyPenalty;
+  }
+
   /** Apply the processors in place (bias, penalties); exposed for tests and for logprob reporting. */
   process(logits: Float32Array, context: readonly number[], generated: readonly number[]): void {
     const o = this.o;

@@ -1,18 +1,34 @@
 // Worker threads sharing the kernels' memory, one fork/join per kernel call (protocol in sync.ts):
 // the main thread opens a job whose arguments are already in the shared slots, claims chunks
-// itself, then waits for the chunks the workers claimed.
+// itself, then waits for the chunks the workers claimed. Starting a worker is the platform's job
+// (Node's worker_threads, a browser's Web Workers); the workers run worker-loop.ts.
 
-import { Worker } from 'node:worker_threads';
 import { OpenELMError } from '../../core/errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels.js';
 import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
   SLEEPERS, SPIN_CHECK, drain, type ChunkFn } from './sync.js';
 import type { WasmInstance, WasmMemory, WasmModule } from './wasm-api.js';
 
+/** What a kernel worker is started with (structured-cloneable). */
+export interface KernelWorkerInit { module: WasmModule; memory: WasmMemory; tid: number; relaxed: boolean; }
+
+/** A started kernel worker. */
+export interface KernelWorkerHandle {
+  /** Messages from the worker: {ready: true} once, {error: string} when a kernel threw. */
+  onMessage(cb: (m: { ready?: boolean; error?: string }) => void): void;
+  onError(cb: (e: unknown) => void): void;
+  onExit(cb: (code: number) => void): void;
+  /** Let the process exit while the worker runs (no-op where that does not apply). */
+  unref(): void;
+  terminate(): void;
+}
+
+export type SpawnKernelWorker = (init: KernelWorkerInit) => KernelWorkerHandle;
+
 export class ThreadPool {
   private readonly ctl: Int32Array;
   private readonly fns: ChunkFn[];
-  private readonly workers: Worker[] = [];
+  private readonly workers: KernelWorkerHandle[] = [];
   private lastError = '';
   private closed = false;
   /** Kernel calls run inline (small work or one thread) and split over the threads. */
@@ -24,23 +40,20 @@ export class ThreadPool {
   }
 
   static async create(threads: number, module: WasmModule, memory: WasmMemory,
-    instance: WasmInstance, relaxed: boolean): Promise<ThreadPool> {
+    instance: WasmInstance, relaxed: boolean, spawn?: SpawnKernelWorker): Promise<ThreadPool> {
     const pool = new ThreadPool(threads, memory, instance);
     const ready: Promise<void>[] = [];
     for (let tid = 1; tid < threads; tid++) {
-      const w = new Worker(new URL('./worker.js', import.meta.url), {
-        workerData: { module, memory, tid, relaxed },
-        // the parent's flags (e.g. --input-type, loaders) may not apply to a worker script
-        execArgv: [],
-      });
+      if (!spawn) throw new OpenELMError('usage', 'more than one wasm thread needs a way to start workers');
+      const w = spawn({ module, memory, tid, relaxed });
       pool.workers.push(w);
       ready.push(new Promise<void>((resolve, reject) => {
-        w.on('message', (m: { ready?: boolean; error?: string }) => {
+        w.onMessage((m) => {
           if (m.ready) resolve();
           if (m.error) pool.lastError = m.error;
         });
-        w.once('error', reject);
-        w.once('exit', (code) => reject(new Error(`worker exited with code ${code}`)));
+        w.onError(reject);
+        w.onExit((code) => reject(new Error(`worker exited with code ${code}`)));
       }));
     }
     try {
@@ -97,6 +110,6 @@ export class ThreadPool {
     Atomics.store(this.ctl, QUIT, 1);
     Atomics.add(this.ctl, GEN, 1);
     Atomics.notify(this.ctl, GEN);
-    for (const w of this.workers) { w.unref(); void w.terminate(); }
+    for (const w of this.workers) { w.unref(); w.terminate(); }
   }
 }

@@ -1,22 +1,26 @@
 // The fast CPU backend: WebAssembly SIMD kernels (relaxed SIMD where the runtime has it) over one
-// shared memory, split across worker threads. Every buffer it hands out is a view into that memory,
-// so kernels run on the caller's data in place; arrays from elsewhere (e.g. a logits buffer the
-// model allocates itself, or RoPE tables) are staged through a scratch area and copied back.
+// shared memory, split across worker threads. Every tensor it hands out is a view into that memory,
+// so kernels run on the data in place; arrays from elsewhere are staged through a scratch area and
+// copied back. Inference kernels are driven here, the training kernels by train-ops.ts; products
+// large enough to be compute-bound may go to an optional native sgemm (native-gemm.ts).
 
-import os from 'node:os';
-import type { Backend, Weight, WeightDType } from '../backend.js';
+import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, QBLOCK } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
-import { SharedArena } from './arena.js';
+import { checkGroups, checkPositions } from '../js/js-backend.js';
+import { MAX_BYTES, SharedArena } from './arena.js';
 import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
-import { ThreadPool } from './pool.js';
+import { ThreadPool, type SpawnKernelWorker } from './pool.js';
 import { ARENA_BASE, ARG_SLOTS, ARGS_OFFSET } from './sync.js';
 import { Wasm } from './wasm-api.js';
-import { nativeBlas, type NativeBlas, type NativeMode } from '../native/native.js';
+import type { NativeGemm } from '../native-gemm.js';
+import { WasmTrainOps } from './train-ops.js';
 
 export interface WasmBackendOptions {
-  /** Threads including the calling one (default os.availableParallelism()); 1 runs inline, no workers. */
+  /** Threads including the calling one (default 1); 1 runs inline, no workers. */
   threads?: number;
+  /** Starts a kernel worker thread (the platform's: worker_threads in Node, Web Workers in browsers); needed for threads > 1. */
+  spawnWorker?: SpawnKernelWorker;
   /** Use relaxed SIMD when the runtime validates it (default true). */
   relaxedSimd?: boolean;
   /**
@@ -25,12 +29,8 @@ export interface WasmBackendOptions {
    * machine, more when a worker has to be woken or rescheduled).
    */
   parallelThreshold?: number;
-  /**
-   * Compute-bound products (prefill, training) through the optional native sgemm
-   * (src/backends/native): 'off' (default here: the pure WASM backend), 'auto' (when built and a
-   * BLAS library loads) or 'on' (error when it cannot).
-   */
-  native?: NativeMode;
+  /** Compute-bound products (prefill, training) through a native sgemm (default none: pure WASM). */
+  native?: NativeGemm | null;
 }
 
 /** Where a weight's storage lives in the wasm memory (set by prepareWeight). */
@@ -54,6 +54,7 @@ const NATIVE_MIN_ROWS = 32;
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
+  readonly device = 'cpu' as const;
   readonly threads: number;
   /** Whether the relaxed-SIMD kernels are in use. */
   readonly relaxedSimd: boolean;
@@ -61,9 +62,14 @@ export class WasmBackend implements Backend {
   /** q8/q4 prefill through the integer GEMM (int8 activations); false dequantizes to an f32 GEMM. */
   intGemm = true;
   /** The native sgemm used for prefill and training products, or null (pure WASM). */
-  native: NativeBlas | null;
+  native: NativeGemm | null;
   /** Fewest rows a linear needs to go native (tests lower it to cover small models). */
   nativeMinRows = NATIVE_MIN_ROWS;
+  /**
+   * Multiply-adds from which a training product goes to the native sgemm (below it the call and
+   * thread hand-off cost more than the faster kernel saves; tests lower it).
+   */
+  nativeMinWork = 1 << 20;
 
   private readonly arena: SharedArena;
   private readonly pool: ThreadPool;
@@ -81,9 +87,10 @@ export class WasmBackend implements Backend {
   private argsF64: Float64Array | null = null;
   /** What alloc()/allocWeight() returned, with the allocations free() releases. */
   private readonly owned = new WeakMap<object, number[]>();
+  private readonly train: WasmTrainOps;
 
   private constructor(threads: number, relaxed: boolean, arena: SharedArena, pool: ThreadPool, k: KernelExports, threshold: number,
-    native: NativeBlas | null) {
+    native: NativeGemm | null) {
     this.threads = threads;
     this.native = native;
     this.relaxedSimd = relaxed;
@@ -94,29 +101,84 @@ export class WasmBackend implements Backend {
     this.ai = new Int32Array(arena.buffer(), ARGS_OFFSET, ARG_SLOTS);
     this.af = new Float32Array(arena.buffer(), ARGS_OFFSET, ARG_SLOTS);
     this.ensureScratch(k.gemmScratch());
+    this.train = new WasmTrainOps(this);
   }
 
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-    const threads = opts.threads ?? os.availableParallelism();
+    const threads = opts.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1) throw new OpenELMError('usage', `threads must be a positive integer, got ${threads}`);
-    const native = nativeBlas(opts.native ?? 'off');
+    if (threads > 1 && !opts.spawnWorker) throw new OpenELMError('usage', 'more than one wasm thread needs a way to start workers (spawnWorker)');
     const { module, relaxed } = await loadKernels({ relaxed: opts.relaxedSimd ?? true });
     const arena = new SharedArena(ARENA_BASE, 16 << 20);
     const instance = await Wasm!.instantiate(module, { env: { memory: arena.memory } });
-    const pool = await ThreadPool.create(threads, module, arena.memory, instance, relaxed);
-    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 131072, native);
+    const pool = await ThreadPool.create(threads, module, arena.memory, instance, relaxed, opts.spawnWorker);
+    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 131072, opts.native ?? null);
   }
+
+  get library(): string | null { return this.native?.library ?? null; }
+
+  describe(): string {
+    return `wasm, ${this.threads} thread${this.threads === 1 ? '' : 's'}${this.relaxedSimd ? ' (relaxed SIMD)' : ''}` +
+      (this.native ? ` + native sgemm (${this.native.library})` : '');
+  }
+
+  /** The kernel module's plain exports (scratch-size queries). */
+  get exports(): KernelExports { return this.k; }
 
   // ------------------------------------------------------------------------------------------
   // memory
 
-  alloc(n: number): Float32Array {
+  /** A zero-filled f32 view of n values in the wasm memory (what alloc() returns, typed for this backend's own use). */
+  allocF32(n: number): Float32Array {
     this.live();
+    if (!(Number.isInteger(n) && n >= 0)) throw new OpenELMError('usage', `cannot allocate ${n} values`);
     const off = this.arena.allocBytes(n * 4, `a buffer of ${n} floats`);
     const v = this.arena.f32(off, n);
     this.owned.set(v, [off]);
     return v;
   }
+
+  /** Give back a view allocF32()/alloc() returned. */
+  freeF32(v: Float32Array): void {
+    const offs = this.owned.get(v);
+    if (!offs) throw new OpenELMError('usage', 'free() needs a tensor returned by this backend\'s alloc() (not a view)');
+    for (const o of offs) this.arena.freeBytes(o);
+    this.owned.delete(v);
+  }
+
+  alloc(n: number): Tensor { return this.allocF32(n) as unknown as Tensor; }
+  free(t: Tensor): void { this.freeF32(f32(t)); }
+
+  view(t: Tensor, offset: number, n: number): Tensor {
+    const a = f32(t);
+    if (!(offset >= 0 && n >= 0 && offset + n <= a.length)) throw new OpenELMError('usage', `view [${offset}, ${offset + n}) is outside a tensor of ${a.length} values`);
+    return a.subarray(offset, offset + n) as unknown as Tensor;
+  }
+
+  write(dst: Tensor, src: ArrayLike<number>, dstOffset = 0): void { f32(dst).set(src, dstOffset); }
+
+  read(t: Tensor, offset = 0, n?: number): Promise<Float32Array> {
+    const a = f32(t);
+    return Promise.resolve(a.slice(offset, n === undefined ? a.length : offset + n));
+  }
+
+  copy(dst: Tensor, src: Tensor, n: number): void { this.train.copy(f32(dst), f32(src), n); }
+
+  fill(dst: Tensor, value: number): void {
+    if (value === 0) this.train.fill0(f32(dst)); else f32(dst).fill(value);
+  }
+
+  gatherRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void {
+    const d = f32(dst), s = f32(src);
+    for (let i = 0; i < rows.length; i++) d.set(s.subarray(rows[i] * width, rows[i] * width + width), i * width);
+  }
+
+  scatterRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void {
+    const d = f32(dst), s = f32(src);
+    for (let i = 0; i < rows.length; i++) d.set(s.subarray(i * width, i * width + width), rows[i] * width);
+  }
+
+  sync(): Promise<void> { return Promise.resolve(); }
 
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
     this.live();
@@ -131,27 +193,30 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Give memory back: a buffer returned by alloc() or a weight returned by allocWeight() (its
-   * storage and any copy prepareWeight made), or for any other weight just prepareWeight's copy.
-   * Views of freed memory must not be used afterwards. (Not part of the Backend interface yet:
-   * KV caches and workspaces of a long-running server are otherwise never returned.)
+   * Give a weight's memory back: its storage when allocWeight() made it, and any copy prepareWeight
+   * made. Views of freed memory must not be used afterwards.
    */
-  free(x: Float32Array | Weight): void {
-    const offs = this.owned.get(x);
-    if (ArrayBuffer.isView(x) && !offs) throw new OpenELMError('usage', 'free() needs a buffer returned by this backend\'s alloc()');
-    if (!ArrayBuffer.isView(x)) {
-      const p = x.packed as WasmPacked | undefined;
-      if (p && p.owner === this) { for (const o of p.copies) this.arena.freeBytes(o); x.packed = undefined; }
-    }
-    if (offs) { for (const o of offs) this.arena.freeBytes(o); this.owned.delete(x); }
+  freeWeight(w: Weight): void {
+    const p = w.packed as WasmPacked | undefined;
+    if (p && p.owner === this) { for (const o of p.copies) this.arena.freeBytes(o); w.packed = undefined; }
+    const offs = this.owned.get(w);
+    if (offs) { for (const o of offs) this.arena.freeBytes(o); this.owned.delete(w); }
+  }
+
+  tensorWeight(t: Tensor, rows: number, cols: number): Weight {
+    const a = f32(t);
+    if (a.length < rows * cols) throw new OpenELMError('usage', `a ${rows}×${cols} weight needs ${rows * cols} values, the tensor has ${a.length}`);
+    const w: Weight = { dtype: 'f32', rows, cols, data: a };
+    this.prepareWeight(w);
+    return w;
   }
 
   /** Kernel calls so far: run inline (small work) and split over the threads. */
   callStats(): { inline: number; parallel: number } { return { ...this.pool.counts }; }
 
-  /** Bytes currently allocated in the wasm memory, and its current size. */
-  memoryStats(): { inUse: number; reserved: number } {
-    return { inUse: this.arena.bytesInUse, reserved: this.arena.bytesReserved };
+  /** Bytes allocated in the wasm memory, its current size, and the 4 GiB a wasm32 memory can reach. */
+  memory(): { inUse: number; reserved: number; limit: number } {
+    return { inUse: this.arena.bytesInUse, reserved: this.arena.bytesReserved, limit: MAX_BYTES };
   }
 
   prepareWeight(w: Weight): void {
@@ -200,7 +265,8 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // kernels
 
-  linear(out: Float32Array, x: Float32Array, w: Weight, M: number, accumulate = false): void {
+  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false): void {
+    const out = f32(outT), x = f32(xT);
     this.begin();
     const p = this.packedOf(w);
     const N = w.rows, K = w.cols;
@@ -228,7 +294,9 @@ export class WasmBackend implements Backend {
     this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
   }
 
-  rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void {
+  rmsnorm(outT: Tensor, xT: Tensor, wT: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void {
+    const out = f32(outT), x = f32(xT), w = f32(wT);
+    if (rstd) { this.train.rmsnormForward(out, f32(rstd), x, w, rows, dim, eps); return; }
     this.begin();
     const xp = this.inF32(x, rows * dim, 'rmsnorm input');
     const wp = this.inF32(w, dim, 'rmsnorm weight');
@@ -238,32 +306,40 @@ export class WasmBackend implements Backend {
     this.exec('k_rmsnorm', rows * dim, rows);
   }
 
-  qkNormRope(qkv: Float32Array, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
-    qNorm: Float32Array | null, kNorm: Float32Array | null, cos: Float32Array, sin: Float32Array, eps: number): void {
+  qkNormRope(qkvT: Tensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
+    qNormT: Tensor | null, kNormT: Tensor | null, rope: RopeTables, eps: number, rstd?: Tensor): void {
     this.begin();
-    const W = (Q + 2 * Hkv) * hd, half = hd / 2;
-    if (pos.length < rows) throw new OpenELMError('usage', `qkNormRope got ${pos.length} positions for ${rows} rows`);
-    const qp = this.outF32(qkv, rows * W, 'qkv', true);
-    // gather each row's cos/sin table row: the tables are plain arrays indexed by position
-    const cs = this.stageTake(rows * half * 4), sn = this.stageTake(rows * half * 4);
-    const csv = this.arena.f32(cs, rows * half), snv = this.arena.f32(sn, rows * half);
-    for (let r = 0; r < rows; r++) {
-      const t = pos[r] * half;
-      if (!(t >= 0 && t + half <= cos.length && t + half <= sin.length)) {
-        throw new OpenELMError('usage', `position ${pos[r]} is outside the RoPE tables (${Math.floor(Math.min(cos.length, sin.length) / half)} positions)`);
-      }
-      csv.set(cos.subarray(t, t + half), r * half);
-      snv.set(sin.subarray(t, t + half), r * half);
+    const qkv = f32(qkvT), qNorm = qNormT ? f32(qNormT) : null, kNorm = kNormT ? f32(kNormT) : null;
+    const { cs, sn } = this.ropeRows(rope, pos, rows);
+    if (rstd) {
+      // training: the kernel that also saves the heads' 1/rms, over the gathered per-row tables
+      this.train.qkNormRopeForward(qkv, f32(rstd), rows, rows, Q, Hkv, hd, qNorm, kNorm, cs, sn, eps);
+      return;
     }
+    const W = (Q + 2 * Hkv) * hd;
+    const qp = this.outF32(qkv, rows * W, 'qkv', true);
     const qn = qNorm ? this.inF32(qNorm, hd, 'q norm weight') : 0;
     const kn = kNorm ? this.inF32(kNorm, hd, 'k norm weight') : 0;
     const a = this.ai;
-    a[0] = qp; a[1] = cs; a[2] = sn; a[3] = rows; a[4] = Q; a[5] = Hkv; a[6] = hd; a[7] = qn; a[8] = kn; this.af[9] = eps;
+    a[0] = qp; a[1] = cs.byteOffset; a[2] = sn.byteOffset; a[3] = rows; a[4] = Q; a[5] = Hkv; a[6] = hd; a[7] = qn; a[8] = kn; this.af[9] = eps;
     this.exec('k_qkrope', rows * W, rows);
   }
 
-  storeKV(kCache: Float32Array, vCache: Float32Array, qkv: Float32Array, S: number, P: number,
-    Q: number, Hkv: number, hd: number, cap: number): void {
+  /** Each row's cos/sin table row (by its position), gathered into staging: valid until the next kernel call. */
+  private ropeRows(rope: RopeTables, pos: Int32Array, rows: number): { cs: Float32Array; sn: Float32Array } {
+    checkPositions(pos, rows, rope);
+    const half = rope.half, cos = f32(rope.cos), sin = f32(rope.sin);
+    const cs = this.arena.f32(this.stageTake(rows * half * 4), rows * half), sn = this.arena.f32(this.stageTake(rows * half * 4), rows * half);
+    for (let r = 0; r < rows; r++) {
+      const t = pos[r] * half;
+      cs.set(cos.subarray(t, t + half), r * half);
+      sn.set(sin.subarray(t, t + half), r * half);
+    }
+    return { cs, sn };
+  }
+
+  storeKV(kT: Tensor, vT: Tensor, qkvT: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+    const kCache = f32(kT), vCache = f32(vT), qkv = f32(qkvT);
     this.begin();
     if (P + S > cap) throw new OpenELMError('usage', `storeKV: positions ${P}..${P + S - 1} exceed the cache capacity ${cap}`);
     const W = (Q + 2 * Hkv) * hd;
@@ -275,8 +351,8 @@ export class WasmBackend implements Backend {
     this.exec('k_storekv', 0, 1);
   }
 
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, S: number,
-    P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+  attention(outT: Tensor, qkvT: Tensor, kT: Tensor, vT: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+    const out = f32(outT), qkv = f32(qkvT), kCache = f32(kT), vCache = f32(vT);
     this.begin();
     if (P + S > cap) throw new OpenELMError('usage', `attention: positions ${P}..${P + S - 1} exceed the cache capacity ${cap}`);
     if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
@@ -292,7 +368,8 @@ export class WasmBackend implements Backend {
     this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv);
   }
 
-  swiglu(out: Float32Array, u: Float32Array, rows: number, F: number): void {
+  swiglu(outT: Tensor, uT: Tensor, rows: number, F: number): void {
+    const out = f32(outT), u = f32(uT);
     this.begin();
     const up = this.inF32(u, rows * 2 * F, 'swiglu input');
     const op = this.outF32(out, rows * F, 'swiglu output', false);
@@ -301,7 +378,8 @@ export class WasmBackend implements Backend {
     this.exec('k_swiglu', rows * F * 8, Math.ceil(rows * F / 1024));
   }
 
-  silu(out: Float32Array, u: Float32Array, n: number): void {
+  silu(outT: Tensor, uT: Tensor, n: number): void {
+    const out = f32(outT), u = f32(uT);
     this.begin();
     const up = this.inF32(u, n, 'silu input');
     const op = this.outF32(out, n, 'silu output', false);
@@ -310,23 +388,28 @@ export class WasmBackend implements Backend {
     this.exec('k_silu', n * 8, Math.ceil(n / 1024));
   }
 
-  addInPlace(x: Float32Array, y: Float32Array, n: number): void {
+  add(xT: Tensor, yT: Tensor, n: number): void {
+    const x = f32(xT), y = f32(yT);
     this.begin();
-    const yp = this.inF32(y, n, 'addInPlace y');
-    const xp = this.outF32(x, n, 'addInPlace x', true);
+    const yp = this.inF32(y, n, 'add y');
+    const xp = this.outF32(x, n, 'add x', true);
     const a = this.ai;
     a[0] = xp; a[1] = yp; a[2] = n;
     this.exec('k_add', n, Math.ceil(n / 1024));
   }
 
-  embedding(out: Float32Array, table: Weight, ids: Int32Array): void {
+  embedding(outT: Tensor, table: Weight, ids: Int32Array, skipId?: number): void {
+    const out = f32(outT);
     this.begin();
     const p = this.packedOf(table);
     const n = ids.length, D = table.cols;
     const idp = this.stageTake(n * 4);
     const idv = this.arena.i32(idp, n);
+    let skipped = false;
     for (let r = 0; r < n; r++) {
       const t = ids[r];
+      // padding rows read row 0 and are zeroed below
+      if (t === skipId) { idv[r] = 0; skipped = true; continue; }
       if (!(t >= 0 && t < table.rows)) throw new OpenELMError('usage', `token id ${t} is outside the embedding table (${table.rows} rows)`);
       idv[r] = t;
     }
@@ -334,10 +417,62 @@ export class WasmBackend implements Backend {
     const a = this.ai;
     a[0] = op; a[1] = p.dtype; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = D; a[6] = idp; a[7] = n;
     this.exec('k_embedding', n * D, n);
+    if (skipped) for (let r = 0; r < n; r++) if (ids[r] === skipId) out.fill(0, r * D, r * D + D);
+  }
+
+  argmax(xT: Tensor, rows: number, V: number): Promise<Int32Array> {
+    const x = f32(xT), out = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let best = 0, bv = -Infinity;
+      for (let j = 0, o = r * V; j < V; j++) if (x[o + j] > bv) { bv = x[o + j]; best = j; }
+      out[r] = best;
+    }
+    return Promise.resolve(out);
   }
 
   // ------------------------------------------------------------------------------------------
-  // kernels driven from outside this class (the training kernels, src/train/wasm-train.ts)
+  // training ops (driven by train-ops.ts)
+
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
+    const c = f32(C), a = f32(A), b = f32(B);
+    if (layout === 'nt') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 1, K, K, 'gemm nt');
+    else if (layout === 'nn') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 0, K, N, 'gemm nn');
+    else this.train.gemmRun(c, a, b, M, N, K, accumulate, 1, 0, M, N, 'gemm tn');
+  }
+  causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    this.train.attentionForward(f32(out), f32(lse), f32(qkv), B, T, Q, Hkv, hd);
+  }
+  causalAttentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    this.train.attentionBackward(f32(dqkv), f32(dout), f32(qkv), f32(out), f32(lse), B, T, Q, Hkv, hd);
+  }
+  rmsnormBackward(dx: Tensor, dw: Tensor, dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, rows: number, dim: number): void {
+    this.train.rmsnormBackward(f32(dx), f32(dw), f32(dy), f32(x), f32(w), f32(rstd), rows, dim);
+  }
+  qkNormRopeBackward(dqkv: Tensor, dqNorm: Tensor | null, dkNorm: Tensor | null, raw: Tensor, rstd: Tensor, rows: number,
+    pos: Int32Array, Q: number, Hkv: number, hd: number, qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables): void {
+    this.begin();
+    const { cs, sn } = this.ropeRows(rope, pos, rows);
+    const o = (t: Tensor | null) => (t ? f32(t) : null);
+    this.train.qkNormRopeBackward(f32(dqkv), o(dqNorm), o(dkNorm), f32(raw), f32(rstd), rows, rows, Q, Hkv, hd, o(qNorm), o(kNorm), cs, sn);
+  }
+  swigluBackward(du: Tensor, dg: Tensor, u: Tensor, rows: number, F: number): void { this.train.swigluBackward(f32(du), f32(dg), f32(u), rows, F); }
+  siluBackward(du: Tensor, dg: Tensor, u: Tensor, n: number): void { this.train.siluBackward(f32(du), f32(dg), f32(u), n); }
+  embeddingBackward(dtable: Tensor, dout: Tensor, ids: Int32Array, D: number, skipId: number): void {
+    this.train.embeddingBackward(f32(dtable), f32(dout), ids, D, skipId);
+  }
+  crossEntropy(logits: Tensor, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number, rowScale?: Float32Array): Promise<LossSums> {
+    return Promise.resolve(this.train.crossEntropy(f32(logits), targets, rows, V, zLoss, gradScale, rowScale));
+  }
+  rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array> {
+    return Promise.resolve(this.train.crossEntropyStats(f32(logits), targets, rows, V, 0, 0));
+  }
+  sumSquares(x: Tensor): Promise<number> { return Promise.resolve(this.train.sumSquares(f32(x))); }
+  scale(x: Tensor, coef: number): void { this.train.scale(f32(x), coef); }
+  adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(f32(p), f32(g), f32(m), f32(v), n, s); }
+
+
+  // ------------------------------------------------------------------------------------------
+  // what train-ops.ts drives the training kernels with
 
   /** Whether a view points into this backend's memory (buffers from alloc() do). */
   owns(v: ArrayBufferView): boolean { return this.arena.owns(v); }
@@ -346,13 +481,6 @@ export class WasmBackend implements Backend {
   kernelArgs(): { i32: Int32Array; f32: Float32Array; f64: Float64Array } {
     this.argsF64 ??= new Float64Array(this.arena.buffer(), ARGS_OFFSET, ARG_SLOTS / 2);
     return { i32: this.ai, f32: this.af, f64: this.argsF64 };
-  }
-
-  /** Call a plain (non-chunked) export of the kernel module, e.g. a scratch-size query. */
-  kernelCall(name: string, ...args: number[]): number {
-    const f = (this.k as unknown as Record<string, unknown>)[name];
-    if (typeof f !== 'function') throw new OpenELMError('wasm', `the wasm kernels have no export ${name}`);
-    return (f as (...a: number[]) => number)(...args);
   }
 
   /** Per-thread scratch of at least `bytesPerThread`: thread t owns [offset + t·stride, +stride). */
@@ -456,11 +584,9 @@ export class WasmBackend implements Backend {
   }
 }
 
+const f32 = (t: Tensor): Float32Array => t as unknown as Float32Array;
+
 function needLength(v: Float32Array, n: number, what: string): void {
   if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
 }
 
-/** A WebAssembly SIMD backend with `threads` threads (default: all available). */
-export function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-  return WasmBackend.create(opts);
-}

@@ -6,10 +6,8 @@
 import * as readline from 'node:readline';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { MODEL_FLAGS } from '../common.js';
+import { MODEL_FLAGS, loadOptionsFromFlags } from '../common.js';
 import { loadModel } from '../../api.js';
-import { stderrProgress } from '../../hub/progress.js';
-import type { LoadDType } from '../../model/load.js';
 import type { ChatTurnOptions } from '../../chat/session.js';
 import { OpenELMError } from '../../core/errors.js';
 
@@ -40,11 +38,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const tty = process.stdin.isTTY === true;
   const out = process.stdout, err = process.stderr;
   const modelArg = get.str(flags, 'model')!;
-  const m = await loadModel(modelArg, {
-    dtype: get.str(flags, 'dtype') as LoadDType, threads: get.num(flags, 'threads'),
-    backend: get.str(flags, 'backend') as 'auto' | 'wasm' | 'js', tokenizer: get.str(flags, 'tokenizer'),
-    chatTemplate: get.str(flags, 'chat-template'), onProgress: stderrProgress(),
-  });
+  const m = await loadModel(modelArg, loadOptionsFromFlags(flags));
   try {
     const turnOpts: ChatTurnOptions = {
       ...m.defaultOptions(),

@@ -2,7 +2,6 @@ import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson } from '../common.js';
 import { generateStream, type GenerateOptions } from '../../generate/generate.js';
-import { isInstructName } from '../../model/config.js';
 
 export const spec: CommandSpec = {
   name: 'generate',
@@ -25,10 +24,11 @@ export const spec: CommandSpec = {
 };
 
 export async function run(flags: ParsedFlags): Promise<number> {
-  const { model, tokenizer, backend, dir, loadMs } = await loadFromFlags(flags);
+  const loaded = await loadFromFlags(flags);
+  const { model, tokenizer, loadMs } = loaded;
   try {
     const prompt = tokenizer.encode(get.str(flags, 'prompt')!, { bos: true });
-    const rp = get.num(flags, 'repetition-penalty') ?? (isInstructName(dir) ? 1.2 : 1);
+    const rp = get.num(flags, 'repetition-penalty') ?? loaded.defaultOptions().repetitionPenalty;
     const opts: GenerateOptions = {
       maxTokens: get.num(flags, 'max-tokens'), temperature: get.num(flags, 'temperature'),
       topK: get.num(flags, 'top-k'), topP: get.num(flags, 'top-p'), minP: get.num(flags, 'min-p'),
@@ -57,6 +57,6 @@ export async function run(flags: ParsedFlags): Promise<number> {
     }
     return 0;
   } finally {
-    backend.dispose();
+    loaded.dispose();
   }
 }

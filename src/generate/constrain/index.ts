@@ -3,7 +3,7 @@ export { parseGbnf, GrammarError, type GrammarAst, type GItem, type GRule } from
 export { compileGrammar, CompiledGrammar } from './grammar.js';
 export { GrammarRuntime } from './pda.js';
 export { tokenizerVocab, TokenTrie, trieOf, type TokenVocab } from './vocab.js';
-export { TokenConstraint, GrammarMatcher, type MaskStats } from './mask.js';
+export { GrammarMasker, GrammarMatcher, type MaskStats, type ConstraintOptions } from './mask.js';
 export { jsonSchemaToGbnf, jsonObjectGbnf, SchemaError } from './json-schema.js';
 export { validateJson, jsonEqual } from './validate.js';
 export { compileGbnf, compileJsonSchema, compileJsonObject } from './compile.js';

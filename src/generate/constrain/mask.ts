@@ -14,6 +14,7 @@
 // A mask is a bitset over token ids (Uint32Array, bit id&31 of word id>>5).
 
 import { GrammarRuntime, DEAD, HAS_ACCEPT, HAS_BOTTOM, TERMINAL } from './pda.js';
+import type { TokenConstraint } from '../decode.js';
 import type { CompiledGrammar } from './grammar.js';
 import { trieOf, type TokenTrie, type TokenVocab } from './vocab.js';
 
@@ -42,7 +43,7 @@ export interface MaskStats {
 }
 
 /** A grammar bound to a vocabulary, with all caches. Shared by every matcher of that grammar. */
-export class TokenConstraint {
+export class GrammarMasker {
   private runtime_: GrammarRuntime;
   private epoch_ = 0;
   private readonly maxStates: number;
@@ -202,8 +203,11 @@ export class TokenConstraint {
   }
 }
 
-/** One generation's position in the grammar. */
-export class GrammarMatcher {
+/**
+ * One generation's position in the grammar: the decode step's TokenConstraint (mask the logits,
+ * accept the chosen token, end the sequence once the value is complete).
+ */
+export class GrammarMatcher implements TokenConstraint {
   private state: number;
   private atStart = true;
   private ended = false;
@@ -211,13 +215,13 @@ export class GrammarMatcher {
   /** Every byte accepted, to find the state again if the constraint's automaton is replaced. */
   private history: number[] = [];
 
-  constructor(readonly constraint: TokenConstraint) {
-    this.state = constraint.runtime.initial;
-    this.epoch = constraint.epoch;
+  constructor(readonly masker: GrammarMasker) {
+    this.state = masker.runtime.initial;
+    this.epoch = masker.epoch;
   }
 
   private sync(): number {
-    const c = this.constraint;
+    const c = this.masker;
     if (this.epoch !== c.epoch) {
       this.state = c.runtime.run(c.runtime.initial, Uint8Array.from(this.history));
       this.epoch = c.epoch;
@@ -226,14 +230,14 @@ export class GrammarMatcher {
   }
 
   /** Allowed tokens now, as a bitset over ids (shared: do not modify). Empty after EOS was accepted. */
-  mask(): Uint32Array {
-    if (this.ended) return new Uint32Array(this.constraint.words);
-    return this.constraint.mask(this.sync(), this.atStart);
+  allowed(): Uint32Array {
+    if (this.ended) return new Uint32Array(this.masker.words);
+    return this.masker.mask(this.sync(), this.atStart);
   }
 
   /** Sets the logits of disallowed tokens to -Infinity. */
-  applyMask(logits: Float32Array): void {
-    const m = this.mask();
+  mask(logits: Float32Array): void {
+    const m = this.allowed();
     const n = logits.length;
     for (let w = 0; w < m.length; w++) {
       const bits = m[w];
@@ -246,14 +250,14 @@ export class GrammarMatcher {
   }
 
   isAllowed(id: number): boolean {
-    const m = this.mask();
+    const m = this.allowed();
     return (m[id >>> 5] & (1 << (id & 31))) !== 0;
   }
 
   /** Advances by one token; false (and no change) if the token is not allowed. */
   accept(id: number): boolean {
     if (this.ended) return false;
-    const c = this.constraint;
+    const c = this.masker;
     if (c.vocab.eosIds.includes(id)) {
       if (!this.isComplete) return false;
       this.ended = true;
@@ -273,7 +277,7 @@ export class GrammarMatcher {
   }
 
   private advance(bytes: Uint8Array): boolean {
-    const s = this.constraint.runtime.run(this.sync(), bytes);
+    const s = this.masker.runtime.run(this.sync(), bytes);
     if (s === DEAD) return false;
     this.state = s;
     for (let i = 0; i < bytes.length; i++) this.history.push(bytes[i]);
@@ -281,9 +285,11 @@ export class GrammarMatcher {
   }
 
   /** The text so far is a complete value (EOS is allowed). */
-  get isComplete(): boolean { return !this.ended && (this.constraint.runtime.flags[this.sync()] & HAS_ACCEPT) !== 0; }
+  get isComplete(): boolean { return !this.ended && (this.masker.runtime.flags[this.sync()] & HAS_ACCEPT) !== 0; }
+  /** The decode step ends the sequence when this turns true: nothing but EOS may follow. */
+  get complete(): boolean { return this.isTerminal; }
   /** Complete and nothing may follow: generation can stop without asking the model. */
-  get isTerminal(): boolean { return this.ended || (this.constraint.runtime.flags[this.sync()] & TERMINAL) !== 0; }
+  get isTerminal(): boolean { return this.ended || (this.masker.runtime.flags[this.sync()] & TERMINAL) !== 0; }
   get isFirstToken(): boolean { return this.atStart; }
   /** The automaton state in the constraint's current automaton (for tests and diagnostics). */
   get stateId(): number { return this.sync(); }
