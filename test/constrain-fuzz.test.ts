@@ -117,3 +117,24 @@ test('schema fuzzing: sampled outputs of a random-weight model always parse and 
   assert.equal(done, 60);
   assert.ok(tokens > 300, `only ${tokens} tokens sampled`);
 });
+
+test('a GrammarMatcher drives the shared decode step: the text parses, validates, and ends with finish "stop"', async () => {
+  const { SequenceDecoder } = await import('../src/generate/decode.js');
+  const { model } = tinyModel({ vocab_size: tok.vocabSize, max_context_length: 512, rope_max_length: 512 }, 8);
+  const schema = { type: 'object', properties: { id: { type: 'integer', minimum: 1, maximum: 999 }, tags: { type: 'array', items: { enum: ['a', 'b'] }, maxItems: 3 }, ok: { type: 'boolean' } }, required: ['id', 'ok'] };
+  const masker = new GrammarMasker(compileJsonSchema(schema), vocab);
+  for (let seed = 0; seed < 4; seed++) {
+    const prompt = [tok.bosId, ...tok.encode('JSON:')];
+    const dec = new SequenceDecoder(tok, prompt, tok.eosId, { temperature: 1, seed, maxTokens: 400, constraint: masker.newMatcher() });
+    const cache = model.newCache(512);
+    let logits = await model.forward([{ cache, tokens: prompt }]);
+    for (;;) {
+      const r = dec.step(logits, cache.length + 1 < cache.capacity);
+      if (r.done) break;
+      logits = await model.forward([{ cache, tokens: [r.id] }]);
+    }
+    cache.dispose();
+    assert.equal(dec.finish, 'stop', dec.text);
+    assert.equal(ajvCheck(schema, JSON.parse(dec.text)), null, dec.text);
+  }
+});
