@@ -3,7 +3,8 @@
 //   GET  /v1/models                  the one model, OpenAI list shape (+ llama.cpp `meta`)
 //   POST /v1/chat/completions        chat template applied; JSON or SSE chat.completion.chunk … [DONE]
 //   POST /v1/completions             prompt → text; JSON or SSE
-//   POST /tokenize, /detokenize      llama.cpp shapes; POST /apply-template → {prompt}
+//   POST /tokenize, /detokenize      llama.cpp and vLLM shapes; GET /tokenizer_info (tokenizer-routes.ts)
+//   POST /apply-template             → {prompt}
 // Errors are {"error": {"message", "type", "code"}} with code = the HTTP status; local file paths in
 // them are cut to their last component. With an API key, every route but /health needs
 // "Authorization: Bearer <key>". POST bodies must be JSON (Content-Type checked, size capped). CORS
@@ -23,6 +24,7 @@ import type { StreamChunk } from '../generate/generate.js';
 import { weightsBytes } from '../model/openelm.js';
 import { Engine, type EngineResult } from './engine.js';
 import { HttpError, parseCommon, parseMessages, parsePrompt, type ParsedCommon } from './openai.js';
+import { detokenizeResponse, tokenizeResponse, tokenizerInfoResponse } from './tokenizer-routes.js';
 import { drain, readJsonBody } from './body.js';
 import { applyCors, normalizeOrigin } from './cors.js';
 import { listen } from './listen.js';
@@ -206,6 +208,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     '/tokenize': { method: 'POST', auth: true, model: true, run: tokenize },
     '/detokenize': { method: 'POST', auth: true, model: true, run: detokenize },
     '/apply-template': { method: 'POST', auth: true, model: true, run: applyTemplate },
+    '/tokenizer_info': { method: 'GET', auth: true, model: true, run: (_q, res) => sendJson(res, 200, tokenizerInfoResponse(model!.tokenizer, { chatTemplate: template().text, maxModelLength: engine!.contextSize })) },
   };
 
   function health(res: http.ServerResponse): void {
@@ -252,30 +255,11 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   }
 
   async function tokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const b = await body(req);
-    if (typeof b.content !== 'string') throw new HttpError(400, '"content" must be a string');
-    const tok = model!.tokenizer;
-    const ids = tok.encode(b.content, { bos: b.add_special === true });
-    if (b.with_pieces !== true) { sendJson(res, 200, { tokens: ids }); return; }
-    sendJson(res, 200, {
-      tokens: ids.map((id) => {
-        if (tok.isByte(id)) {
-          const byte = tok.byteValue(id);
-          return { id, piece: byte < 0x80 ? String.fromCharCode(byte) : [byte] };
-        }
-        return { id, piece: tok.idToPiece(id).replaceAll('\u2581', ' ') };
-      }),
-    });
+    sendJson(res, 200, tokenizeResponse(model!.tokenizer, await body(req), engine!.contextSize));
   }
 
   async function detokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const b = await body(req);
-    const t = b.tokens;
-    const V = model!.tokenizer.vocabSize;
-    if (!Array.isArray(t) || t.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= V)) {
-      throw new HttpError(400, `"tokens" must be an array of token ids in [0, ${V})`);
-    }
-    sendJson(res, 200, { content: model!.tokenizer.decode(t as number[]) });
+    sendJson(res, 200, detokenizeResponse(model!.tokenizer, await body(req)));
   }
 
   async function applyTemplate(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
