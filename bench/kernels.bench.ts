@@ -15,7 +15,8 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Weight, WeightDType } from '../src/backends/backend.js';
 import { weightBytes } from '../src/backends/weight-format.js';
-import { createWasmBackend, type WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { nodePlatform } from '../src/platform/node.js';
 import { presetHFConfig, resolveConfig, type OpenELMConfig } from '../src/model/config.js';
 import { OpenELM, type ModelWeights } from '../src/model/openelm.js';
 
@@ -92,9 +93,9 @@ function kernelBench(be: WasmBackend, dtype: WeightDType) {
   for (let c = 0; c < copies; c++) { const w = rowsOf(big, c * N, N); be.prepareWeight(w); ws.push(w); }
   const head = rowsOf(big, 0, Math.min(V, N * copies));
   be.prepareWeight(head);
-  const x = be.alloc(512 * K);
+  const x = be.allocF32(512 * K);
   for (let i = 0; i < x.length; i++) x[i] = Math.sin(i * 0.37);
-  const out = be.alloc(512 * Math.max(N, V));
+  const out = be.allocF32(512 * Math.max(N, V));
   const gf = (M: number, n: number, ms: number) => r1((2 * M * n * K) / ms / 1e6);
   const gb = (n: number, ms: number) => r1(weightBytes(dtype, n * K) / ms / 1e6);
   const hot = timeIt(() => be.linear(out, x, ws[0], 1), 100);
@@ -102,7 +103,7 @@ function kernelBench(be: WasmBackend, dtype: WeightDType) {
   const headMs = timeIt(() => be.linear(out, x, head, 1), 10);
   const g128 = timeIt(() => be.linear(out, x, ws[0], 128), 2);
   const g512 = timeIt(() => be.linear(out, x, ws[0], 512), 1);
-  be.free(big); be.free(x); be.free(out);
+  be.freeWeight(big); be.freeF32(x); be.freeF32(out);
   return {
     dtype, threads: be.threads,
     gemv_cold_gflops: gf(1, N, cold), gemv_cold_gbs: gb(N, cold),
@@ -123,7 +124,7 @@ function modelWeights(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType): { 
     all.push(w);
     return w;
   };
-  const ones = (n: number) => { const a = be.alloc(n); a.fill(1); all.push(a); return a; };
+  const ones = (n: number) => { const a = be.allocF32(n); a.fill(1); all.push(a); return a; };
   const embed = lin(c.vocabSize, D);
   const layers = [];
   for (let l = 0; l < c.numLayers; l++) {
@@ -136,7 +137,7 @@ function modelWeights(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType): { 
   return { w: { embed, layers, norm: ones(D), head: embed }, all };
 }
 
-function modelBench(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType) {
+async function modelBench(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType) {
   const t0 = performance.now();
   const { w, all } = modelWeights(be, c, dtype);
   const buildS = (performance.now() - t0) / 1000;
@@ -144,28 +145,29 @@ function modelBench(be: WasmBackend, c: OpenELMConfig, dtype: WeightDType) {
   const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % c.vocabSize);
   const cache = model.newCache(PROMPT + GEN + 8);
   // warm-up: one short prefill and a few decode steps (JIT, wasm tier-up, page faults)
-  model.forward([{ cache, tokens: prompt.slice(0, 16) }]);
-  for (let i = 0; i < 4; i++) model.forward([{ cache, tokens: [i + 5] }]);
+  await model.forward([{ cache, tokens: prompt.slice(0, 16) }]);
+  for (let i = 0; i < 4; i++) await model.forward([{ cache, tokens: [i + 5] }]);
   const calls0 = be.callStats();
   const prefill: number[] = [], decode: number[] = [];
   for (let rep = 0; rep < 3; rep++) {
     cache.reset();
     let t = performance.now();
-    let logits = model.forward([{ cache, tokens: prompt }]);
+    let logits = await model.forward([{ cache, tokens: prompt }]);
     prefill.push(PROMPT / ((performance.now() - t) / 1000));
     t = performance.now();
     for (let i = 0; i < GEN; i++) {
       let best = 0;
       for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
-      logits = model.forward([{ cache, tokens: [best] }]);
+      logits = await model.forward([{ cache, tokens: [best] }]);
     }
     decode.push(GEN / ((performance.now() - t) / 1000));
   }
   const calls1 = be.callStats();
   let bytes = 0;
   for (const x of all) if (!(x instanceof Float32Array)) bytes += weightBytes(x.dtype, x.rows * x.cols);
-  for (const x of all) be.free(x);
-  for (let l = 0; l < c.numLayers; l++) { be.free(cache.k[l]); be.free(cache.v[l]); }
+  for (const x of all) { if (x instanceof Float32Array) be.freeF32(x); else be.freeWeight(x); }
+  cache.dispose();
+  model.release();
   return {
     dtype, threads: be.threads, weights_gb: r1(bytes / 1e8) / 10,
     prefill_tok_s: r1(median(prefill)), decode_tok_s: r1(median(decode)),
@@ -182,12 +184,12 @@ const result: Record<string, unknown> = {
 const kernels: unknown[] = [], model: unknown[] = [];
 const config = resolveConfig(presetHFConfig('OpenELM-270M'));
 for (const threads of THREADS) {
-  const be = await createWasmBackend({ threads });
+  const be = await WasmBackend.create({ threads, spawnWorker: nodePlatform.spawnKernelWorker });
   result.relaxed_simd = be.relaxedSimd;
   try {
     for (const dtype of DTYPES) {
       if (!args['skip-kernels']) { const k = kernelBench(be, dtype); kernels.push(k); console.error(JSON.stringify(k)); }
-      if (!args['skip-model']) { const m = modelBench(be, config, dtype); model.push(m); console.error(JSON.stringify(m)); }
+      if (!args['skip-model']) { const m = await modelBench(be, config, dtype); model.push(m); console.error(JSON.stringify(m)); }
     }
   } finally {
     be.dispose();

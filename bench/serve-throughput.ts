@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { resolveConfig, presetHFConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
-import { saveModel } from '../src/model/save.js';
+import { saveModel } from '../src/io/model-folder.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : def; };
@@ -72,6 +72,7 @@ async function request(url: string, i: number): Promise<One> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       messages: [{ role: 'user', content: `Request ${i}: write a short story about a lighthouse keeper and a storm.` }],
       max_tokens: maxTokens, ignore_eos: true, temperature, seed: i, stream: true, stream_options: { include_usage: true },

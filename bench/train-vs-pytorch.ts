@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveConfig, parameterCount } from '../src/model/config.js';
 import { MODELS } from './train.bench.js';
-import { nativeBlas } from '../src/backends/native/native.js';
+import { nativeBlas } from '../src/platform/node-native.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');

@@ -4,41 +4,43 @@
 //   node dist/bench/train.bench.js [--model 35m|270m|all] [--steps N] [--warmup W] [--recompute]
 //        [--backend js|wasm] [--threads T] [--native auto|on|off]
 //
-// With --backend wasm the whole step runs on the WASM backend's memory and threads: the training
-// GEMM and kernels of src/train/wasm-train.ts, its AdamW and gradient clipping. tokens_per_s
+// The whole step runs on the chosen backend (with --backend wasm: its memory and threads, the
+// training GEMM and kernels, AdamW and gradient clipping). tokens_per_s
 // counts the N timed steps after W warm-up steps.
 // Models: "35m" = 8 layers, width 512, head dim 64, GQA 4, vocab 32000 (35.46M params), batch 8 × 256;
 // "270m" = OpenELM-270M at batch 4 × 256. Reference on the 2-core dev machine: PyTorch CPU fp32 with
 // 2 threads reaches 410 and 80 tokens/s. The plain-JS GEMM is single-threaded; the matmul share of
-// the time is reported so a faster Gemm's effect can be predicted.
+// the time is reported so a faster matmul's effect can be predicted.
 
 import { resolveConfig, parameterCount, presetHFConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { initParams } from '../src/model/init.js';
 import { Rng } from '../src/core/rng.js';
-import { TrainableModel } from '../src/train/model-grad.js';
+import { TrainableModel } from '../src/model/trainable.js';
 import os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { JsGemm, type FloatArray, type Gemm, type TrainKernels } from '../src/train/kernels.js';
-import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
-import { WasmAdamW, wasmTrainKernels, type WasmTrainKernels } from '../src/train/wasm-train.js';
+import type { Backend } from '../src/backends/backend.js';
 import { AdamW } from '../src/train/adamw.js';
-import { BackendGemm } from '../src/train/backend-gemm.js';
 import { createBackend, type NativeMode } from '../src/backends/index.js';
+import '../src/platform/node.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
 
-/** Wraps a Gemm to count its time and FLOPs (keeps the wrapped GEMM's kernels). */
-class TimedGemm implements Gemm {
-  seconds = 0; flops = 0;
-  readonly kernels?: TrainKernels;
-  constructor(private readonly inner: Gemm) { this.kernels = inner.kernels; }
-  private time(M: number, N: number, K: number, f: () => void): void {
-    const t = performance.now(); f(); this.seconds += (performance.now() - t) / 1000; this.flops += 2 * M * N * K;
-  }
-  nt(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void { this.time(M, N, K, () => this.inner.nt(C, A, B, M, N, K, acc)); }
-  nn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void { this.time(M, N, K, () => this.inner.nn(C, A, B, M, N, K, acc)); }
-  tn(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean): void { this.time(M, N, K, () => this.inner.tn(C, A, B, M, N, K, acc)); }
+/** The backend with its matmul timed and its FLOPs counted (everything else passes through). */
+function timedMatmul(be: Backend): { be: Backend; stats: { seconds: number; flops: number } } {
+  const stats = { seconds: 0, flops: 0 };
+  const wrapped = new Proxy(be, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv) as unknown;
+      if (prop !== 'matmul' || typeof v !== 'function') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      return (...a: Parameters<Backend['matmul']>) => {
+        const t = performance.now();
+        target.matmul(...a);
+        stats.seconds += (performance.now() - t) / 1000; stats.flops += 2 * a[3] * a[4] * a[5];
+      };
+    },
+  });
+  return { be: wrapped, stats };
 }
 
 export const MODELS: Record<string, { hf: OpenELMHFConfig; B: number; T: number; pytorchTokS: number }> = {
@@ -57,15 +59,14 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 
-function run(name: string, steps: number, warmup: number, recompute: boolean, base: Gemm, wk: WasmTrainKernels | null, threads: number): void {
+async function run(name: string, steps: number, warmup: number, recompute: boolean, backend: Backend): Promise<void> {
   const spec = MODELS[name];
   const config = resolveConfig(spec.hf);
-  const gemm = new TimedGemm(base);
-  const model = new TrainableModel(config, { gemm, recompute });
-  initParams(config, model.layout, model.params as Float32Array, 1);
-  // the moments go to the wasm memory when they fit beside the activations (estimated generously)
-  const opt = wk ? new WasmAdamW(wk, model.layout, { reserveBytes: 1.5 * 2 ** 30 }) : new AdamW(model.layout);
-  const clip = (g: FloatArray) => (wk ? wk.clipGradNorm(g, 1.0) : clipGradNorm(g, 1.0));
+  const { be, stats: gemm } = timedMatmul(backend);
+  const model = new TrainableModel(config, be, { recompute });
+  initParams(config, model.layout, (e, v) => model.setParam(e.name, v), 1);
+  // the moments go to the backend's memory when they fit beside the activations (estimated generously)
+  const opt = new AdamW(be, model.layout, { reserveBytes: 1.5 * 2 ** 30 });
   const sched = cosineSchedule({ maxLr: 1e-3, minLr: 1e-4, warmupSteps: 10, maxSteps: 1000 });
   const rng = new Rng(2);
   const { B, T } = spec, n = B * T;
@@ -77,10 +78,10 @@ function run(name: string, steps: number, warmup: number, recompute: boolean, ba
     const g0 = gemm.seconds, f0 = gemm.flops;
     const t0 = performance.now();
     model.zeroGrad();
-    const r = model.forwardBackward(inputs, targets, B, T, { zLoss: true });
+    const r = await model.forwardBackward(inputs, targets, B, T, { zLoss: true });
     const t1 = performance.now();
-    clip(model.grads);
-    opt.update(model.params, model.grads, sched.lr(s));
+    await clipGradNorm(be, model.grads, 1.0);
+    await opt.update(model.params, model.grads, sched.lr(s));
     const t2 = performance.now();
     loss = r.loss;
     if (s < warmup) continue;
@@ -91,22 +92,22 @@ function run(name: string, steps: number, warmup: number, recompute: boolean, ba
   const mem = process.memoryUsage();
   console.log(JSON.stringify({
     bench: 'train', model: name, params: parameterCount(config), layers: config.numLayers, width: config.modelDim,
-    batch: B, seq: T, steps, warmup, recompute, kernels: model.kernels.name, threads,
+    batch: B, seq: T, steps, warmup, recompute, kernels: backend.name, threads: backend.threads,
     tokens_per_s: +(n * steps / total).toFixed(2),
     seconds_per_step: times.map((t) => +t.toFixed(3)),
     forward_backward_s: +(fb / steps).toFixed(3), clip_adamw_s: +(optS / steps).toFixed(3),
     gemm_s: +(gemmS / steps).toFixed(3), gemm_gflops: +(gemmF / gemmS / 1e9).toFixed(2),
     gemm_share: +(gemmS / total).toFixed(3),
-    native: wk?.backend.native?.library ?? null,
-    moments_in_wasm: opt instanceof WasmAdamW ? opt.inWasm : false,
-    wasm_mb: wk ? Math.round(wk.backend.memoryStats().reserved / 2 ** 20) : 0,
+    native: backend.library,
+    moments_in_wasm: opt.onBackend,
+    wasm_mb: backend.name === 'wasm' ? Math.round(backend.memory().reserved / 2 ** 20) : 0,
     rss_mb: Math.round(mem.rss / 2 ** 20), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), last_loss: +loss.toFixed(4),
     loadavg: os.loadavg().map((x) => +x.toFixed(2)),
     pytorch_cpu_fp32_2threads_tokens_per_s: spec.pytorchTokS,
     node: process.version,
   }));
-  if (opt instanceof WasmAdamW) opt.dispose();
-  model.releaseActivations();
+  opt.dispose();
+  model.dispose();
 }
 
 const isMain = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]);
@@ -120,12 +121,10 @@ async function main(): Promise<void> {
   const backendName = arg('backend', 'js');
   const threads = Number(arg('threads', '2'));
   const native = arg('native', 'auto') as NativeMode;
-  const backend = backendName === 'js' ? null : await createBackend(backendName as 'wasm' | 'auto', { threads, native });
-  const wk = backend instanceof WasmBackend ? wasmTrainKernels(backend) : null;
-  const base: Gemm = wk ? wk.gemm : backend ? new BackendGemm(backend) : new JsGemm();
+  const backend = await createBackend(backendName, { threads, native });
   for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {
     if (!MODELS[name]) throw new Error(`unknown --model ${name}; choose ${Object.keys(MODELS).join(', ')} or all`);
-    run(name, steps, warmup, recompute, base, wk, backend ? threads : 1);
+    await run(name, steps, warmup, recompute, backend);
   }
-  backend?.dispose();
+  backend.dispose();
 }

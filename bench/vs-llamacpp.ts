@@ -26,10 +26,10 @@ import { Rng } from '../src/core/rng.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
-import { saveModel } from '../src/model/save.js';
+import { saveModel } from '../src/io/model-folder.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
-import { nativeBlas } from '../src/backends/native/native.js';
+import { nativeBlas } from '../src/platform/node-native.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -127,7 +127,7 @@ async function main(): Promise<void> {
     for (const [gd, od] of pairs) {
       const file = path.join(work, `model-${gd}.gguf`);
       const c0 = performance.now();
-      const conv = convertToGGUF(modelDir, file, gd);
+      const conv = convertToGGUF(modelDir, file, gd, { overwrite: true });
       log(`converted to GGUF ${gd}: ${(conv.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - c0) / 1000).toFixed(1)} s`);
       // Alternate the two sides and keep each one's best run: other processes on a shared machine
       // only ever slow a run down, so the best of a few is the least disturbed measurement.

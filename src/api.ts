@@ -1,3 +1,5 @@
+import { resolveChatTemplate } from './io/chat-template-file.js';
+import { tokenizerFromFile } from './io/tokenizer-file.js';
 // The library API: load an OpenELM model from a folder or the Hugging Face hub, then generate,
 // stream or chat with it.
 //
@@ -8,33 +10,39 @@
 //   model.dispose();
 
 import * as fs from 'node:fs';
+import './platform/node.js';
 import type { Backend } from './backends/backend.js';
-import { JsBackend } from './backends/js/js-backend.js';
+import { createBackend } from './backends/index.js';
 import { OpenELMError } from './core/errors.js';
 import { generateStream, type GenerateOptions, type GenerationResult, type StreamChunk } from './generate/generate.js';
-import { isInstructName, type OpenELMConfig } from './model/config.js';
-import { loadModel as loadModelFolder, validateDType, type LoadDType } from './model/load.js';
-import type { OpenELM } from './model/openelm.js';
-import { loadTokenizer } from './tokenizer/load.js';
+import type { OpenELMConfig } from './model/config.js';
+import { generationDefaults, isInstructName } from './model/family.js';
+import { validateDType, type LoadDType } from './model/load.js';
+import { freeWeights, type OpenELM } from './model/openelm.js';
+import { loadModelFolder } from './io/model-folder.js';
+import { loadTokenizer } from './io/tokenizer-file.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
-import { resolveChatTemplate, type ChatTemplate } from './chat/template.js';
+import { type ChatTemplate } from './chat/template.js';
 import { ChatSession, partialResult, type ChatSessionOptions } from './chat/session.js';
 import { TextStream } from './chat/text-stream.js';
+import { resolveModelFolder } from './train/run-folder.js';
 
 export interface LoadModelOptions {
   /** Storage of the linear weights: 'auto' (default) keeps the checkpoint's precision; q8/q4 quantize on load. */
   dtype?: LoadDType;
   /** Compute threads for backends that use them (default: all cores). */
   threads?: number;
-  /** 'auto' (default: the fastest available), 'wasm', 'js', or a Backend instance you own. */
-  backend?: 'auto' | 'wasm' | 'js' | Backend;
+  /** 'auto' (default: the fastest available), 'wasm', 'js', another registered backend's name, or a Backend instance you own. */
+  backend?: string | Backend;
   /** The optional native sgemm for prefill (npm run build:native): 'auto' (default: when available), 'on', 'off'. */
   native?: 'auto' | 'on' | 'off';
   /** Cancels a hub download (the partial file is kept and resumed next time). */
   signal?: AbortSignal;
   /** Download progress of hub models, per file. */
   onProgress?: (p: DownloadProgress) => void;
+  /** Hub warnings (e.g. a file served without a checksum). */
+  onWarning?: (message: string) => void;
   /** Hub revision (branch, tag or commit; default "main"). */
   revision?: string;
   /** Hub access token (default $HF_TOKEN). */
@@ -55,23 +63,6 @@ export interface TextGenerateOptions extends Omit<GenerateOptions, 'cache'> {
   bos?: boolean;
 }
 
-async function createBackend(choice: LoadModelOptions['backend'], threads: number | undefined, native: LoadModelOptions['native']): Promise<{ backend: Backend; owned: boolean }> {
-  if (choice && typeof choice === 'object') return { backend: choice, owned: false };
-  const name = choice ?? 'auto';
-  if (!['auto', 'wasm', 'js'].includes(name)) throw new OpenELMError('usage', `unknown backend "${name}"; choose auto, wasm or js`);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1)) throw new OpenELMError('usage', `threads must be an integer >= 1, got ${threads}`);
-  if (name !== 'js') {
-    try {
-      const mod = (await import('./backends/index.js' as string)) as { createBackend?: (n: string, o: { threads?: number; native?: string }) => Promise<Backend> };
-      if (mod.createBackend) return { backend: await mod.createBackend(name, { threads, native }), owned: true };
-    } catch (e) {
-      if (e instanceof OpenELMError) throw e;
-      if (name === 'wasm') throw new OpenELMError('backend', `the wasm backend is not available: ${(e as Error).message}`);
-    }
-  }
-  return { backend: new JsBackend(), owned: true };
-}
-
 /** A loaded model with its tokenizer and chat template. Call dispose() when done. */
 export class LoadedModel {
   /** The local folder the weights came from (a hub snapshot folder for hub ids). */
@@ -79,22 +70,24 @@ export class LoadedModel {
   readonly model: OpenELM;
   readonly tokenizer: Tokenizer;
   readonly chatTemplate: ChatTemplate;
-  /** -Instruct models get repetition penalty 1.2 by default, as Apple's model cards use. */
+  /** -Instruct models get repetition penalty 1.2 by default, as Apple's model cards use (model/family.ts). */
   readonly isInstruct: boolean;
+  readonly backend: Backend;
+  /** Milliseconds spent reading the weights onto the backend. */
+  readonly loadMs: number;
+  private readonly ownsBackend: boolean;
   private disposed = false;
 
-  constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean }) {
+  constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean; loadMs?: number }) {
     this.dir = init.dir; this.model = init.model; this.tokenizer = init.tokenizer; this.chatTemplate = init.chatTemplate;
-    this.isInstruct = init.isInstruct; this.backend = init.backend; this.ownsBackend = init.ownsBackend;
+    this.isInstruct = init.isInstruct; this.backend = init.backend; this.ownsBackend = init.ownsBackend; this.loadMs = init.loadMs ?? 0;
   }
-  private readonly backend: Backend;
-  private readonly ownsBackend: boolean;
 
   get config(): OpenELMConfig { return this.model.config; }
 
   /** The defaults a call's options are laid over: greedy, and repetition penalty 1.2 for -Instruct models. */
   defaultOptions(): TextGenerateOptions {
-    return { temperature: 0, ...(this.isInstruct ? { repetitionPenalty: 1.2 } : {}) };
+    return generationDefaults(this.isInstruct);
   }
 
   /** Token ids of a text prompt (with BOS unless bos: false). */
@@ -158,6 +151,7 @@ export class LoadedModel {
     if (this.disposed) return;
     this.disposed = true;
     if (this.ownsBackend) this.backend.dispose();
+    else { this.model.release(); freeWeights(this.backend, this.model.weights); }
   }
 
   get isDisposed(): boolean { return this.disposed; }
@@ -167,33 +161,46 @@ export class LoadedModel {
   }
 }
 
+/** Resolve a model source to a local folder: an existing path as is, a hub id (org/name) through the HF cache. */
+export async function resolveModelSource(source: string, opts: LoadModelOptions = {}): Promise<string> {
+  if (fs.existsSync(source)) return resolveModelFolder(source, opts.onWarning);
+  if (!REPO_ID_RE.test(source)) throw new OpenELMError('usage', `model folder ${source} does not exist, and ${source} is neither a model folder nor a hub id (org/name)`);
+  try {
+    return await ensureModel(source, {
+      signal: opts.signal, onProgress: opts.onProgress, onWarning: opts.onWarning, revision: opts.revision, token: opts.token,
+      cacheDir: opts.cacheDir, offline: opts.offline,
+    });
+  } catch (e) {
+    if (e instanceof OpenELMError || (e as Error)?.name === 'AbortError') throw e;
+    throw new OpenELMError('hub', `could not download ${source}: ${(e as Error).message}`);
+  }
+}
+
 /**
- * Load a model from a local folder (config.json + model.safetensors or shards) or a Hugging Face
- * hub id such as "apple/OpenELM-270M-Instruct" (downloaded into the HF cache on first use).
+ * Load a model from a local folder (config.json + model.safetensors or shards), a training run
+ * folder (its latest checkpoint) or a Hugging Face hub id such as "apple/OpenELM-270M-Instruct"
+ * (downloaded into the HF cache on first use). This is the front door the CLI uses too.
  */
 export async function loadModel(source: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   opts.signal?.throwIfAborted();
   const dtype = validateDType(opts.dtype ?? 'auto');
-  let dir: string;
-  if (fs.existsSync(source)) dir = source;
-  else if (REPO_ID_RE.test(source)) {
-    dir = await ensureModel(source, {
-      signal: opts.signal, onProgress: opts.onProgress, revision: opts.revision, token: opts.token,
-      cacheDir: opts.cacheDir, offline: opts.offline,
-    });
-  } else throw new OpenELMError('model', `${source} is neither a model folder nor a hub id (org/name)`);
+  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) throw new OpenELMError('usage', `threads must be an integer >= 1, got ${opts.threads}`);
+  const dir = await resolveModelSource(source, opts);
   opts.signal?.throwIfAborted();
-  const { backend, owned } = await createBackend(opts.backend, opts.threads, opts.native);
+  const owned = typeof opts.backend !== 'object';
+  const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
+    const t0 = performance.now();
     const model = loadModelFolder(dir, { dtype, backend });
+    const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
-      : opts.tokenizer !== undefined ? Tokenizer.fromFile(opts.tokenizer) : loadTokenizer(dir);
+      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : loadTokenizer(dir);
     const chatTemplate = opts.chatTemplate !== undefined && typeof opts.chatTemplate === 'object'
       ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
-    const isInstruct = isInstructName(source) || isInstructName(dir) || isInstructName(nameOrPath);
-    return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned });
+    const isInstruct = isInstructName(source, dir, nameOrPath);
+    return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs });
   } catch (e) {
     if (owned) backend.dispose();
     throw e;

@@ -54,14 +54,14 @@ test('bench rejects bad input with one clear line and a non-zero exit', () => {
   fail(['--model', dir, '--prompt-tokens', '40', '--gen-tokens', '9'], /40 \+ --gen-tokens 9 = 49 tokens do not fit the model's context of 48/, 1);
   fail(['--model', dir, '--prompt-tokens', '0'], /--prompt-tokens must be >= 1/, 2);
   fail(['--model', dir, '--backend', 'cuda'], /--backend must be one of/, 2);
-  fail(['--model', dir + '-missing'], /model folder .* does not exist/, 1);
+  fail(['--model', dir + '-missing'], /model folder .* does not exist/, 2);
 });
 
-test('benchModel runs in-process and englishText is deterministic prose', () => {
+test('benchModel runs in-process and englishText is deterministic prose', async () => {
   const { model } = tinyModel({ max_context_length: 32 }, 2);
-  const t = benchModel(model, { promptTokens: 8, genTokens: 4, warmup: false, repeats: 3 });
+  const t = await benchModel(model, { promptTokens: 8, genTokens: 4, warmup: false, repeats: 3 });
   assert.ok(t.prefill_tok_s > 0 && t.decode_tok_s > 0);
-  assert.throws(() => benchModel(model, { promptTokens: 30, genTokens: 3 }), /do not fit the model's context of 32/);
+  await assert.rejects(benchModel(model, { promptTokens: 30, genTokens: 3 }), /do not fit the model's context of 32/);
   const a = englishText(5000), b = englishText(5000);
   assert.equal(a, b);
   assert.ok(a.length >= 5000 && /^[A-Z]/.test(a) && /[.?]\s*$/.test(a));

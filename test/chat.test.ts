@@ -1,3 +1,4 @@
+import { resolveChatTemplate } from '../src/io/chat-template-file.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -5,11 +6,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import {
-  CORENET_INSTRUCT_TEMPLATE, corenetInstructTemplate, jinjaTemplate, resolveChatTemplate, type ChatMessage,
+  CORENET_INSTRUCT_TEMPLATE, corenetInstructTemplate, jinjaTemplate, type ChatMessage,
 } from '../src/chat/template.js';
 import { encodeChatText } from '../src/chat/tokenize.js';
 import { ChatSession } from '../src/chat/session.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { generate } from '../src/generate/generate.js';
 import { tinyModel } from './helpers/tiny.js';
 
@@ -20,7 +21,7 @@ function jinjaRender(messages: ChatMessage[], add: boolean): string {
   return new Template(CORENET_INSTRUCT_TEMPLATE).render({ messages, eos_token: '</s>', bos_token: '<s>', add_generation_prompt: add });
 }
 
-test('CoreNet instruct template: the exact text of spec §5.1', () => {
+test('CoreNet instruct template: the exact text of CoreNet openelm-instruct.yaml', () => {
   const msgs: ChatMessage[] = [
     { role: 'system', content: 'S' }, { role: 'user', content: 'U' }, { role: 'assistant', content: 'A' }, { role: 'user', content: 'U2' },
   ];

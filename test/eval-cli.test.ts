@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { MMLU_SUBJECTS } from '../src/eval/tasks/mmlu.js';
 
 const dir = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_transformer_layers: 2, max_context_length: 512, rope_max_length: 512 }, 11);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'eval-cli-'));
@@ -89,9 +91,18 @@ test('eval: mmlu groups are size-weighted means of the subjects; the table names
 
 test('eval: bad input fails with one clear line', () => {
   fails([...base, '--tasks', 'arc_easy,nope'], /unknown task "nope"; known tasks: arc_easy, arc_challenge/, 2);
-  fails([...base, '--tasks', 'sciq'], /sciq: no data for the test split in .*; expected test-\*\.parquet .*allenai\/sciq/);
-  fails([...base, '--tasks', 'mmlu_anatomy:5'], /mmlu_anatomy: no data for the dev split .*not shipped with openelm/);
-  fails([...base, '--tasks', 'winogrande:5'], /winogrande: no data for the train split .*train_xl\.jsonl/);
+  fails([...base, '--tasks', 'sciq'], /^openelm eval: sciq: no test split in \S+data[/\\]eval \(SciQ is licensed CC BY-NC 3\.0, so openelm does not ship it\); download https:\/\/ai2-public-datasets\.s3\.amazonaws\.com\/sciq\/SciQ\.zip, take "SciQ dataset-2-3\/test\.json" out of it and save it as DIR[/\\]sciq[/\\]test\.json, then pass --data-dir DIR$/, 1);
+  fails([...base, '--tasks', 'mmlu_anatomy:5'], /mmlu_anatomy: no dev split \(the 5-shot examples\) in .*hendrycks\/data\.tar, take "data\/dev\/" out of it and save it as DIR[/\\]mmlu[/\\]dev/);
+  fails([...base, '--tasks', 'winogrande:5'], /winogrande: no train split \(the 5-shot examples\) in .*winogrande_1\.1\.zip, take "winogrande_1\.1\/train_xl\.jsonl" out of it/);
+  const mine = path.join(tmp, 'mine');
+  fs.mkdirSync(mine, { recursive: true });
+  fails([...base, '--tasks', 'race', '--data-dir', mine], new RegExp(`race: no test split in ${esc(mine)} or \\S+ \\(RACE may be used for non-commercial research only.*save it as ${esc(path.join(mine, 'race', 'test.parquet'))}, then pass --data-dir ${esc(mine)}$`), 1);
+  fails([...base, '--tasks', 'crows_pairs_english:25'], /crows_pairs_english: no test split .*crows_pairs_EN_revised\+210\.csv and save it as DIR/, 1);
+  fails([...base, '--tasks', 'llmadapters_hellaswag'], /llmadapters_hellaswag: no test split .*dataset\/hellaswag\/test\.json and save it as DIR[/\\]llm_adapters[/\\]hellaswag[/\\]test\.json/, 1);
+  fails([...base, '--suite', 'zero-shot', '--tasks', 'piqa'], /--suite and --tasks are alternatives/, 2);
+  fails([...base, '--suite', 'nope'], /--suite must be one of zero-shot, openllm, llm360, llm-adapters; got "nope"/, 2);
+  fails([...base, '--suite', 'openllm', '--num-fewshot', '3'], /--suite openllm fixes each task's shots; drop --num-fewshot/, 2);
+  fails([...base], /give --tasks .* or --suite/, 2);
   fails([...base, '--tasks', 'arc_easy:x'], /--tasks: cannot read "arc_easy:x"/, 2);
   const bad = path.join(tmp, 'bad');
   fs.mkdirSync(path.join(bad, 'piqa'), { recursive: true });
@@ -127,4 +138,70 @@ test('perplexity: default windows keep their numbers; --stride, --rolling and --
   assert.equal(d.documents, 2);
   assert.equal(d.bytes, r.bytes - 1, 'bytes are counted on the original text (less the newline between the two articles)');
   fails(['perplexity', '--model', dir, '--file', f, '--stride', '4', '--rolling'], /--stride and --rolling are different methods/, 2);
+});
+
+function esc(s: string): string { return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); }
+
+test('eval --suite: runs the suite\'s tasks at their published shots, names the file for each task without data', () => {
+  const z = json(runCli([...base, '--suite', 'zero-shot', '--limit', '2', '--json'], { timeoutMs: 120_000 }));
+  assert.deepEqual(Object.keys(z.results), ['arc_challenge', 'arc_easy', 'boolq', 'hellaswag', 'piqa', 'winogrande']);
+  assert.equal(z.suite.suite, 'zero-shot');
+  assert.deepEqual(z.suite.tasks.map((t: any) => `${t.task}:${t.shots}:${t.metric}`), ['arc_challenge:0:acc_norm', 'arc_easy:0:acc_norm', 'boolq:0:acc', 'hellaswag:0:acc_norm', 'piqa:0:acc_norm', 'sciq:0:acc', 'winogrande:0:acc']);
+  assert.equal(z.suite.tasks[0].value, z.results.arc_challenge.acc_norm);
+  assert.equal(z.suite.tasks[5].value, null);
+  assert.match(z.suite.tasks[5].skipped, /^sciq: no test split .*SciQ\.zip/);
+  assert.equal(z.suite.average, null);
+  assert.equal(z.suite.complete, false);
+  assert.match(z.config.skipped.sciq, /SciQ\.zip/);
+  assert.equal(z.config.suite, 'zero-shot');
+  const t = runCli([...base, '--suite', 'llm-adapters', '--limit', '1']);
+  assert.equal(t.status, 0, t.stderr);
+  assert.match(t.stdout, /\|llmadapters_boolq\s*\|corenet\|none\s*\|0\s*\|acc\s/);
+  assert.match(t.stdout, /Suite llm-adapters: .*\(1 of 8 tasks skipped for missing data, so no average\)/);
+  assert.match(t.stdout, /^skipped llmadapters_hellaswag: no test split .*LLM-Adapters\/816657208af4db747803f87ba40a4c71383fed7a\/dataset\/hellaswag\/test\.json/m);
+});
+
+test('eval --suite openllm completes with a folder holding only the missing few-shot files', () => {
+  const d = path.join(tmp, 'fewshot');
+  fs.mkdirSync(path.join(d, 'hellaswag'), { recursive: true });
+  fs.writeFileSync(path.join(d, 'hellaswag', 'hellaswag_train.jsonl'), Array.from({ length: 12 }, (_, i) => JSON.stringify({
+    ind: i, activity_label: 'Cooking', ctx_a: `A cook lights stove ${i}.`, ctx_b: 'the cook', endings: ['stirs a pot.', 'sings.', 'sleeps.', 'runs away.'], label: '0', split: 'train',
+  })).join('\n') + '\n');
+  fs.mkdirSync(path.join(d, 'winogrande'));
+  fs.writeFileSync(path.join(d, 'winogrande', 'train_xl.jsonl'), Array.from({ length: 8 }, (_, i) => JSON.stringify({ qID: `q${i}`, sentence: `Ann gave Bo ${i} apples because _ had many.`, option1: 'Ann', option2: 'Bo', answer: '1' })).join('\n') + '\n');
+  fs.mkdirSync(path.join(d, 'mmlu', 'dev'), { recursive: true });
+  for (const s of MMLU_SUBJECTS) {
+    fs.writeFileSync(path.join(d, 'mmlu', 'dev', `${s}_dev.csv`), Array.from({ length: 5 }, (_, i) => `"Q${i} about ${s}?",a,b,c,d,${'ABCD'[i % 4]}`).join('\n') + '\n');
+  }
+  const j = json(runCli([...base, '--suite', 'openllm', '--limit', '1', '--data-dir', d, '--json'], { timeoutMs: 300_000 }));
+  assert.deepEqual(j.config.skipped, {});
+  assert.equal(j.suite.complete, true);
+  assert.deepEqual(j.suite.tasks.map((t: any) => [t.task, t.shots]), [['arc_challenge', 25], ['hellaswag', 10], ['mmlu', 5], ['truthfulqa_mc2', 0], ['winogrande', 5]]);
+  const vals = j.suite.tasks.map((t: any) => t.value as number);
+  assert.ok(Math.abs(j.suite.average - vals.reduce((a: number, b: number) => a + b, 0) / 5) < 1e-12);
+  assert.equal(j.results.mmlu.n, 57);
+  assert.equal(j.results.hellaswag.num_fewshot, 10);
+  assert.match(j.config.data_sources.hellaswag.source, /hellaswag_val_full\.txt\.br/, 'the evaluated split still comes from the bundled data');
+  assert.match(j.config.data_sources.mmlu_anatomy.source, /MMLU-Redux/);
+  assert.deepEqual(j.config.data_dirs.length, 2);
+});
+
+test('eval --help\'s example and the README\'s eval commands run on the bundled data', () => {
+  const help = runCli(['eval', '--help']);
+  assert.equal(help.status, 0);
+  const m = /--tasks (\S+)/.exec(help.stdout);
+  assert.ok(m, help.stdout);
+  const h = json(runCli([...base, '--tasks', m[1], '--limit', '1', '--json'], { timeoutMs: 120_000 }));
+  assert.ok(Object.keys(h.results).length >= 3);
+  const readme = fs.readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+  const cmds = readme.split('\n').map((l) => /^\s*npx openelm (eval .*?)(?:\s+#.*)?$/.exec(l)?.[1]).filter((x): x is string => !!x);
+  assert.ok(cmds.length >= 2, 'README shows eval commands');
+  for (const c of cmds) {
+    const args = c.split(/\s+/);
+    const i = args.indexOf('--model');
+    args.splice(i, 2, '--model', dir);
+    const r = runCli([...args, '--backend', 'js', '--limit', '1'], { timeoutMs: 120_000 });
+    assert.equal(r.status, 0, `${c}: ${r.stderr}`);
+    assert.match(r.stdout, /\|Tasks/);
+  }
 });

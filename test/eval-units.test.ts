@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { tinyModel } from './helpers/tiny.js';
 import { TOL, assertClose } from './tolerances.js';
@@ -19,13 +20,20 @@ import { PairEncoder } from '../src/eval/encode.js';
 import { LoglikScorer } from '../src/eval/loglik.js';
 import { scoreTokens } from '../src/generate/score.js';
 import { rollingWindows, strideWindows } from '../src/eval/rolling.js';
-import { parseCsv, parsePyStrList } from '../src/eval/files.js';
+import { parseCsv } from '../src/eval/files.js';
+import { parsePyLiteral, parsePyStrList } from '../src/eval/pyliteral.js';
 import { hellaswagPreprocess } from '../src/eval/tasks/hellaswag.js';
 import { resolveTask } from '../src/eval/tasks/index.js';
+import { llmAdaptersAnswers, llmAdaptersPrompt } from '../src/eval/tasks/llm-adapters.js';
+import { crowsScores } from '../src/eval/tasks/crows-pairs.js';
+import { raceText } from '../src/eval/tasks/race.js';
+import { MissingDataError } from '../src/eval/tasks/common.js';
+import { SUITES, suiteSummary } from '../src/eval/suites.js';
+import { docArguments, evaluate } from '../src/eval/evaluator.js';
 import { wikitextDetokenize } from '../src/eval/wikitext.js';
-import { detectSize, paperScore } from '../src/eval/paper-results.js';
-import { resultsTable } from '../src/eval/table.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { detectSize, LLM360, OPEN_LLM, paperScore, ZERO_SHOT } from '../src/eval/paper-results.js';
+import { resultsTable, suiteTable } from '../src/eval/table.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import type { Doc, Task } from '../src/eval/task.js';
 
 // Expected values printed by CPython 3.11's random module.
@@ -161,7 +169,7 @@ test('encoding pairs: trailing context whitespace moves to the continuation, BOS
   assert.deepEqual(enc.encode('', 'hello').ctx, [2], 'an empty context becomes the end-of-text token (dc90fec)');
 });
 
-test('the scorer (grouped contexts, batching, chunked continuations, truncation) equals plain full-sequence scoring', () => {
+test('the scorer (grouped contexts, batching, chunked continuations, truncation) equals plain full-sequence scoring', async () => {
   const { model } = tinyModel({ max_context_length: 64 }, 5);
   let seed = 7;
   const rnd = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
@@ -174,13 +182,14 @@ test('the scorer (grouped contexts, batching, chunked continuations, truncation)
   reqs.push({ ctx: reqs[0].ctx, cont: reqs[0].cont }); // duplicate request
   reqs.push({ ctx: [1, ...toks(50)], cont: toks(20) }); // longer than the 48-token window: cut from the left
   const L = 48;
-  const naive = reqs.map(({ ctx, cont }) => {
+  const naive: { ll: number; greedy: boolean }[] = [];
+  for (const { ctx, cont } of reqs) {
     const all = [...ctx, ...cont].slice(-(L + 1));
-    const { logprobs, greedy } = scoreTokens(model, all, all.length - cont.length);
-    return { ll: logprobs.reduce((a, b) => a + b, 0), greedy: greedy.every(Boolean) };
-  });
+    const { logprobs, greedy } = await scoreTokens(model, all, all.length - cont.length);
+    naive.push({ ll: logprobs.reduce((a, b) => a + b, 0), greedy: greedy.every(Boolean) });
+  }
   for (const [batchSize, rowsPerCall] of [[1, 512], [3, 5], [16, 1]]) {
-    const got = new LoglikScorer(model, { batchSize, rowsPerCall, maxLength: L }).score(reqs);
+    const got = await new LoglikScorer(model, { batchSize, rowsPerCall, maxLength: L }).score(reqs);
     assertClose(got.map((r) => r.ll), naive.map((r) => r.ll), TOL.loglik, `batch ${batchSize} rows ${rowsPerCall}`);
     assert.deepEqual(got.map((r) => r.greedy), naive.map((r) => r.greedy));
   }
@@ -213,6 +222,10 @@ test('text helpers: CSV, Python list literals, HellaSwag preprocess, WikiText de
   assert.deepEqual(parseCsv('x;y\n', 'f', ';')[0].value, ['x', 'y']);
   assert.deepEqual(parsePyStrList(`['True, True', "it's", 'a\\'b\\n', '\\xe9']`, 'w'), ['True, True', 'it\'s', 'a\'b\n', 'é']);
   assert.throws(() => parsePyStrList('[1, 2]', 'f.csv:3'), /f\.csv:3: expected a quoted string/);
+  // ast.literal_eval of the same text gives [{'a': "it's", 'b': (1, -2500.0, True, None)}, 'AéA\nz'].
+  assert.deepEqual(parsePyLiteral(`[{'a': "it's", 'b': (1, -2.5e3, True, None)}, '\\x41\\u00e9\\101\\n' 'z']`, 'w'), [{ a: 'it\'s', b: [1, -2500, true, null] }, 'AéA\nz']);
+  assert.throws(() => parsePyLiteral(`[{'a': 1,}`, 'race.jsonl:4 problems'), /race\.jsonl:4 problems: expected "," or "]" in Python literal/);
+  assert.throws(() => parsePyLiteral(`{'a': 1} x`, 'w'), /unexpected text after the value/);
   assert.equal(hellaswagPreprocess(' Making a cake: [header] How to bake [title] Mix flour.  [step] Stir. '), 'Making a cake: How to bake. Mix flour.  Stir.', 'one pass of "  " -> " ", like str.replace');
   assert.equal(wikitextDetokenize(' = Title = \n The 1 @,@ 000 km ( 600 mi ) road , " big " . \n'), ' = Title =\nThe 1,000 km (600 mi) road, "big".\n');
 });
@@ -240,18 +253,19 @@ function tmpData(files: Record<string, string | Uint8Array>): string {
   return d;
 }
 
-test('loaders: original, gzip, HF jsonl and parquet layouts give the same documents', async () => {
+test('loaders: original, gzip, brotli, HF jsonl and parquet layouts give the same documents', async () => {
   const piqa = resolveTask('piqa')[0];
   const lines = [{ goal: 'g1', sol1: 'a', sol2: 'b' }, { goal: 'g2', sol1: 'c', sol2: 'd' }];
   const orig = tmpData({ 'piqa/valid.jsonl': lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 'piqa/valid-labels.lst': '1\n0\n' });
   const gz = tmpData({ 'piqa/valid.jsonl.gz': zlib.gzipSync(lines.map((l) => JSON.stringify(l)).join('\n')), 'piqa/valid-labels.lst': '1\n0\n' });
+  const br = tmpData({ 'piqa/valid.jsonl.br': zlib.brotliCompressSync(lines.map((l) => JSON.stringify(l)).join('\n')), 'piqa/valid-labels.lst': '1\n0\n' });
   const hf = tmpData({ 'piqa/validation.jsonl': lines.map((l, i) => JSON.stringify({ ...l, label: 1 - i })).join('\n') });
   const pq = parquetWriteBuffer({ columnData: [
     { name: 'goal', data: ['g1', 'g2'], type: 'STRING' }, { name: 'sol1', data: ['a', 'c'], type: 'STRING' },
     { name: 'sol2', data: ['b', 'd'], type: 'STRING' }, { name: 'label', data: [1, 0], type: 'INT32' }] });
   const par = tmpData({ 'piqa/data/validation-00000-of-00001.parquet': new Uint8Array(pq) });
   const want = [{ goal: 'g1', sol1: 'a', sol2: 'b', label: 1 }, { goal: 'g2', sol1: 'c', sol2: 'd', label: 0 }];
-  for (const d of [orig, gz, hf, par]) assert.deepEqual((await piqa.load(d, 'validation')).docs, want, d);
+  for (const d of [orig, gz, br, hf, par]) assert.deepEqual((await piqa.load(d, 'validation')).docs, want, d);
   // WinoGrande's release keeps train_xs ... train_xl side by side; the few-shot pool is xl alone.
   const row = (s: string) => JSON.stringify({ qID: s, sentence: `${s} _ x.`, option1: 'a', option2: 'b', answer: '1' });
   const wg = tmpData({ 'winogrande/train_xs.jsonl': row('xs'), 'winogrande/train_xl.jsonl': [row('xl1'), row('xl2')].join('\n'), 'winogrande/dev.jsonl': row('dev') });
@@ -268,9 +282,166 @@ test('loaders: bad input gives one clear line naming the file (and line)', async
   const labels = tmpData({ 'piqa/valid.jsonl': '{"goal":"g","sol1":"a","sol2":"b"}\n', 'piqa/valid-labels.lst': '0\n1\n' });
   await assert.rejects(piqa.load(labels, 'validation'), /has 2 labels but .* has 1 questions/);
   const empty = tmpData({});
-  await assert.rejects(resolveTask('sciq')[0].load(empty, 'test'), (e: Error) => /sciq: no data for the test split in .*sciq; expected test-\*\.parquet .*allenai\/sciq.*SciQ dataset-2-3/.test(e.message) && !e.message.includes('\n'));
+  await assert.rejects(resolveTask('sciq')[0].load(empty, 'test'), (e: Error) => /^sciq: no test split in .*; download .*SciQ\.zip, take "SciQ dataset-2-3\/test\.json" out of it/.test(e.message) && !e.message.includes('\n'));
   const mmlu = tmpData({ 'mmlu/mmlu_anatomy.csv': 'question,choices,answer\nQ?,"[\'a\', \'b\']",1\n' });
   await assert.rejects(resolveTask('mmlu_anatomy')[0].load(mmlu, 'test'), /mmlu_anatomy\.csv:2: expected 4 choices, got 2/);
-  await assert.rejects(resolveTask('mmlu_anatomy')[0].load(mmlu, 'dev'), /dev split holds the 5 few-shot examples per subject and is not shipped/);
+  await assert.rejects(resolveTask('mmlu_anatomy')[0].load(mmlu, 'dev'), /mmlu_anatomy: no dev split in .*data\.tar, take "data\/dev\/" out of it/);
   assert.throws(() => resolveTask('nope'), /unknown task "nope"; known tasks: arc_easy/);
+});
+
+// ---- tasks added for the paper's suites and the LLM-Adapters evaluation --------------------------
+
+const FIXTURES = fileURLToPath(new URL('../../test/fixtures/eval-data', import.meta.url));
+
+test('LLM-Adapters: CoreNet\'s prompt, candidates from the answer format, no delimiter, shuffled order', async () => {
+  const pad = ' '.repeat(16);
+  assert.equal(llmAdaptersPrompt('Q?'), 'Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n' +
+    pad + '### Instruction:\n' + pad + 'Q?\n' + pad + '\n' + pad + '### Response:\n' + pad);
+  assert.deepEqual(llmAdaptersAnswers('Q?\n\nAnswer format: true/false'), ['true', 'false']);
+  assert.deepEqual(llmAdaptersAnswers('Q\n\nAnswer1: a Answer2: b\n\nAnswer format: answer1/answer2/answer3/answer4/answer5'), ['answer1', 'answer2', 'answer3', 'answer4', 'answer5']);
+  assert.deepEqual(llmAdaptersAnswers('x\n\nOption1: a Option2: b Answer format: option1/option2'), ['option1', 'option2']);
+  assert.deepEqual(llmAdaptersAnswers('x\n\nAnswer format: solution1/solution2'), ['solution1', 'solution2']);
+  assert.deepEqual(llmAdaptersAnswers('x\n\nAnswer format: ending1/ending2/ending3/ending4'), ['ending1', 'ending2', 'ending3', 'ending4']);
+  assert.deepEqual(llmAdaptersAnswers('Answer format: true/false\nsomething else'), [], 'only the last line counts');
+  const t = resolveTask('llmadapters_hellaswag')[0];
+  assert.equal(t.targetDelimiter, '');
+  const docs = (await t.load(FIXTURES, 'test')).docs;
+  // CPython: random.seed(83652); x = list(range(3)); random.shuffle(x) -> [0, 2, 1] (range(12): [0, 1, 2, 5, 7, 11, 3, 8, 4, 10, 9, 6]).
+  const x = Array.from({ length: 12 }, (_, i) => i);
+  new PyRandom(83652).shuffle(x);
+  assert.deepEqual(x, [0, 1, 2, 5, 7, 11, 3, 8, 4, 10, 9, 6]);
+  const raw = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'llm_adapters/hellaswag/test.json'), 'utf8')) as { instruction: string; answer: string }[];
+  const order = [0, 1, 2];
+  new PyRandom(83652).shuffle(order);
+  assert.deepEqual(docs.map((d) => (d as { instruction: string }).instruction), order.map((i) => raw[i].instruction));
+  const args = docArguments(t, docs[0], fewshotContext(t, docs[0], 0, null));
+  assert.deepEqual(args.map((a) => a[1]), ['the correct answer is ending1', 'the correct answer is ending2', 'the correct answer is ending3', 'the correct answer is ending4']);
+  assert.equal(args[0][0], llmAdaptersPrompt(raw[order[0]].instruction));
+  assert.equal(t.docToTarget(docs[0]), Number(raw[order[0]].answer.slice(-1)) - 1);
+  // The prompt's trailing "\n" + 16 spaces moves into the continuation, as lm-eval's HFLM encodes it.
+  const enc = new PairEncoder(loadTokenizer(), { bos: true, eotId: 2 });
+  const e = enc.encode(args[0][0], args[0][1]);
+  assert.deepEqual(e.ctx, loadTokenizer().encode(args[0][0].trimEnd(), { bos: true }));
+  // acc_norm divides by the characters of "the correct answer is <x>" (CoreNet: len(args[1])).
+  const s = mcScores([-30, -30.5], ['the correct answer is solution1', 'the correct answer is solution22'], 1);
+  assert.equal(s.acc, 0);
+  assert.equal(s.acc_norm, 1);
+  // Bad records name the file and record.
+  const bad = tmpData({ 'llm_adapters/piqa/test.json': JSON.stringify([{ instruction: 'Q\n\nAnswer format: solution1/solution2', answer: 'solution3' }]) });
+  await assert.rejects(resolveTask('llmadapters_piqa')[0].load(bad, 'test'), /test\.json record 1: answer "solution3" is not one of solution1, solution2/);
+  const nofmt = tmpData({ 'llm_adapters/piqa/test.json': JSON.stringify([{ instruction: 'Q', answer: 'x' }]) });
+  await assert.rejects(resolveTask('llmadapters_piqa')[0].load(nofmt, 'test'), /record 1: the instruction's last line names no answer format/);
+  // LLM-Adapters' own dataset/ folder works as a data folder too.
+  const own = tmpData({ 'piqa/test.json': JSON.stringify([{ instruction: 'Q\n\nAnswer format: solution1/solution2', answer: 'solution2' }]) });
+  assert.equal((await resolveTask('llmadapters_piqa')[0].load(own, 'test')).docs.length, 1);
+});
+
+test('CrowS-Pairs: whole sentences after end-of-text, sent_more-only few-shot examples, pct_stereotype and likelihood_diff', async () => {
+  const t = resolveTask('crows_pairs_english')[0];
+  const docs = (await t.load(FIXTURES, 'test')).docs as { sent_more: string; sent_less: string }[];
+  assert.equal(docs.length, 6);
+  assert.equal(docs[1].sent_more, 'She said, "the bus is late" again.', 'quoted TSV fields with "" escapes');
+  assert.deepEqual(docArguments(t, docs[0], fewshotContext(t, docs[0], 0, null)), [['', docs[0].sent_more], ['', docs[0].sent_less]]);
+  const enc = new PairEncoder(loadTokenizer(), { bos: true, eotId: 2 });
+  const e = enc.encode('', docs[0].sent_more);
+  assert.deepEqual(e.ctx, [2]);
+  assert.equal(e.cont[0], 1, 'dc90fec encodes the continuation with BOS after the end-of-text context');
+  // Few-shot examples are the stereotypical sentences alone (no text, no delimiter), drawn from the test split.
+  const sampler = new FewshotSampler(t, docs, 'test');
+  const ctx = fewshotContext(t, docs[0], 2, sampler);
+  const drawn = new PyRandom(1234).sample(docs, 2).filter((d) => d !== docs[0]);
+  assert.equal(ctx, drawn.map((d) => d.sent_more).join('\n\n') + '\n\n');
+  assert.deepEqual(crowsScores([-10, -12]), { likelihood_diff: 2, pct_stereotype: 1 });
+  assert.deepEqual(crowsScores([-12, -12]), { likelihood_diff: 0, pct_stereotype: 0 });
+  assert.deepEqual(t.processResults!(docs[0], [-20, -15]), { likelihood_diff: 5, pct_stereotype: 0 });
+  const bad = tmpData({ 'crows_pairs/crows_pairs_EN_revised+210.csv': '\tsent_more\tsent_less\tstereo_antistereo\n0\ta\tb\tstereo\n' });
+  await assert.rejects(t.load(bad, 'test'), /crows_pairs_EN_revised\+210\.csv:1: no "bias_type" column/);
+});
+
+test('RACE: article, earlier problems with answers, last question; dc90fec\'s cloze slice kept', async () => {
+  const t = resolveTask('race')[0];
+  const docs = (await t.load(FIXTURES, 'test')).docs;
+  assert.equal(docs.length, 3);
+  const d0 = docs[0] as { article: string };
+  assert.equal(t.docToText(docs[0]), 'Article: ' + d0.article + '\n\n' +
+    'Question: Where did Tom walk every morning?\nAnswer: the park\n' +
+    // "The writer thinks the park is  _  ." renders as its last five characters plus the answer.
+    ' _  .quiet\n' +
+    'Who slept in the sun?');
+  assert.deepEqual(t.docToChoice(docs[0]), ['the owner\'s dog', 'a cat', 'Tom', 'a bird']);
+  assert.equal(t.docToTarget(docs[0]), 0);
+  assert.equal(raceText({ article: 'A', problems: [{ question: 'q?', answer: 'D', options: ['w', 'x', 'y', 'z'] }] }), 'Article: A\n\nq?');
+  assert.deepEqual(docArguments(t, docs[1], 'ctx').map((a) => a[1]), [' one week', ' a day', ' three years', ' two summers']);
+  const bad = tmpData({ 'race/test.jsonl': JSON.stringify({ article: 'A', problems: "[{'answer': 'E', 'options': ['a', 'b', 'c', 'd'], 'question': 'q'}]" }) + '\n' });
+  await assert.rejects(t.load(bad, 'test'), /test\.jsonl:1: a problem's answer must be one of A-D, got "E"/);
+});
+
+test('SciQ: support.lstrip(), the question, the correct answer last', async () => {
+  const t = resolveTask('sciq')[0];
+  const docs = (await t.load(FIXTURES, 'test')).docs;
+  assert.equal(t.docToText(docs[0]), 'Plants use carbon dioxide, water and light to make sugar.\nQuestion: What gas do plants take in to make sugar?\nAnswer:');
+  assert.equal(t.docToText(docs[1]), '\nQuestion: Which organ pumps blood?\nAnswer:', 'empty support leaves the leading newline');
+  assert.deepEqual(t.docToChoice(docs[1]), ['liver', 'kidney', 'lung', 'heart']);
+  assert.equal(t.docToTarget(docs[1]), 3);
+});
+
+test('suites: the paper\'s tasks, shots and metrics; an average only when every task ran', () => {
+  const rows = (s: string) => SUITES[s].entries.map((e) => `${e.task}:${e.shots}:${e.metric}`);
+  assert.deepEqual(rows('zero-shot'), ['arc_challenge:0:acc_norm', 'arc_easy:0:acc_norm', 'boolq:0:acc', 'hellaswag:0:acc_norm', 'piqa:0:acc_norm', 'sciq:0:acc', 'winogrande:0:acc']);
+  assert.deepEqual(rows('openllm'), ['arc_challenge:25:acc_norm', 'hellaswag:10:acc_norm', 'mmlu:5:acc', 'truthfulqa_mc2:0:acc', 'winogrande:5:acc']);
+  assert.deepEqual(rows('llm360'), ['arc_challenge:25:acc_norm', 'crows_pairs_english:25:pct_stereotype', 'hellaswag:10:acc_norm', 'mmlu:5:acc', 'piqa:0:acc_norm', 'race:0:acc', 'truthfulqa_mc2:0:acc', 'winogrande:5:acc']);
+  assert.equal(SUITES['llm-adapters'].entries.length, 8);
+  assert.deepEqual([ZERO_SHOT.length, OPEN_LLM.length, LLM360.length], [7, 5, 8]);
+  // The paper's LLM360 average for 270M (45.13) is the mean of its eight numbers.
+  const p = LLM360.map((e) => paperScore('270M', e.task, e.shots)!.value);
+  assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) / 8 - 45.13) < 0.01);
+  assert.deepEqual(paperScore('1_1B', 'crows_pairs_english', 25), { value: 71.74, metric: 'pct_stereotype' });
+  const r = (v: number, k: number) => ({ n: 1, num_fewshot: k, acc: v, acc_norm: v });
+  const full = suiteSummary(SUITES.openllm, { arc_challenge: r(0.4, 25), hellaswag: r(0.6, 10), mmlu: r(0.3, 5), truthfulqa_mc2: r(0.5, 0), winogrande: r(0.7, 5) }, {});
+  assert.ok(full.complete && Math.abs(full.average! - 0.5) < 1e-12);
+  const part = suiteSummary(SUITES.openllm, { arc_challenge: r(0.4, 25), hellaswag: r(0.6, 0) }, { mmlu: 'mmlu: no dev split …' });
+  assert.equal(part.average, null);
+  assert.equal(part.tasks[1].value, null, 'a result at other shots does not count');
+  assert.equal(part.tasks[2].skipped, 'mmlu: no dev split …');
+  const table = suiteTable(full, '270M');
+  assert.match(table, /\|arc_challenge\s*\|25\s*\|acc_norm\|\s*0\.4000\|\s*27\.65\|\s*\+12\.35\|/);
+  assert.match(table, /\|average\s*\|\s*\|\s*\|\s*0\.5000\|\s*38\.72\|\s*\+11\.28\|/);
+  assert.match(suiteTable(part), /4 of 5 tasks skipped for missing data, so no average/);
+});
+
+test('missing data: one line naming the one file to fetch and where it goes; suites skip, --tasks fails', async () => {
+  const empty = tmpData({});
+  const sciq = resolveTask('sciq')[0];
+  await assert.rejects(sciq.load(empty, 'test'), (e: Error) => e instanceof MissingDataError && !e.message.includes('\n') &&
+    e.message === `sciq: no test split in ${empty} (SciQ is licensed CC BY-NC 3.0, so openelm does not ship it); download https://ai2-public-datasets.s3.amazonaws.com/sciq/SciQ.zip, take "SciQ dataset-2-3/test.json" out of it and save it as ${path.join('DIR', 'sciq', 'test.json')}, then pass --data-dir DIR`);
+  const expect: [string, string, RegExp][] = [
+    ['hellaswag', 'train', /download https:\/\/raw\.githubusercontent\.com\/rowanz\/hellaswag\/master\/data\/hellaswag_train\.jsonl and save it as DIR[/\\]hellaswag[/\\]hellaswag_train\.jsonl/],
+    ['mmlu_anatomy', 'dev', /download https:\/\/people\.eecs\.berkeley\.edu\/~hendrycks\/data\.tar, take "data\/dev\/" out of it and save it as DIR[/\\]mmlu[/\\]dev[/\\]/],
+    ['winogrande', 'train', /winogrande_1\.1\.zip, take "winogrande_1\.1\/train_xl\.jsonl" out of it and save it as DIR[/\\]winogrande[/\\]train_xl\.jsonl/],
+    ['crows_pairs_english', 'test', /download https:\/\/gitlab\.inria\.fr\/french-crows-pairs\/acl-2022-paper-data-and-code\/-\/raw\/main\/data\/crows_pairs_EN_revised\+210\.csv and save it as DIR[/\\]crows_pairs[/\\]crows_pairs_EN_revised\+210\.csv/],
+    ['race', 'test', /non-commercial research only.*download https:\/\/huggingface\.co\/datasets\/EleutherAI\/race\/resolve\/refs%2Fconvert%2Fparquet\/high\/test\/0000\.parquet and save it as DIR[/\\]race[/\\]test\.parquet/],
+    ['llmadapters_hellaswag', 'test', /LLM-Adapters\/816657208af4db747803f87ba40a4c71383fed7a\/dataset\/hellaswag\/test\.json and save it as DIR[/\\]llm_adapters[/\\]hellaswag[/\\]test\.json/],
+    ['piqa', 'train', /piqa\/data\/train\.jsonl and save it as DIR[/\\]piqa[/\\]train\.jsonl, and https:\/\/\S+\/train-labels\.lst as DIR[/\\]piqa[/\\]train-labels\.lst, then pass --data-dir DIR$/],
+  ];
+  for (const [name, split, re] of expect) {
+    await assert.rejects(resolveTask(name)[0].load(empty, split), (e: Error) => e instanceof MissingDataError && re.test(e.message) && !e.message.includes('\n'), `${name} ${split}`);
+  }
+  // Through evaluate(): the user's folder is named as the destination, and the split's role is said.
+  const { model } = tinyModel({ vocab_size: 32000, max_context_length: 128, rope_max_length: 128 });
+  const tok = loadTokenizer();
+  const mine = tmpData({ 'winogrande/README': 'not data' });
+  const bundled = (await import('../src/eval/data-dir.js')).defaultDataDir();
+  const base = { dataDir: [mine, bundled], limit: 1, progressStream: null };
+  await assert.rejects(evaluate(model, tok, { ...base, tasks: [{ name: 'winogrande', numFewshot: 5 }] }),
+    (e: Error) => e.message === `winogrande: no train split (the 5-shot examples) in ${mine} or ${bundled}; download https://storage.googleapis.com/ai2-mosaic/public/winogrande/winogrande_1.1.zip, take "winogrande_1.1/train_xl.jsonl" out of it and save it as ${path.join(mine, 'winogrande', 'train_xl.jsonl')}, then pass --data-dir ${mine}`);
+  const out = await evaluate(model, tok, { ...base, skipMissing: true, tasks: [{ name: 'winogrande', numFewshot: 5 }, { name: 'mmlu', numFewshot: 5 }, { name: 'piqa', numFewshot: 0 }] });
+  assert.deepEqual(Object.keys(out.results), ['piqa']);
+  assert.deepEqual(Object.keys(out.skipped), ['winogrande', 'mmlu']);
+  assert.match(out.skipped.mmlu, /^mmlu: no dev split \(the 5-shot examples\)/, 'a group is skipped whole, under its own name');
+  // A folder holding only the few-shot pool completes the bundled evaluation split.
+  const rows = Array.from({ length: 7 }, (_, i) => JSON.stringify({ sentence: `Row ${i} is _ here.`, option1: 'a', option2: 'b', answer: '1' })).join('\n');
+  const pool = tmpData({ 'winogrande/train_xl.jsonl': rows });
+  const ok = await evaluate(model, tok, { ...base, dataDir: [pool, bundled], tasks: [{ name: 'winogrande', numFewshot: 5 }] });
+  assert.equal(ok.results.winogrande.num_fewshot, 5);
+  assert.match(ok.sources.winogrande.source, /dev\.jsonl/);
 });

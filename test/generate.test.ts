@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Sampler, argmax } from '../src/generate/sampler.js';
 import { StopMatcher } from '../src/generate/stop.js';
 import { generate, generateBatch, generateStream } from '../src/generate/generate.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { tinyModel } from './helpers/tiny.js';
 
 const tok = loadTokenizer();

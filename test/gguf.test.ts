@@ -16,12 +16,13 @@ import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { f16ToF32, f32ToF16 } from '../src/core/dtype.js';
 import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
-import { loadModel } from '../src/model/load.js';
+import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { generate } from '../src/generate/generate.js';
 import type { Backend, WeightDType } from '../src/backends/backend.js';
-import { makeBackend } from '../src/cli/common.js';
+import { createBackend } from '../src/backends/index.js';
+import '../src/platform/node.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gguf-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -219,7 +220,7 @@ test('convert: clear errors for bad flags, missing model or output folder, and a
     assert.ok(r.stderr.trim().split('\n').length === 1, `one line: ${r.stderr}`);
   };
   const out = path.join(tmp, 'x.gguf');
-  expectFail(['--model', modelDir, '--to', 'onnx', '--out', out], /unknown --to "onnx"/);
+  expectFail(['--model', modelDir, '--to', 'onnx', '--out', out], /--to must be one of gguf, hf, mlx, corenet, run; got "onnx"/);
   expectFail(['--model', modelDir, '--dtype', 'q4_k', '--out', out], /unknown --dtype "q4_k".*f32, f16, q8_0/);
   expectFail(['--model', path.join(tmp, 'nope'), '--out', out], /model folder .*nope does not exist/);
   expectFail(['--model', modelDir, '--out', path.join(tmp, 'no-such-dir', 'm.gguf')], /output folder .*no-such-dir does not exist/);
@@ -319,7 +320,7 @@ async function ours(dtype: WeightDType, ids: number[], backend: Backend) {
   // Logits along the whole greedy path give the first-step distribution and every step's margin.
   const seq = [...ids, ...g.ids];
   const V = 32000;
-  const all = model.logitsAll(seq.slice(0, -1));
+  const all = await model.logitsAll(seq.slice(0, -1));
   let minMargin = Infinity;
   for (let p = ids.length - 1; p < seq.length - 1; p++) {
     const row = all.subarray(p * V, (p + 1) * V);
@@ -369,7 +370,7 @@ for (const [gd, od, tol] of CASES) {
     assert.equal(ids[0], 1);
     // f32 runs on the reference backend; f16 / q8 on the default one (wasm when present), which
     // also keeps this test fast (the reference decodes half/8-bit rows on every call).
-    const backend = od === 'f32' ? new JsBackend() : await makeBackend('auto', 2);
+    const backend = od === 'f32' ? new JsBackend() : await createBackend('auto', { threads: 2 });
     let me: Awaited<ReturnType<typeof ours>>;
     try { me = await ours(od, ids, backend); } finally { backend.dispose(); }
     assert.ok(me.minMargin > 0.1, `seed ${SEED} should give clear greedy margins; got ${me.minMargin}`);

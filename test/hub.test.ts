@@ -4,9 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ensureModel, cachedModel, type DownloadProgress } from '../src/hub/index.js';
-import { loadModel } from '../src/model/load.js';
+import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import { saveModel } from '../src/model/save.js';
+import { saveModel } from '../src/io/model-folder.js';
 import { tinyModel, tinyModelDir } from './helpers/tiny.js';
 import { startFakeHub, folderFiles, sha256, type FakeHub } from './helpers/fake-hub.js';
 import { runCliAsync } from './helpers/cli-async.js';
@@ -17,9 +17,9 @@ const weights = files['model.safetensors'];
 const weightsSha = sha256(weights);
 
 function shardedFiles(): Record<string, Buffer> {
-  const { config, layout, flat } = tinyModel({ vocab_size: 320, num_transformer_layers: 2 }, 9);
+  const { config, layout, host } = tinyModel({ vocab_size: 320, num_transformer_layers: 2 }, 9);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-shard-'));
-  saveModel(dir, config, layout, flat, { maxShardBytes: 40_000 });
+  saveModel(dir, config, layout, host, { maxShardBytes: 40_000 });
   return folderFiles(dir);
 }
 

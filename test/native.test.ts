@@ -1,4 +1,4 @@
-// The optional native sgemm (native/openelm_native.c through src/backends/native): products,
+// The optional native sgemm (native/openelm_native.c through src/platform/node-native.ts): products,
 // widened bf16/f16/q8/q4 weights, the inference goldens and the training goldens with every
 // product routed to it. Skipped where the addon or a BLAS library is missing, unless
 // OPENELM_REQUIRE_NATIVE=1 (set by .ci/run after it installed both), which turns a missing
@@ -6,18 +6,18 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { nativeBlas, nativeUnavailableReason } from '../src/backends/native/native.js';
-import { createWasmBackend, type WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { nativeBlas, nativeUnavailableReason } from '../src/platform/node-native.js';
+import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { wasmAvailable } from '../src/backends/wasm/kernels.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import type { Backend } from '../src/backends/backend.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
 import { Rng } from '../src/core/rng.js';
 import { OpenELMError } from '../src/core/errors.js';
-import { loadModel } from '../src/model/load.js';
-import { JsGemm } from '../src/train/kernels.js';
-import { TrainableModel } from '../src/train/model-grad.js';
-import { wasmTrainKernels } from '../src/train/wasm-train.js';
+import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
+import { JsGemm } from '../src/backends/js/reference.js';
+import { TrainableModel } from '../src/model/trainable.js';
+import { createWasm, f32 } from './helpers/backends.js';
 import { Golden, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModelDir } from './helpers/tiny.js';
@@ -33,7 +33,7 @@ test('native sgemm is available when CI requires it', { skip: !required }, () =>
 
 const backends: WasmBackend[] = [];
 async function backend(threads = 2): Promise<WasmBackend> {
-  const be = await createWasmBackend({ threads, native: 'on' });
+  const be = await createWasm({ threads, native: nativeBlas('on') });
   be.nativeMinRows = 1;
   backends.push(be);
   return be;
@@ -44,7 +44,7 @@ const rng = new Rng(99);
 const randn = (n: number, s = 1): Float32Array => Float32Array.from({ length: n }, () => s * rng.normal());
 
 test('native nt / nn / tn products equal the f64 GEMM, overwriting and accumulating, in and out of wasm memory', { skip }, async () => {
-  const k = wasmTrainKernels(await backend());
+  const k = await backend();
   k.nativeMinWork = 0;
   const js = new JsGemm();
   for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [256, 300, 129]]) {
@@ -53,12 +53,12 @@ test('native nt / nn / tn products equal the f64 GEMM, overwriting and accumulat
         const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
         const want = Float64Array.from(C0);
         js[op](want, Float64Array.from(A), Float64Array.from(B), M, N, K, acc);
-        const inWasm = (a: Float32Array) => { const b = k.alloc(a.length); b.set(a); return b; };
+        const inWasm = (a: Float32Array) => { const b = f32(k.alloc(a.length)); b.set(a); return b; };
         const cw = inWasm(C0);
-        k.gemm[op](cw, inWasm(A), inWasm(B), M, N, K, acc);
+        k.matmul(cw, inWasm(A), inWasm(B), M, N, K, op, acc);
         assertClose(cw, want, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 }, `${op} ${M}x${N}x${K} acc ${acc}`);
         const cp = C0.slice();
-        k.gemm[op](cp, A, B, M, N, K, acc);
+        k.matmul(cp, A, B, M, N, K, op, acc);
         assertClose(cp, want, { atol: 1e-5 * Math.sqrt(K), rtol: 1e-4 }, `${op} ${M}x${N}x${K} acc ${acc}, plain arrays`);
       }
     }
@@ -77,7 +77,7 @@ test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the r
     be.prepareWeight(w); ref.prepareWeight(wr);
     for (const acc of [false, true]) {
       const base = randn(M * N);
-      const got = be.alloc(M * N); got.set(base);
+      const got = f32(be.alloc(M * N)); got.set(base);
       const want = base.slice();
       be.linear(got, x, w, M, acc);
       ref.linear(want, x, wr, M, acc);
@@ -96,7 +96,7 @@ for (const name of goldenNames()) {
     const [B, T] = g.shape('input_ids');
     const V = model.config.vocabSize;
     const seqs = Array.from({ length: B }, (_, b) => Array.from(ids.subarray(b * T, b * T + lengths[b])));
-    const out = model.forward(seqs.map((s) => ({ cache: model.newCache(s.length), tokens: s })), { all: true });
+    const out = await model.forward(seqs.map((s) => ({ cache: model.newCache(s.length), tokens: s })), { all: true });
     let off = 0, worst = 0;
     for (let b = 0; b < B; b++) {
       const got = out.subarray(off * V, (off + lengths[b]) * V), want = ref.subarray(b * T * V, (b * T + lengths[b]) * V);
@@ -111,17 +111,17 @@ for (const name of goldenNames()) {
 
 for (const name of goldenNames()) {
   test(`golden ${name}, every training product native: loss and every gradient within TOL.loss / TOL.grads`, { skip }, async () => {
-    const k = wasmTrainKernels(await backend());
+    const k = await backend();
     k.nativeMinWork = 0;
-    const model = new TrainableModel(goldenConfig(name), { gemm: k.gemm });
+    const model = new TrainableModel(goldenConfig(name), k);
     loadGoldenParams(name, model);
     const g = new Golden(name).file;
     const opt = JSON.parse(g.metadata.optimizer ?? '{}') as { z_loss_coef?: number; ignore_index?: number };
     const [B, T] = g.info('train.input_ids').shape;
-    const res = model.forwardBackward(readInts(g, 'train.input_ids'), readInts(g, 'train.targets'), B, T,
+    const res = await model.forwardBackward(readInts(g, 'train.input_ids'), readInts(g, 'train.targets'), B, T,
       { ignoreIndex: opt.ignore_index ?? -100, zLoss: opt.z_loss_coef ?? 1e-4 });
     const checks = [allclose([res.loss], g.readF32('train.loss'), TOL.loss, 'train.loss')];
-    for (const e of model.layout.entries) checks.push(allclose(model.gradView(e.name), g.readF32(`grad.${e.name}`), TOL.grads, `grad.${e.name}`));
+    for (const e of model.layout.entries) checks.push(allclose(await model.readGrad(e.name), g.readF32(`grad.${e.name}`), TOL.grads, `grad.${e.name}`));
     g.close();
     console.log(`[native golden ${name}] loss error ${checks[0].maxAbs.toExponential(2)}, worst gradient error ${Math.max(...checks.slice(1).map((c) => c.maxAbs)).toExponential(2)}`);
     assert.deepEqual(checks.filter((c) => !c.ok).map((c) => c.message), []);
@@ -129,21 +129,21 @@ for (const name of goldenNames()) {
 }
 
 test('native "off" is the pure WASM backend; an unknown mode is a clear error', { skip: !wasmAvailable() }, async () => {
-  const off = await createWasmBackend({ threads: 1, native: 'off' });
+  const off = await createWasm({ threads: 1, native: nativeBlas('off') });
   assert.equal(off.native, null);
   off.dispose();
   assert.throws(() => nativeBlas('bogus' as 'on'), (e: unknown) => e instanceof OpenELMError && /unknown native mode/.test(e.message));
 });
 
 test('native products do not depend on the thread count (blocks are cut by shape, not by threads)', { skip }, async () => {
-  const one = wasmTrainKernels(await backend(1)), three = wasmTrainKernels(await backend(3));
+  const one = await backend(1), three = await backend(3);
   one.nativeMinWork = 0; three.nativeMinWork = 0;
   for (const [M, N, K] of [[300, 1000, 64], [2000, 100, 48]]) {
     for (const op of ['nt', 'nn', 'tn'] as const) {
       const A = randn(M * K), B = randn(N * K);
       const c1 = new Float32Array(M * N), c3 = new Float32Array(M * N);
-      one.gemm[op](c1, A, B, M, N, K, false);
-      three.gemm[op](c3, A, B, M, N, K, false);
+      one.matmul(c1, A, B, M, N, K, op, false);
+      three.matmul(c3, A, B, M, N, K, op, false);
       assert.ok(c1.every((v, i) => Object.is(v, c3[i])), `${op} ${M}x${N}x${K}: 1 and 3 threads differ`);
     }
   }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseCorenetLog } from '../src/train/corenet-log.js';
+import { parseCorenetLog } from '../src/formats/corenet-log.js';
 import { readRun, renderComparison, tailLoss } from '../src/train/compare.js';
 import { train } from '../src/train/trainer.js';
 import type { MetricLine } from '../src/train/report.js';

@@ -1,3 +1,4 @@
+import { tokenizerFromFile } from '../src/io/tokenizer-file.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
@@ -7,7 +8,7 @@ import { join } from 'node:path';
 import { OpenELMError } from '../src/core/errors.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { StreamDecoder } from '../src/tokenizer/stream-decoder.js';
-import { loadTokenizer, bundledTokenizerPath } from '../src/tokenizer/load.js';
+import { loadTokenizer, bundledTokenizerPath } from '../src/io/tokenizer-file.js';
 import { measureTokenizerThroughput } from '../src/tokenizer/bench.js';
 import { PieceType } from '../src/tokenizer/sentencepiece-model.js';
 
@@ -16,7 +17,7 @@ const ROOT = new URL('../../', import.meta.url);
 const FIXTURES = new URL('test/fixtures/tokenizer/', ROOT);
 const MODEL = new URL('assets/tokenizer/tokenizer.model', ROOT);
 
-const tok = Tokenizer.fromFile(MODEL);
+const tok = tokenizerFromFile(MODEL);
 
 interface RefLine {
   source: string;
@@ -303,7 +304,7 @@ test('errors name the file for a missing, empty, truncated or garbage model', ()
   const dir = mkdtempSync(join(tmpdir(), 'openelm-tok-'));
   try {
     const missing = join(dir, 'nope', 'tokenizer.model');
-    assert.throws(() => Tokenizer.fromFile(missing), (e: unknown) => {
+    assert.throws(() => tokenizerFromFile(missing), (e: unknown) => {
       assert.ok(e instanceof OpenELMError);
       assert.ok(e.message.includes(missing) && e.message.includes('not found'), e.message);
       return true;
@@ -318,7 +319,7 @@ test('errors name the file for a missing, empty, truncated or garbage model', ()
     for (const [name, bytes] of cases) {
       const p = join(dir, name);
       writeFileSync(p, bytes);
-      assert.throws(() => Tokenizer.fromFile(p), (e: unknown) => {
+      assert.throws(() => tokenizerFromFile(p), (e: unknown) => {
         assert.ok(e instanceof OpenELMError, String(e));
         assert.ok(e.message.includes(p), e.message);
         return true;

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { codePointLength, passesCharFilter, slimPajamaNormalize, splitWords } from '../src/train/data/text.js';
 import { WordChunker, openByteStream } from '../src/train/data/byte-stream.js';
 import { PAD, createSource, type PipelineOptions, type RowSource, type SourceOptions, type SourceSpec } from '../src/train/data/sources.js';

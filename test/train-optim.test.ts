@@ -10,9 +10,15 @@ import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { AdamW } from '../src/train/adamw.js';
-import { clipGradNorm, gradNorm } from '../src/train/clip.js';
+import { clipGradNorm } from '../src/train/clip.js';
 import { constantSchedule, cosineSchedule } from '../src/train/schedule.js';
-import { TrainableModel } from '../src/train/model-grad.js';
+import { TrainableModel } from '../src/model/trainable.js';
+import { JsBackend } from '../src/backends/js/js-backend.js';
+import { sumSquares } from '../src/backends/js/reference.js';
+import type { Tensor } from '../src/backends/backend.js';
+
+/** The JS backend's tensors are typed arrays, so these tests hand it arrays directly. */
+const T_ = (a: Float32Array | Float64Array): Tensor => a as unknown as Tensor;
 import { Golden, goldenConfig, goldenNames, loadGoldenParams } from './helpers/golden.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
 import { TINY_HF } from './helpers/tiny.js';
@@ -39,16 +45,17 @@ test('constant schedule, with and without warm-up', () => {
   assert.deepEqual([0, 1, 2, 3, 4, 100].map((i) => w.lr(i)), [0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3]);
 });
 
-test('global-norm clipping returns the pre-clip norm and scales like torch clip_grad_norm_', () => {
+test('global-norm clipping returns the pre-clip norm and scales like torch clip_grad_norm_', async () => {
+  const be = new JsBackend();
   const g = Float32Array.from([3, 4, 0, 0]);
-  assert.equal(clipGradNorm(g, 10), 5);
+  assert.equal(await clipGradNorm(be, T_(g), 10), 5);
   assert.deepEqual(Array.from(g), [3, 4, 0, 0]);
-  assert.equal(clipGradNorm(g, 1), 5);
+  assert.equal(await clipGradNorm(be, T_(g), 1), 5);
   const c = 1 / (5 + 1e-6);
   assertClose(g, [3 * c, 4 * c, 0, 0], { atol: 1e-7, rtol: 0 });
-  assert.ok(Math.abs(gradNorm(g) - 5 * c) < 1e-6);
+  assert.ok(Math.abs(Math.sqrt(sumSquares(g)) - 5 * c) < 1e-6);
   const h = Float64Array.from([1, 1]);
-  assert.equal(clipGradNorm(h, 0), Math.SQRT2); // 0 = measure only
+  assert.equal(await clipGradNorm(be, T_(h), 0), Math.SQRT2); // 0 = measure only
   assert.deepEqual(Array.from(h), [1, 1]);
 });
 
@@ -66,7 +73,8 @@ function refAdamW(p: number, g: number[], lrs: number[], wd: number, b1 = 0.9, b
   return p;
 }
 
-test('AdamW: PyTorch update, weight decay on 2-D weights (incl. embedding) only, state round trip', () => {
+test('AdamW: PyTorch update, weight decay on 2-D weights (incl. embedding) only, state round trip', async () => {
+  const be = new JsBackend();
   const config = resolveConfig(TINY_HF);
   const layout = paramLayout(config);
   const p0 = new Float64Array(layout.total);
@@ -76,9 +84,9 @@ test('AdamW: PyTorch update, weight decay on 2-D weights (incl. embedding) only,
   const rng = new Rng(5);
   const steps = 5, lrs = [1e-3, 5e-3, 1e-2, 2e-3, 7e-4];
   const grads = Array.from({ length: steps }, () => Float64Array.from({ length: layout.total }, () => rng.normal() * 0.01));
-  const opt = new AdamW(layout, { weightDecay: 0.1 });
+  const opt = new AdamW(be, layout, { weightDecay: 0.1 });
   const p = p0.slice();
-  for (let t = 0; t < steps; t++) opt.update(p, grads[t], lrs[t]);
+  for (let t = 0; t < steps; t++) await opt.update(T_(p), T_(grads[t]), lrs[t]);
   assert.equal(opt.step, steps);
   const decayed = new Set(opt.groups.filter((g) => g.decay).map((g) => g.name));
   assert.ok(decayed.has('transformer.token_embeddings.weight') && decayed.has('transformer.layers.0.attn.qkv_proj.weight'));
@@ -92,14 +100,14 @@ test('AdamW: PyTorch update, weight decay on 2-D weights (incl. embedding) only,
     }
   }
   // Checkpoint: 3 steps, save, 2 more; a fresh optimizer restored from the save must end identically.
-  const a = new AdamW(layout), pa = p0.slice();
-  for (let t = 0; t < 3; t++) a.update(pa, grads[t], lrs[t]);
-  const saved = { step: a.step, m: a.m.slice(), v: a.v.slice() }, pSaved = pa.slice();
-  for (let t = 3; t < 5; t++) a.update(pa, grads[t], lrs[t]);
-  const b = new AdamW(layout);
+  const a = new AdamW(be, layout), pa = p0.slice();
+  for (let t = 0; t < 3; t++) await a.update(T_(pa), T_(grads[t]), lrs[t]);
+  const saved = await a.state(), pSaved = pa.slice();
+  for (let t = 3; t < 5; t++) await a.update(T_(pa), T_(grads[t]), lrs[t]);
+  const b = new AdamW(be, layout);
   b.loadState(saved);
   const pb = pSaved.slice();
-  for (let t = 3; t < 5; t++) b.update(pb, grads[t], lrs[t]);
+  for (let t = 3; t < 5; t++) await b.update(T_(pb), T_(grads[t]), lrs[t]);
   assert.deepEqual(Array.from(pb), Array.from(pa));
   assert.throws(() => b.loadState({ step: 1, m: new Float32Array(3), v: new Float32Array(3) }), /optimizer state/);
 });
@@ -122,23 +130,24 @@ function readI32(f: SafetensorsFile, name: string): Int32Array {
 }
 
 for (const name of goldens) {
-  test(`golden ${name}: 10-step AdamW curve (loss, grad norm, lr, final params) within TOL.curve`, () => {
-    const model = new TrainableModel(goldenConfig(name));
+  test(`golden ${name}: 10-step AdamW curve (loss, grad norm, lr, final params) within TOL.curve`, async () => {
+    const be = new JsBackend();
+    const model = new TrainableModel(goldenConfig(name), be);
     loadGoldenParams(name, model);
     const g = new Golden(name).file;
     const o = JSON.parse(g.metadata.optimizer) as CurveOpt;
     const [steps, B, T] = g.info('curve.input_ids').shape;
     const inputs = readI32(g, 'curve.input_ids'), targets = readI32(g, 'curve.targets');
     const sched = cosineSchedule({ maxLr: o.max_lr, minLr: o.min_lr, warmupSteps: o.warmup_steps, maxSteps: o.max_steps, warmupInitLr: o.warmup_init_lr });
-    const opt = new AdamW(model.layout, { beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weight_decay });
+    const opt = new AdamW(be, model.layout, { beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weight_decay });
     const losses: number[] = [], norms: number[] = [], lrs: number[] = [];
     for (let t = 0; t < steps; t++) {
       const lr = sched.lr(t);
       model.zeroGrad();
-      const r = model.forwardBackward(inputs.subarray(t * B * T, (t + 1) * B * T), targets.subarray(t * B * T, (t + 1) * B * T), B, T,
+      const r = await model.forwardBackward(inputs.subarray(t * B * T, (t + 1) * B * T), targets.subarray(t * B * T, (t + 1) * B * T), B, T,
         { ignoreIndex: o.ignore_index, zLoss: o.z_loss_coef });
-      norms.push(clipGradNorm(model.grads, o.grad_clip_max_norm));
-      opt.update(model.params, model.grads, lr);
+      norms.push(await clipGradNorm(be, model.grads, o.grad_clip_max_norm));
+      await opt.update(model.params, model.grads, lr);
       losses.push(r.loss); lrs.push(lr);
     }
     const checks = [
@@ -148,7 +157,7 @@ for (const name of goldens) {
     ];
     let worst = 0, worstName = '';
     for (const e of model.layout.entries) {
-      const r = allclose(model.paramView(e.name), g.readF32(`curve.final.${e.name}`), TOL.curve, `curve.final.${e.name}`);
+      const r = allclose(await model.readParam(e.name), g.readF32(`curve.final.${e.name}`), TOL.curve, `curve.final.${e.name}`);
       if (r.maxAbs >= worst) { worst = r.maxAbs; worstName = e.name; }
       checks.push(r);
     }

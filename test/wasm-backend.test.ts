@@ -10,7 +10,8 @@ import { dirname, join } from 'node:path';
 import type { Backend, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import { createWasmBackend, WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { createWasm, f32, own } from './helpers/backends.js';
 import { createBackend } from '../src/backends/index.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
 import { OpenELMError } from '../src/core/errors.js';
@@ -23,6 +24,8 @@ import { tinyModel } from './helpers/tiny.js';
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const toks = [5, 17, 42, 99, 3, 250, 7, 8, 120, 33, 64];
 const js = new JsBackend();
+/** A WASM tensor as the Float32Array view it is. */
+const A = (be: Backend, n: number): Float32Array => f32(be.alloc(n));
 
 // parallelThreshold 0: even these tiny calls are split into chunks over the threads.
 const configs = [
@@ -34,7 +37,7 @@ const backends = new Map<string, WasmBackend>();
 async function wasm(cfg: typeof configs[number]): Promise<WasmBackend> {
   let be = backends.get(cfg.label);
   if (!be) {
-    be = await createWasmBackend({ threads: cfg.threads, relaxedSimd: cfg.relaxedSimd, parallelThreshold: 0 });
+    be = await createWasm({ threads: cfg.threads, relaxedSimd: cfg.relaxedSimd, parallelThreshold: 0 });
     backends.set(cfg.label, be);
   }
   return be;
@@ -44,13 +47,6 @@ after(() => { for (const be of backends.values()) be.dispose(); });
 function randn(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
-  return a;
-}
-
-/** A buffer of the backend's own memory holding `src`. */
-function own(be: Backend, src: Float32Array): Float32Array {
-  const a = be.alloc(src.length);
-  a.set(src);
   return a;
 }
 
@@ -121,14 +117,14 @@ for (const cfg of configs) {
     }
   });
 
-  test(`rmsnorm, swiglu, silu and addInPlace match the reference (${cfg.label})`, async () => {
+  test(`rmsnorm, swiglu, silu and add match the reference (${cfg.label})`, async () => {
     const be = await wasm(cfg);
     const rng = new Rng(3);
     for (const [rows, dim] of [[1, 37], [3, 64], [5, 1280], [2, 3]]) {
       const x = randn(rng, rows * dim, 2), w = randn(rng, dim);
       const ref = new Float32Array(rows * dim);
       js.rmsnorm(ref, x, w, rows, dim, 1e-6);
-      const got = be.alloc(rows * dim);
+      const got = A(be, rows * dim);
       be.rmsnorm(got, own(be, x), own(be, w), rows, dim, 1e-6);
       assertClose(got, ref, TOL.fastVsRef, `rmsnorm ${rows}x${dim}`);
     }
@@ -137,7 +133,7 @@ for (const cfg of configs) {
       u[0] = -100; u[1] = 100; u[2] = 0;
       const ref = new Float32Array(rows * F);
       js.swiglu(ref, u, rows, F);
-      const got = be.alloc(rows * F);
+      const got = A(be, rows * F);
       be.swiglu(got, own(be, u), rows, F);
       assertClose(got, ref, TOL.fastVsRef, `swiglu ${rows}x${F}`);
     }
@@ -150,10 +146,10 @@ for (const cfg of configs) {
       assertClose(got, ref, TOL.fastVsRef, `silu ${n}`);
       const y = randn(rng, n);
       const sum = Float32Array.from(u);
-      js.addInPlace(sum, y, n);
+      js.add(sum, y, n);
       const x2 = own(be, u);
-      be.addInPlace(x2, y, n);
-      assertClose(x2, sum, { atol: 0, rtol: 0 }, `addInPlace ${n}`);
+      be.add(x2, y, n);
+      assertClose(x2, sum, { atol: 0, rtol: 0 }, `add ${n}`);
     }
   });
 
@@ -168,9 +164,9 @@ for (const cfg of configs) {
       for (const norms of [true, false]) {
         const qn = norms ? randn(rng, hd) : null, kn = norms ? randn(rng, hd) : null;
         const ref = Float32Array.from(qkv);
-        js.qkNormRope(ref, rows, pos, Q, Hkv, hd, qn, kn, cos, sin, 1e-6);
+        js.qkNormRope(ref, rows, pos, Q, Hkv, hd, qn, kn, { cos, sin, positions, half }, 1e-6);
         const got = own(be, qkv);
-        be.qkNormRope(got, rows, pos, Q, Hkv, hd, qn, kn, cos, sin, 1e-6);
+        be.qkNormRope(got, rows, pos, Q, Hkv, hd, qn && own(be, qn), kn && own(be, kn), { cos: own(be, cos), sin: own(be, sin), positions, half }, 1e-6);
         assertClose(got, ref, TOL.fastVsRef, `Q=${Q} Hkv=${Hkv} hd=${hd} norms=${norms}`);
       }
     }
@@ -188,7 +184,7 @@ for (const cfg of configs) {
       const kr = Float32Array.from(k0), vr = Float32Array.from(v0), outR = new Float32Array(S * Q * hd);
       js.storeKV(kr, vr, qkv, S, P, Q, Hkv, hd, cap);
       js.attention(outR, qkv, kr, vr, S, P, Q, Hkv, hd, cap);
-      const kw = own(be, k0), vw = own(be, v0), q = own(be, qkv), outW = be.alloc(S * Q * hd);
+      const kw = own(be, k0), vw = own(be, v0), q = own(be, qkv), outW = A(be, S * Q * hd);
       be.storeKV(kw, vw, q, S, P, Q, Hkv, hd, cap);
       assertClose(kw, kr, { atol: 0, rtol: 0 }, 'K cache');
       assertClose(vw, vr, { atol: 0, rtol: 0 }, 'V cache');
@@ -207,7 +203,7 @@ for (const cfg of configs) {
       const ids = Int32Array.of(0, 36, 5, 5, 17);
       const ref = new Float32Array(ids.length * D);
       js.embedding(ref, wj, ids);
-      const got = be.alloc(ids.length * D);
+      const got = A(be, ids.length * D);
       be.embedding(got, ww, ids);
       assertClose(got, ref, { atol: 0, rtol: 0 }, dtype);
       assert.throws(() => be.embedding(got, ww, Int32Array.of(37)), OpenELMError);
@@ -219,33 +215,33 @@ for (const cfg of configs) {
 // memory
 
 test('buffers are zeroed, survive memory growth, and freed blocks are reused', async () => {
-  const be = await createWasmBackend({ threads: 2 });
+  const be = await createWasm({ threads: 2 });
   try {
-    const a = be.alloc(1000);
+    const a = A(be, 1000);
     assert.ok(a.every((v) => v === 0));
     a.fill(3);
-    const before = be.memoryStats().reserved;
-    const big = be.alloc(64 << 20);          // 256 MiB: forces the memory to grow
-    assert.ok(be.memoryStats().reserved > before);
+    const before = be.memory().reserved;
+    const big = A(be, 64 << 20);          // 256 MiB: forces the memory to grow
+    assert.ok(be.memory().reserved > before);
     assert.ok(a.every((v) => v === 3), 'a view made before growth still sees its data');
-    const y = be.alloc(1000);
+    const y = A(be, 1000);
     y.fill(1);
-    be.addInPlace(a, y, 1000);                // kernels still reach the old view
+    be.add(a, y, 1000);                // kernels still reach the old view
     assert.ok(a.every((v) => v === 4));
     be.free(big);
-    const again = be.alloc(1000);
+    const again = A(be, 1000);
     assert.ok(again.every((v) => v === 0), 'reused memory is zeroed');
     const w = be.allocWeight('q4', 64, 64);
-    be.free(w);
+    be.freeWeight(w);
     assert.throws(() => be.free(new Float32Array(4)), OpenELMError);
-    // a weight that is a view into a bigger buffer: free() drops only its prepared state
-    const flat = be.alloc(64 * 64);
+    // a weight that is a view into a bigger buffer: freeWeight() drops only its prepared state
+    const flat = A(be, 64 * 64);
     flat.fill(2);
     const view = { dtype: 'f32' as const, rows: 64, cols: 64, data: flat.subarray(0, 64 * 64) };
     be.prepareWeight(view);
-    be.free(view);
+    be.freeWeight(view);
     assert.throws(() => be.free(flat.subarray(0, 8)), OpenELMError, 'a subarray is not an allocation');
-    be.alloc(64 * 64).fill(7);
+    A(be, 64 * 64).fill(7);
     assert.ok(flat.every((v) => v === 2), 'the enclosing buffer was not freed');
   } finally {
     be.dispose();
@@ -253,48 +249,48 @@ test('buffers are zeroed, survive memory growth, and freed blocks are reused', a
 });
 
 test('a disposed KV cache returns its memory, so a long-running process does not run out', async () => {
-  const be = await createWasmBackend({ threads: 1 });
+  const be = await createWasm({ threads: 1 });
   try {
     const { model } = tinyModel({}, 1, be);
     const cache0 = model.newCache(64);
-    model.forward([{ cache: cache0, tokens: toks }]);
+    await model.forward([{ cache: cache0, tokens: toks }]);
     cache0.dispose();
-    const before = be.memoryStats().inUse;
+    const before = be.memory().inUse;
     for (let i = 0; i < 50; i++) {
       const cache = model.newCache(64);
-      model.forward([{ cache, tokens: toks }]);
+      await model.forward([{ cache, tokens: toks }]);
       cache.dispose();
     }
-    assert.equal(be.memoryStats().inUse, before);
+    assert.equal(be.memory().inUse, before);
   } finally {
     be.dispose();
   }
 });
 
 test('a model that does not fit the 4 GiB wasm memory fails with a clear error', async () => {
-  const be = await createWasmBackend({ threads: 1 });
+  const be = await createWasm({ threads: 1 });
   try {
     assert.throws(() => be.allocWeight('f32', 32000 * 40, 8192), (e: unknown) =>
       e instanceof OpenELMError && /4 GiB/.test(e.message) && /smaller dtype/.test(e.message));
-    assert.throws(() => be.alloc(1.2e9), OpenELMError);
-    assert.equal(be.alloc(16).length, 16, 'the backend still works after refusing');
+    assert.throws(() => A(be, 1.2e9), OpenELMError);
+    assert.equal(A(be, 16).length, 16, 'the backend still works after refusing');
   } finally {
     be.dispose();
   }
 });
 
 test('bad arguments are rejected instead of touching other buffers', async () => {
-  const be = await createWasmBackend({ threads: 1 });
+  const be = await createWasm({ threads: 1 });
   try {
     const w = weightOn(be, 'f32', 8, 16, new Float32Array(128));
-    assert.throws(() => be.linear(be.alloc(8), be.alloc(15), w, 1), OpenELMError);
-    assert.throws(() => be.linear(be.alloc(7), be.alloc(16), w, 1), OpenELMError);
-    const guard = be.alloc(8);
-    be.linear(be.alloc(0), be.alloc(0), w, 0);   // no rows: nothing written anywhere
+    assert.throws(() => be.linear(A(be, 8), A(be, 15), w, 1), OpenELMError);
+    assert.throws(() => be.linear(A(be, 7), A(be, 16), w, 1), OpenELMError);
+    const guard = A(be, 8);
+    be.linear(A(be, 0), A(be, 0), w, 0);   // no rows: nothing written anywhere
     assert.ok(guard.every((v) => v === 0));
-    assert.throws(() => be.attention(be.alloc(16), be.alloc(64), be.alloc(64), be.alloc(64), 2, 3, 2, 2, 4, 4), OpenELMError);
+    assert.throws(() => be.attention(A(be, 16), A(be, 64), A(be, 64), A(be, 64), 2, 3, 2, 2, 4, 4), OpenELMError);
     be.dispose();
-    assert.throws(() => be.alloc(4), /disposed/);
+    assert.throws(() => A(be, 4), /disposed/);
   } finally {
     be.dispose();
   }
@@ -310,12 +306,12 @@ for (const cfg of configs) {
       const ref = tinyModel(hf, 1).model;
       const got = tinyModel(hf, 1, be).model;
       const V = ref.config.vocabSize;
-      assertClose(got.logitsAll(toks), ref.logitsAll(toks), TOL.fastVsRef, `logitsAll ${JSON.stringify(hf)}`);
+      assertClose(await got.logitsAll(toks), await ref.logitsAll(toks), TOL.fastVsRef, `logitsAll ${JSON.stringify(hf)}`);
       const cr = ref.newCache(32), cw = got.newCache(32);
-      ref.forward([{ cache: cr, tokens: toks.slice(0, 4) }]);
-      got.forward([{ cache: cw, tokens: toks.slice(0, 4) }]);
+      await ref.forward([{ cache: cr, tokens: toks.slice(0, 4) }]);
+      await got.forward([{ cache: cw, tokens: toks.slice(0, 4) }]);
       for (let i = 4; i < toks.length; i++) {
-        const a = got.forward([{ cache: cw, tokens: [toks[i]] }]), b = ref.forward([{ cache: cr, tokens: [toks[i]] }]);
+        const a = await got.forward([{ cache: cw, tokens: [toks[i]] }]), b = await ref.forward([{ cache: cr, tokens: [toks[i]] }]);
         assert.equal(a.length, V);
         assertClose(a, b, TOL.fastVsRef, `decode step ${i}`);
       }
@@ -342,9 +338,9 @@ function convertWeights(w: ModelWeights, dtype: WeightDType, be: Backend): Model
   };
 }
 
-function greedy(model: OpenELM, prompt: number[], steps: number): { ids: number[]; gaps: number[] } {
+async function greedy(model: OpenELM, prompt: number[], steps: number): Promise<{ ids: number[]; gaps: number[] }> {
   const cache = model.newCache(prompt.length + steps);
-  let logits = model.forward([{ cache, tokens: prompt }]);
+  let logits = await model.forward([{ cache, tokens: prompt }]);
   const ids: number[] = [], gaps: number[] = [];
   for (let s = 0; s < steps; s++) {
     let best = 0;
@@ -353,7 +349,7 @@ function greedy(model: OpenELM, prompt: number[], steps: number): { ids: number[
     for (let i = 0; i < logits.length; i++) if (i !== best && logits[i] > second) second = logits[i];
     ids.push(best);
     gaps.push(logits[best] - second);
-    logits = model.forward([{ cache, tokens: [best] }]);
+    logits = await model.forward([{ cache, tokens: [best] }]);
   }
   return { ids, gaps };
 }
@@ -365,21 +361,21 @@ test('q8 keeps the greedy tokens of f32 for 32 steps on a tiny model; q4 KL is r
   // decisive: take the first seed whose f32 greedy path (judged on f32 alone) keeps a top-1 margin
   // of at least 0.2 logits over 32 steps and is not a single repeated token.
   const prompt = [1, 42, 7, 99];
-  let f32: OpenELM | null = null, base: ReturnType<typeof greedy> | null = null, seed = 0;
+  let f32: OpenELM | null = null, base: Awaited<ReturnType<typeof greedy>> | null = null, seed = 0;
   for (seed = 1; seed <= 64 && !f32; seed++) {
     const m = tinyModel({}, seed, be).model;
-    const g = greedy(m, prompt, 32);
+    const g = await greedy(m, prompt, 32);
     if (Math.min(...g.gaps) >= 0.2 && new Set(g.ids).size >= 3) { f32 = m; base = g; }
   }
   assert.ok(f32 && base, 'no tiny model among 64 seeds has a decisive greedy path');
   t.diagnostic(`seed ${seed - 1}: smallest f32 top-1/top-2 gap ${Math.min(...base.gaps).toFixed(3)}, ids ${base.ids.join(' ')}`);
   const q8 = new OpenELM(f32.config, be, convertWeights(f32.weights, 'q8', be));
-  const r8 = greedy(q8, prompt, 32);
+  const r8 = await greedy(q8, prompt, 32);
   assert.deepEqual(r8.ids, base.ids);
   // q4: mean KL(p_f32 || p_q4) over the next-token distributions along the f32 greedy path
   const q4 = new OpenELM(f32.config, be, convertWeights(f32.weights, 'q4', be));
   const seq = [...prompt, ...base.ids];
-  const lf = f32.logitsAll(seq), l4 = q4.logitsAll(seq), l8 = q8.logitsAll(seq);
+  const lf = await f32.logitsAll(seq), l4 = await q4.logitsAll(seq), l8 = await q8.logitsAll(seq);
   const V = f32.config.vocabSize;
   const kl = (a: Float32Array, b: Float32Array) => {
     let total = 0;
@@ -427,9 +423,11 @@ test('createBackend picks js, wasm or auto and validates threads', async () => {
 
 test('workers never keep the process alive, even without dispose()', () => {
   const url = new URL('../src/backends/wasm/wasm-backend.js', import.meta.url).href;
-  const code = `const m = await import(${JSON.stringify(url)});
-    const be = await m.createWasmBackend({ threads: 2, parallelThreshold: 0 });
-    const x = be.alloc(4096); x.fill(1); be.addInPlace(x, x, 4096);
+  const platform = new URL('../src/platform/node.js', import.meta.url).href;
+  const code = `const { WasmBackend } = await import(${JSON.stringify(url)});
+    const { nodePlatform } = await import(${JSON.stringify(platform)});
+    const be = await WasmBackend.create({ threads: 2, parallelThreshold: 0, spawnWorker: nodePlatform.spawnKernelWorker });
+    const x = be.alloc(4096); x.fill(1); be.add(x, x, 4096);
     console.log(x[4095]);`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 30000 });
   assert.equal(r.error, undefined, 'the child process exited by itself');

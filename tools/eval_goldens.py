@@ -2,9 +2,13 @@
 
 Everything here is computed independently of the TypeScript code:
 - prompts are built with Python's own str methods (rstrip, strip, capitalize, split), Python's
-  random.Random(1234).sample, csv + ast.literal_eval for MMLU-Redux, following lm-eval's task YAMLs
-  at commit dc90fec; with --lm-eval-src the few-shot blocks come from lm-eval's own
-  lm_eval/api/samplers.py (pure Python, loaded from a checkout);
+  random.Random(1234).sample, csv + ast.literal_eval for MMLU-Redux and RACE, pandas for CrowS-Pairs,
+  following lm-eval's task YAMLs at commit dc90fec; with --lm-eval-src the few-shot blocks come from
+  lm-eval's own lm_eval/api/samplers.py and RACE's and CrowS-Pairs' renderings from that checkout's
+  task files (pure Python);
+- the LLM-Adapters commonsense tasks follow CoreNet's main_eval_llmadapters.py (multiple-choice
+  mode): random.seed(83652) + random.shuffle, the Alpaca prompt, candidates "the correct answer is
+  <x>" read off the instruction's last line, and numpy argmax for the predictions;
 - token ids come from SentencePiece itself (the Llama-2 tokenizer.model bundled in assets/),
   with BOS prepended as HF's LlamaTokenizer does under add_bos_token=True;
 - log-likelihoods come from the float64 PyTorch reference tools/openelm_ref.py, using lm-eval's
@@ -13,6 +17,9 @@ Everything here is computed independently of the TypeScript code:
 The model is a tiny OpenELM with the real 32000-token vocabulary whose weights are a closed-form
 hash of (tensor name, element index), so the TypeScript test rebuilds it without a weights file
 (formula in weight_values(); test/golden/eval/formula-model.ts is its TypeScript twin).
+
+Tasks whose data openelm does not ship (SciQ, CrowS-Pairs, RACE, the LLM-Adapters HellaSwag test set)
+are checked on the hand-written files in test/fixtures/eval-data/.
 
 Usage: .venv/bin/python tools/eval_goldens.py [--lm-eval-src /path/to/lm-evaluation-harness@dc90fec]
 """
@@ -36,7 +43,9 @@ import sys
 from types import SimpleNamespace
 from typing import Dict, List, Tuple
 
+import brotli
 import numpy as np
+import pandas as pd
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,8 +59,9 @@ except ImportError:  # Debian ships python3-sentencepiece outside the venv
     sys.path.append("/usr/lib/python3/dist-packages")
     import sentencepiece as spm
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DATA = os.path.join(ROOT, "data", "eval")
+FIX = os.path.join(ROOT, "test", "fixtures", "eval-data")
 OUT = os.path.join(ROOT, "test", "golden", "eval")
 
 MODEL_CONFIG = dict(vocab_size=32000, max_context_length=512, num_transformer_layers=2, model_dim=64, head_dim=16,
@@ -59,6 +69,7 @@ MODEL_CONFIG = dict(vocab_size=32000, max_context_length=512, num_transformer_la
                     rope_freq_constant=10000, rope_max_length=512)
 BOS, EOS = 1, 2
 TRUNC_MAX_LENGTH = 48
+IDS_DOCS = 1000
 ROLLING_MAX_LENGTH = 32
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +116,11 @@ def formula_params(cfg: ref.Config) -> ref.Params:
 
 
 def read_text(path: str, encoding: str = "utf-8") -> str:
-    raw = gzip.open(path, "rb").read() if path.endswith(".gz") else open(path, "rb").read()
+    raw = open(path, "rb").read()
+    if path.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    elif path.endswith(".br"):
+        raw = brotli.decompress(raw)
     t = raw.decode(encoding)
     return t[1:] if t.startswith("\ufeff") else t
 
@@ -129,35 +144,62 @@ def hellaswag_pre(text: str) -> str:
     return text.replace("  ", " ")
 
 
+LLM_ADAPTERS = {"llmadapters_boolq": "boolq", "llmadapters_piqa": "piqa", "llmadapters_social_i_qa": "social_i_qa",
+                "llmadapters_hellaswag": "hellaswag", "llmadapters_winogrande": "winogrande",
+                "llmadapters_arc_challenge": "ARC-Challenge", "llmadapters_arc_easy": "ARC-Easy", "llmadapters_openbookqa": "openbookqa"}
+FIXTURE_TASKS = ("sciq", "crows_pairs_english", "race", "llmadapters_hellaswag")
+
+
 def load(task: str, split: str) -> List[dict]:
     d = os.path.join(DATA, task)
+    if task in LLM_ADAPTERS:
+        folder = LLM_ADAPTERS[task]
+        if task == "llmadapters_hellaswag":
+            path = os.path.join(FIX, "llm_adapters", folder, "test.json")
+        elif folder.startswith("ARC-"):
+            path = os.path.join(DATA, "arc_easy" if folder == "ARC-Easy" else "arc_challenge", f"{folder}.test.json.br")
+        else:
+            path = os.path.join(DATA, "llm_adapters", folder, "test.json.br")
+        dataset = json.loads(read_text(path))
+        # main_eval_llmadapters: "random.seed(83652); random.shuffle(dataset)" on the module generator.
+        random.seed(83652)
+        random.shuffle(dataset)
+        return dataset
+    if task == "sciq":
+        return json.loads(read_text(os.path.join(FIX, "sciq", "test.json")))
+    if task == "crows_pairs_english":
+        # BigScienceBiasEval/crows_pairs_multilingual reads the TSV this way.
+        df = pd.read_csv(os.path.join(FIX, "crows_pairs", "crows_pairs_EN_revised+210.csv"), sep="\t", index_col=0)
+        return df.to_dict(orient="records")
+    if task == "race":
+        return jsonl(os.path.join(FIX, "race", "test.jsonl"))
     if task in ("arc_easy", "arc_challenge"):
         cfg = "ARC-Easy" if task == "arc_easy" else "ARC-Challenge"
-        return [parse_adapters_arc(r) for r in json.loads(read_text(os.path.join(d, f"{cfg}.{split}.json.gz")))]
+        return [parse_adapters_arc(r) for r in json.loads(read_text(os.path.join(d, f"{cfg}.{split}.json.br")))]
     if task == "boolq":
-        return [{"passage": r["passage"], "question": r["question"], "label": int(r["answer"])} for r in jsonl(os.path.join(d, "dev.jsonl.gz"))]
+        return [{"passage": r["passage"], "question": r["question"], "label": int(r["answer"])} for r in jsonl(os.path.join(d, "dev.jsonl.br"))]
     if task == "hellaswag":
-        lines = read_text(os.path.join(d, "hellaswag_val_first1000.txt.gz")).split("\n")[:-1]
+        lines = read_text(os.path.join(d, "hellaswag_val_full.txt.br")).split("\n")[:-1]
         return [{"query": hellaswag_pre(lines[i]), "choices": [hellaswag_pre(e) for e in lines[i + 2:i + 6]], "gold": int(lines[i + 1])}
                 for i in range(0, len(lines), 6)]
     if task == "piqa":
         labels = read_text(os.path.join(d, "valid-labels.lst")).split()
-        return [{**r, "label": int(l)} for r, l in zip(jsonl(os.path.join(d, "valid.jsonl.gz")), labels)]
+        return [{**r, "label": int(l)} for r, l in zip(jsonl(os.path.join(d, "valid.jsonl.br")), labels)]
     if task == "winogrande":
-        return jsonl(os.path.join(d, "dev.jsonl"))
+        return jsonl(os.path.join(d, "dev.jsonl.br"))
     if task == "truthfulqa_mc2":
         return [{"question": r["question"], "choices": list(r["mc2_targets"].keys()), "labels": list(r["mc2_targets"].values())}
-                for r in json.loads(read_text(os.path.join(d.replace("truthfulqa_mc2", "truthfulqa"), "mc_task.json.gz")))]
+                for r in json.loads(read_text(os.path.join(d.replace("truthfulqa_mc2", "truthfulqa"), "mc_task.json.br")))]
     if task.startswith("mmlu_"):
         subject = task[5:]
-        text = read_text(os.path.join(DATA, "mmlu", f"mmlu_{subject}.csv.gz"), "cp1252" if subject == "moral_scenarios" else "utf-8")
+        text = read_text(os.path.join(DATA, "mmlu", f"mmlu_{subject}.csv.br"), "cp1252" if subject == "moral_scenarios" else "utf-8")
         delim = ";" if ";" in text.split("\n")[0] and "," not in text.split("\n")[0] else ","
         rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delim))
         return [{"question": r["question"], "choices": ast.literal_eval(r["choices"]), "answer": int(r["answer"])} for r in rows]
     if task == "openbookqa":
-        return [{"question": r["query"], "choices": r["choices"], "gold": r["gold"]} for r in jsonl(os.path.join(d, "openbook_qa.jsonl"))]
+        return [{"question": r["query"], "choices": r["choices"], "gold": r["gold"]} for r in jsonl(os.path.join(d, "openbook_qa.jsonl.br"))]
     if task == "lambada_openai":
-        return [{"text": r["context"] + " " + r["continuation"]} for r in jsonl(os.path.join(d, "lambada_openai.jsonl.gz"))]
+        return [{"text": r["context"] + " " + r["continuation"]} for r in jsonl(os.path.join(d, "lambada_openai.jsonl.br"))]
     raise KeyError(task)
 
 
@@ -182,10 +224,10 @@ TQA_PRIMER = ("Q: What is human life expectancy in the United States?\n"
 class T:
     """A task: doc_to_text / doc_to_target / doc_to_choice plus the config fields the sampler reads."""
 
-    def __init__(self, name, text, target, choice, test_split, fewshot_split=None, description="", multiple_input=False, output="multiple_choice"):
+    def __init__(self, name, text, target, choice, test_split, fewshot_split=None, description="", multiple_input=False, output="multiple_choice", target_delimiter=" "):
         self.name, self._text, self._target, self._choice = name, text, target, choice
         self.description, self.multiple_input, self.output = description, multiple_input, output
-        self._config = SimpleNamespace(target_delimiter=" ", fewshot_delimiter="\n\n", fewshot_split=fewshot_split,
+        self._config = SimpleNamespace(target_delimiter=target_delimiter, fewshot_delimiter="\n\n", fewshot_split=fewshot_split,
                                        test_split=test_split, doc_to_choice=None if output != "multiple_choice" else "set")
 
     def doc_to_text(self, d):
@@ -202,6 +244,80 @@ def wino_idx(d):
     return d["sentence"].index("_")
 
 
+# RACE (lm_eval/tasks/race/preprocess_race.py at dc90fec). Replaced by the checkout's own functions
+# under --lm-eval-src.
+RACE_LETTER = {"A": 0, "B": 1, "C": 2, "D": 3}
+
+
+def race_problems(doc):
+    return ast.literal_eval(doc["problems"])
+
+
+def race_answer(problem):
+    return problem["options"][RACE_LETTER[problem["answer"]]]
+
+
+def race_text(doc):
+    problems = race_problems(doc)
+    text = "Article: " + doc["article"] + "\n\n"
+    for p in problems[:-1]:
+        if p["question"][-6:] == "  _  .":
+            text += p["question"][-5:] + race_answer(p) + "\n"  # dc90fec's slice; later lm-eval has [:-5]
+        else:
+            text += "Question: " + p["question"] + "\n" + "Answer: " + race_answer(p) + "\n"
+    return text + problems[-1]["question"]
+
+
+def race_choices(doc):
+    last = race_problems(doc)[-1]
+    return [last["options"][i] for i in range(4)]
+
+
+def race_target(doc):
+    return RACE_LETTER[race_problems(doc)[-1]["answer"]]
+
+
+def crows_choices(doc):
+    return [doc["sent_more"], doc["sent_less"]]
+
+
+def crows_results(lls):
+    return {"likelihood_diff": abs(lls[0] - lls[1]), "pct_stereotype": 1.0 if lls[0] > lls[1] else 0.0}
+
+
+# LLM-Adapters commonsense, as corenet/cli/main_eval_llmadapters.py builds its multiple-choice requests.
+def llm_adapters_prompt(instruction):
+    # commonsense_170k.generate_prompt_and_response for a record without input and an empty output.
+    return ("Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n\n"
+            "                ### Instruction:\n"
+            f"                {instruction}\n"
+            "                \n"
+            "                ### Response:\n"
+            "                ")
+
+
+def llm_adapters_answers(instruction):
+    end = instruction.split("\n")[-1]
+    if re.match(".*Answer format: true/false", end):
+        return ["true", "false"]
+    answers = []
+    for word in ["answer", "ending", "option", "solution"]:
+        if re.match(f".*Answer format: .*{word}(\\d)$", end):
+            answers = [f"{word}{n}" for n in range(1, int(end[-1]) + 1)]
+    return answers
+
+
+def llm_adapters_choices(doc):
+    return [f"the correct answer is {a}" for a in llm_adapters_answers(doc["instruction"])]
+
+
+def llm_adapters_predictions(continuations, lls):
+    """evaluate_likelihood: the answer word of argmax(ll) and of argmax(ll / len(continuation))."""
+    pred = continuations[int(np.argmax(lls))].split(" ")[-1]
+    pred_norm = continuations[int(np.argmax([l / len(c) for l, c in zip(lls, continuations)]))].split(" ")[-1]
+    return pred, pred_norm
+
+
 TASKS: Dict[str, T] = {
     "arc_easy": T("arc_easy", lambda d: f"Question: {d['question']}\nAnswer:", lambda d: d["gold"], lambda d: d["choices"], "test"),
     "arc_challenge": T("arc_challenge", lambda d: f"Question: {d['question']}\nAnswer:", lambda d: d["gold"], lambda d: d["choices"], "test"),
@@ -214,6 +330,16 @@ TASKS: Dict[str, T] = {
     "openbookqa": T("openbookqa", lambda d: d["question"], lambda d: d["gold"], lambda d: d["choices"], "test"),
     "lambada_openai": T("lambada_openai", lambda d: " ".join(d["text"].split(" ")[:-1]), lambda d: " " + d["text"].split(" ")[-1], None, "test", output="loglikelihood"),
 }
+TASKS["sciq"] = T("sciq", lambda d: f"{d['support'].lstrip()}\nQuestion: {d['question']}\nAnswer:", lambda d: 3,
+                  lambda d: [d["distractor1"], d["distractor2"], d["distractor3"], d["correct_answer"]], "test", "train")
+TASKS["crows_pairs_english"] = T("crows_pairs_english", lambda d: "", lambda d: 0, lambda d: crows_choices(d), "test", target_delimiter="")
+TASKS["race"] = T("race", lambda d: race_text(d), lambda d: race_target(d), lambda d: race_choices(d), "test")
+for _name in LLM_ADAPTERS:
+    TASKS[_name] = T(_name, lambda d: llm_adapters_prompt(d["instruction"]), lambda d: llm_adapters_answers(d["instruction"]).index(d["answer"]),
+                     llm_adapters_choices, "test", target_delimiter="")
+# Few-shot pools drawn from the evaluated split itself (no train split).
+TEST_POOL = ("lambada_openai", "crows_pairs_english")
+
 MMLU_SUBJECTS = ["abstract_algebra", "anatomy", "moral_scenarios", "high_school_european_history"]
 for s in MMLU_SUBJECTS:
     TASKS[f"mmlu_{s}"] = T(f"mmlu_{s}", lambda d: f"{d['question'].strip()}\nA. {d['choices'][0]}\nB. {d['choices'][1]}\nC. {d['choices'][2]}\nD. {d['choices'][3]}\nAnswer:",
@@ -252,6 +378,23 @@ def sampler_class(lm_eval_src):
     return mod.ContextSampler
 
 
+def load_module(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def use_lm_eval_tasks(lm_eval_src):
+    """RACE and CrowS-Pairs rendered by the checkout's own task files instead of the functions above."""
+    race = load_module(os.path.join(lm_eval_src, "lm_eval", "tasks", "race", "preprocess_race.py"), "lm_eval_race")
+    crows = load_module(os.path.join(lm_eval_src, "lm_eval", "tasks", "crows_pairs", "utils.py"), "lm_eval_crows")
+    TASKS["race"] = T("race", race.doc_to_text, race.doc_to_target, race.doc_to_choice, "test")
+    TASKS["crows_pairs_english"] = T("crows_pairs_english", lambda d: "", lambda d: 0, crows.doc_to_choice, "test", target_delimiter="")
+    global crows_results
+    crows_results = lambda lls: crows.process_results(None, [(l, False) for l in lls])  # noqa: E731
+
+
 def fewshot_context(task: T, doc, k, sampler) -> str:
     labeled = task.description if k == 0 else task.description + sampler.get_context(doc, k)
     if task.multiple_input:
@@ -260,11 +403,12 @@ def fewshot_context(task: T, doc, k, sampler) -> str:
 
 
 def requests_for(task: T, doc, ctx) -> List[Tuple[str, str]]:
+    delim = task._config.target_delimiter
     if task.output == "loglikelihood":
         return [(ctx, task.doc_to_target(doc))]
     if task.multiple_input:
-        return [(ctx + c, " " + task.doc_to_target(doc)) for c in task.doc_to_choice(doc)]
-    return [(ctx, " " + c) for c in task.doc_to_choice(doc)]
+        return [(ctx + c, delim + task.doc_to_target(doc)) for c in task.doc_to_choice(doc)]
+    return [(ctx, delim + c) for c in task.doc_to_choice(doc)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,11 +468,13 @@ def sha(parts: List[str]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lm-eval-src", help="lm-evaluation-harness checkout at dc90fec: use its samplers.py for few-shot blocks")
+    ap.add_argument("--lm-eval-src", help="lm-evaluation-harness checkout at dc90fec: use its samplers.py for few-shot blocks and its RACE / CrowS-Pairs task code")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(1)
     Sampler = sampler_class(args.lm_eval_src)
+    if args.lm_eval_src:
+        use_lm_eval_tasks(args.lm_eval_src)
 
     cfg = ref.resolve_config(MODEL_CONFIG)
     params = formula_params(cfg)
@@ -339,13 +485,15 @@ def main() -> None:
     plan = [(t, 0, [0, 1]) for t in ["arc_easy", "arc_challenge", "boolq", "hellaswag", "piqa", "winogrande", "truthfulqa_mc2", "openbookqa", "lambada_openai"]]
     plan += [(f"mmlu_{s}", 0, [0]) for s in MMLU_SUBJECTS[:3]]
     plan += [("arc_challenge", 3, [0, 1, 2]), ("lambada_openai", 1, [0, 1])]
+    plan += [(t, 0, [0, 1]) for t in LLM_ADAPTERS]
+    plan += [("sciq", 0, [0, 1]), ("race", 0, [0, 1, 2]), ("crows_pairs_english", 0, [0, 1]), ("crows_pairs_english", 3, [0, 1, 2, 3, 4, 5])]
     cases = []
     for name, k, idx in plan:
         task = TASKS[name]
         docs = load(name, "test" if task._config.test_split == "test" else "validation")
         sampler = None
         if k > 0:
-            pool = docs if task._config.fewshot_split == "test" or name == "lambada_openai" else load(name, "train")
+            pool = docs if name in TEST_POOL else load(name, "train")
             sampler = Sampler(list(pool), task, rnd=random.Random(1234))
         for i in range(max(idx) + 1):
             # Every doc up to the last wanted one goes through the sampler: its draws set later docs' shots.
@@ -357,7 +505,16 @@ def main() -> None:
                 ci, xi = encode_pair(c, x)
                 ll, greedy = loglik(params, cfg, ci, xi, cfg.max_context_length)
                 reqs.append({"context": c, "continuation": x, "ctx_ids": ci, "cont_ids": xi, "ll": ll, "greedy": greedy})
-            cases.append({"task": name, "num_fewshot": k, "doc": i, "requests": reqs})
+            case = {"task": name, "num_fewshot": k, "doc": i, "requests": reqs}
+            if name in FIXTURE_TASKS:
+                case["data"] = "fixture"
+            lls = [r["ll"] for r in reqs]
+            if name in LLM_ADAPTERS:
+                pred, pred_norm = llm_adapters_predictions([r["continuation"] for r in reqs], lls)
+                case["scores"] = {"answer": docs[i]["answer"], "pred": pred, "pred_norm": pred_norm}
+            if name == "crows_pairs_english":
+                case["scores"] = crows_results(lls)
+            cases.append(case)
             print(f"{name} k={k} doc {i}: {len(reqs)} requests, ctx {len(reqs[0]['ctx_ids'])} tokens, ll {[round(r['ll'], 3) for r in reqs]}")
 
     # Left truncation: a BoolQ prompt longer than the window.
@@ -385,29 +542,37 @@ def main() -> None:
     rolling["bytes"] = len(doc.encode("utf-8"))
 
     # Prompt digests over every vendored document (zero-shot) and a few-shot sample, plus token digests.
+    # Token ids are digested for the first IDS_DOCS documents of a few tasks (tokenizing all of
+    # HellaSwag's 40k requests would dominate the TypeScript test's time).
     digests = {}
-    for name in ["arc_easy", "arc_challenge", "boolq", "hellaswag", "piqa", "winogrande", "truthfulqa_mc2", "openbookqa", "lambada_openai"] + [f"mmlu_{s}" for s in MMLU_SUBJECTS]:
+    ids_tasks = ("arc_challenge", "piqa", "winogrande", "truthfulqa_mc2", "mmlu_moral_scenarios", "hellaswag", "llmadapters_boolq", "llmadapters_social_i_qa") + FIXTURE_TASKS
+    names = ["arc_easy", "arc_challenge", "boolq", "hellaswag", "piqa", "winogrande", "truthfulqa_mc2", "openbookqa", "lambada_openai"]
+    names += [f"mmlu_{s}" for s in MMLU_SUBJECTS] + list(LLM_ADAPTERS) + ["sciq", "race", "crows_pairs_english"]
+    for name in names:
         task = TASKS[name]
         docs = load(name, "test" if task._config.test_split == "test" else "validation")
         strings, ids = [], []
-        for d in docs:
+        for j, d in enumerate(docs):
             for c, x in requests_for(task, d, fewshot_context(task, d, 0, None)):
                 strings.append(c + "\x1f" + x)
-                if name in ("arc_challenge", "piqa", "winogrande", "truthfulqa_mc2", "mmlu_moral_scenarios", "hellaswag"):
+                if name in ids_tasks and j < IDS_DOCS:
                     ci, xi = encode_pair(c, x)
                     ids.append(",".join(map(str, ci)) + "|" + ",".join(map(str, xi)))
-        digests[name] = {"docs": len(docs), "requests": len(strings), "prompts_sha256": sha(strings), **({"ids_sha256": sha(ids)} if ids else {})}
+        digests[name] = {"docs": len(docs), "requests": len(strings), "prompts_sha256": sha(strings),
+                         **({"ids_sha256": sha(ids), "ids_docs": min(IDS_DOCS, len(docs))} if ids else {}),
+                         **({"data": "fixture"} if name in FIXTURE_TASKS else {})}
     fs = {}
-    for name, k, n in [("arc_challenge", 25, 40), ("arc_easy", 5, 40), ("lambada_openai", 3, 30)]:
+    for name, k, n in [("arc_challenge", 25, 40), ("arc_easy", 5, 40), ("lambada_openai", 3, 30), ("crows_pairs_english", 4, 6)]:
         task = TASKS[name]
         docs = load(name, "test")
-        pool = docs if name == "lambada_openai" else load(name, "train")
+        pool = docs if name in TEST_POOL else load(name, "train")
         sampler = Sampler(list(pool), task, rnd=random.Random(1234))
         strings = []
         for d in docs[:n]:
             for c, x in requests_for(task, d, fewshot_context(task, d, k, sampler)):
                 strings.append(c + "\x1f" + x)
-        fs[f"{name}:{k}"] = {"docs": n, "requests": len(strings), "prompts_sha256": sha(strings), "first_context": strings[0].split("\x1f")[0]}
+        fs[f"{name}:{k}"] = {"docs": n, "requests": len(strings), "prompts_sha256": sha(strings), "first_context": strings[0].split("\x1f")[0],
+                             **({"data": "fixture"} if name in FIXTURE_TASKS else {})}
 
     out = {
         "generator": "tools/eval_goldens.py", "generator_version": GENERATOR_VERSION,

@@ -1,4 +1,4 @@
-"""Small, readable PyTorch reference of OpenELM, written from docs/openelm-spec.md §1-4.
+"""Small, readable PyTorch reference of OpenELM, written from docs/architecture.md and docs/training.md.
 
 It is the exactness oracle for the TypeScript port: tools/make_goldens.py uses it to write the
 fixtures under test/golden/. It favours clarity over speed and works in any float dtype; the

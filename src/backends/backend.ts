@@ -1,20 +1,38 @@
-// The backend seam: the few kernels the OpenELM forward pass needs, on flat Float32Array buffers.
+// The backend seam: every computation of inference and training goes through one `Backend`.
+// A new backend (a GPU API, another CPU engine) implements this interface and nothing in model/,
+// train/, generate/, eval/ or serve/ changes.
 //
-// Conventions (llm.c style): outputs first, then inputs, then weights, then dimensions.
-// Dimension letters: M rows (tokens), K input features, N output features, D model dim,
-// hd head dim, Q query heads, Hkv kv heads, F FFN width, S new tokens, P tokens already cached.
-// A backend owns the memory its kernels read: `alloc` and `allocWeight` return buffers it can use
-// directly (for WebAssembly they are views into the module's memory), so callers allocate every
-// activation and weight through it. Everything above this file is backend-agnostic.
+// Memory. Kernels work on `Tensor`s: flat buffers of f32 values that live where the backend computes
+// (views into the WebAssembly memory, GPU buffers, plain typed arrays). Callers never index a tensor;
+// they move numbers in and out with write()/read() and slice with view(). Weights of linear layers
+// and the embedding are `Weight`s, which may be stored in narrower formats (bf16, f16, q8, q4).
+//
+// Ordering. Operations take effect in call order. A backend may record them and run them later (a
+// GPU queue), so nothing returns host numbers synchronously: the only host reads are read(), argmax(),
+// crossEntropy() and sumSquares(), which return promises that resolve with the state as of the point
+// in the call sequence where they were issued. Small host inputs (token ids, positions, targets) are
+// passed per call as typed arrays.
+//
+// Conventions (llm.c style): outputs first, then inputs, then weights, then dimensions. Dimension
+// letters: M rows (tokens), K input features, N output features, D model dim, hd head dim, Q query
+// heads, Hkv kv heads, F FFN width, S new tokens, P tokens already cached, B sequences, T tokens per
+// sequence, V vocabulary. The exact semantics of every op are those of the plain-JS reference
+// (src/backends/js/reference.ts), the oracle every backend is tested against.
 
 export type WeightDType = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4';
 export const WEIGHT_DTYPES: readonly WeightDType[] = ['f32', 'bf16', 'f16', 'q8', 'q4'];
 
+declare const TENSOR: unique symbol;
+/** A buffer of numbers owned by a backend (opaque to callers: use the backend's methods). */
+export interface Tensor { readonly length: number; readonly [TENSOR]?: never; }
+
 /**
- * A linear weight in nn.Linear layout [rows = N out, cols = K in].
- * f32: data is Float32Array. bf16/f16: Uint16Array bit patterns. q8: Int8Array values with one f32
- * scale per block of 32 along K (GGUF Q8_0 semantics). q4: Uint8Array of packed nibbles, blocks of 32
- * along K with a scale and a min per block (value = q * scale + min).
+ * A linear weight in nn.Linear layout [rows = N out, cols = K in], or an embedding table [V, D].
+ * `data` (+ `scales`, `mins`) is the host storage the loader fills (see weight-format.ts):
+ * f32 Float32Array; bf16/f16 Uint16Array bit patterns; q8 Int8Array with one f32 scale per block of
+ * 32 along K (GGUF Q8_0 semantics); q4 Uint8Array of packed nibbles, blocks of 32 along K with a
+ * scale and a min (value = q·scale + min). After prepareWeight a backend may keep its own copy
+ * (`packed`) and release the host storage.
  */
 export interface Weight {
   dtype: WeightDType;
@@ -23,57 +41,136 @@ export interface Weight {
   data: Float32Array | Uint16Array | Int8Array | Uint8Array;
   scales?: Float32Array;
   mins?: Float32Array;
-  /** Backend-private repacked copy (e.g. GEMV panels); set by prepareWeight. */
+  /** Backend-private state (packed panels, device buffers, an aliased tensor). */
   packed?: unknown;
 }
 
+/** RoPE tables [positions, hd/2] of cos and sin (model/rope.ts builds them). */
+export interface RopeTables { cos: Tensor; sin: Tensor; positions: number; half: number; }
+
+/** Σ over rows of (lse − logit[target]) and of lse², in f64. */
+export interface LossSums { ceSum: number; lseSqSum: number; }
+
+/** One AdamW update's constants (train/adamw.ts): p ← p·keep − stepSize·m / (sqrt(v)/bc2Sqrt + eps). */
+export interface AdamWStep { b1: number; b2: number; stepSize: number; bc2Sqrt: number; eps: number; keep: number; }
+
+export type MatmulLayout = 'nt' | 'nn' | 'tn';
+
 export interface Backend {
+  /** 'js', 'wasm', 'webgpu', … */
   readonly name: string;
+  /** Compute threads (1 for a GPU backend's host side). */
   readonly threads: number;
+  readonly device: 'cpu' | 'gpu';
+  /** An external library the backend hands work to (the native sgemm's BLAS), or null. */
+  readonly library: string | null;
+  /** One line for logs: the engine and what accelerates it. */
+  describe(): string;
 
-  /** A zero-filled f32 buffer usable by this backend's kernels. */
-  alloc(n: number): Float32Array;
-  /**
-   * Optional: give back a buffer alloc() returned (e.g. a KV cache that is done). Backends that
-   * manage their own memory (wasm: one 4 GiB-capped WebAssembly.Memory) reuse it; without this a
-   * long-running process that keeps allocating caches runs out. Neither it nor its views may be
-   * used afterwards. Backends on ordinary ArrayBuffers leave it to the GC and may omit it.
-   */
-  free?(buf: Float32Array): void;
-  /** An empty weight of the given dtype; fill it with setWeightRows / quantize helpers, then prepareWeight. */
+  // ---------------------------------------------------------------------------------------- memory
+
+  /** A zero-filled tensor of n values. 'stats' tensors hold saved per-row statistics (rstd, lse). */
+  alloc(n: number, kind?: 'data' | 'stats'): Tensor;
+  /** Give back a tensor from alloc() (not a view); it and its views must not be used afterwards. */
+  free(t: Tensor): void;
+  /** Values [offset, offset + n) of t, sharing its storage. */
+  view(t: Tensor, offset: number, n: number): Tensor;
+  /** dst[dstOffset + i] = src[i]. */
+  write(dst: Tensor, src: ArrayLike<number>, dstOffset?: number): void;
+  /** A host copy of t[offset, offset + n) (default: all of t). */
+  read(t: Tensor, offset?: number, n?: number): Promise<Float32Array>;
+  /** dst[0..n) = src[0..n). */
+  copy(dst: Tensor, src: Tensor, n: number): void;
+  fill(dst: Tensor, value: number): void;
+  /** dst row i = src row rows[i], rows of `width` values. */
+  gatherRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void;
+  /** dst row rows[i] = src row i. */
+  scatterRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void;
+  /** Bytes this backend holds now, has reserved from its device, and can hold at most (Infinity: no fixed bound). */
+  memory(): { inUse: number; reserved: number; limit: number };
+  /** Resolves when every operation issued so far has finished (timing). */
+  sync(): Promise<void>;
+
+  // --------------------------------------------------------------------------------------- weights
+
+  /** An empty weight to fill (setWeightRows / reading a checkpoint into `data`), then prepareWeight. */
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight;
-  /** Called once after a weight's data is final (repacking, uploading). */
+  /** Called once a weight's data is final (repacking, uploading). */
   prepareWeight(w: Weight): void;
+  /** An f32 weight that IS tensor t (no copy): trainable parameters used by inference ops. */
+  tensorWeight(t: Tensor, rows: number, cols: number): Weight;
+  /** Give back a weight's storage and anything prepareWeight made for it. */
+  freeWeight(w: Weight): void;
 
-  /** out[M,N] = x[M,K] · Wᵀ, or += when accumulate. */
-  linear(out: Float32Array, x: Float32Array, w: Weight, M: number, accumulate?: boolean): void;
-  /** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w, for `rows` rows of `dim`. */
-  rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void;
+  // ----------------------------------------------------------------------------------- forward ops
+
   /**
-   * In place on rows laid out [Q·hd | Hkv·hd | Hkv·hd]: per-head RMSNorm of q and k heads (weights
-   * may be null when normalize_qk_projections is off), then rotate-half RoPE at pos[r]. V untouched.
-   * cos/sin are [positions, hd/2] tables.
+   * out[M,N] = x[M,K] · Wᵀ, or += when accumulate. For M up to 8, each row must come out bit for
+   * bit as in a one-row call (speculative decoding's verification reproduces plain decoding).
    */
-  qkNormRope(qkv: Float32Array, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
-    qNorm: Float32Array | null, kNorm: Float32Array | null, cos: Float32Array, sin: Float32Array, eps: number): void;
-  /** Copy the k and v heads of S rows into a [Hkv, cap, hd] cache at positions P..P+S-1. */
-  storeKV(kCache: Float32Array, vCache: Float32Array, qkv: Float32Array, S: number, P: number,
-    Q: number, Hkv: number, hd: number, cap: number): void;
+  linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean): void;
+  /** out[r] = f32(x[r] / sqrt(mean(x[r]²) + eps)) · w for `rows` rows of `dim`; saves 1/rms per row in rstd when given. */
+  rmsnorm(out: Tensor, x: Tensor, w: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void;
   /**
-   * Causal GQA attention of S queries (absolute positions P..P+S-1, read from qkv rows) over the
-   * cache's first P+S keys, bottom-right aligned: query i sees keys 0..P+i. Query head h reads kv
-   * head floor(h / (Q/Hkv)). out is [S, Q·hd].
+   * In place on rows laid out [Q·hd | Hkv·hd | Hkv·hd]: per-head RMSNorm of the q and k heads (norm
+   * weights null when normalize_qk_projections is off), then rotate-half RoPE at position pos[r].
+   * V untouched. rstd [rows, Q+Hkv] receives the heads' 1/rms when given (training).
    */
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, S: number,
-    P: number, Q: number, Hkv: number, hd: number, cap: number): void;
-  /** out[r, j] = silu(u[r, j]) · u[r, F + j] for u rows of width 2F. */
-  swiglu(out: Float32Array, u: Float32Array, rows: number, F: number): void;
-  /** out[r, j] = silu(u[r, j]) (non-GLU FFN). */
-  silu(out: Float32Array, u: Float32Array, n: number): void;
+  qkNormRope(qkv: Tensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
+    qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables, eps: number, rstd?: Tensor): void;
+  /** Copy the k and v heads of S rows into [Hkv, cap, hd] caches at positions P..P+S-1. */
+  storeKV(kCache: Tensor, vCache: Tensor, qkv: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void;
+  /**
+   * Causal GQA attention of S queries (positions P..P+S-1, read from qkv rows) over the cache's
+   * first P+S keys: query i sees keys 0..P+i; query head h reads kv head floor(h / (Q/Hkv)).
+   * out is [S, Q·hd].
+   */
+  attention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void;
+  /** out[r, j] = silu(u[r, j]) · u[r, F + j] for u rows [gate(F) | up(F)]. */
+  swiglu(out: Tensor, u: Tensor, rows: number, F: number): void;
+  /** out[i] = silu(u[i]) (non-GLU FFN). */
+  silu(out: Tensor, u: Tensor, n: number): void;
   /** x += y over n values. */
-  addInPlace(x: Float32Array, y: Float32Array, n: number): void;
-  /** out[r] = table row ids[r] (dequantized). */
-  embedding(out: Float32Array, table: Weight, ids: Int32Array): void;
+  add(x: Tensor, y: Tensor, n: number): void;
+  /** out[r] = table row ids[r] (dequantized); ids equal to skipId give a zero row (padding). */
+  embedding(out: Tensor, table: Weight, ids: Int32Array, skipId?: number): void;
+  /** Index of the largest value of each of `rows` rows of width V (ties: the first). */
+  argmax(x: Tensor, rows: number, V: number): Promise<Int32Array>;
+
+  // ---------------------------------------------------------------------------------- training ops
+
+  /** C[M,N] (+)= A·B with 'nt': A[M,K]·B[N,K]ᵀ, 'nn': A[M,K]·B[K,N], 'tn': A[K,M]ᵀ·B[K,N]. */
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void;
+  /** Causal GQA attention over B sequences of T rows of qkv; out [B·T, Q·hd]; lse [B, Q, T] saved for the backward. */
+  causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void;
+  /** dqkv OVERWRITTEN (q, k and v parts) from dout, recomputing the probabilities from qkv and lse. */
+  causalAttentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void;
+  /** dx += d/dx, dw += d/dw of rmsnorm (rstd from the forward). */
+  rmsnormBackward(dx: Tensor, dw: Tensor, dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, rows: number, dim: number): void;
+  /** In place on dqkv (post-RoPE gradient in, raw-projection gradient out; V part untouched); dqNorm/dkNorm +=. */
+  qkNormRopeBackward(dqkv: Tensor, dqNorm: Tensor | null, dkNorm: Tensor | null, raw: Tensor, rstd: Tensor, rows: number,
+    pos: Int32Array, Q: number, Hkv: number, hd: number, qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables): void;
+  /** du OVERWRITTEN. */
+  swigluBackward(du: Tensor, dg: Tensor, u: Tensor, rows: number, F: number): void;
+  /** du OVERWRITTEN. */
+  siluBackward(du: Tensor, dg: Tensor, u: Tensor, n: number): void;
+  /** dtable rows += dout rows (ids equal to skipId send nothing). */
+  embeddingBackward(dtable: Tensor, dout: Tensor, ids: Int32Array, D: number, skipId: number): void;
+  /**
+   * For `rows` logit rows of width V and their targets (all valid): the sums of LossSums, and when
+   * gradScale ≠ 0 the logits OVERWRITTEN by d/dlogits of gradScale·Σ_rows[(lse − logit[t]) + zLoss·lse²],
+   * with row r's gradient further multiplied by rowScale[r] when given.
+   */
+  crossEntropy(logits: Tensor, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number,
+    rowScale?: Float32Array): Promise<LossSums>;
+  /** Per-row (lse, logit[target]) of `rows` logit rows, read back (sequence log-probabilities: logit − lse). */
+  rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array>;
+  /** Σ x² in f64, over fixed blocks summed in order (deterministic). */
+  sumSquares(x: Tensor): Promise<number>;
+  /** x = f32(x · coef) with the multiply in f64. */
+  scale(x: Tensor, coef: number): void;
+  /** One AdamW update of n elements (p, m, v updated in place). */
+  adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void;
 
   /** Release threads and memory. */
   dispose(): void;

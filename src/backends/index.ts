@@ -1,50 +1,72 @@
-// Backend selection: `js` (reference, runs anywhere), `wasm` (WebAssembly SIMD + threads), or
-// `auto` (wasm when this runtime supports it, else js).
+// The one backend factory: `js` (the reference, runs anywhere), `wasm` (WebAssembly SIMD + threads,
+// with the optional native GEMM), backends registered by other modules (WebGPU), or `auto` (the
+// fastest available: a registered backend that says it should be preferred, else wasm, else js).
+// Threads, workers and the native library come from the registered platform (platform/platform.ts).
 
-import os from 'node:os';
 import type { Backend } from './backend.js';
 import { JsBackend } from './js/js-backend.js';
-import { WasmBackend, createWasmBackend } from './wasm/wasm-backend.js';
+import { WasmBackend } from './wasm/wasm-backend.js';
 import { wasmAvailable } from './wasm/kernels.js';
 import { OpenELMError } from '../core/errors.js';
-import type { NativeMode } from './native/native.js';
-
-export type BackendName = 'js' | 'wasm' | 'auto';
-export const BACKEND_NAMES: readonly BackendName[] = ['js', 'wasm', 'auto'];
+import type { NativeMode } from './native-gemm.js';
+import { getPlatform } from '../platform/platform.js';
 
 export interface BackendOptions {
-  /** Threads for the wasm backend, including the calling one (default: os.availableParallelism()). */
+  /** Compute threads for CPU backends, including the calling one (default: all cores). */
   threads?: number;
   /** Native sgemm for prefill and training on the wasm backend (default 'auto': when available). */
   native?: NativeMode;
 }
 
-export async function createBackend(name: BackendName, opts: BackendOptions = {}): Promise<Backend> {
+/** A backend other modules add (e.g. WebGPU): `make` creates it; `preferred` says whether `auto` should pick it here. */
+export interface BackendProvider {
+  make(opts: BackendOptions): Promise<Backend>;
+  preferred?(): Promise<boolean>;
+}
+
+const providers = new Map<string, BackendProvider>();
+
+/** Make `name` available to createBackend (and to `auto` when its provider is preferred). */
+export function registerBackend(name: string, p: BackendProvider): void { providers.set(name, p); }
+
+/** Names createBackend accepts now. */
+export function backendNames(): string[] { return ['auto', 'wasm', 'js', ...providers.keys()]; }
+
+export async function createBackend(name: string, opts: BackendOptions = {}): Promise<Backend> {
   if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
     throw new OpenELMError('usage', `threads must be a whole number ≥ 1, got ${String(opts.threads)}`);
   }
-  const threads = opts.threads ?? os.availableParallelism();
+  const provider = providers.get(name);
+  if (provider) return provider.make(opts);
   switch (name) {
     case 'js': return new JsBackend();
-    case 'wasm': return createWasmBackend({ threads, native: opts.native ?? 'auto' });
-    case 'auto':
+    case 'wasm': return makeWasm(opts);
+    case 'auto': {
+      for (const p of providers.values()) if (await p.preferred?.()) return p.make(opts);
       if (wasmAvailable()) {
-        try { return await createWasmBackend({ threads, native: opts.native ?? 'auto' }); } catch (e) {
+        try { return await makeWasm(opts); } catch (e) {
           // a requested native library that is missing is the user's error, not a reason to fall back
           if (opts.native === 'on') throw e;
         }
       }
       return new JsBackend();
+    }
     default:
-      throw new OpenELMError('usage', `unknown backend "${String(name)}"; choose one of ${BACKEND_NAMES.join(', ')}`);
+      throw new OpenELMError('usage', `unknown backend "${name}"; choose one of ${backendNames().join(', ')}`);
   }
 }
 
-/** The native sgemm library a backend uses ('libdnnl.so.2', …), or null. */
-export function nativeLibrary(be: Backend): string | null {
-  return be instanceof WasmBackend ? be.native?.library ?? null : null;
+async function makeWasm(opts: BackendOptions): Promise<Backend> {
+  const pf = getPlatform();
+  const threads = opts.threads ?? pf.cpuCount();
+  const mode = opts.native ?? 'auto';
+  const native = pf.nativeGemm ? pf.nativeGemm(mode) : null;
+  if (!native && mode === 'on') throw new OpenELMError('backend', `native GEMM requested but this platform (${pf.name}) has none`);
+  // the weights may spread over several wasm memories; what the machine has bounds them together
+  const memoryLimit = pf.memory ? pf.memory().available : Infinity;
+  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native, memoryLimit });
 }
 
 export { JsBackend } from './js/js-backend.js';
-export { WasmBackend, createWasmBackend, type WasmBackendOptions } from './wasm/wasm-backend.js';
-export { nativeBlas, nativeUnavailableReason, NATIVE_MODES, type NativeMode } from './native/native.js';
+export { WasmBackend, type WasmBackendOptions } from './wasm/wasm-backend.js';
+export { NATIVE_MODES, type NativeMode, type NativeGemm } from './native-gemm.js';

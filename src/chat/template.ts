@@ -6,13 +6,11 @@
 // built in here as CORENET_INSTRUCT_TEMPLATE and rendered natively (the test suite checks that the
 // native rendering equals what @huggingface/jinja, i.e. HF's apply_chat_template with trim_blocks and
 // lstrip_blocks, makes of the template string). Any other Jinja template (a file, or the
-// `chat_template` of a model folder's tokenizer_config.json) is rendered with @huggingface/jinja.
+// `chat_template` of a model folder's tokenizer_config.json, read by io/chat-template-file.ts) is
+// rendered with @huggingface/jinja.
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { OpenELMError } from '../core/errors.js';
-import { readJsonFile } from '../io/json.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 
@@ -32,6 +30,8 @@ export interface ChatTemplate {
   /** The special-token strings the template writes (`</s>`, `<s>` for Llama-2). */
   readonly eosToken: string;
   readonly bosToken: string;
+  /** The Jinja source, when there is one (servers report it as `chat_template`). */
+  readonly text?: string;
   render(messages: readonly ChatMessage[], opts?: RenderOptions): string;
 }
 
@@ -65,6 +65,7 @@ export function corenetInstructTemplate(): ChatTemplate {
     source: 'builtin:corenet-instruct',
     eosToken: LLAMA_EOS,
     bosToken: LLAMA_BOS,
+    text: CORENET_INSTRUCT_TEMPLATE,
     render(messages, opts = {}) {
       checkMessages(messages);
       const gen = opts.addGenerationPrompt ?? true;
@@ -97,7 +98,7 @@ export function jinjaTemplate(text: string, opts: JinjaTemplateOptions = {}): Ch
   }
   const bosToken = opts.bosToken ?? LLAMA_BOS, eosToken = opts.eosToken ?? LLAMA_EOS;
   return {
-    source, bosToken, eosToken,
+    source, bosToken, eosToken, text,
     render(messages, ropts = {}) {
       checkMessages(messages);
       try {
@@ -121,10 +122,9 @@ function tokenString(v: unknown): string | undefined {
   return undefined;
 }
 
-/** The chat_template of a tokenizer_config.json, or undefined when it has none. */
-export function templateFromTokenizerConfig(file: string): ChatTemplate | undefined {
-  const cfg = readJsonFile(file, 'tokenizer config');
-  if (!cfg || typeof cfg !== 'object') throw new OpenELMError('template', `${file}: expected a JSON object`);
+/** The chat_template of a parsed tokenizer_config.json (named `source` in errors), or undefined when it has none. */
+export function templateFromTokenizerConfigObject(cfg: unknown, source: string): ChatTemplate | undefined {
+  if (!cfg || typeof cfg !== 'object') throw new OpenELMError('template', `${source}: expected a JSON object`);
   const c = cfg as Record<string, unknown>;
   let text: unknown = c.chat_template;
   if (text === undefined || text === null) return undefined;
@@ -134,36 +134,7 @@ export function templateFromTokenizerConfig(file: string): ChatTemplate | undefi
     const pick = named.find((t) => t && t.name === 'default') ?? named[0];
     text = pick?.template;
   }
-  if (typeof text !== 'string') throw new OpenELMError('template', `${file}: "chat_template" must be a string or a list of {name, template}`);
-  return jinjaTemplate(text, { source: file, bosToken: tokenString(c.bos_token), eosToken: tokenString(c.eos_token) });
+  if (typeof text !== 'string') throw new OpenELMError('template', `${source}: "chat_template" must be a string or a list of {name, template}`);
+  return jinjaTemplate(text, { source, bosToken: tokenString(c.bos_token), eosToken: tokenString(c.eos_token) });
 }
 
-export interface ResolveTemplateOptions {
-  /** A Jinja template file (--chat-template FILE); wins over everything else. */
-  file?: string;
-  /** A model folder whose tokenizer_config.json may carry a chat_template. */
-  modelDir?: string;
-}
-
-/** The template to use: an explicit file, else the model folder's, else CoreNet's instruct format. */
-export function resolveChatTemplate(opts: ResolveTemplateOptions = {}): ChatTemplate {
-  if (opts.file !== undefined) {
-    if (!fs.existsSync(opts.file) || !fs.statSync(opts.file).isFile()) throw new OpenELMError('usage', `chat template file ${opts.file} does not exist`);
-    const text = fs.readFileSync(opts.file, 'utf8');
-    // A tokenizer_config.json given as the template file is accepted too.
-    if (opts.file.endsWith('.json')) {
-      const t = templateFromTokenizerConfig(opts.file);
-      if (!t) throw new OpenELMError('template', `${opts.file} has no "chat_template"`);
-      return t;
-    }
-    return jinjaTemplate(text, { source: opts.file });
-  }
-  if (opts.modelDir !== undefined) {
-    const f = path.join(opts.modelDir, 'tokenizer_config.json');
-    if (fs.existsSync(f)) {
-      const t = templateFromTokenizerConfig(f);
-      if (t) return t;
-    }
-  }
-  return corenetInstructTemplate();
-}

@@ -1,15 +1,18 @@
-// Flags and helpers shared by the commands that load a model.
+import { tokenizerFromFile } from '../io/tokenizer-file.js';
+// Flags and helpers shared by the commands that load a model. Loading itself goes through the
+// library's front door (api.ts loadModel), so the CLI and the library cannot drift apart.
 
 import * as fs from 'node:fs';
 import type { FlagSpec, ParsedFlags } from './args.js';
 import { get } from './args.js';
-import type { Backend } from '../backends/backend.js';
-import { createBackend, BACKEND_NAMES, NATIVE_MODES, type BackendName, type NativeMode } from '../backends/index.js';
+import { loadModel, resolveModelSource, type LoadedModel, type LoadModelOptions } from '../api.js';
+import { NATIVE_MODES, backendNames } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
-import { loadModel, validateDType, type LoadDType } from '../model/load.js';
-import type { OpenELM } from '../model/openelm.js';
-import { loadTokenizer } from '../tokenizer/load.js';
+import { validateDType } from '../model/load.js';
+import { loadTokenizer } from '../io/tokenizer-file.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { stderrProgress } from '../hub/progress.js';
+import type { SpeculativeOptions } from '../generate/speculative.js';
 
 /** --native: the optional native sgemm for prefill/training (npm run build:native). */
 export const NATIVE_FLAG: FlagSpec = {
@@ -17,52 +20,66 @@ export const NATIVE_FLAG: FlagSpec = {
 };
 
 export const MODEL_FLAGS: FlagSpec[] = [
-  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors) or hub id', required: true },
+  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors), training run folder (its latest checkpoint) or hub id', required: true },
   { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
-  { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: ['auto', 'wasm', 'js'] },
+  { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
   NATIVE_FLAG,
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
 ];
 
+/** Speculative decoding (generate, chat, serve). */
+export const SPECULATIVE_FLAGS: FlagSpec[] = [
+  { name: 'draft-model', type: 'string', help: 'speculative decoding: a smaller model with the same tokenizer drafts tokens (folder or hub id; loaded with --dtype)' },
+  { name: 'lookup', type: 'bool', help: 'speculative decoding: draft by prompt lookup (the tokens that followed the last n-gram earlier in the text)' },
+  { name: 'draft-max', type: 'int', help: 'most tokens drafted per step', default: 3, min: 1, max: 7 },
+];
+
+/**
+ * The speculative options the flags ask for (none without --draft-model or --lookup); a draft
+ * model is loaded onto the model's backend. `draft` is that model, to dispose with it.
+ */
+export async function speculativeFromFlags(flags: ParsedFlags, loaded: LoadedModel): Promise<{ options?: SpeculativeOptions; draft?: LoadedModel }> {
+  const draftArg = get.str(flags, 'draft-model'), lookup = get.bool(flags, 'lookup');
+  if (draftArg !== undefined && lookup) throw new OpenELMError('usage', '--draft-model and --lookup are two ways to draft: give one');
+  if (draftArg === undefined && !lookup) return {};
+  const maxDraft = get.num(flags, 'draft-max');
+  if (lookup) return { options: { lookup: true, maxDraft } };
+  const draft = await loadModel(draftArg!, { ...loadOptionsFromFlags(flags), backend: loaded.backend });
+  if (draft.config.vocabSize !== loaded.config.vocabSize) {
+    draft.dispose();
+    throw new OpenELMError('usage', `--draft-model ${draftArg} has a vocabulary of ${draft.config.vocabSize} tokens but the model's has ${loaded.config.vocabSize}; the draft must share the tokenizer`);
+  }
+  return { options: { draftModel: draft, maxDraft }, draft };
+}
+
 export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
 
-export async function makeBackend(name: string, threads: number | undefined, native: string = 'auto'): Promise<Backend> {
-  if (!(BACKEND_NAMES as readonly string[]).includes(name)) throw new OpenELMError('usage', `unknown backend "${name}"; choose one of ${BACKEND_NAMES.join(', ')}`);
-  return createBackend(name as BackendName, { threads, native: native as NativeMode });
-}
+const hubCallbacks = () => ({ onProgress: stderrProgress(), onWarning: (m: string) => process.stderr.write(`openelm: ${m}\n`) });
 
 /** Resolve --model to a local folder; a hub id (org/name) that is not a local path is downloaded. */
-export async function resolveModelDir(model: string): Promise<string> {
-  if (fs.existsSync(model)) return model;
-  if (/^[\w.-]+\/[\w.-]+$/.test(model)) {
-    const hub = await import('../hub/index.js');
-    const { stderrProgress } = await import('../hub/progress.js');
-    try {
-      return await hub.ensureModel(model, { onProgress: stderrProgress(), onWarning: (m) => process.stderr.write(`openelm: ${m}\n`) });
-    } catch (e) {
-      if (e instanceof OpenELMError) throw e;
-      throw new OpenELMError('hub', `could not download ${model}: ${(e as Error).message}`);
-    }
-  }
-  throw new OpenELMError('model', `model folder ${model} does not exist`);
+export function resolveModelDir(model: string): Promise<string> {
+  return resolveModelSource(model, hubCallbacks());
 }
 
-export interface Loaded { model: OpenELM; tokenizer: Tokenizer; dir: string; backend: Backend; loadMs: number; }
+/** loadModel's options from the MODEL_FLAGS (and --chat-template where a command has it). */
+export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
+  const file = get.str(flags, 'tokenizer');
+  if (file !== undefined && !fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
+  return {
+    dtype: validateDType(get.str(flags, 'dtype') ?? 'auto'),
+    backend: get.str(flags, 'backend') ?? 'auto',
+    threads: get.num(flags, 'threads'),
+    native: (get.str(flags, 'native') ?? 'auto') as 'auto' | 'on' | 'off',
+    tokenizer: file,
+    chatTemplate: get.str(flags, 'chat-template'),
+    ...hubCallbacks(),
+  };
+}
 
-export async function loadFromFlags(flags: ParsedFlags): Promise<Loaded> {
-  const dtype: LoadDType = validateDType(get.str(flags, 'dtype') ?? 'auto');
-  const dir = await resolveModelDir(get.str(flags, 'model')!);
-  const backend = await makeBackend(get.str(flags, 'backend') ?? 'auto', get.num(flags, 'threads'), get.str(flags, 'native') ?? 'auto');
-  const t0 = performance.now();
-  try {
-    const model = loadModel(dir, { dtype, backend });
-    const tokenizer = tokenizerFromFlags(flags, dir);
-    return { model, tokenizer, dir, backend, loadMs: performance.now() - t0 };
-  } catch (e) {
-    backend.dispose();
-    throw e;
-  }
+/** The model the flags name, through the library's loadModel. */
+export function loadFromFlags(flags: ParsedFlags): Promise<LoadedModel> {
+  return loadModel(get.str(flags, 'model')!, loadOptionsFromFlags(flags));
 }
 
 export function printJson(obj: unknown): void {
@@ -78,8 +95,9 @@ export function readTextFile(file: string, what: string): string {
 export function tokenizerFromFlags(flags: ParsedFlags, modelDir?: string): Tokenizer {
   const file = get.str(flags, 'tokenizer');
   if (file !== undefined) {
-    if (!fs.existsSync(file)) throw new OpenELMError('tokenizer', `tokenizer file ${file} not found`);
-    return Tokenizer.fromFile(file);
+    if (!fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
+    return tokenizerFromFile(file);
   }
+  if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new OpenELMError('usage', `model folder ${modelDir} does not exist`);
   return loadTokenizer(modelDir);
 }

@@ -7,6 +7,6 @@ import { fileURLToPath } from 'node:url';
 const CANDIDATES = [new URL('../../../data/eval/', import.meta.url), new URL('../../data/eval/', import.meta.url)];
 
 export function defaultDataDir(): string {
-  for (const u of CANDIDATES) if (fs.existsSync(u)) return fileURLToPath(u);
-  return fileURLToPath(CANDIDATES[0]);
+  const u = CANDIDATES.find((c) => fs.existsSync(c)) ?? CANDIDATES[0];
+  return fileURLToPath(u).replace(/[\\/]$/, '');
 }

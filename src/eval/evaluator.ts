@@ -2,8 +2,13 @@
 // contexts, choices, partial scoring), encode them, score them with the batched prefix-cached scorer,
 // and turn the log-likelihoods into lm-eval's metrics. All data is loaded and every prompt built
 // before the first forward pass, so missing files or bad lines fail fast.
+//
+// Data folders are searched in order, split by split: a user's --data-dir first, then the bundled
+// data, so a folder holding only the missing few-shot file completes the bundled evaluation set.
 
+import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
+import { defaultDataDir } from './data-dir.js';
 import type { OpenELM } from '../model/openelm.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { PairEncoder } from './encode.js';
@@ -11,7 +16,8 @@ import { FewshotSampler, fewshotContext } from './fewshot.js';
 import { LoglikScorer, type LLRequest } from './loglik.js';
 import { mcScores, mean, meanStderr, perplexity, pooledStderr, weightedMean } from './metrics.js';
 import { Progress } from './progress.js';
-import { TARGET_DELIMITER, type Doc, type Task } from './task.js';
+import { targetDelimiter, type Doc, type Task } from './task.js';
+import { MissingDataError } from './tasks/common.js';
 import { GROUPS, resolveTask } from './tasks/index.js';
 
 /** lm-eval commit whose task definitions and model code this follows (OpenELM's evaluation). */
@@ -25,7 +31,13 @@ export interface EvalOptions {
   numFewshot?: number;
   /** First N documents per task, or a fraction (< 1) of them, as lm-eval's --limit. */
   limit?: number;
-  dataDir: string;
+  /** Data folders, searched in order for each split (e.g. [--data-dir, bundled data]). */
+  dataDir: string | string[];
+  /**
+   * Leave out a requested task whose data is missing (recording why in `skipped`) instead of
+   * failing; suites use this. Other data errors still fail.
+   */
+  skipMissing?: boolean;
   batchSize?: number;
   maxLength?: number;
   /** Prepend BOS when encoding (OpenELM's runs: add_bos_token=True). */
@@ -46,6 +58,8 @@ export interface EvalOutput {
   results: Record<string, TaskResult>;
   /** Per task: where the documents came from, and caveats. */
   sources: Record<string, { source: string; notes: string[] }>;
+  /** Requested tasks left out for missing data (skipMissing), with the one-line fetch instructions. */
+  skipped: Record<string, string>;
   timing: { seconds: number; docs: number; requests: number; docs_per_s: number; requests_per_s: number };
 }
 
@@ -69,11 +83,12 @@ function applyLimit(n: number, limit: number | undefined): number {
 export function docArguments(task: Task, doc: Doc, ctx: string): [string, string][] {
   if (task.outputType === 'loglikelihood') return [[ctx, String(task.docToTarget(doc))]];
   const choices = task.docToChoice(doc);
+  const delim = targetDelimiter(task);
   if (task.multipleInput) {
     const cont = String(task.docToTarget(doc));
-    return choices.map((c) => [ctx + c, TARGET_DELIMITER + cont]);
+    return choices.map((c) => [ctx + c, delim + cont]);
   }
-  return choices.map((c) => [ctx, TARGET_DELIMITER + c]);
+  return choices.map((c) => [ctx, delim + c]);
 }
 
 /** Gold index of a multiple-choice doc (multiple-input tasks keep it in doc_to_text). */
@@ -83,14 +98,35 @@ export function goldIndex(task: Task, doc: Doc): number {
   return g;
 }
 
+function dataDirs(opts: EvalOptions): string[] {
+  return Array.isArray(opts.dataDir) ? opts.dataDir : [opts.dataDir];
+}
+
+/** One split from the first data folder that has it; else where to get it, naming the user's folder. */
+async function loadSplit(task: Task, split: string, opts: EvalOptions, role?: string) {
+  const dirs = dataDirs(opts);
+  let missing: MissingDataError | null = null;
+  for (const dir of dirs) {
+    try {
+      return await task.load(dir, split);
+    } catch (e) {
+      if (!(e instanceof MissingDataError)) throw e;
+      missing ??= e;
+    }
+  }
+  const bundled = path.resolve(defaultDataDir());
+  const userDir = dirs.find((d) => path.resolve(d) !== bundled);
+  throw new MissingDataError(missing!.task, missing!.split, dirs, missing!.hint, userDir, role);
+}
+
 async function prepare(task: Task, k: number, opts: EvalOptions, enc: PairEncoder): Promise<Prepared> {
-  const split = await task.load(opts.dataDir, task.evalSplit);
+  const split = await loadSplit(task, task.evalSplit, opts);
   const docs = split.docs.slice(0, applyLimit(split.docs.length, opts.limit));
   let sampler: FewshotSampler | null = null;
   const notes = [...split.notes];
   if (k > 0) {
     if (!task.fewshotSplit) throw new OpenELMError('usage', `${task.name} has no few-shot split; use --num-fewshot 0`);
-    const pool = task.fewshotSplit === task.evalSplit ? split : await task.load(opts.dataDir, task.fewshotSplit);
+    const pool = task.fewshotSplit === task.evalSplit ? split : await loadSplit(task, task.fewshotSplit, opts, `the ${k}-shot examples`);
     sampler = new FewshotSampler(task, pool.docs, `${task.fewshotSplit}: ${pool.source}`);
     sampler.check(k);
     notes.push(...pool.notes.filter((n) => !notes.includes(n)));
@@ -134,7 +170,7 @@ function taskResult(p: Prepared, lls: number[][], greedy: boolean[][], opts: Eva
       });
     }
   });
-  const r: TaskResult = { n: p.docs.length, num_fewshot: p.k };
+  const r: TaskResult = { n: p.docs.length, num_fewshot: p.k, ...(task.version ? { version: task.version } : {}) };
   for (const [m, vs] of Object.entries(per)) {
     if (m === 'perplexity') { r.perplexity = perplexity(vs); continue; }
     r[m] = mean(vs);
@@ -165,17 +201,33 @@ export async function evaluate(model: OpenELM, tokenizer: Tokenizer, opts: EvalO
   const stream = opts.progressStream === undefined ? process.stderr : opts.progressStream;
   const requested = new Set(opts.tasks.map((t) => t.name));
   // Resolve every name first so an unknown task fails before any data is read.
-  const plan: { task: Task; k: number }[] = [];
+  const plan: { request: string; tasks: { task: Task; k: number }[] }[] = [];
   const seen = new Set<string>();
   for (const t of opts.tasks) {
+    const tasks: { task: Task; k: number }[] = [];
     for (const task of resolveTask(t.name)) {
       if (seen.has(task.name)) continue;
       seen.add(task.name);
-      plan.push({ task, k: task.fixedNumFewshot ?? t.numFewshot ?? opts.numFewshot ?? 0 });
+      tasks.push({ task, k: task.fixedNumFewshot ?? t.numFewshot ?? opts.numFewshot ?? 0 });
     }
+    plan.push({ request: t.name, tasks });
   }
   const prepared: Prepared[] = [];
-  for (const { task, k } of plan) prepared.push(await prepare(task, k, opts, enc));
+  const skipped: Record<string, string> = {};
+  for (const { request, tasks } of plan) {
+    // A group (mmlu) runs whole or not at all.
+    const part: Prepared[] = [];
+    try {
+      for (const { task, k } of tasks) part.push(await prepare(task, k, opts, enc));
+    } catch (e) {
+      if (!(opts.skipMissing && e instanceof MissingDataError)) throw e;
+      // Name the group (mmlu), not the subject that happened to be loaded first.
+      skipped[request] = e.task === request ? e.message : new MissingDataError(request, e.split, e.searched, e.hint, e.userDir, e.role).message;
+      continue;
+    }
+    prepared.push(...part);
+  }
+  if (!prepared.length && Object.keys(skipped).length) throw new OpenELMError('data', Object.values(skipped)[0]);
 
   const results: Record<string, TaskResult> = {};
   const sources: EvalOutput['sources'] = {};
@@ -188,7 +240,7 @@ export async function evaluate(model: OpenELM, tokenizer: Tokenizer, opts: EvalO
       const perDoc = p.args.map((a) => a.length);
       const owner: number[] = [];
       perDoc.forEach((n, d) => { for (let j = 0; j < n; j++) owner.push(d); });
-      const res = scorer.score(p.reqs, (done) => bar.update(Math.floor((done / Math.max(1, p.reqs.length)) * p.docs.length)));
+      const res = await scorer.score(p.reqs, (done) => bar.update(Math.floor((done / Math.max(1, p.reqs.length)) * p.docs.length)));
       bar.finish(p.docs.length);
       const lls: number[][] = perDoc.map(() => []), greedy: boolean[][] = perDoc.map(() => []);
       res.forEach((r, i) => { lls[owner[i]].push(r.ll); greedy[owner[i]].push(r.greedy); });
@@ -203,7 +255,7 @@ export async function evaluate(model: OpenELM, tokenizer: Tokenizer, opts: EvalO
   Object.assign(results, groupResults(results, requested));
   const seconds = (performance.now() - t0) / 1000;
   return {
-    results, sources,
+    results, sources, skipped,
     timing: { seconds, docs: docsTotal, requests: reqsTotal, docs_per_s: docsTotal / seconds, requests_per_s: reqsTotal / seconds },
   };
 }

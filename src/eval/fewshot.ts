@@ -5,17 +5,17 @@
 
 import { OpenELMError } from '../core/errors.js';
 import { PyRandom } from './pyrandom.js';
-import { FEWSHOT_DELIMITER, TARGET_DELIMITER, type Doc, type Task } from './task.js';
+import { FEWSHOT_DELIMITER, targetDelimiter, type Doc, type Task } from './task.js';
 
 export const FEWSHOT_SEED = 1234;
 
-/** "doc_to_text + ' ' + gold answer" for one solved example. */
+/** "doc_to_text + target delimiter + gold answer" for one solved example. */
 export function exampleText(task: Task, doc: Doc): string {
   const text = task.docToText(doc);
   const q = typeof text === 'number' ? task.docToChoice(doc)[text] : text;
   const t = task.docToTarget(doc);
   const a = typeof t === 'number' && task.outputType === 'multiple_choice' ? String(task.docToChoice(doc)[t]) : String(t);
-  return q + TARGET_DELIMITER + a;
+  return q + targetDelimiter(task) + a;
 }
 
 function sameDoc(a: Doc, b: Doc): boolean { return a === b || JSON.stringify(a) === JSON.stringify(b); }

@@ -1,6 +1,7 @@
-// Reading evaluation data files: plain or gzip-compressed text, JSON, JSON lines, CSV and Parquet,
-// with errors that name the file and line. Every reader accepts `<name>.gz` transparently, so the
-// vendored copies can stay compressed while users point at the original release files.
+// Reading evaluation data files: plain, gzip- or brotli-compressed text, JSON, JSON lines, CSV and
+// Parquet, with errors that name the file and line. Every reader accepts `<name>.gz` and `<name>.br`
+// transparently, so the vendored copies can stay compressed while users point at the original
+// release files. Both decoders are in Node's zlib, so compression adds no dependency.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,6 +25,13 @@ function readBytes(file: string): Buffer {
       buf = zlib.gunzipSync(buf);
     } catch (e) {
       throw dataError(`${file} is not a valid gzip file: ${(e as Error).message}`);
+    }
+  }
+  if (file.endsWith('.br')) {
+    try {
+      buf = zlib.brotliDecompressSync(buf);
+    } catch (e) {
+      throw dataError(`${file} is not a valid brotli file: ${(e as Error).message}`);
     }
   }
   if (file.endsWith('.bz2') || file.endsWith('.zst') || file.endsWith('.xz')) {
@@ -134,7 +142,7 @@ export async function readParquet(file: string): Promise<Record<string, unknown>
 
 /** Records of a JSON-lines, JSON-array or Parquet file, each with a location label for errors. */
 export async function readRecords(file: string): Promise<{ rec: Record<string, unknown>; where: string }[]> {
-  const base = file.endsWith('.gz') ? file.slice(0, -3) : file;
+  const base = stripCompression(file);
   const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (base.endsWith('.parquet')) {
     return (await readParquet(file)).map((rec, i) => ({ rec, where: `${file} row ${i + 1}` }));
@@ -153,14 +161,22 @@ export async function readRecords(file: string): Promise<{ rec: Record<string, u
   });
 }
 
-/** The path if it exists (also trying `<path>.gz`), else null. */
+/** The file name without a `.gz` / `.br` suffix. */
+export function stripCompression(file: string): string {
+  return file.endsWith('.gz') || file.endsWith('.br') ? file.slice(0, -3) : file;
+}
+
+function isFile(f: string): boolean {
+  try { return fs.statSync(f).isFile(); } catch { return false; }
+}
+
+/** The path if it exists (also trying `<path>.gz` and `<path>.br`), else null. */
 export function existing(file: string): string | null {
-  if (fs.existsSync(file) && fs.statSync(file).isFile()) return file;
-  if (fs.existsSync(file + '.gz') && fs.statSync(file + '.gz').isFile()) return file + '.gz';
+  for (const f of [file, file + '.gz', file + '.br']) if (isFile(f)) return f;
   return null;
 }
 
-const RECORD_EXT = /\.(parquet|jsonl|json)(\.gz)?$/;
+const RECORD_EXT = /\.(parquet|jsonl|json)(\.gz|\.br)?$/;
 
 /**
  * Files holding split `split` in a Hugging Face style download: `<split>.jsonl`, `<split>.parquet`,
@@ -171,7 +187,7 @@ export function hfSplitFiles(dir: string, split: string, configDirs: string[] = 
   const candidates = [...configDirs.map((c) => path.join(dir, c)), ...configDirs.map((c) => path.join(dir, c, 'data')), dir, path.join(dir, 'data')];
   // Exact names and HF shard names only: a looser prefix match would also take WinoGrande's
   // train_xs/train_s/... next to train_xl.
-  const re = new RegExp(`^${split}(-\\d+-of-\\d+(-[0-9a-f]+)?)?\\.(parquet|jsonl)(\\.gz)?$`);
+  const re = new RegExp(`^${split}(-\\d+-of-\\d+(-[0-9a-f]+)?)?\\.(parquet|jsonl)(\\.gz|\\.br)?$`);
   for (const d of candidates) {
     if (!isDir(d)) continue;
     const names = fs.readdirSync(d).filter((f) => re.test(f) && fs.statSync(path.join(d, f)).isFile()).sort();
@@ -188,52 +204,3 @@ export function hfSplitFiles(dir: string, split: string, configDirs: string[] = 
 export function isDir(d: string): boolean {
   try { return fs.statSync(d).isDirectory(); } catch { return false; }
 }
-
-/** Parse a Python list-of-strings literal such as `['a', "b's"]` (MMLU-Redux stores choices this way). */
-export function parsePyStrList(s: string, where: string): string[] {
-  const out: string[] = [];
-  let i = 0;
-  const bad = (msg: string): never => { throw dataError(`${where}: ${msg} in Python list literal ${JSON.stringify(s.length > 60 ? s.slice(0, 60) + '…' : s)}`); };
-  const ws = () => { while (i < s.length && /\s/.test(s[i])) i++; };
-  ws();
-  if (s[i] !== '[') bad('expected "["');
-  i++; ws();
-  if (s[i] === ']') return out;
-  for (;;) {
-    ws();
-    const q = s[i];
-    if (q !== '\'' && q !== '"') bad('expected a quoted string');
-    i++;
-    let v = '';
-    for (;;) {
-      if (i >= s.length) bad('unterminated string');
-      const c = s[i];
-      if (c === q) { i++; break; }
-      if (c !== '\\') { v += c; i++; continue; }
-      const e = s[i + 1];
-      i += 2;
-      switch (e) {
-        case 'n': v += '\n'; break;
-        case 't': v += '\t'; break;
-        case 'r': v += '\r'; break;
-        case '\\': v += '\\'; break;
-        case '\'': v += '\''; break;
-        case '"': v += '"'; break;
-        case 'x': v += String.fromCharCode(parseInt(s.slice(i, i + 2), 16)); i += 2; break;
-        case 'u': v += String.fromCharCode(parseInt(s.slice(i, i + 4), 16)); i += 4; break;
-        case 'U': v += String.fromCodePoint(parseInt(s.slice(i, i + 8), 16)); i += 8; break;
-        case '\n': break;
-        default: v += '\\' + e;
-      }
-    }
-    out.push(v);
-    ws();
-    if (s[i] === ',') { i++; ws(); if (s[i] === ']') { i++; break; } continue; }
-    if (s[i] === ']') { i++; break; }
-    bad('expected "," or "]"');
-  }
-  ws();
-  if (i !== s.length) bad('unexpected text after "]"');
-  return out;
-}
-

@@ -8,6 +8,7 @@ export { mcScores, argmax, mean, meanStderr, perplexity, rollingMetrics } from '
 export { PyRandom } from './pyrandom.js';
 export { resolveTask, TASK_NAMES, GROUPS } from './tasks/index.js';
 export { resultsTable } from './table.js';
-export { paperScore, detectSize, paperVariant, ZERO_SHOT, OPEN_LLM } from './paper-results.js';
+export { paperScore, detectSize, paperVariant, ZERO_SHOT, OPEN_LLM, LLM360 } from './paper-results.js';
+export { SUITES, suiteSummary, type Suite, type SuiteSummary } from './suites.js';
 export { defaultDataDir } from './data-dir.js';
 export type { Task, Doc } from './task.js';

@@ -51,7 +51,7 @@ export class LoglikScorer {
   }
 
   /** Score every request; results come back in request order. */
-  score(reqs: readonly LLRequest[], onProgress?: (done: number) => void): LLResult[] {
+  async score(reqs: readonly LLRequest[], onProgress?: (done: number) => void): Promise<LLResult[]> {
     const L = this.maxLength;
     const groups = new Map<string, Group>();
     for (let i = 0; i < reqs.length; i++) {
@@ -75,7 +75,7 @@ export class LoglikScorer {
     let done = 0;
     for (let s = 0; s < order.length; s += this.batchSize) {
       const batch = order.slice(s, s + this.batchSize);
-      const res = this.scoreBatch(batch);
+      const res = await this.scoreBatch(batch);
       batch.forEach((g, b) => g.members.forEach((m, j) => { for (const i of m) { out[i] = res[b][j]; done++; } }));
       onProgress?.(done);
     }
@@ -94,12 +94,12 @@ export class LoglikScorer {
     return c;
   }
 
-  private scoreBatch(batch: Group[]): LLResult[][] {
+  private async scoreBatch(batch: Group[]): Promise<LLResult[][]> {
     const V = this.model.config.vocabSize;
     const caches = batch.map((g, b) => this.cacheFor(b, g.ctx.length + Math.max(...g.conts.map((c) => c.length)) - 1));
     const res: LLResult[][] = batch.map((g) => g.conts.map(() => ({ ll: 0, greedy: true })));
     // Pass 1: every context; its last row scores the first token of each continuation.
-    const last = this.model.forward(batch.map((g, b) => ({ cache: caches[b], tokens: g.ctx })));
+    const last = await this.model.forward(batch.map((g, b) => ({ cache: caches[b], tokens: g.ctx })));
     batch.forEach((g, b) => {
       const row = last.subarray(b * V, (b + 1) * V);
       g.conts.forEach((c, j) => { const r = scoreRow(row, c[0]); res[b][j].ll += r.lp; res[b][j].greedy &&= r.greedy; });
@@ -119,7 +119,7 @@ export class LoglikScorer {
           const n = Math.min(per, c.length - 1 - fed[k]);
           return { cache: caches[active[k]], tokens: c.slice(fed[k], fed[k] + n) };
         });
-        const logits = this.model.forward(items, { all: true });
+        const logits = await this.model.forward(items, { all: true });
         let r = 0;
         live.forEach((k, q) => {
           const b = active[k], c = batch[b].conts[j], r0 = res[b][j];
@@ -153,6 +153,6 @@ export function scoreRow(row: Float32Array, target: number): { lp: number; greed
 }
 
 /** One-shot convenience: score requests with a fresh scorer. */
-export function scoreRequests(model: OpenELM, reqs: readonly LLRequest[], opts: ScoreOptions = {}): LLResult[] {
+export function scoreRequests(model: OpenELM, reqs: readonly LLRequest[], opts: ScoreOptions = {}): Promise<LLResult[]> {
   return new LoglikScorer(model, opts).score(reqs, opts.onProgress);
 }

@@ -6,8 +6,11 @@ export type Doc = Readonly<Record<string, unknown>>;
 
 export type OutputType = 'multiple_choice' | 'loglikelihood';
 
-/** Metrics lm-eval reports (acc for truthfulqa_mc2 is the mc2 probability mass, as lm-eval names it). */
-export type MetricName = 'acc' | 'acc_norm' | 'perplexity';
+/**
+ * Metrics lm-eval reports (acc for truthfulqa_mc2 is the mc2 probability mass, as lm-eval names it;
+ * CrowS-Pairs reports likelihood_diff and pct_stereotype).
+ */
+export type MetricName = 'acc' | 'acc_norm' | 'perplexity' | 'likelihood_diff' | 'pct_stereotype';
 
 export interface LoadedSplit {
   docs: Doc[];
@@ -19,6 +22,8 @@ export interface LoadedSplit {
 
 export interface Task {
   name: string;
+  /** What the results table shows as the task's version (default: the lm-eval commit). */
+  version?: string;
   outputType: OutputType;
   metrics: MetricName[];
   /** Split that is scored (lm-eval: test if the task has one, else validation). */
@@ -45,12 +50,19 @@ export interface Task {
   docToChoice(doc: Doc): string[];
   /** True when the choices are alternative contexts and the target is the shared continuation. */
   multipleInput: boolean;
+  /**
+   * What joins a question and its answer, in requests and in few-shot examples (lm-eval's
+   * target_delimiter): ' ' unless the task says otherwise (CrowS-Pairs and the LLM-Adapters tasks: '').
+   */
+  targetDelimiter?: string;
   /** Custom per-doc metric instead of acc/acc_norm (truthfulqa_mc2). */
   processResults?: (doc: Doc, lls: number[]) => Record<string, number>;
   load(dataDir: string, split: string): Promise<LoadedSplit>;
 }
 
 export const TARGET_DELIMITER = ' ';
+
+export function targetDelimiter(task: Task): string { return task.targetDelimiter ?? TARGET_DELIMITER; }
 export const FEWSHOT_DELIMITER = '\n\n';
 
 export function str(doc: Doc, key: string, where = 'document'): string {

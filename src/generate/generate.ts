@@ -1,30 +1,25 @@
 // Autoregressive generation on token ids: prefill the prompt, then decode one token per step for
-// every live sequence in a single batched forward call. Streaming is an async iterator of text
-// chunks (UTF-8-safe, stop-string-safe); an AbortSignal ends it between tokens.
+// every live sequence in a single batched forward call, each through the shared decode step
+// (decode.ts). Streaming is an async iterator of text chunks (UTF-8-safe, stop-string-safe); an
+// AbortSignal ends it between tokens.
 
 import type { OpenELM } from '../model/openelm.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { OpenELMError } from '../core/errors.js';
-import { Sampler, type SamplingOptions } from './sampler.js';
-import { StopMatcher } from './stop.js';
+import { tick } from '../core/tick.js';
+import { SequenceDecoder, type DecodeOptions, type FinishReason } from './decode.js';
+import { Speculator, type SpeculativeOptions, type SpeculativeStats } from './speculative.js';
 
-export interface GenerateOptions extends SamplingOptions {
-  /** Maximum new tokens (default 128). */
-  maxTokens?: number;
-  /** Stop when the text contains one of these (the stop string is not included). */
-  stop?: string[];
-  /** Stop after one of these ids (default: the model's EOS); the id is not part of the text. */
-  stopTokens?: number[];
-  /** Keep going past EOS (benchmarks). */
-  ignoreEos?: boolean;
+export type { FinishReason } from './decode.js';
+
+export interface GenerateOptions extends DecodeOptions {
   signal?: AbortSignal;
   /** Reuse a cache that already holds a prefix of the prompt (chat sessions); its first `cache.length` prompt ids are skipped. */
   cache?: KVCache;
+  /** Speculative decoding: prompt lookup or a draft model proposes, one forward pass checks. */
+  speculative?: SpeculativeOptions;
 }
-
-export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface Timings {
   prompt_n: number; prompt_ms: number; prompt_per_second: number;
@@ -37,23 +32,40 @@ export interface GenerationResult {
   finishReason: FinishReason;
   promptTokens: number;
   timings: Timings;
+  /** How speculative decoding went (all prompts of the call together), when it was on. */
+  speculative?: SpeculativeStats;
 }
 
 export interface StreamChunk { text: string; ids: number[]; }
 
-const tick = () => new Promise<void>((r) => setImmediate(r));
 
-interface SeqState {
-  prompt: number[]; cache: KVCache; sampler: Sampler; decoder: StreamDecoder; stopper: StopMatcher;
-  ids: number[]; text: string; done: boolean; finish: FinishReason; pending: number;
-}
+interface SeqState { prompt: number[]; cache: KVCache; dec: SequenceDecoder; }
 
-function checkPrompt(model: OpenELM, prompt: number[], cap: number, maxTokens: number): void {
+function checkPrompt(model: OpenELM, prompt: number[], cap: number): void {
   if (prompt.length === 0) throw new OpenELMError('usage', 'the prompt is empty (no tokens)');
   if (prompt.length >= cap) {
     throw new OpenELMError('context', `the prompt has ${prompt.length} tokens but the context holds ${cap} (model max_context_length ${model.config.maxContextLength}); shorten it`);
   }
-  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new OpenELMError('usage', `max tokens must be an integer >= 0, got ${maxTokens}`);
+}
+
+const ENDED = { id: -1, text: '', done: true };
+
+/**
+ * One forward step for `seqs` and each one's next token, through the shared decode step. When every
+ * sequence only needs the argmax, the backend computes it and the logits never come back.
+ */
+export async function decodeStep(model: OpenELM, seqs: { cache: KVCache; tokens: ArrayLike<number>; dec: SequenceDecoder }[]):
+  Promise<{ id: number; text: string; done: boolean }[]> {
+  const items = seqs.map((s) => ({ cache: s.cache, tokens: s.tokens }));
+  const V = model.config.vocabSize;
+  if (seqs.every((s) => s.dec.argmaxOnly)) {
+    const { logits, rows } = model.forwardDevice(items);
+    const ids = await model.backend.argmax(logits, rows, V);
+    return seqs.map((s, k) => (s.dec.done ? ENDED : s.dec.step(null, s.cache.length + 1 <= s.cache.capacity, ids[k])));
+  }
+  const logits = await model.forward(items);
+  // a sequence ended while the step ran (aborted) takes no token
+  return seqs.map((s, k) => (s.dec.done ? ENDED : s.dec.step(logits.subarray(k * V, (k + 1) * V), s.cache.length + 1 <= s.cache.capacity)));
 }
 
 /**
@@ -63,80 +75,58 @@ function checkPrompt(model: OpenELM, prompt: number[], cap: number, maxTokens: n
 export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: number[][], opts: GenerateOptions = {}):
   AsyncGenerator<[number, StreamChunk], GenerationResult[]> {
   const maxTokens = opts.maxTokens ?? 128;
-  const stopTokens = new Set(opts.ignoreEos ? [] : (opts.stopTokens ?? [model.config.eosTokenId]));
   const cap = model.config.maxContextLength;
   if (opts.cache && prompts.length !== 1) throw new OpenELMError('usage', 'a reusable cache works with one prompt at a time');
+  const decoders = prompts.map((p, i) => {
+    checkPrompt(model, p, opts.cache?.capacity ?? cap);
+    return new SequenceDecoder(tok, p, model.config.eosTokenId, { ...opts, seed: opts.seed === undefined ? undefined : opts.seed + i });
+  });
   const seqs: SeqState[] = prompts.map((p, i) => {
-    checkPrompt(model, p, opts.cache?.capacity ?? cap, maxTokens);
     const cache = opts.cache ?? model.newCache(Math.min(cap, p.length + maxTokens));
     if (cache.length > p.length - 1) cache.truncate(Math.max(0, Math.min(cache.length, p.length - 1)));
-    return {
-      prompt: p, cache, sampler: new Sampler({ ...opts, seed: opts.seed === undefined ? undefined : opts.seed + i }),
-      decoder: new StreamDecoder(tok), stopper: new StopMatcher(opts.stop ?? []),
-      ids: [], text: '', done: maxTokens === 0, finish: 'length' as FinishReason, pending: -1,
-    };
+    return { prompt: p, cache, dec: decoders[i] };
   });
+  const spec = opts.speculative ? new Speculator(model, opts.speculative) : null;
   try {
     const t0 = performance.now();
-    // Prefill every prompt; the last prompt token's logits pick the first new token.
-    const live0 = seqs.filter((s) => !s.done);
-    let logits = live0.length ? model.forward(live0.map((s) => ({ cache: s.cache, tokens: s.prompt.slice(s.cache.length) }))) : new Float32Array(0);
-    const t1 = performance.now();
-    let decodeSteps = 0;
-    const V = model.config.vocabSize;
-    let live = live0;
+    let t1 = t0, decodeSteps = 0, first = true;
+    let live = seqs.filter((s) => !s.dec.done);
     while (live.length) {
+      // The first step prefills every prompt; its last token's logits pick the first new token.
+      const steps = spec && !first
+        ? await spec.step(live)
+        : (await decodeStep(model, live.map((s) => ({
+          cache: s.cache, dec: s.dec, tokens: first ? s.prompt.slice(s.cache.length) : [s.dec.ids[s.dec.ids.length - 1]],
+        })))).map((r) => ({ ids: r.id < 0 ? [] : [r.id], text: r.text, done: r.done }));
+      if (first) { t1 = performance.now(); first = false; } else decodeSteps++;
       const next: SeqState[] = [];
       for (let k = 0; k < live.length; k++) {
-        const s = live[k];
-        const row = logits.subarray(k * V, (k + 1) * V);
-        const id = s.sampler.sample(row, s.prompt, s.ids);
-        s.ids.push(id);
-        let text = '';
-        let stopped = false;
-        if (stopTokens.has(id)) {
-          // The run ends here: release text held back as a possible stop-string start, and any
-          // unfinished UTF-8 bytes (as decode() would render them).
-          const r = s.stopper.push(s.decoder.flush());
-          text = r.emit + (r.stopped ? '' : s.stopper.flush());
-          stopped = true; s.finish = 'stop';
-        }
-        else {
-          const r = s.stopper.push(s.decoder.push(id));
-          text = r.emit;
-          if (r.stopped) { stopped = true; s.finish = 'stop'; }
-        }
-        if (!stopped && (s.ids.length >= maxTokens || s.cache.length + 1 > s.cache.capacity)) {
-          text += s.stopper.push(s.decoder.flush()).emit + s.stopper.flush();
-          s.finish = 'length';
-          stopped = true;
-        }
-        s.text += text;
-        yield [seqs.indexOf(s), { text, ids: [id] }];
-        if (stopped) { s.done = true; continue; }
-        if (opts.signal?.aborted) { s.finish = 'abort'; s.done = true; continue; }
+        const s = live[k], r = steps[k];
+        if (r.ids.length) yield [seqs.indexOf(s), { text: r.text, ids: r.ids }];
+        if (r.done) continue;
+        if (opts.signal?.aborted) { s.dec.abort(); continue; }
         next.push(s);
       }
       live = next;
       if (!live.length) break;
       await tick();
-      if (opts.signal?.aborted) { for (const s of live) { s.finish = 'abort'; s.done = true; } break; }
-      logits = model.forward(live.map((s) => ({ cache: s.cache, tokens: [s.ids[s.ids.length - 1]] })));
-      decodeSteps++;
+      if (opts.signal?.aborted) { for (const s of live) s.dec.abort(); break; }
     }
     const t2 = performance.now();
     const promptN = seqs.reduce((a, s) => a + s.prompt.length, 0);
-    const predicted = seqs.reduce((a, s) => a + s.ids.length, 0);
+    const predicted = seqs.reduce((a, s) => a + s.dec.ids.length, 0);
     const timings: Timings = {
       prompt_n: promptN, prompt_ms: t1 - t0, prompt_per_second: promptN / Math.max(1e-9, (t1 - t0) / 1000),
       predicted_n: predicted, predicted_ms: t2 - t1,
       predicted_per_second: decodeSteps ? (predicted - seqs.length) / Math.max(1e-9, (t2 - t1) / 1000) : 0,
     };
-    return seqs.map((s) => ({ ids: s.ids, text: s.text, finishReason: s.finish, promptTokens: s.prompt.length, timings }));
+    const stats = spec ? { ...spec.stats } : undefined;
+    return seqs.map((s) => ({ ids: s.dec.ids, text: s.dec.text, finishReason: s.dec.finish, promptTokens: s.prompt.length, timings, ...(stats ? { speculative: stats } : {}) }));
   } finally {
-    // Caches made here go back to the backend (the WASM backend manages its own 4 GiB memory),
-    // also when the consumer stops iterating early.
+    // Caches made here go back to the backend (the WASM backend manages its own memory), also when
+    // the consumer stops iterating early.
     if (!opts.cache) for (const s of seqs) s.cache.dispose();
+    spec?.dispose();
   }
 }
 

@@ -23,9 +23,9 @@ export function isArgmax(row: Float32Array, target: number): boolean {
  * Score tokens[from..] given everything before: returns log p(tokens[i] | tokens[<i]) for
  * i = from .. tokens.length-1 (from ≥ 1), and whether each was the greedy choice.
  */
-export function scoreTokens(model: OpenELM, tokens: number[], from = 1): { logprobs: number[]; greedy: boolean[] } {
+export async function scoreTokens(model: OpenELM, tokens: number[], from = 1): Promise<{ logprobs: number[]; greedy: boolean[] }> {
   const V = model.config.vocabSize;
-  const logits = model.logitsAll(tokens.slice(0, tokens.length - 1));
+  const logits = await model.logitsAll(tokens.slice(0, tokens.length - 1));
   const logprobs: number[] = [], greedy: boolean[] = [];
   for (let i = Math.max(1, from); i < tokens.length; i++) {
     const row = logits.subarray((i - 1) * V, i * V);

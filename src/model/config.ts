@@ -6,6 +6,7 @@
 // configuration_openelm.py does (numpy linspace, Python round(v, 2), make_divisible with its 10 % rule).
 
 import { OpenELMError } from '../core/errors.js';
+import { paramSpecs, type ParamSpec } from './params.js';
 
 /** The keys of Apple's OpenELMConfig as they appear in config.json. */
 export interface OpenELMHFConfig {
@@ -175,31 +176,7 @@ export function resolveConfig(raw: unknown): OpenELMConfig {
   };
 }
 
-/** One entry of the parameter table: HF key and shape (PyTorch [out, in] layout). */
-export interface ParamSpec { name: string; shape: number[]; }
-
-/** Every tensor of an OpenELM checkpoint in HF naming, in a stable order (the flat-buffer layout order). */
-export function paramSpecs(c: OpenELMConfig): ParamSpec[] {
-  const D = c.modelDim, hd = c.headDim;
-  const out: ParamSpec[] = [{ name: 'transformer.token_embeddings.weight', shape: [c.vocabSize, D] }];
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `transformer.layers.${i}.`;
-    const Q = c.numQueryHeads[i], K = c.numKvHeads[i], F = c.ffnDims[i];
-    out.push({ name: p + 'attn_norm.weight', shape: [D] });
-    out.push({ name: p + 'attn.qkv_proj.weight', shape: [(Q + 2 * K) * hd, D] });
-    if (c.normalizeQk) {
-      out.push({ name: p + 'attn.q_norm.weight', shape: [hd] });
-      out.push({ name: p + 'attn.k_norm.weight', shape: [hd] });
-    }
-    out.push({ name: p + 'attn.out_proj.weight', shape: [D, Q * hd] });
-    out.push({ name: p + 'ffn_norm.weight', shape: [D] });
-    out.push({ name: p + 'ffn.proj_1.weight', shape: [(c.ffnWithGlu ? 2 : 1) * F, D] });
-    out.push({ name: p + 'ffn.proj_2.weight', shape: [D, F] });
-  }
-  out.push({ name: 'transformer.norm.weight', shape: [D] });
-  if (!c.tiedEmbeddings) out.push({ name: 'lm_head.weight', shape: [c.vocabSize, D] });
-  return out;
-}
+export { paramSpecs, type ParamSpec };
 
 export function numel(shape: readonly number[]): number {
   let n = 1;
@@ -251,8 +228,4 @@ export function presetHFConfig(name: string): OpenELMHFConfig {
   const hf = { ...BASE, ...SIZES[key] } as OpenELMHFConfig;
   const c = resolveConfig(hf);
   return c.hf;
-}
-
-export function isInstructName(name: string): boolean {
-  return /instruct/i.test(name);
 }

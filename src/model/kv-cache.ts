@@ -2,14 +2,14 @@
 // [Hkv_i, capacity, hd] buffers for K (after k_norm and RoPE) and V. Caching post-RoPE keys (as the
 // MLX ports do) is numerically the same as Apple's pre-RoPE cache and saves re-rotating every step.
 
-import type { Backend } from '../backends/backend.js';
+import type { Backend, Tensor } from '../backends/backend.js';
 import type { OpenELMConfig } from './config.js';
 import { OpenELMError } from '../core/errors.js';
 
 export class KVCache {
   readonly capacity: number;
-  readonly k: Float32Array[] = [];
-  readonly v: Float32Array[] = [];
+  readonly k: Tensor[] = [];
+  readonly v: Tensor[] = [];
   /** Tokens currently stored (the position of the next token). */
   length = 0;
 
@@ -33,7 +33,7 @@ export class KVCache {
 
   /** Give the buffers back to the backend (needed by backends with their own memory); the cache is unusable afterwards. */
   dispose(): void {
-    for (const a of [...this.k, ...this.v]) this.backend.free?.(a);
+    for (const a of [...this.k, ...this.v]) this.backend.free(a);
     this.k.length = 0;
     this.v.length = 0;
     this.length = 0;
@@ -42,7 +42,7 @@ export class KVCache {
   /** Bytes held by this cache. */
   get bytes(): number {
     let n = 0;
-    for (const a of this.k) n += a.byteLength * 2;
+    for (const a of this.k) n += a.length * 4 * 2;
     return n;
   }
 }

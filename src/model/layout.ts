@@ -1,10 +1,11 @@
 // The parameter table: every tensor of the model in HF naming, with its offset in one flat f32
-// buffer (llm.c style). Training keeps params, grads and Adam moments as four such buffers; the
-// inference weights built from a flat buffer are views into it, so nothing is copied.
+// tensor (llm.c style). Training keeps params, grads and Adam moments as four such tensors; the
+// inference weights built from a flat tensor are views into it, so nothing is copied.
 
-import type { Backend, Weight } from '../backends/backend.js';
-import { paramSpecs, numel, type OpenELMConfig, type ParamSpec } from './config.js';
+import type { Backend, Tensor } from '../backends/backend.js';
+import { numel, type OpenELMConfig } from './config.js';
 import { assembleWeights, type ModelWeights } from './openelm.js';
+import { paramSpecs, type ParamSpec } from './params.js';
 
 export interface ParamEntry extends ParamSpec { offset: number; size: number; }
 
@@ -30,18 +31,12 @@ export function paramLayout(c: OpenELMConfig): ParamLayout {
   return { entries, byName, total: Math.ceil(off / 16) * 16 };
 }
 
-/** Model weights whose tensors are views of `flat` (f32), laid out by paramLayout. */
-export function weightsFromFlat(c: OpenELMConfig, layout: ParamLayout, flat: Float32Array, backend?: Backend): ModelWeights {
-  const view = (name: string): Float32Array => {
+/** Model weights whose tensors are views of `flat` (f32, laid out by paramLayout) on backend `be`: nothing is copied. */
+export function weightsFromFlat(c: OpenELMConfig, layout: ParamLayout, flat: Tensor, be: Backend): ModelWeights {
+  const view = (name: string): Tensor => {
     const e = layout.byName.get(name);
     if (!e) throw new Error(`layout has no tensor ${name}`);
-    return flat.subarray(e.offset, e.offset + e.size);
+    return be.view(flat, e.offset, e.size);
   };
-  const lin = (name: string): Weight => {
-    const e = layout.byName.get(name)!;
-    const w: Weight = { dtype: 'f32', rows: e.shape[0], cols: e.shape[1], data: view(name) };
-    backend?.prepareWeight(w);
-    return w;
-  };
-  return assembleWeights(c, view, (name) => lin(name));
+  return assembleWeights(c, view, (name, _embedding, shape) => be.tensorWeight(view(name), shape[0], shape[1]));
 }

@@ -1,37 +1,32 @@
-// Load an HF-format OpenELM folder (config.json + model.safetensors or shards) into a backend.
-// Each tensor is read straight into its final buffer (converted on the fly while streaming), so
-// loading never holds two copies of the model; only q8/q4 quantization stages one tensor in f32.
+// Build an OpenELM from a source of named tensors (a safetensors checkpoint, or anything that reads
+// like one) on a backend. Each tensor is read straight into its final buffer (converted on the fly
+// while streaming), so loading never holds two copies of the model; only q8/q4 quantization stages
+// a few rows in f32. Opening folders and files is the caller's business (io/model-folder.ts in
+// Node), which keeps this module free of any file system.
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import type { Backend, Weight, WeightDType } from '../backends/backend.js';
+import type { Backend, Tensor, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
-import { setWeightRows } from '../backends/weight-format.js';
+import { setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
-import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
-import { readJsonFile } from '../io/json.js';
-import { resolveConfig, paramSpecs, numel, type OpenELMConfig } from './config.js';
+import { formatBytes } from '../core/bytes.js';
+import { assertFinite } from '../core/finite.js';
+import { numel, paramSpecs, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
 
 export type LoadDType = WeightDType | 'auto';
 
-export interface LoadOptions {
-  /** Storage of linear weights. 'auto' keeps the checkpoint's own precision (bf16 stays bf16). */
-  dtype?: LoadDType;
-  backend: Backend;
-}
-
-export function readModelConfig(dir: string): OpenELMConfig {
-  if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
-  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
-  const cfgPath = path.join(dir, 'config.json');
-  if (!fs.existsSync(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
-  try {
-    return resolveConfig(readJsonFile(cfgPath, 'model config'));
-  } catch (e) {
-    if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
-    throw e;
-  }
+/** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
+export interface TensorSource {
+  names(): string[];
+  /** `file` names where the tensor lives, for messages. */
+  info(name: string): { dtype: string; shape: readonly number[]; file?: string };
+  expectShape(name: string, shape: readonly number[]): unknown;
+  readF32(name: string, dst: Float32Array): Float32Array;
+  readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array;
+  readBF16(name: string, dst: Uint16Array): Uint16Array;
+  readF16(name: string, dst: Uint16Array): Uint16Array;
+  /** True when every tensor reads as its exact f32 values whatever type stores it (GGUF, MLX, .pt readers). */
+  readonly decoded?: boolean;
 }
 
 export function validateDType(d: string): LoadDType {
@@ -39,55 +34,92 @@ export function validateDType(d: string): LoadDType {
   throw new OpenELMError('usage', `unknown dtype "${d}"; choose one of auto, ${WEIGHT_DTYPES.join(', ')}`);
 }
 
-/** Load a model folder. Throws OpenELMError naming the file / tensor on any problem. */
-export function loadModel(dir: string, opts: LoadOptions): OpenELM {
-  const config = readModelConfig(dir);
-  const ckpt = openCheckpoint(dir);
-  try {
-    return new OpenELM(config, opts.backend, readWeights(ckpt, config, opts.backend, validateDType(opts.dtype ?? 'auto')));
-  } finally {
-    ckpt.close();
-  }
+/** An OpenELM on `be` with the weights of `src`. Throws OpenELMError naming the tensor on any problem. */
+export function modelFromSource(src: TensorSource, config: OpenELMConfig, be: Backend, dtype: LoadDType = 'auto'): OpenELM {
+  return new OpenELM(config, be, readWeights(src, config, be, validateDType(dtype)));
 }
 
-function storageFor(ckpt: Checkpoint, name: string, want: LoadDType): WeightDType {
+function storageFor(src: TensorSource, name: string, want: LoadDType): WeightDType {
   if (want !== 'auto') return want;
-  const d = ckpt.info(name).dtype;
+  const d = src.info(name).dtype;
   return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : 'f32';
 }
 
-export function readWeights(ckpt: Checkpoint, c: OpenELMConfig, be: Backend, dtype: LoadDType): ModelWeights {
+export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType): ModelWeights {
   const specs = new Map(paramSpecs(c).map((p) => [p.name, p.shape]));
-  for (const [name, shape] of specs) ckpt.expectShape(name, shape);
-  for (const info of ckpt.names()) {
-    const t = ckpt.info(info);
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new OpenELMError('checkpoint', `tensor ${info} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
+  for (const [name, shape] of specs) src.expectShape(name, shape);
+  for (const name of src.names()) {
+    const t = src.info(name);
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && !src.decoded) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
-  const vec = (name: string): Float32Array => {
-    const dst = be.alloc(numel(specs.get(name)!));
-    ckpt.readF32(name, dst);
-    return dst;
+  checkRoom(src, c, be, dtype, specs);
+  const tensors: Tensor[] = [], weights: Weight[] = [];
+  const fileOf = (name: string): string => src.info(name).file ?? name;
+  const vec = (name: string): Tensor => {
+    const host = src.readF32(name, new Float32Array(numel(specs.get(name)!)));
+    assertFinite(name, fileOf(name), host, 'f32');
+    const t = be.alloc(host.length);
+    tensors.push(t);
+    be.write(t, host);
+    return t;
   };
   const lin = (name: string, want: LoadDType = dtype): Weight => {
     const [rows, cols] = specs.get(name)!;
-    const st = storageFor(ckpt, name, want);
+    const st = storageFor(src, name, want);
     const w = be.allocWeight(st, rows, cols);
-    if (st === 'f32') ckpt.readF32(name, w.data as Float32Array);
-    else if (st === 'bf16') ckpt.readBF16(name, w.data as Uint16Array);
-    else if (st === 'f16') ckpt.readF16(name, w.data as Uint16Array);
+    weights.push(w);
+    const file = fileOf(name);
+    if (st === 'f32') src.readF32(name, w.data as Float32Array);
+    else if (st === 'bf16') src.readBF16(name, w.data as Uint16Array);
+    else if (st === 'f16') src.readF16(name, w.data as Uint16Array);
     else {
       // Quantize row chunks read straight from the file (≤ 4 MB of f32 staging, never a whole tensor).
       const step = Math.max(1, Math.floor((1 << 20) / cols));
       const stage = new Float32Array(step * cols);
       for (let r = 0; r < rows; r += step) {
         const n = Math.min(rows - r, step) * cols;
-        setWeightRows(w, r, ckpt.readF32Range(name, r * cols, n, stage).subarray(0, n));
+        const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
+        assertFinite(name, file, rowsF32, 'f32', r * cols);
+        setWeightRows(w, r, rowsF32);
       }
     }
+    if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);
     be.prepareWeight(w);
     return w;
   };
   // The tied embedding doubles as the head; 4-bit is too coarse for it, so q4 models keep it at q8.
   const embDType: LoadDType = dtype === 'q4' ? 'q8' : dtype;
-  return assembleWeights(c, vec, (name, embedding) => lin(name, embedding ? embDType : dtype));
+  try {
+    return assembleWeights(c, vec, (name, embedding) => lin(name, embedding ? embDType : dtype));
+  } catch (e) {
+    for (const t of tensors) be.free(t);
+    for (const w of weights) be.freeWeight(w);
+    throw e;
+  }
+}
+
+
+/**
+ * Refuse, before anything is allocated, weights that do not fit what the backend may hold (for the
+ * WASM backend: the machine's available memory), naming the sizes and the dtypes that would fit.
+ */
+function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
+  const mem = be.memory();
+  if (!Number.isFinite(mem.limit)) return;
+  const room = mem.limit - mem.inUse;
+  const bytesAt = (d: LoadDType): number => {
+    let n = 0;
+    for (const [name, shape] of specs) {
+      if (shape.length === 1) { n += numel(shape) * 4; continue; }
+      const embedding = name.endsWith('token_embeddings.weight') || name === 'lm_head.weight';
+      n += weightBytes(storageFor(src, name, embedding && d === 'q4' ? 'q8' : d), numel(shape));
+    }
+    return n;
+  };
+  const need = bytesAt(dtype);
+  if (need <= room) return;
+  const fits = WEIGHT_DTYPES.filter((d) => bytesAt(d) <= room);
+  const hint = fits.length ? `it would fit with --dtype ${fits.map((d) => `${d} (${formatBytes(bytesAt(d))})`).join(' or ')}`
+    : `even q4 needs ${formatBytes(bytesAt('q4'))}`;
+  throw new OpenELMError('memory', `the weights need ${formatBytes(need)}${dtype === 'auto' ? '' : ` as ${dtype}`} but ${formatBytes(room)} of memory are available; ${hint}`);
 }

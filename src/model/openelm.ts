@@ -1,7 +1,7 @@
 // OpenELM forward pass (inference), top to bottom.
 //
 // Notable features versus a vanilla Llama block (Apple, "OpenELM", arXiv 2404.14619; CoreNet
-// corenet/modeling/models/language_modeling/general_gpt.py):
+// corenet/modeling/models/language_modeling/general_gpt.py; docs/architecture.md):
 // - layer-wise scaling: each layer has its own query heads Q_i, kv heads Hkv_i and FFN width F_i;
 // - one fused qkv_proj whose rows are [Q heads | K heads | V heads], GQA with contiguous groups;
 // - RMSNorm (eps 1e-6) of every q and k head over head_dim, *before* rotate-half RoPE;
@@ -10,64 +10,73 @@
 //
 // Several sequences of different lengths run together: their new tokens are stacked into one matrix
 // for every linear layer, and attention runs per sequence over that sequence's own KV cache.
+// Everything runs through the Backend; the logits stay on it (forwardDevice) until a caller reads
+// them, so a GPU backend records a whole step before anything comes back.
 
-import type { Backend, Weight } from '../backends/backend.js';
+import type { Backend, Tensor, Weight } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
+import { weightBytes } from '../backends/weight-format.js';
 import type { OpenELMConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
+import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, type LayerParams } from './params.js';
+import { Rope } from './rope.js';
 
-export interface LayerWeights {
-  attnNorm: Float32Array;   // [D]
-  qkv: Weight;              // [(Q + 2·Hkv)·hd, D]
-  qNorm: Float32Array | null; // [hd]
-  kNorm: Float32Array | null; // [hd]
-  out: Weight;              // [D, Q·hd]
-  ffnNorm: Float32Array;    // [D]
-  proj1: Weight;            // [2F, D] (gate rows first) or [F, D] without GLU
-  proj2: Weight;            // [D, F]
-}
+export type LayerWeights = LayerParams<Tensor, Weight>;
 
 export interface ModelWeights {
   embed: Weight;            // [V, D]
   layers: LayerWeights[];
-  norm: Float32Array;       // [D]
+  norm: Tensor;             // [D]
   head: Weight;             // the embedding itself when tied
 }
 
 /**
  * Build ModelWeights from two getters keyed by HF tensor name: `vec` for norm vectors, `lin` for
- * linear weights (`embedding` is true for the token embedding and an untied head). The one place
- * that maps checkpoint names onto the model's structure.
+ * linear weights (`embedding` is true for the token embedding and an untied head).
  */
-export function assembleWeights(c: OpenELMConfig, vec: (name: string) => Float32Array,
-  lin: (name: string, embedding: boolean) => Weight): ModelWeights {
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `transformer.layers.${i}.`;
-    layers.push({
-      attnNorm: vec(p + 'attn_norm.weight'),
-      qkv: lin(p + 'attn.qkv_proj.weight', false),
-      qNorm: c.normalizeQk ? vec(p + 'attn.q_norm.weight') : null,
-      kNorm: c.normalizeQk ? vec(p + 'attn.k_norm.weight') : null,
-      out: lin(p + 'attn.out_proj.weight', false),
-      ffnNorm: vec(p + 'ffn_norm.weight'),
-      proj1: lin(p + 'ffn.proj_1.weight', false),
-      proj2: lin(p + 'ffn.proj_2.weight', false),
-    });
+export function assembleWeights(c: OpenELMConfig, vec: (name: string, shape: number[]) => Tensor,
+  lin: (name: string, embedding: boolean, shape: number[]) => Weight): ModelWeights {
+  const layers = mapLayers(c, vec, (name, shape) => lin(name, false, shape));
+  const embed = lin(EMBEDDING, true, [c.vocabSize, c.modelDim]);
+  return {
+    embed, layers, norm: vec(FINAL_NORM, [c.modelDim]),
+    head: c.tiedEmbeddings ? embed : lin(LM_HEAD, true, [c.vocabSize, c.modelDim]),
+  };
+}
+
+/** Bytes of all weights as stored (linear weights at their dtype, norms f32; a tied head once). */
+export function weightsBytes(w: ModelWeights): number {
+  const lin = (x: Weight) => weightBytes(x.dtype, x.rows * x.cols);
+  let n = lin(w.embed) + (w.head === w.embed ? 0 : lin(w.head)) + w.norm.length * 4;
+  for (const l of w.layers) {
+    n += lin(l.qkv) + lin(l.out) + lin(l.proj1) + lin(l.proj2) + (l.attnNorm.length + l.ffnNorm.length) * 4;
+    n += ((l.qNorm?.length ?? 0) + (l.kNorm?.length ?? 0)) * 4;
   }
-  const embed = lin('transformer.token_embeddings.weight', true);
-  return { embed, layers, norm: vec('transformer.norm.weight'), head: c.tiedEmbeddings ? embed : lin('lm_head.weight', true) };
+  return n;
+}
+
+/** Give every weight and norm of `w` back to the backend. */
+export function freeWeights(be: Backend, w: ModelWeights): void {
+  for (const L of w.layers) {
+    for (const n of [L.attnNorm, L.ffnNorm, L.qNorm, L.kNorm]) if (n) be.free(n);
+    for (const x of [L.qkv, L.out, L.proj1, L.proj2]) be.freeWeight(x);
+  }
+  be.free(w.norm);
+  be.freeWeight(w.embed);
+  if (w.head !== w.embed) be.freeWeight(w.head);
 }
 
 /** One sequence's new tokens for a forward call. */
 export interface ForwardItem { cache: KVCache; tokens: ArrayLike<number>; }
 
-/** Growable scratch buffers for `rows` stacked tokens; reused across calls to avoid churn. */
+/** Grow-only scratch tensors for `rows` stacked tokens; reused across calls to avoid churn. */
 class Workspace {
   rows = 0;
-  x!: Float32Array; xn!: Float32Array; qkv!: Float32Array; att!: Float32Array; tmp!: Float32Array;
-  u!: Float32Array; g!: Float32Array; pos!: Int32Array;
+  x!: Tensor; xn!: Tensor; qkv!: Tensor; att!: Tensor; tmp!: Tensor; u!: Tensor; g!: Tensor;
+  logits: Tensor | null = null;
+  logitRows = 0;
   constructor(private readonly c: OpenELMConfig, private readonly be: Backend) {}
+
   ensure(rows: number): void {
     if (rows <= this.rows) return;
     const c = this.c, D = c.modelDim, hd = c.headDim;
@@ -77,39 +86,55 @@ class Workspace {
       maxQ = Math.max(maxQ, c.numQueryHeads[l] * hd);
       maxF = Math.max(maxF, c.ffnDims[l]);
     }
-    if (this.rows) for (const b of [this.x, this.xn, this.tmp, this.qkv, this.att, this.u, this.g]) this.be.free?.(b);
+    this.releaseRows();
     this.rows = rows;
-    this.x = this.be.alloc(rows * D);
-    this.xn = this.be.alloc(rows * D);
-    this.tmp = this.be.alloc(rows * D);
-    this.qkv = this.be.alloc(rows * maxW);
-    this.att = this.be.alloc(rows * maxQ);
-    this.u = this.be.alloc(rows * 2 * maxF);
-    this.g = this.be.alloc(rows * maxF);
-    this.pos = new Int32Array(rows);
+    const A = (n: number) => this.be.alloc(n);
+    this.x = A(rows * D); this.xn = A(rows * D); this.tmp = A(rows * D);
+    this.qkv = A(rows * maxW); this.att = A(rows * maxQ); this.u = A(rows * 2 * maxF); this.g = A(rows * maxF);
+  }
+
+  /** A logits tensor of at least `rows` rows of V. */
+  logitsFor(rows: number): Tensor {
+    if (!this.logits || this.logitRows < rows) {
+      if (this.logits) this.be.free(this.logits);
+      this.logitRows = Math.max(rows, this.logitRows);
+      this.logits = this.be.alloc(this.logitRows * this.c.vocabSize);
+    }
+    return this.logits;
+  }
+
+  private releaseRows(): void {
+    if (!this.rows) return;
+    for (const b of [this.x, this.xn, this.tmp, this.qkv, this.att, this.u, this.g]) this.be.free(b);
+    this.rows = 0;
+  }
+
+  release(): void {
+    this.releaseRows();
+    if (this.logits) this.be.free(this.logits);
+    this.logits = null; this.logitRows = 0;
   }
 }
 
 /**
- * Debug hook: called with intermediate activations (rows × width, row-major) during forward.
- * Names: embed, and per layer attn_norm, qkv (before QK-norm/RoPE), qkv_rope, attn, attn_out, h,
- * ffn_norm, ffn_out, block_out; then final_norm (layer -1). Used by the golden tests.
+ * Debug hook: called with intermediate activations (rows × width, row-major, read back from the
+ * backend) during forward. Names: embed, and per layer attn_norm, qkv (before QK-norm/RoPE),
+ * qkv_rope, attn, attn_out, h, ffn_norm, ffn_out, block_out; then final_norm (layer -1). Used by
+ * the golden tests.
  */
-export type Tap = (layer: number, name: string, data: Float32Array) => void;
+export type Tap = (layer: number, name: string, data: Promise<Float32Array>) => void;
 
 export class OpenELM {
   private ws: Workspace;
-  /** Set to observe intermediate activations (slows the forward pass slightly). */
+  /** Set to observe intermediate activations (slows the forward pass). */
   tap: Tap | null = null;
-  private cos: Float32Array = new Float32Array(0);
-  private sin: Float32Array = new Float32Array(0);
-  private ropeLen = 0;
+  private readonly rope: Rope;
   /** Largest number of new tokens pushed through the layers at once (longer prompts go in chunks). */
   prefillChunk = 512;
 
   constructor(readonly config: OpenELMConfig, readonly backend: Backend, readonly weights: ModelWeights) {
     this.ws = new Workspace(config, backend);
-    this.ensureRope(config.ropeMaxLength);
+    this.rope = new Rope(config, backend);
   }
 
   /** A KV cache for one sequence of up to `capacity` tokens (default: the model's context length). */
@@ -117,29 +142,21 @@ export class OpenELM {
     return new KVCache(this.config, this.backend, capacity);
   }
 
-  // RoPE tables in float64 math, stored f32: cos/sin of p·base^(-2j/hd), regrown past rope_max_length.
-  private ensureRope(n: number): void {
-    if (n <= this.ropeLen) return;
-    const len = Math.max(n, this.ropeLen * 2);
-    const half = this.config.headDim / 2, base = this.config.ropeFreqConstant;
-    const cos = new Float32Array(len * half), sin = new Float32Array(len * half);
-    const inv = new Float64Array(half);
-    for (let j = 0; j < half; j++) inv[j] = 1 / Math.pow(base, (2 * j) / this.config.headDim);
-    for (let p = 0; p < len; p++) {
-      for (let j = 0; j < half; j++) {
-        const th = p * inv[j];
-        cos[p * half + j] = Math.cos(th);
-        sin[p * half + j] = Math.sin(th);
-      }
-    }
-    this.cos = cos; this.sin = sin; this.ropeLen = len;
-  }
-
   /**
    * Push new tokens of one or more sequences through the model, appending to their caches.
    * Returns logits [items, V] for each item's last token, or [total tokens, V] with all: true.
    */
-  forward(items: ForwardItem[], opts: { all?: boolean } = {}): Float32Array {
+  async forward(items: ForwardItem[], opts: { all?: boolean } = {}): Promise<Float32Array> {
+    const { logits, rows } = this.forwardDevice(items, opts);
+    return this.backend.read(logits, 0, rows * this.config.vocabSize);
+  }
+
+  /**
+   * forward() without the read-back: the logits stay on the backend (rows × V at the start of the
+   * returned tensor, valid until the next forward call), so a caller that needs only an argmax or
+   * a few values reads just those.
+   */
+  forwardDevice(items: ForwardItem[], opts: { all?: boolean } = {}): { logits: Tensor; rows: number } {
     const c = this.config, V = c.vocabSize;
     let total = 0;
     for (const it of items) {
@@ -153,7 +170,8 @@ export class OpenELM {
       }
       total += it.tokens.length;
     }
-    const out = new Float32Array((opts.all ? total : items.length) * V);
+    const outRows = opts.all ? total : items.length;
+    const out = this.ws.logitsFor(outRows);
     // Chunk long prefills so scratch memory stays bounded; each chunk still batches all items.
     const done = items.map(() => 0);
     let outRow = 0;
@@ -173,34 +191,18 @@ export class OpenELM {
       }
       if (chunk.length === 0) break;
       this.runLayers(chunk);
-      // Select which rows get logits.
-      const sel: number[] = [];
+      // Which stacked rows get logits, and where they go in `out`.
+      const sel: number[] = [], dst: number[] = [];
       let r = 0;
       for (let k = 0; k < chunk.length; k++) {
         const n = chunk[k].tokens.length;
-        if (opts.all) for (let j = 0; j < n; j++) sel.push(r + j);
-        else if (done[owners[k]] === items[owners[k]].tokens.length) sel.push(r + n - 1);
+        if (opts.all) for (let j = 0; j < n; j++) { sel.push(r + j); dst.push(outRow++); }
+        else if (done[owners[k]] === items[owners[k]].tokens.length) { sel.push(r + n - 1); dst.push(owners[k]); }
         r += n;
       }
-      if (sel.length) {
-        if (opts.all) {
-          this.logitsFor(sel, out.subarray(outRow * V, (outRow + sel.length) * V));
-          outRow += sel.length;
-        } else {
-          // Items finish in different chunks; place each last-token row at its item's index.
-          const tmp = new Float32Array(sel.length * V);
-          this.logitsFor(sel, tmp);
-          let s = 0;
-          for (let k = 0; k < chunk.length; k++) {
-            if (done[owners[k]] === items[owners[k]].tokens.length) {
-              out.set(tmp.subarray(s * V, (s + 1) * V), owners[k] * V);
-              s++;
-            }
-          }
-        }
-      }
+      if (sel.length) this.logitsFor(sel, dst, out);
     }
-    return out;
+    return { logits: out, rows: outRows };
   }
 
   /** Run all layers over the stacked tokens of `items`; leaves the final hidden states in ws.x. */
@@ -209,50 +211,51 @@ export class OpenELM {
     let M = 0;
     for (const it of items) M += it.tokens.length;
     ws.ensure(M);
-    const ids = new Int32Array(M);
+    const ids = new Int32Array(M), pos = new Int32Array(M);
     let r = 0, maxPos = 0;
     for (const it of items) {
-      for (let j = 0; j < it.tokens.length; j++) { ids[r] = it.tokens[j]; ws.pos[r] = it.cache.length + j; r++; }
+      for (let j = 0; j < it.tokens.length; j++) { ids[r] = it.tokens[j]; pos[r] = it.cache.length + j; r++; }
       maxPos = Math.max(maxPos, it.cache.length + it.tokens.length);
     }
-    this.ensureRope(maxPos);
-    const x = ws.x.subarray(0, M * D), xn = ws.xn.subarray(0, M * D);
+    const rope = this.rope.ensure(maxPos);
+    const V = (t: Tensor, n: number) => be.view(t, 0, n);
+    const x = V(ws.x, M * D), xn = V(ws.xn, M * D), tmp = V(ws.tmp, M * D);
+    const tap = this.tap ? (l: number, name: string, t: Tensor) => this.tap!(l, name, be.read(t)) : null;
     be.embedding(x, this.weights.embed, ids);
-    const tap = this.tap, tmp = ws.tmp.subarray(0, M * D);
     tap?.(-1, 'embed', x);
     for (let l = 0; l < c.numLayers; l++) {
       const L = this.weights.layers[l];
       const Q = c.numQueryHeads[l], H = c.numKvHeads[l], F = c.ffnDims[l];
       const W = (Q + 2 * H) * hd;
-      const qkv = ws.qkv.subarray(0, M * W), att = ws.att.subarray(0, M * Q * hd);
+      const qkv = V(ws.qkv, M * W), att = V(ws.att, M * Q * hd);
       // attention
       be.rmsnorm(xn, x, L.attnNorm, M, D, c.normEps);
       tap?.(l, 'attn_norm', xn);
       be.linear(qkv, xn, L.qkv, M);
       tap?.(l, 'qkv', qkv);
-      be.qkNormRope(qkv, M, ws.pos, Q, H, hd, L.qNorm, L.kNorm, this.cos, this.sin, c.normEps);
+      be.qkNormRope(qkv, M, pos, Q, H, hd, L.qNorm, L.kNorm, rope, c.normEps);
       tap?.(l, 'qkv_rope', qkv);
       let r0 = 0;
       for (const it of items) {
         const S = it.tokens.length, P = it.cache.length;
-        const q = qkv.subarray(r0 * W, (r0 + S) * W);
+        const q = be.view(qkv, r0 * W, S * W);
         be.storeKV(it.cache.k[l], it.cache.v[l], q, S, P, Q, H, hd, it.cache.capacity);
-        be.attention(att.subarray(r0 * Q * hd, (r0 + S) * Q * hd), q, it.cache.k[l], it.cache.v[l], S, P, Q, H, hd, it.cache.capacity);
+        be.attention(be.view(att, r0 * Q * hd, S * Q * hd), q, it.cache.k[l], it.cache.v[l], S, P, Q, H, hd, it.cache.capacity);
         r0 += S;
       }
       if (tap) {
         tap(l, 'attn', att);
         be.linear(tmp, att, L.out, M);
         tap(l, 'attn_out', tmp);
-        be.addInPlace(x, tmp, M * D);
+        be.add(x, tmp, M * D);
         tap(l, 'h', x);
       } else be.linear(x, att, L.out, M, true);
       // feed-forward
       be.rmsnorm(xn, x, L.ffnNorm, M, D, c.normEps);
       tap?.(l, 'ffn_norm', xn);
-      const g = ws.g.subarray(0, M * F);
+      const g = V(ws.g, M * F);
       if (c.ffnWithGlu) {
-        const u = ws.u.subarray(0, M * 2 * F);
+        const u = V(ws.u, M * 2 * F);
         be.linear(u, xn, L.proj1, M);
         be.swiglu(g, u, M, F);
       } else {
@@ -262,28 +265,45 @@ export class OpenELM {
       if (tap) {
         be.linear(tmp, g, L.proj2, M);
         tap(l, 'ffn_out', tmp);
-        be.addInPlace(x, tmp, M * D);
+        be.add(x, tmp, M * D);
         tap(l, 'block_out', x);
       } else be.linear(x, g, L.proj2, M, true);
     }
     for (const it of items) it.cache.length += it.tokens.length;
   }
 
-  /** Final norm + tied head for the selected rows of ws.x. */
-  private logitsFor(rows: number[], out: Float32Array): void {
-    const c = this.config, D = c.modelDim, be = this.backend, ws = this.ws;
+  /** Final norm + head for stacked rows `rows` of ws.x, into rows `dst` of `out`. */
+  private logitsFor(rows: number[], dst: number[], out: Tensor): void {
+    const c = this.config, D = c.modelDim, V = c.vocabSize, be = this.backend, ws = this.ws;
     const n = rows.length;
-    const sel = ws.tmp.length >= n * D ? ws.tmp.subarray(0, n * D) : be.alloc(n * D);
-    for (let i = 0; i < n; i++) sel.set(ws.x.subarray(rows[i] * D, rows[i] * D + D), i * D);
-    const normed = ws.xn.length >= n * D ? ws.xn.subarray(0, n * D) : be.alloc(n * D);
+    // ws.tmp and ws.xn have room for every stacked row, and n ≤ stacked rows
+    const sel = be.view(ws.tmp, 0, n * D), normed = be.view(ws.xn, 0, n * D);
+    be.gatherRows(sel, ws.x, Int32Array.from(rows), D);
     be.rmsnorm(normed, sel, this.weights.norm, n, D, c.normEps);
-    this.tap?.(-1, 'final_norm', normed);
-    be.linear(out, normed, this.weights.head, n);
+    if (this.tap) this.tap(-1, 'final_norm', be.read(normed));
+    let inOrder = true;
+    for (let i = 1; i < n; i++) if (dst[i] !== dst[0] + i) { inOrder = false; break; }
+    if (inOrder) { be.linear(be.view(out, dst[0] * V, n * V), normed, this.weights.head, n); return; }
+    // rows that finish in different prefill chunks land at their items' places
+    const tmp = be.alloc(n * V);
+    be.linear(tmp, normed, this.weights.head, n);
+    be.scatterRows(out, tmp, Int32Array.from(dst), V);
+    be.free(tmp);
   }
 
   /** Convenience: logits for every position of one token sequence, from an empty cache. */
-  logitsAll(tokens: ArrayLike<number>): Float32Array {
+  async logitsAll(tokens: ArrayLike<number>): Promise<Float32Array> {
     const cache = this.newCache(Math.max(tokens.length, 1));
-    return this.forward([{ cache, tokens }], { all: true });
+    try {
+      return await this.forward([{ cache, tokens }], { all: true });
+    } finally {
+      cache.dispose();
+    }
+  }
+
+  /** Give the workspace and RoPE tables back to the backend (the weights stay). */
+  release(): void {
+    this.ws.release();
+    this.rope.release();
   }
 }

@@ -9,11 +9,11 @@
 import type { OpenELM } from '../model/openelm.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { OpenELMError } from '../core/errors.js';
-import { Sampler } from '../generate/sampler.js';
-import { StopMatcher } from '../generate/stop.js';
-import type { FinishReason, GenerateOptions, StreamChunk } from '../generate/generate.js';
+import { tick } from '../core/tick.js';
+import { SequenceDecoder, type FinishReason } from '../generate/decode.js';
+import { decodeStep, type GenerateOptions, type StreamChunk } from '../generate/generate.js';
+import { Speculator, type SpeculativeOptions } from '../generate/speculative.js';
 
 /** llama.cpp's per-request `timings` object. */
 export interface ServerTimings {
@@ -42,24 +42,19 @@ export interface EngineConfig {
    * (round robin); useful where a backend's multi-row matmul is slower than its single-row one.
    */
   maxBatch?: number;
+  /** Speculative decoding for every request (prompt lookup or a draft model). */
+  speculative?: SpeculativeOptions;
 }
 
 interface Slot { cache: KVCache | undefined; ids: number[]; lastUsed: number; busy: boolean; }
 
 interface Job {
   prompt: number[];
-  maxTokens: number;
-  stopTokens: Set<number>;
-  sampler: Sampler;
-  decoder: StreamDecoder;
-  stopper: StopMatcher;
+  dec: SequenceDecoder;
   signal?: AbortSignal;
   slot?: Slot;
   prefilled: boolean;
   cached: number;
-  ids: number[];
-  text: string;
-  finish: FinishReason;
   done: boolean;
   error?: unknown;
   result?: EngineResult;
@@ -76,7 +71,6 @@ function lcp(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
-const tick = () => new Promise<void>((r) => setImmediate(r));
 
 export class Engine {
   readonly slots: number;
@@ -88,6 +82,7 @@ export class Engine {
   private readonly active: Job[] = [];
   private running = false;
   private clock = 0;
+  private readonly spec: Speculator | null;
   /** Totals since start, for /metrics-like reporting and the benchmark. */
   readonly totals = { requests: 0, promptTokens: 0, cachedTokens: 0, predictedTokens: 0, steps: 0, stepMs: 0 };
 
@@ -98,6 +93,7 @@ export class Engine {
     if (!(Number.isInteger(this.contextSize) && this.contextSize >= 2)) throw new OpenELMError('usage', `context size must be an integer >= 2, got ${cfg.contextSize}`);
     this.maxBatch = cfg.maxBatch ?? this.slots;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw new OpenELMError('usage', `max batch must be an integer >= 1, got ${cfg.maxBatch}`);
+    this.spec = cfg.speculative ? new Speculator(model, cfg.speculative) : null;
     for (let i = 0; i < this.slots; i++) this.pool.push({ cache: undefined, ids: [], lastUsed: 0, busy: false });
   }
 
@@ -116,12 +112,10 @@ export class Engine {
       throw new OpenELMError('context', `the prompt has ${prompt.length} tokens but the context holds ${this.contextSize}; shorten it`);
     }
     const maxTokens = opts.maxTokens ?? this.contextSize;
-    if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new OpenELMError('usage', `max tokens must be an integer >= 0, got ${maxTokens}`);
     const job: Job = {
-      prompt: [...prompt], maxTokens,
-      stopTokens: new Set(opts.ignoreEos ? [] : (opts.stopTokens ?? [this.model.config.eosTokenId])),
-      sampler: new Sampler(opts), decoder: new StreamDecoder(this.tokenizer), stopper: new StopMatcher(opts.stop ?? []),
-      signal, prefilled: false, cached: 0, ids: [], text: '', finish: 'length', done: false, buffer: [],
+      prompt: [...prompt],
+      dec: new SequenceDecoder(this.tokenizer, prompt, this.model.config.eosTokenId, { ...opts, maxTokens }),
+      signal, prefilled: false, cached: 0, done: false, buffer: [],
       tQueued: performance.now(), tStart: 0, tPrefilled: 0,
     };
     this.totals.requests++;
@@ -192,7 +186,6 @@ export class Engine {
   }
 
   private async loop(): Promise<void> {
-    const V = this.model.config.vocabSize;
     for (;;) {
       for (const j of this.active) if (!j.done && j.signal?.aborted) this.finish(j, 'abort');
       this.reap();
@@ -205,13 +198,24 @@ export class Engine {
         this.cursor = start + this.maxBatch;
       }
       const items = jobs.map((j) => ({
-        cache: j.slot!.cache!,
-        tokens: j.prefilled ? [j.ids[j.ids.length - 1]] : j.prompt.slice(j.slot!.cache!.length),
+        cache: j.slot!.cache!, dec: j.dec, prompt: j.prompt,
+        tokens: j.prefilled ? [j.dec.ids[j.dec.ids.length - 1]] : j.prompt.slice(j.slot!.cache!.length),
       }));
-      let logits: Float32Array;
+      const steps: { ids: number[]; text: string; done: boolean }[] = new Array(jobs.length);
       const t0 = performance.now();
       try {
-        logits = this.model.forward(items);
+        // Prefills and plain decode steps share one forward call; with speculation the decoding
+        // requests take a speculative step of their own.
+        const spec = this.spec, plain = items.map((_, k) => k).filter((k) => !spec || !jobs[k].prefilled);
+        if (plain.length) {
+          const r = await decodeStep(this.model, plain.map((k) => items[k]));
+          plain.forEach((k, i) => { steps[k] = { ids: r[i].id < 0 ? [] : [r[i].id], text: r[i].text, done: r[i].done }; });
+        }
+        const fast = spec ? items.map((_, k) => k).filter((k) => jobs[k].prefilled) : [];
+        if (fast.length) {
+          const r = await spec!.step(fast.map((k) => items[k]));
+          fast.forEach((k, i) => { steps[k] = r[i]; });
+        }
       } catch (e) {
         // A failed step leaves the caches undefined: fail these requests and empty their slots.
         for (const j of jobs) { j.slot!.cache!.reset(); j.slot!.ids = []; j.error = e; this.finish(j, 'abort'); }
@@ -222,30 +226,12 @@ export class Engine {
       this.totals.steps++;
       this.totals.stepMs += t1 - t0;
       for (let k = 0; k < jobs.length; k++) {
-        const j = jobs[k];
+        const j = jobs[k], r = steps[k];
         if (!j.prefilled) { j.prefilled = true; j.tPrefilled = t1; }
+        // a job aborted while its step ran still got a token; it is not sent
         if (j.done) continue;
-        const id = j.sampler.sample(logits.subarray(k * V, (k + 1) * V), j.prompt, j.ids);
-        j.ids.push(id);
-        let text = '';
-        let stop: FinishReason | undefined;
-        if (j.stopTokens.has(id)) {
-          // Release text held back as a possible stop-string prefix or an unfinished UTF-8 sequence.
-          stop = 'stop';
-          const r = j.stopper.push(j.decoder.flush());
-          text = r.emit + (r.stopped ? '' : j.stopper.flush());
-        } else {
-          const r = j.stopper.push(j.decoder.push(id));
-          text = r.emit;
-          if (r.stopped) stop = 'stop';
-        }
-        if (!stop && (j.ids.length >= j.maxTokens || j.slot!.cache!.length + 1 > j.slot!.cache!.capacity)) {
-          text += j.stopper.push(j.decoder.flush()).emit + j.stopper.flush();
-          stop = 'length';
-        }
-        j.text += text;
-        this.emit(j, { text, ids: [id] });
-        if (stop) this.finish(j, stop);
+        if (r.ids.length) this.emit(j, { text: r.text, ids: r.ids });
+        if (r.done) this.finish(j, j.dec.finish);
       }
       this.reap();
       await tick();
@@ -263,8 +249,10 @@ export class Engine {
       const j = this.active[i];
       if (!j.done) continue;
       this.active.splice(i, 1);
+      // between steps, so no forward call is using the draft cache
+      this.spec?.release(j.dec);
       const s = j.slot!;
-      if (s.cache && !j.error) s.ids = j.prompt.concat(j.ids).slice(0, s.cache.length);
+      if (s.cache && !j.error) s.ids = j.prompt.concat(j.dec.ids).slice(0, s.cache.length);
       s.busy = false;
       s.lastUsed = ++this.clock;
     }
@@ -274,12 +262,12 @@ export class Engine {
     if (j.done) return;
     j.done = true;
     j.unlisten?.();
-    j.finish = reason;
+    if (reason === 'abort') j.dec.abort();
     const now = performance.now();
     const promptN = j.prompt.length - j.cached;
     const promptMs = j.tPrefilled ? j.tPrefilled - j.tStart : 0;
     const predMs = j.tPrefilled ? now - j.tPrefilled : 0;
-    const n = j.ids.length;
+    const n = j.dec.ids.length;
     const timings: ServerTimings = {
       cache_n: j.cached,
       prompt_n: j.tPrefilled ? promptN : 0, prompt_ms: promptMs,
@@ -292,7 +280,7 @@ export class Engine {
     };
     if (j.tPrefilled) { this.totals.promptTokens += promptN; this.totals.cachedTokens += j.cached; }
     this.totals.predictedTokens += n;
-    j.result = { ids: j.ids, text: j.text, finishReason: reason, promptTokens: j.prompt.length, timings };
+    j.result = { ids: j.dec.ids, text: j.dec.text, finishReason: reason, promptTokens: j.prompt.length, timings };
     j.wake?.();
   }
 }

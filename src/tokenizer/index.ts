@@ -1,6 +1,5 @@
 export { Tokenizer, type EncodeOptions, type DecodeOptions } from './tokenizer.js';
 export { StreamDecoder } from './stream-decoder.js';
-export { loadTokenizer, bundledTokenizerPath } from './load.js';
 export { measureTokenizerThroughput, type TokenizerThroughput } from './bench.js';
 export {
   parseSentencePieceModel,

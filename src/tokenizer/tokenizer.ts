@@ -223,21 +223,6 @@ export class Tokenizer {
     return new Tokenizer(parseSentencePieceModel(bytes, source), source);
   }
 
-  /** Reads a `tokenizer.model` file (Node only). */
-  static fromFile(path: string | URL): Tokenizer {
-    const fs = nodeFs();
-    const name = typeof path === 'string' ? path : path.href;
-    let bytes: Uint8Array;
-    try {
-      bytes = fs.readFileSync(path);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'not found' : code === 'EISDIR' ? 'is a directory' : String((e as Error).message);
-      throw new OpenELMError('tokenizer', `cannot read tokenizer model ${name}: ${why}`);
-    }
-    return Tokenizer.fromBytes(bytes, name);
-  }
-
   private symbolOf(cp: number): number {
     return cp < 0x10000 ? this.bmpSymbol[cp] : (this.astralSymbol.get(cp) ?? -1);
   }
@@ -643,19 +628,4 @@ function collapseUnknownRuns(ids: number[], unkId: number, from: number): void {
     ids[w++] = ids[r];
   }
   ids.length = w;
-}
-
-type NodeFs = typeof import('node:fs');
-
-/** node:fs without a static import, so this module also loads in a browser (fromBytes only). */
-export function nodeFs(): NodeFs {
-  const proc = (globalThis as { process?: NodeJS.Process }).process;
-  const fs = proc?.getBuiltinModule?.('node:fs') as NodeFs | undefined;
-  if (!fs) {
-    throw new OpenELMError(
-      'tokenizer',
-      'reading tokenizer files needs Node >= 20.16 (process.getBuiltinModule); use Tokenizer.fromBytes instead',
-    );
-  }
-  return fs;
 }

@@ -2,21 +2,14 @@
 // over all gradients together; when it exceeds maxNorm every gradient is multiplied by
 // maxNorm / (norm + 1e-6). The pre-clip norm is returned (it is what trainers log).
 
-import type { FloatArray } from './kernels.js';
+import type { Backend, Tensor } from '../backends/backend.js';
 
-/** Global L2 norm, accumulated in f64. */
-export function gradNorm(grads: FloatArray): number {
-  let s = 0;
-  for (let i = 0; i < grads.length; i++) s += grads[i] * grads[i];
-  return Math.sqrt(s);
-}
-
-/** Clip in place; returns the norm before clipping. maxNorm ≤ 0 or Infinity only measures. */
-export function clipGradNorm(grads: FloatArray, maxNorm: number): number {
-  const norm = gradNorm(grads);
+/** Clip `grads` in place on its backend; returns the norm before clipping. maxNorm ≤ 0 or Infinity only measures. */
+export async function clipGradNorm(be: Backend, grads: Tensor, maxNorm: number): Promise<number> {
+  const norm = Math.sqrt(await be.sumSquares(grads));
   if (maxNorm > 0 && Number.isFinite(maxNorm)) {
     const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) for (let i = 0; i < grads.length; i++) grads[i] *= coef;
+    if (coef < 1) be.scale(grads, coef);
   }
   return norm;
 }

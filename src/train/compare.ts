@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { readJsonFile } from '../io/json.js';
 import { parameterCount, resolveConfig } from '../model/config.js';
-import type { CorenetLog } from './corenet-log.js';
+import type { CorenetLog } from '../formats/corenet-log.js';
 import { esc, fmt, lineChart, type MetricLine, type Series } from './report.js';
 import { findLatestCheckpoint } from './state.js';
 

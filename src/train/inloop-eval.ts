@@ -7,15 +7,12 @@
 // Evaluation reads the parameters only, and no random stream of the trainer, so a run's training
 // numbers are the same with and without it.
 
-import type { Backend } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
-import { JsBackend } from '../backends/js/js-backend.js';
 import { evaluate } from '../eval/evaluator.js';
 import { resolveTask } from '../eval/tasks/index.js';
-import type { OpenELMConfig } from '../model/config.js';
 import { OpenELM } from '../model/openelm.js';
+import type { TrainableModel } from '../model/trainable.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { TrainableModel } from './model-grad.js';
 import type { RecipeEvalTasks } from './recipe.js';
 
 /** Per task, its numeric results (acc, acc_stderr, acc_norm, …, n) as `openelm eval --json` reports them. */
@@ -46,23 +43,20 @@ async function loadAll(spec: RecipeEvalTasks): Promise<void> {
 
 export class InLoopEval {
   private model: OpenELM | null = null;
-  private readonly backend: Backend;
 
-  constructor(private readonly spec: RecipeEvalTasks, private readonly config: OpenELMConfig,
-    private readonly trainable: TrainableModel, backend: Backend | null, private readonly tok: Tokenizer) {
-    this.backend = backend ?? new JsBackend();
-  }
+  constructor(private readonly spec: RecipeEvalTasks, private readonly trainable: TrainableModel, private readonly tok: Tokenizer) {}
 
   due(step: number, last: boolean): boolean {
     return step % this.spec.every === 0 || last;
   }
 
   async run(): Promise<EvalScores> {
-    if (!this.model) this.model = new OpenELM(this.config, this.backend, this.trainable.inferenceWeights(this.backend));
+    const be = this.trainable.backend;
+    if (!this.model) this.model = new OpenELM(this.trainable.config, be, this.trainable.inferenceWeights());
     else {
-      // Weights are views of the parameters; a backend that keeps a private copy refreshes it here.
+      // The weights are views of the parameters; a backend that keeps a private copy refreshes it here.
       const w = this.model.weights;
-      for (const x of [w.embed, w.head, ...w.layers.flatMap((l) => [l.qkv, l.out, l.proj1, l.proj2])]) this.backend.prepareWeight(x);
+      for (const x of new Set([w.embed, w.head, ...w.layers.flatMap((l) => [l.qkv, l.out, l.proj1, l.proj2])])) be.prepareWeight(x);
     }
     const out = await evaluate(this.model, this.tok, {
       tasks: this.spec.tasks, numFewshot: this.spec.numFewshot, limit: this.spec.limit, dataDir: this.spec.dataDir,
@@ -75,6 +69,12 @@ export class InLoopEval {
       scores[task] = s;
     }
     return scores;
+  }
+
+  /** Give the inference workspace back (the weights are the trainer's parameters and stay). */
+  release(): void {
+    this.model?.release();
+    this.model = null;
   }
 }
 

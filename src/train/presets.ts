@@ -1,4 +1,4 @@
-// CoreNet's pretraining hyper-parameters for the four OpenELM sizes (spec §4.1, from
+// CoreNet's pretraining hyper-parameters for the four OpenELM sizes (docs/training.md, from
 // projects/openelm/pretraining_configs/openelm_*.yaml), expressed as recipe defaults. A recipe that
 // names a preset model (or `defaults: OpenELM-450M`) gets these for every key it leaves out.
 //

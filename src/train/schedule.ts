@@ -1,5 +1,5 @@
 // Learning-rate schedules. t is the number of completed optimizer steps (0 for the first step):
-// the LR is computed before each step, as CoreNet does (spec §4.1).
+// the LR is computed before each step, as CoreNet does (docs/training.md).
 //
 // CoreNet cosine (corenet/optims/scheduler/cosine.py):
 //   t < W:  lr = init + t·(max − init)/W

@@ -17,15 +17,14 @@ import { openCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { parameterCount, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
-import { readModelConfig } from '../model/load.js';
-import { loadTokenizer } from '../tokenizer/load.js';
+import { readModelConfig } from '../io/model-folder.js';
+import { loadTokenizer } from '../io/tokenizer-file.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { createOptimizer, clipModelGrads } from './wasm-train.js';
-import { JsGemm, type Gemm } from './kernels.js';
-import { BackendGemm } from './backend-gemm.js';
-import { createBackend, nativeLibrary, type NativeMode } from '../backends/index.js';
+import { AdamW } from './adamw.js';
+import { clipGradNorm } from './clip.js';
+import { createBackend, type NativeMode } from '../backends/index.js';
 import type { Backend } from '../backends/backend.js';
-import { TrainableModel } from './model-grad.js';
+import { TrainableModel } from '../model/trainable.js';
 import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
 import { expandDataPath } from './data/files.js';
 import { TrainLoader, readRows, rowsToBatch } from './data/loader.js';
@@ -36,9 +35,10 @@ import { writeReport, type MetricLine } from './report.js';
 import { TensorBoardWriter } from './tensorboard.js';
 import { InLoopEval, checkEvalTasks, describeScores } from './inloop-eval.js';
 import {
-  STATE_VERSION, cleanStaleTemps, findLatestCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint,
-  type CheckpointHooks, type IntervalAccumulator, type TrainerState,
+  STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpoint, writeCheckpoint,
+  type CheckpointHooks, type IntervalAccumulator, type LoadedCheckpoint, type TrainerState,
 } from './state.js';
+import { readJsonFile } from '../io/json.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -74,16 +74,19 @@ export interface TrainResult {
 // ------------------------------------------------------------------------------- compute backend
 
 /**
- * The one place that picks the compute backend for training: matmuls run on the threaded WASM
- * SIMD backend when it is available (BackendGemm), else on the plain-JS GEMM; the large ones go to
- * the native sgemm when it is built (native 'auto'). Each output element is computed by one thread
+ * The trainable model on the backend the recipe asks for ('auto': the fastest available; the large
+ * products go to the native sgemm when it is built). Each output element is computed by one thread
  * in an order fixed by the shapes (WASM tiles; native blocks), so results do not depend on the
  * thread count and --resume is bit-identical.
  */
-export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode }): Promise<{ model: TrainableModel; backend: Backend | null }> {
-  const backend = await createBackend('auto', { threads: opts.threads, native: opts.native });
-  const gemm: Gemm = backend.name === 'js' ? new JsGemm() : new BackendGemm(backend);
-  return { model: new TrainableModel(config, { recompute: opts.recompute, gemm }), backend: backend.name === 'js' ? null : backend };
+export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string }): Promise<{ model: TrainableModel; backend: Backend }> {
+  const backend = await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
+  try {
+    return { model: new TrainableModel(config, backend, { recompute: opts.recompute }), backend };
+  } catch (e) {
+    backend.dispose();
+    throw e;
+  }
 }
 
 // ------------------------------------------------------------------------------- model setup
@@ -104,7 +107,7 @@ function loadInitWeights(dir: string, model: TrainableModel): void {
   try {
     for (const e of model.layout.entries) {
       ck.expectShape(e.name, e.shape);
-      ck.readF32(e.name, model.params as Float32Array, e.offset);
+      model.setParam(e.name, ck.readF32(e.name));
     }
   } finally { ck.close(); }
 }
@@ -125,20 +128,23 @@ function sourceSpecs(list: RecipeSource[], key: string): SourceSpec[] {
   }));
 }
 
-function buildSources(r: Recipe, specs: SourceSpec[], role: 'all' | 'train' | 'valid', tok: Tokenizer, vocab: number): RowSource[] {
+function buildSources(r: Recipe, specs: SourceSpec[], role: 'all' | 'train' | 'valid', tok: Tokenizer, vocab: number, warn?: (line: string) => void): RowSource[] {
   const pipe = { mode: r.pipeline.mode, seqLen: r.seqLen, splitWords: r.pipeline.splitWords, minChars: r.pipeline.minChars, minTokens: r.pipeline.minTokens };
   const training = role !== 'valid';
   return specs.map((s, i) => createSource(s, {
     pipe, split: { role, fraction: r.data.validFraction },
     seed: (r.pipeline.seed * 1000003 + i * 7919 + 17) >>> 0,
-    loop: training, shuffleFiles: training && r.pipeline.shuffle, vocabSize: vocab,
+    loop: training, shuffleFiles: training && r.pipeline.shuffle, vocabSize: vocab, warn,
   }, tok));
 }
 
-/** The training loader a recipe describes (files listed, sources built, nothing read yet). */
-export function createTrainLoader(r: Recipe, tok: Tokenizer, vocabSize: number): TrainLoader {
+/**
+ * The training loader a recipe describes (files listed, sources built, nothing read yet). `warn`
+ * hears about corrupt input lines as they are skipped.
+ */
+export function createTrainLoader(r: Recipe, tok: Tokenizer, vocabSize: number, warn?: (line: string) => void): TrainLoader {
   const specs = sourceSpecs(r.data.train, 'train');
-  return new TrainLoader(buildSources(r, specs, r.data.validFraction > 0 ? 'train' : 'all', tok, vocabSize),
+  return new TrainLoader(buildSources(r, specs, r.data.validFraction > 0 ? 'train' : 'all', tok, vocabSize, warn),
     { seqLen: r.seqLen, shuffleBuffer: r.pipeline.shuffleBuffer, seed: r.pipeline.seed });
 }
 
@@ -210,30 +216,36 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   cleanStaleTemps(outDir);
   const metricsFile = path.join(outDir, 'metrics.jsonl');
   let resumeDir: string | null = null;
-  if (opts.resume) {
-    resumeDir = findLatestCheckpoint(outDir);
-    if (!resumeDir) log(`no checkpoint in ${outDir} yet: starting from step 0`);
-  } else if (listCheckpoints(outDir).length) {
+  if (!opts.resume && listCheckpoints(outDir).length) {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
   const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads, native: opts.native });
-  const params = model.params as Float32Array;
-  // AdamW and clipping run where the model's kernels run (bit-identical AdamW on WASM threads).
-  const opt = createOptimizer(model, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
+  // AdamW and clipping run on the model's backend.
+  const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
-  const loader = createTrainLoader(r, tok, config.vocabSize);
+  const loader = createTrainLoader(r, tok, config.vocabSize, log);
 
   let step = 0, tokens = 0, trainMsBefore = 0;
   let interval: IntervalAccumulator = { lossSum: 0, steps: 0, tokens: 0, ms: 0 };
   let metrics: MetricLine[] = [];
-  if (resumeDir) {
-    const ck = readCheckpoint(resumeDir, model.layout, params, opt.m, opt.v);
-    const diffs = recipeDifferences(ck.state.recipe, r.canonical);
-    if (diffs.length) {
-      throw new OpenELMError('usage', `cannot resume: the recipe changed since ${resumeDir} was written (${diffs.join(', ')}); resuming needs the same settings`);
-    }
-    opt.step = ck.optStep;
+  let ck: LoadedCheckpoint | null = null;
+  const host = opts.resume ? { params: new Float32Array(model.layout.total), m: new Float32Array(model.layout.total), v: new Float32Array(model.layout.total) } : null;
+  if (opts.resume) {
+    const found = loadNewestIntact(outDir, (dir) => {
+      // The recipe check comes first: a changed recipe is the user's to fix, not a damaged checkpoint.
+      const saved = readJsonFile(path.join(dir, 'trainer_state.json'), 'trainer state') as TrainerState;
+      const diffs = recipeDifferences(saved.recipe ?? {}, r.canonical);
+      if (diffs.length) {
+        throw new OpenELMError('usage', `cannot resume: the recipe changed since ${dir} was written (${diffs.join(', ')}); resuming needs the same settings`);
+      }
+      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v);
+    }, log);
+    if (found) { resumeDir = found.dir; ck = found.value; } else log(`no checkpoint in ${outDir} yet: starting from step 0`);
+  }
+  if (resumeDir && ck) {
+    backend.write(model.params, host!.params);
+    opt.loadState({ step: ck.optStep, m: host!.m, v: host!.v });
     loader.setState(ck.state.data, ck.dataTensors);
     step = ck.state.step; tokens = ck.state.tokens; interval = ck.state.interval; trainMsBefore = ck.state.trainMs;
     metrics = readMetrics(metricsFile, step);
@@ -241,7 +253,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     log(`resumed from ${resumeDir} at step ${step}/${r.steps}`);
   } else {
     if (r.model.init !== undefined) loadInitWeights(r.model.init, model);
-    else initParams(config, model.layout, params, r.seed);
+    else initParams(config, model.layout, (e, values) => model.setParam(e.name, values), r.seed);
     writeFileAtomicSync(metricsFile, '');
   }
   if (step > r.steps) throw new OpenELMError('usage', `the checkpoint is at step ${step}, past recipe.steps (${r.steps})`);
@@ -252,11 +264,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const nParams = parameterCount(config);
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
-  const nat = backend && nativeLibrary(backend);
-  log(`compute: ${backend ? `${backend.name}, ${backend.threads} threads` : 'js'}${nat ? ` + native sgemm (${nat})` : ''}`);
+  log(`compute: ${backend.describe()}`);
   log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
 
-  const inLoop = r.evalTasks ? new InLoopEval(r.evalTasks, config, model, backend, tok) : null;
+  const inLoop = r.evalTasks ? new InLoopEval(r.evalTasks, model, tok) : null;
   let tb: TensorBoardWriter | null = null;
 
   let validRows: Int32Array[] | null = null;
@@ -270,7 +281,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     for (let i = 0; i < validRows.length; i += r.batchSize) {
       const rows = validRows.slice(i, i + r.batchSize);
       const b = rowsToBatch(rows, r.seqLen);
-      const res = model.evalLoss(b.inputs, b.targets, rows.length, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss });
+      const res = await model.evalLoss(b.inputs, b.targets, rows.length, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss });
       sum += res.loss * res.validTokens; n += res.validTokens;
     }
     return n ? sum / n : undefined;
@@ -297,12 +308,13 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     notes: loader.stats().map((s) => describeStats(s.name, s.stats)),
   });
 
-  const checkpoint = (): string => {
+  const checkpoint = async (): Promise<string> => {
     const data = loader.getState();
     const state: TrainerState = {
       version: STATE_VERSION, step, tokens, interval, data: data.json, recipe: r.canonical, trainMs: trainMs(), savedAt: new Date().toISOString(),
     };
-    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: opt.state(), state, dataTensors: data.tensors }, r.keepCheckpoints, opts.hooks);
+    const params = await backend.read(model.params);
+    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors }, r.keepCheckpoints, opts.hooks);
     writeReport(outDir, metrics, reportInfo(`checkpoint at step ${step} of ${r.steps}`));
     return lastCheckpoint;
   };
@@ -317,19 +329,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       let lossSum = 0, stepTokens = 0;
       for (let a = 0; a < r.gradAccum; a++) {
         const b = await loader.nextBatch(r.batchSize);
-        const res = model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum });
+        const res = await model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum });
         lossSum += res.loss;
         stepTokens += res.validTokens;
       }
       const loss = lossSum / r.gradAccum;
-      const gradNorm = Number.isFinite(loss) ? clipModelGrads(model, r.clipGradNorm) : NaN;
+      const gradNorm = Number.isFinite(loss) ? await clipGradNorm(backend, model.grads, r.clipGradNorm) : NaN;
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         const what = !Number.isFinite(loss) ? `the loss became ${loss}` : `the gradient norm became ${gradNorm}`;
         throw new OpenELMError('train', `${what} at step ${step + 1} (lr ${lr.toExponential(2)}); training stopped without saving that step. ` +
           (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}` : 'No checkpoint was written yet') +
           '; lower optimizer.lr or raise schedule.warmup_steps and try again');
       }
-      opt.update(params, model.grads, lr);
+      await opt.update(model.params, model.grads, lr);
       step++;
       tokens += stepTokens;
       const dt = performance.now() - t0;
@@ -364,8 +376,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const interrupted = opts.signal?.aborted ?? false;
       const stopHere = opts.stopAfter !== undefined && step >= opts.stopAfter && !last;
       if (last || interrupted || stopHere || step % r.checkpointEvery === 0) {
-        const dir = checkpoint();
-        if (interrupted || stopHere) log(`checkpoint written to ${dir}`);
+        const dir = await checkpoint();
+        log(`checkpoint: step ${step} written to ${dir}`);
       }
       if (interrupted) { status = 'interrupted'; break; }
       if (stopHere) { status = 'stopped'; break; }
@@ -375,8 +387,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw e;
   } finally {
     tb?.close();
+    inLoop?.release();
     await loader.close();
-    backend?.dispose();
+    backend.dispose();
   }
 
   const dataStats = loader.stats();

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { resolveConfig, type OpenELMConfig } from '../../src/model/config.js';
-import type { TrainableModel } from '../../src/train/model-grad.js';
+import type { TrainableModel } from '../../src/model/trainable.js';
 
 // Compiled tests live in dist/test; the fixtures stay in the source tree.
 export const GOLDEN_ROOT = fileURLToPath(new URL('../../../test/golden/', import.meta.url));
@@ -39,14 +39,11 @@ export function goldenConfig(name: string): OpenELMConfig {
   return resolveConfig(JSON.parse(fs.readFileSync(path.join(GOLDEN_ROOT, name, 'config.json'), 'utf8')));
 }
 
-/** Copy golden model `name`'s weights (model.safetensors) into a trainable model's parameters (f32 or f64). */
+/** Copy golden model `name`'s weights (model.safetensors) into a trainable model's parameters. */
 export function loadGoldenParams(name: string, model: TrainableModel): void {
   const w = SafetensorsFile.open(path.join(GOLDEN_ROOT, name, 'model.safetensors'));
   try {
-    for (const e of model.layout.entries) {
-      const dst = model.paramView(e.name);
-      if (dst instanceof Float32Array) w.readF32(e.name, dst); else dst.set(w.readF32(e.name));
-    }
+    for (const e of model.layout.entries) model.setParam(e.name, w.readF32(e.name));
   } finally {
     w.close();
   }

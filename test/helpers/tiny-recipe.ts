@@ -27,7 +27,7 @@ export function tinyRecipe(root: string, over: Record<string, unknown> = {}, nam
     seq_len: 16, batch_size: 2, grad_accum: 2, steps: 8,
     pipeline: { mode: 'pack', split_words: 256, min_chars: 100, min_tokens: 32, shuffle_buffer: 16 },
     optimizer: { lr: 3e-3 }, schedule: { warmup_steps: 2 },
-    out_dir: 'out', log_every: 2, eval_every: 4, checkpoint_every: 4,
+    out_dir: path.join(dir, 'out'), log_every: 2, eval_every: 4, checkpoint_every: 4,
     ...over,
   };
   const file = path.join(dir, 'recipe.yaml');

@@ -15,9 +15,12 @@ export const TINY_HF: OpenELMHFConfig = {
 export function tinyModel(hf: Partial<OpenELMHFConfig> = {}, seed = 1, backend: Backend = new JsBackend()) {
   const config = resolveConfig({ ...TINY_HF, ...hf });
   const layout = paramLayout(config);
+  // host copy of the parameters (saved by tinyModelDir) and the same values on the backend
+  const host = new Float32Array(layout.total);
+  initParams(config, layout, host, seed, { normJitter: 0.1 });
   const flat = backend.alloc(layout.total);
-  initParams(config, layout, flat, seed, { normJitter: 0.1 });
-  return { model: new OpenELM(config, backend, weightsFromFlat(config, layout, flat, backend)), layout, flat, config };
+  backend.write(flat, host);
+  return { model: new OpenELM(config, backend, weightsFromFlat(config, layout, flat, backend)), layout, flat, host, config };
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -30,12 +33,12 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { saveModel } from '../../src/model/save.js';
+import { saveModel } from '../../src/io/model-folder.js';
 
 /** A temp folder holding a tiny random model (config.json + model.safetensors). */
 export function tinyModelDir(hf: Partial<OpenELMHFConfig> = {}, seed = 1, dtype: 'F32' | 'BF16' = 'F32'): string {
-  const { config, layout, flat } = tinyModel(hf, seed);
+  const { config, layout, host } = tinyModel(hf, seed);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-tiny-'));
-  saveModel(dir, config, layout, flat, { dtype });
+  saveModel(dir, config, layout, host, { dtype });
   return dir;
 }

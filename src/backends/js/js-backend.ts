@@ -1,138 +1,152 @@
-// The reference backend: plain loops over typed arrays, f64 accumulation (JS numbers), one thread.
-// It is the specification the fast backends are tested against, and the fallback that runs anywhere.
+// The reference backend: the plain-JS kernels of reference.ts on ordinary typed arrays, one thread.
+// It is the oracle the fast backends are tested against and the fallback that runs anywhere. With
+// precision 'f64' its tensors are Float64Arrays and nothing rounds to f32 on the way (the
+// finite-difference checks of the training backward use that).
 
-import type { Backend, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, weightRowToF32 } from '../weight-format.js';
+import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
+import { OpenELMError } from '../../core/errors.js';
+import { allocWeightStorage, weightBytes } from '../weight-format.js';
+import * as ref from './reference.js';
+import type { FloatArray } from './reference.js';
+
+export interface JsBackendOptions {
+  /** Storage of tensors (default f32). f64 exists for the finite-difference tests. */
+  precision?: 'f32' | 'f64';
+}
+
+const arr = (t: Tensor): FloatArray => t as unknown as FloatArray;
+const opt = (t: Tensor | null): FloatArray | null => (t ? arr(t) : null);
 
 export class JsBackend implements Backend {
   readonly name = 'js';
   readonly threads = 1;
+  readonly device = 'cpu' as const;
+  readonly library = null;
+  readonly precision: 'f32' | 'f64';
+  private readonly gemm = new ref.JsGemm();
+  private bytes = 0;
 
-  alloc(n: number): Float32Array { return new Float32Array(n); }
-  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight { return allocWeightStorage(dtype, rows, cols); }
+  constructor(opts: JsBackendOptions = {}) {
+    this.precision = opts.precision ?? 'f32';
+  }
+
+  describe(): string { return this.precision === 'f64' ? 'js (float64 reference)' : 'js (reference)'; }
+
+  // ---------------------------------------------------------------------------------------- memory
+
+  alloc(n: number, kind: 'data' | 'stats' = 'data'): Tensor {
+    if (!(Number.isInteger(n) && n >= 0)) throw new OpenELMError('usage', `cannot allocate ${n} values`);
+    // statistics (rstd, lse) are kept in f64, as the float64 path needs
+    const a = kind === 'stats' || this.precision === 'f64' ? new Float64Array(n) : new Float32Array(n);
+    this.bytes += a.byteLength;
+    return a as unknown as Tensor;
+  }
+  free(t: Tensor): void { this.bytes -= arr(t).byteLength; }
+  view(t: Tensor, offset: number, n: number): Tensor {
+    const a = arr(t);
+    if (!(offset >= 0 && n >= 0 && offset + n <= a.length)) throw new OpenELMError('usage', `view [${offset}, ${offset + n}) is outside a tensor of ${a.length} values`);
+    return a.subarray(offset, offset + n) as unknown as Tensor;
+  }
+  write(dst: Tensor, src: ArrayLike<number>, dstOffset = 0): void { arr(dst).set(src, dstOffset); }
+  read(t: Tensor, offset = 0, n?: number): Promise<Float32Array> {
+    const a = arr(t);
+    return Promise.resolve(Float32Array.from(a.subarray(offset, n === undefined ? a.length : offset + n)));
+  }
+  copy(dst: Tensor, src: Tensor, n: number): void { arr(dst).set(arr(src).subarray(0, n)); }
+  fill(dst: Tensor, value: number): void { arr(dst).fill(value); }
+  gatherRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void { ref.gatherRows(arr(dst), arr(src), rows, width); }
+  scatterRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void { ref.scatterRows(arr(dst), arr(src), rows, width); }
+  memory(): { inUse: number; reserved: number; limit: number } { return { inUse: this.bytes, reserved: this.bytes, limit: Infinity }; }
+  sync(): Promise<void> { return Promise.resolve(); }
+  dispose(): void { this.gemm.release(); }
+
+  // --------------------------------------------------------------------------------------- weights
+
+  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
+    this.bytes += weightBytes(dtype, rows * cols);
+    return allocWeightStorage(dtype, rows, cols);
+  }
   prepareWeight(): void { /* nothing to repack */ }
-  dispose(): void { /* nothing held */ }
-
-  linear(out: Float32Array, x: Float32Array, w: Weight, M: number, accumulate = false): void {
-    const N = w.rows, K = w.cols;
-    const f32 = w.dtype === 'f32' ? (w.data as Float32Array) : null;
-    const row = f32 ? null : new Float32Array(K);
-    for (let n = 0; n < N; n++) {
-      let wr: Float32Array, wo: number;
-      if (f32) { wr = f32; wo = n * K; } else { weightRowToF32(w, n, row!); wr = row!; wo = 0; }
-      for (let m = 0; m < M; m++) {
-        const xo = m * K;
-        let s = 0;
-        for (let k = 0; k < K; k++) s += x[xo + k] * wr[wo + k];
-        out[m * N + n] = accumulate ? out[m * N + n] + s : s;
-      }
-    }
+  tensorWeight(t: Tensor, rows: number, cols: number): Weight {
+    // an f64 tensor stays f64: the reference kernels read `data` through FloatArray
+    return { dtype: 'f32', rows, cols, data: arr(t) as Float32Array };
+  }
+  freeWeight(w: Weight): void {
+    if (w.data.buffer.byteLength) this.bytes -= weightBytes(w.dtype, w.rows * w.cols);
+    w.data = new Float32Array(0);
   }
 
-  rmsnorm(out: Float32Array, x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): void {
-    for (let r = 0; r < rows; r++) {
-      const o = r * dim;
-      let ss = 0;
-      for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
-      const inv = 1 / Math.sqrt(ss / dim + eps);
-      for (let i = 0; i < dim; i++) out[o + i] = Math.fround(x[o + i] * inv) * w[i];
-    }
-  }
+  private get roundMid(): boolean { return this.precision === 'f32'; }
 
-  qkNormRope(qkv: Float32Array, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
-    qNorm: Float32Array | null, kNorm: Float32Array | null, cos: Float32Array, sin: Float32Array, eps: number): void {
-    const W = (Q + 2 * Hkv) * hd, half = hd / 2;
-    for (let r = 0; r < rows; r++) {
-      const t = pos[r] * half;
-      for (let h = 0; h < Q + Hkv; h++) {
-        const o = r * W + h * hd;
-        const nw = h < Q ? qNorm : kNorm;
-        if (nw) {
-          let ss = 0;
-          for (let i = 0; i < hd; i++) ss += qkv[o + i] * qkv[o + i];
-          const inv = 1 / Math.sqrt(ss / hd + eps);
-          for (let i = 0; i < hd; i++) qkv[o + i] = Math.fround(qkv[o + i] * inv) * nw[i];
-        }
-        for (let j = 0; j < half; j++) {
-          const a = qkv[o + j], b = qkv[o + j + half], c = cos[t + j], s = sin[t + j];
-          qkv[o + j] = a * c - b * s;
-          qkv[o + j + half] = b * c + a * s;
-        }
-      }
-    }
-  }
+  // ----------------------------------------------------------------------------------- forward ops
 
-  storeKV(kCache: Float32Array, vCache: Float32Array, qkv: Float32Array, S: number, P: number,
-    Q: number, Hkv: number, hd: number, cap: number): void {
-    const W = (Q + 2 * Hkv) * hd;
-    for (let s = 0; s < S; s++) {
-      for (let h = 0; h < Hkv; h++) {
-        const dst = (h * cap + P + s) * hd;
-        const k = s * W + (Q + h) * hd;
-        const v = s * W + (Q + Hkv + h) * hd;
-        kCache.set(qkv.subarray(k, k + hd), dst);
-        vCache.set(qkv.subarray(v, v + hd), dst);
-      }
-    }
+  linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate = false): void { ref.linear(arr(out), arr(x), w, M, accumulate); }
+  rmsnorm(out: Tensor, x: Tensor, w: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void {
+    ref.rmsnormForward(arr(out), rstd ? arr(rstd) : null, arr(x), arr(w), rows, dim, eps, this.roundMid);
   }
+  qkNormRope(qkv: Tensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
+    qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables, eps: number, rstd?: Tensor): void {
+    checkPositions(pos, rows, rope);
+    ref.qkNormRopeForward(arr(qkv), rstd ? arr(rstd) : null, rows, pos, Q, Hkv, hd, opt(qNorm), opt(kNorm), arr(rope.cos), arr(rope.sin), eps, this.roundMid);
+  }
+  storeKV(kCache: Tensor, vCache: Tensor, qkv: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+    ref.storeKV(arr(kCache), arr(vCache), arr(qkv), S, P, Q, Hkv, hd, cap);
+  }
+  attention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+    ref.attention(arr(out), arr(qkv), arr(kCache), arr(vCache), S, P, Q, Hkv, hd, cap);
+  }
+  swiglu(out: Tensor, u: Tensor, rows: number, F: number): void { ref.swigluForward(arr(out), arr(u), rows, F); }
+  silu(out: Tensor, u: Tensor, n: number): void { ref.siluForward(arr(out), arr(u), n); }
+  add(x: Tensor, y: Tensor, n: number): void { ref.add(arr(x), arr(y), n); }
+  embedding(out: Tensor, table: Weight, ids: Int32Array, skipId?: number): void { ref.embedding(arr(out), table, ids, skipId); }
+  argmax(x: Tensor, rows: number, V: number): Promise<Int32Array> { return Promise.resolve(ref.argmax(arr(x), rows, V)); }
 
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, S: number,
-    P: number, Q: number, Hkv: number, hd: number, cap: number): void {
-    const W = (Q + 2 * Hkv) * hd, G = Q / Hkv, scale = 1 / Math.sqrt(hd);
-    const scores = new Float64Array(P + S);
-    const acc = new Float64Array(hd);
-    for (let i = 0; i < S; i++) {
-      const nk = P + i + 1;
-      for (let h = 0; h < Q; h++) {
-        const qo = i * W + h * hd;
-        const kb = Math.floor(h / G) * cap * hd;
-        let mx = -Infinity;
-        for (let j = 0; j < nk; j++) {
-          let d = 0;
-          const ko = kb + j * hd;
-          for (let e = 0; e < hd; e++) d += qkv[qo + e] * kCache[ko + e];
-          d *= scale;
-          scores[j] = d;
-          if (d > mx) mx = d;
-        }
-        let sum = 0;
-        acc.fill(0);
-        for (let j = 0; j < nk; j++) {
-          const p = Math.exp(scores[j] - mx);
-          sum += p;
-          const vo = kb + j * hd;
-          for (let e = 0; e < hd; e++) acc[e] += p * vCache[vo + e];
-        }
-        const oo = i * Q * hd + h * hd;
-        for (let e = 0; e < hd; e++) out[oo + e] = acc[e] / sum;
-      }
-    }
-  }
+  // ---------------------------------------------------------------------------------- training ops
 
-  swiglu(out: Float32Array, u: Float32Array, rows: number, F: number): void {
-    for (let r = 0; r < rows; r++) {
-      const uo = r * 2 * F, oo = r * F;
-      for (let j = 0; j < F; j++) {
-        const a = u[uo + j];
-        out[oo + j] = (a / (1 + Math.exp(-a))) * u[uo + F + j];
-      }
-    }
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
+    ref.matmul(this.gemm, arr(C), arr(A), arr(B), M, N, K, layout, accumulate);
   }
+  causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    checkGroups(Q, Hkv);
+    ref.attentionForward(arr(out), arr(lse), arr(qkv), B, T, Q, Hkv, hd);
+  }
+  causalAttentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, _out: Tensor, lse: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    checkGroups(Q, Hkv);
+    ref.attentionBackward(arr(dqkv), arr(dout), arr(qkv), arr(lse), B, T, Q, Hkv, hd);
+  }
+  rmsnormBackward(dx: Tensor, dw: Tensor, dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, rows: number, dim: number): void {
+    ref.rmsnormBackward(arr(dx), arr(dw), arr(dy), arr(x), arr(w), arr(rstd), rows, dim);
+  }
+  qkNormRopeBackward(dqkv: Tensor, dqNorm: Tensor | null, dkNorm: Tensor | null, raw: Tensor, rstd: Tensor, rows: number,
+    pos: Int32Array, Q: number, Hkv: number, hd: number, qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables): void {
+    checkPositions(pos, rows, rope);
+    ref.qkNormRopeBackward(arr(dqkv), opt(dqNorm), opt(dkNorm), arr(raw), arr(rstd), rows, pos, Q, Hkv, hd, opt(qNorm), opt(kNorm), arr(rope.cos), arr(rope.sin));
+  }
+  swigluBackward(du: Tensor, dg: Tensor, u: Tensor, rows: number, F: number): void { ref.swigluBackward(arr(du), arr(dg), arr(u), rows, F); }
+  siluBackward(du: Tensor, dg: Tensor, u: Tensor, n: number): void { ref.siluBackward(arr(du), arr(dg), arr(u), n); }
+  embeddingBackward(dtable: Tensor, dout: Tensor, ids: Int32Array, D: number, skipId: number): void {
+    ref.embeddingBackward(arr(dtable), arr(dout), ids, D, skipId);
+  }
+  crossEntropy(logits: Tensor, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number, rowScale?: Float32Array): Promise<LossSums> {
+    return Promise.resolve(ref.crossEntropyRows(arr(logits), targets, rows, V, zLoss, gradScale, rowScale));
+  }
+  rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array> {
+    return Promise.resolve(ref.rowLogprobs(arr(logits), targets, rows, V));
+  }
+  sumSquares(x: Tensor): Promise<number> { return Promise.resolve(ref.sumSquares(arr(x))); }
+  scale(x: Tensor, coef: number): void { ref.scale(arr(x), coef); }
+  adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { ref.adamw(arr(p), arr(g), arr(m), arr(v), n, s); }
+}
 
-  silu(out: Float32Array, u: Float32Array, n: number): void {
-    for (let i = 0; i < n; i++) { const a = u[i]; out[i] = a / (1 + Math.exp(-a)); }
+/** Every position must have a row in the RoPE tables. */
+export function checkPositions(pos: Int32Array, rows: number, rope: RopeTables): void {
+  if (pos.length < rows) throw new OpenELMError('usage', `qkNormRope got ${pos.length} positions for ${rows} rows`);
+  for (let r = 0; r < rows; r++) {
+    const p = pos[r];
+    if (!(p >= 0 && p < rope.positions)) throw new OpenELMError('usage', `position ${p} is outside the RoPE tables (${rope.positions} positions)`);
   }
+}
 
-  addInPlace(x: Float32Array, y: Float32Array, n: number): void {
-    for (let i = 0; i < n; i++) x[i] += y[i];
-  }
-
-  embedding(out: Float32Array, table: Weight, ids: Int32Array): void {
-    const D = table.cols;
-    const row = new Float32Array(D);
-    for (let r = 0; r < ids.length; r++) {
-      weightRowToF32(table, ids[r], row);
-      out.set(row, r * D);
-    }
-  }
+export function checkGroups(Q: number, Hkv: number): void {
+  if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
 }

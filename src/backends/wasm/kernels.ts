@@ -1,8 +1,7 @@
 // Loading the compiled kernels: pick the relaxed-SIMD build when this runtime validates it
-// (Node 20 needs V8's --experimental-wasm-relaxed-simd, which can be switched on at run time before
-// compiling), else the plain SIMD128 build.
+// (Node 20 needs V8's --experimental-wasm-relaxed-simd, which the platform can switch on at run
+// time before compiling: enableRelaxedSimd), else the plain SIMD128 build.
 
-import v8 from 'node:v8';
 import { OpenELMError } from '../../core/errors.js';
 import { KERNELS_RELAXED, KERNELS_SIMD128 } from './kernels.generated.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
@@ -14,6 +13,7 @@ export const KERNEL_NAMES = ['k_linear', 'k_quant_rows', 'k_rmsnorm', 'k_qkrope'
   'k_add', 'k_storekv', 'k_embedding', 'k_train'] as const;
 export type KernelName = typeof KERNEL_NAMES[number];
 
+/** The kernel module's plain exports (the chunked entry points are called by name through the pool). */
 export interface KernelExports {
   selfTest(): number;
   gemmScratch(): number;
@@ -21,14 +21,25 @@ export interface KernelExports {
   quantBytes(M: number, K: number): number;
   attentionScratch(G: number, hd: number): number;
   k_prep_x(args: number): void;
-  trainScratch(): number;
+  /** Scratch bytes per thread of the training GEMM. */
+  trainScratchBytes(): number;
+  /** Scratch bytes per thread of the training attention for sequences of T tokens. */
+  trainAttnScratch(T: number): number;
 }
 
 export const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4 } as const;
 
 let cached: { module: WasmModule; relaxed: boolean } | null = null;
 
-function bytes(b64: string): Uint8Array { return new Uint8Array(Buffer.from(b64, 'base64')); }
+function bytes(b64: string): Uint8Array {
+  const s = atob(b64), out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+let enableRelaxed: (() => void) | undefined;
+/** How this runtime switches relaxed SIMD on when it is behind a flag (Node: a V8 flag); set by the platform. */
+export function setRelaxedSimdEnabler(f: () => void): void { enableRelaxed = f; }
 
 /** Whether this runtime can run WebAssembly SIMD with shared memory at all. */
 export function wasmAvailable(): boolean {
@@ -49,7 +60,7 @@ export async function loadKernels(opts: { relaxed?: boolean } = {}): Promise<{ m
     const rb = bytes(KERNELS_RELAXED);
     relaxed = api.validate(rb);
     if (!relaxed) {
-      try { v8.setFlagsFromString(RELAXED_FLAG); relaxed = api.validate(rb); } catch { relaxed = false; }
+      try { enableRelaxed?.(); relaxed = api.validate(rb); } catch { relaxed = false; }
     }
   }
   let module: WasmModule | null = null;

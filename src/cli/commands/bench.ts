@@ -9,25 +9,11 @@ import { get } from '../args.js';
 import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson, resolveModelDir } from '../common.js';
 import { OpenELMError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
-import { readModelConfig } from '../../model/load.js';
+import { readModelConfig } from '../../io/model-folder.js';
+import { weightsBytes } from '../../model/openelm.js';
 import type { OpenELM } from '../../model/openelm.js';
 import { measureTokenizerThroughput } from '../../tokenizer/bench.js';
 import { kvValuesPerToken } from '../../model/config.js';
-import { weightBytes } from '../../backends/weight-format.js';
-import type { Weight } from '../../backends/backend.js';
-import { nativeLibrary } from '../../backends/index.js';
-
-/** Bytes of all weights as stored (linear weights at their dtype, norms f32; the tied head once). */
-function modelWeightBytes(m: OpenELM): number {
-  const w = m.weights;
-  const lin = (x: Weight) => weightBytes(x.dtype, x.rows * x.cols);
-  let n = lin(w.embed) + (w.head === w.embed ? 0 : lin(w.head)) + w.norm.byteLength;
-  for (const l of w.layers) {
-    n += lin(l.qkv) + lin(l.out) + lin(l.proj1) + lin(l.proj2) + l.attnNorm.byteLength + l.ffnNorm.byteLength;
-    n += (l.qNorm?.byteLength ?? 0) + (l.kNorm?.byteLength ?? 0);
-  }
-  return n;
-}
 
 export const spec: CommandSpec = {
   name: 'bench',
@@ -69,28 +55,28 @@ export function checkBenchFits(ctx: number, promptTokens: number, genTokens: num
 }
 
 /** Time prefill and decode on an already loaded model. */
-export function benchModel(model: OpenELM, o: BenchOptions): BenchTimes {
+export async function benchModel(model: OpenELM, o: BenchOptions): Promise<BenchTimes> {
   const c = model.config;
   checkBenchFits(c.maxContextLength, o.promptTokens, o.genTokens);
   const rng = new Rng(o.seed ?? 0);
   // Ids 0-2 are <unk>/<s>/</s>; random ids above them stand for ordinary text.
   const randomId = () => (c.vocabSize > 3 ? 3 + rng.int(c.vocabSize - 3) : rng.int(c.vocabSize));
-  const run = () => {
+  const run = async () => {
     const cache = model.newCache(o.promptTokens + o.genTokens);
     const prompt = Array.from({ length: o.promptTokens }, randomId);
     const t0 = performance.now();
-    model.forward([{ cache, tokens: prompt }]);
+    await model.forward([{ cache, tokens: prompt }]);
     const t1 = performance.now();
-    for (let i = 0; i < o.genTokens; i++) model.forward([{ cache, tokens: [randomId()] }]);
+    for (let i = 0; i < o.genTokens; i++) await model.forward([{ cache, tokens: [randomId()] }]);
     const t2 = performance.now();
     // give the KV cache back: peak RSS should count one cache, as a real run holds
     cache.dispose();
     return { prefill: t1 - t0, decode: t2 - t1 };
   };
-  if (o.warmup ?? true) run();
+  if (o.warmup ?? true) await run();
   const pre: number[] = [], dec: number[] = [];
   for (let r = 0; r < Math.max(1, o.repeats ?? 1); r++) {
-    const t = run();
+    const t = await run();
     pre.push(t.prefill); dec.push(t.decode);
   }
   const pm = median(pre), dm = median(dec);
@@ -139,16 +125,16 @@ export async function run(flags: ParsedFlags): Promise<number> {
   checkBenchFits(readModelConfig(dir).maxContextLength, promptTokens, genTokens);
   const { model, tokenizer, backend, loadMs } = await loadFromFlags({ ...flags, model: dir });
   try {
-    const t = benchModel(model, { promptTokens, genTokens, repeats: get.num(flags, 'repeats'), warmup: get.bool(flags, 'warmup'), seed: get.num(flags, 'seed') });
+    const t = await benchModel(model, { promptTokens, genTokens, repeats: get.num(flags, 'repeats'), warmup: get.bool(flags, 'warmup'), seed: get.num(flags, 'seed') });
     // Peak RSS of the model run itself, before the tokenizer measurement adds its own working set.
     const rssMb = process.resourceUsage().maxRSS / 1024;
-    const weightsMb = modelWeightBytes(model) / 2 ** 20;
+    const weightsMb = weightsBytes(model.weights) / 2 ** 20;
     const kvMb = (kvValuesPerToken(model.config) * (promptTokens + genTokens) * 4) / 2 ** 20;
     const tk = measureTokenizerThroughput(tokenizer, englishText(1 << 20));
     const res = {
       model: get.str(flags, 'model'), dtype: model.weights.layers[0]?.qkv.dtype ?? model.weights.embed.dtype,
       backend: backend.name, threads: backend.threads,
-      native: nativeLibrary(backend), prompt_tokens: promptTokens, gen_tokens: genTokens,
+      native: backend.library, prompt_tokens: promptTokens, gen_tokens: genTokens,
       prefill_tok_s: round(t.prefill_tok_s), decode_tok_s: round(t.decode_tok_s),
       prefill_ms: round(t.prefill_ms), decode_ms: round(t.decode_ms),
       rss_mb: round(rssMb), weights_mb: round(weightsMb), kv_mb: round(kvMb), rss_over_weights_kv: round(rssMb / (weightsMb + kvMb)),

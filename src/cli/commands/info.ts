@@ -1,7 +1,7 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { JSON_FLAG, printJson, resolveModelDir } from '../common.js';
-import { readModelConfig } from '../../model/load.js';
+import { readModelConfig } from '../../io/model-folder.js';
 import { parameterCount, kvValuesPerToken, presetHFConfig, resolveConfig } from '../../model/config.js';
 import { OpenELMError } from '../../core/errors.js';
 

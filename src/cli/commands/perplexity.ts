@@ -78,7 +78,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     const t0 = performance.now();
     // Windows are long: one forward call per window keeps the logits buffer at one window's size.
     const scorer = new LoglikScorer(model, { batchSize: get.num(flags, 'batch-size'), maxLength: ctx, rowsPerCall: 512 });
-    const res = scorer.score(reqs, (done) => bar.update(Math.round((done / reqs.length) * acc)));
+    const res = await scorer.score(reqs, (done) => bar.update(Math.round((done / reqs.length) * acc)));
     let ll = 0, n = 0;
     res.forEach((r, i) => { ll += r.ll; n += reqs[i].cont.length; });
     const nll = -ll / n;

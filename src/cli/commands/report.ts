@@ -6,7 +6,7 @@ import { readTextFile } from '../common.js';
 import { OpenELMError, UsageError } from '../../core/errors.js';
 import { writeFileAtomicSync } from '../../io/atomic.js';
 import { nameRuns, readRun, renderComparison, type AgainstLog } from '../../train/compare.js';
-import { parseCorenetLog } from '../../train/corenet-log.js';
+import { parseCorenetLog } from '../../formats/corenet-log.js';
 
 /** CoreNet's OpenELM pretraining batch: 128 GPUs × 16 sequences × 2048 tokens per iteration. */
 const CORENET_TOKENS_PER_STEP = 128 * 16 * 2048;

@@ -1,10 +1,10 @@
+import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { NATIVE_FLAG, makeBackend } from '../common.js';
-import { OpenELMError } from '../../core/errors.js';
-import { generate } from '../../generate/generate.js';
-import { loadModel } from '../../model/load.js';
-import { loadTokenizer } from '../../tokenizer/load.js';
+import { NATIVE_FLAG } from '../common.js';
+import { loadModel } from '../../api.js';
+import { OpenELMError, UsageError } from '../../core/errors.js';
+import { loadTokenizer } from '../../io/tokenizer-file.js';
 import { loadRecipe } from '../../train/recipe.js';
 import { train } from '../../train/trainer.js';
 import type { NativeMode } from '../../backends/index.js';
@@ -12,18 +12,23 @@ import type { NativeMode } from '../../backends/index.js';
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
-  usage: 'openelm train --recipe FILE [--set key=value ...] [--resume] [--stop-after N] [--native auto|on|off]',
+  usage: 'openelm train --recipe FILE [--set key=value ...] [--resume] [--stop-after N] [--threads N] [--native auto|on|off]',
   flags: [
-    { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/', required: true },
-    { name: 'set', type: 'string', help: 'override a recipe key, e.g. --set seed=1 --set out_dir=../runs/x (values as in the recipe; repeatable)', repeatable: true },
-    { name: 'resume', type: 'bool', help: 'continue from the latest checkpoint in the recipe\'s out_dir' },
+    { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
+    { name: 'set', type: 'string', help: 'override a recipe key, e.g. --set seed=1 --set out_dir=runs/x (values as in the recipe; repeatable)', repeatable: true },
+    { name: 'resume', type: 'bool', help: 'continue from the newest intact checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
+    { name: 'threads', type: 'int', help: 'compute threads (default: the recipe\'s threads, else all cores; results do not depend on it)', min: 1 },
     NATIVE_FLAG,
   ],
 };
 
 export async function run(flags: ParsedFlags): Promise<number> {
-  const recipe = loadRecipe(get.str(flags, 'recipe')!, get.list(flags, 'set'));
+  const file = get.str(flags, 'recipe')!;
+  if (!fs.existsSync(file)) throw new UsageError(`recipe file ${file} does not exist`);
+  const recipe = loadRecipe(file, get.list(flags, 'set'));
+  const threads = get.num(flags, 'threads');
+  if (threads !== undefined) recipe.threads = threads;
   const ac = new AbortController();
   let sigs = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -56,16 +61,16 @@ export async function run(flags: ParsedFlags): Promise<number> {
   err(`checkpoint: ${res.checkpoint}   report: ${res.reportFile}   metrics: ${res.metricsFile}`);
   if (recipe.sample && res.checkpoint) {
     if (!res.checkpoint) throw new OpenELMError('train', 'no checkpoint to sample from');
-    const backend = await makeBackend('auto', recipe.threads, get.str(flags, 'native'));
+    const loaded = await loadModel(res.checkpoint, {
+      threads: recipe.threads, native: get.str(flags, 'native') as NativeMode | undefined, tokenizer: loadTokenizer(recipe.model.init),
+    });
     try {
-      const model = loadModel(res.checkpoint, { backend });
-      const tok = loadTokenizer(recipe.model.init);
       const s = recipe.sample;
-      const out = await generate(model, tok, tok.encode(s.prompt, { bos: true }), { maxTokens: s.maxTokens, temperature: s.temperature, topK: s.topK, seed: s.seed });
+      const out = await loaded.generate(s.prompt, { maxTokens: s.maxTokens, temperature: s.temperature, topK: s.topK, seed: s.seed, repetitionPenalty: 1 });
       err(`sample from ${res.checkpoint} (temperature ${s.temperature}, top-k ${s.topK}):`);
       process.stdout.write(s.prompt + out.text + '\n');
     } finally {
-      backend.dispose();
+      loaded.dispose();
     }
   }
   return 0;

@@ -67,7 +67,8 @@ function fromAi2(rec: Rec, where: string): ArcDoc {
 function makeArc(name: 'arc_easy' | 'arc_challenge', config: 'ARC-Easy' | 'ARC-Challenge'): Task {
   const folders = [name, 'ai2_arc', 'llm-adapters-commonsense/test', 'llm-adapters-commonsense/train-partial'];
   async function load(dataDir: string, split: string): Promise<LoadedSplit> {
-    const cap = split[0].toUpperCase() + split.slice(1);
+    // AI2's release calls the validation split Dev.
+    const cap = split === 'validation' ? 'Dev' : split[0].toUpperCase() + split.slice(1);
     for (const dir of taskDirs(dataDir, folders)) {
       const hf = hfSplitFiles(dir, split, [config]);
       if (hf.length) {
@@ -88,11 +89,10 @@ function makeArc(name: 'arc_easy' | 'arc_challenge', config: 'ARC-Easy' | 'ARC-C
         return loaded(docs, `${la} (LLM-Adapters ${config} ${split}, question and choices recovered from the instruction)`);
       }
     }
-    return missingData(name, split, dataDir, folders, [
-      `${split}-*.parquet / ${split}.jsonl from the HF dataset allenai/ai2_arc (config ${config})`,
-      `${config}-${cap}.jsonl from AI2's ARC-V1-Feb2018 release`,
-      `${config}.${split}.json in LLM-Adapters format (AGI-Edgerunners/LLM-Adapters dataset/${config}/${split}.json)`,
-    ]);
+    if (split === 'test' || split === 'train') {
+      return missingData(name, split, dataDir, { url: `https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/816657208af4db747803f87ba40a4c71383fed7a/dataset/${config}/${split}.json`, dest: `${name}/${config}/${split}.json` });
+    }
+    return missingData(name, split, dataDir, { url: 'https://ai2-public-datasets.s3.amazonaws.com/arc/ARC-V1-Feb2018.zip', extract: `ARC-V1-Feb2018-2/${config}/${config}-${cap}.jsonl`, dest: `${name}/${config}-${cap}.jsonl` });
   }
   return {
     name, outputType: 'multiple_choice', metrics: ['acc', 'acc_norm'],

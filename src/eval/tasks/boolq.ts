@@ -31,10 +31,9 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       return loaded(docs, `${files.join(', ')} (${src})`);
     }
   }
-  return missingData('boolq', split, dataDir, FOLDERS, [
-    `${split}-*.parquet from the HF dataset super_glue (config boolq)`,
-    `${orig[0]} from google-research-datasets/boolean-questions (or SuperGLUE's BoolQ ${split === 'validation' ? 'val.jsonl' : orig[0]})`,
-  ]);
+  // SuperGLUE's BoolQ.zip is what the HF super_glue/boolq dataset (lm-eval's source) is built from.
+  const member = split === 'validation' ? 'val.jsonl' : `${split}.jsonl`;
+  return missingData('boolq', split, dataDir, { url: 'https://dl.fbaipublicfiles.com/glue/superglue/data/v2/BoolQ.zip', extract: `BoolQ/${member}`, dest: `boolq/${member}` });
 }
 
 export const boolq = (): Task => ({

@@ -1,7 +1,9 @@
 // Shared pieces of the task loaders: finding a task's folder under --data-dir, checking record
-// fields with errors that name the file and line, and the "data missing" message.
+// fields with errors that name the file and line, and the "data missing" error that says which one
+// file to download and where to put it.
 
 import * as path from 'node:path';
+import { OpenELMError } from '../../core/errors.js';
 import { dataError, isDir } from '../files.js';
 import type { Doc, LoadedSplit } from '../task.js';
 
@@ -53,11 +55,47 @@ export function loaded(docs: Doc[], source: string, notes: string[] = []): Loade
   return { docs, source, notes };
 }
 
+/** The one file that supplies a missing split, and where it goes under a data folder. */
+export interface FetchHint {
+  /** What to download. */
+  url: string;
+  /** For an archive: the member (file or folder) to take out of it. */
+  extract?: string;
+  /** Where the file (or the extracted member) goes, relative to the data folder. */
+  dest: string;
+  /** Files needed beside it (PIQA keeps its labels in a second file). */
+  and?: { url: string; dest: string }[];
+  /** Why openelm does not ship it, when the reason is its license. */
+  why?: string;
+}
+
 /**
- * The one-line error for a task whose data is absent: which split, where we looked, which files
- * would do and where they come from.
+ * A split that no data folder holds. The message is one line: which task and split, where openelm
+ * looked, and exactly which file to fetch and where to save it so that `--data-dir` picks it up.
  */
-export function missingData(task: string, split: string, dataDir: string, folders: string[], expected: string[]): never {
-  const where = folders.map((f) => path.join(dataDir, f)).join(', ');
-  throw dataError(`${task}: no data for the ${split} split in ${where}; expected ${expected.join('; or ')}`);
+export class MissingDataError extends OpenELMError {
+  constructor(
+    readonly task: string, readonly split: string, readonly searched: string[], readonly hint: FetchHint,
+    /** The folder the user passed with --data-dir, named in the instructions; else "DIR". */
+    readonly userDir?: string,
+    /** What the split is for, e.g. "the few-shot pool of hellaswag:10". */
+    readonly role?: string,
+  ) {
+    super('data', missingMessage(task, split, searched, hint, userDir, role));
+    this.name = 'MissingDataError';
+  }
+}
+
+function missingMessage(task: string, split: string, searched: string[], h: FetchHint, userDir?: string, role?: string): string {
+  const root = userDir ?? 'DIR';
+  const dest = path.join(root, h.dest);
+  const what = `${task}: no ${split} split${role ? ` (${role})` : ''} in ${searched.join(' or ')}${h.why ? ` (${h.why})` : ''}`;
+  const get = h.extract ? `download ${h.url}, take "${h.extract}" out of it and save it as ${dest}` : `download ${h.url} and save it as ${dest}`;
+  const more = (h.and ?? []).map((x) => `, and ${x.url} as ${path.join(root, x.dest)}`).join('');
+  return `${what}; ${get}${more}, then pass --data-dir ${root}`;
+}
+
+/** Throws the MissingDataError for `split` of `task`, having searched `dataDir`. */
+export function missingData(task: string, split: string, dataDir: string, hint: FetchHint): never {
+  throw new MissingDataError(task, split, [dataDir], hint);
 }

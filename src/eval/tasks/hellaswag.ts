@@ -2,8 +2,9 @@
 // " " + capitalize(ctx_b)), choices = preprocess(endings), gold = int(label); validation scored.
 //
 // Readers: the HF `hellaswag` download, Rowan Zellers' hellaswag_{train,val}.jsonl (same fields), and
-// klosax's 6-lines-per-item text (what data/eval ships a part of). The text form only has the joined
-// context, so ctx_b is not capitalized the way lm-eval does it: scores on it are close, not exact.
+// klosax's 6-lines-per-item text (what data/eval ships: all 10042 validation items). The text form
+// only has the joined context, so ctx_b is not capitalized the way lm-eval does it: scores on it are
+// close, not exact.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -59,7 +60,7 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       return loaded(docs, `${files.join(', ')} (HellaSwag fields)`);
     }
     if (split === 'validation') {
-      const txt = fs.readdirSync(dir).filter((f) => /^hellaswag_val.*\.txt(\.gz|\.bz2)?$/.test(f)).sort().map((f) => path.join(dir, f));
+      const txt = fs.readdirSync(dir).filter((f) => /^hellaswag_val.*\.txt(\.gz|\.br|\.bz2)?$/.test(f)).sort().map((f) => path.join(dir, f));
       if (txt.length) {
         const docs = fromKlosax(txt[0]).map((d) => ({ ...d }));
         const notes = ['hellaswag: klosax text format: ctx_b is not capitalized as lm-eval does, so scores are close to but not exactly lm-eval\'s'];
@@ -68,11 +69,8 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       }
     }
   }
-  return missingData('hellaswag', split, dataDir, FOLDERS, [
-    `${split}-*.parquet / ${split}.jsonl from the HF dataset hellaswag (Rowan/hellaswag)`,
-    `hellaswag_${short}.jsonl from rowanz/hellaswag (data/)`,
-    ...(split === 'validation' ? ['hellaswag_val_full.txt from klosax/hellaswag_text_data (bunzip2 it first; close to lm-eval, not exact)'] : []),
-  ]);
+  // The HF hellaswag dataset (lm-eval's source) reads these files from rowanz/hellaswag, in order.
+  return missingData('hellaswag', split, dataDir, { url: `https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_${short}.jsonl`, dest: `hellaswag/hellaswag_${short}.jsonl` });
 }
 
 export const hellaswag = (): Task => ({

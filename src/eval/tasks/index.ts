@@ -4,11 +4,14 @@ import { OpenELMError } from '../../core/errors.js';
 import type { Task } from '../task.js';
 import { arcChallenge, arcEasy } from './arc.js';
 import { boolq } from './boolq.js';
+import { crowsPairsEnglish } from './crows-pairs.js';
 import { hellaswag } from './hellaswag.js';
 import { lambadaOpenai } from './lambada.js';
+import { llmAdaptersTasks } from './llm-adapters.js';
 import { MMLU_GROUPS, MMLU_SUBJECTS, mmluSubject } from './mmlu.js';
 import { openbookqa } from './openbookqa.js';
 import { piqa } from './piqa.js';
+import { race } from './race.js';
 import { sciq } from './sciq.js';
 import { truthfulqaMc1, truthfulqaMc2 } from './truthfulqa.js';
 import { winogrande } from './winogrande.js';
@@ -16,6 +19,8 @@ import { winogrande } from './winogrande.js';
 const SINGLE: Record<string, () => Task> = {
   arc_easy: arcEasy, arc_challenge: arcChallenge, boolq, hellaswag, piqa, sciq, winogrande,
   truthfulqa_mc1: truthfulqaMc1, truthfulqa_mc2: truthfulqaMc2, openbookqa, lambada_openai: lambadaOpenai,
+  crows_pairs_english: crowsPairsEnglish, race,
+  ...llmAdaptersTasks,
 };
 
 /** Groups: name -> member tasks (size-weighted means, as lm-eval's group scores). */

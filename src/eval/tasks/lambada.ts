@@ -32,10 +32,7 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       return loaded(docs, files.join(', '));
     }
   }
-  return missingData('lambada_openai', split, dataDir, FOLDERS, [
-    'lambada_test.jsonl (OpenAI\'s LAMBADA, {"text"} per line; HF EleutherAI/lambada_openai)',
-    'lambada_openai.jsonl from mosaicml/llm-foundry (scripts/eval/local_data/language_understanding)',
-  ]);
+  return missingData('lambada_openai', split, dataDir, { url: 'https://openaipublic.blob.core.windows.net/gpt-2/data/lambada_test.jsonl', dest: 'lambada_openai/lambada_test.jsonl' });
 }
 
 function words(d: Doc): string[] { return (d as unknown as LambadaDoc).text.split(' '); }

@@ -7,7 +7,8 @@
 // samples (mmlu_<subject>.csv; test only, the original gold in column "answer"), which data/eval ships.
 
 import * as path from 'node:path';
-import { dataError, existing, hfSplitFiles, parseCsv, parsePyStrList, readRecords, readText } from '../files.js';
+import { dataError, existing, hfSplitFiles, parseCsv, readRecords, readText } from '../files.js';
+import { parsePyStrList } from '../pyliteral.js';
 import { pyStrip } from '../../core/pystr.js';
 import type { Doc, LoadedSplit, Task } from '../task.js';
 import { getInt, getStr, getStrList, loaded, missingData, taskDirs, type Rec } from './common.js';
@@ -108,11 +109,9 @@ async function loadSubject(subject: string, dataDir: string, split: string): Pro
       }
     }
   }
-  return missingData(`mmlu_${subject}`, split, dataDir, FOLDERS, [
-    `${subject}/${split}-*.parquet (or all/${split}-*.parquet) from the HF dataset cais/mmlu`,
-    `${split}/${subject}_${split}.csv from the original MMLU release (people.eecs.berkeley.edu/~hendrycks/data.tar)` +
-      (split === 'dev' ? '; the dev split holds the 5 few-shot examples per subject and is not shipped with openelm' : ''),
-  ]);
+  // Hendrycks' data.tar is what hails/mmlu_no_train (lm-eval dc90fec's source) is built from; its
+  // data/<split>/ folder holds one CSV per subject, so one extraction serves all 57 subjects.
+  return missingData(`mmlu_${subject}`, split, dataDir, { url: 'https://people.eecs.berkeley.edu/~hendrycks/data.tar', extract: `data/${split}/`, dest: `mmlu/${split}/` });
 }
 
 export function mmluSubject(subject: string): Task {

@@ -50,16 +50,15 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       for (const f of files) for (const { rec, where } of await readRecords(f)) docs.push({ ...fromHf(rec, where) });
       return loaded(docs, `${files.join(', ')} (HF openbookqa main)`);
     }
-    const orig = existing(path.join(dir, 'Main', `${split}.jsonl`)) ?? existing(path.join(dir, `${cap}.jsonl`));
+    const member = split === 'validation' ? 'dev' : split;
+    const orig = existing(path.join(dir, 'Main', `${member}.jsonl`)) ?? existing(path.join(dir, `${cap}.jsonl`));
     if (orig) return loaded((await readRecords(orig)).map(({ rec, where }) => ({ ...fromOriginal(rec, where) })), `${orig} (OpenBookQA release)`);
     const foundry = split === 'test' ? existing(path.join(dir, 'openbook_qa.jsonl')) : null;
     if (foundry) return loaded((await readRecords(foundry)).map(({ rec, where }) => ({ ...fromFoundry(rec, where) })), `${foundry} (llm-foundry ICL copy of the test split)`);
   }
-  return missingData('openbookqa', split, dataDir, FOLDERS, [
-    `${split}-*.parquet from the HF dataset openbookqa (config main)`,
-    `Main/${split}.jsonl from the OpenBookQA release (allenai/OpenBookQA-V1-Sep2018)`,
-    ...(split === 'test' ? ['openbook_qa.jsonl from mosaicml/llm-foundry (scripts/eval/local_data/commonsense_reasoning)'] : []),
-  ]);
+  // OpenBookQA-V1-Sep2018.zip is what the HF openbookqa dataset (lm-eval's source) is built from.
+  const member = split === 'validation' ? 'dev' : split;
+  return missingData('openbookqa', split, dataDir, { url: 'https://s3-us-west-2.amazonaws.com/ai2-website/data/OpenBookQA-V1-Sep2018.zip', extract: `OpenBookQA-V1-Sep2018/Data/Main/${member}.jsonl`, dest: `openbookqa/Main/${member}.jsonl` });
 }
 
 export const openbookqa = (): Task => ({

@@ -42,10 +42,9 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
     }
     if (jsonl && !labels) throw dataError(`piqa: ${jsonl} has no labels file next to it (${path.join(dir, `${base}-labels.lst`)})`);
   }
-  return missingData('piqa', split, dataDir, FOLDERS, [
-    `${base}.jsonl + ${base}-labels.lst from the PIQA release (yonatanbisk.com/piqa, ybisk/ybisk.github.io piqa/data/)`,
-    `${split}-*.parquet / ${split}.jsonl from the HF dataset piqa`,
-  ]);
+  // The release keeps the gold labels in a second file next to the questions; both are needed.
+  const at = 'https://raw.githubusercontent.com/ybisk/ybisk.github.io/master/piqa/data';
+  return missingData('piqa', split, dataDir, { url: `${at}/${base}.jsonl`, dest: `piqa/${base}.jsonl`, and: [{ url: `${at}/${base}-labels.lst`, dest: `piqa/${base}-labels.lst` }] });
 }
 
 export const piqa = (): Task => ({

@@ -34,10 +34,11 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       return loaded(docs, `${files.join(', ')} (${src})`);
     }
   }
-  return missingData('sciq', split, dataDir, FOLDERS, [
-    `${split}-*.parquet / ${split}.jsonl from the HF dataset allenai/sciq`,
-    `${orig}.json from AI2's SciQ release (SciQ.zip, folder "SciQ dataset-2-3", allenai.org/data/sciq)`,
-  ]);
+  // SciQ.zip is what the HF sciq dataset (lm-eval's source) is built from.
+  return missingData('sciq', split, dataDir, {
+    url: 'https://ai2-public-datasets.s3.amazonaws.com/sciq/SciQ.zip', extract: `SciQ dataset-2-3/${orig}.json`, dest: `sciq/${orig}.json`,
+    why: 'SciQ is licensed CC BY-NC 3.0, so openelm does not ship it',
+  });
 }
 
 export const sciq = (): Task => ({

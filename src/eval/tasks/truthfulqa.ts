@@ -68,10 +68,7 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       return loaded(docs, `${mc} (sylinrl/TruthfulQA, the file HF truthful_qa is built from)`);
     }
   }
-  return missingData('truthfulqa', split, dataDir, FOLDERS, [
-    `${split}-*.parquet from the HF dataset truthful_qa (config multiple_choice)`,
-    'mc_task.json from sylinrl/TruthfulQA (data/mc_task.json)',
-  ]);
+  return missingData('truthfulqa', split, dataDir, { url: 'https://raw.githubusercontent.com/sylinrl/TruthfulQA/013686a06be7a7bde5bf8223943e106c7250123c/data/mc_task.json', dest: 'truthfulqa/mc_task.json' });
 }
 
 function base(name: string, which: 'mc1' | 'mc2'): Task {

@@ -40,10 +40,8 @@ async function load(dataDir: string, split: string): Promise<LoadedSplit> {
       return loaded(docs, `${jsonl} (WinoGrande 1.1 release)`);
     }
   }
-  return missingData('winogrande', split, dataDir, FOLDERS, [
-    `${split}-*.parquet from the HF dataset winogrande (config winogrande_xl)`,
-    `${base}.jsonl (+ ${base}-labels.lst) from the WinoGrande 1.1 release (allenai/winogrande, winogrande_1.1.zip)`,
-  ]);
+  // winogrande_1.1.zip is what the HF winogrande dataset (lm-eval's source) is built from.
+  return missingData('winogrande', split, dataDir, { url: 'https://storage.googleapis.com/ai2-mosaic/public/winogrande/winogrande_1.1.zip', extract: `winogrande_1.1/${base}.jsonl`, dest: `winogrande/${base}.jsonl` });
 }
 
 function blank(s: string): number { return s.indexOf('_'); }

@@ -1,4 +1,4 @@
-// CoreNet's text-side steps of the pretraining pipeline (spec §4.3), applied to each document:
+// CoreNet's text-side steps of the pretraining pipeline (docs/training.md, Data pipeline), applied to each document:
 //   1. split on single spaces into chunks of `splitWords` words (Python's str.split(" ") then
 //      " ".join of every run of splitWords words; newlines stay inside words);
 //   2. a length filter on a normalised copy (SlimPajama's step: lower-case, drop ASCII

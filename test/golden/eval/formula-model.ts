@@ -32,7 +32,9 @@ export function fillFormula(out: Float32Array, name: string, shape: number[]): v
 export function formulaModel(hf: OpenELMHFConfig, backend: Backend = new JsBackend()): OpenELM {
   const config = resolveConfig({ model_type: 'openelm', ...hf });
   const layout = paramLayout(config);
+  const host = new Float32Array(layout.total);
+  for (const e of layout.entries) fillFormula(host.subarray(e.offset, e.offset + e.size), e.name, e.shape);
   const flat = backend.alloc(layout.total);
-  for (const e of layout.entries) fillFormula(flat.subarray(e.offset, e.offset + e.size), e.name, e.shape);
+  backend.write(flat, host);
   return new OpenELM(config, backend, weightsFromFlat(config, layout, flat, backend));
 }

@@ -1,0 +1,22 @@
+// The optional native GEMM the WASM backend hands compute-bound products to (prefill, training).
+// Loading it is the platform's business (src/platform/node-native.ts: a small N-API addon over
+// oneDNN or OpenBLAS); the backend only needs these two calls. Sums come in a different order than
+// the WASM GEMM's, so results agree with it to float rounding, not bit for bit; they do not depend
+// on the thread count.
+
+export type NativeMode = 'auto' | 'on' | 'off';
+export const NATIVE_MODES: readonly NativeMode[] = ['auto', 'on', 'off'];
+
+export interface NativeGemm {
+  /** The library in use ('libdnnl.so.2', …). */
+  readonly library: string;
+  /** C[M,N] = op(A)·op(B) (+ C when acc), row-major, op = transpose when ta / tb. */
+  sgemm(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
+  /**
+   * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
+   * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
+   */
+  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
+    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean): void;
+}

@@ -1,0 +1,42 @@
+// A kernel worker's life: instantiate the shared-memory kernels and claim chunks of every job the
+// main thread opens (see sync.ts), forever, until QUIT. It never returns to its event loop, so it
+// is stopped through the control block (or terminated). The platform's worker entry (Node's
+// worker_threads script, a browser's Web Worker) calls runKernelWorker with what it was started with.
+
+import { KERNEL_NAMES } from './kernels.js';
+import type { KernelWorkerInit } from './pool.js';
+import { CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
+import { Wasm } from './wasm-api.js';
+
+export function runKernelWorker(init: KernelWorkerInit, post: (m: { ready?: boolean; error?: string }) => void): void {
+  // one instance of the kernels per memory: a job runs in the memory that holds its operands
+  const fns = init.memories.map((memory) => {
+    const instance = new Wasm!.Instance(init.module, { env: { memory } });
+    return KERNEL_NAMES.map((n) => instance.exports[n] as ChunkFn);
+  });
+  const ctl = new Int32Array(init.memories[0].buffer, init.ctlOffset, CTL_SLOTS);
+  const tid = init.tid;
+
+  let gen = Atomics.load(ctl, GEN);
+  post({ ready: true });
+
+  for (;;) {
+    let g: number;
+    let spins = 0, t0 = 0;
+    while ((g = Atomics.load(ctl, GEN)) === gen) {
+      if (++spins % SPIN_CHECK !== 0) continue;
+      const now = performance.now();
+      if (spins === SPIN_CHECK) t0 = now;
+      else if (now - t0 > WORKER_SPIN_MS) {
+        Atomics.add(ctl, SLEEPERS, 1);
+        Atomics.wait(ctl, GEN, gen);
+        Atomics.sub(ctl, SLEEPERS, 1);
+        spins = 0;
+      }
+    }
+    gen = g;
+    if (Atomics.load(ctl, QUIT)) break;
+    const err = drain(ctl, fns, tid);
+    if (err) post({ error: String((err as Error)?.stack ?? err) });
+  }
+}

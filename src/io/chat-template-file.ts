@@ -1,0 +1,43 @@
+// Chat templates from files: a Jinja file, or the chat_template of a model folder's
+// tokenizer_config.json (the Node side of chat/template.ts).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OpenELMError } from '../core/errors.js';
+import { corenetInstructTemplate, jinjaTemplate, templateFromTokenizerConfigObject, type ChatTemplate } from '../chat/template.js';
+import { readJsonFile } from './json.js';
+
+/** The chat_template of a tokenizer_config.json file, or undefined when it has none. */
+export function templateFromTokenizerConfig(file: string): ChatTemplate | undefined {
+  return templateFromTokenizerConfigObject(readJsonFile(file, 'tokenizer config'), file);
+}
+
+export interface ResolveTemplateOptions {
+  /** A Jinja template file (--chat-template FILE); wins over everything else. */
+  file?: string;
+  /** A model folder whose tokenizer_config.json may carry a chat_template. */
+  modelDir?: string;
+}
+
+/** The template to use: an explicit file, else the model folder's, else CoreNet's instruct format. */
+export function resolveChatTemplate(opts: ResolveTemplateOptions = {}): ChatTemplate {
+  if (opts.file !== undefined) {
+    if (!fs.existsSync(opts.file) || !fs.statSync(opts.file).isFile()) throw new OpenELMError('usage', `chat template file ${opts.file} does not exist`);
+    const text = fs.readFileSync(opts.file, 'utf8');
+    // A tokenizer_config.json given as the template file is accepted too.
+    if (opts.file.endsWith('.json')) {
+      const t = templateFromTokenizerConfig(opts.file);
+      if (!t) throw new OpenELMError('template', `${opts.file} has no "chat_template"`);
+      return t;
+    }
+    return jinjaTemplate(text, { source: opts.file });
+  }
+  if (opts.modelDir !== undefined) {
+    const f = path.join(opts.modelDir, 'tokenizer_config.json');
+    if (fs.existsSync(f)) {
+      const t = templateFromTokenizerConfig(f);
+      if (t) return t;
+    }
+  }
+  return corenetInstructTemplate();
+}

@@ -1,0 +1,60 @@
+// HF-format OpenELM folders on disk (config.json + model.safetensors or shards): the Node side of
+// model loading and saving. model/load.ts builds the model from any TensorSource; this opens the
+// folder's. saveModel writes a model held in a flat f32 parameter buffer (tied head: no lm_head key),
+// loadable by `openelm generate` and by Apple's HF code; atomically.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Backend } from '../backends/backend.js';
+import { OpenELMError } from '../core/errors.js';
+import type { OpenELMConfig } from '../model/config.js';
+import { modelFromSource, type LoadDType } from '../model/load.js';
+import type { OpenELM } from '../model/openelm.js';
+import { saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
+import { openModelSource, readSourceConfig } from '../formats/source.js';
+import { writeJsonFileAtomic } from './json.js';
+import { f32ToBf16 } from '../core/dtype.js';
+import type { ParamLayout } from '../model/layout.js';
+
+/** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter). */
+export function readModelConfig(dir: string): OpenELMConfig {
+  if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
+  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
+  return readSourceConfig(dir);
+}
+
+/** Load a model folder (HF or MLX) onto a backend. Throws OpenELMError naming the file / tensor on any problem. */
+export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType }): OpenELM {
+  readModelConfig(dir);
+  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx'] });
+  try {
+    return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
+  } finally {
+    src.close();
+  }
+}
+
+export interface SaveModelOptions extends SaveCheckpointOptions {
+  /** Tensor dtype in the file (default F32). */
+  dtype?: 'F32' | 'BF16';
+}
+
+export function saveModel(dir: string, config: OpenELMConfig, layout: ParamLayout, flat: Float32Array, opts: SaveModelOptions = {}): string[] {
+  const dtype = opts.dtype ?? 'F32';
+  const tensors = layout.entries.map((e) => {
+    const v = flat.subarray(e.offset, e.offset + e.size);
+    let data: ArrayBufferView = v;
+    if (dtype === 'BF16') {
+      const h = new Uint16Array(v.length);
+      for (let i = 0; i < v.length; i++) h[i] = f32ToBf16(v[i]);
+      data = h;
+    }
+    return { name: e.name, dtype, shape: e.shape, data };
+  });
+  const files = saveCheckpointSync(dir, tensors, opts);
+  const hf = { ...config.hf, torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32' };
+  hf.model_type ??= 'openelm';
+  hf.architectures ??= ['OpenELMForCausalLM'];
+  writeJsonFileAtomic(path.join(dir, 'config.json'), hf);
+  return files;
+}

@@ -1,0 +1,394 @@
+// The trainable OpenELM: one flat parameter tensor and one flat gradient tensor laid out by
+// paramLayout, a forward pass that saves what the backward needs, and an explicit per-layer
+// backward (llm.c style, no tape), all on one Backend. The forward computes the same function as
+// openelm.ts (same op order and f32 rounding points), with plain causal attention over T and no KV
+// cache; test/train-grad.test.ts holds the two together.
+//
+// Shapes: B sequences of T tokens, M = B·T rows; per layer Q query heads, Hkv kv heads, F FFN width.
+// Per layer the forward keeps: the block input x, norm outputs and their 1/rms, the raw and the
+// normed+rotated qkv, attention output and per-row logsumexp (not the T×T probabilities), the
+// post-attention residual h, and the proj_1 output u. With `recompute` only x is kept and the
+// block is re-run just before its backward. Logits are never held for all rows: the head and the
+// loss run fused over chunks of valid rows, forward and backward together.
+//
+// Host numbers come back only where they are needed: the loss sums of each head chunk are awaited
+// once per micro-batch, after every operation of the step has been issued.
+
+import type { Backend, LossSums, Tensor } from '../backends/backend.js';
+import { OpenELMError } from '../core/errors.js';
+import type { OpenELMConfig } from './config.js';
+import { paramLayout, weightsFromFlat, type ParamLayout } from './layout.js';
+import type { ModelWeights } from './openelm.js';
+import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, type LayerParams } from './params.js';
+import { Rope } from './rope.js';
+import { DEFAULT_IGNORE_INDEX, countValid, zLossCoefficient } from './loss.js';
+
+export interface TrainableModelOptions {
+  /** Keep only each block's input and recompute the block in backward (activation checkpointing). */
+  recompute?: boolean;
+  /** Rows of logits materialised at once by the fused head + loss (memory: rows × vocab). */
+  headChunkRows?: number;
+}
+
+export interface ForwardBackwardOptions {
+  /** Targets equal to this are skipped; inputs equal to it embed as zeros. Default -100. */
+  ignoreIndex?: number;
+  /** z-loss coefficient; true means CoreNet's 1e-4. Default off. */
+  zLoss?: number | boolean;
+  /**
+   * Multiplies this micro-batch's gradient contribution (not the returned loss). Gradient
+   * accumulation over k micro-batches: `grad_accum: k` means CoreNet/DDP semantics, the mean of
+   * the per-micro-batch means, i.e. 1/k each; token-weighted accumulation uses n_i / Σn. See
+   * gradAccumScales in loss.ts.
+   */
+  gradScale?: number;
+}
+
+/** loss = ce + zloss; zloss is already multiplied by its coefficient. Means over validTokens. */
+export interface LossResult { loss: number; ce: number; zloss: number; validTokens: number; }
+
+interface LayerDims { Q: number; H: number; F: number; Wq: number; QD: number; U: number; }
+
+type Params = LayerParams<Tensor, Tensor>;
+
+/** One block's saved activations (full-capacity tensors; used through views of M rows). */
+interface Acts {
+  xn1: Tensor; rstd1: Tensor; qkvRaw: Tensor; qkv: Tensor; qkRstd: Tensor;
+  lse: Tensor; att: Tensor; h: Tensor; xn2: Tensor; rstd2: Tensor; u: Tensor;
+}
+
+export class TrainableModel {
+  readonly layout: ParamLayout;
+  readonly params: Tensor;
+  readonly grads: Tensor;
+  readonly recompute: boolean;
+  headChunkRows: number;
+
+  private readonly dims: LayerDims[];
+  private readonly P: Params[];
+  private readonly G: Params[];
+  private readonly embed: Tensor; private readonly dEmbed: Tensor;
+  private readonly head: Tensor; private readonly dHead: Tensor;
+  private readonly normW: Tensor; private readonly dNormW: Tensor;
+  private readonly rope: Rope;
+
+  // Activation storage, sized for `cap` rows.
+  private cap = 0;
+  private xs: Tensor[] = [];           // residual stream: xs[l] is block l's input, xs[L] the last output
+  private acts: Acts[] = [];           // one per layer, or a single shared one with recompute
+  private xf!: Tensor; private rstdF!: Tensor;
+  // Backward scratch.
+  private dres!: Tensor; private dxn!: Tensor; private dqkv!: Tensor; private datt!: Tensor;
+  private du!: Tensor; private dg!: Tensor; private gbuf!: Tensor; private xTmp!: Tensor;
+  // Fused head + loss chunk buffers (headRows × D / × V).
+  private headRows = 0;
+  private headX!: Tensor; private headLogits!: Tensor; private headDx!: Tensor;
+
+  private actBufs: Tensor[] = [];
+  private headBufs: Tensor[] = [];
+
+  constructor(readonly config: OpenELMConfig, readonly backend: Backend, opts: TrainableModelOptions = {}) {
+    this.recompute = opts.recompute ?? false;
+    this.headChunkRows = opts.headChunkRows ?? 256;
+    this.layout = paramLayout(config);
+    this.params = backend.alloc(this.layout.total);
+    try {
+      this.grads = backend.alloc(this.layout.total);
+    } catch (e) {
+      backend.free(this.params);
+      throw e;
+    }
+    const c = config, hd = c.headDim;
+    this.dims = [];
+    for (let l = 0; l < c.numLayers; l++) {
+      const Q = c.numQueryHeads[l], H = c.numKvHeads[l], F = c.ffnDims[l];
+      this.dims.push({ Q, H, F, Wq: (Q + 2 * H) * hd, QD: Q * hd, U: (c.ffnWithGlu ? 2 : 1) * F });
+    }
+    this.P = mapLayers(c, (n) => this.paramView(n), (n) => this.paramView(n));
+    this.G = mapLayers(c, (n) => this.gradView(n), (n) => this.gradView(n));
+    this.embed = this.paramView(EMBEDDING);
+    this.dEmbed = this.gradView(EMBEDDING);
+    const headName = c.tiedEmbeddings ? EMBEDDING : LM_HEAD;
+    this.head = this.paramView(headName);
+    this.dHead = this.gradView(headName);
+    this.normW = this.paramView(FINAL_NORM);
+    this.dNormW = this.gradView(FINAL_NORM);
+    this.rope = new Rope(c, backend);
+  }
+
+  private view(buf: Tensor, name: string): Tensor {
+    const e = this.layout.byName.get(name);
+    if (!e) throw new OpenELMError('usage', `the model has no tensor named ${name}`);
+    return this.backend.view(buf, e.offset, e.size);
+  }
+  /** The parameter tensor `name` (HF key), a view into `params`. */
+  paramView(name: string): Tensor { return this.view(this.params, name); }
+  /** The gradient of `name`, a view into `grads`. */
+  gradView(name: string): Tensor { return this.view(this.grads, name); }
+  /** Set parameter `name` from host values. */
+  setParam(name: string, values: ArrayLike<number>): void { this.backend.write(this.paramView(name), values); }
+  readParam(name: string): Promise<Float32Array> { return this.backend.read(this.paramView(name)); }
+  readGrad(name: string): Promise<Float32Array> { return this.backend.read(this.gradView(name)); }
+
+  zeroGrad(): void { this.backend.fill(this.grads, 0); }
+
+  /** Inference weights sharing this model's parameter memory (for OpenELM on the same backend). */
+  inferenceWeights(): ModelWeights { return weightsFromFlat(this.config, this.layout, this.params, this.backend); }
+
+  /** Drop activation buffers (they are re-allocated on the next call). */
+  releaseActivations(): void {
+    this.freeActs();
+    this.freeHead();
+  }
+
+  /** Give everything back to the backend; the model cannot be used afterwards. */
+  dispose(): void {
+    this.releaseActivations();
+    this.rope.release();
+    this.backend.free(this.grads);
+    this.backend.free(this.params);
+  }
+
+  private actAlloc(n: number, stats = false): Tensor {
+    const a = this.backend.alloc(n, stats ? 'stats' : 'data');
+    this.actBufs.push(a);
+    return a;
+  }
+
+  private freeActs(): void {
+    for (const b of this.actBufs) this.backend.free(b);
+    this.actBufs = [];
+    this.cap = 0; this.xs = []; this.acts = [];
+  }
+
+  private freeHead(): void {
+    for (const b of this.headBufs) this.backend.free(b);
+    this.headBufs = [];
+    this.headRows = 0;
+  }
+
+  private newActs(rows: number, d: LayerDims): Acts {
+    const D = this.config.modelDim, A = (n: number, stats = false) => this.actAlloc(n, stats);
+    return {
+      xn1: A(rows * D), rstd1: A(rows, true), qkvRaw: A(rows * d.Wq), qkv: A(rows * d.Wq),
+      qkRstd: A(rows * (d.Q + d.H), true), lse: A(rows * d.Q, true), att: A(rows * d.QD),
+      h: A(rows * D), xn2: A(rows * D), rstd2: A(rows, true), u: A(rows * d.U),
+    };
+  }
+
+  private ensureActs(M: number): void {
+    if (M <= this.cap) return;
+    const c = this.config, D = c.modelDim, L = c.numLayers;
+    const max: LayerDims = { Q: 0, H: 0, F: 0, Wq: 0, QD: 0, U: 0 };
+    for (const d of this.dims) for (const k of Object.keys(max) as (keyof LayerDims)[]) max[k] = Math.max(max[k], d[k]);
+    this.freeActs();
+    const A = (n: number, stats = false) => this.actAlloc(n, stats);
+    try {
+      this.xs = [];
+      for (let l = 0; l <= L; l++) this.xs.push(A(M * D));
+      this.acts = this.recompute ? [this.newActs(M, max)] : this.dims.map((d) => this.newActs(M, d));
+      this.xf = A(M * D); this.rstdF = A(M, true);
+      this.dres = A(M * D); this.dxn = A(M * D); this.xTmp = A(M * D);
+      this.dqkv = A(M * max.Wq); this.datt = A(M * max.QD);
+      this.du = A(M * max.U); this.dg = A(M * max.F); this.gbuf = A(M * max.F);
+    } catch (e) {
+      this.freeActs();
+      // the backend's memory is bounded (4 GiB for WASM): say what to change for training
+      if (e instanceof OpenELMError && e.code === 'memory') {
+        throw new OpenELMError('memory', `the activations of ${M} rows (batch × seq_len) do not fit in the ${this.backend.name} backend's memory ` +
+          `next to the parameters and gradients; use recompute (activation checkpointing), a smaller batch_size with grad_accum, or a shorter seq_len`);
+      }
+      throw e;
+    }
+    this.cap = M;
+  }
+
+  private actsFor(l: number): Acts { return this.recompute ? this.acts[0] : this.acts[l]; }
+
+  /** Block l: xOut = x + Attn(norm(x)), then xOut += FFN(norm(xOut)); saves into `a`. */
+  private blockForward(l: number, x: Tensor, xOut: Tensor, a: Acts, B: number, T: number, pos: Int32Array): void {
+    const c = this.config, D = c.modelDim, hd = c.headDim, M = B * T, eps = c.normEps;
+    const d = this.dims[l], w = this.P[l], be = this.backend;
+    const v = (t: Tensor, n: number) => be.view(t, 0, n);
+    const xn1 = v(a.xn1, M * D), qkvRaw = v(a.qkvRaw, M * d.Wq), qkv = v(a.qkv, M * d.Wq);
+    const att = v(a.att, M * d.QD), h = v(a.h, M * D), xn2 = v(a.xn2, M * D);
+    const u = v(a.u, M * d.U), g = v(this.gbuf, M * d.F);
+    const rope = this.rope.ensure(T);
+    be.rmsnorm(xn1, x, w.attnNorm, M, D, eps, a.rstd1);
+    be.matmul(qkvRaw, xn1, w.qkv, M, d.Wq, D, 'nt', false);
+    be.copy(qkv, qkvRaw, M * d.Wq);
+    be.qkNormRope(qkv, M, pos, d.Q, d.H, hd, w.qNorm, w.kNorm, rope, eps, a.qkRstd);
+    be.causalAttention(att, a.lse, qkv, B, T, d.Q, d.H, hd);
+    be.copy(h, x, M * D);
+    be.matmul(h, att, w.out, M, D, d.QD, 'nt', true);
+    be.rmsnorm(xn2, h, w.ffnNorm, M, D, eps, a.rstd2);
+    be.matmul(u, xn2, w.proj1, M, d.U, D, 'nt', false);
+    if (c.ffnWithGlu) be.swiglu(g, u, M, d.F); else be.silu(g, u, M * d.F);
+    be.copy(xOut, h, M * D);
+    be.matmul(xOut, g, w.proj2, M, D, d.F, 'nt', true);
+  }
+
+  /** On entry this.dres holds dL/d(block output); on exit dL/d(block input). Parameter grads +=. */
+  private blockBackward(l: number, x: Tensor, a: Acts, B: number, T: number, pos: Int32Array): void {
+    const c = this.config, D = c.modelDim, hd = c.headDim, M = B * T;
+    const d = this.dims[l], w = this.P[l], gw = this.G[l], be = this.backend;
+    const v = (t: Tensor, n: number) => be.view(t, 0, n);
+    const dres = v(this.dres, M * D), dxn = v(this.dxn, M * D);
+    const xn1 = v(a.xn1, M * D), qkvRaw = v(a.qkvRaw, M * d.Wq), qkv = v(a.qkv, M * d.Wq);
+    const att = v(a.att, M * d.QD), h = v(a.h, M * D), xn2 = v(a.xn2, M * D);
+    const u = v(a.u, M * d.U), g = v(this.gbuf, M * d.F);
+    const dg = v(this.dg, M * d.F), du = v(this.du, M * d.U);
+    const datt = v(this.datt, M * d.QD), dqkv = v(this.dqkv, M * d.Wq);
+    const rope = this.rope.ensure(T);
+    // FFN: x_out = h + g·W2ᵀ, g = act(u), u = xn2·W1ᵀ, xn2 = norm(h)
+    if (c.ffnWithGlu) be.swiglu(g, u, M, d.F); else be.silu(g, u, M * d.F);
+    be.matmul(gw.proj2, dres, g, D, d.F, M, 'tn', true);
+    be.matmul(dg, dres, w.proj2, M, d.F, D, 'nn', false);
+    if (c.ffnWithGlu) be.swigluBackward(du, dg, u, M, d.F); else be.siluBackward(du, dg, u, M * d.F);
+    be.matmul(gw.proj1, du, xn2, d.U, D, M, 'tn', true);
+    be.matmul(dxn, du, w.proj1, M, D, d.U, 'nn', false);
+    be.rmsnormBackward(dres, gw.ffnNorm, dxn, h, w.ffnNorm, a.rstd2, M, D);
+    // attention: h = x + att·Woᵀ
+    be.matmul(gw.out, dres, att, D, d.QD, M, 'tn', true);
+    be.matmul(datt, dres, w.out, M, d.QD, D, 'nn', false);
+    be.causalAttentionBackward(dqkv, datt, qkv, att, a.lse, B, T, d.Q, d.H, hd);
+    be.qkNormRopeBackward(dqkv, gw.qNorm, gw.kNorm, qkvRaw, a.qkRstd, M, pos, d.Q, d.H, hd, w.qNorm, w.kNorm, rope);
+    be.matmul(gw.qkv, dqkv, xn1, d.Wq, D, M, 'tn', true);
+    be.matmul(dxn, dqkv, w.qkv, M, D, d.Wq, 'nn', false);
+    be.rmsnormBackward(dres, gw.attnNorm, dxn, x, w.attnNorm, a.rstd1, M, D);
+  }
+
+  private check(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, ignore: number): void {
+    const V = this.config.vocabSize;
+    if (!Number.isInteger(B) || !Number.isInteger(T) || B <= 0 || T <= 0) throw new OpenELMError('usage', `batch ${B} × ${T} must be positive integers`);
+    if (inputs.length !== B * T) throw new OpenELMError('usage', `inputs has ${inputs.length} ids; expected B·T = ${B * T}`);
+    if (targets && targets.length !== B * T) throw new OpenELMError('usage', `targets has ${targets.length} ids; expected B·T = ${B * T}`);
+    for (let i = 0; i < inputs.length; i++) {
+      const t = inputs[i];
+      if (t !== ignore && !(t >= 0 && t < V)) throw new OpenELMError('usage', `input id ${t} at position ${i} is outside the vocabulary [0, ${V})`);
+    }
+    if (targets) {
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[i];
+        if (t !== ignore && !(Number.isInteger(t) && t >= 0 && t < V)) {
+          throw new OpenELMError('usage', `target id ${t} at position ${i} is outside the vocabulary [0, ${V}) and is not the ignore index`);
+        }
+      }
+    }
+  }
+
+  /** Row r of every sequence sits at position r mod T. */
+  private positions(B: number, T: number): Int32Array {
+    const pos = new Int32Array(B * T);
+    for (let r = 0; r < B * T; r++) pos[r] = r % T;
+    return pos;
+  }
+
+  /** Embedding + all blocks + final norm; leaves normed rows in this.xf. */
+  private forwardBody(inputs: Int32Array, B: number, T: number, ignore: number, pos: Int32Array): void {
+    const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
+    this.ensureActs(M);
+    be.embedding(be.view(this.xs[0], 0, M * D), be.tensorWeight(this.embed, c.vocabSize, D), inputs, ignore);
+    for (let l = 0; l < L; l++) {
+      this.blockForward(l, be.view(this.xs[l], 0, M * D), be.view(this.xs[l + 1], 0, M * D), this.actsFor(l), B, T, pos);
+    }
+    be.rmsnorm(be.view(this.xf, 0, M * D), be.view(this.xs[L], 0, M * D), this.normW, M, D, c.normEps, this.rstdF);
+  }
+
+  /**
+   * Fused head + loss over the rows whose target is valid, in chunks. With backward, writes
+   * dL/dxf into this.dxn (zero for skipped rows) and accumulates the head gradient.
+   */
+  private async headLoss(targets: Int32Array, M: number, ignore: number, z: number, gradScale: number, backward: boolean): Promise<LossResult> {
+    const c = this.config, D = c.modelDim, V = c.vocabSize, be = this.backend;
+    const n = countValid(targets, ignore);
+    if (backward) be.fill(be.view(this.dxn, 0, M * D), 0);
+    if (n === 0) return { loss: 0, ce: 0, zloss: 0, validTokens: 0 };
+    const rowsIdx = new Int32Array(n);
+    for (let r = 0, i = 0; r < M; r++) if (targets[r] !== ignore) rowsIdx[i++] = r;
+    const CH = Math.max(1, Math.min(this.headChunkRows, n));
+    if (this.headRows < CH) {
+      this.freeHead();
+      this.headX = be.alloc(CH * D); this.headLogits = be.alloc(CH * V); this.headDx = be.alloc(CH * D);
+      this.headBufs = [this.headX, this.headLogits, this.headDx];
+      this.headRows = CH;
+    }
+    const sums: Promise<LossSums>[] = [];
+    const scale = backward ? gradScale / n : 0;
+    for (let s = 0; s < n; s += CH) {
+      const m = Math.min(CH, n - s), r0 = rowsIdx[s];
+      // a run of consecutive rows (no ignored target inside) is used in place
+      const contiguous = rowsIdx[s + m - 1] - r0 === m - 1;
+      const idx = rowsIdx.subarray(s, s + m);
+      const tc = new Int32Array(m);
+      for (let i = 0; i < m; i++) tc[i] = targets[idx[i]];
+      let x: Tensor;
+      if (contiguous) x = be.view(this.xf, r0 * D, m * D);
+      else { x = be.view(this.headX, 0, m * D); be.gatherRows(x, this.xf, idx, D); }
+      const lg = be.view(this.headLogits, 0, m * V);
+      be.matmul(lg, x, this.head, m, V, D, 'nt', false);
+      sums.push(be.crossEntropy(lg, tc, m, V, z, scale));
+      if (!backward || scale === 0) continue;
+      const dx = contiguous ? be.view(this.dxn, r0 * D, m * D) : be.view(this.headDx, 0, m * D);
+      be.matmul(dx, lg, this.head, m, D, V, 'nn', false);
+      be.matmul(this.dHead, lg, x, V, D, m, 'tn', true);
+      if (!contiguous) be.scatterRows(this.dxn, dx, idx, D);
+    }
+    let ceSum = 0, lseSqSum = 0;
+    for (const p of await Promise.all(sums)) { ceSum += p.ceSum; lseSqSum += p.lseSqSum; }
+    const ce = ceSum / n, zl = z * lseSqSum / n;
+    return { loss: ce + zl, ce, zloss: zl, validTokens: n };
+  }
+
+  /**
+   * One micro-batch: forward with saved activations, mean loss over valid targets, and parameter
+   * gradients ADDED to `grads` (call zeroGrad() between optimizer steps). A micro-batch without
+   * valid targets returns zeros and leaves the gradients unchanged.
+   */
+  async forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, opts: ForwardBackwardOptions = {}): Promise<LossResult> {
+    const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, z = zLossCoefficient(opts.zLoss);
+    const gradScale = opts.gradScale ?? 1;
+    this.check(inputs, targets, B, T, ignore);
+    const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
+    const pos = this.positions(B, T);
+    this.forwardBody(inputs, B, T, ignore, pos);
+    const n = countValid(targets, ignore);
+    // the head's backward is issued inside headLoss; its loss sums are awaited at its end, after
+    // the whole backward below has been issued too
+    const loss = this.headLoss(targets, M, ignore, z, gradScale, true);
+    if (n > 0 && gradScale !== 0) {
+      const dres = be.view(this.dres, 0, M * D);
+      be.fill(dres, 0);
+      be.rmsnormBackward(dres, this.dNormW, be.view(this.dxn, 0, M * D), be.view(this.xs[L], 0, M * D), this.normW, this.rstdF, M, D);
+      for (let l = L - 1; l >= 0; l--) {
+        const x = be.view(this.xs[l], 0, M * D);
+        if (this.recompute) this.blockForward(l, x, be.view(this.xTmp, 0, M * D), this.acts[0], B, T, pos);
+        this.blockBackward(l, x, this.actsFor(l), B, T, pos);
+      }
+      be.embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
+    }
+    return loss;
+  }
+
+  /** Loss only (evaluation): no gradients touched. */
+  evalLoss(inputs: Int32Array, targets: Int32Array, B: number, T: number, opts: Omit<ForwardBackwardOptions, 'gradScale'> = {}): Promise<LossResult> {
+    const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, z = zLossCoefficient(opts.zLoss);
+    this.check(inputs, targets, B, T, ignore);
+    this.forwardBody(inputs, B, T, ignore, this.positions(B, T));
+    return this.headLoss(targets, B * T, ignore, z, 0, false);
+  }
+
+  /** Logits for every position, [B·T, V] (tests and debugging; holds all rows at once). */
+  async logits(inputs: Int32Array, B: number, T: number): Promise<Float32Array> {
+    this.check(inputs, null, B, T, DEFAULT_IGNORE_INDEX);
+    const c = this.config, M = B * T, be = this.backend;
+    this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX, this.positions(B, T));
+    const out = be.alloc(M * c.vocabSize);
+    try {
+      be.matmul(out, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
+      return await be.read(out);
+    } finally {
+      be.free(out);
+    }
+  }
+}

@@ -1,0 +1,100 @@
+// The optional native GEMM (native/openelm_native.c): oneDNN's or OpenBLAS's sgemm reached through
+// a small N-API addon, for the products that are compute-bound (prefill, training). It is built by
+// `npm run build:native` and needs a BLAS library from the system's packages (Debian: libdnnl2 or
+// libopenblas0); without either, everything runs on the WASM kernels as before. The sums come in a
+// different order than the WASM GEMM's, so results agree with it to float rounding, not bit for bit;
+// they do not depend on the thread count (the addon cuts products into blocks by shape and runs the
+// library single-threaded per block on its own threads, see native/openelm_native.c).
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { OpenELMError } from '../core/errors.js';
+import { NATIVE_MODES, type NativeGemm, type NativeMode } from '../backends/native-gemm.js';
+
+interface Addon {
+  load(paths: string[]): string;
+  setThreads(n: number): void;
+  sgemm(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+  linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
+    mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean): void;
+}
+
+export class NativeBlas implements NativeGemm {
+  private threadsSet = 0;
+  constructor(private readonly addon: Addon, readonly library: string) {}
+
+  private use(threads: number): void {
+    if (threads !== this.threadsSet) { this.addon.setThreads(threads); this.threadsSet = threads; }
+  }
+
+  /** C[M,N] = op(A)·op(B) (+ C when acc), row-major, op = transpose when ta / tb. */
+  sgemm(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void {
+    this.use(threads);
+    this.addon.sgemm(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
+  }
+
+  /**
+   * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use
+   * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
+   */
+  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
+    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean): void {
+    this.use(threads);
+    this.addon.linear(out, x, w, kind, scales, mins, M, N, K, acc);
+  }
+}
+
+const ADDON = 'native/build/Release/openelm_native.node';
+/** Libraries tried in order: oneDNN (fastest sgemm measured here), then OpenBLAS. */
+const LIBRARIES = ['libdnnl.so.3', 'libdnnl.so.2', 'libopenblas.so.0', 'libdnnl.dylib', 'libopenblas.dylib'];
+
+let loaded: { blas: NativeBlas | null; why: string } | undefined;
+
+function repoRoot(): string {
+  // dist/src/platform/node-native.js -> the package root, three folders up
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+}
+
+function load(): { blas: NativeBlas | null; why: string } {
+  const file = path.join(repoRoot(), ADDON);
+  if (!existsSync(file)) return { blas: null, why: `the native addon is not built (${ADDON}; run npm run build:native)` };
+  let addon: Addon;
+  try {
+    addon = createRequire(import.meta.url)(file) as Addon;
+  } catch (e) {
+    return { blas: null, why: `the native addon does not load: ${(e as Error).message.split('\n')[0]}` };
+  }
+  const wanted = process.env.OPENELM_BLAS ? [process.env.OPENELM_BLAS] : LIBRARIES;
+  try {
+    return { blas: new NativeBlas(addon, addon.load(wanted)), why: '' };
+  } catch (e) {
+    return { blas: null, why: `${(e as Error).message} (install libdnnl2 or libopenblas0, or set OPENELM_BLAS)` };
+  }
+}
+
+/**
+ * The native GEMM for `mode`: 'off' → null; 'auto' → the library when it loads, else null;
+ * 'on' → the library, or a clear error saying why not. OPENELM_NATIVE=on|off|auto overrides 'auto'.
+ */
+export function nativeBlas(mode: NativeMode = 'auto'): NativeBlas | null {
+  if (!NATIVE_MODES.includes(mode)) throw new OpenELMError('usage', `unknown native mode "${String(mode)}"; choose ${NATIVE_MODES.join(', ')}`);
+  const env = process.env.OPENELM_NATIVE;
+  if (mode === 'auto' && env !== undefined && env !== '') {
+    if (!(NATIVE_MODES as readonly string[]).includes(env)) throw new OpenELMError('usage', `OPENELM_NATIVE must be one of ${NATIVE_MODES.join(', ')}, got "${env}"`);
+    mode = env as NativeMode;
+  }
+  if (mode === 'off') return null;
+  loaded ??= load();
+  if (!loaded.blas && mode === 'on') throw new OpenELMError('backend', `native GEMM requested but unavailable: ${loaded.why}`);
+  return loaded.blas;
+}
+
+/** Why the native GEMM is not available ('' when it is). */
+export function nativeUnavailableReason(): string {
+  loaded ??= load();
+  return loaded.why;
+}

@@ -1,0 +1,36 @@
+// The Node.js platform: core count from os, kernel workers on worker_threads, the native GEMM addon,
+// and V8's relaxed-SIMD flag. Importing this module registers it (the library entry and the CLI do).
+
+import os from 'node:os';
+import v8 from 'node:v8';
+import { Worker } from 'node:worker_threads';
+import { setRelaxedSimdEnabler, RELAXED_FLAG } from '../backends/wasm/kernels.js';
+import type { KernelWorkerHandle, KernelWorkerInit } from '../backends/wasm/pool.js';
+import { nativeBlas } from './node-native.js';
+import { setPlatform, type Platform } from './platform.js';
+
+function spawnKernelWorker(init: KernelWorkerInit): KernelWorkerHandle {
+  const w = new Worker(new URL('./node-kernel-worker.js', import.meta.url), {
+    workerData: init,
+    // the parent's flags (e.g. --input-type, loaders) may not apply to a worker script
+    execArgv: [],
+  });
+  return {
+    onMessage: (cb) => { w.on('message', cb); },
+    onError: (cb) => { w.once('error', cb); },
+    onExit: (cb) => { w.once('exit', cb); },
+    unref: () => { w.unref(); },
+    terminate: () => { void w.terminate(); },
+  };
+}
+
+export const nodePlatform: Platform = {
+  name: 'node',
+  cpuCount: () => os.availableParallelism(),
+  spawnKernelWorker,
+  nativeGemm: nativeBlas,
+  memory: () => ({ total: os.totalmem(), available: os.freemem() }),
+};
+
+setRelaxedSimdEnabler(() => v8.setFlagsFromString(RELAXED_FLAG));
+setPlatform(nodePlatform);

@@ -1,0 +1,55 @@
+// Backends for tests: the Node platform (worker threads, the native GEMM) registered, the WASM
+// backend with test options, and the registry the backend-parameterised suites run over.
+
+import { nodePlatform } from '../../src/platform/node.js';
+import type { Backend, Tensor } from '../../src/backends/backend.js';
+import { WasmBackend, type WasmBackendOptions } from '../../src/backends/wasm/wasm-backend.js';
+
+/** A WASM backend with the Node platform's worker threads (native GEMM only when asked for). */
+export function createWasm(opts: Omit<WasmBackendOptions, 'spawnWorker'> = {}): Promise<WasmBackend> {
+  return WasmBackend.create({ spawnWorker: nodePlatform.spawnKernelWorker, ...opts });
+}
+
+/**
+ * A CPU backend's tensor as the typed array it is (JS and WASM tensors are Float32Array views), so
+ * kernel tests can fill and read them directly.
+ */
+export const f32 = (t: Tensor): Float32Array => t as unknown as Float32Array;
+
+/** A tensor of the backend's own memory holding `src` (typed as the array it is on CPU backends). */
+export function own(be: Backend, src: ArrayLike<number>): Float32Array {
+  const t = be.alloc(src.length);
+  be.write(t, src);
+  return f32(t);
+}
+
+import { JsBackend } from '../../src/backends/js/js-backend.js';
+import { wasmAvailable } from '../../src/backends/wasm/kernels.js';
+import { nativeBlas } from '../../src/platform/node-native.js';
+import { TOL, type Tol } from '../tolerances.js';
+
+/**
+ * Every backend the interface-level suites run on, with the tolerances its results are held to
+ * against the fp64 goldens. Adding a backend here is all it takes to run the golden suite on it;
+ * `available` says why it is skipped (a backend whose prerequisites CI installed must not skip).
+ */
+export interface BackendCase {
+  name: string;
+  make(): Promise<Backend>;
+  available: () => string | null;
+  /** Tolerance of logits against the fp64 golden. */
+  logits: Tol;
+}
+
+export const BACKEND_CASES: BackendCase[] = [
+  { name: 'js', make: async () => new JsBackend(), available: () => null, logits: TOL.refLogits },
+  {
+    name: 'wasm (2 threads)', make: () => createWasm({ threads: 2 }), logits: TOL.fastVsRef,
+    available: () => (wasmAvailable() ? null : 'this runtime has no WebAssembly SIMD'),
+  },
+  {
+    name: 'wasm + native sgemm', logits: TOL.fastVsRef,
+    make: async () => { const be = await createWasm({ threads: 2, native: nativeBlas('on') }); be.nativeMinRows = 1; be.nativeMinWork = 0; return be; },
+    available: () => (process.env.OPENELM_REQUIRE_NATIVE === '1' || (wasmAvailable() && nativeBlas('auto')) ? null : 'the native sgemm is not built'),
+  },
+];
