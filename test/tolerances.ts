@@ -26,6 +26,14 @@ export const TOL = {
   grads: { atol: 1e-5, rtol: 1e-3 },
   /** 10-step AdamW loss curve. */
   curve: { atol: 1e-4, rtol: 0 },
+  /**
+   * Adapted module forward/backward (src/adapters/reference-math.ts, f64 from the f32-stored
+   * captures) vs PEFT's float64 per-module captures. Measured max abs 2.4e-7 (y), 1.2e-7 (dA),
+   * relative to each tensor's max |v| <= 7.1e-8 (2026-12-06).
+   */
+  adapterModule: { atol: 2e-6, rtol: 1e-5 },
+  /** Merged weights (f64 merge rounded to f32) vs PEFT's float64 merge_and_unload stored as f32. Measured 0 (2026-12-06). */
+  adapterMerge: { atol: 1e-7, rtol: 1e-7 },
   /** Per-item eval log-likelihoods vs the reference. */
   loglik: { atol: 1e-4, rtol: 0 },
 } as const satisfies Record<string, Tol>;

@@ -1,0 +1,62 @@
+// Folding an adapter into the base weights, as PEFT's merge does, so a plain HF model computes what
+// the adapted model computes:
+//   LoRA:  W' = W + s·B·A                       (embedding: W' = W + s·(B·A)ᵀ, W stored [vocab, dim])
+//   DoRA:  W' = m / ||W + s·B·A|| · (W + s·B·A)  norms per output row for linears; for the
+//          embedding per model dimension, over the vocabulary (PEFT's axis conventions).
+// The tied head: Apple's model computes logits with the *base* embedding even when the lookup is
+// adapted (PEFT wraps only the lookup). Folding the adapter into the embedding would change the
+// head too, so a merged model whose embedding was adapted gets an untied lm_head.weight holding the
+// base embedding and share_input_output_layers: false. (PEFT's own merge_and_unload keeps the head
+// tied and so does not reproduce the adapted model; see docs/adapters.md.)
+
+import { OpenELMError } from '../core/errors.js';
+import type { OpenELMConfig, OpenELMHFConfig } from '../model/config.js';
+import { adapterScale, doraDirection, type Adapter, type ModuleAdapter } from './adapter.js';
+
+/** The merged weight of one module, in the base weight's layout ([out, in]; embedding [vocab, dim]). */
+export function mergeModuleWeight(m: ModuleAdapter, W: ArrayLike<number>, scale: number, dora: boolean): Float32Array {
+  const { inFeatures: I, outFeatures: O, kind } = m.module;
+  if (W.length !== I * O) throw new OpenELMError('adapter', `cannot merge into ${m.module.weight}: it has ${W.length} values, the adapter expects ${O * I}`);
+  const V = doraDirection(m, W, scale); // [out, in] = W + s·B·A in the direction orientation
+  if (dora) {
+    if (!m.magnitude) throw new OpenELMError('adapter', `DoRA adapter has no magnitude vector for ${m.module.name}`);
+    for (let o = 0; o < O; o++) {
+      let ss = 0;
+      for (let i = 0; i < I; i++) ss += V[o * I + i] * V[o * I + i];
+      const f = m.magnitude[o] / Math.sqrt(ss);
+      for (let i = 0; i < I; i++) V[o * I + i] *= f;
+    }
+  }
+  const out = new Float32Array(O * I);
+  if (kind === 'embedding') {
+    for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) out[i * O + o] = V[o * I + i];
+  } else {
+    out.set(V);
+  }
+  return out;
+}
+
+export interface MergedWeights {
+  /** Replaced or added tensors (HF keys); every other base tensor is unchanged. */
+  weights: Map<string, Float32Array>;
+  /** The config.json of the merged model. */
+  hfConfig: OpenELMHFConfig;
+}
+
+/** Merge `a` into the base weights that `baseWeight(name)` returns (f32 or wider, HF layout). */
+export function mergeAdapter(c: OpenELMConfig, a: Adapter, baseWeight: (name: string) => ArrayLike<number>): MergedWeights {
+  const scale = adapterScale(a.settings), dora = a.settings.type === 'dora';
+  const weights = new Map<string, Float32Array>();
+  let untie = false;
+  for (const m of a.modules) {
+    const W = baseWeight(m.module.weight);
+    if (m.module.kind === 'embedding' && c.tiedEmbeddings) {
+      untie = true;
+      weights.set('lm_head.weight', Float32Array.from(W));
+    }
+    weights.set(m.module.weight, mergeModuleWeight(m, W, scale, dora));
+  }
+  const hfConfig: OpenELMHFConfig = { ...c.hf };
+  if (untie) hfConfig.share_input_output_layers = false;
+  return { weights, hfConfig };
+}
