@@ -16,6 +16,7 @@ import { adapterScale, doraNorms, initAdapter, type Adapter } from '../src/adapt
 import { AdaptedEmbeddingRef, AdaptedLinearRef } from '../src/adapters/reference-math.js';
 import { mergeAdapter } from '../src/adapters/merge.js';
 import { ADAPTER_TARGETS } from '../src/adapters/targets.js';
+import { mlxAdapterFiles, writeMlxAdapter } from '../src/adapters/mlx-export.js';
 import { loadModel } from '../src/model/load.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 
@@ -286,4 +287,59 @@ test('our adapter_config.json is PEFT-shaped for every setting', () => {
   assert.equal(j.lora_alpha, 32);
   assert.equal(j.base_model_name_or_path, 'apple/OpenELM-270M');
   assert.deepEqual(Object.keys(j), Object.keys(j).slice().sort());
+});
+
+test('mlx-lm export: Aᵀ/Bᵀ under mlx names, its formula gives the PEFT output; embedding adapters are refused', () => {
+  for (const c of ['lora', 'dora'] as const) {
+    const a = readPeftAdapter(adapterDir(c), cfg);
+    assert.throws(() => mlxAdapterFiles(cfg, a), /cannot export an adapter on token_embeddings to mlx-lm/);
+    const linears: Adapter = { ...a, settings: { ...a.settings, targets: a.settings.targets.filter((t) => t !== 'token_embeddings') }, modules: a.modules.slice(1) };
+    const dir = tmpDir();
+    writeMlxAdapter(dir, cfg, linears, 'apple/OpenELM-270M');
+    const conf = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    assert.deepEqual(conf, {
+      fine_tune_type: c, use_dora: c === 'dora', num_layers: cfg.numLayers, model: 'apple/OpenELM-270M',
+      lora_parameters: { rank: 4, scale: 2, dropout: 0.1, keys: ['attn.out_proj', 'attn.qkv_proj', 'ffn.proj_1', 'ffn.proj_2'] },
+    });
+    const f = SafetensorsFile.open(path.join(dir, 'adapters.safetensors'));
+    assert.equal(f.names().length, linears.modules.length * (c === 'dora' ? 3 : 2));
+    // mlx-lm's LoRALinear / DoRALinear at inference, from the exported tensors only:
+    //   z = x·W^T + scale·(x·lora_a)·lora_b;  DoRA: z·m / ||W + scale·(lora_b^T·lora_a^T)|| per row.
+    const m = linears.modules.find((x) => x.module.name === 'transformer.layers.1.attn.qkv_proj')!;
+    const { inFeatures: I, outFeatures: O } = m.module, r = 4, s = 2;
+    const la = f.readF32(`${m.module.name}.lora_a`), lb = f.readF32(`${m.module.name}.lora_b`);
+    assert.deepEqual(f.info(`${m.module.name}.lora_a`).shape, [I, r]);
+    assert.deepEqual(f.info(`${m.module.name}.lora_b`).shape, [r, O]);
+    const W = base.get(m.module.weight)!;
+    const g = golden(c);
+    const x = g.f32(`module.${m.module.name}.x`), M = x.length / I;
+    const z = new Float64Array(M * O);
+    for (let i = 0; i < M; i++) {
+      const t = new Float64Array(r);
+      for (let k = 0; k < r; k++) for (let q = 0; q < I; q++) t[k] += x[i * I + q] * la[q * r + k];
+      for (let o = 0; o < O; o++) {
+        let acc = 0, lo = 0;
+        for (let q = 0; q < I; q++) acc += x[i * I + q] * W[o * I + q];
+        for (let k = 0; k < r; k++) lo += t[k] * lb[k * O + o];
+        z[i * O + o] = acc + s * lo;
+      }
+    }
+    if (c === 'dora') {
+      const mm = f.readF32(`${m.module.name}.m`);
+      for (let o = 0; o < O; o++) {
+        let ss = 0;
+        for (let q = 0; q < I; q++) {
+          let d = 0;
+          for (let k = 0; k < r; k++) d += lb[k * O + o] * la[q * r + k];
+          ss += (W[o * I + q] + s * d) ** 2;
+        }
+        for (let i = 0; i < M; i++) z[i * O + o] *= mm[o] / Math.sqrt(ss);
+      }
+    }
+    const ours = new AdaptedLinearRef(m, W, a.settings).forward(x, M).y;
+    assertClose(z, ours, { atol: 1e-9, rtol: 1e-9 }, `${c} mlx formula vs PEFT formula`);
+    f.close();
+    g.close();
+    fs.rmSync(dir, { recursive: true });
+  }
 });
