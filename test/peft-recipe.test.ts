@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadRecipe, parseRecipe, recipeDifferences } from '../src/train/recipe.js';
 import { adapterSettingsFor } from '../src/train/peft-settings.js';
+import { recipeModelConfig } from '../src/train/trainer.js';
 import { readPeftAdapter } from '../src/adapters/peft-files.js';
 import { ADAPTER_TARGETS } from '../src/adapters/targets.js';
 import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
@@ -94,7 +95,9 @@ test('Apple\'s PEFT presets: LoRA and DoRA on OpenELM-270M with CoreNet\'s setti
   for (const type of ['lora', 'dora'] as const) {
     const r = loadRecipe(path.join(REPO, 'recipes', `openelm-peft-${type}-270M.yaml`));
     assert.deepEqual(r.peft, { type, r: 32, alpha: 32, dropout: 0.1, targets: [...ADAPTER_TARGETS], rslora: false, init: undefined, baseDtype: 'f32' });
-    assert.equal(r.model.init, path.join(REPO, 'models', 'OpenELM-270M'));
+    assert.equal(r.model.init, 'apple/OpenELM-270M');
+    assert.equal(recipeModelConfig(r).modelDim, 1280);
+    assert.deepEqual(r.canonical.model, { init: 'apple/OpenELM-270M' });
     assert.deepEqual(r.optimizer, { lr: 3e-4, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
     assert.deepEqual(r.schedule, { type: 'cosine', warmupSteps: 1000, warmupInitLr: 1e-6, minLr: 3e-5 });
     assert.equal(r.steps, 4375);

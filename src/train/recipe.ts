@@ -254,6 +254,19 @@ function formatOfFolder(dir: string): DataFormat | undefined {
   return found.size === 1 ? [...found][0] : undefined;
 }
 
+/**
+ * `model.init` is a folder (relative to the recipe) or, when no such folder exists, a hub id
+ * (`org/name`, downloaded when training starts). Hub ids are kept as written; folders become absolute.
+ */
+function initLocation(init: string, rel: (p: string) => string): string {
+  return /^[\w.-]+\/[\w.-]+$/.test(init) && !fs.existsSync(rel(init)) ? init : rel(init);
+}
+
+/** True for a `model.init` that names a hub model rather than a folder. */
+export function isHubModelId(init: string): boolean {
+  return !path.isAbsolute(init);
+}
+
 export function loadRecipe(file: string): Recipe {
   return parseRecipe(readRecipeText(file), file);
 }
@@ -363,7 +376,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
 
   const recipe: Recipe = {
     file,
-    model: { init: model.init !== undefined ? rel(model.init as string) : undefined, preset: model.preset as string | undefined, config: model.config as Obj | undefined },
+    model: { init: model.init !== undefined ? initLocation(model.init as string, rel) : undefined, preset: model.preset as string | undefined, config: model.config as Obj | undefined },
     hfConfig,
     seed,
     data: { train, valid, validFraction, evalBatches: (data.eval_batches as number | undefined) ?? 4 },
@@ -416,7 +429,7 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     },
   } : {};
   return {
-    model: r.model.init !== undefined ? { init: path.relative(path.dirname(path.resolve(r.file)), r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
+    model: r.model.init !== undefined ? { init: isHubModelId(r.model.init) ? r.model.init : path.relative(path.dirname(path.resolve(r.file)), r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
     seed: r.seed,
     data: { train: r.data.train.map(src), valid: r.data.valid.map(src), valid_fraction: r.data.validFraction, eval_batches: r.data.evalBatches },
     seq_len: r.seqLen, batch_size: r.batchSize, grad_accum: r.gradAccum, steps: r.steps,

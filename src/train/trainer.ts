@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
-import { parameterCount, resolveConfig, type OpenELMConfig } from '../model/config.js';
+import { parameterCount, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
 import { readModelConfig } from '../io/model-folder.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
@@ -29,8 +29,8 @@ import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js
 import { expandDataPath } from './data/files.js';
 import { TrainLoader, readRows, rowsToBatch } from './data/loader.js';
 import { PAD, createSource, type RowSource, type SourceSpec, type SourceStats } from './data/sources.js';
-import { recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
-import { customConfigDefaults } from './presets.js';
+import { isHubModelId, recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
+import { customConfigDefaults, presetSize } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
 import {
   STATE_VERSION, cleanStaleTemps, findLatestCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint,
@@ -89,6 +89,11 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
 // ------------------------------------------------------------------------------- model setup
 
 export function recipeModelConfig(r: Recipe): OpenELMConfig {
+  if (r.model.init !== undefined && isHubModelId(r.model.init)) {
+    // Apple's released models need no download to know their geometry.
+    if (presetSize(r.model.init)) return resolveConfig(presetHFConfig(r.model.init));
+    throw new OpenELMError('recipe', `${r.file}: recipe.model.init ${r.model.init} is downloaded when training starts; its config is not known before`);
+  }
   if (r.model.init !== undefined) return readModelConfig(r.model.init);
   const raw = r.model.config !== undefined ? { ...customConfigDefaults(r.seqLen), ...r.model.config } : r.hfConfig!;
   try {
@@ -187,7 +192,13 @@ function readMetrics(file: string, upTo: number): MetricLine[] {
 // ------------------------------------------------------------------------------- the loop
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const r = opts.recipe;
+  let r = opts.recipe;
+  // Until adapters run inside the trainable model, a peft block must not quietly train the whole model.
+  if (r.peft) throw new OpenELMError('recipe', `${r.file}: recipe.peft: adapter training is not wired into the trainer yet (adapter files, merge and the math are; see docs/adapters.md)`);
+  if (r.model.init !== undefined && isHubModelId(r.model.init)) {
+    const hub = await import('../hub/index.js');
+    r = { ...r, model: { ...r.model, init: await hub.ensureModel(r.model.init) } };
+  }
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const outDir = r.outDir;
 
