@@ -17,7 +17,7 @@ import { AdaptedEmbeddingRef, AdaptedLinearRef } from '../src/adapters/reference
 import { mergeAdapter } from '../src/adapters/merge.js';
 import { ADAPTER_TARGETS } from '../src/adapters/targets.js';
 import { mlxAdapterFiles, writeMlxAdapter } from '../src/adapters/mlx-export.js';
-import { loadModel } from '../src/model/load.js';
+import { loadModelFolder } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 
 const BASE = 'gqa4-hd32';
@@ -182,7 +182,7 @@ function assertThrowsClose(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 for (const c of ['lora', 'dora'] as const) {
-  test(`${c}: merged weights equal PEFT's merge, and the merged model (untied head) gives the adapted logits`, () => {
+  test(`${c}: merged weights equal PEFT's merge, and the merged model (untied head) gives the adapted logits`, async () => {
     const g = golden(c);
     const a = readPeftAdapter(adapterDir(c), cfg);
     const merged = mergeAdapter(cfg, a, (n) => base.get(n)!);
@@ -200,12 +200,12 @@ for (const c of ['lora', 'dora'] as const) {
     });
     writeSafetensorsSync(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(merged.hfConfig));
-    const model = loadModel(dir, { backend: new JsBackend(), dtype: 'f32' });
+    const model = loadModelFolder(dir, { backend: new JsBackend(), dtype: 'f32' });
     assert.equal(model.config.tiedEmbeddings, false);
     const ids = g.i32('forward.input_ids'), [B, T] = g.shape('forward.input_ids'), V = cfg.vocabSize;
     const want = g.f32('forward.logits');
     for (let b = 0; b < B; b++) {
-      const logits = model.logitsAll(Array.from(ids.subarray(b * T, (b + 1) * T)));
+      const logits = await model.logitsAll(Array.from(ids.subarray(b * T, (b + 1) * T)));
       assertClose(logits, want.subarray(b * T * V, (b + 1) * T * V), TOL.refLogits, `${c} merged row ${b}`);
     }
     fs.rmSync(dir, { recursive: true });

@@ -15,7 +15,7 @@ import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
 import { llmAdaptersPrompt, instructionRecord } from '../src/train/data/llm-adapters.js';
 import { PAD, createSource, type RowSource } from '../src/train/data/sources.js';
 import { expandDataPath } from '../src/train/data/files.js';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { nfc } from '../src/train/data/text.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
