@@ -7,7 +7,7 @@
 import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, QBLOCK } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
-import { checkGroups, checkPositions } from '../js/js-backend.js';
+import { checkDropout, checkGroups, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
 import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
 import { ThreadPool, type SpawnKernelWorker } from './pool.js';
@@ -88,6 +88,9 @@ export class WasmBackend implements Backend {
   /** What alloc()/allocWeight() returned, with the allocations free() releases. */
   private readonly owned = new WeakMap<object, number[]>();
   private readonly train: WasmTrainOps;
+  /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
+  private decoded: Float32Array | null = null;
+  private iota: Int32Array | null = null;
 
   private constructor(threads: number, relaxed: boolean, arena: SharedArena, pool: ThreadPool, k: KernelExports, threshold: number,
     native: NativeGemm | null) {
@@ -469,6 +472,41 @@ export class WasmBackend implements Backend {
   sumSquares(x: Tensor): Promise<number> { return Promise.resolve(this.train.sumSquares(f32(x))); }
   scale(x: Tensor, coef: number): void { this.train.scale(f32(x), coef); }
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(f32(p), f32(g), f32(m), f32(v), n, s); }
+
+  // ------------------------------------------------------------------------------------------
+  // adapter ops
+
+  linearT(outT: Tensor, dyT: Tensor, w: Weight, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols;
+    if (M <= 0 || K === 0) return;
+    // f32 weights are read in place; other dtypes are decoded once per call into scratch (N·K
+    // values against M·N·K multiply-adds) by the embedding kernel, then the training GEMM runs.
+    let W: Float32Array;
+    if (w.dtype === 'f32') W = w.data as Float32Array;
+    else {
+      if (!this.decoded || this.decoded.length < N * K) {
+        if (this.decoded) this.freeF32(this.decoded);
+        this.decoded = this.allocF32(N * K);
+      }
+      W = this.decoded.subarray(0, N * K);
+      if (!this.iota || this.iota.length < N) this.iota = Int32Array.from({ length: N }, (_, i) => i);
+      this.embedding(W as unknown as Tensor, w, this.iota.subarray(0, N));
+    }
+    this.train.gemmRun(f32(outT), f32(dyT), W, M, K, N, accumulate, 0, 0, N, K, 'linearT');
+  }
+  mulColumns(out: Tensor, x: Tensor, s: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.train.mulColumns(f32(out), f32(x), f32(s), rows, cols, accumulate);
+  }
+  columnDot(out: Tensor, a: Tensor, b: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.train.columnDot(f32(out), f32(a), f32(b), rows, cols, accumulate);
+  }
+  dropoutMask(out: Tensor, n: number, p: number, seed: number, complement: boolean): void {
+    checkDropout(p, n, f32(out).length);
+    this.train.dropoutMask(f32(out), n, p, seed, complement);
+  }
+  doraScale(c: Tensor, invN: Tensor, m: Tensor, base2: Tensor, q: Tensor, n: number, coef: number): void {
+    this.train.doraScale(f32(c), f32(invN), f32(m), f32(base2), f32(q), n, coef);
+  }
 
 
   // ------------------------------------------------------------------------------------------
