@@ -10,13 +10,13 @@ import { Golden, GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
 import { TOL, assertClose } from './tolerances.js';
 import { SafetensorsFile, writeSafetensorsSync, type TensorToWrite } from '../src/io/safetensors.js';
 import { OpenELMError } from '../src/core/errors.js';
-import { readPeftAdapter, writePeftAdapter, peftTensorNames, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from '../src/adapters/peft-files.js';
-import { peftConfigJson } from '../src/adapters/peft-config.js';
+import { readPeftAdapter, writePeftAdapter, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from '../src/io/peft-folder.js';
+import { peftConfigJson, peftTensorNames } from '../src/adapters/peft-config.js';
 import { adapterScale, doraNorms, initAdapter, type Adapter } from '../src/adapters/adapter.js';
 import { AdaptedEmbeddingRef, AdaptedLinearRef } from '../src/adapters/reference-math.js';
 import { mergeAdapter } from '../src/adapters/merge.js';
 import { ADAPTER_TARGETS } from '../src/adapters/targets.js';
-import { mlxAdapterFiles, writeMlxAdapter } from '../src/adapters/mlx-export.js';
+import { mlxAdapterFiles, writeMlxAdapter } from '../src/io/mlx-adapter.js';
 import { loadModelFolder } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { loadRecipe, parseRecipe, recipeDifferences } from '../src/train/recipe.js';
 import { adapterSettingsFor } from '../src/train/peft-settings.js';
 import { recipeModelConfig } from '../src/train/trainer.js';
-import { readPeftAdapter } from '../src/adapters/peft-files.js';
+import { readPeftAdapter } from '../src/io/peft-folder.js';
 import { ADAPTER_TARGETS } from '../src/adapters/targets.js';
 import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
 import { llmAdaptersPrompt, instructionRecord } from '../src/train/data/llm-adapters.js';

@@ -19,6 +19,19 @@ export interface PeftConfig {
 
 type Json = Record<string, unknown>;
 
+/** Every tensor key of a PEFT adapter file starts with this (PeftModel wraps the model as base_model.model). */
+export const PEFT_PREFIX = 'base_model.model.';
+
+/** The file keys of one module's tensors. */
+export function peftTensorNames(m: AdaptedModule, dora: boolean): { A: string; B: string; magnitude?: string } {
+  const p = PEFT_PREFIX + m.name;
+  const names = m.kind === 'embedding'
+    ? { A: `${p}.lora_embedding_A`, B: `${p}.lora_embedding_B` }
+    : { A: `${p}.lora_A.weight`, B: `${p}.lora_B.weight` };
+  return dora ? { ...names, magnitude: `${p}.lora_magnitude_vector` } : names;
+}
+
+
 /** Fields that only describe the file or the run and do not change what the adapter computes. */
 const INFORMATIONAL = new Set([
   'task_type', 'peft_version', 'base_model_name_or_path', 'revision', 'inference_mode', 'auto_mapping',

@@ -9,26 +9,16 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import { commitAll, stageFileSync, writeAllSync, type StagedFile } from '../io/atomic.js';
-import { readJsonFile } from '../io/json.js';
-import { SafetensorsFile, stageSafetensorsSync, type TensorToWrite } from '../io/safetensors.js';
+import { commitAll, stageFileSync, writeAllSync, type StagedFile } from './atomic.js';
+import { readJsonFile } from './json.js';
+import { SafetensorsFile, stageSafetensorsSync, type TensorToWrite } from './safetensors.js';
 import type { OpenELMConfig } from '../model/config.js';
-import type { Adapter, ModuleAdapter } from './adapter.js';
-import { parsePeftConfig, peftConfigJson } from './peft-config.js';
-import { allAdaptableModules, type AdaptedModule } from './targets.js';
+import type { Adapter, ModuleAdapter } from '../adapters/adapter.js';
+import { PEFT_PREFIX, parsePeftConfig, peftConfigJson, peftTensorNames } from '../adapters/peft-config.js';
+import { allAdaptableModules } from '../adapters/targets.js';
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
 export const PEFT_WEIGHTS_FILE = 'adapter_model.safetensors';
-export const PEFT_PREFIX = 'base_model.model.';
-
-/** The file keys of one module's tensors. */
-export function peftTensorNames(m: AdaptedModule, dora: boolean): { A: string; B: string; magnitude?: string } {
-  const p = PEFT_PREFIX + m.name;
-  const names = m.kind === 'embedding'
-    ? { A: `${p}.lora_embedding_A`, B: `${p}.lora_embedding_B` }
-    : { A: `${p}.lora_A.weight`, B: `${p}.lora_B.weight` };
-  return dora ? { ...names, magnitude: `${p}.lora_magnitude_vector` } : names;
-}
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 

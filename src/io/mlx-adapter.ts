@@ -12,10 +12,10 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
-import { commitAll, stageFileSync, writeAllSync } from '../io/atomic.js';
-import { stageSafetensorsSync, type TensorToWrite } from '../io/safetensors.js';
+import { commitAll, stageFileSync, writeAllSync } from './atomic.js';
+import { stageSafetensorsSync, type TensorToWrite } from './safetensors.js';
 import type { OpenELMConfig } from '../model/config.js';
-import { adapterScale, type Adapter } from './adapter.js';
+import { adapterScale, type Adapter } from '../adapters/adapter.js';
 
 export const MLX_WEIGHTS_FILE = 'adapters.safetensors';
 export const MLX_CONFIG_FILE = 'adapter_config.json';
