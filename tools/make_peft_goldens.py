@@ -38,7 +38,7 @@ import openelm_module as om  # noqa: E402
 import openelm_ref as ref  # noqa: E402
 
 GENERATOR = "tools/make_peft_goldens.py"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 BASE = "gqa4-hd32"
 SEED = 20240513
 TARGETS = ["token_embeddings", "qkv_proj", "out_proj", "proj_1", "proj_2"]
@@ -309,12 +309,12 @@ def main() -> None:
         t["forward.logits"] = f32(logits)
         t.update(loss_and_grads(pm, train_in, train_tg, "nodrop"))
         info = {"use_dora": use_dora, "use_rslora": use_rslora, "scaling": next(iter(mods.values())).scaling["default"]}
+        pm.train()
+        set_dropout(pm, masks)
+        for name, keep in masks.items():
+            t[f"drop.mask.{name}"] = keep.reshape(train_in.numel(), -1).contiguous()
+        t.update(loss_and_grads(pm, train_in, train_tg, "drop"))
         if case != "lora-rslora":
-            pm.train()
-            set_dropout(pm, masks)
-            for name, keep in masks.items():
-                t[f"drop.mask.{name}"] = keep.reshape(train_in.numel(), -1).contiguous()
-            t.update(loss_and_grads(pm, train_in, train_tg, "drop"))
             layer = f"transformer.layers.{CAPTURE_LAYER}."
             names = ["transformer.token_embeddings"] + [layer + m for m in ("attn.qkv_proj", "attn.out_proj",
                                                                              "ffn.proj_1", "ffn.proj_2")]
