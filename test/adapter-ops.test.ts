@@ -90,6 +90,35 @@ for (const bc of BACKEND_CASES) {
     } finally { be.dispose(); }
   });
 
+  test(`[${bc.name}] linear with exact: f32 products on the decoded weight for every dtype (no int8 activations)`, { skip }, async () => {
+    const be = await bc.make();
+    try {
+      for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
+        for (const [M, N, K] of [[1, 5, 32], [3, 17, 64], [9, 33, 96], [70, 40, 128]]) {
+          const { w: hw, dec } = hostWeight(dtype, N, K, randn(N * K, 0.5));
+          const w = be.allocWeight(dtype, N, K);
+          w.data.set(hw.data as never);
+          if (hw.scales) w.scales!.set(hw.scales);
+          if (hw.mins) w.mins!.set(hw.mins);
+          be.prepareWeight(w);
+          // activations with an outlier per row: int8 quantization of x would show
+          const x = randn(M * K);
+          for (let m = 0; m < M; m++) x[m * K + (m % K)] = 40;
+          const want = new Float64Array(M * N);
+          for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+            let s = 0;
+            for (let k = 0; k < K; k++) s += x[m * K + k] * dec[n * K + k];
+            want[m * N + n] = s;
+          }
+          const out = be.alloc(M * N);
+          be.linear(out, put(be, x), w, M, false, true);
+          assertClose(await be.read(out), want, bc.name === 'js' ? OPTOL : TOL.fastVsRef, `${dtype} ${M}×${N}×${K}`);
+          be.freeWeight(w);
+        }
+      }
+    } finally { be.dispose(); }
+  });
+
   test(`[${bc.name}] mulColumns and columnDot: per-column scale and column dot products`, { skip }, async () => {
     const be = await bc.make();
     try {

@@ -104,8 +104,13 @@ export interface Backend {
 
   // ----------------------------------------------------------------------------------- forward ops
 
-  /** out[M,N] = x[M,K] · Wᵀ, or += when accumulate. */
-  linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean): void;
+  /**
+   * out[M,N] = x[M,K] · Wᵀ, or += when accumulate. For q8/q4 weights a backend may quantize the
+   * activation rows to int8 (llama.cpp's Q8 dot products; TOL.intDotVsRef) unless `exact`, which asks
+   * for f32 products on the decoded weight (training on a quantized base needs the function its
+   * backward, linearT, differentiates).
+   */
+  linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean, exact?: boolean): void;
   /** out[r] = f32(x[r] / sqrt(mean(x[r]²) + eps)) · w for `rows` rows of `dim`; saves 1/rms per row in rstd when given. */
   rmsnorm(out: Tensor, x: Tensor, w: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void;
   /**

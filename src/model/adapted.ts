@@ -26,6 +26,7 @@
 import type { Backend, Tensor, Weight } from '../backends/backend.js';
 import { dropoutValues, mixSeed } from '../backends/dropout.js';
 import { weightRowToF32 } from '../backends/weight-format.js';
+import { OpenELMError } from '../core/errors.js';
 import { adapterScale, type AdapterSettings } from '../adapters/adapter.js';
 import { adaptedModules, type AdaptedModule } from '../adapters/targets.js';
 import type { OpenELMConfig } from './config.js';
@@ -97,7 +98,7 @@ export class AdapterShared {
   fillMask(out: Tensor, n: number, index: number, name: string, complement: boolean, run: LinearRun): void {
     if (this.masks) {
       const keep = this.masks(name, n);
-      if (keep.length !== n) throw new Error(`replayed dropout mask of ${name} has ${keep.length} values, needs ${n}`);
+      if (keep.length !== n) throw new OpenELMError('usage', `replayed dropout mask of ${name} has ${keep.length} values, needs ${n}`);
       const { kept, dropped } = dropoutValues(this.p, complement);
       this.be.write(out, Float32Array.from(keep, (k) => (k ? kept : dropped)));
       return;
@@ -109,8 +110,8 @@ export class AdapterShared {
 }
 
 /** Row norms² ||W_o||² of a linear weight as stored (decoded as the kernels decode it), in f64. */
-export function weightRowNorms2(w: Weight): Float32Array {
-  const out = new Float32Array(w.rows), row = new Float32Array(w.cols);
+export function weightRowNorms2(w: Weight): Float64Array {
+  const out = new Float64Array(w.rows), row = new Float32Array(w.cols);
   for (let o = 0; o < w.rows; o++) {
     weightRowToF32(w, o, row);
     let s = 0;
@@ -121,10 +122,10 @@ export function weightRowNorms2(w: Weight): Float32Array {
 }
 
 /** Column norms² over the vocabulary of an embedding table [V, D], in f64. */
-export function embeddingColumnNorms2(values: ArrayLike<number>, V: number, D: number): Float32Array {
+export function embeddingColumnNorms2(values: ArrayLike<number>, V: number, D: number): Float64Array {
   const acc = new Float64Array(D);
   for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) { const x = values[v * D + d]; acc[d] += x * x; }
-  return Float32Array.from(acc);
+  return acc;
 }
 
 /** A frozen base linear with a LoRA / DoRA adapter. */
@@ -153,7 +154,7 @@ export class AdaptedLinear implements TrainLinear {
     if (!this.sh.dora) return;
     const be = this.be, sh = this.sh, r = sh.r, s = sh.scale, O = this.outFeatures, I = this.inFeatures;
     const P = sh.view(sh.P!, r * O), G = sh.view(sh.G!, r * r), q = sh.view(sh.q!, O);
-    be.linear(P, this.t.A, this.w, r, false);
+    be.linear(P, this.t.A, this.w, r, false, true);
     be.matmul(G, this.t.A, this.t.A, r, r, I, 'nt', false);
     be.scale(G, s / 2);
     be.matmul(P, G, this.t.B, r, O, r, 'nn', true);
@@ -176,18 +177,18 @@ export class AdaptedLinear implements TrainLinear {
     be.matmul(ts, xin, this.t.A, M, r, I, 'nt', false);
     be.scale(ts, sh.scale);
     if (!sh.dora) {
-      be.linear(y, x, this.w, M, accumulate);
+      be.linear(y, x, this.w, M, accumulate, true);
       be.matmul(y, ts, this.t.B, M, O, r, 'nn', true);
       return;
     }
     const pre = sh.view(saved.pre!, M * O);
-    be.linear(pre, xin, this.w, M, false);
+    be.linear(pre, xin, this.w, M, false, true);
     be.matmul(pre, ts, this.t.B, M, O, r, 'nn', true);
     if (drop) {
       // the part of x dropout removed still goes through the base: y = (x − x̃)·Wᵀ + c⊙pre
       sh.fillMask(mask!, M * I, this.index, this.module.name, true, run);
       be.mulColumns(xd!, x, mask!, 1, M * I);
-      be.linear(y, xd!, this.w, M, accumulate);
+      be.linear(y, xd!, this.w, M, accumulate, true);
       be.mulColumns(y, pre, this.c!, M, O, true);
     } else {
       be.mulColumns(y, pre, this.c!, M, O, accumulate);

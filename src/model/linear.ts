@@ -54,7 +54,7 @@ export class FrozenLinear implements TrainLinear {
     this.inFeatures = w.cols;
   }
 
-  forward(y: Tensor, x: Tensor, M: number, accumulate: boolean): void { this.be.linear(y, x, this.w, M, accumulate); }
+  forward(y: Tensor, x: Tensor, M: number, accumulate: boolean): void { this.be.linear(y, x, this.w, M, accumulate, true); }
 
   backward(dx: Tensor, dy: Tensor, _x: Tensor, M: number): void { this.be.linearT(dx, dy, this.w, M, false); }
 }

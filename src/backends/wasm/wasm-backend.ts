@@ -268,7 +268,7 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // kernels
 
-  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false): void {
+  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false, exact = false): void {
     const out = f32(outT), x = f32(xT);
     this.begin();
     const p = this.packedOf(w);
@@ -284,7 +284,8 @@ export class WasmBackend implements Backend {
     const op = this.outF32(out, M * N, 'linear output', accumulate);
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations), else f32.
-    const mode = M <= GEMV_ROWS ? 1 : p.dtype >= DTYPE_CODE.q8 && this.intGemm ? 2 : 0;
+    const quantized = p.dtype >= DTYPE_CODE.q8;
+    const mode = exact && quantized ? 0 : M <= GEMV_ROWS ? 1 : quantized && this.intGemm ? 2 : 0;
     if (mode !== 1) this.ensureScratch(this.k.gemmScratch());
     if (mode === 1 && p.dtype !== 0) this.ensurePrep(M * this.k.prepBytes(K));
     if (mode === 2) this.ensurePrep(this.k.quantBytes(M, K));
