@@ -10,7 +10,10 @@
 // tied and so does not reproduce the adapted model; see docs/adapters.md.)
 
 import { OpenELMError } from '../core/errors.js';
+import { f32ToBf16, f32ToF16 } from '../core/dtype.js';
 import type { OpenELMConfig, OpenELMHFConfig } from '../model/config.js';
+import type { TensorSource } from '../model/load.js';
+import { EMBEDDING, LM_HEAD } from '../model/params.js';
 import { adapterScale, doraDirection, type Adapter, type ModuleAdapter } from './adapter.js';
 
 /** The merged weight of one module, in the base weight's layout ([out, in]; embedding [vocab, dim]). */
@@ -59,4 +62,61 @@ export function mergeAdapter(c: OpenELMConfig, a: Adapter, baseWeight: (name: st
   const hfConfig: OpenELMHFConfig = { ...c.hf };
   if (untie) hfConfig.share_input_output_layers = false;
   return { weights, hfConfig };
+}
+
+/**
+ * A tensor source that reads as the base with `a` merged in (mergeAdapter's weights, computed when
+ * a tensor is first read, the last one kept for chunked reads), plus the untied lm_head when the
+ * embedding is adapted; and the config to load it with. Inference with an adapter loads this, so
+ * every inference path (KV cache, batches, any storage dtype) runs the adapted model at the cost
+ * of the base. Merged tensors report the base tensor's file dtype, so `dtype: auto` stores them as
+ * the base is stored (exact for an F32 base; rounded to BF16 / F16 for such bases).
+ */
+export function mergedSource(src: TensorSource, c: OpenELMConfig, a: Adapter): { source: TensorSource; hfConfig: OpenELMHFConfig } {
+  const scale = adapterScale(a.settings), dora = a.settings.type === 'dora';
+  const byWeight = new Map(a.modules.map((m) => [m.module.weight, m]));
+  const untie = c.tiedEmbeddings && a.modules.some((m) => m.module.kind === 'embedding');
+  const alias = (name: string) => (untie && name === LM_HEAD ? EMBEDDING : name);
+  let last: { name: string; data: Float32Array } | null = null;
+  const merged = (name: string): Float32Array | null => {
+    const m = byWeight.get(name);
+    if (!m) return null;
+    if (last?.name !== name) {
+      const shape = src.info(name).shape;
+      last = { name, data: mergeModuleWeight(m, src.readF32(name, new Float32Array(shape.reduce((x, y) => x * y, 1))), scale, dora) };
+    }
+    return last.data;
+  };
+  const source: TensorSource = {
+    names: () => (untie ? [...src.names(), LM_HEAD] : src.names()),
+    info: (name) => src.info(alias(name)),
+    expectShape: (name, shape) => src.expectShape(alias(name), shape),
+    readF32(name, dst) {
+      const v = merged(name);
+      if (!v) return src.readF32(alias(name), dst);
+      dst.set(v);
+      return dst;
+    },
+    readF32Range(name, start, count, dst) {
+      const v = merged(name);
+      if (!v) return src.readF32Range(alias(name), start, count, dst);
+      dst.set(v.subarray(start, start + count));
+      return dst;
+    },
+    readBF16(name, dst) {
+      const v = merged(name);
+      if (!v) return src.readBF16(alias(name), dst);
+      for (let i = 0; i < v.length; i++) dst[i] = f32ToBf16(v[i]);
+      return dst;
+    },
+    readF16(name, dst) {
+      const v = merged(name);
+      if (!v) return src.readF16(alias(name), dst);
+      for (let i = 0; i < v.length; i++) dst[i] = f32ToF16(v[i]);
+      return dst;
+    },
+  };
+  const hfConfig: OpenELMHFConfig = { ...c.hf };
+  if (untie) hfConfig.share_input_output_layers = false;
+  return { source, hfConfig };
 }

@@ -25,6 +25,7 @@ export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
   NATIVE_FLAG,
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
+  { name: 'adapter', type: 'string', help: 'a LoRA/DoRA adapter folder (PEFT format, e.g. a checkpoint of a peft run) merged into the model on load' },
 ];
 
 export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
@@ -47,6 +48,7 @@ export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
     native: (get.str(flags, 'native') ?? 'auto') as 'auto' | 'on' | 'off',
     tokenizer: file,
     chatTemplate: get.str(flags, 'chat-template'),
+    adapter: get.str(flags, 'adapter'),
     ...hubCallbacks(),
   };
 }

@@ -20,6 +20,7 @@ const COMMANDS: Record<string, string> = {
   eval: 'lm-evaluation-harness-compatible benchmarks',
   train: 'pretrain or fine-tune from a recipe file',
   convert: 'convert a checkpoint (e.g. to GGUF)',
+  merge: 'merge a LoRA/DoRA adapter into its base model',
   bench: 'prefill/decode throughput benchmark',
   download: 'download a model from the Hugging Face hub',
 };

@@ -14,6 +14,8 @@ import { openCheckpoint, saveCheckpointSync, type SaveCheckpointOptions } from '
 import { readJsonFile, writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamLayout } from '../model/layout.js';
+import type { Adapter } from '../adapters/adapter.js';
+import { mergedSource } from '../adapters/merge.js';
 
 export function readModelConfig(dir: string): OpenELMConfig {
   if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
@@ -28,12 +30,18 @@ export function readModelConfig(dir: string): OpenELMConfig {
   }
 }
 
-/** Load a model folder onto a backend. Throws OpenELMError naming the file / tensor on any problem. */
-export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType }): OpenELM {
+/**
+ * Load a model folder onto a backend. Throws OpenELMError naming the file / tensor on any problem.
+ * With `adapter` (a LoRA / DoRA adapter for this base, e.g. from readPeftAdapter) the weights are
+ * the base with the adapter merged in, as `openelm merge` writes them (adapters/merge.ts).
+ */
+export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter }): OpenELM {
   const config = readModelConfig(dir);
   const ckpt = openCheckpoint(dir);
   try {
-    return modelFromSource(ckpt, config, opts.backend, opts.dtype ?? 'auto');
+    if (!opts.adapter) return modelFromSource(ckpt, config, opts.backend, opts.dtype ?? 'auto');
+    const { source, hfConfig } = mergedSource(ckpt, config, opts.adapter);
+    return modelFromSource(source, resolveConfig(hfConfig), opts.backend, opts.dtype ?? 'auto');
   } finally {
     ckpt.close();
   }

@@ -197,6 +197,9 @@ export class TrainableModel {
         };
       };
       this.lin = mapLayers(c, () => null, (n, shape) => {
+        if ((baseDtype === 'q8' || baseDtype === 'q4') && shape[1] % 32 !== 0) {
+          throw new OpenELMError('dtype', `recipe.peft.base_dtype ${baseDtype}: ${n} has ${shape[1]} columns; ${baseDtype} stores rows in blocks of 32 (use bf16 or f32)`);
+        }
         const w = be.allocWeight(baseDtype, shape[0], shape[1]);
         this.baseWeights.set(n, w);
         const module = n.replace(/\.weight$/, '');
