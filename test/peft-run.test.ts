@@ -214,3 +214,26 @@ test('bad input: one line each (no base, an adapter for another base, wrong shap
     assert.throws(() => recipe(peft), (e: unknown) => e instanceof OpenELMError && msg.test(e.message) && !e.message.includes('\n'));
   }
 });
+
+test('convert --to mlx-adapter exports a linears-only adapter and refuses an embedding adapter with the reason', async () => {
+  const r = recipe({ ...LORA, targets: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2'] }, { steps: 2, eval_every: 0, schedule: { warmup_steps: 0 } });
+  await train({ recipe: r, ...quiet });
+  const ck = path.join(r.outDir, 'step-00000002'), out = path.join(tmp, 'mlx');
+  const c = spawnSync(process.execPath, [CLI, 'convert', '--model', base, '--adapter', ck, '--to', 'mlx-adapter', '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(c.status, 0, c.stderr);
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+  assert.equal(cfg.fine_tune_type, 'lora');
+  assert.equal(cfg.num_layers, 2);
+  assert.equal(cfg.lora_parameters.scale, 2);
+  const f = SafetensorsFile.open(path.join(out, 'adapters.safetensors'));
+  assert.deepEqual(f.info('transformer.layers.0.attn.qkv_proj.lora_a').shape, [32, 4]);
+  const a = readPeftAdapter(ck, readModelConfig(base));
+  const A = a.modules[0].A, lora_a = f.readF32('transformer.layers.0.attn.qkv_proj.lora_a');
+  assert.equal(lora_a[1 * 4 + 2], A[2 * 32 + 1], 'lora_a = Aᵀ');
+  f.close();
+  const withEmb = recipe(LORA, { steps: 1, eval_every: 0, schedule: { warmup_steps: 0 } });
+  await train({ recipe: withEmb, ...quiet });
+  const bad = spawnSync(process.execPath, [CLI, 'convert', '--model', base, '--adapter', path.join(withEmb.outDir, 'step-00000001'), '--to', 'mlx-adapter', '--out', path.join(tmp, 'mlx2')], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^openelm convert: cannot export an adapter on token_embeddings to mlx-lm: .*\n$/);
+});
