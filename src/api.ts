@@ -28,6 +28,7 @@ import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
 import { type ChatTemplate } from './chat/template.js';
 import { ChatSession, partialResult, type ChatSessionOptions } from './chat/session.js';
 import { TextStream } from './chat/text-stream.js';
+import { resolveModelFolder } from './train/run-folder.js';
 
 export interface LoadModelOptions {
   /** Storage of the linear weights: 'auto' (default) keeps the checkpoint's precision; q8/q4 quantize on load. */
@@ -59,9 +60,10 @@ export interface LoadModelOptions {
   /**
    * A LoRA / DoRA adapter for this base: a PEFT adapter folder (adapter_config.json +
    * adapter_model.safetensors, e.g. a checkpoint of `openelm train` with a peft block) or an
-   * Adapter. It is merged into the weights on load, exactly as `openelm merge` does.
+   * Adapter, or several of them (which act together, as PEFT's several active adapters do). They
+   * are merged into the weights on load, exactly as `openelm merge` does.
    */
-  adapter?: string | Adapter;
+  adapter?: string | Adapter | readonly (string | Adapter)[];
 }
 
 /** Generation options of the library API. Unset sampling is greedy, as HF's generate(). */
@@ -170,8 +172,8 @@ export class LoadedModel {
 
 /** Resolve a model source to a local folder: an existing path as is, a hub id (org/name) through the HF cache. */
 export async function resolveModelSource(source: string, opts: LoadModelOptions = {}): Promise<string> {
-  if (fs.existsSync(source)) return source;
-  if (!REPO_ID_RE.test(source)) throw new OpenELMError('model', `model folder ${source} does not exist, and ${source} is neither a model folder nor a hub id (org/name)`);
+  if (fs.existsSync(source)) return resolveModelFolder(source, opts.onWarning);
+  if (!REPO_ID_RE.test(source)) throw new OpenELMError('usage', `model folder ${source} does not exist, and ${source} is neither a model folder nor a hub id (org/name)`);
   try {
     return await ensureModel(source, {
       signal: opts.signal, onProgress: opts.onProgress, onWarning: opts.onWarning, revision: opts.revision, token: opts.token,
@@ -184,9 +186,9 @@ export async function resolveModelSource(source: string, opts: LoadModelOptions 
 }
 
 /**
- * Load a model from a local folder (config.json + model.safetensors or shards) or a Hugging Face
- * hub id such as "apple/OpenELM-270M-Instruct" (downloaded into the HF cache on first use). This is
- * the front door the CLI uses too.
+ * Load a model from a local folder (config.json + model.safetensors or shards), a training run
+ * folder (its latest checkpoint) or a Hugging Face hub id such as "apple/OpenELM-270M-Instruct"
+ * (downloaded into the HF cache on first use). This is the front door the CLI uses too.
  */
 export async function loadModel(source: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   opts.signal?.throwIfAborted();
@@ -198,7 +200,8 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
     const t0 = performance.now();
-    const adapter = typeof opts.adapter === 'string' ? readPeftAdapter(opts.adapter, readModelConfig(dir)) : opts.adapter;
+    const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
+    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();

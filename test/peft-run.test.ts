@@ -22,6 +22,9 @@ import { SafetensorsFile } from '../src/io/safetensors.js';
 import { TrainableModel } from '../src/model/trainable.js';
 import { paramSpecs } from '../src/model/params.js';
 import { adapterToFlat } from '../src/adapters/params.js';
+import { mergedSource } from '../src/adapters/merge.js';
+import { adapterScale } from '../src/adapters/adapter.js';
+import { openCheckpoint } from '../src/io/checkpoint.js';
 import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
 import { tinyModelDir } from './helpers/tiny.js';
 import { TOL, assertClose } from './tolerances.js';
@@ -46,7 +49,7 @@ function recipe(peft: Record<string, unknown>, over: Record<string, unknown> = {
     seq_len: 16, batch_size: 2, grad_accum: 2, steps: 8,
     pipeline: { mode: 'pack', split_words: 256, min_chars: 100, min_tokens: 32, shuffle_buffer: 16 },
     optimizer: { lr: 1e-2, weight_decay: 0 }, schedule: { warmup_steps: 2 },
-    out_dir: 'out', log_every: 1, eval_every: 4, checkpoint_every: 4,
+    out_dir: path.join(dir, 'out'), log_every: 1, eval_every: 4, checkpoint_every: 4,
     ...over,
   };
   const file = path.join(dir, 'recipe.yaml');
@@ -64,7 +67,7 @@ test('a LoRA run: PEFT adapter folders as checkpoints, the base untouched, the l
   const res = await train({ recipe: r, log: (l) => logs.push(l) });
   assert.equal(res.status, 'done');
   const ck = path.join(r.outDir, 'step-00000012');
-  assert.deepEqual(fs.readdirSync(ck).sort(), [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, 'data_state.safetensors', 'optimizer.safetensors', 'trainer_state.json']);
+  assert.deepEqual(fs.readdirSync(ck).sort(), [PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, 'data_state.safetensors', 'manifest.json', 'optimizer.safetensors', 'trainer_state.json']);
   const cfg = readModelConfig(base);
   const a = readPeftAdapter(ck, cfg);
   assert.deepEqual({ type: a.settings.type, r: a.settings.r, alpha: a.settings.alpha, dropout: a.settings.dropout }, LORA);
@@ -146,7 +149,12 @@ test('generate --adapter, the library\'s adapter option and `openelm merge` run 
   // merge refuses to overwrite its inputs
   const bad = spawnSync(process.execPath, [CLI, 'merge', '--model', base, '--adapter', ck, '--out', ck], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /^openelm merge: --out .* is the --adapter folder; write the merged model somewhere else\n$/);
+  assert.match(bad.stderr, /^openelm merge: --out .* is or holds the --adapter folder .*; write the merged model somewhere else\n$/);
+  // nor an existing folder without --force
+  const again = spawnSync(process.execPath, [CLI, 'merge', '--model', base, '--adapter', ck, '--out', out], { encoding: 'utf8' });
+  assert.equal(again.status, 2);
+  assert.match(again.stderr, /^openelm merge: --out .* already exists; pass --force to replace it\n$/);
+  assert.equal(spawnSync(process.execPath, [CLI, 'merge', '--model', base, '--adapter', ck, '--out', out, '--force'], { encoding: 'utf8' }).status, 0);
 });
 
 test('merged == applied on the PEFT fixtures: the merged model\'s logits equal the trainable model\'s with the adapter', async () => {
@@ -166,6 +174,74 @@ test('merged == applied on the PEFT fixtures: the merged model\'s logits equal t
     assert.equal(merged.config.tiedEmbeddings, false);
     assertClose(await merged.logitsAll(Array.from(ids)), want, TOL.refLogits, `${c} merged vs applied`);
   }
+});
+
+test('several adapters act as PEFT\'s several active adapters, in order: LoRA adds its change, DoRA rescales what came before', async () => {
+  const BASE = 'gqa4-hd32', cfg = goldenConfig(BASE), dir = path.join(GOLDEN_ROOT, BASE);
+  const lora = readPeftAdapter(path.join(GOLDEN_ROOT, 'peft', 'lora', 'adapter'), cfg);
+  const dora = readPeftAdapter(path.join(GOLDEN_ROOT, 'peft', 'dora', 'adapter'), cfg);
+  const f = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  const W = new Map(f.names().map((k) => [k, f.readF32(k)]));
+  f.close();
+  // PEFT's forward with active adapters [lora, dora] on a linear, written out in f64:
+  // y = c ⊙ (W + Δl + Δd)·x with Δ = s·B·A and c = m / ‖W + Δd‖ per output row; [dora, lora] gives c ⊙ (W + Δd) + Δl.
+  const delta = (a: typeof lora, name: string) => {
+    const m = a.modules.find((x) => x.module.weight === name)!, s = adapterScale(a.settings);
+    const { inFeatures: I, outFeatures: O } = m.module, r = a.settings.r, d = new Float64Array(O * I);
+    for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) { let acc = 0; for (let k = 0; k < r; k++) acc += m.B[o * r + k] * m.A[k * I + i]; d[o * I + i] = s * acc; }
+    return { d, m, I, O };
+  };
+  const ck = openCheckpoint(dir);
+  try {
+    const ld = mergedSource(ck, cfg, [lora, dora]), dl = mergedSource(ck, cfg, [dora, lora]);
+    assert.equal(ld.hfConfig.share_input_output_layers, false);
+    const linears = lora.modules.filter((m) => m.module.kind !== 'embedding').map((m) => m.module.weight);
+    assert.ok(linears.length >= 8);
+    for (const name of linears) {
+      const w = W.get(name)!, l = delta(lora, name), d = delta(dora, name), { I, O } = l;
+      const wantLD = new Float32Array(w.length), wantDL = new Float32Array(w.length);
+      for (let o = 0; o < O; o++) {
+        let ss = 0;
+        for (let i = 0; i < I; i++) ss += (w[o * I + i] + d.d[o * I + i]) ** 2;
+        const c = d.m.magnitude![o] / Math.sqrt(ss);
+        for (let i = 0; i < I; i++) {
+          const e = o * I + i;
+          wantLD[e] = c * (w[e] + l.d[e] + d.d[e]);
+          wantDL[e] = c * (w[e] + d.d[e]) + l.d[e];
+        }
+      }
+      assertClose(ld.source.readF32(name, new Float32Array(w.length)), wantLD, { atol: 1e-6, rtol: 0 }, `[lora, dora]: ${name}`);
+      assertClose(dl.source.readF32(name, new Float32Array(w.length)), wantDL, { atol: 1e-6, rtol: 0 }, `[dora, lora]: ${name}`);
+    }
+    const emb = 'transformer.token_embeddings.weight';
+    assert.deepEqual(ld.source.readF32('lm_head.weight', new Float32Array(W.get(emb)!.length)), W.get(emb), 'the untied head is the base embedding');
+  } finally { ck.close(); }
+  // Two copies of one LoRA adapter compute what that adapter with twice its B computes.
+  const doubled = { ...lora, modules: lora.modules.map((m) => ({ ...m, B: m.B.map((x) => 2 * x) })) };
+  const be = new JsBackend();
+  const ids = Array.from({ length: 10 }, (_, i) => (i * 37 + 5) % cfg.vocabSize);
+  const twice = await loadModelFolder(dir, { backend: be, adapter: [lora, lora] }).logitsAll(ids);
+  const once2B = await loadModelFolder(dir, { backend: be, adapter: doubled }).logitsAll(ids);
+  assertClose(twice, once2B, TOL.refLogits, 'lora + lora vs lora with 2B');
+  // From the CLI (the tiny base of these runs): --adapter given twice, in either order, equals the merged folder of both.
+  const r = recipe(LORA, { steps: 4, eval_every: 0 });
+  await train({ recipe: r, ...quiet });
+  const first = path.join(r.outDir, 'step-00000004'), second = path.join(tmp, 'second-adapter');
+  const a1 = readPeftAdapter(first, readModelConfig(base));
+  writePeftAdapter(second, { ...a1, modules: a1.modules.map((mod) => ({ ...mod, A: mod.A.map((x, i) => x * (1 + 0.3 * Math.sin(i))), B: mod.B.map((x) => -1.5 * x) })) });
+  const out = path.join(tmp, 'merged-two');
+  const m = spawnSync(process.execPath, [CLI, 'merge', '--model', base, '--adapter', first, '--adapter', second, '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(m.status, 0, m.stderr);
+  assert.equal(JSON.parse(m.stdout).adapters.length, 2);
+  const gen = (args: string[]) => {
+    const g = spawnSync(process.execPath, [CLI, 'generate', ...args, '--prompt', 'ROMEO:', '--max-tokens', '8', '--ignore-eos', '--json', '--backend', 'js'], { encoding: 'utf8' });
+    assert.equal(g.status, 0, g.stderr);
+    return JSON.parse(g.stdout).ids as number[];
+  };
+  const ab = gen(['--model', base, '--adapter', first, '--adapter', second]);
+  assert.deepEqual(gen(['--model', base, '--adapter', second, '--adapter', first]), ab);
+  assert.deepEqual(gen(['--model', out]), ab);
+  assert.notDeepEqual(gen(['--model', base, '--adapter', first]), ab, 'the second adapter changes the continuation');
 });
 
 test('Ctrl-C in an adapter run finishes the step and writes an adapter checkpoint', async () => {

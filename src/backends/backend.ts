@@ -105,10 +105,11 @@ export interface Backend {
   // ----------------------------------------------------------------------------------- forward ops
 
   /**
-   * out[M,N] = x[M,K] · Wᵀ, or += when accumulate. For q8/q4 weights a backend may quantize the
-   * activation rows to int8 (llama.cpp's Q8 dot products; TOL.intDotVsRef) unless `exact`, which asks
-   * for f32 products on the decoded weight (training on a quantized base needs the function its
-   * backward, linearT, differentiates).
+   * out[M,N] = x[M,K] · Wᵀ, or += when accumulate. For M up to 8, each row must come out bit for
+   * bit as in a one-row call (speculative decoding's verification reproduces plain decoding).
+   * For q8/q4 weights a backend may quantize the activation rows to int8 (llama.cpp's Q8 dot
+   * products; TOL.intDotVsRef) unless `exact`, which asks for f32 products on the decoded weight
+   * (training on a quantized base needs the function its backward, linearT, differentiates).
    */
   linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean, exact?: boolean): void;
   /** out[r] = f32(x[r] / sqrt(mean(x[r]²) + eps)) · w for `rows` rows of `dim`; saves 1/rms per row in rstd when given. */

@@ -10,40 +10,35 @@ import { OpenELMError } from '../core/errors.js';
 import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
-import { openCheckpoint, saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
-import { readJsonFile, writeJsonFileAtomic } from './json.js';
+import { saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
+import { openModelSource, readSourceConfig } from '../formats/source.js';
+import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamLayout } from '../model/layout.js';
 import type { Adapter } from '../adapters/adapter.js';
 import { mergedSource } from '../adapters/merge.js';
 
+/** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter). */
 export function readModelConfig(dir: string): OpenELMConfig {
   if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
   if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
-  const cfgPath = path.join(dir, 'config.json');
-  if (!fs.existsSync(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
-  try {
-    return resolveConfig(readJsonFile(cfgPath, 'model config'));
-  } catch (e) {
-    if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
-    throw e;
-  }
+  return readSourceConfig(dir);
 }
 
 /**
- * Load a model folder onto a backend. Throws OpenELMError naming the file / tensor on any problem.
- * With `adapter` (a LoRA / DoRA adapter for this base, e.g. from readPeftAdapter) the weights are
- * the base with the adapter merged in, as `openelm merge` writes them (adapters/merge.ts).
+ * Load a model folder (HF or MLX) onto a backend. Throws OpenELMError naming the file / tensor on
+ * any problem. With `adapter` (LoRA / DoRA adapters for this base, e.g. from readPeftAdapter) the
+ * weights are the base with the adapters merged in, as `openelm merge` writes them (adapters/merge.ts).
  */
-export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter }): OpenELM {
-  const config = readModelConfig(dir);
-  const ckpt = openCheckpoint(dir);
+export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter | readonly Adapter[] }): OpenELM {
+  readModelConfig(dir);
+  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx'] });
   try {
-    if (!opts.adapter) return modelFromSource(ckpt, config, opts.backend, opts.dtype ?? 'auto');
-    const { source, hfConfig } = mergedSource(ckpt, config, opts.adapter);
+    if (!opts.adapter || (Array.isArray(opts.adapter) && !opts.adapter.length)) return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
+    const { source, hfConfig } = mergedSource(src.reader, src.config, opts.adapter);
     return modelFromSource(source, resolveConfig(hfConfig), opts.backend, opts.dtype ?? 'auto');
   } finally {
-    ckpt.close();
+    src.close();
   }
 }
 
