@@ -26,6 +26,7 @@ import { mergedSource } from '../src/adapters/merge.js';
 import { adapterScale } from '../src/adapters/adapter.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
+import { runCliAsync, spawnCli } from './helpers/cli-async.js';
 import { tinyModelDir } from './helpers/tiny.js';
 import { TOL, assertClose } from './tolerances.js';
 
@@ -176,7 +177,7 @@ test('merged == applied on the PEFT fixtures: the merged model\'s logits equal t
   }
 });
 
-test('several adapters act as PEFT\'s several active adapters, in order: LoRA adds its change, DoRA rescales what came before', async () => {
+test('several adapters (generate, chat, serve, merge, the library) act as PEFT\'s several active adapters, in order: LoRA adds its change, DoRA rescales what came before', async () => {
   const BASE = 'gqa4-hd32', cfg = goldenConfig(BASE), dir = path.join(GOLDEN_ROOT, BASE);
   const lora = readPeftAdapter(path.join(GOLDEN_ROOT, 'peft', 'lora', 'adapter'), cfg);
   const dora = readPeftAdapter(path.join(GOLDEN_ROOT, 'peft', 'dora', 'adapter'), cfg);
@@ -242,6 +243,40 @@ test('several adapters act as PEFT\'s several active adapters, in order: LoRA ad
   assert.deepEqual(gen(['--model', base, '--adapter', second, '--adapter', first]), ab);
   assert.deepEqual(gen(['--model', out]), ab);
   assert.notDeepEqual(gen(['--model', base, '--adapter', first]), ab, 'the second adapter changes the continuation');
+  const text = (args: string[]) => {
+    const g = spawnSync(process.execPath, [CLI, 'generate', ...args, '--prompt', 'ROMEO:', '--max-tokens', '8', '--ignore-eos', '--json', '--backend', 'js'], { encoding: 'utf8' });
+    return JSON.parse(g.stdout).text as string;
+  };
+  const wantText = text(['--model', out]);
+
+  // chat and serve take the same flags: their answers equal the merged folder's
+  const chat = async (args: string[]) => {
+    const c = await runCliAsync(['chat', ...args, '--backend', 'js', '--max-tokens', '6'], { input: 'Hello there\n/exit\n' });
+    assert.equal(c.status, 0, c.stderr);
+    return c.stdout;
+  };
+  assert.equal(await chat(['--model', base, '--adapter', first, '--adapter', second]), await chat(['--model', out]));
+
+  const child = spawnCli(['serve', '--model', base, '--adapter', first, '--adapter', second, '--port', '0', '--backend', 'js']);
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stderr.on('data', (d: string) => {
+        stderr += d;
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+        if (m && stderr.includes('model ready')) resolve(m[1]);
+      });
+      child.on('exit', () => reject(new Error(stderr)));
+    });
+    const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'ROMEO:', max_tokens: 8, temperature: 0, ignore_eos: true }) });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { choices: { text: string }[] }).choices[0].text, wantText);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
 });
 
 test('Ctrl-C in an adapter run finishes the step and writes an adapter checkpoint', async () => {
