@@ -80,6 +80,7 @@ test('eval_tasks: defaults, per-key errors, and a resume may change it', async (
   assert.match(err({ tasks: ['piqa'], every: 0 }), /recipe\.eval_tasks\.every must be >= 1/);
   assert.match(err({ tasks: ['piqa'], limit: -1 }), /recipe\.eval_tasks\.limit must be > 0/);
   assert.match(err({ tasks: ['piqa'], shots: 1 }), /unknown key recipe\.eval_tasks\.shots/);
+  assert.throws(() => parseRecipe({ ...base, peft: { r: 4 }, eval_tasks: { tasks: ['piqa'] } }, file), /recipe\.eval_tasks does not work with recipe\.peft/);
 
   // Missing task data stops the run before the model is built, naming the file.
   const missing = tinyRecipe(tmp, { eval_tasks: { tasks: ['piqa'], data_dir: 'no-such-dir' } });
