@@ -5,6 +5,12 @@
 // the wasm memory or ordinary arrays); nothing is copied except weights stored as bf16/f16/q8/q4,
 // which are widened to f32 one panel of rows at a time (exact: every such value is an f32).
 //
+// Mixed precision (gemmBf16): both operands are rounded to bf16 (nearest even, the formula of
+// src/core/dtype.ts, so every path rounds alike) and multiplied with f32 accumulation by the
+// library's bf16 GEMM (oneDNN's dnnl_gemm_bf16bf16f32: AVX512-BF16 or AMX; OpenBLAS's
+// cblas_sbgemm). A library without one gets the same rounded operands through its sgemm: the same
+// products (a bf16 product is exact in f32), no speed-up.
+//
 // Threads: a product is cut into column (or row) blocks whose size depends only on its shape, and
 // this file's own threads claim blocks one at a time, each running the library's single-threaded
 // sgemm. The library's own OpenMP parallelism splits statically and waits at a barrier for every
@@ -33,10 +39,16 @@ typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const
 typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
                                float, float *, int);
 typedef void (*set_threads_fn)(int);
+typedef int (*dnnl_bf16_fn)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t,
+                            const uint16_t *, int64_t, float, float *, int64_t);
+typedef void (*cblas_sbgemm_fn)(int, int, int, int, int, int, float, const uint16_t *, int, const uint16_t *, int,
+                                float, float *, int);
 
 static dnnl_sgemm_fn g_dnnl = NULL;
 static cblas_sgemm_fn g_cblas = NULL;
 static set_threads_fn g_blas_threads = NULL;
+static dnnl_bf16_fn g_dnnl_bf16 = NULL;
+static cblas_sbgemm_fn g_cblas_bf16 = NULL;
 static char g_lib[512] = "";
 static int g_threads = 1;
 static float g_f16[65536];
@@ -161,9 +173,11 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!h) { strncat(tried, " ", sizeof tried - strlen(tried) - 1); strncat(tried, path, sizeof tried - strlen(tried) - 1); continue; }
     g_dnnl = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
-    if (!g_dnnl) {
+    if (g_dnnl) g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32");
+    else {
       g_cblas = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
       g_blas_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+      if (g_cblas) g_cblas_bf16 = (cblas_sbgemm_fn)dlsym(h, "cblas_sbgemm");
     }
     if (g_dnnl || g_cblas) snprintf(g_lib, sizeof g_lib, "%s", path);
     else dlclose(h);
@@ -205,30 +219,93 @@ static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A
   else g_cblas(101 /* row major */, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+static void gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda,
+                      const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (g_dnnl_bf16) g_dnnl_bf16(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+  else g_cblas_bf16(101, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 // Blocks of a product: sizes from the shape alone (about 16 blocks, at least 64 wide, a multiple
 // of 16), so the split and hence every sum is the same whatever the thread count.
 static int64_t block_of(int64_t n) { int64_t b = (n + 15) / 16; b = (b + 15) / 16 * 16; return b < 64 ? 64 : b; }
 
-typedef struct { int ta, tb; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const float *A, *B; float beta; float *C; } gemm_job;
+// An operand is f32 (kind 0) or bf16 bits (kind 1, C stays f32).
+typedef struct { int ta, tb, bf16; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const void *A, *B; float beta; float *C; } gemm_job;
 
 static void gemm_chunk(const void *p, int64_t c, int tid) {
   (void)tid;
   const gemm_job *j = (const gemm_job *)p;
-  const int64_t s = c * j->blk;
+  const int64_t s = c * j->blk, es = j->bf16 ? 2 : 4;
+  const char *A = (const char *)j->A, *B = (const char *)j->B;
+  int64_t m = j->M, n = j->N, ao = 0, bo = 0, co;
   if (j->by_rows) {
-    const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
-    gemm(j->ta, j->tb, m, j->N, j->K, j->ta ? j->A + s : j->A + s * j->lda, j->lda, j->B, j->ldb, j->beta, j->C + s * j->ldc, j->ldc);
+    m = j->M - s < j->blk ? j->M - s : j->blk;
+    ao = j->ta ? s : s * j->lda; co = s * j->ldc;
   } else {
-    const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
-    gemm(j->ta, j->tb, j->M, n, j->K, j->A, j->lda, j->tb ? j->B + s * j->ldb : j->B + s, j->ldb, j->beta, j->C + s, j->ldc);
+    n = j->N - s < j->blk ? j->N - s : j->blk;
+    bo = j->tb ? s * j->ldb : s; co = s;
   }
+  if (j->bf16) gemm_bf16(j->ta, j->tb, m, n, j->K, (const uint16_t *)(A + ao * es), j->lda, (const uint16_t *)(B + bo * es), j->ldb, j->beta, j->C + co, j->ldc);
+  else gemm(j->ta, j->tb, m, n, j->K, (const float *)(A + ao * es), j->lda, (const float *)(B + bo * es), j->ldb, j->beta, j->C + co, j->ldc);
+}
+
+static void gemm_par_t(int bf16, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                       const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  gemm_job j = { ta, tb, bf16, M, N, K, lda, ldb, ldc, 0, M > 2 * N, A, B, beta, C };
+  j.blk = block_of(j.by_rows ? M : N);
+  pool_run(gemm_chunk, &j, ((j.by_rows ? M : N) + j.blk - 1) / j.blk);
 }
 
 static void gemm_par(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  gemm_job j = { ta, tb, M, N, K, lda, ldb, ldc, 0, M > 2 * N, A, B, beta, C };
-  j.blk = block_of(j.by_rows ? M : N);
-  pool_run(gemm_chunk, &j, ((j.by_rows ? M : N) + j.blk - 1) / j.blk);
+  gemm_par_t(0, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+// ------------------------------------------------------------------------------ bf16 rounding
+
+// f32 bits -> bf16 bits, nearest even; a NaN stays a (quiet) NaN. The formula of f32ToBf16 in
+// src/core/dtype.ts, so the WASM emulation, the reference and this path round every value alike.
+static inline uint32_t bf16_bits(uint32_t u) {
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : r;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+static void round_row_bf16(uint16_t *d, const uint32_t *s, int64_t n) { for (int64_t k = 0; k < n; k++) d[k] = (uint16_t)bf16_bits(s[k]); }
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+static void round_row_f32(uint32_t *d, const uint32_t *s, int64_t n) { for (int64_t k = 0; k < n; k++) d[k] = bf16_bits(s[k]) << 16; }
+
+// A stored operand [rows, cols] (leading dimension ld) rounded to bf16 into a tight copy: bf16 bits
+// for a library with a bf16 GEMM, else the rounded values as f32 for its sgemm.
+typedef struct { const uint32_t *src; void *dst; int64_t rows, cols, ld, per; int bits; } round_job;
+
+static void round_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const round_job *j = (const round_job *)p;
+  const int64_t r1 = (c + 1) * j->per < j->rows ? (c + 1) * j->per : j->rows;
+  for (int64_t r = c * j->per; r < r1; r++) {
+    if (j->bits) round_row_bf16((uint16_t *)j->dst + r * j->cols, j->src + r * j->ld, j->cols);
+    else round_row_f32((uint32_t *)j->dst + r * j->cols, j->src + r * j->ld, j->cols);
+  }
+}
+
+static void *g_round[2];
+static size_t g_round_cap[2];
+
+// The rounded copy of operand `which` (0: A, 1: B), or NULL when memory runs out.
+static void *round_operand(int which, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+  const size_t bytes = (size_t)(rows * cols) * (bits ? 2 : 4);
+  if (bytes > g_round_cap[which]) {
+    free(g_round[which]);
+    g_round[which] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    g_round_cap[which] = g_round[which] ? bytes : 0;
+    if (!g_round[which]) return NULL;
+  }
+  round_job j = { (const uint32_t *)src, g_round[which], rows, cols, ld, 0, bits };
+  j.per = (1 << 16) / cols; if (j.per < 1) j.per = 1;
+  pool_run(round_chunk, &j, (rows + j.per - 1) / j.per);
+  return g_round[which];
 }
 
 static int64_t need(int trans, int64_t rows, int64_t cols, int64_t ld) {
@@ -236,29 +313,61 @@ static int64_t need(int trans, int64_t rows, int64_t cols, int64_t ld) {
   return trans ? (cols - 1) * ld + rows : (rows - 1) * ld + cols;
 }
 
+typedef struct { bool ta, tb; int64_t M, N, K, lda, ldb, ldc; double beta; float *A, *B, *C; } gemm_args;
+
+// Parses (ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc); returns 0 after throwing, 1 to compute, 2 when done already.
+static int gemm_parse(napi_env env, napi_callback_info info, const char *name, gemm_args *g) {
+  size_t argc = 12; napi_value a[12]; size_t la, lb, lc; char msg[128];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return 0; }
+  if (argc < 12) { snprintf(msg, sizeof msg, "%s() needs 12 arguments", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (!g_dnnl && !g_cblas) { snprintf(msg, sizeof msg, "%s(): no library loaded", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (napi_get_value_bool(env, a[0], &g->ta) != napi_ok || napi_get_value_bool(env, a[1], &g->tb) != napi_ok) { snprintf(msg, sizeof msg, "%s(): ta/tb must be booleans", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (napi_get_value_int64(env, a[2], &g->M) != napi_ok || napi_get_value_int64(env, a[3], &g->N) != napi_ok ||
+      napi_get_value_int64(env, a[4], &g->K) != napi_ok || napi_get_value_int64(env, a[6], &g->lda) != napi_ok ||
+      napi_get_value_int64(env, a[8], &g->ldb) != napi_ok || napi_get_value_int64(env, a[11], &g->ldc) != napi_ok ||
+      napi_get_value_double(env, a[9], &g->beta) != napi_ok) { snprintf(msg, sizeof msg, "%s(): dimensions must be numbers", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (!typed(env, a[5], napi_float32_array, (void **)&g->A, &la) || !typed(env, a[7], napi_float32_array, (void **)&g->B, &lb) ||
+      !typed(env, a[10], napi_float32_array, (void **)&g->C, &lc)) { snprintf(msg, sizeof msg, "%s(): A, B and C must be Float32Arrays", name); napi_throw_error(env, NULL, msg); return 0; }
+  const int64_t M = g->M, N = g->N, K = g->K, ldc = g->ldc;
+  if (M <= 0 || N <= 0) return 2;
+  if (K <= 0) { // C = beta·C
+    for (int64_t i = 0; i < M; i++) for (int64_t j = 0; j < N; j++) g->C[i * ldc + j] = g->beta == 0 ? 0.0f : g->C[i * ldc + j] * (float)g->beta;
+    return 2;
+  }
+  if ((int64_t)la < need(g->ta, M, K, g->lda) || (int64_t)lb < need(g->tb, K, N, g->ldb) || (int64_t)lc < need(0, M, N, ldc) ||
+      g->lda < (g->ta ? M : K) || g->ldb < (g->tb ? K : N) || ldc < N) { snprintf(msg, sizeof msg, "%s(): an operand is smaller than its dimensions", name); napi_throw_error(env, NULL, msg); return 0; }
+  return 1;
+}
+
 // sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc): C[M,N] = op(A)[M,K]·op(B)[K,N] + beta·C
 static napi_value Sgemm(napi_env env, napi_callback_info info) {
-  size_t argc = 12; napi_value a[12];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 12) return fail(env, "sgemm() needs 12 arguments");
-  if (!g_dnnl && !g_cblas) return fail(env, "sgemm(): no library loaded");
-  bool ta, tb; int64_t M, N, K, lda, ldb, ldc; double beta; float *A, *B, *C; size_t la, lb, lc;
-  if (napi_get_value_bool(env, a[0], &ta) != napi_ok || napi_get_value_bool(env, a[1], &tb) != napi_ok) return fail(env, "sgemm(): ta/tb must be booleans");
-  if (napi_get_value_int64(env, a[2], &M) != napi_ok || napi_get_value_int64(env, a[3], &N) != napi_ok ||
-      napi_get_value_int64(env, a[4], &K) != napi_ok || napi_get_value_int64(env, a[6], &lda) != napi_ok ||
-      napi_get_value_int64(env, a[8], &ldb) != napi_ok || napi_get_value_int64(env, a[11], &ldc) != napi_ok ||
-      napi_get_value_double(env, a[9], &beta) != napi_ok) return fail(env, "sgemm(): dimensions must be numbers");
-  if (!typed(env, a[5], napi_float32_array, (void **)&A, &la) || !typed(env, a[7], napi_float32_array, (void **)&B, &lb) ||
-      !typed(env, a[10], napi_float32_array, (void **)&C, &lc)) return fail(env, "sgemm(): A, B and C must be Float32Arrays");
-  if (M <= 0 || N <= 0) return NULL;
-  if (K <= 0) { // C = beta·C
-    for (int64_t i = 0; i < M; i++) for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : C[i * ldc + j] * (float)beta;
-    return NULL;
-  }
-  if ((int64_t)la < need(ta, M, K, lda) || (int64_t)lb < need(tb, K, N, ldb) || (int64_t)lc < need(0, M, N, ldc) ||
-      lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) return fail(env, "sgemm(): an operand is smaller than its dimensions");
-  gemm_par(ta, tb, M, N, K, A, lda, B, ldb, (float)beta, C, ldc);
+  gemm_args g;
+  if (gemm_parse(env, info, "sgemm", &g) != 1) return NULL;
+  gemm_par(g.ta, g.tb, g.M, g.N, g.K, g.A, g.lda, g.B, g.ldb, (float)g.beta, g.C, g.ldc);
   return NULL;
+}
+
+// gemmBf16(same arguments): C[M,N] = bf16(op(A))·bf16(op(B)) + beta·C with f32 accumulation
+static napi_value GemmBf16(napi_env env, napi_callback_info info) {
+  gemm_args g;
+  if (gemm_parse(env, info, "gemmBf16", &g) != 1) return NULL;
+  const int bits = g_dnnl_bf16 || g_cblas_bf16;
+  // the stored operands: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
+  const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K, br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
+  const void *A = round_operand(0, g.A, ar, ac, g.lda, bits), *B = A ? round_operand(1, g.B, br, bc, g.ldb, bits) : NULL;
+  if (!A || !B) return fail(env, "gemmBf16(): out of memory for the rounded operands");
+  gemm_par_t(bits, g.ta, g.tb, g.M, g.N, g.K, A, ac, B, bc, (float)g.beta, g.C, g.ldc);
+  return NULL;
+}
+
+// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated' }
+static napi_value Features(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out, v;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_string_utf8(env, g_dnnl_bf16 ? "dnnl" : g_cblas_bf16 ? "openblas" : "emulated", NAPI_AUTO_LENGTH, &v));
+  CHECK(napi_set_named_property(env, out, "bf16", v));
+  return out;
 }
 
 // Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
@@ -341,6 +450,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "load", NULL, Load, NULL, NULL, NULL, napi_default, NULL },
     { "setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL },
     { "sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_default, NULL },
+    { "gemmBf16", NULL, GemmBf16, NULL, NULL, NULL, napi_default, NULL },
+    { "features", NULL, Features, NULL, NULL, NULL, napi_default, NULL },
     { "linear", NULL, Linear, NULL, NULL, NULL, napi_default, NULL },
   };
   if (napi_define_properties(env, exports, sizeof p / sizeof p[0], p) != napi_ok) return NULL;

@@ -14,6 +14,14 @@ export interface NativeGemm {
   sgemm(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
   /**
+   * The same product on operands rounded to bf16 (nearest even), sums in f32: matmul's 'bf16'
+   * precision. `bf16` says how it runs: the library's bf16 GEMM ('dnnl', 'openblas'), or the
+   * rounded operands through its sgemm ('emulated': the same products, no speed-up).
+   */
+  gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
+  readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
    * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
    */

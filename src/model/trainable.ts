@@ -14,7 +14,7 @@
 // Host numbers come back only where they are needed: the loss sums of each head chunk are awaited
 // once per micro-batch, after every operation of the step has been issued.
 
-import type { Backend, LossSums, Tensor } from '../backends/backend.js';
+import type { Backend, LossSums, MatmulLayout, MatmulPrecision, Tensor } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
 import type { OpenELMConfig } from './config.js';
 import { paramLayout, weightsFromFlat, type ParamLayout } from './layout.js';
@@ -28,6 +28,12 @@ export interface TrainableModelOptions {
   recompute?: boolean;
   /** Rows of logits materialised at once by the fused head + loss (memory: rows × vocab). */
   headChunkRows?: number;
+  /**
+   * Inputs of every matrix product (forward and backward, head included): 'fp32' (default) or
+   * 'bf16' (mixed precision: bf16-rounded operands, f32 sums; parameters, gradients, norms,
+   * attention, softmax and loss stay f32). See docs/training.md.
+   */
+  precision?: MatmulPrecision;
 }
 
 export interface ForwardBackwardOptions {
@@ -62,6 +68,7 @@ export class TrainableModel {
   readonly params: Tensor;
   readonly grads: Tensor;
   readonly recompute: boolean;
+  readonly precision: MatmulPrecision;
   headChunkRows: number;
 
   private readonly dims: LayerDims[];
@@ -89,6 +96,7 @@ export class TrainableModel {
 
   constructor(readonly config: OpenELMConfig, readonly backend: Backend, opts: TrainableModelOptions = {}) {
     this.recompute = opts.recompute ?? false;
+    this.precision = opts.precision ?? 'fp32';
     this.headChunkRows = opts.headChunkRows ?? 256;
     this.layout = paramLayout(config);
     this.params = backend.alloc(this.layout.total);
@@ -114,6 +122,11 @@ export class TrainableModel {
     this.normW = this.paramView(FINAL_NORM);
     this.dNormW = this.gradView(FINAL_NORM);
     this.rope = new Rope(c, backend);
+  }
+
+  /** Every product of the model goes through here, so all of them (and whatever else trains through this model) share its precision. */
+  private mm(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
+    this.backend.matmul(C, A, B, M, N, K, layout, accumulate, this.precision);
   }
 
   private view(buf: Tensor, name: string): Tensor {
@@ -215,17 +228,17 @@ export class TrainableModel {
     const u = v(a.u, M * d.U), g = v(this.gbuf, M * d.F);
     const rope = this.rope.ensure(T);
     be.rmsnorm(xn1, x, w.attnNorm, M, D, eps, a.rstd1);
-    be.matmul(qkvRaw, xn1, w.qkv, M, d.Wq, D, 'nt', false);
+    this.mm(qkvRaw, xn1, w.qkv, M, d.Wq, D, 'nt', false);
     be.copy(qkv, qkvRaw, M * d.Wq);
     be.qkNormRope(qkv, M, pos, d.Q, d.H, hd, w.qNorm, w.kNorm, rope, eps, a.qkRstd);
     be.causalAttention(att, a.lse, qkv, B, T, d.Q, d.H, hd);
     be.copy(h, x, M * D);
-    be.matmul(h, att, w.out, M, D, d.QD, 'nt', true);
+    this.mm(h, att, w.out, M, D, d.QD, 'nt', true);
     be.rmsnorm(xn2, h, w.ffnNorm, M, D, eps, a.rstd2);
-    be.matmul(u, xn2, w.proj1, M, d.U, D, 'nt', false);
+    this.mm(u, xn2, w.proj1, M, d.U, D, 'nt', false);
     if (c.ffnWithGlu) be.swiglu(g, u, M, d.F); else be.silu(g, u, M * d.F);
     be.copy(xOut, h, M * D);
-    be.matmul(xOut, g, w.proj2, M, D, d.F, 'nt', true);
+    this.mm(xOut, g, w.proj2, M, D, d.F, 'nt', true);
   }
 
   /** On entry this.dres holds dL/d(block output); on exit dL/d(block input). Parameter grads +=. */
@@ -242,19 +255,19 @@ export class TrainableModel {
     const rope = this.rope.ensure(T);
     // FFN: x_out = h + g·W2ᵀ, g = act(u), u = xn2·W1ᵀ, xn2 = norm(h)
     if (c.ffnWithGlu) be.swiglu(g, u, M, d.F); else be.silu(g, u, M * d.F);
-    be.matmul(gw.proj2, dres, g, D, d.F, M, 'tn', true);
-    be.matmul(dg, dres, w.proj2, M, d.F, D, 'nn', false);
+    this.mm(gw.proj2, dres, g, D, d.F, M, 'tn', true);
+    this.mm(dg, dres, w.proj2, M, d.F, D, 'nn', false);
     if (c.ffnWithGlu) be.swigluBackward(du, dg, u, M, d.F); else be.siluBackward(du, dg, u, M * d.F);
-    be.matmul(gw.proj1, du, xn2, d.U, D, M, 'tn', true);
-    be.matmul(dxn, du, w.proj1, M, D, d.U, 'nn', false);
+    this.mm(gw.proj1, du, xn2, d.U, D, M, 'tn', true);
+    this.mm(dxn, du, w.proj1, M, D, d.U, 'nn', false);
     be.rmsnormBackward(dres, gw.ffnNorm, dxn, h, w.ffnNorm, a.rstd2, M, D);
     // attention: h = x + att·Woᵀ
-    be.matmul(gw.out, dres, att, D, d.QD, M, 'tn', true);
-    be.matmul(datt, dres, w.out, M, d.QD, D, 'nn', false);
+    this.mm(gw.out, dres, att, D, d.QD, M, 'tn', true);
+    this.mm(datt, dres, w.out, M, d.QD, D, 'nn', false);
     be.causalAttentionBackward(dqkv, datt, qkv, att, a.lse, B, T, d.Q, d.H, hd);
     be.qkNormRopeBackward(dqkv, gw.qNorm, gw.kNorm, qkvRaw, a.qkRstd, M, pos, d.Q, d.H, hd, w.qNorm, w.kNorm, rope);
-    be.matmul(gw.qkv, dqkv, xn1, d.Wq, D, M, 'tn', true);
-    be.matmul(dxn, dqkv, w.qkv, M, D, d.Wq, 'nn', false);
+    this.mm(gw.qkv, dqkv, xn1, d.Wq, D, M, 'tn', true);
+    this.mm(dxn, dqkv, w.qkv, M, D, d.Wq, 'nn', false);
     be.rmsnormBackward(dres, gw.attnNorm, dxn, x, w.attnNorm, a.rstd1, M, D);
   }
 
@@ -326,12 +339,12 @@ export class TrainableModel {
       if (contiguous) x = be.view(this.xf, r0 * D, m * D);
       else { x = be.view(this.headX, 0, m * D); be.gatherRows(x, this.xf, idx, D); }
       const lg = be.view(this.headLogits, 0, m * V);
-      be.matmul(lg, x, this.head, m, V, D, 'nt', false);
+      this.mm(lg, x, this.head, m, V, D, 'nt', false);
       sums.push(be.crossEntropy(lg, tc, m, V, z, scale));
       if (!backward || scale === 0) continue;
       const dx = contiguous ? be.view(this.dxn, r0 * D, m * D) : be.view(this.headDx, 0, m * D);
-      be.matmul(dx, lg, this.head, m, D, V, 'nn', false);
-      be.matmul(this.dHead, lg, x, V, D, m, 'tn', true);
+      this.mm(dx, lg, this.head, m, D, V, 'nn', false);
+      this.mm(this.dHead, lg, x, V, D, m, 'tn', true);
       if (!contiguous) be.scatterRows(this.dxn, dx, idx, D);
     }
     let ceSum = 0, lseSqSum = 0;
@@ -385,7 +398,7 @@ export class TrainableModel {
     this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX, this.positions(B, T));
     const out = be.alloc(M * c.vocabSize);
     try {
-      be.matmul(out, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
+      this.mm(out, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
       return await be.read(out);
     } finally {
       be.free(out);

@@ -18,13 +18,19 @@ interface Addon {
   setThreads(n: number): void;
   sgemm(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+  gemmBf16(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+  features(): { bf16: 'dnnl' | 'openblas' | 'emulated' };
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
     mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean): void;
 }
 
 export class NativeBlas implements NativeGemm {
   private threadsSet = 0;
-  constructor(private readonly addon: Addon, readonly library: string) {}
+  readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  constructor(private readonly addon: Addon, readonly library: string) {
+    this.bf16 = addon.features().bf16;
+  }
 
   private use(threads: number): void {
     if (threads !== this.threadsSet) { this.addon.setThreads(threads); this.threadsSet = threads; }
@@ -35,6 +41,13 @@ export class NativeBlas implements NativeGemm {
     B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void {
     this.use(threads);
     this.addon.sgemm(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
+  }
+
+  /** The same product on bf16-rounded operands with f32 sums (NativeGemm.gemmBf16). */
+  gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void {
+    this.use(threads);
+    this.addon.gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
   }
 
   /**

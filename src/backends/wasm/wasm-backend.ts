@@ -8,7 +8,7 @@
 // kernels by train-ops.ts; products large enough to be compute-bound may go to an optional native
 // sgemm (native-gemm.ts).
 
-import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
+import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, QBLOCK, weightBytes } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -542,11 +542,11 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // training ops (driven by train-ops.ts)
 
-  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
-    const c = f32(C), a = f32(A), b = f32(B);
-    if (layout === 'nt') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 1, K, K, 'gemm nt');
-    else if (layout === 'nn') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 0, K, N, 'gemm nn');
-    else this.train.gemmRun(c, a, b, M, N, K, accumulate, 1, 0, M, N, 'gemm tn');
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean, precision?: MatmulPrecision): void {
+    const c = f32(C), a = f32(A), b = f32(B), bf16 = precision === 'bf16';
+    if (layout === 'nt') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 1, K, K, 'gemm nt', bf16);
+    else if (layout === 'nn') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 0, K, N, 'gemm nn', bf16);
+    else this.train.gemmRun(c, a, b, M, N, K, accumulate, 1, 0, M, N, 'gemm tn', bf16);
   }
   causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
     this.train.attentionForward(f32(out), f32(lse), f32(qkv), B, T, Q, Hkv, hd);

@@ -1,0 +1,150 @@
+// Mixed-precision training (`precision: bf16`): products on bf16-rounded operands with f32 sums.
+// - every backend's bf16 matmul equals the f64 product of the rounded operands (JS reference, WASM
+//   emulation, the native bf16 GEMM), in every layout, overwriting and accumulating;
+// - loss and every gradient of the golden models against the fp64 reference with bf16-rounded
+//   product inputs (tools/make_bf16_goldens.py), on every backend, with a tolerance well inside the
+//   distance between the bf16 and fp32 goldens (so an fp32 run fails it);
+// - results do not depend on the thread count.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { BACKEND_CASES, createWasm, f32 } from './helpers/backends.js';
+import { GOLDEN_ROOT, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
+import { TOL, TOL_L2, allclose, assertClose, relL2 } from './tolerances.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { TrainableModel } from '../src/model/trainable.js';
+import { JsGemm } from '../src/backends/js/reference.js';
+import { JsBackend } from '../src/backends/js/js-backend.js';
+import { bf16ToF32, f32ToBf16, roundToBf16 } from '../src/core/dtype.js';
+import { Rng } from '../src/core/rng.js';
+import { nativeBlas } from '../src/platform/node-native.js';
+import { wasmAvailable } from '../src/backends/wasm/kernels.js';
+import type { Backend } from '../src/backends/backend.js';
+
+const rng = new Rng(7);
+const randn = (n: number, s = 1): Float32Array => Float32Array.from({ length: n }, () => s * rng.normal());
+
+test('bulk bf16 rounding is f32ToBf16 value for value (ties to even, NaN kept, infinities, subnormals)', () => {
+  const vals = new Float32Array([0, -0, 1, 1.00390625, 1.01171875, 1.0078125 + 2 ** -9, -2.5e-39, 3.4e38, Infinity, -Infinity, NaN, 1e-45, ...randn(1000)]);
+  const u = new Uint32Array(vals.buffer);
+  u[vals.length - 1] = 0x7f800001; // a signalling NaN whose rounding must not reach infinity
+  const got = new Float32Array(vals.length), got64 = new Float64Array(vals.length);
+  roundToBf16(got, vals, vals.length);
+  roundToBf16(got64, Float64Array.from(vals), vals.length);
+  for (let i = 0; i < vals.length; i++) {
+    const want = bf16ToF32(f32ToBf16(vals[i]));
+    assert.ok(Object.is(got[i], want) || (Number.isNaN(got[i]) && Number.isNaN(want)), `value ${vals[i]}: ${got[i]} vs ${want}`);
+    assert.ok(Object.is(got64[i], want) || (Number.isNaN(got64[i]) && Number.isNaN(want)), `f64 value ${vals[i]}`);
+  }
+  assert.equal(bf16ToF32(f32ToBf16(1.0078125)), 1.0078125);
+  assert.equal(bf16ToF32(f32ToBf16(1 + 2 ** -8)), 1, 'a tie rounds to the even neighbour');
+  assert.equal(bf16ToF32(f32ToBf16(1 + 3 * 2 ** -8)), 1 + 2 ** -6);
+});
+
+const haveNative = wasmAvailable() && nativeBlas('auto') !== null;
+const requireNative = process.env.OPENELM_REQUIRE_NATIVE === '1';
+
+async function cpuBackends(): Promise<{ name: string; be: Backend }[]> {
+  const out: { name: string; be: Backend }[] = [{ name: 'js', be: new JsBackend() }];
+  if (wasmAvailable()) out.push({ name: 'wasm', be: await createWasm({ threads: 2 }) });
+  if (haveNative || requireNative) {
+    const be = await createWasm({ threads: 2, native: nativeBlas('on') });
+    be.nativeMinWork = 0;
+    out.push({ name: `native (${be.native!.bf16})`, be });
+  }
+  return out;
+}
+
+test('bf16 matmul on every backend equals the f64 product of the rounded operands (nt / nn / tn, accumulating)', async () => {
+  const gemm = new JsGemm();
+  const bes = await cpuBackends();
+  try {
+    for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [130, 300, 257]]) {
+      for (const op of ['nt', 'nn', 'tn'] as const) {
+        for (const acc of [false, true]) {
+          const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
+          const ar = new Float64Array(M * K), br = new Float64Array(N * K);
+          roundToBf16(ar, A, M * K); roundToBf16(br, B, N * K);
+          const want = Float64Array.from(C0);
+          gemm[op](want, ar, br, M, N, K, acc);
+          const plain = Float64Array.from(C0);
+          gemm[op](plain, Float64Array.from(A), Float64Array.from(B), M, N, K, acc);
+          for (const { name, be } of bes) {
+            const t = (x: Float32Array) => { const v = be.alloc(x.length); be.write(v, x); return v; };
+            const c = t(C0);
+            be.matmul(c, t(A), t(B), M, N, K, op, acc, 'bf16');
+            const got = await be.read(c);
+            const tol = { atol: 2e-6 * Math.sqrt(K), rtol: 1e-5 };
+            assertClose(got, want, tol, `${name} ${op} ${M}x${N}x${K} acc ${acc}`);
+            // the rounding is visible: the fp32 product is not within the same bound (K > 1)
+            if (K > 16) assert.ok(!allclose(got, plain, tol).ok, `${name} ${op} ${M}x${N}x${K}: bf16 result equals the fp32 one`);
+          }
+        }
+      }
+    }
+  } finally {
+    for (const { be } of bes) be.dispose();
+  }
+});
+
+test('the native bf16 GEMM gives the same bits with 1, 2 and 3 threads', { skip: !(haveNative || requireNative) }, async () => {
+  const M = 300, N = 520, K = 260;
+  const A = randn(M * K), B = randn(N * K);
+  const outs: Float32Array[] = [];
+  for (const threads of [1, 2, 3]) {
+    const be = await createWasm({ threads, native: nativeBlas('on') });
+    be.nativeMinWork = 0;
+    try {
+      for (const op of ['nt', 'nn', 'tn'] as const) {
+        const c = f32(be.alloc(M * N));
+        be.matmul(c, A, B, M, N, K, op, false, 'bf16');
+        outs.push(c.slice());
+      }
+    } finally {
+      be.dispose();
+    }
+  }
+  for (let i = 3; i < outs.length; i++) assert.deepEqual(outs[i], outs[i % 3], `threads run ${Math.floor(i / 3) + 1}, layout ${i % 3}`);
+});
+
+for (const bc of BACKEND_CASES) {
+  const skip = bc.available() ?? false;
+  for (const name of goldenNames()) {
+    test(`[${bc.name}] ${name}: bf16 loss and every gradient against the fp64 bf16-input reference`, { skip }, async () => {
+      const be = await bc.make();
+      const g = SafetensorsFile.open(path.join(GOLDEN_ROOT, name, 'golden.safetensors'));
+      const b = SafetensorsFile.open(path.join(GOLDEN_ROOT, name, 'bf16.safetensors'));
+      try {
+        const model = new TrainableModel(goldenConfig(name), be, { precision: 'bf16' });
+        loadGoldenParams(name, model);
+        const o = JSON.parse(g.metadata.optimizer) as { z_loss_coef: number; ignore_index: number };
+        const [B, T] = g.info('train.input_ids').shape;
+        const res = await model.forwardBackward(readInts(g, 'train.input_ids'), readInts(g, 'train.targets'), B, T,
+          { ignoreIndex: o.ignore_index, zLoss: o.z_loss_coef });
+        const problems: string[] = [];
+        for (const [what, got] of [['loss', res.loss], ['ce', res.ce]] as const) {
+          const c = allclose([got], b.readF32(`bf16.train.${what}`), TOL.bf16Loss, what);
+          if (!c.ok) problems.push(c.message);
+        }
+        // the fp32 golden loss is outside that tolerance: the test tells a bf16 step from an fp32 one
+        assert.ok(!allclose([res.loss], g.readF32('train.loss'), TOL.bf16Loss).ok, 'the bf16 loss equals the fp32 golden loss');
+        const got: number[] = [], want: number[] = [], fp32: number[] = [];
+        for (const e of model.layout.entries) {
+          const gr = await model.readGrad(e.name), w = b.readF32(`bf16.grad.${e.name}`);
+          const d = relL2(gr, w);
+          if (!(d <= TOL_L2.bf16GradTensor)) problems.push(`grad.${e.name}: relative L2 ${d.toExponential(2)} > ${TOL_L2.bf16GradTensor}`);
+          got.push(...gr); want.push(...w); fp32.push(...g.readF32(`grad.${e.name}`));
+        }
+        const all = relL2(got, want), fp32All = relL2(fp32, want);
+        if (!(all <= TOL_L2.bf16GradsAll)) problems.push(`all gradients: relative L2 ${all.toExponential(2)} > ${TOL_L2.bf16GradsAll}`);
+        assert.deepEqual(problems, []);
+        assert.ok(fp32All > 2 * TOL_L2.bf16GradsAll, `the fp32 gradients are only ${fp32All.toExponential(2)} from the bf16 goldens`);
+        model.dispose();
+      } finally {
+        g.close(); b.close();
+        be.dispose();
+      }
+    });
+  }
+}
