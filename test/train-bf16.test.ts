@@ -6,9 +6,14 @@
 //   distance between the bf16 and fp32 goldens (so an fp32 run fails it);
 // - results do not depend on the thread count.
 
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runCliAsync } from './helpers/cli-async.js';
+import { loadRecipe, recipeDifferences, setRecipePrecision } from '../src/train/recipe.js';
 import { BACKEND_CASES, createWasm, f32 } from './helpers/backends.js';
 import { GOLDEN_ROOT, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 import { TOL, TOL_L2, allclose, assertClose, relL2 } from './tolerances.js';
@@ -148,3 +153,65 @@ for (const bc of BACKEND_CASES) {
     });
   }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Runs: `precision: bf16` / --precision through the trainer, checkpoints and exact resume.
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const SHAKES = path.join(REPO, 'data/corpus/tinyshakespeare.txt');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-train-bf16-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+let nRecipe = 0;
+function recipeFile(over: Record<string, unknown> = {}): { file: string; out: string } {
+  const dir = path.join(tmp, `r${nRecipe++}`);
+  fs.mkdirSync(dir);
+  const out = path.join(dir, 'out'), file = path.join(dir, 'recipe.json');
+  fs.writeFileSync(file, JSON.stringify({
+    // vocab 32000 × dim 32: the head's products are large enough for the native GEMM, the blocks' are not (WASM)
+    model: { config: { num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: 2, ffn_dim_divisor: 32 } },
+    seed: 3, data: { train: [{ path: SHAKES }] }, seq_len: 16, batch_size: 2, grad_accum: 2, steps: 8,
+    pipeline: { mode: 'pack', split_words: 256, min_chars: 100, min_tokens: 32, shuffle_buffer: 16 },
+    optimizer: { lr: 3e-3 }, schedule: { warmup_steps: 2 }, out_dir: out, log_every: 2, checkpoint_every: 4,
+    ...over,
+  }));
+  return { file, out };
+}
+const stepDir = (out: string, s: number) => path.join(out, `step-${String(s).padStart(8, '0')}`);
+
+test('recipe precision: fp32 by default and absent from the canonical recipe; bf16 recorded; bad values are one line', () => {
+  const a = loadRecipe(recipeFile().file);
+  assert.equal(a.precision, 'fp32');
+  assert.equal('precision' in a.canonical, false, 'fp32 recipes compare equal to those written before the setting existed');
+  const b = loadRecipe(recipeFile({ precision: 'bf16' }).file);
+  assert.equal(b.precision, 'bf16');
+  assert.equal(b.canonical.precision, 'bf16');
+  assert.deepEqual(recipeDifferences(a.canonical, b.canonical), ['recipe.precision']);
+  assert.throws(() => loadRecipe(recipeFile({ precision: 'fp16' }).file), /recipe\.precision must be one of fp32, bf16, got "fp16"/);
+  setRecipePrecision(a, 'bf16');
+  assert.equal(a.precision, 'bf16');
+  assert.equal(a.canonical.precision, 'bf16');
+});
+
+test('train --precision bf16: a run stopped and resumed (other thread counts) ends byte-identical; it differs from fp32; resuming as fp32 is refused', async () => {
+  const whole = recipeFile();
+  const r1 = await runCliAsync(['train', '--recipe', whole.file, '--precision', 'bf16', '--threads', '2']);
+  assert.equal(r1.status, 0, r1.stderr);
+  assert.match(r1.stderr, /precision: bf16 products with f32 sums on /);
+  const parts = recipeFile();
+  const r2 = await runCliAsync(['train', '--recipe', parts.file, '--precision', 'bf16', '--threads', '1', '--stop-after', '4']);
+  assert.equal(r2.status, 0, r2.stderr);
+  const refused = await runCliAsync(['train', '--recipe', parts.file, '--resume']);
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /cannot resume: the recipe changed since .* \(recipe\.precision\)/);
+  const r3 = await runCliAsync(['train', '--recipe', parts.file, '--precision', 'bf16', '--threads', '3', '--resume']);
+  assert.equal(r3.status, 0, r3.stderr);
+  for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+    assert.ok(fs.readFileSync(path.join(stepDir(whole.out, 8), f)).equals(fs.readFileSync(path.join(stepDir(parts.out, 8), f))), `${f} is byte-identical`);
+  }
+  const fp = recipeFile();
+  const r4 = await runCliAsync(['train', '--recipe', fp.file]);
+  assert.equal(r4.status, 0, r4.stderr);
+  assert.ok(!fs.readFileSync(path.join(stepDir(whole.out, 8), 'model.safetensors')).equals(fs.readFileSync(path.join(stepDir(fp.out, 8), 'model.safetensors'))),
+    'the bf16 run and the fp32 run end with different weights');
+});
