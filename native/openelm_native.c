@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <math.h>
 
 typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t);
@@ -49,6 +50,7 @@ static cblas_sgemm_fn g_cblas = NULL;
 static set_threads_fn g_blas_threads = NULL;
 static dnnl_bf16_fn g_dnnl_bf16 = NULL;
 static cblas_sbgemm_fn g_cblas_bf16 = NULL;
+static int g_i8 = -1;                          // AVX512-VNNI present for the int8 prefill (-1: not checked yet)
 static char g_lib[512] = "";
 static int g_threads = 1;
 static float g_f16[65536];
@@ -66,6 +68,7 @@ static struct {
   chunk_fn fn; const void *job; int64_t nchunks;
   pthread_t tids[MAX_THREADS];
   int nworkers;
+  uint32_t start_gen;          // gen when the workers were created (see worker())
 } P;
 
 static float *g_panels[MAX_THREADS];
@@ -89,7 +92,9 @@ static void drain(uint32_t gen, int tid) {
 static void *worker(void *arg) {
   const int tid = (int)(intptr_t)arg;
   omp_set_num_threads(1);   // the library's sgemm runs single-threaded inside a chunk
-  uint32_t seen = atomic_load(&P.gen);
+  // The generation at creation, not at whenever this thread first runs: a stop (or a job) that
+  // bumps gen before the thread is scheduled must still be seen as new, or the join never returns.
+  uint32_t seen = P.start_gen;
   for (;;) {
     // poll ~50 µs (the gap between the products of one step), then sleep
     double t0 = now_us();
@@ -120,6 +125,7 @@ static void pool_stop(void) {
 
 static int pool_start(int threads) {
   pool_stop();
+  P.start_gen = atomic_load(&P.gen);
   for (int i = 1; i < threads; i++) {
     if (pthread_create(&P.tids[P.nworkers], NULL, worker, (void *)(intptr_t)i) != 0) return 0;
     P.nworkers++;
@@ -141,6 +147,8 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
   // only chunks a worker claimed are still running; wait for those alone
   while (atomic_load_explicit(&P.done, memory_order_acquire) < n) sched_yield();
 }
+
+#include "int8_linear.h"
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return NULL; } } while (0)
 
@@ -347,16 +355,74 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// gemmBf16's blocks: the operand the blocks share is rounded once up front; each block rounds its
+// own slice of the other into its thread's buffer just before use (that slice then stays in L2
+// for the library's packing, instead of a whole rounded copy going out to memory and back).
+typedef struct {
+  int ta, tb, bits, by_rows; int64_t M, N, K, ldc, blk; float beta; float *C;
+  const void *shared; int64_t ld_shared;   // the rounded shared operand (tight)
+  const float *split; int64_t ld_split;    // the caller's f32 operand that is cut into blocks
+} bf16_job;
+
+static void *g_slice[MAX_THREADS];
+static size_t g_slice_cap[MAX_THREADS];
+
+// Rounds rows x cols of src (stride ld) into a tight dst; element size 2 (bits) or 4.
+static void round_block(void *dst, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+  for (int64_t r = 0; r < rows; r++) {
+    if (bits) round_row_bf16((uint16_t *)dst + r * cols, (const uint32_t *)(src + r * ld), cols);
+    else round_row_f32((uint32_t *)dst + r * cols, (const uint32_t *)(src + r * ld), cols);
+  }
+}
+
+static void bf16_chunk(const void *p, int64_t c, int tid) {
+  const bf16_job *j = (const bf16_job *)p;
+  const int64_t s = c * j->blk;
+  void *buf = g_slice[tid];
+  if (j->by_rows) { // A cut into rows [s, s+m) of op(A); B shared
+    const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
+    int64_t lda;
+    if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
+    else { round_block(buf, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); lda = j->K; }
+    if (j->bits) gemm_bf16(j->ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    else gemm(j->ta, j->tb, m, j->N, j->K, (const float *)buf, lda, (const float *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+  } else {          // B cut into columns [s, s+n) of op(B); A shared
+    const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
+    int64_t ldb;
+    if (j->tb) { round_block(buf, j->split + s * j->ld_split, n, j->K, j->ld_split, j->bits); ldb = j->K; }   // B stored [N, K]
+    else { round_block(buf, j->split + s, j->K, n, j->ld_split, j->bits); ldb = n; }
+    if (j->bits) gemm_bf16(j->ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
+    else gemm(j->ta, j->tb, j->M, n, j->K, (const float *)j->shared, j->ld_shared, (const float *)buf, ldb, j->beta, j->C + s, j->ldc);
+  }
+}
+
 // gemmBf16(same arguments): C[M,N] = bf16(op(A))·bf16(op(B)) + beta·C with f32 accumulation
 static napi_value GemmBf16(napi_env env, napi_callback_info info) {
   gemm_args g;
   if (gemm_parse(env, info, "gemmBf16", &g) != 1) return NULL;
   const int bits = g_dnnl_bf16 || g_cblas_bf16;
-  // the stored operands: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
-  const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K, br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
-  const void *A = round_operand(0, g.A, ar, ac, g.lda, bits), *B = A ? round_operand(1, g.B, br, bc, g.ldb, bits) : NULL;
-  if (!A || !B) return fail(env, "gemmBf16(): out of memory for the rounded operands");
-  gemm_par_t(bits, g.ta, g.tb, g.M, g.N, g.K, A, ac, B, bc, (float)g.beta, g.C, g.ldc);
+  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0 };
+  j.blk = block_of(j.by_rows ? g.M : g.N);
+  // the shared operand as stored: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
+  if (j.by_rows) {
+    const int64_t br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
+    j.shared = round_operand(1, g.B, br, bc, g.ldb, bits); j.ld_shared = bc;
+    j.split = g.A; j.ld_split = g.lda;
+  } else {
+    const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K;
+    j.shared = round_operand(0, g.A, ar, ac, g.lda, bits); j.ld_shared = ac;
+    j.split = g.B; j.ld_split = g.ldb;
+  }
+  if (!j.shared) return fail(env, "gemmBf16(): out of memory for the rounded operands");
+  const size_t want = (size_t)(j.blk * g.K) * (bits ? 2 : 4);
+  for (int t = 0; t < g_threads; t++) {
+    if (want > g_slice_cap[t]) {
+      free(g_slice[t]); g_slice[t] = aligned_alloc(64, (want + 63) / 64 * 64);
+      g_slice_cap[t] = g_slice[t] ? want : 0;
+      if (!g_slice[t]) return fail(env, "gemmBf16(): out of memory for the rounded operands");
+    }
+  }
+  pool_run(bf16_chunk, &j, ((j.by_rows ? g.M : g.N) + j.blk - 1) / j.blk);
   return NULL;
 }
 
@@ -367,7 +433,55 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_create_object(env, &out));
   CHECK(napi_create_string_utf8(env, g_dnnl_bf16 ? "dnnl" : g_cblas_bf16 ? "openblas" : "emulated", NAPI_AUTO_LENGTH, &v));
   CHECK(napi_set_named_property(env, out, "bf16", v));
+  if (g_i8 < 0) g_i8 = i8_supported();
+  CHECK(napi_get_boolean(env, g_i8 == 1, &v));
+  CHECK(napi_set_named_property(env, out, "int8", v));
   return out;
+}
+
+// ------------------------------------------------------------------------ int8 prefill (q8/q4)
+
+static uint8_t *g_i8_panel[MAX_THREADS];
+static size_t g_i8_panel_cap[MAX_THREADS];
+static uint8_t *g_xq; static float *g_xds; static size_t g_xq_cap, g_xds_cap;
+
+typedef struct { int kind; int64_t M, N, K; const void *w; const float *scales, *mins; const float *x; float *out; int acc; } i8_job;
+
+static void i8_quant_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const i8_job *j = (const i8_job *)p;
+  const int64_t r0 = c * 8, r1 = r0 + 8 < j->M ? r0 + 8 : j->M, nb = j->K / 32;
+  i8_quantize_rows(g_xq, g_xds, g_xds + j->M * nb, j->x, r0, r1, j->K);
+}
+
+static void i8_chunk(const void *p, int64_t c, int tid) {
+  const i8_job *j = (const i8_job *)p;
+  const int64_t n0 = c * I8_PANEL, nb = j->K / 32;
+  const int ncols = j->N - n0 < I8_PANEL ? (int)(j->N - n0) : I8_PANEL;
+  i8_pack(g_i8_panel[tid], j->kind, j->w, j->scales, j->mins, n0, ncols, j->K);
+  i8_panel(g_i8_panel[tid], g_xq, g_xds, g_xds + j->M * nb, j->M, j->K, j->out, j->N, n0, ncols, j->acc, j->kind == 4);
+}
+
+// The int8 product; 0 when it cannot run here (no VNNI, no memory), so the caller widens instead.
+static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w, const float *scales, const float *mins,
+                       const float *x, float *out, int acc) {
+  if (g_i8 < 0) g_i8 = i8_supported();
+  if (!g_i8) return 0;
+  const int64_t nb = K / 32;
+  if ((size_t)(M * K) > g_xq_cap) { free(g_xq); g_xq = (uint8_t *)aligned_alloc(64, (M * K + 63) / 64 * 64); g_xq_cap = g_xq ? (size_t)(M * K) : 0; if (!g_xq) return 0; }
+  if ((size_t)(2 * M * nb) > g_xds_cap) { free(g_xds); g_xds = (float *)aligned_alloc(64, (2 * M * nb * 4 + 63) / 64 * 64); g_xds_cap = g_xds ? (size_t)(2 * M * nb) : 0; if (!g_xds) return 0; }
+  const size_t want = i8_panel_bytes(K);
+  for (int t = 0; t < g_threads; t++) {
+    if (want > g_i8_panel_cap[t]) {
+      free(g_i8_panel[t]); g_i8_panel[t] = (uint8_t *)aligned_alloc(64, (want + 63) / 64 * 64);
+      g_i8_panel_cap[t] = g_i8_panel[t] ? want : 0;
+      if (!g_i8_panel[t]) return 0;
+    }
+  }
+  i8_job j = { kind, M, N, K, w, scales, mins, x, out, acc };
+  pool_run(i8_quant_chunk, &j, (M + 7) / 8);
+  pool_run(i8_chunk, &j, (N + I8_PANEL - 1) / I8_PANEL);
+  return 1;
 }
 
 // Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
@@ -408,11 +522,14 @@ static void linear_chunk(const void *p, int64_t c, int tid) {
   gemm(0, 1, j->M, rows, j->K, j->x, j->K, panel, j->K, j->beta, j->out + r0, j->N);
 }
 
-// linear(out, x, w, kind, scales, mins, M, N, K, accumulate): out[M,N] (+)= x[M,K]·Wᵀ, W stored [N,K]
+// linear(out, x, w, kind, scales, mins, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W stored
+// [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x (int8_linear.h)
 static napi_value Linear(napi_env env, napi_callback_info info) {
-  size_t argc = 10; napi_value a[10];
+  size_t argc = 11; napi_value a[11];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
   if (argc < 10) return fail(env, "linear() needs 10 arguments");
+  bool int8 = false;
+  if (argc > 10 && napi_get_value_bool(env, a[10], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
   if (!g_dnnl && !g_cblas) return fail(env, "linear(): no library loaded");
   int32_t kind; int64_t M, N, K; bool acc; float *out, *x, *scales = NULL, *mins = NULL; void *w; size_t lo, lx, lw, ls = 0, lm = 0;
   if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[6], &M) != napi_ok ||
@@ -428,6 +545,7 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
     if (kind == 4 && (!typed(env, a[5], napi_float32_array, (void **)&mins, &lm) || (int64_t)lm < N * K / 32)) return fail(env, "linear(): q4 weight needs mins");
   }
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
+  if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, mins, x, out, acc)) return NULL;
   // Panels of W rows widened by the thread that multiplies them, into its own buffer of about
   // 1 MiB (it stays in L2 between widening and use).
   lin_job j = { kind, M, N, K, 0, w, scales, mins, x, out, acc ? 1.0f : 0.0f };

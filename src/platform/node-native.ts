@@ -20,16 +20,19 @@ interface Addon {
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
   gemmBf16(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
-  features(): { bf16: 'dnnl' | 'openblas' | 'emulated' };
+  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; int8: boolean };
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
-    mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean): void;
+    mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
 }
 
 export class NativeBlas implements NativeGemm {
   private threadsSet = 0;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  readonly int8: boolean;
   constructor(private readonly addon: Addon, readonly library: string) {
-    this.bf16 = addon.features().bf16;
+    const f = addon.features();
+    this.bf16 = f.bf16;
+    this.int8 = f.int8;
   }
 
   private use(threads: number): void {
@@ -55,9 +58,9 @@ export class NativeBlas implements NativeGemm {
    * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
    */
   linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
-    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean): void {
+    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean, int8 = false): void {
     this.use(threads);
-    this.addon.linear(out, x, w, kind, scales, mins, M, N, K, acc);
+    this.addon.linear(out, x, w, kind, scales, mins, M, N, K, acc, int8);
   }
 }
 

@@ -74,7 +74,7 @@ export class WasmBackend implements Backend {
   /** Whether the relaxed-SIMD kernels are in use. */
   readonly relaxedSimd: boolean;
   parallelThreshold: number;
-  /** q8/q4 prefill through the integer GEMM (int8 activations); false dequantizes to an f32 GEMM. */
+  /** q8/q4 prefill through the integer GEMM (int8 activations; natively too where the CPU has VNNI); false dequantizes to an f32 GEMM. */
   intGemm = true;
   /** The native sgemm used for prefill and training products, or null (pure WASM). */
   native: NativeGemm | null;
@@ -383,7 +383,7 @@ export class WasmBackend implements Backend {
     if (this.native && M >= this.nativeMinRows) {
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
-      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate);
+      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate, this.intGemm);
       return;
     }
     const xp = this.inF32(x, M * K, 'linear input');
