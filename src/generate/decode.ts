@@ -62,12 +62,15 @@ export class SequenceDecoder {
   private readonly topLogprobs?: number;
   /** One entry per generated id when `logprobs` was asked for. */
   readonly logprobs?: TokenLogprob[];
+  /** The sampling options this sequence draws with (a draft model proposes with the same). */
+  readonly sampling: SamplingOptions;
 
   /** `prompt` is the context the repetition penalty sees; `eos` the model's EOS id. */
   constructor(tok: Tokenizer, readonly prompt: readonly number[], eos: number, opts: DecodeOptions = {}) {
     this.maxTokens = opts.maxTokens ?? 128;
     if (!(Number.isInteger(this.maxTokens) && this.maxTokens >= 0)) throw new OpenELMError('usage', `max tokens must be an integer >= 0, got ${opts.maxTokens}`);
     this.sampler = new Sampler(opts);
+    this.sampling = opts;
     this.decoder = new StreamDecoder(tok);
     this.stopper = new StopMatcher(opts.stop ?? []);
     this.stopTokens = new Set(opts.ignoreEos ? [] : (opts.stopTokens ?? [eos]));
@@ -89,16 +92,29 @@ export class SequenceDecoder {
    * whether the cache can hold one more token after this one.
    */
   step(logits: Float32Array | null, room: boolean, chosen?: number): StepResult {
-    let id: number;
+    if (chosen !== undefined) return this.take(chosen, room);
+    if (!logits) throw new OpenELMError('usage', 'a decode step needs the logits unless the argmax is given');
+    const raw = this.topLogprobs !== undefined ? logits.slice() : null;
+    this.constraint?.mask(logits);
+    return this.take(this.sampler.sample(logits, this.prompt, this.ids), room, raw);
+  }
+
+  /**
+   * The step for a row whose input was a drafted token (speculative decoding): the token this
+   * step would choose, decided by the accept/reject rule against `draft` (drawn with probability
+   * q[draft] from the draft distribution `q`, or certain when q is null). Greedy is the argmax
+   * as in step(); the caller compares the result with `draft` to know whether to go on.
+   */
+  stepDraft(logits: Float32Array, room: boolean, draft: number, q: Float64Array | null): StepResult {
+    const raw = this.topLogprobs !== undefined ? logits.slice() : null;
+    this.constraint?.mask(logits);
+    return this.take(this.sampler.speculate(logits, this.prompt, this.ids, draft, q), room, raw);
+  }
+
+  /** Take `id` as the next token; `raw` is the unmasked logits row when logprobs are recorded. */
+  private take(id: number, room: boolean, raw: Float32Array | null = null): StepResult {
     let logprob: TokenLogprob | undefined;
-    if (chosen !== undefined) id = chosen;
-    else {
-      if (!logits) throw new OpenELMError('usage', 'a decode step needs the logits unless the argmax is given');
-      const raw = this.topLogprobs !== undefined ? logits.slice() : null;
-      this.constraint?.mask(logits);
-      id = this.sampler.sample(logits, this.prompt, this.ids);
-      if (raw) { logprob = tokenLogprob(raw, id, this.topLogprobs); this.logprobs!.push(logprob); }
-    }
+    if (raw) { logprob = tokenLogprob(raw, id, this.topLogprobs); this.logprobs!.push(logprob); }
     this.constraint?.accept(id);
     this.ids.push(id);
     let text = '';

@@ -1,6 +1,6 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson } from '../common.js';
+import { JSON_FLAG, MODEL_FLAGS, SPECULATIVE_FLAGS, loadFromFlags, printJson, speculativeFromFlags } from '../common.js';
 import * as fs from 'node:fs';
 import { generateStream, type GenerateOptions } from '../../generate/generate.js';
 import { OpenELMError, UsageError } from '../../core/errors.js';
@@ -13,7 +13,7 @@ import { tokenizerVocab } from '../../generate/constrain/vocab.js';
 export const spec: CommandSpec = {
   name: 'generate',
   summary: 'continue a prompt (greedy by default; the prompt gets BOS)',
-  usage: 'openelm generate --model DIR --prompt TEXT [--max-tokens N] [--temperature X] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop S]... [--json-schema FILE | --grammar FILE] [--json]',
+  usage: 'openelm generate --model DIR --prompt TEXT [--max-tokens N] [--temperature X] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop S]... [--json-schema FILE | --grammar FILE] [--draft-model DIR | --lookup] [--json]',
   flags: [
     ...MODEL_FLAGS,
     { name: 'prompt', type: 'string', help: 'prompt text', required: true },
@@ -28,6 +28,7 @@ export const spec: CommandSpec = {
     { name: 'ignore-eos', type: 'bool', help: 'keep generating past the end-of-sequence token' },
     { name: 'json-schema', type: 'string', help: 'the output is a JSON value of the schema in FILE (docs/structured-output.md lists the keywords); stops when the value is complete' },
     { name: 'grammar', type: 'string', help: 'the output follows the GBNF grammar in FILE (llama.cpp\'s format)' },
+    ...SPECULATIVE_FLAGS,
     JSON_FLAG,
   ],
 };
@@ -58,21 +59,24 @@ export function constraintFromFlags(flags: ParsedFlags): ConstraintSpec | undefi
 }
 
 export async function run(flags: ParsedFlags): Promise<number> {
-  const spec = constraintFromFlags(flags);
+  const constraint = constraintFromFlags(flags);
   let grammar: CompiledGrammar | undefined;
-  if (spec) {
+  if (constraint) {
     // Compiled before the weights load, so that schema and grammar errors come at once.
     try {
-      grammar = spec.kind === 'json_schema' ? compileJsonSchema(spec.schema) : spec.kind === 'grammar' ? compileGbnf(spec.text, spec.source) : undefined;
+      grammar = constraint.kind === 'json_schema' ? compileJsonSchema(constraint.schema) : constraint.kind === 'grammar' ? compileGbnf(constraint.text, constraint.source) : undefined;
     } catch (e) {
       if (!(e instanceof OpenELMError)) throw e;
       // A grammar error already starts with FILE:LINE:COLUMN.
-      throw new UsageError(spec.kind === 'json_schema' ? `--json-schema ${get.str(flags, 'json-schema')}: ${e.message}` : `--grammar ${e.message}`);
+      throw new UsageError(constraint.kind === 'json_schema' ? `--json-schema ${get.str(flags, 'json-schema')}: ${e.message}` : `--grammar ${e.message}`);
     }
   }
   const loaded = await loadFromFlags(flags);
   const { model, tokenizer, loadMs } = loaded;
+  let draft: { dispose(): void } | undefined;
   try {
+    const specOpts = await speculativeFromFlags(flags, loaded);
+    draft = specOpts.draft;
     const prompt = tokenizer.encode(get.str(flags, 'prompt')!, { bos: true });
     const rp = get.num(flags, 'repetition-penalty') ?? loaded.defaultOptions().repetitionPenalty;
     const opts: GenerateOptions = {
@@ -80,6 +84,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
       topK: get.num(flags, 'top-k'), topP: get.num(flags, 'top-p'), minP: get.num(flags, 'min-p'),
       repetitionPenalty: rp, seed: get.num(flags, 'seed'), stop: get.list(flags, 'stop'), ignoreEos: get.bool(flags, 'ignore-eos'),
       constraint: grammar ? new GrammarMasker(grammar, tokenizerVocab(tokenizer)).newMatcher() : undefined,
+      speculative: specOpts.options,
     };
     const json = get.bool(flags, 'json');
     const ac = new AbortController();
@@ -96,14 +101,17 @@ export async function run(flags: ParsedFlags): Promise<number> {
     const res = r.value;
     if (json) {
       printJson({ ids: res.ids, text: res.text, prompt_tokens: res.promptTokens, finish_reason: res.finishReason,
-        timings: { load_ms: loadMs, ...res.timings } });
+        timings: { load_ms: loadMs, ...res.timings }, ...(res.speculative ? { speculative: res.speculative } : {}) });
     } else {
       process.stdout.write('\n');
       const t = res.timings;
-      process.stderr.write(`[${res.promptTokens} prompt tokens, ${t.prompt_per_second.toFixed(1)} tok/s prefill; ${res.ids.length} generated, ${t.predicted_per_second.toFixed(1)} tok/s; ${res.finishReason}]\n`);
+      const sp = res.speculative;
+      const acc = sp ? `; ${sp.accepted}/${sp.drafted} drafted tokens accepted` : '';
+      process.stderr.write(`[${res.promptTokens} prompt tokens, ${t.prompt_per_second.toFixed(1)} tok/s prefill; ${res.ids.length} generated, ${t.predicted_per_second.toFixed(1)} tok/s${acc}; ${res.finishReason}]\n`);
     }
     return 0;
   } finally {
+    draft?.dispose();
     loaded.dispose();
   }
 }
