@@ -1,0 +1,179 @@
+// The inference ops of the backend seam on the WebGPU runtime: each records one or two kernel
+// dispatches (nothing runs until a read), with the semantics of the JS reference backend.
+
+import { OpenELMError } from '../../core/errors.js';
+import type { GpuRuntime, GpuTensor, GpuWeight } from './runtime.js';
+import { UNIT_ELEMS } from './weights-wgsl.js';
+import { grid } from './kernel.js';
+import {
+  addKernel, copyKernel, ewGroups, fillKernel, gatherRowsKernel, scaleKernel, scatterRowsKernel, siluKernel, swigluKernel,
+} from './kernels/elementwise.js';
+import { GEMV_MAX_M, gemvGroups, gemvKernel, matmulGroups, matmulKernel } from './kernels/linear.js';
+import { qkNormRopeGroups, qkNormRopeKernel, rmsnormKernel } from './kernels/norm.js';
+import { ATTN_CHUNK, attnCombineKernel, attnFlashKernel, attnSplitKernel, flashTiles, storeKVKernel } from './kernels/attention.js';
+import { argmaxKernel, embeddingKernel } from './kernels/lookup.js';
+
+export interface RopeTensors { cos: GpuTensor; sin: GpuTensor; positions: number; half: number; }
+
+export interface OpsOptions {
+  /** Use subgroup operations where the device has them (default true). */
+  subgroups?: boolean;
+  /** Largest number of new tokens that uses the split-key ("flash-decoding") attention (default 4). */
+  splitMaxQueries?: number;
+}
+
+export class WebGpuOps {
+  readonly sg: boolean;
+  splitMaxQueries: number;
+  private scratch: GpuTensor | null = null;
+  private ids: GpuTensor | null = null;
+  private readonly wgMem: number;
+
+  constructor(readonly rt: GpuRuntime, opts: OpsOptions = {}) {
+    this.sg = (opts.subgroups ?? true) && rt.features.subgroups;
+    this.splitMaxQueries = opts.splitMaxQueries ?? 4;
+    this.wgMem = rt.device.limits.maxComputeWorkgroupStorageSize;
+  }
+
+  /** A tensor of at least n values reused across calls (attention partials). */
+  private scratchOf(n: number): GpuTensor {
+    if (!this.scratch || this.scratch.length < n) {
+      if (this.scratch) this.rt.free(this.scratch);
+      this.scratch = this.rt.alloc(Math.max(n, 1024));
+    }
+    return this.scratch;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // memory helpers that need a kernel
+
+  fill(x: GpuTensor, value: number): void {
+    if (value === 0 && !Object.is(value, -0)) { this.rt.zero(x); return; }
+    this.rt.dispatch(fillKernel(), [x], [], [x.length, value], grid(ewGroups(x.length)));
+  }
+
+  copy(dst: GpuTensor, src: GpuTensor, n: number): void {
+    if (dst.buf !== src.buf) { this.rt.copy(dst, src, n); return; }
+    if (dst.offset < src.offset + n && src.offset < dst.offset + n && dst.offset !== src.offset) {
+      throw new Error('copy between overlapping ranges');
+    }
+    if (dst.offset === src.offset) return;
+    this.rt.dispatch(copyKernel(), [dst, src], [], [n], grid(ewGroups(n)));
+  }
+
+  gatherRows(dst: GpuTensor, src: GpuTensor, rows: Int32Array, width: number): void {
+    const n = rows.length * width;
+    this.rt.dispatch(gatherRowsKernel(), [dst, src], [], [n, width], grid(ewGroups(n)), rows);
+  }
+
+  scatterRows(dst: GpuTensor, src: GpuTensor, rows: Int32Array, width: number): void {
+    const n = rows.length * width;
+    this.rt.dispatch(scatterRowsKernel(), [dst, src], [], [n, width], grid(ewGroups(n)), rows);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // forward ops
+
+  /** out[M, N] (+)= x[M, K] · Wᵀ. */
+  linear(out: GpuTensor, x: GpuTensor, w: GpuWeight, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols;
+    if (M <= GEMV_MAX_M) {
+      const vec = K % UNIT_ELEMS[w.dtype] === 0 && w.offset % 4 === 0;
+      this.rt.dispatch(gemvKernel(w.dtype, M, vec, this.sg), [out, x], [w], [N, K, accumulate ? 1 : 0], grid(gemvGroups(N)));
+    } else {
+      this.rt.dispatch(matmulKernel('mk', { weight: w.dtype }), [out, x], [w], [M, N, K, accumulate ? 1 : 0], matmulGroups(M, N));
+    }
+  }
+
+  /** C[M, N] (+)= op(A) · op(B) of f32 tensors: nt = A·Bᵀ, nn = A·B, tn = Aᵀ·B. */
+  matmul(C: GpuTensor, A: GpuTensor, B: GpuTensor, M: number, N: number, K: number, layout: 'nt' | 'nn' | 'tn', acc: boolean): void {
+    const k = layout === 'nt' ? matmulKernel('mk', { tensor: 'nk' })
+      : layout === 'nn' ? matmulKernel('mk', { tensor: 'kn' }) : matmulKernel('km', { tensor: 'kn' });
+    this.rt.dispatch(k, [C, A, B], [], [M, N, K, acc ? 1 : 0], matmulGroups(M, N));
+  }
+
+  rmsnorm(out: GpuTensor, x: GpuTensor, w: GpuTensor, rows: number, dim: number, eps: number, rstd?: GpuTensor): void {
+    this.rt.dispatch(rmsnormKernel(!!rstd, this.sg), rstd ? [out, x, w, rstd] : [out, x, w], [], [rows, dim, eps], grid(rows));
+  }
+
+  qkNormRope(qkv: GpuTensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
+    qNorm: GpuTensor | null, kNorm: GpuTensor | null, rope: RopeTensors, eps: number, rstd?: GpuTensor): void {
+    if ((qNorm === null) !== (kNorm === null)) throw new Error('qkNormRope needs both norm weights or neither');
+    if (pos.length < rows) throw new Error(`qkNormRope: ${pos.length} positions for ${rows} rows`);
+    for (let r = 0; r < rows; r++) {
+      if (pos[r] < 0 || pos[r] >= rope.positions) {
+        throw new OpenELMError('context', `position ${pos[r]} is outside the RoPE tables (${rope.positions} positions)`);
+      }
+    }
+    const norms = qNorm !== null;
+    const tensors = [qkv, rope.cos, rope.sin];
+    if (norms) tensors.push(qNorm!, kNorm!);
+    if (rstd) tensors.push(rstd);
+    this.rt.dispatch(qkNormRopeKernel(norms, !!rstd, this.sg), tensors, [], [rows, Q, Hkv, hd, eps],
+      qkNormRopeGroups(Q + Hkv, rows), pos.subarray(0, rows));
+  }
+
+  storeKV(k: GpuTensor, v: GpuTensor, qkv: GpuTensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+    if (P + S > cap) throw new OpenELMError('context', `${P + S} tokens do not fit a KV cache of ${cap}`);
+    this.rt.dispatch(storeKVKernel(), [k, v, qkv], [], [S, P, Q, Hkv, hd, cap], [Hkv, S, 1]);
+  }
+
+  attention(out: GpuTensor, qkv: GpuTensor, k: GpuTensor, v: GpuTensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
+    const G = Q / Hkv, scale = 1 / Math.sqrt(hd);
+    if (S <= this.splitMaxQueries) {
+      const nsplit = Math.ceil((P + S) / ATTN_CHUNK);
+      const direct = nsplit === 1;
+      const part = direct ? out : this.scratchOf(S * Q * nsplit * (hd + 2));
+      this.rt.dispatch(attnSplitKernel(G, hd), [out, qkv, k, v, part], [],
+        [P, Q, Hkv, cap, nsplit, direct ? 1 : 0, scale], [nsplit, Hkv, S]);
+      if (!direct) this.rt.dispatch(attnCombineKernel(hd), [out, part], [], [Q, nsplit], [Q, S, 1]);
+    } else {
+      const { bq, bk } = flashTiles(hd, this.wgMem);
+      this.rt.dispatch(attnFlashKernel(G, hd, bq, bk), [out, qkv, k, v], [], [S, P, Q, Hkv, cap, scale],
+        [Math.ceil((S * G) / bq), Hkv, 1]);
+    }
+  }
+
+  swiglu(out: GpuTensor, u: GpuTensor, rows: number, F: number): void {
+    this.rt.dispatch(swigluKernel(), [out, u], [], [rows * F, F], grid(ewGroups(rows * F)));
+  }
+
+  silu(out: GpuTensor, u: GpuTensor, n: number): void {
+    this.rt.dispatch(siluKernel(), [out, u], [], [n], grid(ewGroups(n)));
+  }
+
+  /** x += y over n values. */
+  add(x: GpuTensor, y: GpuTensor, n: number): void {
+    this.rt.dispatch(addKernel(), [x, y], [], [n], grid(ewGroups(n)));
+  }
+
+  scale(x: GpuTensor, c: number): void {
+    this.rt.dispatch(scaleKernel(), [x], [], [x.length, c], grid(ewGroups(x.length)));
+  }
+
+  /** out[r] = table row ids[r]; ids equal to skipId give a zero row. */
+  embedding(out: GpuTensor, table: GpuWeight, ids: Int32Array, skipId = -1): void {
+    const V = table.rows;
+    for (const id of ids) {
+      if (id !== skipId && !(id >= 0 && id < V)) throw new OpenELMError('usage', `token id ${id} is outside the vocabulary [0, ${V})`);
+    }
+    const n = ids.length * table.cols;
+    this.rt.dispatch(embeddingKernel(table.dtype), [out], [table], [n, table.cols, skipId], grid(ewGroups(n)), ids);
+  }
+
+  /** The index of the first maximum of each row; reads back 4 bytes per row. */
+  async argmax(logits: GpuTensor, rows: number, V: number): Promise<Int32Array> {
+    if (!this.ids || this.ids.length < rows) {
+      if (this.ids) this.rt.free(this.ids);
+      this.ids = this.rt.alloc(Math.max(rows, 16));
+    }
+    this.rt.dispatch(argmaxKernel(this.sg), [this.ids, logits], [], [rows, V], grid(rows));
+    return new Int32Array(await this.rt.readWords(this.ids, 0, rows));
+  }
+
+  dispose(): void {
+    if (this.scratch) this.rt.free(this.scratch);
+    if (this.ids) this.rt.free(this.ids);
+    this.scratch = this.ids = null;
+  }
+}
