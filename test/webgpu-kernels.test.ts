@@ -101,6 +101,27 @@ test('linear: a GEMV over every batch size up to 8 and a matmul of several tiles
   assertClose(await down(out), want, TOL.fastVsRef, 'f32 67x150x70');
 });
 
+test('linear: the half-precision tiles of f16 weights (f32 stand-in here unless the device has shader-f16)', { skip }, async () => {
+  const kinds = ['emulate', ...(R().features.f16 ? ['auto'] as const : [])] as const;
+  for (const half of kinds) {
+    const ops = new WebGpuOps(R(), { half, subgroups: false });
+    for (const [M, N, K] of [[12, 70, 40], [66, 65, 96]]) {
+      const src = randn(N * K, 1 / Math.sqrt(K));
+      const hw = hostWeight('f16', N, K, src), f32w = hostWeight('f32', N, K, src);
+      const x = randn(M * K), base = randn(M * N);
+      const want = base.slice(), wantF32 = new Float32Array(M * N);
+      js.linear(want, x, hw, M, true);
+      js.linear(wantF32, x, f32w, M);
+      const acc = up(base), out = R().alloc(M * N), gw = gpuWeight(hw), xt = up(x);
+      ops.linear(acc, xt, gw, M, true);
+      ops.linear(out, xt, gw, M);
+      // the stand-in is f32 arithmetic; real f16 tiles round x to f16 as well
+      assertClose(await down(acc), want, half === 'emulate' ? TOL.fastVsRef : TOL.halfVsF32, `f16 tiles (${ops.half}) ${M}x${N}x${K} accumulate`);
+      assertClose(await down(out), wantF32, TOL.halfVsF32, `f16 tiles (${ops.half}) ${M}x${N}x${K} vs f32 weights`);
+    }
+  }
+});
+
 test('linear: an f32 weight that views a tensor at an offset (training parameters used for inference)', { skip }, async () => {
   const [M, N, K] = [3, 11, 24];
   const params = randn(7 + N * K);

@@ -9,7 +9,11 @@ import { OpenELMError } from '../../core/errors.js';
 export interface GpuFeatures {
   /** `shader-f16`: f16 arithmetic in WGSL (f16 weights are read on every device). */
   f16: boolean;
-  /** `subgroups` plus the `subgroup_id` WGSL language feature (subgroup-wide reductions). */
+  /**
+   * `subgroups` plus the WGSL language features `subgroup_id` (subgroups indexed without assuming
+   * their layout) and `subgroup_uniformity` (subgroup operations in loops whose bounds are uniform
+   * per subgroup only): subgroup-wide reductions.
+   */
   subgroups: boolean;
 }
 
@@ -95,7 +99,8 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<GpuHandle> 
   const wgsl = (gpu as GPU & { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures;
   const features: GpuFeatures = {
     f16: !off.has('f16') && adapter.features.has('shader-f16'),
-    subgroups: !off.has('subgroups') && adapter.features.has('subgroups') && wgsl?.has('subgroup_id') === true,
+    subgroups: !off.has('subgroups') && adapter.features.has('subgroups') &&
+      wgsl?.has('subgroup_id') === true && wgsl.has('subgroup_uniformity'),
   };
   const requiredFeatures: GPUFeatureName[] = [];
   if (features.f16) requiredFeatures.push('shader-f16');

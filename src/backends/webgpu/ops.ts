@@ -8,7 +8,7 @@ import { grid } from './kernel.js';
 import {
   addKernel, copyKernel, ewGroups, fillKernel, gatherRowsKernel, scaleKernel, scatterRowsKernel, siluKernel, swigluKernel,
 } from './kernels/elementwise.js';
-import { GEMV_MAX_M, gemvGroups, gemvKernel, matmulGroups, matmulKernel } from './kernels/linear.js';
+import { GEMV_MAX_M, gemvGroups, gemvKernel, matmulGroups, matmulKernel, type HalfTiles } from './kernels/linear.js';
 import { qkNormRopeGroups, qkNormRopeKernel, rmsnormKernel } from './kernels/norm.js';
 import { ATTN_CHUNK, attnCombineKernel, attnFlashKernel, attnSplitKernel, flashTiles, storeKVKernel } from './kernels/attention.js';
 import { argmaxKernel, embeddingKernel } from './kernels/lookup.js';
@@ -20,10 +20,17 @@ export interface OpsOptions {
   subgroups?: boolean;
   /** Largest number of new tokens that uses the split-key ("flash-decoding") attention (default 4). */
   splitMaxQueries?: number;
+  /**
+   * Half-precision tiles in the prefill matmul of f16 weights: 'auto' (default) when the device
+   * has shader-f16, 'off', or 'emulate' (the same kernel in f32, to test it without shader-f16).
+   */
+  half?: 'auto' | 'off' | 'emulate';
 }
 
 export class WebGpuOps {
   readonly sg: boolean;
+  /** Tiles of the f16-weight prefill matmul (null: f32 like every other format). */
+  readonly half: HalfTiles | null;
   splitMaxQueries: number;
   private scratch: GpuTensor | null = null;
   private ids: GpuTensor | null = null;
@@ -32,6 +39,8 @@ export class WebGpuOps {
   constructor(readonly rt: GpuRuntime, opts: OpsOptions = {}) {
     this.sg = (opts.subgroups ?? true) && rt.features.subgroups;
     this.splitMaxQueries = opts.splitMaxQueries ?? 4;
+    const half = opts.half ?? 'auto';
+    this.half = half === 'emulate' ? 'f32' : half === 'auto' && rt.features.f16 ? 'f16' : null;
     this.wgMem = rt.device.limits.maxComputeWorkgroupStorageSize;
   }
 
@@ -81,7 +90,10 @@ export class WebGpuOps {
       const vec = K % UNIT_ELEMS[w.dtype] === 0 && w.offset % 4 === 0;
       this.rt.dispatch(gemvKernel(w.dtype, M, vec, this.sg), [out, x], [w], [N, K, accumulate ? 1 : 0], grid(gemvGroups(N)));
     } else {
-      this.rt.dispatch(matmulKernel('mk', { weight: w.dtype }), [out, x], [w], [M, N, K, accumulate ? 1 : 0], matmulGroups(M, N));
+      // f16 weights may take half-precision tiles (products of f16 values, sums in f32): the
+      // weights are half precision already, and the tiles halve workgroup memory traffic.
+      const half = w.dtype === 'f16' ? this.half ?? undefined : undefined;
+      this.rt.dispatch(matmulKernel('mk', { weight: w.dtype }, half), [out, x], [w], [M, N, K, accumulate ? 1 : 0], matmulGroups(M, N));
     }
   }
 

@@ -115,14 +115,89 @@ const MM_BK = 16;
 const MM_WG = 256;
 
 /**
+ * Half-precision tiles for f16 weights: 'f16' stages both operands as f16 in workgroup memory and
+ * multiplies them four at a time in f16 (shader-f16), adding each 4-term dot product into f32
+ * accumulators; 'f32' is the same kernel with f32 in place of f16, so that its indexing is tested
+ * on adapters without shader-f16.
+ */
+export type HalfTiles = 'f16' | 'f32';
+
+function halfMatmulBody(a: MatmulA, aAt: string, bAt: string, half: HalfTiles): string {
+  const Q = MM_BK / 4;
+  return `alias h = ${half};
+var<workgroup> ms: array<vec4<h>, ${MM_TILE * Q}>;
+var<workgroup> ns: array<vec4<h>, ${MM_TILE * Q}>;
+@compute @workgroup_size(${MM_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * ${MM_TILE}u;
+  let n0 = wid.x * ${MM_TILE}u;
+  let tx = li % 16u;
+  let ty = li / 16u;
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${MM_BK}u) {
+    for (var q = 0u; q < ${(MM_BK * MM_TILE) / MM_WG}u; q++) {
+      let e = li + q * ${MM_WG}u;
+      ${a === 'mk' ? `let kk = e % ${MM_BK}u; let rr = e / ${MM_BK}u;` : `let rr = e % ${MM_TILE}u; let kk = e / ${MM_TILE}u;`}
+      let m = m0 + rr;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (m < p.M && k < p.K) { v = ${aAt}; }
+      ms[rr * ${Q}u + kk / 4u][kk % 4u] = h(v);
+    }
+    for (var q = 0u; q < ${(MM_BK * MM_TILE) / MM_WG}u; q++) {
+      let e = li + q * ${MM_WG}u;
+      let kk = e % ${MM_BK}u;
+      let rr = e / ${MM_BK}u;
+      let n = n0 + rr;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (n < p.N && k < p.K) { v = ${bAt}; }
+      ns[rr * ${Q}u + kk / 4u][kk % 4u] = h(v);
+    }
+    workgroupBarrier();
+    for (var kq = 0u; kq < ${Q}u; kq++) {
+      var av: array<vec4<h>, 4>;
+      var bv: array<vec4<h>, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        av[i] = ms[(ty + 16u * i) * ${Q}u + kq];
+        bv[i] = ns[(tx + 16u * i) * ${Q}u + kq];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i][j] += f32(dot(av[i], bv[j])); }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty + 16u * i;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx + 16u * j;
+      if (n >= p.N) { continue; }
+      let o = m * p.N + n;
+      if (p.acc != 0u) { st_c(o, ld_c(o) + acc[i][j]); } else { st_c(o, acc[i][j]); }
+    }
+  }
+}`;
+}
+
+/**
  * C[M, N] (+)= A · Bᵀ with A(m, k) and B(n, k) read through the layouts given; the training
  * products are nt = (mk, nk), nn = (mk, kn), tn = (km, kn).
  */
-export function matmulKernel(a: MatmulA, b: MatmulB): KernelSpec {
+export function matmulKernel(a: MatmulA, b: MatmulB, half?: HalfTiles): KernelSpec {
   const bKey = 'weight' in b ? `w${b.weight}` : `t${b.tensor}`;
-  return memo(`matmul_${a}_${bKey}`, () => {
+  return memo(`matmul_${a}_${bKey}${half ? '_h' + half : ''}`, () => {
     const aAt = a === 'mk' ? 'ld_a(m * p.K + k)' : 'ld_a(k * p.M + m)';
     const bAt = 'weight' in b ? 'wel_w(n * p.K + k)' : b.tensor === 'nk' ? 'ld_b(n * p.K + k)' : 'ld_b(k * p.N + n)';
+    const common = {
+      tensors: 'weight' in b ? ['c', 'a'] : ['c', 'a', 'b'],
+      weights: 'weight' in b ? ['w'] : [],
+      params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['acc', 'u32']] as [string, 'u32'][],
+    };
+    if (half) {
+      if (!('weight' in b)) throw new Error('half tiles are for weights [N, K]');
+      return { ...common, enables: half === 'f16' ? ['f16'] : [], body: weightDecoders('w', b.weight) + '\n' + halfMatmulBody(a, aAt, bAt, half) };
+    }
     // Each operand tile is BK × 64; threads walk it along the operand's contiguous index.
     const load = (name: string, kContig: boolean, extent: string, at: string, idx: string) => {
       const inner = kContig
@@ -177,12 +252,7 @@ var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
     }
   }
 }`;
-    return {
-      tensors: 'weight' in b ? ['c', 'a'] : ['c', 'a', 'b'],
-      weights: 'weight' in b ? ['w'] : [],
-      params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['acc', 'u32']],
-      body,
-    };
+    return { ...common, body };
   });
 }
 
