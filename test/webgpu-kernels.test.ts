@@ -1,4 +1,4 @@
-// The WebGPU kernels against the JS reference (src/backends/js, src/train/kernels.ts) on tiny
+// The WebGPU kernels against the JS reference (src/backends/js/reference.ts) on tiny
 // shapes, every weight format, with and without subgroup operations; then the runtime's ordering,
 // counters and errors. Runs on whatever adapter Dawn finds (in CI: SwiftShader, a CPU Vulkan
 // driver, so shapes stay small). Skipped without an adapter unless OPENELM_REQUIRE_WEBGPU=1 (set by
@@ -6,7 +6,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Weight, WeightDType } from '../src/backends/backend.js';
+import type { Tensor, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
@@ -15,7 +15,7 @@ import { GpuRuntime, type GpuTensor, type GpuWeight } from '../src/backends/webg
 import { WebGpuOps } from '../src/backends/webgpu/ops.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
-import { JsGemm, rmsnormForward, qkNormRopeForward } from '../src/train/kernels.js';
+import { JsGemm, rmsnormForward, qkNormRopeForward } from '../src/backends/js/reference.js';
 import { TOL, assertClose } from './tolerances.js';
 
 const required = process.env.OPENELM_REQUIRE_WEBGPU === '1';
@@ -195,14 +195,14 @@ test('qkNormRope: per-head norms then RoPE at each row\'s position, V untouched,
       const rope = { cos: up(cos), sin: up(sin), positions, half: hd / 2 };
       for (const norms of [true, false]) {
         const want = qkv.slice();
-        js.qkNormRope(want, rows, pos, Q, Hkv, hd, norms ? qn : null, norms ? kn : null, cos, sin, 1e-6);
+        js.qkNormRope(want as unknown as Tensor, rows, pos, Q, Hkv, hd, norms ? qn as unknown as Tensor : null, norms ? kn as unknown as Tensor : null,
+          { cos: cos as unknown as Tensor, sin: sin as unknown as Tensor, positions, half: hd / 2 }, 1e-6);
         const t = up(qkv), rstd = R().alloc(rows * (Q + Hkv));
         ops.qkNormRope(t, rows, pos, Q, Hkv, hd, norms ? up(qn) : null, norms ? up(kn) : null, rope, 1e-6, norms ? rstd : undefined);
         assertClose(await down(t), want, TOL.fastVsRef, `qkNormRope ${rows}x${Q}/${Hkv}x${hd} norms ${norms} ${label(ops)}`);
         if (norms) {
-          // the training kernel saves the same per-head factors (its rows are positions r mod T)
           const wantR = new Float64Array(rows * (Q + Hkv)), q64 = Float64Array.from(qkv);
-          qkNormRopeForward(q64, wantR, rows, 1, Q, Hkv, hd, Float64Array.from(qn), Float64Array.from(kn), cos, sin, 1e-6, false);
+          qkNormRopeForward(q64, wantR, rows, pos, Q, Hkv, hd, Float64Array.from(qn), Float64Array.from(kn), cos, sin, 1e-6, false);
           assertClose(await down(rstd), wantR, TOL.fastVsRef, `qk rstd ${label(ops)}`);
         }
       }
