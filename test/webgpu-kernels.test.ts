@@ -373,7 +373,7 @@ test('no adapter: one line saying so and how to get one', async () => {
 });
 
 test('a lost device fails reads with a clear error instead of hanging', { skip }, async () => {
-  const r2 = await GpuRuntime.create();
+  const r2 = await GpuRuntime.create({ own: true });
   const t = r2.alloc(1000);
   new WebGpuOps(r2).fill(t, 1);
   const pending = r2.read(t);

@@ -27,6 +27,15 @@ import { JsBackend } from '../../src/backends/js/js-backend.js';
 import { wasmAvailable } from '../../src/backends/wasm/kernels.js';
 import { nativeBlas } from '../../src/platform/node-native.js';
 import { TOL, type Tol } from '../tolerances.js';
+import { probeAdapter } from '../../src/backends/webgpu/device.js';
+import { WebGPUBackend } from '../../src/backends/webgpu/webgpu-backend.js';
+
+/**
+ * The WebGPU adapter of this machine, or why there is none. CI installs SwiftShader (a CPU Vulkan
+ * driver) and sets OPENELM_REQUIRE_WEBGPU=1, so there the WebGPU cases must run.
+ */
+export const webgpuProbe = await probeAdapter();
+export const webgpuRequired = process.env.OPENELM_REQUIRE_WEBGPU === '1';
 
 /**
  * Every backend the interface-level suites run on, with the tolerances its results are held to
@@ -51,5 +60,9 @@ export const BACKEND_CASES: BackendCase[] = [
     name: 'wasm + native sgemm', logits: TOL.fastVsRef,
     make: async () => { const be = await createWasm({ threads: 2, native: nativeBlas('on') }); be.nativeMinRows = 1; be.nativeMinWork = 0; return be; },
     available: () => (process.env.OPENELM_REQUIRE_NATIVE === '1' || (wasmAvailable() && nativeBlas('auto')) ? null : 'the native sgemm is not built'),
+  },
+  {
+    name: 'webgpu', make: () => WebGPUBackend.create(), logits: TOL.fastVsRef,
+    available: () => (webgpuProbe.adapter || webgpuRequired ? null : webgpuProbe.why),
   },
 ];

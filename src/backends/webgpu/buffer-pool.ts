@@ -35,8 +35,8 @@ export class BufferPool {
   pooledBytes = 0;
   peakBytes = 0;
 
-  constructor(private readonly device: GPUDevice, private readonly usage: number,
-    private readonly label: string, private readonly onDestroy: (b: GpuBuf) => void) {}
+  /** `create` makes a buffer of a size class (the runtime's, which watches for out-of-memory). */
+  constructor(private readonly create: (size: number) => GpuBuf, private readonly onDestroy: (b: GpuBuf) => void) {}
 
   /** A buffer of at least `bytes`; `reused` says it held data before (new buffers are zeroed). */
   acquire(bytes: number): { buf: GpuBuf; reused: boolean } {
@@ -45,7 +45,7 @@ export class BufferPool {
     let buf = list?.pop();
     const reused = buf !== undefined;
     if (buf) this.pooledBytes -= size;
-    else buf = createBuf(this.device, size, this.usage, this.label);
+    else buf = this.create(size);
     this.live.add(buf);
     this.liveBytes += size;
     if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;

@@ -1,9 +1,10 @@
 /// <reference types="@webgpu/types" />
-// Getting a WebGPU device: `navigator.gpu` where the runtime has one (browsers, Deno), else Dawn
-// through the optional npm package `webgpu` (Node). Never falls back to the CPU on its own: no
-// adapter is an error that says how to get one.
+// Getting a WebGPU device: `navigator.gpu` where the runtime has one (browsers, Deno), else the
+// platform's (Node: Dawn through the optional npm package `webgpu`). Never falls back to the CPU on
+// its own: no adapter is an error that says how to get one.
 
 import { OpenELMError } from '../../core/errors.js';
+import { getPlatform, type Platform } from '../../platform/platform.js';
 
 /** What the kernels may use on this device. */
 export interface GpuFeatures {
@@ -42,30 +43,21 @@ export interface AcquireOptions {
   gpu?: GPU;
 }
 
-const SOFTWARE_ADAPTER_HINT = 'for a software adapter on Debian/Ubuntu: apt-get install chromium, then run with ' +
-  'LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json';
+const ADAPTER_HINT = 'install a GPU driver with Vulkan, Metal or D3D12 support, or for a software adapter on Debian/Ubuntu: ' +
+  'apt-get install chromium, then run with LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json';
 
-// Dawn's instance must outlive every device made from it (a collected instance takes its event
-// loop along and the next mapAsync crashes the process), so the one instance is kept here.
-let dawn: GPU | null = null;
-
-/** The `GPU` entry point of this runtime, or an error saying what is missing. */
+/**
+ * The `GPU` entry point of this runtime: `navigator.gpu` (browsers, Deno), else the platform's
+ * (Node: Dawn, platform/node-webgpu.ts); an error saying what is missing otherwise.
+ */
 export async function findGpu(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  if (dawn) return dawn;
-  // A computed specifier keeps bundlers from pulling the Node-only package into browser builds.
-  const pkg = 'webgpu';
-  let mod: { create(flags: string[]): GPU };
-  try {
-    mod = await import(pkg) as { create(flags: string[]): GPU };
-  } catch (e) {
-    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    throw new OpenELMError('webgpu', `the webgpu backend needs WebGPU: in Node install the optional package "webgpu" ` +
-      `(npm install webgpu), or use a browser with WebGPU (${why})`);
-  }
-  dawn = mod.create([]);
-  return dawn;
+  let pf: Platform | null = null;
+  try { pf = getPlatform(); } catch { /* no platform registered: no other way to a GPU */ }
+  const got: { gpu: unknown; why?: string } = pf?.webgpu ? await pf.webgpu() : { gpu: null, why: 'this runtime has no navigator.gpu' };
+  if (got.gpu === null) throw new OpenELMError('webgpu', `no WebGPU adapter found: ${got.why ?? 'none'}`);
+  return got.gpu as GPU;
 }
 
 function adapterSummary(a: GPUAdapter): GpuAdapterSummary {
@@ -92,9 +84,7 @@ function adapterLimits(a: GPUAdapter): Record<string, number> {
 export async function acquireGpu(opts: AcquireOptions = {}): Promise<GpuHandle> {
   const gpu = opts.gpu ?? await findGpu();
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
-  if (!adapter) {
-    throw new OpenELMError('webgpu', `no WebGPU adapter found: install a GPU driver with Vulkan, Metal or D3D12 support, or ${SOFTWARE_ADAPTER_HINT}`);
-  }
+  if (!adapter) throw new OpenELMError('webgpu', `no WebGPU adapter found: ${ADAPTER_HINT}`);
   const off = new Set(opts.disable ?? []);
   const wgsl = (gpu as GPU & { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures;
   const features: GpuFeatures = {
@@ -115,15 +105,38 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<GpuHandle> 
   return { device, adapter: adapterSummary(adapter), features, subgroupMin: info.subgroupMinSize ?? 0, subgroupMax: info.subgroupMaxSize ?? 0 };
 }
 
-/** Whether a hardware (not software) WebGPU adapter is present; never throws. Used by `--backend auto`. */
-export async function hardwareGpuAvailable(): Promise<boolean> {
+let shared: Promise<GpuHandle> | null = null;
+
+/**
+ * One device per process for the backends that do not need their own: pipelines compile once (a
+ * shader compile is slow, on software adapters very slow). A lost device is replaced on next use.
+ */
+export function sharedGpu(): Promise<GpuHandle> {
+  if (shared) return shared;
+  const p = acquireGpu();
+  shared = p;
+  p.then((h) => h.device.lost.then(() => { if (shared === p) shared = null; }), () => { if (shared === p) shared = null; });
+  return p;
+}
+
+/** The adapter this runtime would use, or why there is none; never throws. */
+export async function probeAdapter(): Promise<{ adapter: GpuAdapterSummary } | { adapter: null; why: string }> {
   try {
     const gpu = await findGpu();
     const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    return a !== null && !adapterSummary(a).software;
-  } catch {
-    return false;
+    if (!a) return { adapter: null, why: `no WebGPU adapter found: ${ADAPTER_HINT}` };
+    return { adapter: adapterSummary(a) };
+  } catch (e) {
+    return { adapter: null, why: e instanceof Error ? e.message : String(e) };
   }
+}
+
+let hardware: Promise<boolean> | null = null;
+
+/** Whether a hardware (not software) WebGPU adapter is present (asked once per process); `--backend auto` uses it. */
+export function hardwareGpuAvailable(): Promise<boolean> {
+  hardware ??= probeAdapter().then((p) => p.adapter !== null && !p.adapter.software);
+  return hardware;
 }
 
 // GPUBufferUsage / GPUMapMode / GPUShaderStage values from the WebGPU spec, so that nothing relies on

@@ -111,18 +111,23 @@ export class WebGpuOps {
   qkNormRope(qkv: GpuTensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
     qNorm: GpuTensor | null, kNorm: GpuTensor | null, rope: RopeTensors, eps: number, rstd?: GpuTensor): void {
     if ((qNorm === null) !== (kNorm === null)) throw new Error('qkNormRope needs both norm weights or neither');
-    if (pos.length < rows) throw new Error(`qkNormRope: ${pos.length} positions for ${rows} rows`);
-    for (let r = 0; r < rows; r++) {
-      if (pos[r] < 0 || pos[r] >= rope.positions) {
-        throw new OpenELMError('context', `position ${pos[r]} is outside the RoPE tables (${rope.positions} positions)`);
-      }
-    }
+    if (hd > 512) throw new OpenELMError('usage', `the webgpu backend supports head dims up to 512, not ${hd}`);
+    this.checkPositions(pos, rows, rope);
     const norms = qNorm !== null;
     const tensors = [qkv, rope.cos, rope.sin];
     if (norms) tensors.push(qNorm!, kNorm!);
     if (rstd) tensors.push(rstd);
     this.rt.dispatch(qkNormRopeKernel(norms, !!rstd, this.sg), tensors, [], [rows, Q, Hkv, hd, eps],
       qkNormRopeGroups(Q + Hkv, rows), pos.subarray(0, rows));
+  }
+
+  /** Every row's position must have a row in the RoPE tables. */
+  checkPositions(pos: Int32Array, rows: number, rope: RopeTensors): void {
+    if (pos.length < rows) throw new OpenELMError('usage', `qkNormRope got ${pos.length} positions for ${rows} rows`);
+    for (let r = 0; r < rows; r++) {
+      const p = pos[r];
+      if (!(p >= 0 && p < rope.positions)) throw new OpenELMError('usage', `position ${p} is outside the RoPE tables (${rope.positions} positions)`);
+    }
   }
 
   storeKV(k: GpuTensor, v: GpuTensor, qkv: GpuTensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {

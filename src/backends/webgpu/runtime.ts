@@ -4,11 +4,16 @@
 // kernels through the pipeline cache and the command recorder. Errors the device reports
 // asynchronously (validation, out of memory) and a lost device surface at the next read as one
 // OpenELMError; a read never waits on a device that is gone.
+//
+// Reads are batched: each one records its copy into a staging buffer at once (so it sees exactly
+// the ops issued before it), and the reads issued in one synchronous stretch of JavaScript share one
+// submit, made in a microtask. A training step's loss sums, a decode step's argmax and a pair of
+// reads under Promise.all each cost one command buffer.
 
 import { OpenELMError } from '../../core/errors.js';
 import type { WeightDType } from '../backend.js';
 import { BufferPool, createBuf, type GpuBuf } from './buffer-pool.js';
-import { acquireGpu, BufferUsage, MapMode, type AcquireOptions, type GpuAdapterSummary, type GpuFeatures } from './device.js';
+import { acquireGpu, BufferUsage, MapMode, sharedGpu, type AcquireOptions, type GpuAdapterSummary, type GpuFeatures, type GpuHandle } from './device.js';
 import { allParams, type KernelSpec } from './kernel.js';
 import { PipelineCache } from './pipelines.js';
 import { Recorder } from './recorder.js';
@@ -47,44 +52,94 @@ export interface RuntimeStats {
 /** Arena writes up to this size are recorded in order; larger ones submit first and upload directly. */
 const STAGED_WRITE_BYTES = 1 << 18;
 
+/** What every runtime on one device shares: compiled pipelines, reported errors, the lost state. */
+interface DeviceState {
+  pipes: PipelineCache;
+  errors: OpenELMError[];
+  lostInfo: { reason: string; message: string } | null;
+  lost: Promise<void>;
+}
+
+const deviceStates = new WeakMap<GPUDevice, DeviceState>();
+
+function deviceState(device: GPUDevice, adapter: GpuAdapterSummary): DeviceState {
+  let st = deviceStates.get(device);
+  if (st) return st;
+  const s: DeviceState = { pipes: new PipelineCache(device), errors: [], lostInfo: null, lost: Promise.resolve() };
+  device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+    const e = ev.error;
+    const oom = (e.constructor?.name === 'GPUOutOfMemoryError') || /out of memory/i.test(e.message);
+    s.errors.push(oom ? new OpenELMError('memory', `the GPU ran out of memory on ${adapter.description}: ${MEMORY_HINT}`)
+      : new OpenELMError('webgpu', `WebGPU error: ${e.message.split('\n')[0]}`));
+  };
+  s.lost = device.lost.then((info) => { s.lostInfo = { reason: String(info.reason), message: info.message }; });
+  deviceStates.set(device, s);
+  st = s;
+  return st;
+}
+
+const MEMORY_HINT = 'make the work smaller (training: recompute, a smaller batch_size with grad_accum, a shorter seq_len; ' +
+  'inference: a shorter context, fewer sequences at once, a narrower dtype) or free the GPU';
+
+interface PendingRead { staging: GpuBuf; bytes: number; n: number; resolve(b: ArrayBuffer): void; reject(e: unknown): void; }
+
 export class GpuRuntime {
   private readonly pool: BufferPool;
   private readonly readPool: BufferPool;
   private readonly pipes: PipelineCache;
+  private readonly state: DeviceState;
   readonly rec: Recorder;
   private readonly weights = new Set<GpuWeight>();
   private weightBytes = 0;
   private peak = 0;
   private reads = 0;
   private readBytes = 0;
-  private errors: string[] = [];
-  private lostInfo: { reason: string; message: string } | null = null;
-  private readonly lost: Promise<void>;
-  private disposed = false;
+  private pending: PendingRead[] = [];
+  disposed = false;
   readonly maxBufferBytes: number;
+  readonly device: GPUDevice;
+  readonly adapter: GpuAdapterSummary;
+  readonly features: GpuFeatures;
 
-  static async create(opts: AcquireOptions = {}): Promise<GpuRuntime> {
-    const h = await acquireGpu(opts);
-    return new GpuRuntime(h.device, h.adapter, h.features);
+  /**
+   * A runtime on the process's shared device, or on a device of its own when `opts` asks for
+   * something particular (features turned off, another GPU object, `own`).
+   */
+  static async create(opts: AcquireOptions & { own?: boolean } = {}): Promise<GpuRuntime> {
+    const own = opts.own === true || opts.gpu !== undefined || (opts.disable?.length ?? 0) > 0 || opts.powerPreference !== undefined;
+    return new GpuRuntime(own ? await acquireGpu(opts) : await sharedGpu(), own);
   }
 
-  constructor(readonly device: GPUDevice, readonly adapter: GpuAdapterSummary, readonly features: GpuFeatures) {
+  /** `ownsDevice`: dispose() destroys the device too (else other runtimes may still use it). */
+  constructor(h: GpuHandle, private readonly ownsDevice: boolean) {
+    this.device = h.device;
+    this.adapter = h.adapter;
+    this.features = h.features;
+    const device = this.device;
     this.maxBufferBytes = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
-    this.pipes = new PipelineCache(device);
+    this.state = deviceState(device, h.adapter);
+    this.pipes = this.state.pipes;
     const drop = (b: GpuBuf) => this.pipes.dropBuffer(b);
-    this.pool = new BufferPool(device, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, 'tensor', drop);
-    this.readPool = new BufferPool(device, BufferUsage.MAP_READ | BufferUsage.COPY_DST, 'readback', drop);
+    this.pool = new BufferPool((size) => this.createBuffer(size, BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, 'tensor'), drop);
+    this.readPool = new BufferPool((size) => this.createBuffer(size, BufferUsage.MAP_READ | BufferUsage.COPY_DST, 'readback'), drop);
     this.rec = new Recorder(device, drop);
-    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
-      const e = ev.error;
-      const oom = (e.constructor?.name === 'GPUOutOfMemoryError') || /out of memory/i.test(e.message);
-      this.errors.push(oom
-        ? `the GPU ran out of memory: ${mib(this.deviceBytes())} MiB in use on ${this.adapter.description}`
-        : `WebGPU error: ${e.message.split('\n')[0]}`);
-    };
-    this.lost = device.lost.then((info) => {
-      this.lostInfo = { reason: String(info.reason), message: info.message };
-    });
+  }
+
+  /**
+   * A new buffer; running out of device memory is reported by WebGPU later, so the sizes are kept
+   * for the error the next read raises.
+   */
+  private createBuffer(size: number, usage: number, label: string): GpuBuf {
+    const inUse = this.deviceBytes();
+    this.device.pushErrorScope('out-of-memory');
+    const b = createBuf(this.device, size, usage, label);
+    void this.device.popErrorScope().then((e) => {
+      if (e) {
+        this.state.errors.push(new OpenELMError('memory', `the GPU ran out of memory: a buffer of ${mib(size)} MiB (${label}) did not fit next to ` +
+          `the ${mib(inUse)} MiB this process holds on ${this.adapter.description}; ${MEMORY_HINT}`));
+      }
+    }, () => { /* a lost device: reported as such */ });
+    return b;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -92,26 +147,37 @@ export class GpuRuntime {
 
   private check(): void {
     if (this.disposed) throw new OpenELMError('webgpu', 'the webgpu backend was used after dispose()');
-    if (this.lostInfo) throw this.lostError();
+    if (this.state.lostInfo) throw this.lostError();
   }
 
+  /** Whether the device is gone (every later call fails). */
+  get lost(): boolean { return this.state.lostInfo !== null; }
+
   private lostError(): OpenELMError {
-    const i = this.lostInfo!;
+    const i = this.state.lostInfo!;
     return new OpenELMError('webgpu', `the GPU device was lost (${i.reason}${i.message ? ': ' + i.message.split('\n')[0] : ''}); ` +
       'results since the last read are gone, start again');
   }
 
   private raiseErrors(): void {
-    if (this.errors.length === 0) return;
-    const first = this.errors[0];
-    this.errors = [];
-    throw new OpenELMError('webgpu', first);
+    const errs = this.state.errors;
+    if (errs.length === 0) return;
+    // out of memory explains the validation errors that follow it (invalid buffers)
+    const first = errs.find((e) => e.code === 'memory') ?? errs[0];
+    errs.length = 0;
+    throw first;
   }
 
   deviceBytes(): number {
     const b = this.pool.liveBytes + this.pool.pooledBytes + this.readPool.liveBytes + this.readPool.pooledBytes + this.weightBytes;
     if (b > this.peak) this.peak = b;
     return b;
+  }
+
+  /** Bytes of tensors and weights held now, of everything including buffers pooled for reuse, and the most so far. */
+  memory(): { inUse: number; reserved: number; peak: number } {
+    const reserved = this.deviceBytes();
+    return { inUse: this.pool.liveBytes + this.readPool.liveBytes + this.weightBytes, reserved, peak: this.peak };
   }
 
   stats(): RuntimeStats {
@@ -189,29 +255,57 @@ export class GpuRuntime {
   }
 
   /** The raw 32-bit words [offset, offset + n) of a tensor after every op recorded before this call. */
-  async readWords(src: GpuTensor, offset = 0, n = src.length - offset): Promise<ArrayBuffer> {
+  readWords(src: GpuTensor, offset = 0, n = src.length - offset): Promise<ArrayBuffer> {
     this.check();
     if (offset < 0 || n < 0 || offset + n > src.length) throw new Error(`read [${offset}, ${offset + n}) outside a tensor of ${src.length}`);
     const bytes = Math.max(n, 1) * 4;
     const staging = this.readPool.acquire(bytes).buf;
     if (n) this.rec.copy(src.buf.buffer, (src.offset + offset) * 4, staging.buffer, 0, n * 4);
-    this.rec.flush();
-    const mapped = staging.buffer.mapAsync(MapMode.READ, 0, bytes);
-    mapped.catch(() => { /* a lost device rejects it; the race below reports that */ });
+    return new Promise<ArrayBuffer>((resolve, reject) => {
+      if (this.pending.length === 0) queueMicrotask(() => { void this.finishReads(); });
+      this.pending.push({ staging, bytes, n, resolve, reject });
+    });
+  }
+
+  /** Submit what is recorded and map every pending read's staging buffer. */
+  private async finishReads(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const fail = (e: unknown) => { for (const r of batch) r.reject(e); };
+    if (this.disposed) { fail(new OpenELMError('webgpu', 'the webgpu backend was disposed before a read finished')); return; }
+    if (this.state.lostInfo) { fail(this.lostError()); return; }
     try {
-      await Promise.race([mapped, this.lost.then(() => { throw this.lostError(); })]);
+      this.rec.flush();
     } catch (e) {
-      if (this.lostInfo) throw this.lostError();
-      this.raiseErrors();
-      throw new OpenELMError('webgpu', `reading back from the GPU failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+      fail(e);
+      return;
     }
-    const out = staging.buffer.getMappedRange(0, n * 4).slice(0);
-    staging.buffer.unmap();
-    this.readPool.release(staging);
-    this.reads++;
-    this.readBytes += n * 4;
-    this.raiseErrors();
-    return out;
+    const lost = this.state.lost.then(() => { throw this.lostError(); });
+    lost.catch(() => { /* raced below */ });
+    const maps = batch.map((r) => {
+      const m = r.staging.buffer.mapAsync(MapMode.READ, 0, r.bytes);
+      m.catch(() => { /* a lost device rejects it; the race reports that */ });
+      return m;
+    });
+    try {
+      await Promise.race([Promise.all(maps), lost]);
+    } catch (e) {
+      if (this.state.lostInfo) { fail(this.lostError()); return; }
+      try { this.raiseErrors(); } catch (err) { fail(err); return; }
+      fail(new OpenELMError('webgpu', `reading back from the GPU failed: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`));
+      return;
+    }
+    let err: unknown = null;
+    try { this.raiseErrors(); } catch (e) { err = e; }
+    for (const r of batch) {
+      const out = r.staging.buffer.getMappedRange(0, r.n * 4).slice(0);
+      r.staging.buffer.unmap();
+      if (!this.disposed) this.readPool.release(r.staging);
+      this.reads++;
+      this.readBytes += r.n * 4;
+      if (err) r.reject(err); else r.resolve(out);
+    }
   }
 
   async read(src: GpuTensor, offset = 0, n = src.length - offset): Promise<Float32Array> {
@@ -222,8 +316,8 @@ export class GpuRuntime {
   async sync(): Promise<void> {
     this.check();
     this.rec.flush();
-    await Promise.race([this.device.queue.onSubmittedWorkDone(), this.lost]);
-    if (this.lostInfo) throw this.lostError();
+    await Promise.race([this.device.queue.onSubmittedWorkDone(), this.state.lost]);
+    if (this.state.lostInfo) throw this.lostError();
     this.raiseErrors();
   }
 
@@ -237,7 +331,7 @@ export class GpuRuntime {
     const words = weightWords(dtype, n);
     const bytes = Math.ceil(words / 4) * 16;
     if (bytes > this.maxBufferBytes) throw this.tooBig(`a ${rows}×${cols} ${dtype} weight`, bytes);
-    const buf = createBuf(this.device, bytes, BufferUsage.STORAGE | BufferUsage.COPY_DST, `weight ${rows}x${cols} ${dtype}`);
+    const buf = this.createBuffer(bytes, BufferUsage.STORAGE | BufferUsage.COPY_DST, `a ${rows}×${cols} ${dtype} weight`);
     const host = new Uint8Array(bytes);
     let at = 0;
     for (const p of parts) {
@@ -334,9 +428,9 @@ export class GpuRuntime {
     this.rec.destroy();
     this.pool.destroyAll();
     this.readPool.destroyAll();
-    for (const w of this.weights) w.buf.buffer.destroy();
+    for (const w of this.weights) { this.pipes.dropBuffer(w.buf); w.buf.buffer.destroy(); }
     this.weights.clear();
-    this.device.destroy();
+    if (this.ownsDevice) this.device.destroy();
   }
 }
 

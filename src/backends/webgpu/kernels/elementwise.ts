@@ -55,3 +55,46 @@ export const scatterRowsKernel = () => elementwise('scatter_rows', ['dst', 'src'
 
 /** Workgroups for n elements. */
 export function ewGroups(n: number): number { return Math.ceil(n / EW_WG); }
+
+// ------------------------------------------------------------------------------------------------
+// Training.
+
+/** du over rows of [gate(F) | up(F)] from dg: d gate = dg·up·silu'(gate), d up = dg·silu(gate); n = rows · F. */
+export const swigluBwdKernel = () => elementwise('swiglu_bwd', ['du', 'dg', 'u'], [['n', 'u32'], ['F', 'u32']],
+  `  let r = i / p.F;
+  let j = i - r * p.F;
+  let ga = r * 2u * p.F + j;
+  let a = ld_u(ga);
+  let b = ld_u(ga + p.F);
+  let d = ld_dg(i);
+  let s = 1.0 / (1.0 + exp(-a));
+  st_du(ga, d * b * s * (1.0 + a * (1.0 - s)));
+  st_du(ga + p.F, d * a * s);`);
+
+/** du[i] = dg[i]·silu'(u[i]). */
+export const siluBwdKernel = () => elementwise('silu_bwd', ['du', 'dg', 'u'], [['n', 'u32']],
+  `  let a = ld_u(i);
+  let s = 1.0 / (1.0 + exp(-a));
+  st_du(i, ld_dg(i) * s * (1.0 + a * (1.0 - s)));`);
+
+/**
+ * x[i] = x[i]·hi + x[i]·lo, where hi + lo is the f64 coefficient split into two f32s: the product
+ * is then within an ulp of the f64 one, rounded once.
+ */
+export const scale2Kernel = () => elementwise('scale2', ['x'], [['n', 'u32'], ['hi', 'f32'], ['lo', 'f32']],
+  '  let v = ld_x(i);\n  st_x(i, v * p.hi + v * p.lo);');
+
+/**
+ * One AdamW step in f32 (the f64 formula of the reference, each operation rounded to f32):
+ *   m ← b1·m + (1 − b1)·g ;  v ← b2·v + (1 − b2)·g²
+ *   p ← p − decay·p − stepSize·m / (sqrt(v) / bc2 + eps)        (decay = 1 − keep = lr·wd)
+ */
+export const adamwKernel = () => elementwise('adamw', ['p', 'g', 'm', 'v'],
+  [['n', 'u32'], ['b1', 'f32'], ['c1', 'f32'], ['b2', 'f32'], ['c2', 'f32'], ['stepSize', 'f32'], ['bc2', 'f32'], ['eps', 'f32'], ['decay', 'f32']],
+  `  let g = ld_g(i);
+  let m = p.b1 * ld_m(i) + p.c1 * g;
+  let v = p.b2 * ld_v(i) + p.c2 * (g * g);
+  st_m(i, m);
+  st_v(i, v);
+  let w = ld_p(i);
+  st_p(i, (w - w * p.decay) - p.stepSize * m / (sqrt(v) / p.bc2 + p.eps));`);

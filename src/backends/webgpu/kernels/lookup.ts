@@ -81,3 +81,31 @@ ${reduce}
 }`,
   }));
 }
+
+/**
+ * Embedding backward without atomics: the host groups the rows by token id (host inputs: the count
+ * of ids u, u + 1 offsets, u ids, then the row indices of each id in increasing order); one thread
+ * per (id, column) adds that id's rows into dtable in row order, as the reference does.
+ * Workgroups: (D / 64, ids).
+ */
+export function embeddingBwdKernel(): KernelSpec {
+  return memo('embedding_bwd', () => ({
+    tensors: ['dt', 'dout'], host: true,
+    params: [['D', 'u32']],
+    body: `
+@compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let d = wid.x * 64u + li;
+  if (d >= p.D) { return; }
+  let u = u32(hin(0u));
+  let k = wid.y;
+  let a = u32(hin(1u + k));
+  let b = u32(hin(2u + k));
+  let id = u32(hin(2u + u + k));
+  let rows = 2u + 2u * u;
+  let o = id * p.D + d;
+  var s = ld_dt(o);
+  for (var j = a; j < b; j++) { s += ld_dout(u32(hin(rows + j)) * p.D + d); }
+  st_dt(o, s);
+}`,
+  }));
+}
