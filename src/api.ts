@@ -192,6 +192,15 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   try {
     const t0 = performance.now();
     const model = loadModelFolder(dir, { dtype, backend });
+    // a GPU backend compiles its kernels on first use: now, rather than on the first token
+    if (backend.device === 'gpu') {
+      try {
+        await model.warmup();
+      } catch (e) {
+        if (!owned) { model.release(); freeWeights(backend, model.weights); }
+        throw e;
+      }
+    }
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer

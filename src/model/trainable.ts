@@ -196,7 +196,7 @@ export class TrainableModel {
       // the backend's memory is bounded (4 GiB for WASM): say what to change for training
       if (e instanceof OpenELMError && e.code === 'memory') {
         throw new OpenELMError('memory', `the activations of ${M} rows (batch × seq_len) do not fit in the ${this.backend.name} backend's memory ` +
-          `next to the parameters and gradients; use recompute (activation checkpointing), a smaller batch_size with grad_accum, or a shorter seq_len`);
+          `next to the parameters and gradients; use recompute (activation checkpointing), a smaller batch_size with grad_accum, or a shorter seq_len (${e.message})`);
       }
       throw e;
     }

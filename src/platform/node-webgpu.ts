@@ -1,8 +1,9 @@
 // WebGPU in Node.js: Dawn, Chromium's implementation, from the optional npm package `webgpu`.
 //
-// On Linux Dawn reaches GPUs through the Vulkan loader (libvulkan.so.1). Without one, Dawn prints a
-// warning on stdout while it looks for adapters, which would end up in a command's output (JSON,
-// generated text), so the loader is looked for first and Dawn is not started when there is none.
+// On Linux Dawn reaches GPUs through the Vulkan loader (libvulkan.so.1) and the drivers it lists
+// (ICD manifests). When either is missing, Dawn prints warnings on stdout while it looks for
+// adapters, which would end up in a command's output (JSON, generated text); so both are looked for
+// first, the way the loader looks for them, and Dawn is not started when there are none.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,6 +22,24 @@ export function vulkanLoaderPresent(env: NodeJS.ProcessEnv = process.env): boole
     .some((d) => fs.existsSync(path.join(d, lib)));
 }
 
+/**
+ * Whether the Vulkan loader would find a driver manifest: the files VK_DRIVER_FILES /
+ * VK_ICD_FILENAMES name when set, else *.json in the icd.d folders of the XDG and system paths.
+ */
+export function vulkanDriverListed(env: NodeJS.ProcessEnv = process.env): boolean {
+  const named = env.VK_DRIVER_FILES || env.VK_ICD_FILENAMES;
+  if (named) return named.split(':').some((f) => f !== '' && fs.existsSync(f));
+  const roots = [env.XDG_CONFIG_HOME, ...(env.XDG_CONFIG_DIRS ?? '/etc/xdg').split(':'), '/etc',
+    env.XDG_DATA_HOME, ...(env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':')];
+  for (const r of roots) {
+    if (!r) continue;
+    try {
+      if (fs.readdirSync(path.join(r, 'vulkan', 'icd.d')).some((f) => f.endsWith('.json'))) return true;
+    } catch { /* no such folder */ }
+  }
+  return false;
+}
+
 // Dawn's instance must outlive every device made from it (a collected instance takes its event
 // loop along and the next mapAsync aborts the process), so the one instance is kept here.
 let dawn: unknown = null;
@@ -28,8 +47,9 @@ let dawn: unknown = null;
 /** The Platform.webgpu hook of Node: Dawn's GPU object, or why there is none. */
 export async function nodeWebGpu(): Promise<{ gpu: unknown } | { gpu: null; why: string }> {
   if (dawn) return { gpu: dawn };
-  if (process.platform === 'linux' && !vulkanLoaderPresent()) {
-    return { gpu: null, why: `no Vulkan loader (libvulkan.so.1) on this machine: ${VULKAN_HINT}` };
+  if (process.platform === 'linux') {
+    if (!vulkanLoaderPresent()) return { gpu: null, why: `no Vulkan loader (libvulkan.so.1) on this machine: ${VULKAN_HINT}` };
+    if (!vulkanDriverListed()) return { gpu: null, why: `no Vulkan driver is installed (no ICD manifest in vulkan/icd.d, or VK_ICD_FILENAMES names none that exists): ${VULKAN_HINT}` };
   }
   let mod: { create(flags: string[]): unknown };
   try {

@@ -50,6 +50,8 @@ export interface Recipe {
   keepCheckpoints: number;
   recompute: boolean;
   threads?: number;
+  /** Compute backend by name ('auto', 'wasm', 'js', 'webgpu', …); the command line may override it. */
+  backend?: string;
   sample?: { prompt: string; maxTokens: number; temperature: number; topK: number; seed: number };
   /** The recipe with every default filled in (snake_case, paths as written): saved with checkpoints. */
   canonical: Record<string, unknown>;
@@ -126,6 +128,7 @@ const SCHEMA: Schema = obj({
   keep_checkpoints: int({ min: 1 }),
   recompute: bool,
   threads: int({ min: 1 }),
+  backend: { t: 'string', nonEmpty: true },
   sample: obj({ prompt: { t: 'string' }, max_tokens: int({ min: 1 }), temperature: num({ min: 0 }), top_k: int({ min: 0 }), seed: int({ min: 0 }) }),
 });
 
@@ -336,6 +339,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     keepCheckpoints: (r.keep_checkpoints as number | undefined) ?? 2,
     recompute: (r.recompute as boolean | undefined) ?? false,
     threads: r.threads as number | undefined,
+    backend: r.backend as string | undefined,
     sample: smp ? {
       prompt: smp.prompt as string, maxTokens: (smp.max_tokens as number | undefined) ?? 64,
       temperature: (smp.temperature as number | undefined) ?? 0.8, topK: (smp.top_k as number | undefined) ?? 40,
@@ -363,12 +367,12 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     schedule: { type: r.schedule.type, warmup_steps: r.schedule.warmupSteps, warmup_init_lr: r.schedule.warmupInitLr, min_lr: r.schedule.minLr },
     clip_grad_norm: r.clipGradNorm, z_loss: r.zLoss, recompute: r.recompute,
     log_every: r.logEvery, eval_every: r.evalEvery, checkpoint_every: r.checkpointEvery, keep_checkpoints: r.keepCheckpoints,
-    threads: r.threads ?? null, sample: r.sample ?? null,
+    threads: r.threads ?? null, backend: r.backend ?? null, sample: r.sample ?? null,
   };
 }
 
 /** Keys that may change between a run and its resumption without changing its numbers. */
-const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'sample', 'steps', 'recompute']);
+const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'backend', 'sample', 'steps', 'recompute']);
 
 /** Key paths where two canonical recipes differ in a way that would change the run. */
 export function recipeDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {

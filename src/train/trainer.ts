@@ -46,6 +46,8 @@ export interface TrainOptions {
   stopAfter?: number;
   /** The native sgemm (default 'auto': used when built and a BLAS library loads). */
   native?: NativeMode;
+  /** Compute backend, over the recipe's `backend` (default 'auto'). */
+  backend?: string;
   /** Human progress lines (default: stderr). */
   log?: (line: string) => void;
   /** When aborted, the current step finishes, a checkpoint is written and train() returns 'interrupted'. */
@@ -216,7 +218,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
-  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads, native: opts.native });
+  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads, native: opts.native, backend: opts.backend ?? r.backend });
   // AdamW and clipping run on the model's backend.
   const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
@@ -370,7 +372,13 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (interrupted) { status = 'interrupted'; break; }
       if (stopHere) { status = 'stopped'; break; }
     }
-  } catch (e) {
+  } catch (caught) {
+    let e = caught;
+    // the device failed under the run (out of memory, lost GPU): say where to continue from
+    if (e instanceof OpenELMError && (e.code === 'memory' || e.code === 'device')) {
+      e = new OpenELMError(e.code, `${e.message}; training stopped at step ${step + 1}: ` +
+        (lastCheckpoint ? `the last checkpoint is ${lastCheckpoint} (continue with --resume)` : 'no checkpoint was written yet'));
+    }
     try { writeReport(outDir, metrics, reportInfo(`stopped at step ${step + 1}: ${e instanceof Error ? e.message : String(e)}`)); } catch { /* keep the original error */ }
     throw e;
   } finally {

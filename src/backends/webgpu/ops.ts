@@ -8,10 +8,11 @@ import { grid } from './kernel.js';
 import {
   addKernel, copyKernel, ewGroups, fillKernel, gatherRowsKernel, scaleKernel, scatterRowsKernel, siluKernel, swigluKernel,
 } from './kernels/elementwise.js';
-import { GEMV_MAX_M, gemvGroups, gemvKernel, matmulGroups, matmulKernel, type HalfTiles } from './kernels/linear.js';
-import { qkNormRopeGroups, qkNormRopeKernel, rmsnormKernel } from './kernels/norm.js';
+import { DIRECT_MAX_WORK, GEMV_MAX_M, gemvGroups, gemvKernel, matmulDirectKernel, matmulGroups, matmulKernel, type HalfTiles } from './kernels/linear.js';
+import { normThreads, qkNormRopeGroups, qkNormRopeKernel, rmsnormKernel } from './kernels/norm.js';
 import { ATTN_CHUNK, attnCombineKernel, attnFlashKernel, attnSplitKernel, flashTiles, storeKVKernel } from './kernels/attention.js';
 import { argmaxKernel, embeddingKernel } from './kernels/lookup.js';
+import { rowThreads } from './kernels/loss.js';
 
 export interface RopeTensors { cos: GpuTensor; sin: GpuTensor; positions: number; half: number; }
 
@@ -93,19 +94,22 @@ export class WebGpuOps {
       // f16 weights may take half-precision tiles (products of f16 values, sums in f32): the
       // weights are half precision already, and the tiles halve workgroup memory traffic.
       const half = w.dtype === 'f16' ? this.half ?? undefined : undefined;
-      this.rt.dispatch(matmulKernel('mk', { weight: w.dtype }, half), [out, x], [w], [M, N, K, accumulate ? 1 : 0], matmulGroups(M, N));
+      const direct = !half && M * N * K <= DIRECT_MAX_WORK;
+      this.rt.dispatch(direct ? matmulDirectKernel('mk', { weight: w.dtype }) : matmulKernel('mk', { weight: w.dtype }, half), [out, x], [w],
+        [M, N, K, accumulate ? 1 : 0], direct ? grid(Math.ceil((M * N) / 64)) : matmulGroups(M, N));
     }
   }
 
   /** C[M, N] (+)= op(A) · op(B) of f32 tensors: nt = A·Bᵀ, nn = A·B, tn = Aᵀ·B. */
   matmul(C: GpuTensor, A: GpuTensor, B: GpuTensor, M: number, N: number, K: number, layout: 'nt' | 'nn' | 'tn', acc: boolean): void {
-    const k = layout === 'nt' ? matmulKernel('mk', { tensor: 'nk' })
-      : layout === 'nn' ? matmulKernel('mk', { tensor: 'kn' }) : matmulKernel('km', { tensor: 'kn' });
-    this.rt.dispatch(k, [C, A, B], [], [M, N, K, acc ? 1 : 0], matmulGroups(M, N));
+    const a = layout === 'tn' ? 'km' : 'mk', b = { tensor: layout === 'nt' ? 'nk' : 'kn' } as const;
+    const direct = M * N * K <= DIRECT_MAX_WORK;
+    this.rt.dispatch(direct ? matmulDirectKernel(a, b) : matmulKernel(a, b), [C, A, B], [], [M, N, K, acc ? 1 : 0],
+      direct ? grid(Math.ceil((M * N) / 64)) : matmulGroups(M, N));
   }
 
   rmsnorm(out: GpuTensor, x: GpuTensor, w: GpuTensor, rows: number, dim: number, eps: number, rstd?: GpuTensor): void {
-    this.rt.dispatch(rmsnormKernel(!!rstd, this.sg), rstd ? [out, x, w, rstd] : [out, x, w], [], [rows, dim, eps], grid(rows));
+    this.rt.dispatch(rmsnormKernel(!!rstd, this.sg, normThreads(dim)), rstd ? [out, x, w, rstd] : [out, x, w], [], [rows, dim, eps], grid(rows));
   }
 
   qkNormRope(qkv: GpuTensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
@@ -184,7 +188,7 @@ export class WebGpuOps {
       if (this.ids) this.rt.free(this.ids);
       this.ids = this.rt.alloc(Math.max(rows, 16));
     }
-    this.rt.dispatch(argmaxKernel(this.sg), [this.ids, logits], [], [rows, V], grid(rows));
+    this.rt.dispatch(argmaxKernel(this.sg, rowThreads(V)), [this.ids, logits], [], [rows, V], grid(rows));
     return new Int32Array(await this.rt.readWords(this.ids, 0, rows));
   }
 

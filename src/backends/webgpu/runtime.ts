@@ -155,8 +155,8 @@ export class GpuRuntime {
 
   private lostError(): OpenELMError {
     const i = this.state.lostInfo!;
-    return new OpenELMError('webgpu', `the GPU device was lost (${i.reason}${i.message ? ': ' + i.message.split('\n')[0] : ''}); ` +
-      'results since the last read are gone, start again');
+    return new OpenELMError('device', `the GPU device was lost (${i.reason}${i.message ? ': ' + i.message.split('\n')[0] : ''}); ` +
+      'results since the last read are gone');
   }
 
   private raiseErrors(): void {
@@ -192,7 +192,7 @@ export class GpuRuntime {
   // tensors
 
   private tooBig(what: string, bytes: number): OpenELMError {
-    return new OpenELMError('webgpu', `${what} of ${mib(bytes)} MiB exceeds the largest buffer the GPU allows ` +
+    return new OpenELMError('memory', `${what} of ${mib(bytes)} MiB exceeds the largest buffer the GPU allows ` +
       `(${mib(this.maxBufferBytes)} MiB on ${this.adapter.description})`);
   }
 

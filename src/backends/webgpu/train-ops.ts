@@ -15,9 +15,9 @@ import {
   attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnTrainFwdKernel, trainTiles,
 } from './kernels/attention.js';
 import {
-  GRAD_CHUNK, qkGradPartialKernel, qkNormRopeBwdKernel, qkNormRopeGroups, rmsGradPartialKernel, rmsnormBwdKernel, sumPartialsKernel,
+  GRAD_CHUNK, normThreads, qkGradPartialKernel, qkNormRopeBwdKernel, qkNormRopeGroups, rmsGradPartialKernel, rmsnormBwdKernel, sumPartialsKernel,
 } from './kernels/norm.js';
-import { SQ_BLOCK, crossEntropyKernel, sumSquaresKernel } from './kernels/loss.js';
+import { SQ_BLOCK, crossEntropyKernel, rowThreads, sumSquaresKernel } from './kernels/loss.js';
 import { embeddingBwdKernel } from './kernels/lookup.js';
 
 export class WebGpuTrainOps {
@@ -73,7 +73,7 @@ export class WebGpuTrainOps {
   rmsnormBackward(dx: GpuTensor, dw: GpuTensor, dy: GpuTensor, x: GpuTensor, w: GpuTensor, rstd: GpuTensor, rows: number, dim: number): void {
     this.columnSum(dw, rows, dim, (part, chunks) =>
       this.rt.dispatch(rmsGradPartialKernel(), [part, dy, x, rstd], [], [rows, dim], [Math.ceil(dim / 64), chunks, 1]));
-    this.rt.dispatch(rmsnormBwdKernel(this.ops.sg), [dx, dy, x, w, rstd], [], [rows, dim], grid(rows));
+    this.rt.dispatch(rmsnormBwdKernel(this.ops.sg, normThreads(dim)), [dx, dy, x, w, rstd], [], [rows, dim], grid(rows));
   }
 
   qkNormRopeBackward(dqkv: GpuTensor, dqNorm: GpuTensor | null, dkNorm: GpuTensor | null, raw: GpuTensor, rstd: GpuTensor, rows: number,
@@ -158,7 +158,7 @@ export class WebGpuTrainOps {
       host.set(new Int32Array(gs.buffer), rows);
     }
     const stats = this.rt.alloc(2 * rows);
-    this.rt.dispatch(crossEntropyKernel(grad), [stats, logits], [], [rows, V, zLoss], grid(rows), host);
+    this.rt.dispatch(crossEntropyKernel(grad, rowThreads(V)), [stats, logits], [], [rows, V, zLoss], grid(rows), host);
     const out = this.rt.read(stats);
     // the read's copy is recorded: the buffer can go back to the pool (its reuse clears it later)
     this.rt.free(stats);

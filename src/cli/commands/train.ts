@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { NATIVE_FLAG } from '../common.js';
+import { backendNames } from '../../backends/index.js';
 import { loadModel } from '../../api.js';
 import { OpenELMError, UsageError } from '../../core/errors.js';
 import { loadTokenizer } from '../../io/tokenizer-file.js';
@@ -12,12 +13,13 @@ import type { NativeMode } from '../../backends/index.js';
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off]',
+  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--backend B] [--native auto|on|off]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
     { name: 'resume', type: 'bool', help: 'continue from the newest intact checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
     { name: 'threads', type: 'int', help: 'compute threads (default: the recipe\'s threads, else all cores; results do not depend on it)', min: 1 },
+    { name: 'backend', type: 'string', help: 'compute backend (default: the recipe\'s backend, else auto)', choices: backendNames() },
     NATIVE_FLAG,
   ],
 };
@@ -43,7 +45,10 @@ export async function run(flags: ParsedFlags): Promise<number> {
   process.on('SIGTERM', onSignal);
   let res;
   try {
-    res = await train({ recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal, native: get.str(flags, 'native') as NativeMode | undefined });
+    res = await train({
+      recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal,
+      native: get.str(flags, 'native') as NativeMode | undefined, backend: get.str(flags, 'backend'),
+    });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -62,6 +67,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     if (!res.checkpoint) throw new OpenELMError('train', 'no checkpoint to sample from');
     const loaded = await loadModel(res.checkpoint, {
       threads: recipe.threads, native: get.str(flags, 'native') as NativeMode | undefined, tokenizer: loadTokenizer(recipe.model.init),
+      backend: get.str(flags, 'backend') ?? recipe.backend,
     });
     try {
       const s = recipe.sample;

@@ -260,3 +260,37 @@ var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
 export function matmulGroups(M: number, N: number): [number, number, number] {
   return [Math.ceil(N / MM_TILE), Math.ceil(M / MM_TILE), 1];
 }
+
+/**
+ * Products this small (multiply-adds) use `matmulDirect`: one thread per output, no workgroup
+ * memory and no barriers. They cost a launch either way on a GPU, and on software adapters
+ * (SwiftShader, where barriers are expensive) the tiled kernel is several times slower for them.
+ * Both kernels add the K products of an output in the same order, so they give the same sums.
+ */
+export const DIRECT_MAX_WORK = 1 << 21;
+
+/** C[M, N] (+)= A · Bᵀ, one thread per output, operands as in matmulKernel. */
+export function matmulDirectKernel(a: MatmulA, b: MatmulB): KernelSpec {
+  const bKey = 'weight' in b ? `w${b.weight}` : `t${b.tensor}`;
+  return memo(`matmul_direct_${a}_${bKey}`, () => {
+    const aAt = a === 'mk' ? 'ld_a(m * p.K + k)' : 'ld_a(k * p.M + m)';
+    const bAt = 'weight' in b ? 'wel_w(n * p.K + k)' : b.tensor === 'nk' ? 'ld_b(n * p.K + k)' : 'ld_b(k * p.N + n)';
+    return {
+      tensors: 'weight' in b ? ['c', 'a'] : ['c', 'a', 'b'],
+      weights: 'weight' in b ? ['w'] : [],
+      params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['acc', 'u32']],
+      body: `${'weight' in b ? weightDecoders('w', b.weight) : ''}
+${WGSL_GRID}
+@compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32) {
+  let o = wgid(wid, nwg) * 64u + li;
+  if (o >= p.M * p.N) { return; }
+  let m = o / p.N;
+  let n = o - m * p.N;
+  var s = 0.0;
+  for (var k = 0u; k < p.K; k++) { s += ${aAt} * ${bAt}; }
+  if (p.acc != 0u) { st_c(o, ld_c(o) + s); } else { st_c(o, s); }
+}`,
+    };
+  });
+}

@@ -26,13 +26,12 @@ ${WGSL_GRID}
   }));
 }
 
-const ARGMAX_WG = 256;
 
 /**
  * ids[r] = the index of the first maximum of row r of x [rows, V] (NaN never wins; a row of only
  * NaN or -inf gives 0), stored as i32 bits. One workgroup per row.
  */
-export function argmaxKernel(sg: boolean): KernelSpec {
+export function argmaxKernel(sg: boolean, ARGMAX_WG = 256): KernelSpec {
   const reduce = sg ? `
   // Within a subgroup: the largest value, then the smallest index holding it.
   let bv = subgroupMax(best);
@@ -59,7 +58,7 @@ export function argmaxKernel(sg: boolean): KernelSpec {
     workgroupBarrier();
   }
   if (li == 0u) { st_ids(r, bitcast<f32>(select(idxs[0], 0u, idxs[0] == 0xffffffffu))); }`;
-  return memo(`argmax_${sg ? 'sg' : 'wg'}`, () => ({
+  return memo(`argmax_${sg ? 'sg' : 'wg'}_${ARGMAX_WG}`, () => ({
     tensors: ['ids', 'x'],
     params: [['rows', 'u32'], ['V', 'u32']],
     enables: sg ? ['subgroups'] : [],

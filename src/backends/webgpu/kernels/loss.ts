@@ -5,15 +5,16 @@
 import { WGSL_GRID, type KernelSpec } from '../kernel.js';
 import { NEG_BIG, memo } from './common.js';
 
-const CE_WG = 256;
+/** Threads per row of a row-wide reduction over V values (few for narrow rows, see normThreads). */
+export function rowThreads(V: number): number { return V <= 8192 ? 64 : 256; }
 
 /**
  * One workgroup per row r of x [rows, V], target t = host input r (row scale: the f32 bits at
  * host input rows + r): stats[2r] = lse, stats[2r + 1] = x[t]; with `grad`, x row r is overwritten
  * by gs·(1 + 2·zLoss·lse)·softmax − gs·onehot(t), gs = the row's scale.
  */
-export function crossEntropyKernel(grad: boolean): KernelSpec {
-  return memo(`cross_entropy_${grad ? 'g' : 'f'}`, () => ({
+export function crossEntropyKernel(grad: boolean, CE_WG = 256): KernelSpec {
+  return memo(`cross_entropy_${grad ? 'g' : 'f'}_${CE_WG}`, () => ({
     tensors: ['stats', 'x'],
     host: true,
     params: [['rows', 'u32'], ['V', 'u32'], ['zLoss', 'f32']],
@@ -63,7 +64,7 @@ var<workgroup> xt: f32;
 
 /** Elements per block of sumSquares (each block's sum is read back and added on the host). */
 export const SQ_BLOCK = 4096;
-const SQ_WG = 256;
+const SQ_WG = 64;
 
 /** part[b] = Σ x[i]² over block b of SQ_BLOCK elements, in a fixed order. */
 export function sumSquaresKernel(): KernelSpec {

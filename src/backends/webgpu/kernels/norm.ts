@@ -4,11 +4,15 @@
 import { WGSL_GRID, type KernelSpec } from '../kernel.js';
 import { memo, reduceArgs, reduceBuiltins, reduceSum } from './common.js';
 
-const NORM_WG = 256;
+/**
+ * Threads per row: enough for the widest rows, fewer for narrow ones (idle threads still pass
+ * every barrier, which software adapters pay for dearly).
+ */
+export function normThreads(dim: number): number { return dim <= 64 ? 64 : dim <= 128 ? 128 : 256; }
 
 /** out[r] = x[r] · rsqrt(mean(x[r]²) + eps) · w; with `rstd`, also rstd[r] = that rsqrt. */
-export function rmsnormKernel(rstd: boolean, sg: boolean): KernelSpec {
-  return memo(`rmsnorm_${rstd ? 'r' : ''}_${sg ? 'sg' : 'wg'}`, () => ({
+export function rmsnormKernel(rstd: boolean, sg: boolean, NORM_WG = 256): KernelSpec {
+  return memo(`rmsnorm_${rstd ? 'r' : ''}_${sg ? 'sg' : 'wg'}_${NORM_WG}`, () => ({
     tensors: rstd ? ['out', 'x', 'w', 'rstd'] : ['out', 'x', 'w'],
     params: [['rows', 'u32'], ['dim', 'u32'], ['eps', 'f32']],
     enables: sg ? ['subgroups'] : [],
@@ -89,8 +93,8 @@ export function qkNormRopeGroups(heads: number, rows: number): [number, number, 
 export const GRAD_CHUNK = 64;
 
 /** dx[r] += rstd·(dy·w − x·rstd·mean(dy·w·x·rstd)) per row. */
-export function rmsnormBwdKernel(sg: boolean): KernelSpec {
-  return memo(`rmsnorm_bwd_${sg ? 'sg' : 'wg'}`, () => ({
+export function rmsnormBwdKernel(sg: boolean, NORM_WG = 256): KernelSpec {
+  return memo(`rmsnorm_bwd_${sg ? 'sg' : 'wg'}_${NORM_WG}`, () => ({
     tensors: ['dx', 'dy', 'x', 'w', 'rstd'],
     params: [['rows', 'u32'], ['dim', 'u32']],
     enables: sg ? ['subgroups'] : [],
