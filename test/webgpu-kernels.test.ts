@@ -6,6 +6,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import '../src/platform/node.js';
 import type { Tensor, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
@@ -15,7 +16,9 @@ import { GpuRuntime, type GpuTensor, type GpuWeight } from '../src/backends/webg
 import { WebGpuOps } from '../src/backends/webgpu/ops.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
+import * as ref from '../src/backends/js/reference.js';
 import { JsGemm, rmsnormForward, qkNormRopeForward } from '../src/backends/js/reference.js';
+import { WebGPUBackend } from '../src/backends/webgpu/webgpu-backend.js';
 import { TOL, assertClose } from './tolerances.js';
 
 const required = process.env.OPENELM_REQUIRE_WEBGPU === '1';
@@ -325,6 +328,135 @@ test('argmax: the first maximum per row, NaN never wins, rows of -inf give 0; 4 
     assert.deepEqual(Array.from(got), want, label(ops));
     assert.equal(R().stats().readBytes - before, 4 * rows);
   }
+});
+
+// ------------------------------------------------------------------------------------------------
+// training ops, through the Backend interface (odd shapes: tiles cut short, G = 3, several chunks)
+
+const backends = (): WebGPUBackend[] => variants.map((o) => new WebGPUBackend(R(), { subgroups: o.sg }));
+const T_ = (a: GpuTensor): Tensor => a as unknown as Tensor;
+const upT = (a: ArrayLike<number>): Tensor => T_(up(Float32Array.from(a)));
+const downT = (t: Tensor): Promise<Float32Array> => R().read(t as unknown as GpuTensor);
+
+test('causal attention for training: output, lse and the recompute backward match the f64 reference; two runs give the same bits', { skip }, async () => {
+  const be = backends()[0];
+  for (const [B, T, Q, Hkv, hd] of [[2, 13, 6, 2, 16], [1, 19, 2, 2, 32]]) {
+    const W = (Q + 2 * Hkv) * hd, M = B * T;
+    const qkv = randn(M * W), dout = randn(M * Q * hd);
+    const out = new Float64Array(M * Q * hd), lse = new Float64Array(B * Q * T), dqkv = new Float64Array(M * W);
+    ref.attentionForward(out, lse, Float64Array.from(qkv), B, T, Q, Hkv, hd);
+    ref.attentionBackward(dqkv, Float64Array.from(dout), Float64Array.from(qkv), lse, B, T, Q, Hkv, hd);
+    const tag = `B=${B} T=${T} Q=${Q} Hkv=${Hkv} hd=${hd}`;
+    const run = async () => {
+      const q = upT(qkv), o = T_(R().alloc(M * Q * hd)), l = T_(R().alloc(B * Q * T)), d = upT(randn(M * W));
+      be.causalAttention(o, l, q, B, T, Q, Hkv, hd);
+      be.causalAttentionBackward(d, upT(dout), q, o, l, B, T, Q, Hkv, hd);
+      return Promise.all([downT(o), downT(l), downT(d)]);
+    };
+    const [o1, l1, d1] = await run();
+    assertClose(o1, out, TOL.fastVsRef, `attention out ${tag}`);
+    assertClose(l1, lse, TOL.fastVsRef, `attention lse ${tag}`);
+    assertClose(d1, dqkv, TOL.fastVsRef, `attention dqkv ${tag}`);
+    const [o2, l2, d2] = await run();
+    assert.deepEqual([o2, l2, d2], [o1, l1, d1], `two runs ${tag}`);
+  }
+});
+
+test('rmsnorm and qkNormRope backward: input gradients overwrite or add, weight gradients add, as the reference does', { skip }, async () => {
+  for (const be of backends()) {
+    const lab = be.ops.sg ? 'subgroups' : 'workgroup';
+    // rmsnorm: 70 rows (two chunks of the weight-gradient sum), a width that is no power of two
+    const [rows, dim] = [70, 90];
+    const x = randn(rows * dim, 2), w = randn(dim), dy = randn(rows * dim), dx0 = randn(rows * dim), dw0 = randn(dim);
+    const rstd = new Float64Array(rows), scratch = new Float64Array(rows * dim);
+    rmsnormForward(scratch, rstd, Float64Array.from(x), Float64Array.from(w), rows, dim, 1e-6, false);
+    const dx = Float64Array.from(dx0), dw = Float64Array.from(dw0);
+    ref.rmsnormBackward(dx, dw, Float64Array.from(dy), Float64Array.from(x), Float64Array.from(w), rstd, rows, dim);
+    const gdx = upT(dx0), gdw = upT(dw0);
+    be.rmsnormBackward(gdx, gdw, upT(dy), upT(x), upT(w), upT(rstd), rows, dim);
+    assertClose(await downT(gdx), dx, TOL.fastVsRef, `rmsnorm dx ${lab}`);
+    assertClose(await downT(gdw), dw, TOL.fastVsRef, `rmsnorm dw ${lab}`);
+    // qkNormRope: 20 rows × 4 q heads (two chunks), positions out of order, with and without norms
+    const [R_, Q, Hkv, hd] = [20, 4, 2, 16], positions = 40, { cos, sin } = ropeTables(positions, hd);
+    const W = (Q + 2 * Hkv) * hd, raw = randn(R_ * W, 2), g0 = randn(R_ * W), qn = randn(hd), kn = randn(hd), dqn0 = randn(hd), dkn0 = randn(hd);
+    const pos = Int32Array.from({ length: R_ }, (_, i) => (i * 7 + 3) % positions);
+    const qrstd = new Float64Array(R_ * (Q + Hkv));
+    qkNormRopeForward(Float64Array.from(raw), qrstd, R_, pos, Q, Hkv, hd, Float64Array.from(qn), Float64Array.from(kn), cos, sin, 1e-6, false);
+    const rope = { cos: upT(cos), sin: upT(sin), positions, half: hd / 2 };
+    for (const norms of [true, false]) {
+      const want = Float64Array.from(g0), dqn = Float64Array.from(dqn0), dkn = Float64Array.from(dkn0);
+      ref.qkNormRopeBackward(want, norms ? dqn : null, norms ? dkn : null, Float64Array.from(raw), qrstd, R_, pos, Q, Hkv, hd,
+        norms ? Float64Array.from(qn) : null, norms ? Float64Array.from(kn) : null, cos, sin);
+      const gd = upT(g0), gq = upT(dqn0), gk = upT(dkn0);
+      be.qkNormRopeBackward(gd, norms ? gq : null, norms ? gk : null, upT(raw), upT(qrstd), R_, pos, Q, Hkv, hd,
+        norms ? upT(qn) : null, norms ? upT(kn) : null, rope);
+      assertClose(await downT(gd), want, TOL.fastVsRef, `qkNormRope dqkv norms ${norms} ${lab}`);
+      if (norms) {
+        assertClose(await downT(gq), dqn, TOL.fastVsRef, `dqNorm ${lab}`);
+        assertClose(await downT(gk), dkn, TOL.fastVsRef, `dkNorm ${lab}`);
+      }
+    }
+  }
+});
+
+test('swiglu and silu backward; embedding backward adds rows in row order (the same bits as the reference)', { skip }, async () => {
+  const be = backends()[0];
+  const rows = 3, F = 37, u = randn(rows * 2 * F, 3), dg = randn(rows * F);
+  const want = new Float32Array(rows * 2 * F);
+  ref.swigluBackward(want, dg, u, rows, F);
+  const du = upT(randn(rows * 2 * F));
+  be.swigluBackward(du, upT(dg), upT(u), rows, F);
+  assertClose(await downT(du), want, TOL.fastVsRef, 'swiglu backward');
+  const wantS = new Float32Array(u.length), dgs = randn(u.length);
+  ref.siluBackward(wantS, dgs, u, u.length);
+  const dus = upT(new Float32Array(u.length));
+  be.siluBackward(dus, upT(dgs), upT(u), u.length);
+  assertClose(await downT(dus), wantS, TOL.fastVsRef, 'silu backward');
+  const [V, D] = [11, 70], ids = Int32Array.from([3, 7, 3, -100, 0, 3, 10, 7]);
+  const table = randn(V * D), dout = randn(ids.length * D), wantE = table.slice();
+  ref.embeddingBackward(wantE, dout, ids, D, -100);
+  const dt = upT(table);
+  be.embeddingBackward(dt, upT(dout), ids, D, -100);
+  assert.deepEqual(await downT(dt), wantE);
+  assert.throws(() => be.embeddingBackward(dt, upT(dout), Int32Array.from([V]), D, -100), (e: unknown) => e instanceof OpenELMError);
+});
+
+test('cross-entropy with z-loss and row scales: the loss sums and the gradient over the logits; rowLogprobs', { skip }, async () => {
+  const be = backends()[0];
+  const [rows, V] = [5, 300], logits = randn(rows * V, 3), targets = Int32Array.from([0, 299, 17, 17, 150]);
+  const rowScale = Float32Array.from([1, 0.5, 2, 0, 1.25]);
+  for (const [z, gs, rs] of [[1e-4, 0.2, rowScale], [0, 1, undefined], [0, 0, undefined]] as const) {
+    const want = Float64Array.from(logits);
+    const sums = ref.crossEntropyRows(want, targets, rows, V, z, gs, rs);
+    const t = upT(logits);
+    const got = await be.crossEntropy(t, targets, rows, V, z, gs, rs);
+    assertClose([got.ceSum, got.lseSqSum], [sums.ceSum, sums.lseSqSum], TOL.loss, `loss sums z=${z} gs=${gs}`);
+    assertClose(await downT(t), gs === 0 ? logits : want, TOL.fastVsRef, `gradient z=${z} gs=${gs}`);
+  }
+  assertClose(await be.rowLogprobs(upT(logits), targets, rows, V), ref.rowLogprobs(logits, targets, rows, V), TOL.loss, 'rowLogprobs');
+  await assert.rejects(async () => be.crossEntropy(upT(logits), Int32Array.from([0, 0, 0, 0, V]), rows, V, 0, 1), (e: unknown) => e instanceof OpenELMError);
+});
+
+test('sumSquares, scale and AdamW against the f64 reference', { skip }, async () => {
+  const be = backends()[0];
+  const n = 10_007, x = randn(n);
+  const ss = await be.sumSquares(upT(x));
+  assert.ok(Math.abs(ss - ref.sumSquares(x)) <= 1e-6 * ref.sumSquares(x), `sumSquares ${ss} vs ${ref.sumSquares(x)}`);
+  const t = upT(x), coef = 0.123456789012345;
+  be.scale(t, coef);
+  const wantScale = x.slice();
+  ref.scale(wantScale, coef);
+  assertClose(await downT(t), wantScale, { atol: 0, rtol: 1.2e-7 }, 'scale');
+  const p = randn(n, 0.1), g = randn(n, 0.01), m = randn(n, 0.001), v = Float32Array.from(randn(n, 1e-4), (a) => a * a);
+  const s = { b1: 0.9, b2: 0.95, stepSize: 3e-4 / (1 - 0.9 ** 3), bc2Sqrt: Math.sqrt(1 - 0.95 ** 3), eps: 1e-8, keep: 1 - 3e-4 * 0.1 };
+  const [wp, wm, wv] = [p.slice(), m.slice(), v.slice()];
+  ref.adamw(wp, g, wm, wv, n, s);
+  const [gp, gm, gv] = [upT(p), upT(m), upT(v)];
+  be.adamw(gp, upT(g), gm, gv, n, s);
+  // each f32 operation rounds: a few ulps of the terms (p ~ 0.1, m ~ 1e-3, v ~ 1e-4)
+  assertClose(await downT(gp), wp, { atol: 3e-8, rtol: 0 }, 'adamw p');
+  assertClose(await downT(gm), wm, { atol: 1e-9, rtol: 0 }, 'adamw m');
+  assertClose(await downT(gv), wv, { atol: 3e-11, rtol: 0 }, 'adamw v');
 });
 
 // ------------------------------------------------------------------------------------------------
