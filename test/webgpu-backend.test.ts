@@ -139,7 +139,7 @@ const tokens = path.join(tmp, 'tokens.bin');
 }
 
 let runs = 0;
-function recipe(backend: string): Recipe {
+function recipe(backend: string, recompute = false): Recipe {
   const dir = path.join(tmp, `run${runs++}`);
   fs.mkdirSync(dir);
   const raw = {
@@ -148,7 +148,7 @@ function recipe(backend: string): Recipe {
     data: { train: [{ path: tokens, format: 'tokens' }] },
     seq_len: 16, batch_size: 2, grad_accum: 2, steps: 4, z_loss: 1e-4,
     optimizer: { lr: 3e-3 }, schedule: { warmup_steps: 1 },
-    out_dir: 'out', log_every: 1, checkpoint_every: 2, backend,
+    out_dir: 'out', log_every: 1, checkpoint_every: 2, backend, recompute,
   };
   const file = path.join(dir, 'recipe.yaml');
   fs.writeFileSync(file, JSON.stringify(raw));
@@ -171,7 +171,7 @@ registerBackend('webgpu-lost-at-step-3', {
   },
 });
 
-test('training on WebGPU: a resumed run equals an uninterrupted one bit for bit; a device lost mid-run keeps the last checkpoint', { skip }, async () => {
+test('training on WebGPU (grad accumulation, recompute): a resumed run equals an uninterrupted one bit for bit; a device lost mid-run keeps the last checkpoint', { skip }, async () => {
   const whole = recipe('webgpu');
   const a = await train({ recipe: whole, ...quiet });
   assert.equal(a.status, 'done');
@@ -179,10 +179,11 @@ test('training on WebGPU: a resumed run equals an uninterrupted one bit for bit;
   assert.equal(losses.length, 4);
   assert.ok(losses.every(Number.isFinite) && losses[3] < losses[0], `the loss goes down: ${losses.join(', ')}`);
 
-  const split = recipe('webgpu');
+  // with activation recompute too, which re-runs each block's forward and must give the same bits
+  const split = recipe('webgpu', true);
   assert.equal((await train({ recipe: split, stopAfter: 2, ...quiet })).status, 'stopped');
   assert.equal((await train({ recipe: split, resume: true, ...quiet })).status, 'done');
-  assert.deepEqual(final(split), final(whole), 'stop after 2 + resume == 4 steps straight');
+  assert.deepEqual(final(split), final(whole), 'stop after 2 + resume, with recompute == 4 steps straight');
 
   const lost = recipe('webgpu-lost-at-step-3');
   await assert.rejects(train({ recipe: lost, ...quiet }), (e: unknown) => e instanceof OpenELMError && e.code === 'device' &&

@@ -57,12 +57,12 @@ if has goldens; then
   grep -E '^(not )?ok |^# (pass|fail|skipped)' "$OUT/goldens.log" | grep -v '# SKIP' >&2
 fi
 if has ours; then
-  say "webgpu: inference 270m, 1.1b; training 270m"
+  say "webgpu: inference and training benchmarks"
   # shellcheck disable=SC2086
   node dist/bench/gpu/webgpu-bench.js --peak-tflops "$peak" ${OURS_ARGS:-} | tee "$OUT/webgpu.jsonl" || rc=1
 fi
 if has torch; then
-  say "pytorch: inference 270m, 1.1b; training 270m"
+  say "pytorch: inference and training benchmarks"
   # shellcheck disable=SC2086
   PYTHONUNBUFFERED=1 python3 bench/gpu/torch_bench.py --peak-tflops "$peak" ${TORCH_ARGS:-} | tee "$OUT/pytorch.jsonl" || rc=1
 fi
