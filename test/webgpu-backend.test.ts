@@ -148,7 +148,7 @@ function recipe(backend: string, recompute = false): Recipe {
     data: { train: [{ path: tokens, format: 'tokens' }] },
     seq_len: 16, batch_size: 2, grad_accum: 2, steps: 4, z_loss: 1e-4,
     optimizer: { lr: 3e-3 }, schedule: { warmup_steps: 1 },
-    out_dir: 'out', log_every: 1, checkpoint_every: 2, backend, recompute,
+    out_dir: path.join(dir, 'out'), log_every: 1, checkpoint_every: 2, backend, recompute,
   };
   const file = path.join(dir, 'recipe.yaml');
   fs.writeFileSync(file, JSON.stringify(raw));

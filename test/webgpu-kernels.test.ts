@@ -261,6 +261,29 @@ test('attention: the split-key and flash paths agree on the same queries', { ski
   assertClose(await down(a), await down(b), TOL.fastVsRef, 'split vs flash');
 });
 
+// Speculative decoding verifies up to 8 rows in one forward and must reproduce one-row decoding.
+test('attention: each of up to 8 new queries equals a one-row call at its position, across chunk boundaries', { skip }, async () => {
+  // P + S crosses the 64-key chunk (one chunk for the first queries, two for the last) and 128
+  for (const [P, Q, Hkv, hd] of [[59, 4, 2, 16], [124, 2, 1, 32]]) {
+    const cap = P + 8, W = (Q + 2 * Hkv) * hd, qkv = up(randn((P + 8) * W));
+    const kc = R().alloc(Hkv * cap * hd), vc = R().alloc(Hkv * cap * hd);
+    const ops = variants[0];
+    ops.storeKV(kc, vc, qkv, P + 8, 0, Q, Hkv, hd, cap);
+    const one: Float32Array[] = [];
+    for (let i = 0; i < 8; i++) {
+      const o = R().alloc(Q * hd);
+      ops.attention(o, R().view(qkv, (P + i) * W, W), kc, vc, 1, P + i, Q, Hkv, hd, cap);
+      one.push(await down(o));
+    }
+    for (let S = 2; S <= 8; S++) {
+      const o = R().alloc(S * Q * hd);
+      ops.attention(o, R().view(qkv, P * W, S * W), kc, vc, S, P, Q, Hkv, hd, cap);
+      const got = await down(o);
+      for (let i = 0; i < S; i++) assert.deepEqual(got.subarray(i * Q * hd, (i + 1) * Q * hd), one[i], `P=${P}: row ${i} of ${S}`);
+    }
+  }
+});
+
 // ------------------------------------------------------------------------------------------------
 // element-wise ops, lookups
 

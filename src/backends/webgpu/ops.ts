@@ -16,10 +16,16 @@ import { rowThreads } from './kernels/loss.js';
 
 export interface RopeTensors { cos: GpuTensor; sin: GpuTensor; positions: number; half: number; }
 
+/** Verification rows of speculative decoding (src/generate/speculative.ts MAX_VERIFY_ROWS). */
+export const SPLIT_MAX_QUERIES = 8;
+
 export interface OpsOptions {
   /** Use subgroup operations where the device has them (default true). */
   subgroups?: boolean;
-  /** Largest number of new tokens that uses the split-key ("flash-decoding") attention (default 4). */
+  /**
+   * Largest number of new tokens that uses the split-key ("flash-decoding") attention (default 8:
+   * its rows equal one-row calls, which speculative decoding's verification of up to 8 rows needs).
+   */
   splitMaxQueries?: number;
   /**
    * Half-precision tiles in the prefill matmul of f16 weights: 'auto' (default) when the device
@@ -39,7 +45,7 @@ export class WebGpuOps {
 
   constructor(readonly rt: GpuRuntime, opts: OpsOptions = {}) {
     this.sg = (opts.subgroups ?? true) && rt.features.subgroups;
-    this.splitMaxQueries = opts.splitMaxQueries ?? 4;
+    this.splitMaxQueries = opts.splitMaxQueries ?? SPLIT_MAX_QUERIES;
     const half = opts.half ?? 'auto';
     this.half = half === 'emulate' ? 'f32' : half === 'auto' && rt.features.f16 ? 'f16' : null;
     this.wgMem = rt.device.limits.maxComputeWorkgroupStorageSize;
@@ -143,11 +149,10 @@ export class WebGpuOps {
     const G = Q / Hkv, scale = 1 / Math.sqrt(hd);
     if (S <= this.splitMaxQueries) {
       const nsplit = Math.ceil((P + S) / ATTN_CHUNK);
-      const direct = nsplit === 1;
-      const part = direct ? out : this.scratchOf(S * Q * nsplit * (hd + 2));
+      const part = nsplit === 1 ? out : this.scratchOf(S * Q * nsplit * (hd + 2));
       this.rt.dispatch(attnSplitKernel(G, hd), [out, qkv, k, v, part], [],
-        [P, Q, Hkv, cap, nsplit, direct ? 1 : 0, scale], [nsplit, Hkv, S]);
-      if (!direct) this.rt.dispatch(attnCombineKernel(hd), [out, part], [], [Q, nsplit], [Q, S, 1]);
+        [P, Q, Hkv, cap, nsplit, scale], [nsplit, Hkv, S]);
+      if (nsplit > 1) this.rt.dispatch(attnCombineKernel(hd), [out, part], [], [P, Q, nsplit], [Q, S, 1]);
     } else {
       const { bq, bk } = flashTiles(hd, this.wgMem);
       this.rt.dispatch(attnFlashKernel(G, hd, bq, bk), [out, qkv, k, v], [], [S, P, Q, Hkv, cap, scale],

@@ -35,10 +35,17 @@ export function storeKVKernel(): KernelSpec {
 export const ATTN_CHUNK = 64;
 const SPLIT_WG = 64;
 
+/**
+ * Split-key attention of S queries: workgroup (split, g, i) scores query i's heads of kv group g
+ * against keys split·CH.. of its own prefix. A query whose keys fit one chunk is written directly;
+ * longer ones leave a (weighted values, max, sum) record per chunk for attnCombine. Both decisions
+ * depend only on the query's position, never on S or on the other queries, so each of S rows comes
+ * out bit for bit as a one-row call at its position (speculative decoding relies on that).
+ */
 export function attnSplitKernel(G: number, hd: number): KernelSpec {
   return memo(`attn_split_g${G}_hd${hd}`, () => ({
     tensors: ['out', 'qkv', 'kc', 'vc', 'part'],
-    params: [['P', 'u32'], ['Q', 'u32'], ['Hkv', 'u32'], ['cap', 'u32'], ['nsplit', 'u32'], ['direct', 'u32'], ['scale', 'f32']],
+    params: [['P', 'u32'], ['Q', 'u32'], ['Hkv', 'u32'], ['cap', 'u32'], ['nsplit', 'u32'], ['scale', 'f32']],
     body: `
 const G = ${G}u;
 const HD = ${hd}u;
@@ -55,8 +62,9 @@ var<workgroup> sm: array<f32, ${G}>;
   let W = (p.Q + 2u * p.Hkv) * HD;
   let nk = p.P + i + 1u;
   let k0 = split * CH;
-  var cnt = 0u;
-  if (k0 < nk) { cnt = min(CH, nk - k0); }
+  if (k0 >= nk) { return; }
+  let cnt = min(CH, nk - k0);
+  let direct = nk <= CH;
   for (var e = li; e < G * HD; e += WG) { qs[e] = ld_qkv(i * W + g * G * HD + e); }
   workgroupBarrier();
   let kb = g * p.cap * HD;
@@ -92,7 +100,7 @@ var<workgroup> sm: array<f32, ${G}>;
     var a = 0.0;
     for (var j = 0u; j < cnt; j++) { a += sc[hh * CH + j] * ld_vc(kb + (k0 + j) * HD + d); }
     let h = g * G + hh;
-    if (p.direct != 0u) {
+    if (direct) {
       st_out(i * p.Q * HD + h * HD + d, a / sm[hh]);
     } else {
       let po = ((i * p.Q + h) * p.nsplit + split) * (HD + 2u);
@@ -107,27 +115,29 @@ var<workgroup> sm: array<f32, ${G}>;
   }));
 }
 
-/** out[i, h] from the nsplit partial (weighted values, max, sum) records of attnSplit. */
+/** out[i, h] from the partial records of the chunks query i has (queries of one chunk were written directly). */
 export function attnCombineKernel(hd: number): KernelSpec {
   return memo(`attn_combine_hd${hd}`, () => ({
     tensors: ['out', 'part'],
-    params: [['Q', 'u32'], ['nsplit', 'u32']],
+    params: [['P', 'u32'], ['Q', 'u32'], ['nsplit', 'u32']],
     body: `
 const HD = ${hd}u;
 @compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wid.x;
   let i = wid.y;
+  let nq = (p.P + i + ${ATTN_CHUNK}u) / ${ATTN_CHUNK}u;
+  if (nq == 1u) { return; }
   let base = (i * p.Q + h) * p.nsplit;
   var M = ${NEG_BIG};
-  for (var s = 0u; s < p.nsplit; s++) { M = max(M, ld_part((base + s) * (HD + 2u) + HD)); }
+  for (var s = 0u; s < nq; s++) { M = max(M, ld_part((base + s) * (HD + 2u) + HD)); }
   var L = 0.0;
-  for (var s = 0u; s < p.nsplit; s++) {
+  for (var s = 0u; s < nq; s++) {
     let r = (base + s) * (HD + 2u);
     L += ld_part(r + HD + 1u) * exp(ld_part(r + HD) - M);
   }
   for (var d = li; d < HD; d += 64u) {
     var a = 0.0;
-    for (var s = 0u; s < p.nsplit; s++) {
+    for (var s = 0u; s < nq; s++) {
       let r = (base + s) * (HD + 2u);
       a += ld_part(r + d) * exp(ld_part(r + HD) - M);
     }
