@@ -1,8 +1,8 @@
 // The webgpu backend beyond the golden suite (test/backend-suite.test.ts runs that on it): what a
 // greedy decode step costs (command buffers, bytes read back), pipelines compiled at load, how the
 // backend is chosen (auto never takes a software adapter; no adapter is one line and an error),
-// and training: a resumed run equals an uninterrupted one bit for bit, a device lost mid-run stops
-// cleanly with the last checkpoint kept and resumable, activations too large for the device are
+// and training: a resumed run equals an uninterrupted one bit for bit, a device lost or out of
+// memory mid-run stops cleanly with the last checkpoint kept and resumable, activations too large for the device are
 // one line with the sizes. Runs on whatever adapter Dawn finds (CI: SwiftShader, so tiny models).
 
 import { test } from 'node:test';
@@ -171,7 +171,37 @@ registerBackend('webgpu-lost-at-step-3', {
   },
 });
 
-test('training on WebGPU (grad accumulation, recompute): a resumed run equals an uninterrupted one bit for bit; a device lost mid-run keeps the last checkpoint', { skip }, async () => {
+// A backend that runs out of device memory in the middle of step 3: it asks for a buffer of the
+// largest size the device allows, which SwiftShader cannot back (a hardware GPU usually can, and
+// then the test says so and leaves that part out).
+registerBackend('webgpu-oom-at-step-3', {
+  async make() {
+    const be = await WebGPUBackend.create({ acquire: { own: true } });
+    const sumSquares = be.sumSquares.bind(be);
+    let steps = 0;
+    be.sumSquares = (x) => {
+      if (++steps === 3) be.fill(be.alloc(be.rt.maxBufferBytes / 4), 1);
+      return sumSquares(x);
+    };
+    return be;
+  },
+});
+
+/** Whether this device fails to create a buffer of its own largest size (out of memory). */
+async function largestBufferFails(): Promise<boolean> {
+  const be = await WebGPUBackend.create({ acquire: { own: true } });
+  try {
+    const t = be.alloc(be.rt.maxBufferBytes / 4);
+    be.fill(t, 1);
+    await be.read(be.view(t, 0, 1));
+    return false;
+  } catch (e) {
+    if (e instanceof OpenELMError && e.code === 'memory') return true;
+    throw e;
+  } finally { be.dispose(); }
+}
+
+test('training on WebGPU (grad accumulation, recompute): a resumed run equals an uninterrupted one bit for bit; a device lost or out of memory mid-run keeps the last checkpoint', { skip }, async (t) => {
   const whole = recipe('webgpu');
   const a = await train({ recipe: whole, ...quiet });
   assert.equal(a.status, 'done');
@@ -191,4 +221,17 @@ test('training on WebGPU (grad accumulation, recompute): a resumed run equals an
   assert.deepEqual(fs.readdirSync(lost.outDir).filter((f) => f.startsWith('step-')), ['step-00000002']);
   assert.equal((await train({ recipe: lost, resume: true, backend: 'webgpu', ...quiet })).status, 'done');
   assert.deepEqual(final(lost), final(whole), 'resumed after the lost device == 4 steps straight');
+
+  if (!(await largestBufferFails())) {
+    t.diagnostic('this adapter backs a buffer of its largest size: the out-of-memory run is left out');
+    return;
+  }
+  const oom = recipe('webgpu-oom-at-step-3');
+  await assert.rejects(train({ recipe: oom, ...quiet }), (e: unknown) => e instanceof OpenELMError && e.code === 'memory' &&
+    /ran out of memory: a buffer of [\d.]+ MiB \(tensor\) did not fit next to the [\d.]+ MiB this process holds/.test(e.message) &&
+    /smaller batch_size/.test(e.message) && /recompute/.test(e.message) &&
+    /step-00000002 \(continue with --resume\)/.test(e.message) && !e.message.includes('\n'));
+  assert.deepEqual(fs.readdirSync(oom.outDir).filter((f) => f.startsWith('step-')), ['step-00000002']);
+  assert.equal((await train({ recipe: oom, resume: true, backend: 'webgpu', ...quiet })).status, 'done');
+  assert.deepEqual(final(oom), final(whole), 'resumed after running out of memory == 4 steps straight');
 });

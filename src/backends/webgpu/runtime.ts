@@ -67,6 +67,9 @@ function deviceState(device: GPUDevice, adapter: GpuAdapterSummary): DeviceState
   if (st) return st;
   const s: DeviceState = { pipes: new PipelineCache(device), errors: [], lostInfo: null, lost: Promise.resolve() };
   device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+    // handled: the next read reports it as one line. Unprevented, Dawn also prints it on stdout
+    // (and browsers on the console), into a command's output.
+    ev.preventDefault();
     const e = ev.error;
     const oom = (e.constructor?.name === 'GPUOutOfMemoryError') || /out of memory/i.test(e.message);
     s.errors.push(oom ? new OpenELMError('memory', `the GPU ran out of memory on ${adapter.description}: ${MEMORY_HINT}`)
