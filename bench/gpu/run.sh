@@ -8,6 +8,10 @@
 #
 #   bash bench/gpu/run.sh [goldens] [ours] [torch] [summary]     (default: all four, in that order)
 #
+# Each stage has a time limit (GOLDENS_S, OURS_S, TORCH_S seconds; defaults 240, 300, 420) so that
+# one that hangs leaves the rest their time. On a lent machine with 15 minutes and 10 per command,
+# two commands fit: `run.sh goldens ours` then `run.sh torch summary` (same OUT).
+#
 # Results go to $OUT (default bench/gpu/out): adapter.txt, goldens.log, webgpu.jsonl, pytorch.jsonl,
 # summary.json. Extra arguments for the benchmarks: OURS_ARGS, TORCH_ARGS (see each script's header).
 # Needs Node >= 20.16 with the project built (npm ci && npx tsc -p tsconfig.json) and the optional
@@ -52,19 +56,21 @@ rc=0
 
 if has goldens; then
   say "goldens and WebGPU tests on the GPU"
-  OPENELM_REQUIRE_WEBGPU=1 node --test dist/test/webgpu-kernels.test.js dist/test/webgpu-backend.test.js > "$OUT/goldens.log" 2>&1 || rc=1
-  OPENELM_REQUIRE_WEBGPU=1 node --test --test-name-pattern='\[webgpu\]' dist/test/backend-suite.test.js >> "$OUT/goldens.log" 2>&1 || rc=1
+  # the kernels, decode counters and training runs; then the golden suite and speculative decoding
+  # (rows of a verification forward equal one-row calls) on the webgpu backend
+  OPENELM_REQUIRE_WEBGPU=1 timeout "${GOLDENS_S:-240}" bash -c "node --test dist/test/webgpu-kernels.test.js dist/test/webgpu-backend.test.js; r=\$?
+    node --test --test-name-pattern='\\[webgpu\\]' dist/test/backend-suite.test.js dist/test/speculative.test.js || r=1; exit \$r" > "$OUT/goldens.log" 2>&1 || rc=1
   grep -E '^(not )?ok |^# (pass|fail|skipped)' "$OUT/goldens.log" | grep -v '# SKIP' >&2
 fi
 if has ours; then
   say "webgpu: inference and training benchmarks"
   # shellcheck disable=SC2086
-  node dist/bench/gpu/webgpu-bench.js --peak-tflops "$peak" ${OURS_ARGS:-} | tee "$OUT/webgpu.jsonl" || rc=1
+  timeout "${OURS_S:-300}" node dist/bench/gpu/webgpu-bench.js --peak-tflops "$peak" ${OURS_ARGS:-} | tee "$OUT/webgpu.jsonl" || rc=1
 fi
 if has torch; then
   say "pytorch: inference and training benchmarks"
   # shellcheck disable=SC2086
-  PYTHONUNBUFFERED=1 python3 bench/gpu/torch_bench.py --peak-tflops "$peak" ${TORCH_ARGS:-} | tee "$OUT/pytorch.jsonl" || rc=1
+  PYTHONUNBUFFERED=1 timeout "${TORCH_S:-420}" python3 bench/gpu/torch_bench.py --peak-tflops "$peak" ${TORCH_ARGS:-} | tee "$OUT/pytorch.jsonl" || rc=1
 fi
 if has summary; then
   node dist/bench/gpu/summary.js "$OUT/webgpu.jsonl" "$OUT/pytorch.jsonl" | tee "$OUT/summary.json"
