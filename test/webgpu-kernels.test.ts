@@ -84,6 +84,27 @@ test('linear: every weight format through the GEMV (16-byte units and element by
   }
 });
 
+test('linearT (adapter training on a frozen base): dy·W for every weight format, one thread per output and tiled', { skip }, async () => {
+  // [M, N, K] of a weight [N, K]: a small product, and one over DIRECT_MAX_WORK (several tiles, ragged)
+  for (const [M, N, K] of [[5, 37, 64], [70, 96, 320]]) {
+    for (const dtype of WEIGHT_DTYPES) {
+      const hw = hostWeight(dtype, N, K, randn(N * K, 1 / Math.sqrt(N)));
+      const gw = gpuWeight(hw);
+      const dy = randn(M * N), base = randn(M * K);
+      const want = new Float32Array(M * K), wantAcc = base.slice();
+      js.linearT(want, dy, hw, M);
+      js.linearT(wantAcc, dy, hw, M, true);
+      const ops = variants[0], dt = up(dy), out = R().alloc(M * K), acc = up(base);
+      ops.linearT(out, dt, gw, M);
+      ops.linearT(acc, dt, gw, M, true);
+      assertClose(await down(out), want, TOL.fastVsRef, `${dtype} ${M}x${N}x${K}`);
+      assertClose(await down(acc), wantAcc, TOL.fastVsRef, `${dtype} ${M}x${N}x${K} accumulate`);
+      for (const t of [dt, out, acc]) R().free(t);
+      R().freeWeight(gw);
+    }
+  }
+});
+
 test('linear: a GEMV over every batch size up to 8 and a matmul of several tiles', { skip }, async () => {
   const [N, K] = [37, 64];
   const hw = hostWeight('bf16', N, K, randn(N * K, 0.1));

@@ -106,6 +106,15 @@ export class WebGpuOps {
     }
   }
 
+  /** out[M, K] (+)= dy[M, N] · W for a weight W [N, K] in any format (the input gradient of linear). */
+  linearT(out: GpuTensor, dy: GpuTensor, w: GpuWeight, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols, b = { weightT: w.dtype } as const;
+    const direct = M * N * K <= DIRECT_MAX_WORK;
+    // in the matmul's terms: C[M, K] with the sum over N
+    this.rt.dispatch(direct ? matmulDirectKernel('mk', b) : matmulKernel('mk', b), [out, dy], [w], [M, K, N, accumulate ? 1 : 0],
+      direct ? grid(Math.ceil((M * K) / 64)) : matmulGroups(M, K));
+  }
+
   /** C[M, N] (+)= op(A) · op(B) of f32 tensors: nt = A·Bᵀ, nn = A·B, tn = Aᵀ·B. */
   matmul(C: GpuTensor, A: GpuTensor, B: GpuTensor, M: number, N: number, K: number, layout: 'nt' | 'nn' | 'tn', acc: boolean): void {
     const a = layout === 'tn' ? 'km' : 'mk', b = { tensor: layout === 'nt' ? 'nk' : 'kn' } as const;

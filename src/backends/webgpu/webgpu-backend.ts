@@ -11,6 +11,11 @@ import type { AcquireOptions } from './device.js';
 import { WebGpuOps, type OpsOptions, type RopeTensors } from './ops.js';
 import { GpuRuntime, GpuTensor, type GpuWeight } from './runtime.js';
 import { WebGpuTrainOps } from './train-ops.js';
+import { grid } from './kernel.js';
+import { ewGroups } from './kernels/elementwise.js';
+import { columnDotKernel, doraScaleKernel, dropoutMaskKernel, mulColumnsKernel } from './kernels/adapter.js';
+import { dropoutThreshold, dropoutValues, lowbias32 } from '../dropout.js';
+import { checkDropout } from '../js/js-backend.js';
 
 export interface WebGPUBackendOptions extends OpsOptions {
   /** How to get the device (default: the process's shared device on the preferred adapter). */
@@ -116,6 +121,7 @@ export class WebGPUBackend implements Backend {
 
   // ----------------------------------------------------------------------------------- forward ops
 
+  // Products with q8/q4 weights are f32 products of the decoded weight already, so `exact` changes nothing here.
   linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate = false): void { this.ops.linear(g(out), g(x), this.gw(w), M, accumulate); }
   rmsnorm(out: Tensor, x: Tensor, w: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void {
     this.ops.rmsnorm(g(out), g(x), g(w), rows, dim, eps, rstd ? g(rstd) : undefined);
@@ -169,6 +175,25 @@ export class WebGPUBackend implements Backend {
   sumSquares(x: Tensor): Promise<number> { return this.train.sumSquares(g(x)); }
   scale(x: Tensor, coef: number): void { this.train.scale(g(x), coef); }
   adamw(p: Tensor, gr: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(g(p), g(gr), g(m), g(v), n, s); }
+
+  // ---------------------------------------------------------------------------------- adapter ops
+
+  linearT(out: Tensor, dy: Tensor, w: Weight, M: number, accumulate = false): void { this.ops.linearT(g(out), g(dy), this.gw(w), M, accumulate); }
+  mulColumns(out: Tensor, x: Tensor, s: Tensor, rows: number, cols: number, accumulate = false): void {
+    const n = rows * cols;
+    this.rt.dispatch(mulColumnsKernel(accumulate), [g(out), g(x), g(s)], [], [n, cols], grid(ewGroups(n)));
+  }
+  columnDot(out: Tensor, a: Tensor, b: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.rt.dispatch(columnDotKernel(accumulate), [g(out), g(a), g(b)], [], [cols, rows], grid(ewGroups(cols)));
+  }
+  dropoutMask(out: Tensor, n: number, p: number, seed: number, complement: boolean): void {
+    checkDropout(p, n, out.length);
+    const { kept, dropped } = dropoutValues(p, complement);
+    this.rt.dispatch(dropoutMaskKernel(), [g(out)], [], [n, lowbias32(seed >>> 0), dropoutThreshold(p), kept, dropped], grid(ewGroups(n)));
+  }
+  doraScale(c: Tensor, invN: Tensor, m: Tensor, base2: Tensor, q: Tensor, n: number, coef: number): void {
+    this.rt.dispatch(doraScaleKernel(), [g(c), g(invN), g(m), g(base2), g(q)], [], [n, coef], grid(ewGroups(n)));
+  }
 
   dispose(): void {
     if (this.rt.disposed) return;

@@ -105,8 +105,15 @@ export function gemvGroups(N: number): number { return Math.ceil(N / GEMV_ROWS);
 
 // ------------------------------------------------------------------------------------------------
 
-/** Where the matmul's B operand comes from: a weight [N, K] in a storage format, or an f32 tensor. */
-export type MatmulB = { weight: WeightDType } | { tensor: 'nk' | 'kn' };
+/**
+ * Where the matmul's B operand comes from: a weight [N, K] in a storage format, a weight [K, N]
+ * read transposed (the input gradient of a frozen base, linearT), or an f32 tensor.
+ */
+export type MatmulB = { weight: WeightDType } | { weightT: WeightDType } | { tensor: 'nk' | 'kn' };
+const bWeight = (b: MatmulB): WeightDType | null => ('weight' in b ? b.weight : 'weightT' in b ? b.weightT : null);
+const bKey = (b: MatmulB): string => ('weight' in b ? `w${b.weight}` : 'weightT' in b ? `wt${b.weightT}` : `t${b.tensor}`);
+const bAt = (b: MatmulB): string => ('weight' in b ? 'wel_w(n * p.K + k)' : 'weightT' in b ? 'wel_w(k * p.N + n)'
+  : b.tensor === 'nk' ? 'ld_b(n * p.K + k)' : 'ld_b(k * p.N + n)');
 /** A is [M, K] ('mk') or [K, M] ('km'). */
 export type MatmulA = 'mk' | 'km';
 
@@ -185,18 +192,17 @@ var<workgroup> ns: array<vec4<h>, ${MM_TILE * Q}>;
  * products are nt = (mk, nk), nn = (mk, kn), tn = (km, kn).
  */
 export function matmulKernel(a: MatmulA, b: MatmulB, half?: HalfTiles): KernelSpec {
-  const bKey = 'weight' in b ? `w${b.weight}` : `t${b.tensor}`;
-  return memo(`matmul_${a}_${bKey}${half ? '_h' + half : ''}`, () => {
+  const wd = bWeight(b);
+  return memo(`matmul_${a}_${bKey(b)}${half ? '_h' + half : ''}`, () => {
     const aAt = a === 'mk' ? 'ld_a(m * p.K + k)' : 'ld_a(k * p.M + m)';
-    const bAt = 'weight' in b ? 'wel_w(n * p.K + k)' : b.tensor === 'nk' ? 'ld_b(n * p.K + k)' : 'ld_b(k * p.N + n)';
     const common = {
-      tensors: 'weight' in b ? ['c', 'a'] : ['c', 'a', 'b'],
-      weights: 'weight' in b ? ['w'] : [],
+      tensors: wd ? ['c', 'a'] : ['c', 'a', 'b'],
+      weights: wd ? ['w'] : [],
       params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['acc', 'u32']] as [string, 'u32'][],
     };
     if (half) {
       if (!('weight' in b)) throw new Error('half tiles are for weights [N, K]');
-      return { ...common, enables: half === 'f16' ? ['f16'] : [], body: weightDecoders('w', b.weight) + '\n' + halfMatmulBody(a, aAt, bAt, half) };
+      return { ...common, enables: half === 'f16' ? ['f16'] : [], body: weightDecoders('w', b.weight) + '\n' + halfMatmulBody(a, aAt, bAt(b), half) };
     }
     // Each operand tile is BK × 64; threads walk it along the operand's contiguous index.
     const load = (name: string, kContig: boolean, extent: string, at: string, idx: string) => {
@@ -214,8 +220,8 @@ export function matmulKernel(a: MatmulA, b: MatmulB, half?: HalfTiles): KernelSp
       ${name}s[kk * ${MM_TILE}u + rr] = v;
     }`;
     };
-    const bKContig = 'weight' in b || b.tensor === 'nk';
-    const body = `${'weight' in b ? weightDecoders('w', b.weight) : ''}
+    const bKContig = 'weight' in b || ('tensor' in b && b.tensor === 'nk');
+    const body = `${wd ? weightDecoders('w', wd) : ''}
 var<workgroup> ms: array<f32, ${MM_BK * MM_TILE}>;
 var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
 @compute @workgroup_size(${MM_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -226,7 +232,7 @@ var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
   var acc: array<array<f32, 4>, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += ${MM_BK}u) {
     ${load('m', a === 'mk', 'p.M', aAt, 'm')}
-    ${load('n', bKContig, 'p.N', bAt, 'n')}
+    ${load('n', bKContig, 'p.N', bAt(b), 'n')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${MM_BK}u; kk++) {
       var av: array<f32, 4>;
@@ -271,15 +277,14 @@ export const DIRECT_MAX_WORK = 1 << 21;
 
 /** C[M, N] (+)= A · Bᵀ, one thread per output, operands as in matmulKernel. */
 export function matmulDirectKernel(a: MatmulA, b: MatmulB): KernelSpec {
-  const bKey = 'weight' in b ? `w${b.weight}` : `t${b.tensor}`;
-  return memo(`matmul_direct_${a}_${bKey}`, () => {
+  const wd = bWeight(b);
+  return memo(`matmul_direct_${a}_${bKey(b)}`, () => {
     const aAt = a === 'mk' ? 'ld_a(m * p.K + k)' : 'ld_a(k * p.M + m)';
-    const bAt = 'weight' in b ? 'wel_w(n * p.K + k)' : b.tensor === 'nk' ? 'ld_b(n * p.K + k)' : 'ld_b(k * p.N + n)';
     return {
-      tensors: 'weight' in b ? ['c', 'a'] : ['c', 'a', 'b'],
-      weights: 'weight' in b ? ['w'] : [],
+      tensors: wd ? ['c', 'a'] : ['c', 'a', 'b'],
+      weights: wd ? ['w'] : [],
       params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['acc', 'u32']],
-      body: `${'weight' in b ? weightDecoders('w', b.weight) : ''}
+      body: `${wd ? weightDecoders('w', wd) : ''}
 ${WGSL_GRID}
 @compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) li: u32) {
@@ -288,7 +293,7 @@ ${WGSL_GRID}
   let m = o / p.N;
   let n = o - m * p.N;
   var s = 0.0;
-  for (var k = 0u; k < p.K; k++) { s += ${aAt} * ${bAt}; }
+  for (var k = 0u; k < p.K; k++) { s += ${aAt} * ${bAt(b)}; }
   if (p.acc != 0u) { st_c(o, ld_c(o) + s); } else { st_c(o, s); }
 }`,
     };
