@@ -116,10 +116,10 @@ export class WebGpuOps {
   }
 
   /** C[M, N] (+)= op(A) · op(B) of f32 tensors: nt = A·Bᵀ, nn = A·B, tn = Aᵀ·B. */
-  matmul(C: GpuTensor, A: GpuTensor, B: GpuTensor, M: number, N: number, K: number, layout: 'nt' | 'nn' | 'tn', acc: boolean): void {
+  matmul(C: GpuTensor, A: GpuTensor, B: GpuTensor, M: number, N: number, K: number, layout: 'nt' | 'nn' | 'tn', acc: boolean, bf16 = false): void {
     const a = layout === 'tn' ? 'km' : 'mk', b = { tensor: layout === 'nt' ? 'nk' : 'kn' } as const;
     const direct = M * N * K <= DIRECT_MAX_WORK;
-    this.rt.dispatch(direct ? matmulDirectKernel(a, b) : matmulKernel(a, b), [C, A, B], [], [M, N, K, acc ? 1 : 0],
+    this.rt.dispatch(direct ? matmulDirectKernel(a, b, bf16) : matmulKernel(a, b, undefined, bf16), [C, A, B], [], [M, N, K, acc ? 1 : 0],
       direct ? grid(Math.ceil((M * N) / 64)) : matmulGroups(M, N));
   }
 

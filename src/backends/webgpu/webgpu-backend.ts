@@ -4,7 +4,7 @@
 // format and decoded inside the kernels. Operations are recorded and submitted when something is
 // read, so a greedy decode step is one command buffer that returns one id per sequence.
 
-import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
+import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
 import { allocWeightStorage } from '../weight-format.js';
 import type { AcquireOptions } from './device.js';
@@ -145,8 +145,8 @@ export class WebGPUBackend implements Backend {
 
   // ---------------------------------------------------------------------------------- training ops
 
-  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
-    this.ops.matmul(g(C), g(A), g(B), M, N, K, layout, accumulate);
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean, precision: MatmulPrecision = 'fp32'): void {
+    this.ops.matmul(g(C), g(A), g(B), M, N, K, layout, accumulate, precision === 'bf16');
   }
   causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
     this.train.causalAttention(g(out), g(lse), g(qkv), B, T, Q, Hkv, hd);

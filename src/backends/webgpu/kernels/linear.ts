@@ -191,10 +191,11 @@ var<workgroup> ns: array<vec4<h>, ${MM_TILE * Q}>;
  * C[M, N] (+)= A · Bᵀ with A(m, k) and B(n, k) read through the layouts given; the training
  * products are nt = (mk, nk), nn = (mk, kn), tn = (km, kn).
  */
-export function matmulKernel(a: MatmulA, b: MatmulB, half?: HalfTiles): KernelSpec {
+export function matmulKernel(a: MatmulA, b: MatmulB, half?: HalfTiles, bf16 = false): KernelSpec {
   const wd = bWeight(b);
-  return memo(`matmul_${a}_${bKey(b)}${half ? '_h' + half : ''}`, () => {
+  return memo(`matmul_${a}_${bKey(b)}${half ? '_h' + half : ''}${bf16 ? '_bf16' : ''}`, () => {
     const aAt = a === 'mk' ? 'ld_a(m * p.K + k)' : 'ld_a(k * p.M + m)';
+    const rb = (e: string) => (bf16 ? `round_bf16(${e})` : e);
     const common = {
       tensors: wd ? ['c', 'a'] : ['c', 'a', 'b'],
       weights: wd ? ['w'] : [],
@@ -222,6 +223,7 @@ export function matmulKernel(a: MatmulA, b: MatmulB, half?: HalfTiles): KernelSp
     };
     const bKContig = 'weight' in b || ('tensor' in b && b.tensor === 'nk');
     const body = `${wd ? weightDecoders('w', wd) : ''}
+${bf16 ? ROUND_BF16 : ''}
 var<workgroup> ms: array<f32, ${MM_BK * MM_TILE}>;
 var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
 @compute @workgroup_size(${MM_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -231,8 +233,8 @@ var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
   let ty = li / 16u;
   var acc: array<array<f32, 4>, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += ${MM_BK}u) {
-    ${load('m', a === 'mk', 'p.M', aAt, 'm')}
-    ${load('n', bKContig, 'p.N', bAt(b), 'n')}
+    ${load('m', a === 'mk', 'p.M', rb(aAt), 'm')}
+    ${load('n', bKContig, 'p.N', rb(bAt(b)), 'n')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${MM_BK}u; kk++) {
       var av: array<f32, 4>;
@@ -262,6 +264,16 @@ var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
   });
 }
 
+/**
+ * An f32 rounded to bf16 (nearest even) and back, as src/core/dtype.ts f32ToBf16 rounds: the
+ * operands of bf16 mixed-precision products. A product of two bf16 values is exact in f32.
+ */
+const ROUND_BF16 = `fn round_bf16(v: f32) -> f32 {
+  let u = bitcast<u32>(v);
+  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu) != 0u) { return bitcast<f32>(((u >> 16u) | 0x40u) << 16u); }
+  return bitcast<f32>(((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) << 16u);
+}`;
+
 /** Workgroups (x over N, y over M) of a matmul. */
 export function matmulGroups(M: number, N: number): [number, number, number] {
   return [Math.ceil(N / MM_TILE), Math.ceil(M / MM_TILE), 1];
@@ -276,15 +288,17 @@ export function matmulGroups(M: number, N: number): [number, number, number] {
 export const DIRECT_MAX_WORK = 1 << 21;
 
 /** C[M, N] (+)= A · Bᵀ, one thread per output, operands as in matmulKernel. */
-export function matmulDirectKernel(a: MatmulA, b: MatmulB): KernelSpec {
+export function matmulDirectKernel(a: MatmulA, b: MatmulB, bf16 = false): KernelSpec {
   const wd = bWeight(b);
-  return memo(`matmul_direct_${a}_${bKey(b)}`, () => {
+  return memo(`matmul_direct_${a}_${bKey(b)}${bf16 ? '_bf16' : ''}`, () => {
     const aAt = a === 'mk' ? 'ld_a(m * p.K + k)' : 'ld_a(k * p.M + m)';
+    const rb = (e: string) => (bf16 ? `round_bf16(${e})` : e);
     return {
       tensors: wd ? ['c', 'a'] : ['c', 'a', 'b'],
       weights: wd ? ['w'] : [],
       params: [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['acc', 'u32']],
       body: `${wd ? weightDecoders('w', wd) : ''}
+${bf16 ? ROUND_BF16 : ''}
 ${WGSL_GRID}
 @compute @workgroup_size(64) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) li: u32) {
@@ -293,7 +307,7 @@ ${WGSL_GRID}
   let m = o / p.N;
   let n = o - m * p.N;
   var s = 0.0;
-  for (var k = 0u; k < p.K; k++) { s += ${aAt} * ${bAt(b)}; }
+  for (var k = 0u; k < p.K; k++) { s += ${rb(aAt)} * ${rb(bAt(b))}; }
   if (p.acc != 0u) { st_c(o, ld_c(o) + s); } else { st_c(o, s); }
 }`,
     };
