@@ -25,7 +25,7 @@ import { clipGradNorm } from './clip.js';
 import { createBackend, type NativeMode } from '../backends/index.js';
 import type { Backend } from '../backends/backend.js';
 import { TrainableModel } from '../model/trainable.js';
-import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
+import { constantSchedule, cosineSchedule, hfCosineSchedule, type LRSchedule } from './schedule.js';
 import { expandDataPath } from './data/files.js';
 import { TrainLoader, readRows, rowsToBatch } from './data/loader.js';
 import { PAD, createSource, type RowSource, type SourceSpec, type SourceStats } from './data/sources.js';
@@ -113,6 +113,7 @@ function loadInitWeights(dir: string, model: TrainableModel): void {
 export function makeSchedule(r: Recipe): LRSchedule {
   const s = r.schedule;
   if (s.type === 'constant') return constantSchedule({ lr: r.optimizer.lr, warmupSteps: s.warmupSteps, warmupInitLr: s.warmupInitLr });
+  if (s.type === 'hf_cosine') return hfCosineSchedule({ maxLr: r.optimizer.lr, warmupSteps: s.warmupSteps, maxSteps: r.steps });
   return cosineSchedule({ maxLr: r.optimizer.lr, minLr: s.minLr, warmupSteps: s.warmupSteps, maxSteps: r.steps, warmupInitLr: s.warmupInitLr });
 }
 
@@ -195,6 +196,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const outDir = r.outDir;
 
+  if (r.task !== 'pretrain') throw new OpenELMError('recipe', `${r.file}: task ${r.task} is not available in this build of the trainer yet`);
   // Everything that can fail on bad input is checked before the model is built.
   const trainSpecs = sourceSpecs(r.data.train, 'train');
   const validSpecs = r.data.valid.length ? sourceSpecs(r.data.valid, 'valid') : r.data.validFraction > 0 ? trainSpecs : [];
