@@ -173,7 +173,8 @@ test('the shipped recipes parse', () => {
   assert.ok(files.includes('quickstart.yaml') && files.includes('test-tiny.yaml'));
   for (const f of files) {
     const r = loadRecipe(path.join(dir.pathname, f));
-    assert.ok(r.steps > 0, f);
-    recipeModelConfig(r);
+    assert.ok(r.steps > 0 || (r.epochs ?? 0) > 0, f);
+    // Recipes that start from a hub model or from another run's checkpoint have no config to read yet.
+    if (r.model.hub === undefined && (r.model.init === undefined || fs.existsSync(r.model.init))) recipeModelConfig(r);
   }
 });

@@ -35,13 +35,16 @@ export interface DpoSettings {
   labelSmoothing: number;
   /** Absolute path of a frozen reference model folder; undefined: the run's initial weights. */
   reference?: string;
+  /** The reference as a hub id (org/name) that names no local folder. */
+  referenceHub?: string;
 }
 
 export interface Recipe {
   file: string;
   /** pretrain: text/token streams (seq_len); sft and dpo: JSONL examples (max_length). */
   task: RecipeTask;
-  model: { init?: string; preset?: string; config?: Record<string, unknown> };
+  /** init: an absolute folder; hub: a hub id (org/name) given as `init` that names no local folder, downloaded at run time. */
+  model: { init?: string; hub?: string; preset?: string; config?: Record<string, unknown> };
   /** The HF config.json the model is built from (preset / custom), or undefined for `init`. */
   hfConfig?: Record<string, unknown>;
   seed: number;
@@ -328,6 +331,14 @@ function instructDefaults(): Record<string, unknown> {
   };
 }
 
+const HUB_ID = /^[\w.-]+\/[\w.-]+$/;
+
+/** A model location as written: a folder (relative to the recipe) or, when no such folder exists, a hub id. */
+function folderOrHub(p: string, rel: (p: string) => string): { dir?: string; hub?: string } {
+  const dir = rel(p);
+  return !fs.existsSync(dir) && HUB_ID.test(p) && !p.startsWith('.') ? { hub: p } : { dir };
+}
+
 function parseRecipeInner(raw: unknown, file: string): Recipe {
   if (!isObj(raw)) throw new OpenELMError('recipe', `the recipe must be a mapping of keys (got ${typeName(raw)})`);
   check(raw, SCHEMA, 'recipe');
@@ -426,7 +437,10 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   const recipe: Recipe = {
     file,
     task,
-    model: { init: model.init !== undefined ? rel(model.init as string) : undefined, preset: model.preset as string | undefined, config: model.config as Obj | undefined },
+    model: {
+      ...(model.init !== undefined ? (({ dir, hub }) => ({ init: dir, hub }))(folderOrHub(model.init as string, rel)) : {}),
+      preset: model.preset as string | undefined, config: model.config as Obj | undefined,
+    },
     hfConfig,
     seed,
     data: { train, valid, validFraction, evalBatches: (data.eval_batches as number | undefined) ?? 4 },
@@ -436,7 +450,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     dpo: task === 'dpo' ? {
       beta: (d?.beta as number | undefined) ?? 0.1, lossType,
       labelSmoothing: (d?.label_smoothing as number | undefined) ?? 0,
-      reference: d?.reference !== undefined ? rel(d.reference as string) : undefined,
+      ...(d?.reference !== undefined ? (({ dir, hub }) => ({ reference: dir, referenceHub: hub }))(folderOrHub(d.reference as string, rel)) : { reference: undefined }),
     } : undefined,
     batchSize: r.batch_size as number, gradAccum: (r.grad_accum as number | undefined) ?? 1, steps, epochs,
     pipeline: {
@@ -521,7 +535,7 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
   const schedule: Record<string, unknown> = { type: r.schedule.type, warmup_steps: r.schedule.warmupSteps, warmup_init_lr: r.schedule.warmupInitLr, min_lr: r.schedule.minLr };
   if (r.schedule.warmupRatio !== undefined) { delete schedule.warmup_steps; schedule.warmup_ratio = r.schedule.warmupRatio; }
   const out: Record<string, unknown> = {
-    model: r.model.init !== undefined ? { init: path.relative(here, r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
+    model: r.model.hub !== undefined ? { init: r.model.hub } : r.model.init !== undefined ? { init: path.relative(here, r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
     seed: r.seed,
     data: { train: r.data.train.map(src), valid: r.data.valid.map(src), valid_fraction: r.data.validFraction, eval_batches: r.data.evalBatches },
     seq_len: r.seqLen, batch_size: r.batchSize, grad_accum: r.gradAccum, steps: r.steps,
@@ -542,7 +556,7 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     max_length: r.maxLength,
     ...(r.task === 'dpo' ? { max_prompt_length: r.maxPromptLength } : { mask_prompt: r.maskPrompt }),
     chat_template: r.chatTemplate !== undefined ? path.relative(here, r.chatTemplate) : null,
-    ...(r.dpo ? { dpo: { beta: r.dpo.beta, loss_type: r.dpo.lossType, label_smoothing: r.dpo.labelSmoothing, reference: r.dpo.reference !== undefined ? path.relative(here, r.dpo.reference) : null } } : {}),
+    ...(r.dpo ? { dpo: { beta: r.dpo.beta, loss_type: r.dpo.lossType, label_smoothing: r.dpo.labelSmoothing, reference: r.dpo.referenceHub ?? (r.dpo.reference !== undefined ? path.relative(here, r.dpo.reference) : null) } } : {}),
   };
 }
 

@@ -89,6 +89,25 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
 
 // ------------------------------------------------------------------------------- model setup
 
+/** The recipe with a hub-id model (and DPO reference) downloaded into the HF cache and named by folder. */
+export async function resolveRecipeHub(r: Recipe, log: (line: string) => void): Promise<Recipe> {
+  if (r.model.hub === undefined && r.dpo?.referenceHub === undefined) return r;
+  const hub = await import('../hub/index.js');
+  const fetch = async (id: string): Promise<string> => {
+    log(`model ${id}: from the hub cache (downloading if needed)`);
+    try {
+      return await hub.ensureModel(id, { onWarning: (m) => log(m) });
+    } catch (e) {
+      if (e instanceof OpenELMError) throw new OpenELMError(e.code, `${r.file}: ${id} is not a local folder and could not be fetched from the hub: ${e.message}`);
+      throw e;
+    }
+  };
+  const out: Recipe = { ...r, model: { ...r.model } };
+  if (r.model.hub !== undefined) out.model.init = await fetch(r.model.hub);
+  if (r.dpo?.referenceHub !== undefined) out.dpo = { ...r.dpo, reference: await fetch(r.dpo.referenceHub) };
+  return out;
+}
+
 export function recipeModelConfig(r: Recipe): OpenELMConfig {
   if (r.model.init !== undefined) return readModelConfig(r.model.init);
   const raw = r.model.config !== undefined ? { ...customConfigDefaults(r.seqLen), ...r.model.config } : r.hfConfig!;
@@ -192,11 +211,11 @@ function readMetrics(file: string, upTo: number): MetricLine[] {
 // ------------------------------------------------------------------------------- the loop
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const r = opts.recipe;
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  if (opts.recipe.task !== 'pretrain') throw new OpenELMError('recipe', `${opts.recipe.file}: task ${opts.recipe.task} is not available in this build of the trainer yet`);
+  const r = await resolveRecipeHub(opts.recipe, log);
   const outDir = r.outDir;
 
-  if (r.task !== 'pretrain') throw new OpenELMError('recipe', `${r.file}: task ${r.task} is not available in this build of the trainer yet`);
   // Everything that can fail on bad input is checked before the model is built.
   const trainSpecs = sourceSpecs(r.data.train, 'train');
   const validSpecs = r.data.valid.length ? sourceSpecs(r.data.valid, 'valid') : r.data.validFraction > 0 ? trainSpecs : [];
