@@ -120,7 +120,7 @@ test('DPO: reference and policy log-probabilities, and every parameter gradient 
 
 interface CurveMeta { steps: number; pairs_per_micro_batch: number; grad_accum: number; lr: number; warmup_steps: number; betas: [number, number]; eps: number; weight_decay: number; clip: number; losses: Record<string, { beta: number; label_smoothing: number }> }
 
-test('DPO 4-step curves (AdamW, HF cosine warm-up from 0, clipping, 2 × 2 accumulation, cached reference): loss within 2e-5 relative per step', async (t) => {
+test('DPO 4-step curves (AdamW, HF cosine warm-up from 0, clipping, 2 × 2 accumulation, cached reference): loss within TOL.instructCurveLoss (2e-5 relative) per step', async (t) => {
   const curve = g.meta<CurveMeta>('curve');
   const { set, fold } = await goldenPairs();
   for (const [lossType, lc] of Object.entries(curve.losses)) {
@@ -150,9 +150,9 @@ test('DPO 4-step curves (AdamW, HF cosine warm-up from 0, clipping, 2 × 2 accum
       losses.push(loss); lrs.push(lr); metrics.push(...DPO_METRIC_KEYS.map((k) => sums[k]));
     }
     const want = g.f32(`curve.${lossType}.loss`);
-    const rel = losses.map((l, i) => Math.abs(l - want[i]) / Math.abs(want[i]));
-    assert.ok(Math.max(...rel) <= 2e-5, `${lossType} curve: ${losses} vs ${[...want]} (max rel ${Math.max(...rel).toExponential(2)})`);
-    t.diagnostic(`curve ${lossType}: max relative loss error per step ${Math.max(...rel).toExponential(2)}`);
+    const lr = allclose(losses, want, TOL.instructCurveLoss, `${lossType} curve loss`);
+    assert.ok(lr.ok, lr.message);
+    t.diagnostic(`curve ${lossType}: max relative loss error per step ${lr.maxRel.toExponential(2)}`);
     assertClose(norms, g.f32(`curve.${lossType}.grad_norm`), TOL.curve, `${lossType} grad_norm`);
     assertClose(lrs, g.f32(`curve.${lossType}.lr`), TOL.curve, `${lossType} lr`);
     assertClose(metrics, g.f32(`curve.${lossType}.metrics`), TOL.curve, `${lossType} metrics`);

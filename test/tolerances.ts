@@ -26,6 +26,9 @@ export const TOL = {
   grads: { atol: 1e-5, rtol: 1e-3 },
   /** 10-step AdamW loss curve. */
   curve: { atol: 1e-4, rtol: 0 },
+  /** Instruction tuning: 4-step DPO curves (sigmoid + label smoothing, hinge, ipo), loss per step,
+   *  relative (issue 14 asks for 2e-5). Measured max 3.3e-7 (hinge), plain-JS f32 model (2026-12-06). */
+  instructCurveLoss: { atol: 0, rtol: 2e-5 },
   /** Per-item eval log-likelihoods vs the reference. */
   loglik: { atol: 1e-4, rtol: 0 },
 } as const satisfies Record<string, Tol>;
