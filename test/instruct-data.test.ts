@@ -163,6 +163,12 @@ test('assistant spans under other templates: ChatML-style and a stripping Llama-
   const s3 = assistantSpans(tok, template, [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'ass' }]);
   assert.equal(tok.decode(s3.ids.slice(...s3.spans[0]), { skipSpecial: false }), 'ass</s>');
   assert.throws(() => assistantSpans(tok, template, [{ role: 'user', content: 'x' }, { role: 'assistant', content: '  ' }]), (e: unknown) => e instanceof ExampleError && e.kind === 'empty');
+  // a template that refuses a conversation skips that example; one that cannot render prefixes stops the run
+  const strict = jinjaTemplate("{% if messages[0]['role'] != 'user' %}{{ raise_exception('must start with user') }}{% endif %}{% for m in messages %}{{ m['content'] + eos_token }}{% endfor %}");
+  assert.throws(() => assistantSpans(tok, strict, [{ role: 'assistant', content: 'a' }]), (e: unknown) => e instanceof ExampleError && /must start with user/.test(e.message));
+  assert.deepEqual(assistantSpans(tok, strict, [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }]).spans.length, 1);
+  const odd = jinjaTemplate("{{ messages | length }}{% for m in messages %}{{ m['content'] + eos_token }}{% endfor %}");
+  assert.throws(() => assistantSpans(tok, odd, [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }]), /does not start the whole conversation/);
 });
 
 test('DPO message layouts: a message-list prompt with string completions; a string prompt alongside answer-only lists', () => {

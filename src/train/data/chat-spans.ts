@@ -73,11 +73,22 @@ function tokenAt(tok: Tokenizer, text: string, enc: EncodedChat, c: number, cove
 
 /** The rendered conversation's ids and each assistant message's trained token range. */
 export function assistantSpans(tok: Tokenizer, template: ChatTemplate, messages: readonly ChatMessage[]): AssistantSpans {
-  const full = template.render(messages, { addGenerationPrompt: false });
+  const render = (msgs: readonly ChatMessage[]): string => {
+    try {
+      return template.render(msgs, { addGenerationPrompt: false });
+    } catch (e) {
+      // A template may refuse a conversation (e.g. roles that do not alternate): that example is skipped.
+      if (e instanceof OpenELMError && e.code === 'template') throw new ExampleError(e.message);
+      throw e;
+    }
+  };
+  const full = render(messages);
   const enc = encodeChatSegments(tok, full, template);
   const eos = template.eosToken;
   const prefixOf = (n: number): number => {
-    const p = template.render(messages.slice(0, n), { addGenerationPrompt: false });
+    // No messages render as nothing before the conversation (some templates cannot render an empty list).
+    if (n === 0) return 0;
+    const p = render(messages.slice(0, n));
     if (!full.startsWith(p)) {
       throw new OpenELMError('template', `chat template ${template.source} renders the first ${n} messages as text that does not start the whole conversation; cannot tell which tokens are the assistant's`);
     }
