@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadTokenizer } from '../src/tokenizer/load.js';
+import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { corenetInstructTemplate, jinjaTemplate, type ChatMessage } from '../src/chat/template.js';
 import { encodeChatText } from '../src/chat/tokenize.js';
 import { assistantSpans, ExampleError } from '../src/train/data/chat-spans.js';

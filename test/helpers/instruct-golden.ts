@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { resolveConfig, type OpenELMConfig } from '../../src/model/config.js';
-import type { TrainableModel } from '../../src/train/model-grad.js';
+import type { TrainableModel } from '../../src/model/trainable.js';
 import { GOLDEN_ROOT } from './golden.js';
 
 export const INSTRUCT_DIR = path.join(GOLDEN_ROOT, 'instruct');
@@ -32,10 +32,7 @@ export class InstructGolden {
 export function loadInstructParams(which: 'initial' | 'policy', model: TrainableModel): void {
   const w = SafetensorsFile.open(path.join(INSTRUCT_DIR, which === 'initial' ? 'model.safetensors' : 'policy.safetensors'));
   try {
-    for (const e of model.layout.entries) {
-      const dst = model.paramView(e.name);
-      if (dst instanceof Float32Array) w.readF32(e.name, dst); else dst.set(w.readF32(e.name));
-    }
+    for (const e of model.layout.entries) model.setParam(e.name, w.readF32(e.name));
   } finally {
     w.close();
   }
