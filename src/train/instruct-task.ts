@@ -95,7 +95,7 @@ export function noExamplesError(r: Recipe, key: 'train' | 'valid', s: InstructSt
   const where = `${key === 'valid' && !r.data.valid.length ? 'the held-out part of ' : ''}recipe.data.${key === 'valid' && r.data.valid.length ? 'valid' : 'train'} (${list.map((d) => d.paths.join(', ')).join(', ')})`;
   if (s.lines === 0) return new OpenELMError('data', `${where} holds no lines; task ${r.task} needs ${layout}`);
   const first = firstSkip ? ` (first: ${displayPath(firstSkip.file)}:${firstSkip.line}: ${firstSkip.reason})` : '';
-  return new OpenELMError('data', `${where} gives no ${unit}: ${s.lines} lines read, none usable${first}; task ${r.task} needs ${layout}`);
+  return new OpenELMError('data', `${where} gives no ${unit === 'pairs' ? 'preference pairs' : unit}: ${s.lines} lines read, none usable${first}; task ${r.task} needs ${layout}`);
 }
 
 interface LoadedSet { size: number; stats: InstructStats }

@@ -39,6 +39,7 @@ import {
   type CheckpointHooks, type IntervalAccumulator, type LoadedCheckpoint, type TrainerState,
 } from './state.js';
 import { readJsonFile } from '../io/json.js';
+import { resolveModelFolder } from './run-folder.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -92,22 +93,28 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
 
 // ------------------------------------------------------------------------------- model setup
 
-/** The recipe with a hub-id model (and DPO reference) downloaded into the HF cache and named by folder. */
-export async function resolveRecipeHub(r: Recipe, log: (line: string) => void): Promise<Recipe> {
-  if (r.model.hub === undefined && r.dpo?.referenceHub === undefined) return r;
-  const hub = await import('../hub/index.js');
-  const fetch = async (id: string): Promise<string> => {
-    log(`model ${id}: from the hub cache (downloading if needed)`);
-    try {
-      return await hub.ensureModel(id, { onWarning: (m) => log(m) });
-    } catch (e) {
-      if (e instanceof OpenELMError) throw new OpenELMError(e.code, `${r.file}: ${id} is not a local folder and could not be fetched from the hub: ${e.message}`);
-      throw e;
-    }
-  };
-  const out: Recipe = { ...r, model: { ...r.model } };
-  if (r.model.hub !== undefined) out.model.init = await fetch(r.model.hub);
-  if (r.dpo?.referenceHub !== undefined) out.dpo = { ...r.dpo, reference: await fetch(r.dpo.referenceHub) };
+/**
+ * The recipe with its model (and DPO reference) as model folders: a hub id downloaded into the HF
+ * cache, a training run folder replaced by its latest checkpoint.
+ */
+export async function resolveRecipeModels(r: Recipe, log: (line: string) => void): Promise<Recipe> {
+  const out: Recipe = { ...r, model: { ...r.model }, dpo: r.dpo && { ...r.dpo } };
+  if (r.model.hub !== undefined || r.dpo?.referenceHub !== undefined) {
+    const hub = await import('../hub/index.js');
+    const fetch = async (id: string): Promise<string> => {
+      log(`model ${id}: from the hub cache (downloading if needed)`);
+      try {
+        return await hub.ensureModel(id, { onWarning: (m) => log(m) });
+      } catch (e) {
+        if (e instanceof OpenELMError) throw new OpenELMError(e.code, `${r.file}: ${id} is not a local folder and could not be fetched from the hub: ${e.message}`);
+        throw e;
+      }
+    };
+    if (r.model.hub !== undefined) out.model.init = await fetch(r.model.hub);
+    if (out.dpo && r.dpo?.referenceHub !== undefined) out.dpo.reference = await fetch(r.dpo.referenceHub);
+  }
+  if (out.model.init !== undefined) out.model.init = resolveModelFolder(out.model.init, log);
+  if (out.dpo?.reference !== undefined) out.dpo.reference = resolveModelFolder(out.dpo.reference, log);
   return out;
 }
 
@@ -196,7 +203,7 @@ function readMetrics(file: string, upTo: number): MetricLine[] {
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  const r0 = await resolveRecipeHub(opts.recipe, log);
+  const r0 = await resolveRecipeModels(opts.recipe, log);
   const outDir = r0.outDir;
 
   // Everything that can fail on bad input is checked before the model is built.

@@ -11,7 +11,7 @@ import type { NativeMode } from '../../backends/index.js';
 
 export const spec: CommandSpec = {
   name: 'train',
-  summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
+  summary: 'train from a recipe file: pretraining (CoreNet\'s pipeline and hyper-parameters), SFT or DPO (TRL\'s)',
   usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
