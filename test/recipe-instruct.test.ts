@@ -65,6 +65,7 @@ test('keys that belong to another task are one error naming the key and the task
   assert.match(err({ ...SFT, defaults: '270M' }), /recipe\.defaults .* applies to task pretrain, not sft/);
   assert.match(err({ ...SFT, data: { train: [{ path: 'x.txt', format: 'text' }] } }), /recipe\.data\.train\[0\]\.format must be jsonl for task sft/);
   assert.match(err({ ...DPO, data: { train: [{ path: 'x.jsonl', text_key: 'body' }] } }), /recipe\.data\.train\[0\]\.text_key applies to pretraining; task dpo reads prompt\/chosen\/rejected/);
+  assert.match(err({ ...SFT, data: { train: [{ path: 'a.jsonl', weight: 2 }] } }), /recipe\.data\.train\[0\]\.weight applies to pretraining mixtures; task sft uses every example of every source once per epoch/);
   assert.match(err({ ...SFT, task: 'rlhf' }), /recipe\.task must be one of pretrain, sft, dpo, got "rlhf"/);
 });
 

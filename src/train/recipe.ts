@@ -398,6 +398,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     if (instruct) {
       if (format !== undefined && format !== 'jsonl') throw new OpenELMError('recipe', `${at}.format must be jsonl for task ${task} (one example per line), got "${format}"`);
       if (s.text_key !== undefined) throw new OpenELMError('recipe', `${at}.text_key applies to pretraining; task ${task} reads ${task === 'dpo' ? 'prompt/chosen/rejected' : 'prompt/completion, messages or text'}`);
+      if (s.weight !== undefined && s.weight !== 1) throw new OpenELMError('recipe', `${at}.weight applies to pretraining mixtures; task ${task} uses every example of every source once per epoch`);
       format = 'jsonl';
     }
     if (!format) {
