@@ -136,6 +136,20 @@ test('dpo.reference: a folder with the initial weights gives the same run as the
   assert.notEqual(metrics(diff)[0]['rewards/chosen'], 0);
 });
 
+test('dpo: Ctrl-C while the reference is being scored stops before the first step without a checkpoint; --resume then starts over', async () => {
+  const r = recipe('dpo', { steps: 2, eval_every: 0 });
+  const ac = new AbortController();
+  const logs: string[] = [];
+  const res = await train({ recipe: r, signal: ac.signal, log: (l) => { logs.push(l); if (l.startsWith('reference: scoring')) ac.abort(); } });
+  assert.equal(res.status, 'interrupted');
+  assert.equal(res.step, 0);
+  assert.equal(res.checkpoint, null);
+  assert.ok(!logs.some((l) => /^reference: \d+ pairs in/.test(l)), 'the scoring stopped');
+  const again = await train({ recipe: r, resume: true, ...quiet });
+  assert.equal(again.status, 'done');
+  assert.equal(again.step, 2);
+});
+
 test('bad lines are named as they are met (file:line, the first few), then counted; a data set without usable lines is one error', async () => {
   const bad = jsonl('bad-pairs.jsonl', [
     'not json',

@@ -50,39 +50,50 @@ export class DpoTask implements TrainTask {
       `${d.lossType} loss, beta ${d.beta}${d.lossType === 'sigmoid' && d.labelSmoothing ? `, label smoothing ${d.labelSmoothing}` : ''}`;
   }
 
-  /** Every pair of `set` scored by `model`, batch_size pairs at a time, in file order. */
-  private async score(model: TrainableModel, set: DpoSet): Promise<RefLogps> {
+  /** Every pair of `set` scored by `model`, batch_size pairs at a time, in file order; progress every 30 s. */
+  private async score(model: TrainableModel, set: DpoSet, what: string, signal?: AbortSignal): Promise<RefLogps | null> {
     const n = set.size, bs = this.recipe.batchSize, out = new Float64Array(2 * n);
+    let shown = performance.now();
     for (let i = 0; i < n; i += bs) {
+      // let a pending Ctrl-C reach its handler
+      await new Promise<void>((res) => setImmediate(res));
+      if (signal?.aborted) return null;
       const idx = Array.from({ length: Math.min(bs, n - i) }, (_, j) => i + j);
       const lp = await pairLogps(model, dpoBatch(set, idx));
       out.set(lp.chosen, i);
       out.set(lp.rejected, n + i);
+      if (performance.now() - shown > 30_000 && i + bs < n) {
+        shown = performance.now();
+        this.ctx.log(`reference: ${(i + bs).toLocaleString('en-US')} of ${n.toLocaleString('en-US')} ${what} pairs scored`);
+      }
     }
     return out;
   }
 
   /** The reference log-probabilities of every training and validation pair (fresh runs). */
-  async prepare(model: TrainableModel): Promise<void> {
+  async prepare(model: TrainableModel, signal?: AbortSignal): Promise<void> {
     const ref = this.recipe.dpo!.reference;
     const t0 = performance.now();
     const pairs = this.train.size + (this.valid?.size ?? 0);
     this.ctx.log(`reference: scoring ${pairs} pairs with ${ref !== undefined ? ref : 'the initial weights'} (once; kept in every checkpoint)`);
+    const scoreAll = async (m: TrainableModel): Promise<void> => {
+      this.refTrain = await this.score(m, this.train, 'training', signal);
+      this.refValid = this.valid && this.refTrain ? await this.score(m, this.valid, 'validation', signal) : null;
+    };
     if (ref === undefined) {
-      this.refTrain = await this.score(model, this.train);
-      this.refValid = this.valid ? await this.score(model, this.valid) : null;
+      await scoreAll(model);
     } else {
       const m = await this.ctx.openModel(ref);
       try {
         if (m.model.config.vocabSize !== model.config.vocabSize) {
           throw new OpenELMError('recipe', `${this.recipe.file}: recipe.dpo.reference ${ref} has vocab_size ${m.model.config.vocabSize}; the model being trained has ${model.config.vocabSize}`);
         }
-        this.refTrain = await this.score(m.model, this.train);
-        this.refValid = this.valid ? await this.score(m.model, this.valid) : null;
+        await scoreAll(m.model);
       } finally {
         m.close();
       }
     }
+    if (signal?.aborted) { this.refTrain = this.refValid = null; return; }
     this.ctx.log(`reference: ${pairs} pairs in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 

@@ -23,8 +23,8 @@ export interface TaskState {
 export interface TrainTask {
   /** One line for the log: what a step holds. */
   describeBatch(): string;
-  /** Fresh runs only, once the model holds its initial weights and before the first step. */
-  prepare?(model: TrainableModel): Promise<void>;
+  /** Fresh runs only, once the model holds its initial weights and before the first step; returns early when `signal` is aborted. */
+  prepare?(model: TrainableModel, signal?: AbortSignal): Promise<void>;
   /** Zero-gradient-in, gradients-out: the micro-batches of one optimizer step, gradients added to the model's. */
   step(model: TrainableModel): Promise<StepResult>;
   /** Validation numbers (`loss` becomes val_loss, any other key val_<key>), or undefined without validation data. */

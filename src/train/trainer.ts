@@ -305,8 +305,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   let status: TrainResult['status'] = 'done';
   try {
-    if (!resumeDir) await task.prepare?.(model);
-    while (step < r.steps) {
+    if (!resumeDir) await task.prepare?.(model, opts.signal);
+    if (opts.signal?.aborted) status = 'interrupted';
+    while (status === 'done' && step < r.steps) {
       const t0 = performance.now();
       const lr = schedule.lr(step);
       model.zeroGrad();

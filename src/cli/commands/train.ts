@@ -50,7 +50,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   }
   const err = (l: string) => process.stderr.write(l + '\n');
   if (res.status !== 'done') {
-    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint}`);
+    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint ?? 'none yet'}`);
     err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')} --resume`);
     return res.status === 'interrupted' ? 130 : 0;
   }
