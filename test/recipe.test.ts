@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadRecipe, parseRecipe, recipeDifferences } from '../src/train/recipe.js';
 import { makeSchedule, recipeModelConfig } from '../src/train/trainer.js';
+import { isRunFolder } from '../src/train/run-folder.js';
 import { corenetDefaults } from '../src/train/presets.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-recipe-'));
@@ -174,7 +175,7 @@ test('the shipped recipes parse', () => {
   for (const f of files) {
     const r = loadRecipe(path.join(dir.pathname, f));
     assert.ok(r.steps > 0 || (r.epochs ?? 0) > 0, f);
-    // Recipes that start from a hub model or from another run's checkpoint have no config to read yet.
-    if (r.model.hub === undefined && (r.model.init === undefined || fs.existsSync(r.model.init))) recipeModelConfig(r);
+    // Recipes that start from a hub model or from another run (whose checkpoints may not exist yet) have no config to read here.
+    if (r.model.hub === undefined && (r.model.init === undefined || (fs.existsSync(r.model.init) && !isRunFolder(r.model.init)))) recipeModelConfig(r);
   }
 });

@@ -119,7 +119,7 @@ export async function resolveRecipeModels(r: Recipe, log: (line: string) => void
 }
 
 export function recipeModelConfig(r: Recipe): OpenELMConfig {
-  if (r.model.init !== undefined) return readModelConfig(r.model.init);
+  if (r.model.init !== undefined) return readModelConfig(resolveModelFolder(r.model.init));
   const raw = r.model.config !== undefined ? { ...customConfigDefaults(r.seqLen), ...r.model.config } : r.hfConfig!;
   try {
     return resolveConfig(raw);
