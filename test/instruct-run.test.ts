@@ -14,6 +14,7 @@ import { parseRecipe, type Recipe } from '../src/train/recipe.js';
 import { train } from '../src/train/trainer.js';
 import type { MetricLine } from '../src/train/report.js';
 import { DPO_METRIC_KEYS } from '../src/train/dpo-loss.js';
+import { loadModel } from '../src/api.js';
 import { SHOWN_SKIPS } from '../src/train/instruct-task.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -98,6 +99,23 @@ test('sft with epochs: the run length comes from the example count; mask_prompt 
   const all = recipe('sft', { steps: undefined, epochs: 1, eval_every: 0, mask_prompt: false, data: { train: [{ path: SFT_DATA }] } });
   await train({ recipe: all, ...quiet });
   assert.ok(metrics(all)[5].tokens > metrics(r)[5].tokens * 1.5, `${metrics(all)[5].tokens} vs ${metrics(r)[5].tokens}`);
+});
+
+test('sft with chat_template: FILE: checkpoints carry the template, so the chat renders as the model was trained', async () => {
+  const chatml = path.join(tmp, 'chatml.jinja');
+  fs.writeFileSync(chatml, "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + eos_token + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
+  const r = recipe('sft', { chat_template: chatml, steps: 2, eval_every: 0 });
+  const res = await train({ recipe: r, ...quiet });
+  const cfg = JSON.parse(fs.readFileSync(path.join(res.checkpoint!, 'tokenizer_config.json'), 'utf8'));
+  assert.equal(cfg.chat_template, fs.readFileSync(chatml, 'utf8'));
+  const m = await loadModel(res.checkpoint!, { backend: 'js' });
+  try {
+    assert.equal(m.chatTemplate.render([{ role: 'user', content: 'hi' }]), '<|im_start|>user\nhi</s>\n<|im_start|>assistant\n');
+  } finally { m.dispose(); }
+  // the built-in template needs no file: the chat falls back to it
+  const plain = recipe('sft', { steps: 1, eval_every: 0 });
+  const res2 = await train({ recipe: plain, ...quiet });
+  assert.ok(!fs.existsSync(path.join(res2.checkpoint!, 'tokenizer_config.json')));
 });
 
 test('dpo: TRL metrics in metrics.jsonl, policy == reference at the first step, reference kept in checkpoints, resume bit-identical', async () => {

@@ -12,7 +12,9 @@ import type { TrainableModel } from '../model/trainable.js';
 import { DpoSet, dpoBatch } from './data/instruct-set.js';
 import { DPO_METRIC_KEYS, dpoLoss, type DpoConfig, type DpoMetrics } from './dpo-loss.js';
 import { dpoStep, pairLogps, type PairLogps } from './dpo-step.js';
-import { InstructOrder, instructTemplate, loadInstructSets, withRunLength, type InstructContext, type InstructSets } from './instruct-task.js';
+import {
+  InstructOrder, instructTemplate, loadInstructSets, templateCheckpointFiles, withRunLength, type InstructContext, type InstructSets,
+} from './instruct-task.js';
 import type { Recipe } from './recipe.js';
 import type { StepResult, TaskState, TrainTask } from './task.js';
 
@@ -28,11 +30,13 @@ export class DpoTask implements TrainTask {
 
   private readonly train: DpoSet;
   private readonly valid: DpoSet | null;
+  private readonly modelFiles: Record<string, string>;
 
   private constructor(readonly recipe: Recipe, private readonly ctx: InstructContext, private readonly sets: InstructSets<DpoSet>, private readonly order: InstructOrder) {
     const d = recipe.dpo!;
     this.cfg = { beta: d.beta, lossType: d.lossType, labelSmoothing: d.labelSmoothing };
     this.train = sets.train; this.valid = sets.valid;
+    this.modelFiles = templateCheckpointFiles(recipe);
   }
 
   /** Reads and tokenizes every pair; the returned task's recipe has its run length fixed. */
@@ -162,6 +166,8 @@ export class DpoTask implements TrainTask {
   }
 
   notes(): string[] { return this.sets.notes(); }
+
+  checkpointFiles(): Record<string, string> { return this.modelFiles; }
 
   async close(): Promise<void> { /* everything is in memory */ }
 }

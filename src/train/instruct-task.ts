@@ -3,10 +3,12 @@
 // they are met: the first few with file:line and reason, then running counts), the run length
 // from `epochs`, and the epoch order a checkpoint records.
 
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import type { ChatTemplate } from '../chat/template.js';
 import { resolveChatTemplate } from '../io/chat-template-file.js';
+import { readJsonFile } from '../io/json.js';
 import type { OpenELMConfig } from '../model/config.js';
 import type { TrainableModel } from '../model/trainable.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -137,6 +139,28 @@ export function withRunLength(ctx: InstructContext, examples: number, unit: stri
     ctx.log(`run length: ${ctx.recipe.epochs} epochs × ${examples} ${unit} / (${r.batchSize} × ${r.gradAccum} per step) = ${r.steps} steps`);
   }
   return r;
+}
+
+/**
+ * tokenizer_config.json for the checkpoints when the examples were rendered with a template other
+ * than the built-in one (`chat_template: FILE`, or the init folder's), so that `openelm chat` on a
+ * checkpoint renders conversations as the model was trained on them.
+ */
+export function templateCheckpointFiles(r: Recipe): Record<string, string> {
+  const keep = (c: unknown): Record<string, unknown> | null => {
+    const o = (c ?? {}) as Record<string, unknown>;
+    if (o.chat_template === undefined || o.chat_template === null) return null;
+    const out: Record<string, unknown> = { chat_template: o.chat_template };
+    for (const k of ['bos_token', 'eos_token']) if (o[k] !== undefined) out[k] = o[k];
+    return out;
+  };
+  let cfg: Record<string, unknown> | null = null;
+  if (r.chatTemplate !== undefined) {
+    cfg = r.chatTemplate.endsWith('.json') ? keep(readJsonFile(r.chatTemplate, 'tokenizer config')) : { chat_template: fs.readFileSync(r.chatTemplate, 'utf8') };
+  } else if (r.model.init !== undefined && fs.existsSync(path.join(r.model.init, 'tokenizer_config.json'))) {
+    cfg = keep(readJsonFile(path.join(r.model.init, 'tokenizer_config.json'), 'tokenizer config'));
+  }
+  return cfg ? { 'tokenizer_config.json': JSON.stringify(cfg, null, 2) + '\n' } : {};
 }
 
 export interface InstructOrderState extends OrderState {

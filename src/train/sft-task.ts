@@ -7,7 +7,9 @@ import type { TrainableModel } from '../model/trainable.js';
 import { gradAccumScales } from '../model/loss.js';
 import { SftSet, sftBatch } from './data/instruct-set.js';
 import { PAD } from './data/sources.js';
-import { InstructOrder, instructTemplate, loadInstructSets, withRunLength, type InstructContext, type InstructSets } from './instruct-task.js';
+import {
+  InstructOrder, instructTemplate, loadInstructSets, templateCheckpointFiles, withRunLength, type InstructContext, type InstructSets,
+} from './instruct-task.js';
 import type { Recipe } from './recipe.js';
 import type { StepResult, TaskState, TrainTask } from './task.js';
 
@@ -16,9 +18,11 @@ const LAYOUT = 'JSONL lines of {"messages": [...]}, {"prompt", "completion"} or 
 export class SftTask implements TrainTask {
   private readonly train: SftSet;
   private readonly valid: SftSet | null;
+  private readonly modelFiles: Record<string, string>;
 
   private constructor(readonly recipe: Recipe, private readonly sets: InstructSets<SftSet>, private readonly order: InstructOrder) {
     this.train = sets.train; this.valid = sets.valid;
+    this.modelFiles = templateCheckpointFiles(recipe);
   }
 
   /** Reads and tokenizes every example; the returned task's recipe has its run length fixed. */
@@ -66,6 +70,8 @@ export class SftTask implements TrainTask {
   setState(json: unknown): void { this.order.setState(json); }
 
   notes(): string[] { return this.sets.notes(); }
+
+  checkpointFiles(): Record<string, string> { return this.modelFiles; }
 
   async close(): Promise<void> { /* everything is in memory */ }
 }

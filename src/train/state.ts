@@ -60,6 +60,8 @@ export interface CheckpointData {
   opt: { step: number; m: Float32Array; v: Float32Array };
   state: TrainerState;
   dataTensors: Record<string, Int32Array | Float64Array>;
+  /** Further files of the model folder (an instruction-tuned model's tokenizer_config.json with its chat template). */
+  modelFiles?: Record<string, string>;
 }
 
 export interface CheckpointHooks {
@@ -213,6 +215,10 @@ export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number,
     fs.mkdirSync(tmp);
     saveModel(tmp, d.config, d.layout, d.params);
     after('model.safetensors');
+    for (const [name, text] of Object.entries(d.modelFiles ?? {})) {
+      fs.writeFileSync(path.join(tmp, name), text);
+      after(name);
+    }
     writeSafetensorsSync(path.join(tmp, 'optimizer.safetensors'), [
       { name: 'm', dtype: 'F32', shape: [d.opt.m.length], data: d.opt.m },
       { name: 'v', dtype: 'F32', shape: [d.opt.v.length], data: d.opt.v },

@@ -30,6 +30,8 @@ export interface TrainTask {
   /** Validation numbers (`loss` becomes val_loss, any other key val_<key>), or undefined without validation data. */
   evaluate(model: TrainableModel): Promise<Record<string, number> | undefined>;
   getState(): TaskState;
+  /** Files written into every checkpoint beside the weights (name → text), so the folder is usable as it was trained. */
+  checkpointFiles?(): Record<string, string>;
   setState(json: unknown, tensors: Record<string, Int32Array | Float64Array>): void;
   /** Report and end-of-run lines (data statistics). */
   notes(): string[];

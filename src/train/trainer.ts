@@ -298,7 +298,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       version: STATE_VERSION, step, tokens, interval, data: data.json, recipe: r.canonical, trainMs: trainMs(), savedAt: new Date().toISOString(),
     };
     const params = await backend.read(model.params);
-    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors }, r.keepCheckpoints, opts.hooks);
+    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, modelFiles: task.checkpointFiles?.() }, r.keepCheckpoints, opts.hooks);
     writeReport(outDir, metrics, reportInfo(`checkpoint at step ${step} of ${r.steps}`));
     return lastCheckpoint;
   };
