@@ -21,7 +21,9 @@ const COMMANDS: Record<string, string> = {
   perplexity: 'perplexity of a text file',
   eval: 'lm-evaluation-harness-compatible benchmarks',
   train: 'pretrain or fine-tune from a recipe file',
-  convert: 'convert a checkpoint (e.g. to GGUF)',
+  convert: 'convert between HF, GGUF, MLX and CoreNet formats',
+  average: 'average CoreNet checkpoints as CoreNet does',
+  recipe: 'export a recipe as a CoreNet training YAML, or import one',
   bench: 'prefill/decode throughput benchmark',
   download: 'download a model from the Hugging Face hub',
 };

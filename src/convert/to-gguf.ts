@@ -13,11 +13,11 @@
 
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import { INDEX_FILE, openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import * as fs from 'node:fs';
+import { openModelSource } from '../formats/source.js';
 import { checkOutputFile } from '../io/output-guard.js';
 import { writeGGUF, kv, GGMLType, type GGUFKV, type GGUFTensorSource } from '../io/gguf.js';
 import { paramSpecs, type OpenELMConfig } from '../model/config.js';
-import { readModelConfig } from '../io/model-folder.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
 import { PieceType } from '../tokenizer/sentencepiece-model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -39,6 +39,8 @@ export interface ConvertOptions {
   overwrite?: boolean;
   /** Further files the conversion reads (e.g. the tokenizer file), so the output is never one of them. */
   inputs?: string[];
+  /** For a CoreNet .pt source: its CoreNet YAML or HF config.json. */
+  config?: string;
 }
 
 export interface ConvertResult {
@@ -57,8 +59,10 @@ export function validateGGUFType(d: string): GGUFOutType {
 }
 
 /** Every file the conversion of `dir` reads. */
-function inputFiles(dir: string, ckpt: Checkpoint, extra: readonly string[]): string[] {
-  return [path.join(dir, 'config.json'), path.join(dir, INDEX_FILE), path.join(dir, 'tokenizer.model'), ...ckpt.filePaths(), ...extra];
+/** Every file the conversion may read: the input file, or every file of the input folder, and `extra`. */
+function inputFiles(input: string, extra: readonly string[]): string[] {
+  const own = fs.statSync(input).isDirectory() ? fs.readdirSync(input).map((f) => path.join(input, f)) : [input];
+  return [...own, ...extra];
 }
 
 function checkSupported(c: OpenELMConfig, where: string): void {
@@ -146,18 +150,20 @@ function tensorPlan(c: OpenELMConfig): Plan[] {
   return plan;
 }
 
-/** Convert a model folder to GGUF at `out` (written atomically). */
+/** Convert a model (any format openModelSource reads) to GGUF at `out` (written atomically). */
 export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts: ConvertOptions = {}): ConvertResult {
   validateGGUFType(dtype);
-  // Cheap checks first (missing folder, a folder as output); the own-input check needs the file list.
+  // Cheap checks first (missing input, a folder as output); the own-input check needs the file list.
   checkOutputFile(out, { inputs: [], overwrite: true });
-  const config = readModelConfig(dir);
-  checkSupported(config, path.join(dir, 'config.json'));
-  const tok = opts.tokenizer ?? loadTokenizer(dir);
-  const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir))), ...vocabMetadata(tok, config)];
-  const ckpt: Checkpoint = openCheckpoint(dir);
+  const src = openModelSource(dir, { config: opts.config });
+  const ckpt = src.reader;
   try {
-    checkOutputFile(out, { inputs: inputFiles(dir, ckpt, opts.inputs ?? []), overwrite: opts.overwrite });
+    checkOutputFile(out, { inputs: inputFiles(dir, [...(opts.config ? [opts.config] : []), ...(opts.inputs ?? [])]), overwrite: opts.overwrite });
+    const config = src.config;
+    checkSupported(config, src.format === 'hf' ? path.join(dir, 'config.json') : dir);
+    const folder = fs.statSync(dir).isDirectory() ? dir : undefined;
+    const tok = opts.tokenizer ?? src.tokenizer?.() ?? loadTokenizer(folder);
+    const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir)).replace(/\.(gguf|pt|pth)$/i, '')), ...vocabMetadata(tok, config)];
     for (const p of paramSpecs(config)) ckpt.expectShape(p.name, p.shape);
     // proj_1 feeds two tensors in a row; keep the last source read so it is read once.
     let last: { src: string; data: Float32Array } | null = null;
@@ -182,6 +188,6 @@ export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts
     const bytes = writeGGUF(out, meta, tensors);
     return { file: out, bytes, dtype, tensors: tensors.length, metadata: meta.length, fallbacks };
   } finally {
-    ckpt.close();
+    src.close();
   }
 }

@@ -6,8 +6,9 @@
 
 import type { Backend, Tensor, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
-import { setWeightRows } from '../backends/weight-format.js';
+import { setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
+import { formatBytes } from '../core/bytes.js';
 import { assertFinite } from '../core/finite.js';
 import { numel, paramSpecs, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
@@ -24,6 +25,8 @@ export interface TensorSource {
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array;
   readBF16(name: string, dst: Uint16Array): Uint16Array;
   readF16(name: string, dst: Uint16Array): Uint16Array;
+  /** True when every tensor reads as its exact f32 values whatever type stores it (GGUF, MLX, .pt readers). */
+  readonly decoded?: boolean;
 }
 
 export function validateDType(d: string): LoadDType {
@@ -47,8 +50,9 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   for (const [name, shape] of specs) src.expectShape(name, shape);
   for (const name of src.names()) {
     const t = src.info(name);
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && !src.decoded) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
+  checkRoom(src, c, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
   const fileOf = (name: string): string => src.info(name).file ?? name;
   const vec = (name: string): Tensor => {
@@ -94,3 +98,28 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   }
 }
 
+
+/**
+ * Refuse, before anything is allocated, weights that do not fit what the backend may hold (for the
+ * WASM backend: the machine's available memory), naming the sizes and the dtypes that would fit.
+ */
+function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
+  const mem = be.memory();
+  if (!Number.isFinite(mem.limit)) return;
+  const room = mem.limit - mem.inUse;
+  const bytesAt = (d: LoadDType): number => {
+    let n = 0;
+    for (const [name, shape] of specs) {
+      if (shape.length === 1) { n += numel(shape) * 4; continue; }
+      const embedding = name.endsWith('token_embeddings.weight') || name === 'lm_head.weight';
+      n += weightBytes(storageFor(src, name, embedding && d === 'q4' ? 'q8' : d), numel(shape));
+    }
+    return n;
+  };
+  const need = bytesAt(dtype);
+  if (need <= room) return;
+  const fits = WEIGHT_DTYPES.filter((d) => bytesAt(d) <= room);
+  const hint = fits.length ? `it would fit with --dtype ${fits.map((d) => `${d} (${formatBytes(bytesAt(d))})`).join(' or ')}`
+    : `even q4 needs ${formatBytes(bytesAt('q4'))}`;
+  throw new OpenELMError('memory', `the weights need ${formatBytes(need)}${dtype === 'auto' ? '' : ` as ${dtype}`} but ${formatBytes(room)} of memory are available; ${hint}`);
+}
