@@ -101,6 +101,17 @@ test('sft with epochs: the run length comes from the example count; mask_prompt 
   assert.ok(metrics(all)[5].tokens > metrics(r)[5].tokens * 1.5, `${metrics(all)[5].tokens} vs ${metrics(r)[5].tokens}`);
 });
 
+test('sft with epochs and model.init: eval_every and checkpoint_every hold once the run length is known', async () => {
+  const base = recipe('sft', { steps: 1, eval_every: 0 });
+  const init = (await train({ recipe: base, ...quiet })).checkpoint!;
+  const r = recipe('sft', { model: { init: path.dirname(init) }, steps: undefined, epochs: 1, eval_every: 2, checkpoint_every: 3, data: { train: [{ path: SFT_DATA }], valid_fraction: 0.2 } });
+  const res = await train({ recipe: r, ...quiet });
+  const evals = metrics(r).filter((m) => m.val_loss !== undefined).map((m) => m.step);
+  assert.deepEqual(evals, Array.from({ length: Math.floor(res.steps / 2) }, (_, i) => 2 * (i + 1)).concat(res.steps % 2 ? [res.steps] : []));
+  assert.deepEqual(fs.readdirSync(r.outDir).filter((f) => f.startsWith('step-')).sort(),
+    [...new Set([3 * Math.floor((res.steps - 1) / 3), res.steps])].map((s) => `step-${String(s).padStart(8, '0')}`));
+});
+
 test('sft with chat_template: FILE: checkpoints carry the template, so the chat renders as the model was trained', async () => {
   const chatml = path.join(tmp, 'chatml.jinja');
   fs.writeFileSync(chatml, "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + eos_token + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");

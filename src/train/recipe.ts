@@ -76,6 +76,8 @@ export interface Recipe {
   logEvery: number;
   evalEvery: number;
   checkpointEvery: number;
+  /** eval_every / checkpoint_every as written, kept until the run length is known (epochs need the example count). */
+  intervalKeys?: IntervalKeys;
   keepCheckpoints: number;
   recompute: boolean;
   threads?: number;
@@ -489,19 +491,17 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   if (recipe.schedule.type === 'cosine' && recipe.schedule.minLr > lr) {
     throw new OpenELMError('recipe', `recipe.schedule.min_lr (${recipe.schedule.minLr}) is larger than recipe.optimizer.lr (${lr})`);
   }
-  pendingIntervals.set(recipe, { checkpointEvery: r.checkpoint_every as number | undefined, evalEvery: evalEveryRaw, hasValid });
+  recipe.intervalKeys = { checkpointEvery: r.checkpoint_every as number | undefined, evalEvery: evalEveryRaw, hasValid };
   if (epochs === undefined) return withSteps(recipe, steps);
   recipe.canonical = canonicalRecipe(recipe);
   return recipe;
 }
 
-interface IntervalKeys { checkpointEvery?: number; evalEvery?: number; hasValid: boolean }
-/** The interval keys as written, kept until the run length is known (epochs need the example count). */
-const pendingIntervals = new WeakMap<Recipe, IntervalKeys>();
+export interface IntervalKeys { checkpointEvery?: number; evalEvery?: number; hasValid: boolean }
 
 /** The recipe with its run length fixed: warm-up from warmup_ratio, default checkpoint/eval intervals. */
 function withSteps(r: Recipe, steps: number): Recipe {
-  const iv = pendingIntervals.get(r) ?? { hasValid: r.evalEvery > 0, checkpointEvery: r.checkpointEvery || undefined, evalEvery: r.evalEvery };
+  const iv = r.intervalKeys ?? { hasValid: r.evalEvery > 0, checkpointEvery: r.checkpointEvery || undefined, evalEvery: r.evalEvery };
   const warmupSteps = r.schedule.warmupRatio !== undefined ? Math.ceil(r.schedule.warmupRatio * steps) : r.schedule.warmupSteps;
   if (r.schedule.type !== 'constant' && warmupSteps > steps) {
     throw new OpenELMError('recipe', `${r.schedule.warmupRatio !== undefined ? 'the warm-up' : 'recipe.schedule.warmup_steps'} (${warmupSteps}) is larger than recipe.steps (${steps})`);
@@ -512,7 +512,6 @@ function withSteps(r: Recipe, steps: number): Recipe {
     checkpointEvery, evalEvery: iv.evalEvery ?? (iv.hasValid ? checkpointEvery : 0),
   };
   out.canonical = canonicalRecipe(out);
-  pendingIntervals.set(out, iv);
   return out;
 }
 
