@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadRecipe, parseRecipe, recipeDifferences, resolveRunLength } from '../src/train/recipe.js';
+import { isHubModelId, loadRecipe, parseRecipe, recipeDifferences, resolveRunLength } from '../src/train/recipe.js';
 import { hfCosineSchedule } from '../src/train/schedule.js';
 import { makeSchedule } from '../src/train/trainer.js';
 
@@ -156,11 +156,15 @@ test('OpenELM-Instruct presets: Apple\'s per-size DPO settings', () => {
 
 test('model.init and dpo.reference: a folder, or a hub id when no such folder exists', () => {
   const h = parseRecipe({ ...DPO, model: { init: 'apple/OpenELM-270M' }, dpo: { reference: 'apple/OpenELM-270M-Instruct' } }, FILE);
-  assert.deepEqual([h.model.init, h.model.hub], [undefined, 'apple/OpenELM-270M']);
-  assert.deepEqual([h.dpo!.reference, h.dpo!.referenceHub], [undefined, 'apple/OpenELM-270M-Instruct']);
+  assert.equal(h.model.init, 'apple/OpenELM-270M');
+  assert.ok(isHubModelId(h.model.init!));
+  assert.equal(h.dpo!.reference, 'apple/OpenELM-270M-Instruct');
+  assert.ok(isHubModelId(h.dpo!.reference!));
   assert.deepEqual(h.canonical.model, { init: 'apple/OpenELM-270M' });
+  assert.equal((h.canonical.dpo as { reference: string }).reference, 'apple/OpenELM-270M-Instruct');
   fs.mkdirSync(path.join(tmp, 'org', 'name'), { recursive: true });
   const l = parseRecipe({ ...DPO, model: { init: 'org/name' } }, FILE);
-  assert.deepEqual([l.model.init, l.model.hub], [path.join(tmp, 'org', 'name'), undefined]);
+  assert.equal(l.model.init, path.join(tmp, 'org', 'name'));
+  assert.ok(!isHubModelId(l.model.init!));
   assert.equal(parseRecipe({ ...DPO, model: { init: './apple/x' } }, FILE).model.init, path.join(tmp, 'apple', 'x'));
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadRecipe, parseRecipe, recipeDifferences } from '../src/train/recipe.js';
+import { isHubModelId, loadRecipe, parseRecipe, recipeDifferences } from '../src/train/recipe.js';
 import { makeSchedule, recipeModelConfig } from '../src/train/trainer.js';
 import { isRunFolder } from '../src/train/run-folder.js';
 import { corenetDefaults } from '../src/train/presets.js';
@@ -175,7 +175,9 @@ test('the shipped recipes parse', () => {
   for (const f of files) {
     const r = loadRecipe(path.join(dir.pathname, f));
     assert.ok(r.steps > 0 || (r.epochs ?? 0) > 0, f);
-    // Recipes that start from a hub model or from another run (whose checkpoints may not exist yet) have no config to read here.
-    if (r.model.hub === undefined && (r.model.init === undefined || (fs.existsSync(r.model.init) && !isRunFolder(r.model.init)))) recipeModelConfig(r);
+    // Recipes that start from another run (whose checkpoints may not exist yet) have no config to read here;
+    // Apple's hub models have their presets' geometry.
+    const init = r.model.init;
+    if (init === undefined || isHubModelId(init) || (fs.existsSync(init) && !isRunFolder(init))) recipeModelConfig(r);
   }
 });

@@ -18,15 +18,19 @@ function split(sums: Float64Array, pairs: number): PairLogps {
   return { chosen: sums.slice(0, pairs), rejected: sums.slice(pairs, 2 * pairs) };
 }
 
-/** Completion log-probability sums of every pair of the batch (forward only; the reference's, once per pair). */
+/** Completion log-probability sums of every pair of the batch (forward only, no dropout: the reference's, once per pair, and validation). */
 export async function pairLogps(model: SequenceScorer, b: PairBatch): Promise<PairLogps> {
   return split(await model.sequenceLogprobs(b.inputs, b.targets, b.rows, b.T, { ignoreIndex: PAD }), b.pairs);
 }
 
-/** Loss, metrics and gradients (gradScale · ∂loss/∂θ added to the model's) of one batch of pairs. */
-export async function dpoStep(model: SequenceScorer, b: PairBatch, ref: PairLogps, cfg: DpoConfig, gradScale = 1): Promise<DpoLossResult & { policy: PairLogps }> {
+/**
+ * Loss, metrics and gradients (gradScale · ∂loss/∂θ added to the model's) of one batch of pairs.
+ * The policy's forward is a training one: adapter dropout is active (seeded by dropoutSeed), as in
+ * TRL, whose policy runs in train mode.
+ */
+export async function dpoStep(model: SequenceScorer, b: PairBatch, ref: PairLogps, cfg: DpoConfig, gradScale = 1, dropoutSeed?: number): Promise<DpoLossResult & { policy: PairLogps }> {
   const P = b.pairs;
-  const policy = await pairLogps(model, b);
+  const policy = split(await model.sequenceLogprobs(b.inputs, b.targets, b.rows, b.T, { ignoreIndex: PAD, train: true, dropoutSeed }), P);
   const res = dpoLoss(policy.chosen, policy.rejected, ref.chosen, ref.rejected, cfg, b.rowTokens.subarray(0, P), b.rowTokens.subarray(P, 2 * P));
   const w = new Float64Array(2 * P);
   for (let i = 0; i < P; i++) { w[i] = gradScale * res.dChosen[i]; w[P + i] = gradScale * res.dRejected[i]; }

@@ -16,7 +16,7 @@ import {
   InstructOrder, instructTemplate, loadInstructSets, templateCheckpointFiles, withRunLength, type InstructContext, type InstructSets,
 } from './instruct-task.js';
 import type { Recipe } from './recipe.js';
-import type { StepResult, TaskState, TrainTask } from './task.js';
+import type { StepContext, StepResult, TaskState, TrainTask } from './task.js';
 
 const LAYOUT = 'JSONL lines of preference pairs {"prompt", "chosen", "rejected"} (strings, or chosen/rejected as message lists)';
 
@@ -106,7 +106,7 @@ export class DpoTask implements TrainTask {
     return { chosen: Float64Array.from(idx, (i) => ref[i]), rejected: Float64Array.from(idx, (i) => ref[n + i]) };
   }
 
-  async step(model: TrainableModel): Promise<StepResult> {
+  async step(model: TrainableModel, ctx: StepContext): Promise<StepResult> {
     const r = this.recipe, n = this.train.size;
     let loss = 0, tokens = 0, pairs = 0;
     const sums = Object.fromEntries(DPO_METRIC_KEYS.map((k) => [k, 0])) as unknown as DpoMetrics;
@@ -114,7 +114,7 @@ export class DpoTask implements TrainTask {
       const idx = this.order.take(r.batchSize);
       const b = dpoBatch(this.train, idx);
       // each micro-batch's mean over its pairs weighs 1/grad_accum, as HF's Trainer accumulates
-      const res = await dpoStep(model, b, this.refOf(this.refTrain, n, idx), this.cfg, 1 / r.gradAccum);
+      const res = await dpoStep(model, b, this.refOf(this.refTrain, n, idx), this.cfg, 1 / r.gradAccum, ctx.dropoutSeed(a));
       loss += res.loss / r.gradAccum;
       tokens += b.validTokens;
       pairs += res.pairs;

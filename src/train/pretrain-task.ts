@@ -9,7 +9,7 @@ import { expandDataPath } from './data/files.js';
 import { TrainLoader, readRows, rowsToBatch, type LoaderState } from './data/loader.js';
 import { PAD, createSource, type RowSource, type SourceSpec, type SourceStats } from './data/sources.js';
 import type { Recipe, RecipeSource } from './recipe.js';
-import type { StepResult, TaskState, TrainTask } from './task.js';
+import type { StepContext, StepResult, TaskState, TrainTask } from './task.js';
 
 export function sourceSpecs(list: RecipeSource[], key: string): SourceSpec[] {
   return list.map((s, i) => ({
@@ -78,12 +78,12 @@ export class PretrainTask implements TrainTask {
     return `batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`;
   }
 
-  async step(model: TrainableModel): Promise<StepResult> {
+  async step(model: TrainableModel, ctx: StepContext): Promise<StepResult> {
     const r = this.r;
     let lossSum = 0, tokens = 0;
     for (let a = 0; a < r.gradAccum; a++) {
       const b = await this.loader.nextBatch(r.batchSize);
-      const res = await model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum });
+      const res = await model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum, dropoutSeed: ctx.dropoutSeed(a) });
       lossSum += res.loss;
       tokens += res.validTokens;
     }

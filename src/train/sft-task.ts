@@ -11,7 +11,7 @@ import {
   InstructOrder, instructTemplate, loadInstructSets, templateCheckpointFiles, withRunLength, type InstructContext, type InstructSets,
 } from './instruct-task.js';
 import type { Recipe } from './recipe.js';
-import type { StepResult, TaskState, TrainTask } from './task.js';
+import type { StepContext, StepResult, TaskState, TrainTask } from './task.js';
 
 const LAYOUT = 'JSONL lines of {"messages": [...]}, {"prompt", "completion"} or {"text"}';
 
@@ -40,14 +40,14 @@ export class SftTask implements TrainTask {
       `loss on ${r.maskPrompt ? 'the completions / assistant turns' : 'every token after the BOS'}`;
   }
 
-  async step(model: TrainableModel): Promise<StepResult> {
+  async step(model: TrainableModel, ctx: StepContext): Promise<StepResult> {
     const r = this.recipe;
     const batches = Array.from({ length: r.gradAccum }, () => sftBatch(this.train, this.order.take(r.batchSize)));
     const scales = gradAccumScales(batches.map((b) => b.validTokens), 'token');
     let sum = 0, tokens = 0;
     for (let i = 0; i < batches.length; i++) {
       const b = batches[i];
-      const res = await model.forwardBackward(b.inputs, b.targets, b.rows, b.T, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: scales[i] });
+      const res = await model.forwardBackward(b.inputs, b.targets, b.rows, b.T, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: scales[i], dropoutSeed: ctx.dropoutSeed(i) });
       sum += res.loss * res.validTokens;
       tokens += res.validTokens;
     }

@@ -14,6 +14,12 @@ export interface StepResult {
   metrics?: Record<string, number>;
 }
 
+/** What the loop tells a task about the step it runs. */
+export interface StepContext {
+  /** Seed of micro-batch `micro`'s adapter dropout masks (from the recipe's seed and the step, so a resumed run draws the same). */
+  dropoutSeed(micro: number): number;
+}
+
 /** A task's position in its data: JSON for trainer_state.json, arrays for data_state.safetensors. */
 export interface TaskState {
   json: unknown;
@@ -26,7 +32,7 @@ export interface TrainTask {
   /** Fresh runs only, once the model holds its initial weights and before the first step; returns early when `signal` is aborted. */
   prepare?(model: TrainableModel, signal?: AbortSignal): Promise<void>;
   /** Zero-gradient-in, gradients-out: the micro-batches of one optimizer step, gradients added to the model's. */
-  step(model: TrainableModel): Promise<StepResult>;
+  step(model: TrainableModel, ctx: StepContext): Promise<StepResult>;
   /** Validation numbers (`loss` becomes val_loss, any other key val_<key>), or undefined without validation data. */
   evaluate(model: TrainableModel): Promise<Record<string, number> | undefined>;
   getState(): TaskState;

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
-import { parameterCount, resolveConfig, type OpenELMConfig } from '../model/config.js';
+import { parameterCount, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
 import { readModelConfig } from '../io/model-folder.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
@@ -24,15 +24,17 @@ import { AdamW } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import { createBackend, type NativeMode } from '../backends/index.js';
 import type { Backend } from '../backends/backend.js';
-import { TrainableModel } from '../model/trainable.js';
+import { TrainableModel, type AdapterTraining } from '../model/trainable.js';
+import { mixSeed } from '../backends/dropout.js';
+import { describeAdapter, loadBaseAndAdapter, preparePeftRun, readAdapterFiles, writeAdapterFiles } from './peft-run.js';
 import { constantSchedule, cosineSchedule, hfCosineSchedule, type LRSchedule } from './schedule.js';
-import { recipeDifferences, type Recipe } from './recipe.js';
+import { isHubModelId, recipeDifferences, type Recipe } from './recipe.js';
 import { PretrainTask } from './pretrain-task.js';
 import { SftTask } from './sft-task.js';
 import { DpoTask } from './dpo-task.js';
 import type { InstructContext } from './instruct-task.js';
 import type { TrainTask } from './task.js';
-import { customConfigDefaults } from './presets.js';
+import { customConfigDefaults, presetSize } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
 import {
   STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpoint, writeCheckpoint,
@@ -81,10 +83,10 @@ export interface TrainResult {
  * in an order fixed by the shapes (WASM tiles; native blocks), so results do not depend on the
  * thread count and --resume is bit-identical.
  */
-export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string }): Promise<{ model: TrainableModel; backend: Backend }> {
+export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string; adapter?: AdapterTraining }): Promise<{ model: TrainableModel; backend: Backend }> {
   const backend = await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
-    return { model: new TrainableModel(config, backend, { recompute: opts.recompute }), backend };
+    return { model: new TrainableModel(config, backend, { recompute: opts.recompute, adapter: opts.adapter }), backend };
   } catch (e) {
     backend.dispose();
     throw e;
@@ -99,7 +101,8 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
  */
 export async function resolveRecipeModels(r: Recipe, log: (line: string) => void): Promise<Recipe> {
   const out: Recipe = { ...r, model: { ...r.model }, dpo: r.dpo && { ...r.dpo } };
-  if (r.model.hub !== undefined || r.dpo?.referenceHub !== undefined) {
+  const init = r.model.init, ref = r.dpo?.reference;
+  if ((init !== undefined && isHubModelId(init)) || (ref !== undefined && isHubModelId(ref))) {
     const hub = await import('../hub/index.js');
     const fetch = async (id: string): Promise<string> => {
       log(`model ${id}: from the hub cache (downloading if needed)`);
@@ -110,8 +113,8 @@ export async function resolveRecipeModels(r: Recipe, log: (line: string) => void
         throw e;
       }
     };
-    if (r.model.hub !== undefined) out.model.init = await fetch(r.model.hub);
-    if (out.dpo && r.dpo?.referenceHub !== undefined) out.dpo.reference = await fetch(r.dpo.referenceHub);
+    if (init !== undefined && isHubModelId(init)) out.model.init = await fetch(init);
+    if (out.dpo && ref !== undefined && isHubModelId(ref)) out.dpo.reference = await fetch(ref);
   }
   if (out.model.init !== undefined) out.model.init = resolveModelFolder(out.model.init, log);
   if (out.dpo?.reference !== undefined) out.dpo.reference = resolveModelFolder(out.dpo.reference, log);
@@ -119,6 +122,11 @@ export async function resolveRecipeModels(r: Recipe, log: (line: string) => void
 }
 
 export function recipeModelConfig(r: Recipe): OpenELMConfig {
+  if (r.model.init !== undefined && isHubModelId(r.model.init)) {
+    // Apple's released models need no download to know their geometry.
+    if (presetSize(r.model.init)) return resolveConfig(presetHFConfig(r.model.init));
+    throw new OpenELMError('recipe', `${r.file}: recipe.model.init ${r.model.init} is downloaded when training starts; its config is not known before`);
+  }
   if (r.model.init !== undefined) return readModelConfig(resolveModelFolder(r.model.init));
   const raw = r.model.config !== undefined ? { ...customConfigDefaults(r.seqLen), ...r.model.config } : r.hfConfig!;
   try {
@@ -213,6 +221,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       ? `${r0.file}: recipe.seq_len (${r0.seqLen}) is longer than the model's max_context_length (${config.maxContextLength})`
       : `${r0.file}: recipe.max_length (${r0.maxLength}) needs ${r0.seqLen} positions; the model's max_context_length is ${config.maxContextLength}`);
   }
+  // adapter runs (recipe.peft): a frozen base from model.init and a LoRA / DoRA adapter (peft-run.ts)
+  const peft = r0.peft ? preparePeftRun(r0, config) : null;
   const tok = opts.tokenizer ?? loadTokenizer(r0.model.init);
   const { task, recipe: r } = await createTask(r0, tok, config, log, { threads: r0.threads, native: opts.native });
 
@@ -224,7 +234,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
-  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads, native: opts.native });
+  const { model, backend } = await createTrainableModel(config, {
+    recompute: r.recompute, threads: r.threads, native: opts.native, adapter: peft ? { settings: peft.settings, baseDtype: peft.baseDtype } : undefined,
+  });
   // AdamW and clipping run on the model's backend.
   const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
@@ -242,11 +254,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (diffs.length) {
         throw new OpenELMError('usage', `cannot resume: the recipe changed since ${dir} was written (${diffs.join(', ')}); resuming needs the same settings`);
       }
-      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v);
+      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v, peft ? (d, p) => readAdapterFiles(d, config, model, p) : undefined);
     }, log);
     if (found) { resumeDir = found.dir; ck = found.value; } else log(`no checkpoint in ${outDir} yet: starting from step 0`);
   }
   if (resumeDir && ck) {
+    if (peft) loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
     backend.write(model.params, host!.params);
     opt.loadState({ step: ck.optStep, m: host!.m, v: host!.v });
     task.setState(ck.state.data, ck.dataTensors);
@@ -255,7 +268,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     writeFileAtomicSync(metricsFile, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
     log(`resumed from ${resumeDir} at step ${step}/${r.steps}`);
   } else {
-    if (r.model.init !== undefined) loadInitWeights(r.model.init, model);
+    if (peft) loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
+    else if (r.model.init !== undefined) loadInitWeights(r.model.init, model);
     else initParams(config, model.layout, (e, values) => model.setParam(e.name, values), r.seed);
     writeFileAtomicSync(metricsFile, '');
   }
@@ -267,6 +281,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const nParams = parameterCount(config);
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
+  if (peft) log(`adapter: ${describeAdapter(model, nParams, peft)}`);
   log(`compute: ${backend.describe()}`);
   log(task.describeBatch());
 
@@ -281,6 +296,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     summary: [
       ['model', `${r.model.preset ?? (r.model.init ? `init from ${r.model.init}` : 'custom config')}: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}`],
       ['per-layer heads / FFN', `${config.numQueryHeads.join(' ')} / ${config.ffnDims.join(' ')}`],
+      ...(peft ? [['adapter', describeAdapter(model, nParams, peft)] as [string, string]] : []),
       ['data', r.data.train.map((s) => `${s.name} (${s.format}, weight ${s.weight})`).join(', ')],
       ['batch', r.task === 'pretrain' ? `${r.batchSize} × ${r.seqLen} × ${r.gradAccum} (${r.pipeline.mode})`
         : `${r.batchSize} ${r.task === 'dpo' ? 'pairs' : 'examples'} × ${r.gradAccum}, rows of at most ${r.maxLength} tokens (${r.task})`],
@@ -298,7 +314,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       version: STATE_VERSION, step, tokens, interval, data: data.json, recipe: r.canonical, trainMs: trainMs(), savedAt: new Date().toISOString(),
     };
     const params = await backend.read(model.params);
-    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, modelFiles: task.checkpointFiles?.() }, r.keepCheckpoints, opts.hooks);
+    const writeModel = peft ? (d: string) => writeAdapterFiles(d, config, model, params, opts.recipe.model.init ?? null) : undefined;
+    lastCheckpoint = writeCheckpoint(outDir, {
+      config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, writeModel, modelFiles: task.checkpointFiles?.(),
+    }, r.keepCheckpoints, opts.hooks);
     writeReport(outDir, metrics, reportInfo(`checkpoint at step ${step} of ${r.steps}`));
     return lastCheckpoint;
   };
@@ -311,7 +330,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const t0 = performance.now();
       const lr = schedule.lr(step);
       model.zeroGrad();
-      const res = await task.step(model);
+      // adapter dropout masks come from the seed, the step and the micro-batch (resume is bit-identical)
+      const stepNow = step;
+      const res = await task.step(model, { dropoutSeed: (micro) => mixSeed(r.seed, stepNow, micro) });
       const loss = res.loss, stepTokens = res.tokens;
       const gradNorm = Number.isFinite(loss) ? await clipGradNorm(backend, model.grads, r.clipGradNorm) : NaN;
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
