@@ -150,6 +150,39 @@ test('dpo: TRL metrics in metrics.jsonl, policy == reference at the first step, 
   assert.match(fs.readFileSync(path.join(a.outDir, 'report.html'), 'utf8'), /<h2>Rewards<\/h2>/);
 });
 
+test('sft and dpo with a peft block: PEFT adapter checkpoints, the base untouched, resume with adapter dropout bit-identical', async () => {
+  const init = (await train({ recipe: recipe('sft', { steps: 1, eval_every: 0 }), ...quiet })).checkpoint!;
+  const baseBytes = weights(init);
+  const peft = { type: 'lora', r: 4, alpha: 8, dropout: 0.1 };
+  const adapterBytes = (dir: string) => fs.readFileSync(path.join(dir, 'adapter_model.safetensors'));
+  for (const task of ['sft', 'dpo'] as const) {
+    const make = () => recipe(task, { model: { init }, peft, pipeline: { shuffle: false }, optimizer: { lr: 2e-2 } });
+    const a = make();
+    assert.equal((await train({ recipe: a, ...quiet })).status, 'done');
+    const b = make();
+    assert.equal((await train({ recipe: b, stopAfter: 3, ...quiet })).status, 'stopped');
+    assert.equal((await train({ recipe: b, resume: true, ...quiet })).status, 'done');
+    assert.deepEqual(withoutSpeed(metrics(b)), withoutSpeed(metrics(a)), task);
+    const last = (r: Recipe) => path.join(r.outDir, 'step-00000006');
+    assert.ok(adapterBytes(last(b)).equals(adapterBytes(last(a))), `${task}: the resumed adapter is bit-identical`);
+    assert.ok(fs.existsSync(path.join(last(a), 'adapter_config.json')) && !fs.existsSync(path.join(last(a), 'model.safetensors')), `${task}: checkpoints are adapter folders`);
+    assert.ok(weights(init).equals(baseBytes), 'the base is never written');
+    const ms = metrics(a);
+    assert.ok(Number.isFinite(ms[5].val_loss), `${task}: validation`);
+    if (task === 'dpo') {
+      // PEFT's LoRA init has B = 0: the adapted policy starts as the reference, dropout or not
+      assert.equal(ms[0]['rewards/margins'], 0);
+      assert.ok(Math.abs(ms[0].loss - Math.LN2) < 1e-12, `${ms[0].loss}`);
+      assert.ok(ms[5]['rewards/margins']! > 0, `dpo: the margin grows (${ms[5]['rewards/margins']})`);
+    } else {
+      assert.ok(ms[5].loss < ms[0].loss, `sft: the loss falls (${ms[0].loss} → ${ms[5].loss})`);
+    }
+    // the adapter checkpoint is usable on its base
+    const m = await loadModel(init, { backend: 'js', adapter: last(a) });
+    m.dispose();
+  }
+});
+
 test('dpo.reference: a folder with the initial weights gives the same run as the default; another model changes the rewards', async () => {
   // an SFT checkpoint as the starting model, and an earlier one as a different reference
   const base = recipe('sft', { eval_every: 0, checkpoint_every: 3 });
