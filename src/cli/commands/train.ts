@@ -13,7 +13,7 @@ import type { NativeMode } from '../../backends/index.js';
 
 export const spec: CommandSpec = {
   name: 'train',
-  summary: 'pretrain or fine-tune an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters; a peft block trains a LoRA/DoRA adapter)',
+  summary: 'pretrain or fine-tune from a recipe file: pretraining (CoreNet\'s pipeline and hyper-parameters), SFT or DPO (TRL\'s); a peft block trains a LoRA/DoRA adapter',
   usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--backend B] [--native auto|on|off] [--precision fp32|bf16]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
@@ -59,7 +59,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   }
   const err = (l: string) => process.stderr.write(l + '\n');
   if (res.status !== 'done') {
-    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint}`);
+    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint ?? 'none yet'}`);
     err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')} --resume`);
     return res.status === 'interrupted' ? 130 : 0;
   }
