@@ -75,6 +75,15 @@ const OPS: i32 = 2;
     v128.store(p, v0); v128.store(p, v1, 16); v128.store(p, v2, 32); v128.store(p, v3, 48);
     return f32x4.splat(0);
   }
+  return dot16(v0, v1, v2, v3, p);
+}
+
+/**
+ * Σ v·x[p..p+16) folded into 4 lanes. The one-token GEMV (values in registers) and the
+ * several-token GEMV (values decoded to scratch) both sum through this one expression, group by
+ * group into the same two accumulators, so a token's result never depends on how many came with it.
+ */
+@inline function dot16(v0: v128, v1: v128, v2: v128, v3: v128, p: usize): v128 {
   return f32x4.add(fmadd(v0, v128.load(p), f32x4.mul(v1, v128.load(p, 16))), fmadd(v2, v128.load(p, 32), f32x4.mul(v3, v128.load(p, 48))));
 }
 
@@ -136,13 +145,20 @@ const OPS: i32 = 2;
   return <f32>((m ? a >> 4 : a & 0x0f) | ((b >> 6) << 4));
 }
 
-/** Q4_K (qh = 0) and Q5_K (qh = the 32 high-bit bytes): per 64 values two sub-blocks of 32. */
+/** 16 where bit j of each byte of h is set, else 0 (16-bit lane shifts are single instructions; 8-bit ones are not). */
+@inline function hbit(h: v128, j: i32): v128 {
+  return i16x8.shl(v128.and(i16x8.shr_u(h, j), i8x16.splat(1)), 4);
+}
+
+// The walkers below loop over 32- or 64-value parts of a super-block rather than unrolling it: in
+// one long straight-line body V8 hoists all of x's loads to the top and spills them.
+
+/** Q4_K (five = false) and Q5_K (five = true, qh = the 32 bytes of high bits): 64 values per step, two sub-blocks of 32. */
 @inline function walkK45(mode: i32, five: bool, src: usize, nsb: i32, p: usize): v128 {
   let a0 = f32x4.splat(0), a1 = a0;
   const bb: usize = five ? 176 : 144;
   for (let b = 0; b < nsb; b++, src += bb, p += 1024) {
     const d = h2f(src), dmin = h2f(src + 2), sc = src + 4, qs = src + (five ? 48 : 16);
-    const h0 = five ? v128.load(src + 16) : f32x4.splat(0), h1 = five ? v128.load(src + 32) : h0;
     for (let c = 0; c < 4; c++) {
       const j0 = 2 * c, j1 = 2 * c + 1;
       const s0 = f32x4.splat(d * kScale(sc, j0, false)), m0 = f32x4.splat(dmin * kScale(sc, j0, true));
@@ -150,11 +166,10 @@ const OPS: i32 = 2;
       const v0 = v128.load(qs + <usize>(32 * c)), v1 = v128.load(qs + <usize>(32 * c + 16));
       let q0 = lo4(v0), q1 = lo4(v1), q2 = hi4(v0), q3 = hi4(v1);
       if (five) {
-        const one = i8x16.splat(1);
-        q0 = v128.or(q0, i8x16.shl(v128.and(i8x16.shr_u(h0, j0), one), 4));
-        q1 = v128.or(q1, i8x16.shl(v128.and(i8x16.shr_u(h1, j0), one), 4));
-        q2 = v128.or(q2, i8x16.shl(v128.and(i8x16.shr_u(h0, j1), one), 4));
-        q3 = v128.or(q3, i8x16.shl(v128.and(i8x16.shr_u(h1, j1), one), 4));
+        // bit j of qh[l] is bit 4 of value l of sub-block j
+        const h0 = v128.load(src + 16), h1 = v128.load(src + 32);
+        q0 = v128.or(q0, hbit(h0, j0)); q1 = v128.or(q1, hbit(h1, j0));
+        q2 = v128.or(q2, hbit(h0, j1)); q3 = v128.or(q3, hbit(h1, j1));
       }
       const o = p + <usize>(256 * c);
       a0 = add4(mode, a0, emit16(mode, OPS, q0, s0, m0, o));
@@ -166,63 +181,104 @@ const OPS: i32 = 2;
   return f32x4.add(a0, a1);
 }
 
-/** Q6_K: ql[128], qh[64], int8 scales[16] (one per 16 values), d; value (d·sc)·(q − 32). */
+/**
+ * Q6_K: ql[128], qh[64], int8 scales[16] (one per 16 values), d; value (d·sc)·(q − 32). Values
+ * 128h + 32k + l (l < 32): low 4 bits from ql[64h + 32(k & 1) + l] (low nibble for k < 2, high
+ * for k ≥ 2), high 2 bits from bits 2k, 2k + 1 of qh[32h + l].
+ */
 @inline function walkQ6K(mode: i32, src: usize, nsb: i32, p: usize): v128 {
   let a0 = f32x4.splat(0), a1 = a0;
+  const e = i8x16.splat(32), three = i8x16.splat(3), fifteen = i8x16.splat(15);
   for (let b = 0; b < nsb; b++, src += 210, p += 1024) {
-    const d = h2f(src + 208), e = i8x16.splat(32), three = i8x16.splat(3);
-    for (let h = 0; h < 2; h++) {
-      const qh0 = v128.load(src + <usize>(128 + 32 * h)), qh1 = v128.load(src + <usize>(128 + 32 * h + 16));
-      for (let k = 0; k < 4; k++) {
-        const lo = src + <usize>(64 * h + 32 * (k & 1)), sh = k < 2 ? 0 : 4;
-        const l0 = v128.load(lo), l1 = v128.load(lo, 16);
-        const q0 = i8x16.sub(v128.or(lo4(i8x16.shr_u(l0, sh)), i8x16.shl(v128.and(i8x16.shr_u(qh0, 2 * k), three), 4)), e);
-        const q1 = i8x16.sub(v128.or(lo4(i8x16.shr_u(l1, sh)), i8x16.shl(v128.and(i8x16.shr_u(qh1, 2 * k), three), 4)), e);
-        const sc = src + <usize>(192 + 8 * h + 2 * k);
-        const s0 = f32x4.splat(d * <f32>load<i8>(sc)), s1 = f32x4.splat(d * <f32>load<i8>(sc + 1));
-        const o = p + <usize>(512 * h + 128 * k);
-        a0 = add4(mode, a0, emit16(mode, OPM, q0, s0, s0, o));
-        a1 = add4(mode, a1, emit16(mode, OPM, q1, s1, s1, o + 64));
-      }
+    const d = h2f(src + 208);
+    for (let t = 0; t < 8; t++) {
+      const h = t >> 2, k = t & 3;
+      const lo = src + <usize>(64 * h + 32 * (k & 1)), qh = src + <usize>(128 + 32 * h);
+      const sh = (k >> 1) << 2;
+      const b0 = v128.and(i16x8.shr_u(v128.load(lo), sh), fifteen), b1 = v128.and(i16x8.shr_u(v128.load(lo, 16), sh), fifteen);
+      const h0 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh), 2 * k), three), 4);
+      const h1 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh, 16), 2 * k), three), 4);
+      const q0 = i8x16.sub(v128.or(b0, h0), e), q1 = i8x16.sub(v128.or(b1, h1), e);
+      const sc = src + <usize>(192 + 8 * h + 2 * k);
+      const s0 = f32x4.splat(d * <f32>load<i8>(sc)), s1 = f32x4.splat(d * <f32>load<i8>(sc + 1));
+      const o = p + <usize>(128 * t);
+      a0 = add4(mode, a0, emit16(mode, OPM, q0, s0, s0, o));
+      a1 = add4(mode, a1, emit16(mode, OPM, q1, s1, s1, o + 64));
     }
   }
   return f32x4.add(a0, a1);
 }
 
-@inline function walk(mode: i32, dtype: i32, src: usize, n: i32, p: usize): v128 {
+// One small function per dtype and mode (not inlined into each other: V8 compiles a function of
+// one walker far better than one holding all of them, and binaryen takes minutes over the latter).
+function dotQ8_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ8_0, src, n >> 5, x); }
+function dotQ4_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_0, src, n >> 5, x); }
+function dotQ4_1(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_1, src, n >> 5, x); }
+function dotQ5_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ5_0, src, n >> 5, x); }
+function dotQ5_1(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ5_1, src, n >> 5, x); }
+function dotQ4_1F(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_1F, src, n >> 5, x); }
+function dotQ4_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x); }
+function dotQ5_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, true, src, n >> 8, x); }
+function dotQ6_K(src: usize, n: i32, x: usize): v128 { return walkQ6K(DOT, src, n >> 8, x); }
+function decQ8_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ8_0, src, n >> 5, dst); }
+function decQ4_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_0, src, n >> 5, dst); }
+function decQ4_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1, src, n >> 5, dst); }
+function decQ5_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ5_0, src, n >> 5, dst); }
+function decQ5_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ5_1, src, n >> 5, dst); }
+function decQ4_1F(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1F, src, n >> 5, dst); }
+function decQ4_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst); }
+function decQ5_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, true, src, n >> 8, dst); }
+function decQ6_K(src: usize, n: i32, dst: usize): void { walkQ6K(STORE, src, n >> 8, dst); }
+
+/** Σ over n values (whole blocks) at src of decoded w · x, folded into 4 lanes. */
+function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
   switch (dtype) {
-    case BQ4_K: return walkK45(mode, false, src, n >> 8, p);
-    case BQ5_K: return walkK45(mode, true, src, n >> 8, p);
-    case BQ6_K: return walkQ6K(mode, src, n >> 8, p);
-    case BQ8_0: return walk32(mode, BQ8_0, src, n >> 5, p);
-    case BQ4_0: return walk32(mode, BQ4_0, src, n >> 5, p);
-    case BQ4_1: return walk32(mode, BQ4_1, src, n >> 5, p);
-    case BQ5_0: return walk32(mode, BQ5_0, src, n >> 5, p);
-    case BQ5_1: return walk32(mode, BQ5_1, src, n >> 5, p);
-    default: return walk32(mode, BQ4_1F, src, n >> 5, p);
+    case BQ4_K: return dotQ4_K(src, n, x);
+    case BQ5_K: return dotQ5_K(src, n, x);
+    case BQ6_K: return dotQ6_K(src, n, x);
+    case BQ8_0: return dotQ8_0(src, n, x);
+    case BQ4_0: return dotQ4_0(src, n, x);
+    case BQ4_1: return dotQ4_1(src, n, x);
+    case BQ5_0: return dotQ5_0(src, n, x);
+    case BQ5_1: return dotQ5_1(src, n, x);
+    default: return dotQ4_1F(src, n, x);
   }
 }
 
 /** n values (whole blocks) stored at src, decoded to f32 at dst. */
 export function decodeBlocks(dtype: i32, src: usize, n: i32, dst: usize): void {
-  walk(STORE, dtype, src, n, dst);
+  switch (dtype) {
+    case BQ4_K: decQ4_K(src, n, dst); break;
+    case BQ5_K: decQ5_K(src, n, dst); break;
+    case BQ6_K: decQ6_K(src, n, dst); break;
+    case BQ8_0: decQ8_0(src, n, dst); break;
+    case BQ4_0: decQ4_0(src, n, dst); break;
+    case BQ4_1: decQ4_1(src, n, dst); break;
+    case BQ5_0: decQ5_0(src, n, dst); break;
+    case BQ5_1: decQ5_1(src, n, dst); break;
+    default: decQ4_1F(src, n, dst);
+  }
 }
 
 /** Values [k0, k0 + len) of row r of a block weight with K columns, decoded to f32 at dst (k0, len whole blocks). */
 export function decodeBlockRow(dtype: i32, data: usize, K: i32, r: i32, k0: i32, len: i32, dst: usize): void {
   const src = data + <usize>r * blockRowBytes(dtype, K) + <usize>(k0 / blockElems(dtype)) * <usize>blockBytes(dtype);
-  walk(STORE, dtype, src, len, dst);
+  decodeBlocks(dtype, src, len, dst);
 }
 
 // ------------------------------------------------------------------------------------------------
 // GEMV
 
-/** One token: out[n] (+)= Σ_k x[k]·W[n,k] for rows [n0, n1), decoding in registers. */
+/**
+ * One token: out[n] (+)= Σ_k x[k]·W[n,k] for rows [n0, n1), decoding in registers. Value group g
+ * (16 values) of a row goes into accumulator g & 1 (every walker alternates them), then the two are
+ * added and summed across lanes: gemvBlockRows reproduces exactly this for each of its tokens.
+ */
 export function gemvBlock(dtype: i32, out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const rb = blockRowBytes(dtype, K);
   let p = w + <usize>n0 * rb;
   for (let n = n0; n < n1; n++, p += rb) {
-    const s = hsum(walk(DOT, dtype, p, K, x));
+    const s = hsum(dotBlocks(dtype, p, K, x));
     const op = out + (<usize>n << 2);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
@@ -246,17 +302,20 @@ export function gemvBlockRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usi
   n0: i32, n1: i32, acc: i32, tmp: usize, R: i32): void {
   const x1 = x + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
   for (let n = n0; n < n1; n++) {
+    // a: even 16-value groups, b: odd ones, per token (as gemvBlock's walkers)
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     for (let k0 = 0; k0 < K; k0 += BLOCK_CHUNK) {
       const len = min(BLOCK_CHUNK, K - k0);
       decodeBlockRow(dtype, w, K, n, k0, len, tmp);
       const xo = <usize>k0 << 2, end = <usize>len << 2;
-      for (let o: usize = 0; o < end; o += 32) {
-        const u = v128.load(tmp + o), v = v128.load(tmp + o, 16), q = xo + o;
-        a0 = fmadd(u, v128.load(x + q), a0); b0 = fmadd(v, v128.load(x + q, 16), b0);
-        a1 = fmadd(u, v128.load(x1 + q), a1); b1 = fmadd(v, v128.load(x1 + q, 16), b1);
-        if (R > 2) { a2 = fmadd(u, v128.load(x2 + q), a2); b2 = fmadd(v, v128.load(x2 + q, 16), b2); }
-        if (R > 3) { a3 = fmadd(u, v128.load(x3 + q), a3); b3 = fmadd(v, v128.load(x3 + q, 16), b3); }
+      for (let o: usize = 0; o < end; o += 128) {
+        const t = tmp + o, q = xo + o;
+        const u0 = v128.load(t), u1 = v128.load(t, 16), u2 = v128.load(t, 32), u3 = v128.load(t, 48);
+        const v0 = v128.load(t, 64), v1 = v128.load(t, 80), v2 = v128.load(t, 96), v3 = v128.load(t, 112);
+        a0 = f32x4.add(a0, dot16(u0, u1, u2, u3, x + q)); b0 = f32x4.add(b0, dot16(v0, v1, v2, v3, x + q + 64));
+        a1 = f32x4.add(a1, dot16(u0, u1, u2, u3, x1 + q)); b1 = f32x4.add(b1, dot16(v0, v1, v2, v3, x1 + q + 64));
+        if (R > 2) { a2 = f32x4.add(a2, dot16(u0, u1, u2, u3, x2 + q)); b2 = f32x4.add(b2, dot16(v0, v1, v2, v3, x2 + q + 64)); }
+        if (R > 3) { a3 = f32x4.add(a3, dot16(u0, u1, u2, u3, x3 + q)); b3 = f32x4.add(b3, dot16(v0, v1, v2, v3, x3 + q + 64)); }
       }
     }
     const s = hsum4(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));

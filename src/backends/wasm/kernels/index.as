@@ -49,18 +49,19 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     for (let m = 0; m < M; m += 4) {
       const R = min(4, M - m);
       const om = out + <usize>m * ldb, xm = x + <usize>m * ldx, pm = xp + <usize>m * ldp;
-      if (R == 1) gemv1(dtype, om, xm, pm, data, scales, mins, K, n0, n1, acc);
+      if (R == 1 && dtype >= BLOCK_MIN) gemvBlock(dtype, om, xm, data, K, n0, n1, acc);
+      else if (R == 1) gemv1(dtype, om, xm, pm, data, scales, mins, K, n0, n1, acc);
       else if (dtype >= BLOCK_MIN) gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, K, n0, n1, acc, scr);
       else gemvRows(dtype, R, om, ldb, xm, ldx, pm, ldp, data, scales, mins, K, n0, n1, acc);
     }
     return;
   }
+  if (dtype >= BLOCK_MIN) { gemvBlock(dtype, out, x, data, K, n0, n1, acc); return; }
   gemv1(dtype, out, x, xp, data, scales, mins, K, n0, n1, acc);
 }
 
 @inline function gemv1(dtype: i32, out: usize, x: usize, xp: usize, data: usize, scales: usize, mins: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (dtype >= BLOCK_MIN) gemvBlock(dtype, out, x, data, K, n0, n1, acc);
-  else if (dtype == 0) gemvF32(out, x, data, K, n0, n1, acc);
+  if (dtype == 0) gemvF32(out, x, data, K, n0, n1, acc);
   else if (dtype == 1) gemvBf16(out, x, xp, data, K, n0, n1, acc);
   else if (dtype == 2) gemvF16(out, x, xp, data, K, n0, n1, acc);
   else {
