@@ -19,8 +19,10 @@ import type { OpenELMConfig } from './model/config.js';
 import { generationDefaults, isInstructName } from './model/family.js';
 import { validateDType, type LoadDType } from './model/load.js';
 import { freeWeights, type OpenELM } from './model/openelm.js';
-import { loadModelFolder } from './io/model-folder.js';
+import { loadModelFolder, readModelConfig } from './io/model-folder.js';
 import { modelTokenizer } from './formats/source.js';
+import { readPeftAdapter } from './io/peft-folder.js';
+import type { Adapter } from './adapters/adapter.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
 import { type ChatTemplate } from './chat/template.js';
@@ -55,6 +57,13 @@ export interface LoadModelOptions {
   tokenizer?: string | Tokenizer;
   /** A Jinja chat template file or a ChatTemplate (default: the folder's tokenizer_config.json template, else CoreNet's instruct format). */
   chatTemplate?: string | ChatTemplate;
+  /**
+   * A LoRA / DoRA adapter for this base: a PEFT adapter folder (adapter_config.json +
+   * adapter_model.safetensors, e.g. a checkpoint of `openelm train` with a peft block) or an
+   * Adapter, or several of them (which act together, as PEFT's several active adapters do). They
+   * are merged into the weights on load, exactly as `openelm merge` does.
+   */
+  adapter?: string | Adapter | readonly (string | Adapter)[];
 }
 
 /** Generation options of the library API. Unset sampling is greedy, as HF's generate(). */
@@ -191,7 +200,9 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
     const t0 = performance.now();
-    const model = loadModelFolder(dir, { dtype, backend });
+    const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
+    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
+    const model = loadModelFolder(dir, { dtype, backend, adapter });
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer

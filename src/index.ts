@@ -32,7 +32,15 @@ export { OpenELM, type ForwardItem } from './model/openelm.js';
 export { KVCache } from './model/kv-cache.js';
 export { modelFromSource, type LoadDType, type TensorSource } from './model/load.js';
 export { loadModelFolder, readModelConfig } from './io/model-folder.js';
-export { TrainableModel, type LossResult, type ForwardBackwardOptions } from './model/trainable.js';
+export { TrainableModel, type LossResult, type ForwardBackwardOptions, type AdapterTraining } from './model/trainable.js';
+
+// Adapters (LoRA / DoRA): PEFT folders, merging, the mlx-lm export, the trainable model's layout.
+export { type Adapter, type AdapterSettings, type AdapterType, type ModuleAdapter, adapterScale, initAdapter } from './adapters/adapter.js';
+export { ADAPTER_TARGETS, type AdapterTarget } from './adapters/targets.js';
+export { mergeAdapter, mergedSource } from './adapters/merge.js';
+export { adapterToFlat, flatToAdapter } from './adapters/params.js';
+export { readPeftAdapter, writePeftAdapter } from './io/peft-folder.js';
+export { writeMlxAdapter } from './io/mlx-adapter.js';
 export { Tokenizer, StreamDecoder, type EncodeOptions, type DecodeOptions } from './tokenizer/index.js';
 export { loadTokenizer, tokenizerFromFile, bundledTokenizerPath } from './io/tokenizer-file.js';
 export {
@@ -40,6 +48,12 @@ export {
   type GenerateOptions, type GenerationResult, type StreamChunk, type Timings, type FinishReason,
 } from './generate/generate.js';
 export { Sampler, type SamplingOptions } from './generate/sampler.js';
+// Structured output (GBNF grammars, JSON schemas, exact token masks) and log-probabilities.
+export {
+  compileGbnf, compileJsonSchema, compileJsonObject, jsonSchemaToGbnf, jsonObjectGbnf, validateJson,
+  CompiledGrammar, GrammarMasker, GrammarMatcher, GrammarError, SchemaError, tokenizerVocab, type TokenVocab,
+} from './generate/constrain/index.js';
+export { logSumExp, tokenLogprob, topLogprobs, promptLogprobs, type TokenLogprob, type TopLogprob, type PromptLogprobs } from './generate/logprobs.js';
 export type { Backend, Tensor, Weight, WeightDType } from './backends/backend.js';
 export { createBackend, registerBackend, backendNames, JsBackend, WasmBackend, type BackendOptions, type BackendProvider } from './backends/index.js';
 export { SequenceDecoder, type TokenConstraint, type DecodeOptions as StepOptions } from './generate/decode.js';

@@ -162,7 +162,7 @@ test('POST /tokenize and /detokenize (llama.cpp shapes)', async () => {
   // A byte-fallback token that is not valid UTF-8 on its own is a byte list, as in llama.cpp.
   const bytes = (await post(`${srv.url}/tokenize`, { content: '\u{1F600}', with_pieces: true })).json().tokens;
   assert.ok(bytes.some((t: { piece: unknown }) => Array.isArray(t.piece)), JSON.stringify(bytes));
-  assert.deepEqual((await post(`${srv.url}/detokenize`, { tokens: [15043, 3186, 29991] })).json(), { content: 'Hello world!' });
+  assert.deepEqual((await post(`${srv.url}/detokenize`, { tokens: [15043, 3186, 29991] })).json(), { content: 'Hello world!', prompt: 'Hello world!' });
   expectError(await post(`${srv.url}/detokenize`, { tokens: [99999] }), 400, /"tokens" must be an array of token ids in \[0, 32000\)/);
   expectError(await post(`${srv.url}/tokenize`, { text: 'x' }), 400, /"content" must be a string/);
   assert.deepEqual((await post(`${srv.url}/apply-template`, { messages: [{ role: 'user', content: 'U' }] })).json(), { prompt: '<|user|>\nU</s>\n<|assistant|>\n' });

@@ -3,7 +3,8 @@
 //   GET  /v1/models                  the one model, OpenAI list shape (+ llama.cpp `meta`)
 //   POST /v1/chat/completions        chat template applied; JSON or SSE chat.completion.chunk … [DONE]
 //   POST /v1/completions             prompt → text; JSON or SSE
-//   POST /tokenize, /detokenize      llama.cpp shapes; POST /apply-template → {prompt}
+//   POST /tokenize, /detokenize      llama.cpp and vLLM shapes; GET /tokenizer_info (tokenizer-routes.ts)
+//   POST /apply-template             → {prompt}
 // Errors are {"error": {"message", "type", "code"}} with code = the HTTP status; local file paths in
 // them are cut to their last component. With an API key, every route but /health needs
 // "Authorization: Bearer <key>". POST bodies must be JSON (Content-Type checked, size capped). CORS
@@ -22,7 +23,9 @@ import { parameterCount } from '../model/config.js';
 import type { StreamChunk } from '../generate/generate.js';
 import { weightsBytes } from '../model/openelm.js';
 import { Engine, type EngineResult } from './engine.js';
+import type { SpeculativeOptions } from '../generate/speculative.js';
 import { HttpError, parseCommon, parseMessages, parsePrompt, type ParsedCommon } from './openai.js';
+import { detokenizeResponse, tokenizeResponse, tokenizerInfoResponse } from './tokenizer-routes.js';
 import { drain, readJsonBody } from './body.js';
 import { applyCors, normalizeOrigin } from './cors.js';
 import { listen } from './listen.js';
@@ -47,6 +50,12 @@ export interface ServerOptions {
   contextSize?: number;
   /** Most requests advanced per forward call (default: slots; 1 = take turns, no batching). */
   maxBatch?: number;
+  /**
+   * Speculative decoding for every request: prompt lookup, or a draft model (or a function that
+   * loads it, e.g. onto the model's backend, once the model is ready; the server then disposes it
+   * on close).
+   */
+  speculative?: Omit<SpeculativeOptions, 'draftModel'> & { draftModel?: LoadedModel | ((model: LoadedModel) => Promise<LoadedModel>) };
   /** Largest request body in bytes (default 1 MiB); larger gets 413. */
   maxBodyBytes?: number;
   /** Overrides the model's chat template. */
@@ -108,6 +117,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const created = Math.floor(Date.now() / 1000);
   let model: LoadedModel | undefined;
   let engine: Engine | undefined;
+  let draft: LoadedModel | undefined;
   let loadError: unknown;
   let closing = false;
   const inflight = new Set<http.ServerResponse>();
@@ -206,6 +216,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     '/tokenize': { method: 'POST', auth: true, model: true, run: tokenize },
     '/detokenize': { method: 'POST', auth: true, model: true, run: detokenize },
     '/apply-template': { method: 'POST', auth: true, model: true, run: applyTemplate },
+    '/tokenizer_info': { method: 'GET', auth: true, model: true, run: (_q, res) => sendJson(res, 200, tokenizerInfoResponse(model!.tokenizer, { chatTemplate: template().text, maxModelLength: engine!.contextSize })) },
   };
 
   function health(res: http.ServerResponse): void {
@@ -252,30 +263,11 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   }
 
   async function tokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const b = await body(req);
-    if (typeof b.content !== 'string') throw new HttpError(400, '"content" must be a string');
-    const tok = model!.tokenizer;
-    const ids = tok.encode(b.content, { bos: b.add_special === true });
-    if (b.with_pieces !== true) { sendJson(res, 200, { tokens: ids }); return; }
-    sendJson(res, 200, {
-      tokens: ids.map((id) => {
-        if (tok.isByte(id)) {
-          const byte = tok.byteValue(id);
-          return { id, piece: byte < 0x80 ? String.fromCharCode(byte) : [byte] };
-        }
-        return { id, piece: tok.idToPiece(id).replaceAll('\u2581', ' ') };
-      }),
-    });
+    sendJson(res, 200, tokenizeResponse(model!.tokenizer, await body(req), engine!.contextSize));
   }
 
   async function detokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const b = await body(req);
-    const t = b.tokens;
-    const V = model!.tokenizer.vocabSize;
-    if (!Array.isArray(t) || t.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= V)) {
-      throw new HttpError(400, `"tokens" must be an array of token ids in [0, ${V})`);
-    }
-    sendJson(res, 200, { content: model!.tokenizer.decode(t as number[]) });
+    sendJson(res, 200, detokenizeResponse(model!.tokenizer, await body(req)));
   }
 
   async function applyTemplate(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -341,7 +333,16 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const ready = (async () => {
     try {
       const m = typeof opts.model === 'function' ? await opts.model() : opts.model;
-      engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch });
+      try {
+        const sp = opts.speculative;
+        if (typeof sp?.draftModel === 'function') draft = await sp.draftModel(m);
+        const speculative = sp ? { ...sp, draftModel: draft ?? (sp.draftModel as LoadedModel | undefined) } : undefined;
+        engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch, speculative });
+      } catch (e) {
+        draft?.dispose(); draft = undefined;
+        if (ownsModel) m.dispose();
+        throw e;
+      }
       modelId ||= path.basename(path.resolve(m.dir));
       if (closing) { if (ownsModel) m.dispose(); throw new OpenELMError('serve', 'the server was closed while the model loaded'); }
       model = m;
@@ -369,6 +370,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
         server.closeAllConnections();
         await done;
         if (ownsModel) model?.dispose();
+        draft?.dispose();
       })();
       return closed;
     },

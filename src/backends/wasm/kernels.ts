@@ -25,6 +25,8 @@ export interface KernelExports {
   trainScratchBytes(): number;
   /** Scratch bytes per thread of the training attention for sequences of T tokens. */
   trainAttnScratch(T: number): number;
+  /** Scratch bytes per thread of the column-dot kernel. */
+  colDotScratch(): number;
 }
 
 /** Storage codes the kernels dispatch on (kernels/blocks.as has the block dtypes' codes). */

@@ -12,7 +12,7 @@ import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, We
 import { allocWeightStorage, isBlockDType, QBLOCK, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
-import { checkPositions } from '../js/js-backend.js';
+import { checkDropout, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
 import { BLOCK_CODE_MIN, DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
 import { ThreadPool, type SpawnKernelWorker } from './pool.js';
@@ -98,6 +98,9 @@ export class WasmBackend implements Backend {
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
   private readonly owned = new WeakMap<object, { shard: Shard; offs: number[] }>();
   private readonly train: WasmTrainOps;
+  /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
+  private decoded: Float32Array | null = null;
+  private iota: Int32Array | null = null;
   private readonly shardBytes: number;
   private readonly memoryLimit: number;
   /**
@@ -377,18 +380,18 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // kernels
 
-  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false): void {
+  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false, exact = false): void {
     if (w.parts) {
       // each part writes its rows' outputs: columns [c0, c0 + part.rows) of out's rows of w.rows
       let c0 = 0;
-      for (const part of w.parts) { this.linearCols(f32(outT), f32(xT), part, M, accumulate, c0, w.rows); c0 += part.rows; }
+      for (const part of w.parts) { this.linearCols(f32(outT), f32(xT), part, M, accumulate, exact, c0, w.rows); c0 += part.rows; }
       return;
     }
-    this.linearCols(f32(outT), f32(xT), w, M, accumulate, 0, w.rows);
+    this.linearCols(f32(outT), f32(xT), w, M, accumulate, exact, 0, w.rows);
   }
 
   /** out[m, c0 + n] (+)= x[m]·W[n] for the N = w.rows rows of w, out's rows ldo floats apart. */
-  private linearCols(out: Float32Array, x: Float32Array, w: Weight, M: number, accumulate: boolean, c0: number, ldo: number): void {
+  private linearCols(out: Float32Array, x: Float32Array, w: Weight, M: number, accumulate: boolean, exact: boolean, c0: number, ldo: number): void {
     const p = this.packedOf(w);
     this.begin(p.shard);
     const N = w.rows, K = w.cols;
@@ -397,7 +400,7 @@ export class WasmBackend implements Backend {
     if (cols) {
       // a column slice: out's rows are staged whole (other parts' columns must survive the copy back)
       const op = this.outF32(out, M * ldo, 'linear output', true);
-      this.linearRun(op + c0 * 4, x, w, p, M, N, K, accumulate, ldo);
+      this.linearRun(op + c0 * 4, x, w, p, M, N, K, accumulate, exact, ldo);
       return;
     }
     if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN) {
@@ -407,16 +410,16 @@ export class WasmBackend implements Backend {
       return;
     }
     const op = this.outF32(out, M * N, 'linear output', accumulate);
-    this.linearRun(op, x, w, p, M, N, K, accumulate, N);
+    this.linearRun(op, x, w, p, M, N, K, accumulate, exact, N);
   }
 
-  private linearRun(op: number, x: Float32Array, w: Weight, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, ldo: number): void {
+  private linearRun(op: number, x: Float32Array, w: Weight, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exact: boolean, ldo: number): void {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
-    // more go through a packed GEMM: integer for q8/q4 (int8 activations), else f32 (block dtypes:
-    // always f32, on their exactly decoded values).
+    // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
+    // (block dtypes: always f32, on their exactly decoded values).
     const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
-    const mode = M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
+    const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
     const prep = mode === 1 && p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN;
     if (mode !== 1 || p.dtype >= BLOCK_CODE_MIN) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
     if (prep) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
@@ -617,6 +620,41 @@ export class WasmBackend implements Backend {
   sumSquares(x: Tensor): Promise<number> { return Promise.resolve(this.train.sumSquares(f32(x))); }
   scale(x: Tensor, coef: number): void { this.train.scale(f32(x), coef); }
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(f32(p), f32(g), f32(m), f32(v), n, s); }
+
+  // ------------------------------------------------------------------------------------------
+  // adapter ops
+
+  linearT(outT: Tensor, dyT: Tensor, w: Weight, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols;
+    if (M <= 0 || K === 0) return;
+    // f32 weights are read in place; other dtypes are decoded once per call into scratch (N·K
+    // values against M·N·K multiply-adds) by the embedding kernel, then the training GEMM runs.
+    let W: Float32Array;
+    if (w.dtype === 'f32') W = w.data as Float32Array;
+    else {
+      if (!this.decoded || this.decoded.length < N * K) {
+        if (this.decoded) this.freeF32(this.decoded);
+        this.decoded = this.allocF32(N * K);
+      }
+      W = this.decoded.subarray(0, N * K);
+      if (!this.iota || this.iota.length < N) this.iota = Int32Array.from({ length: N }, (_, i) => i);
+      this.embedding(W as unknown as Tensor, w, this.iota.subarray(0, N));
+    }
+    this.train.gemmRun(f32(outT), f32(dyT), W, M, K, N, accumulate, 0, 0, N, K, 'linearT');
+  }
+  mulColumns(out: Tensor, x: Tensor, s: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.train.mulColumns(f32(out), f32(x), f32(s), rows, cols, accumulate);
+  }
+  columnDot(out: Tensor, a: Tensor, b: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.train.columnDot(f32(out), f32(a), f32(b), rows, cols, accumulate);
+  }
+  dropoutMask(out: Tensor, n: number, p: number, seed: number, complement: boolean): void {
+    checkDropout(p, n, f32(out).length);
+    this.train.dropoutMask(f32(out), n, p, seed, complement);
+  }
+  doraScale(c: Tensor, invN: Tensor, m: Tensor, base2: Tensor, q: Tensor, n: number, coef: number): void {
+    this.train.doraScale(f32(c), f32(invN), f32(m), f32(base2), f32(q), n, coef);
+  }
 
 
   // ------------------------------------------------------------------------------------------
