@@ -20,6 +20,12 @@ export const TOL = {
    */
   intDotVsRef: { atol: 5e-2, rtol: 1e-2 },
   /**
+   * Perplexity of a model run with its GGUF/MLX block weights as stored vs the f32 computation on
+   * the exactly decoded weights (JS reference): only the summation order of the dot products
+   * differs. Measured over every GGUF fixture, prefill and decode, wasm 2 threads: max rel 1.3e-7.
+   */
+  storedPerplexity: { atol: 0, rtol: 1e-4 },
+  /**
    * The native int8 (VNNI) prefill vs the WASM integer GEMM on the same weights and x: identical
    * quantized operands and exact int32 block dots; only the f32 folding may differ (fused or not
    * multiply-adds in WASM's relaxed SIMD). Measured 1.39e-6·(1 + |value|) at worst (test/native.test.ts
@@ -39,6 +45,10 @@ export const TOL = {
   bf16Loss: { atol: 3e-5, rtol: 0 },
   /** 10-step AdamW loss curve. */
   curve: { atol: 1e-4, rtol: 0 },
+  /** Instruction tuning: 4-step DPO curves (sigmoid + label smoothing, hinge, ipo), loss per step,
+   *  relative (issue 14 asks for 2e-5). Measured max 9.9e-8 on the js backend, 9.0e-7 (hinge) on
+   *  wasm with 2 threads. */
+  instructCurveLoss: { atol: 0, rtol: 2e-5 },
   /**
    * Adapted module forward/backward (src/adapters/reference-math.ts, f64 from the f32-stored
    * captures) vs PEFT's float64 per-module captures. Measured max abs 2.4e-7 (y), 1.2e-7 (dA),

@@ -15,7 +15,7 @@
 
 import type { Backend, Tensor, Weight } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
-import { weightBytes } from '../backends/weight-format.js';
+import { weightStorageBytes } from '../backends/weight-format.js';
 import type { OpenELMConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
 import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, type LayerParams } from './params.js';
@@ -46,7 +46,7 @@ export function assembleWeights(c: OpenELMConfig, vec: (name: string, shape: num
 
 /** Bytes of all weights as stored (linear weights at their dtype, norms f32; a tied head once). */
 export function weightsBytes(w: ModelWeights): number {
-  const lin = (x: Weight) => weightBytes(x.dtype, x.rows * x.cols);
+  const lin = (x: Weight) => weightStorageBytes(x);
   let n = lin(w.embed) + (w.head === w.embed ? 0 : lin(w.head)) + w.norm.length * 4;
   for (const l of w.layers) {
     n += lin(l.qkv) + lin(l.out) + lin(l.proj1) + lin(l.proj2) + (l.attnNorm.length + l.ffnNorm.length) * 4;
@@ -296,6 +296,24 @@ export class OpenELM {
     const cache = this.newCache(Math.max(tokens.length, 1));
     try {
       return await this.forward([{ cache, tokens }], { all: true });
+    } finally {
+      cache.dispose();
+    }
+  }
+
+  /**
+   * Run a short prefill, a decode step and a greedy pick through a scratch cache, so that a GPU
+   * backend compiles its kernels (and grows its buffers) now instead of on the first real token.
+   * Reads back and leaves nothing behind but warm caches.
+   */
+  async warmup(): Promise<void> {
+    const n = Math.min(16, this.config.maxContextLength - 1);
+    const cache = this.newCache(n + 1);
+    try {
+      const prompt = Array.from({ length: n }, (_, i) => (i * 7919) % this.config.vocabSize);
+      if (n > 0) this.forwardDevice([{ cache, tokens: prompt }]);
+      const { logits, rows } = this.forwardDevice([{ cache, tokens: [0] }]);
+      await Promise.all([this.backend.argmax(logits, rows, this.config.vocabSize), this.backend.read(logits, 0, 1)]);
     } finally {
       cache.dispose();
     }

@@ -15,6 +15,14 @@ export interface MetricLine {
   val_loss?: number;
   /** In-loop evaluation (recipe eval_tasks): per task, its numeric results. */
   eval?: Record<string, Record<string, number>>;
+  /** Task metrics beside the loss (DPO: rewards/*, logps/*; val_ prefixed for validation); `eval` is the one non-number. */
+  [metric: string]: number | Record<string, Record<string, number>> | undefined;
+}
+
+/** A task metric of a line (`rewards/margins`, `val_loss`, …): a number, else undefined. */
+export function metricValue(m: MetricLine, key: string): number | undefined {
+  const v = m[key];
+  return typeof v === 'number' ? v : undefined;
 }
 
 export interface ReportInfo {
@@ -117,6 +125,11 @@ export function renderReport(metrics: MetricLine[], info: ReportInfo): string {
   const evalCharts = evalKeys.map(([task, k]) => `<h3>${esc(task)} ${esc(k)}</h3>\n${lineChart([{
     name: `${task} ${k}`, color: '#ff7f0e', dots: true, points: metrics.filter((m) => m.eval?.[task]?.[k] !== undefined).map((m) => [m.step, m.eval![task][k]]),
   }], { xLabel: 'step', yLabel: k, height: 200, legend: false })}`).join('\n');
+  // DPO: the reward margin and accuracy (TRL's rewards/*), train and validation
+  const series = (key: string, name: string, color: string, dots = false): Series =>
+    ({ name, color, dots, points: metrics.filter((m) => metricValue(m, key) !== undefined).map((m) => [m.step, metricValue(m, key)!]) });
+  const rewards = [series('rewards/margins', 'reward margin', '#ff7f0e'), series('rewards/accuracies', 'reward accuracy', '#17becf'),
+    series('val_rewards/margins', 'validation margin', '#d62728', true), series('val_rewards/accuracies', 'validation accuracy', '#8c564b', true)].filter((x) => x.points.length);
   const rows = info.summary.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('\n');
   const notes = (info.notes ?? []).map((n) => `<li>${esc(n)}</li>`).join('\n');
   return `<!doctype html>
@@ -131,7 +144,7 @@ ${rows}
 ${notes ? `<ul>\n${notes}\n</ul>` : ''}
 <h2>Loss</h2>
 ${lineChart(val.points.length ? [loss, val] : [loss], { xLabel: 'step', yLabel: 'loss' })}
-<h2>Learning rate</h2>
+${rewards.length ? `<h2>Rewards</h2>\n${lineChart(rewards, { xLabel: 'step', yLabel: 'margin / accuracy', height: 260 })}\n` : ''}<h2>Learning rate</h2>
 ${lineChart([lr], { xLabel: 'step', yLabel: 'learning rate', height: 220 })}
 <h2>Throughput</h2>
 ${lineChart([tps], { xLabel: 'step', yLabel: 'tokens / s', height: 220 })}

@@ -138,6 +138,8 @@ export function eventFiles(dir: string): string[] {
 
 // ------------------------------------------------------------------------------- metrics → scalars
 
+const CORE_KEYS = new Set(['step', 'loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_s', 'val_loss']);
+
 /** The TensorBoard scalars of one metrics.jsonl line. */
 export function metricScalars(m: MetricLine): Record<string, number> {
   const s: Record<string, number> = {
@@ -145,6 +147,11 @@ export function metricScalars(m: MetricLine): Record<string, number> {
     'train/tokens': m.tokens, 'train/tokens_per_s': m.tokens_per_s,
   };
   if (m.val_loss !== undefined) s['val/loss'] = m.val_loss;
+  // a task's further numbers (DPO: rewards/*, logps/*), validation ones under val/
+  for (const [k, v] of Object.entries(m)) {
+    if (typeof v !== 'number' || CORE_KEYS.has(k)) continue;
+    s[k.startsWith('val_') ? `val/${k.slice(4)}` : `train/${k}`] = v;
+  }
   for (const [task, r] of Object.entries(m.eval ?? {})) {
     for (const [k, v] of Object.entries(r)) if (!k.endsWith('_stderr') && k !== 'n') s[`eval/${task}/${k}`] = v;
   }
