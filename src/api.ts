@@ -272,6 +272,16 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
       if (!owned) { model.release(); freeWeights(backend, model.weights); }
       throw e;
     }
+    // a GPU backend compiles its kernels on first use: now, rather than on the first token
+    if (backend.device === 'gpu') {
+      try {
+        await model.warmup();
+      } catch (e) {
+        for (const a of adapters.values()) a.dispose();
+        if (!owned) { model.release(); freeWeights(backend, model.weights); }
+        throw e;
+      }
+    }
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
