@@ -139,3 +139,25 @@ test('CLI: NAME=DIR is a per-request adapter (serve only), a bare DIR is merged;
   assert.match(help.stdout + help.stderr, /NAME=DIR: a LoRA adapter folder .* applied per request/);
   assert.match(help.stdout + help.stderr, /a bare DIR is merged into the model on load/);
 });
+
+test('echo + logprobs (lm-eval\'s scoring) scores the prompt under the selected adapter', async () => {
+  const score = async (m: string | undefined) => {
+    const r = await complete({ ...(m ? { model: m } : {}), prompt: PROMPT, max_tokens: 1, echo: true, logprobs: 1, temperature: 0 });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    return r.json.choices[0].logprobs.token_logprobs.slice(1, PROMPT.length) as number[];
+  };
+  const want = async (m: string | undefined) => {
+    const logits = await model.modelFor(m).logitsAll(PROMPT), V = model.config.vocabSize;
+    return PROMPT.slice(1).map((t, i) => {
+      const row = logits.subarray(i * V, (i + 1) * V);
+      let mx = -Infinity, s = 0;
+      for (const v of row) mx = Math.max(mx, v);
+      for (const v of row) s += Math.exp(v - mx);
+      return row[t] - mx - Math.log(s);
+    });
+  };
+  const lora = await score('lora'), base = await score(undefined);
+  assertClose(lora, await want('lora'), TOL.refLogits, 'lora prompt logprobs');
+  assertClose(base, await want(undefined), TOL.refLogits, 'base prompt logprobs');
+  assert.ok(Math.abs(lora[2] - base[2]) > 1e-4, 'the adapter changes the scores');
+});
