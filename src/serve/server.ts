@@ -228,7 +228,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     };
     const note = (st: ChoiceState[]) => {
       const u = usage();
-      accessInfo.set(res, `prompt=${u.prompt_tokens} completion=${u.completion_tokens} choices=${st.length} finish=${st.map((x) => x.result ? x.finishReason() : '-').join(',')}${plan.constraint ? ` constraint=${plan.constraint.label}` : ''}`);
+      accessInfo.set(res, `prompt=${u.prompt_tokens} completion=${u.completion_tokens} choices=${st.length} finish=${st.map((x) => x.result ? x.finishReason() : '-').join(',')}${plan.constraint ? ` constraint=${plan.constraint.label}` : ''}${plan.adapter !== undefined ? ` adapter=${plan.adapter}` : ''}`);
     };
 
     if (!p.stream) {
