@@ -1,0 +1,117 @@
+// A loaded model with its tokenizer and chat template: what loadModel() returns, in Node.js
+// (api.ts) and in browsers (browser/load.ts). Generation, streaming and chat; no files.
+
+import type { Backend } from './backends/backend.js';
+import { OpenELMError } from './core/errors.js';
+import { generateStream, type GenerateOptions, type GenerationResult, type StreamChunk } from './generate/generate.js';
+import type { OpenELMConfig } from './model/config.js';
+import { generationDefaults } from './model/family.js';
+import { freeWeights, type OpenELM } from './model/openelm.js';
+import type { Tokenizer } from './tokenizer/tokenizer.js';
+import type { ChatTemplate } from './chat/template.js';
+import { ChatSession, partialResult, type ChatSessionOptions } from './chat/session.js';
+import { TextStream } from './chat/text-stream.js';
+
+/** Generation options of the library API. Unset sampling is greedy, as HF's generate(). */
+export interface TextGenerateOptions extends Omit<GenerateOptions, 'cache'> {
+  /** Start a text prompt with BOS (default true; ignored for token-id prompts). */
+  bos?: boolean;
+}
+
+/** A loaded model with its tokenizer and chat template. Call dispose() when done. */
+export class LoadedModel {
+  /** Where the weights came from: a local folder (a hub snapshot folder for hub ids), or in a browser the model's URL or name. */
+  readonly dir: string;
+  readonly model: OpenELM;
+  readonly tokenizer: Tokenizer;
+  readonly chatTemplate: ChatTemplate;
+  /** -Instruct models get repetition penalty 1.2 by default, as Apple's model cards use (model/family.ts). */
+  readonly isInstruct: boolean;
+  readonly backend: Backend;
+  /** Milliseconds spent reading the weights onto the backend. */
+  readonly loadMs: number;
+  private readonly ownsBackend: boolean;
+  private disposed = false;
+
+  constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean; loadMs?: number }) {
+    this.dir = init.dir; this.model = init.model; this.tokenizer = init.tokenizer; this.chatTemplate = init.chatTemplate;
+    this.isInstruct = init.isInstruct; this.backend = init.backend; this.ownsBackend = init.ownsBackend; this.loadMs = init.loadMs ?? 0;
+  }
+
+  get config(): OpenELMConfig { return this.model.config; }
+
+  /** The defaults a call's options are laid over: greedy, and repetition penalty 1.2 for -Instruct models. */
+  defaultOptions(): TextGenerateOptions {
+    return generationDefaults(this.isInstruct);
+  }
+
+  /** Token ids of a text prompt (with BOS unless bos: false). */
+  encode(text: string, opts: { bos?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { bos: opts.bos ?? true });
+  }
+
+  decode(ids: readonly number[]): string { return this.tokenizer.decode(ids); }
+
+  /** Generate a continuation of a prompt (text, or token ids used as given). */
+  async generate(prompt: string | readonly number[], opts: TextGenerateOptions = {}): Promise<GenerationResult> {
+    return this.stream(prompt, opts).done();
+  }
+
+  /** Stream a continuation as {text, ids} chunks; `await stream.result` gives timings and the finish reason. */
+  stream(prompt: string | readonly number[], opts: TextGenerateOptions = {}): TextStream<GenerationResult> {
+    this.live();
+    const { bos, ...rest } = { ...this.defaultOptions(), ...opts };
+    const ids = typeof prompt === 'string' ? this.encode(prompt, { bos }) : [...prompt];
+    const model = this.model, tok = this.tokenizer;
+    async function* run(): AsyncGenerator<StreamChunk, GenerationResult> {
+      const it = generateStream(model, tok, ids, rest);
+      const gen: number[] = [];
+      let text = '', result: GenerationResult | undefined, failed = false;
+      const t0 = performance.now();
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) { result = r.value; return r.value; }
+          gen.push(...r.value.ids);
+          text += r.value.text;
+          yield r.value;
+        }
+      } catch (e) {
+        failed = true;
+        throw e;
+      } finally {
+        if (!result && !failed) {
+          // The consumer stopped early (break): end the generation and still hand back a result.
+          await it.return(undefined as never).catch(() => undefined);
+          return partialResult(ids.length, gen, text, performance.now() - t0);
+        }
+      }
+    }
+    return new TextStream(run());
+  }
+
+  /**
+   * A conversation that keeps its KV cache between turns (only each new turn is prefilled). Uses
+   * the model's chat template; turn options default to greedy (+ repetition penalty 1.2 for -Instruct).
+   */
+  chat(opts: ChatSessionOptions = {}): ChatSession {
+    this.live();
+    return new ChatSession(this.model, this.tokenizer, {
+      template: this.chatTemplate, ...opts, defaults: { ...this.defaultOptions(), maxTokens: 256, ...opts.defaults },
+    });
+  }
+
+  /** Release the backend's memory and threads. The model cannot be used afterwards. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.ownsBackend) this.backend.dispose();
+    else { this.model.release(); freeWeights(this.backend, this.model.weights); }
+  }
+
+  get isDisposed(): boolean { return this.disposed; }
+
+  private live(): void {
+    if (this.disposed) throw new OpenELMError('usage', 'this model was disposed');
+  }
+}
