@@ -1,0 +1,72 @@
+// The browser platform: core count from navigator.hardwareConcurrency, WASM kernel threads on Web
+// Workers, no native GEMM. Importing this module registers it (the browser entry does).
+//
+// Kernel threads share the WebAssembly memory, which a browser only lets a page post to a worker
+// when the page is cross-origin isolated (COOP + COEP headers, or the app's service worker). The
+// thread that drives the kernels waits on Atomics.wait, which a window's main thread may not call,
+// so threads are offered only inside a worker: run the engine in a Web Worker (the app does).
+
+import { setPlatform, type Platform } from '../platform/platform.js';
+import type { KernelWorkerHandle, KernelWorkerInit } from '../backends/wasm/pool.js';
+
+interface BrowserGlobals {
+  crossOriginIsolated?: boolean;
+  WorkerGlobalScope?: unknown;
+  navigator?: { hardwareConcurrency?: number };
+}
+const g = globalThis as unknown as BrowserGlobals;
+
+let kernelWorkerUrl: string | URL | undefined;
+
+/**
+ * Where the kernel worker script is (default: kernel-worker.js next to this module). Bundlers that
+ * do not follow `new Worker(new URL(...))` (esbuild) need the URL of the copy they emitted.
+ */
+export function setKernelWorkerUrl(url: string | URL | undefined): void { kernelWorkerUrl = url; }
+
+/** Why this context cannot run WASM kernel threads, or null when it can. */
+export function threadsUnavailableReason(): string | null {
+  if (typeof Worker !== 'function') return 'this context cannot start Web Workers';
+  if (g.WorkerGlobalScope === undefined) return 'the engine runs on the page\'s main thread, which may not block; run it in a Web Worker';
+  if (g.crossOriginIsolated !== true) return 'the page is not cross-origin isolated (serve it with COOP/COEP headers)';
+  return null;
+}
+
+function spawnKernelWorker(init: KernelWorkerInit): KernelWorkerHandle {
+  // Written out as `new Worker(new URL(..., import.meta.url))` so bundlers that follow workers (Vite,
+  // webpack) emit the script; the module worker loads the kernel loop (kernel-worker.ts).
+  const w = kernelWorkerUrl !== undefined
+    ? new Worker(kernelWorkerUrl, { type: 'module', name: `openelm-kernels-${init.tid}` })
+    : new Worker(new URL('./kernel-worker.js', import.meta.url), { type: 'module', name: `openelm-kernels-${init.tid}` });
+  let ready = false;
+  const errorCbs: ((e: unknown) => void)[] = [];
+  const fail = (e: unknown) => { for (const cb of errorCbs) cb(e); };
+  w.addEventListener('error', (e) => {
+    e.preventDefault();
+    fail(new Error(e.message || `kernel worker script ${String(kernelWorkerUrl ?? 'kernel-worker.js')} failed to load`));
+  });
+  w.addEventListener('messageerror', () => fail(new Error('kernel worker could not receive the shared memory (is the page cross-origin isolated?)')));
+  // A worker that fails before it is ready never says "ready": report it as a start failure
+  // instead of leaving the pool waiting.
+  w.addEventListener('message', (e: MessageEvent<{ ready?: boolean; error?: string }>) => {
+    if (e.data?.ready) ready = true;
+    else if (e.data?.error && !ready) fail(new Error(e.data.error));
+  });
+  w.postMessage(init);
+  return {
+    onMessage: (cb) => { w.addEventListener('message', (e: MessageEvent<{ ready?: boolean; error?: string }>) => cb(e.data)); },
+    onError: (cb) => { errorCbs.push(cb); },
+    // Web Workers have no exit event; a worker that dies reports through 'error'.
+    onExit: () => undefined,
+    unref: () => undefined,
+    terminate: () => { w.terminate(); },
+  };
+}
+
+export const browserPlatform: Platform = {
+  name: 'browser',
+  cpuCount: () => Math.max(1, Math.floor(g.navigator?.hardwareConcurrency ?? 1)),
+  get spawnKernelWorker() { return threadsUnavailableReason() === null ? spawnKernelWorker : undefined; },
+};
+
+setPlatform(browserPlatform);
