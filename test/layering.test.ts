@@ -62,3 +62,22 @@ test('the core folders reach only each other, core/ and the platform interface (
   }
   assert.deepEqual(bad, []);
 });
+
+/** Modules that touch files, sockets or Node threads (src-relative paths); the safetensors reader is not one. */
+function nodeSide(rel: string): boolean {
+  return /^(io\/(?!safetensors-reader\.)|hub\/|cli\/|serve\/|train\/|platform\/node)/.test(rel.split(path.sep).join('/'));
+}
+
+test('the browser entry and the web app (src/browser, src/web) import no Node.js module', () => {
+  assert.ok(nodeSide('io/safetensors.js') && nodeSide('platform/node.js') && !nodeSide('io/safetensors-reader.js') && !nodeSide('model/load.js'));
+  const bad: string[] = [];
+  for (const folder of ['browser', 'web']) {
+    for (const f of files(path.join(SRC, folder))) {
+      for (const s of specifiers(fs.readFileSync(f, 'utf8'))) {
+        if (s.startsWith('node:') || builtins.has(s)) bad.push(`${path.relative(SRC, f)} imports ${s}`);
+        if (s.startsWith('.') && nodeSide(path.relative(SRC, path.resolve(path.dirname(f), s)))) bad.push(`${path.relative(SRC, f)} imports the Node-side module ${s}`);
+      }
+    }
+  }
+  assert.deepEqual(bad, []);
+});

@@ -2,7 +2,7 @@
 // the engine runs in a Web Worker (engine-worker.ts).
 //
 // Automation hook (tests, demos): ?model=URL&prompt=TEXT&max_tokens=N&temperature=T&backend=NAME
-// [&threads=N&dtype=D&keep=0&hub=ENDPOINT] loads the model, runs one plain completion and sets
+// [&threads=N&dtype=D&keep=0&hub=ENDPOINT&seed=S&ignore_eos=1] loads the model, runs one plain completion and sets
 // document.body.dataset.ids (the generated token ids, JSON), .backend (the backend that ran),
 // .threads, .tokensPerSecond, or .error (one line). .isolated (crossOriginIsolated) is set at start.
 // A backend that was asked for and is unavailable is an error, never a fallback.
@@ -141,6 +141,7 @@ async function automation(ui: ReturnType<typeof buildUi>, prompt: string): Promi
     const threads = query.has('threads') ? intParam('threads', 1, 1) : undefined;
     const sampling: Partial<Sampling> = { maxTokens, temperature };
     if (query.has('seed')) sampling.seed = intParam('seed', 0, 0);
+    if (query.get('ignore_eos') === '1') sampling.ignoreEos = true;
     ui.ctx.showTab('model');
     await ui.model.load({ kind: 'string', value: model, label: model === ui.ctx.served?.model ? ui.ctx.served.name : undefined }, {
       backend: query.get('backend') ?? 'auto', dtype: (query.get('dtype') ?? 'auto') as never, keep: query.get('keep') !== '0',
@@ -164,6 +165,7 @@ async function main(): Promise<void> {
   body.dataset.isolated = String(crossOriginIsolated);
   const [engine, served] = await Promise.all([startEngine(new URL('./engine-worker.js', import.meta.url)), servedModel()]);
   body.dataset.backends = engine.hello.backends.join(',');
+  body.dataset.finetune = String(engine.hello.finetune);
   const ui = buildUi(engine, served);
   const prompt = query.get('prompt');
   if (prompt !== null) { await automation(ui, prompt); return; }

@@ -89,6 +89,14 @@ export function chatView(ctx: AppContext): ChatView {
     const reply = addTurn('assistant', '');
     reply.el.classList.add('streaming');
     let out = '';
+    // Tokens can arrive far faster than frames: draw at most once per frame.
+    let frame = 0;
+    const draw = () => {
+      frame = 0;
+      const follow = log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+      reply.body.textContent = out;
+      if (follow) log.scrollTop = log.scrollHeight;
+    };
     try {
       const req = kind === 'chat'
         ? { type: 'chat' as const, content: text, system: system.value, sampling: samp }
@@ -96,14 +104,17 @@ export function chatView(ctx: AppContext): ChatView {
       const done = await ctx.engine.request(req, (m) => {
         if (m.type !== 'chunk') return;
         out += m.text;
-        reply.body.textContent = out;
-        if (log.scrollHeight - log.scrollTop - log.clientHeight < 120) reply.el.scrollIntoView({ block: 'end' });
+        frame ||= requestAnimationFrame(draw);
       });
+      if (frame) cancelAnimationFrame(frame);
+      draw();
       const s = done.stats!;
       if (!out && !s.text) reply.body.append(h('span', { class: 'muted' }, '(no text)'));
       showStats(s);
       return s;
     } catch (e) {
+      if (frame) cancelAnimationFrame(frame);
+      draw();
       reply.el.classList.add('failed');
       reply.body.append(h('span', { class: 'muted' }, out ? ' …' : '(failed)'));
       ctx.error(messageOf(e));

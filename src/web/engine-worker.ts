@@ -55,7 +55,7 @@ function summary(p: ModelPlan): PlanSummary {
 function sampling(s: Partial<Sampling>) {
   return {
     maxTokens: s.maxTokens, temperature: s.temperature, topP: s.topP, topK: s.topK,
-    repetitionPenalty: s.repetitionPenalty, seed: s.seed,
+    repetitionPenalty: s.repetitionPenalty, seed: s.seed, ignoreEos: s.ignoreEos,
   };
 }
 

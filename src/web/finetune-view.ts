@@ -65,7 +65,7 @@ export function finetuneView(ctx: AppContext): HTMLElement {
     return { t, c, el: h('label', { class: 'check' }, c, h('span', { class: 'mono' }, t)) };
   });
 
-  const plot = lossPlot();
+  const plot = lossPlot(d.steps);
   const status = h('div', { class: 'train-status muted' }, 'No run yet.');
   const start = h('button', { class: 'primary', textContent: 'Start training' });
   const stopBtn = h('button', { class: 'danger', textContent: 'Stop', hidden: true });
@@ -104,9 +104,12 @@ export function finetuneView(ctx: AppContext): HTMLElement {
     status.textContent = 'Preparing…';
     const t0 = performance.now();
     try {
+      const losses: number[] = [];
       await ctx.engine.request({ type: 'finetune', data: content, settings: s }, (m) => {
         if (m.type !== 'step') return;
         plot.add(m.step.step, m.step.loss);
+        losses.push(m.step.loss);
+        document.body.dataset.losses = JSON.stringify(losses);
         status.textContent = `step ${m.step.step}/${m.step.steps} · loss ${m.step.loss.toFixed(4)} · ${(m.step.tokens / (m.step.ms / 1000)).toFixed(0)} tok/s`;
       });
       status.textContent += ` · done in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
@@ -150,7 +153,7 @@ export function finetuneView(ctx: AppContext): HTMLElement {
           field('Method', method), field('Rank', rank), field('Alpha', alpha), field('Learning rate', lr),
           field('Steps', steps), field('Batch size', batch), field('Tokens per sequence', seqLen),
         ),
-        h('div', { class: 'field' }, h('span', { class: 'field-label' }, 'Adapt'), h('div', { class: 'checks' }, ...targets.map((x) => x.el))),
+        h('div', { class: 'field targets' }, h('span', { class: 'field-label' }, 'Adapt'), h('div', { class: 'checks' }, ...targets.map((x) => x.el))),
         h('div', { class: 'row' }, start, stopBtn),
       ),
     ),

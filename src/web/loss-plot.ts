@@ -9,12 +9,14 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
   return e;
 }
 
-export function lossPlot(): { el: SVGSVGElement; reset(steps: number): void; add(step: number, loss: number): void } {
+export function lossPlot(initialSteps: number): { el: SVGSVGElement; reset(steps: number): void; add(step: number, loss: number): void } {
   const el = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'loss-plot', role: 'img', 'aria-label': 'training loss by step' });
   const axes = svg('g', { class: 'axes' });
   const line = svg('polyline', { class: 'loss-line', fill: 'none', points: '' });
-  el.append(axes, line);
-  let steps = 1;
+  const empty = svg('text', { x: (PAD.l + W - PAD.r) / 2, y: (PAD.t + H - PAD.b) / 2, 'text-anchor': 'middle', class: 'empty-text' });
+  empty.textContent = 'The loss of every step appears here while training runs.';
+  el.append(axes, line, empty);
+  let steps = initialSteps;
   let pts: [number, number][] = [];
 
   function draw(): void {
@@ -38,6 +40,7 @@ export function lossPlot(): { el: SVGSVGElement; reset(steps: number): void; add
       t.textContent = String(s);
       axes.append(t);
     }
+    empty.style.display = pts.length ? 'none' : '';
     line.setAttribute('points', pts.map(([s, v]) => `${x(s).toFixed(1)},${y(v).toFixed(1)}`).join(' '));
   }
 

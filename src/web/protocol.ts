@@ -26,6 +26,8 @@ export interface Sampling {
   topK: number;
   repetitionPenalty: number;
   seed?: number;
+  /** Keep going past EOS (benchmarks). */
+  ignoreEos?: boolean;
 }
 
 export type ToEngine =
