@@ -48,7 +48,12 @@ addEventListener('unhandledrejection', (e) => { body.dataset.uncaught = messageO
  */
 async function ensureIsolation(): Promise<boolean> {
   if (crossOriginIsolated || query.get('sw') === '0' || !('serviceWorker' in navigator) || !isSecureContext) return false;
-  const reg = await navigator.serviceWorker.register(new URL('./sw.js', import.meta.url), { scope: './' });
+  let reg: ServiceWorkerRegistration;
+  try {
+    reg = await navigator.serviceWorker.register(new URL('./sw.js', import.meta.url), { scope: './' });
+  } catch {
+    return false; // no sw.js on this host, or service workers are off: run without threads
+  }
   if (navigator.serviceWorker.controller) return false; // controlled and still not isolated: this browser cannot be
   if (sessionStorage.getItem('openelm-sw-reload')) return false;
   sessionStorage.setItem('openelm-sw-reload', '1');
