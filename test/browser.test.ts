@@ -147,6 +147,7 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
       ['a backend that does not exist', hook('./models/mha-hd64/', { backend: 'cuda' }), /the cuda backend is not available in this build/],
       ['a prompt outside the vocabulary', hook('./models/mha-hd64/', { prompt: 'hello' }), /token id 22172 is outside the vocabulary/],
       ['a bad max_tokens', hook('./models/mha-hd64/', { max_tokens: 'lots' }), /max_tokens must be a whole number/],
+      ['an unknown dtype', hook('./models/mha-hd64/', { dtype: 'q3' }), /unknown dtype "q3"/],
       ['a model value that is neither', hook('not a model'), /neither a URL of a model folder .* nor a hub id/],
     ];
     for (const [what, query, want] of cases) {

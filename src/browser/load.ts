@@ -50,7 +50,7 @@ export interface BrowserLoadOptions extends ModelFilesOptions {
 /** The size, memory and files of a model, without downloading its weights. */
 export async function inspectModel(source: ModelSource, opts: BrowserLoadOptions = {}): Promise<ModelPlan> {
   const files = modelFiles(source, opts);
-  return planModel(files, { dtype: opts.dtype, backend: typeof opts.backend === 'string' ? opts.backend : opts.backend?.name, contextTokens: opts.contextTokens });
+  return planModel(files, { dtype: validateDType(opts.dtype ?? 'auto'), backend: typeof opts.backend === 'string' ? opts.backend : opts.backend?.name, contextTokens: opts.contextTokens });
 }
 
 let bundled: Promise<Tokenizer> | undefined;

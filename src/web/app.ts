@@ -13,7 +13,7 @@ import { messageOf, type AppContext, type Tab } from './state.js';
 import { modelView } from './model-view.js';
 import { chatView } from './chat-view.js';
 import { finetuneView } from './finetune-view.js';
-import type { ModelInfo, Sampling } from './protocol.js';
+import type { LoadSettings, ModelInfo, Sampling } from './protocol.js';
 
 const query = new URLSearchParams(location.search);
 const body = document.body;
@@ -149,7 +149,7 @@ async function automation(ui: ReturnType<typeof buildUi>, prompt: string): Promi
     if (query.get('ignore_eos') === '1') sampling.ignoreEos = true;
     ui.ctx.showTab('model');
     await ui.model.load({ kind: 'string', value: model, label: model === ui.ctx.served?.model ? ui.ctx.served.name : undefined }, {
-      backend: query.get('backend') ?? 'auto', dtype: (query.get('dtype') ?? 'auto') as never, keep: query.get('keep') !== '0',
+      backend: query.get('backend') ?? 'auto', dtype: (query.get('dtype') ?? 'auto') as LoadSettings['dtype'], keep: query.get('keep') !== '0',
       hubEndpoint: query.get('hub') ?? undefined, threads,
     });
     ui.ctx.showTab('chat');

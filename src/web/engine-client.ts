@@ -7,7 +7,8 @@ type Listener = (m: FromEngine) => void;
 
 /** An error the engine reported (one line for the user) or a failure of the worker itself. */
 export class EngineError extends Error {
-  constructor(message: string, readonly code: string) { super(message); this.name = 'EngineError'; }
+  /** Whether the engine still holds a model after this failure. */
+  constructor(message: string, readonly code: string, readonly loaded = true) { super(message); this.name = 'EngineError'; }
 }
 
 export interface Engine {
@@ -55,7 +56,7 @@ export function startEngine(url: URL): Promise<Engine> {
       const p = pending.get(m.id);
       if (!p) return;
       if (m.type === 'done') { pending.delete(m.id); p.resolve(m); }
-      else if (m.type === 'error') { pending.delete(m.id); p.reject(new EngineError(m.message, m.code)); }
+      else if (m.type === 'error') { pending.delete(m.id); p.reject(new EngineError(m.message, m.code, m.loaded)); }
       else p.on?.(m);
     });
   });

@@ -4,7 +4,7 @@
 
 import '../browser/platform.js';
 import { browserPlatform, threadsUnavailableReason } from '../browser/platform.js';
-import { inspectModel, loadModel, type BrowserLoadOptions } from '../browser/load.js';
+import { inspectModel, loadModel, type BrowserLoadOptions, type LoadProgress } from '../browser/load.js';
 import { canKeepDownloads, clearModelCache, listModelCache } from '../browser/downloads.js';
 import { backendNames } from '../backends/index.js';
 import { fineTuner, requireFineTuner, checkFineTuneData, type FineTuneJob } from '../browser/finetune.js';
@@ -86,10 +86,16 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
       return;
     }
     case 'load': {
+      const opts = { ...loadOptions(m.settings, m.model, signal), onProgress: (progress: LoadProgress) => post({ type: 'progress', id: m.id, progress }) };
+      // A model that cannot load (not a model folder, too large) leaves the current one in place;
+      // past that point the current one is dropped first, so two never share the memory.
+      opts.onProgress({ phase: 'plan' });
+      const plan = await inspectModel(source(m.model), opts);
+      if (!plan.fits) throw new OpenELMError('memory', plan.advice ?? `${plan.name} is too large for this browser`);
       job?.dispose(); job = undefined;
       chat = undefined;
       model?.dispose(); model = undefined;
-      const lm = await loadModel(source(m.model), { ...loadOptions(m.settings, m.model, signal), onProgress: (progress) => post({ type: 'progress', id: m.id, progress }) });
+      const lm = await loadModel(source(m.model), { ...opts, plan });
       model = lm;
       post({
         type: 'done', id: m.id, info: {
@@ -156,9 +162,10 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
 }
 
 function fail(id: number, e: unknown): void {
-  if (e instanceof OpenELMError) post({ type: 'error', id, message: e.message, code: e.code });
-  else if ((e as Error)?.name === 'AbortError') post({ type: 'error', id, message: 'stopped', code: 'abort' });
-  else post({ type: 'error', id, message: `internal error: ${e instanceof Error ? e.message : String(e)}`, code: 'internal' });
+  const loaded = model !== undefined;
+  if (e instanceof OpenELMError) post({ type: 'error', id, message: e.message, code: e.code, loaded });
+  else if ((e as Error)?.name === 'AbortError') post({ type: 'error', id, message: 'stopped', code: 'abort', loaded });
+  else post({ type: 'error', id, message: `internal error: ${e instanceof Error ? e.message : String(e)}`, code: 'internal', loaded });
 }
 
 scope.onmessage = (e) => {

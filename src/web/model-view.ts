@@ -4,6 +4,7 @@
 
 import { h, append, clear, field, fmtBytes, fmtCount, select } from './dom.js';
 import { messageOf, type AppContext } from './state.js';
+import { EngineError } from './engine-client.js';
 import type { LoadSettings, ModelRef, PlanSummary } from './protocol.js';
 import type { LocalFile } from '../browser/model-files.js';
 import type { LoadProgress } from '../browser/load.js';
@@ -135,6 +136,7 @@ export function modelView(ctx: AppContext): ModelView {
       ctx.showTab('chat');
     } catch (e) {
       showProgress(null);
+      if (e instanceof EngineError && !e.loaded) ctx.setModel(null);
       ctx.error(messageOf(e));
       throw e;
     } finally {

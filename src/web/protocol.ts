@@ -90,4 +90,5 @@ export type FromEngine =
   | { type: 'chunk'; id: number; text: string; ids: number[] }
   | { type: 'step'; id: number; step: FineTuneStep }
   | { type: 'done'; id: number; plan?: PlanSummary; info?: ModelInfo; stats?: RunStats; files?: AdapterFile[]; cache?: { url: string; size: number }[]; examples?: number }
-  | { type: 'error'; id: number; message: string; code: string };
+  /** `loaded`: whether a model is still loaded after the failure (a failed load drops the old one). */
+  | { type: 'error'; id: number; message: string; code: string; loaded: boolean };
