@@ -181,6 +181,8 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     const plan = await page.locator('.plan').innerText();
     assert.match(plan, /Download\s+[\d.]+ (KB|MB)/);
     assert.match(plan, /Memory\s+about [\d.]+ MB: .* weights \+ .* KV cache \(4096 tokens\)/);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, 'model-desktop.png'), fullPage: true });
     await load.click();
     await page.locator('.chat-view').waitFor({ state: 'visible' });
     await page.locator('details.settings summary').click();
