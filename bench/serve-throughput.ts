@@ -72,6 +72,7 @@ async function request(url: string, i: number): Promise<One> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       messages: [{ role: 'user', content: `Request ${i}: write a short story about a lighthouse keeper and a storm.` }],
       max_tokens: maxTokens, ignore_eos: true, temperature, seed: i, stream: true, stream_options: { include_usage: true },

@@ -127,7 +127,7 @@ async function main(): Promise<void> {
     for (const [gd, od] of pairs) {
       const file = path.join(work, `model-${gd}.gguf`);
       const c0 = performance.now();
-      const conv = convertToGGUF(modelDir, file, gd);
+      const conv = convertToGGUF(modelDir, file, gd, { overwrite: true });
       log(`converted to GGUF ${gd}: ${(conv.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - c0) / 1000).toFixed(1)} s`);
       // Alternate the two sides and keep each one's best run: other processes on a shared machine
       // only ever slow a run down, so the best of a few is the least disturbed measurement.

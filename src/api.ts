@@ -22,6 +22,7 @@ import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
 import { type ChatTemplate } from './chat/template.js';
 import { LoadedModel } from './loaded-model.js';
+import { resolveModelFolder } from './train/run-folder.js';
 
 export { LoadedModel, type TextGenerateOptions } from './loaded-model.js';
 
@@ -56,8 +57,8 @@ export interface LoadModelOptions {
 
 /** Resolve a model source to a local folder: an existing path as is, a hub id (org/name) through the HF cache. */
 export async function resolveModelSource(source: string, opts: LoadModelOptions = {}): Promise<string> {
-  if (fs.existsSync(source)) return source;
-  if (!REPO_ID_RE.test(source)) throw new OpenELMError('model', `model folder ${source} does not exist, and ${source} is neither a model folder nor a hub id (org/name)`);
+  if (fs.existsSync(source)) return resolveModelFolder(source, opts.onWarning);
+  if (!REPO_ID_RE.test(source)) throw new OpenELMError('usage', `model folder ${source} does not exist, and ${source} is neither a model folder nor a hub id (org/name)`);
   try {
     return await ensureModel(source, {
       signal: opts.signal, onProgress: opts.onProgress, onWarning: opts.onWarning, revision: opts.revision, token: opts.token,
@@ -70,9 +71,9 @@ export async function resolveModelSource(source: string, opts: LoadModelOptions 
 }
 
 /**
- * Load a model from a local folder (config.json + model.safetensors or shards) or a Hugging Face
- * hub id such as "apple/OpenELM-270M-Instruct" (downloaded into the HF cache on first use). This is
- * the front door the CLI uses too.
+ * Load a model from a local folder (config.json + model.safetensors or shards), a training run
+ * folder (its latest checkpoint) or a Hugging Face hub id such as "apple/OpenELM-270M-Instruct"
+ * (downloaded into the HF cache on first use). This is the front door the CLI uses too.
  */
 export async function loadModel(source: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   opts.signal?.throwIfAborted();

@@ -40,6 +40,12 @@ export {
   type GenerateOptions, type GenerationResult, type StreamChunk, type Timings, type FinishReason,
 } from './generate/generate.js';
 export { Sampler, type SamplingOptions } from './generate/sampler.js';
+// Structured output (GBNF grammars, JSON schemas, exact token masks) and log-probabilities.
+export {
+  compileGbnf, compileJsonSchema, compileJsonObject, jsonSchemaToGbnf, jsonObjectGbnf, validateJson,
+  CompiledGrammar, GrammarMasker, GrammarMatcher, GrammarError, SchemaError, tokenizerVocab, type TokenVocab,
+} from './generate/constrain/index.js';
+export { logSumExp, tokenLogprob, topLogprobs, promptLogprobs, type TokenLogprob, type TopLogprob, type PromptLogprobs } from './generate/logprobs.js';
 export type { Backend, Tensor, Weight, WeightDType } from './backends/backend.js';
 export { createBackend, registerBackend, backendNames, JsBackend, WasmBackend, type BackendOptions, type BackendProvider } from './backends/index.js';
 export { SequenceDecoder, type TokenConstraint, type DecodeOptions as StepOptions } from './generate/decode.js';

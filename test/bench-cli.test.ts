@@ -54,7 +54,7 @@ test('bench rejects bad input with one clear line and a non-zero exit', () => {
   fail(['--model', dir, '--prompt-tokens', '40', '--gen-tokens', '9'], /40 \+ --gen-tokens 9 = 49 tokens do not fit the model's context of 48/, 1);
   fail(['--model', dir, '--prompt-tokens', '0'], /--prompt-tokens must be >= 1/, 2);
   fail(['--model', dir, '--backend', 'cuda'], /--backend must be one of/, 2);
-  fail(['--model', dir + '-missing'], /model folder .* does not exist/, 1);
+  fail(['--model', dir + '-missing'], /model folder .* does not exist/, 2);
 });
 
 test('benchModel runs in-process and englishText is deterministic prose', async () => {

@@ -309,3 +309,33 @@ test('golden fixtures written by Python safetensors open and have OpenELM names/
     }
   }
 });
+
+test('a sharded save is atomic as a set: stopped after any file, the folder reads as the old or the new checkpoint, whole', async () => {
+  const old = tinyModel(4);
+  // Same names and shapes, other values: a mix of the two sets would read back as neither.
+  const next = old.map((t) => ({ ...t, data: t.dtype === 'F32' ? (t.data as Float32Array).map((x) => x + 1) : (t.data as Uint16Array).map((x) => x ^ 1) }));
+  const plan = fs.readdirSync(saveInto(freshDir(), next)).filter((f) => f.endsWith('.safetensors')).length;
+  assert.ok(plan >= 3, 'several shards');
+  for (const save of [saveCheckpointSync, saveCheckpoint]) {
+    for (let stopAfter = 1; stopAfter <= plan + 1; stopAfter++) {
+      const dir = freshDir();
+      await save(dir, old, { maxShardBytes: 4000 });
+      let committed = 0;
+      const crash = () => { if (++committed === stopAfter) throw new Error('power cut'); };
+      await assert.rejects(async () => save(dir, next, { maxShardBytes: 4000, afterCommit: crash }), /power cut/);
+      // Shards only: still the old set. The index was the last rename: already the new set.
+      checkAll(dir, stopAfter <= plan ? old : next);
+      // The next save after the crash completes normally.
+      await save(dir, next, { maxShardBytes: 4000 });
+      checkAll(dir, next);
+      await save(dir, old, { maxShardBytes: 4000 });
+      checkAll(dir, old);
+      assert.deepEqual(leftovers(dir), []);
+    }
+  }
+});
+
+function saveInto(dir: string, ts: TensorToWrite[]): string {
+  saveCheckpointSync(dir, ts, { maxShardBytes: 4000 });
+  return dir;
+}

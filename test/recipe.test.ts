@@ -33,7 +33,7 @@ function err(raw: unknown): string {
   assert.fail('expected an error');
 }
 
-test('a minimal recipe gets CoreNet\'s size-independent defaults; paths are relative to the recipe', () => {
+test('a minimal recipe gets CoreNet\'s size-independent defaults; data paths are relative to the recipe, out_dir to the current folder', () => {
   const r = parseRecipe(BASE, FILE);
   assert.deepEqual(r.optimizer, { lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
   assert.deepEqual(r.schedule, { type: 'cosine', warmupSteps: 0, warmupInitLr: 1e-6, minLr: 1e-4 });
@@ -43,7 +43,9 @@ test('a minimal recipe gets CoreNet\'s size-independent defaults; paths are rela
   assert.equal(r.gradAccum, 1);
   assert.equal(r.data.train[0].absPaths[0], path.join(tmp, 'corpus.txt'));
   assert.equal(r.data.train[0].format, 'text');
-  assert.equal(r.outDir, path.join(tmp, 'runs', 'r'));
+  assert.equal(r.outDir, path.resolve('runs', 'r'));
+  assert.equal(parseRecipe({ ...BASE, out_dir: 'x/y' }, FILE).outDir, path.resolve('x/y'));
+  assert.equal(parseRecipe({ ...BASE, out_dir: path.join(tmp, 'abs') }, FILE).outDir, path.join(tmp, 'abs'));
   assert.equal(r.evalEvery, 0);
 });
 

@@ -162,7 +162,7 @@ test('POST /tokenize and /detokenize (llama.cpp shapes)', async () => {
   // A byte-fallback token that is not valid UTF-8 on its own is a byte list, as in llama.cpp.
   const bytes = (await post(`${srv.url}/tokenize`, { content: '\u{1F600}', with_pieces: true })).json().tokens;
   assert.ok(bytes.some((t: { piece: unknown }) => Array.isArray(t.piece)), JSON.stringify(bytes));
-  assert.deepEqual((await post(`${srv.url}/detokenize`, { tokens: [15043, 3186, 29991] })).json(), { content: 'Hello world!' });
+  assert.deepEqual((await post(`${srv.url}/detokenize`, { tokens: [15043, 3186, 29991] })).json(), { content: 'Hello world!', prompt: 'Hello world!' });
   expectError(await post(`${srv.url}/detokenize`, { tokens: [99999] }), 400, /"tokens" must be an array of token ids in \[0, 32000\)/);
   expectError(await post(`${srv.url}/tokenize`, { text: 'x' }), 400, /"content" must be a string/);
   assert.deepEqual((await post(`${srv.url}/apply-template`, { messages: [{ role: 'user', content: 'U' }] })).json(), { prompt: '<|user|>\nU</s>\n<|assistant|>\n' });
@@ -256,7 +256,7 @@ test('a client that disconnects stops its generation', async () => {
   // Also for a non-streaming request.
   const before2 = e.totals.predictedTokens;
   const ac = new AbortController();
-  const p = fetch(`${srv.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'x', max_tokens: 100, ignore_eos: true }), signal: ac.signal }).catch(() => undefined);
+  const p = fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', max_tokens: 100, ignore_eos: true }), signal: ac.signal }).catch(() => undefined);
   while (e.stats.running === 0) await new Promise((r) => setTimeout(r, 2));
   ac.abort();
   await p;
@@ -279,7 +279,7 @@ test('CLI: openelm serve prints its URL on stderr, serves, and shuts down gracef
   });
   const h = await fetch(`${url}/health`);
   assert.equal(h.status, 200);
-  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 40, ignore_eos: true, stream: true }) });
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 40, ignore_eos: true, stream: true }) });
   const reader = (res.body as ReadableStream<Uint8Array>).getReader();
   await reader.read();
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));

@@ -31,7 +31,7 @@ function recipe(over: Record<string, unknown> = {}): Recipe {
     seq_len: 16, batch_size: 2, grad_accum: 2, steps: 8,
     pipeline: { mode: 'pack', split_words: 256, min_chars: 100, min_tokens: 32, shuffle_buffer: 16 },
     optimizer: { lr: 3e-3 }, schedule: { warmup_steps: 2 },
-    out_dir: 'out', log_every: 2, eval_every: 4, checkpoint_every: 4,
+    out_dir: path.join(dir, 'out'), log_every: 2, eval_every: 4, checkpoint_every: 4,
     ...over,
   };
   const file = path.join(dir, 'recipe.yaml');
@@ -70,7 +70,7 @@ test('a run writes metrics.jsonl, a report, and HF checkpoints that `openelm gen
   const ckpt = path.join(r.outDir, 'step-00000008');
   assert.equal(res.checkpoint, ckpt);
   assert.equal(fs.readFileSync(path.join(r.outDir, 'latest'), 'utf8').trim(), 'step-00000008');
-  assert.deepEqual(fs.readdirSync(ckpt).sort(), ['config.json', 'data_state.safetensors', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json']);
+  assert.deepEqual(fs.readdirSync(ckpt).sort(), ['config.json', 'data_state.safetensors', 'manifest.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json']);
   assert.ok(fs.existsSync(path.join(r.outDir, 'step-00000004')), 'keep_checkpoints defaults to 2');
   const cfg = JSON.parse(fs.readFileSync(path.join(ckpt, 'config.json'), 'utf8'));
   assert.deepEqual(cfg.num_query_heads, [2, 4]);

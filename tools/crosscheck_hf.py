@@ -8,6 +8,12 @@ code targets 4.x, so two small API shims are applied below, without changing any
 
     python tools/crosscheck_hf.py --apple-dir /path/to/openelm_hf_code
 
+It also checks a checkpoint this project wrote (a training checkpoint, or `openelm convert --to hf`
+output): Apple's code must load it with no missing or unexpected keys and give our logits.
+
+    node tools/dump_logits.mjs DIR ours.json          # our engine's logits (after npm run build)
+    python tools/crosscheck_hf.py --apple-dir /path/to/openelm_hf_code --check-dir DIR --ours ours.json
+
 Checks per fixture: per-layer dims, logits (each row alone), greedy decoding through HF's own
 DynamicCache, and parameter gradients of CE + z-loss. HF's model computes RMSNorm and RoPE in
 float32 even when the weights are float64, so agreement is ~1e-6, not float64-exact.
@@ -114,13 +120,47 @@ def check(name: str, root: str, C, M, DynamicCache) -> bool:
     return ok
 
 
+def check_dir(d: str, ours_file: str, C, M) -> bool:
+    """Load a checkpoint folder we wrote with Apple's classes (strict) and compare logits with ours."""
+    raw = json.load(open(os.path.join(d, "config.json")))
+    weights = {}
+    index = os.path.join(d, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    for f in files:
+        weights.update(load_file(os.path.join(d, f)))
+    dtypes = sorted({str(v.dtype) for v in weights.values()})
+    hf_cfg = C.OpenELMConfig(**{k: v for k, v in raw.items() if k not in ("num_query_heads", "num_kv_heads")})
+    hf_cfg._attn_implementation = "eager"
+    model = M.OpenELMForCausalLM(hf_cfg).float().eval()
+    result = model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    ok = not result.missing_keys and not result.unexpected_keys
+    ours = json.load(open(ours_file))
+    ids = torch.tensor([ours["ids"]])
+    with torch.no_grad():
+        logits = model(input_ids=ids, use_cache=False).logits[0].double()
+    mine = torch.tensor(ours["logits"], dtype=torch.float64).reshape(logits.shape)
+    diff = float((logits - mine).abs().max())
+    scale = float(logits.abs().max())
+    same_top = bool((logits.argmax(-1) == mine.argmax(-1)).all())
+    print(f"{d}: {dtypes}, strict load {'ok' if ok else 'FAILED'}; logits max |diff| {diff:.2e} (max |logit| {scale:.2f}); argmax {'same' if same_top else 'DIFFERENT'}")
+    return ok and same_top and diff <= 1e-4 * max(1.0, scale)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--apple-dir", required=True)
     ap.add_argument("--golden", default=os.path.join(HERE, "..", "test", "golden"))
+    ap.add_argument("--check-dir", action="append", default=[], help="a checkpoint folder this project wrote")
+    ap.add_argument("--ours", action="append", default=[], help="our logits for each --check-dir (tools/dump_logits.mjs)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     C, M, DynamicCache = load_apple(os.path.abspath(args.apple_dir))
+    if args.check_dir:
+        if len(args.ours) != len(args.check_dir):
+            sys.exit("give one --ours per --check-dir")
+        results = [check_dir(d, o, C, M) for d, o in zip(args.check_dir, args.ours)]
+        print("HF export check:", "PASS" if all(results) else "FAIL")
+        sys.exit(0 if all(results) else 1)
     root = os.path.normpath(args.golden)
     names = sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
     results = [check(n, root, C, M, DynamicCache) for n in names]

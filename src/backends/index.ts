@@ -62,7 +62,9 @@ async function makeWasm(opts: BackendOptions): Promise<Backend> {
   const mode = opts.native ?? 'auto';
   const native = pf.nativeGemm ? pf.nativeGemm(mode) : null;
   if (!native && mode === 'on') throw new OpenELMError('backend', `native GEMM requested but this platform (${pf.name}) has none`);
-  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native });
+  // the weights may spread over several wasm memories; what the machine has bounds them together
+  const memoryLimit = pf.memory ? pf.memory().available : Infinity;
+  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native, memoryLimit });
 }
 
 export { JsBackend } from './js/js-backend.js';

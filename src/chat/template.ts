@@ -30,6 +30,8 @@ export interface ChatTemplate {
   /** The special-token strings the template writes (`</s>`, `<s>` for Llama-2). */
   readonly eosToken: string;
   readonly bosToken: string;
+  /** The Jinja source, when there is one (servers report it as `chat_template`). */
+  readonly text?: string;
   render(messages: readonly ChatMessage[], opts?: RenderOptions): string;
 }
 
@@ -63,6 +65,7 @@ export function corenetInstructTemplate(): ChatTemplate {
     source: 'builtin:corenet-instruct',
     eosToken: LLAMA_EOS,
     bosToken: LLAMA_BOS,
+    text: CORENET_INSTRUCT_TEMPLATE,
     render(messages, opts = {}) {
       checkMessages(messages);
       const gen = opts.addGenerationPrompt ?? true;
@@ -95,7 +98,7 @@ export function jinjaTemplate(text: string, opts: JinjaTemplateOptions = {}): Ch
   }
   const bosToken = opts.bosToken ?? LLAMA_BOS, eosToken = opts.eosToken ?? LLAMA_EOS;
   return {
-    source, bosToken, eosToken,
+    source, bosToken, eosToken, text,
     render(messages, ropts = {}) {
       checkMessages(messages);
       try {

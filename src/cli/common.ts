@@ -19,7 +19,7 @@ export const NATIVE_FLAG: FlagSpec = {
 };
 
 export const MODEL_FLAGS: FlagSpec[] = [
-  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors) or hub id', required: true },
+  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors), training run folder (its latest checkpoint) or hub id', required: true },
   { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
@@ -39,7 +39,7 @@ export function resolveModelDir(model: string): Promise<string> {
 /** loadModel's options from the MODEL_FLAGS (and --chat-template where a command has it). */
 export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
   const file = get.str(flags, 'tokenizer');
-  if (file !== undefined && !fs.existsSync(file)) throw new OpenELMError('tokenizer', `tokenizer file ${file} not found`);
+  if (file !== undefined && !fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
   return {
     dtype: validateDType(get.str(flags, 'dtype') ?? 'auto'),
     backend: get.str(flags, 'backend') ?? 'auto',
@@ -69,8 +69,9 @@ export function readTextFile(file: string, what: string): string {
 export function tokenizerFromFlags(flags: ParsedFlags, modelDir?: string): Tokenizer {
   const file = get.str(flags, 'tokenizer');
   if (file !== undefined) {
-    if (!fs.existsSync(file)) throw new OpenELMError('tokenizer', `tokenizer file ${file} not found`);
+    if (!fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
     return tokenizerFromFile(file);
   }
+  if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new OpenELMError('usage', `model folder ${modelDir} does not exist`);
   return loadTokenizer(modelDir);
 }

@@ -5,6 +5,8 @@
 
 import { OpenELMError, UsageError } from '../core/errors.js';
 import { parseFlags, helpText, type CommandSpec, type ParsedFlags } from './args.js';
+import { EXIT_CLOSED_STDOUT, handleClosedOutput, isClosedPipe } from './stdio.js';
+import { VERSION } from '../core/version.js';
 
 export interface Command { spec: CommandSpec; run(flags: ParsedFlags): Promise<number | void>; }
 
@@ -20,7 +22,9 @@ const COMMANDS: Record<string, string> = {
   perplexity: 'perplexity of a text file',
   eval: 'lm-evaluation-harness-compatible benchmarks',
   train: 'pretrain or fine-tune from a recipe file',
-  convert: 'convert a checkpoint (e.g. to GGUF)',
+  convert: 'convert between HF, GGUF, MLX and CoreNet formats',
+  average: 'average CoreNet checkpoints as CoreNet does',
+  recipe: 'export a recipe as a CoreNet training YAML, or import one',
   bench: 'prefill/decode throughput benchmark',
   download: 'download a model from the Hugging Face hub',
 };
@@ -28,17 +32,16 @@ const COMMANDS: Record<string, string> = {
 function usage(): string {
   const lines = ['openelm — run, train and evaluate Apple OpenELM models', '', 'usage: openelm <command> [flags]', '', 'commands:'];
   for (const [name, summary] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(12)}${summary}`);
-  lines.push('', 'openelm <command> --help shows the flags of a command.');
+  lines.push('', 'openelm <command> --help shows the flags of a command; openelm --version prints the version.');
+  lines.push('Exit status: 0 success, 1 an error (one line on stderr), 2 bad usage, 130 interrupted, 141 stdout closed early.');
   return lines.join('\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
-  if (!verb || verb === '--help' || verb === '-h' || verb === 'help') {
-    process.stdout.write(usage() + '\n');
-    return verb ? 0 : 2;
-  }
-  if (verb === '--version') { process.stdout.write('openelm 0.1.0\n'); return 0; }
+  if (!verb) { process.stderr.write(usage() + '\n'); return 2; }
+  if (verb === '--help' || verb === '-h' || verb === 'help') { process.stdout.write(usage() + '\n'); return 0; }
+  if (verb === '--version' || verb === '-V' || verb === 'version') { process.stdout.write(`openelm ${VERSION}\n`); return 0; }
   if (!Object.hasOwn(COMMANDS, verb)) { process.stderr.write(`openelm: unknown command "${verb}" (see openelm --help)\n`); return 2; }
   const cmd = (await import(`./commands/${verb}.js`)) as Command;
   if (rest.includes('--help') || rest.includes('-h')) { process.stdout.write(helpText(cmd.spec) + '\n'); return 0; }
@@ -57,7 +60,9 @@ export async function main(argv: string[]): Promise<number> {
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${(await import('node:fs')).realpathSync(process.argv[1])}`).href;
 if (isMain) {
+  handleClosedOutput();
   main(process.argv.slice(2)).then((rc) => { process.exitCode = rc; }, (e: unknown) => {
+    if (isClosedPipe(e)) { process.exitCode = EXIT_CLOSED_STDOUT; return; }
     process.stderr.write(`openelm: internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
     process.exitCode = 70;
   });

@@ -11,13 +11,13 @@
 // - the Llama-2 SentencePiece vocab as tokenizer.ggml.* ("llama" model), padded with unused
 //   [PADn] pieces when the model's vocab_size is larger (CoreNet's 32128).
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import * as fs from 'node:fs';
+import { openModelSource } from '../formats/source.js';
+import { checkOutputFile } from '../io/output-guard.js';
 import { writeGGUF, kv, GGMLType, type GGUFKV, type GGUFTensorSource } from '../io/gguf.js';
 import { paramSpecs, type OpenELMConfig } from '../model/config.js';
-import { readModelConfig } from '../io/model-folder.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
 import { PieceType } from '../tokenizer/sentencepiece-model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -35,6 +35,12 @@ export interface ConvertOptions {
   tokenizer?: Tokenizer;
   /** general.name (default: the folder's name). */
   name?: string;
+  /** Replace an existing output file (never one of the files being read). Default false. */
+  overwrite?: boolean;
+  /** Further files the conversion reads (e.g. the tokenizer file), so the output is never one of them. */
+  inputs?: string[];
+  /** For a CoreNet .pt source: its CoreNet YAML or HF config.json. */
+  config?: string;
 }
 
 export interface ConvertResult {
@@ -52,11 +58,11 @@ export function validateGGUFType(d: string): GGUFOutType {
   throw new OpenELMError('usage', `unknown GGUF dtype "${d}"; choose one of ${GGUF_OUT_TYPES.join(', ')}`);
 }
 
-function checkOutput(out: string): void {
-  const dir = path.dirname(path.resolve(out));
-  if (!fs.existsSync(dir)) throw new OpenELMError('usage', `output folder ${dir} does not exist`);
-  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('usage', `${dir} is not a folder`);
-  if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new OpenELMError('usage', `--out ${out} is a folder; give a file name such as model.gguf`);
+/** Every file the conversion of `dir` reads. */
+/** Every file the conversion may read: the input file, or every file of the input folder, and `extra`. */
+function inputFiles(input: string, extra: readonly string[]): string[] {
+  const own = fs.statSync(input).isDirectory() ? fs.readdirSync(input).map((f) => path.join(input, f)) : [input];
+  return [...own, ...extra];
 }
 
 function checkSupported(c: OpenELMConfig, where: string): void {
@@ -144,16 +150,20 @@ function tensorPlan(c: OpenELMConfig): Plan[] {
   return plan;
 }
 
-/** Convert a model folder to GGUF at `out` (written atomically). */
+/** Convert a model (any format openModelSource reads) to GGUF at `out` (written atomically). */
 export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts: ConvertOptions = {}): ConvertResult {
   validateGGUFType(dtype);
-  checkOutput(out);
-  const config = readModelConfig(dir);
-  checkSupported(config, path.join(dir, 'config.json'));
-  const tok = opts.tokenizer ?? loadTokenizer(dir);
-  const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir))), ...vocabMetadata(tok, config)];
-  const ckpt: Checkpoint = openCheckpoint(dir);
+  // Cheap checks first (missing input, a folder as output); the own-input check needs the file list.
+  checkOutputFile(out, { inputs: [], overwrite: true });
+  const src = openModelSource(dir, { config: opts.config });
+  const ckpt = src.reader;
   try {
+    checkOutputFile(out, { inputs: inputFiles(dir, [...(opts.config ? [opts.config] : []), ...(opts.inputs ?? [])]), overwrite: opts.overwrite });
+    const config = src.config;
+    checkSupported(config, src.format === 'hf' ? path.join(dir, 'config.json') : dir);
+    const folder = fs.statSync(dir).isDirectory() ? dir : undefined;
+    const tok = opts.tokenizer ?? src.tokenizer?.() ?? loadTokenizer(folder);
+    const meta = [...openelmMetadata(config, dtype, opts.name ?? path.basename(path.resolve(dir)).replace(/\.(gguf|pt|pth)$/i, '')), ...vocabMetadata(tok, config)];
     for (const p of paramSpecs(config)) ckpt.expectShape(p.name, p.shape);
     // proj_1 feeds two tensors in a row; keep the last source read so it is read once.
     let last: { src: string; data: Float32Array } | null = null;
@@ -178,6 +188,6 @@ export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts
     const bytes = writeGGUF(out, meta, tensors);
     return { file: out, bytes, dtype, tensors: tensors.length, metadata: meta.length, fallbacks };
   } finally {
-    ckpt.close();
+    src.close();
   }
 }

@@ -1,6 +1,7 @@
 // HTTP against the Hugging Face hub (or any HF_ENDPOINT mirror): file metadata by HEAD, blob
-// downloads by GET with manual redirects, resume, size and sha256 checks, and errors that say what
-// to do (set HF_TOKEN for gated/private repos, check the id for 404s).
+// downloads by GET with manual redirects, resume, size and hash checks against the ETag (sha256 for
+// LFS files, the git blob id otherwise; docs/hub-downloads.md), and errors that say what to do (set
+// HF_TOKEN for gated/private repos, check the id for 404s).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -30,6 +31,24 @@ export interface ByteProgress { downloaded: number; total: number | undefined; }
 /** Raised for connection-level failures (refused, reset, DNS): the caller may fall back to the cache. */
 export class HubNetworkError extends OpenELMError {
   constructor(message: string) { super('hub', message); this.name = 'HubNetworkError'; }
+}
+
+/**
+ * The hub URL as given (HF_ENDPOINT or an option), checked: an http(s) URL with a host. `source`
+ * names where it came from in the message, e.g. "HF_ENDPOINT".
+ */
+export function checkEndpoint(endpoint: string, source: string): string {
+  const hint = /^[\w.-]+(:\d+)?(\/.*)?$/.test(endpoint) ? `; give the scheme too, e.g. https://${endpoint}` : '; e.g. https://huggingface.co';
+  let u: URL;
+  try { u = new URL(endpoint); } catch {
+    throw new OpenELMError('usage', `${source} ${JSON.stringify(endpoint)} is not a URL${hint}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new OpenELMError('usage', `${source} ${JSON.stringify(endpoint)} must be an http:// or https:// URL${hint}`);
+  }
+  if (!u.hostname) throw new OpenELMError('usage', `${source} ${JSON.stringify(endpoint)} has no host name`);
+  if (u.search || u.hash) throw new OpenELMError('usage', `${source} ${JSON.stringify(endpoint)} must not have a query or fragment`);
+  return endpoint;
 }
 
 export function resolveUrl(c: HubClient, repo: string, revision: string, file: string): string {
@@ -130,10 +149,37 @@ async function getFollow(c: HubClient, url: string, extra: Record<string, string
   throw new OpenELMError('hub', `too many redirects for ${url}`);
 }
 
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
+/**
+ * The hash a hub ETag stands for: LFS files are named by the sha256 of their content, every other
+ * file by its git blob id, sha1("blob <size>\0" + content). An ETag of neither form cannot be checked.
+ */
+export type EtagKind = 'sha256' | 'git-sha1';
+
+export function etagKind(etag: string): EtagKind | undefined {
+  return /^[0-9a-f]{64}$/.test(etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(etag) ? 'git-sha1' : undefined;
+}
+
+/** Throw unless the hub's ETag for `file` can verify it (and so name its blob safely). */
+export function checkEtag(c: HubClient, repo: string, file: string, etag: string | undefined): string {
+  if (!etag) throw new OpenELMError('hub', `${c.endpoint} sent no ETag for ${file} in ${repo}, so the file cannot be verified; is HF_ENDPOINT a Hugging Face hub?`);
+  if (!etagKind(etag)) {
+    throw new OpenELMError('hub', `${c.endpoint} sent the ETag ${JSON.stringify(etag.slice(0, 80))} for ${file} in ${repo}, which is neither a sha256 nor a git blob hash, so the file cannot be verified; is HF_ENDPOINT a Hugging Face hub?`);
+  }
+  return etag;
+}
+
+/** The file's hash in the form its ETag uses. */
+export async function fileHash(file: string, kind: EtagKind): Promise<string> {
+  const h = createHash(kind === 'sha256' ? 'sha256' : 'sha1');
+  if (kind === 'git-sha1') h.update(`blob ${fs.statSync(file).size}\0`);
   for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
   return h.digest('hex');
+}
+
+/** Does the file's content match the ETag it is cached under? */
+export async function matchesEtag(file: string, etag: string): Promise<boolean> {
+  const kind = etagKind(etag);
+  return kind !== undefined && (await fileHash(file, kind)) === etag;
 }
 
 function sizeOf(file: string): number {
@@ -148,15 +194,17 @@ const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((resolve, 
 /**
  * Download one file into `dest` (a blob path) through `<dest>.incomplete`. A partial file left by an
  * earlier run or a dropped connection is resumed with a Range request; the result must have the
- * expected size and, for LFS files (etag = sha256), the expected sha256. A corrupt result is deleted
- * and downloaded once more from scratch before giving up.
+ * expected size and the hash its ETag names (sha256 for LFS files, the git blob id otherwise) before
+ * it is renamed into the cache. A corrupt result is deleted and downloaded once more from scratch
+ * before giving up.
  */
 export async function downloadBlob(c: HubClient, repo: string, revision: string, file: string, dest: string, meta: FileMeta,
   onProgress?: (p: ByteProgress) => void): Promise<void> {
   const part = `${dest}.incomplete`;
   fs.mkdirSync(path.dirname(dest), { recursive: true });
   const url = resolveUrl(c, repo, revision, file);
-  const expectSha = meta.etag && /^[0-9a-f]{64}$/.test(meta.etag) ? meta.etag : undefined;
+  const etag = checkEtag(c, repo, file, meta.etag);
+  const kind = etagKind(etag)!;
   let redownloaded = false;
   let lastErr: unknown;
   for (let attempt = 1; attempt <= c.maxAttempts; attempt++) {
@@ -208,12 +256,12 @@ export async function downloadBlob(c: HubClient, repo: string, revision: string,
       continue;
     }
     const badSize = meta.size !== undefined && got !== meta.size;
-    const sha = expectSha && !badSize ? await sha256File(part) : undefined;
-    if (badSize || (expectSha && sha !== expectSha)) {
+    const hash = badSize ? undefined : await fileHash(part, kind);
+    if (badSize || hash !== etag) {
       fs.rmSync(part, { force: true });
-      const what = badSize ? `${got} bytes instead of ${meta.size}` : `sha256 ${sha} instead of ${expectSha}`;
+      const what = badSize ? `${got} bytes instead of ${meta.size}` : `${kind === 'sha256' ? 'sha256' : 'git blob sha1'} ${hash} instead of ${etag}`;
       if (!redownloaded) { redownloaded = true; lastErr = undefined; continue; }
-      throw new OpenELMError('hub', `downloading ${file} from ${repo}: the file is corrupt (${what}) even after a fresh download; the partial file was deleted, try again later`);
+      throw new OpenELMError('hub', `downloading ${file} from ${repo}: the file is corrupt (${what}) even after a fresh download, so it was not cached; if HF_ENDPOINT is a mirror, check that it serves the hub's files, else try again later`);
     }
     fs.renameSync(part, dest);
     return;

@@ -14,7 +14,8 @@ import { OpenELMError } from '../core/errors.js';
 import { readJsonFile } from '../io/json.js';
 import { RepoCache, checkRepoFile, checkRepoId, checkRevision, hubCacheDir, hubToken, isCommitHash, isOfflineEnv } from './cache.js';
 import { withFileLock } from './lock.js';
-import { HubNetworkError, downloadBlob, fileMeta, type FileMeta, type HubClient } from './http.js';
+import { HubNetworkError, checkEndpoint, checkEtag, downloadBlob, fileMeta, matchesEtag, type FileMeta, type HubClient } from './http.js';
+import { VERSION } from '../core/version.js';
 
 export { hubCacheDir, hubToken, isOfflineEnv, REPO_ID_RE } from './cache.js';
 export { HubNetworkError } from './http.js';
@@ -47,6 +48,12 @@ export interface EnsureModelOptions {
   onWarning?: (message: string) => void;
   /** Network attempts per file (default 5); each resumes the partial file. */
   maxAttempts?: number;
+  /**
+   * Ask the hub about every file again and check each cached blob against its ETag, downloading
+   * the ones that are missing or corrupt (repairs a damaged cache). Default false: a complete cached
+   * snapshot is trusted.
+   */
+  force?: boolean;
 }
 
 const CONFIG = 'config.json';
@@ -97,16 +104,18 @@ export async function ensureModel(id: string, opts: EnsureModelOptions = {}): Pr
     if (snap) return snap;
     throw new OpenELMError('hub', `offline mode (HF_HUB_OFFLINE) is on and ${id}@${revision} is not in the cache ${cacheDir}; run "openelm download ${id}" with network access first, or unset HF_HUB_OFFLINE`);
   }
+  const endpoint = opts.endpoint !== undefined ? checkEndpoint(opts.endpoint, 'the hub endpoint')
+    : process.env.HF_ENDPOINT ? checkEndpoint(process.env.HF_ENDPOINT, 'HF_ENDPOINT') : 'https://huggingface.co';
   const client: HubClient = {
-    endpoint: opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co',
+    endpoint,
     token: opts.token ?? hubToken(),
     signal: opts.signal,
-    userAgent: `openelm/0.1.0; node/${process.versions.node}`,
+    userAgent: `openelm/${VERSION}; node/${process.versions.node}`,
     maxAttempts: opts.maxAttempts ?? 5,
     retryDelayMs: (n) => Math.min(4000, 250 * 2 ** (n - 1)),
   };
   try {
-    return await download(client, id, revision, cacheDir, opts.onProgress);
+    return await download(client, id, revision, cacheDir, { onProgress: opts.onProgress, onWarning: opts.onWarning, force: opts.force ?? false });
   } catch (e) {
     if (!(e instanceof HubNetworkError)) throw e;
     const snap = cachedModel(id, { revision, cacheDir });
@@ -118,10 +127,17 @@ export async function ensureModel(id: string, opts: EnsureModelOptions = {}): Pr
   }
 }
 
-async function download(c: HubClient, id: string, revision: string, cacheDir: string, onProgress?: (p: DownloadProgress) => void): Promise<string> {
+interface DownloadOptions {
+  onProgress?: (p: DownloadProgress) => void;
+  onWarning?: (message: string) => void;
+  force: boolean;
+}
+
+async function download(c: HubClient, id: string, revision: string, cacheDir: string, o: DownloadOptions): Promise<string> {
   const cache = new RepoCache(cacheDir, id);
+  const { onProgress, force } = o;
   // A known commit whose snapshot is complete needs no network at all.
-  if (isCommitHash(revision)) {
+  if (isCommitHash(revision) && !force) {
     const snap = cachedModel(id, { revision, cacheDir });
     if (snap) return snap;
   }
@@ -132,11 +148,16 @@ async function download(c: HubClient, id: string, revision: string, cacheDir: st
 
   const ensure = async (file: string, known?: FileMeta): Promise<boolean> => {
     checkRepoFile(file);
-    if (cache.hasFile(commit, file)) return true;
+    if (!force && cache.hasFile(commit, file)) return true;
     const meta = known ?? await fileMeta(c, id, commit, file);
     if (!meta) return false;
-    if (!meta.etag) throw new OpenELMError('hub', `the hub sent no ETag for ${file} in ${id}; cannot cache it`);
-    const blob = cache.blob(meta.etag);
+    // Checked before the ETag names a path: only a verifiable hash may become a blob name.
+    const etag = checkEtag(c, id, file, meta.etag);
+    const blob = cache.blob(etag);
+    if (force && fs.existsSync(blob) && !(await matchesEtag(blob, etag))) {
+      o.onWarning?.(`the cached ${file} (${blob}) does not match the hub's hash ${etag}; downloading it again`);
+      fs.rmSync(blob, { force: true });
+    }
     if (!fs.existsSync(blob)) {
       fs.mkdirSync(path.dirname(blob), { recursive: true });
       await withFileLock(`${blob}.openelm-lock`, c.signal, async () => {
@@ -145,7 +166,7 @@ async function download(c: HubClient, id: string, revision: string, cacheDir: st
         onProgress?.({ repo: id, file, downloaded: meta.size ?? fs.statSync(blob).size, total: meta.size, done: true });
       });
     }
-    cache.link(commit, file, meta.etag);
+    cache.link(commit, file, etag);
     return true;
   };
 
@@ -157,7 +178,7 @@ async function download(c: HubClient, id: string, revision: string, cacheDir: st
     }
   }
   for (const f of OPTIONAL) {
-    if (cache.hasFile(commit, f) || cache.isMarkedMissing(commit, f)) continue;
+    if (!force && (cache.hasFile(commit, f) || cache.isMarkedMissing(commit, f))) continue;
     if (!(await ensure(f))) cache.markMissing(commit, f);
   }
   cache.writeRef(revision, commit);

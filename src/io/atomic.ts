@@ -132,13 +132,17 @@ export async function stageFile(finalPath: string, write: (fh: FileHandle) => Pr
   return makeStaged(finalPath, tmpPath);
 }
 
-/** Commit several staged files in order, then fsync their directories. */
-export function commitAll(files: readonly StagedFile[]): void {
+/**
+ * Commit several staged files in order, then fsync their directories. `afterCommit` runs after each
+ * rename (tests use it to stop a multi-file commit half way, as a crash would).
+ */
+export function commitAll(files: readonly StagedFile[], afterCommit?: (finalPath: string) => void): void {
   const dirs = new Set<string>();
   try {
     for (const f of files) {
       f.commit();
       dirs.add(path.dirname(f.finalPath));
+      afterCommit?.(f.finalPath);
     }
   } catch (err) {
     for (const f of files) f.discard(); // no-op for the ones already committed

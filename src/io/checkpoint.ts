@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { OpenELMError } from '../core/errors.js';
 import { readJsonFile } from './json.js';
 import { commitAll, fsyncDir, stageFile, stageFileSync, writeAll, writeAllSync, type StagedFile } from './atomic.js';
@@ -202,6 +203,8 @@ export interface SaveCheckpointOptions {
   maxShardBytes?: number;
   /** Stored as every file's `__metadata__`; default {format: "pt"}, which transformers requires. */
   metadata?: Record<string, string>;
+  /** Called after each file is renamed into place (tests stop a save half way with it). */
+  afterCommit?: (file: string) => void;
 }
 
 interface SavePlan {
@@ -209,9 +212,25 @@ interface SavePlan {
   index?: string; // JSON text
 }
 
-function shardName(i: number, n: number): string {
+function shardName(i: number, n: number, tag = ''): string {
   const p = (k: number) => String(k).padStart(5, '0');
-  return `model-${p(i + 1)}-of-${p(n)}.safetensors`;
+  return `model-${p(i + 1)}-of-${p(n)}${tag}.safetensors`;
+}
+
+/**
+ * Give the planned shards names that no file of the checkpoint now in the folder uses, so writing
+ * them never touches the old set: the standard names, else the same names tagged "-b", else a
+ * random tag. Re-saving into one folder alternates between the two.
+ */
+function avoidOldNames(plan: SavePlan, old: Set<string>): SavePlan {
+  if (plan.index === undefined || plan.shards.every((s) => !old.has(s.file))) return plan;
+  const n = plan.shards.length;
+  let tag = '-b';
+  if (plan.shards.some((_, i) => old.has(shardName(i, n, tag)))) tag = `-${randomBytes(4).toString('hex')}`;
+  const shards = plan.shards.map((s, i) => ({ file: shardName(i, n, tag), tensors: s.tensors }));
+  const index = JSON.parse(plan.index) as { metadata: unknown; weight_map: Record<string, string> };
+  for (const s of shards) for (const t of s.tensors) index.weight_map[t.name] = s.file;
+  return { shards, index: JSON.stringify(index, null, 2) + '\n' };
 }
 
 function planSave(tensors: readonly TensorToWrite[], maxShardBytes: number | undefined): SavePlan {
@@ -274,13 +293,15 @@ function ensureDir(dir: string): void {
 }
 
 /**
- * Commit order keeps the folder readable at every step: shards, then the index (or the single
- * file), then stale files. openCheckpoint prefers the index, so an old index stays authoritative
- * until the new single file is in place. Not a single atomic step: a crash while renaming over
- * same-named old shards can mix old and new shards.
+ * A save is atomic as a set: at every moment the folder reads as the complete old checkpoint or the
+ * complete new one. New shards never reuse a name the old set uses (avoidOldNames), so they can all
+ * be renamed into place while the old index still points at the old shards; renaming the new index
+ * over the old one is the single step that switches sets. A new single file goes in beside an old
+ * index, which openCheckpoint prefers until it is removed. Stale files go last, the old index
+ * before its shards.
  */
-function commitAndClean(dir: string, staged: StagedFile[], old: Set<string>): string[] {
-  commitAll(staged);
+function commitAndClean(dir: string, staged: StagedFile[], old: Set<string>, afterCommit?: (file: string) => void): string[] {
+  commitAll(staged, afterCommit);
   const written = new Set(staged.map((s) => path.basename(s.finalPath)));
   const stale = [...old].filter((f) => !written.has(f));
   // Remove the old index before its shards so it never points at missing files.
@@ -298,11 +319,12 @@ function commitAndClean(dir: string, staged: StagedFile[], old: Set<string>): st
 
 /** What both savers do before writing: the shard plan, checked tensors, the folder, its old files. */
 function prepareSave(dir: string, tensors: readonly TensorToWrite[], opts: SaveCheckpointOptions) {
-  const plan = planSave(tensors, opts.maxShardBytes);
+  const planned = planSave(tensors, opts.maxShardBytes);
   const metadata = opts.metadata ?? { format: 'pt' };
-  for (const s of plan.shards) checkTensorsToWrite(path.join(dir, s.file), s.tensors, metadata);
+  for (const s of planned.shards) checkTensorsToWrite(path.join(dir, s.file), s.tensors, metadata);
   ensureDir(dir);
-  return { plan, metadata, old: existingCheckpointFiles(dir) };
+  const old = existingCheckpointFiles(dir);
+  return { plan: avoidOldNames(planned, old), metadata, old };
 }
 
 /**
@@ -327,7 +349,7 @@ export async function saveCheckpoint(
     for (const s of staged) s.discard();
     throw err;
   }
-  return commitAndClean(dir, staged, old);
+  return commitAndClean(dir, staged, old, opts.afterCommit);
 }
 
 export function saveCheckpointSync(
@@ -347,5 +369,5 @@ export function saveCheckpointSync(
     for (const s of staged) s.discard();
     throw err;
   }
-  return commitAndClean(dir, staged, old);
+  return commitAndClean(dir, staged, old, opts.afterCommit);
 }

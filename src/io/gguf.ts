@@ -11,7 +11,7 @@
 
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
-import { f16ToF32, bf16ToF32 } from '../core/dtype.js';
+import { GGMLType, GGML_BLOCK, dequantize, ggmlTypeName, isReadableGGMLType } from './ggml-quants.js';
 import { writeAtomicSync, writeAllSync } from './atomic.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -24,16 +24,7 @@ export enum GGUFType {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 }
 
-/** The ggml tensor types this project writes or reads. */
-export enum GGMLType { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 }
-
-/** Elements per block and bytes per block of each supported ggml type. */
-export const GGML_BLOCK: Record<GGMLType, { elems: number; bytes: number }> = {
-  [GGMLType.F32]: { elems: 1, bytes: 4 },
-  [GGMLType.F16]: { elems: 1, bytes: 2 },
-  [GGMLType.Q8_0]: { elems: 32, bytes: 34 },
-  [GGMLType.BF16]: { elems: 1, bytes: 2 },
-};
+export { GGMLType, GGML_BLOCK, ggmlTypeName } from './ggml-quants.js';
 
 export type GGUFScalar = number | bigint | boolean | string;
 
@@ -251,7 +242,7 @@ class FileCursor {
     this.buf = Buffer.alloc(0);
   }
   private ensure(n: number): void {
-    if (this.pos + n > this.size) throw new OpenELMError('gguf', `${this.file}: truncated (need ${n} bytes at offset ${this.pos}, file is ${this.size} bytes)`);
+    if (this.pos + n > this.size) throw new OpenELMError('gguf', `${this.file} is truncated: ${n} bytes needed at offset ${this.pos}, the file has ${this.size}`);
     if (this.pos < this.bufStart || this.pos + n > this.bufStart + this.buf.length) {
       const len = Math.min(this.size - this.pos, Math.max(n, 1 << 20));
       this.buf = Buffer.alloc(len);
@@ -324,6 +315,8 @@ export function readGGUF(file: string): GGUFFile {
       if (t === GGUFType.ARRAY) {
         const it = c.u32();
         const n = c.count(`array length of ${key}`);
+        // Every element takes at least a byte: a longer array cannot be in the file.
+        if (n > size - c.pos) throw new OpenELMError('gguf', `${file} is truncated: metadata ${key} declares ${n} values, ${size - c.pos} bytes remain`);
         const arr: GGUFScalar[] = new Array(n);
         for (let j = 0; j < n; j++) arr[j] = readScalar(c, it, file);
         metadata.set(key, arr);
@@ -344,10 +337,11 @@ export function readGGUF(file: string): GGUFFile {
     const alignment = typeof al === 'number' ? al : GGUF_DEFAULT_ALIGNMENT;
     const dataOffset = alignUp(c.pos, alignment);
     for (const t of tensors) {
-      if (!(t.type in GGML_BLOCK)) continue;
-      const end = dataOffset + t.offset + tensorBytes(t.type as GGMLType, t.dims);
+      // Types this project cannot read are reported by whoever asks for the tensor, by name.
+      if (!isReadableGGMLType(t.type)) continue;
       if (t.offset % alignment !== 0) throw new OpenELMError('gguf', `${file}: tensor ${t.name} offset ${t.offset} is not a multiple of the alignment ${alignment}`);
-      if (end > size) throw new OpenELMError('gguf', `${file}: tensor ${t.name} runs past the end of the file`);
+      const end = dataOffset + t.offset + tensorBytes(t.type, t.dims);
+      if (end > size) throw new OpenELMError('gguf', `${file} is truncated: tensor ${t.name} ends at byte ${end}, the file has ${size}`);
     }
     return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size };
   } finally {
@@ -355,36 +349,30 @@ export function readGGUF(file: string): GGUFFile {
   }
 }
 
+/** Values in a tensor of these (ggml-order) dims. */
+export function ggufNumel(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
 /** Read one tensor's raw bytes. */
 export function readGGUFTensorBytes(file: string, g: GGUFFile, name: string): Uint8Array {
   const t = g.tensors.find((x) => x.name === name);
   if (!t) throw new OpenELMError('gguf', `${file} has no tensor ${name}`);
-  if (!(t.type in GGML_BLOCK)) throw new OpenELMError('gguf', `${file}: tensor ${name} has ggml type ${t.type}, which this reader does not decode`);
-  const n = tensorBytes(t.type as GGMLType, t.dims);
+  if (!isReadableGGMLType(t.type)) throw new OpenELMError('gguf', `${file}: tensor ${name} has ggml type ${ggmlTypeName(t.type)}, which this reader does not decode`);
+  const n = tensorBytes(t.type, t.dims);
   const out = new Uint8Array(n);
   const fd = fs.openSync(file, 'r');
   try { fs.readSync(fd, out, 0, n, g.dataOffset + t.offset); } finally { fs.closeSync(fd); }
   return out;
 }
 
-/** Read one tensor decoded to f32 (F32, F16, BF16 or Q8_0), flattened in ggml order. */
+/** Read one tensor decoded to f32 (exactly as gguf-py dequantizes it), flattened in ggml order. */
 export function readGGUFTensorF32(file: string, g: GGUFFile, name: string): Float32Array {
   const t = g.tensors.find((x) => x.name === name)!;
   const raw = readGGUFTensorBytes(file, g, name);
-  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  let n = 1;
-  for (const d of t.dims) n *= d;
-  const out = new Float32Array(n);
-  switch (t.type as GGMLType) {
-    case GGMLType.F32: for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true); break;
-    case GGMLType.F16: for (let i = 0; i < n; i++) out[i] = f16ToF32(dv.getUint16(i * 2, true)); break;
-    case GGMLType.BF16: for (let i = 0; i < n; i++) out[i] = bf16ToF32(dv.getUint16(i * 2, true)); break;
-    case GGMLType.Q8_0:
-      for (let b = 0; b < n / 32; b++) {
-        const d = f16ToF32(dv.getUint16(b * 34, true));
-        for (let j = 0; j < 32; j++) out[b * 32 + j] = dv.getInt8(b * 34 + 2 + j) * d;
-      }
-      break;
-  }
+  const out = new Float32Array(ggufNumel(t.dims));
+  dequantize(t.type as GGMLType, raw, 0, out.length, out);
   return out;
 }

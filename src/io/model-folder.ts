@@ -7,35 +7,30 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
-import { resolveConfig, type OpenELMConfig } from '../model/config.js';
+import type { OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
-import { openCheckpoint, saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
-import { readJsonFile, writeJsonFileAtomic } from './json.js';
+import { saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
+import { openModelSource, readSourceConfig } from '../formats/source.js';
+import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamLayout } from '../model/layout.js';
 
+/** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter). */
 export function readModelConfig(dir: string): OpenELMConfig {
   if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
   if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
-  const cfgPath = path.join(dir, 'config.json');
-  if (!fs.existsSync(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
-  try {
-    return resolveConfig(readJsonFile(cfgPath, 'model config'));
-  } catch (e) {
-    if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
-    throw e;
-  }
+  return readSourceConfig(dir);
 }
 
-/** Load a model folder onto a backend. Throws OpenELMError naming the file / tensor on any problem. */
+/** Load a model folder (HF or MLX) onto a backend. Throws OpenELMError naming the file / tensor on any problem. */
 export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType }): OpenELM {
-  const config = readModelConfig(dir);
-  const ckpt = openCheckpoint(dir);
+  readModelConfig(dir);
+  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx'] });
   try {
-    return modelFromSource(ckpt, config, opts.backend, opts.dtype ?? 'auto');
+    return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
   } finally {
-    ckpt.close();
+    src.close();
   }
 }
 

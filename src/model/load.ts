@@ -6,8 +6,10 @@
 
 import type { Backend, Tensor, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
-import { setWeightRows } from '../backends/weight-format.js';
+import { setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
+import { formatBytes } from '../core/bytes.js';
+import { assertFinite } from '../core/finite.js';
 import { numel, paramSpecs, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
 
@@ -16,12 +18,15 @@ export type LoadDType = WeightDType | 'auto';
 /** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
 export interface TensorSource {
   names(): string[];
-  info(name: string): { dtype: string; shape: readonly number[] };
+  /** `file` names where the tensor lives, for messages. */
+  info(name: string): { dtype: string; shape: readonly number[]; file?: string };
   expectShape(name: string, shape: readonly number[]): unknown;
   readF32(name: string, dst: Float32Array): Float32Array;
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array;
   readBF16(name: string, dst: Uint16Array): Uint16Array;
   readF16(name: string, dst: Uint16Array): Uint16Array;
+  /** True when every tensor reads as its exact f32 values whatever type stores it (GGUF, MLX, .pt readers). */
+  readonly decoded?: boolean;
 }
 
 export function validateDType(d: string): LoadDType {
@@ -45,11 +50,14 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   for (const [name, shape] of specs) src.expectShape(name, shape);
   for (const name of src.names()) {
     const t = src.info(name);
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype)) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && !src.decoded) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
+  checkRoom(src, c, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
+  const fileOf = (name: string): string => src.info(name).file ?? name;
   const vec = (name: string): Tensor => {
     const host = src.readF32(name, new Float32Array(numel(specs.get(name)!)));
+    assertFinite(name, fileOf(name), host, 'f32');
     const t = be.alloc(host.length);
     tensors.push(t);
     be.write(t, host);
@@ -60,6 +68,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     const st = storageFor(src, name, want);
     const w = be.allocWeight(st, rows, cols);
     weights.push(w);
+    const file = fileOf(name);
     if (st === 'f32') src.readF32(name, w.data as Float32Array);
     else if (st === 'bf16') src.readBF16(name, w.data as Uint16Array);
     else if (st === 'f16') src.readF16(name, w.data as Uint16Array);
@@ -69,9 +78,12 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
       const stage = new Float32Array(step * cols);
       for (let r = 0; r < rows; r += step) {
         const n = Math.min(rows - r, step) * cols;
-        setWeightRows(w, r, src.readF32Range(name, r * cols, n, stage).subarray(0, n));
+        const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
+        assertFinite(name, file, rowsF32, 'f32', r * cols);
+        setWeightRows(w, r, rowsF32);
       }
     }
+    if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);
     be.prepareWeight(w);
     return w;
   };
@@ -86,3 +98,28 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   }
 }
 
+
+/**
+ * Refuse, before anything is allocated, weights that do not fit what the backend may hold (for the
+ * WASM backend: the machine's available memory), naming the sizes and the dtypes that would fit.
+ */
+function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
+  const mem = be.memory();
+  if (!Number.isFinite(mem.limit)) return;
+  const room = mem.limit - mem.inUse;
+  const bytesAt = (d: LoadDType): number => {
+    let n = 0;
+    for (const [name, shape] of specs) {
+      if (shape.length === 1) { n += numel(shape) * 4; continue; }
+      const embedding = name.endsWith('token_embeddings.weight') || name === 'lm_head.weight';
+      n += weightBytes(storageFor(src, name, embedding && d === 'q4' ? 'q8' : d), numel(shape));
+    }
+    return n;
+  };
+  const need = bytesAt(dtype);
+  if (need <= room) return;
+  const fits = WEIGHT_DTYPES.filter((d) => bytesAt(d) <= room);
+  const hint = fits.length ? `it would fit with --dtype ${fits.map((d) => `${d} (${formatBytes(bytesAt(d))})`).join(' or ')}`
+    : `even q4 needs ${formatBytes(bytesAt('q4'))}`;
+  throw new OpenELMError('memory', `the weights need ${formatBytes(need)}${dtype === 'auto' ? '' : ` as ${dtype}`} but ${formatBytes(room)} of memory are available; ${hint}`);
+}

@@ -29,6 +29,7 @@ export const nodePlatform: Platform = {
   cpuCount: () => os.availableParallelism(),
   spawnKernelWorker,
   nativeGemm: nativeBlas,
+  memory: () => ({ total: os.totalmem(), available: os.freemem() }),
 };
 
 setRelaxedSimdEnabler(() => v8.setFlagsFromString(RELAXED_FLAG));

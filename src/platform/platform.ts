@@ -15,6 +15,8 @@ export interface Platform {
   spawnKernelWorker?: SpawnKernelWorker;
   /** The native GEMM for a mode ('off' → null, 'auto' → when it loads, 'on' → or a clear error); absent where there is none. */
   nativeGemm?(mode: NativeMode): NativeGemm | null;
+  /** Bytes of RAM the machine has and can give this process now (absent where the host does not say). */
+  memory?(): { total: number; available: number };
 }
 
 let current: Platform | undefined;

@@ -109,9 +109,11 @@ export function parseCommon(b: Body, vocab: number, defaults: SamplingDefaults):
   };
 }
 
-function contentText(c: unknown, i: number): string {
+function contentText(c: unknown, i: number, role: unknown): string {
   if (typeof c === 'string') return c;
-  if (c === null || c === undefined) return '';
+  // OpenAI allows a null content only on assistant messages (those that carry tool calls instead).
+  if (c === undefined) bad(`messages[${i}].content is required`);
+  if (c === null) return role === 'assistant' ? '' : bad(`messages[${i}].content must be a string, not null`);
   if (Array.isArray(c)) {
     return c.map((p, k) => {
       const part = p as { type?: unknown; text?: unknown };
@@ -131,7 +133,7 @@ export function parseMessages(b: Body): ChatMessage[] {
     if (role !== 'system' && role !== 'user' && role !== 'assistant' && role !== 'developer') {
       bad(`messages[${i}].role must be "system", "user" or "assistant", got ${JSON.stringify(role)}`);
     }
-    return { role: role === 'developer' ? 'system' : (role as string), content: contentText(content, i) };
+    return { role: role === 'developer' ? 'system' : (role as string), content: contentText(content, i, role) };
   });
 }
 

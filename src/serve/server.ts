@@ -3,16 +3,19 @@
 //   GET  /v1/models                  the one model, OpenAI list shape (+ llama.cpp `meta`)
 //   POST /v1/chat/completions        chat template applied; JSON or SSE chat.completion.chunk … [DONE]
 //   POST /v1/completions             prompt → text; JSON or SSE
-//   POST /tokenize, /detokenize      llama.cpp shapes; POST /apply-template → {prompt}
-// Errors are {"error": {"message", "type", "code"}} with code = the HTTP status. With an API key,
-// every route but /health needs "Authorization: Bearer <key>". Requests run through the batching
-// Engine: each request has its own KV cache slot, a disconnect aborts its generation.
+//   POST /tokenize, /detokenize      llama.cpp and vLLM shapes; GET /tokenizer_info (tokenizer-routes.ts)
+//   POST /apply-template             → {prompt}
+// Errors are {"error": {"message", "type", "code"}} with code = the HTTP status; local file paths in
+// them are cut to their last component. With an API key, every route but /health needs
+// "Authorization: Bearer <key>". POST bodies must be JSON (Content-Type checked, size capped). CORS
+// is off unless origins are allowed (`cors`). Requests run through the batching Engine: each request
+// has its own KV cache slot, a disconnect aborts its generation.
 
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { OpenELMError } from '../core/errors.js';
+import { VERSION } from '../core/version.js';
 import type { LoadedModel } from '../api.js';
 import type { ChatTemplate } from '../chat/template.js';
 import { encodeChatText } from '../chat/tokenize.js';
@@ -21,6 +24,11 @@ import type { StreamChunk } from '../generate/generate.js';
 import { weightsBytes } from '../model/openelm.js';
 import { Engine, type EngineResult } from './engine.js';
 import { HttpError, parseCommon, parseMessages, parsePrompt, type ParsedCommon } from './openai.js';
+import { detokenizeResponse, tokenizeResponse, tokenizerInfoResponse } from './tokenizer-routes.js';
+import { drain, readJsonBody } from './body.js';
+import { applyCors, normalizeOrigin } from './cors.js';
+import { listen } from './listen.js';
+import { redactPaths } from './redact.js';
 
 export interface ServerOptions {
   /** The model, or a function that loads it: the server listens at once and answers 503 until it is ready. */
@@ -31,6 +39,8 @@ export interface ServerOptions {
   port?: number;
   /** Require "Authorization: Bearer <apiKey>" on every route but /health. */
   apiKey?: string;
+  /** Origins whose browser pages may call the server (CORS), e.g. "https://app.example"; "*" allows any. Default none. */
+  cors?: readonly string[];
   /** The model id reported by /v1/models and in responses (default: the model folder's name). */
   modelId?: string;
   /** Requests generated at once, each with its own KV cache (default 4); more wait in a queue. */
@@ -50,8 +60,12 @@ export interface ServerOptions {
 }
 
 export interface OpenELMServer {
-  /** e.g. http://127.0.0.1:8080 */
+  /** The bound address as a URL, e.g. http://127.0.0.1:8080 (http://0.0.0.0:8080 when bound to every interface). */
   readonly url: string;
+  /** The bound address, e.g. 127.0.0.1, 0.0.0.0 or ::. */
+  readonly address: string;
+  /** False when other machines can connect (the bound address is not a loopback one). */
+  readonly loopback: boolean;
   readonly port: number;
   readonly http: http.Server;
   /** Settles when the model is loaded (rejects if loading failed). */
@@ -63,16 +77,11 @@ export interface OpenELMServer {
 }
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' };
-const CORS = {
-  'access-control-allow-origin': '*',
-  'access-control-allow-headers': 'authorization, content-type, x-api-key',
-  'access-control-allow-methods': 'GET, POST, OPTIONS',
-};
 
 function sendJson(res: http.ServerResponse, status: number, obj: unknown, extra: http.OutgoingHttpHeaders = {}): void {
   if (res.headersSent) { res.end(); return; }
   const body = JSON.stringify(obj);
-  res.writeHead(status, { ...CORS, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...extra });
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...extra });
   res.end(body);
 }
 
@@ -84,39 +93,9 @@ function sendError(res: http.ServerResponse, e: HttpError, extra: http.OutgoingH
   sendJson(res, e.status, errorBody(e.status, e.message, e.type), extra);
 }
 
-/** Read a JSON object body of at most `max` bytes (413 above, 400 for bad JSON). */
-function readJsonBody(req: http.IncomingMessage, max: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    const tooLarge = () => new HttpError(413, `request body is larger than the limit of ${max} bytes`);
-    if (Number.isFinite(declared) && declared > max) { reject(tooLarge()); return; }
-    const chunks: Buffer[] = [];
-    let size = 0, failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      size += c.length;
-      if (size > max) { failed = true; reject(tooLarge()); return; }
-      chunks.push(c);
-    });
-    req.on('error', (e) => { if (!failed) { failed = true; reject(e); } });
-    req.on('end', () => {
-      if (failed) return;
-      let v: unknown;
-      try { v = JSON.parse(Buffer.concat(chunks).toString('utf8')); } catch (e) {
-        reject(new HttpError(400, `request body is not valid JSON: ${(e as Error).message}`));
-        return;
-      }
-      if (!v || typeof v !== 'object' || Array.isArray(v)) { reject(new HttpError(400, 'request body must be a JSON object')); return; }
-      resolve(v as Record<string, unknown>);
-    });
-  });
-}
-
-/** After a 413 the rest of the upload is read and dropped (so the client sees the response), up to a cap. */
-function drain(req: http.IncomingMessage, cap: number): void {
-  let n = 0;
-  req.on('data', (c: Buffer) => { n += c.length; if (n > cap) req.destroy(); });
-  req.resume();
+/** A client error carrying an internal message (an OpenELMError's), with local paths cut. */
+function clientError(status: number, e: unknown): HttpError {
+  return new HttpError(status, redactPaths(e instanceof Error ? e.message : String(e)));
 }
 
 function keyMatches(got: string, want: string): boolean {
@@ -136,8 +115,11 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const inflight = new Set<http.ServerResponse>();
   const aborts = new Set<AbortController>();
   const ownsModel = opts.disposeModelOnClose ?? typeof opts.model === 'function';
-  let modelId = opts.modelId ?? '';
+  // An id given as a local path would show the machine's folders to every client: keep its name only.
+  let modelId = opts.modelId !== undefined && path.isAbsolute(opts.modelId) ? path.basename(opts.modelId) : opts.modelId ?? '';
 
+  const corsOrigins = (opts.cors ?? []).map(normalizeOrigin);
+  const loadFailure = () => new HttpError(500, `the model failed to load: ${redactPaths(loadError instanceof Error ? loadError.message : String(loadError))}`);
   const template = () => opts.chatTemplate ?? model!.chatTemplate;
   const defaults = () => ({ repetitionPenalty: model!.defaultOptions().repetitionPenalty ?? 1 });
 
@@ -155,12 +137,12 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     try {
       gen = engine!.submit(ids, p.options, ac.signal);
     } catch (e) {
-      if (e instanceof OpenELMError) throw new HttpError(400, e.message);
+      if (e instanceof OpenELMError) throw clientError(400, e);
       throw e;
     }
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
-    const base = () => ({ id, object: `${object}${kind === 'chat' && p.stream ? '.chunk' : ''}`, created: Math.floor(Date.now() / 1000), model: modelId, system_fingerprint: 'openelm-0.1.0' });
+    const base = () => ({ id, object: `${object}${kind === 'chat' && p.stream ? '.chunk' : ''}`, created: Math.floor(Date.now() / 1000), model: modelId, system_fingerprint: `openelm-${VERSION}` });
     const finishReason = (r: EngineResult) => (r.finishReason === 'length' ? 'length' : 'stop');
     const shutdownError = () => new HttpError(503, 'the server is shutting down; the generation was stopped');
 
@@ -177,7 +159,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       return;
     }
 
-    res.writeHead(200, { ...CORS, ...SSE_HEADERS });
+    res.writeHead(200, SSE_HEADERS);
     res.flushHeaders();
     const send = (obj: unknown) => { if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`); };
     const chunk = (text: string | undefined, finish: string | null, extra: Record<string, unknown> = {}) => {
@@ -204,8 +186,8 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       }
       if (!res.writableEnded && !res.destroyed) res.write('data: [DONE]\n\n');
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      send(errorBody(500, msg, 'server_error'));
+      log(`internal error during a stream: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      send(errorBody(500, clientError(500, e).message, 'server_error'));
     } finally {
       res.end();
     }
@@ -226,11 +208,12 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     '/tokenize': { method: 'POST', auth: true, model: true, run: tokenize },
     '/detokenize': { method: 'POST', auth: true, model: true, run: detokenize },
     '/apply-template': { method: 'POST', auth: true, model: true, run: applyTemplate },
+    '/tokenizer_info': { method: 'GET', auth: true, model: true, run: (_q, res) => sendJson(res, 200, tokenizerInfoResponse(model!.tokenizer, { chatTemplate: template().text, maxModelLength: engine!.contextSize })) },
   };
 
   function health(res: http.ServerResponse): void {
     if (model) sendJson(res, 200, { status: 'ok' });
-    else if (loadError) sendJson(res, 500, errorBody(500, `the model failed to load: ${(loadError as Error).message ?? loadError}`, 'server_error'));
+    else if (loadError) sendError(res, loadFailure());
     else sendJson(res, 503, errorBody(503, 'Loading model', 'unavailable_error'));
   }
 
@@ -254,7 +237,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     try {
       ids = encodeChatText(model!.tokenizer, t.render(msgs, { addGenerationPrompt: true }), t);
     } catch (e) {
-      if (e instanceof OpenELMError) throw new HttpError(400, e.message);
+      if (e instanceof OpenELMError) throw clientError(400, e);
       throw e;
     }
     await generateResponse(req, res, ids, p, 'chat');
@@ -272,30 +255,11 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   }
 
   async function tokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const b = await body(req);
-    if (typeof b.content !== 'string') throw new HttpError(400, '"content" must be a string');
-    const tok = model!.tokenizer;
-    const ids = tok.encode(b.content, { bos: b.add_special === true });
-    if (b.with_pieces !== true) { sendJson(res, 200, { tokens: ids }); return; }
-    sendJson(res, 200, {
-      tokens: ids.map((id) => {
-        if (tok.isByte(id)) {
-          const byte = tok.byteValue(id);
-          return { id, piece: byte < 0x80 ? String.fromCharCode(byte) : [byte] };
-        }
-        return { id, piece: tok.idToPiece(id).replaceAll('\u2581', ' ') };
-      }),
-    });
+    sendJson(res, 200, tokenizeResponse(model!.tokenizer, await body(req), engine!.contextSize));
   }
 
   async function detokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const b = await body(req);
-    const t = b.tokens;
-    const V = model!.tokenizer.vocabSize;
-    if (!Array.isArray(t) || t.some((x) => typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x >= V)) {
-      throw new HttpError(400, `"tokens" must be an array of token ids in [0, ${V})`);
-    }
-    sendJson(res, 200, { content: model!.tokenizer.decode(t as number[]) });
+    sendJson(res, 200, detokenizeResponse(model!.tokenizer, await body(req)));
   }
 
   async function applyTemplate(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -304,7 +268,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     try {
       sendJson(res, 200, { prompt: template().render(msgs, { addGenerationPrompt: true }) });
     } catch (e) {
-      if (e instanceof OpenELMError) throw new HttpError(400, e.message);
+      if (e instanceof OpenELMError) throw clientError(400, e);
       throw e;
     }
   }
@@ -320,16 +284,18 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     });
     const fail = (e: unknown) => {
       if (e instanceof HttpError) {
-        if (e.status === 413) { drain(req, 16 * maxBody); sendError(res, e, { connection: 'close' }); return; }
+        // The unread upload is dropped and the connection closed, so the client still sees the answer.
+        if (e.status === 413 || e.status === 415) { drain(req, 16 * maxBody); sendError(res, e, { connection: 'close' }); return; }
         sendError(res, e);
         return;
       }
       log(`internal error on ${req.method} ${route}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
-      if (!res.headersSent) sendError(res, new HttpError(500, e instanceof Error ? e.message : String(e)));
+      if (!res.headersSent) sendError(res, clientError(500, e));
       else res.end();
     };
     try {
-      if (req.method === 'OPTIONS') { res.writeHead(204, CORS); res.end(); return; }
+      applyCors(req, res, corsOrigins);
+      if (req.method === 'OPTIONS') { res.writeHead(204, { allow: 'GET, POST, OPTIONS' }); res.end(); return; }
       if (closing) throw new HttpError(503, 'the server is shutting down');
       const r = routes[route];
       if (!r) throw new HttpError(404, `no route ${req.method} ${route}`);
@@ -344,7 +310,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
         if (!key || !keyMatches(key.trim(), opts.apiKey)) throw new HttpError(401, key ? 'invalid API key' : 'missing API key: send "Authorization: Bearer <key>"');
       }
       if (r.model && !model) {
-        throw loadError ? new HttpError(500, `the model failed to load: ${(loadError as Error).message ?? loadError}`) : new HttpError(503, 'Loading model');
+        throw loadError ? loadFailure() : new HttpError(503, 'Loading model');
       }
       const out = r.run(req, res);
       if (out) out.catch(fail);
@@ -354,12 +320,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   });
   server.keepAliveTimeout = 5000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 8080, host, () => { server.off('error', reject); resolve(); });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const shownHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  const bound = await listen(server, host, opts.port ?? 8080);
 
   const ready = (async () => {
     try {
@@ -377,7 +338,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
 
   let closed: Promise<void> | undefined;
   return {
-    url: `http://${shownHost}:${port}`, port, http: server, ready,
+    url: bound.url, address: bound.address, loopback: bound.loopback, port: bound.port, http: server, ready,
     get engine() { return engine; },
     close(copts = {}) {
       closed ??= (async () => {

@@ -1,7 +1,10 @@
 // The recipe file (YAML or JSON) that fully determines a training run. Parsing checks every key and
 // type and reports the first problem as one line naming the key path
 // (e.g. "recipe.optimizer.betas[1] must be a number"). Defaults come from CoreNet's values for the
-// preset size (src/train/presets.ts); relative paths are resolved against the recipe's folder.
+// preset size (src/train/presets.ts). Relative input paths (data, model.init) are resolved against
+// the recipe's folder, so a recipe and the data beside it work from anywhere (also from an installed
+// package); a relative out_dir is resolved against the current folder, so a run's output lands where
+// it is started and never inside the folder the recipe ships in.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -16,7 +19,7 @@ export interface RecipeSource {
   name: string;
   /** As written (relative to the recipe) — used to compare recipes on resume. */
   paths: string[];
-  /** Absolute. */
+  /** Absolute (relative ones resolved against the recipe's folder). */
   absPaths: string[];
   format: DataFormat;
   textKey?: string;
@@ -39,6 +42,7 @@ export interface Recipe {
   schedule: { type: 'cosine' | 'constant'; warmupSteps: number; warmupInitLr: number; minLr: number };
   clipGradNorm: number;
   zLoss: number;
+  /** Absolute (a relative out_dir is resolved against the current folder). */
   outDir: string;
   logEvery: number;
   evalEvery: number;
@@ -325,7 +329,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     schedule: { type, warmupSteps, warmupInitLr: (sch.warmup_init_lr as number | undefined) ?? 1e-6, minLr: (sch.min_lr as number | undefined) ?? lr / 10 },
     clipGradNorm: (r.clip_grad_norm as number | undefined) ?? 1.0,
     zLoss: (r.z_loss as number | undefined) ?? 0,
-    outDir: rel(outDir),
+    outDir: path.resolve(outDir),
     logEvery: (r.log_every as number | undefined) ?? 10,
     evalEvery,
     checkpointEvery,

@@ -2,14 +2,18 @@
 //   config.json + model.safetensors   an HF model folder (F32), loadable by `openelm generate`;
 //   optimizer.safetensors              AdamW m and v (flat, F32; the step count in the metadata);
 //   data_state.safetensors             the data loader's buffers (shuffle buffer, pack carry), I32;
-//   trainer_state.json                 step, token count, RNG and data-reader positions, the recipe.
+//   trainer_state.json                 step, token count, RNG and data-reader positions, the recipe;
+//   manifest.json                      every other file's size and sha256.
 // The folder is written under a temporary name and renamed into place once every file is complete
 // and fsynced, then `out_dir/latest` (a one-line text file naming the folder) is replaced
 // atomically. A crash or a full disk at any point leaves the previous checkpoint untouched and no
-// partial folder under a step name; stale temporary folders are removed at the next start.
+// partial folder under a step name; stale temporary folders are removed at the next start. A
+// checkpoint damaged later (a truncated or altered file) fails its manifest check, and resuming
+// falls back to the newest intact one.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { OpenELMError } from '../core/errors.js';
 import { fsyncDir, writeFileAtomicSync } from '../io/atomic.js';
 import { readJsonFile, writeJsonFileAtomic } from '../io/json.js';
@@ -19,10 +23,12 @@ import type { OpenELMConfig } from '../model/config.js';
 import type { ParamLayout } from '../model/layout.js';
 import { saveModel } from '../io/model-folder.js';
 import type { LoaderState } from './data/loader.js';
+import { LATEST_FILE, latestCheckpointOf, latestNamed, stepFolders } from './run-folder.js';
 
 export const STATE_VERSION = 1;
-const LATEST = 'latest';
 const TMP_PREFIX = '.tmp-step-';
+const MANIFEST = 'manifest.json';
+const STEP_DIR_RE = /^step-\d{8}$/;
 
 export interface IntervalAccumulator { lossSum: number; steps: number; tokens: number; ms: number; }
 
@@ -71,19 +77,124 @@ export function cleanStaleTemps(outDir: string): void {
 
 /** Complete step folders in out_dir, oldest first. */
 export function listCheckpoints(outDir: string): string[] {
-  if (!fs.existsSync(outDir)) return [];
-  return fs.readdirSync(outDir).filter((n) => /^step-\d{8}$/.test(n) && fs.existsSync(path.join(outDir, n, 'trainer_state.json'))).sort();
+  return stepFolders(outDir);
 }
 
 /** The folder of the newest checkpoint: the one `latest` names, else the highest complete step folder. */
 export function findLatestCheckpoint(outDir: string): string | null {
-  const lp = path.join(outDir, LATEST);
-  if (fs.existsSync(lp)) {
-    const name = fs.readFileSync(lp, 'utf8').trim();
-    if (/^step-\d{8}$/.test(name) && fs.existsSync(path.join(outDir, name, 'trainer_state.json'))) return path.join(outDir, name);
+  return latestCheckpointOf(outDir);
+}
+
+// ------------------------------------------------------------------------------- manifest
+
+interface ManifestEntry { bytes: number; sha256: string; }
+interface Manifest { version: 1; step: number; files: Record<string, ManifestEntry>; }
+
+function sha256FileSync(file: string): string {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(4 << 20);
+  const fd = fs.openSync(file, 'r');
+  try {
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
   }
-  const all = listCheckpoints(outDir);
-  return all.length ? path.join(outDir, all[all.length - 1]) : null;
+  return h.digest('hex');
+}
+
+/** Record the size and sha256 of every file in a checkpoint folder being written. */
+function writeManifest(dir: string, step: number): void {
+  const files: Record<string, ManifestEntry> = {};
+  for (const n of fs.readdirSync(dir).sort()) {
+    const p = path.join(dir, n);
+    if (n === MANIFEST || !fs.statSync(p).isFile()) continue;
+    files[n] = { bytes: fs.statSync(p).size, sha256: sha256FileSync(p) };
+  }
+  const m: Manifest = { version: 1, step, files };
+  writeJsonFileAtomic(path.join(dir, MANIFEST), m);
+}
+
+/**
+ * What is wrong with a checkpoint folder, in a few words, or null when its files match its
+ * manifest. A folder written before manifests existed is only checked for completeness here; the
+ * loader's own checks (sizes, headers) still apply when it is read.
+ */
+export function checkpointProblem(dir: string): string | null {
+  if (!fs.existsSync(path.join(dir, 'trainer_state.json'))) return 'trainer_state.json is missing';
+  const mp = path.join(dir, MANIFEST);
+  if (!fs.existsSync(mp)) return null;
+  let m: Manifest;
+  try {
+    m = JSON.parse(fs.readFileSync(mp, 'utf8')) as Manifest;
+  } catch {
+    return `${MANIFEST} is not valid JSON`;
+  }
+  if (!m || typeof m.files !== 'object' || m.files === null) return `${MANIFEST} lists no files`;
+  for (const [name, e] of Object.entries(m.files)) {
+    if (path.basename(name) !== name || !e || typeof e.bytes !== 'number' || typeof e.sha256 !== 'string') return `${MANIFEST} has a malformed entry ${JSON.stringify(name)}`;
+    const p = path.join(dir, name);
+    let size: number;
+    try { size = fs.statSync(p).size; } catch { return `${name} is missing`; }
+    if (size !== e.bytes) return `${name} has ${size} bytes, the manifest says ${e.bytes}`;
+    if (sha256FileSync(p) !== e.sha256) return `${name} does not match its sha256 in the manifest`;
+  }
+  return null;
+}
+
+const stepOf = (dir: string) => Number(path.basename(dir).slice('step-'.length));
+
+/** Step folders to try when resuming, newest first: the one `latest` names, then every step folder by step. */
+function resumeCandidates(outDir: string): string[] {
+  let names: string[] = [];
+  try { names = fs.readdirSync(outDir).filter((n) => STEP_DIR_RE.test(n)).sort().reverse(); } catch { /* no run yet */ }
+  const named = latestNamed(outDir);
+  const all = names.map((n) => path.join(outDir, n));
+  return named ? [named, ...all.filter((d) => d !== named)] : all;
+}
+
+/** Move a damaged checkpoint out of the step-folder namespace (kept for inspection, never loaded again). */
+function setAside(dir: string): string {
+  let dst = `${dir}.damaged`;
+  for (let i = 2; fs.existsSync(dst); i++) dst = `${dir}.damaged-${i}`;
+  fs.renameSync(dir, dst);
+  return dst;
+}
+
+/**
+ * Load the newest intact checkpoint of a run with `load` (which reads it into the caller's
+ * buffers). A checkpoint whose files fail the manifest check, or whose loading fails with anything
+ * but a usage error (those, like a changed recipe, are rethrown), counts as damaged: the next older
+ * one is tried, and when one loads, `warn` gets one line naming both steps and the damaged folders
+ * are set aside as `<name>.damaged`. Null when the run has no checkpoint; an error listing every
+ * checkpoint when none is intact.
+ */
+export function loadNewestIntact<T>(outDir: string, load: (dir: string) => T, warn: (line: string) => void): { dir: string; value: T } | null {
+  const damaged: { dir: string; why: string }[] = [];
+  for (const dir of resumeCandidates(outDir)) {
+    let why = checkpointProblem(dir);
+    let value: T | undefined;
+    if (why === null) {
+      try {
+        value = load(dir);
+      } catch (e) {
+        if (!(e instanceof OpenELMError) || e.code === 'usage') throw e;
+        why = e.message;
+      }
+    }
+    if (why !== null) { damaged.push({ dir, why }); continue; }
+    if (damaged.length) {
+      const moved = damaged.map((d) => path.basename(setAside(d.dir)));
+      const newest = damaged[0];
+      warn(`warning: checkpoint ${path.basename(newest.dir)} (step ${stepOf(newest.dir)}) is damaged: ${newest.why}; ` +
+        `resuming from step ${stepOf(dir)} (${path.basename(dir)}), the newest intact checkpoint, instead of step ${stepOf(newest.dir)}; ` +
+        `the damaged folder${moved.length > 1 ? 's are' : ' is'} kept as ${moved.join(', ')}`);
+    }
+    return { dir, value: value as T };
+  }
+  if (damaged.length) {
+    throw new OpenELMError('checkpoint', `no intact checkpoint in ${outDir} to resume from: ${damaged.map((d) => `${path.basename(d.dir)}: ${d.why}`).join('; ')}`);
+  }
+  return null;
 }
 
 /** Write a checkpoint for state.step; returns its folder. Throws OpenELMError('io') and leaves nothing behind on failure. */
@@ -104,9 +215,11 @@ export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number,
     const tensors: TensorToWrite[] = Object.entries(d.dataTensors).map(([n, a]) => ({ name: n, dtype: 'I32', shape: [a.length], data: a }));
     writeSafetensorsSync(path.join(tmp, 'data_state.safetensors'), tensors, { format: 'openelm-data-state' });
     after('data_state.safetensors');
-    // Written last: its presence marks a complete checkpoint.
+    // Its presence marks a complete checkpoint.
     writeJsonFileAtomic(path.join(tmp, 'trainer_state.json'), d.state);
     after('trainer_state.json');
+    writeManifest(tmp, d.state.step);
+    after(MANIFEST);
     fsyncDir(tmp);
     const final = path.join(outDir, name);
     if (fs.existsSync(final)) {
@@ -124,7 +237,7 @@ export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number,
     const full = /ENOSPC|no space/i.test(msg) ? ' (the disk is full)' : '';
     throw new OpenELMError('io', `could not write the checkpoint for step ${d.state.step}${full}: ${msg}; ${prev ? `the last good checkpoint ${prev} is unchanged` : 'no earlier checkpoint exists'}`);
   }
-  writeFileAtomicSync(path.join(outDir, LATEST), name + '\n');
+  writeFileAtomicSync(path.join(outDir, LATEST_FILE), name + '\n');
   const all = listCheckpoints(outDir);
   for (const n of all.slice(0, Math.max(0, all.length - keep))) if (n !== name) rmQuiet(path.join(outDir, n));
   return path.join(outDir, name);

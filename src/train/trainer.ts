@@ -33,9 +33,10 @@ import { recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
 import { customConfigDefaults } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
 import {
-  STATE_VERSION, cleanStaleTemps, findLatestCheckpoint, listCheckpoints, readCheckpoint, writeCheckpoint,
-  type CheckpointHooks, type IntervalAccumulator, type TrainerState,
+  STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpoint, writeCheckpoint,
+  type CheckpointHooks, type IntervalAccumulator, type LoadedCheckpoint, type TrainerState,
 } from './state.js';
+import { readJsonFile } from '../io/json.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -125,20 +126,23 @@ function sourceSpecs(list: RecipeSource[], key: string): SourceSpec[] {
   }));
 }
 
-function buildSources(r: Recipe, specs: SourceSpec[], role: 'all' | 'train' | 'valid', tok: Tokenizer, vocab: number): RowSource[] {
+function buildSources(r: Recipe, specs: SourceSpec[], role: 'all' | 'train' | 'valid', tok: Tokenizer, vocab: number, warn?: (line: string) => void): RowSource[] {
   const pipe = { mode: r.pipeline.mode, seqLen: r.seqLen, splitWords: r.pipeline.splitWords, minChars: r.pipeline.minChars, minTokens: r.pipeline.minTokens };
   const training = role !== 'valid';
   return specs.map((s, i) => createSource(s, {
     pipe, split: { role, fraction: r.data.validFraction },
     seed: (r.pipeline.seed * 1000003 + i * 7919 + 17) >>> 0,
-    loop: training, shuffleFiles: training && r.pipeline.shuffle, vocabSize: vocab,
+    loop: training, shuffleFiles: training && r.pipeline.shuffle, vocabSize: vocab, warn,
   }, tok));
 }
 
-/** The training loader a recipe describes (files listed, sources built, nothing read yet). */
-export function createTrainLoader(r: Recipe, tok: Tokenizer, vocabSize: number): TrainLoader {
+/**
+ * The training loader a recipe describes (files listed, sources built, nothing read yet). `warn`
+ * hears about corrupt input lines as they are skipped.
+ */
+export function createTrainLoader(r: Recipe, tok: Tokenizer, vocabSize: number, warn?: (line: string) => void): TrainLoader {
   const specs = sourceSpecs(r.data.train, 'train');
-  return new TrainLoader(buildSources(r, specs, r.data.validFraction > 0 ? 'train' : 'all', tok, vocabSize),
+  return new TrainLoader(buildSources(r, specs, r.data.validFraction > 0 ? 'train' : 'all', tok, vocabSize, warn),
     { seqLen: r.seqLen, shuffleBuffer: r.pipeline.shuffleBuffer, seed: r.pipeline.seed });
 }
 
@@ -208,10 +212,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   cleanStaleTemps(outDir);
   const metricsFile = path.join(outDir, 'metrics.jsonl');
   let resumeDir: string | null = null;
-  if (opts.resume) {
-    resumeDir = findLatestCheckpoint(outDir);
-    if (!resumeDir) log(`no checkpoint in ${outDir} yet: starting from step 0`);
-  } else if (listCheckpoints(outDir).length) {
+  if (!opts.resume && listCheckpoints(outDir).length) {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
@@ -219,20 +220,28 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   // AdamW and clipping run on the model's backend.
   const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
-  const loader = createTrainLoader(r, tok, config.vocabSize);
+  const loader = createTrainLoader(r, tok, config.vocabSize, log);
 
   let step = 0, tokens = 0, trainMsBefore = 0;
   let interval: IntervalAccumulator = { lossSum: 0, steps: 0, tokens: 0, ms: 0 };
   let metrics: MetricLine[] = [];
-  if (resumeDir) {
-    const host = { params: new Float32Array(model.layout.total), m: new Float32Array(model.layout.total), v: new Float32Array(model.layout.total) };
-    const ck = readCheckpoint(resumeDir, model.layout, host.params, host.m, host.v);
-    const diffs = recipeDifferences(ck.state.recipe, r.canonical);
-    if (diffs.length) {
-      throw new OpenELMError('usage', `cannot resume: the recipe changed since ${resumeDir} was written (${diffs.join(', ')}); resuming needs the same settings`);
-    }
-    backend.write(model.params, host.params);
-    opt.loadState({ step: ck.optStep, m: host.m, v: host.v });
+  let ck: LoadedCheckpoint | null = null;
+  const host = opts.resume ? { params: new Float32Array(model.layout.total), m: new Float32Array(model.layout.total), v: new Float32Array(model.layout.total) } : null;
+  if (opts.resume) {
+    const found = loadNewestIntact(outDir, (dir) => {
+      // The recipe check comes first: a changed recipe is the user's to fix, not a damaged checkpoint.
+      const saved = readJsonFile(path.join(dir, 'trainer_state.json'), 'trainer state') as TrainerState;
+      const diffs = recipeDifferences(saved.recipe ?? {}, r.canonical);
+      if (diffs.length) {
+        throw new OpenELMError('usage', `cannot resume: the recipe changed since ${dir} was written (${diffs.join(', ')}); resuming needs the same settings`);
+      }
+      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v);
+    }, log);
+    if (found) { resumeDir = found.dir; ck = found.value; } else log(`no checkpoint in ${outDir} yet: starting from step 0`);
+  }
+  if (resumeDir && ck) {
+    backend.write(model.params, host!.params);
+    opt.loadState({ step: ck.optStep, m: host!.m, v: host!.v });
     loader.setState(ck.state.data, ck.dataTensors);
     step = ck.state.step; tokens = ck.state.tokens; interval = ck.state.interval; trainMsBefore = ck.state.trainMs;
     metrics = readMetrics(metricsFile, step);
@@ -356,7 +365,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const stopHere = opts.stopAfter !== undefined && step >= opts.stopAfter && !last;
       if (last || interrupted || stopHere || step % r.checkpointEvery === 0) {
         const dir = await checkpoint();
-        if (interrupted || stopHere) log(`checkpoint written to ${dir}`);
+        log(`checkpoint: step ${step} written to ${dir}`);
       }
       if (interrupted) { status = 'interrupted'; break; }
       if (stopHere) { status = 'stopped'; break; }

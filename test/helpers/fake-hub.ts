@@ -3,7 +3,7 @@
 // LFS files (*.safetensors) with a 302 to an absolute CDN URL carrying X-Linked-Etag (sha256),
 // X-Linked-Size and X-Repo-Commit; the CDN path supports Range requests. Unknown repos get 401
 // RepoNotFound without a token (as the hub does), gated ones 401/403 GatedRepo, missing files 404
-// EntryNotFound. Faults can be injected: cut a CDN transfer after N bytes, or corrupt it.
+// EntryNotFound. Faults can be injected: cut a CDN transfer after N bytes, stall it, or corrupt it.
 
 import * as http from 'node:http';
 import * as fs from 'node:fs';
@@ -25,6 +25,8 @@ export interface FakeHub {
   log: LoggedRequest[];
   /** Next CDN transfer of a blob stops after `bytes` bytes (connection destroyed). */
   cutNext(bytes: number): void;
+  /** Next CDN transfer of a blob sends `bytes` bytes, then nothing more until the client goes away. */
+  stallNext(bytes: number): void;
   /** The next `times` CDN transfers send flipped bytes. */
   corruptNext(times?: number): void;
   close(): Promise<void>;
@@ -48,7 +50,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, token = 'hf_
     r.commit ??= createHash('sha1').update(Object.keys(r.files).join()).digest('hex');
     for (const [f, b] of Object.entries(r.files)) if (isLfs(f)) blobs.set(sha256(b), b);
   }
-  let cut = -1, corrupt = 0;
+  let cut = -1, stall = -1, corrupt = 0;
   let base = '', cdnBase = '';
   const fail = (res: http.ServerResponse, status: number, code: string) => {
     res.writeHead(status, { 'x-error-code': code, 'x-error-message': code, 'content-type': 'application/json' });
@@ -74,6 +76,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, token = 'hf_
       if (status === 206) h['content-range'] = `bytes ${start}-${b.length - 1}/${b.length}`;
       res.writeHead(status, h);
       if (req.method === 'HEAD') return res.end();
+      if (stall >= 0) {
+        const n = stall; stall = -1;
+        res.write(body.subarray(0, n));
+        return;
+      }
       if (cut >= 0) {
         const n = cut; cut = -1;
         // Cut a moment after the bytes went out: a client drops data still queued in its stream
@@ -117,6 +124,7 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, token = 'hf_
   return {
     url, log,
     cutNext(bytes) { cut = bytes; },
+    stallNext(bytes) { stall = bytes; },
     corruptNext(times = 1) { corrupt = times; },
     close: async () => { await close(server); await close(cdnServer); },
   };

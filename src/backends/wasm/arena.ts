@@ -1,9 +1,11 @@
-// One shared WebAssembly.Memory holding every weight, activation, KV cache and scratch buffer, with
-// a first-fit allocator over it. Views handed out stay valid when the memory grows (a shared
-// memory never moves), but each growth makes `memory.buffer` a new SharedArrayBuffer object, so
-// ownership is tracked by remembering every buffer object a view was made from.
+// One shared WebAssembly.Memory (a wasm32 memory: at most 4 GiB) with a first-fit allocator over it.
+// The backend holds several (shard.ts) when a model does not fit in one. Views handed out stay valid
+// when the memory grows (a shared memory never moves), but each growth makes `memory.buffer` a new
+// SharedArrayBuffer object, so ownership is tracked by remembering every buffer object a view was
+// made from.
 
 import { OpenELMError } from '../../core/errors.js';
+import { formatBytes } from '../../core/bytes.js';
 import { Wasm, type WasmMemory } from './wasm-api.js';
 
 const PAGE = 65536;
@@ -21,7 +23,8 @@ export class SharedArena {
   private top: number;
   private pristine: number;                            // bytes at or above this were never handed out
 
-  constructor(readonly base: number, initialBytes = 64 << 20) {
+  /** `capBytes` bounds what this arena hands out (tests lower it to exercise several memories). */
+  constructor(readonly base: number, initialBytes = 64 << 20, readonly capBytes = MAX_BYTES) {
     const pages = Math.max(Math.ceil(base / PAGE) + 1, Math.ceil(initialBytes / PAGE));
     this.memory = new Wasm!.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
     this.top = base;
@@ -41,6 +44,13 @@ export class SharedArena {
   get bytesInUse(): number { let n = 0; for (const s of this.live.values()) n += s; return n; }
   get bytesReserved(): number { return this.memory.buffer.byteLength; }
 
+  /** Whether allocBytes(bytes) would succeed now. */
+  canFit(bytes: number): boolean {
+    const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    if (this.freeList.some((b) => b.size >= size)) return true;
+    return this.top + size <= this.capBytes;
+  }
+
   /** Allocate `bytes` (zero-filled), returning the byte offset. */
   allocBytes(bytes: number, what = 'buffer'): number {
     if (!Number.isFinite(bytes) || bytes < 0) throw new OpenELMError('usage', `cannot allocate ${bytes} bytes for ${what}`);
@@ -57,11 +67,9 @@ export class SharedArena {
     }
     const off = this.top;
     const end = off + size;
-    if (end > MAX_BYTES) {
-      const gib = (x: number) => (x / 2 ** 30).toFixed(2);
-      throw new OpenELMError('memory', `the wasm backend keeps everything in one WebAssembly memory, capped at 4 GiB; ` +
-        `${what} (${gib(size)} GiB) does not fit next to the ${gib(this.bytesInUse)} GiB already allocated. ` +
-        `Load the weights with a smaller dtype (bf16, q8 or q4), or use the js backend`);
+    if (end > this.capBytes) {
+      throw new OpenELMError('memory', `a WebAssembly memory holds at most ${formatBytes(this.capBytes)}; ` +
+        `${what} (${formatBytes(size)}) does not fit next to the ${formatBytes(this.bytesInUse)} already allocated there`);
     }
     this.ensure(end);
     if (off < this.pristine) new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);

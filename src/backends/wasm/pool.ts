@@ -1,16 +1,25 @@
-// Worker threads sharing the kernels' memory, one fork/join per kernel call (protocol in sync.ts):
-// the main thread opens a job whose arguments are already in the shared slots, claims chunks
-// itself, then waits for the chunks the workers claimed. Starting a worker is the platform's job
-// (Node's worker_threads, a browser's Web Workers); the workers run worker-loop.ts.
+// Worker threads sharing the kernels' memories, one fork/join per kernel call (protocol in sync.ts):
+// the main thread opens a job whose arguments are already in the shared slots of the memory it runs
+// in, claims chunks itself, then waits for the chunks the workers claimed. Starting a worker is the
+// platform's job (Node's worker_threads, a browser's Web Workers); the workers run worker-loop.ts
+// with one instance of the kernels per memory.
 
 import { OpenELMError } from '../../core/errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels.js';
-import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
-  SLEEPERS, SPIN_CHECK, drain, type ChunkFn } from './sync.js';
+import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_BLOCKS, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
+  SHARD, SLEEPERS, SPIN_CHECK, drain, type ChunkFn } from './sync.js';
 import type { WasmInstance, WasmMemory, WasmModule } from './wasm-api.js';
 
 /** What a kernel worker is started with (structured-cloneable). */
-export interface KernelWorkerInit { module: WasmModule; memory: WasmMemory; tid: number; relaxed: boolean; }
+export interface KernelWorkerInit {
+  module: WasmModule;
+  /** Every memory of the backend; the control block lives in the first. */
+  memories: WasmMemory[];
+  /** Byte offset of this pool's control block in memories[0]. */
+  ctlOffset: number;
+  tid: number;
+  relaxed: boolean;
+}
 
 /** A started kernel worker. */
 export interface KernelWorkerHandle {
@@ -25,27 +34,46 @@ export interface KernelWorkerHandle {
 
 export type SpawnKernelWorker = (init: KernelWorkerInit) => KernelWorkerHandle;
 
+let generation = 0;
+
+const chunkFns = (inst: WasmInstance): ChunkFn[] => KERNEL_NAMES.map((n) => inst.exports[n] as ChunkFn);
+
 export class ThreadPool {
   private readonly ctl: Int32Array;
-  private readonly fns: ChunkFn[];
+  /** fns[memory][kernel] on this thread. */
+  private readonly fns: ChunkFn[][];
   private readonly workers: KernelWorkerHandle[] = [];
   private lastError = '';
   private closed = false;
   /** Kernel calls run inline (small work or one thread) and split over the threads. */
-  readonly counts = { inline: 0, parallel: 0 };
+  counts = { inline: 0, parallel: 0 };
 
-  private constructor(readonly threads: number, memory: WasmMemory, instance: WasmInstance) {
-    this.ctl = new Int32Array(memory.buffer, CTL_OFFSET, CTL_SLOTS);
-    this.fns = KERNEL_NAMES.map((n) => instance.exports[n] as ChunkFn);
+  /** Memories the workers have instances for; jobs in later memories run on this thread only. */
+  readonly workerMemories: number;
+
+  private constructor(readonly threads: number, memories: WasmMemory[], instances: WasmInstance[], readonly ctlOffset: number) {
+    this.ctl = new Int32Array(memories[0].buffer, ctlOffset, CTL_SLOTS);
+    this.ctl.fill(0);
+    this.fns = instances.map(chunkFns);
+    this.workerMemories = memories.length;
   }
 
-  static async create(threads: number, module: WasmModule, memory: WasmMemory,
-    instance: WasmInstance, relaxed: boolean, spawn?: SpawnKernelWorker): Promise<ThreadPool> {
-    const pool = new ThreadPool(threads, memory, instance);
+  /** This thread's instance for a memory added after the workers started (until a new pool replaces this one). */
+  addInstance(instance: WasmInstance): void { this.fns.push(chunkFns(instance)); }
+
+  /**
+   * A pool of `threads` threads (this one included) over `memories`, with this thread's kernel
+   * instance for each. Each pool takes its own control block (consecutive pools alternate), so a
+   * replaced pool's workers, which may take a moment to stop, never see a new pool's jobs.
+   */
+  static async create(threads: number, module: WasmModule, memories: WasmMemory[],
+    instances: WasmInstance[], relaxed: boolean, spawn?: SpawnKernelWorker): Promise<ThreadPool> {
+    const ctlOffset = CTL_OFFSET + (generation++ % CTL_BLOCKS) * CTL_SLOTS * 4;
+    const pool = new ThreadPool(threads, memories, instances, ctlOffset);
     const ready: Promise<void>[] = [];
     for (let tid = 1; tid < threads; tid++) {
       if (!spawn) throw new OpenELMError('usage', 'more than one wasm thread needs a way to start workers');
-      const w = spawn({ module, memory, tid, relaxed });
+      const w = spawn({ module, memories, ctlOffset, tid, relaxed });
       pool.workers.push(w);
       ready.push(new Promise<void>((resolve, reject) => {
         w.onMessage((m) => {
@@ -67,19 +95,23 @@ export class ThreadPool {
     return pool;
   }
 
-  /** Run kernel `name` split into `chunks` chunks (1 = inline on this thread). Arguments must be in place. */
-  run(name: KernelName, chunks: number): void {
+  /**
+   * Run kernel `name` in memory `shard`, split into `chunks` chunks (1 = inline on this thread).
+   * Arguments must be in place in that memory's slots.
+   */
+  run(shard: number, name: KernelName, chunks: number): void {
     if (this.closed) throw new OpenELMError('usage', 'this wasm backend has been disposed');
     const fi = KERNEL_NAMES.indexOf(name);
-    if (chunks <= 1 || this.threads === 1) {
+    if (chunks <= 1 || this.threads === 1 || shard >= this.workerMemories) {
       this.counts.inline++;
-      this.fns[fi](ARGS_OFFSET, 0, 0, 1);
+      this.fns[shard][fi](ARGS_OFFSET, 0, 0, 1);
       return;
     }
     const ctl = this.ctl;
     this.counts.parallel++;
     Atomics.store(ctl, NCHUNKS, 0);
     Atomics.store(ctl, FN, fi);
+    Atomics.store(ctl, SHARD, shard);
     Atomics.store(ctl, COMPLETED, 0);
     Atomics.store(ctl, CLAIM, 0);
     Atomics.store(ctl, NCHUNKS, chunks);

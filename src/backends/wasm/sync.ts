@@ -11,7 +11,8 @@
 // Idle workers spin on GEN (≈0.3 µs hand-off) and only after a while sleep in Atomics.wait
 // (≈50 µs to wake), since a decode step makes ~100 kernel calls.
 
-export const CTL_OFFSET = 256;      // bytes; below the arena base, never allocated
+export const CTL_OFFSET = 256;      // bytes; below the arena base, never allocated (in memory 0)
+export const CTL_BLOCKS = 4;        // control blocks of CTL_SLOTS ints in [CTL_OFFSET, ARGS_OFFSET): one per pool generation
 export const ARGS_OFFSET = 512;     // kernel argument slots (64 × 4 bytes)
 export const ARG_SLOTS = 64;
 export const ARENA_BASE = 65536;
@@ -25,6 +26,7 @@ export const SLEEPERS = 5;     // workers blocked in Atomics.wait on GEN
 export const MAIN_WAIT = 6;    // main thread blocked in Atomics.wait on COMPLETED
 export const QUIT = 7;         // set before the final generation bump on dispose
 export const ERROR = 8;        // 1 + tid of a thread whose kernel threw
+export const SHARD = 9;        // which memory (and so which instance of the kernels) the open job runs in
 export const CTL_SLOTS = 16;
 
 /**
@@ -42,10 +44,11 @@ export const SPIN_CHECK = 64;
 export type ChunkFn = (args: number, tid: number, chunk: number, chunks: number) => void;
 
 /**
- * Claim and run chunks of the open job until none are left. Returns the first error a kernel
- * threw (the chunk still counts as completed so the caller's join cannot hang).
+ * Claim and run chunks of the open job until none are left, with the kernels of the job's memory
+ * (fns[shard][fn]). Returns the first error a kernel threw (the chunk still counts as completed so
+ * the caller's join cannot hang).
  */
-export function drain(ctl: Int32Array, fns: ChunkFn[], tid: number): unknown {
+export function drain(ctl: Int32Array, fns: ChunkFn[][], tid: number): unknown {
   let err: unknown = null;
   for (;;) {
     const c = Atomics.load(ctl, CLAIM);
@@ -54,7 +57,7 @@ export function drain(ctl: Int32Array, fns: ChunkFn[], tid: number): unknown {
     const n = Atomics.load(ctl, NCHUNKS);
     if (c >= n) continue;
     try {
-      fns[Atomics.load(ctl, FN)](ARGS_OFFSET, tid, c, n);
+      fns[Atomics.load(ctl, SHARD)][Atomics.load(ctl, FN)](ARGS_OFFSET, tid, c, n);
     } catch (e) {
       err ??= e;
       Atomics.store(ctl, ERROR, tid + 1);

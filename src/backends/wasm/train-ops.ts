@@ -49,22 +49,23 @@ const CHUNKS_PER_THREAD = 4;
 type Args = { i32: Int32Array; f32: Float32Array; f64: Float64Array };
 type FloatArray = Float32Array;
 
-/** Grow-only scratch buffers in the wasm memory, one per name. */
+/** Grow-only scratch buffers in each wasm memory, one per name. */
 class Scratch {
   private bufs = new Map<string, Float32Array>();
   constructor(private readonly be: WasmBackend) {}
-  /** Byte offset of at least `bytes` bytes (contents undefined). */
-  get(name: string, bytes: number): number {
+  /** Byte offset in shard `shard` of at least `bytes` bytes (contents undefined). */
+  get(shard: number, name: string, bytes: number): number {
+    const key = `${shard}:${name}`;
     const n = Math.max(16, Math.ceil(bytes / 4));
-    let b = this.bufs.get(name);
+    let b = this.bufs.get(key);
     if (!b || b.length < n) {
       if (b) this.be.freeF32(b);
-      b = this.be.allocF32(Math.ceil(n * 1.25));
-      this.bufs.set(name, b);
+      b = this.be.allocF32In(shard, Math.ceil(n * 1.25));
+      this.bufs.set(key, b);
     }
     return b.byteOffset;
   }
-  view(name: string): Float32Array { return this.bufs.get(name)!; }
+  view(shard: number, name: string): Float32Array { return this.bufs.get(`${shard}:${name}`)!; }
 }
 
 /**
@@ -73,6 +74,8 @@ class Scratch {
  */
 export class WasmTrainOps {
   private readonly scratch: Scratch;
+  /** The memory the current op runs in (its largest operand's; see use()). */
+  private shard = 0;
   private stageIdx = 0;
   private copyBack: { dst: Float32Array; src: Float32Array }[] = [];
   private readonly gemmScratch: number;
@@ -97,21 +100,34 @@ export class WasmTrainOps {
     return x;
   }
 
-  /** Offset of a read-only operand; staged (copied in) when it is not in the wasm memory. */
+  /** Run the next op in the memory of its largest operand that lives in one (others are staged in). */
+  private use(...operands: (FloatArray | null)[]): void {
+    let best = -1, shard = 0;
+    for (const v of operands) {
+      if (!(v instanceof Float32Array) || v.length <= best) continue;
+      const s = this.backend.shardOf(v);
+      if (s) { best = v.length; shard = s.index; }
+    }
+    this.shard = shard;
+  }
+
+  private here(v: Float32Array): boolean { return this.backend.shardOf(v)?.index === this.shard; }
+
+  /** Offset of a read-only operand; staged (copied in) when it is not in the op's memory. */
   inp(x: FloatArray, n: number, what: string): number {
     const v = this.f32(x, what);
     if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
-    if (this.backend.owns(v)) return v.byteOffset;
+    if (this.here(v)) return v.byteOffset;
     const st = this.stage(n);
     st.set(v.length === n ? v : v.subarray(0, n));
     return st.byteOffset;
   }
 
-  /** Offset of an output operand; staged, and copied back after the call, when not in the wasm memory. */
+  /** Offset of an output operand; staged, and copied back after the call, when not in the op's memory. */
   out(x: FloatArray, n: number, what: string, copyIn: boolean): number {
     const v = this.f32(x, what);
     if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
-    if (this.backend.owns(v)) return v.byteOffset;
+    if (this.here(v)) return v.byteOffset;
     const st = this.stage(n);
     if (copyIn) st.set(v.length === n ? v : v.subarray(0, n));
     this.copyBack.push({ dst: v, src: st });
@@ -128,26 +144,27 @@ export class WasmTrainOps {
   // Operands from outside the wasm memory: the i-th staged operand of a call uses scratch buffer i.
   private stage(n: number): Float32Array {
     const name = `stage${this.stageIdx++}`;
-    this.scratch.get(name, n * 4);
-    return this.scratch.view(name).subarray(0, n);
+    this.scratch.get(this.shard, name, n * 4);
+    return this.scratch.view(this.shard, name).subarray(0, n);
   }
 
   /** Run op with the slots `set` writes, then copy staged outputs back. */
   run(op: number, chunks: number, set: (a: Args) => void): void {
     this.stageIdx = 0;
     this.copyBack = [];
-    const a = this.backend.kernelArgs();
+    const a = this.backend.kernelArgs(this.shard);
     set(a);
     a.i32[0] = op;
-    this.backend.runKernel('k_train', chunks);
+    this.backend.runKernel(this.shard, 'k_train', chunks);
     for (const c of this.copyBack) c.dst.set(c.src);
     this.copyBack = [];
   }
 
-  private threadScratch(bytes: number): { offset: number; stride: number } { return this.backend.threadScratch(bytes); }
+  private threadScratch(bytes: number): { offset: number; stride: number } { return this.backend.threadScratch(this.shard, bytes); }
 
   gemmRun(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean,
     ta: number, tb: number, lda: number, ldb: number, name: string): void {
+    this.use(C, A, B);
     if (M <= 0 || N <= 0) return;
     const nat = this.backend.native;
     if (nat && M * N * K >= this.backend.nativeMinWork && C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array) {
@@ -171,6 +188,7 @@ export class WasmTrainOps {
   // ------------------------------------------------------------------------------------ simple ops
 
   fill0(x: FloatArray): void {
+    this.use(x);
     const n = x.length;
     if (n === 0) return;
     this.run(OP.FILL, this.chunks(n, Math.ceil(n / 65536)), ({ i32 }) => { i32[1] = this.out(x, n, 'fill', false); i32[2] = n; });
@@ -178,9 +196,25 @@ export class WasmTrainOps {
 
   copy(dst: FloatArray, src: FloatArray, n: number): void {
     if (n === 0) return;
-    this.run(OP.COPY, this.chunks(n, Math.ceil(n / 65536)), ({ i32 }) => {
-      i32[1] = this.out(dst, n, 'copy destination', false); i32[2] = this.inp(src, n, 'copy source'); i32[3] = n;
+    this.sliced([dst, src], n, (o, len) => {
+      const d = this.f32(dst, 'copy destination').subarray(o, o + len), s = this.f32(src, 'copy source').subarray(o, o + len);
+      this.use(d, s);
+      this.run(OP.COPY, this.chunks(len, Math.ceil(len / 65536)), ({ i32 }) => {
+        i32[1] = this.out(d, len, 'copy destination', false); i32[2] = this.inp(s, len, 'copy source'); i32[3] = len;
+      });
     });
+  }
+
+  /**
+   * Run an element-wise op over [0, n) in slices when its operands live in different memories, so
+   * the staged copies of the others stay within the backend's headroom (each element is computed
+   * the same way whatever the slicing, so the results are the same bits).
+   */
+  private sliced(operands: FloatArray[], n: number, run: (offset: number, length: number) => void): void {
+    const homes = new Set(operands.map((v) => (v instanceof Float32Array ? this.backend.shardOf(v)?.index ?? -1 : -1)));
+    if (homes.size <= 1) { run(0, n); return; }
+    const per = Math.max(65536, Math.floor(this.backend.stagingBytes / (8 * (operands.length - 1)) / 65536) * 65536);
+    for (let o = 0; o < n; o += per) run(o, Math.min(per, n - o));
   }
 
   /** Sum of the per-block partials [nb][stride] (columns col0..col0+n) added into dst, blocks in order. */
@@ -193,6 +227,7 @@ export class WasmTrainOps {
   // ------------------------------------------------------------------------------------ norms
 
   rmsnormForward(out: FloatArray, rstd: FloatArray, x: FloatArray, w: FloatArray, rows: number, dim: number, eps: number): void {
+    this.use(out, x);
     this.run(OP.RMS_FWD, this.chunks(rows * dim, rows), ({ i32, f32 }) => {
       i32[1] = this.out(out, rows * dim, 'rmsnorm output', false); i32[2] = this.out(rstd, rows, 'rmsnorm rstd', false);
       i32[3] = this.inp(x, rows * dim, 'rmsnorm input'); i32[4] = this.inp(w, dim, 'rmsnorm weight');
@@ -201,8 +236,9 @@ export class WasmTrainOps {
   }
 
   rmsnormBackward(dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray, rstd: FloatArray, rows: number, dim: number): void {
+    this.use(dx, dy, x);
     const nb = Math.ceil(rows / RB);
-    const part = this.scratch.get('partials', nb * dim * 4);
+    const part = this.scratch.get(this.shard, 'partials', nb * dim * 4);
     this.run(OP.RMS_BWD, this.chunks(rows * dim * 2, nb), ({ i32 }) => {
       i32[1] = this.out(dx, rows * dim, 'rmsnorm dx', true); i32[2] = part; i32[3] = this.inp(dy, rows * dim, 'rmsnorm dy');
       i32[4] = this.inp(x, rows * dim, 'rmsnorm x'); i32[5] = this.inp(w, dim, 'rmsnorm weight'); i32[6] = this.inp(rstd, rows, 'rmsnorm rstd');
@@ -213,6 +249,7 @@ export class WasmTrainOps {
 
   qkNormRopeForward(qkv: FloatArray, rstd: FloatArray, rows: number, T: number, Q: number, Hkv: number, hd: number,
     qNorm: FloatArray | null, kNorm: FloatArray | null, cos: FloatArray, sin: FloatArray, eps: number): void {
+    this.use(qkv);
     const W = (Q + 2 * Hkv) * hd, half = hd / 2, tab = Math.min(T, rows) * half;
     this.run(OP.QKROPE_FWD, this.chunks(rows * W, rows), ({ i32, f32 }) => {
       i32[1] = this.out(qkv, rows * W, 'qkv', true); i32[2] = this.out(rstd, rows * (Q + Hkv), 'qk rstd', false);
@@ -225,9 +262,10 @@ export class WasmTrainOps {
   qkNormRopeBackward(dqkv: FloatArray, dqNorm: FloatArray | null, dkNorm: FloatArray | null, raw: FloatArray, rstd: FloatArray,
     rows: number, T: number, Q: number, Hkv: number, hd: number, qNorm: FloatArray | null, kNorm: FloatArray | null,
     cos: FloatArray, sin: FloatArray): void {
+    this.use(dqkv, raw);
     const W = (Q + 2 * Hkv) * hd, half = hd / 2, tab = Math.min(T, rows) * half, nb = Math.ceil(rows / RB);
     const norms = qNorm !== null && kNorm !== null && dqNorm !== null && dkNorm !== null;
-    const part = this.scratch.get('partials', nb * 2 * hd * 4);
+    const part = this.scratch.get(this.shard, 'partials', nb * 2 * hd * 4);
     this.run(OP.QKROPE_BWD, this.chunks(rows * W * 2, nb), ({ i32 }) => {
       i32[1] = this.out(dqkv, rows * W, 'dqkv', true); i32[2] = part; i32[3] = this.inp(raw, rows * W, 'raw qkv');
       i32[4] = norms ? this.inp(rstd, rows * (Q + Hkv), 'qk rstd') : 0;
@@ -244,6 +282,7 @@ export class WasmTrainOps {
   // ------------------------------------------------------------------------------------ attention
 
   attentionForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    this.use(qkv, out);
     if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
     const W = (Q + 2 * Hkv) * hd, M = B * T;
     const sc = this.threadScratch(this.backend.exports.trainAttnScratch(T));
@@ -257,6 +296,7 @@ export class WasmTrainOps {
 
   attentionBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray,
     B: number, T: number, Q: number, Hkv: number, hd: number): void {
+    this.use(dqkv, qkv);
     if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
     const W = (Q + 2 * Hkv) * hd, M = B * T;
     const sc = this.threadScratch(this.backend.exports.trainAttnScratch(T));
@@ -273,6 +313,7 @@ export class WasmTrainOps {
   // ------------------------------------------------------------------------------------ FFN
 
   swigluForward(g: FloatArray, u: FloatArray, rows: number, F: number): void {
+    this.use(u, g);
     const n = rows * F;
     this.run(OP.SWIGLU_FWD, this.chunks(n * 8, Math.ceil(n / 4096)), ({ i32 }) => {
       i32[1] = this.out(g, n, 'swiglu output', false); i32[2] = this.inp(u, 2 * n, 'swiglu input'); i32[3] = rows; i32[4] = F;
@@ -280,6 +321,7 @@ export class WasmTrainOps {
   }
 
   swigluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, rows: number, F: number): void {
+    this.use(du, u, dg);
     const n = rows * F;
     this.run(OP.SWIGLU_BWD, this.chunks(n * 10, Math.ceil(n / 4096)), ({ i32 }) => {
       i32[1] = this.out(du, 2 * n, 'swiglu du', false); i32[2] = this.inp(dg, n, 'swiglu dg'); i32[3] = this.inp(u, 2 * n, 'swiglu u');
@@ -288,12 +330,14 @@ export class WasmTrainOps {
   }
 
   siluForward(g: FloatArray, u: FloatArray, n: number): void {
+    this.use(u, g);
     this.run(OP.SILU_FWD, this.chunks(n * 8, Math.ceil(n / 4096)), ({ i32 }) => {
       i32[1] = this.out(g, n, 'silu output', false); i32[2] = this.inp(u, n, 'silu input'); i32[3] = n;
     });
   }
 
   siluBackward(du: FloatArray, dg: FloatArray, u: FloatArray, n: number): void {
+    this.use(du, u, dg);
     this.run(OP.SILU_BWD, this.chunks(n * 10, Math.ceil(n / 4096)), ({ i32 }) => {
       i32[1] = this.out(du, n, 'silu du', false); i32[2] = this.inp(dg, n, 'silu dg'); i32[3] = this.inp(u, n, 'silu u'); i32[4] = n;
     });
@@ -302,6 +346,7 @@ export class WasmTrainOps {
   // ------------------------------------------------------------------------------------ embedding
 
   embeddingBackward(dtable: FloatArray, dout: FloatArray, ids: Int32Array, D: number, skipId: number): void {
+    this.use(dtable, dout);
     const n = ids.length;
     this.run(OP.EMBED_BWD, this.chunks(n * D, Math.ceil(D / 16)), ({ i32 }) => {
       i32[1] = this.out(dtable, dtable.length, 'embedding gradient', true); i32[2] = this.inp(dout, n * D, 'embedding dout');
@@ -317,14 +362,15 @@ export class WasmTrainOps {
    */
   crossEntropyStats(logits: FloatArray, targets: Int32Array, rows: number, V: number, zLoss: number, gradScale: number,
     rowScale?: Float32Array): Float64Array {
+    this.use(logits);
     for (let r = 0; r < rows; r++) {
       const t = targets[r];
       if (!(t >= 0 && t < V) || !Number.isInteger(t)) {
         throw new OpenELMError('usage', `target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index`);
       }
     }
-    const statsOff = this.scratch.get('ce', rows * 16);
-    const ceBuf = this.scratch.view('ce');
+    const statsOff = this.scratch.get(this.shard, 'ce', rows * 16);
+    const ceBuf = this.scratch.view(this.shard, 'ce');
     this.run(OP.CE, this.chunks(rows * V * 4, rows), ({ i32, f64 }) => {
       i32[1] = gradScale !== 0 ? this.out(logits, rows * V, 'logits', true) : this.inp(logits, rows * V, 'logits');
       i32[2] = this.ids(targets.subarray(0, rows)); i32[3] = rows; i32[4] = V; i32[5] = statsOff;
@@ -350,12 +396,13 @@ export class WasmTrainOps {
 
   /** Σ x² in f64, over fixed blocks summed in order (deterministic). */
   sumSquares(x: FloatArray): number {
+    this.use(x);
     const n = x.length;
     if (n === 0) return 0;
     const nb = Math.ceil(n / SUMSQ_BLOCK);
-    const off = this.scratch.get('sumsq', nb * 8);
+    const off = this.scratch.get(this.shard, 'sumsq', nb * 8);
     this.run(OP.SUMSQ, this.chunks(n, nb), ({ i32 }) => { i32[1] = this.inp(x, n, 'sumsq input'); i32[2] = n; i32[3] = off; });
-    const p = new Float64Array(this.scratch.view('sumsq').buffer, off, nb);
+    const p = new Float64Array(this.scratch.view(this.shard, 'sumsq').buffer, off, nb);
     let s = 0;
     for (let i = 0; i < nb; i++) s += p[i];
     return s;
@@ -363,16 +410,21 @@ export class WasmTrainOps {
 
   /** x = f32(x · coef), the multiply in f64 (as `x[i] *= coef` in JavaScript). */
   scale(x: FloatArray, coef: number): void {
+    this.use(x);
     const n = x.length;
     this.run(OP.SCALE, this.chunks(n, Math.ceil(n / 65536)), ({ i32, f64 }) => { i32[1] = this.out(x, n, 'scale', true); i32[2] = n; f64[2] = coef; });
   }
 
   /** One AdamW update over [0, n) of equal-decay elements (all four arrays in the wasm memory). */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, k: AdamWStep): void {
-    this.run(OP.ADAMW, this.chunks(n * 4, Math.ceil(n / 16384)), ({ i32, f64 }) => {
-      i32[1] = this.out(p, n, 'params', true); i32[2] = this.inp(g, n, 'grads'); i32[3] = this.out(m, n, 'adam m', true);
-      i32[4] = this.out(v, n, 'adam v', true); i32[5] = n;
-      f64[3] = k.b1; f64[4] = 1 - k.b1; f64[5] = k.b2; f64[6] = 1 - k.b2; f64[7] = k.stepSize; f64[8] = k.bc2Sqrt; f64[9] = k.eps; f64[10] = k.keep;
+    this.sliced([p, g, m, v], n, (o, len) => {
+      const P = p.subarray(o, o + len), G = g.subarray(o, o + len), Mm = m.subarray(o, o + len), Vv = v.subarray(o, o + len);
+      this.use(P, G, Mm, Vv);
+      this.run(OP.ADAMW, this.chunks(len * 4, Math.ceil(len / 16384)), ({ i32, f64 }) => {
+        i32[1] = this.out(P, len, 'params', true); i32[2] = this.inp(G, len, 'grads'); i32[3] = this.out(Mm, len, 'adam m', true);
+        i32[4] = this.out(Vv, len, 'adam v', true); i32[5] = len;
+        f64[3] = k.b1; f64[4] = 1 - k.b1; f64[5] = k.b2; f64[6] = 1 - k.b2; f64[7] = k.stepSize; f64[8] = k.bc2Sqrt; f64[9] = k.eps; f64[10] = k.keep;
+      });
     });
   }
 }

@@ -1,18 +1,24 @@
-// The fast CPU backend: WebAssembly SIMD kernels (relaxed SIMD where the runtime has it) over one
-// shared memory, split across worker threads. Every tensor it hands out is a view into that memory,
-// so kernels run on the data in place; arrays from elsewhere are staged through a scratch area and
-// copied back. Inference kernels are driven here, the training kernels by train-ops.ts; products
-// large enough to be compute-bound may go to an optional native sgemm (native-gemm.ts).
+// The fast CPU backend: WebAssembly SIMD kernels (relaxed SIMD where the runtime has it) over shared
+// memories, split across worker threads. Every tensor it hands out is a view into one of its
+// memories, so kernels run on the data in place. A wasm32 memory holds at most 4 GiB, so a larger
+// model spreads over several (shards, shard.ts): each kernel call runs in the memory of its main
+// operand (the weight of a linear layer, the cache of an attention call) and the other operands
+// are staged in and copied back — small next to the work for the shapes a model has. Arrays from
+// outside every memory are staged the same way. Inference kernels are driven here, the training
+// kernels by train-ops.ts; products large enough to be compute-bound may go to an optional native
+// sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, QBLOCK } from '../weight-format.js';
+import { allocWeightStorage, QBLOCK, weightBytes } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
-import { checkGroups, checkPositions } from '../js/js-backend.js';
+import { formatBytes } from '../../core/bytes.js';
+import { checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
 import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
 import { ThreadPool, type SpawnKernelWorker } from './pool.js';
-import { ARENA_BASE, ARG_SLOTS, ARGS_OFFSET } from './sync.js';
-import { Wasm } from './wasm-api.js';
+import { Shard, shardError } from './shard.js';
+import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
+import { Wasm, type WasmModule } from './wasm-api.js';
 import type { NativeGemm } from '../native-gemm.js';
 import { WasmTrainOps } from './train-ops.js';
 
@@ -31,11 +37,20 @@ export interface WasmBackendOptions {
   parallelThreshold?: number;
   /** Compute-bound products (prefill, training) through a native sgemm (default none: pure WASM). */
   native?: NativeGemm | null;
+  /**
+   * Most bytes one memory hands out before the next one is started (default: the 4 GiB a wasm32
+   * memory can reach). Tests lower it to run the multi-memory paths on small models.
+   */
+  shardBytes?: number;
+  /** Bytes all memories together may hold (memory().limit; default: no bound but the machine's). */
+  memoryLimit?: number;
 }
 
-/** Where a weight's storage lives in the wasm memory (set by prepareWeight). */
+/** Where a weight's storage lives in the wasm memories (set by prepareWeight). */
 interface WasmPacked {
   owner: WasmBackend;
+  /** The memory holding data, scales and mins. */
+  shard: Shard;
   dtype: number;
   data: number;
   scales: number;
@@ -71,36 +86,43 @@ export class WasmBackend implements Backend {
    */
   nativeMinWork = 1 << 20;
 
-  private readonly arena: SharedArena;
-  private readonly pool: ThreadPool;
-  private readonly k: KernelExports;
-  private readonly ai: Int32Array;
-  private readonly af: Float32Array;
-  private scratchOff = 0;
-  private scratchStride = 0;
-  private prepOff = 0;
-  private prepSize = 0;
-  private stage: { off: number; size: number; used: number }[] = [];
-  private stageCall = 0;
+  private readonly shards: Shard[] = [];
+  /** The shard the current kernel call runs in. */
+  private cur: Shard;
+  private pool: ThreadPool;
+  /** A pool being started that knows every shard (set while one is pending). */
+  private respawn: Promise<void> | null = null;
+  private readonly counts = { inline: 0, parallel: 0 };
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
-  private argsF64: Float64Array | null = null;
-  /** What alloc()/allocWeight() returned, with the allocations free() releases. */
-  private readonly owned = new WeakMap<object, number[]>();
+  /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
+  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[] }>();
   private readonly train: WasmTrainOps;
+  private readonly shardBytes: number;
+  private readonly memoryLimit: number;
+  /**
+   * Bytes of each memory that new tensors and weights leave free for the kernel calls running there
+   * (staged operands, per-thread scratch): 256 MiB of a 4 GiB memory, a quarter of a small one but
+   * at least twice the kernels' per-thread scratch.
+   */
+  private readonly headroom: number;
 
-  private constructor(threads: number, relaxed: boolean, arena: SharedArena, pool: ThreadPool, k: KernelExports, threshold: number,
-    native: NativeGemm | null) {
+  private constructor(threads: number, relaxed: boolean, shard0: Shard, pool: ThreadPool, threshold: number,
+    native: NativeGemm | null, private readonly module: WasmModule, private readonly spawn: SpawnKernelWorker | undefined,
+    shardBytes: number, memoryLimit: number) {
     this.threads = threads;
     this.native = native;
     this.relaxedSimd = relaxed;
-    this.arena = arena;
+    this.shards.push(shard0);
+    this.cur = shard0;
     this.pool = pool;
-    this.k = k;
+    this.pool.counts = this.counts;
     this.parallelThreshold = threshold;
-    this.ai = new Int32Array(arena.buffer(), ARGS_OFFSET, ARG_SLOTS);
-    this.af = new Float32Array(arena.buffer(), ARGS_OFFSET, ARG_SLOTS);
-    this.ensureScratch(k.gemmScratch());
+    this.shardBytes = shardBytes;
+    this.memoryLimit = memoryLimit;
+    const scratch = (shard0.k.trainScratchBytes() + shard0.k.gemmScratch()) * threads;
+    this.headroom = Math.min(256 << 20, Math.max(Math.floor(shardBytes / 4), 2 * scratch));
+    shard0.ensureScratch(shard0.k.gemmScratch(), threads);
     this.train = new WasmTrainOps(this);
   }
 
@@ -108,41 +130,113 @@ export class WasmBackend implements Backend {
     const threads = opts.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1) throw new OpenELMError('usage', `threads must be a positive integer, got ${threads}`);
     if (threads > 1 && !opts.spawnWorker) throw new OpenELMError('usage', 'more than one wasm thread needs a way to start workers (spawnWorker)');
+    const shardBytes = Math.min(opts.shardBytes ?? MAX_BYTES, MAX_BYTES);
     const { module, relaxed } = await loadKernels({ relaxed: opts.relaxedSimd ?? true });
-    const arena = new SharedArena(ARENA_BASE, 16 << 20);
+    const arena = new SharedArena(ARENA_BASE, 16 << 20, shardBytes);
     const instance = await Wasm!.instantiate(module, { env: { memory: arena.memory } });
-    const pool = await ThreadPool.create(threads, module, arena.memory, instance, relaxed, opts.spawnWorker);
-    return new WasmBackend(threads, relaxed, arena, pool, instance.exports as unknown as KernelExports, opts.parallelThreshold ?? 131072, opts.native ?? null);
+    const pool = await ThreadPool.create(threads, module, [arena.memory], [instance], relaxed, opts.spawnWorker);
+    return new WasmBackend(threads, relaxed, new Shard(0, arena, instance), pool, opts.parallelThreshold ?? 131072, opts.native ?? null,
+      module, opts.spawnWorker, shardBytes, opts.memoryLimit ?? Infinity);
   }
 
   get library(): string | null { return this.native?.library ?? null; }
 
   describe(): string {
     return `wasm, ${this.threads} thread${this.threads === 1 ? '' : 's'}${this.relaxedSimd ? ' (relaxed SIMD)' : ''}` +
+      (this.shards.length > 1 ? `, ${this.shards.length} memories` : '') +
       (this.native ? ` + native sgemm (${this.native.library})` : '');
   }
 
   /** The kernel module's plain exports (scratch-size queries). */
-  get exports(): KernelExports { return this.k; }
+  get exports(): KernelExports { return this.shards[0].k; }
+
+  /** Bytes a kernel call may stage into the memory it runs in (a share of each memory's headroom). */
+  get stagingBytes(): number { return this.headroom / 2; }
+
+  /** How many WebAssembly memories the backend uses now. */
+  get memoryCount(): number { return this.shards.length; }
 
   // ------------------------------------------------------------------------------------------
   // memory
 
-  /** A zero-filled f32 view of n values in the wasm memory (what alloc() returns, typed for this backend's own use). */
+  /** The shard a view lives in, or null for arrays outside every wasm memory. */
+  shardOf(v: ArrayBufferView): Shard | null {
+    for (const s of this.shards) if (s.arena.owns(v)) return s;
+    return null;
+  }
+
+  /**
+   * A shard with room for `bytes` that still leaves its headroom free (the staging and scratch of
+   * kernel calls that run there): the first such, else a new one.
+   */
+  private place(bytes: number, what: string): Shard {
+    this.live();
+    for (const s of this.shards) if (s.arena.canFit(bytes + this.headroom)) return s;
+    const fresh = this.shardBytes - ARENA_BASE - this.headroom;
+    if (bytes > fresh) throw shardError(what, bytes, this.shardBytes);
+    const inUse = this.memory().inUse;
+    if (inUse + bytes > this.memoryLimit) {
+      throw new OpenELMError('memory', `${what} (${formatBytes(bytes)}) does not fit: ${formatBytes(inUse)} are in use of the ${formatBytes(this.memoryLimit)} this backend may take`);
+    }
+    return this.addShard();
+  }
+
+  /** Start another memory with its kernel instance; the worker threads learn of it asynchronously (jobs there run on this thread until then). */
+  private addShard(): Shard {
+    const arena = new SharedArena(ARENA_BASE, 16 << 20, this.shardBytes);
+    const instance = new Wasm!.Instance(this.module, { env: { memory: arena.memory } });
+    const shard = new Shard(this.shards.length, arena, instance);
+    this.shards.push(shard);
+    shard.ensureScratch(shard.k.gemmScratch(), this.threads);
+    this.pool.addInstance(instance);
+    if (this.threads > 1 && !this.respawn) this.respawn = this.respawnPool();
+    return shard;
+  }
+
+  /** Replace the pool by one whose workers have every shard (repeated while shards keep coming). */
+  private async respawnPool(): Promise<void> {
+    try {
+      while (!this.disposed && this.pool.workerMemories < this.shards.length) {
+        const shards = [...this.shards];
+        const next = await ThreadPool.create(this.threads, this.module, shards.map((s) => s.arena.memory), shards.map((s) => s.instance),
+          this.relaxedSimd, this.spawn);
+        for (const s of this.shards.slice(shards.length)) next.addInstance(s.instance);
+        next.counts = this.counts;
+        const old = this.pool;
+        this.pool = next;
+        old.close();
+        if (this.disposed) next.close();
+      }
+    } finally {
+      this.respawn = null;
+    }
+  }
+
+  private allocIn(shard: Shard, n: number): Float32Array {
+    const off = shard.arena.allocBytes(n * 4, `a buffer of ${n} floats`);
+    const v = shard.arena.f32(off, n);
+    this.owned.set(v, { shard, offs: [off] });
+    return v;
+  }
+
+  /** A zero-filled f32 view of n values in a wasm memory (what alloc() returns, typed for this backend's own use). */
   allocF32(n: number): Float32Array {
     this.live();
     if (!(Number.isInteger(n) && n >= 0)) throw new OpenELMError('usage', `cannot allocate ${n} values`);
-    const off = this.arena.allocBytes(n * 4, `a buffer of ${n} floats`);
-    const v = this.arena.f32(off, n);
-    this.owned.set(v, [off]);
-    return v;
+    return this.allocIn(this.place(n * 4, `a buffer of ${n} floats`), n);
+  }
+
+  /** A zero-filled f32 view of n values in shard `index` (the training kernels' scratch). */
+  allocF32In(index: number, n: number): Float32Array {
+    this.live();
+    return this.allocIn(this.shards[index], n);
   }
 
   /** Give back a view allocF32()/alloc() returned. */
   freeF32(v: Float32Array): void {
-    const offs = this.owned.get(v);
-    if (!offs) throw new OpenELMError('usage', 'free() needs a tensor returned by this backend\'s alloc() (not a view)');
-    for (const o of offs) this.arena.freeBytes(o);
+    const o = this.owned.get(v);
+    if (!o) throw new OpenELMError('usage', 'free() needs a tensor returned by this backend\'s alloc() (not a view)');
+    for (const off of o.offs) o.shard.arena.freeBytes(off);
     this.owned.delete(v);
   }
 
@@ -178,17 +272,23 @@ export class WasmBackend implements Backend {
     for (let i = 0; i < rows.length; i++) d.set(s.subarray(i * width, i * width + width), rows[i] * width);
   }
 
-  sync(): Promise<void> { return Promise.resolve(); }
+  /** Resolves once the worker threads have every memory (after a new shard was started). */
+  async sync(): Promise<void> {
+    while (this.respawn) await this.respawn;
+  }
 
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
     this.live();
+    // data, scales and mins go into one memory, where the kernels read them together
+    const what = `a ${rows}×${cols} ${dtype} weight`;
+    const shard = this.place(weightBytes(dtype, rows * cols) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
-      const byteOffset = this.arena.allocBytes(bytes, `a ${rows}×${cols} ${dtype} weight`);
+      const byteOffset = shard.arena.allocBytes(bytes, what);
       offs.push(byteOffset);
-      return { buffer: this.arena.buffer(), byteOffset };
+      return { buffer: shard.arena.buffer(), byteOffset };
     });
-    this.owned.set(w, offs);
+    this.owned.set(w, { shard, offs });
     return w;
   }
 
@@ -198,9 +298,9 @@ export class WasmBackend implements Backend {
    */
   freeWeight(w: Weight): void {
     const p = w.packed as WasmPacked | undefined;
-    if (p && p.owner === this) { for (const o of p.copies) this.arena.freeBytes(o); w.packed = undefined; }
-    const offs = this.owned.get(w);
-    if (offs) { for (const o of offs) this.arena.freeBytes(o); this.owned.delete(w); }
+    if (p && p.owner === this) { for (const o of p.copies) p.shard.arena.freeBytes(o); w.packed = undefined; }
+    const o = this.owned.get(w);
+    if (o) { for (const off of o.offs) o.shard.arena.freeBytes(off); this.owned.delete(w); }
   }
 
   tensorWeight(t: Tensor, rows: number, cols: number): Weight {
@@ -212,17 +312,19 @@ export class WasmBackend implements Backend {
   }
 
   /** Kernel calls so far: run inline (small work) and split over the threads. */
-  callStats(): { inline: number; parallel: number } { return { ...this.pool.counts }; }
+  callStats(): { inline: number; parallel: number } { return { ...this.counts }; }
 
-  /** Bytes allocated in the wasm memory, its current size, and the 4 GiB a wasm32 memory can reach. */
+  /** Bytes allocated in the wasm memories, their current size, and what they may take together. */
   memory(): { inUse: number; reserved: number; limit: number } {
-    return { inUse: this.arena.bytesInUse, reserved: this.arena.bytesReserved, limit: MAX_BYTES };
+    let inUse = 0, reserved = 0;
+    for (const s of this.shards) { inUse += s.arena.bytesInUse; reserved += s.arena.bytesReserved; }
+    return { inUse, reserved, limit: this.memoryLimit };
   }
 
   prepareWeight(w: Weight): void {
     this.live();
     const old = w.packed as WasmPacked | undefined;
-    if (old && old.owner === this) for (const o of old.copies) this.arena.freeBytes(o);
+    if (old && old.owner === this) for (const o of old.copies) old.shard.arena.freeBytes(o);
     const n = w.rows * w.cols;
     const code = DTYPE_CODE[w.dtype];
     if (code === undefined) throw new OpenELMError('dtype', `unknown weight dtype "${String(w.dtype)}"`);
@@ -231,21 +333,28 @@ export class WasmBackend implements Backend {
     }
     const want = w.dtype === 'q4' ? n / 2 : n;
     if (w.data.length < want) throw new OpenELMError('usage', `weight data has ${w.data.length} values, a ${w.rows}×${w.cols} ${w.dtype} weight needs ${want}`);
-    const copies: number[] = [];
-    const place = (v: ArrayBufferView | undefined, bytes: number, what: string): number => {
+    const dataBytes = w.dtype === 'f32' ? n * 4 : w.dtype === 'bf16' || w.dtype === 'f16' ? n * 2 : w.dtype === 'q8' ? n : n / 2;
+    const parts: [ArrayBufferView | undefined, number, string][] = [[w.data, dataBytes, 'data']];
+    if (w.dtype === 'q8' || w.dtype === 'q4') parts.push([w.scales, (n / QBLOCK) * 4, 'scales']);
+    if (w.dtype === 'q4') parts.push([w.mins, (n / QBLOCK) * 4, 'mins']);
+    for (const [v, bytes, what] of parts) {
       if (!v) throw new OpenELMError('usage', `${w.dtype} weight is missing its ${what}`);
       if (v.byteLength < bytes) throw new OpenELMError('usage', `${w.dtype} weight ${what} has ${v.byteLength} bytes, needs ${bytes}`);
-      if (this.arena.owns(v)) return v.byteOffset;
-      const off = this.arena.allocBytes(bytes, `a copy of a ${w.rows}×${w.cols} ${w.dtype} weight`);
-      this.arena.u8(off, bytes).set(new Uint8Array(v.buffer, v.byteOffset, bytes));
+    }
+    // The kernels read all parts from one memory: the data's, when every part is already there;
+    // otherwise copies of all of them in a memory with room.
+    const home = this.shardOf(w.data);
+    const inPlace = home !== null && parts.every(([v]) => home.arena.owns(v!));
+    const shard = inPlace ? home : this.place(parts.reduce((t, [, b]) => t + b + 64, 0), `a copy of a ${w.rows}×${w.cols} ${w.dtype} weight`);
+    const copies: number[] = [];
+    const offs = parts.map(([v, bytes]) => {
+      if (inPlace) return v!.byteOffset;
+      const off = shard.arena.allocBytes(bytes, `a copy of a ${w.rows}×${w.cols} ${w.dtype} weight`);
+      shard.arena.u8(off, bytes).set(new Uint8Array(v!.buffer, v!.byteOffset, bytes));
       copies.push(off);
       return off;
-    };
-    const dataBytes = w.dtype === 'f32' ? n * 4 : w.dtype === 'bf16' || w.dtype === 'f16' ? n * 2 : w.dtype === 'q8' ? n : n / 2;
-    const data = place(w.data, dataBytes, 'data');
-    const scales = w.dtype === 'q8' || w.dtype === 'q4' ? place(w.scales, (n / QBLOCK) * 4, 'scales') : 0;
-    const mins = w.dtype === 'q4' ? place(w.mins, (n / QBLOCK) * 4, 'mins') : 0;
-    const p: WasmPacked = { owner: this, dtype: code, data, scales, mins, copies };
+    });
+    const p: WasmPacked = { owner: this, shard, dtype: code, data: offs[0], scales: offs[1] ?? 0, mins: offs[2] ?? 0, copies };
     w.packed = p;
   }
 
@@ -267,8 +376,8 @@ export class WasmBackend implements Backend {
 
   linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false): void {
     const out = f32(outT), x = f32(xT);
-    this.begin();
     const p = this.packedOf(w);
+    this.begin(p.shard);
     const N = w.rows, K = w.cols;
     if (M <= 0 || N === 0) return;
     if (this.native && M >= this.nativeMinRows) {
@@ -282,14 +391,14 @@ export class WasmBackend implements Backend {
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations), else f32.
     const mode = M <= GEMV_ROWS ? 1 : p.dtype >= DTYPE_CODE.q8 && this.intGemm ? 2 : 0;
-    if (mode !== 1) this.ensureScratch(this.k.gemmScratch());
-    if (mode === 1 && p.dtype !== 0) this.ensurePrep(M * this.k.prepBytes(K));
-    if (mode === 2) this.ensurePrep(this.k.quantBytes(M, K));
-    const a = this.ai;
+    if (mode !== 1) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
+    if (mode === 1 && p.dtype !== 0) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
+    if (mode === 2) this.cur.ensurePrep(this.cur.k.quantBytes(M, K));
+    const a = this.cur.ai;
     a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = p.dtype;
-    a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.scratchOff; a[11] = this.scratchStride;
-    a[12] = mode; a[13] = this.prepOff;
-    if (mode === 1 && p.dtype !== 0) this.k.k_prep_x(ARGS_OFFSET);
+    a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
+    a[12] = mode; a[13] = this.cur.prepOff;
+    if (mode === 1 && p.dtype !== 0) this.cur.k.k_prep_x(ARGS_OFFSET);
     if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
     this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
   }
@@ -297,19 +406,19 @@ export class WasmBackend implements Backend {
   rmsnorm(outT: Tensor, xT: Tensor, wT: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void {
     const out = f32(outT), x = f32(xT), w = f32(wT);
     if (rstd) { this.train.rmsnormForward(out, f32(rstd), x, w, rows, dim, eps); return; }
-    this.begin();
+    this.begin(x);
     const xp = this.inF32(x, rows * dim, 'rmsnorm input');
     const wp = this.inF32(w, dim, 'rmsnorm weight');
     const op = this.outF32(out, rows * dim, 'rmsnorm output', false);
-    const a = this.ai;
-    a[0] = op; a[1] = xp; a[2] = wp; a[3] = rows; a[4] = dim; this.af[5] = eps;
+    const a = this.cur.ai;
+    a[0] = op; a[1] = xp; a[2] = wp; a[3] = rows; a[4] = dim; this.cur.af[5] = eps;
     this.exec('k_rmsnorm', rows * dim, rows);
   }
 
   qkNormRope(qkvT: Tensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
     qNormT: Tensor | null, kNormT: Tensor | null, rope: RopeTables, eps: number, rstd?: Tensor): void {
-    this.begin();
     const qkv = f32(qkvT), qNorm = qNormT ? f32(qNormT) : null, kNorm = kNormT ? f32(kNormT) : null;
+    this.begin(rstd ? null : qkv);
     const { cs, sn } = this.ropeRows(rope, pos, rows);
     if (rstd) {
       // training: the kernel that also saves the heads' 1/rms, over the gathered per-row tables
@@ -320,8 +429,8 @@ export class WasmBackend implements Backend {
     const qp = this.outF32(qkv, rows * W, 'qkv', true);
     const qn = qNorm ? this.inF32(qNorm, hd, 'q norm weight') : 0;
     const kn = kNorm ? this.inF32(kNorm, hd, 'k norm weight') : 0;
-    const a = this.ai;
-    a[0] = qp; a[1] = cs.byteOffset; a[2] = sn.byteOffset; a[3] = rows; a[4] = Q; a[5] = Hkv; a[6] = hd; a[7] = qn; a[8] = kn; this.af[9] = eps;
+    const a = this.cur.ai;
+    a[0] = qp; a[1] = cs.byteOffset; a[2] = sn.byteOffset; a[3] = rows; a[4] = Q; a[5] = Hkv; a[6] = hd; a[7] = qn; a[8] = kn; this.cur.af[9] = eps;
     this.exec('k_qkrope', rows * W, rows);
   }
 
@@ -329,7 +438,7 @@ export class WasmBackend implements Backend {
   private ropeRows(rope: RopeTables, pos: Int32Array, rows: number): { cs: Float32Array; sn: Float32Array } {
     checkPositions(pos, rows, rope);
     const half = rope.half, cos = f32(rope.cos), sin = f32(rope.sin);
-    const cs = this.arena.f32(this.stageTake(rows * half * 4), rows * half), sn = this.arena.f32(this.stageTake(rows * half * 4), rows * half);
+    const cs = this.cur.arena.f32(this.cur.stageTake(rows * half * 4), rows * half), sn = this.cur.arena.f32(this.cur.stageTake(rows * half * 4), rows * half);
     for (let r = 0; r < rows; r++) {
       const t = pos[r] * half;
       cs.set(cos.subarray(t, t + half), r * half);
@@ -340,20 +449,20 @@ export class WasmBackend implements Backend {
 
   storeKV(kT: Tensor, vT: Tensor, qkvT: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
     const kCache = f32(kT), vCache = f32(vT), qkv = f32(qkvT);
-    this.begin();
+    this.begin(kCache);
     if (P + S > cap) throw new OpenELMError('usage', `storeKV: positions ${P}..${P + S - 1} exceed the cache capacity ${cap}`);
     const W = (Q + 2 * Hkv) * hd;
     const qp = this.inF32(qkv, S * W, 'qkv');
     const kp = this.outF32(kCache, Hkv * cap * hd, 'K cache', true);
     const vp = this.outF32(vCache, Hkv * cap * hd, 'V cache', true);
-    const a = this.ai;
+    const a = this.cur.ai;
     a[0] = kp; a[1] = vp; a[2] = qp; a[3] = S; a[4] = P; a[5] = Q; a[6] = Hkv; a[7] = hd; a[8] = cap;
     this.exec('k_storekv', 0, 1);
   }
 
   attention(outT: Tensor, qkvT: Tensor, kT: Tensor, vT: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void {
     const out = f32(outT), qkv = f32(qkvT), kCache = f32(kT), vCache = f32(vT);
-    this.begin();
+    this.begin(kCache);
     if (P + S > cap) throw new OpenELMError('usage', `attention: positions ${P}..${P + S - 1} exceed the cache capacity ${cap}`);
     if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
     const W = (Q + 2 * Hkv) * hd;
@@ -361,50 +470,50 @@ export class WasmBackend implements Backend {
     const kp = this.inF32(kCache, Hkv * cap * hd, 'K cache');
     const vp = this.inF32(vCache, Hkv * cap * hd, 'V cache');
     const op = this.outF32(out, S * Q * hd, 'attention output', false);
-    this.ensureScratch(this.k.attentionScratch(Q / Hkv, hd));
-    const a = this.ai;
+    this.cur.ensureScratch(this.cur.k.attentionScratch(Q / Hkv, hd), this.threads);
+    const a = this.cur.ai;
     a[0] = op; a[1] = qp; a[2] = kp; a[3] = vp; a[4] = S; a[5] = P; a[6] = Q; a[7] = Hkv; a[8] = hd; a[9] = cap;
-    a[10] = this.scratchOff; a[11] = this.scratchStride;
+    a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
     this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv);
   }
 
   swiglu(outT: Tensor, uT: Tensor, rows: number, F: number): void {
     const out = f32(outT), u = f32(uT);
-    this.begin();
+    this.begin(u);
     const up = this.inF32(u, rows * 2 * F, 'swiglu input');
     const op = this.outF32(out, rows * F, 'swiglu output', false);
-    const a = this.ai;
+    const a = this.cur.ai;
     a[0] = op; a[1] = up; a[2] = rows; a[3] = F;
     this.exec('k_swiglu', rows * F * 8, Math.ceil(rows * F / 1024));
   }
 
   silu(outT: Tensor, uT: Tensor, n: number): void {
     const out = f32(outT), u = f32(uT);
-    this.begin();
+    this.begin(u);
     const up = this.inF32(u, n, 'silu input');
     const op = this.outF32(out, n, 'silu output', false);
-    const a = this.ai;
+    const a = this.cur.ai;
     a[0] = op; a[1] = up; a[2] = n;
     this.exec('k_silu', n * 8, Math.ceil(n / 1024));
   }
 
   add(xT: Tensor, yT: Tensor, n: number): void {
     const x = f32(xT), y = f32(yT);
-    this.begin();
+    this.begin(x);
     const yp = this.inF32(y, n, 'add y');
     const xp = this.outF32(x, n, 'add x', true);
-    const a = this.ai;
+    const a = this.cur.ai;
     a[0] = xp; a[1] = yp; a[2] = n;
     this.exec('k_add', n, Math.ceil(n / 1024));
   }
 
   embedding(outT: Tensor, table: Weight, ids: Int32Array, skipId?: number): void {
     const out = f32(outT);
-    this.begin();
     const p = this.packedOf(table);
+    this.begin(p.shard);
     const n = ids.length, D = table.cols;
-    const idp = this.stageTake(n * 4);
-    const idv = this.arena.i32(idp, n);
+    const idp = this.cur.stageTake(n * 4);
+    const idv = this.cur.arena.i32(idp, n);
     let skipped = false;
     for (let r = 0; r < n; r++) {
       const t = ids[r];
@@ -414,7 +523,7 @@ export class WasmBackend implements Backend {
       idv[r] = t;
     }
     const op = this.outF32(out, n * D, 'embedding output', false);
-    const a = this.ai;
+    const a = this.cur.ai;
     a[0] = op; a[1] = p.dtype; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = D; a[6] = idp; a[7] = n;
     this.exec('k_embedding', n * D, n);
     if (skipped) for (let r = 0; r < n; r++) if (ids[r] === skipId) out.fill(0, r * D, r * D + D);
@@ -450,7 +559,7 @@ export class WasmBackend implements Backend {
   }
   qkNormRopeBackward(dqkv: Tensor, dqNorm: Tensor | null, dkNorm: Tensor | null, raw: Tensor, rstd: Tensor, rows: number,
     pos: Int32Array, Q: number, Hkv: number, hd: number, qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables): void {
-    this.begin();
+    this.begin(f32(dqkv));
     const { cs, sn } = this.ropeRows(rope, pos, rows);
     const o = (t: Tensor | null) => (t ? f32(t) : null);
     this.train.qkNormRopeBackward(f32(dqkv), o(dqNorm), o(dkNorm), f32(raw), f32(rstd), rows, rows, Q, Hkv, hd, o(qNorm), o(kNorm), cs, sn);
@@ -474,29 +583,30 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // what train-ops.ts drives the training kernels with
 
-  /** Whether a view points into this backend's memory (buffers from alloc() do). */
-  owns(v: ArrayBufferView): boolean { return this.arena.owns(v); }
+  /** Whether a view points into one of this backend's memories (tensors from alloc() do). */
+  owns(v: ArrayBufferView): boolean { return this.shardOf(v) !== null; }
 
-  /** The 64 argument slots as int32, float32 and float64 views (an f64 takes slots 2i, 2i+1). */
-  kernelArgs(): { i32: Int32Array; f32: Float32Array; f64: Float64Array } {
-    this.argsF64 ??= new Float64Array(this.arena.buffer(), ARGS_OFFSET, ARG_SLOTS / 2);
-    return { i32: this.ai, f32: this.af, f64: this.argsF64 };
+  /** Shard `index`'s 64 argument slots as int32, float32 and float64 views (an f64 takes slots 2i, 2i+1). */
+  kernelArgs(index: number): { i32: Int32Array; f32: Float32Array; f64: Float64Array } {
+    const s = this.shards[index];
+    return { i32: s.ai, f32: s.af, f64: s.a64 };
   }
 
-  /** Per-thread scratch of at least `bytesPerThread`: thread t owns [offset + t·stride, +stride). */
-  threadScratch(bytesPerThread: number): { offset: number; stride: number } {
+  /** Per-thread scratch of at least `bytesPerThread` in shard `index`: thread t owns [offset + t·stride, +stride). */
+  threadScratch(index: number, bytesPerThread: number): { offset: number; stride: number } {
     this.live();
-    this.ensureScratch(bytesPerThread);
-    return { offset: this.scratchOff, stride: this.scratchStride };
+    const s = this.shards[index];
+    s.ensureScratch(bytesPerThread, this.threads);
+    return { offset: s.scratchOff, stride: s.scratchStride };
   }
 
   /**
-   * Run kernel `name` on the arguments already written to kernelArgs(), split into `chunks`
-   * chunks claimed by the threads (1 runs it on this thread). Its buffers must be in this memory.
+   * Run kernel `name` in shard `index` on the arguments already written to its kernelArgs(), split
+   * into `chunks` chunks claimed by the threads (1 runs it on this thread). Its buffers must be in that memory.
    */
-  runKernel(name: KernelName, chunks: number): void {
+  runKernel(index: number, name: KernelName, chunks: number): void {
     this.live();
-    this.pool.run(name, this.threads === 1 ? 1 : Math.max(1, Math.floor(chunks)));
+    this.pool.run(index, name, this.threads === 1 ? 1 : Math.max(1, Math.floor(chunks)));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -506,80 +616,45 @@ export class WasmBackend implements Backend {
     if (this.disposed) throw new OpenELMError('usage', 'this wasm backend has been disposed');
   }
 
-  /** Start a kernel call: reset the staging area. */
-  private begin(): void {
+  private shardOfWeight(w: Weight): Shard { return this.packedOf(w).shard; }
+
+  /** Start a kernel call in the shard of `anchor` (its main operand; null or a foreign array: shard 0). */
+  private begin(anchor: Float32Array | Shard | null): void {
     this.live();
     this.copyBack.length = 0;
-    if (this.stage.length > 1) {
-      // the last call overflowed the block: replace the chain by one block that fits it
-      for (const b of this.stage) this.arena.freeBytes(b.off);
-      const size = Math.ceil(this.stageCall * 1.25 / 4096) * 4096;
-      this.stage = [{ off: this.arena.allocBytes(size, 'staging'), size, used: 0 }];
-    } else if (this.stage.length) {
-      this.stage[0].used = 0;
-    }
-    this.stageCall = 0;
-  }
-
-  /** Bytes of staging for the current call; valid until the next call's begin(). */
-  private stageTake(bytes: number): number {
-    const need = Math.ceil(Math.max(bytes, 1) / 64) * 64;
-    this.stageCall += need;
-    let b = this.stage[this.stage.length - 1];
-    if (!b || b.used + need > b.size) {
-      // chain another block (earlier offsets of this call must stay valid)
-      const size = Math.max(need, 1 << 16);
-      b = { off: this.arena.allocBytes(size, 'staging'), size, used: 0 };
-      this.stage.push(b);
-    }
-    const off = b.off + b.used;
-    b.used += need;
-    return off;
+    this.cur = anchor instanceof Shard ? anchor : (anchor && this.shardOf(anchor)) || this.shards[0];
+    this.cur.resetStage();
   }
 
   private inF32(v: Float32Array, n: number, what: string): number {
     needLength(v, n, what);
-    if (this.arena.owns(v)) return v.byteOffset;
-    const off = this.stageTake(n * 4);
-    this.arena.f32(off, n).set(v.length === n ? v : v.subarray(0, n));
-    return off;
+    const off = this.cur.offsetOf(v);
+    if (off >= 0) return off;
+    const st = this.cur.stageTake(n * 4);
+    this.cur.arena.f32(st, n).set(v.length === n ? v : v.subarray(0, n));
+    return st;
   }
 
   private outF32(v: Float32Array, n: number, what: string, copyIn: boolean): number {
     needLength(v, n, what);
-    if (this.arena.owns(v)) return v.byteOffset;
-    const off = this.stageTake(n * 4);
-    if (copyIn) this.arena.f32(off, n).set(v.length === n ? v : v.subarray(0, n));
-    this.copyBack.push({ dst: v, off, n });
-    return off;
-  }
-
-  private ensureScratch(bytesPerThread: number): void {
-    if (bytesPerThread <= this.scratchStride) return;
-    const stride = Math.ceil(bytesPerThread / 256) * 256;
-    if (this.scratchStride) this.arena.freeBytes(this.scratchOff);
-    this.scratchOff = this.arena.allocBytes(stride * this.threads, 'kernel scratch');
-    this.scratchStride = stride;
-  }
-
-  private ensurePrep(bytes: number): void {
-    if (bytes <= this.prepSize) return;
-    const size = Math.ceil(bytes / 4096) * 4096;
-    if (this.prepSize) this.arena.freeBytes(this.prepOff);
-    this.prepOff = this.arena.allocBytes(size, 'gemv input');
-    this.prepSize = size;
+    const off = this.cur.offsetOf(v);
+    if (off >= 0) return off;
+    const st = this.cur.stageTake(n * 4);
+    if (copyIn) this.cur.arena.f32(st, n).set(v.length === n ? v : v.subarray(0, n));
+    this.copyBack.push({ dst: v, off: st, n });
+    return st;
   }
 
   /**
-   * Run a kernel split into chunks over the threads: inline when its work (multiply-adds or
-   * elements) is below the threshold, else up to CHUNKS_PER_THREAD chunks per thread, capped by
-   * the kernel's natural unit count `items`.
+   * Run a kernel in the current shard, split into chunks over the threads: inline when its work
+   * (multiply-adds or elements) is below the threshold, else up to CHUNKS_PER_THREAD chunks per
+   * thread, capped by the kernel's natural unit count `items`.
    */
   private exec(name: KernelName, work: number, items: number, last = true): void {
     const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, this.threads * CHUNKS_PER_THREAD));
-    this.pool.run(name, chunks);
+    this.pool.run(this.cur.index, name, chunks);
     if (!last) return;
-    for (const c of this.copyBack) c.dst.set(this.arena.f32(c.off, c.n));
+    for (const c of this.copyBack) c.dst.set(this.cur.arena.f32(c.off, c.n));
     this.copyBack.length = 0;
   }
 }
@@ -589,4 +664,3 @@ const f32 = (t: Tensor): Float32Array => t as unknown as Float32Array;
 function needLength(v: Float32Array, n: number, what: string): void {
   if (v.length < n) throw new OpenELMError('usage', `${what} has ${v.length} values, needs ${n}`);
 }
-

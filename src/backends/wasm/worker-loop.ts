@@ -5,13 +5,16 @@
 
 import { KERNEL_NAMES } from './kernels.js';
 import type { KernelWorkerInit } from './pool.js';
-import { CTL_OFFSET, CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
+import { CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
 import { Wasm } from './wasm-api.js';
 
 export function runKernelWorker(init: KernelWorkerInit, post: (m: { ready?: boolean; error?: string }) => void): void {
-  const instance = new Wasm!.Instance(init.module, { env: { memory: init.memory } });
-  const fns = KERNEL_NAMES.map((n) => instance.exports[n] as ChunkFn);
-  const ctl = new Int32Array(init.memory.buffer, CTL_OFFSET, CTL_SLOTS);
+  // one instance of the kernels per memory: a job runs in the memory that holds its operands
+  const fns = init.memories.map((memory) => {
+    const instance = new Wasm!.Instance(init.module, { env: { memory } });
+    return KERNEL_NAMES.map((n) => instance.exports[n] as ChunkFn);
+  });
+  const ctl = new Int32Array(init.memories[0].buffer, init.ctlOffset, CTL_SLOTS);
   const tid = init.tid;
 
   let gen = Atomics.load(ctl, GEN);

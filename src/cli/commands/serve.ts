@@ -1,40 +1,64 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { MODEL_FLAGS, loadOptionsFromFlags } from '../common.js';
+import { UsageError } from '../../core/errors.js';
 import { loadModel } from '../../api.js';
 import { createServer } from '../../serve/server.js';
 
 export const spec: CommandSpec = {
   name: 'serve',
   summary: 'OpenAI-compatible HTTP server (llama-server conventions): /v1/chat/completions, /v1/completions, /v1/models, /health, /tokenize, /detokenize',
-  usage: 'openelm serve --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx-size N] [--chat-template FILE]',
+  usage: 'openelm serve --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--cors ORIGIN]... [--parallel N] [--ctx-size N] [--chat-template FILE]',
   flags: [
     ...MODEL_FLAGS,
     { name: 'host', type: 'string', help: 'address to bind; 0.0.0.0 exposes the server to the network', default: '127.0.0.1' },
     { name: 'port', type: 'int', help: 'port (0 = any free port)', default: 8080, min: 0, max: 65535 },
     { name: 'api-key', type: 'string', help: 'require "Authorization: Bearer KEY" (default: $OPENELM_API_KEY, else no auth)' },
+    { name: 'cors', type: 'string', help: 'let browser pages from this origin call the server, e.g. https://app.example (repeatable; * allows any); default: no cross-origin access', repeatable: true },
     { name: 'parallel', type: 'int', help: 'requests generated at once (batched), each with its own KV cache; more are queued', default: 4, min: 1 },
     { name: 'batch', type: 'int', help: 'most requests advanced per forward call (default: --parallel; 1 = take turns without batching)', min: 1 },
     { name: 'ctx-size', type: 'int', help: 'KV cache tokens per request slot (default: the model\'s context length)', min: 2 },
     { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: the model folder\'s tokenizer_config.json, else CoreNet\'s instruct format)' },
-    { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: --model)' },
+    { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: the hub id, or the model folder\'s name)' },
     { name: 'max-body', type: 'int', help: 'largest request body in bytes', default: 1 << 20, min: 1024 },
     { name: 'quiet', type: 'bool', help: 'do not log requests on stderr' },
   ],
 };
 
+/** Each --cors value must be "*" or an origin such as https://app.example (scheme, host, optional port). */
+function corsOrigins(values: string[]): string[] {
+  for (const v of values) {
+    let ok = v === '*';
+    try { const u = new URL(v); ok ||= (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname === '/' && !u.search && !u.hash && !u.username; } catch { /* not a URL */ }
+    if (!ok) throw new UsageError(`--cors ${JSON.stringify(v)} is not an origin; give scheme and host, e.g. https://app.example or http://localhost:3000 (or * for any)`);
+  }
+  return values;
+}
+
+/** The id clients see: a hub id as given, a local folder by its name only (never the machine's path). */
+function publicModelId(modelArg: string): string {
+  return fs.existsSync(modelArg) ? path.basename(path.resolve(modelArg)) : modelArg;
+}
+
 export async function run(flags: ParsedFlags): Promise<number> {
   const modelArg = get.str(flags, 'model')!;
   const quiet = get.bool(flags, 'quiet');
+  const apiKey = get.str(flags, 'api-key') ?? (process.env.OPENELM_API_KEY || undefined);
   const srv = await createServer({
     host: get.str(flags, 'host'), port: get.num(flags, 'port'),
-    apiKey: get.str(flags, 'api-key') ?? (process.env.OPENELM_API_KEY || undefined),
+    apiKey, cors: corsOrigins(get.list(flags, 'cors')),
     slots: get.num(flags, 'parallel'), maxBatch: get.num(flags, 'batch'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
-    modelId: get.str(flags, 'alias') ?? modelArg,
+    modelId: get.str(flags, 'alias') ?? publicModelId(modelArg),
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
     model: () => loadModel(modelArg, loadOptionsFromFlags(flags)),
   });
-  process.stderr.write(`openelm serve: listening on ${srv.url} (loading ${modelArg})\n`);
+  const all = srv.address === '0.0.0.0' || srv.address === '::' ? ' (every network interface)' : '';
+  process.stderr.write(`openelm serve: listening on ${srv.url}${all} (loading ${modelArg})\n`);
+  if (!srv.loopback && apiKey === undefined) {
+    process.stderr.write(`openelm serve: warning: ${srv.url} can be reached from other machines and has no API key, so anyone who reaches it can use the model; set --api-key (or OPENELM_API_KEY), or bind to 127.0.0.1\n`);
+  }
   let signals = 0;
   const stop = new Promise<void>((resolve) => {
     const onSig = (sig: string) => {

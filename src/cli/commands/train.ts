@@ -1,8 +1,9 @@
+import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { NATIVE_FLAG } from '../common.js';
 import { loadModel } from '../../api.js';
-import { OpenELMError } from '../../core/errors.js';
+import { OpenELMError, UsageError } from '../../core/errors.js';
 import { loadTokenizer } from '../../io/tokenizer-file.js';
 import { loadRecipe } from '../../train/recipe.js';
 import { train } from '../../train/trainer.js';
@@ -11,17 +12,22 @@ import type { NativeMode } from '../../backends/index.js';
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--native auto|on|off]',
+  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off]',
   flags: [
-    { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/', required: true },
-    { name: 'resume', type: 'bool', help: 'continue from the latest checkpoint in the recipe\'s out_dir' },
+    { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
+    { name: 'resume', type: 'bool', help: 'continue from the newest intact checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
+    { name: 'threads', type: 'int', help: 'compute threads (default: the recipe\'s threads, else all cores; results do not depend on it)', min: 1 },
     NATIVE_FLAG,
   ],
 };
 
 export async function run(flags: ParsedFlags): Promise<number> {
-  const recipe = loadRecipe(get.str(flags, 'recipe')!);
+  const file = get.str(flags, 'recipe')!;
+  if (!fs.existsSync(file)) throw new UsageError(`recipe file ${file} does not exist`);
+  const recipe = loadRecipe(file);
+  const threads = get.num(flags, 'threads');
+  if (threads !== undefined) recipe.threads = threads;
   const ac = new AbortController();
   let sigs = 0;
   const onSignal = (sig: NodeJS.Signals) => {

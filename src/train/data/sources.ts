@@ -86,6 +86,8 @@ export interface SourceOptions {
   /** Shuffle the file order every epoch. */
   shuffleFiles: boolean;
   vocabSize: number;
+  /** Hears about skipped corrupt lines as they are met (the first few, then once that more are counted). */
+  warn?: (line: string) => void;
 }
 
 export function emptyStats(): SourceStats {
@@ -170,7 +172,13 @@ export class TextRowSource extends BaseSource implements RowSource {
     // The same line comes back every epoch; report it once.
     if (this.epoch > 0) return;
     this.stats.badLines++;
-    if (this.stats.badExamples.length < MAX_BAD_EXAMPLES) this.stats.badExamples.push(`${b.file}:${b.line}: ${b.reason}`);
+    const where = `${b.file}:${b.line}: ${b.reason}`;
+    if (this.stats.badExamples.length < MAX_BAD_EXAMPLES) {
+      this.stats.badExamples.push(where);
+      this.o.warn?.(`data ${this.spec.name}: skipped a corrupt line, ${where}`);
+    } else if (this.stats.badLines === MAX_BAD_EXAMPLES + 1) {
+      this.o.warn?.(`data ${this.spec.name}: more corrupt lines are skipped; their count is reported at the end`);
+    }
   };
 
   /** Next chunk's token ids (BOS … EOS) that survived the filters, or null at the end of a non-looping source. */

@@ -1,0 +1,318 @@
+// An OpenELM GGUF file (llama.cpp's `openelm` architecture) read back as our model: the config from
+// the `openelm.*` metadata, the tokenizer from `tokenizer.ggml.*`, and the weights under their HF
+// names. See docs/formats.md for the key and tensor tables.
+//
+// Tensor names (llama.cpp's converter, conversion/openelm.py):
+//   token_embd                → transformer.token_embeddings (also the head: no `output` tensor)
+//   blk.N.attn_norm / attn_qkv / attn_q_norm / attn_k_norm / attn_output
+//                             → layers.N.attn_norm / attn.qkv_proj / attn.q_norm / attn.k_norm / attn.out_proj
+//   blk.N.ffn_norm / ffn_down → layers.N.ffn_norm / ffn.proj_2
+//   blk.N.ffn_gate + ffn_up   → layers.N.ffn.proj_1 (gate rows first, then up)
+//   output_norm               → transformer.norm
+// ggml stores a [out, in] weight with dims {in, out}; the bytes are the same row-major layout.
+
+import * as fs from 'node:fs';
+import { OpenELMError } from '../core/errors.js';
+import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
+import { GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../io/ggml-quants.js';
+import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
+import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES, type OpenELMConfig, type OpenELMHFConfig } from '../model/config.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { ModelType, PieceType, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
+
+/** One GGUF tensor that holds (part of) an HF tensor: rows [row0, row0 + rows) of it. */
+export interface GGUFPart {
+  gguf: GGUFTensorInfo & { type: GGMLType };
+  row0: number;
+  rows: number;
+  cols: number;
+}
+
+const meta = (g: GGUFFile, file: string, key: string): GGUFScalar | GGUFScalar[] => {
+  const v = g.metadata.get(key);
+  if (v === undefined) throw new OpenELMError('gguf', `${file} has no metadata ${key}`);
+  return v;
+};
+
+function metaInt(g: GGUFFile, file: string, key: string, dflt?: number): number {
+  const v = g.metadata.has(key) || dflt === undefined ? meta(g, file, key) : dflt;
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw new OpenELMError('gguf', `${file}: metadata ${key} must be a positive integer, got ${JSON.stringify(String(v))}`);
+  return n;
+}
+
+/** A per-layer metadata value: llama.cpp writes an array, or one number when all layers agree. */
+function metaPerLayer(g: GGUFFile, file: string, key: string, n: number): number[] {
+  const v = meta(g, file, key);
+  const arr = Array.isArray(v) ? v : new Array<GGUFScalar>(n).fill(v);
+  if (arr.length !== n) throw new OpenELMError('gguf', `${file}: metadata ${key} has ${arr.length} entries for ${n} layers`);
+  return arr.map((x) => {
+    const k = typeof x === 'bigint' ? Number(x) : x;
+    if (typeof k !== 'number' || !Number.isInteger(k) || k <= 0) throw new OpenELMError('gguf', `${file}: metadata ${key} must hold positive integers, got ${String(x)}`);
+    return k;
+  });
+}
+
+const sameList = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/**
+ * An HF config.json whose layer-wise scaling gives exactly these per-layer head counts and FFN
+ * widths: a released size when one matches, else multiplier ranges when they reproduce the lists,
+ * else one multiplier per layer.
+ */
+export function hfConfigForGeometry(g: {
+  numLayers: number; modelDim: number; headDim: number; vocabSize: number; maxContextLength: number;
+  ropeFreqConstant: number; numQueryHeads: number[]; numKvHeads: number[]; ffnDims: number[];
+}, where: string): OpenELMHFConfig {
+  const fits = (hf: OpenELMHFConfig): boolean => {
+    try {
+      const c = resolveConfig(hf);
+      return sameList(c.numQueryHeads, g.numQueryHeads) && sameList(c.numKvHeads, g.numKvHeads) && sameList(c.ffnDims, g.ffnDims);
+    } catch { return false; }
+  };
+  const own = { vocab_size: g.vocabSize, max_context_length: g.maxContextLength, rope_freq_constant: g.ropeFreqConstant };
+  for (const name of PRESET_NAMES.filter((n) => !n.endsWith('-Instruct'))) {
+    const p = presetHFConfig(name);
+    if (p.num_transformer_layers === g.numLayers && p.model_dim === g.modelDim && p.head_dim === g.headDim) {
+      const hf = { ...p, ...own };
+      if (fits(hf)) return hf;
+    }
+  }
+  const G = g.numQueryHeads[0] / g.numKvHeads[0];
+  if (!Number.isInteger(G) || g.numQueryHeads.some((q, i) => q !== G * g.numKvHeads[i])) {
+    throw new OpenELMError('gguf', `${where}: query heads [${g.numQueryHeads}] are not one fixed multiple of kv heads [${g.numKvHeads}], which OpenELM requires`);
+  }
+  const N = g.numLayers, D = g.modelDim, hd = g.headDim;
+  const qkv = g.numQueryHeads.map((q) => (q * hd) / D);
+  const ffn = g.ffnDims.map((f) => f / D);
+  const divisor = g.ffnDims.reduce(gcd);
+  const base: OpenELMHFConfig = {
+    model_type: 'openelm', architectures: ['OpenELMForCausalLM'],
+    num_transformer_layers: N, model_dim: D, head_dim: hd, num_gqa_groups: G, ffn_dim_divisor: divisor,
+    ffn_with_glu: true, activation_fn_name: 'swish', normalization_layer_name: 'rms_norm',
+    normalize_qk_projections: true, share_input_output_layers: true, rope_max_length: 4096,
+    bos_token_id: 1, eos_token_id: 2, initializer_range: 0.02, ...own,
+  };
+  const range = (v: number[]) => (N === 1 ? v[0] : [v[0], v[N - 1]]);
+  for (const q of [range(qkv), qkv]) {
+    for (const f of [range(ffn), ffn]) {
+      const hf = { ...base, qkv_multipliers: q, ffn_multipliers: f };
+      if (fits(hf)) return resolveConfig(hf).hf;
+    }
+  }
+  throw new OpenELMError('gguf', `${where}: no OpenELM config gives query heads [${g.numQueryHeads}] and FFN widths [${g.ffnDims}]`);
+}
+
+/** The llama.cpp name of each HF tensor (proj_1 has two). */
+function ggufNamesOf(hfName: string): string[] | undefined {
+  if (hfName === 'transformer.token_embeddings.weight') return ['token_embd.weight'];
+  if (hfName === 'transformer.norm.weight') return ['output_norm.weight'];
+  if (hfName === 'lm_head.weight') return ['output.weight'];
+  const m = /^transformer\.layers\.(\d+)\.(.+)$/.exec(hfName);
+  if (!m) return undefined;
+  const b = `blk.${m[1]}.`;
+  const map: Record<string, string[]> = {
+    'attn_norm.weight': ['attn_norm.weight'], 'attn.qkv_proj.weight': ['attn_qkv.weight'],
+    'attn.q_norm.weight': ['attn_q_norm.weight'], 'attn.k_norm.weight': ['attn_k_norm.weight'],
+    'attn.out_proj.weight': ['attn_output.weight'], 'ffn_norm.weight': ['ffn_norm.weight'],
+    'ffn.proj_1.weight': ['ffn_gate.weight', 'ffn_up.weight'], 'ffn.proj_2.weight': ['ffn_down.weight'],
+  };
+  return map[m[2]]?.map((s) => b + s);
+}
+
+/** SentencePiece model (BPE with byte fallback) from `tokenizer.ggml.*`, as llama.cpp's SPM tokenizer reads it. */
+export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePieceModel {
+  const model = g.metadata.get('tokenizer.ggml.model');
+  if (model === undefined) throw new OpenELMError('tokenizer', `${file} has no tokenizer (metadata tokenizer.ggml.model is missing)`);
+  if (model !== 'llama') throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.model is "${String(model)}"; only "llama" (SentencePiece, as OpenELM uses) is supported`);
+  const tokens = meta(g, file, 'tokenizer.ggml.tokens');
+  if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string')) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens must be an array of strings`);
+  const n = tokens.length;
+  const scores = g.metadata.get('tokenizer.ggml.scores') ?? new Array<number>(n).fill(0);
+  const types = g.metadata.get('tokenizer.ggml.token_type') ?? new Array<number>(n).fill(PieceType.NORMAL);
+  if (!Array.isArray(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
+  if (!Array.isArray(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
+  const pieces = tokens.map((t, i) => {
+    const type = Number(types[i]);
+    if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw new OpenELMError('tokenizer', `${file}: token ${i} has type ${type}, not a SentencePiece type (1..6)`);
+    return { piece: t as string, score: Number(scores[i]), type: type as PieceType };
+  });
+  const idMeta = (key: string, dflt: number): number => {
+    const v = g.metadata.get(key);
+    if (v === undefined) return dflt;
+    const id = Number(v);
+    if (!Number.isInteger(id) || id < 0 || id >= n) throw new OpenELMError('tokenizer', `${file}: ${key} ${String(v)} is not a token id (vocab has ${n})`);
+    return id;
+  };
+  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, pieces.findIndex((p) => p.type === PieceType.UNKNOWN)));
+  const bos = idMeta('tokenizer.ggml.bos_token_id', 1);
+  const eos = idMeta('tokenizer.ggml.eos_token_id', 2);
+  const pad = idMeta('tokenizer.ggml.padding_token_id', -1);
+  const prefix = g.metadata.get('tokenizer.ggml.add_space_prefix');
+  return {
+    pieces,
+    trainerSpec: {
+      modelType: ModelType.BPE, vocabSize: n,
+      maxSentencepieceLength: Math.max(16, ...pieces.map((p) => [...p.piece].length)),
+      treatWhitespaceAsSuffix: false, splitDigits: false, byteFallback: true,
+      unkId: unk, bosId: bos, eosId: eos, padId: pad, unkSurface: ' \u2047 ',
+      unkPiece: pieces[unk].piece, bosPiece: pieces[bos]?.piece ?? '<s>', eosPiece: pieces[eos]?.piece ?? '</s>',
+      padPiece: pad >= 0 ? pieces[pad].piece : '<pad>',
+    },
+    // llama.cpp's SPM tokenizer keeps every space (escaped as U+2581) and adds the dummy prefix
+    // unless add_space_prefix is false: SentencePiece's identity normalizer with Llama-2's flags.
+    normalizerSpec: {
+      name: 'identity', precompiledCharsmapLength: 0, addDummyPrefix: prefix === undefined ? true : prefix === true,
+      removeExtraWhitespaces: false, escapeWhitespaces: true,
+    },
+  };
+}
+
+export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
+  return new Tokenizer(ggufSentencePieceModel(g, file), file);
+}
+
+export class GGUFModel extends DecodedTensorSource {
+  readonly location: string;
+  readonly gguf: GGUFFile;
+  readonly config: OpenELMConfig;
+  private readonly parts = new Map<string, GGUFPart[]>();
+  private readonly order: string[] = [];
+  private fd: number | null = null;
+
+  private constructor(file: string, g: GGUFFile) {
+    super();
+    this.location = file;
+    this.gguf = g;
+    const arch = g.metadata.get('general.architecture');
+    if (arch !== 'openelm') throw new OpenELMError('gguf', `${file} is a GGUF of architecture "${String(arch)}", not openelm`);
+    const byName = new Map(g.tensors.map((t) => [t.name, t]));
+    const tensor = (name: string): GGUFTensorInfo & { type: GGMLType } => {
+      const t = byName.get(name);
+      if (!t) throw new OpenELMError('gguf', `${file} has no tensor ${name}`);
+      if (!isReadableGGMLType(t.type)) {
+        throw new OpenELMError('gguf', `${file}: tensor ${name} has type ${ggmlTypeName(t.type)}, which is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K are)`);
+      }
+      return t as GGUFTensorInfo & { type: GGMLType };
+    };
+    const emb = tensor('token_embd.weight');
+    if (emb.dims.length !== 2) throw new OpenELMError('gguf', `${file}: token_embd.weight has ${emb.dims.length} dims, expected 2`);
+    const A = 'openelm.';
+    const N = metaInt(g, file, A + 'block_count');
+    const D = metaInt(g, file, A + 'embedding_length');
+    const headDim = metaInt(g, file, g.metadata.has(A + 'attention.key_length') ? A + 'attention.key_length' : A + 'rope.dimension_count');
+    const ropeDims = g.metadata.get(A + 'rope.dimension_count');
+    if (ropeDims !== undefined && Number(ropeDims) !== headDim) throw new OpenELMError('gguf', `${file}: rope.dimension_count ${String(ropeDims)} differs from the head size ${headDim}; OpenELM rotates whole heads`);
+    const eps = g.metadata.get(A + 'attention.layer_norm_rms_epsilon');
+    if (eps !== undefined && eps !== Math.fround(1e-6)) throw new OpenELMError('gguf', `${file}: RMSNorm epsilon ${String(eps)} is not OpenELM's 1e-6`);
+    const base = g.metadata.get(A + 'rope.freq_base') ?? 10000;
+    const geometry = {
+      numLayers: N, modelDim: D, headDim, vocabSize: emb.dims[1],
+      maxContextLength: metaInt(g, file, A + 'context_length', 2048),
+      ropeFreqConstant: Number(base),
+      numQueryHeads: metaPerLayer(g, file, A + 'attention.head_count', N),
+      numKvHeads: metaPerLayer(g, file, A + 'attention.head_count_kv', N),
+      ffnDims: metaPerLayer(g, file, A + 'feed_forward_length', N),
+    };
+    const hf = hfConfigForGeometry(geometry, file);
+    const untied = byName.has('output.weight');
+    if (untied) hf.share_input_output_layers = false;
+    const bos = g.metadata.get('tokenizer.ggml.bos_token_id'), eos = g.metadata.get('tokenizer.ggml.eos_token_id');
+    if (bos !== undefined) hf.bos_token_id = Number(bos);
+    if (eos !== undefined) hf.eos_token_id = Number(eos);
+    this.config = resolveConfig(hf);
+
+    // Every HF tensor of the config, from its GGUF part(s), with the shapes checked.
+    for (const spec of paramSpecsOf(this.config)) {
+      const names = ggufNamesOf(spec.name)!;
+      const [rows, cols] = spec.shape.length === 2 ? spec.shape : [1, spec.shape[0]];
+      const list: GGUFPart[] = [];
+      let row0 = 0;
+      for (const n of names) {
+        const t = tensor(n);
+        const tRows = names.length === 1 ? rows : rows / names.length;
+        const want = spec.shape.length === 2 ? [cols, tRows] : [cols];
+        if (!sameList(t.dims, want)) throw new OpenELMError('gguf', `${file}: tensor ${n} has dims [${t.dims}], expected [${want}] for this config`);
+        list.push({ gguf: t, row0, rows: tRows, cols });
+        row0 += tRows;
+      }
+      this.parts.set(spec.name, list);
+      this.order.push(spec.name);
+    }
+  }
+
+  static open(file: string): GGUFModel {
+    return new GGUFModel(file, readGGUF(file));
+  }
+
+  names(): string[] {
+    return this.order.slice();
+  }
+
+  override has(name: string): boolean {
+    return this.parts.has(name);
+  }
+
+  /** The GGUF tensors holding an HF tensor (proj_1: gate then up), for kernels that run them as stored. */
+  partsOf(name: string): GGUFPart[] {
+    this.info(name);
+    return this.parts.get(name)!;
+  }
+
+  protected infoOf(name: string): SourceTensorInfo {
+    const parts = this.parts.get(name)!;
+    const types = new Set(parts.map((p) => p.gguf.type));
+    const dtype = types.size === 1 ? ggmlTypeName(parts[0].gguf.type) : parts.map((p) => ggmlTypeName(p.gguf.type)).join('+');
+    const rows = parts.reduce((s, p) => s + p.rows, 0);
+    const shape = parts[0].gguf.dims.length === 2 ? [rows, parts[0].cols] : [parts[0].cols];
+    return { name, dtype, shape };
+  }
+
+  /** Raw bytes of one GGUF tensor (its blocks as stored). */
+  readRaw(ggufName: string, dst?: Uint8Array): Uint8Array {
+    const t = this.gguf.tensors.find((x) => x.name === ggufName);
+    if (!t || !isReadableGGMLType(t.type)) throw new OpenELMError('gguf', `${this.location} has no readable tensor ${ggufName}`);
+    const n = tensorBytes(t.type, t.dims);
+    const out = dst ?? new Uint8Array(n);
+    this.fd ??= fs.openSync(this.location, 'r');
+    let done = 0;
+    while (done < n) {
+      const k = fs.readSync(this.fd, out, done, Math.min(n - done, 1 << 26), this.gguf.dataOffset + t.offset + done);
+      if (k <= 0) throw new OpenELMError('gguf', `${this.location} is truncated: tensor ${ggufName} could not be read`);
+      done += k;
+    }
+    return out;
+  }
+
+  protected decode(name: string, dst: Float32Array): void {
+    for (const p of this.parts.get(name)!) {
+      const raw = this.readRaw(p.gguf.name);
+      dequantize(p.gguf.type, raw, 0, ggufNumel(p.gguf.dims), dst, p.row0 * p.cols);
+    }
+  }
+
+  protected override raw16(name: string, dst: Uint16Array): void {
+    let o = 0;
+    for (const p of this.parts.get(name)!) {
+      const raw = this.readRaw(p.gguf.name);
+      dst.set(new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2), o);
+      o += raw.byteLength / 2;
+    }
+  }
+
+  /** Bytes the weights take in the file (blocks as stored). */
+  weightBytes(): number {
+    let n = 0;
+    for (const parts of this.parts.values()) for (const p of parts) n += ggmlBytes(p.gguf.type, ggufNumel(p.gguf.dims));
+    return n;
+  }
+
+  tokenizer(): Tokenizer {
+    return ggufTokenizer(this.gguf, this.location);
+  }
+
+  override close(): void {
+    if (this.fd !== null) { fs.closeSync(this.fd); this.fd = null; }
+  }
+}

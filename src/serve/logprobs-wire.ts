@@ -1,0 +1,83 @@
+// Log-probabilities in OpenAI's two wire shapes.
+//
+// /v1/completions (the legacy shape lm-evaluation-harness reads):
+//   {tokens: [str], token_logprobs: [num|null], top_logprobs: [{str: num}|null], text_offset: [int]}
+//   one entry per token: with `echo`, the prompt's tokens first (the first one null), then the
+//   generated ones. lm-eval (0.4.13, models/openai_completions.py parse_logprobs) sums
+//   token_logprobs[ctxlen:-1] and calls a continuation greedy when each of those logprobs equals the
+//   largest value of its top_logprobs object.
+// /v1/chat/completions:
+//   {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}
+//
+// A token's string is the text it adds (U+2581 as a space; "<s>" for control tokens); a byte token
+// that is not a character on its own is written "<0xNN>" and its `bytes` hold the byte.
+
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { StreamDecoder } from '../tokenizer/stream-decoder.js';
+import type { TokenLogprob } from '../generate/logprobs.js';
+
+export function tokenText(tok: Tokenizer, id: number): string {
+  const b = tok.byteValue(id);
+  if (b >= 0) return b < 0x80 ? String.fromCharCode(b) : tok.idToPiece(id);
+  return tok.idToPiece(id).replaceAll('\u2581', ' ');
+}
+
+export function tokenBytes(tok: Tokenizer, id: number): number[] {
+  const b = tok.byteValue(id);
+  if (b >= 0) return [b];
+  return [...Buffer.from(tok.idToPiece(id).replaceAll('\u2581', ' '), 'utf8')];
+}
+
+/**
+ * Where each token's text starts in the decoded text of `ids` (in code points, as Python counts
+ * string positions), plus `start`. A token that completes a multi-byte character counts from where
+ * the character starts.
+ */
+export function textOffsets(tok: Tokenizer, ids: readonly number[], start = 0): number[] {
+  const dec = new StreamDecoder(tok);
+  const out: number[] = [];
+  let pos = start, pendingFrom = -1;
+  for (const id of ids) {
+    if (pendingFrom < 0) pendingFrom = pos;
+    out.push(dec.hasPending ? pendingFrom : pos);
+    const text = dec.push(id);
+    pos += [...text].length;
+    if (!dec.hasPending) pendingFrom = -1;
+  }
+  return out;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: Array<number | null>;
+  top_logprobs: Array<Record<string, number> | null>;
+  text_offset: number[];
+}
+
+/** The completions shape for tokens `ids` with their entries (null: no logprob, e.g. the first prompt token). */
+export function completionLogprobs(tok: Tokenizer, ids: readonly number[], entries: ReadonlyArray<TokenLogprob | null>, offsets: readonly number[]): CompletionLogprobs {
+  return {
+    tokens: ids.map((id) => tokenText(tok, id)),
+    token_logprobs: entries.map((e) => (e ? e.logprob : null)),
+    top_logprobs: entries.map((e) => {
+      if (!e) return null;
+      const o: Record<string, number> = {};
+      // Two tokens with one spelling share a key; the more likely one (listed first) stays.
+      for (const t of e.top) { const k = tokenText(tok, t.id); if (!(k in o)) o[k] = t.logprob; }
+      return o;
+    }),
+    text_offset: [...offsets],
+  };
+}
+
+export interface ChatLogprob { token: string; logprob: number; bytes: number[]; top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }> }
+
+/** The chat shape for generated tokens. */
+export function chatLogprobs(tok: Tokenizer, entries: readonly TokenLogprob[]): { content: ChatLogprob[] } {
+  return {
+    content: entries.map((e) => ({
+      token: tokenText(tok, e.id), logprob: e.logprob, bytes: tokenBytes(tok, e.id),
+      top_logprobs: e.top.map((t) => ({ token: tokenText(tok, t.id), logprob: t.logprob, bytes: tokenBytes(tok, t.id) })),
+    })),
+  };
+}

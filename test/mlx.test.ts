@@ -1,0 +1,210 @@
+// MLX folders: `convert --to mlx` writes what mlx-lm loads, with affine quantization packed as
+// mlx.core.quantize packs it (checked tensor by tensor against tools/mlx_reference.py, a NumPy
+// reimplementation, in test/fixtures/mlx); MLX folders (mlx-lm's and CoreNet's converter's layout)
+// run with their exactly dequantized values; the round trip is exact unquantized and within the
+// quantization's own error quantized.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { openCheckpoint } from '../src/io/checkpoint.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { MlxModel, writeMlxFolder, mlxQuantize, mlxDequantize, type MlxDType } from '../src/formats/mlx.js';
+import { writeHFFolder } from '../src/formats/hf.js';
+import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
+import { JsBackend } from '../src/backends/js/js-backend.js';
+import { resolveConfig } from '../src/model/config.js';
+import { OpenELMError } from '../src/core/errors.js';
+import { GOLDEN_ROOT } from './helpers/golden.js';
+import { runCli } from './helpers/cli.js';
+import { tinyModelDir } from './helpers/tiny.js';
+
+const FIX = fileURLToPath(new URL('../../test/fixtures/mlx/', import.meta.url));
+const GOLDEN = path.join(GOLDEN_ROOT, 'gqa2-hd64');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-mlx-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+interface Entry { dtype: string; shape: number[]; sha256: string; dequantized_sha256?: string; }
+const manifest = JSON.parse(fs.readFileSync(path.join(FIX, 'MANIFEST.json'), 'utf8')) as {
+  mlx_lm: Record<string, Record<string, Entry>>;
+  corenet_mlx: Record<string, Record<string, string>>;
+};
+const sha = (v: ArrayBufferView) => createHash('sha256').update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength)).digest('hex');
+const ST_DTYPE: Record<string, string> = { float32: 'F32', bfloat16: 'BF16', float16: 'F16', U32: 'U32' };
+
+const CASES: [string, number, number, MlxDType][] = [
+  ['gqa2-hd64 q4 g64 float32', 4, 64, 'F32'],
+  ['gqa2-hd64 q8 g128 bfloat16', 8, 128, 'BF16'],
+  ['gqa2-hd64 q4 g32 float16', 4, 32, 'F16'],
+];
+
+function exportGolden(bits: number, groupSize: number, dtype: MlxDType, dir: string) {
+  const ck = openCheckpoint(GOLDEN);
+  const c = resolveConfig(JSON.parse(fs.readFileSync(path.join(GOLDEN, 'config.json'), 'utf8')));
+  try { return writeMlxFolder(ck, c, dir, { quantization: { bits, groupSize }, dtype }); } finally { ck.close(); }
+}
+
+test('convert --to mlx packs weights, scales and biases exactly as the MLX reference does', () => {
+  for (const [name, bits, gs, dtype] of CASES) {
+    const dir = path.join(tmp, name.replace(/ /g, '-'));
+    const r = exportGolden(bits, gs, dtype, dir);
+    const f = SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+    try {
+      assert.deepEqual(f.metadata, { format: 'mlx' });
+      const want = manifest.mlx_lm[name];
+      assert.deepEqual(f.names().sort(), Object.keys(want).sort(), name);
+      for (const [t, e] of Object.entries(want)) {
+        const info = f.info(t);
+        assert.equal(info.dtype, ST_DTYPE[e.dtype], `${name} ${t}`);
+        assert.deepEqual(info.shape, e.shape, `${name} ${t}`);
+        assert.equal(sha(f.readRaw(t)), e.sha256, `${name} ${t} differs from the MLX reference`);
+      }
+    } finally { f.close(); }
+    // Layers whose input width is not a multiple of the group size stay unquantized.
+    if (gs === 128) assert.ok(r.unquantized.includes('transformer.layers.0.attn.qkv_proj.weight'));
+    else assert.deepEqual(r.unquantized, []);
+  }
+});
+
+test('config.json carries what mlx-lm\'s openelm ModelArgs needs and the quantization', () => {
+  const dir = path.join(tmp, 'gqa2-hd64-q4-g64-float32');
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  for (const k of ['model_type', 'head_dim', 'num_transformer_layers', 'model_dim', 'vocab_size', 'ffn_dim_divisor', 'num_query_heads', 'num_kv_heads', 'ffn_multipliers']) assert.ok(k in cfg, k);
+  assert.equal(cfg.model_type, 'openelm');
+  assert.deepEqual(cfg.quantization, { group_size: 64, bits: 4 });
+  assert.deepEqual(cfg.num_query_heads, [2, 2, 4]);
+  assert.equal(cfg.ffn_multipliers.length, 3, 'one multiplier per layer (mlx-lm indexes them by layer)');
+  const index = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors.index.json'), 'utf8'));
+  assert.equal(index.weight_map['transformer.layers.0.attn.qkv_proj.scales'], 'model.safetensors');
+});
+
+test('reading an MLX folder gives the exactly dequantized values (scale·q + bias in float32)', () => {
+  for (const [name] of CASES) {
+    const m = MlxModel.open(path.join(tmp, name.replace(/ /g, '-')));
+    try {
+      assert.equal(m.layout, 'mlx-lm');
+      for (const [t, e] of Object.entries(manifest.mlx_lm[name])) {
+        if (!e.dequantized_sha256) continue;
+        assert.ok(m.quantized.has(t), t);
+        assert.equal(sha(m.readF32(t)), e.dequantized_sha256, `${name} ${t}`);
+      }
+    } finally { m.close(); }
+  }
+});
+
+test('round trip: unquantized is bit-exact; quantized is within half a step (1.5 at the clipped end) of each group', () => {
+  const ck = openCheckpoint(GOLDEN);
+  const c = resolveConfig(JSON.parse(fs.readFileSync(path.join(GOLDEN, 'config.json'), 'utf8')));
+  try {
+    const plain = path.join(tmp, 'plain');
+    writeMlxFolder(ck, c, plain);
+    const back = openCheckpoint(plain);
+    for (const n of ck.names()) assert.deepEqual(back.readRaw(n), ck.readRaw(n), n);
+    back.close();
+    const m = MlxModel.open(path.join(tmp, 'gqa2-hd64-q4-g64-float32'));
+    try {
+      for (const n of m.quantized.keys()) {
+        const w = ck.readF32(n), d = m.readF32(n);
+        const [rows, cols] = ck.info(n).shape;
+        const q = mlxQuantize(w, rows, cols, { bits: 4, groupSize: 64 }, 'F32');
+        for (let i = 0; i < w.length; i++) {
+          const s = Math.abs(q.scales[Math.floor(i / 64)]);
+          const code = (q.weight[i >>> 3] >>> ((i & 7) * 4)) & 15;
+          // Codes inside the range round to the nearest step; the end opposite the exact edge may
+          // be clipped at the last code (MLX rescales so the edge is exact), up to 1.5 steps away.
+          const bound = code === 15 ? 1.5 * s : s / 2;
+          assert.ok(Math.abs(w[i] - d[i]) <= bound * (1 + 1e-5) + 1e-7, `${n}[${i}]: ${w[i]} vs ${d[i]} (step ${s}, code ${code})`);
+        }
+      }
+    } finally { m.close(); }
+  } finally { ck.close(); }
+});
+
+test('quantizer: the larger-magnitude end of each group is exact; codes pack LSB first; dequantize inverts it', () => {
+  const w = Float32Array.from([-3, -1, 0, 0.5, 1, 2, 2.5, 1.25, ...new Array(24).fill(0.25)]);
+  const q = mlxQuantize(w, 1, 32, { bits: 4, groupSize: 32 }, 'F32');
+  const d = new Float32Array(32);
+  mlxDequantize(new Uint8Array(q.weight.buffer), q.scales, q.biases, 1, 32, { bits: 4, groupSize: 32 }, d);
+  assert.equal(d[0], -3, 'the edge (largest magnitude) is exact');
+  assert.equal(q.biases[0], -3);
+  assert.equal(q.weight[0] & 0xf, 0, 'code 0 is the bias');
+  for (let i = 0; i < 32; i++) assert.ok(Math.abs(d[i] - w[i]) <= Math.abs(q.scales[0]) / 2 + 1e-7, `${i}`);
+  assert.throws(() => mlxQuantize(w, 1, 32, { bits: 4, groupSize: 64 }, 'F32'), /groups of 64/);
+});
+
+test('an MLX folder runs with its dequantized values: the same logits as the HF folder of those values', async () => {
+  const ids = [1, 5, 9, 200, 17, 3];
+  const logits = async (dir: string) => {
+    const be = new JsBackend();
+    const model = loadModel(dir, { backend: be });
+    return Array.from(await model.logitsAll(ids));
+  };
+  const qdir = path.join(tmp, 'gqa2-hd64-q8-g128-bfloat16');
+  const m = MlxModel.open(qdir);
+  const hf = path.join(tmp, 'q8-as-hf');
+  writeHFFolder(m, m.config, hf);
+  m.close();
+  assert.deepEqual(await logits(qdir), await logits(hf));
+});
+
+test('CoreNet\'s MLX layout (CoreNet names, quantized Linear layers) opens and runs', async () => {
+  const dir = path.join(FIX, 'corenet-gpt-test-q4');
+  const m = MlxModel.open(dir);
+  try {
+    assert.equal(m.layout, 'corenet-mlx');
+    assert.equal(m.config.vocabSize, 264);
+    assert.deepEqual(m.config.ffnDims, [256]);
+    assert.ok(!m.quantized.has('transformer.token_embeddings.weight'));
+    assert.ok(m.quantized.has('transformer.layers.0.ffn.proj_1.weight'));
+    for (const [t, h] of Object.entries(manifest.corenet_mlx['gpt-test-q4-g64'])) assert.equal(sha(m.readF32(t)), h, t);
+  } finally { m.close(); }
+  const model = loadModel(dir, { backend: new JsBackend() });
+  const out = await model.logitsAll([1, 2, 3]);
+  assert.ok(Array.from(out).every(Number.isFinite));
+});
+
+test('CLI: convert --to mlx --q-bits 4, then generate from the folder; bad flags fail in one line', () => {
+  const out = path.join(tmp, 'cli-q4');
+  let r = runCli(['convert', '--model', GOLDEN, '--to', 'mlx', '--q-bits', '4', '--q-group-size', '64', '--out', out, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.bits, 4);
+  assert.equal(j.quantized, 3 * 4 + 1);
+  // A model with the full Llama-2 vocabulary, so text prompts work.
+  const full = tinyModelDir({ vocab_size: 32000 }, 4);
+  const q8 = path.join(tmp, 'cli-q8');
+  try {
+    r = runCli(['convert', '--model', full, '--to', 'mlx', '--q-bits', '8', '--out', q8]);
+    assert.equal(r.status, 0, r.stderr);
+    r = runCli(['generate', '--model', q8, '--prompt', 'Hi', '--max-tokens', '3', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).ids.length >= 1);
+  } finally { fs.rmSync(full, { recursive: true, force: true }); }
+  for (const [args, re] of [
+    [['--q-bits', '3'], /--q-bits must be 4 or 8, got 3/],
+    [['--q-group-size', '48'], /--q-group-size must be one of 32, 64, 128, got 48/],
+  ] as [string[], RegExp][]) {
+    const bad = path.join(tmp, 'bad-mlx');
+    r = runCli(['convert', '--model', GOLDEN, '--to', 'mlx', ...args, '--out', bad]);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.equal(fs.existsSync(bad), false);
+  }
+});
+
+test('a quantized MLX folder with a missing or unsupported piece fails in one line', () => {
+  const src = path.join(tmp, 'gqa2-hd64-q4-g64-float32');
+  const broken = path.join(tmp, 'broken');
+  fs.cpSync(src, broken, { recursive: true });
+  const cfg = JSON.parse(fs.readFileSync(path.join(broken, 'config.json'), 'utf8'));
+  cfg.quantization = { group_size: 64, bits: 7 };
+  fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify(cfg));
+  assert.throws(() => MlxModel.open(broken), (e: unknown) => e instanceof OpenELMError && /quantization \{group_size: 64, bits: 7\} is not supported/.test(e.message) && !e.message.includes('\n'));
+  cfg.quantization = { group_size: 32, bits: 4 };
+  fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify(cfg));
+  assert.throws(() => MlxModel.open(broken), /tensor transformer\.token_embeddings\.scales is F32 \[384,1\], expected F32\/BF16\/F16 \[384,2\]/);
+});
