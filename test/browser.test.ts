@@ -9,13 +9,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { loadModel } from '../src/api.js';
-import { presetHFConfig } from '../src/model/config.js';
+import { kvValuesPerToken, parameterCount, presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { GOLDEN_ROOT, goldenNames } from './helpers/golden.js';
 import { tinyModelDir } from './helpers/tiny.js';
 import { startStaticServer, type StaticServer } from './helpers/static-server.js';
 import { browserUnavailable, builtWebApp, launchChromium, newPage, runHook, type PageDocument } from './helpers/browser.js';
 
 declare const document: PageDocument;
+declare const navigator: { deviceMemory?: number };
 
 // Every token of this prompt is inside the golden models' 384-token vocabulary (checked below).
 const PROMPT = 'in the a b c';
@@ -46,11 +47,6 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
   before(async () => {
     const app = await builtWebApp();
     fixtures = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-browser-fixtures-'));
-    // A model folder whose config is OpenELM-3B's (6 GB of bf16): refused before any download.
-    const big = path.join(fixtures, 'big');
-    fs.mkdirSync(big);
-    fs.writeFileSync(path.join(big, 'config.json'), JSON.stringify({ ...presetHFConfig('OpenELM-3B-Instruct'), _name_or_path: 'apple/OpenELM-3B-Instruct' }));
-    fs.writeFileSync(path.join(big, 'model.safetensors'), new Uint8Array(16));
     fs.mkdirSync(path.join(fixtures, 'empty'));
     // A small random model with a long context and an EOS it never emits, for streaming and stop.
     tiny = tinyModelDir({ max_context_length: 4096, rope_max_length: 4096, eos_token_id: 1 << 20 });
@@ -143,7 +139,6 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
       ['a URL that is not a model folder', hook('./fixtures/empty/'), /fixtures\/empty\/ is not a model folder: it has no config\.json/],
       ['a URL that does not exist', hook('./nowhere/'), /is not a model folder/],
       ['a hub id that does not exist', hook('nobody/no-such-model', { hub: `${srv.url}/hub` }), /hub model nobody\/no-such-model was not found/],
-      ['a model too large for the browser', hook('./fixtures/big/'), /too large for this browser: it needs about [\d.]+ GiB .* more than the 4\.00 GiB .*fits with dtype q8/],
       ['a backend that does not exist', hook('./models/mha-hd64/', { backend: 'cuda' }), /the cuda backend is not available in this build/],
       ['a prompt outside the vocabulary', hook('./models/mha-hd64/', { prompt: 'hello' }), /token id 22172 is outside the vocabulary/],
       ['a bad max_tokens', hook('./models/mha-hd64/', { max_tokens: 'lots' }), /max_tokens must be a whole number/],
@@ -160,6 +155,35 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
       assert.equal(r.uncaught, undefined, `${what}: uncaught ${r.uncaught}`);
       assert.deepEqual(pageErrors, [], what);
     }
+  });
+
+  test('a model too large for the page is refused before its download, saying what would fit', async () => {
+    const { context, page, pageErrors } = await newPage(browser);
+    await page.goto(`${srv.url}/?sw=0`);
+    const deviceGiB = await page.evaluate(() => navigator.deviceMemory ?? 0);
+    assert.ok(deviceGiB > 0, 'Chromium reports navigator.deviceMemory');
+    const budget = deviceGiB * 2 ** 30 / 2;
+    // Deeper OpenELM-3Bs (folders with config.json and a stand-in weight file): one whose bf16 is
+    // about 1.3x the page's budget (q8 fits), one that no dtype fits.
+    const deeper = (factor: number): number => {
+      for (let layers = 36; ; layers += 2) {
+        const c = resolveConfig({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: layers });
+        if (parameterCount(c) * 2 + kvValuesPerToken(c) * c.maxContextLength * 4 > factor * budget) return layers;
+      }
+    };
+    for (const [name, layers] of [['deep', deeper(1.3)], ['huge', deeper(3.5)]] as const) {
+      fs.mkdirSync(path.join(fixtures, name), { recursive: true });
+      fs.writeFileSync(path.join(fixtures, name, 'config.json'), JSON.stringify({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: layers }));
+      fs.writeFileSync(path.join(fixtures, name, 'model.safetensors'), new Uint8Array(16));
+    }
+    const requests = srv.requests.length;
+    let r = await runHook(page, srv.url, hook('./fixtures/deep/', { sw: '0' }));
+    assert.match(r.error ?? '', /fixtures\/deep\/ is too large for this browser: it needs about [\d.]+ GiB \([\d.]+ GiB of bf16 weights \+ [\d.]+ (MiB|GiB) KV cache for 2048 tokens\), more than the [\d.]+ GiB a page may use here \(half of the [\d.]+ GiB this device reports\); it fits with dtype q8 \([\d.]+ GiB\)/);
+    r = await runHook(page, srv.url, hook('./fixtures/huge/', { sw: '0' }));
+    assert.match(r.error ?? '', /fixtures\/huge\/ is too large for this browser: .*; a smaller model fits, e\.g\. apple\/OpenELM-/);
+    assert.ok(!srv.requests.slice(requests).some((q) => q === 'GET /fixtures/deep/model.safetensors' || q === 'GET /fixtures/huge/model.safetensors'), 'no weight download');
+    await context.close();
+    assert.deepEqual(pageErrors, []);
   });
 
   test('storage quota exceeded is a clear message', async () => {

@@ -1,12 +1,13 @@
 // What loading a model will take, known before any weight is downloaded: the config, the weight
-// files and their sizes (and which the browser already keeps), and the memory the model needs on
-// the chosen backend, checked against what a browser can give it.
+// files and their sizes (and which the browser already keeps), and the memory the model needs,
+// checked against what a page may use.
 //
 // Memory: the linear weights at their storage dtype (q8 = 1 byte + an f32 scale per 32 values,
 // q4 = half a byte + an f32 scale and min per 32; backends/weight-format.ts; the embedding stays q8
 // under q4, model/load.ts), the 1-D norm weights in f32, the KV cache of a full context in f32
-// (model/kv-cache.ts), and working buffers (logits and activations of a prefill). The WASM backend
-// keeps everything in one WebAssembly memory, which wasm32 caps at 4 GiB (backends/wasm/arena.ts).
+// (model/kv-cache.ts), and working buffers (logits and activations of a prefill). The budget of a
+// page is half of the memory the device reports (platform.ts); the WASM backend spreads weights
+// beyond 4 GiB over several WebAssembly memories (backends/wasm/shard.ts), so that is the bound.
 
 import { OpenELMError } from '../core/errors.js';
 import { parseJsonText } from '../core/json-text.js';
@@ -14,9 +15,9 @@ import { kvValuesPerToken, paramSpecs, presetHFConfig, resolveConfig, type OpenE
 import { isInstructName } from '../model/family.js';
 import type { LoadDType } from '../model/load.js';
 import type { WeightDType } from '../backends/backend.js';
-import { MAX_BYTES } from '../backends/wasm/arena.js';
 import { fmtBytes, quotaMessage, storageEstimate } from './downloads.js';
 import type { ModelFiles } from './model-files.js';
+import { deviceMemoryBytes, pageMemoryBudget } from './platform.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -48,9 +49,9 @@ export interface ModelPlan {
   memory: MemoryEstimate;
   /** KV-cache tokens the estimate assumes (the context a chat will use). */
   contextTokens: number;
-  /** The hard limit of the backend's memory (null: none known here). */
+  /** What the page may use (half the device's memory; null where the browser does not say). */
   limitBytes: number | null;
-  /** What the device says it has (navigator.deviceMemory, GiB, rounded and capped by the browser). */
+  /** What the device says it has (navigator.deviceMemory, GiB, rounded by the browser). */
   deviceMemoryBytes: number | null;
   fits: boolean;
   /** Why it does not fit and what would, or a warning when it is close to the device's memory. */
@@ -63,7 +64,7 @@ export interface ModelPlan {
 
 export interface PlanOptions {
   dtype?: LoadDType;
-  /** Backend the model will run on; the WASM limit applies to 'wasm', 'js' and 'auto'. */
+  /** Backend the model will run on; the page's budget applies to the CPU backends ('wasm', 'js', 'auto'). */
   backend?: string;
   /** KV-cache tokens to budget (default: the model's context length). */
   contextTokens?: number;
@@ -147,22 +148,21 @@ export async function planModel(files: ModelFiles, opts: PlanOptions = {}): Prom
   const memory = estimateMemory(config, loadDType, contextTokens);
 
   const backend = opts.backend ?? 'auto';
-  const limitBytes = backend === 'wasm' || backend === 'auto' || backend === 'js' ? MAX_BYTES : null;
-  const dm = (globalThis as unknown as { navigator?: { deviceMemory?: number } }).navigator?.deviceMemory;
-  const deviceMemoryBytes = typeof dm === 'number' && dm > 0 ? dm * 2 ** 30 : null;
+  const deviceMemory = deviceMemoryBytes();
+  const limitBytes = backend === 'wasm' || backend === 'auto' || backend === 'js' ? pageMemoryBudget() : null;
   const fits = limitBytes === null || memory.total <= limitBytes;
   const name = files.name;
   let advice: string | null = null;
-  if (!fits) advice = tooLargeMessage(name, config, loadDType, memory, contextTokens, limitBytes!);
-  else if (deviceMemoryBytes !== null && deviceMemoryBytes < 8 * 2 ** 30 && memory.total > deviceMemoryBytes / 2) {
-    advice = `${name} needs about ${fmtBytes(memory.total)} and this device reports ${fmtBytes(deviceMemoryBytes)} of memory; the tab may be closed by the browser (a smaller dtype such as q8 or q4 needs less)`;
+  if (!fits) advice = tooLargeMessage(name, config, loadDType, memory, contextTokens, limitBytes!, deviceMemory!);
+  else if (limitBytes !== null && memory.total > 0.8 * limitBytes) {
+    advice = `${name} needs about ${fmtBytes(memory.total)}, close to the ${fmtBytes(limitBytes)} a page may use here; the browser may close the tab (q8 or q4 need less)`;
   }
   const tokCfg = await files.text('tokenizer_config.json');
   const hasTokenizer = (await files.stat('tokenizer.model')) !== null;
   const nameOrPath = typeof config.hf._name_or_path === 'string' ? config.hf._name_or_path : '';
   return {
     name, kind: files.kind, config, instruct: isInstructName(name, nameOrPath), params, weightFiles, weightMap,
-    downloadBytes, totalBytes, sizeKnown, fileDType, loadDType, memory, contextTokens, limitBytes, deviceMemoryBytes, fits, advice,
+    downloadBytes, totalBytes, sizeKnown, fileDType, loadDType, memory, contextTokens, limitBytes, deviceMemoryBytes: deviceMemory, fits, advice,
     hasTokenizer, tokenizerConfig: tokCfg === null ? null : safeJson(tokCfg),
   };
 }
@@ -171,8 +171,8 @@ function safeJson(text: string): unknown {
   try { return JSON.parse(text); } catch { return null; }
 }
 
-/** "X needs N (…), more than the 4 GiB …; it fits as q8 (M), or as OpenELM-1_1B". */
-export function tooLargeMessage(name: string, c: OpenELMConfig, dtype: WeightDType, m: MemoryEstimate, ctx: number, limit: number): string {
+/** "X is too large …: it needs N (…), more than the M a page may use here; it fits with dtype q8 (…)". */
+export function tooLargeMessage(name: string, c: OpenELMConfig, dtype: WeightDType, m: MemoryEstimate, ctx: number, limit: number, device: number): string {
   const fitting = (['bf16', 'q8', 'q4'] as WeightDType[])
     .filter((d) => bytesPerValue(d) < bytesPerValue(dtype))
     .map((d) => ({ d, total: estimateMemory(c, d, ctx).total }))
@@ -180,13 +180,14 @@ export function tooLargeMessage(name: string, c: OpenELMConfig, dtype: WeightDTy
   let alt: string;
   if (fitting.length) alt = `it fits with dtype ${fitting.map((x) => `${x.d} (${fmtBytes(x.total)})`).join(' or ')}`;
   else {
-    const smaller = ['OpenELM-1_1B', 'OpenELM-450M', 'OpenELM-270M']
-      .map((p) => ({ p, total: estimateMemory(resolveConfig(presetHFConfig(p)), dtype, ctx).total }))
+    const smaller = ['OpenELM-3B', 'OpenELM-1_1B', 'OpenELM-450M', 'OpenELM-270M'].flatMap((p) => (['bf16', 'q8', 'q4'] as WeightDType[])
+      .map((d) => ({ p, d, total: estimateMemory(resolveConfig(presetHFConfig(p)), d, ctx).total })))
       .find((x) => x.total <= limit);
-    alt = smaller ? `a smaller model fits, e.g. apple/${smaller.p}-Instruct (${fmtBytes(smaller.total)} in ${dtype})` : 'no dtype makes it fit';
+    alt = smaller ? `a smaller model fits, e.g. apple/${smaller.p}-Instruct (${fmtBytes(smaller.total)} in ${smaller.d})` : 'no OpenELM fits';
   }
   return `${name} is too large for this browser: it needs about ${fmtBytes(m.total)} (${fmtBytes(m.weights)} of ${dtype} weights + ` +
-    `${fmtBytes(m.kvCache)} KV cache for ${ctx} tokens), more than the ${fmtBytes(limit)} a WebAssembly memory can hold; ${alt}`;
+    `${fmtBytes(m.kvCache)} KV cache for ${ctx} tokens), more than the ${fmtBytes(limit)} a page may use here ` +
+    `(half of the ${fmtBytes(device)} this device reports); ${alt}`;
 }
 
 /** Throws a storage error when keeping `bytes` more would exceed this site's quota. */

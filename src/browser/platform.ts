@@ -1,5 +1,6 @@
 // The browser platform: core count from navigator.hardwareConcurrency, WASM kernel threads on Web
-// Workers, no native GEMM. Importing this module registers it (the browser entry does).
+// Workers, the memory budget of a page, no native GEMM. Importing this module registers it (the
+// browser entry does).
 //
 // Kernel threads share the WebAssembly memory, which a browser only lets a page post to a worker
 // when the page is cross-origin isolated (COOP + COEP headers, or the app's service worker). The
@@ -12,7 +13,7 @@ import type { KernelWorkerHandle, KernelWorkerInit } from '../backends/wasm/pool
 interface BrowserGlobals {
   crossOriginIsolated?: boolean;
   WorkerGlobalScope?: unknown;
-  navigator?: { hardwareConcurrency?: number };
+  navigator?: { hardwareConcurrency?: number; deviceMemory?: number };
 }
 const g = globalThis as unknown as BrowserGlobals;
 
@@ -63,10 +64,31 @@ function spawnKernelWorker(init: KernelWorkerInit): KernelWorkerHandle {
   };
 }
 
+/** The device's memory as the browser reports it (navigator.deviceMemory: GiB, rounded), or null. */
+export function deviceMemoryBytes(): number | null {
+  const d = g.navigator?.deviceMemory;
+  return typeof d === 'number' && d > 0 ? d * 2 ** 30 : null;
+}
+
+/**
+ * What one page may use: half the memory the device reports. Browsers close a tab well before it
+ * takes all of the machine's memory, and the rest of the system needs some too.
+ */
+export function pageMemoryBudget(): number | null {
+  const d = deviceMemoryBytes();
+  return d === null ? null : d / 2;
+}
+
+function memory(): { total: number; available: number } {
+  return { total: deviceMemoryBytes()!, available: pageMemoryBudget()! };
+}
+
 export const browserPlatform: Platform = {
   name: 'browser',
   cpuCount: () => Math.max(1, Math.floor(g.navigator?.hardwareConcurrency ?? 1)),
   get spawnKernelWorker() { return threadsUnavailableReason() === null ? spawnKernelWorker : undefined; },
+  // absent where the browser does not say (the backend then has no bound of its own)
+  get memory() { return deviceMemoryBytes() !== null ? memory : undefined; },
 };
 
 setPlatform(browserPlatform);

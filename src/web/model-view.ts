@@ -90,7 +90,7 @@ export function modelView(ctx: AppContext): ModelView {
       ['Parameters', `${fmtCount(p.params)} · ${p.layers} layers · ${p.fileDType} weights${p.loadDType !== p.fileDType ? ` → ${p.loadDType}` : ''}`],
       ['Download', p.sizeKnown ? (p.downloadBytes === 0 ? `nothing (${fmtBytes(p.totalBytes)} already in this browser)` : `${fmtBytes(p.downloadBytes)}${p.totalBytes > p.downloadBytes ? ` (${fmtBytes(p.totalBytes - p.downloadBytes)} already kept)` : ''}`) : 'size not reported by the server'],
       ['Memory', `about ${fmtBytes(m.total)}: ${fmtBytes(m.weights)} weights + ${fmtBytes(m.kvCache)} KV cache (${p.contextTokens} tokens) + ${fmtBytes(m.work)} working`],
-      ['Limit', p.limitBytes !== null ? `${fmtBytes(p.limitBytes)} (one WebAssembly memory)${p.deviceMemoryBytes ? ` · device reports ${fmtBytes(p.deviceMemoryBytes)}` : ''}` : p.deviceMemoryBytes ? `device reports ${fmtBytes(p.deviceMemoryBytes)}` : 'unknown'],
+      ['Limit', p.limitBytes !== null ? `${fmtBytes(p.limitBytes)} for this page (half of the ${fmtBytes(p.deviceMemoryBytes ?? 0)} this device reports)` : p.deviceMemoryBytes ? `the device reports ${fmtBytes(p.deviceMemoryBytes)}` : 'not reported by this browser'],
       ['Tokenizer', p.hasTokenizer ? 'the folder\'s tokenizer.model' : 'bundled Llama-2 tokenizer'],
     ];
     const load = h('button', { class: 'primary', textContent: p.downloadBytes > 0 ? `Download ${fmtBytes(p.downloadBytes)} and load` : 'Load', disabled: !p.fits || ctx.busy });
