@@ -15,6 +15,8 @@ import { TrainableModel } from '../src/model/trainable.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
+import { setWeightRows } from '../src/backends/weight-format.js';
+import { MAX_VERIFY_ROWS } from '../src/generate/speculative.js';
 
 const names = goldenNames();
 
@@ -96,4 +98,40 @@ for (const bc of BACKEND_CASES) {
       }
     });
   }
+}
+
+// Speculative decoding checks k+1 tokens in one forward pass and must reproduce decoding them one
+// at a time bit for bit (src/generate/speculative.ts): every row of a linear of up to
+// MAX_VERIFY_ROWS rows must equal a one-row call, in every weight format.
+for (const bc of BACKEND_CASES) {
+  test(`[${bc.name}] linear: each of up to ${MAX_VERIFY_ROWS} rows equals a one-row call, every dtype`, { skip: bc.available() ?? false }, async () => {
+    const be = await bc.make();
+    try {
+      const N = 37, K = 160;
+      const src = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37) + 0.01 * (i % 7));
+      const x = Float32Array.from({ length: MAX_VERIFY_ROWS * K }, (_, i) => Math.cos(i * 0.11));
+      for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
+        const w = be.allocWeight(dtype, N, K);
+        setWeightRows(w, 0, src);
+        be.prepareWeight(w);
+        const one: Float32Array[] = [];
+        for (let m = 0; m < MAX_VERIFY_ROWS; m++) {
+          const xt = be.alloc(K), ot = be.alloc(N);
+          be.write(xt, x.subarray(m * K, (m + 1) * K));
+          be.linear(ot, xt, w, 1);
+          one.push(await be.read(ot));
+          be.free(xt); be.free(ot);
+        }
+        for (let M = 2; M <= MAX_VERIFY_ROWS; M++) {
+          const xt = be.alloc(M * K), ot = be.alloc(M * N);
+          be.write(xt, x.subarray(0, M * K));
+          be.linear(ot, xt, w, M);
+          const got = await be.read(ot);
+          for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `${dtype}: row ${m} of ${M}`);
+          be.free(xt); be.free(ot);
+        }
+        be.freeWeight(w);
+      }
+    } finally { be.dispose(); }
+  });
 }

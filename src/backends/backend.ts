@@ -104,7 +104,10 @@ export interface Backend {
 
   // ----------------------------------------------------------------------------------- forward ops
 
-  /** out[M,N] = x[M,K] · Wᵀ, or += when accumulate. */
+  /**
+   * out[M,N] = x[M,K] · Wᵀ, or += when accumulate. For M up to 8, each row must come out bit for
+   * bit as in a one-row call (speculative decoding's verification reproduces plain decoding).
+   */
   linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean): void;
   /** out[r] = f32(x[r] / sqrt(mean(x[r]²) + eps)) · w for `rows` rows of `dim`; saves 1/rms per row in rstd when given. */
   rmsnorm(out: Tensor, x: Tensor, w: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void;

@@ -12,6 +12,7 @@ import { validateDType } from '../model/load.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { stderrProgress } from '../hub/progress.js';
+import type { SpeculativeOptions } from '../generate/speculative.js';
 
 /** --native: the optional native sgemm for prefill/training (npm run build:native). */
 export const NATIVE_FLAG: FlagSpec = {
@@ -26,6 +27,31 @@ export const MODEL_FLAGS: FlagSpec[] = [
   NATIVE_FLAG,
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
 ];
+
+/** Speculative decoding (generate, chat, serve). */
+export const SPECULATIVE_FLAGS: FlagSpec[] = [
+  { name: 'draft-model', type: 'string', help: 'speculative decoding: a smaller model with the same tokenizer drafts tokens (folder or hub id; loaded with --dtype)' },
+  { name: 'lookup', type: 'bool', help: 'speculative decoding: draft by prompt lookup (the tokens that followed the last n-gram earlier in the text)' },
+  { name: 'draft-max', type: 'int', help: 'most tokens drafted per step', default: 3, min: 1, max: 7 },
+];
+
+/**
+ * The speculative options the flags ask for (none without --draft-model or --lookup); a draft
+ * model is loaded onto the model's backend. `draft` is that model, to dispose with it.
+ */
+export async function speculativeFromFlags(flags: ParsedFlags, loaded: LoadedModel): Promise<{ options?: SpeculativeOptions; draft?: LoadedModel }> {
+  const draftArg = get.str(flags, 'draft-model'), lookup = get.bool(flags, 'lookup');
+  if (draftArg !== undefined && lookup) throw new OpenELMError('usage', '--draft-model and --lookup are two ways to draft: give one');
+  if (draftArg === undefined && !lookup) return {};
+  const maxDraft = get.num(flags, 'draft-max');
+  if (lookup) return { options: { lookup: true, maxDraft } };
+  const draft = await loadModel(draftArg!, { ...loadOptionsFromFlags(flags), backend: loaded.backend });
+  if (draft.config.vocabSize !== loaded.config.vocabSize) {
+    draft.dispose();
+    throw new OpenELMError('usage', `--draft-model ${draftArg} has a vocabulary of ${draft.config.vocabSize} tokens but the model's has ${loaded.config.vocabSize}; the draft must share the tokenizer`);
+  }
+  return { options: { draftModel: draft, maxDraft }, draft };
+}
 
 export const JSON_FLAG: FlagSpec = { name: 'json', type: 'bool', help: 'print one JSON object on stdout and nothing else' };
 

@@ -53,12 +53,15 @@ export class SequenceDecoder {
   private readonly stopTokens: Set<number>;
   readonly maxTokens: number;
   private readonly constraint?: TokenConstraint;
+  /** The sampling options this sequence draws with (a draft model proposes with the same). */
+  readonly sampling: SamplingOptions;
 
   /** `prompt` is the context the repetition penalty sees; `eos` the model's EOS id. */
   constructor(tok: Tokenizer, readonly prompt: readonly number[], eos: number, opts: DecodeOptions = {}) {
     this.maxTokens = opts.maxTokens ?? 128;
     if (!(Number.isInteger(this.maxTokens) && this.maxTokens >= 0)) throw new OpenELMError('usage', `max tokens must be an integer >= 0, got ${opts.maxTokens}`);
     this.sampler = new Sampler(opts);
+    this.sampling = opts;
     this.decoder = new StreamDecoder(tok);
     this.stopper = new StopMatcher(opts.stop ?? []);
     this.stopTokens = new Set(opts.ignoreEos ? [] : (opts.stopTokens ?? [eos]));
@@ -82,6 +85,21 @@ export class SequenceDecoder {
       this.constraint?.mask(logits);
       id = this.sampler.sample(logits, this.prompt, this.ids);
     }
+    return this.take(id, room);
+  }
+
+  /**
+   * The step for a row whose input was a drafted token (speculative decoding): the token this
+   * step would choose, decided by the accept/reject rule against `draft` (drawn with probability
+   * q[draft] from the draft distribution `q`, or certain when q is null). Greedy is the argmax
+   * as in step(); the caller compares the result with `draft` to know whether to go on.
+   */
+  stepDraft(logits: Float32Array, room: boolean, draft: number, q: Float64Array | null): StepResult {
+    this.constraint?.mask(logits);
+    return this.take(this.sampler.speculate(logits, this.prompt, this.ids, draft, q), room);
+  }
+
+  private take(id: number, room: boolean): StepResult {
     this.constraint?.accept(id);
     this.ids.push(id);
     let text = '';

@@ -9,6 +9,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OpenELMError } from '../core/errors.js';
 import { tick } from '../core/tick.js';
 import { SequenceDecoder, type DecodeOptions, type FinishReason } from './decode.js';
+import { Speculator, type SpeculativeOptions, type SpeculativeStats } from './speculative.js';
 
 export type { FinishReason } from './decode.js';
 
@@ -16,6 +17,8 @@ export interface GenerateOptions extends DecodeOptions {
   signal?: AbortSignal;
   /** Reuse a cache that already holds a prefix of the prompt (chat sessions); its first `cache.length` prompt ids are skipped. */
   cache?: KVCache;
+  /** Speculative decoding: prompt lookup or a draft model proposes, one forward pass checks. */
+  speculative?: SpeculativeOptions;
 }
 
 export interface Timings {
@@ -29,6 +32,8 @@ export interface GenerationResult {
   finishReason: FinishReason;
   promptTokens: number;
   timings: Timings;
+  /** How speculative decoding went (all prompts of the call together), when it was on. */
+  speculative?: SpeculativeStats;
 }
 
 export interface StreamChunk { text: string; ids: number[]; }
@@ -81,20 +86,23 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
     if (cache.length > p.length - 1) cache.truncate(Math.max(0, Math.min(cache.length, p.length - 1)));
     return { prompt: p, cache, dec: decoders[i] };
   });
+  const spec = opts.speculative ? new Speculator(model, opts.speculative) : null;
   try {
     const t0 = performance.now();
     let t1 = t0, decodeSteps = 0, first = true;
     let live = seqs.filter((s) => !s.dec.done);
     while (live.length) {
       // The first step prefills every prompt; its last token's logits pick the first new token.
-      const steps = await decodeStep(model, live.map((s) => ({
-        cache: s.cache, dec: s.dec, tokens: first ? s.prompt.slice(s.cache.length) : [s.dec.ids[s.dec.ids.length - 1]],
-      })));
+      const steps = spec && !first
+        ? await spec.step(live)
+        : (await decodeStep(model, live.map((s) => ({
+          cache: s.cache, dec: s.dec, tokens: first ? s.prompt.slice(s.cache.length) : [s.dec.ids[s.dec.ids.length - 1]],
+        })))).map((r) => ({ ids: r.id < 0 ? [] : [r.id], text: r.text, done: r.done }));
       if (first) { t1 = performance.now(); first = false; } else decodeSteps++;
       const next: SeqState[] = [];
       for (let k = 0; k < live.length; k++) {
         const s = live[k], r = steps[k];
-        yield [seqs.indexOf(s), { text: r.text, ids: [r.id] }];
+        if (r.ids.length) yield [seqs.indexOf(s), { text: r.text, ids: r.ids }];
         if (r.done) continue;
         if (opts.signal?.aborted) { s.dec.abort(); continue; }
         next.push(s);
@@ -112,11 +120,13 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
       predicted_n: predicted, predicted_ms: t2 - t1,
       predicted_per_second: decodeSteps ? (predicted - seqs.length) / Math.max(1e-9, (t2 - t1) / 1000) : 0,
     };
-    return seqs.map((s) => ({ ids: s.dec.ids, text: s.dec.text, finishReason: s.dec.finish, promptTokens: s.prompt.length, timings }));
+    const stats = spec ? { ...spec.stats } : undefined;
+    return seqs.map((s) => ({ ids: s.dec.ids, text: s.dec.text, finishReason: s.dec.finish, promptTokens: s.prompt.length, timings, ...(stats ? { speculative: stats } : {}) }));
   } finally {
     // Caches made here go back to the backend (the WASM backend manages its own memory), also when
     // the consumer stops iterating early.
     if (!opts.cache) for (const s of seqs) s.cache.dispose();
+    spec?.dispose();
   }
 }
 

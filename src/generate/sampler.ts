@@ -31,6 +31,9 @@ export function validateSampling(o: SamplingOptions): void {
   }
 }
 
+/** A distribution over candidate ids: weight w[i] for ids[i], `total` = Σ w (draws scale by it). */
+export interface Candidates { ids: Int32Array; w: Float64Array; total: number; }
+
 export class Sampler {
   private readonly rng: Rng;
   private readonly o: SamplingOptions;
@@ -70,8 +73,58 @@ export class Sampler {
   /** Choose the next token. `context` = prompt ids, `generated` = ids produced so far. */
   sample(logits: Float32Array, context: readonly number[] = [], generated: readonly number[] = []): number {
     this.process(logits, context, generated);
-    const V = logits.length;
     if (this.greedy) return argmax(logits);
+    return this.draw(this.candidates(logits));
+  }
+
+  /**
+   * The distribution sample() draws from, after the processors (which run on `logits` in place):
+   * candidate ids with their probabilities (summing to 1). Greedy is the argmax with probability 1.
+   * A draft model's proposals are drawn from this, and speculative verification needs all of it.
+   */
+  distribution(logits: Float32Array, context: readonly number[] = [], generated: readonly number[] = []): Candidates {
+    this.process(logits, context, generated);
+    if (this.greedy) return { ids: Int32Array.of(argmax(logits)), w: Float64Array.of(1), total: 1 };
+    return this.candidates(logits);
+  }
+
+  /** Draw from a distribution (e.g. one from distribution()) with this sampler's generator. */
+  draw(c: Candidates): number {
+    let r = this.rng.next() * c.total;
+    for (let i = 0; i < c.ids.length; i++) { r -= c.w[i]; if (r < 0) return c.ids[i]; }
+    return c.ids[c.ids.length - 1];
+  }
+
+  /**
+   * Speculative sampling's accept/reject rule (Leviathan et al. 2023; Chen et al. 2023): keep the
+   * drafted token d with probability min(1, p(d)/q(d)), else draw from the residual
+   * max(0, p − q) renormalised. The result is distributed exactly as sample() would draw, whatever
+   * the draft distribution q; `q` null means the draft was certain (prompt lookup: q is one-hot on
+   * d, so a rejection draws from p without d). Greedy decoding needs no rule: it is the argmax.
+   */
+  speculate(logits: Float32Array, context: readonly number[], generated: readonly number[], d: number, q: Float64Array | null): number {
+    this.process(logits, context, generated);
+    if (this.greedy) return argmax(logits);
+    const c = this.candidates(logits);
+    let pd = 0;
+    for (let i = 0; i < c.ids.length; i++) if (c.ids[i] === d) { pd = c.w[i] / c.total; break; }
+    const qd = q ? q[d] : 1;
+    if (pd > 0 && this.rng.next() * qd < pd) return d;
+    // residual: p − q where positive; q's tokens outside p's candidates have p = 0 and drop out
+    const w = new Float64Array(c.ids.length);
+    let total = 0;
+    for (let i = 0; i < c.ids.length; i++) {
+      const id = c.ids[i];
+      const v = c.w[i] / c.total - (q ? q[id] : id === d ? 1 : 0);
+      if (v > 0) { w[i] = v; total += v; }
+    }
+    // p ≤ q everywhere only when p = q up to rounding, and then any draw from p is right
+    return this.draw(total > 0 ? { ids: c.ids, w, total } : c);
+  }
+
+  /** Temperature, top-k, top-p and min-p over processed logits: the candidates and their weights. */
+  private candidates(logits: Float32Array): Candidates {
+    const V = logits.length;
     const t = this.o.temperature ?? 1;
     const topK = this.o.topK ?? 0, topP = this.o.topP ?? 1, minP = this.o.minP ?? 0;
     // Candidates are gathered without sorting the whole vocabulary (that cost ~10 ms a token):
@@ -109,11 +162,10 @@ export class Sampler {
       const thr = minP * pmax;
       cand = cand.filter((i) => probs[i] >= thr);
     }
+    const ids = new Int32Array(cand.length), w = new Float64Array(cand.length);
     let total = 0;
-    for (const i of cand) total += probs[i];
-    let r = this.rng.next() * total;
-    for (const i of cand) { r -= probs[i]; if (r < 0) return idx[i]; }
-    return idx[cand[cand.length - 1]];
+    for (let j = 0; j < cand.length; j++) { ids[j] = idx[cand[j]]; w[j] = probs[cand[j]]; total += w[j]; }
+    return { ids, w, total };
   }
 
   rngState(): number[] { return this.rng.getState(); }

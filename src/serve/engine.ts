@@ -13,6 +13,7 @@ import { OpenELMError } from '../core/errors.js';
 import { tick } from '../core/tick.js';
 import { SequenceDecoder, type FinishReason } from '../generate/decode.js';
 import { decodeStep, type GenerateOptions, type StreamChunk } from '../generate/generate.js';
+import { Speculator, type SpeculativeOptions } from '../generate/speculative.js';
 
 /** llama.cpp's per-request `timings` object. */
 export interface ServerTimings {
@@ -41,6 +42,8 @@ export interface EngineConfig {
    * (round robin); useful where a backend's multi-row matmul is slower than its single-row one.
    */
   maxBatch?: number;
+  /** Speculative decoding for every request (prompt lookup or a draft model). */
+  speculative?: SpeculativeOptions;
 }
 
 interface Slot { cache: KVCache | undefined; ids: number[]; lastUsed: number; busy: boolean; }
@@ -79,6 +82,7 @@ export class Engine {
   private readonly active: Job[] = [];
   private running = false;
   private clock = 0;
+  private readonly spec: Speculator | null;
   /** Totals since start, for /metrics-like reporting and the benchmark. */
   readonly totals = { requests: 0, promptTokens: 0, cachedTokens: 0, predictedTokens: 0, steps: 0, stepMs: 0 };
 
@@ -89,6 +93,7 @@ export class Engine {
     if (!(Number.isInteger(this.contextSize) && this.contextSize >= 2)) throw new OpenELMError('usage', `context size must be an integer >= 2, got ${cfg.contextSize}`);
     this.maxBatch = cfg.maxBatch ?? this.slots;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw new OpenELMError('usage', `max batch must be an integer >= 1, got ${cfg.maxBatch}`);
+    this.spec = cfg.speculative ? new Speculator(model, cfg.speculative) : null;
     for (let i = 0; i < this.slots; i++) this.pool.push({ cache: undefined, ids: [], lastUsed: 0, busy: false });
   }
 
@@ -193,13 +198,24 @@ export class Engine {
         this.cursor = start + this.maxBatch;
       }
       const items = jobs.map((j) => ({
-        cache: j.slot!.cache!, dec: j.dec,
+        cache: j.slot!.cache!, dec: j.dec, prompt: j.prompt,
         tokens: j.prefilled ? [j.dec.ids[j.dec.ids.length - 1]] : j.prompt.slice(j.slot!.cache!.length),
       }));
-      let steps: { id: number; text: string; done: boolean }[];
+      const steps: { ids: number[]; text: string; done: boolean }[] = new Array(jobs.length);
       const t0 = performance.now();
       try {
-        steps = await decodeStep(this.model, items);
+        // Prefills and plain decode steps share one forward call; with speculation the decoding
+        // requests take a speculative step of their own.
+        const spec = this.spec, plain = items.map((_, k) => k).filter((k) => !spec || !jobs[k].prefilled);
+        if (plain.length) {
+          const r = await decodeStep(this.model, plain.map((k) => items[k]));
+          plain.forEach((k, i) => { steps[k] = { ids: r[i].id < 0 ? [] : [r[i].id], text: r[i].text, done: r[i].done }; });
+        }
+        const fast = spec ? items.map((_, k) => k).filter((k) => jobs[k].prefilled) : [];
+        if (fast.length) {
+          const r = await spec!.step(fast.map((k) => items[k]));
+          fast.forEach((k, i) => { steps[k] = r[i]; });
+        }
       } catch (e) {
         // A failed step leaves the caches undefined: fail these requests and empty their slots.
         for (const j of jobs) { j.slot!.cache!.reset(); j.slot!.ids = []; j.error = e; this.finish(j, 'abort'); }
@@ -214,7 +230,7 @@ export class Engine {
         if (!j.prefilled) { j.prefilled = true; j.tPrefilled = t1; }
         // a job aborted while its step ran still got a token; it is not sent
         if (j.done) continue;
-        this.emit(j, { text: r.text, ids: [r.id] });
+        if (r.ids.length) this.emit(j, { text: r.text, ids: r.ids });
         if (r.done) this.finish(j, j.dec.finish);
       }
       this.reap();
@@ -233,6 +249,8 @@ export class Engine {
       const j = this.active[i];
       if (!j.done) continue;
       this.active.splice(i, 1);
+      // between steps, so no forward call is using the draft cache
+      this.spec?.release(j.dec);
       const s = j.slot!;
       if (s.cache && !j.error) s.ids = j.prompt.concat(j.dec.ids).slice(0, s.cache.length);
       s.busy = false;

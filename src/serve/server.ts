@@ -23,6 +23,7 @@ import { parameterCount } from '../model/config.js';
 import type { StreamChunk } from '../generate/generate.js';
 import { weightsBytes } from '../model/openelm.js';
 import { Engine, type EngineResult } from './engine.js';
+import type { SpeculativeOptions } from '../generate/speculative.js';
 import { HttpError, parseCommon, parseMessages, parsePrompt, type ParsedCommon } from './openai.js';
 import { detokenizeResponse, tokenizeResponse, tokenizerInfoResponse } from './tokenizer-routes.js';
 import { drain, readJsonBody } from './body.js';
@@ -49,6 +50,12 @@ export interface ServerOptions {
   contextSize?: number;
   /** Most requests advanced per forward call (default: slots; 1 = take turns, no batching). */
   maxBatch?: number;
+  /**
+   * Speculative decoding for every request: prompt lookup, or a draft model (or a function that
+   * loads it, e.g. onto the model's backend, once the model is ready; the server then disposes it
+   * on close).
+   */
+  speculative?: Omit<SpeculativeOptions, 'draftModel'> & { draftModel?: LoadedModel | ((model: LoadedModel) => Promise<LoadedModel>) };
   /** Largest request body in bytes (default 1 MiB); larger gets 413. */
   maxBodyBytes?: number;
   /** Overrides the model's chat template. */
@@ -110,6 +117,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const created = Math.floor(Date.now() / 1000);
   let model: LoadedModel | undefined;
   let engine: Engine | undefined;
+  let draft: LoadedModel | undefined;
   let loadError: unknown;
   let closing = false;
   const inflight = new Set<http.ServerResponse>();
@@ -325,7 +333,16 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const ready = (async () => {
     try {
       const m = typeof opts.model === 'function' ? await opts.model() : opts.model;
-      engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch });
+      try {
+        const sp = opts.speculative;
+        if (typeof sp?.draftModel === 'function') draft = await sp.draftModel(m);
+        const speculative = sp ? { ...sp, draftModel: draft ?? (sp.draftModel as LoadedModel | undefined) } : undefined;
+        engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch, speculative });
+      } catch (e) {
+        draft?.dispose(); draft = undefined;
+        if (ownsModel) m.dispose();
+        throw e;
+      }
       modelId ||= path.basename(path.resolve(m.dir));
       if (closing) { if (ownsModel) m.dispose(); throw new OpenELMError('serve', 'the server was closed while the model loaded'); }
       model = m;
@@ -353,6 +370,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
         server.closeAllConnections();
         await done;
         if (ownsModel) model?.dispose();
+        draft?.dispose();
       })();
       return closed;
     },

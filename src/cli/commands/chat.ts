@@ -6,7 +6,7 @@
 import * as readline from 'node:readline';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { MODEL_FLAGS, loadOptionsFromFlags } from '../common.js';
+import { MODEL_FLAGS, SPECULATIVE_FLAGS, loadOptionsFromFlags, speculativeFromFlags } from '../common.js';
 import { loadModel } from '../../api.js';
 import type { ChatTurnOptions } from '../../chat/session.js';
 import { OpenELMError } from '../../core/errors.js';
@@ -29,6 +29,7 @@ export const spec: CommandSpec = {
     { name: 'seed', type: 'int', help: 'random seed for sampling', min: 0 },
     { name: 'ignore-eos', type: 'bool', help: 'keep generating past the end-of-sequence token' },
     { name: 'stats', type: 'bool', help: 'print prompt/cache/speed figures after each answer (stderr)' },
+    ...SPECULATIVE_FLAGS,
   ],
 };
 
@@ -39,8 +40,12 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const out = process.stdout, err = process.stderr;
   const modelArg = get.str(flags, 'model')!;
   const m = await loadModel(modelArg, loadOptionsFromFlags(flags));
+  let draft: { dispose(): void } | undefined;
   try {
+    const spec = await speculativeFromFlags(flags, m);
+    draft = spec.draft;
     const turnOpts: ChatTurnOptions = {
+      speculative: spec.options,
       ...m.defaultOptions(),
       maxTokens: get.num(flags, 'max-tokens'), temperature: get.num(flags, 'temperature'),
       topK: get.num(flags, 'top-k'), topP: get.num(flags, 'top-p'), minP: get.num(flags, 'min-p'),
@@ -96,7 +101,8 @@ export async function run(flags: ParsedFlags): Promise<number> {
           if (r.droppedMessages) note(`[dropped the ${r.droppedMessages} oldest messages to fit the context]`);
           if (get.bool(flags, 'stats')) {
             const t = r.timings;
-            note(`[${r.prefilledTokens} prompt tokens prefilled, ${r.cachedTokens} from cache; ${r.ids.length} generated, ${t.predicted_per_second.toFixed(1)} tok/s; ${r.finishReason}]`);
+            const sp = r.speculative ? `; ${r.speculative.accepted}/${r.speculative.drafted} drafted tokens accepted` : '';
+            note(`[${r.prefilledTokens} prompt tokens prefilled, ${r.cachedTokens} from cache; ${r.ids.length} generated, ${t.predicted_per_second.toFixed(1)} tok/s${sp}; ${r.finishReason}]`);
           }
         } catch (e) {
           if (!(e instanceof OpenELMError)) throw e;
@@ -114,6 +120,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     if (tty) out.write('\n');
     return 0;
   } finally {
+    draft?.dispose();
     m.dispose();
   }
 }

@@ -1,12 +1,12 @@
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson } from '../common.js';
+import { JSON_FLAG, MODEL_FLAGS, SPECULATIVE_FLAGS, loadFromFlags, printJson, speculativeFromFlags } from '../common.js';
 import { generateStream, type GenerateOptions } from '../../generate/generate.js';
 
 export const spec: CommandSpec = {
   name: 'generate',
   summary: 'continue a prompt (greedy by default; the prompt gets BOS)',
-  usage: 'openelm generate --model DIR --prompt TEXT [--max-tokens N] [--temperature X] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop S]... [--json]',
+  usage: 'openelm generate --model DIR --prompt TEXT [--max-tokens N] [--temperature X] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop S]... [--draft-model DIR | --lookup] [--json]',
   flags: [
     ...MODEL_FLAGS,
     { name: 'prompt', type: 'string', help: 'prompt text', required: true },
@@ -19,6 +19,7 @@ export const spec: CommandSpec = {
     { name: 'seed', type: 'int', help: 'random seed for sampling', min: 0 },
     { name: 'stop', type: 'string', help: 'stop string (repeatable)', repeatable: true },
     { name: 'ignore-eos', type: 'bool', help: 'keep generating past the end-of-sequence token' },
+    ...SPECULATIVE_FLAGS,
     JSON_FLAG,
   ],
 };
@@ -26,13 +27,17 @@ export const spec: CommandSpec = {
 export async function run(flags: ParsedFlags): Promise<number> {
   const loaded = await loadFromFlags(flags);
   const { model, tokenizer, loadMs } = loaded;
+  let draft: { dispose(): void } | undefined;
   try {
+    const spec = await speculativeFromFlags(flags, loaded);
+    draft = spec.draft;
     const prompt = tokenizer.encode(get.str(flags, 'prompt')!, { bos: true });
     const rp = get.num(flags, 'repetition-penalty') ?? loaded.defaultOptions().repetitionPenalty;
     const opts: GenerateOptions = {
       maxTokens: get.num(flags, 'max-tokens'), temperature: get.num(flags, 'temperature'),
       topK: get.num(flags, 'top-k'), topP: get.num(flags, 'top-p'), minP: get.num(flags, 'min-p'),
       repetitionPenalty: rp, seed: get.num(flags, 'seed'), stop: get.list(flags, 'stop'), ignoreEos: get.bool(flags, 'ignore-eos'),
+      speculative: spec.options,
     };
     const json = get.bool(flags, 'json');
     const ac = new AbortController();
@@ -49,14 +54,17 @@ export async function run(flags: ParsedFlags): Promise<number> {
     const res = r.value;
     if (json) {
       printJson({ ids: res.ids, text: res.text, prompt_tokens: res.promptTokens, finish_reason: res.finishReason,
-        timings: { load_ms: loadMs, ...res.timings } });
+        timings: { load_ms: loadMs, ...res.timings }, ...(res.speculative ? { speculative: res.speculative } : {}) });
     } else {
       process.stdout.write('\n');
       const t = res.timings;
-      process.stderr.write(`[${res.promptTokens} prompt tokens, ${t.prompt_per_second.toFixed(1)} tok/s prefill; ${res.ids.length} generated, ${t.predicted_per_second.toFixed(1)} tok/s; ${res.finishReason}]\n`);
+      const sp = res.speculative;
+      const acc = sp ? `; ${sp.accepted}/${sp.drafted} drafted tokens accepted` : '';
+      process.stderr.write(`[${res.promptTokens} prompt tokens, ${t.prompt_per_second.toFixed(1)} tok/s prefill; ${res.ids.length} generated, ${t.predicted_per_second.toFixed(1)} tok/s${acc}; ${res.finishReason}]\n`);
     }
     return 0;
   } finally {
+    draft?.dispose();
     loaded.dispose();
   }
 }

@@ -2,10 +2,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
-import { MODEL_FLAGS, loadOptionsFromFlags } from '../common.js';
+import { MODEL_FLAGS, SPECULATIVE_FLAGS, loadOptionsFromFlags } from '../common.js';
 import { UsageError } from '../../core/errors.js';
 import { loadModel } from '../../api.js';
-import { createServer } from '../../serve/server.js';
+import { createServer, type ServerOptions } from '../../serve/server.js';
 
 export const spec: CommandSpec = {
   name: 'serve',
@@ -24,8 +24,19 @@ export const spec: CommandSpec = {
     { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: the hub id, or the model folder\'s name)' },
     { name: 'max-body', type: 'int', help: 'largest request body in bytes', default: 1 << 20, min: 1024 },
     { name: 'quiet', type: 'bool', help: 'do not log requests on stderr' },
+    ...SPECULATIVE_FLAGS,
   ],
 };
+
+/** --lookup or --draft-model (loaded after the model, on its backend; the server disposes it). */
+function speculativeFlags(flags: ParsedFlags): ServerOptions['speculative'] {
+  const draftArg = get.str(flags, 'draft-model'), lookup = get.bool(flags, 'lookup');
+  if (draftArg !== undefined && lookup) throw new UsageError('--draft-model and --lookup are two ways to draft: give one');
+  const maxDraft = get.num(flags, 'draft-max');
+  if (lookup) return { lookup: true, maxDraft };
+  if (draftArg === undefined) return undefined;
+  return { maxDraft, draftModel: (m) => loadModel(draftArg, { ...loadOptionsFromFlags(flags), backend: m.backend }) };
+}
 
 /** Each --cors value must be "*" or an origin such as https://app.example (scheme, host, optional port). */
 function corsOrigins(values: string[]): string[] {
@@ -53,6 +64,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     modelId: get.str(flags, 'alias') ?? publicModelId(modelArg),
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
     model: () => loadModel(modelArg, loadOptionsFromFlags(flags)),
+    speculative: speculativeFlags(flags),
   });
   const all = srv.address === '0.0.0.0' || srv.address === '::' ? ' (every network interface)' : '';
   process.stderr.write(`openelm serve: listening on ${srv.url}${all} (loading ${modelArg})\n`);

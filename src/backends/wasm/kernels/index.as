@@ -5,7 +5,7 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvF32, gemvBf16, gemvF16, gemvQ8, gemvQ4, gemvRows, deinterleave8, quantizeX } from './gemv';
+import { gemvRows, deinterleave8, quantizeX } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
@@ -40,28 +40,11 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
   if (n0 >= n1) return;
   const xp = ap(a, 13);
-  if (M > 1) {
-    // a few tokens: W streamed once per 4 rows of x
-    const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldo = <usize>N << 2;
-    for (let m = 0; m < M; m += 4) {
-      const R = min(4, M - m);
-      const om = out + <usize>m * ldo, xm = x + <usize>m * ldx, pm = xp + <usize>m * ldp;
-      if (R == 1) gemv1(dtype, om, xm, pm, data, scales, mins, K, n0, n1, acc);
-      else gemvRows(dtype, R, om, ldo, xm, ldx, pm, ldp, data, scales, mins, K, n0, n1, acc);
-    }
-    return;
-  }
-  gemv1(dtype, out, x, xp, data, scales, mins, K, n0, n1, acc);
-}
-
-@inline function gemv1(dtype: i32, out: usize, x: usize, xp: usize, data: usize, scales: usize, mins: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (dtype == 0) gemvF32(out, x, data, K, n0, n1, acc);
-  else if (dtype == 1) gemvBf16(out, x, xp, data, K, n0, n1, acc);
-  else if (dtype == 2) gemvF16(out, x, xp, data, K, n0, n1, acc);
-  else {
-    const q16 = xp, q8 = xp + (<usize>K << 1), qd = xp + <usize>K * 3, qs = qd + (<usize>K >> 3);
-    if (dtype == 3) gemvQ8(out, q16, qd, data, scales, K, n0, n1, acc);
-    else gemvQ4(out, q16, q8, qd, qs, data, scales, mins, K, n0, n1, acc);
+  // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as)
+  const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldo = <usize>N << 2;
+  for (let m = 0; m < M; m += 4) {
+    const R = min(4, M - m);
+    gemvRows(dtype, R, out + <usize>m * ldo, ldo, x + <usize>m * ldx, ldx, xp + <usize>m * ldp, ldp, data, scales, mins, K, n0, n1, acc);
   }
 }
 
