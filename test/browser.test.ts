@@ -9,6 +9,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { loadModel } from '../src/api.js';
+import { openCheckpoint } from '../src/io/checkpoint.js';
+import { DEFAULT_FINETUNE, type FineTuneSettings } from '../src/browser/finetune.js';
+import { fullFineTuner } from '../src/browser/full-finetune.js';
+import { keepWeightSource } from '../src/browser/weight-files.js';
 import { kvValuesPerToken, parameterCount, presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { GOLDEN_ROOT, goldenNames } from './helpers/golden.js';
 import { tinyModelDir } from './helpers/tiny.js';
@@ -21,6 +25,9 @@ declare const navigator: { deviceMemory?: number };
 // Every token of this prompt is inside the golden models' 384-token vocabulary (checked below).
 const PROMPT = 'in the a b c';
 const MAX_TOKENS = 12;
+// Fine-tuning in the page: a few full-model steps on a text the golden models can tokenize.
+const FT_TEXT = 'in the a b c in the a b c in the a b c\n\nin the a b c in the a b c';
+const FT: FineTuneSettings = { ...DEFAULT_FINETUNE, method: 'full', learningRate: 1e-3, steps: 5, batchSize: 2, sequenceLength: 16 };
 const SHOTS = process.env.OPENELM_SCREENSHOTS ?? path.join(os.tmpdir(), 'openelm-screenshots');
 
 async function nodeIds(dir: string, backend = 'wasm'): Promise<number[]> {
@@ -249,27 +256,57 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     assert.deepEqual(pageErrors, []);
   });
 
-  test('a few LoRA steps in the page lower the loss', async (t) => {
-    const { context, page } = await newPage(browser);
+  test('fine-tuning in the page lowers the loss as Node does, and saves the weights Node trains', async () => {
+    const { context, page, pageErrors } = await newPage(browser);
     await page.goto(`${srv.url}/?model=./models/mha-hd64/`);
     await page.waitForFunction(() => document.body.dataset.finetune !== undefined);
-    if (await page.evaluate(() => document.body.dataset.finetune) !== 'true') {
-      await context.close();
-      t.skip('no LoRA trainer is bundled yet (src/browser/finetune.ts registerFineTuner)');
-      return;
-    }
+    const methods = (await page.evaluate(() => document.body.dataset.finetune ?? '')).split(',');
+    // LoRA/DoRA join when the adapter trainer is bundled; full-model training is there now.
+    assert.ok(methods.includes('full'), `methods offered: ${methods}`);
     await page.locator('.plan button.primary').click();
     await page.locator('.chat-view').waitFor({ state: 'visible' });
     await page.locator('nav.tabs button[data-tab=finetune]').click();
-    await page.locator('.finetune-view .segmented button[data-format=text]').click();
-    await page.locator('nav.tabs button[data-tab=finetune]').click();
-    await page.locator('.finetune-view textarea').fill('in the a b c in the a b c in the a b c\n\nin the a b c in the a b c');
-    await page.locator('.finetune-view .settings-grid input[type=number]').nth(3).fill('5');
-    await page.locator('.finetune-view button.primary').click();
+    const ft = page.locator('.finetune-view');
+    await ft.locator('.segmented button[data-format=text]').click();
+    await ft.locator('textarea').fill(FT_TEXT);
+    await ft.locator('.settings-grid select').selectOption('full');
+    const num = ft.locator('.settings-grid input[type=number]');
+    await num.nth(2).fill(String(FT.learningRate));
+    await num.nth(3).fill(String(FT.steps));
+    await num.nth(4).fill(String(FT.batchSize));
+    await num.nth(5).fill(String(FT.sequenceLength));
+    await ft.locator('button.primary').click();
     await page.waitForFunction(() => /done in/.test(document.querySelector('.train-status')?.textContent ?? ''), null, { timeout: 60_000 });
     const losses = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? '[]')) as number[];
-    await context.close();
-    assert.equal(losses.length, 5);
-    assert.ok(losses[4] < losses[0], `loss ${losses[0]} → ${losses[4]}`);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, 'finetune-trained-desktop.png'), fullPage: true });
+
+    // The same run in Node (same kernels, 2 threads): the same losses, bit for bit.
+    const lm = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2 });
+    keepWeightSource(lm, { open: async () => openCheckpoint(path.join(GOLDEN_ROOT, 'mha-hd64')) });
+    const job = await fullFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
+    const want: number[] = [];
+    await job.run((s) => want.push(s.loss), new AbortController().signal);
+    const tunedIds = (await job.use(true).generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
+    job.dispose(); lm.dispose();
+    assert.equal(losses.length, FT.steps);
+    assert.ok(losses[FT.steps - 1] < losses[0], `loss ${losses[0]} → ${losses[FT.steps - 1]}`);
+    assert.deepEqual(losses, want, 'page losses differ from Node\'s');
+
+    // Saving hands over config.json and model.safetensors; they load in Node to the tuned model.
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-page-ft-'));
+    try {
+      const names: string[] = [];
+      page.on('download', (d) => { names.push(d.suggestedFilename()); void d.saveAs(path.join(out, d.suggestedFilename())); });
+      await ft.locator('button', { hasText: 'Save model' }).click();
+      for (let i = 0; i < 100 && !(fs.existsSync(path.join(out, 'model.safetensors')) && fs.existsSync(path.join(out, 'config.json'))); i++) await new Promise((r) => setTimeout(r, 100));
+      await context.close();
+      assert.deepEqual(names.sort(), ['config.json', 'model.safetensors']);
+      const back = await loadModel(out, { backend: 'wasm', threads: 2 });
+      try {
+        assert.deepEqual((await back.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids, tunedIds);
+      } finally { back.dispose(); }
+    } finally { fs.rmSync(out, { recursive: true, force: true }); }
+    assert.deepEqual(pageErrors, []);
   });
 });

@@ -1,12 +1,11 @@
 // Fine-tuning in the page: the seam between the app (data, settings, a loss plot, saving) and the
-// code that trains an adapter. The app and its worker protocol speak only this interface; the LoRA
-// trainer registers itself with registerFineTuner and is then offered in the fine-tune tab. With no
-// trainer registered the tab says so and training is off.
+// code that trains. The app and its worker protocol speak only this interface; trainers register
+// themselves per method with registerFineTuner and are then offered in the fine-tune tab.
 //
-// Integration point (LoRA, branch `peft`): a FineTuner that builds the adapter on the loaded
-// model's backend (adapters/), tokenizes `data` with the -Instruct template and loss masks on the
-// answers (the sft data code for chat examples), runs `steps` optimizer steps calling onStep after
-// each, and hands back the adapter as PEFT files (adapter_config.json + adapter_model.safetensors).
+// The browser entry registers full-model training (full-finetune.ts). LoRA/DoRA training registers
+// a FineTuner for 'lora' and 'dora' that builds the adapter on the loaded model's backend, trains it
+// on trainingWindows (finetune-data.ts), and hands the adapter back as PEFT files
+// (adapter_config.json + adapter_model.safetensors).
 
 import { OpenELMError } from '../core/errors.js';
 import type { LoadedModel } from '../loaded-model.js';
@@ -17,8 +16,11 @@ export interface FineTuneData {
   content: string;
 }
 
+export type FineTuneMethod = 'lora' | 'dora' | 'full';
+
 export interface FineTuneSettings {
-  method: 'lora' | 'dora';
+  /** lora / dora: an adapter on the frozen model; full: every weight. */
+  method: FineTuneMethod;
   rank: number;
   alpha: number;
   dropout: number;
@@ -56,30 +58,40 @@ export interface FineTuneJob {
   readonly tokens: number;
   /** Train until done or aborted; onStep is called after every optimizer step. */
   run(onStep: (s: FineTuneStep) => void, signal: AbortSignal): Promise<void>;
-  /** Generate with the adapter (true) or the base model (false). */
-  use(on: boolean): void;
-  /** The adapter as PEFT writes it. */
+  /** The model to generate with from now on: the tuned one (true) or the base model (false). */
+  use(on: boolean): LoadedModel;
+  /** What was trained as files to save: a PEFT adapter, or for full training a model folder. */
   files(): Promise<AdapterFile[]>;
   dispose(): void;
 }
 
 export interface FineTuner {
   /** Methods it can train. */
-  readonly methods: readonly FineTuneSettings['method'][];
+  readonly methods: readonly FineTuneMethod[];
   prepare(model: LoadedModel, data: FineTuneData, settings: FineTuneSettings): Promise<FineTuneJob>;
 }
 
-let tuner: FineTuner | undefined;
+const tuners = new Map<FineTuneMethod, FineTuner>();
 
-/** Offer `t` to the page (the adapters code calls this when it is bundled in). */
-export function registerFineTuner(t: FineTuner): void { tuner = t; }
+/** Offer `t` to the page for each of its methods (a later registration for a method replaces the earlier one). */
+export function registerFineTuner(t: FineTuner): void { for (const m of t.methods) tuners.set(m, t); }
 
-export function fineTuner(): FineTuner | undefined { return tuner; }
+/** The methods some registered trainer offers, adapters first. */
+export function fineTuneMethods(): FineTuneMethod[] {
+  return (['lora', 'dora', 'full'] as const).filter((m) => tuners.has(m));
+}
 
-/** The registered trainer, or the error the page shows when there is none. */
-export function requireFineTuner(): FineTuner {
-  if (!tuner) throw new OpenELMError('finetune', 'LoRA training is not part of this build yet: the page can chat, but the adapter trainer has not been bundled in');
-  return tuner;
+export function fineTuner(method: FineTuneMethod): FineTuner | undefined { return tuners.get(method); }
+
+/** The trainer for `method`, or the error the page shows when there is none. */
+export function requireFineTuner(method: FineTuneMethod): FineTuner {
+  const t = tuners.get(method);
+  if (!t) {
+    const have = fineTuneMethods();
+    throw new OpenELMError('finetune', `${method === 'full' ? 'full-model' : method === 'lora' ? 'LoRA' : 'DoRA'} training is not part of this build` +
+      (have.length ? ` (it trains: ${have.join(', ')})` : ''));
+  }
+  return t;
 }
 
 /**

@@ -8,6 +8,7 @@
 //   for await (const chunk of model.chat().stream('Name three colors.')) out.textContent += chunk.text;
 
 import './platform.js';
+import './full-finetune.js';
 
 // Integration point (WebGPU, branch `webgpu`): once the backend registers itself with
 // registerBackend('webgpu', ...), import its registration module here so `backend: 'webgpu'` and
@@ -19,9 +20,12 @@ export { planModel, estimateMemory, type ModelPlan, type MemoryEstimate, type We
 export { download, clearModelCache, listModelCache, canKeepDownloads, fmtBytes, MODEL_CACHE, type FileProgress } from './downloads.js';
 export { openSafetensors, BrowserCheckpoint } from './tensor-source.js';
 export {
-  registerFineTuner, fineTuner, checkFineTuneData, DEFAULT_FINETUNE,
-  type FineTuner, type FineTuneJob, type FineTuneData, type FineTuneSettings, type FineTuneStep, type AdapterFile,
+  registerFineTuner, fineTuner, fineTuneMethods, requireFineTuner, checkFineTuneData, DEFAULT_FINETUNE,
+  type FineTuner, type FineTuneJob, type FineTuneData, type FineTuneMethod, type FineTuneSettings, type FineTuneStep, type AdapterFile,
 } from './finetune.js';
+export { fullFineTuner } from './full-finetune.js';
+export { trainingWindows, WindowSampler, type TrainingWindows } from './finetune-data.js';
+export { keepWeightSource, weightSourceOf, type WeightSource } from './weight-files.js';
 export { browserPlatform, setKernelWorkerUrl, threadsUnavailableReason } from './platform.js';
 
 export { LoadedModel, type TextGenerateOptions } from '../loaded-model.js';

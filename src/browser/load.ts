@@ -15,6 +15,7 @@ import { modelFiles, type ModelFiles, type ModelFilesOptions, type ModelSource }
 import { checkQuota, planModel, type ModelPlan } from './plan.js';
 import { BrowserCheckpoint, openSafetensors } from './tensor-source.js';
 import { threadsUnavailableReason } from './platform.js';
+import { keepWeightSource, type WeightSource } from './weight-files.js';
 
 export type LoadPhase = 'plan' | 'download' | 'load' | 'ready';
 
@@ -96,6 +97,17 @@ function chatTemplateOf(plan: ModelPlan, opts: BrowserLoadOptions): ChatTemplate
   return corenetInstructTemplate();
 }
 
+/** The weight files of a plan, held as Blobs, as the source training reads the weights from again. */
+function blobWeightSource(plan: ModelPlan, blobs: Blob[]): WeightSource {
+  return {
+    tokenizerConfig: plan.tokenizerConfig ?? undefined,
+    async open() {
+      const readers = await Promise.all(plan.weightFiles.map((w, i) => openSafetensors(blobs[i], `${plan.name}/${w.file}`)));
+      return new BrowserCheckpoint(plan.name, readers, plan.weightMap);
+    },
+  };
+}
+
 /**
  * Load a model in a browser: a URL of a model folder (`./models/OpenELM-270M-Instruct/`, relative
  * to the page), a hub id (`apple/OpenELM-270M-Instruct`), or picked files. Threads need a Web
@@ -135,7 +147,9 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
     }
     const loadMs = performance.now() - t0;
     opts.onProgress?.({ phase: 'ready' });
-    return new LoadedModel({ dir: plan.name, model, tokenizer, chatTemplate, isInstruct: plan.instruct, backend, ownsBackend: owned, loadMs });
+    const lm = new LoadedModel({ dir: plan.name, model, tokenizer, chatTemplate, isInstruct: plan.instruct, backend, ownsBackend: owned, loadMs });
+    keepWeightSource(lm, blobWeightSource(plan, blobs));
+    return lm;
   } catch (e) {
     if (owned) backend.dispose();
     throw e;

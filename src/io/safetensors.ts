@@ -9,15 +9,14 @@ import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { OpenELMError } from '../core/errors.js';
 import { commitAll, stageFile, stageFileSync, writeAll, writeAllSync, type StagedFile } from './atomic.js';
-import {
-  DTYPE_SIZE, MAX_HEADER_BYTES, SafetensorsReader, checkEndianness, fmtShape, headerLength, isSafetensorsDType, parseHeader, shapeNumel,
-  type ParsedHeader, type SafetensorsDType,
-} from './safetensors-reader.js';
+import { SafetensorsReader, checkEndianness, headerLength, parseHeader, type ParsedHeader } from './safetensors-reader.js';
+import { bytesOf, planSafetensors, type TensorToWrite, type WritePlan } from './safetensors-writer.js';
 
 export {
   DTYPE_SIZE, MAX_HEADER_BYTES, SafetensorsBytes, SafetensorsReader, isSafetensorsDType, shapeNumel,
   type SafetensorsDType, type TensorInfo,
 } from './safetensors-reader.js';
+export { safetensorsBytes, type TensorToWrite } from './safetensors-writer.js';
 
 /** A safetensors file on disk, read with positioned sync reads (only the header is read at open). */
 export class SafetensorsFile extends SafetensorsReader {
@@ -80,72 +79,13 @@ function readExactlyAt(fd: number, len: number, pos: number): Uint8Array {
 
 // ---------------------------------------------------------------- writing
 
-export interface TensorToWrite {
-  readonly name: string;
-  readonly dtype: SafetensorsDType;
-  readonly shape: readonly number[];
-  /** Row-major little-endian element data: byteLength must equal numel · itemsize. */
-  readonly data: ArrayBufferView;
-}
-
-interface WritePlan {
-  header: Uint8Array; // 8-byte length + padded JSON
-  total: number;
-}
-
-/** Validate tensors and build the file header (offsets contiguous, in the given order). */
-function planWrite(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): WritePlan {
-  const bad = (msg: string) => new OpenELMError('safetensors', `cannot write ${file}: ${msg}`);
-  checkEndianness();
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw bad(`metadata value for "${k}" is not a string`);
-    }
-    header.__metadata__ = { ...metadata };
-  }
-  const seen = new Set<string>();
-  let offset = 0;
-  for (const t of tensors) {
-    if (typeof t.name !== 'string' || t.name === '' || t.name === '__metadata__') {
-      throw bad(`invalid tensor name ${JSON.stringify(t.name)}`);
-    }
-    if (seen.has(t.name)) throw bad(`duplicate tensor name ${t.name}`);
-    seen.add(t.name);
-    if (!isSafetensorsDType(t.dtype)) throw bad(`tensor ${t.name}: unknown dtype ${JSON.stringify(t.dtype)}`);
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(`tensor ${t.name}: shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`);
-    }
-    const need = shapeNumel(t.shape) * DTYPE_SIZE[t.dtype];
-    const data = t.data;
-    if (!ArrayBuffer.isView(data)) throw bad(`tensor ${t.name}: data is not a typed array or DataView`);
-    if (data.byteLength !== need) {
-      throw bad(`tensor ${t.name}: data has ${data.byteLength} bytes, but shape ${fmtShape(t.shape)} of ${t.dtype} needs ${need}`);
-    }
-    header[t.name] = { dtype: t.dtype, shape: t.shape.slice(), data_offsets: [offset, offset + need] };
-    offset += need;
-  }
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const padded = Math.ceil(json.length / 8) * 8;
-  if (padded > MAX_HEADER_BYTES) throw bad(`header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
-  const out = new Uint8Array(8 + padded);
-  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.length);
-  return { header: out, total: out.length + offset };
-}
-
 /** Validate tensors for writing (names, dtypes, shapes, data sizes) without touching the disk. */
 export function checkTensorsToWrite(
   path: string,
   tensors: readonly TensorToWrite[],
   metadata?: Record<string, string>,
 ): void {
-  planWrite(path, tensors, metadata);
-}
-
-function bytesOf(v: ArrayBufferView): Uint8Array {
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  planSafetensors(path, tensors, metadata);
 }
 
 function writeBodySync(fd: number, plan: WritePlan, tensors: readonly TensorToWrite[]): void {
@@ -176,7 +116,7 @@ export function stageSafetensorsSync(
   tensors: readonly TensorToWrite[],
   metadata?: Record<string, string>,
 ): StagedFile {
-  const plan = planWrite(path, tensors, metadata);
+  const plan = planSafetensors(path, tensors, metadata);
   return stageFileSync(path, (fd) => writeBodySync(fd, plan, tensors));
 }
 
@@ -185,7 +125,7 @@ export async function stageSafetensors(
   tensors: readonly TensorToWrite[],
   metadata?: Record<string, string>,
 ): Promise<StagedFile> {
-  const plan = planWrite(path, tensors, metadata);
+  const plan = planSafetensors(path, tensors, metadata);
   return stageFile(path, (fh) => writeBody(fh, plan, tensors));
 }
 

@@ -170,7 +170,7 @@ async function main(): Promise<void> {
   body.dataset.isolated = String(crossOriginIsolated);
   const [engine, served] = await Promise.all([startEngine(new URL('./engine-worker.js', import.meta.url)), servedModel()]);
   body.dataset.backends = engine.hello.backends.join(',');
-  body.dataset.finetune = String(engine.hello.finetune);
+  body.dataset.finetune = engine.hello.finetune.join(',');
   const ui = buildUi(engine, served);
   const prompt = query.get('prompt');
   if (prompt !== null) { await automation(ui, prompt); return; }

@@ -7,7 +7,8 @@ import { browserPlatform, threadsUnavailableReason } from '../browser/platform.j
 import { inspectModel, loadModel, type BrowserLoadOptions, type LoadProgress } from '../browser/load.js';
 import { canKeepDownloads, clearModelCache, listModelCache } from '../browser/downloads.js';
 import { backendNames } from '../backends/index.js';
-import { fineTuner, requireFineTuner, checkFineTuneData, type FineTuneJob } from '../browser/finetune.js';
+import { fineTuneMethods, requireFineTuner, checkFineTuneData, type FineTuneJob } from '../browser/finetune.js';
+import '../browser/full-finetune.js';
 import { OpenELMError } from '../core/errors.js';
 import { parameterCount } from '../model/config.js';
 import type { ChatSession } from '../chat/session.js';
@@ -33,6 +34,8 @@ let model: LoadedModel | undefined;
 let chat: ChatSession | undefined;
 let chatSystem = '';
 let job: FineTuneJob | undefined;
+/** What chat and generate run on: the loaded model, or the fine-tuned one (job.use). */
+let active: LoadedModel | undefined;
 let running: AbortController | undefined;
 let queue: Promise<void> = Promise.resolve();
 
@@ -75,7 +78,7 @@ async function stream<R extends GenerationResult & { cachedTokens?: number }>(id
 
 function needModel(): LoadedModel {
   if (!model) throw new OpenELMError('usage', 'no model is loaded: pick one in the Model tab');
-  return model;
+  return active ?? model;
 }
 
 async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
@@ -92,7 +95,7 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
       opts.onProgress({ phase: 'plan' });
       const plan = await inspectModel(source(m.model), opts);
       if (!plan.fits) throw new OpenELMError('memory', plan.advice ?? `${plan.name} is too large for this browser`);
-      job?.dispose(); job = undefined;
+      job?.dispose(); job = undefined; active = undefined;
       chat = undefined;
       model?.dispose(); model = undefined;
       const lm = await loadModel(source(m.model), { ...opts, plan });
@@ -129,14 +132,18 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
       return;
     }
     case 'finetune': {
-      const lm = needModel();
+      needModel();
+      const lm = model!;
       const { examples } = checkFineTuneData(m.data);
-      const tuner = requireFineTuner();
-      job?.dispose();
+      const tuner = requireFineTuner(m.settings.method);
+      // A new run starts from the loaded model; the previous run's weights go.
+      chat = undefined; active = undefined;
+      job?.dispose(); job = undefined;
       job = await tuner.prepare(lm, m.data, m.settings);
-      await job.run((step) => post({ type: 'step', id: m.id, step }), signal);
-      chat = undefined;
-      post({ type: 'done', id: m.id, examples });
+      let steps = 0;
+      await job.run((step) => { steps = step.step; post({ type: 'step', id: m.id, step }); }, signal);
+      active = job.use(true);
+      post({ type: 'done', id: m.id, examples, steps });
       return;
     }
     case 'adapter': {
@@ -146,7 +153,7 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
         post({ type: 'done', id: m.id, files });
         return;
       }
-      job.use(m.action === 'use');
+      active = job.use(m.action === 'use');
       chat = undefined;
       post({ type: 'done', id: m.id });
       return;
@@ -188,6 +195,6 @@ post({
   type: 'hello', hello: {
     backends: backendNames(), isolated: scope.crossOriginIsolated === true,
     threads: browserPlatform.spawnKernelWorker ? browserPlatform.cpuCount() : 1, singleThread: threadsUnavailableReason(),
-    finetune: fineTuner() !== undefined, keepDownloads: canKeepDownloads(),
+    finetune: fineTuneMethods(), keepDownloads: canKeepDownloads(),
   },
 });

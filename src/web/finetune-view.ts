@@ -1,11 +1,12 @@
-// The Fine-tune tab: training data (pasted text, JSONL records or chat examples), LoRA settings, a
-// live loss plot, then chat with the adapter or save it in PEFT's format. Training runs in the
+// The Fine-tune tab: training data (pasted text, JSONL records or chat examples), the method the
+// build trains (LoRA/DoRA adapters, full model) and its settings, a live loss plot, then chat with
+// the tuned model or save it (an adapter in PEFT's format, or a model folder). Training runs in the
 // engine worker through browser/finetune.ts; when no trainer is bundled the tab says so.
 
 import { h, clear, field, numberInput, saveFile, select } from './dom.js';
 import { messageOf, type AppContext } from './state.js';
 import { lossPlot } from './loss-plot.js';
-import { DEFAULT_FINETUNE, checkFineTuneData, type FineTuneData, type FineTuneSettings } from '../browser/finetune.js';
+import { DEFAULT_FINETUNE, checkFineTuneData, type FineTuneData, type FineTuneMethod, type FineTuneSettings } from '../browser/finetune.js';
 
 const PLACEHOLDER: Record<FineTuneData['format'], string> = {
   text: 'Paste the text to learn from. Blank lines separate examples.',
@@ -13,8 +14,13 @@ const PLACEHOLDER: Record<FineTuneData['format'], string> = {
   chat: '{"messages": [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "I am a small model fine-tuned in your browser."}]}',
 };
 
+const METHOD_LABEL: Record<FineTuneMethod, string> = { lora: 'LoRA', dora: 'DoRA', full: 'Full model' };
+/** Learning rates to start from: adapters take larger steps than full fine-tuning. */
+const METHOD_LR: Record<FineTuneMethod, number> = { lora: 2e-4, dora: 2e-4, full: 2e-5 };
+
 export function finetuneView(ctx: AppContext): HTMLElement {
-  const available = ctx.engine.hello.finetune;
+  const methods = ctx.engine.hello.finetune;
+  const available = methods.length > 0;
   let format: FineTuneData['format'] = 'chat';
   let training = false;
   const data = h('textarea', { rows: 9, class: 'mono', placeholder: PLACEHOLDER.chat, spellcheck: false });
@@ -53,10 +59,11 @@ export function finetuneView(ctx: AppContext): HTMLElement {
   data.oninput = recount;
 
   const d = DEFAULT_FINETUNE;
-  const method = select([['lora', 'LoRA'], ['dora', 'DoRA']], d.method);
+  const first: FineTuneMethod = methods[0] ?? d.method;
+  const method = select((available ? methods : ['lora', 'dora'] as FineTuneMethod[]).map((m) => [m, METHOD_LABEL[m]]), first);
   const rank = numberInput(d.rank, { min: 1, max: 256, step: 1 });
   const alpha = numberInput(d.alpha, { min: 0.1, step: 1 });
-  const lr = numberInput(d.learningRate, { min: 0, step: 0.00005 });
+  const lr = numberInput(METHOD_LR[first], { min: 0, step: 0.00001 });
   const steps = numberInput(d.steps, { min: 1, step: 1 });
   const batch = numberInput(d.batchSize, { min: 1, step: 1 });
   const seqLen = numberInput(d.sequenceLength, { min: 8, step: 8 });
@@ -70,7 +77,17 @@ export function finetuneView(ctx: AppContext): HTMLElement {
   const start = h('button', { class: 'primary', textContent: 'Start training' });
   const stopBtn = h('button', { class: 'danger', textContent: 'Stop', hidden: true });
   const useAdapter = h('input', { type: 'checkbox', disabled: true });
+  const useLabel = h('span', null, 'Chat with the adapter');
   const save = h('button', { textContent: 'Save adapter (PEFT)', disabled: true });
+  const rankField = field('Rank', rank), alphaField = field('Alpha', alpha);
+  const targetsField = h('div', { class: 'field targets' }, h('span', { class: 'field-label' }, 'Adapt'), h('div', { class: 'checks' }, ...targets.map((x) => x.el)));
+  function methodChanged(): void {
+    // Rank, alpha and the adapted modules only mean something for an adapter.
+    const full = method.value === 'full';
+    for (const el of [rankField, alphaField, targetsField]) el.hidden = full;
+    lr.value = String(METHOD_LR[method.value as FineTuneMethod]);
+  }
+  method.onchange = methodChanged;
 
   function settings(): FineTuneSettings {
     const int = (i: HTMLInputElement, name: string, min: number) => {
@@ -84,7 +101,7 @@ export function finetuneView(ctx: AppContext): HTMLElement {
       return v;
     };
     const t = targets.filter((x) => x.c.checked).map((x) => x.t);
-    if (!t.length) throw new Error('pick at least one module to adapt');
+    if (!t.length && method.value !== 'full') throw new Error('pick at least one module to adapt');
     return {
       ...d, method: method.value as FineTuneSettings['method'], rank: int(rank, 'rank', 1), alpha: num(alpha, 'alpha'),
       learningRate: num(lr, 'learning rate'), steps: int(steps, 'steps', 1), batchSize: int(batch, 'batch size', 1),
@@ -105,14 +122,18 @@ export function finetuneView(ctx: AppContext): HTMLElement {
     const t0 = performance.now();
     try {
       const losses: number[] = [];
-      await ctx.engine.request({ type: 'finetune', data: content, settings: s }, (m) => {
+      const done = await ctx.engine.request({ type: 'finetune', data: content, settings: s }, (m) => {
         if (m.type !== 'step') return;
         plot.add(m.step.step, m.step.loss);
         losses.push(m.step.loss);
         document.body.dataset.losses = JSON.stringify(losses);
         status.textContent = `step ${m.step.step}/${m.step.steps} · loss ${m.step.loss.toFixed(4)} · ${(m.step.tokens / (m.step.ms / 1000)).toFixed(0)} tok/s`;
       });
-      status.textContent += ` · done in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+      const secs = ((performance.now() - t0) / 1000).toFixed(1);
+      status.textContent += (done.steps ?? s.steps) < s.steps ? ` · stopped after ${done.steps ?? 0} steps (${secs} s)` : ` · done in ${secs} s`;
+      const full = s.method === 'full';
+      useLabel.textContent = full ? 'Chat with the fine-tuned model' : 'Chat with the adapter';
+      save.textContent = full ? 'Save model (safetensors)' : 'Save adapter (PEFT)';
       useAdapter.disabled = false;
       useAdapter.checked = true;
       save.disabled = false;
@@ -136,7 +157,7 @@ export function finetuneView(ctx: AppContext): HTMLElement {
   };
 
   const banner = available ? null : h('p', { class: 'notice warn' },
-    'LoRA training is not part of this build yet. You can prepare data and settings here; training starts once the adapter trainer is bundled in.');
+    'Training is not part of this build. You can prepare data and settings here; training starts once a trainer is bundled in.');
   if (!available) start.disabled = true;
 
   const el = h('section', { class: 'view finetune-view' },
@@ -150,20 +171,21 @@ export function finetuneView(ctx: AppContext): HTMLElement {
       h('div', { class: 'card' },
         h('h2', null, 'Settings'),
         h('div', { class: 'settings-grid' },
-          field('Method', method), field('Rank', rank), field('Alpha', alpha), field('Learning rate', lr),
+          field('Method', method), rankField, alphaField, field('Learning rate', lr),
           field('Steps', steps), field('Batch size', batch), field('Tokens per sequence', seqLen),
         ),
-        h('div', { class: 'field targets' }, h('span', { class: 'field-label' }, 'Adapt'), h('div', { class: 'checks' }, ...targets.map((x) => x.el))),
+        targetsField,
         h('div', { class: 'row' }, start, stopBtn),
       ),
     ),
     h('div', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', null, 'Loss'), status),
       plot.el,
-      h('div', { class: 'row spread' }, h('label', { class: 'check' }, useAdapter, h('span', null, 'Chat with the adapter')), save),
+      h('div', { class: 'row spread' }, h('label', { class: 'check' }, useAdapter, useLabel), save),
     ),
   );
   setFormat('chat');
+  methodChanged();
   ctx.onChange(() => {
     start.hidden = training;
     stopBtn.hidden = !training;

@@ -6,7 +6,7 @@ import type { LocalFile } from '../browser/model-files.js';
 import type { LoadProgress } from '../browser/load.js';
 import type { ModelPlan } from '../browser/plan.js';
 import type { ChatMessage } from '../chat/template.js';
-import type { FineTuneData, FineTuneSettings, FineTuneStep, AdapterFile } from '../browser/finetune.js';
+import type { FineTuneData, FineTuneMethod, FineTuneSettings, FineTuneStep, AdapterFile } from '../browser/finetune.js';
 
 export type ModelRef = { kind: 'string'; value: string; label?: string } | { kind: 'files'; files: LocalFile[] };
 
@@ -51,8 +51,8 @@ export interface EngineHello {
   threads: number;
   /** Why it is one thread, when it is. */
   singleThread: string | null;
-  /** Whether a LoRA trainer is bundled (browser/finetune.ts). */
-  finetune: boolean;
+  /** The fine-tuning methods this build trains (browser/finetune.ts); empty: none. */
+  finetune: FineTuneMethod[];
   keepDownloads: boolean;
 }
 
@@ -89,6 +89,6 @@ export type FromEngine =
   | { type: 'progress'; id: number; progress: LoadProgress }
   | { type: 'chunk'; id: number; text: string; ids: number[] }
   | { type: 'step'; id: number; step: FineTuneStep }
-  | { type: 'done'; id: number; plan?: PlanSummary; info?: ModelInfo; stats?: RunStats; files?: AdapterFile[]; cache?: { url: string; size: number }[]; examples?: number }
+  | { type: 'done'; id: number; plan?: PlanSummary; info?: ModelInfo; stats?: RunStats; files?: AdapterFile[]; cache?: { url: string; size: number }[]; examples?: number; steps?: number }
   /** `loaded`: whether a model is still loaded after the failure (a failed load drops the old one). */
   | { type: 'error'; id: number; message: string; code: string; loaded: boolean };
