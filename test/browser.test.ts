@@ -232,6 +232,36 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     assert.deepEqual(pageErrors, []);
   });
 
+  test('a model picked as files runs in the page: the completion equals Node\'s', async () => {
+    const dir = path.join(GOLDEN_ROOT, 'gqa4-hd32');
+    const lm = await loadModel(dir, { backend: 'wasm', threads: 2 });
+    const want = (await lm.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).text;
+    lm.dispose();
+    const { context, page, pageErrors } = await newPage(browser);
+    await page.goto(`${srv.url}/`);
+    await page.waitForFunction(() => document.body.dataset.ready === 'true');
+    await page.locator('nav.tabs button[data-tab=model]').click();
+    await page.locator('input[type=file][multiple]:not([webkitdirectory])').setInputFiles(['config.json', 'model.safetensors'].map((f) => path.join(dir, f)));
+    const load = page.locator('.plan button.primary');
+    await load.waitFor();
+    assert.match(await page.locator('.plan').innerText(), /picked files[\s\S]*Download\s+nothing \([\d.]+ KB already in this browser\)/);
+    await load.click();
+    await page.locator('.chat-view').waitFor({ state: 'visible' });
+    await page.locator('details.settings summary').click();
+    const num = page.locator('.chat-view .settings-grid input[type=number]');
+    await num.nth(0).fill(String(MAX_TOKENS));
+    await num.nth(1).fill('0');
+    await num.nth(4).fill('1');
+    await page.locator('.chat-view .settings-grid select').selectOption('complete');
+    await page.locator('.composer textarea').fill(PROMPT);
+    await page.locator('.composer button.send').click();
+    await page.waitForFunction(() => /tok\/s/.test(document.querySelector('.stats')?.textContent ?? ''), null, { timeout: 30_000 });
+    const got = await page.locator('.turn.assistant .bubble').last().innerText();
+    await context.close();
+    assert.equal(got.trim(), want.trim());
+    assert.deepEqual(pageErrors, []);
+  });
+
   test('screenshots of the chat and fine-tune views (desktop and phone)', async () => {
     fs.mkdirSync(SHOTS, { recursive: true });
     const { context, page, pageErrors } = await newPage(browser);
