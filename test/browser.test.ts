@@ -55,8 +55,9 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     const app = await builtWebApp();
     fixtures = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-browser-fixtures-'));
     fs.mkdirSync(path.join(fixtures, 'empty'));
-    // A small random model with a long context and an EOS it never emits, for streaming and stop.
-    tiny = tinyModelDir({ max_context_length: 4096, rope_max_length: 4096, eos_token_id: 1 << 20 });
+    // A small random model with a long context and an EOS it never emits, for streaming and stop:
+    // wide and deep enough (2.5M parameters) that 3000 tokens take many seconds, so stop has time to land.
+    tiny = tinyModelDir({ max_context_length: 4096, rope_max_length: 4096, eos_token_id: 1 << 20, model_dim: 256, num_transformer_layers: 6, head_dim: 32 });
     srv = await startStaticServer({
       mounts: {
         '/': app, '/models/': GOLDEN_ROOT, '/fixtures/': fixtures, '/tiny/': tiny,
@@ -232,7 +233,7 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     assert.deepEqual(pageErrors, []);
   });
 
-  test('a model picked as files runs in the page: the completion equals Node\'s', async () => {
+  test('a model picked as files runs in the page: the completion equals Node\'s; dropped files load too', async () => {
     const dir = path.join(GOLDEN_ROOT, 'gqa4-hd32');
     const lm = await loadModel(dir, { backend: 'wasm', threads: 2 });
     const want = (await lm.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).text;
@@ -257,8 +258,22 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     await page.locator('.composer button.send').click();
     await page.waitForFunction(() => /tok\/s/.test(document.querySelector('.stats')?.textContent ?? ''), null, { timeout: 30_000 });
     const got = await page.locator('.turn.assistant .bubble').last().innerText();
-    await context.close();
     assert.equal(got.trim(), want.trim());
+
+    // Files dropped on the Model tab (as a drop of plain files hands them over) replace the model.
+    await page.locator('nav.tabs button[data-tab=model]').click();
+    // (a string: this file is compiled without the DOM's types)
+    await page.evaluate(`(async () => {
+      const dt = new DataTransfer();
+      for (const f of ['config.json', 'model.safetensors']) {
+        dt.items.add(new File([await (await fetch('./models/mha-hd64/' + f)).blob()], f));
+      }
+      document.querySelector('.dropzone').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    })()`);
+    await page.waitForFunction(() => /2 layers/.test(document.querySelector('.plan')?.textContent ?? ''));
+    await page.locator('.plan button.primary').click();
+    await page.locator('.chat-view').waitFor({ state: 'visible' });
+    await context.close();
     assert.deepEqual(pageErrors, []);
   });
 
