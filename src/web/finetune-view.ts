@@ -81,11 +81,16 @@ export function finetuneView(ctx: AppContext): HTMLElement {
   const save = h('button', { textContent: 'Save adapter (PEFT)', disabled: true });
   const rankField = field('Rank', rank), alphaField = field('Alpha', alpha);
   const targetsField = h('div', { class: 'field targets' }, h('span', { class: 'field-label' }, 'Adapt'), h('div', { class: 'checks' }, ...targets.map((x) => x.el)));
+  function labelFor(full: boolean): void {
+    useLabel.textContent = full ? 'Chat with the fine-tuned model' : 'Chat with the adapter';
+    save.textContent = full ? 'Save model (safetensors)' : 'Save adapter (PEFT)';
+  }
   function methodChanged(): void {
     // Rank, alpha and the adapted modules only mean something for an adapter.
     const full = method.value === 'full';
     for (const el of [rankField, alphaField, targetsField]) el.hidden = full;
     lr.value = String(METHOD_LR[method.value as FineTuneMethod]);
+    if (save.disabled) labelFor(full);
   }
   method.onchange = methodChanged;
 
@@ -131,9 +136,7 @@ export function finetuneView(ctx: AppContext): HTMLElement {
       });
       const secs = ((performance.now() - t0) / 1000).toFixed(1);
       status.textContent += (done.steps ?? s.steps) < s.steps ? ` · stopped after ${done.steps ?? 0} steps (${secs} s)` : ` · done in ${secs} s`;
-      const full = s.method === 'full';
-      useLabel.textContent = full ? 'Chat with the fine-tuned model' : 'Chat with the adapter';
-      save.textContent = full ? 'Save model (safetensors)' : 'Save adapter (PEFT)';
+      labelFor(s.method === 'full');
       useAdapter.disabled = false;
       useAdapter.checked = true;
       save.disabled = false;
