@@ -93,10 +93,10 @@ test('full fine-tuning lowers the loss; the tuned model generates from the train
     assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.tokens > 0));
     assert.ok(steps[5].loss < steps[0].loss * 0.9, `loss ${steps.map((s) => s.loss.toFixed(4)).join(' → ')}`);
 
-    const tuned = job.use(true);
+    const tuned = await job.use(true);
     const after = (await tuned.generate('in the', { maxTokens: 8, temperature: 0 })).ids;
     assert.notDeepEqual(after, before, 'training on the text should change the greedy continuation');
-    assert.deepEqual((await job.use(false).generate('in the', { maxTokens: 8, temperature: 0 })).ids, before, 'the base model is untouched');
+    assert.deepEqual((await (await job.use(false)).generate('in the', { maxTokens: 8, temperature: 0 })).ids, before, 'the base model is untouched');
 
     const files = await job.files();
     assert.deepEqual(files.map((f) => f.name), ['config.json', 'model.safetensors']);

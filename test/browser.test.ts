@@ -332,7 +332,7 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     const job = await fullFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
     const want: number[] = [];
     await job.run((s) => want.push(s.loss), new AbortController().signal);
-    const tunedIds = (await job.use(true).generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
+    const tunedIds = (await (await job.use(true)).generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
     job.dispose(); lm.dispose();
     assert.equal(losses.length, FT.steps);
     assert.ok(losses[FT.steps - 1] < losses[0], `loss ${losses[0]} → ${losses[FT.steps - 1]}`);

@@ -59,7 +59,7 @@ export interface FineTuneJob {
   /** Train until done or aborted; onStep is called after every optimizer step. */
   run(onStep: (s: FineTuneStep) => void, signal: AbortSignal): Promise<void>;
   /** The model to generate with from now on: the tuned one (true) or the base model (false). */
-  use(on: boolean): LoadedModel;
+  use(on: boolean): Promise<LoadedModel>;
   /** What was trained as files to save: a PEFT adapter, or for full training a model folder. */
   files(): Promise<AdapterFile[]>;
   dispose(): void;

@@ -73,7 +73,7 @@ class FullJob implements FineTuneJob {
     }
   }
 
-  use(on: boolean): LoadedModel {
+  async use(on: boolean): Promise<LoadedModel> {
     if (!on) return this.base;
     const b = this.base;
     this.tuned ??= new LoadedModel({

@@ -142,7 +142,7 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
       job = await tuner.prepare(lm, m.data, m.settings);
       let steps = 0;
       await job.run((step) => { steps = step.step; post({ type: 'step', id: m.id, step }); }, signal);
-      active = job.use(true);
+      active = await job.use(true);
       post({ type: 'done', id: m.id, examples, steps });
       return;
     }
@@ -153,7 +153,7 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
         post({ type: 'done', id: m.id, files });
         return;
       }
-      active = job.use(m.action === 'use');
+      active = await job.use(m.action === 'use');
       chat = undefined;
       post({ type: 'done', id: m.id });
       return;
