@@ -16,7 +16,9 @@ import { createBackend } from './backends/index.js';
 import { OpenELMError } from './core/errors.js';
 import { isInstructName } from './model/family.js';
 import { validateDType, type LoadDType } from './model/load.js';
-import { loadModelFolder } from './io/model-folder.js';
+import { loadModelFolder, readModelConfig } from './io/model-folder.js';
+import { readPeftAdapter } from './io/peft-folder.js';
+import type { Adapter } from './adapters/adapter.js';
 import { loadTokenizer } from './io/tokenizer-file.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
@@ -53,6 +55,13 @@ export interface LoadModelOptions {
   tokenizer?: string | Tokenizer;
   /** A Jinja chat template file or a ChatTemplate (default: the folder's tokenizer_config.json template, else CoreNet's instruct format). */
   chatTemplate?: string | ChatTemplate;
+  /**
+   * A LoRA / DoRA adapter for this base: a PEFT adapter folder (adapter_config.json +
+   * adapter_model.safetensors, e.g. a checkpoint of `openelm train` with a peft block) or an
+   * Adapter, or several of them (which act together, as PEFT's several active adapters do). They
+   * are merged into the weights on load, exactly as `openelm merge` does.
+   */
+  adapter?: string | Adapter | readonly (string | Adapter)[];
 }
 
 /** Resolve a model source to a local folder: an existing path as is, a hub id (org/name) through the HF cache. */
@@ -85,7 +94,9 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
     const t0 = performance.now();
-    const model = loadModelFolder(dir, { dtype, backend });
+    const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
+    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
+    const model = loadModelFolder(dir, { dtype, backend, adapter });
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer

@@ -32,7 +32,15 @@ export { OpenELM, type ForwardItem } from './model/openelm.js';
 export { KVCache } from './model/kv-cache.js';
 export { modelFromSource, type LoadDType, type TensorSource } from './model/load.js';
 export { loadModelFolder, readModelConfig } from './io/model-folder.js';
-export { TrainableModel, type LossResult, type ForwardBackwardOptions } from './model/trainable.js';
+export { TrainableModel, type LossResult, type ForwardBackwardOptions, type AdapterTraining } from './model/trainable.js';
+
+// Adapters (LoRA / DoRA): PEFT folders, merging, the mlx-lm export, the trainable model's layout.
+export { type Adapter, type AdapterSettings, type AdapterType, type ModuleAdapter, adapterScale, initAdapter } from './adapters/adapter.js';
+export { ADAPTER_TARGETS, type AdapterTarget } from './adapters/targets.js';
+export { mergeAdapter, mergedSource } from './adapters/merge.js';
+export { adapterToFlat, flatToAdapter } from './adapters/params.js';
+export { readPeftAdapter, writePeftAdapter } from './io/peft-folder.js';
+export { writeMlxAdapter } from './io/mlx-adapter.js';
 export { Tokenizer, StreamDecoder, type EncodeOptions, type DecodeOptions } from './tokenizer/index.js';
 export { loadTokenizer, tokenizerFromFile, bundledTokenizerPath } from './io/tokenizer-file.js';
 export {

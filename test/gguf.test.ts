@@ -220,7 +220,7 @@ test('convert: clear errors for bad flags, missing model or output folder, and a
     assert.ok(r.stderr.trim().split('\n').length === 1, `one line: ${r.stderr}`);
   };
   const out = path.join(tmp, 'x.gguf');
-  expectFail(['--model', modelDir, '--to', 'onnx', '--out', out], /--to must be one of gguf, hf, mlx, corenet, run; got "onnx"/);
+  expectFail(['--model', modelDir, '--to', 'onnx', '--out', out], /--to must be one of gguf, hf, mlx, corenet, run, mlx-adapter; got "onnx"/);
   expectFail(['--model', modelDir, '--dtype', 'q4_k', '--out', out], /unknown --dtype "q4_k".*f32, f16, q8_0/);
   expectFail(['--model', path.join(tmp, 'nope'), '--out', out], /model folder .*nope does not exist/);
   expectFail(['--model', modelDir, '--out', path.join(tmp, 'no-such-dir', 'm.gguf')], /output folder .*no-such-dir does not exist/);

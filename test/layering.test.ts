@@ -1,4 +1,4 @@
-// The browser-safe core: backends/, model/, tokenizer/, generate/ and chat/ import no Node module
+// The browser-safe core: backends/, model/, adapters/, tokenizer/, generate/ and chat/ import no Node module
 // (node:* or a bare Node builtin), statically or dynamically, so a browser build can take them as
 // they are; file, network and thread access live behind the platform (src/platform/) and io/.
 
@@ -10,7 +10,7 @@ import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
-const CORE = ['backends', 'model', 'tokenizer', 'generate', 'chat'];
+const CORE = ['backends', 'model', 'adapters', 'tokenizer', 'generate', 'chat'];
 const builtins = new Set(builtinModules);
 
 function files(dir: string): string[] {

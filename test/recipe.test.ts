@@ -174,6 +174,11 @@ test('the shipped recipes parse', () => {
   for (const f of files) {
     const r = loadRecipe(path.join(dir.pathname, f));
     assert.ok(r.steps > 0, f);
+    // quickstart-lora.yaml starts from the quickstart's checkpoint, which exists once it has run
+    if (r.model.init !== undefined && path.isAbsolute(r.model.init) && !fs.existsSync(r.model.init)) {
+      assert.equal(f, 'quickstart-lora.yaml');
+      continue;
+    }
     recipeModelConfig(r);
   }
 });

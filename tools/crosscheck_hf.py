@@ -162,7 +162,7 @@ def main() -> None:
         print("HF export check:", "PASS" if all(results) else "FAIL")
         sys.exit(0 if all(results) else 1)
     root = os.path.normpath(args.golden)
-    names = sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
+    names = sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "golden.safetensors")))
     results = [check(n, root, C, M, DynamicCache) for n in names]
     print("HF cross-check:", "PASS" if all(results) else "FAIL")
     sys.exit(0 if all(results) else 1)

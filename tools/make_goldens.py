@@ -252,7 +252,7 @@ def curve_goldens(params, cfg, gen) -> (Dict[str, torch.Tensor], dict):
     return out, {"clipped_steps": clipped}
 
 
-_DTYPES = {torch.float32: "F32", torch.int32: "I32"}
+_DTYPES = {torch.float32: "F32", torch.int32: "I32", torch.uint8: "U8"}
 
 
 def save_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:

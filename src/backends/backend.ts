@@ -107,8 +107,11 @@ export interface Backend {
   /**
    * out[M,N] = x[M,K] · Wᵀ, or += when accumulate. For M up to 8, each row must come out bit for
    * bit as in a one-row call (speculative decoding's verification reproduces plain decoding).
+   * For q8/q4 weights a backend may quantize the activation rows to int8 (llama.cpp's Q8 dot
+   * products; TOL.intDotVsRef) unless `exact`, which asks for f32 products on the decoded weight
+   * (training on a quantized base needs the function its backward, linearT, differentiates).
    */
-  linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean): void;
+  linear(out: Tensor, x: Tensor, w: Weight, M: number, accumulate?: boolean, exact?: boolean): void;
   /** out[r] = f32(x[r] / sqrt(mean(x[r]²) + eps)) · w for `rows` rows of `dim`; saves 1/rms per row in rstd when given. */
   rmsnorm(out: Tensor, x: Tensor, w: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void;
   /**
@@ -171,6 +174,30 @@ export interface Backend {
   scale(x: Tensor, coef: number): void;
   /** One AdamW update of n elements (p, m, v updated in place). */
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void;
+
+  // ------------------------------------------------------------------- adapter ops (LoRA / DoRA)
+
+  /**
+   * out[M,K] (+)= dy[M,N] · W for a weight W [N, K] of any dtype, decoded to f32 as linear() decodes
+   * it: the input gradient of linear() (a frozen, possibly quantized base).
+   */
+  linearT(out: Tensor, dy: Tensor, w: Weight, M: number, accumulate?: boolean): void;
+  /**
+   * out[r·cols + j] (+)= x[r·cols + j] · s[j] for `rows` rows of `cols` values (rows = 1: the
+   * element-wise product of two vectors). Without accumulate, out may be x.
+   */
+  mulColumns(out: Tensor, x: Tensor, s: Tensor, rows: number, cols: number, accumulate?: boolean): void;
+  /** out[j] (+)= Σ_r a[r·cols + j] · b[r·cols + j] over `rows` rows (a column-wise dot product). */
+  columnDot(out: Tensor, a: Tensor, b: Tensor, rows: number, cols: number, accumulate?: boolean): void;
+  /**
+   * Dropout multipliers for n elements: element i is kept when dropoutHash(seed, i) ≥ floor(p·2³²)
+   * (src/backends/dropout.ts: an integer hash, the same bits on every backend). out[i] = keep ?
+   * f32(1/(1−p)) : 0, or with `complement` keep ? f32(1 − f32(1/(1−p))) : 1, so that x·mask +
+   * x·complement = x (the part of x dropout removed).
+   */
+  dropoutMask(out: Tensor, n: number, p: number, seed: number, complement: boolean): void;
+  /** DoRA's magnitude scale over n values: invN[j] = 1 / sqrt(base2[j] + coef·q[j]), c[j] = m[j] · invN[j]. */
+  doraScale(c: Tensor, invN: Tensor, m: Tensor, base2: Tensor, q: Tensor, n: number, coef: number): void;
 
   /** Release threads and memory. */
   dispose(): void;

@@ -26,6 +26,7 @@ export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
   NATIVE_FLAG,
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
+  { name: 'adapter', type: 'string', help: 'a LoRA/DoRA adapter folder (PEFT format, e.g. a checkpoint of a peft run) merged into the model on load (repeatable: several adapters act together)', repeatable: true },
 ];
 
 /** Speculative decoding (generate, chat, serve). */
@@ -45,7 +46,8 @@ export async function speculativeFromFlags(flags: ParsedFlags, loaded: LoadedMod
   if (draftArg === undefined && !lookup) return {};
   const maxDraft = get.num(flags, 'draft-max');
   if (lookup) return { options: { lookup: true, maxDraft } };
-  const draft = await loadModel(draftArg!, { ...loadOptionsFromFlags(flags), backend: loaded.backend });
+  // --adapter belongs to the model, not to the draft (another base).
+  const draft = await loadModel(draftArg!, { ...loadOptionsFromFlags(flags), adapter: undefined, backend: loaded.backend });
   if (draft.config.vocabSize !== loaded.config.vocabSize) {
     draft.dispose();
     throw new OpenELMError('usage', `--draft-model ${draftArg} has a vocabulary of ${draft.config.vocabSize} tokens but the model's has ${loaded.config.vocabSize}; the draft must share the tokenizer`);
@@ -73,6 +75,7 @@ export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
     native: (get.str(flags, 'native') ?? 'auto') as 'auto' | 'on' | 'off',
     tokenizer: file,
     chatTemplate: get.str(flags, 'chat-template'),
+    adapter: get.list(flags, 'adapter'),
     ...hubCallbacks(),
   };
 }

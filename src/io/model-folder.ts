@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
-import type { OpenELMConfig } from '../model/config.js';
+import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
 import { saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
@@ -15,6 +15,8 @@ import { openModelSource, readSourceConfig } from '../formats/source.js';
 import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamLayout } from '../model/layout.js';
+import type { Adapter } from '../adapters/adapter.js';
+import { mergedSource } from '../adapters/merge.js';
 
 /** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter). */
 export function readModelConfig(dir: string): OpenELMConfig {
@@ -23,12 +25,18 @@ export function readModelConfig(dir: string): OpenELMConfig {
   return readSourceConfig(dir);
 }
 
-/** Load a model folder (HF or MLX) onto a backend. Throws OpenELMError naming the file / tensor on any problem. */
-export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType }): OpenELM {
+/**
+ * Load a model folder (HF or MLX) onto a backend. Throws OpenELMError naming the file / tensor on
+ * any problem. With `adapter` (LoRA / DoRA adapters for this base, e.g. from readPeftAdapter) the
+ * weights are the base with the adapters merged in, as `openelm merge` writes them (adapters/merge.ts).
+ */
+export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter | readonly Adapter[] }): OpenELM {
   readModelConfig(dir);
   const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx'] });
   try {
-    return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
+    if (!opts.adapter || (Array.isArray(opts.adapter) && !opts.adapter.length)) return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
+    const { source, hfConfig } = mergedSource(src.reader, src.config, opts.adapter);
+    return modelFromSource(source, resolveConfig(hfConfig), opts.backend, opts.dtype ?? 'auto');
   } finally {
     src.close();
   }

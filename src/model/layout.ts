@@ -16,10 +16,15 @@ export interface ParamLayout {
 }
 
 export function paramLayout(c: OpenELMConfig): ParamLayout {
+  return layoutOf(paramSpecs(c));
+}
+
+/** A flat layout of any list of tensors (the adapter's parameters, a frozen base's vectors), in list order. */
+export function layoutOf(specs: readonly ParamSpec[]): ParamLayout {
   const entries: ParamEntry[] = [];
   const byName = new Map<string, ParamEntry>();
   let off = 0;
-  for (const p of paramSpecs(c)) {
+  for (const p of specs) {
     const size = numel(p.shape);
     // 16-float alignment keeps every tensor 64-byte aligned for SIMD kernels and GPU bindings.
     off = Math.ceil(off / 16) * 16;

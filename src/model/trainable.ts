@@ -13,13 +13,24 @@
 //
 // Host numbers come back only where they are needed: the loss sums of each head chunk are awaited
 // once per micro-batch, after every operation of the step has been issued.
+//
+// Every product with a layer's weight goes through a TrainLinear (linear.ts). Full training uses
+// trainable f32 weights; adapter training (options.adapter) freezes the base — its linears held in
+// any weight dtype, its norms, embedding and head as f32 without gradients — and makes the LoRA /
+// DoRA tensors (adapted.ts) the model's parameters: then `layout`, `params` and `grads` are the
+// adapter's, and AdamW and clipping see nothing else.
 
-import type { Backend, LossSums, Tensor } from '../backends/backend.js';
+import type { Backend, LossSums, Tensor, Weight } from '../backends/backend.js';
+import { setWeightRows } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
+import type { AdapterSettings } from '../adapters/adapter.js';
+import { adaptedModules } from '../adapters/targets.js';
 import type { OpenELMConfig } from './config.js';
-import { paramLayout, weightsFromFlat, type ParamLayout } from './layout.js';
+import { layoutOf, paramLayout, weightsFromFlat, type ParamLayout } from './layout.js';
 import type { ModelWeights } from './openelm.js';
-import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, type LayerParams } from './params.js';
+import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, paramSpecs, type LayerParams } from './params.js';
+import { DenseLinear, FrozenLinear, type LinearRun, type LinearSaved, type TrainLinear } from './linear.js';
+import { AdaptedEmbedding, AdaptedLinear, AdapterShared, adapterParamNames, adapterParamSpecs, type AdapterTensors, type DropoutMasks } from './adapted.js';
 import { Rope } from './rope.js';
 import { DEFAULT_IGNORE_INDEX, countValid, zLossCoefficient } from './loss.js';
 
@@ -28,6 +39,15 @@ export interface TrainableModelOptions {
   recompute?: boolean;
   /** Rows of logits materialised at once by the fused head + loss (memory: rows × vocab). */
   headChunkRows?: number;
+  /** Train a LoRA / DoRA adapter on a frozen base instead of the whole model. */
+  adapter?: AdapterTraining;
+}
+
+/** Adapter training: the adapter's settings, and how the frozen base's linear weights are stored. */
+export interface AdapterTraining {
+  settings: AdapterSettings;
+  /** Storage of the base's linear weights (default f32); the embedding, norms and head stay f32. */
+  baseDtype?: 'f32' | 'bf16' | 'q8' | 'q4';
 }
 
 export interface ForwardBackwardOptions {
@@ -35,6 +55,8 @@ export interface ForwardBackwardOptions {
   ignoreIndex?: number;
   /** z-loss coefficient; true means CoreNet's 1e-4. Default off. */
   zLoss?: number | boolean;
+  /** Seed of this micro-batch's adapter dropout masks (default: a per-model counter). */
+  dropoutSeed?: number;
   /**
    * Multiplies this micro-batch's gradient contribution (not the returned loss). Gradient
    * accumulation over k micro-batches: `grad_accum: k` means CoreNet/DDP semantics, the mean of
@@ -49,13 +71,21 @@ export interface LossResult { loss: number; ce: number; zloss: number; validToke
 
 interface LayerDims { Q: number; H: number; F: number; Wq: number; QD: number; U: number; }
 
-type Params = LayerParams<Tensor, Tensor>;
+/** A layer's norm weights (linear weights live in its TrainLinears). */
+type Norms = LayerParams<Tensor, null>;
+type LinearKey = 'qkv' | 'out' | 'proj1' | 'proj2';
+const LINEAR_KEYS: readonly LinearKey[] = ['qkv', 'out', 'proj1', 'proj2'];
+type Linears = Record<LinearKey, TrainLinear>;
 
 /** One block's saved activations (full-capacity tensors; used through views of M rows). */
 interface Acts {
   xn1: Tensor; rstd1: Tensor; qkvRaw: Tensor; qkv: Tensor; qkRstd: Tensor;
   lse: Tensor; att: Tensor; h: Tensor; xn2: Tensor; rstd2: Tensor; u: Tensor;
+  /** What each linear saves for its backward (adapters). */
+  lin: Record<LinearKey, LinearSaved>;
 }
+
+const NO_SAVE: LinearSaved = { ts: null, pre: null };
 
 export class TrainableModel {
   readonly layout: ParamLayout;
@@ -64,13 +94,31 @@ export class TrainableModel {
   readonly recompute: boolean;
   headChunkRows: number;
 
+  /** Adapter training: the settings (null: full training). */
+  readonly adapter: AdapterSettings | null;
+  /** Adapter training: the frozen base's f32 tensors (embedding, norms, untied head) and their layout. */
+  readonly baseLayout: ParamLayout | null = null;
+  private readonly baseFlat: Tensor | null = null;
+
   private readonly dims: LayerDims[];
-  private readonly P: Params[];
-  private readonly G: Params[];
-  private readonly embed: Tensor; private readonly dEmbed: Tensor;
-  private readonly head: Tensor; private readonly dHead: Tensor;
+  private readonly P: Norms[];
+  private readonly G: Norms[];
+  private readonly lin: Linears[];
+  private readonly embed: Tensor; private readonly dEmbed: Tensor | null;
+  private readonly head: Tensor; private readonly dHead: Tensor | null;
   private readonly normW: Tensor; private readonly dNormW: Tensor;
   private readonly rope: Rope;
+  // adapter training
+  private readonly baseWeights = new Map<string, Weight>();
+  private readonly adapted = new Map<string, AdaptedLinear>();
+  private readonly embAdapter: AdaptedEmbedding | null = null;
+  private readonly shared: AdapterShared | null = null;
+  private readonly owned: Tensor[] = [];
+  /** Where the frozen norms' unused weight gradients go (adapter training). */
+  private readonly sink: Tensor | null = null;
+  private embSaved: LinearSaved = NO_SAVE;
+  private run: LinearRun = { train: false, seed: 0 };
+  private dropoutCalls = 0;
 
   // Activation storage, sized for `cap` rows.
   private cap = 0;
@@ -90,7 +138,9 @@ export class TrainableModel {
   constructor(readonly config: OpenELMConfig, readonly backend: Backend, opts: TrainableModelOptions = {}) {
     this.recompute = opts.recompute ?? false;
     this.headChunkRows = opts.headChunkRows ?? 256;
-    this.layout = paramLayout(config);
+    this.adapter = opts.adapter?.settings ?? null;
+    const c = config, hd = c.headDim, be = backend;
+    this.layout = this.adapter ? layoutOf(adapterParamSpecs(c, this.adapter)) : paramLayout(config);
     this.params = backend.alloc(this.layout.total);
     try {
       this.grads = backend.alloc(this.layout.total);
@@ -98,22 +148,121 @@ export class TrainableModel {
       backend.free(this.params);
       throw e;
     }
-    const c = config, hd = c.headDim;
     this.dims = [];
     for (let l = 0; l < c.numLayers; l++) {
       const Q = c.numQueryHeads[l], H = c.numKvHeads[l], F = c.ffnDims[l];
       this.dims.push({ Q, H, F, Wq: (Q + 2 * H) * hd, QD: Q * hd, U: (c.ffnWithGlu ? 2 : 1) * F });
     }
-    this.P = mapLayers(c, (n) => this.paramView(n), (n) => this.paramView(n));
-    this.G = mapLayers(c, (n) => this.gradView(n), (n) => this.gradView(n));
-    this.embed = this.paramView(EMBEDDING);
-    this.dEmbed = this.gradView(EMBEDDING);
     const headName = c.tiedEmbeddings ? EMBEDDING : LM_HEAD;
-    this.head = this.paramView(headName);
-    this.dHead = this.gradView(headName);
-    this.normW = this.paramView(FINAL_NORM);
-    this.dNormW = this.gradView(FINAL_NORM);
     this.rope = new Rope(c, backend);
+    if (!this.adapter) {
+      this.P = mapLayers(c, (n) => this.paramView(n), () => null);
+      this.G = mapLayers(c, (n) => this.gradView(n), () => null);
+      this.lin = mapLayers(c, () => null, (n, shape) => new DenseLinear(be, this.paramView(n), this.gradView(n), shape[0], shape[1]))
+        .map((p) => ({ qkv: p.qkv, out: p.out, proj1: p.proj1, proj2: p.proj2 }));
+      this.embed = this.paramView(EMBEDDING);
+      this.dEmbed = this.gradView(EMBEDDING);
+      this.head = this.paramView(headName);
+      this.dHead = this.gradView(headName);
+      this.normW = this.paramView(FINAL_NORM);
+      this.dNormW = this.gradView(FINAL_NORM);
+      return;
+    }
+    // Adapter training: a frozen base plus the adapter, all allocated now so that memory runs out here.
+    try {
+      const s = this.adapter, baseDtype = opts.adapter!.baseDtype ?? 'f32';
+      const linearNames = new Set(mapLayers(c, () => null, (n) => n).flatMap((p) => LINEAR_KEYS.map((k) => p[k])));
+      this.baseLayout = layoutOf(paramSpecs(c).filter((p) => !linearNames.has(p.name)));
+      this.baseFlat = this.own(this.baseLayout.total);
+      const sink = this.sink = this.own(Math.max(c.modelDim, hd));
+      this.P = mapLayers(c, (n) => this.baseView(n), () => null);
+      this.G = mapLayers(c, (_n, shape) => be.view(sink, 0, shape[0]), () => null);
+      this.embed = this.baseView(EMBEDDING);
+      this.dEmbed = null;
+      this.head = this.baseView(headName);
+      this.dHead = null;
+      this.normW = this.baseView(FINAL_NORM);
+      this.dNormW = be.view(sink, 0, c.modelDim);
+      const mods = adaptedModules(c, s.targets);
+      const lin = mods.filter((m) => m.kind === 'linear');
+      const maxIn = Math.max(1, ...lin.map((m) => m.inFeatures));
+      const maxOut = Math.max(1, ...mods.map((m) => m.outFeatures));
+      this.shared = new AdapterShared(be, s, maxIn, maxOut, (n) => this.own(n));
+      const tensors = (name: string): AdapterTensors => {
+        const n = adapterParamNames(mods.find((m) => m.name === name)!);
+        const dora = s.type === 'dora';
+        return {
+          A: this.paramView(n.A), B: this.paramView(n.B), m: dora ? this.paramView(n.magnitude) : null,
+          dA: this.gradView(n.A), dB: this.gradView(n.B), dm: dora ? this.gradView(n.magnitude) : null,
+        };
+      };
+      this.lin = mapLayers(c, () => null, (n, shape) => {
+        if ((baseDtype === 'q8' || baseDtype === 'q4') && shape[1] % 32 !== 0) {
+          throw new OpenELMError('dtype', `recipe.peft.base_dtype ${baseDtype}: ${n} has ${shape[1]} columns; ${baseDtype} stores rows in blocks of 32 (use bf16 or f32)`);
+        }
+        const w = be.allocWeight(baseDtype, shape[0], shape[1]);
+        this.baseWeights.set(n, w);
+        const module = n.replace(/\.weight$/, '');
+        const idx = mods.findIndex((m) => m.name === module);
+        if (idx < 0) return new FrozenLinear(be, w) as TrainLinear;
+        const a = new AdaptedLinear(be, mods[idx], idx, w, tensors(module), this.shared!, (k) => this.own(k));
+        this.adapted.set(n, a);
+        return a;
+      }).map((p) => ({ qkv: p.qkv, out: p.out, proj1: p.proj1, proj2: p.proj2 }));
+      const emb = mods.find((m) => m.kind === 'embedding');
+      if (emb) this.embAdapter = new AdaptedEmbedding(be, emb, this.embed, tensors(emb.name), this.shared, (k) => this.own(k));
+    } catch (e) {
+      this.freeBase();
+      be.free(this.grads);
+      be.free(this.params);
+      throw e;
+    }
+  }
+
+  private own(n: number): Tensor {
+    const t = this.backend.alloc(n);
+    this.owned.push(t);
+    return t;
+  }
+
+  private freeBase(): void {
+    for (const w of this.baseWeights.values()) this.backend.freeWeight(w);
+    this.baseWeights.clear();
+    for (const t of this.owned) this.backend.free(t);
+    this.owned.length = 0;
+  }
+
+  private baseView(name: string): Tensor {
+    const e = this.baseLayout!.byName.get(name);
+    if (!e) throw new OpenELMError('usage', `the base model has no tensor named ${name}`);
+    return this.backend.view(this.baseFlat!, e.offset, e.size);
+  }
+
+  /**
+   * Adapter training: set base tensor `name` (HF key, f32 host values). Linear weights are stored
+   * in the base dtype (quantized here when q8/q4); DoRA's base norms are taken from what is stored.
+   */
+  setBase(name: string, values: Float32Array): void {
+    if (!this.adapter) throw new OpenELMError('usage', 'setBase is for adapter training; use setParam');
+    const w = this.baseWeights.get(name);
+    if (w) {
+      if (values.length !== w.rows * w.cols) throw new OpenELMError('usage', `${name} has ${values.length} values; the model needs ${w.rows * w.cols}`);
+      setWeightRows(w, 0, values);
+      this.adapted.get(name)?.setBaseNorms();
+      this.backend.prepareWeight(w);
+      return;
+    }
+    const e = this.baseLayout!.byName.get(name);
+    if (!e) throw new OpenELMError('usage', `the model has no tensor named ${name}`);
+    if (values.length !== e.size) throw new OpenELMError('usage', `${name} has ${values.length} values; the model needs ${e.size}`);
+    this.backend.write(this.baseView(name), values);
+    if (name === EMBEDDING) this.embAdapter?.setBaseNorms(values);
+  }
+
+  /** Adapter training: replay given dropout keep-masks instead of the hashed ones (tests against PEFT), or null. */
+  setDropoutMasks(masks: DropoutMasks | null): void {
+    if (!this.shared) throw new OpenELMError('usage', 'dropout masks belong to adapter training');
+    this.shared.masks = masks;
   }
 
   private view(buf: Tensor, name: string): Tensor {
@@ -130,10 +279,16 @@ export class TrainableModel {
   readParam(name: string): Promise<Float32Array> { return this.backend.read(this.paramView(name)); }
   readGrad(name: string): Promise<Float32Array> { return this.backend.read(this.gradView(name)); }
 
-  zeroGrad(): void { this.backend.fill(this.grads, 0); }
+  zeroGrad(): void {
+    this.backend.fill(this.grads, 0);
+    if (this.sink) this.backend.fill(this.sink, 0);
+  }
 
   /** Inference weights sharing this model's parameter memory (for OpenELM on the same backend). */
-  inferenceWeights(): ModelWeights { return weightsFromFlat(this.config, this.layout, this.params, this.backend); }
+  inferenceWeights(): ModelWeights {
+    if (this.adapter) throw new OpenELMError('usage', 'an adapter-training model has no flat inference weights; merge the adapter into the base (adapters/merge.ts)');
+    return weightsFromFlat(this.config, this.layout, this.params, this.backend);
+  }
 
   /** Drop activation buffers (they are re-allocated on the next call). */
   releaseActivations(): void {
@@ -145,6 +300,7 @@ export class TrainableModel {
   dispose(): void {
     this.releaseActivations();
     this.rope.release();
+    this.freeBase();
     this.backend.free(this.grads);
     this.backend.free(this.params);
   }
@@ -158,7 +314,7 @@ export class TrainableModel {
   private freeActs(): void {
     for (const b of this.actBufs) this.backend.free(b);
     this.actBufs = [];
-    this.cap = 0; this.xs = []; this.acts = [];
+    this.cap = 0; this.xs = []; this.acts = []; this.embSaved = NO_SAVE;
   }
 
   private freeHead(): void {
@@ -167,14 +323,24 @@ export class TrainableModel {
     this.headRows = 0;
   }
 
-  private newActs(rows: number, d: LayerDims): Acts {
+  private newActs(rows: number, d: LayerDims, l: number | null): Acts {
     const D = this.config.modelDim, A = (n: number, stats = false) => this.actAlloc(n, stats);
+    // adapted linears save s·x̃·Aᵀ (and, for DoRA, their pre-magnitude output) for the backward
+    const outs: Record<LinearKey, number> = { qkv: d.Wq, out: D, proj1: d.U, proj2: D };
+    const saved = (k: LinearKey): LinearSaved => {
+      const adapted = l === null ? this.adapted.size > 0 && this.anyAdapted(k) : this.lin[l][k] instanceof AdaptedLinear;
+      if (!adapted || !this.shared) return NO_SAVE;
+      return { ts: A(rows * this.shared.r), pre: this.shared.dora ? A(rows * outs[k]) : null };
+    };
     return {
       xn1: A(rows * D), rstd1: A(rows, true), qkvRaw: A(rows * d.Wq), qkv: A(rows * d.Wq),
       qkRstd: A(rows * (d.Q + d.H), true), lse: A(rows * d.Q, true), att: A(rows * d.QD),
       h: A(rows * D), xn2: A(rows * D), rstd2: A(rows, true), u: A(rows * d.U),
+      lin: { qkv: saved('qkv'), out: saved('out'), proj1: saved('proj1'), proj2: saved('proj2') },
     };
   }
+
+  private anyAdapted(k: LinearKey): boolean { return this.lin.some((L) => L[k] instanceof AdaptedLinear); }
 
   private ensureActs(M: number): void {
     if (M <= this.cap) return;
@@ -186,11 +352,15 @@ export class TrainableModel {
     try {
       this.xs = [];
       for (let l = 0; l <= L; l++) this.xs.push(A(M * D));
-      this.acts = this.recompute ? [this.newActs(M, max)] : this.dims.map((d) => this.newActs(M, d));
+      this.acts = this.recompute ? [this.newActs(M, max, null)] : this.dims.map((d, l) => this.newActs(M, d, l));
       this.xf = A(M * D); this.rstdF = A(M, true);
       this.dres = A(M * D); this.dxn = A(M * D); this.xTmp = A(M * D);
       this.dqkv = A(M * max.Wq); this.datt = A(M * max.QD);
       this.du = A(M * max.U); this.dg = A(M * max.F); this.gbuf = A(M * max.F);
+      if (this.shared) {
+        this.shared.allocate(M, (n) => A(n));
+        if (this.embAdapter) this.embSaved = { ts: A(M * this.shared.r), pre: this.shared.dora ? A(M * D) : null };
+      }
     } catch (e) {
       this.freeActs();
       // the backend's memory is bounded (4 GiB for WASM): say what to change for training
@@ -208,30 +378,30 @@ export class TrainableModel {
   /** Block l: xOut = x + Attn(norm(x)), then xOut += FFN(norm(xOut)); saves into `a`. */
   private blockForward(l: number, x: Tensor, xOut: Tensor, a: Acts, B: number, T: number, pos: Int32Array): void {
     const c = this.config, D = c.modelDim, hd = c.headDim, M = B * T, eps = c.normEps;
-    const d = this.dims[l], w = this.P[l], be = this.backend;
+    const d = this.dims[l], w = this.P[l], L = this.lin[l], S = a.lin, run = this.run, be = this.backend;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
     const xn1 = v(a.xn1, M * D), qkvRaw = v(a.qkvRaw, M * d.Wq), qkv = v(a.qkv, M * d.Wq);
     const att = v(a.att, M * d.QD), h = v(a.h, M * D), xn2 = v(a.xn2, M * D);
     const u = v(a.u, M * d.U), g = v(this.gbuf, M * d.F);
     const rope = this.rope.ensure(T);
     be.rmsnorm(xn1, x, w.attnNorm, M, D, eps, a.rstd1);
-    be.matmul(qkvRaw, xn1, w.qkv, M, d.Wq, D, 'nt', false);
+    L.qkv.forward(qkvRaw, xn1, M, false, S.qkv, run);
     be.copy(qkv, qkvRaw, M * d.Wq);
     be.qkNormRope(qkv, M, pos, d.Q, d.H, hd, w.qNorm, w.kNorm, rope, eps, a.qkRstd);
     be.causalAttention(att, a.lse, qkv, B, T, d.Q, d.H, hd);
     be.copy(h, x, M * D);
-    be.matmul(h, att, w.out, M, D, d.QD, 'nt', true);
+    L.out.forward(h, att, M, true, S.out, run);
     be.rmsnorm(xn2, h, w.ffnNorm, M, D, eps, a.rstd2);
-    be.matmul(u, xn2, w.proj1, M, d.U, D, 'nt', false);
+    L.proj1.forward(u, xn2, M, false, S.proj1, run);
     if (c.ffnWithGlu) be.swiglu(g, u, M, d.F); else be.silu(g, u, M * d.F);
     be.copy(xOut, h, M * D);
-    be.matmul(xOut, g, w.proj2, M, D, d.F, 'nt', true);
+    L.proj2.forward(xOut, g, M, true, S.proj2, run);
   }
 
   /** On entry this.dres holds dL/d(block output); on exit dL/d(block input). Parameter grads +=. */
   private blockBackward(l: number, x: Tensor, a: Acts, B: number, T: number, pos: Int32Array): void {
     const c = this.config, D = c.modelDim, hd = c.headDim, M = B * T;
-    const d = this.dims[l], w = this.P[l], gw = this.G[l], be = this.backend;
+    const d = this.dims[l], w = this.P[l], gw = this.G[l], L = this.lin[l], S = a.lin, run = this.run, be = this.backend;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
     const dres = v(this.dres, M * D), dxn = v(this.dxn, M * D);
     const xn1 = v(a.xn1, M * D), qkvRaw = v(a.qkvRaw, M * d.Wq), qkv = v(a.qkv, M * d.Wq);
@@ -242,19 +412,15 @@ export class TrainableModel {
     const rope = this.rope.ensure(T);
     // FFN: x_out = h + g·W2ᵀ, g = act(u), u = xn2·W1ᵀ, xn2 = norm(h)
     if (c.ffnWithGlu) be.swiglu(g, u, M, d.F); else be.silu(g, u, M * d.F);
-    be.matmul(gw.proj2, dres, g, D, d.F, M, 'tn', true);
-    be.matmul(dg, dres, w.proj2, M, d.F, D, 'nn', false);
+    L.proj2.backward(dg, dres, g, M, S.proj2, run);
     if (c.ffnWithGlu) be.swigluBackward(du, dg, u, M, d.F); else be.siluBackward(du, dg, u, M * d.F);
-    be.matmul(gw.proj1, du, xn2, d.U, D, M, 'tn', true);
-    be.matmul(dxn, du, w.proj1, M, D, d.U, 'nn', false);
+    L.proj1.backward(dxn, du, xn2, M, S.proj1, run);
     be.rmsnormBackward(dres, gw.ffnNorm, dxn, h, w.ffnNorm, a.rstd2, M, D);
     // attention: h = x + att·Woᵀ
-    be.matmul(gw.out, dres, att, D, d.QD, M, 'tn', true);
-    be.matmul(datt, dres, w.out, M, d.QD, D, 'nn', false);
+    L.out.backward(datt, dres, att, M, S.out, run);
     be.causalAttentionBackward(dqkv, datt, qkv, att, a.lse, B, T, d.Q, d.H, hd);
     be.qkNormRopeBackward(dqkv, gw.qNorm, gw.kNorm, qkvRaw, a.qkRstd, M, pos, d.Q, d.H, hd, w.qNorm, w.kNorm, rope);
-    be.matmul(gw.qkv, dqkv, xn1, d.Wq, D, M, 'tn', true);
-    be.matmul(dxn, dqkv, w.qkv, M, D, d.Wq, 'nn', false);
+    L.qkv.backward(dxn, dqkv, xn1, M, S.qkv, run);
     be.rmsnormBackward(dres, gw.attnNorm, dxn, x, w.attnNorm, a.rstd1, M, D);
   }
 
@@ -288,7 +454,12 @@ export class TrainableModel {
   private forwardBody(inputs: Int32Array, B: number, T: number, ignore: number, pos: Int32Array): void {
     const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
     this.ensureActs(M);
+    if (this.adapter) for (const a of this.adapted.values()) a.prepare();
     be.embedding(be.view(this.xs[0], 0, M * D), be.tensorWeight(this.embed, c.vocabSize, D), inputs, ignore);
+    if (this.embAdapter) {
+      this.embAdapter.prepare();
+      this.embAdapter.forward(be.view(this.xs[0], 0, M * D), inputs, ignore, this.embSaved);
+    }
     for (let l = 0; l < L; l++) {
       this.blockForward(l, be.view(this.xs[l], 0, M * D), be.view(this.xs[l + 1], 0, M * D), this.actsFor(l), B, T, pos);
     }
@@ -331,7 +502,7 @@ export class TrainableModel {
       if (!backward || scale === 0) continue;
       const dx = contiguous ? be.view(this.dxn, r0 * D, m * D) : be.view(this.headDx, 0, m * D);
       be.matmul(dx, lg, this.head, m, D, V, 'nn', false);
-      be.matmul(this.dHead, lg, x, V, D, m, 'tn', true);
+      if (this.dHead) be.matmul(this.dHead, lg, x, V, D, m, 'tn', true);
       if (!contiguous) be.scatterRows(this.dxn, dx, idx, D);
     }
     let ceSum = 0, lseSqSum = 0;
@@ -351,6 +522,7 @@ export class TrainableModel {
     this.check(inputs, targets, B, T, ignore);
     const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
     const pos = this.positions(B, T);
+    this.run = { train: true, seed: opts.dropoutSeed ?? this.dropoutCalls++ };
     this.forwardBody(inputs, B, T, ignore, pos);
     const n = countValid(targets, ignore);
     // the head's backward is issued inside headLoss; its loss sums are awaited at its end, after
@@ -365,7 +537,8 @@ export class TrainableModel {
         if (this.recompute) this.blockForward(l, x, be.view(this.xTmp, 0, M * D), this.acts[0], B, T, pos);
         this.blockBackward(l, x, this.actsFor(l), B, T, pos);
       }
-      be.embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
+      if (this.dEmbed) be.embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
+      this.embAdapter?.backward(dres, inputs, ignore, this.embSaved);
     }
     return loss;
   }
@@ -374,6 +547,7 @@ export class TrainableModel {
   evalLoss(inputs: Int32Array, targets: Int32Array, B: number, T: number, opts: Omit<ForwardBackwardOptions, 'gradScale'> = {}): Promise<LossResult> {
     const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, z = zLossCoefficient(opts.zLoss);
     this.check(inputs, targets, B, T, ignore);
+    this.run = { train: false, seed: 0 };
     this.forwardBody(inputs, B, T, ignore, this.positions(B, T));
     return this.headLoss(targets, B * T, ignore, z, 0, false);
   }
@@ -382,6 +556,7 @@ export class TrainableModel {
   async logits(inputs: Int32Array, B: number, T: number): Promise<Float32Array> {
     this.check(inputs, null, B, T, DEFAULT_IGNORE_INDEX);
     const c = this.config, M = B * T, be = this.backend;
+    this.run = { train: false, seed: 0 };
     this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX, this.positions(B, T));
     const out = be.alloc(M * c.vocabSize);
     try {

@@ -14,6 +14,30 @@ import { parseJsonText } from '../io/json.js';
 import { presetHFConfig } from '../model/config.js';
 import { DATA_FORMATS, formatFromExtension, type DataFormat } from './data/files.js';
 import { corenetDefaults, genericDefaults, presetSize } from './presets.js';
+import { ADAPTER_TARGETS, type AdapterTarget } from '../adapters/targets.js';
+
+/** Storage of the frozen base weights during adapter training. */
+export const PEFT_BASE_DTYPES = ['f32', 'bf16', 'q8', 'q4'] as const;
+
+/**
+ * The recipe's `peft:` block: train an adapter on a frozen base instead of the whole model.
+ * Without `init`, unset keys take the defaults below (PEFT's r and alpha, Apple's targets); with
+ * `init` (an existing PEFT adapter folder to continue from) unset keys come from that adapter, and
+ * keys that are set must agree with it (checked when the run starts).
+ */
+export interface RecipePeft {
+  type?: 'lora' | 'dora';
+  r?: number;
+  alpha?: number;
+  dropout?: number;
+  targets?: AdapterTarget[];
+  rslora?: boolean;
+  /** Absolute path of the PEFT adapter folder to start from. */
+  init?: string;
+  baseDtype: (typeof PEFT_BASE_DTYPES)[number];
+}
+
+export const PEFT_DEFAULTS = { type: 'lora', r: 8, alpha: 8, dropout: 0, targets: [...ADAPTER_TARGETS], rslora: false } as const;
 
 export interface RecipeSource {
   name: string;
@@ -51,6 +75,8 @@ export interface Recipe {
   recompute: boolean;
   threads?: number;
   sample?: { prompt: string; maxTokens: number; temperature: number; topK: number; seed: number };
+  /** Adapter training (LoRA / DoRA) on a frozen base; absent for full training. */
+  peft?: RecipePeft;
   /** The recipe with every default filled in (snake_case, paths as written): saved with checkpoints. */
   canonical: Record<string, unknown>;
 }
@@ -127,6 +153,16 @@ const SCHEMA: Schema = obj({
   recompute: bool,
   threads: int({ min: 1 }),
   sample: obj({ prompt: { t: 'string' }, max_tokens: int({ min: 1 }), temperature: num({ min: 0 }), top_k: int({ min: 0 }), seed: int({ min: 0 }) }),
+  peft: obj({
+    type: { t: 'enum', values: ['lora', 'dora'] },
+    r: int({ min: 1 }),
+    alpha: num({ gt: 0 }),
+    dropout: num({ min: 0, lt: 1 }),
+    targets: { t: 'array', of: { t: 'enum', values: ADAPTER_TARGETS }, minLen: 1 },
+    rslora: bool,
+    init: str,
+    base_dtype: { t: 'enum', values: PEFT_BASE_DTYPES },
+  }),
 });
 
 function typeName(v: unknown): string {
@@ -222,6 +258,19 @@ function formatOfFolder(dir: string): DataFormat | undefined {
   return found.size === 1 ? [...found][0] : undefined;
 }
 
+/**
+ * `model.init` is a folder (relative to the recipe) or, when no such folder exists, a hub id
+ * (`org/name`, downloaded when training starts). Hub ids are kept as written; folders become absolute.
+ */
+function initLocation(init: string, rel: (p: string) => string): string {
+  return /^[\w.-]+\/[\w.-]+$/.test(init) && !fs.existsSync(rel(init)) ? init : rel(init);
+}
+
+/** True for a `model.init` that names a hub model rather than a folder. */
+export function isHubModelId(init: string): boolean {
+  return !path.isAbsolute(init);
+}
+
 export function loadRecipe(file: string): Recipe {
   return parseRecipe(readRecipeText(file), file);
 }
@@ -282,7 +331,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
       format = formatFromExtension(paths[0]) ?? formatOfFolder(rel(paths[0]));
       if (!format) throw new OpenELMError('recipe', `${at}.format is required: cannot tell the format of ${paths[0]} from its extension (use ${DATA_FORMATS.join(', ')})`);
     }
-    if (s.text_key !== undefined && (format === 'text' || format === 'tokens')) throw new OpenELMError('recipe', `${at}.text_key only applies to jsonl and parquet sources`);
+    if (s.text_key !== undefined && (format === 'text' || format === 'tokens' || format === 'llm-adapters')) throw new OpenELMError('recipe', `${at}.text_key only applies to jsonl and parquet sources`);
     return {
       name: (s.name as string | undefined) ?? path.basename(paths[0]),
       paths, absPaths: paths.map(rel), format,
@@ -309,9 +358,29 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   const smp = r.sample as Obj | undefined;
   if (smp && smp.prompt === undefined) throw new OpenELMError('recipe', 'recipe.sample.prompt is required');
 
+  const peftRaw = raw.peft as Obj | undefined;
+  let peft: RecipePeft | undefined;
+  if (peftRaw) {
+    const targets = peftRaw.targets as AdapterTarget[] | undefined;
+    const dup = targets?.find((t, i) => targets.indexOf(t) !== i);
+    if (dup) throw new OpenELMError('recipe', `recipe.peft.targets lists ${dup} twice`);
+    const init = peftRaw.init !== undefined ? rel(peftRaw.init as string) : undefined;
+    const pick = <K extends keyof typeof PEFT_DEFAULTS>(k: K, v: unknown) => (v !== undefined ? v : init ? undefined : PEFT_DEFAULTS[k]);
+    peft = {
+      type: pick('type', peftRaw.type) as RecipePeft['type'],
+      r: pick('r', peftRaw.r) as number | undefined,
+      alpha: pick('alpha', peftRaw.alpha) as number | undefined,
+      dropout: pick('dropout', peftRaw.dropout) as number | undefined,
+      targets: (targets ?? (init ? undefined : [...PEFT_DEFAULTS.targets])) as AdapterTarget[] | undefined,
+      rslora: pick('rslora', peftRaw.rslora) as boolean | undefined,
+      init,
+      baseDtype: (peftRaw.base_dtype as RecipePeft['baseDtype'] | undefined) ?? 'f32',
+    };
+  }
+
   const recipe: Recipe = {
     file,
-    model: { init: model.init !== undefined ? rel(model.init as string) : undefined, preset: model.preset as string | undefined, config: model.config as Obj | undefined },
+    model: { init: model.init !== undefined ? initLocation(model.init as string, rel) : undefined, preset: model.preset as string | undefined, config: model.config as Obj | undefined },
     hfConfig,
     seed,
     data: { train, valid, validFraction, evalBatches: (data.eval_batches as number | undefined) ?? 4 },
@@ -341,6 +410,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
       temperature: (smp.temperature as number | undefined) ?? 0.8, topK: (smp.top_k as number | undefined) ?? 40,
       seed: (smp.seed as number | undefined) ?? seed,
     } : undefined,
+    peft,
     canonical: {},
   };
   if (recipe.schedule.type === 'cosine' && recipe.schedule.minLr > lr) {
@@ -353,8 +423,17 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
 /** Every setting that influences the numbers a run produces, snake_case, paths as written. */
 function canonicalRecipe(r: Recipe): Record<string, unknown> {
   const src = (s: RecipeSource) => ({ name: s.name, path: s.paths, format: s.format, text_key: s.textKey ?? null, weight: s.weight });
+  const p = r.peft;
+  // Only present for adapter runs, so checkpoints of full runs compare equal to recipes without it.
+  const peft = p ? {
+    peft: {
+      type: p.type ?? null, r: p.r ?? null, alpha: p.alpha ?? null, dropout: p.dropout ?? null, targets: p.targets ?? null,
+      rslora: p.rslora ?? null, init: p.init !== undefined ? path.relative(path.dirname(path.resolve(r.file)), p.init) : null,
+      base_dtype: p.baseDtype,
+    },
+  } : {};
   return {
-    model: r.model.init !== undefined ? { init: path.relative(path.dirname(path.resolve(r.file)), r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
+    model: r.model.init !== undefined ? { init: isHubModelId(r.model.init) ? r.model.init : path.relative(path.dirname(path.resolve(r.file)), r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
     seed: r.seed,
     data: { train: r.data.train.map(src), valid: r.data.valid.map(src), valid_fraction: r.data.validFraction, eval_batches: r.data.evalBatches },
     seq_len: r.seqLen, batch_size: r.batchSize, grad_accum: r.gradAccum, steps: r.steps,
@@ -364,6 +443,7 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     clip_grad_norm: r.clipGradNorm, z_loss: r.zLoss, recompute: r.recompute,
     log_every: r.logEvery, eval_every: r.evalEvery, checkpoint_every: r.checkpointEvery, keep_checkpoints: r.keepCheckpoints,
     threads: r.threads ?? null, sample: r.sample ?? null,
+    ...peft,
   };
 }
 

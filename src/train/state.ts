@@ -1,5 +1,7 @@
 // Training checkpoints. Each is a folder `out_dir/step-00001234/` holding
-//   config.json + model.safetensors   an HF model folder (F32), loadable by `openelm generate`;
+//   config.json + model.safetensors   an HF model folder (F32), loadable by `openelm generate`
+//                                      (adapter runs: adapter_config.json + adapter_model.safetensors,
+//                                      a PEFT adapter folder; train/peft-run.ts);
 //   optimizer.safetensors              AdamW m and v (flat, F32; the step count in the metadata);
 //   data_state.safetensors             the data loader's buffers (shuffle buffer, pack carry), I32;
 //   trainer_state.json                 step, token count, RNG and data-reader positions, the recipe;
@@ -54,6 +56,8 @@ export interface CheckpointData {
   opt: { step: number; m: Float32Array; v: Float32Array };
   state: TrainerState;
   dataTensors: Record<string, Int32Array>;
+  /** Writes the model files into the checkpoint folder instead of saveModel (adapter runs). */
+  writeModel?: (dir: string) => void;
 }
 
 export interface CheckpointHooks {
@@ -205,7 +209,7 @@ export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number,
   try {
     fs.mkdirSync(outDir, { recursive: true });
     fs.mkdirSync(tmp);
-    saveModel(tmp, d.config, d.layout, d.params);
+    if (d.writeModel) d.writeModel(tmp); else saveModel(tmp, d.config, d.layout, d.params);
     after('model.safetensors');
     writeSafetensorsSync(path.join(tmp, 'optimizer.safetensors'), [
       { name: 'm', dtype: 'F32', shape: [d.opt.m.length], data: d.opt.m },
@@ -250,17 +254,24 @@ export interface LoadedCheckpoint {
   dataTensors: Record<string, Int32Array>;
 }
 
-/** Read a checkpoint into the given buffers (params, m, v must have the layout's size). */
-export function readCheckpoint(dir: string, layout: ParamLayout, params: Float32Array, m: Float32Array, v: Float32Array): LoadedCheckpoint {
+/**
+ * Read a checkpoint into the given buffers (params, m, v must have the layout's size). `readModel`
+ * replaces reading model.safetensors (adapter runs).
+ */
+export function readCheckpoint(dir: string, layout: ParamLayout, params: Float32Array, m: Float32Array, v: Float32Array,
+  readModel?: (dir: string, params: Float32Array) => void): LoadedCheckpoint {
   const state = readJsonFile(path.join(dir, 'trainer_state.json'), 'trainer state') as TrainerState;
   if (state.version !== STATE_VERSION) throw new OpenELMError('checkpoint', `${dir}: trainer state version ${state.version} is not supported (expected ${STATE_VERSION})`);
-  const ck = openCheckpoint(dir);
-  try {
-    for (const e of layout.entries) {
-      ck.expectShape(e.name, e.shape);
-      ck.readF32(e.name, params, e.offset);
-    }
-  } finally { ck.close(); }
+  if (readModel) readModel(dir, params);
+  else {
+    const ck = openCheckpoint(dir);
+    try {
+      for (const e of layout.entries) {
+        ck.expectShape(e.name, e.shape);
+        ck.readF32(e.name, params, e.offset);
+      }
+    } finally { ck.close(); }
+  }
   const of = SafetensorsFile.open(path.join(dir, 'optimizer.safetensors'));
   let optStep: number;
   try {

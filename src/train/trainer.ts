@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
-import { parameterCount, resolveConfig, type OpenELMConfig } from '../model/config.js';
+import { parameterCount, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
 import { readModelConfig } from '../io/model-folder.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
@@ -24,13 +24,15 @@ import { AdamW } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import { createBackend, type NativeMode } from '../backends/index.js';
 import type { Backend } from '../backends/backend.js';
-import { TrainableModel } from '../model/trainable.js';
+import { TrainableModel, type AdapterTraining } from '../model/trainable.js';
+import { mixSeed } from '../backends/dropout.js';
+import { describeAdapter, loadBaseAndAdapter, preparePeftRun, readAdapterFiles, writeAdapterFiles } from './peft-run.js';
 import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
 import { expandDataPath } from './data/files.js';
 import { TrainLoader, readRows, rowsToBatch } from './data/loader.js';
 import { PAD, createSource, type RowSource, type SourceSpec, type SourceStats } from './data/sources.js';
-import { recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
-import { customConfigDefaults } from './presets.js';
+import { isHubModelId, recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
+import { customConfigDefaults, presetSize } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
 import {
   STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpoint, writeCheckpoint,
@@ -77,10 +79,10 @@ export interface TrainResult {
  * in an order fixed by the shapes (WASM tiles; native blocks), so results do not depend on the
  * thread count and --resume is bit-identical.
  */
-export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string }): Promise<{ model: TrainableModel; backend: Backend }> {
+export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string; adapter?: AdapterTraining }): Promise<{ model: TrainableModel; backend: Backend }> {
   const backend = await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
-    return { model: new TrainableModel(config, backend, { recompute: opts.recompute }), backend };
+    return { model: new TrainableModel(config, backend, { recompute: opts.recompute, adapter: opts.adapter }), backend };
   } catch (e) {
     backend.dispose();
     throw e;
@@ -90,6 +92,11 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
 // ------------------------------------------------------------------------------- model setup
 
 export function recipeModelConfig(r: Recipe): OpenELMConfig {
+  if (r.model.init !== undefined && isHubModelId(r.model.init)) {
+    // Apple's released models need no download to know their geometry.
+    if (presetSize(r.model.init)) return resolveConfig(presetHFConfig(r.model.init));
+    throw new OpenELMError('recipe', `${r.file}: recipe.model.init ${r.model.init} is downloaded when training starts; its config is not known before`);
+  }
   if (r.model.init !== undefined) return readModelConfig(r.model.init);
   const raw = r.model.config !== undefined ? { ...customConfigDefaults(r.seqLen), ...r.model.config } : r.hfConfig!;
   try {
@@ -191,7 +198,11 @@ function readMetrics(file: string, upTo: number): MetricLine[] {
 // ------------------------------------------------------------------------------- the loop
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const r = opts.recipe;
+  let r = opts.recipe;
+  if (r.model.init !== undefined && isHubModelId(r.model.init)) {
+    const hub = await import('../hub/index.js');
+    r = { ...r, model: { ...r.model, init: await hub.ensureModel(r.model.init) } };
+  }
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const outDir = r.outDir;
 
@@ -202,6 +213,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (r.seqLen > config.maxContextLength) {
     throw new OpenELMError('recipe', `${r.file}: recipe.seq_len (${r.seqLen}) is longer than the model's max_context_length (${config.maxContextLength})`);
   }
+  // adapter runs (recipe.peft): a frozen base from model.init and a LoRA / DoRA adapter (peft-run.ts)
+  const peft = r.peft ? preparePeftRun(r, config) : null;
   const tok = opts.tokenizer ?? loadTokenizer(r.model.init);
   const usesText = [...trainSpecs, ...validSpecs].some((s) => s.format !== 'tokens');
   if (usesText && config.vocabSize < tok.vocabSize) {
@@ -216,7 +229,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     throw new OpenELMError('usage', `${outDir} already holds checkpoints of a run; pass --resume to continue it, or choose another out_dir`);
   }
 
-  const { model, backend } = await createTrainableModel(config, { recompute: r.recompute, threads: r.threads, native: opts.native });
+  const { model, backend } = await createTrainableModel(config, {
+    recompute: r.recompute, threads: r.threads, native: opts.native, adapter: peft ? { settings: peft.settings, baseDtype: peft.baseDtype } : undefined,
+  });
   // AdamW and clipping run on the model's backend.
   const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
@@ -235,11 +250,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (diffs.length) {
         throw new OpenELMError('usage', `cannot resume: the recipe changed since ${dir} was written (${diffs.join(', ')}); resuming needs the same settings`);
       }
-      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v);
+      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v, peft ? (d, p) => readAdapterFiles(d, config, model, p) : undefined);
     }, log);
     if (found) { resumeDir = found.dir; ck = found.value; } else log(`no checkpoint in ${outDir} yet: starting from step 0`);
   }
   if (resumeDir && ck) {
+    if (peft) loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
     backend.write(model.params, host!.params);
     opt.loadState({ step: ck.optStep, m: host!.m, v: host!.v });
     loader.setState(ck.state.data, ck.dataTensors);
@@ -248,7 +264,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     writeFileAtomicSync(metricsFile, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
     log(`resumed from ${resumeDir} at step ${step}/${r.steps}`);
   } else {
-    if (r.model.init !== undefined) loadInitWeights(r.model.init, model);
+    if (peft) loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
+    else if (r.model.init !== undefined) loadInitWeights(r.model.init, model);
     else initParams(config, model.layout, (e, values) => model.setParam(e.name, values), r.seed);
     writeFileAtomicSync(metricsFile, '');
   }
@@ -260,6 +277,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const nParams = parameterCount(config);
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
+  if (peft) log(`adapter: ${describeAdapter(model, nParams, peft)}`);
   log(`compute: ${backend.describe()}`);
   log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
 
@@ -291,6 +309,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     summary: [
       ['model', `${r.model.preset ?? (r.model.init ? `init from ${r.model.init}` : 'custom config')}: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}`],
       ['per-layer heads / FFN', `${config.numQueryHeads.join(' ')} / ${config.ffnDims.join(' ')}`],
+      ...(peft ? [['adapter', describeAdapter(model, nParams, peft)] as [string, string]] : []),
       ['data', r.data.train.map((s) => `${s.name} (${s.format}, weight ${s.weight})`).join(', ')],
       ['batch', `${r.batchSize} × ${r.seqLen} × ${r.gradAccum} (${r.pipeline.mode})`],
       ['optimizer', `AdamW lr ${r.optimizer.lr}, betas ${r.optimizer.betas.join('/')}, wd ${r.optimizer.weightDecay}; ${r.schedule.type} schedule, warm-up ${r.schedule.warmupSteps}`],
@@ -307,7 +326,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       version: STATE_VERSION, step, tokens, interval, data: data.json, recipe: r.canonical, trainMs: trainMs(), savedAt: new Date().toISOString(),
     };
     const params = await backend.read(model.params);
-    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors }, r.keepCheckpoints, opts.hooks);
+    const writeModel = peft ? (d: string) => writeAdapterFiles(d, config, model, params, opts.recipe.model.init ?? null) : undefined;
+    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, writeModel }, r.keepCheckpoints, opts.hooks);
     writeReport(outDir, metrics, reportInfo(`checkpoint at step ${step} of ${r.steps}`));
     return lastCheckpoint;
   };
@@ -321,7 +341,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       let lossSum = 0, stepTokens = 0;
       for (let a = 0; a < r.gradAccum; a++) {
         const b = await loader.nextBatch(r.batchSize);
-        const res = await model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum });
+        const dropoutSeed = mixSeed(r.seed, step, a);
+        const res = await model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum, dropoutSeed });
         lossSum += res.loss;
         stepTokens += res.validTokens;
       }

@@ -136,6 +136,23 @@ export class JsBackend implements Backend {
   sumSquares(x: Tensor): Promise<number> { return Promise.resolve(ref.sumSquares(arr(x))); }
   scale(x: Tensor, coef: number): void { ref.scale(arr(x), coef); }
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { ref.adamw(arr(p), arr(g), arr(m), arr(v), n, s); }
+
+  // ---------------------------------------------------------------------------------- adapter ops
+
+  linearT(out: Tensor, dy: Tensor, w: Weight, M: number, accumulate = false): void { ref.linearT(this.gemm, arr(out), arr(dy), w, M, accumulate); }
+  mulColumns(out: Tensor, x: Tensor, s: Tensor, rows: number, cols: number, accumulate = false): void {
+    ref.mulColumns(arr(out), arr(x), arr(s), rows, cols, accumulate);
+  }
+  columnDot(out: Tensor, a: Tensor, b: Tensor, rows: number, cols: number, accumulate = false): void {
+    ref.columnDot(arr(out), arr(a), arr(b), rows, cols, accumulate);
+  }
+  dropoutMask(out: Tensor, n: number, p: number, seed: number, complement: boolean): void {
+    checkDropout(p, n, arr(out).length);
+    ref.dropoutMask(arr(out), n, p, seed, complement);
+  }
+  doraScale(c: Tensor, invN: Tensor, m: Tensor, base2: Tensor, q: Tensor, n: number, coef: number): void {
+    ref.doraScale(arr(c), arr(invN), arr(m), arr(base2), arr(q), n, coef);
+  }
 }
 
 /** Every position must have a row in the RoPE tables. */
@@ -149,4 +166,9 @@ export function checkPositions(pos: Int32Array, rows: number, rope: RopeTables):
 
 export function checkGroups(Q: number, Hkv: number): void {
   if (Q % Hkv !== 0) throw new OpenELMError('usage', `attention: ${Q} query heads are not a multiple of ${Hkv} kv heads`);
+}
+
+export function checkDropout(p: number, n: number, length: number): void {
+  if (!(p >= 0 && p < 1)) throw new OpenELMError('usage', `dropout probability must be in [0, 1), got ${p}`);
+  if (n > length) throw new OpenELMError('usage', `dropout mask of ${n} values does not fit a tensor of ${length}`);
 }

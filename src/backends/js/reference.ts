@@ -10,6 +10,7 @@
 import { OpenELMError } from '../../core/errors.js';
 import type { AdamWStep, LossSums, MatmulLayout, Weight } from '../backend.js';
 import { weightRowToF32 } from '../weight-format.js';
+import { dropoutHash, dropoutThreshold, dropoutValues } from '../dropout.js';
 
 export type FloatArray = Float32Array | Float64Array;
 
@@ -573,4 +574,54 @@ export function matmul(g: JsGemm, C: FloatArray, A: FloatArray, B: FloatArray, M
   if (layout === 'nt') g.nt(C, A, B, M, N, K, acc);
   else if (layout === 'nn') g.nn(C, A, B, M, N, K, acc);
   else g.tn(C, A, B, M, N, K, acc);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Adapter ops (LoRA / DoRA on a frozen base; model/adapted.ts).
+
+/** out[M,K] (+)= dy[M,N] · W for a weight [N, K] of any dtype; sums over n in order in f64. */
+export function linearT(g: JsGemm, out: FloatArray, dy: FloatArray, w: Weight, M: number, accumulate: boolean): void {
+  const N = w.rows, K = w.cols;
+  let W: FloatArray;
+  if (w.dtype === 'f32') W = w.data as Float32Array;
+  else {
+    const dec = new Float32Array(N * K), row = new Float32Array(K);
+    for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); dec.set(row, n * K); }
+    W = dec;
+  }
+  g.nn(out, dy, W, M, K, N, accumulate);
+}
+
+/** out[r·cols + j] (+)= x[r·cols + j] · s[j]. */
+export function mulColumns(out: FloatArray, x: FloatArray, s: FloatArray, rows: number, cols: number, accumulate: boolean): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    if (accumulate) for (let j = 0; j < cols; j++) out[o + j] += x[o + j] * s[j];
+    else for (let j = 0; j < cols; j++) out[o + j] = x[o + j] * s[j];
+  }
+}
+
+/** out[j] (+)= Σ_r a[r·cols + j] · b[r·cols + j], summed over rows in order in f64. */
+export function columnDot(out: FloatArray, a: FloatArray, b: FloatArray, rows: number, cols: number, accumulate: boolean): void {
+  const acc = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    for (let j = 0; j < cols; j++) acc[j] += a[o + j] * b[o + j];
+  }
+  for (let j = 0; j < cols; j++) out[j] = accumulate ? out[j] + acc[j] : acc[j];
+}
+
+/** Dropout multipliers from the integer hash of backends/dropout.ts. */
+export function dropoutMask(out: FloatArray, n: number, p: number, seed: number, complement: boolean): void {
+  const t = dropoutThreshold(p), { kept, dropped } = dropoutValues(p, complement);
+  for (let i = 0; i < n; i++) out[i] = dropoutHash(seed, i) >= t ? kept : dropped;
+}
+
+/** invN = 1 / sqrt(base2 + coef·q), c = m · invN, in f64. */
+export function doraScale(c: FloatArray, invN: FloatArray, m: FloatArray, base2: FloatArray, q: FloatArray, n: number, coef: number): void {
+  for (let j = 0; j < n; j++) {
+    const inv = 1 / Math.sqrt(base2[j] + coef * q[j]);
+    invN[j] = inv;
+    c[j] = m[j] * inv;
+  }
 }

@@ -25,6 +25,8 @@ export interface KernelExports {
   trainScratchBytes(): number;
   /** Scratch bytes per thread of the training attention for sequences of T tokens. */
   trainAttnScratch(T: number): number;
+  /** Scratch bytes per thread of the column-dot kernel. */
+  colDotScratch(): number;
 }
 
 export const DTYPE_CODE = { f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4 } as const;

@@ -11,12 +11,13 @@
 import { OpenELMError } from '../../core/errors.js';
 import type { AdamWStep, LossSums } from '../backend.js';
 import type { WasmBackend } from './wasm-backend.js';
+import { dropoutThreshold, dropoutValues, lowbias32 } from '../dropout.js';
 
 // Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
 const OP = {
   GEMM: 1, RMS_FWD: 2, RMS_BWD: 3, REDUCE: 4, QKROPE_FWD: 5, QKROPE_BWD: 6, ATTN_FWD: 7, ATTN_BWD: 8,
   SWIGLU_FWD: 9, SWIGLU_BWD: 10, SILU_FWD: 11, SILU_BWD: 12, EMBED_FWD: 13, EMBED_BWD: 14, CE: 15,
-  ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21,
+  ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21, MULCOLS: 22, COLDOT: 23, DROPMASK: 24, DORASCALE: 25,
 } as const;
 const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 const RB = 16;                       // rows per partial-sum block
@@ -413,6 +414,46 @@ export class WasmTrainOps {
     this.use(x);
     const n = x.length;
     this.run(OP.SCALE, this.chunks(n, Math.ceil(n / 65536)), ({ i32, f64 }) => { i32[1] = this.out(x, n, 'scale', true); i32[2] = n; f64[2] = coef; });
+  }
+
+  // ------------------------------------------------------------------------------------ adapters
+
+  mulColumns(out: FloatArray, x: FloatArray, s: FloatArray, rows: number, cols: number, acc: boolean): void {
+    const n = rows * cols;
+    if (n === 0) return;
+    this.run(OP.MULCOLS, this.chunks(n, Math.ceil(n / 4096)), ({ i32 }) => {
+      i32[2] = this.inp(x, n, 'mulColumns x'); i32[3] = this.inp(s, cols, 'mulColumns scale');
+      i32[1] = x === out && !acc ? i32[2] : this.out(out, n, 'mulColumns output', acc);
+      i32[4] = rows; i32[5] = cols; i32[6] = acc ? 1 : 0;
+    });
+  }
+
+  columnDot(out: FloatArray, a: FloatArray, b: FloatArray, rows: number, cols: number, acc: boolean): void {
+    if (cols === 0) return;
+    const sc = this.threadScratch(this.backend.exports.colDotScratch());
+    this.run(OP.COLDOT, this.chunks(rows * cols, Math.ceil(cols / 64)), ({ i32 }) => {
+      i32[1] = this.out(out, cols, 'columnDot output', acc); i32[2] = this.inp(a, rows * cols, 'columnDot a');
+      i32[3] = this.inp(b, rows * cols, 'columnDot b'); i32[4] = rows; i32[5] = cols; i32[6] = acc ? 1 : 0;
+      i32[7] = sc.offset; i32[8] = sc.stride;
+    });
+  }
+
+  dropoutMask(out: FloatArray, n: number, p: number, seed: number, complement: boolean): void {
+    if (n === 0) return;
+    const { kept, dropped } = dropoutValues(p, complement);
+    this.run(OP.DROPMASK, this.chunks(n * 4, Math.ceil(n / 4096)), ({ i32, f32 }) => {
+      i32[1] = this.out(out, n, 'dropout mask', false); i32[2] = n;
+      i32[3] = lowbias32(seed >>> 0) | 0; i32[4] = dropoutThreshold(p) | 0; f32[5] = kept; f32[6] = dropped;
+    });
+  }
+
+  doraScale(c: FloatArray, invN: FloatArray, m: FloatArray, base2: FloatArray, q: FloatArray, n: number, coef: number): void {
+    if (n === 0) return;
+    this.run(OP.DORASCALE, 1, ({ i32, f64 }) => {
+      i32[1] = this.out(c, n, 'dora scale', false); i32[2] = this.out(invN, n, 'dora 1/norm', false);
+      i32[3] = this.inp(m, n, 'dora magnitude'); i32[4] = this.inp(base2, n, 'dora base norms'); i32[5] = this.inp(q, n, 'dora q');
+      i32[6] = n; f64[4] = coef;
+    });
   }
 
   /** One AdamW update over [0, n) of equal-decay elements (all four arrays in the wasm memory). */

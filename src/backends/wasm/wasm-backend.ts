@@ -12,7 +12,7 @@ import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, We
 import { allocWeightStorage, QBLOCK, weightBytes } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
-import { checkPositions } from '../js/js-backend.js';
+import { checkDropout, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
 import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
 import { ThreadPool, type SpawnKernelWorker } from './pool.js';
@@ -98,6 +98,9 @@ export class WasmBackend implements Backend {
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
   private readonly owned = new WeakMap<object, { shard: Shard; offs: number[] }>();
   private readonly train: WasmTrainOps;
+  /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
+  private decoded: Float32Array | null = null;
+  private iota: Int32Array | null = null;
   private readonly shardBytes: number;
   private readonly memoryLimit: number;
   /**
@@ -374,7 +377,7 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // kernels
 
-  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false): void {
+  linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false, exact = false): void {
     const out = f32(outT), x = f32(xT);
     const p = this.packedOf(w);
     this.begin(p.shard);
@@ -390,7 +393,8 @@ export class WasmBackend implements Backend {
     const op = this.outF32(out, M * N, 'linear output', accumulate);
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations), else f32.
-    const mode = M <= GEMV_ROWS ? 1 : p.dtype >= DTYPE_CODE.q8 && this.intGemm ? 2 : 0;
+    const quantized = p.dtype >= DTYPE_CODE.q8;
+    const mode = exact && quantized ? 0 : M <= GEMV_ROWS ? 1 : quantized && this.intGemm ? 2 : 0;
     if (mode !== 1) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
     if (mode === 1 && p.dtype !== 0) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
     if (mode === 2) this.cur.ensurePrep(this.cur.k.quantBytes(M, K));
@@ -578,6 +582,41 @@ export class WasmBackend implements Backend {
   sumSquares(x: Tensor): Promise<number> { return Promise.resolve(this.train.sumSquares(f32(x))); }
   scale(x: Tensor, coef: number): void { this.train.scale(f32(x), coef); }
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(f32(p), f32(g), f32(m), f32(v), n, s); }
+
+  // ------------------------------------------------------------------------------------------
+  // adapter ops
+
+  linearT(outT: Tensor, dyT: Tensor, w: Weight, M: number, accumulate = false): void {
+    const N = w.rows, K = w.cols;
+    if (M <= 0 || K === 0) return;
+    // f32 weights are read in place; other dtypes are decoded once per call into scratch (N·K
+    // values against M·N·K multiply-adds) by the embedding kernel, then the training GEMM runs.
+    let W: Float32Array;
+    if (w.dtype === 'f32') W = w.data as Float32Array;
+    else {
+      if (!this.decoded || this.decoded.length < N * K) {
+        if (this.decoded) this.freeF32(this.decoded);
+        this.decoded = this.allocF32(N * K);
+      }
+      W = this.decoded.subarray(0, N * K);
+      if (!this.iota || this.iota.length < N) this.iota = Int32Array.from({ length: N }, (_, i) => i);
+      this.embedding(W as unknown as Tensor, w, this.iota.subarray(0, N));
+    }
+    this.train.gemmRun(f32(outT), f32(dyT), W, M, K, N, accumulate, 0, 0, N, K, 'linearT');
+  }
+  mulColumns(out: Tensor, x: Tensor, s: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.train.mulColumns(f32(out), f32(x), f32(s), rows, cols, accumulate);
+  }
+  columnDot(out: Tensor, a: Tensor, b: Tensor, rows: number, cols: number, accumulate = false): void {
+    this.train.columnDot(f32(out), f32(a), f32(b), rows, cols, accumulate);
+  }
+  dropoutMask(out: Tensor, n: number, p: number, seed: number, complement: boolean): void {
+    checkDropout(p, n, f32(out).length);
+    this.train.dropoutMask(f32(out), n, p, seed, complement);
+  }
+  doraScale(c: Tensor, invN: Tensor, m: Tensor, base2: Tensor, q: Tensor, n: number, coef: number): void {
+    this.train.doraScale(f32(c), f32(invN), f32(m), f32(base2), f32(q), n, coef);
+  }
 
 
   // ------------------------------------------------------------------------------------------

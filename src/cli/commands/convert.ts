@@ -1,5 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readPeftAdapter } from '../../io/peft-folder.js';
+import { MLX_CONFIG_FILE, MLX_WEIGHTS_FILE, writeMlxAdapter } from '../../io/mlx-adapter.js';
+import { readModelConfig } from '../../io/model-folder.js';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { JSON_FLAG, printJson, resolveModelDir } from '../common.js';
@@ -14,23 +17,25 @@ import { openCorenetCheckpoint, readModelConfigFile, writeCorenetCheckpoint } fr
 import { seedRunFromCorenet } from '../../formats/corenet-run.js';
 import { loadRecipe } from '../../train/recipe.js';
 
-const TARGETS = ['gguf', 'hf', 'mlx', 'corenet', 'run'] as const;
+const TARGETS = ['gguf', 'hf', 'mlx', 'corenet', 'run', 'mlx-adapter'] as const;
 type Target = (typeof TARGETS)[number];
 
 export const spec: CommandSpec = {
   name: 'convert',
-  summary: 'convert a model between HF, GGUF, MLX and CoreNet (.pt) formats, or seed a run from a CoreNet training state',
+  summary: 'convert a model between HF, GGUF, MLX and CoreNet (.pt) formats, seed a run from a CoreNet training state, or export an adapter for mlx-lm',
   usage: [
     'openelm convert --model SRC --to gguf [--dtype f32|f16|q8_0] --out FILE.gguf',
     '       openelm convert --model SRC --to hf [--dtype auto|f32|bf16|f16] --out DIR',
     '       openelm convert --model SRC --to mlx [--q-bits 4|8 --q-group-size 64] [--dtype auto|f32|bf16|f16] --out DIR',
     '       openelm convert --model SRC --to corenet [--dtype auto|f32|bf16|f16] [--pad-from CKPT.pt] --out CKPT.pt',
     '       openelm convert --model TRAINING.pt --config CORENET.yaml --to run --recipe RECIPE.yaml',
+    '       openelm convert --model BASE --adapter PEFT_DIR --to mlx-adapter --out DIR',
     '  SRC: an HF folder or hub id, an MLX folder, a .gguf file, or a CoreNet .pt (with --config)',
   ].join('\n'),
   flags: [
     { name: 'model', type: 'string', help: 'source model: folder, hub id, .gguf or .pt', required: true },
     { name: 'to', type: 'string', help: 'output format', default: 'gguf', choices: TARGETS },
+    { name: 'adapter', type: 'string', help: 'mlx-adapter: the PEFT adapter folder to export in mlx-lm\'s layout' },
     { name: 'out', type: 'string', help: 'output file (gguf, corenet) or folder (hf, mlx)' },
     { name: 'dtype', type: 'string', help: 'tensor type: gguf f32|f16|q8_0 (default f16); hf/mlx/corenet auto|f32|bf16|f16 (default auto: as stored)' },
     { name: 'config', type: 'string', help: 'for a .pt source: its CoreNet training YAML (model_name gives the size) or an HF config.json' },
@@ -67,6 +72,8 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const to = get.str(flags, 'to') as Target;
   const out = get.str(flags, 'out');
   const json = get.bool(flags, 'json');
+  if (to === 'mlx-adapter') return toMlxAdapter(flags);
+  if (get.str(flags, 'adapter') !== undefined) throw new OpenELMError('usage', '--adapter goes with --to mlx-adapter; to convert an adapted model, openelm merge it first');
   if (to !== 'run' && out === undefined) throw new OpenELMError('usage', '--out is required');
   const qBits = get.num(flags, 'q-bits');
   if (qBits !== undefined && to !== 'mlx') throw new OpenELMError('usage', '--q-bits only applies to --to mlx');
@@ -163,4 +170,19 @@ export async function run(flags: ParsedFlags): Promise<number> {
 
 function padConfigHint(padFile: string): never {
   throw new OpenELMError('usage', `--pad-from ${padFile} needs --config (its CoreNet YAML or an HF config.json)`);
+}
+
+/** A PEFT adapter folder in mlx-lm's adapter layout (io/mlx-adapter.ts; docs/adapters.md says what cannot go across). */
+async function toMlxAdapter(flags: ParsedFlags): Promise<number> {
+  const adapterDir = get.str(flags, 'adapter');
+  if (adapterDir === undefined) throw new OpenELMError('usage', '--to mlx-adapter needs --adapter DIR (a PEFT adapter folder)');
+  const dir = await resolveModelDir(get.str(flags, 'model')!);
+  const out = get.str(flags, 'out');
+  if (out === undefined) throw new OpenELMError('usage', '--out is required');
+  checkOutFolder(out, adapterDir, get.bool(flags, 'force'));
+  const a = readPeftAdapter(adapterDir, readModelConfig(dir));
+  writeMlxAdapter(out, readModelConfig(dir), a, get.str(flags, 'model'));
+  if (get.bool(flags, 'json')) printJson({ out, format: 'mlx-adapter', files: [MLX_WEIGHTS_FILE, MLX_CONFIG_FILE], modules: a.modules.length });
+  else process.stderr.write(`wrote ${out}: mlx-lm adapter (${a.settings.type}, r ${a.settings.r}, ${a.modules.length} modules)\n`);
+  return 0;
 }

@@ -35,7 +35,7 @@ function speculativeFlags(flags: ParsedFlags): ServerOptions['speculative'] {
   const maxDraft = get.num(flags, 'draft-max');
   if (lookup) return { lookup: true, maxDraft };
   if (draftArg === undefined) return undefined;
-  return { maxDraft, draftModel: (m) => loadModel(draftArg, { ...loadOptionsFromFlags(flags), backend: m.backend }) };
+  return { maxDraft, draftModel: (m) => loadModel(draftArg, { ...loadOptionsFromFlags(flags), adapter: undefined, backend: m.backend }) };
 }
 
 /** Each --cors value must be "*" or an origin such as https://app.example (scheme, host, optional port). */

@@ -11,7 +11,7 @@ import type { NativeMode } from '../../backends/index.js';
 
 export const spec: CommandSpec = {
   name: 'train',
-  summary: 'pretrain an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters)',
+  summary: 'pretrain or fine-tune an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters; a peft block trains a LoRA/DoRA adapter)',
   usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
@@ -60,8 +60,10 @@ export async function run(flags: ParsedFlags): Promise<number> {
   err(`checkpoint: ${res.checkpoint}   report: ${res.reportFile}   metrics: ${res.metricsFile}`);
   if (recipe.sample && res.checkpoint) {
     if (!res.checkpoint) throw new OpenELMError('train', 'no checkpoint to sample from');
-    const loaded = await loadModel(res.checkpoint, {
+    // an adapter run's checkpoint is an adapter folder: sample from the base with it merged in
+    const loaded = await loadModel(recipe.peft ? recipe.model.init! : res.checkpoint, {
       threads: recipe.threads, native: get.str(flags, 'native') as NativeMode | undefined, tokenizer: loadTokenizer(recipe.model.init),
+      adapter: recipe.peft ? res.checkpoint : undefined,
     });
     try {
       const s = recipe.sample;

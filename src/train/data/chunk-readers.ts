@@ -4,7 +4,9 @@
 //   text:    the whole file is one document, cut into word chunks while streaming;
 //   jsonl:   one JSON object per line (plain, .gz or .zst), text under `textKey`; a line that is
 //            not valid JSON or lacks the key is skipped and reported;
-//   parquet: the `textKey` column, read one row group at a time.
+//   parquet: the `textKey` column, read one row group at a time;
+//   llm-adapters: LLM-Adapters' instruction records (a JSON array or JSON Lines), each rendered
+//            into one document by its prompt template and never split (as CoreNet's commonsense_170k).
 
 import * as fs from 'node:fs';
 import { parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
@@ -12,6 +14,7 @@ import { compressors } from 'hyparquet-compressors';
 import { OpenELMError } from '../../core/errors.js';
 import { LineReader, WordChunker, compressionOf, openByteStream } from './byte-stream.js';
 import { splitWords } from './text.js';
+import { instructionRecord, llmAdaptersPrompt, readRecords } from './llm-adapters.js';
 
 /** Where the next chunk of a file starts. Which fields are used depends on the format. */
 export interface FileCursor {
@@ -51,9 +54,10 @@ export interface ChunkReaderOptions {
 
 const utf8 = new TextDecoder('utf-8');
 
-export async function openChunkReader(file: string, format: 'text' | 'jsonl' | 'parquet', cursor: FileCursor | null,
+export async function openChunkReader(file: string, format: 'text' | 'jsonl' | 'parquet' | 'llm-adapters', cursor: FileCursor | null,
   opts: ChunkReaderOptions): Promise<ChunkReader> {
   if (format === 'text') return TextFileReader.open(file, cursor, opts);
+  if (format === 'llm-adapters') return InstructionReader.open(file, cursor, opts);
   if (format === 'jsonl') return JsonlReader.open(file, cursor, opts);
   return ParquetReader.open(file, cursor, opts);
 }
@@ -151,6 +155,35 @@ class JsonlReader implements ChunkReader {
 function isBlank(b: Uint8Array): boolean {
   for (let i = 0; i < b.length; i++) { const c = b[i]; if (c !== 32 && c !== 9 && c !== 13) return false; }
   return true;
+}
+
+/** LLM-Adapters records: the whole file is parsed at open (CommonSense-170k is ~80 MB); the cursor is the record index. */
+class InstructionReader implements ChunkReader {
+  private constructor(private file: string, private items: { value: unknown; at: number; error?: string }[], private next_: number,
+    private opts: ChunkReaderOptions) {}
+
+  static async open(file: string, cursor: FileCursor | null, opts: ChunkReaderOptions): Promise<InstructionReader> {
+    const { items } = await readRecords(file);
+    return new InstructionReader(file, items, cursor?.row ?? 0, opts);
+  }
+
+  async next(): Promise<TextChunk | null> {
+    while (this.next_ < this.items.length) {
+      const i = this.next_++;
+      const it = this.items[i];
+      const r = it.error ? { reason: it.error } : instructionRecord(it.value);
+      if (!r.record) {
+        this.opts.onBadLine?.({ file: this.file, line: it.at, reason: r.reason! });
+        continue;
+      }
+      this.opts.onDocument?.();
+      return { text: llmAdaptersPrompt(r.record), key: [i, 0, 2] };
+    }
+    return null;
+  }
+
+  cursor(): FileCursor { return { row: this.next_ }; }
+  async close(): Promise<void> { this.items = []; }
 }
 
 /** An AsyncBuffer over a local file that reads only the byte ranges hyparquet asks for. */

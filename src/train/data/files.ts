@@ -6,18 +6,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../../core/errors.js';
 
-export type DataFormat = 'text' | 'jsonl' | 'parquet' | 'tokens';
-export const DATA_FORMATS: readonly DataFormat[] = ['text', 'jsonl', 'parquet', 'tokens'];
+export type DataFormat = 'text' | 'jsonl' | 'parquet' | 'tokens' | 'llm-adapters';
+export const DATA_FORMATS: readonly DataFormat[] = ['text', 'jsonl', 'parquet', 'tokens', 'llm-adapters'];
 
 const EXT: Record<DataFormat, RegExp> = {
   text: /\.(txt|text|md)(\.gz|\.zst)?$/i,
   jsonl: /\.(jsonl|json|ndjson)(\.gz|\.zst)?$/i,
   parquet: /\.parquet$/i,
   tokens: /\.(bin|tokens|u16)$/i,
+  // Never chosen from the extension (.json files default to jsonl): name it in the recipe.
+  'llm-adapters': /\.(json|jsonl)(\.gz|\.zst)?$/i,
 };
 
 export function formatFromExtension(file: string): DataFormat | undefined {
-  for (const f of DATA_FORMATS) if (EXT[f].test(file)) return f;
+  for (const f of DATA_FORMATS) if (f !== 'llm-adapters' && EXT[f].test(file)) return f;
   return undefined;
 }
 

@@ -190,7 +190,7 @@ export class TextRowSource extends BaseSource implements RowSource {
           if (!this.endOfEpoch(this.emptyMessage())) return null;
         }
         const fi = this.order[this.pos];
-        this.reader = await openChunkReader(this.spec.files[fi], this.spec.format as 'text' | 'jsonl' | 'parquet', this.cursor, {
+        this.reader = await openChunkReader(this.spec.files[fi], this.spec.format as 'text' | 'jsonl' | 'parquet' | 'llm-adapters', this.cursor, {
           splitWords: p.splitWords, textKey: this.spec.textKey, onBadLine: this.onBadLine, onDocument: () => { this.stats.documents++; },
         });
       }

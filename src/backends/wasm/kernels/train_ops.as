@@ -12,6 +12,7 @@
 import { fmadd, hsum, part } from './simd';
 import { trainGemm, TGEMM_SCRATCH } from './train_gemm';
 import { attnForward, attnBackward, attnTrainScratch, logF64, vexpT } from './train_attention';
+import { columnDot, COLDOT_BLOCK, doraScale, dropoutMask, mulColumns } from './train_adapter';
 
 export const RB: i32 = 16;           // rows per partial-sum block
 
@@ -35,12 +36,17 @@ export const OP_SUMSQ = 18;
 export const OP_SCALE = 19;
 export const OP_FILL = 20;
 export const OP_COPY = 21;
+export const OP_MULCOLS = 22;
+export const OP_COLDOT = 23;
+export const OP_DROPMASK = 24;
+export const OP_DORASCALE = 25;
 
 /** Elements per block of the gradient-norm partial sums. */
 export const SUMSQ_BLOCK: i32 = 65536;
 
 export function trainScratchBytes(): i32 { return TGEMM_SCRATCH; }
 export function trainAttnScratch(T: i32): i32 { return attnTrainScratch(T); }
+export function colDotScratch(): i32 { return COLDOT_BLOCK * 8; }
 
 @inline function ai(a: usize, i: i32): i32 { return load<i32>(a + (<usize>i << 2)); }
 @inline function ap(a: usize, i: i32): usize { return <usize>load<u32>(a + (<usize>i << 2)); }
@@ -155,6 +161,27 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
       const n = ai(a, 3);
       const i0 = part(n, c, nc, 16), i1 = part(n, c + 1, nc, 16);
       if (i1 > i0) memory.copy(ap(a, 1) + (<usize>i0 << 2), ap(a, 2) + (<usize>i0 << 2), <usize>(i1 - i0) << 2);
+      break;
+    }
+    case OP_MULCOLS: {
+      const n = ai(a, 4) * ai(a, 5);
+      mulColumns(ap(a, 1), ap(a, 2), ap(a, 3), ai(a, 5), ai(a, 6) != 0, part(n, c, nc, 16), part(n, c + 1, nc, 16));
+      break;
+    }
+    case OP_COLDOT: {
+      const cols = ai(a, 5);
+      columnDot(ap(a, 1), ap(a, 2), ap(a, 3), ai(a, 4), cols, ai(a, 6) != 0, ap(a, 7) + <usize>tid * ap(a, 8),
+        part(cols, c, nc, 4), part(cols, c + 1, nc, 4));
+      break;
+    }
+    case OP_DROPMASK: {
+      const n = ai(a, 2);
+      dropoutMask(ap(a, 1), <u32>ai(a, 3), <u32>ai(a, 4), af(a, 5), af(a, 6), part(n, c, nc, 16), part(n, c + 1, nc, 16));
+      break;
+    }
+    case OP_DORASCALE: {
+      const n = ai(a, 6);
+      doraScale(ap(a, 1), ap(a, 2), ap(a, 3), ap(a, 4), ap(a, 5), ad(a, 8), part(n, c, nc, 4), part(n, c + 1, nc, 4));
       break;
     }
     default: unreachable();
