@@ -30,9 +30,9 @@ test('esbuild bundles the browser entry for browsers, with no Node.js module on 
   assert.ok(inputs.includes('src/browser/index.ts'));
   assert.ok(inputs.some((f) => f.startsWith('src/backends/wasm/')), 'the WASM backend is in the bundle');
   // Of io/ and train/ only the byte-level safetensors code and the optimizer the page's trainer shares.
-  const nodeSide = inputs.filter((f) => /^src\/(io\/(?!safetensors-(reader|writer)\.)|train\/(?!(adamw|clip)\.)|hub\/|cli\/|serve\/|platform\/node)/.test(f));
+  const nodeSide = inputs.filter((f) => /^src\/(io\/(?!(safetensors-reader|safetensors-writer|peft-files)\.)|train\/(?!(adamw|clip)\.)|hub\/|cli\/|serve\/|platform\/node)/.test(f));
   assert.deepEqual(nodeSide, [], `Node-side modules in the bundle: ${nodeSide.join(', ')}`);
-  assert.ok(inputs.includes('src/browser/full-finetune.ts'), 'the page\'s trainer is in the bundle');
+  assert.ok(inputs.includes('src/browser/full-finetune.ts') && inputs.includes('src/browser/lora-finetune.ts'), 'the page\'s trainers are in the bundle');
   assert.match(r.text, /export\s*\{[^}]*loadModel/);
 });
 

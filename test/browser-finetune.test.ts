@@ -14,6 +14,7 @@ import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { corenetInstructTemplate } from '../src/chat/template.js';
 import { PAD, WindowSampler, trainingWindows } from '../src/browser/finetune-data.js';
 import { fullFineTuner } from '../src/browser/full-finetune.js';
+import { loraFineTuner } from '../src/browser/lora-finetune.js';
 import { fineTuneMethods, requireFineTuner, type FineTuneSettings, type FineTuneStep } from '../src/browser/finetune.js';
 import { keepWeightSource } from '../src/browser/weight-files.js';
 import { OpenELMError } from '../src/core/errors.js';
@@ -37,10 +38,12 @@ function learnt(w: ReturnType<typeof trainingWindows>): number[][] {
   return w.rows.map((r) => [...r.targets].filter((t) => t !== PAD));
 }
 
-test('full-model training is registered for the page', () => {
-  assert.deepEqual(fineTuneMethods(), ['full']);
+test('LoRA, DoRA and full-model training are registered for the page', () => {
+  assert.deepEqual(fineTuneMethods(), ['lora', 'dora', 'full']);
   assert.equal(requireFineTuner('full'), fullFineTuner);
-  assert.throws(() => requireFineTuner('lora'), (e: unknown) => e instanceof OpenELMError && /LoRA training is not part of this build \(it trains: full\)/.test(e.message));
+  assert.equal(requireFineTuner('lora'), loraFineTuner);
+  assert.equal(requireFineTuner('dora'), loraFineTuner);
+  assert.throws(() => requireFineTuner('qlora' as 'lora'), (e: unknown) => e instanceof OpenELMError && /not part of this build \(it trains: lora, dora, full\)/.test(e.message));
 });
 
 test('training windows: text learns every token in windows; prompt/completion and chat learn only the answer and its EOS', async () => {
@@ -136,3 +139,37 @@ test('stopping ends training between steps; a model without a known weight sourc
       /full fine-tuning of .* needs about .*16 bytes × [\d,]+ parameters.*more than the .* left to this page; train an adapter \(LoRA\)/);
   } finally { tight.dispose(); small.dispose(); }
 });
+
+for (const method of ['lora', 'dora'] as const) {
+  test(`${method} in the page's trainer lowers the loss; chatting uses the merged adapter, and the saved PEFT files load in Node to the same ids`, async () => {
+    const lm = await goldenModel();
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-ft-peft-'));
+    try {
+      const before = (await lm.generate('in the', { maxTokens: 8, temperature: 0 })).ids;
+      const s: FineTuneSettings = { ...SETTINGS, method, targets: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2'], learningRate: 2e-2, steps: 8 };
+      const job = await loraFineTuner.prepare(lm, { format: 'text', content: TEXT }, s);
+      const losses: number[] = [];
+      await job.run((st) => losses.push(st.loss), new AbortController().signal);
+      assert.equal(losses.length, 8);
+      assert.ok(losses[7] < losses[0] * 0.9, `loss ${losses.map((l) => l.toFixed(4)).join(' → ')}`);
+      const after = (await (await job.use(true)).generate('in the', { maxTokens: 8, temperature: 0 })).ids;
+      assert.notDeepEqual(after, before, 'the adapter should change the greedy continuation');
+      assert.deepEqual((await (await job.use(false)).generate('in the', { maxTokens: 8, temperature: 0 })).ids, before);
+      const files = await job.files();
+      assert.deepEqual(files.map((f) => f.name), ['adapter_config.json', 'adapter_model.safetensors']);
+      const cfg = JSON.parse(new TextDecoder().decode(files[0].bytes)) as Record<string, unknown>;
+      assert.equal(cfg.peft_type, 'LORA');
+      assert.equal(cfg.use_dora, method === 'dora');
+      assert.equal(cfg.r, 8);
+      for (const f of files) fs.writeFileSync(path.join(out, f.name), f.bytes);
+      job.dispose();
+      const back = await loadModel(DIR, { backend: 'wasm', threads: 2, adapter: out });
+      try {
+        assert.deepEqual((await back.generate('in the', { maxTokens: 8, temperature: 0 })).ids, after);
+      } finally { back.dispose(); }
+    } finally {
+      lm.dispose();
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+}

@@ -11,7 +11,7 @@ import type { Browser } from 'playwright-core';
 import { loadModel } from '../src/api.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { DEFAULT_FINETUNE, type FineTuneSettings } from '../src/browser/finetune.js';
-import { fullFineTuner } from '../src/browser/full-finetune.js';
+import { loraFineTuner } from '../src/browser/lora-finetune.js';
 import { keepWeightSource } from '../src/browser/weight-files.js';
 import { kvValuesPerToken, parameterCount, presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { GOLDEN_ROOT, goldenNames } from './helpers/golden.js';
@@ -25,9 +25,9 @@ declare const navigator: { deviceMemory?: number };
 // Every token of this prompt is inside the golden models' 384-token vocabulary (checked below).
 const PROMPT = 'in the a b c';
 const MAX_TOKENS = 12;
-// Fine-tuning in the page: a few full-model steps on a text the golden models can tokenize.
+// Fine-tuning in the page: a few LoRA steps on a text the golden models can tokenize.
 const FT_TEXT = 'in the a b c in the a b c in the a b c\n\nin the a b c in the a b c';
-const FT: FineTuneSettings = { ...DEFAULT_FINETUNE, method: 'full', learningRate: 1e-3, steps: 5, batchSize: 2, sequenceLength: 16 };
+const FT: FineTuneSettings = { ...DEFAULT_FINETUNE, method: 'lora', learningRate: 2e-2, steps: 5, batchSize: 2, sequenceLength: 16 };
 const SHOTS = process.env.OPENELM_SCREENSHOTS ?? path.join(os.tmpdir(), 'openelm-screenshots');
 
 async function nodeIds(dir: string, backend = 'wasm'): Promise<number[]> {
@@ -301,20 +301,19 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     assert.deepEqual(pageErrors, []);
   });
 
-  test('fine-tuning in the page lowers the loss as Node does, and saves the weights Node trains', async () => {
+  test('a few LoRA steps in the page lower the loss as Node\'s do, and save the adapter Node trains (PEFT files)', async () => {
     const { context, page, pageErrors } = await newPage(browser);
     await page.goto(`${srv.url}/?model=./models/mha-hd64/`);
     await page.waitForFunction(() => document.body.dataset.finetune !== undefined);
     const methods = (await page.evaluate(() => document.body.dataset.finetune ?? '')).split(',');
-    // LoRA/DoRA join when the adapter trainer is bundled; full-model training is there now.
-    assert.ok(methods.includes('full'), `methods offered: ${methods}`);
+    assert.deepEqual(methods, ['lora', 'dora', 'full']);
     await page.locator('.plan button.primary').click();
     await page.locator('.chat-view').waitFor({ state: 'visible' });
     await page.locator('nav.tabs button[data-tab=finetune]').click();
     const ft = page.locator('.finetune-view');
     await ft.locator('.segmented button[data-format=text]').click();
     await ft.locator('textarea').fill(FT_TEXT);
-    await ft.locator('.settings-grid select').selectOption('full');
+    await ft.locator('.settings-grid select').selectOption('lora');
     const num = ft.locator('.settings-grid input[type=number]');
     await num.nth(2).fill(String(FT.learningRate));
     await num.nth(3).fill(String(FT.steps));
@@ -329,7 +328,7 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     // The same run in Node (same kernels, 2 threads): the same losses, bit for bit.
     const lm = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2 });
     keepWeightSource(lm, { open: async () => openCheckpoint(path.join(GOLDEN_ROOT, 'mha-hd64')) });
-    const job = await fullFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
+    const job = await loraFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
     const want: number[] = [];
     await job.run((s) => want.push(s.loss), new AbortController().signal);
     const tunedIds = (await (await job.use(true)).generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
@@ -338,16 +337,16 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     assert.ok(losses[FT.steps - 1] < losses[0], `loss ${losses[0]} → ${losses[FT.steps - 1]}`);
     assert.deepEqual(losses, want, 'page losses differ from Node\'s');
 
-    // Saving hands over config.json and model.safetensors; they load in Node to the tuned model.
+    // Saving hands over PEFT's two files; Node loads the base with them to the tuned model.
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-page-ft-'));
     try {
       const names: string[] = [];
       page.on('download', (d) => { names.push(d.suggestedFilename()); void d.saveAs(path.join(out, d.suggestedFilename())); });
-      await ft.locator('button', { hasText: 'Save model' }).click();
-      for (let i = 0; i < 100 && !(fs.existsSync(path.join(out, 'model.safetensors')) && fs.existsSync(path.join(out, 'config.json'))); i++) await new Promise((r) => setTimeout(r, 100));
+      await ft.locator('button', { hasText: 'Save adapter (PEFT)' }).click();
+      for (let i = 0; i < 100 && !(fs.existsSync(path.join(out, 'adapter_model.safetensors')) && fs.existsSync(path.join(out, 'adapter_config.json'))); i++) await new Promise((r) => setTimeout(r, 100));
       await context.close();
-      assert.deepEqual(names.sort(), ['config.json', 'model.safetensors']);
-      const back = await loadModel(out, { backend: 'wasm', threads: 2 });
+      assert.deepEqual(names.sort(), ['adapter_config.json', 'adapter_model.safetensors']);
+      const back = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2, adapter: out });
       try {
         assert.deepEqual((await back.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids, tunedIds);
       } finally { back.dispose(); }

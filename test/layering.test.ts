@@ -65,16 +65,16 @@ test('the core folders reach only each other, core/ and the platform interface (
 
 /**
  * Modules that touch files, sockets or Node threads (src-relative paths). Not among them: the
- * safetensors reader and writer (bytes only), and the optimizer and gradient clipping, which the
+ * safetensors reader and writer and the PEFT adapter files (bytes only), and the optimizer and gradient clipping, which the
  * page's trainer shares with the Node one (BROWSER_SAFE_TRAIN is checked below).
  */
 const BROWSER_SAFE_TRAIN = ['adamw', 'clip'];
 function nodeSide(rel: string): boolean {
-  return new RegExp(`^(io/(?!safetensors-(reader|writer)\\.)|hub/|cli/|serve/|train/(?!(${BROWSER_SAFE_TRAIN.join('|')})\\.)|platform/node)`).test(rel.split(path.sep).join('/'));
+  return new RegExp(`^(io/(?!(safetensors-reader|safetensors-writer|peft-files)\\.)|hub/|cli/|serve/|train/(?!(${BROWSER_SAFE_TRAIN.join('|')})\\.)|platform/node)`).test(rel.split(path.sep).join('/'));
 }
 
 test('the train/ and io/ modules the page shares import no Node.js module and nothing Node-side', () => {
-  const shared = [...BROWSER_SAFE_TRAIN.map((n) => `train/${n}.ts`), 'io/safetensors-reader.ts', 'io/safetensors-writer.ts'];
+  const shared = [...BROWSER_SAFE_TRAIN.map((n) => `train/${n}.ts`), 'io/safetensors-reader.ts', 'io/safetensors-writer.ts', 'io/peft-files.ts'];
   const bad: string[] = [];
   for (const rel of shared) {
     const f = path.join(SRC, rel);

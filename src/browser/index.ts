@@ -9,6 +9,7 @@
 
 import './platform.js';
 import './full-finetune.js';
+import './lora-finetune.js';
 
 // Integration point (WebGPU, branch `webgpu`): once the backend registers itself with
 // registerBackend('webgpu', ...), import its registration module here so `backend: 'webgpu'` and
@@ -24,6 +25,7 @@ export {
   type FineTuner, type FineTuneJob, type FineTuneData, type FineTuneMethod, type FineTuneSettings, type FineTuneStep, type AdapterFile,
 } from './finetune.js';
 export { fullFineTuner } from './full-finetune.js';
+export { loraFineTuner } from './lora-finetune.js';
 export { trainingWindows, WindowSampler, type TrainingWindows } from './finetune-data.js';
 export { keepWeightSource, weightSourceOf, type WeightSource } from './weight-files.js';
 export { browserPlatform, setKernelWorkerUrl, threadsUnavailableReason } from './platform.js';

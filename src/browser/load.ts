@@ -101,6 +101,7 @@ function chatTemplateOf(plan: ModelPlan, opts: BrowserLoadOptions): ChatTemplate
 function blobWeightSource(plan: ModelPlan, blobs: Blob[]): WeightSource {
   return {
     tokenizerConfig: plan.tokenizerConfig ?? undefined,
+    loadDType: plan.loadDType,
     async open() {
       const readers = await Promise.all(plan.weightFiles.map((w, i) => openSafetensors(blobs[i], `${plan.name}/${w.file}`)));
       return new BrowserCheckpoint(plan.name, readers, plan.weightMap);

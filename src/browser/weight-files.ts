@@ -5,13 +5,15 @@
 // memory. This module stays free of DOM types so that Node can run the page's trainers too.
 
 import type { LoadedModel } from '../loaded-model.js';
-import type { TensorSource } from '../model/load.js';
+import type { LoadDType, TensorSource } from '../model/load.js';
 
 export interface WeightSource {
   /** Open the checkpoint again; the caller closes it. */
   open(): Promise<TensorSource & { close(): void }>;
   /** The folder's tokenizer_config.json as parsed (saved beside a fine-tuned model), if it had one. */
   tokenizerConfig?: unknown;
+  /** How the loaded model stores its linear weights (a merged adapter model is loaded the same way). */
+  loadDType?: LoadDType;
 }
 
 const kept = new WeakMap<LoadedModel, WeightSource>();

@@ -9,6 +9,7 @@ import { canKeepDownloads, clearModelCache, listModelCache } from '../browser/do
 import { backendNames } from '../backends/index.js';
 import { fineTuneMethods, requireFineTuner, checkFineTuneData, type FineTuneJob } from '../browser/finetune.js';
 import '../browser/full-finetune.js';
+import '../browser/lora-finetune.js';
 import { OpenELMError } from '../core/errors.js';
 import { parameterCount } from '../model/config.js';
 import type { ChatSession } from '../chat/session.js';
