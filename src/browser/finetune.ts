@@ -2,10 +2,8 @@
 // code that trains. The app and its worker protocol speak only this interface; trainers register
 // themselves per method with registerFineTuner and are then offered in the fine-tune tab.
 //
-// The browser entry registers full-model training (full-finetune.ts). LoRA/DoRA training registers
-// a FineTuner for 'lora' and 'dora' that builds the adapter on the loaded model's backend, trains it
-// on trainingWindows (finetune-data.ts), and hands the adapter back as PEFT files
-// (adapter_config.json + adapter_model.safetensors).
+// The browser entry registers LoRA/DoRA (lora-finetune.ts: PEFT files) and full-model training
+// (full-finetune.ts: a model folder); both train on trainingWindows (finetune-data.ts).
 
 import { OpenELMError } from '../core/errors.js';
 import type { LoadedModel } from '../loaded-model.js';
