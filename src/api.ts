@@ -26,7 +26,7 @@ import { type ChatTemplate } from './chat/template.js';
 import { LoadedModel } from './loaded-model.js';
 import { resolveModelFolder } from './train/run-folder.js';
 
-export { LoadedModel, type TextGenerateOptions } from './loaded-model.js';
+export { LoadedModel, constraintSpecOf, type TextGenerateOptions } from './loaded-model.js';
 
 export interface LoadModelOptions {
   /** Storage of the linear weights: 'auto' (default) keeps the checkpoint's precision; q8/q4 quantize on load. */
