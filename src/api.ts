@@ -17,6 +17,7 @@ import { OpenELMError } from './core/errors.js';
 import { isInstructName } from './model/family.js';
 import { validateDType, type LoadDType } from './model/load.js';
 import { loadModelFolder, readModelConfig } from './io/model-folder.js';
+import { freeWeights } from './model/openelm.js';
 import { readPeftAdapter } from './io/peft-folder.js';
 import type { Adapter } from './adapters/adapter.js';
 import { loadTokenizer } from './io/tokenizer-file.js';
@@ -97,6 +98,15 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
     const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
+    // a GPU backend compiles its kernels on first use: now, rather than on the first token
+    if (backend.device === 'gpu') {
+      try {
+        await model.warmup();
+      } catch (e) {
+        if (!owned) { model.release(); freeWeights(backend, model.weights); }
+        throw e;
+      }
+    }
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
