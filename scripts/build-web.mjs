@@ -14,15 +14,18 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUILTINS = new Set(builtinModules);
+// npm packages that only run in Node.js: `webgpu` is Dawn, a native addon (Node's way to WebGPU;
+// browsers have navigator.gpu).
+const NODE_ONLY_PACKAGES = new Set(['webgpu']);
 
-/** An esbuild plugin that fails on any Node.js builtin import, naming the file that imports it. */
+/** An esbuild plugin that fails on any Node.js builtin or Node-only package import, naming the file that imports it. */
 export function noNodeModules() {
   return {
     name: 'no-node-modules',
     setup(build) {
       build.onResolve({ filter: /.*/ }, (args) => {
         const s = args.path;
-        if (s.startsWith('node:') || BUILTINS.has(s) || BUILTINS.has(s.split('/')[0])) {
+        if (s.startsWith('node:') || BUILTINS.has(s) || BUILTINS.has(s.split('/')[0]) || NODE_ONLY_PACKAGES.has(s.split('/')[0])) {
           const from = args.importer ? path.relative(ROOT, args.importer) : '(entry)';
           return { errors: [{ text: `${from} imports the Node.js module "${s}", which browsers do not have` }] };
         }

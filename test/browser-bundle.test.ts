@@ -29,6 +29,10 @@ test('esbuild bundles the browser entry for browsers, with no Node.js module on 
   const inputs = Object.keys(r.metafile!.inputs);
   assert.ok(inputs.includes('src/browser/index.ts'));
   assert.ok(inputs.some((f) => f.startsWith('src/backends/wasm/')), 'the WASM backend is in the bundle');
+  assert.ok(inputs.includes('src/backends/webgpu/webgpu-backend.ts'), 'the WebGPU backend is in the bundle');
+  // Dawn (npm `webgpu`) is Node's way to WebGPU, reached only through platform/node-webgpu.ts
+  const dawn = inputs.filter((f) => /(^|\/)node_modules\/webgpu\/|^src\/platform\/node/.test(f));
+  assert.deepEqual(dawn, [], `Node's WebGPU in the bundle: ${dawn.join(', ')}`);
   // Of io/ and train/ only the byte-level safetensors code and the optimizer the page's trainer shares.
   const nodeSide = inputs.filter((f) => /^src\/(io\/(?!(safetensors-reader|safetensors-writer|peft-files)\.)|train\/(?!(adamw|clip)\.)|hub\/|cli\/|serve\/|platform\/node)/.test(f));
   assert.deepEqual(nodeSide, [], `Node-side modules in the bundle: ${nodeSide.join(', ')}`);
@@ -37,7 +41,7 @@ test('esbuild bundles the browser entry for browsers, with no Node.js module on 
 });
 
 test('the check fails the bundle when a module on the path imports Node.js', async () => {
-  for (const spec of ['node:fs', 'fs', 'worker_threads', 'fs/promises']) {
+  for (const spec of ['node:fs', 'fs', 'worker_threads', 'fs/promises', 'webgpu']) {
     await assert.rejects(
       bundle({ stdin: { contents: `import '${spec}'; export * from './src/browser/index.js';`, resolveDir: ROOT, loader: 'ts', sourcefile: 'probe.ts' } }),
       (e: Error) => new RegExp(`probe\\.ts imports the Node\\.js module "${spec}"`).test(e.message),

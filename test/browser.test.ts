@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Browser } from 'playwright-core';
+import type { Browser, Locator, Page } from 'playwright-core';
 import { loadModel } from '../src/api.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { DEFAULT_FINETUNE, type FineTuneSettings } from '../src/browser/finetune.js';
@@ -15,6 +15,7 @@ import { loraFineTuner } from '../src/browser/lora-finetune.js';
 import { keepWeightSource } from '../src/browser/weight-files.js';
 import { kvValuesPerToken, parameterCount, presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { GOLDEN_ROOT, goldenNames } from './helpers/golden.js';
+import { TOL, assertClose } from './tolerances.js';
 import { tinyModelDir } from './helpers/tiny.js';
 import { startStaticServer, type StaticServer } from './helpers/static-server.js';
 import { browserUnavailable, builtWebApp, launchChromium, newPage, runHook, type PageDocument } from './helpers/browser.js';
@@ -39,6 +40,41 @@ async function nodeIds(dir: string, backend = 'wasm'): Promise<number[]> {
   } finally {
     lm.dispose();
   }
+}
+
+/** FT's LoRA run on mha-hd64 in Node on WASM with 2 threads: the losses, and the tuned model's greedy ids. */
+async function nodeLora(): Promise<{ losses: number[]; tunedIds: number[] }> {
+  const lm = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2 });
+  keepWeightSource(lm, { open: async () => openCheckpoint(path.join(GOLDEN_ROOT, 'mha-hd64')) });
+  const job = await loraFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
+  try {
+    const losses: number[] = [];
+    await job.run((s) => losses.push(s.loss), new AbortController().signal);
+    const tunedIds = (await (await job.use(true)).generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
+    return { losses, tunedIds };
+  } finally {
+    job.dispose(); lm.dispose();
+  }
+}
+
+/** FT's LoRA run through the Fine-tune tab of a page with a model loaded: its losses, and a screenshot. */
+async function loraInPage(page: Page, shot: string): Promise<{ ft: Locator; losses: number[] }> {
+  await page.locator('nav.tabs button[data-tab=finetune]').click();
+  const ft = page.locator('.finetune-view');
+  await ft.locator('.segmented button[data-format=text]').click();
+  await ft.locator('textarea').fill(FT_TEXT);
+  await ft.locator('.settings-grid select').selectOption('lora');
+  const num = ft.locator('.settings-grid input[type=number]');
+  await num.nth(2).fill(String(FT.learningRate));
+  await num.nth(3).fill(String(FT.steps));
+  await num.nth(4).fill(String(FT.batchSize));
+  await num.nth(5).fill(String(FT.sequenceLength));
+  await ft.locator('button.primary').click();
+  await page.waitForFunction(() => /done in/.test(document.querySelector('.train-status')?.textContent ?? ''), null, { timeout: 60_000 });
+  const losses = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? '[]')) as number[];
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, shot), fullPage: true });
+  return { ft, losses };
 }
 
 const hook = (model: string, extra: Record<string, string> = {}) => ({
@@ -92,20 +128,43 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     }
   });
 
-  test('greedy ids in the page equal Node\'s with backend=webgpu', async (t) => {
-    const { context, page } = await newPage(browser);
-    const r = await runHook(page, srv.url, hook('./models/mha-hd64/', { backend: 'webgpu' }));
-    await context.close();
-    if (!r.backends.includes('webgpu')) {
-      // Asked for and absent: an error in the page, never a quiet fallback to another backend.
-      assert.match(r.error ?? '', /webgpu backend is not available in this build/);
-      assert.equal(r.ids, undefined);
-      t.skip('the webgpu backend is not registered in the browser entry yet (src/browser/index.ts)');
-      return;
+  test('greedy ids in the page on WebGPU (navigator.gpu) equal Node\'s WASM ids on the golden models', async () => {
+    for (const name of goldenNames()) {
+      const want = await nodeIds(path.join(GOLDEN_ROOT, name));
+      const { context, page, pageErrors } = await newPage(browser);
+      const r = await runHook(page, srv.url, hook(`./models/${name}/`, { backend: 'webgpu' }));
+      await context.close();
+      assert.ok(r.backends.includes('webgpu'), `the page offers ${r.backends.join(', ')}`);
+      assert.equal(r.error, undefined, `${name}: ${r.error}`);
+      assert.equal(r.backend, 'webgpu');
+      assert.deepEqual(r.ids, want, `${name}: WebGPU ids in the page differ from Node's WASM ids`);
+      assert.deepEqual(pageErrors, []);
     }
-    assert.equal(r.error, undefined, r.error);
-    assert.equal(r.backend, 'webgpu');
-    assert.deepEqual(r.ids, await nodeIds(path.join(GOLDEN_ROOT, 'mha-hd64')));
+  });
+
+  test('WebGPU asked for where the browser gives no adapter is a clear error in the page; auto runs WASM there', async () => {
+    // Chromium on Linux without --enable-unsafe-webgpu has navigator.gpu but no adapter.
+    const plain = await launchChromium([], { webgpu: false });
+    try {
+      let { context, page, pageErrors } = await newPage(plain);
+      let r = await runHook(page, srv.url, hook('./models/mha-hd64/', { backend: 'webgpu' }));
+      await context.close();
+      assert.match(r.error ?? '(no error)', /^no WebGPU adapter found: WebGPU is off in this browser or its GPU is blocklisted .*use the wasm backend instead$/);
+      assert.equal(r.ids, undefined);
+      assert.ok(r.bannerVisible, 'the message is shown');
+      assert.equal(r.uncaught, undefined);
+      assert.deepEqual(pageErrors, []);
+
+      ({ context, page, pageErrors } = await newPage(plain));
+      r = await runHook(page, srv.url, hook('./models/mha-hd64/', { backend: 'auto' }));
+      await context.close();
+      assert.equal(r.error, undefined, r.error);
+      assert.equal(r.backend, 'wasm');
+      assert.deepEqual(r.ids, await nodeIds(path.join(GOLDEN_ROOT, 'mha-hd64')));
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await plain.close();
+    }
   });
 
   test('a hub id is read through the hub\'s resolve/ URLs', async () => {
@@ -309,30 +368,10 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     assert.deepEqual(methods, ['lora', 'dora', 'full']);
     await page.locator('.plan button.primary').click();
     await page.locator('.chat-view').waitFor({ state: 'visible' });
-    await page.locator('nav.tabs button[data-tab=finetune]').click();
-    const ft = page.locator('.finetune-view');
-    await ft.locator('.segmented button[data-format=text]').click();
-    await ft.locator('textarea').fill(FT_TEXT);
-    await ft.locator('.settings-grid select').selectOption('lora');
-    const num = ft.locator('.settings-grid input[type=number]');
-    await num.nth(2).fill(String(FT.learningRate));
-    await num.nth(3).fill(String(FT.steps));
-    await num.nth(4).fill(String(FT.batchSize));
-    await num.nth(5).fill(String(FT.sequenceLength));
-    await ft.locator('button.primary').click();
-    await page.waitForFunction(() => /done in/.test(document.querySelector('.train-status')?.textContent ?? ''), null, { timeout: 60_000 });
-    const losses = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? '[]')) as number[];
-    fs.mkdirSync(SHOTS, { recursive: true });
-    await page.screenshot({ path: path.join(SHOTS, 'finetune-trained-desktop.png'), fullPage: true });
+    const { ft, losses } = await loraInPage(page, 'finetune-trained-desktop.png');
 
     // The same run in Node (same kernels, 2 threads): the same losses, bit for bit.
-    const lm = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2 });
-    keepWeightSource(lm, { open: async () => openCheckpoint(path.join(GOLDEN_ROOT, 'mha-hd64')) });
-    const job = await loraFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
-    const want: number[] = [];
-    await job.run((s) => want.push(s.loss), new AbortController().signal);
-    const tunedIds = (await (await job.use(true)).generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
-    job.dispose(); lm.dispose();
+    const { losses: want, tunedIds } = await nodeLora();
     assert.equal(losses.length, FT.steps);
     assert.ok(losses[FT.steps - 1] < losses[0], `loss ${losses[0]} → ${losses[FT.steps - 1]}`);
     assert.deepEqual(losses, want, 'page losses differ from Node\'s');
@@ -351,6 +390,20 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
         assert.deepEqual((await back.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids, tunedIds);
       } finally { back.dispose(); }
     } finally { fs.rmSync(out, { recursive: true, force: true }); }
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('LoRA in the page on WebGPU: the losses are Node\'s WASM losses (TOL.adapterCurve), and chat shows the backend', async () => {
+    const { context, page, pageErrors } = await newPage(browser);
+    const r = await runHook(page, srv.url, hook('./models/mha-hd64/', { backend: 'webgpu' }));
+    assert.equal(r.error, undefined, r.error);
+    assert.equal(r.backend, 'webgpu');
+    assert.match(await page.locator('.chat-view').innerText(), /webgpu on .*\(a software adapter: slow\)/);
+    const { losses } = await loraInPage(page, 'finetune-webgpu-desktop.png');
+    await context.close();
+    const { losses: want } = await nodeLora();
+    assert.ok(losses[FT.steps - 1] < losses[0], `loss ${losses[0]} → ${losses[FT.steps - 1]}`);
+    assertClose(losses, want, TOL.adapterCurve, 'page WebGPU LoRA losses vs Node WASM');
     assert.deepEqual(pageErrors, []);
   });
 });

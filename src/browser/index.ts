@@ -1,7 +1,9 @@
 // The `openelm` package in browsers (the `browser` export condition): load an OpenELM model from a
 // URL, the Hugging Face hub or picked files, then generate, stream or chat, on the WASM backend
-// (threads when the page is cross-origin isolated and the engine runs in a Web Worker) or any
-// registered backend. No Node.js module is reachable from here (test/browser-bundle.test.ts).
+// (threads when the page is cross-origin isolated and the engine runs in a Web Worker), on WebGPU
+// (navigator.gpu; `auto` picks it on a hardware adapter) or any registered backend. No Node.js
+// module is reachable from here (test/browser-bundle.test.ts): Dawn, Node's way to WebGPU, is only
+// reached through the Node platform (platform/node-webgpu.ts).
 //
 //   import { loadModel } from 'openelm';
 //   const model = await loadModel('apple/OpenELM-270M-Instruct', { onProgress: (p) => console.log(p) });
@@ -11,9 +13,6 @@ import './platform.js';
 import './full-finetune.js';
 import './lora-finetune.js';
 
-// Integration point (WebGPU, branch `webgpu`): once the backend registers itself with
-// registerBackend('webgpu', ...), import its registration module here so `backend: 'webgpu'` and
-// `auto` can pick it in browsers; until then asking for 'webgpu' is an error that says so.
 
 export { loadModel, inspectModel, bundledTokenizer, singleThreadReason, type BrowserLoadOptions, type LoadProgress, type LoadPhase } from './load.js';
 export { modelFiles, classifyModel, type ModelSource, type LocalFile, type ModelFiles, type ModelFilesOptions } from './model-files.js';
@@ -55,5 +54,6 @@ export {
 export { Sampler, type SamplingOptions } from '../generate/sampler.js';
 export type { Backend, Tensor, Weight, WeightDType } from '../backends/backend.js';
 export { createBackend, registerBackend, backendNames, JsBackend, WasmBackend, type BackendOptions, type BackendProvider } from '../backends/index.js';
+export { probeAdapter as probeWebGpu, type GpuAdapterSummary } from '../backends/webgpu/device.js';
 export { SequenceDecoder, type TokenConstraint, type DecodeOptions as StepOptions } from '../generate/decode.js';
 export { OpenELMError } from '../core/errors.js';

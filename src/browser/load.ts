@@ -8,6 +8,7 @@ import { backendNames, createBackend } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { corenetInstructTemplate, templateFromTokenizerConfigObject, type ChatTemplate } from '../chat/template.js';
 import { modelFromSource, validateDType, type LoadDType } from '../model/load.js';
+import { freeWeights } from '../model/openelm.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LoadedModel } from '../loaded-model.js';
 import { fetchOrExplain, fmtBytes, type FileProgress } from './downloads.js';
@@ -17,7 +18,8 @@ import { BrowserCheckpoint, openSafetensors } from './tensor-source.js';
 import { threadsUnavailableReason } from './platform.js';
 import { keepWeightSource, type WeightSource } from './weight-files.js';
 
-export type LoadPhase = 'plan' | 'download' | 'load' | 'ready';
+/** 'compile': a GPU backend compiles its kernels (once per page; slow on a software adapter). */
+export type LoadPhase = 'plan' | 'download' | 'load' | 'compile' | 'ready';
 
 export interface LoadProgress {
   phase: LoadPhase;
@@ -145,6 +147,16 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
       model = modelFromSource(ckpt, plan.config, backend, dtype);
     } finally {
       ckpt.close();
+    }
+    // a GPU backend compiles its kernels on first use: now, rather than on the first token
+    if (backend.device === 'gpu') {
+      opts.onProgress?.({ phase: 'compile' });
+      try {
+        await model.warmup();
+      } catch (e) {
+        if (!owned) { model.release(); freeWeights(backend, model.weights); }
+        throw e;
+      }
     }
     const loadMs = performance.now() - t0;
     opts.onProgress?.({ phase: 'ready' });

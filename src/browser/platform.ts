@@ -1,5 +1,5 @@
 // The browser platform: core count from navigator.hardwareConcurrency, WASM kernel threads on Web
-// Workers, the memory budget of a page, no native GEMM. Importing this module registers it (the
+// Workers, the memory budget of a page, no native GEMM, WebGPU from navigator.gpu only. Importing this module registers it (the
 // browser entry does).
 //
 // Kernel threads share the WebAssembly memory, which a browser only lets a page post to a worker
@@ -12,6 +12,7 @@ import type { KernelWorkerHandle, KernelWorkerInit } from '../backends/wasm/pool
 
 interface BrowserGlobals {
   crossOriginIsolated?: boolean;
+  isSecureContext?: boolean;
   WorkerGlobalScope?: unknown;
   navigator?: { hardwareConcurrency?: number; deviceMemory?: number };
 }
@@ -79,6 +80,15 @@ export function pageMemoryBudget(): number | null {
   return d === null ? null : d / 2;
 }
 
+/**
+ * Why this browser context has no navigator.gpu (device.ts asks only when it is absent). Browsers
+ * expose WebGPU only to secure contexts (https, or http on localhost), so that comes first.
+ */
+async function noWebGpu(): Promise<{ gpu: null; why: string }> {
+  if (g.isSecureContext === false) return { gpu: null, why: 'WebGPU needs a secure context: serve the page over https or from localhost, or use the wasm backend' };
+  return { gpu: null, why: 'this browser has no WebGPU (navigator.gpu): use a browser that has it (Chrome or Edge 113+, Safari 26+, Firefox 141+), or the wasm backend' };
+}
+
 function memory(): { total: number; available: number } {
   return { total: deviceMemoryBytes()!, available: pageMemoryBudget()! };
 }
@@ -89,6 +99,8 @@ export const browserPlatform: Platform = {
   get spawnKernelWorker() { return threadsUnavailableReason() === null ? spawnKernelWorker : undefined; },
   // absent where the browser does not say (the backend then has no bound of its own)
   get memory() { return deviceMemoryBytes() !== null ? memory : undefined; },
+  // WebGPU comes from navigator.gpu (backends/webgpu/device.ts); this hook only says why it is not there
+  webgpu: noWebGpu,
 };
 
 setPlatform(browserPlatform);

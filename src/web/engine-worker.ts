@@ -19,9 +19,6 @@ import type { FromEngine, LoadSettings, ModelRef, PlanSummary, RunStats, Samplin
 import type { GenerationResult } from '../generate/generate.js';
 import type { TextStream } from '../chat/text-stream.js';
 
-// Integration point (WebGPU): the webgpu backend's registration module is imported by the browser
-// entry (browser/index.ts); import it here too so the app offers it.
-
 interface WorkerScope {
   onmessage: ((e: MessageEvent<ToEngine>) => void) | null;
   postMessage(m: FromEngine, transfer?: Transferable[]): void;

@@ -74,6 +74,7 @@ export function modelView(ctx: AppContext): ModelView {
       text.textContent = p.file.cached ? `${p.file.file}: from this browser's storage` :
         `Downloading ${p.file.file}: ${fmtBytes(p.file.loaded)}${p.file.total ? ` of ${fmtBytes(p.file.total)}` : ''}`;
     } else if (p.phase === 'load') { fill.style.width = '100%'; text.textContent = 'Reading the weights onto the backend…'; }
+    else if (p.phase === 'compile') { fill.style.width = '100%'; text.textContent = 'Compiling the GPU kernels…'; }
     else if (p.phase === 'plan') { fill.style.width = '0%'; text.textContent = 'Reading the model\'s config…'; }
     else { fill.style.width = '100%'; text.textContent = 'Ready'; }
   }

@@ -35,9 +35,11 @@ export const CHROMIUM_ARGS = [
   '--metrics-recording-only', '--no-default-browser-check',
 ];
 
-export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
+/** Chromium with CHROMIUM_ARGS and `extraArgs`; `webgpu: false` leaves WebGPU as Linux builds ship it (no adapter). */
+export async function launchChromium(extraArgs: string[] = [], opts: { webgpu?: boolean } = {}): Promise<Browser> {
   const { chromium } = await import('playwright-core');
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
+  const base = opts.webgpu === false ? CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu') : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...base, ...extraArgs] });
 }
 
 let built: Promise<string> | undefined;
