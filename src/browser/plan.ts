@@ -14,7 +14,7 @@ import { parseJsonText } from '../core/json-text.js';
 import { kvValuesPerToken, paramSpecs, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { isInstructName } from '../model/family.js';
 import type { LoadDType } from '../model/load.js';
-import type { WeightDType } from '../backends/backend.js';
+import type { ConvertDType, WeightDType } from '../backends/backend.js';
 import { fmtBytes, quotaMessage, storageEstimate } from './downloads.js';
 import type { ModelFiles } from './model-files.js';
 import { deviceMemoryBytes, pageMemoryBudget } from './platform.js';
@@ -45,7 +45,7 @@ export interface ModelPlan {
   /** Storage of the checkpoint's floats (from the file size per parameter, else config.json's torch_dtype). */
   fileDType: 'f32' | 'bf16' | 'f16';
   /** Storage of the linear weights once loaded. */
-  loadDType: WeightDType;
+  loadDType: ConvertDType;
   memory: MemoryEstimate;
   /** KV-cache tokens the estimate assumes (the context a chat will use). */
   contextTokens: number;
@@ -143,7 +143,7 @@ export async function planModel(files: ModelFiles, opts: PlanOptions = {}): Prom
   const perParam = sizeKnown && params > 0 ? totalBytes / params : 0;
   const fileDType: ModelPlan['fileDType'] = perParam > 3 ? 'f32' : perParam > 0 ? (torch === 'float16' ? 'f16' : 'bf16')
     : torch === 'float32' ? 'f32' : torch === 'float16' ? 'f16' : 'bf16';
-  const loadDType: WeightDType = !opts.dtype || opts.dtype === 'auto' ? fileDType : opts.dtype;
+  const loadDType: ConvertDType = !opts.dtype || opts.dtype === 'auto' ? fileDType : opts.dtype;
   const contextTokens = opts.contextTokens ?? config.maxContextLength;
   const memory = estimateMemory(config, loadDType, contextTokens);
 
