@@ -62,3 +62,41 @@ test('the core folders reach only each other, core/ and the platform interface (
   }
   assert.deepEqual(bad, []);
 });
+
+/**
+ * Modules that touch files, sockets or Node threads (src-relative paths). Not among them: the
+ * safetensors reader and writer and the PEFT adapter files (bytes only), and the optimizer and gradient clipping, which the
+ * page's trainer shares with the Node one (BROWSER_SAFE_TRAIN is checked below).
+ */
+const BROWSER_SAFE_TRAIN = ['adamw', 'clip'];
+function nodeSide(rel: string): boolean {
+  return new RegExp(`^(io/(?!(safetensors-reader|safetensors-writer|peft-files)\\.)|hub/|cli/|serve/|train/(?!(${BROWSER_SAFE_TRAIN.join('|')})\\.)|platform/node)`).test(rel.split(path.sep).join('/'));
+}
+
+test('the train/ and io/ modules the page shares import no Node.js module and nothing Node-side', () => {
+  const shared = [...BROWSER_SAFE_TRAIN.map((n) => `train/${n}.ts`), 'io/safetensors-reader.ts', 'io/safetensors-writer.ts', 'io/peft-files.ts'];
+  const bad: string[] = [];
+  for (const rel of shared) {
+    const f = path.join(SRC, rel);
+    for (const s of specifiers(fs.readFileSync(f, 'utf8'))) {
+      if (s.startsWith('node:') || builtins.has(s)) bad.push(`${rel} imports ${s}`);
+      if (s.startsWith('.') && nodeSide(path.relative(SRC, path.resolve(path.dirname(f), s)))) bad.push(`${rel} imports the Node-side module ${s}`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
+test('the browser entry and the web app (src/browser, src/web) import no Node.js module', () => {
+  assert.ok(nodeSide('io/safetensors.js') && nodeSide('platform/node.js') && !nodeSide('io/safetensors-reader.js') && !nodeSide('model/load.js'));
+  assert.ok(nodeSide('train/trainer.js') && nodeSide('train/recipe.js') && !nodeSide('train/adamw.js') && !nodeSide('io/safetensors-writer.js'));
+  const bad: string[] = [];
+  for (const folder of ['browser', 'web']) {
+    for (const f of files(path.join(SRC, folder))) {
+      for (const s of specifiers(fs.readFileSync(f, 'utf8'))) {
+        if (s.startsWith('node:') || builtins.has(s)) bad.push(`${path.relative(SRC, f)} imports ${s}`);
+        if (s.startsWith('.') && nodeSide(path.relative(SRC, path.resolve(path.dirname(f), s)))) bad.push(`${path.relative(SRC, f)} imports the Node-side module ${s}`);
+      }
+    }
+  }
+  assert.deepEqual(bad, []);
+});

@@ -18,6 +18,7 @@ const COMMANDS: Record<string, string> = {
   generate: 'generate a continuation of a prompt',
   chat: 'interactive chat with an -Instruct model',
   serve: 'OpenAI-compatible HTTP server',
+  web: 'the browser app, served with a model (chat and fine-tune in a browser)',
   perplexity: 'perplexity of a text file',
   eval: 'lm-evaluation-harness-compatible benchmarks',
   train: 'pretrain or fine-tune from a recipe file',

@@ -11,11 +11,14 @@ import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { commitAll, stageFileSync, writeAllSync, type StagedFile } from './atomic.js';
 import { readJsonFile } from './json.js';
-import { SafetensorsFile, stageSafetensorsSync, type TensorToWrite } from './safetensors.js';
+import { SafetensorsFile, stageSafetensorsSync } from './safetensors.js';
 import type { OpenELMConfig } from '../model/config.js';
 import type { Adapter, ModuleAdapter } from '../adapters/adapter.js';
 import { PEFT_PREFIX, parsePeftConfig, peftConfigJson, peftTensorNames } from '../adapters/peft-config.js';
 import { allAdaptableModules } from '../adapters/targets.js';
+import { peftTensors } from './peft-files.js';
+
+export { peftTensors, peftAdapterFiles } from './peft-files.js';
 
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
 export const PEFT_WEIGHTS_FILE = 'adapter_model.safetensors';
@@ -88,22 +91,6 @@ function explainUnexpected(name: string, c: OpenELMConfig, dora: boolean): strin
   const mod = rest.replace(/\.(lora_A\.weight|lora_B\.weight|lora_embedding_A|lora_embedding_B|lora_magnitude_vector|lora_B\.bias)$/, '');
   if (mod !== rest && allAdaptableModules(c).some((m) => m.name === mod)) return `${mod} is not targeted by adapter_config.json`;
   return 'not a LoRA/DoRA tensor of an OpenELM module';
-}
-
-/** The tensors of adapter_model.safetensors, sorted by name (float32). */
-export function peftTensors(a: Adapter): TensorToWrite[] {
-  const dora = a.settings.type === 'dora', r = a.settings.r;
-  const out: TensorToWrite[] = [];
-  for (const m of a.modules) {
-    const n = peftTensorNames(m.module, dora);
-    out.push({ name: n.A, dtype: 'F32', shape: [r, m.module.inFeatures], data: m.A });
-    out.push({ name: n.B, dtype: 'F32', shape: [m.module.outFeatures, r], data: m.B });
-    if (n.magnitude) {
-      if (!m.magnitude) throw new OpenELMError('adapter', `DoRA adapter has no magnitude vector for ${m.module.name}`);
-      out.push({ name: n.magnitude, dtype: 'F32', shape: [m.module.outFeatures], data: m.magnitude });
-    }
-  }
-  return out.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
 }
 
 /** Stage both files of a PEFT adapter folder (temp files next to their final names) for commitAll. */

@@ -1,131 +1,30 @@
-// safetensors reader and writer (https://github.com/huggingface/safetensors#format):
-//   [u64 little-endian N][N bytes of UTF-8 JSON header][data section]
-//   header = { "__metadata__"?: {str: str}, "<tensor>": {dtype, shape, data_offsets: [begin, end]}, ... }
-//   offsets are relative to the start of the data section; tensors are row-major, little-endian.
-//
-// Reading uses synchronous fd reads with an explicit position (fs.readSync). Why sync: loading is
-// one long sequential job where async FileHandle reads add a promise round-trip per chunk and buy no
-// parallelism; sync calls also let callers use the reader from plain (non-async) code, and `await`
-// on the results still works. Only the 8-byte length and the JSON header are read at open time;
-// tensor bytes are read on request, straight into the caller's buffer (chunks ≤ 64 MB) or through
-// one shared 4 MB staging buffer when a dtype conversion is needed, so peak memory stays at the
-// size of the destination arrays (never 2× the model).
+// safetensors files on disk: reading (the format and the reads live in safetensors-reader.ts; this
+// opens a file and reads it with positioned sync reads, fs.readSync, of which only the 8-byte length
+// and the JSON header happen at open time) and writing.
 //
 // Writing is atomic (temp file + fsync + rename, see atomic.ts) and streams each tensor's bytes
 // directly from the caller's arrays.
 
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
 import { OpenELMError } from '../core/errors.js';
-import { bf16ArrayToF32, f16ArrayToF32, f32ToF16 } from '../core/dtype.js';
-import { parseJsonText } from './json.js';
 import { commitAll, stageFile, stageFileSync, writeAll, writeAllSync, type StagedFile } from './atomic.js';
+import { SafetensorsReader, checkEndianness, headerLength, parseHeader, type ParsedHeader } from './safetensors-reader.js';
+import { bytesOf, planSafetensors, type TensorToWrite, type WritePlan } from './safetensors-writer.js';
 
-export type SafetensorsDType =
-  | 'F64'
-  | 'F32'
-  | 'F16'
-  | 'BF16'
-  | 'I64'
-  | 'I32'
-  | 'I16'
-  | 'I8'
-  | 'U64'
-  | 'U32'
-  | 'U16'
-  | 'U8'
-  | 'BOOL'
-  | 'F8_E4M3'
-  | 'F8_E5M2';
+export {
+  DTYPE_SIZE, MAX_HEADER_BYTES, SafetensorsBytes, SafetensorsReader, isSafetensorsDType, shapeNumel,
+  type SafetensorsDType, type TensorInfo,
+} from './safetensors-reader.js';
+export { safetensorsBytes, type TensorToWrite } from './safetensors-writer.js';
 
-/** Bytes per element. The F8 and integer/BOOL dtypes can only be read raw. */
-export const DTYPE_SIZE: Readonly<Record<SafetensorsDType, number>> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U64: 8,
-  U32: 4,
-  U16: 2,
-  U8: 1,
-  BOOL: 1,
-  F8_E4M3: 1,
-  F8_E5M2: 1,
-};
-
-export function isSafetensorsDType(s: unknown): s is SafetensorsDType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
-}
-
-export interface TensorInfo {
-  readonly name: string;
-  readonly dtype: SafetensorsDType;
-  readonly shape: readonly number[];
-  readonly byteLength: number;
-  /** Absolute byte position of the tensor's data in the file. */
-  readonly fileOffset: number;
-}
-
-/** Largest header we accept; real headers are a few hundred KB even for huge models. */
-export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-/** Largest single read()/write() call. */
-const IO_CHUNK = 64 * 1024 * 1024;
-/** Staging buffer for converting reads; small enough to stay cache-friendly. */
-const STAGING_BYTES = 4 * 1024 * 1024;
-
-let staging: ArrayBuffer | undefined;
-function stagingBuffer(): ArrayBuffer {
-  // Shared by all readers: reads are synchronous, so no two conversions can interleave.
-  return (staging ??= new ArrayBuffer(STAGING_BYTES));
-}
-
-function checkEndianness(): void {
-  if (os.endianness() !== 'LE') {
-    throw new OpenELMError('safetensors', 'safetensors I/O needs a little-endian CPU; this machine is big-endian');
-  }
-}
-
-export function shapeNumel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-function fmtShape(shape: readonly number[]): string {
-  return `[${shape.join(',')}]`;
-}
-
-export class SafetensorsFile {
-  readonly path: string;
-  /** The `__metadata__` string map (empty if absent). */
-  readonly metadata: Readonly<Record<string, string>>;
-  readonly fileSize: number;
-  /** Start of the data section (8 + header length). */
-  readonly dataStart: number;
+/** A safetensors file on disk, read with positioned sync reads (only the header is read at open). */
+export class SafetensorsFile extends SafetensorsReader {
   private fd: number | undefined;
-  private readonly byName: Map<string, TensorInfo>;
-  private readonly ordered: TensorInfo[];
 
-  private constructor(
-    path: string,
-    fd: number,
-    fileSize: number,
-    dataStart: number,
-    metadata: Record<string, string>,
-    infos: TensorInfo[],
-  ) {
-    this.path = path;
+  private constructor(path: string, fd: number, size: number, header: ParsedHeader) {
+    super(path, size, header);
     this.fd = fd;
-    this.fileSize = fileSize;
-    this.dataStart = dataStart;
-    this.metadata = metadata;
-    this.ordered = infos;
-    this.byName = new Map(infos.map((t) => [t.name, t]));
   }
 
   /** Open a file and validate its header; reads only the first 8 + N bytes. */
@@ -140,261 +39,30 @@ export class SafetensorsFile {
       throw new OpenELMError('safetensors', `cannot open safetensors file ${path}: ${e.message}`);
     }
     try {
-      const { size, dataStart, metadata, infos } = readHeader(fd, path);
-      return new SafetensorsFile(path, fd, size, dataStart, metadata, infos);
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new OpenELMError('safetensors', `invalid safetensors file ${path}: not a regular file`);
+      const n = headerLength(readExactlyAt(fd, 8, 0), st.size, path);
+      const headerBytes = readExactlyAt(fd, n, 8);
+      if (headerBytes.length < n) throw new OpenELMError('safetensors', `invalid safetensors file ${path}: file shrank while reading the header`);
+      return new SafetensorsFile(path, fd, st.size, parseHeader(headerBytes, st.size, path));
     } catch (err) {
       fs.closeSync(fd);
       throw err;
     }
   }
 
-  /** All tensors, in the order their data appears in the file. */
-  tensors(): TensorInfo[] {
-    return this.ordered.slice();
+  protected readAt(dst: Uint8Array, pos: number): number {
+    return fs.readSync(this.fd!, dst, 0, dst.length, pos);
   }
 
-  names(): string[] {
-    return this.ordered.map((t) => t.name);
-  }
+  protected get isOpen(): boolean { return this.fd !== undefined; }
 
-  has(name: string): boolean {
-    return this.byName.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const t = this.byName.get(name);
-    if (!t) throw new OpenELMError('safetensors', `tensor ${name} not found in ${this.path}`);
-    return t;
-  }
-
-  /** Copy the tensor's raw little-endian bytes into `dst` (allocated if omitted); returns the filled view. */
-  readRaw(name: string, dst?: Uint8Array): Uint8Array {
-    const t = this.info(name);
-    if (dst === undefined) dst = new Uint8Array(t.byteLength);
-    else if (dst.byteLength < t.byteLength) {
-      throw new OpenELMError(
-        'safetensors',
-        `buffer for tensor ${name} from ${this.path} is too small: ${dst.byteLength} bytes, need ${t.byteLength}`,
-      );
-    }
-    const out = dst.subarray(0, t.byteLength);
-    this.readBytes(t, out, 0, t.byteLength);
-    return out;
-  }
-
-  /** Read a float tensor (F32/BF16/F16/F64) as f32 into `dst` at element `dstOffset` (allocated if omitted). */
-  readF32(name: string, dst?: Float32Array, dstOffset = 0): Float32Array {
-    const t = this.info(name);
-    const n = shapeNumel(t.shape);
-    const out = this.checkDst(t, dst, dstOffset, n, Float32Array, 'F32');
-    switch (t.dtype) {
-      case 'F32':
-        this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 4, n * 4), 0, n * 4);
-        break;
-      case 'BF16':
-      case 'F16': {
-        const u16 = new Uint16Array(stagingBuffer());
-        this.streamConvert(t, (relByte, len) => {
-          const src = u16.subarray(0, len / 2);
-          const at = dstOffset + relByte / 2;
-          if (t.dtype === 'BF16') bf16ArrayToF32(src, out, at);
-          else f16ArrayToF32(src, out, at);
-        });
-        break;
-      }
-      case 'F64': {
-        const f64 = new Float64Array(stagingBuffer());
-        this.streamConvert(t, (relByte, len) => {
-          const at = dstOffset + relByte / 8;
-          const k = len / 8;
-          for (let i = 0; i < k; i++) out[at + i] = f64[i];
-        });
-        break;
-      }
-      default:
-        throw this.notFloat(t, 'F32');
-    }
-    return out;
-  }
-
-  /**
-   * Elements [start, start + count) of a float tensor (flat, row-major) as f32 into dst[0, count):
-   * lets a caller convert a large tensor slice by slice (e.g. quantizing rows) without a full copy.
-   */
-  readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
-    const t = this.info(name);
-    const n = shapeNumel(t.shape);
-    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
-      throw new OpenELMError('safetensors', `range [${start}, ${start + count}) is outside tensor ${name} (${n} elements)`);
-    }
-    if (dst.length < count) throw new OpenELMError('safetensors', `destination for ${name} holds ${dst.length} values, needs ${count}`);
-    const size = DTYPE_SIZE[t.dtype];
-    switch (t.dtype) {
-      case 'F32':
-        this.readBytes(t, new Uint8Array(dst.buffer, dst.byteOffset, count * 4), start * 4, count * 4);
-        break;
-      case 'BF16':
-      case 'F16': {
-        const u16 = new Uint16Array(count);
-        this.readBytes(t, new Uint8Array(u16.buffer), start * size, count * size);
-        if (t.dtype === 'BF16') bf16ArrayToF32(u16, dst, 0); else f16ArrayToF32(u16, dst, 0);
-        break;
-      }
-      case 'F64': {
-        const f64 = new Float64Array(count);
-        this.readBytes(t, new Uint8Array(f64.buffer), start * size, count * size);
-        for (let i = 0; i < count; i++) dst[i] = f64[i];
-        break;
-      }
-      default:
-        throw this.notFloat(t, 'F32');
-    }
-    return dst;
-  }
-
-  /**
-   * Read a float tensor as bf16 bit patterns. F32 (and F16, F64 via f32) round to nearest even,
-   * as PyTorch's .to(torch.bfloat16) does; NaN stays NaN.
-   */
-  readBF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array {
-    return this.readHalf(name, 'BF16', dst, dstOffset, (vals, out, at) => {
-      f32BitsToBf16(new Uint32Array(vals.buffer, vals.byteOffset, vals.length), vals.length, out, at);
-    });
-  }
-
-  /** Read a float tensor as f16 bit patterns (round to nearest even; overflow to ±Inf). */
-  readF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array {
-    return this.readHalf(name, 'F16', dst, dstOffset, (vals, out, at) => {
-      for (let i = 0; i < vals.length; i++) out[at + i] = f32ToF16(vals[i]);
-    });
-  }
-
-  /** A 16-bit float tensor read as itself, or any other float tensor streamed as f32 and encoded. */
-  private readHalf(name: string, as: 'BF16' | 'F16', dst: Uint16Array | undefined, dstOffset: number,
-    encode: (vals: Float32Array, out: Uint16Array, at: number) => void): Uint16Array {
-    const t = this.info(name);
-    const n = shapeNumel(t.shape);
-    const out = this.checkDst(t, dst, dstOffset, n, Uint16Array, as);
-    if (t.dtype === as) this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 2, n * 2), 0, n * 2);
-    else this.streamF32(t, as, (vals, at) => encode(vals, out, dstOffset + at));
-    return out;
-  }
-
-  /**
-   * Feed a float tensor through the staging buffer as f32 values: `sink(vals, at)` gets elements
-   * [at, at + vals.length). F32 chunks are the staging buffer itself; others are converted first.
-   */
-  private streamF32(t: TensorInfo, as: string, sink: (vals: Float32Array, at: number) => void): void {
-    switch (t.dtype) {
-      case 'F32': {
-        const f32 = new Float32Array(stagingBuffer());
-        this.streamConvert(t, (relByte, len) => sink(f32.subarray(0, len / 4), relByte / 4));
-        return;
-      }
-      case 'BF16':
-      case 'F16': {
-        const u16 = new Uint16Array(stagingBuffer());
-        const tmp = new Float32Array(Math.min(shapeNumel(t.shape), STAGING_BYTES / 2));
-        this.streamConvert(t, (relByte, len) => {
-          const src = u16.subarray(0, len / 2);
-          if (t.dtype === 'BF16') bf16ArrayToF32(src, tmp, 0); else f16ArrayToF32(src, tmp, 0);
-          sink(tmp.subarray(0, src.length), relByte / 2);
-        });
-        return;
-      }
-      case 'F64': {
-        const f64 = new Float64Array(stagingBuffer());
-        const tmp = new Float32Array(Math.min(shapeNumel(t.shape), STAGING_BYTES / 8));
-        this.streamConvert(t, (relByte, len) => {
-          const k = len / 8;
-          for (let i = 0; i < k; i++) tmp[i] = f64[i];
-          sink(tmp.subarray(0, k), relByte / 8);
-        });
-        return;
-      }
-      default:
-        throw this.notFloat(t, as);
-    }
-  }
-
-  close(): void {
+  override close(): void {
     if (this.fd !== undefined) {
       const fd = this.fd;
       this.fd = undefined;
       fs.closeSync(fd);
     }
-  }
-
-  private checkDst<T extends Float32Array | Uint16Array>(
-    t: TensorInfo,
-    dst: T | undefined,
-    dstOffset: number,
-    n: number,
-    ctor: new (n: number) => T,
-    as: string,
-  ): T {
-    if (dst === undefined) {
-      if (dstOffset !== 0) throw new RangeError('dstOffset given without a destination array');
-      return new ctor(n);
-    }
-    if (!Number.isInteger(dstOffset) || dstOffset < 0 || dstOffset + n > dst.length) {
-      throw new OpenELMError(
-        'safetensors',
-        `destination for tensor ${t.name} (${n} ${as} elements) does not fit: array has ${dst.length} elements, offset ${dstOffset}`,
-      );
-    }
-    return dst;
-  }
-
-  private notFloat(t: TensorInfo, as: string): OpenELMError {
-    return new OpenELMError(
-      'safetensors',
-      `tensor ${t.name} in ${this.path} has dtype ${t.dtype}; only F32, BF16, F16 and F64 can be read as ${as}`,
-    );
-  }
-
-  /** Feed the tensor through the staging buffer; `convert(relByte, len)` sees staging[0, len). */
-  private streamConvert(t: TensorInfo, convert: (relByte: number, len: number) => void): void {
-    const buf = new Uint8Array(stagingBuffer());
-    for (let rel = 0; rel < t.byteLength; rel += STAGING_BYTES) {
-      const len = Math.min(STAGING_BYTES, t.byteLength - rel);
-      this.readBytes(t, buf, rel, len);
-      convert(rel, len);
-    }
-  }
-
-  /** Read `len` bytes starting at tensor-relative `rel` into dst[0, len). */
-  private readBytes(t: TensorInfo, dst: Uint8Array, rel: number, len: number): void {
-    if (this.fd === undefined) throw new OpenELMError('safetensors', `safetensors file ${this.path} is closed`);
-    let done = 0;
-    while (done < len) {
-      const want = Math.min(IO_CHUNK, len - done);
-      let got: number;
-      try {
-        got = fs.readSync(this.fd, dst, done, want, t.fileOffset + rel + done);
-      } catch (err) {
-        throw new OpenELMError(
-          'safetensors',
-          `cannot read tensor ${t.name} from ${this.path}: ${(err as Error).message}`,
-        );
-      }
-      if (got === 0) {
-        throw new OpenELMError(
-          'safetensors',
-          `unexpected end of file reading tensor ${t.name} from ${this.path} (file changed or truncated after opening)`,
-        );
-      }
-      done += got;
-    }
-  }
-}
-
-/** f32 bit patterns src[0, n) -> bf16 in dst[at, at+n), round to nearest even, NaN kept quiet. */
-function f32BitsToBf16(src: Uint32Array, n: number, dst: Uint16Array, at: number): void {
-  for (let i = 0; i < n; i++) {
-    const u = src[i];
-    dst[at + i] =
-      (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
   }
 }
 
@@ -409,154 +77,7 @@ function readExactlyAt(fd: number, len: number, pos: number): Uint8Array {
   return done === len ? buf : buf.subarray(0, done);
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function readHeader(
-  fd: number,
-  file: string,
-): { size: number; dataStart: number; metadata: Record<string, string>; infos: TensorInfo[] } {
-  const bad = (msg: string): OpenELMError => new OpenELMError('safetensors', `invalid safetensors file ${file}: ${msg}`);
-  const st = fs.fstatSync(fd);
-  if (!st.isFile()) throw bad('not a regular file');
-  const size = st.size;
-  if (size < 8) throw bad(`file is only ${size} bytes, shorter than the 8-byte header length`);
-  const lenBytes = readExactlyAt(fd, 8, 0);
-  if (lenBytes.length < 8) throw bad('could not read the 8-byte header length');
-  const n64 = new DataView(lenBytes.buffer).getBigUint64(0, true);
-  if (n64 > BigInt(MAX_HEADER_BYTES)) {
-    throw bad(`header length ${n64} is absurd (over ${MAX_HEADER_BYTES} bytes); not a safetensors file?`);
-  }
-  const n = Number(n64);
-  if (8 + n > size) throw bad(`header length ${n} is larger than the rest of the file (${size - 8} bytes); file truncated?`);
-  const headerBytes = readExactlyAt(fd, n, 8);
-  if (headerBytes.length < n) throw bad('file shrank while reading the header');
-  let text: string;
-  try {
-    text = utf8.decode(headerBytes);
-  } catch {
-    throw bad('header is not valid UTF-8');
-  }
-  let header: unknown;
-  try {
-    header = parseJsonText(text, 'header');
-  } catch (err) {
-    throw bad((err as Error).message);
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
-    throw bad(`header is not a JSON object (got ${Array.isArray(header) ? 'array' : header === null ? 'null' : typeof header})`);
-  }
-  const dataStart = 8 + n;
-  const dataSize = size - dataStart;
-  const metadata: Record<string, string> = {};
-  const infos: TensorInfo[] = [];
-  const begins = new Map<string, number>();
-  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('__metadata__ is not an object');
-      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw bad(`__metadata__ value for "${k}" is not a string`);
-        metadata[k] = v;
-      }
-      continue;
-    }
-    const tbad = (msg: string) => bad(`tensor ${name}: ${msg}`);
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw tbad('entry is not an object');
-    const e = raw as Record<string, unknown>;
-    for (const key of ['dtype', 'shape', 'data_offsets']) if (!(key in e)) throw tbad(`missing "${key}"`);
-    if (!isSafetensorsDType(e.dtype)) throw tbad(`unknown dtype ${JSON.stringify(e.dtype)}`);
-    const dtype = e.dtype;
-    const shape = e.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw tbad(`shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
-    }
-    const offs = e.data_offsets;
-    if (
-      !Array.isArray(offs) ||
-      offs.length !== 2 ||
-      !offs.every((o) => Number.isSafeInteger(o) && o >= 0)
-    ) {
-      throw tbad(`data_offsets ${JSON.stringify(offs)} is not a pair of non-negative integers`);
-    }
-    const [begin, end] = offs as [number, number];
-    if (begin > end) throw tbad(`data_offsets [${begin},${end}] has begin > end`);
-    if (end > dataSize) {
-      throw tbad(`data ends at byte ${end} of the data section, but the file only has ${dataSize} data bytes (file truncated?)`);
-    }
-    const need = shapeNumel(shape as number[]) * DTYPE_SIZE[dtype];
-    if (end - begin !== need) {
-      throw tbad(`data_offsets span ${end - begin} bytes, but shape ${fmtShape(shape as number[])} of ${dtype} needs ${need}`);
-    }
-    begins.set(name, begin);
-    infos.push({ name, dtype, shape: Object.freeze((shape as number[]).slice()), byteLength: need, fileOffset: dataStart + begin });
-  }
-  infos.sort((a, b) => a.fileOffset - b.fileOffset || a.byteLength - b.byteLength);
-  let prev: TensorInfo | undefined;
-  for (const t of infos) {
-    if (t.byteLength === 0) continue;
-    if (prev && t.fileOffset < prev.fileOffset + prev.byteLength) {
-      throw bad(`tensors ${prev.name} and ${t.name} overlap in the data section`);
-    }
-    prev = t;
-  }
-  return { size, dataStart, metadata, infos: infos.map((t) => Object.freeze(t)) };
-}
-
 // ---------------------------------------------------------------- writing
-
-export interface TensorToWrite {
-  readonly name: string;
-  readonly dtype: SafetensorsDType;
-  readonly shape: readonly number[];
-  /** Row-major little-endian element data: byteLength must equal numel · itemsize. */
-  readonly data: ArrayBufferView;
-}
-
-interface WritePlan {
-  header: Uint8Array; // 8-byte length + padded JSON
-  total: number;
-}
-
-/** Validate tensors and build the file header (offsets contiguous, in the given order). */
-function planWrite(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): WritePlan {
-  const bad = (msg: string) => new OpenELMError('safetensors', `cannot write ${file}: ${msg}`);
-  checkEndianness();
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') throw bad(`metadata value for "${k}" is not a string`);
-    }
-    header.__metadata__ = { ...metadata };
-  }
-  const seen = new Set<string>();
-  let offset = 0;
-  for (const t of tensors) {
-    if (typeof t.name !== 'string' || t.name === '' || t.name === '__metadata__') {
-      throw bad(`invalid tensor name ${JSON.stringify(t.name)}`);
-    }
-    if (seen.has(t.name)) throw bad(`duplicate tensor name ${t.name}`);
-    seen.add(t.name);
-    if (!isSafetensorsDType(t.dtype)) throw bad(`tensor ${t.name}: unknown dtype ${JSON.stringify(t.dtype)}`);
-    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(`tensor ${t.name}: shape ${JSON.stringify(t.shape)} is not a list of non-negative integers`);
-    }
-    const need = shapeNumel(t.shape) * DTYPE_SIZE[t.dtype];
-    const data = t.data;
-    if (!ArrayBuffer.isView(data)) throw bad(`tensor ${t.name}: data is not a typed array or DataView`);
-    if (data.byteLength !== need) {
-      throw bad(`tensor ${t.name}: data has ${data.byteLength} bytes, but shape ${fmtShape(t.shape)} of ${t.dtype} needs ${need}`);
-    }
-    header[t.name] = { dtype: t.dtype, shape: t.shape.slice(), data_offsets: [offset, offset + need] };
-    offset += need;
-  }
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const padded = Math.ceil(json.length / 8) * 8;
-  if (padded > MAX_HEADER_BYTES) throw bad(`header would be ${padded} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
-  const out = new Uint8Array(8 + padded);
-  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.length);
-  return { header: out, total: out.length + offset };
-}
 
 /** Validate tensors for writing (names, dtypes, shapes, data sizes) without touching the disk. */
 export function checkTensorsToWrite(
@@ -564,11 +85,7 @@ export function checkTensorsToWrite(
   tensors: readonly TensorToWrite[],
   metadata?: Record<string, string>,
 ): void {
-  planWrite(path, tensors, metadata);
-}
-
-function bytesOf(v: ArrayBufferView): Uint8Array {
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  planSafetensors(path, tensors, metadata);
 }
 
 function writeBodySync(fd: number, plan: WritePlan, tensors: readonly TensorToWrite[]): void {
@@ -599,7 +116,7 @@ export function stageSafetensorsSync(
   tensors: readonly TensorToWrite[],
   metadata?: Record<string, string>,
 ): StagedFile {
-  const plan = planWrite(path, tensors, metadata);
+  const plan = planSafetensors(path, tensors, metadata);
   return stageFileSync(path, (fd) => writeBodySync(fd, plan, tensors));
 }
 
@@ -608,7 +125,7 @@ export async function stageSafetensors(
   tensors: readonly TensorToWrite[],
   metadata?: Record<string, string>,
 ): Promise<StagedFile> {
-  const plan = planWrite(path, tensors, metadata);
+  const plan = planSafetensors(path, tensors, metadata);
   return stageFile(path, (fh) => writeBody(fh, plan, tensors));
 }
 

@@ -49,11 +49,16 @@ let enableRelaxed: (() => void) | undefined;
 /** How this runtime switches relaxed SIMD on when it is behind a flag (Node: a V8 flag); set by the platform. */
 export function setRelaxedSimdEnabler(f: () => void): void { enableRelaxed = f; }
 
-/** Whether this runtime can run WebAssembly SIMD with shared memory at all. */
+/**
+ * Whether this runtime can run WebAssembly SIMD with shared memory at all. Asks for a shared memory
+ * rather than looking for the SharedArrayBuffer global: a browser page that is not cross-origin
+ * isolated hides the global but may still create shared WebAssembly memories (one thread then).
+ */
 export function wasmAvailable(): boolean {
   try {
-    return Wasm !== undefined && typeof SharedArrayBuffer === 'function' &&
-      Wasm.validate(bytes(KERNELS_SIMD128));
+    if (Wasm === undefined) return false;
+    new Wasm.Memory({ initial: 1, maximum: 1, shared: true });
+    return Wasm.validate(bytes(KERNELS_SIMD128));
   } catch { return false; }
 }
 

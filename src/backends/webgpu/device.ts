@@ -45,14 +45,25 @@ export interface AcquireOptions {
 
 const ADAPTER_HINT = 'install a GPU driver with Vulkan, Metal or D3D12 support, or for a software adapter on Debian/Ubuntu: ' +
   'apt-get install chromium, then run with LD_LIBRARY_PATH=/usr/lib/chromium VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json';
+// A browser that has navigator.gpu but gives no adapter: WebGPU is turned off there, or the GPU or its
+// driver is on the browser's blocklist (Chromium on Linux needs --enable-unsafe-webgpu today).
+const BROWSER_ADAPTER_HINT = 'WebGPU is off in this browser or its GPU is blocklisted (chrome://gpu says which; ' +
+  'Chromium on Linux needs --enable-unsafe-webgpu); use the wasm backend instead';
+
+function navigatorGpu(): GPU | undefined {
+  return (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu ?? undefined;
+}
+
+/** What to do about a GPU object that gave no adapter: a browser's settings, or a driver to install. */
+const adapterHint = (gpu: GPU): string => (gpu === navigatorGpu() ? BROWSER_ADAPTER_HINT : ADAPTER_HINT);
 
 /**
  * The `GPU` entry point of this runtime: `navigator.gpu` (browsers, Deno), else the platform's
  * (Node: Dawn, platform/node-webgpu.ts); an error saying what is missing otherwise.
  */
 export async function findGpu(): Promise<GPU> {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return nav.gpu;
+  const nav = navigatorGpu();
+  if (nav) return nav;
   let pf: Platform | null = null;
   try { pf = getPlatform(); } catch { /* no platform registered: no other way to a GPU */ }
   const got: { gpu: unknown; why?: string } = pf?.webgpu ? await pf.webgpu() : { gpu: null, why: 'this runtime has no navigator.gpu' };
@@ -84,7 +95,7 @@ function adapterLimits(a: GPUAdapter): Record<string, number> {
 export async function acquireGpu(opts: AcquireOptions = {}): Promise<GpuHandle> {
   const gpu = opts.gpu ?? await findGpu();
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
-  if (!adapter) throw new OpenELMError('webgpu', `no WebGPU adapter found: ${ADAPTER_HINT}`);
+  if (!adapter) throw new OpenELMError('webgpu', `no WebGPU adapter found: ${adapterHint(gpu)}`);
   const off = new Set(opts.disable ?? []);
   const wgsl = (gpu as GPU & { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures;
   const features: GpuFeatures = {
@@ -124,7 +135,7 @@ export async function probeAdapter(): Promise<{ adapter: GpuAdapterSummary } | {
   try {
     const gpu = await findGpu();
     const a = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-    if (!a) return { adapter: null, why: `no WebGPU adapter found: ${ADAPTER_HINT}` };
+    if (!a) return { adapter: null, why: `no WebGPU adapter found: ${adapterHint(gpu)}` };
     return { adapter: adapterSummary(a) };
   } catch (e) {
     return { adapter: null, why: e instanceof Error ? e.message : String(e) };

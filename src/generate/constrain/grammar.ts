@@ -16,6 +16,9 @@
 import { grammarError, type GItem, type GRule, type GrammarAst, GrammarError } from './gbnf.js';
 import { complementRanges, utf8Sequences } from './utf8-ranges.js';
 
+// TextEncoder, not Buffer: this module runs in browsers too (same bytes, U+FFFD for lone surrogates).
+const UTF8 = new TextEncoder();
+
 /** Inline a non-recursive rule where it is used when its body is at most this many byte steps. */
 const INLINE_LIMIT = 512;
 /**
@@ -175,7 +178,7 @@ export function compileGrammar(ast: GrammarAst): CompiledGrammar {
         case 'lit': {
           let cur = from;
           for (const cp of item.cps) {
-            for (const b of Buffer.from(String.fromCodePoint(cp), 'utf8')) {
+            for (const b of UTF8.encode(String.fromCodePoint(cp))) {
               const n = node();
               nfa[cur].edges.push(b, b, n);
               cur = n;
