@@ -10,7 +10,7 @@ import { NATIVE_MODES, backendNames } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { validateDType } from '../model/load.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
-import { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { stderrProgress } from '../hub/progress.js';
 import type { SpeculativeOptions } from '../generate/speculative.js';
 

@@ -14,7 +14,7 @@
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
 import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
-import { GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../io/ggml-quants.js';
+import { type GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../io/ggml-quants.js';
 import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
 import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES, type OpenELMConfig, type OpenELMHFConfig } from '../model/config.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';

@@ -655,8 +655,6 @@ export class WasmBackend implements Backend {
     if (this.disposed) throw new OpenELMError('usage', 'this wasm backend has been disposed');
   }
 
-  private shardOfWeight(w: Weight): Shard { return this.packedOf(w).shard; }
-
   /** Start a kernel call in the shard of `anchor` (its main operand; null or a foreign array: shard 0). */
   private begin(anchor: Float32Array | Shard | null): void {
     this.live();
