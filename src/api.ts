@@ -232,6 +232,15 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
     const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
+    // a GPU backend compiles its kernels on first use: now, rather than on the first token
+    if (backend.device === 'gpu') {
+      try {
+        await model.warmup();
+      } catch (e) {
+        if (!owned) { model.release(); freeWeights(backend, model.weights); }
+        throw e;
+      }
+    }
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer

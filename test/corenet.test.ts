@@ -277,6 +277,15 @@ test('a CoreNet training state seeds a run that `train --resume` continues', asy
   // Seeding again into a folder that holds a run is refused.
   const ck3 = openCorenetCheckpoint(fix('tiny-training.pt'), fix('tiny-config.json'));
   await assert.rejects(seedRunFromCorenet(ck3, recipe, loadTokenizer()), /already holds checkpoints/);
+  // An sft/dpo run builds its own data state; it starts from a converted folder instead.
+  const chats = path.join(tmp, 'chats.jsonl');
+  fs.writeFileSync(chats, JSON.stringify({ prompt: 'a', completion: 'b' }) + '\n');
+  const sftFile = path.join(tmp, 'seed-sft.yaml');
+  fs.writeFileSync(sftFile, JSON.stringify({
+    task: 'sft', model: { config: model }, data: { train: [{ path: chats, format: 'jsonl' }] }, batch_size: 1, steps: 6,
+    optimizer: { lr: 0.001 }, out_dir: path.join(tmp, 'run-sft'),
+  }));
+  await assert.rejects(seedRunFromCorenet(ck3, loadRecipe(sftFile), loadTokenizer()), /is for task pretrain; for task sft, convert .* with --to hf/);
   ck3.source.close();
 });
 

@@ -81,8 +81,15 @@ const PROMPTS = [
   [1, 250, 3, 9, 77, 120, 41],
 ];
 
+// Plain decoding's results per model and options: several speculative cases compare with the same one.
+const plainRuns = new WeakMap<OpenELM, Map<string, Awaited<ReturnType<typeof generateBatch>>>>();
+
 async function both(model: OpenELM, prompts: number[][], opts: GenerateOptions, spec: SpeculativeOptions) {
-  const plain = await generateBatch(model, tok, prompts, opts);
+  let runs = plainRuns.get(model);
+  if (!runs) plainRuns.set(model, runs = new Map());
+  const key = JSON.stringify([prompts, opts]);
+  const plain = runs.get(key) ?? await generateBatch(model, tok, prompts, opts);
+  runs.set(key, plain);
   const fast = await generateBatch(model, tok, prompts, { ...opts, speculative: spec });
   return { plain, fast };
 }
@@ -91,7 +98,7 @@ for (const bc of BACKEND_CASES) {
   test(`[${bc.name}] speculative greedy equals plain greedy, every dtype, lookup and draft models`, { skip: bc.available() ?? false }, async () => {
     const hf = { vocab_size: 300, max_context_length: 96 };
     const dir = tinyModelDir(hf, 3), draftDir = tinyModelDir({ ...hf, num_transformer_layers: 2 }, 9);
-    for (const dtype of ['f32', 'bf16', 'q8', 'q4'] as const) {
+    for (const dtype of bc.software ? ['f32', 'q4'] as const : ['f32', 'bf16', 'q8', 'q4'] as const) {
       const be = await bc.make();
       try {
         const model = loadModelFolder(dir, { backend: be, dtype });

@@ -39,6 +39,10 @@ export const TOL = {
   bf16Loss: { atol: 3e-5, rtol: 0 },
   /** 10-step AdamW loss curve. */
   curve: { atol: 1e-4, rtol: 0 },
+  /** Instruction tuning: 4-step DPO curves (sigmoid + label smoothing, hinge, ipo), loss per step,
+   *  relative (issue 14 asks for 2e-5). Measured max 9.9e-8 on the js backend, 9.0e-7 (hinge) on
+   *  wasm with 2 threads. */
+  instructCurveLoss: { atol: 0, rtol: 2e-5 },
   /**
    * Adapted module forward/backward (src/adapters/reference-math.ts, f64 from the f32-stored
    * captures) vs PEFT's float64 per-module captures. Measured max abs 2.4e-7 (y), 1.2e-7 (dA),

@@ -14,7 +14,7 @@ import { PAD, createSource, type PipelineOptions, type RowSource, type SourceOpt
 import { TrainLoader, readRows } from '../src/train/data/loader.js';
 import { expandDataPath } from '../src/train/data/files.js';
 import { parseRecipe } from '../src/train/recipe.js';
-import { createTrainLoader } from '../src/train/trainer.js';
+import { createTrainLoader } from '../src/train/pretrain-task.js';
 
 const tok = loadTokenizer();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-train-data-'));

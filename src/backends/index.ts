@@ -1,6 +1,7 @@
 // The one backend factory: `js` (the reference, runs anywhere), `wasm` (WebAssembly SIMD + threads,
-// with the optional native GEMM), backends registered by other modules (WebGPU), or `auto` (the
-// fastest available: a registered backend that says it should be preferred, else wasm, else js).
+// with the optional native GEMM), `webgpu` (WGSL on a GPU), backends registered by other modules, or
+// `auto` (the fastest available: a registered backend that says it should be preferred, i.e. WebGPU
+// on a hardware adapter, else wasm, else js).
 // Threads, workers and the native library come from the registered platform (platform/platform.ts).
 
 import type { Backend } from './backend.js';
@@ -10,6 +11,7 @@ import { wasmAvailable } from './wasm/kernels.js';
 import { OpenELMError } from '../core/errors.js';
 import type { NativeMode } from './native-gemm.js';
 import { getPlatform } from '../platform/platform.js';
+import { webgpuProvider } from './webgpu/provider.js';
 
 export interface BackendOptions {
   /** Compute threads for CPU backends, including the calling one (default: all cores). */
@@ -28,6 +30,9 @@ const providers = new Map<string, BackendProvider>();
 
 /** Make `name` available to createBackend (and to `auto` when its provider is preferred). */
 export function registerBackend(name: string, p: BackendProvider): void { providers.set(name, p); }
+
+// WebGPU (browsers: navigator.gpu; Node: Dawn through the platform) is always known by name.
+registerBackend('webgpu', webgpuProvider);
 
 /** Names createBackend accepts now. */
 export function backendNames(): string[] { return ['auto', 'wasm', 'js', ...providers.keys()]; }

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
 import { paramLayout } from '../model/layout.js';
 import type { Recipe } from '../train/recipe.js';
-import { recipeModelConfig, createTrainLoader } from '../train/trainer.js';
+import { recipeModelConfig } from '../train/trainer.js';
+import { createTrainLoader } from '../train/pretrain-task.js';
 import { STATE_VERSION, listCheckpoints, writeCheckpoint, type TrainerState } from '../train/state.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { CorenetCheckpoint } from './corenet.js';
@@ -23,6 +24,9 @@ export interface SeedResult {
 export async function seedRunFromCorenet(ck: CorenetCheckpoint, recipe: Recipe, tok: Tokenizer): Promise<SeedResult> {
   const where = ck.file.file;
   const opt = ck.training?.optimizer;
+  // An sft/dpo task's data state (its example order, DPO's reference log-probabilities) is built by
+  // the run itself; such runs start from a converted folder as model.init instead.
+  if (recipe.task !== 'pretrain') throw new OpenELMError('usage', `${recipe.file}: seeding a run from a CoreNet training state is for task pretrain; for task ${recipe.task}, convert ${where} with --to hf and name that folder as model.init`);
   if (!ck.training) throw new OpenELMError('usage', `${where} holds weights only; seeding a run needs a CoreNet training state (model_state_dict + optim_state_dict)`);
   if (!opt) throw new OpenELMError('checkpoint', `${where} has no AdamW state in optim_state_dict`);
   const c = recipeModelConfig(recipe);

@@ -301,6 +301,24 @@ export class OpenELM {
     }
   }
 
+  /**
+   * Run a short prefill, a decode step and a greedy pick through a scratch cache, so that a GPU
+   * backend compiles its kernels (and grows its buffers) now instead of on the first real token.
+   * Reads back and leaves nothing behind but warm caches.
+   */
+  async warmup(): Promise<void> {
+    const n = Math.min(16, this.config.maxContextLength - 1);
+    const cache = this.newCache(n + 1);
+    try {
+      const prompt = Array.from({ length: n }, (_, i) => (i * 7919) % this.config.vocabSize);
+      if (n > 0) this.forwardDevice([{ cache, tokens: prompt }]);
+      const { logits, rows } = this.forwardDevice([{ cache, tokens: [0] }]);
+      await Promise.all([this.backend.argmax(logits, rows, this.config.vocabSize), this.backend.read(logits, 0, 1)]);
+    } finally {
+      cache.dispose();
+    }
+  }
+
   /** Give the workspace and RoPE tables back to the backend (the weights stay). */
   release(): void {
     this.ws.release();

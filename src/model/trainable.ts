@@ -14,6 +14,12 @@
 // Host numbers come back only where they are needed: the loss sums of each head chunk are awaited
 // once per micro-batch, after every operation of the step has been issued.
 //
+// Preference losses (DPO) need a second shape of step: per-sequence log-probability sums
+// s_b = Σ_t log p(target_t) first (the loss is a function of all of them), then a backward of
+// Σ_b w_b·∇s_b with weights computed on the host. sequenceLogprobs runs the forward and keeps the
+// activations; sequenceLogprobsBackward recomputes only the head chunks' logits (rows × vocab is
+// never held for all rows) and runs the usual backward over the kept activations.
+//
 // Every product with a layer's weight goes through a TrainLinear (linear.ts). Full training uses
 // trainable f32 weights; adapter training (options.adapter) freezes the base — its linears held in
 // any weight dtype, its norms, embedding and head as f32 without gradients — and makes the LoRA /
@@ -73,6 +79,15 @@ export interface ForwardBackwardOptions {
   gradScale?: number;
 }
 
+export interface SequenceLogprobOptions {
+  /** Targets equal to this are skipped; inputs equal to it embed as zeros. Default -100. */
+  ignoreIndex?: number;
+  /** A training forward: adapter dropout is active (the policy's log-probabilities of a DPO step). Default false (scoring). */
+  train?: boolean;
+  /** With train: the seed of the dropout masks (default: a per-model counter); the backward reuses them. */
+  dropoutSeed?: number;
+}
+
 /** loss = ce + zloss; zloss is already multiplied by its coefficient. Means over validTokens. */
 export interface LossResult { loss: number; ce: number; zloss: number; validTokens: number; }
 
@@ -83,6 +98,9 @@ type Norms = LayerParams<Tensor, null>;
 type LinearKey = 'qkv' | 'out' | 'proj1' | 'proj2';
 const LINEAR_KEYS: readonly LinearKey[] = ['qkv', 'out', 'proj1', 'proj2'];
 type Linears = Record<LinearKey, TrainLinear>;
+
+/** One chunk of the fused head: its normed rows, their logits, which rows, read in place or gathered. */
+interface HeadChunk { x: Tensor; lg: Tensor; idx: Int32Array; contiguous: boolean; }
 
 /** One block's saved activations (full-capacity tensors; used through views of M rows). */
 interface Acts {
@@ -142,6 +160,8 @@ export class TrainableModel {
 
   private actBufs: Tensor[] = [];
   private headBufs: Tensor[] = [];
+  /** The batch whose activations sequenceLogprobs kept for sequenceLogprobsBackward. */
+  private seqPending: { inputs: Int32Array; targets: Int32Array; B: number; T: number; ignore: number; pos: Int32Array; run: LinearRun } | null = null;
 
   constructor(readonly config: OpenELMConfig, readonly backend: Backend, opts: TrainableModelOptions = {}) {
     this.recompute = opts.recompute ?? false;
@@ -307,6 +327,7 @@ export class TrainableModel {
 
   /** Drop activation buffers (they are re-allocated on the next call). */
   releaseActivations(): void {
+    this.seqPending = null;
     this.freeActs();
     this.freeHead();
   }
@@ -381,7 +402,7 @@ export class TrainableModel {
       // the backend's memory is bounded (4 GiB for WASM): say what to change for training
       if (e instanceof OpenELMError && e.code === 'memory') {
         throw new OpenELMError('memory', `the activations of ${M} rows (batch × seq_len) do not fit in the ${this.backend.name} backend's memory ` +
-          `next to the parameters and gradients; use recompute (activation checkpointing), a smaller batch_size with grad_accum, or a shorter seq_len`);
+          `next to the parameters and gradients; use recompute (activation checkpointing), a smaller batch_size with grad_accum, or a shorter seq_len (${e.message})`);
       }
       throw e;
     }
@@ -468,6 +489,7 @@ export class TrainableModel {
   /** Embedding + all blocks + final norm; leaves normed rows in this.xf. */
   private forwardBody(inputs: Int32Array, B: number, T: number, ignore: number, pos: Int32Array): void {
     const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
+    this.seqPending = null;
     this.ensureActs(M);
     if (this.adapter) for (const a of this.adapted.values()) a.prepare();
     be.embedding(be.view(this.xs[0], 0, M * D), be.tensorWeight(this.embed, c.vocabSize, D), inputs, ignore);
@@ -481,15 +503,9 @@ export class TrainableModel {
     be.rmsnorm(be.view(this.xf, 0, M * D), be.view(this.xs[L], 0, M * D), this.normW, M, D, c.normEps, this.rstdF);
   }
 
-  /**
-   * Fused head + loss over the rows whose target is valid, in chunks. With backward, writes
-   * dL/dxf into this.dxn (zero for skipped rows) and accumulates the head gradient.
-   */
-  private async headLoss(targets: Int32Array, M: number, ignore: number, z: number, gradScale: number, backward: boolean): Promise<LossResult> {
-    const c = this.config, D = c.modelDim, V = c.vocabSize, be = this.backend;
-    const n = countValid(targets, ignore);
-    if (backward) be.fill(be.view(this.dxn, 0, M * D), 0);
-    if (n === 0) return { loss: 0, ce: 0, zloss: 0, validTokens: 0 };
+  /** The rows whose target is valid, and the chunk size (head buffers grown to fit). */
+  private headPlan(targets: Int32Array, M: number, ignore: number, n: number): { rowsIdx: Int32Array; CH: number } {
+    const D = this.config.modelDim, V = this.config.vocabSize, be = this.backend;
     const rowsIdx = new Int32Array(n);
     for (let r = 0, i = 0; r < M; r++) if (targets[r] !== ignore) rowsIdx[i++] = r;
     const CH = Math.max(1, Math.min(this.headChunkRows, n));
@@ -499,26 +515,52 @@ export class TrainableModel {
       this.headBufs = [this.headX, this.headLogits, this.headDx];
       this.headRows = CH;
     }
+    return { rowsIdx, CH };
+  }
+
+  /** Logits of m rows of rowsIdx from s, in headLogits; a run of consecutive rows is read in place. */
+  private headChunk(rowsIdx: Int32Array, s: number, m: number): HeadChunk {
+    const D = this.config.modelDim, V = this.config.vocabSize, be = this.backend;
+    const r0 = rowsIdx[s];
+    const contiguous = rowsIdx[s + m - 1] - r0 === m - 1;
+    const idx = rowsIdx.subarray(s, s + m);
+    let x: Tensor;
+    if (contiguous) x = be.view(this.xf, r0 * D, m * D);
+    else { x = be.view(this.headX, 0, m * D); be.gatherRows(x, this.xf, idx, D); }
+    const lg = be.view(this.headLogits, 0, m * V);
+    this.mm(lg, x, this.head, m, V, D, 'nt', false);
+    return { x, lg, idx, contiguous };
+  }
+
+  /** With the chunk's logits overwritten by their gradient: its rows of dL/dxf (in this.dxn) and dHead +=. */
+  private headChunkBackward(k: HeadChunk, m: number): void {
+    const D = this.config.modelDim, V = this.config.vocabSize, be = this.backend;
+    const dx = k.contiguous ? be.view(this.dxn, k.idx[0] * D, m * D) : be.view(this.headDx, 0, m * D);
+    this.mm(dx, k.lg, this.head, m, D, V, 'nn', false);
+    if (this.dHead) this.mm(this.dHead, k.lg, k.x, V, D, m, 'tn', true);
+    if (!k.contiguous) be.scatterRows(this.dxn, dx, k.idx, D);
+  }
+
+  /**
+   * Fused head + loss over the rows whose target is valid, in chunks. With backward, writes
+   * dL/dxf into this.dxn (zero for skipped rows) and accumulates the head gradient.
+   */
+  private async headLoss(targets: Int32Array, M: number, ignore: number, z: number, gradScale: number, backward: boolean): Promise<LossResult> {
+    const D = this.config.modelDim, V = this.config.vocabSize, be = this.backend;
+    const n = countValid(targets, ignore);
+    if (backward) be.fill(be.view(this.dxn, 0, M * D), 0);
+    if (n === 0) return { loss: 0, ce: 0, zloss: 0, validTokens: 0 };
+    const { rowsIdx, CH } = this.headPlan(targets, M, ignore, n);
     const sums: Promise<LossSums>[] = [];
     const scale = backward ? gradScale / n : 0;
     for (let s = 0; s < n; s += CH) {
-      const m = Math.min(CH, n - s), r0 = rowsIdx[s];
-      // a run of consecutive rows (no ignored target inside) is used in place
-      const contiguous = rowsIdx[s + m - 1] - r0 === m - 1;
-      const idx = rowsIdx.subarray(s, s + m);
+      const m = Math.min(CH, n - s);
+      const k = this.headChunk(rowsIdx, s, m);
       const tc = new Int32Array(m);
-      for (let i = 0; i < m; i++) tc[i] = targets[idx[i]];
-      let x: Tensor;
-      if (contiguous) x = be.view(this.xf, r0 * D, m * D);
-      else { x = be.view(this.headX, 0, m * D); be.gatherRows(x, this.xf, idx, D); }
-      const lg = be.view(this.headLogits, 0, m * V);
-      this.mm(lg, x, this.head, m, V, D, 'nt', false);
-      sums.push(be.crossEntropy(lg, tc, m, V, z, scale));
+      for (let i = 0; i < m; i++) tc[i] = targets[k.idx[i]];
+      sums.push(be.crossEntropy(k.lg, tc, m, V, z, scale));
       if (!backward || scale === 0) continue;
-      const dx = contiguous ? be.view(this.dxn, r0 * D, m * D) : be.view(this.headDx, 0, m * D);
-      this.mm(dx, lg, this.head, m, D, V, 'nn', false);
-      if (this.dHead) this.mm(this.dHead, lg, x, V, D, m, 'tn', true);
-      if (!contiguous) be.scatterRows(this.dxn, dx, idx, D);
+      this.headChunkBackward(k, m);
     }
     let ceSum = 0, lseSqSum = 0;
     for (const p of await Promise.all(sums)) { ceSum += p.ceSum; lseSqSum += p.lseSqSum; }
@@ -535,7 +577,7 @@ export class TrainableModel {
     const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, z = zLossCoefficient(opts.zLoss);
     const gradScale = opts.gradScale ?? 1;
     this.check(inputs, targets, B, T, ignore);
-    const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
+    const M = B * T;
     const pos = this.positions(B, T);
     this.run = { train: true, seed: opts.dropoutSeed ?? this.dropoutCalls++ };
     this.forwardBody(inputs, B, T, ignore, pos);
@@ -543,19 +585,97 @@ export class TrainableModel {
     // the head's backward is issued inside headLoss; its loss sums are awaited at its end, after
     // the whole backward below has been issued too
     const loss = this.headLoss(targets, M, ignore, z, gradScale, true);
-    if (n > 0 && gradScale !== 0) {
-      const dres = be.view(this.dres, 0, M * D);
-      be.fill(dres, 0);
-      be.rmsnormBackward(dres, this.dNormW, be.view(this.dxn, 0, M * D), be.view(this.xs[L], 0, M * D), this.normW, this.rstdF, M, D);
-      for (let l = L - 1; l >= 0; l--) {
-        const x = be.view(this.xs[l], 0, M * D);
-        if (this.recompute) this.blockForward(l, x, be.view(this.xTmp, 0, M * D), this.acts[0], B, T, pos);
-        this.blockBackward(l, x, this.actsFor(l), B, T, pos);
-      }
-      if (this.dEmbed) be.embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
-      this.embAdapter?.backward(dres, inputs, ignore, this.embSaved);
-    }
+    if (n > 0 && gradScale !== 0) this.bodyBackward(inputs, B, T, ignore, pos);
     return loss;
+  }
+
+  /** With dL/dxf in this.dxn: the final norm, every block and the embedding; parameter grads +=. */
+  private bodyBackward(inputs: Int32Array, B: number, T: number, ignore: number, pos: Int32Array): void {
+    const c = this.config, D = c.modelDim, M = B * T, L = c.numLayers, be = this.backend;
+    const dres = be.view(this.dres, 0, M * D);
+    be.fill(dres, 0);
+    be.rmsnormBackward(dres, this.dNormW, be.view(this.dxn, 0, M * D), be.view(this.xs[L], 0, M * D), this.normW, this.rstdF, M, D);
+    for (let l = L - 1; l >= 0; l--) {
+      const x = be.view(this.xs[l], 0, M * D);
+      if (this.recompute) this.blockForward(l, x, be.view(this.xTmp, 0, M * D), this.acts[0], B, T, pos);
+      this.blockBackward(l, x, this.actsFor(l), B, T, pos);
+    }
+    if (this.dEmbed) be.embeddingBackward(this.dEmbed, dres, inputs, D, ignore);
+    this.embAdapter?.backward(dres, inputs, ignore, this.embSaved);
+  }
+
+  /**
+   * Per-sequence log-probability sums s_b = Σ_t log p(targets[b·T + t] | inputs of row b up to t),
+   * over the targets that are not the ignore index (0 for a row without any). The activations are
+   * kept so that sequenceLogprobsBackward can follow without another forward; any other call that
+   * runs the model discards them.
+   */
+  async sequenceLogprobs(inputs: Int32Array, targets: Int32Array, B: number, T: number, opts: SequenceLogprobOptions = {}): Promise<Float64Array> {
+    const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX;
+    this.check(inputs, targets, B, T, ignore);
+    const V = this.config.vocabSize, M = B * T, be = this.backend;
+    const pos = this.positions(B, T);
+    this.run = opts.train ? { train: true, seed: opts.dropoutSeed ?? this.dropoutCalls++ } : { train: false, seed: 0 };
+    this.forwardBody(inputs, B, T, ignore, pos);
+    const out = new Float64Array(B);
+    const n = countValid(targets, ignore);
+    if (n > 0) {
+      const { rowsIdx, CH } = this.headPlan(targets, M, ignore, n);
+      const parts: Promise<Float64Array>[] = [];
+      for (let s = 0; s < n; s += CH) {
+        const m = Math.min(CH, n - s);
+        const k = this.headChunk(rowsIdx, s, m);
+        const tc = new Int32Array(m);
+        for (let i = 0; i < m; i++) tc[i] = targets[k.idx[i]];
+        parts.push(be.rowLogprobs(k.lg, tc, m, V));
+      }
+      // summed in row order, whatever the chunk size
+      let i = 0;
+      for (const p of await Promise.all(parts)) {
+        for (let j = 0; j < p.length; j += 2, i++) out[Math.floor(rowsIdx[i] / T)] += p[j + 1] - p[j];
+      }
+    }
+    this.seqPending = { inputs, targets, B, T, ignore, pos, run: this.run };
+    return out;
+  }
+
+  /**
+   * grads += Σ_b weights[b]·∇s_b for the batch of the preceding sequenceLogprobs call, from its kept
+   * activations (only the head chunks' logits are computed again). Consumes that forward.
+   */
+  async sequenceLogprobsBackward(weights: ArrayLike<number>): Promise<void> {
+    const p = this.seqPending;
+    if (!p) throw new OpenELMError('usage', 'sequenceLogprobsBackward needs the activations of a preceding sequenceLogprobs call (any other use of the model discards them)');
+    this.seqPending = null;
+    const { inputs, targets, B, T, ignore, pos } = p;
+    // the backward regenerates the forward's dropout masks from its seed
+    this.run = p.run;
+    if (weights.length !== B) throw new OpenELMError('usage', `weights has ${weights.length} values; expected one per sequence (${B})`);
+    let any = false;
+    for (let b = 0; b < B; b++) {
+      if (!Number.isFinite(weights[b])) throw new OpenELMError('usage', `the weight of sequence ${b} is ${weights[b]}`);
+      if (weights[b] !== 0) any = true;
+    }
+    const D = this.config.modelDim, V = this.config.vocabSize, M = B * T, be = this.backend;
+    const n = countValid(targets, ignore);
+    if (n === 0 || !any) return;
+    be.fill(be.view(this.dxn, 0, M * D), 0);
+    const { rowsIdx, CH } = this.headPlan(targets, M, ignore, n);
+    const pending: Promise<LossSums>[] = [];
+    for (let s = 0; s < n; s += CH) {
+      const m = Math.min(CH, n - s);
+      const k = this.headChunk(rowsIdx, s, m);
+      const tc = new Int32Array(m), rowScale = new Float32Array(m);
+      for (let i = 0; i < m; i++) {
+        tc[i] = targets[k.idx[i]];
+        // ∇ log p(t) = −∇(lse − logit[t])
+        rowScale[i] = -weights[Math.floor(k.idx[i] / T)];
+      }
+      pending.push(be.crossEntropy(k.lg, tc, m, V, 0, 1, rowScale));
+      this.headChunkBackward(k, m);
+    }
+    this.bodyBackward(inputs, B, T, ignore, pos);
+    await Promise.all(pending);
   }
 
   /** Loss only (evaluation): no gradients touched. */

@@ -1,5 +1,6 @@
 // The Node.js platform: core count from os, kernel workers on worker_threads, the native GEMM addon,
-// and V8's relaxed-SIMD flag. Importing this module registers it (the library entry and the CLI do).
+// WebGPU through Dawn, and V8's relaxed-SIMD flag. Importing this module registers it (the library
+// entry and the CLI do).
 
 import os from 'node:os';
 import v8 from 'node:v8';
@@ -7,6 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { setRelaxedSimdEnabler, RELAXED_FLAG } from '../backends/wasm/kernels.js';
 import type { KernelWorkerHandle, KernelWorkerInit } from '../backends/wasm/pool.js';
 import { nativeBlas } from './node-native.js';
+import { nodeWebGpu } from './node-webgpu.js';
 import { setPlatform, type Platform } from './platform.js';
 
 function spawnKernelWorker(init: KernelWorkerInit): KernelWorkerHandle {
@@ -30,6 +32,7 @@ export const nodePlatform: Platform = {
   spawnKernelWorker,
   nativeGemm: nativeBlas,
   memory: () => ({ total: os.totalmem(), available: os.freemem() }),
+  webgpu: nodeWebGpu,
 };
 
 setRelaxedSimdEnabler(() => v8.setFlagsFromString(RELAXED_FLAG));

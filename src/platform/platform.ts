@@ -1,7 +1,8 @@
 // What the engine needs from its host that differs between Node.js and browsers: how many cores to
-// use, how to start kernel worker threads, the optional native GEMM. The core (backends/, model/,
-// tokenizer/, generate/, chat/) imports no Node module; an entry point registers its platform
-// (platform/node.ts for the Node library and CLI, a browser entry its own) before creating backends.
+// use, how to start kernel worker threads, the optional native GEMM, where WebGPU comes from. The
+// core (backends/, model/, tokenizer/, generate/, chat/) imports no Node module; an entry point
+// registers its platform (platform/node.ts for the Node library and CLI, a browser entry its own)
+// before creating backends.
 
 import { OpenELMError } from '../core/errors.js';
 import type { NativeGemm, NativeMode } from '../backends/native-gemm.js';
@@ -17,6 +18,11 @@ export interface Platform {
   nativeGemm?(mode: NativeMode): NativeGemm | null;
   /** Bytes of RAM the machine has and can give this process now (absent where the host does not say). */
   memory?(): { total: number; available: number };
+  /**
+   * The WebGPU entry point (a `GPU` object) where the runtime has no `navigator.gpu`: Node loads
+   * Dawn here. Resolves null when this host has no way to reach a GPU (the reason in `why`).
+   */
+  webgpu?(): Promise<{ gpu: unknown } | { gpu: null; why: string }>;
 }
 
 let current: Platform | undefined;

@@ -51,20 +51,47 @@ export interface RecipeSource {
   weight: number;
 }
 
+export type RecipeTask = 'pretrain' | 'sft' | 'dpo';
+export type DpoLossType = 'sigmoid' | 'hinge' | 'ipo';
+
+export interface DpoSettings {
+  beta: number;
+  lossType: DpoLossType;
+  labelSmoothing: number;
+  /** A frozen reference model: an absolute folder, or a hub id as isHubModelId tells; undefined: the run's initial weights. */
+  reference?: string;
+}
+
 export interface Recipe {
   file: string;
+  /** pretrain: text/token streams (seq_len); sft and dpo: JSONL examples (max_length). */
+  task: RecipeTask;
+  /** init: an absolute folder, or a hub id (org/name, see isHubModelId) that names no local folder, downloaded at run time. */
   model: { init?: string; preset?: string; config?: Record<string, unknown> };
   /** The HF config.json the model is built from (preset / custom), or undefined for `init`. */
   hfConfig?: Record<string, unknown>;
   seed: number;
   data: { train: RecipeSource[]; valid: RecipeSource[]; validFraction: number; evalBatches: number };
+  /** pretrain: seq_len. sft/dpo: max_length − 1 (the most inputs one example row can hold). */
   seqLen: number;
+  /** sft/dpo: the longest example row in tokens (TRL's max_length). */
+  maxLength?: number;
+  /** dpo: TRL's max_prompt_length. */
+  maxPromptLength?: number;
+  /** sft: train on the completion (or assistant turns) only. */
+  maskPrompt: boolean;
+  /** sft/dpo chat template file (Jinja or tokenizer_config.json); undefined: the model's, else CoreNet's. */
+  chatTemplate?: string;
+  dpo?: DpoSettings;
   batchSize: number;
   gradAccum: number;
+  /** Optimizer steps; 0 until resolveRunLength when the recipe gives `epochs`. */
   steps: number;
+  /** sft/dpo: passes over the training examples, instead of `steps`. */
+  epochs?: number;
   pipeline: { mode: 'pack' | 'pad'; shuffle: boolean; seed: number; minChars: number; minTokens: number; splitWords: number; shuffleBuffer: number };
   optimizer: { lr: number; betas: [number, number]; eps: number; weightDecay: number };
-  schedule: { type: 'cosine' | 'constant'; warmupSteps: number; warmupInitLr: number; minLr: number };
+  schedule: { type: ScheduleType; warmupSteps: number; warmupInitLr: number; minLr: number; warmupRatio?: number };
   clipGradNorm: number;
   zLoss: number;
   /** Absolute (a relative out_dir is resolved against the current folder). */
@@ -72,17 +99,23 @@ export interface Recipe {
   logEvery: number;
   evalEvery: number;
   checkpointEvery: number;
+  /** eval_every / checkpoint_every as written, kept until the run length is known (epochs need the example count). */
+  intervalKeys?: IntervalKeys;
   keepCheckpoints: number;
   recompute: boolean;
   /** Inputs of the matrix products: 'fp32' (default) or 'bf16' (mixed precision, docs/training.md). */
   precision: MatmulPrecision;
   threads?: number;
+  /** Compute backend by name ('auto', 'wasm', 'js', 'webgpu', …); the command line may override it. */
+  backend?: string;
   sample?: { prompt: string; maxTokens: number; temperature: number; topK: number; seed: number };
   /** Adapter training (LoRA / DoRA) on a frozen base; absent for full training. */
   peft?: RecipePeft;
   /** The recipe with every default filled in (snake_case, paths as written): saved with checkpoints. */
   canonical: Record<string, unknown>;
 }
+
+export type ScheduleType = 'cosine' | 'constant' | 'hf_cosine';
 
 // ------------------------------------------------------------------------------------ schema
 
@@ -112,6 +145,7 @@ const SOURCE: Schema = obj({
 });
 
 const SCHEMA: Schema = obj({
+  task: { t: 'enum', values: ['pretrain', 'sft', 'dpo'] },
   model: obj({ init: str, preset: str, config: { t: 'any-object' } }),
   defaults: str,
   seed: int({ min: 0 }),
@@ -122,9 +156,20 @@ const SCHEMA: Schema = obj({
     eval_batches: int({ min: 1 }),
   }),
   seq_len: int({ min: 1 }),
+  max_length: int({ min: 2 }),
+  max_prompt_length: int({ min: 1 }),
+  mask_prompt: bool,
+  chat_template: str,
+  dpo: obj({
+    beta: num({ gt: 0 }),
+    loss_type: { t: 'enum', values: ['sigmoid', 'hinge', 'ipo'] },
+    label_smoothing: num({ min: 0, max: 0.5 }),
+    reference: str,
+  }),
   batch_size: int({ min: 1 }),
   grad_accum: int({ min: 1 }),
   steps: int({ min: 1 }),
+  epochs: num({ gt: 0 }),
   pipeline: obj({
     mode: { t: 'enum', values: ['pack', 'pad'] },
     shuffle: bool,
@@ -141,8 +186,9 @@ const SCHEMA: Schema = obj({
     weight_decay: num({ min: 0 }),
   }),
   schedule: obj({
-    type: { t: 'enum', values: ['cosine', 'constant'] },
+    type: { t: 'enum', values: ['cosine', 'constant', 'hf_cosine'] },
     warmup_steps: int({ min: 0 }),
+    warmup_ratio: num({ min: 0, max: 1 }),
     warmup_init_lr: num({ min: 0 }),
     min_lr: num({ min: 0 }),
   }),
@@ -156,6 +202,7 @@ const SCHEMA: Schema = obj({
   recompute: bool,
   precision: { t: 'enum', values: MATMUL_PRECISIONS },
   threads: int({ min: 1 }),
+  backend: { t: 'string', nonEmpty: true },
   sample: obj({ prompt: { t: 'string' }, max_tokens: int({ min: 1 }), temperature: num({ min: 0 }), top_k: int({ min: 0 }), seed: int({ min: 0 }) }),
   peft: obj({
     type: { t: 'enum', values: ['lora', 'dora'] },
@@ -267,7 +314,7 @@ function formatOfFolder(dir: string): DataFormat | undefined {
  * (`org/name`, downloaded when training starts). Hub ids are kept as written; folders become absolute.
  */
 function initLocation(init: string, rel: (p: string) => string): string {
-  return /^[\w.-]+\/[\w.-]+$/.test(init) && !fs.existsSync(rel(init)) ? init : rel(init);
+  return /^[\w.-]+\/[\w.-]+$/.test(init) && !init.startsWith('.') && !fs.existsSync(rel(init)) ? init : rel(init);
 }
 
 /** True for a `model.init` that names a hub model rather than a folder. */
@@ -289,11 +336,66 @@ export function parseRecipe(raw: unknown, file: string): Recipe {
   }
 }
 
+const INSTRUCT_ONLY = ['max_length', 'mask_prompt', 'chat_template', 'epochs'];
+const DPO_ONLY = ['dpo', 'max_prompt_length'];
+const PRETRAIN_PIPELINE = ['mode', 'min_chars', 'min_tokens', 'split_words', 'shuffle_buffer'];
+
+/** Keys that only make sense for some tasks: one error naming the key and the task it belongs to. */
+function checkTaskKeys(raw: Obj, task: RecipeTask): void {
+  const bad = (key: string, why: string): never => { throw new OpenELMError('recipe', `recipe.${key} ${why}`); };
+  if (task === 'pretrain') {
+    for (const k of DPO_ONLY) if (raw[k] !== undefined) bad(k, 'applies to task dpo (this recipe pretrains; set task: dpo)');
+    for (const k of INSTRUCT_ONLY) if (raw[k] !== undefined) bad(k, 'applies to tasks sft and dpo (this recipe pretrains; set task: sft or dpo)');
+    return;
+  }
+  if (raw.seq_len !== undefined) bad('seq_len', `applies to pretraining; task ${task} limits examples with max_length`);
+  if (raw.defaults !== undefined) bad('defaults', `(CoreNet's pretraining hyper-parameters) applies to task pretrain, not ${task}`);
+  const pipe = raw.pipeline as Obj | undefined;
+  for (const k of PRETRAIN_PIPELINE) if (pipe?.[k] !== undefined) bad(`pipeline.${k}`, `applies to pretraining; task ${task} reads one example per JSONL line`);
+  if (task === 'sft') for (const k of DPO_ONLY) if (raw[k] !== undefined) bad(k, 'applies to task dpo, not sft');
+  if (task === 'dpo') {
+    if (raw.mask_prompt !== undefined) bad('mask_prompt', 'applies to task sft (DPO always scores the completions only)');
+    if (raw.z_loss !== undefined && raw.z_loss !== 0) bad('z_loss', 'applies to tasks pretrain and sft, not dpo');
+  }
+  if (raw.steps !== undefined && raw.epochs !== undefined) bad('epochs', 'and recipe.steps exclude each other (give one)');
+  if (raw.steps === undefined && raw.epochs === undefined) bad('steps', `or recipe.epochs is required for task ${task}`);
+}
+
+function checkScheduleKeys(sch: Obj | undefined): void {
+  if (!sch) return;
+  if (sch.warmup_steps !== undefined && sch.warmup_ratio !== undefined) {
+    throw new OpenELMError('recipe', 'recipe.schedule.warmup_steps and recipe.schedule.warmup_ratio exclude each other (give one)');
+  }
+  if (sch.type === 'hf_cosine') {
+    for (const k of ['warmup_init_lr', 'min_lr']) {
+      if (sch[k] !== undefined) throw new OpenELMError('recipe', `recipe.schedule.${k} does not apply to type hf_cosine (it warms up from 0 and decays to 0)`);
+    }
+  }
+}
+
+/** HF TrainingArguments' defaults (AdamW betas 0.9/0.999, no weight decay, max_grad_norm 1), the base of sft and dpo recipes. */
+function instructDefaults(): Record<string, unknown> {
+  return {
+    grad_accum: 1,
+    pipeline: { shuffle: true },
+    optimizer: { betas: [0.9, 0.999], eps: 1e-8, weight_decay: 0 },
+    schedule: { type: 'hf_cosine' },
+    clip_grad_norm: 1.0,
+    z_loss: 0,
+    recompute: false,
+    log_every: 10,
+  };
+}
+
 function parseRecipeInner(raw: unknown, file: string): Recipe {
   if (!isObj(raw)) throw new OpenELMError('recipe', `the recipe must be a mapping of keys (got ${typeName(raw)})`);
   check(raw, SCHEMA, 'recipe');
   const dir = path.dirname(path.resolve(file));
   const rel = (p: string) => path.resolve(dir, p);
+  const task = (raw.task as RecipeTask | undefined) ?? 'pretrain';
+  const instruct = task !== 'pretrain';
+  checkTaskKeys(raw, task);
+  checkScheduleKeys(raw.schedule as Obj | undefined);
 
   // model
   const model = raw.model as Obj | undefined;
@@ -312,25 +414,41 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     hfConfig = model.config as Obj;
   }
 
-  const defaults = size ? corenetDefaults(size) : genericDefaults();
+  const defaults = instruct ? instructDefaults() : size ? corenetDefaults(size) : genericDefaults();
   const r = merge(defaults, raw);
   const need = (key: string, v: unknown) => {
     if (v === undefined) throw new OpenELMError('recipe', `${key} is required (no preset model or \`defaults\` supplies it)`);
   };
   const opt = (r.optimizer ?? {}) as Obj, sch = (r.schedule ?? {}) as Obj, pipe = (r.pipeline ?? {}) as Obj;
-  need('recipe.steps', r.steps); need('recipe.seq_len', r.seq_len); need('recipe.batch_size', r.batch_size); need('recipe.optimizer.lr', opt.lr);
+  if (!instruct) { need('recipe.steps', r.steps); need('recipe.seq_len', r.seq_len); }
+  if (instruct && r.batch_size === undefined) throw new OpenELMError('recipe', `recipe.batch_size is required for task ${task} (examples per micro-batch)`);
+  need('recipe.batch_size', r.batch_size);
+  if (instruct && opt.lr === undefined) throw new OpenELMError('recipe', `recipe.optimizer.lr is required for task ${task}`);
+  need('recipe.optimizer.lr', opt.lr);
   const data = r.data as Obj | undefined;
-  if (!data || data.train === undefined) throw new OpenELMError('recipe', 'recipe.data.train is required (a list of {path, format})');
+  if (!data || data.train === undefined) throw new OpenELMError('recipe', `recipe.data.train is required (a list of {path, format})${task === 'dpo' ? ': the preference pairs' : ''}`);
 
   const seed = (r.seed as number | undefined) ?? 0;
-  const steps = r.steps as number, seqLen = r.seq_len as number;
+  const steps = (r.steps as number | undefined) ?? 0, epochs = r.epochs as number | undefined;
   const lr = opt.lr as number;
+  const maxLength = instruct ? ((r.max_length as number | undefined) ?? 1024) : undefined;
+  const maxPromptLength = task === 'dpo' ? ((r.max_prompt_length as number | undefined) ?? 512) : undefined;
+  if (maxLength !== undefined && maxPromptLength !== undefined && maxPromptLength >= maxLength) {
+    throw new OpenELMError('recipe', `recipe.max_prompt_length (${maxPromptLength}) must be smaller than recipe.max_length (${maxLength}): completions are cut to max_length − max_prompt_length tokens`);
+  }
+  const seqLen = instruct ? maxLength! - 1 : (r.seq_len as number);
 
   const sources = (list: unknown[] | undefined, key: string): RecipeSource[] => (list ?? []).map((x, i) => {
     const s = x as Obj, at = `recipe.data.${key}[${i}]`;
     if (s.path === undefined) throw new OpenELMError('recipe', `${at}.path is required`);
     const paths = typeof s.path === 'string' ? [s.path] : (s.path as string[]);
     let format = s.format as DataFormat | undefined;
+    if (instruct) {
+      if (format !== undefined && format !== 'jsonl') throw new OpenELMError('recipe', `${at}.format must be jsonl for task ${task} (one example per line), got "${format}"`);
+      if (s.text_key !== undefined) throw new OpenELMError('recipe', `${at}.text_key applies to pretraining; task ${task} reads ${task === 'dpo' ? 'prompt/chosen/rejected' : 'prompt/completion, messages or text'}`);
+      if (s.weight !== undefined && s.weight !== 1) throw new OpenELMError('recipe', `${at}.weight applies to pretraining mixtures; task ${task} uses every example of every source once per epoch`);
+      format = 'jsonl';
+    }
     if (!format) {
       format = formatFromExtension(paths[0]) ?? formatOfFolder(rel(paths[0]));
       if (!format) throw new OpenELMError('recipe', `${at}.format is required: cannot tell the format of ${paths[0]} from its extension (use ${DATA_FORMATS.join(', ')})`);
@@ -339,7 +457,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     return {
       name: (s.name as string | undefined) ?? path.basename(paths[0]),
       paths, absPaths: paths.map(rel), format,
-      textKey: (s.text_key as string | undefined) ?? (format === 'jsonl' ? 'text' : undefined),
+      textKey: instruct ? undefined : (s.text_key as string | undefined) ?? (format === 'jsonl' ? 'text' : undefined),
       weight: (s.weight as number | undefined) ?? 1,
     };
   });
@@ -349,18 +467,21 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   if (valid.length && validFraction > 0) throw new OpenELMError('recipe', 'recipe.data.valid and recipe.data.valid_fraction exclude each other');
   const hasValid = valid.length > 0 || validFraction > 0;
 
-  const type = (sch.type as 'cosine' | 'constant' | undefined) ?? 'cosine';
-  const warmupSteps = (sch.warmup_steps as number | undefined) ?? 0;
-  if (type === 'cosine' && warmupSteps > steps) throw new OpenELMError('recipe', `recipe.schedule.warmup_steps (${warmupSteps}) is larger than recipe.steps (${steps})`);
-  const checkpointEvery = (r.checkpoint_every as number | undefined) ?? Math.max(1, Math.min(steps, 1000));
-  const evalEvery = (r.eval_every as number | undefined) ?? (hasValid ? checkpointEvery : 0);
-  if (evalEvery > 0 && !hasValid) throw new OpenELMError('recipe', 'recipe.eval_every needs validation data (recipe.data.valid or recipe.data.valid_fraction)');
+  const type = (sch.type as ScheduleType | undefined) ?? 'cosine';
+  const warmupRatio = sch.warmup_ratio as number | undefined;
+  const evalEveryRaw = r.eval_every as number | undefined;
+  if (evalEveryRaw !== undefined && evalEveryRaw > 0 && !hasValid) throw new OpenELMError('recipe', 'recipe.eval_every needs validation data (recipe.data.valid or recipe.data.valid_fraction)');
   const mode = (pipe.mode as 'pack' | 'pad' | undefined) ?? 'pad';
   const shuffle = (pipe.shuffle as boolean | undefined) ?? true;
 
   const outDir = (r.out_dir as string | undefined) ?? path.join('runs', path.basename(file).replace(/\.(ya?ml|json)$/i, ''));
   const smp = r.sample as Obj | undefined;
   if (smp && smp.prompt === undefined) throw new OpenELMError('recipe', 'recipe.sample.prompt is required');
+  const d = r.dpo as Obj | undefined;
+  const lossType = (d?.loss_type as DpoLossType | undefined) ?? 'sigmoid';
+  if (d?.label_smoothing !== undefined && lossType !== 'sigmoid' && d.label_smoothing !== 0) {
+    throw new OpenELMError('recipe', `recipe.dpo.label_smoothing applies to loss_type sigmoid (TRL ignores it for ${lossType})`);
+  }
 
   const peftRaw = raw.peft as Obj | undefined;
   let peft: RecipePeft | undefined;
@@ -384,32 +505,47 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
 
   const recipe: Recipe = {
     file,
+    task,
     model: { init: model.init !== undefined ? initLocation(model.init as string, rel) : undefined, preset: model.preset as string | undefined, config: model.config as Obj | undefined },
     hfConfig,
     seed,
     data: { train, valid, validFraction, evalBatches: (data.eval_batches as number | undefined) ?? 4 },
-    seqLen, batchSize: r.batch_size as number, gradAccum: (r.grad_accum as number | undefined) ?? 1, steps,
+    seqLen, maxLength, maxPromptLength,
+    maskPrompt: task === 'sft' ? ((r.mask_prompt as boolean | undefined) ?? true) : task === 'dpo',
+    chatTemplate: r.chat_template !== undefined ? rel(r.chat_template as string) : undefined,
+    dpo: task === 'dpo' ? {
+      beta: (d?.beta as number | undefined) ?? 0.1, lossType,
+      labelSmoothing: (d?.label_smoothing as number | undefined) ?? 0,
+      reference: d?.reference !== undefined ? initLocation(d.reference as string, rel) : undefined,
+    } : undefined,
+    batchSize: r.batch_size as number, gradAccum: (r.grad_accum as number | undefined) ?? 1, steps, epochs,
     pipeline: {
       mode, shuffle, seed: (pipe.seed as number | undefined) ?? seed,
       minChars: (pipe.min_chars as number | undefined) ?? 200, minTokens: (pipe.min_tokens as number | undefined) ?? 256,
       splitWords: (pipe.split_words as number | undefined) ?? 2048,
-      shuffleBuffer: shuffle ? ((pipe.shuffle_buffer as number | undefined) ?? 1024) : 0,
+      shuffleBuffer: shuffle && !instruct ? ((pipe.shuffle_buffer as number | undefined) ?? 1024) : 0,
     },
     optimizer: {
       lr, betas: ((opt.betas as number[] | undefined) ?? [0.9, 0.95]) as [number, number],
       eps: (opt.eps as number | undefined) ?? 1e-8, weightDecay: (opt.weight_decay as number | undefined) ?? 0.1,
     },
-    schedule: { type, warmupSteps, warmupInitLr: (sch.warmup_init_lr as number | undefined) ?? 1e-6, minLr: (sch.min_lr as number | undefined) ?? lr / 10 },
+    schedule: {
+      type, warmupSteps: (sch.warmup_steps as number | undefined) ?? 0,
+      warmupInitLr: type === 'hf_cosine' ? 0 : (sch.warmup_init_lr as number | undefined) ?? 1e-6,
+      minLr: type === 'hf_cosine' ? 0 : (sch.min_lr as number | undefined) ?? lr / 10,
+      ...(warmupRatio !== undefined ? { warmupRatio } : {}),
+    },
     clipGradNorm: (r.clip_grad_norm as number | undefined) ?? 1.0,
     zLoss: (r.z_loss as number | undefined) ?? 0,
     outDir: path.resolve(outDir),
     logEvery: (r.log_every as number | undefined) ?? 10,
-    evalEvery,
-    checkpointEvery,
+    evalEvery: 0,
+    checkpointEvery: 0,
     keepCheckpoints: (r.keep_checkpoints as number | undefined) ?? 2,
     recompute: (r.recompute as boolean | undefined) ?? false,
     precision: (r.precision as MatmulPrecision | undefined) ?? 'fp32',
     threads: r.threads as number | undefined,
+    backend: r.backend as string | undefined,
     sample: smp ? {
       prompt: smp.prompt as string, maxTokens: (smp.max_tokens as number | undefined) ?? 64,
       temperature: (smp.temperature as number | undefined) ?? 0.8, topK: (smp.top_k as number | undefined) ?? 40,
@@ -421,37 +557,90 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   if (recipe.schedule.type === 'cosine' && recipe.schedule.minLr > lr) {
     throw new OpenELMError('recipe', `recipe.schedule.min_lr (${recipe.schedule.minLr}) is larger than recipe.optimizer.lr (${lr})`);
   }
+  recipe.intervalKeys = { checkpointEvery: r.checkpoint_every as number | undefined, evalEvery: evalEveryRaw, hasValid };
+  if (epochs === undefined) return withSteps(recipe, steps);
   recipe.canonical = canonicalRecipe(recipe);
   return recipe;
+}
+
+export interface IntervalKeys { checkpointEvery?: number; evalEvery?: number; hasValid: boolean }
+
+/** The recipe with its run length fixed: warm-up from warmup_ratio, default checkpoint/eval intervals. */
+function withSteps(r: Recipe, steps: number): Recipe {
+  const iv = r.intervalKeys ?? { hasValid: r.evalEvery > 0, checkpointEvery: r.checkpointEvery || undefined, evalEvery: r.evalEvery };
+  const warmupSteps = r.schedule.warmupRatio !== undefined ? Math.ceil(r.schedule.warmupRatio * steps) : r.schedule.warmupSteps;
+  if (r.schedule.type !== 'constant' && warmupSteps > steps) {
+    throw new OpenELMError('recipe', `${r.schedule.warmupRatio !== undefined ? 'the warm-up' : 'recipe.schedule.warmup_steps'} (${warmupSteps}) is larger than recipe.steps (${steps})`);
+  }
+  const checkpointEvery = iv.checkpointEvery ?? Math.max(1, Math.min(steps, 1000));
+  const out: Recipe = {
+    ...r, steps, schedule: { ...r.schedule, warmupSteps },
+    checkpointEvery, evalEvery: iv.evalEvery ?? (iv.hasValid ? checkpointEvery : 0),
+  };
+  out.canonical = canonicalRecipe(out);
+  // The model and reference as written: a run resolves hub ids and run folders before it knows its length.
+  if (r.canonical.model !== undefined) out.canonical.model = r.canonical.model;
+  const was = r.canonical.dpo, now = out.canonical.dpo;
+  if (isObj(was) && isObj(now)) now.reference = was.reference;
+  return out;
+}
+
+/**
+ * sft/dpo recipes that give `epochs`: the number of optimizer steps once the training examples
+ * are counted, ceil(epochs · examples / (batch_size · grad_accum)) (batches run on across epoch
+ * boundaries), with the warm-up and intervals that depend on it. Other recipes come back as they are.
+ */
+export function resolveRunLength(r: Recipe, trainExamples: number): Recipe {
+  if (r.epochs === undefined) return r;
+  if (trainExamples <= 0) throw new OpenELMError('data', 'the training data has no usable examples');
+  const steps = Math.max(1, Math.ceil((r.epochs * trainExamples) / (r.batchSize * r.gradAccum)));
+  return withSteps(r, steps);
 }
 
 /** Every setting that influences the numbers a run produces, snake_case, paths as written. */
 function canonicalRecipe(r: Recipe): Record<string, unknown> {
   const src = (s: RecipeSource) => ({ name: s.name, path: s.paths, format: s.format, text_key: s.textKey ?? null, weight: s.weight });
+  const here = path.dirname(path.resolve(r.file));
+  const where = (p: string) => (isHubModelId(p) ? p : path.relative(here, p));
+  const instruct = r.task !== 'pretrain';
+  const schedule: Record<string, unknown> = { type: r.schedule.type, warmup_steps: r.schedule.warmupSteps, warmup_init_lr: r.schedule.warmupInitLr, min_lr: r.schedule.minLr };
+  if (r.schedule.warmupRatio !== undefined) { delete schedule.warmup_steps; schedule.warmup_ratio = r.schedule.warmupRatio; }
   const p = r.peft;
   // Only present for adapter runs, so checkpoints of full runs compare equal to recipes without it.
   const peft = p ? {
     peft: {
       type: p.type ?? null, r: p.r ?? null, alpha: p.alpha ?? null, dropout: p.dropout ?? null, targets: p.targets ?? null,
-      rslora: p.rslora ?? null, init: p.init !== undefined ? path.relative(path.dirname(path.resolve(r.file)), p.init) : null,
+      rslora: p.rslora ?? null, init: p.init !== undefined ? path.relative(here, p.init) : null,
       base_dtype: p.baseDtype,
     },
   } : {};
-  return {
-    model: r.model.init !== undefined ? { init: isHubModelId(r.model.init) ? r.model.init : path.relative(path.dirname(path.resolve(r.file)), r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
+  const out: Record<string, unknown> = {
+    model: r.model.init !== undefined ? { init: where(r.model.init) } : r.model.preset !== undefined ? { preset: r.model.preset } : { config: r.model.config },
     seed: r.seed,
     data: { train: r.data.train.map(src), valid: r.data.valid.map(src), valid_fraction: r.data.validFraction, eval_batches: r.data.evalBatches },
     seq_len: r.seqLen, batch_size: r.batchSize, grad_accum: r.gradAccum, steps: r.steps,
     pipeline: { mode: r.pipeline.mode, shuffle: r.pipeline.shuffle, seed: r.pipeline.seed, min_chars: r.pipeline.minChars, min_tokens: r.pipeline.minTokens, split_words: r.pipeline.splitWords, shuffle_buffer: r.pipeline.shuffleBuffer },
     optimizer: { lr: r.optimizer.lr, betas: r.optimizer.betas, eps: r.optimizer.eps, weight_decay: r.optimizer.weightDecay },
-    schedule: { type: r.schedule.type, warmup_steps: r.schedule.warmupSteps, warmup_init_lr: r.schedule.warmupInitLr, min_lr: r.schedule.minLr },
+    schedule,
     clip_grad_norm: r.clipGradNorm, z_loss: r.zLoss, recompute: r.recompute,
     log_every: r.logEvery, eval_every: r.evalEvery, checkpoint_every: r.checkpointEvery, keep_checkpoints: r.keepCheckpoints,
-    threads: r.threads ?? null, sample: r.sample ?? null,
+    threads: r.threads ?? null, backend: r.backend ?? null, sample: r.sample ?? null,
     // only when not the default, so fp32 recipes (and the checkpoints of runs made before the
     // setting existed) compare equal on resume
     ...(r.precision !== 'fp32' ? { precision: r.precision } : {}),
     ...peft,
+  };
+  if (!instruct) return out;
+  // Pretraining recipes keep the form above (their checkpoints compare against it on resume).
+  delete out.seq_len;
+  out.pipeline = { shuffle: r.pipeline.shuffle, seed: r.pipeline.seed };
+  if (r.epochs !== undefined) { delete out.steps; out.epochs = r.epochs; }
+  return {
+    task: r.task, ...out,
+    max_length: r.maxLength,
+    ...(r.task === 'dpo' ? { max_prompt_length: r.maxPromptLength } : { mask_prompt: r.maskPrompt }),
+    chat_template: r.chatTemplate !== undefined ? path.relative(here, r.chatTemplate) : null,
+    ...(r.dpo ? { dpo: { beta: r.dpo.beta, loss_type: r.dpo.lossType, label_smoothing: r.dpo.labelSmoothing, reference: r.dpo.reference !== undefined ? where(r.dpo.reference) : null } } : {}),
   };
 }
 
@@ -463,7 +652,7 @@ export function setRecipePrecision(r: Recipe, precision: MatmulPrecision): void 
 }
 
 /** Keys that may change between a run and its resumption without changing its numbers. */
-const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'sample', 'steps', 'recompute']);
+const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'backend', 'sample', 'steps', 'epochs', 'recompute']);
 
 /** Key paths where two canonical recipes differ in a way that would change the run. */
 export function recipeDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {

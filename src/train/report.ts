@@ -13,6 +13,8 @@ export interface MetricLine {
   tokens: number;
   tokens_per_s: number;
   val_loss?: number;
+  /** Task metrics beside the loss (DPO: rewards/*, logps/*; val_ prefixed for validation). */
+  [metric: string]: number | undefined;
 }
 
 export interface ReportInfo {
@@ -87,6 +89,11 @@ export function renderReport(metrics: MetricLine[], info: ReportInfo): string {
   const val: Series = { name: 'validation loss', color: '#d62728', dots: true, points: metrics.filter((m) => m.val_loss !== undefined).map((m) => [m.step, m.val_loss!]) };
   const lr: Series = { name: 'learning rate', color: '#2ca02c', points: metrics.map((m) => [m.step, m.lr]) };
   const tps: Series = { name: 'tokens / s', color: '#9467bd', points: metrics.map((m) => [m.step, m.tokens_per_s]) };
+  // DPO: the reward margin and accuracy (TRL's rewards/*), train and validation
+  const series = (key: string, name: string, color: string, dots = false): Series =>
+    ({ name, color, dots, points: metrics.filter((m) => m[key] !== undefined).map((m) => [m.step, m[key]!]) });
+  const rewards = [series('rewards/margins', 'reward margin', '#ff7f0e'), series('rewards/accuracies', 'reward accuracy', '#17becf'),
+    series('val_rewards/margins', 'validation margin', '#d62728', true), series('val_rewards/accuracies', 'validation accuracy', '#8c564b', true)].filter((x) => x.points.length);
   const rows = info.summary.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('\n');
   const notes = (info.notes ?? []).map((n) => `<li>${esc(n)}</li>`).join('\n');
   return `<!doctype html>
@@ -101,7 +108,7 @@ ${rows}
 ${notes ? `<ul>\n${notes}\n</ul>` : ''}
 <h2>Loss</h2>
 ${lineChart(val.points.length ? [loss, val] : [loss], { xLabel: 'step', yLabel: 'loss' })}
-<h2>Learning rate</h2>
+${rewards.length ? `<h2>Rewards</h2>\n${lineChart(rewards, { xLabel: 'step', yLabel: 'margin / accuracy', height: 260 })}\n` : ''}<h2>Learning rate</h2>
 ${lineChart([lr], { xLabel: 'step', yLabel: 'learning rate', height: 220 })}
 <h2>Throughput</h2>
 ${lineChart([tps], { xLabel: 'step', yLabel: 'tokens / s', height: 220 })}

@@ -3,7 +3,8 @@
 //                                      (adapter runs: adapter_config.json + adapter_model.safetensors,
 //                                      a PEFT adapter folder; train/peft-run.ts);
 //   optimizer.safetensors              AdamW m and v (flat, F32; the step count in the metadata);
-//   data_state.safetensors             the data loader's buffers (shuffle buffer, pack carry), I32;
+//   data_state.safetensors             the task's data arrays: the loader's buffers (shuffle buffer,
+//                                      pack carry) as I32, DPO's reference log-probabilities as F64;
 //   trainer_state.json                 step, token count, RNG and data-reader positions, the recipe;
 //   manifest.json                      every other file's size and sha256.
 // The folder is written under a temporary name and renamed into place once every file is complete
@@ -32,7 +33,11 @@ const TMP_PREFIX = '.tmp-step-';
 const MANIFEST = 'manifest.json';
 const STEP_DIR_RE = /^step-\d{8}$/;
 
-export interface IntervalAccumulator { lossSum: number; steps: number; tokens: number; ms: number; }
+export interface IntervalAccumulator {
+  lossSum: number; steps: number; tokens: number; ms: number;
+  /** Sums of a task's per-step metrics (DPO's rewards/*, logps/*). */
+  metrics?: Record<string, number>;
+}
 
 export interface TrainerState {
   version: number;
@@ -42,7 +47,8 @@ export interface TrainerState {
   tokens: number;
   /** Sums since the last metrics line (a checkpoint may fall between two log steps). */
   interval: IntervalAccumulator;
-  data: LoaderState;
+  /** The task's position in its data (the pretraining loader's state, or an instruction set's epoch order). */
+  data: LoaderState | unknown;
   recipe: Record<string, unknown>;
   /** Wall time spent training (all sessions), for the report. */
   trainMs: number;
@@ -55,7 +61,9 @@ export interface CheckpointData {
   params: Float32Array;
   opt: { step: number; m: Float32Array; v: Float32Array };
   state: TrainerState;
-  dataTensors: Record<string, Int32Array>;
+  dataTensors: Record<string, Int32Array | Float64Array>;
+  /** Further files of the model folder (an instruction-tuned model's tokenizer_config.json with its chat template). */
+  modelFiles?: Record<string, string>;
   /** Writes the model files into the checkpoint folder instead of saveModel (adapter runs). */
   writeModel?: (dir: string) => void;
 }
@@ -211,12 +219,16 @@ export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number,
     fs.mkdirSync(tmp);
     if (d.writeModel) d.writeModel(tmp); else saveModel(tmp, d.config, d.layout, d.params);
     after('model.safetensors');
+    for (const [name, text] of Object.entries(d.modelFiles ?? {})) {
+      fs.writeFileSync(path.join(tmp, name), text);
+      after(name);
+    }
     writeSafetensorsSync(path.join(tmp, 'optimizer.safetensors'), [
       { name: 'm', dtype: 'F32', shape: [d.opt.m.length], data: d.opt.m },
       { name: 'v', dtype: 'F32', shape: [d.opt.v.length], data: d.opt.v },
     ], { format: 'openelm-adamw', step: String(d.opt.step) });
     after('optimizer.safetensors');
-    const tensors: TensorToWrite[] = Object.entries(d.dataTensors).map(([n, a]) => ({ name: n, dtype: 'I32', shape: [a.length], data: a }));
+    const tensors: TensorToWrite[] = Object.entries(d.dataTensors).map(([n, a]) => ({ name: n, dtype: a instanceof Float64Array ? 'F64' : 'I32', shape: [a.length], data: a }));
     writeSafetensorsSync(path.join(tmp, 'data_state.safetensors'), tensors, { format: 'openelm-data-state' });
     after('data_state.safetensors');
     // Its presence marks a complete checkpoint.
@@ -251,7 +263,7 @@ export interface LoadedCheckpoint {
   dir: string;
   state: TrainerState;
   optStep: number;
-  dataTensors: Record<string, Int32Array>;
+  dataTensors: Record<string, Int32Array | Float64Array>;
 }
 
 /**
@@ -283,11 +295,11 @@ export function readCheckpoint(dir: string, layout: ParamLayout, params: Float32
     optStep = Number(of.metadata.step);
   } finally { of.close(); }
   const df = SafetensorsFile.open(path.join(dir, 'data_state.safetensors'));
-  const dataTensors: Record<string, Int32Array> = {};
+  const dataTensors: Record<string, Int32Array | Float64Array> = {};
   try {
     for (const n of df.names()) {
       const raw = df.readRaw(n);
-      const a = new Int32Array(raw.byteLength / 4);
+      const a = df.info(n).dtype === 'F64' ? new Float64Array(raw.byteLength / 8) : new Int32Array(raw.byteLength / 4);
       new Uint8Array(a.buffer).set(raw);
       dataTensors[n] = a;
     }

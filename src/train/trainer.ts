@@ -1,14 +1,14 @@
 // The training loop: gradient accumulation, clipping, the LR schedule and AdamW on a
-// TrainableModel, fed by the data pipeline, with metrics, a report, and checkpoints that let a run
-// stop anywhere (crash, Ctrl-C, --stop-after) and continue bit-identically with --resume.
+// TrainableModel, fed by a task (pretrain-task.ts, sft-task.ts, dpo-task.ts), with metrics, a
+// report, and checkpoints that let a run stop anywhere (crash, Ctrl-C, --stop-after) and continue
+// bit-identically with --resume.
 //
 // Step t (0-based count of completed optimizer steps):
-//   lr = schedule(t); zero grads; for each of grad_accum micro-batches: forward+backward with
-//   gradScale 1/grad_accum (the mean of micro-batch means, as DDP averages ranks);
-//   loss = mean of micro-batch losses; stop on a non-finite loss or gradient norm;
-//   clip the global norm; AdamW update.
-// Determinism: the data loader never reads ahead, every random stream is a saved Rng, and the
-// kernels are deterministic, so the state in a checkpoint fully determines the rest of the run.
+//   lr = schedule(t); zero grads; the task runs its grad_accum micro-batches, adding gradients
+//   (pretraining: gradScale 1/grad_accum, the mean of micro-batch means, as DDP averages ranks);
+//   stop on a non-finite loss or gradient norm; clip the global norm; AdamW update.
+// Determinism: the data never reads ahead, every random stream is a saved Rng, and the kernels are
+// deterministic, so the state in a checkpoint fully determines the rest of the run.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,11 +28,13 @@ import { WasmBackend } from '../backends/wasm/wasm-backend.js';
 import { TrainableModel, type AdapterTraining } from '../model/trainable.js';
 import { mixSeed } from '../backends/dropout.js';
 import { describeAdapter, loadBaseAndAdapter, preparePeftRun, readAdapterFiles, writeAdapterFiles } from './peft-run.js';
-import { constantSchedule, cosineSchedule, type LRSchedule } from './schedule.js';
-import { expandDataPath } from './data/files.js';
-import { TrainLoader, readRows, rowsToBatch } from './data/loader.js';
-import { PAD, createSource, type RowSource, type SourceSpec, type SourceStats } from './data/sources.js';
-import { isHubModelId, recipeDifferences, type Recipe, type RecipeSource } from './recipe.js';
+import { constantSchedule, cosineSchedule, hfCosineSchedule, type LRSchedule } from './schedule.js';
+import { isHubModelId, recipeDifferences, type Recipe } from './recipe.js';
+import { PretrainTask } from './pretrain-task.js';
+import { SftTask } from './sft-task.js';
+import { DpoTask } from './dpo-task.js';
+import type { InstructContext } from './instruct-task.js';
+import type { TrainTask } from './task.js';
 import { customConfigDefaults, presetSize } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
 import {
@@ -40,6 +42,7 @@ import {
   type CheckpointHooks, type IntervalAccumulator, type LoadedCheckpoint, type TrainerState,
 } from './state.js';
 import { readJsonFile } from '../io/json.js';
+import { resolveModelFolder } from './run-folder.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -49,6 +52,8 @@ export interface TrainOptions {
   stopAfter?: number;
   /** The native sgemm (default 'auto': used when built and a BLAS library loads). */
   native?: NativeMode;
+  /** Compute backend, over the recipe's `backend` (default 'auto'). */
+  backend?: string;
   /** Human progress lines (default: stderr). */
   log?: (line: string) => void;
   /** When aborted, the current step finishes, a checkpoint is written and train() returns 'interrupted'. */
@@ -69,7 +74,8 @@ export interface TrainResult {
   metricsFile: string;
   reportFile: string;
   config: OpenELMConfig;
-  dataStats: { name: string; stats: SourceStats }[];
+  /** What the data gave (one line per source or set). */
+  dataNotes: string[];
 }
 
 // ------------------------------------------------------------------------------- compute backend
@@ -101,13 +107,39 @@ export function precisionNote(backend: Backend): string {
 
 // ------------------------------------------------------------------------------- model setup
 
+/**
+ * The recipe with its model (and DPO reference) as model folders: a hub id downloaded into the HF
+ * cache, a training run folder replaced by its latest checkpoint.
+ */
+export async function resolveRecipeModels(r: Recipe, log: (line: string) => void): Promise<Recipe> {
+  const out: Recipe = { ...r, model: { ...r.model }, dpo: r.dpo && { ...r.dpo } };
+  const init = r.model.init, ref = r.dpo?.reference;
+  if ((init !== undefined && isHubModelId(init)) || (ref !== undefined && isHubModelId(ref))) {
+    const hub = await import('../hub/index.js');
+    const fetch = async (id: string): Promise<string> => {
+      log(`model ${id}: from the hub cache (downloading if needed)`);
+      try {
+        return await hub.ensureModel(id, { onWarning: (m) => log(m) });
+      } catch (e) {
+        if (e instanceof OpenELMError) throw new OpenELMError(e.code, `${r.file}: ${id} is not a local folder and could not be fetched from the hub: ${e.message}`);
+        throw e;
+      }
+    };
+    if (init !== undefined && isHubModelId(init)) out.model.init = await fetch(init);
+    if (out.dpo && ref !== undefined && isHubModelId(ref)) out.dpo.reference = await fetch(ref);
+  }
+  if (out.model.init !== undefined) out.model.init = resolveModelFolder(out.model.init, log);
+  if (out.dpo?.reference !== undefined) out.dpo.reference = resolveModelFolder(out.dpo.reference, log);
+  return out;
+}
+
 export function recipeModelConfig(r: Recipe): OpenELMConfig {
   if (r.model.init !== undefined && isHubModelId(r.model.init)) {
     // Apple's released models need no download to know their geometry.
     if (presetSize(r.model.init)) return resolveConfig(presetHFConfig(r.model.init));
     throw new OpenELMError('recipe', `${r.file}: recipe.model.init ${r.model.init} is downloaded when training starts; its config is not known before`);
   }
-  if (r.model.init !== undefined) return readModelConfig(r.model.init);
+  if (r.model.init !== undefined) return readModelConfig(resolveModelFolder(r.model.init));
   const raw = r.model.config !== undefined ? { ...customConfigDefaults(r.seqLen), ...r.model.config } : r.hfConfig!;
   try {
     return resolveConfig(raw);
@@ -130,44 +162,37 @@ function loadInitWeights(dir: string, model: TrainableModel): void {
 export function makeSchedule(r: Recipe): LRSchedule {
   const s = r.schedule;
   if (s.type === 'constant') return constantSchedule({ lr: r.optimizer.lr, warmupSteps: s.warmupSteps, warmupInitLr: s.warmupInitLr });
+  if (s.type === 'hf_cosine') return hfCosineSchedule({ maxLr: r.optimizer.lr, warmupSteps: s.warmupSteps, maxSteps: r.steps });
   return cosineSchedule({ maxLr: r.optimizer.lr, minLr: s.minLr, warmupSteps: s.warmupSteps, maxSteps: r.steps, warmupInitLr: s.warmupInitLr });
 }
 
-// ------------------------------------------------------------------------------- data setup
-
-function sourceSpecs(list: RecipeSource[], key: string): SourceSpec[] {
-  return list.map((s, i) => ({
-    name: s.name,
-    files: s.absPaths.flatMap((p, j) => expandDataPath(p, s.format, `recipe.data.${key}[${i}].path${s.absPaths.length > 1 ? `[${j}]` : ''}`)),
-    format: s.format, textKey: s.textKey, weight: s.weight,
-  }));
-}
-
-function buildSources(r: Recipe, specs: SourceSpec[], role: 'all' | 'train' | 'valid', tok: Tokenizer, vocab: number, warn?: (line: string) => void): RowSource[] {
-  const pipe = { mode: r.pipeline.mode, seqLen: r.seqLen, splitWords: r.pipeline.splitWords, minChars: r.pipeline.minChars, minTokens: r.pipeline.minTokens };
-  const training = role !== 'valid';
-  return specs.map((s, i) => createSource(s, {
-    pipe, split: { role, fraction: r.data.validFraction },
-    seed: (r.pipeline.seed * 1000003 + i * 7919 + 17) >>> 0,
-    loop: training, shuffleFiles: training && r.pipeline.shuffle, vocabSize: vocab, warn,
-  }, tok));
-}
+// ------------------------------------------------------------------------------- the task
 
 /**
- * The training loader a recipe describes (files listed, sources built, nothing read yet). `warn`
- * hears about corrupt input lines as they are skipped.
+ * The task a recipe describes, its data listed (pretraining) or read and tokenized (sft, dpo), and
+ * the recipe with its run length fixed (sft/dpo `epochs` need the example count).
  */
-export function createTrainLoader(r: Recipe, tok: Tokenizer, vocabSize: number, warn?: (line: string) => void): TrainLoader {
-  const specs = sourceSpecs(r.data.train, 'train');
-  return new TrainLoader(buildSources(r, specs, r.data.validFraction > 0 ? 'train' : 'all', tok, vocabSize, warn),
-    { seqLen: r.seqLen, shuffleBuffer: r.pipeline.shuffleBuffer, seed: r.pipeline.seed });
-}
-
-/** The validation rows a recipe describes (held-out part of the training sources, or data.valid). */
-export async function readValidationRows(r: Recipe, tok: Tokenizer, vocabSize: number): Promise<Int32Array[]> {
-  const specs = r.data.valid.length ? sourceSpecs(r.data.valid, 'valid') : r.data.validFraction > 0 ? sourceSpecs(r.data.train, 'train') : [];
-  if (!specs.length) return [];
-  return readRows(buildSources(r, specs, r.data.valid.length ? 'all' : 'valid', tok, vocabSize), r.data.evalBatches * r.batchSize);
+async function createTask(r: Recipe, tok: Tokenizer, config: OpenELMConfig, log: (line: string) => void,
+  backendOpts: { threads?: number; native?: NativeMode }): Promise<{ task: TrainTask; recipe: Recipe }> {
+  if (r.task === 'pretrain') return { task: new PretrainTask(r, tok, config.vocabSize, log), recipe: r };
+  if (config.vocabSize < tok.vocabSize) {
+    throw new OpenELMError('recipe', `${r.file}: the model's vocab_size (${config.vocabSize}) is smaller than the tokenizer's (${tok.vocabSize})`);
+  }
+  const ctx: InstructContext = {
+    recipe: r, tok, config, log,
+    async openModel(dir: string) {
+      const { model, backend } = await createTrainableModel(readModelConfig(dir), { recompute: true, ...backendOpts });
+      try {
+        loadInitWeights(dir, model);
+      } catch (e) {
+        backend.dispose();
+        throw e;
+      }
+      return { model, close: () => { model.dispose(); backend.dispose(); } };
+    },
+  };
+  const task = r.task === 'sft' ? await SftTask.create(ctx) : await DpoTask.create(ctx);
+  return { task, recipe: task.recipe };
 }
 
 // ------------------------------------------------------------------------------- formatting
@@ -179,17 +204,6 @@ function fmtDuration(ms: number): string {
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
-}
-
-export function describeStats(name: string, s: SourceStats): string {
-  const parts = [`${s.chunks} chunks`, `${s.kept} kept`];
-  if (s.droppedChars) parts.push(`${s.droppedChars} under min_chars`);
-  if (s.droppedTokens) parts.push(`${s.droppedTokens} under min_tokens`);
-  if (s.heldOut) parts.push(`${s.heldOut} held out for validation`);
-  parts.push(`${s.rows} rows`);
-  let line = `data ${name}: ${parts.join(', ')}`;
-  if (s.badLines) line += `; ${s.badLines} corrupt line${s.badLines === 1 ? '' : 's'} skipped (first: ${s.badExamples.join('; ')})`;
-  return line;
 }
 
 function readMetrics(file: string, upTo: number): MetricLine[] {
@@ -208,28 +222,21 @@ function readMetrics(file: string, upTo: number): MetricLine[] {
 // ------------------------------------------------------------------------------- the loop
 
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  let r = opts.recipe;
-  if (r.model.init !== undefined && isHubModelId(r.model.init)) {
-    const hub = await import('../hub/index.js');
-    r = { ...r, model: { ...r.model, init: await hub.ensureModel(r.model.init) } };
-  }
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  const outDir = r.outDir;
+  const r0 = await resolveRecipeModels(opts.recipe, log);
+  const outDir = r0.outDir;
 
   // Everything that can fail on bad input is checked before the model is built.
-  const trainSpecs = sourceSpecs(r.data.train, 'train');
-  const validSpecs = r.data.valid.length ? sourceSpecs(r.data.valid, 'valid') : r.data.validFraction > 0 ? trainSpecs : [];
-  const config = recipeModelConfig(r);
-  if (r.seqLen > config.maxContextLength) {
-    throw new OpenELMError('recipe', `${r.file}: recipe.seq_len (${r.seqLen}) is longer than the model's max_context_length (${config.maxContextLength})`);
+  const config = recipeModelConfig(r0);
+  if (r0.seqLen > config.maxContextLength) {
+    throw new OpenELMError('recipe', r0.task === 'pretrain'
+      ? `${r0.file}: recipe.seq_len (${r0.seqLen}) is longer than the model's max_context_length (${config.maxContextLength})`
+      : `${r0.file}: recipe.max_length (${r0.maxLength}) needs ${r0.seqLen} positions; the model's max_context_length is ${config.maxContextLength}`);
   }
   // adapter runs (recipe.peft): a frozen base from model.init and a LoRA / DoRA adapter (peft-run.ts)
-  const peft = r.peft ? preparePeftRun(r, config) : null;
-  const tok = opts.tokenizer ?? loadTokenizer(r.model.init);
-  const usesText = [...trainSpecs, ...validSpecs].some((s) => s.format !== 'tokens');
-  if (usesText && config.vocabSize < tok.vocabSize) {
-    throw new OpenELMError('recipe', `${r.file}: the model's vocab_size (${config.vocabSize}) is smaller than the tokenizer's (${tok.vocabSize})`);
-  }
+  const peft = r0.peft ? preparePeftRun(r0, config) : null;
+  const tok = opts.tokenizer ?? loadTokenizer(r0.model.init);
+  const { task, recipe: r } = await createTask(r0, tok, config, log, { threads: r0.threads, native: opts.native });
 
   fs.mkdirSync(outDir, { recursive: true });
   cleanStaleTemps(outDir);
@@ -240,13 +247,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
 
   const { model, backend } = await createTrainableModel(config, {
-    recompute: r.recompute, threads: r.threads, native: opts.native, precision: r.precision,
+    recompute: r.recompute, threads: r.threads, native: opts.native, backend: opts.backend ?? r.backend, precision: r.precision,
     adapter: peft ? { settings: peft.settings, baseDtype: peft.baseDtype } : undefined,
   });
   // AdamW and clipping run on the model's backend.
   const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
   const schedule = makeSchedule(r);
-  const loader = createTrainLoader(r, tok, config.vocabSize, log);
 
   let step = 0, tokens = 0, trainMsBefore = 0;
   let interval: IntervalAccumulator = { lossSum: 0, steps: 0, tokens: 0, ms: 0 };
@@ -269,7 +275,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     if (peft) loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
     backend.write(model.params, host!.params);
     opt.loadState({ step: ck.optStep, m: host!.m, v: host!.v });
-    loader.setState(ck.state.data, ck.dataTensors);
+    task.setState(ck.state.data, ck.dataTensors);
     step = ck.state.step; tokens = ck.state.tokens; interval = ck.state.interval; trainMsBefore = ck.state.trainMs;
     metrics = readMetrics(metricsFile, step);
     writeFileAtomicSync(metricsFile, metrics.map((m) => JSON.stringify(m) + '\n').join(''));
@@ -291,24 +297,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (peft) log(`adapter: ${describeAdapter(model, nParams, peft)}`);
   log(`compute: ${backend.describe()}`);
   if (r.precision === 'bf16') log(`precision: ${precisionNote(backend)}`);
-  log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
-
-  let validRows: Int32Array[] | null = null;
-  const evaluate = async (): Promise<number | undefined> => {
-    if (!validSpecs.length) return undefined;
-    if (!validRows) {
-      validRows = await readValidationRows(r, tok, config.vocabSize);
-      if (!validRows.length) throw new OpenELMError('data', 'the validation data gives no rows (check recipe.data.valid / valid_fraction and the filters)');
-    }
-    let sum = 0, n = 0;
-    for (let i = 0; i < validRows.length; i += r.batchSize) {
-      const rows = validRows.slice(i, i + r.batchSize);
-      const b = rowsToBatch(rows, r.seqLen);
-      const res = await model.evalLoss(b.inputs, b.targets, rows.length, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss });
-      sum += res.loss * res.validTokens; n += res.validTokens;
-    }
-    return n ? sum / n : undefined;
-  };
+  log(task.describeBatch());
 
   let lastCheckpoint: string | null = resumeDir;
   const sessionStart = performance.now();
@@ -323,42 +312,42 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       ['per-layer heads / FFN', `${config.numQueryHeads.join(' ')} / ${config.ffnDims.join(' ')}`],
       ...(peft ? [['adapter', describeAdapter(model, nParams, peft)] as [string, string]] : []),
       ['data', r.data.train.map((s) => `${s.name} (${s.format}, weight ${s.weight})`).join(', ')],
-      ['batch', `${r.batchSize} × ${r.seqLen} × ${r.gradAccum} (${r.pipeline.mode})`],
+      ['batch', r.task === 'pretrain' ? `${r.batchSize} × ${r.seqLen} × ${r.gradAccum} (${r.pipeline.mode})`
+        : `${r.batchSize} ${r.task === 'dpo' ? 'pairs' : 'examples'} × ${r.gradAccum}, rows of at most ${r.maxLength} tokens (${r.task})`],
       ['optimizer', `AdamW lr ${r.optimizer.lr}, betas ${r.optimizer.betas.join('/')}, wd ${r.optimizer.weightDecay}; ${r.schedule.type} schedule, warm-up ${r.schedule.warmupSteps}`],
       ['progress', `step ${step} / ${r.steps}, ${tokens.toLocaleString('en-US')} tokens, ${fmtDuration(trainMs())} of training`],
       ['last loss', metrics.length ? metrics[metrics.length - 1].loss.toFixed(4) : '-'],
       ['checkpoint', lastCheckpoint ?? '-'],
     ] as [string, string][],
-    notes: loader.stats().map((s) => describeStats(s.name, s.stats)),
+    notes: task.notes(),
   });
 
   const checkpoint = async (): Promise<string> => {
-    const data = loader.getState();
+    const data = task.getState();
     const state: TrainerState = {
       version: STATE_VERSION, step, tokens, interval, data: data.json, recipe: r.canonical, trainMs: trainMs(), savedAt: new Date().toISOString(),
     };
     const params = await backend.read(model.params);
     const writeModel = peft ? (d: string) => writeAdapterFiles(d, config, model, params, opts.recipe.model.init ?? null) : undefined;
-    lastCheckpoint = writeCheckpoint(outDir, { config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, writeModel }, r.keepCheckpoints, opts.hooks);
+    lastCheckpoint = writeCheckpoint(outDir, {
+      config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, writeModel, modelFiles: task.checkpointFiles?.(),
+    }, r.keepCheckpoints, opts.hooks);
     writeReport(outDir, metrics, reportInfo(`checkpoint at step ${step} of ${r.steps}`));
     return lastCheckpoint;
   };
 
   let status: TrainResult['status'] = 'done';
   try {
-    while (step < r.steps) {
+    if (!resumeDir) await task.prepare?.(model, opts.signal);
+    if (opts.signal?.aborted) status = 'interrupted';
+    while (status === 'done' && step < r.steps) {
       const t0 = performance.now();
       const lr = schedule.lr(step);
       model.zeroGrad();
-      let lossSum = 0, stepTokens = 0;
-      for (let a = 0; a < r.gradAccum; a++) {
-        const b = await loader.nextBatch(r.batchSize);
-        const dropoutSeed = mixSeed(r.seed, step, a);
-        const res = await model.forwardBackward(b.inputs, b.targets, r.batchSize, r.seqLen, { ignoreIndex: PAD, zLoss: r.zLoss, gradScale: 1 / r.gradAccum, dropoutSeed });
-        lossSum += res.loss;
-        stepTokens += res.validTokens;
-      }
-      const loss = lossSum / r.gradAccum;
+      // adapter dropout masks come from the seed, the step and the micro-batch (resume is bit-identical)
+      const stepNow = step;
+      const res = await task.step(model, { dropoutSeed: (micro) => mixSeed(r.seed, stepNow, micro) });
+      const loss = res.loss, stepTokens = res.tokens;
       const gradNorm = Number.isFinite(loss) ? await clipGradNorm(backend, model.grads, r.clipGradNorm) : NaN;
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         const what = !Number.isFinite(loss) ? `the loss became ${loss}` : `the gradient norm became ${gradNorm}`;
@@ -372,6 +361,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const dt = performance.now() - t0;
       sessionTrainMs += dt; sessionSteps++;
       interval.lossSum += loss; interval.steps++; interval.tokens += stepTokens; interval.ms += dt;
+      if (res.metrics) {
+        interval.metrics ??= {};
+        for (const [k, v] of Object.entries(res.metrics)) interval.metrics[k] = (interval.metrics[k] ?? 0) + v;
+      }
 
       const last = step === r.steps;
       const evalNow = r.evalEvery > 0 && (step % r.evalEvery === 0 || last);
@@ -380,9 +373,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           step, loss: interval.lossSum / interval.steps, lr, grad_norm: gradNorm, tokens,
           tokens_per_s: interval.ms > 0 ? Math.round(interval.tokens / (interval.ms / 1000)) : 0,
         };
+        for (const [k, v] of Object.entries(interval.metrics ?? {})) m[k] = v / interval.steps;
         if (evalNow) {
-          const v = await evaluate();
-          if (v !== undefined) m.val_loss = v;
+          const v = await task.evaluate(model);
+          for (const [k, x] of Object.entries(v ?? {})) m[`val_${k}`] = x;
         }
         metrics.push(m);
         fs.appendFileSync(metricsFile, JSON.stringify(m) + '\n');
@@ -403,22 +397,28 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (interrupted) { status = 'interrupted'; break; }
       if (stopHere) { status = 'stopped'; break; }
     }
-  } catch (e) {
+  } catch (caught) {
+    let e = caught;
+    // the device failed under the run (out of memory, lost GPU): say where to continue from
+    if (e instanceof OpenELMError && (e.code === 'memory' || e.code === 'device')) {
+      e = new OpenELMError(e.code, `${e.message}; training stopped at step ${step + 1}: ` +
+        (lastCheckpoint ? `the last checkpoint is ${lastCheckpoint} (continue with --resume)` : 'no checkpoint was written yet'));
+    }
     try { writeReport(outDir, metrics, reportInfo(`stopped at step ${step + 1}: ${e instanceof Error ? e.message : String(e)}`)); } catch { /* keep the original error */ }
     throw e;
   } finally {
-    await loader.close();
+    await task.close();
     backend.dispose();
   }
 
-  const dataStats = loader.stats();
-  for (const s of dataStats) log(describeStats(s.name, s.stats));
+  const dataNotes = task.notes();
+  for (const l of dataNotes) log(l);
   const finalStatus = status === 'done' ? `finished: ${step} steps` : status === 'interrupted' ? `interrupted after step ${step} of ${r.steps}` : `stopped after step ${step} of ${r.steps}`;
   const reportFile = writeReport(outDir, metrics, reportInfo(finalStatus));
   const vals = metrics.filter((m) => m.val_loss !== undefined);
   return {
     status, step, steps: r.steps, checkpoint: lastCheckpoint,
     firstLoss: metrics[0]?.loss, lastLoss: metrics[metrics.length - 1]?.loss, lastValLoss: vals[vals.length - 1]?.val_loss,
-    trainMs: trainMs(), metricsFile, reportFile, config, dataStats,
+    trainMs: trainMs(), metricsFile, reportFile, config, dataNotes,
   };
 }

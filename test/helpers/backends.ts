@@ -27,6 +27,15 @@ import { JsBackend } from '../../src/backends/js/js-backend.js';
 import { wasmAvailable } from '../../src/backends/wasm/kernels.js';
 import { nativeBlas } from '../../src/platform/node-native.js';
 import { TOL, type Tol } from '../tolerances.js';
+import { probeAdapter } from '../../src/backends/webgpu/device.js';
+import { WebGPUBackend } from '../../src/backends/webgpu/webgpu-backend.js';
+
+/**
+ * The WebGPU adapter of this machine, or why there is none. CI installs SwiftShader (a CPU Vulkan
+ * driver) and sets OPENELM_REQUIRE_WEBGPU=1, so there the WebGPU cases must run.
+ */
+export const webgpuProbe = await probeAdapter();
+export const webgpuRequired = process.env.OPENELM_REQUIRE_WEBGPU === '1';
 
 /**
  * Every backend the interface-level suites run on, with the tolerances its results are held to
@@ -39,6 +48,11 @@ export interface BackendCase {
   available: () => string | null;
   /** Tolerance of logits against the fp64 golden. */
   logits: Tol;
+  /**
+   * Runs on a software adapter in CI (SwiftShader, slow): end-to-end suites cover one narrow and
+   * one wide weight format there instead of all, the kernel tests covering every format.
+   */
+  software?: boolean;
   /** The backend as users get it, where make() lowers thresholds to reach more code on small shapes. */
   makeDefault?(): Promise<Backend>;
 }
@@ -54,5 +68,9 @@ export const BACKEND_CASES: BackendCase[] = [
     make: async () => { const be = await createWasm({ threads: 2, native: nativeBlas('on') }); be.nativeMinRows = 1; be.nativeMinWork = 0; return be; },
     makeDefault: () => createWasm({ threads: 2, native: nativeBlas('on') }),
     available: () => (process.env.OPENELM_REQUIRE_NATIVE === '1' || (wasmAvailable() && nativeBlas('auto')) ? null : 'the native sgemm is not built'),
+  },
+  {
+    name: 'webgpu', make: () => WebGPUBackend.create(), logits: TOL.fastVsRef, software: webgpuProbe.adapter?.software ?? true,
+    available: () => (webgpuProbe.adapter || webgpuRequired ? null : webgpuProbe.why),
   },
 ];

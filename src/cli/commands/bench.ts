@@ -1,8 +1,8 @@
 // `openelm bench`: llama-bench-style throughput. Prefill ("pp") is one forward pass over
 // prompt-tokens random ids; decode ("tg") is gen-tokens single-token steps on top of that prompt,
 // each feeding a random id (no sampling), like llama-bench's test_gen. A warm-up run of the same
-// shape comes first (JIT, buffer growth, thread start-up). Also reports peak RSS and the
-// tokenizer's encoding throughput on a built-in English text.
+// shape comes first (JIT, buffer growth, thread start-up). Also reports peak RSS (and a GPU
+// backend's device memory) and the tokenizer's encoding throughput on a built-in English text.
 
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
@@ -67,7 +67,12 @@ export async function benchModel(model: OpenELM, o: BenchOptions): Promise<Bench
     const t0 = performance.now();
     await model.forward([{ cache, tokens: prompt }]);
     const t1 = performance.now();
-    for (let i = 0; i < o.genTokens; i++) await model.forward([{ cache, tokens: [randomId()] }]);
+    // each step waits for its greedy pick (4 bytes back), as greedy generation does; a GPU backend
+    // would otherwise send the whole logits row back every token
+    for (let i = 0; i < o.genTokens; i++) {
+      const { logits, rows } = model.forwardDevice([{ cache, tokens: [randomId()] }]);
+      await model.backend.argmax(logits, rows, c.vocabSize);
+    }
     const t2 = performance.now();
     // give the KV cache back: peak RSS should count one cache, as a real run holds
     cache.dispose();
@@ -139,6 +144,8 @@ export async function run(flags: ParsedFlags): Promise<number> {
       prefill_ms: round(t.prefill_ms), decode_ms: round(t.decode_ms),
       rss_mb: round(rssMb), weights_mb: round(weightsMb), kv_mb: round(kvMb), rss_over_weights_kv: round(rssMb / (weightsMb + kvMb)),
       load_ms: round(loadMs),
+      // a GPU backend's own memory (weights, KV cache, buffers kept for reuse): RSS does not show it
+      ...(backend.device === 'gpu' ? { device_mb: round(backend.memory().reserved / 2 ** 20), device: backend.describe() } : {}),
       tokenizer_mb_s: round(tk.mb_per_s), tokenizer_tokens: tk.tokens,
     };
     if (get.bool(flags, 'json')) printJson(res);
@@ -149,6 +156,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
         `decode   tg${genTokens}  ${res.decode_tok_s.toFixed(2).padStart(10)} tok/s`,
         `peak RSS ${res.rss_mb.toFixed(0)} MB   load ${(res.load_ms / 1000).toFixed(2)} s   tokenizer ${res.tokenizer_mb_s.toFixed(2)} MB/s`,
       ];
+      if (res.device_mb !== undefined) lines.push(`device memory ${res.device_mb.toFixed(0)} MB on ${res.device}`);
       process.stdout.write(lines.join('\n') + '\n');
     }
     return 0;

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { NATIVE_FLAG } from '../common.js';
+import { backendNames } from '../../backends/index.js';
 import { loadModel } from '../../api.js';
 import { OpenELMError, UsageError } from '../../core/errors.js';
 import { loadTokenizer } from '../../io/tokenizer-file.js';
@@ -12,13 +13,14 @@ import type { NativeMode } from '../../backends/index.js';
 
 export const spec: CommandSpec = {
   name: 'train',
-  summary: 'pretrain or fine-tune an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters; a peft block trains a LoRA/DoRA adapter)',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off] [--precision fp32|bf16]',
+  summary: 'pretrain or fine-tune from a recipe file: pretraining (CoreNet\'s pipeline and hyper-parameters), SFT or DPO (TRL\'s); a peft block trains a LoRA/DoRA adapter',
+  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--backend B] [--native auto|on|off] [--precision fp32|bf16]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
     { name: 'resume', type: 'bool', help: 'continue from the newest intact checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
     { name: 'threads', type: 'int', help: 'compute threads (default: the recipe\'s threads, else all cores; results do not depend on it)', min: 1 },
+    { name: 'backend', type: 'string', help: 'compute backend (default: the recipe\'s backend, else auto)', choices: backendNames() },
     NATIVE_FLAG,
     { name: 'precision', type: 'string', choices: MATMUL_PRECISIONS, help: 'inputs of the matrix products (default: the recipe\'s precision, else fp32); bf16 = mixed precision with f32 master weights, see docs/training.md' },
   ],
@@ -47,14 +49,17 @@ export async function run(flags: ParsedFlags): Promise<number> {
   process.on('SIGTERM', onSignal);
   let res: Awaited<ReturnType<typeof train>>;
   try {
-    res = await train({ recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal, native: get.str(flags, 'native') as NativeMode | undefined });
+    res = await train({
+      recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal,
+      native: get.str(flags, 'native') as NativeMode | undefined, backend: get.str(flags, 'backend'),
+    });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
   const err = (l: string) => process.stderr.write(l + '\n');
   if (res.status !== 'done') {
-    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint}`);
+    err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint ?? 'none yet'}`);
     err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')} --resume`);
     return res.status === 'interrupted' ? 130 : 0;
   }
@@ -67,6 +72,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     // an adapter run's checkpoint is an adapter folder: sample from the base with it merged in
     const loaded = await loadModel(recipe.peft ? recipe.model.init! : res.checkpoint, {
       threads: recipe.threads, native: get.str(flags, 'native') as NativeMode | undefined, tokenizer: loadTokenizer(recipe.model.init),
+      backend: get.str(flags, 'backend') ?? recipe.backend,
       adapter: recipe.peft ? res.checkpoint : undefined,
     });
     try {
