@@ -86,7 +86,7 @@ const plainRuns = new WeakMap<OpenELM, Map<string, Awaited<ReturnType<typeof gen
 
 async function both(model: OpenELM, prompts: number[][], opts: GenerateOptions, spec: SpeculativeOptions) {
   let runs = plainRuns.get(model);
-  if (!runs) plainRuns.set(model, runs = new Map());
+  if (!runs) { runs = new Map(); plainRuns.set(model, runs); }
   const key = JSON.stringify([prompts, opts]);
   const plain = runs.get(key) ?? await generateBatch(model, tok, prompts, opts);
   runs.set(key, plain);
