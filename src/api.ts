@@ -20,9 +20,9 @@ import { generationDefaults, isInstructName } from './model/family.js';
 import { validateDType, type LoadDType } from './model/load.js';
 import { freeWeights, type OpenELM } from './model/openelm.js';
 import { loadModelFolder, readModelConfig } from './io/model-folder.js';
+import { modelTokenizer } from './formats/source.js';
 import { readPeftAdapter } from './io/peft-folder.js';
 import type { Adapter } from './adapters/adapter.js';
-import { loadTokenizer } from './io/tokenizer-file.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
 import type { ChatTemplate } from './chat/template.js';
@@ -244,7 +244,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
-      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : loadTokenizer(dir);
+      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : modelTokenizer(dir);
     const chatTemplate = opts.chatTemplate !== undefined && typeof opts.chatTemplate === 'object'
       ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';

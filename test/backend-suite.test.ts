@@ -15,7 +15,10 @@ import { TrainableModel } from '../src/model/trainable.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
-import { setWeightRows } from '../src/backends/weight-format.js';
+import { BLOCK_FORMATS, rowsWeight, setWeightRows } from '../src/backends/weight-format.js';
+import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from '../src/backends/backend.js';
+import { Rng } from '../src/core/rng.js';
+import { blockWeightOn, randomBlocks } from './helpers/blocks.js';
 import { MAX_VERIFY_ROWS } from '../src/generate/speculative.js';
 
 const names = goldenNames();
@@ -103,20 +106,33 @@ for (const bc of BACKEND_CASES) {
 // Speculative decoding checks k+1 tokens in one forward pass and must reproduce decoding them one
 // at a time bit for bit (src/generate/speculative.ts): every row of a linear of up to
 // MAX_VERIFY_ROWS rows must equal a one-row call, in every weight format, on the backend as users
-// get it (the native sgemm takes only larger products there).
+// get it (the native sgemm takes only larger products there). Block dtypes (GGUF and MLX weights run
+// as stored) too, and a weight of row ranges in different dtypes (a GGUF proj_1 whose halves differ).
 for (const bc of BACKEND_CASES) {
   test(`[${bc.name}] linear: each of up to ${MAX_VERIFY_ROWS} rows equals a one-row call, every dtype`, { skip: bc.available() ?? false }, async () => {
     const be = await (bc.makeDefault ?? bc.make)();
     try {
       const N = 37;
-      for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
-        // K reaches every tail: a partial 16-wide step and scalar leftovers (float), an odd block count (quantized)
-        const K = dtype === 'q8' || dtype === 'q4' ? 160 : 171;
-        const src = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37) + 0.01 * (i % 7));
+      const kinds = [...(['f32', 'bf16', 'f16', 'q8', 'q4'] as const), ...BLOCK_DTYPES, 'rows' as const];
+      for (const dtype of kinds) {
+        // K reaches every tail: a partial 16-wide step and scalar leftovers (float), an odd block
+        // count (quantized), a last decode chunk shorter than the others (block dtypes)
+        const K = dtype === 'q8' || dtype === 'q4' ? 160 : dtype === 'f32' || dtype === 'bf16' || dtype === 'f16' ? 171
+          : dtype === 'rows' || BLOCK_FORMATS[dtype].elems === 256 ? 768 : 352;
         const x = Float32Array.from({ length: MAX_VERIFY_ROWS * K }, (_, i) => Math.cos(i * 0.11));
-        const w = be.allocWeight(dtype, N, K);
-        setWeightRows(w, 0, src);
-        be.prepareWeight(w);
+        let w: Weight;
+        if (dtype === 'rows') {
+          const r = new Rng(7);
+          w = rowsWeight([blockWeightOn(be, 'q4_k', 20, K, randomBlocks(r, 'q4_k', 20, K)), blockWeightOn(be, 'q6_k', N - 20, K, randomBlocks(r, 'q6_k', N - 20, K))]);
+          be.prepareWeight(w);
+        } else if (dtype in BLOCK_FORMATS) {
+          w = blockWeightOn(be, dtype as BlockDType, N, K, randomBlocks(new Rng(7), dtype as BlockDType, N, K));
+        } else {
+          const src = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37) + 0.01 * (i % 7));
+          w = be.allocWeight(dtype as WeightDType, N, K);
+          setWeightRows(w, 0, src);
+          be.prepareWeight(w);
+        }
         const one: Float32Array[] = [];
         for (let m = 0; m < MAX_VERIFY_ROWS; m++) {
           const xt = be.alloc(K), ot = be.alloc(N);

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { readGGUF, readGGUFTensorF32, writeGGUF, kv, GGMLType } from '../src/io/gguf.js';
-import { dequantize, ggmlTypeName, GGML_BLOCK } from '../src/io/ggml-quants.js';
+import { dequantize, ggmlTypeName, GGML_BLOCK } from '../src/core/ggml-quants.js';
 import { GGUFModel, ggufTokenizer } from '../src/formats/gguf-model.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { resolveConfig } from '../src/model/config.js';

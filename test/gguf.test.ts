@@ -20,7 +20,7 @@ import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { generate } from '../src/generate/generate.js';
-import type { Backend, WeightDType } from '../src/backends/backend.js';
+import type { Backend, ConvertDType } from '../src/backends/backend.js';
 import { createBackend } from '../src/backends/index.js';
 import '../src/platform/node.js';
 
@@ -313,7 +313,7 @@ async function llamaGreedy(file: string, ids: number[], steps: number): Promise<
   }
 }
 
-async function ours(dtype: WeightDType, ids: number[], backend: Backend) {
+async function ours(dtype: ConvertDType, ids: number[], backend: Backend) {
   const model = loadModel(modelDir, { dtype, backend });
   const tok = loadTokenizer();
   const g = await generate(model, tok, ids, { maxTokens: STEPS, temperature: 0, ignoreEos: true });
@@ -361,7 +361,7 @@ test('llama.cpp tokenizes with our vocab exactly as we do (BOS added by us, not 
 // (f32 / f16 / q8). Tolerances on log-probabilities: f32 is the same arithmetic up to summation
 // order; llama.cpp's F16 matmul also rounds activations to f16; its Q8_0 matmul quantizes the
 // activations to 8 bits, which ours does not.
-const CASES: [GGUFOutType, WeightDType, number][] = [['f32', 'f32', 1e-4], ['f16', 'f16', 2e-2], ['q8_0', 'q8', 0.25]];
+const CASES: [GGUFOutType, ConvertDType, number][] = [['f32', 'f32', 1e-4], ['f16', 'f16', 2e-2], ['q8_0', 'q8', 0.25]];
 let f32Tokens: number[] | null = null;
 for (const [gd, od, tol] of CASES) {
   test(`llama.cpp on our ${gd} GGUF: greedy tokens equal ours (${od}) and log-probs agree within ${tol}`, async (t) => {

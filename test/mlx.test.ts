@@ -19,6 +19,8 @@ import { JsBackend } from '../src/backends/js/js-backend.js';
 import { resolveConfig } from '../src/model/config.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { GOLDEN_ROOT } from './helpers/golden.js';
+import { createWasm } from './helpers/backends.js';
+import { TOL, assertClose } from './tolerances.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModelDir } from './helpers/tiny.js';
 
@@ -148,6 +150,42 @@ test('an MLX folder runs with its dequantized values: the same logits as the HF 
   writeHFFolder(m, m.config, hf);
   m.close();
   assert.deepEqual(await logits(qdir), await logits(hf));
+});
+
+test('4-bit MLX weights run as stored blocks (Q4_1 for half scales, q4_1_f32 otherwise) with their decoded values\' logits', async () => {
+  const bf16 = path.join(tmp, 'gqa2-hd64-q4-g128-bfloat16');
+  exportGolden(4, 128, 'BF16', bf16);
+  const cases: [string, string, string][] = [
+    [path.join(tmp, 'gqa2-hd64-q4-g64-float32'), 'q4_1_f32', 'q4_1_f32'],
+    [path.join(tmp, 'gqa2-hd64-q4-g32-float16'), 'q4_1', 'q4_1'],
+    // rows of 64 are not whole groups of 128: those layers (and the embedding) stay bfloat16, as mlx-lm leaves them
+    [bf16, 'q4_1_f32', 'bf16'],
+    // CoreNet's converter quantizes Linear layers only: the embedding stays float16
+    [path.join(FIX, 'corenet-gpt-test-q4'), 'q4_1', 'f16'],
+  ];
+  const wasm = await createWasm({ threads: 2 });
+  try {
+    for (const [dir, lin, emb] of cases) {
+      const js = new JsBackend();
+      const stored = loadModel(dir, { backend: js });
+      const w = stored.weights;
+      assert.equal(w.layers[w.layers.length - 1].proj2.dtype, lin, dir);
+      assert.equal(w.layers[w.layers.length - 1].out.dtype, lin, dir);
+      assert.equal(w.embed.dtype, emb, dir);
+      const V = stored.config.vocabSize;
+      const ids = [1, 5, 9, 200 % V, 17, 3, 77 % V, 8, 12, 40];
+      const want = await loadModel(dir, { backend: new JsBackend(), dtype: 'f32' }).logitsAll(ids);
+      assert.deepEqual(await stored.logitsAll(ids), want, `${dir}: the reference computes with the same values`);
+      const onWasm = loadModel(dir, { backend: wasm });
+      assertClose(await onWasm.logitsAll(ids), want, TOL.fastVsRef, `${dir} prefill (wasm)`);
+      const cache = onWasm.newCache(4);
+      for (let i = 0; i < 4; i++) {
+        const row = await onWasm.forward([{ cache, tokens: [ids[i]] }]);
+        assertClose(row, want.subarray(i * V, (i + 1) * V), TOL.fastVsRef, `${dir} decode ${i} (wasm)`);
+      }
+      cache.dispose();
+    }
+  } finally { wasm.dispose(); }
 });
 
 test('CoreNet\'s MLX layout (CoreNet names, quantized Linear layers) opens and runs', async () => {

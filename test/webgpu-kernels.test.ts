@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import '../src/platform/node.js';
-import type { Tensor, Weight, WeightDType } from '../src/backends/backend.js';
+import type { ConvertDType, Tensor, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
@@ -53,7 +53,7 @@ function hostWeight(dtype: WeightDType, rows: number, cols: number, src: Float32
   return w;
 }
 function gpuWeight(w: Weight): GpuWeight {
-  return R().uploadWeight(w.dtype, w.rows, w.cols, [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])]);
+  return R().uploadWeight(w.dtype as ConvertDType, w.rows, w.cols, [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])]);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ Both models have vocab_size 384: the converter keeps the first 384 Llama-2 piece
 
 Usage (needs a llama.cpp checkout with llama-quantize built, and torch, numpy, sentencepiece,
 safetensors from tools/requirements.txt):
-  PYTHONPATH=LLAMA_CPP/gguf-py .venv/bin/python tools/make_gguf_fixtures.py --llama-cpp LLAMA_CPP
+  PYTHONPATH=LLAMA_CPP/gguf-py .venv/bin/python tools/make_gguf_fixtures.py --llama-cpp LLAMA_CPP [--only FILE ...]
+
+--only remakes just the named files and keeps the other entries of the existing MANIFEST.json.
 """
 
 from __future__ import annotations
@@ -55,9 +57,9 @@ K256 = dict(
 )
 K256_SEED = 17
 
-# (file, model, how): "convert:<outtype>" runs the converter, "quantize:<type>[:pure]" llama-quantize
-# on that model's F32 file. --pure stops llama-quantize from giving the embedding (the tied head)
-# Q6_K, so every 2-D tensor gets the named type.
+# (file, model, how): "convert:<outtype>" runs the converter, "quantize:<type>[:pure][:tensor-type=T=TYPE]"
+# llama-quantize on that model's F32 file. --pure stops llama-quantize from giving the embedding (the
+# tied head) Q6_K, so every 2-D tensor gets the named type; --tensor-type overrides one tensor kind.
 FILES = [
     ("gqa2-hd64-f16.gguf", "gqa2-hd64", "convert:f16"),
     ("gqa2-hd64-bf16.gguf", "gqa2-hd64", "convert:bf16"),
@@ -69,6 +71,8 @@ FILES = [
     ("k256-q4_k_m.gguf", "k256", "quantize:Q4_K_M"),
     ("k256-q5_k_m.gguf", "k256", "quantize:Q5_K_M"),
     ("k256-q6_k.gguf", "k256", "quantize:Q6_K:pure"),
+    # ffn_up in Q8_0 beside a Q4_K ffn_gate: a proj_1 whose two halves have different types
+    ("k256-q4_k_m-mixed.gguf", "k256", "quantize:Q4_K_M:tensor-type=ffn_up=q8_0"),
 ]
 
 
@@ -129,11 +133,29 @@ def describe(path: str) -> dict:
     return {"bytes": os.path.getsize(path), "sha256": sha256_file(path), "tensors": tensors}
 
 
+def make_vocab(vdir: str, dirs: dict, converter: str, env: dict, out_dir: str, manifest: dict) -> None:
+    os.makedirs(vdir)
+    shutil.copy(TOKENIZER, vdir)
+    with open(os.path.join(dirs["gqa2-hd64"], "config.json")) as f:
+        cfg = json.load(f)
+    cfg["vocab_size"] = 32000
+    with open(os.path.join(vdir, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    vocab = os.path.join(out_dir, "llama-spm-vocab.gguf")
+    run([sys.executable, converter, vdir, "--vocab-only", "--outfile", vocab], env)
+    manifest["files"]["llama-spm-vocab.gguf"] = {"model": "vocab", "made_with": "convert:vocab-only", **describe(vocab)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--llama-cpp", required=True, help="llama.cpp checkout with build/bin/llama-quantize")
     ap.add_argument("--out", default=os.path.join(ROOT, "test", "fixtures", "gguf"))
+    ap.add_argument("--only", nargs="+", help="make only these files (the manifest keeps the others' entries)")
     args = ap.parse_args()
+    only = set(args.only or [])
+    unknown = only - {f for f, _, _ in FILES} - {"llama-spm-vocab.gguf"}
+    if unknown:
+        raise SystemExit(f"--only: unknown files {sorted(unknown)}")
     lc = os.path.abspath(args.llama_cpp)
     converter = os.path.join(lc, "convert_hf_to_gguf.py")
     quantize = os.path.join(lc, "build", "bin", "llama-quantize")
@@ -142,6 +164,10 @@ def main() -> None:
     torch.set_num_threads(1)
 
     manifest: dict = {"generator": "tools/make_gguf_fixtures.py", "files": {}}
+    mpath = os.path.join(args.out, "MANIFEST.json")
+    if only:
+        with open(mpath) as f:
+            manifest = json.load(f)
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {m: model_dir(m, tmp) for m in ("gqa2-hd64", "k256")}
         f32 = {}
@@ -149,6 +175,8 @@ def main() -> None:
             f32[m] = os.path.join(tmp, f"{m}-f32.gguf")
             run([sys.executable, converter, d, "--outtype", "f32", "--outfile", f32[m]], env)
         for name, m, how in FILES:
+            if only and name not in only:
+                continue
             out = os.path.join(args.out, name)
             kind, *rest = how.split(":")
             if kind == "convert":
@@ -157,22 +185,17 @@ def main() -> None:
                 else:
                     run([sys.executable, converter, dirs[m], "--outtype", rest[0], "--outfile", out], env)
             else:
-                cmd = [quantize] + (["--pure"] if "pure" in rest else []) + [f32[m], out, rest[0]]
+                cmd = [quantize] + (["--pure"] if "pure" in rest else [])
+                for r in rest:
+                    if r.startswith("tensor-type="):
+                        cmd += ["--tensor-type", r[len("tensor-type="):]]
+                cmd += [f32[m], out, rest[0]]
                 log = run(cmd)
                 manifest["llama_quantize"] = next((l.strip() for l in log.splitlines() if l.startswith("version:")), "unknown")
             manifest["files"][name] = {"model": m, "made_with": how, **describe(out)}
         # The Llama-2 vocabulary alone, from a folder whose config has the full vocab size.
-        vdir = os.path.join(tmp, "vocab")
-        os.makedirs(vdir)
-        shutil.copy(TOKENIZER, vdir)
-        with open(os.path.join(dirs["gqa2-hd64"], "config.json")) as f:
-            cfg = json.load(f)
-        cfg["vocab_size"] = 32000
-        with open(os.path.join(vdir, "config.json"), "w") as f:
-            json.dump(cfg, f)
-        vocab = os.path.join(args.out, "llama-spm-vocab.gguf")
-        run([sys.executable, converter, vdir, "--vocab-only", "--outfile", vocab], env)
-        manifest["files"]["llama-spm-vocab.gguf"] = {"model": "vocab", "made_with": "convert:vocab-only", **describe(vocab)}
+        if not only or "llama-spm-vocab.gguf" in only:
+            make_vocab(os.path.join(tmp, "vocab"), dirs, converter, env, args.out, manifest)
         shutil.copy(os.path.join(dirs["k256"], "config.json"), os.path.join(args.out, "k256-config.json"))
 
     from importlib.metadata import version
@@ -181,7 +204,7 @@ def main() -> None:
     except Exception:
         manifest["gguf_py_version"] = "unknown"
     manifest["numpy_version"] = np.__version__
-    with open(os.path.join(args.out, "MANIFEST.json"), "w") as f:
+    with open(mpath, "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
     total = sum(v["bytes"] for v in manifest["files"].values())

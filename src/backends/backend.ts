@@ -5,7 +5,8 @@
 // Memory. Kernels work on `Tensor`s: flat buffers of f32 values that live where the backend computes
 // (views into the WebAssembly memory, GPU buffers, plain typed arrays). Callers never index a tensor;
 // they move numbers in and out with write()/read() and slice with view(). Weights of linear layers
-// and the embedding are `Weight`s, which may be stored in narrower formats (bf16, f16, q8, q4).
+// and the embedding are `Weight`s, which may be stored in narrower formats (bf16, f16, q8, q4, and the
+// block formats of GGUF and MLX files, run as stored).
 //
 // Ordering. Operations take effect in call order. A backend may record them and run them later (a
 // GPU queue), so nothing returns host numbers synchronously: the only host reads are read(), argmax(),
@@ -19,8 +20,18 @@
 // sequence, V vocabulary. The exact semantics of every op are those of the plain-JS reference
 // (src/backends/js/reference.ts), the oracle every backend is tested against.
 
-export type WeightDType = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4';
-export const WEIGHT_DTYPES: readonly WeightDType[] = ['f32', 'bf16', 'f16', 'q8', 'q4'];
+/** Storages a checkpoint's weights can be converted to on load (`--dtype`). */
+export type ConvertDType = 'f32' | 'bf16' | 'f16' | 'q8' | 'q4';
+export const WEIGHT_DTYPES: readonly ConvertDType[] = ['f32', 'bf16', 'f16', 'q8', 'q4'];
+/**
+ * Block formats that run as the file stores them, never re-quantized (layouts in docs/formats.md,
+ * "Block weights"): llama.cpp's ggml types, and q4_1_f32 (Q4_1 with f32 d and m, for MLX 4-bit
+ * groups whose scales are not halves). Kernels compute with the exactly decoded values.
+ */
+export type BlockDType = 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_1_f32';
+export const BLOCK_DTYPES: readonly BlockDType[] = ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_1_f32'];
+/** 'rows': a weight made of row ranges stored in other dtypes (`Weight.parts`). */
+export type WeightDType = ConvertDType | BlockDType | 'rows';
 
 declare const TENSOR: unique symbol;
 /** A buffer of numbers owned by a backend (opaque to callers: use the backend's methods). */
@@ -31,8 +42,11 @@ export interface Tensor { readonly length: number; readonly [TENSOR]?: never; }
  * `data` (+ `scales`, `mins`) is the host storage the loader fills (see weight-format.ts):
  * f32 Float32Array; bf16/f16 Uint16Array bit patterns; q8 Int8Array with one f32 scale per block of
  * 32 along K (GGUF Q8_0 semantics); q4 Uint8Array of packed nibbles, blocks of 32 along K with a
- * scale and a min (value = q·scale + min). After prepareWeight a backend may keep its own copy
- * (`packed`) and release the host storage.
+ * scale and a min (value = q·scale + min); block dtypes Uint8Array of the stored blocks, row after
+ * row (each row whole blocks). A 'rows' weight has no data of its own: its rows are its `parts`'
+ * rows in order (a proj_1 whose gate and up halves a GGUF stores in different types); a linear with
+ * it writes each part's outputs into that part's columns. After prepareWeight a backend may keep
+ * its own copy (`packed`) and release the host storage.
  */
 export interface Weight {
   dtype: WeightDType;
@@ -41,6 +55,8 @@ export interface Weight {
   data: Float32Array | Uint16Array | Int8Array | Uint8Array;
   scales?: Float32Array;
   mins?: Float32Array;
+  /** dtype 'rows' only: the weights whose rows, stacked in order, are this one's (same cols). */
+  parts?: Weight[];
   /** Backend-private state (packed panels, device buffers, an aliased tensor). */
   packed?: unknown;
 }
@@ -101,13 +117,16 @@ export interface Backend {
 
   // --------------------------------------------------------------------------------------- weights
 
-  /** An empty weight to fill (setWeightRows / reading a checkpoint into `data`), then prepareWeight. */
+  /**
+   * An empty weight to fill (setWeightRows / reading a checkpoint into `data`), then prepareWeight.
+   * Not for 'rows' (weight-format.ts rowsWeight stacks prepared weights).
+   */
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight;
   /** Called once a weight's data is final (repacking, uploading). */
   prepareWeight(w: Weight): void;
   /** An f32 weight that IS tensor t (no copy): trainable parameters used by inference ops. */
   tensorWeight(t: Tensor, rows: number, cols: number): Weight;
-  /** Give back a weight's storage and anything prepareWeight made for it. */
+  /** Give back a weight's storage and anything prepareWeight made for it (a 'rows' weight's parts too). */
   freeWeight(w: Weight): void;
 
   // ----------------------------------------------------------------------------------- forward ops

@@ -5,12 +5,67 @@
 //     (GGUF Q4_1 semantics). Byte j of a block's 16 bytes holds element j in its low nibble and
 //     element j+16 in its high nibble, so a SIMD kernel unpacks a block with two masks.
 // Rows must be a multiple of 32 wide for q8/q4 (every OpenELM width is).
+// Block dtypes (GGUF's and MLX's, run as stored): each row is whole blocks, stored as the file
+// holds them; decoding is core/ggml-quants.ts (bit-identical to gguf-py) plus q4_1_f32 here.
 
 import { bf16ToF32, f32ToBf16, f16ToF32, f32ToF16 } from '../core/dtype.js';
 import { OpenELMError } from '../core/errors.js';
-import type { Weight, WeightDType } from './backend.js';
+import { GGMLType, dequantize } from '../core/ggml-quants.js';
+import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from './backend.js';
 
 export const QBLOCK = 32;
+
+/** Values and bytes per block of each block dtype, and the ggml type it is (null: ours). */
+export const BLOCK_FORMATS: Record<BlockDType, { elems: number; bytes: number; ggml: GGMLType | null }> = {
+  q8_0: { elems: 32, bytes: 34, ggml: GGMLType.Q8_0 },
+  q4_0: { elems: 32, bytes: 18, ggml: GGMLType.Q4_0 },
+  q4_1: { elems: 32, bytes: 20, ggml: GGMLType.Q4_1 },
+  q5_0: { elems: 32, bytes: 22, ggml: GGMLType.Q5_0 },
+  q5_1: { elems: 32, bytes: 24, ggml: GGMLType.Q5_1 },
+  q4_k: { elems: 256, bytes: 144, ggml: GGMLType.Q4_K },
+  q5_k: { elems: 256, bytes: 176, ggml: GGMLType.Q5_K },
+  q6_k: { elems: 256, bytes: 210, ggml: GGMLType.Q6_K },
+  // Q4_1 with f32 d and m: d (f32), m (f32), qs[16]; value fr(d·q) + m
+  q4_1_f32: { elems: 32, bytes: 24, ggml: null },
+};
+
+export function isBlockDType(d: string): d is BlockDType {
+  return (BLOCK_DTYPES as readonly string[]).includes(d);
+}
+
+/** The block dtype that holds a ggml type as stored, or null (F32/F16/BF16 and types we do not run). */
+export function blockDTypeOfGGML(t: number): BlockDType | null {
+  for (const d of BLOCK_DTYPES) if (BLOCK_FORMATS[d].ggml === t) return d;
+  return null;
+}
+
+/** Bytes of one row of `cols` values of a block dtype. */
+export function blockRowBytes(dtype: BlockDType, cols: number): number {
+  const f = BLOCK_FORMATS[dtype];
+  if (cols % f.elems !== 0) throw new OpenELMError('dtype', `${dtype} stores rows in blocks of ${f.elems} values; a row of ${cols} is not whole blocks`);
+  return (cols / f.elems) * f.bytes;
+}
+
+/** A 'rows' weight: `parts` (prepared, same cols) stacked by rows. */
+export function rowsWeight(parts: Weight[]): Weight {
+  if (parts.length === 0) throw new OpenELMError('usage', 'a rows weight needs at least one part');
+  const cols = parts[0].cols;
+  for (const p of parts) {
+    if (p.cols !== cols) throw new OpenELMError('usage', `parts of a rows weight must have the same columns (${p.cols} vs ${cols})`);
+    if (p.dtype === 'rows') throw new OpenELMError('usage', 'parts of a rows weight cannot themselves have parts');
+  }
+  return { dtype: 'rows', rows: parts.reduce((n, p) => n + p.rows, 0), cols, data: new Uint8Array(0), parts };
+}
+
+/** The part holding row r of a 'rows' weight, and r's index in it. */
+export function partOfRow(w: Weight, r: number): { part: Weight; row: number } {
+  let r0 = 0;
+  for (const p of w.parts!) {
+    if (r < r0 + p.rows) return { part: p, row: r - r0 };
+    r0 += p.rows;
+  }
+  throw new OpenELMError('usage', `row ${r} is outside a weight of ${w.rows} rows`);
+}
 
 export function allocWeightStorage(dtype: WeightDType, rows: number, cols: number,
   alloc: (bytes: number, align: number) => ArrayBuffer | { buffer: ArrayBufferLike; byteOffset: number } = (b) => new ArrayBuffer(b)): Weight {
@@ -22,6 +77,12 @@ export function allocWeightStorage(dtype: WeightDType, rows: number, cols: numbe
     const r = alloc(bytes, 16);
     return r instanceof ArrayBuffer ? { buffer: r as ArrayBufferLike, byteOffset: 0 } : r;
   };
+  if (dtype === 'rows') throw new OpenELMError('usage', 'a rows weight is made from its parts (rowsWeight), not allocated');
+  if (isBlockDType(dtype)) {
+    const bytes = rows * blockRowBytes(dtype, cols);
+    const r = region(bytes);
+    return { dtype, rows, cols, data: new Uint8Array(r.buffer, r.byteOffset, bytes) };
+  }
   switch (dtype) {
     case 'f32': { const r = region(n * 4); return { dtype, rows, cols, data: new Float32Array(r.buffer, r.byteOffset, n) }; }
     case 'bf16':
@@ -42,6 +103,14 @@ export function allocWeightStorage(dtype: WeightDType, rows: number, cols: numbe
 export function setWeightRows(w: Weight, r0: number, src: Float32Array): void {
   const off = r0 * w.cols;
   const n = src.length;
+  if (w.dtype === 'rows') {
+    for (let i = 0; i < n; i += w.cols) {
+      const { part, row } = partOfRow(w, r0 + i / w.cols);
+      setWeightRows(part, row, src.subarray(i, i + w.cols));
+    }
+    return;
+  }
+  if (isBlockDType(w.dtype)) throw new OpenELMError('dtype', `${w.dtype} weights hold the blocks a file stores; they are not made from f32 values`);
   switch (w.dtype) {
     case 'f32': (w.data as Float32Array).set(src, off); return;
     case 'bf16': { const d = w.data as Uint16Array; for (let i = 0; i < n; i++) d[off + i] = f32ToBf16(src[i]); return; }
@@ -82,6 +151,8 @@ export function setWeightRows(w: Weight, r0: number, src: Float32Array): void {
 /** Decode row r of w into dst (length cols). */
 export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
   const K = w.cols, off = r * K;
+  if (w.dtype === 'rows') { const { part, row } = partOfRow(w, r); weightRowToF32(part, row, dst); return; }
+  if (isBlockDType(w.dtype)) { blockRowToF32(w.dtype, w.data as Uint8Array, r, K, dst); return; }
   switch (w.dtype) {
     case 'f32': dst.set((w.data as Float32Array).subarray(off, off + K)); return;
     case 'bf16': { const d = w.data as Uint16Array; for (let i = 0; i < K; i++) dst[i] = bf16ToF32(d[off + i]); return; }
@@ -106,8 +177,33 @@ export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
   }
 }
 
-/** Bytes of storage a weight of this dtype takes (data + scales). */
+/** Decode row r (cols values) of a block weight's stored bytes into dst, exactly. */
+export function blockRowToF32(dtype: BlockDType, data: Uint8Array, r: number, cols: number, dst: Float32Array): void {
+  const rb = blockRowBytes(dtype, cols), o = r * rb;
+  const t = BLOCK_FORMATS[dtype].ggml;
+  if (t !== null) { dequantize(t, data, o, cols, dst, 0); return; }
+  // q4_1_f32
+  const dv = new DataView(data.buffer, data.byteOffset + o, rb);
+  for (let b = 0, p = 0; b < cols; b += 32, p += 24) {
+    const d = dv.getFloat32(p, true), m = dv.getFloat32(p + 4, true);
+    for (let j = 0; j < 16; j++) {
+      const q = data[o + p + 8 + j];
+      dst[b + j] = Math.fround(d * (q & 15)) + m;
+      dst[b + j + 16] = Math.fround(d * (q >> 4)) + m;
+    }
+  }
+}
+
+/** Bytes of storage a weight takes (a 'rows' weight: its parts'). */
+export function weightStorageBytes(w: Weight): number {
+  if (w.dtype === 'rows') return w.parts!.reduce((n, p) => n + weightStorageBytes(p), 0);
+  return weightBytes(w.dtype, w.rows * w.cols);
+}
+
+/** Bytes of storage n values of this dtype take (data + scales; for a block dtype n is whole blocks). */
 export function weightBytes(dtype: WeightDType, n: number): number {
+  if (dtype === 'rows') throw new OpenELMError('usage', 'the size of a rows weight is its parts\' (weightStorageBytes)');
+  if (isBlockDType(dtype)) return Math.ceil(n / BLOCK_FORMATS[dtype].elems) * BLOCK_FORMATS[dtype].bytes;
   switch (dtype) {
     case 'f32': return n * 4;
     case 'bf16': case 'f16': return n * 2;

@@ -10,6 +10,7 @@ import { NATIVE_MODES, backendNames } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { validateDType } from '../model/load.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
+import { modelTokenizer } from '../formats/source.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { stderrProgress } from '../hub/progress.js';
 import type { SpeculativeOptions } from '../generate/speculative.js';
@@ -20,7 +21,7 @@ export const NATIVE_FLAG: FlagSpec = {
 };
 
 export const MODEL_FLAGS: FlagSpec[] = [
-  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors), training run folder (its latest checkpoint) or hub id', required: true },
+  { name: 'model', type: 'string', help: 'model folder (config.json + model.safetensors, or MLX), GGUF file, training run folder (its latest checkpoint) or hub id', required: true },
   { name: 'dtype', type: 'string', help: 'weight storage: auto keeps the checkpoint precision', default: 'auto', choices: ['auto', 'f32', 'bf16', 'f16', 'q8', 'q4'] },
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
@@ -101,6 +102,7 @@ export function tokenizerFromFlags(flags: ParsedFlags, modelDir?: string): Token
     if (!fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
     return tokenizerFromFile(file);
   }
-  if (modelDir !== undefined && !fs.existsSync(modelDir)) throw new OpenELMError('usage', `model folder ${modelDir} does not exist`);
-  return loadTokenizer(modelDir);
+  if (modelDir === undefined) return loadTokenizer();
+  if (!fs.existsSync(modelDir)) throw new OpenELMError('usage', `model folder ${modelDir} does not exist`);
+  return modelTokenizer(modelDir);
 }

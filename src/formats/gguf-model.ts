@@ -14,8 +14,11 @@
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
 import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
-import { type GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../io/ggml-quants.js';
+import { GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../core/ggml-quants.js';
 import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
+import { blockDTypeOfGGML } from '../backends/weight-format.js';
+import type { Weight } from '../backends/backend.js';
+import type { StoredPart } from '../model/load.js';
 import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES, type OpenELMConfig, type OpenELMHFConfig } from '../model/config.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ModelType, PieceType, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
@@ -281,6 +284,40 @@ export class GGUFModel extends DecodedTensorSource {
       const k = fs.readSync(this.fd, out, done, Math.min(n - done, 1 << 26), this.gguf.dataOffset + t.offset + done);
       if (k <= 0) throw new OpenELMError('gguf', `${this.location} is truncated: tensor ${ggufName} could not be read`);
       done += k;
+    }
+    return out;
+  }
+
+  /**
+   * A weight with block-quantized parts, as stored: consecutive GGUF tensors of one type (ffn_gate
+   * and ffn_up) are one part whose bytes are theirs back to back; null when every part is
+   * F32/F16/BF16 (those load through the ordinary readers).
+   */
+  storedWeight(name: string): StoredPart[] | null {
+    const parts = this.parts.get(name);
+    if (parts?.[0].gguf.dims.length !== 2 || !parts.some((p) => blockDTypeOfGGML(p.gguf.type))) return null;
+    const dtypeOf = (t: GGMLType): StoredPart['dtype'] =>
+      blockDTypeOfGGML(t) ?? (t === GGMLType.F32 ? 'f32' : t === GGMLType.F16 ? 'f16' : 'bf16');
+    const out: StoredPart[] = [];
+    for (let i = 0; i < parts.length;) {
+      let j = i + 1;
+      while (j < parts.length && parts[j].gguf.type === parts[i].gguf.type) j++;
+      const group = parts.slice(i, j);
+      out.push({
+        dtype: dtypeOf(parts[i].gguf.type),
+        rows: group.reduce((n, p) => n + p.rows, 0),
+        read: (dst: Weight['data']) => {
+          const bytes = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
+          let o = 0;
+          for (const p of group) {
+            const n = ggmlBytes(p.gguf.type, ggufNumel(p.gguf.dims));
+            this.readRaw(p.gguf.name, bytes.subarray(o, o + n));
+            o += n;
+          }
+          if (o !== bytes.length) throw new OpenELMError('gguf', `${this.location}: ${name} has ${o} bytes of blocks, its storage ${bytes.length}`);
+        },
+      });
+      i = j;
     }
     return out;
   }

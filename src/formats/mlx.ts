@@ -29,6 +29,8 @@ import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { readJsonFile, writeJsonFileAtomic } from '../io/json.js';
 import { writeSafetensorsSync, type SafetensorsDType, type TensorToWrite } from '../io/safetensors.js';
 import { DecodedTensorSource, type SourceTensorInfo, type TensorReader } from '../io/tensor-source.js';
+import type { Weight } from '../backends/backend.js';
+import type { StoredPart } from '../model/load.js';
 import { paramSpecs, resolveConfig, type OpenELMConfig, type OpenELMHFConfig } from '../model/config.js';
 import { CORENET_MODEL_NAMES, corenetModelFromYaml } from './corenet.js';
 
@@ -327,6 +329,45 @@ export class MlxModel extends DecodedTensorSource {
     const q = this.quantized.get(name);
     const stored = this.ckpt.info(this.fileName.get(name)!).dtype;
     return { name, dtype: q ? `MLX_Q${q.bits}` : stored, shape: this.shapes.get(name)! };
+  }
+
+  /**
+   * 4-bit tensors as blocks the backends run as stored: each 32 values of a group become a Q4_1
+   * block (half scale and bias: MLX's value fr(scale·q) + bias is Q4_1's fr(d·q) + m) or, for
+   * bfloat16/float32 scales, a q4_1_f32 block; only the nibbles move. Other widths read as f32.
+   */
+  storedWeight(name: string): StoredPart[] | null {
+    const q = this.quantized.get(name);
+    if (q?.bits !== 4 || q.groupSize % 32 !== 0) return null;
+    const fname = this.fileName.get(name)!;
+    const base = fname.slice(0, -'.weight'.length);
+    const half = this.ckpt.info(`${base}.scales`).dtype === 'F16' && this.ckpt.info(`${base}.biases`).dtype === 'F16';
+    const [rows, cols] = this.shapes.get(name)!;
+    return [{
+      dtype: half ? 'q4_1' : 'q4_1_f32', rows,
+      read: (dst: Weight['data']) => {
+        const out = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
+        const rowBytes = cols / 2, gpr = cols / q.groupSize, nb = cols / 32, bb = half ? 20 : 24;
+        const words = this.ckpt.readRaw(fname).subarray(0, rows * rowBytes);
+        const sc16 = half ? this.ckpt.readF16(`${base}.scales`) : null, bi16 = half ? this.ckpt.readF16(`${base}.biases`) : null;
+        const sc = half ? null : this.ckpt.readF32Range(`${base}.scales`, 0, rows * gpr, new Float32Array(rows * gpr));
+        const bi = half ? null : this.ckpt.readF32Range(`${base}.biases`, 0, rows * gpr, new Float32Array(rows * gpr));
+        const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+        for (let r = 0; r < rows; r++) {
+          for (let b = 0; b < nb; b++) {
+            const o = (r * nb + b) * bb, g = r * gpr + ((b * 32) / q.groupSize | 0);
+            if (half) { dv.setUint16(o, sc16![g], true); dv.setUint16(o + 2, bi16![g], true); } else { dv.setFloat32(o, sc![g], true); dv.setFloat32(o + 4, bi![g], true); }
+            const src = r * rowBytes + b * 16, qs = o + (half ? 4 : 8);
+            // MLX: value j is nibble j of the row (low nibble first); Q4_1: byte i holds values i and i + 16.
+            for (let i = 0; i < 16; i++) {
+              const lo = (words[src + (i >> 1)] >> ((i & 1) * 4)) & 15;
+              const hi = (words[src + 8 + (i >> 1)] >> ((i & 1) * 4)) & 15;
+              out[qs + i] = lo | (hi << 4);
+            }
+          }
+        }
+      },
+    }];
   }
 
   protected decode(name: string, dst: Float32Array): void {

@@ -11,6 +11,7 @@ import { readJsonFile } from '../io/json.js';
 import type { TensorReader } from '../io/tensor-source.js';
 import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer-file.js';
 import { GGUFModel } from './gguf-model.js';
 import { MlxModel, detectMlxFolder } from './mlx.js';
 import { openCorenetCheckpoint, type CorenetCheckpoint } from './corenet.js';
@@ -98,12 +99,27 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
   }
 }
 
-/** The resolved config of a model location without reading weights (HF and MLX folders). */
+/** The resolved config of a model location without reading weights (HF and MLX folders, GGUF files). */
 export function readSourceConfig(location: string): OpenELMConfig {
   if (fs.existsSync(location) && fs.statSync(location).isDirectory() && detectMlxFolder(location)) {
     const m = MlxModel.open(location);
     m.close();
     return m.config;
   }
+  if (isFile(location) && detectFormat(location) === 'gguf') {
+    const m = GGUFModel.open(location);
+    m.close();
+    return m.config;
+  }
   return readHFConfig(location);
+}
+
+/** The tokenizer a model location carries: a GGUF's own vocabulary, else the folder's tokenizer.model or the bundled one. */
+export function modelTokenizer(location: string): Tokenizer {
+  if (isFile(location) && detectFormat(location) === 'gguf') {
+    const m = GGUFModel.open(location);
+    m.close();
+    return m.tokenizer();
+  }
+  return loadTokenizer(location);
 }

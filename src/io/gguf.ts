@@ -11,7 +11,7 @@
 
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
-import { GGMLType, GGML_BLOCK, dequantize, ggmlTypeName, isReadableGGMLType } from './ggml-quants.js';
+import { GGMLType, GGML_BLOCK, dequantize, ggmlTypeName, isReadableGGMLType } from '../core/ggml-quants.js';
 import { writeAtomicSync, writeAllSync } from './atomic.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -24,7 +24,7 @@ export enum GGUFType {
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 }
 
-export { GGMLType, GGML_BLOCK, ggmlTypeName } from './ggml-quants.js';
+export { GGMLType, GGML_BLOCK, ggmlTypeName } from '../core/ggml-quants.js';
 
 export type GGUFScalar = number | bigint | boolean | string;
 

@@ -11,28 +11,31 @@ import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
 import { saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
-import { openModelSource, readSourceConfig } from '../formats/source.js';
+import { detectFormat, openModelSource, readSourceConfig } from '../formats/source.js';
 import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamLayout } from '../model/layout.js';
 import type { Adapter } from '../adapters/adapter.js';
 import { mergedSource } from '../adapters/merge.js';
 
-/** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter). */
+/** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter) or of a GGUF file. */
 export function readModelConfig(dir: string): OpenELMConfig {
   if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
-  if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
+  if (!fs.statSync(dir).isDirectory() && detectFormat(dir) !== 'gguf') {
+    throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors) or a GGUF file`);
+  }
   return readSourceConfig(dir);
 }
 
 /**
- * Load a model folder (HF or MLX) onto a backend. Throws OpenELMError naming the file / tensor on
- * any problem. With `adapter` (LoRA / DoRA adapters for this base, e.g. from readPeftAdapter) the
- * weights are the base with the adapters merged in, as `openelm merge` writes them (adapters/merge.ts).
+ * Load a model folder (HF or MLX) or a GGUF file onto a backend; GGUF and MLX 4-bit weights run as
+ * stored. Throws OpenELMError naming the file / tensor on any problem. With `adapter` (LoRA / DoRA
+ * adapters for this base, e.g. from readPeftAdapter) the weights are the base with the adapters
+ * merged in, as `openelm merge` writes them (adapters/merge.ts).
  */
 export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter | readonly Adapter[] }): OpenELM {
   readModelConfig(dir);
-  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx'] });
+  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx', 'gguf'] });
   try {
     if (!opts.adapter || (Array.isArray(opts.adapter) && !opts.adapter.length)) return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
     const { source, hfConfig } = mergedSource(src.reader, src.config, opts.adapter);

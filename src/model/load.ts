@@ -4,16 +4,24 @@
 // a few rows in f32. Opening folders and files is the caller's business (io/model-folder.ts in
 // Node), which keeps this module free of any file system.
 
-import type { Backend, Tensor, Weight, WeightDType } from '../backends/backend.js';
+import type { Backend, ConvertDType, Tensor, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
-import { setWeightRows, weightBytes } from '../backends/weight-format.js';
+import { rowsWeight, setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
 import { formatBytes } from '../core/bytes.js';
 import { assertFinite } from '../core/finite.js';
 import { numel, paramSpecs, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
 
-export type LoadDType = WeightDType | 'auto';
+export type LoadDType = ConvertDType | 'auto';
+
+/** One row range of a weight as its file stores it (TensorSource.storedWeight). */
+export interface StoredPart {
+  dtype: Exclude<WeightDType, 'rows'>;
+  rows: number;
+  /** Fill a weight's storage (allocWeight(dtype, rows, cols).data) with the stored values. */
+  read(dst: Weight['data']): void;
+}
 
 /** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
 export interface TensorSource {
@@ -27,6 +35,12 @@ export interface TensorSource {
   readF16(name: string, dst: Uint16Array): Uint16Array;
   /** True when every tensor reads as its exact f32 values whatever type stores it (GGUF, MLX, .pt readers). */
   readonly decoded?: boolean;
+  /**
+   * A linear weight held in a block format the backends run as stored (GGUF, MLX 4-bit): its row
+   * ranges in order (one, unless they differ in type). Null: read it as f32/bf16/f16. Used when the
+   * load dtype is 'auto'.
+   */
+  storedWeight?(name: string): StoredPart[] | null;
 }
 
 export function validateDType(d: string): LoadDType {
@@ -39,7 +53,7 @@ export function modelFromSource(src: TensorSource, config: OpenELMConfig, be: Ba
   return new OpenELM(config, be, readWeights(src, config, be, validateDType(dtype)));
 }
 
-function storageFor(src: TensorSource, name: string, want: LoadDType): WeightDType {
+function storageFor(src: TensorSource, name: string, want: LoadDType): ConvertDType {
   if (want !== 'auto') return want;
   const d = src.info(name).dtype;
   return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : 'f32';
@@ -65,6 +79,8 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   };
   const lin = (name: string, want: LoadDType = dtype): Weight => {
     const [rows, cols] = specs.get(name)!;
+    const stored = want === 'auto' ? src.storedWeight?.(name) : null;
+    if (stored) return storedWeight(stored, cols);
     const st = storageFor(src, name, want);
     const w = be.allocWeight(st, rows, cols);
     weights.push(w);
@@ -84,6 +100,20 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
       }
     }
     if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);
+    be.prepareWeight(w);
+    return w;
+  };
+  // Blocks go from the file into the backend's storage as they are: memory stays the file's size.
+  const storedWeight = (parts: StoredPart[], cols: number): Weight => {
+    const ws = parts.map((p) => {
+      const w = be.allocWeight(p.dtype, p.rows, cols);
+      weights.push(w);
+      p.read(w.data);
+      be.prepareWeight(w);
+      return w;
+    });
+    if (ws.length === 1) return ws[0];
+    const w = rowsWeight(ws);
     be.prepareWeight(w);
     return w;
   };
@@ -111,6 +141,8 @@ function checkRoom(src: TensorSource, be: Backend, dtype: LoadDType, specs: Map<
     let n = 0;
     for (const [name, shape] of specs) {
       if (shape.length === 1) { n += numel(shape) * 4; continue; }
+      const stored = d === 'auto' ? src.storedWeight?.(name) : null;
+      if (stored) { for (const p of stored) n += weightBytes(p.dtype, p.rows * shape[1]); continue; }
       const embedding = name.endsWith('token_embeddings.weight') || name === 'lm_head.weight';
       n += weightBytes(storageFor(src, name, embedding && d === 'q4' ? 'q8' : d), numel(shape));
     }

@@ -15,7 +15,7 @@
 
 import type { Backend, Tensor, Weight } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
-import { weightBytes } from '../backends/weight-format.js';
+import { weightStorageBytes } from '../backends/weight-format.js';
 import type { OpenELMConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
 import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, type LayerParams } from './params.js';
@@ -46,7 +46,7 @@ export function assembleWeights(c: OpenELMConfig, vec: (name: string, shape: num
 
 /** Bytes of all weights as stored (linear weights at their dtype, norms f32; a tied head once). */
 export function weightsBytes(w: ModelWeights): number {
-  const lin = (x: Weight) => weightBytes(x.dtype, x.rows * x.cols);
+  const lin = (x: Weight) => weightStorageBytes(x);
   let n = lin(w.embed) + (w.head === w.embed ? 0 : lin(w.head)) + w.norm.length * 4;
   for (const l of w.layers) {
     n += lin(l.qkv) + lin(l.out) + lin(l.proj1) + lin(l.proj2) + (l.attnNorm.length + l.ffnNorm.length) * 4;

@@ -72,6 +72,7 @@ export class JsBackend implements Backend {
     return { dtype: 'f32', rows, cols, data: arr(t) as Float32Array };
   }
   freeWeight(w: Weight): void {
+    if (w.parts) { for (const p of w.parts) this.freeWeight(p); return; }
     if (w.data.buffer.byteLength) this.bytes -= weightBytes(w.dtype, w.rows * w.cols);
     w.data = new Float32Array(0);
   }

@@ -9,12 +9,12 @@
 // sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, QBLOCK, weightBytes } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, QBLOCK, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
-import { DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
+import { BLOCK_CODE_MIN, DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
 import { ThreadPool, type SpawnKernelWorker } from './pool.js';
 import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
@@ -300,6 +300,7 @@ export class WasmBackend implements Backend {
    * made. Views of freed memory must not be used afterwards.
    */
   freeWeight(w: Weight): void {
+    if (w.parts) { for (const part of w.parts) this.freeWeight(part); return; }
     const p = w.packed as WasmPacked | undefined;
     if (p && p.owner === this) { for (const o of p.copies) p.shard.arena.freeBytes(o); w.packed = undefined; }
     const o = this.owned.get(w);
@@ -326,17 +327,19 @@ export class WasmBackend implements Backend {
 
   prepareWeight(w: Weight): void {
     this.live();
+    if (w.parts) { for (const part of w.parts) this.prepareWeight(part); return; }
     const old = w.packed as WasmPacked | undefined;
     if (old && old.owner === this) for (const o of old.copies) old.shard.arena.freeBytes(o);
     const n = w.rows * w.cols;
-    const code = DTYPE_CODE[w.dtype];
+    const code = w.dtype === 'rows' ? undefined : DTYPE_CODE[w.dtype];
     if (code === undefined) throw new OpenELMError('dtype', `unknown weight dtype "${String(w.dtype)}"`);
     if ((w.dtype === 'q8' || w.dtype === 'q4') && w.cols % QBLOCK !== 0) {
       throw new OpenELMError('dtype', `${w.dtype} weights need a multiple of ${QBLOCK} columns; this one has ${w.cols}`);
     }
-    const want = w.dtype === 'q4' ? n / 2 : n;
+    const block = isBlockDType(w.dtype);
+    const want = block ? weightBytes(w.dtype, n) : w.dtype === 'q4' ? n / 2 : n;
     if (w.data.length < want) throw new OpenELMError('usage', `weight data has ${w.data.length} values, a ${w.rows}×${w.cols} ${w.dtype} weight needs ${want}`);
-    const dataBytes = w.dtype === 'f32' ? n * 4 : w.dtype === 'bf16' || w.dtype === 'f16' ? n * 2 : w.dtype === 'q8' ? n : n / 2;
+    const dataBytes = block ? want : w.dtype === 'f32' ? n * 4 : w.dtype === 'bf16' || w.dtype === 'f16' ? n * 2 : w.dtype === 'q8' ? n : n / 2;
     const parts: [ArrayBufferView | undefined, number, string][] = [[w.data, dataBytes, 'data']];
     if (w.dtype === 'q8' || w.dtype === 'q4') parts.push([w.scales, (n / QBLOCK) * 4, 'scales']);
     if (w.dtype === 'q4') parts.push([w.mins, (n / QBLOCK) * 4, 'mins']);
@@ -378,31 +381,54 @@ export class WasmBackend implements Backend {
   // kernels
 
   linear(outT: Tensor, xT: Tensor, w: Weight, M: number, accumulate = false, exact = false): void {
-    const out = f32(outT), x = f32(xT);
+    if (w.parts) {
+      // each part writes its rows' outputs: columns [c0, c0 + part.rows) of out's rows of w.rows
+      let c0 = 0;
+      for (const part of w.parts) { this.linearCols(f32(outT), f32(xT), part, M, accumulate, exact, c0, w.rows); c0 += part.rows; }
+      return;
+    }
+    this.linearCols(f32(outT), f32(xT), w, M, accumulate, exact, 0, w.rows);
+  }
+
+  /** out[m, c0 + n] (+)= x[m]·W[n] for the N = w.rows rows of w, out's rows ldo floats apart. */
+  private linearCols(out: Float32Array, x: Float32Array, w: Weight, M: number, accumulate: boolean, exact: boolean, c0: number, ldo: number): void {
     const p = this.packedOf(w);
     this.begin(p.shard);
     const N = w.rows, K = w.cols;
     if (M <= 0 || N === 0) return;
-    if (this.native && M >= this.nativeMinRows) {
+    const cols = c0 !== 0 || ldo !== N;
+    if (cols) {
+      // a column slice: out's rows are staged whole (other parts' columns must survive the copy back)
+      const op = this.outF32(out, M * ldo, 'linear output', true);
+      this.linearRun(op + c0 * 4, x, p, M, N, K, accumulate, exact, ldo);
+      return;
+    }
+    if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN) {
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
       this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate, this.intGemm && !exact);
       return;
     }
-    const xp = this.inF32(x, M * K, 'linear input');
     const op = this.outF32(out, M * N, 'linear output', accumulate);
+    this.linearRun(op, x, p, M, N, K, accumulate, exact, N);
+  }
+
+  private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exact: boolean, ldo: number): void {
+    const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
-    // more go through a packed GEMM: integer for q8/q4 (int8 activations), else f32.
-    const quantized = p.dtype >= DTYPE_CODE.q8;
-    const mode = exact && quantized ? 0 : M <= GEMV_ROWS ? 1 : quantized && this.intGemm ? 2 : 0;
-    if (mode !== 1) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
-    if (mode === 1 && p.dtype !== 0) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
+    // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
+    // (block dtypes: always f32, on their exactly decoded values).
+    const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
+    const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
+    const prep = mode === 1 && p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN;
+    if (mode !== 1 || p.dtype >= BLOCK_CODE_MIN) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
+    if (prep) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
     if (mode === 2) this.cur.ensurePrep(this.cur.k.quantBytes(M, K));
     const a = this.cur.ai;
     a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = p.dtype;
     a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
-    a[12] = mode; a[13] = this.cur.prepOff;
-    if (mode === 1 && p.dtype !== 0) this.cur.k.k_prep_x(ARGS_OFFSET);
+    a[12] = mode; a[13] = this.cur.prepOff; a[14] = ldo;
+    if (prep) this.cur.k.k_prep_x(ARGS_OFFSET);
     if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
     this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
   }
@@ -513,6 +539,18 @@ export class WasmBackend implements Backend {
 
   embedding(outT: Tensor, table: Weight, ids: Int32Array, skipId?: number): void {
     const out = f32(outT);
+    if (table.parts) {
+      // a table in several parts (no file stores one so): decoded row by row on the host
+      const D = table.cols, row = new Float32Array(D);
+      for (let r = 0; r < ids.length; r++) {
+        const t = ids[r];
+        if (t === skipId) { out.fill(0, r * D, r * D + D); continue; }
+        if (!(t >= 0 && t < table.rows)) throw new OpenELMError('usage', `token id ${t} is outside the embedding table (${table.rows} rows)`);
+        weightRowToF32(table, t, row);
+        out.set(row, r * D);
+      }
+      return;
+    }
     const p = this.packedOf(table);
     this.begin(p.shard);
     const n = ids.length, D = table.cols;

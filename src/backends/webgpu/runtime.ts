@@ -11,7 +11,7 @@
 // reads under Promise.all each cost one command buffer.
 
 import { OpenELMError } from '../../core/errors.js';
-import type { WeightDType } from '../backend.js';
+import type { ConvertDType } from '../backend.js';
 import { BufferPool, createBuf, type GpuBuf } from './buffer-pool.js';
 import { acquireGpu, BufferUsage, MapMode, sharedGpu, type AcquireOptions, type GpuAdapterSummary, type GpuFeatures, type GpuHandle } from './device.js';
 import { allParams, type KernelSpec } from './kernel.js';
@@ -27,7 +27,7 @@ export class GpuTensor {
 /** A weight on the GPU: its storage words (see weights-wgsl.ts) from word `offset` on. */
 export interface GpuWeight {
   readonly buf: GpuBuf;
-  readonly dtype: WeightDType;
+  readonly dtype: ConvertDType;
   readonly rows: number;
   readonly cols: number;
   /** Word offset of element 0 (non-zero only for f32 weights that view a tensor). */
@@ -328,7 +328,7 @@ export class GpuRuntime {
   // weights
 
   /** Upload a weight's storage (data, then scales, then mins, as weights-wgsl.ts lays them out). */
-  uploadWeight(dtype: WeightDType, rows: number, cols: number, parts: readonly ArrayBufferView[]): GpuWeight {
+  uploadWeight(dtype: ConvertDType, rows: number, cols: number, parts: readonly ArrayBufferView[]): GpuWeight {
     this.check();
     const n = rows * cols;
     const words = weightWords(dtype, n);

@@ -6,7 +6,7 @@
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
-import { allocWeightStorage } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, weightRowToF32 } from '../weight-format.js';
 import type { AcquireOptions } from './device.js';
 import { WebGpuOps, type OpsOptions, type RopeTensors } from './ops.js';
 import { GpuRuntime, GpuTensor, type GpuWeight } from './runtime.js';
@@ -90,11 +90,22 @@ export class WebGPUBackend implements Backend {
 
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight { return allocWeightStorage(dtype, rows, cols); }
 
-  /** Uploads the weight in its storage format; the host copy is released. */
+  /**
+   * Uploads the weight in its storage format; the host copy is released. GGUF/MLX block formats
+   * have no WGSL decoder yet: they are widened to f32 (their exact values) on first use, so that a
+   * 'rows' weight stacked from block parts can still read the parts' host blocks.
+   */
   prepareWeight(w: Weight): void {
     const old = w.packed as GpuWeight | undefined;
     if (old && w.data.length === 0) return;
-    const gw = this.rt.uploadWeight(w.dtype, w.rows, w.cols, [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])]);
+    if (isBlockDType(w.dtype)) return;
+    let gw: GpuWeight;
+    if (w.dtype === 'rows') {
+      gw = this.widened(w);
+      for (const p of w.parts ?? []) this.freeWeight(p);
+    } else {
+      gw = this.rt.uploadWeight(w.dtype, w.rows, w.cols, [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])]);
+    }
     if (old) this.rt.freeWeight(old);
     w.packed = gw;
     w.data = w.data.subarray(0, 0);
@@ -113,7 +124,18 @@ export class WebGPUBackend implements Backend {
     w.data = w.data.subarray(0, 0);
   }
 
+  /** An f32 copy on the device of a weight stored in blocks (or in parts). */
+  private widened(w: Weight): GpuWeight {
+    const f = new Float32Array(w.rows * w.cols);
+    for (let r = 0; r < w.rows; r++) weightRowToF32(w, r, f.subarray(r * w.cols, (r + 1) * w.cols));
+    return this.rt.uploadWeight('f32', w.rows, w.cols, [f]);
+  }
+
   private gw(w: Weight): GpuWeight {
+    if (!w.packed && isBlockDType(w.dtype) && w.data.length) {
+      w.packed = this.widened(w);
+      w.data = w.data.subarray(0, 0);
+    }
     const p = w.packed as GpuWeight | undefined;
     if (!p) throw new OpenELMError('usage', `a ${w.rows}×${w.cols} ${w.dtype} weight was used before prepareWeight()`);
     return p;

@@ -11,13 +11,13 @@
 //   wunit_w(u) -> array<vec4<f32>, E/4>   the E = WE elements of 16-byte unit u, in order
 // where E is 4 (f32), 8 (bf16, f16), 16 (q8) or 32 (q4).
 
-import type { WeightDType } from '../backend.js';
+import type { ConvertDType } from '../backend.js';
 
 /** Elements per 16-byte unit of each storage format. */
-export const UNIT_ELEMS: Record<WeightDType, number> = { f32: 4, bf16: 8, f16: 8, q8: 16, q4: 32 };
+export const UNIT_ELEMS: Record<ConvertDType, number> = { f32: 4, bf16: 8, f16: 8, q8: 16, q4: 32 };
 
 /** Words of GPU storage a weight of n elements takes (before rounding up to 16 bytes). */
-export function weightWords(dtype: WeightDType, n: number): number {
+export function weightWords(dtype: ConvertDType, n: number): number {
   switch (dtype) {
     case 'f32': return n;
     case 'bf16': case 'f16': return Math.ceil(n / 2);
@@ -27,7 +27,7 @@ export function weightWords(dtype: WeightDType, n: number): number {
 }
 
 /** The decoder functions for weight argument `w` (its element count is the parameter n_w). */
-export function weightDecoders(w: string, dtype: WeightDType): string {
+export function weightDecoders(w: string, dtype: ConvertDType): string {
   const E4 = UNIT_ELEMS[dtype] / 4;
   const unitType = `array<vec4<f32>, ${E4}>`;
   switch (dtype) {

@@ -9,7 +9,7 @@ export const spec: CommandSpec = {
   usage: 'openelm detokenize --ids 1,2,3 [--json]',
   flags: [
     { name: 'ids', type: 'string', help: 'comma- or space-separated token ids', required: true },
-    { name: 'model', type: 'string', help: 'use this model folder\'s tokenizer.model if it has one' },
+    { name: 'model', type: 'string', help: 'use this model folder\'s tokenizer.model if it has one, or a GGUF file\'s vocabulary' },
     { name: 'tokenizer', type: 'string', help: 'tokenizer.model file to use' },
     JSON_FLAG,
   ],

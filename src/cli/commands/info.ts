@@ -10,7 +10,7 @@ export const spec: CommandSpec = {
   summary: 'show the resolved config, per-layer heads and FFN widths, and the parameter count',
   usage: 'openelm info (--model DIR | --preset NAME) [--json]',
   flags: [
-    { name: 'model', type: 'string', help: 'model folder with config.json' },
+    { name: 'model', type: 'string', help: 'model folder with config.json, or a GGUF file' },
     { name: 'preset', type: 'string', help: 'a built-in size instead of a folder, e.g. OpenELM-270M' },
     JSON_FLAG,
   ],

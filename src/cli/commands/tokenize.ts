@@ -12,7 +12,7 @@ export const spec: CommandSpec = {
     { name: 'file', type: 'string', help: 'UTF-8 file to encode' },
     { name: 'bos', type: 'bool', help: 'prepend the BOS id (1)' },
     { name: 'eos', type: 'bool', help: 'append the EOS id (2)' },
-    { name: 'model', type: 'string', help: 'use this model folder\'s tokenizer.model if it has one' },
+    { name: 'model', type: 'string', help: 'use this model folder\'s tokenizer.model if it has one, or a GGUF file\'s vocabulary' },
     { name: 'tokenizer', type: 'string', help: 'tokenizer.model file to use' },
     JSON_FLAG,
   ],

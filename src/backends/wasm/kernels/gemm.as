@@ -5,6 +5,7 @@
 // registers) over all rows of x. Packing costs O(N·K) per call against O(M·N·K) of arithmetic.
 
 import { fmadd } from './simd';
+import { BLOCK_MIN, decodeBlockRow } from './blocks';
 
 export const KC: i32 = 256;          // multiple of 32 so q8/q4 blocks never straddle a chunk
 export const NC: i32 = 128;
@@ -12,8 +13,9 @@ export const PANEL_BYTES: i32 = NC * KC * 4;
 export const TMP_BYTES: i32 = 8 * KC * 4;
 export const GEMM_SCRATCH: i32 = PANEL_BYTES + TMP_BYTES + KC * 4 + 128;
 
-/** dst[0..len) = row r of W, columns [k0, k0+len), as f32 (k0 and len multiples of 32 for q8/q4). */
+/** dst[0..len) = row r of W, columns [k0, k0+len), as f32 (k0 and len multiples of 32 for q8/q4, whole blocks for block dtypes). */
 export function dequantRow(dtype: i32, data: usize, scales: usize, mins: usize, K: i32, r: i32, k0: i32, len: i32, dst: usize): void {
+  if (dtype >= BLOCK_MIN) { decodeBlockRow(dtype, data, K, r, k0, len, dst); return; }
   const e0 = <usize>r * <usize>K + <usize>k0;   // element index of the first value
   if (dtype == 0) { memory.copy(dst, data + (e0 << 2), <usize>len << 2); return; }
   if (dtype == 1 || dtype == 2) {
@@ -202,13 +204,13 @@ function micro1x8(a: usize, b: usize, kc: i32, c: usize, ld: i32): void {
   v128.store(c, f32x4.add(c00, d00)); v128.store(c, f32x4.add(c01, d01), 16);
 }
 
-/** Output columns [n0, n1) of the GEMM (n0 a multiple of 8). */
+/** Output columns [n0, n1) of the GEMM (n0 a multiple of 8); rows of out are ldo floats apart. */
 export function gemm(out: usize, x: usize, data: usize, scales: usize, mins: usize, dtype: i32,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32): void {
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32): void {
   if (n0 >= n1) return;
   const panel = scr, tmp = scr + PANEL_BYTES, zero = tmp + TMP_BYTES, ctile = zero + (<usize>KC << 2);
   memory.fill(zero, 0, <usize>KC << 2);
-  const lda = <usize>K << 2, ldc = <usize>N << 2;
+  const lda = <usize>K << 2, ldc = <usize>ldo << 2;
   for (let nb = n0; nb < n1; nb += NC) {
     const nc = min(NC, n1 - nb);
     for (let k0 = 0; k0 < K; k0 += KC) {
@@ -234,7 +236,7 @@ export function gemm(out: usize, x: usize, data: usize, scales: usize, mins: usi
         for (let p = 0; p < nc; p += 8) {
           const nr = min(8, nc - p);
           const pp = panel + <usize>p * <usize>kc * 4;
-          const c = out + ((<usize>m * <usize>N + <usize>(nb + p)) << 2);
+          const c = out + ((<usize>m * <usize>ldo + <usize>(nb + p)) << 2);
           if (nr == 8) {
             if (mr == 4) micro4x8(a, lda, pp, kc, c, ldc, ld);
             else for (let i = 0; i < mr; i++) micro1x8(a + <usize>i * lda, pp, kc, c + <usize>i * ldc, ld);

@@ -266,7 +266,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
 }
 
 /** out[r·ldo] (+)= lane r of s for r < R. */
-@inline function storeR(o: usize, ldo: usize, s: v128, acc: i32, R: i32): void {
+@inline export function storeR(o: usize, ldo: usize, s: v128, acc: i32, R: i32): void {
   store<f32>(o, acc ? load<f32>(o) + f32x4.extract_lane(s, 0) : f32x4.extract_lane(s, 0));
   if (R > 1) store<f32>(o + ldo, acc ? load<f32>(o + ldo) + f32x4.extract_lane(s, 1) : f32x4.extract_lane(s, 1));
   if (R > 2) store<f32>(o + 2 * ldo, acc ? load<f32>(o + 2 * ldo) + f32x4.extract_lane(s, 2) : f32x4.extract_lane(s, 2));

@@ -166,15 +166,15 @@ function imicro1x8(a: usize, xd: usize, xs: usize, b: usize, bs: usize, bm: usiz
 }
 
 /**
- * Output columns [n0, n1) (n0 a multiple of 8). xq: quantized x rows (i16, K per row), xd/xs:
+ * Output columns [n0, n1) (n0 a multiple of 8), rows of out ldo floats apart. xq: quantized x rows (i16, K per row), xd/xs:
  * per-row block scales and quantized sums (K/32 per row).
  */
 export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, scales: usize, mins: usize, dtype: i32,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32): void {
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, zero = pmn + ISCALE_BYTES, ctile = zero + (<usize>IKC << 1);
   memory.fill(zero, 0, <usize>IKC << 1);
-  const lda = <usize>K << 1, ldd = <usize>(K >> 5) << 2, ldc = <usize>N << 2;
+  const lda = <usize>K << 1, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
   const q4 = dtype == 4;
   for (let nb = n0; nb < n1; nb += INC) {
     const nc = min(INC, n1 - nb);
@@ -195,7 +195,7 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
           const nr = min(8, nc - p);
           const pi = <usize>(p >> 3);
           const pp = panel + pi * <usize>kc * 16, ps = psc + pi * <usize>nblk * 32, pm = pmn + pi * <usize>nblk * 32;
-          const c = out + ((<usize>m * <usize>N + <usize>(nb + p)) << 2);
+          const c = out + ((<usize>m * <usize>ldo + <usize>(nb + p)) << 2);
           if (nr == 8) {
             if (mr == 4) imicro4x8(a, lda, ad, as, ldd, pp, ps, pm, nblk, c, ldc, ld, q4);
             else for (let i = 0; i < mr; i++) imicro1x8(a + <usize>i * lda, ad + <usize>i * ldd, as + <usize>i * ldd, pp, ps, pm, nblk, c + <usize>i * ldc, ld, q4);

@@ -8,6 +8,7 @@ import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
+import { BLOCK_MIN, gemvBlock, gemvBlockRows } from './blocks';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
@@ -23,28 +24,33 @@ export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
 
 
 // linear: 0 out, 1 x, 2 data, 3 scales, 4 mins, 5 dtype, 6 M, 7 N, 8 K, 9 acc, 10 scratch, 11 stride,
-//         12 mode, 13 prepared x
-// mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (small M, x prepared by k_prep_x);
+//         12 mode, 13 prepared x, 14 ldo (floats between rows of out; 0: N)
+// mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (small M, x prepared by k_prep_x;
+// block dtypes decode each weight row into the thread's scratch when M > 1);
 // 2: integer GEMM for q8/q4 (x quantized by k_quant_rows into 13: i16 rows, then scales, then sums)
 export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const out = ap(a, 0), x = ap(a, 1), data = ap(a, 2), scales = ap(a, 3), mins = ap(a, 4);
   const dtype = ai(a, 5), M = ai(a, 6), N = ai(a, 7), K = ai(a, 8), acc = ai(a, 9), mode = ai(a, 12);
+  const ldo = ai(a, 14) > 0 ? ai(a, 14) : N;
+  const scr = ap(a, 10) + <usize>tid * ap(a, 11);
   if (mode != 1) {
-    const scr = ap(a, 10) + <usize>tid * ap(a, 11);
     const n0 = part(N, c, nc, 8), n1 = part(N, c + 1, nc, 8);
-    if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1); return; }
+    if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo); return; }
     const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
-    igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1);
+    igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
   const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
   if (n0 >= n1) return;
   const xp = ap(a, 13);
-  // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as)
-  const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldo = <usize>N << 2;
+  // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
+  const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldb = <usize>ldo << 2;
   for (let m = 0; m < M; m += 4) {
     const R = min(4, M - m);
-    gemvRows(dtype, R, out + <usize>m * ldo, ldo, x + <usize>m * ldx, ldx, xp + <usize>m * ldp, ldp, data, scales, mins, K, n0, n1, acc);
+    const om = out + <usize>m * ldb, xm = x + <usize>m * ldx;
+    if (dtype < BLOCK_MIN) gemvRows(dtype, R, om, ldb, xm, ldx, xp + <usize>m * ldp, ldp, data, scales, mins, K, n0, n1, acc);
+    else if (R == 1) gemvBlock(dtype, om, xm, data, K, n0, n1, acc);
+    else gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, K, n0, n1, acc, scr);
   }
 }
 
@@ -72,7 +78,7 @@ export function k_prep_x(a: usize): void {
   for (let m = 0; m < M; m++) {
     const x = ap(a, 1) + ((<usize>m * <usize>K) << 2), xp = ap(a, 13) + <usize>m * ldp;
     if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
-    else if (dtype >= 3) quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+    else if (dtype == 3 || dtype == 4) quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
   }
 }
 

@@ -7,7 +7,7 @@
 // subgroups. Prefill and training use `matmul`: 64×64 output tiles, 16-deep slices of both operands
 // staged in workgroup memory (weights decoded on the way in), 4×4 results per thread.
 
-import type { WeightDType } from '../../backend.js';
+import type { ConvertDType } from '../../backend.js';
 import { WGSL_GRID, type KernelSpec } from '../kernel.js';
 import { UNIT_ELEMS, weightDecoders } from '../weights-wgsl.js';
 import { memo } from './common.js';
@@ -22,7 +22,7 @@ const GEMV_WG = GEMV_ROWS * GEMV_LANES;
  * vec: W is read in 16-byte units (K a multiple of the unit, weight offset 16-byte aligned);
  * otherwise element by element.
  */
-export function gemvKernel(dtype: WeightDType, M: number, vec: boolean, sg: boolean): KernelSpec {
+export function gemvKernel(dtype: ConvertDType, M: number, vec: boolean, sg: boolean): KernelSpec {
   return memo(`gemv_${dtype}_m${M}_${vec ? 'v' : 'e'}_${sg ? 'sg' : 'wg'}`, () => {
     const E = UNIT_ELEMS[dtype], E4 = E / 4;
     const accDecl = `var acc: array<f32, ${M}>;`;
@@ -109,8 +109,8 @@ export function gemvGroups(N: number): number { return Math.ceil(N / GEMV_ROWS);
  * Where the matmul's B operand comes from: a weight [N, K] in a storage format, a weight [K, N]
  * read transposed (the input gradient of a frozen base, linearT), or an f32 tensor.
  */
-export type MatmulB = { weight: WeightDType } | { weightT: WeightDType } | { tensor: 'nk' | 'kn' };
-const bWeight = (b: MatmulB): WeightDType | null => ('weight' in b ? b.weight : 'weightT' in b ? b.weightT : null);
+export type MatmulB = { weight: ConvertDType } | { weightT: ConvertDType } | { tensor: 'nk' | 'kn' };
+const bWeight = (b: MatmulB): ConvertDType | null => ('weight' in b ? b.weight : 'weightT' in b ? b.weightT : null);
 const bKey = (b: MatmulB): string => ('weight' in b ? `w${b.weight}` : 'weightT' in b ? `wt${b.weightT}` : `t${b.tensor}`);
 const bAt = (b: MatmulB): string => ('weight' in b ? 'wel_w(n * p.K + k)' : 'weightT' in b ? 'wel_w(k * p.N + n)'
   : b.tensor === 'nk' ? 'ld_b(n * p.K + k)' : 'ld_b(k * p.N + n)');

@@ -1,13 +1,13 @@
 // Token embedding rows out of a table in any storage format, and the greedy pick (argmax) per row,
 // so that a greedy decode step reads back one 4-byte id per sequence.
 
-import type { WeightDType } from '../../backend.js';
+import type { ConvertDType } from '../../backend.js';
 import { WGSL_GRID, type KernelSpec } from '../kernel.js';
 import { weightDecoders } from '../weights-wgsl.js';
 import { NEG_BIG, memo } from './common.js';
 
 /** out[r, d] = table[ids[r], d] (ids are host inputs); rows whose id is skipId get zeros. */
-export function embeddingKernel(dtype: WeightDType): KernelSpec {
+export function embeddingKernel(dtype: ConvertDType): KernelSpec {
   return memo(`embedding_${dtype}`, () => ({
     tensors: ['out'], weights: ['w'], host: true,
     params: [['n', 'u32'], ['D', 'u32'], ['skip', 'i32']],

@@ -20,8 +20,8 @@
 //   Q5_K 176 B / 256: d, dmin, scales[12], qh[32], qs[128]
 //   Q6_K 210 B / 256: ql[128], qh[64], int8 scales[16], d
 
-import { OpenELMError } from '../core/errors.js';
-import { f16ToF32 } from '../core/dtype.js';
+import { OpenELMError } from './errors.js';
+import { f16ToF32 } from './dtype.js';
 
 /** ggml_type values (ggml.h). Only the types listed in GGML_BLOCK can be read. */
 export enum GGMLType {

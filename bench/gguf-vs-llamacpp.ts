@@ -1,0 +1,314 @@
+// GGUF files run as stored: this project vs llama.cpp's own tools on the same files, the same
+// prompt / generation lengths and thread count. Speed, load time, size, and quality (mean KL
+// divergence of each quantized file's next-token distributions to the f32 model's).
+//
+//   npx tsc -p tsconfig.json && node dist/bench/gguf-vs-llamacpp.js --llama-bin DIR \
+//     [--types Q8_0,Q4_0,Q4_K_M] [--prompt-tokens 128] [--gen-tokens 64] [--threads 2] [--rounds 3] \
+//     [--kl-text FILE] [--kl-context 128] [--kl-chunks 4] [--gguf FILE ... --f32 FILE.gguf] [--keep]
+//
+// DIR holds llama.cpp's llama-bench, llama-batched-bench, llama-quantize and llama-perplexity (built
+// for this machine). TEXT (default: this repository's README.md) is the text the KL is measured on.
+// Without --gguf it writes a random-weight OpenELM-270M, converts it to an F32 GGUF and quantizes
+// that with llama-quantize into each of --types (what users do with llama.cpp's tools). Per file the
+// two sides alternate `rounds` times (the side that goes first alternates too), each in its own
+// process, and each side keeps its best run per metric: other processes on a shared machine only
+// ever slow a run down. The 1-minute load average is recorded around every run.
+//   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off, weights as
+//              stored, f32 activations; prefill = one forward of the prompt, decode = gen-tokens
+//              greedy steps after it, logits every step; load = reading the file onto the backend);
+//   llama.cpp: `llama-bench -m FILE -p P -n G -t T -r 1 -o json` (its defaults otherwise: warm-up
+//              run, f16 KV cache, flash attention auto; its tgG decodes G tokens from an empty
+//              context, ours after the P-token prompt). Where llama-bench dies of SIGILL (llama.cpp
+//              built with AMX on a machine whose OS does not enable AMX tiles; llama-bench cannot
+//              turn its AMX weights off), `llama-batched-bench -npp P -ntg G -npl 1 -nr` instead
+//              (decode after the prompt, as ours). Load: ready_ms = until its context exists (file
+//              memory-mapped), load_ms = its own "load time" (through the first evaluation, which
+//              faults the weights in), from `llama-batched-bench -v`.
+// Quality: `llama-perplexity -m F32 -f TEXT -c C --chunks N -nr --kl-divergence-base BASE` writes the
+// f32 model's log-probabilities and the evaluation tokens, `llama-perplexity -m Q
+// --kl-divergence-base BASE --kl-divergence` prints llama.cpp's mean KL for each file. Ours: the
+// same tokens (read from BASE; each chunk starts with BOS as llama-perplexity's do), the same
+// positions (the second half of each chunk but its last), our f32 model's logits against our
+// logits on the quantized file, KL(p_f32 || p_q) in float64.
+// Prints one JSON object with both sides' figures and the ratios ours / llama.cpp.
+
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { presetHFConfig, resolveConfig } from '../src/model/config.js';
+import { paramLayout } from '../src/model/layout.js';
+import { initParams } from '../src/model/init.js';
+import { saveModel } from '../src/io/model-folder.js';
+import { convertToGGUF } from '../src/convert/to-gguf.js';
+import { GGUFModel } from '../src/formats/gguf-model.js';
+import { ggmlTypeName } from '../src/core/ggml-quants.js';
+import { loadModel } from '../src/api.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const README = fileURLToPath(new URL('../../README.md', import.meta.url));
+
+interface Run { prefill_tok_s: number; decode_tok_s: number; load_ms?: number; rss_mb?: number; weights_mb?: number; model_mb?: number; load_avg: [number, number]; }
+
+function log(msg: string): void { process.stderr.write(`[gguf-vs-llamacpp] ${msg}\n`); }
+const r2 = (v: number) => Math.round(v * 100) / 100;
+const load1 = () => r2(os.loadavg()[0]);
+
+function exec(cmd: string, args: string[], what: string): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+  return r.stdout;
+}
+
+function ours(file: string, P: number, G: number, T: number): Run {
+  const before = load1();
+  const out = exec(process.execPath, [CLI, 'bench', '--model', file, '--prompt-tokens', String(P), '--gen-tokens', String(G),
+    '--threads', String(T), '--backend', 'wasm', '--native', 'off', '--json'], 'openelm bench');
+  const j = JSON.parse(out.trim().split('\n').pop()!) as { prefill_tok_s: number; decode_tok_s: number; load_ms: number; rss_mb: number; weights_mb: number };
+  return { prefill_tok_s: j.prefill_tok_s, decode_tok_s: j.decode_tok_s, load_ms: j.load_ms, rss_mb: j.rss_mb, weights_mb: j.weights_mb, load_avg: [before, load1()] };
+}
+
+/**
+ * llama.cpp's speed on a file: llama-bench; where it dies of SIGILL (its AMX kernels on a CPU whose
+ * OS or hypervisor does not enable AMX tiles, which llama-bench cannot turn off), llama-batched-bench
+ * with -nr (no repacked/AMX weights), whose decode follows the prompt as ours does.
+ */
+let llamaTool: 'llama-bench' | 'llama-batched-bench' = 'llama-bench';
+function llama(dir: string, file: string, P: number, G: number, T: number): Run {
+  const before = load1();
+  if (llamaTool === 'llama-bench') {
+    const r = spawnSync(path.join(dir, 'llama-bench'), ['-m', file, '-p', String(P), '-n', String(G), '-t', String(T), '-r', '1', '-o', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    if (r.signal === 'SIGILL') {
+      log('llama-bench died of SIGILL (AMX kernels not usable here): using llama-batched-bench -nr instead');
+      llamaTool = 'llama-batched-bench';
+    } else {
+      if (r.status !== 0) throw new Error(`llama-bench failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+      const rows = JSON.parse(r.stdout) as { n_prompt: number; n_gen: number; avg_ts: number; model_size: number }[];
+      const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === G && x.n_prompt === 0);
+      if (!pp || !tg) throw new Error(`llama-bench printed no pp${P}/tg${G} rows`);
+      return { prefill_tok_s: pp.avg_ts, decode_tok_s: tg.avg_ts, model_mb: r2(pp.model_size / 1e6), load_avg: [before, load1()] };
+    }
+  }
+  const n = String(P + G);
+  const out = exec(path.join(dir, 'llama-batched-bench'), ['-m', file, '-c', n, '-b', n, '-ub', n, '-npp', String(P), '-ntg', String(G), '-npl', '1',
+    '-t', String(T), '-nr', '--output-format', 'jsonl'], 'llama-batched-bench');
+  const row = JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop() ?? 'null') as { speed_pp: number; speed_tg: number } | null;
+  if (!row) throw new Error('llama-batched-bench printed no result');
+  return { prefill_tok_s: row.speed_pp, decode_tok_s: row.speed_tg, load_avg: [before, load1()] };
+}
+
+/** Elapsed seconds in a llama.cpp log line ("M.SS.mmm.uuu I ..."). */
+function logSeconds(line: string): number {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+) /.exec(line);
+  return m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) / 1e3 + Number(m[4]) / 1e6 : NaN;
+}
+
+/**
+ * llama.cpp's load of a file: ready_ms = until its context exists (weights memory-mapped, not yet
+ * read), load_ms = its own "load time" (through the first evaluation, which faults the weights in).
+ */
+function llamaLoad(dir: string, file: string, T: number): { ready_ms: number; load_ms: number } {
+  const r = spawnSync(path.join(dir, 'llama-batched-bench'), ['-m', file, '-c', '64', '-b', '64', '-ub', '64', '-npp', '4', '-ntg', '1', '-npl', '1',
+    '-t', String(T), '-nr', '-v'], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const lines = `${r.stdout}\n${r.stderr}`.split('\n');
+  const ctx = lines.find((l) => l.includes('llama_context: constructing')), load = lines.map((l) => /load time =\s*([\d.]+) ms/.exec(l)).find((m) => m);
+  if (r.status !== 0 || !ctx || !load) throw new Error(`llama-batched-bench -v on ${path.basename(file)} failed (exit ${r.status})`);
+  return { ready_ms: r2(logSeconds(ctx) * 1000), load_ms: Number(load[1]) };
+}
+
+/** Best (highest) throughput of each metric over the runs. */
+function best(runs: Run[]): { prefill_tok_s: number; decode_tok_s: number } {
+  return { prefill_tok_s: r2(Math.max(...runs.map((r) => r.prefill_tok_s))), decode_tok_s: r2(Math.max(...runs.map((r) => r.decode_tok_s))) };
+}
+
+function makeModel(dir: string): void {
+  const config = resolveConfig(presetHFConfig('OpenELM-270M'));
+  const layout = paramLayout(config);
+  const flat = new Float32Array(layout.total);
+  initParams(config, layout, flat, 1234);
+  saveModel(dir, config, layout, flat, { dtype: 'F32' });
+}
+
+/** Type of each kind of tensor in the file, e.g. {attn_qkv: 'Q4_K×14, Q6_K×2', ...}. */
+function typeMix(file: string): Record<string, string> {
+  const m = GGUFModel.open(file);
+  try {
+    const kinds = new Map<string, Map<string, number>>();
+    for (const t of m.gguf.tensors) {
+      if (t.dims.length !== 2) continue;
+      const kind = t.name.replace(/^blk\.\d+\./, '').replace(/\.weight$/, '');
+      const c = kinds.get(kind) ?? new Map<string, number>();
+      c.set(ggmlTypeName(t.type), (c.get(ggmlTypeName(t.type)) ?? 0) + 1);
+      kinds.set(kind, c);
+    }
+    return Object.fromEntries([...kinds].map(([k, c]) => [k, [...c].map(([t, n]) => `${t}×${n}`).join(', ')]));
+  } finally { m.close(); }
+}
+
+/** The evaluation tokens llama-perplexity wrote into a --kl-divergence-base file. */
+function klBaseTokens(file: string): { ctx: number; chunks: number; tokens: Int32Array } {
+  const b = fs.readFileSync(file);
+  if (b.subarray(0, 8).toString('latin1') !== '_logits_') throw new Error(`${file} is not a llama-perplexity --kl-divergence-base file`);
+  const ctx = b.readUInt32LE(8), chunks = b.readInt32LE(16);
+  const tokens = new Int32Array(ctx * chunks);
+  for (let i = 0; i < tokens.length; i++) tokens[i] = b.readInt32LE(20 + 4 * i);
+  return { ctx, chunks, tokens };
+}
+
+/** log-softmax of the row of V logits at `off`, in float64. */
+function logSoftmax(logits: Float32Array, off: number, V: number): Float64Array {
+  let mx = -Infinity;
+  for (let v = 0; v < V; v++) mx = Math.max(mx, logits[off + v]);
+  let z = 0;
+  for (let v = 0; v < V; v++) z += Math.exp(logits[off + v] - mx);
+  const lz = mx + Math.log(z), out = new Float64Array(V);
+  for (let v = 0; v < V; v++) out[v] = logits[off + v] - lz;
+  return out;
+}
+
+/**
+ * Our log-probabilities at the positions llama-perplexity's KL scores: per chunk of `ctx` tokens
+ * (BOS first when the text starts with it), positions ctx/2 .. ctx-2.
+ */
+async function ourLogProbs(file: string, base: { ctx: number; chunks: number; tokens: Int32Array }, T: number, native: 'auto' | 'off'): Promise<Float64Array[]> {
+  const m = await loadModel(file, { backend: 'wasm', threads: T, native });
+  try {
+    const V = m.config.vocabSize, bos = m.config.bosTokenId, addBos = base.tokens[0] === bos, first = base.ctx >> 1;
+    const out: Float64Array[] = [];
+    for (let c = 0; c < base.chunks; c++) {
+      const t = Array.from(base.tokens.subarray(c * base.ctx, (c + 1) * base.ctx));
+      if (addBos) t[0] = bos;
+      const logits = await m.model.logitsAll(t);
+      for (let j = first; j < base.ctx - 1; j++) out.push(logSoftmax(logits, j * V, V));
+    }
+    return out;
+  } finally { m.dispose(); }
+}
+
+/** Mean over positions of KL(p || q) from log-probabilities. */
+function meanKL(p: Float64Array[], q: Float64Array[]): number {
+  let s = 0;
+  for (let i = 0; i < p.length; i++) {
+    let kl = 0;
+    for (let v = 0; v < p[i].length; v++) kl += Math.exp(p[i][v]) * (p[i][v] - q[i][v]);
+    s += kl;
+  }
+  return s / p.length;
+}
+
+/** llama-perplexity's mean KL divergence for a quantized file against BASE (-nr: see llama()). */
+function llamaKL(bin: string, file: string, base: string, T: number): number {
+  const r = spawnSync(bin, ['-m', file, '--kl-divergence-base', base, '--kl-divergence', '-t', String(T), '-nr'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const text = `${r.stdout}\n${r.stderr}`;
+  const kl = /Mean\s+KLD:\s+(-?[\d.]+)/.exec(text);
+  if (r.status !== 0 || !kl) throw new Error(`llama-perplexity --kl-divergence on ${path.basename(file)} failed (exit ${r.status}): ${text.trim().split('\n').slice(-3).join(' | ')}`);
+  return Number(kl[1]);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      'llama-bin': { type: 'string' }, gguf: { type: 'string', multiple: true }, f32: { type: 'string' },
+      types: { type: 'string', default: 'Q8_0,Q4_0,Q4_K_M' }, keep: { type: 'boolean', default: false },
+      'prompt-tokens': { type: 'string', default: '128' }, 'gen-tokens': { type: 'string', default: '64' },
+      threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' },
+      'kl-text': { type: 'string', default: README }, 'kl-context': { type: 'string', default: '128' }, 'kl-chunks': { type: 'string', default: '4' },
+    },
+  });
+  const P = Number(values['prompt-tokens']), G = Number(values['gen-tokens']), T = Number(values.threads), R = Number(values.rounds);
+  const KC = Number(values['kl-context']), KN = Number(values['kl-chunks']);
+  for (const [k, v] of [['prompt-tokens', P], ['gen-tokens', G], ['threads', T], ['rounds', R], ['kl-context', KC], ['kl-chunks', KN]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be an integer >= 1`);
+  }
+  const bin = values['llama-bin'];
+  if (!bin) throw new Error('--llama-bin DIR (llama.cpp\'s llama-bench, llama-quantize, llama-perplexity, built for this machine) is required');
+  const tool = (name: string) => {
+    const f = path.join(bin, name);
+    if (!fs.existsSync(f)) throw new Error(`${f} does not exist`);
+    return f;
+  };
+  if (values.gguf && !values.f32) log('no --f32 FILE.gguf: quality (KL) is skipped');
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gguf-vs-llamacpp-'));
+  try {
+    const files = values.gguf ?? [];
+    let f32 = values.f32;
+    if (files.length === 0) {
+      const dir = path.join(work, 'OpenELM-270M-random');
+      fs.mkdirSync(dir);
+      log(`writing a random OpenELM-270M to ${dir}`);
+      makeModel(dir);
+      f32 = path.join(work, 'model-f32.gguf');
+      convertToGGUF(dir, f32, 'f32', { overwrite: true });
+      fs.rmSync(dir, { recursive: true });
+      for (const t of values.types!.split(',')) {
+        const out = path.join(work, `model-${t.toLowerCase()}.gguf`);
+        exec(tool('llama-quantize'), [f32, out, t], `llama-quantize ${t}`);
+        log(`quantized ${t}: ${(fs.statSync(out).size / 1e6).toFixed(0)} MB`);
+        files.push(out);
+      }
+    }
+
+    // quality first (the f32 file is needed only here)
+    const quality = new Map<string, { ours: number; llama_cpp: number }>();
+    let klInfo: Record<string, unknown> | null = null;
+    if (f32) {
+      const base = path.join(work, 'base.kld');
+      exec(tool('llama-perplexity'), ['-m', f32, '-f', values['kl-text']!, '-c', String(KC), '-b', String(KC), '--chunks', String(KN),
+        '-t', String(T), '-nr', '--kl-divergence-base', base], 'llama-perplexity --kl-divergence-base');
+      const bt = klBaseTokens(base);
+      klInfo = { text: path.basename(values['kl-text']!), context: bt.ctx, chunks: bt.chunks, positions: bt.chunks * (bt.ctx - 1 - (bt.ctx >> 1)) };
+      log(`f32 logits over ${bt.chunks} chunks of ${bt.ctx} tokens`);
+      const ref = await ourLogProbs(f32, bt, T, 'auto');
+      for (const file of files) {
+        const q = await ourLogProbs(file, bt, T, 'off');
+        const l = llamaKL(tool('llama-perplexity'), file, base, T);
+        quality.set(file, { ours: meanKL(ref, q), llama_cpp: l });
+        log(`${path.basename(file)} mean KL: ours ${meanKL(ref, q).toExponential(3)}, llama.cpp ${l}`);
+      }
+      if (!values.gguf) fs.rmSync(f32);
+    }
+
+    const results: Record<string, unknown>[] = [];
+    for (const file of files) {
+      const runs: { ours: Run[]; llama: Run[] } = { ours: [], llama: [] };
+      for (let r = 0; r < R; r++) {
+        const order = r % 2 === 0 ? ['llama', 'ours'] as const : ['ours', 'llama'] as const;
+        for (const side of order) {
+          const x = side === 'ours' ? ours(file, P, G, T) : llama(bin, file, P, G, T);
+          runs[side].push(x);
+          log(`${path.basename(file)} ${side} run ${r + 1}: prefill ${x.prefill_tok_s.toFixed(1)} tok/s, decode ${x.decode_tok_s.toFixed(1)} tok/s (load avg ${x.load_avg[0]} → ${x.load_avg[1]})`);
+        }
+      }
+      const o = best(runs.ours), l = best(runs.llama), q = quality.get(file), ll = llamaLoad(bin, file, T);
+      const ourLoad = Math.min(...runs.ours.map((x) => x.load_ms!));
+      results.push({
+        file: path.basename(file), file_mb: r2(fs.statSync(file).size / 1e6), types: typeMix(file),
+        ours: { ...o, load_ms: r2(ourLoad), weights_mb: runs.ours[0].weights_mb, peak_rss_mb: Math.min(...runs.ours.map((x) => x.rss_mb!)), mean_kl: q?.ours ?? null },
+        llama_cpp: { ...l, tool: llamaTool, ...ll, model_mb: runs.llama[0].model_mb ?? null, mean_kl: q?.llama_cpp ?? null },
+        ratio: {
+          prefill: r2(o.prefill_tok_s / l.prefill_tok_s), decode: r2(o.decode_tok_s / l.decode_tok_s),
+          load: r2(ourLoad / ll.load_ms), kl: q ? r2(q.ours / q.llama_cpp) : null,
+        },
+        runs: { ours: runs.ours, llama_cpp: runs.llama },
+      });
+    }
+    const cpu = os.cpus()[0]?.model ?? 'unknown';
+    process.stdout.write(JSON.stringify({
+      model: values.gguf ? 'given GGUF files' : 'OpenELM-270M shape, random weights, llama-quantize',
+      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, quality: klInfo,
+      machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`, load_avg_at_end: os.loadavg().map(r2),
+      results,
+    }, null, 2) + '\n');
+  } finally {
+    if (!values.keep) fs.rmSync(work, { recursive: true, force: true });
+    else log(`kept ${work}`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`gguf-vs-llamacpp: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,331 @@
+// Block weights as GGUF and MLX files store them (layouts: docs/formats.md, "Block weights"),
+// decoded to f32 in registers and multiplied with f32 activations. Every decoded value is the one
+// gguf-py's dequantizer gives (src/core/ggml-quants.ts): the same float32 products and sums in the
+// same order, each rounded on its own (mul, then add/sub: never a fused multiply-add), so the
+// kernels compute with exactly the file's values and only the dot products' summation order
+// differs from an f32 computation on the dequantized weights.
+//
+// One walker per type visits a row's blocks 16 values at a time and either stores the decoded
+// values (GEMM panels, embedding rows, the several-token GEMV) or multiplies them into a dot
+// product with x (the one-token GEMV), selected by a constant `mode` after inlining.
+
+import { fmadd, hsum, hsum4 } from './simd';
+import { storeR } from './gemv';
+
+// dtype codes (kernels.ts DTYPE_CODE)
+export const BQ8_0: i32 = 8;
+export const BQ4_0: i32 = 9;
+export const BQ4_1: i32 = 10;
+export const BQ5_0: i32 = 11;
+export const BQ5_1: i32 = 12;
+export const BQ4_K: i32 = 13;
+export const BQ5_K: i32 = 14;
+export const BQ6_K: i32 = 15;
+export const BQ4_1F: i32 = 16;   // q4_1_f32
+
+/** The first block dtype code: codes below it are f32, bf16, f16, q8 and q4. */
+export const BLOCK_MIN: i32 = 8;
+
+export function blockElems(dtype: i32): i32 { return dtype >= BQ4_K && dtype <= BQ6_K ? 256 : 32; }
+
+export function blockBytes(dtype: i32): i32 {
+  switch (dtype) {
+    case BQ8_0: return 34;
+    case BQ4_0: return 18;
+    case BQ4_1: return 20;
+    case BQ5_0: return 22;
+    case BQ5_1: return 24;
+    case BQ4_K: return 144;
+    case BQ5_K: return 176;
+    case BQ6_K: return 210;
+    default: return 24;   // q4_1_f32
+  }
+}
+
+/** Bytes of a row of K values. */
+@inline export function blockRowBytes(dtype: i32, K: i32): usize {
+  return <usize>(K / blockElems(dtype)) * <usize>blockBytes(dtype);
+}
+
+const STORE: i32 = 0;
+const DOT: i32 = 1;
+// how a block's integers become values: q·s, q·s + b, q·s − b
+const OPM: i32 = 0;
+const OPA: i32 = 1;
+const OPS: i32 = 2;
+
+/**
+ * The IEEE half at p as f32, exactly. Built from the bits, never by multiplying an f32 denormal:
+ * block scales of small weights are often half subnormals (below 6.1e-5: Q6_K's d of most layers),
+ * and x86 cores take a microcode assist of ~100 cycles on every denormal operand.
+ */
+@inline function h2f(p: usize): f32 {
+  const h = <u32>load<u16>(p);
+  const s = (h & 0x8000) << 16, a = h & 0x7fff;
+  if (a >= 0x400) return reinterpret<f32>(s | (a < 0x7c00 ? (a + 0x1c000) << 13 : 0x7f800000 | ((a & 0x3ff) << 13)));
+  return reinterpret<f32>(s | reinterpret<u32>(<f32>a * reinterpret<f32>(0x33800000)));   // a·2⁻²⁴
+}
+
+/**
+ * 16 values from the signed bytes of q: v = q·s (then + b or − b, rounded separately). STORE
+ * writes them at p and returns 0; DOT returns Σ v·x[p..p+16) folded into 4 lanes.
+ */
+@inline function emit16(mode: i32, op: i32, q: v128, s: v128, b: v128, p: usize): v128 {
+  const l = i16x8.extend_low_i8x16_s(q), h = i16x8.extend_high_i8x16_s(q);
+  let v0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l)), s);
+  let v1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l)), s);
+  let v2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s);
+  let v3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s);
+  if (op == OPA) { v0 = f32x4.add(v0, b); v1 = f32x4.add(v1, b); v2 = f32x4.add(v2, b); v3 = f32x4.add(v3, b); }
+  if (op == OPS) { v0 = f32x4.sub(v0, b); v1 = f32x4.sub(v1, b); v2 = f32x4.sub(v2, b); v3 = f32x4.sub(v3, b); }
+  if (mode == STORE) {
+    v128.store(p, v0); v128.store(p, v1, 16); v128.store(p, v2, 32); v128.store(p, v3, 48);
+    return f32x4.splat(0);
+  }
+  return dot16(v0, v1, v2, v3, p);
+}
+
+/**
+ * Σ v·x[p..p+16) folded into 4 lanes. The one-token GEMV (values in registers) and the
+ * several-token GEMV (values decoded to scratch) both sum through this one expression, group by
+ * group into the same two accumulators, so a token's result never depends on how many came with it.
+ */
+@inline function dot16(v0: v128, v1: v128, v2: v128, v3: v128, p: usize): v128 {
+  return f32x4.add(fmadd(v0, v128.load(p), f32x4.mul(v1, v128.load(p, 16))), fmadd(v2, v128.load(p, 32), f32x4.mul(v3, v128.load(p, 48))));
+}
+
+@inline function add4(mode: i32, acc: v128, v: v128): v128 { return mode == DOT ? f32x4.add(acc, v) : acc; }
+
+@inline function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
+@inline function hi4(v: v128): v128 { return i8x16.shr_u(v, 4); }
+
+/** Byte j of the result = 16 when bit j (half = 0) or bit 16 + j (half = 1) of qh is set, else 0. */
+@inline function qh16(qh: u32, half: i32): v128 {
+  const v = i32x4.splat(<i32>qh);
+  const b = half == 0 ? i8x16.swizzle(v, i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1))
+    : i8x16.swizzle(v, i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const m = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return v128.and(i8x16.eq(v128.and(b, m), m), i8x16.splat(16));
+}
+
+// ------------------------------------------------------------------------------------------------
+// 32-value blocks: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, q4_1_f32. p advances 128 bytes (32 f32) a block.
+
+@inline function walk32(mode: i32, dtype: i32, src: usize, nb: i32, p: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  const bb = <usize>blockBytes(dtype);
+  for (let b = 0; b < nb; b++, src += bb, p += 128) {
+    if (dtype == BQ8_0) {
+      const s = f32x4.splat(h2f(src));
+      a0 = add4(mode, a0, emit16(mode, OPM, v128.load(src + 2), s, s, p));
+      a1 = add4(mode, a1, emit16(mode, OPM, v128.load(src + 18), s, s, p + 64));
+    } else if (dtype == BQ4_0) {
+      const s = f32x4.splat(h2f(src)), v = v128.load(src + 2), e = i8x16.splat(8);
+      a0 = add4(mode, a0, emit16(mode, OPM, i8x16.sub(lo4(v), e), s, s, p));
+      a1 = add4(mode, a1, emit16(mode, OPM, i8x16.sub(hi4(v), e), s, s, p + 64));
+    } else if (dtype == BQ4_1 || dtype == BQ4_1F) {
+      const f = dtype == BQ4_1F;
+      const s = f32x4.splat(f ? load<f32>(src) : h2f(src)), m = f32x4.splat(f ? load<f32>(src + 4) : h2f(src + 2));
+      const v = v128.load(src + (f ? 8 : 4));
+      a0 = add4(mode, a0, emit16(mode, OPA, lo4(v), s, m, p));
+      a1 = add4(mode, a1, emit16(mode, OPA, hi4(v), s, m, p + 64));
+    } else if (dtype == BQ5_0) {
+      const s = f32x4.splat(h2f(src)), qh = load<u32>(src + 2), v = v128.load(src + 6), e = i8x16.splat(16);
+      a0 = add4(mode, a0, emit16(mode, OPM, i8x16.sub(v128.or(lo4(v), qh16(qh, 0)), e), s, s, p));
+      a1 = add4(mode, a1, emit16(mode, OPM, i8x16.sub(v128.or(hi4(v), qh16(qh, 1)), e), s, s, p + 64));
+    } else {   // BQ5_1
+      const s = f32x4.splat(h2f(src)), m = f32x4.splat(h2f(src + 2)), qh = load<u32>(src + 4), v = v128.load(src + 8);
+      a0 = add4(mode, a0, emit16(mode, OPA, v128.or(lo4(v), qh16(qh, 0)), s, m, p));
+      a1 = add4(mode, a1, emit16(mode, OPA, v128.or(hi4(v), qh16(qh, 1)), s, m, p + 64));
+    }
+  }
+  return f32x4.add(a0, a1);
+}
+
+// ------------------------------------------------------------------------------------------------
+// 256-value super-blocks. p advances 1024 bytes a super-block.
+
+/** Q4_K/Q5_K: the 6-bit scale (m = false) or min (m = true) of sub-block j from the 12 bytes at sc. */
+@inline function kScale(sc: usize, j: i32, m: bool): f32 {
+  if (j < 4) return <f32>(load<u8>(sc + <usize>(j + (m ? 4 : 0))) & 63);
+  const a = <u32>load<u8>(sc + <usize>(j + 4)), b = <u32>load<u8>(sc + <usize>(j - (m ? 0 : 4)));
+  return <f32>((m ? a >> 4 : a & 0x0f) | ((b >> 6) << 4));
+}
+
+/** 16 where bit j of each byte of h is set, else 0 (16-bit lane shifts are single instructions; 8-bit ones are not). */
+@inline function hbit(h: v128, j: i32): v128 {
+  return i16x8.shl(v128.and(i16x8.shr_u(h, j), i8x16.splat(1)), 4);
+}
+
+// The walkers below loop over 32- or 64-value parts of a super-block rather than unrolling it: in
+// one long straight-line body V8 hoists all of x's loads to the top and spills them.
+
+/** Q4_K (five = false) and Q5_K (five = true, qh = the 32 bytes of high bits): 64 values per step, two sub-blocks of 32. */
+@inline function walkK45(mode: i32, five: bool, src: usize, nsb: i32, p: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  const bb: usize = five ? 176 : 144;
+  for (let b = 0; b < nsb; b++, src += bb, p += 1024) {
+    const d = h2f(src), dmin = h2f(src + 2), sc = src + 4, qs = src + (five ? 48 : 16);
+    for (let c = 0; c < 4; c++) {
+      const j0 = 2 * c, j1 = 2 * c + 1;
+      const s0 = f32x4.splat(d * kScale(sc, j0, false)), m0 = f32x4.splat(dmin * kScale(sc, j0, true));
+      const s1 = f32x4.splat(d * kScale(sc, j1, false)), m1 = f32x4.splat(dmin * kScale(sc, j1, true));
+      const v0 = v128.load(qs + <usize>(32 * c)), v1 = v128.load(qs + <usize>(32 * c + 16));
+      let q0 = lo4(v0), q1 = lo4(v1), q2 = hi4(v0), q3 = hi4(v1);
+      if (five) {
+        // bit j of qh[l] is bit 4 of value l of sub-block j
+        const h0 = v128.load(src + 16), h1 = v128.load(src + 32);
+        q0 = v128.or(q0, hbit(h0, j0)); q1 = v128.or(q1, hbit(h1, j0));
+        q2 = v128.or(q2, hbit(h0, j1)); q3 = v128.or(q3, hbit(h1, j1));
+      }
+      const o = p + <usize>(256 * c);
+      a0 = add4(mode, a0, emit16(mode, OPS, q0, s0, m0, o));
+      a1 = add4(mode, a1, emit16(mode, OPS, q1, s0, m0, o + 64));
+      a0 = add4(mode, a0, emit16(mode, OPS, q2, s1, m1, o + 128));
+      a1 = add4(mode, a1, emit16(mode, OPS, q3, s1, m1, o + 192));
+    }
+  }
+  return f32x4.add(a0, a1);
+}
+
+/**
+ * Q6_K: ql[128], qh[64], int8 scales[16] (one per 16 values), d; value (d·sc)·(q − 32). Values
+ * 128h + 32k + l (l < 32): low 4 bits from ql[64h + 32(k & 1) + l] (low nibble for k < 2, high
+ * for k ≥ 2), high 2 bits from bits 2k, 2k + 1 of qh[32h + l].
+ */
+@inline function walkQ6K(mode: i32, src: usize, nsb: i32, p: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  const e = i8x16.splat(32), three = i8x16.splat(3), fifteen = i8x16.splat(15);
+  for (let b = 0; b < nsb; b++, src += 210, p += 1024) {
+    const d = h2f(src + 208);
+    for (let t = 0; t < 8; t++) {
+      const h = t >> 2, k = t & 3;
+      const lo = src + <usize>(64 * h + 32 * (k & 1)), qh = src + <usize>(128 + 32 * h);
+      const sh = (k >> 1) << 2;
+      const b0 = v128.and(i16x8.shr_u(v128.load(lo), sh), fifteen), b1 = v128.and(i16x8.shr_u(v128.load(lo, 16), sh), fifteen);
+      const h0 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh), 2 * k), three), 4);
+      const h1 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh, 16), 2 * k), three), 4);
+      const q0 = i8x16.sub(v128.or(b0, h0), e), q1 = i8x16.sub(v128.or(b1, h1), e);
+      const sc = src + <usize>(192 + 8 * h + 2 * k);
+      const s0 = f32x4.splat(d * <f32>load<i8>(sc)), s1 = f32x4.splat(d * <f32>load<i8>(sc + 1));
+      const o = p + <usize>(128 * t);
+      a0 = add4(mode, a0, emit16(mode, OPM, q0, s0, s0, o));
+      a1 = add4(mode, a1, emit16(mode, OPM, q1, s1, s1, o + 64));
+    }
+  }
+  return f32x4.add(a0, a1);
+}
+
+// One small function per dtype and mode (not inlined into each other: V8 compiles a function of
+// one walker far better than one holding all of them, and binaryen takes minutes over the latter).
+function dotQ8_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ8_0, src, n >> 5, x); }
+function dotQ4_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_0, src, n >> 5, x); }
+function dotQ4_1(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_1, src, n >> 5, x); }
+function dotQ5_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ5_0, src, n >> 5, x); }
+function dotQ5_1(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ5_1, src, n >> 5, x); }
+function dotQ4_1F(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_1F, src, n >> 5, x); }
+function dotQ4_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x); }
+function dotQ5_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, true, src, n >> 8, x); }
+function dotQ6_K(src: usize, n: i32, x: usize): v128 { return walkQ6K(DOT, src, n >> 8, x); }
+function decQ8_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ8_0, src, n >> 5, dst); }
+function decQ4_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_0, src, n >> 5, dst); }
+function decQ4_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1, src, n >> 5, dst); }
+function decQ5_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ5_0, src, n >> 5, dst); }
+function decQ5_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ5_1, src, n >> 5, dst); }
+function decQ4_1F(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1F, src, n >> 5, dst); }
+function decQ4_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst); }
+function decQ5_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, true, src, n >> 8, dst); }
+function decQ6_K(src: usize, n: i32, dst: usize): void { walkQ6K(STORE, src, n >> 8, dst); }
+
+/** Σ over n values (whole blocks) at src of decoded w · x, folded into 4 lanes. */
+function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
+  switch (dtype) {
+    case BQ4_K: return dotQ4_K(src, n, x);
+    case BQ5_K: return dotQ5_K(src, n, x);
+    case BQ6_K: return dotQ6_K(src, n, x);
+    case BQ8_0: return dotQ8_0(src, n, x);
+    case BQ4_0: return dotQ4_0(src, n, x);
+    case BQ4_1: return dotQ4_1(src, n, x);
+    case BQ5_0: return dotQ5_0(src, n, x);
+    case BQ5_1: return dotQ5_1(src, n, x);
+    default: return dotQ4_1F(src, n, x);
+  }
+}
+
+/** n values (whole blocks) stored at src, decoded to f32 at dst. */
+export function decodeBlocks(dtype: i32, src: usize, n: i32, dst: usize): void {
+  switch (dtype) {
+    case BQ4_K: decQ4_K(src, n, dst); break;
+    case BQ5_K: decQ5_K(src, n, dst); break;
+    case BQ6_K: decQ6_K(src, n, dst); break;
+    case BQ8_0: decQ8_0(src, n, dst); break;
+    case BQ4_0: decQ4_0(src, n, dst); break;
+    case BQ4_1: decQ4_1(src, n, dst); break;
+    case BQ5_0: decQ5_0(src, n, dst); break;
+    case BQ5_1: decQ5_1(src, n, dst); break;
+    default: decQ4_1F(src, n, dst);
+  }
+}
+
+/** Values [k0, k0 + len) of row r of a block weight with K columns, decoded to f32 at dst (k0, len whole blocks). */
+export function decodeBlockRow(dtype: i32, data: usize, K: i32, r: i32, k0: i32, len: i32, dst: usize): void {
+  const src = data + <usize>r * blockRowBytes(dtype, K) + <usize>(k0 / blockElems(dtype)) * <usize>blockBytes(dtype);
+  decodeBlocks(dtype, src, len, dst);
+}
+
+// ------------------------------------------------------------------------------------------------
+// GEMV
+
+/**
+ * One token: out[n] (+)= Σ_k x[k]·W[n,k] for rows [n0, n1), decoding in registers. Value group g
+ * (16 values) of a row goes into accumulator g & 1 (every walker alternates them), then the two are
+ * added and summed across lanes: gemvBlockRows reproduces exactly this for each of its tokens.
+ */
+export function gemvBlock(dtype: i32, out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const rb = blockRowBytes(dtype, K);
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++, p += rb) {
+    const s = hsum(dotBlocks(dtype, p, K, x));
+    const op = out + (<usize>n << 2);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/** Values the several-token GEMV decodes at a time (into 1 KiB of per-thread scratch). */
+export const BLOCK_CHUNK: i32 = 256;
+
+/**
+ * R = 2..4 tokens (rows of x `ldx` bytes apart, of out `ldo` bytes apart): each weight row is
+ * decoded 256 values at a time into `tmp` (per-thread scratch, 1 KiB) and used for every token.
+ */
+export function gemvBlockRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  if (R == 2) gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 2);
+  else if (R == 3) gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 3);
+  else gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 4);
+}
+
+@inline function gemvBlockRowsR(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, tmp: usize, R: i32): void {
+  const x1 = x + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
+  for (let n = n0; n < n1; n++) {
+    // a: even 16-value groups, b: odd ones, per token (as gemvBlock's walkers)
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (let k0 = 0; k0 < K; k0 += BLOCK_CHUNK) {
+      const len = min(BLOCK_CHUNK, K - k0);
+      decodeBlockRow(dtype, w, K, n, k0, len, tmp);
+      const xo = <usize>k0 << 2, end = <usize>len << 2;
+      for (let o: usize = 0; o < end; o += 128) {
+        const t = tmp + o, q = xo + o;
+        const u0 = v128.load(t), u1 = v128.load(t, 16), u2 = v128.load(t, 32), u3 = v128.load(t, 48);
+        const v0 = v128.load(t, 64), v1 = v128.load(t, 80), v2 = v128.load(t, 96), v3 = v128.load(t, 112);
+        a0 = f32x4.add(a0, dot16(u0, u1, u2, u3, x + q)); b0 = f32x4.add(b0, dot16(v0, v1, v2, v3, x + q + 64));
+        a1 = f32x4.add(a1, dot16(u0, u1, u2, u3, x1 + q)); b1 = f32x4.add(b1, dot16(v0, v1, v2, v3, x1 + q + 64));
+        if (R > 2) { a2 = f32x4.add(a2, dot16(u0, u1, u2, u3, x2 + q)); b2 = f32x4.add(b2, dot16(v0, v1, v2, v3, x2 + q + 64)); }
+        if (R > 3) { a3 = f32x4.add(a3, dot16(u0, u1, u2, u3, x3 + q)); b3 = f32x4.add(b3, dot16(v0, v1, v2, v3, x3 + q + 64)); }
+      }
+    }
+    const s = hsum4(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));
+    storeR(out + (<usize>n << 2), ldo, s, acc, R);
+  }
+}
