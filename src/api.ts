@@ -23,6 +23,7 @@ import { loadModelFolder, readModelConfig } from './io/model-folder.js';
 import { modelTokenizer } from './formats/source.js';
 import { readPeftAdapter } from './io/peft-folder.js';
 import type { Adapter } from './adapters/adapter.js';
+import { RuntimeAdapter } from './model/runtime-adapter.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
 import type { ChatTemplate } from './chat/template.js';
@@ -65,6 +66,12 @@ export interface LoadModelOptions {
    * are merged into the weights on load, exactly as `openelm merge` does.
    */
   adapter?: string | Adapter | readonly (string | Adapter)[];
+  /**
+   * Named LoRA adapters kept apart from the weights and applied at run time, each loaded once:
+   * `generate(prompt, { adapter: name })` (or a server request's `model`) picks one per call, and
+   * calls without one run the base (with any merged `adapter`). DoRA adapters are refused here.
+   */
+  adapters?: Readonly<Record<string, string | Adapter>>;
 }
 
 /** Generation options of the library API. Unset sampling is greedy, as HF's generate(). */
@@ -75,7 +82,12 @@ export interface TextGenerateOptions extends Omit<GenerateOptions, 'cache'> {
   jsonSchema?: unknown;
   /** The output follows this GBNF grammar (llama.cpp's format); generation stops when nothing else may follow. */
   grammar?: string;
+  /** The name of one of the model's run-time adapters (loadModel's `adapters`); default: the base. */
+  adapter?: string;
 }
+
+/** Names a run-time adapter may have: what a request's `model` field can carry. */
+export const ADAPTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 /** The constraint that `jsonSchema` / `grammar` ask for, if any (both at once is an error). */
 export function constraintSpecOf(opts: { jsonSchema?: unknown; grammar?: string }): ConstraintSpec | undefined {
@@ -103,10 +115,24 @@ export class LoadedModel {
   private readonly ownsBackend: boolean;
   private disposed = false;
   private grammars_?: GrammarCache;
+  /** The run-time adapters by name (loadModel's `adapters`), in the order given. */
+  readonly adapters: ReadonlyMap<string, RuntimeAdapter>;
 
-  constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean; loadMs?: number }) {
+  constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean; loadMs?: number; adapters?: ReadonlyMap<string, RuntimeAdapter> }) {
     this.dir = init.dir; this.model = init.model; this.tokenizer = init.tokenizer; this.chatTemplate = init.chatTemplate;
     this.isInstruct = init.isInstruct; this.backend = init.backend; this.ownsBackend = init.ownsBackend; this.loadMs = init.loadMs ?? 0;
+    this.adapters = init.adapters ?? new Map();
+  }
+
+  /** The model with the named run-time adapter applied (undefined: the base); an unknown name is an error. */
+  modelFor(adapter: string | undefined): OpenELM {
+    if (adapter === undefined) return this.model;
+    const a = this.adapters.get(adapter);
+    if (!a) {
+      const known = [...this.adapters.keys()];
+      throw new OpenELMError('usage', `no adapter named ${JSON.stringify(adapter)} is loaded (${known.length ? `loaded: ${known.join(', ')}` : 'none are; pass adapters to loadModel'})`);
+    }
+    return this.model.withAdapter(a);
   }
 
   get config(): OpenELMConfig { return this.model.config; }
@@ -137,14 +163,15 @@ export class LoadedModel {
   /** Stream a continuation as {text, ids} chunks; `await stream.result` gives timings and the finish reason. */
   stream(prompt: string | readonly number[], opts: TextGenerateOptions = {}): TextStream<GenerationResult> {
     this.live();
-    const { bos, jsonSchema, grammar, ...rest } = { ...this.defaultOptions(), ...opts };
+    const { bos, jsonSchema, grammar, adapter, ...rest } = { ...this.defaultOptions(), ...opts };
+    const model = this.modelFor(adapter);
     const spec = constraintSpecOf({ jsonSchema, grammar });
     if (spec) {
       if (rest.constraint) throw new OpenELMError('usage', 'give a constraint or jsonSchema/grammar, not both');
       rest.constraint = this.grammars.matcher(spec);
     }
     const ids = typeof prompt === 'string' ? this.encode(prompt, { bos }) : [...prompt];
-    const model = this.model, tok = this.tokenizer;
+    const tok = this.tokenizer;
     async function* run(): AsyncGenerator<StreamChunk, GenerationResult> {
       const it = generateStream(model, tok, ids, rest);
       const gen: number[] = [];
@@ -189,7 +216,11 @@ export class LoadedModel {
     if (this.disposed) return;
     this.disposed = true;
     if (this.ownsBackend) this.backend.dispose();
-    else { this.model.release(); freeWeights(this.backend, this.model.weights); }
+    else {
+      for (const a of this.adapters.values()) a.dispose();
+      this.model.release();
+      freeWeights(this.backend, this.model.weights);
+    }
   }
 
   get isDisposed(): boolean { return this.disposed; }
@@ -232,11 +263,23 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
     const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
+    const adapters = new Map<string, RuntimeAdapter>();
+    try {
+      for (const [name, a] of Object.entries(opts.adapters ?? {})) {
+        if (!ADAPTER_NAME_RE.test(name)) throw new OpenELMError('usage', `adapter name ${JSON.stringify(name)} is not allowed; use letters, digits and . _ : - (starting with a letter or digit)`);
+        adapters.set(name, new RuntimeAdapter(backend, model.config, name, typeof a === 'string' ? readPeftAdapter(a, model.config) : a));
+      }
+    } catch (e) {
+      for (const a of adapters.values()) a.dispose();
+      if (!owned) { model.release(); freeWeights(backend, model.weights); }
+      throw e;
+    }
     // a GPU backend compiles its kernels on first use: now, rather than on the first token
     if (backend.device === 'gpu') {
       try {
         await model.warmup();
       } catch (e) {
+        for (const a of adapters.values()) a.dispose();
         if (!owned) { model.release(); freeWeights(backend, model.weights); }
         throw e;
       }
@@ -249,7 +292,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
       ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
     const isInstruct = isInstructName(source, dir, nameOrPath);
-    return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs });
+    return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs, adapters });
   } catch (e) {
     if (owned) backend.dispose();
     throw e;

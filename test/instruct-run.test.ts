@@ -12,7 +12,8 @@ import { OpenELMError } from '../src/core/errors.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { parseRecipe, type Recipe } from '../src/train/recipe.js';
 import { train } from '../src/train/trainer.js';
-import type { MetricLine } from '../src/train/report.js';
+import { metricValue, type MetricLine } from '../src/train/report.js';
+import { eventFiles, readEventFile } from '../src/train/tensorboard.js';
 import { DPO_METRIC_KEYS } from '../src/train/dpo-loss.js';
 import { loadModel } from '../src/api.js';
 import { SHOWN_SKIPS } from '../src/train/instruct-task.js';
@@ -112,6 +113,25 @@ test('sft with epochs and model.init: eval_every and checkpoint_every hold once 
     [...new Set([3 * Math.floor((res.steps - 1) / 3), res.steps])].map((s) => `step-${String(s).padStart(8, '0')}`));
 });
 
+test('eval_tasks with sft and dpo: benchmark scores of the trained weights; the default interval waits for the run length', async () => {
+  const sft = recipe('sft', { steps: undefined, epochs: 1, eval_every: 0, checkpoint_every: 4, data: { train: [{ path: SFT_DATA }] }, eval_tasks: { tasks: ['piqa'], limit: 3 } });
+  const res = await train({ recipe: sft, ...quiet });
+  assert.equal(res.steps, 6);
+  // every defaults to checkpoint_every (eval_every is 0), the last step always
+  assert.deepEqual(metrics(sft).filter((m) => m.eval).map((m) => m.step), [4, 6]);
+  const dpo = recipe('dpo', { eval_tasks: { tasks: ['piqa', 'lambada_openai'], limit: 3, every: 3 } });
+  await train({ recipe: dpo, ...quiet });
+  const ms = metrics(dpo);
+  assert.deepEqual(ms.filter((m) => m.eval).map((m) => m.step), [3, 6]);
+  assert.ok(Number.isFinite(ms[2].eval!.piqa.acc) && ms[2].eval!.piqa.n === 3, JSON.stringify(ms[2].eval));
+  // the policy's scores move with its weights
+  assert.notEqual(ms[2].eval!.lambada_openai.perplexity, ms[5].eval!.lambada_openai.perplexity);
+  // TensorBoard carries the task's own numbers beside the benchmark scores
+  const ev = readEventFile(eventFiles(dpo.outDir)[0]).filter((e) => e.step === 6 && e.scalars).map((e) => e.scalars!)[0];
+  for (const tag of ['train/loss', 'train/rewards/margins', 'train/logps/chosen', 'val/loss', 'val/rewards/accuracies', 'eval/piqa/acc']) assert.ok(tag in ev, `${tag} in ${Object.keys(ev).join(', ')}`);
+  assert.equal(ev['train/rewards/margins'], Math.fround(metricValue(ms[5], 'rewards/margins')!));
+});
+
 test('sft with chat_template: FILE: checkpoints carry the template, so the chat renders as the model was trained', async () => {
   const chatml = path.join(tmp, 'chatml.jinja');
   fs.writeFileSync(chatml, "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + eos_token + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
@@ -140,7 +160,7 @@ test('dpo: TRL metrics in metrics.jsonl, policy == reference at the first step, 
   assert.equal(ms[0]['rewards/margins'], 0);
   assert.equal(ms[0]['rewards/accuracies'], 0, 'a tie is not a win (strict >, as TRL)');
   assert.ok(Math.abs(ms[0].loss - Math.LN2) < 1e-12, `${ms[0].loss}`);
-  assert.ok(ms[5]['rewards/margins']! > 0, 'the margin grows');
+  assert.ok(metricValue(ms[5], 'rewards/margins')! > 0, 'the margin grows');
   const ck = SafetensorsFile.open(path.join(a.outDir, 'step-00000006', 'data_state.safetensors'));
   try {
     assert.equal(ck.info('ref_logps_train').dtype, 'F64');
@@ -173,7 +193,7 @@ test('sft and dpo with a peft block: PEFT adapter checkpoints, the base untouche
       // PEFT's LoRA init has B = 0: the adapted policy starts as the reference, dropout or not
       assert.equal(ms[0]['rewards/margins'], 0);
       assert.ok(Math.abs(ms[0].loss - Math.LN2) < 1e-12, `${ms[0].loss}`);
-      assert.ok(ms[5]['rewards/margins']! > 0, `dpo: the margin grows (${ms[5]['rewards/margins']})`);
+      assert.ok(metricValue(ms[5], 'rewards/margins')! > 0, `dpo: the margin grows (${ms[5]['rewards/margins']})`);
     } else {
       assert.ok(ms[5].loss < ms[0].loss, `sft: the loss falls (${ms[0].loss} → ${ms[5].loss})`);
     }

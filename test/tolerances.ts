@@ -55,6 +55,12 @@ export const TOL = {
    * relative to each tensor's max |v| <= 7.1e-8 (2026-12-06).
    */
   adapterModule: { atol: 2e-6, rtol: 1e-5 },
+  /**
+   * A LoRA adapter applied unmerged at run time (y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ, src/model/runtime-adapter.ts)
+   * vs the same adapter merged into f32 weights at load, JS backend, logits of the gqa4-hd32 golden
+   * base with PEFT's lora and rsLoRA goldens. Measured max abs 1.2e-6 (js), 2.1e-6 (wasm) on 8-token prompts; greedy ids identical (2026-12-06).
+   */
+  adapterUnmerged: { atol: 1e-5, rtol: 1e-5 },
   /** Merged weights (f64 merge rounded to f32) vs PEFT's float64 merge_and_unload stored as f32. Measured 0 (2026-12-06). */
   adapterMerge: { atol: 1e-7, rtol: 1e-7 },
   /**

@@ -5,7 +5,7 @@ import { tokenizerFromFile } from '../io/tokenizer-file.js';
 import * as fs from 'node:fs';
 import type { FlagSpec, ParsedFlags } from './args.js';
 import { get } from './args.js';
-import { loadModel, resolveModelSource, type LoadedModel, type LoadModelOptions } from '../api.js';
+import { ADAPTER_NAME_RE, loadModel, resolveModelSource, type LoadedModel, type LoadModelOptions } from '../api.js';
 import { NATIVE_MODES, backendNames } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { validateDType } from '../model/load.js';
@@ -48,7 +48,7 @@ export async function speculativeFromFlags(flags: ParsedFlags, loaded: LoadedMod
   const maxDraft = get.num(flags, 'draft-max');
   if (lookup) return { options: { lookup: true, maxDraft } };
   // --adapter belongs to the model, not to the draft (another base).
-  const draft = await loadModel(draftArg!, { ...loadOptionsFromFlags(flags), adapter: undefined, backend: loaded.backend });
+  const draft = await loadModel(draftArg!, { ...loadOptionsFromFlags(flags), adapter: undefined, adapters: undefined, backend: loaded.backend });
   if (draft.config.vocabSize !== loaded.config.vocabSize) {
     draft.dispose();
     throw new OpenELMError('usage', `--draft-model ${draftArg} has a vocabulary of ${draft.config.vocabSize} tokens but the model's has ${loaded.config.vocabSize}; the draft must share the tokenizer`);
@@ -65,9 +65,32 @@ export function resolveModelDir(model: string): Promise<string> {
   return resolveModelSource(model, hubCallbacks());
 }
 
+/**
+ * --adapter values: NAME=DIR is a named adapter applied per request (serve), anything else a
+ * folder merged at load. A value that is an existing path stays a folder even if it holds "=".
+ */
+export function splitAdapterFlags(values: readonly string[]): { merged: string[]; named: Record<string, string> } {
+  const merged: string[] = [], named: Record<string, string> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const name = eq > 0 ? v.slice(0, eq) : '';
+    if (!name || !ADAPTER_NAME_RE.test(name) || fs.existsSync(v)) { merged.push(v); continue; }
+    if (Object.hasOwn(named, name)) throw new OpenELMError('usage', `--adapter ${name}=… is given twice; each named adapter needs its own name`);
+    const dir = v.slice(eq + 1);
+    if (!dir) throw new OpenELMError('usage', `--adapter ${v} names no folder; give NAME=DIR`);
+    named[name] = dir;
+  }
+  return { merged, named };
+}
+
 /** loadModel's options from the MODEL_FLAGS (and --chat-template where a command has it). */
-export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
+export function loadOptionsFromFlags(flags: ParsedFlags, opts: { namedAdapters?: boolean } = {}): LoadModelOptions {
   const file = get.str(flags, 'tokenizer');
+  const { merged, named } = splitAdapterFlags(get.list(flags, 'adapter'));
+  const names = Object.keys(named);
+  if (names.length && !opts.namedAdapters) {
+    throw new OpenELMError('usage', `--adapter ${names[0]}=DIR (an adapter chosen per request) is for openelm serve; here give the adapter folder alone to merge it`);
+  }
   if (file !== undefined && !fs.existsSync(file)) throw new OpenELMError('usage', `tokenizer file ${file} not found`);
   return {
     dtype: validateDType(get.str(flags, 'dtype') ?? 'auto'),
@@ -76,7 +99,8 @@ export function loadOptionsFromFlags(flags: ParsedFlags): LoadModelOptions {
     native: (get.str(flags, 'native') ?? 'auto') as 'auto' | 'on' | 'off',
     tokenizer: file,
     chatTemplate: get.str(flags, 'chat-template'),
-    adapter: get.list(flags, 'adapter'),
+    adapter: merged,
+    ...(names.length ? { adapters: named } : {}),
     ...hubCallbacks(),
   };
 }

@@ -21,6 +21,7 @@ const COMMANDS: Record<string, string> = {
   perplexity: 'perplexity of a text file',
   eval: 'lm-evaluation-harness-compatible benchmarks',
   train: 'pretrain or fine-tune from a recipe file',
+  report: 'compare training runs (and CoreNet logs) on one HTML page',
   convert: 'convert between HF, GGUF, MLX and CoreNet formats, or an adapter to mlx-lm',
   merge: 'merge a LoRA/DoRA adapter into its base model',
   average: 'average CoreNet checkpoints as CoreNet does',

@@ -233,20 +233,24 @@ export async function evaluate(model: OpenELM, tokenizer: Tokenizer, opts: EvalO
   const sources: EvalOutput['sources'] = {};
   const t0 = performance.now();
   let docsTotal = 0, reqsTotal = 0;
-  for (const p of prepared) {
-    const bar = new Progress(p.task.name, p.docs.length, 'docs', stream);
-    // Requests finish in scoring order, not doc order; count a doc when all its requests are done.
-    const perDoc = p.args.map((a) => a.length);
-    const owner: number[] = [];
-    perDoc.forEach((n, d) => { for (let j = 0; j < n; j++) owner.push(d); });
-    const res = await scorer.score(p.reqs, (done) => bar.update(Math.floor((done / Math.max(1, p.reqs.length)) * p.docs.length)));
-    bar.finish(p.docs.length);
-    const lls: number[][] = perDoc.map(() => []), greedy: boolean[][] = perDoc.map(() => []);
-    res.forEach((r, i) => { lls[owner[i]].push(r.ll); greedy[owner[i]].push(r.greedy); });
-    results[p.task.name] = taskResult(p, lls, greedy, opts);
-    sources[p.task.name] = { source: p.source, notes: p.notes };
-    docsTotal += p.docs.length;
-    reqsTotal += p.reqs.length;
+  try {
+    for (const p of prepared) {
+      const bar = new Progress(p.task.name, p.docs.length, 'docs', stream);
+      // Requests finish in scoring order, not doc order; count a doc when all its requests are done.
+      const perDoc = p.args.map((a) => a.length);
+      const owner: number[] = [];
+      perDoc.forEach((n, d) => { for (let j = 0; j < n; j++) owner.push(d); });
+      const res = await scorer.score(p.reqs, (done) => bar.update(Math.floor((done / Math.max(1, p.reqs.length)) * p.docs.length)));
+      bar.finish(p.docs.length);
+      const lls: number[][] = perDoc.map(() => []), greedy: boolean[][] = perDoc.map(() => []);
+      res.forEach((r, i) => { lls[owner[i]].push(r.ll); greedy[owner[i]].push(r.greedy); });
+      results[p.task.name] = taskResult(p, lls, greedy, opts);
+      sources[p.task.name] = { source: p.source, notes: p.notes };
+      docsTotal += p.docs.length;
+      reqsTotal += p.reqs.length;
+    }
+  } finally {
+    scorer.dispose();
   }
   Object.assign(results, groupResults(results, requested));
   const seconds = (performance.now() - t0) / 1000;

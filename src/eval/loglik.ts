@@ -44,6 +44,12 @@ export class LoglikScorer {
     this.rowsPerCall = Math.max(1, opts.rowsPerCall ?? 512);
   }
 
+  /** Give the KV caches back to the backend (a trainer evaluating again and again would otherwise grow its memory). */
+  dispose(): void {
+    for (const c of this.caches) c?.dispose();
+    this.caches = [];
+  }
+
   /** Score every request; results come back in request order. */
   async score(reqs: readonly LLRequest[], onProgress?: (done: number) => void): Promise<LLResult[]> {
     const L = this.maxLength;

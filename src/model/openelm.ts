@@ -20,6 +20,7 @@ import type { OpenELMConfig } from './config.js';
 import { KVCache } from './kv-cache.js';
 import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, type LayerParams } from './params.js';
 import { Rope } from './rope.js';
+import type { RuntimeAdapter } from './runtime-adapter.js';
 
 export type LayerWeights = LayerParams<Tensor, Weight>;
 
@@ -131,10 +132,27 @@ export class OpenELM {
   private readonly rope: Rope;
   /** Largest number of new tokens pushed through the layers at once (longer prompts go in chunks). */
   prefillChunk = 512;
+  /** A LoRA adapter applied on top of the base weights in every forward call (see withAdapter). */
+  readonly adapter: RuntimeAdapter | null = null;
+  /** The model without an adapter (views made by withAdapter inherit from it). */
+  private readonly root: OpenELM = this;
 
   constructor(readonly config: OpenELMConfig, readonly backend: Backend, readonly weights: ModelWeights) {
     this.ws = new Workspace(config, backend);
     this.rope = new Rope(config, backend);
+  }
+
+  /**
+   * This model with `a` applied at run time (null: the base). The view shares the weights,
+   * workspace and RoPE tables, so views must not run forward calls concurrently, which holds for
+   * the model itself too (one forward call's results at a time).
+   */
+  withAdapter(a: RuntimeAdapter | null): OpenELM {
+    if (a === this.adapter) return this;
+    if (a === null) return this.root;
+    const view = Object.create(this.root) as OpenELM;
+    Object.defineProperty(view, 'adapter', { value: a, enumerable: true });
+    return view;
   }
 
   /** A KV cache for one sequence of up to `capacity` tokens (default: the model's context length). */
@@ -221,7 +239,9 @@ export class OpenELM {
     const V = (t: Tensor, n: number) => be.view(t, 0, n);
     const x = V(ws.x, M * D), xn = V(ws.xn, M * D), tmp = V(ws.tmp, M * D);
     const tap = this.tap ? (l: number, name: string, t: Tensor) => this.tap!(l, name, be.read(t)) : null;
+    const ad = this.adapter;
     be.embedding(x, this.weights.embed, ids);
+    ad?.embedding(x, ids);
     tap?.(-1, 'embed', x);
     for (let l = 0; l < c.numLayers; l++) {
       const L = this.weights.layers[l];
@@ -232,6 +252,7 @@ export class OpenELM {
       be.rmsnorm(xn, x, L.attnNorm, M, D, c.normEps);
       tap?.(l, 'attn_norm', xn);
       be.linear(qkv, xn, L.qkv, M);
+      ad?.linear(qkv, xn, M, l, 'qkv_proj');
       tap?.(l, 'qkv', qkv);
       be.qkNormRope(qkv, M, pos, Q, H, hd, L.qNorm, L.kNorm, rope, c.normEps);
       tap?.(l, 'qkv_rope', qkv);
@@ -246,10 +267,11 @@ export class OpenELM {
       if (tap) {
         tap(l, 'attn', att);
         be.linear(tmp, att, L.out, M);
+        ad?.linear(tmp, att, M, l, 'out_proj');
         tap(l, 'attn_out', tmp);
         be.add(x, tmp, M * D);
         tap(l, 'h', x);
-      } else be.linear(x, att, L.out, M, true);
+      } else { be.linear(x, att, L.out, M, true); ad?.linear(x, att, M, l, 'out_proj'); }
       // feed-forward
       be.rmsnorm(xn, x, L.ffnNorm, M, D, c.normEps);
       tap?.(l, 'ffn_norm', xn);
@@ -257,17 +279,20 @@ export class OpenELM {
       if (c.ffnWithGlu) {
         const u = V(ws.u, M * 2 * F);
         be.linear(u, xn, L.proj1, M);
+        ad?.linear(u, xn, M, l, 'proj_1');
         be.swiglu(g, u, M, F);
       } else {
         be.linear(g, xn, L.proj1, M);
+        ad?.linear(g, xn, M, l, 'proj_1');
         be.silu(g, g, M * F);
       }
       if (tap) {
         be.linear(tmp, g, L.proj2, M);
+        ad?.linear(tmp, g, M, l, 'proj_2');
         tap(l, 'ffn_out', tmp);
         be.add(x, tmp, M * D);
         tap(l, 'block_out', x);
-      } else be.linear(x, g, L.proj2, M, true);
+      } else { be.linear(x, g, L.proj2, M, true); ad?.linear(x, g, M, l, 'proj_2'); }
     }
     for (const it of items) it.cache.length += it.tokens.length;
   }

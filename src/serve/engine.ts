@@ -8,6 +8,7 @@
 
 import type { OpenELM } from '../model/openelm.js';
 import type { KVCache } from '../model/kv-cache.js';
+import type { RuntimeAdapter } from '../model/runtime-adapter.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OpenELMError } from '../core/errors.js';
 import { tick } from '../core/tick.js';
@@ -33,7 +34,10 @@ export interface EngineResult {
   logprobs?: TokenLogprob[];
 }
 
-export type EngineOptions = Omit<GenerateOptions, 'cache' | 'signal'>;
+export type EngineOptions = Omit<GenerateOptions, 'cache' | 'signal'> & {
+  /** A run-time adapter of the engine's `adapters` (default: the base). */
+  adapter?: string;
+};
 
 export interface EngineConfig {
   /** Requests running at once, each with its own KV cache (default 4). */
@@ -47,12 +51,19 @@ export interface EngineConfig {
   maxBatch?: number;
   /** Speculative decoding for every request (prompt lookup or a draft model). */
   speculative?: SpeculativeOptions;
+  /**
+   * Run-time LoRA adapters requests may select by name. One forward call serves one adapter (or
+   * the base): steps alternate between the groups of running requests.
+   */
+  adapters?: ReadonlyMap<string, RuntimeAdapter>;
 }
 
-interface Slot { cache: KVCache | undefined; ids: number[]; lastUsed: number; busy: boolean; }
+/** A slot's cached ids were computed under `adapter` (a prefix is reusable only under the same one). */
+interface Slot { cache: KVCache | undefined; ids: number[]; lastUsed: number; busy: boolean; adapter: string | undefined; }
 
 interface Job {
   prompt: number[];
+  adapter: string | undefined;
   dec: SequenceDecoder;
   signal?: AbortSignal;
   slot?: Slot;
@@ -88,6 +99,7 @@ export class Engine {
   private running = false;
   private clock = 0;
   private readonly spec: Speculator | null;
+  private readonly adapters: ReadonlyMap<string, RuntimeAdapter>;
   /** Totals since start, for /metrics-like reporting and the benchmark. */
   readonly totals = { requests: 0, promptTokens: 0, cachedTokens: 0, predictedTokens: 0, steps: 0, stepMs: 0 };
 
@@ -99,7 +111,8 @@ export class Engine {
     this.maxBatch = cfg.maxBatch ?? this.slots;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw new OpenELMError('usage', `max batch must be an integer >= 1, got ${cfg.maxBatch}`);
     this.spec = cfg.speculative ? new Speculator(model, cfg.speculative) : null;
-    for (let i = 0; i < this.slots; i++) this.pool.push({ cache: undefined, ids: [], lastUsed: 0, busy: false });
+    this.adapters = cfg.adapters ?? new Map();
+    for (let i = 0; i < this.slots; i++) this.pool.push({ cache: undefined, ids: [], lastUsed: 0, busy: false, adapter: undefined });
   }
 
   get stats(): { running: number; queued: number } { return { running: this.active.length, queued: this.queue.length }; }
@@ -116,10 +129,12 @@ export class Engine {
     if (prompt.length >= this.contextSize) {
       throw new OpenELMError('context', `the prompt has ${prompt.length} tokens but the context holds ${this.contextSize}; shorten it`);
     }
-    const maxTokens = opts.maxTokens ?? this.contextSize;
+    const { adapter, ...gen } = opts;
+    if (adapter !== undefined && !this.adapters.has(adapter)) throw new OpenELMError('usage', `no adapter named ${JSON.stringify(adapter)} is loaded`);
+    const maxTokens = gen.maxTokens ?? this.contextSize;
     const job: Job = {
-      prompt: [...prompt],
-      dec: new SequenceDecoder(this.tokenizer, prompt, this.model.config.eosTokenId, { ...opts, maxTokens }),
+      prompt: [...prompt], adapter,
+      dec: new SequenceDecoder(this.tokenizer, prompt, this.model.config.eosTokenId, { ...gen, maxTokens }),
       signal, prefilled: false, cached: 0, done: false, buffer: [],
       tQueued: performance.now(), tStart: 0, tPrefilled: 0,
     };
@@ -187,10 +202,11 @@ export class Engine {
       // The free slot sharing the longest prefix with this prompt; ties go to the least recently used.
       let best = free[0], bestN = -1;
       for (const s of free) {
-        const n = Math.min(lcp(s.ids, job.prompt), job.prompt.length - 1);
+        const n = s.adapter === job.adapter ? Math.min(lcp(s.ids, job.prompt), job.prompt.length - 1) : 0;
         if (n > bestN || (n === bestN && s.lastUsed < best.lastUsed)) { best = s; bestN = n; }
       }
       best.busy = true;
+      best.adapter = job.adapter;
       best.cache ??= this.model.newCache(this.contextSize);
       best.cache.truncate(Math.min(bestN, best.cache.length));
       best.ids.length = best.cache.length;
@@ -209,11 +225,22 @@ export class Engine {
       this.admit();
       if (!this.active.length) { if (this.tasks.length) continue; return; }
       let jobs = [...this.active];
-      if (jobs.length > this.maxBatch) {
+      const group = jobs[this.cursor % jobs.length].adapter;
+      if (jobs.some((j) => j.adapter !== group)) {
+        // One adapter per forward call: this step serves the group of the job at the cursor, and
+        // the cursor moves on to the next job of another group.
+        const start = this.cursor % jobs.length, n = jobs.length;
+        jobs = [...jobs.slice(start), ...jobs.slice(0, start)].filter((j) => j.adapter === group).slice(0, this.maxBatch);
+        let k = 1;
+        while (k < n && this.active[(start + k) % n].adapter === group) k++;
+        this.cursor = start + k;
+      } else if (jobs.length > this.maxBatch) {
         const start = this.cursor % jobs.length;
         jobs = [...jobs.slice(start), ...jobs.slice(0, start)].slice(0, this.maxBatch);
         this.cursor = start + this.maxBatch;
       }
+      const adapter = group === undefined ? null : this.adapters.get(group)!;
+      const model = this.model.withAdapter(adapter);
       const items = jobs.map((j) => ({
         cache: j.slot!.cache!, dec: j.dec, prompt: j.prompt,
         tokens: j.prefilled ? [j.dec.ids[j.dec.ids.length - 1]] : j.prompt.slice(j.slot!.cache!.length),
@@ -223,9 +250,10 @@ export class Engine {
       try {
         // Prefills and plain decode steps share one forward call; with speculation the decoding
         // requests take a speculative step of their own.
-        const spec = this.spec, plain = items.map((_, k) => k).filter((k) => !spec || !jobs[k].prefilled);
+        // speculation verifies drafts with the base model, so adapter groups decode plainly
+        const spec = adapter ? null : this.spec, plain = items.map((_, k) => k).filter((k) => !spec || !jobs[k].prefilled);
         if (plain.length) {
-          const r = await decodeStep(this.model, plain.map((k) => items[k]));
+          const r = await decodeStep(model, plain.map((k) => items[k]));
           plain.forEach((k, i) => { steps[k] = { ids: r[i].id < 0 ? [] : [r[i].id], text: r[i].text, done: r[i].done }; });
         }
         const fast = spec ? items.map((_, k) => k).filter((k) => jobs[k].prefilled) : [];

@@ -175,6 +175,8 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     /** The grammar every choice follows (compiled once, a matcher per choice). */
     constraint?: { spec: ConstraintSpec; label: string };
     tools: boolean;
+    /** The run-time adapter the request's `model` selected (undefined: the base). */
+    adapter?: string;
   }
 
   /** Run every choice of one HTTP request (prompts × n, batched by the engine), as JSON or as SSE. */
@@ -201,7 +203,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
         for (let k = 0; k < p.n; k++) {
           const index = pi * p.n + k;
           const seed = p.options.seed === undefined ? undefined : (p.options.seed + k) % 2 ** 32;
-          const opts: EngineOptions = { ...p.options, seed, ...(p.logprobs !== undefined ? { logprobs: p.logprobs } : {}), ...(masker ? { constraint: masker.newMatcher() } : {}) };
+          const opts: EngineOptions = { ...p.options, seed, ...(plan.adapter !== undefined ? { adapter: plan.adapter } : {}), ...(p.logprobs !== undefined ? { logprobs: p.logprobs } : {}), ...(masker ? { constraint: masker.newMatcher() } : {}) };
           states.push(new ChoiceState(index, tok, prompt, { kind, echo: p.echo, logprobs: p.logprobs !== undefined, tools: plan.tools }));
           gens.push(runChoice(prompt, opts, ac.signal));
         }
@@ -216,7 +218,8 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     if (plan.constraint) for (let i = 0; i < states.length; i++) metrics.constraint(plan.constraint.label);
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
-    const base = () => ({ id, object: `${object}${kind === 'chat' && p.stream ? '.chunk' : ''}`, created: Math.floor(Date.now() / 1000), model: modelId, system_fingerprint: `openelm-${VERSION}` });
+    const servedId = plan.adapter ?? modelId;
+    const base = () => ({ id, object: `${object}${kind === 'chat' && p.stream ? '.chunk' : ''}`, created: Math.floor(Date.now() / 1000), model: servedId, system_fingerprint: `openelm-${VERSION}` });
     const shutdownError = () => new HttpError(503, 'the server is shutting down; the generation was stopped');
     const usage = () => {
       const promptTokens = plan.prompts.reduce((a, q) => a + q.ids.length, 0);
@@ -225,7 +228,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     };
     const note = (st: ChoiceState[]) => {
       const u = usage();
-      accessInfo.set(res, `prompt=${u.prompt_tokens} completion=${u.completion_tokens} choices=${st.length} finish=${st.map((x) => x.result ? x.finishReason() : '-').join(',')}${plan.constraint ? ` constraint=${plan.constraint.label}` : ''}`);
+      accessInfo.set(res, `prompt=${u.prompt_tokens} completion=${u.completion_tokens} choices=${st.length} finish=${st.map((x) => x.result ? x.finishReason() : '-').join(',')}${plan.constraint ? ` constraint=${plan.constraint.label}` : ''}${plan.adapter !== undefined ? ` adapter=${plan.adapter}` : ''}`);
     };
 
     if (!p.stream) {
@@ -318,13 +321,33 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
 
   function models(res: http.ServerResponse): void {
     const c = model!.config;
+    // adapters are listed as vLLM lists LoRA modules: their own id, with the base as root and parent
+    const adapters = [...model!.adapters.values()].map((a) => ({
+      id: a.name, object: 'model', created, owned_by: 'openelm', root: modelId, parent: modelId, meta: { lora_rank: a.r, lora_scale: a.scale },
+    }));
     sendJson(res, 200, {
       object: 'list',
       data: [{
-        id: modelId, object: 'model', created, owned_by: 'openelm',
+        id: modelId, object: 'model', created, owned_by: 'openelm', root: modelId, parent: null,
         meta: { n_vocab: c.vocabSize, n_ctx_train: c.maxContextLength, n_ctx: engine!.contextSize, n_embd: c.modelDim, n_params: parameterCount(c), size: weightsBytes(model!.model.weights), slots: engine!.slots, max_batch: engine!.maxBatch, backend: model!.model.backend.name },
-      }],
+      }, ...adapters],
     });
+  }
+
+  /**
+   * The run-time adapter a request's `model` names. The base answers to its id (and to an absent
+   * `model`). With no adapters loaded any id is served by the base, as llama-server does; once
+   * adapters are loaded, an id that is neither is a 404, as vLLM answers, since silently serving the
+   * base for a misspelled adapter would look like a working adapter.
+   */
+  function selectAdapter(b: Record<string, unknown>): string | undefined {
+    const want = b.model;
+    if (want === undefined || want === null) return undefined;
+    if (typeof want !== 'string') throw new HttpError(400, '"model" must be a string');
+    const adapters = model!.adapters;
+    if (adapters.has(want)) return want;
+    if (want === modelId || !adapters.size) return undefined;
+    throw new HttpError(404, `the model ${JSON.stringify(want)} does not exist; this server has ${[modelId, ...adapters.keys()].map((x) => JSON.stringify(x)).join(', ')}`);
   }
 
   /** 400 for a prompt the engine would refuse (out-of-vocabulary ids, too long), before anything runs. */
@@ -344,6 +367,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     const msgs = parseMessages(b);
     checkToolMessages(msgs);
     const tools = parseTools(b);
+    const adapter = selectAdapter(b);
     const p = parseCommon(b, model!.config.vocabSize, defaults(), 'chat');
     const t = template();
     let ids: number[];
@@ -368,13 +392,14 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       const response = p.constraint?.kind === 'json_schema' ? p.constraint.schema : p.constraint?.kind === 'json_object' ? { type: 'object' } : undefined;
       constraint = { spec: { kind: 'json_schema', schema: toolReplySchema(tools, response) }, label: 'tools' };
     }
-    await respond(res, { kind: 'chat', prompts: [{ ids }], p, constraint, tools: toolMode });
+    await respond(res, { kind: 'chat', prompts: [{ ids }], p, constraint, tools: toolMode, adapter });
   }
 
   async function completions(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = await body(req);
     const raw = parsePrompts(b);
     if (typeof b.suffix === 'string' && b.suffix) throw new HttpError(400, '"suffix" is not supported by this server');
+    const adapter = selectAdapter(b);
     const p = parseCommon(b, model!.config.vocabSize, defaults(), 'text');
     const tok = model!.tokenizer;
     // Like llama-server, a text prompt starts with BOS.
@@ -383,10 +408,10 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     if (p.echo && p.logprobs !== undefined) {
       // Scored with the model to itself, between decode steps; BOS goes in front when missing.
       for (const q of prompts) {
-        q.scored = await engine!.exclusive(() => promptLogprobs(model!.model, q.ids, { bosId: tok.bosId, top: p.logprobs }));
+        q.scored = await engine!.exclusive(() => promptLogprobs(model!.modelFor(adapter), q.ids, { bosId: tok.bosId, top: p.logprobs }));
       }
     }
-    await respond(res, { kind: 'text', prompts, p, constraint: constraintLabel(p.constraint), tools: false });
+    await respond(res, { kind: 'text', prompts, p, constraint: constraintLabel(p.constraint), tools: false, adapter });
   }
 
   async function metricsRoute(_req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -473,7 +498,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
         const sp = opts.speculative;
         if (typeof sp?.draftModel === 'function') draft = await sp.draftModel(m);
         const speculative = sp ? { ...sp, draftModel: draft ?? (sp.draftModel as LoadedModel | undefined) } : undefined;
-        engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch, speculative });
+        engine = new Engine(m.model, m.tokenizer, { slots: opts.slots, contextSize: opts.contextSize, maxBatch: opts.maxBatch, speculative, adapters: m.adapters });
       } catch (e) {
         draft?.dispose(); draft = undefined;
         if (ownsModel) m.dispose();
@@ -481,6 +506,10 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       }
       if (opts.warmup ?? true) warmConstraintCode(m.tokenizer);
       modelId ||= path.basename(path.resolve(m.dir));
+      if (m.adapters.has(modelId)) {
+        if (ownsModel) m.dispose();
+        throw new OpenELMError('usage', `adapter name ${JSON.stringify(modelId)} is also the base model's id; give the adapter another name (or the base another --alias)`);
+      }
       if (closing) { if (ownsModel) m.dispose(); throw new OpenELMError('serve', 'the server was closed while the model loaded'); }
       model = m;
     } catch (e) {

@@ -12,6 +12,8 @@ import { parse as parseYaml } from 'yaml';
 import { OpenELMError } from '../core/errors.js';
 import { parseJsonText } from '../io/json.js';
 import { presetHFConfig } from '../model/config.js';
+import { defaultDataDir } from '../eval/data-dir.js';
+import { resolveTask } from '../eval/tasks/index.js';
 import { DATA_FORMATS, formatFromExtension, type DataFormat } from './data/files.js';
 import { corenetDefaults, genericDefaults, presetSize } from './presets.js';
 import { MATMUL_PRECISIONS, type MatmulPrecision } from '../backends/backend.js';
@@ -49,6 +51,18 @@ export interface RecipeSource {
   format: DataFormat;
   textKey?: string;
   weight: number;
+}
+
+/** `eval_tasks`: benchmarks scored during training (src/train/inloop-eval.ts). */
+export interface RecipeEvalTasks {
+  tasks: { name: string; numFewshot?: number }[];
+  /** As `openelm eval --limit`: the first N documents per task, or a fraction (< 1). */
+  limit?: number;
+  every: number;
+  numFewshot: number;
+  batchSize: number;
+  /** Absolute. */
+  dataDir: string;
 }
 
 export type RecipeTask = 'pretrain' | 'sft' | 'dpo';
@@ -109,6 +123,7 @@ export interface Recipe {
   /** Compute backend by name ('auto', 'wasm', 'js', 'webgpu', …); the command line may override it. */
   backend?: string;
   sample?: { prompt: string; maxTokens: number; temperature: number; topK: number; seed: number };
+  evalTasks?: RecipeEvalTasks;
   /** Adapter training (LoRA / DoRA) on a frozen base; absent for full training. */
   peft?: RecipePeft;
   /** The recipe with every default filled in (snake_case, paths as written): saved with checkpoints. */
@@ -204,6 +219,14 @@ const SCHEMA: Schema = obj({
   threads: int({ min: 1 }),
   backend: { t: 'string', nonEmpty: true },
   sample: obj({ prompt: { t: 'string' }, max_tokens: int({ min: 1 }), temperature: num({ min: 0 }), top_k: int({ min: 0 }), seed: int({ min: 0 }) }),
+  eval_tasks: obj({
+    tasks: { t: 'array', of: str, minLen: 1 },
+    limit: num({ gt: 0 }),
+    every: int({ min: 1 }),
+    num_fewshot: int({ min: 0 }),
+    batch_size: int({ min: 1 }),
+    data_dir: str,
+  }),
   peft: obj({
     type: { t: 'enum', values: ['lora', 'dora'] },
     r: int({ min: 1 }),
@@ -322,8 +345,39 @@ export function isHubModelId(init: string): boolean {
   return !path.isAbsolute(init);
 }
 
-export function loadRecipe(file: string): Recipe {
-  return parseRecipe(readRecipeText(file), file);
+/**
+ * A recipe file with `key.path=value` overrides applied (`openelm train --set seed=1`). Values are
+ * read as YAML and behave as if written in the recipe (relative paths are against its folder).
+ */
+export function loadRecipe(file: string, overrides: readonly string[] = []): Recipe {
+  return parseRecipe(applyOverrides(readRecipeText(file), overrides), file);
+}
+
+export function applyOverrides(raw: unknown, overrides: readonly string[]): unknown {
+  if (!overrides.length) return raw;
+  const out = isObj(raw) ? structuredClone(raw) : raw;
+  for (const o of overrides) {
+    const eq = o.indexOf('=');
+    const key = eq > 0 ? o.slice(0, eq).trim() : '';
+    if (!key || key.split('.').some((p) => !/^[A-Za-z0-9_]+$/.test(p))) {
+      throw new OpenELMError('usage', `--set "${o}": expected key=value, e.g. seed=1 or optimizer.lr=0.003`);
+    }
+    if (!isObj(out)) return out;
+    let value: unknown;
+    try { value = parseYaml(o.slice(eq + 1)); } catch (e) {
+      throw new OpenELMError('usage', `--set ${key}: the value is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+    }
+    const parts = key.split('.');
+    let at: Obj = out;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i];
+      if (at[p] === undefined) at[p] = {};
+      if (!isObj(at[p])) throw new OpenELMError('usage', `--set ${key}: recipe.${parts.slice(0, i + 1).join('.')} is not a mapping`);
+      at = at[p] as Obj;
+    }
+    at[parts[parts.length - 1]] = value;
+  }
+  return out;
 }
 
 /** Validate a parsed recipe object; `file` locates relative paths and names the recipe in errors. */
@@ -482,6 +536,11 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
   if (d?.label_smoothing !== undefined && lossType !== 'sigmoid' && d.label_smoothing !== 0) {
     throw new OpenELMError('recipe', `recipe.dpo.label_smoothing applies to loss_type sigmoid (TRL ignores it for ${lossType})`);
   }
+  const evalTasks = r.eval_tasks !== undefined ? parseEvalTasks(r.eval_tasks as Obj, rel) : undefined;
+  // In-loop evaluation reads the trained weights in place; an adapter run has no such weights.
+  if (evalTasks && raw.peft !== undefined) {
+    throw new OpenELMError('recipe', 'recipe.eval_tasks does not work with recipe.peft; score the adapter checkpoints with openelm eval --model BASE --adapter out_dir/step-N');
+  }
 
   const peftRaw = raw.peft as Obj | undefined;
   let peft: RecipePeft | undefined;
@@ -551,31 +610,58 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
       temperature: (smp.temperature as number | undefined) ?? 0.8, topK: (smp.top_k as number | undefined) ?? 40,
       seed: (smp.seed as number | undefined) ?? seed,
     } : undefined,
+    evalTasks,
     peft,
     canonical: {},
   };
   if (recipe.schedule.type === 'cosine' && recipe.schedule.minLr > lr) {
     throw new OpenELMError('recipe', `recipe.schedule.min_lr (${recipe.schedule.minLr}) is larger than recipe.optimizer.lr (${lr})`);
   }
-  recipe.intervalKeys = { checkpointEvery: r.checkpoint_every as number | undefined, evalEvery: evalEveryRaw, hasValid };
+  recipe.intervalKeys = {
+    checkpointEvery: r.checkpoint_every as number | undefined, evalEvery: evalEveryRaw,
+    evalTasksEvery: (r.eval_tasks as Obj | undefined)?.every as number | undefined, hasValid,
+  };
   if (epochs === undefined) return withSteps(recipe, steps);
   recipe.canonical = canonicalRecipe(recipe);
   return recipe;
 }
 
-export interface IntervalKeys { checkpointEvery?: number; evalEvery?: number; hasValid: boolean }
+/** `every` is filled in with the run length (withSteps): its default follows the eval/checkpoint intervals. */
+function parseEvalTasks(e: Obj, rel: (p: string) => string): RecipeEvalTasks {
+  if (e.tasks === undefined) throw new OpenELMError('recipe', 'recipe.eval_tasks.tasks is required (a list of task names, e.g. [arc_easy, piqa])');
+  const tasks = (e.tasks as string[]).map((t, i) => {
+    const at = `recipe.eval_tasks.tasks[${i}]`;
+    const m = /^([A-Za-z0-9_]+)(?::(\d+))?$/.exec(t.trim());
+    if (!m) throw new OpenELMError('recipe', `${at}: cannot read "${t}" (expected a task name, or name:shots)`);
+    try { resolveTask(m[1]); } catch (err) {
+      throw new OpenELMError('recipe', `${at}: ${(err as Error).message}`);
+    }
+    return { name: m[1], numFewshot: m[2] === undefined ? undefined : Number(m[2]) };
+  });
+  return {
+    tasks,
+    limit: e.limit as number | undefined,
+    every: (e.every as number | undefined) ?? 0,
+    numFewshot: (e.num_fewshot as number | undefined) ?? 0,
+    batchSize: (e.batch_size as number | undefined) ?? 8,
+    dataDir: e.data_dir !== undefined ? rel(e.data_dir as string) : defaultDataDir(),
+  };
+}
+
+export interface IntervalKeys { checkpointEvery?: number; evalEvery?: number; evalTasksEvery?: number; hasValid: boolean }
 
 /** The recipe with its run length fixed: warm-up from warmup_ratio, default checkpoint/eval intervals. */
 function withSteps(r: Recipe, steps: number): Recipe {
-  const iv = r.intervalKeys ?? { hasValid: r.evalEvery > 0, checkpointEvery: r.checkpointEvery || undefined, evalEvery: r.evalEvery };
+  const iv = r.intervalKeys ?? { hasValid: r.evalEvery > 0, checkpointEvery: r.checkpointEvery || undefined, evalEvery: r.evalEvery, evalTasksEvery: r.evalTasks?.every || undefined };
   const warmupSteps = r.schedule.warmupRatio !== undefined ? Math.ceil(r.schedule.warmupRatio * steps) : r.schedule.warmupSteps;
   if (r.schedule.type !== 'constant' && warmupSteps > steps) {
     throw new OpenELMError('recipe', `${r.schedule.warmupRatio !== undefined ? 'the warm-up' : 'recipe.schedule.warmup_steps'} (${warmupSteps}) is larger than recipe.steps (${steps})`);
   }
   const checkpointEvery = iv.checkpointEvery ?? Math.max(1, Math.min(steps, 1000));
+  const evalEvery = iv.evalEvery ?? (iv.hasValid ? checkpointEvery : 0);
   const out: Recipe = {
-    ...r, steps, schedule: { ...r.schedule, warmupSteps },
-    checkpointEvery, evalEvery: iv.evalEvery ?? (iv.hasValid ? checkpointEvery : 0),
+    ...r, steps, schedule: { ...r.schedule, warmupSteps }, checkpointEvery, evalEvery,
+    evalTasks: r.evalTasks ? { ...r.evalTasks, every: iv.evalTasksEvery ?? (evalEvery || checkpointEvery) } : undefined,
   };
   out.canonical = canonicalRecipe(out);
   // The model and reference as written: a run resolves hub ids and run folders before it knows its length.
@@ -625,6 +711,10 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     clip_grad_norm: r.clipGradNorm, z_loss: r.zLoss, recompute: r.recompute,
     log_every: r.logEvery, eval_every: r.evalEvery, checkpoint_every: r.checkpointEvery, keep_checkpoints: r.keepCheckpoints,
     threads: r.threads ?? null, backend: r.backend ?? null, sample: r.sample ?? null,
+    eval_tasks: r.evalTasks ? {
+      tasks: r.evalTasks.tasks.map((t) => (t.numFewshot === undefined ? t.name : `${t.name}:${t.numFewshot}`)),
+      limit: r.evalTasks.limit ?? null, every: r.evalTasks.every, num_fewshot: r.evalTasks.numFewshot, batch_size: r.evalTasks.batchSize,
+    } : null,
     // only when not the default, so fp32 recipes (and the checkpoints of runs made before the
     // setting existed) compare equal on resume
     ...(r.precision !== 'fp32' ? { precision: r.precision } : {}),
@@ -652,7 +742,7 @@ export function setRecipePrecision(r: Recipe, precision: MatmulPrecision): void 
 }
 
 /** Keys that may change between a run and its resumption without changing its numbers. */
-const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'backend', 'sample', 'steps', 'epochs', 'recompute']);
+const RESUMABLE_CHANGES = new Set(['log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints', 'threads', 'backend', 'sample', 'steps', 'epochs', 'recompute', 'eval_tasks']);
 
 /** Key paths where two canonical recipes differ in a way that would change the run. */
 export function recipeDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {

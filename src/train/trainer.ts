@@ -37,6 +37,8 @@ import type { InstructContext } from './instruct-task.js';
 import type { TrainTask } from './task.js';
 import { customConfigDefaults, presetSize } from './presets.js';
 import { writeReport, type MetricLine } from './report.js';
+import { TensorBoardWriter } from './tensorboard.js';
+import { InLoopEval, checkEvalTasks, describeScores } from './inloop-eval.js';
 import {
   STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpoint, writeCheckpoint,
   type CheckpointHooks, type IntervalAccumulator, type LoadedCheckpoint, type TrainerState,
@@ -238,6 +240,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const tok = opts.tokenizer ?? loadTokenizer(r0.model.init);
   const { task, recipe: r } = await createTask(r0, tok, config, log, { threads: r0.threads, native: opts.native });
 
+  if (r.evalTasks) await checkEvalTasks(r.evalTasks);
+
   fs.mkdirSync(outDir, { recursive: true });
   cleanStaleTemps(outDir);
   const metricsFile = path.join(outDir, 'metrics.jsonl');
@@ -299,6 +303,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (r.precision === 'bf16') log(`precision: ${precisionNote(backend)}`);
   log(task.describeBatch());
 
+  const inLoop = r.evalTasks ? new InLoopEval(r.evalTasks, model, tok) : null;
+  let tb: TensorBoardWriter | null = null;
+
   let lastCheckpoint: string | null = resumeDir;
   const sessionStart = performance.now();
   let sessionTrainMs = 0, sessionSteps = 0;
@@ -338,6 +345,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   let status: TrainResult['status'] = 'done';
   try {
+    tb = TensorBoardWriter.open(outDir, resumeDir ? step : null);
     if (!resumeDir) await task.prepare?.(model, opts.signal);
     if (opts.signal?.aborted) status = 'interrupted';
     while (status === 'done' && step < r.steps) {
@@ -368,7 +376,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
       const last = step === r.steps;
       const evalNow = r.evalEvery > 0 && (step % r.evalEvery === 0 || last);
-      if (step === 1 || step % r.logEvery === 0 || last || evalNow) {
+      const tasksNow = inLoop?.due(step, last) ?? false;
+      if (step === 1 || step % r.logEvery === 0 || last || evalNow || tasksNow) {
         const m: MetricLine = {
           step, loss: interval.lossSum / interval.steps, lr, grad_norm: gradNorm, tokens,
           tokens_per_s: interval.ms > 0 ? Math.round(interval.tokens / (interval.ms / 1000)) : 0,
@@ -378,12 +387,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           const v = await task.evaluate(model);
           for (const [k, x] of Object.entries(v ?? {})) m[`val_${k}`] = x;
         }
+        if (tasksNow) m.eval = await inLoop!.run();
         metrics.push(m);
         fs.appendFileSync(metricsFile, JSON.stringify(m) + '\n');
+        tb!.writeMetrics(m);
         interval = { lossSum: 0, steps: 0, tokens: 0, ms: 0 };
         const eta = (sessionTrainMs / sessionSteps) * (r.steps - step);
         log(`step ${step}/${r.steps}  loss ${m.loss.toFixed(4)}${m.val_loss !== undefined ? `  val ${m.val_loss.toFixed(4)}` : ''}  lr ${lr.toExponential(2)}  ` +
           `grad ${gradNorm.toFixed(3)}  ${m.tokens_per_s.toLocaleString('en-US')} tok/s  elapsed ${fmtDuration(performance.now() - sessionStart)}  ETA ${fmtDuration(eta)}`);
+        if (m.eval) log(`step ${step}/${r.steps}  eval: ${describeScores(m.eval)}`);
       }
 
       // Let pending signals (Ctrl-C) reach their handlers between steps.
@@ -407,6 +419,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     try { writeReport(outDir, metrics, reportInfo(`stopped at step ${step + 1}: ${e instanceof Error ? e.message : String(e)}`)); } catch { /* keep the original error */ }
     throw e;
   } finally {
+    tb?.close();
+    inLoop?.release();
     await task.close();
     backend.dispose();
   }

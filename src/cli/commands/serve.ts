@@ -10,9 +10,13 @@ import { createServer, type ServerOptions } from '../../serve/server.js';
 export const spec: CommandSpec = {
   name: 'serve',
   summary: 'OpenAI-compatible HTTP server (llama-server conventions): /v1/chat/completions, /v1/completions, /v1/models, /health, /tokenize, /detokenize',
-  usage: 'openelm serve --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--cors ORIGIN]... [--parallel N] [--ctx-size N] [--chat-template FILE]',
+  usage: 'openelm serve --model DIR|ORG/NAME [--adapter NAME=DIR]... [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--cors ORIGIN]... [--parallel N] [--ctx-size N] [--chat-template FILE]',
   flags: [
-    ...MODEL_FLAGS,
+    ...MODEL_FLAGS.map((f) => (f.name !== 'adapter' ? f : {
+      ...f,
+      help: 'NAME=DIR: a LoRA adapter folder (PEFT format) loaded once and applied per request to requests whose "model" is NAME (listed in /v1/models); '
+        + 'a bare DIR is merged into the model on load, as elsewhere, and serves every request (repeatable)',
+    })),
     { name: 'host', type: 'string', help: 'address to bind; 0.0.0.0 exposes the server to the network', default: '127.0.0.1' },
     { name: 'port', type: 'int', help: 'port (0 = any free port)', default: 8080, min: 0, max: 65535 },
     { name: 'api-key', type: 'string', help: 'require "Authorization: Bearer KEY" (default: $OPENELM_API_KEY, else no auth)' },
@@ -35,7 +39,7 @@ function speculativeFlags(flags: ParsedFlags): ServerOptions['speculative'] {
   const maxDraft = get.num(flags, 'draft-max');
   if (lookup) return { lookup: true, maxDraft };
   if (draftArg === undefined) return undefined;
-  return { maxDraft, draftModel: (m) => loadModel(draftArg, { ...loadOptionsFromFlags(flags), adapter: undefined, backend: m.backend }) };
+  return { maxDraft, draftModel: (m) => loadModel(draftArg, { ...loadOptionsFromFlags(flags, { namedAdapters: true }), adapter: undefined, adapters: undefined, backend: m.backend }) };
 }
 
 /** Each --cors value must be "*" or an origin such as https://app.example (scheme, host, optional port). */
@@ -63,7 +67,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
     slots: get.num(flags, 'parallel'), maxBatch: get.num(flags, 'batch'), contextSize: get.num(flags, 'ctx-size'), maxBodyBytes: get.num(flags, 'max-body'),
     modelId: get.str(flags, 'alias') ?? publicModelId(modelArg),
     log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`),
-    model: () => loadModel(modelArg, loadOptionsFromFlags(flags)),
+    model: () => loadModel(modelArg, loadOptionsFromFlags(flags, { namedAdapters: true })),
     speculative: speculativeFlags(flags),
   });
   const all = srv.address === '0.0.0.0' || srv.address === '::' ? ' (every network interface)' : '';

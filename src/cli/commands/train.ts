@@ -14,9 +14,10 @@ import type { NativeMode } from '../../backends/index.js';
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain or fine-tune from a recipe file: pretraining (CoreNet\'s pipeline and hyper-parameters), SFT or DPO (TRL\'s); a peft block trains a LoRA/DoRA adapter',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--backend B] [--native auto|on|off] [--precision fp32|bf16]',
+  usage: 'openelm train --recipe FILE [--set key=value ...] [--resume] [--stop-after N] [--threads N] [--backend B] [--native auto|on|off] [--precision fp32|bf16]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
+    { name: 'set', type: 'string', help: 'override a recipe key, e.g. --set seed=1 --set out_dir=runs/x (values as in the recipe; repeatable)', repeatable: true },
     { name: 'resume', type: 'bool', help: 'continue from the newest intact checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
     { name: 'threads', type: 'int', help: 'compute threads (default: the recipe\'s threads, else all cores; results do not depend on it)', min: 1 },
@@ -29,7 +30,7 @@ export const spec: CommandSpec = {
 export async function run(flags: ParsedFlags): Promise<number> {
   const file = get.str(flags, 'recipe')!;
   if (!fs.existsSync(file)) throw new UsageError(`recipe file ${file} does not exist`);
-  const recipe = loadRecipe(file);
+  const recipe = loadRecipe(file, get.list(flags, 'set'));
   const threads = get.num(flags, 'threads');
   if (threads !== undefined) recipe.threads = threads;
   const precision = get.str(flags, 'precision');
@@ -60,7 +61,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const err = (l: string) => process.stderr.write(l + '\n');
   if (res.status !== 'done') {
     err(`openelm train: ${res.status === 'interrupted' ? 'interrupted' : 'stopped'} after step ${res.step} of ${res.steps}; checkpoint ${res.checkpoint ?? 'none yet'}`);
-    err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')} --resume`);
+    err(`continue with: openelm train --recipe ${get.str(flags, 'recipe')}${get.list(flags, 'set').map((x) => ` --set ${JSON.stringify(x)}`).join('')} --resume`);
     return res.status === 'interrupted' ? 130 : 0;
   }
   const first = res.firstLoss, last = res.lastLoss;
