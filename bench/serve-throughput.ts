@@ -83,8 +83,7 @@ async function request(url: string, i: number): Promise<One> {
   const dec = new TextDecoder();
   for await (const b of res.body as unknown as AsyncIterable<Uint8Array>) {
     buf += dec.decode(b, { stream: true });
-    let k;
-    while ((k = buf.indexOf('\n\n')) >= 0) {
+    for (let k = buf.indexOf('\n\n'); k >= 0; k = buf.indexOf('\n\n')) {
       const ev = buf.slice(6, k); buf = buf.slice(k + 2);
       if (ev === '[DONE]') continue;
       const j = JSON.parse(ev);

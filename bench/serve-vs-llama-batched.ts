@@ -95,8 +95,7 @@ async function stream(url: string, prompt: number[], t0: number): Promise<{ firs
   for await (const b of res.body as unknown as AsyncIterable<Uint8Array>) {
     if (first < 0) first = performance.now() - t0;
     buf += dec.decode(b, { stream: true });
-    let k;
-    while ((k = buf.indexOf('\n\n')) >= 0) {
+    for (let k = buf.indexOf('\n\n'); k >= 0; k = buf.indexOf('\n\n')) {
       const ev = buf.slice(6, k); buf = buf.slice(k + 2);
       if (ev === '[DONE]') continue;
       const j = JSON.parse(ev) as { usage?: { completion_tokens: number } };

@@ -24,7 +24,7 @@ import type { Adapter } from './adapters/adapter.js';
 import { RuntimeAdapter } from './model/runtime-adapter.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 import { ensureModel, REPO_ID_RE, type DownloadProgress } from './hub/index.js';
-import { type ChatTemplate } from './chat/template.js';
+import type { ChatTemplate } from './chat/template.js';
 import { ADAPTER_NAME_RE, LoadedModel } from './loaded-model.js';
 import { resolveModelFolder } from './train/run-folder.js';
 

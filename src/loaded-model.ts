@@ -85,7 +85,8 @@ export class LoadedModel {
 
   /** Compiled grammars and schemas of this model's vocabulary, kept between calls (and shared with a server). */
   get grammars(): GrammarCache {
-    return (this.grammars_ ??= new GrammarCache(this.tokenizer));
+    this.grammars_ ??= new GrammarCache(this.tokenizer);
+    return this.grammars_;
   }
 
   /** Token ids of a text prompt (with BOS unless bos: false). */
@@ -132,6 +133,7 @@ export class LoadedModel {
         if (!result && !failed) {
           // The consumer stopped early (break): end the generation and still hand back a result.
           await it.return(undefined as never).catch(() => undefined);
+          // biome-ignore lint/correctness/noUnsafeFinally: a consumer's break resumes here with a return, and only a return in finally replaces its value; no exception is in flight (failed is false)
           return partialResult(ids.length, gen, text, performance.now() - t0);
         }
       }

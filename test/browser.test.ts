@@ -44,7 +44,8 @@ async function nodeIds(dir: string, backend = 'wasm'): Promise<number[]> {
 
 /** FT's LoRA run on mha-hd64 in Node on WASM with 2 threads: the losses, and the tuned model's greedy ids. */
 async function nodeLora(): Promise<{ losses: number[]; tunedIds: number[] }> {
-  const lm = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2 });
+  // native: 'off': the page has no native sgemm, and its products must be the same WASM kernels
+  const lm = await loadModel(path.join(GOLDEN_ROOT, 'mha-hd64'), { backend: 'wasm', threads: 2, native: 'off' });
   keepWeightSource(lm, { open: async () => openCheckpoint(path.join(GOLDEN_ROOT, 'mha-hd64')) });
   const job = await loraFineTuner.prepare(lm, { format: 'text', content: FT_TEXT }, FT);
   try {

@@ -62,7 +62,7 @@ test('chat REPL: Ctrl-C (SIGINT) stops the current answer, not the program; hist
   child.stdin.write('Short one\n');
   await until(() => out.slice(firstLen), /.{10,}/s);
   child.kill('SIGINT');
-  await until(() => err, /\[stopped\][^]*\[stopped\]/);
+  await until(() => err, /\[stopped\][\s\S]*\[stopped\]/);
   child.stdin.end();
   const code = await new Promise<number | null>((r) => child.on('close', r));
   assert.equal(code, 0, err);

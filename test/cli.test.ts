@@ -9,7 +9,7 @@ import { tinyModelDir } from './helpers/tiny.js';
 // The tiny model needs the real vocabulary size so the bundled tokenizer's ids fit.
 const dir = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_transformer_layers: 2, max_context_length: 48 }, 3);
 
-function json(r: { status: number; stdout: string; stderr: string }): any {
+function json(r: { status: number; stdout: string; stderr: string }) {
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, 1, 'one JSON object and nothing else on stdout');

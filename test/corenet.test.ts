@@ -50,8 +50,8 @@ function oneLine(fn: () => unknown, re: RegExp): void {
 function tensorsOf(v: PyValue, prefix = '', out = new Map<string, TorchTensorRef>()): Map<string, TorchTensorRef> {
   if (v instanceof TorchTensorRef) out.set(prefix, v);
   else if (v instanceof Map) for (const [k, x] of v) tensorsOf(x, prefix ? `${prefix}.${String(k)}` : String(k), out);
-  else if (Array.isArray(v)) v.forEach((x, i) => tensorsOf(x, `${prefix}[${i}]`, out));
-  else if (v instanceof PyTuple) v.items.forEach((x, i) => tensorsOf(x, `${prefix}[${i}]`, out));
+  else if (Array.isArray(v)) v.forEach((x, i) => { tensorsOf(x, `${prefix}[${i}]`, out); });
+  else if (v instanceof PyTuple) v.items.forEach((x, i) => { tensorsOf(x, `${prefix}[${i}]`, out); });
   return out;
 }
 
@@ -253,7 +253,7 @@ test('a CoreNet training state seeds a run that `train --resume` continues', asy
   }));
   const recipe = loadRecipe(recipeFile);
   const ck = openCorenetCheckpoint(fix('tiny-training.pt'), fix('tiny-config.json'));
-  let seeded;
+  let seeded: Awaited<ReturnType<typeof seedRunFromCorenet>>;
   try { seeded = await seedRunFromCorenet(ck, recipe, loadTokenizer()); } finally { ck.source.close(); }
   assert.equal(seeded.step, 3);
   assert.deepEqual(seeded.differences, []);

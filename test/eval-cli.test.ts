@@ -13,7 +13,7 @@ import { MMLU_SUBJECTS } from '../src/eval/tasks/mmlu.js';
 const dir = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_transformer_layers: 2, max_context_length: 512, rope_max_length: 512 }, 11);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'eval-cli-'));
 
-function json(r: CliResult): any {
+function json(r: CliResult) {
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, 1, 'one JSON object and nothing else on stdout');
@@ -37,7 +37,7 @@ test('eval --json: results per task with lm-eval metric names, and the run confi
   const j = json(runCli([...base, '--tasks', 'arc_easy:2,boolq,winogrande,truthfulqa_mc2,lambada_openai', '--limit', '3', '--num-fewshot', '0', '--json'], { timeoutMs: 120_000 }));
   assert.deepEqual(Object.keys(j), ['results', 'config']);
   assert.deepEqual(Object.keys(j.results).sort(), ['arc_easy', 'boolq', 'lambada_openai', 'truthfulqa_mc2', 'winogrande']);
-  for (const r of Object.values(j.results) as any[]) {
+  for (const r of Object.values(j.results) as Array<{ n: number; acc: number }>) {
     assert.equal(r.n, 3);
     assert.ok(r.acc >= 0 && r.acc <= 1);
   }
@@ -146,7 +146,7 @@ test('eval --suite: runs the suite\'s tasks at their published shots, names the 
   const z = json(runCli([...base, '--suite', 'zero-shot', '--limit', '2', '--json'], { timeoutMs: 120_000 }));
   assert.deepEqual(Object.keys(z.results), ['arc_challenge', 'arc_easy', 'boolq', 'hellaswag', 'piqa', 'winogrande']);
   assert.equal(z.suite.suite, 'zero-shot');
-  assert.deepEqual(z.suite.tasks.map((t: any) => `${t.task}:${t.shots}:${t.metric}`), ['arc_challenge:0:acc_norm', 'arc_easy:0:acc_norm', 'boolq:0:acc', 'hellaswag:0:acc_norm', 'piqa:0:acc_norm', 'sciq:0:acc', 'winogrande:0:acc']);
+  assert.deepEqual(z.suite.tasks.map((t: { task: string; shots: number; metric: string }) => `${t.task}:${t.shots}:${t.metric}`), ['arc_challenge:0:acc_norm', 'arc_easy:0:acc_norm', 'boolq:0:acc', 'hellaswag:0:acc_norm', 'piqa:0:acc_norm', 'sciq:0:acc', 'winogrande:0:acc']);
   assert.equal(z.suite.tasks[0].value, z.results.arc_challenge.acc_norm);
   assert.equal(z.suite.tasks[5].value, null);
   assert.match(z.suite.tasks[5].skipped, /^sciq: no test split .*SciQ\.zip/);
@@ -176,8 +176,8 @@ test('eval --suite openllm completes with a folder holding only the missing few-
   const j = json(runCli([...base, '--suite', 'openllm', '--limit', '1', '--data-dir', d, '--json'], { timeoutMs: 300_000 }));
   assert.deepEqual(j.config.skipped, {});
   assert.equal(j.suite.complete, true);
-  assert.deepEqual(j.suite.tasks.map((t: any) => [t.task, t.shots]), [['arc_challenge', 25], ['hellaswag', 10], ['mmlu', 5], ['truthfulqa_mc2', 0], ['winogrande', 5]]);
-  const vals = j.suite.tasks.map((t: any) => t.value as number);
+  assert.deepEqual(j.suite.tasks.map((t: { task: string; shots: number }) => [t.task, t.shots]), [['arc_challenge', 25], ['hellaswag', 10], ['mmlu', 5], ['truthfulqa_mc2', 0], ['winogrande', 5]]);
+  const vals = j.suite.tasks.map((t: { value: number }) => t.value);
   assert.ok(Math.abs(j.suite.average - vals.reduce((a: number, b: number) => a + b, 0) / 5) < 1e-12);
   assert.equal(j.results.mmlu.n, 57);
   assert.equal(j.results.hellaswag.num_fewshot, 10);

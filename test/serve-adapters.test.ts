@@ -23,7 +23,7 @@ const srv: OpenELMServer = await createServer({ model, port: 0, modelId: 'base',
 await srv.ready;
 after(async () => { await srv.close(); model.dispose(); });
 
-async function complete(body: Record<string, unknown>): Promise<{ status: number; json: any }> {
+async function complete(body: Record<string, unknown>) {
   const res = await fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { status: res.status, json: JSON.parse(await res.text()) };
 }
@@ -78,7 +78,7 @@ test('over HTTP, greedy output with an adapter equals the adapter merged at load
   const steps0 = srv.engine!.totals.steps;
   const order = ['lora', undefined, 'rs', 'lora'] as const;
   const got = await Promise.all(order.map((m) => greedyText(m)));
-  order.forEach((m, i) => assert.deepEqual(got[i], asText(expected.get(m)!), `${m ?? 'base'} concurrent`));
+  order.forEach((m, i) => { assert.deepEqual(got[i], asText(expected.get(m)!), `${m ?? 'base'} concurrent`); });
   // three groups of MAX tokens each cannot share steps: at least 3·MAX forward calls
   assert.ok(srv.engine!.totals.steps - steps0 >= 3 * MAX, 'one adapter per forward call');
 });

@@ -23,7 +23,7 @@ async function post(route: string, body: unknown) {
   const text = await res.text();
   return { status: res.status, text, json: () => JSON.parse(text) };
 }
-function events(text: string): any[] {
+function events(text: string) {
   assert.ok(text.endsWith('data: [DONE]\n\n'));
   return text.split('\n\n').filter((p) => p && p !== 'data: [DONE]').map((p) => JSON.parse(p.slice(6)));
 }
@@ -37,7 +37,7 @@ test('lm-eval\'s scoring request: token-id prompts, echo, max_tokens 1, logprobs
   ];
   const r = await post('/v1/completions', { prompt: pairs.map((p) => [...p.ctx, ...p.cont]), echo: true, max_tokens: 1, logprobs: 1, temperature: 0, seed: 1234 });
   assert.equal(r.status, 200, r.text);
-  const choices = [...r.json().choices].sort((a: any, b: any) => a.index - b.index);
+  const choices = [...r.json().choices].sort((a: { index: number }, b: { index: number }) => a.index - b.index);
   assert.equal(choices.length, pairs.length);
   // openelm eval scores with BOS in front of the context.
   const want = await scoreRequests(model.model, pairs.map((p) => ({ ctx: [tok.bosId, ...p.ctx], cont: p.cont })));
@@ -107,7 +107,7 @@ test('chat logprobs / top_logprobs, and streamed logprobs that add up to the non
   const c = (await post('/v1/chat/completions', body)).json().choices[0];
   const content = c.logprobs.content;
   assert.equal(content.length, 6);
-  assert.equal(content.map((x: any) => x.token).join('').trimStart(), c.message.content);
+  assert.equal(content.map((x: { token: string }) => x.token).join('').trimStart(), c.message.content);
   for (const x of content) {
     assert.equal(x.top_logprobs.length, 3);
     // Greedy without penalties: the chosen token is the most likely one.
@@ -128,7 +128,7 @@ test('chat logprobs / top_logprobs, and streamed logprobs that add up to the non
 
 test('n > 1 on completions with a list of prompts: prompts × n choices, index = prompt × n + k', async () => {
   const r = (await post('/v1/completions', { prompt: ['Hi', 'There'], n: 2, max_tokens: 3, temperature: 1, seed: 9, ignore_eos: true })).json();
-  assert.deepEqual(r.choices.map((c: any) => c.index), [0, 1, 2, 3]);
+  assert.deepEqual(r.choices.map((c: { index: number }) => c.index), [0, 1, 2, 3]);
   const one = (await post('/v1/completions', { prompt: 'There', max_tokens: 3, temperature: 1, seed: 10, ignore_eos: true })).json();
   assert.equal(r.choices[3].text, one.choices[0].text);
   const ev = events((await post('/v1/completions', { prompt: ['Hi', 'There'], n: 2, max_tokens: 3, temperature: 1, seed: 9, ignore_eos: true, stream: true })).text);

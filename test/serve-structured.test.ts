@@ -29,12 +29,12 @@ async function post(route: string, body: unknown) {
   return { status: res.status, text, json: () => JSON.parse(text) };
 }
 
-function sseEvents(text: string): any[] {
+function sseEvents(text: string) {
   assert.ok(text.endsWith('data: [DONE]\n\n'));
   return text.split('\n\n').filter((p) => p && p !== 'data: [DONE]').map((p) => JSON.parse(p.slice(6)));
 }
 
-function expect400(r: { status: number; json: () => any }, re: RegExp) {
+function expect400(r: { status: number; json: () => { error: { message: string } } }, re: RegExp) {
   assert.equal(r.status, 400, JSON.stringify(r.json()));
   assert.match(r.json().error.message, re);
 }
@@ -51,7 +51,7 @@ test('response_format json_schema on chat: every choice parses, validates and st
   const r = await post('/v1/chat/completions', { ...body, n: 3 });
   assert.equal(r.status, 200, r.text);
   const j = r.json();
-  assert.deepEqual(j.choices.map((c: any) => c.index), [0, 1, 2]);
+  assert.deepEqual(j.choices.map((c: { index: number }) => c.index), [0, 1, 2]);
   for (const c of j.choices) {
     assert.equal(c.finish_reason, 'stop', c.message.content);
     assert.equal(ajvCheck(PERSON, JSON.parse(c.message.content)), null, c.message.content);

@@ -160,8 +160,8 @@ test('streamed tool calls: the first delta has id, type and name, argument delta
   assert.match(deltas[0].id, /^call_/);
   assert.equal(deltas[0].type, 'function');
   assert.equal(deltas[0].function.name, plain.function.name);
-  assert.equal(deltas.map((d: any) => d.function.arguments).join(''), plain.function.arguments);
-  assert.ok(deltas.slice(1).every((d: any) => d.index === 0 && d.id === undefined));
+  assert.equal(deltas.map((d: { function: { arguments: string } }) => d.function.arguments).join(''), plain.function.arguments);
+  assert.ok(deltas.slice(1).every((d: { index: number; id?: string }) => d.index === 0 && d.id === undefined));
   assert.equal(events[events.length - 1].choices[0].finish_reason, 'tool_calls');
 });
 

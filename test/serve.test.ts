@@ -27,7 +27,7 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
   return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) };
 }
 
-function sse(text: string): { events: any[]; done: boolean } {
+function sse(text: string) {
   assert.ok(text.endsWith('data: [DONE]\n\n'), 'the stream ends with data: [DONE]');
   const parts = text.split('\n\n').filter((p) => p.length > 0);
   for (const p of parts) assert.match(p, /^data: /);
@@ -36,7 +36,7 @@ function sse(text: string): { events: any[]; done: boolean } {
   return { events: data.slice(0, -1).map((d) => JSON.parse(d)), done: data[data.length - 1] === '[DONE]' };
 }
 
-function expectError(r: { status: number; json: () => any }, status: number, re: RegExp, type?: string) {
+function expectError(r: { status: number; json: () => { error: { code: number; type: string; message: string } } }, status: number, re: RegExp, type?: string) {
   assert.equal(r.status, status);
   const e = r.json().error;
   assert.equal(e.code, status);
@@ -69,7 +69,7 @@ test('/health is 503 {"error"} while the model loads, then 200 {"status":"ok"}; 
 test('GET /v1/models', async () => {
   const r = await fetch(`${srv.url}/v1/models`);
   assert.equal(r.status, 200);
-  const j = await r.json() as any;
+  const j = await r.json() as { object: string; data: Array<{ id: string; object: string; meta: { n_vocab: number; n_ctx_train: number; n_params: number; size: number } }> };
   assert.equal(j.object, 'list');
   assert.equal(j.data.length, 1);
   assert.equal(j.data[0].id, 'tiny');
@@ -189,7 +189,7 @@ test('errors: 400 (bad JSON, fields, context), 401, 404, 405, 413 — all {"erro
   expectError(await post(`${srv.url}/v1/nope`, {}), 404, /no route POST \/v1\/nope/, 'not_found_error');
   const get = await fetch(u);
   assert.equal(get.status, 405);
-  assert.equal(((await get.json()) as any).error.code, 405);
+  assert.equal(((await get.json()) as { error: { code: number } }).error.code, 405);
   // 413: declared too large, and too large while streaming in (chunked, no content-length).
   expectError(await post(u, { messages: [{ role: 'user', content: 'x'.repeat(5000) }] }), 413, /larger than the limit of 4096 bytes/);
   const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -297,7 +297,7 @@ test('engine: text held back as a possible stop-string prefix is released when a
   const { Engine } = await import('../src/serve/engine.js');
   const e = new Engine(model.model, tok, { slots: 1, contextSize: 64 });
   const prompt = tok.encode('Hello', { bos: true });
-  const drain = async (g: AsyncGenerator<unknown, { text: string; ids: number[]; finishReason: string }>) => { let r; do r = await g.next(); while (!r.done); return r.value; };
+  const drain = async (g: AsyncGenerator<unknown, { text: string; ids: number[]; finishReason: string }>) => { let r: IteratorResult<unknown, { text: string; ids: number[]; finishReason: string }>; do r = await g.next(); while (!r.done); return r.value; };
   const sampling = { temperature: 1, seed: 5 };
   const base = await drain(e.submit(prompt, { ...sampling, maxTokens: 12, ignoreEos: true }));
   const k = base.ids.findIndex((id) => id !== base.ids[0]);

@@ -60,7 +60,7 @@ test('speculative sampling draws from the model distribution whatever the draft 
     let accepted = 0;
     for (let t = 0; t < n; t++) {
       let d = 0;
-      if (qa) { let r = draw.next(); while (d < V - 1 && (r -= qa[d]) >= 0) d++; } else d = t % V;
+      if (qa) { let r = draw.next(); for (; d < V - 1; d++) { r -= qa[d]; if (!(r >= 0)) break; } } else d = t % V;
       const id = s.speculate(Float32Array.from(logits), [], [], d, qa ? Float64Array.from(qa) : null);
       h[id]++;
       if (id === d) accepted++;
@@ -86,7 +86,7 @@ const plainRuns = new WeakMap<OpenELM, Map<string, Awaited<ReturnType<typeof gen
 
 async function both(model: OpenELM, prompts: number[][], opts: GenerateOptions, spec: SpeculativeOptions) {
   let runs = plainRuns.get(model);
-  if (!runs) plainRuns.set(model, runs = new Map());
+  if (!runs) { runs = new Map(); plainRuns.set(model, runs); }
   const key = JSON.stringify([prompts, opts]);
   const plain = runs.get(key) ?? await generateBatch(model, tok, prompts, opts);
   runs.set(key, plain);
@@ -209,7 +209,7 @@ test('server: speculative engine answers concurrent greedy requests exactly as t
   const draft = await loadModel(bigDraft, { backend: m.backend });
   try {
     const prompts = [REPEAT, 'Once upon a time', 'a b a b a b a b'].map((t) => m.encode(t));
-    const drain = async (g: AsyncGenerator<unknown, { ids: number[]; text: string }>) => { let r; do r = await g.next(); while (!r.done); return r.value; };
+    const drain = async (g: AsyncGenerator<unknown, { ids: number[]; text: string }>) => { let r: IteratorResult<unknown, { ids: number[]; text: string }>; do r = await g.next(); while (!r.done); return r.value; };
     const run = (spec?: SpeculativeOptions) => {
       const e = new Engine(m.model, m.tokenizer, { slots: 2, contextSize: 96, speculative: spec });
       return Promise.all(prompts.map((p, i) => drain(e.submit(p, { temperature: 0, maxTokens: 20 + 5 * i, ignoreEos: true }))));
@@ -245,8 +245,8 @@ test('speculation combines with a grammar and logprobs: same tokens, same logpro
     const opts = (): GenerateOptions => ({ temperature: 0, maxTokens: 24, logprobs: 2 });
     const drain = async (g: AsyncGenerator<{ ids: number[]; logprobs?: unknown[] }, { ids: number[]; logprobs?: unknown[] }>) => {
       const streamed: unknown[] = [];
-      let r;
-      while (!(r = await g.next()).done) { assert.equal(r.value.logprobs?.length, r.value.ids.length, 'a chunk has one logprob per id'); streamed.push(...r.value.logprobs!); }
+      let r = await g.next();
+      for (; !r.done; r = await g.next()) { assert.equal(r.value.logprobs?.length, r.value.ids.length, 'a chunk has one logprob per id'); streamed.push(...r.value.logprobs!); }
       assert.deepEqual(streamed, r.value.logprobs);
       return r.value;
     };

@@ -94,5 +94,5 @@ test('--resume keeps one event file: the events up to the checkpoint with their 
   assert.deepEqual(after.slice(0, 6).map((e) => e.wallTime), before.slice(0, 6).map((e) => e.wallTime), 'carried-over events keep their wall times');
   assert.ok(after[6].wallTime > before[6].wallTime, 'step 7 was recomputed');
   const ms = metricsOf(a.outDir);
-  after.forEach((e, i) => assert.equal(e.scalars!['train/loss'], Math.fround(ms[i].loss)));
+  after.forEach((e, i) => { assert.equal(e.scalars!['train/loss'], Math.fround(ms[i].loss)); });
 });

@@ -121,7 +121,7 @@ test('pack layout: chunks concatenated, rows are windows [kT, kT+T+1) with no pa
   const T = 8;
   const rows = await allRows(source({ files: [f], format: 'jsonl', textKey: 'text' }, { pipe: { mode: 'pack', seqLen: T } }));
   assert.equal(rows.length, Math.floor((stream.length - 1) / T));
-  rows.forEach((r, k) => assert.deepEqual(Array.from(r), stream.slice(k * T, k * T + T + 1)));
+  rows.forEach((r, k) => { assert.deepEqual(Array.from(r), stream.slice(k * T, k * T + T + 1)); });
 });
 
 test('NFC normalisation before encoding', async () => {
@@ -152,7 +152,7 @@ test('JSONL plain, .gz and .zst: same rows; corrupt lines skipped and reported w
     const s = source({ files: [f], format: 'jsonl', textKey: 'text' }, { pipe: { seqLen: 12 } });
     const rows = await allRows(s);
     assert.equal(rows.length, 3, f);
-    rows.forEach((r, i) => assert.deepEqual(Array.from(r).slice(0, want[i].length), want[i]));
+    rows.forEach((r, i) => { assert.deepEqual(Array.from(r).slice(0, want[i].length), want[i]); });
     assert.equal(s.stats.badLines, 2);
     assert.equal(s.stats.badExamples.length, 2);
     assert.match(s.stats.badExamples[0], new RegExp(`${path.basename(f).replace(/\./g, '\\.')}:3: invalid JSON`));
@@ -223,7 +223,7 @@ test('format tokens, shuffle off: batch k is tokens [k·B·T, (k+1)·B·T + 1) a
   const N = 1000;
   const ids = new Uint16Array(N);
   for (let i = 0; i < N; i++) ids[i] = (i * 37 + 11) % 32000;
-  const f = write('tok/a.bin', new Uint8Array(ids.buffer));
+  write('tok/a.bin', new Uint8Array(ids.buffer));
   const recipeFile = write('tok/r.yaml', '');
   const r = parseRecipe({
     model: { config: { num_transformer_layers: 1, model_dim: 16, head_dim: 8 } },

@@ -13,10 +13,10 @@ import {
   JsGemm, attentionBackward, attentionForward, crossEntropyRows, qkNormRopeBackward, qkNormRopeForward, rmsnormBackward,
   rmsnormForward, siluBackward, siluForward, swigluBackward, swigluForward, type FloatArray,
 } from '../src/backends/js/reference.js';
-import type { RopeTables, Tensor } from '../src/backends/backend.js';
+import type { Tensor } from '../src/backends/backend.js';
 import { countValid, crossEntropyLoss, gradAccumScales } from '../src/model/loss.js';
 import { TrainableModel, type ForwardBackwardOptions } from '../src/model/trainable.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import type { SafetensorsFile } from '../src/io/safetensors.js';
 import { Golden as GoldenFile, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 import { TOL, allclose, assertClose } from './tolerances.js';
 

@@ -8,7 +8,7 @@ import { Rng } from '../src/core/rng.js';
 import { resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import type { SafetensorsFile } from '../src/io/safetensors.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { constantSchedule, cosineSchedule } from '../src/train/schedule.js';

@@ -103,7 +103,7 @@ test('--model RUN_FOLDER follows the run\'s latest checkpoint', async () => {
   const g = await runCliAsync(['generate', '--model', r.out, '--prompt', 'ROMEO:', '--max-tokens', '3', '--ignore-eos', '--json', '--backend', 'js']);
   assert.equal(g.status, 0, g.stderr);
   assert.equal(JSON.parse(g.stdout).ids.length, 3);
-  assert.match(g.stderr, new RegExp(`is a training run; using its latest checkpoint .*step-00000004`));
+  assert.match(g.stderr, /is a training run; using its latest checkpoint .*step-00000004/);
   const direct = await runCliAsync(['generate', '--model', step(r.out, 4), '--prompt', 'ROMEO:', '--max-tokens', '3', '--ignore-eos', '--json', '--backend', 'js']);
   assert.deepEqual(JSON.parse(direct.stdout).ids, JSON.parse(g.stdout).ids);
   // The library (and so chat and serve) resolves a run folder the same way.

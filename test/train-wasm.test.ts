@@ -9,7 +9,7 @@ import { Rng } from '../src/core/rng.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { initParams } from '../src/model/init.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import type { SafetensorsFile } from '../src/io/safetensors.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import type { Backend, RopeTables } from '../src/backends/backend.js';
 import { wasmAvailable } from '../src/backends/wasm/kernels.js';

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Backend, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { createWasm, f32, own } from './helpers/backends.js';
 import { createBackend } from '../src/backends/index.js';
 import { setWeightRows } from '../src/backends/weight-format.js';

@@ -26,7 +26,7 @@ let rt: GpuRuntime | null = null;
 let why = '';
 try { rt = await GpuRuntime.create(); } catch (e) { why = e instanceof Error ? e.message : String(e); }
 const skip = rt === null && !required ? 'no WebGPU adapter' : false;
-after(() => { variants.forEach((o) => o.dispose()); rt?.dispose(); });
+after(() => { variants.forEach((o) => { o.dispose(); }); rt?.dispose(); });
 
 test('a WebGPU adapter is present when CI requires it', { skip: !required }, () => {
   assert.ok(rt, `no WebGPU adapter: ${why}`);

@@ -142,7 +142,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
     const readers = await Promise.all(plan.weightFiles.map((w, i) => openSafetensors(blobs[i], `${plan.name}/${w.file}`)));
     const ckpt = new BrowserCheckpoint(plan.name, readers, plan.weightMap);
     const t0 = performance.now();
-    let model;
+    let model: ReturnType<typeof modelFromSource>;
     try {
       model = modelFromSource(ckpt, plan.config, backend, dtype);
     } finally {

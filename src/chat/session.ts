@@ -180,6 +180,7 @@ export class ChatSession {
           ? { text: p.text + answer + this.template.eosToken, ids: all }
           : undefined;
         // The consumer stopped iterating early: still hand back what was produced.
+        // biome-ignore lint/correctness/noUnsafeFinally: a consumer's break resumes here with a return, and only a return in finally replaces its value; no exception is in flight (failed is false)
         if (!result) return { ...partialResult(ids.length, gen, text, performance.now() - t0), cachedTokens: cached, prefilledTokens: ids.length - cached, droppedMessages: dropped };
       }
     }

@@ -35,7 +35,7 @@ export function parseFlags(cmd: CommandSpec, argv: string[]): ParsedFlags {
     const a = argv[i];
     if (!a.startsWith('--')) {
       const pos = cmd.positional ? specs.get(cmd.positional) : undefined;
-      if (pos && pos.repeatable) { const prev = out[pos.name]; out[pos.name] = [...(Array.isArray(prev) ? prev : []), String(convert(pos, a))]; continue; }
+      if (pos?.repeatable) { const prev = out[pos.name]; out[pos.name] = [...(Array.isArray(prev) ? prev : []), String(convert(pos, a))]; continue; }
       if (pos && out[pos.name] === undefined) { out[pos.name] = convert(pos, a); continue; }
       throw new UsageError(`unexpected argument "${a}" (flags start with --; see openelm ${cmd.name} --help)`);
     }

@@ -11,7 +11,7 @@ import { OpenELMError } from '../core/errors.js';
 import { validateDType } from '../model/load.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
 import { modelTokenizer } from '../formats/source.js';
-import { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { stderrProgress } from '../hub/progress.js';
 import type { SpeculativeOptions } from '../generate/speculative.js';
 
@@ -75,7 +75,7 @@ export function splitAdapterFlags(values: readonly string[]): { merged: string[]
     const eq = v.indexOf('=');
     const name = eq > 0 ? v.slice(0, eq) : '';
     if (!name || !ADAPTER_NAME_RE.test(name) || fs.existsSync(v)) { merged.push(v); continue; }
-    if (Object.prototype.hasOwnProperty.call(named, name)) throw new OpenELMError('usage', `--adapter ${name}=… is given twice; each named adapter needs its own name`);
+    if (Object.hasOwn(named, name)) throw new OpenELMError('usage', `--adapter ${name}=… is given twice; each named adapter needs its own name`);
     const dir = v.slice(eq + 1);
     if (!dir) throw new OpenELMError('usage', `--adapter ${v} names no folder; give NAME=DIR`);
     named[name] = dir;

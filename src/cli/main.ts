@@ -8,7 +8,7 @@ import { parseFlags, helpText, type CommandSpec, type ParsedFlags } from './args
 import { EXIT_CLOSED_STDOUT, handleClosedOutput, isClosedPipe } from './stdio.js';
 import { VERSION } from '../core/version.js';
 
-export interface Command { spec: CommandSpec; run(flags: ParsedFlags): Promise<number | void>; }
+export interface Command { spec: CommandSpec; run(flags: ParsedFlags): Promise<number | undefined>; }
 
 // Every verb, with its one-line summary; the module is loaded only when the verb runs.
 const COMMANDS: Record<string, string> = {

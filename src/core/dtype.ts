@@ -25,7 +25,7 @@ function f16ToF32Exact(h: number): number {
   const s = (h & 0x8000) ? -1 : 1;
   const e = (h >>> 10) & 0x1f;
   const m = h & 0x3ff;
-  if (e === 0) return s * m * 5.960464477539063e-8; // 2^-24
+  if (e === 0) return s * m * 5.9604644775390625e-8; // 2^-24
   if (e === 31) return m ? NaN : s * Infinity;
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
@@ -37,7 +37,7 @@ export function f32ToF16(x: number): number {
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
+  const e = exp - 127 + 15;
   if (e >= 31) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;

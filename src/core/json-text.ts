@@ -138,8 +138,8 @@ function locateJsonError(s: string): { pos: number; reason: string } {
         fail("expected ',' or ']' after array element");
       }
     }
-    if (c === '"') return str();
-    if (c === '-' || (c >= '0' && c <= '9')) return num();
+    if (c === '"') { str(); return; }
+    if (c === '-' || (c >= '0' && c <= '9')) { num(); return; }
     for (const lit of ['true', 'false', 'null']) {
       if (s.startsWith(lit, i)) {
         i += lit.length;

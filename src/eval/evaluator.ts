@@ -145,7 +145,7 @@ async function prepare(task: Task, k: number, opts: EvalOptions, enc: PairEncode
 function taskResult(p: Prepared, lls: number[][], greedy: boolean[][], opts: EvalOptions): TaskResult {
   const { task } = p;
   const per: Record<string, number[]> = {};
-  const push = (m: string, v: number) => { (per[m] ??= []).push(v); };
+  const push = (m: string, v: number) => { per[m] ??= []; per[m].push(v); };
   p.docs.forEach((doc, i) => {
     let metrics: Record<string, number>;
     if (task.outputType === 'loglikelihood') {

@@ -76,7 +76,7 @@ export class LoglikScorer {
     for (let s = 0; s < order.length; s += this.batchSize) {
       const batch = order.slice(s, s + this.batchSize);
       const res = await this.scoreBatch(batch);
-      batch.forEach((g, b) => g.members.forEach((m, j) => { for (const i of m) { out[i] = res[b][j]; done++; } }));
+      batch.forEach((g, b) => { g.members.forEach((m, j) => { for (const i of m) { out[i] = res[b][j]; done++; } }); });
       onProgress?.(done);
     }
     return out;
@@ -107,11 +107,11 @@ export class LoglikScorer {
     // Pass 2, one continuation index at a time: feed cont[:-1] after the cached context.
     const rounds = Math.max(...batch.map((g) => g.conts.length));
     for (let j = 0; j < rounds; j++) {
-      const active = batch.map((g, b) => b).filter((b) => j < batch[b].conts.length && batch[b].conts[j].length > 1);
+      const active = batch.map((_g, b) => b).filter((b) => j < batch[b].conts.length && batch[b].conts[j].length > 1);
       if (!active.length) continue;
       const fed = active.map(() => 0);
       for (;;) {
-        const live = active.map((b, k) => k).filter((k) => fed[k] < batch[active[k]].conts[j].length - 1);
+        const live = active.map((_b, k) => k).filter((k) => fed[k] < batch[active[k]].conts[j].length - 1);
         if (!live.length) break;
         const per = Math.max(1, Math.floor(this.rowsPerCall / live.length));
         const items = live.map((k) => {

@@ -35,7 +35,7 @@ export interface CorenetLog {
   val: { step: number; loss: number; losses: Record<string, number> }[];
 }
 
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: an ANSI colour code starts with ESC (0x1b)
 const ANSI = /\x1b\[[0-9;]*m/g;
 const NUM = String.raw`[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|nan|inf)`;
 

@@ -92,7 +92,7 @@ export function exportCorenetRecipe(r: Recipe, opts: { gpus?: number } = {}): Re
     activation_checkpointing: r.recompute,
     language_modeling: {
       name: 'general_gpt',
-      general_gpt: { model_name: size, vocab_size: CORENET_VOCAB, max_context_length: r.seqLen > 2048 ? r.seqLen : 2048, padding_index: PADDING_INDEX },
+      general_gpt: { model_name: size, vocab_size: CORENET_VOCAB, max_context_length: Math.max(r.seqLen, 2048), padding_index: PADDING_INDEX },
     },
   };
   if (r.model.init) {
@@ -194,7 +194,7 @@ export function importCorenetRecipe(doc: unknown, file: string, opts: { gpus?: n
   for (const k of ['model_name', 'vocab_size', 'max_context_length', 'padding_index']) y.get(`model.language_modeling.general_gpt.${k}`);
   y.get('model.language_modeling.name');
   const recipe: Obj = {};
-  recipe.model = m.modelName && m.modelName.startsWith('OpenELM-') ? { preset: m.modelName } : { config: m.hf };
+  recipe.model = m.modelName?.startsWith('OpenELM-') ? { preset: m.modelName } : { config: m.hf };
   if (m.hf.vocab_size !== 32000 && m.modelName?.startsWith('OpenELM-')) notCarried.push(`model.language_modeling.general_gpt.vocab_size: the released vocabulary (32000) is used`);
   const pretrained = y.get('model.language_modeling.pretrained');
   if (typeof pretrained === 'string') notCarried.push(`model.language_modeling.pretrained ${pretrained}: convert it with \`openelm convert --model ${pretrained} --config ${path.basename(file)} --to hf --out DIR\` and set model: {init: DIR}`);

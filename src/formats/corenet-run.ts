@@ -56,7 +56,7 @@ export async function seedRunFromCorenet(ck: CorenetCheckpoint, recipe: Recipe, 
   if (o.weightDecay !== opt.weightDecay) differences.push(`weight_decay ${o.weightDecay} (checkpoint ${opt.weightDecay})`);
 
   const loader = createTrainLoader(recipe, tok, c.vocabSize);
-  let data;
+  let data: ReturnType<typeof loader.getState>;
   try { data = loader.getState(); } finally { await loader.close(); }
   const state: TrainerState = {
     version: STATE_VERSION, step: opt.step, tokens: 0, interval: { lossSum: 0, steps: 0, tokens: 0, ms: 0 },

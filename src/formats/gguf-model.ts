@@ -295,7 +295,7 @@ export class GGUFModel extends DecodedTensorSource {
    */
   storedWeight(name: string): StoredPart[] | null {
     const parts = this.parts.get(name);
-    if (!parts || parts[0].gguf.dims.length !== 2 || !parts.some((p) => blockDTypeOfGGML(p.gguf.type))) return null;
+    if (parts?.[0].gguf.dims.length !== 2 || !parts.some((p) => blockDTypeOfGGML(p.gguf.type))) return null;
     const dtypeOf = (t: GGMLType): StoredPart['dtype'] =>
       blockDTypeOfGGML(t) ?? (t === GGMLType.F32 ? 'f32' : t === GGMLType.F16 ? 'f16' : 'bf16');
     const out: StoredPart[] = [];

@@ -338,7 +338,7 @@ export class MlxModel extends DecodedTensorSource {
    */
   storedWeight(name: string): StoredPart[] | null {
     const q = this.quantized.get(name);
-    if (!q || q.bits !== 4 || q.groupSize % 32 !== 0) return null;
+    if (q?.bits !== 4 || q.groupSize % 32 !== 0) return null;
     const fname = this.fileName.get(name)!;
     const base = fname.slice(0, -'.weight'.length);
     const half = this.ckpt.info(`${base}.scales`).dtype === 'F16' && this.ckpt.info(`${base}.biases`).dtype === 'F16';

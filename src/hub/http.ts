@@ -266,6 +266,6 @@ export async function downloadBlob(c: HubClient, repo: string, revision: string,
     fs.renameSync(part, dest);
     return;
   }
-  if (lastErr instanceof OpenELMError) throw new OpenELMError('hub', `${lastErr.message}; gave up after ${c.maxAttempts} attempts (run again to resume from ${sizeOf(part) > 0 ? sizeOf(part) : 0} bytes)`);
+  if (lastErr instanceof OpenELMError) throw new OpenELMError('hub', `${lastErr.message}; gave up after ${c.maxAttempts} attempts (run again to resume from ${Math.max(sizeOf(part), 0)} bytes)`);
   throw new OpenELMError('hub', `downloading ${file} from ${repo} failed after ${c.maxAttempts} attempts`);
 }

@@ -33,7 +33,7 @@ function ioError(action: string, file: string, err: unknown): OpenELMError {
   if (e && e.code === 'ENOENT') {
     return new OpenELMError('io', `cannot ${action} ${file}: directory ${path.dirname(file)} does not exist`);
   }
-  const msg = e && e.message ? e.message : String(err);
+  const msg = e?.message ? e.message : String(err);
   return new OpenELMError('io', `cannot ${action} ${file}: ${msg}`);
 }
 

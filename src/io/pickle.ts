@@ -64,7 +64,6 @@ class Global {
   constructor(readonly name: string) {}
 }
 class Mark {}
-const MARK = new Mark();
 /** A numpy dtype being built (`numpy.dtype(str, align, copy)` then BUILD with its state). */
 class NumpyDType {
   byteOrder = '<';
@@ -282,7 +281,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
       case 0x51: { // BINPERSID: ('storage', StorageClass, key, location, numel)
         const pid = pop();
         const t = pid instanceof PyTuple ? pid.items as unknown[] : null;
-        if (!t || t[0] !== 'storage' || !(t[1] instanceof StorageClass) || typeof t[2] !== 'string' || typeof t[4] !== 'number') {
+        if (t?.[0] !== 'storage' || !(t[1] instanceof StorageClass) || typeof t[2] !== 'string' || typeof t[4] !== 'number') {
           fail('a persistent id is not a torch storage');
         }
         const ref: StorageRef = { dtype: (t![1] as StorageClass).dtype, key: t![2] as string, location: String(t![3]), numel: t![4] as number };

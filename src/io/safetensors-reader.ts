@@ -54,7 +54,7 @@ export const DTYPE_SIZE: Readonly<Record<SafetensorsDType, number>> = {
 };
 
 export function isSafetensorsDType(s: unknown): s is SafetensorsDType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
+  return typeof s === 'string' && Object.hasOwn(DTYPE_SIZE, s);
 }
 
 export interface TensorInfo {
@@ -76,7 +76,8 @@ const STAGING_BYTES = 4 * 1024 * 1024;
 let staging: ArrayBuffer | undefined;
 function stagingBuffer(): ArrayBuffer {
   // Shared by all readers: reads are synchronous, so no two conversions can interleave.
-  return (staging ??= new ArrayBuffer(STAGING_BYTES));
+  staging ??= new ArrayBuffer(STAGING_BYTES);
+  return staging;
 }
 
 /** Typed-array views read the host's byte order; safetensors is little-endian. */

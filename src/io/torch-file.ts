@@ -202,7 +202,7 @@ export function saveTorchFile(file: string, value: SaveValue): number {
     rec('.format_version', text('1'));
     rec('.storage_alignment', text('64'));
     rec('byteorder', text('little'));
-    storages.forEach((t, i) => z.add(`archive/data/${i}`, numelOf(t.shape) * ELEM_BYTES[t.dtype], { *[Symbol.iterator]() { yield encode(t); } }));
+    storages.forEach((t, i) => { z.add(`archive/data/${i}`, numelOf(t.shape) * ELEM_BYTES[t.dtype], { *[Symbol.iterator]() { yield encode(t); } }); });
     rec('version', text('3\n'));
     size = z.finish();
   });

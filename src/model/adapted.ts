@@ -74,7 +74,7 @@ export class AdapterShared {
   // DoRA norms: P [r × maxOut], G [r × r], q and the column dots [maxOut]
   readonly P: Tensor | null; readonly G: Tensor | null; readonly q: Tensor | null; readonly cd: Tensor | null;
 
-  constructor(private readonly be: Backend, s: AdapterSettings, readonly maxIn: number, readonly maxOut: number, private readonly own: (n: number) => Tensor) {
+  constructor(private readonly be: Backend, s: AdapterSettings, readonly maxIn: number, readonly maxOut: number, own: (n: number) => Tensor) {
     this.r = s.r;
     this.scale = adapterScale(s);
     this.dora = s.type === 'dora';

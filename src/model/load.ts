@@ -66,7 +66,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     const t = src.info(name);
     if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && !src.decoded) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
-  checkRoom(src, c, be, dtype, specs);
+  checkRoom(src, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
   const fileOf = (name: string): string => src.info(name).file ?? name;
   const vec = (name: string): Tensor => {
@@ -133,7 +133,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
  * Refuse, before anything is allocated, weights that do not fit what the backend may hold (for the
  * WASM backend: the machine's available memory), naming the sizes and the dtypes that would fit.
  */
-function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
+function checkRoom(src: TensorSource, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
   const mem = be.memory();
   if (!Number.isFinite(mem.limit)) return;
   const room = mem.limit - mem.inUse;

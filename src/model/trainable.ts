@@ -203,7 +203,8 @@ export class TrainableModel {
       const linearNames = new Set(mapLayers(c, () => null, (n) => n).flatMap((p) => LINEAR_KEYS.map((k) => p[k])));
       this.baseLayout = layoutOf(paramSpecs(c).filter((p) => !linearNames.has(p.name)));
       this.baseFlat = this.own(this.baseLayout.total);
-      const sink = this.sink = this.own(Math.max(c.modelDim, hd));
+      const sink = this.own(Math.max(c.modelDim, hd));
+      this.sink = sink;
       this.P = mapLayers(c, (n) => this.baseView(n), () => null);
       this.G = mapLayers(c, (_n, shape) => be.view(sink, 0, shape[0]), () => null);
       this.embed = this.baseView(EMBEDDING);

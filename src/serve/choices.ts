@@ -91,7 +91,8 @@ export class ChoiceState {
 
   /** The id OpenAI clients use for tool call `index`. */
   callId(index: number): string {
-    return (this.callIds[index] ??= newCallId());
+    this.callIds[index] ??= newCallId();
+    return this.callIds[index];
   }
 
   get toolCalls(): Array<{ name: string; arguments: string }> { return this.scanner?.toolCalls ?? []; }

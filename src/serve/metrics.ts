@@ -50,7 +50,7 @@ export class ServerMetrics {
     out.push('# HELP openelm_request_duration_seconds Time from request to the end of the response, by route.', '# TYPE openelm_request_duration_seconds histogram');
     for (const [route, h] of this.durations) {
       const r = escapeLabel(route);
-      BUCKETS.forEach((b, i) => out.push(`openelm_request_duration_seconds_bucket{route="${r}",le="${b}"} ${h.counts[i]}`));
+      BUCKETS.forEach((b, i) => { out.push(`openelm_request_duration_seconds_bucket{route="${r}",le="${b}"} ${h.counts[i]}`); });
       out.push(`openelm_request_duration_seconds_bucket{route="${r}",le="+Inf"} ${h.count}`);
       out.push(`openelm_request_duration_seconds_sum{route="${r}"} ${h.sum}`, `openelm_request_duration_seconds_count{route="${r}"} ${h.count}`);
     }

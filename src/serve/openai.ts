@@ -213,7 +213,7 @@ function contentText(c: unknown, i: number, role: unknown): string {
   if (Array.isArray(c)) {
     return c.map((p, k) => {
       const part = p as { type?: unknown; text?: unknown };
-      if (!part || part.type !== 'text' || typeof part.text !== 'string') bad(`messages[${i}].content[${k}]: only {"type": "text", "text": ...} parts are supported`);
+      if (part?.type !== 'text' || typeof part.text !== 'string') bad(`messages[${i}].content[${k}]: only {"type": "text", "text": ...} parts are supported`);
       return part.text as string;
     }).join('');
   }

@@ -180,7 +180,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   }
 
   /** Run every choice of one HTTP request (prompts × n, batched by the engine), as JSON or as SSE. */
-  async function respond(req: http.IncomingMessage, res: http.ServerResponse, plan: Plan): Promise<void> {
+  async function respond(res: http.ServerResponse, plan: Plan): Promise<void> {
     const { kind, p } = plan;
     const tok = model!.tokenizer;
     let masker: GrammarMasker | undefined;
@@ -392,7 +392,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
       const response = p.constraint?.kind === 'json_schema' ? p.constraint.schema : p.constraint?.kind === 'json_object' ? { type: 'object' } : undefined;
       constraint = { spec: { kind: 'json_schema', schema: toolReplySchema(tools, response) }, label: 'tools' };
     }
-    await respond(req, res, { kind: 'chat', prompts: [{ ids }], p, constraint, tools: toolMode, adapter });
+    await respond(res, { kind: 'chat', prompts: [{ ids }], p, constraint, tools: toolMode, adapter });
   }
 
   async function completions(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -404,14 +404,14 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     const tok = model!.tokenizer;
     // Like llama-server, a text prompt starts with BOS.
     const prompts: ChoicePrompt[] = raw.map((x) => (typeof x === 'string' ? { ids: tok.encode(x, { bos: true }), text: x } : { ids: x }));
-    prompts.forEach((q, i) => checkPrompt(q.ids, prompts.length > 1 ? `prompt ${i}` : 'the prompt'));
+    prompts.forEach((q, i) => { checkPrompt(q.ids, prompts.length > 1 ? `prompt ${i}` : 'the prompt'); });
     if (p.echo && p.logprobs !== undefined) {
       // Scored with the model to itself, between decode steps; BOS goes in front when missing.
       for (const q of prompts) {
         q.scored = await engine!.exclusive(() => promptLogprobs(model!.modelFor(adapter), q.ids, { bosId: tok.bosId, top: p.logprobs }));
       }
     }
-    await respond(req, res, { kind: 'text', prompts, p, constraint: constraintLabel(p.constraint), tools: false, adapter });
+    await respond(res, { kind: 'text', prompts, p, constraint: constraintLabel(p.constraint), tools: false, adapter });
   }
 
   async function metricsRoute(_req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

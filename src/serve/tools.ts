@@ -150,7 +150,7 @@ export type ToolEvent =
   | { type: 'arguments'; index: number; text: string };
 
 type Frame = { kind: 'obj'; key: string | null } | { kind: 'arr'; index: number };
-const enum S { Value, KeyOrEnd, Key, Colon, ValueOrEnd, After, Str, Esc, Hex, Lit }
+enum S { Value, KeyOrEnd, Key, Colon, ValueOrEnd, After, Str, Esc, Hex, Lit }
 
 /**
  * Reads a reply in the generic tool format as it streams and reports what it holds: text of the

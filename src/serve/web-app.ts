@@ -44,8 +44,8 @@ const MODEL_FILE = /^[\w-][\w.-]*$/;
 
 function sendFile(req: http.IncomingMessage, res: http.ServerResponse, file: string, cache: string): void {
   let st: fs.Stats;
-  try { st = fs.statSync(file); } catch { return notFound(res); }
-  if (!st.isFile()) return notFound(res);
+  try { st = fs.statSync(file); } catch { notFound(res); return; }
+  if (!st.isFile()) { notFound(res); return; }
   const headers: http.OutgoingHttpHeaders = {
     'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'cache-control': cache,
     'accept-ranges': 'bytes', 'last-modified': st.mtime.toUTCString(),

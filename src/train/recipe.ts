@@ -274,7 +274,7 @@ function check(v: unknown, s: Schema, at: string): void {
     case 'strings':
       if (typeof v === 'string') { if (!v.trim()) bad('must not be empty'); return; }
       if (!Array.isArray(v) || v.length === 0) bad('must be a path or a list of paths');
-      (v as unknown[]).forEach((x, i) => check(x, str, `${at}[${i}]`));
+      (v as unknown[]).forEach((x, i) => { check(x, str, `${at}[${i}]`); });
       return;
     case 'any-object':
       if (v === null || typeof v !== 'object' || Array.isArray(v)) bad('must be a mapping');
@@ -283,7 +283,7 @@ function check(v: unknown, s: Schema, at: string): void {
       if (!Array.isArray(v)) bad('must be a list');
       if (s.len !== undefined && (v as unknown[]).length !== s.len) bad(`must be a list of ${s.len} values`);
       if (s.minLen !== undefined && (v as unknown[]).length < s.minLen) bad(`must have at least ${s.minLen} entr${s.minLen === 1 ? 'y' : 'ies'}`);
-      (v as unknown[]).forEach((x, i) => check(x, s.of, `${at}[${i}]`));
+      (v as unknown[]).forEach((x, i) => { check(x, s.of, `${at}[${i}]`); });
       return;
     case 'object': {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) bad('must be a mapping');

@@ -107,7 +107,7 @@ function sha256FileSync(file: string): string {
   const buf = Buffer.allocUnsafe(4 << 20);
   const fd = fs.openSync(file, 'r');
   try {
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
+    for (let n = fs.readSync(fd, buf, 0, buf.length, null); n > 0; n = fs.readSync(fd, buf, 0, buf.length, null)) h.update(buf.subarray(0, n));
   } finally {
     fs.closeSync(fd);
   }

@@ -97,8 +97,8 @@ function buildUi(engine: Engine, served: AppContext['served']) {
   const status = h('div', { class: 'status' });
   const ctx: AppContext = {
     engine, model: null, busy: false, served,
-    setModel(info: ModelInfo | null) { ctx.model = info; listeners.forEach((f) => f()); },
-    setBusy(b: boolean) { ctx.busy = b; listeners.forEach((f) => f()); },
+    setModel(info: ModelInfo | null) { ctx.model = info; for (const f of listeners) f(); },
+    setBusy(b: boolean) { ctx.busy = b; for (const f of listeners) f(); },
     showTab(t: Tab) {
       for (const [k, v] of Object.entries(views)) v!.hidden = k !== t;
       for (const [k, b] of Object.entries(tabs)) { b.classList.toggle('on', k === t); b.setAttribute('aria-selected', String(k === t)); }

@@ -5,7 +5,6 @@ import type { LoadDType } from '../model/load.js';
 import type { LocalFile } from '../browser/model-files.js';
 import type { LoadProgress } from '../browser/load.js';
 import type { ModelPlan } from '../browser/plan.js';
-import type { ChatMessage } from '../chat/template.js';
 import type { FineTuneData, FineTuneMethod, FineTuneSettings, FineTuneStep, AdapterFile } from '../browser/finetune.js';
 
 export type ModelRef = { kind: 'string'; value: string; label?: string } | { kind: 'files'; files: LocalFile[] };

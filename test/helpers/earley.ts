@@ -78,7 +78,7 @@ export class EarleyRecognizer {
     this.prods.length = 0;
     this.prods.push(...kept);
     this.byLhs = Array.from({ length: this.nts }, () => []);
-    this.prods.forEach((p, i) => this.byLhs[p.lhs].push(i));
+    this.prods.forEach((p, i) => { this.byLhs[p.lhs].push(i); });
     this.nullable = new Array<boolean>(this.nts).fill(false);
     for (let changed = true; changed;) {
       changed = false;

@@ -400,7 +400,7 @@ export class WasmBackend implements Backend {
     if (cols) {
       // a column slice: out's rows are staged whole (other parts' columns must survive the copy back)
       const op = this.outF32(out, M * ldo, 'linear output', true);
-      this.linearRun(op + c0 * 4, x, w, p, M, N, K, accumulate, exact, ldo);
+      this.linearRun(op + c0 * 4, x, p, M, N, K, accumulate, exact, ldo);
       return;
     }
     if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN) {
@@ -410,10 +410,10 @@ export class WasmBackend implements Backend {
       return;
     }
     const op = this.outF32(out, M * N, 'linear output', accumulate);
-    this.linearRun(op, x, w, p, M, N, K, accumulate, exact, N);
+    this.linearRun(op, x, p, M, N, K, accumulate, exact, N);
   }
 
-  private linearRun(op: number, x: Float32Array, w: Weight, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exact: boolean, ldo: number): void {
+  private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exact: boolean, ldo: number): void {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
@@ -692,8 +692,6 @@ export class WasmBackend implements Backend {
   private live(): void {
     if (this.disposed) throw new OpenELMError('usage', 'this wasm backend has been disposed');
   }
-
-  private shardOfWeight(w: Weight): Shard { return this.packedOf(w).shard; }
 
   /** Start a kernel call in the shard of `anchor` (its main operand; null or a foreign array: shard 0). */
   private begin(anchor: Float32Array | Shard | null): void {

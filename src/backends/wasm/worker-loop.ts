@@ -23,7 +23,9 @@ export function runKernelWorker(init: KernelWorkerInit, post: (m: { ready?: bool
   for (;;) {
     let g: number;
     let spins = 0, t0 = 0;
-    while ((g = Atomics.load(ctl, GEN)) === gen) {
+    for (;;) {
+      g = Atomics.load(ctl, GEN);
+      if (g !== gen) break;
       if (++spins % SPIN_CHECK !== 0) continue;
       const now = performance.now();
       if (spins === SPIN_CHECK) t0 = now;

@@ -77,7 +77,7 @@ export class PipelineCache {
       if (!list) { list = []; this.byBuffer.set(b.id, list); }
       list.push(key);
       // Long-lived buffers (the uniform block) collect keys of groups dropped with other buffers.
-      if (list.length % 256 === 0) this.byBuffer.set(b.id, list = list.filter((k) => this.groups.has(k)));
+      if (list.length % 256 === 0) { list = list.filter((k) => this.groups.has(k)); this.byBuffer.set(b.id, list); }
     }
     return g;
   }

@@ -47,7 +47,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const t0 = performance.now();
   const ck = openCheckpoint(dir);
   let files: string[];
-  let hf;
+  let hf: ReturnType<typeof mergedSource>['hfConfig'];
   try {
     const m = mergedSource(ck, c, adapters);
     hf = m.hfConfig;

@@ -36,13 +36,14 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const out = get.str(flags, 'out')!;
   if (path.resolve(out) === path.resolve(file)) throw new OpenELMError('usage', `--out ${out} is the input; choose another file`);
   const gpus = get.num(flags, 'gpus');
-  let r;
+  let r: ReturnType<typeof exportCorenetRecipe>;
   if (action === 'export') {
     r = exportCorenetRecipe(loadRecipe(file), { gpus });
   } else {
-    r = importCorenetRecipe(readYamlFile(file, 'CoreNet config'), file, { gpus });
+    const imported = importCorenetRecipe(readYamlFile(file, 'CoreNet config'), file, { gpus });
     // The result must be a recipe this tool accepts (data paths are checked when training starts).
-    parseRecipe(r.recipe, path.resolve(out));
+    parseRecipe(imported.recipe, path.resolve(out));
+    r = imported;
   }
   writeFileAtomicSync(out, r.text);
   if (get.bool(flags, 'json')) printJson({ file: out, action, not_carried: r.notCarried });

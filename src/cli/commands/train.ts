@@ -48,7 +48,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  let res;
+  let res: Awaited<ReturnType<typeof train>>;
   try {
     res = await train({
       recipe, resume: get.bool(flags, 'resume'), stopAfter: get.num(flags, 'stop-after'), signal: ac.signal,

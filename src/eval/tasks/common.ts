@@ -46,7 +46,7 @@ export function getInt(rec: Rec, key: string, where: string): number {
 export function getIntList(rec: Rec, key: string, where: string): number[] {
   const v = rec[key];
   const arr = Array.isArray(v) ? v : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number | bigint>) : null;
-  if (!arr || !arr.every((x) => typeof x === 'number' || typeof x === 'bigint')) throw dataError(`${where}: field "${key}" must be a list of integers`);
+  if (!arr?.every((x) => typeof x === 'number' || typeof x === 'bigint')) throw dataError(`${where}: field "${key}" must be a list of integers`);
   return arr.map((x) => Number(x));
 }
 

@@ -88,10 +88,10 @@ function itemSize(item: GItem, sizeOfRef: (name: string) => number): number {
 function forEachRef(items: GItem[][], f: (name: string) => void): void {
   const walk = (it: GItem): void => {
     if (it.kind === 'ref') f(it.name);
-    else if (it.kind === 'group') it.alts.forEach((s) => s.forEach(walk));
+    else if (it.kind === 'group') it.alts.forEach((s) => { s.forEach(walk); });
     else if (it.kind === 'repeat') walk(it.item);
   };
-  items.forEach((s) => s.forEach(walk));
+  items.forEach((s) => { s.forEach(walk); });
 }
 
 /** Rules that are part of a reference cycle (Tarjan's strongly connected components). */
@@ -489,7 +489,7 @@ function minimize(dfa: DfaNode[], starts: number[]): void {
     }
     // A cycle: refine its members, with targets outside it already named.
     const inside = new Map<number, number>();
-    members.forEach((m) => inside.set(m, 0));
+    members.forEach((m) => { inside.set(m, 0); });
     let count = 1;
     for (;;) {
       const ids = new Map<string, number>();

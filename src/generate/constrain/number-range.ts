@@ -10,7 +10,7 @@
 // Plain JSON numbers are limited to 16 integer digits, 16 fraction digits and a 2-digit exponent,
 // so that a model cannot wander into endless digits; a bounded number has no exponent.
 
-import { GbnfBuilder } from './gbnf-builder.js';
+import type { GbnfBuilder } from './gbnf-builder.js';
 
 export const MAX_INT_DIGITS = 16;
 export const MAX_FRAC_DIGITS = 16;

@@ -65,17 +65,17 @@ export async function openChunkReader(file: string, format: 'text' | 'jsonl' | '
 class TextFileReader implements ChunkReader {
   private ord: number;
   private ended: boolean;
-  private constructor(private file: string, private ch: WordChunker | null, private close_: () => Promise<void>, c: FileCursor) {
+  private constructor(private ch: WordChunker | null, private close_: () => Promise<void>, c: FileCursor) {
     this.ord = c.sub ?? 0;
     this.ended = c.ended ?? false;
   }
 
   static async open(file: string, cursor: FileCursor | null, opts: ChunkReaderOptions): Promise<TextFileReader> {
     const c = cursor ?? {};
-    if (c.ended) return new TextFileReader(file, null, async () => undefined, c);
+    if (c.ended) return new TextFileReader(null, async () => undefined, c);
     const s = await openByteStream(file, compressionOf(file), c.offset ?? 0);
     if ((c.offset ?? 0) === 0) opts.onDocument?.();
-    return new TextFileReader(file, new WordChunker(s, c.offset ?? 0, opts.splitWords), () => s.close(), c);
+    return new TextFileReader(new WordChunker(s, c.offset ?? 0, opts.splitWords), () => s.close(), c);
   }
 
   async next(): Promise<TextChunk | null> {

@@ -92,7 +92,7 @@ export class TrainLoader {
     const T1 = this.o.seqLen + 1;
     if (this.buffer.length) {
       const all = new Int32Array(this.buffer.length * T1);
-      this.buffer.forEach((r, i) => all.set(r, i * T1));
+      this.buffer.forEach((r, i) => { all.set(r, i * T1); });
       tensors['shuffle_buffer'] = all;
     }
     const sources = this.sources.map((s, i) => {

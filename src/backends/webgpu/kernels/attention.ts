@@ -8,7 +8,7 @@
 //  - attnFlash: for prefill. One workgroup per tile of BQ (query, head) rows of one kv head walks
 //    the keys in tiles of BK staged in workgroup memory, with the online softmax.
 
-import { type KernelSpec } from '../kernel.js';
+import type { KernelSpec } from '../kernel.js';
 import { NEG_BIG, memo } from './common.js';
 
 /** k/v heads of S qkv rows -> cache positions P..P+S-1; one thread per element. */
