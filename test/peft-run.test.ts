@@ -140,6 +140,7 @@ test('generate and eval --adapter, the library\'s adapter option and `openelm me
   };
   const withAdapter = gen(['--model', base, '--adapter', ck]);
   assert.deepEqual(gen(['--model', out]), withAdapter);
+  assert.deepEqual(gen(['--model', base, '--adapter', r.outDir]), withAdapter, 'a run folder means its latest checkpoint');
   assert.notDeepEqual(gen(['--model', base]), withAdapter, 'the adapter changes the greedy continuation');
   // the library: logits of base + adapter equal the merged folder's
   const lib = await loadModel(base, { adapter: ck, backend: 'js' });
