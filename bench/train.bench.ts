@@ -2,7 +2,7 @@
 // on random weights and random tokens, printed as one JSON line per model.
 //
 //   node dist/bench/train.bench.js [--model 35m|270m|all] [--steps N] [--warmup W] [--recompute]
-//        [--backend js|wasm] [--threads T] [--native auto|on|off]
+//        [--backend js|wasm] [--threads T] [--native auto|on|off] [--precision fp32|bf16]
 //
 // The whole step runs on the chosen backend (with --backend wasm: its memory and threads, the
 // training GEMM and kernels, AdamW and gradient clipping). tokens_per_s
@@ -19,7 +19,7 @@ import { TrainableModel } from '../src/model/trainable.js';
 import os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend } from '../src/backends/backend.js';
+import { MATMUL_PRECISIONS, type Backend, type MatmulPrecision } from '../src/backends/backend.js';
 import { AdamW } from '../src/train/adamw.js';
 import { createBackend, type NativeMode } from '../src/backends/index.js';
 import '../src/platform/node.js';
@@ -59,11 +59,11 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 
-async function run(name: string, steps: number, warmup: number, recompute: boolean, backend: Backend): Promise<void> {
+async function run(name: string, steps: number, warmup: number, recompute: boolean, backend: Backend, precision: MatmulPrecision): Promise<void> {
   const spec = MODELS[name];
   const config = resolveConfig(spec.hf);
   const { be, stats: gemm } = timedMatmul(backend);
-  const model = new TrainableModel(config, be, { recompute });
+  const model = new TrainableModel(config, be, { recompute, precision });
   initParams(config, model.layout, (e, v) => model.setParam(e.name, v), 1);
   // the moments go to the backend's memory when they fit beside the activations (estimated generously)
   const opt = new AdamW(be, model.layout, { reserveBytes: 1.5 * 2 ** 30 });
@@ -71,12 +71,12 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
   const rng = new Rng(2);
   const { B, T } = spec, n = B * T;
   const times: number[] = [];
-  let fb = 0, optS = 0, gemmS = 0, gemmF = 0, loss = 0;
+  let fb = 0, optS = 0, gemmS = 0, gemmF = 0, loss = 0, cpuS = 0;
   for (let s = 0; s < warmup + steps; s++) {
     const inputs = new Int32Array(n), targets = new Int32Array(n);
     for (let i = 0; i < n; i++) { inputs[i] = rng.int(config.vocabSize); targets[i] = rng.int(config.vocabSize); }
     const g0 = gemm.seconds, f0 = gemm.flops;
-    const t0 = performance.now();
+    const t0 = performance.now(), c0 = process.cpuUsage();
     model.zeroGrad();
     const r = await model.forwardBackward(inputs, targets, B, T, { zLoss: true });
     const t1 = performance.now();
@@ -86,14 +86,17 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
     loss = r.loss;
     if (s < warmup) continue;
     times.push((t2 - t0) / 1000); fb += (t1 - t0) / 1000; optS += (t2 - t1) / 1000;
+    const c = process.cpuUsage(c0); cpuS += (c.user + c.system) / 1e6;
     gemmS += gemm.seconds - g0; gemmF += gemm.flops - f0;
   }
   const total = times.reduce((a, b) => a + b, 0);
   const mem = process.memoryUsage();
   console.log(JSON.stringify({
     bench: 'train', model: name, params: parameterCount(config), layers: config.numLayers, width: config.modelDim,
-    batch: B, seq: T, steps, warmup, recompute, kernels: backend.name, threads: backend.threads,
+    batch: B, seq: T, steps, warmup, recompute, precision, kernels: backend.name, threads: backend.threads,
     tokens_per_s: +(n * steps / total).toFixed(2),
+    // every thread of the process (workers and the native pool included): what a step costs in CPU
+    tokens_per_cpu_s: +(n * steps / cpuS).toFixed(2),
     seconds_per_step: times.map((t) => +t.toFixed(3)),
     forward_backward_s: +(fb / steps).toFixed(3), clip_adamw_s: +(optS / steps).toFixed(3),
     gemm_s: +(gemmS / steps).toFixed(3), gemm_gflops: +(gemmF / gemmS / 1e9).toFixed(2),
@@ -121,10 +124,12 @@ async function main(): Promise<void> {
   const backendName = arg('backend', 'js');
   const threads = Number(arg('threads', '2'));
   const native = arg('native', 'auto') as NativeMode;
+  const precision = arg('precision', 'fp32') as MatmulPrecision;
+  if (!MATMUL_PRECISIONS.includes(precision)) throw new Error(`--precision must be one of ${MATMUL_PRECISIONS.join(', ')}`);
   const backend = await createBackend(backendName, { threads, native });
   for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {
     if (!MODELS[name]) throw new Error(`unknown --model ${name}; choose ${Object.keys(MODELS).join(', ')} or all`);
-    await run(name, steps, warmup, recompute, backend);
+    await run(name, steps, warmup, recompute, backend, precision);
   }
   backend.dispose();
 }

@@ -7,7 +7,9 @@ backward, clip_grad_norm_(1.0), AdamW). Prints one JSON line.
 The model is the OpenELM of tools/openelm_ref.py (same config resolution, init, RMSNorm, RoPE and
 loss), written the way a PyTorch user would train it: fused scaled_dot_product_attention (causal,
 GQA), logits for all rows at once, torch.optim.AdamW with PyTorch's default implementation for
-CPU tensors. --attn ref uses the reference's explicit softmax(QKᵀ)V instead.
+CPU tensors. --attn ref uses the reference's explicit softmax(QKᵀ)V instead. --autocast bf16 runs
+the forward (and so its backward) under torch.autocast('cpu', dtype=torch.bfloat16), PyTorch's own
+CPU mixed precision: fp32 parameters, AdamW and gradients, bf16 matrix products.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "ref"])
+    ap.add_argument("--autocast", default="off", choices=["off", "bf16"])
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -97,26 +100,29 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
     cos, sin = ref.rope_cos_sin(torch.arange(args.seq), cfg.head_dim, cfg.rope_freq_constant, torch.float32)
-    times = []
+    times, cpu = [], []
     loss = float("nan")
     for s in range(args.warmup + args.steps):
         ids = torch.randint(0, cfg.vocab_size, (batch, args.seq), generator=gen)
         targets = torch.randint(0, cfg.vocab_size, (batch, args.seq), generator=gen)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
-        l = forward_loss(params, cfg, ids, targets, cos, sin, args.attn, ref.Z_LOSS_COEF)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16"):
+            l = forward_loss(params, cfg, ids, targets, cos, sin, args.attn, ref.Z_LOSS_COEF)
         l.backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
         opt.step()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         loss = float(l.detach())
         if s >= args.warmup:
             times.append(dt)
+            cpu.append(dc)
     total = sum(times)
     print(json.dumps({
         "bench": "train_pytorch", "params": n_params, "layers": cfg.num_transformer_layers, "width": cfg.model_dim,
         "batch": batch, "seq": args.seq, "steps": args.steps, "warmup": args.warmup, "threads": torch.get_num_threads(),
-        "attn": args.attn, "tokens_per_s": round(batch * args.seq * args.steps / total, 2),
+        "attn": args.attn, "autocast": args.autocast, "tokens_per_s": round(batch * args.seq * args.steps / total, 2),
+        "tokens_per_cpu_s": round(batch * args.seq * args.steps / sum(cpu), 2),
         "seconds_per_step": [round(t, 3) for t in times],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "last_loss": round(loss, 4), "loadavg": [round(x, 2) for x in os.getloadavg()],

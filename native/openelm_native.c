@@ -5,6 +5,12 @@
 // the wasm memory or ordinary arrays); nothing is copied except weights stored as bf16/f16/q8/q4,
 // which are widened to f32 one panel of rows at a time (exact: every such value is an f32).
 //
+// Mixed precision (gemmBf16): both operands are rounded to bf16 (nearest even, the formula of
+// src/core/dtype.ts, so every path rounds alike) and multiplied with f32 accumulation by the
+// library's bf16 GEMM (oneDNN's dnnl_gemm_bf16bf16f32: AVX512-BF16 or AMX; OpenBLAS's
+// cblas_sbgemm). A library without one gets the same rounded operands through its sgemm: the same
+// products (a bf16 product is exact in f32), no speed-up.
+//
 // Threads: a product is cut into column (or row) blocks whose size depends only on its shape, and
 // this file's own threads claim blocks one at a time, each running the library's single-threaded
 // sgemm. The library's own OpenMP parallelism splits statically and waits at a barrier for every
@@ -27,16 +33,24 @@
 #include <unistd.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <math.h>
 
 typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t);
 typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
                                float, float *, int);
 typedef void (*set_threads_fn)(int);
+typedef int (*dnnl_bf16_fn)(char, char, int64_t, int64_t, int64_t, float, const uint16_t *, int64_t,
+                            const uint16_t *, int64_t, float, float *, int64_t);
+typedef void (*cblas_sbgemm_fn)(int, int, int, int, int, int, float, const uint16_t *, int, const uint16_t *, int,
+                                float, float *, int);
 
 static dnnl_sgemm_fn g_dnnl = NULL;
 static cblas_sgemm_fn g_cblas = NULL;
 static set_threads_fn g_blas_threads = NULL;
+static dnnl_bf16_fn g_dnnl_bf16 = NULL;
+static cblas_sbgemm_fn g_cblas_bf16 = NULL;
+static int g_i8 = -1;                          // AVX512-VNNI present for the int8 prefill (-1: not checked yet)
 static char g_lib[512] = "";
 static int g_threads = 1;
 static float g_f16[65536];
@@ -54,6 +68,7 @@ static struct {
   chunk_fn fn; const void *job; int64_t nchunks;
   pthread_t tids[MAX_THREADS];
   int nworkers;
+  uint32_t start_gen;          // gen when the workers were created (see worker())
 } P;
 
 static float *g_panels[MAX_THREADS];
@@ -77,7 +92,9 @@ static void drain(uint32_t gen, int tid) {
 static void *worker(void *arg) {
   const int tid = (int)(intptr_t)arg;
   omp_set_num_threads(1);   // the library's sgemm runs single-threaded inside a chunk
-  uint32_t seen = atomic_load(&P.gen);
+  // The generation at creation, not at whenever this thread first runs: a stop (or a job) that
+  // bumps gen before the thread is scheduled must still be seen as new, or the join never returns.
+  uint32_t seen = P.start_gen;
   for (;;) {
     // poll ~50 µs (the gap between the products of one step), then sleep
     double t0 = now_us();
@@ -108,6 +125,7 @@ static void pool_stop(void) {
 
 static int pool_start(int threads) {
   pool_stop();
+  P.start_gen = atomic_load(&P.gen);
   for (int i = 1; i < threads; i++) {
     if (pthread_create(&P.tids[P.nworkers], NULL, worker, (void *)(intptr_t)i) != 0) return 0;
     P.nworkers++;
@@ -129,6 +147,8 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
   // only chunks a worker claimed are still running; wait for those alone
   while (atomic_load_explicit(&P.done, memory_order_acquire) < n) sched_yield();
 }
+
+#include "int8_linear.h"
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return NULL; } } while (0)
 
@@ -161,9 +181,11 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!h) { strncat(tried, " ", sizeof tried - strlen(tried) - 1); strncat(tried, path, sizeof tried - strlen(tried) - 1); continue; }
     g_dnnl = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
-    if (!g_dnnl) {
+    if (g_dnnl) g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32");
+    else {
       g_cblas = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
       g_blas_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+      if (g_cblas) g_cblas_bf16 = (cblas_sbgemm_fn)dlsym(h, "cblas_sbgemm");
     }
     if (g_dnnl || g_cblas) snprintf(g_lib, sizeof g_lib, "%s", path);
     else dlclose(h);
@@ -205,30 +227,93 @@ static void gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A
   else g_cblas(101 /* row major */, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+static void gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda,
+                      const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (g_dnnl_bf16) g_dnnl_bf16(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+  else g_cblas_bf16(101, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 // Blocks of a product: sizes from the shape alone (about 16 blocks, at least 64 wide, a multiple
 // of 16), so the split and hence every sum is the same whatever the thread count.
 static int64_t block_of(int64_t n) { int64_t b = (n + 15) / 16; b = (b + 15) / 16 * 16; return b < 64 ? 64 : b; }
 
-typedef struct { int ta, tb; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const float *A, *B; float beta; float *C; } gemm_job;
+// An operand is f32 (kind 0) or bf16 bits (kind 1, C stays f32).
+typedef struct { int ta, tb, bf16; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const void *A, *B; float beta; float *C; } gemm_job;
 
 static void gemm_chunk(const void *p, int64_t c, int tid) {
   (void)tid;
   const gemm_job *j = (const gemm_job *)p;
-  const int64_t s = c * j->blk;
+  const int64_t s = c * j->blk, es = j->bf16 ? 2 : 4;
+  const char *A = (const char *)j->A, *B = (const char *)j->B;
+  int64_t m = j->M, n = j->N, ao = 0, bo = 0, co;
   if (j->by_rows) {
-    const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
-    gemm(j->ta, j->tb, m, j->N, j->K, j->ta ? j->A + s : j->A + s * j->lda, j->lda, j->B, j->ldb, j->beta, j->C + s * j->ldc, j->ldc);
+    m = j->M - s < j->blk ? j->M - s : j->blk;
+    ao = j->ta ? s : s * j->lda; co = s * j->ldc;
   } else {
-    const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
-    gemm(j->ta, j->tb, j->M, n, j->K, j->A, j->lda, j->tb ? j->B + s * j->ldb : j->B + s, j->ldb, j->beta, j->C + s, j->ldc);
+    n = j->N - s < j->blk ? j->N - s : j->blk;
+    bo = j->tb ? s * j->ldb : s; co = s;
   }
+  if (j->bf16) gemm_bf16(j->ta, j->tb, m, n, j->K, (const uint16_t *)(A + ao * es), j->lda, (const uint16_t *)(B + bo * es), j->ldb, j->beta, j->C + co, j->ldc);
+  else gemm(j->ta, j->tb, m, n, j->K, (const float *)(A + ao * es), j->lda, (const float *)(B + bo * es), j->ldb, j->beta, j->C + co, j->ldc);
+}
+
+static void gemm_par_t(int bf16, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
+                       const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  gemm_job j = { ta, tb, bf16, M, N, K, lda, ldb, ldc, 0, M > 2 * N, A, B, beta, C };
+  j.blk = block_of(j.by_rows ? M : N);
+  pool_run(gemm_chunk, &j, ((j.by_rows ? M : N) + j.blk - 1) / j.blk);
 }
 
 static void gemm_par(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  gemm_job j = { ta, tb, M, N, K, lda, ldb, ldc, 0, M > 2 * N, A, B, beta, C };
-  j.blk = block_of(j.by_rows ? M : N);
-  pool_run(gemm_chunk, &j, ((j.by_rows ? M : N) + j.blk - 1) / j.blk);
+  gemm_par_t(0, ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+// ------------------------------------------------------------------------------ bf16 rounding
+
+// f32 bits -> bf16 bits, nearest even; a NaN stays a (quiet) NaN. The formula of f32ToBf16 in
+// src/core/dtype.ts, so the WASM emulation, the reference and this path round every value alike.
+static inline uint32_t bf16_bits(uint32_t u) {
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : r;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+static void round_row_bf16(uint16_t *d, const uint32_t *s, int64_t n) { for (int64_t k = 0; k < n; k++) d[k] = (uint16_t)bf16_bits(s[k]); }
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+static void round_row_f32(uint32_t *d, const uint32_t *s, int64_t n) { for (int64_t k = 0; k < n; k++) d[k] = bf16_bits(s[k]) << 16; }
+
+// A stored operand [rows, cols] (leading dimension ld) rounded to bf16 into a tight copy: bf16 bits
+// for a library with a bf16 GEMM, else the rounded values as f32 for its sgemm.
+typedef struct { const uint32_t *src; void *dst; int64_t rows, cols, ld, per; int bits; } round_job;
+
+static void round_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const round_job *j = (const round_job *)p;
+  const int64_t r1 = (c + 1) * j->per < j->rows ? (c + 1) * j->per : j->rows;
+  for (int64_t r = c * j->per; r < r1; r++) {
+    if (j->bits) round_row_bf16((uint16_t *)j->dst + r * j->cols, j->src + r * j->ld, j->cols);
+    else round_row_f32((uint32_t *)j->dst + r * j->cols, j->src + r * j->ld, j->cols);
+  }
+}
+
+static void *g_round[2];
+static size_t g_round_cap[2];
+
+// The rounded copy of operand `which` (0: A, 1: B), or NULL when memory runs out.
+static void *round_operand(int which, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+  const size_t bytes = (size_t)(rows * cols) * (bits ? 2 : 4);
+  if (bytes > g_round_cap[which]) {
+    free(g_round[which]);
+    g_round[which] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    g_round_cap[which] = g_round[which] ? bytes : 0;
+    if (!g_round[which]) return NULL;
+  }
+  round_job j = { (const uint32_t *)src, g_round[which], rows, cols, ld, 0, bits };
+  j.per = (1 << 16) / cols; if (j.per < 1) j.per = 1;
+  pool_run(round_chunk, &j, (rows + j.per - 1) / j.per);
+  return g_round[which];
 }
 
 static int64_t need(int trans, int64_t rows, int64_t cols, int64_t ld) {
@@ -236,29 +321,167 @@ static int64_t need(int trans, int64_t rows, int64_t cols, int64_t ld) {
   return trans ? (cols - 1) * ld + rows : (rows - 1) * ld + cols;
 }
 
+typedef struct { bool ta, tb; int64_t M, N, K, lda, ldb, ldc; double beta; float *A, *B, *C; } gemm_args;
+
+// Parses (ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc); returns 0 after throwing, 1 to compute, 2 when done already.
+static int gemm_parse(napi_env env, napi_callback_info info, const char *name, gemm_args *g) {
+  size_t argc = 12; napi_value a[12]; size_t la, lb, lc; char msg[128];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return 0; }
+  if (argc < 12) { snprintf(msg, sizeof msg, "%s() needs 12 arguments", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (!g_dnnl && !g_cblas) { snprintf(msg, sizeof msg, "%s(): no library loaded", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (napi_get_value_bool(env, a[0], &g->ta) != napi_ok || napi_get_value_bool(env, a[1], &g->tb) != napi_ok) { snprintf(msg, sizeof msg, "%s(): ta/tb must be booleans", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (napi_get_value_int64(env, a[2], &g->M) != napi_ok || napi_get_value_int64(env, a[3], &g->N) != napi_ok ||
+      napi_get_value_int64(env, a[4], &g->K) != napi_ok || napi_get_value_int64(env, a[6], &g->lda) != napi_ok ||
+      napi_get_value_int64(env, a[8], &g->ldb) != napi_ok || napi_get_value_int64(env, a[11], &g->ldc) != napi_ok ||
+      napi_get_value_double(env, a[9], &g->beta) != napi_ok) { snprintf(msg, sizeof msg, "%s(): dimensions must be numbers", name); napi_throw_error(env, NULL, msg); return 0; }
+  if (!typed(env, a[5], napi_float32_array, (void **)&g->A, &la) || !typed(env, a[7], napi_float32_array, (void **)&g->B, &lb) ||
+      !typed(env, a[10], napi_float32_array, (void **)&g->C, &lc)) { snprintf(msg, sizeof msg, "%s(): A, B and C must be Float32Arrays", name); napi_throw_error(env, NULL, msg); return 0; }
+  const int64_t M = g->M, N = g->N, K = g->K, ldc = g->ldc;
+  if (M <= 0 || N <= 0) return 2;
+  if (K <= 0) { // C = beta·C
+    for (int64_t i = 0; i < M; i++) for (int64_t j = 0; j < N; j++) g->C[i * ldc + j] = g->beta == 0 ? 0.0f : g->C[i * ldc + j] * (float)g->beta;
+    return 2;
+  }
+  if ((int64_t)la < need(g->ta, M, K, g->lda) || (int64_t)lb < need(g->tb, K, N, g->ldb) || (int64_t)lc < need(0, M, N, ldc) ||
+      g->lda < (g->ta ? M : K) || g->ldb < (g->tb ? K : N) || ldc < N) { snprintf(msg, sizeof msg, "%s(): an operand is smaller than its dimensions", name); napi_throw_error(env, NULL, msg); return 0; }
+  return 1;
+}
+
 // sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc): C[M,N] = op(A)[M,K]·op(B)[K,N] + beta·C
 static napi_value Sgemm(napi_env env, napi_callback_info info) {
-  size_t argc = 12; napi_value a[12];
-  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 12) return fail(env, "sgemm() needs 12 arguments");
-  if (!g_dnnl && !g_cblas) return fail(env, "sgemm(): no library loaded");
-  bool ta, tb; int64_t M, N, K, lda, ldb, ldc; double beta; float *A, *B, *C; size_t la, lb, lc;
-  if (napi_get_value_bool(env, a[0], &ta) != napi_ok || napi_get_value_bool(env, a[1], &tb) != napi_ok) return fail(env, "sgemm(): ta/tb must be booleans");
-  if (napi_get_value_int64(env, a[2], &M) != napi_ok || napi_get_value_int64(env, a[3], &N) != napi_ok ||
-      napi_get_value_int64(env, a[4], &K) != napi_ok || napi_get_value_int64(env, a[6], &lda) != napi_ok ||
-      napi_get_value_int64(env, a[8], &ldb) != napi_ok || napi_get_value_int64(env, a[11], &ldc) != napi_ok ||
-      napi_get_value_double(env, a[9], &beta) != napi_ok) return fail(env, "sgemm(): dimensions must be numbers");
-  if (!typed(env, a[5], napi_float32_array, (void **)&A, &la) || !typed(env, a[7], napi_float32_array, (void **)&B, &lb) ||
-      !typed(env, a[10], napi_float32_array, (void **)&C, &lc)) return fail(env, "sgemm(): A, B and C must be Float32Arrays");
-  if (M <= 0 || N <= 0) return NULL;
-  if (K <= 0) { // C = beta·C
-    for (int64_t i = 0; i < M; i++) for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : C[i * ldc + j] * (float)beta;
-    return NULL;
-  }
-  if ((int64_t)la < need(ta, M, K, lda) || (int64_t)lb < need(tb, K, N, ldb) || (int64_t)lc < need(0, M, N, ldc) ||
-      lda < (ta ? M : K) || ldb < (tb ? K : N) || ldc < N) return fail(env, "sgemm(): an operand is smaller than its dimensions");
-  gemm_par(ta, tb, M, N, K, A, lda, B, ldb, (float)beta, C, ldc);
+  gemm_args g;
+  if (gemm_parse(env, info, "sgemm", &g) != 1) return NULL;
+  gemm_par(g.ta, g.tb, g.M, g.N, g.K, g.A, g.lda, g.B, g.ldb, (float)g.beta, g.C, g.ldc);
   return NULL;
+}
+
+// gemmBf16's blocks: the operand the blocks share is rounded once up front; each block rounds its
+// own slice of the other into its thread's buffer just before use (that slice then stays in L2
+// for the library's packing, instead of a whole rounded copy going out to memory and back).
+typedef struct {
+  int ta, tb, bits, by_rows; int64_t M, N, K, ldc, blk; float beta; float *C;
+  const void *shared; int64_t ld_shared;   // the rounded shared operand (tight)
+  const float *split; int64_t ld_split;    // the caller's f32 operand that is cut into blocks
+} bf16_job;
+
+static void *g_slice[MAX_THREADS];
+static size_t g_slice_cap[MAX_THREADS];
+
+// Rounds rows x cols of src (stride ld) into a tight dst; element size 2 (bits) or 4.
+static void round_block(void *dst, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+  for (int64_t r = 0; r < rows; r++) {
+    if (bits) round_row_bf16((uint16_t *)dst + r * cols, (const uint32_t *)(src + r * ld), cols);
+    else round_row_f32((uint32_t *)dst + r * cols, (const uint32_t *)(src + r * ld), cols);
+  }
+}
+
+static void bf16_chunk(const void *p, int64_t c, int tid) {
+  const bf16_job *j = (const bf16_job *)p;
+  const int64_t s = c * j->blk;
+  void *buf = g_slice[tid];
+  if (j->by_rows) { // A cut into rows [s, s+m) of op(A); B shared
+    const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
+    int64_t lda;
+    if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
+    else { round_block(buf, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); lda = j->K; }
+    if (j->bits) gemm_bf16(j->ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    else gemm(j->ta, j->tb, m, j->N, j->K, (const float *)buf, lda, (const float *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+  } else {          // B cut into columns [s, s+n) of op(B); A shared
+    const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
+    int64_t ldb;
+    if (j->tb) { round_block(buf, j->split + s * j->ld_split, n, j->K, j->ld_split, j->bits); ldb = j->K; }   // B stored [N, K]
+    else { round_block(buf, j->split + s, j->K, n, j->ld_split, j->bits); ldb = n; }
+    if (j->bits) gemm_bf16(j->ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
+    else gemm(j->ta, j->tb, j->M, n, j->K, (const float *)j->shared, j->ld_shared, (const float *)buf, ldb, j->beta, j->C + s, j->ldc);
+  }
+}
+
+// gemmBf16(same arguments): C[M,N] = bf16(op(A))·bf16(op(B)) + beta·C with f32 accumulation
+static napi_value GemmBf16(napi_env env, napi_callback_info info) {
+  gemm_args g;
+  if (gemm_parse(env, info, "gemmBf16", &g) != 1) return NULL;
+  const int bits = g_dnnl_bf16 || g_cblas_bf16;
+  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0 };
+  j.blk = block_of(j.by_rows ? g.M : g.N);
+  // the shared operand as stored: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
+  if (j.by_rows) {
+    const int64_t br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
+    j.shared = round_operand(1, g.B, br, bc, g.ldb, bits); j.ld_shared = bc;
+    j.split = g.A; j.ld_split = g.lda;
+  } else {
+    const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K;
+    j.shared = round_operand(0, g.A, ar, ac, g.lda, bits); j.ld_shared = ac;
+    j.split = g.B; j.ld_split = g.ldb;
+  }
+  if (!j.shared) return fail(env, "gemmBf16(): out of memory for the rounded operands");
+  const size_t want = (size_t)(j.blk * g.K) * (bits ? 2 : 4);
+  for (int t = 0; t < g_threads; t++) {
+    if (want > g_slice_cap[t]) {
+      free(g_slice[t]); g_slice[t] = aligned_alloc(64, (want + 63) / 64 * 64);
+      g_slice_cap[t] = g_slice[t] ? want : 0;
+      if (!g_slice[t]) return fail(env, "gemmBf16(): out of memory for the rounded operands");
+    }
+  }
+  pool_run(bf16_chunk, &j, ((j.by_rows ? g.M : g.N) + j.blk - 1) / j.blk);
+  return NULL;
+}
+
+// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated' }
+static napi_value Features(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out, v;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_string_utf8(env, g_dnnl_bf16 ? "dnnl" : g_cblas_bf16 ? "openblas" : "emulated", NAPI_AUTO_LENGTH, &v));
+  CHECK(napi_set_named_property(env, out, "bf16", v));
+  if (g_i8 < 0) g_i8 = i8_supported();
+  CHECK(napi_get_boolean(env, g_i8 == 1, &v));
+  CHECK(napi_set_named_property(env, out, "int8", v));
+  return out;
+}
+
+// ------------------------------------------------------------------------ int8 prefill (q8/q4)
+
+static uint8_t *g_i8_panel[MAX_THREADS];
+static size_t g_i8_panel_cap[MAX_THREADS];
+static uint8_t *g_xq; static float *g_xds; static size_t g_xq_cap, g_xds_cap;
+
+typedef struct { int kind; int64_t M, N, K; const void *w; const float *scales, *mins; const float *x; float *out; int acc; } i8_job;
+
+static void i8_quant_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const i8_job *j = (const i8_job *)p;
+  const int64_t r0 = c * 8, r1 = r0 + 8 < j->M ? r0 + 8 : j->M, nb = j->K / 32;
+  i8_quantize_rows(g_xq, g_xds, g_xds + j->M * nb, j->x, r0, r1, j->K);
+}
+
+static void i8_chunk(const void *p, int64_t c, int tid) {
+  const i8_job *j = (const i8_job *)p;
+  const int64_t n0 = c * I8_PANEL, nb = j->K / 32;
+  const int ncols = j->N - n0 < I8_PANEL ? (int)(j->N - n0) : I8_PANEL;
+  i8_pack(g_i8_panel[tid], j->kind, j->w, j->scales, j->mins, n0, ncols, j->K);
+  i8_panel(g_i8_panel[tid], g_xq, g_xds, g_xds + j->M * nb, j->M, j->K, j->out, j->N, n0, ncols, j->acc, j->kind == 4);
+}
+
+// The int8 product; 0 when it cannot run here (no VNNI, no memory), so the caller widens instead.
+static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w, const float *scales, const float *mins,
+                       const float *x, float *out, int acc) {
+  if (g_i8 < 0) g_i8 = i8_supported();
+  if (!g_i8) return 0;
+  const int64_t nb = K / 32;
+  if ((size_t)(M * K) > g_xq_cap) { free(g_xq); g_xq = (uint8_t *)aligned_alloc(64, (M * K + 63) / 64 * 64); g_xq_cap = g_xq ? (size_t)(M * K) : 0; if (!g_xq) return 0; }
+  if ((size_t)(2 * M * nb) > g_xds_cap) { free(g_xds); g_xds = (float *)aligned_alloc(64, (2 * M * nb * 4 + 63) / 64 * 64); g_xds_cap = g_xds ? (size_t)(2 * M * nb) : 0; if (!g_xds) return 0; }
+  const size_t want = i8_panel_bytes(K);
+  for (int t = 0; t < g_threads; t++) {
+    if (want > g_i8_panel_cap[t]) {
+      free(g_i8_panel[t]); g_i8_panel[t] = (uint8_t *)aligned_alloc(64, (want + 63) / 64 * 64);
+      g_i8_panel_cap[t] = g_i8_panel[t] ? want : 0;
+      if (!g_i8_panel[t]) return 0;
+    }
+  }
+  i8_job j = { kind, M, N, K, w, scales, mins, x, out, acc };
+  pool_run(i8_quant_chunk, &j, (M + 7) / 8);
+  pool_run(i8_chunk, &j, (N + I8_PANEL - 1) / I8_PANEL);
+  return 1;
 }
 
 // Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
@@ -299,11 +522,14 @@ static void linear_chunk(const void *p, int64_t c, int tid) {
   gemm(0, 1, j->M, rows, j->K, j->x, j->K, panel, j->K, j->beta, j->out + r0, j->N);
 }
 
-// linear(out, x, w, kind, scales, mins, M, N, K, accumulate): out[M,N] (+)= x[M,K]·Wᵀ, W stored [N,K]
+// linear(out, x, w, kind, scales, mins, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W stored
+// [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x (int8_linear.h)
 static napi_value Linear(napi_env env, napi_callback_info info) {
-  size_t argc = 10; napi_value a[10];
+  size_t argc = 11; napi_value a[11];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
   if (argc < 10) return fail(env, "linear() needs 10 arguments");
+  bool int8 = false;
+  if (argc > 10 && napi_get_value_bool(env, a[10], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
   if (!g_dnnl && !g_cblas) return fail(env, "linear(): no library loaded");
   int32_t kind; int64_t M, N, K; bool acc; float *out, *x, *scales = NULL, *mins = NULL; void *w; size_t lo, lx, lw, ls = 0, lm = 0;
   if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[6], &M) != napi_ok ||
@@ -319,6 +545,7 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
     if (kind == 4 && (!typed(env, a[5], napi_float32_array, (void **)&mins, &lm) || (int64_t)lm < N * K / 32)) return fail(env, "linear(): q4 weight needs mins");
   }
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
+  if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, mins, x, out, acc)) return NULL;
   // Panels of W rows widened by the thread that multiplies them, into its own buffer of about
   // 1 MiB (it stays in L2 between widening and use).
   lin_job j = { kind, M, N, K, 0, w, scales, mins, x, out, acc ? 1.0f : 0.0f };
@@ -341,6 +568,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "load", NULL, Load, NULL, NULL, NULL, napi_default, NULL },
     { "setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL },
     { "sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_default, NULL },
+    { "gemmBf16", NULL, GemmBf16, NULL, NULL, NULL, napi_default, NULL },
+    { "features", NULL, Features, NULL, NULL, NULL, napi_default, NULL },
     { "linear", NULL, Linear, NULL, NULL, NULL, napi_default, NULL },
   };
   if (napi_define_properties(env, exports, sizeof p / sizeof p[0], p) != napi_ok) return NULL;

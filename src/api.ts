@@ -29,6 +29,7 @@ import { type ChatTemplate } from './chat/template.js';
 import { ChatSession, partialResult, type ChatSessionOptions } from './chat/session.js';
 import { TextStream } from './chat/text-stream.js';
 import { resolveModelFolder } from './train/run-folder.js';
+import { GrammarCache, type ConstraintSpec } from './generate/constrain/cache.js';
 
 export interface LoadModelOptions {
   /** Storage of the linear weights: 'auto' (default) keeps the checkpoint's precision; q8/q4 quantize on load. */
@@ -71,6 +72,21 @@ export interface LoadModelOptions {
 export interface TextGenerateOptions extends Omit<GenerateOptions, 'cache'> {
   /** Start a text prompt with BOS (default true; ignored for token-id prompts). */
   bos?: boolean;
+  /** The output is a JSON value of this schema (the supported subset: docs/structured-output.md); generation stops when it is complete. */
+  jsonSchema?: unknown;
+  /** The output follows this GBNF grammar (llama.cpp's format); generation stops when nothing else may follow. */
+  grammar?: string;
+}
+
+/** The constraint that `jsonSchema` / `grammar` ask for, if any (both at once is an error). */
+export function constraintSpecOf(opts: { jsonSchema?: unknown; grammar?: string }): ConstraintSpec | undefined {
+  if (opts.jsonSchema !== undefined && opts.grammar !== undefined) throw new OpenELMError('usage', 'give jsonSchema or grammar, not both');
+  if (opts.jsonSchema !== undefined) return { kind: 'json_schema', schema: opts.jsonSchema };
+  if (opts.grammar !== undefined) {
+    if (typeof opts.grammar !== 'string') throw new OpenELMError('usage', 'grammar must be GBNF text (a string)');
+    return { kind: 'grammar', text: opts.grammar };
+  }
+  return undefined;
 }
 
 /** A loaded model with its tokenizer and chat template. Call dispose() when done. */
@@ -87,6 +103,7 @@ export class LoadedModel {
   readonly loadMs: number;
   private readonly ownsBackend: boolean;
   private disposed = false;
+  private grammars_?: GrammarCache;
 
   constructor(init: { dir: string; model: OpenELM; tokenizer: Tokenizer; chatTemplate: ChatTemplate; isInstruct: boolean; backend: Backend; ownsBackend: boolean; loadMs?: number }) {
     this.dir = init.dir; this.model = init.model; this.tokenizer = init.tokenizer; this.chatTemplate = init.chatTemplate;
@@ -98,6 +115,11 @@ export class LoadedModel {
   /** The defaults a call's options are laid over: greedy, and repetition penalty 1.2 for -Instruct models. */
   defaultOptions(): TextGenerateOptions {
     return generationDefaults(this.isInstruct);
+  }
+
+  /** Compiled grammars and schemas of this model's vocabulary, kept between calls (and shared with a server). */
+  get grammars(): GrammarCache {
+    return (this.grammars_ ??= new GrammarCache(this.tokenizer));
   }
 
   /** Token ids of a text prompt (with BOS unless bos: false). */
@@ -115,7 +137,12 @@ export class LoadedModel {
   /** Stream a continuation as {text, ids} chunks; `await stream.result` gives timings and the finish reason. */
   stream(prompt: string | readonly number[], opts: TextGenerateOptions = {}): TextStream<GenerationResult> {
     this.live();
-    const { bos, ...rest } = { ...this.defaultOptions(), ...opts };
+    const { bos, jsonSchema, grammar, ...rest } = { ...this.defaultOptions(), ...opts };
+    const spec = constraintSpecOf({ jsonSchema, grammar });
+    if (spec) {
+      if (rest.constraint) throw new OpenELMError('usage', 'give a constraint or jsonSchema/grammar, not both');
+      rest.constraint = this.grammars.matcher(spec);
+    }
     const ids = typeof prompt === 'string' ? this.encode(prompt, { bos }) : [...prompt];
     const model = this.model, tok = this.tokenizer;
     async function* run(): AsyncGenerator<StreamChunk, GenerationResult> {

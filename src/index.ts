@@ -52,6 +52,7 @@ export { Sampler, type SamplingOptions } from './generate/sampler.js';
 export {
   compileGbnf, compileJsonSchema, compileJsonObject, jsonSchemaToGbnf, jsonObjectGbnf, validateJson,
   CompiledGrammar, GrammarMasker, GrammarMatcher, GrammarError, SchemaError, tokenizerVocab, type TokenVocab,
+  GrammarCache, type ConstraintSpec,
 } from './generate/constrain/index.js';
 export { logSumExp, tokenLogprob, topLogprobs, promptLogprobs, type TokenLogprob, type TopLogprob, type PromptLogprobs } from './generate/logprobs.js';
 export type { Backend, Tensor, Weight, WeightDType } from './backends/backend.js';

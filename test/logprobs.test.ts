@@ -113,3 +113,33 @@ test('wire shapes: completions {tokens, token_logprobs, top_logprobs, text_offse
     top_logprobs: [{ token: ' Hi', logprob: e.top[0].logprob, bytes: [0x20, 0x48, 0x69] }, { token: '<s>', logprob: e.top[1].logprob, bytes: [0x3c, 0x73, 0x3e] }],
   });
 });
+
+test('promptLogprobs scores in chunks through a KV cache: any chunk size gives the same entries as one pass', async () => {
+  const { model } = tinyModel({}, 6);
+  const prompt = Array.from({ length: 23 }, (_, i) => (i * 37 + 11) % 300);
+  const whole = await promptLogprobs(model, prompt, { bosId: 1, top: 3, chunk: 1000 });
+  for (const chunk of [1, 4, 7]) {
+    const r = await promptLogprobs(model, prompt, { bosId: 1, top: 3, chunk });
+    const flat = (x: typeof r) => x.entries.slice(1).flatMap((e) => [e!.logprob, ...e!.top.map((t) => t.logprob)]);
+    assertClose(flat(r), flat(whole), TOL.loglik, `chunk ${chunk}`);
+    assert.deepEqual(r.entries.slice(1).map((e) => e!.top.map((t) => t.id)), whole.entries.slice(1).map((e) => e!.top.map((t) => t.id)));
+  }
+});
+
+test('the decode step records logprobs of the raw distribution, before a mask and the sampling processors', async () => {
+  const { SequenceDecoder } = await import('../src/generate/decode.js');
+  const { loadTokenizer } = await import('../src/io/tokenizer-file.js');
+  const tok = loadTokenizer();
+  const row = Float32Array.from({ length: tok.vocabSize }, (_, i) => Math.sin(i) * 3);
+  const banned = topLogprobs(row, 1)[0].id;
+  // The constraint bans the most likely token; the processors change the rest.
+  const constraint = { mask: (l: Float32Array) => { l[banned] = -Infinity; }, accept: () => undefined, complete: false };
+  const dec = new SequenceDecoder(tok, [1], tok.eosId, { temperature: 0, repetitionPenalty: 1.5, logitBias: { 7: 2 }, logprobs: 2, constraint });
+  const r = dec.step(row.slice(), true);
+  assert.notEqual(r.id, banned);
+  assert.deepEqual(r.logprob, tokenLogprob(row, r.id, 2));
+  assert.equal(r.logprob!.top[0].id, banned);
+  assert.deepEqual(dec.logprobs, [r.logprob]);
+  assert.equal(new SequenceDecoder(tok, [1], tok.eosId, { temperature: 0, logprobs: 0 }).argmaxOnly, false);
+  assert.throws(() => new SequenceDecoder(tok, [1], tok.eosId, { logprobs: -1 }), /logprobs must be an integer >= 0/);
+});

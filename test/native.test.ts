@@ -67,6 +67,7 @@ test('native nt / nn / tn products equal the f64 GEMM, overwriting and accumulat
 
 test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the reference backend', { skip }, async () => {
   const be = await backend();
+  be.intGemm = false;   // q8/q4 widened to f32 (the int8 path has its own test)
   const ref: Backend = new JsBackend();
   const M = 40, N = 70, K = 96;
   const x = randn(M * K), wf = randn(N * K, 0.1);
@@ -86,6 +87,48 @@ test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the r
   }
   assert.throws(() => be.linear(new Float32Array(10), x, be.allocWeight('f32', N, K), M),
     (e: unknown) => e instanceof OpenELMError && /linear output/.test(e.message));
+});
+
+test('native int8 prefill (q8 / q4, VNNI): equals the WASM integer GEMM, and the reference to TOL.intDotVsRef, any shape, any thread count', { skip }, async () => {
+  const nat = await backend(2), nat3 = await backend(3), wasm = await createWasm({ threads: 2 });
+  backends.push(wasm);
+  if (!nat.native!.int8) { console.log('[native int8] this CPU has no AVX512-VNNI: the native path widens q8/q4 (skipped)'); return; }
+  const ref: Backend = new JsBackend();
+  let worst = 0;
+  for (const [M, N, K] of [[1, 1, 32], [5, 70, 96], [33, 65, 160], [130, 300, 1280], [37, 31, 64]]) {
+    // unit-scale outputs (x ~ N(0,1), W rows ~ N(0, 1/K)) as TOL.intDotVsRef was measured for; then
+    // the same x with an outlier channel (int8 activations lose the rest of its blocks: held to
+    // the WASM path only, which quantizes identically)
+    const plain = randn(M * K), wf = randn(N * K, 1 / Math.sqrt(K));
+    const outlier = plain.slice();
+    for (let r = 0; r < M; r++) outlier[r * K + 3] = 40;
+    for (const dtype of ['q8', 'q4'] as const) {
+      const w = nat.allocWeight(dtype, N, K), ww = wasm.allocWeight(dtype, N, K), wr = ref.allocWeight(dtype, N, K);
+      setWeightRows(w, 0, wf); setWeightRows(ww, 0, wf); setWeightRows(wr, 0, wf);
+      nat.prepareWeight(w); wasm.prepareWeight(ww); ref.prepareWeight(wr);
+      for (const [xname, x] of [['plain', plain], ['outlier', outlier]] as const) {
+        for (const acc of [false, true]) {
+          const base = randn(M * N);
+          const got = f32(nat.alloc(M * N)); got.set(base);
+          const got3 = base.slice(), viaWasm = f32(wasm.alloc(M * N)), want = base.slice();
+          viaWasm.set(base);
+          nat.linear(got, x, w, M, acc);
+          nat3.linear(got3, x, w, M, acc);
+          wasm.linear(viaWasm, x, ww, M, acc);
+          const label = `${dtype} ${M}x${N}x${K} ${xname} acc ${acc}`;
+          assert.deepEqual(got3, got.slice(), `${label}: 3 threads differ from 2`);
+          // same quantized operands, exact int32 block dots and the same f32 folding as WASM
+          assertClose(got, viaWasm, TOL.int8NativeVsWasm, `${label} vs WASM`);
+          for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - viaWasm[i]) / (1 + Math.abs(viaWasm[i])));
+          if (xname === 'plain') {
+            ref.linear(want, x, wr, M, acc);
+            assertClose(got, want, TOL.intDotVsRef, `${label} vs reference`);
+          }
+        }
+      }
+    }
+  }
+  console.log(`[native int8] largest difference from the WASM integer GEMM: ${worst.toExponential(2)} (relative to 1 + |value|)`);
 });
 
 for (const name of goldenNames()) {

@@ -15,9 +15,9 @@ const raw = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_t
 const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-serve-')), 'OpenELM-tiny-Instruct');
 fs.renameSync(raw, dir);
 const model: LoadedModel = await loadModel(dir, { backend: 'js' });
-const srv: OpenELMServer = await createServer({ model, port: 0, modelId: 'tiny', maxBodyBytes: 4096 });
+const srv: OpenELMServer = await createServer({ model, port: 0, modelId: 'tiny', maxBodyBytes: 4096, warmup: false });
 await srv.ready;
-const keyed: OpenELMServer = await createServer({ model, port: 0, apiKey: 'sekret' });
+const keyed: OpenELMServer = await createServer({ model, port: 0, apiKey: 'sekret', warmup: false });
 await keyed.ready;
 after(async () => { await srv.close(); await keyed.close(); model.dispose(); });
 
@@ -177,14 +177,15 @@ test('errors: 400 (bad JSON, fields, context), 401, 404, 405, 413 — all {"erro
   expectError(await post(u, { messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }), 400, /only \{"type": "text"/);
   expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], temperature: 9 }), 400, /"temperature" must be in \[0, 2\], got 9/);
   expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], temperature: 'hot' }), 400, /"temperature" must be a number/);
-  expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], n: 2 }), 400, /"n" must be 1/);
+  expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], n: 0 }), 400, /"n" must be in \[1, 16\], got 0/);
   expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], max_tokens: 1.5 }), 400, /"max_tokens" must be an integer/);
   expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], stop: [1] }), 400, /"stop" must be a string or an array of strings/);
   expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], logit_bias: { 40000: 1 } }), 400, /"logit_bias": token id "40000" is outside the vocabulary/);
-  expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }), 400, /"tools" .* not supported/);
+  expectError(await post(u, { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }), 400, /tools\[0\] must be \{"type": "function"/);
   expectError(await post(u, { messages: [{ role: 'user', content: 'word '.repeat(200) }] }), 400, /the prompt has \d+ tokens but the context holds 128/);
-  expectError(await post(`${srv.url}/v1/completions`, { prompt: [[1, 2], [3]] }), 400, /only one prompt per request/);
+  expectError(await post(`${srv.url}/v1/completions`, { prompt: [[1, 2], 'x', []] }), 400, /"prompt" must be a string, an array of token ids, or a non-empty list/);
   expectError(await post(`${srv.url}/v1/completions`, { prompt: [1, 99999] }), 400, /token id 99999 is outside the vocabulary/);
+  expectError(await post(`${srv.url}/v1/completions`, { prompt: [[1, 2], [3, -1]] }), 400, /prompt 1: token id -1 is outside the vocabulary/);
   expectError(await post(`${srv.url}/v1/nope`, {}), 404, /no route POST \/v1\/nope/, 'not_found_error');
   const get = await fetch(u);
   assert.equal(get.status, 405);

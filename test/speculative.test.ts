@@ -229,3 +229,44 @@ test('server: speculative engine answers concurrent greedy requests exactly as t
     m.dispose();
   }
 });
+
+test('speculation combines with a grammar and logprobs: same tokens, same logprobs, in generate and the engine', async () => {
+  const m = await loadModel(big, { backend: 'js' });
+  try {
+    const grammar = { kind: 'grammar' as const, text: 'root ::= ("the cat " | "sat on " | "the mat ")+ "."' };
+    const prompts = [REPEAT, 'the cat sat on the cat sat on the'].map((t) => m.encode(t));
+    const opts = (): GenerateOptions => ({ temperature: 0, maxTokens: 24, logprobs: 2 });
+    const drain = async (g: AsyncGenerator<{ ids: number[]; logprobs?: unknown[] }, { ids: number[]; logprobs?: unknown[] }>) => {
+      const streamed: unknown[] = [];
+      let r;
+      while (!(r = await g.next()).done) { assert.equal(r.value.logprobs?.length, r.value.ids.length, 'a chunk has one logprob per id'); streamed.push(...r.value.logprobs!); }
+      assert.deepEqual(streamed, r.value.logprobs);
+      return r.value;
+    };
+    const viaEngine = (spec?: SpeculativeOptions) => {
+      const e = new Engine(m.model, m.tokenizer, { slots: 2, contextSize: 96, speculative: spec });
+      return Promise.all(prompts.map((p) => drain(e.submit(p, { ...opts(), constraint: m.grammars.matcher(grammar) }))));
+    };
+    const viaGenerate = (spec?: SpeculativeOptions) => Promise.all(prompts.map((p) =>
+      generateBatch(m.model, m.tokenizer, [p], { ...opts(), constraint: m.grammars.matcher(grammar), speculative: spec }).then((r) => r[0])));
+    const plain = await viaEngine();
+    for (const r of plain) {
+      // a valid prefix of the grammar's language (the token budget may end it inside a word)
+      assert.match(m.tokenizer.decode(r.ids), /^(the cat |sat on |the mat )*(\.|t|th|the|the |the c|the ca|the cat|the m|the ma|the mat|s|sa|sat|sat |sat o|sat on)?$/);
+      assert.equal(r.logprobs?.length, r.ids.length);
+    }
+    const spec = await viaEngine({ lookup: true });
+    const gen = await viaGenerate({ lookup: true });
+    const genPlain = await viaGenerate();
+    for (let i = 0; i < prompts.length; i++) {
+      assert.deepEqual(spec[i].ids, plain[i].ids, `engine, prompt ${i}`);
+      assert.deepEqual(spec[i].logprobs, plain[i].logprobs, `engine logprobs, prompt ${i}`);
+      assert.deepEqual(gen[i].ids, genPlain[i].ids, `generate, prompt ${i}`);
+      assert.deepEqual(gen[i].logprobs, genPlain[i].logprobs, `generate logprobs, prompt ${i}`);
+      assert.deepEqual(genPlain[i].ids, plain[i].ids);
+    }
+    assert.ok(gen[0].speculative!.accepted > 0, 'lookup drafts were accepted under the grammar');
+  } finally {
+    m.dispose();
+  }
+});

@@ -159,6 +159,12 @@ def is_decayed(name: str, tensor: torch.Tensor) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T for a weight in nn.Linear layout: every product with a parameter (the head included)
+    goes through here, so tools/make_bf16_goldens.py can swap in bf16-rounded operands."""
+    return x @ w.T
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
     """Statistics in float32 (float64 stays float64), cast back, then scale by the weight."""
     xf = x if x.dtype == torch.float64 else x.float()
@@ -208,7 +214,7 @@ def attention(params: Params, cfg: Config, i: int, x: torch.Tensor, past: int,
     nq, nk = cfg.num_query_heads[i], cfg.num_kv_heads[i]
     p = f"transformer.layers.{i}.attn."
 
-    qkv = x @ params[p + "qkv_proj.weight"].T  # [B, S, (Q+2K)*hd]; rows Q heads | K heads | V heads
+    qkv = linear(x, params[p + "qkv_proj.weight"])  # [B, S, (Q+2K)*hd]; rows Q heads | K heads | V heads
     heads = qkv.reshape(b, s, nq + 2 * nk, hd).transpose(1, 2)  # [B, H, S, hd]
     q, k, v = heads.split([nq, nk, nk], dim=1)
     q = rms_norm(q, params[p + "q_norm.weight"])
@@ -237,15 +243,15 @@ def attention(params: Params, cfg: Config, i: int, x: torch.Tensor, past: int,
     out = (probs @ v).transpose(1, 2).reshape(b, s, nq * hd)  # heads back to head-major features
     if cap is not None:
         cap["attn"] = out
-    return out @ params[p + "out_proj.weight"].T
+    return linear(out, params[p + "out_proj.weight"])
 
 
 def feed_forward(params: Params, cfg: Config, i: int, x: torch.Tensor) -> torch.Tensor:
     p = f"transformer.layers.{i}.ffn."
-    u = x @ params[p + "proj_1.weight"].T
+    u = linear(x, params[p + "proj_1.weight"])
     f = cfg.ffn_dims[i]
     gate, up = u[..., :f], u[..., f:]  # first half -> SiLU gate, second half -> linear up
-    return (torch.nn.functional.silu(gate) * up) @ params[p + "proj_2.weight"].T
+    return linear(torch.nn.functional.silu(gate) * up, params[p + "proj_2.weight"])
 
 
 def forward(params: Params, cfg: Config, ids: torch.Tensor, cache: Optional[KVCache] = None,
@@ -279,7 +285,7 @@ def forward(params: Params, cfg: Config, ids: torch.Tensor, cache: Optional[KVCa
     x = rms_norm(x, params["transformer.norm.weight"])
     if capture is not None:
         capture["final_norm"] = x
-    return x @ emb.T  # tied head
+    return linear(x, emb)  # tied head
 
 
 # ---------------------------------------------------------------------------------------------

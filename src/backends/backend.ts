@@ -56,6 +56,14 @@ export interface AdamWStep { b1: number; b2: number; stepSize: number; bc2Sqrt: 
 
 export type MatmulLayout = 'nt' | 'nn' | 'tn';
 
+/**
+ * What a product's inputs are: 'fp32' as stored; 'bf16' both operands rounded to bf16 (nearest
+ * even, src/core/dtype.ts f32ToBf16) first, then multiplied with sums in f32 or wider and the
+ * result written as f32 (mixed-precision training: docs/training.md).
+ */
+export type MatmulPrecision = 'fp32' | 'bf16';
+export const MATMUL_PRECISIONS: readonly MatmulPrecision[] = ['fp32', 'bf16'];
+
 export interface Backend {
   /** 'js', 'wasm', 'webgpu', … */
   readonly name: string;
@@ -142,8 +150,12 @@ export interface Backend {
 
   // ---------------------------------------------------------------------------------- training ops
 
-  /** C[M,N] (+)= A·B with 'nt': A[M,K]·B[N,K]ᵀ, 'nn': A[M,K]·B[K,N], 'tn': A[K,M]ᵀ·B[K,N]. */
-  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void;
+  /**
+   * C[M,N] (+)= A·B with 'nt': A[M,K]·B[N,K]ᵀ, 'nn': A[M,K]·B[K,N], 'tn': A[K,M]ᵀ·B[K,N];
+   * precision 'bf16' rounds A and B to bf16 first (default 'fp32').
+   */
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean,
+    precision?: MatmulPrecision): void;
   /** Causal GQA attention over B sequences of T rows of qkv; out [B·T, Q·hd]; lse [B, Q, T] saved for the backward. */
   causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void;
   /** dqkv OVERWRITTEN (q, k and v parts) from dout, recomputing the probabilities from qkv and lse. */

@@ -14,9 +14,21 @@ export interface NativeGemm {
   sgemm(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
   /**
+   * The same product on operands rounded to bf16 (nearest even), sums in f32: matmul's 'bf16'
+   * precision. `bf16` says how it runs: the library's bf16 GEMM ('dnnl', 'openblas'), or the
+   * rounded operands through its sgemm ('emulated': the same products, no speed-up).
+   */
+  gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
+  readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  /** Whether q8/q4 linears can run in int8 arithmetic here (AVX512-VNNI). */
+  readonly int8: boolean;
+  /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
-   * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
+   * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts. With `int8`,
+   * q8/q4 weights multiply rows of x quantized to int8 per block of 32 (as the WASM integer GEMM
+   * does) where the CPU has VNNI; otherwise they are widened to f32.
    */
   linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
-    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean): void;
+    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean, int8?: boolean): void;
 }

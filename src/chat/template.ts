@@ -22,6 +22,8 @@ export interface ChatMessage {
 export interface RenderOptions {
   /** End with the assistant header so the model writes the next reply (default true). */
   addGenerationPrompt?: boolean;
+  /** OpenAI-style tool definitions, visible to a Jinja template as `tools` (templates that do not use it ignore it). */
+  tools?: readonly unknown[];
 }
 
 export interface ChatTemplate {
@@ -107,6 +109,7 @@ export function jinjaTemplate(text: string, opts: JinjaTemplateOptions = {}): Ch
           messages: messages.map((m) => ({ ...m })),
           bos_token: bosToken, eos_token: eosToken,
           add_generation_prompt: ropts.addGenerationPrompt ?? true,
+          ...(ropts.tools ? { tools: ropts.tools } : {}),
         });
       } catch (e) {
         throw new OpenELMError('template', `chat template ${source} failed to render: ${(e as Error).message}`);

@@ -61,6 +61,22 @@ export function bf16ArrayToF32(src: Uint16Array, dst: Float32Array, dstOffset = 
   for (let i = 0; i < src.length; i++) d[i] = src[i] << 16;
 }
 
+/**
+ * dst[i] = src[i] rounded to bf16 (f32ToBf16, then back to f32) for i < n: the operands of a
+ * mixed-precision product. A Float64Array is rounded to f32 first.
+ */
+export function roundToBf16(dst: Float32Array | Float64Array, src: Float32Array | Float64Array, n: number): void {
+  if (dst instanceof Float32Array && src instanceof Float32Array) {
+    const s = new Uint32Array(src.buffer, src.byteOffset, n), d = new Uint32Array(dst.buffer, dst.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      const u = s[i];
+      d[i] = (u & 0x7fffffff) > 0x7f800000 ? ((u >>> 16) | 0x40) << 16 : ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+    }
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[i] = bf16ToF32(f32ToBf16(src[i]));
+}
+
 export function f16ArrayToF32(src: Uint16Array, dst: Float32Array, dstOffset = 0): void {
   for (let i = 0; i < src.length; i++) dst[dstOffset + i] = F16_TABLE[src[i]];
 }

@@ -9,6 +9,7 @@ import { StreamDecoder } from '../tokenizer/stream-decoder.js';
 import { OpenELMError } from '../core/errors.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 import { StopMatcher } from './stop.js';
+import { tokenLogprob, type TokenLogprob } from './logprobs.js';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
@@ -36,10 +37,15 @@ export interface DecodeOptions extends SamplingOptions {
   ignoreEos?: boolean;
   /** Restricts which tokens may come next (constrained decoding). */
   constraint?: TokenConstraint;
+  /**
+   * Record each new token's logprob under the raw distribution (before the mask and the
+   * processors) with this many most likely alternatives (0: the token's own only).
+   */
+  logprobs?: number;
 }
 
 /** What one step produced: the token, the text it released, and whether the sequence ended. */
-export interface StepResult { id: number; text: string; done: boolean; }
+export interface StepResult { id: number; text: string; done: boolean; logprob?: TokenLogprob; }
 
 /** One sequence's state between forward passes. */
 export class SequenceDecoder {
@@ -53,6 +59,9 @@ export class SequenceDecoder {
   private readonly stopTokens: Set<number>;
   readonly maxTokens: number;
   private readonly constraint?: TokenConstraint;
+  private readonly topLogprobs?: number;
+  /** One entry per generated id when `logprobs` was asked for. */
+  readonly logprobs?: TokenLogprob[];
   /** The sampling options this sequence draws with (a draft model proposes with the same). */
   readonly sampling: SamplingOptions;
 
@@ -66,11 +75,16 @@ export class SequenceDecoder {
     this.stopper = new StopMatcher(opts.stop ?? []);
     this.stopTokens = new Set(opts.ignoreEos ? [] : (opts.stopTokens ?? [eos]));
     this.constraint = opts.constraint;
+    if (opts.logprobs !== undefined) {
+      if (!(Number.isInteger(opts.logprobs) && opts.logprobs >= 0)) throw new OpenELMError('usage', `logprobs must be an integer >= 0, got ${opts.logprobs}`);
+      this.topLogprobs = opts.logprobs;
+      this.logprobs = [];
+    }
     this.done = this.maxTokens === 0;
   }
 
   /** Whether the next token is the plain argmax of the logits (a backend can compute it without sending the logits back). */
-  get argmaxOnly(): boolean { return this.sampler.plainArgmax && !this.constraint; }
+  get argmaxOnly(): boolean { return this.sampler.plainArgmax && !this.constraint && this.topLogprobs === undefined; }
 
   /**
    * Choose the next token from this sequence's logits row (modified in place by the mask and the
@@ -78,14 +92,11 @@ export class SequenceDecoder {
    * whether the cache can hold one more token after this one.
    */
   step(logits: Float32Array | null, room: boolean, chosen?: number): StepResult {
-    let id: number;
-    if (chosen !== undefined) id = chosen;
-    else {
-      if (!logits) throw new OpenELMError('usage', 'a decode step needs the logits unless the argmax is given');
-      this.constraint?.mask(logits);
-      id = this.sampler.sample(logits, this.prompt, this.ids);
-    }
-    return this.take(id, room);
+    if (chosen !== undefined) return this.take(chosen, room);
+    if (!logits) throw new OpenELMError('usage', 'a decode step needs the logits unless the argmax is given');
+    const raw = this.topLogprobs !== undefined ? logits.slice() : null;
+    this.constraint?.mask(logits);
+    return this.take(this.sampler.sample(logits, this.prompt, this.ids), room, raw);
   }
 
   /**
@@ -95,11 +106,15 @@ export class SequenceDecoder {
    * as in step(); the caller compares the result with `draft` to know whether to go on.
    */
   stepDraft(logits: Float32Array, room: boolean, draft: number, q: Float64Array | null): StepResult {
+    const raw = this.topLogprobs !== undefined ? logits.slice() : null;
     this.constraint?.mask(logits);
-    return this.take(this.sampler.speculate(logits, this.prompt, this.ids, draft, q), room);
+    return this.take(this.sampler.speculate(logits, this.prompt, this.ids, draft, q), room, raw);
   }
 
-  private take(id: number, room: boolean): StepResult {
+  /** Take `id` as the next token; `raw` is the unmasked logits row when logprobs are recorded. */
+  private take(id: number, room: boolean, raw: Float32Array | null = null): StepResult {
+    let logprob: TokenLogprob | undefined;
+    if (raw) { logprob = tokenLogprob(raw, id, this.topLogprobs); this.logprobs!.push(logprob); }
     this.constraint?.accept(id);
     this.ids.push(id);
     let text = '';
@@ -126,7 +141,7 @@ export class SequenceDecoder {
     }
     this.text += text;
     if (stopped) this.done = true;
-    return { id, text, done: stopped };
+    return logprob ? { id, text, done: stopped, logprob } : { id, text, done: stopped };
   }
 
   /** End the sequence early (client gone, Ctrl-C). */

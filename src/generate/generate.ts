@@ -8,7 +8,8 @@ import type { KVCache } from '../model/kv-cache.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OpenELMError } from '../core/errors.js';
 import { tick } from '../core/tick.js';
-import { SequenceDecoder, type DecodeOptions, type FinishReason } from './decode.js';
+import { SequenceDecoder, type DecodeOptions, type FinishReason, type StepResult } from './decode.js';
+import type { TokenLogprob } from './logprobs.js';
 import { Speculator, type SpeculativeOptions, type SpeculativeStats } from './speculative.js';
 
 export type { FinishReason } from './decode.js';
@@ -32,11 +33,23 @@ export interface GenerationResult {
   finishReason: FinishReason;
   promptTokens: number;
   timings: Timings;
+  /** Each new id's logprob, when `logprobs` was asked for. */
+  logprobs?: TokenLogprob[];
   /** How speculative decoding went (all prompts of the call together), when it was on. */
   speculative?: SpeculativeStats;
 }
 
-export interface StreamChunk { text: string; ids: number[]; }
+export interface StreamChunk { text: string; ids: number[]; logprobs?: TokenLogprob[]; }
+
+/** A step's chunk: its text, its id and, when recorded, the id's logprob. */
+export function stepChunk(r: StepResult): StreamChunk {
+  return r.logprob ? { text: r.text, ids: [r.id], logprobs: [r.logprob] } : { text: r.text, ids: [r.id] };
+}
+
+/** The chunk of a step that took the last `ids.length` tokens of `dec` (one, or several when speculating). */
+export function decoderChunk(dec: SequenceDecoder, ids: number[], text: string): StreamChunk {
+  return dec.logprobs ? { text, ids, logprobs: dec.logprobs.slice(dec.logprobs.length - ids.length) } : { text, ids };
+}
 
 
 interface SeqState { prompt: number[]; cache: KVCache; dec: SequenceDecoder; }
@@ -48,14 +61,14 @@ function checkPrompt(model: OpenELM, prompt: number[], cap: number): void {
   }
 }
 
-const ENDED = { id: -1, text: '', done: true };
+const ENDED: StepResult = { id: -1, text: '', done: true };
 
 /**
  * One forward step for `seqs` and each one's next token, through the shared decode step. When every
  * sequence only needs the argmax, the backend computes it and the logits never come back.
  */
 export async function decodeStep(model: OpenELM, seqs: { cache: KVCache; tokens: ArrayLike<number>; dec: SequenceDecoder }[]):
-  Promise<{ id: number; text: string; done: boolean }[]> {
+  Promise<StepResult[]> {
   const items = seqs.map((s) => ({ cache: s.cache, tokens: s.tokens }));
   const V = model.config.vocabSize;
   if (seqs.every((s) => s.dec.argmaxOnly)) {
@@ -77,6 +90,8 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
   const maxTokens = opts.maxTokens ?? 128;
   const cap = model.config.maxContextLength;
   if (opts.cache && prompts.length !== 1) throw new OpenELMError('usage', 'a reusable cache works with one prompt at a time');
+  // A constraint follows one sequence; several prompts would share its position.
+  if (opts.constraint && prompts.length !== 1) throw new OpenELMError('usage', 'a constraint works with one prompt at a time');
   const decoders = prompts.map((p, i) => {
     checkPrompt(model, p, opts.cache?.capacity ?? cap);
     return new SequenceDecoder(tok, p, model.config.eosTokenId, { ...opts, seed: opts.seed === undefined ? undefined : opts.seed + i });
@@ -102,7 +117,7 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
       const next: SeqState[] = [];
       for (let k = 0; k < live.length; k++) {
         const s = live[k], r = steps[k];
-        if (r.ids.length) yield [seqs.indexOf(s), { text: r.text, ids: r.ids }];
+        if (r.ids.length) yield [seqs.indexOf(s), decoderChunk(s.dec, r.ids, r.text)];
         if (r.done) continue;
         if (opts.signal?.aborted) { s.dec.abort(); continue; }
         next.push(s);
@@ -121,7 +136,10 @@ export async function* generateMany(model: OpenELM, tok: Tokenizer, prompts: num
       predicted_per_second: decodeSteps ? (predicted - seqs.length) / Math.max(1e-9, (t2 - t1) / 1000) : 0,
     };
     const stats = spec ? { ...spec.stats } : undefined;
-    return seqs.map((s) => ({ ids: s.dec.ids, text: s.dec.text, finishReason: s.dec.finish, promptTokens: s.prompt.length, timings, ...(stats ? { speculative: stats } : {}) }));
+    return seqs.map((s) => ({
+      ids: s.dec.ids, text: s.dec.text, finishReason: s.dec.finish, promptTokens: s.prompt.length, timings,
+      ...(s.dec.logprobs ? { logprobs: s.dec.logprobs } : {}), ...(stats ? { speculative: stats } : {}),
+    }));
   } finally {
     // Caches made here go back to the backend (the WASM backend manages its own memory), also when
     // the consumer stops iterating early.

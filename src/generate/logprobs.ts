@@ -57,17 +57,35 @@ export interface PromptLogprobs {
   next: Float32Array;
 }
 
-/** Scores every token of `prompt` given the ones before it (for `echo`). */
-export async function promptLogprobs(model: OpenELM, prompt: readonly number[], opts: { bosId: number; top?: number }): Promise<PromptLogprobs> {
+/** Logit rows computed per forward call while scoring (bounds memory: rows × vocabulary floats). */
+const SCORE_ROWS = 256;
+
+/**
+ * Scores every token of `prompt` given the ones before it (for `echo`). The prompt runs through a
+ * KV cache in pieces of `chunk` tokens, so memory stays at chunk × vocabulary floats.
+ */
+export async function promptLogprobs(model: OpenELM, prompt: readonly number[], opts: { bosId: number; top?: number; chunk?: number }): Promise<PromptLogprobs> {
   const bosAdded = prompt.length === 0 || prompt[0] !== opts.bosId;
   const ids = bosAdded ? [opts.bosId, ...prompt] : [...prompt];
   const V = model.config.vocabSize;
-  const logits = await model.logitsAll(ids);
   const off = bosAdded ? 1 : 0;
-  const entries: Array<TokenLogprob | null> = prompt.map((id, i) => {
-    if (i === 0) return null;
-    const j = i + off - 1;
-    return tokenLogprob(logits.subarray(j * V, (j + 1) * V), id, opts.top ?? 0);
-  });
-  return { entries, bosAdded, next: logits.slice((ids.length - 1) * V, ids.length * V) };
+  const chunk = Math.max(1, opts.chunk ?? SCORE_ROWS);
+  const entries: Array<TokenLogprob | null> = prompt.map(() => null);
+  let next = new Float32Array(0);
+  const cache = model.newCache(Math.max(ids.length, 1));
+  try {
+    for (let s = 0; s < ids.length; s += chunk) {
+      const n = Math.min(chunk, ids.length - s);
+      const logits = await model.forward([{ cache, tokens: ids.slice(s, s + n) }], { all: true });
+      // Row j of the whole sequence predicts ids[j + 1], which is prompt token j + 1 - off.
+      for (let r = 0; r < n; r++) {
+        const j = s + r, i = j + 1 - off;
+        if (i >= 1 && i < prompt.length) entries[i] = tokenLogprob(logits.subarray(r * V, (r + 1) * V), prompt[i], opts.top ?? 0);
+      }
+      if (s + n === ids.length) next = logits.slice((n - 1) * V, n * V);
+    }
+  } finally {
+    cache.dispose();
+  }
+  return { entries, bosAdded, next };
 }

@@ -3,7 +3,7 @@
 // trainable f32 weight with its gradient), a frozen base (any weight dtype, no gradient) and a
 // frozen base with a LoRA / DoRA adapter (adapted.ts).
 
-import type { Backend, Tensor, Weight } from '../backends/backend.js';
+import type { Backend, MatmulPrecision, Tensor, Weight } from '../backends/backend.js';
 
 /** What one forward/backward pass of the model shares with its layers. */
 export interface LinearRun {
@@ -30,18 +30,22 @@ export interface TrainLinear {
   backward(dx: Tensor, dy: Tensor, x: Tensor, M: number, saved: LinearSaved, run: LinearRun): void;
 }
 
-/** A trainable f32 weight [out, in] and its gradient (views into the model's flat tensors). */
+/**
+ * A trainable f32 weight [out, in] and its gradient (views into the model's flat tensors); its three
+ * products take the model's precision (bf16: bf16-rounded inputs, f32 sums).
+ */
 export class DenseLinear implements TrainLinear {
-  constructor(private readonly be: Backend, readonly w: Tensor, readonly dw: Tensor, readonly outFeatures: number, readonly inFeatures: number) {}
+  constructor(private readonly be: Backend, readonly w: Tensor, readonly dw: Tensor, readonly outFeatures: number, readonly inFeatures: number,
+    private readonly precision: MatmulPrecision = 'fp32') {}
 
   forward(y: Tensor, x: Tensor, M: number, accumulate: boolean): void {
-    this.be.matmul(y, x, this.w, M, this.outFeatures, this.inFeatures, 'nt', accumulate);
+    this.be.matmul(y, x, this.w, M, this.outFeatures, this.inFeatures, 'nt', accumulate, this.precision);
   }
 
   backward(dx: Tensor, dy: Tensor, x: Tensor, M: number): void {
     const be = this.be, O = this.outFeatures, I = this.inFeatures;
-    be.matmul(this.dw, dy, x, O, I, M, 'tn', true);
-    be.matmul(dx, dy, this.w, M, I, O, 'nn', false);
+    be.matmul(this.dw, dy, x, O, I, M, 'tn', true, this.precision);
+    be.matmul(dx, dy, this.w, M, I, O, 'nn', false, this.precision);
   }
 }
 

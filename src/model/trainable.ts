@@ -20,7 +20,7 @@
 // DoRA tensors (adapted.ts) the model's parameters: then `layout`, `params` and `grads` are the
 // adapter's, and AdamW and clipping see nothing else.
 
-import type { Backend, LossSums, Tensor, Weight } from '../backends/backend.js';
+import type { Backend, LossSums, MatmulLayout, MatmulPrecision, Tensor, Weight } from '../backends/backend.js';
 import { setWeightRows } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
 import type { AdapterSettings } from '../adapters/adapter.js';
@@ -39,6 +39,13 @@ export interface TrainableModelOptions {
   recompute?: boolean;
   /** Rows of logits materialised at once by the fused head + loss (memory: rows × vocab). */
   headChunkRows?: number;
+  /**
+   * Inputs of every matrix product (forward and backward, head included): 'fp32' (default) or
+   * 'bf16' (mixed precision: bf16-rounded operands, f32 sums; parameters, gradients, norms,
+   * attention, softmax and loss stay f32). See docs/training.md. Adapter training applies it to
+   * the head only: the frozen base's products and the adapters' stay f32.
+   */
+  precision?: MatmulPrecision;
   /** Train a LoRA / DoRA adapter on a frozen base instead of the whole model. */
   adapter?: AdapterTraining;
 }
@@ -92,6 +99,7 @@ export class TrainableModel {
   readonly params: Tensor;
   readonly grads: Tensor;
   readonly recompute: boolean;
+  readonly precision: MatmulPrecision;
   headChunkRows: number;
 
   /** Adapter training: the settings (null: full training). */
@@ -137,6 +145,7 @@ export class TrainableModel {
 
   constructor(readonly config: OpenELMConfig, readonly backend: Backend, opts: TrainableModelOptions = {}) {
     this.recompute = opts.recompute ?? false;
+    this.precision = opts.precision ?? 'fp32';
     this.headChunkRows = opts.headChunkRows ?? 256;
     this.adapter = opts.adapter?.settings ?? null;
     const c = config, hd = c.headDim, be = backend;
@@ -158,7 +167,7 @@ export class TrainableModel {
     if (!this.adapter) {
       this.P = mapLayers(c, (n) => this.paramView(n), () => null);
       this.G = mapLayers(c, (n) => this.gradView(n), () => null);
-      this.lin = mapLayers(c, () => null, (n, shape) => new DenseLinear(be, this.paramView(n), this.gradView(n), shape[0], shape[1]))
+      this.lin = mapLayers(c, () => null, (n, shape) => new DenseLinear(be, this.paramView(n), this.gradView(n), shape[0], shape[1], this.precision))
         .map((p) => ({ qkv: p.qkv, out: p.out, proj1: p.proj1, proj2: p.proj2 }));
       this.embed = this.paramView(EMBEDDING);
       this.dEmbed = this.gradView(EMBEDDING);
@@ -263,6 +272,11 @@ export class TrainableModel {
   setDropoutMasks(masks: DropoutMasks | null): void {
     if (!this.shared) throw new OpenELMError('usage', 'dropout masks belong to adapter training');
     this.shared.masks = masks;
+  }
+
+  /** The head's products; the layers' go through their TrainLinear, which full training builds with the same precision. */
+  private mm(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
+    this.backend.matmul(C, A, B, M, N, K, layout, accumulate, this.precision);
   }
 
   private view(buf: Tensor, name: string): Tensor {
@@ -497,12 +511,12 @@ export class TrainableModel {
       if (contiguous) x = be.view(this.xf, r0 * D, m * D);
       else { x = be.view(this.headX, 0, m * D); be.gatherRows(x, this.xf, idx, D); }
       const lg = be.view(this.headLogits, 0, m * V);
-      be.matmul(lg, x, this.head, m, V, D, 'nt', false);
+      this.mm(lg, x, this.head, m, V, D, 'nt', false);
       sums.push(be.crossEntropy(lg, tc, m, V, z, scale));
       if (!backward || scale === 0) continue;
       const dx = contiguous ? be.view(this.dxn, r0 * D, m * D) : be.view(this.headDx, 0, m * D);
-      be.matmul(dx, lg, this.head, m, D, V, 'nn', false);
-      if (this.dHead) be.matmul(this.dHead, lg, x, V, D, m, 'tn', true);
+      this.mm(dx, lg, this.head, m, D, V, 'nn', false);
+      if (this.dHead) this.mm(this.dHead, lg, x, V, D, m, 'tn', true);
       if (!contiguous) be.scatterRows(this.dxn, dx, idx, D);
     }
     let ceSum = 0, lseSqSum = 0;
@@ -560,7 +574,7 @@ export class TrainableModel {
     this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX, this.positions(B, T));
     const out = be.alloc(M * c.vocabSize);
     try {
-      be.matmul(out, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
+      this.mm(out, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
       return await be.read(out);
     } finally {
       be.free(out);

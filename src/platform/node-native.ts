@@ -18,13 +18,22 @@ interface Addon {
   setThreads(n: number): void;
   sgemm(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+  gemmBf16(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; int8: boolean };
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
-    mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean): void;
+    mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
 }
 
 export class NativeBlas implements NativeGemm {
   private threadsSet = 0;
-  constructor(private readonly addon: Addon, readonly library: string) {}
+  readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  readonly int8: boolean;
+  constructor(private readonly addon: Addon, readonly library: string) {
+    const f = addon.features();
+    this.bf16 = f.bf16;
+    this.int8 = f.int8;
+  }
 
   private use(threads: number): void {
     if (threads !== this.threadsSet) { this.addon.setThreads(threads); this.threadsSet = threads; }
@@ -37,14 +46,21 @@ export class NativeBlas implements NativeGemm {
     this.addon.sgemm(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
   }
 
+  /** The same product on bf16-rounded operands with f32 sums (NativeGemm.gemmBf16). */
+  gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void {
+    this.use(threads);
+    this.addon.gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
+  }
+
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use
    * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts.
    */
   linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
-    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean): void {
+    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean, int8 = false): void {
     this.use(threads);
-    this.addon.linear(out, x, w, kind, scales, mins, M, N, K, acc);
+    this.addon.linear(out, x, w, kind, scales, mins, M, N, K, acc, int8);
   }
 }
 

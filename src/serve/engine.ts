@@ -12,7 +12,8 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { OpenELMError } from '../core/errors.js';
 import { tick } from '../core/tick.js';
 import { SequenceDecoder, type FinishReason } from '../generate/decode.js';
-import { decodeStep, type GenerateOptions, type StreamChunk } from '../generate/generate.js';
+import { decodeStep, decoderChunk, type GenerateOptions, type StreamChunk } from '../generate/generate.js';
+import type { TokenLogprob } from '../generate/logprobs.js';
 import { Speculator, type SpeculativeOptions } from '../generate/speculative.js';
 
 /** llama.cpp's per-request `timings` object. */
@@ -28,6 +29,8 @@ export interface EngineResult {
   finishReason: FinishReason;
   promptTokens: number;
   timings: ServerTimings;
+  /** Each new id's logprob, when `logprobs` was asked for. */
+  logprobs?: TokenLogprob[];
 }
 
 export type EngineOptions = Omit<GenerateOptions, 'cache' | 'signal'>;
@@ -80,6 +83,8 @@ export class Engine {
   private readonly pool: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly active: Job[] = [];
+  /** Work that needs the model to itself (prompt scoring), run between two steps. */
+  private readonly tasks: Array<() => Promise<void>> = [];
   private running = false;
   private clock = 0;
   private readonly spec: Speculator | null;
@@ -133,6 +138,17 @@ export class Engine {
     return this.consume(job);
   }
 
+  /**
+   * Run `fn` between two decode steps, with the model to itself: the model's workspace holds one
+   * forward call's results at a time, so other model calls must not interleave with the steps.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.tasks.push(() => Promise.resolve().then(fn).then(resolve, reject));
+      this.kick();
+    });
+  }
+
   /** Abort everything running or queued (shutdown). */
   abortAll(): void {
     for (const j of [...this.queue, ...this.active]) if (!j.done) this.finish(j, 'abort');
@@ -159,7 +175,7 @@ export class Engine {
   private kick(): void {
     if (this.running) return;
     this.running = true;
-    void this.loop().finally(() => { this.running = false; if (this.queue.length) this.kick(); });
+    void this.loop().finally(() => { this.running = false; if (this.queue.length || this.tasks.length) this.kick(); });
   }
 
   private admit(): void {
@@ -187,10 +203,11 @@ export class Engine {
 
   private async loop(): Promise<void> {
     for (;;) {
+      while (this.tasks.length) await this.tasks.shift()!();
       for (const j of this.active) if (!j.done && j.signal?.aborted) this.finish(j, 'abort');
       this.reap();
       this.admit();
-      if (!this.active.length) return;
+      if (!this.active.length) { if (this.tasks.length) continue; return; }
       let jobs = [...this.active];
       if (jobs.length > this.maxBatch) {
         const start = this.cursor % jobs.length;
@@ -230,7 +247,7 @@ export class Engine {
         if (!j.prefilled) { j.prefilled = true; j.tPrefilled = t1; }
         // a job aborted while its step ran still got a token; it is not sent
         if (j.done) continue;
-        if (r.ids.length) this.emit(j, { text: r.text, ids: r.ids });
+        if (r.ids.length) this.emit(j, decoderChunk(j.dec, r.ids, r.text));
         if (r.done) this.finish(j, j.dec.finish);
       }
       this.reap();
@@ -280,7 +297,7 @@ export class Engine {
     };
     if (j.tPrefilled) { this.totals.promptTokens += promptN; this.totals.cachedTokens += j.cached; }
     this.totals.predictedTokens += n;
-    j.result = { ids: j.dec.ids, text: j.dec.text, finishReason: reason, promptTokens: j.prompt.length, timings };
+    j.result = { ids: j.dec.ids, text: j.dec.text, finishReason: reason, promptTokens: j.prompt.length, timings, ...(j.dec.logprobs ? { logprobs: j.dec.logprobs } : {}) };
     j.wake?.();
   }
 }

@@ -29,22 +29,48 @@ export function tokenBytes(tok: Tokenizer, id: number): number[] {
 }
 
 /**
- * Where each token's text starts in the decoded text of `ids` (in code points, as Python counts
- * string positions), plus `start`. A token that completes a multi-byte character counts from where
- * the character starts.
+ * Where each token's text starts in the decoded text of the tokens fed so far (in code points, as
+ * Python counts string positions), plus `start`. A token that completes a multi-byte character
+ * counts from where the character starts.
  */
-export function textOffsets(tok: Tokenizer, ids: readonly number[], start = 0): number[] {
-  const dec = new StreamDecoder(tok);
-  const out: number[] = [];
-  let pos = start, pendingFrom = -1;
-  for (const id of ids) {
-    if (pendingFrom < 0) pendingFrom = pos;
-    out.push(dec.hasPending ? pendingFrom : pos);
-    const text = dec.push(id);
-    pos += [...text].length;
-    if (!dec.hasPending) pendingFrom = -1;
+export class OffsetTracker {
+  private readonly dec: StreamDecoder;
+  private pos: number;
+  private pendingFrom = -1;
+
+  /** `after`: tokens already in the text (a prompt, when generated tokens continue it), not reported. */
+  constructor(tok: Tokenizer, start = 0, after: readonly number[] = []) {
+    this.dec = new StreamDecoder(tok);
+    this.pos = start;
+    for (const id of after) this.next(id);
   }
-  return out;
+
+  /** The offset of token `id`, which is then added to the text. */
+  next(id: number): number {
+    if (this.pendingFrom < 0) this.pendingFrom = this.pos;
+    const at = this.dec.hasPending ? this.pendingFrom : this.pos;
+    this.pos += [...this.dec.push(id)].length;
+    if (!this.dec.hasPending) this.pendingFrom = -1;
+    return at;
+  }
+}
+
+export function textOffsets(tok: Tokenizer, ids: readonly number[], start = 0): number[] {
+  const t = new OffsetTracker(tok, start);
+  return ids.map((id) => t.next(id));
+}
+
+/**
+ * Whether the decoded text of `ids`, as the start of a generation, lost the leading space of its
+ * first piece (SentencePiece's dummy prefix): text that continues a prompt gets it back.
+ */
+export function leadingSpaceDropped(tok: Tokenizer, ids: readonly number[]): boolean {
+  for (const id of ids) {
+    if (tok.isControl(id)) continue;
+    if (tok.byteValue(id) >= 0) return false;
+    return tok.decodePiece(id, true, true).text !== tok.decodePiece(id, false, true).text;
+  }
+  return false;
 }
 
 export interface CompletionLogprobs {

@@ -1,15 +1,18 @@
 // An OpenAI-compatible HTTP server on node:http, following llama-server's conventions:
 //   GET  /health, /v1/health         200 {"status":"ok"}; 503 while the model loads
 //   GET  /v1/models                  the one model, OpenAI list shape (+ llama.cpp `meta`)
-//   POST /v1/chat/completions        chat template applied; JSON or SSE chat.completion.chunk … [DONE]
-//   POST /v1/completions             prompt → text; JSON or SSE
+//   POST /v1/chat/completions        chat template applied; JSON or SSE chat.completion.chunk … [DONE];
+//                                    response_format / grammar, tools, logprobs, n
+//   POST /v1/completions             prompt(s) → text; JSON or SSE; logprobs + echo (lm-eval), n
 //   POST /tokenize, /detokenize      llama.cpp and vLLM shapes; GET /tokenizer_info (tokenizer-routes.ts)
 //   POST /apply-template             → {prompt}
+//   GET  /metrics                    Prometheus text (metrics.ts)
 // Errors are {"error": {"message", "type", "code"}} with code = the HTTP status; local file paths in
 // them are cut to their last component. With an API key, every route but /health needs
 // "Authorization: Bearer <key>". POST bodies must be JSON (Content-Type checked, size capped). CORS
-// is off unless origins are allowed (`cors`). Requests run through the batching Engine: each request
-// has its own KV cache slot, a disconnect aborts its generation.
+// is off unless origins are allowed (`cors`). Requests run through the batching Engine: each choice
+// has its own KV cache slot, a disconnect aborts its generation. Constrained choices share their
+// grammar's compiled masks (the model's GrammarCache); each has its own matcher.
 
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -20,11 +23,20 @@ import type { LoadedModel } from '../api.js';
 import type { ChatTemplate } from '../chat/template.js';
 import { encodeChatText } from '../chat/tokenize.js';
 import { parameterCount } from '../model/config.js';
-import type { StreamChunk } from '../generate/generate.js';
+import { stepChunk, type StreamChunk } from '../generate/generate.js';
+import { SequenceDecoder } from '../generate/decode.js';
+import { promptLogprobs } from '../generate/logprobs.js';
+import type { ConstraintSpec } from '../generate/constrain/cache.js';
+import { warmConstraintCode } from '../generate/constrain/cache.js';
+import { jsonSchemaToGbnf } from '../generate/constrain/json-schema.js';
+import type { GrammarMasker } from '../generate/constrain/mask.js';
 import { weightsBytes } from '../model/openelm.js';
-import { Engine, type EngineResult } from './engine.js';
+import { Engine, type EngineOptions, type EngineResult } from './engine.js';
 import type { SpeculativeOptions } from '../generate/speculative.js';
-import { HttpError, parseCommon, parseMessages, parsePrompt, type ParsedCommon } from './openai.js';
+import { HttpError, parseCommon, parseMessages, parsePrompts, parseTools, type ParsedCommon } from './openai.js';
+import { ChoiceState, type ChoicePrompt, type Kind } from './choices.js';
+import { checkToolMessages, renderChat, toolReplySchema } from './tools.js';
+import { ServerMetrics } from './metrics.js';
 import { detokenizeResponse, tokenizeResponse, tokenizerInfoResponse } from './tokenizer-routes.js';
 import { drain, readJsonBody } from './body.js';
 import { applyCors, normalizeOrigin } from './cors.js';
@@ -60,8 +72,10 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Overrides the model's chat template. */
   chatTemplate?: ChatTemplate;
-  /** One line per request (default: none). */
+  /** One access-log line per request, and internal errors (default: none). */
   log?: (line: string) => void;
+  /** Compile and run a small grammar once the model is loaded, so the first constrained request does not pay for the JIT (default true). */
+  warmup?: boolean;
   /** Dispose the model on close (default: true when the server loaded it itself). */
   disposeModelOnClose?: boolean;
 }
@@ -121,6 +135,9 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   let loadError: unknown;
   let closing = false;
   const inflight = new Set<http.ServerResponse>();
+  const metrics = new ServerMetrics();
+  /** What a generation route adds to its access-log line (tokens, finish reasons). */
+  const accessInfo = new WeakMap<http.ServerResponse, string>();
   const aborts = new Set<AbortController>();
   const ownsModel = opts.disposeModelOnClose ?? typeof opts.model === 'function';
   // An id given as a local path would show the machine's folders to every client: keep its name only.
@@ -131,69 +148,142 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
   const template = () => opts.chatTemplate ?? model!.chatTemplate;
   const defaults = () => ({ repetitionPenalty: model!.defaultOptions().repetitionPenalty ?? 1 });
 
-  function usage(r: EngineResult) {
-    return { prompt_tokens: r.promptTokens, completion_tokens: r.ids.length, total_tokens: r.promptTokens + r.ids.length };
+  /** A choice's generation: the engine's, or one step from a scored prompt's last logits. */
+  function runChoice(prompt: ChoicePrompt, opts: EngineOptions, signal: AbortSignal): AsyncGenerator<StreamChunk, EngineResult> {
+    const m = model!, e = engine!;
+    const sc = prompt.scored;
+    const ctx = sc?.bosAdded ? [m.tokenizer.bosId, ...prompt.ids] : prompt.ids;
+    // Echo with at most one new token (how lm-eval scores): the scoring pass already holds the
+    // next token's logits, so the prompt is not run a second time.
+    if (sc && opts.maxTokens !== undefined && opts.maxTokens <= 1) {
+      const dec = new SequenceDecoder(m.tokenizer, ctx, m.config.eosTokenId, opts);
+      return (async function* () {
+        const t0 = performance.now();
+        if (!dec.done) yield stepChunk(dec.step(sc.next.slice(), ctx.length + 1 <= e.contextSize));
+        const ms = performance.now() - t0;
+        const timings = { cache_n: 0, prompt_n: ctx.length, prompt_ms: 0, prompt_per_token_ms: 0, prompt_per_second: 0, predicted_n: dec.ids.length, predicted_ms: ms, predicted_per_token_ms: 0, predicted_per_second: 0 };
+        return { ids: dec.ids, text: dec.text, finishReason: dec.finish, promptTokens: ctx.length, timings, ...(dec.logprobs ? { logprobs: dec.logprobs } : {}) };
+      })();
+    }
+    return e.submit(ctx, opts, signal);
   }
 
-  /** Run a generation for one HTTP request, as JSON or as SSE. `shape` makes the response objects. */
-  async function generateResponse(req: http.IncomingMessage, res: http.ServerResponse, ids: number[], p: ParsedCommon, kind: 'chat' | 'text'): Promise<void> {
+  interface Plan {
+    kind: Kind;
+    prompts: ChoicePrompt[];
+    p: ParsedCommon;
+    /** The grammar every choice follows (compiled once, a matcher per choice). */
+    constraint?: { spec: ConstraintSpec; label: string };
+    tools: boolean;
+  }
+
+  /** Run every choice of one HTTP request (prompts × n, batched by the engine), as JSON or as SSE. */
+  async function respond(req: http.IncomingMessage, res: http.ServerResponse, plan: Plan): Promise<void> {
+    const { kind, p } = plan;
+    const tok = model!.tokenizer;
+    let masker: GrammarMasker | undefined;
+    if (plan.constraint) {
+      try {
+        masker = model!.grammars.masker(plan.constraint.spec);
+      } catch (e) {
+        if (e instanceof OpenELMError) throw clientError(400, e);
+        throw e;
+      }
+    }
     const ac = new AbortController();
     aborts.add(ac);
     // A client that goes away (closed socket before we finished) stops its generation.
     res.on('close', () => { if (!res.writableFinished) ac.abort(); aborts.delete(ac); });
-    let gen: AsyncGenerator<StreamChunk, EngineResult>;
+    const states: ChoiceState[] = [];
+    const gens: Array<AsyncGenerator<StreamChunk, EngineResult>> = [];
     try {
-      gen = engine!.submit(ids, p.options, ac.signal);
+      plan.prompts.forEach((prompt, pi) => {
+        for (let k = 0; k < p.n; k++) {
+          const index = pi * p.n + k;
+          const seed = p.options.seed === undefined ? undefined : (p.options.seed + k) % 2 ** 32;
+          const opts: EngineOptions = { ...p.options, seed, ...(p.logprobs !== undefined ? { logprobs: p.logprobs } : {}), ...(masker ? { constraint: masker.newMatcher() } : {}) };
+          states.push(new ChoiceState(index, tok, prompt, { kind, echo: p.echo, logprobs: p.logprobs !== undefined, tools: plan.tools }));
+          gens.push(runChoice(prompt, opts, ac.signal));
+        }
+      });
     } catch (e) {
+      ac.abort();
+      for (const g of gens) void g.return(undefined as never).catch(() => undefined);
       if (e instanceof OpenELMError) throw clientError(400, e);
       throw e;
     }
+    metrics.choices += states.length;
+    if (plan.constraint) for (let i = 0; i < states.length; i++) metrics.constraint(plan.constraint.label);
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
     const base = () => ({ id, object: `${object}${kind === 'chat' && p.stream ? '.chunk' : ''}`, created: Math.floor(Date.now() / 1000), model: modelId, system_fingerprint: `openelm-${VERSION}` });
-    const finishReason = (r: EngineResult) => (r.finishReason === 'length' ? 'length' : 'stop');
     const shutdownError = () => new HttpError(503, 'the server is shutting down; the generation was stopped');
+    const usage = () => {
+      const promptTokens = plan.prompts.reduce((a, q) => a + q.ids.length, 0);
+      const completion = states.reduce((a, st) => a + (st.result?.ids.length ?? 0), 0);
+      return { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion };
+    };
+    const note = (st: ChoiceState[]) => {
+      const u = usage();
+      accessInfo.set(res, `prompt=${u.prompt_tokens} completion=${u.completion_tokens} choices=${st.length} finish=${st.map((x) => x.result ? x.finishReason() : '-').join(',')}${plan.constraint ? ` constraint=${plan.constraint.label}` : ''}`);
+    };
 
     if (!p.stream) {
-      let r: IteratorResult<StreamChunk, EngineResult>;
-      do r = await gen.next(); while (!r.done);
-      const result = r.value;
+      await Promise.all(gens.map(async (g, i) => {
+        let r = await g.next();
+        while (!r.done) { states[i].push(r.value); r = await g.next(); }
+        states[i].result = r.value;
+      }));
+      note(states);
       if (ac.signal.aborted) return; // the client is gone
-      if (result.finishReason === 'abort') { sendError(res, shutdownError()); return; }
-      const choice = kind === 'chat'
-        ? { index: 0, message: { role: 'assistant', content: result.text }, logprobs: null, finish_reason: finishReason(result) }
-        : { index: 0, text: result.text, logprobs: null, finish_reason: finishReason(result) };
-      sendJson(res, 200, { ...base(), choices: [choice], usage: usage(result), timings: result.timings });
+      if (states.some((st) => st.result!.finishReason === 'abort')) { sendError(res, shutdownError()); return; }
+      sendJson(res, 200, { ...base(), choices: states.map((st) => st.choice()), usage: usage(), timings: states[0].result!.timings });
       return;
     }
 
     res.writeHead(200, SSE_HEADERS);
     res.flushHeaders();
     const send = (obj: unknown) => { if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(obj)}\n\n`); };
-    const chunk = (text: string | undefined, finish: string | null, extra: Record<string, unknown> = {}) => {
-      const choice = kind === 'chat'
-        ? { index: 0, delta: text === undefined ? {} : { content: text }, logprobs: null, finish_reason: finish }
-        : { index: 0, text: text ?? '', logprobs: null, finish_reason: finish };
-      send({ ...base(), choices: [choice], ...extra });
+    const chatChunk = (st: ChoiceState, delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
+      send({ ...base(), choices: [{ index: st.index, delta, logprobs: st.takeLogprobs(), finish_reason: finish }], ...extra });
+    const textChunk = (st: ChoiceState, text: string, finish: string | null, extra: Record<string, unknown> = {}) =>
+      send({ ...base(), choices: [{ index: st.index, text, logprobs: st.takeLogprobs(), finish_reason: finish }], ...extra });
+    const onChunk = (st: ChoiceState, c: StreamChunk) => {
+      const { text, events } = st.push(c);
+      if (kind === 'text') { if (text || st.hasPendingLogprobs) textChunk(st, text, null); return; }
+      if (!plan.tools) { if (text || st.hasPendingLogprobs) chatChunk(st, { content: text }, null); return; }
+      for (const ev of events) {
+        if (ev.type === 'content') chatChunk(st, { content: ev.text }, null);
+        else if (ev.type === 'call') chatChunk(st, { tool_calls: [{ index: ev.index, id: st.callId(ev.index), type: 'function', function: { name: ev.name, arguments: '' } }] }, null);
+        else chatChunk(st, { tool_calls: [{ index: ev.index, function: { arguments: ev.text } }] }, null);
+      }
     };
     try {
-      if (kind === 'chat') send({ ...base(), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
-      let r = await gen.next();
-      while (!r.done) {
-        if (r.value.text) chunk(r.value.text, null);
-        r = await gen.next();
+      for (const st of states) {
+        if (kind === 'chat') send({ ...base(), choices: [{ index: st.index, delta: { role: 'assistant', content: plan.tools ? null : '' }, logprobs: null, finish_reason: null }] });
+        else if (p.echo) { const e = st.echoPart(); send({ ...base(), choices: [{ index: st.index, text: e.text, logprobs: e.logprobs, finish_reason: null }] }); }
       }
-      const result = r.value;
+      const next = (i: number) => gens[i].next().then((r) => [i, r] as const);
+      const pending = new Map(gens.map((_, i) => [i, next(i)]));
+      while (pending.size) {
+        const [i, r] = await Promise.race(pending.values());
+        const st = states[i];
+        if (!r.done) { onChunk(st, r.value); pending.set(i, next(i)); continue; }
+        pending.delete(i);
+        st.result = r.value;
+        if (ac.signal.aborted || r.value.finishReason === 'abort') continue;
+        if (kind === 'chat') chatChunk(st, {}, st.finishReason(), { timings: r.value.timings });
+        else textChunk(st, '', st.finishReason(), { timings: r.value.timings });
+      }
+      note(states);
       if (ac.signal.aborted) return;
-      if (result.finishReason === 'abort') {
+      if (states.some((st) => st.result!.finishReason === 'abort')) {
         const e = shutdownError();
         send(errorBody(e.status, e.message, e.type));
-      } else {
-        chunk(undefined, finishReason(result), { timings: result.timings });
-        if (p.includeUsage) send({ ...base(), choices: [], usage: usage(result), timings: result.timings });
-      }
+      } else if (p.includeUsage) send({ ...base(), choices: [], usage: usage(), timings: states[0].result!.timings });
       if (!res.writableEnded && !res.destroyed) res.write('data: [DONE]\n\n');
     } catch (e) {
+      ac.abort();
       log(`internal error during a stream: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       send(errorBody(500, clientError(500, e).message, 'server_error'));
     } finally {
@@ -216,6 +306,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     '/tokenize': { method: 'POST', auth: true, model: true, run: tokenize },
     '/detokenize': { method: 'POST', auth: true, model: true, run: detokenize },
     '/apply-template': { method: 'POST', auth: true, model: true, run: applyTemplate },
+    '/metrics': { method: 'GET', auth: true, model: false, run: metricsRoute },
     '/tokenizer_info': { method: 'GET', auth: true, model: true, run: (_q, res) => sendJson(res, 200, tokenizerInfoResponse(model!.tokenizer, { chatTemplate: template().text, maxModelLength: engine!.contextSize })) },
   };
 
@@ -236,30 +327,72 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     });
   }
 
+  /** 400 for a prompt the engine would refuse (out-of-vocabulary ids, too long), before anything runs. */
+  function checkPrompt(ids: readonly number[], what: string): void {
+    const V = model!.config.vocabSize;
+    if (ids.length === 0) throw new HttpError(400, `${what} is empty (no tokens)`);
+    for (const t of ids) if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new HttpError(400, `${what}: token id ${t} is outside the vocabulary [0, ${V})`);
+    if (ids.length >= engine!.contextSize) throw new HttpError(400, `${what} has ${ids.length} tokens but the context holds ${engine!.contextSize}; shorten it`);
+  }
+
+  function constraintLabel(spec: ConstraintSpec | undefined): { spec: ConstraintSpec; label: string } | undefined {
+    return spec ? { spec, label: spec.kind } : undefined;
+  }
+
   async function chat(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = await body(req);
     const msgs = parseMessages(b);
-    const p = parseCommon(b, model!.config.vocabSize, defaults());
+    checkToolMessages(msgs);
+    const tools = parseTools(b);
+    const p = parseCommon(b, model!.config.vocabSize, defaults(), 'chat');
     const t = template();
     let ids: number[];
     try {
-      ids = encodeChatText(model!.tokenizer, t.render(msgs, { addGenerationPrompt: true }), t);
+      ids = encodeChatText(model!.tokenizer, renderChat(t, msgs, tools), t);
     } catch (e) {
       if (e instanceof OpenELMError) throw clientError(400, e);
       throw e;
     }
-    await generateResponse(req, res, ids, p, 'chat');
+    checkPrompt(ids, 'the prompt');
+    let constraint = constraintLabel(p.constraint);
+    const toolMode = tools !== undefined && tools.choice !== 'none';
+    if (toolMode) {
+      if (p.constraint?.kind === 'grammar') throw new HttpError(400, '"grammar" cannot be combined with "tools" (the reply follows the tool-call format)');
+      // Each function's schema alone first, so that an error names the tool.
+      tools.tools.forEach((tool, i) => {
+        try { jsonSchemaToGbnf(tool.parameters); } catch (e) {
+          if (e instanceof OpenELMError) throw new HttpError(400, `tools[${i}].function.parameters (${tool.name}): ${redactPaths(e.message)}`);
+          throw e;
+        }
+      });
+      const response = p.constraint?.kind === 'json_schema' ? p.constraint.schema : p.constraint?.kind === 'json_object' ? { type: 'object' } : undefined;
+      constraint = { spec: { kind: 'json_schema', schema: toolReplySchema(tools, response) }, label: 'tools' };
+    }
+    await respond(req, res, { kind: 'chat', prompts: [{ ids }], p, constraint, tools: toolMode });
   }
 
   async function completions(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const b = await body(req);
-    const prompt = parsePrompt(b);
-    if (b.echo === true) throw new HttpError(400, '"echo" is not supported by this server');
+    const raw = parsePrompts(b);
     if (typeof b.suffix === 'string' && b.suffix) throw new HttpError(400, '"suffix" is not supported by this server');
-    const p = parseCommon(b, model!.config.vocabSize, defaults());
+    const p = parseCommon(b, model!.config.vocabSize, defaults(), 'text');
+    const tok = model!.tokenizer;
     // Like llama-server, a text prompt starts with BOS.
-    const ids = typeof prompt === 'string' ? model!.tokenizer.encode(prompt, { bos: true }) : prompt;
-    await generateResponse(req, res, ids, p, 'text');
+    const prompts: ChoicePrompt[] = raw.map((x) => (typeof x === 'string' ? { ids: tok.encode(x, { bos: true }), text: x } : { ids: x }));
+    prompts.forEach((q, i) => checkPrompt(q.ids, prompts.length > 1 ? `prompt ${i}` : 'the prompt'));
+    if (p.echo && p.logprobs !== undefined) {
+      // Scored with the model to itself, between decode steps; BOS goes in front when missing.
+      for (const q of prompts) {
+        q.scored = await engine!.exclusive(() => promptLogprobs(model!.model, q.ids, { bosId: tok.bosId, top: p.logprobs }));
+      }
+    }
+    await respond(req, res, { kind: 'text', prompts, p, constraint: constraintLabel(p.constraint), tools: false });
+  }
+
+  async function metricsRoute(_req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const text = metrics.render(engine, model ? model.grammars.stats() : undefined);
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   async function tokenize(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -288,7 +421,10 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
     inflight.add(res);
     res.on('close', () => {
       inflight.delete(res);
-      log(`${req.method} ${route} ${res.statusCode}${res.writableFinished ? '' : ' (client closed)'} ${(performance.now() - t0).toFixed(0)}ms`);
+      const ms = performance.now() - t0;
+      metrics.request(routes[route] ? route : 'other', res.statusCode, ms / 1000);
+      const extra = accessInfo.get(res);
+      log(`${new Date().toISOString()} ${req.socket.remoteAddress ?? '-'} "${req.method} ${route}" ${res.statusCode} ${ms.toFixed(0)}ms${extra ? ` ${extra}` : ''}${res.writableFinished ? '' : ' (client closed)'}`);
     });
     const fail = (e: unknown) => {
       if (e instanceof HttpError) {
@@ -343,6 +479,7 @@ export async function createServer(opts: ServerOptions): Promise<OpenELMServer> 
         if (ownsModel) m.dispose();
         throw e;
       }
+      if (opts.warmup ?? true) warmConstraintCode(m.tokenizer);
       modelId ||= path.basename(path.resolve(m.dir));
       if (closing) { if (ownsModel) m.dispose(); throw new OpenELMError('serve', 'the server was closed while the model loaded'); }
       model = m;

@@ -14,6 +14,7 @@ import { parseJsonText } from '../io/json.js';
 import { presetHFConfig } from '../model/config.js';
 import { DATA_FORMATS, formatFromExtension, type DataFormat } from './data/files.js';
 import { corenetDefaults, genericDefaults, presetSize } from './presets.js';
+import { MATMUL_PRECISIONS, type MatmulPrecision } from '../backends/backend.js';
 import { ADAPTER_TARGETS, type AdapterTarget } from '../adapters/targets.js';
 
 /** Storage of the frozen base weights during adapter training. */
@@ -73,6 +74,8 @@ export interface Recipe {
   checkpointEvery: number;
   keepCheckpoints: number;
   recompute: boolean;
+  /** Inputs of the matrix products: 'fp32' (default) or 'bf16' (mixed precision, docs/training.md). */
+  precision: MatmulPrecision;
   threads?: number;
   sample?: { prompt: string; maxTokens: number; temperature: number; topK: number; seed: number };
   /** Adapter training (LoRA / DoRA) on a frozen base; absent for full training. */
@@ -151,6 +154,7 @@ const SCHEMA: Schema = obj({
   checkpoint_every: int({ min: 1 }),
   keep_checkpoints: int({ min: 1 }),
   recompute: bool,
+  precision: { t: 'enum', values: MATMUL_PRECISIONS },
   threads: int({ min: 1 }),
   sample: obj({ prompt: { t: 'string' }, max_tokens: int({ min: 1 }), temperature: num({ min: 0 }), top_k: int({ min: 0 }), seed: int({ min: 0 }) }),
   peft: obj({
@@ -404,6 +408,7 @@ function parseRecipeInner(raw: unknown, file: string): Recipe {
     checkpointEvery,
     keepCheckpoints: (r.keep_checkpoints as number | undefined) ?? 2,
     recompute: (r.recompute as boolean | undefined) ?? false,
+    precision: (r.precision as MatmulPrecision | undefined) ?? 'fp32',
     threads: r.threads as number | undefined,
     sample: smp ? {
       prompt: smp.prompt as string, maxTokens: (smp.max_tokens as number | undefined) ?? 64,
@@ -443,8 +448,18 @@ function canonicalRecipe(r: Recipe): Record<string, unknown> {
     clip_grad_norm: r.clipGradNorm, z_loss: r.zLoss, recompute: r.recompute,
     log_every: r.logEvery, eval_every: r.evalEvery, checkpoint_every: r.checkpointEvery, keep_checkpoints: r.keepCheckpoints,
     threads: r.threads ?? null, sample: r.sample ?? null,
+    // only when not the default, so fp32 recipes (and the checkpoints of runs made before the
+    // setting existed) compare equal on resume
+    ...(r.precision !== 'fp32' ? { precision: r.precision } : {}),
     ...peft,
   };
+}
+
+/** Override the recipe's precision (`openelm train --precision`); resuming compares it like any setting. */
+export function setRecipePrecision(r: Recipe, precision: MatmulPrecision): void {
+  if (!MATMUL_PRECISIONS.includes(precision)) throw new OpenELMError('usage', `--precision must be one of ${MATMUL_PRECISIONS.join(', ')}, got "${String(precision)}"`);
+  r.precision = precision;
+  r.canonical = canonicalRecipe(r);
 }
 
 /** Keys that may change between a run and its resumption without changing its numbers. */

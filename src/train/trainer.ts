@@ -23,7 +23,8 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { AdamW } from './adamw.js';
 import { clipGradNorm } from './clip.js';
 import { createBackend, type NativeMode } from '../backends/index.js';
-import type { Backend } from '../backends/backend.js';
+import type { Backend, MatmulPrecision } from '../backends/backend.js';
+import { WasmBackend } from '../backends/wasm/wasm-backend.js';
 import { TrainableModel, type AdapterTraining } from '../model/trainable.js';
 import { mixSeed } from '../backends/dropout.js';
 import { describeAdapter, loadBaseAndAdapter, preparePeftRun, readAdapterFiles, writeAdapterFiles } from './peft-run.js';
@@ -79,14 +80,23 @@ export interface TrainResult {
  * in an order fixed by the shapes (WASM tiles; native blocks), so results do not depend on the
  * thread count and --resume is bit-identical.
  */
-export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string; adapter?: AdapterTraining }): Promise<{ model: TrainableModel; backend: Backend }> {
+export async function createTrainableModel(config: OpenELMConfig, opts: { recompute: boolean; threads?: number; native?: NativeMode; backend?: string; precision?: MatmulPrecision; adapter?: AdapterTraining }): Promise<{ model: TrainableModel; backend: Backend }> {
   const backend = await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
   try {
-    return { model: new TrainableModel(config, backend, { recompute: opts.recompute, adapter: opts.adapter }), backend };
+    return { model: new TrainableModel(config, backend, { recompute: opts.recompute, precision: opts.precision, adapter: opts.adapter }), backend };
   } catch (e) {
     backend.dispose();
     throw e;
   }
+}
+
+/** What `precision: bf16` does on this backend (one line for the log). */
+export function precisionNote(backend: Backend): string {
+  const how = backend instanceof WasmBackend ? backend.native?.bf16 : undefined;
+  const where = how === 'dnnl' || how === 'openblas'
+    ? `the native bf16 GEMM (${backend.library})`
+    : 'bf16-rounded operands through the f32 kernels (no bf16 GEMM here: the same numerics, no speed-up; npm run build:native with libdnnl2 gives one)';
+  return `bf16 products with f32 sums on ${where}; f32 master weights, gradients, AdamW state, norms, softmax and loss`;
 }
 
 // ------------------------------------------------------------------------------- model setup
@@ -230,7 +240,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
 
   const { model, backend } = await createTrainableModel(config, {
-    recompute: r.recompute, threads: r.threads, native: opts.native, adapter: peft ? { settings: peft.settings, baseDtype: peft.baseDtype } : undefined,
+    recompute: r.recompute, threads: r.threads, native: opts.native, precision: r.precision,
+    adapter: peft ? { settings: peft.settings, baseDtype: peft.baseDtype } : undefined,
   });
   // AdamW and clipping run on the model's backend.
   const opt = new AdamW(backend, model.layout, { beta1: r.optimizer.betas[0], beta2: r.optimizer.betas[1], eps: r.optimizer.eps, weightDecay: r.optimizer.weightDecay });
@@ -279,6 +290,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
   if (peft) log(`adapter: ${describeAdapter(model, nParams, peft)}`);
   log(`compute: ${backend.describe()}`);
+  if (r.precision === 'bf16') log(`precision: ${precisionNote(backend)}`);
   log(`batch: ${r.batchSize} × ${r.seqLen} tokens × ${r.gradAccum} accumulation = ${(r.batchSize * r.seqLen * r.gradAccum).toLocaleString('en-US')} tokens per step; ${r.steps} steps; ${r.pipeline.mode} layout`);
 
   let validRows: Int32Array[] | null = null;

@@ -3,7 +3,7 @@
 // precision 'f64' its tensors are Float64Arrays and nothing rounds to f32 on the way (the
 // finite-difference checks of the training backward use that).
 
-import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
+import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
 import { allocWeightStorage, weightBytes } from '../weight-format.js';
 import * as ref from './reference.js';
@@ -103,8 +103,8 @@ export class JsBackend implements Backend {
 
   // ---------------------------------------------------------------------------------- training ops
 
-  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
-    ref.matmul(this.gemm, arr(C), arr(A), arr(B), M, N, K, layout, accumulate);
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean, precision?: MatmulPrecision): void {
+    ref.matmul(this.gemm, arr(C), arr(A), arr(B), M, N, K, layout, accumulate, precision);
   }
   causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
     checkGroups(Q, Hkv);

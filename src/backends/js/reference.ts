@@ -8,7 +8,8 @@
 // nothing special; input gradients say in their comment whether they overwrite or add.
 
 import { OpenELMError } from '../../core/errors.js';
-import type { AdamWStep, LossSums, MatmulLayout, Weight } from '../backend.js';
+import type { AdamWStep, LossSums, MatmulLayout, MatmulPrecision, Weight } from '../backend.js';
+import { roundToBf16 } from '../../core/dtype.js';
 import { weightRowToF32 } from '../weight-format.js';
 import { dropoutHash, dropoutThreshold, dropoutValues } from '../dropout.js';
 
@@ -568,9 +569,14 @@ export function scatterRows(dst: FloatArray, src: FloatArray, rows: Int32Array, 
   for (let i = 0; i < rows.length; i++) dst.set(src.subarray(i * width, i * width + width), rows[i] * width);
 }
 
-/** matmul of the Backend interface on the reference GEMM. */
+/** matmul of the Backend interface on the reference GEMM ('bf16': on copies of A and B rounded to bf16). */
 export function matmul(g: JsGemm, C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number,
-  layout: MatmulLayout, acc: boolean): void {
+  layout: MatmulLayout, acc: boolean, precision: MatmulPrecision = 'fp32'): void {
+  if (precision === 'bf16') {
+    const a = new Float64Array(M * K), b = new Float64Array(N * K);
+    roundToBf16(a, A, M * K); roundToBf16(b, B, N * K);
+    A = a; B = b;
+  }
   if (layout === 'nt') g.nt(C, A, B, M, N, K, acc);
   else if (layout === 'nn') g.nn(C, A, B, M, N, K, acc);
   else g.tn(C, A, B, M, N, K, acc);

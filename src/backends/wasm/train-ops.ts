@@ -9,6 +9,7 @@
 // thread count (and hence across `--resume` with another `threads`).
 
 import { OpenELMError } from '../../core/errors.js';
+import { roundToBf16 } from '../../core/dtype.js';
 import type { AdamWStep, LossSums } from '../backend.js';
 import type { WasmBackend } from './wasm-backend.js';
 import { dropoutThreshold, dropoutValues, lowbias32 } from '../dropout.js';
@@ -164,13 +165,19 @@ export class WasmTrainOps {
   private threadScratch(bytes: number): { offset: number; stride: number } { return this.backend.threadScratch(this.shard, bytes); }
 
   gemmRun(C: FloatArray, A: FloatArray, B: FloatArray, M: number, N: number, K: number, acc: boolean,
-    ta: number, tb: number, lda: number, ldb: number, name: string): void {
+    ta: number, tb: number, lda: number, ldb: number, name: string, bf16 = false): void {
     this.use(C, A, B);
     if (M <= 0 || N <= 0) return;
     const nat = this.backend.native;
     if (nat && M * N * K >= this.backend.nativeMinWork && C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array) {
-      nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
+      if (bf16) nat.gemmBf16(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
+      else nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
       return;
+    }
+    if (bf16) {
+      // no bf16 GEMM here: the f32 kernels on rounded copies (the same products, no speed-up)
+      const a = this.rounded(A, M * K, 'bf16 A'), b = this.rounded(B, N * K, 'bf16 B');
+      A = a; B = b;
     }
     const sc = this.threadScratch(this.gemmScratch);
     const serial = this.backend.threads === 1 || M * N * K < this.backend.parallelThreshold;
@@ -184,6 +191,16 @@ export class WasmTrainOps {
       i32[10] = ta; i32[11] = tb; i32[12] = acc ? 1 : 0; i32[13] = sc.offset; i32[14] = sc.stride;
       i32[15] = mt; i32[16] = nt;
     });
+  }
+
+  /** n values of x rounded to bf16, in a scratch buffer of this op's memory (valid until the next call for `name`). */
+  private rounded(x: FloatArray, n: number, name: string): Float32Array {
+    const v = this.f32(x, name);
+    if (v.length < n) throw new OpenELMError('usage', `${name} has ${v.length} values, needs ${n}`);
+    this.scratch.get(this.shard, name, n * 4);
+    const dst = this.scratch.view(this.shard, name).subarray(0, n);
+    roundToBf16(dst, v, n);
+    return dst;
   }
 
   // ------------------------------------------------------------------------------------ simple ops

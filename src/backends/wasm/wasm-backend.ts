@@ -8,7 +8,7 @@
 // kernels by train-ops.ts; products large enough to be compute-bound may go to an optional native
 // sgemm (native-gemm.ts).
 
-import type { AdamWStep, Backend, LossSums, MatmulLayout, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
+import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, QBLOCK, weightBytes } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -74,7 +74,7 @@ export class WasmBackend implements Backend {
   /** Whether the relaxed-SIMD kernels are in use. */
   readonly relaxedSimd: boolean;
   parallelThreshold: number;
-  /** q8/q4 prefill through the integer GEMM (int8 activations); false dequantizes to an f32 GEMM. */
+  /** q8/q4 prefill through the integer GEMM (int8 activations; natively too where the CPU has VNNI); false dequantizes to an f32 GEMM. */
   intGemm = true;
   /** The native sgemm used for prefill and training products, or null (pure WASM). */
   native: NativeGemm | null;
@@ -386,7 +386,7 @@ export class WasmBackend implements Backend {
     if (this.native && M >= this.nativeMinRows) {
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
-      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate);
+      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate, this.intGemm && !exact);
       return;
     }
     const xp = this.inF32(x, M * K, 'linear input');
@@ -546,11 +546,11 @@ export class WasmBackend implements Backend {
   // ------------------------------------------------------------------------------------------
   // training ops (driven by train-ops.ts)
 
-  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
-    const c = f32(C), a = f32(A), b = f32(B);
-    if (layout === 'nt') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 1, K, K, 'gemm nt');
-    else if (layout === 'nn') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 0, K, N, 'gemm nn');
-    else this.train.gemmRun(c, a, b, M, N, K, accumulate, 1, 0, M, N, 'gemm tn');
+  matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean, precision?: MatmulPrecision): void {
+    const c = f32(C), a = f32(A), b = f32(B), bf16 = precision === 'bf16';
+    if (layout === 'nt') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 1, K, K, 'gemm nt', bf16);
+    else if (layout === 'nn') this.train.gemmRun(c, a, b, M, N, K, accumulate, 0, 0, K, N, 'gemm nn', bf16);
+    else this.train.gemmRun(c, a, b, M, N, K, accumulate, 1, 0, M, N, 'gemm tn', bf16);
   }
   causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void {
     this.train.attentionForward(f32(out), f32(lse), f32(qkv), B, T, Q, Hkv, hd);

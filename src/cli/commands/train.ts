@@ -5,20 +5,22 @@ import { NATIVE_FLAG } from '../common.js';
 import { loadModel } from '../../api.js';
 import { OpenELMError, UsageError } from '../../core/errors.js';
 import { loadTokenizer } from '../../io/tokenizer-file.js';
-import { loadRecipe } from '../../train/recipe.js';
+import { loadRecipe, setRecipePrecision } from '../../train/recipe.js';
+import { MATMUL_PRECISIONS, type MatmulPrecision } from '../../backends/backend.js';
 import { train } from '../../train/trainer.js';
 import type { NativeMode } from '../../backends/index.js';
 
 export const spec: CommandSpec = {
   name: 'train',
   summary: 'pretrain or fine-tune an OpenELM model from a recipe file (CoreNet\'s pipeline and hyper-parameters; a peft block trains a LoRA/DoRA adapter)',
-  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off]',
+  usage: 'openelm train --recipe FILE [--resume] [--stop-after N] [--threads N] [--native auto|on|off] [--precision fp32|bf16]',
   flags: [
     { name: 'recipe', type: 'string', help: 'recipe file (YAML or JSON); see recipes/README.md. Data paths are relative to the recipe, out_dir to the current folder', required: true },
     { name: 'resume', type: 'bool', help: 'continue from the newest intact checkpoint in the recipe\'s out_dir' },
     { name: 'stop-after', type: 'int', help: 'stop after this step with a checkpoint (continue later with --resume)', min: 1 },
     { name: 'threads', type: 'int', help: 'compute threads (default: the recipe\'s threads, else all cores; results do not depend on it)', min: 1 },
     NATIVE_FLAG,
+    { name: 'precision', type: 'string', choices: MATMUL_PRECISIONS, help: 'inputs of the matrix products (default: the recipe\'s precision, else fp32); bf16 = mixed precision with f32 master weights, see docs/training.md' },
   ],
 };
 
@@ -28,6 +30,8 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const recipe = loadRecipe(file);
   const threads = get.num(flags, 'threads');
   if (threads !== undefined) recipe.threads = threads;
+  const precision = get.str(flags, 'precision');
+  if (precision !== undefined) setRecipePrecision(recipe, precision as MatmulPrecision);
   const ac = new AbortController();
   let sigs = 0;
   const onSignal = (sig: NodeJS.Signals) => {

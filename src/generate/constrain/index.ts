@@ -7,3 +7,4 @@ export { GrammarMasker, GrammarMatcher, type MaskStats, type ConstraintOptions }
 export { jsonSchemaToGbnf, jsonObjectGbnf, SchemaError } from './json-schema.js';
 export { validateJson, jsonEqual } from './validate.js';
 export { compileGbnf, compileJsonSchema, compileJsonObject } from './compile.js';
+export { GrammarCache, constraintKey, warmConstraintCode, type ConstraintSpec, type GrammarCacheStats } from './cache.js';
