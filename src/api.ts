@@ -59,7 +59,8 @@ export interface LoadModelOptions {
   chatTemplate?: string | ChatTemplate;
   /**
    * A LoRA / DoRA adapter for this base: a PEFT adapter folder (adapter_config.json +
-   * adapter_model.safetensors, e.g. a checkpoint of `openelm train` with a peft block) or an
+   * adapter_model.safetensors, e.g. a checkpoint of `openelm train` with a peft block, or that
+   * run's folder for its latest checkpoint) or an
    * Adapter, or several of them (which act together, as PEFT's several active adapters do). They
    * are merged into the weights on load, exactly as `openelm merge` does.
    */
@@ -103,7 +104,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   try {
     const t0 = performance.now();
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
-    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
+    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(resolveModelFolder(a, opts.onWarning), readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
     const adapters = new Map<string, RuntimeAdapter>();
     try {

@@ -122,7 +122,7 @@ test('an adapter run continues from peft.init (an existing PEFT folder), taking 
   assert.equal(a.settings.dropout, 0);
 });
 
-test('generate --adapter, the library\'s adapter option and `openelm merge` run the same adapted model', async () => {
+test('generate and eval --adapter, the library\'s adapter option and `openelm merge` run the same adapted model', async () => {
   const r = recipe(LORA, { steps: 4, eval_every: 0 });
   await train({ recipe: r, ...quiet });
   const ck = path.join(r.outDir, 'step-00000004');
@@ -140,6 +140,7 @@ test('generate --adapter, the library\'s adapter option and `openelm merge` run 
   };
   const withAdapter = gen(['--model', base, '--adapter', ck]);
   assert.deepEqual(gen(['--model', out]), withAdapter);
+  assert.deepEqual(gen(['--model', base, '--adapter', r.outDir]), withAdapter, 'a run folder means its latest checkpoint');
   assert.notDeepEqual(gen(['--model', base]), withAdapter, 'the adapter changes the greedy continuation');
   // the library: logits of base + adapter equal the merged folder's
   const lib = await loadModel(base, { adapter: ck, backend: 'js' });
@@ -147,6 +148,16 @@ test('generate --adapter, the library\'s adapter option and `openelm merge` run 
   const ids = lib.encode('ROMEO: O');
   assertClose(await lib.model.logitsAll(ids), await merged.model.logitsAll(ids), { atol: 1e-6, rtol: 0 }, 'adapter option vs merged folder');
   lib.dispose(); merged.dispose();
+  // eval --adapter (CoreNet's LLM-Adapters scoring): the same per-document log-likelihoods as the merged folder
+  const evalLog = (args: string[]) => {
+    const file = path.join(tmp, `eval-${n++}.jsonl`);
+    const e = spawnSync(process.execPath, [CLI, 'eval', ...args, '--tasks', 'llmadapters_boolq', '--limit', '3', '--log-samples', file, '--json', '--backend', 'js'], { encoding: 'utf8' });
+    assert.equal(e.status, 0, e.stderr);
+    return fs.readFileSync(file, 'utf8');
+  };
+  const adaptedEval = evalLog(['--model', base, '--adapter', ck]);
+  assert.equal(evalLog(['--model', out]), adaptedEval);
+  assert.notEqual(evalLog(['--model', base]), adaptedEval);
   // merge refuses to overwrite its inputs
   const bad = spawnSync(process.execPath, [CLI, 'merge', '--model', base, '--adapter', ck, '--out', ck], { encoding: 'utf8' });
   assert.equal(bad.status, 2);

@@ -27,7 +27,7 @@ export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
   NATIVE_FLAG,
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
-  { name: 'adapter', type: 'string', help: 'a LoRA/DoRA adapter folder (PEFT format, e.g. a checkpoint of a peft run) merged into the model on load (repeatable: several adapters act together)', repeatable: true },
+  { name: 'adapter', type: 'string', help: 'a LoRA/DoRA adapter folder (PEFT format: a checkpoint of a peft run, or the run folder for its latest) merged into the model on load (repeatable: several adapters act together)', repeatable: true },
 ];
 
 /** Speculative decoding (generate, chat, serve). */

@@ -10,6 +10,7 @@ import { writeFileAtomicSync } from '../../io/atomic.js';
 import { writeJsonFileAtomic } from '../../io/json.js';
 import { readModelConfig } from '../../io/model-folder.js';
 import { readPeftAdapter } from '../../io/peft-folder.js';
+import { resolveModelFolder } from '../../train/run-folder.js';
 import type { TensorToWrite } from '../../io/safetensors.js';
 import { mergedSource } from '../../adapters/merge.js';
 import { numel, resolveConfig } from '../../model/config.js';
@@ -33,7 +34,9 @@ export const spec: CommandSpec = {
 const SIDE_FILES = ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
 
 export async function run(flags: ParsedFlags): Promise<number> {
-  const adapterDirs = get.list(flags, 'adapter'), out = get.str(flags, 'out')!;
+  const out = get.str(flags, 'out')!;
+  // an adapter run's folder means its latest checkpoint, as --model does
+  const adapterDirs = get.list(flags, 'adapter').map((a) => (fs.existsSync(a) ? resolveModelFolder(a) : a));
   const dtype = get.str(flags, 'dtype') === 'bf16' ? 'BF16' : 'F32';
   const dir = await resolveModelDir(get.str(flags, 'model')!);
   for (const [flag, p] of [['--model', dir], ...adapterDirs.map((a) => ['--adapter', a])] as const) {
