@@ -1,20 +1,27 @@
-// Head-to-head throughput: this project vs llama.cpp (node-llama-cpp's prebuilt CPU binary) on the
-// same machine, the same OpenELM-270M-shaped weights, the same prompt / generation lengths and the
-// same thread count.
+// Head-to-head throughput: this project vs llama.cpp on the same machine, the same OpenELM-shaped
+// weights, the same prompt / generation lengths and the same thread count. llama.cpp is either
+// node-llama-cpp's prebuilt CPU binary (default) or, with --llama-bin DIR, llama.cpp's own
+// `llama-bench` built for this CPU (the faster peer: -march=native, AVX-512, VNNI).
 //
-//   npx tsc -p tsconfig.json && node dist/bench/vs-llamacpp.js [--model DIR] [--prompt-tokens 128]
-//     [--gen-tokens 128] [--threads 2] [--rounds 2] [--keep]
+//   npx tsc -p tsconfig.json && node dist/bench/vs-llamacpp.js [--model DIR | --size 270M|450M|1_1B|3B]
+//     [--llama-bin DIR] [--types f32,f16,q8_0,q4_0] [--prompt-tokens 128] [--gen-tokens 128]
+//     [--threads 2] [--rounds 2] [--keep]
 //
-// Without --model it writes a random-weight OpenELM-270M (bf16 safetensors, like Apple's release)
-// to a temp folder. Each side runs in its own child process, one dtype at a time, so peak RSS is
+// Without --model it writes a random-weight OpenELM of --size (bf16 safetensors, like Apple's
+// release) to a temp folder. q4_0 needs --llama-bin (llama-quantize makes the Q4_0 file from the F32
+// one, as users do; ours is `--dtype q4` from the same checkpoint). Each side runs in its own child process, one dtype at a time, so peak RSS is
 // per run and the two never compete for cores; the sides alternate `rounds` times and each keeps
 // its best run (throughput fields: max, RSS: min):
 //   ours:      `openelm bench --json` at f32 / f16 / q8 on the wasm backend, with --native off and,
 //              when the native sgemm is built (npm run build:native), once more with --native on;
 //   llama.cpp: GGUF F32 / F16 / Q8_0 written by `convertToGGUF`, default context settings
 //              (f16 KV cache, flash attention auto), prefill = one evaluation of the random prompt,
-//              decode = gen-tokens greedy steps (logits every step, as ours).
-// Prints one JSON object: both sides' prefill/decode tok/s and the ratios ours / llama.cpp.
+//              decode = gen-tokens greedy steps (logits every step, as ours); with --llama-bin,
+//              `llama-bench -m FILE -p P -n G -t T -r 1 -o json` (its warm-up run, its defaults),
+//              peak RSS from /usr/bin/time.
+// Decode is memory-bound: every weight is read once per token (the tied head reads the whole
+// embedding), so bytes/token is the weights' size and GB/s = bytes/token x decode tok/s.
+// Prints one JSON object: both sides' prefill/decode tok/s, GB/s and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -73,6 +80,18 @@ async function llamaWorker(file: string, promptTokens: number, genTokens: number
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
+/** Native llama-bench on one GGUF: its JSON rows (pp then tg), peak RSS from /usr/bin/time. */
+function llamaBench(bin: string, file: string, P: number, G: number, T: number): Side {
+  const args = ['-f', '%M', path.join(bin, 'llama-bench'), '-m', file, '-p', String(P), '-n', String(G), '-t', String(T), '-r', '1', '-o', 'json'];
+  const r = spawnSync('/usr/bin/time', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`llama-bench failed (exit ${r.status ?? r.signal}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  const rows = JSON.parse(r.stdout) as { n_prompt: number; n_gen: number; avg_ts: number; build_commit: string }[];
+  const pp = rows.find((x) => x.n_prompt > 0 && x.n_gen === 0), tg = rows.find((x) => x.n_gen > 0 && x.n_prompt === 0);
+  if (!pp || !tg) throw new Error('llama-bench printed no pp/tg rows');
+  const rssKb = Number(r.stderr.trim().split('\n').pop());
+  return { prefill_tok_s: pp.avg_ts, decode_tok_s: tg.avg_ts, rss_mb: rssKb / 1024, threads: T, llama_cpp: `llama-bench ${tg.build_commit}` };
+}
+
 function runJson(args: string[], what: string): Side {
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
@@ -82,8 +101,8 @@ function runJson(args: string[], what: string): Side {
 
 function log(msg: string): void { process.stderr.write(`[vs-llamacpp] ${msg}\n`); }
 
-function makeModel(dir: string): void {
-  const config = resolveConfig(presetHFConfig('OpenELM-270M'));
+function makeModel(dir: string, size: string): void {
+  const config = resolveConfig(presetHFConfig(`OpenELM-${size}`));
   const layout = paramLayout(config);
   const flat = new Float32Array(layout.total);
   initParams(config, layout, flat, 1234);
@@ -104,6 +123,7 @@ async function main(): Promise<void> {
       worker: { type: 'string' }, model: { type: 'string' }, keep: { type: 'boolean', default: false },
       'prompt-tokens': { type: 'string', default: '128' }, 'gen-tokens': { type: 'string', default: '128' },
       threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '2' },
+      size: { type: 'string', default: '270M' }, 'llama-bin': { type: 'string' }, types: { type: 'string' },
     },
   });
   const P = Number(values['prompt-tokens']), G = Number(values['gen-tokens']), T = Number(values.threads), R = Number(values.rounds);
@@ -113,28 +133,46 @@ async function main(): Promise<void> {
   if (values.worker) return llamaWorker(values.worker, P, G, T);
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-vs-llamacpp-'));
-  const modelDir = values.model ?? path.join(work, 'OpenELM-270M-random');
+  const size = values.size!;
+  const bin = values['llama-bin'];
+  const modelDir = values.model ?? path.join(work, `OpenELM-${size}-random`);
   try {
     if (!values.model) {
       fs.mkdirSync(modelDir);
-      log(`writing a random OpenELM-270M (bf16) to ${modelDir}`);
-      makeModel(modelDir);
+      log(`writing a random OpenELM-${size} (bf16) to ${modelDir}`);
+      makeModel(modelDir, size);
     }
-    const pairs: [GGUFOutType, string][] = [['f32', 'f32'], ['f16', 'f16'], ['q8_0', 'q8']];
+    const OURS: Record<string, string> = { f32: 'f32', f16: 'f16', q8_0: 'q8', q4_0: 'q4' };
+    const types = (values.types ?? (bin ? 'f32,f16,q8_0,q4_0' : 'f32,f16,q8_0')).split(',');
+    for (const t of types) {
+      if (!(t in OURS)) throw new Error(`--types: unknown type ${t} (f32, f16, q8_0, q4_0)`);
+      if (t === 'q4_0' && !bin) throw new Error('--types q4_0 needs --llama-bin (llama-quantize makes the file)');
+    }
+    const pairs = types.map((t) => [t, OURS[t]] as [string, string]);
     // ours twice when the native sgemm is built: pure WASM, and WASM + native prefill
     const variants = nativeBlas('auto') ? ['wasm', 'native'] : ['wasm'];
     const rows: Record<string, unknown>[] = [];
     for (const [gd, od] of pairs) {
       const file = path.join(work, `model-${gd}.gguf`);
       const c0 = performance.now();
-      const conv = convertToGGUF(modelDir, file, gd, { overwrite: true });
-      log(`converted to GGUF ${gd}: ${(conv.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - c0) / 1000).toFixed(1)} s`);
+      if (gd === 'q4_0') {
+        const f32 = path.join(work, 'model-q4src-f32.gguf');
+        convertToGGUF(modelDir, f32, 'f32', { overwrite: true });
+        const q = spawnSync(path.join(bin!, 'llama-quantize'), [f32, file, 'Q4_0'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+        fs.rmSync(f32);
+        if (q.status !== 0) throw new Error(`llama-quantize failed: ${q.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+      } else {
+        convertToGGUF(modelDir, file, gd as GGUFOutType, { overwrite: true });
+      }
+      const conv = { bytes: fs.statSync(file).size };
+      log(`made GGUF ${gd}: ${(conv.bytes / 1e6).toFixed(0)} MB in ${((performance.now() - c0) / 1000).toFixed(1)} s`);
       // Alternate the two sides and keep each one's best run: other processes on a shared machine
       // only ever slow a run down, so the best of a few is the least disturbed measurement.
       let theirs: Side | null = null;
       const mine: Record<string, Side | null> = Object.fromEntries(variants.map((v) => [v, null]));
       for (let r = 0; r < R; r++) {
-        const t = runJson([SELF, '--worker', file, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T)], `llama.cpp ${gd}`);
+        const t = bin ? llamaBench(bin, file, P, G, T)
+          : runJson([SELF, '--worker', file, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T)], `llama.cpp ${gd}`);
         log(`llama.cpp ${gd} run ${r + 1}: prefill ${t.prefill_tok_s.toFixed(1)} tok/s, decode ${t.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
         theirs = best(theirs, t);
         for (const v of variants) {
@@ -148,20 +186,24 @@ async function main(): Promise<void> {
       if (!theirs) throw new Error('no runs');
       const row: Record<string, unknown> = {
         dtype: { ours: od, llama_cpp: gd.toUpperCase() },
-        llama_cpp: { threads: theirs.threads, prefill_tok_s: r2(theirs.prefill_tok_s), decode_tok_s: r2(theirs.decode_tok_s), rss_mb: r2(theirs.rss_mb), gguf_mb: r2(conv.bytes / 1e6) },
+        llama_cpp: { threads: theirs.threads, prefill_tok_s: r2(theirs.prefill_tok_s), decode_tok_s: r2(theirs.decode_tok_s), rss_mb: r2(theirs.rss_mb), gguf_mb: r2(conv.bytes / 1e6),
+          decode_gb_s: r2(conv.bytes * theirs.decode_tok_s / 1e9) },
       };
       for (const v of variants) {
         const m = mine[v]!;
+        const wmb = Number(m.weights_mb);
         row[`ours_${v}`] = { backend: m.backend, native: m.native ?? null, threads: m.threads, prefill_tok_s: r2(m.prefill_tok_s), decode_tok_s: r2(m.decode_tok_s), rss_mb: r2(m.rss_mb),
+          weights_mb: r2(wmb), decode_gb_s: r2(wmb * 1e6 * m.decode_tok_s / 1e9), load_ms: r2(Number(m.load_ms)),
           ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s) } };
       }
       rows.push(row);
     }
     const cpu = os.cpus()[0]?.model ?? 'unknown';
     process.stdout.write(JSON.stringify({
-      model: 'OpenELM-270M shape' + (values.model ? ` (${values.model})` : ' (random bf16 weights)'),
+      model: values.model ? values.model : `OpenELM-${size} shape (random bf16 weights)`,
       prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, load_avg_1m_at_end: r2(os.loadavg()[0]), machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`,
-      llama_cpp_settings: 'node-llama-cpp 3.21.1 prebuilt CPU binary, f16 KV cache, flash attention auto, batch >= prompt',
+      llama_cpp_settings: bin ? 'native llama-bench (built for this CPU), its defaults: warm-up run, f16 KV cache, flash attention auto'
+        : 'node-llama-cpp 3.21.1 prebuilt CPU binary, f16 KV cache, flash attention auto, batch >= prompt',
       results: rows,
     }, null, 2) + '\n');
   } finally {
