@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32 } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
@@ -34,8 +34,11 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
   return hi ? bf16hiToF32(v) : i32x4.shl(v, 16);   // the shift already cleared the low half
 }
 
+/** halfPair for f16 without denormal operands (for the rare groups holding subnormal halves). */
+@inline function halfPairExact(v: v128, hi: bool): v128 { return f16hiToF32Exact(hi ? v : i32x4.shl(v, 16)); }
+
 @inline function scalarHalf(h: u32, f16: bool): f32 {
-  return f32x4.extract_lane(f16 ? f16hiToF32(i32x4.splat(h << 16)) : bf16hiToF32(i32x4.splat(h << 16)), 0);
+  return f32x4.extract_lane(f16 ? f16hiToF32Exact(i32x4.splat(h << 16)) : bf16hiToF32(i32x4.splat(h << 16)), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,15 +117,28 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
     let o: usize = 0, xo: usize = 0;
     for (; o < e16; o += 32, xo += 64) {
       const v0 = v128.load(p + o), v1 = v128.load(p + o, 16);
-      a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
-      a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
-      a2 = fmadd(halfPair(v1, f16, false), v128.load(xd + xo, 32), a2);
-      a3 = fmadd(halfPair(v1, f16, true), v128.load(xd + xo, 48), a3);
+      // the same values either way: the exact form only avoids the denormal-operand assists
+      if (f16 && f16AnySubnormal(v0, v1)) {
+        a0 = fmadd(halfPairExact(v0, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPairExact(v0, true), v128.load(xd + xo, 16), a1);
+        a2 = fmadd(halfPairExact(v1, false), v128.load(xd + xo, 32), a2);
+        a3 = fmadd(halfPairExact(v1, true), v128.load(xd + xo, 48), a3);
+      } else {
+        a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
+        a2 = fmadd(halfPair(v1, f16, false), v128.load(xd + xo, 32), a2);
+        a3 = fmadd(halfPair(v1, f16, true), v128.load(xd + xo, 48), a3);
+      }
     }
     if (o < e8) {
       const v0 = v128.load(p + o);
-      a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
-      a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
+      if (f16) {
+        a0 = fmadd(halfPairExact(v0, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPairExact(v0, true), v128.load(xd + xo, 16), a1);
+      } else {
+        a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
+      }
     }
     let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
     for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), f16);
@@ -286,7 +302,12 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     let o: usize = 0, xo: usize = 0;
     for (; o < e16; o += 32, xo += 64) {
       const v = v128.load(p + o), t = v128.load(p + o, 16);
-      const u0 = halfPair(v, f16, false), u1 = halfPair(v, f16, true), u2 = halfPair(t, f16, false), u3 = halfPair(t, f16, true);
+      let u0: v128, u1: v128, u2: v128, u3: v128;
+      if (f16 && f16AnySubnormal(v, t)) {
+        u0 = halfPairExact(v, false); u1 = halfPairExact(v, true); u2 = halfPairExact(t, false); u3 = halfPairExact(t, true);
+      } else {
+        u0 = halfPair(v, f16, false); u1 = halfPair(v, f16, true); u2 = halfPair(t, f16, false); u3 = halfPair(t, f16, true);
+      }
       a0 = fmadd(u0, v128.load(xd + xo), a0); a1 = fmadd(u1, v128.load(xd + xo, 16), a1);
       a2 = fmadd(u2, v128.load(xd + xo, 32), a2); a3 = fmadd(u3, v128.load(xd + xo, 48), a3);
       if (R > 1) {
@@ -304,7 +325,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     }
     if (o < e8) {
       const v = v128.load(p + o);
-      const u0 = halfPair(v, f16, false), u1 = halfPair(v, f16, true);
+      const u0 = f16 ? halfPairExact(v, false) : halfPair(v, f16, false), u1 = f16 ? halfPairExact(v, true) : halfPair(v, f16, true);
       a0 = fmadd(u0, v128.load(xd + xo), a0); a1 = fmadd(u1, v128.load(xd + xo, 16), a1);
       if (R > 1) { b0 = fmadd(u0, v128.load(x1 + xo), b0); b1 = fmadd(u1, v128.load(x1 + xo, 16), b1); }
       if (R > 2) { c0 = fmadd(u0, v128.load(x2 + xo), c0); c1 = fmadd(u1, v128.load(x2 + xo, 16), c1); }
