@@ -205,6 +205,20 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   }
 }
 
+/** Lane j of v in every lane (a single shuffle). */
+@inline function lane(v: v128, j: i32): v128 {
+  if (j == 0) return v128.shuffle<f32>(v, v, 0, 0, 0, 0);
+  if (j == 1) return v128.shuffle<f32>(v, v, 1, 1, 1, 1);
+  if (j == 2) return v128.shuffle<f32>(v, v, 2, 2, 2, 2);
+  return v128.shuffle<f32>(v, v, 3, 3, 3, 3);
+}
+
+/**
+ * q4, one row of x. Four blocks per step: their four weight scales times x's four block scales in
+ * one multiply, each broadcast by a shuffle, and their min·Σx as one vector multiply-add into the
+ * f0 chain, where a block at a time cost scalar loads, multiplies and splats. Blocks alternate
+ * between the f0 and f1 chains; the last nb mod 4 blocks go one by one (scalar min term in g).
+ */
 export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize, wm: usize,
   K: i32, n0: i32, n1: i32, acc: i32): void {
   const nb = K >> 5;
@@ -215,16 +229,21 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     let g: f32 = 0;
     let x16 = q16, x8 = q8, dp = qd, xs = qs;
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      f0 = fmadd(q4Block(p, x16, x8), f32x4.splat(load<f32>(sp) * load<f32>(dp)), f0);
-      f1 = fmadd(q4Block(p + 16, x16 + 64, x8 + 32), f32x4.splat(load<f32>(sp, 4) * load<f32>(dp, 4)), f1);
-      g += load<f32>(mp) * load<f32>(xs) + load<f32>(mp, 4) * load<f32>(xs, 4);
-      p += 32; sp += 8; mp += 8; x16 += 128; x8 += 64; dp += 8; xs += 8;
+    for (; b + 4 <= nb; b += 4) {
+      const sc = f32x4.mul(v128.load(sp), v128.load(dp));
+      f0 = fmadd(v128.load(mp), v128.load(xs), f0);
+      f0 = fmadd(q4Block(p, x16, x8), lane(sc, 0), f0);
+      f1 = fmadd(q4Block(p + 16, x16 + 64, x8 + 32), lane(sc, 1), f1);
+      f0 = fmadd(q4Block(p + 32, x16 + 128, x8 + 64), lane(sc, 2), f0);
+      f1 = fmadd(q4Block(p + 48, x16 + 192, x8 + 96), lane(sc, 3), f1);
+      p += 64; sp += 16; mp += 16; x16 += 256; x8 += 128; dp += 16; xs += 16;
     }
-    if (b < nb) {
-      f0 = fmadd(q4Block(p, x16, x8), f32x4.splat(load<f32>(sp) * load<f32>(dp)), f0);
+    for (let j = 0; b < nb; b++, j++) {
+      const c = f32x4.splat(load<f32>(sp) * load<f32>(dp));
+      if (j & 1) f1 = fmadd(q4Block(p, x16, x8), c, f1);
+      else f0 = fmadd(q4Block(p, x16, x8), c, f0);
       g += load<f32>(mp) * load<f32>(xs);
-      p += 16; sp += 4; mp += 4;
+      p += 16; sp += 4; mp += 4; x16 += 64; x8 += 32; dp += 4; xs += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1)) + g;
@@ -416,42 +435,67 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   let p = w + ((<usize>n0 * <usize>K) >> 1);
   let sp = ws + ((<usize>n0 * <usize>nb) << 2), mp = wm + ((<usize>n0 * <usize>nb) << 2);
   for (let n = n0; n < n1; n++) {
-    // gemvQ4's order per row: two chains (even and odd blocks), min·Σx in g
+    // gemvQ4's order per row: f (even blocks, and each step's min·Σx first), h (odd blocks), t (the tail's min·Σx)
     const z = f32x4.splat(0);
-    let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z, g = z;
+    let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z, t = z;
     let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
+    for (; b + 4 <= nb; b += 4) {
+      { const m4 = v128.load(mp);
+        f0 = fmadd(m4, v128.load(xs), f0);
+        if (R > 1) f1 = fmadd(m4, v128.load(xs + ldp), f1);
+        if (R > 2) f2 = fmadd(m4, v128.load(xs + 2 * ldp), f2);
+        if (R > 3) f3 = fmadd(m4, v128.load(xs + 3 * ldp), f3); }
       { const v = v128.load(p, 0);
         const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const s = load<f32>(sp, 0), y16 = x16, y8 = x8, yd = xd;
-        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.splat(s * load<f32>(yd)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.splat(s * load<f32>(yd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.splat(s * load<f32>(yd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.splat(s * load<f32>(yd + 3 * ldp)), f3); }
+        const y16 = x16 + 0, y8 = x8 + 0;
+        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd, 0)), f0);
+        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd + ldp, 0)), f1);
+        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd + 2 * ldp, 0)), f2);
+        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd + 3 * ldp, 0)), f3); }
       { const v = v128.load(p, 16);
         const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const s = load<f32>(sp, 4), y16 = x16 + 64, y8 = x8 + 32, yd = xd + 4;
-        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.splat(s * load<f32>(yd)), h0);
-        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.splat(s * load<f32>(yd + ldp)), h1);
-        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.splat(s * load<f32>(yd + 2 * ldp)), h2);
-        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.splat(s * load<f32>(yd + 3 * ldp)), h3); }
-      g = f32x4.add(g, f32x4.add(f32x4.mul(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)),
-        f32x4.mul(f32x4.splat(load<f32>(mp, 4)), f32x4(load<f32>(xs + 4), R > 1 ? load<f32>(xs + 4 + ldp) : 0, R > 2 ? load<f32>(xs + 4 + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 4 + 3 * ldp) : 0))));
-      p += 32; sp += 8; mp += 8; x16 += 128; x8 += 64; xd += 8; xs += 8;
-    }
-    if (b < nb) {
-      { const v = v128.load(p, 0);
+        const y16 = x16 + 64, y8 = x8 + 32;
+        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd, 4)), h0);
+        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd + ldp, 4)), h1);
+        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd + 2 * ldp, 4)), h2);
+        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd + 3 * ldp, 4)), h3); }
+      { const v = v128.load(p, 32);
         const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const s = load<f32>(sp, 0), y16 = x16, y8 = x8, yd = xd;
-        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.splat(s * load<f32>(yd)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.splat(s * load<f32>(yd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.splat(s * load<f32>(yd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.splat(s * load<f32>(yd + 3 * ldp)), f3); }
-      g = f32x4.add(g, f32x4.mul(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
-      p += 16; sp += 4; mp += 4;
+        const y16 = x16 + 128, y8 = x8 + 64;
+        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd, 8)), f0);
+        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd + ldp, 8)), f1);
+        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd + 2 * ldp, 8)), f2);
+        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd + 3 * ldp, 8)), f3); }
+      { const v = v128.load(p, 48);
+        const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+        const y16 = x16 + 192, y8 = x8 + 96;
+        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd, 12)), h0);
+        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd + ldp, 12)), h1);
+        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd + 2 * ldp, 12)), h2);
+        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd + 3 * ldp, 12)), h3); }
+      p += 64; sp += 16; mp += 16; x16 += 256; x8 += 128; xd += 16; xs += 16;
     }
-    storeR(out + (<usize>n << 2), ldo, f32x4.add(hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), g), acc, R);
+    for (let j = 0; b < nb; b++, j++) {
+      const v = v128.load(p);
+      const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+      const s = load<f32>(sp);
+      if (j & 1) {
+        h0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), h0);
+        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), h1);
+        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), h2);
+        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), h3);
+      } else {
+        f0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), f0);
+        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), f1);
+        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
+        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3);
+      }
+      t = f32x4.add(t, f32x4.mul(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
+      p += 16; sp += 4; mp += 4; x16 += 64; x8 += 32; xd += 4; xs += 4;
+    }
+    const sums = hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3));
+    storeR(out + (<usize>n << 2), ldo, f32x4.add(sums, t), acc, R);
   }
 }
 
