@@ -21,8 +21,8 @@ const repo = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
 // OpenELM's ranges and divisor rules at a small width; the real 32000-piece tokenizer
 const config = resolveConfig({
-  model_type: 'openelm', architectures: ['OpenELMForCausalLM'], num_transformer_layers: 6, model_dim: 128, head_dim: 32,
-  num_gqa_groups: 4, qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 4.0], ffn_dim_divisor: 64, vocab_size: 32000,
+  model_type: 'openelm', architectures: ['OpenELMForCausalLM'], num_transformer_layers: 6, model_dim: 128, head_dim: 16,
+  num_gqa_groups: 2, qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 4.0], ffn_dim_divisor: 64, vocab_size: 32000,
   max_context_length: 128, rope_freq_constant: 10000, rope_max_length: 4096, bos_token_id: 1, eos_token_id: 2,
 });
 const dir = path.join(work, 'model');
