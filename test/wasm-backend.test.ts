@@ -104,7 +104,7 @@ for (const cfg of WASM_CONFIGS) {
   test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label})`, async () => {
     // The GEMV converts groups holding subnormal halves another way (no denormal operands); both
     // ways must give the exact half, for 1 to 4 tokens per call, in the 16-wide steps and the tails.
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(21);
     const N = 6, K = 43;
     const w = be.allocWeight('f16', N, K);
