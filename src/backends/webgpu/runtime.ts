@@ -109,7 +109,8 @@ export class GpuRuntime {
    * something particular (features turned off, another GPU object, `own`).
    */
   static async create(opts: AcquireOptions & { own?: boolean } = {}): Promise<GpuRuntime> {
-    const own = opts.own === true || opts.gpu !== undefined || (opts.disable?.length ?? 0) > 0 || opts.powerPreference !== undefined;
+    const own = opts.own === true || opts.gpu !== undefined || (opts.disable?.length ?? 0) > 0 || opts.powerPreference !== undefined ||
+      opts.limits !== undefined;
     return new GpuRuntime(own ? await acquireGpu(opts) : await sharedGpu(), own);
   }
 
