@@ -129,7 +129,9 @@ test('out of memory or a lost device during a load: one line naming the model, w
     await assert.rejects(loadModel(dir, { backend: be }), (e: unknown) => e instanceof OpenELMError && e.code === 'memory' &&
       new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} could not be loaded on the GPU \\(the GPU ran out of memory: a buffer of [\\d.]+ MiB \\(tensor\\) ` +
         'did not fit next to the [\\d.]+ MiB this process holds on .*\\); what it had allocated is freed: load it with a narrower dtype \\(q8, q4\\) or on the wasm backend$').test(e.message));
-    assert.equal(be.memory().inUse, 0, 'the weights uploaded before the failure are freed');
+    // the golden model's weights are ~460 KB; what stays is the backend's own (argmax ids, scratch)
+    const held = be.memory().inUse;
+    assert.ok(held < 4096, `the weights uploaded before the failure are freed (${held} bytes held)`);
     be.prepareWeight = prep;
     const m = await loadModel(dir, { backend: be });
     try {
