@@ -23,24 +23,48 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROMPT = 'in the a b c';
 const MAX_TOKENS = 12;
 
-// The app a user would write: load a model by URL, generate, show the ids.
-const MAIN_JS = `import { loadModel } from 'openelm';
+// The app a user would write: load a model by URL and generate, on the page or (for WASM threads)
+// in a module Web Worker of the cross-origin-isolated page; the ids go on document.body.dataset.
+const APP: Record<string, string> = {
+  'index.html': '<!doctype html><title>vite app</title><script type="module" src="./main.js"></script>\n',
+  'run.js': `import { loadModel } from 'openelm';
 
-async function main() {
-  const q = new URLSearchParams(location.search);
-  const d = document.body.dataset;
+export async function run(q) {
   try {
-    const m = await loadModel(q.get('model'), { backend: q.get('backend') ?? 'wasm', keep: false });
-    const r = await m.generate(q.get('prompt'), { maxTokens: Number(q.get('max_tokens')), temperature: 0 });
-    d.backend = m.backend.name;
-    d.ids = JSON.stringify(r.ids);
+    const m = await loadModel(q.model, { backend: q.backend, keep: false, threads: q.threads ? Number(q.threads) : undefined });
+    const r = await m.generate(q.prompt, { maxTokens: Number(q.max_tokens), temperature: 0 });
+    const out = { backend: m.backend.name, threads: m.backend.threads, ids: r.ids };
     m.dispose();
+    return out;
   } catch (e) {
-    d.error = e instanceof Error ? e.message : String(e);
+    return { error: e instanceof Error ? e.message : String(e) };
   }
 }
-main();
-`;
+`,
+  'engine.js': `import { run } from './run.js';
+self.onmessage = async (e) => self.postMessage(await run(e.data));
+`,
+  'main.js': `import { run } from './run.js';
+
+const q = Object.fromEntries(new URLSearchParams(location.search));
+q.model = new URL(q.model, location.href).href;
+const d = document.body.dataset;
+const show = (r) => {
+  if (r.error) { d.error = r.error; return; }
+  d.backend = r.backend;
+  d.threads = String(r.threads);
+  d.ids = JSON.stringify(r.ids);
+};
+if (q.worker === '1') {
+  const w = new Worker(new URL('./engine.js', import.meta.url), { type: 'module' });
+  w.onmessage = (e) => show(e.data);
+  w.onerror = (e) => { d.error = 'the worker failed: ' + e.message; };
+  w.postMessage(q);
+} else {
+  run(q).then(show);
+}
+`,
+};
 
 const skip = browserUnavailable() ?? false;
 let tmp: string;
@@ -55,14 +79,11 @@ before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-vite-'));
   fs.mkdirSync(path.join(tmp, 'app', 'node_modules'), { recursive: true });
   fs.symlinkSync(ROOT, path.join(tmp, 'app', 'node_modules', 'openelm'), 'dir');
-  fs.writeFileSync(path.join(tmp, 'app', 'index.html'), '<!doctype html><title>vite app</title><script type="module" src="./main.js"></script>\n');
-  fs.writeFileSync(path.join(tmp, 'app', 'main.js'), MAIN_JS);
+  for (const [f, text] of Object.entries(APP)) fs.writeFileSync(path.join(tmp, 'app', f), text);
   dist = path.join(tmp, 'dist');
   const { build } = await import('vite');
   const out = await build({
     root: path.join(tmp, 'app'), configFile: false, logLevel: 'silent', mode: 'production',
-    // module workers: the WASM kernel thread is one (src/browser/platform.ts)
-    worker: { format: 'es' },
     build: { outDir: dist, emptyOutDir: true, minify: false },
   });
   for (const o of Array.isArray(out) ? out : [out]) {
@@ -89,6 +110,7 @@ test('Vite builds an app that imports openelm: the browser entry, its kernel wor
   const nodeSide = rel.filter((m) => /(^|\/)node_modules\/webgpu\/|^dist\/src\/(platform\/node|io\/(?!(safetensors-reader|safetensors-writer|peft-files)\.)|hub\/|cli\/|serve\/)/.test(m));
   assert.deepEqual(nodeSide, [], `Node-side modules in the Vite bundle: ${nodeSide.join(', ')}`);
   assert.ok(written.some((f) => /^assets\/kernel-worker-[\w-]+\.js$/.test(f)), `Vite emitted the kernel worker: ${written.join(', ')}`);
+  assert.ok(written.some((f) => /^assets\/engine-[\w-]+\.js$/.test(f)), 'Vite emitted the app\'s engine worker');
   assert.ok(written.some((f) => /^assets\/tokenizer-[\w-]+\.model$/.test(f)), 'Vite emitted the bundled tokenizer');
   const js = written.filter((f) => f.endsWith('.js'));
   assert.ok(js.length >= 2);
@@ -101,21 +123,27 @@ test('Vite builds an app that imports openelm: the browser entry, its kernel wor
   }
 });
 
-test('the Vite bundle runs golden models in Chromium: greedy ids equal Node\'s (wasm, and webgpu)', { skip }, async () => {
-  const runs: [string, string][] = [...goldenNames().map((n): [string, string] => [n, 'wasm']), ['gqa4-hd32', 'webgpu']];
-  for (const [name, backend] of runs) {
+test('the Vite bundle runs golden models in Chromium: greedy ids equal Node\'s (wasm on the page, wasm with 2 threads in a worker, webgpu)', { skip }, async () => {
+  const runs: [string, Record<string, string>, number][] = [
+    ...goldenNames().map((n): [string, Record<string, string>, number] => [n, { backend: 'wasm' }, 1]),
+    ['gqa2-hd64', { backend: 'wasm', worker: '1', threads: '2' }, 2],
+    ['gqa4-hd32', { backend: 'webgpu' }, 1],
+  ];
+  for (const [name, how, threads] of runs) {
     const lm = await loadModel(path.join(GOLDEN_ROOT, name), { backend: 'wasm', threads: 2 });
     const want = (await lm.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).ids;
     lm.dispose();
     const { context, page, pageErrors } = await newPage(browser);
-    const q = new URLSearchParams({ model: `./models/${name}/`, prompt: PROMPT, max_tokens: String(MAX_TOKENS), backend });
+    const q = new URLSearchParams({ model: `./models/${name}/`, prompt: PROMPT, max_tokens: String(MAX_TOKENS), ...how });
     await page.goto(`${srv.url}/?${q}`);
     await page.waitForFunction(() => document.body.dataset.ids !== undefined || document.body.dataset.error !== undefined, null, { timeout: 60_000 });
     const d = await page.evaluate(() => ({ ...document.body.dataset }));
     await context.close();
-    assert.equal(d.error, undefined, `${name} on ${backend}: ${d.error}`);
-    assert.equal(d.backend, backend);
-    assert.deepEqual(JSON.parse(d.ids!), want, `${name} on ${backend}: ids of the Vite bundle differ from Node's`);
+    const label = `${name} ${JSON.stringify(how)}`;
+    assert.equal(d.error, undefined, `${label}: ${d.error}`);
+    assert.equal(d.backend, how.backend, label);
+    assert.equal(Number(d.threads), threads, label);
+    assert.deepEqual(JSON.parse(d.ids!), want, `${label}: ids of the Vite bundle differ from Node's`);
     assert.deepEqual(pageErrors, []);
   }
 });
