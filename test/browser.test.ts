@@ -498,10 +498,10 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     await page.locator('.model-view .grid3 select').first().selectOption('webgpu');
     await page.waitForFunction(() => document.querySelector('.plan button.primary') !== null && !/Looking at/.test(document.querySelector('.plan')?.textContent ?? ''));
     await page.locator('.plan button.primary').click();
-    // While the kernels compile (seconds on SwiftShader), Chromium's GPU process goes down: every device is lost.
+    // While the kernels compile (seconds on SwiftShader), Chromium's GPU process goes down (DevTools
+    // protocol Browser.crashGpuProcess): every device is lost, as when a GPU driver resets.
     await page.waitForFunction(() => /Compiling the GPU kernels/.test(document.querySelector('.progress-text')?.textContent ?? ''), null, { timeout: 30_000 });
-    const crash = await context.newPage();
-    await crash.goto('chrome://gpucrash').catch(() => undefined);
+    await (await browser.newBrowserCDPSession()).send('Browser.crashGpuProcess');
     await page.waitForFunction(() => document.body.dataset.error !== undefined, null, { timeout: 30_000 });
     const error = await page.evaluate(() => document.body.dataset.error ?? '');
     assert.match(error, /^\.\/models\/gqa4-hd32\/ could not be loaded on the GPU \(the GPU device was lost .*\); what it had allocated is freed: load it with a narrower dtype \(q8, q4\) or on the wasm backend$/);

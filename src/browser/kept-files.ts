@@ -161,9 +161,10 @@ class OpfsStore implements KeptStore {
 
 /** Whether this context can write OPFS files (createWritable, or a sync access handle in a worker) and move them. */
 function opfsWritable(): boolean {
-  const fh = g.FileSystemFileHandle?.prototype, h = g.FileSystemHandle?.prototype;
-  if (!fh || !h || !g.crypto?.subtle) return false;
-  return ('createWritable' in fh || ('createSyncAccessHandle' in fh && g.WorkerGlobalScope !== undefined)) && 'move' in h;
+  const fh = g.FileSystemFileHandle?.prototype, h = g.FileSystemHandle?.prototype ?? {};
+  if (!fh || !g.crypto?.subtle) return false;
+  // Chromium defines move() on FileSystemFileHandle, the spec on FileSystemHandle
+  return ('createWritable' in fh || ('createSyncAccessHandle' in fh && g.WorkerGlobalScope !== undefined)) && ('move' in fh || 'move' in h);
 }
 
 // ------------------------------------------------------------------------------------- Cache API

@@ -206,7 +206,7 @@ export function modelView(ctx: AppContext): ModelView {
       usage = h('div', { class: 'usage' }, h('div', { class: 'bar' }, fill),
         h('div', { class: 'progress-text' }, `This site uses ${fmtBytes(k.usage)} of the ${fmtBytes(k.quota)} the browser allows it`));
     }
-    const delAll = h('button', { textContent: 'Delete all', disabled: folders.size === 0 || ctx.busy });
+    const delAll = h('button', { class: 'delete-all', textContent: 'Delete all', disabled: folders.size === 0 || ctx.busy });
     delAll.onclick = () => { void refreshKept('clear'); };
     append(keptList,
       h('p', { class: 'muted kept-summary' }, folders.size
@@ -300,6 +300,8 @@ export function modelView(ctx: AppContext): ModelView {
     const btn = planBox.querySelector<HTMLButtonElement>('button.primary');
     if (btn && lastPlan) btn.disabled = ctx.busy || !lastPlan.fits;
     inspectBtn.disabled = ctx.busy;
+    // deleting waits while a model loads or runs (the engine takes one request at a time)
+    for (const b of keptList.querySelectorAll<HTMLButtonElement>('button')) b.disabled = ctx.busy || (b.classList.contains('delete-all') && !keptList.querySelector('.kept-list'));
   });
   return view;
 }
