@@ -367,6 +367,8 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
       shots.push(path.join(SHOTS, `finetune-${label}.png`));
       await page.screenshot({ path: shots[shots.length - 1], fullPage: true });
     }
+    const banner = await page.$('#error-banner');
+    assert.ok(banner === null || !(await banner.isVisible()), `an error is shown: ${await page.evaluate(() => document.body.dataset.error)}`);
     await context.close();
     for (const f of shots) assert.ok(fs.statSync(f).size > 10_000, `${f} looks empty`);
     assert.deepEqual(pageErrors, []);
@@ -484,6 +486,10 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     const offer = page.locator('.model-view .fallback');
     assert.ok(await offer.isVisible(), 'the WASM fallback is offered');
     assert.match(await offer.innerText(), /Load on WebAssembly instead/);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, 'gpu-refused-desktop.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(SHOTS, 'gpu-refused-phone.png') });
     await context.close();
     assert.deepEqual(pageErrors, []);
   });
