@@ -56,7 +56,7 @@ export function checkBufferLimit(what: string, c: OpenELMConfig, dtype: ConvertD
     ? `it fits with dtype ${fitting.map((x) => `${x.d} (largest buffer ${formatBytes(x.bytes)})`).join(' or ')}, or on the wasm backend`
     : 'run it on the wasm backend';
   throw new OpenELMError('memory', `${what} does not fit this GPU: its largest tensor, ${big.name} (${big.shape.join('×')} ${big.dtype}), ` +
-    `needs one buffer of ${formatBytes(big.bytes)}, more than the ${formatBytes(lim.bytes)} ${lim.device} allows (${lim.limit}); ${alt}`);
+    `needs one buffer of ${formatBytes(big.bytes)}, more than the ${formatBytes(lim.bytes)} one buffer may take on ${lim.device} (${lim.limit}); ${alt}`);
 }
 
 /**

@@ -89,7 +89,8 @@ export class WebGPUBackend implements Backend {
     return {
       bytes: this.rt.maxBufferBytes,
       limit: l.maxStorageBufferBindingSize <= l.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize',
-      device: a.description || a.vendor || 'this GPU',
+      // browsers may leave the description empty (privacy): the vendor and architecture then
+      device: a.description || `${a.vendor} ${a.architecture}`.trim() || 'this GPU',
     };
   }
   /** The most device memory this backend has held at once (bytes). */
