@@ -70,7 +70,7 @@ const skip = browserUnavailable() ?? false;
 let tmp: string;
 let dist: string;
 let written: string[] = [];
-let moduleIds: string[] = [];
+const moduleIds: string[] = [];
 let srv: StaticServer;
 let browser: Browser;
 
