@@ -13,10 +13,10 @@ import { openCheckpoint } from '../src/io/checkpoint.js';
 import { DEFAULT_FINETUNE, type FineTuneSettings } from '../src/browser/finetune.js';
 import { loraFineTuner } from '../src/browser/lora-finetune.js';
 import { keepWeightSource } from '../src/browser/weight-files.js';
-import { kvValuesPerToken, parameterCount, presetHFConfig, resolveConfig } from '../src/model/config.js';
+import { kvValuesPerToken, parameterCount, resolveConfig } from '../src/model/config.js';
 import { GOLDEN_ROOT, goldenNames } from './helpers/golden.js';
 import { TOL, assertClose } from './tolerances.js';
-import { tinyModelDir } from './helpers/tiny.js';
+import { presetWithLayers, tinyModelDir } from './helpers/tiny.js';
 import { startStaticServer, type StaticServer } from './helpers/static-server.js';
 import { browserUnavailable, builtWebApp, launchChromium, newPage, runHook, type PageDocument } from './helpers/browser.js';
 
@@ -246,13 +246,13 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     // about 1.3x the page's budget (q8 fits), one that no dtype fits.
     const deeper = (factor: number): number => {
       for (let layers = 36; ; layers += 2) {
-        const c = resolveConfig({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: layers });
+        const c = resolveConfig(presetWithLayers('OpenELM-3B-Instruct', layers));
         if (parameterCount(c) * 2 + kvValuesPerToken(c) * c.maxContextLength * 4 > factor * budget) return layers;
       }
     };
     for (const [name, layers] of [['deep', deeper(1.3)], ['huge', deeper(3.5)]] as const) {
       fs.mkdirSync(path.join(fixtures, name), { recursive: true });
-      fs.writeFileSync(path.join(fixtures, name, 'config.json'), JSON.stringify({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: layers }));
+      fs.writeFileSync(path.join(fixtures, name, 'config.json'), JSON.stringify(presetWithLayers('OpenELM-3B-Instruct', layers)));
       fs.writeFileSync(path.join(fixtures, name, 'model.safetensors'), new Uint8Array(16));
     }
     const requests = srv.requests.length;
@@ -474,7 +474,7 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     // An OpenELM-3B shape (folder with config.json and a stand-in weight file): its bf16 embedding
     // is 187.5 MiB, over a device asked for WebGPU's smallest binding limit (128 MiB).
     fs.mkdirSync(path.join(fixtures, 'gpu3b'), { recursive: true });
-    fs.writeFileSync(path.join(fixtures, 'gpu3b', 'config.json'), JSON.stringify({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: 2 }));
+    fs.writeFileSync(path.join(fixtures, 'gpu3b', 'config.json'), JSON.stringify(presetWithLayers('OpenELM-3B-Instruct', 2)));
     fs.writeFileSync(path.join(fixtures, 'gpu3b', 'model.safetensors'), new Uint8Array(16));
     const { context, page, pageErrors } = await newPage(browser);
     const mark = srv.requests.length;

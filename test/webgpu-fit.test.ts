@@ -14,7 +14,8 @@ import { GOLDEN_ROOT } from './helpers/golden.js';
 import { WebGPUBackend } from '../src/backends/webgpu/webgpu-backend.js';
 import { loadModel } from '../src/api.js';
 import { OpenELMError } from '../src/core/errors.js';
-import { paramSpecs, presetHFConfig, resolveConfig } from '../src/model/config.js';
+import { paramSpecs, resolveConfig } from '../src/model/config.js';
+import { presetWithLayers } from './helpers/tiny.js';
 import { largestBuffer } from '../src/model/device-fit.js';
 
 const skip = webgpuProbe.adapter === null && !webgpuRequired ? `no WebGPU adapter (${webgpuProbe.why})` : false;
@@ -27,7 +28,7 @@ const PROMPT = [1, 17, 290, 4, 4, 88, 123];
  */
 function sparse3B(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gpufit-'));
-  const hf = { ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: 2 };
+  const hf = presetWithLayers('OpenELM-3B-Instruct', 2);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hf));
   const header: Record<string, unknown> = {};
   let at = 0;
@@ -53,7 +54,7 @@ test('a device asked for lowered limits (requiredLimits) refuses a model whose l
   try {
     assert.equal(be.rt.device.limits.maxStorageBufferBindingSize, 128 * MIB);
     assert.deepEqual({ ...be.bufferLimit(), device: '' }, { bytes: 128 * MIB, limit: 'maxStorageBufferBindingSize', device: '' });
-    const cfg = resolveConfig({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: 2 });
+    const cfg = resolveConfig(presetWithLayers('OpenELM-3B-Instruct', 2));
     assert.equal(largestBuffer(cfg, 'bf16', (_n, d) => (d === 'auto' ? 'bf16' : d)).bytes, 32000 * 3072 * 2);
     await assert.rejects(loadModel(dir, { backend: be }), (e: unknown) => {
       assert.ok(e instanceof OpenELMError && e.code === 'memory', String(e));
