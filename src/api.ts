@@ -40,6 +40,11 @@ export interface LoadModelOptions {
   backend?: string | Backend;
   /** The optional native sgemm for prefill (npm run build:native): 'auto' (default: when available), 'on', 'off'. */
   native?: 'auto' | 'on' | 'off';
+  /**
+   * GGUF Q8_0/Q4_0 weights on the wasm backend: decode with exact f32 products on the decoded
+   * weights (default false: int8-quantized activations, as llama.cpp, about twice as fast).
+   */
+  exactBlocks?: boolean;
   /** Cancels a hub download (the partial file is kept and resumed next time). */
   signal?: AbortSignal;
   /** Download progress of hub models, per file. */
@@ -101,7 +106,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   const dir = await resolveModelSource(source, opts);
   opts.signal?.throwIfAborted();
   const owned = typeof opts.backend !== 'object';
-  const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native });
+  const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native, exactBlocks: opts.exactBlocks });
   try {
     const t0 = performance.now();
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];

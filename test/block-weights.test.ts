@@ -3,6 +3,8 @@
 // checked bit for bit (embedding rows, and one-hot GEMV inputs that pick single weights out of
 // the in-register decoder); products to f32 summation order. Weights made of row ranges of
 // different types ('rows', a GGUF proj_1 whose gate and up differ) equal their parts stacked.
+// These hold the exact f32 path; Q8_0/Q4_0 decode with int8 activations (the default) is
+// block-int8.test.ts's.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,12 +15,20 @@ import { BLOCK_FORMATS, rowsWeight, setWeightRows, weightRowToF32, weightStorage
 import { dequantize } from '../src/core/ggml-quants.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
-import { WASM_CONFIGS, cachedWasm, disposeCachedWasm, f32, own } from './helpers/backends.js';
+import { WASM_CONFIGS, cachedWasm, disposeCachedWasm, f32, own, type WasmConfig } from './helpers/backends.js';
+import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { blockWeightOn, randomBlocks } from './helpers/blocks.js';
 import { TOL, assertClose } from './tolerances.js';
 
 const js = new JsBackend();
 after(disposeCachedWasm);
+
+/** The cached backend of cfg on the exact f32 path for every block dtype. */
+async function exactWasm(cfg: WasmConfig): Promise<WasmBackend> {
+  const be = await cachedWasm(cfg);
+  be.blockInt8 = false;
+  return be;
+}
 
 function randn(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);
@@ -59,7 +69,7 @@ test('the JS row decoder of ggml block dtypes is core/ggml-quants.ts; q4_1_f32 i
 
 for (const cfg of WASM_CONFIGS) {
   test(`embedding decodes every block dtype bit for bit (${cfg.label})`, async () => {
-    const be = await cachedWasm(cfg);
+    const be = await exactWasm(cfg);
     const rng = new Rng(8);
     for (const dtype of BLOCK_DTYPES) {
       for (const D of widths(dtype)) {
@@ -78,7 +88,7 @@ for (const cfg of WASM_CONFIGS) {
   });
 
   test(`one-token GEMV decodes in registers to the exact values (${cfg.label})`, async () => {
-    const be = await cachedWasm(cfg);
+    const be = await exactWasm(cfg);
     const rng = new Rng(9);
     for (const dtype of BLOCK_DTYPES) {
       const K = BLOCK_FORMATS[dtype].elems * 2, N = 7;
@@ -99,7 +109,7 @@ for (const cfg of WASM_CONFIGS) {
   });
 
   test(`linear with block weights matches the reference on odd shapes (${cfg.label})`, async () => {
-    const be = await cachedWasm(cfg);
+    const be = await exactWasm(cfg);
     const rng = new Rng(11);
     for (const dtype of BLOCK_DTYPES) {
       for (const K of widths(dtype)) {
@@ -126,7 +136,7 @@ for (const cfg of WASM_CONFIGS) {
   });
 
   test(`a weight of row ranges in different dtypes equals its parts stacked (${cfg.label})`, async () => {
-    const be = await cachedWasm(cfg);
+    const be = await exactWasm(cfg);
     const rng = new Rng(12);
     const K = 256;
     const mk = (b: Backend): { w: Weight; parts: Weight[] } => {

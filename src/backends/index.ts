@@ -21,6 +21,8 @@ export interface BackendOptions {
   native?: NativeMode;
   /** GPU backends: ask for a device with these buffer limits below the adapter's (webgpu/device.ts). */
   gpuLimits?: GpuLimits;
+  /** wasm: decode Q8_0/Q4_0 block weights with exact f32 products instead of int8 activations (WasmBackendOptions.exactBlocks). */
+  exactBlocks?: boolean;
 }
 
 /** A backend other modules add (e.g. WebGPU): `make` creates it; `preferred` says whether `auto` should pick it here. */
@@ -72,7 +74,7 @@ async function makeWasm(opts: BackendOptions): Promise<Backend> {
   if (!native && mode === 'on') throw new OpenELMError('backend', `native GEMM requested but this platform (${pf.name}) has none`);
   // the weights may spread over several wasm memories; what the machine has bounds them together
   const memoryLimit = pf.memory ? pf.memory().available : Infinity;
-  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native, memoryLimit });
+  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native, memoryLimit, exactBlocks: opts.exactBlocks });
 }
 
 export { JsBackend } from './js/js-backend.js';

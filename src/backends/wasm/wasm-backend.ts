@@ -44,6 +44,12 @@ export interface WasmBackendOptions {
   shardBytes?: number;
   /** Bytes all memories together may hold (memory().limit; default: no bound but the machine's). */
   memoryLimit?: number;
+  /**
+   * Decode (up to 8 tokens) of Q8_0 and Q4_0 block weights with f32 activations on the exactly
+   * decoded weights, as prefill does, instead of int8-quantized activations (default false: int8,
+   * llama.cpp's arithmetic for these types, at about twice the speed). Sets blockInt8.
+   */
+  exactBlocks?: boolean;
 }
 
 /** Where a weight's storage lives in the wasm memories (set by prepareWeight). */
@@ -62,6 +68,8 @@ interface WasmPacked {
 /** Chunks per thread for dynamic scheduling: enough to absorb a descheduled thread, few enough
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
+/** Block dtypes whose GEMV has an int8-activation kernel (kernels/blocks_int.as). */
+const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
@@ -76,6 +84,12 @@ export class WasmBackend implements Backend {
   parallelThreshold: number;
   /** q8/q4 prefill through the integer GEMM (int8 activations; natively too where the CPU has VNNI); false dequantizes to an f32 GEMM. */
   intGemm = true;
+  /**
+   * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0) through it:
+   * x quantized per block of 32 as for q8/q4 (TOL.blockInt8VsRef). false: exact f32 products, whose
+   * only error is the summation order (TOL.storedPerplexity). Calls with `exact` always take those.
+   */
+  blockInt8 = true;
   /** The native sgemm used for prefill and training products, or null (pure WASM). */
   native: NativeGemm | null;
   /** Fewest rows a linear needs to go native (tests lower it to cover small models). */
@@ -129,6 +143,11 @@ export class WasmBackend implements Backend {
     this.train = new WasmTrainOps(this);
   }
 
+  private applyOptions(opts: WasmBackendOptions): this {
+    if (opts.exactBlocks) this.blockInt8 = false;
+    return this;
+  }
+
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
     const threads = opts.threads ?? 1;
     if (!Number.isInteger(threads) || threads < 1) throw new OpenELMError('usage', `threads must be a positive integer, got ${threads}`);
@@ -139,7 +158,7 @@ export class WasmBackend implements Backend {
     const instance = await Wasm!.instantiate(module, { env: { memory: arena.memory } });
     const pool = await ThreadPool.create(threads, module, [arena.memory], [instance], relaxed, opts.spawnWorker);
     return new WasmBackend(threads, relaxed, new Shard(0, arena, instance), pool, opts.parallelThreshold ?? 131072, opts.native ?? null,
-      module, opts.spawnWorker, shardBytes, opts.memoryLimit ?? Infinity);
+      module, opts.spawnWorker, shardBytes, opts.memoryLimit ?? Infinity).applyOptions(opts);
   }
 
   get library(): string | null { return this.native?.library ?? null; }
@@ -417,17 +436,18 @@ export class WasmBackend implements Backend {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
-    // (block dtypes: always f32, on their exactly decoded values).
+    // (block dtypes: f32 on their exactly decoded values, but for the GEMV of Q8_0/Q4_0 with blockInt8).
     const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
     const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
-    const prep = mode === 1 && p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN;
+    const blockInt = mode === 1 && !exact && this.blockInt8 && BLOCK_INT8_CODES.has(p.dtype);
+    const prep = mode === 1 && ((p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN) || blockInt);
     if (mode !== 1 || p.dtype >= BLOCK_CODE_MIN) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
     if (prep) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
     if (mode === 2) this.cur.ensurePrep(this.cur.k.quantBytes(M, K));
     const a = this.cur.ai;
     a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = p.dtype;
     a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
-    a[12] = mode; a[13] = this.cur.prepOff; a[14] = ldo;
+    a[12] = mode; a[13] = this.cur.prepOff; a[14] = ldo; a[15] = blockInt ? 1 : 0;
     if (prep) this.cur.k.k_prep_x(ARGS_OFFSET);
     if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
     this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));

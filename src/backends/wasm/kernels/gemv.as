@@ -155,14 +155,14 @@ export function gemvF16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i
 }
 
 /** Lane j of v in every lane (a single shuffle). */
-@inline function lane(v: v128, j: i32): v128 {
+@inline export function lane(v: v128, j: i32): v128 {
   if (j == 0) return v128.shuffle<f32>(v, v, 0, 0, 0, 0);
   if (j == 1) return v128.shuffle<f32>(v, v, 1, 1, 1, 1);
   if (j == 2) return v128.shuffle<f32>(v, v, 2, 2, 2, 2);
   return v128.shuffle<f32>(v, v, 3, 3, 3, 3);
 }
 
-@inline function q8Block(w: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+@inline export function q8Block(w: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const d0 = i32x4.dot_i16x8_s(v128.load8x8_s(w), x0);
   const d1 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), x1);
   const d2 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 16), x2);

@@ -8,7 +8,8 @@ import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
-import { BLOCK_MIN, gemvBlock, gemvBlockRows } from './blocks';
+import { BLOCK_MIN, BQ4_0, gemvBlock, gemvBlockRows } from './blocks';
+import { hasIntGemv, gemvBlockInt, q4_0Correction } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
@@ -24,7 +25,8 @@ export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
 
 
 // linear: 0 out, 1 x, 2 data, 3 scales, 4 mins, 5 dtype, 6 M, 7 N, 8 K, 9 acc, 10 scratch, 11 stride,
-//         12 mode, 13 prepared x, 14 ldo (floats between rows of out; 0: N)
+//         12 mode, 13 prepared x, 14 ldo (floats between rows of out; 0: N), 15 int8 activations for
+//         the block dtypes that have them (blocks_int.as; else their exact f32 products)
 // mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (small M, x prepared by k_prep_x;
 // block dtypes decode each weight row into the thread's scratch when M > 1);
 // 2: integer GEMM for q8/q4 (x quantized by k_quant_rows into 13: i16 rows, then scales, then sums)
@@ -45,6 +47,7 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const xp = ap(a, 13);
   // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
   const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldb = <usize>ldo << 2;
+  if (blockInt(a, dtype)) { gemvBlockInt(dtype, M, out, ldb, xp, ldp, data, K, n0, n1, acc); return; }
   for (let m = 0; m < M; m += 4) {
     const R = min(4, M - m);
     const om = out + <usize>m * ldb, xm = x + <usize>m * ldx;
@@ -53,6 +56,9 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     else gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, K, n0, n1, acc, scr);
   }
 }
+
+/** Whether a GEMV of this block dtype takes int8 activations (slot 15 asks for them where blocks_int.as has a kernel). */
+@inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
 /** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
 export function quantBytes(M: i32, K: i32): i32 { return M * K * 2 + M * (K >> 5) * 8 + 64; }
@@ -71,14 +77,19 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
 export function prepBytes(K: i32): i32 { return 4 * K + 64; }
 
 /** Prepare the M input rows of a GEMV once, before the threads start: split for 16-bit
- * weights, quantized to int8 blocks for q8/q4; row m at 13 + m·prepBytes(K). Same slots as k_linear. */
+ * weights, quantized to int8 blocks for q8/q4 (and block dtypes in int8 mode); row m at
+ * 13 + m·prepBytes(K). Same slots as k_linear. */
 export function k_prep_x(a: usize): void {
   const dtype = ai(a, 5), M = ai(a, 6), K = ai(a, 8);
   const ldp = <usize>prepBytes(K);
   for (let m = 0; m < M; m++) {
     const x = ap(a, 1) + ((<usize>m * <usize>K) << 2), xp = ap(a, 13) + <usize>m * ldp;
     if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
-    else if (dtype == 3 || dtype == 4) quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+    else if (dtype == 3 || dtype == 4 || blockInt(a, dtype)) {
+      quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+      // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
+      if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
+    }
   }
 }
 

@@ -1,0 +1,135 @@
+// The one-token GEMV of Q8_0 and Q4_0 block weights with int8 activations: x is quantized per block
+// of 32 exactly as for the q8/q4 weights (quantizeX: d = max|x|/127, q = round(x/d)), and each
+// block's product is an exact int32 dot of the stored integers with q, times d_w·d_x. This is the
+// arithmetic llama.cpp runs these types with (its Q8_0 activations), at the speed of our own q8/q4
+// GEMV; it is not the exact f32 product of blocks.as, whose error is the summation order alone:
+// here x's rounding to int8 adds the error of TOL.blockInt8VsRef's measurement.
+//
+// Both builds form the same int32 block sums; only how they are split over lanes before the float
+// multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
+
+import { fmadd, hsum, f16hiToF32Exact } from './simd';
+import { q8Block, lane } from './gemv';
+import { BQ8_0, BQ4_0 } from './blocks';
+
+/** Whether a block dtype has an int8-activation GEMV here. */
+export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
+
+/** The four IEEE halves at p, p + s, p + 2s, p + 3s as f32, exactly (no denormal operand). */
+@inline function halves4(p: usize, s: usize): v128 {
+  let v = i32x4.splat(<i32>load<u16>(p) << 16);
+  v = i32x4.replace_lane(v, 1, <i32>load<u16>(p + s) << 16);
+  v = i32x4.replace_lane(v, 2, <i32>load<u16>(p + 2 * s) << 16);
+  v = i32x4.replace_lane(v, 3, <i32>load<u16>(p + 3 * s) << 16);
+  return f16hiToF32Exact(v);
+}
+
+@inline function half1(p: usize): f32 { return f32x4.extract_lane(f16hiToF32Exact(i32x4.splat(<i32>load<u16>(p) << 16)), 0); }
+
+/**
+ * Q4_0's correction per block for the relaxed dot, lane i = 8·(q[2i] + q[2i+1] + q[16+2i] + q[17+2i]):
+ * the relaxed dot needs its 7-bit operand non-negative, so it multiplies the stored nibbles
+ * (0..15) and 8·Σq is taken back off in i16 (|values| ≤ 4·127·15, no overflow). Written at corr,
+ * 16 bytes per block of 32, from the int8 q at q8.
+ */
+export function q4_0Correction(q8: usize, K: i32, corr: usize): void {
+  const nb = K >> 5;
+  for (let b = 0; b < nb; b++) {
+    const p = q8 + (<usize>b << 5);
+    const s = i16x8.add(i16x8.extadd_pairwise_i8x16_s(v128.load(p)), i16x8.extadd_pairwise_i8x16_s(v128.load(p, 16)));
+    v128.store(corr + (<usize>b << 4), i16x8.shl(s, 3));
+  }
+}
+
+/** Σ (q_w − 8)·q_x over one Q4_0 block (nibbles at w), as 4 lanes of f32 (exact integers). */
+@inline function q4_0Block(w: usize, x16: usize, x8: usize, corr: usize): v128 {
+  const v = v128.load(w);
+  const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
+    return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(i16x8.sub(s, v128.load(corr))));
+  } else {
+    const e = i8x16.splat(8), l = i8x16.sub(lo, e), h = i8x16.sub(hi, e);
+    const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(l), v128.load(x16));
+    const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(l), v128.load(x16, 16));
+    const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(h), v128.load(x16, 32));
+    const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(h), v128.load(x16, 48));
+    return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
+  }
+}
+
+@inline function q8_0Block(w: usize, x16: usize): v128 {
+  return q8Block(w, v128.load(x16), v128.load(x16, 16), v128.load(x16, 32), v128.load(x16, 48));
+}
+
+/**
+ * Q8_0 (34-byte blocks: half d, 32 int8), one row of x: gemvQ8's shape, four blocks per step with
+ * their four d_w·d_x in one multiply, blocks alternating between two chains.
+ */
+export function gemvQ8_0Int(out: usize, q16: usize, qd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nb = K >> 5, rb = <usize>nb * 34;
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0;
+    let xp = q16, dp = qd;
+    let b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      const sc = f32x4.mul(halves4(p, 34), v128.load(dp));
+      f0 = fmadd(q8_0Block(p + 2, xp), lane(sc, 0), f0);
+      f1 = fmadd(q8_0Block(p + 36, xp + 64), lane(sc, 1), f1);
+      f0 = fmadd(q8_0Block(p + 70, xp + 128), lane(sc, 2), f0);
+      f1 = fmadd(q8_0Block(p + 104, xp + 192), lane(sc, 3), f1);
+      p += 136; xp += 256; dp += 16;
+    }
+    for (let j = 0; b < nb; b++, j++) {
+      const c = f32x4.splat(half1(p) * load<f32>(dp));
+      if (j & 1) f1 = fmadd(q8_0Block(p + 2, xp), c, f1); else f0 = fmadd(q8_0Block(p + 2, xp), c, f0);
+      p += 34; xp += 64; dp += 4;
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1));
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/** Q4_0 (18-byte blocks: half d, 16 bytes of nibbles, value q − 8), one row of x: as gemvQ8_0Int. */
+export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nb = K >> 5, rb = <usize>nb * 18;
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0;
+    let x16 = q16, x8 = q8, dp = qd, cp = corr;
+    let b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      const sc = f32x4.mul(halves4(p, 18), v128.load(dp));
+      f0 = fmadd(q4_0Block(p + 2, x16, x8, cp), lane(sc, 0), f0);
+      f1 = fmadd(q4_0Block(p + 20, x16 + 64, x8 + 32, cp + 16), lane(sc, 1), f1);
+      f0 = fmadd(q4_0Block(p + 38, x16 + 128, x8 + 64, cp + 32), lane(sc, 2), f0);
+      f1 = fmadd(q4_0Block(p + 56, x16 + 192, x8 + 96, cp + 48), lane(sc, 3), f1);
+      p += 72; x16 += 256; x8 += 128; dp += 16; cp += 64;
+    }
+    for (let j = 0; b < nb; b++, j++) {
+      const c = f32x4.splat(half1(p) * load<f32>(dp));
+      if (j & 1) f1 = fmadd(q4_0Block(p + 2, x16, x8, cp), c, f1); else f0 = fmadd(q4_0Block(p + 2, x16, x8, cp), c, f0);
+      p += 18; x16 += 64; x8 += 32; dp += 4; cp += 16;
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1));
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/**
+ * Rows [n0, n1) of out for R = 1..4 rows of x, each row of x through the one-row kernel (a token's
+ * result is then that of a one-token call by construction; sharing one pass over W among the rows
+ * is left for later). `prep` holds the rows' quantized forms (k_prep_x layout) `ldp` bytes apart.
+ */
+export function gemvBlockInt(dtype: i32, R: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
+  n0: i32, n1: i32, acc: i32): void {
+  const o8 = <usize>K << 1, od = <usize>K * 3, oc = od + (<usize>K >> 2);
+  for (let r = 0; r < R; r++) {
+    const xp = prep + <usize>r * ldp, op = out + <usize>r * ldo;
+    if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
+    else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
+  }
+}

@@ -1,0 +1,139 @@
+// Decode of Q8_0/Q4_0 block weights with int8 activations (kernels/blocks_int.as), the wasm
+// backend's default for them: against a float64 computation of the same arithmetic (x quantized per
+// block of 32 as quantizeX does, exact integer block dots, d_w·d_x per block), each row of a several-
+// row call equal to a one-row call, and the exact f32 path still reachable (option, per-call `exact`).
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BlockDType } from '../src/backends/backend.js';
+import { createBackend } from '../src/backends/index.js';
+import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { BLOCK_FORMATS } from '../src/backends/weight-format.js';
+import { f16ToF32 } from '../src/core/dtype.js';
+import { Rng } from '../src/core/rng.js';
+import { WASM_CONFIGS, cachedWasm, disposeCachedWasm, f32, own } from './helpers/backends.js';
+import { blockWeightOn, randomBlocks } from './helpers/blocks.js';
+import { TOL } from './tolerances.js';
+
+after(disposeCachedWasm);
+
+const DTYPES: BlockDType[] = ['q8_0', 'q4_0'];
+const fr = Math.fround;
+
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** x's blocks of 32 as quantizeX forms them in f32: scale d and integers q. */
+function quantize(x: Float32Array): { d: Float32Array; q: Int32Array } {
+  const nb = x.length / 32, d = new Float32Array(nb), q = new Int32Array(x.length);
+  for (let b = 0; b < nb; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[32 * b + j]));
+    d[b] = fr(amax / 127);
+    const id = amax > 0 ? fr(127 / amax) : 0;
+    for (let j = 0; j < 32; j++) q[32 * b + j] = roundEven(fr(x[32 * b + j] * id));
+  }
+  return { d, q };
+}
+
+/** Per output: Σ_b d_w·d_x·Σ q_w·q_x in float64, and Σ_b |d_w·d_x|·Σ |q_w·q_x| (the size its f32 rounding scales with). */
+function reference(dtype: BlockDType, data: Uint8Array, N: number, K: number, x: Float32Array): { y: Float64Array; mag: Float64Array } {
+  const { bytes } = BLOCK_FORMATS[dtype], nb = K / 32, { d, q } = quantize(x);
+  const dv = new DataView(data.buffer, data.byteOffset);
+  const y = new Float64Array(N), mag = new Float64Array(N);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < nb; b++) {
+      const o = (n * nb + b) * bytes, dw = f16ToF32(dv.getUint16(o, true));
+      let s = 0, a = 0;
+      for (let j = 0; j < 32; j++) {
+        const qw = dtype === 'q8_0' ? dv.getInt8(o + 2 + j) : (j < 16 ? data[o + 2 + j] & 15 : data[o + 2 + j - 16] >> 4) - 8;
+        s += qw * q[32 * b + j]; a += Math.abs(qw * q[32 * b + j]);
+      }
+      y[n] += dw * d[b] * s; mag[n] += Math.abs(dw * d[b]) * a;
+    }
+  }
+  return { y, mag };
+}
+
+function randn(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  return a;
+}
+
+for (const cfg of WASM_CONFIGS) {
+  test(`Q8_0/Q4_0 GEMV with int8 activations matches float64 on the same quantized operands (${cfg.label})`, async (t) => {
+    const be = await cachedWasm(cfg);
+    assert.equal(be.blockInt8, true, 'the default');
+    const rng = new Rng(31);
+    let worst = 0;
+    for (const dtype of DTYPES) {
+      for (const K of [32, 96, 160, 288, 1280]) {
+        const N = 37, data = randomBlocks(rng, dtype, N, K), w = blockWeightOn(be, dtype, N, K, data);
+        const x = randn(rng, K);
+        // an outlier channel and an all-zero block: the per-block scales must follow both
+        x[5] = 40;
+        if (K >= 96) x.fill(0, 32, 64);
+        const bias = randn(rng, N);
+        for (const accumulate of [false, true]) {
+          const got = own(be, bias);
+          be.linear(got, own(be, x), w, 1, accumulate);
+          const { y, mag } = reference(dtype, data, N, K, x);
+          for (let n = 0; n < N; n++) {
+            const want = (accumulate ? bias[n] : 0) + y[n];
+            const e = Math.abs(got[n] - want) / (mag[n] + (accumulate ? Math.abs(bias[n]) : 0));
+            worst = Math.max(worst, e);
+            assert.ok(e <= TOL.blockInt8VsF64.rtol, `${dtype} K=${K} acc=${accumulate} row ${n}: ${got[n]} vs ${want} (${e.toExponential(2)} of the magnitude)`);
+          }
+        }
+        be.freeWeight(w);
+      }
+    }
+    t.diagnostic(`worst error relative to Σ|w·x|: ${worst.toExponential(2)}`);
+  });
+
+  test(`Q8_0/Q4_0 int8 GEMV: each row of a 2-8-row call equals a one-row call (${cfg.label})`, async () => {
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(32);
+    for (const dtype of DTYPES) {
+      const N = 29, K = 352, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+      const x = randn(rng, 8 * K);
+      const one: Float32Array[] = [];
+      for (let m = 0; m < 8; m++) {
+        const o = f32(be.alloc(N));
+        be.linear(o, own(be, x.subarray(m * K, (m + 1) * K)), w, 1);
+        one.push(o.slice());
+      }
+      for (let M = 2; M <= 8; M++) {
+        const o = f32(be.alloc(M * N));
+        be.linear(o, own(be, x.subarray(0, M * K)), w, M);
+        for (let m = 0; m < M; m++) assert.deepEqual(o.subarray(m * N, (m + 1) * N), one[m], `${dtype}: row ${m} of ${M}`);
+      }
+      be.freeWeight(w);
+    }
+  });
+}
+
+test('the exact f32 path of Q8_0/Q4_0 decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
+  const be = await cachedWasm(WASM_CONFIGS[0]);
+  const rng = new Rng(33);
+  for (const dtype of DTYPES) {
+    const N = 13, K = 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+    const x = own(be, randn(rng, K));
+    const run = (exact: boolean) => { const o = f32(be.alloc(N)); be.linear(o, x, w, 1, false, exact); return o.slice(); };
+    const int8 = run(false), exactCall = run(true);
+    be.blockInt8 = false;
+    const off = run(false);
+    be.blockInt8 = true;
+    assert.deepEqual(exactCall, off, `${dtype}: exact call = blockInt8 off`);
+    assert.notDeepEqual(int8, off, `${dtype}: the int8 path is another computation`);
+    be.freeWeight(w);
+  }
+  const made = await createBackend('wasm', { threads: 1, exactBlocks: true });
+  try {
+    assert.ok(made instanceof WasmBackend);
+    assert.equal(made.blockInt8, false);
+  } finally { made.dispose(); }
+});
