@@ -6,7 +6,10 @@
 // matrices so they come from DRAM, as in a real decode step. A script, not a test.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
-//     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02]
+//     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02] [--exact-blocks]
+//
+// Q8_0/Q4_0 run with int8 activations, the backend's default, where a build has that kernel (a
+// revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
 //
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
 
@@ -28,6 +31,7 @@ const { values: args } = parseArgs({
     rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'f16,q8,q4,q4_0,q8_0,q4_k,q6_k' },
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
+    'exact-blocks': { type: 'boolean', default: false },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -122,7 +126,7 @@ async function main(): Promise<void> {
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = offs[s];
       ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = sc ?? 0; ai[4] = mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
-      ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0;
+      ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);
     };

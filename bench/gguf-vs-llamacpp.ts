@@ -4,7 +4,7 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gguf-vs-llamacpp.js --llama-bin DIR \
 //     [--types Q8_0,Q4_0,Q4_K_M] [--prompt-tokens 128] [--gen-tokens 64] [--threads 2] [--rounds 3] \
-//     [--kl-text FILE] [--kl-context 128] [--kl-chunks 4] [--gguf FILE ... --f32 FILE.gguf] [--keep]
+//     [--kl-text FILE] [--kl-context 128] [--kl-chunks 4] [--kl-decode [--exact-blocks]] [--gguf FILE ... --f32 FILE.gguf] [--keep]
 //
 // DIR holds llama.cpp's llama-bench, llama-batched-bench, llama-quantize and llama-perplexity (built
 // for this machine). TEXT (default: this repository's README.md) is the text the KL is measured on.
@@ -14,7 +14,7 @@
 // process, and each side keeps its best run per metric: other processes on a shared machine only
 // ever slow a run down. The 1-minute load average is recorded around every run.
 //   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off, weights as
-//              stored, f32 activations; prefill = one forward of the prompt, decode = gen-tokens
+//              stored, f32 activations but int8 ones in Q8_0/Q4_0 decode unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
 //              greedy steps after it, logits every step; load = reading the file onto the backend);
 //   llama.cpp: `llama-bench -m FILE -p P -n G -t T -r 1 -o json` (its defaults otherwise: warm-up
 //              run, f16 KV cache, flash attention auto; its tgG decodes G tokens from an empty
@@ -29,7 +29,9 @@
 // --kl-divergence-base BASE --kl-divergence` prints llama.cpp's mean KL for each file. Ours: the
 // same tokens (read from BASE; each chunk starts with BOS as llama-perplexity's do), the same
 // positions (the second half of each chunk but its last), our f32 model's logits against our
-// logits on the quantized file, KL(p_f32 || p_q) in float64.
+// logits on the quantized file, KL(p_f32 || p_q) in float64. Those logits come from one forward
+// of each chunk (prefill's GEMM); --kl-decode takes the quantized file's one token at a time
+// instead (decode's GEMV: int8 activations for Q8_0/Q4_0 unless --exact-blocks).
 // Prints one JSON object with both sides' figures and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
@@ -47,6 +49,8 @@ import { GGUFModel } from '../src/formats/gguf-model.js';
 import { ggmlTypeName } from '../src/core/ggml-quants.js';
 import { loadModel } from '../src/api.js';
 
+/** --exact-blocks: our Q8_0/Q4_0 decode on the exact f32 path. */
+const EXACT_BLOCKS = process.argv.includes('--exact-blocks');
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
@@ -65,7 +69,7 @@ function exec(cmd: string, args: string[], what: string): string {
 function ours(file: string, P: number, G: number, T: number): Run {
   const before = load1();
   const out = exec(process.execPath, [CLI, 'bench', '--model', file, '--prompt-tokens', String(P), '--gen-tokens', String(G),
-    '--threads', String(T), '--backend', 'wasm', '--native', 'off', '--json'], 'openelm bench');
+    '--threads', String(T), '--backend', 'wasm', '--native', 'off', ...(EXACT_BLOCKS ? ['--exact-blocks'] : []), '--json'], 'openelm bench');
   const j = JSON.parse(out.trim().split('\n').pop()!) as { prefill_tok_s: number; decode_tok_s: number; load_ms: number; rss_mb: number; weights_mb: number };
   return { prefill_tok_s: j.prefill_tok_s, decode_tok_s: j.decode_tok_s, load_ms: j.load_ms, rss_mb: j.rss_mb, weights_mb: j.weights_mb, load_avg: [before, load1()] };
 }
@@ -172,14 +176,26 @@ function logSoftmax(logits: Float32Array, off: number, V: number): Float64Array 
  * Our log-probabilities at the positions llama-perplexity's KL scores: per chunk of `ctx` tokens
  * (BOS first when the text starts with it), positions ctx/2 .. ctx-2.
  */
-async function ourLogProbs(file: string, base: { ctx: number; chunks: number; tokens: Int32Array }, T: number, native: 'auto' | 'off'): Promise<Float64Array[]> {
-  const m = await loadModel(file, { backend: 'wasm', threads: T, native });
+async function ourLogProbs(file: string, base: { ctx: number; chunks: number; tokens: Int32Array }, T: number, native: 'auto' | 'off',
+  decode = false, exactBlocks = false): Promise<Float64Array[]> {
+  const m = await loadModel(file, { backend: 'wasm', threads: T, native, exactBlocks });
   try {
     const V = m.config.vocabSize, bos = m.config.bosTokenId, addBos = base.tokens[0] === bos, first = base.ctx >> 1;
     const out: Float64Array[] = [];
     for (let c = 0; c < base.chunks; c++) {
       const t = Array.from(base.tokens.subarray(c * base.ctx, (c + 1) * base.ctx));
       if (addBos) t[0] = bos;
+      if (decode) {
+        // one token per forward: the decode kernels
+        const cache = m.model.newCache(base.ctx);
+        try {
+          for (let j = 0; j < base.ctx - 1; j++) {
+            const logits = await m.model.forward([{ cache, tokens: [t[j]] }]);
+            if (j >= first) out.push(logSoftmax(logits, 0, V));
+          }
+        } finally { cache.dispose(); }
+        continue;
+      }
       const logits = await m.model.logitsAll(t);
       for (let j = first; j < base.ctx - 1; j++) out.push(logSoftmax(logits, j * V, V));
     }
@@ -215,6 +231,7 @@ async function main(): Promise<void> {
       'prompt-tokens': { type: 'string', default: '128' }, 'gen-tokens': { type: 'string', default: '64' },
       threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' },
       'kl-text': { type: 'string', default: README }, 'kl-context': { type: 'string', default: '128' }, 'kl-chunks': { type: 'string', default: '4' },
+      'kl-decode': { type: 'boolean', default: false }, 'exact-blocks': { type: 'boolean', default: false },
     },
   });
   const P = Number(values['prompt-tokens']), G = Number(values['gen-tokens']), T = Number(values.threads), R = Number(values.rounds);
@@ -263,7 +280,7 @@ async function main(): Promise<void> {
       log(`f32 logits over ${bt.chunks} chunks of ${bt.ctx} tokens`);
       const ref = await ourLogProbs(f32, bt, T, 'auto');
       for (const file of files) {
-        const q = await ourLogProbs(file, bt, T, 'off');
+        const q = await ourLogProbs(file, bt, T, 'off', values['kl-decode'], values['exact-blocks']);
         const l = llamaKL(tool('llama-perplexity'), file, base, T);
         quality.set(file, { ours: meanKL(ref, q), llama_cpp: l });
         log(`${path.basename(file)} mean KL: ours ${meanKL(ref, q).toExponential(3)}, llama.cpp ${l}`);
