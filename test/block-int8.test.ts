@@ -1,4 +1,4 @@
-// Decode of Q8_0/Q4_0 block weights with int8 activations (kernels/blocks_int.as), the wasm
+// Decode of Q8_0/Q4_0/Q4_K block weights with int8 activations (kernels/blocks_int.as), the wasm
 // backend's default for them: against a float64 computation of the same arithmetic (x quantized per
 // block of 32 as quantizeX does, exact integer block dots, d_w·d_x per block), each row of a several-
 // row call equal to a one-row call, and the exact f32 path still reachable (option, per-call `exact`).
@@ -17,7 +17,7 @@ import { TOL } from './tolerances.js';
 
 after(disposeCachedWasm);
 
-const DTYPES: BlockDType[] = ['q8_0', 'q4_0'];
+const DTYPES: BlockDType[] = ['q8_0', 'q4_0', 'q4_k'];
 const fr = Math.fround;
 
 function roundEven(v: number): number {
@@ -38,11 +38,38 @@ function quantize(x: Float32Array): { d: Float32Array; q: Int32Array } {
   return { d, q };
 }
 
-/** Per output: Σ_b d_w·d_x·Σ q_w·q_x in float64, and Σ_b |d_w·d_x|·Σ |q_w·q_x| (the size its f32 rounding scales with). */
+/** Q4_K sub-block j's 6-bit scale (m = false) or min (m = true) from the 12 bytes at o (docs/formats.md). */
+function kScale(data: Uint8Array, o: number, j: number, m: boolean): number {
+  if (j < 4) return data[o + j + (m ? 4 : 0)] & 63;
+  return m ? (data[o + j + 4] >> 4) | ((data[o + j] >> 6) << 4) : (data[o + j + 4] & 15) | ((data[o + j - 4] >> 6) << 4);
+}
+
+/**
+ * Per output: Σ_b d_w·d_x·Σ q_w·q_x (Q4_K: − Σ_j dmin·m_j·d_x·Σ q_x) in float64, and the same sum of
+ * absolute values (the size its f32 rounding scales with).
+ */
 function reference(dtype: BlockDType, data: Uint8Array, N: number, K: number, x: Float32Array): { y: Float64Array; mag: Float64Array } {
   const { bytes } = BLOCK_FORMATS[dtype], nb = K / 32, { d, q } = quantize(x);
   const dv = new DataView(data.buffer, data.byteOffset);
   const y = new Float64Array(N), mag = new Float64Array(N);
+  if (dtype === 'q4_k') {
+    for (let n = 0; n < N; n++) {
+      for (let sb = 0; sb < K / 256; sb++) {
+        const o = (n * (K / 256) + sb) * bytes, dd = f16ToF32(dv.getUint16(o, true)), dmin = f16ToF32(dv.getUint16(o + 2, true));
+        for (let j = 0; j < 8; j++) {
+          const b = 8 * sb + j, c = j >> 1;
+          let s = 0, a = 0, sx = 0;
+          for (let l = 0; l < 32; l++) {
+            const byte = data[o + 16 + 32 * c + l], qw = j & 1 ? byte >> 4 : byte & 15, qx = q[32 * b + l];
+            s += qw * qx; a += Math.abs(qw * qx); sx += qx;
+          }
+          const cs = dd * kScale(data, o + 4, j, false) * d[b], cm = dmin * kScale(data, o + 4, j, true) * d[b];
+          y[n] += cs * s - cm * sx; mag[n] += Math.abs(cs) * a + Math.abs(cm * sx);
+        }
+      }
+    }
+    return { y, mag };
+  }
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < nb; b++) {
       const o = (n * nb + b) * bytes, dw = f16ToF32(dv.getUint16(o, true));
@@ -64,13 +91,13 @@ function randn(rng: Rng, n: number): Float32Array {
 }
 
 for (const cfg of WASM_CONFIGS) {
-  test(`Q8_0/Q4_0 GEMV with int8 activations matches float64 on the same quantized operands (${cfg.label})`, async (t) => {
+  test(`Q8_0/Q4_0/Q4_K GEMV with int8 activations matches float64 on the same quantized operands (${cfg.label})`, async (t) => {
     const be = await cachedWasm(cfg);
     assert.equal(be.blockInt8, true, 'the default');
     const rng = new Rng(31);
     let worst = 0;
     for (const dtype of DTYPES) {
-      for (const K of [32, 96, 160, 288, 1280]) {
+      for (const K of dtype === 'q4_k' ? [256, 768, 1280] : [32, 96, 160, 288, 1280]) {
         const N = 37, data = randomBlocks(rng, dtype, N, K), w = blockWeightOn(be, dtype, N, K, data);
         const x = randn(rng, K);
         // an outlier channel and an all-zero block: the per-block scales must follow both
@@ -94,11 +121,11 @@ for (const cfg of WASM_CONFIGS) {
     t.diagnostic(`worst error relative to Σ|w·x|: ${worst.toExponential(2)}`);
   });
 
-  test(`Q8_0/Q4_0 int8 GEMV: each row of a 2-8-row call equals a one-row call (${cfg.label})`, async () => {
+  test(`Q8_0/Q4_0/Q4_K int8 GEMV: each row of a 2-8-row call equals a one-row call (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(32);
     for (const dtype of DTYPES) {
-      const N = 29, K = 352, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+      const N = 29, K = dtype === 'q4_k' ? 768 : 352, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
       const x = randn(rng, 8 * K);
       const one: Float32Array[] = [];
       for (let m = 0; m < 8; m++) {
@@ -116,11 +143,11 @@ for (const cfg of WASM_CONFIGS) {
   });
 }
 
-test('the exact f32 path of Q8_0/Q4_0 decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
+test('the exact f32 path of Q8_0/Q4_0/Q4_K decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
   const be = await cachedWasm(WASM_CONFIGS[0]);
   const rng = new Rng(33);
   for (const dtype of DTYPES) {
-    const N = 13, K = 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+    const N = 13, K = dtype === 'q4_k' ? 256 : 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
     const x = own(be, randn(rng, K));
     const run = (exact: boolean) => { const o = f32(be.alloc(N)); be.linear(o, x, w, 1, false, exact); return o.slice(); };
     const int8 = run(false), exactCall = run(true);

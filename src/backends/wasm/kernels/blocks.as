@@ -146,7 +146,7 @@ const OPS: i32 = 2;
 // 256-value super-blocks. p advances 1024 bytes a super-block.
 
 /** Q4_K/Q5_K: the 6-bit scale (m = false) or min (m = true) of sub-block j from the 12 bytes at sc. */
-@inline function kScale(sc: usize, j: i32, m: bool): f32 {
+@inline export function kScale(sc: usize, j: i32, m: bool): f32 {
   if (j < 4) return <f32>(load<u8>(sc + <usize>(j + (m ? 4 : 0))) & 63);
   const a = <u32>load<u8>(sc + <usize>(j + 4)), b = <u32>load<u8>(sc + <usize>(j - (m ? 0 : 4)));
   return <f32>((m ? a >> 4 : a & 0x0f) | ((b >> 6) << 4));

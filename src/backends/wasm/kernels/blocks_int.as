@@ -1,4 +1,4 @@
-// The one-token GEMV of Q8_0 and Q4_0 block weights with int8 activations: x is quantized per block
+// The one-token GEMV of Q8_0, Q4_0 and Q4_K block weights with int8 activations: x is quantized per block
 // of 32 exactly as for the q8/q4 weights (quantizeX: d = max|x|/127, q = round(x/d)), and each
 // block's product is an exact int32 dot of the stored integers with q, times d_w·d_x. This is the
 // arithmetic llama.cpp runs these types with (its Q8_0 activations), at the speed of our own q8/q4
@@ -9,11 +9,11 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact } from './simd';
-import { q8Block, lane } from './gemv';
-import { BQ8_0, BQ4_0 } from './blocks';
+import { q8Block, q4BlockV, lane } from './gemv';
+import { BQ8_0, BQ4_0, BQ4_K, kScale } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
-export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
+export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K; }
 
 /** The four IEEE halves at p, p + s, p + 2s, p + 3s as f32, exactly (no denormal operand). */
 @inline function halves4(p: usize, s: usize): v128 {
@@ -119,6 +119,46 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   }
 }
 
+/** [a, b, c, d] from four scalars. */
+@inline function vec4(a: f32, b: f32, c: f32, d: f32): v128 {
+  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(a), 1, b), 2, c), 3, d);
+}
+
+/**
+ * Q4_K (144-byte super-blocks of 256: half d, half dmin, 12 bytes of 6-bit scales and mins, 128
+ * bytes of nibbles; value d·sc_j·q − dmin·m_j in sub-block j of 32), one row of x. Sub-block j
+ * meets x's block j exactly, so it is q4's arithmetic with scale d·sc_j and min −dmin·m_j:
+ * Σ = Σ_j (d·sc_j)·d_x·Σ q·q_x − Σ_j (dmin·m_j)·(d_x·Σ q_x). Even sub-blocks go into f0, odd into
+ * f1, the min terms into g, subtracted at the end.
+ */
+export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nsb = K >> 8, rb = <usize>nsb * 144;
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0, g = f0;
+    let x16 = q16, x8 = q8, dp = qd, sp = qs;
+    for (let b = 0; b < nsb; b++, p += 144, x16 += 512, x8 += 256, dp += 32, sp += 32) {
+      const d = half1(p), dmin = half1(p + 2), sc = p + 4, q = p + 16;
+      const c0 = f32x4.mul(f32x4.mul(f32x4.splat(d), vec4(kScale(sc, 0, false), kScale(sc, 1, false), kScale(sc, 2, false), kScale(sc, 3, false))), v128.load(dp));
+      const c1 = f32x4.mul(f32x4.mul(f32x4.splat(d), vec4(kScale(sc, 4, false), kScale(sc, 5, false), kScale(sc, 6, false), kScale(sc, 7, false))), v128.load(dp, 16));
+      g = fmadd(f32x4.mul(f32x4.splat(dmin), vec4(kScale(sc, 0, true), kScale(sc, 1, true), kScale(sc, 2, true), kScale(sc, 3, true))), v128.load(sp), g);
+      g = fmadd(f32x4.mul(f32x4.splat(dmin), vec4(kScale(sc, 4, true), kScale(sc, 5, true), kScale(sc, 6, true), kScale(sc, 7, true))), v128.load(sp, 16), g);
+      for (let c = 0; c < 4; c++) {
+        const v0 = v128.load(q + <usize>(32 * c)), v1 = v128.load(q + <usize>(32 * c + 16));
+        const cs = c < 2 ? c0 : c1, j = (c & 1) << 1;
+        const lo0 = v128.and(v0, i8x16.splat(0x0f)), lo1 = v128.and(v1, i8x16.splat(0x0f));
+        const hi0 = i8x16.shr_u(v0, 4), hi1 = i8x16.shr_u(v1, 4);
+        const o16 = <usize>(128 * c), o8 = <usize>(64 * c);
+        f0 = fmadd(q4BlockV(lo0, lo1, x16 + o16, x8 + o8), j == 0 ? lane(cs, 0) : lane(cs, 2), f0);
+        f1 = fmadd(q4BlockV(hi0, hi1, x16 + o16 + 64, x8 + o8 + 32), j == 0 ? lane(cs, 1) : lane(cs, 3), f1);
+      }
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1)) - hsum(g);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
 /**
  * Rows [n0, n1) of out for R = 1..4 rows of x, each row of x through the one-row kernel (a token's
  * result is then that of a one-token call by construction; sharing one pass over W among the rows
@@ -126,10 +166,11 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
  */
 export function gemvBlockInt(dtype: i32, R: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
   n0: i32, n1: i32, acc: i32): void {
-  const o8 = <usize>K << 1, od = <usize>K * 3, oc = od + (<usize>K >> 2);
+  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
   for (let r = 0; r < R; r++) {
     const xp = prep + <usize>r * ldp, op = out + <usize>r * ldo;
     if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
+    else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
     else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
   }
 }

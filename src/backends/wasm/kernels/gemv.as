@@ -441,7 +441,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
  * avoided: V8 11.3 (Node 20) returns twice the true sum); otherwise they are widened to i16 for
  * i32x4.dot_i16x8_s. Σ x is the quantized block sum from quantizeX.
  */
-@inline function q4BlockV(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
+@inline export function q4BlockV(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
     return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
