@@ -10,7 +10,7 @@
 
 import { fmadd, hsum, f16hiToF32Exact } from './simd';
 import { q8Block, q4BlockV, lane } from './gemv';
-import { BQ8_0, BQ4_0, BQ4_K, kScale } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_K } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
 export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K; }
@@ -119,9 +119,33 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   }
 }
 
-/** [a, b, c, d] from four scalars. */
-@inline function vec4(a: f32, b: f32, c: f32, d: f32): v128 {
-  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(a), 1, b), 2, c), 3, d);
+/**
+ * Q4_K's eight 6-bit scales and eight mins from its 12 scale bytes at sc, as bytes
+ * [sc0..sc7, m0..m7] (the layout of docs/formats.md, "Block weights", in one pass of byte shuffles).
+ */
+@inline function kScales16(sc: usize): v128 {
+  const v = v128.load(sc);   // 12 bytes used; the 4 after them are the block's own nibbles
+  // lanes 0-3 s[0..3] (sc0-3), 4-7 s[8..11] (sc4-7 low), 8-11 s[4..7] (m0-3), 12-15 s[8..11] (m4-7 low)
+  const a = i8x16.swizzle(v, i8x16(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  // the two high bits: of s[0..3] for sc4-7, of s[4..7] for m4-7
+  const b = i8x16.swizzle(v, i8x16(0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 4, 5, 6, 7));
+  const lo = v128.and(a, i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const mhi = v128.and(i8x16.shr_u(a, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  const top = v128.and(i8x16.shl(i8x16.shr_u(b, 6), 4), i8x16(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
+  return v128.or(v128.or(lo, mhi), top);
+}
+
+@inline function u8x4f(v: v128, q: i32): v128 {
+  const h = q < 2 ? i16x8.extend_low_i8x16_u(v) : i16x8.extend_high_i8x16_u(v);
+  return f32x4.convert_i32x4_u((q & 1) == 0 ? i32x4.extend_low_i16x8_u(h) : i32x4.extend_high_i16x8_u(h));
+}
+
+/** Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) of a Q4_K super-block into f0 and f1. */
+@inline function q4KPair(q: usize, x16: usize, x8: usize, c0: v128, c1: v128, f: v128): v128 {
+  const v0 = v128.load(q), v1 = v128.load(q, 16);
+  const lo = q4BlockV(v128.and(v0, i8x16.splat(0x0f)), v128.and(v1, i8x16.splat(0x0f)), x16, x8);
+  const hi = q4BlockV(i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), x16 + 64, x8 + 32);
+  return fmadd(hi, c1, fmadd(lo, c0, f));
 }
 
 /**
@@ -138,20 +162,18 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
     let f0 = f32x4.splat(0), f1 = f0, g = f0;
     let x16 = q16, x8 = q8, dp = qd, sp = qs;
     for (let b = 0; b < nsb; b++, p += 144, x16 += 512, x8 += 256, dp += 32, sp += 32) {
-      const d = half1(p), dmin = half1(p + 2), sc = p + 4, q = p + 16;
-      const c0 = f32x4.mul(f32x4.mul(f32x4.splat(d), vec4(kScale(sc, 0, false), kScale(sc, 1, false), kScale(sc, 2, false), kScale(sc, 3, false))), v128.load(dp));
-      const c1 = f32x4.mul(f32x4.mul(f32x4.splat(d), vec4(kScale(sc, 4, false), kScale(sc, 5, false), kScale(sc, 6, false), kScale(sc, 7, false))), v128.load(dp, 16));
-      g = fmadd(f32x4.mul(f32x4.splat(dmin), vec4(kScale(sc, 0, true), kScale(sc, 1, true), kScale(sc, 2, true), kScale(sc, 3, true))), v128.load(sp), g);
-      g = fmadd(f32x4.mul(f32x4.splat(dmin), vec4(kScale(sc, 4, true), kScale(sc, 5, true), kScale(sc, 6, true), kScale(sc, 7, true))), v128.load(sp, 16), g);
-      for (let c = 0; c < 4; c++) {
-        const v0 = v128.load(q + <usize>(32 * c)), v1 = v128.load(q + <usize>(32 * c + 16));
-        const cs = c < 2 ? c0 : c1, j = (c & 1) << 1;
-        const lo0 = v128.and(v0, i8x16.splat(0x0f)), lo1 = v128.and(v1, i8x16.splat(0x0f));
-        const hi0 = i8x16.shr_u(v0, 4), hi1 = i8x16.shr_u(v1, 4);
-        const o16 = <usize>(128 * c), o8 = <usize>(64 * c);
-        f0 = fmadd(q4BlockV(lo0, lo1, x16 + o16, x8 + o8), j == 0 ? lane(cs, 0) : lane(cs, 2), f0);
-        f1 = fmadd(q4BlockV(hi0, hi1, x16 + o16 + 64, x8 + o8 + 32), j == 0 ? lane(cs, 1) : lane(cs, 3), f1);
-      }
+      const dd = halves4(p, 2);   // lanes 0, 1: d, dmin
+      const d = lane(dd, 0), dmin = lane(dd, 1);
+      const sm = kScales16(p + 4);
+      const c0 = f32x4.mul(f32x4.mul(d, u8x4f(sm, 0)), v128.load(dp));
+      const c1 = f32x4.mul(f32x4.mul(d, u8x4f(sm, 1)), v128.load(dp, 16));
+      g = fmadd(f32x4.mul(dmin, u8x4f(sm, 2)), v128.load(sp), g);
+      g = fmadd(f32x4.mul(dmin, u8x4f(sm, 3)), v128.load(sp, 16), g);
+      const q = p + 16;
+      f0 = q4KPair(q, x16, x8, lane(c0, 0), lane(c0, 1), f0);
+      f1 = q4KPair(q + 32, x16 + 128, x8 + 64, lane(c0, 2), lane(c0, 3), f1);
+      f0 = q4KPair(q + 64, x16 + 256, x8 + 128, lane(c1, 0), lane(c1, 1), f0);
+      f1 = q4KPair(q + 96, x16 + 384, x8 + 192, lane(c1, 2), lane(c1, 3), f1);
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1)) - hsum(g);
