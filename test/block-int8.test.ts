@@ -1,4 +1,4 @@
-// Decode of Q8_0/Q4_0/Q4_K block weights with int8 activations (kernels/blocks_int.as), the wasm
+// Decode of Q8_0/Q4_0/Q4_K/Q6_K/Q6_K block weights with int8 activations (kernels/blocks_int.as), the wasm
 // backend's default for them: against a float64 computation of the same arithmetic (x quantized per
 // block of 32 as quantizeX does, exact integer block dots, d_w·d_x per block), each row of a several-
 // row call equal to a one-row call, and the exact f32 path still reachable (option, per-call `exact`).
@@ -17,7 +17,7 @@ import { TOL } from './tolerances.js';
 
 after(disposeCachedWasm);
 
-const DTYPES: BlockDType[] = ['q8_0', 'q4_0', 'q4_k'];
+const DTYPES: BlockDType[] = ['q8_0', 'q4_0', 'q4_k', 'q6_k'];
 const fr = Math.fround;
 
 function roundEven(v: number): number {
@@ -52,6 +52,29 @@ function reference(dtype: BlockDType, data: Uint8Array, N: number, K: number, x:
   const { bytes } = BLOCK_FORMATS[dtype], nb = K / 32, { d, q } = quantize(x);
   const dv = new DataView(data.buffer, data.byteOffset);
   const y = new Float64Array(N), mag = new Float64Array(N);
+  if (dtype === 'q6_k') {
+    // value 128h + 32k + l of a super-block: low bits from ql[64h + 32(k & 1) + l] (high nibble for
+    // k ≥ 2), high bits (qh[32h + l] >> 2k) & 3, scale scales[8h + 2k + (l >> 4)]; x block 4h + k
+    for (let n = 0; n < N; n++) {
+      for (let sb = 0; sb < K / 256; sb++) {
+        const o = (n * (K / 256) + sb) * bytes, dd = f16ToF32(dv.getUint16(o + 208, true));
+        for (let t = 0; t < 8; t++) {
+          const h = t >> 2, k = t & 3, b = 8 * sb + t;
+          for (let half = 0; half < 2; half++) {
+            const sc = dv.getInt8(o + 192 + 8 * h + 2 * k + half);
+            let s = 0, a = 0;
+            for (let l = 16 * half; l < 16 * half + 16; l++) {
+              const ql = data[o + 64 * h + 32 * (k & 1) + l], qh = data[o + 128 + 32 * h + l];
+              const qw = ((k < 2 ? ql & 15 : ql >> 4) | (((qh >> (2 * k)) & 3) << 4)) - 32;
+              s += qw * q[32 * b + l]; a += Math.abs(qw * q[32 * b + l]);
+            }
+            y[n] += dd * d[b] * sc * s; mag[n] += Math.abs(dd * d[b] * sc) * a;
+          }
+        }
+      }
+    }
+    return { y, mag };
+  }
   if (dtype === 'q4_k') {
     for (let n = 0; n < N; n++) {
       for (let sb = 0; sb < K / 256; sb++) {
@@ -91,13 +114,13 @@ function randn(rng: Rng, n: number): Float32Array {
 }
 
 for (const cfg of WASM_CONFIGS) {
-  test(`Q8_0/Q4_0/Q4_K GEMV with int8 activations matches float64 on the same quantized operands (${cfg.label})`, async (t) => {
+  test(`Q8_0/Q4_0/Q4_K/Q6_K GEMV with int8 activations matches float64 on the same quantized operands (${cfg.label})`, async (t) => {
     const be = await cachedWasm(cfg);
     assert.equal(be.blockInt8, true, 'the default');
     const rng = new Rng(31);
     let worst = 0;
     for (const dtype of DTYPES) {
-      for (const K of dtype === 'q4_k' ? [256, 768, 1280] : [32, 96, 160, 288, 1280]) {
+      for (const K of BLOCK_FORMATS[dtype].elems === 256 ? [256, 768, 1280] : [32, 96, 160, 288, 1280]) {
         const N = 37, data = randomBlocks(rng, dtype, N, K), w = blockWeightOn(be, dtype, N, K, data);
         const x = randn(rng, K);
         // an outlier channel and an all-zero block: the per-block scales must follow both
@@ -121,11 +144,11 @@ for (const cfg of WASM_CONFIGS) {
     t.diagnostic(`worst error relative to Σ|w·x|: ${worst.toExponential(2)}`);
   });
 
-  test(`Q8_0/Q4_0/Q4_K int8 GEMV: each row of a 2-8-row call equals a one-row call (${cfg.label})`, async () => {
+  test(`Q8_0/Q4_0/Q4_K/Q6_K int8 GEMV: each row of a 2-8-row call equals a one-row call (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(32);
     for (const dtype of DTYPES) {
-      const N = 29, K = dtype === 'q4_k' ? 768 : 352, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+      const N = 29, K = BLOCK_FORMATS[dtype].elems === 256 ? 768 : 352, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
       const x = randn(rng, 8 * K);
       const one: Float32Array[] = [];
       for (let m = 0; m < 8; m++) {
@@ -143,11 +166,11 @@ for (const cfg of WASM_CONFIGS) {
   });
 }
 
-test('the exact f32 path of Q8_0/Q4_0/Q4_K decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
+test('the exact f32 path of Q8_0/Q4_0/Q4_K/Q6_K decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
   const be = await cachedWasm(WASM_CONFIGS[0]);
   const rng = new Rng(33);
   for (const dtype of DTYPES) {
-    const N = 13, K = dtype === 'q4_k' ? 256 : 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+    const N = 13, K = BLOCK_FORMATS[dtype].elems === 256 ? 256 : 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
     const x = own(be, randn(rng, K));
     const run = (exact: boolean) => { const o = f32(be.alloc(N)); be.linear(o, x, w, 1, false, exact); return o.slice(); };
     const int8 = run(false), exactCall = run(true);

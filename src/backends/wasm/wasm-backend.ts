@@ -69,7 +69,7 @@ interface WasmPacked {
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
 /** Block dtypes whose GEMV has an int8-activation kernel (kernels/blocks_int.as). */
-const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k]);
+const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q6_k]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */

@@ -1,4 +1,4 @@
-// The one-token GEMV of Q8_0, Q4_0 and Q4_K block weights with int8 activations: x is quantized per block
+// The one-token GEMV of Q8_0, Q4_0, Q4_K and Q6_K block weights with int8 activations: x is quantized per block
 // of 32 exactly as for the q8/q4 weights (quantizeX: d = max|x|/127, q = round(x/d)), and each
 // block's product is an exact int32 dot of the stored integers with q, times d_w·d_x. This is the
 // arithmetic llama.cpp runs these types with (its Q8_0 activations), at the speed of our own q8/q4
@@ -10,10 +10,10 @@
 
 import { fmadd, hsum, f16hiToF32Exact } from './simd';
 import { q8Block, q4BlockV, lane } from './gemv';
-import { BQ8_0, BQ4_0, BQ4_K } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_K, BQ6_K } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
-export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K; }
+export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ6_K; }
 
 /** The four IEEE halves at p, p + s, p + 2s, p + 3s as f32, exactly (no denormal operand). */
 @inline function halves4(p: usize, s: usize): v128 {
@@ -181,6 +181,58 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
   }
 }
 
+/** Σ (q − 32)·q_x over 16 values (signed bytes q − 32 in v, i16 q_x at x16) as i32x4. */
+@inline function q6Dot16(v: v128, x16: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(x16)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(x16, 16)));
+}
+
+/**
+ * Q6_K (210-byte super-blocks of 256: ql[128], qh[64], int8 scales[16], half d; value
+ * d·sc·(q − 32) with a scale per 16 values), one row of x. x's block t (32 values) holds two of
+ * the weights' scales: its sum is d·d_x·(sc_a·Σ_a + sc_b·Σ_b), the bracket an integer below 2²⁴
+ * (2·16·32·127·128), so exact in f32. Both builds widen q − 32 to i16 (the relaxed 7-bit dot
+ * would need the correction for −32 besides): identical integers, identical lanes. Even blocks of
+ * x go into f0, odd into f1.
+ */
+export function gemvQ6_KInt(out: usize, q16: usize, qd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nsb = K >> 8;
+  let p = w + <usize>n0 * <usize>nsb * 210;
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0;
+    let x16 = q16, dp = qd;
+    for (let b = 0; b < nsb; b++, p += 210, x16 += 512, dp += 32) {
+      const d = f32x4.splat(half1(p + 208));
+      const c0 = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
+      f0 = fmadd(q6Block(p, x16, 0), lane(c0, 0), f0);
+      f1 = fmadd(q6Block(p, x16, 1), lane(c0, 1), f1);
+      f0 = fmadd(q6Block(p, x16, 2), lane(c0, 2), f0);
+      f1 = fmadd(q6Block(p, x16, 3), lane(c0, 3), f1);
+      f0 = fmadd(q6Block(p, x16, 4), lane(c1, 0), f0);
+      f1 = fmadd(q6Block(p, x16, 5), lane(c1, 1), f1);
+      f0 = fmadd(q6Block(p, x16, 6), lane(c1, 2), f0);
+      f1 = fmadd(q6Block(p, x16, 7), lane(c1, 3), f1);
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1));
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/** x block t (a constant) of the Q6_K super-block at p: sc_a·Σ_a + sc_b·Σ_b as f32 (exact). */
+@inline function q6Block(p: usize, x16: usize, t: i32): v128 {
+  const h = t >> 2, k = t & 3;
+  const lo = p + <usize>(64 * h + 32 * (k & 1)), qh = p + <usize>(128 + 32 * h);
+  const sh = (k >> 1) << 2;
+  const fifteen = i8x16.splat(15), three = i8x16.splat(3), e = i8x16.splat(32);
+  const b0 = v128.and(i16x8.shr_u(v128.load(lo), sh), fifteen), b1 = v128.and(i16x8.shr_u(v128.load(lo, 16), sh), fifteen);
+  const h0 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh), 2 * k), three), 4);
+  const h1 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh, 16), 2 * k), three), 4);
+  const q0 = i8x16.sub(v128.or(b0, h0), e), q1 = i8x16.sub(v128.or(b1, h1), e);
+  const sc = p + <usize>(192 + 8 * h + 2 * k), xo = x16 + <usize>(64 * t);
+  const is = i32x4.add(i32x4.mul(q6Dot16(q0, xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(q1, xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
+  return f32x4.convert_i32x4_s(is);
+}
+
 /**
  * Rows [n0, n1) of out for R = 1..4 rows of x, each row of x through the one-row kernel (a token's
  * result is then that of a one-token call by construction; sharing one pass over W among the rows
@@ -193,6 +245,7 @@ export function gemvBlockInt(dtype: i32, R: i32, out: usize, ldo: usize, prep: u
     const xp = prep + <usize>r * ldp, op = out + <usize>r * ldo;
     if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
     else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
+    else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + od, w, K, n0, n1, acc);
     else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
   }
 }
