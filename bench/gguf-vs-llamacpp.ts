@@ -14,7 +14,7 @@
 // process, and each side keeps its best run per metric: other processes on a shared machine only
 // ever slow a run down. The 1-minute load average is recorded around every run.
 //   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off, weights as
-//              stored, f32 activations but int8 ones in Q8_0/Q4_0 decode unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
+//              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
 //              greedy steps after it, logits every step; load = reading the file onto the backend);
 //   llama.cpp: `llama-bench -m FILE -p P -n G -t T -r 1 -o json` (its defaults otherwise: warm-up
 //              run, f16 KV cache, flash attention auto; its tgG decodes G tokens from an empty
@@ -31,7 +31,7 @@
 // positions (the second half of each chunk but its last), our f32 model's logits against our
 // logits on the quantized file, KL(p_f32 || p_q) in float64. Those logits come from one forward
 // of each chunk (prefill's GEMM); --kl-decode takes the quantized file's one token at a time
-// instead (decode's GEMV: int8 activations for Q8_0/Q4_0 unless --exact-blocks).
+// instead (decode's GEMV: int8 activations for Q8_0/Q4_0/Q4_K/Q6_K unless --exact-blocks).
 // Prints one JSON object with both sides' figures and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
@@ -49,7 +49,7 @@ import { GGUFModel } from '../src/formats/gguf-model.js';
 import { ggmlTypeName } from '../src/core/ggml-quants.js';
 import { loadModel } from '../src/api.js';
 
-/** --exact-blocks: our Q8_0/Q4_0 decode on the exact f32 path. */
+/** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode on the exact f32 path. */
 const EXACT_BLOCKS = process.argv.includes('--exact-blocks');
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));

@@ -118,8 +118,9 @@ for (const cfg of WASM_CONFIGS) {
     const be = await cachedWasm(cfg);
     assert.equal(be.blockInt8, true, 'the default');
     const rng = new Rng(31);
-    let worst = 0;
+    const worst: Record<string, number> = {};
     for (const dtype of DTYPES) {
+      worst[dtype] = 0;
       for (const K of BLOCK_FORMATS[dtype].elems === 256 ? [256, 768, 1280] : [32, 96, 160, 288, 1280]) {
         const N = 37, data = randomBlocks(rng, dtype, N, K), w = blockWeightOn(be, dtype, N, K, data);
         const x = randn(rng, K);
@@ -134,14 +135,14 @@ for (const cfg of WASM_CONFIGS) {
           for (let n = 0; n < N; n++) {
             const want = (accumulate ? bias[n] : 0) + y[n];
             const e = Math.abs(got[n] - want) / (mag[n] + (accumulate ? Math.abs(bias[n]) : 0));
-            worst = Math.max(worst, e);
+            worst[dtype] = Math.max(worst[dtype], e);
             assert.ok(e <= TOL.blockInt8VsF64.rtol, `${dtype} K=${K} acc=${accumulate} row ${n}: ${got[n]} vs ${want} (${e.toExponential(2)} of the magnitude)`);
           }
         }
         be.freeWeight(w);
       }
     }
-    t.diagnostic(`worst error relative to Σ|w·x|: ${worst.toExponential(2)}`);
+    t.diagnostic(`worst error relative to Σ|w·x|: ${Object.entries(worst).map(([d, e]) => `${d} ${e.toExponential(2)}`).join(', ')}`);
   });
 
   test(`Q8_0/Q4_0/Q4_K/Q6_K int8 GEMV: each row of a 2-8-row call equals a one-row call (${cfg.label})`, async () => {

@@ -3,7 +3,7 @@
 // checked bit for bit (embedding rows, and one-hot GEMV inputs that pick single weights out of
 // the in-register decoder); products to f32 summation order. Weights made of row ranges of
 // different types ('rows', a GGUF proj_1 whose gate and up differ) equal their parts stacked.
-// These hold the exact f32 path; Q8_0/Q4_0 decode with int8 activations (the default) is
+// These hold the exact f32 path; Q8_0/Q4_0/Q4_K/Q6_K decode with int8 activations (the default) is
 // block-int8.test.ts's.
 
 import { test, after } from 'node:test';

@@ -104,7 +104,7 @@ for (const bc of BACKEND_CASES) {
     const why = bc.available();
     if (why) { t.skip(why); return; }
     const be: Backend = await bc.make();
-    // the exact f32 path (Q8_0/Q4_0 decode defaults to int8 activations: block-int8.test.ts)
+    // the exact f32 path (Q8_0/Q4_0/Q4_K/Q6_K decode defaults to int8 activations: block-int8.test.ts)
     if (be instanceof WasmBackend) be.blockInt8 = false;
     const worst = { prefill: 0, decode: 0 };
     try {

@@ -20,9 +20,10 @@ export const TOL = {
    */
   intDotVsRef: { atol: 5e-2, rtol: 1e-2 },
   /**
-   * WASM GEMV of Q8_0/Q4_0 block weights with int8 activations (blocks_int.as) vs float64 on the same
-   * quantized operands (exact integer block dots): f32 rounding of d_w·d_x and of the block sums
-   * only, so the bound is relative to Σ|d_w·d_x·q_w·q_x| of the output (rtol; atol unused).
+   * WASM GEMV of Q8_0/Q4_0/Q4_K/Q6_K block weights with int8 activations (blocks_int.as) vs float64
+   * on the same quantized operands (exact integer block dots): f32 rounding of the scale products
+   * and of the block sums only, so the bound is relative to Σ|d_w·d_x·q_w·q_x| of the output
+   * (rtol; atol unused).
    * Measured 1.26e-7 at worst (K = 32..1280, an outlier channel and a zero block; relaxed and
    * SIMD128 builds, 1 and 2 threads); ~8× headroom.
    */

@@ -45,9 +45,9 @@ export interface WasmBackendOptions {
   /** Bytes all memories together may hold (memory().limit; default: no bound but the machine's). */
   memoryLimit?: number;
   /**
-   * Decode (up to 8 tokens) of Q8_0 and Q4_0 block weights with f32 activations on the exactly
+   * Decode (up to 8 tokens) of Q8_0, Q4_0, Q4_K and Q6_K block weights with f32 activations on the exactly
    * decoded weights, as prefill does, instead of int8-quantized activations (default false: int8,
-   * llama.cpp's arithmetic for these types, at about twice the speed). Sets blockInt8.
+   * llama.cpp's arithmetic for these types, 1.5-3× faster kernels). Sets blockInt8.
    */
   exactBlocks?: boolean;
 }
@@ -85,7 +85,7 @@ export class WasmBackend implements Backend {
   /** q8/q4 prefill through the integer GEMM (int8 activations; natively too where the CPU has VNNI); false dequantizes to an f32 GEMM. */
   intGemm = true;
   /**
-   * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0) through it:
+   * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0, Q4_K, Q6_K) through it:
    * x quantized per block of 32 as for q8/q4 (TOL.blockInt8VsRef). false: exact f32 products, whose
    * only error is the summation order (TOL.storedPerplexity). Calls with `exact` always take those.
    */
@@ -436,7 +436,7 @@ export class WasmBackend implements Backend {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
-    // (block dtypes: f32 on their exactly decoded values, but for the GEMV of Q8_0/Q4_0 with blockInt8).
+    // (block dtypes: f32 on their exactly decoded values, but for the GEMV of Q8_0/Q4_0/Q4_K/Q6_K with blockInt8).
     const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
     const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
     const blockInt = mode === 1 && !exact && this.blockInt8 && BLOCK_INT8_CODES.has(p.dtype);
