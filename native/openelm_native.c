@@ -524,6 +524,7 @@ typedef struct {
   const void *shared; int64_t ld_shared;   // the rounded shared operand (tight)
   const float *split; int64_t ld_split;    // the caller's f32 operand that is cut into blocks
   const amx_prim *amx_full, *amx_last;     // AMX primitives for a whole block and the last one (or NULL)
+  int a_flip;                              // AMX with ta: A is rounded transposed, the primitive sees [M,K]
 } bf16_job;
 
 static void *g_slice[MAX_THREADS];
@@ -539,6 +540,44 @@ static void round_block(void *dst, const float *src, int64_t rows, int64_t cols,
   }
 }
 
+// Rounds columns [c0, c1) of src [rows, ...] (stride ld) to bf16 bits written transposed: dst
+// [c1 - c0, rows], tight. In 32 x 32 tiles so both sides stay in the cache lines being used.
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+static void round_block_t(uint16_t *dst, const float *src, int64_t rows, int64_t ld, int64_t c0, int64_t c1) {
+  const uint32_t *u = (const uint32_t *)src;
+  for (int64_t r0 = 0; r0 < rows; r0 += 32) {
+    const int64_t r1 = r0 + 32 < rows ? r0 + 32 : rows;
+    for (int64_t cb = c0; cb < c1; cb += 32) {
+      const int64_t ce = cb + 32 < c1 ? cb + 32 : c1;
+      for (int64_t c = cb; c < ce; c++)
+        for (int64_t r = r0; r < r1; r++) dst[(c - c0) * rows + r] = (uint16_t)bf16_bits(u[r * ld + c]);
+    }
+  }
+}
+
+typedef struct { const float *src; uint16_t *dst; int64_t rows, cols, ld, per; } round_t_job;
+
+static void round_t_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const round_t_job *j = (const round_t_job *)p;
+  const int64_t c0 = c * j->per, c1 = c0 + j->per < j->cols ? c0 + j->per : j->cols;
+  round_block_t(j->dst + c0 * j->rows, j->src, j->rows, j->ld, c0, c1);
+}
+
+// The transposed rounded copy of operand `which` (stored [rows, cols] -> [cols, rows]), or NULL.
+static void *round_operand_t(int which, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+  const size_t bytes = (size_t)(rows * cols) * 2;
+  if (bytes > g_round_cap[which]) {
+    free(g_round[which]);
+    g_round[which] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    g_round_cap[which] = g_round[which] ? bytes : 0;
+    if (!g_round[which]) return NULL;
+  }
+  round_t_job j = { src, (uint16_t *)g_round[which], rows, cols, ld, 64 };
+  pool_run(round_t_chunk, &j, (cols + j.per - 1) / j.per);
+  return g_round[which];
+}
+
 static void bf16_chunk(const void *p, int64_t c, int tid) {
   const bf16_job *j = (const bf16_job *)p;
   const int64_t s = c * j->blk;
@@ -546,7 +585,8 @@ static void bf16_chunk(const void *p, int64_t c, int tid) {
   if (j->by_rows) { // A cut into rows [s, s+m) of op(A); B shared
     const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
     int64_t lda;
-    if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
+    if (j->a_flip) { round_block_t(buf, j->split, j->K, j->ld_split, s, s + m); lda = j->K; }  // -> [m, K]
+    else if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
     else { round_block(buf, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); lda = j->K; }
     const amx_prim *ap = s + j->blk >= j->M ? j->amx_last : j->amx_full;
     if (ap && amx_run(ap, tid, buf, j->shared, j->C + s * j->ldc)) return;
@@ -578,13 +618,49 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
   gemm_args g;
   if (gemm_parse(env, info, "gemmBf16", &g) != 1) return NULL;
   const int bits = g_dnnl_bf16 || g_cblas_bf16;
-  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0, NULL, NULL };
+  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0, NULL, NULL, 0 };
   j.blk = block_of(j.by_rows ? g.M : g.N);
+  const int64_t total = j.by_rows ? g.M : g.N, nblk = (total + j.blk - 1) / j.blk;
+  if (bits && g_dnnl_bf16 && g_amx_api && g_amx_on) {
+    // The primitives see the tight rounded operands. A transposed A is rounded into [M,K] order
+    // instead (AMX reads A's rows as tiles; oneDNN's copy of a transposed A halved its speed).
+    const int64_t last = total - (nblk - 1) * j.blk;
+    for (int b = 0; b < 2; b++) {
+      const int64_t w = b ? last : (nblk > 1 ? j.blk : last);
+      const int64_t m = j.by_rows ? w : g.M, n = j.by_rows ? g.N : w;
+      const int64_t ldb = g.tb ? g.K : n;
+      // a column block is computed into a tight buffer (ldc n) and added to C afterwards
+      const amx_prim *ap = j.by_rows ? amx_get(0, g.tb, m, n, g.K, g.K, ldb, g.ldc, (float)g.beta)
+                                     : amx_get(0, g.tb, m, n, g.K, g.K, ldb, n, 0.0f);
+      if (b) j.amx_last = ap; else j.amx_full = ap;
+    }
+    // all blocks on AMX or none, so that A is rounded one way
+    if (!j.amx_full || !j.amx_last) j.amx_full = j.amx_last = NULL;
+    const size_t ct = j.by_rows ? 0 : (size_t)(g.M * j.blk) * 4;
+    const size_t pad = j.amx_full ? (j.amx_full->pad_bytes > j.amx_last->pad_bytes ? j.amx_full->pad_bytes : j.amx_last->pad_bytes) : 0;
+    for (int t = 0; t < g_threads && j.amx_full; t++) {
+      if (pad > g_pad_cap[t]) {
+        free(g_pad[t]); g_pad[t] = aligned_alloc(4096, (pad + 4095) / 4096 * 4096);
+        g_pad_cap[t] = g_pad[t] ? pad : 0;
+        if (!g_pad[t]) return fail(env, "gemmBf16(): out of memory for oneDNN's scratch space");
+      }
+      if (!g_streams[t] && D.stream_create(&g_streams[t], g_engine, DNNL_STREAM_IN_ORDER) != 0) { j.amx_full = j.amx_last = NULL; break; }
+      if (ct > g_ctile_cap[t]) {
+        free(g_ctile[t]); g_ctile[t] = aligned_alloc(64, (ct + 63) / 64 * 64);
+        g_ctile_cap[t] = g_ctile[t] ? ct : 0;
+        if (!g_ctile[t]) return fail(env, "gemmBf16(): out of memory for a block of the product");
+      }
+    }
+    j.a_flip = j.amx_full && g.ta;
+  }
   // the shared operand as stored: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
   if (j.by_rows) {
     const int64_t br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
     j.shared = round_operand(1, g.B, br, bc, g.ldb, bits); j.ld_shared = bc;
     j.split = g.A; j.ld_split = g.lda;
+  } else if (j.a_flip) {
+    j.shared = round_operand_t(0, g.A, g.K, g.M, g.lda); j.ld_shared = g.K;
+    j.split = g.B; j.ld_split = g.ldb;
   } else {
     const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K;
     j.shared = round_operand(0, g.A, ar, ac, g.lda, bits); j.ld_shared = ac;
@@ -597,37 +673,6 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
       free(g_slice[t]); g_slice[t] = aligned_alloc(64, (want + 63) / 64 * 64);
       g_slice_cap[t] = g_slice[t] ? want : 0;
       if (!g_slice[t]) return fail(env, "gemmBf16(): out of memory for the rounded operands");
-    }
-  }
-  const int64_t total = j.by_rows ? g.M : g.N, nblk = (total + j.blk - 1) / j.blk;
-  if (bits && g_dnnl_bf16 && g_amx_api && g_amx_on) {
-    // the tight rounded operands: A [m,K] or [K,m] (ld m or K), B likewise
-    const int64_t last = total - (nblk - 1) * j.blk;
-    for (int b = 0; b < 2; b++) {
-      const int64_t w = b ? last : (nblk > 1 ? j.blk : last);
-      const int64_t m = j.by_rows ? w : g.M, n = j.by_rows ? g.N : w;
-      const int64_t lda = g.ta ? m : g.K, ldb = g.tb ? g.K : n;
-      // a column block is computed into a tight buffer (ldc n) and added to C afterwards
-      const amx_prim *ap = j.by_rows ? amx_get(g.ta, g.tb, m, n, g.K, lda, ldb, g.ldc, (float)g.beta)
-                                     : amx_get(g.ta, g.tb, m, n, g.K, lda, ldb, n, 0.0f);
-      if (b) j.amx_last = ap; else j.amx_full = ap;
-    }
-    const size_t ct = j.by_rows ? 0 : (size_t)(g.M * j.blk) * 4;
-    size_t pad = 0;
-    if (j.amx_full && j.amx_full->pad_bytes > pad) pad = j.amx_full->pad_bytes;
-    if (j.amx_last && j.amx_last->pad_bytes > pad) pad = j.amx_last->pad_bytes;
-    for (int t = 0; t < g_threads; t++) {
-      if (pad > g_pad_cap[t]) {
-        free(g_pad[t]); g_pad[t] = aligned_alloc(4096, (pad + 4095) / 4096 * 4096);
-        g_pad_cap[t] = g_pad[t] ? pad : 0;
-        if (!g_pad[t]) return fail(env, "gemmBf16(): out of memory for oneDNN's scratch space");
-      }
-      if (!g_streams[t] && D.stream_create(&g_streams[t], g_engine, DNNL_STREAM_IN_ORDER) != 0) { j.amx_full = j.amx_last = NULL; break; }
-      if (ct > g_ctile_cap[t]) {
-        free(g_ctile[t]); g_ctile[t] = aligned_alloc(64, (ct + 63) / 64 * 64);
-        g_ctile_cap[t] = g_ctile[t] ? ct : 0;
-        if (!g_ctile[t]) return fail(env, "gemmBf16(): out of memory for a block of the product");
-      }
     }
   }
   pool_run(bf16_chunk, &j, nblk);
