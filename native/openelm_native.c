@@ -408,6 +408,7 @@ static void *g_engine;
 static void *g_streams[MAX_THREADS];
 static int g_amx_api;          // the matmul API resolved and an engine made
 static int g_amx_on = 1;       // useAmx(): the AMX path may be used (the tests compare both)
+static _Atomic int64_t g_amx_blocks;   // blocks run on AMX so far (features().amxBlocks, for the tests)
 
 // One primitive per block shape; `prim` NULL: oneDNN did not choose AMX for it (use the BLAS path).
 // Which path a shape takes must not depend on the history of the process (a resumed run has to
@@ -509,6 +510,7 @@ static int amx_run(const amx_prim *p, int tid, const void *A, const void *B, flo
     const dnnl_arg args[4] = { { DNNL_ARG_SRC, ma }, { DNNL_ARG_WEIGHTS, mb }, { DNNL_ARG_DST, mc }, { DNNL_ARG_SCRATCHPAD, ms } };
     ok = D.execute(p->prim, g_streams[tid], 4, args) == 0 && D.stream_wait(g_streams[tid]) == 0;
   }
+  if (ok) atomic_fetch_add_explicit(&g_amx_blocks, 1, memory_order_relaxed);
   if (ma) D.memory_destroy(ma);
   if (mb) D.memory_destroy(mb);
   if (mc) D.memory_destroy(mc);
@@ -684,7 +686,7 @@ static int amx_active(void) {
   return g_dnnl_bf16 && g_amx_api && g_amx_on && amx_get(0, 1, 64, 64, 64, 64, 64, 64, 0.0f) != NULL;
 }
 
-// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated', amx: boolean, int8: boolean }
+// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated', amx: boolean, amxBlocks: number, int8: boolean }
 static napi_value Features(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out, v;
@@ -693,6 +695,8 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, out, "bf16", v));
   CHECK(napi_get_boolean(env, amx_active(), &v));
   CHECK(napi_set_named_property(env, out, "amx", v));
+  CHECK(napi_create_int64(env, atomic_load(&g_amx_blocks), &v));
+  CHECK(napi_set_named_property(env, out, "amxBlocks", v));
   if (g_i8 < 0) g_i8 = i8_supported();
   CHECK(napi_get_boolean(env, g_i8 == 1, &v));
   CHECK(napi_set_named_property(env, out, "int8", v));
