@@ -36,6 +36,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <math.h>
+#include <immintrin.h>
 
 typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t);
@@ -440,6 +441,8 @@ static void amx_resolve(void *h) {
 #undef R
   // the declarations above are oneDNN 2.x's; 3.x changed the descriptors (and has no matmul_desc_init)
   if (D.version()->major != 2) return;
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512bw")) return;   // every AMX CPU has it; the transposing rounding needs it
   const char *env = getenv("OPENELM_AMX");
   if (env && strcmp(env, "off") == 0) return;
   if (D.engine_create(&g_engine, DNNL_CPU, 0) != 0) return;
@@ -543,18 +546,51 @@ static void round_block(void *dst, const float *src, int64_t rows, int64_t cols,
 }
 
 // Rounds columns [c0, c1) of src [rows, ...] (stride ld) to bf16 bits written transposed: dst
-// [c1 - c0, rows], tight. In 32 x 32 tiles so both sides stay in the cache lines being used.
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+// [c1 - c0, rows], tight. Only the AMX path uses it, so AVX-512 is there: 32 rows x 16 columns
+// at a time are rounded, paired along the rows (two bf16 per 32-bit lane) and transposed as a
+// 16 x 16 block of 32-bit lanes; the edges go one value at a time.
+__attribute__((target("avx512f,avx512bw")))
+static inline __m512i round16(const uint32_t *s) {
+  const __m512i u = _mm512_loadu_si512(s), hi = _mm512_srli_epi32(u, 16);
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(hi, _mm512_set1_epi32(1))), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; i++) { t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]); t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]); }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 2; i++) for (int k = 0; k < 4; k++) {
+    t[8 * i + k] = _mm512_shuffle_i32x4(r[8 * i + k], r[8 * i + 4 + k], 0x88);
+    t[8 * i + 4 + k] = _mm512_shuffle_i32x4(r[8 * i + k], r[8 * i + 4 + k], 0xdd);
+  }
+  for (int k = 0; k < 8; k++) {
+    r[k] = _mm512_shuffle_i32x4(t[k], t[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_i32x4(t[k], t[8 + k], 0xdd);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw")))
 static void round_block_t(uint16_t *dst, const float *src, int64_t rows, int64_t ld, int64_t c0, int64_t c1) {
   const uint32_t *u = (const uint32_t *)src;
-  for (int64_t r0 = 0; r0 < rows; r0 += 32) {
-    const int64_t r1 = r0 + 32 < rows ? r0 + 32 : rows;
-    for (int64_t cb = c0; cb < c1; cb += 32) {
-      const int64_t ce = cb + 32 < c1 ? cb + 32 : c1;
-      for (int64_t c = cb; c < ce; c++)
-        for (int64_t r = r0; r < r1; r++) dst[(c - c0) * rows + r] = (uint16_t)bf16_bits(u[r * ld + c]);
+  const int64_t R = rows / 32 * 32, C = c0 + (c1 - c0) / 16 * 16;
+  for (int64_t r0 = 0; r0 < R; r0 += 32)
+    for (int64_t c = c0; c < C; c += 16) {
+      __m512i w[16];
+      for (int p = 0; p < 16; p++)
+        w[p] = _mm512_or_si512(round16(u + (r0 + 2 * p) * ld + c), _mm512_slli_epi32(round16(u + (r0 + 2 * p + 1) * ld + c), 16));
+      transpose16(w);
+      for (int k = 0; k < 16; k++) _mm512_storeu_si512(dst + (c + k - c0) * rows + r0, w[k]);
     }
-  }
+  for (int64_t c = C; c < c1; c++) for (int64_t r = 0; r < R; r++) dst[(c - c0) * rows + r] = (uint16_t)bf16_bits(u[r * ld + c]);
+  for (int64_t c = c0; c < c1; c++) for (int64_t r = R; r < rows; r++) dst[(c - c0) * rows + r] = (uint16_t)bf16_bits(u[r * ld + c]);
 }
 
 typedef struct { const float *src; uint16_t *dst; int64_t rows, cols, ld, per; } round_t_job;
