@@ -101,8 +101,9 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
 /** What `precision: bf16` does on this backend (one line for the log). */
 export function precisionNote(backend: Backend): string {
   const how = backend instanceof WasmBackend ? backend.native?.bf16 : undefined;
+  const amx = backend instanceof WasmBackend && backend.native?.amx === true;
   const where = how === 'dnnl' || how === 'openblas'
-    ? `the native bf16 GEMM (${backend.library})`
+    ? `the native bf16 GEMM (${backend.library}${amx ? ', AMX tiles' : ''})`
     : 'bf16-rounded operands through the f32 kernels (no bf16 GEMM here: the same numerics, no speed-up; npm run build:native with libdnnl2 gives one)';
   return `bf16 products with f32 sums on ${where}; f32 master weights, gradients, AdamW state, norms, softmax and loss`;
 }
