@@ -620,6 +620,7 @@ static void bf16_chunk(const void *p, int64_t c, int tid) {
   const bf16_job *j = (const bf16_job *)p;
   const int64_t s = c * j->blk;
   void *buf = g_slice[tid];
+  const int ta = j->ta && !j->a_flip;   // a flipped A is rounded into [rows of op(A), K] order
   if (j->by_rows) { // A cut into rows [s, s+m) of op(A); B shared
     const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
     int64_t lda;
@@ -628,7 +629,7 @@ static void bf16_chunk(const void *p, int64_t c, int tid) {
     else { round_block(buf, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); lda = j->K; }
     const amx_prim *ap = s + j->blk >= j->M ? j->amx_last : j->amx_full;
     if (ap && amx_run(ap, tid, buf, j->shared, j->C + s * j->ldc)) return;
-    if (j->bits) gemm_bf16(j->ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    if (j->bits) gemm_bf16(ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
     else gemm(j->ta, j->tb, m, j->N, j->K, (const float *)buf, lda, (const float *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
   } else {          // B cut into columns [s, s+n) of op(B); A shared
     const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
@@ -646,7 +647,7 @@ static void bf16_chunk(const void *p, int64_t c, int tid) {
       }
       return;
     }
-    if (j->bits) gemm_bf16(j->ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
+    if (j->bits) gemm_bf16(ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
     else gemm(j->ta, j->tb, j->M, n, j->K, (const float *)j->shared, j->ld_shared, (const float *)buf, ldb, j->beta, j->C + s, j->ldc);
   }
 }
