@@ -42,8 +42,8 @@ export class NativeBlas implements NativeGemm {
   get amx(): boolean { return this.amxOn; }
 
   /**
-   * Allows (default) or forbids the AMX path; returns whether it is in use now. Both paths multiply
-   * the same rounded operands with f32 sums, in a different order (OPENELM_AMX=off forbids it for a
+   * Allows or forbids (default) the AMX path; returns whether it is in use now. Both paths multiply
+   * the same rounded operands with f32 sums, in a different order (OPENELM_AMX=on allows it for a
    * whole process).
    */
   useAmx(on: boolean): boolean {
