@@ -148,7 +148,7 @@ def two_steps(params: dict, cfg) -> dict:
         loss.backward()
         norms.append(float(torch.nn.utils.clip_grad_norm_(list(leaves.values()), p["clip"])))
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step_s.append(round(time.time() - t0, 2))
         print(f"step {len(losses)}: loss {losses[-1]} in {step_s[-1]} s, peak RSS {peak_rss() / 1e9:.2f} GB", file=sys.stderr)
     return {"losses": losses, "grad_norms": norms, "inputs": inputs.flatten().tolist()[:n], "targets": targets.flatten().tolist()[:n],
