@@ -8,10 +8,12 @@
 // betas, weight decay, clipping and z-loss) with f32 parameters, gradients and moments in chunks
 // over several wasm memories: both losses beside PyTorch's, the gradient norms, peak RSS beside
 // PyTorch's for the same steps, the memories used and the step times. With --checkpoint DIR it then
-// writes a training checkpoint there (streamed tensor by tensor) and reports the RSS after it.
+// writes a training checkpoint there (streamed tensor by tensor) and reports the RSS after it; with
+// --resume-check it then zeroes the parameters and moments, reads the checkpoint back into them (as
+// --resume does, tensor by tensor) and reports whether the state's sha256 is the one before.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/big-models.js --model /tmp/openelm-3b-bf16 [--dtype auto] [--threads 2] [--tokens 16]
-//   node dist/bench/big-models.js --model /tmp/openelm-1_1b-f32 --train [--threads 2] [--checkpoint /tmp/ck]
+//   node dist/bench/big-models.js --model /tmp/openelm-1_1b-f32 --train [--threads 2] [--checkpoint /tmp/ck [--resume-check]]
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -29,7 +31,8 @@ import { parameterCount } from '../src/model/config.js';
 import { TrainableModel } from '../src/model/trainable.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGradNorm } from '../src/train/clip.js';
-import { STATE_VERSION, writeCheckpoint } from '../src/train/state.js';
+import { STATE_VERSION, readCheckpointInto, writeCheckpoint } from '../src/train/state.js';
+import { createHash } from 'node:crypto';
 
 const { values: args } = parseArgs({
   options: {
@@ -39,6 +42,7 @@ const { values: args } = parseArgs({
     tokens: { type: 'string', default: '16' },
     train: { type: 'boolean', default: false },
     checkpoint: { type: 'string' },
+    'resume-check': { type: 'boolean', default: false },
   },
 });
 if (!args.model) throw new Error('--model DIR is required (a folder from tools/big_models.py)');
@@ -147,6 +151,29 @@ async function train(dir: string): Promise<void> {
     out.checkpoint = written;
     out.checkpoint_s = +((performance.now() - t2) / 1000).toFixed(1);
     out.peak_rss_after_checkpoint_gb = gb(peakRss());
+    if (args['resume-check']) {
+      // the whole training state's digest, read a tensor (a slice of the moments) at a time
+      const total = model.layout.total, S = 1 << 24;
+      const digest = async (): Promise<string> => {
+        const h = createHash('sha256');
+        for (const e of model.layout.entries) h.update(new Uint8Array((await model.readParam(e.name)).buffer));
+        for (const w of ['m', 'v'] as const) for (let o = 0; o < total; o += S) h.update(new Uint8Array((await opt.readMoment(w, o, Math.min(S, total - o))).buffer));
+        return h.digest('hex');
+      };
+      const before = await digest();
+      model.paramChunks.fill(0);
+      const zeros = new Float32Array(Math.min(S, total));
+      for (const w of ['m', 'v'] as const) for (let o = 0; o < total; o += S) opt.writeMoment(w, o, zeros.subarray(0, Math.min(S, total - o)));
+      const t3 = performance.now();
+      const ck = readCheckpointInto(written, model.layout, {
+        param: (e, values) => model.setParam(e.name, values),
+        moment: (which, offset, values) => opt.writeMoment(which, offset, values),
+      });
+      opt.setStep(ck.optStep);
+      out.resume_read_s = +((performance.now() - t3) / 1000).toFixed(1);
+      out.resume_state_equal = (await digest()) === before;
+      out.peak_rss_after_resume_gb = gb(peakRss());
+    }
   }
   out.loadavg = os.loadavg().map((x) => +x.toFixed(2));
   console.log(JSON.stringify(out));
