@@ -55,7 +55,7 @@ export interface LoadModelOptions {
   offline?: boolean;
   /** A tokenizer.model path or a Tokenizer (default: the folder's tokenizer.model, else the bundled Llama-2 one). */
   tokenizer?: string | Tokenizer;
-  /** A Jinja chat template file or a ChatTemplate (default: the folder's tokenizer_config.json template, else CoreNet's instruct format). */
+  /** A Jinja chat template file or a ChatTemplate (default: the tokenizer_config.json template of an adapter folder in `adapter`, else the model folder's, else CoreNet's instruct format). */
   chatTemplate?: string | ChatTemplate;
   /**
    * A LoRA / DoRA adapter for this base: a PEFT adapter folder (adapter_config.json +
@@ -104,7 +104,9 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   try {
     const t0 = performance.now();
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
-    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(resolveModelFolder(a, opts.onWarning), readModelConfig(dir)) : a)) : undefined;
+    const resolved = wanted.map((a) => (typeof a === 'string' ? resolveModelFolder(a, opts.onWarning) : a));
+    const adapterDirs = resolved.filter((a): a is string => typeof a === 'string');
+    const adapter = resolved.length ? resolved.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
     const adapters = new Map<string, RuntimeAdapter>();
     try {
@@ -132,7 +134,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
       : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : modelTokenizer(dir);
     const chatTemplate = opts.chatTemplate !== undefined && typeof opts.chatTemplate === 'object'
-      ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, modelDir: dir });
+      ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, adapterDirs, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
     const isInstruct = isInstructName(source, dir, nameOrPath);
     return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs, adapters });
