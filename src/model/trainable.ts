@@ -1,6 +1,7 @@
 // The trainable OpenELM: flat parameters and flat gradients laid out by paramLayout (each one
-// tensor, or chunks of whole tensors when the backend cannot hold them in one: chunked.ts), a forward pass that saves what the backward needs, and an explicit per-layer
-// backward (llm.c style, no tape), all on one Backend. The forward computes the same function as
+// tensor, or chunks of whole tensors when the backend cannot hold them in one: chunked.ts), a
+// forward pass that saves what the backward needs, and an explicit per-layer backward (llm.c
+// style, no tape), all on one Backend. The forward computes the same function as
 // openelm.ts (same op order and f32 rounding points), with plain causal attention over T and no KV
 // cache; test/train-grad.test.ts holds the two together.
 //
