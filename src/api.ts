@@ -17,6 +17,7 @@ import { OpenELMError } from './core/errors.js';
 import { isInstructName } from './model/family.js';
 import { validateDType, type LoadDType } from './model/load.js';
 import { loadModelFolder, readModelConfig } from './io/model-folder.js';
+import { gpuLoadFailure } from './model/device-fit.js';
 import { freeWeights } from './model/openelm.js';
 import { modelTokenizer } from './formats/source.js';
 import { readPeftAdapter } from './io/peft-folder.js';
@@ -126,7 +127,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
       } catch (e) {
         for (const a of adapters.values()) a.dispose();
         if (!owned) { model.release(); freeWeights(backend, model.weights); }
-        throw e;
+        throw gpuLoadFailure(source, e);
       }
     }
     const loadMs = performance.now() - t0;
