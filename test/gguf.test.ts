@@ -253,10 +253,11 @@ for (const [type, encode, bytes] of [[GGMLType.Q4_0, encodeQ4_0, 18], [GGMLType.
 }
 
 test('Q4_0 edge cases: zeros stay zero, the largest magnitude lands on q = 0', () => {
-  // a block of zeros stays zero (d = 0, every q the middle level 8); the largest magnitude lands on q = 0
+  // a block of zeros stays zero: d = 0 / −8 = −0 (stored as the half 0x8000, as ggml does), every q
+  // the middle level 8
   const z = new Uint8Array(18);
   encodeQ4_0(new Float32Array(32), z);
-  assert.deepEqual(Array.from(z), [0, 0, ...new Array(16).fill(0x88)]);
+  assert.deepEqual(Array.from(z), [0, 0x80, ...new Array(16).fill(0x88)]);
   const x = new Float32Array(32).map((_, i) => (i - 12) / 10);
   const b = new Uint8Array(18);
   encodeQ4_0(x, b);
