@@ -114,24 +114,12 @@ export function allocWeightStorage(dtype: WeightDType, rows: number, cols: numbe
 export function fitQ4Block(x: Float32Array, xo: number, imp: Float32Array | null, io: number, q: Uint8Array): [number, number] {
   let lo = Infinity, hi = -Infinity;
   for (let i = 0; i < QBLOCK; i++) { const v = x[xo + i]; if (v < lo) lo = v; if (v > hi) hi = v; }
-  const fr = Math.fround;
-  let bs = fr((hi - lo) / 15), bm = fr(lo);
-  const levels = (s: number, m: number, out: Uint8Array): number => {
-    const inv = s ? 1 / s : 0;
-    let e = 0;
-    for (let i = 0; i < QBLOCK; i++) {
-      const v = x[xo + i], l = Math.min(15, Math.max(0, Math.round((v - m) * inv)));
-      out[i] = l;
-      const d = fr(l * s) + m - v;
-      e += (imp ? imp[io + i] : 1) * d * d;
-    }
-    return e;
-  };
-  let best = levels(bs, bm, q);
+  let bs = Math.fround((hi - lo) / 15), bm = Math.fround(lo);
+  let best = q4Levels(x, xo, imp, io, bs, bm, q);
   if (bs === 0) return [bs, bm];
-  const cur = new Uint8Array(QBLOCK);
+  const cur = fitScratch;
   cur.set(q);
-  for (let it = 0; it < 4; it++) {
+  for (let it = 0; it < FIT_ROUNDS; it++) {
     let sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
     for (let i = 0; i < QBLOCK; i++) {
       const wt = imp ? imp[io + i] : 1, l = cur[i], v = x[xo + i];
@@ -139,12 +127,32 @@ export function fitQ4Block(x: Float32Array, xo: number, imp: Float32Array | null
     }
     const det = sw * sqq - sq * sq;
     if (!(det > 0)) break;
-    const s = fr((sw * sqx - sq * sx) / det), m = fr((sqq * sx - sq * sqx) / det);
+    const s = Math.fround((sw * sqx - sq * sx) / det), m = Math.fround((sqq * sx - sq * sqx) / det);
     if (!(s > 0) || !Number.isFinite(m)) break;
-    const e = levels(s, m, cur);
-    if (e < best) { best = e; bs = s; bm = m; q.set(cur); } else break;
+    const e = q4Levels(x, xo, imp, io, s, m, cur);
+    if (!(e < best)) break;
+    best = e; bs = s; bm = m; q.set(cur);
   }
   return [bs, bm];
+}
+
+/** Alternations of fitQ4Block: the first two take nearly all of the gain (measured on random and outlier models). */
+const FIT_ROUNDS = 2;
+const fitScratch = new Uint8Array(QBLOCK);
+
+/** The nearest levels of x[xo..xo+32) for scale s and min m into out; returns their weighted squared error. */
+function q4Levels(x: Float32Array, xo: number, imp: Float32Array | null, io: number, s: number, m: number, out: Uint8Array): number {
+  const inv = s ? 1 / s : 0;
+  let e = 0;
+  for (let i = 0; i < QBLOCK; i++) {
+    const v = x[xo + i];
+    let l = Math.round((v - m) * inv);
+    l = l < 0 ? 0 : l > 15 ? 15 : l;
+    out[i] = l;
+    const d = Math.fround(l * s) + m - v;
+    e += (imp ? imp[io + i] : 1) * d * d;
+  }
+  return e;
 }
 
 /**
