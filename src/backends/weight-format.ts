@@ -146,8 +146,7 @@ function q4Levels(x: Float32Array, xo: number, imp: Float32Array | null, io: num
   let e = 0;
   for (let i = 0; i < QBLOCK; i++) {
     const v = x[xo + i];
-    let l = Math.round((v - m) * inv);
-    l = l < 0 ? 0 : l > 15 ? 15 : l;
+    const l = Math.min(15, Math.max(0, Math.round((v - m) * inv)));
     out[i] = l;
     const d = Math.fround(l * s) + m - v;
     e += (imp ? imp[io + i] : 1) * d * d;

@@ -19,8 +19,9 @@ import { layerTensorName } from './params.js';
 export function outlierChannels(dim: number, count: number): number[] {
   if (!(Number.isInteger(count) && count >= 1 && count <= dim)) throw new OpenELMError('usage', `outlier channel count must be an integer in 1..${dim}, got ${count}`);
   const out: number[] = [];
-  // a stride coprime with dim walks every channel once; 331 is prime and larger than any block
-  for (let i = 0, c = 7 % dim; out.length < count; i++, c = (c + 331) % dim) if (!out.includes(c)) out.push(c);
+  // a prime stride larger than a block lands in a new block at a new position each step
+  for (let k = 0; k < dim && out.length < count; k++) { const c = (7 + 331 * k) % dim; if (!out.includes(c)) out.push(c); }
+  for (let c = 0; c < dim && out.length < count; c++) if (!out.includes(c)) out.push(c);
   return out;
 }
 
