@@ -17,6 +17,7 @@ import { OpenELMError } from './core/errors.js';
 import { isInstructName } from './model/family.js';
 import { validateDType, type LoadDType } from './model/load.js';
 import { loadModelFolder, readModelConfig } from './io/model-folder.js';
+import { gpuLoadFailure } from './model/device-fit.js';
 import { freeWeights } from './model/openelm.js';
 import { modelTokenizer } from './formats/source.js';
 import { readPeftAdapter } from './io/peft-folder.js';
@@ -55,7 +56,7 @@ export interface LoadModelOptions {
   offline?: boolean;
   /** A tokenizer.model path or a Tokenizer (default: the folder's tokenizer.model, else the bundled Llama-2 one). */
   tokenizer?: string | Tokenizer;
-  /** A Jinja chat template file or a ChatTemplate (default: the folder's tokenizer_config.json template, else CoreNet's instruct format). */
+  /** A Jinja chat template file or a ChatTemplate (default: the tokenizer_config.json template of an adapter folder in `adapter`, else the model folder's, else CoreNet's instruct format). */
   chatTemplate?: string | ChatTemplate;
   /**
    * A LoRA / DoRA adapter for this base: a PEFT adapter folder (adapter_config.json +
@@ -104,7 +105,9 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   try {
     const t0 = performance.now();
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
-    const adapter = wanted.length ? wanted.map((a) => (typeof a === 'string' ? readPeftAdapter(resolveModelFolder(a, opts.onWarning), readModelConfig(dir)) : a)) : undefined;
+    const resolved = wanted.map((a) => (typeof a === 'string' ? resolveModelFolder(a, opts.onWarning) : a));
+    const adapterDirs = resolved.filter((a): a is string => typeof a === 'string');
+    const adapter = resolved.length ? resolved.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
     const model = loadModelFolder(dir, { dtype, backend, adapter });
     const adapters = new Map<string, RuntimeAdapter>();
     try {
@@ -124,7 +127,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
       } catch (e) {
         for (const a of adapters.values()) a.dispose();
         if (!owned) { model.release(); freeWeights(backend, model.weights); }
-        throw e;
+        throw gpuLoadFailure(source, e);
       }
     }
     const loadMs = performance.now() - t0;
@@ -132,7 +135,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
       : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : modelTokenizer(dir);
     const chatTemplate = opts.chatTemplate !== undefined && typeof opts.chatTemplate === 'object'
-      ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, modelDir: dir });
+      ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, adapterDirs, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
     const isInstruct = isInstructName(source, dir, nameOrPath);
     return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs, adapters });

@@ -9,32 +9,16 @@ import assert from 'node:assert/strict';
 import type { Backend, BlockDType, Weight } from '../src/backends/backend.js';
 import { BLOCK_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { BLOCK_FORMATS, rowsWeight, setWeightRows, weightRowToF32, weightStorageBytes } from '../src/backends/weight-format.js';
 import { dequantize } from '../src/core/ggml-quants.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
-import { createWasm, f32, own } from './helpers/backends.js';
+import { WASM_CONFIGS, cachedWasm, disposeCachedWasm, f32, own } from './helpers/backends.js';
 import { blockWeightOn, randomBlocks } from './helpers/blocks.js';
 import { TOL, assertClose } from './tolerances.js';
 
 const js = new JsBackend();
-const configs = [
-  { label: '1 thread', threads: 1, relaxedSimd: true },
-  { label: '2 threads', threads: 2, relaxedSimd: true },
-  { label: '2 threads, SIMD128 build', threads: 2, relaxedSimd: false },
-];
-const backends = new Map<string, WasmBackend>();
-async function wasm(cfg: typeof configs[number]): Promise<WasmBackend> {
-  let be = backends.get(cfg.label);
-  if (!be) {
-    // parallelThreshold 0: even these small calls are split into chunks over the threads
-    be = await createWasm({ threads: cfg.threads, relaxedSimd: cfg.relaxedSimd, parallelThreshold: 0 });
-    backends.set(cfg.label, be);
-  }
-  return be;
-}
-after(() => { for (const be of backends.values()) be.dispose(); });
+after(disposeCachedWasm);
 
 function randn(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);
@@ -73,9 +57,9 @@ test('the JS row decoder of ggml block dtypes is core/ggml-quants.ts; q4_1_f32 i
   }
 });
 
-for (const cfg of configs) {
+for (const cfg of WASM_CONFIGS) {
   test(`embedding decodes every block dtype bit for bit (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(8);
     for (const dtype of BLOCK_DTYPES) {
       for (const D of widths(dtype)) {
@@ -94,7 +78,7 @@ for (const cfg of configs) {
   });
 
   test(`one-token GEMV decodes in registers to the exact values (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(9);
     for (const dtype of BLOCK_DTYPES) {
       const K = BLOCK_FORMATS[dtype].elems * 2, N = 7;
@@ -115,7 +99,7 @@ for (const cfg of configs) {
   });
 
   test(`linear with block weights matches the reference on odd shapes (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(11);
     for (const dtype of BLOCK_DTYPES) {
       for (const K of widths(dtype)) {
@@ -142,7 +126,7 @@ for (const cfg of configs) {
   });
 
   test(`a weight of row ranges in different dtypes equals its parts stacked (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(12);
     const K = 256;
     const mk = (b: Backend): { w: Weight; parts: Weight[] } => {
@@ -193,7 +177,7 @@ for (const cfg of configs) {
 }
 
 test('results do not depend on the thread count', async () => {
-  const one = await wasm(configs[0]), two = await wasm(configs[1]);
+  const one = await cachedWasm(WASM_CONFIGS[0]), two = await cachedWasm(WASM_CONFIGS[1]);
   const rng = new Rng(21);
   for (const dtype of BLOCK_DTYPES) {
     const K = BLOCK_FORMATS[dtype].elems === 256 ? 512 : 320, N = 67;

@@ -13,15 +13,23 @@ import { openCheckpoint } from '../src/io/checkpoint.js';
 import { DEFAULT_FINETUNE, type FineTuneSettings } from '../src/browser/finetune.js';
 import { loraFineTuner } from '../src/browser/lora-finetune.js';
 import { keepWeightSource } from '../src/browser/weight-files.js';
-import { kvValuesPerToken, parameterCount, presetHFConfig, resolveConfig } from '../src/model/config.js';
+import { kvValuesPerToken, parameterCount, resolveConfig } from '../src/model/config.js';
 import { GOLDEN_ROOT, goldenNames } from './helpers/golden.js';
 import { TOL, assertClose } from './tolerances.js';
-import { tinyModelDir } from './helpers/tiny.js';
+import { presetWithLayers, tinyModelDir } from './helpers/tiny.js';
 import { startStaticServer, type StaticServer } from './helpers/static-server.js';
 import { browserUnavailable, builtWebApp, launchChromium, newPage, runHook, type PageDocument } from './helpers/browser.js';
 
 declare const document: PageDocument;
 declare const navigator: { deviceMemory?: number };
+
+/** The names in the app's OPFS folder, and the Cache API caches (in the page; a string: no DOM types here). */
+const KEPT_JS = `(async () => {
+  const root = await navigator.storage.getDirectory();
+  const names = [];
+  try { for await (const n of (await root.getDirectoryHandle('openelm-models')).keys()) names.push(n); } catch {}
+  return { names: names.sort(), caches: await caches.keys() };
+})()`;
 
 // Every token of this prompt is inside the golden models' 384-token vocabulary (checked below).
 const PROMPT = 'in the a b c';
@@ -100,7 +108,10 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
         '/': app, '/models/': GOLDEN_ROOT, '/fixtures/': fixtures, '/tiny/': tiny,
         // The hub's URL layout: <endpoint>/<org>/<name>/resolve/<revision>/<file>
         '/hub/test/mha-hd64/resolve/main/': path.join(GOLDEN_ROOT, 'mha-hd64'),
+        // the golden models again, where a weight download breaks off part way
+        '/cut/': GOLDEN_ROOT,
       },
+      cut: { '/cut/mha-hd64/model.safetensors': 100_000 },
     });
     browser = await launchChromium();
   });
@@ -235,13 +246,13 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     // about 1.3x the page's budget (q8 fits), one that no dtype fits.
     const deeper = (factor: number): number => {
       for (let layers = 36; ; layers += 2) {
-        const c = resolveConfig({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: layers });
+        const c = resolveConfig(presetWithLayers('OpenELM-3B-Instruct', layers));
         if (parameterCount(c) * 2 + kvValuesPerToken(c) * c.maxContextLength * 4 > factor * budget) return layers;
       }
     };
     for (const [name, layers] of [['deep', deeper(1.3)], ['huge', deeper(3.5)]] as const) {
       fs.mkdirSync(path.join(fixtures, name), { recursive: true });
-      fs.writeFileSync(path.join(fixtures, name, 'config.json'), JSON.stringify({ ...presetHFConfig('OpenELM-3B-Instruct'), num_transformer_layers: layers }));
+      fs.writeFileSync(path.join(fixtures, name, 'config.json'), JSON.stringify(presetWithLayers('OpenELM-3B-Instruct', layers)));
       fs.writeFileSync(path.join(fixtures, name, 'model.safetensors'), new Uint8Array(16));
     }
     const requests = srv.requests.length;
@@ -356,6 +367,8 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
       shots.push(path.join(SHOTS, `finetune-${label}.png`));
       await page.screenshot({ path: shots[shots.length - 1], fullPage: true });
     }
+    const banner = await page.$('#error-banner');
+    assert.ok(banner === null || !(await banner.isVisible()), `an error is shown: ${await page.evaluate(() => document.body.dataset.error)}`);
     await context.close();
     for (const f of shots) assert.ok(fs.statSync(f).size > 10_000, `${f} looks empty`);
     assert.deepEqual(pageErrors, []);
@@ -405,6 +418,117 @@ describe('the web app in Chromium', { skip: browserUnavailable() ?? false }, () 
     const { losses: want } = await nodeLora();
     assert.ok(losses[FT.steps - 1] < losses[0], `loss ${losses[0]} → ${losses[FT.steps - 1]}`);
     assertClose(losses, want, TOL.adapterCurve, 'page WebGPU LoRA losses vs Node WASM');
+    assert.deepEqual(pageErrors, []);
+  });
+  test('downloads are kept in OPFS: a second load reads no weight file from the network; a broken download is never kept; the Storage card lists and deletes', async () => {
+    const want = await nodeIds(path.join(GOLDEN_ROOT, 'gqa2-hd64'));
+    const { context, page, pageErrors } = await newPage(browser);
+    // A download that breaks off: an error, and nothing in OPFS (not even the partial file).
+    let r = await runHook(page, srv.url, hook('./cut/mha-hd64/', { keep: '1' }));
+    assert.match(r.error ?? '(no error)', /download of http:\/\/127\.0\.0\.1:\d+\/cut\/mha-hd64\/model\.safetensors (failed after|was cut short)/);
+    let kept = await page.evaluate(KEPT_JS) as { names: string[]; caches: string[] };
+    assert.deepEqual(kept.names, [], 'a broken download left files behind');
+
+    let mark = srv.requests.length;
+    r = await runHook(page, srv.url, hook('./models/gqa2-hd64/', { keep: '1' }));
+    assert.equal(r.error, undefined, r.error);
+    assert.deepEqual(r.ids, want);
+    assert.ok(srv.requests.slice(mark).includes('GET /models/gqa2-hd64/model.safetensors'));
+    kept = await page.evaluate(KEPT_JS) as { names: string[]; caches: string[] };
+    assert.equal(kept.names.length, 2, `one file and its record: ${kept.names.join(', ')}`);
+    assert.ok(kept.names.some((n) => n.endsWith('.json')) && !kept.names.some((n) => n.endsWith('.part')));
+    assert.ok(!kept.caches.includes('openelm-models-v1'), 'kept in OPFS, not the Cache API');
+
+    // A second page of the same origin: the weights come from OPFS, with no request for them.
+    const page2 = await context.newPage();
+    page2.on('pageerror', (e) => pageErrors.push(e.message));
+    mark = srv.requests.length;
+    r = await runHook(page2, srv.url, hook('./models/gqa2-hd64/', { keep: '1' }));
+    assert.equal(r.error, undefined, r.error);
+    assert.deepEqual(r.ids, want);
+    const weightRequests = srv.requests.slice(mark).filter((q) => /\.safetensors/.test(q));
+    assert.deepEqual(weightRequests, [], 'the second load asked the server for weights');
+
+    // The Storage card: the model with its size, what the site uses, a delete control.
+    await page2.locator('nav.tabs button[data-tab=model]').click();
+    const card = page2.locator('.card.storage');
+    await card.locator('.kept-list li').first().waitFor();
+    const size = fs.statSync(path.join(GOLDEN_ROOT, 'gqa2-hd64', 'model.safetensors')).size;
+    assert.match(await card.innerText(), new RegExp(`1 model, ${Math.round(size / 1024)} KB kept in this browser's private file system \\(OPFS\\)`));
+    assert.match(await card.locator('.kept-list li').innerText(), /models\/gqa2-hd64\s+1 file · \d+ KB/);
+    assert.match(await card.innerText(), /This site uses [\d.]+ (B|KB|MB) of the [\d.]+ (MB|GB) the browser allows it/);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page2.screenshot({ path: path.join(SHOTS, 'storage-desktop.png'), fullPage: true });
+    await page2.setViewportSize({ width: 390, height: 844 });
+    await card.scrollIntoViewIfNeeded();
+    await page2.screenshot({ path: path.join(SHOTS, 'storage-phone.png') });
+    await card.locator('.kept-list li button.delete').click();
+    await page2.waitForFunction(() => /Nothing kept yet/.test(document.querySelector('.card.storage')?.textContent ?? ''));
+    kept = await page2.evaluate(KEPT_JS) as { names: string[]; caches: string[] };
+    assert.deepEqual(kept.names, []);
+    await context.close();
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('a model with a tensor larger than the GPU allows is refused before its download, naming the need and the limit; WASM is offered', async () => {
+    // An OpenELM-3B shape (folder with config.json and a stand-in weight file): its bf16 embedding
+    // is 187.5 MiB, over a device asked for WebGPU's smallest binding limit (128 MiB).
+    fs.mkdirSync(path.join(fixtures, 'gpu3b'), { recursive: true });
+    fs.writeFileSync(path.join(fixtures, 'gpu3b', 'config.json'), JSON.stringify(presetWithLayers('OpenELM-3B-Instruct', 2)));
+    fs.writeFileSync(path.join(fixtures, 'gpu3b', 'model.safetensors'), new Uint8Array(16));
+    const { context, page, pageErrors } = await newPage(browser);
+    const mark = srv.requests.length;
+    const r = await runHook(page, srv.url, hook('./fixtures/gpu3b/', { backend: 'webgpu', gpu_max_buffer: String(128 * 2 ** 20) }));
+    assert.match(r.error ?? '(no error)', /^\.\/fixtures\/gpu3b\/ does not fit this GPU: its largest tensor, transformer\.token_embeddings\.weight \(32000×3072 bf16\), needs one buffer of 187\.5 MiB, more than the 128 MiB one buffer may take on .+ \(maxStorageBufferBindingSize\); it fits with dtype q8 \(largest buffer [\d.]+ MiB\) or q4 \(largest buffer [\d.]+ MiB\), or on the wasm backend$/);
+    assert.ok(r.bannerVisible);
+    assert.equal(r.uncaught, undefined);
+    assert.ok(!srv.requests.slice(mark).includes('GET /fixtures/gpu3b/model.safetensors'), 'no weight download');
+    const offer = page.locator('.model-view .fallback');
+    assert.ok(await offer.isVisible(), 'the WASM fallback is offered');
+    assert.match(await offer.innerText(), /Load on WebAssembly instead/);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, 'gpu-refused-desktop.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: path.join(SHOTS, 'gpu-refused-phone.png') });
+    await context.close();
+    assert.deepEqual(pageErrors, []);
+  });
+  test('the GPU lost while a model loads in the page: one line naming the model, the page stays usable, and WASM (offered, not taken) loads it', async () => {
+    const dir = path.join(GOLDEN_ROOT, 'gqa4-hd32');
+    const lm = await loadModel(dir, { backend: 'wasm', threads: 2 });
+    const want = (await lm.generate(PROMPT, { maxTokens: MAX_TOKENS, temperature: 0 })).text;
+    lm.dispose();
+    const { context, page, pageErrors } = await newPage(browser);
+    await page.goto(`${srv.url}/?model=./models/gqa4-hd32/`);
+    await page.locator('.plan button.primary').waitFor();
+    await page.locator('.model-view .grid3 select').first().selectOption('webgpu');
+    await page.waitForFunction(() => document.querySelector('.plan button.primary') !== null && !/Looking at/.test(document.querySelector('.plan')?.textContent ?? ''));
+    await page.locator('.plan button.primary').click();
+    // While the kernels compile (seconds on SwiftShader), Chromium's GPU process goes down (DevTools
+    // protocol Browser.crashGpuProcess): every device is lost, as when a GPU driver resets.
+    await page.waitForFunction(() => /Compiling the GPU kernels/.test(document.querySelector('.progress-text')?.textContent ?? ''), null, { timeout: 30_000 });
+    await (await browser.newBrowserCDPSession()).send('Browser.crashGpuProcess');
+    await page.waitForFunction(() => document.body.dataset.error !== undefined, null, { timeout: 30_000 });
+    const error = await page.evaluate(() => document.body.dataset.error ?? '');
+    assert.match(error, /^\.\/models\/gqa4-hd32\/ could not be loaded on the GPU \(the GPU device was lost .*\); what it had allocated is freed: load it with a narrower dtype \(q8, q4\) or on the wasm backend$/);
+    assert.ok(!error.includes('\n'));
+    const offer = page.locator('.model-view .fallback button');
+    assert.ok(await offer.isVisible(), 'WASM is offered');
+    assert.equal(await page.locator('.status-text').innerText(), 'no model', 'nothing switched by itself');
+    await offer.click();
+    await page.locator('.chat-view').waitFor({ state: 'visible' });
+    assert.match(await page.locator('.status-text').innerText(), /gqa4-hd32 · wasm/);
+    await page.locator('details.settings summary').click();
+    const num = page.locator('.chat-view .settings-grid input[type=number]');
+    await num.nth(0).fill(String(MAX_TOKENS));
+    await num.nth(1).fill('0');
+    await num.nth(4).fill('1');
+    await page.locator('.chat-view .settings-grid select').selectOption('complete');
+    await page.locator('.composer textarea').fill(PROMPT);
+    await page.locator('.composer button.send').click();
+    await page.waitForFunction(() => /tok\/s/.test(document.querySelector('.stats')?.textContent ?? ''), null, { timeout: 30_000 });
+    assert.equal((await page.locator('.turn.assistant .bubble').last().innerText()).trim(), want.trim());
+    await context.close();
     assert.deepEqual(pageErrors, []);
   });
 });

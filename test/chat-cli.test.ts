@@ -6,6 +6,10 @@ import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { loadModel } from '../src/api.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { adaptedModules } from '../src/adapters/targets.js';
+import { Rng } from '../src/core/rng.js';
+import { readModelConfig } from '../src/io/model-folder.js';
+import { writePeftAdapter } from '../src/io/peft-folder.js';
 import { CLI } from './helpers/cli.js';
 import { runCliAsync, spawnCli } from './helpers/cli-async.js';
 
@@ -72,6 +76,38 @@ test('chat REPL: Ctrl-C (SIGINT) stops the current answer, not the program; hist
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /\[dropped the 2 oldest messages to fit the context\]/);
   assert.equal(r.stdout.split('\n').length >= 5, true);
+});
+
+test('chat --adapter DIR renders with the chat template the adapter folder carries; --chat-template FILE still wins', async () => {
+  const c = readModelConfig(dir), rng = new Rng(5), r = 2;
+  const modules = adaptedModules(c, ['qkv_proj']).map((module) => ({
+    module, A: Float32Array.from({ length: r * module.inFeatures }, () => 0.1 * rng.normal()), B: Float32Array.from({ length: module.outFeatures * r }, () => 0.1 * rng.normal()),
+  }));
+  const adapter = path.join(path.dirname(dir), 'adapter');
+  writePeftAdapter(adapter, { settings: { type: 'lora', r, alpha: 4, dropout: 0, targets: ['qkv_proj'], rslora: false }, modules });
+  // a template whose long preamble makes its prompts far longer than CoreNet's format makes them
+  const preamble = 'You are a careful assistant who answers briefly. '.repeat(8);
+  const tpl = `{{ bos_token }}${preamble}{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}`;
+  fs.writeFileSync(path.join(adapter, 'tokenizer_config.json'), JSON.stringify({ chat_template: tpl, bos_token: '<s>', eos_token: '</s>' }));
+  const prefilled = (stderr: string): number => Number(/\[(\d+) prompt tokens prefilled/.exec(stderr)?.[1]);
+
+  const withAdapter = await runCliAsync(['chat', '--model', dir, '--adapter', adapter, '--backend', 'js', '--max-tokens', '2', '--stats'], { input: 'Hello\n' });
+  assert.equal(withAdapter.status, 0, withAdapter.stderr);
+  const m = await loadModel(dir, { backend: 'js', adapter });
+  try {
+    assert.equal(m.chatTemplate.source, path.join(adapter, 'tokenizer_config.json'));
+    const want = await m.chat({ defaults: { maxTokens: 2 } }).send('Hello');
+    assert.equal(prefilled(withAdapter.stderr), want.prefilledTokens);
+    assert.equal(withAdapter.stdout, `${want.text}\n`);
+    assert.ok(want.prefilledTokens > 60, `the adapter's preamble is in the prompt (${want.prefilledTokens} tokens)`);
+  } finally {
+    m.dispose();
+  }
+  const file = path.join(path.dirname(dir), 'short.jinja');
+  fs.writeFileSync(file, '{% for m in messages %}{{ m.content }}{% endfor %}');
+  const overridden = await runCliAsync(['chat', '--model', dir, '--adapter', adapter, '--chat-template', file, '--backend', 'js', '--max-tokens', '2', '--stats'], { input: 'Hello\n' });
+  assert.equal(overridden.status, 0, overridden.stderr);
+  assert.ok(prefilled(overridden.stderr) < 5, overridden.stderr);
 });
 
 const hasScript = spawnSync('script', ['--version']).status === 0;

@@ -9,6 +9,7 @@ import {
   CORENET_INSTRUCT_TEMPLATE, corenetInstructTemplate, jinjaTemplate, type ChatMessage,
 } from '../src/chat/template.js';
 import { encodeChatText } from '../src/chat/tokenize.js';
+import { OpenELMError } from '../src/core/errors.js';
 import { ChatSession } from '../src/chat/session.js';
 import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { generate } from '../src/generate/generate.js';
@@ -65,6 +66,30 @@ test('token ids: `</s>` becomes EOS id 2 and each segment is tokenized on its ow
   assert.ok(!tok.decode(full, { skipSpecial: false }).includes('</s>\n<|assistant|>\n</s>'));
   assert.equal(tok.decode(full, { skipSpecial: false }), '<s> ' + text.replaceAll('</s>\n', '</s> \n'));
   assert.deepEqual(encodeChatText(tok, text, builtin, { bos: false }), full.slice(1));
+});
+
+test('an adapter folder\'s chat template wins over the base folder\'s; --chat-template over both; adapters that disagree are refused', () => {
+  const folder = (tpl?: string): string => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-tpl-'));
+    if (tpl !== undefined) fs.writeFileSync(path.join(d, 'tokenizer_config.json'), JSON.stringify({ chat_template: tpl, eos_token: '</s>' }));
+    return d;
+  };
+  const base = folder('BASE{{ messages[0].content }}'), bare = folder(), adapter = folder('ADAPTER{{ messages[0].content }}');
+  const msg = [{ role: 'user', content: '!' }];
+  assert.equal(resolveChatTemplate({ adapterDirs: [adapter], modelDir: base }).render(msg), 'ADAPTER!');
+  assert.equal(resolveChatTemplate({ adapterDirs: [adapter], modelDir: base }).source, path.join(adapter, 'tokenizer_config.json'));
+  // an adapter without a template (or without tokenizer_config.json) leaves the base's
+  assert.equal(resolveChatTemplate({ adapterDirs: [bare], modelDir: base }).render(msg), 'BASE!');
+  assert.equal(resolveChatTemplate({ adapterDirs: [bare, adapter], modelDir: base }).render(msg), 'ADAPTER!');
+  const file = path.join(bare, 'mine.jinja');
+  fs.writeFileSync(file, 'FILE{{ messages[0].content }}');
+  assert.equal(resolveChatTemplate({ file, adapterDirs: [adapter], modelDir: base }).render(msg), 'FILE!');
+  // two adapters with the same template agree; different ones need --chat-template
+  assert.equal(resolveChatTemplate({ adapterDirs: [adapter, folder('ADAPTER{{ messages[0].content }}')] }).render(msg), 'ADAPTER!');
+  const other = folder('OTHER');
+  assert.throws(() => resolveChatTemplate({ adapterDirs: [adapter, other], modelDir: base }),
+    (e: Error) => e instanceof OpenELMError && /^the adapters carry different chat templates \(.*tokenizer_config\.json and .*tokenizer_config\.json\); choose one with --chat-template FILE$/.test(e.message));
+  assert.equal(resolveChatTemplate({ file, adapterDirs: [adapter, other] }).render(msg), 'FILE!');
 });
 
 test('Jinja templates from tokenizer_config.json (bos/eos strings become ids) and from a file', () => {

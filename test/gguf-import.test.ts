@@ -19,8 +19,8 @@ import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { GOLDEN_ROOT, goldenConfig } from './helpers/golden.js';
 import { runCli } from './helpers/cli.js';
+import { GGUF_FIXTURES as FIX, ggufFixture as fix, withTensorType } from './helpers/gguf-fixtures.js';
 
-const FIX = fileURLToPath(new URL('../../test/fixtures/gguf/', import.meta.url));
 const TOKFIX = fileURLToPath(new URL('../../test/fixtures/tokenizer/', import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gguf-import-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -29,7 +29,6 @@ interface ManifestTensor { name: string; type: string; dims: number[]; sha256_f3
 interface ManifestFile { model: string; made_with: string; bytes: number; sha256: string; tensors: ManifestTensor[]; }
 const manifest = JSON.parse(fs.readFileSync(path.join(FIX, 'MANIFEST.json'), 'utf8')) as { files: Record<string, ManifestFile> };
 const modelFiles = Object.keys(manifest.files).filter((f) => manifest.files[f].model !== 'vocab');
-const fix = (f: string) => path.join(FIX, f);
 const sha = (a: Float32Array) => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
 
 test('fixtures are the committed files and cover every supported block type', () => {
@@ -197,23 +196,9 @@ test('a GGUF of another architecture is refused by name', () => {
   oneLine(() => GGUFModel.open(f), /llama\.gguf is a GGUF of architecture "llama", not openelm/);
 });
 
-/** A copy of `src` whose tensor `name` declares ggml type `type` (the header is patched in place). */
-function withTensorType(src: string, name: string, type: number): string {
-  const b = fs.readFileSync(src);
-  const key = Buffer.concat([Buffer.alloc(8), Buffer.from(name)]);
-  key.writeBigUInt64LE(BigInt(name.length));
-  const at = b.indexOf(key);
-  assert.ok(at > 0);
-  const nd = b.readUInt32LE(at + key.length);
-  b.writeUInt32LE(type, at + key.length + 4 + 8 * nd);
-  const out = path.join(tmp, `type${type}-${path.basename(src)}`);
-  fs.writeFileSync(out, b);
-  return out;
-}
-
 test('an unsupported tensor type is refused naming the tensor and the type', () => {
   // IQ2_XXS (16) in a tensor every model needs.
-  const f = withTensorType(fix('k256-q4_k_m.gguf'), 'blk.1.ffn_up.weight', 16);
+  const f = withTensorType(fix('k256-q4_k_m.gguf'), 'blk.1.ffn_up.weight', 16, tmp);
   oneLine(() => GGUFModel.open(f), /tensor blk\.1\.ffn_up\.weight has type IQ2_XXS, which is not supported/);
 });
 

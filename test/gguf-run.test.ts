@@ -23,11 +23,10 @@ import { freeWeights, weightsBytes, type OpenELM } from '../src/model/openelm.js
 import { loadModel } from '../src/api.js';
 import { BACKEND_CASES } from './helpers/backends.js';
 import { runCli } from './helpers/cli.js';
+import { GGUF_FIXTURES as FIX, ggufFixture as fix, withTensorType } from './helpers/gguf-fixtures.js';
 import { TOL } from './tolerances.js';
 
-const FIX = fileURLToPath(new URL('../../test/fixtures/gguf/', import.meta.url));
 const CORPUS = fileURLToPath(new URL('../../data/corpus/tinyshakespeare.txt', import.meta.url));
-const fix = (f: string) => path.join(FIX, f);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gguf-run-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -212,20 +211,6 @@ test('CLI: perplexity, generate, info, tokenize and bench take --model FILE.gguf
   assert.equal(bench.status, 0, bench.stderr);
 });
 
-/** A copy of `src` whose tensor `name` declares ggml type `type` (the header is patched in place). */
-function withTensorType(src: string, name: string, type: number): string {
-  const b = fs.readFileSync(src);
-  const key = Buffer.concat([Buffer.alloc(8), Buffer.from(name)]);
-  key.writeBigUInt64LE(BigInt(name.length));
-  const at = b.indexOf(key);
-  assert.ok(at > 0);
-  const nd = b.readUInt32LE(at + key.length);
-  b.writeUInt32LE(type, at + key.length + 4 + 8 * nd);
-  const out = path.join(tmp, `type${type}-${path.basename(src)}`);
-  fs.writeFileSync(out, b);
-  return out;
-}
-
 test('CLI: a bad GGUF fails in one line naming what is wrong, for every model command', () => {
   const arch = path.join(tmp, 'arch.gguf');
   const b = fs.readFileSync(fix('gqa2-hd64-q8_0.gguf'));
@@ -237,7 +222,7 @@ test('CLI: a bad GGUF fails in one line naming what is wrong, for every model co
   fs.writeFileSync(cut, fs.readFileSync(fix('k256-q6_k.gguf')).subarray(0, 400_000));
   const cases: [string, RegExp][] = [
     [arch, /arch\.gguf is a GGUF of architecture "openelx", not openelm/],
-    [withTensorType(fix('k256-q4_k_m.gguf'), 'blk.0.attn_qkv.weight', 16), /tensor blk\.0\.attn_qkv\.weight has type IQ2_XXS, which is not supported/],
+    [withTensorType(fix('k256-q4_k_m.gguf'), 'blk.0.attn_qkv.weight', 16, tmp), /tensor blk\.0\.attn_qkv\.weight has type IQ2_XXS, which is not supported/],
     [cut, /cut\.gguf is truncated/],
   ];
   for (const [file, re] of cases) {

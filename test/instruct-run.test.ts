@@ -218,6 +218,19 @@ test('dpo.reference: a folder with the initial weights gives the same run as the
   assert.notEqual(metrics(diff)[0]['rewards/chosen'], 0);
 });
 
+test('dpo.reference under precision: bf16 computes as the policy does: a copy of the initial weights gives the default run', async () => {
+  const base = recipe('sft', { eval_every: 0, checkpoint_every: 3, steps: 3 });
+  await train({ recipe: base, ...quiet });
+  const init = path.join(base.outDir, 'step-00000003');
+  const over = (ref?: string) => ({ model: { init }, precision: 'bf16', pipeline: { shuffle: false }, steps: 2, eval_every: 0, ...(ref ? { dpo: { beta: 0.5, reference: ref } } : {}) });
+  const def = recipe('dpo', over()), same = recipe('dpo', over(init));
+  for (const r of [def, same]) await train({ recipe: r, ...quiet });
+  // the policy before its first update is the reference, to the bit, only if both ran in bf16
+  assert.equal(metrics(same)[0]['rewards/chosen'], 0);
+  assert.equal(metrics(same)[0]['rewards/rejected'], 0);
+  assert.deepEqual(withoutSpeed(metrics(same)), withoutSpeed(metrics(def)));
+});
+
 test('dpo: Ctrl-C while the reference is being scored stops before the first step without a checkpoint; --resume then starts over', async () => {
   const r = recipe('dpo', { steps: 2, eval_every: 0 });
   const ac = new AbortController();

@@ -4,40 +4,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { OpenELMError } from '../src/core/errors.js';
 import { parseRecipe, type Recipe } from '../src/train/recipe.js';
 import { train, type TrainOptions } from '../src/train/trainer.js';
+import { SHAKES, tempDir, tinyRecipe } from './helpers/tiny-recipe.js';
 import type { MetricLine } from '../src/train/report.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const SHAKES = path.join(REPO, 'data/corpus/tinyshakespeare.txt');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-train-run-'));
-process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-
-let n = 0;
-/** A tiny recipe (2 layers, dim 32) written to its own folder; `over` replaces top-level keys. */
-function recipe(over: Record<string, unknown> = {}): Recipe {
-  const dir = path.join(tmp, `run${n++}`);
-  fs.mkdirSync(dir);
-  const raw = {
-    model: { config: { num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: 2, ffn_dim_divisor: 32 } },
-    seed: 3,
-    data: { train: [{ path: SHAKES }], valid_fraction: 0.05, eval_batches: 2 },
-    seq_len: 16, batch_size: 2, grad_accum: 2, steps: 8,
-    pipeline: { mode: 'pack', split_words: 256, min_chars: 100, min_tokens: 32, shuffle_buffer: 16 },
-    optimizer: { lr: 3e-3 }, schedule: { warmup_steps: 2 },
-    out_dir: path.join(dir, 'out'), log_every: 2, eval_every: 4, checkpoint_every: 4,
-    ...over,
-  };
-  const file = path.join(dir, 'recipe.yaml');
-  fs.writeFileSync(file, JSON.stringify(raw));
-  return parseRecipe(raw, file);
-}
+const tmp = tempDir('openelm-train-run-');
+/** A tiny recipe (2 layers, dim 32) in its own folder; `over` replaces top-level keys. */
+const recipe = (over: Record<string, unknown> = {}): Recipe => tinyRecipe(tmp, over);
 
 const quiet: Pick<TrainOptions, 'log'> = { log: () => undefined };
 

@@ -10,8 +10,7 @@ import { dirname, join } from 'node:path';
 import type { Backend, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
-import { createWasm, f32, own } from './helpers/backends.js';
+import { WASM_CONFIGS, cachedWasm, createWasm, disposeCachedWasm, f32, own } from './helpers/backends.js';
 import { createBackend } from '../src/backends/index.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
 import { OpenELMError } from '../src/core/errors.js';
@@ -27,22 +26,7 @@ const js = new JsBackend();
 /** A WASM tensor as the Float32Array view it is. */
 const A = (be: Backend, n: number): Float32Array => f32(be.alloc(n));
 
-// parallelThreshold 0: even these tiny calls are split into chunks over the threads.
-const configs = [
-  { label: '1 thread', threads: 1, relaxedSimd: true },
-  { label: '2 threads', threads: 2, relaxedSimd: true },
-  { label: '2 threads, SIMD128 build', threads: 2, relaxedSimd: false },
-];
-const backends = new Map<string, WasmBackend>();
-async function wasm(cfg: typeof configs[number]): Promise<WasmBackend> {
-  let be = backends.get(cfg.label);
-  if (!be) {
-    be = await createWasm({ threads: cfg.threads, relaxedSimd: cfg.relaxedSimd, parallelThreshold: 0 });
-    backends.set(cfg.label, be);
-  }
-  return be;
-}
-after(() => { for (const be of backends.values()) be.dispose(); });
+after(disposeCachedWasm);
 
 function randn(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -63,9 +47,9 @@ function weightOn(be: Backend, dtype: WeightDType, rows: number, cols: number, s
 const FLOAT_SHAPES = [[1, 29, 37], [1, 67, 8], [1, 5, 3], [2, 9, 13], [3, 29, 37], [4, 16, 64], [5, 21, 130], [8, 21, 40], [9, 17, 24], [13, 130, 300]];
 const QUANT_SHAPES = [[1, 29, 96], [1, 67, 32], [1, 3, 288], [2, 29, 96], [3, 7, 32], [5, 37, 64], [8, 29, 64], [9, 130, 288]];
 
-for (const cfg of configs) {
+for (const cfg of WASM_CONFIGS) {
   test(`linear matches the reference for every dtype (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(11);
     for (const dtype of WEIGHT_DTYPES) {
       const quant = dtype === 'q8' || dtype === 'q4';
@@ -99,7 +83,7 @@ for (const cfg of configs) {
   });
 
   test(`weights stored outside the wasm memory are copied in by prepareWeight (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(5);
     for (const dtype of WEIGHT_DTYPES) {
       const src = randn(rng, 7 * 64, 0.125);
@@ -118,7 +102,7 @@ for (const cfg of configs) {
   });
 
   test(`rmsnorm, swiglu, silu and add match the reference (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(3);
     for (const [rows, dim] of [[1, 37], [3, 64], [5, 1280], [2, 3]]) {
       const x = randn(rng, rows * dim, 2), w = randn(rng, dim);
@@ -154,7 +138,7 @@ for (const cfg of configs) {
   });
 
   test(`qkNormRope matches the reference with and without q/k norms (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(4);
     for (const [Q, Hkv, hd, rows] of [[4, 2, 6, 5], [2, 1, 16, 1], [12, 3, 64, 7], [3, 3, 10, 2]]) {
       const W = (Q + 2 * Hkv) * hd, half = hd / 2, positions = 40;
@@ -173,7 +157,7 @@ for (const cfg of configs) {
   });
 
   test(`storeKV and attention match the reference (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(6);
     // [S, P, Q, Hkv, hd, cap]: decode, prefill, prefill after a prefix, >64 keys (several blocks)
     for (const [S, P, Q, Hkv, hd, cap] of [[1, 7, 4, 2, 6, 9], [5, 0, 4, 2, 16, 8], [3, 70, 2, 1, 10, 80],
@@ -194,7 +178,7 @@ for (const cfg of configs) {
   });
 
   test(`embedding dequantizes rows of every dtype exactly (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     const rng = new Rng(8);
     for (const dtype of WEIGHT_DTYPES) {
       const V = 37, D = dtype === 'q8' || dtype === 'q4' ? 96 : 45;
@@ -299,9 +283,9 @@ test('bad arguments are rejected instead of touching other buffers', async () =>
 // ------------------------------------------------------------------------------------------------
 // whole models
 
-for (const cfg of configs) {
+for (const cfg of WASM_CONFIGS) {
   test(`a tiny model gives the reference logits, prefill and cached decode (${cfg.label})`, async () => {
-    const be = await wasm(cfg);
+    const be = await cachedWasm(cfg);
     for (const hf of [{}, { num_gqa_groups: 1, normalize_qk_projections: false, ffn_with_glu: false }]) {
       const ref = tinyModel(hf, 1).model;
       const got = tinyModel(hf, 1, be).model;
@@ -355,7 +339,7 @@ async function greedy(model: OpenELM, prompt: number[], steps: number): Promise<
 }
 
 test('q8 keeps the greedy tokens of f32 for 32 steps on a tiny model; q4 KL is reported', async (t) => {
-  const be = await wasm(configs[1]);
+  const be = await cachedWasm(WASM_CONFIGS[1]);
   // A random tiny model has near-ties between its top logits, and q8 moves logits by ~3% of their
   // spread here (weight quantization alone ~2%), so agreement is only meaningful where f32 is
   // decisive: take the first seed whose f32 greedy path (judged on f32 alone) keeps a top-1 margin

@@ -28,7 +28,8 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openelm_ref as ref  # noqa: E402
-from make_goldens import f32, save_safetensors  # noqa: E402
+from make_goldens import f32  # noqa: E402
+from fixture_files import save_safetensors  # noqa: E402
 
 GENERATOR = "tools/make_bf16_goldens.py"
 GENERATOR_VERSION = "1"

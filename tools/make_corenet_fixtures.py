@@ -30,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openelm_ref as ref  # noqa: E402
+from fixture_files import write_json  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -214,9 +215,7 @@ def main() -> None:
             "      model_name: \"gpt-test\"\n      vocab_size: *_anchor_vocab_size\n"
             "      max_context_length: 128\n      padding_index: *_anchor_padding_index\n")
 
-    with open(os.path.join(out, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(out, "MANIFEST.json"), manifest, indent=1, sort_keys=True)
     total = sum(v["bytes"] for v in manifest["files"].values())
     print(f"wrote {len(manifest['files'])} .pt files, {total / 1e6:.2f} MB, to {out}")
 

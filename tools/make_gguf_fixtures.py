@@ -41,6 +41,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openelm_ref as ref  # noqa: E402
+from fixture_files import sha256, write_json  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
@@ -78,11 +79,6 @@ FILES = [
 
 def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
-
-
-def sha256_file(path: str) -> str:
-    with open(path, "rb") as f:
-        return sha256_bytes(f.read())
 
 
 def run(cmd: list[str], env: dict | None = None) -> str:
@@ -130,7 +126,7 @@ def describe(path: str) -> dict:
             "sha256_f32": sha256_bytes(np.ascontiguousarray(values).tobytes()),
             "first": [float(x) for x in values.reshape(-1)[:4]],
         })
-    return {"bytes": os.path.getsize(path), "sha256": sha256_file(path), "tensors": tensors}
+    return {"bytes": os.path.getsize(path), "sha256": sha256(path), "tensors": tensors}
 
 
 def make_vocab(vdir: str, dirs: dict, converter: str, env: dict, out_dir: str, manifest: dict) -> None:
@@ -204,9 +200,7 @@ def main() -> None:
     except Exception:
         manifest["gguf_py_version"] = "unknown"
     manifest["numpy_version"] = np.__version__
-    with open(mpath, "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
+    write_json(mpath, manifest, indent=1)
     total = sum(v["bytes"] for v in manifest["files"].values())
     print(f"wrote {len(manifest['files'])} files, {total / 1e6:.2f} MB, to {args.out}")
 

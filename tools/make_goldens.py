@@ -10,7 +10,6 @@ Usage: .venv/bin/python tools/make_goldens.py [--out test/golden]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openelm_ref as ref  # noqa: E402
+from fixture_files import save_safetensors, write_json, write_manifest  # noqa: E402
 
 GENERATOR = "tools/make_goldens.py"
 GENERATOR_VERSION = "1"
@@ -252,37 +252,6 @@ def curve_goldens(params, cfg, gen) -> (Dict[str, torch.Tensor], dict):
     return out, {"clipped_steps": clipped}
 
 
-_DTYPES = {torch.float32: "F32", torch.int32: "I32", torch.uint8: "U8"}
-
-
-def save_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
-    """Byte-reproducible safetensors writer: sorted keys and tensors, header padded to 8 bytes.
-    (safetensors.torch.save_file orders the header by hash, so its bytes differ run to run.)"""
-    header: Dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        data = t.numpy().tobytes()  # little-endian on every platform torch supports here
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(len(raw).to_bytes(8, "little"))
-        f.write(raw)
-        for data in blobs:
-            f.write(data)
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "test", "golden"))
@@ -345,23 +314,15 @@ def main() -> None:
         }
         d = os.path.join(out_root, name)
         os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(config_json, f, indent=2, sort_keys=True)
-            f.write("\n")
+        write_json(os.path.join(d, "config.json"), config_json, indent=2, sort_keys=True)
         save_safetensors(os.path.join(d, "model.safetensors"), {k: f32(v) for k, v in params.items()},
                          {"format": "pt"})
         save_safetensors(os.path.join(d, "golden.safetensors"), tensors, metadata)
         manifest["configs"][name] = {"seed": seed, "config": config_json, "per_layer": layers,
                                      "greedy": greedy_info, **curve_info}
 
-    for name in CONFIGS:
-        for fname in ["config.json", "model.safetensors", "golden.safetensors"]:
-            path = os.path.join(out_root, name, fname)
-            manifest["files"][f"{name}/{fname}"] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
-    with open(os.path.join(out_root, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    total = sum(v["bytes"] for v in manifest["files"].values())
+    total = write_manifest(out_root, manifest, [f"{name}/{fname}" for name in CONFIGS
+                                                for fname in ("config.json", "model.safetensors", "golden.safetensors")])
     print(f"wrote {len(manifest['files'])} files, {total / 1e6:.2f} MB, to {out_root}")
 
 

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import openelm_ref as ref  # noqa: E402
-from make_goldens import f32, i32, save_safetensors, sha256  # noqa: E402
+from make_goldens import f32, i32  # noqa: E402
+from fixture_files import save_safetensors, write_json, write_manifest  # noqa: E402
 
 GENERATOR = "tools/make_instruct_goldens.py"
 GENERATOR_VERSION = "1"
@@ -696,22 +697,12 @@ def main() -> None:
                 "stored_dtype": "float32", "config": json.dumps(config_json, sort_keys=True),
                 "fold": "ids >= 3 become 3 + id % (vocab_size - 3)", "dpo_losses": json.dumps(loss_meta),
                 "curve": json.dumps({**CURVE, "losses": curve_meta}), "metric_keys": json.dumps(METRIC_KEYS)}
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config_json, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(out, "config.json"), config_json, indent=2, sort_keys=True)
     save_safetensors(os.path.join(out, "model.safetensors"), {k: f32(v) for k, v in params.items()}, {"format": "pt"})
     save_safetensors(os.path.join(out, "policy.safetensors"), {k: f32(v) for k, v in policy.items()}, {"format": "pt"})
     save_safetensors(os.path.join(out, "instruct.safetensors"), tensors, metadata)
     manifest = {**versions, "seed": SEED, "files": {}}
-    for fname in sorted(os.listdir(out)):
-        if fname in ("MANIFEST.json", "SOURCE.md"):
-            continue
-        p = os.path.join(out, fname)
-        manifest["files"][fname] = {"sha256": sha256(p), "bytes": os.path.getsize(p)}
-    with open(os.path.join(out, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    total = sum(v["bytes"] for v in manifest["files"].values())
+    total = write_manifest(out, manifest, [f for f in sorted(os.listdir(out)) if f not in ("MANIFEST.json", "SOURCE.md")])
     print(f"wrote {len(manifest['files'])} files, {total / 1e3:.0f} kB, to {out}")
 
 

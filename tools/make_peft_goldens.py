@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ from safetensors.torch import load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_goldens as mg  # noqa: E402
+from fixture_files import save_safetensors, sha256, write_manifest  # noqa: E402,F401  (sha256: check_peft_goldens.py uses it)
 import openelm_module as om  # noqa: E402
 import openelm_ref as ref  # noqa: E402
 
@@ -246,13 +246,6 @@ def merged_goldens(pm, cfg, base, ids, adapted_logits) -> (Dict[str, torch.Tenso
     return out, {"merged_untied_vs_applied_max_abs": untied_err, "peft_merge_and_unload_tied_vs_applied_max_abs": tied_err}
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read())
-    return h.hexdigest()
-
-
 def main() -> None:
     # PEFT writes target_modules from a Python set; a fixed string hash seed keeps its order, and so
     # the bytes of adapter_config.json, the same from run to run.
@@ -332,19 +325,13 @@ def main() -> None:
         meta = {**versions, "format": "openelm-peft-golden", "case": case, "base": BASE,
                 "info": json.dumps(info), "curve": json.dumps(CURVE), "lora_dropout": str(DROPOUT),
                 "capture_layer": str(CAPTURE_LAYER)}
-        mg.save_safetensors(os.path.join(d, "golden.safetensors"), t, meta)
+        save_safetensors(os.path.join(d, "golden.safetensors"), t, meta)
         manifest["cases"][case] = info
         print(f"{case}: {json.dumps(info)}")
 
-    for case in CASES:
-        for rel in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "golden.safetensors"):
-            p = os.path.join(out_root, case, rel)
-            if os.path.exists(p):
-                manifest["files"][f"{case}/{rel}"] = {"sha256": sha256(p), "bytes": os.path.getsize(p)}
-    with open(os.path.join(out_root, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    total = sum(v["bytes"] for v in manifest["files"].values())
+    files = [f"{case}/{rel}" for case in CASES
+             for rel in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "golden.safetensors")]
+    total = write_manifest(out_root, manifest, [f for f in files if os.path.exists(os.path.join(out_root, f))])
     print(f"wrote {len(manifest['files'])} files, {total / 1e6:.2f} MB, to {out_root}")
 
 

@@ -39,6 +39,7 @@ from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import openelm_ref as ref  # noqa: E402
+from fixture_files import write_json  # noqa: E402
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 F32 = np.float32
@@ -173,9 +174,7 @@ def main() -> None:
         },
         "corenet_mlx": {"gpt-test-q4-g64": corenet_mlx_folder(os.path.join(args.out, "corenet-gpt-test-q4"), 64, 4)},
     }
-    with open(os.path.join(args.out, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(args.out, "MANIFEST.json"), manifest, indent=1, sort_keys=True)
     print(f"wrote {args.out}")
 
 

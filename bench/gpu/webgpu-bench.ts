@@ -31,7 +31,7 @@ const emit = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify
 function config(name: string): OpenELMConfig {
   // for checking this script without a GPU
   if (name === 'tiny') {
-    return resolveConfig({ ...presetHFConfig('OpenELM-270M'), num_transformer_layers: 2, model_dim: 64, head_dim: 16, ffn_dim_divisor: 32, vocab_size: 512 });
+    return resolveConfig({ ...presetHFConfig('OpenELM-270M'), num_transformer_layers: 2, model_dim: 64, head_dim: 16, ffn_multipliers: [0.5, 4.0], ffn_dim_divisor: 32, vocab_size: 512 });
   }
   const preset = PRESETS[name];
   if (!preset) throw new Error(`unknown model ${name}; choose one of ${Object.keys(PRESETS).join(', ')}`);

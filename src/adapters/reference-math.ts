@@ -29,10 +29,11 @@ function matNT(x: ArrayLike<number>, W: ArrayLike<number>, M: number, O: number,
   return y;
 }
 
-export class AdaptedLinearRef {
+/** A module's adapter with its scale and, for DoRA, the detached norms (per output row of a linear, per model dimension of the embedding). */
+class AdaptedRef {
   readonly scale: number;
   readonly dora: boolean;
-  /** DoRA: the detached norms n and c = m / n, per output row. */
+  /** DoRA: the detached norms n and c = m / n. */
   readonly n?: Float64Array;
   readonly c?: Float64Array;
   constructor(readonly m: ModuleAdapter, readonly W: ArrayLike<number>, s: Pick<AdapterSettings, 'r' | 'alpha' | 'rslora' | 'type'>) {
@@ -45,6 +46,9 @@ export class AdaptedLinearRef {
   }
 
   get r(): number { return this.m.A.length / this.m.module.inFeatures; }
+}
+
+export class AdaptedLinearRef extends AdaptedRef {
 
   /** keep: 0/1 per input element ([M, in]); dropout p scales kept values by 1/(1 − p). */
   forward(x: ArrayLike<number>, M: number, keep?: ArrayLike<number>, p = 0): { y: Float64Array; saved: LinearSaved } {
@@ -119,22 +123,7 @@ export class AdaptedLinearRef {
   }
 }
 
-export class AdaptedEmbeddingRef {
-  readonly scale: number;
-  readonly dora: boolean;
-  /** DoRA: the detached norms n and c = m / n, per model dimension. */
-  readonly n?: Float64Array;
-  readonly c?: Float64Array;
-  constructor(readonly m: ModuleAdapter, readonly W: ArrayLike<number>, s: Pick<AdapterSettings, 'r' | 'alpha' | 'rslora' | 'type'>) {
-    this.scale = adapterScale(s);
-    this.dora = s.type === 'dora';
-    if (this.dora) {
-      this.n = doraNorms(m, W, this.scale);
-      this.c = this.n.map((v, d) => m.magnitude![d] / v);
-    }
-  }
-
-  get r(): number { return this.m.A.length / this.m.module.inFeatures; }
+export class AdaptedEmbeddingRef extends AdaptedRef {
 
   /** The adapted lookup [M, dim] and, per row, the unscaled base + s·B·a (what DoRA's gradient needs). */
   forward(ids: ArrayLike<number>): { y: Float64Array; pre: Float64Array } {

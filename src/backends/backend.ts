@@ -112,6 +112,12 @@ export interface Backend {
   scatterRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void;
   /** Bytes this backend holds now, has reserved from its device, and can hold at most (Infinity: no fixed bound). */
   memory(): { inUse: number; reserved: number; limit: number };
+  /**
+   * Device backends: the largest buffer one tensor may take, the device limit that sets it, and
+   * the device, so a load can be refused before anything is allocated (model/device-fit.ts).
+   * WebGPU says this much (adapter limits) but never how much memory is free.
+   */
+  bufferLimit?(): BufferLimit;
   /** Resolves when every operation issued so far has finished (timing). */
   sync(): Promise<void>;
 
@@ -232,4 +238,13 @@ export interface Backend {
 
   /** Release threads and memory. */
   dispose(): void;
+}
+
+/** The largest single buffer of a device backend (Backend.bufferLimit). */
+export interface BufferLimit {
+  bytes: number;
+  /** The device limit that sets it (WebGPU: maxStorageBufferBindingSize or maxBufferSize). */
+  limit: string;
+  /** The device, as users know it. */
+  device: string;
 }

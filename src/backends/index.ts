@@ -12,12 +12,15 @@ import { OpenELMError } from '../core/errors.js';
 import type { NativeMode } from './native-gemm.js';
 import { getPlatform } from '../platform/platform.js';
 import { webgpuProvider } from './webgpu/provider.js';
+import type { GpuLimits } from './webgpu/device.js';
 
 export interface BackendOptions {
   /** Compute threads for CPU backends, including the calling one (default: all cores). */
   threads?: number;
   /** Native sgemm for prefill and training on the wasm backend (default 'auto': when available). */
   native?: NativeMode;
+  /** GPU backends: ask for a device with these buffer limits below the adapter's (webgpu/device.ts). */
+  gpuLimits?: GpuLimits;
 }
 
 /** A backend other modules add (e.g. WebGPU): `make` creates it; `preferred` says whether `auto` should pick it here. */

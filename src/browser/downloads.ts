@@ -1,53 +1,45 @@
-// Downloads that outlive the page: each file is streamed into the Cache API under its URL while
-// its progress is reported, and read back as a Blob (which the browser keeps on disk, so a model is
-// not held in memory twice). The next load of the same URL reads the cached copy.
+// Downloads that outlive the page: each file is streamed into the browser's storage (kept-files.ts:
+// the Origin Private File System, or the Cache API) while its progress is reported, and read back as
+// a Blob (which the browser keeps on disk, so a model is not held in memory twice). The next load of
+// the same URL reads the kept copy without the network.
 
 import { OpenELMError } from '../core/errors.js';
+import { CutShortError, keptStore, type KeptFile, type KeptStorage } from './kept-files.js';
 
-/** The Cache API cache that holds downloaded model files. */
-export const MODEL_CACHE = 'openelm-models-v1';
+export { MODEL_CACHE, OPFS_FOLDER, type KeptFile, type KeptStorage } from './kept-files.js';
 
 export interface FileProgress {
   file: string;
   loaded: number;
   /** Bytes in all, when the server says. */
   total: number | null;
-  /** True when the file came from the browser's cache. */
+  /** True when the file came from the browser's storage. */
   cached: boolean;
 }
 
-interface CacheStorageLike { open(name: string): Promise<Cache>; delete(name: string): Promise<boolean>; }
-const cacheStorage = (): CacheStorageLike | null => (globalThis as unknown as { caches?: CacheStorageLike }).caches ?? null;
+/** Where this context keeps downloads ('opfs' or 'cache'), or null when it cannot (not a secure context). */
+export async function keptStorage(): Promise<KeptStorage | null> { return (await keptStore())?.kind ?? null; }
 
-/** Whether this context can keep downloads (the Cache API needs a secure context: https or localhost). */
-export function canKeepDownloads(): boolean { return cacheStorage() !== null; }
+/** Whether this context can keep downloads (OPFS and the Cache API need a secure context: https or localhost). */
+export async function canKeepDownloads(): Promise<boolean> { return (await keptStore()) !== null; }
 
-export async function openModelCache(): Promise<Cache | null> {
-  const cs = cacheStorage();
-  if (!cs) return null;
-  try { return await cs.open(MODEL_CACHE); } catch { return null; }
-}
-
-/** The cached response for url, if any. */
-export async function cachedResponse(url: string): Promise<Response | null> {
-  const c = await openModelCache();
-  return (await c?.match(url)) ?? null;
+/** The kept copy of url, if any. */
+export async function keptFile(url: string): Promise<Blob | null> {
+  const s = await keptStore();
+  try { return (await s?.get(url)) ?? null; } catch { return null; }
 }
 
 /** Forget every kept model file. */
-export async function clearModelCache(): Promise<void> { await cacheStorage()?.delete(MODEL_CACHE); }
+export async function clearModelCache(): Promise<void> { await (await keptStore())?.clear(); }
+
+/** Forget the kept files of these URLs. */
+export async function deleteKept(urls: readonly string[]): Promise<void> {
+  const s = await keptStore();
+  for (const u of urls) await s?.delete(u);
+}
 
 /** URLs and sizes of the kept files. */
-export async function listModelCache(): Promise<{ url: string; size: number }[]> {
-  const c = await openModelCache();
-  if (!c) return [];
-  const out: { url: string; size: number }[] = [];
-  for (const req of await c.keys()) {
-    const r = await c.match(req);
-    out.push({ url: req.url, size: Number(r?.headers.get('content-length') ?? 0) });
-  }
-  return out;
-}
+export async function listModelCache(): Promise<KeptFile[]> { return (await (await keptStore())?.list()) ?? []; }
 
 export function fmtBytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
@@ -69,7 +61,7 @@ export async function fetchOrExplain(url: string, init: RequestInit = {}): Promi
 export interface DownloadOptions {
   /** Name shown in progress and messages (default: the URL's last segment). */
   file?: string;
-  /** Keep the file in the Cache API (default true where it exists). */
+  /** Keep the file in the browser's storage (default true where it can). */
   keep?: boolean;
   signal?: AbortSignal;
   headers?: Record<string, string>;
@@ -96,16 +88,15 @@ export function quotaMessage(what: string, need: number, est: { usage: number; q
   return `storage quota exceeded: keeping ${what} needs ${fmtBytes(need)}${room}. Free space (delete kept models, or this site's data), or load without keeping the download`;
 }
 
-/** Download url into the cache (or memory) with progress; the result is the file as a Blob. */
+/** Download url into the browser's storage (or memory) with progress; the result is the file as a Blob. */
 export async function download(url: string, opts: DownloadOptions = {}): Promise<Blob> {
   const file = opts.file ?? decodeURIComponent(new URL(url).pathname.split('/').pop() || url);
-  const cache = opts.keep === false ? null : await openModelCache();
-  if (cache) {
-    const hit = await cache.match(url);
+  const store = opts.keep === false ? null : await keptStore();
+  if (store) {
+    const hit = await store.get(url).catch(() => null);
     if (hit) {
-      const b = await hit.blob();
-      opts.onProgress?.({ file, loaded: b.size, total: b.size, cached: true });
-      return b;
+      opts.onProgress?.({ file, loaded: hit.size, total: hit.size, cached: true });
+      return hit;
     }
   }
   const res = await fetchOrExplain(url, { signal: opts.signal, headers: opts.headers });
@@ -122,31 +113,15 @@ export async function download(url: string, opts: DownloadOptions = {}): Promise
     },
   }));
   let blob: Blob;
-  if (cache) {
-    const headers: Record<string, string> = { 'content-type': res.headers.get('content-type') ?? 'application/octet-stream' };
-    if (total !== null) headers['content-length'] = String(total);
-    try {
-      await cache.put(url, new Response(counted, { headers }));
-    } catch (e) {
-      if ((e as Error)?.name === 'AbortError' || opts.signal?.aborted) throw opts.signal?.reason ?? e;
-      if (isQuotaError(e)) throw new OpenELMError('storage', quotaMessage(file, total ?? loaded, await storageEstimate()));
-      throw new OpenELMError('network', `download of ${url} failed after ${fmtBytes(loaded)}: ${(e as Error).message}`);
-    }
-    const kept = await cache.match(url);
-    if (!kept) throw new OpenELMError('storage', `the browser dropped ${file} from its cache right after the download (storage pressure?)`);
-    blob = await kept.blob();
-  } else {
-    try {
-      blob = await new Response(counted).blob();
-    } catch (e) {
-      if ((e as Error)?.name === 'AbortError' || opts.signal?.aborted) throw opts.signal?.reason ?? e;
-      throw new OpenELMError('network', `download of ${url} failed after ${fmtBytes(loaded)}: ${(e as Error).message}`);
-    }
+  try {
+    blob = store ? await store.put(url, counted, total, res.headers.get('content-type') ?? 'application/octet-stream') : await new Response(counted).blob();
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError' || opts.signal?.aborted) throw opts.signal?.reason ?? e;
+    if (e instanceof CutShortError) throw new OpenELMError('network', `download of ${url} was cut short: ${e.got} of ${e.want} bytes`);
+    if (isQuotaError(e)) throw new OpenELMError('storage', quotaMessage(file, total ?? loaded, await storageEstimate()));
+    throw new OpenELMError('network', `download of ${url} failed after ${fmtBytes(loaded)}: ${(e as Error).message}`);
   }
-  if (total !== null && blob.size !== total) {
-    await cache?.delete(url);
-    throw new OpenELMError('network', `download of ${url} was cut short: ${blob.size} of ${total} bytes`);
-  }
+  if (total !== null && blob.size !== total) throw new OpenELMError('network', `download of ${url} was cut short: ${blob.size} of ${total} bytes`);
   opts.onProgress?.({ file, loaded: blob.size, total: blob.size, cached: false });
   return blob;
 }

@@ -17,7 +17,10 @@ import './lora-finetune.js';
 export { loadModel, inspectModel, bundledTokenizer, singleThreadReason, type BrowserLoadOptions, type LoadProgress, type LoadPhase } from './load.js';
 export { modelFiles, classifyModel, type ModelSource, type LocalFile, type ModelFiles, type ModelFilesOptions } from './model-files.js';
 export { planModel, estimateMemory, type ModelPlan, type MemoryEstimate, type WeightFile } from './plan.js';
-export { download, clearModelCache, listModelCache, canKeepDownloads, fmtBytes, MODEL_CACHE, type FileProgress } from './downloads.js';
+export {
+  download, clearModelCache, deleteKept, listModelCache, canKeepDownloads, keptStorage, keptFile, storageEstimate, fmtBytes, MODEL_CACHE, OPFS_FOLDER,
+  type FileProgress, type KeptFile, type KeptStorage,
+} from './downloads.js';
 export { openSafetensors, BrowserCheckpoint } from './tensor-source.js';
 export {
   registerFineTuner, fineTuner, fineTuneMethods, requireFineTuner, checkFineTuneData, DEFAULT_FINETUNE,

@@ -13,7 +13,9 @@ import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LoadedModel } from '../loaded-model.js';
 import { fetchOrExplain, fmtBytes, type FileProgress } from './downloads.js';
 import { modelFiles, type ModelFiles, type ModelFilesOptions, type ModelSource } from './model-files.js';
-import { checkQuota, planModel, type ModelPlan } from './plan.js';
+import { checkDeviceFit, checkQuota, planModel, type ModelPlan } from './plan.js';
+import { gpuLoadFailure } from '../model/device-fit.js';
+import type { GpuLimits } from '../backends/webgpu/device.js';
 import { BrowserCheckpoint, openSafetensors } from './tensor-source.js';
 import { threadsUnavailableReason } from './platform.js';
 import { keepWeightSource, type WeightSource } from './weight-files.js';
@@ -37,6 +39,8 @@ export interface BrowserLoadOptions extends ModelFilesOptions {
   backend?: string | Backend;
   /** Compute threads of the WASM backend (default: all cores when the context allows threads, else 1). */
   threads?: number;
+  /** The webgpu backend on a device of its own with these buffer limits lowered (to leave room on the GPU, or to test). */
+  gpuLimits?: GpuLimits;
   /** KV-cache tokens the memory check budgets for (default: the model's context length). */
   contextTokens?: number;
   onProgress?: (p: LoadProgress) => void;
@@ -71,11 +75,11 @@ export function bundledTokenizer(url?: string | URL): Promise<Tokenizer> {
 }
 
 /** A backend by name; one that is not available here is an error that says why (never a fallback). */
-export async function browserBackend(name: string, threads?: number): Promise<Backend> {
+export async function browserBackend(name: string, threads?: number, gpuLimits?: GpuLimits): Promise<Backend> {
   if (!backendNames().includes(name)) {
     throw new OpenELMError('backend', `the ${name} backend is not available in this build (available: ${backendNames().join(', ')})`);
   }
-  return createBackend(name, { threads });
+  return createBackend(name, { threads, gpuLimits });
 }
 
 /** Why the WASM backend runs on one thread here, or null when it has all cores. */
@@ -126,8 +130,10 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
   if (!plan.fits) throw new OpenELMError('memory', plan.advice ?? `${plan.name} is too large for this browser`);
   if (opts.keep !== false && files.kind !== 'files') await checkQuota(`${plan.name} (${fmtBytes(plan.downloadBytes)})`, plan.downloadBytes);
   const owned = typeof opts.backend !== 'object';
-  const backend = typeof opts.backend === 'object' ? opts.backend : await browserBackend(backendName, opts.threads);
+  const backend = typeof opts.backend === 'object' ? opts.backend : await browserBackend(backendName, opts.threads, opts.gpuLimits);
   try {
+    // the device is known now and nothing is on it yet: refuse what it cannot hold before the download
+    checkDeviceFit(plan, backend);
     const blobs: Blob[] = [];
     let done = 0;
     for (const w of plan.weightFiles) {
@@ -155,7 +161,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
         await model.warmup();
       } catch (e) {
         if (!owned) { model.release(); freeWeights(backend, model.weights); }
-        throw e;
+        throw gpuLoadFailure(plan.name, e);
       }
     }
     const loadMs = performance.now() - t0;

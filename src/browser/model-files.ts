@@ -7,7 +7,7 @@
 // the command line reads a model argument (hub/cache.ts REPO_ID_RE).
 
 import { OpenELMError } from '../core/errors.js';
-import { cachedResponse, download, fetchOrExplain, type FileProgress } from './downloads.js';
+import { download, fetchOrExplain, keptFile, type FileProgress } from './downloads.js';
 
 /** A file picked or dropped by the user, with its path inside the dropped folder when known. */
 export interface LocalFile { path: string; file: File; }
@@ -25,7 +25,7 @@ export interface ModelFilesOptions {
   token?: string;
   /** The model's name in messages and for -Instruct detection (default: the URL or hub id). */
   label?: string;
-  /** Keep downloads in the browser's Cache API (default true). */
+  /** Keep downloads in the browser's storage, OPFS or the Cache API (default true). */
   keep?: boolean;
   signal?: AbortSignal;
 }
@@ -106,7 +106,7 @@ class RemoteFolder implements ModelFiles {
       res = await fetchOrExplain(url, { signal: this.opts.signal, headers: this.headers });
     } catch (e) {
       // offline: a kept copy will do
-      const kept = this.opts.keep === false ? null : await cachedResponse(url);
+      const kept = this.opts.keep === false ? null : await keptFile(url);
       if (kept) return kept.text();
       throw e;
     }
@@ -121,11 +121,8 @@ class RemoteFolder implements ModelFiles {
 
   async stat(file: string): Promise<FileStat | null> {
     const url = this.urlOf(file);
-    const kept = this.opts.keep === false ? null : await cachedResponse(url);
-    if (kept) {
-      const n = kept.headers.get('content-length');
-      return { size: n !== null ? Number(n) : (await kept.blob()).size, cached: true };
-    }
+    const kept = this.opts.keep === false ? null : await keptFile(url);
+    if (kept) return { size: kept.size, cached: true };
     const res = await fetchOrExplain(url, { method: 'HEAD', signal: this.opts.signal, headers: this.headers });
     if (res.status === 404 || res.status === 410 || (this.kind === 'hub' && res.status === 401)) return null;
     if (!res.ok) throw this.missing(file, res.status);

@@ -14,7 +14,8 @@ import { parseJsonText } from '../core/json-text.js';
 import { kvValuesPerToken, paramSpecs, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { isInstructName } from '../model/family.js';
 import type { LoadDType } from '../model/load.js';
-import type { ConvertDType, WeightDType } from '../backends/backend.js';
+import type { Backend, ConvertDType, WeightDType } from '../backends/backend.js';
+import { checkBufferLimit } from '../model/device-fit.js';
 import { fmtBytes, quotaMessage, storageEstimate } from './downloads.js';
 import type { ModelFiles } from './model-files.js';
 import { deviceMemoryBytes, pageMemoryBudget } from './platform.js';
@@ -197,4 +198,19 @@ export async function checkQuota(what: string, bytes: number): Promise<void> {
   if (est && est.quota - est.usage < bytes) {
     throw new OpenELMError('storage', quotaMessage(what, bytes, est));
   }
+}
+
+/**
+ * Refuse, before anything is allocated or downloaded, a model whose largest weight is larger than
+ * the largest buffer the backend's GPU allows (model/device-fit.ts). WebGPU gives no figure for the
+ * memory in all: a model that passes can still run out, which the load reports (gpuLoadFailure).
+ */
+export function checkDeviceFit(plan: ModelPlan, be: Backend): void {
+  const lim = be.bufferLimit?.();
+  if (!lim) return;
+  const storageOf = (name: string, d: ConvertDType | 'auto'): ConvertDType => {
+    const s = d === 'auto' ? plan.fileDType : d;
+    return s === 'q4' && /token_embeddings/.test(name) ? 'q8' : s;
+  };
+  checkBufferLimit(plan.name, plan.config, plan.loadDType, storageOf, lim);
 }

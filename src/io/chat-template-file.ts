@@ -15,11 +15,23 @@ export function templateFromTokenizerConfig(file: string): ChatTemplate | undefi
 export interface ResolveTemplateOptions {
   /** A Jinja template file (--chat-template FILE); wins over everything else. */
   file?: string;
+  /**
+   * Adapter folders merged into the model. An adapter fine-tuned on a chat format carries its
+   * template in its own tokenizer_config.json (as `tokenizer.save_pretrained` next to a PEFT
+   * adapter leaves it, and as openelm's adapter checkpoints do), and that one wins over the base's.
+   */
+  adapterDirs?: readonly string[];
   /** A model folder whose tokenizer_config.json may carry a chat_template. */
   modelDir?: string;
 }
 
-/** The template to use: an explicit file, else the model folder's, else CoreNet's instruct format. */
+/** The chat_template of `dir`/tokenizer_config.json, if the folder has that file and it has one. */
+function folderTemplate(dir: string): ChatTemplate | undefined {
+  const f = path.join(dir, 'tokenizer_config.json');
+  return fs.existsSync(f) ? templateFromTokenizerConfig(f) : undefined;
+}
+
+/** The template to use: an explicit file, else an adapter's, else the model folder's, else CoreNet's instruct format. */
 export function resolveChatTemplate(opts: ResolveTemplateOptions = {}): ChatTemplate {
   if (opts.file !== undefined) {
     if (!fs.existsSync(opts.file) || !fs.statSync(opts.file).isFile()) throw new OpenELMError('usage', `chat template file ${opts.file} does not exist`);
@@ -32,12 +44,11 @@ export function resolveChatTemplate(opts: ResolveTemplateOptions = {}): ChatTemp
     }
     return jinjaTemplate(text, { source: opts.file });
   }
-  if (opts.modelDir !== undefined) {
-    const f = path.join(opts.modelDir, 'tokenizer_config.json');
-    if (fs.existsSync(f)) {
-      const t = templateFromTokenizerConfig(f);
-      if (t) return t;
-    }
+  const fromAdapters = (opts.adapterDirs ?? []).map(folderTemplate).filter((t): t is ChatTemplate => t !== undefined);
+  const other = fromAdapters.find((t) => t.text !== fromAdapters[0].text);
+  if (other) {
+    throw new OpenELMError('usage', `the adapters carry different chat templates (${fromAdapters[0].source} and ${other.source}); choose one with --chat-template FILE`);
   }
-  return corenetInstructTemplate();
+  if (fromAdapters.length) return fromAdapters[0];
+  return (opts.modelDir !== undefined ? folderTemplate(opts.modelDir) : undefined) ?? corenetInstructTemplate();
 }

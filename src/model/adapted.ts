@@ -128,38 +128,80 @@ export function embeddingColumnNorms2(values: ArrayLike<number>, V: number, D: n
   return acc;
 }
 
-/** A frozen base linear with a LoRA / DoRA adapter. */
-export class AdaptedLinear implements TrainLinear {
-  readonly inFeatures: number;
-  readonly outFeatures: number;
-  /** DoRA: ||W_o||² of the stored base [out], c = m/n and 1/n [out] of the current pass. */
+/**
+ * What the adapted linear and the adapted embedding share: DoRA's detached scale c = m/n per
+ * output (from the products P = A·Wᵀ and G = A·Aᵀ each module forms its own way) and the
+ * low-rank branch's backward up to dt.
+ */
+abstract class AdaptedBranch {
+  /** DoRA: the base's ||W_o||² [out], c = m/n and 1/n [out] of the current pass. */
   readonly wn2: Tensor | null;
   readonly c: Tensor | null;
   readonly invN: Tensor | null;
 
-  constructor(private readonly be: Backend, readonly module: AdaptedModule, readonly index: number, readonly w: Weight,
-    readonly t: AdapterTensors, private readonly sh: AdapterShared, own: (n: number) => Tensor) {
+  constructor(protected readonly be: Backend, protected readonly sh: AdapterShared, readonly t: AdapterTensors,
+    private readonly outs: number, own: (n: number) => Tensor) {
+    this.wn2 = sh.dora ? own(outs) : null;
+    this.c = sh.dora ? own(outs) : null;
+    this.invN = sh.dora ? own(outs) : null;
+  }
+
+  /** P = A·Wᵀ [r, out] and G = A·Aᵀ [r, r], overwritten. */
+  protected abstract normProducts(P: Tensor, G: Tensor): void;
+
+  /** DoRA: c and 1/n for the current A, B, m (once per pass, before the forward). */
+  prepare(): void {
+    if (!this.sh.dora) return;
+    const be = this.be, sh = this.sh, r = sh.r, s = sh.scale, O = this.outs;
+    const P = sh.view(sh.P!, r * O), G = sh.view(sh.G!, r * r), q = sh.view(sh.q!, O);
+    this.normProducts(P, G);
+    be.scale(G, s / 2);
+    be.matmul(P, G, this.t.B, r, O, r, 'nn', true);
+    be.columnDot(q, this.t.B, P, r, O, false);
+    be.doraScale(this.c!, this.invN!, this.t.m!, this.wn2!, q, O, 2 * s);
+  }
+
+  /**
+   * dBt += tᵀ·g and DoRA's dm += (Σ_rows dy⊙pre)/n; returns g (c⊙dy for DoRA, dy for LoRA) and
+   * dt = s·g·Btᵀ [M, r], which the module turns into dA and dx.
+   */
+  protected branchBackward(dy: Tensor, M: number, saved: LinearSaved): { g: Tensor; dt: Tensor } {
+    const be = this.be, sh = this.sh, r = sh.r, O = this.outs, t = this.t;
+    const ts = sh.view(saved.ts!, M * r), dt = sh.view(sh.dt, M * r);
+    let g = dy;
+    if (sh.dora) {
+      const pre = sh.view(saved.pre!, M * O), cd = sh.view(sh.cd!, O);
+      be.columnDot(cd, dy, pre, M, O, false);
+      be.mulColumns(t.dm!, cd, this.invN!, 1, O, true);
+      g = sh.view(sh.g, M * O);
+      be.mulColumns(g, dy, this.c!, M, O, false);
+    }
+    be.matmul(t.dB, ts, g, r, O, M, 'tn', true);
+    be.matmul(dt, g, t.B, M, r, O, 'nt', false);
+    be.scale(dt, sh.scale);
+    return { g, dt };
+  }
+}
+
+/** A frozen base linear with a LoRA / DoRA adapter. */
+export class AdaptedLinear extends AdaptedBranch implements TrainLinear {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+
+  constructor(be: Backend, readonly module: AdaptedModule, readonly index: number, readonly w: Weight,
+    t: AdapterTensors, sh: AdapterShared, own: (n: number) => Tensor) {
+    super(be, sh, t, w.rows, own);
     this.inFeatures = w.cols;
     this.outFeatures = w.rows;
-    this.wn2 = sh.dora ? own(w.rows) : null;
-    this.c = sh.dora ? own(w.rows) : null;
-    this.invN = sh.dora ? own(w.rows) : null;
   }
 
   /** Record ||W_o||² of the base as stored (call once the weight's data is final, before prepareWeight). */
   setBaseNorms(): void { if (this.wn2) this.be.write(this.wn2, weightRowNorms2(this.w)); }
 
-  /** DoRA: c and 1/n for the current A, B, m (once per pass, before the forward). */
-  prepare(): void {
-    if (!this.sh.dora) return;
-    const be = this.be, sh = this.sh, r = sh.r, s = sh.scale, O = this.outFeatures, I = this.inFeatures;
-    const P = sh.view(sh.P!, r * O), G = sh.view(sh.G!, r * r), q = sh.view(sh.q!, O);
-    be.linear(P, this.t.A, this.w, r, false, true);
-    be.matmul(G, this.t.A, this.t.A, r, r, I, 'nt', false);
-    be.scale(G, s / 2);
-    be.matmul(P, G, this.t.B, r, O, r, 'nn', true);
-    be.columnDot(q, this.t.B, P, r, O, false);
-    be.doraScale(this.c!, this.invN!, this.t.m!, this.wn2!, q, O, 2 * s);
+  protected normProducts(P: Tensor, G: Tensor): void {
+    const r = this.sh.r;
+    this.be.linear(P, this.t.A, this.w, r, false, true);
+    this.be.matmul(G, this.t.A, this.t.A, r, r, this.inFeatures, 'nt', false);
   }
 
   forward(y: Tensor, x: Tensor, M: number, accumulate: boolean, saved: LinearSaved, run: LinearRun): void {
@@ -196,19 +238,8 @@ export class AdaptedLinear implements TrainLinear {
   }
 
   backward(dx: Tensor, dy: Tensor, x: Tensor, M: number, saved: LinearSaved, run: LinearRun): void {
-    const be = this.be, sh = this.sh, r = sh.r, O = this.outFeatures, I = this.inFeatures, t = this.t;
-    const ts = sh.view(saved.ts!, M * r), dt = sh.view(sh.dt, M * r);
-    let g = dy;
-    if (sh.dora) {
-      const pre = sh.view(saved.pre!, M * O), cd = sh.view(sh.cd!, O);
-      be.columnDot(cd, dy, pre, M, O, false);
-      be.mulColumns(t.dm!, cd, this.invN!, 1, O, true);
-      g = sh.view(sh.g, M * O);
-      be.mulColumns(g, dy, this.c!, M, O, false);
-    }
-    be.matmul(t.dB, ts, g, r, O, M, 'tn', true);
-    be.matmul(dt, g, t.B, M, r, O, 'nt', false);
-    be.scale(dt, sh.scale);
+    const be = this.be, sh = this.sh, r = sh.r, I = this.inFeatures, t = this.t;
+    const { g, dt } = this.branchBackward(dy, M, saved);
     if (!(run.train && sh.p > 0)) {
       be.matmul(t.dA, dt, x, r, I, M, 'tn', true);
       be.linearT(dx, g, this.w, M, false);
@@ -235,35 +266,24 @@ export class AdaptedLinear implements TrainLinear {
 }
 
 /** The embedding lookup with a LoRA / DoRA adapter (the base table is an f32 tensor [V, D]). */
-export class AdaptedEmbedding {
+export class AdaptedEmbedding extends AdaptedBranch {
   readonly V: number;
   readonly D: number;
-  readonly wn2: Tensor | null;
-  readonly c: Tensor | null;
-  readonly invN: Tensor | null;
 
-  constructor(private readonly be: Backend, readonly module: AdaptedModule, readonly table: Tensor, readonly t: AdapterTensors,
-    private readonly sh: AdapterShared, own: (n: number) => Tensor) {
+  constructor(be: Backend, readonly module: AdaptedModule, readonly table: Tensor, t: AdapterTensors,
+    sh: AdapterShared, own: (n: number) => Tensor) {
+    super(be, sh, t, module.outFeatures, own);
     this.V = module.inFeatures;
     this.D = module.outFeatures;
-    this.wn2 = sh.dora ? own(this.D) : null;
-    this.c = sh.dora ? own(this.D) : null;
-    this.invN = sh.dora ? own(this.D) : null;
   }
 
   /** Record the base's column norms² (from the host values just written into the table). */
   setBaseNorms(values: ArrayLike<number>): void { if (this.wn2) this.be.write(this.wn2, embeddingColumnNorms2(values, this.V, this.D)); }
 
-  prepare(): void {
-    if (!this.sh.dora) return;
-    const be = this.be, sh = this.sh, r = sh.r, s = sh.scale, D = this.D, V = this.V;
-    const P = sh.view(sh.P!, r * D), G = sh.view(sh.G!, r * r), q = sh.view(sh.q!, D);
-    be.matmul(P, this.t.A, this.table, r, D, V, 'tn', false);
-    be.matmul(G, this.t.A, this.t.A, r, r, V, 'tn', false);
-    be.scale(G, s / 2);
-    be.matmul(P, G, this.t.B, r, D, r, 'nn', true);
-    be.columnDot(q, this.t.B, P, r, D, false);
-    be.doraScale(this.c!, this.invN!, this.t.m!, this.wn2!, q, D, 2 * s);
+  protected normProducts(P: Tensor, G: Tensor): void {
+    const r = this.sh.r;
+    this.be.matmul(P, this.t.A, this.table, r, this.D, this.V, 'tn', false);
+    this.be.matmul(G, this.t.A, this.t.A, r, r, this.V, 'tn', false);
   }
 
   /** y [M, D] holds the base lookup on entry and the adapted one on exit. */
@@ -281,19 +301,7 @@ export class AdaptedEmbedding {
 
   /** dy [M, D]: dL/d(lookup); the adapter's gradients +=. */
   backward(dy: Tensor, ids: Int32Array, skipId: number, saved: LinearSaved): void {
-    const be = this.be, sh = this.sh, r = sh.r, M = ids.length, D = this.D, t = this.t;
-    const ts = sh.view(saved.ts!, M * r), dt = sh.view(sh.dt, M * r);
-    let g = dy;
-    if (sh.dora) {
-      const pre = sh.view(saved.pre!, M * D), cd = sh.view(sh.cd!, D);
-      be.columnDot(cd, dy, pre, M, D, false);
-      be.mulColumns(t.dm!, cd, this.invN!, 1, D, true);
-      g = sh.view(sh.g, M * D);
-      be.mulColumns(g, dy, this.c!, M, D, false);
-    }
-    be.matmul(t.dB, ts, g, r, D, M, 'tn', true);
-    be.matmul(dt, g, t.B, M, r, D, 'nt', false);
-    be.scale(dt, sh.scale);
-    be.embeddingBackward(t.dA, dt, ids, r, skipId);
+    const { dt } = this.branchBackward(dy, ids.length, saved);
+    this.be.embeddingBackward(this.t.dA, dt, ids, this.sh.r, skipId);
   }
 }

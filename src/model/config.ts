@@ -160,6 +160,9 @@ export function resolveConfig(raw: unknown): OpenELMConfig {
   }
   // Like Apple's configuration_openelm.py, the stored num_query_heads / num_kv_heads lists are
   // ignored and recomputed; a checkpoint that disagrees is caught by the tensor shape checks.
+  // The config.json written back has Apple's released shape: one ffn_multipliers entry and one
+  // head count per layer (llama.cpp's converter and mlx-lm read those lists, not the ranges),
+  // while qkv_multipliers stays as given, since Apple's code always reads it as a (min, max) range.
   const bos = hf.bos_token_id ?? 1;
   const eos = hf.eos_token_id ?? 2;
   return {
@@ -172,7 +175,7 @@ export function resolveConfig(raw: unknown): OpenELMConfig {
     normEps: 1e-6,
     bosTokenId: typeof bos === 'number' ? bos : 1,
     eosTokenId: typeof eos === 'number' ? eos : 2,
-    hf: { ...hf, num_query_heads: numQueryHeads, num_kv_heads: numKvHeads },
+    hf: { ...hf, ffn_multipliers: ffnMultipliers, num_query_heads: numQueryHeads, num_kv_heads: numKvHeads },
   };
 }
 

@@ -12,6 +12,7 @@ import { formatBytes } from '../core/bytes.js';
 import { assertFinite } from '../core/finite.js';
 import { numel, paramSpecs, type OpenELMConfig } from './config.js';
 import { OpenELM, assembleWeights, type ModelWeights } from './openelm.js';
+import { checkBufferLimit } from './device-fit.js';
 
 export type LoadDType = ConvertDType | 'auto';
 
@@ -28,6 +29,8 @@ export interface StoredPart {
 
 /** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
 export interface TensorSource {
+  /** The model as the user named it (folder, URL), for messages. */
+  readonly location?: string;
   names(): string[];
   /** `file` names where the tensor lives, for messages. */
   info(name: string): { dtype: string; shape: readonly number[]; file?: string };
@@ -69,7 +72,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     const t = src.info(name);
     if (!['F32', 'F16', 'BF16', 'F64'].includes(t.dtype) && !src.decoded) throw new OpenELMError('checkpoint', `tensor ${name} has dtype ${t.dtype}; OpenELM weights must be F32, F16 or BF16`);
   }
-  checkRoom(src, be, dtype, specs);
+  checkRoom(src, c, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
   const fileOf = (name: string): string => src.info(name).file ?? name;
   let stage = new Float32Array(0);
@@ -150,7 +153,15 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
  * Refuse, before anything is allocated, weights that do not fit what the backend may hold (for the
  * WASM backend: the machine's available memory), naming the sizes and the dtypes that would fit.
  */
-function checkRoom(src: TensorSource, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
+function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType, specs: Map<string, number[]>): void {
+  const lim = be.bufferLimit?.();
+  if (lim) {
+    const embedding = (name: string) => name.endsWith('token_embeddings.weight') || name === 'lm_head.weight';
+    // Block formats (GGUF, MLX) have no GPU decoder: the device holds them widened to f32.
+    const storageOf = (name: string, d: LoadDType): ConvertDType =>
+      (d === 'auto' && src.storedWeight?.(name) ? 'f32' : storageFor(src, name, embedding(name) && d === 'q4' ? 'q8' : d));
+    checkBufferLimit(src.location ?? 'the model', c, dtype, storageOf, lim);
+  }
   const mem = be.memory();
   if (!Number.isFinite(mem.limit)) return;
   const room = mem.limit - mem.inUse;

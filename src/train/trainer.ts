@@ -183,7 +183,9 @@ async function createTask(r: Recipe, tok: Tokenizer, config: OpenELMConfig, log:
   const ctx: InstructContext = {
     recipe: r, tok, config, log,
     async openModel(dir: string) {
-      const { model, backend } = await createTrainableModel(readModelConfig(dir), { recompute: true, ...backendOpts });
+      // the reference computes as the policy does (TRL loads ref_model with the policy's dtype and
+      // autocast), so a bf16 run's rewards start at 0 whether or not the reference is a copy of it
+      const { model, backend } = await createTrainableModel(readModelConfig(dir), { recompute: true, precision: r.precision, ...backendOpts });
       try {
         loadInitWeights(dir, model);
       } catch (e) {

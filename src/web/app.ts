@@ -2,7 +2,7 @@
 // the engine runs in a Web Worker (engine-worker.ts).
 //
 // Automation hook (tests, demos): ?model=URL&prompt=TEXT&max_tokens=N&temperature=T&backend=NAME
-// [&threads=N&dtype=D&keep=0&hub=ENDPOINT&seed=S&ignore_eos=1] loads the model, runs one plain completion and sets
+// [&threads=N&dtype=D&keep=0&hub=ENDPOINT&seed=S&ignore_eos=1&gpu_max_buffer=BYTES] loads the model, runs one plain completion and sets
 // document.body.dataset.ids (the generated token ids, JSON), .backend (the backend that ran),
 // .threads, .tokensPerSecond, or .error (one line). .isolated (crossOriginIsolated) is set at start.
 // A backend that was asked for and is unavailable is an error, never a fallback.
@@ -151,6 +151,7 @@ async function automation(ui: ReturnType<typeof buildUi>, prompt: string): Promi
     await ui.model.load({ kind: 'string', value: model, label: model === ui.ctx.served?.model ? ui.ctx.served.name : undefined }, {
       backend: query.get('backend') ?? 'auto', dtype: (query.get('dtype') ?? 'auto') as LoadSettings['dtype'], keep: query.get('keep') !== '0',
       hubEndpoint: query.get('hub') ?? undefined, threads,
+      gpuMaxBuffer: query.has('gpu_max_buffer') ? intParam('gpu_max_buffer', 0, 1) : undefined,
     });
     ui.ctx.showTab('chat');
     const stats = await ui.chat.complete(prompt, sampling);

@@ -5,7 +5,7 @@
 import '../browser/platform.js';
 import { browserPlatform, threadsUnavailableReason } from '../browser/platform.js';
 import { inspectModel, loadModel, type BrowserLoadOptions, type LoadProgress } from '../browser/load.js';
-import { canKeepDownloads, clearModelCache, listModelCache } from '../browser/downloads.js';
+import { clearModelCache, deleteKept, keptStorage, listModelCache, storageEstimate } from '../browser/downloads.js';
 import { backendNames } from '../backends/index.js';
 import { fineTuneMethods, requireFineTuner, checkFineTuneData, type FineTuneJob } from '../browser/finetune.js';
 import '../browser/full-finetune.js';
@@ -42,6 +42,7 @@ const TOKENIZER_URL = new URL('./tokenizer.model', import.meta.url);
 function loadOptions(s: LoadSettings, ref: ModelRef, signal: AbortSignal): BrowserLoadOptions {
   return {
     backend: s.backend, dtype: s.dtype, keep: s.keep, hubEndpoint: s.hubEndpoint, threads: s.threads,
+    gpuLimits: s.gpuMaxBuffer !== undefined ? { maxBufferSize: s.gpuMaxBuffer, maxStorageBufferBindingSize: s.gpuMaxBuffer } : undefined,
     signal, tokenizerUrl: TOKENIZER_URL, label: ref.kind === 'string' ? ref.label : undefined,
   };
 }
@@ -158,7 +159,9 @@ async function handle(m: ToEngine, signal: AbortSignal): Promise<void> {
     }
     case 'cache': {
       if (m.action === 'clear') await clearModelCache();
-      post({ type: 'done', id: m.id, cache: await listModelCache() });
+      if (m.action === 'delete') await deleteKept(m.urls ?? []);
+      const est = await storageEstimate();
+      post({ type: 'done', id: m.id, cache: { files: await listModelCache(), storage: await keptStorage(), usage: est?.usage ?? null, quota: est?.quota ?? null } });
       return;
     }
     case 'stop':
@@ -189,10 +192,10 @@ scope.onmessage = (e) => {
   });
 };
 
-post({
+void keptStorage().then((storage) => post({
   type: 'hello', hello: {
     backends: backendNames(), isolated: scope.crossOriginIsolated === true,
     threads: browserPlatform.spawnKernelWorker ? browserPlatform.cpuCount() : 1, singleThread: threadsUnavailableReason(),
-    finetune: fineTuneMethods(), keepDownloads: canKeepDownloads(),
+    finetune: fineTuneMethods(), keepDownloads: storage !== null, storage,
   },
-});
+}));

@@ -5,7 +5,7 @@
 import { h, append, clear, field, fmtBytes, fmtCount, select } from './dom.js';
 import { messageOf, type AppContext } from './state.js';
 import { EngineError } from './engine-client.js';
-import type { LoadSettings, ModelRef, PlanSummary } from './protocol.js';
+import type { KeptSummary, LoadSettings, ModelRef, PlanSummary } from './protocol.js';
 import type { LocalFile } from '../browser/model-files.js';
 import type { LoadProgress } from '../browser/load.js';
 
@@ -42,6 +42,14 @@ async function droppedFiles(dt: DataTransfer): Promise<LocalFile[]> {
   return out;
 }
 
+/** A kept model folder as users know it: the hub id of hub URLs, else the folder's last two path segments. */
+function folderName(dir: string): string {
+  const u = new URL(dir);
+  const hub = /^\/([^/]+\/[^/]+)\/resolve\/[^/]+\/$/.exec(u.pathname);
+  if (hub) return decodeURIComponent(hub[1]);
+  return decodeURIComponent(u.pathname.split('/').filter(Boolean).slice(-2).join('/')) || u.host;
+}
+
 export function modelView(ctx: AppContext): ModelView {
   const hello = ctx.engine.hello;
   const backendSel = select([
@@ -55,6 +63,8 @@ export function modelView(ctx: AppContext): ModelView {
   const folderInput = h('input', { type: 'file', multiple: true, hidden: true, attrs: { webkitdirectory: '' } });
   const filesInput = h('input', { type: 'file', multiple: true, hidden: true });
   const keptList = h('div', { class: 'kept' });
+  // After a GPU load fails (too large for a buffer, out of memory, device lost): the CPU way, offered, never taken silently.
+  const fallbackBox = h('div', { class: 'notice bad fallback', hidden: true });
   let current: ModelRef | null = null;
   let lastPlan: PlanSummary | null = null;
 
@@ -106,6 +116,7 @@ export function modelView(ctx: AppContext): ModelView {
 
   async function inspect(ref: ModelRef): Promise<void> {
     current = ref;
+    fallbackBox.hidden = true;
     lastPlan = null;
     ctx.clearError();
     clear(planBox);
@@ -123,8 +134,20 @@ export function modelView(ctx: AppContext): ModelView {
     }
   }
 
+  function offerWasm(ref: ModelRef): void {
+    clear(fallbackBox);
+    const b = h('button', { class: 'primary', textContent: 'Load on WebAssembly instead' });
+    b.onclick = () => {
+      backendSel.value = 'wasm';
+      void load(ref, { backend: 'wasm' }).catch(() => undefined);
+    };
+    append(fallbackBox, h('span', null, 'The GPU could not hold this model. The CPU (WebAssembly) can run it, more slowly.'), b);
+    fallbackBox.hidden = false;
+  }
+
   async function load(ref: ModelRef, over: Partial<LoadSettings> = {}): Promise<void> {
     current = ref;
+    fallbackBox.hidden = true;
     ctx.clearError();
     ctx.setBusy(true);
     showProgress({ phase: 'plan' });
@@ -139,6 +162,10 @@ export function modelView(ctx: AppContext): ModelView {
       showProgress(null);
       if (e instanceof EngineError && !e.loaded) ctx.setModel(null);
       ctx.error(messageOf(e));
+      const backend = over.backend ?? settings().backend;
+      if (e instanceof EngineError && ['memory', 'device', 'webgpu'].includes(e.code) && /GPU/.test(e.message) && backend !== 'wasm' && hello.backends.includes('wasm')) {
+        offerWasm(ref);
+      }
       throw e;
     } finally {
       ctx.setBusy(false);
@@ -146,20 +173,55 @@ export function modelView(ctx: AppContext): ModelView {
     }
   }
 
-  async function refreshKept(action: 'list' | 'clear' = 'list'): Promise<void> {
+  /** The kept files by model folder, with what the site uses of its quota and a delete control per model. */
+  async function refreshKept(action: 'list' | 'clear' | 'delete' = 'list', urls?: string[]): Promise<void> {
     try {
-      const done = await ctx.engine.request({ type: 'cache', action });
-      const list = done.cache ?? [];
-      clear(keptList);
-      const total = list.reduce((a, f) => a + f.size, 0);
-      const del = h('button', { textContent: 'Delete kept downloads', disabled: list.length === 0 });
-      del.onclick = () => { void refreshKept('clear'); };
-      append(keptList,
-        h('p', { class: 'muted' }, list.length ? `${list.length} file${list.length === 1 ? '' : 's'}, ${fmtBytes(total)} kept in this browser` : 'Nothing kept yet.'),
-        list.length ? h('ul', { class: 'kept-list' }, ...list.map((f) => h('li', null, h('span', { class: 'mono' }, decodeURIComponent(new URL(f.url).pathname.split('/').slice(-3).join('/'))), h('span', { class: 'muted' }, fmtBytes(f.size))))) : null,
-        del,
-      );
-    } catch { /* the list is a convenience */ }
+      const done = await ctx.engine.request({ type: 'cache', action, urls });
+      renderKept(done.cache!);
+    } catch (e) {
+      if (action !== 'list') ctx.error(messageOf(e));
+    }
+  }
+
+  function renderKept(k: KeptSummary): void {
+    clear(keptList);
+    const where = k.storage === 'opfs' ? 'in this browser\'s private file system (OPFS)' : k.storage === 'cache' ? 'in this browser\'s Cache API storage' : null;
+    if (!where) {
+      keptList.append(h('p', { class: 'muted' }, 'This page cannot keep downloads (browsers allow it on https or localhost only); models are downloaded on every load.'));
+      return;
+    }
+    const folders = new Map<string, { urls: string[]; size: number }>();
+    for (const f of k.files) {
+      const dir = f.url.slice(0, f.url.lastIndexOf('/') + 1);
+      const e = folders.get(dir) ?? { urls: [], size: 0 };
+      e.urls.push(f.url);
+      e.size += f.size;
+      folders.set(dir, e);
+    }
+    const total = k.files.reduce((a, f) => a + f.size, 0);
+    let usage: HTMLElement | null = null;
+    if (k.usage !== null && k.quota) {
+      const fill = h('div', { class: 'fill' });
+      fill.style.width = `${Math.min(100, (100 * k.usage) / k.quota).toFixed(1)}%`;
+      usage = h('div', { class: 'usage' }, h('div', { class: 'bar' }, fill),
+        h('div', { class: 'progress-text' }, `This site uses ${fmtBytes(k.usage)} of the ${fmtBytes(k.quota)} the browser allows it`));
+    }
+    const delAll = h('button', { class: 'delete-all', textContent: 'Delete all', disabled: folders.size === 0 || ctx.busy });
+    delAll.onclick = () => { void refreshKept('clear'); };
+    append(keptList,
+      h('p', { class: 'muted kept-summary' }, folders.size
+        ? `${folders.size} model${folders.size === 1 ? '' : 's'}, ${fmtBytes(total)} kept ${where}; loading ${folders.size === 1 ? 'it' : 'them'} again needs no download.`
+        : `Nothing kept yet. Downloads are kept ${where}.`),
+      folders.size ? h('ul', { class: 'kept-list' }, ...[...folders].map(([dir, e]) => {
+        const del = h('button', { class: 'delete', textContent: 'Delete', disabled: ctx.busy, attrs: { 'aria-label': `Delete ${folderName(dir)}` } });
+        del.onclick = () => { void refreshKept('delete', e.urls); };
+        return h('li', { data: { folder: dir } },
+          h('span', { class: 'kept-name' }, h('span', { class: 'mono' }, folderName(dir)), h('br'), h('span', { class: 'muted' }, `${e.urls.length} file${e.urls.length === 1 ? '' : 's'} · ${fmtBytes(e.size)}`)),
+          del);
+      })) : null,
+      usage,
+      h('div', { class: 'row' }, delAll),
+    );
   }
 
   const fromInput = () => {
@@ -220,10 +282,11 @@ export function modelView(ctx: AppContext): ModelView {
         h('label', { class: 'check' }, keep, h('span', null, 'Keep downloads in this browser')),
       ),
       planBox,
+      fallbackBox,
       progress,
     ),
     h('div', { class: 'card' }, h('h2', null, 'Engine'), h('p', null, engineLine), h('p', { class: 'muted' }, `Backends in this build: ${hello.backends.filter((b) => b !== 'auto').join(', ')}.`)),
-    h('div', { class: 'card' }, h('h2', null, 'Kept downloads'), keptList),
+    h('div', { class: 'card storage' }, h('h2', null, 'Storage'), keptList),
   );
   void refreshKept();
 
@@ -237,6 +300,8 @@ export function modelView(ctx: AppContext): ModelView {
     const btn = planBox.querySelector<HTMLButtonElement>('button.primary');
     if (btn && lastPlan) btn.disabled = ctx.busy || !lastPlan.fits;
     inspectBtn.disabled = ctx.busy;
+    // deleting waits while a model loads or runs (the engine takes one request at a time)
+    for (const b of keptList.querySelectorAll<HTMLButtonElement>('button')) b.disabled = ctx.busy || (b.classList.contains('delete-all') && !keptList.querySelector('.kept-list'));
   });
   return view;
 }

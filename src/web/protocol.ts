@@ -3,6 +3,7 @@
 
 import type { LoadDType } from '../model/load.js';
 import type { LocalFile } from '../browser/model-files.js';
+import type { KeptFile, KeptStorage } from '../browser/kept-files.js';
 import type { LoadProgress } from '../browser/load.js';
 import type { ModelPlan } from '../browser/plan.js';
 import type { FineTuneData, FineTuneMethod, FineTuneSettings, FineTuneStep, AdapterFile } from '../browser/finetune.js';
@@ -16,6 +17,8 @@ export interface LoadSettings {
   keep: boolean;
   hubEndpoint?: string;
   threads?: number;
+  /** webgpu: a device of its own with its buffer limits lowered to this many bytes (automation hook). */
+  gpuMaxBuffer?: number;
 }
 
 export interface Sampling {
@@ -40,7 +43,17 @@ export type ToEngine =
   | { type: 'stop' }
   | { type: 'finetune'; id: number; data: FineTuneData; settings: FineTuneSettings }
   | { type: 'adapter'; id: number; action: 'use' | 'base' | 'files' }
-  | { type: 'cache'; id: number; action: 'list' | 'clear' };
+  /** Kept downloads: list them, delete those of `urls`, or delete all. */
+  | { type: 'cache'; id: number; action: 'list' | 'clear' | 'delete'; urls?: string[] };
+
+/** The kept downloads, where they are kept, and this site's storage as the browser reports it. */
+export interface KeptSummary {
+  files: KeptFile[];
+  storage: KeptStorage | null;
+  /** navigator.storage.estimate(), when the browser says. */
+  usage: number | null;
+  quota: number | null;
+}
 
 /** What the worker tells the page once it starts. */
 export interface EngineHello {
@@ -53,6 +66,8 @@ export interface EngineHello {
   /** The fine-tuning methods this build trains (browser/finetune.ts); empty: none. */
   finetune: FineTuneMethod[];
   keepDownloads: boolean;
+  /** Where downloads are kept: the Origin Private File System, or the Cache API. */
+  storage: KeptStorage | null;
 }
 
 /** A plan made serializable (plan.ts ModelPlan without the parsed config object's methods). */
@@ -88,6 +103,6 @@ export type FromEngine =
   | { type: 'progress'; id: number; progress: LoadProgress }
   | { type: 'chunk'; id: number; text: string; ids: number[] }
   | { type: 'step'; id: number; step: FineTuneStep }
-  | { type: 'done'; id: number; plan?: PlanSummary; info?: ModelInfo; stats?: RunStats; files?: AdapterFile[]; cache?: { url: string; size: number }[]; examples?: number; steps?: number }
+  | { type: 'done'; id: number; plan?: PlanSummary; info?: ModelInfo; stats?: RunStats; files?: AdapterFile[]; cache?: KeptSummary; examples?: number; steps?: number }
   /** `loaded`: whether a model is still loaded after the failure (a failed load drops the old one). */
   | { type: 'error'; id: number; message: string; code: string; loaded: boolean };

@@ -11,6 +11,35 @@ export function createWasm(opts: Omit<WasmBackendOptions, 'spawnWorker'> = {}): 
 }
 
 /**
+ * The WASM builds and thread counts the kernel suites compare with the JS reference. Their
+ * parallelThreshold is 0, so even tiny calls are split into chunks over the threads.
+ */
+export const WASM_CONFIGS = [
+  { label: '1 thread', threads: 1, relaxedSimd: true },
+  { label: '2 threads', threads: 2, relaxedSimd: true },
+  { label: '2 threads, SIMD128 build', threads: 2, relaxedSimd: false },
+] as const;
+export type WasmConfig = typeof WASM_CONFIGS[number];
+
+const wasmCache = new Map<string, WasmBackend>();
+
+/** One backend per WASM_CONFIGS entry, made on first use and kept until disposeCachedWasm(). */
+export async function cachedWasm(cfg: WasmConfig): Promise<WasmBackend> {
+  let be = wasmCache.get(cfg.label);
+  if (!be) {
+    be = await createWasm({ threads: cfg.threads, relaxedSimd: cfg.relaxedSimd, parallelThreshold: 0 });
+    wasmCache.set(cfg.label, be);
+  }
+  return be;
+}
+
+/** Frees the backends cachedWasm() made (a test file's `after` hook). */
+export function disposeCachedWasm(): void {
+  for (const be of wasmCache.values()) be.dispose();
+  wasmCache.clear();
+}
+
+/**
  * A CPU backend's tensor as the typed array it is (JS and WASM tensors are Float32Array views), so
  * kernel tests can fill and read them directly.
  */

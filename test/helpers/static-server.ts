@@ -20,6 +20,8 @@ export interface StaticServerOptions {
   isolate?: boolean;
   /** Answer every unknown path with this file and 200, as single-page-app hosts do. */
   fallback?: string;
+  /** URL path → bytes after which its body breaks off (the connection drops; content-length says the whole file). */
+  cut?: Record<string, number>;
 }
 
 export async function startStaticServer(opts: StaticServerOptions): Promise<StaticServer> {
@@ -47,6 +49,11 @@ export async function startStaticServer(opts: StaticServerOptions): Promise<Stat
     const size = fs.statSync(file).size;
     res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-length': size });
     if (req.method === 'HEAD') { res.end(); return; }
+    const cut = opts.cut?.[p];
+    if (cut !== undefined) {
+      res.write(fs.readFileSync(file).subarray(0, cut), () => setTimeout(() => res.destroy(), 50));
+      return;
+    }
     fs.createReadStream(file).pipe(res);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -1,5 +1,5 @@
 // Tiny random OpenELM models for behaviour tests (no fixtures needed).
-import { resolveConfig, type OpenELMHFConfig } from '../../src/model/config.js';
+import { presetHFConfig, resolveConfig, type OpenELMHFConfig } from '../../src/model/config.js';
 import { paramLayout, weightsFromFlat } from '../../src/model/layout.js';
 import { initParams } from '../../src/model/init.js';
 import { OpenELM } from '../../src/model/openelm.js';
@@ -41,4 +41,14 @@ export function tinyModelDir(hf: Partial<OpenELMHFConfig> = {}, seed = 1, dtype:
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-tiny-'));
   saveModel(dir, config, layout, host, { dtype });
   return dir;
+}
+
+/**
+ * A preset's shape with another number of layers: its per-layer lists (ffn_multipliers, heads)
+ * given back as the range they are made from, so they fit any depth.
+ */
+export function presetWithLayers(name: string, layers: number): OpenELMHFConfig {
+  const { num_query_heads: _q, num_kv_heads: _k, ...hf } = presetHFConfig(name);
+  const ffn = hf.ffn_multipliers as number[];
+  return { ...hf, ffn_multipliers: [ffn[0], ffn[ffn.length - 1]], num_transformer_layers: layers };
 }

@@ -61,6 +61,14 @@ export class BufferPool {
     this.pooledBytes += buf.size;
   }
 
+  /** Destroy a buffer handed out (one that cannot be reused, e.g. with a map still pending). */
+  discard(buf: GpuBuf): void {
+    if (!this.live.delete(buf)) throw new Error('buffer discarded twice or not from this pool');
+    this.liveBytes -= buf.size;
+    this.onDestroy(buf);
+    buf.buffer.destroy();
+  }
+
   /** Destroy the buffers kept for reuse (the live ones stay). */
   trim(): void {
     for (const list of this.free.values()) for (const b of list) { this.onDestroy(b); b.buffer.destroy(); }

@@ -41,6 +41,18 @@ export interface AcquireOptions {
   disable?: readonly (keyof GpuFeatures)[];
   /** A GPU object to use instead of looking for one (a browser's navigator.gpu, a test double). */
   gpu?: GPU;
+  /**
+   * Ask for a device with these limits below the adapter's (bytes; to leave room for other work on
+   * the GPU, or to test how a load meets a smaller device). WebGPU never goes below its defaults
+   * (256 MiB and 128 MiB), so smaller values get those.
+   */
+  limits?: GpuLimits;
+}
+
+/** The buffer limits a device may be asked for below its adapter's. */
+export interface GpuLimits {
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
 }
 
 const ADAPTER_HINT = 'install a GPU driver with Vulkan, Metal or D3D12 support, or for a software adapter on Debian/Ubuntu: ' +
@@ -80,6 +92,9 @@ function adapterSummary(a: GPUAdapter): GpuAdapterSummary {
   return { vendor: info.vendor, architecture: info.architecture, description: info.description, software };
 }
 
+/** WebGPU's default buffer limits: a device never has less. */
+const DEFAULT_LIMITS: Record<keyof GpuLimits, number> = { maxBufferSize: 256 * 2 ** 20, maxStorageBufferBindingSize: 128 * 2 ** 20 };
+
 /** Every limit the adapter offers (the defaults are far below what a model needs). */
 function adapterLimits(a: GPUAdapter): Record<string, number> {
   const out: Record<string, number> = {};
@@ -106,9 +121,18 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<GpuHandle> 
   const requiredFeatures: GPUFeatureName[] = [];
   if (features.f16) requiredFeatures.push('shader-f16');
   if (features.subgroups) requiredFeatures.push('subgroups' as GPUFeatureName);
+  const requiredLimits = adapterLimits(adapter);
+  for (const [k, v] of Object.entries(opts.limits ?? {}) as [keyof GpuLimits, number | undefined][]) {
+    if (v === undefined) continue;
+    if (!(Number.isInteger(v) && v > 0)) throw new OpenELMError('usage', `the GPU limit ${k} must be a whole number of bytes > 0, got ${v}`);
+    const floor = DEFAULT_LIMITS[k];
+    if (k in requiredLimits) requiredLimits[k] = Math.max(floor, Math.min(requiredLimits[k], v));
+  }
+  // one binding cannot be larger than a buffer
+  if (requiredLimits.maxStorageBufferBindingSize > requiredLimits.maxBufferSize) requiredLimits.maxStorageBufferBindingSize = requiredLimits.maxBufferSize;
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredFeatures, requiredLimits: adapterLimits(adapter) });
+    device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
   } catch (e) {
     throw new OpenELMError('webgpu', `the WebGPU adapter "${adapterSummary(adapter).description}" refused a device: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
   }

@@ -109,7 +109,8 @@ export class GpuRuntime {
    * something particular (features turned off, another GPU object, `own`).
    */
   static async create(opts: AcquireOptions & { own?: boolean } = {}): Promise<GpuRuntime> {
-    const own = opts.own === true || opts.gpu !== undefined || (opts.disable?.length ?? 0) > 0 || opts.powerPreference !== undefined;
+    const own = opts.own === true || opts.gpu !== undefined || (opts.disable?.length ?? 0) > 0 || opts.powerPreference !== undefined ||
+      opts.limits !== undefined;
     return new GpuRuntime(own ? await acquireGpu(opts) : await sharedGpu(), own);
   }
 
@@ -275,7 +276,20 @@ export class GpuRuntime {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    const fail = (e: unknown) => { for (const r of batch) r.reject(e); };
+    const fail = (e: unknown) => {
+      for (const r of batch) {
+        // the staging buffers go back to the pool, so a failed read holds no device memory
+        if (!this.disposed) {
+          const st = r.staging.buffer.mapState;
+          if (st === 'pending') this.readPool.discard(r.staging);
+          else {
+            if (st === 'mapped') r.staging.buffer.unmap();
+            this.readPool.release(r.staging);
+          }
+        }
+        r.reject(e);
+      }
+    };
     if (this.disposed) { fail(new OpenELMError('webgpu', 'the webgpu backend was disposed before a read finished')); return; }
     if (this.state.lostInfo) { fail(this.lostError()); return; }
     try {

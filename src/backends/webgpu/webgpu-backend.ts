@@ -4,7 +4,7 @@
 // format and decoded inside the kernels. Operations are recorded and submitted when something is
 // read, so a greedy decode step is one command buffer that returns one id per sequence.
 
-import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
+import type { AdamWStep, Backend, BufferLimit, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
 import { allocWeightStorage, isBlockDType, weightRowToF32 } from '../weight-format.js';
 import type { AcquireOptions } from './device.js';
@@ -81,6 +81,17 @@ export class WebGPUBackend implements Backend {
   memory(): { inUse: number; reserved: number; limit: number } {
     const m = this.rt.memory();
     return { inUse: m.inUse, reserved: m.reserved, limit: Infinity };
+  }
+  /** One tensor is one buffer: the smaller of the device's maxBufferSize and maxStorageBufferBindingSize. */
+  bufferLimit(): BufferLimit {
+    const l = this.rt.device.limits;
+    const a = this.rt.adapter;
+    return {
+      bytes: this.rt.maxBufferBytes,
+      limit: l.maxStorageBufferBindingSize <= l.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize',
+      // browsers may leave the description empty (privacy): the vendor and architecture then
+      device: a.description || `${a.vendor} ${a.architecture}`.trim() || 'this GPU',
+    };
   }
   /** The most device memory this backend has held at once (bytes). */
   peakMemory(): number { return this.rt.memory().peak; }

@@ -18,7 +18,7 @@ export const spec: CommandSpec = {
   flags: [
     ...MODEL_FLAGS,
     { name: 'system', type: 'string', help: 'system prompt' },
-    { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: the model folder\'s tokenizer_config.json, else CoreNet\'s instruct format)' },
+    { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: an --adapter folder\'s tokenizer_config.json, else the model folder\'s, else CoreNet\'s instruct format)' },
     { name: 'max-tokens', type: 'int', help: 'maximum tokens per answer', default: 256, min: 1 },
     { name: 'ctx-size', type: 'int', help: 'context tokens the conversation may use (default: the model\'s)', min: 8 },
     { name: 'temperature', type: 'float', help: 'sampling temperature; 0 = greedy', default: 0, min: 0 },

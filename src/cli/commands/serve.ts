@@ -24,7 +24,7 @@ export const spec: CommandSpec = {
     { name: 'parallel', type: 'int', help: 'requests generated at once (batched), each with its own KV cache; more are queued', default: 4, min: 1 },
     { name: 'batch', type: 'int', help: 'most requests advanced per forward call (default: --parallel; 1 = take turns without batching)', min: 1 },
     { name: 'ctx-size', type: 'int', help: 'KV cache tokens per request slot (default: the model\'s context length)', min: 2 },
-    { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: the model folder\'s tokenizer_config.json, else CoreNet\'s instruct format)' },
+    { name: 'chat-template', type: 'string', help: 'Jinja chat template file (default: an --adapter folder\'s tokenizer_config.json, else the model folder\'s, else CoreNet\'s instruct format)' },
     { name: 'alias', type: 'string', help: 'model id reported by /v1/models (default: the hub id, or the model folder\'s name)' },
     { name: 'max-body', type: 'int', help: 'largest request body in bytes', default: 1 << 20, min: 1024 },
     { name: 'quiet', type: 'bool', help: 'do not log requests on stderr' },
