@@ -176,8 +176,8 @@ test('convert: tensor names, ggml dim order, types (norms stay F32) and values, 
       const wt = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0 }[d];
       const by = new Map(g.tensors.map((t) => [t.name, t]));
       assert.deepEqual(by.get('token_embd.weight')!.dims, [384, 32000]);
-      // q4_0 keeps the embedding (the tied head) in Q8_0
-      assert.equal(by.get('token_embd.weight')!.type, d === 'q4_0' ? GGMLType.Q8_0 : wt);
+      // q4_0 keeps the embedding (the tied head) in Q5_0
+      assert.equal(by.get('token_embd.weight')!.type, d === 'q4_0' ? GGMLType.Q5_0 : wt);
       assert.deepEqual(by.get('output_norm.weight')!.dims, [384]);
       for (let i = 0; i < 4; i++) {
         const Q = c.numQueryHeads[i], H = c.numKvHeads[i], F = c.ffnDims[i];
