@@ -191,9 +191,10 @@ async function main(): Promise<void> {
       };
       for (const v of variants) {
         const m = mine[v]!;
-        const wmb = Number(m.weights_mb);
+        // `openelm bench` reports weights_mb in MiB; GB/s and the MB beside gguf_mb are decimal
+        const wbytes = Number(m.weights_mb) * 2 ** 20;
         row[`ours_${v}`] = { backend: m.backend, native: m.native ?? null, threads: m.threads, prefill_tok_s: r2(m.prefill_tok_s), decode_tok_s: r2(m.decode_tok_s), rss_mb: r2(m.rss_mb),
-          weights_mb: r2(wmb), decode_gb_s: r2(wmb * 1e6 * m.decode_tok_s / 1e9), load_ms: r2(Number(m.load_ms)),
+          weights_mb: r2(wbytes / 1e6), decode_gb_s: r2(wbytes * m.decode_tok_s / 1e9), load_ms: r2(Number(m.load_ms)),
           ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s) } };
       }
       rows.push(row);

@@ -300,9 +300,20 @@ export const BLOCK_CHUNK: i32 = 256;
  */
 export function gemvBlockRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32,
   n0: i32, n1: i32, acc: i32, tmp: usize): void {
-  if (R == 2) gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 2);
-  else if (R == 3) gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 3);
-  else gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 4);
+  if (R == 2) gemvBlockRows2(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp);
+  else if (R == 3) gemvBlockRows3(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp);
+  else gemvBlockRows4(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp);
+}
+
+// One function per R (exported, so binaryen keeps each out of line): V8 compiles them better so.
+export function gemvBlockRows2(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 2);
+}
+export function gemvBlockRows3(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 3);
+}
+export function gemvBlockRows4(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 4);
 }
 
 @inline function gemvBlockRowsR(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32,

@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32 } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
@@ -34,8 +34,11 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
   return hi ? bf16hiToF32(v) : i32x4.shl(v, 16);   // the shift already cleared the low half
 }
 
+/** halfPair for f16 without denormal operands (for the rare groups holding subnormal halves). */
+@inline function halfPairExact(v: v128, hi: bool): v128 { return f16hiToF32Exact(hi ? v : i32x4.shl(v, 16)); }
+
 @inline function scalarHalf(h: u32, f16: bool): f32 {
-  return f32x4.extract_lane(f16 ? f16hiToF32(i32x4.splat(h << 16)) : bf16hiToF32(i32x4.splat(h << 16)), 0);
+  return f32x4.extract_lane(f16 ? f16hiToF32Exact(i32x4.splat(h << 16)) : bf16hiToF32(i32x4.splat(h << 16)), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,15 +117,28 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
     let o: usize = 0, xo: usize = 0;
     for (; o < e16; o += 32, xo += 64) {
       const v0 = v128.load(p + o), v1 = v128.load(p + o, 16);
-      a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
-      a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
-      a2 = fmadd(halfPair(v1, f16, false), v128.load(xd + xo, 32), a2);
-      a3 = fmadd(halfPair(v1, f16, true), v128.load(xd + xo, 48), a3);
+      // the same values either way: the exact form only avoids the denormal-operand assists
+      if (f16 && f16AnySubnormal(v0, v1)) {
+        a0 = fmadd(halfPairExact(v0, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPairExact(v0, true), v128.load(xd + xo, 16), a1);
+        a2 = fmadd(halfPairExact(v1, false), v128.load(xd + xo, 32), a2);
+        a3 = fmadd(halfPairExact(v1, true), v128.load(xd + xo, 48), a3);
+      } else {
+        a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
+        a2 = fmadd(halfPair(v1, f16, false), v128.load(xd + xo, 32), a2);
+        a3 = fmadd(halfPair(v1, f16, true), v128.load(xd + xo, 48), a3);
+      }
     }
     if (o < e8) {
       const v0 = v128.load(p + o);
-      a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
-      a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
+      if (f16) {
+        a0 = fmadd(halfPairExact(v0, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPairExact(v0, true), v128.load(xd + xo, 16), a1);
+      } else {
+        a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
+        a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
+      }
     }
     let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
     for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), f16);
@@ -138,6 +154,14 @@ export function gemvF16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i
   gemvHalfT(out, x, xd, w, K, n0, n1, acc, true);
 }
 
+/** Lane j of v in every lane (a single shuffle). */
+@inline function lane(v: v128, j: i32): v128 {
+  if (j == 0) return v128.shuffle<f32>(v, v, 0, 0, 0, 0);
+  if (j == 1) return v128.shuffle<f32>(v, v, 1, 1, 1, 1);
+  if (j == 2) return v128.shuffle<f32>(v, v, 2, 2, 2, 2);
+  return v128.shuffle<f32>(v, v, 3, 3, 3, 3);
+}
+
 @inline function q8Block(w: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const d0 = i32x4.dot_i16x8_s(v128.load8x8_s(w), x0);
   const d1 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), x1);
@@ -146,6 +170,7 @@ export function gemvF16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i
   return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
 }
 
+/** q8, one row of x: four blocks per step, their scale products in one multiply (as gemvQ4), two chains. */
 export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nb = K >> 5;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
@@ -153,17 +178,19 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
     let f0 = f32x4.splat(0), f1 = f0;
     let xp = q16, dp = qd;
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      f0 = fmadd(q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48)),
-        f32x4.splat(load<f32>(sp) * load<f32>(dp)), f0);
-      f1 = fmadd(q8Block(p + 32, v128.load(xp, 64), v128.load(xp, 80), v128.load(xp, 96), v128.load(xp, 112)),
-        f32x4.splat(load<f32>(sp, 4) * load<f32>(dp, 4)), f1);
-      p += 64; sp += 8; xp += 128; dp += 8;
+    for (; b + 4 <= nb; b += 4) {
+      const sc = f32x4.mul(v128.load(sp), v128.load(dp));
+      f0 = fmadd(q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48)), lane(sc, 0), f0);
+      f1 = fmadd(q8Block(p + 32, v128.load(xp, 64), v128.load(xp, 80), v128.load(xp, 96), v128.load(xp, 112)), lane(sc, 1), f1);
+      f0 = fmadd(q8Block(p + 64, v128.load(xp, 128), v128.load(xp, 144), v128.load(xp, 160), v128.load(xp, 176)), lane(sc, 2), f0);
+      f1 = fmadd(q8Block(p + 96, v128.load(xp, 192), v128.load(xp, 208), v128.load(xp, 224), v128.load(xp, 240)), lane(sc, 3), f1);
+      p += 128; sp += 16; xp += 256; dp += 16;
     }
-    if (b < nb) {
-      f0 = fmadd(q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48)),
-        f32x4.splat(load<f32>(sp) * load<f32>(dp)), f0);
-      p += 32; sp += 4;
+    for (let j = 0; b < nb; b++, j++) {
+      const c = f32x4.splat(load<f32>(sp) * load<f32>(dp));
+      const d = q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48));
+      if (j & 1) f1 = fmadd(d, c, f1); else f0 = fmadd(d, c, f0);
+      p += 32; sp += 4; xp += 64; dp += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -189,6 +216,12 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   }
 }
 
+/**
+ * q4, one row of x. Four blocks per step: their four weight scales times x's four block scales in
+ * one multiply, each broadcast by a shuffle, and their min·Σx as one vector multiply-add into the
+ * f0 chain, where a block at a time cost scalar loads, multiplies and splats. Blocks alternate
+ * between the f0 and f1 chains; the last nb mod 4 blocks go one by one (scalar min term in g).
+ */
 export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize, wm: usize,
   K: i32, n0: i32, n1: i32, acc: i32): void {
   const nb = K >> 5;
@@ -199,16 +232,21 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     let g: f32 = 0;
     let x16 = q16, x8 = q8, dp = qd, xs = qs;
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      f0 = fmadd(q4Block(p, x16, x8), f32x4.splat(load<f32>(sp) * load<f32>(dp)), f0);
-      f1 = fmadd(q4Block(p + 16, x16 + 64, x8 + 32), f32x4.splat(load<f32>(sp, 4) * load<f32>(dp, 4)), f1);
-      g += load<f32>(mp) * load<f32>(xs) + load<f32>(mp, 4) * load<f32>(xs, 4);
-      p += 32; sp += 8; mp += 8; x16 += 128; x8 += 64; dp += 8; xs += 8;
+    for (; b + 4 <= nb; b += 4) {
+      const sc = f32x4.mul(v128.load(sp), v128.load(dp));
+      f0 = fmadd(v128.load(mp), v128.load(xs), f0);
+      f0 = fmadd(q4Block(p, x16, x8), lane(sc, 0), f0);
+      f1 = fmadd(q4Block(p + 16, x16 + 64, x8 + 32), lane(sc, 1), f1);
+      f0 = fmadd(q4Block(p + 32, x16 + 128, x8 + 64), lane(sc, 2), f0);
+      f1 = fmadd(q4Block(p + 48, x16 + 192, x8 + 96), lane(sc, 3), f1);
+      p += 64; sp += 16; mp += 16; x16 += 256; x8 += 128; dp += 16; xs += 16;
     }
-    if (b < nb) {
-      f0 = fmadd(q4Block(p, x16, x8), f32x4.splat(load<f32>(sp) * load<f32>(dp)), f0);
+    for (let j = 0; b < nb; b++, j++) {
+      const c = f32x4.splat(load<f32>(sp) * load<f32>(dp));
+      if (j & 1) f1 = fmadd(q4Block(p, x16, x8), c, f1);
+      else f0 = fmadd(q4Block(p, x16, x8), c, f0);
       g += load<f32>(mp) * load<f32>(xs);
-      p += 16; sp += 4; mp += 4;
+      p += 16; sp += 4; mp += 4; x16 += 64; x8 += 32; dp += 4; xs += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1)) + g;
@@ -286,7 +324,12 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     let o: usize = 0, xo: usize = 0;
     for (; o < e16; o += 32, xo += 64) {
       const v = v128.load(p + o), t = v128.load(p + o, 16);
-      const u0 = halfPair(v, f16, false), u1 = halfPair(v, f16, true), u2 = halfPair(t, f16, false), u3 = halfPair(t, f16, true);
+      let u0: v128, u1: v128, u2: v128, u3: v128;
+      if (f16 && f16AnySubnormal(v, t)) {
+        u0 = halfPairExact(v, false); u1 = halfPairExact(v, true); u2 = halfPairExact(t, false); u3 = halfPairExact(t, true);
+      } else {
+        u0 = halfPair(v, f16, false); u1 = halfPair(v, f16, true); u2 = halfPair(t, f16, false); u3 = halfPair(t, f16, true);
+      }
       a0 = fmadd(u0, v128.load(xd + xo), a0); a1 = fmadd(u1, v128.load(xd + xo, 16), a1);
       a2 = fmadd(u2, v128.load(xd + xo, 32), a2); a3 = fmadd(u3, v128.load(xd + xo, 48), a3);
       if (R > 1) {
@@ -304,7 +347,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     }
     if (o < e8) {
       const v = v128.load(p + o);
-      const u0 = halfPair(v, f16, false), u1 = halfPair(v, f16, true);
+      const u0 = f16 ? halfPairExact(v, false) : halfPair(v, f16, false), u1 = f16 ? halfPairExact(v, true) : halfPair(v, f16, true);
       a0 = fmadd(u0, v128.load(xd + xo), a0); a1 = fmadd(u1, v128.load(xd + xo, 16), a1);
       if (R > 1) { b0 = fmadd(u0, v128.load(x1 + xo), b0); b1 = fmadd(u1, v128.load(x1 + xo, 16), b1); }
       if (R > 2) { c0 = fmadd(u0, v128.load(x2 + xo), c0); c1 = fmadd(u1, v128.load(x2 + xo, 16), c1); }
@@ -335,34 +378,56 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   const nb = K >> 5, qd = <usize>K * 3;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
   for (let n = n0; n < n1; n++) {
-    // gemvQ8's order per row: two chains (even and odd blocks)
+    // gemvQ8's order per row: two chains (even and odd blocks); the scale products are the same
+    // float products as its vector multiply, broadcast from memory here (fewer live registers)
     const z = f32x4.splat(0);
     let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z;
     let xp = prep, dp = prep + qd;
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
+    for (; b + 4 <= nb; b += 4) {
       { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
-        const s = load<f32>(sp, 0), xq = xp, xd = dp;
-        f0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.splat(s * load<f32>(xd)), f0);
-        if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.splat(s * load<f32>(xd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3); }
+        const s = v128.load32_splat(sp, 0), xq = xp + 0;
+        f0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 0)), f0);
+        if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 0)), f1);
+        if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 0)), f2);
+        if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 0)), f3); }
       { const w0 = v128.load8x8_s(p, 32), w1 = v128.load8x8_s(p, 40), w2 = v128.load8x8_s(p, 48), w3 = v128.load8x8_s(p, 56);
-        const s = load<f32>(sp, 4), xq = xp + 64, xd = dp + 4;
-        h0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.splat(s * load<f32>(xd)), h0);
-        if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.splat(s * load<f32>(xd + ldp)), h1);
-        if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), h2);
-        if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), h3); }
-      p += 64; sp += 8; xp += 128; dp += 8;
+        const s = v128.load32_splat(sp, 4), xq = xp + 64;
+        h0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 4)), h0);
+        if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 4)), h1);
+        if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 4)), h2);
+        if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 4)), h3); }
+      { const w0 = v128.load8x8_s(p, 64), w1 = v128.load8x8_s(p, 72), w2 = v128.load8x8_s(p, 80), w3 = v128.load8x8_s(p, 88);
+        const s = v128.load32_splat(sp, 8), xq = xp + 128;
+        f0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 8)), f0);
+        if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 8)), f1);
+        if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 8)), f2);
+        if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 8)), f3); }
+      { const w0 = v128.load8x8_s(p, 96), w1 = v128.load8x8_s(p, 104), w2 = v128.load8x8_s(p, 112), w3 = v128.load8x8_s(p, 120);
+        const s = v128.load32_splat(sp, 12), xq = xp + 192;
+        h0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 12)), h0);
+        if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 12)), h1);
+        if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 12)), h2);
+        if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 12)), h3); }
+      p += 128; sp += 16; xp += 256; dp += 16;
     }
-    if (b < nb) {
-      { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
-        const s = load<f32>(sp, 0), xq = xp, xd = dp;
-        f0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.splat(s * load<f32>(xd)), f0);
-        if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.splat(s * load<f32>(xd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3); }
-      p += 32; sp += 4;
+    for (let j = 0; b < nb; b++, j++) {
+      if (j & 1) {
+        { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
+          const s = v128.load32_splat(sp);
+          h0 = fmadd(q8BlockW(w0, w1, w2, w3, xp), f32x4.mul(s, v128.load32_splat(dp)), h0);
+          if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xp + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp)), h1);
+          if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp)), h2);
+          if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp)), h3); }
+      } else {
+        { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
+          const s = v128.load32_splat(sp);
+          f0 = fmadd(q8BlockW(w0, w1, w2, w3, xp), f32x4.mul(s, v128.load32_splat(dp)), f0);
+          if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xp + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp)), f1);
+          if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp)), f2);
+          if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp)), f3); }
+      }
+      p += 32; sp += 4; xp += 64; dp += 4;
     }
     storeR(out + (<usize>n << 2), ldo, hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), acc, R);
   }
@@ -395,44 +460,88 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   let p = w + ((<usize>n0 * <usize>K) >> 1);
   let sp = ws + ((<usize>n0 * <usize>nb) << 2), mp = wm + ((<usize>n0 * <usize>nb) << 2);
   for (let n = n0; n < n1; n++) {
-    // gemvQ4's order per row: two chains (even and odd blocks), min·Σx in g
+    // gemvQ4's order per row: f (even blocks, and each step's min·Σx first), h (odd blocks), t (the tail's min·Σx)
     const z = f32x4.splat(0);
-    let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z, g = z;
+    let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z, t = z;
     let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
+    for (; b + 4 <= nb; b += 4) {
+      { const m4 = v128.load(mp);
+        f0 = fmadd(m4, v128.load(xs), f0);
+        if (R > 1) f1 = fmadd(m4, v128.load(xs + ldp), f1);
+        if (R > 2) f2 = fmadd(m4, v128.load(xs + 2 * ldp), f2);
+        if (R > 3) f3 = fmadd(m4, v128.load(xs + 3 * ldp), f3); }
       { const v = v128.load(p, 0);
         const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const s = load<f32>(sp, 0), y16 = x16, y8 = x8, yd = xd;
-        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.splat(s * load<f32>(yd)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.splat(s * load<f32>(yd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.splat(s * load<f32>(yd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.splat(s * load<f32>(yd + 3 * ldp)), f3); }
+        const y16 = x16 + 0, y8 = x8 + 0;
+        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd, 0)), f0);
+        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd + ldp, 0)), f1);
+        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd + 2 * ldp, 0)), f2);
+        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 0), v128.load32_splat(xd + 3 * ldp, 0)), f3); }
       { const v = v128.load(p, 16);
         const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const s = load<f32>(sp, 4), y16 = x16 + 64, y8 = x8 + 32, yd = xd + 4;
-        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.splat(s * load<f32>(yd)), h0);
-        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.splat(s * load<f32>(yd + ldp)), h1);
-        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.splat(s * load<f32>(yd + 2 * ldp)), h2);
-        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.splat(s * load<f32>(yd + 3 * ldp)), h3); }
-      g = f32x4.add(g, f32x4.add(f32x4.mul(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)),
-        f32x4.mul(f32x4.splat(load<f32>(mp, 4)), f32x4(load<f32>(xs + 4), R > 1 ? load<f32>(xs + 4 + ldp) : 0, R > 2 ? load<f32>(xs + 4 + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 4 + 3 * ldp) : 0))));
-      p += 32; sp += 8; mp += 8; x16 += 128; x8 += 64; xd += 8; xs += 8;
-    }
-    if (b < nb) {
-      { const v = v128.load(p, 0);
+        const y16 = x16 + 64, y8 = x8 + 32;
+        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd, 4)), h0);
+        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd + ldp, 4)), h1);
+        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd + 2 * ldp, 4)), h2);
+        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 4), v128.load32_splat(xd + 3 * ldp, 4)), h3); }
+      { const v = v128.load(p, 32);
         const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const s = load<f32>(sp, 0), y16 = x16, y8 = x8, yd = xd;
-        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.splat(s * load<f32>(yd)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.splat(s * load<f32>(yd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.splat(s * load<f32>(yd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.splat(s * load<f32>(yd + 3 * ldp)), f3); }
-      g = f32x4.add(g, f32x4.mul(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
-      p += 16; sp += 4; mp += 4;
+        const y16 = x16 + 128, y8 = x8 + 64;
+        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd, 8)), f0);
+        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd + ldp, 8)), f1);
+        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd + 2 * ldp, 8)), f2);
+        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 8), v128.load32_splat(xd + 3 * ldp, 8)), f3); }
+      { const v = v128.load(p, 48);
+        const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+        const y16 = x16 + 192, y8 = x8 + 96;
+        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd, 12)), h0);
+        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd + ldp, 12)), h1);
+        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd + 2 * ldp, 12)), h2);
+        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(v128.load32_splat(sp, 12), v128.load32_splat(xd + 3 * ldp, 12)), h3); }
+      p += 64; sp += 16; mp += 16; x16 += 256; x8 += 128; xd += 16; xs += 16;
     }
-    storeR(out + (<usize>n << 2), ldo, f32x4.add(hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), g), acc, R);
+    for (let j = 0; b < nb; b++, j++) {
+      const v = v128.load(p);
+      const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+      const s = load<f32>(sp);
+      if (j & 1) {
+        h0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), h0);
+        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), h1);
+        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), h2);
+        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), h3);
+      } else {
+        f0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), f0);
+        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), f1);
+        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
+        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3);
+      }
+      t = f32x4.add(t, f32x4.mul(f32x4.splat(load<f32>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
+      p += 16; sp += 4; mp += 4; x16 += 64; x8 += 32; xd += 4; xs += 4;
+    }
+    const sums = hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3));
+    storeR(out + (<usize>n << 2), ldo, f32x4.add(sums, t), acc, R);
   }
 }
+
+// Each (dtype, R) kernel is a function of its own (exported, so binaryen keeps it out of line): V8
+// compiles these far better than the same loops inlined together into one dispatcher (2-row q8
+// took 4.6x the one-row time inlined).
+export function gemvF32R2(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 2); }
+export function gemvF32R3(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 3); }
+export function gemvF32R4(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 4); }
+export function gemvBf16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 2); }
+export function gemvBf16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 3); }
+export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 4); }
+export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 2); }
+export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 3); }
+export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 4); }
+export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
+export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
+export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
+export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 2); }
+export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 3); }
+export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 4); }
 
 /**
  * GEMV over R = 1..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
@@ -442,24 +551,28 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
   w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   if (dtype == 0) {
     if (R == 1) gemvF32(out, x, w, K, n0, n1, acc);
-    else if (R == 2) gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 2);
-    else if (R == 3) gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 3);
-    else gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 4);
-  } else if (dtype == 1 || dtype == 2) {
-    const f16 = dtype == 2;
-    if (R == 1) { if (f16) gemvF16(out, x, prep, w, K, n0, n1, acc); else gemvBf16(out, x, prep, w, K, n0, n1, acc); }
-    else if (R == 2) gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, f16, 2);
-    else if (R == 3) gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, f16, 3);
-    else gemvHalfR(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc, f16, 4);
+    else if (R == 2) gemvF32R2(out, ldo, x, ldx, w, K, n0, n1, acc);
+    else if (R == 3) gemvF32R3(out, ldo, x, ldx, w, K, n0, n1, acc);
+    else gemvF32R4(out, ldo, x, ldx, w, K, n0, n1, acc);
+  } else if (dtype == 1) {
+    if (R == 1) gemvBf16(out, x, prep, w, K, n0, n1, acc);
+    else if (R == 2) gemvBf16R2(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
+    else if (R == 3) gemvBf16R3(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
+    else gemvBf16R4(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
+  } else if (dtype == 2) {
+    if (R == 1) gemvF16(out, x, prep, w, K, n0, n1, acc);
+    else if (R == 2) gemvF16R2(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
+    else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
+    else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
   } else if (dtype == 3) {
     if (R == 1) gemvQ8(out, prep, prep + <usize>K * 3, w, ws, K, n0, n1, acc);
-    else if (R == 2) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2);
-    else if (R == 3) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3);
-    else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4);
+    else if (R == 2) gemvQ8R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
+    else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
+    else gemvQ8R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
   } else {
     if (R == 1) gemvQ4(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, wm, K, n0, n1, acc);
-    else if (R == 2) gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 2);
-    else if (R == 3) gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 3);
-    else gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 4);
+    else if (R == 2) gemvQ4R2(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
+    else if (R == 3) gemvQ4R3(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
+    else gemvQ4R4(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
   }
 }

@@ -71,9 +71,33 @@
 /**
  * f16 → f32: move exponent and mantissa down 3 bits (the sign stays put via an arithmetic
  * shift and a mask), then scale by 2^112 to rebias the exponent. Exact for normal and subnormal
- * halves; Inf/NaN halves come out as finite ±2^16·(1+m) (weights never hold them).
+ * halves; Inf/NaN halves come out as finite ±2^16·(1+m) (weights never hold them). A subnormal
+ * half becomes an f32 denormal operand of the multiply, which costs x86 cores a microcode assist
+ * (~100+ cycles): hot loops test for those first (f16AnySubnormal) and take f16hiToF32Exact.
  */
 @inline export function f16hiToF32(v: v128): v128 {
   const b = v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000));
   return f32x4.mul(b, f32x4.splat(5.192296858534828e33));
+}
+
+/**
+ * f16hiToF32 without any denormal operand: the exponent is rebiased by an integer add; a
+ * subnormal half (exponent 0, mantissa m) is built as ±2⁻¹⁴·(1 + m/1024) and ±2⁻¹⁴ is subtracted,
+ * which leaves ±m·2⁻²⁴ exactly (zero halves give +0).
+ */
+@inline export function f16hiToF32Exact(v: v128): v128 {
+  const b = v128.and(i32x4.shr_s(v, 3), i32x4.splat(0x8fffe000));
+  const z = i32x4.eq(v128.and(v, i32x4.splat(0x7c000000)), i32x4.splat(0));
+  const t = i32x4.add(b, v128.bitselect(i32x4.splat(113 << 23), i32x4.splat(112 << 23), z));
+  const c = v128.and(z, v128.or(v128.and(v, i32x4.splat(0x80000000)), i32x4.splat(0x38800000)));
+  return f32x4.sub(t, c);
+}
+
+/**
+ * Whether any of the 16 halves in a and b has a zero exponent: subnormal (or zero, rare in weights,
+ * which then merely takes the exact path too).
+ */
+@inline export function f16AnySubnormal(a: v128, b: v128): bool {
+  const e = i16x8.splat(0x7c00);
+  return !i16x8.all_true(i16x8.min_u(v128.and(a, e), v128.and(b, e)));
 }

@@ -1,0 +1,157 @@
+// A/B of the one-token GEMV (decode's kernel) between two versions of the WASM kernel sources: a
+// git revision (A) and the working tree (B), both compiled here with AssemblyScript (relaxed-SIMD
+// build, or --simd128) and instantiated on one shared memory, so both read the same weights. One
+// thread; the two alternate call by call set by set, and each keeps its best round, since other
+// processes on a shared machine only ever slow a round down. Weights cycle through --mb MB of distinct
+// matrices so they come from DRAM, as in a real decode step. A script, not a test.
+//
+//   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
+//     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02]
+//
+// Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
+
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
+import { BLOCK_FORMATS, isBlockDType } from '../src/backends/weight-format.js';
+import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
+import { f32ToF16 } from '../src/core/dtype.js';
+import { Rng } from '../src/core/rng.js';
+import { Wasm, type WasmModule } from '../src/backends/wasm/wasm-api.js';
+import { randomBlocks } from '../test/helpers/blocks.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'f16,q8,q4,q4_0,q8_0,q4_k,q6_k' },
+    n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
+    rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
+  },
+});
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const KDIR = 'src/backends/wasm/kernels';
+const N = Number(args.n), K = Number(args.k), M = Number(args.rows), ROUNDS = Number(args.rounds);
+const relaxed = !args.simd128;
+if (relaxed) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+
+async function compile(sources: Record<string, string>): Promise<WasmModule> {
+  const { default: asc } = await import('assemblyscript/asc' as string) as { default: { compileString(s: Record<string, string>, o: object): Promise<{ error: unknown; binary: Uint8Array | null; stderr: { toString(): string } }> } };
+  const r = await asc.compileString(sources, {
+    optimizeLevel: 3, shrinkLevel: 0, noAssert: true, runtime: 'stub', use: ['abort='],
+    importMemory: true, sharedMemory: true, initialMemory: 1, maximumMemory: 65536,
+    enable: relaxed ? ['simd', 'threads', 'relaxed-simd'] : ['simd', 'threads'],
+  });
+  if (r.error || !r.binary) throw new Error(`asc failed:\n${r.stderr.toString()}`);
+  return Wasm!.compile(r.binary);
+}
+
+function sourcesAt(rev: string | null): Record<string, string> {
+  const out: Record<string, string> = {};
+  const files = rev === null ? fs.readdirSync(path.join(root, KDIR))
+    : execFileSync('git', ['ls-tree', '--name-only', `${rev}:${KDIR}`], { cwd: root, encoding: 'utf8' }).trim().split('\n');
+  for (const f of files.filter((x) => x.endsWith('.as'))) {
+    out[f.replace(/\.as$/, '.ts')] = rev === null ? fs.readFileSync(path.join(root, KDIR, f), 'utf8')
+      : execFileSync('git', ['show', `${rev}:${KDIR}/${f}`], { cwd: root, encoding: 'utf8', maxBuffer: 16 << 20 });
+  }
+  return out;
+}
+
+interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_prep_x(a: number): void; prepBytes(K: number): number; gemmScratch(): number; }
+
+/** Bytes of one N×K weight's parts: [data, scales, mins]. */
+function partBytes(dtype: string): number[] {
+  const n = N * K;
+  if (isBlockDType(dtype)) return [(n / BLOCK_FORMATS[dtype].elems) * BLOCK_FORMATS[dtype].bytes];
+  if (dtype === 'f16' || dtype === 'bf16') return [2 * n];
+  if (dtype === 'f32') return [4 * n];
+  if (dtype === 'q8') return [n, n / 8];
+  return [n / 2, n / 8, n / 8];
+}
+
+function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): void {
+  const n = N * K;
+  if (isBlockDType(dtype)) { mem.set(randomBlocks(rng, dtype, N, K), offs[0]); return; }
+  if (dtype === 'f16') {
+    // N(0, 0.02²) weights, as an initialised or trained layer: ~0.25% of them are f16 subnormals
+    const d = new Uint16Array(mem.buffer, offs[0], n);
+    const std = Number(args['f16-std']);
+    let sub = 0;
+    for (let i = 0; i < n; i++) { d[i] = f32ToF16(rng.normal() * std); if ((d[i] & 0x7c00) === 0 && (d[i] & 0x3ff) !== 0) sub++; }
+    process.stderr.write(`f16 weights: ${((100 * sub) / n).toFixed(3)}% subnormal\n`);
+    return;
+  }
+  if (dtype === 'q8' || dtype === 'q4') {
+    const d = mem.subarray(offs[0], offs[0] + partBytes(dtype)[0]);
+    for (let i = 0; i < d.length; i++) d[i] = dtype === 'q8' ? (rng.int(255) - 127) & 255 : rng.int(256);
+    new Float32Array(mem.buffer, offs[1], n / 32).fill(0.002);
+    if (dtype === 'q4') new Float32Array(mem.buffer, offs[2], n / 32).fill(-0.015);
+    return;
+  }
+  throw new Error(`dtype ${dtype} not supported here`);
+}
+
+async function main(): Promise<void> {
+  const [modA, modB] = await Promise.all([compile(sourcesAt(args.rev!)), compile(sourcesAt(null))]);
+  const dtypes = args.dtypes!.split(',');
+  const maxSet = Math.max(...dtypes.map((d) => partBytes(d).reduce((a, b) => a + b + 64, 0)));
+  const base = 65536, fixed = 64 << 20, pool = Number(args.mb) * 1e6 + 2 * maxSet;
+  const memory = new Wasm!.Memory({ initial: Math.ceil((base + fixed + pool) / 65536), maximum: 65536, shared: true });
+  const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
+  const buf = memory.buffer as unknown as ArrayBuffer;
+  const u8 = new Uint8Array(buf), ai = new Int32Array(buf, 512, 64);
+  const rng = new Rng(1);
+  const x = base, out = x + M * K * 4 + 64, prep = out + M * N * 4 + 64, scratch = prep + M * inst[1].prepBytes(K) + 64;
+  const xv = new Float32Array(buf, x, M * K);
+  for (let i = 0; i < xv.length; i++) xv[i] = rng.normal();
+  for (const dtype of dtypes) {
+    const code = DTYPE_CODE[dtype as keyof typeof DTYPE_CODE];
+    if (code === undefined) throw new Error(`unknown dtype ${dtype}`);
+    const parts = partBytes(dtype);
+    const stride = parts.reduce((a, b) => a + b + 64, 0);
+    const sets = Math.max(2, Math.ceil((Number(args.mb) * 1e6) / stride));
+    const offs: number[][] = [];
+    for (let s = 0; s < sets; s++) {
+      let o = base + fixed + s * stride;
+      offs.push(parts.map((b) => { const r = o; o += b + 64; return r; }));
+    }
+    // one set of random weights, copied to the others: distinct addresses are what keeps them out of the caches
+    fillWeight(u8, offs[0], dtype, rng);
+    for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
+    const call = (k: K_, s: number) => {
+      const [d, sc, mn] = offs[s];
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = sc ?? 0; ai[4] = mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0;
+      k.k_prep_x(512);
+      k.k_linear(512, 0, 0, 1);
+    };
+    // the two builds must agree (same kernels up to the change under test)
+    call(inst[0], 0); const ra = new Float32Array(buf, out, M * N).slice();
+    call(inst[1], 0); const rb = new Float32Array(buf, out, M * N);
+    let maxRel = 0;
+    for (let i = 0; i < ra.length; i++) maxRel = Math.max(maxRel, Math.abs(ra[i] - rb[i]) / (Math.abs(ra[i]) + 1e-6));
+    // wall time, and this process's CPU time (on a machine shared with other jobs the time this
+    // thread was descheduled does not count there; the process is this one thread but for V8's)
+    const best = [Infinity, Infinity], bestCpu = [Infinity, Infinity];
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const v of r % 2 ? [1, 0] : [0, 1]) {
+        const c0 = process.cpuUsage(), t0 = performance.now();
+        for (let s = 0; s < sets; s++) call(inst[v], s);
+        const ms = performance.now() - t0, c = process.cpuUsage(c0);
+        best[v] = Math.min(best[v], ms / sets);
+        bestCpu[v] = Math.min(bestCpu[v], (c.user + c.system) / 1000 / sets);
+      }
+    }
+    const bytes = parts.reduce((a, b) => a + b, 0);
+    const gbs = best.map((ms) => +(bytes / (ms * 1e6)).toFixed(2)), cpu = bestCpu.map((ms) => +(bytes / (ms * 1e6)).toFixed(2));
+    process.stdout.write(JSON.stringify({
+      dtype, N, K, rows: M, build: relaxed ? 'relaxed' : 'simd128', a: args.rev, b: 'working tree', sets,
+      a_gb_s: gbs[0], b_gb_s: gbs[1], b_over_a: +(gbs[1] / gbs[0]).toFixed(3),
+      cpu_a_gb_s: cpu[0], cpu_b_gb_s: cpu[1], cpu_b_over_a: +(cpu[1] / cpu[0]).toFixed(3),
+      a_us: +(best[0] * 1000).toFixed(1), b_us: +(best[1] * 1000).toFixed(1), max_rel_diff: +maxRel.toExponential(2),
+    }) + '\n');
+  }
+}
+
+main().catch((e: unknown) => { process.stderr.write(`gemv-ab: ${e instanceof Error ? e.stack : String(e)}\n`); process.exitCode = 1; });
