@@ -4,7 +4,8 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gguf-vs-llamacpp.js --llama-bin DIR \
 //     [--types Q8_0,Q4_0,Q4_K_M] [--prompt-tokens 128] [--gen-tokens 64] [--threads 2] [--rounds 3] \
-//     [--kl-text FILE] [--kl-context 128] [--kl-chunks 4] [--kl-decode [--exact-blocks]] [--gguf FILE ... --f32 FILE.gguf] [--keep]
+//     [--kl-text FILE] [--kl-context 128] [--kl-chunks 4] [--gguf FILE ... --f32 FILE.gguf] [--keep]
+//     [--outliers N,SCALE] [--ours q8,q4] [--quality-only] [--kl-decode] [--exact-blocks]
 //
 // DIR holds llama.cpp's llama-bench, llama-batched-bench, llama-quantize and llama-perplexity (built
 // for this machine). TEXT (default: this repository's README.md) is the text the KL is measured on.
@@ -29,9 +30,15 @@
 // --kl-divergence-base BASE --kl-divergence` prints llama.cpp's mean KL for each file. Ours: the
 // same tokens (read from BASE; each chunk starts with BOS as llama-perplexity's do), the same
 // positions (the second half of each chunk but its last), our f32 model's logits against our
-// logits on the quantized file, KL(p_f32 || p_q) in float64. Those logits come from one forward
-// of each chunk (prefill's GEMM); --kl-decode takes the quantized file's one token at a time
-// instead (decode's GEMV: int8 activations for Q8_0/Q4_0/Q4_K/Q6_K unless --exact-blocks).
+// logits on the quantized file, KL(p_f32 || p_q) in float64.
+// Ours also quantizes the f32 file on load (--ours: `--dtype q8` / `q4`, int8 activations in the
+// products, as llama.cpp's Q8_0 / Q4_0 products have) and is scored the same way; q8 pairs with
+// Q8_0 and q4 with Q4_0 in `quality`. --outliers N,SCALE gives the random model N outlier channels
+// of SCALE× (model/outliers.ts: norm weights up, the reading columns down; the f32 model computes
+// the same), the case where 8-bit activations and 4-bit weights break. --quality-only skips the
+// speed and load runs. Our quantized logits come from one forward of each chunk (prefill's GEMM);
+// --kl-decode takes them one token at a time instead (decode's GEMV: int8 activations for
+// Q8_0/Q4_0/Q4_K/Q6_K unless --exact-blocks).
 // Prints one JSON object with both sides' figures and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
@@ -48,6 +55,8 @@ import { convertToGGUF } from '../src/convert/to-gguf.js';
 import { GGUFModel } from '../src/formats/gguf-model.js';
 import { ggmlTypeName } from '../src/core/ggml-quants.js';
 import { loadModel } from '../src/api.js';
+import { addOutlierChannels } from '../src/model/outliers.js';
+import type { LoadDType } from '../src/model/load.js';
 
 /** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode on the exact f32 path. */
 const EXACT_BLOCKS = process.argv.includes('--exact-blocks');
@@ -127,12 +136,14 @@ function best(runs: Run[]): { prefill_tok_s: number; decode_tok_s: number } {
   return { prefill_tok_s: r2(Math.max(...runs.map((r) => r.prefill_tok_s))), decode_tok_s: r2(Math.max(...runs.map((r) => r.decode_tok_s))) };
 }
 
-function makeModel(dir: string): void {
+function makeModel(dir: string, outliers: { count: number; scale: number } | null): number[] {
   const config = resolveConfig(presetHFConfig('OpenELM-270M'));
   const layout = paramLayout(config);
   const flat = new Float32Array(layout.total);
   initParams(config, layout, flat, 1234);
+  const channels = outliers ? addOutlierChannels(config, layout, flat, outliers.count, outliers.scale) : [];
   saveModel(dir, config, layout, flat, { dtype: 'F32' });
+  return channels;
 }
 
 /** Type of each kind of tensor in the file, e.g. {attn_qkv: 'Q4_K×14, Q6_K×2', ...}. */
@@ -177,8 +188,8 @@ function logSoftmax(logits: Float32Array, off: number, V: number): Float64Array 
  * (BOS first when the text starts with it), positions ctx/2 .. ctx-2.
  */
 async function ourLogProbs(file: string, base: { ctx: number; chunks: number; tokens: Int32Array }, T: number, native: 'auto' | 'off',
-  decode = false, exactBlocks = false): Promise<Float64Array[]> {
-  const m = await loadModel(file, { backend: 'wasm', threads: T, native, exactBlocks });
+  dtype: LoadDType = 'auto', decode = false, exactBlocks = false): Promise<Float64Array[]> {
+  const m = await loadModel(file, { backend: 'wasm', threads: T, native, dtype, exactBlocks });
   try {
     const V = m.config.vocabSize, bos = m.config.bosTokenId, addBos = base.tokens[0] === bos, first = base.ctx >> 1;
     const out: Float64Array[] = [];
@@ -231,6 +242,7 @@ async function main(): Promise<void> {
       'prompt-tokens': { type: 'string', default: '128' }, 'gen-tokens': { type: 'string', default: '64' },
       threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' },
       'kl-text': { type: 'string', default: README }, 'kl-context': { type: 'string', default: '128' }, 'kl-chunks': { type: 'string', default: '4' },
+      outliers: { type: 'string' }, ours: { type: 'string', default: 'q8,q4' }, 'quality-only': { type: 'boolean', default: false },
       'kl-decode': { type: 'boolean', default: false }, 'exact-blocks': { type: 'boolean', default: false },
     },
   });
@@ -247,16 +259,26 @@ async function main(): Promise<void> {
     return f;
   };
   if (values.gguf && !values.f32) log('no --f32 FILE.gguf: quality (KL) is skipped');
+  let outliers: { count: number; scale: number } | null = null;
+  if (values.outliers) {
+    const [n, sc] = values.outliers.split(',').map(Number);
+    if (!Number.isInteger(n) || n < 1 || !(sc > 0)) throw new Error(`--outliers N,SCALE: N an integer >= 1 and SCALE > 0, got ${values.outliers}`);
+    if (values.gguf) throw new Error('--outliers makes its own random model; it cannot be used with --gguf');
+    outliers = { count: n, scale: sc };
+  }
+  const ourTypes = values.ours ? values.ours.split(',').filter((d) => d) : [];
+  for (const d of ourTypes) if (d !== 'q8' && d !== 'q4') throw new Error(`--ours takes q8 and/or q4, got ${d}`);
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-gguf-vs-llamacpp-'));
   try {
     const files = values.gguf ?? [];
     let f32 = values.f32;
+    let channels: number[] = [];
     if (files.length === 0) {
       const dir = path.join(work, 'OpenELM-270M-random');
       fs.mkdirSync(dir);
-      log(`writing a random OpenELM-270M to ${dir}`);
-      makeModel(dir);
+      log(`writing a random OpenELM-270M to ${dir}${outliers ? ` with ${outliers.count} outlier channels of ${outliers.scale}x` : ''}`);
+      channels = makeModel(dir, outliers);
       f32 = path.join(work, 'model-f32.gguf');
       convertToGGUF(dir, f32, 'f32', { overwrite: true });
       fs.rmSync(dir, { recursive: true });
@@ -270,6 +292,7 @@ async function main(): Promise<void> {
 
     // quality first (the f32 file is needed only here)
     const quality = new Map<string, { ours: number; llama_cpp: number }>();
+    const ownKL = new Map<string, number>();
     let klInfo: Record<string, unknown> | null = null;
     if (f32) {
       const base = path.join(work, 'base.kld');
@@ -279,17 +302,36 @@ async function main(): Promise<void> {
       klInfo = { text: path.basename(values['kl-text']!), context: bt.ctx, chunks: bt.chunks, positions: bt.chunks * (bt.ctx - 1 - (bt.ctx >> 1)) };
       log(`f32 logits over ${bt.chunks} chunks of ${bt.ctx} tokens`);
       const ref = await ourLogProbs(f32, bt, T, 'auto');
+      for (const d of ourTypes) {
+        const q = await ourLogProbs(f32, bt, T, 'off', d as LoadDType);
+        ownKL.set(d, meanKL(ref, q));
+        log(`ours --dtype ${d} mean KL: ${meanKL(ref, q).toExponential(3)}`);
+      }
       for (const file of files) {
-        const q = await ourLogProbs(file, bt, T, 'off', values['kl-decode'], values['exact-blocks']);
+        const q = await ourLogProbs(file, bt, T, 'off', 'auto', values['kl-decode'], values['exact-blocks']);
         const l = llamaKL(tool('llama-perplexity'), file, base, T);
         quality.set(file, { ours: meanKL(ref, q), llama_cpp: l });
         log(`${path.basename(file)} mean KL: ours ${meanKL(ref, q).toExponential(3)}, llama.cpp ${l}`);
       }
       if (!values.gguf) fs.rmSync(f32);
     }
+    // ours quantized on load beside llama.cpp's file of the same bits
+    const pairs: Record<string, unknown>[] = [];
+    for (const [d, kl] of ownKL) {
+      const peer = [...quality].find(([f]) => path.basename(f).toLowerCase().includes(d === 'q8' ? 'q8_0' : 'q4_0'));
+      pairs.push({ ours: `--dtype ${d}`, ours_mean_kl: kl, llama_cpp: peer ? path.basename(peer[0]) : null,
+        llama_cpp_mean_kl: peer ? peer[1].llama_cpp : null, ratio: peer ? r2(kl / peer[1].llama_cpp) : null });
+    }
 
     const results: Record<string, unknown>[] = [];
-    for (const file of files) {
+    if (values['quality-only']) {
+      for (const file of files) {
+        const q = quality.get(file);
+        results.push({ file: path.basename(file), file_mb: r2(fs.statSync(file).size / 1e6), types: typeMix(file),
+          ours: { mean_kl: q?.ours ?? null }, llama_cpp: { mean_kl: q?.llama_cpp ?? null }, ratio: { kl: q ? r2(q.ours / q.llama_cpp) : null } });
+      }
+    }
+    for (const file of values['quality-only'] ? [] : files) {
       const runs: { ours: Run[]; llama: Run[] } = { ours: [], llama: [] };
       for (let r = 0; r < R; r++) {
         const order = r % 2 === 0 ? ['llama', 'ours'] as const : ['ours', 'llama'] as const;
@@ -315,7 +357,8 @@ async function main(): Promise<void> {
     const cpu = os.cpus()[0]?.model ?? 'unknown';
     process.stdout.write(JSON.stringify({
       model: values.gguf ? 'given GGUF files' : 'OpenELM-270M shape, random weights, llama-quantize',
-      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, quality: klInfo,
+      outliers: outliers ? { ...outliers, channels } : null,
+      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, quality: klInfo, quantized_on_load: pairs,
       machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`, load_avg_at_end: os.loadavg().map(r2),
       results,
     }, null, 2) + '\n');

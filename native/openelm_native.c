@@ -7,9 +7,12 @@
 //
 // Mixed precision (gemmBf16): both operands are rounded to bf16 (nearest even, the formula of
 // src/core/dtype.ts, so every path rounds alike) and multiplied with f32 accumulation by the
-// library's bf16 GEMM (oneDNN's dnnl_gemm_bf16bf16f32: AVX512-BF16 or AMX; OpenBLAS's
-// cblas_sbgemm). A library without one gets the same rounded operands through its sgemm: the same
-// products (a bf16 product is exact in f32), no speed-up.
+// library's bf16 GEMM (oneDNN's dnnl_gemm_bf16bf16f32, AVX512-BF16; OpenBLAS's cblas_sbgemm). A
+// library without one gets the same rounded operands through its sgemm: the same products (a bf16
+// product is exact in f32), no speed-up. Where oneDNN 2.x runs its matmul primitive on AMX tiles
+// (the BLAS-like call does not use them), each block goes through that primitive instead (see
+// "AMX" below; opt-in with OPENELM_AMX=on): up to twice the throughput of a single product, the
+// same rounded operands and f32 sums.
 //
 // Threads: a product is cut into column (or row) blocks whose size depends only on its shape, and
 // this file's own threads claim blocks one at a time, each running the library's single-threaded
@@ -34,6 +37,7 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <math.h>
+#include <immintrin.h>
 
 typedef int (*dnnl_sgemm_fn)(char, char, int64_t, int64_t, int64_t, float, const float *, int64_t,
                              const float *, int64_t, float, float *, int64_t);
@@ -150,6 +154,8 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 
 #include "int8_linear.h"
 
+static void amx_resolve(void *h);
+
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, "openelm_native: N-API call failed"); return NULL; } } while (0)
 
 static napi_value fail(napi_env env, const char *msg) { napi_throw_error(env, NULL, msg); return NULL; }
@@ -181,7 +187,7 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!h) { strncat(tried, " ", sizeof tried - strlen(tried) - 1); strncat(tried, path, sizeof tried - strlen(tried) - 1); continue; }
     g_dnnl = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
-    if (g_dnnl) g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32");
+    if (g_dnnl) { g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32"); if (g_dnnl_bf16) amx_resolve(h); }
     else {
       g_cblas = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
       g_blas_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
@@ -355,6 +361,169 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ------------------------------------------------------------------ AMX (oneDNN matmul primitive)
+//
+// oneDNN's BLAS-like dnnl_gemm_bf16bf16f32 runs on AVX512-BF16 only; its matmul primitive picks
+// AMX tile kernels (brgemm) where the CPU has them and the kernel lets the process use them
+// (oneDNN asks for the tile state itself). The primitive is reached through oneDNN 2.x's C API by
+// dlsym, with no headers: the few types it needs are declared here, its memory and matmul
+// descriptors as opaque buffers larger than the library's structs. A primitive is made once per
+// block shape (on the calling thread, where the library runs single-threaded, so each block's sums
+// depend on its shape alone, as before) and kept; a shape is only used when oneDNN's own report
+// of the implementation it chose names AMX, so a CPU without AMX, a kernel that refuses the tile
+// state, or another library version keeps the BLAS-like path.
+
+typedef struct { _Alignas(64) unsigned char b[4096]; } dnnl_md;     // dnnl_memory_desc_t (v2: ~1.3 KiB)
+typedef struct { _Alignas(64) unsigned char b[16384]; } dnnl_mmd;   // dnnl_matmul_desc_t (v2: four memory descs)
+typedef struct { int arg; void *mem; } dnnl_arg;
+typedef struct { int major, minor, patch; const char *hash; unsigned cpu_runtime, gpu_runtime; } dnnl_ver;
+enum { DNNL_BF16 = 2, DNNL_F32 = 3, DNNL_CPU = 1, DNNL_STREAM_IN_ORDER = 1, DNNL_QUERY_IMPL_INFO_STR = 8,
+       DNNL_QUERY_SCRATCHPAD_MD = 136, DNNL_SCRATCHPAD_USER = 1,
+       DNNL_ARG_SRC = 1, DNNL_ARG_DST = 17, DNNL_ARG_WEIGHTS = 33, DNNL_ARG_SCRATCHPAD = 80 };
+
+static struct {
+  const dnnl_ver *(*version)(void);
+  int (*engine_create)(void **, int, size_t);
+  int (*stream_create)(void **, void *, unsigned);
+  int (*md_init_by_strides)(dnnl_md *, int, const int64_t *, int, const int64_t *);
+  int (*matmul_desc_init)(dnnl_mmd *, const dnnl_md *, const dnnl_md *, const dnnl_md *, const dnnl_md *);
+  int (*attr_create)(void **);
+  int (*attr_destroy)(void *);
+  int (*post_ops_create)(void **);
+  int (*post_ops_destroy)(void *);
+  int (*post_ops_append_sum)(void *, float);
+  int (*attr_set_post_ops)(void *, const void *);
+  int (*attr_set_scratchpad_mode)(void *, int);
+  const dnnl_md *(*pd_query_md)(const void *, int, int);
+  size_t (*md_get_size)(const dnnl_md *);
+  int (*pd_create)(void **, const void *, const void *, void *, const void *);
+  int (*pd_query)(const void *, int, int, void *);
+  int (*pd_destroy)(void *);
+  int (*prim_create)(void **, const void *);
+  int (*prim_destroy)(void *);
+  int (*memory_create)(void **, const dnnl_md *, void *, void *);
+  int (*memory_destroy)(void *);
+  int (*execute)(const void *, void *, int, const dnnl_arg *);
+  int (*stream_wait)(void *);
+} D;
+static void *g_engine;
+static void *g_streams[MAX_THREADS];
+static int g_amx_api;          // the matmul API resolved and an engine made
+static int g_amx_on = 0;       // OPENELM_AMX=on or useAmx(true): the AMX path may be used (off by default, see below)
+static _Atomic int64_t g_amx_blocks;   // blocks run on AMX so far (features().amxBlocks, for the tests)
+
+// One primitive per block shape; `prim` NULL: oneDNN did not choose AMX for it (use the BLAS path).
+// Which path a shape takes must not depend on the history of the process (a resumed run has to
+// give the bits of an uninterrupted one), so a full cache evicts its least recently used entry
+// rather than refusing new shapes.
+typedef struct { int ta, tb; int64_t m, n, K, lda, ldb, ldc; float beta; uint64_t used; void *prim, *pd; dnnl_md a, b, c; const dnnl_md *pad; size_t pad_bytes; } amx_prim;
+// Each thread's scratch memory for the primitives (oneDNN's own shared scratchpad is not safe
+// for one primitive running on several threads at once: the blocks came back corrupted).
+static void *g_pad[MAX_THREADS];
+static size_t g_pad_cap[MAX_THREADS];
+#define AMX_CACHE 256
+static amx_prim *g_prims[AMX_CACHE];
+static int g_nprims;
+static uint64_t g_prim_clock;
+
+static void amx_resolve(void *h) {
+#define R(field, name) *(void **)&D.field = dlsym(h, name); if (!D.field) return;
+  R(version, "dnnl_version") R(engine_create, "dnnl_engine_create") R(stream_create, "dnnl_stream_create")
+  R(md_init_by_strides, "dnnl_memory_desc_init_by_strides") R(matmul_desc_init, "dnnl_matmul_desc_init")
+  R(attr_create, "dnnl_primitive_attr_create") R(attr_destroy, "dnnl_primitive_attr_destroy")
+  R(post_ops_create, "dnnl_post_ops_create") R(post_ops_destroy, "dnnl_post_ops_destroy")
+  R(post_ops_append_sum, "dnnl_post_ops_append_sum") R(attr_set_post_ops, "dnnl_primitive_attr_set_post_ops")
+  R(attr_set_scratchpad_mode, "dnnl_primitive_attr_set_scratchpad_mode") R(pd_query_md, "dnnl_primitive_desc_query_md")
+  R(md_get_size, "dnnl_memory_desc_get_size")
+  R(pd_create, "dnnl_primitive_desc_create") R(pd_query, "dnnl_primitive_desc_query") R(pd_destroy, "dnnl_primitive_desc_destroy")
+  R(prim_create, "dnnl_primitive_create") R(prim_destroy, "dnnl_primitive_destroy")
+  R(memory_create, "dnnl_memory_create") R(memory_destroy, "dnnl_memory_destroy")
+  R(execute, "dnnl_primitive_execute") R(stream_wait, "dnnl_stream_wait")
+#undef R
+  // the declarations above are oneDNN 2.x's; 3.x changed the descriptors (and has no matmul_desc_init)
+  if (D.version()->major != 2) return;
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512bw")) return;   // every AMX CPU has it; the transposing rounding needs it
+  if (D.engine_create(&g_engine, DNNL_CPU, 0) != 0) return;
+  g_amx_api = 1;
+  // Opt-in: single products run up to twice as fast on AMX, but whole 270M training steps on two
+  // threads were not faster (the blocks' rounding and copies bound by memory; docs/training.md).
+  const char *env = getenv("OPENELM_AMX");
+  g_amx_on = env && strcmp(env, "on") == 0;
+}
+
+// Strides of a row-major operand op(X)[rows, cols] stored with leading dimension ld, transposed or not.
+static int amx_md(dnnl_md *md, int trans, int64_t rows, int64_t cols, int64_t ld, int dt) {
+  const int64_t dims[2] = { rows, cols }, strides[2] = { trans ? 1 : ld, trans ? ld : 1 };
+  memset(md, 0, sizeof *md);
+  return D.md_init_by_strides(md, 2, dims, dt, strides);
+}
+
+// The AMX primitive for one block shape, made on first use; NULL when AMX is not chosen for it.
+// Only the calling (main) thread makes and looks up primitives, before the blocks run.
+static amx_prim *amx_get(int ta, int tb, int64_t m, int64_t n, int64_t K, int64_t lda, int64_t ldb, int64_t ldc, float beta) {
+  for (int i = 0; i < g_nprims; i++) {
+    amx_prim *p = g_prims[i];
+    if (p->ta == ta && p->tb == tb && p->m == m && p->n == n && p->K == K && p->lda == lda && p->ldb == ldb && p->ldc == ldc && p->beta == beta) {
+      p->used = ++g_prim_clock;
+      return p->prim ? p : NULL;
+    }
+  }
+  int slot = g_nprims;
+  if (slot == AMX_CACHE) {
+    slot = 0;
+    for (int i = 1; i < AMX_CACHE; i++) if (g_prims[i]->used < g_prims[slot]->used) slot = i;
+    if (g_prims[slot]->prim) { D.prim_destroy(g_prims[slot]->prim); D.pd_destroy(g_prims[slot]->pd); }
+    free(g_prims[slot]);
+    g_prims[slot] = NULL;
+  }
+  amx_prim *p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
+  if (!p) return NULL;
+  memset(p, 0, sizeof *p);
+  p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->K = K; p->lda = lda; p->ldb = ldb; p->ldc = ldc; p->beta = beta;
+  p->used = ++g_prim_clock;
+  static dnnl_mmd desc;
+  void *attr = NULL, *po = NULL, *pd = NULL;
+  int ok = amx_md(&p->a, ta, m, K, lda, DNNL_BF16) == 0 && amx_md(&p->b, tb, K, n, ldb, DNNL_BF16) == 0 &&
+           amx_md(&p->c, 0, m, n, ldc, DNNL_F32) == 0 && D.matmul_desc_init(&desc, &p->a, &p->b, NULL, &p->c) == 0 &&
+           D.attr_create(&attr) == 0 && D.attr_set_scratchpad_mode(attr, DNNL_SCRATCHPAD_USER) == 0;
+  if (ok && beta != 0.0f) // C = A·B + beta·C: oneDNN's "sum" post-op
+    ok = D.post_ops_create(&po) == 0 && D.post_ops_append_sum(po, beta) == 0 && D.attr_set_post_ops(attr, po) == 0;
+  if (ok) ok = D.pd_create(&pd, &desc, attr, g_engine, NULL) == 0;
+  const char *impl = NULL;
+  if (ok) ok = D.pd_query(pd, DNNL_QUERY_IMPL_INFO_STR, 0, (void *)&impl) == 0 && impl && strstr(impl, "amx");
+  if (ok) {
+    p->pad = D.pd_query_md(pd, DNNL_QUERY_SCRATCHPAD_MD, 0);   // lives as long as the pd, kept below
+    ok = p->pad != NULL;
+    if (ok) p->pad_bytes = D.md_get_size(p->pad);
+  }
+  if (ok && D.prim_create(&p->prim, pd) != 0) p->prim = NULL;
+  if (p->prim) p->pd = pd;
+  else if (pd) D.pd_destroy(pd);
+  if (po) D.post_ops_destroy(po);
+  if (attr) D.attr_destroy(attr);
+  g_prims[slot] = p;
+  if (slot == g_nprims) g_nprims++;
+  return p->prim ? p : NULL;
+}
+
+// Runs one block through its primitive on thread `tid`'s stream; 0 when oneDNN fails (caller falls back).
+static int amx_run(const amx_prim *p, int tid, const void *A, const void *B, float *C) {
+  void *ma = NULL, *mb = NULL, *mc = NULL, *ms = NULL;
+  int ok = D.memory_create(&ma, &p->a, g_engine, (void *)A) == 0 && D.memory_create(&mb, &p->b, g_engine, (void *)B) == 0 &&
+           D.memory_create(&mc, &p->c, g_engine, C) == 0 && D.memory_create(&ms, p->pad, g_engine, g_pad[tid]) == 0;
+  if (ok) {
+    const dnnl_arg args[4] = { { DNNL_ARG_SRC, ma }, { DNNL_ARG_WEIGHTS, mb }, { DNNL_ARG_DST, mc }, { DNNL_ARG_SCRATCHPAD, ms } };
+    ok = D.execute(p->prim, g_streams[tid], 4, args) == 0 && D.stream_wait(g_streams[tid]) == 0;
+  }
+  if (ok) atomic_fetch_add_explicit(&g_amx_blocks, 1, memory_order_relaxed);
+  if (ma) D.memory_destroy(ma);
+  if (mb) D.memory_destroy(mb);
+  if (mc) D.memory_destroy(mc);
+  if (ms) D.memory_destroy(ms);
+  return ok;
+}
+
 // gemmBf16's blocks: the operand the blocks share is rounded once up front; each block rounds its
 // own slice of the other into its thread's buffer just before use (that slice then stays in L2
 // for the library's packing, instead of a whole rounded copy going out to memory and back).
@@ -362,10 +531,14 @@ typedef struct {
   int ta, tb, bits, by_rows; int64_t M, N, K, ldc, blk; float beta; float *C;
   const void *shared; int64_t ld_shared;   // the rounded shared operand (tight)
   const float *split; int64_t ld_split;    // the caller's f32 operand that is cut into blocks
+  const amx_prim *amx_full, *amx_last;     // AMX primitives for a whole block and the last one (or NULL)
+  int a_flip;                              // AMX with ta: A is rounded transposed, the primitive sees [M,K]
 } bf16_job;
 
 static void *g_slice[MAX_THREADS];
 static size_t g_slice_cap[MAX_THREADS];
+static float *g_ctile[MAX_THREADS];    // a column block of C for the AMX path
+static size_t g_ctile_cap[MAX_THREADS];
 
 // Rounds rows x cols of src (stride ld) into a tight dst; element size 2 (bits) or 4.
 static void round_block(void *dst, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
@@ -375,23 +548,109 @@ static void round_block(void *dst, const float *src, int64_t rows, int64_t cols,
   }
 }
 
+// Rounds columns [c0, c1) of src [rows, ...] (stride ld) to bf16 bits written transposed: dst
+// [c1 - c0, rows], tight. Only the AMX path uses it, so AVX-512 is there: 32 rows x 16 columns
+// at a time are rounded, paired along the rows (two bf16 per 32-bit lane) and transposed as a
+// 16 x 16 block of 32-bit lanes; the edges go one value at a time.
+__attribute__((target("avx512f,avx512bw")))
+static inline __m512i round16(const uint32_t *s) {
+  const __m512i u = _mm512_loadu_si512(s), hi = _mm512_srli_epi32(u, 16);
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(hi, _mm512_set1_epi32(1))), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; i++) { t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]); t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]); }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 2; i++) for (int k = 0; k < 4; k++) {
+    t[8 * i + k] = _mm512_shuffle_i32x4(r[8 * i + k], r[8 * i + 4 + k], 0x88);
+    t[8 * i + 4 + k] = _mm512_shuffle_i32x4(r[8 * i + k], r[8 * i + 4 + k], 0xdd);
+  }
+  for (int k = 0; k < 8; k++) {
+    r[k] = _mm512_shuffle_i32x4(t[k], t[8 + k], 0x88);
+    r[8 + k] = _mm512_shuffle_i32x4(t[k], t[8 + k], 0xdd);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void round_block_t(uint16_t *dst, const float *src, int64_t rows, int64_t ld, int64_t c0, int64_t c1) {
+  const uint32_t *u = (const uint32_t *)src;
+  const int64_t R = rows / 32 * 32, C = c0 + (c1 - c0) / 16 * 16;
+  for (int64_t r0 = 0; r0 < R; r0 += 32)
+    for (int64_t c = c0; c < C; c += 16) {
+      __m512i w[16];
+      for (int p = 0; p < 16; p++)
+        w[p] = _mm512_or_si512(round16(u + (r0 + 2 * p) * ld + c), _mm512_slli_epi32(round16(u + (r0 + 2 * p + 1) * ld + c), 16));
+      transpose16(w);
+      for (int k = 0; k < 16; k++) _mm512_storeu_si512(dst + (c + k - c0) * rows + r0, w[k]);
+    }
+  for (int64_t c = C; c < c1; c++) for (int64_t r = 0; r < R; r++) dst[(c - c0) * rows + r] = (uint16_t)bf16_bits(u[r * ld + c]);
+  for (int64_t c = c0; c < c1; c++) for (int64_t r = R; r < rows; r++) dst[(c - c0) * rows + r] = (uint16_t)bf16_bits(u[r * ld + c]);
+}
+
+typedef struct { const float *src; uint16_t *dst; int64_t rows, cols, ld, per; } round_t_job;
+
+static void round_t_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const round_t_job *j = (const round_t_job *)p;
+  const int64_t c0 = c * j->per, c1 = c0 + j->per < j->cols ? c0 + j->per : j->cols;
+  round_block_t(j->dst + c0 * j->rows, j->src, j->rows, j->ld, c0, c1);
+}
+
+// The transposed rounded copy of operand `which` (stored [rows, cols] -> [cols, rows]), or NULL.
+static void *round_operand_t(int which, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+  const size_t bytes = (size_t)(rows * cols) * 2;
+  if (bytes > g_round_cap[which]) {
+    free(g_round[which]);
+    g_round[which] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    g_round_cap[which] = g_round[which] ? bytes : 0;
+    if (!g_round[which]) return NULL;
+  }
+  round_t_job j = { src, (uint16_t *)g_round[which], rows, cols, ld, 64 };
+  pool_run(round_t_chunk, &j, (cols + j.per - 1) / j.per);
+  return g_round[which];
+}
+
 static void bf16_chunk(const void *p, int64_t c, int tid) {
   const bf16_job *j = (const bf16_job *)p;
   const int64_t s = c * j->blk;
   void *buf = g_slice[tid];
+  const int ta = j->ta && !j->a_flip;   // a flipped A is rounded into [rows of op(A), K] order
   if (j->by_rows) { // A cut into rows [s, s+m) of op(A); B shared
     const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
     int64_t lda;
-    if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
+    if (j->a_flip) { round_block_t(buf, j->split, j->K, j->ld_split, s, s + m); lda = j->K; }  // -> [m, K]
+    else if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
     else { round_block(buf, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); lda = j->K; }
-    if (j->bits) gemm_bf16(j->ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    const amx_prim *ap = s + j->blk >= j->M ? j->amx_last : j->amx_full;
+    if (ap && amx_run(ap, tid, buf, j->shared, j->C + s * j->ldc)) return;
+    if (j->bits) gemm_bf16(ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
     else gemm(j->ta, j->tb, m, j->N, j->K, (const float *)buf, lda, (const float *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
   } else {          // B cut into columns [s, s+n) of op(B); A shared
     const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
     int64_t ldb;
     if (j->tb) { round_block(buf, j->split + s * j->ld_split, n, j->K, j->ld_split, j->bits); ldb = j->K; }   // B stored [N, K]
     else { round_block(buf, j->split + s, j->K, n, j->ld_split, j->bits); ldb = n; }
-    if (j->bits) gemm_bf16(j->ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
+    const amx_prim *ap = s + j->blk >= j->N ? j->amx_last : j->amx_full;
+    if (ap && amx_run(ap, tid, j->shared, buf, g_ctile[tid])) {
+      // oneDNN's AMX matmul wants a dense C: the block's columns come back through a tight copy
+      const float *t = g_ctile[tid];
+      for (int64_t i = 0; i < j->M; i++) {
+        float *c = j->C + i * j->ldc + s;
+        if (j->beta == 0.0f) memcpy(c, t + i * n, (size_t)n * 4);
+        else for (int64_t k = 0; k < n; k++) c[k] = t[i * n + k] + j->beta * c[k];
+      }
+      return;
+    }
+    if (j->bits) gemm_bf16(ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
     else gemm(j->ta, j->tb, j->M, n, j->K, (const float *)j->shared, j->ld_shared, (const float *)buf, ldb, j->beta, j->C + s, j->ldc);
   }
 }
@@ -401,13 +660,51 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
   gemm_args g;
   if (gemm_parse(env, info, "gemmBf16", &g) != 1) return NULL;
   const int bits = g_dnnl_bf16 || g_cblas_bf16;
-  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0 };
+  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0, NULL, NULL, 0 };
   j.blk = block_of(j.by_rows ? g.M : g.N);
+  const int64_t total = j.by_rows ? g.M : g.N, nblk = (total + j.blk - 1) / j.blk;
+  // A row split with a narrow B (N < 1024: in the 35.5M model dX, dW and the head's backward) ran no
+  // faster or slower on AMX than on the BLAS-like GEMM here (see docs/training.md), so it stays there.
+  if (bits && g_dnnl_bf16 && g_amx_api && g_amx_on && !(j.by_rows && g.N < 1024)) {
+    // The primitives see the tight rounded operands. A transposed A is rounded into [M,K] order
+    // instead (AMX reads A's rows as tiles; oneDNN's copy of a transposed A halved its speed).
+    const int64_t last = total - (nblk - 1) * j.blk;
+    for (int b = 0; b < 2; b++) {
+      const int64_t w = b ? last : (nblk > 1 ? j.blk : last);
+      const int64_t m = j.by_rows ? w : g.M, n = j.by_rows ? g.N : w;
+      const int64_t ldb = g.tb ? g.K : n;
+      // a column block is computed into a tight buffer (ldc n) and added to C afterwards
+      const amx_prim *ap = j.by_rows ? amx_get(0, g.tb, m, n, g.K, g.K, ldb, g.ldc, (float)g.beta)
+                                     : amx_get(0, g.tb, m, n, g.K, g.K, ldb, n, 0.0f);
+      if (b) j.amx_last = ap; else j.amx_full = ap;
+    }
+    // all blocks on AMX or none, so that A is rounded one way
+    if (!j.amx_full || !j.amx_last) j.amx_full = j.amx_last = NULL;
+    const size_t ct = j.by_rows ? 0 : (size_t)(g.M * j.blk) * 4;
+    const size_t pad = j.amx_full ? (j.amx_full->pad_bytes > j.amx_last->pad_bytes ? j.amx_full->pad_bytes : j.amx_last->pad_bytes) : 0;
+    for (int t = 0; t < g_threads && j.amx_full; t++) {
+      if (pad > g_pad_cap[t]) {
+        free(g_pad[t]); g_pad[t] = aligned_alloc(4096, (pad + 4095) / 4096 * 4096);
+        g_pad_cap[t] = g_pad[t] ? pad : 0;
+        if (!g_pad[t]) return fail(env, "gemmBf16(): out of memory for oneDNN's scratch space");
+      }
+      if (!g_streams[t] && D.stream_create(&g_streams[t], g_engine, DNNL_STREAM_IN_ORDER) != 0) { j.amx_full = j.amx_last = NULL; break; }
+      if (ct > g_ctile_cap[t]) {
+        free(g_ctile[t]); g_ctile[t] = aligned_alloc(64, (ct + 63) / 64 * 64);
+        g_ctile_cap[t] = g_ctile[t] ? ct : 0;
+        if (!g_ctile[t]) return fail(env, "gemmBf16(): out of memory for a block of the product");
+      }
+    }
+    j.a_flip = j.amx_full && g.ta;
+  }
   // the shared operand as stored: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
   if (j.by_rows) {
     const int64_t br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
     j.shared = round_operand(1, g.B, br, bc, g.ldb, bits); j.ld_shared = bc;
     j.split = g.A; j.ld_split = g.lda;
+  } else if (j.a_flip) {
+    j.shared = round_operand_t(0, g.A, g.K, g.M, g.lda); j.ld_shared = g.K;
+    j.split = g.B; j.ld_split = g.ldb;
   } else {
     const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K;
     j.shared = round_operand(0, g.A, ar, ac, g.lda, bits); j.ld_shared = ac;
@@ -422,17 +719,26 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
       if (!g_slice[t]) return fail(env, "gemmBf16(): out of memory for the rounded operands");
     }
   }
-  pool_run(bf16_chunk, &j, ((j.by_rows ? g.M : g.N) + j.blk - 1) / j.blk);
+  pool_run(bf16_chunk, &j, nblk);
   return NULL;
 }
 
-// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated' }
+// Whether gemmBf16 runs on AMX now: the path is on and oneDNN picks AMX for a plain product.
+static int amx_active(void) {
+  return g_dnnl_bf16 && g_amx_api && g_amx_on && amx_get(0, 1, 64, 64, 64, 64, 64, 64, 0.0f) != NULL;
+}
+
+// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated', amx: boolean, amxBlocks: number, int8: boolean }
 static napi_value Features(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out, v;
   CHECK(napi_create_object(env, &out));
   CHECK(napi_create_string_utf8(env, g_dnnl_bf16 ? "dnnl" : g_cblas_bf16 ? "openblas" : "emulated", NAPI_AUTO_LENGTH, &v));
   CHECK(napi_set_named_property(env, out, "bf16", v));
+  CHECK(napi_get_boolean(env, amx_active(), &v));
+  CHECK(napi_set_named_property(env, out, "amx", v));
+  CHECK(napi_create_int64(env, atomic_load(&g_amx_blocks), &v));
+  CHECK(napi_set_named_property(env, out, "amxBlocks", v));
   if (g_i8 < 0) g_i8 = i8_supported();
   CHECK(napi_get_boolean(env, g_i8 == 1, &v));
   CHECK(napi_set_named_property(env, out, "int8", v));
@@ -563,6 +869,17 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// useAmx(on) -> whether gemmBf16 now runs on AMX (where oneDNN offers it); off is the BLAS-like
+// bf16 GEMM (the tests compare the two paths in one process; OPENELM_AMX=on sets it for a run).
+static napi_value UseAmx(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1], out; bool on = true;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok) return fail(env, "useAmx() needs a boolean");
+  g_amx_on = on;
+  CHECK(napi_get_boolean(env, amx_active(), &out));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
     { "load", NULL, Load, NULL, NULL, NULL, napi_default, NULL },
@@ -570,6 +887,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_default, NULL },
     { "gemmBf16", NULL, GemmBf16, NULL, NULL, NULL, napi_default, NULL },
     { "features", NULL, Features, NULL, NULL, NULL, napi_default, NULL },
+    { "useAmx", NULL, UseAmx, NULL, NULL, NULL, napi_default, NULL },
     { "linear", NULL, Linear, NULL, NULL, NULL, napi_default, NULL },
   };
   if (napi_define_properties(env, exports, sizeof p / sizeof p[0], p) != napi_ok) return NULL;

@@ -11,7 +11,9 @@ import { tinyModelDir } from './helpers/tiny.js';
 import {
   writeGGUF, readGGUF, readGGUFTensorF32, readGGUFTensorBytes, kv, GGMLType, GGUFType, GGUF_MAGIC,
 } from '../src/io/gguf.js';
-import { encodeQ8_0 } from '../src/convert/ggml-encode.js';
+import { encodeQ4_0, encodeQ5_0, encodeQ8_0 } from '../src/convert/ggml-encode.js';
+import { GOLDEN_ROOT } from './helpers/golden.js';
+import { fileURLToPath } from 'node:url';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { f16ToF32, f32ToF16 } from '../src/core/dtype.js';
 import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
@@ -105,7 +107,7 @@ const HF: Partial<OpenELMHFConfig> = {
   max_context_length: 128, rope_max_length: 128,
 };
 const SEED = 3;
-const DTYPES: GGUFOutType[] = ['f32', 'f16', 'q8_0'];
+const DTYPES: GGUFOutType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 let modelDir = '';
 const ggufOf = (d: GGUFOutType) => path.join(tmp, `tiny-${d}.gguf`);
 
@@ -129,7 +131,7 @@ test('convert: openelm metadata with per-layer arrays and the Llama-2 vocab', ()
     const g = readGGUF(ggufOf(d));
     const m = g.metadata;
     assert.equal(m.get('general.architecture'), 'openelm');
-    assert.equal(m.get('general.file_type'), { f32: 0, f16: 1, q8_0: 7 }[d]);
+    assert.equal(m.get('general.file_type'), { f32: 0, f16: 1, q8_0: 7, q4_0: 2 }[d]);
     assert.equal(m.get('general.alignment'), 32);
     assert.equal(m.get('openelm.block_count'), 4);
     assert.equal(m.get('openelm.context_length'), 128);
@@ -171,10 +173,11 @@ test('convert: tensor names, ggml dim order, types (norms stay F32) and values, 
       const names = g.tensors.map((t) => t.name);
       assert.equal(names.length, 2 + 9 * 4);
       assert.ok(!names.includes('output.weight'), 'tied head: no output tensor');
-      const wt = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0 }[d];
+      const wt = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0 }[d];
       const by = new Map(g.tensors.map((t) => [t.name, t]));
       assert.deepEqual(by.get('token_embd.weight')!.dims, [384, 32000]);
-      assert.equal(by.get('token_embd.weight')!.type, wt);
+      // q4_0 keeps the embedding (the tied head) in Q5_0
+      assert.equal(by.get('token_embd.weight')!.type, d === 'q4_0' ? GGMLType.Q5_0 : wt);
       assert.deepEqual(by.get('output_norm.weight')!.dims, [384]);
       for (let i = 0; i < 4; i++) {
         const Q = c.numQueryHeads[i], H = c.numKvHeads[i], F = c.ffnDims[i];
@@ -193,7 +196,7 @@ test('convert: tensor names, ggml dim order, types (norms stay F32) and values, 
       const p1 = ck.readF32('transformer.layers.2.ffn.proj_1.weight');
       const gate = readGGUFTensorF32(file, g, 'blk.2.ffn_gate.weight');
       const up = readGGUFTensorF32(file, g, 'blk.2.ffn_up.weight');
-      const tol = d === 'f32' ? 0 : d === 'f16' ? 1e-3 : 0.02;
+      const tol = d === 'f32' ? 0 : d === 'f16' ? 1e-3 : d === 'q8_0' ? 0.02 : 0.05;
       let worst = 0;
       for (let i = 0; i < F * 384; i++) {
         worst = Math.max(worst, Math.abs(gate[i] - p1[i]), Math.abs(up[i] - p1[F * 384 + i]));
@@ -210,6 +213,56 @@ test('convert: tensor names, ggml dim order, types (norms stay F32) and values, 
   } finally {
     ck.close();
   }
+});
+
+// llama-quantize's Q4_0 and Q5_0 of the golden model (test/fixtures/gguf, --pure: every 2-D tensor
+// of that type) are the reference: our encoders must give the same bytes for every tensor.
+for (const [type, encode, bytes] of [[GGMLType.Q4_0, encodeQ4_0, 18], [GGMLType.Q5_0, encodeQ5_0, 22]] as const) {
+  const tn = type === GGMLType.Q4_0 ? 'q4_0' : 'q5_0';
+  test(`${tn.toUpperCase()} follows ggml: every block equals llama-quantize's, byte for byte`, () => {
+    const fixture = fileURLToPath(new URL(`../../test/fixtures/gguf/gqa2-hd64-${tn}.gguf`, import.meta.url));
+    const g = readGGUF(fixture);
+    const ck = openCheckpoint(path.join(GOLDEN_ROOT, 'gqa2-hd64'));
+    try {
+      const hfOf = (name: string): { src: string; half?: 0 | 1 } => {
+        if (name === 'token_embd.weight') return { src: 'transformer.token_embeddings.weight' };
+        const m = /^blk\.(\d+)\.(\w+)\.weight$/.exec(name)!;
+        const p = `transformer.layers.${m[1]}.`;
+        const map: Record<string, { src: string; half?: 0 | 1 }> = {
+          attn_qkv: { src: p + 'attn.qkv_proj.weight' }, attn_output: { src: p + 'attn.out_proj.weight' },
+          ffn_down: { src: p + 'ffn.proj_2.weight' }, ffn_gate: { src: p + 'ffn.proj_1.weight', half: 0 }, ffn_up: { src: p + 'ffn.proj_1.weight', half: 1 },
+        };
+        return map[m[2]];
+      };
+      let n = 0;
+      for (const t of g.tensors) {
+        if (t.type !== type) continue;
+        const { src, half } = hfOf(t.name);
+        let v = ck.readF32(src);
+        if (half !== undefined) v = v.subarray(half * (v.length / 2), (half + 1) * (v.length / 2));
+        const mine = new Uint8Array((v.length / 32) * bytes);
+        encode(v, mine);
+        assert.deepEqual(mine, readGGUFTensorBytes(fixture, g, t.name), t.name);
+        n++;
+      }
+      assert.equal(n, 1 + 5 * 3, 'token_embd and 5 weights per layer');
+    } finally {
+      ck.close();
+    }
+  });
+}
+
+test('Q4_0 edge cases: zeros stay zero, the largest magnitude lands on q = 0', () => {
+  // a block of zeros stays zero: d = 0 / −8 = −0 (stored as the half 0x8000, as ggml does), every q
+  // the middle level 8
+  const z = new Uint8Array(18);
+  encodeQ4_0(new Float32Array(32), z);
+  assert.deepEqual(Array.from(z), [0, 0x80, ...new Array(16).fill(0x88)]);
+  const x = new Float32Array(32).map((_, i) => (i - 12) / 10);
+  const b = new Uint8Array(18);
+  encodeQ4_0(x, b);
+  assert.equal(f16ToF32(b[0] | (b[1] << 8)), f16ToF32(f32ToF16(Math.fround(1.9 / -8))));
+  assert.equal(b[2 + 15] >> 4, 0, 'x[31] = 1.9, the largest magnitude, is q = 0');
 });
 
 test('convert: clear errors for bad flags, missing model or output folder, and a vocab the tokenizer does not fit', () => {

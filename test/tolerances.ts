@@ -41,6 +41,13 @@ export const TOL = {
    * shapes, q8 and q4, with and without an outlier channel); ~3.5× headroom.
    */
   int8NativeVsWasm: { atol: 5e-6, rtol: 5e-6 },
+  /**
+   * The AMX bf16 product (oneDNN's matmul primitive) vs the BLAS-like bf16 GEMM and vs the f64
+   * product of the same rounded operands: both sum exact products in f32, in other orders. atol is
+   * per sqrt(K) (multiply by it) for unit-normal operands; measured 8.9e-7·sqrt(K) at worst (test/train-bf16.test.ts
+   * shapes, both comparisons, no rtol), ~2.2× headroom.
+   */
+  bf16AmxVsBlas: { atol: 2e-6, rtol: 1e-5 },
   /** f16 / bf16 weight storage vs f32. */
   halfVsF32: { atol: 1e-2, rtol: 1e-2 },
   /** Training: loss and parameter gradients vs golden. */
@@ -140,3 +147,17 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   const r = allclose(actual, expected, tol, label);
   if (!r.ok) throw new Error(`not close: ${r.message}`);
 }
+
+/**
+ * Mean KL divergence (nats per position) of a quantized model's next-token distributions to the
+ * f32 model's, on test/quant-quality.test.ts's model (model_dim 256, so 4 of its 8 activation
+ * blocks hold an outlier) with 4 outlier channels of 64x (src/model/outliers.ts), prefill and
+ * decode, wasm. Measured 2026-12-06: q8 4.40e-2 (without the outliers 4.3e-4: int8 activations
+ * coarsen every block that holds one, as llama.cpp's Q8_0 activations do); q4 6.73e-2 with the
+ * importance-weighted block fit (weight-format.ts fitQ4Block), 0.727 with plain min/max blocks.
+ * ~1.5x headroom.
+ */
+export const KL = {
+  q8Outliers: 6.6e-2,
+  q4Outliers: 0.1,
+} as const satisfies Record<string, number>;

@@ -117,6 +117,52 @@ test('the native bf16 GEMM gives the same bits with 1, 2 and 3 threads', { skip:
   for (let i = 3; i < outs.length; i++) assert.deepEqual(outs[i], outs[i % 3], `threads run ${Math.floor(i / 3) + 1}, layout ${i % 3}`);
 });
 
+// Where oneDNN runs the bf16 product on AMX tiles, gemmBf16 takes that path; it must agree with the
+// BLAS-like bf16 GEMM (the fallback everywhere else) and, like it, not depend on the thread count.
+test('the AMX bf16 path equals the BLAS-like bf16 GEMM and gives the same bits with 1, 2 and 3 threads', { skip: !(haveNative || requireNative) }, () => {
+  const nb = nativeBlas('on')!;
+  if (!nb.useAmx(true)) {
+    console.log(`[bf16 amx] oneDNN runs no AMX kernel here (bf16 GEMM: ${nb.bf16}); nothing to compare (skipped)`);
+    return;
+  }
+  const gemm = new JsGemm();
+  try {
+    // odd sizes, odd K and K not a multiple of the tile depth, row (M > 2N) and column splits, every layout
+    for (const [M, N, K] of [[130, 300, 257], [300, 520, 260], [2100, 1024, 64], [64, 1030, 96]]) {
+      for (const [op, ta, tb] of [['nt', false, true], ['nn', false, false], ['tn', true, false]] as const) {
+        for (const acc of [false, true]) {
+          const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
+          const ar = new Float64Array(M * K), br = new Float64Array(N * K);
+          roundToBf16(ar, A, M * K); roundToBf16(br, B, N * K);
+          const want = Float64Array.from(C0);
+          gemm[op](want, ar, br, M, N, K, acc);
+          const lda = ta ? M : K, ldb = tb ? K : N;
+          const run = (amx: boolean, threads: number): Float32Array => {
+            assert.equal(nb.useAmx(amx), amx);
+            const c = C0.slice();
+            nb.gemmBf16(threads, ta, tb, M, N, K, A, lda, B, ldb, c, N, acc);
+            return c;
+          };
+          const tol = { atol: TOL.bf16AmxVsBlas.atol * Math.sqrt(K), rtol: TOL.bf16AmxVsBlas.rtol };
+          const what = `${op} ${M}x${N}x${K} acc ${acc}`;
+          const before = nb.amxBlocks();
+          const amx = run(true, 2);
+          const mid = nb.amxBlocks();
+          assert.ok(mid > before, `${what}: no block ran on AMX`);
+          const blas = run(false, 2);
+          assert.equal(nb.amxBlocks(), mid, `${what}: the run with AMX forbidden used it`);
+          assertClose(amx, blas, tol, `${what}: AMX vs BLAS-like`);
+          assertClose(amx, want, tol, `${what}: AMX vs the f64 product of the rounded operands`);
+          assert.deepEqual(run(true, 1), amx, `${what}: AMX with 1 thread`);
+          assert.deepEqual(run(true, 3), amx, `${what}: AMX with 3 threads`);
+        }
+      }
+    }
+  } finally {
+    nb.useAmx(true);
+  }
+});
+
 for (const bc of BACKEND_CASES) {
   const skip = bc.available() ?? false;
   for (const name of goldenNames()) {

@@ -113,6 +113,12 @@ export interface Backend {
   /** Bytes this backend holds now, has reserved from its device, and can hold at most (Infinity: no fixed bound). */
   memory(): { inUse: number; reserved: number; limit: number };
   /**
+   * Most values one alloc() can hold (Infinity: bounded only by memory().limit): a WebAssembly
+   * memory, a GPU buffer. Training splits its parameters, gradients and optimizer state into
+   * chunks no larger than this (model/chunked.ts).
+   */
+  maxTensorValues(): number;
+  /**
    * Device backends: the largest buffer one tensor may take, the device limit that sets it, and
    * the device, so a load can be refused before anything is allocated (model/device-fit.ts).
    * WebGPU says this much (adapter limits) but never how much memory is free.
@@ -205,8 +211,12 @@ export interface Backend {
     rowScale?: Float32Array): Promise<LossSums>;
   /** Per-row (lse, logit[target]) of `rows` logit rows, read back (sequence log-probabilities: logit − lse). */
   rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array>;
-  /** Σ x² in f64, over fixed blocks summed in order (deterministic). */
-  sumSquares(x: Tensor): Promise<number>;
+  /**
+   * Σ x² in f64, over fixed blocks summed in order (deterministic). Given several tensors: the sum
+   * over their concatenation, bit for bit what one tensor holding them in order gives (a gradient
+   * split into chunks has the norm of the unsplit one).
+   */
+  sumSquares(x: Tensor | readonly Tensor[]): Promise<number>;
   /** x = f32(x · coef) with the multiply in f64. */
   scale(x: Tensor, coef: number): void;
   /** One AdamW update of n elements (p, m, v updated in place). */

@@ -21,6 +21,8 @@ export interface NativeGemm {
   gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  /** Whether gemmBf16 runs on AMX tiles here (oneDNN's matmul primitive on CPUs that have them). */
+  readonly amx?: boolean;
   /** Whether q8/q4 linears can run in int8 arithmetic here (AVX512-VNNI). */
   readonly int8: boolean;
   /**

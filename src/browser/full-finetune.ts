@@ -59,11 +59,11 @@ class FullJob implements FineTuneJob {
         const b = sampler.next(B);
         model.zeroGrad();
         const r = await model.forwardBackward(b.inputs, b.targets, B, T, { ignoreIndex: PAD });
-        const norm = Number.isFinite(r.loss) ? await clipGradNorm(be, model.grads, CLIP) : NaN;
+        const norm = Number.isFinite(r.loss) ? await clipGradNorm(be, model.gradChunks, CLIP) : NaN;
         if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
           throw new OpenELMError('finetune', `the ${Number.isFinite(r.loss) ? 'gradient norm' : 'loss'} became ${Number.isFinite(r.loss) ? norm : r.loss} at step ${step}; lower the learning rate (${s.learningRate}) and train again`);
         }
-        await opt.update(model.params, model.grads, s.learningRate);
+        await opt.update(model.paramChunks, model.gradChunks, s.learningRate);
         await be.sync();
         onStep({ step, steps: s.steps, loss: r.loss, learningRate: s.learningRate, tokens: b.tokens, ms: performance.now() - t0 });
       }
@@ -84,7 +84,7 @@ class FullJob implements FineTuneJob {
   }
 
   async files(): Promise<AdapterFile[]> {
-    const c = this.base.config, flat = await this.model.backend.read(this.model.params);
+    const c = this.base.config, flat = await this.model.paramChunks.read();
     const tensors = this.model.layout.entries.map((e) => ({ name: e.name, dtype: 'F32' as const, shape: e.shape, data: flat.subarray(e.offset, e.offset + e.size) }));
     const enc = new TextEncoder();
     const files: AdapterFile[] = [

@@ -59,11 +59,11 @@ class AdapterJob implements FineTuneJob {
         const b = sampler.next(B);
         model.zeroGrad();
         const r = await model.forwardBackward(b.inputs, b.targets, B, T, { ignoreIndex: PAD, dropoutSeed: s.seed * 1_000_003 + step });
-        const norm = Number.isFinite(r.loss) ? await clipGradNorm(be, model.grads, CLIP) : NaN;
+        const norm = Number.isFinite(r.loss) ? await clipGradNorm(be, model.gradChunks, CLIP) : NaN;
         if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
           throw new OpenELMError('finetune', `the ${Number.isFinite(r.loss) ? 'gradient norm' : 'loss'} became ${Number.isFinite(r.loss) ? norm : r.loss} at step ${step}; lower the learning rate (${s.learningRate}) and train again`);
         }
-        await opt.update(model.params, model.grads, s.learningRate);
+        await opt.update(model.paramChunks, model.gradChunks, s.learningRate);
         await be.sync();
         onStep({ step, steps: s.steps, loss: r.loss, learningRate: s.learningRate, tokens: b.tokens, ms: performance.now() - t0 });
       }
@@ -73,7 +73,7 @@ class AdapterJob implements FineTuneJob {
   }
 
   private async adapter() {
-    const flat = await this.model.backend.read(this.model.params);
+    const flat = await this.model.paramChunks.read();
     return { ...flatToAdapter(flat, this.model.layout, this.base.config, this.settings), baseModel: this.base.dir };
   }
 
@@ -144,7 +144,7 @@ export const loraFineTuner: FineTuner = {
           return spec.shape.length === 2 && isLinear(name) ? asStored(v, spec.shape[0], spec.shape[1], baseDtype) : v;
         },
       });
-      model.backend.write(model.params, adapterToFlat(a, model.layout));
+      model.paramChunks.write(adapterToFlat(a, model.layout));
       // PEFT with HF Trainer: AdamW (0.9, 0.999), eps 1e-8, no weight decay.
       opt = new AdamW(lm.backend, model.layout, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, reserveBytes: actBytes });
       return new AdapterJob(lm, src, model, opt, windows, s, settings);

@@ -7,7 +7,11 @@
 // - proj_1 split into ffn_gate (first F rows) and ffn_up (last F rows);
 // - no output.weight: llama.cpp loads token_embd a second time as the head;
 // - norms (all 1-D tensors) stay F32 whatever the file type; 2-D weights whose rows are not a
-//   multiple of 32 cannot be Q8_0 and fall back to F16 (what llama.cpp's converter does);
+//   multiple of 32 cannot be Q8_0 / Q4_0 and fall back to F16 (what llama.cpp's converter does);
+// - q4_0 files hold the layers' weights in Q4_0 and the embedding (the tied head) in Q5_0, which
+//   is what `llama-quantize --token-embedding-type q5_0 F32.gguf OUT.gguf Q4_0` writes: smaller
+//   than llama-quantize's default Q4_0 (whose head is Q6_K, for which ggml has no reference
+//   quantizer simple enough to match), within a few percent of its KL (docs/quantization.md);
 // - the Llama-2 SentencePiece vocab as tokenizer.ggml.* ("llama" model), padded with unused
 //   [PADn] pieces when the model's vocab_size is larger (CoreNet's 32128).
 
@@ -23,12 +27,14 @@ import { PieceType } from '../tokenizer/sentencepiece-model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { encodeTensor } from './ggml-encode.js';
 
-export const GGUF_OUT_TYPES = ['f32', 'f16', 'q8_0'] as const;
+export const GGUF_OUT_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 export type GGUFOutType = (typeof GGUF_OUT_TYPES)[number];
 
-/** llama_ftype values for general.file_type. */
-const FILE_TYPE: Record<GGUFOutType, number> = { f32: 0, f16: 1, q8_0: 7 };
-const TENSOR_TYPE: Record<GGUFOutType, GGMLType> = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0 };
+/** llama_ftype values for general.file_type (LLAMA_FTYPE_MOSTLY_*). */
+const FILE_TYPE: Record<GGUFOutType, number> = { f32: 0, f16: 1, q8_0: 7, q4_0: 2 };
+const TENSOR_TYPE: Record<GGUFOutType, GGMLType> = { f32: GGMLType.F32, f16: GGMLType.F16, q8_0: GGMLType.Q8_0, q4_0: GGMLType.Q4_0 };
+/** The embedding's (and so the head's) type where it differs from the layers'. */
+const EMBEDDING_TYPE: Partial<Record<GGUFOutType, GGMLType>> = { q4_0: GGMLType.Q5_0 };
 
 export interface ConvertOptions {
   /** Tokenizer whose vocab goes into the file (default: the folder's tokenizer.model, else the bundled Llama-2 one). */
@@ -49,7 +55,7 @@ export interface ConvertResult {
   dtype: GGUFOutType;
   tensors: number;
   metadata: number;
-  /** Tensors written as F16 because Q8_0 could not hold them. */
+  /** Tensors written as F16 because Q8_0 / Q4_0 could not hold them. */
   fallbacks: string[];
 }
 
@@ -174,8 +180,8 @@ export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts
     const fallbacks: string[] = [];
     const tensors: GGUFTensorSource[] = tensorPlan(config).map((p) => {
       const dims = p.shape.slice().reverse();
-      let type = p.shape.length === 1 ? GGMLType.F32 : TENSOR_TYPE[dtype];
-      if (type === GGMLType.Q8_0 && dims[0] % 32 !== 0) { type = GGMLType.F16; fallbacks.push(p.name); }
+      let type = p.shape.length === 1 ? GGMLType.F32 : p.name === 'token_embd.weight' ? EMBEDDING_TYPE[dtype] ?? TENSOR_TYPE[dtype] : TENSOR_TYPE[dtype];
+      if ((type === GGMLType.Q8_0 || type === GGMLType.Q4_0 || type === GGMLType.Q5_0) && dims[0] % 32 !== 0) { type = GGMLType.F16; fallbacks.push(p.name); }
       return {
         name: p.name, dims, type,
         data: () => {

@@ -63,6 +63,6 @@ export async function seedRunFromCorenet(ck: CorenetCheckpoint, recipe: Recipe, 
     data: data.json, recipe: recipe.canonical, trainMs: 0, savedAt: new Date().toISOString(),
   };
   fs.mkdirSync(recipe.outDir, { recursive: true });
-  const dir = writeCheckpoint(recipe.outDir, { config: c, layout, params, opt: { step: opt.step, m, v }, state, dataTensors: data.tensors }, recipe.keepCheckpoints);
+  const dir = await writeCheckpoint(recipe.outDir, { config: c, layout, params, opt: { step: opt.step, m, v }, state, dataTensors: data.tensors }, recipe.keepCheckpoints);
   return { dir, step: opt.step, iterations: ck.training.iterations, differences };
 }

@@ -16,6 +16,7 @@ import {
   stageSafetensors,
   stageSafetensorsSync,
   type TensorInfo,
+  type TensorToStream,
   type TensorToWrite,
 } from './safetensors.js';
 
@@ -207,8 +208,8 @@ export interface SaveCheckpointOptions {
   afterCommit?: (file: string) => void;
 }
 
-interface SavePlan {
-  shards: { file: string; tensors: TensorToWrite[] }[];
+interface SavePlan<T extends TensorToStream> {
+  shards: { file: string; tensors: T[] }[];
   index?: string; // JSON text
 }
 
@@ -222,7 +223,7 @@ function shardName(i: number, n: number, tag = ''): string {
  * them never touches the old set: the standard names, else the same names tagged "-b", else a
  * random tag. Re-saving into one folder alternates between the two.
  */
-function avoidOldNames(plan: SavePlan, old: Set<string>): SavePlan {
+function avoidOldNames<T extends TensorToStream>(plan: SavePlan<T>, old: Set<string>): SavePlan<T> {
   if (plan.index === undefined || plan.shards.every((s) => !old.has(s.file))) return plan;
   const n = plan.shards.length;
   let tag = '-b';
@@ -233,7 +234,7 @@ function avoidOldNames(plan: SavePlan, old: Set<string>): SavePlan {
   return { shards, index: JSON.stringify(index, null, 2) + '\n' };
 }
 
-function planSave(tensors: readonly TensorToWrite[], maxShardBytes: number | undefined): SavePlan {
+function planSave<T extends TensorToStream>(tensors: readonly T[], maxShardBytes: number | undefined): SavePlan<T> {
   if (maxShardBytes !== undefined && !(Number.isFinite(maxShardBytes) && maxShardBytes > 0)) {
     throw new OpenELMError('checkpoint', `maxShardBytes must be a positive number, got ${maxShardBytes}`);
   }
@@ -242,7 +243,7 @@ function planSave(tensors: readonly TensorToWrite[], maxShardBytes: number | und
     if (seen.has(t.name)) throw new OpenELMError('checkpoint', `cannot save checkpoint: duplicate tensor name ${t.name}`);
     seen.add(t.name);
   }
-  const groups: TensorToWrite[][] = [[]];
+  const groups: T[][] = [[]];
   let cur = 0;
   let total = 0;
   for (const t of tensors) {
@@ -318,7 +319,7 @@ function commitAndClean(dir: string, staged: StagedFile[], old: Set<string>, aft
 }
 
 /** What both savers do before writing: the shard plan, checked tensors, the folder, its old files. */
-function prepareSave(dir: string, tensors: readonly TensorToWrite[], opts: SaveCheckpointOptions) {
+function prepareSave<T extends TensorToStream>(dir: string, tensors: readonly T[], opts: SaveCheckpointOptions) {
   const planned = planSave(tensors, opts.maxShardBytes);
   const metadata = opts.metadata ?? { format: 'pt' };
   for (const s of planned.shards) checkTensorsToWrite(path.join(dir, s.file), s.tensors, metadata);
@@ -334,7 +335,7 @@ function prepareSave(dir: string, tensors: readonly TensorToWrite[], opts: SaveC
  */
 export async function saveCheckpoint(
   dir: string,
-  tensors: readonly TensorToWrite[],
+  tensors: readonly TensorToStream[],
   opts: SaveCheckpointOptions = {},
 ): Promise<string[]> {
   const { plan, metadata, old } = prepareSave(dir, tensors, opts);

@@ -10,11 +10,11 @@ import { OpenELMError } from '../core/errors.js';
 import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
-import { saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
+import { saveCheckpoint, saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
 import { detectFormat, openModelSource, readSourceConfig } from '../formats/source.js';
 import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
-import type { ParamLayout } from '../model/layout.js';
+import type { ParamEntry, ParamLayout } from '../model/layout.js';
 import type { Adapter } from '../adapters/adapter.js';
 import { mergedSource } from '../adapters/merge.js';
 
@@ -63,9 +63,29 @@ export function saveModel(dir: string, config: OpenELMConfig, layout: ParamLayou
     return { name: e.name, dtype, shape: e.shape, data };
   });
   const files = saveCheckpointSync(dir, tensors, opts);
+  writeModelConfig(dir, config, dtype);
+  return files;
+}
+
+/**
+ * saveModel for parameters that are not one host array (a model in chunks on a backend): each
+ * tensor's F32 values are asked of `read` while its bytes are written, so no more than one tensor
+ * is held in memory at a time.
+ */
+export async function saveModelStreamed(dir: string, config: OpenELMConfig, layout: ParamLayout, read: (e: ParamEntry) => Promise<Float32Array>,
+  opts: SaveCheckpointOptions = {}): Promise<string[]> {
+  const tensors = layout.entries.map((e) => ({
+    name: e.name, dtype: 'F32' as const, shape: e.shape,
+    data: { byteLength: e.size * 4, async *pieces() { yield await read(e); } },
+  }));
+  const files = await saveCheckpoint(dir, tensors, opts);
+  writeModelConfig(dir, config, 'F32');
+  return files;
+}
+
+function writeModelConfig(dir: string, config: OpenELMConfig, dtype: 'F32' | 'BF16'): void {
   const hf = { ...config.hf, torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32' };
   hf.model_type ??= 'openelm';
   hf.architectures ??= ['OpenELMForCausalLM'];
   writeJsonFileAtomic(path.join(dir, 'config.json'), hf);
-  return files;
 }

@@ -13,6 +13,21 @@ export interface TensorToWrite {
   readonly data: ArrayBufferView;
 }
 
+/** A tensor for the asynchronous writers, whose data may also be made piece by piece while the file is written. */
+export interface TensorToStream extends Omit<TensorToWrite, 'data'> {
+  readonly data: ArrayBufferView | StreamedData;
+}
+
+/** A tensor's bytes made on demand, in pieces (no copy of the whole tensor is ever held). */
+export interface StreamedData {
+  readonly byteLength: number;
+  pieces(): AsyncIterable<ArrayBufferView>;
+}
+
+export function isStreamed(d: ArrayBufferView | StreamedData): d is StreamedData {
+  return !ArrayBuffer.isView(d) && typeof (d as StreamedData).pieces === 'function';
+}
+
 export interface WritePlan {
   /** 8-byte length + padded JSON. */
   header: Uint8Array;
@@ -21,7 +36,7 @@ export interface WritePlan {
 }
 
 /** Validate tensors and build the file header; `file` names the target in messages. */
-export function planSafetensors(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): WritePlan {
+export function planSafetensors(file: string, tensors: readonly TensorToStream[], metadata?: Record<string, string>): WritePlan {
   const bad = (msg: string) => new OpenELMError('safetensors', `cannot write ${file}: ${msg}`);
   checkEndianness();
   const header: Record<string, unknown> = {};
@@ -45,7 +60,7 @@ export function planSafetensors(file: string, tensors: readonly TensorToWrite[],
     }
     const need = shapeNumel(t.shape) * DTYPE_SIZE[t.dtype];
     const data = t.data;
-    if (!ArrayBuffer.isView(data)) throw bad(`tensor ${t.name}: data is not a typed array or DataView`);
+    if (!ArrayBuffer.isView(data) && !isStreamed(data)) throw bad(`tensor ${t.name}: data is not a typed array or DataView`);
     if (data.byteLength !== need) {
       throw bad(`tensor ${t.name}: data has ${data.byteLength} bytes, but shape ${fmtShape(t.shape)} of ${t.dtype} needs ${need}`);
     }

@@ -3,20 +3,20 @@
 // and the JSON header happen at open time) and writing.
 //
 // Writing is atomic (temp file + fsync + rename, see atomic.ts) and streams each tensor's bytes
-// directly from the caller's arrays.
+// directly from the caller's arrays, or (async writers) from pieces the caller makes on demand.
 
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { OpenELMError } from '../core/errors.js';
 import { commitAll, stageFile, stageFileSync, writeAll, writeAllSync, type StagedFile } from './atomic.js';
 import { SafetensorsReader, checkEndianness, headerLength, parseHeader, type ParsedHeader } from './safetensors-reader.js';
-import { bytesOf, planSafetensors, type TensorToWrite, type WritePlan } from './safetensors-writer.js';
+import { bytesOf, isStreamed, planSafetensors, type TensorToStream, type TensorToWrite, type WritePlan } from './safetensors-writer.js';
 
 export {
   DTYPE_SIZE, MAX_HEADER_BYTES, SafetensorsBytes, SafetensorsReader, isSafetensorsDType, shapeNumel,
   type SafetensorsDType, type TensorInfo,
 } from './safetensors-reader.js';
-export { safetensorsBytes, type TensorToWrite } from './safetensors-writer.js';
+export { safetensorsBytes, type StreamedData, type TensorToStream, type TensorToWrite } from './safetensors-writer.js';
 
 /** A safetensors file on disk, read with positioned sync reads (only the header is read at open). */
 export class SafetensorsFile extends SafetensorsReader {
@@ -82,7 +82,7 @@ function readExactlyAt(fd: number, len: number, pos: number): Uint8Array {
 /** Validate tensors for writing (names, dtypes, shapes, data sizes) without touching the disk. */
 export function checkTensorsToWrite(
   path: string,
-  tensors: readonly TensorToWrite[],
+  tensors: readonly TensorToStream[],
   metadata?: Record<string, string>,
 ): void {
   planSafetensors(path, tensors, metadata);
@@ -99,13 +99,24 @@ function writeBodySync(fd: number, plan: WritePlan, tensors: readonly TensorToWr
   if (pos !== plan.total) throw new OpenELMError('safetensors', `tensor data changed size while writing`);
 }
 
-async function writeBody(fh: FileHandle, plan: WritePlan, tensors: readonly TensorToWrite[]): Promise<void> {
+async function writeBody(fh: FileHandle, plan: WritePlan, tensors: readonly TensorToStream[]): Promise<void> {
   await writeAll(fh, plan.header, 0);
   let pos = plan.header.length;
   for (const t of tensors) {
-    const b = bytesOf(t.data);
-    await writeAll(fh, b, pos);
-    pos += b.byteLength;
+    if (!isStreamed(t.data)) {
+      const b = bytesOf(t.data);
+      await writeAll(fh, b, pos);
+      pos += b.byteLength;
+      continue;
+    }
+    const end = pos + t.data.byteLength;
+    for await (const piece of t.data.pieces()) {
+      const b = bytesOf(piece);
+      if (pos + b.byteLength > end) throw new OpenELMError('safetensors', `tensor ${t.name} streamed more than its ${t.data.byteLength} bytes`);
+      await writeAll(fh, b, pos);
+      pos += b.byteLength;
+    }
+    if (pos !== end) throw new OpenELMError('safetensors', `tensor ${t.name} streamed ${t.data.byteLength - (end - pos)} of its ${t.data.byteLength} bytes`);
   }
   if (pos !== plan.total) throw new OpenELMError('safetensors', `tensor data changed size while writing`);
 }
@@ -122,7 +133,7 @@ export function stageSafetensorsSync(
 
 export async function stageSafetensors(
   path: string,
-  tensors: readonly TensorToWrite[],
+  tensors: readonly TensorToStream[],
   metadata?: Record<string, string>,
 ): Promise<StagedFile> {
   const plan = planSafetensors(path, tensors, metadata);
@@ -135,7 +146,7 @@ export async function stageSafetensors(
  */
 export async function writeSafetensors(
   path: string,
-  tensors: readonly TensorToWrite[],
+  tensors: readonly TensorToStream[],
   metadata?: Record<string, string>,
 ): Promise<void> {
   commitAll([await stageSafetensors(path, tensors, metadata)]);

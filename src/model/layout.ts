@@ -1,6 +1,7 @@
 // The parameter table: every tensor of the model in HF naming, with its offset in one flat f32
-// tensor (llm.c style). Training keeps params, grads and Adam moments as four such tensors; the
-// inference weights built from a flat tensor are views into it, so nothing is copied.
+// tensor (llm.c style). Training keeps params, grads and Adam moments as four such vectors (each
+// one tensor, or chunks of it where a backend cannot hold it whole: chunked.ts); the inference
+// weights built from a flat tensor are views into it, so nothing is copied.
 
 import type { Backend, Tensor } from '../backends/backend.js';
 import { numel, type OpenELMConfig } from './config.js';

@@ -16,6 +16,9 @@ import { checkBufferLimit } from './device-fit.js';
 
 export type LoadDType = ConvertDType | 'auto';
 
+/** f32 values of the staging buffer q8/q4 quantization reads rows through (4 MB). */
+const STAGE_FLOATS = 1 << 20;
+
 /** One row range of a weight as its file stores it (TensorSource.storedWeight). */
 export interface StoredPart {
   dtype: Exclude<WeightDType, 'rows'>;
@@ -72,6 +75,18 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   checkRoom(src, c, be, dtype, specs);
   const tensors: Tensor[] = [], weights: Weight[] = [];
   const fileOf = (name: string): string => src.info(name).file ?? name;
+  let stage = new Float32Array(0);
+  // q4 fits each block to the activations its columns meet: a layer that reads a norm's output
+  // sees channel j scaled by that norm's weight g[j], so an error in column j costs ∝ g[j]².
+  const importanceOf = (name: string): Float32Array | undefined => {
+    const m = /^(.*\.)(attn\.qkv_proj|ffn\.proj_1)\.weight$/.exec(name);
+    if (!m) return undefined;
+    const norm = m[1] + (m[2] === 'attn.qkv_proj' ? 'attn_norm.weight' : 'ffn_norm.weight');
+    if (!specs.has(norm)) return undefined;
+    const g = src.readF32(norm, new Float32Array(numel(specs.get(norm)!)));
+    for (let i = 0; i < g.length; i++) g[i] *= g[i];
+    return g;
+  };
   const vec = (name: string): Tensor => {
     const host = src.readF32(name, new Float32Array(numel(specs.get(name)!)));
     assertFinite(name, fileOf(name), host, 'f32');
@@ -92,14 +107,16 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     else if (st === 'bf16') src.readBF16(name, w.data as Uint16Array);
     else if (st === 'f16') src.readF16(name, w.data as Uint16Array);
     else {
-      // Quantize row chunks read straight from the file (≤ 4 MB of f32 staging, never a whole tensor).
-      const step = Math.max(1, Math.floor((1 << 20) / cols));
-      const stage = new Float32Array(step * cols);
+      // Quantize row chunks read straight from the file through one staging buffer of ≤ 4 MB
+      // shared by every tensor (never a whole tensor in f32, and no garbage per tensor).
+      const step = Math.max(1, Math.floor(STAGE_FLOATS / cols));
+      if (stage.length < step * cols) stage = new Float32Array(step * cols);
+      const imp = st === 'q4' ? importanceOf(name) : undefined;
       for (let r = 0; r < rows; r += step) {
         const n = Math.min(rows - r, step) * cols;
         const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
         assertFinite(name, file, rowsF32, 'f32', r * cols);
-        setWeightRows(w, r, rowsF32);
+        setWeightRows(w, r, rowsF32, imp);
       }
     }
     if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);

@@ -1,6 +1,7 @@
-// The trainable OpenELM: one flat parameter tensor and one flat gradient tensor laid out by
-// paramLayout, a forward pass that saves what the backward needs, and an explicit per-layer
-// backward (llm.c style, no tape), all on one Backend. The forward computes the same function as
+// The trainable OpenELM: flat parameters and flat gradients laid out by paramLayout (each one
+// tensor, or chunks of whole tensors when the backend cannot hold them in one: chunked.ts), a
+// forward pass that saves what the backward needs, and an explicit per-layer backward (llm.c
+// style, no tape), all on one Backend. The forward computes the same function as
 // openelm.ts (same op order and f32 rounding points), with plain causal attention over T and no KV
 // cache; test/train-grad.test.ts holds the two together.
 //
@@ -32,8 +33,9 @@ import { OpenELMError } from '../core/errors.js';
 import type { AdapterSettings } from '../adapters/adapter.js';
 import { adaptedModules } from '../adapters/targets.js';
 import type { OpenELMConfig } from './config.js';
-import { layoutOf, paramLayout, weightsFromFlat, type ParamLayout } from './layout.js';
-import type { ModelWeights } from './openelm.js';
+import { layoutOf, paramLayout, type ParamLayout } from './layout.js';
+import { assembleWeights, type ModelWeights } from './openelm.js';
+import { ChunkedTensor } from './chunked.js';
 import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, paramSpecs, type LayerParams } from './params.js';
 import { DenseLinear, FrozenLinear, type LinearRun, type LinearSaved, type TrainLinear } from './linear.js';
 import { AdaptedEmbedding, AdaptedLinear, AdapterShared, adapterParamNames, adapterParamSpecs, type AdapterTensors, type DropoutMasks } from './adapted.js';
@@ -114,8 +116,10 @@ const NO_SAVE: LinearSaved = { ts: null, pre: null };
 
 export class TrainableModel {
   readonly layout: ParamLayout;
-  readonly params: Tensor;
-  readonly grads: Tensor;
+  /** The parameters: one tensor per chunk of the layout (AdamW, clipping and checkpoints go chunk by chunk). */
+  readonly paramChunks: ChunkedTensor;
+  /** The gradients, cut like paramChunks. */
+  readonly gradChunks: ChunkedTensor;
   readonly recompute: boolean;
   readonly precision: MatmulPrecision;
   headChunkRows: number;
@@ -170,11 +174,11 @@ export class TrainableModel {
     this.adapter = opts.adapter?.settings ?? null;
     const c = config, hd = c.headDim, be = backend;
     this.layout = this.adapter ? layoutOf(adapterParamSpecs(c, this.adapter)) : paramLayout(config);
-    this.params = backend.alloc(this.layout.total);
+    this.paramChunks = ChunkedTensor.alloc(backend, this.layout, 'the parameters');
     try {
-      this.grads = backend.alloc(this.layout.total);
+      this.gradChunks = ChunkedTensor.alloc(backend, this.layout, 'the gradients');
     } catch (e) {
-      backend.free(this.params);
+      this.paramChunks.free();
       throw e;
     }
     this.dims = [];
@@ -243,8 +247,8 @@ export class TrainableModel {
       if (emb) this.embAdapter = new AdaptedEmbedding(be, emb, this.embed, tensors(emb.name), this.shared, (k) => this.own(k));
     } catch (e) {
       this.freeBase();
-      be.free(this.grads);
-      be.free(this.params);
+      this.gradChunks.free();
+      this.paramChunks.free();
       throw e;
     }
   }
@@ -300,29 +304,37 @@ export class TrainableModel {
     this.backend.matmul(C, A, B, M, N, K, layout, accumulate, this.precision);
   }
 
-  private view(buf: Tensor, name: string): Tensor {
-    const e = this.layout.byName.get(name);
-    if (!e) throw new OpenELMError('usage', `the model has no tensor named ${name}`);
-    return this.backend.view(buf, e.offset, e.size);
+  /**
+   * All parameters as one flat tensor: for a model whose parameters fit in one tensor of the
+   * backend (paramChunks works for every model).
+   */
+  get params(): Tensor { return this.whole(this.paramChunks, 'parameters'); }
+  /** All gradients as one flat tensor (see params). */
+  get grads(): Tensor { return this.whole(this.gradChunks, 'gradients'); }
+
+  private whole(c: ChunkedTensor, what: string): Tensor {
+    if (c.whole) return c.whole;
+    throw new OpenELMError('usage', `the ${what} of this model are split into ${c.chunks.length} chunks (one ${this.backend.name} tensor cannot hold them); use ${what === 'parameters' ? 'paramChunks' : 'gradChunks'}`);
   }
-  /** The parameter tensor `name` (HF key), a view into `params`. */
-  paramView(name: string): Tensor { return this.view(this.params, name); }
-  /** The gradient of `name`, a view into `grads`. */
-  gradView(name: string): Tensor { return this.view(this.grads, name); }
+
+  /** The parameter tensor `name` (HF key), a view into its chunk. */
+  paramView(name: string): Tensor { return this.paramChunks.view(name); }
+  /** The gradient of `name`, a view into its chunk. */
+  gradView(name: string): Tensor { return this.gradChunks.view(name); }
   /** Set parameter `name` from host values. */
   setParam(name: string, values: ArrayLike<number>): void { this.backend.write(this.paramView(name), values); }
   readParam(name: string): Promise<Float32Array> { return this.backend.read(this.paramView(name)); }
   readGrad(name: string): Promise<Float32Array> { return this.backend.read(this.gradView(name)); }
 
   zeroGrad(): void {
-    this.backend.fill(this.grads, 0);
+    this.gradChunks.fill(0);
     if (this.sink) this.backend.fill(this.sink, 0);
   }
 
   /** Inference weights sharing this model's parameter memory (for OpenELM on the same backend). */
   inferenceWeights(): ModelWeights {
     if (this.adapter) throw new OpenELMError('usage', 'an adapter-training model has no flat inference weights; merge the adapter into the base (adapters/merge.ts)');
-    return weightsFromFlat(this.config, this.layout, this.params, this.backend);
+    return assembleWeights(this.config, (n) => this.paramView(n), (n, _embedding, shape) => this.backend.tensorWeight(this.paramView(n), shape[0], shape[1]));
   }
 
   /** Drop activation buffers (they are re-allocated on the next call). */
@@ -337,8 +349,8 @@ export class TrainableModel {
     this.releaseActivations();
     this.rope.release();
     this.freeBase();
-    this.backend.free(this.grads);
-    this.backend.free(this.params);
+    this.gradChunks.free();
+    this.paramChunks.free();
   }
 
   private actAlloc(n: number, stats = false): Tensor {

@@ -20,7 +20,8 @@ interface Addon {
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
   gemmBf16(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
-  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; int8: boolean };
+  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
+  useAmx(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
     mins: Float32Array | null, M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
 }
@@ -29,11 +30,29 @@ export class NativeBlas implements NativeGemm {
   private threadsSet = 0;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
   readonly int8: boolean;
+  private amxOn: boolean;
   constructor(private readonly addon: Addon, readonly library: string) {
     const f = addon.features();
     this.bf16 = f.bf16;
     this.int8 = f.int8;
+    this.amxOn = f.amx;
   }
+
+  /** Whether gemmBf16 runs on AMX tiles (oneDNN's matmul primitive) rather than the BLAS-like bf16 GEMM. */
+  get amx(): boolean { return this.amxOn; }
+
+  /**
+   * Allows or forbids (default) the AMX path; returns whether it is in use now. Both paths multiply
+   * the same rounded operands with f32 sums, in a different order (OPENELM_AMX=on allows it for a
+   * whole process).
+   */
+  useAmx(on: boolean): boolean {
+    this.amxOn = this.addon.useAmx(on);
+    return this.amxOn;
+  }
+
+  /** Blocks of bf16 products run on AMX in this process so far (the tests check the path is taken). */
+  amxBlocks(): number { return this.addon.features().amxBlocks; }
 
   private use(threads: number): void {
     if (threads !== this.threadsSet) { this.addon.setThreads(threads); this.threadsSet = threads; }

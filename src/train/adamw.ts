@@ -7,13 +7,14 @@
 // not to the 1-D RMSNorm weights, as CoreNet's no_decay_bn_filter_bias grouping does.
 //
 // The update runs on the model's backend (Backend.adamw, one call per run of equally-decayed
-// tensors). The moments live on the backend when they fit next to what it already holds; otherwise
-// (the 4 GiB WebAssembly memory: OpenELM-270M's params + grads + moments are 4.3 GB) they stay in
-// host memory and are streamed through the backend in slices. Either way every element gets the
-// same f64 formula, so the two placements give the same bits.
+// tensors within a chunk). The moments live on the backend when they fit next to what it already
+// holds, cut into the same chunks as the parameters (model/chunked.ts); otherwise they stay in host
+// memory and are streamed through the backend in slices. Either way every element gets the same
+// f64 formula, so neither the placement nor the chunking changes a bit.
 
 import type { Backend, Tensor } from '../backends/backend.js';
 import { OpenELMError } from '../core/errors.js';
+import { ChunkedTensor, type Span } from '../model/chunked.js';
 import type { ParamLayout } from '../model/layout.js';
 
 export interface AdamWOptions {
@@ -51,8 +52,8 @@ export class AdamW {
   /** Whether m and v live on the backend (else in host memory). */
   readonly onBackend: boolean;
   private readonly runs: { offset: number; size: number; decay: boolean }[];
-  private readonly dm: Tensor | null = null;
-  private readonly dv: Tensor | null = null;
+  private readonly dm: ChunkedTensor | null = null;
+  private readonly dv: ChunkedTensor | null = null;
   private readonly hm: Float32Array | null = null;
   private readonly hv: Float32Array | null = null;
 
@@ -66,7 +67,7 @@ export class AdamW {
     this.beta1 = beta1; this.beta2 = beta2; this.eps = eps; this.weightDecay = weightDecay;
     const decay = opts.decay ?? ((_n: string, shape: readonly number[]) => shape.length >= 2);
     this.groups = layout.entries.map((e) => ({ name: e.name, offset: e.offset, size: e.size, decay: decay(e.name, e.shape) }));
-    // contiguous runs of equally-decayed tensors: one kernel call each
+    // contiguous runs of equally-decayed tensors: one kernel call each (per chunk)
     this.runs = [];
     for (const g of [...this.groups].sort((a, b) => a.offset - b.offset)) {
       const last = this.runs[this.runs.length - 1];
@@ -78,40 +79,69 @@ export class AdamW {
     const need = 2 * layout.total * 4 + (opts.reserveBytes ?? 2 ** 30);
     this.onBackend = placement === 'backend' || (placement === 'auto' && mem.inUse + need <= mem.limit);
     if (this.onBackend) {
-      this.dm = be.alloc(layout.total);
-      this.dv = be.alloc(layout.total);
+      this.dm = ChunkedTensor.alloc(be, layout, 'AdamW m');
+      try {
+        this.dv = ChunkedTensor.alloc(be, layout, 'AdamW v');
+      } catch (e) {
+        this.dm.free();
+        throw e;
+      }
     } else {
       this.hm = new Float32Array(layout.total);
       this.hv = new Float32Array(layout.total);
     }
   }
 
-  /** One update of `params` from `grads` (tensors of the layout's size on the backend) at learning rate lr; increments `step`. */
-  async update(params: Tensor, grads: Tensor, lr: number): Promise<void> {
-    if (params.length !== this.layout.total || grads.length !== this.layout.total) {
-      throw new OpenELMError('usage', `AdamW was built for ${this.layout.total} values; got params ${params.length}, grads ${grads.length}`);
+  private chunked(t: Tensor | ChunkedTensor, what: string): ChunkedTensor {
+    if (t instanceof ChunkedTensor) {
+      if (t.layout.total !== this.layout.total) throw new OpenELMError('usage', `AdamW was built for ${this.layout.total} values; got ${what} of ${t.layout.total}`);
+      return t;
     }
+    if (t.length !== this.layout.total) throw new OpenELMError('usage', `AdamW was built for ${this.layout.total} values; got ${what} of ${t.length}`);
+    return ChunkedTensor.of(this.be, this.layout, t);
+  }
+
+  /** [offset, offset + size) cut wherever one of the tensors changes chunk: pieces each inside one chunk of all of them. */
+  private static pieces(offset: number, size: number, sets: readonly ChunkedTensor[]): Span[] {
+    const cuts = new Set<number>([offset + size]);
+    for (const t of sets) for (const p of t.pieces(offset, size)) cuts.add(p.start + p.size);
+    const ends = [...cuts].sort((a, b) => a - b);
+    const out: Span[] = [];
+    let o = offset;
+    for (const e of ends) { if (e > o) out.push({ start: o, size: e - o }); o = e; }
+    return out;
+  }
+
+  /**
+   * One update of the parameters from the gradients (each a flat tensor of the layout's size, or
+   * the model's paramChunks / gradChunks) at learning rate lr; increments `step`.
+   */
+  async update(params: Tensor | ChunkedTensor, grads: Tensor | ChunkedTensor, lr: number): Promise<void> {
+    const P = this.chunked(params, 'params'), G = this.chunked(grads, 'grads');
     this.step++;
     const be = this.be, b1 = this.beta1, b2 = this.beta2;
     const stepSize = lr / (1 - Math.pow(b1, this.step));
     const bc2Sqrt = Math.sqrt(1 - Math.pow(b2, this.step));
+    const sets = this.onBackend ? [P, G, this.dm!, this.dv!] : [P, G];
     const sliceM = this.onBackend ? null : be.alloc(Math.min(SLICE, this.layout.total));
     const sliceV = this.onBackend ? null : be.alloc(Math.min(SLICE, this.layout.total));
     try {
       for (const r of this.runs) {
         const s = { b1, b2, stepSize, bc2Sqrt, eps: this.eps, keep: r.decay ? 1 - lr * this.weightDecay : 1 };
-        if (this.onBackend) {
-          be.adamw(be.view(params, r.offset, r.size), be.view(grads, r.offset, r.size), be.view(this.dm!, r.offset, r.size), be.view(this.dv!, r.offset, r.size), r.size, s);
-          continue;
-        }
-        for (let o = r.offset; o < r.offset + r.size; o += SLICE) {
-          const n = Math.min(SLICE, r.offset + r.size - o);
-          const mm = be.view(sliceM!, 0, n), vv = be.view(sliceV!, 0, n);
-          be.write(mm, this.hm!.subarray(o, o + n));
-          be.write(vv, this.hv!.subarray(o, o + n));
-          be.adamw(be.view(params, o, n), be.view(grads, o, n), mm, vv, n, s);
-          const [m2, v2] = await Promise.all([be.read(mm), be.read(vv)]);
-          this.hm!.set(m2, o); this.hv!.set(v2, o);
+        for (const { start, size } of AdamW.pieces(r.offset, r.size, sets)) {
+          if (this.onBackend) {
+            be.adamw(P.range(start, size), G.range(start, size), this.dm!.range(start, size), this.dv!.range(start, size), size, s);
+            continue;
+          }
+          for (let o = start; o < start + size; o += SLICE) {
+            const n = Math.min(SLICE, start + size - o);
+            const mm = be.view(sliceM!, 0, n), vv = be.view(sliceV!, 0, n);
+            be.write(mm, this.hm!.subarray(o, o + n));
+            be.write(vv, this.hv!.subarray(o, o + n));
+            be.adamw(P.range(o, n), G.range(o, n), mm, vv, n, s);
+            const [m2, v2] = await Promise.all([be.read(mm), be.read(vv)]);
+            this.hm!.set(m2, o); this.hv!.set(v2, o);
+          }
         }
       }
     } finally {
@@ -120,11 +150,30 @@ export class AdamW {
     }
   }
 
-  /** A host copy of the state (m, v and the step count), for a checkpoint. */
+  /** A host copy of the whole state (m, v and the step count). Checkpoints stream it with readMoment instead. */
   async state(): Promise<AdamWState> {
     if (!this.onBackend) return { step: this.step, m: this.hm!, v: this.hv! };
-    const [m, v] = await Promise.all([this.be.read(this.dm!), this.be.read(this.dv!)]);
+    const [m, v] = await Promise.all([this.dm!.read(), this.dv!.read()]);
     return { step: this.step, m, v };
+  }
+
+  /** A host copy of flat values [offset, offset + n) of m or v (a checkpoint streams the moments slice by slice). */
+  readMoment(which: 'm' | 'v', offset: number, n: number): Promise<Float32Array> {
+    if (!this.onBackend) return Promise.resolve((which === 'm' ? this.hm! : this.hv!).slice(offset, offset + n));
+    return (which === 'm' ? this.dm! : this.dv!).read(offset, n);
+  }
+
+  /** Set flat values [offset, offset + values.length) of m or v (resuming, slice by slice). */
+  writeMoment(which: 'm' | 'v', offset: number, values: Float32Array): void {
+    if (offset + values.length > this.layout.total) throw new OpenELMError('checkpoint', `optimizer state values [${offset}, ${offset + values.length}) are outside the model's ${this.layout.total}`);
+    if (!this.onBackend) (which === 'm' ? this.hm! : this.hv!).set(values, offset);
+    else (which === 'm' ? this.dm! : this.dv!).write(values, offset);
+  }
+
+  /** Set the completed step count (resuming). */
+  setStep(step: number): void {
+    if (!Number.isInteger(step) || step < 0) throw new OpenELMError('checkpoint', `optimizer step ${step} is not a non-negative integer`);
+    this.step = step;
   }
 
   loadState(s: { step: number; m: ArrayLike<number>; v: ArrayLike<number> }): void {
@@ -133,14 +182,15 @@ export class AdamW {
       throw new OpenELMError('checkpoint', `optimizer state has ${s.m.length}/${s.v.length} values; this model needs ${n}`);
     }
     if (!Number.isInteger(s.step) || s.step < 0) throw new OpenELMError('checkpoint', `optimizer step ${s.step} is not a non-negative integer`);
-    if (this.onBackend) { this.be.write(this.dm!, s.m); this.be.write(this.dv!, s.v); }
-    else { this.hm!.set(s.m); this.hv!.set(s.v); }
+    const f32 = (a: ArrayLike<number>) => (a instanceof Float32Array ? a : Float32Array.from(a));
+    this.writeMoment('m', 0, f32(s.m));
+    this.writeMoment('v', 0, f32(s.v));
     this.step = s.step;
   }
 
   /** Give the moments' backend memory back. */
   dispose(): void {
-    if (this.dm) this.be.free(this.dm);
-    if (this.dv) this.be.free(this.dv);
+    this.dm?.free();
+    this.dv?.free();
   }
 }

@@ -61,7 +61,7 @@ export function loadBaseAndAdapter(model: TrainableModel, dir: string, run: Peft
         return asStored(ck.readF32(name), spec.shape, isLinear(name) ? run.baseDtype : 'f32');
       },
     });
-    model.backend.write(model.params, adapterToFlat({ ...a, settings: run.settings }, model.layout));
+    model.paramChunks.write(adapterToFlat({ ...a, settings: run.settings }, model.layout));
   } finally { ck.close(); }
 }
 

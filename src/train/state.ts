@@ -7,6 +7,10 @@
 //                                      pack carry) as I32, DPO's reference log-probabilities as F64;
 //   trainer_state.json                 step, token count, RNG and data-reader positions, the recipe;
 //   manifest.json                      every other file's size and sha256.
+// Parameters and moments may be given as readers instead of host arrays: each tensor (each slice
+// of m and v) is then read while its bytes are written, so a model too large to copy to the host
+// whole (training past one WebAssembly memory) is saved without such a copy; resuming reads them
+// back the same way, into a CheckpointSink.
 // The folder is written under a temporary name and renamed into place once every file is complete
 // and fsynced, then `out_dir/latest` (a one-line text file naming the folder) is replaced
 // atomically. A crash or a full disk at any point leaves the previous checkpoint untouched and no
@@ -20,11 +24,11 @@ import { createHash } from 'node:crypto';
 import { OpenELMError } from '../core/errors.js';
 import { fsyncDir, writeFileAtomicSync } from '../io/atomic.js';
 import { readJsonFile, writeJsonFileAtomic } from '../io/json.js';
-import { SafetensorsFile, writeSafetensorsSync, type TensorToWrite } from '../io/safetensors.js';
+import { SafetensorsFile, writeSafetensors, writeSafetensorsSync, type TensorToWrite } from '../io/safetensors.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import type { OpenELMConfig } from '../model/config.js';
-import type { ParamLayout } from '../model/layout.js';
-import { saveModel } from '../io/model-folder.js';
+import type { ParamEntry, ParamLayout } from '../model/layout.js';
+import { saveModel, saveModelStreamed } from '../io/model-folder.js';
 import type { LoaderState } from './data/loader.js';
 import { LATEST_FILE, latestCheckpointOf, latestNamed, stepFolders } from './run-folder.js';
 
@@ -55,11 +59,16 @@ export interface TrainerState {
   savedAt: string;
 }
 
+/** Flat values [offset, offset + n) of a layout-sized vector, read on demand. */
+export type FlatReader = (offset: number, n: number) => Promise<Float32Array>;
+
 export interface CheckpointData {
   config: OpenELMConfig;
   layout: ParamLayout;
-  params: Float32Array;
-  opt: { step: number; m: Float32Array; v: Float32Array };
+  /** The flat parameters, or a reader of one tensor's values. */
+  params: Float32Array | ((e: ParamEntry) => Promise<Float32Array>);
+  /** AdamW's moments (flat, the layout's size) as arrays or readers. */
+  opt: { step: number; m: Float32Array | FlatReader; v: Float32Array | FlatReader };
   state: TrainerState;
   dataTensors: Record<string, Int32Array | Float64Array>;
   /** Further files of the model folder (an instruction-tuned model's tokenizer_config.json with its chat template). */
@@ -209,23 +218,38 @@ export function loadNewestIntact<T>(outDir: string, load: (dir: string) => T, wa
   return null;
 }
 
+/** Slices in which the moments are streamed to and from optimizer.safetensors (64 MB of f32). */
+const MOMENT_SLICE = 1 << 24;
+
+/** A flat vector of `total` f32 values as streamed safetensors data, read slice by slice. */
+function streamedFlat(total: number, read: FlatReader) {
+  return {
+    byteLength: total * 4,
+    async *pieces() { for (let o = 0; o < total; o += MOMENT_SLICE) yield await read(o, Math.min(MOMENT_SLICE, total - o)); },
+  };
+}
+
 /** Write a checkpoint for state.step; returns its folder. Throws OpenELMError('io') and leaves nothing behind on failure. */
-export function writeCheckpoint(outDir: string, d: CheckpointData, keep: number, hooks: CheckpointHooks = {}): string {
+export async function writeCheckpoint(outDir: string, d: CheckpointData, keep: number, hooks: CheckpointHooks = {}): Promise<string> {
   const name = stepDirName(d.state.step);
   const tmp = path.join(outDir, `${TMP_PREFIX}${String(d.state.step).padStart(8, '0')}-${process.pid}-${Date.now().toString(36)}`);
   const after = (f: string) => hooks.afterFile?.(path.join(tmp, f));
   try {
     fs.mkdirSync(outDir, { recursive: true });
     fs.mkdirSync(tmp);
-    if (d.writeModel) d.writeModel(tmp); else saveModel(tmp, d.config, d.layout, d.params);
+    if (d.writeModel) d.writeModel(tmp);
+    else if (d.params instanceof Float32Array) saveModel(tmp, d.config, d.layout, d.params);
+    else await saveModelStreamed(tmp, d.config, d.layout, d.params);
     after('model.safetensors');
     for (const [name, text] of Object.entries(d.modelFiles ?? {})) {
       fs.writeFileSync(path.join(tmp, name), text);
       after(name);
     }
-    writeSafetensorsSync(path.join(tmp, 'optimizer.safetensors'), [
-      { name: 'm', dtype: 'F32', shape: [d.opt.m.length], data: d.opt.m },
-      { name: 'v', dtype: 'F32', shape: [d.opt.v.length], data: d.opt.v },
+    const moment = (x: Float32Array | FlatReader) => (x instanceof Float32Array ? x : streamedFlat(d.layout.total, x));
+    const total = (x: Float32Array | FlatReader) => (x instanceof Float32Array ? x.length : d.layout.total);
+    await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), [
+      { name: 'm', dtype: 'F32', shape: [total(d.opt.m)], data: moment(d.opt.m) },
+      { name: 'v', dtype: 'F32', shape: [total(d.opt.v)], data: moment(d.opt.v) },
     ], { format: 'openelm-adamw', step: String(d.opt.step) });
     after('optimizer.safetensors');
     const tensors: TensorToWrite[] = Object.entries(d.dataTensors).map(([n, a]) => ({ name: n, dtype: a instanceof Float64Array ? 'F64' : 'I32', shape: [a.length], data: a }));
@@ -266,31 +290,56 @@ export interface LoadedCheckpoint {
   dataTensors: Record<string, Int32Array | Float64Array>;
 }
 
+/** Where a checkpoint's parameters and moments go as they are read, one tensor or slice at a time. */
+export interface CheckpointSink {
+  /** Parameter tensor e's values (valid during the call). */
+  param(e: ParamEntry, values: Float32Array): void;
+  /** Flat values [offset, offset + values.length) of moment m or v (valid during the call). */
+  moment(which: 'm' | 'v', offset: number, values: Float32Array): void;
+}
+
 /**
  * Read a checkpoint into the given buffers (params, m, v must have the layout's size). `readModel`
  * replaces reading model.safetensors (adapter runs).
  */
 export function readCheckpoint(dir: string, layout: ParamLayout, params: Float32Array, m: Float32Array, v: Float32Array,
   readModel?: (dir: string, params: Float32Array) => void): LoadedCheckpoint {
+  return readCheckpointInto(dir, layout, {
+    param: (e, values) => params.set(values, e.offset),
+    moment: (which, offset, values) => (which === 'm' ? m : v).set(values, offset),
+  }, readModel ? (d) => readModel(d, params) : undefined);
+}
+
+/**
+ * Read a checkpoint tensor by tensor (moments slice by slice) into `sink`: no copy of all the
+ * parameters or moments is made. `readModel` replaces reading model.safetensors (adapter runs: it
+ * keeps the adapter's parameters itself).
+ */
+export function readCheckpointInto(dir: string, layout: ParamLayout, sink: CheckpointSink, readModel?: (dir: string) => void): LoadedCheckpoint {
   const state = readJsonFile(path.join(dir, 'trainer_state.json'), 'trainer state') as TrainerState;
   if (state.version !== STATE_VERSION) throw new OpenELMError('checkpoint', `${dir}: trainer state version ${state.version} is not supported (expected ${STATE_VERSION})`);
-  if (readModel) readModel(dir, params);
+  if (readModel) readModel(dir);
   else {
     const ck = openCheckpoint(dir);
     try {
       for (const e of layout.entries) {
         ck.expectShape(e.name, e.shape);
-        ck.readF32(e.name, params, e.offset);
+        sink.param(e, ck.readF32(e.name));
       }
     } finally { ck.close(); }
   }
   const of = SafetensorsFile.open(path.join(dir, 'optimizer.safetensors'));
   let optStep: number;
   try {
-    for (const [n, dst] of [['m', m], ['v', v]] as const) {
+    const total = layout.total;
+    const buf = new Float32Array(Math.min(MOMENT_SLICE, total));
+    for (const n of ['m', 'v'] as const) {
       const info = of.info(n);
-      if (info.shape[0] !== dst.length) throw new OpenELMError('checkpoint', `${dir}: optimizer state ${n} has ${info.shape[0]} values; this model needs ${dst.length}`);
-      of.readF32(n, dst);
+      if (info.shape.length !== 1 || info.shape[0] !== total) throw new OpenELMError('checkpoint', `${dir}: optimizer state ${n} has ${info.shape[0]} values; this model needs ${total}`);
+      for (let o = 0; o < total; o += MOMENT_SLICE) {
+        const k = Math.min(MOMENT_SLICE, total - o);
+        sink.moment(n, o, of.readF32Range(n, o, k, buf.subarray(0, k)));
+      }
     }
     optStep = Number(of.metadata.step);
   } finally { of.close(); }

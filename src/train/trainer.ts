@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
+import { formatBytes } from '../core/bytes.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { parameterCount, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
@@ -40,7 +41,7 @@ import { writeReport, type MetricLine } from './report.js';
 import { TensorBoardWriter } from './tensorboard.js';
 import { InLoopEval, checkEvalTasks, describeScores } from './inloop-eval.js';
 import {
-  STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpoint, writeCheckpoint,
+  STATE_VERSION, cleanStaleTemps, listCheckpoints, loadNewestIntact, readCheckpointInto, writeCheckpoint,
   type CheckpointHooks, type IntervalAccumulator, type LoadedCheckpoint, type TrainerState,
 } from './state.js';
 import { readJsonFile } from '../io/json.js';
@@ -101,8 +102,9 @@ export async function createTrainableModel(config: OpenELMConfig, opts: { recomp
 /** What `precision: bf16` does on this backend (one line for the log). */
 export function precisionNote(backend: Backend): string {
   const how = backend instanceof WasmBackend ? backend.native?.bf16 : undefined;
+  const amx = backend instanceof WasmBackend && backend.native?.amx === true;
   const where = how === 'dnnl' || how === 'openblas'
-    ? `the native bf16 GEMM (${backend.library})`
+    ? `the native bf16 GEMM (${backend.library}${amx ? ', AMX tiles' : ''})`
     : 'bf16-rounded operands through the f32 kernels (no bf16 GEMM here: the same numerics, no speed-up; npm run build:native with libdnnl2 gives one)';
   return `bf16 products with f32 sums on ${where}; f32 master weights, gradients, AdamW state, norms, softmax and loss`;
 }
@@ -264,7 +266,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let interval: IntervalAccumulator = { lossSum: 0, steps: 0, tokens: 0, ms: 0 };
   let metrics: MetricLine[] = [];
   let ck: LoadedCheckpoint | null = null;
-  const host = opts.resume ? { params: new Float32Array(model.layout.total), m: new Float32Array(model.layout.total), v: new Float32Array(model.layout.total) } : null;
+  // Resuming streams the checkpoint into the model and the optimizer tensor by tensor (no host
+  // copy of all parameters or moments); an adapter run keeps its small adapter on the host until
+  // the frozen base is loaded, which sets the adapter too.
+  const adapterHost = opts.resume && peft ? new Float32Array(model.layout.total) : null;
   if (opts.resume) {
     const found = loadNewestIntact(outDir, (dir) => {
       // The recipe check comes first: a changed recipe is the user's to fix, not a damaged checkpoint.
@@ -273,14 +278,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (diffs.length) {
         throw new OpenELMError('usage', `cannot resume: the recipe changed since ${dir} was written (${diffs.join(', ')}); resuming needs the same settings`);
       }
-      return readCheckpoint(dir, model.layout, host!.params, host!.m, host!.v, peft ? (d, p) => readAdapterFiles(d, config, model, p) : undefined);
+      return readCheckpointInto(dir, model.layout, {
+        param: (e, values) => model.setParam(e.name, values),
+        moment: (which, offset, values) => opt.writeMoment(which, offset, values),
+      }, peft ? (d) => readAdapterFiles(d, config, model, adapterHost!) : undefined);
     }, log);
     if (found) { resumeDir = found.dir; ck = found.value; } else log(`no checkpoint in ${outDir} yet: starting from step 0`);
   }
   if (resumeDir && ck) {
-    if (peft) loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
-    backend.write(model.params, host!.params);
-    opt.loadState({ step: ck.optStep, m: host!.m, v: host!.v });
+    if (peft) {
+      loadBaseAndAdapter(model, r.model.init!, peft, r.seed);
+      model.paramChunks.write(adapterHost!);
+    }
+    opt.setStep(ck.optStep);
     task.setState(ck.state.data, ck.dataTensors);
     step = ck.state.step; tokens = ck.state.tokens; interval = ck.state.interval; trainMsBefore = ck.state.trainMs;
     metrics = readMetrics(metricsFile, step);
@@ -302,6 +312,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   log(`model: ${nParams.toLocaleString('en-US')} parameters, ${config.numLayers} layers, dim ${config.modelDim}, heads ${config.numQueryHeads.join('/')}, ffn ${config.ffnDims.join('/')}`);
   if (peft) log(`adapter: ${describeAdapter(model, nParams, peft)}`);
   log(`compute: ${backend.describe()}`);
+  const chunks = model.paramChunks.chunks.length;
+  if (chunks > 1) {
+    log(`training state: parameters, gradients and AdamW moments each in ${chunks} chunks (one ${backend.name} tensor holds at most ${formatBytes(4 * backend.maxTensorValues())})`);
+  }
   if (r.precision === 'bf16') log(`precision: ${precisionNote(backend)}`);
   log(task.describeBatch());
 
@@ -336,10 +350,13 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     const state: TrainerState = {
       version: STATE_VERSION, step, tokens, interval, data: data.json, recipe: r.canonical, trainMs: trainMs(), savedAt: new Date().toISOString(),
     };
-    const params = await backend.read(model.params);
-    const writeModel = peft ? (d: string) => writeAdapterFiles(d, config, model, params, opts.recipe.model.init ?? null) : undefined;
-    lastCheckpoint = writeCheckpoint(outDir, {
-      config, layout: model.layout, params, opt: await opt.state(), state, dataTensors: data.tensors, writeModel, modelFiles: task.checkpointFiles?.(),
+    // parameters and moments are read tensor by tensor while the files are written (an adapter is small: read whole)
+    const adapter = peft ? await model.paramChunks.read() : null;
+    const writeModel = adapter ? (d: string) => writeAdapterFiles(d, config, model, adapter, opts.recipe.model.init ?? null) : undefined;
+    lastCheckpoint = await writeCheckpoint(outDir, {
+      config, layout: model.layout, params: (e) => model.readParam(e.name),
+      opt: { step: opt.step, m: (o, n) => opt.readMoment('m', o, n), v: (o, n) => opt.readMoment('v', o, n) },
+      state, dataTensors: data.tensors, writeModel, modelFiles: task.checkpointFiles?.(),
     }, r.keepCheckpoints, opts.hooks);
     writeReport(outDir, metrics, reportInfo(`checkpoint at step ${step} of ${r.steps}`));
     return lastCheckpoint;
@@ -358,14 +375,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const stepNow = step;
       const res = await task.step(model, { dropoutSeed: (micro) => mixSeed(r.seed, stepNow, micro) });
       const loss = res.loss, stepTokens = res.tokens;
-      const gradNorm = Number.isFinite(loss) ? await clipGradNorm(backend, model.grads, r.clipGradNorm) : NaN;
+      const gradNorm = Number.isFinite(loss) ? await clipGradNorm(backend, model.gradChunks, r.clipGradNorm) : NaN;
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         const what = !Number.isFinite(loss) ? `the loss became ${loss}` : `the gradient norm became ${gradNorm}`;
         throw new OpenELMError('train', `${what} at step ${step + 1} (lr ${lr.toExponential(2)}); training stopped without saving that step. ` +
           (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}` : 'No checkpoint was written yet') +
           '; lower optimizer.lr or raise schedule.warmup_steps and try again');
       }
-      await opt.update(model.params, model.grads, lr);
+      await opt.update(model.paramChunks, model.gradChunks, lr);
       step++;
       tokens += stepTokens;
       const dt = performance.now() - t0;

@@ -7,6 +7,7 @@ import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeT
 import { OpenELMError } from '../../core/errors.js';
 import { allocWeightStorage, weightBytes } from '../weight-format.js';
 import * as ref from './reference.js';
+import { tensorList } from '../block-sums.js';
 import type { FloatArray } from './reference.js';
 
 export interface JsBackendOptions {
@@ -57,6 +58,7 @@ export class JsBackend implements Backend {
   gatherRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void { ref.gatherRows(arr(dst), arr(src), rows, width); }
   scatterRows(dst: Tensor, src: Tensor, rows: Int32Array, width: number): void { ref.scatterRows(arr(dst), arr(src), rows, width); }
   memory(): { inUse: number; reserved: number; limit: number } { return { inUse: this.bytes, reserved: this.bytes, limit: Infinity }; }
+  maxTensorValues(): number { return Infinity; }
   sync(): Promise<void> { return Promise.resolve(); }
   dispose(): void { this.gemm.release(); }
 
@@ -134,7 +136,12 @@ export class JsBackend implements Backend {
   rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array> {
     return Promise.resolve(ref.rowLogprobs(arr(logits), targets, rows, V));
   }
-  sumSquares(x: Tensor): Promise<number> { return Promise.resolve(ref.sumSquares(arr(x))); }
+  sumSquares(x: Tensor | readonly Tensor[]): Promise<number> {
+    // one running sum in index order: over a concatenation it is the same sum
+    let s = 0;
+    for (const t of tensorList(x)) s = ref.sumSquares(arr(t), s);
+    return Promise.resolve(s);
+  }
   scale(x: Tensor, coef: number): void { ref.scale(arr(x), coef); }
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { ref.adamw(arr(p), arr(g), arr(m), arr(v), n, s); }
 

@@ -546,9 +546,8 @@ export function adamw(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray
   }
 }
 
-/** Σ x², accumulated in f64 in index order. */
-export function sumSquares(x: FloatArray): number {
-  let s = 0;
+/** Σ x², accumulated in f64 in index order (onto `s`: a sum continued over the next tensor). */
+export function sumSquares(x: FloatArray, s = 0): number {
   for (let i = 0; i < x.length; i++) s += x[i] * x[i];
   return s;
 }

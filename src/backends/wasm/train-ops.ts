@@ -23,7 +23,7 @@ const OP = {
 const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 const RB = 16;                       // rows per partial-sum block
 const ABR = 48;                      // attention query block
-const SUMSQ_BLOCK = 65536;
+export const SUMSQ_BLOCK = 65536;
 
 /**
  * Tile sizes for an M×N product on `threads` threads: the largest (up to 240×256) that still give
@@ -412,18 +412,28 @@ export class WasmTrainOps {
 
   // ------------------------------------------------------------------------------------ optimizer
 
-  /** Σ x² in f64, over fixed blocks summed in order (deterministic). */
-  sumSquares(x: FloatArray): number {
+  /**
+   * The f64 partial sums of x² over blocks of SUMSQ_BLOCK values from x's start (the last block may
+   * be shorter); each block is reduced by one thread in a fixed order. Backend.sumSquares adds them
+   * in block order (block-sums.ts).
+   */
+  sumSquaresPartials(x: FloatArray): Float64Array {
     this.use(x);
     const n = x.length;
-    if (n === 0) return 0;
+    if (n === 0) return new Float64Array(0);
     const nb = Math.ceil(n / SUMSQ_BLOCK);
     const off = this.scratch.get(this.shard, 'sumsq', nb * 8);
     this.run(OP.SUMSQ, this.chunks(n, nb), ({ i32 }) => { i32[1] = this.inp(x, n, 'sumsq input'); i32[2] = n; i32[3] = off; });
-    const p = new Float64Array(this.scratch.view(this.shard, 'sumsq').buffer, off, nb);
-    let s = 0;
-    for (let i = 0; i < nb; i++) s += p[i];
-    return s;
+    return new Float64Array(this.scratch.view(this.shard, 'sumsq').buffer, off, nb).slice();
+  }
+
+  /** The pieces of one sumSquares block copied one after the other into scratch (valid until the next gather). */
+  gather(pieces: readonly Float32Array[], n: number): Float32Array {
+    this.scratch.get(0, 'gather', n * 4);
+    const dst = this.scratch.view(0, 'gather').subarray(0, n);
+    let at = 0;
+    for (const p of pieces) { dst.set(p, at); at += p.length; }
+    return dst;
   }
 
   /** x = f32(x · coef), the multiply in f64 (as `x[i] *= coef` in JavaScript). */

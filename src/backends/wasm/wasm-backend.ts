@@ -20,7 +20,8 @@ import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
 import type { NativeGemm } from '../native-gemm.js';
-import { WasmTrainOps } from './train-ops.js';
+import { SUMSQ_BLOCK, WasmTrainOps } from './train-ops.js';
+import { blockedSumSquares, tensorList } from '../block-sums.js';
 
 export interface WasmBackendOptions {
   /** Threads including the calling one (default 1); 1 runs inline, no workers. */
@@ -337,6 +338,11 @@ export class WasmBackend implements Backend {
   /** Kernel calls so far: run inline (small work) and split over the threads. */
   callStats(): { inline: number; parallel: number } { return { ...this.counts }; }
 
+  /** The largest tensor a fresh memory takes next to its headroom (16-value multiples, as layouts align tensors). */
+  maxTensorValues(): number {
+    return Math.floor((this.shardBytes - ARENA_BASE - this.headroom) / 64) * 16;
+  }
+
   /** Bytes allocated in the wasm memories, their current size, and what they may take together. */
   memory(): { inUse: number; reserved: number; limit: number } {
     let inUse = 0, reserved = 0;
@@ -637,7 +643,12 @@ export class WasmBackend implements Backend {
   rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array> {
     return Promise.resolve(this.train.crossEntropyStats(f32(logits), targets, rows, V, 0, 0));
   }
-  sumSquares(x: Tensor): Promise<number> { return Promise.resolve(this.train.sumSquares(f32(x))); }
+  sumSquares(x: Tensor | readonly Tensor[]): Promise<number> {
+    const tr = this.train;
+    return blockedSumSquares(tensorList(x).map(f32), (v) => v.length, SUMSQ_BLOCK,
+      (v, o, n) => Promise.resolve(tr.sumSquaresPartials(v.subarray(o, o + n))),
+      (pieces, n) => Promise.resolve(tr.sumSquaresPartials(tr.gather(pieces.map((p) => p.t.subarray(p.offset, p.offset + p.n)), n))[0]));
+  }
   scale(x: Tensor, coef: number): void { this.train.scale(f32(x), coef); }
   adamw(p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(f32(p), f32(g), f32(m), f32(v), n, s); }
 

@@ -18,6 +18,7 @@ import {
   GRAD_CHUNK, normThreads, qkGradPartialKernel, qkNormRopeBwdKernel, qkNormRopeGroups, rmsGradPartialKernel, rmsnormBwdKernel, sumPartialsKernel,
 } from './kernels/norm.js';
 import { SQ_BLOCK, crossEntropyKernel, rowThreads, sumSquaresKernel } from './kernels/loss.js';
+import { blockedSumSquares } from '../block-sums.js';
 import { embeddingBwdKernel } from './kernels/lookup.js';
 
 export class WebGpuTrainOps {
@@ -183,16 +184,27 @@ export class WebGpuTrainOps {
 
   // ---------------------------------------------------------------------------------- optimizer
 
-  async sumSquares(x: GpuTensor): Promise<number> {
+  /** The per-block partial sums of x² (blocks of SQ_BLOCK from x's start), read back. */
+  private sumSquaresPartials(x: GpuTensor): Promise<Float32Array> {
     const n = x.length, blocks = Math.ceil(n / SQ_BLOCK);
-    if (blocks === 0) return 0;
+    if (blocks === 0) return Promise.resolve(new Float32Array(0));
     const part = this.rt.alloc(blocks);
     this.rt.dispatch(sumSquaresKernel(), [part, x], [], [n, blocks], grid(blocks));
     const got = this.rt.read(part);
     this.rt.free(part);
-    let s = 0;
-    for (const v of await got) s += v;
-    return s;
+    return got;
+  }
+
+  /** Σ x² over the concatenation of xs, as one tensor holding them would give it (block-sums.ts). */
+  sumSquares(xs: readonly GpuTensor[]): Promise<number> {
+    return blockedSumSquares(xs, (x) => x.length, SQ_BLOCK, (x, o, n) => this.sumSquaresPartials(this.rt.view(x, o, n)), async (pieces, n) => {
+      const tmp = this.rt.alloc(n);
+      let at = 0;
+      for (const p of pieces) { this.rt.copy(this.rt.view(tmp, at, p.n), this.rt.view(p.t, p.offset, p.n), p.n); at += p.n; }
+      const got = this.sumSquaresPartials(tmp);
+      this.rt.free(tmp);
+      return (await got)[0];
+    });
   }
 
   scale(x: GpuTensor, coef: number): void {

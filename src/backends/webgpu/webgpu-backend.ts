@@ -16,6 +16,7 @@ import { ewGroups } from './kernels/elementwise.js';
 import { columnDotKernel, doraScaleKernel, dropoutMaskKernel, mulColumnsKernel } from './kernels/adapter.js';
 import { dropoutThreshold, dropoutValues, lowbias32 } from '../dropout.js';
 import { checkDropout } from '../js/js-backend.js';
+import { tensorList } from '../block-sums.js';
 
 export interface WebGPUBackendOptions extends OpsOptions {
   /** How to get the device (default: the process's shared device on the preferred adapter). */
@@ -82,6 +83,8 @@ export class WebGPUBackend implements Backend {
     const m = this.rt.memory();
     return { inUse: m.inUse, reserved: m.reserved, limit: Infinity };
   }
+  /** The largest buffer the device allows (bufferLimit), in values. */
+  maxTensorValues(): number { return Math.floor(this.rt.maxBufferBytes / 64) * 16; }
   /** One tensor is one buffer: the smaller of the device's maxBufferSize and maxStorageBufferBindingSize. */
   bufferLimit(): BufferLimit {
     const l = this.rt.device.limits;
@@ -205,7 +208,7 @@ export class WebGPUBackend implements Backend {
   rowLogprobs(logits: Tensor, targets: Int32Array, rows: number, V: number): Promise<Float64Array> {
     return this.train.rowLogprobs(g(logits), targets, rows, V);
   }
-  sumSquares(x: Tensor): Promise<number> { return this.train.sumSquares(g(x)); }
+  sumSquares(x: Tensor | readonly Tensor[]): Promise<number> { return this.train.sumSquares(tensorList(x).map(g)); }
   scale(x: Tensor, coef: number): void { this.train.scale(g(x), coef); }
   adamw(p: Tensor, gr: Tensor, m: Tensor, v: Tensor, n: number, s: AdamWStep): void { this.train.adamw(g(p), g(gr), g(m), g(v), n, s); }
 

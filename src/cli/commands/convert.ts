@@ -24,7 +24,7 @@ export const spec: CommandSpec = {
   name: 'convert',
   summary: 'convert a model between HF, GGUF, MLX and CoreNet (.pt) formats, seed a run from a CoreNet training state, or export an adapter for mlx-lm',
   usage: [
-    'openelm convert --model SRC --to gguf [--dtype f32|f16|q8_0] --out FILE.gguf',
+    'openelm convert --model SRC --to gguf [--dtype f32|f16|q8_0|q4_0] --out FILE.gguf',
     '       openelm convert --model SRC --to hf [--dtype auto|f32|bf16|f16] --out DIR',
     '       openelm convert --model SRC --to mlx [--q-bits 4|8 --q-group-size 64] [--dtype auto|f32|bf16|f16] --out DIR',
     '       openelm convert --model SRC --to corenet [--dtype auto|f32|bf16|f16] [--pad-from CKPT.pt] --out CKPT.pt',
@@ -37,7 +37,7 @@ export const spec: CommandSpec = {
     { name: 'to', type: 'string', help: 'output format', default: 'gguf', choices: TARGETS },
     { name: 'adapter', type: 'string', help: 'mlx-adapter: the PEFT adapter folder to export in mlx-lm\'s layout' },
     { name: 'out', type: 'string', help: 'output file (gguf, corenet) or folder (hf, mlx)' },
-    { name: 'dtype', type: 'string', help: 'tensor type: gguf f32|f16|q8_0 (default f16); hf/mlx/corenet auto|f32|bf16|f16 (default auto: as stored)' },
+    { name: 'dtype', type: 'string', help: 'tensor type: gguf f32|f16|q8_0|q4_0 (default f16; q4_0 keeps the embedding in q5_0); hf/mlx/corenet auto|f32|bf16|f16 (default auto: as stored)' },
     { name: 'config', type: 'string', help: 'for a .pt source: its CoreNet training YAML (model_name gives the size) or an HF config.json' },
     { name: 'q-bits', type: 'int', help: 'mlx: quantize linear layers and the embedding to this many bits (4 or 8)' },
     { name: 'q-group-size', type: 'int', help: 'mlx: values per quantization group (32, 64 or 128)', default: 64 },
