@@ -233,19 +233,29 @@ export function gemvQ6_KInt(out: usize, q16: usize, qd: usize, w: usize, K: i32,
   return f32x4.convert_i32x4_s(is);
 }
 
+/** Rows of W that the several-token GEMV takes at a time (a few KiB: they stay in L1 for every token). */
+const ROW_GROUP: i32 = 4;
+
 /**
- * Rows [n0, n1) of out for R = 1..4 rows of x, each row of x through the one-row kernel (a token's
- * result is then that of a one-token call by construction; sharing one pass over W among the rows
- * is left for later). `prep` holds the rows' quantized forms (k_prep_x layout) `ldp` bytes apart.
+ * Rows [n0, n1) of out for M = 1..8 rows of x. Every output comes from the one-row kernel (a
+ * token's result is then that of a one-token call by construction); with several tokens, W goes by
+ * groups of ROW_GROUP rows, each group through the kernel once per token while it is in L1, so W is
+ * read from memory once per call. `prep` holds the rows' quantized forms (k_prep_x layout) `ldp`
+ * bytes apart.
  */
-export function gemvBlockInt(dtype: i32, R: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
+export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
   n0: i32, n1: i32, acc: i32): void {
-  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
-  for (let r = 0; r < R; r++) {
-    const xp = prep + <usize>r * ldp, op = out + <usize>r * ldo;
-    if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
-    else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
-    else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + od, w, K, n0, n1, acc);
-    else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
+  const g = M == 1 ? n1 - n0 : ROW_GROUP;
+  for (let n = n0; n < n1; n += g) {
+    const e = min(n + g, n1);
+    for (let r = 0; r < M; r++) gemvBlockInt1(dtype, out + <usize>r * ldo, prep + <usize>r * ldp, w, K, n, e, acc);
   }
+}
+
+@inline function gemvBlockInt1(dtype: i32, op: usize, xp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
+  if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
+  else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
+  else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + od, w, K, n0, n1, acc);
+  else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
 }
