@@ -1,4 +1,4 @@
-// A bounded soak of `openelm serve` on loopback: a few hundred mixed requests (valid JSON and SSE,
+// A bounded soak of `openelm serve` on loopback: two thousand mixed requests (valid JSON and SSE,
 // malformed, wrong content type, oversized, unknown routes, streams cancelled mid-way), several at a
 // time. The server must answer every request it is sent with the right status, /health must stay
 // 200 throughout, and its resident memory after the run must be within 10% of what it was after
@@ -68,7 +68,7 @@ async function one(base: string, i: number): Promise<Outcome> {
   }
 }
 
-test('soak: a few hundred mixed requests, /health stays 200, RSS stays within 10% of the warm-up', async (t) => {
+test('soak: two thousand mixed requests, /health stays 200, RSS stays within 10% of the warm-up', async (t) => {
   const raw = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_transformer_layers: 2, max_context_length: 128, rope_max_length: 128 }, 51);
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-soak-')), 'OpenELM-soak-Instruct');
   fs.renameSync(raw, dir);
@@ -104,17 +104,18 @@ test('soak: a few hundred mixed requests, /health stays 200, RSS stays within 10
     samples.push(await settle());
     const warm = Math.max(...samples);
     const t0 = performance.now();
-    // The end figure is the lowest of the last rounds' samples and a settled one: a garbage
-    // collection landing just before one sample (common on a loaded machine) is not growth, while
-    // a leak lifts every sample. (Measured: 1,000 and 2,000 requests end within 1% of the warm-up.)
+    // The end figure is the lowest sample of the second half of the run and a settled one: RSS
+    // rises between V8's major collections and falls back at each, so a short window can end on a
+    // peak (measured after the warm-up: 320 requests +7-12%, 1,600 +13.5%, 6,400 +0.6%), while a
+    // leak lifts every sample. Half of 2,000 requests spans at least one major collection.
     samples.length = 0;
-    await round(320, 6);
+    await round(2000, 125);
     const end = Math.min(...samples, await settle());
     const secs = (performance.now() - t0) / 1000;
 
     const bad = outcomes.filter((o) => !o.ok);
     assert.deepEqual(bad, [], 'every request got the status it must get');
-    assert.equal(outcomes.length, 440);
+    assert.equal(outcomes.length, 2120);
     t.diagnostic(`${outcomes.length} requests; RSS after warm-up ${(warm / 1024).toFixed(1)} MiB, after the run ${(end / 1024).toFixed(1)} MiB (${((end / warm - 1) * 100).toFixed(1)}%); measured part ${secs.toFixed(1)} s`);
     assert.ok(end <= warm * 1.1, `RSS grew from ${warm} KiB to ${end} KiB`);
     const h = await fetch(`${base}/health`);
