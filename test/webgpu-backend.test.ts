@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { webgpuProbe, webgpuRequired } from './helpers/backends.js';
+import { largestBufferFails, webgpuProbe, webgpuRequired } from './helpers/backends.js';
 import { Golden, goldenConfig } from './helpers/golden.js';
 import { tinyModelDir } from './helpers/tiny.js';
 import { WebGPUBackend } from '../src/backends/webgpu/webgpu-backend.js';
@@ -187,20 +187,6 @@ registerBackend('webgpu-oom-at-step-3', {
     return be;
   },
 });
-
-/** Whether this device fails to create a buffer of its own largest size (out of memory). */
-async function largestBufferFails(): Promise<boolean> {
-  const be = await WebGPUBackend.create({ acquire: { own: true } });
-  try {
-    const t = be.alloc(be.rt.maxBufferBytes / 4);
-    be.fill(t, 1);
-    await be.read(be.view(t, 0, 1));
-    return false;
-  } catch (e) {
-    if (e instanceof OpenELMError && e.code === 'memory') return true;
-    throw e;
-  } finally { be.dispose(); }
-}
 
 test('training on WebGPU (grad accumulation, recompute): a resumed run equals an uninterrupted one bit for bit; a device lost or out of memory mid-run keeps the last checkpoint', { skip }, async (t) => {
   const whole = recipe('webgpu');

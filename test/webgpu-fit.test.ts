@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { webgpuProbe, webgpuRequired } from './helpers/backends.js';
+import { largestBufferFails, webgpuProbe, webgpuRequired } from './helpers/backends.js';
 import { GOLDEN_ROOT } from './helpers/golden.js';
 import { WebGPUBackend } from '../src/backends/webgpu/webgpu-backend.js';
 import { loadModel } from '../src/api.js';
@@ -82,20 +82,6 @@ test('limits below WebGPU\'s defaults get the defaults; a limit that is not a by
   } finally { be.dispose(); }
   await assert.rejects(WebGPUBackend.create({ acquire: { limits: { maxBufferSize: -1 } } }), /the GPU limit maxBufferSize must be a whole number of bytes > 0, got -1/);
 });
-
-/** Whether this device fails to create a buffer of its own largest size (out of memory); SwiftShader does. */
-async function largestBufferFails(): Promise<boolean> {
-  const be = await WebGPUBackend.create({ acquire: { own: true } });
-  try {
-    const t = be.alloc(be.rt.maxBufferBytes / 4);
-    be.fill(t, 1);
-    await be.read(be.view(t, 0, 1));
-    return false;
-  } catch (e) {
-    if (e instanceof OpenELMError && e.code === 'memory') return true;
-    throw e;
-  } finally { be.dispose(); }
-}
 
 test('out of memory or a lost device during a load: one line naming the model, what it allocated is freed, the backend loads the next model', { skip }, async (t) => {
   const dir = path.join(GOLDEN_ROOT, 'gqa2-hd64');

@@ -58,6 +58,7 @@ import { nativeBlas } from '../../src/platform/node-native.js';
 import { TOL, type Tol } from '../tolerances.js';
 import { probeAdapter } from '../../src/backends/webgpu/device.js';
 import { WebGPUBackend } from '../../src/backends/webgpu/webgpu-backend.js';
+import { OpenELMError } from '../../src/core/errors.js';
 
 /**
  * The WebGPU adapter of this machine, or why there is none. CI installs SwiftShader (a CPU Vulkan
@@ -65,6 +66,20 @@ import { WebGPUBackend } from '../../src/backends/webgpu/webgpu-backend.js';
  */
 export const webgpuProbe = await probeAdapter();
 export const webgpuRequired = process.env.OPENELM_REQUIRE_WEBGPU === '1';
+
+/** Whether this device fails to create a buffer of its own largest size (out of memory); SwiftShader does. */
+export async function largestBufferFails(): Promise<boolean> {
+  const be = await WebGPUBackend.create({ acquire: { own: true } });
+  try {
+    const t = be.alloc(be.rt.maxBufferBytes / 4);
+    be.fill(t, 1);
+    await be.read(be.view(t, 0, 1));
+    return false;
+  } catch (e) {
+    if (e instanceof OpenELMError && e.code === 'memory') return true;
+    throw e;
+  } finally { be.dispose(); }
+}
 
 /**
  * Every backend the interface-level suites run on, with the tolerances its results are held to
