@@ -71,7 +71,7 @@ function partBytes(dtype: string): number[] {
   if (dtype === 'f16' || dtype === 'bf16') return [2 * n];
   if (dtype === 'f32') return [4 * n];
   if (dtype === 'q8') return [n, n / 8];
-  return [n / 2, n / 8, n / 8];
+  return [n / 2, n / 16, n / 16];
 }
 
 function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): void {
@@ -89,8 +89,9 @@ function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): v
   if (dtype === 'q8' || dtype === 'q4') {
     const d = mem.subarray(offs[0], offs[0] + partBytes(dtype)[0]);
     for (let i = 0; i < d.length; i++) d[i] = dtype === 'q8' ? (rng.int(255) - 127) & 255 : rng.int(256);
-    new Float32Array(mem.buffer, offs[1], n / 32).fill(0.002);
-    if (dtype === 'q4') new Float32Array(mem.buffer, offs[2], n / 32).fill(-0.015);
+    // q4: f16 scales and mins per block of 32 (kernel code 4)
+    if (dtype === 'q8') new Float32Array(mem.buffer, offs[1], n / 32).fill(0.002);
+    else { new Uint16Array(mem.buffer, offs[1], n / 32).fill(f32ToF16(0.002)); new Uint16Array(mem.buffer, offs[2], n / 32).fill(f32ToF16(-0.015)); }
     return;
   }
   throw new Error(`dtype ${dtype} not supported here`);

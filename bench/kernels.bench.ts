@@ -14,7 +14,8 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Weight, WeightDType } from '../src/backends/backend.js';
-import { weightBytes } from '../src/backends/weight-format.js';
+import { q4Group, weightBytes } from '../src/backends/weight-format.js';
+import { f32ToF16 } from '../src/core/dtype.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { nodePlatform } from '../src/platform/node.js';
 import { presetHFConfig, resolveConfig, type OpenELMConfig } from '../src/model/config.js';
@@ -53,7 +54,7 @@ function fillRandom(w: Weight, std: number, seed: number): void {
       sc.fill(q); return; }
     case 'q4': { const d = w.data as Uint8Array, sc = w.scales!, mn = w.mins!; const r = std * Math.sqrt(3);
       for (let i = 0; i < n / 2; i++) d[i] = (next() * 1e6) & 255;
-      sc.fill(2 * r / 15); mn.fill(-r); return; }
+      sc.fill(f32ToF16(2 * r / 15)); mn.fill(f32ToF16(-r)); return; }
   }
 }
 
@@ -76,8 +77,10 @@ function timeIt(fn: (i: number) => void, reps: number): number {
 function rowsOf(big: Weight, r0: number, rows: number): Weight {
   const K = big.cols, per = big.dtype === 'q4' ? K / 2 : K;
   const w: Weight = { dtype: big.dtype, rows, cols: K, data: big.data.subarray(r0 * per, (r0 + rows) * per) };
-  if (big.scales) w.scales = big.scales.subarray(r0 * K / 32, (r0 + rows) * K / 32);
-  if (big.mins) w.mins = big.mins.subarray(r0 * K / 32, (r0 + rows) * K / 32);
+  const G = big.dtype === 'q4' ? q4Group(big) : 32;
+  if (big.dtype === 'q4') w.group = q4Group(big);
+  if (big.scales) w.scales = big.scales.subarray(r0 * K / G, (r0 + rows) * K / G);
+  if (big.mins) w.mins = big.mins.subarray(r0 * K / G, (r0 + rows) * K / G);
   return w;
 }
 

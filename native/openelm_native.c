@@ -751,7 +751,7 @@ static uint8_t *g_i8_panel[MAX_THREADS];
 static size_t g_i8_panel_cap[MAX_THREADS];
 static uint8_t *g_xq; static float *g_xds; static size_t g_xq_cap, g_xds_cap;
 
-typedef struct { int kind; int64_t M, N, K; const void *w; const float *scales, *mins; const float *x; float *out; int acc; } i8_job;
+typedef struct { int kind; int64_t M, N, K; const void *w; const void *scales; const uint16_t *mins; const float *x; float *out; int acc; } i8_job;
 
 static void i8_quant_chunk(const void *p, int64_t c, int tid) {
   (void)tid;
@@ -765,11 +765,11 @@ static void i8_chunk(const void *p, int64_t c, int tid) {
   const int64_t n0 = c * I8_PANEL, nb = j->K / 32;
   const int ncols = j->N - n0 < I8_PANEL ? (int)(j->N - n0) : I8_PANEL;
   i8_pack(g_i8_panel[tid], j->kind, j->w, j->scales, j->mins, n0, ncols, j->K);
-  i8_panel(g_i8_panel[tid], g_xq, g_xds, g_xds + j->M * nb, j->M, j->K, j->out, j->N, n0, ncols, j->acc, j->kind == 4);
+  i8_panel(g_i8_panel[tid], g_xq, g_xds, g_xds + j->M * nb, j->M, j->K, j->out, j->N, n0, ncols, j->acc, j->kind >= 4);
 }
 
 // The int8 product; 0 when it cannot run here (no VNNI, no memory), so the caller widens instead.
-static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w, const float *scales, const float *mins,
+static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w, const void *scales, const uint16_t *mins,
                        const float *x, float *out, int acc) {
   if (g_i8 < 0) g_i8 = i8_supported();
   if (!g_i8) return 0;
@@ -790,8 +790,9 @@ static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w,
   return 1;
 }
 
-// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
-static void widen(float *dst, int kind, const void *w, const float *scales, const float *mins, int64_t r0, int64_t rows, int64_t K) {
+// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4 in groups
+// of 32, 5 q4 in groups of 64; q4 scales and mins are f16).
+static void widen(float *dst, int kind, const void *w, const void *scales, const uint16_t *mins, int64_t r0, int64_t rows, int64_t K) {
   for (int64_t r = 0; r < rows; r++) {
     float *d = dst + r * K;
     const int64_t off = (r0 + r) * K;
@@ -804,13 +805,15 @@ static void widen(float *dst, int kind, const void *w, const float *scales, cons
     } else if (kind == 3) {
       const int8_t *s = (const int8_t *)w + off;
       for (int64_t b = 0; b < K; b += 32) {
-        const float sc = scales[(off + b) / 32];
+        const float sc = ((const float *)scales)[(off + b) / 32];
         for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
       }
     } else {
       const uint8_t *s = (const uint8_t *)w;
+      const int64_t G = kind == 5 ? 64 : 32;
       for (int64_t b = 0; b < K; b += 32) {
-        const int64_t blk = (off + b) / 32; const float sc = scales[blk], mn = mins[blk];
+        const int64_t blk = (off + b) / 32, g = (off + b) / G;
+        const float sc = g_f16[((const uint16_t *)scales)[g]], mn = g_f16[mins[g]];
         const uint8_t *q = s + blk * 16;
         for (int j = 0; j < 16; j++) { d[b + j] = (float)(q[j] & 15) * sc + mn; d[b + j + 16] = (float)(q[j] >> 4) * sc + mn; }
       }
@@ -818,7 +821,7 @@ static void widen(float *dst, int kind, const void *w, const float *scales, cons
   }
 }
 
-typedef struct { int kind; int64_t M, N, K, nb; const void *w; const float *scales, *mins; const float *x; float *out; float beta; } lin_job;
+typedef struct { int kind; int64_t M, N, K, nb; const void *w; const void *scales; const uint16_t *mins; const float *x; float *out; float beta; } lin_job;
 
 static void linear_chunk(const void *p, int64_t c, int tid) {
   const lin_job *j = (const lin_job *)p;
@@ -837,18 +840,20 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
   bool int8 = false;
   if (argc > 10 && napi_get_value_bool(env, a[10], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
   if (!g_dnnl && !g_cblas) return fail(env, "linear(): no library loaded");
-  int32_t kind; int64_t M, N, K; bool acc; float *out, *x, *scales = NULL, *mins = NULL; void *w; size_t lo, lx, lw, ls = 0, lm = 0;
+  int32_t kind; int64_t M, N, K; bool acc; float *out, *x; void *scales = NULL; uint16_t *mins = NULL; void *w; size_t lo, lx, lw, ls = 0, lm = 0;
   if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[6], &M) != napi_ok ||
       napi_get_value_int64(env, a[7], &N) != napi_ok || napi_get_value_int64(env, a[8], &K) != napi_ok ||
       napi_get_value_bool(env, a[9], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
   if (!typed(env, a[0], napi_float32_array, (void **)&out, &lo) || !typed(env, a[1], napi_float32_array, (void **)&x, &lx)) return fail(env, "linear(): out and x must be Float32Arrays");
-  static const napi_typedarray_type wt[5] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array };
-  if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
+  static const napi_typedarray_type wt[6] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array, napi_uint8_array };
+  if (kind < 0 || kind > 5 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
   if (M <= 0 || N <= 0 || K <= 0) return NULL;
-  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
-  if (kind >= 3) {
-    if (K % 32 != 0 || !typed(env, a[4], napi_float32_array, (void **)&scales, &ls) || (int64_t)ls < N * K / 32) return fail(env, "linear(): quantized weight needs scales");
-    if (kind == 4 && (!typed(env, a[5], napi_float32_array, (void **)&mins, &lm) || (int64_t)lm < N * K / 32)) return fail(env, "linear(): q4 weight needs mins");
+  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind >= 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
+  if (kind == 3 && (K % 32 != 0 || !typed(env, a[4], napi_float32_array, &scales, &ls) || (int64_t)ls < N * K / 32)) return fail(env, "linear(): q8 weight needs f32 scales");
+  if (kind >= 4) {
+    const int64_t G = kind == 5 ? 64 : 32;
+    if (K % G != 0 || !typed(env, a[4], napi_uint16_array, &scales, &ls) || (int64_t)ls < N * K / G) return fail(env, "linear(): q4 weight needs f16 scales");
+    if (!typed(env, a[5], napi_uint16_array, (void **)&mins, &lm) || (int64_t)lm < N * K / G) return fail(env, "linear(): q4 weight needs f16 mins");
   }
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
   if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, mins, x, out, acc)) return NULL;

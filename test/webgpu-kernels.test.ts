@@ -14,6 +14,7 @@ import { setWeightRows } from '../src/backends/weight-format.js';
 import { acquireGpu } from '../src/backends/webgpu/device.js';
 import { GpuRuntime, type GpuTensor, type GpuWeight } from '../src/backends/webgpu/runtime.js';
 import { WebGpuOps } from '../src/backends/webgpu/ops.js';
+import { gpuWeightParts } from '../src/backends/webgpu/weights-wgsl.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
 import * as ref from '../src/backends/js/reference.js';
@@ -53,7 +54,7 @@ function hostWeight(dtype: WeightDType, rows: number, cols: number, src: Float32
   return w;
 }
 function gpuWeight(w: Weight): GpuWeight {
-  return R().uploadWeight(w.dtype as ConvertDType, w.rows, w.cols, [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])]);
+  return R().uploadWeight(w.dtype as ConvertDType, w.rows, w.cols, gpuWeightParts(w));
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -31,6 +31,6 @@ export interface NativeGemm {
    * q8/q4 weights multiply rows of x quantized to int8 per block of 32 (as the WASM integer GEMM
    * does) where the CPU has VNNI; otherwise they are widened to f32.
    */
-  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
-    mins: Float32Array | null, M: number, N: number, K: number, acc: boolean, int8?: boolean): void;
+  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint16Array | null,
+    mins: Uint16Array | null, M: number, N: number, K: number, acc: boolean, int8?: boolean): void;
 }

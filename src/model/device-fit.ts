@@ -23,10 +23,13 @@ export interface BufferNeed {
 /** Storage of 2-D weight `name` when the model loads as `dtype`. */
 export type StorageOf = (name: string, dtype: ConvertDType | 'auto') => ConvertDType;
 
-/** Bytes of the device buffer of a tensor: its storage, rounded up to 16 bytes as the WebGPU runtime does. */
+/**
+ * Bytes of the device buffer of a tensor: its storage, rounded up to 16 bytes as the WebGPU runtime
+ * does (which holds q4 with a scale and min per block of 32 whatever the group: weights-wgsl.ts).
+ */
 function bufferBytes(shape: readonly number[], dtype: ConvertDType): number {
   const n = numel(shape);
-  return Math.ceil((shape.length === 1 ? n * 4 : weightBytes(dtype, n)) / 16) * 16;
+  return Math.ceil((shape.length === 1 ? n * 4 : weightBytes(dtype, n, 32)) / 16) * 16;
 }
 
 /** The largest device buffer among the model's weights when it loads as `dtype`. */

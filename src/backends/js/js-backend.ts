@@ -5,7 +5,7 @@
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
-import { allocWeightStorage, weightBytes } from '../weight-format.js';
+import { allocWeightStorage, weightStorageBytes, type Q4Group } from '../weight-format.js';
 import * as ref from './reference.js';
 import { tensorList } from '../block-sums.js';
 import type { FloatArray } from './reference.js';
@@ -64,9 +64,10 @@ export class JsBackend implements Backend {
 
   // --------------------------------------------------------------------------------------- weights
 
-  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
-    this.bytes += weightBytes(dtype, rows * cols);
-    return allocWeightStorage(dtype, rows, cols);
+  allocWeight(dtype: WeightDType, rows: number, cols: number, group?: Q4Group): Weight {
+    const w = allocWeightStorage(dtype, rows, cols, undefined, group);
+    this.bytes += weightStorageBytes(w);
+    return w;
   }
   prepareWeight(): void { /* nothing to repack */ }
   tensorWeight(t: Tensor, rows: number, cols: number): Weight {
@@ -75,7 +76,7 @@ export class JsBackend implements Backend {
   }
   freeWeight(w: Weight): void {
     if (w.parts) { for (const p of w.parts) this.freeWeight(p); return; }
-    if (w.data.buffer.byteLength) this.bytes -= weightBytes(w.dtype, w.rows * w.cols);
+    if (w.data.buffer.byteLength) this.bytes -= weightStorageBytes(w);
     w.data = new Float32Array(0);
   }
 

@@ -6,10 +6,11 @@
 
 import type { AdamWStep, Backend, BufferLimit, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
-import { allocWeightStorage, isBlockDType, weightRowToF32 } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, weightRowToF32, type Q4Group } from '../weight-format.js';
 import type { AcquireOptions } from './device.js';
 import { WebGpuOps, type OpsOptions, type RopeTensors } from './ops.js';
 import { GpuRuntime, GpuTensor, type GpuWeight } from './runtime.js';
+import { gpuWeightParts } from './weights-wgsl.js';
 import { WebGpuTrainOps } from './train-ops.js';
 import { grid } from './kernel.js';
 import { ewGroups } from './kernels/elementwise.js';
@@ -102,7 +103,7 @@ export class WebGPUBackend implements Backend {
 
   // --------------------------------------------------------------------------------------- weights
 
-  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight { return allocWeightStorage(dtype, rows, cols); }
+  allocWeight(dtype: WeightDType, rows: number, cols: number, group?: Q4Group): Weight { return allocWeightStorage(dtype, rows, cols, undefined, group); }
 
   /**
    * Uploads the weight in its storage format; the host copy is released. GGUF/MLX block formats
@@ -118,7 +119,7 @@ export class WebGPUBackend implements Backend {
       gw = this.widened(w);
       for (const p of w.parts ?? []) this.freeWeight(p);
     } else {
-      gw = this.rt.uploadWeight(w.dtype, w.rows, w.cols, [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])]);
+      gw = this.rt.uploadWeight(w.dtype, w.rows, w.cols, gpuWeightParts(w));
     }
     if (old) this.rt.freeWeight(old);
     w.packed = gw;

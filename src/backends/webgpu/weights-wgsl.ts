@@ -5,13 +5,16 @@
 //   f16   same packing, decoded with unpack2x16float (no `shader-f16` needed)
 //   q8    n/4 words of int8 (element 4i + j in byte j), then n/32 f32 scales
 //   q4    n/8 words of nibbles (block b's 16 bytes at words 4b..4b+3: byte j holds element j in its
-//         low nibble and j + 16 in its high one), then n/32 f32 scales, then n/32 f32 mins
+//         low nibble and j + 16 in its high one), then n/32 words, block b's f16 scale in the low
+//         half and its f16 min in the high one (gpuWeightParts repeats a group of 64's for both of
+//         its blocks, so the shaders need not know the group: 5 bits per value on the GPU)
 // The body of a kernel with weight argument `w` gets, for a flat element index e (row·K + k):
 //   wel_w(e) -> f32                       one element (any layout, any alignment)
 //   wunit_w(u) -> array<vec4<f32>, E/4>   the E = WE elements of 16-byte unit u, in order
 // where E is 4 (f32), 8 (bf16, f16), 16 (q8) or 32 (q4).
 
-import type { ConvertDType } from '../backend.js';
+import type { ConvertDType, Weight } from '../backend.js';
+import { q4Group } from '../weight-format.js';
 
 /** Elements per 16-byte unit of each storage format. */
 export const UNIT_ELEMS: Record<ConvertDType, number> = { f32: 4, bf16: 8, f16: 8, q8: 16, q4: 32 };
@@ -22,8 +25,17 @@ export function weightWords(dtype: ConvertDType, n: number): number {
     case 'f32': return n;
     case 'bf16': case 'f16': return Math.ceil(n / 2);
     case 'q8': return n / 4 + n / 32;
-    case 'q4': return n / 8 + n / 16;
+    case 'q4': return n / 8 + n / 32;
   }
+}
+
+/** The host arrays of a weight in the order and layout its GPU buffer holds them (see above). */
+export function gpuWeightParts(w: Weight): ArrayBufferView[] {
+  if (w.dtype !== 'q4') return [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])];
+  const s = w.scales as Uint16Array, m = w.mins!, nb = (w.rows * w.cols) / 32, sh = q4Group(w) === 64 ? 1 : 0;
+  const sm = new Uint32Array(nb);
+  for (let b = 0; b < nb; b++) sm[b] = (s[b >> sh] | (m[b >> sh] << 16)) >>> 0;
+  return [w.data, sm];
 }
 
 /** The decoder functions for weight argument `w` (its element count is the parameter n_w). */
@@ -73,21 +85,22 @@ fn wunit_${w}(u: u32) -> ${unitType} {
 }`;
     case 'q4':
       return `
-fn wscale_${w}(b: u32) -> f32 { return bitcast<f32>(wq_${w}((p.n_${w} >> 3u) + b)); }
-fn wmin_${w}(b: u32) -> f32 { return bitcast<f32>(wq_${w}((p.n_${w} >> 3u) + (p.n_${w} >> 5u) + b)); }
+fn wsm_${w}(b: u32) -> vec2<f32> { return unpack2x16float(wq_${w}((p.n_${w} >> 3u) + b)); }
 fn wel_${w}(e: u32) -> f32 {
   let b = e >> 5u;
   let j = e & 31u;
   let byte = j & 15u;
   let x = (wq_${w}(b * 4u + (byte >> 2u)) >> (8u * (byte & 3u) + select(0u, 4u, j >= 16u))) & 15u;
-  return f32(x) * wscale_${w}(b) + wmin_${w}(b);
+  let sm = wsm_${w}(b);
+  return f32(x) * sm.x + sm.y;
 }
 fn lo4_${w}(x: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(x) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u)); }
 fn hi4_${w}(x: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(x) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)); }
 fn wunit_${w}(u: u32) -> ${unitType} {
   let v = wv_${w}(u);
-  let s = wscale_${w}(u);
-  let m = wmin_${w}(u);
+  let sm = wsm_${w}(u);
+  let s = sm.x;
+  let m = sm.y;
   return ${unitType}(lo4_${w}(v.x) * s + m, lo4_${w}(v.y) * s + m, lo4_${w}(v.z) * s + m, lo4_${w}(v.w) * s + m,
     hi4_${w}(v.x) * s + m, hi4_${w}(v.y) * s + m, hi4_${w}(v.z) * s + m, hi4_${w}(v.w) * s + m);
 }`;
