@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
-import { BLOCK_FORMATS, isBlockDType } from '../src/backends/weight-format.js';
+import { BLOCK_FORMATS, isBlockDType, q4MetaBytes } from '../src/backends/weight-format.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
 import { f32ToF16 } from '../src/core/dtype.js';
 import { Rng } from '../src/core/rng.js';
@@ -71,7 +71,7 @@ function partBytes(dtype: string): number[] {
   if (dtype === 'f16' || dtype === 'bf16') return [2 * n];
   if (dtype === 'f32') return [4 * n];
   if (dtype === 'q8') return [n, n / 8];
-  return [n / 2, n / 16, n / 16];
+  return [n / 2, N * q4MetaBytes(K)];
 }
 
 function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): void {
@@ -89,9 +89,13 @@ function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): v
   if (dtype === 'q8' || dtype === 'q4') {
     const d = mem.subarray(offs[0], offs[0] + partBytes(dtype)[0]);
     for (let i = 0; i < d.length; i++) d[i] = dtype === 'q8' ? (rng.int(255) - 127) & 255 : rng.int(256);
-    // q4: f16 scales and mins per block of 32 (kernel code 4)
-    if (dtype === 'q8') new Float32Array(mem.buffer, offs[1], n / 32).fill(0.002);
-    else { new Uint16Array(mem.buffer, offs[1], n / 32).fill(f32ToF16(0.002)); new Uint16Array(mem.buffer, offs[2], n / 32).fill(f32ToF16(-0.015)); }
+    if (dtype === 'q8') { new Float32Array(mem.buffer, offs[1], n / 32).fill(0.002); return; }
+    // q4: every block's scale 0.002 (code 200), min −0.015 (code −100)
+    const mb = q4MetaBytes(K), dv = new DataView(mem.buffer, offs[1], N * mb);
+    for (let r = 0; r < N; r++) {
+      dv.setFloat32(r * mb, 0.002 / 200, true); dv.setFloat32(r * mb + 4, 0.015 / 100, true);
+      mem.fill(200, offs[1] + r * mb + 8, offs[1] + r * mb + 8 + K / 32); mem.fill(-100 & 255, offs[1] + r * mb + 8 + K / 32, offs[1] + r * mb + 8 + K / 16);
+    }
     return;
   }
   throw new Error(`dtype ${dtype} not supported here`);

@@ -14,8 +14,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Weight, WeightDType } from '../src/backends/backend.js';
-import { q4Group, weightBytes } from '../src/backends/weight-format.js';
-import { f32ToF16 } from '../src/core/dtype.js';
+import { q4MetaBytes, weightBytes } from '../src/backends/weight-format.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { nodePlatform } from '../src/platform/node.js';
 import { presetHFConfig, resolveConfig, type OpenELMConfig } from '../src/model/config.js';
@@ -52,9 +51,15 @@ function fillRandom(w: Weight, std: number, seed: number): void {
     case 'q8': { const d = w.data as Int8Array, sc = w.scales!; const q = std * Math.sqrt(3) / 127;
       for (let i = 0; i < n; i++) d[i] = Math.round(next() / q);
       sc.fill(q); return; }
-    case 'q4': { const d = w.data as Uint8Array, sc = w.scales!, mn = w.mins!; const r = std * Math.sqrt(3);
+    case 'q4': { const d = w.data as Uint8Array, meta = w.scales as Uint8Array; const r = std * Math.sqrt(3);
       for (let i = 0; i < n / 2; i++) d[i] = (next() * 1e6) & 255;
-      sc.fill(f32ToF16(2 * r / 15)); mn.fill(f32ToF16(-r)); return; }
+      // every block: scale 2r/15 (code 255), min −r (code −127)
+      const K = w.cols, mb = q4MetaBytes(K), dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+      for (let o = 0; o < meta.length; o += mb) {
+        dv.setFloat32(o, 2 * r / 15 / 255, true); dv.setFloat32(o + 4, r / 127, true);
+        meta.fill(255, o + 8, o + 8 + K / 32); meta.fill(-127 & 255, o + 8 + K / 32, o + 8 + K / 16);
+      }
+      return; }
   }
 }
 
@@ -77,10 +82,7 @@ function timeIt(fn: (i: number) => void, reps: number): number {
 function rowsOf(big: Weight, r0: number, rows: number): Weight {
   const K = big.cols, per = big.dtype === 'q4' ? K / 2 : K;
   const w: Weight = { dtype: big.dtype, rows, cols: K, data: big.data.subarray(r0 * per, (r0 + rows) * per) };
-  const G = big.dtype === 'q4' ? q4Group(big) : 32;
-  if (big.dtype === 'q4') w.group = q4Group(big);
-  if (big.scales) w.scales = big.scales.subarray(r0 * K / G, (r0 + rows) * K / G);
-  if (big.mins) w.mins = big.mins.subarray(r0 * K / G, (r0 + rows) * K / G);
+  if (big.scales) w.scales = big.dtype === 'q4' ? big.scales.subarray(r0 * q4MetaBytes(K), (r0 + rows) * q4MetaBytes(K)) : big.scales.subarray(r0 * K / 32, (r0 + rows) * K / 32);
   return w;
 }
 

@@ -152,6 +152,13 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
   while (atomic_load_explicit(&P.done, memory_order_acquire) < n) sched_yield();
 }
 
+// q4's coded scales (src/backends/weight-format.ts): per row, D and M (f32), nb u8 scale codes, nb
+// i8 min codes, padded to 4 bytes; a block's scale is D·sc and its min M·mc, each rounded to f32.
+static int64_t q4_meta_bytes(int64_t K) { return 8 + ((K / 16 + 3) & ~(int64_t)3); }
+static inline const uint8_t *q4_meta(const void *scales, int64_t row, int64_t K) { return (const uint8_t *)scales + row * q4_meta_bytes(K); }
+static inline float q4_scale(const uint8_t *meta, int64_t b) { float d; memcpy(&d, meta, 4); return d * (float)meta[8 + b]; }
+static inline float q4_min(const uint8_t *meta, int64_t nb, int64_t b) { float m; memcpy(&m, meta + 4, 4); return m * (float)(int8_t)meta[8 + nb + b]; }
+
 #include "int8_linear.h"
 
 static void amx_resolve(void *h);
@@ -751,7 +758,7 @@ static uint8_t *g_i8_panel[MAX_THREADS];
 static size_t g_i8_panel_cap[MAX_THREADS];
 static uint8_t *g_xq; static float *g_xds; static size_t g_xq_cap, g_xds_cap;
 
-typedef struct { int kind; int64_t M, N, K; const void *w; const void *scales; const uint16_t *mins; const float *x; float *out; int acc; } i8_job;
+typedef struct { int kind; int64_t M, N, K; const void *w; const void *scales; const float *x; float *out; int acc; } i8_job;
 
 static void i8_quant_chunk(const void *p, int64_t c, int tid) {
   (void)tid;
@@ -764,12 +771,12 @@ static void i8_chunk(const void *p, int64_t c, int tid) {
   const i8_job *j = (const i8_job *)p;
   const int64_t n0 = c * I8_PANEL, nb = j->K / 32;
   const int ncols = j->N - n0 < I8_PANEL ? (int)(j->N - n0) : I8_PANEL;
-  i8_pack(g_i8_panel[tid], j->kind, j->w, j->scales, j->mins, n0, ncols, j->K);
-  i8_panel(g_i8_panel[tid], g_xq, g_xds, g_xds + j->M * nb, j->M, j->K, j->out, j->N, n0, ncols, j->acc, j->kind >= 4);
+  i8_pack(g_i8_panel[tid], j->kind, j->w, j->scales, n0, ncols, j->K);
+  i8_panel(g_i8_panel[tid], g_xq, g_xds, g_xds + j->M * nb, j->M, j->K, j->out, j->N, n0, ncols, j->acc, j->kind == 4);
 }
 
 // The int8 product; 0 when it cannot run here (no VNNI, no memory), so the caller widens instead.
-static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w, const void *scales, const uint16_t *mins,
+static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w, const void *scales,
                        const float *x, float *out, int acc) {
   if (g_i8 < 0) g_i8 = i8_supported();
   if (!g_i8) return 0;
@@ -784,15 +791,14 @@ static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w,
       if (!g_i8_panel[t]) return 0;
     }
   }
-  i8_job j = { kind, M, N, K, w, scales, mins, x, out, acc };
+  i8_job j = { kind, M, N, K, w, scales, x, out, acc };
   pool_run(i8_quant_chunk, &j, (M + 7) / 8);
   pool_run(i8_chunk, &j, (N + I8_PANEL - 1) / I8_PANEL);
   return 1;
 }
 
-// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4 in groups
-// of 32, 5 q4 in groups of 64; q4 scales and mins are f16).
-static void widen(float *dst, int kind, const void *w, const void *scales, const uint16_t *mins, int64_t r0, int64_t rows, int64_t K) {
+// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
+static void widen(float *dst, int kind, const void *w, const void *scales, int64_t r0, int64_t rows, int64_t K) {
   for (int64_t r = 0; r < rows; r++) {
     float *d = dst + r * K;
     const int64_t off = (r0 + r) * K;
@@ -809,11 +815,10 @@ static void widen(float *dst, int kind, const void *w, const void *scales, const
         for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
       }
     } else {
-      const uint8_t *s = (const uint8_t *)w;
-      const int64_t G = kind == 5 ? 64 : 32;
+      const uint8_t *s = (const uint8_t *)w, *meta = q4_meta(scales, r0 + r, K);
       for (int64_t b = 0; b < K; b += 32) {
-        const int64_t blk = (off + b) / 32, g = (off + b) / G;
-        const float sc = g_f16[((const uint16_t *)scales)[g]], mn = g_f16[mins[g]];
+        const int64_t blk = (off + b) / 32;
+        const float sc = q4_scale(meta, b / 32), mn = q4_min(meta, K / 32, b / 32);
         const uint8_t *q = s + blk * 16;
         for (int j = 0; j < 16; j++) { d[b + j] = (float)(q[j] & 15) * sc + mn; d[b + j + 16] = (float)(q[j] >> 4) * sc + mn; }
       }
@@ -821,45 +826,41 @@ static void widen(float *dst, int kind, const void *w, const void *scales, const
   }
 }
 
-typedef struct { int kind; int64_t M, N, K, nb; const void *w; const void *scales; const uint16_t *mins; const float *x; float *out; float beta; } lin_job;
+typedef struct { int kind; int64_t M, N, K, nb; const void *w; const void *scales; const float *x; float *out; float beta; } lin_job;
 
 static void linear_chunk(const void *p, int64_t c, int tid) {
   const lin_job *j = (const lin_job *)p;
   const int64_t r0 = c * j->nb, rows = j->N - r0 < j->nb ? j->N - r0 : j->nb;
   float *panel = g_panels[tid];
-  widen(panel, j->kind, j->w, j->scales, j->mins, r0, rows, j->K);
+  widen(panel, j->kind, j->w, j->scales, r0, rows, j->K);
   gemm(0, 1, j->M, rows, j->K, j->x, j->K, panel, j->K, j->beta, j->out + r0, j->N);
 }
 
-// linear(out, x, w, kind, scales, mins, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W stored
+// linear(out, x, w, kind, scales, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W stored
 // [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x (int8_linear.h)
 static napi_value Linear(napi_env env, napi_callback_info info) {
-  size_t argc = 11; napi_value a[11];
+  size_t argc = 10; napi_value a[10];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 10) return fail(env, "linear() needs 10 arguments");
+  if (argc < 9) return fail(env, "linear() needs 9 arguments");
   bool int8 = false;
-  if (argc > 10 && napi_get_value_bool(env, a[10], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
+  if (argc > 9 && napi_get_value_bool(env, a[9], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
   if (!g_dnnl && !g_cblas) return fail(env, "linear(): no library loaded");
-  int32_t kind; int64_t M, N, K; bool acc; float *out, *x; void *scales = NULL; uint16_t *mins = NULL; void *w; size_t lo, lx, lw, ls = 0, lm = 0;
-  if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[6], &M) != napi_ok ||
-      napi_get_value_int64(env, a[7], &N) != napi_ok || napi_get_value_int64(env, a[8], &K) != napi_ok ||
-      napi_get_value_bool(env, a[9], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
+  int32_t kind; int64_t M, N, K; bool acc; float *out, *x; void *scales = NULL; void *w; size_t lo, lx, lw, ls = 0;
+  if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[5], &M) != napi_ok ||
+      napi_get_value_int64(env, a[6], &N) != napi_ok || napi_get_value_int64(env, a[7], &K) != napi_ok ||
+      napi_get_value_bool(env, a[8], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
   if (!typed(env, a[0], napi_float32_array, (void **)&out, &lo) || !typed(env, a[1], napi_float32_array, (void **)&x, &lx)) return fail(env, "linear(): out and x must be Float32Arrays");
-  static const napi_typedarray_type wt[6] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array, napi_uint8_array };
-  if (kind < 0 || kind > 5 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
+  static const napi_typedarray_type wt[5] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array };
+  if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
   if (M <= 0 || N <= 0 || K <= 0) return NULL;
-  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind >= 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
+  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
   if (kind == 3 && (K % 32 != 0 || !typed(env, a[4], napi_float32_array, &scales, &ls) || (int64_t)ls < N * K / 32)) return fail(env, "linear(): q8 weight needs f32 scales");
-  if (kind >= 4) {
-    const int64_t G = kind == 5 ? 64 : 32;
-    if (K % G != 0 || !typed(env, a[4], napi_uint16_array, &scales, &ls) || (int64_t)ls < N * K / G) return fail(env, "linear(): q4 weight needs f16 scales");
-    if (!typed(env, a[5], napi_uint16_array, (void **)&mins, &lm) || (int64_t)lm < N * K / G) return fail(env, "linear(): q4 weight needs f16 mins");
-  }
+  if (kind == 4 && (K % 32 != 0 || !typed(env, a[4], napi_uint8_array, &scales, &ls) || (int64_t)ls < N * q4_meta_bytes(K))) return fail(env, "linear(): q4 weight needs its scale codes");
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
-  if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, mins, x, out, acc)) return NULL;
+  if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;
   // Panels of W rows widened by the thread that multiplies them, into its own buffer of about
   // 1 MiB (it stays in L2 between widening and use).
-  lin_job j = { kind, M, N, K, 0, w, scales, mins, x, out, acc ? 1.0f : 0.0f };
+  lin_job j = { kind, M, N, K, 0, w, scales, x, out, acc ? 1.0f : 0.0f };
   int64_t nb = (1 << 18) / K; if (nb < 16) nb = 16; nb = (nb + 15) / 16 * 16; if (nb > N) nb = N;
   j.nb = nb;
   for (int t = 0; t < g_threads; t++) {

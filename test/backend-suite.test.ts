@@ -113,14 +113,11 @@ for (const bc of BACKEND_CASES) {
     const be = await (bc.makeDefault ?? bc.make)();
     try {
       const N = 37;
-      const kinds = [...(['f32', 'bf16', 'f16', 'q8', 'q4', 'q4/64'] as const), ...BLOCK_DTYPES, 'rows' as const];
-      for (const kind of kinds) {
-        // q4/64: q4 in groups of 64 (q4 at K = 160 has groups of 32)
-        const dtype = kind === 'q4/64' ? 'q4' : kind;
+      const kinds = [...(['f32', 'bf16', 'f16', 'q8', 'q4'] as const), ...BLOCK_DTYPES, 'rows' as const];
+      for (const dtype of kinds) {
         // K reaches every tail: a partial 16-wide step and scalar leftovers (float), an odd block
-        // count (quantized), a last decode chunk shorter than the others (block dtypes); q4/64 a
-        // 4-block step and 2 blocks left
-        const K = kind === 'q4/64' ? 384 : dtype === 'q8' || dtype === 'q4' ? 160 : dtype === 'f32' || dtype === 'bf16' || dtype === 'f16' ? 171
+        // count (quantized), a last decode chunk shorter than the others (block dtypes)
+        const K = dtype === 'q8' || dtype === 'q4' ? 160 : dtype === 'f32' || dtype === 'bf16' || dtype === 'f16' ? 171
           : dtype === 'rows' || BLOCK_FORMATS[dtype].elems === 256 ? 768 : 352;
         const x = Float32Array.from({ length: MAX_VERIFY_ROWS * K }, (_, i) => Math.cos(i * 0.11));
         let w: Weight;
@@ -132,7 +129,7 @@ for (const bc of BACKEND_CASES) {
           w = blockWeightOn(be, dtype as BlockDType, N, K, randomBlocks(new Rng(7), dtype as BlockDType, N, K));
         } else {
           const src = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37) + 0.01 * (i % 7));
-          w = be.allocWeight(dtype as WeightDType, N, K, dtype === 'q4' ? (kind === 'q4/64' ? 64 : 32) : undefined);
+          w = be.allocWeight(dtype as WeightDType, N, K);
           setWeightRows(w, 0, src);
           be.prepareWeight(w);
         }
@@ -149,7 +146,7 @@ for (const bc of BACKEND_CASES) {
           be.write(xt, x.subarray(0, M * K));
           be.linear(ot, xt, w, M);
           const got = await be.read(ot);
-          for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `${kind}: row ${m} of ${M}`);
+          for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `${dtype}: row ${m} of ${M}`);
           be.free(xt); be.free(ot);
         }
         be.freeWeight(w);

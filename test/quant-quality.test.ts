@@ -16,8 +16,7 @@ import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import type { ConvertDType } from '../src/backends/backend.js';
 import { Rng } from '../src/core/rng.js';
 import { KL } from './tolerances.js';
-import { fitQ4Block } from '../src/backends/weight-format.js';
-import { f16ToF32, f32ToF16 } from '../src/core/dtype.js';
+import { allocWeightStorage, fitQ4Block, setWeightRows, weightRowToF32 } from '../src/backends/weight-format.js';
 
 const HF: OpenELMHFConfig = {
   model_type: 'openelm', num_transformer_layers: 2, model_dim: 256, head_dim: 32, num_gqa_groups: 2,
@@ -101,33 +100,22 @@ test('q8 / q4 on a model with 64x outlier channels: mean KL to f32 within the me
   }
 });
 
-test('q4 group fit: halves that are never subnormal, never worse than min/max, and a value of high importance is kept close', () => {
-  const r = new Rng(3), x = new Float32Array(64), q = new Uint8Array(64);
-  const half = (v: number) => f16ToF32(f32ToF16(v));
-  const err = (s: number, m: number, imp: Float32Array | null, n: number) => {
+test('q4 block fit: never worse than min/max, and a value of high importance is kept close', () => {
+  const r = new Rng(3), x = new Float32Array(32), q = new Uint8Array(32);
+  const err = (s: number, m: number, imp: Float32Array | null) => {
     let e = 0;
-    for (let i = 0; i < n; i++) { const d = Math.fround(q[i] * s) + m - x[i]; e += (imp ? imp[i] : 1) * d * d; }
+    for (let i = 0; i < 32; i++) { const d = Math.fround(q[i] * s) + m - x[i]; e += (imp ? imp[i] : 1) * d * d; }
     return e;
   };
-  for (let t = 0; t < 400; t++) {
-    const n = t % 2 ? 64 : 32;
-    for (let i = 0; i < n; i++) x[i] = r.normal() * (t % 7 === 0 ? 0.01 : 1);
+  for (let t = 0; t < 200; t++) {
+    for (let i = 0; i < 32; i++) x[i] = r.normal() * (t % 7 === 0 ? 0.01 : 1);
     let lo = Infinity, hi = -Infinity;
-    for (let i = 0; i < n; i++) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); }
-    // min/max with its scale and min stored as halves (what the fit starts from)
-    const s0 = half((hi - lo) / 15), m0 = half(lo);
-    for (let i = 0; i < n; i++) q[i] = Math.min(15, Math.max(0, Math.round((x[i] - m0) / s0)));
-    const e0 = err(s0, m0, null, n);
-    const [s, m] = fitQ4Block(x, 0, null, 0, q, n);
-    assert.equal(half(s), s, 'the scale is a half');
-    assert.equal(half(m), m, 'the min is a half');
-    assert.ok(err(s, m, null, n) <= e0 * (1 + 1e-6), `group ${t} of ${n}: ${err(s, m, null, n)} > min/max ${e0}`);
-  }
-  // tiny groups: the scale and min are never subnormal halves (the kernels convert them with one multiply)
-  for (const k of [1e-7, 3e-6, 4e-5]) {
-    for (let i = 0; i < 64; i++) x[i] = k * r.normal();
-    const [s, m] = fitQ4Block(x, 0, null, 0, q, 64);
-    for (const v of [s, m]) assert.ok(v === 0 || Math.abs(v) >= 2 ** -14, `${v} is a subnormal half (values ~${k})`);
+    for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const s0 = Math.fround((hi - lo) / 15), m0 = Math.fround(lo);
+    for (let i = 0; i < 32; i++) q[i] = Math.min(15, Math.max(0, Math.round((x[i] - m0) / s0)));
+    const e0 = err(s0, m0, null);
+    const [s, m] = fitQ4Block(x, 0, null, 0, q);
+    assert.ok(err(s, m, null) <= e0 * (1 + 1e-6), `block ${t}: ${err(s, m, null)} > min/max ${e0}`);
   }
   // one column meets activations 64x larger (importance 64²): its tiny weight must not be off by half a step
   for (let i = 0; i < 32; i++) x[i] = r.normal();
@@ -138,7 +126,26 @@ test('q4 group fit: halves that are never subnormal, never worse than min/max, a
   const off = Math.abs(Math.fround(q[5] * s) + m - x[5]);
   // min/max leaves it wherever the grid falls (here ~0.2 steps off); the fit puts it within 1% of a step
   let lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < 32; i++) { lo = Math.min(lo, x[i]); hi = Math.max(hi, x[i]); }
+  for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   const s0 = (hi - lo) / 15, off0 = Math.abs(Math.round((x[5] - lo) / s0) * s0 + lo - x[5]);
   assert.ok(off < 0.01 * s && off < off0 / 10, `the important value is ${off} off (step ${s}; min/max: ${off0})`);
+});
+
+test('q4 rows: the 8-bit codes of the blocks\' scales and mins cost under 5% of the error of f32 ones, outliers included', () => {
+  const r = new Rng(4), K = 1280, rows = 6, x = new Float32Array(rows * K), q = new Uint8Array(32), dec = new Float32Array(K);
+  for (let i = 0; i < x.length; i++) x[i] = r.normal() * 0.02;
+  // a row with one block 50x wider than the rest (its codes set D, which the small blocks then share)
+  for (let i = 0; i < 32; i++) x[2 * K + 64 + i] *= 50;
+  const w = allocWeightStorage('q4', rows, K);
+  setWeightRows(w, 0, x);
+  for (let row = 0; row < rows; row++) {
+    let eF32 = 0, eCoded = 0;
+    weightRowToF32(w, row, dec);
+    for (let b = 0; b < K; b += 32) {
+      const [s, m] = fitQ4Block(x, row * K + b, null, 0, q);
+      for (let i = 0; i < 32; i++) eF32 += (q[i] * s + m - x[row * K + b + i]) ** 2;
+    }
+    for (let i = 0; i < K; i++) eCoded += (dec[i] - x[row * K + i]) ** 2;
+    assert.ok(eCoded <= eF32 * 1.05, `row ${row}: coded ${eCoded} against f32 scales ${eF32}`);
+  }
 });

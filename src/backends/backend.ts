@@ -41,8 +41,8 @@ export interface Tensor { readonly length: number; readonly [TENSOR]?: never; }
  * A linear weight in nn.Linear layout [rows = N out, cols = K in], or an embedding table [V, D].
  * `data` (+ `scales`, `mins`) is the host storage the loader fills (see weight-format.ts):
  * f32 Float32Array; bf16/f16 Uint16Array bit patterns; q8 Int8Array with one f32 scale per block of
- * 32 along K (GGUF Q8_0 semantics); q4 Uint8Array of packed nibbles, groups of `group` (32 or 64)
- * along K with an f16 scale and min (Uint16Array bit patterns; value = q·scale + min); block dtypes Uint8Array of the stored blocks, row after
+ * 32 along K (GGUF Q8_0 semantics); q4 Uint8Array of packed nibbles, blocks of 32 along K with a
+ * scale and a min (value = q·scale + min) coded per row in `scales` (a Uint8Array); block dtypes Uint8Array of the stored blocks, row after
  * row (each row whole blocks). A 'rows' weight has no data of its own: its rows are its `parts`'
  * rows in order (a proj_1 whose gate and up halves a GGUF stores in different types); a linear with
  * it writes each part's outputs into that part's columns. After prepareWeight a backend may keep
@@ -53,11 +53,8 @@ export interface Weight {
   rows: number;
   cols: number;
   data: Float32Array | Uint16Array | Int8Array | Uint8Array;
-  /** q8: f32 per block of 32; q4: f16 bits per group. */
-  scales?: Float32Array | Uint16Array;
-  mins?: Uint16Array;
-  /** q4 only: values per scale and min, 32 or 64 (weight-format.ts). */
-  group?: 32 | 64;
+  /** q8: an f32 scale per block of 32; q4: per row, its blocks' coded scales and mins (weight-format.ts). */
+  scales?: Float32Array | Uint8Array;
   /** dtype 'rows' only: the weights whose rows, stacked in order, are this one's (same cols). */
   parts?: Weight[];
   /** Backend-private state (packed panels, device buffers, an aliased tensor). */
@@ -134,10 +131,9 @@ export interface Backend {
 
   /**
    * An empty weight to fill (setWeightRows / reading a checkpoint into `data`), then prepareWeight.
-   * Not for 'rows' (weight-format.ts rowsWeight stacks prepared weights). `group`: q4's values per
-   * scale and min (default: 64 where cols is a multiple of 64, else 32).
+   * Not for 'rows' (weight-format.ts rowsWeight stacks prepared weights).
    */
-  allocWeight(dtype: WeightDType, rows: number, cols: number, group?: 32 | 64): Weight;
+  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight;
   /** Called once a weight's data is final (repacking, uploading). */
   prepareWeight(w: Weight): void;
   /** An f32 weight that IS tensor t (no copy): trainable parameters used by inference ops. */

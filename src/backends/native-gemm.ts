@@ -27,10 +27,10 @@ export interface NativeGemm {
   readonly int8: boolean;
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
-   * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w, scales and mins as in weight-format.ts. With `int8`,
+   * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w and scales as in weight-format.ts. With `int8`,
    * q8/q4 weights multiply rows of x quantized to int8 per block of 32 (as the WASM integer GEMM
    * does) where the CPU has VNNI; otherwise they are widened to f32.
    */
-  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint16Array | null,
-    mins: Uint16Array | null, M: number, N: number, K: number, acc: boolean, int8?: boolean): void;
+  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint8Array | null,
+    M: number, N: number, K: number, acc: boolean, int8?: boolean): void;
 }

@@ -1,14 +1,17 @@
 // Storage formats of linear weights and the conversions between them and f32.
 // q8: blocks of 32 consecutive values along a row (K), int8 q with one f32 scale: x ≈ q·scale
 //     (GGUF Q8_0 semantics: scale = max|x| / 127, q = round(x / scale)).
-// q4: groups of 32 or 64 along a row (`Weight.group`) with an f16 scale and min: x ≈ q·scale + min,
-//     q in 0..15 (GGUF Q4_1 semantics; group 64 is MLX's default 4-bit layout, 4.5 bits per weight
-//     as Q4_0). The nibbles are stored per block of 32 whatever the group: byte j of a block's 16
-//     bytes holds element j in its low nibble and element j+16 in its high nibble, so a SIMD kernel
-//     unpacks a block with two masks; a group of 64 is two blocks sharing one scale and min.
-//     scale and min are fitted per group (fitQ4Block) to the values weighted by how large the
-//     activations they meet are, when the caller knows (the norm weight before a layer).
-// Rows must be a multiple of 32 wide for q8/q4 (every OpenELM width is), and of 64 for q4 groups of 64.
+// q4: blocks of 32 along a row, x ≈ q·scale + min with q in 0..15 (GGUF Q4_1 semantics). Byte j of
+//     a block's 16 bytes holds element j in its low nibble and element j+16 in its high nibble, so a
+//     SIMD kernel unpacks a block with two masks. A block's scale and min are 8-bit codes of two f32
+//     per row, as Q4_K codes its sub-blocks' scales and mins (6-bit, per 256 values): scale =
+//     fr(D·sc) with sc in 0..255, min = fr(M·mc) with mc in −127..127 (fr: rounding to f32). That is
+//     4.5 bits per value and 64 per row, against 6 for an f32 scale and min per block.
+//     `scales` holds each row's D and M (f32, little-endian), its nb = cols/32 scale codes (u8), its
+//     nb min codes (i8), padded to 4 bytes: q4MetaBytes(cols) per row. Each block is fitted
+//     (fitQ4Block) to the values weighted by how large the activations they meet are, when the
+//     caller knows (the norm weight before a layer), then coded (setWeightRows).
+// Rows must be a multiple of 32 wide for q8/q4 (every OpenELM width is).
 // Block dtypes (GGUF's and MLX's, run as stored): each row is whole blocks, stored as the file
 // holds them; decoding is core/ggml-quants.ts (bit-identical to gguf-py) plus q4_1_f32 here.
 
@@ -19,11 +22,8 @@ import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from './
 
 export const QBLOCK = 32;
 
-/** Values per q4 scale and min. */
-export type Q4Group = 32 | 64;
-
-/** The q4 group a weight of `cols` columns gets unless told: 64 where rows are whole groups of 64. */
-export function defaultQ4Group(cols: number): Q4Group { return cols % 64 === 0 ? 64 : 32; }
+/** Bytes of one q4 row's scale data: D and M (f32), then the scale and min codes of its blocks, padded to 4. */
+export function q4MetaBytes(cols: number): number { return 8 + ((cols / 16 + 3) & ~3); }
 
 /** Values and bytes per block of each block dtype, and the ggml type it is (null: ours). */
 export const BLOCK_FORMATS: Record<BlockDType, { elems: number; bytes: number; ggml: GGMLType | null }> = {
@@ -78,14 +78,11 @@ export function partOfRow(w: Weight, r: number): { part: Weight; row: number } {
 }
 
 export function allocWeightStorage(dtype: WeightDType, rows: number, cols: number,
-  alloc: (bytes: number, align: number) => ArrayBuffer | { buffer: ArrayBufferLike; byteOffset: number } = (b) => new ArrayBuffer(b),
-  group?: Q4Group): Weight {
+  alloc: (bytes: number, align: number) => ArrayBuffer | { buffer: ArrayBufferLike; byteOffset: number } = (b) => new ArrayBuffer(b)): Weight {
   const n = rows * cols;
   if ((dtype === 'q8' || dtype === 'q4') && cols % QBLOCK !== 0) {
     throw new OpenELMError('dtype', `${dtype} needs rows that are a multiple of ${QBLOCK} wide; this weight has ${cols} columns`);
   }
-  const g = group ?? defaultQ4Group(cols);
-  if (dtype === 'q4' && cols % g !== 0) throw new OpenELMError('dtype', `q4 groups of ${g} need rows that are a multiple of ${g} wide; this weight has ${cols} columns`);
   const region = (bytes: number) => {
     const r = alloc(bytes, 16);
     return r instanceof ArrayBuffer ? { buffer: r as ArrayBufferLike, byteOffset: 0 } : r;
@@ -105,76 +102,68 @@ export function allocWeightStorage(dtype: WeightDType, rows: number, cols: numbe
       return { dtype, rows, cols, data: new Int8Array(r.buffer, r.byteOffset, n), scales: new Float32Array(s.buffer, s.byteOffset, n / QBLOCK) };
     }
     case 'q4': {
-      const r = region(n / 2); const s = region((n / g) * 2); const m = region((n / g) * 2);
-      return { dtype, rows, cols, group: g, data: new Uint8Array(r.buffer, r.byteOffset, n / 2),
-        scales: new Uint16Array(s.buffer, s.byteOffset, n / g), mins: new Uint16Array(m.buffer, m.byteOffset, n / g) };
+      const r = region(n / 2); const s = region(rows * q4MetaBytes(cols));
+      return { dtype, rows, cols, data: new Uint8Array(r.buffer, r.byteOffset, n / 2), scales: new Uint8Array(s.buffer, s.byteOffset, rows * q4MetaBytes(cols)) };
     }
   }
 }
 
 /**
- * Fit one q4 group of n values (32 or 64): the scale s and min m, both halves, (and the levels
- * q[j] in 0..15) minimizing Σ imp[j]·(q[j]·s + m − x[j])², imp[j] being how much an error in value
- * j costs (1 each without `imp`). Starts from min/max (s = (max − min)/15, m = min, what Q4_1
- * does), then alternates the weighted least-squares s, m for the current levels with re-rounding
- * the levels, each candidate s, m rounded to f16 first (the levels are chosen for the stored
- * values), and keeps the best fit seen, so it is never worse than min/max. The error that matters
- * for a product is the error times the activation that meets the weight: a value whose column
- * meets activations 50× larger than the rest (an outlier channel) needs to be close, which
- * min/max, blind to it, leaves up to half a step off. Writes q[0..n) and returns [s, m] (f32
- * values that are exact halves).
+ * Fit one q4 block: the scale s and min m (and the levels q[j] in 0..15) minimizing
+ * Σ imp[j]·(q[j]·s + m − x[j])², imp[j] being how much an error in value j costs (1 each without
+ * `imp`). Starts from min/max (s = (max − min)/15, m = min, what Q4_1 does), then alternates the
+ * weighted least-squares s, m for the current levels with re-rounding the levels, and keeps the
+ * best fit seen, so it is never worse than min/max. The error that matters for a product is the
+ * error times the activation that meets the weight: a block whose column meets activations 50×
+ * larger than the rest (an outlier channel) needs that one value close, which min/max, blind to
+ * it, leaves up to half a step off. Writes q into `q` and returns [s, m] (f32 values; setWeightRows
+ * then codes them per row and fits the levels again for the coded values).
  */
-export function fitQ4Block(x: Float32Array, xo: number, imp: Float32Array | null, io: number, q: Uint8Array, n: number = QBLOCK): [number, number] {
+export function fitQ4Block(x: Float32Array, xo: number, imp: Float32Array | null, io: number, q: Uint8Array): [number, number] {
   let lo = Infinity, hi = -Infinity;
-  for (let i = 0; i < n; i++) { const v = x[xo + i]; if (v < lo) lo = v; if (v > hi) hi = v; }
-  let bs = halfScale((hi - lo) / 15), bm = halfMin(lo);
-  if (!Number.isFinite(bs) || !Number.isFinite(bm)) {
-    throw new OpenELMError('dtype', `q4 stores its scales and mins as f16, which cannot hold a group spanning [${lo}, ${hi}]`);
-  }
-  if (bs === 0) { q.fill(0, 0, n); return [0, bm]; }
+  for (let i = 0; i < QBLOCK; i++) { const v = x[xo + i]; if (v < lo) lo = v; if (v > hi) hi = v; }
+  let bs = Math.fround((hi - lo) / 15), bm = Math.fround(lo);
+  if (bs === 0) { q.fill(0); return [bs, bm]; }
   const sums = fitSums, cur = fitScratch;
-  let best = q4Levels(x, xo, imp, io, bs, bm, q, sums, n);
+  let best = q4Levels(x, xo, imp, io, bs, bm, q, sums);
   for (let it = 0; it < FIT_ROUNDS; it++) {
-    // weighted least squares for s, m given the levels (the sums q4Levels gathered for them)
-    const [sw, sq, sqq, sx, sqx] = sums;
-    const det = sw * sqq - sq * sq;
-    if (!(det > 0)) break;
-    const s = halfScale((sw * sqx - sq * sx) / det), m = halfMin((sqq * sx - sq * sqx) / det);
-    if (!(s > 0) || !Number.isFinite(s) || !Number.isFinite(m)) break;
-    const e = q4Levels(x, xo, imp, io, s, m, cur, sums, n);
+    const [s, m] = lsFit(sums);
+    if (!(s > 0) || !Number.isFinite(m)) break;
+    const e = q4Levels(x, xo, imp, io, s, m, cur, sums);
     if (!(e < best)) break;
-    best = e; bs = s; bm = m; q.set(cur.subarray(0, n));
+    best = e; bs = s; bm = m; q.set(cur);
   }
   return [bs, bm];
 }
 
-// q4 scales and mins are never subnormal halves, so that kernels can convert them with one
-// multiply and no denormal operand (docs/cpu-decode.md, "f16 weights and subnormal halves").
-const MIN_NORMAL_HALF = 2 ** -14;
-
-/** A scale v > 0 as the nearest f16, at least the smallest normal half (its levels then still span the group); 0 stays 0. */
-function halfScale(v: number): number { return v > 0 ? Math.max(MIN_NORMAL_HALF, f16ToF32(f32ToF16(v))) : 0; }
-
-/** A min as the nearest f16 that is not subnormal (0 or ±2⁻¹⁴ for those). */
-function halfMin(v: number): number {
-  const h = f16ToF32(f32ToF16(v));
-  if (h === 0 || Math.abs(h) >= MIN_NORMAL_HALF) return h;
-  return Math.abs(v) < MIN_NORMAL_HALF / 2 ? 0 : Math.sign(v) * MIN_NORMAL_HALF;
+/** Weighted least-squares s, m (f32) for the levels whose sums q4Levels left in `sums`; [NaN, NaN] when singular. */
+function lsFit(sums: Float64Array): [number, number] {
+  const [sw, sq, sqq, sx, sqx] = sums;
+  const det = sw * sqq - sq * sq;
+  if (!(det > 0)) return [NaN, NaN];
+  return [Math.fround((sw * sqx - sq * sx) / det), Math.fround((sqq * sx - sq * sqx) / det)];
 }
 
 /** Alternations of fitQ4Block: the first two take nearly all of the gain (measured on random and outlier models). */
 const FIT_ROUNDS = 2;
-const fitScratch = new Uint8Array(64);
+const fitScratch = new Uint8Array(QBLOCK);
 const fitSums = new Float64Array(5);
+/** setWeightRows' q4 scratch: each block's fitted s, m of one row, and one block's levels. */
+const q4Row = { fit: new Float32Array(0), q: new Uint8Array(QBLOCK) };
+
+/** A q4 scale s ≥ 0 as a code of D (0..255; 0 only for s = 0). */
+function scaleCode(s: number, D: number): number { return s > 0 && D > 0 ? Math.min(255, Math.max(1, Math.round(s / D))) : 0; }
+/** A q4 min as a code of M (−127..127). */
+function minCode(m: number, M: number): number { return M > 0 ? Math.min(127, Math.max(-127, Math.round(m / M))) : 0; }
 
 /**
- * The nearest levels of x[xo..xo+n) for scale s and min m into out; returns their weighted squared
+ * The nearest levels of x[xo..xo+32) for scale s and min m into out (all 0 when s = 0); returns their weighted squared
  * error and leaves in sums [Σw, Σw·q, Σw·q², Σw·x, Σw·q·x] for the next least-squares step.
  */
-function q4Levels(x: Float32Array, xo: number, imp: Float32Array | null, io: number, s: number, m: number, out: Uint8Array, sums: Float64Array, n: number): number {
-  const inv = 1 / s;
+function q4Levels(x: Float32Array, xo: number, imp: Float32Array | null, io: number, s: number, m: number, out: Uint8Array, sums: Float64Array): number {
+  const inv = s > 0 ? 1 / s : 0;
   let e = 0, sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < QBLOCK; i++) {
     const v = x[xo + i], t = (v - m) * inv;
     // Math.round for t in [0, 15]: floor(t + 0.5)
     const l = t <= 0 ? 0 : t >= 15 ? 15 : (t + 0.5) | 0;
@@ -220,16 +209,39 @@ export function setWeightRows(w: Weight, r0: number, src: Float32Array, importan
       return;
     }
     case 'q4': {
-      const d = w.data as Uint8Array, s = w.scales as Uint16Array, m = w.mins as Uint16Array, K = w.cols, G = q4Group(w);
+      const d = w.data as Uint8Array, K = w.cols, nb = K / QBLOCK, mb = q4MetaBytes(K);
       if (importance && importance.length !== K) throw new OpenELMError('usage', `q4 importance needs one value per column (${K}), got ${importance.length}`);
-      const q = new Uint8Array(64);
-      for (let b = 0; b < n; b += G) {
-        const g = (off + b) / G;
-        const [sc, mn] = fitQ4Block(src, b, importance ?? null, b % K, q, G);
-        s[g] = f32ToF16(sc); m[g] = f32ToF16(mn);
-        for (let h = 0; h < G; h += QBLOCK) {
-          const base = ((off + b + h) / QBLOCK) * 16;
-          for (let j = 0; j < 16; j++) d[base + j] = q[h + j] | (q[h + j + 16] << 4);
+      const meta = w.scales as Uint8Array, dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+      if (q4Row.fit.length < 2 * nb) q4Row.fit = new Float32Array(2 * nb);
+      const fit = q4Row.fit, q = q4Row.q, cur = fitScratch, sums = fitSums;
+      for (let r = 0; r < n / K; r++) {
+        // every block fitted in f32, then D and M from the row's largest scale and |min|
+        let smax = 0, mmax = 0;
+        for (let b = 0; b < nb; b++) {
+          const [sc, mn] = fitQ4Block(src, r * K + b * QBLOCK, importance ?? null, b * QBLOCK, q);
+          fit[2 * b] = sc; fit[2 * b + 1] = mn;
+          smax = Math.max(smax, sc); mmax = Math.max(mmax, Math.abs(mn));
+        }
+        const D = Math.fround(smax / 255), M = Math.fround(mmax / 127);
+        if (!Number.isFinite(D) || !Number.isFinite(M)) throw new OpenELMError('dtype', `q4 cannot hold row ${r0 + r}: its values are not finite`);
+        const row = r0 + r, mo = row * mb;
+        dv.setFloat32(mo, D, true); dv.setFloat32(mo + 4, M, true);
+        for (let b = 0; b < nb; b++) {
+          // the levels again for the coded scale and min, then once more the least-squares s, m for
+          // them, coded (kept when better)
+          const xo = r * K + b * QBLOCK, io = b * QBLOCK, imp = importance ?? null;
+          let sc = scaleCode(fit[2 * b], D), mc = minCode(fit[2 * b + 1], M);
+          let best = q4Levels(src, xo, imp, io, Math.fround(D * sc), Math.fround(M * mc), q, sums);
+          const [s1, m1] = lsFit(sums);
+          if (s1 > 0 && Number.isFinite(m1)) {
+            const sc1 = scaleCode(s1, D), mc1 = minCode(m1, M);
+            const e = q4Levels(src, xo, imp, io, Math.fround(D * sc1), Math.fround(M * mc1), cur, sums);
+            if (e < best) { best = e; sc = sc1; mc = mc1; q.set(cur); }
+          }
+          meta[mo + 8 + b] = sc;
+          meta[mo + 8 + nb + b] = mc & 255;
+          const base = (row * nb + b) * 16;
+          for (let j = 0; j < 16; j++) d[base + j] = q[j] | (q[j + 16] << 4);
         }
       }
       return;
@@ -252,13 +264,15 @@ export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
       return;
     }
     case 'q4': {
-      const d = w.data as Uint8Array, s = w.scales as Uint16Array, m = w.mins as Uint16Array, G = q4Group(w);
-      for (let b = 0; b < K; b += QBLOCK) {
-        const blk = (off + b) / QBLOCK, g = (off + b) / G | 0, sc = f16ToF32(s[g]), mn = f16ToF32(m[g]), base = blk * 16;
+      const d = w.data as Uint8Array, meta = w.scales as Uint8Array, nb = K / QBLOCK, mo = r * q4MetaBytes(K);
+      const dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+      const D = dv.getFloat32(mo, true), M = dv.getFloat32(mo + 4, true);
+      for (let b = 0; b < nb; b++) {
+        const sc = Math.fround(D * meta[mo + 8 + b]), mn = Math.fround(M * ((meta[mo + 8 + nb + b] << 24) >> 24)), base = (r * nb + b) * 16;
         for (let j = 0; j < 16; j++) {
           const byte = d[base + j];
-          dst[b + j] = (byte & 15) * sc + mn;
-          dst[b + j + 16] = (byte >> 4) * sc + mn;
+          dst[b * QBLOCK + j] = (byte & 15) * sc + mn;
+          dst[b * QBLOCK + j + 16] = (byte >> 4) * sc + mn;
         }
       }
       return;
@@ -283,26 +297,23 @@ export function blockRowToF32(dtype: BlockDType, data: Uint8Array, r: number, co
   }
 }
 
-/** The q4 group of a q4 weight (weights made before groups existed: 32). */
-export function q4Group(w: Weight): Q4Group { return w.group ?? 32; }
-
 /** Bytes of storage a weight takes (a 'rows' weight: its parts'). */
 export function weightStorageBytes(w: Weight): number {
   if (w.dtype === 'rows') return w.parts!.reduce((n, p) => n + weightStorageBytes(p), 0);
-  return weightBytes(w.dtype, w.rows * w.cols, w.dtype === 'q4' ? q4Group(w) : undefined);
+  return weightBytes(w.dtype, w.rows * w.cols, w.cols);
 }
 
 /**
  * Bytes of storage n values of this dtype take (data + scales; for a block dtype n is whole blocks;
- * q4 with its group, 64 unless told: the default of rows that are whole groups of 64).
+ * q4 with rows of `cols` values, or without the 64 bits per row when cols is not given).
  */
-export function weightBytes(dtype: WeightDType, n: number, group: Q4Group = 64): number {
+export function weightBytes(dtype: WeightDType, n: number, cols?: number): number {
   if (dtype === 'rows') throw new OpenELMError('usage', 'the size of a rows weight is its parts\' (weightStorageBytes)');
   if (isBlockDType(dtype)) return Math.ceil(n / BLOCK_FORMATS[dtype].elems) * BLOCK_FORMATS[dtype].bytes;
   switch (dtype) {
     case 'f32': return n * 4;
     case 'bf16': case 'f16': return n * 2;
     case 'q8': return n + (n / QBLOCK) * 4;
-    case 'q4': return n / 2 + (n / group) * 4;
+    case 'q4': return cols ? n / 2 + (n / cols) * q4MetaBytes(cols) : n / 2 + n / 16;
   }
 }

@@ -3,8 +3,8 @@
 // checked against what a page may use.
 //
 // Memory: the linear weights at their storage dtype (q8 = 1 byte + an f32 scale per 32 values,
-// q4 = half a byte + an f16 scale and min per 64, per 32 for the embedding; backends/weight-format.ts,
-// model/load.ts), the 1-D norm weights in f32, the KV cache of a full context in f32
+// q4 = half a byte + an 8-bit scale and min code per 32 and 8 bytes per row; backends/weight-format.ts),
+// the 1-D norm weights in f32, the KV cache of a full context in f32
 // (model/kv-cache.ts), and working buffers (logits and activations of a prefill). The budget of a
 // page is half of the memory the device reports (platform.ts); the WASM backend spreads weights
 // beyond 4 GiB over several WebAssembly memories (backends/wasm/shard.ts), so that is the bound.
@@ -13,7 +13,7 @@ import { OpenELMError } from '../core/errors.js';
 import { parseJsonText } from '../core/json-text.js';
 import { kvValuesPerToken, paramSpecs, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { isInstructName } from '../model/family.js';
-import { q4GroupOf, type LoadDType } from '../model/load.js';
+import type { LoadDType } from '../model/load.js';
 import { weightBytes } from '../backends/weight-format.js';
 import type { Backend, ConvertDType, WeightDType } from '../backends/backend.js';
 import { checkBufferLimit } from '../model/device-fit.js';
@@ -75,7 +75,7 @@ export interface PlanOptions {
 const WORK_BYTES = 64 << 20;
 
 function bytesPerValue(d: WeightDType): number {
-  return d === 'f32' ? 4 : d === 'bf16' || d === 'f16' ? 2 : d === 'q8' ? 1 + 4 / 32 : 0.5 + 4 / 64;
+  return d === 'f32' ? 4 : d === 'bf16' || d === 'f16' ? 2 : d === 'q8' ? 1 + 4 / 32 : 0.5 + 2 / 32;
 }
 
 /** Memory a model of config `c` takes with linear weights stored as `dtype`. */
@@ -84,7 +84,7 @@ export function estimateMemory(c: OpenELMConfig, dtype: WeightDType, contextToke
   for (const p of paramSpecs(c)) {
     const n = p.shape.reduce((a, b) => a * b, 1);
     if (p.shape.length === 1) weights += n * 4;
-    else weights += dtype === 'q4' ? weightBytes('q4', n, q4GroupOf(p.name, p.shape[1])) : n * bytesPerValue(dtype);
+    else weights += dtype === 'q4' ? weightBytes('q4', n, p.shape[1]) : n * bytesPerValue(dtype);
   }
   const kvCache = kvValuesPerToken(c) * contextTokens * 4;
   // A prefill's logits and activations: a few rows of vocab-wide floats, plus fixed scratch.

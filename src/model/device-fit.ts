@@ -25,11 +25,11 @@ export type StorageOf = (name: string, dtype: ConvertDType | 'auto') => ConvertD
 
 /**
  * Bytes of the device buffer of a tensor: its storage, rounded up to 16 bytes as the WebGPU runtime
- * does (which holds q4 with a scale and min per block of 32 whatever the group: weights-wgsl.ts).
+ * does (which holds q4 with an f32 scale and min per block of 32: weights-wgsl.ts).
  */
 function bufferBytes(shape: readonly number[], dtype: ConvertDType): number {
   const n = numel(shape);
-  return Math.ceil((shape.length === 1 ? n * 4 : weightBytes(dtype, n, 32)) / 16) * 16;
+  return Math.ceil((shape.length === 1 ? n * 4 : dtype === 'q4' ? n / 2 + n / 4 : weightBytes(dtype, n)) / 16) * 16;
 }
 
 /** The largest device buffer among the model's weights when it loads as `dtype`. */

@@ -6,7 +6,7 @@
 
 import type { Backend, ConvertDType, Tensor, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
-import { defaultQ4Group, rowsWeight, setWeightRows, weightBytes, type Q4Group } from '../backends/weight-format.js';
+import { rowsWeight, setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
 import { formatBytes } from '../core/bytes.js';
 import { assertFinite } from '../core/finite.js';
@@ -59,17 +59,6 @@ export function modelFromSource(src: TensorSource, config: OpenELMConfig, be: Ba
   return new OpenELM(config, be, readWeights(src, config, be, validateDType(dtype)));
 }
 
-/** Whether a 2-D tensor is the token embedding (which is also the tied head). */
-function isEmbedding(name: string): boolean { return name.endsWith('token_embeddings.weight') || name === 'lm_head.weight'; }
-
-/**
- * The q4 group a 2-D weight of the model gets on load: 32 for every weight (groups of 64 cost
- * OpenELM-270M 0.05 of mean KL to f32, docs/quantization.md).
- */
-export function q4GroupOf(name: string, cols: number): Q4Group {
-  return isEmbedding(name) || cols % 32 === 0 ? 32 : defaultQ4Group(cols);
-}
-
 function storageFor(src: TensorSource, name: string, want: LoadDType): ConvertDType {
   if (want !== 'auto') return want;
   const d = src.info(name).dtype;
@@ -111,7 +100,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     const stored = want === 'auto' ? src.storedWeight?.(name) : null;
     if (stored) return storedWeight(stored, cols);
     const st = storageFor(src, name, want);
-    const w = be.allocWeight(st, rows, cols, st === 'q4' ? q4GroupOf(name, cols) : undefined);
+    const w = be.allocWeight(st, rows, cols);
     weights.push(w);
     const file = fileOf(name);
     if (st === 'f32') src.readF32(name, w.data as Float32Array);
@@ -179,7 +168,7 @@ function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: Load
       if (shape.length === 1) { n += numel(shape) * 4; continue; }
       const stored = d === 'auto' ? src.storedWeight?.(name) : null;
       if (stored) { for (const p of stored) n += weightBytes(p.dtype, p.rows * shape[1]); continue; }
-      n += weightBytes(storageFor(src, name, d), numel(shape), q4GroupOf(name, shape[1]));
+      n += weightBytes(storageFor(src, name, d), numel(shape), shape[1]);
     }
     return n;
   };

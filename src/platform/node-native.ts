@@ -22,8 +22,8 @@ interface Addon {
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
   features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
   useAmx(on: boolean): boolean;
-  linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint16Array | null,
-    mins: Uint16Array | null, M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
+  linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint8Array | null,
+    M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
 }
 
 export class NativeBlas implements NativeGemm {
@@ -74,12 +74,12 @@ export class NativeBlas implements NativeGemm {
 
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use
-   * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4 in groups of 32, 5 in groups of 64), with w, scales and mins as in weight-format.ts.
+   * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4), with w and scales as in weight-format.ts.
    */
-  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint16Array | null,
-    mins: Uint16Array | null, M: number, N: number, K: number, acc: boolean, int8 = false): void {
+  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint8Array | null,
+    M: number, N: number, K: number, acc: boolean, int8 = false): void {
     this.use(threads);
-    this.addon.linear(out, x, w, kind, scales, mins, M, N, K, acc, int8);
+    this.addon.linear(out, x, w, kind, scales, M, N, K, acc, int8);
   }
 }
 

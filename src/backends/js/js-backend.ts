@@ -5,7 +5,7 @@
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
-import { allocWeightStorage, weightStorageBytes, type Q4Group } from '../weight-format.js';
+import { allocWeightStorage, weightStorageBytes } from '../weight-format.js';
 import * as ref from './reference.js';
 import { tensorList } from '../block-sums.js';
 import type { FloatArray } from './reference.js';
@@ -64,8 +64,8 @@ export class JsBackend implements Backend {
 
   // --------------------------------------------------------------------------------------- weights
 
-  allocWeight(dtype: WeightDType, rows: number, cols: number, group?: Q4Group): Weight {
-    const w = allocWeightStorage(dtype, rows, cols, undefined, group);
+  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
+    const w = allocWeightStorage(dtype, rows, cols);
     this.bytes += weightStorageBytes(w);
     return w;
   }

@@ -31,7 +31,7 @@ export interface KernelExports {
 
 /** Storage codes the kernels dispatch on (kernels/blocks.as has the block dtypes' codes). */
 export const DTYPE_CODE = {
-  f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4, q4g64: 5,
+  f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4,
   q8_0: 8, q4_0: 9, q4_1: 10, q5_0: 11, q5_1: 12, q4_k: 13, q5_k: 14, q6_k: 15, q4_1_f32: 16,
 } as const;
 /** Codes from here on are block dtypes (weights run as stored, f32 activations). */

@@ -9,7 +9,7 @@
 // sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, defaultQ4Group, isBlockDType, q4Group, QBLOCK, weightBytes, weightRowToF32, type Q4Group } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, q4MetaBytes, QBLOCK, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
@@ -300,17 +300,17 @@ export class WasmBackend implements Backend {
     while (this.respawn) await this.respawn;
   }
 
-  allocWeight(dtype: WeightDType, rows: number, cols: number, group?: Q4Group): Weight {
+  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight {
     this.live();
     // data, scales and mins go into one memory, where the kernels read them together
     const what = `a ${rows}×${cols} ${dtype} weight`;
-    const shard = this.place(weightBytes(dtype, rows * cols, group ?? defaultQ4Group(cols)) + 3 * 64, what);
+    const shard = this.place(weightBytes(dtype, rows * cols, cols) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
       const byteOffset = shard.arena.allocBytes(bytes, what);
       offs.push(byteOffset);
       return { buffer: shard.arena.buffer(), byteOffset };
-    }, group);
+    });
     this.owned.set(w, { shard, offs });
     return w;
   }
@@ -356,8 +356,7 @@ export class WasmBackend implements Backend {
     const old = w.packed as WasmPacked | undefined;
     if (old && old.owner === this) for (const o of old.copies) old.shard.arena.freeBytes(o);
     const n = w.rows * w.cols;
-    // q4 groups of 64 have a code of their own, so the kernels' arguments stay as they are
-    const code = w.dtype === 'rows' ? undefined : w.dtype === 'q4' && q4Group(w) === 64 ? DTYPE_CODE.q4g64 : DTYPE_CODE[w.dtype];
+    const code = w.dtype === 'rows' ? undefined : DTYPE_CODE[w.dtype];
     if (code === undefined) throw new OpenELMError('dtype', `unknown weight dtype "${String(w.dtype)}"`);
     if ((w.dtype === 'q8' || w.dtype === 'q4') && w.cols % QBLOCK !== 0) {
       throw new OpenELMError('dtype', `${w.dtype} weights need a multiple of ${QBLOCK} columns; this one has ${w.cols}`);
@@ -368,11 +367,7 @@ export class WasmBackend implements Backend {
     const dataBytes = block ? want : w.dtype === 'f32' ? n * 4 : w.dtype === 'bf16' || w.dtype === 'f16' ? n * 2 : w.dtype === 'q8' ? n : n / 2;
     const parts: [ArrayBufferView | undefined, number, string][] = [[w.data, dataBytes, 'data']];
     if (w.dtype === 'q8') parts.push([w.scales, (n / QBLOCK) * 4, 'scales']);
-    if (w.dtype === 'q4') {
-      const G = q4Group(w);
-      if (w.cols % G !== 0) throw new OpenELMError('dtype', `q4 groups of ${G} need a multiple of ${G} columns; this weight has ${w.cols}`);
-      parts.push([w.scales, (n / G) * 2, 'scales'], [w.mins, (n / G) * 2, 'mins']);
-    }
+    if (w.dtype === 'q4') parts.push([w.scales, w.rows * q4MetaBytes(w.cols), 'scales']);
     for (const [v, bytes, what] of parts) {
       if (!v) throw new OpenELMError('usage', `${w.dtype} weight is missing its ${what}`);
       if (v.byteLength < bytes) throw new OpenELMError('usage', `${w.dtype} weight ${what} has ${v.byteLength} bytes, needs ${bytes}`);
@@ -436,7 +431,7 @@ export class WasmBackend implements Backend {
     if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN) {
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
-      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, w.mins ?? null, M, N, K, accumulate, this.intGemm && !exact);
+      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);
       return;
     }
     const op = this.outF32(out, M * N, 'linear output', accumulate);
@@ -448,7 +443,7 @@ export class WasmBackend implements Backend {
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
     // (block dtypes: f32 on their exactly decoded values, but for the GEMV of Q8_0/Q4_0/Q4_K/Q6_K with blockInt8).
-    const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4 || p.dtype === DTYPE_CODE.q4g64;
+    const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
     const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
     const blockInt = mode === 1 && !exact && this.blockInt8 && BLOCK_INT8_CODES.has(p.dtype);
     const prep = mode === 1 && ((p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN) || blockInt);

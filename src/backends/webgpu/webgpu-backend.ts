@@ -6,7 +6,7 @@
 
 import type { AdamWStep, Backend, BufferLimit, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { OpenELMError } from '../../core/errors.js';
-import { allocWeightStorage, isBlockDType, weightRowToF32, type Q4Group } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, weightRowToF32 } from '../weight-format.js';
 import type { AcquireOptions } from './device.js';
 import { WebGpuOps, type OpsOptions, type RopeTensors } from './ops.js';
 import { GpuRuntime, GpuTensor, type GpuWeight } from './runtime.js';
@@ -103,7 +103,7 @@ export class WebGPUBackend implements Backend {
 
   // --------------------------------------------------------------------------------------- weights
 
-  allocWeight(dtype: WeightDType, rows: number, cols: number, group?: Q4Group): Weight { return allocWeightStorage(dtype, rows, cols, undefined, group); }
+  allocWeight(dtype: WeightDType, rows: number, cols: number): Weight { return allocWeightStorage(dtype, rows, cols); }
 
   /**
    * Uploads the weight in its storage format; the host copy is released. GGUF/MLX block formats
@@ -125,7 +125,6 @@ export class WebGPUBackend implements Backend {
     w.packed = gw;
     w.data = w.data.subarray(0, 0);
     w.scales = undefined;
-    w.mins = undefined;
   }
 
   tensorWeight(t: Tensor, rows: number, cols: number): Weight {

@@ -5,16 +5,15 @@
 //   f16   same packing, decoded with unpack2x16float (no `shader-f16` needed)
 //   q8    n/4 words of int8 (element 4i + j in byte j), then n/32 f32 scales
 //   q4    n/8 words of nibbles (block b's 16 bytes at words 4b..4b+3: byte j holds element j in its
-//         low nibble and j + 16 in its high one), then n/32 words, block b's f16 scale in the low
-//         half and its f16 min in the high one (gpuWeightParts repeats a group of 64's for both of
-//         its blocks, so the shaders need not know the group: 5 bits per value on the GPU)
+//         low nibble and j + 16 in its high one), then n/32 f32 scales, then n/32 f32 mins: the
+//         host's coded scales and mins decoded on upload (gpuWeightParts), 6 bits per value here
 // The body of a kernel with weight argument `w` gets, for a flat element index e (row·K + k):
 //   wel_w(e) -> f32                       one element (any layout, any alignment)
 //   wunit_w(u) -> array<vec4<f32>, E/4>   the E = WE elements of 16-byte unit u, in order
 // where E is 4 (f32), 8 (bf16, f16), 16 (q8) or 32 (q4).
 
 import type { ConvertDType, Weight } from '../backend.js';
-import { q4Group } from '../weight-format.js';
+import { q4MetaBytes } from '../weight-format.js';
 
 /** Elements per 16-byte unit of each storage format. */
 export const UNIT_ELEMS: Record<ConvertDType, number> = { f32: 4, bf16: 8, f16: 8, q8: 16, q4: 32 };
@@ -25,17 +24,23 @@ export function weightWords(dtype: ConvertDType, n: number): number {
     case 'f32': return n;
     case 'bf16': case 'f16': return Math.ceil(n / 2);
     case 'q8': return n / 4 + n / 32;
-    case 'q4': return n / 8 + n / 32;
+    case 'q4': return n / 8 + n / 16;
   }
 }
 
 /** The host arrays of a weight in the order and layout its GPU buffer holds them (see above). */
 export function gpuWeightParts(w: Weight): ArrayBufferView[] {
-  if (w.dtype !== 'q4') return [w.data, ...(w.scales ? [w.scales] : []), ...(w.mins ? [w.mins] : [])];
-  const s = w.scales as Uint16Array, m = w.mins!, nb = (w.rows * w.cols) / 32, sh = q4Group(w) === 64 ? 1 : 0;
-  const sm = new Uint32Array(nb);
-  for (let b = 0; b < nb; b++) sm[b] = (s[b >> sh] | (m[b >> sh] << 16)) >>> 0;
-  return [w.data, sm];
+  if (w.dtype !== 'q4') return [w.data, ...(w.scales ? [w.scales] : [])];
+  const meta = w.scales as Uint8Array, dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+  const nb = w.cols / 32, mb = q4MetaBytes(w.cols), sc = new Float32Array(w.rows * nb), mn = new Float32Array(w.rows * nb);
+  for (let r = 0; r < w.rows; r++) {
+    const o = r * mb, D = dv.getFloat32(o, true), M = dv.getFloat32(o + 4, true);
+    for (let b = 0; b < nb; b++) {
+      sc[r * nb + b] = D * meta[o + 8 + b];
+      mn[r * nb + b] = M * ((meta[o + 8 + nb + b] << 24) >> 24);
+    }
+  }
+  return [w.data, sc, mn];
 }
 
 /** The decoder functions for weight argument `w` (its element count is the parameter n_w). */
@@ -85,22 +90,21 @@ fn wunit_${w}(u: u32) -> ${unitType} {
 }`;
     case 'q4':
       return `
-fn wsm_${w}(b: u32) -> vec2<f32> { return unpack2x16float(wq_${w}((p.n_${w} >> 3u) + b)); }
+fn wscale_${w}(b: u32) -> f32 { return bitcast<f32>(wq_${w}((p.n_${w} >> 3u) + b)); }
+fn wmin_${w}(b: u32) -> f32 { return bitcast<f32>(wq_${w}((p.n_${w} >> 3u) + (p.n_${w} >> 5u) + b)); }
 fn wel_${w}(e: u32) -> f32 {
   let b = e >> 5u;
   let j = e & 31u;
   let byte = j & 15u;
   let x = (wq_${w}(b * 4u + (byte >> 2u)) >> (8u * (byte & 3u) + select(0u, 4u, j >= 16u))) & 15u;
-  let sm = wsm_${w}(b);
-  return f32(x) * sm.x + sm.y;
+  return f32(x) * wscale_${w}(b) + wmin_${w}(b);
 }
 fn lo4_${w}(x: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(x) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u)); }
 fn hi4_${w}(x: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(x) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u)); }
 fn wunit_${w}(u: u32) -> ${unitType} {
   let v = wv_${w}(u);
-  let sm = wsm_${w}(u);
-  let s = sm.x;
-  let m = sm.y;
+  let s = wscale_${w}(u);
+  let m = wmin_${w}(u);
   return ${unitType}(lo4_${w}(v.x) * s + m, lo4_${w}(v.y) * s + m, lo4_${w}(v.z) * s + m, lo4_${w}(v.w) * s + m,
     hi4_${w}(v.x) * s + m, hi4_${w}(v.y) * s + m, hi4_${w}(v.z) * s + m, hi4_${w}(v.w) * s + m);
 }`;

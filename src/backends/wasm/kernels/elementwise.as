@@ -1,7 +1,7 @@
 // Memory-bound row kernels: RMSNorm, fused per-head QK-RMSNorm + rotate-half RoPE, SwiGLU, SiLU,
 // x += y, KV-cache stores and embedding rows. Each takes a [r0, r1) range so threads can split rows.
 
-import { fmadd, hsum, vsilu, q4Half } from './simd';
+import { fmadd, hsum, vsilu, q4MetaBytes } from './simd';
 import { dequantRow } from './gemm';
 
 /** out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w for rows [r0, r1). */
@@ -131,11 +131,12 @@ export function storeKV(kc: usize, vc: usize, qkv: usize, S: i32, P: i32, Q: i32
 export function embeddingRows(out: usize, dtype: i32, data: usize, scales: usize, mins: usize, D: i32, ids: usize, r0: i32, r1: i32): void {
   for (let r = r0; r < r1; r++) {
     const row = load<i32>(ids + (<usize>r << 2)), dst = out + ((<usize>r * <usize>D) << 2);
-    if (dtype != 4 && dtype != 5) { dequantRow(dtype, data, scales, mins, D, row, 0, D, dst); continue; }
-    const e0 = <usize>row * <usize>D, gs: usize = dtype == 5 ? 6 : 5;
+    if (dtype != 4) { dequantRow(dtype, data, scales, mins, D, row, 0, D, dst); continue; }
+    const e0 = <usize>row * <usize>D, nb = <usize>(D >> 5);
+    const meta = scales + <usize>row * q4MetaBytes(D), ds = load<f32>(meta), dm = load<f32>(meta, 4);
     for (let b: usize = 0; b < <usize>D; b += 32) {
-      const blk = (e0 + b) >> 5, g = (e0 + b) >> gs;
-      const sc = <f64>q4Half(scales, g), mn = <f64>q4Half(mins, g);
+      const blk = (e0 + b) >> 5, k = b >> 5;
+      const sc = <f64>(<f32>load<u8>(meta + 8 + k) * ds), mn = <f64>(<f32>load<i8>(meta + 8 + nb + k) * dm);
       const src = data + (blk << 4), d = dst + (b << 2);
       for (let j: usize = 0; j < 16; j++) {
         const byte = <u32>load<u8>(src + j);

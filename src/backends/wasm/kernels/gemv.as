@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4Half, q4Half4 } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
@@ -217,49 +217,44 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 }
 
 /**
- * q4, one row of x. Four blocks per step: their four weight scales times x's four block scales in
- * one multiply, each broadcast by a shuffle, and their min·Σx as one vector multiply-add into the
- * f0 chain, where a block at a time cost scalar loads, multiplies and splats. Blocks alternate
- * between the f0 and f1 chains; the last nb mod 4 blocks go one by one (scalar min term in g).
- * gs: log2 of the blocks per scale and min (0: groups of 32, 1: of 64), a constant per kernel.
+ * q4, one row of x. Four blocks per step: their four weight scales (codes times the row's D) times
+ * x's four block scales in one multiply, each broadcast by a shuffle, and their min·Σx as one
+ * vector multiply-add into the f0 chain, where a block at a time cost scalar loads, multiplies and
+ * splats. Blocks alternate between the f0 and f1 chains; the last nb mod 4 blocks go one by one
+ * (scalar min term in g). ws: the rows' coded scales (simd.as q4MetaBytes).
  */
-@inline function gemvQ4G(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize, wm: usize,
-  K: i32, n0: i32, n1: i32, acc: i32, gs: i32): void {
-  const nb = K >> 5, ng = <usize>(nb >> gs), step = <usize>(8 >> gs);
+export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize,
+  K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nb = K >> 5, mb = q4MetaBytes(K);
   let p = w + ((<usize>n0 * <usize>K) >> 1);
   for (let n = n0; n < n1; n++) {
-    const sr = ws + ((<usize>n * ng) << 1), mr = wm + ((<usize>n * ng) << 1);
-    let sp = sr, mp = mr;
+    const meta = ws + <usize>n * mb, D = load<f32>(meta), M = load<f32>(meta, 4), Dv = f32x4.splat(D), Mv = f32x4.splat(M);
+    let sp = meta + 8, mp = sp + <usize>nb;
     let f0 = f32x4.splat(0), f1 = f0;
     let g: f32 = 0;
     let x16 = q16, x8 = q8, dp = qd, xs = qs;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const sc = f32x4.mul(q4Half4(sp, gs), v128.load(dp));
-      f0 = fmadd(q4Half4(mp, gs), v128.load(xs), f0);
+      const sc = f32x4.mul(f32x4.mul(codes4u(sp), Dv), v128.load(dp));
+      f0 = fmadd(f32x4.mul(codes4s(mp), Mv), v128.load(xs), f0);
       f0 = fmadd(q4Block(p, x16, x8), lane(sc, 0), f0);
       f1 = fmadd(q4Block(p + 16, x16 + 64, x8 + 32), lane(sc, 1), f1);
       f0 = fmadd(q4Block(p + 32, x16 + 128, x8 + 64), lane(sc, 2), f0);
       f1 = fmadd(q4Block(p + 48, x16 + 192, x8 + 96), lane(sc, 3), f1);
-      p += 64; sp += step; mp += step; x16 += 256; x8 += 128; dp += 16; xs += 16;
+      p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; dp += 16; xs += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
-      const c = f32x4.splat(q4Half(sr, <usize>(b >> gs)) * load<f32>(dp));
+      const c = f32x4.splat(<f32>load<u8>(sp) * D * load<f32>(dp));
       if (j & 1) f1 = fmadd(q4Block(p, x16, x8), c, f1);
       else f0 = fmadd(q4Block(p, x16, x8), c, f0);
-      g += q4Half(mr, <usize>(b >> gs)) * load<f32>(xs);
-      p += 16; x16 += 64; x8 += 32; dp += 4; xs += 4;
+      g += <f32>load<i8>(mp) * M * load<f32>(xs);
+      p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; dp += 4; xs += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1)) + g;
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
-
-export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize, wm: usize,
-  K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4G(out, q16, q8, qd, qs, w, ws, wm, K, n0, n1, acc, 0); }
-export function gemvQ4G64(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize, wm: usize,
-  K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4G(out, q16, q8, qd, qs, w, ws, wm, K, n0, n1, acc, 1); }
 
 // ---------------------------------------------------------------------------------------------
 // Several rows of x, R = 2..4. R is a compile-time constant after inlining; rows of x
@@ -461,22 +456,21 @@ export function gemvQ4G64(out: usize, q16: usize, q8: usize, qd: usize, qs: usiz
   }
 }
 
-@inline function gemvQ4R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, R: i32, gs: i32): void {
-  const nb = K >> 5, o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3);
-  const ng = <usize>(nb >> gs), step = <usize>(8 >> gs);
+@inline function gemvQ4R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const nb = K >> 5, o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), mb = q4MetaBytes(K);
   let p = w + ((<usize>n0 * <usize>K) >> 1);
   for (let n = n0; n < n1; n++) {
-    const sr = ws + ((<usize>n * ng) << 1), mr = wm + ((<usize>n * ng) << 1);
-    let sp = sr, mp = mr;
+    const meta = ws + <usize>n * mb, D = load<f32>(meta), M = load<f32>(meta, 4), Dv = f32x4.splat(D), Mv = f32x4.splat(M);
+    let sp = meta + 8, mp = sp + <usize>nb;
     // gemvQ4's order per row: f (even blocks, and each step's min·Σx first), h (odd blocks), t (the tail's min·Σx)
     const z = f32x4.splat(0);
     let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z, t = z;
     let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const s4 = q4Half4(sp, gs);
-      { const m4 = q4Half4(mp, gs);
+      const s4 = f32x4.mul(codes4u(sp), Dv);
+      { const m4 = f32x4.mul(codes4s(mp), Mv);
         f0 = fmadd(m4, v128.load(xs), f0);
         if (R > 1) f1 = fmadd(m4, v128.load(xs + ldp), f1);
         if (R > 2) f2 = fmadd(m4, v128.load(xs + 2 * ldp), f2);
@@ -509,12 +503,12 @@ export function gemvQ4G64(out: usize, q16: usize, q8: usize, qd: usize, qs: usiz
         if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(lane(s4, 3), v128.load32_splat(xd + ldp, 12)), h1);
         if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(lane(s4, 3), v128.load32_splat(xd + 2 * ldp, 12)), h2);
         if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(lane(s4, 3), v128.load32_splat(xd + 3 * ldp, 12)), h3); }
-      p += 64; sp += step; mp += step; x16 += 256; x8 += 128; xd += 16; xs += 16;
+      p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; xd += 16; xs += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
       const v = v128.load(p);
       const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-      const s = q4Half(sr, <usize>(b >> gs));
+      const s = <f32>load<u8>(sp) * D;
       if (j & 1) {
         h0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), h0);
         if (R > 1) h1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), h1);
@@ -526,8 +520,8 @@ export function gemvQ4G64(out: usize, q16: usize, q8: usize, qd: usize, qs: usiz
         if (R > 2) f2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
         if (R > 3) f3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3);
       }
-      t = f32x4.add(t, f32x4.mul(f32x4.splat(q4Half(mr, <usize>(b >> gs))), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
-      p += 16; x16 += 64; x8 += 32; xd += 4; xs += 4;
+      t = f32x4.add(t, f32x4.mul(f32x4.splat(<f32>load<i8>(mp) * M), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
+      p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; xd += 4; xs += 4;
     }
     const sums = hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3));
     storeR(out + (<usize>n << 2), ldo, f32x4.add(sums, t), acc, R);
@@ -549,12 +543,9 @@ export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usiz
 export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
 export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
 export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
-export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 2, 0); }
-export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 3, 0); }
-export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 4, 0); }
-export function gemvQ4G64R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 2, 1); }
-export function gemvQ4G64R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 3, 1); }
-export function gemvQ4G64R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, wm: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc, 4, 1); }
+export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
+export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
+export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
 
 /**
  * GEMV over R = 1..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
@@ -582,15 +573,10 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 2) gemvQ8R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
     else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
     else gemvQ8R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
-  } else if (dtype == 4) {
-    if (R == 1) gemvQ4(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, wm, K, n0, n1, acc);
-    else if (R == 2) gemvQ4R2(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
-    else if (R == 3) gemvQ4R3(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
-    else gemvQ4R4(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
   } else {
-    if (R == 1) gemvQ4G64(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, wm, K, n0, n1, acc);
-    else if (R == 2) gemvQ4G64R2(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
-    else if (R == 3) gemvQ4G64R3(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
-    else gemvQ4G64R4(out, ldo, prep, ldp, w, ws, wm, K, n0, n1, acc);
+    if (R == 1) gemvQ4(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, K, n0, n1, acc);
+    else if (R == 2) gemvQ4R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
+    else if (R == 3) gemvQ4R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
+    else gemvQ4R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
   }
 }

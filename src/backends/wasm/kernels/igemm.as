@@ -5,7 +5,7 @@
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
 
-import { fmadd, q4Half } from './simd';
+import { fmadd, q4MetaBytes } from './simd';
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -19,18 +19,17 @@ export const IGEMM_SCRATCH: i32 = IPANEL_BYTES + 2 * ISCALE_BYTES + IKC * 2 + 12
  */
 function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scales: usize, mins: usize, K: i32,
   n: i32, nr: i32, k0: i32, kc: i32, zero: usize): void {
-  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype != 3;
-  // scales / mins, one per block of 32 (q4: code 4 has a scale and min per block, 5 per two)
-  const gs: usize = dtype == 5 ? 1 : 0;
+  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4, mb = q4MetaBytes(K);
+  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes)
   for (let b = 0; b < kb; b++) {
     for (let r = 0; r < 8; r++) {
       const o = dsc + (<usize>(b * 8 + r) << 2);
       if (r < nr) {
-        const bi = <usize>(n + r) * <usize>nb + <usize>(b0 + b);
         if (q4) {
-          store<f32>(o, q4Half(scales, bi >> gs));
-          store<f32>(dmn + (<usize>(b * 8 + r) << 2), q4Half(mins, bi >> gs));
-        } else store<f32>(o, load<f32>(scales + (bi << 2)));
+          const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
+          store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
+          store<f32>(dmn + (<usize>(b * 8 + r) << 2), <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
+        } else store<f32>(o, load<f32>(scales + ((<usize>(n + r) * <usize>nb + <usize>(b0 + b)) << 2)));
       } else {
         store<f32>(o, 0);
         if (q4) store<f32>(dmn + (<usize>(b * 8 + r) << 2), 0);
@@ -178,7 +177,7 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, zero = pmn + ISCALE_BYTES, ctile = zero + (<usize>IKC << 1);
   memory.fill(zero, 0, <usize>IKC << 1);
   const lda = <usize>K << 1, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
-  const q4 = dtype == 4 || dtype == 5;
+  const q4 = dtype == 4;
   for (let nb = n0; nb < n1; nb += INC) {
     const nc = min(INC, n1 - nb);
     for (let k0 = 0; k0 < K; k0 += IKC) {

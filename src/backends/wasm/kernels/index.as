@@ -85,7 +85,7 @@ export function k_prep_x(a: usize): void {
   for (let m = 0; m < M; m++) {
     const x = ap(a, 1) + ((<usize>m * <usize>K) << 2), xp = ap(a, 13) + <usize>m * ldp;
     if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
-    else if (dtype == 3 || dtype == 4 || dtype == 5 || blockInt(a, dtype)) {
+    else if (dtype == 3 || dtype == 4 || blockInt(a, dtype)) {
       quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
       if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));

@@ -102,22 +102,18 @@
   return !i16x8.all_true(i16x8.min_u(v128.and(a, e), v128.and(b, e)));
 }
 
-// q4 scales and mins are f16 (weight-format.ts) and never subnormal halves (the fit rounds those
-// to 0 or ±2⁻¹⁴), so the one-multiply f16hiToF32 converts them without a denormal operand.
+// q4's coded scales (weight-format.ts): per row, D and M (f32), nb u8 scale codes, nb i8 min
+// codes, padded to 4 bytes. A block's scale is D·sc and its min M·mc, each one f32 multiply.
 
-/** The q4 scale (or min) of group g of the f16 array at p, as f32. */
-@inline export function q4Half(p: usize, g: usize): f32 {
-  return f32x4.extract_lane(f16hiToF32(i32x4.splat(<i32>load<u16>(p + (g << 1)) << 16)), 0);
+/** Bytes of one q4 row's scale data. */
+@inline export function q4MetaBytes(K: i32): usize { return 8 + ((<usize>(K >> 4) + 3) & ~3); }
+
+/** Four u8 codes at p as f32x4. */
+@inline export function codes4u(p: usize): v128 {
+  return f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p))));
 }
 
-/**
- * The scales (or mins) of 4 consecutive q4 blocks of 32, the first starting a group, from the f16
- * array at p (that group's entry): groups of 32 (gs 0) hold one block each, of 64 (gs 1) two.
- */
-@inline export function q4Half4(p: usize, gs: i32): v128 {
-  if (gs) {
-    const v = f16hiToF32(i32x4.shl(i32x4.extend_low_i16x8_u(v128.load32_zero(p)), 16));
-    return v128.shuffle<f32>(v, v, 0, 0, 1, 1);
-  }
-  return f16hiToF32(i32x4.shl(i32x4.extend_low_i16x8_u(v128.load64_zero(p)), 16));
+/** Four i8 codes at p as f32x4. */
+@inline export function codes4s(p: usize): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(p))));
 }
