@@ -209,9 +209,6 @@ export async function checkQuota(what: string, bytes: number): Promise<void> {
 export function checkDeviceFit(plan: ModelPlan, be: Backend): void {
   const lim = be.bufferLimit?.();
   if (!lim) return;
-  const storageOf = (name: string, d: ConvertDType | 'auto'): ConvertDType => {
-    const s = d === 'auto' ? plan.fileDType : d;
-    return s;
-  };
+  const storageOf = (_name: string, d: ConvertDType | 'auto'): ConvertDType => (d === 'auto' ? plan.fileDType : d);
   checkBufferLimit(plan.name, plan.config, plan.loadDType, storageOf, lim);
 }
