@@ -154,8 +154,9 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
  * blocks hold an outlier) with 4 outlier channels of 64x (src/model/outliers.ts), prefill and
  * decode, wasm. Measured 2026-12-06: q8 4.40e-2 (without the outliers 4.3e-4: int8 activations
  * coarsen every block that holds one, as llama.cpp's Q8_0 activations do); q4 6.73e-2 with the
- * importance-weighted block fit (weight-format.ts fitQ4Block), 0.727 with plain min/max blocks.
- * ~1.5x headroom.
+ * importance-weighted block fit (weight-format.ts fitQ4Block), 0.727 with plain min/max blocks;
+ * 8.70e-2 once its scales and mins became 8-bit codes and the embedding/head q4 too (4.5 bits per
+ * weight where it had 6, the embedding 9). ~1.5x headroom at the first measurement.
  */
 export const KL = {
   q8Outliers: 6.6e-2,
