@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import { NATIVE_MODES, type NativeGemm, type NativeMode } from '../backends/native-gemm.js';
+import { NATIVE_MODES, type HeldBf16Pair, type NativeGemm, type NativeMode, type NativeProfile } from '../backends/native-gemm.js';
 
 interface Addon {
   load(paths: string[]): string;
@@ -19,7 +19,9 @@ interface Addon {
   sgemm(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
   gemmBf16(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
-    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+    heldA: Uint16Array | null, aFilled: boolean, heldB: Uint16Array | null, bFilled: boolean): number;
+  profile(on: boolean): NativeProfile;
   features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
   useAmx(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
@@ -67,10 +69,17 @@ export class NativeBlas implements NativeGemm {
 
   /** The same product on bf16-rounded operands with f32 sums (NativeGemm.gemmBf16). */
   gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
-    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void {
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean, held?: HeldBf16Pair): number {
     this.use(threads);
-    this.addon.gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
+    const a = held?.a ?? null, b = held?.b ?? null;
+    return this.addon.gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc, a?.bits ?? null, a?.filled ?? false, b?.bits ?? null, b?.filled ?? false);
   }
+
+  /**
+   * CPU seconds the addon's threads spent rounding operands to bf16, in the library's products and
+   * adding AMX column blocks to C since the previous call; `on` starts or stops counting.
+   */
+  profile(on: boolean): NativeProfile { return this.addon.profile(on); }
 
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use

@@ -170,8 +170,14 @@ export class WasmTrainOps {
     if (M <= 0 || N <= 0) return;
     const nat = this.backend.native;
     if (nat && M * N * K >= this.backend.nativeMinWork && C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array) {
-      if (bf16) nat.gemmBf16(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
-      else nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
+      if (bf16) {
+        const ha = this.backend.heldBf16(A, M * K), hb = this.backend.heldBf16(B, N * K);
+        const got = nat.gemmBf16(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc, ha || hb ? { a: ha, b: hb } : undefined);
+        if (typeof got === 'number') {
+          if (ha && got & 1) ha.filled = true;
+          if (hb && got & 2) hb.filled = true;
+        }
+      } else nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
       return;
     }
     if (bf16) {
