@@ -1,5 +1,7 @@
 // Per-operation wall and CPU time of a backend: every method call goes through a Proxy that times
-// it (until its promise settles, for the asynchronous ones) and adds it to the operation's row.
+// it and adds it to the operation's row. Only the call itself is timed: the WASM and native
+// kernels run inside it, and a returned promise (loss sums, norms) only hands over their result
+// (its settling waits for whatever else the caller does first).
 // Matrix products are told apart by shape and direction: 'nt' is a layer's forward (y = x·Wᵀ),
 // 'nn' the gradient of its input (dX = dY·W) and 'tn' the gradient of its weight (dW += dYᵀ·X).
 // The process CPU time counts every thread (the WASM workers and the native pool), so an
@@ -38,11 +40,12 @@ export function profiled(be: Backend): { be: Backend; rows: () => OpRow[]; reset
         }
         const w0 = performance.now(), c0 = process.cpuUsage();
         depth++;
-        let out: unknown;
-        try { out = fn.apply(target, a); } finally { depth--; }
-        if (out instanceof Promise) return out.finally(() => add(op, w0, c0, flops));
-        add(op, w0, c0, flops);
-        return out;
+        try {
+          return fn.apply(target, a);
+        } finally {
+          depth--;
+          add(op, w0, c0, flops);
+        }
       };
     },
   });

@@ -3,7 +3,10 @@
 //
 //   node dist/bench/train.bench.js [--model 35m|270m|all] [--steps N] [--warmup W] [--recompute]
 //        [--backend js|wasm] [--threads T] [--native auto|on|off] [--precision fp32|bf16] [--profile]
+//        [--no-hold]
 //
+// --no-hold hides the backend's holdBf16, so every bf16 product rounds both operands again (the
+// way before holds existed; for A/B runs).
 // --profile adds a per-operation breakdown of the timed steps (wall and CPU time of every backend
 // call, products by direction and shape; bench/op-profile.ts) and, with the native addon, the CPU
 // time its threads spent rounding operands to bf16, in the library's products and copying AMX
@@ -51,6 +54,17 @@ function timedMatmul(be: Backend): { be: Backend; stats: { seconds: number; flop
   return { be: wrapped, stats };
 }
 
+/** The backend without holdBf16 (every bf16 product rounds its operands itself). */
+function withoutHolds(be: Backend): Backend {
+  return new Proxy(be, {
+    get(target, prop) {
+      if (prop === 'holdBf16') return undefined;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 export const MODELS: Record<string, { hf: OpenELMHFConfig; B: number; T: number; pytorchTokS: number }> = {
   '35m': {
     hf: {
@@ -70,8 +84,9 @@ function arg(name: string, dflt: string): string {
 async function run(name: string, steps: number, warmup: number, recompute: boolean, backend: Backend, precision: MatmulPrecision, profile: boolean): Promise<void> {
   const spec = MODELS[name];
   const config = resolveConfig(spec.hf);
-  const prof = profile ? profiled(backend) : null;
-  const { be, stats: gemm } = timedMatmul(prof ? prof.be : backend);
+  const base = process.argv.includes('--no-hold') ? withoutHolds(backend) : backend;
+  const prof = profile ? profiled(base) : null;
+  const { be, stats: gemm } = timedMatmul(prof ? prof.be : base);
   const native = backend instanceof WasmBackend ? backend.native : null;
   let nativeProf = { round: 0, gemm: 0, copy: 0 };
   const model = new TrainableModel(config, be, { recompute, precision });

@@ -4,6 +4,8 @@
 // the WASM GEMM's, so results agree with it to float rounding, not bit for bit; they do not depend
 // on the thread count.
 
+import type { AdamWStep } from './backend.js';
+
 export type NativeMode = 'auto' | 'on' | 'off';
 export const NATIVE_MODES: readonly NativeMode[] = ['auto', 'on', 'off'];
 
@@ -34,6 +36,11 @@ export interface NativeGemm {
   gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean, held?: HeldBf16Pair): number | void;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  /**
+   * One AdamW step over n values in place (p, m, v), bit for bit the WASM kernel's (f64 per value,
+   * the same operations, no fused multiply-adds), on the native threads; optional.
+   */
+  adamw?(threads: number, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, s: AdamWStep): void;
   /** Where the addon's threads spent their CPU time since the previous call (benchmarks); `on` starts or stops counting. */
   profile?(on: boolean): NativeProfile;
   /** Whether gemmBf16 runs on AMX tiles here (oneDNN's matmul primitive on CPUs that have them). */

@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
+import type { AdamWStep } from '../backends/backend.js';
 import { NATIVE_MODES, type HeldBf16Pair, type NativeGemm, type NativeMode, type NativeProfile } from '../backends/native-gemm.js';
 
 interface Addon {
@@ -22,6 +23,8 @@ interface Addon {
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
     heldA: Uint16Array | null, aFilled: boolean, heldB: Uint16Array | null, bFilled: boolean): number;
   profile(on: boolean): NativeProfile;
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    b1: number, c1: number, b2: number, c2: number, stepSize: number, bc2Sqrt: number, eps: number, keep: number): void;
   features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
   useAmx(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
@@ -80,6 +83,12 @@ export class NativeBlas implements NativeGemm {
    * adding AMX column blocks to C since the previous call; `on` starts or stops counting.
    */
   profile(on: boolean): NativeProfile { return this.addon.profile(on); }
+
+  /** One AdamW step in place, bit for bit the WASM kernel's (NativeGemm.adamw). */
+  adamw(threads: number, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, s: AdamWStep): void {
+    this.use(threads);
+    this.addon.adamw(p, g, m, v, n, s.b1, 1 - s.b1, s.b2, 1 - s.b2, s.stepSize, s.bc2Sqrt, s.eps, s.keep);
+  }
 
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use

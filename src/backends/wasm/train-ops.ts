@@ -491,6 +491,9 @@ export class WasmTrainOps {
 
   /** One AdamW update over [0, n) of equal-decay elements (all four arrays in the wasm memory). */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, k: AdamWStep): void {
+    // the native threads compute the same bits about twice as fast (eight f64 lanes instead of two)
+    const nat = this.backend.native;
+    if (nat?.adamw && n >= 4096) { nat.adamw(this.backend.threads, p, g, m, v, n, k); return; }
     this.sliced([p, g, m, v], n, (o, len) => {
       const P = p.subarray(o, o + len), G = g.subarray(o, o + len), Mm = m.subarray(o, o + len), Vv = v.subarray(o, o + len);
       this.use(P, G, Mm, Vv);
