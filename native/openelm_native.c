@@ -255,6 +255,12 @@ static void gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, const uin
 // Blocks of a product: sizes from the shape alone (about 16 blocks, at least 64 wide, a multiple
 // of 16), so the split and hence every sum is the same whatever the thread count.
 static int64_t block_of(int64_t n) { int64_t b = (n + 15) / 16; b = (b + 15) / 16 * 16; return b < 64 ? 64 : b; }
+// bf16 products: about 8 blocks, at least 128 wide. Every block packs the operand the blocks share
+// again inside the library, which costs more beside bf16 arithmetic (twice as fast as f32) than
+// beside f32: with 16 blocks of 80 columns a 1024x1280x1280 product ran at ~450 GFLOP per
+// CPU-second on two threads here, with 8 of 160 at ~550, and the 270M products took 17% less CPU
+// time in all (docs/training.md). Still from the shape alone, so the sums do not depend on threads.
+static int64_t block_bf16(int64_t n) { int64_t b = (n + 7) / 8; b = (b + 15) / 16 * 16; return b < 128 ? 128 : b; }
 
 // An operand is f32 (kind 0) or bf16 bits (kind 1, C stays f32).
 typedef struct { int ta, tb, bf16; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const void *A, *B; float beta; float *C; } gemm_job;
@@ -746,7 +752,7 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
     if (!bits || g.ldb != bc) { hold[1] = NULL; filled[1] = false; }
   }
   bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0, NULL, 0, 0, NULL, NULL, 0 };
-  j.blk = block_of(j.by_rows ? g.M : g.N);
+  j.blk = block_bf16(j.by_rows ? g.M : g.N);
   const int64_t total = j.by_rows ? g.M : g.N, nblk = (total + j.blk - 1) / j.blk;
   // A row split with a narrow B (N < 1024: in the 35.5M model dX, dW and the head's backward) ran no
   // faster or slower on AMX than on the BLAS-like GEMM here (see docs/training.md), so it stays there.
