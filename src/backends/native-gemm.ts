@@ -34,7 +34,7 @@ export interface NativeGemm {
    * rounded operands through its sgemm ('emulated': the same products, no speed-up).
    */
   gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
-    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean, held?: HeldBf16Pair): number | void;
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean, held?: HeldBf16Pair): number | undefined;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
   /**
    * One AdamW step over n values in place (p, m, v), bit for bit the WASM kernel's (f64 per value,
