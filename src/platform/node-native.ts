@@ -23,7 +23,7 @@ interface Addon {
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
     heldA: Uint16Array | null, aFilled: boolean, heldB: Uint16Array | null, bFilled: boolean): number;
   profile(on: boolean): NativeProfile;
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+  adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
     b1: number, c1: number, b2: number, c2: number, stepSize: number, bc2Sqrt: number, eps: number, keep: number): void;
   features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
   useAmx(on: boolean): boolean;
@@ -41,6 +41,14 @@ export class NativeBlas implements NativeGemm {
     this.bf16 = f.bf16;
     this.int8 = f.int8;
     this.amxOn = f.amx;
+    const adamw = addon.adamw?.bind(addon);
+    if (adamw) {
+      // (an addon built before adamw() existed has none: the WASM kernel runs instead)
+      this.adamw = (threads, p, g, m, v, n, s) => {
+        this.use(threads);
+        adamw(p, g, m, v, n, s.b1, 1 - s.b1, s.b2, 1 - s.b2, s.stepSize, s.bc2Sqrt, s.eps, s.keep);
+      };
+    }
   }
 
   /** Whether gemmBf16 runs on AMX tiles (oneDNN's matmul primitive) rather than the BLAS-like bf16 GEMM. */
@@ -84,11 +92,8 @@ export class NativeBlas implements NativeGemm {
    */
   profile(on: boolean): NativeProfile { return this.addon.profile(on); }
 
-  /** One AdamW step in place, bit for bit the WASM kernel's (NativeGemm.adamw). */
-  adamw(threads: number, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, s: AdamWStep): void {
-    this.use(threads);
-    this.addon.adamw(p, g, m, v, n, s.b1, 1 - s.b1, s.b2, 1 - s.b2, s.stepSize, s.bc2Sqrt, s.eps, s.keep);
-  }
+  /** One AdamW step in place, bit for bit the WASM kernel's (NativeGemm.adamw); absent with an addon built before it existed. */
+  readonly adamw?: (threads: number, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, s: AdamWStep) => void;
 
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use
