@@ -831,7 +831,7 @@ static int amx_active(void) {
   return g_dnnl_bf16 && g_amx_api && g_amx_on && amx_get(0, 1, 64, 64, 64, 64, 64, 64, 0.0f) != NULL;
 }
 
-// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated', amx: boolean, amxBlocks: number, int8: boolean }
+// features() -> { bf16: 'dnnl' | 'openblas' | 'emulated', amx: boolean, amxBlocks: number, int8: boolean, q4Codes: true }
 static napi_value Features(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out, v;
@@ -845,6 +845,8 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   if (g_i8 < 0) g_i8 = i8_supported();
   CHECK(napi_get_boolean(env, g_i8 == 1, &v));
   CHECK(napi_set_named_property(env, out, "int8", v));
+  CHECK(napi_get_boolean(env, true, &v));   // q4 scales and mins as weight-format.ts codes them
+  CHECK(napi_set_named_property(env, out, "q4Codes", v));
   return out;
 }
 
@@ -932,19 +934,21 @@ static void linear_chunk(const void *p, int64_t c, int tid) {
   gemm(0, 1, j->M, rows, j->K, j->x, j->K, panel, j->K, j->beta, j->out + r0, j->N);
 }
 
-// linear(out, x, w, kind, scales, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W stored
-// [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x (int8_linear.h)
+// linear(out, x, w, kind, scales, unused, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W
+// stored [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x
+// (int8_linear.h). Slot 5 held q4's f32 mins before q4 coded them into `scales` (features().q4Codes):
+// the slots stay where they were, so an addon of either kind reads the other's calls.
 static napi_value Linear(napi_env env, napi_callback_info info) {
-  size_t argc = 10; napi_value a[10];
+  size_t argc = 11; napi_value a[11];
   CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
-  if (argc < 9) return fail(env, "linear() needs 9 arguments");
+  if (argc < 10) return fail(env, "linear() needs 10 arguments");
   bool int8 = false;
-  if (argc > 9 && napi_get_value_bool(env, a[9], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
+  if (argc > 10 && napi_get_value_bool(env, a[10], &int8) != napi_ok) return fail(env, "linear(): int8 must be a boolean");
   if (!g_dnnl && !g_cblas) return fail(env, "linear(): no library loaded");
   int32_t kind; int64_t M, N, K; bool acc; float *out, *x; void *scales = NULL; void *w; size_t lo, lx, lw, ls = 0;
-  if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[5], &M) != napi_ok ||
-      napi_get_value_int64(env, a[6], &N) != napi_ok || napi_get_value_int64(env, a[7], &K) != napi_ok ||
-      napi_get_value_bool(env, a[8], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
+  if (napi_get_value_int32(env, a[3], &kind) != napi_ok || napi_get_value_int64(env, a[6], &M) != napi_ok ||
+      napi_get_value_int64(env, a[7], &N) != napi_ok || napi_get_value_int64(env, a[8], &K) != napi_ok ||
+      napi_get_value_bool(env, a[9], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
   if (!typed(env, a[0], napi_float32_array, (void **)&out, &lo) || !typed(env, a[1], napi_float32_array, (void **)&x, &lx)) return fail(env, "linear(): out and x must be Float32Arrays");
   static const napi_typedarray_type wt[5] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array };
   if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");

@@ -68,6 +68,7 @@ test('native nt / nn / tn products equal the f64 GEMM, overwriting and accumulat
 test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the reference backend', { skip }, async () => {
   const be = await backend();
   be.intGemm = false;   // q8/q4 widened to f32 (the int8 path has its own test)
+  assert.ok(be.native!.q4, 'the addon takes q4 weights with coded scales (features().q4Codes): rebuild it');
   const ref: Backend = new JsBackend();
   const M = 40, N = 70, K = 96;
   const x = randn(M * K), wf = randn(N * K, 0.1);

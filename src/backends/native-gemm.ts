@@ -47,6 +47,8 @@ export interface NativeGemm {
   readonly amx?: boolean;
   /** Whether q8/q4 linears can run in int8 arithmetic here (AVX512-VNNI). */
   readonly int8: boolean;
+  /** Whether linear() takes q4 weights (an addon built before q4's coded scales does not). */
+  readonly q4?: boolean;
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
    * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w and scales as in weight-format.ts. With `int8`,

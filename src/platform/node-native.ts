@@ -25,21 +25,24 @@ interface Addon {
   profile(on: boolean): NativeProfile;
   adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
     b1: number, c1: number, b2: number, c2: number, stepSize: number, bc2Sqrt: number, eps: number, keep: number): void;
-  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
+  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean; q4Codes?: boolean };
   useAmx(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint8Array | null,
-    M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
+    unused: null, M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
 }
 
 export class NativeBlas implements NativeGemm {
   private threadsSet = 0;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
   readonly int8: boolean;
+  readonly q4: boolean;
   private amxOn: boolean;
   constructor(private readonly addon: Addon, readonly library: string) {
     const f = addon.features();
     this.bf16 = f.bf16;
     this.int8 = f.int8;
+    // an addon built before q4's coded scales reads them as f32 arrays: q4 then stays on the WASM kernels
+    this.q4 = f.q4Codes === true;
     this.amxOn = f.amx;
     const adamw = addon.adamw?.bind(addon);
     if (adamw) {
@@ -102,7 +105,7 @@ export class NativeBlas implements NativeGemm {
   linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint8Array | null,
     M: number, N: number, K: number, acc: boolean, int8 = false): void {
     this.use(threads);
-    this.addon.linear(out, x, w, kind, scales, M, N, K, acc, int8);
+    this.addon.linear(out, x, w, kind, scales, null, M, N, K, acc, int8);
   }
 }
 
