@@ -2,7 +2,16 @@
 // on random weights and random tokens, printed as one JSON line per model.
 //
 //   node dist/bench/train.bench.js [--model 35m|270m|all] [--steps N] [--warmup W] [--recompute]
-//        [--backend js|wasm] [--threads T] [--native auto|on|off] [--precision fp32|bf16]
+//        [--backend js|wasm] [--threads T] [--native auto|on|off] [--precision fp32|bf16] [--profile]
+//        [--no-hold]
+//
+// --no-hold hides the backend's holdBf16, so every bf16 product rounds both operands again (the
+// way before holds existed; for A/B runs).
+// --profile adds a per-operation breakdown of the timed steps (wall and CPU time of every backend
+// call, products by direction and shape; bench/op-profile.ts) and, with the native addon, the CPU
+// time its threads spent rounding operands to bf16, in the library's products and copying AMX
+// blocks; the table goes to stderr, the rows into the JSON line. Timing every call synchronizes
+// nothing that was not synchronous already, but costs a little.
 //
 // The whole step runs on the chosen backend (with --backend wasm: its memory and threads, the
 // training GEMM and kernels, AdamW and gradient clipping). tokens_per_s
@@ -25,6 +34,8 @@ import { createBackend, type NativeMode } from '../src/backends/index.js';
 import '../src/platform/node.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
+import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import { formatProfile, profiled, type OpRow } from './op-profile.js';
 
 /** The backend with its matmul timed and its FLOPs counted (everything else passes through). */
 function timedMatmul(be: Backend): { be: Backend; stats: { seconds: number; flops: number } } {
@@ -43,6 +54,17 @@ function timedMatmul(be: Backend): { be: Backend; stats: { seconds: number; flop
   return { be: wrapped, stats };
 }
 
+/** The backend without holdBf16 (every bf16 product rounds its operands itself). */
+function withoutHolds(be: Backend): Backend {
+  return new Proxy(be, {
+    get(target, prop) {
+      if (prop === 'holdBf16') return undefined;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 export const MODELS: Record<string, { hf: OpenELMHFConfig; B: number; T: number; pytorchTokS: number }> = {
   '35m': {
     hf: {
@@ -59,10 +81,14 @@ function arg(name: string, dflt: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 }
 
-async function run(name: string, steps: number, warmup: number, recompute: boolean, backend: Backend, precision: MatmulPrecision): Promise<void> {
+async function run(name: string, steps: number, warmup: number, recompute: boolean, backend: Backend, precision: MatmulPrecision, profile: boolean): Promise<void> {
   const spec = MODELS[name];
   const config = resolveConfig(spec.hf);
-  const { be, stats: gemm } = timedMatmul(backend);
+  const base = process.argv.includes('--no-hold') ? withoutHolds(backend) : backend;
+  const prof = profile ? profiled(base) : null;
+  const { be, stats: gemm } = timedMatmul(prof ? prof.be : base);
+  const native = backend instanceof WasmBackend ? backend.native : null;
+  let nativeProf = { round: 0, gemm: 0, copy: 0 };
   const model = new TrainableModel(config, be, { recompute, precision });
   initParams(config, model.layout, (e, v) => model.setParam(e.name, v), 1);
   // the moments go to the backend's memory when they fit beside the activations (estimated generously)
@@ -73,6 +99,7 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
   const times: number[] = [];
   let fb = 0, optS = 0, gemmS = 0, gemmF = 0, loss = 0, cpuS = 0;
   for (let s = 0; s < warmup + steps; s++) {
+    if (s === warmup && prof) { prof.reset(); native?.profile?.(true); }
     const inputs = new Int32Array(n), targets = new Int32Array(n);
     for (let i = 0; i < n; i++) { inputs[i] = rng.int(config.vocabSize); targets[i] = rng.int(config.vocabSize); }
     const g0 = gemm.seconds, f0 = gemm.flops;
@@ -90,6 +117,16 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
     gemmS += gemm.seconds - g0; gemmF += gemm.flops - f0;
   }
   const total = times.reduce((a, b) => a + b, 0);
+  let profileRows: OpRow[] | undefined;
+  if (prof) {
+    profileRows = prof.rows();
+    nativeProf = native?.profile?.(false) ?? nativeProf;
+    process.stderr.write(`${name} ${precision}, per step (${steps} steps):\n${formatProfile(profileRows, steps, total / steps, cpuS / steps)}\n`);
+    if (native?.profile) {
+      process.stderr.write(`native threads, CPU ms per step: rounding to bf16 ${(nativeProf.round / steps * 1e3).toFixed(1)}, ` +
+        `library products ${(nativeProf.gemm / steps * 1e3).toFixed(1)}, AMX block copies ${(nativeProf.copy / steps * 1e3).toFixed(1)}\n`);
+    }
+  }
   const mem = process.memoryUsage();
   console.log(JSON.stringify({
     bench: 'train', model: name, params: parameterCount(config), layers: config.numLayers, width: config.modelDim,
@@ -108,6 +145,10 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
     loadavg: os.loadavg().map((x) => +x.toFixed(2)),
     pytorch_cpu_fp32_2threads_tokens_per_s: spec.pytorchTokS,
     node: process.version,
+    ...(profileRows ? {
+      profile: profileRows.map((r) => ({ op: r.op, calls: r.calls / steps, wall_ms: +(r.wallS / steps * 1e3).toFixed(2), cpu_ms: +(r.cpuS / steps * 1e3).toFixed(2) })),
+      native_profile_cpu_ms: { round: +(nativeProf.round / steps * 1e3).toFixed(1), gemm: +(nativeProf.gemm / steps * 1e3).toFixed(1), copy: +(nativeProf.copy / steps * 1e3).toFixed(1) },
+    } : {}),
   }));
   opt.dispose();
   model.dispose();
@@ -125,11 +166,12 @@ async function main(): Promise<void> {
   const threads = Number(arg('threads', '2'));
   const native = arg('native', 'auto') as NativeMode;
   const precision = arg('precision', 'fp32') as MatmulPrecision;
+  const profile = process.argv.includes('--profile');
   if (!MATMUL_PRECISIONS.includes(precision)) throw new Error(`--precision must be one of ${MATMUL_PRECISIONS.join(', ')}`);
   const backend = await createBackend(backendName, { threads, native });
   for (const name of which === 'all' ? Object.keys(MODELS) : [which]) {
     if (!MODELS[name]) throw new Error(`unknown --model ${name}; choose ${Object.keys(MODELS).join(', ')} or all`);
-    await run(name, steps, warmup, recompute, backend, precision);
+    await run(name, steps, warmup, recompute, backend, precision, profile);
   }
   backend.dispose();
 }

@@ -82,6 +82,19 @@ static void futex_wait(_Atomic uint32_t *a, uint32_t v) { syscall(SYS_futex, (ui
 static void futex_wake(_Atomic uint32_t *a) { syscall(SYS_futex, (uint32_t *)a, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0); }
 static double now_us(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e6 + t.tv_nsec / 1e3; }
 
+// profile(true) counts where the products' threads spend their CPU time (bench/train.bench.ts
+// --profile): rounding operands to bf16, the library's products, adding AMX column blocks to C.
+enum { PROF_ROUND, PROF_GEMM, PROF_COPY, PROF_N };
+static int g_prof;
+static _Atomic int64_t g_prof_ns[PROF_N];
+static inline int64_t prof_now(void) {
+  if (!g_prof) return 0;
+  struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+static inline void prof_add(int what, int64_t t0) {
+  if (g_prof) atomic_fetch_add_explicit(&g_prof_ns[what], prof_now() - t0, memory_order_relaxed);
+}
+
 // Claim and run chunks of job `gen` until none are left.
 static void drain(uint32_t gen, int tid) {
   for (;;) {
@@ -242,6 +255,12 @@ static void gemm_bf16(int ta, int tb, int64_t M, int64_t N, int64_t K, const uin
 // Blocks of a product: sizes from the shape alone (about 16 blocks, at least 64 wide, a multiple
 // of 16), so the split and hence every sum is the same whatever the thread count.
 static int64_t block_of(int64_t n) { int64_t b = (n + 15) / 16; b = (b + 15) / 16 * 16; return b < 64 ? 64 : b; }
+// bf16 products: about 8 blocks, at least 128 wide. Every block packs the operand the blocks share
+// again inside the library, which costs more beside bf16 arithmetic (twice as fast as f32) than
+// beside f32: with 16 blocks of 80 columns a 1024x1280x1280 product ran at ~450 GFLOP per
+// CPU-second on two threads here, with 8 of 160 at ~550, and the 270M products took 17% less CPU
+// time in all (docs/training.md). Still from the shape alone, so the sums do not depend on threads.
+static int64_t block_bf16(int64_t n) { int64_t b = (n + 7) / 8; b = (b + 15) / 16 * 16; return b < 128 ? 128 : b; }
 
 // An operand is f32 (kind 0) or bf16 bits (kind 1, C stays f32).
 typedef struct { int ta, tb, bf16; int64_t M, N, K, lda, ldb, ldc, blk; int by_rows; const void *A, *B; float beta; float *C; } gemm_job;
@@ -259,8 +278,10 @@ static void gemm_chunk(const void *p, int64_t c, int tid) {
     n = j->N - s < j->blk ? j->N - s : j->blk;
     bo = j->tb ? s * j->ldb : s; co = s;
   }
+  const int64_t t0 = prof_now();
   if (j->bf16) gemm_bf16(j->ta, j->tb, m, n, j->K, (const uint16_t *)(A + ao * es), j->lda, (const uint16_t *)(B + bo * es), j->ldb, j->beta, j->C + co, j->ldc);
   else gemm(j->ta, j->tb, m, n, j->K, (const float *)(A + ao * es), j->lda, (const float *)(B + bo * es), j->ldb, j->beta, j->C + co, j->ldc);
+  prof_add(PROF_GEMM, t0);
 }
 
 static void gemm_par_t(int bf16, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
@@ -297,18 +318,26 @@ typedef struct { const uint32_t *src; void *dst; int64_t rows, cols, ld, per; in
 static void round_chunk(const void *p, int64_t c, int tid) {
   (void)tid;
   const round_job *j = (const round_job *)p;
-  const int64_t r1 = (c + 1) * j->per < j->rows ? (c + 1) * j->per : j->rows;
+  const int64_t r1 = (c + 1) * j->per < j->rows ? (c + 1) * j->per : j->rows, t0 = prof_now();
   for (int64_t r = c * j->per; r < r1; r++) {
     if (j->bits) round_row_bf16((uint16_t *)j->dst + r * j->cols, j->src + r * j->ld, j->cols);
     else round_row_f32((uint32_t *)j->dst + r * j->cols, j->src + r * j->ld, j->cols);
   }
+  prof_add(PROF_ROUND, t0);
 }
 
 static void *g_round[2];
 static size_t g_round_cap[2];
 
-// The rounded copy of operand `which` (0: A, 1: B), or NULL when memory runs out.
-static void *round_operand(int which, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+// The rounded copy of operand `which` (0: A, 1: B), or NULL when memory runs out; into `dst`
+// (tight, bf16 bits) when the caller gives one.
+static void *round_operand(int which, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits, void *dst) {
+  if (dst) {
+    round_job j = { (const uint32_t *)src, dst, rows, cols, ld, 0, 1 };
+    j.per = (1 << 16) / cols; if (j.per < 1) j.per = 1;
+    pool_run(round_chunk, &j, (rows + j.per - 1) / j.per);
+    return dst;
+  }
   const size_t bytes = (size_t)(rows * cols) * (bits ? 2 : 4);
   if (bytes > g_round_cap[which]) {
     free(g_round[which]);
@@ -527,10 +556,18 @@ static int amx_run(const amx_prim *p, int tid, const void *A, const void *B, flo
 // gemmBf16's blocks: the operand the blocks share is rounded once up front; each block rounds its
 // own slice of the other into its thread's buffer just before use (that slice then stays in L2
 // for the library's packing, instead of a whole rounded copy going out to memory and back).
+//
+// Held operands: the caller may give, for A and for B, a buffer for the operand's bf16 bits in its
+// stored layout, tight ([rows, cols] as stored, transposed or not), and say whether it holds them
+// already. A filled buffer is used as is, with no rounding; an empty one is filled by the rounding
+// this product does anyway (the shared operand up front, the split one block by block in place),
+// so an operand several products read (a weight in the forward and in dX) is rounded once.
 typedef struct {
   int ta, tb, bits, by_rows; int64_t M, N, K, ldc, blk; float beta; float *C;
-  const void *shared; int64_t ld_shared;   // the rounded shared operand (tight)
+  const void *shared; int64_t ld_shared;   // the rounded shared operand
   const float *split; int64_t ld_split;    // the caller's f32 operand that is cut into blocks
+  uint16_t *split_held; int split_fill;    // its held bits (stored layout, tight) or NULL; fill them first?
+  int64_t ld_held;                         // the stored row length of the held split operand
   const amx_prim *amx_full, *amx_last;     // AMX primitives for a whole block and the last one (or NULL)
   int a_flip;                              // AMX with ta: A is rounded transposed, the primitive sees [M,K]
 } bf16_job;
@@ -540,12 +577,14 @@ static size_t g_slice_cap[MAX_THREADS];
 static float *g_ctile[MAX_THREADS];    // a column block of C for the AMX path
 static size_t g_ctile_cap[MAX_THREADS];
 
-// Rounds rows x cols of src (stride ld) into a tight dst; element size 2 (bits) or 4.
-static void round_block(void *dst, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+// Rounds rows x cols of src (stride ld) into dst (stride ldd); element size 2 (bits) or 4.
+static void round_block(void *dst, int64_t ldd, const float *src, int64_t rows, int64_t cols, int64_t ld, int bits) {
+  const int64_t t0 = prof_now();
   for (int64_t r = 0; r < rows; r++) {
-    if (bits) round_row_bf16((uint16_t *)dst + r * cols, (const uint32_t *)(src + r * ld), cols);
-    else round_row_f32((uint32_t *)dst + r * cols, (const uint32_t *)(src + r * ld), cols);
+    if (bits) round_row_bf16((uint16_t *)dst + r * ldd, (const uint32_t *)(src + r * ld), cols);
+    else round_row_f32((uint32_t *)dst + r * ldd, (const uint32_t *)(src + r * ld), cols);
   }
+  prof_add(PROF_ROUND, t0);
 }
 
 // Rounds columns [c0, c1) of src [rows, ...] (stride ld) to bf16 bits written transposed: dst
@@ -601,8 +640,9 @@ typedef struct { const float *src; uint16_t *dst; int64_t rows, cols, ld, per; }
 static void round_t_chunk(const void *p, int64_t c, int tid) {
   (void)tid;
   const round_t_job *j = (const round_t_job *)p;
-  const int64_t c0 = c * j->per, c1 = c0 + j->per < j->cols ? c0 + j->per : j->cols;
+  const int64_t c0 = c * j->per, c1 = c0 + j->per < j->cols ? c0 + j->per : j->cols, t0 = prof_now();
   round_block_t(j->dst + c0 * j->rows, j->src, j->rows, j->ld, c0, c1);
+  prof_add(PROF_ROUND, t0);
 }
 
 // The transposed rounded copy of operand `which` (stored [rows, cols] -> [cols, rows]), or NULL.
@@ -623,24 +663,41 @@ static void bf16_chunk(const void *p, int64_t c, int tid) {
   const bf16_job *j = (const bf16_job *)p;
   const int64_t s = c * j->blk;
   void *buf = g_slice[tid];
+  const uint16_t *held = j->split_held;
   const int ta = j->ta && !j->a_flip;   // a flipped A is rounded into [rows of op(A), K] order
+  int64_t t0;
   if (j->by_rows) { // A cut into rows [s, s+m) of op(A); B shared
     const int64_t m = j->M - s < j->blk ? j->M - s : j->blk;
-    int64_t lda;
-    if (j->a_flip) { round_block_t(buf, j->split, j->K, j->ld_split, s, s + m); lda = j->K; }  // -> [m, K]
-    else if (j->ta) { round_block(buf, j->split + s, j->K, m, j->ld_split, j->bits); lda = m; }   // A stored [K, M]
-    else { round_block(buf, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); lda = j->K; }
+    const void *a; int64_t lda;
+    if (j->a_flip) { t0 = prof_now(); round_block_t(buf, j->split, j->K, j->ld_split, s, s + m); prof_add(PROF_ROUND, t0); a = buf; lda = j->K; }  // -> [m, K]
+    else if (j->ta) {   // A stored [K, M]: columns [s, s+m)
+      if (held) { a = held + s; lda = j->ld_held; if (j->split_fill) round_block((void *)a, lda, j->split + s, j->K, m, j->ld_split, 1); }
+      else { round_block(buf, m, j->split + s, j->K, m, j->ld_split, j->bits); a = buf; lda = m; }
+    } else {            // A stored [M, K]: rows [s, s+m)
+      if (held) { a = held + s * j->ld_held; lda = j->ld_held; if (j->split_fill) round_block((void *)a, lda, j->split + s * j->ld_split, m, j->K, j->ld_split, 1); }
+      else { round_block(buf, j->K, j->split + s * j->ld_split, m, j->K, j->ld_split, j->bits); a = buf; lda = j->K; }
+    }
     const amx_prim *ap = s + j->blk >= j->M ? j->amx_last : j->amx_full;
-    if (ap && amx_run(ap, tid, buf, j->shared, j->C + s * j->ldc)) return;
-    if (j->bits) gemm_bf16(ta, j->tb, m, j->N, j->K, (const uint16_t *)buf, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
-    else gemm(j->ta, j->tb, m, j->N, j->K, (const float *)buf, lda, (const float *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    t0 = prof_now();
+    if (ap && amx_run(ap, tid, a, j->shared, j->C + s * j->ldc)) { prof_add(PROF_GEMM, t0); return; }
+    if (j->bits) gemm_bf16(ta, j->tb, m, j->N, j->K, (const uint16_t *)a, lda, (const uint16_t *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    else gemm(j->ta, j->tb, m, j->N, j->K, (const float *)a, lda, (const float *)j->shared, j->ld_shared, j->beta, j->C + s * j->ldc, j->ldc);
+    prof_add(PROF_GEMM, t0);
   } else {          // B cut into columns [s, s+n) of op(B); A shared
     const int64_t n = j->N - s < j->blk ? j->N - s : j->blk;
-    int64_t ldb;
-    if (j->tb) { round_block(buf, j->split + s * j->ld_split, n, j->K, j->ld_split, j->bits); ldb = j->K; }   // B stored [N, K]
-    else { round_block(buf, j->split + s, j->K, n, j->ld_split, j->bits); ldb = n; }
+    const void *b; int64_t ldb;
+    if (j->tb) {        // B stored [N, K]: rows [s, s+n)
+      if (held) { b = held + s * j->ld_held; ldb = j->ld_held; if (j->split_fill) round_block((void *)b, ldb, j->split + s * j->ld_split, n, j->K, j->ld_split, 1); }
+      else { round_block(buf, j->K, j->split + s * j->ld_split, n, j->K, j->ld_split, j->bits); b = buf; ldb = j->K; }
+    } else {            // B stored [K, N]: columns [s, s+n)
+      if (held) { b = held + s; ldb = j->ld_held; if (j->split_fill) round_block((void *)b, ldb, j->split + s, j->K, n, j->ld_split, 1); }
+      else { round_block(buf, n, j->split + s, j->K, n, j->ld_split, j->bits); b = buf; ldb = n; }
+    }
     const amx_prim *ap = s + j->blk >= j->N ? j->amx_last : j->amx_full;
-    if (ap && amx_run(ap, tid, j->shared, buf, g_ctile[tid])) {
+    t0 = prof_now();
+    if (ap && amx_run(ap, tid, j->shared, b, g_ctile[tid])) {
+      prof_add(PROF_GEMM, t0);
+      t0 = prof_now();
       // oneDNN's AMX matmul wants a dense C: the block's columns come back through a tight copy
       const float *t = g_ctile[tid];
       for (int64_t i = 0; i < j->M; i++) {
@@ -648,31 +705,66 @@ static void bf16_chunk(const void *p, int64_t c, int tid) {
         if (j->beta == 0.0f) memcpy(c, t + i * n, (size_t)n * 4);
         else for (int64_t k = 0; k < n; k++) c[k] = t[i * n + k] + j->beta * c[k];
       }
+      prof_add(PROF_COPY, t0);
       return;
     }
-    if (j->bits) gemm_bf16(ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)buf, ldb, j->beta, j->C + s, j->ldc);
-    else gemm(j->ta, j->tb, j->M, n, j->K, (const float *)j->shared, j->ld_shared, (const float *)buf, ldb, j->beta, j->C + s, j->ldc);
+    if (j->bits) gemm_bf16(ta, j->tb, j->M, n, j->K, (const uint16_t *)j->shared, j->ld_shared, (const uint16_t *)b, ldb, j->beta, j->C + s, j->ldc);
+    else gemm(j->ta, j->tb, j->M, n, j->K, (const float *)j->shared, j->ld_shared, (const float *)b, ldb, j->beta, j->C + s, j->ldc);
+    prof_add(PROF_GEMM, t0);
   }
 }
 
-// gemmBf16(same arguments): C[M,N] = bf16(op(A))·bf16(op(B)) + beta·C with f32 accumulation
+// A held operand argument of gemmBf16: null/undefined, or a Uint16Array of at least `need` values.
+static int held_arg(napi_env env, napi_value v, size_t need, uint16_t **bits) {
+  napi_valuetype t; size_t len;
+  *bits = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  if (t == napi_null || t == napi_undefined) return 1;
+  if (!typed(env, v, napi_uint16_array, (void **)bits, &len) || len < need) { *bits = NULL; return 0; }
+  return 1;
+}
+
+// gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc[, heldA, aFilled, heldB, bFilled]):
+// C[M,N] = bf16(op(A))·bf16(op(B)) + beta·C with f32 accumulation. heldA/heldB: null, or a
+// Uint16Array for the operand's bf16 bits in its stored layout, tight, with whether it holds them
+// already (see bf16_job). Returns which held buffers hold their operand's bits afterwards (1: A,
+// 2: B): an unfilled buffer that this product could not fill (a path that rounds that operand
+// another way) is left for a later product.
 static napi_value GemmBf16(napi_env env, napi_callback_info info) {
   gemm_args g;
-  if (gemm_parse(env, info, "gemmBf16", &g) != 1) return NULL;
+  const int parsed = gemm_parse(env, info, "gemmBf16", &g);
+  if (parsed == 0) return NULL;
+  napi_value out;
+  if (parsed == 2) { CHECK(napi_create_int32(env, 0, &out)); return out; }   // nothing to multiply, nothing rounded
   const int bits = g_dnnl_bf16 || g_cblas_bf16;
-  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0, NULL, NULL, 0 };
-  j.blk = block_of(j.by_rows ? g.M : g.N);
+  uint16_t *hold[2] = { NULL, NULL }; bool filled[2] = { false, false };
+  {
+    size_t argc = 16; napi_value a[16];
+    CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+    const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K, br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
+    if (argc >= 16) {
+      if (!held_arg(env, a[12], (size_t)(ar * ac), &hold[0]) || napi_get_value_bool(env, a[13], &filled[0]) != napi_ok ||
+          !held_arg(env, a[14], (size_t)(br * bc), &hold[1]) || napi_get_value_bool(env, a[15], &filled[1]) != napi_ok)
+        return fail(env, "gemmBf16(): a held operand must be null or a Uint16Array of the operand's size, with a boolean");
+    }
+    // held bits are tight: only for operands stored tight (and only where the library takes bf16)
+    if (!bits || g.lda != ac) { hold[0] = NULL; filled[0] = false; }
+    if (!bits || g.ldb != bc) { hold[1] = NULL; filled[1] = false; }
+  }
+  bf16_job j = { g.ta, g.tb, bits, g.M > 2 * g.N, g.M, g.N, g.K, g.ldc, 0, (float)g.beta, g.C, NULL, 0, NULL, 0, NULL, 0, 0, NULL, NULL, 0 };
+  j.blk = block_bf16(j.by_rows ? g.M : g.N);
   const int64_t total = j.by_rows ? g.M : g.N, nblk = (total + j.blk - 1) / j.blk;
   // A row split with a narrow B (N < 1024: in the 35.5M model dX, dW and the head's backward) ran no
   // faster or slower on AMX than on the BLAS-like GEMM here (see docs/training.md), so it stays there.
   if (bits && g_dnnl_bf16 && g_amx_api && g_amx_on && !(j.by_rows && g.N < 1024)) {
-    // The primitives see the tight rounded operands. A transposed A is rounded into [M,K] order
-    // instead (AMX reads A's rows as tiles; oneDNN's copy of a transposed A halved its speed).
+    // The primitives see the rounded operands as the blocks hand them over. A transposed A is
+    // rounded into [M,K] order instead (AMX reads A's rows as tiles; oneDNN's copy of a
+    // transposed A halved its speed), so a held transposed A is not used on this path.
     const int64_t last = total - (nblk - 1) * j.blk;
     for (int b = 0; b < 2; b++) {
       const int64_t w = b ? last : (nblk > 1 ? j.blk : last);
       const int64_t m = j.by_rows ? w : g.M, n = j.by_rows ? g.N : w;
-      const int64_t ldb = g.tb ? g.K : n;
+      const int64_t ldb = g.tb ? g.K : (hold[1] ? g.N : n);
       // a column block is computed into a tight buffer (ldc n) and added to C afterwards
       const amx_prim *ap = j.by_rows ? amx_get(0, g.tb, m, n, g.K, g.K, ldb, g.ldc, (float)g.beta)
                                      : amx_get(0, g.tb, m, n, g.K, g.K, ldb, n, 0.0f);
@@ -696,20 +788,23 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
       }
     }
     j.a_flip = j.amx_full && g.ta;
+    if (j.a_flip) hold[0] = NULL;
   }
   // the shared operand as stored: op(A) is A [M,K] or, transposed, A [K,M]; likewise B
   if (j.by_rows) {
     const int64_t br = g.tb ? g.N : g.K, bc = g.tb ? g.K : g.N;
-    j.shared = round_operand(1, g.B, br, bc, g.ldb, bits); j.ld_shared = bc;
+    j.shared = hold[1] && filled[1] ? hold[1] : round_operand(1, g.B, br, bc, g.ldb, bits, hold[1]); j.ld_shared = bc;
     j.split = g.A; j.ld_split = g.lda;
+    if (hold[0]) { j.split_held = hold[0]; j.split_fill = !filled[0]; j.ld_held = g.ta ? g.M : g.K; }
   } else if (j.a_flip) {
     j.shared = round_operand_t(0, g.A, g.K, g.M, g.lda); j.ld_shared = g.K;
     j.split = g.B; j.ld_split = g.ldb;
   } else {
     const int64_t ar = g.ta ? g.K : g.M, ac = g.ta ? g.M : g.K;
-    j.shared = round_operand(0, g.A, ar, ac, g.lda, bits); j.ld_shared = ac;
+    j.shared = hold[0] && filled[0] ? hold[0] : round_operand(0, g.A, ar, ac, g.lda, bits, hold[0]); j.ld_shared = ac;
     j.split = g.B; j.ld_split = g.ldb;
   }
+  if (!j.by_rows && hold[1]) { j.split_held = hold[1]; j.split_fill = !filled[1]; j.ld_held = g.tb ? g.K : g.N; }
   if (!j.shared) return fail(env, "gemmBf16(): out of memory for the rounded operands");
   const size_t want = (size_t)(j.blk * g.K) * (bits ? 2 : 4);
   for (int t = 0; t < g_threads; t++) {
@@ -720,7 +815,8 @@ static napi_value GemmBf16(napi_env env, napi_callback_info info) {
     }
   }
   pool_run(bf16_chunk, &j, nblk);
-  return NULL;
+  CHECK(napi_create_int32(env, (hold[0] ? 1 : 0) | (hold[1] ? 2 : 0), &out));
+  return out;
 }
 
 // Whether gemmBf16 runs on AMX now: the path is on and oneDNN picks AMX for a plain product.
@@ -869,6 +965,96 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ------------------------------------------------------------------------------------------ AdamW
+//
+// The WASM kernel (kernels/train_ops.as) computes AdamW in f64 per element, two lanes at a time;
+// its square root and two divisions per value bound it by arithmetic, not memory (about a seventh
+// of a 270M bf16 step). Here the same formula runs eight lanes wide. Every operation is the same
+// IEEE one on the same values (f32 -> f64 is exact; +, ×, ÷, √ are correctly rounded; f64 -> f32
+// rounds to nearest even), and multiply-adds are never fused, so the bits are the kernel's:
+//   m' = b1·m + c1·g;  v' = b2·v + (c2·g)·g;  p' = p·keep − (ss·m') / (√v' / bc2 + eps)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#pragma STDC FP_CONTRACT OFF
+
+typedef struct { float *p; const float *g; float *m, *v; int64_t n, per; double b1, c1, b2, c2, ss, bc2, eps, keep; } adamw_job;
+
+static void adamw_tail(const adamw_job *j, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    const double gi = (double)j->g[i];
+    const double mi = j->b1 * (double)j->m[i] + j->c1 * gi;
+    const double vi = j->b2 * (double)j->v[i] + j->c2 * gi * gi;
+    j->m[i] = (float)mi;
+    j->v[i] = (float)vi;
+    j->p[i] = (float)((double)j->p[i] * j->keep - j->ss * mi / (sqrt(vi) / j->bc2 + j->eps));
+  }
+}
+
+__attribute__((target("avx512f")))
+static void adamw_avx512(const adamw_job *j, int64_t i0, int64_t i1) {
+  const __m512d B1 = _mm512_set1_pd(j->b1), C1 = _mm512_set1_pd(j->c1), B2 = _mm512_set1_pd(j->b2), C2 = _mm512_set1_pd(j->c2);
+  const __m512d SS = _mm512_set1_pd(j->ss), BC = _mm512_set1_pd(j->bc2), EP = _mm512_set1_pd(j->eps), KP = _mm512_set1_pd(j->keep);
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    const __m512d gi = _mm512_cvtps_pd(_mm256_loadu_ps(j->g + i));
+    const __m512d mi = _mm512_add_pd(_mm512_mul_pd(B1, _mm512_cvtps_pd(_mm256_loadu_ps(j->m + i))), _mm512_mul_pd(C1, gi));
+    const __m512d vi = _mm512_add_pd(_mm512_mul_pd(B2, _mm512_cvtps_pd(_mm256_loadu_ps(j->v + i))), _mm512_mul_pd(_mm512_mul_pd(C2, gi), gi));
+    _mm256_storeu_ps(j->m + i, _mm512_cvtpd_ps(mi));
+    _mm256_storeu_ps(j->v + i, _mm512_cvtpd_ps(vi));
+    const __m512d pi = _mm512_cvtps_pd(_mm256_loadu_ps(j->p + i));
+    const __m512d den = _mm512_add_pd(_mm512_div_pd(_mm512_sqrt_pd(vi), BC), EP);
+    _mm256_storeu_ps(j->p + i, _mm512_cvtpd_ps(_mm512_sub_pd(_mm512_mul_pd(pi, KP), _mm512_div_pd(_mm512_mul_pd(SS, mi), den))));
+  }
+  adamw_tail(j, i, i1);
+}
+#pragma GCC pop_options
+
+static int g_avx512f = -1;
+
+static void adamw_chunk(const void *p, int64_t c, int tid) {
+  (void)tid;
+  const adamw_job *j = (const adamw_job *)p;
+  const int64_t i0 = c * j->per, i1 = i0 + j->per < j->n ? i0 + j->per : j->n;
+  // IEEE defaults (round to nearest, subnormals kept), whatever a library left in this thread
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(0x1f80);
+  if (g_avx512f) adamw_avx512(j, i0, i1); else adamw_tail(j, i0, i1);
+  _mm_setcsr(csr);
+}
+
+// adamw(p, g, m, v, n, b1, c1, b2, c2, stepSize, bc2Sqrt, eps, keep): one AdamW step over n values
+// in place (p, m, v), the formula of the WASM kernel, on this file's threads.
+static napi_value AdamW(napi_env env, napi_callback_info info) {
+  size_t argc = 13; napi_value a[13]; float *pv[4]; size_t len[4]; int64_t n; double k[8];
+  CHECK(napi_get_cb_info(env, info, &argc, a, NULL, NULL));
+  if (argc < 13) return fail(env, "adamw() needs 13 arguments");
+  for (int i = 0; i < 4; i++) if (!typed(env, a[i], napi_float32_array, (void **)&pv[i], &len[i])) return fail(env, "adamw(): p, g, m and v must be Float32Arrays");
+  if (napi_get_value_int64(env, a[4], &n) != napi_ok) return fail(env, "adamw(): n must be a number");
+  for (int i = 0; i < 8; i++) if (napi_get_value_double(env, a[5 + i], &k[i]) != napi_ok) return fail(env, "adamw(): the coefficients must be numbers");
+  for (int i = 0; i < 4; i++) if ((int64_t)len[i] < n) return fail(env, "adamw(): an array is shorter than n");
+  if (n <= 0) return NULL;
+  if (g_avx512f < 0) { __builtin_cpu_init(); g_avx512f = __builtin_cpu_supports("avx512f"); }
+  adamw_job j = { pv[0], pv[1], pv[2], pv[3], n, 1 << 16, k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7] };
+  pool_run(adamw_chunk, &j, (n + j.per - 1) / j.per);
+  return NULL;
+}
+
+// profile(on) -> { round, gemm, copy }: the CPU seconds counted since the previous call, which
+// also switches counting on or off (off by default: two clock reads per block otherwise).
+static napi_value Profile(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1], out, v; bool on = false;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok) return fail(env, "profile() needs a boolean");
+  static const char *names[PROF_N] = { "round", "gemm", "copy" };
+  CHECK(napi_create_object(env, &out));
+  for (int i = 0; i < PROF_N; i++) {
+    CHECK(napi_create_double(env, (double)atomic_exchange(&g_prof_ns[i], 0) / 1e9, &v));
+    CHECK(napi_set_named_property(env, out, names[i], v));
+  }
+  g_prof = on;
+  return out;
+}
+
 // useAmx(on) -> whether gemmBf16 now runs on AMX (where oneDNN offers it); off is the BLAS-like
 // bf16 GEMM (the tests compare the two paths in one process; OPENELM_AMX=on sets it for a run).
 static napi_value UseAmx(napi_env env, napi_callback_info info) {
@@ -888,6 +1074,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "gemmBf16", NULL, GemmBf16, NULL, NULL, NULL, napi_default, NULL },
     { "features", NULL, Features, NULL, NULL, NULL, napi_default, NULL },
     { "useAmx", NULL, UseAmx, NULL, NULL, NULL, napi_default, NULL },
+    { "profile", NULL, Profile, NULL, NULL, NULL, napi_default, NULL },
+    { "adamw", NULL, AdamW, NULL, NULL, NULL, napi_default, NULL },
     { "linear", NULL, Linear, NULL, NULL, NULL, napi_default, NULL },
   };
   if (napi_define_properties(env, exports, sizeof p / sizeof p[0], p) != napi_ok) return NULL;

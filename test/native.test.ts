@@ -207,3 +207,32 @@ test('--native on without a loadable library: one clear line, exit 1; --native o
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--native must be one of auto, on, off/);
 });
+
+// The native AdamW must give the WASM kernel's bits (a run that moves between machines with and
+// without the addon, or resumes on another, computes the same parameters): odd lengths for the
+// scalar tail, tiny, huge and subnormal values, zero moments (the first step), and a later step.
+test('native AdamW equals the WASM AdamW kernel bit for bit, with 1 and 3 threads', { skip }, async () => {
+  const wasm = await createWasm({ threads: 2 });
+  backends.push(wasm as WasmBackend);
+  const nb = nativeBlas('on')!;
+  assert.ok(nb.adamw, 'the addon has no adamw()');
+  const n = 100_003;
+  const p0 = randn(n), g = randn(n, 1e-3), m0 = randn(n, 1e-4), v0 = Float32Array.from(randn(n, 1e-4), (x) => x * x);
+  for (let i = 0; i < 64; i++) { g[i * 7] = [1e-42, -3e-39, 6e4, 1e-30][i % 4]; p0[i * 11] = [2e-40, -1e30, 0, -0][i % 4]; }
+  for (const [first, step] of [[true, { b1: 0.9, b2: 0.95, stepSize: 1e-3 / 0.1, bc2Sqrt: Math.sqrt(0.05), eps: 1e-8, keep: 1 - 1e-3 * 0.1 }],
+    [false, { b1: 0.9, b2: 0.999, stepSize: 3e-4 / (1 - 0.9 ** 7), bc2Sqrt: Math.sqrt(1 - 0.999 ** 7), eps: 1e-8, keep: 1 }]] as const) {
+    const m = first ? new Float32Array(n) : m0, v = first ? new Float32Array(n) : v0;
+    const t = (x: Float32Array) => { const b = f32(wasm.alloc(n)); b.set(x); return b; };
+    const wp = t(p0), wm = t(m), wv = t(v);
+    wasm.adamw(wp, t(g), wm, wv, n, step);
+    for (const threads of [1, 3]) {
+      const np = p0.slice(), nm = m.slice(), nv = v.slice();
+      nb.adamw!(threads, np, g, nm, nv, n, step);
+      for (const [what, got, want] of [['p', np, wp], ['m', nm, wm], ['v', nv, wv]] as const) {
+        const a = new Uint32Array(got.buffer, got.byteOffset, n), b = new Uint32Array(want.buffer, want.byteOffset, n);
+        const bad = a.findIndex((x, i) => x !== b[i]);
+        assert.equal(bad, -1, `${first ? 'first' : 'later'} step, ${threads} threads: ${what}[${bad}] ${got[bad]} vs the kernel's ${want[bad]}`);
+      }
+    }
+  }
+});

@@ -117,6 +117,57 @@ test('the native bf16 GEMM gives the same bits with 1, 2 and 3 threads', { skip:
   for (let i = 3; i < outs.length; i++) assert.deepEqual(outs[i], outs[i % 3], `threads run ${Math.floor(i / 3) + 1}, layout ${i % 3}`);
 });
 
+// Held operands (Backend.holdBf16): a product rounds an operand into the caller's bit buffer (the
+// rounding it does anyway) and later products read those bits instead of rounding again. The bits
+// must be f32ToBf16 of every value, and a product from held bits must give what it gives from the
+// f32 operand, whichever operand is shared and which is cut into blocks (row and column splits).
+test('native bf16 GEMM with held operands: the bits are f32ToBf16, and products from them equal products from the f32 operands', { skip: !(haveNative || requireNative) }, () => {
+  const nb = nativeBlas('on')!;
+  if (nb.bf16 === 'emulated') { console.log('[bf16 held] no bf16 GEMM in the library: holds are not used (skipped)'); return; }
+  const amxWas = nb.amx, amxHere = nb.useAmx(true);
+  try {
+    for (const amx of amxHere ? [false, true] : [false]) {
+      nb.useAmx(amx);
+      for (const [M, N, K] of [[130, 300, 257], [700, 200, 96], [64, 1030, 96]]) {
+        for (const [op, ta, tb] of [['nt', false, true], ['nn', false, false], ['tn', true, false]] as const) {
+          for (const acc of [false, true]) {
+            const what = `${amx ? 'AMX ' : ''}${op} ${M}x${N}x${K} acc ${acc}`;
+            const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
+            const lda = ta ? M : K, ldb = tb ? K : N;
+            const plain = C0.slice();
+            nb.gemmBf16(2, ta, tb, M, N, K, A, lda, B, ldb, plain, N, acc);
+            const ha = { bits: new Uint16Array(M * K), filled: false }, hb = { bits: new Uint16Array(N * K), filled: false };
+            const first = C0.slice();
+            const before = nb.amxBlocks();
+            const got = nb.gemmBf16(2, ta, tb, M, N, K, A, lda, B, ldb, first, N, acc, { a: ha, b: hb });
+            const onAmx = nb.amxBlocks() > before;
+            assert.ok(amx || !onAmx, `${what}: AMX used while forbidden`);
+            // a transposed A on AMX is rounded into another order, not into the held buffer
+            assert.equal(got, onAmx && ta ? 2 : 3, `${what}: which held buffers were filled`);
+            if (amx) assertClose(first, plain, { atol: TOL.bf16AmxVsBlas.atol * Math.sqrt(K), rtol: TOL.bf16AmxVsBlas.rtol }, `${what}: first product`);
+            else assert.deepEqual(first, plain, `${what}: the product that fills the held bits`);
+            if (got & 1) for (let i = 0; i < A.length; i++) assert.equal(ha.bits[i], f32ToBf16(A[i]), `${what}: bits of A[${i}]`);
+            for (let i = 0; i < B.length; i++) assert.equal(hb.bits[i], f32ToBf16(B[i]), `${what}: bits of B[${i}]`);
+            ha.filled = (got & 1) !== 0; hb.filled = true;
+            // from the bits alone: the f32 operands they replace are garbage now
+            const again = C0.slice();
+            const A2 = ha.filled ? new Float32Array(A.length).fill(NaN) : A, B2 = new Float32Array(B.length).fill(NaN);
+            assert.equal(nb.gemmBf16(2, ta, tb, M, N, K, A2, lda, B2, ldb, again, N, acc, { a: ha, b: hb }), got);
+            assert.deepEqual(again, first, `${what}: the product from held bits`);
+            if (!amx) {
+              const one = C0.slice();
+              nb.gemmBf16(1, ta, tb, M, N, K, A2, lda, B2, ldb, one, N, acc, { a: ha, b: hb });
+              assert.deepEqual(one, first, `${what}: held bits with 1 thread`);
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    nb.useAmx(amxWas);
+  }
+});
+
 // Where oneDNN runs the bf16 product on AMX tiles, gemmBf16 takes that path; it must agree with the
 // BLAS-like bf16 GEMM (the fallback everywhere else) and, like it, not depend on the thread count.
 test('the AMX bf16 path equals the BLAS-like bf16 GEMM and gives the same bits with 1, 2 and 3 threads', { skip: !(haveNative || requireNative) }, () => {
@@ -334,4 +385,47 @@ test('200 steps at lr 1e-4: bf16 products with f32 master weights follow the fp3
   assert.ok(gap < 1e-2, `bf16 left the fp32 curve by ${gap}`);
   assert.ok(drop(bf16) > 0.9 * drop(fp32), `bf16 fell ${drop(bf16)}, fp32 ${drop(fp32)}`);
   assert.ok(drop(pure) < 0.3 * drop(fp32), `bf16 weights fell ${drop(pure)}: they should stall against fp32's ${drop(fp32)}`);
+});
+
+// A model's holds last one pass: a bf16 step with them gives the bits of one without them, over
+// several AdamW steps (a weight whose held bits outlived an update would change the next step).
+test('bf16 training with the weights and gradients held for one pass equals training without holds, step for step', { skip: !(haveNative || requireNative) }, async () => {
+  const cfg = resolveConfig({
+    model_type: 'openelm', num_transformer_layers: 2, model_dim: 64, head_dim: 16, num_gqa_groups: 2, qkv_multipliers: [0.5, 1.0],
+    ffn_multipliers: [0.5, 2.0], ffn_dim_divisor: 32, vocab_size: 512, max_context_length: 64,
+  });
+  const run = async (holds: boolean): Promise<{ losses: number[]; params: Float32Array; rounded: number }> => {
+    const wasm = await createWasm({ threads: 2, native: nativeBlas('on') });
+    wasm.nativeMinWork = 0;
+    let held = 0;
+    // the same backend, with or without holdBf16 (a backend without it rounds every time)
+    const be = new Proxy(wasm, {
+      get(target, prop) {
+        if (prop === 'holdBf16') return holds ? (t: Parameters<NonNullable<Backend['holdBf16']>>[0]) => { held++; return target.holdBf16(t); } : undefined;
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const model = new TrainableModel(cfg, be, { precision: 'bf16', headChunkRows: 40 });
+    initParams(cfg, model.layout, (e, v) => model.setParam(e.name, v), 1);
+    const opt = new AdamW(be, model.layout, { weightDecay: 0.1 });
+    const next = markovBatches(), losses: number[] = [];
+    try {
+      for (let s = 0; s < 4; s++) {
+        const { inputs, targets } = next();
+        model.zeroGrad();
+        losses.push((await model.forwardBackward(inputs, targets, CURVE.B, CURVE.T)).loss);
+        losses.push((await model.evalLoss(inputs, targets, CURVE.B, CURVE.T)).loss);
+        await opt.update(model.params, model.grads, 1e-2);
+      }
+      return { losses, params: await be.read(model.params), rounded: held };
+    } finally {
+      opt.dispose(); model.dispose(); wasm.dispose();
+    }
+  };
+  const withHolds = await run(true), without = await run(false);
+  assert.ok(withHolds.rounded > 0, 'the model held nothing');
+  assert.equal(without.rounded, 0);
+  assert.deepEqual(withHolds.losses, without.losses);
+  assert.deepEqual(withHolds.params, without.params);
 });

@@ -187,6 +187,13 @@ export interface Backend {
    */
   matmul(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean,
     precision?: MatmulPrecision): void;
+  /**
+   * Mixed precision: the caller promises that `t` keeps its values until it calls the returned
+   * release, so 'bf16' products that read all of `t` (as A or B, the tensor object itself) may
+   * round it to bf16 once and reuse the bits. The numbers are those of rounding every time.
+   * Optional: a backend without it rounds every time.
+   */
+  holdBf16?(t: Tensor): () => void;
   /** Causal GQA attention over B sequences of T rows of qkv; out [B·T, Q·hd]; lse [B, Q, T] saved for the backward. */
   causalAttention(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, Q: number, Hkv: number, hd: number): void;
   /** dqkv OVERWRITTEN (q, k and v parts) from dout, recomputing the probabilities from qkv and lse. */

@@ -4,8 +4,23 @@
 // the WASM GEMM's, so results agree with it to float rounding, not bit for bit; they do not depend
 // on the thread count.
 
+import type { AdamWStep } from './backend.js';
+
 export type NativeMode = 'auto' | 'on' | 'off';
 export const NATIVE_MODES: readonly NativeMode[] = ['auto', 'on', 'off'];
+
+/**
+ * The bf16 bits of an operand that does not change for a while (a weight during one pass), kept
+ * by the caller so that several products round it once: `bits` in the operand's stored layout,
+ * tight; `filled` says whether they hold the rounding already. gemmBf16 fills an unfilled one
+ * with the rounding it does anyway and returns which it holds afterwards (bit 1: A, bit 2: B).
+ * Only a library with a bf16 GEMM ('dnnl', 'openblas') uses them.
+ */
+export interface HeldBf16 { bits: Uint16Array; filled: boolean }
+export interface HeldBf16Pair { a?: HeldBf16 | null; b?: HeldBf16 | null }
+
+/** CPU seconds of the native threads: rounding operands to bf16, the library's products, adding AMX blocks to C. */
+export interface NativeProfile { round: number; gemm: number; copy: number }
 
 export interface NativeGemm {
   /** The library in use ('libdnnl.so.2', …). */
@@ -19,8 +34,15 @@ export interface NativeGemm {
    * rounded operands through its sgemm ('emulated': the same products, no speed-up).
    */
   gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
-    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void;
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean, held?: HeldBf16Pair): number | undefined;
   readonly bf16: 'dnnl' | 'openblas' | 'emulated';
+  /**
+   * One AdamW step over n values in place (p, m, v), bit for bit the WASM kernel's (f64 per value,
+   * the same operations, no fused multiply-adds), on the native threads; optional.
+   */
+  adamw?(threads: number, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, s: AdamWStep): void;
+  /** Where the addon's threads spent their CPU time since the previous call (benchmarks); `on` starts or stops counting. */
+  profile?(on: boolean): NativeProfile;
   /** Whether gemmBf16 runs on AMX tiles here (oneDNN's matmul primitive on CPUs that have them). */
   readonly amx?: boolean;
   /** Whether q8/q4 linears can run in int8 arithmetic here (AVX512-VNNI). */

@@ -44,8 +44,14 @@ export class DenseLinear implements TrainLinear {
 
   backward(dx: Tensor, dy: Tensor, x: Tensor, M: number): void {
     const be = this.be, O = this.outFeatures, I = this.inFeatures;
-    be.matmul(this.dw, dy, x, O, I, M, 'tn', true, this.precision);
-    be.matmul(dx, dy, this.w, M, I, O, 'nn', false, this.precision);
+    // both products read dY: rounded once (bf16)
+    const release = this.precision === 'bf16' ? be.holdBf16?.(dy) : undefined;
+    try {
+      be.matmul(this.dw, dy, x, O, I, M, 'tn', true, this.precision);
+      be.matmul(dx, dy, this.w, M, I, O, 'nn', false, this.precision);
+    } finally {
+      release?.();
+    }
   }
 }
 

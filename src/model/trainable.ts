@@ -299,6 +299,24 @@ export class TrainableModel {
     this.shared.masks = masks;
   }
 
+  /**
+   * Runs `body` (a pass's synchronous part: every product it issues) with the weights held for bf16
+   * (Backend.holdBf16): each is rounded by the first product that reads it and reused by the others,
+   * the forward's and the backward's dX (and the head's in every chunk). Nothing writes the
+   * weights inside a pass, and the holds end with it, before anything (AdamW) can.
+   */
+  private withHeldWeights<T>(body: () => T): T {
+    const be = this.backend;
+    if (this.precision !== 'bf16' || !be.holdBf16) return body();
+    const releases = [be.holdBf16(this.head)];
+    for (const L of this.lin) for (const k of LINEAR_KEYS) { const lin = L[k]; if (lin instanceof DenseLinear) releases.push(be.holdBf16(lin.w)); }
+    try {
+      return body();
+    } finally {
+      for (const r of releases) r();
+    }
+  }
+
   /** The head's products; the layers' go through their TrainLinear, which full training builds with the same precision. */
   private mm(C: Tensor, A: Tensor, B: Tensor, M: number, N: number, K: number, layout: MatmulLayout, accumulate: boolean): void {
     this.backend.matmul(C, A, B, M, N, K, layout, accumulate, this.precision);
@@ -548,8 +566,14 @@ export class TrainableModel {
   private headChunkBackward(k: HeadChunk, m: number): void {
     const D = this.config.modelDim, V = this.config.vocabSize, be = this.backend;
     const dx = k.contiguous ? be.view(this.dxn, k.idx[0] * D, m * D) : be.view(this.headDx, 0, m * D);
-    this.mm(dx, k.lg, this.head, m, D, V, 'nn', false);
-    if (this.dHead) this.mm(this.dHead, k.lg, k.x, V, D, m, 'tn', true);
+    // both products read the logits' gradient: rounded once (bf16)
+    const release = this.precision === 'bf16' && this.dHead ? be.holdBf16?.(k.lg) : undefined;
+    try {
+      this.mm(dx, k.lg, this.head, m, D, V, 'nn', false);
+      if (this.dHead) this.mm(this.dHead, k.lg, k.x, V, D, m, 'tn', true);
+    } finally {
+      release?.();
+    }
     if (!k.contiguous) be.scatterRows(this.dxn, dx, k.idx, D);
   }
 
@@ -592,13 +616,15 @@ export class TrainableModel {
     const M = B * T;
     const pos = this.positions(B, T);
     this.run = { train: true, seed: opts.dropoutSeed ?? this.dropoutCalls++ };
-    this.forwardBody(inputs, B, T, ignore, pos);
-    const n = countValid(targets, ignore);
-    // the head's backward is issued inside headLoss; its loss sums are awaited at its end, after
-    // the whole backward below has been issued too
-    const loss = this.headLoss(targets, M, ignore, z, gradScale, true);
-    if (n > 0 && gradScale !== 0) this.bodyBackward(inputs, B, T, ignore, pos);
-    return loss;
+    return this.withHeldWeights(() => {
+      this.forwardBody(inputs, B, T, ignore, pos);
+      const n = countValid(targets, ignore);
+      // the head's backward is issued inside headLoss; its loss sums are awaited at its end, after
+      // the whole backward below has been issued too
+      const loss = this.headLoss(targets, M, ignore, z, gradScale, true);
+      if (n > 0 && gradScale !== 0) this.bodyBackward(inputs, B, T, ignore, pos);
+      return loss;
+    });
   }
 
   /** With dL/dxf in this.dxn: the final norm, every block and the embedding; parameter grads +=. */
@@ -628,10 +654,11 @@ export class TrainableModel {
     const V = this.config.vocabSize, M = B * T, be = this.backend;
     const pos = this.positions(B, T);
     this.run = opts.train ? { train: true, seed: opts.dropoutSeed ?? this.dropoutCalls++ } : { train: false, seed: 0 };
-    this.forwardBody(inputs, B, T, ignore, pos);
     const out = new Float64Array(B);
     const n = countValid(targets, ignore);
-    if (n > 0) {
+    const { rowsIdx, parts } = this.withHeldWeights(() => {
+      this.forwardBody(inputs, B, T, ignore, pos);
+      if (n === 0) return { rowsIdx: new Int32Array(0), parts: [] };
       const { rowsIdx, CH } = this.headPlan(targets, M, ignore, n);
       const parts: Promise<Float64Array>[] = [];
       for (let s = 0; s < n; s += CH) {
@@ -641,6 +668,9 @@ export class TrainableModel {
         for (let i = 0; i < m; i++) tc[i] = targets[k.idx[i]];
         parts.push(be.rowLogprobs(k.lg, tc, m, V));
       }
+      return { rowsIdx, parts };
+    });
+    if (n > 0) {
       // summed in row order, whatever the chunk size
       let i = 0;
       for (const p of await Promise.all(parts)) {
@@ -674,19 +704,21 @@ export class TrainableModel {
     be.fill(be.view(this.dxn, 0, M * D), 0);
     const { rowsIdx, CH } = this.headPlan(targets, M, ignore, n);
     const pending: Promise<LossSums>[] = [];
-    for (let s = 0; s < n; s += CH) {
-      const m = Math.min(CH, n - s);
-      const k = this.headChunk(rowsIdx, s, m);
-      const tc = new Int32Array(m), rowScale = new Float32Array(m);
-      for (let i = 0; i < m; i++) {
-        tc[i] = targets[k.idx[i]];
-        // ∇ log p(t) = −∇(lse − logit[t])
-        rowScale[i] = -weights[Math.floor(k.idx[i] / T)];
+    this.withHeldWeights(() => {
+      for (let s = 0; s < n; s += CH) {
+        const m = Math.min(CH, n - s);
+        const k = this.headChunk(rowsIdx, s, m);
+        const tc = new Int32Array(m), rowScale = new Float32Array(m);
+        for (let i = 0; i < m; i++) {
+          tc[i] = targets[k.idx[i]];
+          // ∇ log p(t) = −∇(lse − logit[t])
+          rowScale[i] = -weights[Math.floor(k.idx[i] / T)];
+        }
+        pending.push(be.crossEntropy(k.lg, tc, m, V, 0, 1, rowScale));
+        this.headChunkBackward(k, m);
       }
-      pending.push(be.crossEntropy(k.lg, tc, m, V, 0, 1, rowScale));
-      this.headChunkBackward(k, m);
-    }
-    this.bodyBackward(inputs, B, T, ignore, pos);
+      this.bodyBackward(inputs, B, T, ignore, pos);
+    });
     await Promise.all(pending);
   }
 
@@ -695,8 +727,10 @@ export class TrainableModel {
     const ignore = opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, z = zLossCoefficient(opts.zLoss);
     this.check(inputs, targets, B, T, ignore);
     this.run = { train: false, seed: 0 };
-    this.forwardBody(inputs, B, T, ignore, this.positions(B, T));
-    return this.headLoss(targets, B * T, ignore, z, 0, false);
+    return this.withHeldWeights(() => {
+      this.forwardBody(inputs, B, T, ignore, this.positions(B, T));
+      return this.headLoss(targets, B * T, ignore, z, 0, false);
+    });
   }
 
   /** Logits for every position, [B·T, V] (tests and debugging; holds all rows at once). */
@@ -704,10 +738,18 @@ export class TrainableModel {
     this.check(inputs, null, B, T, DEFAULT_IGNORE_INDEX);
     const c = this.config, M = B * T, be = this.backend;
     this.run = { train: false, seed: 0 };
-    this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX, this.positions(B, T));
-    const out = be.alloc(M * c.vocabSize);
+    const out = this.withHeldWeights(() => {
+      this.forwardBody(inputs, B, T, DEFAULT_IGNORE_INDEX, this.positions(B, T));
+      const o = be.alloc(M * c.vocabSize);
+      try {
+        this.mm(o, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
+      } catch (e) {
+        be.free(o);
+        throw e;
+      }
+      return o;
+    });
     try {
-      this.mm(out, be.view(this.xf, 0, M * c.modelDim), this.head, M, c.vocabSize, c.modelDim, 'nt', false);
       return await be.read(out);
     } finally {
       be.free(out);

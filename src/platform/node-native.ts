@@ -11,7 +11,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import { NATIVE_MODES, type NativeGemm, type NativeMode } from '../backends/native-gemm.js';
+import type { AdamWStep } from '../backends/backend.js';
+import { NATIVE_MODES, type HeldBf16Pair, type NativeGemm, type NativeMode, type NativeProfile } from '../backends/native-gemm.js';
 
 interface Addon {
   load(paths: string[]): string;
@@ -19,7 +20,11 @@ interface Addon {
   sgemm(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
     B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
   gemmBf16(ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
-    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number): void;
+    B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+    heldA: Uint16Array | null, aFilled: boolean, heldB: Uint16Array | null, bFilled: boolean): number;
+  profile(on: boolean): NativeProfile;
+  adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    b1: number, c1: number, b2: number, c2: number, stepSize: number, bc2Sqrt: number, eps: number, keep: number): void;
   features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean };
   useAmx(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | null,
@@ -36,6 +41,14 @@ export class NativeBlas implements NativeGemm {
     this.bf16 = f.bf16;
     this.int8 = f.int8;
     this.amxOn = f.amx;
+    const adamw = addon.adamw?.bind(addon);
+    if (adamw) {
+      // (an addon built before adamw() existed has none: the WASM kernel runs instead)
+      this.adamw = (threads, p, g, m, v, n, s) => {
+        this.use(threads);
+        adamw(p, g, m, v, n, s.b1, 1 - s.b1, s.b2, 1 - s.b2, s.stepSize, s.bc2Sqrt, s.eps, s.keep);
+      };
+    }
   }
 
   /** Whether gemmBf16 runs on AMX tiles (oneDNN's matmul primitive) rather than the BLAS-like bf16 GEMM. */
@@ -67,10 +80,20 @@ export class NativeBlas implements NativeGemm {
 
   /** The same product on bf16-rounded operands with f32 sums (NativeGemm.gemmBf16). */
   gemmBf16(threads: number, ta: boolean, tb: boolean, M: number, N: number, K: number, A: Float32Array, lda: number,
-    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean): void {
+    B: Float32Array, ldb: number, C: Float32Array, ldc: number, acc: boolean, held?: HeldBf16Pair): number {
     this.use(threads);
-    this.addon.gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc);
+    const a = held?.a ?? null, b = held?.b ?? null;
+    return this.addon.gemmBf16(ta, tb, M, N, K, A, lda, B, ldb, acc ? 1 : 0, C, ldc, a?.bits ?? null, a?.filled ?? false, b?.bits ?? null, b?.filled ?? false);
   }
+
+  /**
+   * CPU seconds the addon's threads spent rounding operands to bf16, in the library's products and
+   * adding AMX column blocks to C since the previous call; `on` starts or stops counting.
+   */
+  profile(on: boolean): NativeProfile { return this.addon.profile(on); }
+
+  /** One AdamW step in place, bit for bit the WASM kernel's (NativeGemm.adamw); absent with an addon built before it existed. */
+  readonly adamw?: (threads: number, p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, s: AdamWStep) => void;
 
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use

@@ -170,8 +170,14 @@ export class WasmTrainOps {
     if (M <= 0 || N <= 0) return;
     const nat = this.backend.native;
     if (nat && M * N * K >= this.backend.nativeMinWork && C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array) {
-      if (bf16) nat.gemmBf16(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
-      else nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
+      if (bf16) {
+        const ha = this.backend.heldBf16(A, M * K), hb = this.backend.heldBf16(B, N * K);
+        const got = nat.gemmBf16(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc, ha || hb ? { a: ha, b: hb } : undefined);
+        if (typeof got === 'number') {
+          if (ha && got & 1) ha.filled = true;
+          if (hb && got & 2) hb.filled = true;
+        }
+      } else nat.sgemm(this.backend.threads, ta === 1, tb === 1, M, N, K, A, lda, B, ldb, C, N, acc);
       return;
     }
     if (bf16) {
@@ -485,6 +491,9 @@ export class WasmTrainOps {
 
   /** One AdamW update over [0, n) of equal-decay elements (all four arrays in the wasm memory). */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, k: AdamWStep): void {
+    // the native threads compute the same bits about twice as fast (eight f64 lanes instead of two)
+    const nat = this.backend.native;
+    if (nat?.adamw && n >= 4096) { nat.adamw(this.backend.threads, p, g, m, v, n, k); return; }
     this.sliced([p, g, m, v], n, (o, len) => {
       const P = p.subarray(o, o + len), G = g.subarray(o, o + len), Mm = m.subarray(o, o + len), Vv = v.subarray(o, o + len);
       this.use(P, G, Mm, Vv);

@@ -19,7 +19,7 @@ import { ThreadPool, type SpawnKernelWorker } from './pool.js';
 import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
-import type { NativeGemm } from '../native-gemm.js';
+import type { HeldBf16, NativeGemm } from '../native-gemm.js';
 import { SUMSQ_BLOCK, WasmTrainOps } from './train-ops.js';
 import { blockedSumSquares, tensorList } from '../block-sums.js';
 
@@ -400,6 +400,36 @@ export class WasmBackend implements Backend {
     if (this.disposed) return;
     this.disposed = true;
     this.pool.close();
+    this.held.clear();
+    this.heldFree.clear();
+  }
+
+  /**
+   * bf16 bits of the tensors held now (holdBf16), filled by the first native bf16 product that
+   * reads them; bit buffers of released holds wait by length for the next pass's holds (the same
+   * weights every step), outside the WASM memories.
+   */
+  private readonly held = new Map<Float32Array, HeldBf16>();
+  private readonly heldFree = new Map<number, Uint16Array[]>();
+
+  holdBf16(t: Tensor): () => void {
+    const v = f32(t), nat = this.native;
+    // only the native bf16 GEMMs take bits; the WASM kernels and an emulating library round each time
+    if (!nat || nat.bf16 === 'emulated' || this.held.has(v)) return () => {};
+    const h: HeldBf16 = { bits: this.heldFree.get(v.length)?.pop() ?? new Uint16Array(v.length), filled: false };
+    this.held.set(v, h);
+    return () => {
+      if (this.held.get(v) !== h) return;
+      this.held.delete(v);
+      const free = this.heldFree.get(v.length);
+      if (free) free.push(h.bits); else this.heldFree.set(v.length, [h.bits]);
+    };
+  }
+
+  /** The held bits of `v` when a product reads all n of its values, else null. */
+  heldBf16(v: Float32Array, n: number): HeldBf16 | null {
+    const h = this.held.get(v);
+    return h && v.length === n ? h : null;
   }
 
   // ------------------------------------------------------------------------------------------
