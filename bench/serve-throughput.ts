@@ -10,12 +10,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { resolveConfig, presetHFConfig, type OpenELMHFConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
 import { saveModel } from '../src/io/model-folder.js';
+import { startServe } from './serve-child.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, def: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : def; };
@@ -47,23 +46,10 @@ function makeModel(): string {
   return dir;
 }
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
-
-async function startServer(dir: string, parallel: number, batch: number): Promise<{ url: string; stop: () => Promise<void> }> {
-  const flags = ['serve', '--model', dir, '--port', '0', '--parallel', String(parallel), '--batch', String(batch), '--backend', backend, '--quiet'];
+function startServer(dir: string, parallel: number, batch: number): Promise<{ url: string; stop: () => Promise<void> }> {
+  const flags = ['--model', dir, '--port', '0', '--parallel', String(parallel), '--batch', String(batch), '--backend', backend, '--quiet'];
   if (threads) flags.push('--threads', threads);
-  const child = spawn(process.execPath, [CLI, ...flags], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on('data', (d: string) => {
-      err += d;
-      const m = /listening on (\S+)/.exec(err);
-      if (m && err.includes('model ready')) resolve(m[1]);
-    });
-    child.on('exit', () => reject(new Error(`server exited: ${err}`)));
-  });
-  return { url, stop: () => new Promise<void>((r) => { child.on('exit', () => r()); child.kill('SIGTERM'); }) };
+  return startServe(flags);
 }
 
 interface One { tokens: number; ttftMs: number; totalMs: number; }

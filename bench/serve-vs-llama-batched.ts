@@ -22,7 +22,7 @@
 // yields the first token), T_TG from there to the last stream's end, over B*(TG-1) tokens; the
 // best of `rounds` runs is kept. Prints one JSON object.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -35,6 +35,7 @@ import { initParams } from '../src/model/init.js';
 import { saveModel } from '../src/io/model-folder.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { bundledTokenizerPath } from '../src/io/tokenizer-file.js';
+import { startServe } from './serve-child.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -47,7 +48,6 @@ const { values: a } = parseArgs({
 const STREAMS = a.streams!.split(',').map(Number), PP = Number(a.pp), TG = Number(a.tg);
 const THREADS = Number(a.threads), ROUNDS = Number(a.rounds);
 const GGUF_TYPE: Record<string, GGUFOutType> = { q8: 'q8_0', f16: 'f16', f32: 'f32' };
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 interface Row { B: number; PP: number; TG: number; T_PP_s: number; S_PP: number; T_TG_s: number; S_TG: number; T_s: number; S: number; }
 const r3 = (x: number) => +x.toFixed(3), r1 = (x: number) => +x.toFixed(1);
@@ -65,22 +65,10 @@ function randomModel(tmp: string): string {
   return dir;
 }
 
-async function startServer(dir: string, parallel: number): Promise<{ url: string; stop: () => Promise<void> }> {
+function startServer(dir: string, parallel: number): Promise<{ url: string; stop: () => Promise<void> }> {
   const ctx = PP + TG + 8;
-  const flags = ['serve', '--model', dir, '--dtype', a.dtype!, '--port', '0', '--parallel', String(parallel), '--ctx-size', String(ctx),
-    '--threads', String(THREADS), '--backend', a.backend!, '--quiet'];
-  const child = spawn(process.execPath, [CLI, ...flags], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr.on('data', (d: string) => {
-      err += d;
-      const m = /listening on (\S+)/.exec(err);
-      if (m && err.includes('model ready')) resolve(m[1]);
-    });
-    child.on('exit', () => reject(new Error(`server exited: ${err.trim()}`)));
-  });
-  return { url, stop: () => new Promise<void>((r) => { child.on('exit', () => r()); child.kill('SIGTERM'); }) };
+  return startServe(['--model', dir, '--dtype', a.dtype!, '--port', '0', '--parallel', String(parallel), '--ctx-size', String(ctx),
+    '--threads', String(THREADS), '--backend', a.backend!, '--quiet']);
 }
 
 /** One streamed completion; times (ms since t0) of its first token and its end, and its token count. */

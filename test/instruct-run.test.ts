@@ -6,8 +6,6 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { OpenELMError } from '../src/core/errors.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { parseRecipe, type Recipe } from '../src/train/recipe.js';
@@ -17,8 +15,8 @@ import { eventFiles, readEventFile } from '../src/train/tensorboard.js';
 import { DPO_METRIC_KEYS } from '../src/train/dpo-loss.js';
 import { loadModel } from '../src/api.js';
 import { SHOWN_SKIPS } from '../src/train/instruct-task.js';
+import { interruptTrain } from './helpers/interrupt-train.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-instruct-run-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -203,6 +201,29 @@ test('sft and dpo with a peft block: PEFT adapter checkpoints, the base untouche
   }
 });
 
+test('sft and dpo from peft.init: the examples are rendered with the adapter folder\'s chat template, and the checkpoints keep it', async () => {
+  const init = (await train({ recipe: recipe('sft', { steps: 1, eval_every: 0 }), ...quiet })).checkpoint!;
+  assert.ok(!fs.existsSync(path.join(init, 'tokenizer_config.json')), 'the base renders with the built-in template');
+  const chatml = path.join(tmp, 'chatml-adapter.jinja');
+  fs.writeFileSync(chatml, "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + eos_token + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
+  const peft = { type: 'lora', r: 4, alpha: 8 };
+  const adapter = (await train({ recipe: recipe('sft', { model: { init }, peft, chat_template: chatml, steps: 1, eval_every: 0 }), ...quiet })).checkpoint!;
+  const template = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')).chat_template as string;
+  assert.equal(template(adapter), fs.readFileSync(chatml, 'utf8'));
+  // The training data's digest (a hash of its token ids) tells which template rendered it.
+  const digest = (ck: string) => (JSON.parse(fs.readFileSync(path.join(ck, 'trainer_state.json'), 'utf8')) as { data: { digest: string } }).data.digest;
+  for (const task of ['sft', 'dpo'] as const) {
+    const run = async (over: Record<string, unknown>) => (await train({ recipe: recipe(task, { model: { init }, steps: 1, eval_every: 0, ...over }), ...quiet })).checkpoint!;
+    const fromAdapter = await run({ peft: { init: adapter } });
+    const explicit = await run({ peft: { init: adapter }, chat_template: chatml });
+    const fresh = await run({ peft });
+    assert.equal(digest(fromAdapter), digest(explicit), `${task}: rendered with the adapter's template`);
+    assert.notEqual(digest(fromAdapter), digest(fresh), `${task}: the built-in template gives other tokens`);
+    assert.equal(template(fromAdapter), fs.readFileSync(chatml, 'utf8'), `${task}: the checkpoint keeps the template`);
+    assert.ok(!fs.existsSync(path.join(fresh, 'tokenizer_config.json')));
+  }
+});
+
 test('dpo.reference: a folder with the initial weights gives the same run as the default; another model changes the rewards', async () => {
   // an SFT checkpoint as the starting model, and an earlier one as a different reference
   const base = recipe('sft', { eval_every: 0, checkpoint_every: 3 });
@@ -286,19 +307,9 @@ test('bad lines are named as they are met (file:line, the first few), then count
 
 test('sft: SIGINT finishes the step, writes a checkpoint, and --resume completes the run', async () => {
   const r = recipe('sft', { steps: 100000, eval_every: 0, checkpoint_every: 100000 });
-  const child = spawn(process.execPath, [CLI, 'train', '--recipe', r.file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '', sent = false;
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-    if (!sent && /step 2\/100000/.test(stderr)) { sent = true; child.kill('SIGINT'); }
-  });
-  const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
-  assert.equal(code, 130, stderr);
-  const m = /interrupted after step (\d+) of 100000; checkpoint (\S+)/.exec(stderr);
-  assert.ok(m, stderr);
-  assert.doesNotMatch(stderr, /internal error|at .*\.js:\d+/);
-  const state = JSON.parse(fs.readFileSync(path.join(m[2], 'trainer_state.json'), 'utf8'));
-  assert.equal(state.step, Number(m[1]));
+  const { stderr, step, checkpoint } = await interruptTrain(r.file, 2);
+  const state = JSON.parse(fs.readFileSync(path.join(checkpoint, 'trainer_state.json'), 'utf8'));
+  assert.equal(state.step, step);
   assert.equal(typeof state.data.digest, 'string');
   assert.match(stderr, /--resume/);
 });

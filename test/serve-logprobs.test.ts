@@ -9,6 +9,7 @@ import { createServer, type OpenELMServer } from '../src/serve/server.js';
 import { scoreRequests } from '../src/eval/loglik.js';
 import { promptLogprobs } from '../src/generate/logprobs.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { post as postTo, sseEvents } from './helpers/http.js';
 import { TOL, assertClose } from './tolerances.js';
 
 const dir = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_transformer_layers: 2, max_context_length: 256, rope_max_length: 256 }, 47);
@@ -18,15 +19,7 @@ const srv: OpenELMServer = await createServer({ model, port: 0, warmup: false })
 await srv.ready;
 after(async () => { await srv.close(); model.dispose(); });
 
-async function post(route: string, body: unknown) {
-  const res = await fetch(`${srv.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, text, json: () => JSON.parse(text) };
-}
-function events(text: string) {
-  assert.ok(text.endsWith('data: [DONE]\n\n'));
-  return text.split('\n\n').filter((p) => p && p !== 'data: [DONE]').map((p) => JSON.parse(p.slice(6)));
-}
+const post = (route: string, body: unknown) => postTo(`${srv.url}${route}`, body);
 
 test('lm-eval\'s scoring request: token-id prompts, echo, max_tokens 1, logprobs 1 → the evaluator\'s log-likelihoods and greediness', async () => {
   // Requests as lm-eval builds them: context + continuation token ids, no BOS (the server adds it).
@@ -116,11 +109,11 @@ test('chat logprobs / top_logprobs, and streamed logprobs that add up to the non
     assert.deepEqual(x.bytes, [...Buffer.from(x.token, 'utf8')]);
     assert.ok(x.top_logprobs[1].logprob <= x.top_logprobs[0].logprob);
   }
-  const s = events((await post('/v1/chat/completions', { ...body, stream: true })).text);
+  const s = sseEvents((await post('/v1/chat/completions', { ...body, stream: true })).text);
   assert.deepEqual(s.flatMap((e) => e.choices[0]?.logprobs?.content ?? []), content);
   const tb = { prompt: 'Hello', logprobs: 2, max_tokens: 5, temperature: 0, ignore_eos: true };
   const t = (await post('/v1/completions', tb)).json().choices[0].logprobs;
-  const ts = events((await post('/v1/completions', { ...tb, stream: true })).text).map((e) => e.choices[0].logprobs).filter(Boolean);
+  const ts = sseEvents((await post('/v1/completions', { ...tb, stream: true })).text).map((e) => e.choices[0].logprobs).filter(Boolean);
   assert.deepEqual({ tokens: ts.flatMap((x) => x.tokens), token_logprobs: ts.flatMap((x) => x.token_logprobs), top_logprobs: ts.flatMap((x) => x.top_logprobs), text_offset: ts.flatMap((x) => x.text_offset) }, t);
   // No logprobs asked: null.
   assert.equal((await post('/v1/completions', { prompt: 'x', max_tokens: 1 })).json().choices[0].logprobs, null);
@@ -131,7 +124,7 @@ test('n > 1 on completions with a list of prompts: prompts × n choices, index =
   assert.deepEqual(r.choices.map((c: { index: number }) => c.index), [0, 1, 2, 3]);
   const one = (await post('/v1/completions', { prompt: 'There', max_tokens: 3, temperature: 1, seed: 10, ignore_eos: true })).json();
   assert.equal(r.choices[3].text, one.choices[0].text);
-  const ev = events((await post('/v1/completions', { prompt: ['Hi', 'There'], n: 2, max_tokens: 3, temperature: 1, seed: 9, ignore_eos: true, stream: true })).text);
+  const ev = sseEvents((await post('/v1/completions', { prompt: ['Hi', 'There'], n: 2, max_tokens: 3, temperature: 1, seed: 9, ignore_eos: true, stream: true })).text);
   for (let i = 0; i < 4; i++) assert.equal(ev.filter((e) => e.choices[0].index === i).map((e) => e.choices[0].text).join(''), r.choices[i].text);
   assert.equal(ev.filter((e) => e.choices[0].finish_reason).length, 4);
 });

@@ -12,6 +12,7 @@ import { createServer, type OpenELMServer } from '../src/serve/server.js';
 import { GrammarCache } from '../src/generate/constrain/cache.js';
 import { Rng } from '../src/core/rng.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { post as postTo, sseEvents } from './helpers/http.js';
 import { ajvCheck } from './helpers/ajv.js';
 import { randomSchema } from './helpers/random-schema.js';
 import { runCli } from './helpers/cli.js';
@@ -23,16 +24,7 @@ const srv: OpenELMServer = await createServer({ model, port: 0, slots: 4, log: (
 await srv.ready;
 after(async () => { await srv.close(); model.dispose(); });
 
-async function post(route: string, body: unknown) {
-  const res = await fetch(`${srv.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, text, json: () => JSON.parse(text) };
-}
-
-function sseEvents(text: string) {
-  assert.ok(text.endsWith('data: [DONE]\n\n'));
-  return text.split('\n\n').filter((p) => p && p !== 'data: [DONE]').map((p) => JSON.parse(p.slice(6)));
-}
+const post = (route: string, body: unknown) => postTo(`${srv.url}${route}`, body);
 
 function expect400(r: { status: number; json: () => { error: { message: string } } }, re: RegExp) {
   assert.equal(r.status, 400, JSON.stringify(r.json()));

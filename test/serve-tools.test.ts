@@ -9,6 +9,7 @@ import { corenetInstructTemplate, jinjaTemplate } from '../src/chat/template.js'
 import { renderChat, templateSupportsTools, toolReplySchema, ToolReplyScanner, rebaseRefs, type ToolsRequest } from '../src/serve/tools.js';
 import { compileJsonSchema } from '../src/generate/constrain/compile.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { post as postTo, sseEvents } from './helpers/http.js';
 import { ajvCheck } from './helpers/ajv.js';
 
 const WEATHER = { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['C', 'F'] } }, required: ['city', 'unit'] };
@@ -102,11 +103,7 @@ const srv: OpenELMServer = await createServer({ model, port: 0, warmup: false })
 await srv.ready;
 after(async () => { await srv.close(); model.dispose(); });
 
-async function post(body: unknown) {
-  const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, text, json: () => JSON.parse(text) };
-}
+const post = (body: unknown) => postTo(`${srv.url}/v1/chat/completions`, body);
 const user = [{ role: 'user', content: 'What is the weather in Oslo?' }];
 const sampling = { temperature: 1, max_tokens: 120 };
 
@@ -153,7 +150,7 @@ test('streamed tool calls: the first delta has id, type and name, argument delta
   const body = { messages: user, tools, tool_choice: 'required', ...sampling, seed: 9 };
   const plain = (await post(body)).json().choices[0].message.tool_calls[0];
   const s = await post({ ...body, stream: true });
-  const events = s.text.split('\n\n').filter((p) => p && p !== 'data: [DONE]').map((p) => JSON.parse(p.slice(6)));
+  const events = sseEvents(s.text);
   assert.deepEqual(events[0].choices[0].delta, { role: 'assistant', content: null });
   const deltas = events.flatMap((e) => e.choices[0]?.delta?.tool_calls ?? []);
   assert.equal(deltas[0].index, 0);

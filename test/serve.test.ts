@@ -9,6 +9,7 @@ import { createServer, type OpenELMServer } from '../src/serve/server.js';
 import { encodeChatText } from '../src/chat/tokenize.js';
 import { generate } from '../src/generate/generate.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { post, sseEvents } from './helpers/http.js';
 import { spawnCli } from './helpers/cli-async.js';
 
 const raw = tinyModelDir({ vocab_size: 32000, model_dim: 64, head_dim: 16, num_transformer_layers: 2, max_context_length: 128, rope_max_length: 128 }, 31);
@@ -21,20 +22,6 @@ const keyed: OpenELMServer = await createServer({ model, port: 0, apiKey: 'sekre
 await keyed.ready;
 after(async () => { await srv.close(); await keyed.close(); model.dispose(); });
 
-async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) };
-}
-
-function sse(text: string) {
-  assert.ok(text.endsWith('data: [DONE]\n\n'), 'the stream ends with data: [DONE]');
-  const parts = text.split('\n\n').filter((p) => p.length > 0);
-  for (const p of parts) assert.match(p, /^data: /);
-  const data = parts.map((p) => p.slice(6));
-  assert.equal(data.filter((d) => d === '[DONE]').length, 1);
-  return { events: data.slice(0, -1).map((d) => JSON.parse(d)), done: data[data.length - 1] === '[DONE]' };
-}
 
 function expectError(r: { status: number; json: () => { error: { code: number; type: string; message: string } } }, status: number, re: RegExp, type?: string) {
   assert.equal(r.status, status);
@@ -109,7 +96,7 @@ test('POST /v1/chat/completions (SSE): role first, content chunks in order, fini
   const r = await post(`${srv.url}/v1/chat/completions`, { ...body, stream: true, stream_options: { include_usage: true } });
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
-  const { events } = sse(r.text);
+  const events = sseEvents(r.text);
   assert.deepEqual(events[0].choices[0].delta, { role: 'assistant', content: '' });
   for (const e of events) { assert.equal(e.object, 'chat.completion.chunk'); assert.equal(e.id, events[0].id); }
   const content = events.slice(1).map((e) => e.choices[0]?.delta?.content ?? '').join('');
@@ -149,7 +136,7 @@ test('POST /v1/completions: text and token prompts, stop strings, logit_bias, se
   const s = { prompt: 'Hi', max_tokens: 8, temperature: 1.5, top_k: 0, top_p: 1, min_p: 0, seed: 42, ignore_eos: true, presence_penalty: 0.5, frequency_penalty: 0.5 };
   const a = (await post(`${srv.url}/v1/completions`, s)).json(), b = (await post(`${srv.url}/v1/completions`, s)).json();
   assert.equal(a.choices[0].text, b.choices[0].text);
-  const stream = sse((await post(`${srv.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 8, temperature: 0, repeat_penalty: 1, stream: true })).text).events;
+  const stream = sseEvents((await post(`${srv.url}/v1/completions`, { prompt: 'Once upon a time', max_tokens: 8, temperature: 0, repeat_penalty: 1, stream: true })).text);
   assert.equal(stream.map((e) => e.choices[0].text).join(''), want.text);
   assert.equal(stream[stream.length - 1].choices[0].finish_reason, 'length');
 });
@@ -224,7 +211,7 @@ test('two concurrent clients get exactly what each gets alone (batched, never sh
     post(`${srv.url}/v1/chat/completions`, { ...bodies[0], stream: true }),
     post(`${srv.url}/v1/chat/completions`, bodies[1]),
   ]);
-  assert.equal(sse(together[0].text).events.slice(1).map((e) => e.choices[0]?.delta?.content ?? '').join(''), alone[0]);
+  assert.equal(sseEvents(together[0].text).slice(1).map((e) => e.choices[0]?.delta?.content ?? '').join(''), alone[0]);
   assert.equal(together[1].json().choices[0].message.content, alone[1]);
   // One slot (a FIFO queue), and two slots taking turns without batching (--batch 1).
   for (const cfg of [{ slots: 1 }, { slots: 2, maxBatch: 1 }]) {

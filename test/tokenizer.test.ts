@@ -10,7 +10,7 @@ import { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { StreamDecoder } from '../src/tokenizer/stream-decoder.js';
 import { loadTokenizer, bundledTokenizerPath } from '../src/io/tokenizer-file.js';
 import { measureTokenizerThroughput } from '../src/tokenizer/bench.js';
-import { PieceType } from '../src/tokenizer/sentencepiece-model.js';
+import { PieceType, parseSentencePieceModel } from '../src/tokenizer/sentencepiece-model.js';
 
 // Compiled to dist/test/, so the repo root is two levels up.
 const ROOT = new URL('../../', import.meta.url);
@@ -329,6 +329,40 @@ test('errors name the file for a missing, empty, truncated or garbage model', ()
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the compact vocabulary read from bytes equals the parsed pieces, piece for piece', () => {
+  const bytes = readFileSync(MODEL);
+  const parsed = parseSentencePieceModel(bytes, 'tokenizer.model');
+  const fromObjects = new Tokenizer(parsed, 'tokenizer.model');
+  assert.deepEqual(tok.model.pieces, parsed.pieces);
+  assert.deepEqual(tok.model.trainerSpec, parsed.trainerSpec);
+  for (let id = 0; id < parsed.pieces.length; id++) {
+    const p = parsed.pieces[id];
+    assert.equal(tok.idToPiece(id), p.piece);
+    assert.equal(tok.pieceType(id), p.type);
+    assert.equal(tok.pieceScore(id), Math.fround(p.score));
+    assert.equal(tok.pieceToId(p.piece), fromObjects.pieceToId(p.piece), p.piece);
+  }
+  assert.equal(tok.pieceToId('not a piece at all'), tok.unkId);
+  const text = reference.slice(0, 200).map((r) => r.text).join('\n');
+  assert.deepEqual(tok.encode(text), fromObjects.encode(text));
+});
+
+test('a piece that is not UTF-8 on its own is refused, even when the pieces joined would decode', () => {
+  // "▁t" (id 260) ends in 0xC2 and "er" (id 261) starts with 0x80: together a valid U+0080.
+  const bytes = Uint8Array.from(readFileSync(MODEL));
+  const at = (piece: string, from: number): number => {
+    const pat = Buffer.from([0x0a, Buffer.byteLength(piece), ...Buffer.from(piece)]);
+    const i = Buffer.from(bytes.buffer).indexOf(pat, from);
+    assert.ok(i >= 0, piece);
+    return i + 2;
+  };
+  const a = at('\u2581t', 0), b = at('er', a);
+  bytes[a + Buffer.byteLength('\u2581t') - 1] = 0xc2;
+  bytes[b] = 0x80;
+  assert.throws(() => Tokenizer.fromBytes(bytes, 'joined.model'), (e: unknown) =>
+    e instanceof OpenELMError && /^tokenizer model joined\.model is malformed or truncated: string at byte \d+ is not valid UTF-8$/.test(e.message));
 });
 
 test('loadTokenizer: model dir first, bundled asset otherwise', () => {

@@ -5,12 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { OpenELMError } from '../src/core/errors.js';
 import { parseRecipe, type Recipe } from '../src/train/recipe.js';
 import { train, type TrainOptions } from '../src/train/trainer.js';
 import { SHAKES, tempDir, tinyRecipe } from './helpers/tiny-recipe.js';
+import { interruptTrain } from './helpers/interrupt-train.js';
 import type { MetricLine } from '../src/train/report.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -160,20 +161,9 @@ test('corrupt JSONL lines are skipped and reported at the end with file:line', a
 
 test('SIGINT finishes the step, writes a checkpoint, exits cleanly and says how to resume', async () => {
   const r = recipe({ steps: 100000, log_every: 1, eval_every: 0, checkpoint_every: 100000, data: { train: [{ path: SHAKES }] } });
-  const child = spawn(process.execPath, [CLI, 'train', '--recipe', r.file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  let sent = false;
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-    if (!sent && /step 3\/100000/.test(stderr)) { sent = true; child.kill('SIGINT'); }
-  });
-  const code = await new Promise<number | null>((res) => child.on('close', (c) => res(c)));
-  assert.equal(code, 130, stderr);
+  const { stderr, step, checkpoint } = await interruptTrain(r.file, 3);
   assert.match(stderr, /SIGINT received: finishing the current step/);
-  const m = /interrupted after step (\d+) of 100000; checkpoint (\S+)/.exec(stderr);
-  assert.ok(m, stderr);
-  assert.doesNotMatch(stderr, /internal error|at .*\.js:\d+/);
-  const state = JSON.parse(fs.readFileSync(path.join(m[2], 'trainer_state.json'), 'utf8'));
-  assert.equal(state.step, Number(m[1]));
+  const state = JSON.parse(fs.readFileSync(path.join(checkpoint, 'trainer_state.json'), 'utf8'));
+  assert.equal(state.step, step);
   assert.match(stderr, /--resume/);
 });

@@ -111,20 +111,25 @@ for (const cfg of WASM_CONFIGS) {
     const bits = w.data as Uint16Array;
     for (let i = 0; i < N * K; i++) {
       const r = rng.int(4), sign = rng.int(2) << 15;
-      // subnormal (mantissa 1..1023), ±0, a normal, and (row 0) all subnormal
-      bits[i] = sign | (i < K || r === 0 ? 1 + rng.int(1023) : r === 1 ? 0 : (1 + rng.int(30)) << 10 | rng.int(1024));
+      // subnormal (mantissa 1..1023), ±0, a normal; row 0 all subnormal, rows 3.. all normal
+      const normal = (1 + rng.int(30)) << 10 | rng.int(1024);
+      bits[i] = sign | (i >= 3 * K ? normal : i < K || r === 0 ? 1 + rng.int(1023) : r === 1 ? 0 : normal);
     }
     be.prepareWeight(w);
     const vals = new Float32Array(N * K), row = new Float32Array(K);
     for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
+    // x values: 1; 2¹⁷, past the range where the kernel multiplies by x·2¹¹² instead of rebiasing
+    // each half (|x| < 2¹⁶), so a row holding it takes the plain form; 2⁻¹³⁰, a denormal x
+    const xs = [1, 2 ** 17, 2 ** -130];
     for (let M = 1; M <= 4; M++) {
       for (let k = 0; k < K; k++) {
         const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
         const ks = Array.from({ length: M }, (_, m) => (k + 11 * m) % K);
-        ks.forEach((km, m) => { x[m * K + km] = 1; });
+        const sc = ks.map((_, m) => xs[(k + m) % xs.length]);
+        ks.forEach((km, m) => { x[m * K + km] = sc[m]; });
         be.linear(out, x, w, M);
         const want = new Float32Array(M * N);
-        ks.forEach((km, m) => { for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + km]; });
+        ks.forEach((km, m) => { for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + km] * sc[m]; });
         assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
         be.free(xt); be.free(ot);
       }

@@ -14,16 +14,13 @@ import { OpenELM } from '../model/openelm.js';
 import { paramLayout } from '../model/layout.js';
 import { TrainableModel } from '../model/trainable.js';
 import { AdamW } from '../train/adamw.js';
-import { clipGradNorm } from '../train/clip.js';
 import { safetensorsBytes } from '../io/safetensors-writer.js';
 import type { OpenELMConfig } from '../model/config.js';
 import { formatBytes as fmtBytes } from '../core/bytes.js';
 import { registerFineTuner, type AdapterFile, type FineTuneData, type FineTuneJob, type FineTuner, type FineTuneSettings, type FineTuneStep } from './finetune.js';
-import { PAD, WindowSampler, trainingWindows, type TrainingWindows } from './finetune-data.js';
+import { WindowSampler, trainingWindows, type TrainingWindows } from './finetune-data.js';
+import { fineTuneStep } from './finetune-step.js';
 import { weightSourceOf } from './weight-files.js';
-
-/** torch.nn.utils.clip_grad_norm_ at 1.0, as HF's Trainer does by default. */
-const CLIP = 1.0;
 
 /** Bytes a training step keeps besides the weights: saved activations and one head chunk of logits. */
 function activationBytes(c: OpenELMConfig, rows: number, headRows: number): number {
@@ -52,20 +49,10 @@ class FullJob implements FineTuneJob {
 
   async run(onStep: (s: FineTuneStep) => void, signal: AbortSignal): Promise<void> {
     const sampler = new WindowSampler(this.windows, this.s.seed);
-    const { model, opt, s } = this, B = s.batchSize, T = this.windows.T, be = model.backend;
+    const { model, opt, s } = this, T = this.windows.T;
     try {
       for (let step = 1; step <= s.steps && !signal.aborted; step++) {
-        const t0 = performance.now();
-        const b = sampler.next(B);
-        model.zeroGrad();
-        const r = await model.forwardBackward(b.inputs, b.targets, B, T, { ignoreIndex: PAD });
-        const norm = Number.isFinite(r.loss) ? await clipGradNorm(be, model.gradChunks, CLIP) : NaN;
-        if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
-          throw new OpenELMError('finetune', `the ${Number.isFinite(r.loss) ? 'gradient norm' : 'loss'} became ${Number.isFinite(r.loss) ? norm : r.loss} at step ${step}; lower the learning rate (${s.learningRate}) and train again`);
-        }
-        await opt.update(model.paramChunks, model.gradChunks, s.learningRate);
-        await be.sync();
-        onStep({ step, steps: s.steps, loss: r.loss, learningRate: s.learningRate, tokens: b.tokens, ms: performance.now() - t0 });
+        await fineTuneStep(model, opt, s, step, sampler.next(s.batchSize), T, {}, onStep);
       }
     } finally {
       // Chat after training needs the memory the activations took.

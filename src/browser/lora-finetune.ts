@@ -13,17 +13,16 @@ import { modelFromSource } from '../model/load.js';
 import { LAYER_TENSORS, paramSpecs } from '../model/params.js';
 import { allocWeightStorage, setWeightRows, weightRowToF32 } from '../backends/weight-format.js';
 import { AdamW } from '../train/adamw.js';
-import { clipGradNorm } from '../train/clip.js';
 import { checkSettings, initAdapter, type AdapterSettings } from '../adapters/adapter.js';
 import { adapterToFlat, flatToAdapter } from '../adapters/params.js';
 import { mergedSource } from '../adapters/merge.js';
 import { isAdapterTarget, type AdapterTarget } from '../adapters/targets.js';
 import { peftAdapterFiles } from '../io/peft-files.js';
 import { registerFineTuner, type AdapterFile, type FineTuneData, type FineTuneJob, type FineTuner, type FineTuneSettings, type FineTuneStep } from './finetune.js';
-import { PAD, WindowSampler, trainingWindows, type TrainingWindows } from './finetune-data.js';
+import { WindowSampler, trainingWindows, type TrainingWindows } from './finetune-data.js';
+import { fineTuneStep } from './finetune-step.js';
 import { weightSourceOf, type WeightSource } from './weight-files.js';
 
-const CLIP = 1.0;
 type BaseDType = 'f32' | 'bf16';
 
 /** Values as the frozen base holds them (DoRA's magnitudes start as the norms of these). */
@@ -52,20 +51,10 @@ class AdapterJob implements FineTuneJob {
   async run(onStep: (s: FineTuneStep) => void, signal: AbortSignal): Promise<void> {
     this.dropMerged();
     const sampler = new WindowSampler(this.windows, this.s.seed);
-    const { model, opt, s } = this, B = s.batchSize, T = this.windows.T, be = model.backend;
+    const { model, opt, s } = this, T = this.windows.T;
     try {
       for (let step = 1; step <= s.steps && !signal.aborted; step++) {
-        const t0 = performance.now();
-        const b = sampler.next(B);
-        model.zeroGrad();
-        const r = await model.forwardBackward(b.inputs, b.targets, B, T, { ignoreIndex: PAD, dropoutSeed: s.seed * 1_000_003 + step });
-        const norm = Number.isFinite(r.loss) ? await clipGradNorm(be, model.gradChunks, CLIP) : NaN;
-        if (!Number.isFinite(r.loss) || !Number.isFinite(norm)) {
-          throw new OpenELMError('finetune', `the ${Number.isFinite(r.loss) ? 'gradient norm' : 'loss'} became ${Number.isFinite(r.loss) ? norm : r.loss} at step ${step}; lower the learning rate (${s.learningRate}) and train again`);
-        }
-        await opt.update(model.paramChunks, model.gradChunks, s.learningRate);
-        await be.sync();
-        onStep({ step, steps: s.steps, loss: r.loss, learningRate: s.learningRate, tokens: b.tokens, ms: performance.now() - t0 });
+        await fineTuneStep(model, opt, s, step, sampler.next(s.batchSize), T, { dropoutSeed: s.seed * 1_000_003 + step }, onStep);
       }
     } finally {
       model.releaseActivations();

@@ -80,7 +80,7 @@ function checkSupported(c: OpenELMConfig, where: string): void {
 
 /** The tokenizer.ggml.* metadata for a vocab of exactly `vocabSize` entries. */
 export function vocabMetadata(tok: Tokenizer, c: OpenELMConfig): GGUFKV[] {
-  const pieces = tok.model.pieces;
+  const model = tok.model, pieces = model.pieces;
   if (pieces.length > c.vocabSize) {
     throw new OpenELMError('convert', `the tokenizer has ${pieces.length} pieces but the model's vocab_size is ${c.vocabSize}; the embedding must cover every token`);
   }
@@ -101,7 +101,7 @@ export function vocabMetadata(tok: Tokenizer, c: OpenELMConfig): GGUFKV[] {
   out.push(
     kv.bool('tokenizer.ggml.add_bos_token', true),
     kv.bool('tokenizer.ggml.add_eos_token', false),
-    kv.bool('tokenizer.ggml.add_space_prefix', tok.model.normalizerSpec.addDummyPrefix),
+    kv.bool('tokenizer.ggml.add_space_prefix', model.normalizerSpec.addDummyPrefix),
   );
   return out;
 }

@@ -11,6 +11,7 @@
 //                    remove_extra_whitespaces = 4; escape_whitespaces = 5; }
 
 import { OpenELMError } from '../core/errors.js';
+import { PieceTable } from './piece-table.js';
 
 export enum PieceType {
   NORMAL = 1,
@@ -74,6 +75,14 @@ const WIRE_I32 = 5;
 // ignoreBOM: piece 30143 of Llama-2 is U+FEFF itself, which a default TextDecoder would strip.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+// Reading a float from its little-endian bits without a DataView per value (one per piece adds up).
+const floatBits = new Int32Array(1);
+const floatView = new Float32Array(floatBits.buffer);
+function bitsToFloat(bits: number): number {
+  floatBits[0] = bits;
+  return floatView[0];
+}
+
 /** Thrown inside the reader; converted to an OpenELMError naming the source by the caller. */
 class WireError extends Error {}
 
@@ -82,7 +91,7 @@ class WireReader {
   constructor(
     private readonly buf: Uint8Array,
     start: number,
-    readonly end: number,
+    public end: number,
   ) {
     this.pos = start;
   }
@@ -118,9 +127,9 @@ class WireReader {
 
   float32(): number {
     if (this.pos + 4 > this.end) throw new WireError(`truncated float at byte ${this.pos}`);
-    const v = new DataView(this.buf.buffer, this.buf.byteOffset + this.pos, 4).getFloat32(0, true);
+    const b = this.buf, p = this.pos;
     this.pos += 4;
-    return v;
+    return bitsToFloat(b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24));
   }
 
   /** Returns [start, end) of a length-delimited field and advances past it. */
@@ -146,6 +155,12 @@ class WireReader {
   sub(): WireReader {
     const [s, e] = this.lengthDelimited();
     return new WireReader(this.buf, s, e);
+  }
+
+  /** Points this reader at [start, end) of the same buffer. */
+  reset(start: number, end: number): void {
+    this.pos = start;
+    this.end = end;
   }
 
   skip(wireType: number): void {
@@ -181,28 +196,32 @@ function expectWire(field: string, got: number, want: number, r: WireReader): vo
   if (got !== want) throw new WireError(`field ${field} has wire type ${got}, expected ${want} (byte ${r.pos})`);
 }
 
-function readPiece(r: WireReader, index: number): SentencePiece {
-  let piece: string | undefined;
-  let score = 0;
-  let type = PieceType.NORMAL;
+/** One piece as stored: its UTF-8 bytes [start, end) in the model's buffer, not yet decoded. */
+interface RawPiece { start: number; end: number; score: number; type: PieceType }
+
+function readPiece(r: WireReader, index: number, out: RawPiece): void {
+  let found = false;
+  out.start = out.end = 0;
+  out.score = 0;
+  out.type = PieceType.NORMAL;
   while (!r.done()) {
     const [f, w] = r.key();
     if (f === 1) {
       expectWire('SentencePiece.piece', w, WIRE_LEN, r);
-      piece = r.string();
+      [out.start, out.end] = r.lengthDelimited();
+      found = true;
     } else if (f === 2) {
       expectWire('SentencePiece.score', w, WIRE_I32, r);
-      score = r.float32();
+      out.score = r.float32();
     } else if (f === 3) {
       expectWire('SentencePiece.type', w, WIRE_VARINT, r);
-      type = r.varint() as PieceType;
-      if (type < PieceType.NORMAL || type > PieceType.BYTE) throw new WireError(`piece ${index} has unknown type ${type}`);
+      out.type = r.varint() as PieceType;
+      if (out.type < PieceType.NORMAL || out.type > PieceType.BYTE) throw new WireError(`piece ${index} has unknown type ${out.type}`);
     } else {
       r.skip(w);
     }
   }
-  if (piece === undefined || piece.length === 0) throw new WireError(`piece ${index} has an empty piece string`);
-  return { piece, score, type };
+  if (!found || out.end === out.start) throw new WireError(`piece ${index} has an empty piece string`);
 }
 
 function defaultTrainerSpec(): TrainerSpec {
@@ -275,21 +294,26 @@ function readNormalizerSpec(r: WireReader): NormalizerSpec {
 }
 
 /**
- * Parses the bytes of a SentencePiece model. `source` (a path or a description) is only used in
- * error messages so the user can tell which file is at fault.
+ * Walks a SentencePiece model's fields, handing each piece to `onPiece` (`raw` is reused: copy what
+ * is kept; a WireError it throws is reported like the reader's own). Errors name `source`.
  */
-export function parseSentencePieceModel(bytes: Uint8Array, source = '<bytes>'): SentencePieceModel {
+function readModel(bytes: Uint8Array, source: string, onPiece: (raw: RawPiece, index: number) => void): { count: number; trainerSpec: TrainerSpec; normalizerSpec: NormalizerSpec } {
   if (bytes.length === 0) throw new OpenELMError('tokenizer', `tokenizer model ${source} is empty`);
-  const pieces: SentencePiece[] = [];
+  let count = 0;
   let trainerSpec: TrainerSpec | undefined;
   let normalizerSpec: NormalizerSpec | undefined;
   try {
     const r = new WireReader(bytes, 0, bytes.length);
+    const pr = new WireReader(bytes, 0, 0);
+    const raw: RawPiece = { start: 0, end: 0, score: 0, type: PieceType.NORMAL };
     while (!r.done()) {
       const [f, w] = r.key();
       if (f === 1) {
         expectWire('ModelProto.pieces', w, WIRE_LEN, r);
-        pieces.push(readPiece(r.sub(), pieces.length));
+        const [s, e] = r.lengthDelimited();
+        pr.reset(s, e);
+        readPiece(pr, count, raw);
+        onPiece(raw, count++);
       } else if (f === 2) {
         expectWire('ModelProto.trainer_spec', w, WIRE_LEN, r);
         trainerSpec = readTrainerSpec(r.sub());
@@ -306,7 +330,7 @@ export function parseSentencePieceModel(bytes: Uint8Array, source = '<bytes>'): 
     }
     throw e;
   }
-  if (pieces.length === 0) {
+  if (count === 0) {
     throw new OpenELMError('tokenizer', `tokenizer model ${source} has no pieces (not a SentencePiece model?)`);
   }
   // Every model SentencePiece writes has both specs after the pieces; their absence means the file
@@ -315,5 +339,79 @@ export function parseSentencePieceModel(bytes: Uint8Array, source = '<bytes>'): 
     const missing = !trainerSpec ? 'trainer_spec' : 'normalizer_spec';
     throw new OpenELMError('tokenizer', `tokenizer model ${source} is truncated or malformed: no ${missing}`);
   }
+  return { count, trainerSpec, normalizerSpec };
+}
+
+function pieceText(bytes: Uint8Array, raw: RawPiece): string {
+  try {
+    return utf8.decode(bytes.subarray(raw.start, raw.end));
+  } catch {
+    throw new WireError(`string at byte ${raw.start} is not valid UTF-8`);
+  }
+}
+
+/**
+ * Parses the bytes of a SentencePiece model. `source` (a path or a description) is only used in
+ * error messages so the user can tell which file is at fault.
+ */
+export function parseSentencePieceModel(bytes: Uint8Array, source = '<bytes>'): SentencePieceModel {
+  const pieces: SentencePiece[] = [];
+  const { trainerSpec, normalizerSpec } = readModel(bytes, source, (raw) => {
+    pieces.push({ piece: pieceText(bytes, raw), score: raw.score, type: raw.type });
+  });
   return { pieces, trainerSpec, normalizerSpec };
+}
+
+/** A SentencePiece model with its pieces in a PieceTable (what the Tokenizer keeps). */
+export interface CompactSentencePieceModel {
+  table: PieceTable;
+  trainerSpec: TrainerSpec;
+  normalizerSpec: NormalizerSpec;
+}
+
+/**
+ * parseSentencePieceModel without an object and a string per piece: the pieces' UTF-8 bytes are
+ * gathered into one buffer and decoded once. Each piece is valid UTF-8 on its own exactly when the
+ * whole is and no piece starts with a continuation byte (then every piece boundary is a character
+ * boundary); otherwise the per-piece parser reports the first bad piece as it always has.
+ */
+export function parseSentencePieceTable(bytes: Uint8Array, source = '<bytes>'): CompactSentencePieceModel {
+  let cap = 1024, utf8Len = 0;
+  let ranges = new Int32Array(2 * cap), scores = new Float32Array(cap), types = new Uint8Array(cap);
+  const { count: n, trainerSpec, normalizerSpec } = readModel(bytes, source, (raw, i) => {
+    if (i === cap) {
+      cap *= 2;
+      const r2 = new Int32Array(2 * cap); r2.set(ranges); ranges = r2;
+      const s2 = new Float32Array(cap); s2.set(scores); scores = s2;
+      const t2 = new Uint8Array(cap); t2.set(types); types = t2;
+    }
+    ranges[2 * i] = raw.start;
+    ranges[2 * i + 1] = raw.end;
+    scores[i] = raw.score;
+    types[i] = raw.type;
+    utf8Len += raw.end - raw.start;
+  });
+  const all = new Uint8Array(utf8Len), start = new Int32Array(n + 1);
+  let at = 0, units = 0, whole = true;
+  for (let i = 0; i < n; i++) {
+    const s = ranges[2 * i], e = ranges[2 * i + 1];
+    if ((bytes[s] & 0xc0) === 0x80) whole = false;
+    all.set(bytes.subarray(s, e), at);
+    at += e - s;
+    // UTF-16 units: one per UTF-8 lead byte, two for a 4-byte sequence (a surrogate pair).
+    for (let j = s; j < e; j++) {
+      const b = bytes[j];
+      if ((b & 0xc0) !== 0x80) units += b >= 0xf0 ? 2 : 1;
+    }
+    start[i + 1] = units;
+  }
+  let text: string | undefined;
+  if (whole) {
+    try { text = utf8.decode(all); } catch { text = undefined; }
+  }
+  if (text === undefined || text.length !== units) {
+    const m = parseSentencePieceModel(bytes, source);
+    return { table: PieceTable.fromPieces(m.pieces), trainerSpec, normalizerSpec };
+  }
+  return { table: new PieceTable(text, start, scores.slice(0, n), types.slice(0, n)), trainerSpec, normalizerSpec };
 }

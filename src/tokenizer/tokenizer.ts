@@ -15,11 +15,15 @@
 
 import { OpenELMError } from '../core/errors.js';
 import { PairTable } from './pair-table.js';
+import { PieceIndex, PieceTable } from './piece-table.js';
 import {
   ModelType,
   PieceType,
-  parseSentencePieceModel,
+  parseSentencePieceTable,
+  type CompactSentencePieceModel,
+  type NormalizerSpec,
   type SentencePieceModel,
+  type TrainerSpec,
 } from './sentencepiece-model.js';
 import { decodeByteRun, pushUtf8 } from './utf8.js';
 
@@ -51,14 +55,15 @@ export class Tokenizer {
   readonly eosId: number;
   /** -1 when the model defines no pad piece (Llama-2). */
   readonly padId: number;
-  /** The parsed model proto (pieces, trainer and normalizer specs). */
-  readonly model: SentencePieceModel;
-
-  private readonly pieces: string[];
+  private readonly trainerSpec: TrainerSpec;
+  private readonly normalizerSpec: NormalizerSpec;
+  private readonly table: PieceTable;
   private readonly types: Uint8Array;
   private readonly scores: Float32Array;
   /** SentencePiece's PieceToId: reserved (non-normal) pieces win over normal ones. */
-  private readonly pieceIds: Map<string, number>;
+  private readonly pieceIds: PieceIndex;
+  /** Mergeable pieces whose text a reserved piece also has (PieceToId gives the reserved one). Empty for Llama-2. */
+  private readonly shadowed: Map<string, number>;
   private readonly byteToId: Int32Array;
   /** Byte value of a BYTE piece, -1 for other ids. */
   private readonly idToByte: Int16Array;
@@ -95,8 +100,9 @@ export class Tokenizer {
   private heapSize = new Int32Array(768);
   private heapMerged = new Int32Array(768);
 
-  constructor(model: SentencePieceModel, source = '<bytes>') {
-    const { pieces, trainerSpec: ts, normalizerSpec: ns } = model;
+  /** A parsed model proto, or one whose pieces are already in a PieceTable. */
+  constructor(model: SentencePieceModel | CompactSentencePieceModel, source = '<bytes>') {
+    const { trainerSpec: ts, normalizerSpec: ns } = model;
     const bad = (msg: string): never => {
       throw new OpenELMError('tokenizer', `tokenizer model ${source}: ${msg}`);
     };
@@ -108,44 +114,56 @@ export class Tokenizer {
     }
     if (ts.treatWhitespaceAsSuffix) bad('treat_whitespace_as_suffix is not supported');
 
-    this.model = model;
-    const n = pieces.length;
+    this.trainerSpec = ts;
+    this.normalizerSpec = ns;
+    const t = 'table' in model ? model.table : PieceTable.fromPieces(model.pieces);
+    const text = t.text, start = t.start;
+    const n = t.size;
+    this.table = t;
     this.vocabSize = n;
-    this.pieces = new Array<string>(n);
-    this.types = new Uint8Array(n);
-    this.scores = new Float32Array(n);
-    this.pieceIds = new Map();
-    const normal = new Map<string, number>();
+    this.types = t.types;
+    this.scores = t.scores;
+    const mergeable = (id: number): boolean => {
+      const ty = this.types[id];
+      return ty === PieceType.NORMAL || ty === PieceType.USER_DEFINED || ty === PieceType.UNUSED;
+    };
+    // Reserved pieces first: they win PieceToId over a normal piece with the same text.
+    this.pieceIds = new PieceIndex(t);
+    for (let i = 0; i < n; i++) {
+      if (!mergeable(i) && this.pieceIds.add(i) >= 0) bad(`duplicate piece ${JSON.stringify(t.piece(i))} at id ${i}`);
+    }
+    this.shadowed = new Map();
     this.userDefined = new Map();
     let hasUnused = false;
     for (let i = 0; i < n; i++) {
-      const p = pieces[i];
-      this.pieces[i] = p.piece;
-      this.types[i] = p.type;
-      this.scores[i] = p.score;
-      const isNormal = p.type === PieceType.NORMAL || p.type === PieceType.USER_DEFINED || p.type === PieceType.UNUSED;
-      if (isNormal) {
-        if (normal.has(p.piece)) bad(`duplicate piece ${JSON.stringify(p.piece)} (ids ${normal.get(p.piece)} and ${i})`);
-        normal.set(p.piece, i);
-      } else {
-        if (this.pieceIds.has(p.piece)) bad(`duplicate piece ${JSON.stringify(p.piece)} at id ${i}`);
-        this.pieceIds.set(p.piece, i);
+      if (!mergeable(i)) continue;
+      const other = this.pieceIds.add(i);
+      if (other >= 0) {
+        const p = t.piece(i);
+        const dup = mergeable(other) ? other : this.shadowed.get(p);
+        if (dup !== undefined) bad(`duplicate piece ${JSON.stringify(p)} (ids ${dup} and ${i})`);
+        this.shadowed.set(p, i);
       }
-      if (p.type === PieceType.UNUSED) hasUnused = true;
-      if (p.type === PieceType.USER_DEFINED) {
-        const k = p.piece.charCodeAt(0);
+      if (this.types[i] === PieceType.UNUSED) hasUnused = true;
+      if (this.types[i] === PieceType.USER_DEFINED) {
+        const p = t.piece(i);
+        const k = p.charCodeAt(0);
         const list = this.userDefined.get(k) ?? [];
-        list.push(p.piece);
+        list.push(p);
         list.sort((a, b) => b.length - a.length);
         this.userDefined.set(k, list);
       }
     }
     this.hasUnused = hasUnused;
-    for (const [piece, id] of normal) if (!this.pieceIds.has(piece)) this.pieceIds.set(piece, id);
+    /** The mergeable piece whose text is text[from, to), or -1. */
+    const normalId = (from: number, to: number): number => {
+      const id = this.pieceIds.findRange(text, from, to);
+      if (id >= 0 && mergeable(id)) return id;
+      return this.shadowed.size ? (this.shadowed.get(text.slice(from, to)) ?? -1) : -1;
+    };
 
-    const lookup = (piece: string): number => this.pieceIds.get(piece) ?? -1;
     const typed = (piece: string, type: PieceType): number => {
-      const id = lookup(piece);
+      const id = this.pieceIds.find(piece);
       return id >= 0 && this.types[id] === type ? id : -1;
     };
     this.unkId = typed(ts.unkPiece, PieceType.UNKNOWN);
@@ -163,8 +181,8 @@ export class Tokenizer {
     this.idToByte = new Int16Array(n).fill(-1);
     for (let i = 0; i < n; i++) {
       if (this.types[i] !== PieceType.BYTE) continue;
-      const m = /^<0x([0-9A-F]{2})>$/.exec(this.pieces[i]);
-      if (!m) bad(`byte piece ${JSON.stringify(this.pieces[i])} (id ${i}) is not of the form <0xXX>`);
+      const m = /^<0x([0-9A-F]{2})>$/.exec(t.piece(i));
+      if (!m) bad(`byte piece ${JSON.stringify(t.piece(i))} (id ${i}) is not of the form <0xXX>`);
       const b = parseInt(m![1], 16);
       this.byteToId[b] = i;
       this.idToByte[i] = b;
@@ -172,6 +190,17 @@ export class Tokenizer {
     if (this.byteFallback && this.byteToId.includes(-1)) {
       bad('byte_fallback is set but not all 256 <0xXX> byte pieces are present');
     }
+
+    // Code point at text[j], not pairing a surrogate across the end of its piece.
+    const cpAt = (j: number, end: number): number => {
+      const c = text.charCodeAt(j);
+      if (c >= 0xd800 && c <= 0xdbff && j + 1 < end) {
+        const d = text.charCodeAt(j + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) return ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
+      }
+      return c;
+    };
+    const width = (cp: number): number => (cp > 0xffff ? 2 : 1);
 
     // Symbols for single characters, plus pseudo-symbols for characters that only occur inside pieces.
     this.bmpSymbol = new Int32Array(0x10000).fill(-1);
@@ -181,46 +210,55 @@ export class Tokenizer {
       if (cp < 0x10000) this.bmpSymbol[cp] = s;
       else this.astralSymbol.set(cp, s);
     };
-    const codePoints: number[][] = new Array(n);
-    for (const [piece, id] of normal) {
-      const cps = Array.from(piece, (c) => c.codePointAt(0)!);
-      codePoints[id] = cps;
-      if (cps.length === 1) setSym(cps[0], id);
+    for (let id = 0; id < n; id++) {
+      if (!mergeable(id)) continue;
+      const cp = cpAt(start[id], start[id + 1]);
+      if (start[id] + width(cp) === start[id + 1]) setSym(cp, id);
     }
-    for (const id of normal.values()) {
-      for (const cp of codePoints[id]) {
+    for (let id = 0; id < n; id++) {
+      if (!mergeable(id)) continue;
+      for (let j = start[id], e = start[id + 1]; j < e;) {
+        const cp = cpAt(j, e);
         if (this.symbolOf(cp) < 0) {
           setSym(cp, n + this.extraSymbolChar.length);
           this.extraSymbolChar.push(cp);
         }
+        j += width(cp);
       }
     }
     // Merge table: every way of writing a mergeable piece as (symbol string) + (symbol string).
-    const symbolOfString = (s: string): number => {
-      const id = normal.get(s);
-      if (id !== undefined) return id;
-      const cp = s.codePointAt(0)!;
-      return s.length === (cp > 0xffff ? 2 : 1) ? this.symbolOf(cp) : -1;
+    const symbolOfRange = (from: number, to: number): number => {
+      const id = normalId(from, to);
+      if (id >= 0) return id;
+      const cp = cpAt(from, to);
+      return to - from === width(cp) ? this.symbolOf(cp) : -1;
     };
     this.merges = new PairTable(2 * n);
-    this.bigrams = new PairTable(4 * n);
-    for (const [piece, id] of normal) {
-      const cps = codePoints[id];
-      if (cps.length < 2) continue;
-      let unit = 0;
-      for (let j = 0; j + 1 < cps.length; j++) {
-        this.bigrams.set(this.symbolOf(cps[j]), this.symbolOf(cps[j + 1]), 1);
-        unit += cps[j] > 0xffff ? 2 : 1;
-        const l = symbolOfString(piece.slice(0, unit));
-        const r = symbolOfString(piece.slice(unit));
+    this.bigrams = new PairTable(n);
+    for (let id = 0; id < n; id++) {
+      if (!mergeable(id)) continue;
+      const s = start[id], e = start[id + 1];
+      let cp = cpAt(s, e);
+      for (let j = s + width(cp); j < e;) {
+        const next = cpAt(j, e);
+        this.bigrams.set(this.symbolOf(cp), this.symbolOf(next), 1);
+        const l = symbolOfRange(s, j);
+        const r = symbolOfRange(j, e);
         if (l >= 0 && r >= 0) this.merges.set(l, r, id);
+        cp = next;
+        j += width(next);
       }
     }
   }
 
+  /** The model proto: pieces, trainer and normalizer specs (the pieces are built anew on each call). */
+  get model(): SentencePieceModel {
+    return { pieces: this.table.toPieces(), trainerSpec: this.trainerSpec, normalizerSpec: this.normalizerSpec };
+  }
+
   /** Parses a SentencePiece model from bytes (browser-safe). `source` names it in errors. */
   static fromBytes(bytes: Uint8Array, source = '<bytes>'): Tokenizer {
-    return new Tokenizer(parseSentencePieceModel(bytes, source), source);
+    return new Tokenizer(parseSentencePieceTable(bytes, source), source);
   }
 
   private symbolOf(cp: number): number {
@@ -229,12 +267,13 @@ export class Tokenizer {
 
   idToPiece(id: number): string {
     this.checkId(id);
-    return this.pieces[id];
+    return this.table.piece(id);
   }
 
   /** SentencePiece's PieceToId: the id of `piece`, or unkId when it is not in the vocabulary. */
   pieceToId(piece: string): number {
-    return this.pieceIds.get(piece) ?? this.unkId;
+    const id = this.pieceIds.find(piece);
+    return id >= 0 ? id : this.unkId;
   }
 
   pieceType(id: number): PieceType {
@@ -523,7 +562,7 @@ export class Tokenizer {
       if (cands) for (const c of cands) if (c.length <= end - pos && norm.startsWith(c, pos)) { matched = c; break; }
       if (matched) {
         const nChars = Array.from(matched).length;
-        this.segSym[k] = this.pieceIds.get(matched)!;
+        this.segSym[k] = this.pieceIds.find(matched);
         this.segCp[k] = charCps[ci];
         this.symLen[k] = nChars;
         ci += nChars;
@@ -557,7 +596,8 @@ export class Tokenizer {
       out.push(s);
       return;
     }
-    const id = this.pieceIds.get(String.fromCodePoint(cp)) ?? this.unkId;
+    const found = this.pieceIds.findCodePoint(cp);
+    const id = found >= 0 ? found : this.unkId;
     if (id !== this.unkId || !this.byteFallback) {
       out.push(id);
       return;
@@ -569,15 +609,15 @@ export class Tokenizer {
 
   private symbolChar(s: number): number {
     if (s >= this.vocabSize) return this.extraSymbolChar[s - this.vocabSize];
-    return this.pieces[s].codePointAt(0)!;
+    return this.table.text.codePointAt(this.table.start[s])!;
   }
 
   /** Text of one non-byte piece, following SentencePiece's DecodeSentencePiece. */
   decodePiece(id: number, isBosWs: boolean, skipSpecial: boolean): { text: string; bosWsSeen: boolean } {
     const type = this.types[id];
-    if (type === PieceType.CONTROL) return { text: skipSpecial ? '' : this.pieces[id], bosWsSeen: false };
+    if (type === PieceType.CONTROL) return { text: skipSpecial ? '' : this.table.piece(id), bosWsSeen: false };
     if (type === PieceType.UNKNOWN) return { text: this.unkSurface, bosWsSeen: false };
-    let piece = this.pieces[id];
+    let piece = this.table.piece(id);
     let seen = false;
     if (isBosWs && (this.addDummyPrefix || this.removeExtraWhitespaces) && piece.startsWith(SPACE_SYMBOL)) {
       piece = piece.slice(SPACE_SYMBOL.length);

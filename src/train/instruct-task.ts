@@ -86,9 +86,14 @@ export function instructFiles(r: Recipe): InstructFiles {
   return { train, valid, trainSplit: { role: frac > 0 ? 'train' : 'all', fraction: frac } };
 }
 
-/** The template examples are rendered with: the recipe's chat_template, else the init folder's, else CoreNet's. */
+/**
+ * The template examples are rendered with: the recipe's chat_template, else that of the adapter
+ * the run starts from (peft.init), else the init folder's, else CoreNet's. The adapter's comes
+ * before the base's as at inference (`--adapter DIR`), so that continuing an adapter trains on the
+ * format it is chatted with.
+ */
 export function instructTemplate(r: Recipe): ChatTemplate {
-  return resolveChatTemplate({ file: r.chatTemplate, modelDir: r.model.init });
+  return resolveChatTemplate({ file: r.chatTemplate, adapterDirs: r.peft?.init !== undefined ? [r.peft.init] : [], modelDir: r.model.init });
 }
 
 /** An error for a data set that gave nothing to use, naming the first skipped line. */
@@ -143,8 +148,9 @@ export function withRunLength(ctx: InstructContext, examples: number, unit: stri
 
 /**
  * tokenizer_config.json for the checkpoints when the examples were rendered with a template other
- * than the built-in one (`chat_template: FILE`, or the init folder's), so that `openelm chat` on a
- * checkpoint renders conversations as the model was trained on them.
+ * than the built-in one (`chat_template: FILE`, peft.init's or the init folder's, as
+ * instructTemplate picks it), so that `openelm chat` on a checkpoint renders conversations as the
+ * model was trained on them.
  */
 export function templateCheckpointFiles(r: Recipe): Record<string, string> {
   const keep = (c: unknown): Record<string, unknown> | null => {
@@ -157,8 +163,12 @@ export function templateCheckpointFiles(r: Recipe): Record<string, string> {
   let cfg: Record<string, unknown> | null = null;
   if (r.chatTemplate !== undefined) {
     cfg = r.chatTemplate.endsWith('.json') ? keep(readJsonFile(r.chatTemplate, 'tokenizer config')) : { chat_template: fs.readFileSync(r.chatTemplate, 'utf8') };
-  } else if (r.model.init !== undefined && fs.existsSync(path.join(r.model.init, 'tokenizer_config.json'))) {
-    cfg = keep(readJsonFile(path.join(r.model.init, 'tokenizer_config.json'), 'tokenizer config'));
+  } else {
+    for (const dir of [r.peft?.init, r.model.init]) {
+      if (dir === undefined || !fs.existsSync(path.join(dir, 'tokenizer_config.json'))) continue;
+      cfg = keep(readJsonFile(path.join(dir, 'tokenizer_config.json'), 'tokenizer config'));
+      if (cfg) break;
+    }
   }
   return cfg ? { 'tokenizer_config.json': JSON.stringify(cfg, null, 2) + '\n' } : {};
 }

@@ -37,6 +37,35 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
 /** halfPair for f16 without denormal operands (for the rare groups holding subnormal halves). */
 @inline function halfPairExact(v: v128, hi: bool): v128 { return f16hiToF32Exact(hi ? v : i32x4.shl(v, 16)); }
 
+/**
+ * f16 weights against x·2¹¹²: the half's bits moved into place (f16hiToF32 without its multiply by
+ * 2¹¹²) are the f32 w·2⁻¹¹², and w·2⁻¹¹² times x·2¹¹² is the same real product w·x, rounded the
+ * same way, so the sums are bit for bit those of the unscaled form, one multiply per 4 weights
+ * cheaper. Only for groups without subnormal halves (their bits would be f32 denormals).
+ */
+@inline function f16Bits(v: v128, hi: bool): v128 {
+  return v128.and(i32x4.shr_s(hi ? v : i32x4.shl(v, 16), 3), i32x4.splat(0x8fffe000));
+}
+
+/** Whether k_prep_x stored x·2¹¹² after the deinterleaved x (it does unless some |x| ≥ 2¹⁶ or x is not finite). */
+@inline function f16Scaled(xd: usize, K: i32): bool { return load<i32>(xd + (<usize>K << 3)) != 0; }
+
+/** The scaled copy of a deinterleaved x for f16Bits, and its flag (see f16Scaled). */
+export function scaleForF16(xd: usize, K: i32): void {
+  const n = <usize>(K & ~7) << 2, xs = xd + (<usize>K << 2);
+  let m = f32x4.splat(0);
+  for (let o: usize = 0; o < n; o += 16) m = f32x4.max(m, f32x4.abs(v128.load(xd + o)));
+  const t = f32x4.max(m, v128.shuffle<f32>(m, m, 2, 3, 0, 1));
+  const amax = f32x4.extract_lane(f32x4.max(t, v128.shuffle<f32>(t, t, 1, 0, 3, 2)), 0);
+  // NaN compares false: such an x keeps the unscaled path, which propagates it as before
+  const ok = amax < 65536;
+  if (ok) {
+    const s = f32x4.splat(5.192296858534828e33);   // 2¹¹², exact
+    for (let o: usize = 0; o < n; o += 16) v128.store(xs + o, f32x4.mul(v128.load(xd + o), s));
+  }
+  store<i32>(xd + (<usize>K << 3), ok ? 1 : 0);
+}
+
 @inline function scalarHalf(h: u32, f16: bool): f32 {
   return f32x4.extract_lane(f16 ? f16hiToF32Exact(i32x4.splat(h << 16)) : bf16hiToF32(i32x4.splat(h << 16)), 0);
 }
@@ -108,7 +137,8 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
   }
 }
 
-@inline function gemvHalfT(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, f16: bool): void {
+@inline function gemvHalfT(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, f16: bool, scaled: bool): void {
+  const xs = xd + (<usize>K << 2);   // f16 with `scaled`: x·2¹¹², deinterleaved (k_prep_x)
   const rb = <usize>K << 1;
   const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
   let p = w + <usize>n0 * rb;
@@ -123,6 +153,11 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
         a1 = fmadd(halfPairExact(v0, true), v128.load(xd + xo, 16), a1);
         a2 = fmadd(halfPairExact(v1, false), v128.load(xd + xo, 32), a2);
         a3 = fmadd(halfPairExact(v1, true), v128.load(xd + xo, 48), a3);
+      } else if (f16 && scaled) {
+        a0 = fmadd(f16Bits(v0, false), v128.load(xs + xo), a0);
+        a1 = fmadd(f16Bits(v0, true), v128.load(xs + xo, 16), a1);
+        a2 = fmadd(f16Bits(v1, false), v128.load(xs + xo, 32), a2);
+        a3 = fmadd(f16Bits(v1, true), v128.load(xs + xo, 48), a3);
       } else {
         a0 = fmadd(halfPair(v0, f16, false), v128.load(xd + xo), a0);
         a1 = fmadd(halfPair(v0, f16, true), v128.load(xd + xo, 16), a1);
@@ -148,10 +183,11 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
 }
 
 export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  gemvHalfT(out, x, xd, w, K, n0, n1, acc, false);
+  gemvHalfT(out, x, xd, w, K, n0, n1, acc, false, false);
 }
 export function gemvF16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  gemvHalfT(out, x, xd, w, K, n0, n1, acc, true);
+  if (f16Scaled(xd, K)) gemvHalfT(out, x, xd, w, K, n0, n1, acc, true, true);
+  else gemvHalfT(out, x, xd, w, K, n0, n1, acc, true, false);
 }
 
 /** Lane j of v in every lane (a single shuffle). */
@@ -314,7 +350,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
 }
 
 @inline function gemvHalfR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, f16: bool, R: i32): void {
+  n0: i32, n1: i32, acc: i32, f16: bool, R: i32, scaled: bool): void {
   // gemvHalfT's order per row (four accumulators, 16 weights per step); weights widened once for all rows.
   const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
   const x1 = xd + ldp, x2 = x1 + ldp, x3 = x2 + ldp;
@@ -323,12 +359,17 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     const z = f32x4.splat(0);
     let a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
     let c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
-    let o: usize = 0, xo: usize = 0;
-    for (; o < e16; o += 32, xo += 64) {
+    let o: usize = 0, xo0: usize = 0;
+    for (; o < e16; o += 32, xo0 += 64) {
       const v = v128.load(p + o), t = v128.load(p + o, 16);
       let u0: v128, u1: v128, u2: v128, u3: v128;
+      let xo = xo0;
       if (f16 && f16AnySubnormal(v, t)) {
         u0 = halfPairExact(v, false); u1 = halfPairExact(v, true); u2 = halfPairExact(t, false); u3 = halfPairExact(t, true);
+      } else if (f16 && scaled) {
+        // every row's x·2¹¹² (f16Bits), K floats after its deinterleaved x
+        u0 = f16Bits(v, false); u1 = f16Bits(v, true); u2 = f16Bits(t, false); u3 = f16Bits(t, true);
+        xo += <usize>K << 2;
       } else {
         u0 = halfPair(v, f16, false); u1 = halfPair(v, f16, true); u2 = halfPair(t, f16, false); u3 = halfPair(t, f16, true);
       }
@@ -348,7 +389,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
       }
     }
     if (o < e8) {
-      const v = v128.load(p + o);
+      const v = v128.load(p + o), xo = xo0;
       const u0 = f16 ? halfPairExact(v, false) : halfPair(v, f16, false), u1 = f16 ? halfPairExact(v, true) : halfPair(v, f16, true);
       a0 = fmadd(u0, v128.load(xd + xo), a0); a1 = fmadd(u1, v128.load(xd + xo, 16), a1);
       if (R > 1) { b0 = fmadd(u0, v128.load(x1 + xo), b0); b1 = fmadd(u1, v128.load(x1 + xo, 16), b1); }
@@ -534,12 +575,21 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
 export function gemvF32R2(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 2); }
 export function gemvF32R3(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 3); }
 export function gemvF32R4(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 4); }
-export function gemvBf16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 2); }
-export function gemvBf16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 3); }
-export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 4); }
-export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 2); }
-export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 3); }
-export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 4); }
+export function gemvBf16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 2, false); }
+export function gemvBf16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 3, false); }
+export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 4, false); }
+export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K)) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 2, true);
+  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 2, false);
+}
+export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K)) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 3, true);
+  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 3, false);
+}
+export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K) && f16Scaled(xd + 3 * ldp, K)) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 4, true);
+  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 4, false);
+}
 export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
 export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
 export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }

@@ -5,7 +5,7 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvRows, deinterleave8, quantizeX } from './gemv';
+import { gemvRows, deinterleave8, quantizeX, scaleForF16 } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, gemvBlock, gemvBlockRows } from './blocks';
@@ -74,7 +74,7 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
 }
 
 /** Bytes the prepared x of a K-input GEMV needs (see k_prep_x). */
-export function prepBytes(K: i32): i32 { return 4 * K + 64; }
+export function prepBytes(K: i32): i32 { return 8 * K + 64; }
 
 /** Prepare the M input rows of a GEMV once, before the threads start: split for 16-bit
  * weights, quantized to int8 blocks for q8/q4 (and block dtypes in int8 mode); row m at
@@ -84,7 +84,8 @@ export function k_prep_x(a: usize): void {
   const ldp = <usize>prepBytes(K);
   for (let m = 0; m < M; m++) {
     const x = ap(a, 1) + ((<usize>m * <usize>K) << 2), xp = ap(a, 13) + <usize>m * ldp;
-    if (dtype == 1 || dtype == 2) deinterleave8(xp, x, K);
+    if (dtype == 1) deinterleave8(xp, x, K);
+    else if (dtype == 2) { deinterleave8(xp, x, K); scaleForF16(xp, K); }
     else if (dtype == 3 || dtype == 4 || blockInt(a, dtype)) {
       quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)

@@ -157,19 +157,41 @@ export function flashTiles(hd: number, limitBytes: number): { bq: number; bk: nu
   throw new Error(`head dim ${hd} is too large for ${limitBytes} bytes of workgroup memory`);
 }
 
-export function attnFlashKernel(G: number, hd: number, bq: number, bk: number): KernelSpec {
-  const npt = Math.ceil((bq * hd) / FLASH_WG);
-  return memo(`attn_flash_g${G}_hd${hd}_${bq}x${bk}`, () => ({
-    tensors: ['out', 'qkv', 'kc', 'vc'],
-    params: [['S', 'u32'], ['P', 'u32'], ['Q', 'u32'], ['Hkv', 'u32'], ['cap', 'u32'], ['scale', 'f32']],
-    body: `
-const G = ${G}u;
+/** The WGSL constants of a tiled attention kernel: G query heads per kv head, head size, tiles, threads, outputs per thread. */
+function tileConsts(G: number, hd: number, bq: number, bk: number, npt: number): string {
+  return `const G = ${G}u;
 const HD = ${hd}u;
 const BQ = ${bq}u;
 const BK = ${bk}u;
 const WG = ${FLASH_WG}u;
-const NPT = ${npt}u;
-var<workgroup> qs: array<f32, ${bq * hd}>;
+const NPT = ${npt}u;`;
+}
+
+/** Where the forward kernels (inference with a KV cache, training without) read and write. */
+interface FlashAddressing {
+  /** WGSL that sets r0 (the tile's first row) and nrows (rows of (query, head)), and what addressing needs. */
+  rows: string;
+  /** Element e % HD of the query of row gr. */
+  q: string;
+  /** WGSL that sets nkeys, the keys the tile's last row sees, and what addressing needs. */
+  keys: string;
+  /** Element e % HD of the key and value `key` of kv head g. */
+  k: string;
+  v: string;
+  /** Keys before query 0 (the cache's), as a WGSL term ending in `+ `, or ''. */
+  past: string;
+  /** Where row gr's output starts. */
+  out: string;
+  /** WGSL after the output is written. */
+  end: string;
+}
+
+/**
+ * The forward of causal attention for one tile of BQ (query, head) rows of kv head g: the keys in
+ * tiles of BK staged in workgroup memory, with the online softmax (FlashAttention).
+ */
+function flashMain(bq: number, bk: number, hd: number, a: FlashAddressing): string {
+  return `var<workgroup> qs: array<f32, ${bq * hd}>;
 var<workgroup> ks: array<f32, ${bk * hd}>;
 var<workgroup> vs: array<f32, ${bk * hd}>;
 var<workgroup> ps: array<f32, ${bq * bk}>;
@@ -178,19 +200,16 @@ var<workgroup> lrow: array<f32, ${bq}>;
 var<workgroup> arow: array<f32, ${bq}>;
 @compute @workgroup_size(${FLASH_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let g = wid.y;
-  let r0 = wid.x * BQ;
-  let nrows = p.S * G;
-  let W = (p.Q + 2u * p.Hkv) * HD;
+${a.rows}
   for (var e = li; e < BQ * HD; e += WG) {
     let gr = r0 + e / HD;
     var v = 0.0;
-    if (gr < nrows) { v = ld_qkv((gr / G) * W + (g * G + gr % G) * HD + e % HD); }
+    if (gr < nrows) { v = ${a.q}; }
     qs[e] = v;
   }
   if (li < BQ) { mrow[li] = ${NEG_BIG}; lrow[li] = 0.0; }
   var acc: array<f32, NPT>;
-  let nkeys = p.P + (min(r0 + BQ, nrows) - 1u) / G + 1u;
-  let kb = g * p.cap * HD;
+${a.keys}
   workgroupBarrier();
   for (var kt = 0u; kt < nkeys; kt += BK) {
     for (var e = li; e < BK * HD; e += WG) {
@@ -198,8 +217,8 @@ var<workgroup> arow: array<f32, ${bq}>;
       var kv = 0.0;
       var vv = 0.0;
       if (key < nkeys) {
-        kv = ld_kc(kb + key * HD + e % HD);
-        vv = ld_vc(kb + key * HD + e % HD);
+        kv = ${a.k};
+        vv = ${a.v};
       }
       ks[e] = kv;
       vs[e] = vv;
@@ -210,7 +229,7 @@ var<workgroup> arow: array<f32, ${bq}>;
       let j = e % BK;
       let gr = r0 + r;
       var s = ${NEG_BIG};
-      if (gr < nrows && kt + j <= p.P + gr / G) {
+      if (gr < nrows && kt + j <= ${a.past}gr / G) {
         var d = 0.0;
         for (var c = 0u; c < HD; c++) { d += qs[r * HD + c] * ks[j * HD + c]; }
         s = d * p.scale;
@@ -250,10 +269,32 @@ var<workgroup> arow: array<f32, ${bq}>;
     let o = li + q * WG;
     let gr = r0 + o / HD;
     if (o < BQ * HD && gr < nrows) {
-      st_out((gr / G) * p.Q * HD + (g * G + gr % G) * HD + o % HD, acc[q] / lrow[o / HD]);
+      st_out(${a.out} + o % HD, acc[q] / lrow[o / HD]);
     }
-  }
-}`,
+  }${a.end}
+}`;
+}
+
+export function attnFlashKernel(G: number, hd: number, bq: number, bk: number): KernelSpec {
+  const npt = Math.ceil((bq * hd) / FLASH_WG);
+  return memo(`attn_flash_g${G}_hd${hd}_${bq}x${bk}`, () => ({
+    tensors: ['out', 'qkv', 'kc', 'vc'],
+    params: [['S', 'u32'], ['P', 'u32'], ['Q', 'u32'], ['Hkv', 'u32'], ['cap', 'u32'], ['scale', 'f32']],
+    body: `
+${tileConsts(G, hd, bq, bk, npt)}
+${flashMain(bq, bk, hd, {
+  rows: `  let r0 = wid.x * BQ;
+  let nrows = p.S * G;
+  let W = (p.Q + 2u * p.Hkv) * HD;`,
+  q: 'ld_qkv((gr / G) * W + (g * G + gr % G) * HD + e % HD)',
+  keys: `  let nkeys = p.P + (min(r0 + BQ, nrows) - 1u) / G + 1u;
+  let kb = g * p.cap * HD;`,
+  k: 'ld_kc(kb + key * HD + e % HD)',
+  v: 'ld_vc(kb + key * HD + e % HD)',
+  past: 'p.P + ',
+  out: '(gr / G) * p.Q * HD + (g * G + gr % G) * HD',
+  end: '',
+})}`,
   }));
 }
 
@@ -292,101 +333,24 @@ export function attnTrainFwdKernel(G: number, hd: number, bq: number, bk: number
     tensors: ['out', 'lse', 'qkv'],
     params: [['T', 'u32'], ['Q', 'u32'], ['Hkv', 'u32'], ['scale', 'f32']],
     body: `
-const G = ${G}u;
-const HD = ${hd}u;
-const BQ = ${bq}u;
-const BK = ${bk}u;
-const WG = ${FLASH_WG}u;
-const NPT = ${npt}u;
+${tileConsts(G, hd, bq, bk, npt)}
 ${TRAIN_ADDR}
-var<workgroup> qs: array<f32, ${bq * hd}>;
-var<workgroup> ks: array<f32, ${bk * hd}>;
-var<workgroup> vs: array<f32, ${bk * hd}>;
-var<workgroup> ps: array<f32, ${bq * bk}>;
-var<workgroup> mrow: array<f32, ${bq}>;
-var<workgroup> lrow: array<f32, ${bq}>;
-var<workgroup> arow: array<f32, ${bq}>;
-@compute @workgroup_size(${FLASH_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let g = wid.y;
-  let b = wid.z;
+${flashMain(bq, bk, hd, {
+  rows: `  let b = wid.z;
   let r0 = wid.x * BQ;
-  let nrows = p.T * G;
-  for (var e = li; e < BQ * HD; e += WG) {
-    let gr = r0 + e / HD;
-    var v = 0.0;
-    if (gr < nrows) { v = ld_qkv(qAt(b, gr / G, g * G + gr % G) + e % HD); }
-    qs[e] = v;
-  }
-  if (li < BQ) { mrow[li] = ${NEG_BIG}; lrow[li] = 0.0; }
-  var acc: array<f32, NPT>;
-  let nkeys = (min(r0 + BQ, nrows) - 1u) / G + 1u;
-  workgroupBarrier();
-  for (var kt = 0u; kt < nkeys; kt += BK) {
-    for (var e = li; e < BK * HD; e += WG) {
-      let key = kt + e / HD;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (key < nkeys) {
-        kv = ld_qkv(kAt(b, key, g) + e % HD);
-        vv = ld_qkv(vAt(b, key, g) + e % HD);
-      }
-      ks[e] = kv;
-      vs[e] = vv;
-    }
-    workgroupBarrier();
-    for (var e = li; e < BQ * BK; e += WG) {
-      let r = e / BK;
-      let j = e % BK;
-      let gr = r0 + r;
-      var s = ${NEG_BIG};
-      if (gr < nrows && kt + j <= gr / G) {
-        var d = 0.0;
-        for (var c = 0u; c < HD; c++) { d += qs[r * HD + c] * ks[j * HD + c]; }
-        s = d * p.scale;
-      }
-      ps[e] = s;
-    }
-    workgroupBarrier();
-    if (li < BQ) {
-      let mold = mrow[li];
-      var mnew = mold;
-      for (var j = 0u; j < BK; j++) { mnew = max(mnew, ps[li * BK + j]); }
-      let alpha = exp(mold - mnew);
-      var l = lrow[li] * alpha;
-      for (var j = 0u; j < BK; j++) {
-        let e = exp(ps[li * BK + j] - mnew);
-        ps[li * BK + j] = e;
-        l += e;
-      }
-      mrow[li] = mnew;
-      lrow[li] = l;
-      arow[li] = alpha;
-    }
-    workgroupBarrier();
-    for (var q = 0u; q < NPT; q++) {
-      let o = li + q * WG;
-      if (o < BQ * HD) {
-        let r = o / HD;
-        let d = o % HD;
-        var a = acc[q] * arow[r];
-        for (var j = 0u; j < BK; j++) { a += ps[r * BK + j] * vs[j * HD + d]; }
-        acc[q] = a;
-      }
-    }
-    workgroupBarrier();
-  }
-  for (var q = 0u; q < NPT; q++) {
-    let o = li + q * WG;
-    let gr = r0 + o / HD;
-    if (o < BQ * HD && gr < nrows) {
-      st_out(oAt(b, gr / G, g * G + gr % G) + o % HD, acc[q] / lrow[o / HD]);
-    }
-  }
+  let nrows = p.T * G;`,
+  q: 'ld_qkv(qAt(b, gr / G, g * G + gr % G) + e % HD)',
+  keys: '  let nkeys = (min(r0 + BQ, nrows) - 1u) / G + 1u;',
+  k: 'ld_qkv(kAt(b, key, g) + e % HD)',
+  v: 'ld_qkv(vAt(b, key, g) + e % HD)',
+  past: '',
+  out: 'oAt(b, gr / G, g * G + gr % G)',
+  end: `
   if (li < BQ && r0 + li < nrows) {
     let gr = r0 + li;
     st_lse(sAt(b, gr / G, g * G + gr % G), mrow[li] + log(lrow[li]));
-  }
-}`,
+  }`,
+})}`,
   }));
 }
 
@@ -502,12 +466,7 @@ export function attnBwdKVKernel(G: number, hd: number, bq: number, bk: number): 
     tensors: ['dqkv', 'dout', 'qkv', 'lse', 'dd'],
     params: BWD_PARAMS,
     body: `
-const G = ${G}u;
-const HD = ${hd}u;
-const BQ = ${bq}u;
-const BK = ${bk}u;
-const WG = ${FLASH_WG}u;
-const NPT = ${npt}u;
+${tileConsts(G, hd, bq, bk, npt)}
 ${TRAIN_ADDR}
 ${bwdShared(bq, bk, hd)}
 @compute @workgroup_size(${FLASH_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -560,12 +519,7 @@ export function attnBwdQKernel(G: number, hd: number, bq: number, bk: number): K
     tensors: ['dqkv', 'dout', 'qkv', 'lse', 'dd'],
     params: BWD_PARAMS,
     body: `
-const G = ${G}u;
-const HD = ${hd}u;
-const BQ = ${bq}u;
-const BK = ${bk}u;
-const WG = ${FLASH_WG}u;
-const NPT = ${npt}u;
+${tileConsts(G, hd, bq, bk, npt)}
 ${TRAIN_ADDR}
 ${bwdShared(bq, bk, hd)}
 @compute @workgroup_size(${FLASH_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {

@@ -12,6 +12,22 @@ import { WGSL_GRID, type KernelSpec } from '../kernel.js';
 import { UNIT_ELEMS, weightDecoders } from '../weights-wgsl.js';
 import { memo } from './common.js';
 
+/**
+ * The end of both matmul kernels: each thread's 4×4 results `acc` (rows ty + 16i, columns tx + 16j
+ * of the tile at m0, n0) written to C, or added to it when p.acc is set; edge tiles skip what lies
+ * outside M × N.
+ */
+const STORE_TILE = `  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty + 16u * i;
+    if (m >= p.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx + 16u * j;
+      if (n >= p.N) { continue; }
+      let o = m * p.N + n;
+      if (p.acc != 0u) { st_c(o, ld_c(o) + acc[i][j]); } else { st_c(o, acc[i][j]); }
+    }
+  }`;
+
 export const GEMV_MAX_M = 8;
 /** Rows of W per GEMV workgroup, and threads per row without subgroups. */
 export const GEMV_ROWS = 8;
@@ -174,16 +190,7 @@ var<workgroup> ns: array<vec4<h>, ${MM_TILE * Q}>;
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
-    if (m >= p.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx + 16u * j;
-      if (n >= p.N) { continue; }
-      let o = m * p.N + n;
-      if (p.acc != 0u) { st_c(o, ld_c(o) + acc[i][j]); } else { st_c(o, acc[i][j]); }
-    }
-  }
+${STORE_TILE}
 }`;
 }
 
@@ -249,16 +256,7 @@ var<workgroup> ns: array<f32, ${MM_BK * MM_TILE}>;
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
-    if (m >= p.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx + 16u * j;
-      if (n >= p.N) { continue; }
-      let o = m * p.N + n;
-      if (p.acc != 0u) { st_c(o, ld_c(o) + acc[i][j]); } else { st_c(o, acc[i][j]); }
-    }
-  }
+${STORE_TILE}
 }`;
     return { ...common, body };
   });

@@ -10,19 +10,27 @@ import { memo, reduceArgs, reduceBuiltins, reduceSum } from './common.js';
  */
 export function normThreads(dim: number): number { return dim <= 64 ? 64 : dim <= 128 ? 128 : 256; }
 
+/**
+ * The start of a kernel with one workgroup of `wg` threads per row of `p.dim` values (`p.rows` rows)
+ * that sums across the workgroup: `r` is the row, `o` its first element, `li` the thread.
+ */
+function rowKernelHead(wg: number, sg: boolean): string {
+  return `${WGSL_GRID}
+${reduceSum(wg, sg)}
+@compute @workgroup_size(${wg}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) li: u32${reduceBuiltins(sg)}) {
+  let r = wgid(wid, nwg);
+  if (r >= p.rows) { return; }
+  let o = r * p.dim;`;
+}
+
 /** out[r] = x[r] · rsqrt(mean(x[r]²) + eps) · w; with `rstd`, also rstd[r] = that rsqrt. */
 export function rmsnormKernel(rstd: boolean, sg: boolean, NORM_WG = 256): KernelSpec {
   return memo(`rmsnorm_${rstd ? 'r' : ''}_${sg ? 'sg' : 'wg'}_${NORM_WG}`, () => ({
     tensors: rstd ? ['out', 'x', 'w', 'rstd'] : ['out', 'x', 'w'],
     params: [['rows', 'u32'], ['dim', 'u32'], ['eps', 'f32']],
     enables: sg ? ['subgroups'] : [],
-    body: `${WGSL_GRID}
-${reduceSum(NORM_WG, sg)}
-@compute @workgroup_size(${NORM_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) li: u32${reduceBuiltins(sg)}) {
-  let r = wgid(wid, nwg);
-  if (r >= p.rows) { return; }
-  let o = r * p.dim;
+    body: `${rowKernelHead(NORM_WG, sg)}
   var ss = 0.0;
   for (var i = li; i < p.dim; i += ${NORM_WG}u) { let v = ld_x(o + i); ss += v * v; }
   let inv = 1.0 / sqrt(reduceSum(ss, ${reduceArgs(sg)}) / f32(p.dim) + p.eps);
@@ -98,13 +106,7 @@ export function rmsnormBwdKernel(sg: boolean, NORM_WG = 256): KernelSpec {
     tensors: ['dx', 'dy', 'x', 'w', 'rstd'],
     params: [['rows', 'u32'], ['dim', 'u32']],
     enables: sg ? ['subgroups'] : [],
-    body: `${WGSL_GRID}
-${reduceSum(NORM_WG, sg)}
-@compute @workgroup_size(${NORM_WG}) fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) li: u32${reduceBuiltins(sg)}) {
-  let r = wgid(wid, nwg);
-  if (r >= p.rows) { return; }
-  let o = r * p.dim;
+    body: `${rowKernelHead(NORM_WG, sg)}
   let inv = ld_rstd(r);
   var s = 0.0;
   for (var i = li; i < p.dim; i += ${NORM_WG}u) { s += ld_dy(o + i) * ld_w(i) * (ld_x(o + i) * inv); }
