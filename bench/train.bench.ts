@@ -102,6 +102,10 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
     if (s === warmup && prof) { prof.reset(); native?.profile?.(true); }
     const inputs = new Int32Array(n), targets = new Int32Array(n);
     for (let i = 0; i < n; i++) { inputs[i] = rng.int(config.vocabSize); targets[i] = rng.int(config.vocabSize); }
+    // as the trainer lets the event loop turn between steps: a wasm memory started during a step
+    // (the optimizer's state, past 4 GiB) gets its worker threads then; without it, every kernel in
+    // that memory would stay on this thread for the whole run
+    await backend.sync();
     const g0 = gemm.seconds, f0 = gemm.flops;
     const t0 = performance.now(), c0 = process.cpuUsage();
     model.zeroGrad();

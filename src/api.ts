@@ -143,6 +143,9 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
       ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, adapterDirs, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
     const isInstruct = isInstructName(source, dir, nameOrPath);
+    // weights past one wasm memory start more memories, whose worker threads start asynchronously:
+    // let them, so decoding never runs those layers on one thread
+    await backend.sync();
     return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs, adapters });
   } catch (e) {
     if (owned) backend.dispose();
