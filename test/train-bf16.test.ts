@@ -65,6 +65,16 @@ async function cpuBackends(): Promise<{ name: string; be: Backend }[]> {
   return out;
 }
 
+/** Random A, B, C0 and the f64 product of A and B rounded to bf16, into (or onto) C0. */
+function roundedProduct(gemm: JsGemm, op: 'nt' | 'nn' | 'tn', M: number, N: number, K: number, acc: boolean) {
+  const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
+  const ar = new Float64Array(M * K), br = new Float64Array(N * K);
+  roundToBf16(ar, A, M * K); roundToBf16(br, B, N * K);
+  const want = Float64Array.from(C0);
+  gemm[op](want, ar, br, M, N, K, acc);
+  return { A, B, C0, want };
+}
+
 test('bf16 matmul on every backend equals the f64 product of the rounded operands (nt / nn / tn, accumulating)', async () => {
   const gemm = new JsGemm();
   const bes = await cpuBackends();
@@ -72,11 +82,7 @@ test('bf16 matmul on every backend equals the f64 product of the rounded operand
     for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [33, 65, 17], [130, 300, 257]]) {
       for (const op of ['nt', 'nn', 'tn'] as const) {
         for (const acc of [false, true]) {
-          const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
-          const ar = new Float64Array(M * K), br = new Float64Array(N * K);
-          roundToBf16(ar, A, M * K); roundToBf16(br, B, N * K);
-          const want = Float64Array.from(C0);
-          gemm[op](want, ar, br, M, N, K, acc);
+          const { A, B, C0, want } = roundedProduct(gemm, op, M, N, K, acc);
           const plain = Float64Array.from(C0);
           gemm[op](plain, Float64Array.from(A), Float64Array.from(B), M, N, K, acc);
           for (const { name, be } of bes) {
@@ -182,11 +188,7 @@ test('the AMX bf16 path equals the BLAS-like bf16 GEMM and gives the same bits w
     for (const [M, N, K] of [[130, 300, 257], [300, 520, 260], [2100, 1024, 64], [64, 1030, 96]]) {
       for (const [op, ta, tb] of [['nt', false, true], ['nn', false, false], ['tn', true, false]] as const) {
         for (const acc of [false, true]) {
-          const A = randn(M * K), B = randn(N * K), C0 = randn(M * N);
-          const ar = new Float64Array(M * K), br = new Float64Array(N * K);
-          roundToBf16(ar, A, M * K); roundToBf16(br, B, N * K);
-          const want = Float64Array.from(C0);
-          gemm[op](want, ar, br, M, N, K, acc);
+          const { A, B, C0, want } = roundedProduct(gemm, op, M, N, K, acc);
           const lda = ta ? M : K, ldb = tb ? K : N;
           const run = (amx: boolean, threads: number): Float32Array => {
             assert.equal(nb.useAmx(amx), amx);
