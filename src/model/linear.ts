@@ -45,13 +45,20 @@ export class DenseLinear implements TrainLinear {
   backward(dx: Tensor, dy: Tensor, x: Tensor, M: number): void {
     const be = this.be, O = this.outFeatures, I = this.inFeatures;
     // both products read dY: rounded once (bf16)
-    const release = this.precision === 'bf16' ? be.holdBf16?.(dy) : undefined;
-    try {
+    withHeldBf16(be, this.precision === 'bf16', dy, () => {
       be.matmul(this.dw, dy, x, O, I, M, 'tn', true, this.precision);
       be.matmul(dx, dy, this.w, M, I, O, 'nn', false, this.precision);
-    } finally {
-      release?.();
-    }
+    });
+  }
+}
+
+/** Runs `body` with `t` held for bf16 products (Backend.holdBf16) when `hold`, released after. */
+export function withHeldBf16(be: Backend, hold: boolean, t: Tensor, body: () => void): void {
+  const release = hold ? be.holdBf16?.(t) : undefined;
+  try {
+    body();
+  } finally {
+    release?.();
   }
 }
 

@@ -37,7 +37,7 @@ import { layoutOf, paramLayout, type ParamLayout } from './layout.js';
 import { assembleWeights, type ModelWeights } from './openelm.js';
 import { ChunkedTensor } from './chunked.js';
 import { EMBEDDING, FINAL_NORM, LM_HEAD, mapLayers, paramSpecs, type LayerParams } from './params.js';
-import { DenseLinear, FrozenLinear, type LinearRun, type LinearSaved, type TrainLinear } from './linear.js';
+import { DenseLinear, FrozenLinear, withHeldBf16, type LinearRun, type LinearSaved, type TrainLinear } from './linear.js';
 import { AdaptedEmbedding, AdaptedLinear, AdapterShared, adapterParamNames, adapterParamSpecs, type AdapterTensors, type DropoutMasks } from './adapted.js';
 import { Rope } from './rope.js';
 import { DEFAULT_IGNORE_INDEX, countValid, zLossCoefficient } from './loss.js';
@@ -567,13 +567,10 @@ export class TrainableModel {
     const D = this.config.modelDim, V = this.config.vocabSize, be = this.backend;
     const dx = k.contiguous ? be.view(this.dxn, k.idx[0] * D, m * D) : be.view(this.headDx, 0, m * D);
     // both products read the logits' gradient: rounded once (bf16)
-    const release = this.precision === 'bf16' && this.dHead ? be.holdBf16?.(k.lg) : undefined;
-    try {
+    withHeldBf16(be, this.precision === 'bf16' && this.dHead !== null, k.lg, () => {
       this.mm(dx, k.lg, this.head, m, D, V, 'nn', false);
       if (this.dHead) this.mm(this.dHead, k.lg, k.x, V, D, m, 'tn', true);
-    } finally {
-      release?.();
-    }
+    });
     if (!k.contiguous) be.scatterRows(this.dxn, dx, k.idx, D);
   }
 
