@@ -21,7 +21,7 @@
 //              peak RSS from /usr/bin/time.
 // Decode is memory-bound: every weight is read once per token (the tied head reads the whole
 // embedding), so bytes/token is the weights' size and GB/s = bytes/token x decode tok/s.
-// Prints one JSON object: both sides' prefill/decode tok/s, GB/s and the ratios ours / llama.cpp.
+// Prints one JSON object: both sides' prefill/decode tok/s, GB/s, peak RSS and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
         const wbytes = Number(m.weights_mb) * 2 ** 20;
         row[`ours_${v}`] = { backend: m.backend, native: m.native ?? null, threads: m.threads, prefill_tok_s: r2(m.prefill_tok_s), decode_tok_s: r2(m.decode_tok_s), rss_mb: r2(m.rss_mb),
           weights_mb: r2(wbytes / 1e6), decode_gb_s: r2(wbytes * m.decode_tok_s / 1e9), load_ms: r2(Number(m.load_ms)),
-          ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s) } };
+          ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s), rss: r2(m.rss_mb / theirs.rss_mb) } };
       }
       rows.push(row);
     }
