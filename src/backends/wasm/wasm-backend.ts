@@ -9,7 +9,7 @@
 // sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, isBlockDType, q4MetaBytes, QBLOCK, weightBytes, weightRowToF32 } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, q4MetaBytes, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
@@ -333,6 +333,47 @@ export class WasmBackend implements Backend {
     const w: Weight = { dtype: 'f32', rows, cols, data: a };
     this.prepareWeight(w);
     return w;
+  }
+
+  /**
+   * setWeightRows on the threads, for q8/q4 weights whose storage lives in one of this backend's
+   * memories (what allocWeight returns); others go through setWeightRows itself. The rows are
+   * staged into the weight's memory; each row comes out the same whatever the thread count.
+   */
+  quantizeRows(w: Weight, r0: number, src: Float32Array, importance?: Float32Array): void {
+    this.live();
+    const q4 = w.dtype === 'q4';
+    const home = (q4 || w.dtype === 'q8') && w.scales ? this.shardOf(w.data) : null;
+    if (!home || !home.arena.owns(w.scales!)) { setWeightRows(w, r0, src, importance); return; }
+    const K = w.cols, rows = src.length / K;
+    if (!(Number.isInteger(rows) && Number.isInteger(r0) && r0 >= 0 && r0 + rows <= w.rows)) {
+      throw new OpenELMError('usage', `${src.length} values are not whole rows ${r0}.. of a ${w.rows}×${K} weight`);
+    }
+    if (q4 && importance && importance.length !== K) throw new OpenELMError('usage', `q4 importance needs one value per column (${K}), got ${importance.length}`);
+    if (rows === 0) return;
+    this.begin(home);
+    const xp = this.inF32(src, src.length, 'rows to quantize');
+    let ip = 0;
+    if (q4) {
+      // no importance weighs every column 1: the same sums, bit for bit
+      ip = this.cur.stageTake(K * 4);
+      const imp = this.cur.arena.f32(ip, K);
+      if (importance) imp.set(importance); else imp.fill(1);
+    }
+    this.cur.ensureScratch(this.cur.k.quantizeScratch(K), this.threads);
+    const a = this.cur.ai;
+    a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = rows; a[3] = K; a[4] = ip;
+    a[5] = w.data.byteOffset; a[6] = w.scales!.byteOffset; a[7] = r0; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
+    // about 40 f64 operations per value for q4, 4 for q8
+    this.exec('k_quantize', rows * K * (q4 ? 40 : 4), rows);
+    if (!q4) return;
+    const meta = w.scales as Uint8Array, mb = q4MetaBytes(K);
+    const dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+    for (let r = r0; r < r0 + rows; r++) {
+      if (!Number.isFinite(dv.getFloat32(r * mb, true)) || !Number.isFinite(dv.getFloat32(r * mb + 4, true))) {
+        throw new OpenELMError('dtype', `q4 cannot hold row ${r}: its values are not finite`);
+      }
+    }
   }
 
   /** Kernel calls so far: run inline (small work) and split over the threads. */

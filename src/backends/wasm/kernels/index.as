@@ -13,8 +13,9 @@ import { hasIntGemv, gemvBlockInt, q4_0Correction } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
+import { quantizeRows, quantizeScratch } from './quantize';
 
-export { attentionScratch };
+export { attentionScratch, quantizeScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -141,6 +142,14 @@ export function k_storekv(a: usize, tid: i32, c: i32, nc: i32): void {
 export function k_embedding(a: usize, tid: i32, c: i32, nc: i32): void {
   const n = ai(a, 7);
   embeddingRows(ap(a, 0), ai(a, 1), ap(a, 2), ap(a, 3), ap(a, 4), ai(a, 5), ap(a, 6), part(n, c, nc, 1), part(n, c + 1, nc, 1));
+}
+
+// quantize (loading with --dtype q8/q4): 0 dtype (3 q8, 4 q4), 1 src rows, 2 rows, 3 K, 4 importance
+//           (K f32), 5 data, 6 scales (q4: the rows' scale data), 7 first weight row, 8 scratch, 9 stride
+export function k_quantize(a: usize, tid: i32, c: i32, nc: i32): void {
+  const rows = ai(a, 2);
+  quantizeRows(ai(a, 0), ap(a, 1), ai(a, 3), ap(a, 4), ap(a, 5), ap(a, 6), ai(a, 7),
+    part(rows, c, nc, 1), part(rows, c + 1, nc, 1), ap(a, 8) + <usize>tid * ap(a, 9));
 }
 
 /**
