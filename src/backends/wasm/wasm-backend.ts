@@ -73,6 +73,8 @@ const CHUNKS_PER_THREAD = 4;
 const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q6_k]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
+/** Most values quantizeRows stages into a memory per kernel call (1 MiB). */
+const QUANTIZE_STAGE_FLOATS = 1 << 18;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
 const NATIVE_MIN_ROWS = 32;
 
@@ -350,22 +352,26 @@ export class WasmBackend implements Backend {
       throw new OpenELMError('usage', `${src.length} values are not whole rows ${r0}.. of a ${w.rows}×${K} weight`);
     }
     if (q4 && importance && importance.length !== K) throw new OpenELMError('usage', `q4 importance needs one value per column (${K}), got ${importance.length}`);
-    if (rows === 0) return;
-    this.begin(home);
-    const xp = this.inF32(src, src.length, 'rows to quantize');
-    let ip = 0;
-    if (q4) {
-      // no importance weighs every column 1: the same sums, bit for bit
-      ip = this.cur.stageTake(K * 4);
-      const imp = this.cur.arena.f32(ip, K);
-      if (importance) imp.set(importance); else imp.fill(1);
+    // staged a few rows at a time: the memory keeps its staging area, which stays small this way
+    const step = Math.max(1, Math.floor(QUANTIZE_STAGE_FLOATS / K));
+    for (let i = 0; i < rows; i += step) {
+      const n = Math.min(step, rows - i);
+      this.begin(home);
+      const xp = this.inF32(src.subarray(i * K, (i + n) * K), n * K, 'rows to quantize');
+      let ip = 0;
+      if (q4) {
+        // no importance weighs every column 1: the same sums, bit for bit
+        ip = this.cur.stageTake(K * 4);
+        const imp = this.cur.arena.f32(ip, K);
+        if (importance) imp.set(importance); else imp.fill(1);
+      }
+      this.cur.ensureScratch(this.cur.k.quantizeScratch(K), this.threads);
+      const a = this.cur.ai;
+      a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = n; a[3] = K; a[4] = ip;
+      a[5] = w.data.byteOffset; a[6] = w.scales!.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
+      // about 40 f64 operations per value for q4, 4 for q8
+      this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
     }
-    this.cur.ensureScratch(this.cur.k.quantizeScratch(K), this.threads);
-    const a = this.cur.ai;
-    a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = rows; a[3] = K; a[4] = ip;
-    a[5] = w.data.byteOffset; a[6] = w.scales!.byteOffset; a[7] = r0; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
-    // about 40 f64 operations per value for q4, 4 for q8
-    this.exec('k_quantize', rows * K * (q4 ? 40 : 4), rows);
     if (!q4) return;
     const meta = w.scales as Uint8Array, mb = q4MetaBytes(K);
     const dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
