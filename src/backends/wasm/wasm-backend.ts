@@ -345,8 +345,9 @@ export class WasmBackend implements Backend {
   quantizeRows(w: Weight, r0: number, src: Float32Array, importance?: Float32Array): void {
     this.live();
     const q4 = w.dtype === 'q4';
-    const home = (q4 || w.dtype === 'q8') && w.scales ? this.shardOf(w.data) : null;
-    if (!home || !home.arena.owns(w.scales!)) { setWeightRows(w, r0, src, importance); return; }
+    const scales = q4 || w.dtype === 'q8' ? w.scales : undefined;
+    const home = scales ? this.shardOf(w.data) : null;
+    if (!scales || !home?.arena.owns(scales)) { setWeightRows(w, r0, src, importance); return; }
     const K = w.cols, rows = src.length / K;
     if (!(Number.isInteger(rows) && Number.isInteger(r0) && r0 >= 0 && r0 + rows <= w.rows)) {
       throw new OpenELMError('usage', `${src.length} values are not whole rows ${r0}.. of a ${w.rows}×${K} weight`);
@@ -368,7 +369,7 @@ export class WasmBackend implements Backend {
       this.cur.ensureScratch(this.cur.k.quantizeScratch(K), this.threads);
       const a = this.cur.ai;
       a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = n; a[3] = K; a[4] = ip;
-      a[5] = w.data.byteOffset; a[6] = w.scales!.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
+      a[5] = w.data.byteOffset; a[6] = scales.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
       // about 40 f64 operations per value for q4, 4 for q8
       this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
     }
