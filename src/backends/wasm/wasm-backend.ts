@@ -370,6 +370,7 @@ export class WasmBackend implements Backend {
       const a = this.cur.ai;
       a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = n; a[3] = K; a[4] = ip;
       a[5] = w.data.byteOffset; a[6] = scales.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
+      a[10] = importance ? 0 : 1;
       // about 40 f64 operations per value for q4, 4 for q8
       this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
     }

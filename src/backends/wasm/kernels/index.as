@@ -145,10 +145,11 @@ export function k_embedding(a: usize, tid: i32, c: i32, nc: i32): void {
 }
 
 // quantize (loading with --dtype q8/q4): 0 dtype (3 q8, 4 q4), 1 src rows, 2 rows, 3 K, 4 importance
-//           (K f32), 5 data, 6 scales (q4: the rows' scale data), 7 first weight row, 8 scratch, 9 stride
+//           (K f32), 5 data, 6 scales (q4: the rows' scale data), 7 first weight row, 8 scratch, 9 stride,
+//           10 the importance is all 1
 export function k_quantize(a: usize, tid: i32, c: i32, nc: i32): void {
   const rows = ai(a, 2);
-  quantizeRows(ai(a, 0), ap(a, 1), ai(a, 3), ap(a, 4), ap(a, 5), ap(a, 6), ai(a, 7),
+  quantizeRows(ai(a, 0), ap(a, 1), ai(a, 3), ap(a, 4), ai(a, 10) != 0, ap(a, 5), ap(a, 6), ai(a, 7),
     part(rows, c, nc, 1), part(rows, c + 1, nc, 1), ap(a, 8) + <usize>tid * ap(a, 9));
 }
 

@@ -46,22 +46,50 @@ let gS: v128 = ZERO, gM: v128 = ZERO;
 /**
  * weight-format.ts q4Levels for a pair: the weighted squared error of each block's nearest levels
  * for its scale s and min m; leaves Σw·q, Σw·q², Σw·q·x in the globals. l is
- * `t <= 0 ? 0 : t >= 15 ? 15 : (t + 0.5) | 0` (NaN: 0, as `| 0` gives).
+ * `t <= 0 ? 0 : t >= 15 ? 15 : (t + 0.5) | 0` (NaN: 0, as `| 0` gives). With no importance (every
+ * weight 1) the products by the weight are left out: w·y is y exactly.
  */
-function levels2(xv: usize, wv: usize, s: v128, m: v128): v128 {
-  const inv = v128.bitselect(f64x2.div(ONE, s), ZERO, f64x2.gt(s, ZERO));
+@inline function levels2(xv: usize, wv: usize, s: v128, m: v128, unit: bool): v128 {
+  return unit ? levels2U(xv, s, m) : levels2W(xv, wv, s, m);
+}
+
+/** The level of t (see levels2): where t > 0, min(trunc(t + 0.5), 15), else 0 (all bits clear). */
+@inline function level2(t: v128): v128 {
+  return v128.and(f64x2.pmin(f64x2.trunc(f64x2.add(t, HALF)), FIFTEEN), f64x2.gt(t, ZERO));
+}
+
+/** 1/s where s > 0, else 0. */
+@inline function inverse2(s: v128): v128 { return v128.and(f64x2.div(ONE, s), f64x2.gt(s, ZERO)); }
+
+function levels2W(xv: usize, wv: usize, s: v128, m: v128): v128 {
+  const inv = inverse2(s);
   let e = ZERO, w1 = ZERO, w2 = ZERO, w4 = ZERO;
   for (let i = 0; i < QB; i++) {
     const o = <usize>i << 4;
     const v = v128.load(xv + o), wt = v128.load(wv + o);
-    const t = f64x2.mul(f64x2.sub(v, m), inv);
-    const l = v128.bitselect(f64x2.pmin(f64x2.trunc(f64x2.add(t, HALF)), FIFTEEN), ZERO, f64x2.gt(t, ZERO));
+    const l = level2(f64x2.mul(f64x2.sub(v, m), inv));
     const d = f64x2.sub(f64x2.add(f64x2.mul(l, s), m), v);
     e = f64x2.add(e, f64x2.mul(f64x2.mul(wt, d), d));
     const wl = f64x2.mul(wt, l);
     w1 = f64x2.add(w1, wl);
     w2 = f64x2.add(w2, f64x2.mul(wl, l));
     w4 = f64x2.add(w4, f64x2.mul(wl, v));
+  }
+  gQ = w1; gQQ = w2; gQX = w4;
+  return e;
+}
+
+function levels2U(xv: usize, s: v128, m: v128): v128 {
+  const inv = inverse2(s);
+  let e = ZERO, w1 = ZERO, w2 = ZERO, w4 = ZERO;
+  for (let i = 0; i < QB; i++) {
+    const v = v128.load(xv + (<usize>i << 4));
+    const l = level2(f64x2.mul(f64x2.sub(v, m), inv));
+    const d = f64x2.sub(f64x2.add(f64x2.mul(l, s), m), v);
+    e = f64x2.add(e, f64x2.mul(d, d));
+    w1 = f64x2.add(w1, l);
+    w2 = f64x2.add(w2, f64x2.mul(l, l));
+    w4 = f64x2.add(w4, f64x2.mul(l, v));
   }
   gQ = w1; gQQ = w2; gQX = w4;
   return e;
@@ -79,7 +107,7 @@ function levels2(xv: usize, wv: usize, s: v128, m: v128): v128 {
 @inline function finite2(v: v128): v128 { return f64x2.eq(f64x2.sub(v, v), ZERO); }
 
 /** weight-format.ts fitQ4Block for a pair (its levels are not needed here): the blocks' s, m into gS, gM. */
-function fitPair(xv: usize, wv: usize): void {
+function fitPair(xv: usize, wv: usize, unit: bool): void {
   let lo = f64x2(Infinity, Infinity), hi = f64x2(-Infinity, -Infinity);
   for (let i = 0; i < QB; i++) {
     const v = v128.load(xv + (<usize>i << 4));
@@ -90,13 +118,13 @@ function fitPair(xv: usize, wv: usize): void {
   // a lane is done once its block's fit has returned (s = 0) or left the loop
   let done = f64x2.eq(bs, ZERO);
   if (!i64x2.all_true(done)) {
-    let best = levels2(xv, wv, bs, bm);
+    let best = levels2(xv, wv, bs, bm, unit);
     for (let it = 0; it < 2; it++) {      // FIT_ROUNDS
       let act = v128.andnot(lsFit2(), done);
       const s = gS, m = gM;
       act = v128.and(act, v128.and(f64x2.gt(s, ZERO), finite2(m)));
       if (!v128.any_true(act)) break;
-      const e = levels2(xv, wv, s, m);
+      const e = levels2(xv, wv, s, m, unit);
       act = v128.and(act, f64x2.lt(e, best));
       best = v128.bitselect(e, best, act); bs = v128.bitselect(s, bs, act); bm = v128.bitselect(m, bm, act);
       done = v128.or(done, v128.not(act));
@@ -114,7 +142,7 @@ export function quantizeScratch(K: i32): i32 { const pairs = ((K >> 5) + 1) >> 1
  * block at data, D, M and the scale and min codes at meta. A row whose D or M is not finite gets
  * them written and nothing else (the caller refuses it).
  */
-function q4Rows(src: usize, K: i32, imp: usize, data: usize, meta: usize, r0: i32, i0: i32, i1: i32, scr: usize): void {
+function q4Rows(src: usize, K: i32, imp: usize, unit: bool, data: usize, meta: usize, r0: i32, i0: i32, i1: i32, scr: usize): void {
   const nb = K >> 5, mb = metaBytes(K), pairs = (nb + 1) >> 1;
   const PB = <usize>(QB << 4);                       // bytes of one pair's values
   const xs = scr, ws = scr + <usize>pairs * PB, fits = ws + <usize>pairs * PB;
@@ -142,7 +170,7 @@ function q4Rows(src: usize, K: i32, imp: usize, data: usize, meta: usize, r0: i3
         w0 = f64x2.add(w0, wt); w3 = f64x2.add(w3, f64x2.mul(wt, v));
       }
       gW = w0; gX = w3;
-      fitPair(xv, wv);
+      fitPair(xv, wv, unit);
       v128.store(fits + (<usize>p << 5), gS);
       v128.store(fits + (<usize>p << 5), gM, 16);
       smax = max<f64>(smax, max<f64>(f64x2.extract_lane(gS, 0), f64x2.extract_lane(gS, 1)));
@@ -170,7 +198,7 @@ function q4Rows(src: usize, K: i32, imp: usize, data: usize, meta: usize, r0: i3
         w0 = f64x2.add(w0, wt); w3 = f64x2.add(w3, f64x2.mul(wt, v128.load(xv + o)));
       }
       gW = w0; gX = w3;
-      const best = levels2(xv, wv, s, m);
+      const best = levels2(xv, wv, s, m, unit);
       const ok = v128.and(lsFit2(), v128.and(f64x2.gt(gS, ZERO), finite2(gM)));
       if (v128.any_true(ok)) {
         const ls = gS, lm = gM;
@@ -178,7 +206,7 @@ function q4Rows(src: usize, K: i32, imp: usize, data: usize, meta: usize, r0: i3
         const tm0 = minCode(f64x2.extract_lane(lm, 0), M), tm1 = minCode(f64x2.extract_lane(lm, 1), M);
         const s1 = f64x2.replace_lane(f64x2.splat(<f64><f32>(D * <f64>tc0)), 1, <f64><f32>(D * <f64>tc1));
         const m1 = f64x2.replace_lane(f64x2.splat(<f64><f32>(M * <f64>tm0)), 1, <f64><f32>(M * <f64>tm1));
-        const take = v128.and(ok, f64x2.lt(levels2(xv, wv, s1, m1), best));
+        const take = v128.and(ok, f64x2.lt(levels2(xv, wv, s1, m1, unit), best));
         if (i64x2.extract_lane(take, 0) != 0) { sc0 = tc0; mc0 = tm0; }
         if (i64x2.extract_lane(take, 1) != 0) { sc1 = tc1; mc1 = tm1; }
         s = v128.bitselect(s1, s, take); m = v128.bitselect(m1, m, take);
@@ -188,13 +216,12 @@ function q4Rows(src: usize, K: i32, imp: usize, data: usize, meta: usize, r0: i3
       store<u8>(mo + 8 + <usize>b1, <u8>sc1);
       store<u8>(mo + 8 + <usize>nb + <usize>b1, <u8>mc1);
       // the chosen levels, recomputed: the same function of x, s and m as levels2() evaluates
-      const inv = v128.bitselect(f64x2.div(ONE, s), ZERO, f64x2.gt(s, ZERO));
+      const inv = inverse2(s);
       const o0 = data + ((row * <usize>nb + <usize>b0) << 4), o1 = data + ((row * <usize>nb + <usize>b1) << 4);
       for (let j = 0; j < 16; j++) {
         const tl = f64x2.mul(f64x2.sub(v128.load(xv + (<usize>j << 4)), m), inv);
         const th = f64x2.mul(f64x2.sub(v128.load(xv + (<usize>(j + 16) << 4)), m), inv);
-        const ll = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.pmin(f64x2.trunc(f64x2.add(tl, HALF)), FIFTEEN), ZERO, f64x2.gt(tl, ZERO)));
-        const lh = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.pmin(f64x2.trunc(f64x2.add(th, HALF)), FIFTEEN), ZERO, f64x2.gt(th, ZERO)));
+        const ll = i32x4.trunc_sat_f64x2_s_zero(level2(tl)), lh = i32x4.trunc_sat_f64x2_s_zero(level2(th));
         const byte = v128.or(ll, i32x4.shl(lh, 4));
         store<u8>(o0 + <usize>j, <u8>i32x4.extract_lane(byte, 0));
         store<u8>(o1 + <usize>j, <u8>i32x4.extract_lane(byte, 1));
@@ -234,10 +261,10 @@ function q8Rows(src: usize, K: i32, data: usize, scales: usize, r0: i32, i0: i32
 
 /**
  * Rows [i0, i1) of a quantization call. dtype 3: q8, 4: q4 (../kernels.ts DTYPE_CODE); imp: K
- * importance weights (q4; all 1 when the caller has none, which gives the same sums).
+ * importance weights (q4; all 1 when the caller has none, which gives the same sums), unit: they are all 1.
  */
-export function quantizeRows(dtype: i32, src: usize, K: i32, imp: usize, data: usize, scales: usize, r0: i32,
+export function quantizeRows(dtype: i32, src: usize, K: i32, imp: usize, unit: bool, data: usize, scales: usize, r0: i32,
   i0: i32, i1: i32, scr: usize): void {
-  if (dtype == 4) q4Rows(src, K, imp, data, scales, r0, i0, i1, scr);
+  if (dtype == 4) q4Rows(src, K, imp, unit, data, scales, r0, i0, i1, scr);
   else if (dtype == 3) q8Rows(src, K, data, scales, r0, i0, i1);
 }
