@@ -135,7 +135,7 @@ function fitPair(xv: usize, wv: usize, unit: bool): void {
 }
 
 /** Scratch bytes per thread quantizeRows needs for rows of K values. */
-export function quantizeScratch(K: i32): i32 { const pairs = ((K >> 5) + 1) >> 1; return pairs * (QB * 16 * 2 + 32) + 64; }
+export function quantizeScratch(K: i32): i32 { const pairs = ((K >> 5) + 1) >> 1; return pairs * (QB * 16 * 2 + 64) + 64; }
 
 /**
  * q4 rows [i0, i1) of the `src` rows (K values each) into weight rows r0 + i: 16 code bytes per
@@ -171,8 +171,11 @@ function q4Rows(src: usize, K: i32, imp: usize, unit: bool, data: usize, meta: u
       }
       gW = w0; gX = w3;
       fitPair(xv, wv, unit);
-      v128.store(fits + (<usize>p << 5), gS);
-      v128.store(fits + (<usize>p << 5), gM, 16);
+      const f = fits + (<usize>p << 6);
+      v128.store(f, gS);
+      v128.store(f, gM, 16);
+      v128.store(f, w0, 32);
+      v128.store(f, w3, 48);
       smax = max<f64>(smax, max<f64>(f64x2.extract_lane(gS, 0), f64x2.extract_lane(gS, 1)));
       mmax = max<f64>(mmax, max<f64>(abs<f64>(f64x2.extract_lane(gM, 0)), abs<f64>(f64x2.extract_lane(gM, 1))));
     }
@@ -184,20 +187,15 @@ function q4Rows(src: usize, K: i32, imp: usize, unit: bool, data: usize, meta: u
     for (let p = 0; p < pairs; p++) {
       const b0 = p << 1, b1 = min(b0 + 1, nb - 1);
       const xv = xs + <usize>p * PB, wv = ws + <usize>p * PB;
-      const fs = v128.load(fits + (<usize>p << 5)), fm = v128.load(fits + (<usize>p << 5), 16);
+      const f = fits + (<usize>p << 6);
+      const fs = v128.load(f), fm = v128.load(f, 16);
       // the levels again for the coded scale and min, then once more the least-squares s, m for
       // them, coded (kept when better)
       let sc0 = scaleCode(f64x2.extract_lane(fs, 0), D), sc1 = scaleCode(f64x2.extract_lane(fs, 1), D);
       let mc0 = minCode(f64x2.extract_lane(fm, 0), M), mc1 = minCode(f64x2.extract_lane(fm, 1), M);
       let s = f64x2.replace_lane(f64x2.splat(<f64><f32>(D * <f64>sc0)), 1, <f64><f32>(D * <f64>sc1));
       let m = f64x2.replace_lane(f64x2.splat(<f64><f32>(M * <f64>mc0)), 1, <f64><f32>(M * <f64>mc1));
-      // Σw and Σw·x of the pair, for lsFit2
-      let w0 = ZERO, w3 = ZERO;
-      for (let i = 0; i < QB; i++) {
-        const o = <usize>i << 4, wt = v128.load(wv + o);
-        w0 = f64x2.add(w0, wt); w3 = f64x2.add(w3, f64x2.mul(wt, v128.load(xv + o)));
-      }
-      gW = w0; gX = w3;
+      gW = v128.load(f, 32); gX = v128.load(f, 48);
       const best = levels2(xv, wv, s, m, unit);
       const ok = v128.and(lsFit2(), v128.and(f64x2.gt(gS, ZERO), finite2(gM)));
       if (v128.any_true(ok)) {
