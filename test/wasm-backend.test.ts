@@ -47,6 +47,37 @@ function weightOn(be: Backend, dtype: WeightDType, rows: number, cols: number, s
 const FLOAT_SHAPES = [[1, 29, 37], [1, 67, 8], [1, 5, 3], [2, 9, 13], [3, 29, 37], [4, 16, 64], [5, 21, 130], [8, 21, 40], [9, 17, 24], [13, 130, 300]];
 const QUANT_SHAPES = [[1, 29, 96], [1, 67, 32], [1, 3, 288], [2, 29, 96], [3, 7, 32], [5, 37, 64], [8, 29, 64], [9, 130, 288]];
 
+test('q4 prefill (integer GEMM, relaxed build: int8 × 4-bit dots summed in i16, wrapping) equals the decode GEMV row by row at the largest block sums', async () => {
+  // igemmQ4 lets a block's i16 sum wrap and recovers it exactly (igemm.as); the largest sums come from
+  // blocks of levels near 15 met by activations at ±127, so some rows and columns are made that way.
+  // Prefill (more than 8 rows) and decode (one row) quantize x alike and sum each block exactly, so
+  // they differ by f32 rounding only; a sum recovered wrongly would be off by 2¹⁶ levels.
+  const rng = new Rng(31);
+  for (const cfg of WASM_CONFIGS) {
+    const be = await cachedWasm(cfg);
+    for (const [M, N, K] of [[9, 37, 288], [13, 130, 1280], [16, 16, 32], [10, 24, 64], [12, 8, 512]]) {
+      const src = randn(rng, N * K, 1 / Math.sqrt(K));
+      for (let n = 0; n < N; n += 3) for (let k = 0; k < K; k++) src[n * K + k] = k % 32 === 0 ? -1 : 1;   // levels 0 and 15
+      const x = randn(rng, M * K, 2);
+      for (let m = 0; m < M; m += 2) for (let k = 0; k < K; k++) x[m * K + k] = m % 4 === 0 ? 3 : -3;    // ±127 once quantized
+      const w = weightOn(be, 'q4', N, K, src);
+      const got = new Float32Array(M * N).fill(0.5), rows = new Float32Array(M * N).fill(0.5);
+      be.linear(got, x, w, M, true);
+      for (let m = 0; m < M; m++) be.linear(rows.subarray(m * N, (m + 1) * N), x.subarray(m * K, (m + 1) * K), w, 1, true);
+      // the rounding scales with Σ|w·x| (large terms cancel in these outputs), so the bound is relative to it
+      let worst = 0;
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let mag = 0;
+        for (let k = 0; k < K; k++) mag += Math.abs(src[n * K + k] * x[m * K + k]);
+        worst = Math.max(worst, Math.abs(got[m * N + n] - rows[m * N + n]) / (1 + mag));
+      }
+      if (process.env.OPENELM_PRINT_TOL) console.log(`[int8 GEMM vs GEMV] ${cfg.label} M=${M} N=${N} K=${K}: ${worst.toExponential(2)}`);
+      assert.ok(worst <= TOL.int8GemmVsGemv.rtol, `${cfg.label} M=${M} N=${N} K=${K}: |GEMM − GEMV| / (1 + Σ|w·x|) = ${worst}`);
+      be.freeWeight(w);
+    }
+  }
+});
+
 for (const cfg of WASM_CONFIGS) {
   test(`linear matches the reference for every dtype (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);
@@ -130,6 +161,49 @@ for (const cfg of WASM_CONFIGS) {
         be.linear(out, x, w, M);
         const want = new Float32Array(M * N);
         ks.forEach((km, m) => { for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + km] * sc[m]; });
+        assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
+        be.free(xt); be.free(ot);
+      }
+    }
+    be.freeWeight(w);
+  });
+
+  test(`f16 subnormal map marks exactly the groups holding a subnormal half, and long rows stay exact (${cfg.label})`, async () => {
+    // prepareWeight records, per row, a bit per 16 halves (several 32-bit words for K ≥ 512); the
+    // GEMV converts those groups without denormal operands. Zeros are not subnormal.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(23);
+    const N = 5, K = 16 * 70 + 9, G = K >> 4, words = (G + 31) >> 5;
+    const w = be.allocWeight('f16', N, K);
+    const bits = w.data as Uint16Array;
+    const marked: number[][] = [[], [0, 31, 32, 63, 64, 69], [], Array.from({ length: G }, (_, g) => g), []];
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) bits[n * K + k] = rng.int(2) << 15 | (1 + rng.int(30)) << 10 | rng.int(1024);
+      for (const g of marked[n]) bits[n * K + 16 * g + rng.int(16)] = rng.int(2) << 15 | (1 + rng.int(1023));
+    }
+    bits[2 * K + 5] = 0; bits[2 * K + 40] = 0x8000;                  // ±0: not marked
+    bits[4 * K + 16 * G + 3] = 1;                                     // a subnormal in the tail: no group
+    marked[0] = [7];
+    bits[16 * 7 + 15] = 0x83ff;
+    be.prepareWeight(w);
+    const p = w.packed as { scales: number; shard: { arena: { u8(off: number, n: number): Uint8Array } } };
+    assert.ok(p.scales > 0, 'an f16 weight has a map');
+    const map = new Uint32Array(p.shard.arena.u8(p.scales, N * words * 4).slice().buffer);
+    for (let n = 0; n < N; n++) {
+      const got: number[] = [];
+      for (let g = 0; g < G; g++) if ((map[n * words + (g >> 5)] >>> (g & 31)) & 1) got.push(g);
+      assert.deepEqual(got, marked[n], `row ${n}`);
+    }
+    // one x value per token at a time, so each output is one exact product
+    const vals = new Float32Array(N * K), row = new Float32Array(K);
+    for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
+    for (let M = 1; M <= 4; M++) {
+      for (const k of [0, 16 * 31 + 15, 16 * 32, 16 * 63 + 1, 16 * 64, 16 * 69 + 8, K - 1]) {
+        const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
+        for (let m = 0; m < M; m++) x[m * K + k] = m === 1 ? 2 ** 17 : 1 + m;
+        be.linear(out, x, w, M);
+        const want = new Float32Array(M * N);
+        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + k] * x[m * K + k];
         assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
         be.free(xt); be.free(ot);
       }

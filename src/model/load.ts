@@ -116,7 +116,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
         const n = Math.min(rows - r, step) * cols;
         const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
         assertFinite(name, file, rowsF32, 'f32', r * cols);
-        setWeightRows(w, r, rowsF32, imp);
+        if (be.quantizeRows) be.quantizeRows(w, r, rowsF32, imp); else setWeightRows(w, r, rowsF32, imp);
       }
     }
     if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);

@@ -10,7 +10,7 @@ export const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
 
 /** Entry points the pool runs chunk by chunk: `(argsPtr, tid, chunk, chunks) => void`. */
 export const KERNEL_NAMES = ['k_linear', 'k_quant_rows', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu',
-  'k_add', 'k_storekv', 'k_embedding', 'k_train'] as const;
+  'k_add', 'k_storekv', 'k_embedding', 'k_train', 'k_quantize'] as const;
 export type KernelName = typeof KERNEL_NAMES[number];
 
 /** The kernel module's plain exports (the chunked entry points are called by name through the pool). */
@@ -21,12 +21,16 @@ export interface KernelExports {
   quantBytes(M: number, K: number): number;
   attentionScratch(G: number, hd: number): number;
   k_prep_x(args: number): void;
+  /** One bit per 16 halves of an f16 weight [N, K] at w: which groups hold a subnormal half (gemv.as). */
+  f16SubnormalMap(w: number, N: number, K: number, map: number): void;
   /** Scratch bytes per thread of the training GEMM. */
   trainScratchBytes(): number;
   /** Scratch bytes per thread of the training attention for sequences of T tokens. */
   trainAttnScratch(T: number): number;
   /** Scratch bytes per thread of the column-dot kernel. */
   colDotScratch(): number;
+  /** Scratch bytes per thread of k_quantize for rows of K values. */
+  quantizeScratch(K: number): number;
 }
 
 /** Storage codes the kernels dispatch on (kernels/blocks.as has the block dtypes' codes). */
