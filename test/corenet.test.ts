@@ -13,7 +13,7 @@ import { TorchFile, TorchTensorRef, asStateDict, pyGet, saveTorchFile, type PyVa
 import { unpickle, Pickler, PyTuple } from '../src/io/pickle.js';
 import { ZipWriter } from '../src/io/zip-store.js';
 import { writeAtomicSync } from '../src/io/atomic.js';
-import { openCorenetCheckpoint, averageCheckpoints, corenetModelFromYaml, readYamlFile } from '../src/formats/corenet.js';
+import { openCorenetCheckpoint, writeCorenetCheckpoint, averageCheckpoints, corenetModelFromYaml, readYamlFile } from '../src/formats/corenet.js';
 import { seedRunFromCorenet } from '../src/formats/corenet-run.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { loadRecipe } from '../src/train/recipe.js';
@@ -111,6 +111,55 @@ test('a CoreNet checkpoint opens under HF names with the embedding cut to the vo
     const f = bf.source.readF32('transformer.layers.1.ffn.proj_1.weight');
     for (let i = 0; i < raw.length; i++) assert.equal(new Float32Array(new Uint32Array([raw[i] << 16]).buffer)[0], f[i]);
   } finally { bf.source.close(); }
+});
+
+test('row ranges of a CoreNet checkpoint read as the same slice of the whole tensor, from just their bytes (f32, bf16, f16, f64, training state, strided view)', () => {
+  const f32 = openCorenetCheckpoint(fix('tiny-f32.pt'), fix('tiny-config.json'));
+  const made: string[] = [];
+  try {
+    for (const dtype of ['F16', 'F64'] as const) {
+      const out = path.join(tmp, `tiny-${dtype}.pt`);
+      writeCorenetCheckpoint(f32.source, f32.config, out, { dtype });
+      made.push(out);
+    }
+  } finally { f32.source.close(); }
+  const cases: [string, string][] = [
+    [fix('tiny-f32.pt'), fix('tiny-config.json')], [fix('tiny-bf16.pt'), fix('tiny-config.json')],
+    [fix('tiny-training.pt'), fix('tiny-config.json')], [fix('gpt-test-bf16.pt'), fix('gpt-test.yaml')],
+    ...made.map((f): [string, string] => [f, fix('tiny-config.json')]),
+  ];
+  for (const [pt, cfg] of cases) {
+    const ck = openCorenetCheckpoint(pt, cfg);
+    try {
+      for (const name of ck.source.names()) {
+        const shape = ck.source.info(name).shape, all = ck.source.readF32(name);
+        const cols = shape[shape.length - 1], rows = all.length / cols;
+        const ranges: [number, number][] = [[0, all.length], [0, cols], [(rows - 1) * cols, cols], [all.length, 0], [3, cols - 5]];
+        if (rows > 3) ranges.push([cols, Math.floor(rows / 2) * cols], [cols + 3, 2 * cols - 5]);
+        for (const [start, count] of ranges) {
+          const dst = new Float32Array(count + 1).fill(7);
+          ck.source.readF32Range(name, start, count, dst);
+          assert.ok(dst.subarray(0, count).every((v, i) => Object.is(v, all[start + i])), `${pt} ${name} [${start}, +${count})`);
+          assert.equal(dst[count], 7, 'nothing past count');
+        }
+      }
+      // the embedding's rows: only their bytes, through a buffer kept between reads
+      const emb = 'transformer.token_embeddings.weight', [rows, cols] = ck.source.info(emb).shape;
+      const half = Math.floor(rows / 2) * cols, dst = new Float32Array(half);
+      ck.source.readF32Range(emb, 0, half, dst);
+      const before = process.memoryUsage().arrayBuffers;
+      ck.source.readF32Range(emb, cols, half, dst);
+      const grew = process.memoryUsage().arrayBuffers - before;
+      assert.ok(grew < 4 * cols, `${pt}: a range of ${half} values allocated ${grew} bytes`);
+      // a view that is not contiguous (a transpose) reads the same values as a whole read does
+      const ref = ck.source.stored(emb), [a, b] = ref.shape;
+      const t = new TorchTensorRef(ref.storage, ref.offset, [b, a], [ref.stride[1], ref.stride[0]]);
+      const whole = ck.file.readF32(t), part = new Float32Array(a + 3);
+      ck.file.readF32Range(t, a - 1, a + 3, part);
+      assert.deepEqual(part, whole.subarray(a - 1, 2 * a + 2));
+      oneLine(() => ck.source.readF32Range(emb, 1, rows * cols, new Float32Array(rows * cols)), /range \[1, \d+\) is outside its \d+ values/);
+    } finally { ck.source.close(); }
+  }
 });
 
 test('training state: AdamW moments and step per parameter, through param_names and through CoreNet\'s grouping', () => {

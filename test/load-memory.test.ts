@@ -16,6 +16,8 @@ import { openCheckpoint } from '../src/io/checkpoint.js';
 import { modelFromSource, type TensorSource } from '../src/model/load.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import type { ConvertDType } from '../src/backends/backend.js';
+import { MlxModel, writeMlxFolder } from '../src/formats/mlx.js';
+import { openCorenetCheckpoint, writeCorenetCheckpoint } from '../src/formats/corenet.js';
 
 // an embedding of 4096 × 256 (2 MiB as bf16, 4 MiB as f32): larger than the allowance below
 const HF: OpenELMHFConfig = {
@@ -39,28 +41,71 @@ const dir = (() => {
   return d;
 })();
 
+/** Arrays the load holds at its peak besides the weights, sampled as each read of `ck` returns. */
+async function loadPeak(ck: object, dtype: ConvertDType, config = resolveConfig(HF)): Promise<number> {
+  const be = await WasmBackend.create({ threads: 1 });
+  try {
+    const base = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    const sample = () => { peak = Math.max(peak, process.memoryUsage().arrayBuffers - base); };
+    // every read the loader makes, sampled as it returns
+    const src = new Proxy(ck, {
+      get(t, k) {
+        const v = Reflect.get(t, k, t) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...a: unknown[]) => { const r = (v as (...x: unknown[]) => unknown).apply(t, a); sample(); return r; };
+      },
+    }) as unknown as TensorSource;
+    const m = modelFromSource(src, config, be, dtype);
+    assert.equal(m.weights.embed.dtype, dtype);
+    return peak;
+  } finally {
+    be.dispose();
+  }
+}
+
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(2)} MiB`;
+
 for (const dtype of ['q8', 'q4', 'f16', 'f32'] as ConvertDType[]) {
   test(`a ${dtype} load from a bf16 checkpoint holds at most the row stage besides the weights`, async () => {
     const ck = openCheckpoint(dir);
-    const be = await WasmBackend.create({ threads: 1 });
     try {
-      const base = process.memoryUsage().arrayBuffers;
-      let peak = 0;
-      const sample = () => { peak = Math.max(peak, process.memoryUsage().arrayBuffers - base); };
-      // every read the loader makes, sampled as it returns
-      const src = new Proxy(ck, {
-        get(t, k) {
-          const v = Reflect.get(t, k, t) as unknown;
-          if (typeof v !== 'function') return v;
-          return (...a: unknown[]) => { const r = (v as (...x: unknown[]) => unknown).apply(t, a); sample(); return r; };
-        },
-      }) as unknown as TensorSource;
-      const m = modelFromSource(src, resolveConfig(HF), be, dtype);
-      assert.equal(m.weights.embed.dtype, dtype);
-      assert.ok(peak <= ALLOWANCE, `${dtype}: the load held ${(peak / 2 ** 20).toFixed(2)} MiB of arrays besides the weights`);
-    } finally {
-      be.dispose();
-      ck.close();
-    }
+      const peak = await loadPeak(ck, dtype);
+      assert.ok(peak <= ALLOWANCE, `${dtype}: the load held ${mib(peak)} of arrays besides the weights`);
+    } finally { ck.close(); }
+  });
+}
+
+// MLX folders and CoreNet checkpoints decode a row chunk from just its rows (a whole-tensor decode
+// per chunk held the tensor in f32: 4 MiB for the embedding here).
+const mlxDir = (() => {
+  const ck = openCheckpoint(dir);
+  try {
+    const d = path.join(tmp, 'mlx-q4');
+    writeMlxFolder(ck, resolveConfig(HF), d, { quantization: { bits: 4, groupSize: 64 }, dtype: 'BF16' });
+    return d;
+  } finally { ck.close(); }
+})();
+const corenetPt = (() => {
+  const ck = openCheckpoint(dir);
+  try {
+    const f = path.join(tmp, 'corenet-bf16.pt');
+    writeCorenetCheckpoint(ck, resolveConfig(HF), f);
+    return f;
+  } finally { ck.close(); }
+})();
+
+for (const dtype of ['q8', 'q4'] as ConvertDType[]) {
+  test(`a ${dtype} load from a 4-bit MLX folder and from a bf16 CoreNet .pt holds at most the row stage besides the weights`, async () => {
+    const m = MlxModel.open(mlxDir);
+    try {
+      const peak = await loadPeak(m, dtype, m.config);
+      assert.ok(peak <= ALLOWANCE, `MLX ${dtype}: the load held ${mib(peak)} of arrays besides the weights`);
+    } finally { m.close(); }
+    const pt = openCorenetCheckpoint(corenetPt, path.join(dir, 'config.json'));
+    try {
+      const peak = await loadPeak(pt.source, dtype, pt.config);
+      assert.ok(peak <= ALLOWANCE, `CoreNet ${dtype}: the load held ${mib(peak)} of arrays besides the weights`);
+    } finally { pt.source.close(); }
   });
 }

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { MlxModel, writeMlxFolder, mlxQuantize, mlxDequantize, type MlxDType } from '../src/formats/mlx.js';
+import { MlxModel, writeMlxFolder, mlxQuantize, mlxDequantize, mlxDequantizeSpan, type MlxDType } from '../src/formats/mlx.js';
 import { writeHFFolder } from '../src/formats/hf.js';
 import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
@@ -94,6 +94,90 @@ test('reading an MLX folder gives the exactly dequantized values (scale·q + bia
         assert.equal(sha(m.readF32(t)), e.dequantized_sha256, `${name} ${t}`);
       }
     } finally { m.close(); }
+  }
+});
+
+/** Row ranges and ranges that cut rows, of a tensor of `rows` rows of `cols`. */
+function rangesOf(rows: number, cols: number): [number, number][] {
+  const r: [number, number][] = [[0, rows * cols], [0, cols], [(rows - 1) * cols, cols], [0, 0], [rows * cols, 0]];
+  if (rows > 3) r.push([cols, Math.floor(rows / 2) * cols], [cols + 3, 2 * cols - 5], [2 * cols + 1, 1]);
+  if (cols > 8) r.push([5, cols - 7]);
+  if (rows > 1 && cols > 8) r.push([cols - 3, 6]);
+  return r;
+}
+
+test('row ranges of an MLX folder decode as the same slice of the whole tensor, from just their rows (every fixture: 4/8 bits, groups 32/64/128, f32/bf16/f16, CoreNet layout)', () => {
+  const dirs = [...CASES.map(([name]) => path.join(tmp, name.replace(/ /g, '-'))), path.join(FIX, 'corenet-gpt-test-q4')];
+  for (const dir of dirs) {
+    const m = MlxModel.open(dir);
+    try {
+      for (const name of m.names()) {
+        const shape = m.info(name).shape, all = m.readF32(name);
+        const cols = shape[shape.length - 1], rows = all.length / cols;
+        for (const [start, count] of rangesOf(rows, cols)) {
+          const dst = new Float32Array(count + 1).fill(7);
+          m.readF32Range(name, start, count, dst);
+          assert.ok(dst.subarray(0, count).every((v, i) => Object.is(v, all[start + i])), `${dir} ${name} [${start}, +${count})`);
+          assert.equal(dst[count], 7, 'nothing past count');
+        }
+      }
+      // A range reads its rows' codes, scales and biases into buffers kept between reads: nothing
+      // the size of the tensor per call, quantized or not.
+      const big = (q: boolean) => m.names().filter((n) => m.quantized.has(n) === q && m.info(n).shape.length === 2)
+        .sort((a, b) => m.info(b).shape[0] * m.info(b).shape[1] - m.info(a).shape[0] * m.info(a).shape[1])[0];
+      for (const name of [big(true), big(false)].filter(Boolean)) {
+        const [rows, cols] = m.info(name).shape, half = Math.floor(rows / 2) * cols, dst = new Float32Array(half);
+        m.readF32Range(name, 0, half, dst);
+        const before = process.memoryUsage().arrayBuffers;
+        m.readF32Range(name, cols, half, dst);
+        const grew = process.memoryUsage().arrayBuffers - before;
+        assert.ok(grew < 4 * cols, `${dir} ${name}: a range of ${half} values allocated ${grew} bytes`);
+      }
+    } finally { m.close(); }
+  }
+});
+
+test('a range longer than one read slice (64 KiB of codes) decodes as the whole tensor does (3 and 8 bits)', () => {
+  const src = tinyModelDir({ vocab_size: 12000, num_transformer_layers: 1 });
+  const ck = openCheckpoint(src);
+  try {
+    for (const [bits, groupSize] of [[3, 32], [8, 64]]) {
+      const dir = path.join(tmp, `wide-q${bits}`);
+      writeMlxFolder(ck, resolveConfig(JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'))), dir, { quantization: { bits, groupSize }, dtype: 'F16' });
+      const m = MlxModel.open(dir);
+      try {
+        const emb = 'transformer.token_embeddings.weight', [rows, cols] = m.info(emb).shape, all = m.readF32(emb);
+        assert.ok(m.quantized.has(emb) && rows * cols * bits / 8 > 3 * 65536, 'the embedding spans several slices');
+        for (const [start, count] of [[0, rows * cols], [1000 * cols + 5, 2100 * cols], [(rows - 1) * cols + 1, cols - 1]]) {
+          const dst = new Float32Array(count);
+          m.readF32Range(emb, start, count, dst);
+          assert.ok(dst.every((v, i) => Object.is(v, all[start + i])), `${bits} bits [${start}, +${count})`);
+        }
+      } finally { m.close(); }
+    }
+  } finally { ck.close(); fs.rmSync(src, { recursive: true, force: true }); }
+});
+
+test('a span of a quantized matrix, cut anywhere, is the same slice of the whole dequantized matrix (2/3/5/6 bits too)', () => {
+  const rows = 5, cols = 128;
+  const w = new Float32Array(rows * cols);
+  for (let i = 0; i < w.length; i++) w[i] = Math.fround(Math.sin(i * 12.9898) * 3);
+  for (const bits of [2, 3, 4, 5, 6, 8]) {
+    for (const groupSize of [32, 64, 128]) {
+      const q = { bits, groupSize };
+      const p = mlxQuantize(w, rows, cols, q, 'F32');
+      const words = new Uint8Array(p.weight.buffer), all = new Float32Array(rows * cols);
+      mlxDequantize(words, p.scales, p.biases, rows, cols, q, all);
+      const rowBytes = (cols * bits) / 8, gpr = cols / groupSize;
+      for (const [start, count] of rangesOf(rows, cols)) {
+        if (count === 0) continue;
+        // what a range read hands over: just the rows holding the span
+        const r0 = Math.floor(start / cols), r1 = Math.ceil((start + count) / cols);
+        const dst = new Float32Array(count);
+        mlxDequantizeSpan(words.subarray(r0 * rowBytes, r1 * rowBytes), p.scales.subarray(r0 * gpr, r1 * gpr), p.biases.subarray(r0 * gpr, r1 * gpr), cols, q, start - r0 * cols, count, dst);
+        assert.ok(dst.every((v, i) => Object.is(v, all[start + i])), `${bits} bits, group ${groupSize}, [${start}, +${count})`);
+      }
+    }
   }
 });
 

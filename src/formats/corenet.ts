@@ -162,6 +162,12 @@ class StateDictSource extends DecodedTensorSource {
     dst.set(all.subarray(0, dst.length));
   }
 
+  /** Rows are flat in the stored tensor from element 0, whatever rows follow the vocabulary. */
+  protected override decodeRange(name: string, start: number, count: number, dst: Float32Array): boolean {
+    this.file.readF32Range(this.refs.get(name)!.ref, start, count, dst);
+    return true;
+  }
+
   protected override raw16(name: string, dst: Uint16Array): void {
     const { ref } = this.refs.get(name)!;
     const b = this.file.readBytes(ref);

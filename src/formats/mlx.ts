@@ -40,6 +40,8 @@ export const MLX_GROUP_SIZES = [32, 64, 128] as const;
 export interface MlxQuantization { groupSize: number; bits: number; }
 
 const fr = Math.fround;
+/** Code bytes a range read decodes at a time (whole rows; one row when a row is larger). */
+const SPAN_BYTES = 1 << 16;
 
 /** C's rint in the default rounding mode: nearest, ties to even. */
 function rint(x: number): number {
@@ -103,16 +105,25 @@ export function mlxQuantize(w: Float32Array, rows: number, cols: number, q: MlxQ
 
 /** The values a quantized [rows, cols] matrix stands for: scale·q + bias, in float32. */
 export function mlxDequantize(words: Uint8Array, scales: Float32Array, biases: Float32Array, rows: number, cols: number, q: MlxQuantization, dst: Float32Array): void {
+  mlxDequantizeSpan(words, scales, biases, cols, q, 0, rows * cols, dst);
+}
+
+/**
+ * Values [from, from + count) of a quantized matrix, counted from the first row that `words`,
+ * `scales` and `biases` hold (from may fall inside a row), into dst[0, count).
+ */
+export function mlxDequantizeSpan(words: Uint8Array, scales: Float32Array, biases: Float32Array, cols: number, q: MlxQuantization, from: number, count: number, dst: Float32Array): void {
   const { groupSize: gs, bits } = q;
   const rowBytes = (cols * bits) / 8, mask = (1 << bits) - 1, gpr = cols / gs;
-  for (let r = 0; r < rows; r++) {
-    const base = r * rowBytes;
-    for (let j = 0; j < cols; j++) {
+  let r = Math.floor(from / cols), j = from - r * cols, i = 0;
+  for (; i < count; r++, j = 0) {
+    const base = r * rowBytes, end = Math.min(cols, j + count - i);
+    for (; j < end; j++, i++) {
       const bit = j * bits, b = base + (bit >>> 3), sh = bit & 7;
       // Up to 8 bits starting anywhere in a byte span at most two bytes.
       const code = ((words[b] | ((words[b + 1] ?? 0) << 8)) >>> sh) & mask;
       const k = r * gpr + ((j / gs) | 0);
-      dst[r * cols + j] = fr(fr(scales[k] * code) + biases[k]);
+      dst[i] = fr(fr(scales[k] * code) + biases[k]);
     }
   }
 }
@@ -387,6 +398,38 @@ export class MlxModel extends DecodedTensorSource {
     this.ckpt.readF32Range(`${base}.scales`, 0, rows * gpr, scales);
     this.ckpt.readF32Range(`${base}.biases`, 0, rows * gpr, biases);
     mlxDequantize(words, scales, biases, rows, cols, q, dst);
+  }
+
+  /** Code bytes and group scales/biases of a slice of rows a range read decodes, kept between reads. */
+  private spanWords = new Uint8Array(0);
+  private spanScales = new Float32Array(0);
+  private spanBiases = new Float32Array(0);
+
+  /**
+   * Only the rows holding [start, start + count), a slice of at most SPAN_BYTES of codes at a
+   * time: a load quantizes row chunk by row chunk, and a whole-tensor decode per chunk made
+   * garbage of the tensor's f32 size per chunk and took time quadratic in its rows.
+   */
+  protected override decodeRange(name: string, start: number, count: number, dst: Float32Array): boolean {
+    const fname = this.fileName.get(name)!;
+    const q = this.quantized.get(name);
+    // Float tensors are flat in the file from element 0, whatever rows follow the vocabulary.
+    if (!q) { this.ckpt.readF32Range(fname, start, count, dst); return true; }
+    const cols = this.shapes.get(name)![1], end = start + count;
+    const base = fname.slice(0, -'.weight'.length);
+    const rowBytes = (cols * q.bits) / 8, gpr = cols / q.groupSize;
+    const per = Math.max(1, Math.floor(SPAN_BYTES / rowBytes));
+    if (this.spanWords.length < per * rowBytes) this.spanWords = new Uint8Array(per * rowBytes);
+    if (this.spanScales.length < per * gpr) { this.spanScales = new Float32Array(per * gpr); this.spanBiases = new Float32Array(per * gpr); }
+    for (let r = Math.floor(start / cols); r * cols < end; r += per) {
+      const rows = Math.min(per, Math.ceil(end / cols) - r);
+      const from = Math.max(start, r * cols), to = Math.min(end, (r + rows) * cols);
+      const words = this.ckpt.readRawRange(fname, r * rowBytes, rows * rowBytes, this.spanWords);
+      this.ckpt.readF32Range(`${base}.scales`, r * gpr, rows * gpr, this.spanScales);
+      this.ckpt.readF32Range(`${base}.biases`, r * gpr, rows * gpr, this.spanBiases);
+      mlxDequantizeSpan(words, this.spanScales, this.spanBiases, cols, q, from - r * cols, to - from, dst.subarray(from - start, to - start));
+    }
+    return true;
   }
 
   protected override raw16(name: string, dst: Uint16Array): void {

@@ -89,6 +89,10 @@ export class Checkpoint {
     return this.fileOf(name).readRaw(name, dst);
   }
 
+  readRawRange(name: string, at: number, len: number, dst?: Uint8Array): Uint8Array {
+    return this.fileOf(name).readRawRange(name, at, len, dst);
+  }
+
   readF32(name: string, dst?: Float32Array, dstOffset = 0): Float32Array {
     return this.fileOf(name).readF32(name, dst, dstOffset);
   }

@@ -170,6 +170,21 @@ export abstract class SafetensorsReader {
     return out;
   }
 
+  /**
+   * Bytes [at, at + len) of a tensor's raw data into dst[0, len) (allocated if omitted): rows of a
+   * packed tensor (MLX's uint32 code words) without reading the rest.
+   */
+  readRawRange(name: string, at: number, len: number, dst: Uint8Array = new Uint8Array(len)): Uint8Array {
+    const t = this.info(name);
+    if (!(Number.isInteger(at) && Number.isInteger(len) && at >= 0 && len >= 0 && at + len <= t.byteLength)) {
+      throw new OpenELMError('safetensors', `bytes [${at}, ${at + len}) are outside tensor ${name} (${t.byteLength} bytes)`);
+    }
+    if (dst.length < len) throw new OpenELMError('safetensors', `buffer for tensor ${name} holds ${dst.length} bytes, needs ${len}`);
+    const out = dst.subarray(0, len);
+    this.readBytes(t, out, at, len);
+    return out;
+  }
+
   /** Read a float tensor (F32/BF16/F16/F64) as f32 into `dst` at element `dstOffset` (allocated if omitted). */
   readF32(name: string, dst?: Float32Array, dstOffset = 0): Float32Array {
     const t = this.info(name);

@@ -18,6 +18,8 @@ import { ZipReader, ZipWriter } from './zip-store.js';
 export { TorchTensorRef, PyTuple, PyFloat, type PyValue, type PyKey, type TorchDType } from './pickle.js';
 
 const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** The slice of 8-byte values a range read narrows at a time. */
+const SPAN_BYTES = 1 << 16;
 
 /** Row-major strides of a shape. */
 export function contiguousStrides(shape: readonly number[]): number[] {
@@ -25,6 +27,23 @@ export function contiguousStrides(shape: readonly number[]): number[] {
   let k = 1;
   for (let i = shape.length - 1; i >= 0; i--) { s[i] = k; k *= shape[i]; }
   return s;
+}
+
+/** n values of a storage dtype, as raw little-endian bytes, converted to f32 into dst[0, n). */
+function widen(b: Uint8Array, dtype: TorchDType, n: number, dst: Float32Array): Float32Array {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  switch (dtype) {
+    case 'F32': dst.set(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4 * n))); break;
+    case 'F64': for (let i = 0; i < n; i++) dst[i] = dv.getFloat64(8 * i, true); break;
+    case 'BF16': for (let i = 0; i < n; i++) dst[i] = bf16ToF32(dv.getUint16(2 * i, true)); break;
+    case 'F16': for (let i = 0; i < n; i++) dst[i] = f16ToF32(dv.getUint16(2 * i, true)); break;
+    case 'I64': for (let i = 0; i < n; i++) dst[i] = Number(dv.getBigInt64(8 * i, true)); break;
+    case 'I32': for (let i = 0; i < n; i++) dst[i] = dv.getInt32(4 * i, true); break;
+    case 'I16': for (let i = 0; i < n; i++) dst[i] = dv.getInt16(2 * i, true); break;
+    case 'I8': for (let i = 0; i < n; i++) dst[i] = dv.getInt8(i); break;
+    case 'U8': case 'BOOL': for (let i = 0; i < n; i++) dst[i] = b[i]; break;
+  }
+  return dst;
 }
 
 export class TorchFile {
@@ -68,12 +87,9 @@ export class TorchFile {
     return name;
   }
 
-  /** The tensor's elements, row-major, as raw little-endian bytes of its storage dtype. */
-  readBytes(t: TorchTensorRef): Uint8Array {
+  /** The storage record of a view that lies inside its storage, and whether the view is contiguous. */
+  private view(t: TorchTensorRef): { rec: string; contiguous: boolean } {
     const rec = this.record(t);
-    const es = DTYPE_BYTES[t.storage.dtype];
-    const n = numelOf(t.shape);
-    if (n === 0) return new Uint8Array(0);
     const strides = contiguousStrides(t.shape);
     const contiguous = t.shape.every((d, i) => d === 1 || t.stride[i] === strides[i]);
     let maxIndex = t.offset;
@@ -81,6 +97,15 @@ export class TorchFile {
     if (t.offset < 0 || t.stride.some((s) => s < 0) || maxIndex >= t.storage.numel) {
       throw new OpenELMError('checkpoint', `${this.file}: a tensor view of storage ${t.storage.key} reaches outside it`);
     }
+    return { rec, contiguous };
+  }
+
+  /** The tensor's elements, row-major, as raw little-endian bytes of its storage dtype. */
+  readBytes(t: TorchTensorRef): Uint8Array {
+    const n = numelOf(t.shape);
+    if (n === 0) { this.record(t); return new Uint8Array(0); }
+    const { rec, contiguous } = this.view(t);
+    const es = DTYPE_BYTES[t.storage.dtype];
     if (contiguous) return this.zip.readRange(rec, t.offset * es, n * es);
     // A strided view (rare in checkpoints): gather element by element from the whole storage.
     const all = this.zip.read(rec);
@@ -97,19 +122,44 @@ export class TorchFile {
 
   /** The tensor as f32 (floating dtypes and integers; f64 is rounded). */
   readF32(t: TorchTensorRef, dst = new Float32Array(numelOf(t.shape))): Float32Array {
-    const b = this.readBytes(t);
-    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    return widen(this.readBytes(t), t.storage.dtype, numelOf(t.shape), dst);
+  }
+
+  /** Bytes of 8-byte values (f64, i64) a range read narrows, a slice at a time; kept between reads. */
+  private span = new Uint8Array(0);
+
+  /**
+   * Elements [start, start + count) of the tensor (row-major) as f32 into dst[0, count). A contiguous
+   * tensor (torch.save writes weights so) reads only those values' bytes: a load quantizes row
+   * chunk by row chunk, and the whole tensor per chunk cost its f32 size in garbage each time.
+   */
+  readF32Range(t: TorchTensorRef, start: number, count: number, dst: Float32Array): Float32Array {
     const n = numelOf(t.shape);
-    switch (t.storage.dtype) {
-      case 'F32': dst.set(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + 4 * n))); break;
-      case 'F64': for (let i = 0; i < n; i++) dst[i] = dv.getFloat64(8 * i, true); break;
-      case 'BF16': for (let i = 0; i < n; i++) dst[i] = bf16ToF32(dv.getUint16(2 * i, true)); break;
-      case 'F16': for (let i = 0; i < n; i++) dst[i] = f16ToF32(dv.getUint16(2 * i, true)); break;
-      case 'I64': for (let i = 0; i < n; i++) dst[i] = Number(dv.getBigInt64(8 * i, true)); break;
-      case 'I32': for (let i = 0; i < n; i++) dst[i] = dv.getInt32(4 * i, true); break;
-      case 'I16': for (let i = 0; i < n; i++) dst[i] = dv.getInt16(2 * i, true); break;
-      case 'I8': for (let i = 0; i < n; i++) dst[i] = dv.getInt8(i); break;
-      case 'U8': case 'BOOL': for (let i = 0; i < n; i++) dst[i] = b[i]; break;
+    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
+      throw new OpenELMError('checkpoint', `${this.file}: range [${start}, ${start + count}) is outside a tensor of ${n} values`);
+    }
+    if (dst.length < count) throw new OpenELMError('checkpoint', `${this.file}: destination holds ${dst.length} values, needs ${count}`);
+    if (count === 0) return dst;
+    const { rec, contiguous } = this.view(t);
+    if (!contiguous) { dst.set(this.readF32(t).subarray(start, start + count)); return dst; }
+    const dtype = t.storage.dtype, es = DTYPE_BYTES[dtype], at = (t.offset + start) * es;
+    if (dtype === 'F32') {
+      this.zip.readRange(rec, at, count * 4, new Uint8Array(dst.buffer, dst.byteOffset, count * 4));
+      return dst;
+    }
+    if (es <= 4) {
+      // Read into the top of dst and widen forward in place: value i's bytes lie at or past the
+      // four bytes it becomes, so no value is overwritten before it is read.
+      const raw = new Uint8Array(dst.buffer, dst.byteOffset + (4 - es) * count, es * count);
+      this.zip.readRange(rec, at, es * count, raw);
+      widen(raw, dtype, count, dst);
+      return dst;
+    }
+    const per = SPAN_BYTES / es;
+    if (this.span.length < SPAN_BYTES) this.span = new Uint8Array(SPAN_BYTES);
+    for (let done = 0; done < count; done += per) {
+      const k = Math.min(per, count - done);
+      widen(this.zip.readRange(rec, at + done * es, k * es, this.span), dtype, k, dst.subarray(done, done + k));
     }
     return dst;
   }
