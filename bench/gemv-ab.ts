@@ -62,13 +62,14 @@ function sourcesAt(rev: string | null): Record<string, string> {
   return out;
 }
 
-interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_prep_x(a: number): void; prepBytes(K: number): number; gemmScratch(): number; }
+interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_prep_x(a: number): void; prepBytes(K: number): number; gemmScratch(): number; f16SubnormalMap?(w: number, N: number, K: number, map: number): void; }
 
 /** Bytes of one N×K weight's parts: [data, scales, mins]. */
 function partBytes(dtype: string): number[] {
   const n = N * K;
   if (isBlockDType(dtype)) return [(n / BLOCK_FORMATS[dtype].elems) * BLOCK_FORMATS[dtype].bytes];
-  if (dtype === 'f16' || dtype === 'bf16') return [2 * n];
+  if (dtype === 'f16') return [2 * n, N * (((K >> 4) + 31) >> 5) * 4];   // data, subnormal map
+  if (dtype === 'bf16') return [2 * n];
   if (dtype === 'f32') return [4 * n];
   if (dtype === 'q8') return [n, n / 8];
   return [n / 2, N * q4MetaBytes(K)];
@@ -127,6 +128,9 @@ async function main(): Promise<void> {
     }
     // one set of random weights, copied to the others: distinct addresses are what keeps them out of the caches
     fillWeight(u8, offs[0], dtype, rng);
+    // f16: the subnormal map prepareWeight makes (builds before it ignore the slot)
+    const mapper = inst.find((k) => k.f16SubnormalMap)?.f16SubnormalMap;
+    if (dtype === 'f16' && mapper) mapper(offs[0][0], N, K, offs[0][1]);
     for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = offs[s];

@@ -166,6 +166,49 @@ for (const cfg of WASM_CONFIGS) {
     be.freeWeight(w);
   });
 
+  test(`f16 subnormal map marks exactly the groups holding a subnormal half, and long rows stay exact (${cfg.label})`, async () => {
+    // prepareWeight records, per row, a bit per 16 halves (several 32-bit words for K ≥ 512); the
+    // GEMV converts those groups without denormal operands. Zeros are not subnormal.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(23);
+    const N = 5, K = 16 * 70 + 9, G = K >> 4, words = (G + 31) >> 5;
+    const w = be.allocWeight('f16', N, K);
+    const bits = w.data as Uint16Array;
+    const marked: number[][] = [[], [0, 31, 32, 63, 64, 69], [], Array.from({ length: G }, (_, g) => g), []];
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) bits[n * K + k] = rng.int(2) << 15 | (1 + rng.int(30)) << 10 | rng.int(1024);
+      for (const g of marked[n]) bits[n * K + 16 * g + rng.int(16)] = rng.int(2) << 15 | (1 + rng.int(1023));
+    }
+    bits[2 * K + 5] = 0; bits[2 * K + 40] = 0x8000;                  // ±0: not marked
+    bits[4 * K + 16 * G + 3] = 1;                                     // a subnormal in the tail: no group
+    marked[0] = [7];
+    bits[16 * 7 + 15] = 0x83ff;
+    be.prepareWeight(w);
+    const p = w.packed as { scales: number; shard: { arena: { u8(off: number, n: number): Uint8Array } } };
+    assert.ok(p.scales > 0, 'an f16 weight has a map');
+    const map = new Uint32Array(p.shard.arena.u8(p.scales, N * words * 4).slice().buffer);
+    for (let n = 0; n < N; n++) {
+      const got: number[] = [];
+      for (let g = 0; g < G; g++) if ((map[n * words + (g >> 5)] >>> (g & 31)) & 1) got.push(g);
+      assert.deepEqual(got, marked[n], `row ${n}`);
+    }
+    // one x value per token at a time, so each output is one exact product
+    const vals = new Float32Array(N * K), row = new Float32Array(K);
+    for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
+    for (let M = 1; M <= 4; M++) {
+      for (const k of [0, 16 * 31 + 15, 16 * 32, 16 * 63 + 1, 16 * 64, 16 * 69 + 8, K - 1]) {
+        const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
+        for (let m = 0; m < M; m++) x[m * K + k] = m === 1 ? 2 ** 17 : 1 + m;
+        be.linear(out, x, w, M);
+        const want = new Float32Array(M * N);
+        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + k] * x[m * K + k];
+        assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
+        be.free(xt); be.free(ot);
+      }
+    }
+    be.freeWeight(w);
+  });
+
   test(`rmsnorm, swiglu, silu and add match the reference (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(3);

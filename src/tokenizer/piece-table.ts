@@ -42,6 +42,11 @@ export class PieceTable {
 }
 
 /** Ids by piece text: open addressing over the table's own text, so neither keys nor lookups allocate strings. */
+// FNV-1a over UTF-16 code units, with a final mix so that the low bits (the slot) depend on all of them.
+const FNV_OFFSET = 0x811c9dc5;
+const fnvStep = (h: number, unit: number): number => Math.imul(h ^ unit, 0x01000193);
+const fnvFinish = (h: number): number => (h ^ (h >>> 15)) >>> 0;
+
 export class PieceIndex {
   private readonly slots: Int32Array;
   private readonly mask: number;
@@ -54,9 +59,9 @@ export class PieceIndex {
   }
 
   private static hash(s: string, from: number, to: number): number {
-    let h = 0x811c9dc5;
-    for (let i = from; i < to; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-    return (h ^ (h >>> 15)) >>> 0;
+    let h = FNV_OFFSET;
+    for (let i = from; i < to; i++) h = fnvStep(h, s.charCodeAt(i));
+    return fnvFinish(h);
   }
 
   private same(id: number, s: string, from: number, to: number): boolean {
@@ -92,10 +97,11 @@ export class PieceIndex {
   findCodePoint(cp: number): number {
     const len = cp > 0xffff ? 2 : 1;
     const hi = len === 2 ? 0xd800 + ((cp - 0x10000) >> 10) : cp, lo = len === 2 ? 0xdc00 + ((cp - 0x10000) & 0x3ff) : 0;
-    let h = Math.imul(0x811c9dc5 ^ hi, 0x01000193);
-    if (len === 2) h = Math.imul(h ^ lo, 0x01000193);
+    // hash(String.fromCodePoint(cp)) without building the string
+    let h = fnvStep(FNV_OFFSET, hi);
+    if (len === 2) h = fnvStep(h, lo);
     const start = this.t.start, text = this.t.text;
-    for (let i = ((h ^ (h >>> 15)) >>> 0) & this.mask; ; i = (i + 1) & this.mask) {
+    for (let i = fnvFinish(h) & this.mask; ; i = (i + 1) & this.mask) {
       const k = this.slots[i];
       if (k === -1) return -1;
       const a = start[k];

@@ -3,10 +3,9 @@
 // they are met: the first few with file:line and reason, then running counts), the run length
 // from `epochs`, and the epoch order a checkpoint records.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
-import type { ChatTemplate } from '../chat/template.js';
+import { corenetInstructTemplate, type ChatTemplate } from '../chat/template.js';
 import { resolveChatTemplate } from '../io/chat-template-file.js';
 import { readJsonFile } from '../io/json.js';
 import type { OpenELMConfig } from '../model/config.js';
@@ -153,24 +152,17 @@ export function withRunLength(ctx: InstructContext, examples: number, unit: stri
  * model was trained on them.
  */
 export function templateCheckpointFiles(r: Recipe): Record<string, string> {
-  const keep = (c: unknown): Record<string, unknown> | null => {
-    const o = (c ?? {}) as Record<string, unknown>;
-    if (o.chat_template === undefined || o.chat_template === null) return null;
-    const out: Record<string, unknown> = { chat_template: o.chat_template };
-    for (const k of ['bos_token', 'eos_token']) if (o[k] !== undefined) out[k] = o[k];
-    return out;
-  };
-  let cfg: Record<string, unknown> | null = null;
-  if (r.chatTemplate !== undefined) {
-    cfg = r.chatTemplate.endsWith('.json') ? keep(readJsonFile(r.chatTemplate, 'tokenizer config')) : { chat_template: fs.readFileSync(r.chatTemplate, 'utf8') };
-  } else {
-    for (const dir of [r.peft?.init, r.model.init]) {
-      if (dir === undefined || !fs.existsSync(path.join(dir, 'tokenizer_config.json'))) continue;
-      cfg = keep(readJsonFile(path.join(dir, 'tokenizer_config.json'), 'tokenizer config'));
-      if (cfg) break;
-    }
+  const t = instructTemplate(r);
+  if (t.source === corenetInstructTemplate().source) return {};
+  let cfg: Record<string, unknown> = { chat_template: t.text };
+  if (t.source.endsWith('.json')) {
+    // a tokenizer config's template is kept as written (a list of named templates stays a list),
+    // with the bos/eos tokens it renders with
+    const o = readJsonFile(t.source, 'tokenizer config') as Record<string, unknown>;
+    cfg = { chat_template: o.chat_template };
+    for (const k of ['bos_token', 'eos_token']) if (o[k] !== undefined) cfg[k] = o[k];
   }
-  return cfg ? { 'tokenizer_config.json': JSON.stringify(cfg, null, 2) + '\n' } : {};
+  return { 'tokenizer_config.json': JSON.stringify(cfg, null, 2) + '\n' };
 }
 
 export interface InstructOrderState extends OrderState {

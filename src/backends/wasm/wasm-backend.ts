@@ -53,6 +53,9 @@ export interface WasmBackendOptions {
   exactBlocks?: boolean;
 }
 
+/** Bytes of an f16 weight's subnormal map: per row, a bit per 16 halves in 32-bit words (gemv.as). */
+function subnormalMapBytes(rows: number, cols: number): number { return rows * (((cols >> 4) + 31) >> 5) * 4; }
+
 /** Where a weight's storage lives in the wasm memories (set by prepareWeight). */
 interface WasmPacked {
   owner: WasmBackend;
@@ -304,7 +307,7 @@ export class WasmBackend implements Backend {
     this.live();
     // data, scales and mins go into one memory, where the kernels read them together
     const what = `a ${rows}×${cols} ${dtype} weight`;
-    const shard = this.place(weightBytes(dtype, rows * cols, cols) + 3 * 64, what);
+    const shard = this.place(weightBytes(dtype, rows * cols, cols) + (dtype === 'f16' ? subnormalMapBytes(rows, cols) : 0) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
       const byteOffset = shard.arena.allocBytes(bytes, what);
@@ -376,7 +379,8 @@ export class WasmBackend implements Backend {
     // otherwise copies of all of them in a memory with room.
     const home = this.shardOf(w.data);
     const inPlace = home !== null && parts.every(([v]) => home.arena.owns(v!));
-    const shard = inPlace ? home : this.place(parts.reduce((t, [, b]) => t + b + 64, 0), `a copy of a ${w.rows}×${w.cols} ${w.dtype} weight`);
+    const mapBytes = w.dtype === 'f16' ? subnormalMapBytes(w.rows, w.cols) : 0;
+    const shard = inPlace ? home : this.place(parts.reduce((t, [, b]) => t + b + 64, mapBytes), `a copy of a ${w.rows}×${w.cols} ${w.dtype} weight`);
     const copies: number[] = [];
     const offs = parts.map(([v, bytes]) => {
       if (inPlace) return v!.byteOffset;
@@ -385,6 +389,15 @@ export class WasmBackend implements Backend {
       copies.push(off);
       return off;
     });
+    // f16: which groups of 16 halves hold a subnormal, so the GEMV need not test each group in
+    // SIMD (gemv.as f16SubnormalMap); it rides in the scales slot, which f16 does not use
+    // (without room for it, the GEMV tests in SIMD as before: the same results, slower)
+    if (w.dtype === 'f16' && shard.arena.canFit(mapBytes)) {
+      const off = shard.arena.allocBytes(mapBytes, `the subnormal map of a ${w.rows}×${w.cols} f16 weight`);
+      shard.k.f16SubnormalMap(offs[0], w.rows, w.cols, off);
+      copies.push(off);
+      offs[1] = off;
+    }
     const p: WasmPacked = { owner: this, shard, dtype: code, data: offs[0], scales: offs[1] ?? 0, mins: offs[2] ?? 0, copies };
     w.packed = p;
   }

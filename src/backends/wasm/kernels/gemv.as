@@ -44,7 +44,9 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
  * cheaper. Only for groups without subnormal halves (their bits would be f32 denormals).
  */
 @inline function f16Bits(v: v128, hi: bool): v128 {
-  return v128.and(i32x4.shr_s(hi ? v : i32x4.shl(v, 16), 3), i32x4.splat(0x8fffe000));
+  // The even half is copied up by a byte shuffle rather than shifted: the mask clears what lies
+  // below it either way, and the shuffle runs on another port than the shifts and multiply-adds.
+  return v128.and(i32x4.shr_s(hi ? v : i8x16.shuffle(v, v, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13), 3), i32x4.splat(0x8fffe000));
 }
 
 /** Whether k_prep_x stored x·2¹¹² after the deinterleaved x (it does unless some |x| ≥ 2¹⁶ or x is not finite). */
@@ -137,22 +139,68 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
   }
 }
 
-@inline function gemvHalfT(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, f16: bool, scaled: bool): void {
+// A subnormal half makes an f32 denormal operand (docs/cpu-decode.md), so each group of 16 halves
+// holding one takes the exact conversion. Testing every group in SIMD (AND, MIN, all-true) cost
+// as much as the conversion itself; instead prepareWeight records, per row, one bit per group
+// (f16SubnormalMap) and the loop tests a bit on the scalar ports. Both conversions give the same
+// value, so a stale or absent map (0: test in SIMD) changes only the speed, never a result.
+
+/** 32-bit words of one row's subnormal map (a bit per 16 halves). */
+@inline export function subMapWords(K: i32): usize { return <usize>(((K >> 4) + 31) >> 5); }
+
+/** Bit g of row n's words: whether halves 16g..16g+15 of W[n] hold a subnormal (not zero) half. */
+export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
+  const ng = K >> 4, wpr = subMapWords(K), rb = <usize>K << 1;
+  const e = i16x8.splat(0x7c00), mm = i16x8.splat(0x03ff), z = i16x8.splat(0);
+  for (let n = 0; n < N; n++) {
+    const p = w + <usize>n * rb, mp = map + ((<usize>n * wpr) << 2);
+    for (let wi: usize = 0; wi < wpr; wi++) store<u32>(mp + (wi << 2), 0);
+    for (let g = 0; g < ng; g++) {
+      const a = v128.load(p + (<usize>g << 5)), b = v128.load(p + (<usize>g << 5), 16);
+      const sa = v128.and(i16x8.eq(v128.and(a, e), z), i16x8.ne(v128.and(a, mm), z));
+      const sb = v128.and(i16x8.eq(v128.and(b, e), z), i16x8.ne(v128.and(b, mm), z));
+      if (v128.any_true(v128.or(sa, sb))) {
+        const q = mp + (<usize>(g >> 5) << 2);
+        store<u32>(q, load<u32>(q) | (<u32>1 << <u32>(g & 31)));
+      }
+    }
+  }
+}
+
+/**
+ * Byte offset (in a row of halves) of the first group at or after `from` whose map bit is set, or
+ * e16 when there is none: the loops compare each group's offset with it (one scalar compare).
+ */
+@inline function nextExact(mp: usize, from: usize, e16: usize): usize {
+  let o = from;
+  while (o < e16) {
+    const word = load<u32>(mp + ((o >> 10) << 2)) >> <u32>((o >> 5) & 31);   // 32 groups of 32 bytes per word
+    if (word) return min(o + (<usize>ctz(word) << 5), e16);
+    o = (o | 1023) + 1;
+  }
+  return e16;
+}
+
+/** f16 with `mapped`: the groups to convert exactly come from the map at `map`, else from a SIMD test per group. */
+@inline function gemvHalfT(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32,
+  f16: bool, scaled: bool, mapped: bool): void {
   const xs = xd + (<usize>K << 2);   // f16 with `scaled`: x·2¹¹², deinterleaved (k_prep_x)
-  const rb = <usize>K << 1;
+  const rb = <usize>K << 1, wpr = subMapWords(K);
   const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
-  let p = w + <usize>n0 * rb;
-  for (let n = n0; n < n1; n++, p += rb) {
+  let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
+  for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     let o: usize = 0, xo: usize = 0;
+    let nx = f16 && mapped ? nextExact(mp, 0, e16) : e16;
     for (; o < e16; o += 32, xo += 64) {
       const v0 = v128.load(p + o), v1 = v128.load(p + o, 16);
       // the same values either way: the exact form only avoids the denormal-operand assists
-      if (f16 && f16AnySubnormal(v0, v1)) {
+      if (f16 && (mapped ? o == nx : f16AnySubnormal(v0, v1))) {
         a0 = fmadd(halfPairExact(v0, false), v128.load(xd + xo), a0);
         a1 = fmadd(halfPairExact(v0, true), v128.load(xd + xo, 16), a1);
         a2 = fmadd(halfPairExact(v1, false), v128.load(xd + xo, 32), a2);
         a3 = fmadd(halfPairExact(v1, true), v128.load(xd + xo, 48), a3);
+        if (mapped) nx = nextExact(mp, o + 32, e16);
       } else if (f16 && scaled) {
         a0 = fmadd(f16Bits(v0, false), v128.load(xs + xo), a0);
         a1 = fmadd(f16Bits(v0, true), v128.load(xs + xo, 16), a1);
@@ -183,11 +231,16 @@ export function gemvF32(out: usize, x: usize, w: usize, K: i32, n0: i32, n1: i32
 }
 
 export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  gemvHalfT(out, x, xd, w, K, n0, n1, acc, false, false);
+  gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, false, false, false);
 }
-export function gemvF16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (f16Scaled(xd, K)) gemvHalfT(out, x, xd, w, K, n0, n1, acc, true, true);
-  else gemvHalfT(out, x, xd, w, K, n0, n1, acc, true, false);
+/** map: the weight's f16SubnormalMap, or 0. */
+export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const scaled = f16Scaled(xd, K);
+  if (map) {
+    if (scaled) gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, true, true);
+    else gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, false, true);
+  } else if (scaled) gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, true, false);
+  else gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, false, false);
 }
 
 /** Lane j of v in every lane (a single shuffle). */
@@ -377,23 +430,25 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   if (R > 3) store<f32>(o + 3 * ldo, acc ? load<f32>(o + 3 * ldo) + f32x4.extract_lane(s, 3) : f32x4.extract_lane(s, 3));
 }
 
-@inline function gemvHalfR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, f16: bool, R: i32, scaled: bool): void {
+@inline function gemvHalfR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, f16: bool, R: i32, scaled: bool, mapped: bool): void {
   // gemvHalfT's order per row (four accumulators, 16 weights per step); weights widened once for all rows.
   const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
-  const x1 = xd + ldp, x2 = x1 + ldp, x3 = x2 + ldp;
-  let p = w + <usize>n0 * rb;
-  for (let n = n0; n < n1; n++, p += rb) {
+  const x1 = xd + ldp, x2 = x1 + ldp, x3 = x2 + ldp, wpr = subMapWords(K);
+  let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
+  for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
     const z = f32x4.splat(0);
     let a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
     let c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
     let o: usize = 0, xo0: usize = 0;
+    let nx = f16 && mapped ? nextExact(mp, 0, e16) : e16;
     for (; o < e16; o += 32, xo0 += 64) {
       const v = v128.load(p + o), t = v128.load(p + o, 16);
       let u0: v128, u1: v128, u2: v128, u3: v128;
       let xo = xo0;
-      if (f16 && f16AnySubnormal(v, t)) {
+      if (f16 && (mapped ? o == nx : f16AnySubnormal(v, t))) {
         u0 = halfPairExact(v, false); u1 = halfPairExact(v, true); u2 = halfPairExact(t, false); u3 = halfPairExact(t, true);
+        if (mapped) nx = nextExact(mp, o + 32, e16);
       } else if (f16 && scaled) {
         // every row's x·2¹¹² (f16Bits), K floats after its deinterleaved x
         u0 = f16Bits(v, false); u1 = f16Bits(v, true); u2 = f16Bits(t, false); u3 = f16Bits(t, true);
@@ -587,20 +642,32 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
 export function gemvF32R2(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 2); }
 export function gemvF32R3(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 3); }
 export function gemvF32R4(out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvF32R(out, ldo, x, ldx, w, K, n0, n1, acc, 4); }
-export function gemvBf16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 2, false); }
-export function gemvBf16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 3, false); }
-export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, false, 4, false); }
-export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K)) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 2, true);
-  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 2, false);
+export function gemvBf16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, false, 2, false, false); }
+export function gemvBf16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, false, 3, false, false); }
+export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, false, 4, false, false); }
+export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K);
+  if (map) {
+    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, true, true);
+    else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, false, true);
+  } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, true, false);
+  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, false, false);
 }
-export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K)) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 3, true);
-  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 3, false);
+export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K);
+  if (map) {
+    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, true, true);
+    else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, false, true);
+  } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, true, false);
+  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, false, false);
 }
-export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K) && f16Scaled(xd + 3 * ldp, K)) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 4, true);
-  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, K, n0, n1, acc, true, 4, false);
+export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K) && f16Scaled(xd + 3 * ldp, K);
+  if (map) {
+    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, true, true);
+    else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, false, true);
+  } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, true, false);
+  else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, false, false);
 }
 export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
 export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
@@ -626,10 +693,10 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 3) gemvBf16R3(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
     else gemvBf16R4(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
   } else if (dtype == 2) {
-    if (R == 1) gemvF16(out, x, prep, w, K, n0, n1, acc);
-    else if (R == 2) gemvF16R2(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
-    else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
-    else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
+    if (R == 1) gemvF16(out, x, prep, w, ws, K, n0, n1, acc);
+    else if (R == 2) gemvF16R2(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
+    else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
+    else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
   } else if (dtype == 3) {
     if (R == 1) gemvQ8(out, prep, prep + <usize>K * 3, w, ws, K, n0, n1, acc);
     else if (R == 2) gemvQ8R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);

@@ -5,7 +5,7 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvRows, deinterleave8, quantizeX, scaleForF16 } from './gemv';
+import { gemvRows, deinterleave8, quantizeX, scaleForF16, f16SubnormalMap } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, gemvBlock, gemvBlockRows } from './blocks';
@@ -14,7 +14,7 @@ import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV,
 import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 
-export { attentionScratch };
+export { attentionScratch, f16SubnormalMap };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
