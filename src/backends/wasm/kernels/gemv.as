@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s, nibLo, nibHi } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
@@ -293,10 +293,6 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 // quantizeX), so the row's D and M multiply once at its end. Four blocks per step: their integer
 // dots are gathered into one vector (q4Sums4) that meets their four scale products in one
 // multiply-add, with no broadcast per block.
-
-@inline function nibLo(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
-/** The high nibbles as bytes: a 16-bit shift and the low nibbles' mask (V8 builds i8x16.shr_u's mask anew at every use). */
-@inline function nibHi(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
 
 /**
  * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
