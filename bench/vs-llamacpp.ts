@@ -4,13 +4,12 @@
 // `llama-bench` built for this CPU (the faster peer: -march=native, AVX-512, VNNI).
 //
 //   npx tsc -p tsconfig.json && node dist/bench/vs-llamacpp.js [--model DIR | --size 270M|450M|1_1B|3B]
-//     [--llama-bin DIR] [--types f32,f16,q8_0,q4_0,q4_k_m] [--prompt-tokens 128] [--gen-tokens 128]
+//     [--llama-bin DIR] [--types f32,f16,q8_0,q4_0] [--prompt-tokens 128] [--gen-tokens 128]
 //     [--threads 2] [--rounds 2] [--keep]
 //
 // Without --model it writes a random-weight OpenELM of --size (bf16 safetensors, like Apple's
-// release) to a temp folder. q4_0 and q4_k_m need --llama-bin (llama-quantize makes the file from the
-// F32 one, as users do). Ours for q4_0 is `--dtype q4` from the same checkpoint; for q4_k_m it is the
-// same Q4_K_M GGUF, run as stored (int8 activations, as llama.cpp). Each side runs in its own child process, one dtype at a time, so peak RSS is
+// release) to a temp folder. q4_0 needs --llama-bin (llama-quantize makes the Q4_0 file from the F32
+// one, as users do; ours is `--dtype q4` from the same checkpoint). Each side runs in its own child process, one dtype at a time, so peak RSS is
 // per run and the two never compete for cores; the sides alternate `rounds` times and each keeps
 // its best run (throughput fields: max, RSS: min):
 //   ours:      `openelm bench --json` at f32 / f16 / q8 on the wasm backend, with --native off and,
@@ -22,7 +21,7 @@
 //              peak RSS from /usr/bin/time.
 // Decode is memory-bound: every weight is read once per token (the tied head reads the whole
 // embedding), so bytes/token is the weights' size and GB/s = bytes/token x decode tok/s.
-// Prints one JSON object: both sides' prefill/decode tok/s, GB/s and the ratios ours / llama.cpp.
+// Prints one JSON object: both sides' prefill/decode tok/s, GB/s, peak RSS and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -143,13 +142,11 @@ async function main(): Promise<void> {
       log(`writing a random OpenELM-${size} (bf16) to ${modelDir}`);
       makeModel(modelDir, size);
     }
-    // ours per llama.cpp type: a --dtype of the checkpoint, or 'gguf': the same GGUF file as stored
-    const OURS: Record<string, string> = { f32: 'f32', f16: 'f16', q8_0: 'q8', q4_0: 'q4', q4_k_m: 'gguf' };
-    const QUANTIZE: Record<string, string> = { q4_0: 'Q4_0', q4_k_m: 'Q4_K_M' };
+    const OURS: Record<string, string> = { f32: 'f32', f16: 'f16', q8_0: 'q8', q4_0: 'q4' };
     const types = (values.types ?? (bin ? 'f32,f16,q8_0,q4_0' : 'f32,f16,q8_0')).split(',');
     for (const t of types) {
-      if (!(t in OURS)) throw new Error(`--types: unknown type ${t} (f32, f16, q8_0, q4_0, q4_k_m)`);
-      if (t in QUANTIZE && !bin) throw new Error(`--types ${t} needs --llama-bin (llama-quantize makes the file)`);
+      if (!(t in OURS)) throw new Error(`--types: unknown type ${t} (f32, f16, q8_0, q4_0)`);
+      if (t === 'q4_0' && !bin) throw new Error('--types q4_0 needs --llama-bin (llama-quantize makes the file)');
     }
     const pairs = types.map((t) => [t, OURS[t]] as [string, string]);
     // ours twice when the native sgemm is built: pure WASM, and WASM + native prefill
@@ -158,10 +155,10 @@ async function main(): Promise<void> {
     for (const [gd, od] of pairs) {
       const file = path.join(work, `model-${gd}.gguf`);
       const c0 = performance.now();
-      if (gd in QUANTIZE) {
+      if (gd === 'q4_0') {
         const f32 = path.join(work, 'model-q4src-f32.gguf');
         convertToGGUF(modelDir, f32, 'f32', { overwrite: true });
-        const q = spawnSync(path.join(bin!, 'llama-quantize'), [f32, file, QUANTIZE[gd]], { encoding: 'utf8', maxBuffer: 64 << 20 });
+        const q = spawnSync(path.join(bin!, 'llama-quantize'), [f32, file, 'Q4_0'], { encoding: 'utf8', maxBuffer: 64 << 20 });
         fs.rmSync(f32);
         if (q.status !== 0) throw new Error(`llama-quantize failed: ${q.stderr.trim().split('\n').slice(-2).join(' | ')}`);
       } else {
@@ -179,7 +176,7 @@ async function main(): Promise<void> {
         log(`llama.cpp ${gd} run ${r + 1}: prefill ${t.prefill_tok_s.toFixed(1)} tok/s, decode ${t.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
         theirs = best(theirs, t);
         for (const v of variants) {
-          const m = runJson([CLI, 'bench', '--model', od === 'gguf' ? file : modelDir, '--dtype', od === 'gguf' ? 'auto' : od, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T),
+          const m = runJson([CLI, 'bench', '--model', modelDir, '--dtype', od, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T),
             '--native', v === 'native' ? 'on' : 'off', '--json'], `openelm bench ${od} (${v})`);
           log(`openelm ${od} (${v}) run ${r + 1}: prefill ${m.prefill_tok_s.toFixed(1)} tok/s, decode ${m.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
           mine[v] = best(mine[v], m);
@@ -188,7 +185,7 @@ async function main(): Promise<void> {
       fs.rmSync(file);
       if (!theirs) throw new Error('no runs');
       const row: Record<string, unknown> = {
-        dtype: { ours: od === 'gguf' ? `${gd.toUpperCase()} (the same GGUF)` : od, llama_cpp: gd.toUpperCase() },
+        dtype: { ours: od, llama_cpp: gd.toUpperCase() },
         llama_cpp: { threads: theirs.threads, prefill_tok_s: r2(theirs.prefill_tok_s), decode_tok_s: r2(theirs.decode_tok_s), rss_mb: r2(theirs.rss_mb), gguf_mb: r2(conv.bytes / 1e6),
           decode_gb_s: r2(conv.bytes * theirs.decode_tok_s / 1e9) },
       };
@@ -198,7 +195,7 @@ async function main(): Promise<void> {
         const wbytes = Number(m.weights_mb) * 2 ** 20;
         row[`ours_${v}`] = { backend: m.backend, native: m.native ?? null, threads: m.threads, prefill_tok_s: r2(m.prefill_tok_s), decode_tok_s: r2(m.decode_tok_s), rss_mb: r2(m.rss_mb),
           weights_mb: r2(wbytes / 1e6), decode_gb_s: r2(wbytes * m.decode_tok_s / 1e9), load_ms: r2(Number(m.load_ms)),
-          ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s) } };
+          ratio: { prefill: r2(m.prefill_tok_s / theirs.prefill_tok_s), decode: r2(m.decode_tok_s / theirs.decode_tok_s), rss: r2(m.rss_mb / theirs.rss_mb) } };
       }
       rows.push(row);
     }

@@ -176,6 +176,33 @@ test('a model GGUF carries its own (truncated) vocabulary, not the bundled one',
   assert.ok(t.encode('international').length > loadTokenizer().encode('international').length);
 });
 
+test('row ranges decode as the same slice of the whole tensor, from just their rows (every fixture type, gate/up split)', () => {
+  for (const f of modelFiles) {
+    const m = GGUFModel.open(fix(f));
+    try {
+      for (const name of m.names()) {
+        const shape = m.info(name).shape, all = m.readF32(name);
+        const cols = shape[shape.length - 1], rows = all.length / cols;
+        const ranges: [number, number][] = [[0, all.length], [0, cols], [(rows - 1) * cols, cols]];
+        if (rows > 3) ranges.push([cols, Math.floor(rows / 2) * cols], [cols + 3, 2 * cols - 5]);
+        for (const [start, count] of ranges) {
+          const dst = new Float32Array(count + 1).fill(7);
+          m.readF32Range(name, start, count, dst);
+          assert.ok(dst.subarray(0, count).every((v, i) => Object.is(v, all[start + i])), `${f} ${name} [${start}, +${count})`);
+          assert.equal(dst[count], 7, 'nothing past count');
+        }
+      }
+      // a row range reads only its rows (the buffer for them is kept): no tensor-sized array per call
+      const emb = 'transformer.token_embeddings.weight', cols = m.info(emb).shape[1], row = new Float32Array(cols);
+      m.readF32Range(emb, 0, cols, row);
+      const before = process.memoryUsage().arrayBuffers;
+      m.readF32Range(emb, cols, cols, row);
+      assert.ok(process.memoryUsage().arrayBuffers - before < 4 * cols, `${f}: a row range allocated`);
+      oneLine(() => m.readF32Range(m.names()[0], 1, m.readF32(m.names()[0]).length, new Float32Array(1 << 20)), /range \[1, \d+\) is outside its \d+ values/);
+    } finally { m.close(); }
+  }
+});
+
 // ------------------------------------------------------------------------------------------------
 // Bad input
 

@@ -10,6 +10,7 @@ import {
   writeSafetensorsSync,
   type TensorToWrite,
 } from '../src/io/safetensors.js';
+import { f16ToF32 } from '../src/core/dtype.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-st-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -229,6 +230,46 @@ test('large tensors stream through the staging buffer in chunks, with a destinat
     assert.ok(sameBits(dst.subarray(3, n + 3), f32), name);
     assert.ok(sameBits(f.readBF16(name), bf), name);
   }
+  f.close();
+});
+
+test('16-bit tensors read as f32 in place: every bit pattern, any range, other type, no array per read', () => {
+  const p = fresh();
+  const n = 65536 * 2 + 7; // every 16-bit pattern twice, past one conversion slice
+  const bits = new Uint16Array(n);
+  for (let i = 0; i < n; i++) bits[i] = (i * 40503) & 0xffff;
+  writeSafetensorsSync(p, [
+    { name: 'bf', dtype: 'BF16', shape: [n], data: bits },
+    { name: 'h', dtype: 'F16', shape: [n], data: bits },
+  ]);
+  const f = SafetensorsFile.open(p);
+  const ref = (name: string, i: number) => (name === 'bf' ? new Float32Array(new Uint32Array([bits[i] << 16]).buffer)[0] : f16ToF32(bits[i]));
+  const same = (a: number, b: number) => a === b || (Number.isNaN(a) && Number.isNaN(b));
+  for (const name of ['bf', 'h']) {
+    const all = f.readF32(name);
+    for (let i = 0; i < n; i++) if (!same(all[i], ref(name, i))) assert.fail(`${name}[${i}]: ${all[i]} != ${ref(name, i)}`);
+    const dst = new Float32Array(70000);
+    for (const [start, count] of [[0, 0], [0, 1], [5, 64], [1, 65537], [n - 3, 3], [n - 70000, 70000]]) {
+      dst.fill(7);
+      const before = process.memoryUsage().arrayBuffers;
+      assert.equal(f.readF32Range(name, start, count, dst), dst);
+      // the values land where they are read: no staging copy and no array per call
+      assert.ok(process.memoryUsage().arrayBuffers - before < 4096, `${name} [${start}, +${count}) allocated`);
+      for (let i = 0; i < count; i++) if (!same(dst[i], all[start + i])) assert.fail(`${name} range at ${start}: [${i}] ${dst[i]} != ${all[start + i]}`);
+      if (count < dst.length) assert.equal(dst[count], 7, 'nothing written past count');
+    }
+  }
+  // the other 16-bit type, re-encoded where it lands: the same bits as from the f32 values
+  const p32 = fresh();
+  writeSafetensorsSync(p32, [{ name: 'bf', dtype: 'F32', shape: [n], data: f.readF32('bf') }, { name: 'h', dtype: 'F32', shape: [n], data: f.readF32('h') }]);
+  const g = SafetensorsFile.open(p32);
+  assert.ok(sameBits(f.readF16('bf'), g.readF16('bf')), 'BF16 read as F16');
+  assert.ok(sameBits(f.readBF16('h'), g.readBF16('h')), 'F16 read as BF16');
+  const off = new Uint16Array(n + 4).fill(9);
+  f.readF16('bf', off, 2);
+  assert.deepEqual([off[0], off[1], off[n + 2], off[n + 3]], [9, 9, 9, 9]);
+  assert.ok(sameBits(off.subarray(2, n + 2), g.readF16('bf')), 'with a destination offset');
+  g.close();
   f.close();
 });
 

@@ -42,6 +42,13 @@ export const TOL = {
    */
   int8NativeVsWasm: { atol: 5e-6, rtol: 5e-6 },
   /**
+   * The WASM integer GEMM (prefill) vs its GEMV (decode) on the same rows: the same int8 x and exact
+   * block sums, folded into f32 in other orders, so the bound is relative to Σ|w·x| of the output
+   * plus 1 (rtol; atol unused). Measured 2.85e-7 at worst (test/wasm-backend.test.ts q4 shapes with
+   * the largest block sums, relaxed and SIMD128 builds, 1 and 2 threads); ~3.5× headroom.
+   */
+  int8GemmVsGemv: { atol: 0, rtol: 1e-6 },
+  /**
    * The AMX bf16 product (oneDNN's matmul primitive) vs the BLAS-like bf16 GEMM and vs the f64
    * product of the same rounded operands: both sum exact products in f32, in other orders. atol is
    * per sqrt(K) (multiply by it) for unit-normal operands; measured 8.9e-7·sqrt(K) at worst (test/train-bf16.test.ts

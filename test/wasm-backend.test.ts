@@ -47,6 +47,37 @@ function weightOn(be: Backend, dtype: WeightDType, rows: number, cols: number, s
 const FLOAT_SHAPES = [[1, 29, 37], [1, 67, 8], [1, 5, 3], [2, 9, 13], [3, 29, 37], [4, 16, 64], [5, 21, 130], [8, 21, 40], [9, 17, 24], [13, 130, 300]];
 const QUANT_SHAPES = [[1, 29, 96], [1, 67, 32], [1, 3, 288], [2, 29, 96], [3, 7, 32], [5, 37, 64], [8, 29, 64], [9, 130, 288]];
 
+test('q4 prefill (integer GEMM, relaxed build: int8 × 4-bit dots summed in i16, wrapping) equals the decode GEMV row by row at the largest block sums', async () => {
+  // igemmQ4 lets a block's i16 sum wrap and recovers it exactly (igemm.as); the largest sums come from
+  // blocks of levels near 15 met by activations at ±127, so some rows and columns are made that way.
+  // Prefill (more than 8 rows) and decode (one row) quantize x alike and sum each block exactly, so
+  // they differ by f32 rounding only; a sum recovered wrongly would be off by 2¹⁶ levels.
+  const rng = new Rng(31);
+  for (const cfg of WASM_CONFIGS) {
+    const be = await cachedWasm(cfg);
+    for (const [M, N, K] of [[9, 37, 288], [13, 130, 1280], [16, 16, 32], [10, 24, 64], [12, 8, 512]]) {
+      const src = randn(rng, N * K, 1 / Math.sqrt(K));
+      for (let n = 0; n < N; n += 3) for (let k = 0; k < K; k++) src[n * K + k] = k % 32 === 0 ? -1 : 1;   // levels 0 and 15
+      const x = randn(rng, M * K, 2);
+      for (let m = 0; m < M; m += 2) for (let k = 0; k < K; k++) x[m * K + k] = m % 4 === 0 ? 3 : -3;    // ±127 once quantized
+      const w = weightOn(be, 'q4', N, K, src);
+      const got = new Float32Array(M * N).fill(0.5), rows = new Float32Array(M * N).fill(0.5);
+      be.linear(got, x, w, M, true);
+      for (let m = 0; m < M; m++) be.linear(rows.subarray(m * N, (m + 1) * N), x.subarray(m * K, (m + 1) * K), w, 1, true);
+      // the rounding scales with Σ|w·x| (large terms cancel in these outputs), so the bound is relative to it
+      let worst = 0;
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let mag = 0;
+        for (let k = 0; k < K; k++) mag += Math.abs(src[n * K + k] * x[m * K + k]);
+        worst = Math.max(worst, Math.abs(got[m * N + n] - rows[m * N + n]) / (1 + mag));
+      }
+      if (process.env.OPENELM_PRINT_TOL) console.log(`[int8 GEMM vs GEMV] ${cfg.label} M=${M} N=${N} K=${K}: ${worst.toExponential(2)}`);
+      assert.ok(worst <= TOL.int8GemmVsGemv.rtol, `${cfg.label} M=${M} N=${N} K=${K}: |GEMM − GEMV| / (1 + Σ|w·x|) = ${worst}`);
+      be.freeWeight(w);
+    }
+  }
+});
+
 for (const cfg of WASM_CONFIGS) {
   test(`linear matches the reference for every dtype (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);

@@ -134,6 +134,12 @@ export interface Backend {
    * Not for 'rows' (weight-format.ts rowsWeight stacks prepared weights).
    */
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight;
+  /**
+   * Optional: weight-format.ts setWeightRows for q8/q4 weights from allocWeight, faster (the WASM
+   * backend quantizes on its threads), writing the very same bytes; other weights go through
+   * setWeightRows. Loading quantizes through it when present.
+   */
+  quantizeRows?(w: Weight, r0: number, src: Float32Array, importance?: Float32Array): void;
   /** Called once a weight's data is final (repacking, uploading). */
   prepareWeight(w: Weight): void;
   /** An f32 weight that IS tensor t (no copy): trainable parameters used by inference ops. */

@@ -322,6 +322,37 @@ export class GGUFModel extends DecodedTensorSource {
     return out;
   }
 
+  /** Whole rows decode from just their bytes (a GGUF row is whole blocks); other ranges: false. */
+  protected override decodeRange(name: string, start: number, count: number, dst: Float32Array): boolean {
+    const parts = this.parts.get(name)!, cols = parts[0].cols;
+    if (start % cols !== 0 || count % cols !== 0) return false;
+    const r0 = start / cols, r1 = r0 + count / cols;
+    for (const p of parts) {
+      const a = Math.max(r0, p.row0), b = Math.min(r1, p.row0 + p.rows);
+      if (a >= b) continue;
+      const rowBytes = ggmlBytes(p.gguf.type, cols);
+      const raw = this.readRawRows(p.gguf.name, (a - p.row0) * rowBytes, (b - a) * rowBytes);
+      dequantize(p.gguf.type, raw, 0, (b - a) * cols, dst, (a - r0) * cols);
+    }
+    return true;
+  }
+
+  private rowBytes = new Uint8Array(0);
+
+  /** `len` bytes of a GGUF tensor from byte `at`, in a buffer reused from call to call. */
+  private readRawRows(ggufName: string, at: number, len: number): Uint8Array {
+    const t = this.gguf.tensors.find((x) => x.name === ggufName)!;
+    if (this.rowBytes.length < len) this.rowBytes = new Uint8Array(len);
+    const out = this.rowBytes.subarray(0, len);
+    this.fd ??= fs.openSync(this.location, 'r');
+    for (let done = 0; done < len;) {
+      const k = fs.readSync(this.fd, out, done, len - done, this.gguf.dataOffset + t.offset + at + done);
+      if (k <= 0) throw new OpenELMError('gguf', `${this.location} is truncated: tensor ${ggufName} could not be read`);
+      done += k;
+    }
+    return out;
+  }
+
   protected decode(name: string, dst: Float32Array): void {
     for (const p of this.parts.get(name)!) {
       const raw = this.readRaw(p.gguf.name);

@@ -9,9 +9,10 @@
 //
 // Reads are synchronous: loading is one long sequential job where an async read per chunk buys no
 // parallelism, and sync reads let model loading (model/load.ts) stay plain code. Tensor bytes are
-// read on request, straight into the caller's buffer (chunks <= 64 MB) or through one shared 4 MB
-// staging buffer when a dtype conversion is needed, so peak memory stays at the size of the
-// destination arrays (never 2x the model).
+// read on request, straight into the caller's buffer (chunks <= 64 MB): 16-bit values read as f32
+// or as the other 16-bit type are converted where they land; other conversions (F32 or F64 to a
+// narrower type) go through one shared 4 MB staging buffer. Peak memory stays at the size of the
+// destination arrays (never 2x the model), and a load makes no garbage.
 
 import { OpenELMError } from '../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32, f32ToF16 } from '../core/dtype.js';
@@ -72,12 +73,21 @@ export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 const IO_CHUNK = 64 * 1024 * 1024;
 /** Staging buffer for converting reads; small enough to stay cache-friendly. */
 const STAGING_BYTES = 4 * 1024 * 1024;
+/** f32 values widened at a time from the staging buffer when a read re-encodes (256 KB). */
+const CONVERT_FLOATS = 65536;
 
 let staging: ArrayBuffer | undefined;
 function stagingBuffer(): ArrayBuffer {
   // Shared by all readers: reads are synchronous, so no two conversions can interleave.
   staging ??= new ArrayBuffer(STAGING_BYTES);
   return staging;
+}
+
+let converted: Float32Array | undefined;
+/** f32 values a 16- or 64-bit chunk of the staging buffer is widened into, a slice at a time. */
+function convertBuffer(): Float32Array {
+  converted ??= new Float32Array(CONVERT_FLOATS);
+  return converted;
 }
 
 /** Typed-array views read the host's byte order; safetensors is little-endian. */
@@ -170,16 +180,9 @@ export abstract class SafetensorsReader {
         this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 4, n * 4), 0, n * 4);
         break;
       case 'BF16':
-      case 'F16': {
-        const u16 = new Uint16Array(stagingBuffer());
-        this.streamConvert(t, (relByte, len) => {
-          const src = u16.subarray(0, len / 2);
-          const at = dstOffset + relByte / 2;
-          if (t.dtype === 'BF16') bf16ArrayToF32(src, out, at);
-          else f16ArrayToF32(src, out, at);
-        });
+      case 'F16':
+        this.readWidened(t, 0, out.subarray(dstOffset, dstOffset + n));
         break;
-      }
       case 'F64': {
         const f64 = new Float64Array(stagingBuffer());
         this.streamConvert(t, (relByte, len) => {
@@ -207,25 +210,23 @@ export abstract class SafetensorsReader {
     }
     if (dst.length < count) throw new OpenELMError('safetensors', `destination for ${name} holds ${dst.length} values, needs ${count}`);
     const size = DTYPE_SIZE[t.dtype];
-    switch (t.dtype) {
-      case 'F32':
-        this.readBytes(t, new Uint8Array(dst.buffer, dst.byteOffset, count * 4), start * 4, count * 4);
-        break;
-      case 'BF16':
-      case 'F16': {
-        const u16 = new Uint16Array(count);
-        this.readBytes(t, new Uint8Array(u16.buffer), start * size, count * size);
-        if (t.dtype === 'BF16') bf16ArrayToF32(u16, dst, 0); else f16ArrayToF32(u16, dst, 0);
-        break;
-      }
-      case 'F64': {
-        const f64 = new Float64Array(count);
-        this.readBytes(t, new Uint8Array(f64.buffer), start * size, count * size);
-        for (let i = 0; i < count; i++) dst[i] = f64[i];
-        break;
-      }
-      default:
-        throw this.notFloat(t, 'F32');
+    if (t.dtype === 'F32') {
+      this.readBytes(t, new Uint8Array(dst.buffer, dst.byteOffset, count * 4), start * 4, count * 4);
+      return dst;
+    }
+    // A load quantizes every tensor through here, row chunk by row chunk: no array per call (that
+    // was garbage the size of the file) and no staging for 16-bit files (widened in place).
+    if (t.dtype === 'BF16' || t.dtype === 'F16') {
+      this.readWidened(t, start, dst.subarray(0, count));
+      return dst;
+    }
+    if (t.dtype !== 'F64') throw this.notFloat(t, 'F32');
+    const buf = stagingBuffer(), per = STAGING_BYTES / size;
+    for (let done = 0; done < count; done += per) {
+      const k = Math.min(per, count - done);
+      this.readBytes(t, new Uint8Array(buf, 0, k * size), (start + done) * size, k * size);
+      const f64 = new Float64Array(buf, 0, k);
+      for (let i = 0; i < k; i++) dst[done + i] = f64[i];
     }
     return dst;
   }
@@ -253,14 +254,37 @@ export abstract class SafetensorsReader {
     const t = this.info(name);
     const n = shapeNumel(t.shape);
     const out = this.checkDst(t, dst, dstOffset, n, Uint16Array, as);
-    if (t.dtype === as) this.readBytes(t, new Uint8Array(out.buffer, out.byteOffset + dstOffset * 2, n * 2), 0, n * 2);
-    else this.streamF32(t, as, (vals, at) => encode(vals, out, dstOffset + at));
+    const bytes = new Uint8Array(out.buffer, out.byteOffset + dstOffset * 2, n * 2);
+    if (t.dtype === as) this.readBytes(t, bytes, 0, n * 2);
+    else if (t.dtype === 'BF16' || t.dtype === 'F16') {
+      // the other 16-bit type: read into the destination and re-encode it there, a slice at a time
+      this.readBytes(t, bytes, 0, n * 2);
+      const tmp = convertBuffer();
+      for (let i = 0; i < n; i += tmp.length) {
+        const src = out.subarray(dstOffset + i, dstOffset + Math.min(n, i + tmp.length));
+        if (t.dtype === 'BF16') bf16ArrayToF32(src, tmp, 0); else f16ArrayToF32(src, tmp, 0);
+        encode(tmp.subarray(0, src.length), out, dstOffset + i);
+      }
+    } else this.streamF32(t, as, (vals, at) => encode(vals, out, dstOffset + at));
     return out;
   }
 
   /**
-   * Feed a float tensor through the staging buffer as f32 values: `sink(vals, at)` gets elements
-   * [at, at + vals.length). F32 chunks are the staging buffer itself; others are converted first.
+   * Elements [start, start + out.length) of a BF16/F16 tensor as f32 into `out`, with no buffer
+   * between: the 16-bit values are read into the upper half of out's bytes and widened front to
+   * back, so each f32 written covers only values already widened (value i's f32 takes bytes
+   * [4i, 4i+4), below value j's bytes [2n+2j, 2n+2j+2) for every j > i).
+   */
+  private readWidened(t: TensorInfo, start: number, out: Float32Array): void {
+    const n = out.length;
+    const half = new Uint16Array(out.buffer, out.byteOffset + n * 2, n);
+    this.readBytes(t, new Uint8Array(half.buffer, half.byteOffset, n * 2), start * 2, n * 2);
+    if (t.dtype === 'BF16') bf16ArrayToF32(half, out, 0); else f16ArrayToF32(half, out, 0);
+  }
+
+  /**
+   * Feed an F32 or F64 tensor through the staging buffer as f32 values: `sink(vals, at)` gets
+   * elements [at, at + vals.length). F32 chunks are the staging buffer itself; F64 is narrowed first.
    */
   private streamF32(t: TensorInfo, as: string, sink: (vals: Float32Array, at: number) => void): void {
     switch (t.dtype) {
@@ -269,24 +293,14 @@ export abstract class SafetensorsReader {
         this.streamConvert(t, (relByte, len) => sink(f32.subarray(0, len / 4), relByte / 4));
         return;
       }
-      case 'BF16':
-      case 'F16': {
-        const u16 = new Uint16Array(stagingBuffer());
-        const tmp = new Float32Array(Math.min(shapeNumel(t.shape), STAGING_BYTES / 2));
-        this.streamConvert(t, (relByte, len) => {
-          const src = u16.subarray(0, len / 2);
-          if (t.dtype === 'BF16') bf16ArrayToF32(src, tmp, 0); else f16ArrayToF32(src, tmp, 0);
-          sink(tmp.subarray(0, src.length), relByte / 2);
-        });
-        return;
-      }
       case 'F64': {
-        const f64 = new Float64Array(stagingBuffer());
-        const tmp = new Float32Array(Math.min(shapeNumel(t.shape), STAGING_BYTES / 8));
+        const f64 = new Float64Array(stagingBuffer()), tmp = convertBuffer();
         this.streamConvert(t, (relByte, len) => {
-          const k = len / 8;
-          for (let i = 0; i < k; i++) tmp[i] = f64[i];
-          sink(tmp.subarray(0, k), relByte / 8);
+          for (let i = 0; i < len / 8; i += tmp.length) {
+            const k = Math.min(len / 8 - i, tmp.length);
+            for (let j = 0; j < k; j++) tmp[j] = f64[i + j];
+            sink(tmp.subarray(0, k), relByte / 8 + i);
+          }
         });
         return;
       }

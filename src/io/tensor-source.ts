@@ -79,10 +79,24 @@ export abstract class DecodedTensorSource implements TensorReader {
     return out;
   }
 
+  /**
+   * Values [start, start + count) decoded into dst[0, count) without the rest of the tensor;
+   * false where the source decodes only whole tensors (or not this range).
+   */
+  protected decodeRange(_name: string, _start: number, _count: number, _dst: Float32Array): boolean {
+    return false;
+  }
+
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
-    const all = this.readF32(name);
-    if (start < 0 || start + count > all.length) throw new OpenELMError('checkpoint', `tensor ${name}: range [${start}, ${start + count}) is outside its ${all.length} values`);
-    dst.set(all.subarray(start, start + count));
+    const n = numelOf(this.info(name).shape);
+    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
+      throw new OpenELMError('checkpoint', `tensor ${name}: range [${start}, ${start + count}) is outside its ${n} values`);
+    }
+    if (dst.length < count) throw new OpenELMError('checkpoint', `tensor ${name}: destination holds ${dst.length} values, needs ${count}`);
+    // a load quantizes row chunk by row chunk: decoding the whole tensor for each chunk made
+    // garbage of the tensor's f32 size per chunk
+    if (this.decodeRange(name, start, count, dst)) return dst;
+    dst.set(this.readF32(name).subarray(start, start + count));
     return dst;
   }
 

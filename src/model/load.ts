@@ -16,8 +16,11 @@ import { checkBufferLimit } from './device-fit.js';
 
 export type LoadDType = ConvertDType | 'auto';
 
-/** f32 values of the staging buffer q8/q4 quantization reads rows through (4 MB). */
-const STAGE_FLOATS = 1 << 20;
+/**
+ * f32 values of the staging buffer q8/q4 quantization reads rows through (1 MiB: what the WASM
+ * backend stages per quantize call, so a larger one only holds more memory until V8 frees it).
+ */
+const STAGE_FLOATS = 1 << 18;
 
 /** One row range of a weight as its file stores it (TensorSource.storedWeight). */
 export interface StoredPart {
@@ -107,7 +110,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     else if (st === 'bf16') src.readBF16(name, w.data as Uint16Array);
     else if (st === 'f16') src.readF16(name, w.data as Uint16Array);
     else {
-      // Quantize row chunks read straight from the file through one staging buffer of ≤ 4 MB
+      // Quantize row chunks read straight from the file through one staging buffer of ≤ 1 MiB
       // shared by every tensor (never a whole tensor in f32, and no garbage per tensor).
       const step = Math.max(1, Math.floor(STAGE_FLOATS / cols));
       if (stage.length < step * cols) stage = new Float32Array(step * cols);
@@ -116,7 +119,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
         const n = Math.min(rows - r, step) * cols;
         const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
         assertFinite(name, file, rowsF32, 'f32', r * cols);
-        setWeightRows(w, r, rowsF32, imp);
+        if (be.quantizeRows) be.quantizeRows(w, r, rowsF32, imp); else setWeightRows(w, r, rowsF32, imp);
       }
     }
     if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);

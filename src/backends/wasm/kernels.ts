@@ -10,7 +10,7 @@ export const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
 
 /** Entry points the pool runs chunk by chunk: `(argsPtr, tid, chunk, chunks) => void`. */
 export const KERNEL_NAMES = ['k_linear', 'k_quant_rows', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu',
-  'k_add', 'k_storekv', 'k_embedding', 'k_train'] as const;
+  'k_add', 'k_storekv', 'k_embedding', 'k_train', 'k_quantize'] as const;
 export type KernelName = typeof KERNEL_NAMES[number];
 
 /** The kernel module's plain exports (the chunked entry points are called by name through the pool). */
@@ -29,6 +29,8 @@ export interface KernelExports {
   trainAttnScratch(T: number): number;
   /** Scratch bytes per thread of the column-dot kernel. */
   colDotScratch(): number;
+  /** Scratch bytes per thread of k_quantize for rows of K values. */
+  quantizeScratch(K: number): number;
 }
 
 /** Storage codes the kernels dispatch on (kernels/blocks.as has the block dtypes' codes). */

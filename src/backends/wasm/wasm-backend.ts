@@ -9,7 +9,7 @@
 // sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, isBlockDType, q4MetaBytes, QBLOCK, weightBytes, weightRowToF32 } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, q4MetaBytes, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
@@ -76,6 +76,8 @@ const CHUNKS_PER_THREAD = 4;
 const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q6_k]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
+/** Most values quantizeRows stages into a memory per kernel call (1 MiB). */
+const QUANTIZE_STAGE_FLOATS = 1 << 18;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
 const NATIVE_MIN_ROWS = 32;
 
@@ -336,6 +338,53 @@ export class WasmBackend implements Backend {
     const w: Weight = { dtype: 'f32', rows, cols, data: a };
     this.prepareWeight(w);
     return w;
+  }
+
+  /**
+   * setWeightRows on the threads, for q8/q4 weights whose storage lives in one of this backend's
+   * memories (what allocWeight returns); others go through setWeightRows itself. The rows are
+   * staged into the weight's memory; each row comes out the same whatever the thread count.
+   */
+  quantizeRows(w: Weight, r0: number, src: Float32Array, importance?: Float32Array): void {
+    this.live();
+    const q4 = w.dtype === 'q4';
+    const scales = q4 || w.dtype === 'q8' ? w.scales : undefined;
+    const home = scales ? this.shardOf(w.data) : null;
+    if (!scales || !home?.arena.owns(scales)) { setWeightRows(w, r0, src, importance); return; }
+    const K = w.cols, rows = src.length / K;
+    if (!(Number.isInteger(rows) && Number.isInteger(r0) && r0 >= 0 && r0 + rows <= w.rows)) {
+      throw new OpenELMError('usage', `${src.length} values are not whole rows ${r0}.. of a ${w.rows}×${K} weight`);
+    }
+    if (q4 && importance && importance.length !== K) throw new OpenELMError('usage', `q4 importance needs one value per column (${K}), got ${importance.length}`);
+    // staged a few rows at a time: the memory keeps its staging area, which stays small this way
+    const step = Math.max(1, Math.floor(QUANTIZE_STAGE_FLOATS / K));
+    for (let i = 0; i < rows; i += step) {
+      const n = Math.min(step, rows - i);
+      this.begin(home);
+      const xp = this.inF32(src.subarray(i * K, (i + n) * K), n * K, 'rows to quantize');
+      let ip = 0;
+      if (q4) {
+        // no importance weighs every column 1: the same sums, bit for bit
+        ip = this.cur.stageTake(K * 4);
+        const imp = this.cur.arena.f32(ip, K);
+        if (importance) imp.set(importance); else imp.fill(1);
+      }
+      this.cur.ensureScratch(this.cur.k.quantizeScratch(K), this.threads);
+      const a = this.cur.ai;
+      a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = n; a[3] = K; a[4] = ip;
+      a[5] = w.data.byteOffset; a[6] = scales.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
+      a[10] = importance ? 0 : 1;
+      // about 40 f64 operations per value for q4, 4 for q8
+      this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
+    }
+    if (!q4) return;
+    const meta = w.scales as Uint8Array, mb = q4MetaBytes(K);
+    const dv = new DataView(meta.buffer, meta.byteOffset, meta.byteLength);
+    for (let r = r0; r < r0 + rows; r++) {
+      if (!Number.isFinite(dv.getFloat32(r * mb, true)) || !Number.isFinite(dv.getFloat32(r * mb + 4, true))) {
+        throw new OpenELMError('dtype', `q4 cannot hold row ${r}: its values are not finite`);
+      }
+    }
   }
 
   /** Kernel calls so far: run inline (small work) and split over the threads. */

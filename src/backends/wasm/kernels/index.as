@@ -7,14 +7,15 @@
 import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, scaleForF16, f16SubnormalMap } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
-import { igemm, IGEMM_SCRATCH } from './igemm';
+import { igemm, igemmQ4, blockSums8, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
+import { quantizeRows, quantizeScratch } from './quantize';
 
-export { attentionScratch, f16SubnormalMap };
+export { attentionScratch, f16SubnormalMap, quantizeScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -39,7 +40,10 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     const n0 = part(N, c, nc, 8), n1 = part(N, c + 1, nc, 8);
     if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo); return; }
     const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
-    igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
+    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) {
+      const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2), xi = x8 + <usize>M * <usize>K;
+      igemmQ4(out, x8, xd, xs, xi, data, scales, M, N, K, acc, scr, n0, n1, ldo);
+    } else igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
   const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
@@ -61,15 +65,19 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
 @inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
 /** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
-export function quantBytes(M: i32, K: i32): i32 { return M * K * 2 + M * (K >> 5) * 8 + 64; }
+export function quantBytes(M: i32, K: i32): i32 { return M * K * 3 + M * (K >> 5) * 12 + 64; }
 
 /** Quantize rows of x for the integer GEMM (chunks of rows; same slots as k_linear). */
 export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const x = ap(a, 1), M = ai(a, 6), K = ai(a, 8);
   const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
+  // then the int8 rows and their block sums, for igemmQ4 (relaxed build)
+  const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2), xi = x8 + <usize>M * <usize>K;
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
-    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), 0, xd + <usize>m * rb, xs + <usize>m * rb);
+    const r8 = ASC_FEATURE_RELAXED_SIMD ? x8 + <usize>m * <usize>K : 0;
+    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
+    if (ASC_FEATURE_RELAXED_SIMD) blockSums8(r8, K, xi + <usize>m * rb);
   }
 }
 
@@ -141,6 +149,15 @@ export function k_storekv(a: usize, tid: i32, c: i32, nc: i32): void {
 export function k_embedding(a: usize, tid: i32, c: i32, nc: i32): void {
   const n = ai(a, 7);
   embeddingRows(ap(a, 0), ai(a, 1), ap(a, 2), ap(a, 3), ap(a, 4), ai(a, 5), ap(a, 6), part(n, c, nc, 1), part(n, c + 1, nc, 1));
+}
+
+// quantize (loading with --dtype q8/q4): 0 dtype (3 q8, 4 q4), 1 src rows, 2 rows, 3 K, 4 importance
+//           (K f32), 5 data, 6 scales (q4: the rows' scale data), 7 first weight row, 8 scratch, 9 stride,
+//           10 the importance is all 1
+export function k_quantize(a: usize, tid: i32, c: i32, nc: i32): void {
+  const rows = ai(a, 2);
+  quantizeRows(ai(a, 0), ap(a, 1), ai(a, 3), ap(a, 4), ai(a, 10) != 0, ap(a, 5), ap(a, 6), ai(a, 7),
+    part(rows, c, nc, 1), part(rows, c + 1, nc, 1), ap(a, 8) + <usize>tid * ap(a, 9));
 }
 
 /**

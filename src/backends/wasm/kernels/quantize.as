@@ -1,0 +1,268 @@
+// f32 rows to the q8 and q4 storage formats (../../weight-format.ts describes both), for loading a
+// bf16/f32 checkpoint with --dtype q8/q4. The bytes must be those setWeightRows writes in
+// weight-format.ts, whatever the backend, so this is the same algorithm with the same f64 and f32
+// operations in the same order: values widened to f64, Math.fround as an f32 demotion, JS
+// Math.round (nearest, ties toward +∞), `(t + 0.5) | 0` as a truncation, and each weighted sum
+// accumulated in index order. SIMD lanes therefore run side by side blocks (q4) or values (q8),
+// never parts of one sum, whose order would change its rounding. A row never depends on another,
+// so threads split rows freely.
+
+const QB: i32 = 32;
+
+/** JS Math.round: the nearest integer, ties toward +∞ (x − floor(x) is exact in f64). */
+@inline function jsRound(v: f64): f64 {
+  const f = floor(v);
+  return v - f >= 0.5 ? f + 1 : f;
+}
+
+/** JS ToInt32 for the values these codes take (|v| < 2³¹; NaN and ±∞ give 0). */
+@inline function toInt(v: f64): i32 { return abs(v) < 2147483648.0 ? <i32>v : 0; }
+
+@inline function scaleCode(s: f64, D: f64): i32 {
+  return s > 0 && D > 0 ? toInt(min<f64>(255, max<f64>(1, jsRound(s / D)))) : 0;
+}
+@inline function minCode(m: f64, M: f64): i32 {
+  return M > 0 ? toInt(min<f64>(127, max<f64>(-127, jsRound(m / M)))) : 0;
+}
+
+/** Bytes of one q4 row's scale data (weight-format.ts q4MetaBytes). */
+@inline function metaBytes(K: i32): usize { return <usize>(8 + ((K / 16 + 3) & ~3)); }
+
+// q4 works on two blocks at once, one per f64x2 lane: lane k of every operation is the scalar
+// operation of its block, so each block's numbers are setWeightRows' whatever its neighbour does.
+// A row is first laid out in the thread's scratch as f64 pairs: pair p, value i holds value i of
+// blocks 2p and 2p + 1 (the last block twice when a row has an odd number).
+
+const ZERO = f64x2(0, 0), HALF = f64x2(0.5, 0.5), FIFTEEN = f64x2(15, 15), ONE = f64x2(1, 1);
+
+/** f64 → f32 → f64 per lane (Math.fround). */
+@inline function fround2(v: v128): v128 { return f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(v)); }
+
+// The pair's sums [Σw, Σw·q, Σw·q², Σw·x, Σw·q·x] for the last levels2() call (Σw and Σw·x do not
+// depend on the levels and are summed once per pair); globals belong to an instance, one per thread.
+let gW: v128 = ZERO, gQ: v128 = ZERO, gQQ: v128 = ZERO, gX: v128 = ZERO, gQX: v128 = ZERO;
+let gS: v128 = ZERO, gM: v128 = ZERO;
+
+/**
+ * weight-format.ts q4Levels for a pair: the weighted squared error of each block's nearest levels
+ * for its scale s and min m; leaves Σw·q, Σw·q², Σw·q·x in the globals. l is
+ * `t <= 0 ? 0 : t >= 15 ? 15 : (t + 0.5) | 0` (NaN: 0, as `| 0` gives). With no importance (every
+ * weight 1) the products by the weight are left out: w·y is y exactly.
+ */
+@inline function levels2(xv: usize, wv: usize, s: v128, m: v128, unit: bool): v128 {
+  return unit ? levels2U(xv, s, m) : levels2W(xv, wv, s, m);
+}
+
+/** The level of t (see levels2): where t > 0, min(trunc(t + 0.5), 15), else 0 (all bits clear). */
+@inline function level2(t: v128): v128 {
+  return v128.and(f64x2.pmin(f64x2.trunc(f64x2.add(t, HALF)), FIFTEEN), f64x2.gt(t, ZERO));
+}
+
+/** 1/s where s > 0, else 0. */
+@inline function inverse2(s: v128): v128 { return v128.and(f64x2.div(ONE, s), f64x2.gt(s, ZERO)); }
+
+function levels2W(xv: usize, wv: usize, s: v128, m: v128): v128 {
+  const inv = inverse2(s);
+  let e = ZERO, w1 = ZERO, w2 = ZERO, w4 = ZERO;
+  for (let i = 0; i < QB; i++) {
+    const o = <usize>i << 4;
+    const v = v128.load(xv + o), wt = v128.load(wv + o);
+    const l = level2(f64x2.mul(f64x2.sub(v, m), inv));
+    const d = f64x2.sub(f64x2.add(f64x2.mul(l, s), m), v);
+    e = f64x2.add(e, f64x2.mul(f64x2.mul(wt, d), d));
+    const wl = f64x2.mul(wt, l);
+    w1 = f64x2.add(w1, wl);
+    w2 = f64x2.add(w2, f64x2.mul(wl, l));
+    w4 = f64x2.add(w4, f64x2.mul(wl, v));
+  }
+  gQ = w1; gQQ = w2; gQX = w4;
+  return e;
+}
+
+function levels2U(xv: usize, s: v128, m: v128): v128 {
+  const inv = inverse2(s);
+  let e = ZERO, w1 = ZERO, w2 = ZERO, w4 = ZERO;
+  for (let i = 0; i < QB; i++) {
+    const v = v128.load(xv + (<usize>i << 4));
+    const l = level2(f64x2.mul(f64x2.sub(v, m), inv));
+    const d = f64x2.sub(f64x2.add(f64x2.mul(l, s), m), v);
+    e = f64x2.add(e, f64x2.mul(d, d));
+    w1 = f64x2.add(w1, l);
+    w2 = f64x2.add(w2, f64x2.mul(l, l));
+    w4 = f64x2.add(w4, f64x2.mul(l, v));
+  }
+  gQ = w1; gQQ = w2; gQX = w4;
+  return e;
+}
+
+/** weight-format.ts lsFit per lane: s, m (f32 values) into gS, gM; returns the lanes where it is not singular. */
+@inline function lsFit2(): v128 {
+  const det = f64x2.sub(f64x2.mul(gW, gQQ), f64x2.mul(gQ, gQ));
+  gS = fround2(f64x2.div(f64x2.sub(f64x2.mul(gW, gQX), f64x2.mul(gQ, gX)), det));
+  gM = fround2(f64x2.div(f64x2.sub(f64x2.mul(gQQ, gX), f64x2.mul(gQ, gQX)), det));
+  return f64x2.gt(det, ZERO);
+}
+
+/** Lanes where v is finite (v − v is 0 only then). */
+@inline function finite2(v: v128): v128 { return f64x2.eq(f64x2.sub(v, v), ZERO); }
+
+/** weight-format.ts fitQ4Block for a pair (its levels are not needed here): the blocks' s, m into gS, gM. */
+function fitPair(xv: usize, wv: usize, unit: bool): void {
+  let lo = f64x2(Infinity, Infinity), hi = f64x2(-Infinity, -Infinity);
+  for (let i = 0; i < QB; i++) {
+    const v = v128.load(xv + (<usize>i << 4));
+    lo = f64x2.pmin(lo, v);   // v < lo ? v : lo
+    hi = f64x2.pmax(hi, v);   // hi < v ? v : hi
+  }
+  let bs = fround2(f64x2.div(f64x2.sub(hi, lo), FIFTEEN)), bm = fround2(lo);
+  // a lane is done once its block's fit has returned (s = 0) or left the loop
+  let done = f64x2.eq(bs, ZERO);
+  if (!i64x2.all_true(done)) {
+    let best = levels2(xv, wv, bs, bm, unit);
+    for (let it = 0; it < 2; it++) {      // FIT_ROUNDS
+      let act = v128.andnot(lsFit2(), done);
+      const s = gS, m = gM;
+      act = v128.and(act, v128.and(f64x2.gt(s, ZERO), finite2(m)));
+      if (!v128.any_true(act)) break;
+      const e = levels2(xv, wv, s, m, unit);
+      act = v128.and(act, f64x2.lt(e, best));
+      best = v128.bitselect(e, best, act); bs = v128.bitselect(s, bs, act); bm = v128.bitselect(m, bm, act);
+      done = v128.or(done, v128.not(act));
+      if (i64x2.all_true(done)) break;
+    }
+  }
+  gS = bs; gM = bm;
+}
+
+/** Scratch bytes per thread quantizeRows needs for rows of K values. */
+export function quantizeScratch(K: i32): i32 { const pairs = ((K >> 5) + 1) >> 1; return pairs * (QB * 16 * 2 + 64) + 64; }
+
+/**
+ * q4 rows [i0, i1) of the `src` rows (K values each) into weight rows r0 + i: 16 code bytes per
+ * block at data, D, M and the scale and min codes at meta. A row whose D or M is not finite gets
+ * them written and nothing else (the caller refuses it).
+ */
+function q4Rows(src: usize, K: i32, imp: usize, unit: bool, data: usize, meta: usize, r0: i32, i0: i32, i1: i32, scr: usize): void {
+  const nb = K >> 5, mb = metaBytes(K), pairs = (nb + 1) >> 1;
+  const PB = <usize>(QB << 4);                       // bytes of one pair's values
+  const xs = scr, ws = scr + <usize>pairs * PB, fits = ws + <usize>pairs * PB;
+  // the importance as pairs, once per call
+  for (let p = 0; p < pairs; p++) {
+    const b0 = p << 1, b1 = min(b0 + 1, nb - 1);
+    for (let i = 0; i < QB; i++) {
+      const o = ws + <usize>p * PB + (<usize>i << 4);
+      store<f64>(o, <f64>load<f32>(imp + (<usize>(b0 * QB + i) << 2)));
+      store<f64>(o, <f64>load<f32>(imp + (<usize>(b1 * QB + i) << 2)), 8);
+    }
+  }
+  for (let r = i0; r < i1; r++) {
+    const x = src + ((<usize>r * <usize>K) << 2), row = <usize>(r0 + r);
+    let smax: f64 = 0, mmax: f64 = 0;
+    for (let p = 0; p < pairs; p++) {
+      const b0 = p << 1, b1 = min(b0 + 1, nb - 1);
+      const xv = xs + <usize>p * PB, wv = ws + <usize>p * PB;
+      let w0 = ZERO, w3 = ZERO;
+      for (let i = 0; i < QB; i++) {
+        const o = <usize>i << 4;
+        const v = f64x2.replace_lane(f64x2.splat(<f64>load<f32>(x + (<usize>(b0 * QB + i) << 2))), 1, <f64>load<f32>(x + (<usize>(b1 * QB + i) << 2)));
+        v128.store(xv + o, v);
+        const wt = v128.load(wv + o);
+        w0 = f64x2.add(w0, wt); w3 = f64x2.add(w3, f64x2.mul(wt, v));
+      }
+      gW = w0; gX = w3;
+      fitPair(xv, wv, unit);
+      const f = fits + (<usize>p << 6);
+      v128.store(f, gS);
+      v128.store(f, gM, 16);
+      v128.store(f, w0, 32);
+      v128.store(f, w3, 48);
+      smax = max<f64>(smax, max<f64>(f64x2.extract_lane(gS, 0), f64x2.extract_lane(gS, 1)));
+      mmax = max<f64>(mmax, max<f64>(abs<f64>(f64x2.extract_lane(gM, 0)), abs<f64>(f64x2.extract_lane(gM, 1))));
+    }
+    const D: f64 = <f64><f32>(smax / 255), M: f64 = <f64><f32>(mmax / 127);
+    const mo = meta + row * mb;
+    store<f32>(mo, <f32>D);
+    store<f32>(mo, <f32>M, 4);
+    if (!isFinite<f64>(D) || !isFinite<f64>(M)) continue;
+    for (let p = 0; p < pairs; p++) {
+      const b0 = p << 1, b1 = min(b0 + 1, nb - 1);
+      const xv = xs + <usize>p * PB, wv = ws + <usize>p * PB;
+      const f = fits + (<usize>p << 6);
+      const fs = v128.load(f), fm = v128.load(f, 16);
+      // the levels again for the coded scale and min, then once more the least-squares s, m for
+      // them, coded (kept when better)
+      let sc0 = scaleCode(f64x2.extract_lane(fs, 0), D), sc1 = scaleCode(f64x2.extract_lane(fs, 1), D);
+      let mc0 = minCode(f64x2.extract_lane(fm, 0), M), mc1 = minCode(f64x2.extract_lane(fm, 1), M);
+      let s = f64x2.replace_lane(f64x2.splat(<f64><f32>(D * <f64>sc0)), 1, <f64><f32>(D * <f64>sc1));
+      let m = f64x2.replace_lane(f64x2.splat(<f64><f32>(M * <f64>mc0)), 1, <f64><f32>(M * <f64>mc1));
+      gW = v128.load(f, 32); gX = v128.load(f, 48);
+      const best = levels2(xv, wv, s, m, unit);
+      const ok = v128.and(lsFit2(), v128.and(f64x2.gt(gS, ZERO), finite2(gM)));
+      if (v128.any_true(ok)) {
+        const ls = gS, lm = gM;
+        const tc0 = scaleCode(f64x2.extract_lane(ls, 0), D), tc1 = scaleCode(f64x2.extract_lane(ls, 1), D);
+        const tm0 = minCode(f64x2.extract_lane(lm, 0), M), tm1 = minCode(f64x2.extract_lane(lm, 1), M);
+        const s1 = f64x2.replace_lane(f64x2.splat(<f64><f32>(D * <f64>tc0)), 1, <f64><f32>(D * <f64>tc1));
+        const m1 = f64x2.replace_lane(f64x2.splat(<f64><f32>(M * <f64>tm0)), 1, <f64><f32>(M * <f64>tm1));
+        const take = v128.and(ok, f64x2.lt(levels2(xv, wv, s1, m1, unit), best));
+        if (i64x2.extract_lane(take, 0) != 0) { sc0 = tc0; mc0 = tm0; }
+        if (i64x2.extract_lane(take, 1) != 0) { sc1 = tc1; mc1 = tm1; }
+        s = v128.bitselect(s1, s, take); m = v128.bitselect(m1, m, take);
+      }
+      store<u8>(mo + 8 + <usize>b0, <u8>sc0);
+      store<u8>(mo + 8 + <usize>nb + <usize>b0, <u8>mc0);
+      store<u8>(mo + 8 + <usize>b1, <u8>sc1);
+      store<u8>(mo + 8 + <usize>nb + <usize>b1, <u8>mc1);
+      // the chosen levels, recomputed: the same function of x, s and m as levels2() evaluates
+      const inv = inverse2(s);
+      const o0 = data + ((row * <usize>nb + <usize>b0) << 4), o1 = data + ((row * <usize>nb + <usize>b1) << 4);
+      for (let j = 0; j < 16; j++) {
+        const tl = f64x2.mul(f64x2.sub(v128.load(xv + (<usize>j << 4)), m), inv);
+        const th = f64x2.mul(f64x2.sub(v128.load(xv + (<usize>(j + 16) << 4)), m), inv);
+        const ll = i32x4.trunc_sat_f64x2_s_zero(level2(tl)), lh = i32x4.trunc_sat_f64x2_s_zero(level2(th));
+        const byte = v128.or(ll, i32x4.shl(lh, 4));
+        store<u8>(o0 + <usize>j, <u8>i32x4.extract_lane(byte, 0));
+        store<u8>(o1 + <usize>j, <u8>i32x4.extract_lane(byte, 1));
+      }
+    }
+  }
+}
+
+/** q8 rows [i0, i1) of the `src` rows into weight rows r0 + i: int8 values at data, one f32 scale per block at scales. */
+function q8Rows(src: usize, K: i32, data: usize, scales: usize, r0: i32, i0: i32, i1: i32): void {
+  const nb = K >> 5;
+  for (let i = i0; i < i1; i++) {
+    const x = src + ((<usize>i * <usize>K) << 2), row = <usize>(r0 + i);
+    for (let b = 0; b < nb; b++) {
+      const xb = x + (<usize>b << 7);
+      // the largest |x| (the order of a max does not matter; NaN wins, as in Math.max)
+      let a = f32x4.splat(0);
+      for (let j = 0; j < QB; j += 4) a = f32x4.max(a, f32x4.abs(v128.load(xb + (<usize>j << 2))));
+      const amax = <f64>max<f32>(max<f32>(f32x4.extract_lane(a, 0), f32x4.extract_lane(a, 1)), max<f32>(f32x4.extract_lane(a, 2), f32x4.extract_lane(a, 3)));
+      const scale = amax / 127;
+      // JS `scale ? 1 / scale : 0`: NaN is falsy too
+      const inv: f64 = scale != 0 && scale == scale ? 1 / scale : 0;
+      store<f32>(scales + ((row * <usize>nb + <usize>b) << 2), <f32>scale);
+      const o = data + ((row * <usize>nb + <usize>b) << 5);
+      const iv = f64x2.splat(inv);
+      for (let j = 0; j < QB; j += 2) {
+        // Math.round(x · inv), as an int8 (|x · inv| ≤ 127; NaN gives 0 as ToInt8 does)
+        const y = f64x2.mul(f64x2.promote_low_f32x4(v128.load64_zero(xb + (<usize>j << 2))), iv);
+        const f = f64x2.floor(y);
+        const q = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF)));
+        store<i8>(o + <usize>j, <i8>i32x4.extract_lane(q, 0));
+        store<i8>(o + <usize>j + 1, <i8>i32x4.extract_lane(q, 1));
+      }
+    }
+  }
+}
+
+/**
+ * Rows [i0, i1) of a quantization call. dtype 3: q8, 4: q4 (../kernels.ts DTYPE_CODE); imp: K
+ * importance weights (q4; all 1 when the caller has none, which gives the same sums), unit: they are all 1.
+ */
+export function quantizeRows(dtype: i32, src: usize, K: i32, imp: usize, unit: bool, data: usize, scales: usize, r0: i32,
+  i0: i32, i1: i32, scr: usize): void {
+  if (dtype == 4) q4Rows(src, K, imp, unit, data, scales, r0, i0, i1, scr);
+  else if (dtype == 3) q8Rows(src, K, data, scales, r0, i0, i1);
+}

@@ -1,0 +1,66 @@
+// What loading holds in host memory besides the weights: 16-bit checkpoint values are converted
+// where they land and q8/q4 read rows through one small f32 stage, so a load makes no array per
+// chunk or per tensor (docs/quantization.md, "Memory"). The WASM backend keeps the weights in its
+// own memories, which process.memoryUsage().arrayBuffers does not count; everything else the
+// load allocates as ArrayBuffers does, and within one synchronous load V8 collects little of it.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { resolveConfig, type OpenELMHFConfig } from '../src/model/config.js';
+import { paramLayout } from '../src/model/layout.js';
+import { initParams } from '../src/model/init.js';
+import { saveModel } from '../src/io/model-folder.js';
+import { openCheckpoint } from '../src/io/checkpoint.js';
+import { modelFromSource, type TensorSource } from '../src/model/load.js';
+import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
+import type { ConvertDType } from '../src/backends/backend.js';
+
+// an embedding of 4096 × 256 (2 MiB as bf16, 4 MiB as f32): larger than the allowance below
+const HF: OpenELMHFConfig = {
+  model_type: 'openelm', num_transformer_layers: 2, model_dim: 256, head_dim: 32, num_gqa_groups: 2,
+  qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 2.0], ffn_dim_divisor: 32, vocab_size: 4096,
+  max_context_length: 64, rope_freq_constant: 10000, rope_max_length: 64,
+};
+/** The loader's f32 row stage (1 MiB) and a little for the small arrays of norms and importances. */
+const ALLOWANCE = (1 << 20) + (256 << 10);
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-load-memory-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const dir = (() => {
+  const config = resolveConfig(HF);
+  const layout = paramLayout(config);
+  const flat = new Float32Array(layout.total);
+  initParams(config, layout, flat, 3);
+  const d = path.join(tmp, 'bf16');
+  saveModel(d, config, layout, flat, { dtype: 'BF16' });
+  return d;
+})();
+
+for (const dtype of ['q8', 'q4', 'f16', 'f32'] as ConvertDType[]) {
+  test(`a ${dtype} load from a bf16 checkpoint holds at most the row stage besides the weights`, async () => {
+    const ck = openCheckpoint(dir);
+    const be = await WasmBackend.create({ threads: 1 });
+    try {
+      const base = process.memoryUsage().arrayBuffers;
+      let peak = 0;
+      const sample = () => { peak = Math.max(peak, process.memoryUsage().arrayBuffers - base); };
+      // every read the loader makes, sampled as it returns
+      const src = new Proxy(ck, {
+        get(t, k) {
+          const v = Reflect.get(t, k, t) as unknown;
+          if (typeof v !== 'function') return v;
+          return (...a: unknown[]) => { const r = (v as (...x: unknown[]) => unknown).apply(t, a); sample(); return r; };
+        },
+      }) as unknown as TensorSource;
+      const m = modelFromSource(src, resolveConfig(HF), be, dtype);
+      assert.equal(m.weights.embed.dtype, dtype);
+      assert.ok(peak <= ALLOWANCE, `${dtype}: the load held ${(peak / 2 ** 20).toFixed(2)} MiB of arrays besides the weights`);
+    } finally {
+      be.dispose();
+      ck.close();
+    }
+  });
+}
