@@ -132,6 +132,35 @@ for (const cfg of WASM_CONFIGS) {
     }
   });
 
+  test(`q8/q4 GEMV: each of up to 8 rows equals a one-row call bit for bit (${cfg.label})`, async () => {
+    // The one-row and the 2-4-row integer kernels are separate code in each build (relaxed SIMD
+    // and SIMD128) and must sum every row in the same order (speculative decoding's verification;
+    // the backend suite checks the default build). K: whole 4-block steps only, a 1-block tail,
+    // a 3-block tail.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(31);
+    const N = 21;
+    for (const dtype of ['q8', 'q4'] as const) {
+      for (const K of [256, 160, 224]) {
+        const w = weightOn(be, dtype, N, K, randn(rng, N * K, 0.1));
+        const x = randn(rng, 8 * K);
+        for (let i = 0; i < x.length; i += 37) x[i] *= 40;   // outliers: blocks whose int8 scale differs widely
+        const one: Float32Array[] = [];
+        for (let m = 0; m < 8; m++) {
+          const o = new Float32Array(N);
+          be.linear(o, x.subarray(m * K, (m + 1) * K), w, 1);
+          one.push(o);
+        }
+        for (let M = 2; M <= 8; M++) {
+          const got = new Float32Array(M * N);
+          be.linear(got, x.subarray(0, M * K), w, M);
+          for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `${dtype} K=${K}: row ${m} of ${M}`);
+        }
+        be.freeWeight(w);
+      }
+    }
+  });
+
   test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label})`, async () => {
     // The GEMV converts groups holding subnormal halves another way (no denormal operands); both
     // ways must give the exact half, for 1 to 4 tokens per call, in the 16-wide steps and the tails.

@@ -9,7 +9,7 @@
 // values (GEMM panels, embedding rows, the several-token GEMV) or multiplies them into a dot
 // product with x (the one-token GEMV), selected by a constant `mode` after inlining.
 
-import { fmadd, hsum, hsum4 } from './simd';
+import { fmadd, hsum, hsum4, nibLo, nibHi } from './simd';
 import { storeR } from './gemv';
 
 // dtype codes (kernels.ts DTYPE_CODE)
@@ -96,8 +96,8 @@ const OPS: i32 = 2;
 
 @inline function add4(mode: i32, acc: v128, v: v128): v128 { return mode == DOT ? f32x4.add(acc, v) : acc; }
 
-@inline function lo4(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
-@inline function hi4(v: v128): v128 { return i8x16.shr_u(v, 4); }
+@inline function lo4(v: v128): v128 { return nibLo(v); }
+@inline function hi4(v: v128): v128 { return nibHi(v); }
 
 /** Byte j of the result = 16 when bit j (half = 0) or bit 16 + j (half = 1) of qh is set, else 0. */
 @inline function qh16(qh: u32, half: i32): v128 {

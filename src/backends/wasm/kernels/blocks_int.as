@@ -8,7 +8,7 @@
 // Both builds form the same int32 block sums; only how they are split over lanes before the float
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
-import { fmadd, hsum, f16hiToF32Exact } from './simd';
+import { fmadd, hsum, f16hiToF32Exact, nibLo, nibHi } from './simd';
 import { q8Block, q4BlockV, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ6_K } from './blocks';
 
@@ -44,7 +44,7 @@ export function q4_0Correction(q8: usize, K: i32, corr: usize): void {
 /** Σ (q_w − 8)·q_x over one Q4_0 block (nibbles at w), as 4 lanes of f32 (exact integers). */
 @inline function q4_0Block(w: usize, x16: usize, x8: usize, corr: usize): v128 {
   const v = v128.load(w);
-  const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+  const lo = nibLo(v), hi = nibHi(v);
   if (ASC_FEATURE_RELAXED_SIMD) {
     const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
     return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(i16x8.sub(s, v128.load(corr))));
@@ -143,8 +143,8 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 /** Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) of a Q4_K super-block into f0 and f1. */
 @inline function q4KPair(q: usize, x16: usize, x8: usize, c0: v128, c1: v128, f: v128): v128 {
   const v0 = v128.load(q), v1 = v128.load(q, 16);
-  const lo = q4BlockV(v128.and(v0, i8x16.splat(0x0f)), v128.and(v1, i8x16.splat(0x0f)), x16, x8);
-  const hi = q4BlockV(i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), x16 + 64, x8 + 32);
+  const lo = q4BlockV(nibLo(v0), nibLo(v1), x16, x8);
+  const hi = q4BlockV(nibHi(v0), nibHi(v1), x16 + 64, x8 + 32);
   return fmadd(hi, c1, fmadd(lo, c0, f));
 }
 

@@ -4,7 +4,7 @@
 // runs a register-blocked 4×8 micro-kernel (8 f32x4 accumulators, the best tile for V8's 16 xmm
 // registers) over all rows of x. Packing costs O(N·K) per call against O(M·N·K) of arithmetic.
 
-import { fmadd, f16hiToF32Exact, q4MetaBytes } from './simd';
+import { fmadd, f16hiToF32Exact, q4MetaBytes, nibLo, nibHi } from './simd';
 import { BLOCK_MIN, decodeBlockRow } from './blocks';
 
 export const KC: i32 = 256;          // multiple of 32 so q8/q4 blocks never straddle a chunk
@@ -56,7 +56,7 @@ export function dequantRow(dtype: i32, data: usize, scales: usize, mins: usize, 
   for (let i = 0; i < len; i += 32) {
     const s = f32x4.splat(<f32>load<u8>(sp) * D), m = f32x4.splat(<f32>load<i8>(mp) * M);
     const v = v128.load(src);
-    const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+    const lo = nibLo(v), hi = nibHi(v);
     nib16(d, i16x8.extend_low_i8x16_u(lo), s, m);
     nib16(d + 32, i16x8.extend_high_i8x16_u(lo), s, m);
     nib16(d + 64, i16x8.extend_low_i8x16_u(hi), s, m);

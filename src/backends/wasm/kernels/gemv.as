@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s, nibLo, nibHi } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
@@ -287,60 +287,84 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   }
 }
 
-@inline function q4Block(w: usize, xq16: usize, xq8: usize): v128 {
-  const v = v128.load(w);
-  const lo = v128.and(v, i8x16.splat(0x0f));
-  const hi = i8x16.shr_u(v, 4);
+// q4 (Q4_1-style blocks with coded scales, simd.as q4MetaBytes): a row's Σ w·x is
+//   D·Σ_b sc_b·dx_b·Σ_j q_j·xq_j  +  M·Σ_b mc_b·sx_b
+// (sc, mc: the block's scale and min codes; dx, sx: x's block scale and quantized block sum from
+// quantizeX), so the row's D and M multiply once at its end. Four blocks per step: their integer
+// dots are gathered into one vector (q4Sums4) that meets their four scale products in one
+// multiply-add, with no broadcast per block.
+
+/**
+ * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
+ * relaxed SIMD, i16x8 lanes of 4 products each (|lane| ≤ 4·15·127 = 7620); SIMD128, i32x4 lanes.
+ */
+@inline function q4Part(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
-    // Pairs of products fit i16 (2·127·15), so the two halves are summed before widening. The
-    // i32x4 ..._add_s form is avoided: V8 11.3 (Node 20) returns twice the true sum.
-    const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xq8, 16), hi));
-    return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
+    return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
   } else {
-    const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), v128.load(xq16));
-    const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), v128.load(xq16, 16));
-    const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), v128.load(xq16, 32));
-    const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), v128.load(xq16, 48));
-    return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
+    const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), v128.load(x16));
+    const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), v128.load(x16, 16));
+    const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), v128.load(x16, 32));
+    const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), v128.load(x16, 48));
+    return i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3));
   }
 }
 
 /**
- * q4, one row of x. Four blocks per step: their four weight scales (codes times the row's D) times
- * x's four block scales in one multiply, each broadcast by a shuffle, and their min·Σx as one
- * vector multiply-add into the f0 chain, where a block at a time cost scalar loads, multiplies and
- * splats. Blocks alternate between the f0 and f1 chains; the last nb mod 4 blocks go one by one
- * (scalar min term in g). ws: the rows' coded scales (simd.as q4MetaBytes).
+ * [Σ a, Σ b, Σ c, Σ d] as f32 from four blocks' q4Part vectors: their 32-bit lanes interleaved and
+ * summed twice (blocks a b a b, then a b c d). Relaxed SIMD sums in i16: a 32-bit lane holds two
+ * i16 sums of 4 products, then of 8, then of 16 (|sum| ≤ 16·15·127 = 30480 < 2¹⁵), and the
+ * last widening adds each pair. Exact either way.
+ */
+@inline function q4Sums4(a: v128, b: v128, c: v128, d: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const ab = i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+    const cd = i16x8.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+    return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3))));
+  } else {
+    const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+    const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+    return f32x4.convert_i32x4_s(i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3)));
+  }
+}
+
+/** One block's q4Part as f32 lanes whose sum is its dot (the last nb mod 4 blocks). */
+@inline function q4Sum1(s: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
+  return f32x4.convert_i32x4_s(s);
+}
+
+/**
+ * q4, one row of x: f += dots·(sc·dx) and g += mc·sx four blocks at a time; the last nb mod 4
+ * blocks one by one into t and gt. ws: the rows' coded scales (simd.as q4MetaBytes).
  */
 export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize,
   K: i32, n0: i32, n1: i32, acc: i32): void {
   const nb = K >> 5, mb = q4MetaBytes(K);
   let p = w + ((<usize>n0 * <usize>K) >> 1);
   for (let n = n0; n < n1; n++) {
-    const meta = ws + <usize>n * mb, D = load<f32>(meta), M = load<f32>(meta, 4), Dv = f32x4.splat(D), Mv = f32x4.splat(M);
+    const meta = ws + <usize>n * mb;
     let sp = meta + 8, mp = sp + <usize>nb;
-    let f0 = f32x4.splat(0), f1 = f0;
-    let g: f32 = 0;
+    let f = f32x4.splat(0), g = f, t = f;
+    let gt: f32 = 0;
     let x16 = q16, x8 = q8, dp = qd, xs = qs;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const sc = f32x4.mul(f32x4.mul(codes4u(sp), Dv), v128.load(dp));
-      f0 = fmadd(f32x4.mul(codes4s(mp), Mv), v128.load(xs), f0);
-      f0 = fmadd(q4Block(p, x16, x8), lane(sc, 0), f0);
-      f1 = fmadd(q4Block(p + 16, x16 + 64, x8 + 32), lane(sc, 1), f1);
-      f0 = fmadd(q4Block(p + 32, x16 + 128, x8 + 64), lane(sc, 2), f0);
-      f1 = fmadd(q4Block(p + 48, x16 + 192, x8 + 96), lane(sc, 3), f1);
+      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
+      const d = q4Sums4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
+        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96));
+      f = fmadd(d, f32x4.mul(codes4u(sp), v128.load(dp)), f);
+      g = fmadd(codes4s(mp), v128.load(xs), g);
       p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; dp += 16; xs += 16;
     }
-    for (let j = 0; b < nb; b++, j++) {
-      const c = f32x4.splat(<f32>load<u8>(sp) * D * load<f32>(dp));
-      if (j & 1) f1 = fmadd(q4Block(p, x16, x8), c, f1);
-      else f0 = fmadd(q4Block(p, x16, x8), c, f0);
-      g += <f32>load<i8>(mp) * M * load<f32>(xs);
+    for (; b < nb; b++) {
+      const v = v128.load(p);
+      t = fmadd(q4Sum1(q4Part(nibLo(v), nibHi(v), x16, x8)), f32x4.splat(<f32>load<u8>(sp) * load<f32>(dp)), t);
+      gt += <f32>load<i8>(mp) * load<f32>(xs);
       p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; dp += 4; xs += 4;
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f32x4.add(f0, f1)) + g;
+    const s = load<f32>(meta) * hsum(f32x4.add(f, t)) + load<f32>(meta, 4) * (hsum(g) + gt);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
@@ -557,70 +581,54 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   const nb = K >> 5, o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), mb = q4MetaBytes(K);
   let p = w + ((<usize>n0 * <usize>K) >> 1);
   for (let n = n0; n < n1; n++) {
-    const meta = ws + <usize>n * mb, D = load<f32>(meta), M = load<f32>(meta, 4), Dv = f32x4.splat(D), Mv = f32x4.splat(M);
+    // gemvQ4's sums per row, in its order: f, g (four blocks a step), t, gt (the last nb mod 4)
+    const meta = ws + <usize>n * mb;
     let sp = meta + 8, mp = sp + <usize>nb;
-    // gemvQ4's order per row: f (even blocks, and each step's min·Σx first), h (odd blocks), t (the tail's min·Σx)
     const z = f32x4.splat(0);
-    let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z, t = z;
+    let f0 = z, f1 = z, f2 = z, f3 = z, g0 = z, g1 = z, g2 = z, g3 = z, t0 = z, t1 = z, t2 = z, t3 = z, gt = z;
     let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const s4 = f32x4.mul(codes4u(sp), Dv);
-      { const m4 = f32x4.mul(codes4s(mp), Mv);
-        f0 = fmadd(m4, v128.load(xs), f0);
-        if (R > 1) f1 = fmadd(m4, v128.load(xs + ldp), f1);
-        if (R > 2) f2 = fmadd(m4, v128.load(xs + 2 * ldp), f2);
-        if (R > 3) f3 = fmadd(m4, v128.load(xs + 3 * ldp), f3); }
-      { const v = v128.load(p, 0);
-        const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const y16 = x16 + 0, y8 = x8 + 0;
-        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(lane(s4, 0), v128.load32_splat(xd, 0)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(lane(s4, 0), v128.load32_splat(xd + ldp, 0)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(lane(s4, 0), v128.load32_splat(xd + 2 * ldp, 0)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(lane(s4, 0), v128.load32_splat(xd + 3 * ldp, 0)), f3); }
-      { const v = v128.load(p, 16);
-        const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const y16 = x16 + 64, y8 = x8 + 32;
-        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(lane(s4, 1), v128.load32_splat(xd, 4)), h0);
-        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(lane(s4, 1), v128.load32_splat(xd + ldp, 4)), h1);
-        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(lane(s4, 1), v128.load32_splat(xd + 2 * ldp, 4)), h2);
-        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(lane(s4, 1), v128.load32_splat(xd + 3 * ldp, 4)), h3); }
-      { const v = v128.load(p, 32);
-        const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const y16 = x16 + 128, y8 = x8 + 64;
-        f0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(lane(s4, 2), v128.load32_splat(xd, 8)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(lane(s4, 2), v128.load32_splat(xd + ldp, 8)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(lane(s4, 2), v128.load32_splat(xd + 2 * ldp, 8)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(lane(s4, 2), v128.load32_splat(xd + 3 * ldp, 8)), f3); }
-      { const v = v128.load(p, 48);
-        const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-        const y16 = x16 + 192, y8 = x8 + 96;
-        h0 = fmadd(q4BlockV(lo, hi, y16, y8), f32x4.mul(lane(s4, 3), v128.load32_splat(xd, 12)), h0);
-        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, y16 + ldp, y8 + ldp), f32x4.mul(lane(s4, 3), v128.load32_splat(xd + ldp, 12)), h1);
-        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, y16 + 2 * ldp, y8 + 2 * ldp), f32x4.mul(lane(s4, 3), v128.load32_splat(xd + 2 * ldp, 12)), h2);
-        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, y16 + 3 * ldp, y8 + 3 * ldp), f32x4.mul(lane(s4, 3), v128.load32_splat(xd + 3 * ldp, 12)), h3); }
+      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
+      const l0 = nibLo(v0), h0 = nibHi(v0), l1 = nibLo(v1), h1 = nibHi(v1);
+      const l2 = nibLo(v2), h2 = nibHi(v2), l3 = nibLo(v3), h3 = nibHi(v3);
+      const c4 = codes4u(sp), m4 = codes4s(mp);
+      f0 = fmadd(q4Sums4(q4Part(l0, h0, x16, x8), q4Part(l1, h1, x16 + 64, x8 + 32), q4Part(l2, h2, x16 + 128, x8 + 64),
+        q4Part(l3, h3, x16 + 192, x8 + 96)), f32x4.mul(c4, v128.load(xd)), f0);
+      g0 = fmadd(m4, v128.load(xs), g0);
+      if (R > 1) {
+        const y16 = x16 + ldp, y8 = x8 + ldp;
+        f1 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
+          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + ldp)), f1);
+        g1 = fmadd(m4, v128.load(xs + ldp), g1);
+      }
+      if (R > 2) {
+        const y16 = x16 + 2 * ldp, y8 = x8 + 2 * ldp;
+        f2 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
+          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + 2 * ldp)), f2);
+        g2 = fmadd(m4, v128.load(xs + 2 * ldp), g2);
+      }
+      if (R > 3) {
+        const y16 = x16 + 3 * ldp, y8 = x8 + 3 * ldp;
+        f3 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
+          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + 3 * ldp)), f3);
+        g3 = fmadd(m4, v128.load(xs + 3 * ldp), g3);
+      }
       p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; xd += 16; xs += 16;
     }
-    for (let j = 0; b < nb; b++, j++) {
+    for (; b < nb; b++) {
       const v = v128.load(p);
-      const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
-      const s = <f32>load<u8>(sp) * D;
-      if (j & 1) {
-        h0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), h0);
-        if (R > 1) h1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), h1);
-        if (R > 2) h2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), h2);
-        if (R > 3) h3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), h3);
-      } else {
-        f0 = fmadd(q4BlockV(lo, hi, x16, x8), f32x4.splat(s * load<f32>(xd)), f0);
-        if (R > 1) f1 = fmadd(q4BlockV(lo, hi, x16 + ldp, x8 + ldp), f32x4.splat(s * load<f32>(xd + ldp)), f1);
-        if (R > 2) f2 = fmadd(q4BlockV(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), f32x4.splat(s * load<f32>(xd + 2 * ldp)), f2);
-        if (R > 3) f3 = fmadd(q4BlockV(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), f32x4.splat(s * load<f32>(xd + 3 * ldp)), f3);
-      }
-      t = f32x4.add(t, f32x4.mul(f32x4.splat(<f32>load<i8>(mp) * M), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
+      const lo = nibLo(v), hi = nibHi(v), c = <f32>load<u8>(sp);
+      t0 = fmadd(q4Sum1(q4Part(lo, hi, x16, x8)), f32x4.splat(c * load<f32>(xd)), t0);
+      if (R > 1) t1 = fmadd(q4Sum1(q4Part(lo, hi, x16 + ldp, x8 + ldp)), f32x4.splat(c * load<f32>(xd + ldp)), t1);
+      if (R > 2) t2 = fmadd(q4Sum1(q4Part(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp)), f32x4.splat(c * load<f32>(xd + 2 * ldp)), t2);
+      if (R > 3) t3 = fmadd(q4Sum1(q4Part(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp)), f32x4.splat(c * load<f32>(xd + 3 * ldp)), t3);
+      gt = f32x4.add(gt, f32x4.mul(f32x4.splat(<f32>load<i8>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
       p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; xd += 4; xs += 4;
     }
-    const sums = hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3));
-    storeR(out + (<usize>n << 2), ldo, f32x4.add(sums, t), acc, R);
+    const F = hsum4(f32x4.add(f0, t0), f32x4.add(f1, t1), f32x4.add(f2, t2), f32x4.add(f3, t3));
+    const G = f32x4.add(hsum4(g0, g1, g2, g3), gt);
+    storeR(out + (<usize>n << 2), ldo, f32x4.add(f32x4.mul(v128.load32_splat(meta), F), f32x4.mul(v128.load32_splat(meta, 4), G)), acc, R);
   }
 }
 

@@ -5,7 +5,7 @@
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
 
-import { fmadd, q4MetaBytes } from './simd';
+import { fmadd, q4MetaBytes, nibLo, nibHi } from './simd';
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -82,7 +82,7 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
   const blk = e >> 5, j = <i32>(e & 31);
   // elements j..j+7 of the block: low nibbles of bytes j.. (j < 16) or high nibbles of bytes j-16..
   const v = v128.load64_zero(data + (blk << 4) + <usize>(j & 15));
-  const q = j < 16 ? v128.and(v, i8x16.splat(0x0f)) : i8x16.shr_u(v, 4);
+  const q = j < 16 ? nibLo(v) : nibHi(v);
   return i16x8.extend_low_i8x16_u(q);
 }
 

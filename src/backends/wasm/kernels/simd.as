@@ -102,6 +102,12 @@
   return !i16x8.all_true(i16x8.min_u(v128.and(a, e), v128.and(b, e)));
 }
 
+// 4-bit weights: a byte's low and high nibble as bytes 0..15. i8x16.shr_u would do for the high
+// one, but V8 (x64) has no byte shift and builds that op's mask anew at every use (5 instructions);
+// a 16-bit shift and the low nibble's mask, which stays in a register, give the same bytes in 2.
+@inline export function nibLo(v: v128): v128 { return v128.and(v, i8x16.splat(0x0f)); }
+@inline export function nibHi(v: v128): v128 { return v128.and(i16x8.shr_u(v, 4), i8x16.splat(0x0f)); }
+
 // q4's coded scales (weight-format.ts): per row, D and M (f32), nb u8 scale codes, nb i8 min
 // codes, padded to 4 bytes. A block's scale is D·sc and its min M·mc, each one f32 multiply.
 
