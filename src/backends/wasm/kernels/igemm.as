@@ -274,7 +274,7 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
       } else { store<f32>(dsc + o, 0); store<f32>(dmn + o, 0); }
     }
     // elements 0..15 of a block are its bytes' low nibbles, 16..31 the high ones (weight-format.ts)
-    const m = i8x16.splat(0x0f), d = dst + (<usize>b << 9);   // 16 pairs × 32 bytes per block
+    const d = dst + (<usize>b << 9);   // 16 pairs × 32 bytes per block
     for (let g = 0; g < 2; g++) {
       const r0 = n + g * 8;
       const v0 = q4BlockBytes(data, K, r0, g * 8 < nr, b0 + b), v1 = q4BlockBytes(data, K, r0 + 1, g * 8 + 1 < nr, b0 + b);
@@ -282,9 +282,8 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
       const v4 = q4BlockBytes(data, K, r0 + 4, g * 8 + 4 < nr, b0 + b), v5 = q4BlockBytes(data, K, r0 + 5, g * 8 + 5 < nr, b0 + b);
       const v6 = q4BlockBytes(data, K, r0 + 6, g * 8 + 6 < nr, b0 + b), v7 = q4BlockBytes(data, K, r0 + 7, g * 8 + 7 < nr, b0 + b);
       const o = d + (<usize>g << 4);
-      transpose8x16(o, 32, v128.and(v0, m), v128.and(v1, m), v128.and(v2, m), v128.and(v3, m), v128.and(v4, m), v128.and(v5, m), v128.and(v6, m), v128.and(v7, m));
-      transpose8x16(o + 256, 32, i8x16.shr_u(v0, 4), i8x16.shr_u(v1, 4), i8x16.shr_u(v2, 4), i8x16.shr_u(v3, 4),
-        i8x16.shr_u(v4, 4), i8x16.shr_u(v5, 4), i8x16.shr_u(v6, 4), i8x16.shr_u(v7, 4));
+      transpose8x16(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3), nibLo(v4), nibLo(v5), nibLo(v6), nibLo(v7));
+      transpose8x16(o + 256, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3), nibHi(v4), nibHi(v5), nibHi(v6), nibHi(v7));
     }
   }
 }
