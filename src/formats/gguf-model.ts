@@ -278,14 +278,18 @@ export class GGUFModel extends DecodedTensorSource {
     if (!t || !isReadableGGMLType(t.type)) throw new OpenELMError('gguf', `${this.location} has no readable tensor ${ggufName}`);
     const n = tensorBytes(t.type, t.dims);
     const out = dst ?? new Uint8Array(n);
+    this.readAt(t, 0, n, out);
+    return out;
+  }
+
+  /** Bytes [at, at + len) of tensor t's data into out[0, len), in reads of at most 64 MB. */
+  private readAt(t: GGUFTensorInfo, at: number, len: number, out: Uint8Array): void {
     this.fd ??= fs.openSync(this.location, 'r');
-    let done = 0;
-    while (done < n) {
-      const k = fs.readSync(this.fd, out, done, Math.min(n - done, 1 << 26), this.gguf.dataOffset + t.offset + done);
-      if (k <= 0) throw new OpenELMError('gguf', `${this.location} is truncated: tensor ${ggufName} could not be read`);
+    for (let done = 0; done < len;) {
+      const k = fs.readSync(this.fd, out, done, Math.min(len - done, 1 << 26), this.gguf.dataOffset + t.offset + at + done);
+      if (k <= 0) throw new OpenELMError('gguf', `${this.location} is truncated: tensor ${t.name} could not be read`);
       done += k;
     }
-    return out;
   }
 
   /**
@@ -344,12 +348,7 @@ export class GGUFModel extends DecodedTensorSource {
     const t = this.gguf.tensors.find((x) => x.name === ggufName)!;
     if (this.rowBytes.length < len) this.rowBytes = new Uint8Array(len);
     const out = this.rowBytes.subarray(0, len);
-    this.fd ??= fs.openSync(this.location, 'r');
-    for (let done = 0; done < len;) {
-      const k = fs.readSync(this.fd, out, done, len - done, this.gguf.dataOffset + t.offset + at + done);
-      if (k <= 0) throw new OpenELMError('gguf', `${this.location} is truncated: tensor ${ggufName} could not be read`);
-      done += k;
-    }
+    this.readAt(t, at, len, out);
     return out;
   }
 
