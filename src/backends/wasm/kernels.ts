@@ -23,6 +23,8 @@ export interface KernelExports {
   k_prep_x(args: number): void;
   /** One bit per 16 halves of an f16 weight [N, K] at w: which groups hold a subnormal half (gemv.as). */
   f16SubnormalMap(w: number, N: number, K: number, map: number): void;
+  /** Bytes of that map. */
+  f16MapBytes(N: number, K: number): number;
   /** Scratch bytes per thread of the training GEMM. */
   trainScratchBytes(): number;
   /** Scratch bytes per thread of the training attention for sequences of T tokens. */

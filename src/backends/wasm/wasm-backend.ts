@@ -53,9 +53,6 @@ export interface WasmBackendOptions {
   exactBlocks?: boolean;
 }
 
-/** Bytes of an f16 weight's subnormal map: per row, a bit per 16 halves in 32-bit words (gemv.as). */
-function subnormalMapBytes(rows: number, cols: number): number { return rows * (((cols >> 4) + 31) >> 5) * 4; }
-
 /** Where a weight's storage lives in the wasm memories (set by prepareWeight). */
 interface WasmPacked {
   owner: WasmBackend;
@@ -309,7 +306,7 @@ export class WasmBackend implements Backend {
     this.live();
     // data, scales and mins go into one memory, where the kernels read them together
     const what = `a ${rows}×${cols} ${dtype} weight`;
-    const shard = this.place(weightBytes(dtype, rows * cols, cols) + (dtype === 'f16' ? subnormalMapBytes(rows, cols) : 0) + 3 * 64, what);
+    const shard = this.place(weightBytes(dtype, rows * cols, cols) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
       const byteOffset = shard.arena.allocBytes(bytes, what);
@@ -428,7 +425,7 @@ export class WasmBackend implements Backend {
     // otherwise copies of all of them in a memory with room.
     const home = this.shardOf(w.data);
     const inPlace = home !== null && parts.every(([v]) => home.arena.owns(v!));
-    const mapBytes = w.dtype === 'f16' ? subnormalMapBytes(w.rows, w.cols) : 0;
+    const mapBytes = w.dtype === 'f16' ? this.cur.k.f16MapBytes(w.rows, w.cols) : 0;
     const shard = inPlace ? home : this.place(parts.reduce((t, [, b]) => t + b + 64, mapBytes), `a copy of a ${w.rows}×${w.cols} ${w.dtype} weight`);
     const copies: number[] = [];
     const offs = parts.map(([v, bytes]) => {

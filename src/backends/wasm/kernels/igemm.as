@@ -391,13 +391,3 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, xi: usize, 
     }
   }
 }
-
-/** Σ of each block of 32 int8 values of a row of K (the q4 fold's Σx). */
-export function blockSums8(x8: usize, K: i32, out: usize): void {
-  for (let b = 0; b < (K >> 5); b++) {
-    const p = x8 + (<usize>b << 5);
-    const s = i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v128.load(p))),
-      i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v128.load(p, 16))));
-    store<i32>(out + (<usize>b << 2), i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3));
-  }
-}

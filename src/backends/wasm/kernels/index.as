@@ -5,9 +5,9 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvRows, deinterleave8, quantizeX, scaleForF16, f16SubnormalMap } from './gemv';
+import { gemvRows, deinterleave8, quantizeX, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
-import { igemm, igemmQ4, blockSums8, IGEMM_SCRATCH } from './igemm';
+import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
@@ -15,7 +15,7 @@ import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { attentionScratch, f16SubnormalMap, quantizeScratch };
+export { attentionScratch, f16SubnormalMap, f16MapBytes, quantizeScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -76,8 +76,8 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
     const r8 = ASC_FEATURE_RELAXED_SIMD ? x8 + <usize>m * <usize>K : 0;
-    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
-    if (ASC_FEATURE_RELAXED_SIMD) blockSums8(r8, K, xi + <usize>m * rb);
+    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb,
+      ASC_FEATURE_RELAXED_SIMD ? xi + <usize>m * rb : 0);
   }
 }
 

@@ -7,6 +7,8 @@
 // never parts of one sum, whose order would change its rounding. A row never depends on another,
 // so threads split rows freely.
 
+import { q4MetaBytes } from './simd';
+
 const QB: i32 = 32;
 
 /** JS Math.round: the nearest integer, ties toward +∞ (x − floor(x) is exact in f64). */
@@ -24,9 +26,6 @@ const QB: i32 = 32;
 @inline function minCode(m: f64, M: f64): i32 {
   return M > 0 ? toInt(min<f64>(127, max<f64>(-127, jsRound(m / M)))) : 0;
 }
-
-/** Bytes of one q4 row's scale data (weight-format.ts q4MetaBytes). */
-@inline function metaBytes(K: i32): usize { return <usize>(8 + ((K / 16 + 3) & ~3)); }
 
 // q4 works on two blocks at once, one per f64x2 lane: lane k of every operation is the scalar
 // operation of its block, so each block's numbers are setWeightRows' whatever its neighbour does.
@@ -143,7 +142,7 @@ export function quantizeScratch(K: i32): i32 { const pairs = ((K >> 5) + 1) >> 1
  * them written and nothing else (the caller refuses it).
  */
 function q4Rows(src: usize, K: i32, imp: usize, unit: bool, data: usize, meta: usize, r0: i32, i0: i32, i1: i32, scr: usize): void {
-  const nb = K >> 5, mb = metaBytes(K), pairs = (nb + 1) >> 1;
+  const nb = K >> 5, mb = q4MetaBytes(K), pairs = (nb + 1) >> 1;
   const PB = <usize>(QB << 4);                       // bytes of one pair's values
   const xs = scr, ws = scr + <usize>pairs * PB, fits = ws + <usize>pairs * PB;
   // the importance as pairs, once per call
