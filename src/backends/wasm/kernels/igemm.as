@@ -281,10 +281,21 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
   }
 }
 
-/** One row's block: the two accumulators' column sums, folded into c[0..7] as iscale then imins. */
+/**
+ * One row's block: the two accumulators' column sums, folded into c[0..7] as iscale then imins (the
+ * row's scale and quantized sum splatted straight from memory, a plain load on x86).
+ */
 @inline function q4Fold(c: usize, s0: v128, s1: v128, w0: v128, w1: v128, m0: v128, m1: v128, xd: usize, xs: usize, first: bool): void {
-  iscale(c, i32x4.extadd_pairwise_i16x8_s(s0), i32x4.extadd_pairwise_i16x8_s(s1), w0, w1, load<f32>(xd), first);
-  imins(c, m0, m1, load<f32>(xs));
+  const dv = v128.load32_splat(xd), sv = v128.load32_splat(xs);
+  const f0 = f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s0)), f1 = f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s1));
+  let c0: v128, c1: v128;
+  if (first) {
+    c0 = f32x4.mul(f0, f32x4.mul(w0, dv)); c1 = f32x4.mul(f1, f32x4.mul(w1, dv));
+  } else {
+    c0 = fmadd(f0, f32x4.mul(w0, dv), v128.load(c)); c1 = fmadd(f1, f32x4.mul(w1, dv), v128.load(c, 16));
+  }
+  v128.store(c, fmadd(m0, sv, c0));
+  v128.store(c, fmadd(m1, sv, c1), 16);
 }
 
 /**
