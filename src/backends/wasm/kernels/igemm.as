@@ -5,7 +5,7 @@
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
 
-import { fmadd, q4MetaBytes, nibLo, nibHi } from './simd';
+import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -254,12 +254,34 @@ const QNC: i32 = 8;
 }
 
 /**
+ * Row `row`'s scale codes (mo = 0: u8 × D) or min codes (mo = nb: i8 × M) of blocks b..b+3 as f32x4,
+ * the same products as one by one; zeros past the valid rows.
+ */
+@inline function q4Codes(scales: usize, mb: usize, row: i32, valid: bool, b: i32, mo: i32): v128 {
+  if (!valid) return f32x4.splat(0);
+  const meta = scales + <usize>row * mb, c = meta + 8 + <usize>(mo + b);
+  return mo == 0 ? f32x4.mul(codes4u(c), v128.load32_splat(meta)) : f32x4.mul(codes4s(c), v128.load32_splat(meta + 4));
+}
+
+/**
  * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
  * levels and their block scales and mins into [kc/32][8] f32.
  */
 function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
-  for (let b = 0; b < kb; b++) {
+  // scales and mins, 4 blocks × 4 columns at a time from the rows' codes (a 4×4 transpose), the rest one by one
+  const kb4 = kb & ~3;
+  for (let g = 0; g < QNC; g += 4) {
+    for (let b = 0; b < kb4; b += 4) {
+      const s0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, 0), s1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, 0);
+      const s2 = q4Codes(scales, mb, n + g + 2, g + 2 < nr, b0 + b, 0), s3 = q4Codes(scales, mb, n + g + 3, g + 3 < nr, b0 + b, 0);
+      transpose4x4(dsc + (<usize>(b * QNC + g) << 2), QNC << 2, s0, s1, s2, s3);
+      const m0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, nb), m1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, nb);
+      const m2 = q4Codes(scales, mb, n + g + 2, g + 2 < nr, b0 + b, nb), m3 = q4Codes(scales, mb, n + g + 3, g + 3 < nr, b0 + b, nb);
+      transpose4x4(dmn + (<usize>(b * QNC + g) << 2), QNC << 2, m0, m1, m2, m3);
+    }
+  }
+  for (let b = kb4; b < kb; b++) {
     for (let r = 0; r < QNC; r++) {
       const o = (<usize>(b * QNC + r) << 2);
       if (r < nr) {
@@ -268,6 +290,8 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
         store<f32>(dmn + o, <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
       } else { store<f32>(dsc + o, 0); store<f32>(dmn + o, 0); }
     }
+  }
+  for (let b = 0; b < kb; b++) {
     // elements 0..15 of a block are its bytes' low nibbles (quads 0..3), 16..31 the high ones (weight-format.ts)
     const d = dst + (<usize>b << 8);   // 8 quads × 32 bytes per block
     for (let g = 0; g < 2; g++) {
