@@ -367,8 +367,8 @@ function imicroQ4R2(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b:
 function imicroQ4R3(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 3); }
 function imicroQ4R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 4); }
 
-/** igemm for q4 weights in the relaxed build (same arguments, plus the int8 rows x8; xi is unused). */
-export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, xi: usize, data: usize, scales: usize,
+/** igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16 ones). */
+export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
   M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);

@@ -41,8 +41,7 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo); return; }
     const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
     if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) {
-      const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2), xi = x8 + <usize>M * <usize>K;
-      igemmQ4(out, x8, xd, xs, xi, data, scales, M, N, K, acc, scr, n0, n1, ldo);
+      igemmQ4(out, xs + ((<usize>M * <usize>(K >> 5)) << 2), xd, xs, data, scales, M, N, K, acc, scr, n0, n1, ldo);
     } else igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
@@ -65,19 +64,18 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
 @inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
 /** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
-export function quantBytes(M: i32, K: i32): i32 { return M * K * 3 + M * (K >> 5) * 12 + 64; }
+export function quantBytes(M: i32, K: i32): i32 { return M * K * 3 + M * (K >> 5) * 8 + 64; }
 
 /** Quantize rows of x for the integer GEMM (chunks of rows; same slots as k_linear). */
 export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const x = ap(a, 1), M = ai(a, 6), K = ai(a, 8);
   const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
-  // then the int8 rows and their block sums, for igemmQ4 (relaxed build)
-  const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2), xi = x8 + <usize>M * <usize>K;
+  // then the int8 rows, for igemmQ4 (relaxed build)
+  const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2);
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
     const r8 = ASC_FEATURE_RELAXED_SIMD ? x8 + <usize>m * <usize>K : 0;
-    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb,
-      ASC_FEATURE_RELAXED_SIMD ? xi + <usize>m * rb : 0);
+    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
   }
 }
 
