@@ -258,3 +258,10 @@ test('the browser entry reads the folder from its safetensors bytes as stored to
     sameWeights(config, load(dir, 'q4', ref).weights, readWeights(src, config, be, 'auto'), 'browser');
   } finally { src.close(); be.dispose(); ref.dispose(); }
 });
+
+test('training and merging, which read the stored floats, refuse a pre-quantized folder in one line', async () => {
+  const dir = await folder('random', 'q8');
+  const { openFloatCheckpoint } = await import('../src/io/model-folder.js');
+  assert.throws(() => openFloatCheckpoint(dir, 'training from it'), /is a pre-quantized q8 folder; training from it needs the f32\/bf16\/f16 checkpoint it was made from/);
+  openFloatCheckpoint(SOURCES.random, 'training from it').close();
+});

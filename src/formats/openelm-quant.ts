@@ -147,7 +147,7 @@ export class QuantizedModel extends DecodedTensorSource {
   /** A quantized weight as stored: its bytes go straight into the backend's storage, a row range at a time. */
   storedWeight(name: string): StoredPart[] | null {
     const shape = this.spec.get(name);
-    if (!shape || shape.length !== 2) return null;
+    if (shape?.length !== 2) return null;
     const [rows, cols] = shape;
     const [db, sb] = this.rowBytes(cols);
     const copy = (tensor: string, v: ArrayBufferView, bytes: number) => {
