@@ -12,12 +12,13 @@
 //   norms         as the source stored them (F32, BF16 or F16); a load keeps them in f32
 //   __metadata__  {"format": "openelm", "openelm.quantization": "q4", "openelm.quantization_version": "1"}
 //
-// No Node module here: the Node loader wraps a Checkpoint, the browser loader its BrowserCheckpoint.
+// Nothing Node-side here (the browser bundle takes this module): the Node loader wraps a
+// Checkpoint, the browser loader its BrowserCheckpoint.
 
 import { OpenELMError } from '../core/errors.js';
 import type { Weight } from '../backends/backend.js';
 import { QBLOCK, q4MetaBytes, weightRowToF32 } from '../backends/weight-format.js';
-import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
+import { f32ToBf16, f32ToF16 } from '../core/dtype.js';
 import type { StoredPart } from '../model/load.js';
 import { paramSpecs, type OpenELMConfig } from '../model/config.js';
 
@@ -101,15 +102,16 @@ const SPAN_BYTES = 1 << 16;
  * their exact f32 values (weightRowToF32), so `--dtype f32` dequantizes and the other quantized
  * dtype fits its blocks again to those values.
  */
-export class QuantizedModel extends DecodedTensorSource {
+export class QuantizedModel {
   readonly location: string;
+  /** Every tensor reads as its exact f32 values (model/load.ts TensorSource). */
+  readonly decoded = true;
   private readonly spec = new Map<string, number[]>();
   private spanData = new Uint8Array(0);
   private spanScales = new Uint8Array(0);
   private row = new Float32Array(0);
 
   constructor(private readonly inner: RawTensorReader, readonly config: OpenELMConfig, readonly layout: QuantLayout) {
-    super();
     this.location = inner.location;
     const have = new Set(inner.names());
     const where = (name: string) => inner.info(name).file ?? inner.location;
@@ -132,12 +134,56 @@ export class QuantizedModel extends DecodedTensorSource {
   }
 
   names(): string[] { return [...this.spec.keys()]; }
-  override has(name: string): boolean { return this.spec.has(name); }
+  has(name: string): boolean { return this.spec.has(name); }
 
-  protected infoOf(name: string): SourceTensorInfo {
-    const shape = this.spec.get(name)!;
-    return { name, dtype: shape.length === 2 ? this.layout.dtype.toUpperCase() : this.inner.info(name).dtype, shape };
+  /** Quantized weights say 'Q8'/'Q4' (read as f32 unless loaded as stored); norms their stored type. */
+  info(name: string): { name: string; dtype: string; shape: readonly number[]; file?: string } {
+    const shape = this.spec.get(name);
+    if (!shape) throw new OpenELMError('checkpoint', `tensor ${name} not found in ${this.location}`);
+    const t = this.inner.info(name);
+    return { name, dtype: shape.length === 2 ? this.layout.dtype.toUpperCase() : t.dtype, shape, file: t.file };
   }
+
+  expectShape(name: string, shape: readonly number[]): ReturnType<QuantizedModel['info']> {
+    const t = this.info(name);
+    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+      throw new OpenELMError('checkpoint', `tensor ${name} has shape [${t.shape.join(',')}], expected [${shape.join(',')}] (in ${this.location})`);
+    }
+    return t;
+  }
+
+  private numel(name: string): number { return this.info(name).shape.reduce((a, b) => a * b, 1); }
+
+  readF32(name: string, dst?: Float32Array, dstOffset = 0): Float32Array {
+    const n = this.numel(name), out = dst ?? new Float32Array(n);
+    if (dstOffset + n > out.length) throw new OpenELMError('checkpoint', `tensor ${name}: destination too small (${out.length - dstOffset} < ${n})`);
+    this.decodeRange(name, 0, n, out.subarray(dstOffset, dstOffset + n));
+    return out;
+  }
+
+  readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
+    const n = this.numel(name);
+    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
+      throw new OpenELMError('checkpoint', `tensor ${name}: range [${start}, ${start + count}) is outside its ${n} values`);
+    }
+    if (dst.length < count) throw new OpenELMError('checkpoint', `tensor ${name}: destination holds ${dst.length} values, needs ${count}`);
+    this.decodeRange(name, start, count, dst);
+    return dst;
+  }
+
+  /** Norms stored in that type: their bits; anything else: its f32 values rounded. */
+  private read16(name: string, want: 'BF16' | 'F16', dst: Uint16Array | undefined, dstOffset: number): Uint16Array {
+    const n = this.numel(name), out = dst ?? new Uint16Array(n);
+    if (dstOffset + n > out.length) throw new OpenELMError('checkpoint', `tensor ${name}: destination too small (${out.length - dstOffset} < ${n})`);
+    const view = out.subarray(dstOffset, dstOffset + n);
+    if (this.info(name).dtype === want) { if (want === 'BF16') this.inner.readBF16(name, view); else this.inner.readF16(name, view); return out; }
+    const v = this.readF32(name), enc = want === 'BF16' ? f32ToBf16 : f32ToF16;
+    for (let i = 0; i < n; i++) view[i] = enc(v[i]);
+    return out;
+  }
+
+  readBF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array { return this.read16(name, 'BF16', dst, dstOffset); }
+  readF16(name: string, dst?: Uint16Array, dstOffset = 0): Uint16Array { return this.read16(name, 'F16', dst, dstOffset); }
 
   /** Bytes per row of a quantized weight's data and scales. */
   private rowBytes(cols: number): [number, number] {
@@ -182,15 +228,10 @@ export class QuantizedModel extends DecodedTensorSource {
     }
   }
 
-  protected decode(name: string, dst: Float32Array): void {
-    if (!this.decodeRange(name, 0, dst.length, dst)) throw new OpenELMError('checkpoint', `tensor ${name} not found in ${this.location}`);
-  }
-
-  /** Only the rows holding [start, start + count), decoded SPAN_BYTES of stored data at a time. */
-  protected override decodeRange(name: string, start: number, count: number, dst: Float32Array): boolean {
-    const shape = this.spec.get(name);
-    if (!shape) return false;
-    if (shape.length === 1) { this.inner.readF32Range(name, start, count, dst); return true; }
+  /** Values [start, start + count) into dst: only the rows holding them, SPAN_BYTES of stored data at a time. */
+  private decodeRange(name: string, start: number, count: number, dst: Float32Array): void {
+    const shape = this.spec.get(name)!;
+    if (shape.length === 1) { this.inner.readF32Range(name, start, count, dst); return; }
     const cols = shape[1], end = start + count, [db, sb] = this.rowBytes(cols);
     const per = Math.max(1, Math.floor(SPAN_BYTES / db));
     if (this.spanData.length < per * db) this.spanData = new Uint8Array(per * db);
@@ -210,12 +251,7 @@ export class QuantizedModel extends DecodedTensorSource {
         dst.set(this.row.subarray(from - (r + i) * cols, to - (r + i) * cols), from - start);
       }
     }
-    return true;
   }
 
-  protected override raw16(name: string, dst: Uint16Array): void {
-    if (this.inner.info(name).dtype === 'BF16') this.inner.readBF16(name, dst); else this.inner.readF16(name, dst);
-  }
-
-  override close(): void { this.inner.close(); }
+  close(): void { this.inner.close(); }
 }
