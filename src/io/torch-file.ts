@@ -14,6 +14,7 @@ import {
   DTYPE_BYTES, Pickler, PyTuple, TorchTensorRef, unpickle, type PyKey, type PyValue, type TorchDType,
 } from './pickle.js';
 import { ZipReader, ZipWriter } from './zip-store.js';
+import { widenInPlace } from '../core/widen-in-place.js';
 
 export { TorchTensorRef, PyTuple, PyFloat, type PyValue, type PyKey, type TorchDType } from './pickle.js';
 
@@ -148,12 +149,7 @@ export class TorchFile {
       return dst;
     }
     if (es <= 4) {
-      // Read into the top of dst and widen forward in place: value i's bytes lie at or past the
-      // four bytes it becomes, so no value is overwritten before it is read.
-      const raw = new Uint8Array(dst.buffer, dst.byteOffset + (4 - es) * count, es * count);
-      this.zip.readRange(rec, at, es * count, raw);
-      widen(raw, dtype, count, dst);
-      return dst;
+      return widenInPlace(dst, count, es, (raw) => this.zip.readRange(rec, at, raw.length, raw), (raw, out) => widen(raw, dtype, count, out));
     }
     const per = SPAN_BYTES / es;
     if (this.span.length < SPAN_BYTES) this.span = new Uint8Array(SPAN_BYTES);
