@@ -226,7 +226,7 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
 // block of 32 that is 16 products of at most 127·15, |·| ≤ 30480 < 2¹⁵, exact without widening
 // (each dot's pair, ≤ 3810, never saturates). At the block's end a pairwise add (i32) gives each
 // column's exact block sum S, the same integer as the i16 path's, scaled and added in the same
-// order (iscale, imins): results are bit for bit those of the relaxed build's i16 path.
+// order (as iscale, then imins): results are bit for bit those igemm gives in the relaxed build.
 // Activations are the int8 rows k_quant_rows writes.
 
 const QNC: i32 = 8;
