@@ -11,7 +11,9 @@ export const KC: i32 = 256;          // multiple of 32 so q8/q4 blocks never str
 export const NC: i32 = 128;
 export const PANEL_BYTES: i32 = NC * KC * 4;
 export const TMP_BYTES: i32 = 8 * KC * 4;
-export const GEMM_SCRATCH: i32 = PANEL_BYTES + TMP_BYTES + KC * 4 + 128;
+export const MR: i32 = 6;            // rows of x per packed tile (micro6x8)
+export const APACK_BYTES: i32 = MR * KC * 4;
+export const GEMM_SCRATCH: i32 = PANEL_BYTES + TMP_BYTES + APACK_BYTES + KC * 4 + MR * 32 + 128;
 
 /** dst[0..len) = row r of W, columns [k0, k0+len), as f32 (k0 and len multiples of 32 for q8/q4, whole blocks for block dtypes). */
 export function dequantRow(dtype: i32, data: usize, scales: usize, mins: usize, K: i32, r: i32, k0: i32, len: i32, dst: usize): void {
@@ -187,6 +189,97 @@ function micro4x8(a: usize, lda: usize, b: usize, kc: i32, c: usize, ldc: usize,
   v128.store(c3, c30); v128.store(c3, c31, 16);
 }
 
+/** Interleave 6 rows of x (row i at a + i·lda, kc values) into one tile [kc][6], so the micro-kernel reads them at fixed offsets from one pointer. */
+function packA6(dst: usize, a: usize, lda: usize, kc: i32): void {
+  const a1 = a + lda, a2 = a1 + lda, a3 = a2 + lda, a4 = a3 + lda, a5 = a4 + lda;
+  const kc4 = kc & ~3;
+  let k = 0;
+  for (; k < kc4; k += 4) {
+    const o = <usize>k << 2, d = dst + <usize>k * 24;
+    const r0 = v128.load(a + o), r1 = v128.load(a1 + o), r2 = v128.load(a2 + o), r3 = v128.load(a3 + o);
+    const r4 = v128.load(a4 + o), r5 = v128.load(a5 + o);
+    const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
+    const t2 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
+    const u0 = v128.shuffle<f32>(r4, r5, 0, 4, 1, 5), u1 = v128.shuffle<f32>(r4, r5, 2, 6, 3, 7);
+    v128.store(d, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
+    v128.store64_lane(d, u0, 0, 16);
+    v128.store(d, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), 24);
+    v128.store64_lane(d, u0, 1, 40);
+    v128.store(d, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), 48);
+    v128.store64_lane(d, u1, 0, 64);
+    v128.store(d, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), 72);
+    v128.store64_lane(d, u1, 1, 88);
+  }
+  for (; k < kc; k++) {
+    const o = <usize>k << 2, d = dst + <usize>k * 24;
+    store<f32>(d, load<f32>(a + o)); store<f32>(d, load<f32>(a1 + o), 4);
+    store<f32>(d, load<f32>(a2 + o), 8); store<f32>(d, load<f32>(a3 + o), 12);
+    store<f32>(d, load<f32>(a4 + o), 16); store<f32>(d, load<f32>(a5 + o), 20);
+  }
+}
+
+/**
+ * c[6][8] (+)= a[6][kc] · panel[kc][8], a packed by packA6. 12 accumulators, 2 panel vectors and
+ * one splat fill V8's 15 allocatable xmm registers, for 8 loads per 12 multiply-adds (4×8: 6 per 8).
+ * Each output keeps one multiply-add per k, k ascending, as micro4x8 does.
+ */
+function micro6x8(a: usize, b: usize, kc: i32, c: usize, ldc: usize, ld: i32): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  let c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const c1 = c + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc;
+  if (ld) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c1); c11 = v128.load(c1, 16);
+    c20 = v128.load(c2); c21 = v128.load(c2, 16);
+    c30 = v128.load(c3); c31 = v128.load(c3, 16);
+    c40 = v128.load(c4); c41 = v128.load(c4, 16);
+    c50 = v128.load(c5); c51 = v128.load(c5, 16);
+  }
+  let q = a, p = b;
+  const end = b + (<usize>kc << 5);
+  while (p < end) {
+    const b0 = v128.load(p), b1 = v128.load(p, 16);
+    let x = v128.load32_splat(q);
+    c00 = fmadd(x, b0, c00); c01 = fmadd(x, b1, c01);
+    x = v128.load32_splat(q, 4);
+    c10 = fmadd(x, b0, c10); c11 = fmadd(x, b1, c11);
+    x = v128.load32_splat(q, 8);
+    c20 = fmadd(x, b0, c20); c21 = fmadd(x, b1, c21);
+    x = v128.load32_splat(q, 12);
+    c30 = fmadd(x, b0, c30); c31 = fmadd(x, b1, c31);
+    x = v128.load32_splat(q, 16);
+    c40 = fmadd(x, b0, c40); c41 = fmadd(x, b1, c41);
+    x = v128.load32_splat(q, 20);
+    c50 = fmadd(x, b0, c50); c51 = fmadd(x, b1, c51);
+    q += 24; p += 32;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c1, c10); v128.store(c1, c11, 16);
+  v128.store(c2, c20); v128.store(c2, c21, 16);
+  v128.store(c3, c30); v128.store(c3, c31, 16);
+  v128.store(c4, c40); v128.store(c4, c41, 16);
+  v128.store(c5, c50); v128.store(c5, c51, 16);
+}
+
+/** c[2][8] (+)= a[2][kc] · panel[kc][8], one multiply-add per k like micro4x8 (the rows micro6x8 tiles leave). */
+function micro2x8(a: usize, lda: usize, b: usize, kc: i32, c: usize, ldc: usize, ld: i32): void {
+  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00;
+  const c1 = c + ldc;
+  if (ld) { c00 = v128.load(c); c01 = v128.load(c, 16); c10 = v128.load(c1); c11 = v128.load(c1, 16); }
+  let a0 = a, a1 = a + lda, p = b;
+  const end = b + (<usize>kc << 5);
+  while (p < end) {
+    const b0 = v128.load(p), b1 = v128.load(p, 16);
+    const x0 = v128.load32_splat(a0);
+    c00 = fmadd(x0, b0, c00); c01 = fmadd(x0, b1, c01);
+    const x1 = v128.load32_splat(a1);
+    c10 = fmadd(x1, b0, c10); c11 = fmadd(x1, b1, c11);
+    a0 += 4; a1 += 4; p += 32;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c1, c10); v128.store(c1, c11, 16);
+}
+
 /** c[1][8] (+)= a[1][kc] · panel[kc][8]. */
 function micro1x8(a: usize, b: usize, kc: i32, c: usize, ld: i32): void {
   let c00 = f32x4.splat(0), c01 = c00, d00 = c00, d01 = c00;
@@ -205,11 +298,19 @@ function micro1x8(a: usize, b: usize, kc: i32, c: usize, ld: i32): void {
   v128.store(c, f32x4.add(c00, d00)); v128.store(c, f32x4.add(c01, d01), 16);
 }
 
+/** mr rows (6: packed at ap; 4 or 2; 1) of x times one panel. */
+@inline function tile(mr: i32, a: usize, lda: usize, ap: usize, pp: usize, kc: i32, c: usize, ldc: usize, ld: i32): void {
+  if (mr == MR) micro6x8(ap, pp, kc, c, ldc, ld);
+  else if (mr == 4) micro4x8(a, lda, pp, kc, c, ldc, ld);
+  else if (mr == 2) micro2x8(a, lda, pp, kc, c, ldc, ld);
+  else micro1x8(a, pp, kc, c, ld);
+}
+
 /** Output columns [n0, n1) of the GEMM (n0 a multiple of 8); rows of out are ldo floats apart. */
 export function gemm(out: usize, x: usize, data: usize, scales: usize, mins: usize, dtype: i32,
   M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32): void {
   if (n0 >= n1) return;
-  const panel = scr, tmp = scr + PANEL_BYTES, zero = tmp + TMP_BYTES, ctile = zero + (<usize>KC << 2);
+  const panel = scr, tmp = scr + PANEL_BYTES, apack = tmp + TMP_BYTES, zero = apack + APACK_BYTES, ctile = zero + (<usize>KC << 2);
   memory.fill(zero, 0, <usize>KC << 2);
   const lda = <usize>K << 2, ldc = <usize>ldo << 2;
   for (let nb = n0; nb < n1; nb += NC) {
@@ -230,30 +331,29 @@ export function gemm(out: usize, x: usize, data: usize, scales: usize, mins: usi
         }
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
-      let m = 0;
-      for (; m < M; m += 4) {
-        const mr = min(4, M - m);
+      // Rows below M & ~3 take single-chain kernels (6-row packed tiles, then 4 or 2 rows), the
+      // last M % 4 rows micro1x8: which rows go where fixes each output's summation order.
+      const M4 = M & ~3, M6 = ASC_FEATURE_RELAXED_SIMD ? M4 - M4 % MR : 0;
+      for (let m = 0; m < M; ) {
+        const mr = m < M6 ? MR : m < M4 ? min(4, M4 - m) : 1;
         const a = x + ((<usize>m * <usize>K + <usize>k0) << 2);
+        if (mr == MR) packA6(apack, a, lda, kc);
         for (let p = 0; p < nc; p += 8) {
           const nr = min(8, nc - p);
           const pp = panel + <usize>p * <usize>kc * 4;
           const c = out + ((<usize>m * <usize>ldo + <usize>(nb + p)) << 2);
-          if (nr == 8) {
-            if (mr == 4) micro4x8(a, lda, pp, kc, c, ldc, ld);
-            else for (let i = 0; i < mr; i++) micro1x8(a + <usize>i * lda, pp, kc, c + <usize>i * ldc, ld);
-          } else {
-            for (let i = 0; i < mr; i++) {
-              for (let j = 0; j < 8; j++) {
-                store<f32>(ctile + (<usize>(i * 8 + j) << 2), ld && j < nr ? load<f32>(c + <usize>i * ldc + (<usize>j << 2)) : 0);
-              }
-            }
-            if (mr == 4) micro4x8(a, lda, pp, kc, ctile, 32, 1);
-            else for (let i = 0; i < mr; i++) micro1x8(a + <usize>i * lda, pp, kc, ctile + <usize>i * 32, 1);
-            for (let i = 0; i < mr; i++) {
-              for (let j = 0; j < nr; j++) store<f32>(c + <usize>i * ldc + (<usize>j << 2), load<f32>(ctile + (<usize>(i * 8 + j) << 2)));
+          if (nr == 8) { tile(mr, a, lda, apack, pp, kc, c, ldc, ld); continue; }
+          for (let i = 0; i < mr; i++) {
+            for (let j = 0; j < 8; j++) {
+              store<f32>(ctile + (<usize>(i * 8 + j) << 2), ld && j < nr ? load<f32>(c + <usize>i * ldc + (<usize>j << 2)) : 0);
             }
           }
+          tile(mr, a, lda, apack, pp, kc, ctile, 32, 1);
+          for (let i = 0; i < mr; i++) {
+            for (let j = 0; j < nr; j++) store<f32>(c + <usize>i * ldc + (<usize>j << 2), load<f32>(ctile + (<usize>(i * 8 + j) << 2)));
+          }
         }
+        m += mr;
       }
     }
   }
