@@ -1,8 +1,12 @@
 // GEMM (prefill, several tokens): out[M,N] (+)= x[M,K] · Wᵀ with W row-major [N, K] in any dtype.
 // Goto-style blocking: each work chunk is a range of output columns; for every NC×KC block of W it
 // dequantizes and packs the block into panels [NC/8][KC][8] f32 in its scratch (L2-resident), then
-// runs a register-blocked 4×8 micro-kernel (8 f32x4 accumulators, the best tile for V8's 16 xmm
-// registers) over all rows of x. Packing costs O(N·K) per call against O(M·N·K) of arithmetic.
+// runs register-blocked micro-kernels over all rows of x. The relaxed build takes 6 rows at a time
+// (micro6x8 on a tile of x packed per block, 12 f32x4 accumulators); the SIMD128 build, whose
+// multiply and add need a temporary register, stays on 4×8 (8 accumulators). Packing costs O(N·K)
+// per call against O(M·N·K) of arithmetic. Every output is summed k ascending, one multiply-add per
+// k, in single chains except the last M % 4 rows (micro1x8's two chains), whatever the tile: the
+// results do not depend on the tile shape.
 
 import { fmadd, f16hiToF32Exact, q4MetaBytes, nibLo, nibHi } from './simd';
 import { BLOCK_MIN, decodeBlockRow } from './blocks';
