@@ -83,6 +83,30 @@ function ours(file: string, P: number, G: number, T: number): Run {
   return { prefill_tok_s: j.prefill_tok_s, decode_tok_s: j.decode_tok_s, load_ms: j.load_ms, rss_mb: j.rss_mb, weights_mb: j.weights_mb, load_avg: [before, load1()] };
 }
 
+/** Runs of a llama.cpp tool whose output lacks the lines sought before giving up (see llamaRun). */
+const LLAMA_TRIES = 8;
+
+/**
+ * Runs a llama.cpp tool that prints through its common logger and parses what it printed, running
+ * it again where a run that exited 0 lacks the lines sought (`parse` gives null). That logger prints
+ * from a thread of its own and is not flushed at exit (common/log.cpp leaks it on purpose; llama.cpp
+ * issue 22142, PR 25504), so when the machine is busy the lines queued last (the result row, the
+ * perf summary with "load time", the KL statistics) are lost whenever that thread is not scheduled
+ * before the process ends: nearly half of the load probe's runs on two shared, busy cores.
+ */
+function llamaRun<T>(bin: string, args: string[], what: string, parse: (stdout: string, stderr: string) => T | null): T {
+  let tail = '';
+  for (let i = 1; i <= LLAMA_TRIES; i++) {
+    const r = spawnSync(bin, args, { encoding: 'utf8', maxBuffer: 256 << 20 });
+    tail = `${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-3).join(' | ');
+    if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}${r.signal ? `, ${r.signal}` : ''}): ${tail}`);
+    const v = parse(r.stdout, r.stderr);
+    if (v !== null) return v;
+    log(`${what}: run ${i} of ${LLAMA_TRIES} exited 0 without the lines sought (llama.cpp's logger lost its last lines)`);
+  }
+  throw new Error(`${what} printed no result in ${LLAMA_TRIES} runs: ${tail}`);
+}
+
 /**
  * llama.cpp's speed on a file: llama-bench; where it dies of SIGILL (its AMX kernels on a CPU whose
  * OS or hypervisor does not enable AMX tiles, which llama-bench cannot turn off), llama-batched-bench
@@ -105,10 +129,9 @@ function llama(dir: string, file: string, P: number, G: number, T: number): Run 
     }
   }
   const n = String(P + G);
-  const out = exec(path.join(dir, 'llama-batched-bench'), ['-m', file, '-c', n, '-b', n, '-ub', n, '-npp', String(P), '-ntg', String(G), '-npl', '1',
-    '-t', String(T), '-nr', '--output-format', 'jsonl'], 'llama-batched-bench');
-  const row = JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop() ?? 'null') as { speed_pp: number; speed_tg: number } | null;
-  if (!row) throw new Error('llama-batched-bench printed no result');
+  const row = llamaRun(path.join(dir, 'llama-batched-bench'), ['-m', file, '-c', n, '-b', n, '-ub', n, '-npp', String(P), '-ntg', String(G), '-npl', '1',
+    '-t', String(T), '-nr', '--output-format', 'jsonl'], `llama-batched-bench on ${path.basename(file)}`,
+    (out) => JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop() ?? 'null') as { speed_pp: number; speed_tg: number } | null);
   return { prefill_tok_s: row.speed_pp, decode_tok_s: row.speed_tg, load_avg: [before, load1()] };
 }
 
@@ -123,12 +146,12 @@ function logSeconds(line: string): number {
  * read), load_ms = its own "load time" (through the first evaluation, which faults the weights in).
  */
 function llamaLoad(dir: string, file: string, T: number): { ready_ms: number; load_ms: number } {
-  const r = spawnSync(path.join(dir, 'llama-batched-bench'), ['-m', file, '-c', '64', '-b', '64', '-ub', '64', '-npp', '4', '-ntg', '1', '-npl', '1',
-    '-t', String(T), '-nr', '-v'], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  const lines = `${r.stdout}\n${r.stderr}`.split('\n');
-  const ctx = lines.find((l) => l.includes('llama_context: constructing')), load = lines.map((l) => /load time =\s*([\d.]+) ms/.exec(l)).find((m) => m);
-  if (r.status !== 0 || !ctx || !load) throw new Error(`llama-batched-bench -v on ${path.basename(file)} failed (exit ${r.status})`);
-  return { ready_ms: r2(logSeconds(ctx) * 1000), load_ms: Number(load[1]) };
+  return llamaRun(path.join(dir, 'llama-batched-bench'), ['-m', file, '-c', '64', '-b', '64', '-ub', '64', '-npp', '4', '-ntg', '1', '-npl', '1',
+    '-t', String(T), '-nr', '-v'], `llama-batched-bench -v on ${path.basename(file)}`, (out, err) => {
+    const lines = `${out}\n${err}`.split('\n');
+    const ctx = lines.find((l) => l.includes('llama_context: constructing')), load = lines.map((l) => /load time =\s*([\d.]+) ms/.exec(l)).find((m) => m);
+    return ctx && load ? { ready_ms: r2(logSeconds(ctx) * 1000), load_ms: Number(load[1]) } : null;
+  });
 }
 
 /** Best (highest) throughput of each metric over the runs. */
@@ -227,11 +250,11 @@ function meanKL(p: Float64Array[], q: Float64Array[]): number {
 
 /** llama-perplexity's mean KL divergence for a quantized file against BASE (-nr: see llama()). */
 function llamaKL(bin: string, file: string, base: string, T: number): number {
-  const r = spawnSync(bin, ['-m', file, '--kl-divergence-base', base, '--kl-divergence', '-t', String(T), '-nr'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const text = `${r.stdout}\n${r.stderr}`;
-  const kl = /Mean\s+KLD:\s+(-?[\d.]+)/.exec(text);
-  if (r.status !== 0 || !kl) throw new Error(`llama-perplexity --kl-divergence on ${path.basename(file)} failed (exit ${r.status}): ${text.trim().split('\n').slice(-3).join(' | ')}`);
-  return Number(kl[1]);
+  return llamaRun(bin, ['-m', file, '--kl-divergence-base', base, '--kl-divergence', '-t', String(T), '-nr'],
+    `llama-perplexity --kl-divergence on ${path.basename(file)}`, (out, err) => {
+      const kl = /Mean\s+KLD:\s+(-?[\d.]+)/.exec(`${out}\n${err}`);
+      return kl ? Number(kl[1]) : null;
+    });
 }
 
 async function main(): Promise<void> {

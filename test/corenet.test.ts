@@ -157,6 +157,7 @@ test('row ranges of a CoreNet checkpoint read as the same slice of the whole ten
       const whole = ck.file.readF32(t), part = new Float32Array(a + 3);
       ck.file.readF32Range(t, a - 1, a + 3, part);
       assert.deepEqual(part, whole.subarray(a - 1, 2 * a + 2));
+      oneLine(() => ck.file.readF32Range(t, 1, a * b, new Float32Array(a * b)), /a tensor of storage \S+: range \[1, \d+\) is outside its \d+ values/);
       oneLine(() => ck.source.readF32Range(emb, 1, rows * cols, new Float32Array(rows * cols)), /range \[1, \d+\) is outside its \d+ values/);
     } finally { ck.source.close(); }
   }

@@ -18,6 +18,8 @@ import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import type { ConvertDType } from '../src/backends/backend.js';
 import { MlxModel, writeMlxFolder } from '../src/formats/mlx.js';
 import { openCorenetCheckpoint, writeCorenetCheckpoint } from '../src/formats/corenet.js';
+import { writeQuantizedFolder } from '../src/formats/openelm-quant-write.js';
+import { openModelSource } from '../src/formats/source.js';
 
 // an embedding of 4096 × 256 (2 MiB as bf16, 4 MiB as f32): larger than the allowance below
 const HF: OpenELMHFConfig = {
@@ -107,5 +109,21 @@ for (const dtype of ['q8', 'q4'] as ConvertDType[]) {
       const peak = await loadPeak(pt.source, dtype, pt.config);
       assert.ok(peak <= ALLOWANCE, `CoreNet ${dtype}: the load held ${mib(peak)} of arrays besides the weights`);
     } finally { pt.source.close(); }
+  });
+}
+
+// A pre-quantized folder's bytes are read straight into the weights' storage: nothing is staged
+// (the norms, read as f32, are the only arrays besides the weights).
+for (const dtype of ['q8', 'q4'] as const) {
+  test(`a pre-quantized ${dtype} folder loads holding no more than its norms besides the weights`, async () => {
+    const out = path.join(tmp, `pre-${dtype}`);
+    const be = await WasmBackend.create({ threads: 1 });
+    const ck = openCheckpoint(dir);
+    try { writeQuantizedFolder(ck, resolveConfig(HF), out, dtype, be); } finally { ck.close(); be.dispose(); }
+    const src = openModelSource(out);
+    try {
+      const peak = await loadPeak(src.reader, dtype, src.config);
+      assert.ok(peak <= 64 << 10, `pre-quantized ${dtype}: the load held ${mib(peak)} of arrays besides the weights`);
+    } finally { src.close(); }
   });
 }

@@ -23,6 +23,7 @@ import { createWasm } from './helpers/backends.js';
 import { TOL, assertClose } from './tolerances.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModelDir } from './helpers/tiny.js';
+import { allocWeightStorage, blockRowToF32 } from '../src/backends/weight-format.js';
 
 const FIX = fileURLToPath(new URL('../../test/fixtures/mlx/', import.meta.url));
 const GOLDEN = path.join(GOLDEN_ROOT, 'gqa2-hd64');
@@ -234,6 +235,37 @@ test('an MLX folder runs with its dequantized values: the same logits as the HF 
   writeHFFolder(m, m.config, hf);
   m.close();
   assert.deepEqual(await logits(qdir), await logits(hf));
+});
+
+test('4-bit MLX weights run as stored are read a slice of rows at a time: their blocks decode to the tensor\'s values, with nothing the size of the tensor allocated (f16 and f32 scales)', () => {
+  const src = tinyModelDir({ vocab_size: 12000, num_transformer_layers: 1 });
+  const ck = openCheckpoint(src);
+  try {
+    for (const [groupSize, dtype, blocks] of [[32, 'F16', 'q4_1'], [64, 'F32', 'q4_1_f32']] as const) {
+      const dir = path.join(tmp, `wide-q4-g${groupSize}-${dtype}`);
+      writeMlxFolder(ck, resolveConfig(JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'))), dir, { quantization: { bits: 4, groupSize }, dtype });
+      const m = MlxModel.open(dir);
+      try {
+        const emb = 'transformer.token_embeddings.weight', [rows, cols] = m.info(emb).shape;
+        assert.ok(rows * cols / 2 > 3 * 65536, 'the embedding spans several slices');
+        for (const name of m.names().filter((n) => m.quantized.has(n))) {
+          const [part] = m.storedWeight(name)!, [r, c] = m.info(name).shape;
+          assert.equal(part.dtype, blocks);
+          const w = allocWeightStorage(part.dtype, part.rows, c), data = w.data as Uint8Array;
+          part.read(data);
+          const before = process.memoryUsage().arrayBuffers;
+          part.read(data);
+          const grew = process.memoryUsage().arrayBuffers - before;
+          assert.ok(grew < data.length / 8, `${dtype} ${name}: reading ${data.length} bytes of blocks allocated ${grew} bytes`);
+          const all = m.readF32(name), row = new Float32Array(c);
+          for (let i = 0; i < r; i++) {
+            blockRowToF32(blocks, data, i, c, row);
+            assert.ok(row.every((v, j) => Object.is(v, all[i * c + j])), `${dtype} ${name} row ${i}`);
+          }
+        }
+      } finally { m.close(); }
+    }
+  } finally { ck.close(); fs.rmSync(src, { recursive: true, force: true }); }
 });
 
 test('4-bit MLX weights run as stored blocks (Q4_1 for half scales, q4_1_f32 otherwise) with their decoded values\' logits', async () => {

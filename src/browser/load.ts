@@ -7,7 +7,7 @@ import type { Backend } from '../backends/backend.js';
 import { backendNames, createBackend } from '../backends/index.js';
 import { OpenELMError } from '../core/errors.js';
 import { corenetInstructTemplate, templateFromTokenizerConfigObject, type ChatTemplate } from '../chat/template.js';
-import { modelFromSource, validateDType, type LoadDType } from '../model/load.js';
+import { modelFromSource, validateDType, type LoadDType, type TensorSource } from '../model/load.js';
 import { freeWeights } from '../model/openelm.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { LoadedModel } from '../loaded-model.js';
@@ -19,6 +19,13 @@ import type { GpuLimits } from '../backends/webgpu/device.js';
 import { BrowserCheckpoint, openSafetensors } from './tensor-source.js';
 import { threadsUnavailableReason } from './platform.js';
 import { keepWeightSource, type WeightSource } from './weight-files.js';
+import { QuantizedModel } from '../formats/openelm-quant.js';
+
+/** The checkpoint of a plan's files; a pre-quantized folder's reads its q8/q4 layout. */
+function planSource(plan: ModelPlan, ckpt: BrowserCheckpoint): TensorSource & { close(): void } {
+  if (!plan.quantized) return ckpt;
+  try { return new QuantizedModel(ckpt, plan.config, plan.quantized); } catch (e) { ckpt.close(); throw e; }
+}
 
 /** 'compile': a GPU backend compiles its kernels (once per page; slow on a software adapter). */
 export type LoadPhase = 'plan' | 'download' | 'load' | 'compile' | 'ready';
@@ -110,7 +117,7 @@ function blobWeightSource(plan: ModelPlan, blobs: Blob[]): WeightSource {
     loadDType: plan.loadDType,
     async open() {
       const readers = await Promise.all(plan.weightFiles.map((w, i) => openSafetensors(blobs[i], `${plan.name}/${w.file}`)));
-      return new BrowserCheckpoint(plan.name, readers, plan.weightMap);
+      return planSource(plan, new BrowserCheckpoint(plan.name, readers, plan.weightMap));
     },
   };
 }
@@ -146,7 +153,7 @@ export async function loadModel(source: ModelSource, opts: BrowserLoadOptions = 
     const chatTemplate = chatTemplateOf(plan, opts);
     opts.onProgress?.({ phase: 'load' });
     const readers = await Promise.all(plan.weightFiles.map((w, i) => openSafetensors(blobs[i], `${plan.name}/${w.file}`)));
-    const ckpt = new BrowserCheckpoint(plan.name, readers, plan.weightMap);
+    const ckpt = planSource(plan, new BrowserCheckpoint(plan.name, readers, plan.weightMap));
     const t0 = performance.now();
     let model: ReturnType<typeof modelFromSource>;
     try {

@@ -20,6 +20,7 @@ import { checkBufferLimit } from '../model/device-fit.js';
 import { fmtBytes, quotaMessage, storageEstimate } from './downloads.js';
 import type { ModelFiles } from './model-files.js';
 import { deviceMemoryBytes, pageMemoryBudget } from './platform.js';
+import { quantLayoutOf, withoutQuantEntry, type QuantLayout } from '../formats/openelm-quant.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -44,8 +45,13 @@ export interface ModelPlan {
   totalBytes: number;
   /** False when a server did not say how large a file is. */
   sizeKnown: boolean;
-  /** Storage of the checkpoint's floats (from the file size per parameter, else config.json's torch_dtype). */
-  fileDType: 'f32' | 'bf16' | 'f16';
+  /**
+   * Storage of the checkpoint's linear weights: a pre-quantized folder's q8/q4, else its floats'
+   * (from the file size per parameter, else config.json's torch_dtype).
+   */
+  fileDType: 'f32' | 'bf16' | 'f16' | 'q8' | 'q4';
+  /** The layout of a pre-quantized folder (formats/openelm-quant.ts), else null. */
+  quantized: QuantLayout | null;
   /** Storage of the linear weights once loaded. */
   loadDType: ConvertDType;
   memory: MemoryEstimate;
@@ -107,8 +113,11 @@ export async function planModel(files: ModelFiles, opts: PlanOptions = {}): Prom
         : `${files.name} is not a model folder: it has no config.json${files.urlOf ? ` (${files.urlOf('config.json')})` : ''}`);
   }
   let config: OpenELMConfig;
+  let quantized: QuantLayout | null;
   try {
-    config = resolveConfig(jsonOf(cfgText, `${files.name}/config.json`));
+    const raw = jsonOf(cfgText, `${files.name}/config.json`);
+    quantized = quantLayoutOf(raw, `${files.name}/config.json`);
+    config = resolveConfig(withoutQuantEntry(raw));
   } catch (e) {
     if (e instanceof OpenELMError) throw new OpenELMError(e.code, `${files.name} is not an OpenELM model folder: ${e.message}`);
     throw e;
@@ -143,7 +152,7 @@ export async function planModel(files: ModelFiles, opts: PlanOptions = {}): Prom
   for (const p of paramSpecs(config)) params += p.shape.reduce((a, b) => a * b, 1);
   const torch = String(config.hf.torch_dtype ?? '');
   const perParam = sizeKnown && params > 0 ? totalBytes / params : 0;
-  const fileDType: ModelPlan['fileDType'] = perParam > 3 ? 'f32' : perParam > 0 ? (torch === 'float16' ? 'f16' : 'bf16')
+  const fileDType: ModelPlan['fileDType'] = quantized ? quantized.dtype : perParam > 3 ? 'f32' : perParam > 0 ? (torch === 'float16' ? 'f16' : 'bf16')
     : torch === 'float32' ? 'f32' : torch === 'float16' ? 'f16' : 'bf16';
   const loadDType: ConvertDType = !opts.dtype || opts.dtype === 'auto' ? fileDType : opts.dtype;
   const contextTokens = opts.contextTokens ?? config.maxContextLength;
@@ -164,7 +173,7 @@ export async function planModel(files: ModelFiles, opts: PlanOptions = {}): Prom
   const nameOrPath = typeof config.hf._name_or_path === 'string' ? config.hf._name_or_path : '';
   return {
     name, kind: files.kind, config, instruct: isInstructName(name, nameOrPath), params, weightFiles, weightMap,
-    downloadBytes, totalBytes, sizeKnown, fileDType, loadDType, memory, contextTokens, limitBytes, deviceMemoryBytes: deviceMemory, fits, advice,
+    downloadBytes, totalBytes, sizeKnown, fileDType, quantized, loadDType, memory, contextTokens, limitBytes, deviceMemoryBytes: deviceMemory, fits, advice,
     hasTokenizer, tokenizerConfig: tokCfg === null ? null : safeJson(tokCfg),
   };
 }

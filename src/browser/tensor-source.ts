@@ -80,6 +80,7 @@ export class BrowserCheckpoint implements TensorSource {
     return t;
   }
 
+  readRawRange(name: string, at: number, len: number, dst: Uint8Array): Uint8Array { return this.fileOf(name).readRawRange(name, at, len, dst); }
   readF32(name: string, dst: Float32Array): Float32Array { return this.fileOf(name).readF32(name, dst); }
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array { return this.fileOf(name).readF32Range(name, start, count, dst); }
   readBF16(name: string, dst: Uint16Array): Uint16Array { return this.fileOf(name).readBF16(name, dst); }

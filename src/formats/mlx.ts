@@ -356,24 +356,27 @@ export class MlxModel extends DecodedTensorSource {
     const [rows, cols] = this.shapes.get(name)!;
     return [{
       dtype: half ? 'q4_1' : 'q4_1_f32', rows,
+      // a slice of rows at a time, as range reads go: a whole tensor's codes, scales and biases
+      // at once were garbage the size of the tensor per weight
       read: (dst: Weight['data']) => {
         const out = new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength);
         const rowBytes = cols / 2, gpr = cols / q.groupSize, nb = cols / 32, bb = half ? 20 : 24;
-        const words = this.ckpt.readRaw(fname).subarray(0, rows * rowBytes);
-        const sc16 = half ? this.ckpt.readF16(`${base}.scales`) : null, bi16 = half ? this.ckpt.readF16(`${base}.biases`) : null;
-        const sc = half ? null : this.ckpt.readF32Range(`${base}.scales`, 0, rows * gpr, new Float32Array(rows * gpr));
-        const bi = half ? null : this.ckpt.readF32Range(`${base}.biases`, 0, rows * gpr, new Float32Array(rows * gpr));
         const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-        for (let r = 0; r < rows; r++) {
-          for (let b = 0; b < nb; b++) {
-            const o = (r * nb + b) * bb, g = r * gpr + ((b * 32) / q.groupSize | 0);
-            if (half) { dv.setUint16(o, sc16![g], true); dv.setUint16(o + 2, bi16![g], true); } else { dv.setFloat32(o, sc![g], true); dv.setFloat32(o + 4, bi![g], true); }
-            const src = r * rowBytes + b * 16, qs = o + (half ? 4 : 8);
-            // MLX: value j is nibble j of the row (low nibble first); Q4_1: byte i holds values i and i + 16.
-            for (let i = 0; i < 16; i++) {
-              const lo = (words[src + (i >> 1)] >> ((i & 1) * 4)) & 15;
-              const hi = (words[src + 8 + (i >> 1)] >> ((i & 1) * 4)) & 15;
-              out[qs + i] = lo | (hi << 4);
+        const per = this.spanRows(rowBytes);
+        for (let r0 = 0; r0 < rows; r0 += per) {
+          const n = Math.min(per, rows - r0);
+          const words = this.readSpan(fname, q, cols, r0, n, half);
+          for (let r = 0; r < n; r++) {
+            for (let b = 0; b < nb; b++) {
+              const o = ((r0 + r) * nb + b) * bb, g = r * gpr + ((b * 32) / q.groupSize | 0);
+              if (half) { dv.setUint16(o, this.spanScales16[g], true); dv.setUint16(o + 2, this.spanBiases16[g], true); } else { dv.setFloat32(o, this.spanScales[g], true); dv.setFloat32(o + 4, this.spanBiases[g], true); }
+              const src = r * rowBytes + b * 16, qs = o + (half ? 4 : 8);
+              // MLX: value j is nibble j of the row (low nibble first); Q4_1: byte i holds values i and i + 16.
+              for (let i = 0; i < 16; i++) {
+                const lo = (words[src + (i >> 1)] >> ((i & 1) * 4)) & 15;
+                const hi = (words[src + 8 + (i >> 1)] >> ((i & 1) * 4)) & 15;
+                out[qs + i] = lo | (hi << 4);
+              }
             }
           }
         }
@@ -404,6 +407,34 @@ export class MlxModel extends DecodedTensorSource {
   private spanWords = new Uint8Array(0);
   private spanScales = new Float32Array(0);
   private spanBiases = new Float32Array(0);
+  /** The f16 scales/biases of such a slice as stored (blocks with half scales take their bits). */
+  private spanScales16 = new Uint16Array(0);
+  private spanBiases16 = new Uint16Array(0);
+
+  /** Rows of `rowBytes` code bytes a slice holds: SPAN_BYTES of codes, at least one row. */
+  private spanRows(rowBytes: number): number { return Math.max(1, Math.floor(SPAN_BYTES / rowBytes)); }
+
+  /**
+   * Rows [r, r + rows) of a quantized tensor's codes (returned) and of its scales and biases into
+   * the span buffers: as f32 (spanScales, spanBiases), or with `bits16` as their stored f16 words
+   * (spanScales16, spanBiases16). `rows` is at most spanRows of a row of codes.
+   */
+  private readSpan(fname: string, q: MlxQuantization, cols: number, r: number, rows: number, bits16: boolean): Uint8Array {
+    const base = fname.slice(0, -'.weight'.length);
+    const rowBytes = (cols * q.bits) / 8, gpr = cols / q.groupSize, n = rows * gpr, per = this.spanRows(rowBytes), full = per * gpr;
+    if (this.spanWords.length < rows * rowBytes) this.spanWords = new Uint8Array(per * rowBytes);
+    const words = this.ckpt.readRawRange(fname, r * rowBytes, rows * rowBytes, this.spanWords);
+    if (bits16) {
+      if (this.spanScales16.length < n) { this.spanScales16 = new Uint16Array(full); this.spanBiases16 = new Uint16Array(full); }
+      this.ckpt.readRawRange(`${base}.scales`, 2 * r * gpr, 2 * n, new Uint8Array(this.spanScales16.buffer, 0, 2 * n));
+      this.ckpt.readRawRange(`${base}.biases`, 2 * r * gpr, 2 * n, new Uint8Array(this.spanBiases16.buffer, 0, 2 * n));
+    } else {
+      if (this.spanScales.length < n) { this.spanScales = new Float32Array(full); this.spanBiases = new Float32Array(full); }
+      this.ckpt.readF32Range(`${base}.scales`, r * gpr, n, this.spanScales);
+      this.ckpt.readF32Range(`${base}.biases`, r * gpr, n, this.spanBiases);
+    }
+    return words;
+  }
 
   /**
    * Only the rows holding [start, start + count), a slice of at most SPAN_BYTES of codes at a
@@ -416,17 +447,11 @@ export class MlxModel extends DecodedTensorSource {
     // Float tensors are flat in the file from element 0, whatever rows follow the vocabulary.
     if (!q) { this.ckpt.readF32Range(fname, start, count, dst); return true; }
     const cols = this.shapes.get(name)![1], end = start + count;
-    const base = fname.slice(0, -'.weight'.length);
-    const rowBytes = (cols * q.bits) / 8, gpr = cols / q.groupSize;
-    const per = Math.max(1, Math.floor(SPAN_BYTES / rowBytes));
-    if (this.spanWords.length < per * rowBytes) this.spanWords = new Uint8Array(per * rowBytes);
-    if (this.spanScales.length < per * gpr) { this.spanScales = new Float32Array(per * gpr); this.spanBiases = new Float32Array(per * gpr); }
+    const per = this.spanRows((cols * q.bits) / 8);
     for (let r = Math.floor(start / cols); r * cols < end; r += per) {
       const rows = Math.min(per, Math.ceil(end / cols) - r);
       const from = Math.max(start, r * cols), to = Math.min(end, (r + rows) * cols);
-      const words = this.ckpt.readRawRange(fname, r * rowBytes, rows * rowBytes, this.spanWords);
-      this.ckpt.readF32Range(`${base}.scales`, r * gpr, rows * gpr, this.spanScales);
-      this.ckpt.readF32Range(`${base}.biases`, r * gpr, rows * gpr, this.spanBiases);
+      const words = this.readSpan(fname, q, cols, r, rows, false);
       mlxDequantizeSpan(words, this.spanScales, this.spanBiases, cols, q, from - r * cols, to - from, dst.subarray(from - start, to - start));
     }
     return true;

@@ -15,6 +15,7 @@ import { loadTokenizer } from '../io/tokenizer-file.js';
 import { GGUFModel } from './gguf-model.js';
 import { MlxModel, detectMlxFolder } from './mlx.js';
 import { openCorenetCheckpoint, type CorenetCheckpoint } from './corenet.js';
+import { QuantizedModel, quantLayoutOf, withoutQuantEntry, type QuantLayout } from './openelm-quant.js';
 
 export type ModelFormat = 'hf' | 'mlx-lm' | 'corenet-mlx' | 'gguf' | 'corenet';
 
@@ -53,7 +54,8 @@ export function readHFConfig(dir: string): OpenELMConfig {
   const cfgPath = path.join(dir, 'config.json');
   if (!isFile(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
   try {
-    return resolveConfig(readJsonFile(cfgPath, 'model config'));
+    // a pre-quantized folder's layout entry says how the weights are stored, not what the model is
+    return resolveConfig(withoutQuantEntry(readJsonFile(cfgPath, 'model config')));
   } catch (e) {
     if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
     throw e;
@@ -79,7 +81,12 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
   switch (format) {
     case 'hf': {
       const config = readHFConfig(location);
-      const reader = openCheckpoint(location);
+      const layout = hfQuantLayout(location);
+      const ck = openCheckpoint(location);
+      let reader: TensorReader = ck;
+      if (layout) {
+        try { reader = new QuantizedModel(ck, config, layout); } catch (e) { ck.close(); throw e; }
+      }
       return { format, config, reader, close: () => reader.close() };
     }
     case 'mlx-lm':
@@ -97,6 +104,12 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
       return { format, config: ck.config, reader: ck.source, corenet: ck, close: () => ck.source.close() };
     }
   }
+}
+
+/** The q8/q4 layout an HF folder's config.json declares (a pre-quantized folder), or null. */
+export function hfQuantLayout(dir: string): QuantLayout | null {
+  const cfgPath = path.join(dir, 'config.json');
+  return quantLayoutOf(readJsonFile(cfgPath, 'model config'), cfgPath);
 }
 
 /** The resolved config of a model location without reading weights (HF and MLX folders, GGUF files). */

@@ -10,8 +10,8 @@ import { OpenELMError } from '../core/errors.js';
 import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
-import { saveCheckpoint, saveCheckpointSync, type SaveCheckpointOptions } from './checkpoint.js';
-import { detectFormat, openModelSource, readSourceConfig } from '../formats/source.js';
+import { openCheckpoint, saveCheckpoint, saveCheckpointSync, type Checkpoint, type SaveCheckpointOptions } from './checkpoint.js';
+import { detectFormat, hfQuantLayout, openModelSource, readSourceConfig } from '../formats/source.js';
 import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamEntry, ParamLayout } from '../model/layout.js';
@@ -43,6 +43,16 @@ export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: L
   } finally {
     src.close();
   }
+}
+
+/**
+ * A folder's checkpoint for code that reads its f32/bf16/f16 values as they are stored (training,
+ * merging); a pre-quantized q8/q4 folder is refused in one line saying what to give instead.
+ */
+export function openFloatCheckpoint(dir: string, use: string): Checkpoint {
+  const q = fs.existsSync(path.join(dir, 'config.json')) ? hfQuantLayout(dir) : null;
+  if (q) throw new OpenELMError('model', `${dir} is a pre-quantized ${q.dtype} folder; ${use} needs the f32/bf16/f16 checkpoint it was made from (or one made with openelm convert --model ${dir} --to hf --dtype bf16 --out DIR)`);
+  return openCheckpoint(dir);
 }
 
 export interface SaveModelOptions extends SaveCheckpointOptions {

@@ -17,6 +17,7 @@
 import { OpenELMError } from '../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32, f32ToF16 } from '../core/dtype.js';
 import { parseJsonText } from '../core/json-text.js';
+import { widenInPlace } from '../core/widen-in-place.js';
 
 export type SafetensorsDType =
   | 'F64'
@@ -284,17 +285,12 @@ export abstract class SafetensorsReader {
     return out;
   }
 
-  /**
-   * Elements [start, start + out.length) of a BF16/F16 tensor as f32 into `out`, with no buffer
-   * between: the 16-bit values are read into the upper half of out's bytes and widened front to
-   * back, so each f32 written covers only values already widened (value i's f32 takes bytes
-   * [4i, 4i+4), below value j's bytes [2n+2j, 2n+2j+2) for every j > i).
-   */
+  /** Elements [start, start + out.length) of a BF16/F16 tensor as f32 into `out`, widened in place. */
   private readWidened(t: TensorInfo, start: number, out: Float32Array): void {
-    const n = out.length;
-    const half = new Uint16Array(out.buffer, out.byteOffset + n * 2, n);
-    this.readBytes(t, new Uint8Array(half.buffer, half.byteOffset, n * 2), start * 2, n * 2);
-    if (t.dtype === 'BF16') bf16ArrayToF32(half, out, 0); else f16ArrayToF32(half, out, 0);
+    widenInPlace(out, out.length, 2, (raw) => this.readBytes(t, raw, start * 2, raw.length), (raw, f32) => {
+      const half = new Uint16Array(raw.buffer, raw.byteOffset, f32.length);
+      if (t.dtype === 'BF16') bf16ArrayToF32(half, f32, 0); else f16ArrayToF32(half, f32, 0);
+    });
   }
 
   /**

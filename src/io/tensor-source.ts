@@ -33,6 +33,17 @@ export function numelOf(shape: readonly number[]): number {
 }
 
 /**
+ * Throws unless values [start, start + count) lie within a tensor's n values and a destination of
+ * dstLength holds them; `subject` names the tensor in the one-line message.
+ */
+export function checkRange(subject: string, n: number, start: number, count: number, dstLength: number): void {
+  if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
+    throw new OpenELMError('checkpoint', `${subject}: range [${start}, ${start + count}) is outside its ${n} values`);
+  }
+  if (dstLength < count) throw new OpenELMError('checkpoint', `${subject}: destination holds ${dstLength} values, needs ${count}`);
+}
+
+/**
  * Base for readers that produce a whole tensor at a time as f32 (decoded formats). Subclasses
  * give `names`, `info` and `decode`; 16-bit reads return the stored bits when the tensor is stored
  * in that type (`raw16`), else round the f32 values.
@@ -88,11 +99,7 @@ export abstract class DecodedTensorSource implements TensorReader {
   }
 
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
-    const n = numelOf(this.info(name).shape);
-    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
-      throw new OpenELMError('checkpoint', `tensor ${name}: range [${start}, ${start + count}) is outside its ${n} values`);
-    }
-    if (dst.length < count) throw new OpenELMError('checkpoint', `tensor ${name}: destination holds ${dst.length} values, needs ${count}`);
+    checkRange(`tensor ${name}`, numelOf(this.info(name).shape), start, count, dst.length);
     // a load quantizes row chunk by row chunk: decoding the whole tensor for each chunk made
     // garbage of the tensor's f32 size per chunk
     if (this.decodeRange(name, start, count, dst)) return dst;

@@ -14,10 +14,11 @@ import {
   DTYPE_BYTES, Pickler, PyTuple, TorchTensorRef, unpickle, type PyKey, type PyValue, type TorchDType,
 } from './pickle.js';
 import { ZipReader, ZipWriter } from './zip-store.js';
+import { widenInPlace } from '../core/widen-in-place.js';
+import { checkRange, numelOf } from './tensor-source.js';
 
 export { TorchTensorRef, PyTuple, PyFloat, type PyValue, type PyKey, type TorchDType } from './pickle.js';
 
-const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /** The slice of 8-byte values a range read narrows at a time. */
 const SPAN_BYTES = 1 << 16;
 
@@ -134,11 +135,7 @@ export class TorchFile {
    * chunk by row chunk, and the whole tensor per chunk cost its f32 size in garbage each time.
    */
   readF32Range(t: TorchTensorRef, start: number, count: number, dst: Float32Array): Float32Array {
-    const n = numelOf(t.shape);
-    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
-      throw new OpenELMError('checkpoint', `${this.file}: range [${start}, ${start + count}) is outside a tensor of ${n} values`);
-    }
-    if (dst.length < count) throw new OpenELMError('checkpoint', `${this.file}: destination holds ${dst.length} values, needs ${count}`);
+    checkRange(`${this.file}, a tensor of storage ${t.storage.key}`, numelOf(t.shape), start, count, dst.length);
     if (count === 0) return dst;
     const { rec, contiguous } = this.view(t);
     if (!contiguous) { dst.set(this.readF32(t).subarray(start, start + count)); return dst; }
@@ -148,12 +145,7 @@ export class TorchFile {
       return dst;
     }
     if (es <= 4) {
-      // Read into the top of dst and widen forward in place: value i's bytes lie at or past the
-      // four bytes it becomes, so no value is overwritten before it is read.
-      const raw = new Uint8Array(dst.buffer, dst.byteOffset + (4 - es) * count, es * count);
-      this.zip.readRange(rec, at, es * count, raw);
-      widen(raw, dtype, count, dst);
-      return dst;
+      return widenInPlace(dst, count, es, (raw) => this.zip.readRange(rec, at, raw.length, raw), (raw, out) => widen(raw, dtype, count, out));
     }
     const per = SPAN_BYTES / es;
     if (this.span.length < SPAN_BYTES) this.span = new Uint8Array(SPAN_BYTES);

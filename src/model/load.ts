@@ -26,8 +26,11 @@ const STAGE_FLOATS = 1 << 18;
 export interface StoredPart {
   dtype: Exclude<WeightDType, 'rows'>;
   rows: number;
-  /** Fill a weight's storage (allocWeight(dtype, rows, cols).data) with the stored values. */
-  read(dst: Weight['data']): void;
+  /**
+   * Fill a weight's storage (allocWeight(dtype, rows, cols): its data, and for q8/q4 its scales)
+   * with the stored values.
+   */
+  read(dst: Weight['data'], scales?: Weight['scales']): void;
 }
 
 /** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
@@ -45,9 +48,9 @@ export interface TensorSource {
   /** True when every tensor reads as its exact f32 values whatever type stores it (GGUF, MLX, .pt readers). */
   readonly decoded?: boolean;
   /**
-   * A linear weight held in a block format the backends run as stored (GGUF, MLX 4-bit): its row
-   * ranges in order (one, unless they differ in type). Null: read it as f32/bf16/f16. Used when the
-   * load dtype is 'auto'.
+   * A linear weight held in a format the backends run as stored (GGUF, MLX 4-bit, a pre-quantized
+   * q8/q4 folder): its row ranges in order (one, unless they differ in type). Null: read it as
+   * f32/bf16/f16. Used when the load dtype is 'auto' or the stored dtype itself.
    */
   storedWeight?(name: string): StoredPart[] | null;
 }
@@ -60,6 +63,12 @@ export function validateDType(d: string): LoadDType {
 /** An OpenELM on `be` with the weights of `src`. Throws OpenELMError naming the tensor on any problem. */
 export function modelFromSource(src: TensorSource, config: OpenELMConfig, be: Backend, dtype: LoadDType = 'auto'): OpenELM {
   return new OpenELM(config, be, readWeights(src, config, be, validateDType(dtype)));
+}
+
+/** The stored parts of `name` when a load as `want` keeps them as stored, else null. */
+function storedFor(src: TensorSource, name: string, want: LoadDType): StoredPart[] | null {
+  const parts = src.storedWeight?.(name) ?? null;
+  return parts && (want === 'auto' || parts.every((p) => p.dtype === want)) ? parts : null;
 }
 
 function storageFor(src: TensorSource, name: string, want: LoadDType): ConvertDType {
@@ -100,7 +109,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   };
   const lin = (name: string, want: LoadDType = dtype): Weight => {
     const [rows, cols] = specs.get(name)!;
-    const stored = want === 'auto' ? src.storedWeight?.(name) : null;
+    const stored = storedFor(src, name, want);
     if (stored) return storedWeight(stored, cols);
     const st = storageFor(src, name, want);
     const w = be.allocWeight(st, rows, cols);
@@ -131,7 +140,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     const ws = parts.map((p) => {
       const w = be.allocWeight(p.dtype, p.rows, cols);
       weights.push(w);
-      p.read(w.data);
+      p.read(w.data, w.scales);
       be.prepareWeight(w);
       return w;
     });
@@ -158,8 +167,12 @@ function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: Load
   const lim = be.bufferLimit?.();
   if (lim) {
     // Block formats (GGUF, MLX) have no GPU decoder: the device holds them widened to f32.
-    const storageOf = (name: string, d: LoadDType): ConvertDType =>
-      (d === 'auto' && src.storedWeight?.(name) ? 'f32' : storageFor(src, name, d));
+    const storageOf = (name: string, d: LoadDType): ConvertDType => {
+      const stored = storedFor(src, name, d);
+      if (!stored) return storageFor(src, name, d);
+      const d0 = stored[0].dtype;
+      return stored.length === 1 && (d0 === 'q8' || d0 === 'q4') ? d0 : 'f32';
+    };
     checkBufferLimit(src.location ?? 'the model', c, dtype, storageOf, lim);
   }
   const mem = be.memory();
@@ -169,8 +182,8 @@ function checkRoom(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: Load
     let n = 0;
     for (const [name, shape] of specs) {
       if (shape.length === 1) { n += numel(shape) * 4; continue; }
-      const stored = d === 'auto' ? src.storedWeight?.(name) : null;
-      if (stored) { for (const p of stored) n += weightBytes(p.dtype, p.rows * shape[1]); continue; }
+      const stored = storedFor(src, name, d);
+      if (stored) { for (const p of stored) n += weightBytes(p.dtype, p.rows * shape[1], shape[1]); continue; }
       n += weightBytes(storageFor(src, name, d), numel(shape), shape[1]);
     }
     return n;

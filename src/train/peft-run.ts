@@ -5,7 +5,7 @@
 // `openelm merge` read. Optimizer moments stay in the model's flat adapter layout.
 
 import { OpenELMError } from '../core/errors.js';
-import { openCheckpoint } from '../io/checkpoint.js';
+import { openFloatCheckpoint } from '../io/model-folder.js';
 import { readPeftAdapter, writePeftAdapter } from '../io/peft-folder.js';
 import { allocWeightStorage, setWeightRows, weightRowToF32 } from '../backends/weight-format.js';
 import { initAdapter, type Adapter, type AdapterSettings } from '../adapters/adapter.js';
@@ -48,7 +48,7 @@ export function loadBaseAndAdapter(model: TrainableModel, dir: string, run: Peft
   const c = model.config;
   const linear = new Set(LAYER_TENSORS.filter((t) => t.kind === 'linear').map((t) => t.hf));
   const isLinear = (name: string) => [...linear].some((h) => name.endsWith(`.${h}`));
-  const ck = openCheckpoint(dir);
+  const ck = openFloatCheckpoint(dir, 'fine-tuning an adapter on it');
   try {
     for (const p of paramSpecs(c)) {
       ck.expectShape(p.name, p.shape);

@@ -14,11 +14,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { formatBytes } from '../core/bytes.js';
-import { openCheckpoint } from '../io/checkpoint.js';
 import { writeFileAtomicSync } from '../io/atomic.js';
 import { parameterCount, presetHFConfig, resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { initParams } from '../model/init.js';
-import { readModelConfig } from '../io/model-folder.js';
+import { openFloatCheckpoint, readModelConfig } from '../io/model-folder.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { AdamW } from './adamw.js';
@@ -154,7 +153,7 @@ export function recipeModelConfig(r: Recipe): OpenELMConfig {
 }
 
 function loadInitWeights(dir: string, model: TrainableModel): void {
-  const ck = openCheckpoint(dir);
+  const ck = openFloatCheckpoint(dir, 'training from it');
   try {
     for (const e of model.layout.entries) {
       ck.expectShape(e.name, e.shape);

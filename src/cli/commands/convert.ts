@@ -12,6 +12,9 @@ import { loadTokenizer, tokenizerFromFile } from '../../io/tokenizer-file.js';
 import { checkOutputFile } from '../../io/output-guard.js';
 import { openModelSource, type ModelSource } from '../../formats/source.js';
 import { writeHFFolder, type HFDType } from '../../formats/hf.js';
+import { QUANT_DTYPES, type QuantDType } from '../../formats/openelm-quant.js';
+import { writeQuantizedFolder } from '../../formats/openelm-quant-write.js';
+import { createBackend } from '../../backends/index.js';
 import { writeMlxFolder, MLX_GROUP_SIZES, type MlxDType } from '../../formats/mlx.js';
 import { openCorenetCheckpoint, readModelConfigFile, writeCorenetCheckpoint } from '../../formats/corenet.js';
 import { seedRunFromCorenet } from '../../formats/corenet-run.js';
@@ -25,7 +28,7 @@ export const spec: CommandSpec = {
   summary: 'convert a model between HF, GGUF, MLX and CoreNet (.pt) formats, seed a run from a CoreNet training state, or export an adapter for mlx-lm',
   usage: [
     'openelm convert --model SRC --to gguf [--dtype f32|f16|q8_0|q4_0] --out FILE.gguf',
-    '       openelm convert --model SRC --to hf [--dtype auto|f32|bf16|f16] --out DIR',
+    '       openelm convert --model SRC --to hf [--dtype auto|f32|bf16|f16|q8|q4] --out DIR',
     '       openelm convert --model SRC --to mlx [--q-bits 4|8 --q-group-size 64] [--dtype auto|f32|bf16|f16] --out DIR',
     '       openelm convert --model SRC --to corenet [--dtype auto|f32|bf16|f16] [--pad-from CKPT.pt] --out CKPT.pt',
     '       openelm convert --model TRAINING.pt --config CORENET.yaml --to run --recipe RECIPE.yaml',
@@ -37,7 +40,7 @@ export const spec: CommandSpec = {
     { name: 'to', type: 'string', help: 'output format', default: 'gguf', choices: TARGETS },
     { name: 'adapter', type: 'string', help: 'mlx-adapter: the PEFT adapter folder to export in mlx-lm\'s layout' },
     { name: 'out', type: 'string', help: 'output file (gguf, corenet) or folder (hf, mlx)' },
-    { name: 'dtype', type: 'string', help: 'tensor type: gguf f32|f16|q8_0|q4_0 (default f16; q4_0 keeps the embedding in q5_0); hf/mlx/corenet auto|f32|bf16|f16 (default auto: as stored)' },
+    { name: 'dtype', type: 'string', help: 'tensor type: gguf f32|f16|q8_0|q4_0 (default f16; q4_0 keeps the embedding in q5_0); hf/mlx/corenet auto|f32|bf16|f16 (default auto: as stored); hf also q8|q4 (a pre-quantized folder: --dtype q8|q4 blocks as a load makes them, loaded without fitting)' },
     { name: 'config', type: 'string', help: 'for a .pt source: its CoreNet training YAML (model_name gives the size) or an HF config.json' },
     { name: 'q-bits', type: 'int', help: 'mlx: quantize linear layers and the embedding to this many bits (4 or 8)' },
     { name: 'q-group-size', type: 'int', help: 'mlx: values per quantization group (32, 64 or 128)', default: 64 },
@@ -51,8 +54,8 @@ export const spec: CommandSpec = {
 
 function dtypeFor(flags: ParsedFlags, to: Target): HFDType | undefined {
   const d = get.str(flags, 'dtype');
-  if (d === undefined || d === 'auto') return undefined;
-  const ok = ['f32', 'bf16', 'f16'];
+  if (d === undefined || d === 'auto' || (to === 'hf' && (QUANT_DTYPES as readonly string[]).includes(d))) return undefined;
+  const ok = ['f32', 'bf16', 'f16', ...(to === 'hf' ? QUANT_DTYPES : [])];
   if (!ok.includes(d)) throw new OpenELMError('usage', `unknown --dtype "${d}" for ${to}; choose one of auto, ${ok.join(', ')}`);
   return d.toUpperCase() as HFDType;
 }
@@ -138,6 +141,18 @@ export async function run(flags: ParsedFlags): Promise<number> {
   }
   const src: ModelSource = openModelSource(model, { config: configFile });
   try {
+    const quant = get.str(flags, 'dtype');
+    if (to === 'hf' && (QUANT_DTYPES as readonly string[]).includes(quant!)) {
+      // quantized by the load itself, on the backend every user has (same bytes on every backend)
+      const be = await createBackend('wasm', { native: 'off' });
+      try {
+        const r = writeQuantizedFolder(src.reader, src.config, out!, quant as QuantDType, be);
+        return done({ dir: out, format: 'hf', source: src.format, dtypes: [quant], bytes: r.bytes, files: r.files.map((f) => path.basename(f)) },
+          `wrote ${out}: pre-quantized ${quant} folder from ${src.format}, ${(r.bytes / 1e6).toFixed(1)} MB`);
+      } finally {
+        be.dispose();
+      }
+    }
     if (to === 'hf') {
       const r = writeHFFolder(src.reader, src.config, out!, dtype);
       return done({ dir: out, format: 'hf', source: src.format, dtypes: r.dtypes, files: r.files.map((f) => path.basename(f)) },

@@ -5,10 +5,10 @@ import { get } from '../args.js';
 import { JSON_FLAG, printJson, resolveModelDir } from '../common.js';
 import { OpenELMError } from '../../core/errors.js';
 import { f32ToBf16 } from '../../core/dtype.js';
-import { openCheckpoint, saveCheckpointSync } from '../../io/checkpoint.js';
+import { saveCheckpointSync } from '../../io/checkpoint.js';
 import { writeFileAtomicSync } from '../../io/atomic.js';
 import { writeJsonFileAtomic } from '../../io/json.js';
-import { readModelConfig } from '../../io/model-folder.js';
+import { openFloatCheckpoint, readModelConfig } from '../../io/model-folder.js';
 import { readPeftAdapter } from '../../io/peft-folder.js';
 import { resolveModelFolder } from '../../train/run-folder.js';
 import type { TensorToWrite } from '../../io/safetensors.js';
@@ -48,7 +48,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   const c = readModelConfig(dir);
   const adapters = adapterDirs.map((a) => readPeftAdapter(a, c));
   const t0 = performance.now();
-  const ck = openCheckpoint(dir);
+  const ck = openFloatCheckpoint(dir, 'merging adapters into it');
   let files: string[];
   let hf: ReturnType<typeof mergedSource>['hfConfig'];
   try {

@@ -39,11 +39,9 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   if (mode != 1) {
     const n0 = part(N, c, nc, 8), n1 = part(N, c + 1, nc, 8);
     if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo); return; }
-    const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
-    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) {
-      const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2), xi = x8 + <usize>M * <usize>K;
-      igemmQ4(out, x8, xd, xs, xi, data, scales, M, N, K, acc, scr, n0, n1, ldo);
-    } else igemm(out, xq, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
+    const q = ap(a, 13), xd = qx(q, M, K, QX_D), xs = qx(q, M, K, QX_S);
+    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, qx(q, M, K, QX_I), data, scales, M, N, K, acc, scr, n0, n1, ldo);
+    else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
   const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
@@ -64,15 +62,25 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
 /** Whether a GEMV of this block dtype takes int8 activations (slot 15 asks for them where blocks_int.as has a kernel). */
 @inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
+// The quantized x of an M×K integer GEMM (slot 13), part after part: i16 rows (xq), their block
+// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8) and their
+// integer block sums (xi). k_quant_rows writes it, k_linear reads it, quantBytes sizes it.
+const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_I = 4, QX_END = 5;
+
+/** Address of part `p` (a QX_ constant) of the quantized x at `q`; QX_END gives its end. */
+@inline function qx(q: usize, M: i32, K: i32, p: i32): usize {
+  const mk = <usize>M * <usize>K, mb = (<usize>M * <usize>(K >> 5)) << 2;
+  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0) + (p > QX_I ? mb : 0);
+}
+
 /** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
-export function quantBytes(M: i32, K: i32): i32 { return M * K * 3 + M * (K >> 5) * 12 + 64; }
+export function quantBytes(M: i32, K: i32): i32 { return <i32>qx(0, M, K, QX_END) + 64; }
 
 /** Quantize rows of x for the integer GEMM (chunks of rows; same slots as k_linear). */
 export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const x = ap(a, 1), M = ai(a, 6), K = ai(a, 8);
-  const xq = ap(a, 13), xd = xq + ((<usize>M * <usize>K) << 1), xs = xd + ((<usize>M * <usize>(K >> 5)) << 2);
-  // then the int8 rows and their block sums, for igemmQ4 (relaxed build)
-  const x8 = xs + ((<usize>M * <usize>(K >> 5)) << 2), xi = x8 + <usize>M * <usize>K;
+  const q = ap(a, 13), xq = qx(q, M, K, QX_Q), xd = qx(q, M, K, QX_D), xs = qx(q, M, K, QX_S);
+  const x8 = qx(q, M, K, QX_8), xi = qx(q, M, K, QX_I);
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
     const r8 = ASC_FEATURE_RELAXED_SIMD ? x8 + <usize>m * <usize>K : 0;
