@@ -1,13 +1,16 @@
 // Where one decode token's time goes: every Backend call of `gen` single-token steps after a
 // prompt, timed on the calling thread and summed per operation (linear per weight shape), plus the
-// time outside them (JS glue of the model and the bench loop). A script, not a test.
+// time outside them (JS glue of the model and the bench loop). With --prefill, where one prompt's
+// forward pass goes instead (best of --rounds), each linear split into its kernels (the integer
+// GEMM's activation quantization, k_quant_rows, apart from the GEMM). A script, not a test.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/decode-profile.js --model DIR_OR_GGUF [--dtype q8]
-//     [--threads 1,2] [--prompt 128] [--gen 64]
+//     [--threads 1,2] [--prompt 128] [--gen 64] [--prefill] [--rounds 5]
 //
 // Prints one JSON object per thread count: ms per token in total and per operation, the share of
-// each, calls per token, and for each linear shape the weight GB/s its GEMV reached; with wasm
-// threads, how the workers took part in the split calls (woken late, share of the chunks).
+// each, calls per token, and for each linear shape the weight GB/s its GEMV reached, and with wasm
+// threads how the workers took part in the split calls (woken late, share of the chunks); --prefill:
+// ms per prompt, and each linear's GOP/s, 2·M·N·K per call.
 
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/api.js';
@@ -21,33 +24,49 @@ const { values: args } = parseArgs({
   options: {
     model: { type: 'string' }, dtype: { type: 'string', default: 'auto' }, threads: { type: 'string', default: '1,2' },
     prompt: { type: 'string', default: '128' }, gen: { type: 'string', default: '64' },
+    prefill: { type: 'boolean', default: false }, rounds: { type: 'string', default: '5' },
   },
 });
 if (!args.model) throw new Error('--model DIR (or a .gguf file) is required');
 const P = Number(args.prompt), G = Number(args.gen);
 
-interface Acc { ms: number; calls: number; bytes: number; }
+interface Acc { ms: number; calls: number; bytes: number; ops: number; cpu: number; }
 
 /** Wrap the backend's methods so each call's wall time is added to `acc[key]`. */
 function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): void {
-  const rec = (key: string, ms: number, bytes = 0) => {
+  const rec = (key: string, ms: number, bytes = 0, ops = 0, cpu = 0) => {
     if (!on.v) return;
-    const a = acc.get(key) ?? { ms: 0, calls: 0, bytes: 0 };
-    a.ms += ms; a.calls++; a.bytes += bytes;
+    const a = acc.get(key) ?? { ms: 0, calls: 0, bytes: 0, ops: 0, cpu: 0 };
+    a.ms += ms; a.calls++; a.bytes += bytes; a.ops += ops; a.cpu += cpu;
     acc.set(key, a);
   };
+  // kernel calls inside a linear are recorded under its key too (the wasm backend's thread pool)
+  let inLinear = '';
+  const pool = (be as unknown as { pool?: { run: (shard: number, name: string, chunks: number) => void } }).pool;
+  if (args.prefill && pool) {
+    const run = pool.run.bind(pool);
+    pool.run = (shard, name, chunks) => {
+      const t0 = performance.now(), c0 = process.cpuUsage();
+      run(shard, name, chunks);
+      const c = process.cpuUsage(c0);
+      if (inLinear) rec(`${inLinear} ${name}`, performance.now() - t0, 0, 0, (c.user + c.system) / 1000);
+    };
+  }
   const target = be as unknown as Record<string, (...a: unknown[]) => unknown>;
   for (const name of ['rmsnorm', 'qkNormRope', 'storeKV', 'attention', 'swiglu', 'silu', 'add', 'embedding', 'argmax', 'linear']) {
     const f = target[name];
     if (typeof f !== 'function') continue;
     target[name] = function (this: unknown, ...a: unknown[]) {
-      const t0 = performance.now();
+      const w = name === 'linear' ? a[2] as Weight : null;
+      const key = w ? `linear ${w.rows}x${w.cols} ${w.dtype}` : name;
+      inLinear = w ? `  ${key}` : '';
+      const t0 = performance.now(), c0 = args.prefill ? process.cpuUsage() : null;
       const r = f.apply(be, a);
-      const ms = performance.now() - t0;
-      if (name === 'linear') {
-        const w = a[2] as Weight;
-        rec(`linear ${w.rows}x${w.cols} ${w.dtype}`, ms, weightStorageBytes(w));
-      } else rec(name, ms);
+      const ms = performance.now() - t0, c = c0 ? process.cpuUsage(c0) : null;
+      const cpu = c ? (c.user + c.system) / 1000 : 0;
+      inLinear = '';
+      if (w) rec(key, ms, weightStorageBytes(w), 2 * (a[3] as number) * w.rows * w.cols, cpu);
+      else rec(name, ms, 0, 0, cpu);
       return r;
     };
   }
@@ -59,7 +78,68 @@ function stats(be: Backend): PoolCounts | null {
   return typeof f === 'function' ? f.call(be) : null;
 }
 
+/** One prompt's forward pass, best of --rounds (fresh cache each), ops summed over the rounds. */
+async function prefill(threads: number): Promise<void> {
+  const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native: 'off' });
+  const model = loaded.model, be = loaded.backend, V = model.config.vocabSize;
+  const acc = new Map<string, Acc>(), on = { v: false };
+  instrument(be, acc, on);
+  const rng = new Rng(0);
+  const R = Number(args.rounds);
+  let best = Infinity, bestCpu = Infinity, sum = 0;
+  for (let r = -1; r < R; r++) {
+    const cache = model.newCache(P);
+    const tokens = Array.from({ length: P }, () => 3 + rng.int(V - 3));
+    on.v = r >= 0;
+    const t0 = performance.now(), c0 = process.cpuUsage();
+    const { logits, rows } = model.forwardDevice([{ cache, tokens }]);
+    await be.argmax(logits, rows, V);
+    const ms = performance.now() - t0, c = process.cpuUsage(c0);
+    on.v = false;
+    cache.dispose();
+    if (r < 0) continue;
+    sum += ms;
+    best = Math.min(best, ms); bestCpu = Math.min(bestCpu, (c.user + c.system) / 1000);
+  }
+  // totals: every linear, and their kernels (activation quantization, GEMM) across shapes
+  const totals: Record<string, { ms: number; cpu_ms: number; gop_s?: number; cpu_gop_s_per_thread?: number }> = {};
+  for (const [k, a] of acc) {
+    const kind = k.startsWith(' ') ? `linear ${k.split(' ').pop()}` : k.startsWith('linear') ? 'linear' : k;
+    const t = totals[kind] ?? { ms: 0, cpu_ms: 0 };
+    t.ms += a.ms / R; t.cpu_ms += a.cpu / R;
+    totals[kind] = t;
+    if (kind === 'linear') (t as { ops?: number }).ops = ((t as { ops?: number }).ops ?? 0) + a.ops / R;
+  }
+  for (const t of Object.values(totals)) {
+    const o = (t as { ops?: number }).ops;
+    t.ms = +t.ms.toFixed(2); t.cpu_ms = +t.cpu_ms.toFixed(2);
+    if (o) { t.gop_s = +(o / (t.ms * 1e6)).toFixed(1); t.cpu_gop_s_per_thread = +(o / (t.cpu_ms * 1e6)).toFixed(1); delete (t as { ops?: number }).ops; }
+  }
+  let inOps = 0;
+  const ops: Record<string, unknown> = {};
+  for (const [k, a] of [...acc].sort((x, y) => (x[0].startsWith(' ') ? 1 : 0) - (y[0].startsWith(' ') ? 1 : 0) || y[1].ms - x[1].ms)) {
+    if (!k.startsWith(' ')) inOps += a.ms;
+    ops[k] = {
+      ms_per_prefill: +(a.ms / R).toFixed(3), cpu_ms_per_prefill: +(a.cpu / R).toFixed(3), share: +(a.ms / sum).toFixed(4), calls: a.calls / R,
+      // GOP/s by wall time, and by CPU time per thread (what a quiet machine would give)
+      ...(a.ops ? { gop_s: +(a.ops / (a.ms * 1e6)).toFixed(1), cpu_gop_s_per_thread: +(a.ops / (a.cpu * 1e6)).toFixed(1) } : {}),
+    };
+  }
+  process.stdout.write(JSON.stringify({
+    model: args.model, dtype: args.dtype, threads, backend: be.describe(), prompt: P, rounds: R,
+    prefill_tok_s: +((P * 1000) / best).toFixed(1), best_ms: +best.toFixed(2), mean_ms: +(sum / R).toFixed(2),
+    // all threads' CPU time (the pool's threads spin while they wait: about threads × wall)
+    best_cpu_ms: +bestCpu.toFixed(2),
+    outside_ops_ms: +((sum - inOps) / R).toFixed(3), totals, ops,
+  }, null, 2) + '\n');
+  loaded.dispose();
+}
+
 async function main(): Promise<void> {
+  if (args.prefill) {
+    for (const threads of args.threads!.split(',').map(Number)) await prefill(threads);
+    return;
+  }
   for (const threads of args.threads!.split(',').map(Number)) {
     const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native: 'off' });
     const model = loaded.model, be = loaded.backend, V = model.config.vocabSize;

@@ -47,15 +47,16 @@ function weightOn(be: Backend, dtype: WeightDType, rows: number, cols: number, s
 const FLOAT_SHAPES = [[1, 29, 37], [1, 67, 8], [1, 5, 3], [2, 9, 13], [3, 29, 37], [4, 16, 64], [5, 21, 130], [8, 21, 40], [9, 17, 24], [13, 130, 300]];
 const QUANT_SHAPES = [[1, 29, 96], [1, 67, 32], [1, 3, 288], [2, 29, 96], [3, 7, 32], [5, 37, 64], [8, 29, 64], [9, 130, 288]];
 
-test('q4 prefill (integer GEMM, relaxed build: int8 × 4-bit dots summed in i16, wrapping) equals the decode GEMV row by row at the largest block sums', async () => {
-  // igemmQ4 lets a block's i16 sum wrap and recovers it exactly (igemm.as); the largest sums come from
-  // blocks of levels near 15 met by activations at ±127, so some rows and columns are made that way.
-  // Prefill (more than 8 rows) and decode (one row) quantize x alike and sum each block exactly, so
-  // they differ by f32 rounding only; a sum recovered wrongly would be off by 2¹⁶ levels.
+test('q4 prefill (integer GEMM, relaxed build: int8 × 4-bit dots summed in i16 lanes up to their bound) equals the decode GEMV row by row at the largest block sums', async () => {
+  // igemmQ4 sums 16 products of at most 127·15 per i16 lane and block (igemm.as), 30480 of 32767:
+  // the largest sums come from blocks of levels near 15 met by activations at ±127, so some rows and
+  // columns are made that way. Prefill (more than 8 rows) and decode (one row) quantize x alike and
+  // sum each block exactly, so they differ by f32 rounding only; a lane that overflowed would be
+  // off by 2¹⁶ levels.
   const rng = new Rng(31);
   for (const cfg of WASM_CONFIGS) {
     const be = await cachedWasm(cfg);
-    for (const [M, N, K] of [[9, 37, 288], [13, 130, 1280], [16, 16, 32], [10, 24, 64], [12, 8, 512]]) {
+    for (const [M, N, K] of [[9, 37, 288], [13, 130, 1280], [16, 16, 32], [10, 24, 64], [11, 20, 96], [12, 8, 512]]) {
       const src = randn(rng, N * K, 1 / Math.sqrt(K));
       for (let n = 0; n < N; n += 3) for (let k = 0; k < K; k++) src[n * K + k] = k % 32 === 0 ? -1 : 1;   // levels 0 and 15
       const x = randn(rng, M * K, 2);

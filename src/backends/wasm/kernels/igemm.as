@@ -5,7 +5,7 @@
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
 
-import { fmadd, q4MetaBytes, nibLo, nibHi } from './simd';
+import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -219,16 +219,17 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
 // ---------------------------------------------------------------------------------------------
 // q4 in the relaxed build: i16x8.relaxed_dot_i8x16_i7x16_s multiplies 16 int8 activations by 16
 // 4-bit levels (0..15, the 7-bit operand, so the result is defined on every engine) and adds them
-// in pairs: 16 multiply-adds per operation, twice i32x4.dot_i16x8_s. The pair sums (|·| ≤ 2·127·15)
-// are added in i16 over a whole block of 32, where the true sum S = Σ x·q (|S| ≤ 32·127·15) may wrap:
-// the adds are exact modulo 2¹⁶, and S − 8·Σx = Σ x·(q − 8) lies in ±32·127·8 = ±32512, so
-// subtracting T = 8·Σx modulo 2¹⁶ leaves that value exactly, and S = it + T. Each block's S is
-// then the same integer as the i16 path's, scaled and added in the same order: results are bit
-// for bit those of the SIMD128 build.
-// Weights are packed per chunk of 16 output columns as [k-pair][16][2] bytes; activations are the
-// int8 rows k_quant_rows writes, with each block's Σx (i32).
+// in pairs: 16 multiply-adds per operation, twice i32x4.dot_i16x8_s. The weights are packed per
+// 8 output columns and k-quad (4 consecutive k) as [quad][8 columns][4 levels]; each row's 4
+// activations of that quad are one 32-bit splat (a plain load on x86, where a 16-bit splat also
+// needs a shuffle). So an i16 lane holds one column's sum over half the k of each quad: over a
+// block of 32 that is 16 products of at most 127·15, |·| ≤ 30480 < 2¹⁵, exact without widening
+// (each dot's pair, ≤ 3810, never saturates). At the block's end a pairwise add (i32) gives each
+// column's exact block sum S, the same integer as the i16 path's, scaled and added in the same
+// order (as iscale, then imins): results are bit for bit those igemm gives in the relaxed build.
+// Activations are the int8 rows k_quant_rows writes.
 
-const QNC: i32 = 16;
+const QNC: i32 = 8;
 
 /** 16 int8 activations times 16 levels 0..15, added in pairs (relaxed build only: igemmQ4 is not called in the other). */
 @inline function dotU4(x: v128, q: v128): v128 {
@@ -237,34 +238,50 @@ const QNC: i32 = 16;
   return q;
 }
 
-/** 8 columns' 8 u16 pairs (a_i: column i) transposed to 8 pair vectors (out_j: pair j of columns 0..7), stored `stride` apart. */
-@inline function transpose8x16(dst: usize, stride: usize, a0: v128, a1: v128, a2: v128, a3: v128, a4: v128, a5: v128, a6: v128, a7: v128): void {
-  const b0 = v128.shuffle<u16>(a0, a1, 0, 8, 1, 9, 2, 10, 3, 11), b1 = v128.shuffle<u16>(a0, a1, 4, 12, 5, 13, 6, 14, 7, 15);
-  const b2 = v128.shuffle<u16>(a2, a3, 0, 8, 1, 9, 2, 10, 3, 11), b3 = v128.shuffle<u16>(a2, a3, 4, 12, 5, 13, 6, 14, 7, 15);
-  const b4 = v128.shuffle<u16>(a4, a5, 0, 8, 1, 9, 2, 10, 3, 11), b5 = v128.shuffle<u16>(a4, a5, 4, 12, 5, 13, 6, 14, 7, 15);
-  const b6 = v128.shuffle<u16>(a6, a7, 0, 8, 1, 9, 2, 10, 3, 11), b7 = v128.shuffle<u16>(a6, a7, 4, 12, 5, 13, 6, 14, 7, 15);
-  const c0 = v128.shuffle<u32>(b0, b2, 0, 4, 1, 5), c1 = v128.shuffle<u32>(b0, b2, 2, 6, 3, 7);
-  const c2 = v128.shuffle<u32>(b1, b3, 0, 4, 1, 5), c3 = v128.shuffle<u32>(b1, b3, 2, 6, 3, 7);
-  const c4 = v128.shuffle<u32>(b4, b6, 0, 4, 1, 5), c5 = v128.shuffle<u32>(b4, b6, 2, 6, 3, 7);
-  const c6 = v128.shuffle<u32>(b5, b7, 0, 4, 1, 5), c7 = v128.shuffle<u32>(b5, b7, 2, 6, 3, 7);
-  v128.store(dst, v128.shuffle<u64>(c0, c4, 0, 2)); v128.store(dst + stride, v128.shuffle<u64>(c0, c4, 1, 3));
-  v128.store(dst + 2 * stride, v128.shuffle<u64>(c1, c5, 0, 2)); v128.store(dst + 3 * stride, v128.shuffle<u64>(c1, c5, 1, 3));
-  v128.store(dst + 4 * stride, v128.shuffle<u64>(c2, c6, 0, 2)); v128.store(dst + 5 * stride, v128.shuffle<u64>(c2, c6, 1, 3));
-  v128.store(dst + 6 * stride, v128.shuffle<u64>(c3, c7, 0, 2)); v128.store(dst + 7 * stride, v128.shuffle<u64>(c3, c7, 1, 3));
-}
-
 /** Block b of q4 row `row` as 16 bytes, or zeros past the valid rows. */
 @inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32): v128 {
   return valid ? v128.load(data + ((<usize>row * <usize>(K >> 5) + <usize>b) << 4)) : i8x16.splat(0);
 }
 
+/** 4 columns' 4 quads (a_i: column i as i32 lanes) transposed to 4 quad vectors (out_t: quad t of columns 0..3), stored `stride` apart. */
+@inline function transpose4x4(dst: usize, stride: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  const t0 = v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<i32>(a0, a1, 2, 6, 3, 7);
+  const t2 = v128.shuffle<i32>(a2, a3, 0, 4, 1, 5), t3 = v128.shuffle<i32>(a2, a3, 2, 6, 3, 7);
+  v128.store(dst, v128.shuffle<i32>(t0, t2, 0, 1, 4, 5));
+  v128.store(dst + stride, v128.shuffle<i32>(t0, t2, 2, 3, 6, 7));
+  v128.store(dst + 2 * stride, v128.shuffle<i32>(t1, t3, 0, 1, 4, 5));
+  v128.store(dst + 3 * stride, v128.shuffle<i32>(t1, t3, 2, 3, 6, 7));
+}
+
 /**
- * Pack 16 q4 rows (output columns n..n+15; nr valid), k in [k0, k0+kc), into dst [kc/2][16][2]
- * levels and their block scales and mins into [kc/32][16] f32.
+ * Row `row`'s scale codes (mo = 0: u8 × D) or min codes (mo = nb: i8 × M) of blocks b..b+3 as f32x4,
+ * the same products as one by one; zeros past the valid rows.
+ */
+@inline function q4Codes(scales: usize, mb: usize, row: i32, valid: bool, b: i32, mo: i32): v128 {
+  if (!valid) return f32x4.splat(0);
+  const meta = scales + <usize>row * mb, c = meta + 8 + <usize>(mo + b);
+  return mo == 0 ? f32x4.mul(codes4u(c), v128.load32_splat(meta)) : f32x4.mul(codes4s(c), v128.load32_splat(meta + 4));
+}
+
+/**
+ * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
+ * levels and their block scales and mins into [kc/32][8] f32.
  */
 function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
-  for (let b = 0; b < kb; b++) {
+  // scales and mins, 4 blocks × 4 columns at a time from the rows' codes (a 4×4 transpose), the rest one by one
+  const kb4 = kb & ~3;
+  for (let g = 0; g < QNC; g += 4) {
+    for (let b = 0; b < kb4; b += 4) {
+      const s0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, 0), s1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, 0);
+      const s2 = q4Codes(scales, mb, n + g + 2, g + 2 < nr, b0 + b, 0), s3 = q4Codes(scales, mb, n + g + 3, g + 3 < nr, b0 + b, 0);
+      transpose4x4(dsc + (<usize>(b * QNC + g) << 2), QNC << 2, s0, s1, s2, s3);
+      const m0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, nb), m1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, nb);
+      const m2 = q4Codes(scales, mb, n + g + 2, g + 2 < nr, b0 + b, nb), m3 = q4Codes(scales, mb, n + g + 3, g + 3 < nr, b0 + b, nb);
+      transpose4x4(dmn + (<usize>(b * QNC + g) << 2), QNC << 2, m0, m1, m2, m3);
+    }
+  }
+  for (let b = kb4; b < kb; b++) {
     for (let r = 0; r < QNC; r++) {
       const o = (<usize>(b * QNC + r) << 2);
       if (r < nr) {
@@ -273,80 +290,85 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
         store<f32>(dmn + o, <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
       } else { store<f32>(dsc + o, 0); store<f32>(dmn + o, 0); }
     }
-    // elements 0..15 of a block are its bytes' low nibbles, 16..31 the high ones (weight-format.ts)
-    const d = dst + (<usize>b << 9);   // 16 pairs × 32 bytes per block
+  }
+  for (let b = 0; b < kb; b++) {
+    // elements 0..15 of a block are its bytes' low nibbles (quads 0..3), 16..31 the high ones (weight-format.ts)
+    const d = dst + (<usize>b << 8);   // 8 quads × 32 bytes per block
     for (let g = 0; g < 2; g++) {
-      const r0 = n + g * 8;
-      const v0 = q4BlockBytes(data, K, r0, g * 8 < nr, b0 + b), v1 = q4BlockBytes(data, K, r0 + 1, g * 8 + 1 < nr, b0 + b);
-      const v2 = q4BlockBytes(data, K, r0 + 2, g * 8 + 2 < nr, b0 + b), v3 = q4BlockBytes(data, K, r0 + 3, g * 8 + 3 < nr, b0 + b);
-      const v4 = q4BlockBytes(data, K, r0 + 4, g * 8 + 4 < nr, b0 + b), v5 = q4BlockBytes(data, K, r0 + 5, g * 8 + 5 < nr, b0 + b);
-      const v6 = q4BlockBytes(data, K, r0 + 6, g * 8 + 6 < nr, b0 + b), v7 = q4BlockBytes(data, K, r0 + 7, g * 8 + 7 < nr, b0 + b);
+      const r0 = n + g * 4;
+      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b);
+      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b);
       const o = d + (<usize>g << 4);
-      transpose8x16(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3), nibLo(v4), nibLo(v5), nibLo(v6), nibLo(v7));
-      transpose8x16(o + 256, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3), nibHi(v4), nibHi(v5), nibHi(v6), nibHi(v7));
+      transpose4x4(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3));
+      transpose4x4(o + 128, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3));
     }
   }
 }
 
-/** A block's 8 columns of one row: S from the wrapped i16 sums (see above), then iscale and imins as the i16 path. */
-@inline function q4Fold(c: usize, s: v128, T: i32, w0: v128, w1: v128, m0: v128, m1: v128, d: f32, xs: f32, first: bool): void {
-  const D = i16x8.sub(s, i16x8.splat(<i16>T)), t = i32x4.splat(T);
-  iscale(c, i32x4.add(i32x4.extend_low_i16x8_s(D), t), i32x4.add(i32x4.extend_high_i16x8_s(D), t), w0, w1, d, first);
-  imins(c, m0, m1, xs);
+/**
+ * One row's block: the two accumulators' column sums, folded into c[0..7] as iscale then imins (the
+ * row's scale and quantized sum splatted straight from memory, a plain load on x86).
+ */
+@inline function q4Fold(c: usize, s0: v128, s1: v128, w0: v128, w1: v128, m0: v128, m1: v128, xd: usize, xs: usize, first: bool): void {
+  const dv = v128.load32_splat(xd), sv = v128.load32_splat(xs);
+  const f0 = f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s0)), f1 = f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s1));
+  let c0: v128, c1: v128;
+  if (first) {
+    c0 = f32x4.mul(f0, f32x4.mul(w0, dv)); c1 = f32x4.mul(f1, f32x4.mul(w1, dv));
+  } else {
+    c0 = fmadd(f0, f32x4.mul(w0, dv), v128.load(c)); c1 = fmadd(f1, f32x4.mul(w1, dv), v128.load(c, 16));
+  }
+  v128.store(c, fmadd(m0, sv, c0));
+  v128.store(c, fmadd(m1, sv, c1), 16);
 }
 
 /**
- * c[R][16] (+)= over nblk blocks, R = 1..4 rows of int8 activations (a8, lda8 bytes apart; block
- * sums xi, scales xd, quantized sums xs: ldd bytes apart) against a 16-column q4 panel.
+ * c[R][8] (+)= over nblk blocks, R = 1..4 rows of int8 activations (a8, lda8 bytes apart; scales xd,
+ * quantized sums xs: ldd bytes apart) against an 8-column q4 panel.
  */
-@inline function imicroQ4(a8: usize, lda8: usize, xd: usize, xs: usize, xi: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32,
+@inline function imicroQ4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32,
   c: usize, ldc: usize, ld: i32, R: i32): void {
   let p = b;
   let r0 = a8, r1 = a8 + lda8, r2 = r1 + lda8, r3 = r2 + lda8;   // advance 32 bytes (one block) per block
   for (let blk = 0; blk < nblk; blk++) {
     const z = i16x8.splat(0);
     let s00 = z, s01 = z, s10 = z, s11 = z, s20 = z, s21 = z, s30 = z, s31 = z;
-    const end = p + 512;
+    const end = p + 256;
     while (p < end) {
       const b0 = v128.load(p), b1 = v128.load(p, 16);
-      const x0 = v128.load16_splat(r0);
+      const x0 = v128.load32_splat(r0);
       s00 = i16x8.add(s00, dotU4(x0, b0)); s01 = i16x8.add(s01, dotU4(x0, b1));
       if (R > 1) {
-        const x1 = v128.load16_splat(r1);
+        const x1 = v128.load32_splat(r1);
         s10 = i16x8.add(s10, dotU4(x1, b0)); s11 = i16x8.add(s11, dotU4(x1, b1));
       }
       if (R > 2) {
-        const x2 = v128.load16_splat(r2);
+        const x2 = v128.load32_splat(r2);
         s20 = i16x8.add(s20, dotU4(x2, b0)); s21 = i16x8.add(s21, dotU4(x2, b1));
       }
       if (R > 3) {
-        const x3 = v128.load16_splat(r3);
+        const x3 = v128.load32_splat(r3);
         s30 = i16x8.add(s30, dotU4(x3, b0)); s31 = i16x8.add(s31, dotU4(x3, b1));
       }
-      p += 32; r0 += 2; r1 += 2; r2 += 2; r3 += 2;
+      p += 32; r0 += 4; r1 += 4; r2 += 4; r3 += 4;
     }
-    const bo = <usize>blk << 6, dof = <usize>blk << 2;
-    const w0 = v128.load(bs + bo), w1 = v128.load(bs + bo, 16), w2 = v128.load(bs + bo, 32), w3 = v128.load(bs + bo, 48);
-    const m0 = v128.load(bm + bo), m1 = v128.load(bm + bo, 16), m2 = v128.load(bm + bo, 32), m3 = v128.load(bm + bo, 48);
+    const bo = <usize>blk << 5, dof = <usize>blk << 2;
+    const w0 = v128.load(bs + bo), w1 = v128.load(bs + bo, 16);
+    const m0 = v128.load(bm + bo), m1 = v128.load(bm + bo, 16);
     const first = ld == 0 && blk == 0;
-    for (let i = 0; i < R; i++) {
-      const o = <usize>i * ldd + dof;
-      const T = load<i32>(xi + o) << 3, d = load<f32>(xd + o), sx = load<f32>(xs + o);
-      const ci = c + <usize>i * ldc;
-      const sa = i == 0 ? s00 : i == 1 ? s10 : i == 2 ? s20 : s30;
-      const sb = i == 0 ? s01 : i == 1 ? s11 : i == 2 ? s21 : s31;
-      q4Fold(ci, sa, T, w0, w1, m0, m1, d, sx, first);
-      q4Fold(ci + 32, sb, T, w2, w3, m2, m3, d, sx, first);
-    }
+    q4Fold(c, s00, s01, w0, w1, m0, m1, xd + dof, xs + dof, first);
+    if (R > 1) q4Fold(c + ldc, s10, s11, w0, w1, m0, m1, xd + ldd + dof, xs + ldd + dof, first);
+    if (R > 2) q4Fold(c + 2 * ldc, s20, s21, w0, w1, m0, m1, xd + 2 * ldd + dof, xs + 2 * ldd + dof, first);
+    if (R > 3) q4Fold(c + 3 * ldc, s30, s31, w0, w1, m0, m1, xd + 3 * ldd + dof, xs + 3 * ldd + dof, first);
   }
 }
-function imicroQ4R1(a8: usize, lda8: usize, xd: usize, xs: usize, xi: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, xi, ldd, b, bs, bm, nblk, c, ldc, ld, 1); }
-function imicroQ4R2(a8: usize, lda8: usize, xd: usize, xs: usize, xi: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, xi, ldd, b, bs, bm, nblk, c, ldc, ld, 2); }
-function imicroQ4R3(a8: usize, lda8: usize, xd: usize, xs: usize, xi: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, xi, ldd, b, bs, bm, nblk, c, ldc, ld, 3); }
-function imicroQ4R4(a8: usize, lda8: usize, xd: usize, xs: usize, xi: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, xi, ldd, b, bs, bm, nblk, c, ldc, ld, 4); }
+function imicroQ4R1(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 1); }
+function imicroQ4R2(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 2); }
+function imicroQ4R3(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 3); }
+function imicroQ4R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 4); }
 
-/** igemm for q4 weights in the relaxed build (same arguments, plus the int8 rows x8 and block sums xi). */
-export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, xi: usize, data: usize, scales: usize,
+/** igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16 ones). */
+export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
   M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);
@@ -357,20 +379,20 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, xi: usize, 
       const kc = min(IKC, K - k0), nblk = kc >> 5;
       for (let p = 0; p < nc; p += QNC) {
         const pi = <usize>(p / QNC);
-        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 64, pmn + pi * <usize>nblk * 64, data, scales, K, nb + p, min(QNC, nc - p), k0, kc);
+        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc);
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
       const kb = <usize>(k0 >> 5) << 2;
       for (let m = 0; m < M; m += 4) {
         const R = min(4, M - m);
         const a = x8 + <usize>m * lda8 + <usize>k0;
-        const ad = xd + <usize>m * ldd + kb, as = xs + <usize>m * ldd + kb, ai = xi + <usize>m * ldd + kb;
+        const ad = xd + <usize>m * ldd + kb, as = xs + <usize>m * ldd + kb;
         for (let p = 0; p < nc; p += QNC) {
           const nr = min(QNC, nc - p);
           const pi = <usize>(p / QNC);
-          const pp = panel + pi * <usize>kc * QNC, ps = psc + pi * <usize>nblk * 64, pm = pmn + pi * <usize>nblk * 64;
+          const pp = panel + pi * <usize>kc * QNC, ps = psc + pi * <usize>nblk * 32, pm = pmn + pi * <usize>nblk * 32;
           const c = out + ((<usize>m * <usize>ldo + <usize>(nb + p)) << 2);
-          // a partial column chunk goes through a 16-wide tile (loaded, updated, the valid part stored back)
+          // a partial column chunk goes through an 8-wide tile (loaded, updated, the valid part stored back)
           const full = nr == QNC;
           const ct = full ? c : ctile, ldt = full ? ldc : <usize>(QNC << 2);
           if (!full) {
@@ -379,10 +401,10 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, xi: usize, 
             }
           }
           const ldt2 = full ? ld : 1;
-          if (R == 4) imicroQ4R4(a, lda8, ad, as, ai, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
-          else if (R == 3) imicroQ4R3(a, lda8, ad, as, ai, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
-          else if (R == 2) imicroQ4R2(a, lda8, ad, as, ai, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
-          else imicroQ4R1(a, lda8, ad, as, ai, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+          if (R == 4) imicroQ4R4(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+          else if (R == 3) imicroQ4R3(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+          else if (R == 2) imicroQ4R2(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+          else imicroQ4R1(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
           if (!full) {
             for (let i = 0; i < R; i++) for (let j = 0; j < nr; j++) store<f32>(c + <usize>i * ldc + (<usize>j << 2), load<f32>(ctile + (<usize>(i * QNC + j) << 2)));
           }

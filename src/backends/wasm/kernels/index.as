@@ -40,7 +40,7 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     const n0 = part(N, c, nc, 8), n1 = part(N, c + 1, nc, 8);
     if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo); return; }
     const q = ap(a, 13), xd = qx(q, M, K, QX_D), xs = qx(q, M, K, QX_S);
-    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, qx(q, M, K, QX_I), data, scales, M, N, K, acc, scr, n0, n1, ldo);
+    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, scales, M, N, K, acc, scr, n0, n1, ldo);
     else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
@@ -63,14 +63,14 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
 @inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
 // The quantized x of an M×K integer GEMM (slot 13), part after part: i16 rows (xq), their block
-// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8) and their
-// integer block sums (xi). k_quant_rows writes it, k_linear reads it, quantBytes sizes it.
-const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_I = 4, QX_END = 5;
+// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8).
+// k_quant_rows writes it, k_linear reads it, quantBytes sizes it.
+const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_END = 4;
 
 /** Address of part `p` (a QX_ constant) of the quantized x at `q`; QX_END gives its end. */
 @inline function qx(q: usize, M: i32, K: i32, p: i32): usize {
   const mk = <usize>M * <usize>K, mb = (<usize>M * <usize>(K >> 5)) << 2;
-  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0) + (p > QX_I ? mb : 0);
+  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0);
 }
 
 /** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
@@ -80,12 +80,11 @@ export function quantBytes(M: i32, K: i32): i32 { return <i32>qx(0, M, K, QX_END
 export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const x = ap(a, 1), M = ai(a, 6), K = ai(a, 8);
   const q = ap(a, 13), xq = qx(q, M, K, QX_Q), xd = qx(q, M, K, QX_D), xs = qx(q, M, K, QX_S);
-  const x8 = qx(q, M, K, QX_8), xi = qx(q, M, K, QX_I);
+  const x8 = qx(q, M, K, QX_8);
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
     const r8 = ASC_FEATURE_RELAXED_SIMD ? x8 + <usize>m * <usize>K : 0;
-    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb,
-      ASC_FEATURE_RELAXED_SIMD ? xi + <usize>m * rb : 0);
+    quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
   }
 }
 
