@@ -8,14 +8,16 @@
 //     [--threads 1,2] [--prompt 128] [--gen 64] [--prefill] [--rounds 5]
 //
 // Prints one JSON object per thread count: ms per token in total and per operation, the share of
-// each, calls per token, and for each linear shape the weight GB/s its GEMV reached (--prefill: ms
-// per prompt, and each linear's GOP/s, 2·M·N·K per call).
+// each, calls per token, and for each linear shape the weight GB/s its GEMV reached, and with wasm
+// threads how the workers took part in the split calls (woken late, share of the chunks); --prefill:
+// ms per prompt, and each linear's GOP/s, 2·M·N·K per call.
 
 import { parseArgs } from 'node:util';
 import { loadModel } from '../src/api.js';
 import type { Backend, Weight } from '../src/backends/backend.js';
 import type { LoadDType } from '../src/model/load.js';
 import { weightStorageBytes } from '../src/backends/weight-format.js';
+import type { PoolCounts } from '../src/backends/wasm/pool.js';
 import { Rng } from '../src/core/rng.js';
 
 const { values: args } = parseArgs({
@@ -68,6 +70,12 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
       return r;
     };
   }
+}
+
+/** The wasm backend's call counts (other backends have none). */
+function stats(be: Backend): PoolCounts | null {
+  const f = (be as unknown as { callStats?: () => PoolCounts }).callStats;
+  return typeof f === 'function' ? f.call(be) : null;
 }
 
 /** One prompt's forward pass, best of --rounds (fresh cache each), ops summed over the rounds. */
@@ -143,18 +151,19 @@ async function main(): Promise<void> {
       const cache = model.newCache(P + G);
       await model.forward([{ cache, tokens: Array.from({ length: P }, id) }]);
       on.v = timed;
+      const k0 = stats(be);
       const t0 = performance.now(), c0 = process.cpuUsage();
       for (let i = 0; i < G; i++) {
         const { logits, rows } = model.forwardDevice([{ cache, tokens: [id()] }]);
         await be.argmax(logits, rows, V);
       }
-      const ms = performance.now() - t0, c = process.cpuUsage(c0);
+      const ms = performance.now() - t0, c = process.cpuUsage(c0), k1 = stats(be);
       on.v = false;
       cache.dispose();
-      return { ms, cpuMs: (c.user + c.system) / 1000 };
+      return { ms, cpuMs: (c.user + c.system) / 1000, k0, k1 };
     };
     await run(false);
-    const { ms: total, cpuMs } = await run(true);
+    const { ms: total, cpuMs, k0, k1 } = await run(true);
     const perTok = total / G;
     let inOps = 0;
     const ops: Record<string, unknown> = {};
@@ -172,6 +181,12 @@ async function main(): Promise<void> {
       // all threads' CPU time per token: on a shared machine the time descheduled does not count
       cpu_ms_per_token: +(cpuMs / G).toFixed(3),
       outside_ops_ms_per_token: +((total - inOps) / G).toFixed(4), outside_share: +((total - inOps) / total).toFixed(4),
+      // kernel calls split over the threads, how many of them a sleeping worker joined late, and
+      // the workers' share of their chunks (on a busy machine a worker that gets no core runs few)
+      ...(k0 && k1 ? {
+        parallel_calls_per_token: (k1.parallel - k0.parallel) / G, worker_asleep_per_token: (k1.workerAsleep - k0.workerAsleep) / G,
+        worker_chunk_share: +((k1.workerChunks - k0.workerChunks) / Math.max(1, k1.chunks - k0.chunks)).toFixed(3),
+      } : {}),
       ops,
     }, null, 2) + '\n');
     loaded.dispose();

@@ -326,7 +326,7 @@ async function main(): Promise<void> {
       log(`f32 logits over ${bt.chunks} chunks of ${bt.ctx} tokens`);
       const ref = await ourLogProbs(f32, bt, T, 'auto');
       for (const d of ourTypes) {
-        const q = await ourLogProbs(f32, bt, T, 'off', d as LoadDType);
+        const q = await ourLogProbs(f32, bt, T, 'off', d as LoadDType, values['kl-decode']);
         ownKL.set(d, meanKL(ref, q));
         log(`ours --dtype ${d} mean KL: ${meanKL(ref, q).toExponential(3)}`);
       }

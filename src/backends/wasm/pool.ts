@@ -7,7 +7,7 @@
 import { OpenELMError } from '../../core/errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels.js';
 import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_BLOCKS, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
-  SHARD, SLEEPERS, SPIN_CHECK, drain, type ChunkFn } from './sync.js';
+  SHARD, SLEEPERS, SPIN_CHECK, WORKER_CHUNKS, drain, type ChunkFn } from './sync.js';
 import type { WasmInstance, WasmMemory, WasmModule } from './wasm-api.js';
 
 /** What a kernel worker is started with (structured-cloneable). */
@@ -32,6 +32,9 @@ export interface KernelWorkerHandle {
   terminate(): void;
 }
 
+/** ThreadPool.counts. */
+export interface PoolCounts { inline: number; parallel: number; workerAsleep: number; chunks: number; workerChunks: number; }
+
 export type SpawnKernelWorker = (init: KernelWorkerInit) => KernelWorkerHandle;
 
 let generation = 0;
@@ -45,8 +48,12 @@ export class ThreadPool {
   private readonly workers: KernelWorkerHandle[] = [];
   private lastError = '';
   private closed = false;
-  /** Kernel calls run inline (small work or one thread) and split over the threads. */
-  counts = { inline: 0, parallel: 0 };
+  /**
+   * Kernel calls run inline (small work or one thread) and split over the threads; of the split
+   * ones, how many opened while a worker slept (it then starts a wake-up late), and of their
+   * chunks, how many the workers ran.
+   */
+  counts: PoolCounts = { inline: 0, parallel: 0, workerAsleep: 0, chunks: 0, workerChunks: 0 };
 
   /** Memories the workers have instances for; jobs in later memories run on this thread only. */
   readonly workerMemories: number;
@@ -116,7 +123,7 @@ export class ThreadPool {
     Atomics.store(ctl, CLAIM, 0);
     Atomics.store(ctl, NCHUNKS, chunks);
     Atomics.add(ctl, GEN, 1);
-    if (Atomics.load(ctl, SLEEPERS) > 0) Atomics.notify(ctl, GEN);
+    if (Atomics.load(ctl, SLEEPERS) > 0) { this.counts.workerAsleep++; Atomics.notify(ctl, GEN); }
     const err = drain(ctl, this.fns, 0);
     const t1 = performance.now();
     let spins = 0;
@@ -130,6 +137,8 @@ export class ThreadPool {
         Atomics.store(ctl, MAIN_WAIT, 0);
       }
     }
+    this.counts.chunks += chunks;
+    this.counts.workerChunks += Atomics.exchange(ctl, WORKER_CHUNKS, 0);
     const bad = Atomics.exchange(ctl, ERROR, 0);
     if (err) throw err;
     if (bad) throw new OpenELMError('wasm', `wasm kernel ${name} failed on worker ${bad - 1}${this.lastError ? `: ${this.lastError}` : ''}`);

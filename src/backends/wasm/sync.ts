@@ -27,6 +27,7 @@ export const MAIN_WAIT = 6;    // main thread blocked in Atomics.wait on COMPLET
 export const QUIT = 7;         // set before the final generation bump on dispose
 export const ERROR = 8;        // 1 + tid of a thread whose kernel threw
 export const SHARD = 9;        // which memory (and so which instance of the kernels) the open job runs in
+export const WORKER_CHUNKS = 10; // chunks the workers ran (the main thread adds it to its counts and clears it)
 export const CTL_SLOTS = 16;
 
 /**
@@ -62,6 +63,7 @@ export function drain(ctl: Int32Array, fns: ChunkFn[][], tid: number): unknown {
       err ??= e;
       Atomics.store(ctl, ERROR, tid + 1);
     }
+    if (tid !== 0) Atomics.add(ctl, WORKER_CHUNKS, 1);
     Atomics.add(ctl, COMPLETED, 1);
     if (tid !== 0 && Atomics.load(ctl, MAIN_WAIT)) Atomics.notify(ctl, COMPLETED);
   }

@@ -9,7 +9,7 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, nibLo, nibHi } from './simd';
-import { q8Block, q4BlockV, lane } from './gemv';
+import { q8Block, q8BlockSplit, q8PosOffset, q4BlockV, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ6_K } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -58,7 +58,13 @@ export function q4_0Correction(q8: usize, K: i32, corr: usize): void {
   }
 }
 
-@inline function q8_0Block(w: usize, x16: usize): v128 {
+/**
+ * One Q8_0 block's dot (its 32 int8 at w): the relaxed build multiplies them by x⁺ and x⁻ (gemv.as
+ * q8BlockSplit, exact for any int8, −128 included), at xs + o and xs + (K bytes) + o; the
+ * SIMD128 build widens them to i16 against x's i16 form at x16.
+ */
+@inline function q8_0Block(w: usize, x16: usize, xs: usize, K: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return q8BlockSplit(v128.load(w), v128.load(w, 16), xs, xs + <usize>K);
   return q8Block(w, v128.load(x16), v128.load(x16, 16), v128.load(x16, 32), v128.load(x16, 48));
 }
 
@@ -71,20 +77,20 @@ export function gemvQ8_0Int(out: usize, q16: usize, qd: usize, w: usize, K: i32,
   let p = w + <usize>n0 * rb;
   for (let n = n0; n < n1; n++) {
     let f0 = f32x4.splat(0), f1 = f0;
-    let xp = q16, dp = qd;
+    let xp = q16, xs = q16 + q8PosOffset(K), dp = qd;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
       const sc = f32x4.mul(halves4(p, 34), v128.load(dp));
-      f0 = fmadd(q8_0Block(p + 2, xp), lane(sc, 0), f0);
-      f1 = fmadd(q8_0Block(p + 36, xp + 64), lane(sc, 1), f1);
-      f0 = fmadd(q8_0Block(p + 70, xp + 128), lane(sc, 2), f0);
-      f1 = fmadd(q8_0Block(p + 104, xp + 192), lane(sc, 3), f1);
-      p += 136; xp += 256; dp += 16;
+      f0 = fmadd(q8_0Block(p + 2, xp, xs, K), lane(sc, 0), f0);
+      f1 = fmadd(q8_0Block(p + 36, xp + 64, xs + 32, K), lane(sc, 1), f1);
+      f0 = fmadd(q8_0Block(p + 70, xp + 128, xs + 64, K), lane(sc, 2), f0);
+      f1 = fmadd(q8_0Block(p + 104, xp + 192, xs + 96, K), lane(sc, 3), f1);
+      p += 136; xp += 256; xs += 128; dp += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
       const c = f32x4.splat(half1(p) * load<f32>(dp));
-      if (j & 1) f1 = fmadd(q8_0Block(p + 2, xp), c, f1); else f0 = fmadd(q8_0Block(p + 2, xp), c, f0);
-      p += 34; xp += 64; dp += 4;
+      if (j & 1) f1 = fmadd(q8_0Block(p + 2, xp, xs, K), c, f1); else f0 = fmadd(q8_0Block(p + 2, xp, xs, K), c, f0);
+      p += 34; xp += 64; xs += 32; dp += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));

@@ -257,6 +257,41 @@ export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K
   return v128.shuffle<f32>(v, v, 3, 3, 3, 3);
 }
 
+// q8 with relaxed SIMD: i16x8.relaxed_dot_i8x16_i7x16_s multiplies 16 int8 weights by 16 7-bit
+// (0..127) values and adds pairs, so x (−127..127) goes in as its two halves x⁺ = max(x, 0) and
+// x⁻ = max(−x, 0): w·x = w·x⁺ − w·x⁻. Both pair sums and their difference are exact in i16 for any
+// int8 weight, −128 included (|w·a + w'·b| ≤ 2·128·127 = 32512), and one i32x4.dot_i16x8_s with
+// ones widens the difference. Per 16 weights that is 2 + 1 + 1 operations on the raw weight bytes,
+// against two widenings, two i16 dots and an add. (Moving x's sign onto w instead, (w ⊕ m) − m
+// with |x| as the 7-bit operand, costs the same but turns w = −128 into −128·sgn x.) The i32 lanes
+// then hold elements 4j..4j+3 of each 16, not 2j, 2j+1, 2j+8, 2j+9 as the i16 dots' do: the same
+// integer block sums, split differently over the lanes before the float scaling, so results move
+// by float rounding only against the SIMD128 build's grouping.
+
+/** x⁺ = max(q, 0) at xp and x⁻ = max(−q, 0) at xn for x's int8 form q (quantizeX), K values. */
+export function q8SplitSigns(q8: usize, K: i32, xp: usize, xn: usize): void {
+  const z = i8x16.splat(0);
+  for (let o: usize = 0; o < <usize>K; o += 16) {
+    const v = v128.load(q8 + o), pos = i8x16.max_s(v, z);
+    v128.store(xp + o, pos);
+    v128.store(xn + o, i8x16.sub(pos, v));
+  }
+}
+
+/** Where q8SplitSigns puts x⁺ and x⁻ in a prepared row (k_prep_x; relaxed build). */
+@inline export function q8PosOffset(K: i32): usize { return <usize>K << 2; }
+@inline export function q8NegOffset(K: i32): usize { return <usize>K * 5; }
+
+/** One q8 block's dot (32 weights w0, w1 against x⁺, x⁻ at xp, xn) as 4 f32 lanes summing to it (relaxed build). */
+@inline export function q8BlockSplit(w0: v128, w1: v128, xp: usize, xn: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const one = i16x8.splat(1);
+    const p0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w0, v128.load(xp)), i16x8.relaxed_dot_i8x16_i7x16_s(w0, v128.load(xn)));
+    const p1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w1, v128.load(xp, 16)), i16x8.relaxed_dot_i8x16_i7x16_s(w1, v128.load(xn, 16)));
+    return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(p0, one), i32x4.dot_i16x8_s(p1, one)));
+  } else return f32x4.splat(0);   // unused: the SIMD128 build widens to i16 (q8Block)
+}
+
 @inline export function q8Block(w: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const d0 = i32x4.dot_i16x8_s(v128.load8x8_s(w), x0);
   const d1 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), x1);
@@ -265,8 +300,12 @@ export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K
   return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
 }
 
-/** q8, one row of x: four blocks per step, their scale products in one multiply (as gemvQ4), two chains. */
+/**
+ * q8, one row of x: four blocks per step, their scale products in one multiply (as gemvQ4), two
+ * chains. q16: x as i16 (SIMD128 build), or the prepared row (relaxed build: x⁺ and x⁻ inside it).
+ */
 export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8Split(out, q16 + q8PosOffset(K), q16 + q8NegOffset(K), qd, w, ws, K, n0, n1, acc); return; }
   const nb = K >> 5;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
   for (let n = n0; n < n1; n++) {
@@ -286,6 +325,34 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
       const d = q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48));
       if (j & 1) f1 = fmadd(d, c, f1); else f0 = fmadd(d, c, f0);
       p += 32; sp += 4; xp += 64; dp += 4;
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1));
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/** gemvQ8 with relaxed SIMD (q8BlockSplit), in the same order: even blocks into f0, odd ones into f1. */
+@inline function gemvQ8Split(out: usize, xp: usize, xn: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nb = K >> 5;
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0;
+    let o: usize = 0, dp = qd;
+    let b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      const sc = f32x4.mul(v128.load(sp), v128.load(dp));
+      f0 = fmadd(q8BlockSplit(v128.load(p), v128.load(p, 16), xp + o, xn + o), lane(sc, 0), f0);
+      f1 = fmadd(q8BlockSplit(v128.load(p, 32), v128.load(p, 48), xp + o + 32, xn + o + 32), lane(sc, 1), f1);
+      f0 = fmadd(q8BlockSplit(v128.load(p, 64), v128.load(p, 80), xp + o + 64, xn + o + 64), lane(sc, 2), f0);
+      f1 = fmadd(q8BlockSplit(v128.load(p, 96), v128.load(p, 112), xp + o + 96, xn + o + 96), lane(sc, 3), f1);
+      p += 128; sp += 16; o += 128; dp += 16;
+    }
+    for (let j = 0; b < nb; b++, j++) {
+      const c = f32x4.splat(load<f32>(sp) * load<f32>(dp));
+      const d = q8BlockSplit(v128.load(p), v128.load(p, 16), xp + o, xn + o);
+      if (j & 1) f1 = fmadd(d, c, f1); else f0 = fmadd(d, c, f0);
+      p += 32; sp += 4; o += 32; dp += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -503,6 +570,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
  * (sign-extending loads + i32x4.dot_i16x8_s), then one float multiply-add by scale_w·scale_x.
  * Prepared x row r at prep + r·ldp: [q16 (2K) | q8 (K) | d (K/8) | s (K/8)]. */
 @inline function gemvQ8R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8SplitR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, R); return; }
   const nb = K >> 5, qd = <usize>K * 3;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
   for (let n = n0; n < n1; n++) {
@@ -556,6 +624,46 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
           if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp)), f3); }
       }
       p += 32; sp += 4; xp += 64; dp += 4;
+    }
+    storeR(out + (<usize>n << 2), ldo, hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), acc, R);
+  }
+}
+
+/** One block of gemvQ8SplitR: its dot with row r (prepared rows ldp apart) times the scale product, into a. */
+@inline function q8SplitRow(a: v128, w0: v128, w1: v128, prep: usize, ldp: usize, r: i32, o: usize, s: v128, dp: usize, K: i32): v128 {
+  const x = prep + <usize>r * ldp;
+  return fmadd(q8BlockSplit(w0, w1, x + q8PosOffset(K) + o, x + q8NegOffset(K) + o), f32x4.mul(s, v128.load32_splat(x + dp)), a);
+}
+
+/** gemvQ8R with relaxed SIMD: each row's sums in gemvQ8Split's order, the weight vectors loaded once for all rows. */
+@inline function gemvQ8SplitR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  const nb = K >> 5;
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  for (let n = n0; n < n1; n++) {
+    const z = f32x4.splat(0);
+    let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z;
+    let o: usize = 0, dp = <usize>K * 3;   // x's block scales, from the row's start
+    let b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      { const w0 = v128.load(p), w1 = v128.load(p, 16), s = v128.load32_splat(sp);
+        f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o, s, dp, K);
+        if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o, s, dp, K);
+        if (R > 2) f2 = q8SplitRow(f2, w0, w1, prep, ldp, 2, o, s, dp, K);
+        if (R > 3) f3 = q8SplitRow(f3, w0, w1, prep, ldp, 3, o, s, dp, K); }
+      { const w0 = v128.load(p, 32), w1 = v128.load(p, 48), s = v128.load32_splat(sp, 4);
+        h0 = q8SplitRow(h0, w0, w1, prep, ldp, 0, o + 32, s, dp + 4, K);
+        if (R > 1) h1 = q8SplitRow(h1, w0, w1, prep, ldp, 1, o + 32, s, dp + 4, K);
+        if (R > 2) h2 = q8SplitRow(h2, w0, w1, prep, ldp, 2, o + 32, s, dp + 4, K);
+        if (R > 3) h3 = q8SplitRow(h3, w0, w1, prep, ldp, 3, o + 32, s, dp + 4, K); }
+      p += 64; sp += 8; o += 64; dp += 8;
+    }
+    if (b < nb) {
+      const w0 = v128.load(p), w1 = v128.load(p, 16), s = v128.load32_splat(sp);
+      f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o, s, dp, K);
+      if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o, s, dp, K);
+      if (R > 2) f2 = q8SplitRow(f2, w0, w1, prep, ldp, 2, o, s, dp, K);
+      if (R > 3) f3 = q8SplitRow(f3, w0, w1, prep, ldp, 3, o, s, dp, K);
+      p += 32; sp += 4;
     }
     storeR(out + (<usize>n << 2), ldo, hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), acc, R);
   }

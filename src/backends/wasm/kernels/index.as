@@ -5,10 +5,10 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvRows, deinterleave8, quantizeX, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
+import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
-import { BLOCK_MIN, BQ4_0, gemvBlock, gemvBlockRows } from './blocks';
+import { BLOCK_MIN, BQ4_0, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
@@ -103,6 +103,8 @@ export function k_prep_x(a: usize): void {
     else if (dtype == 2) { deinterleave8(xp, x, K); scaleForF16(xp, K); }
     else if (dtype == 3 || dtype == 4 || blockInt(a, dtype)) {
       quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
+      // q8 and Q8_0 (relaxed build): x⁺ and x⁻ for the 7-bit dot (gemv.as q8BlockSplit)
+      if (ASC_FEATURE_RELAXED_SIMD && (dtype == 3 || dtype == BQ8_0)) q8SplitSigns(xp + (<usize>K << 1), K, xp + q8PosOffset(K), xp + q8NegOffset(K));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
       if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
     }
