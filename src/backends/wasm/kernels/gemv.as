@@ -77,10 +77,9 @@ export function scaleForF16(xd: usize, K: i32): void {
 // 32, d = max|x| / 127 and q = round(x / d) in [-127, 127], stored as i16 (for i32x4.dot_i16x8_s)
 // and as i8 (for the relaxed i8 dot; skipped when q8 = 0); s = d·Σ q, the block sum of the *quantized* x, for q4's min
 // term (llama.cpp's Q8_1): then q4's result is exactly the dot of the dequantized weights with the
-// quantized x, and its error is that of x's quantization alone, as for q8. qi (when not 0) also
-// gets Σ q itself, as i32 (the relaxed q4 prefill's correction, igemm.as).
+// quantized x, and its error is that of x's quantization alone, as for q8.
 
-export function quantizeX(x: usize, K: i32, q16: usize, q8: usize, qd: usize, qs: usize, qi: usize = 0): void {
+export function quantizeX(x: usize, K: i32, q16: usize, q8: usize, qd: usize, qs: usize): void {
   const nb = K >> 5;
   for (let b = 0; b < nb; b++) {
     const p = x + (<usize>b << 7);
@@ -104,7 +103,6 @@ export function quantizeX(x: usize, K: i32, q16: usize, q8: usize, qd: usize, qs
     const is = i32x4.add(i32x4.add(i32x4.add(i0, i1), i32x4.add(i2, i3)), i32x4.add(i32x4.add(i4, i5), i32x4.add(i6, i7)));
     const sum = i32x4.extract_lane(is, 0) + i32x4.extract_lane(is, 1) + i32x4.extract_lane(is, 2) + i32x4.extract_lane(is, 3);
     store<f32>(qs + (<usize>b << 2), d * <f32>sum);
-    if (qi) store<i32>(qi + (<usize>b << 2), sum);
     const h0 = i16x8.narrow_i32x4_s(i0, i1), h1 = i16x8.narrow_i32x4_s(i2, i3);
     const h2 = i16x8.narrow_i32x4_s(i4, i5), h3 = i16x8.narrow_i32x4_s(i6, i7);
     const o16 = q16 + (<usize>b << 6);
