@@ -13,8 +13,6 @@
 // Prints one JSON line per dtype and shape: GOP/s (2·M·N·K per call) of A and B, B / A, and the largest
 // relative difference between their outputs, and how many output values differ in any bit.
 
-import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,7 +21,8 @@ import { q4MetaBytes } from '../src/backends/weight-format.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
 import { Rng } from '../src/core/rng.js';
 import { f32ToBf16, f32ToF16 } from '../src/core/dtype.js';
-import { Wasm, type WasmModule } from '../src/backends/wasm/wasm-api.js';
+import { Wasm } from '../src/backends/wasm/wasm-api.js';
+import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,32 +32,10 @@ const { values: args } = parseArgs({
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const KDIR = 'src/backends/wasm/kernels';
 const M = Number(args.m), ROUNDS = Number(args.rounds);
 const relaxed = !args.simd128;
 if (relaxed) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
-async function compile(sources: Record<string, string>): Promise<WasmModule> {
-  const { default: asc } = await import('assemblyscript/asc' as string) as { default: { compileString(s: Record<string, string>, o: object): Promise<{ error: unknown; binary: Uint8Array | null; stderr: { toString(): string } }> } };
-  const r = await asc.compileString(sources, {
-    optimizeLevel: 3, shrinkLevel: 0, noAssert: true, runtime: 'stub', use: ['abort='],
-    importMemory: true, sharedMemory: true, initialMemory: 1, maximumMemory: 65536,
-    enable: relaxed ? ['simd', 'threads', 'relaxed-simd'] : ['simd', 'threads'],
-  });
-  if (r.error || !r.binary) throw new Error(`asc failed:\n${r.stderr.toString()}`);
-  return Wasm!.compile(r.binary);
-}
-
-function sourcesAt(rev: string | null): Record<string, string> {
-  const out: Record<string, string> = {};
-  const files = rev === null ? fs.readdirSync(path.join(root, KDIR))
-    : execFileSync('git', ['ls-tree', '--name-only', `${rev}:${KDIR}`], { cwd: root, encoding: 'utf8' }).trim().split('\n');
-  for (const f of files.filter((x) => x.endsWith('.as'))) {
-    out[f.replace(/\.as$/, '.ts')] = rev === null ? fs.readFileSync(path.join(root, KDIR, f), 'utf8')
-      : execFileSync('git', ['show', `${rev}:${KDIR}/${f}`], { cwd: root, encoding: 'utf8', maxBuffer: 16 << 20 });
-  }
-  return out;
-}
 
 interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_quant_rows(a: number, tid: number, c: number, nc: number): void; quantBytes(M: number, K: number): number; gemmScratch(): number; }
 
@@ -86,7 +63,7 @@ function fillWeight(mem: Uint8Array, data: number, scales: number, dtype: string
 }
 
 async function main(): Promise<void> {
-  const [modA, modB] = await Promise.all([compile(sourcesAt(args.rev!)), compile(sourcesAt(null))]);
+  const [modA, modB] = await Promise.all([compileKernels(kernelSourcesAt(root, args.rev!), relaxed), compileKernels(kernelSourcesAt(root, null), relaxed)]);
   const shapes = args.shapes!.split(',').map((s) => s.split('x').map(Number) as [number, number]);
   const maxN = Math.max(...shapes.map((s) => s[0])), maxK = Math.max(...shapes.map((s) => s[1]));
   const base = 65536;
