@@ -187,36 +187,49 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
   }
 }
 
-/** Σ (q − 32)·q_x over 16 values (signed bytes q − 32 in v, i16 q_x at x16) as i32x4. */
+/** Σ (q − 32)·q_x over 16 values (signed bytes q − 32 in v, i16 q_x at x16) as i32x4 (SIMD128 build). */
 @inline function q6Dot16(v: v128, x16: usize): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(x16)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(x16, 16)));
 }
 
 /**
+ * Q6_K's relaxed dot takes the 6-bit level q (0..63, a valid 7-bit operand) as it is stored, so
+ * Σ (q − 32)·q_x = Σ q·q_x − 32·Σ q_x; this writes the second term per pair of x, i16 lane i of
+ * each 16 = 32·(q[2i] + q[2i+1]) (|values| ≤ 32·254), at corr, K bytes, from the int8 q at q8.
+ */
+export function q6KCorrection(q8: usize, K: i32, corr: usize): void {
+  for (let o: usize = 0; o < <usize>K; o += 16) v128.store(corr + o, i16x8.shl(i16x8.extadd_pairwise_i8x16_s(v128.load(q8 + o)), 5));
+}
+
+/** Where q6KCorrection puts its pair sums in a prepared row (k_prep_x; relaxed build). */
+@inline export function q6KCorrOffset(K: i32): usize { return <usize>K * 6; }
+
+/**
  * Q6_K (210-byte super-blocks of 256: ql[128], qh[64], int8 scales[16], half d; value
  * d·sc·(q − 32) with a scale per 16 values), one row of x. x's block t (32 values) holds two of
  * the weights' scales: its sum is d·d_x·(sc_a·Σ_a + sc_b·Σ_b), the bracket an integer below 2²⁴
- * (2·16·32·127·128), so exact in f32. Both builds widen q − 32 to i16 (the relaxed 7-bit dot
- * would need the correction for −32 besides): identical integers, identical lanes. Even blocks of
- * x go into f0, odd into f1.
+ * (2·16·32·127·128), so exact in f32. The SIMD128 build widens q − 32 to i16; the relaxed build
+ * dots q itself with int8 x and takes 32·Σx off per pair (q6KCorrection): the same integers per
+ * 16 values, spread over the four lanes differently, so the builds agree to f32 rounding. Even
+ * blocks of x go into f0, odd into f1.
  */
-export function gemvQ6_KInt(out: usize, q16: usize, qd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8;
   let p = w + <usize>n0 * <usize>nsb * 210;
   for (let n = n0; n < n1; n++) {
     let f0 = f32x4.splat(0), f1 = f0;
-    let x16 = q16, dp = qd;
-    for (let b = 0; b < nsb; b++, p += 210, x16 += 512, dp += 32) {
+    let x16 = q16, x8 = q8, cp = corr, dp = qd;
+    for (let b = 0; b < nsb; b++, p += 210, x16 += 512, x8 += 256, cp += 256, dp += 32) {
       const d = f32x4.splat(half1(p + 208));
       const c0 = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
-      f0 = fmadd(q6Block(p, x16, 0), lane(c0, 0), f0);
-      f1 = fmadd(q6Block(p, x16, 1), lane(c0, 1), f1);
-      f0 = fmadd(q6Block(p, x16, 2), lane(c0, 2), f0);
-      f1 = fmadd(q6Block(p, x16, 3), lane(c0, 3), f1);
-      f0 = fmadd(q6Block(p, x16, 4), lane(c1, 0), f0);
-      f1 = fmadd(q6Block(p, x16, 5), lane(c1, 1), f1);
-      f0 = fmadd(q6Block(p, x16, 6), lane(c1, 2), f0);
-      f1 = fmadd(q6Block(p, x16, 7), lane(c1, 3), f1);
+      f0 = fmadd(q6Block(p, x16, x8, cp, 0), lane(c0, 0), f0);
+      f1 = fmadd(q6Block(p, x16, x8, cp, 1), lane(c0, 1), f1);
+      f0 = fmadd(q6Block(p, x16, x8, cp, 2), lane(c0, 2), f0);
+      f1 = fmadd(q6Block(p, x16, x8, cp, 3), lane(c0, 3), f1);
+      f0 = fmadd(q6Block(p, x16, x8, cp, 4), lane(c1, 0), f0);
+      f1 = fmadd(q6Block(p, x16, x8, cp, 5), lane(c1, 1), f1);
+      f0 = fmadd(q6Block(p, x16, x8, cp, 6), lane(c1, 2), f0);
+      f1 = fmadd(q6Block(p, x16, x8, cp, 7), lane(c1, 3), f1);
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -224,18 +237,36 @@ export function gemvQ6_KInt(out: usize, q16: usize, qd: usize, w: usize, K: i32,
   }
 }
 
-/** x block t (a constant) of the Q6_K super-block at p: sc_a·Σ_a + sc_b·Σ_b as f32 (exact). */
-@inline function q6Block(p: usize, x16: usize, t: i32): v128 {
+/** The two high bits of 16 levels (bits 2k, 2k + 1 of qh's bytes) moved to bits 4, 5: one shift and one mask. */
+@inline function q6High(v: v128, k: i32): v128 {
+  const m = i8x16.splat(48);
+  if (k == 0) return v128.and(i16x8.shl(v, 4), m);
+  if (k == 1) return v128.and(i16x8.shl(v, 2), m);
+  if (k == 2) return v128.and(v, m);
+  return v128.and(i16x8.shr_u(v, 2), m);
+}
+
+/**
+ * x block t (a constant) of the Q6_K super-block at p: sc_a·Σ_a + sc_b·Σ_b as f32 (exact). Relaxed:
+ * each i16 lane of dot(x, q) − corr is a pair's Σ (q − 32)·x, |·| ≤ 2·32·127; the i16 dot with the
+ * splatted scale then widens and scales in one step (|lane| ≤ 2·8128·128, the two halves' sum < 2²³).
+ */
+@inline function q6Block(p: usize, x16: usize, x8: usize, cp: usize, t: i32): v128 {
   const h = t >> 2, k = t & 3;
   const lo = p + <usize>(64 * h + 32 * (k & 1)), qh = p + <usize>(128 + 32 * h);
-  const sh = (k >> 1) << 2;
-  const fifteen = i8x16.splat(15), three = i8x16.splat(3), e = i8x16.splat(32);
-  const b0 = v128.and(i16x8.shr_u(v128.load(lo), sh), fifteen), b1 = v128.and(i16x8.shr_u(v128.load(lo, 16), sh), fifteen);
-  const h0 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh), 2 * k), three), 4);
-  const h1 = i16x8.shl(v128.and(i16x8.shr_u(v128.load(qh, 16), 2 * k), three), 4);
-  const q0 = i8x16.sub(v128.or(b0, h0), e), q1 = i8x16.sub(v128.or(b1, h1), e);
-  const sc = p + <usize>(192 + 8 * h + 2 * k), xo = x16 + <usize>(64 * t);
-  const is = i32x4.add(i32x4.mul(q6Dot16(q0, xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(q1, xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
+  const fifteen = i8x16.splat(15);
+  const l0 = v128.load(lo), l1 = v128.load(lo, 16);
+  const b0 = v128.and(k >> 1 ? i16x8.shr_u(l0, 4) : l0, fifteen), b1 = v128.and(k >> 1 ? i16x8.shr_u(l1, 4) : l1, fifteen);
+  const q0 = v128.or(b0, q6High(v128.load(qh), k)), q1 = v128.or(b1, q6High(v128.load(qh, 16), k));
+  const sc = p + <usize>(192 + 8 * h + 2 * k);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const xo = x8 + <usize>(32 * t), co = cp + <usize>(32 * t);
+    const s0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q0), v128.load(co));
+    const s1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q1), v128.load(co, 16));
+    return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(s0, i16x8.splat(<i16>load<i8>(sc))), i32x4.dot_i16x8_s(s1, i16x8.splat(<i16>load<i8>(sc + 1)))));
+  }
+  const e = i8x16.splat(32), xo = x16 + <usize>(64 * t);
+  const is = i32x4.add(i32x4.mul(q6Dot16(i8x16.sub(q0, e), xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(i8x16.sub(q1, e), xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
   return f32x4.convert_i32x4_s(is);
 }
 
@@ -262,6 +293,6 @@ export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: u
   const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
   if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
   else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
-  else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + od, w, K, n0, n1, acc);
+  else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + o8, xp + od, xp + q6KCorrOffset(K), w, K, n0, n1, acc);
   else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
 }

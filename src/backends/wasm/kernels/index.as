@@ -8,8 +8,8 @@ import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
-import { BLOCK_MIN, BQ4_0, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
-import { hasIntGemv, gemvBlockInt, q4_0Correction } from './blocks_int';
+import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
+import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
 import { attentionItems, attentionScratch } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
@@ -107,6 +107,8 @@ export function k_prep_x(a: usize): void {
       if (ASC_FEATURE_RELAXED_SIMD && (dtype == 3 || dtype == BQ8_0)) q8SplitSigns(xp + (<usize>K << 1), K, xp + q8PosOffset(K), xp + q8NegOffset(K));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
       if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
+      // Q6_K (relaxed build): 32·Σx per pair, for its dot of the unsigned 6-bit levels (blocks_int.as)
+      if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ6_K) q6KCorrection(xp + (<usize>K << 1), K, xp + q6KCorrOffset(K));
     }
   }
 }
