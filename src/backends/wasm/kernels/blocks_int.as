@@ -214,6 +214,7 @@ export function q6KCorrection(q8: usize, K: i32, corr: usize): void {
  * blocks of x go into f0, odd into f1.
  */
 export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ6_KRelaxed(out, q8, qd, corr, w, K, n0, n1, acc); return; }
   const nsb = K >> 8;
   let p = w + <usize>n0 * <usize>nsb * 210;
   for (let n = n0; n < n1; n++) {
@@ -268,6 +269,61 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   const e = i8x16.splat(32), xo = x16 + <usize>(64 * t);
   const is = i32x4.add(i32x4.mul(q6Dot16(i8x16.sub(q0, e), xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(i8x16.sub(q1, e), xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
   return f32x4.convert_i32x4_s(is);
+}
+
+/** The i16 scale in lane j (0..7) of s in all eight lanes: one byte shuffle. */
+@inline function splat16(s: v128, j: i32): v128 {
+  if (j == 0) return v128.shuffle<i16>(s, s, 0, 0, 0, 0, 0, 0, 0, 0);
+  if (j == 1) return v128.shuffle<i16>(s, s, 1, 1, 1, 1, 1, 1, 1, 1);
+  if (j == 2) return v128.shuffle<i16>(s, s, 2, 2, 2, 2, 2, 2, 2, 2);
+  if (j == 3) return v128.shuffle<i16>(s, s, 3, 3, 3, 3, 3, 3, 3, 3);
+  if (j == 4) return v128.shuffle<i16>(s, s, 4, 4, 4, 4, 4, 4, 4, 4);
+  if (j == 5) return v128.shuffle<i16>(s, s, 5, 5, 5, 5, 5, 5, 5, 5);
+  if (j == 6) return v128.shuffle<i16>(s, s, 6, 6, 6, 6, 6, 6, 6, 6);
+  return v128.shuffle<i16>(s, s, 7, 7, 7, 7, 7, 7, 7, 7);
+}
+
+/**
+ * x block 4h + k of a Q6_K super-block, relaxed build (levels in l0, l1 for k < 2 low nibbles of
+ * ql, k ≥ 2 high ones, high bits in g0, g1; scales sa, sb as i16 splats): as q6Block.
+ */
+@inline function q6BlockR(l0: v128, l1: v128, g0: v128, g1: v128, k: i32, xo: usize, co: usize, sa: v128, sb: v128): v128 {
+  const fifteen = i8x16.splat(15);
+  const b0 = v128.and(k >> 1 ? i16x8.shr_u(l0, 4) : l0, fifteen), b1 = v128.and(k >> 1 ? i16x8.shr_u(l1, 4) : l1, fifteen);
+  const q0 = v128.or(b0, q6High(g0, k)), q1 = v128.or(b1, q6High(g1, k));
+  const s0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q0), v128.load(co));
+  const s1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q1), v128.load(co, 16));
+  return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(s0, sa), i32x4.dot_i16x8_s(s1, sb)));
+}
+
+/** gemvQ6_KInt's relaxed build: every vector of the super-block loaded once, the same sums in the same order. */
+@inline function gemvQ6_KRelaxed(out: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nsb = K >> 8;
+  let p = w + <usize>n0 * <usize>nsb * 210;
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0;
+    let x8 = q8, cp = corr, dp = qd;
+    for (let b = 0; b < nsb; b++, p += 210, x8 += 256, cp += 256, dp += 32) {
+      const d = f32x4.splat(half1(p + 208));
+      const c0 = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
+      const sv = v128.load(p, 192), s0 = i16x8.extend_low_i8x16_s(sv), s1 = i16x8.extend_high_i8x16_s(sv);
+      let a0 = v128.load(p), a1 = v128.load(p, 16), a2 = v128.load(p, 32), a3 = v128.load(p, 48);
+      let g0 = v128.load(p, 128), g1 = v128.load(p, 144);
+      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 0, x8, cp, splat16(s0, 0), splat16(s0, 1)), lane(c0, 0), f0);
+      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 1, x8 + 32, cp + 32, splat16(s0, 2), splat16(s0, 3)), lane(c0, 1), f1);
+      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 2, x8 + 64, cp + 64, splat16(s0, 4), splat16(s0, 5)), lane(c0, 2), f0);
+      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 3, x8 + 96, cp + 96, splat16(s0, 6), splat16(s0, 7)), lane(c0, 3), f1);
+      a0 = v128.load(p, 64); a1 = v128.load(p, 80); a2 = v128.load(p, 96); a3 = v128.load(p, 112);
+      g0 = v128.load(p, 160); g1 = v128.load(p, 176);
+      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 0, x8 + 128, cp + 128, splat16(s1, 0), splat16(s1, 1)), lane(c1, 0), f0);
+      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 1, x8 + 160, cp + 160, splat16(s1, 2), splat16(s1, 3)), lane(c1, 1), f1);
+      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 2, x8 + 192, cp + 192, splat16(s1, 4), splat16(s1, 5)), lane(c1, 2), f0);
+      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 3, x8 + 224, cp + 224, splat16(s1, 6), splat16(s1, 7)), lane(c1, 3), f1);
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1));
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
 }
 
 /** Rows of W that the several-token GEMV takes at a time (a few KiB: they stay in L1 for every token). */
