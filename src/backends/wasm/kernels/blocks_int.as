@@ -219,18 +219,18 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   let p = w + <usize>n0 * <usize>nsb * 210;
   for (let n = n0; n < n1; n++) {
     let f0 = f32x4.splat(0), f1 = f0;
-    let x16 = q16, x8 = q8, cp = corr, dp = qd;
-    for (let b = 0; b < nsb; b++, p += 210, x16 += 512, x8 += 256, cp += 256, dp += 32) {
+    let x16 = q16, dp = qd;
+    for (let b = 0; b < nsb; b++, p += 210, x16 += 512, dp += 32) {
       const d = f32x4.splat(half1(p + 208));
       const c0 = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
-      f0 = fmadd(q6Block(p, x16, x8, cp, 0), lane(c0, 0), f0);
-      f1 = fmadd(q6Block(p, x16, x8, cp, 1), lane(c0, 1), f1);
-      f0 = fmadd(q6Block(p, x16, x8, cp, 2), lane(c0, 2), f0);
-      f1 = fmadd(q6Block(p, x16, x8, cp, 3), lane(c0, 3), f1);
-      f0 = fmadd(q6Block(p, x16, x8, cp, 4), lane(c1, 0), f0);
-      f1 = fmadd(q6Block(p, x16, x8, cp, 5), lane(c1, 1), f1);
-      f0 = fmadd(q6Block(p, x16, x8, cp, 6), lane(c1, 2), f0);
-      f1 = fmadd(q6Block(p, x16, x8, cp, 7), lane(c1, 3), f1);
+      f0 = fmadd(q6Block(p, x16, 0), lane(c0, 0), f0);
+      f1 = fmadd(q6Block(p, x16, 1), lane(c0, 1), f1);
+      f0 = fmadd(q6Block(p, x16, 2), lane(c0, 2), f0);
+      f1 = fmadd(q6Block(p, x16, 3), lane(c0, 3), f1);
+      f0 = fmadd(q6Block(p, x16, 4), lane(c1, 0), f0);
+      f1 = fmadd(q6Block(p, x16, 5), lane(c1, 1), f1);
+      f0 = fmadd(q6Block(p, x16, 6), lane(c1, 2), f0);
+      f1 = fmadd(q6Block(p, x16, 7), lane(c1, 3), f1);
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -247,27 +247,16 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   return v128.and(i16x8.shr_u(v, 2), m);
 }
 
-/**
- * x block t (a constant) of the Q6_K super-block at p: sc_a·Σ_a + sc_b·Σ_b as f32 (exact). Relaxed:
- * each i16 lane of dot(x, q) − corr is a pair's Σ (q − 32)·x, |·| ≤ 2·32·127; the i16 dot with the
- * splatted scale then widens and scales in one step (|lane| ≤ 2·8128·128, the two halves' sum < 2²³).
- */
-@inline function q6Block(p: usize, x16: usize, x8: usize, cp: usize, t: i32): v128 {
+/** x block t (a constant) of the Q6_K super-block at p: sc_a·Σ_a + sc_b·Σ_b as f32 (exact; SIMD128 build). */
+@inline function q6Block(p: usize, x16: usize, t: i32): v128 {
   const h = t >> 2, k = t & 3;
   const lo = p + <usize>(64 * h + 32 * (k & 1)), qh = p + <usize>(128 + 32 * h);
-  const fifteen = i8x16.splat(15);
+  const fifteen = i8x16.splat(15), e = i8x16.splat(32);
   const l0 = v128.load(lo), l1 = v128.load(lo, 16);
   const b0 = v128.and(k >> 1 ? i16x8.shr_u(l0, 4) : l0, fifteen), b1 = v128.and(k >> 1 ? i16x8.shr_u(l1, 4) : l1, fifteen);
-  const q0 = v128.or(b0, q6High(v128.load(qh), k)), q1 = v128.or(b1, q6High(v128.load(qh, 16), k));
-  const sc = p + <usize>(192 + 8 * h + 2 * k);
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const xo = x8 + <usize>(32 * t), co = cp + <usize>(32 * t);
-    const s0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q0), v128.load(co));
-    const s1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q1), v128.load(co, 16));
-    return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(s0, i16x8.splat(<i16>load<i8>(sc))), i32x4.dot_i16x8_s(s1, i16x8.splat(<i16>load<i8>(sc + 1)))));
-  }
-  const e = i8x16.splat(32), xo = x16 + <usize>(64 * t);
-  const is = i32x4.add(i32x4.mul(q6Dot16(i8x16.sub(q0, e), xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(i8x16.sub(q1, e), xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
+  const q0 = i8x16.sub(v128.or(b0, q6High(v128.load(qh), k)), e), q1 = i8x16.sub(v128.or(b1, q6High(v128.load(qh, 16), k)), e);
+  const sc = p + <usize>(192 + 8 * h + 2 * k), xo = x16 + <usize>(64 * t);
+  const is = i32x4.add(i32x4.mul(q6Dot16(q0, xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(q1, xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
   return f32x4.convert_i32x4_s(is);
 }
 
@@ -284,8 +273,10 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 }
 
 /**
- * x block 4h + k of a Q6_K super-block, relaxed build (levels in l0, l1 for k < 2 low nibbles of
- * ql, k ≥ 2 high ones, high bits in g0, g1; scales sa, sb as i16 splats): as q6Block.
+ * x block 4h + k of a Q6_K super-block, relaxed build (ql vectors l0, l1: their low nibbles for
+ * k < 2, high for k ≥ 2; qh vectors g0, g1; the two scales as i16 splats sa, sb). Each i16 lane of
+ * dot(x, q) − corr is a pair's Σ (q − 32)·x, |·| ≤ 2·32·127; the i16 dot with the scale widens and
+ * scales in one step (|lane| ≤ 2·8128·128, the two halves' sum < 2²³, exact in f32).
  */
 @inline function q6BlockR(l0: v128, l1: v128, g0: v128, g1: v128, k: i32, xo: usize, co: usize, sa: v128, sb: v128): v128 {
   const fifteen = i8x16.splat(15);
@@ -296,7 +287,7 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(s0, sa), i32x4.dot_i16x8_s(s1, sb)));
 }
 
-/** gemvQ6_KInt's relaxed build: every vector of the super-block loaded once, the same sums in the same order. */
+/** gemvQ6_KInt's relaxed build: every vector of a super-block loaded once; blocks of x into f0 and f1 as there. */
 @inline function gemvQ6_KRelaxed(out: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8;
   let p = w + <usize>n0 * <usize>nsb * 210;
