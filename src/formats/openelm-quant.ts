@@ -16,6 +16,7 @@
 // Checkpoint, the browser loader its BrowserCheckpoint.
 
 import { OpenELMError } from '../core/errors.js';
+import { checkRange } from '../core/range-check.js';
 import type { Weight } from '../backends/backend.js';
 import { QBLOCK, q4MetaBytes, weightRowToF32 } from '../backends/weight-format.js';
 import { f32ToBf16, f32ToF16 } from '../core/dtype.js';
@@ -162,11 +163,7 @@ export class QuantizedModel {
   }
 
   readF32Range(name: string, start: number, count: number, dst: Float32Array): Float32Array {
-    const n = this.numel(name);
-    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
-      throw new OpenELMError('checkpoint', `tensor ${name}: range [${start}, ${start + count}) is outside its ${n} values`);
-    }
-    if (dst.length < count) throw new OpenELMError('checkpoint', `tensor ${name}: destination holds ${dst.length} values, needs ${count}`);
+    checkRange(`tensor ${name}`, this.numel(name), start, count, dst.length);
     this.decodeRange(name, start, count, dst);
     return dst;
   }

@@ -4,6 +4,7 @@
 
 import { OpenELMError } from '../core/errors.js';
 import { f32ToBf16, f32ToF16 } from '../core/dtype.js';
+import { checkRange } from '../core/range-check.js';
 
 export interface SourceTensorInfo {
   readonly name: string;
@@ -30,17 +31,6 @@ export function numelOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
-}
-
-/**
- * Throws unless values [start, start + count) lie within a tensor's n values and a destination of
- * dstLength holds them; `subject` names the tensor in the one-line message.
- */
-export function checkRange(subject: string, n: number, start: number, count: number, dstLength: number): void {
-  if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= n)) {
-    throw new OpenELMError('checkpoint', `${subject}: range [${start}, ${start + count}) is outside its ${n} values`);
-  }
-  if (dstLength < count) throw new OpenELMError('checkpoint', `${subject}: destination holds ${dstLength} values, needs ${count}`);
 }
 
 /**

@@ -15,7 +15,8 @@ import {
 } from './pickle.js';
 import { ZipReader, ZipWriter } from './zip-store.js';
 import { widenInPlace } from '../core/widen-in-place.js';
-import { checkRange, numelOf } from './tensor-source.js';
+import { checkRange } from '../core/range-check.js';
+import { numelOf } from './tensor-source.js';
 
 export { TorchTensorRef, PyTuple, PyFloat, type PyValue, type PyKey, type TorchDType } from './pickle.js';
 
