@@ -48,14 +48,18 @@ export function detectFormat(location: string): ModelFormat {
 }
 
 /** config.json of an HF folder, resolved; errors name the file. */
-export function readHFConfig(dir: string): OpenELMConfig {
+export function readHFConfig(dir: string): OpenELMConfig { return readHFConfigJson(dir).config; }
+
+/** An HF folder's config.json as parsed (`raw`, for the layout entry of a pre-quantized folder) and resolved. */
+function readHFConfigJson(dir: string): { config: OpenELMConfig; raw: unknown } {
   if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
   if (!fs.statSync(dir).isDirectory()) throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors)`);
   const cfgPath = path.join(dir, 'config.json');
   if (!isFile(cfgPath)) throw new OpenELMError('config', `${cfgPath} not found: a model folder needs config.json`);
   try {
+    const raw = readJsonFile(cfgPath, 'model config');
     // a pre-quantized folder's layout entry says how the weights are stored, not what the model is
-    return resolveConfig(withoutQuantEntry(readJsonFile(cfgPath, 'model config')));
+    return { config: resolveConfig(withoutQuantEntry(raw)), raw };
   } catch (e) {
     if (e instanceof OpenELMError && !e.message.includes(cfgPath)) throw new OpenELMError(e.code, `${cfgPath}: ${e.message}`);
     throw e;
@@ -80,8 +84,8 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
   }
   switch (format) {
     case 'hf': {
-      const config = readHFConfig(location);
-      const layout = hfQuantLayout(location);
+      const { config, raw } = readHFConfigJson(location);
+      const layout = quantLayoutOf(raw, path.join(location, 'config.json'));
       const ck = openCheckpoint(location);
       let reader: TensorReader = ck;
       if (layout) {
