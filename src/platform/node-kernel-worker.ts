@@ -2,7 +2,7 @@
 
 import v8 from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
-import { RELAXED_FLAG } from '../backends/wasm/kernels.js';
+import { RELAXED_FLAG } from '../backends/wasm/kernel-names.js';
 import type { KernelWorkerInit } from '../backends/wasm/pool.js';
 import { runKernelWorker } from '../backends/wasm/worker-loop.js';
 

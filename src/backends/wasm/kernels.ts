@@ -6,12 +6,7 @@ import { OpenELMError } from '../../core/errors.js';
 import { KERNELS_RELAXED, KERNELS_SIMD128 } from './kernels.generated.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
 
-export const RELAXED_FLAG = '--experimental-wasm-relaxed-simd';
-
-/** Entry points the pool runs chunk by chunk: `(argsPtr, tid, chunk, chunks) => void`. */
-export const KERNEL_NAMES = ['k_linear', 'k_quant_rows', 'k_rmsnorm', 'k_qkrope', 'k_attention', 'k_swiglu', 'k_silu',
-  'k_add', 'k_storekv', 'k_embedding', 'k_train', 'k_quantize'] as const;
-export type KernelName = typeof KERNEL_NAMES[number];
+export { KERNEL_NAMES, RELAXED_FLAG, type KernelName } from './kernel-names.js';
 
 /** The kernel module's plain exports (the chunked entry points are called by name through the pool). */
 export interface KernelExports {

@@ -5,7 +5,7 @@
 // with one instance of the kernels per memory.
 
 import { OpenELMError } from '../../core/errors.js';
-import { KERNEL_NAMES, type KernelName } from './kernels.js';
+import { KERNEL_NAMES, type KernelName } from './kernel-names.js';
 import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_BLOCKS, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
   SHARD, SLEEPERS, SPIN_CHECK, WORKER_CHUNKS, drain, type ChunkFn } from './sync.js';
 import type { WasmInstance, WasmMemory, WasmModule } from './wasm-api.js';

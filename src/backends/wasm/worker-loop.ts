@@ -3,7 +3,7 @@
 // is stopped through the control block (or terminated). The platform's worker entry (Node's
 // worker_threads script, a browser's Web Worker) calls runKernelWorker with what it was started with.
 
-import { KERNEL_NAMES } from './kernels.js';
+import { KERNEL_NAMES } from './kernel-names.js';
 import type { KernelWorkerInit } from './pool.js';
 import { CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
 import { Wasm } from './wasm-api.js';
