@@ -1,6 +1,8 @@
 // Rotate-half RoPE tables (spec: docs/architecture.md): cos/sin of p·base^(-2j/hd) for positions p and
 // j < hd/2, computed in float64 and stored as f32, as Apple's code does in fp32. Inference and training
-// share these tables; they grow (doubling) past rope_max_length.
+// share these tables. They are made on first use for the positions asked (at least FIRST_POSITIONS)
+// and grow by doubling, rather than covering rope_max_length (4096) up front: a row's values do not
+// depend on the table's length, and a short run neither computes nor keeps the 1 MiB it would not read.
 
 import type { Backend, RopeTables } from '../backends/backend.js';
 import type { OpenELMConfig } from './config.js';
@@ -16,17 +18,18 @@ export function ropeTablesHost(c: OpenELMConfig, len: number): { cos: Float32Arr
   return { cos, sin };
 }
 
-/** The tables on a backend, regrown on demand. */
+/** Fewest positions tables are made for (a 256-token context's worth: 64 KB at head_dim 64). */
+const FIRST_POSITIONS = 256;
+
+/** The tables on a backend, made and regrown on demand. */
 export class Rope {
   private t: RopeTables | null = null;
-  constructor(private readonly c: OpenELMConfig, private readonly be: Backend) {
-    this.ensure(c.ropeMaxLength);
-  }
+  constructor(private readonly c: OpenELMConfig, private readonly be: Backend) {}
 
   /** Tables covering positions [0, n). */
   ensure(n: number): RopeTables {
     if (this.t && n <= this.t.positions) return this.t;
-    const len = Math.max(n, (this.t?.positions ?? 0) * 2);
+    const len = Math.max(n, Math.min(FIRST_POSITIONS, this.c.ropeMaxLength), (this.t?.positions ?? 0) * 2);
     const host = ropeTablesHost(this.c, len), half = this.c.headDim / 2;
     this.release();
     const cos = this.be.alloc(len * half), sin = this.be.alloc(len * half);
@@ -35,8 +38,6 @@ export class Rope {
     this.t = { cos, sin, positions: len, half };
     return this.t;
   }
-
-  get tables(): RopeTables { return this.t!; }
 
   release(): void {
     if (!this.t) return;
