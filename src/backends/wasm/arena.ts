@@ -51,8 +51,8 @@ export class SharedArena {
     return this.top + size <= this.capBytes;
   }
 
-  /** Allocate `bytes` (zero-filled), returning the byte offset. */
-  allocBytes(bytes: number, what = 'buffer'): number {
+  /** Allocate `bytes` (zero-filled unless `zero` is false: the caller overwrites it all), returning the byte offset. */
+  allocBytes(bytes: number, what = 'buffer', zero = true): number {
     if (!Number.isFinite(bytes) || bytes < 0) throw new OpenELMError('usage', `cannot allocate ${bytes} bytes for ${what}`);
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     for (let i = 0; i < this.freeList.length; i++) {
@@ -62,7 +62,7 @@ export class SharedArena {
       if (b.size === size) this.freeList.splice(i, 1);
       else { b.off += size; b.size -= size; }
       this.live.set(off, size);
-      new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);
+      if (zero) new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);
       return off;
     }
     const off = this.top;
@@ -72,7 +72,7 @@ export class SharedArena {
         `${what} (${formatBytes(size)}) does not fit next to the ${formatBytes(this.bytesInUse)} already allocated there`);
     }
     this.ensure(end);
-    if (off < this.pristine) new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);
+    if (zero && off < this.pristine) new Uint8Array(this.buffer(), off, Math.min(size, this.pristine - off)).fill(0);
     this.top = end;
     this.pristine = Math.max(this.pristine, end);
     this.live.set(off, size);

@@ -353,26 +353,34 @@ export class WasmBackend implements Backend {
       throw new OpenELMError('usage', `${src.length} values are not whole rows ${r0}.. of a ${w.rows}×${K} weight`);
     }
     if (q4 && importance && importance.length !== K) throw new OpenELMError('usage', `q4 importance needs one value per column (${K}), got ${importance.length}`);
-    // staged a few rows at a time: the memory keeps its staging area, which stays small this way
+    // Rows from outside the memory are copied in a few at a time through a block taken for this
+    // call and given back at its end, not the staging area: that area lives as long as the backend
+    // and would keep a load's 1 MiB resident through inference (a block freed at the top of the
+    // memory goes back to the bump pointer, and the weights and buffers allocated next reuse it).
     const step = Math.max(1, Math.floor(QUANTIZE_STAGE_FLOATS / K));
-    for (let i = 0; i < rows; i += step) {
-      const n = Math.min(step, rows - i);
-      this.begin(home);
-      const xp = this.inF32(src.subarray(i * K, (i + n) * K), n * K, 'rows to quantize');
-      let ip = 0;
-      if (q4) {
-        // no importance weighs every column 1: the same sums, bit for bit
-        ip = this.cur.stageTake(K * 4);
-        const imp = this.cur.arena.f32(ip, K);
-        if (importance) imp.set(importance); else imp.fill(1);
+    // (the scratch first: a block allocated above this one would keep it from the bump pointer)
+    home.ensureScratch(home.k.quantizeScratch(K), this.threads);
+    const inside = home.offsetOf(src) >= 0;
+    const tmpBytes = (inside ? 0 : Math.min(step, rows) * K * 4) + (q4 ? K * 4 : 0);
+    const tmp = tmpBytes ? home.arena.allocBytes(tmpBytes, 'rows to quantize', false) : -1;
+    try {
+      const ip = q4 ? tmp + tmpBytes - K * 4 : 0;
+      // no importance weighs every column 1: the same sums, bit for bit
+      if (q4) { const imp = home.arena.f32(ip, K); if (importance) imp.set(importance); else imp.fill(1); }
+      for (let i = 0; i < rows; i += step) {
+        const n = Math.min(step, rows - i);
+        this.begin(home);
+        let xp = home.offsetOf(src) + i * K * 4;
+        if (!inside) { xp = tmp; home.arena.f32(tmp, n * K).set(src.subarray(i * K, (i + n) * K)); }
+        const a = this.cur.ai;
+        a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = n; a[3] = K; a[4] = ip;
+        a[5] = w.data.byteOffset; a[6] = scales.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
+        a[10] = importance ? 0 : 1;
+        // about 40 f64 operations per value for q4, 4 for q8
+        this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
       }
-      this.cur.ensureScratch(this.cur.k.quantizeScratch(K), this.threads);
-      const a = this.cur.ai;
-      a[0] = DTYPE_CODE[w.dtype as 'q8' | 'q4']; a[1] = xp; a[2] = n; a[3] = K; a[4] = ip;
-      a[5] = w.data.byteOffset; a[6] = scales.byteOffset; a[7] = r0 + i; a[8] = this.cur.scratchOff; a[9] = this.cur.scratchStride;
-      a[10] = importance ? 0 : 1;
-      // about 40 f64 operations per value for q4, 4 for q8
-      this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
+    } finally {
+      if (tmp >= 0) home.arena.freeBytes(tmp);
     }
     if (!q4) return;
     const meta = w.scales as Uint8Array, mb = q4MetaBytes(K);
