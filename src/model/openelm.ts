@@ -70,10 +70,18 @@ export function freeWeights(be: Backend, w: ModelWeights): void {
 /** One sequence's new tokens for a forward call. */
 export interface ForwardItem { cache: KVCache; tokens: ArrayLike<number>; }
 
-/** Grow-only scratch tensors for `rows` stacked tokens; reused across calls to avoid churn. */
+/**
+ * Grow-only scratch tensors for `rows` stacked tokens; reused across calls to avoid churn. Buffers
+ * whose lives never overlap share one block, `act`: qkv and the attention output until the out
+ * projection has read them, then the FFN's input projection `u` and its gated output `g`. Sharing
+ * takes a layer's scratch from x, xn, tmp, qkv, att, u and g (22400 floats a row for OpenELM-270M)
+ * down to x, xn and act (17920): 2.2 MiB less at a 128-token prefill, 8.8 MiB at a 512-token chunk.
+ */
 class Workspace {
   rows = 0;
-  x!: Tensor; xn!: Tensor; qkv!: Tensor; att!: Tensor; tmp!: Tensor; u!: Tensor; g!: Tensor;
+  x!: Tensor; xn!: Tensor; act!: Tensor;
+  /** Where, in floats per stacked row, att and g start in act (qkv and u start at 0). */
+  attAt = 0; gAt = 0;
   logits: Tensor | null = null;
   logitRows = 0;
   constructor(private readonly c: OpenELMConfig, private readonly be: Backend) {}
@@ -89,9 +97,12 @@ class Workspace {
     }
     this.releaseRows();
     this.rows = rows;
-    const A = (n: number) => this.be.alloc(n);
-    this.x = A(rows * D); this.xn = A(rows * D); this.tmp = A(rows * D);
-    this.qkv = A(rows * maxW); this.att = A(rows * maxQ); this.u = A(rows * 2 * maxF); this.g = A(rows * maxF);
+    this.attAt = maxW;
+    // without GLU the input projection writes g itself, which SiLU then updates in place
+    this.gAt = c.ffnWithGlu ? 2 * maxF : 0;
+    // D: logitsFor gathers the selected rows of x into act
+    const actW = Math.max(maxW + maxQ, this.gAt + maxF, D);
+    this.x = this.be.alloc(rows * D); this.xn = this.be.alloc(rows * D); this.act = this.be.alloc(rows * actW);
   }
 
   /** A logits tensor of at least `rows` rows of V. */
@@ -106,7 +117,7 @@ class Workspace {
 
   private releaseRows(): void {
     if (!this.rows) return;
-    for (const b of [this.x, this.xn, this.tmp, this.qkv, this.att, this.u, this.g]) this.be.free(b);
+    for (const b of [this.x, this.xn, this.act]) this.be.free(b);
     this.rows = 0;
   }
 
@@ -237,7 +248,8 @@ export class OpenELM {
     }
     const rope = this.rope.ensure(maxPos);
     const V = (t: Tensor, n: number) => be.view(t, 0, n);
-    const x = V(ws.x, M * D), xn = V(ws.xn, M * D), tmp = V(ws.tmp, M * D);
+    // the tap path's projection outputs go to xn, which their inputs (att, g) no longer need
+    const x = V(ws.x, M * D), xn = V(ws.xn, M * D), tmp = xn;
     const tap = this.tap ? (l: number, name: string, t: Tensor) => this.tap!(l, name, be.read(t)) : null;
     const ad = this.adapter;
     be.embedding(x, this.weights.embed, ids);
@@ -247,7 +259,7 @@ export class OpenELM {
       const L = this.weights.layers[l];
       const Q = c.numQueryHeads[l], H = c.numKvHeads[l], F = c.ffnDims[l];
       const W = (Q + 2 * H) * hd;
-      const qkv = V(ws.qkv, M * W), att = V(ws.att, M * Q * hd);
+      const qkv = V(ws.act, M * W), att = be.view(ws.act, M * ws.attAt, M * Q * hd);
       // attention
       be.rmsnorm(xn, x, L.attnNorm, M, D, c.normEps);
       tap?.(l, 'attn_norm', xn);
@@ -275,9 +287,9 @@ export class OpenELM {
       // feed-forward
       be.rmsnorm(xn, x, L.ffnNorm, M, D, c.normEps);
       tap?.(l, 'ffn_norm', xn);
-      const g = V(ws.g, M * F);
+      const g = be.view(ws.act, M * ws.gAt, M * F);
       if (c.ffnWithGlu) {
-        const u = V(ws.u, M * 2 * F);
+        const u = V(ws.act, M * 2 * F);
         be.linear(u, xn, L.proj1, M);
         ad?.linear(u, xn, M, l, 'proj_1');
         be.swiglu(g, u, M, F);
@@ -301,8 +313,8 @@ export class OpenELM {
   private logitsFor(rows: number[], dst: number[], out: Tensor): void {
     const c = this.config, D = c.modelDim, V = c.vocabSize, be = this.backend, ws = this.ws;
     const n = rows.length;
-    // ws.tmp and ws.xn have room for every stacked row, and n ≤ stacked rows
-    const sel = be.view(ws.tmp, 0, n * D), normed = be.view(ws.xn, 0, n * D);
+    // ws.act and ws.xn have room for every stacked row, and n ≤ stacked rows
+    const sel = be.view(ws.act, 0, n * D), normed = be.view(ws.xn, 0, n * D);
     be.gatherRows(sel, ws.x, Int32Array.from(rows), D);
     be.rmsnorm(normed, sel, this.weights.norm, n, D, c.normEps);
     if (this.tap) this.tap(-1, 'final_norm', be.read(normed));
