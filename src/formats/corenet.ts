@@ -14,8 +14,8 @@
 // See docs/formats.md.
 
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { OpenELMError } from '../core/errors.js';
 import { readJsonFile } from '../io/json.js';
 import { DecodedTensorSource, numelOf, type SourceTensorInfo, type TensorReader } from '../io/tensor-source.js';
@@ -71,6 +71,14 @@ export interface CorenetModelConfig {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// The YAML parser is loaded on first use: every command that opens a model imports this module
+// (formats/source.ts), and loading `yaml` up front costs each of them ~1.2 MiB of resident memory
+// for the CoreNet YAMLs few of them read.
+let yaml: typeof import('yaml') | undefined;
+type YamlOptions = import('yaml').ParseOptions & import('yaml').DocumentOptions & import('yaml').SchemaOptions & import('yaml').ToJSOptions;
+const parseYaml = (text: string, opts: YamlOptions): unknown =>
+  (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text, opts);
 
 export function readYamlFile(file: string, what: string): unknown {
   let text: string;
