@@ -77,8 +77,10 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 // for the CoreNet YAMLs few of them read.
 let yaml: typeof import('yaml') | undefined;
 type YamlOptions = import('yaml').ParseOptions & import('yaml').DocumentOptions & import('yaml').SchemaOptions & import('yaml').ToJSOptions;
-const parseYaml = (text: string, opts: YamlOptions): unknown =>
-  (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text, opts);
+function parseYaml(text: string, opts: YamlOptions): unknown {
+  yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yaml.parse(text, opts);
+}
 
 export function readYamlFile(file: string, what: string): unknown {
   let text: string;
