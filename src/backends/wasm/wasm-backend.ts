@@ -622,7 +622,11 @@ export class WasmBackend implements Backend {
     const a = this.cur.ai;
     a[0] = op; a[1] = qp; a[2] = kp; a[3] = vp; a[4] = S; a[5] = P; a[6] = Q; a[7] = Hkv; a[8] = hd; a[9] = cap;
     a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
-    this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv);
+    // decode has only a few (row, kv head) items: their query heads are split so the threads get equal shares
+    const split = this.cur.k.attentionSplit(S, Q, Hkv, this.threads);
+    a[12] = split;
+    // (a split call's items are equal, so each is its own chunk)
+    this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv * split, true, split > 1 ? S * Hkv * split : undefined);
   }
 
   swiglu(outT: Tensor, uT: Tensor, rows: number, F: number): void {
@@ -846,10 +850,10 @@ export class WasmBackend implements Backend {
   /**
    * Run a kernel in the current shard, split into chunks over the threads: inline when its work
    * (multiply-adds or elements) is below the threshold, else up to CHUNKS_PER_THREAD chunks per
-   * thread, capped by the kernel's natural unit count `items`.
+   * thread (or maxChunks), capped by the kernel's natural unit count `items`.
    */
-  private exec(name: KernelName, work: number, items: number, last = true): void {
-    const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, this.threads * CHUNKS_PER_THREAD));
+  private exec(name: KernelName, work: number, items: number, last = true, maxChunks = this.threads * CHUNKS_PER_THREAD): void {
+    const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, maxChunks));
     this.pool.run(this.cur.index, name, chunks);
     if (!last) return;
     for (const c of this.copyBack) c.dst.set(this.cur.arena.f32(c.off, c.n));

@@ -11,11 +11,11 @@ import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
-import { attentionItems, attentionScratch } from './attention';
+import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { attentionScratch, f16SubnormalMap, f16MapBytes, quantizeScratch };
+export { attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -126,10 +126,11 @@ export function k_qkrope(a: usize, tid: i32, c: i32, nc: i32): void {
     part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
 }
 
-// attention: 0 out, 1 qkv, 2 kc, 3 vc, 4 S, 5 P, 6 Q, 7 Hkv, 8 hd, 9 cap, 10 scratch, 11 stride
+// attention: 0 out, 1 qkv, 2 kc, 3 vc, 4 S, 5 P, 6 Q, 7 Hkv, 8 hd, 9 cap, 10 scratch, 11 stride,
+//            12 parts each kv head's query heads are split into (attentionSplit; 0 or 1: none)
 export function k_attention(a: usize, tid: i32, c: i32, nc: i32): void {
   attentionItems(ap(a, 0), ap(a, 1), ap(a, 2), ap(a, 3), ai(a, 4), ai(a, 5), ai(a, 6), ai(a, 7), ai(a, 8), ai(a, 9),
-    ap(a, 10) + <usize>tid * ap(a, 11), c, nc);
+    ai(a, 12), ap(a, 10) + <usize>tid * ap(a, 11), c, nc);
 }
 
 // swiglu: 0 out, 1 u, 2 rows, 3 F
