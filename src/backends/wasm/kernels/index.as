@@ -10,12 +10,12 @@ import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
-import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
+import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
 import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch };
+export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
