@@ -44,7 +44,7 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
-  const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
+  const n0 = partShrinking(N, c, nc, 4), n1 = partShrinking(N, c + 1, nc, 4);
   if (n0 >= n1) return;
   const xp = ap(a, 13);
   // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
@@ -57,6 +57,18 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     else if (R == 1) gemvBlock(dtype, om, xm, data, K, n0, n1, acc);
     else gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, K, n0, n1, acc, scr);
   }
+}
+
+/**
+ * Start of chunk c of nc over n rows (multiples of align), chunk c getting a share ∝ nc − c: the
+ * threads claim the large chunks first and the last ones are small (1/36 of the rows for 8), so the
+ * threads finish within a short chunk of each other, not within an eighth of the call (a 400 µs
+ * GEMV: 50 µs, longer than an idle worker spins before it sleeps, so the next call found it asleep).
+ */
+@inline function partShrinking(n: i32, c: i32, nc: i32, align: i32): i32 {
+  const units = (n + align - 1) / align;
+  const done = <i64>c * <i64>nc - ((<i64>c * <i64>(c - 1)) >> 1), total = (<i64>nc * <i64>(nc + 1)) >> 1;
+  return min(n, <i32>((<i64>units * done) / total) * align);
 }
 
 /** Whether a GEMV of this block dtype takes int8 activations (slot 15 asks for them where blocks_int.as has a kernel). */
