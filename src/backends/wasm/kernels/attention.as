@@ -98,11 +98,11 @@ const BLK: i32 = 32;
 }
 
 /**
- * The online-softmax update of one query head by a block of keys [j0, j0 + nb) whose scores are
- * in sc (bmax their max): the head's running max / sum (at ml, ml + 4) and accumulator acc.
+ * The online-softmax update of one query head by a block of nb keys whose scores are in sc (bmax
+ * their max): the head's running max / sum (at ml, ml + 4), its accumulator acc rescaled, and the
+ * keys' weights exp(s − max) in place of their scores, for accumV.
  */
-@inline function softmaxV(sc: usize, bmax: f32, vb: usize, j0: i32, nb: i32, hd: i32, d4: i32, rowB: usize, acc: usize, ml: usize): void {
-  let jj = 0;
+@inline function softmaxP(sc: usize, bmax: f32, nb: i32, hd: i32, d4: i32, acc: usize, ml: usize): void {
   // rescale the running sum and accumulator when the max grows
   let m = load<f32>(ml), l = load<f32>(ml, 4);
   if (bmax > m) {
@@ -117,7 +117,7 @@ const BLK: i32 = 32;
   // p = exp(s - m), l += Σp
   const mv = f32x4.splat(m);
   let lv = f32x4.splat(0);
-  jj = 0;
+  let jj = 0;
   for (; jj + 4 <= nb; jj += 4) {
     const o = <usize>jj << 2;
     const p = vexp(f32x4.sub(v128.load(sc + o), mv));
@@ -132,10 +132,17 @@ const BLK: i32 = 32;
     l += p;
   }
   store<f32>(ml, m); store<f32>(ml, l, 4);
-  // acc += Σ p_j · v_j: 32 of acc's floats stay in registers over the block's keys (each float
-  // still takes its keys' products one fused step at a time, in key order), the rest as before
-  const d32 = d4 & ~31;
-  for (let e0 = 0; e0 < d32; e0 += 32) {
+}
+
+/**
+ * acc[e] += Σ p_j · v_j[e] over the block's keys [j0, j0 + nb) (weights p in sc), for e from e0:
+ * 32 of acc's floats stay in registers over the keys (each float still takes its keys' products
+ * one fused step at a time, in key order), the last ones as before.
+ */
+@inline function accumV(sc: usize, vb: usize, j0: i32, nb: i32, hd: i32, d4: i32, rowB: usize, acc: usize, e0: i32): void {
+  let jj = 0;
+  const d32 = e0 + ((d4 - e0) & ~31);
+  for (; e0 < d32; e0 += 32) {
     const ao = acc + (<usize>e0 << 2);
     let c0 = v128.load(ao), c1 = v128.load(ao, 16), c2 = v128.load(ao, 32), c3 = v128.load(ao, 48);
     let c4 = v128.load(ao, 64), c5 = v128.load(ao, 80), c6 = v128.load(ao, 96), c7 = v128.load(ao, 112);
@@ -179,6 +186,34 @@ const BLK: i32 = 32;
     for (; e < d4; e += 4) { const o = <usize>e << 2; v128.store(acc + o, fmadd(p0, v128.load(v0 + o), v128.load(acc + o))); }
     for (; e < hd; e++) { const o = <usize>e << 2; store<f32>(acc + o, load<f32>(acc + o) + ps * load<f32>(v0 + o)); }
   }
+}
+
+/**
+ * accumV for two heads (weights in sca and scb, accumulators acca and accb) over the same keys:
+ * 16 floats of each accumulator in registers, so each V vector is loaded once for both; every
+ * float takes the same fused steps in the same order as in accumV. Dimensions past the last
+ * multiple of 16 go through accumV.
+ */
+@inline function accumV2(sca: usize, scb: usize, vb: usize, j0: i32, nb: i32, hd: i32, d4: i32, rowB: usize, acca: usize, accb: usize): void {
+  const d16 = d4 & ~15;
+  for (let e0 = 0; e0 < d16; e0 += 16) {
+    const ao = acca + (<usize>e0 << 2), bo = accb + (<usize>e0 << 2);
+    let a0 = v128.load(ao), a1 = v128.load(ao, 16), a2 = v128.load(ao, 32), a3 = v128.load(ao, 48);
+    let b0 = v128.load(bo), b1 = v128.load(bo, 16), b2 = v128.load(bo, 32), b3 = v128.load(bo, 48);
+    let vr = vb + <usize>j0 * rowB + (<usize>e0 << 2);
+    for (let jj = 0; jj < nb; jj++) {
+      const pa = v128.load32_splat(sca + (<usize>jj << 2)), pb = v128.load32_splat(scb + (<usize>jj << 2));
+      const x0 = v128.load(vr), x1 = v128.load(vr, 16), x2 = v128.load(vr, 32), x3 = v128.load(vr, 48);
+      a0 = fmadd(pa, x0, a0); a1 = fmadd(pa, x1, a1); a2 = fmadd(pa, x2, a2); a3 = fmadd(pa, x3, a3);
+      b0 = fmadd(pb, x0, b0); b1 = fmadd(pb, x1, b1); b2 = fmadd(pb, x2, b2); b3 = fmadd(pb, x3, b3);
+      vr += rowB;
+    }
+    v128.store(ao, a0); v128.store(ao, a1, 16); v128.store(ao, a2, 32); v128.store(ao, a3, 48);
+    v128.store(bo, b0); v128.store(bo, b1, 16); v128.store(bo, b2, 32); v128.store(bo, b3, 48);
+  }
+  if (d16 == hd) return;
+  accumV(sca, vb, j0, nb, hd, d4, rowB, acca, d16);
+  accumV(scb, vb, j0, nb, hd, d4, rowB, accb, d16);
 }
 
 /** Floats of one head's block of scores (and a slot after them). */
@@ -225,14 +260,16 @@ export function attentionItems(out: usize, qkv: usize, kc: usize, vc: usize, S: 
       const nb = min(BLK, nk - j0);
       let hh = 0;
       for (; hh + 2 <= nh; hh += 2) {
-        const qa = q0 + <usize>hh * rowB;
+        const qa = q0 + <usize>hh * rowB, acca = accs + <usize>hh * rowB, accb = acca + rowB;
         const ma = scoresBlock2(qa, qa + rowB, kb, j0, nb, hd, d4, rowB, scale, sc, sc2);
-        softmaxV(sc, ma, vb, j0, nb, hd, d4, rowB, accs + <usize>hh * rowB, mls + (<usize>hh << 3));
-        softmaxV(sc2, load<f32>(sc2 + (<usize>BLK << 2)), vb, j0, nb, hd, d4, rowB, accs + <usize>(hh + 1) * rowB, mls + (<usize>(hh + 1) << 3));
+        softmaxP(sc, ma, nb, hd, d4, acca, mls + (<usize>hh << 3));
+        softmaxP(sc2, load<f32>(sc2 + (<usize>BLK << 2)), nb, hd, d4, accb, mls + (<usize>(hh + 1) << 3));
+        accumV2(sc, sc2, vb, j0, nb, hd, d4, rowB, acca, accb);
       }
       if (hh < nh) {
-        const ma = scoresBlock(q0 + <usize>hh * rowB, kb, j0, nb, hd, d4, rowB, scale, sc);
-        softmaxV(sc, ma, vb, j0, nb, hd, d4, rowB, accs + <usize>hh * rowB, mls + (<usize>hh << 3));
+        const acc = accs + <usize>hh * rowB;
+        softmaxP(sc, scoresBlock(q0 + <usize>hh * rowB, kb, j0, nb, hd, d4, rowB, scale, sc), nb, hd, d4, acc, mls + (<usize>hh << 3));
+        accumV(sc, vb, j0, nb, hd, d4, rowB, acc, 0);
       }
     }
     for (let hh = 0; hh < nh; hh++) {
