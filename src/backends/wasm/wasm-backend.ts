@@ -15,7 +15,7 @@ import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
 import { BLOCK_CODE_MIN, DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
-import { ThreadPool, type PoolCounts, type SpawnKernelWorker } from './pool.js';
+import { ThreadPool, noCounts, type PoolCounts, type SpawnKernelWorker } from './pool.js';
 import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
@@ -109,7 +109,7 @@ export class WasmBackend implements Backend {
   private pool: ThreadPool;
   /** A pool being started that knows every shard (set while one is pending). */
   private respawn: Promise<void> | null = null;
-  private readonly counts: PoolCounts = { inline: 0, parallel: 0, workerAsleep: 0, chunks: 0, workerChunks: 0 };
+  private readonly counts: PoolCounts = noCounts();
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
@@ -386,7 +386,8 @@ export class WasmBackend implements Backend {
 
   /**
    * Kernel calls so far: run inline (small work) and split over the threads; of the split ones,
-   * those that opened while a worker slept, and their chunks in all and run by the workers.
+   * those that opened while a worker slept, and their chunks in all and run by the workers; how
+   * often a worker slept, and the ms this thread waited at the split calls' ends.
    */
   callStats(): PoolCounts { return { ...this.counts }; }
 
