@@ -93,6 +93,12 @@
   return f32x4.sub(t, c);
 }
 
+/** The four f16 at p (consecutive, e.g. q8's block scales) as f32x4, exactly (f16hiToF32Exact). */
+@inline export function f16x4At(p: usize): v128 { return f16hiToF32Exact(i32x4.shl(v128.load16x4_u(p), 16)); }
+
+/** The f16 at p as f32 in every lane, exactly. */
+@inline export function f16SplatAt(p: usize): v128 { return f16hiToF32Exact(i32x4.splat(<i32>load<u16>(p) << 16)); }
+
 /**
  * Whether any of the 16 halves in a and b has a zero exponent: subnormal (or zero, rare in weights,
  * which then merely takes the exact path too).
