@@ -7,11 +7,12 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
 //     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02] [--exact-blocks]
-//     [--q8-scales-a f32]
+//     [--q8-scales-a f32] [--q8-exact-scales]
 //
 // q8 keeps one f16 scale per block; --q8-scales-a f32 gives A (a revision from before that) its own
 // f32 copy of the same scales, so both builds compute with the same values, each streaming its own
-// scales (GB/s count each side's own bytes; compare the times, a_us and b_us).
+// scales (GB/s count each side's own bytes; compare the times, a_us and b_us). --q8-exact-scales
+// runs B's q8 GEMV on the exact scale widening meant for weights with subnormal scales.
 //
 // Q8_0/Q4_0/Q4_K/Q6_K run with int8 activations, the backend's default, where a build has that kernel (a
 // revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
@@ -35,7 +36,7 @@ const { values: args } = parseArgs({
     rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'f16,q8,q4,q4_0,q8_0,q4_k,q6_k' },
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
-    'exact-blocks': { type: 'boolean', default: false }, 'q8-scales-a': { type: 'string', default: 'f16' },
+    'exact-blocks': { type: 'boolean', default: false }, 'q8-scales-a': { type: 'string', default: 'f16' }, 'q8-exact-scales': { type: 'boolean', default: false },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -123,7 +124,8 @@ async function main(): Promise<void> {
     for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = offs[s], q8A = dtype === 'q8' && Q8_A_F32;
-      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = q8A ? 0 : mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);

@@ -88,6 +88,21 @@ function checkQ8Scales(s: Uint16Array, src: Float32Array, K: number, r0: number,
   }
 }
 
+/**
+ * Whether every one of a q8 weight's nb scales is a positive normal half, or 0 over a block whose
+ * levels are all 0 (its products are 0 whatever the scale): then the GEMV widens them with an
+ * integer add instead of the exact widening subnormal halves need (gemv.as q8Scales4).
+ */
+function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
+  for (let b = 0; b < nb; b++) {
+    const h = s[b];
+    if (h >= 0x0400 && h < 0x7c00) continue;
+    if (h !== 0) return false;
+    for (let j = b * QBLOCK; j < (b + 1) * QBLOCK; j++) if (q[j] !== 0) return false;
+  }
+  return true;
+}
+
 /** Most values quantizeRows stages into a memory per kernel call (1 MiB). */
 const QUANTIZE_STAGE_FLOATS = 1 << 18;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
@@ -463,6 +478,9 @@ export class WasmBackend implements Backend {
       copies.push(off);
       offs[1] = off;
     }
+    // q8: whether the GEMV may widen the f16 scales with an integer add (gemv.as q8Scales4); it
+    // rides in the mins slot, which q8 does not use
+    if (w.dtype === 'q8') offs[2] = q8FastScales(w.scales as Uint16Array, w.data as Int8Array, n / QBLOCK) ? 1 : 0;
     const p: WasmPacked = { owner: this, shard, dtype: code, data: offs[0], scales: offs[1] ?? 0, mins: offs[2] ?? 0, copies };
     w.packed = p;
   }
