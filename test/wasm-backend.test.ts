@@ -188,14 +188,22 @@ for (const cfg of WASM_CONFIGS) {
       assert.equal(fastOf(sub), 0, 'subnormal scales take the exact widening');
       assert.equal(fastOf(nrm), 1, 'normal scales take the integer add');
       assert.ok([...(sub.scales as Uint16Array)].some((h) => h > 0 && h < 0x400));
-      for (let M = 1; M <= 4; M++) {
+      // 1-4 rows: the GEMV; 9 and 33: the integer GEMM, and the f32 GEMM on dequantized panels
+      for (const [M, intGemm] of [[1, true], [2, true], [3, true], [4, true], [9, true], [33, true], [33, false]] as const) {
+        be.intGemm = intGemm;
         const x = randn(rng, M * K);
         const a = new Float32Array(M * N), b = new Float32Array(M * N);
         be.linear(a, x, sub, M);
         be.linear(b, x, nrm, M);
         assert.ok(a.some((v) => v !== 0));
-        assert.deepEqual(b, a.map((v) => v * 2 ** 20), `M=${M} zero=${zero}`);
+        assert.deepEqual(b, a.map((v) => v * 2 ** 20), `M=${M} intGemm=${intGemm} zero=${zero}`);
       }
+      be.intGemm = true;
+      const ea = new Float32Array(2 * K), eb = new Float32Array(2 * K);
+      be.embedding(ea, sub, Int32Array.of(0, 5));
+      be.embedding(eb, nrm, Int32Array.of(0, 5));
+      assert.deepEqual(eb, ea.map((v) => v * 2 ** 20), 'embedding rows');
+      assert.deepEqual(ea.subarray(0, K), Float32Array.from(codes.subarray(0, K), (q, i) => q * m[Math.floor(i / 32)] * 2 ** -24), 'the exact values');
       be.freeWeight(sub); be.freeWeight(nrm);
     }
     // a zero scale over nonzero levels takes the exact widening (their products must be 0)
