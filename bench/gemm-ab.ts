@@ -7,7 +7,10 @@
 // not a test.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemm-ab.js [--rev HEAD] [--dtypes q4,q8,f16,f32,bf16]
-//     [--shapes 1536x1280,1280x1024,7168x1280,1280x3584] [--m 128] [--rounds 7] [--simd128]
+//     [--shapes 1536x1280,1280x1024,7168x1280,1280x3584] [--m 128] [--rounds 7] [--simd128] [--q8-scales-a f32]
+//
+// q8 keeps one f16 scale per block; --q8-scales-a f32 gives A (a revision from before that) its own
+// f32 copy of the same scales, so both builds compute with the same values.
 //
 // Shapes are N×K (output columns × inputs), the default ones OpenELM-270M's (qkv, out, FFN up/down).
 // Prints one JSON line per dtype and shape: GOP/s (2·M·N·K per call) of A and B, B / A, and the largest
@@ -20,7 +23,7 @@ import v8 from 'node:v8';
 import { q4MetaBytes } from '../src/backends/weight-format.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
 import { Rng } from '../src/core/rng.js';
-import { f32ToBf16, f32ToF16 } from '../src/core/dtype.js';
+import { f16ToF32, f32ToBf16, f32ToF16 } from '../src/core/dtype.js';
 import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 
@@ -29,19 +32,21 @@ const { values: args } = parseArgs({
     rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'q4,q8' },
     shapes: { type: 'string', default: '1536x1280,1280x1024,7168x1280,1280x3584' }, m: { type: 'string', default: '128' },
     rounds: { type: 'string', default: '7' }, simd128: { type: 'boolean', default: false },
+    'q8-scales-a': { type: 'string', default: 'f16' },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const M = Number(args.m), ROUNDS = Number(args.rounds);
 const relaxed = !args.simd128;
+const Q8_A_F32 = args['q8-scales-a'] === 'f32';
 if (relaxed) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 
 interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_quant_rows(a: number, tid: number, c: number, nc: number): void; quantBytes(M: number, K: number): number; gemmScratch(): number; }
 
-/** q8: codes −127..127, every block's scale 0.002; q4: random levels, scale 0.002 (code 200), min −0.015 (code −100);
+/** q8: codes −127..127, every block's scale 0.002 (f16 at scales; with --q8-scales-a f32 also in f32 at scalesA); q4: random levels, scale 0.002 (code 200), min −0.015 (code −100);
  * f32/f16/bf16: normal values of standard deviation 0.02. */
-function fillWeight(mem: Uint8Array, data: number, scales: number, dtype: string, N: number, K: number, rng: Rng): void {
+function fillWeight(mem: Uint8Array, data: number, scales: number, scalesA: number, dtype: string, N: number, K: number, rng: Rng): void {
   const n = N * K;
   if (dtype === 'f32') { const w = new Float32Array(mem.buffer, data, n); for (let i = 0; i < n; i++) w[i] = 0.02 * rng.normal(); return; }
   if (dtype === 'f16' || dtype === 'bf16') {
@@ -51,7 +56,9 @@ function fillWeight(mem: Uint8Array, data: number, scales: number, dtype: string
   }
   if (dtype === 'q8') {
     for (let i = 0; i < n; i++) mem[data + i] = (rng.int(255) - 127) & 255;
-    new Float32Array(mem.buffer, scales, n / 32).fill(0.002);
+    const h = f32ToF16(0.002);
+    new Uint16Array(mem.buffer, scales, n / 32).fill(h);
+    if (Q8_A_F32) new Float32Array(mem.buffer, scalesA, n / 32).fill(f16ToF32(h));
     return;
   }
   for (let i = 0; i < n / 2; i++) mem[data + i] = rng.int(256);
@@ -67,7 +74,7 @@ async function main(): Promise<void> {
   const shapes = args.shapes!.split(',').map((s) => s.split('x').map(Number) as [number, number]);
   const maxN = Math.max(...shapes.map((s) => s[0])), maxK = Math.max(...shapes.map((s) => s[1]));
   const base = 65536;
-  const bytes = M * maxK * 4 + M * maxN * 4 + 2 * (4 * M * maxK + M * maxK) + maxN * maxK * 4 + (16 << 20);
+  const bytes = M * maxK * 4 + M * maxN * 4 + 2 * (4 * M * maxK + M * maxK) + maxN * maxK * 4 + maxN * maxK / 8 + (16 << 20);
   const memory = new Wasm!.Memory({ initial: Math.ceil((base + bytes) / 65536), maximum: 65536, shared: true });
   const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
   const buf = memory.buffer as unknown as ArrayBuffer;
@@ -76,7 +83,7 @@ async function main(): Promise<void> {
   const x = base, out = x + M * maxK * 4 + 64, prep = out + M * maxN * 4 + 64;
   const scratch = prep + Math.max(...inst.map((k) => k.quantBytes(M, maxK))) + 64;
   const data = scratch + Math.max(...inst.map((k) => k.gemmScratch())) + 64;
-  const scales = data + maxN * maxK * 4 + 64;
+  const scales = data + maxN * maxK * 4 + 64, scalesA = scales + maxN * maxK / 4 + 64;
   const xv = new Float32Array(buf, x, M * maxK);
   for (let i = 0; i < xv.length; i++) xv[i] = rng.normal();
   for (const dtype of args.dtypes!.split(',')) {
@@ -84,9 +91,9 @@ async function main(): Promise<void> {
     if (!['q8', 'q4', 'f32', 'f16', 'bf16'].includes(dtype)) throw new Error(`dtype ${dtype}: q8, q4, f32, f16 or bf16`);
     const int = dtype === 'q8' || dtype === 'q4';
     for (const [N, K] of shapes) {
-      fillWeight(u8, data, scales, dtype, N, K, rng);
+      fillWeight(u8, data, scales, scalesA, dtype, N, K, rng);
       const call = (k: K_) => {
-        ai[0] = out; ai[1] = x; ai[2] = data; ai[3] = scales; ai[4] = 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+        ai[0] = out; ai[1] = x; ai[2] = data; ai[3] = dtype === 'q8' && Q8_A_F32 && k === inst[0] ? scalesA : scales; ai[4] = 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
         ai[10] = scratch; ai[11] = 0; ai[12] = int ? 2 : 0; ai[13] = prep; ai[14] = 0; ai[15] = 0;
         if (int) k.k_quant_rows(512, 0, 0, 1);
         k.k_linear(512, 0, 0, 1);

@@ -7,6 +7,12 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
 //     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02] [--exact-blocks]
+//     [--q8-scales-a f32] [--q8-exact-scales]
+//
+// q8 keeps one f16 scale per block; --q8-scales-a f32 gives A (a revision from before that) its own
+// f32 copy of the same scales, so both builds compute with the same values, each streaming its own
+// scales (GB/s count each side's own bytes; compare the times, a_us and b_us). --q8-exact-scales
+// runs B's q8 GEMV on the exact scale widening meant for weights with subnormal scales.
 //
 // Q8_0/Q4_0/Q4_K/Q6_K run with int8 activations, the backend's default, where a build has that kernel (a
 // revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
@@ -19,7 +25,7 @@ import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { BLOCK_FORMATS, isBlockDType, q4MetaBytes } from '../src/backends/weight-format.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
-import { f32ToF16 } from '../src/core/dtype.js';
+import { f16ToF32, f32ToF16 } from '../src/core/dtype.js';
 import { Rng } from '../src/core/rng.js';
 import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
@@ -30,12 +36,13 @@ const { values: args } = parseArgs({
     rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'f16,q8,q4,q4_0,q8_0,q4_k,q6_k' },
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
-    'exact-blocks': { type: 'boolean', default: false },
+    'exact-blocks': { type: 'boolean', default: false }, 'q8-scales-a': { type: 'string', default: 'f16' }, 'q8-exact-scales': { type: 'boolean', default: false },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const N = Number(args.n), K = Number(args.k), M = Number(args.rows), ROUNDS = Number(args.rounds);
 const relaxed = !args.simd128;
+const Q8_A_F32 = args['q8-scales-a'] === 'f32';
 if (relaxed) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 
@@ -48,7 +55,8 @@ function partBytes(dtype: string): number[] {
   if (dtype === 'f16') return [2 * n, N * (((K >> 4) + 31) >> 5) * 4];   // data, subnormal map
   if (dtype === 'bf16') return [2 * n];
   if (dtype === 'f32') return [4 * n];
-  if (dtype === 'q8') return [n, n / 8];
+  // q8: codes, f16 scales (and A's f32 copy of them with --q8-scales-a f32)
+  if (dtype === 'q8') return Q8_A_F32 ? [n, n / 16, n / 8] : [n, n / 16];
   return [n / 2, N * q4MetaBytes(K)];
 }
 
@@ -67,7 +75,12 @@ function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): v
   if (dtype === 'q8' || dtype === 'q4') {
     const d = mem.subarray(offs[0], offs[0] + partBytes(dtype)[0]);
     for (let i = 0; i < d.length; i++) d[i] = dtype === 'q8' ? (rng.int(255) - 127) & 255 : rng.int(256);
-    if (dtype === 'q8') { new Float32Array(mem.buffer, offs[1], n / 32).fill(0.002); return; }
+    if (dtype === 'q8') {
+      const h = f32ToF16(0.002);
+      new Uint16Array(mem.buffer, offs[1], n / 32).fill(h);
+      if (Q8_A_F32) new Float32Array(mem.buffer, offs[2], n / 32).fill(f16ToF32(h));
+      return;
+    }
     // q4: every block's scale 0.002 (code 200), min −0.015 (code −100)
     const mb = q4MetaBytes(K), dv = new DataView(mem.buffer, offs[1], N * mb);
     for (let r = 0; r < N; r++) {
@@ -110,8 +123,9 @@ async function main(): Promise<void> {
     if (dtype === 'f16' && mapper) mapper(offs[0][0], N, K, offs[0][1]);
     for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
     const call = (k: K_, s: number) => {
-      const [d, sc, mn] = offs[s];
-      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = sc ?? 0; ai[4] = mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      const [d, sc, mn] = offs[s], q8A = dtype === 'q8' && Q8_A_F32;
+      // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);
@@ -133,13 +147,15 @@ async function main(): Promise<void> {
         bestCpu[v] = Math.min(bestCpu[v], (c.user + c.system) / 1000 / sets);
       }
     }
-    const bytes = parts.reduce((a, b) => a + b, 0);
-    const gbs = best.map((ms) => +(bytes / (ms * 1e6)).toFixed(2)), cpu = bestCpu.map((ms) => +(bytes / (ms * 1e6)).toFixed(2));
+    // the bytes each side streams (with --q8-scales-a f32, A reads the f32 scales and B the f16 ones)
+    const bytesOf = (v: number) => dtype === 'q8' && Q8_A_F32 ? parts[0] + parts[v === 0 ? 2 : 1] : parts.reduce((a, b) => a + b, 0);
+    const gbs = best.map((ms, v) => +(bytesOf(v) / (ms * 1e6)).toFixed(2)), cpu = bestCpu.map((ms, v) => +(bytesOf(v) / (ms * 1e6)).toFixed(2));
     process.stdout.write(JSON.stringify({
       dtype, N, K, rows: M, build: relaxed ? 'relaxed' : 'simd128', a: args.rev, b: 'working tree', sets,
       a_gb_s: gbs[0], b_gb_s: gbs[1], b_over_a: +(gbs[1] / gbs[0]).toFixed(3),
       cpu_a_gb_s: cpu[0], cpu_b_gb_s: cpu[1], cpu_b_over_a: +(cpu[1] / cpu[0]).toFixed(3),
-      a_us: +(best[0] * 1000).toFixed(1), b_us: +(best[1] * 1000).toFixed(1), max_rel_diff: +maxRel.toExponential(2),
+      a_us: +(best[0] * 1000).toFixed(1), b_us: +(best[1] * 1000).toFixed(1),
+      cpu_a_us: +(bestCpu[0] * 1000).toFixed(1), cpu_b_us: +(bestCpu[1] * 1000).toFixed(1), cpu_time_a_over_b: +(bestCpu[0] / bestCpu[1]).toFixed(3), max_rel_diff: +maxRel.toExponential(2),
     }) + '\n');
   }
 }

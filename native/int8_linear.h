@@ -62,7 +62,8 @@ VNNI_FN static inline __m512i i8_bias(__m512i acc, __m512i v) {
   return _mm512_sub_epi32(acc, _mm512_slli_epi32(s, 7));
 }
 
-// Pack columns [n0, n0 + nr) (nr <= 32; the rest zero) of a q8 (kind 3: an f32 scale per block) or
+// Pack columns [n0, n0 + nr) (nr <= 32; the rest zero) of a q8 (kind 3: an f16 scale per block,
+// widened exactly through g_f16) or
 // q4 weight (kind 4: per row D and M, then u8 scale and i8 min codes; q4_scale / q4_min).
 VNNI_FN static void i8_pack(uint8_t *dst, int kind, const void *w, const void *scales, int64_t n0, int nr, int64_t K) {
   const int64_t nb = K / 32;
@@ -71,7 +72,7 @@ VNNI_FN static void i8_pack(uint8_t *dst, int kind, const void *w, const void *s
   for (int64_t b = 0; b < nb; b++) {
     for (int c = 0; c < I8_PANEL; c++) {
       if (c >= nr) { sw[b * I8_PANEL + c] = 0.0f; mn[b * I8_PANEL + c] = 0.0f; continue; }
-      if (kind == 3) { sw[b * I8_PANEL + c] = ((const float *)scales)[(n0 + c) * nb + b]; mn[b * I8_PANEL + c] = 0.0f; continue; }
+      if (kind == 3) { sw[b * I8_PANEL + c] = g_f16[((const uint16_t *)scales)[(n0 + c) * nb + b]]; mn[b * I8_PANEL + c] = 0.0f; continue; }
       const uint8_t *meta = q4_meta(scales, n0 + c, K);
       sw[b * I8_PANEL + c] = q4_scale(meta, b);
       mn[b * I8_PANEL + c] = q4_min(meta, nb, b);

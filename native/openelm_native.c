@@ -847,6 +847,8 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, out, "int8", v));
   CHECK(napi_get_boolean(env, true, &v));   // q4 scales and mins as weight-format.ts codes them
   CHECK(napi_set_named_property(env, out, "q4Codes", v));
+  CHECK(napi_get_boolean(env, true, &v));   // q8 scales as f16 bits (a Uint16Array), weight-format.ts
+  CHECK(napi_set_named_property(env, out, "q8Half", v));
   return out;
 }
 
@@ -909,7 +911,7 @@ static void widen(float *dst, int kind, const void *w, const void *scales, int64
     } else if (kind == 3) {
       const int8_t *s = (const int8_t *)w + off;
       for (int64_t b = 0; b < K; b += 32) {
-        const float sc = ((const float *)scales)[(off + b) / 32];
+        const float sc = g_f16[((const uint16_t *)scales)[(off + b) / 32]];
         for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
       }
     } else {
@@ -954,7 +956,7 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
   if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
   if (M <= 0 || N <= 0 || K <= 0) return NULL;
   if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
-  if (kind == 3 && (K % 32 != 0 || !typed(env, a[4], napi_float32_array, &scales, &ls) || (int64_t)ls < N * K / 32)) return fail(env, "linear(): q8 weight needs f32 scales");
+  if (kind == 3 && (K % 32 != 0 || !typed(env, a[4], napi_uint16_array, &scales, &ls) || (int64_t)ls < N * K / 32)) return fail(env, "linear(): q8 weight needs its f16 scales (a Uint16Array)");
   if (kind == 4 && (K % 32 != 0 || !typed(env, a[4], napi_uint8_array, &scales, &ls) || (int64_t)ls < N * q4_meta_bytes(K))) return fail(env, "linear(): q4 weight needs its scale codes");
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
   if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;

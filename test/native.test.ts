@@ -69,10 +69,12 @@ test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the r
   const be = await backend();
   be.intGemm = false;   // q8/q4 widened to f32 (the int8 path has its own test)
   assert.ok(be.native!.q4, 'the addon takes q4 weights with coded scales (features().q4Codes): rebuild it');
+  assert.ok(be.native!.q8, 'the addon takes q8 weights with f16 scales (features().q8Half): rebuild it');
   const ref: Backend = new JsBackend();
   const M = 40, N = 70, K = 96;
   const x = randn(M * K), wf = randn(N * K, 0.1);
   wf[5] = 1e-6; wf[6] = -3e-7;           // f16 subnormals
+  for (let k = 32; k < 64; k++) wf[K + k] *= 1e-3;   // a q8 block whose f16 scale is subnormal (about 2e-6)
   for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
     const w = be.allocWeight(dtype, N, K), wr = ref.allocWeight(dtype, N, K);
     setWeightRows(w, 0, wf); setWeightRows(wr, 0, wf);

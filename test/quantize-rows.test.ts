@@ -14,6 +14,8 @@ import { JsBackend } from '../src/backends/js/js-backend.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { allocWeightStorage, setWeightRows } from '../src/backends/weight-format.js';
 import { OpenELMError } from '../src/core/errors.js';
+import { f16ToF32 } from '../src/core/dtype.js';
+import { encodeQ8_0 } from '../src/convert/ggml-encode.js';
 import { Rng } from '../src/core/rng.js';
 import { loadModelFolder } from '../src/io/model-folder.js';
 import { saveModel } from '../src/io/model-folder.js';
@@ -109,8 +111,15 @@ for (const cfg of CONFIGS) {
           for (const dtype of ['q4', 'q8'] as const) {
             if (dtype === 'q8' && imp) continue;
             const ref = allocWeightStorage(dtype, rows, K);
-            setWeightRows(ref, 0, src, imp);
             const w = be.allocWeight(dtype, rows, K);
+            // q8's f16 scales cannot hold the huge rows: both refuse them with the same line
+            const refused = (() => { try { setWeightRows(ref, 0, src, imp); } catch (e) { return e; } return null; })();
+            if (refused) {
+              assert.ok(dtype === 'q8' && refused instanceof OpenELMError && /q8 cannot hold row \d+/.test(refused.message), String(refused));
+              assert.throws(() => be.quantizeRows(w, 0, src, imp), (e: unknown) => e instanceof OpenELMError && e.message === refused.message);
+              be.freeWeight(w);
+              continue;
+            }
             be.quantizeRows(w, 0, src, imp);
             assert.equal(firstDiff(w, ref), null, `${dtype} ${name}, ${iname}, K=${K}`);
             be.freeWeight(w);
@@ -122,6 +131,54 @@ for (const cfg of CONFIGS) {
     assert.ok(checked > 50);
   });
 }
+
+/** The f32 value of f16 bits. */
+const half = (h: number): number => f16ToF32(h);
+
+test('q8 scales: Q8_0\'s f16 d (llama.cpp\'s bytes for the same block), levels fitted to it; subnormal, zero and overflowing scales', async () => {
+  const be = await wasm(CONFIGS[0]);
+  const rng = new Rng(13), K = 64;
+  // block magnitudes from f16's subnormals (d = 2⁻²⁴·m) through its normal range to its largest scale
+  const mags = [3e-6, 1e-5, 6e-5, 2e-4, 7.7e-3, 1, 300, 65504 * 127, 6.4e-7];
+  // row 7: one value per block exactly 65504·127, whose d is f16's largest
+  const src = rowsOf(mags.length, K, mags.map((m, r) => (j: number) => (r === 7 && j % 32 === 3 ? m : (rng.next() * 2 - 1) * m)));
+  const w = allocWeightStorage('q8', mags.length, K);
+  setWeightRows(w, 0, src);
+  const s = w.scales as Uint16Array, q = w.data as Int8Array;
+  const gg = new Uint8Array(34);
+  let subnormal = 0;
+  for (let b = 0; b < s.length; b++) {
+    const x = src.subarray(b * 32, b * 32 + 32);
+    encodeQ8_0(x, gg);
+    assert.equal(s[b], gg[0] | (gg[1] << 8), `block ${b}: the scale is Q8_0's d`);
+    if ((s[b] & 0x7c00) === 0 && s[b] !== 0) subnormal++;
+    const d = half(s[b]);
+    for (let j = 0; j < 32; j++) {
+      const want = d ? Math.max(-127, Math.min(127, Math.round(x[j] / d))) + 0 : 0;
+      assert.equal(q[b * 32 + j], want, `block ${b} value ${j}: round(x / d16)`);
+      // fitted to the stored d: within half a step of it unless clamped at ±127
+      if (d > 0 && Math.abs(want) < 127) assert.ok(Math.abs(q[b * 32 + j] * d - x[j]) <= d / 2 * (1 + 1e-12), `block ${b} value ${j}`);
+    }
+  }
+  assert.ok(subnormal >= 2, `${subnormal} blocks with a subnormal scale`);
+  assert.ok([...s].some((h) => h === 0) && [...s].some((h) => h === 0x7bff), 'a zero scale (values below f16\'s) and f16\'s largest');
+  // the WASM kernel writes the same bytes
+  const wb = be.allocWeight('q8', mags.length, K);
+  be.quantizeRows(wb, 0, src);
+  assert.equal(firstDiff(wb, w), null);
+  be.freeWeight(wb);
+  // a block past f16's largest scale: one line, the row named, from both
+  const big = src.slice();
+  big[5 * K + 40] = 65520 * 127;
+  const msg = /q8 cannot hold row 5: a block's largest \|value\| 8321040 needs a scale above f16's 65504/;
+  assert.throws(() => setWeightRows(allocWeightStorage('q8', mags.length, K), 0, big), msg);
+  const wc = be.allocWeight('q8', mags.length, K);
+  assert.throws(() => be.quantizeRows(wc, 0, big), msg);
+  be.freeWeight(wc);
+  // just below it is held: 65519·127 rounds to f16's 65504
+  big[5 * K + 40] = 65519 * 127;
+  setWeightRows(allocWeightStorage('q8', mags.length, K), 0, big);
+});
 
 test('quantizeRows: rows written in chunks at any first row equal one call; rows outside are untouched', async () => {
   const be = await wasm(CONFIGS[1]);

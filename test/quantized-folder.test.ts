@@ -25,6 +25,7 @@ import { GGUFModel } from '../src/formats/gguf-model.js';
 import { writeSafetensorsSync, type TensorToWrite } from '../src/io/safetensors.js';
 import type { SafetensorsDType } from '../src/io/safetensors-reader.js';
 import { runCli } from './helpers/cli.js';
+import { f16ToF32 } from '../src/core/dtype.js';
 
 // every width a multiple of 32 (q8/q4 blocks); norms jittered so q4's importance weights differ per column
 const HF: OpenELMHFConfig = {
@@ -102,10 +103,12 @@ for (const source of ['random', 'outliers'] as const) {
     test(`${source} model, ${dtype}: the folder loads the bytes a --dtype ${dtype} load makes, fitting nothing`, async () => {
       const dir = await folder(source, dtype);
       const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-      assert.deepEqual(cfg[QUANT_CONFIG_KEY], { dtype, version: 1, block_size: 32 });
+      assert.deepEqual(cfg[QUANT_CONFIG_KEY], { dtype, version: 2, block_size: 32 });
       const ck = openCheckpoint(dir);
       assert.equal(ck.metadata['openelm.quantization'], dtype);
+      assert.equal(ck.metadata['openelm.quantization_version'], '2');
       assert.equal(ck.info('transformer.layers.0.attn.qkv_proj.weight').dtype, dtype === 'q8' ? 'I8' : 'U8');
+      assert.equal(ck.info('transformer.layers.0.attn.qkv_proj.scales').dtype, dtype === 'q8' ? 'F16' : 'U8');
       assert.equal(ck.info('transformer.layers.0.attn_norm.weight').dtype, 'BF16', 'norms stay as the source stores them');
       ck.close();
       for (const mk of [wasm, async () => new JsBackend()]) {
@@ -204,7 +207,7 @@ test('a damaged or unknown folder is refused in one line naming what is wrong', 
   const version = path.join(tmp, 'version');
   fs.cpSync(dir, version, { recursive: true });
   const cfg = JSON.parse(fs.readFileSync(path.join(version, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;
-  cfg[QUANT_CONFIG_KEY].version = 2;
+  cfg[QUANT_CONFIG_KEY].version = 3;
   fs.writeFileSync(path.join(version, 'config.json'), JSON.stringify(cfg));
   const shape = editedCopy(dir, 'shape', (ts) => ts.map((t) => (t.name === scales ? { ...t, shape: [t.shape[0] - 1, t.shape[1]], data: (t.data as Uint8Array).subarray(0, (t.shape[0] - 1) * t.shape[1]) } : t)));
   const missing = editedCopy(dir, 'missing', (ts) => ts.filter((t) => t.name !== scales));
@@ -217,12 +220,21 @@ test('a damaged or unknown folder is refused in one line naming what is wrong', 
   }));
   const cases: [string, RegExp][] = [
     [truncated, /model\.safetensors.*file truncated\?/],
-    [version, /openelm_quantization version 2 is not one this openelm reads \(version 1\)/],
+    [version, /openelm_quantization version 3 is not one this openelm reads \(versions 1, 2\)/],
     [shape, new RegExp(`tensor ${scales} is U8 \\[\\d+,\\d+\\], a q4 weight's scales must be U8 \\[\\d+,\\d+\\]`)],
     [missing, new RegExp(`tensor ${scales} \\(weight's scales\\) not found`)],
     [dtype, new RegExp(`tensor ${qkv} is I8 \\[\\d+,64\\], a q4 weight must be U8 \\[\\d+,64\\]`)],
     [nan, new RegExp(`tensor ${scales} row \\d+ holds a scale that is not finite`)],
   ];
+  // a q8 folder's scale that is f16's infinity
+  const q8 = await folder('random', 'q8');
+  const inf = editedCopy(q8, 'inf', (ts) => ts.map((t) => {
+    if (t.name !== scales) return t;
+    const d = new Uint8Array(t.data as Uint8Array);
+    new DataView(d.buffer).setUint16(d.length - 6, 0x7c00, true);
+    return { ...t, data: d };
+  }));
+  cases.push([inf, new RegExp(`tensor ${scales} row \\d+ holds a scale that is not finite`)]);
   const be = new JsBackend();
   for (const [d, re] of cases) assert.throws(() => loadModelFolder(d, { backend: be }), (e: Error) => re.test(e.message) && !e.message.includes('\n'), d);
   be.dispose();
@@ -233,6 +245,87 @@ test('a damaged or unknown folder is refused in one line naming what is wrong', 
     assert.match(r.stderr, re);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
+});
+
+/** `dir` as a version-1 folder (last layout: q8 scales in F32, the f16 ones widened exactly). */
+function asVersion1(dir: string, name: string): string {
+  const out = editedCopy(dir, name, (ts) => ts.map((t) => {
+    if (!t.name.endsWith('.scales') || t.dtype !== 'F16') return t;
+    const h = new Uint16Array((t.data as Uint8Array).slice().buffer);
+    return { ...t, dtype: 'F32' as const, data: Float32Array.from(h, (x) => f16ToF32(x)) };
+  }));
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  cfg[QUANT_CONFIG_KEY].version = 1;
+  fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify(cfg));
+  return out;
+}
+
+test('a version-1 folder still loads: q8 (F32 scales) decodes with its own scales and is quantized again; q4 loads as stored', async () => {
+  const v1 = asVersion1(await folder('outliers', 'q8'), 'v1-q8');
+  // make the F32 scales ones no f16 holds, as a version-1 writer left them
+  const edited = editedCopy(v1, 'v1-q8-f32', (ts) => ts.map((t) => {
+    if (!t.name.endsWith('.scales')) return t;
+    const f = new Float32Array((t.data as Uint8Array).slice().buffer);
+    for (let i = 0; i < f.length; i++) f[i] = Math.fround(f[i] * (1 + 2 ** -14));
+    return { ...t, data: f };
+  }));
+  fs.copyFileSync(path.join(v1, 'config.json'), path.join(edited, 'config.json'));
+  const ck = openCheckpoint(edited);
+  const be = new JsBackend();
+  try {
+    for (const d of ['auto', 'q8'] as const) {
+      const got = load(edited, d, be);
+      assert.ok(got.fitted > 0, `--dtype ${d}: quantized again`);
+      for (const [name, w] of namedLinear(config, got.weights)) {
+        const rows = w.rows, cols = w.cols;
+        const codes = new Int8Array(ck.readRaw(name).slice().buffer), s32 = ck.readF32(name.replace(/\.weight$/, '.scales'));
+        const values = Float32Array.from(codes, (q, i) => q * s32[Math.floor(i / 32)]);
+        const ref = allocWeightStorage('q8', rows, cols);
+        setWeightRows(ref, 0, values);
+        assert.equal(w.dtype, 'q8');
+        assert.ok(bytes(w.data).equals(bytes(ref.data)) && bytes(w.scales).equals(bytes(ref.scales)), `--dtype ${d}: ${name}`);
+      }
+    }
+    // f32: exactly the version-1 values
+    const name = 'transformer.layers.1.attn.out_proj.weight';
+    const f32 = namedLinear(config, load(edited, 'f32', be).weights).get(name)!;
+    const codes = new Int8Array(ck.readRaw(name).slice().buffer), s32 = ck.readF32('transformer.layers.1.attn.out_proj.scales');
+    assert.deepEqual(f32.data, Float32Array.from(codes, (q, i) => q * s32[Math.floor(i / 32)]));
+  } finally { ck.close(); be.dispose(); }
+  // q4's layout did not change: a version-1 q4 folder loads the same bytes as stored
+  const q4 = await folder('outliers', 'q4'), v1q4 = asVersion1(q4, 'v1-q4');
+  const a = new JsBackend(), b = new JsBackend();
+  try {
+    const got = load(v1q4, 'auto', b);
+    assert.equal(got.fitted, 0);
+    sameWeights(config, load(q4, 'auto', a).weights, got.weights, 'version-1 q4');
+  } finally { a.dispose(); b.dispose(); }
+});
+
+test('a q8 folder to GGUF Q8_0 copies its blocks: the same f16 scale and levels, no second rounding', async () => {
+  const dir = await folder('outliers', 'q8');
+  const gg = path.join(tmp, 'q8-copy.gguf');
+  const r = runCli(['convert', '--model', dir, '--to', 'gguf', '--dtype', 'q8_0', '--out', gg]);
+  assert.equal(r.status, 0, r.stderr);
+  const ck = openCheckpoint(dir), m = GGUFModel.open(gg);
+  try {
+    const F = config.ffnDims[0], K = config.modelDim;
+    for (const [name, gname, r0] of [
+      ['transformer.layers.0.attn.qkv_proj.weight', 'blk.0.attn_qkv.weight', 0],
+      ['transformer.layers.0.ffn.proj_1.weight', 'blk.0.ffn_up.weight', F],
+      ['transformer.token_embeddings.weight', 'token_embd.weight', 0],
+    ] as const) {
+      const codes = new Int8Array(ck.readRaw(name).slice().buffer), scales = new Uint16Array(ck.readRaw(name.replace(/\.weight$/, '.scales')).slice().buffer);
+      const blocks = m.readRaw(gname);
+      const nb = blocks.length / 34;
+      assert.ok(nb > 0 && Number.isInteger(nb), gname);
+      const dv = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength), b0 = r0 * K / 32;
+      for (let b = 0; b < nb; b++) {
+        assert.equal(dv.getUint16(34 * b, true), scales[b0 + b], `${gname} block ${b}: scale`);
+        for (let j = 0; j < 32; j++) assert.equal(dv.getInt8(34 * b + 2 + j), codes[(b0 + b) * 32 + j], `${gname} block ${b} value ${j}`);
+      }
+    }
+  } finally { ck.close(); m.close(); }
 });
 
 test('the folder runs: generation from the folder equals generation from the quantizing load', async () => {

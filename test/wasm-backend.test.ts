@@ -15,6 +15,7 @@ import { createBackend } from '../src/backends/index.js';
 import { setWeightRows, weightRowToF32 } from '../src/backends/weight-format.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { Rng } from '../src/core/rng.js';
+import { f32ToF16 } from '../src/core/dtype.js';
 import type { ModelWeights } from '../src/model/openelm.js';
 import { OpenELM } from '../src/model/openelm.js';
 import { TOL, assertClose, type Tol } from './tolerances.js';
@@ -160,6 +161,57 @@ for (const cfg of WASM_CONFIGS) {
         be.freeWeight(w);
       }
     }
+  });
+
+  test(`q8 GEMV widens subnormal, zero and normal f16 scales exactly, 1 to 4 rows (${cfg.label})`, async () => {
+    // The same levels with subnormal scales m·2⁻²⁴ (the exact widening) and with m·2⁻⁴ (all
+    // normal: the integer-add widening): every product and sum scales by 2²⁰ exactly, so the
+    // outputs must too, bit for bit.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(41);
+    const N = 9, K = 160, nb = N * K / 32;
+    const codes = Int8Array.from({ length: N * K }, () => rng.int(255) - 127);
+    const m = Uint16Array.from({ length: nb }, () => 1 + rng.int(1023));
+    const make = (scale: (mi: number) => number, zero: boolean): Weight => {
+      const w = be.allocWeight('q8', N, K);
+      (w.data as Int8Array).set(codes);
+      const s = w.scales as Uint16Array;
+      for (let b = 0; b < nb; b++) s[b] = f32ToF16(scale(m[b]));
+      // a zero scale over zero levels: either widening may take it
+      if (zero) { s[7] = 0; (w.data as Int8Array).fill(0, 7 * 32, 8 * 32); }
+      be.prepareWeight(w);
+      return w;
+    };
+    const fastOf = (w: Weight) => (w.packed as { mins: number }).mins;
+    for (const zero of [false, true]) {
+      const sub = make((mi) => mi * 2 ** -24, zero), nrm = make((mi) => mi * 2 ** -4, zero);
+      assert.equal(fastOf(sub), 0, 'subnormal scales take the exact widening');
+      assert.equal(fastOf(nrm), 1, 'normal scales take the integer add');
+      assert.ok([...(sub.scales as Uint16Array)].some((h) => h > 0 && h < 0x400));
+      // 1-4 rows: the GEMV; 9 and 33: the integer GEMM, and the f32 GEMM on dequantized panels
+      for (const [M, intGemm] of [[1, true], [2, true], [3, true], [4, true], [9, true], [33, true], [33, false]] as const) {
+        be.intGemm = intGemm;
+        const x = randn(rng, M * K);
+        const a = new Float32Array(M * N), b = new Float32Array(M * N);
+        be.linear(a, x, sub, M);
+        be.linear(b, x, nrm, M);
+        assert.ok(a.some((v) => v !== 0));
+        assert.deepEqual(b, a.map((v) => v * 2 ** 20), `M=${M} intGemm=${intGemm} zero=${zero}`);
+      }
+      be.intGemm = true;
+      const ea = new Float32Array(2 * K), eb = new Float32Array(2 * K);
+      be.embedding(ea, sub, Int32Array.of(0, 5));
+      be.embedding(eb, nrm, Int32Array.of(0, 5));
+      assert.deepEqual(eb, ea.map((v) => v * 2 ** 20), 'embedding rows');
+      assert.deepEqual(ea.subarray(0, K), Float32Array.from(codes.subarray(0, K), (q, i) => q * m[Math.floor(i / 32)] * 2 ** -24), 'the exact values');
+      be.freeWeight(sub); be.freeWeight(nrm);
+    }
+    // a zero scale over nonzero levels takes the exact widening (their products must be 0)
+    const w = make((mi) => mi * 2 ** -4, false);
+    (w.scales as Uint16Array)[3] = 0;
+    be.prepareWeight(w);
+    assert.equal(fastOf(w), 0);
+    be.freeWeight(w);
   });
 
   test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label})`, async () => {

@@ -60,7 +60,7 @@ test('a device asked for lowered limits (requiredLimits) refuses a model whose l
       assert.ok(e instanceof OpenELMError && e.code === 'memory', String(e));
       assert.match(e.message, new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not fit this GPU: its largest tensor, transformer\\.token_embeddings\\.weight ` +
         '\\(32000×3072 bf16\\), needs one buffer of 187\\.5 MiB, more than the 128 MiB one buffer may take on .+ \\(maxStorageBufferBindingSize\\); ' +
-        'it fits with dtype q8 \\(largest buffer 105\\.5 MiB\\) or q4 \\(largest buffer 70\\.3 MiB\\), or on the wasm backend$'));
+        'it fits with dtype q8 \\(largest buffer 99\\.6 MiB\\) or q4 \\(largest buffer 70\\.3 MiB\\), or on the wasm backend$'));
       return true;
     });
     assert.deepEqual(be.memory(), { inUse: 0, reserved: 0, limit: Infinity }, 'nothing was allocated');

@@ -40,8 +40,8 @@ export interface Tensor { readonly length: number; readonly [TENSOR]?: never; }
 /**
  * A linear weight in nn.Linear layout [rows = N out, cols = K in], or an embedding table [V, D].
  * `data` (+ `scales`, `mins`) is the host storage the loader fills (see weight-format.ts):
- * f32 Float32Array; bf16/f16 Uint16Array bit patterns; q8 Int8Array with one f32 scale per block of
- * 32 along K (GGUF Q8_0 semantics); q4 Uint8Array of packed nibbles, blocks of 32 along K with a
+ * f32 Float32Array; bf16/f16 Uint16Array bit patterns; q8 Int8Array with one f16 scale per block of
+ * 32 along K in `scales` (a Uint16Array of f16 bits; GGUF Q8_0 semantics); q4 Uint8Array of packed nibbles, blocks of 32 along K with a
  * scale and a min (value = q·scale + min) coded per row in `scales` (a Uint8Array); block dtypes Uint8Array of the stored blocks, row after
  * row (each row whole blocks). A 'rows' weight has no data of its own: its rows are its `parts`'
  * rows in order (a proj_1 whose gate and up halves a GGUF stores in different types); a linear with
@@ -53,8 +53,8 @@ export interface Weight {
   rows: number;
   cols: number;
   data: Float32Array | Uint16Array | Int8Array | Uint8Array;
-  /** q8: an f32 scale per block of 32; q4: per row, its blocks' coded scales and mins (weight-format.ts). */
-  scales?: Float32Array | Uint8Array;
+  /** q8: an f16 scale (its bits) per block of 32; q4: per row, its blocks' coded scales and mins (weight-format.ts). */
+  scales?: Uint16Array | Uint8Array;
   /** dtype 'rows' only: the weights whose rows, stacked in order, are this one's (same cols). */
   parts?: Weight[];
   /** Backend-private state (packed panels, device buffers, an aliased tensor). */

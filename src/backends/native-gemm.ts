@@ -49,12 +49,14 @@ export interface NativeGemm {
   readonly int8: boolean;
   /** Whether linear() takes q4 weights (an addon built before q4's coded scales does not). */
   readonly q4?: boolean;
+  /** Whether linear() takes q8 weights (an addon built before q8's f16 scales does not). */
+  readonly q8?: boolean;
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
    * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w and scales as in weight-format.ts. With `int8`,
    * q8/q4 weights multiply rows of x quantized to int8 per block of 32 (as the WASM integer GEMM
    * does) where the CPU has VNNI; otherwise they are widened to f32.
    */
-  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Float32Array | Uint8Array | null,
+  linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Uint16Array | Uint8Array | null,
     M: number, N: number, K: number, acc: boolean, int8?: boolean): void;
 }

@@ -1,6 +1,10 @@
 // Storage formats of linear weights and the conversions between them and f32.
-// q8: blocks of 32 consecutive values along a row (K), int8 q with one f32 scale: x ≈ q·scale
-//     (GGUF Q8_0 semantics: scale = max|x| / 127, q = round(x / scale)).
+// q8: blocks of 32 consecutive values along a row (K), int8 q with one f16 scale: x ≈ q·d, 8.5
+//     bits per value as GGUF Q8_0. d is Q8_0's: max|x| / 127 rounded to f32, then to f16 (nearest,
+//     ties to even); the levels are fitted to the stored d, q = round(x / d) clamped to ±127 (Q8_0
+//     fits them to the f32 d before rounding it, which leaves them up to 2⁻¹¹ of a step worse).
+//     `scales` is a Uint16Array of the blocks' f16 bits, in a separate array from the levels. A
+//     block whose d would overflow f16 (max|x| ≳ 65504·127) cannot be stored and is refused.
 // q4: blocks of 32 along a row, x ≈ q·scale + min with q in 0..15 (GGUF Q4_1 semantics). Byte j of
 //     a block's 16 bytes holds element j in its low nibble and element j+16 in its high nibble, so a
 //     SIMD kernel unpacks a block with two masks. A block's scale and min are 8-bit codes of two f32
@@ -98,8 +102,8 @@ export function allocWeightStorage(dtype: WeightDType, rows: number, cols: numbe
     case 'bf16':
     case 'f16': { const r = region(n * 2); return { dtype, rows, cols, data: new Uint16Array(r.buffer, r.byteOffset, n) }; }
     case 'q8': {
-      const r = region(n); const s = region((n / QBLOCK) * 4);
-      return { dtype, rows, cols, data: new Int8Array(r.buffer, r.byteOffset, n), scales: new Float32Array(s.buffer, s.byteOffset, n / QBLOCK) };
+      const r = region(n); const s = region((n / QBLOCK) * 2);
+      return { dtype, rows, cols, data: new Int8Array(r.buffer, r.byteOffset, n), scales: new Uint16Array(s.buffer, s.byteOffset, n / QBLOCK) };
     }
     case 'q4': {
       const r = region(n / 2); const s = region(rows * q4MetaBytes(cols));
@@ -197,14 +201,16 @@ export function setWeightRows(w: Weight, r0: number, src: Float32Array, importan
     case 'bf16': { const d = w.data as Uint16Array; for (let i = 0; i < n; i++) d[off + i] = f32ToBf16(src[i]); return; }
     case 'f16': { const d = w.data as Uint16Array; for (let i = 0; i < n; i++) d[off + i] = f32ToF16(src[i]); return; }
     case 'q8': {
-      const d = w.data as Int8Array, s = w.scales as Float32Array;
+      const d = w.data as Int8Array, s = w.scales as Uint16Array;
       for (let b = 0; b < n; b += QBLOCK) {
         let amax = 0;
         for (let i = 0; i < QBLOCK; i++) amax = Math.max(amax, Math.abs(src[b + i]));
-        const scale = amax / 127;
-        const inv = scale ? 1 / scale : 0;
-        s[(off + b) / QBLOCK] = scale;
-        for (let i = 0; i < QBLOCK; i++) d[off + b + i] = Math.round(src[b + i] * inv);
+        const h = q8Scale(amax);
+        if ((h & 0x7c00) === 0x7c00) throw q8Overflow(r0 + Math.floor(b / w.cols), amax);
+        s[(off + b) / QBLOCK] = h;
+        // a zero scale (all values 0, or too small for a subnormal f16) leaves every level 0
+        const sc = f16ToF32(h);
+        for (let i = 0; i < QBLOCK; i++) d[off + b + i] = sc ? Math.max(-127, Math.min(127, Math.round(src[b + i] / sc))) : 0;
       }
       return;
     }
@@ -249,6 +255,14 @@ export function setWeightRows(w: Weight, r0: number, src: Float32Array, importan
   }
 }
 
+/** A q8 block's scale for its largest |value|: Q8_0's d, fr(amax / 127) rounded to f16 (its bits). */
+export function q8Scale(amax: number): number { return f32ToF16(Math.fround(amax / 127)); }
+
+/** The one line for a q8 block whose scale f16 cannot hold (the loader prefixes the tensor). */
+export function q8Overflow(row: number, amax: number): OpenELMError {
+  return new OpenELMError('dtype', `q8 cannot hold row ${row}: a block's largest |value| ${amax} needs a scale above f16's 65504 (q8 holds |values| up to about 65504·127; load this weight as f32, bf16 or f16)`);
+}
+
 /** Decode row r of w into dst (length cols). */
 export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
   const K = w.cols, off = r * K;
@@ -259,8 +273,8 @@ export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
     case 'bf16': { const d = w.data as Uint16Array; for (let i = 0; i < K; i++) dst[i] = bf16ToF32(d[off + i]); return; }
     case 'f16': { const d = w.data as Uint16Array; for (let i = 0; i < K; i++) dst[i] = f16ToF32(d[off + i]); return; }
     case 'q8': {
-      const d = w.data as Int8Array, s = w.scales as Float32Array;
-      for (let i = 0; i < K; i++) dst[i] = d[off + i] * s[(off + i) / QBLOCK | 0];
+      const d = w.data as Int8Array, s = w.scales as Uint16Array;
+      for (let i = 0; i < K; i++) dst[i] = d[off + i] * f16ToF32(s[(off + i) / QBLOCK | 0]);
       return;
     }
     case 'q4': {
@@ -313,7 +327,7 @@ export function weightBytes(dtype: WeightDType, n: number, cols?: number): numbe
   switch (dtype) {
     case 'f32': return n * 4;
     case 'bf16': case 'f16': return n * 2;
-    case 'q8': return n + (n / QBLOCK) * 4;
+    case 'q8': return n + (n / QBLOCK) * 2;
     case 'q4': return cols ? n / 2 + (n / cols) * q4MetaBytes(cols) : n / 2 + n / 16;
   }
 }

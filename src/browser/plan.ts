@@ -81,7 +81,7 @@ export interface PlanOptions {
 const WORK_BYTES = 64 << 20;
 
 function bytesPerValue(d: WeightDType): number {
-  return d === 'f32' ? 4 : d === 'bf16' || d === 'f16' ? 2 : d === 'q8' ? 1 + 4 / 32 : 0.5 + 2 / 32;
+  return d === 'f32' ? 4 : d === 'bf16' || d === 'f16' ? 2 : d === 'q8' ? 1 + 2 / 32 : 0.5 + 2 / 32;
 }
 
 /** Memory a model of config `c` takes with linear weights stored as `dtype`. */

@@ -3,7 +3,8 @@
 // Q8_0 follows ggml's reference quantizer (quantize_row_q8_0_ref): per block of 32 consecutive
 // values, d = max|x| / 127 in f32, q = roundf(x / d) (halves away from zero), and the block is
 // stored as {f16 d, int8 q[32]} = 34 bytes. Note the scale is stored in f16, unlike this project's
-// in-memory q8 (f32 scale), so the two differ by the f16 rounding of d.
+// q8 (backends/weight-format.ts) keeps this d in f16 too, with its levels fitted to the f16 d: a q8
+// weight becomes Q8_0 by copying its bytes (q8ToQ8_0), with no second rounding.
 //
 // Q4_0 follows quantize_row_q4_0_ref, which llama-quantize runs when no importance matrix is given:
 // per block of 32, m = the value of largest magnitude (the first one on a tie), d = m / -8 in f32,
@@ -37,6 +38,20 @@ export function encodeQ8_0(src: Float32Array, dst: Uint8Array, dstOffset = 0): v
     const id = d ? fr(1 / d) : 0;
     dv.setUint16(o, f32ToF16(d), true);
     for (let j = 0; j < 32; j++) dv.setInt8(o + 2 + j, roundf(fr(src[b + j] * id)));
+  }
+}
+
+/**
+ * Q8_0 blocks of q8 levels and their f16 scales (bits), as stored: block b = {scales[b], codes[32b..32b+32)}.
+ * The values are the q8 weight's exactly.
+ */
+export function q8ToQ8_0(codes: Int8Array, scales: Uint16Array, dst: Uint8Array, dstOffset = 0): void {
+  const nb = codes.length / 32;
+  if (!Number.isInteger(nb) || scales.length < nb) throw new OpenELMError('gguf', `Q8_0 from q8 needs whole blocks of 32 and one scale each (${codes.length} values, ${scales.length} scales)`);
+  const bytes = new Uint8Array(codes.buffer, codes.byteOffset, codes.length);
+  for (let b = 0, o = dstOffset; b < nb; b++, o += 34) {
+    dst[o] = scales[b] & 255; dst[o + 1] = scales[b] >>> 8;
+    dst.set(bytes.subarray(b * 32, b * 32 + 32), o + 2);
   }
 }
 

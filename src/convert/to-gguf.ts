@@ -20,12 +20,15 @@ import { OpenELMError } from '../core/errors.js';
 import * as fs from 'node:fs';
 import { openModelSource } from '../formats/source.js';
 import { checkOutputFile } from '../io/output-guard.js';
-import { writeGGUF, kv, GGMLType, type GGUFKV, type GGUFTensorSource } from '../io/gguf.js';
+import { writeGGUF, kv, GGMLType, tensorBytes, type GGUFKV, type GGUFTensorSource } from '../io/gguf.js';
 import { paramSpecs, type OpenELMConfig } from '../model/config.js';
 import { loadTokenizer } from '../io/tokenizer-file.js';
 import { PieceType } from '../tokenizer/sentencepiece-model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { encodeTensor } from './ggml-encode.js';
+import { encodeTensor, q8ToQ8_0 } from './ggml-encode.js';
+import { QuantizedModel } from '../formats/openelm-quant.js';
+import { allocWeightStorage } from '../backends/weight-format.js';
+import type { Weight } from '../backends/backend.js';
 
 export const GGUF_OUT_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
 export type GGUFOutType = (typeof GGUF_OUT_TYPES)[number];
@@ -177,6 +180,18 @@ export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts
       if (last?.src !== src) last = { src, data: ckpt.readF32(src) };
       return last.data;
     };
+    // A pre-quantized q8 folder's weights are Q8_0 blocks already (the same f16 scale, the same
+    // levels): to Q8_0 they are copied, not quantized again.
+    let lastQ8: { src: string; w: Weight } | null = null;
+    const storedQ8 = (src: string, shape: readonly number[]): Weight | null => {
+      if (lastQ8?.src === src) return lastQ8.w;
+      const parts = ckpt instanceof QuantizedModel ? ckpt.storedWeight(src) : null;
+      if (parts?.length !== 1 || parts[0].dtype !== 'q8') return null;
+      const w = allocWeightStorage('q8', shape[0], shape[1]);
+      parts[0].read(w.data, w.scales);
+      lastQ8 = { src, w };
+      return w;
+    };
     const fallbacks: string[] = [];
     const tensors: GGUFTensorSource[] = tensorPlan(config).map((p) => {
       const dims = p.shape.slice().reverse();
@@ -185,6 +200,12 @@ export function convertToGGUF(dir: string, out: string, dtype: GGUFOutType, opts
       return {
         name: p.name, dims, type,
         data: () => {
+          const q8 = type === GGMLType.Q8_0 ? storedQ8(p.src, ckpt.info(p.src).shape) : null;
+          if (q8) {
+            const [r0, r1] = p.rows ?? [0, q8.rows], K = q8.cols, out = new Uint8Array(tensorBytes(type, dims));
+            q8ToQ8_0((q8.data as Int8Array).subarray(r0 * K, r1 * K), (q8.scales as Uint16Array).subarray(r0 * K / 32, r1 * K / 32), out);
+            return out;
+          }
           let v = read(p.src);
           if (p.rows) { const K = p.shape[1]; v = v.subarray(p.rows[0] * K, p.rows[1] * K); }
           return encodeTensor(v, type, dims);

@@ -53,7 +53,7 @@ export function writeQuantizedFolder(src: TensorReader, c: OpenELMConfig, outDir
       if (w.dtype !== dtype || !w.scales) throw new OpenELMError('convert', `${p.name} loaded as ${w.dtype}, not ${dtype}; the backend ${be.name} cannot write a ${dtype} folder`);
       const s = quantTensorShapes(dtype, p.shape[0], p.shape[1]);
       tensors.push({ name: p.name, dtype: s.data[0] as 'I8' | 'U8', shape: s.data[1], data: w.data });
-      tensors.push({ name: scalesName(p.name), dtype: s.scales[0] as 'F32' | 'U8', shape: s.scales[1], data: w.scales });
+      tensors.push({ name: scalesName(p.name), dtype: s.scales[0] as 'F16' | 'U8', shape: s.scales[1], data: w.scales });
     }
     fs.mkdirSync(outDir, { recursive: true });
     const files = saveCheckpointSync(outDir, tensors, { metadata: quantFileMetadata(dtype) });

@@ -3,14 +3,18 @@
 // it (backends/weight-format.ts), so loading copies bytes instead of fitting blocks. docs/formats.md
 // ("Pre-quantized q8/q4 folders") describes it:
 //
-//   config.json   the model's keys plus "openelm_quantization": {"dtype": "q8"|"q4", "version": 1,
+//   config.json   the model's keys plus "openelm_quantization": {"dtype": "q8"|"q4", "version": 2,
 //                 "block_size": 32}
 //   <name>        a linear weight or the embedding: q8 I8 [rows, cols] (one int8 per value);
 //                 q4 U8 [rows, cols/2] (16 bytes per block of 32: value j low nibble, j+16 high)
-//   <base>.scales q8 F32 [rows, cols/32] (one scale per block); q4 U8 [rows, q4MetaBytes(cols)]
+//   <base>.scales q8 F16 [rows, cols/32] (one scale per block); q4 U8 [rows, q4MetaBytes(cols)]
 //                 (per row: D and M as f32, the blocks' u8 scale codes, their i8 min codes, padding)
 //   norms         as the source stored them (F32, BF16 or F16); a load keeps them in f32
-//   __metadata__  {"format": "openelm", "openelm.quantization": "q4", "openelm.quantization_version": "1"}
+//   __metadata__  {"format": "openelm", "openelm.quantization": "q4", "openelm.quantization_version": "2"}
+//
+// Version 1 differs in q8 only: F32 scales (q8 kept an f32 scale per block then). Such a folder
+// still reads: its q8 weights decode to their exact values with their own scales, and a q8 load
+// quantizes those again (as a q4 folder loaded as q8 is); its q4 weights load as stored.
 //
 // Nothing Node-side here (the browser bundle takes this module): the Node loader wraps a
 // Checkpoint, the browser loader its BrowserCheckpoint.
@@ -25,8 +29,10 @@ import { paramSpecs, type OpenELMConfig } from '../model/config.js';
 
 /** The config.json key naming the layout. */
 export const QUANT_CONFIG_KEY = 'openelm_quantization';
-/** The layout version this build writes and reads; a file of another version is refused. */
-export const QUANT_VERSION = 1;
+/** The layout version this build writes; it reads this one and QUANT_READS, and refuses others. */
+export const QUANT_VERSION = 2;
+/** Every version this build reads (1: q8 scales in F32). */
+export const QUANT_READS: readonly number[] = [1, 2];
 export type QuantDType = 'q8' | 'q4';
 export const QUANT_DTYPES: readonly QuantDType[] = ['q8', 'q4'];
 
@@ -51,8 +57,8 @@ export function quantLayoutOf(cfg: unknown, where: string): QuantLayout | null {
   const q = (cfg as Record<string, unknown>)[QUANT_CONFIG_KEY];
   if (typeof q !== 'object' || q === null || Array.isArray(q)) throw new OpenELMError('config', `${where}: "${QUANT_CONFIG_KEY}" must be an object`);
   const { dtype, version, block_size: bs } = q as Record<string, unknown>;
-  if (typeof version !== 'number' || version !== QUANT_VERSION) {
-    throw new OpenELMError('config', `${where}: ${QUANT_CONFIG_KEY} version ${String(version)} is not one this openelm reads (version ${QUANT_VERSION}); convert the model again from its f32/bf16 checkpoint`);
+  if (typeof version !== 'number' || !QUANT_READS.includes(version)) {
+    throw new OpenELMError('config', `${where}: ${QUANT_CONFIG_KEY} version ${String(version)} is not one this openelm reads (versions ${QUANT_READS.join(', ')}); convert the model again from its f32/bf16 checkpoint`);
   }
   if (!(QUANT_DTYPES as readonly unknown[]).includes(dtype)) {
     throw new OpenELMError('config', `${where}: ${QUANT_CONFIG_KEY} dtype "${String(dtype)}" is not one of ${QUANT_DTYPES.join(', ')}`);
@@ -72,10 +78,10 @@ export function withoutQuantEntry<T>(cfg: T): T {
 /** Name of the scales tensor of linear weight `name` (`….weight` → `….scales`). */
 export function scalesName(name: string): string { return `${name.slice(0, -'.weight'.length)}.scales`; }
 
-/** Stored dtype and shape of a quantized weight's data and scales. */
-export function quantTensorShapes(dtype: QuantDType, rows: number, cols: number): { data: [string, number[]]; scales: [string, number[]] } {
+/** Stored dtype and shape of a quantized weight's data and scales (in a folder of layout `version`). */
+export function quantTensorShapes(dtype: QuantDType, rows: number, cols: number, version = QUANT_VERSION): { data: [string, number[]]; scales: [string, number[]] } {
   return dtype === 'q8'
-    ? { data: ['I8', [rows, cols]], scales: ['F32', [rows, cols / QBLOCK]] }
+    ? { data: ['I8', [rows, cols]], scales: [version === 1 ? 'F32' : 'F16', [rows, cols / QBLOCK]] }
     : { data: ['U8', [rows, cols / 2]], scales: ['U8', [rows, q4MetaBytes(cols)]] };
 }
 
@@ -128,7 +134,7 @@ export class QuantizedModel {
       if (p.shape.length === 1) { expect(p.name, ['F32', 'BF16', 'F16'], p.shape, 'norm'); continue; }
       const [rows, cols] = p.shape;
       if (cols % QBLOCK !== 0) throw new OpenELMError('checkpoint', `${p.name} has rows of ${cols} values, not whole blocks of ${QBLOCK}`);
-      const s = quantTensorShapes(layout.dtype, rows, cols);
+      const s = quantTensorShapes(layout.dtype, rows, cols, layout.version);
       expect(p.name, [s.data[0]], s.data[1], 'weight');
       expect(scalesName(p.name), [s.scales[0]], s.scales[1], 'weight\'s scales');
     }
@@ -184,13 +190,17 @@ export class QuantizedModel {
 
   /** Bytes per row of a quantized weight's data and scales. */
   private rowBytes(cols: number): [number, number] {
-    return this.layout.dtype === 'q8' ? [cols, (cols / QBLOCK) * 4] : [cols / 2, q4MetaBytes(cols)];
+    return this.layout.dtype === 'q8' ? [cols, (cols / QBLOCK) * (this.v1q8 ? 4 : 2)] : [cols / 2, q4MetaBytes(cols)];
   }
+
+  /** A version-1 q8 folder: F32 scales, which today's q8 storage does not hold. */
+  private get v1q8(): boolean { return this.layout.dtype === 'q8' && this.layout.version === 1; }
 
   /** A quantized weight as stored: its bytes go straight into the backend's storage, a row range at a time. */
   storedWeight(name: string): StoredPart[] | null {
     const shape = this.spec.get(name);
-    if (shape?.length !== 2) return null;
+    // version-1 q8 reads as its values (decodeRange), which a q8 load quantizes again
+    if (shape?.length !== 2 || this.v1q8) return null;
     const [rows, cols] = shape;
     const [db, sb] = this.rowBytes(cols);
     const copy = (tensor: string, v: ArrayBufferView, bytes: number) => {
@@ -215,8 +225,8 @@ export class QuantizedModel {
   private checkScales(name: string, scales: NonNullable<Weight['scales']>, rows: number, cols: number): void {
     const bad = (r: number) => new OpenELMError('checkpoint', `tensor ${scalesName(name)} row ${r} holds a scale that is not finite (in ${this.inner.info(scalesName(name)).file ?? this.location})`);
     if (this.layout.dtype === 'q8') {
-      const s = scales as Float32Array, nb = cols / QBLOCK;
-      for (let i = 0; i < rows * nb; i++) if (!Number.isFinite(s[i])) throw bad(Math.floor(i / nb));
+      const s = scales as Uint16Array, nb = cols / QBLOCK;
+      for (let i = 0; i < rows * nb; i++) if ((s[i] & 0x7c00) === 0x7c00) throw bad(Math.floor(i / nb));
       return;
     }
     const dv = new DataView(scales.buffer, scales.byteOffset, scales.byteLength), mb = q4MetaBytes(cols);
@@ -238,13 +248,16 @@ export class QuantizedModel {
       const n = Math.min(per, Math.ceil(end / cols) - r);
       const data = this.inner.readRawRange(name, r * db, n * db, this.spanData);
       const sc = this.inner.readRawRange(scalesName(name), r * sb, n * sb, this.spanScales);
+      const q8 = new Int8Array(data.buffer, data.byteOffset, n * db);
       const w: Weight = this.layout.dtype === 'q8'
-        ? { dtype: 'q8', rows: n, cols, data: new Int8Array(data.buffer, data.byteOffset, n * db), scales: new Float32Array(sc.buffer, sc.byteOffset, n * sb / 4) }
+        ? { dtype: 'q8', rows: n, cols, data: q8, scales: new Uint16Array(sc.buffer, sc.byteOffset, n * sb / 2) }
         : { dtype: 'q4', rows: n, cols, data, scales: sc };
+      const s32 = this.v1q8 ? new Float32Array(sc.buffer, sc.byteOffset, n * sb / 4) : null;
       for (let i = 0; i < n; i++) {
         const from = Math.max(start, (r + i) * cols), to = Math.min(end, (r + i + 1) * cols);
         if (from >= to) continue;
-        weightRowToF32(w, i, this.row);
+        if (s32) { for (let k = 0; k < cols; k++) this.row[k] = q8[i * cols + k] * s32[(i * cols + k) / QBLOCK | 0]; }
+        else weightRowToF32(w, i, this.row);
         dst.set(this.row.subarray(from - (r + i) * cols, to - (r + i) * cols), from - start);
       }
     }

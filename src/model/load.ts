@@ -74,7 +74,9 @@ function storedFor(src: TensorSource, name: string, want: LoadDType): StoredPart
 function storageFor(src: TensorSource, name: string, want: LoadDType): ConvertDType {
   if (want !== 'auto') return want;
   const d = src.info(name).dtype;
-  return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : 'f32';
+  // Q8/Q4: a pre-quantized folder's weight it cannot hand over as stored (a version-1 q8 folder's
+  // f32 scales): 'auto' keeps its dtype, quantizing its values again
+  return d === 'BF16' ? 'bf16' : d === 'F16' ? 'f16' : d === 'Q8' ? 'q8' : d === 'Q4' ? 'q4' : 'f32';
 }
 
 export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dtype: LoadDType): ModelWeights {
@@ -128,7 +130,13 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
         const n = Math.min(rows - r, step) * cols;
         const rowsF32 = src.readF32Range(name, r * cols, n, stage).subarray(0, n);
         assertFinite(name, file, rowsF32, 'f32', r * cols);
-        if (be.quantizeRows) be.quantizeRows(w, r, rowsF32, imp); else setWeightRows(w, r, rowsF32, imp);
+        try {
+          if (be.quantizeRows) be.quantizeRows(w, r, rowsF32, imp); else setWeightRows(w, r, rowsF32, imp);
+        } catch (e) {
+          // a value the dtype cannot hold (a q8 block past f16's scales): name the tensor
+          if (e instanceof OpenELMError && e.code === 'dtype') throw new OpenELMError('dtype', `tensor ${name} in ${file}: ${e.message}`);
+          throw e;
+        }
       }
     }
     if (st === 'f32' || st === 'bf16' || st === 'f16') assertFinite(name, file, w.data as Float32Array | Uint16Array, st);

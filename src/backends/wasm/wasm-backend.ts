@@ -9,7 +9,7 @@
 // sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, isBlockDType, q4MetaBytes, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
+import { allocWeightStorage, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
@@ -73,6 +73,36 @@ const CHUNKS_PER_THREAD = 4;
 const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q6_k]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
+/**
+ * Refuse rows [i, i + n) of a q8 quantization (weight rows r0 + i..) where a block's scale came out
+ * infinite (the kernel writes f16's infinity when max|x|/127 overflows it), as setWeightRows does.
+ */
+function checkQ8Scales(s: Uint16Array, src: Float32Array, K: number, r0: number, i: number, n: number): void {
+  const nb = K / QBLOCK;
+  for (let j = (r0 + i) * nb; j < (r0 + i + n) * nb; j++) {
+    if ((s[j] & 0x7c00) !== 0x7c00) continue;
+    const at = (j - r0 * nb) * QBLOCK;
+    let amax = 0;
+    for (let k = 0; k < QBLOCK; k++) amax = Math.max(amax, Math.abs(src[at + k]));
+    throw q8Overflow(Math.floor(j / nb), amax);
+  }
+}
+
+/**
+ * Whether every one of a q8 weight's nb scales is a positive normal half, or 0 over a block whose
+ * levels are all 0 (its products are 0 whatever the scale): then the GEMV widens them with an
+ * integer add instead of the exact widening subnormal halves need (gemv.as q8Scales4).
+ */
+function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
+  for (let b = 0; b < nb; b++) {
+    const h = s[b];
+    if (h >= 0x0400 && h < 0x7c00) continue;
+    if (h !== 0) return false;
+    for (let j = b * QBLOCK; j < (b + 1) * QBLOCK; j++) if (q[j] !== 0) return false;
+  }
+  return true;
+}
+
 /** Most values quantizeRows stages into a memory per kernel call (1 MiB). */
 const QUANTIZE_STAGE_FLOATS = 1 << 18;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
@@ -378,6 +408,7 @@ export class WasmBackend implements Backend {
         a[10] = importance ? 0 : 1;
         // about 40 f64 operations per value for q4, 4 for q8
         this.exec('k_quantize', n * K * (q4 ? 40 : 4), n);
+        if (!q4) checkQ8Scales(w.scales as Uint16Array, src, K, r0, i, n);
       }
     } finally {
       if (tmp >= 0) home.arena.freeBytes(tmp);
@@ -427,7 +458,7 @@ export class WasmBackend implements Backend {
     if (w.data.length < want) throw new OpenELMError('usage', `weight data has ${w.data.length} values, a ${w.rows}×${w.cols} ${w.dtype} weight needs ${want}`);
     const dataBytes = block ? want : w.dtype === 'f32' ? n * 4 : w.dtype === 'bf16' || w.dtype === 'f16' ? n * 2 : w.dtype === 'q8' ? n : n / 2;
     const parts: [ArrayBufferView | undefined, number, string][] = [[w.data, dataBytes, 'data']];
-    if (w.dtype === 'q8') parts.push([w.scales, (n / QBLOCK) * 4, 'scales']);
+    if (w.dtype === 'q8') parts.push([w.scales, (n / QBLOCK) * 2, 'scales']);
     if (w.dtype === 'q4') parts.push([w.scales, w.rows * q4MetaBytes(w.cols), 'scales']);
     for (const [v, bytes, what] of parts) {
       if (!v) throw new OpenELMError('usage', `${w.dtype} weight is missing its ${what}`);
@@ -456,6 +487,9 @@ export class WasmBackend implements Backend {
       copies.push(off);
       offs[1] = off;
     }
+    // q8: whether the GEMV may widen the f16 scales with an integer add (gemv.as q8Scales4); it
+    // rides in the mins slot, which q8 does not use
+    if (w.dtype === 'q8') offs[2] = q8FastScales(w.scales as Uint16Array, w.data as Int8Array, n / QBLOCK) ? 1 : 0;
     const p: WasmPacked = { owner: this, shard, dtype: code, data: offs[0], scales: offs[1] ?? 0, mins: offs[2] ?? 0, copies };
     w.packed = p;
   }
@@ -529,7 +563,8 @@ export class WasmBackend implements Backend {
       this.linearRun(op + c0 * 4, x, p, M, N, K, accumulate, exact, ldo);
       return;
     }
-    if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN && (p.dtype !== DTYPE_CODE.q4 || this.native.q4)) {
+    if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN && (p.dtype !== DTYPE_CODE.q4 || this.native.q4)
+      && (p.dtype !== DTYPE_CODE.q8 || this.native.q8)) {
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
       this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);

@@ -3,7 +3,9 @@
 //   f32   n words
 //   bf16  n/2 words, element 2i in the low half of word i (little-endian Uint16Array)
 //   f16   same packing, decoded with unpack2x16float (no `shader-f16` needed)
-//   q8    n/4 words of int8 (element 4i + j in byte j), then n/32 f32 scales
+//   q8    n/4 words of int8 (element 4i + j in byte j), then n/64 words of f16 scales (block 2i in
+//         the low half of word i), decoded exactly in integer arithmetic (wscale: a subnormal scale
+//         is m·2⁻²⁴, a normal f32, so no implementation's flushing of subnormal halves touches it)
 //   q4    n/8 words of nibbles (block b's 16 bytes at words 4b..4b+3: byte j holds element j in its
 //         low nibble and j + 16 in its high one), then n/32 f32 scales, then n/32 f32 mins: the
 //         host's coded scales and mins decoded on upload (gpuWeightParts), 6 bits per value here
@@ -23,7 +25,7 @@ export function weightWords(dtype: ConvertDType, n: number): number {
   switch (dtype) {
     case 'f32': return n;
     case 'bf16': case 'f16': return Math.ceil(n / 2);
-    case 'q8': return n / 4 + n / 32;
+    case 'q8': return n / 4 + n / 64;
     case 'q4': return n / 8 + n / 16;
   }
 }
@@ -75,7 +77,12 @@ fn wunit_${w}(u: u32) -> ${unitType} {
 }`;
     case 'q8':
       return `
-fn wscale_${w}(b: u32) -> f32 { return bitcast<f32>(wq_${w}((p.n_${w} >> 2u) + b)); }
+fn wscale_${w}(b: u32) -> f32 {
+  let h = (wq_${w}((p.n_${w} >> 2u) + (b >> 1u)) >> (16u * (b & 1u))) & 0xffffu;
+  let a = h & 0x7fffu;
+  let v = select(bitcast<f32>((a << 13u) + 0x38000000u), f32(a) * 5.9604644775390625e-8, a < 0x400u);
+  return select(v, -v, (h & 0x8000u) != 0u);
+}
 fn wel_${w}(e: u32) -> f32 {
   let x = bitcast<i32>(wq_${w}(e >> 2u) << (24u - 8u * (e & 3u))) >> 24u;
   return f32(x) * wscale_${w}(e >> 5u);

@@ -9,6 +9,7 @@
 // results do not depend on the tile shape.
 
 import { fmadd, f16hiToF32Exact, q4MetaBytes, nibLo, nibHi } from './simd';
+import { f16ToF32Scalar } from './simd';
 import { BLOCK_MIN, decodeBlockRow } from './blocks';
 
 export const KC: i32 = 256;          // multiple of 32 so q8/q4 blocks never straddle a chunk
@@ -43,15 +44,15 @@ export function dequantRow(dtype: i32, data: usize, scales: usize, mins: usize, 
     return;
   }
   if (dtype == 3) {
-    let src = data + e0, sp = scales + ((e0 >> 5) << 2), d = dst;
+    let src = data + e0, sp = scales + ((e0 >> 5) << 1), d = dst;
     for (let i = 0; i < len; i += 32) {
-      const s = f32x4.splat(load<f32>(sp));
+      const s = f32x4.splat(f16ToF32Scalar(load<u16>(sp)));
       for (let j: usize = 0; j < 32; j += 8) {
         const h = v128.load8x8_s(src + j);
         v128.store(d + (j << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), s));
         v128.store(d + (j << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), s), 16);
       }
-      src += 32; sp += 4; d += 128;
+      src += 32; sp += 2; d += 128;
     }
     return;
   }

@@ -4,6 +4,7 @@
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
 import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s, nibLo, nibHi } from './simd';
+import { f16x4At, f16SplatAt } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
@@ -298,31 +299,57 @@ export function q8SplitSigns(q8: usize, K: i32, xp: usize, xn: usize): void {
   return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
 }
 
+// q8's f16 block scales (weight-format.ts) are widened to f32 four at a time. The exact widening
+// (simd.as f16x4At) keeps a subnormal scale from becoming a denormal operand, but costs about 15%
+// of the kernel's arithmetic; a positive normal half is exactly its bits moved up 13 and rebiased
+// by an integer add, two operations. The caller says which applies to a whole weight (`fast`:
+// every scale a positive normal half, or 0 on a block of zero levels, whose products are 0 either
+// way; wasm-backend.ts prepareWeight checks once): the two give the same f32 for those halves, so
+// results do not depend on the path.
+
+/** Four q8 scales at p as f32x4 (see above). */
+@inline function q8Scales4(p: usize, fast: bool): v128 {
+  if (fast) return i32x4.add(i32x4.shl(v128.load16x4_u(p), 13), i32x4.splat(112 << 23));
+  return f16x4At(p);
+}
+
+/** One q8 scale at p as f32 in every lane. */
+@inline function q8Scale1(p: usize, fast: bool): v128 {
+  if (fast) return i32x4.splat((<i32>load<u16>(p) << 13) + (112 << 23));
+  return f16SplatAt(p);
+}
+
 /**
  * q8, one row of x: four blocks per step, their scale products in one multiply (as gemvQ4), two
  * chains. q16: x as i16 (SIMD128 build), or the prepared row (relaxed build: x⁺ and x⁻ inside it).
+ * ws: the blocks' f16 scales; fast ≠ 0: all of them positive normal halves (q8Scales4).
  */
-export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8Split(out, q16 + q8PosOffset(K), q16 + q8NegOffset(K), qd, w, ws, K, n0, n1, acc); return; }
+export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
+  if (fast) gemvQ8T(out, q16, qd, w, ws, K, n0, n1, acc, true);
+  else gemvQ8T(out, q16, qd, w, ws, K, n0, n1, acc, false);
+}
+
+@inline function gemvQ8T(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8Split(out, q16 + q8PosOffset(K), q16 + q8NegOffset(K), qd, w, ws, K, n0, n1, acc, fast); return; }
   const nb = K >> 5;
-  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
     let f0 = f32x4.splat(0), f1 = f0;
     let xp = q16, dp = qd;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const sc = f32x4.mul(v128.load(sp), v128.load(dp));
+      const sc = f32x4.mul(q8Scales4(sp, fast), v128.load(dp));
       f0 = fmadd(q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48)), lane(sc, 0), f0);
       f1 = fmadd(q8Block(p + 32, v128.load(xp, 64), v128.load(xp, 80), v128.load(xp, 96), v128.load(xp, 112)), lane(sc, 1), f1);
       f0 = fmadd(q8Block(p + 64, v128.load(xp, 128), v128.load(xp, 144), v128.load(xp, 160), v128.load(xp, 176)), lane(sc, 2), f0);
       f1 = fmadd(q8Block(p + 96, v128.load(xp, 192), v128.load(xp, 208), v128.load(xp, 224), v128.load(xp, 240)), lane(sc, 3), f1);
-      p += 128; sp += 16; xp += 256; dp += 16;
+      p += 128; sp += 8; xp += 256; dp += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
-      const c = f32x4.splat(load<f32>(sp) * load<f32>(dp));
+      const c = f32x4.mul(q8Scale1(sp, fast), v128.load32_splat(dp));
       const d = q8Block(p, v128.load(xp), v128.load(xp, 16), v128.load(xp, 32), v128.load(xp, 48));
       if (j & 1) f1 = fmadd(d, c, f1); else f0 = fmadd(d, c, f0);
-      p += 32; sp += 4; xp += 64; dp += 4;
+      p += 32; sp += 2; xp += 64; dp += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -331,26 +358,26 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 }
 
 /** gemvQ8 with relaxed SIMD (q8BlockSplit), in the same order: even blocks into f0, odd ones into f1. */
-@inline function gemvQ8Split(out: usize, xp: usize, xn: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+@inline function gemvQ8Split(out: usize, xp: usize, xn: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
   const nb = K >> 5;
-  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
     let f0 = f32x4.splat(0), f1 = f0;
     let o: usize = 0, dp = qd;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const sc = f32x4.mul(v128.load(sp), v128.load(dp));
+      const sc = f32x4.mul(q8Scales4(sp, fast), v128.load(dp));
       f0 = fmadd(q8BlockSplit(v128.load(p), v128.load(p, 16), xp + o, xn + o), lane(sc, 0), f0);
       f1 = fmadd(q8BlockSplit(v128.load(p, 32), v128.load(p, 48), xp + o + 32, xn + o + 32), lane(sc, 1), f1);
       f0 = fmadd(q8BlockSplit(v128.load(p, 64), v128.load(p, 80), xp + o + 64, xn + o + 64), lane(sc, 2), f0);
       f1 = fmadd(q8BlockSplit(v128.load(p, 96), v128.load(p, 112), xp + o + 96, xn + o + 96), lane(sc, 3), f1);
-      p += 128; sp += 16; o += 128; dp += 16;
+      p += 128; sp += 8; o += 128; dp += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
-      const c = f32x4.splat(load<f32>(sp) * load<f32>(dp));
+      const c = f32x4.mul(q8Scale1(sp, fast), v128.load32_splat(dp));
       const d = q8BlockSplit(v128.load(p), v128.load(p, 16), xp + o, xn + o);
       if (j & 1) f1 = fmadd(d, c, f1); else f0 = fmadd(d, c, f0);
-      p += 32; sp += 4; o += 32; dp += 4;
+      p += 32; sp += 2; o += 32; dp += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -567,61 +594,62 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
  * q8 (Q8_0 weights): per block, an exact int32 dot of the int8 weights with the int8 activations
  * (sign-extending loads + i32x4.dot_i16x8_s), then one float multiply-add by scale_w·scale_x.
  * Prepared x row r at prep + r·ldp: [q16 (2K) | q8 (K) | d (K/8) | s (K/8)]. */
-@inline function gemvQ8R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
-  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8SplitR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, R); return; }
+@inline function gemvQ8R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32, fast: bool): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8SplitR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, R, fast); return; }
   const nb = K >> 5, qd = <usize>K * 3;
-  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
     // gemvQ8's order per row: two chains (even and odd blocks); the scale products are the same
-    // float products as its vector multiply, broadcast from memory here (fewer live registers)
+    // float products as its vector multiply (x's scales broadcast from memory: fewer live registers)
     const z = f32x4.splat(0);
     let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z;
     let xp = prep, dp = prep + qd;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
+      const s4 = q8Scales4(sp, fast);
       { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
-        const s = v128.load32_splat(sp, 0), xq = xp + 0;
+        const s = lane(s4, 0), xq = xp + 0;
         f0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 0)), f0);
         if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 0)), f1);
         if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 0)), f2);
         if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 0)), f3); }
       { const w0 = v128.load8x8_s(p, 32), w1 = v128.load8x8_s(p, 40), w2 = v128.load8x8_s(p, 48), w3 = v128.load8x8_s(p, 56);
-        const s = v128.load32_splat(sp, 4), xq = xp + 64;
+        const s = lane(s4, 1), xq = xp + 64;
         h0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 4)), h0);
         if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 4)), h1);
         if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 4)), h2);
         if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 4)), h3); }
       { const w0 = v128.load8x8_s(p, 64), w1 = v128.load8x8_s(p, 72), w2 = v128.load8x8_s(p, 80), w3 = v128.load8x8_s(p, 88);
-        const s = v128.load32_splat(sp, 8), xq = xp + 128;
+        const s = lane(s4, 2), xq = xp + 128;
         f0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 8)), f0);
         if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 8)), f1);
         if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 8)), f2);
         if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 8)), f3); }
       { const w0 = v128.load8x8_s(p, 96), w1 = v128.load8x8_s(p, 104), w2 = v128.load8x8_s(p, 112), w3 = v128.load8x8_s(p, 120);
-        const s = v128.load32_splat(sp, 12), xq = xp + 192;
+        const s = lane(s4, 3), xq = xp + 192;
         h0 = fmadd(q8BlockW(w0, w1, w2, w3, xq), f32x4.mul(s, v128.load32_splat(dp, 12)), h0);
         if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xq + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp, 12)), h1);
         if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp, 12)), h2);
         if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xq + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp, 12)), h3); }
-      p += 128; sp += 16; xp += 256; dp += 16;
+      p += 128; sp += 8; xp += 256; dp += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
       if (j & 1) {
         { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
-          const s = v128.load32_splat(sp);
+          const s = q8Scale1(sp, fast);
           h0 = fmadd(q8BlockW(w0, w1, w2, w3, xp), f32x4.mul(s, v128.load32_splat(dp)), h0);
           if (R > 1) h1 = fmadd(q8BlockW(w0, w1, w2, w3, xp + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp)), h1);
           if (R > 2) h2 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp)), h2);
           if (R > 3) h3 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp)), h3); }
       } else {
         { const w0 = v128.load8x8_s(p, 0), w1 = v128.load8x8_s(p, 8), w2 = v128.load8x8_s(p, 16), w3 = v128.load8x8_s(p, 24);
-          const s = v128.load32_splat(sp);
+          const s = q8Scale1(sp, fast);
           f0 = fmadd(q8BlockW(w0, w1, w2, w3, xp), f32x4.mul(s, v128.load32_splat(dp)), f0);
           if (R > 1) f1 = fmadd(q8BlockW(w0, w1, w2, w3, xp + ldp), f32x4.mul(s, v128.load32_splat(dp + ldp)), f1);
           if (R > 2) f2 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 2 * ldp), f32x4.mul(s, v128.load32_splat(dp + 2 * ldp)), f2);
           if (R > 3) f3 = fmadd(q8BlockW(w0, w1, w2, w3, xp + 3 * ldp), f32x4.mul(s, v128.load32_splat(dp + 3 * ldp)), f3); }
       }
-      p += 32; sp += 4; xp += 64; dp += 4;
+      p += 32; sp += 2; xp += 64; dp += 4;
     }
     storeR(out + (<usize>n << 2), ldo, hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), acc, R);
   }
@@ -634,34 +662,52 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
 }
 
 /** gemvQ8R with relaxed SIMD: each row's sums in gemvQ8Split's order, the weight vectors loaded once for all rows. */
-@inline function gemvQ8SplitR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+@inline function gemvQ8SplitR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32, fast: bool): void {
   const nb = K >> 5;
-  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 2);
+  let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
     const z = f32x4.splat(0);
     let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z;
     let o: usize = 0, dp = <usize>K * 3;   // x's block scales, from the row's start
     let b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      { const w0 = v128.load(p), w1 = v128.load(p, 16), s = v128.load32_splat(sp);
+    for (; b + 4 <= nb; b += 4) {
+      const s4 = q8Scales4(sp, fast);
+      { const w0 = v128.load(p), w1 = v128.load(p, 16), s = lane(s4, 0);
         f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o, s, dp, K);
         if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o, s, dp, K);
         if (R > 2) f2 = q8SplitRow(f2, w0, w1, prep, ldp, 2, o, s, dp, K);
         if (R > 3) f3 = q8SplitRow(f3, w0, w1, prep, ldp, 3, o, s, dp, K); }
-      { const w0 = v128.load(p, 32), w1 = v128.load(p, 48), s = v128.load32_splat(sp, 4);
+      { const w0 = v128.load(p, 32), w1 = v128.load(p, 48), s = lane(s4, 1);
         h0 = q8SplitRow(h0, w0, w1, prep, ldp, 0, o + 32, s, dp + 4, K);
         if (R > 1) h1 = q8SplitRow(h1, w0, w1, prep, ldp, 1, o + 32, s, dp + 4, K);
         if (R > 2) h2 = q8SplitRow(h2, w0, w1, prep, ldp, 2, o + 32, s, dp + 4, K);
         if (R > 3) h3 = q8SplitRow(h3, w0, w1, prep, ldp, 3, o + 32, s, dp + 4, K); }
-      p += 64; sp += 8; o += 64; dp += 8;
+      { const w0 = v128.load(p, 64), w1 = v128.load(p, 80), s = lane(s4, 2);
+        f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o + 64, s, dp + 8, K);
+        if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o + 64, s, dp + 8, K);
+        if (R > 2) f2 = q8SplitRow(f2, w0, w1, prep, ldp, 2, o + 64, s, dp + 8, K);
+        if (R > 3) f3 = q8SplitRow(f3, w0, w1, prep, ldp, 3, o + 64, s, dp + 8, K); }
+      { const w0 = v128.load(p, 96), w1 = v128.load(p, 112), s = lane(s4, 3);
+        h0 = q8SplitRow(h0, w0, w1, prep, ldp, 0, o + 96, s, dp + 12, K);
+        if (R > 1) h1 = q8SplitRow(h1, w0, w1, prep, ldp, 1, o + 96, s, dp + 12, K);
+        if (R > 2) h2 = q8SplitRow(h2, w0, w1, prep, ldp, 2, o + 96, s, dp + 12, K);
+        if (R > 3) h3 = q8SplitRow(h3, w0, w1, prep, ldp, 3, o + 96, s, dp + 12, K); }
+      p += 128; sp += 8; o += 128; dp += 16;
     }
-    if (b < nb) {
-      const w0 = v128.load(p), w1 = v128.load(p, 16), s = v128.load32_splat(sp);
-      f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o, s, dp, K);
-      if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o, s, dp, K);
-      if (R > 2) f2 = q8SplitRow(f2, w0, w1, prep, ldp, 2, o, s, dp, K);
-      if (R > 3) f3 = q8SplitRow(f3, w0, w1, prep, ldp, 3, o, s, dp, K);
-      p += 32; sp += 4;
+    for (let j = 0; b < nb; b++, j++) {
+      const w0 = v128.load(p), w1 = v128.load(p, 16), s = q8Scale1(sp, fast);
+      if (j & 1) {
+        h0 = q8SplitRow(h0, w0, w1, prep, ldp, 0, o, s, dp, K);
+        if (R > 1) h1 = q8SplitRow(h1, w0, w1, prep, ldp, 1, o, s, dp, K);
+        if (R > 2) h2 = q8SplitRow(h2, w0, w1, prep, ldp, 2, o, s, dp, K);
+        if (R > 3) h3 = q8SplitRow(h3, w0, w1, prep, ldp, 3, o, s, dp, K);
+      } else {
+        f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o, s, dp, K);
+        if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o, s, dp, K);
+        if (R > 2) f2 = q8SplitRow(f2, w0, w1, prep, ldp, 2, o, s, dp, K);
+        if (R > 3) f3 = q8SplitRow(f3, w0, w1, prep, ldp, 3, o, s, dp, K);
+      }
+      p += 32; sp += 2; o += 32; dp += 4;
     }
     storeR(out + (<usize>n << 2), ldo, hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), acc, R);
   }
@@ -777,9 +823,15 @@ export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usiz
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, false, false);
 }
-export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
-export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
-export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
+export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
+  if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2, false);
+}
+export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
+  if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3, false);
+}
+export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
+  if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, false);
+}
 export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
 export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
 export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
@@ -806,10 +858,12 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
     else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
   } else if (dtype == 3) {
-    if (R == 1) gemvQ8(out, prep, prep + <usize>K * 3, w, ws, K, n0, n1, acc);
-    else if (R == 2) gemvQ8R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
-    else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
-    else gemvQ8R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
+    // q8: wm ≠ 0 when every scale is a positive normal half (q8Scales4)
+    const fast = wm != 0 ? 1 : 0;
+    if (R == 1) gemvQ8(out, prep, prep + <usize>K * 3, w, ws, K, n0, n1, acc, fast);
+    else if (R == 2) gemvQ8R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
+    else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
+    else gemvQ8R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
   } else {
     if (R == 1) gemvQ4(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, K, n0, n1, acc);
     else if (R == 2) gemvQ4R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);

@@ -6,6 +6,7 @@
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
+import { f16ToF32Scalar } from './simd';
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -29,7 +30,7 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
           store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
           store<f32>(dmn + (<usize>(b * 8 + r) << 2), <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
-        } else store<f32>(o, load<f32>(scales + ((<usize>(n + r) * <usize>nb + <usize>(b0 + b)) << 2)));
+        } else store<f32>(o, f16ToF32Scalar(load<u16>(scales + ((<usize>(n + r) * <usize>nb + <usize>(b0 + b)) << 1))));
       } else {
         store<f32>(o, 0);
         if (q4) store<f32>(dmn + (<usize>(b * 8 + r) << 2), 0);

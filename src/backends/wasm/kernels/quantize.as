@@ -7,7 +7,7 @@
 // never parts of one sum, whose order would change its rounding. A row never depends on another,
 // so threads split rows freely.
 
-import { q4MetaBytes } from './simd';
+import { q4MetaBytes, f16hiToF32Exact } from './simd';
 
 const QB: i32 = 32;
 
@@ -227,7 +227,36 @@ function q4Rows(src: usize, K: i32, imp: usize, unit: bool, data: usize, meta: u
   }
 }
 
-/** q8 rows [i0, i1) of the `src` rows into weight rows r0 + i: int8 values at data, one f32 scale per block at scales. */
+/** f32 to f16 bits, nearest with ties to even: core/dtype.ts f32ToF16, bit for bit. */
+function f32ToF16(x: f32): u32 {
+  const u = reinterpret<u32>(x);
+  const sign = (u >> 16) & 0x8000, exp = <i32>((u >> 23) & 0xff);
+  let mant = u & 0x7fffff;
+  if (exp == 0xff) return sign | 0x7c00 | (mant != 0 ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = <u32>(14 - e);
+    let h = mant >> shift;
+    const rem = mant & ((<u32>1 << shift) - 1), half = <u32>1 << (shift - 1);
+    if (rem > half || (rem == half && (h & 1) != 0)) h++;
+    return sign | h;
+  }
+  let h = (<u32>e << 10) | (mant >> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1) != 0)) h++;
+  return sign | h;
+}
+
+const Q8_MAX = i32x4(127, 127, 127, 127), Q8_MIN = i32x4(-127, -127, -127, -127);
+
+/**
+ * q8 rows [i0, i1) of the `src` rows into weight rows r0 + i: int8 values at data, one f16 scale
+ * (its bits) per block at scales. A scale f16 cannot hold is written as its infinity, with the
+ * block's levels 0; the caller refuses the weight (wasm-backend.ts checkQ8Scales).
+ */
 function q8Rows(src: usize, K: i32, data: usize, scales: usize, r0: i32, i0: i32, i1: i32): void {
   const nb = K >> 5;
   for (let i = i0; i < i1; i++) {
@@ -238,17 +267,20 @@ function q8Rows(src: usize, K: i32, data: usize, scales: usize, r0: i32, i0: i32
       let a = f32x4.splat(0);
       for (let j = 0; j < QB; j += 4) a = f32x4.max(a, f32x4.abs(v128.load(xb + (<usize>j << 2))));
       const amax = <f64>max<f32>(max<f32>(f32x4.extract_lane(a, 0), f32x4.extract_lane(a, 1)), max<f32>(f32x4.extract_lane(a, 2), f32x4.extract_lane(a, 3)));
-      const scale = amax / 127;
-      // JS `scale ? 1 / scale : 0`: NaN is falsy too
-      const inv: f64 = scale != 0 && scale == scale ? 1 / scale : 0;
-      store<f32>(scales + ((row * <usize>nb + <usize>b) << 2), <f32>scale);
+      // weight-format.ts q8Scale: Q8_0's d, then the levels fitted to the stored (rounded) d
+      const h = f32ToF16(<f32>(amax / 127));
+      store<u16>(scales + ((row * <usize>nb + <usize>b) << 1), <u16>h);
+      const sc = <f64>f32x4.extract_lane(f16hiToF32Exact(i32x4.splat(<i32>(h << 16))), 0);
       const o = data + ((row * <usize>nb + <usize>b) << 5);
-      const iv = f64x2.splat(inv);
+      // JS `sc ? … : 0`: a zero (or NaN) scale leaves the levels 0; ∞ gives x/∞ = 0 (refused anyway)
+      if (!(sc != 0 && sc == sc)) { v128.store(o, i8x16.splat(0)); v128.store(o, i8x16.splat(0), 16); continue; }
+      const sv = f64x2.splat(sc);
       for (let j = 0; j < QB; j += 2) {
-        // Math.round(x · inv), as an int8 (|x · inv| ≤ 127; NaN gives 0 as ToInt8 does)
-        const y = f64x2.mul(f64x2.promote_low_f32x4(v128.load64_zero(xb + (<usize>j << 2))), iv);
+        // Math.round(x / sc) clamped to ±127 (NaN gives 0 as ToInt8 does)
+        const y = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(xb + (<usize>j << 2))), sv);
         const f = f64x2.floor(y);
-        const q = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF)));
+        let q = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF)));
+        q = i32x4.max_s(i32x4.min_s(q, Q8_MAX), Q8_MIN);
         store<i8>(o + <usize>j, <i8>i32x4.extract_lane(q, 0));
         store<i8>(o + <usize>j + 1, <i8>i32x4.extract_lane(q, 1));
       }

@@ -93,6 +93,23 @@
   return f32x4.sub(t, c);
 }
 
+/** The four f16 at p (consecutive, e.g. q8's block scales) as f32x4, exactly (f16hiToF32Exact). */
+@inline export function f16x4At(p: usize): v128 { return f16hiToF32Exact(i32x4.shl(v128.load16x4_u(p), 16)); }
+
+/**
+ * One f16 (bits in the low 16 of h) as f32, exactly, without a denormal operand: a normal half is
+ * its bits moved up 13 and rebiased by an integer add; a subnormal one m·2⁻²⁴ from the integer m
+ * (a normal f32) times 2⁻²⁴. Infinity and NaN halves (never a weight's scale) come out finite.
+ */
+@inline export function f16ToF32Scalar(h: u32): f32 {
+  const a = h & 0x7fff;
+  const v = a >= 0x400 ? reinterpret<f32>((a << 13) + (112 << 23)) : <f32>a * 5.9604644775390625e-8;
+  return h & 0x8000 ? -v : v;
+}
+
+/** The f16 at p as f32 in every lane, exactly. */
+@inline export function f16SplatAt(p: usize): v128 { return f16hiToF32Exact(i32x4.splat(<i32>load<u16>(p) << 16)); }
+
 /**
  * Whether any of the 16 halves in a and b has a zero exponent: subnormal (or zero, rare in weights,
  * which then merely takes the exact path too).
