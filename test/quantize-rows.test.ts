@@ -83,6 +83,11 @@ function cases(rng: Rng, K: number): { name: string; src: Float32Array }[] {
         (j) => n() * (j < 32 ? 1e20 : 1e-20),      // one huge block: D far above the others' scales
         (j) => n() * (j < 32 ? 1e-38 : 1),         // one nearly zero block
         () => 5 + n() * 1e-6,                       // a large min, tiny scale
+        // q8's scale search at f16's edges: d = 2⁻¹⁴ (the steps below it are subnormal), d two
+        // subnormal steps above 0 (the steps below 0 are skipped), d = f16's largest (none above)
+        (j) => (j % 32 === 9 ? -127 * 2 ** -14 : (rng.next() * 2 - 1) * 127 * 2 ** -14),
+        (j) => (j % 32 === 2 ? 254 * 2 ** -24 : (rng.next() * 2 - 1) * 254 * 2 ** -24),
+        (j) => (j % 32 === 31 ? 65504 * 127 : (rng.next() * 2 - 1) * 65504 * 127),
       ]),
     },
   ];
@@ -135,32 +140,57 @@ for (const cfg of CONFIGS) {
 /** The f32 value of f16 bits. */
 const half = (h: number): number => f16ToF32(h);
 
-test('q8 scales: Q8_0\'s f16 d (llama.cpp\'s bytes for the same block), levels fitted to it; subnormal, zero and overflowing scales', async () => {
+/** Σ(x − d·q)² of a block for levels q (f64). */
+function sqErr(x: Float32Array, d: number, q: ArrayLike<number>): number {
+  let e = 0;
+  for (let j = 0; j < 32; j++) e += (x[j] - d * q[j]) ** 2;
+  return e;
+}
+
+/** The levels round(x / d) clamped to ±127 (0 for d = 0). */
+const levelsFor = (x: Float32Array, d: number): number[] => Array.from(x, (v) => (d ? Math.max(-127, Math.min(127, Math.round(v / d))) + 0 : 0));
+
+test('q8 scales: the f16 near Q8_0\'s d with the least squared error, levels fitted to it; subnormal, zero and overflowing scales', async () => {
   const be = await wasm(CONFIGS[0]);
   const rng = new Rng(13), K = 64;
   // block magnitudes from f16's subnormals (d = 2⁻²⁴·m) through its normal range to its largest scale
-  const mags = [3e-6, 1e-5, 6e-5, 2e-4, 7.7e-3, 1, 300, 65504 * 127, 6.4e-7];
+  const mags = [3e-6, 1e-5, 6e-5, 2e-4, 7.7e-3, 1, 300, 65504 * 127, 6.4e-7, 0.02, 0.05, 3];
   // row 7: one value per block exactly 65504·127, whose d is f16's largest
   const src = rowsOf(mags.length, K, mags.map((m, r) => (j: number) => (r === 7 && j % 32 === 3 ? m : (rng.next() * 2 - 1) * m)));
   const w = allocWeightStorage('q8', mags.length, K);
   setWeightRows(w, 0, src);
   const s = w.scales as Uint16Array, q = w.data as Int8Array;
   const gg = new Uint8Array(34);
-  let subnormal = 0;
+  let subnormal = 0, moved = 0, ours = 0, q80 = 0;
   for (let b = 0; b < s.length; b++) {
     const x = src.subarray(b * 32, b * 32 + 32);
     encodeQ8_0(x, gg);
-    assert.equal(s[b], gg[0] | (gg[1] << 8), `block ${b}: the scale is Q8_0's d`);
+    const h0 = gg[0] | (gg[1] << 8), d = half(s[b]);
     if ((s[b] & 0x7c00) === 0 && s[b] !== 0) subnormal++;
-    const d = half(s[b]);
+    // levels fitted to the stored d: within half a step of x unless clamped at ±127
+    const want = levelsFor(x, d);
     for (let j = 0; j < 32; j++) {
-      const want = d ? Math.max(-127, Math.min(127, Math.round(x[j] / d))) + 0 : 0;
-      assert.equal(q[b * 32 + j], want, `block ${b} value ${j}: round(x / d16)`);
-      // fitted to the stored d: within half a step of it unless clamped at ±127
-      if (d > 0 && Math.abs(want) < 127) assert.ok(Math.abs(q[b * 32 + j] * d - x[j]) <= d / 2 * (1 + 1e-12), `block ${b} value ${j}`);
+      assert.equal(q[b * 32 + j], want[j], `block ${b} value ${j}: round(x / d16)`);
+      if (d > 0 && Math.abs(want[j]) < 127) assert.ok(Math.abs(q[b * 32 + j] * d - x[j]) <= d / 2 * (1 + 1e-12), `block ${b} value ${j}`);
     }
+    // the scale: Q8_0's d or an f16 up to 4 steps below / 2 above it (never normal to subnormal)
+    // whose levels leave no more error than any other of those halves', Q8_0's own d included
+    assert.ok(s[b] - h0 >= -4 && s[b] - h0 <= 2, `block ${b}: scale ${s[b]} vs Q8_0's ${h0}`);
+    assert.ok(h0 < 0x400 || s[b] >= 0x400, `block ${b}: a normal d stays normal`);
+    const e = sqErr(x, d, want);
+    for (let h = Math.max(h0 < 0x400 ? 1 : 0x400, h0 - 4); h <= Math.min(0x7bff, h0 + 2) && h0 > 0; h++) {
+      assert.ok(e <= sqErr(x, half(h), levelsFor(x, half(h))), `block ${b}: the half ${h} fits better than ${s[b]}`);
+    }
+    // llama.cpp's Q8_0 bytes for the same block (levels fitted to its f32 d)
+    const gq = Array.from(gg.subarray(2), (v) => (v << 24) >> 24);
+    const eq = sqErr(x, half(h0), gq);
+    assert.ok(e <= eq, `block ${b}: ${e} worse than Q8_0's ${eq}`);
+    if (s[b] !== h0) moved++;
+    if (mags[Math.floor(b / 2)] >= 0.02 && mags[Math.floor(b / 2)] <= 3) { ours += e; q80 += eq; }
   }
   assert.ok(subnormal >= 2, `${subnormal} blocks with a subnormal scale`);
+  assert.ok(moved >= 4, `${moved} blocks moved off Q8_0's d`);
+  assert.ok(ours < q80 * 0.99, `normal blocks' squared error ${ours} vs Q8_0's ${q80}`);
   assert.ok([...s].some((h) => h === 0) && [...s].some((h) => h === 0x7bff), 'a zero scale (values below f16\'s) and f16\'s largest');
   // the WASM kernel writes the same bytes
   const wb = be.allocWeight('q8', mags.length, K);

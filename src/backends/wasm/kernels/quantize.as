@@ -251,6 +251,45 @@ function f32ToF16(x: f32): u32 {
 }
 
 const Q8_MAX = i32x4(127, 127, 127, 127), Q8_MIN = i32x4(-127, -127, -127, -127);
+const Q8_MAXF = f64x2(127, 127), Q8_MINF = f64x2(-127, -127);
+/** weight-format.ts Q8_STEPS[s]: -1, 1, -2, 2, -3, -4 (a table would be a data segment). */
+@inline function q8Step(s: i32): i32 { return s < 4 ? ((s & 1) != 0 ? (s >> 1) + 1 : -((s >> 1) + 1)) : -s + 1; }
+
+/** An f16 (its bits) as f64, exactly. */
+@inline function f16Value(h: u32): f64 { return <f64>f32x4.extract_lane(f16hiToF32Exact(i32x4.splat(<i32>(h << 16))), 0); }
+
+/**
+ * weight-format.ts q8Error: Σ(x − d·q)² over the 32 values at xb, q = round(x / d) clamped to ±127,
+ * two values per f64x2 operation but summed one at a time in index order.
+ */
+function q8Error(xb: usize, d: f64): f64 {
+  const dv = f64x2.splat(d);
+  let e: f64 = 0;
+  for (let j = 0; j < QB; j += 2) {
+    const x = f64x2.promote_low_f32x4(v128.load64_zero(xb + (<usize>j << 2)));
+    const y = f64x2.div(x, dv), f = f64x2.floor(y);
+    const r = v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF));
+    const t = f64x2.sub(x, f64x2.mul(dv, f64x2.max(f64x2.min(r, Q8_MAXF), Q8_MINF)));
+    const t2 = f64x2.mul(t, t);
+    e += f64x2.extract_lane(t2, 0);
+    e += f64x2.extract_lane(t2, 1);
+  }
+  return e;
+}
+
+/** weight-format.ts q8Scale for a block at xb whose Q8_0 d rounds to the half h0 (the same steps in the same order). */
+function q8Scale(xb: usize, h0: u32): u32 {
+  if (h0 == 0 || h0 >= 0x7c00) return h0;
+  const lo: u32 = h0 >= 0x400 ? 0x400 : 1;
+  let best = h0, err = q8Error(xb, f16Value(h0));
+  for (let s = 0; s < 6; s++) {
+    const h = <u32>(<i32>h0 + q8Step(s));
+    if (h < lo || h >= 0x7c00) continue;
+    const e = q8Error(xb, f16Value(h));
+    if (e < err) { err = e; best = h; }
+  }
+  return best;
+}
 
 /**
  * q8 rows [i0, i1) of the `src` rows into weight rows r0 + i: int8 values at data, one f16 scale
@@ -267,10 +306,11 @@ function q8Rows(src: usize, K: i32, data: usize, scales: usize, r0: i32, i0: i32
       let a = f32x4.splat(0);
       for (let j = 0; j < QB; j += 4) a = f32x4.max(a, f32x4.abs(v128.load(xb + (<usize>j << 2))));
       const amax = <f64>max<f32>(max<f32>(f32x4.extract_lane(a, 0), f32x4.extract_lane(a, 1)), max<f32>(f32x4.extract_lane(a, 2), f32x4.extract_lane(a, 3)));
-      // weight-format.ts q8Scale: Q8_0's d, then the levels fitted to the stored (rounded) d
-      const h = f32ToF16(<f32>(amax / 127));
+      // weight-format.ts q8Scale: Q8_0's d or the f16 a few steps from it with the least error,
+      // then the levels fitted to the stored half
+      const h = q8Scale(xb, f32ToF16(<f32>(amax / 127)));
       store<u16>(scales + ((row * <usize>nb + <usize>b) << 1), <u16>h);
-      const sc = <f64>f32x4.extract_lane(f16hiToF32Exact(i32x4.splat(<i32>(h << 16))), 0);
+      const sc = f16Value(h);
       const o = data + ((row * <usize>nb + <usize>b) << 5);
       // JS `sc ? … : 0`: a zero (or NaN) scale leaves the levels 0; ∞ gives x/∞ = 0 (refused anyway)
       if (!(sc != 0 && sc == sc)) { v128.store(o, i8x16.splat(0)); v128.store(o, i8x16.splat(0), 16); continue; }
