@@ -252,43 +252,56 @@ function f32ToF16(x: f32): u32 {
 
 const Q8_MAX = i32x4(127, 127, 127, 127), Q8_MIN = i32x4(-127, -127, -127, -127);
 const Q8_MAXF = f64x2(127, 127), Q8_MINF = f64x2(-127, -127);
-/** weight-format.ts Q8_STEPS[s]: -1, 1, -2, 2, -3, -4 (a table would be a data segment). */
-@inline function q8Step(s: i32): i32 { return s < 4 ? ((s & 1) != 0 ? (s >> 1) + 1 : -((s >> 1) + 1)) : -s + 1; }
 
 /** An f16 (its bits) as f64, exactly. */
 @inline function f16Value(h: u32): f64 { return <f64>f32x4.extract_lane(f16hiToF32Exact(i32x4.splat(<i32>(h << 16))), 0); }
 
 /**
- * weight-format.ts q8Error: Σ(x − d·q)² over the 32 values at xb, q = round(x / d) clamped to ±127,
- * two values per f64x2 operation but summed one at a time in index order.
+ * weight-format.ts q8Fit: Σ(x − d·q)² over the 32 values at xb, q = round(x · (1/d)) clamped to ±127,
+ * and in q8Ls Σx·q / Σq²; value i goes to partial sum i % 8 (lane i % 2 of accumulator (i / 2) % 4),
+ * combined as there (Σq² is an exact integer in any order).
  */
-function q8Error(xb: usize, d: f64): f64 {
-  const dv = f64x2.splat(d);
-  let e: f64 = 0;
-  for (let j = 0; j < QB; j += 2) {
-    const x = f64x2.promote_low_f32x4(v128.load64_zero(xb + (<usize>j << 2)));
-    const y = f64x2.div(x, dv), f = f64x2.floor(y);
-    const r = v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF));
-    const t = f64x2.sub(x, f64x2.mul(dv, f64x2.max(f64x2.min(r, Q8_MAXF), Q8_MINF)));
-    const t2 = f64x2.mul(t, t);
-    e += f64x2.extract_lane(t2, 0);
-    e += f64x2.extract_lane(t2, 1);
+let q8Ls: f64 = 0;
+function q8Fit(xb: usize, d: f64): f64 {
+  const dv = f64x2.splat(d), rv = f64x2.splat(1 / d), z = f64x2.splat(0);
+  let e0 = z, e1 = z, e2 = z, e3 = z, s0 = z, s1 = z, s2 = z, s3 = z, qq = z;
+  for (let j = 0; j < QB; j += 8) {
+    const p = xb + (<usize>j << 2);
+    let x = f64x2.promote_low_f32x4(v128.load64_zero(p)), q = q8Level(x, rv), t = f64x2.sub(x, f64x2.mul(dv, q));
+    e0 = f64x2.add(e0, f64x2.mul(t, t)); s0 = f64x2.add(s0, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
+    x = f64x2.promote_low_f32x4(v128.load64_zero(p, 8)); q = q8Level(x, rv); t = f64x2.sub(x, f64x2.mul(dv, q));
+    e1 = f64x2.add(e1, f64x2.mul(t, t)); s1 = f64x2.add(s1, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
+    x = f64x2.promote_low_f32x4(v128.load64_zero(p, 16)); q = q8Level(x, rv); t = f64x2.sub(x, f64x2.mul(dv, q));
+    e2 = f64x2.add(e2, f64x2.mul(t, t)); s2 = f64x2.add(s2, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
+    x = f64x2.promote_low_f32x4(v128.load64_zero(p, 24)); q = q8Level(x, rv); t = f64x2.sub(x, f64x2.mul(dv, q));
+    e3 = f64x2.add(e3, f64x2.mul(t, t)); s3 = f64x2.add(s3, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
   }
-  return e;
+  const s = f64x2.add(f64x2.add(s0, s1), f64x2.add(s2, s3));
+  q8Ls = (f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1)) / (f64x2.extract_lane(qq, 0) + f64x2.extract_lane(qq, 1));
+  const e = f64x2.add(f64x2.add(e0, e1), f64x2.add(e2, e3));
+  return f64x2.extract_lane(e, 0) + f64x2.extract_lane(e, 1);
 }
 
-/** weight-format.ts q8Scale for a block at xb whose Q8_0 d rounds to the half h0 (the same steps in the same order). */
+/** Math.round(x · r) clamped to ±127, per f64 lane. */
+@inline function q8Level(x: v128, rv: v128): v128 {
+  const y = f64x2.mul(x, rv), f = f64x2.floor(y);
+  const r = v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF));
+  return f64x2.max(f64x2.min(r, Q8_MAXF), Q8_MINF);
+}
+
+/** weight-format.ts q8Scale for a block at xb whose Q8_0 d rounds to the half h0 (the same fits in the same order). */
 function q8Scale(xb: usize, h0: u32): u32 {
   if (h0 == 0 || h0 >= 0x7c00) return h0;
   const lo: u32 = h0 >= 0x400 ? 0x400 : 1;
-  let best = h0, err = q8Error(xb, f16Value(h0));
-  for (let s = 0; s < 6; s++) {
-    const h = <u32>(<i32>h0 + q8Step(s));
-    if (h < lo || h >= 0x7c00) continue;
-    const e = q8Error(xb, f16Value(h));
-    if (e < err) { err = e; best = h; }
-  }
-  return best;
+  let err = q8Fit(xb, f16Value(h0));
+  const h1 = f32ToF16(<f32>q8Ls);
+  if (h1 == h0 || h1 < lo || h1 >= 0x7c00) return h0;
+  const e1 = q8Fit(xb, f16Value(h1));
+  if (!(e1 < err)) return h0;
+  err = e1;
+  const h2 = f32ToF16(<f32>q8Ls);
+  if (h2 == h0 || h2 == h1 || h2 < lo || h2 >= 0x7c00) return h1;
+  return q8Fit(xb, f16Value(h2)) < err ? h2 : h1;
 }
 
 /**
