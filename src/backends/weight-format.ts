@@ -257,23 +257,24 @@ export function setWeightRows(w: Weight, r0: number, src: Float32Array, importan
 }
 
 /**
- * Σ(x − d·q)² over the block at src[at..at+32) for q = round(x · (1/d)) clamped to ±127 (f64), and in
- * q8Ls the least-squares scale Σx·q / Σq² of those levels. The reciprocal and eight partial sums,
- * combined in a fixed order, let the WASM kernel run it two values per operation without a chain of
- * dependent additions (quantize.as q8Fit: the same operations).
+ * Σ(x − d·q)² over the block at src[at..at+32) for q = round(x · r) clamped to ±127, r = 1/d, and in
+ * q8Ls the least-squares scale Σx·q / Σq² of those levels, all in f32 arithmetic (each Math.fround of
+ * one f64 operation on f32 values is the f32 operation: f64 has more than 2·24 + 2 bits) with eight
+ * partial sums combined in a fixed order: quantize.as q8Fit runs the same operations four values at
+ * a time. Errors below f32's range count as 0 (such blocks keep d).
  */
 function q8Fit(src: Float32Array, at: number, d: number): number {
-  const r = 1 / d, a = q8Acc;
+  const fr = Math.fround, r = fr(1 / d), a = q8Acc;
   a.fill(0);
   let qq = 0;
   for (let i = 0; i < QBLOCK; i++) {
-    const x = src[at + i], q = Math.max(-127, Math.min(127, Math.round(x * r))), t = x - d * q;
-    a[i & 7] += t * t;
-    a[8 + (i & 7)] += x * q;
+    const x = src[at + i], q = Math.max(-127, Math.min(127, Math.round(fr(x * r)))), t = fr(x - fr(d * q));
+    a[i & 7] = fr(a[i & 7] + fr(t * t));
+    a[8 + (i & 7)] = fr(a[8 + (i & 7)] + fr(x * q));
     qq += q * q;
   }
-  q8Ls = (((a[8] + a[10]) + (a[12] + a[14])) + ((a[9] + a[11]) + (a[13] + a[15]))) / qq;
-  return ((a[0] + a[2]) + (a[4] + a[6])) + ((a[1] + a[3]) + (a[5] + a[7]));
+  q8Ls = fr(fr(fr(fr(a[8] + a[12]) + fr(a[9] + a[13])) + fr(fr(a[10] + a[14]) + fr(a[11] + a[15]))) / qq);
+  return fr(fr(fr(a[0] + a[4]) + fr(a[1] + a[5])) + fr(fr(a[2] + a[6]) + fr(a[3] + a[7])));
 }
 const q8Acc = new Float64Array(16);
 let q8Ls = 0;
@@ -293,12 +294,12 @@ export function q8Scale(src: Float32Array, at: number, amax: number): number {
   if (h0 === 0 || h0 >= 0x7c00) return h0;
   const lo = h0 >= 0x400 ? 0x400 : 1;
   let err = q8Fit(src, at, f16ToF32(h0));
-  const h1 = f32ToF16(Math.fround(q8Ls));
+  const h1 = f32ToF16(q8Ls);
   if (h1 === h0 || h1 < lo || h1 >= 0x7c00) return h0;
   const e1 = q8Fit(src, at, f16ToF32(h1));
   if (!(e1 < err)) return h0;
   err = e1;
-  const h2 = f32ToF16(Math.fround(q8Ls));
+  const h2 = f32ToF16(q8Ls);
   if (h2 === h0 || h2 === h1 || h2 < lo || h2 >= 0x7c00) return h1;
   return q8Fit(src, at, f16ToF32(h2)) < err ? h2 : h1;
 }

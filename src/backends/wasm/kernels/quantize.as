@@ -251,58 +251,69 @@ function f32ToF16(x: f32): u32 {
 }
 
 const Q8_MAX = i32x4(127, 127, 127, 127), Q8_MIN = i32x4(-127, -127, -127, -127);
-const Q8_MAXF = f64x2(127, 127), Q8_MINF = f64x2(-127, -127);
+const Q8_MAXF = f32x4(127, 127, 127, 127), Q8_MINF = f32x4(-127, -127, -127, -127);
+const ONE32 = f32x4(1, 1, 1, 1), HALF32 = f32x4(0.5, 0.5, 0.5, 0.5);
 
 /** An f16 (its bits) as f64, exactly. */
 @inline function f16Value(h: u32): f64 { return <f64>f32x4.extract_lane(f16hiToF32Exact(i32x4.splat(<i32>(h << 16))), 0); }
 
 /**
- * weight-format.ts q8Fit: Σ(x − d·q)² over the 32 values at xb, q = round(x · (1/d)) clamped to ±127,
- * and in q8Ls Σx·q / Σq²; value i goes to partial sum i % 8 (lane i % 2 of accumulator (i / 2) % 4),
- * combined as there (Σq² is an exact integer in any order).
+ * weight-format.ts q8Fit: Σ(x − d·q)² over the 32 values at xb, q = round(x · r) clamped to ±127,
+ * r = 1/d, and in q8Ls Σx·q / Σq², in f32; value i goes to partial sum i % 8 (lane i % 4 of
+ * accumulator (i / 4) % 2), combined as there (Σq² is an exact integer in any order).
  */
-let q8Ls: f64 = 0;
-function q8Fit(xb: usize, d: f64): f64 {
-  const dv = f64x2.splat(d), rv = f64x2.splat(1 / d), z = f64x2.splat(0);
-  let e0 = z, e1 = z, e2 = z, e3 = z, s0 = z, s1 = z, s2 = z, s3 = z, qq = z;
+let q8Ls: f32 = 0;
+function q8Fit(xb: usize, d: f32): f32 {
+  const dv = f32x4.splat(d), rv = f32x4.splat(<f32>1 / d), z = f32x4.splat(0);
+  let e0 = z, e1 = z, s0 = z, s1 = z, qq = i32x4.splat(0);
   for (let j = 0; j < QB; j += 8) {
     const p = xb + (<usize>j << 2);
-    let x = f64x2.promote_low_f32x4(v128.load64_zero(p)), q = q8Level(x, rv), t = f64x2.sub(x, f64x2.mul(dv, q));
-    e0 = f64x2.add(e0, f64x2.mul(t, t)); s0 = f64x2.add(s0, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
-    x = f64x2.promote_low_f32x4(v128.load64_zero(p, 8)); q = q8Level(x, rv); t = f64x2.sub(x, f64x2.mul(dv, q));
-    e1 = f64x2.add(e1, f64x2.mul(t, t)); s1 = f64x2.add(s1, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
-    x = f64x2.promote_low_f32x4(v128.load64_zero(p, 16)); q = q8Level(x, rv); t = f64x2.sub(x, f64x2.mul(dv, q));
-    e2 = f64x2.add(e2, f64x2.mul(t, t)); s2 = f64x2.add(s2, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
-    x = f64x2.promote_low_f32x4(v128.load64_zero(p, 24)); q = q8Level(x, rv); t = f64x2.sub(x, f64x2.mul(dv, q));
-    e3 = f64x2.add(e3, f64x2.mul(t, t)); s3 = f64x2.add(s3, f64x2.mul(x, q)); qq = f64x2.add(qq, f64x2.mul(q, q));
+    let x = v128.load(p), q = q8Level(x, rv), t = f32x4.sub(x, f32x4.mul(dv, q));
+    e0 = f32x4.add(e0, f32x4.mul(t, t)); s0 = f32x4.add(s0, f32x4.mul(x, q));
+    let qi = i32x4.trunc_sat_f32x4_s(q); qq = i32x4.add(qq, i32x4.mul(qi, qi));
+    x = v128.load(p, 16); q = q8Level(x, rv); t = f32x4.sub(x, f32x4.mul(dv, q));
+    e1 = f32x4.add(e1, f32x4.mul(t, t)); s1 = f32x4.add(s1, f32x4.mul(x, q));
+    qi = i32x4.trunc_sat_f32x4_s(q); qq = i32x4.add(qq, i32x4.mul(qi, qi));
   }
-  const s = f64x2.add(f64x2.add(s0, s1), f64x2.add(s2, s3));
-  q8Ls = (f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1)) / (f64x2.extract_lane(qq, 0) + f64x2.extract_lane(qq, 1));
-  const e = f64x2.add(f64x2.add(e0, e1), f64x2.add(e2, e3));
-  return f64x2.extract_lane(e, 0) + f64x2.extract_lane(e, 1);
+  // lanes (a0 + a4, a1 + a5, a2 + a6, a3 + a7), then ((0) + (1)) + ((2) + (3))
+  const s = f32x4.add(s0, s1), e = f32x4.add(e0, e1);
+  const n = i32x4.extract_lane(qq, 0) + i32x4.extract_lane(qq, 1) + i32x4.extract_lane(qq, 2) + i32x4.extract_lane(qq, 3);
+  q8Ls = ((f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1)) + (f32x4.extract_lane(s, 2) + f32x4.extract_lane(s, 3))) / <f32>n;
+  return (f32x4.extract_lane(e, 0) + f32x4.extract_lane(e, 1)) + (f32x4.extract_lane(e, 2) + f32x4.extract_lane(e, 3));
 }
 
-/** Math.round(x · r) clamped to ±127, per f64 lane. */
+/** Math.round(x · r) clamped to ±127, per f32 lane (x − floor(x) is exact in f32). */
 @inline function q8Level(x: v128, rv: v128): v128 {
-  const y = f64x2.mul(x, rv), f = f64x2.floor(y);
-  const r = v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF));
-  return f64x2.max(f64x2.min(r, Q8_MAXF), Q8_MINF);
+  const y = f32x4.mul(x, rv), f = f32x4.floor(y);
+  const r = v128.bitselect(f32x4.add(f, ONE32), f, f32x4.ge(f32x4.sub(y, f), HALF32));
+  return f32x4.max(f32x4.min(r, Q8_MAXF), Q8_MINF);
 }
 
 /** weight-format.ts q8Scale for a block at xb whose Q8_0 d rounds to the half h0 (the same fits in the same order). */
 function q8Scale(xb: usize, h0: u32): u32 {
   if (h0 == 0 || h0 >= 0x7c00) return h0;
   const lo: u32 = h0 >= 0x400 ? 0x400 : 1;
-  let err = q8Fit(xb, f16Value(h0));
-  const h1 = f32ToF16(<f32>q8Ls);
+  let err = q8Fit(xb, <f32>f16Value(h0));
+  const h1 = f32ToF16(q8Ls);
   if (h1 == h0 || h1 < lo || h1 >= 0x7c00) return h0;
-  const e1 = q8Fit(xb, f16Value(h1));
+  const e1 = q8Fit(xb, <f32>f16Value(h1));
   if (!(e1 < err)) return h0;
   err = e1;
-  const h2 = f32ToF16(<f32>q8Ls);
+  const h2 = f32ToF16(q8Ls);
   if (h2 == h0 || h2 == h1 || h2 < lo || h2 >= 0x7c00) return h1;
-  return q8Fit(xb, f16Value(h2)) < err ? h2 : h1;
+  return q8Fit(xb, <f32>f16Value(h2)) < err ? h2 : h1;
 }
+
+/** Math.round(x / sc) clamped to ±127 for two f32 values at p (NaN gives 0 as ToInt8 does), in lanes 0 and 1. */
+@inline function q8Two(p: usize, sv: v128): v128 {
+  const y = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(p)), sv);
+  const f = f64x2.floor(y);
+  const q = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF)));
+  return i32x4.max_s(i32x4.min_s(q, Q8_MAX), Q8_MIN);
+}
+
+/** q8Two for four values at p, in order. */
+@inline function q8Four(p: usize, sv: v128): v128 { return v128.shuffle<i32>(q8Two(p, sv), q8Two(p + 8, sv), 0, 1, 4, 5); }
 
 /**
  * q8 rows [i0, i1) of the `src` rows into weight rows r0 + i: int8 values at data, one f16 scale
@@ -328,14 +339,12 @@ function q8Rows(src: usize, K: i32, data: usize, scales: usize, r0: i32, i0: i32
       // JS `sc ? … : 0`: a zero (or NaN) scale leaves the levels 0; ∞ gives x/∞ = 0 (refused anyway)
       if (!(sc != 0 && sc == sc)) { v128.store(o, i8x16.splat(0)); v128.store(o, i8x16.splat(0), 16); continue; }
       const sv = f64x2.splat(sc);
-      for (let j = 0; j < QB; j += 2) {
-        // Math.round(x / sc) clamped to ±127 (NaN gives 0 as ToInt8 does)
-        const y = f64x2.div(f64x2.promote_low_f32x4(v128.load64_zero(xb + (<usize>j << 2))), sv);
-        const f = f64x2.floor(y);
-        let q = i32x4.trunc_sat_f64x2_s_zero(v128.bitselect(f64x2.add(f, ONE), f, f64x2.ge(f64x2.sub(y, f), HALF)));
-        q = i32x4.max_s(i32x4.min_s(q, Q8_MAX), Q8_MIN);
-        store<i8>(o + <usize>j, <i8>i32x4.extract_lane(q, 0));
-        store<i8>(o + <usize>j + 1, <i8>i32x4.extract_lane(q, 1));
+      for (let j = 0; j < QB; j += 16) {
+        // 16 levels per store: pairs of lanes joined into i32x4s, then narrowed (they fit an i8)
+        const p = xb + (<usize>j << 2);
+        const a = i16x8.narrow_i32x4_s(q8Four(p, sv), q8Four(p + 16, sv));
+        const b = i16x8.narrow_i32x4_s(q8Four(p + 32, sv), q8Four(p + 48, sv));
+        v128.store(o + <usize>j, i8x16.narrow_i16x8_s(a, b));
       }
     }
   }
