@@ -234,6 +234,59 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
   }
 }
 
+/**
+ * f16 with a subnormal map: the row is walked as runs of clean groups between the marked ones, so
+ * the hot loop holds no map test and nothing live into the exact path (which V8 otherwise spills
+ * on every step), two groups per step, one pointer per stream. The sums are formed group by group
+ * into the same four accumulators in the same order as gemvHalfT, so results are bit-identical.
+ */
+@inline function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, scaled: bool): void {
+  const xs = scaled ? xd + (<usize>K << 2) : xd;
+  const rb = <usize>K << 1, wpr = subMapWords(K);
+  const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
+  for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    let o: usize = 0;
+    while (true) {
+      const nx = nextExact(mp, o, e16);
+      let pw = p + o, px = xs + (o << 1);
+      const pe = p + nx;
+      for (; pw < pe; pw += 32, px += 64) {
+        const v0 = v128.load(pw), v1 = v128.load(pw, 16);
+        if (scaled) {
+          a0 = fmadd(f16Bits(v0, false), v128.load(px), a0);
+          a1 = fmadd(f16Bits(v0, true), v128.load(px, 16), a1);
+          a2 = fmadd(f16Bits(v1, false), v128.load(px, 32), a2);
+          a3 = fmadd(f16Bits(v1, true), v128.load(px, 48), a3);
+        } else {
+          a0 = fmadd(halfPair(v0, true, false), v128.load(px), a0);
+          a1 = fmadd(halfPair(v0, true, true), v128.load(px, 16), a1);
+          a2 = fmadd(halfPair(v1, true, false), v128.load(px, 32), a2);
+          a3 = fmadd(halfPair(v1, true, true), v128.load(px, 48), a3);
+        }
+      }
+      if (nx >= e16) break;
+      // the marked group: exact conversion against the unscaled x
+      const v0 = v128.load(p + nx), v1 = v128.load(p + nx, 16), xo = xd + (nx << 1);
+      a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
+      a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
+      a2 = fmadd(halfPairExact(v1, false), v128.load(xo, 32), a2);
+      a3 = fmadd(halfPairExact(v1, true), v128.load(xo, 48), a3);
+      o = nx + 32;
+    }
+    if (e16 < e8) {
+      const v0 = v128.load(p + e16), xo = xd + (e16 << 1);
+      a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
+      a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
+    }
+    let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+    for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), true);
+    const op = out + (<usize>n << 2);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
 export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, false, false, false);
 }
@@ -241,8 +294,8 @@ export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: 
 export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K);
   if (map) {
-    if (scaled) gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, true, true);
-    else gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, false, true);
+    if (scaled) gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc, true);
+    else gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc, false);
   } else if (scaled) gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, true, false);
   else gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, false, false);
 }
