@@ -46,7 +46,7 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
 @inline function f16Bits(v: v128, hi: bool): v128 {
   // The even half is copied up by a byte shuffle rather than shifted: the mask clears what lies
   // below it either way, and the shuffle runs on another port than the shifts and multiply-adds.
-  return v128.and(i32x4.shr_s(hi ? v : i8x16.shuffle(v, v, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13), 3), i32x4.splat(0x8fffe000));
+  return v128.and(i32x4.shr_s(hi ? v : i32x4.shl(v, 16), 3), i32x4.splat(0x8fffe000));
 }
 
 /** Whether k_prep_x stored x·2¹¹² after the deinterleaved x (it does unless some |x| ≥ 2¹⁶ or x is not finite). */
