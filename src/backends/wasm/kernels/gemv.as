@@ -44,8 +44,9 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
  * cheaper. Only for groups without subnormal halves (their bits would be f32 denormals).
  */
 @inline function f16Bits(v: v128, hi: bool): v128 {
-  // The even half is copied up by a byte shuffle rather than shifted: the mask clears what lies
-  // below it either way, and the shuffle runs on another port than the shifts and multiply-adds.
+  // The even half is moved up by a shift: V8 (x64) lowers the equivalent byte shuffle to two
+  // instructions (pshuflw, pshufhw), and relaxed_swizzle's pshufb loses its mask register in the
+  // unrolled loop (docs/cpu-decode.md, "What V8 emits for the f16 GEMV").
   return v128.and(i32x4.shr_s(hi ? v : i32x4.shl(v, 16), 3), i32x4.splat(0x8fffe000));
 }
 
