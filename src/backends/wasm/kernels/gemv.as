@@ -238,11 +238,14 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
 /**
  * f16 with a subnormal map: the row is walked as runs of clean groups between the marked ones, so
  * the hot loop holds no map test and nothing live into the exact path (which V8 otherwise spills
- * on every step), two groups per step, one pointer per stream. The sums are formed group by group
- * into the same four accumulators in the same order as gemvHalfT, so results are bit-identical.
+ * on every step), and one pointer per stream; V8 unrolls that small loop itself (3 steps per
+ * stack check). The sums are formed group by group into the same four accumulators in the same
+ * order as gemvHalfT, so results are bit-identical. Only the x·2¹¹² form (the rare multiply form
+ * keeps gemvHalfT), in a function of its own: with two inlined copies of the loop, binaryen has
+ * been seen to merge them into one loop that tests a flag at every step.
  */
-@inline function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, scaled: bool): void {
-  const xs = scaled ? xd + (<usize>K << 2) : xd;
+function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const xs = xd + (<usize>K << 2);
   const rb = <usize>K << 1, wpr = subMapWords(K);
   const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
   let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
@@ -255,17 +258,10 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
       const pe = p + nx;
       for (; pw < pe; pw += 32, px += 64) {
         const v0 = v128.load(pw), v1 = v128.load(pw, 16);
-        if (scaled) {
-          a0 = fmadd(f16Bits(v0, false), v128.load(px), a0);
-          a1 = fmadd(f16Bits(v0, true), v128.load(px, 16), a1);
-          a2 = fmadd(f16Bits(v1, false), v128.load(px, 32), a2);
-          a3 = fmadd(f16Bits(v1, true), v128.load(px, 48), a3);
-        } else {
-          a0 = fmadd(halfPair(v0, true, false), v128.load(px), a0);
-          a1 = fmadd(halfPair(v0, true, true), v128.load(px, 16), a1);
-          a2 = fmadd(halfPair(v1, true, false), v128.load(px, 32), a2);
-          a3 = fmadd(halfPair(v1, true, true), v128.load(px, 48), a3);
-        }
+        a0 = fmadd(f16Bits(v0, false), v128.load(px), a0);
+        a1 = fmadd(f16Bits(v0, true), v128.load(px, 16), a1);
+        a2 = fmadd(f16Bits(v1, false), v128.load(px, 32), a2);
+        a3 = fmadd(f16Bits(v1, true), v128.load(px, 48), a3);
       }
       if (nx >= e16) break;
       // the marked group: exact conversion against the unscaled x
@@ -295,8 +291,8 @@ export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: 
 export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K);
   if (map) {
-    if (scaled) gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc, true);
-    else gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc, false);
+    if (scaled) gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc);
+    else gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, false, true);
   } else if (scaled) gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, true, false);
   else gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, false, false);
 }
