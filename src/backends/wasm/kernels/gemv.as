@@ -607,6 +607,78 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   }
 }
 
+/** gemvF16Runs for R rows of x (2 to 4): gemvHalfR's order per row, the run walk of gemvF16Runs. */
+@inline function gemvF16RunsR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  const xs = xd + (<usize>K << 2), x1 = xs + ldp, x2 = x1 + ldp, x3 = x2 + ldp, wpr = subMapWords(K);
+  let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
+  for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
+    const z = f32x4.splat(0);
+    let a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+    let c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
+    let o: usize = 0;
+    while (true) {
+      const nx = nextExact(mp, o, e16);
+      let pw = p + o, xo = o << 1;
+      const pe = p + nx;
+      for (; pw < pe; pw += 32, xo += 64) {
+        const v = v128.load(pw), t = v128.load(pw, 16);
+        const u0 = f16Bits(v, false), u1 = f16Bits(v, true), u2 = f16Bits(t, false), u3 = f16Bits(t, true);
+        a0 = fmadd(u0, v128.load(xs + xo), a0); a1 = fmadd(u1, v128.load(xs + xo, 16), a1);
+        a2 = fmadd(u2, v128.load(xs + xo, 32), a2); a3 = fmadd(u3, v128.load(xs + xo, 48), a3);
+        if (R > 1) {
+          b0 = fmadd(u0, v128.load(x1 + xo), b0); b1 = fmadd(u1, v128.load(x1 + xo, 16), b1);
+          b2 = fmadd(u2, v128.load(x1 + xo, 32), b2); b3 = fmadd(u3, v128.load(x1 + xo, 48), b3);
+        }
+        if (R > 2) {
+          c0 = fmadd(u0, v128.load(x2 + xo), c0); c1 = fmadd(u1, v128.load(x2 + xo, 16), c1);
+          c2 = fmadd(u2, v128.load(x2 + xo, 32), c2); c3 = fmadd(u3, v128.load(x2 + xo, 48), c3);
+        }
+        if (R > 3) {
+          d0 = fmadd(u0, v128.load(x3 + xo), d0); d1 = fmadd(u1, v128.load(x3 + xo, 16), d1);
+          d2 = fmadd(u2, v128.load(x3 + xo, 32), d2); d3 = fmadd(u3, v128.load(x3 + xo, 48), d3);
+        }
+      }
+      if (nx >= e16) break;
+      const v = v128.load(p + nx), t = v128.load(p + nx, 16), xo2 = nx << 1;
+      const u0 = halfPairExact(v, false), u1 = halfPairExact(v, true), u2 = halfPairExact(t, false), u3 = halfPairExact(t, true);
+      const y0 = xd + xo2, y1 = y0 + ldp, y2 = y1 + ldp, y3 = y2 + ldp;
+      a0 = fmadd(u0, v128.load(y0), a0); a1 = fmadd(u1, v128.load(y0, 16), a1);
+      a2 = fmadd(u2, v128.load(y0, 32), a2); a3 = fmadd(u3, v128.load(y0, 48), a3);
+      if (R > 1) {
+        b0 = fmadd(u0, v128.load(y1), b0); b1 = fmadd(u1, v128.load(y1, 16), b1);
+        b2 = fmadd(u2, v128.load(y1, 32), b2); b3 = fmadd(u3, v128.load(y1, 48), b3);
+      }
+      if (R > 2) {
+        c0 = fmadd(u0, v128.load(y2), c0); c1 = fmadd(u1, v128.load(y2, 16), c1);
+        c2 = fmadd(u2, v128.load(y2, 32), c2); c3 = fmadd(u3, v128.load(y2, 48), c3);
+      }
+      if (R > 3) {
+        d0 = fmadd(u0, v128.load(y3), d0); d1 = fmadd(u1, v128.load(y3, 16), d1);
+        d2 = fmadd(u2, v128.load(y3, 32), d2); d3 = fmadd(u3, v128.load(y3, 48), d3);
+      }
+      o = nx + 32;
+    }
+    if (e16 < e8) {
+      const v = v128.load(p + e16), y0 = xd + (e16 << 1), y1 = y0 + ldp, y2 = y1 + ldp, y3 = y2 + ldp;
+      const u0 = halfPairExact(v, false), u1 = halfPairExact(v, true);
+      a0 = fmadd(u0, v128.load(y0), a0); a1 = fmadd(u1, v128.load(y0, 16), a1);
+      if (R > 1) { b0 = fmadd(u0, v128.load(y1), b0); b1 = fmadd(u1, v128.load(y1, 16), b1); }
+      if (R > 2) { c0 = fmadd(u0, v128.load(y2), c0); c1 = fmadd(u1, v128.load(y2, 16), c1); }
+      if (R > 3) { d0 = fmadd(u0, v128.load(y3), d0); d1 = fmadd(u1, v128.load(y3, 16), d1); }
+    }
+    let s = hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(b0, b1), f32x4.add(b2, b3)),
+      f32x4.add(f32x4.add(c0, c1), f32x4.add(c2, c3)), f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)));
+    for (let k = K & ~7; k < K; k++) {
+      const xk = <usize>k << 2;
+      const wk = f32x4.splat(scalarHalf(load<u16>(p + (<usize>k << 1)), true));
+      s = f32x4.add(s, f32x4.mul(wk, f32x4(load<f32>(x + xk), R > 1 ? load<f32>(x + ldx + xk) : 0, R > 2 ? load<f32>(x + 2 * ldx + xk) : 0, R > 3 ? load<f32>(x + 3 * ldx + xk) : 0)));
+    }
+    storeR(out + (<usize>n << 2), ldo, s, acc, R);
+  }
+}
+
 @inline function q8BlockW(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize): v128 {
   const d0 = i32x4.dot_i16x8_s(w0, v128.load(xp)), d1 = i32x4.dot_i16x8_s(w1, v128.load(xp, 16));
   const d2 = i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), d3 = i32x4.dot_i16x8_s(w3, v128.load(xp, 48));
@@ -806,7 +878,7 @@ export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usi
 export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K);
   if (map) {
-    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, true, true);
+    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 2);
     else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, false, true);
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, false, false);
@@ -814,7 +886,7 @@ export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usiz
 export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K);
   if (map) {
-    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, true, true);
+    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 3);
     else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, false, true);
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, false, false);
@@ -822,7 +894,7 @@ export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usiz
 export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K) && f16Scaled(xd + 3 * ldp, K);
   if (map) {
-    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, true, true);
+    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 4);
     else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, false, true);
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, false, false);
