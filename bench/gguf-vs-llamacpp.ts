@@ -17,9 +17,9 @@
 //   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off, weights as
 //              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
 //              greedy steps after it, logits every step; load = reading the file onto the backend);
-//   llama.cpp: `llama-bench -m FILE -p P -n G -t T -r 1 -o json` (its defaults otherwise: warm-up
-//              run, f16 KV cache, flash attention auto; its tgG decodes G tokens from an empty
-//              context, ours after the P-token prompt). Where llama-bench dies of SIGILL (llama.cpp
+//   llama.cpp: llama-bench `-p P -n 0`, then `-p 0 -n G -d P` (bench/llama-bench.ts; its defaults
+//              otherwise: warm-up run, f16 KV cache, flash attention auto), so its decode follows a
+//              P-token context as ours does. Where llama-bench dies of SIGILL (llama.cpp
 //              built with AMX on a machine whose OS does not enable AMX tiles; llama-bench cannot
 //              turn its AMX weights off), `llama-batched-bench -npp P -ntg G -npl 1 -nr` instead
 //              (decode after the prompt, as ours). Load: ready_ms = until its context exists (file
@@ -57,6 +57,7 @@ import { ggmlTypeName } from '../src/core/ggml-quants.js';
 import { loadModel } from '../src/api.js';
 import { addOutlierChannels } from '../src/model/outliers.js';
 import type { LoadDType } from '../src/model/load.js';
+import { llamaBench, LlamaBenchSigill } from './llama-bench.js';
 
 /** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode on the exact f32 path. */
 const EXACT_BLOCKS = process.argv.includes('--exact-blocks');
@@ -116,16 +117,13 @@ let llamaTool: 'llama-bench' | 'llama-batched-bench' = 'llama-bench';
 function llama(dir: string, file: string, P: number, G: number, T: number): Run {
   const before = load1();
   if (llamaTool === 'llama-bench') {
-    const r = spawnSync(path.join(dir, 'llama-bench'), ['-m', file, '-p', String(P), '-n', String(G), '-t', String(T), '-r', '1', '-o', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-    if (r.signal === 'SIGILL') {
+    try {
+      const r = llamaBench(dir, file, P, G, T);
+      return { prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, model_mb: r2(r.model_size / 1e6), load_avg: [before, load1()] };
+    } catch (e) {
+      if (!(e instanceof LlamaBenchSigill)) throw e;
       log('llama-bench died of SIGILL (AMX kernels not usable here): using llama-batched-bench -nr instead');
       llamaTool = 'llama-batched-bench';
-    } else {
-      if (r.status !== 0) throw new Error(`llama-bench failed (exit ${r.status}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`);
-      const rows = JSON.parse(r.stdout) as { n_prompt: number; n_gen: number; avg_ts: number; model_size: number }[];
-      const pp = rows.find((x) => x.n_prompt === P && x.n_gen === 0), tg = rows.find((x) => x.n_gen === G && x.n_prompt === 0);
-      if (!pp || !tg) throw new Error(`llama-bench printed no pp${P}/tg${G} rows`);
-      return { prefill_tok_s: pp.avg_ts, decode_tok_s: tg.avg_ts, model_mb: r2(pp.model_size / 1e6), load_avg: [before, load1()] };
     }
   }
   const n = String(P + G);

@@ -17,8 +17,9 @@
 //   llama.cpp: GGUF F32 / F16 / Q8_0 written by `convertToGGUF`, default context settings
 //              (f16 KV cache, flash attention auto), prefill = one evaluation of the random prompt,
 //              decode = gen-tokens greedy steps (logits every step, as ours); with --llama-bin,
-//              `llama-bench -m FILE -p P -n G -t T -r 1 -o json` (its warm-up run, its defaults),
-//              peak RSS from /usr/bin/time.
+//              llama-bench (its warm-up run, its defaults): `-p P -n 0`, then `-p 0 -n G -d P` so
+//              its decode follows a P-token context as ours does (bench/llama-bench.ts), peak RSS
+//              of the two from /usr/bin/time.
 // Decode is memory-bound: every weight is read once per token (the tied head reads the whole
 // embedding), so bytes/token is the weights' size and GB/s = bytes/token x decode tok/s.
 // Prints one JSON object: both sides' prefill/decode tok/s, GB/s, peak RSS and the ratios ours / llama.cpp.
@@ -37,6 +38,7 @@ import { saveModel } from '../src/io/model-folder.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
 import { nativeBlas } from '../src/platform/node-native.js';
+import { llamaBench } from './llama-bench.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -80,16 +82,10 @@ async function llamaWorker(file: string, promptTokens: number, genTokens: number
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
-/** Native llama-bench on one GGUF: its JSON rows (pp then tg), peak RSS from /usr/bin/time. */
-function llamaBench(bin: string, file: string, P: number, G: number, T: number): Side {
-  const args = ['-f', '%M', path.join(bin, 'llama-bench'), '-m', file, '-p', String(P), '-n', String(G), '-t', String(T), '-r', '1', '-o', 'json'];
-  const r = spawnSync('/usr/bin/time', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
-  if (r.status !== 0) throw new Error(`llama-bench failed (exit ${r.status ?? r.signal}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-  const rows = JSON.parse(r.stdout) as { n_prompt: number; n_gen: number; avg_ts: number; build_commit: string }[];
-  const pp = rows.find((x) => x.n_prompt > 0 && x.n_gen === 0), tg = rows.find((x) => x.n_gen > 0 && x.n_prompt === 0);
-  if (!pp || !tg) throw new Error('llama-bench printed no pp/tg rows');
-  const rssKb = Number(r.stderr.trim().split('\n').pop());
-  return { prefill_tok_s: pp.avg_ts, decode_tok_s: tg.avg_ts, rss_mb: rssKb / 1024, threads: T, llama_cpp: `llama-bench ${tg.build_commit}` };
+/** Native llama-bench on one GGUF (bench/llama-bench.ts: decode after the prompt, as ours), peak RSS from /usr/bin/time. */
+function llamaBenchSide(bin: string, file: string, P: number, G: number, T: number): Side {
+  const r = llamaBench(bin, file, P, G, T, true);
+  return { prefill_tok_s: r.prefill_tok_s, decode_tok_s: r.decode_tok_s, rss_mb: r.rss_kb! / 1024, threads: T, llama_cpp: `llama-bench ${r.build_commit}` };
 }
 
 function runJson(args: string[], what: string): Side {
@@ -171,7 +167,7 @@ async function main(): Promise<void> {
       let theirs: Side | null = null;
       const mine: Record<string, Side | null> = Object.fromEntries(variants.map((v) => [v, null]));
       for (let r = 0; r < R; r++) {
-        const t = bin ? llamaBench(bin, file, P, G, T)
+        const t = bin ? llamaBenchSide(bin, file, P, G, T)
           : runJson([SELF, '--worker', file, '--prompt-tokens', String(P), '--gen-tokens', String(G), '--threads', String(T)], `llama.cpp ${gd}`);
         log(`llama.cpp ${gd} run ${r + 1}: prefill ${t.prefill_tok_s.toFixed(1)} tok/s, decode ${t.decode_tok_s.toFixed(1)} tok/s (load avg ${os.loadavg()[0].toFixed(1)})`);
         theirs = best(theirs, t);
