@@ -186,6 +186,10 @@ async function main(): Promise<void> {
       ...(k0 && k1 ? {
         parallel_calls_per_token: (k1.parallel - k0.parallel) / G, worker_asleep_per_token: (k1.workerAsleep - k0.workerAsleep) / G,
         worker_chunk_share: +((k1.workerChunks - k0.workerChunks) / Math.max(1, k1.chunks - k0.chunks)).toFixed(3),
+        // how often the worker stopped polling (each sleep makes a later call wait for its wake-up),
+        // and how long the main thread waited at the ends of the split calls for the worker's chunks
+        worker_sleeps_per_token: (k1.workerSleeps - k0.workerSleeps) / G,
+        join_wait_ms_per_token: +((k1.joinWaitMs - k0.joinWaitMs) / G).toFixed(4),
       } : {}),
       ops,
     }, null, 2) + '\n');

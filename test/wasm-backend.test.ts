@@ -329,9 +329,14 @@ for (const cfg of WASM_CONFIGS) {
   test(`storeKV and attention match the reference (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(6);
-    // [S, P, Q, Hkv, hd, cap]: decode, prefill, prefill after a prefix, >64 keys (several blocks)
+    // the same kernels on one thread, where decode's query heads are not split into parts
+    const one = cfg.threads > 1 && cfg.relaxedSimd ? await cachedWasm(WASM_CONFIGS[0]) : null;
+    // [S, P, Q, Hkv, hd, cap]: decode, prefill, prefill after a prefix, >64 keys (several blocks),
+    // decode with 3 and 4 query heads per kv head (split into parts on 2 threads), a short prefill,
+    // head sizes that are not multiples of 16 (the two-head passes' last dimensions)
     for (const [S, P, Q, Hkv, hd, cap] of [[1, 7, 4, 2, 6, 9], [5, 0, 4, 2, 16, 8], [3, 70, 2, 1, 10, 80],
-      [70, 0, 4, 4, 8, 70], [1, 130, 12, 3, 64, 140], [2, 0, 3, 1, 4, 2]]) {
+      [70, 0, 4, 4, 8, 70], [1, 130, 12, 3, 64, 140], [2, 0, 3, 1, 4, 2], [1, 40, 15, 5, 64, 41], [1, 150, 20, 5, 64, 160],
+      [4, 10, 20, 5, 64, 14], [6, 3, 8, 2, 37, 12], [1, 40, 8, 2, 20, 41]]) {
       const W = (Q + 2 * Hkv) * hd;
       const qkv = randn(rng, S * W, 1.5);
       const k0 = randn(rng, Hkv * cap * hd), v0 = randn(rng, Hkv * cap * hd);
@@ -344,6 +349,30 @@ for (const cfg of WASM_CONFIGS) {
       assertClose(vw, vr, { atol: 0, rtol: 0 }, 'V cache');
       be.attention(outW, q, kw, vw, S, P, Q, Hkv, hd, cap);
       assertClose(outW, outR, TOL.fastVsRef, `attention S=${S} P=${P} Q=${Q} Hkv=${Hkv} hd=${hd}`);
+      if (one) {
+        // heads are independent: how a call is split over the threads never changes a bit
+        const out1 = A(one, S * Q * hd);
+        one.attention(out1, own(one, qkv), own(one, kr), own(one, vr), S, P, Q, Hkv, hd, cap);
+        assertClose(outW, out1, { atol: 0, rtol: 0 }, `attention on 1 and 2 threads S=${S} P=${P} Q=${Q} Hkv=${Hkv}`);
+      }
+    }
+  });
+
+  test(`argmax: the first maximum per row, NaN never wins, rows of -inf give 0 (${cfg.label})`, async () => {
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(61);
+    for (const V of [1, 7, 8, 37, 1000]) {
+      const rows = 6, x = randn(rng, rows * V);
+      x[V - 1] = 9; if (V > 2) x[1] = 9;                     // tie: the first wins
+      x[V + V - 1] = 50; x[V] = NaN;                          // NaN never wins
+      x.fill(-Infinity, 2 * V, 3 * V);                        // nothing finite
+      x.fill(NaN, 3 * V, 4 * V);
+      x[4 * V + (V >> 1)] = Infinity;
+      const got = await be.argmax(own(be, x), rows, V);
+      assert.deepEqual(Array.from(got), Array.from(await js.argmax(x, rows, V)), `argmax V=${V}`);
+      assert.equal(got[2], 0); assert.equal(got[3], 0);
+      // arrays outside the wasm memories too
+      assert.deepEqual(Array.from(await be.argmax(x as unknown as Parameters<Backend['argmax']>[0], rows, V)), Array.from(got));
     }
   });
 

@@ -20,6 +20,10 @@ export interface KernelExports {
   prepBytes(K: number): number;
   quantBytes(M: number, K: number): number;
   attentionScratch(G: number, hd: number): number;
+  /** out[r] (int32) = the first index of row r's largest value (NaN never wins, else 0), rows of V floats at x. */
+  argmaxRows(x: number, rows: number, V: number, out: number): void;
+  /** Parts a kv head's query heads are split into for an attention call of S rows on `threads` threads (k_attention slot 12). */
+  attentionSplit(S: number, Q: number, Hkv: number, threads: number): number;
   k_prep_x(args: number): void;
   /** One bit per 16 halves of an f16 weight [N, K] at w: which groups hold a subnormal half (gemv.as). */
   f16SubnormalMap(w: number, N: number, K: number, map: number): void;

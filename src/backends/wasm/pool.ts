@@ -7,7 +7,7 @@
 import { OpenELMError } from '../../core/errors.js';
 import { KERNEL_NAMES, type KernelName } from './kernels.js';
 import { ARGS_OFFSET, CLAIM, COMPLETED, CTL_BLOCKS, CTL_OFFSET, CTL_SLOTS, ERROR, FN, GEN, MAIN_SPIN_MS, MAIN_WAIT, NCHUNKS, QUIT,
-  SHARD, SLEEPERS, SPIN_CHECK, WORKER_CHUNKS, drain, type ChunkFn } from './sync.js';
+  SHARD, SLEEPERS, SPIN_CHECK, WORKER_CHUNKS, WORKER_SLEEPS, drain, type ChunkFn } from './sync.js';
 import type { WasmInstance, WasmMemory, WasmModule } from './wasm-api.js';
 
 /** What a kernel worker is started with (structured-cloneable). */
@@ -33,7 +33,16 @@ export interface KernelWorkerHandle {
 }
 
 /** ThreadPool.counts. */
-export interface PoolCounts { inline: number; parallel: number; workerAsleep: number; chunks: number; workerChunks: number; }
+export interface PoolCounts {
+  inline: number; parallel: number; workerAsleep: number; chunks: number; workerChunks: number;
+  /** Times a worker gave up polling and slept (each one a wake-up some later call waits for). */
+  workerSleeps: number;
+  /** ms this thread waited, after it found no chunk left to claim, for the chunks other threads held. */
+  joinWaitMs: number;
+}
+
+/** Counts before any call. */
+export const noCounts = (): PoolCounts => ({ inline: 0, parallel: 0, workerAsleep: 0, chunks: 0, workerChunks: 0, workerSleeps: 0, joinWaitMs: 0 });
 
 export type SpawnKernelWorker = (init: KernelWorkerInit) => KernelWorkerHandle;
 
@@ -51,9 +60,10 @@ export class ThreadPool {
   /**
    * Kernel calls run inline (small work or one thread) and split over the threads; of the split
    * ones, how many opened while a worker slept (it then starts a wake-up late), and of their
-   * chunks, how many the workers ran.
+   * chunks, how many the workers ran; how often a worker slept, and how long this thread waited
+   * at the end of the split calls.
    */
-  counts: PoolCounts = { inline: 0, parallel: 0, workerAsleep: 0, chunks: 0, workerChunks: 0 };
+  counts: PoolCounts = noCounts();
 
   /** Memories the workers have instances for; jobs in later memories run on this thread only. */
   readonly workerMemories: number;
@@ -137,8 +147,10 @@ export class ThreadPool {
         Atomics.store(ctl, MAIN_WAIT, 0);
       }
     }
+    this.counts.joinWaitMs += performance.now() - t1;
     this.counts.chunks += chunks;
     this.counts.workerChunks += Atomics.exchange(ctl, WORKER_CHUNKS, 0);
+    this.counts.workerSleeps += Atomics.exchange(ctl, WORKER_SLEEPS, 0);
     const bad = Atomics.exchange(ctl, ERROR, 0);
     if (err) throw err;
     if (bad) throw new OpenELMError('wasm', `wasm kernel ${name} failed on worker ${bad - 1}${this.lastError ? `: ${this.lastError}` : ''}`);

@@ -28,6 +28,7 @@ export const QUIT = 7;         // set before the final generation bump on dispos
 export const ERROR = 8;        // 1 + tid of a thread whose kernel threw
 export const SHARD = 9;        // which memory (and so which instance of the kernels) the open job runs in
 export const WORKER_CHUNKS = 10; // chunks the workers ran (the main thread adds it to its counts and clears it)
+export const WORKER_SLEEPS = 11; // times a worker stopped polling and slept (the main thread adds it to its counts and clears it)
 export const CTL_SLOTS = 16;
 
 /**

@@ -15,7 +15,7 @@ import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
 import { BLOCK_CODE_MIN, DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
-import { ThreadPool, type PoolCounts, type SpawnKernelWorker } from './pool.js';
+import { ThreadPool, noCounts, type PoolCounts, type SpawnKernelWorker } from './pool.js';
 import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
@@ -109,7 +109,7 @@ export class WasmBackend implements Backend {
   private pool: ThreadPool;
   /** A pool being started that knows every shard (set while one is pending). */
   private respawn: Promise<void> | null = null;
-  private readonly counts: PoolCounts = { inline: 0, parallel: 0, workerAsleep: 0, chunks: 0, workerChunks: 0 };
+  private readonly counts: PoolCounts = noCounts();
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
@@ -386,7 +386,8 @@ export class WasmBackend implements Backend {
 
   /**
    * Kernel calls so far: run inline (small work) and split over the threads; of the split ones,
-   * those that opened while a worker slept, and their chunks in all and run by the workers.
+   * those that opened while a worker slept, and their chunks in all and run by the workers; how
+   * often a worker slept, and the ms this thread waited at the split calls' ends.
    */
   callStats(): PoolCounts { return { ...this.counts }; }
 
@@ -622,7 +623,11 @@ export class WasmBackend implements Backend {
     const a = this.cur.ai;
     a[0] = op; a[1] = qp; a[2] = kp; a[3] = vp; a[4] = S; a[5] = P; a[6] = Q; a[7] = Hkv; a[8] = hd; a[9] = cap;
     a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
-    this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv);
+    // decode has only a few (row, kv head) items: their query heads are split so the threads get equal shares
+    const split = this.cur.k.attentionSplit(S, Q, Hkv, this.threads);
+    a[12] = split;
+    // (a split call's items are equal, so each is its own chunk)
+    this.exec('k_attention', S * Q * (P + S) * hd * 2, S * Hkv * split, true, split > 1 ? S * Hkv * split : undefined);
   }
 
   swiglu(outT: Tensor, uT: Tensor, rows: number, F: number): void {
@@ -691,6 +696,16 @@ export class WasmBackend implements Backend {
 
   argmax(xT: Tensor, rows: number, V: number): Promise<Int32Array> {
     const x = f32(xT), out = new Int32Array(rows);
+    const home = this.shardOf(x);
+    if (home && rows > 0) {
+      // in SIMD where the logits are (a decode step's head output: 32000 values, several times faster than this loop)
+      needLength(x, rows * V, 'argmax input');
+      this.begin(home);
+      const op = this.cur.stageTake(rows * 4);
+      this.cur.k.argmaxRows(x.byteOffset, rows, V, op);
+      out.set(this.cur.arena.i32(op, rows));
+      return Promise.resolve(out);
+    }
     for (let r = 0; r < rows; r++) {
       let best = 0, bv = -Infinity;
       for (let j = 0, o = r * V; j < V; j++) if (x[o + j] > bv) { bv = x[o + j]; best = j; }
@@ -846,10 +861,10 @@ export class WasmBackend implements Backend {
   /**
    * Run a kernel in the current shard, split into chunks over the threads: inline when its work
    * (multiply-adds or elements) is below the threshold, else up to CHUNKS_PER_THREAD chunks per
-   * thread, capped by the kernel's natural unit count `items`.
+   * thread (or maxChunks), capped by the kernel's natural unit count `items`.
    */
-  private exec(name: KernelName, work: number, items: number, last = true): void {
-    const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, this.threads * CHUNKS_PER_THREAD));
+  private exec(name: KernelName, work: number, items: number, last = true, maxChunks = this.threads * CHUNKS_PER_THREAD): void {
+    const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, maxChunks));
     this.pool.run(this.cur.index, name, chunks);
     if (!last) return;
     for (const c of this.copyBack) c.dst.set(this.cur.arena.f32(c.off, c.n));

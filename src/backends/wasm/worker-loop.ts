@@ -5,7 +5,7 @@
 
 import { KERNEL_NAMES } from './kernels.js';
 import type { KernelWorkerInit } from './pool.js';
-import { CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
+import { CTL_SLOTS, GEN, QUIT, SLEEPERS, SPIN_CHECK, WORKER_SLEEPS, WORKER_SPIN_MS, drain, type ChunkFn } from './sync.js';
 import { Wasm } from './wasm-api.js';
 
 export function runKernelWorker(init: KernelWorkerInit, post: (m: { ready?: boolean; error?: string }) => void): void {
@@ -31,6 +31,7 @@ export function runKernelWorker(init: KernelWorkerInit, post: (m: { ready?: bool
       if (spins === SPIN_CHECK) t0 = now;
       else if (now - t0 > WORKER_SPIN_MS) {
         Atomics.add(ctl, SLEEPERS, 1);
+        Atomics.add(ctl, WORKER_SLEEPS, 1);
         Atomics.wait(ctl, GEN, gen);
         Atomics.sub(ctl, SLEEPERS, 1);
         spins = 0;

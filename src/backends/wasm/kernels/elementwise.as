@@ -146,3 +146,36 @@ export function embeddingRows(out: usize, dtype: i32, data: usize, scales: usize
     }
   }
 }
+
+/**
+ * out[r] = the first index of row r's largest value (NaN never wins; a row of −∞ and NaN gives 0),
+ * for rows [0, rows) of V values: each lane keeps its first largest value and index, in two sets
+ * of lanes so the compares overlap; the lanes are merged preferring the smaller index on ties.
+ */
+export function argmaxRows(x: usize, rows: i32, V: i32, out: usize): void {
+  const v8 = V & ~7;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + ((<usize>r * <usize>V) << 2);
+    let ma = f32x4.splat(-Infinity), mb = ma, ia = i32x4.splat(0), ib = ia;
+    let ja = i32x4(0, 1, 2, 3), jb = i32x4(4, 5, 6, 7);
+    const step = i32x4.splat(8);
+    for (let j = 0; j < v8; j += 8) {
+      const a = v128.load(xr + (<usize>j << 2)), b = v128.load(xr + (<usize>j << 2), 16);
+      const ga = f32x4.gt(a, ma), gb = f32x4.gt(b, mb);
+      ma = v128.bitselect(a, ma, ga); ia = v128.bitselect(ja, ia, ga);
+      mb = v128.bitselect(b, mb, gb); ib = v128.bitselect(jb, ib, gb);
+      ja = i32x4.add(ja, step); jb = i32x4.add(jb, step);
+    }
+    // lane by lane: the larger value, on a tie the smaller index
+    let best = 0, bv: f32 = -Infinity;
+    for (let l = 0; l < 8; l++) {
+      const v = l < 4 ? f32x4.extract_lane(ma, 0) : f32x4.extract_lane(mb, 0);
+      const i = l < 4 ? i32x4.extract_lane(ia, 0) : i32x4.extract_lane(ib, 0);
+      if (v > bv || (v == bv && i < best)) { bv = v; best = i; }
+      if (l < 4) { ma = v128.shuffle<f32>(ma, ma, 1, 2, 3, 0); ia = v128.shuffle<i32>(ia, ia, 1, 2, 3, 0); }
+      else { mb = v128.shuffle<f32>(mb, mb, 1, 2, 3, 0); ib = v128.shuffle<i32>(ib, ib, 1, 2, 3, 0); }
+    }
+    for (let j = v8; j < V; j++) { const v = load<f32>(xr + (<usize>j << 2)); if (v > bv) { bv = v; best = j; } }
+    store<i32>(out + (<usize>r << 2), best);
+  }
+}

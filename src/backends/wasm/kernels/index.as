@@ -10,12 +10,12 @@ import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
-import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows } from './elementwise';
-import { attentionItems, attentionScratch } from './attention';
+import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
+import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { attentionScratch, f16SubnormalMap, f16MapBytes, quantizeScratch };
+export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -44,7 +44,7 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
-  const n0 = part(N, c, nc, 4), n1 = part(N, c + 1, nc, 4);
+  const n0 = partShrinking(N, c, nc, 4), n1 = partShrinking(N, c + 1, nc, 4);
   if (n0 >= n1) return;
   const xp = ap(a, 13);
   // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
@@ -57,6 +57,18 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     else if (R == 1) gemvBlock(dtype, om, xm, data, K, n0, n1, acc);
     else gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, K, n0, n1, acc, scr);
   }
+}
+
+/**
+ * Start of chunk c of nc over n rows (multiples of align), chunk c getting a share ∝ nc − c: the
+ * threads claim the large chunks first and the last ones are small (1/36 of the rows for 8), so the
+ * threads finish within a short chunk of each other, not within an eighth of the call (a 400 µs
+ * GEMV: 50 µs, longer than an idle worker spins before it sleeps, so the next call found it asleep).
+ */
+@inline function partShrinking(n: i32, c: i32, nc: i32, align: i32): i32 {
+  const units = (n + align - 1) / align;
+  const done = <i64>c * <i64>nc - ((<i64>c * <i64>(c - 1)) >> 1), total = (<i64>nc * <i64>(nc + 1)) >> 1;
+  return min(n, <i32>((<i64>units * done) / total) * align);
 }
 
 /** Whether a GEMV of this block dtype takes int8 activations (slot 15 asks for them where blocks_int.as has a kernel). */
@@ -126,10 +138,11 @@ export function k_qkrope(a: usize, tid: i32, c: i32, nc: i32): void {
     part(rows, c, nc, 1), part(rows, c + 1, nc, 1));
 }
 
-// attention: 0 out, 1 qkv, 2 kc, 3 vc, 4 S, 5 P, 6 Q, 7 Hkv, 8 hd, 9 cap, 10 scratch, 11 stride
+// attention: 0 out, 1 qkv, 2 kc, 3 vc, 4 S, 5 P, 6 Q, 7 Hkv, 8 hd, 9 cap, 10 scratch, 11 stride,
+//            12 parts each kv head's query heads are split into (attentionSplit; 0 or 1: none)
 export function k_attention(a: usize, tid: i32, c: i32, nc: i32): void {
   attentionItems(ap(a, 0), ap(a, 1), ap(a, 2), ap(a, 3), ai(a, 4), ai(a, 5), ai(a, 6), ai(a, 7), ai(a, 8), ai(a, 9),
-    ap(a, 10) + <usize>tid * ap(a, 11), c, nc);
+    ai(a, 12), ap(a, 10) + <usize>tid * ap(a, 11), c, nc);
 }
 
 // swiglu: 0 out, 1 u, 2 rows, 3 F
