@@ -214,6 +214,36 @@ for (const cfg of WASM_CONFIGS) {
     be.freeWeight(w);
   });
 
+  test(`f16 GEMV with subnormal halves: each of up to 8 rows equals a one-row call bit for bit (${cfg.label})`, async () => {
+    // Every |x| < 2¹⁶, so all rows take the x·2¹¹² form; weights of standard deviation 0.005 hold
+    // about 1% subnormal halves, so the kernels walk runs of clean groups between marked ones
+    // (adjacent marked groups, a marked first or last group) and must still sum each row in the
+    // one-row order. K: whole 16-half groups only, and an 8-half step plus scalar leftovers.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(37);
+    const N = 21;
+    for (const K of [512, 16 * 40 + 11]) {
+      const w = weightOn(be, 'f16', N, K, randn(rng, N * K, 0.005));
+      const bits = w.data as Uint16Array;
+      let sub = 0;
+      for (let i = 0; i < N * K; i++) if ((bits[i] & 0x7c00) === 0 && (bits[i] & 0x3ff) !== 0) sub++;
+      assert.ok(sub > N * K * 0.004, `K=${K}: the weights hold subnormal halves (${sub})`);
+      const x = randn(rng, 8 * K);
+      const one: Float32Array[] = [];
+      for (let m = 0; m < 8; m++) {
+        const o = new Float32Array(N);
+        be.linear(o, x.subarray(m * K, (m + 1) * K), w, 1);
+        one.push(o);
+      }
+      for (let M = 2; M <= 8; M++) {
+        const got = new Float32Array(M * N);
+        be.linear(got, x.subarray(0, M * K), w, M);
+        for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `f16 K=${K}: row ${m} of ${M}`);
+      }
+      be.freeWeight(w);
+    }
+  });
+
   test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label})`, async () => {
     // The GEMV converts groups holding subnormal halves another way (no denormal operands); both
     // ways must give the exact half, for 1 to 4 tokens per call, in the 16-wide steps and the tails.
