@@ -20,6 +20,8 @@ import { keepWeightSource } from '../src/browser/weight-files.js';
 import { OpenELMError } from '../src/core/errors.js';
 import type { LoadedModel } from '../src/loaded-model.js';
 import { GOLDEN_ROOT } from './helpers/golden.js';
+import { readModelConfig } from '../src/io/model-folder.js';
+import { paramLayout } from '../src/model/layout.js';
 
 const DIR = path.join(GOLDEN_ROOT, 'mha-hd64');
 const TEXT = 'in the a b c in the a b c in the a b c\n\nin the a b c in the a b c';
@@ -131,7 +133,9 @@ test('stopping ends training between steps; a model without a known weight sourc
     await assert.rejects(fullFineTuner.prepare(plain, { format: 'text', content: TEXT }, SETTINGS), /its weights cannot be read again for training/);
   } finally { plain.dispose(); }
 
-  const small = await WasmBackend.create({ memoryLimit: 3 << 20 });
+  // a memory of 16 bytes per parameter: the model (4 bytes per parameter and its buffers) loads,
+  // its weights, gradients and AdamW moments (16 bytes per parameter) cannot fit beside it
+  const small = await WasmBackend.create({ memoryLimit: 16 * paramLayout(readModelConfig(DIR)).total });
   const tight = await loadModel(DIR, { backend: small });
   keepWeightSource(tight, { open: async () => openCheckpoint(DIR) });
   try {

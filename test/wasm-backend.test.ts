@@ -45,6 +45,21 @@ function weightOn(be: Backend, dtype: WeightDType, rows: number, cols: number, s
 // ------------------------------------------------------------------------------------------------
 // kernels
 
+/** Each of the first M = 2..8 rows of a many-row linear call must equal its one-row call bit for bit (speculative decoding relies on it). */
+function assertRowsMatchOneRow(be: Backend, w: Weight, x: Float32Array, N: number, K: number, what: string): void {
+  const one: Float32Array[] = [];
+  for (let m = 0; m < 8; m++) {
+    const o = new Float32Array(N);
+    be.linear(o, x.subarray(m * K, (m + 1) * K), w, 1);
+    one.push(o);
+  }
+  for (let M = 2; M <= 8; M++) {
+    const got = new Float32Array(M * N);
+    be.linear(got, x.subarray(0, M * K), w, M);
+    for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `${what}: row ${m} of ${M}`);
+  }
+}
+
 const FLOAT_SHAPES = [[1, 29, 37], [1, 67, 8], [1, 5, 3], [2, 9, 13], [3, 29, 37], [4, 16, 64], [5, 21, 130], [8, 21, 40], [9, 17, 24], [13, 130, 300]];
 const QUANT_SHAPES = [[1, 29, 96], [1, 67, 32], [1, 3, 288], [2, 29, 96], [3, 7, 32], [5, 37, 64], [8, 29, 64], [9, 130, 288]];
 
@@ -147,17 +162,7 @@ for (const cfg of WASM_CONFIGS) {
         const w = weightOn(be, dtype, N, K, randn(rng, N * K, 0.1));
         const x = randn(rng, 8 * K);
         for (let i = 0; i < x.length; i += 37) x[i] *= 40;   // outliers: blocks whose int8 scale differs widely
-        const one: Float32Array[] = [];
-        for (let m = 0; m < 8; m++) {
-          const o = new Float32Array(N);
-          be.linear(o, x.subarray(m * K, (m + 1) * K), w, 1);
-          one.push(o);
-        }
-        for (let M = 2; M <= 8; M++) {
-          const got = new Float32Array(M * N);
-          be.linear(got, x.subarray(0, M * K), w, M);
-          for (let m = 0; m < M; m++) assert.deepEqual(got.subarray(m * N, (m + 1) * N), one[m], `${dtype} K=${K}: row ${m} of ${M}`);
-        }
+        assertRowsMatchOneRow(be, w, x, N, K, `${dtype} K=${K}`);
         be.freeWeight(w);
       }
     }
@@ -212,6 +217,26 @@ for (const cfg of WASM_CONFIGS) {
     be.prepareWeight(w);
     assert.equal(fastOf(w), 0);
     be.freeWeight(w);
+  });
+
+  test(`f16 GEMV with subnormal halves: each of up to 8 rows equals a one-row call bit for bit (${cfg.label})`, async () => {
+    // Every |x| < 2¹⁶, so all rows take the x·2¹¹² form; weights of standard deviation 0.005 hold
+    // about 1% subnormal halves, so the kernels walk runs of clean groups between marked ones
+    // (adjacent marked groups, a marked first or last group) and must still sum each row in the
+    // one-row order. K: whole 16-half groups only, and an 8-half step plus scalar leftovers.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(37);
+    const N = 21;
+    for (const K of [512, 16 * 40 + 11]) {
+      const w = weightOn(be, 'f16', N, K, randn(rng, N * K, 0.005));
+      const bits = w.data as Uint16Array;
+      let sub = 0;
+      for (let i = 0; i < N * K; i++) if ((bits[i] & 0x7c00) === 0 && (bits[i] & 0x3ff) !== 0) sub++;
+      assert.ok(sub > N * K * 0.004, `K=${K}: the weights hold subnormal halves (${sub})`);
+      const x = randn(rng, 8 * K);
+      assertRowsMatchOneRow(be, w, x, N, K, `f16 K=${K}`);
+      be.freeWeight(w);
+    }
   });
 
   test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label})`, async () => {

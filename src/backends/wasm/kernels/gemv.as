@@ -45,9 +45,10 @@ export function deinterleave8(xd: usize, x: usize, K: i32): void {
  * cheaper. Only for groups without subnormal halves (their bits would be f32 denormals).
  */
 @inline function f16Bits(v: v128, hi: bool): v128 {
-  // The even half is copied up by a byte shuffle rather than shifted: the mask clears what lies
-  // below it either way, and the shuffle runs on another port than the shifts and multiply-adds.
-  return v128.and(i32x4.shr_s(hi ? v : i8x16.shuffle(v, v, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13), 3), i32x4.splat(0x8fffe000));
+  // The even half is moved up by a shift: V8 (x64) lowers the equivalent byte shuffle to two
+  // instructions (pshuflw, pshufhw), and relaxed_swizzle's pshufb loses its mask register in the
+  // unrolled loop (docs/cpu-decode.md, "What V8 emits for the f16 GEMV").
+  return v128.and(i32x4.shr_s(hi ? v : i32x4.shl(v, 16), 3), i32x4.splat(0x8fffe000));
 }
 
 /** Whether k_prep_x stored x·2¹¹² after the deinterleaved x (it does unless some |x| ≥ 2¹⁶ or x is not finite). */
@@ -235,6 +236,55 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
   }
 }
 
+/**
+ * f16 with a subnormal map: the row is walked as runs of clean groups between the marked ones, so
+ * the hot loop holds no map test and nothing live into the exact path (which V8 otherwise spills
+ * on every step), and one pointer per stream; V8 unrolls that small loop itself (3 steps per
+ * stack check). The sums are formed group by group into the same four accumulators in the same
+ * order as gemvHalfT, so results are bit-identical. Only the x·2¹¹² form (the rare multiply form
+ * keeps gemvHalfT), in a function of its own: with two inlined copies of the loop, binaryen has
+ * been seen to merge them into one loop that tests a flag at every step.
+ */
+function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const xs = xd + (<usize>K << 2);
+  const rb = <usize>K << 1, wpr = subMapWords(K);
+  const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
+  for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    let o: usize = 0;
+    while (true) {
+      const nx = nextExact(mp, o, e16);
+      let pw = p + o, px = xs + (o << 1);
+      const pe = p + nx;
+      for (; pw < pe; pw += 32, px += 64) {
+        const v0 = v128.load(pw), v1 = v128.load(pw, 16);
+        a0 = fmadd(f16Bits(v0, false), v128.load(px), a0);
+        a1 = fmadd(f16Bits(v0, true), v128.load(px, 16), a1);
+        a2 = fmadd(f16Bits(v1, false), v128.load(px, 32), a2);
+        a3 = fmadd(f16Bits(v1, true), v128.load(px, 48), a3);
+      }
+      if (nx >= e16) break;
+      // the marked group: exact conversion against the unscaled x
+      const v0 = v128.load(p + nx), v1 = v128.load(p + nx, 16), xo = xd + (nx << 1);
+      a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
+      a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
+      a2 = fmadd(halfPairExact(v1, false), v128.load(xo, 32), a2);
+      a3 = fmadd(halfPairExact(v1, true), v128.load(xo, 48), a3);
+      o = nx + 32;
+    }
+    if (e16 < e8) {
+      const v0 = v128.load(p + e16), xo = xd + (e16 << 1);
+      a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
+      a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
+    }
+    let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+    for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), true);
+    const op = out + (<usize>n << 2);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
 export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, false, false, false);
 }
@@ -242,7 +292,7 @@ export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: 
 export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K);
   if (map) {
-    if (scaled) gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, true, true);
+    if (scaled) gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc);
     else gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, false, true);
   } else if (scaled) gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, true, false);
   else gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, false, false);
@@ -584,6 +634,78 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   }
 }
 
+/** gemvF16Runs for R rows of x (2 to 4): gemvHalfR's order per row, the run walk of gemvF16Runs. */
+@inline function gemvF16RunsR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  const xs = xd + (<usize>K << 2), x1 = xs + ldp, x2 = x1 + ldp, x3 = x2 + ldp, wpr = subMapWords(K);
+  let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
+  for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
+    const z = f32x4.splat(0);
+    let a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+    let c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
+    let o: usize = 0;
+    while (true) {
+      const nx = nextExact(mp, o, e16);
+      let pw = p + o, xo = o << 1;
+      const pe = p + nx;
+      for (; pw < pe; pw += 32, xo += 64) {
+        const v = v128.load(pw), t = v128.load(pw, 16);
+        const u0 = f16Bits(v, false), u1 = f16Bits(v, true), u2 = f16Bits(t, false), u3 = f16Bits(t, true);
+        a0 = fmadd(u0, v128.load(xs + xo), a0); a1 = fmadd(u1, v128.load(xs + xo, 16), a1);
+        a2 = fmadd(u2, v128.load(xs + xo, 32), a2); a3 = fmadd(u3, v128.load(xs + xo, 48), a3);
+        if (R > 1) {
+          b0 = fmadd(u0, v128.load(x1 + xo), b0); b1 = fmadd(u1, v128.load(x1 + xo, 16), b1);
+          b2 = fmadd(u2, v128.load(x1 + xo, 32), b2); b3 = fmadd(u3, v128.load(x1 + xo, 48), b3);
+        }
+        if (R > 2) {
+          c0 = fmadd(u0, v128.load(x2 + xo), c0); c1 = fmadd(u1, v128.load(x2 + xo, 16), c1);
+          c2 = fmadd(u2, v128.load(x2 + xo, 32), c2); c3 = fmadd(u3, v128.load(x2 + xo, 48), c3);
+        }
+        if (R > 3) {
+          d0 = fmadd(u0, v128.load(x3 + xo), d0); d1 = fmadd(u1, v128.load(x3 + xo, 16), d1);
+          d2 = fmadd(u2, v128.load(x3 + xo, 32), d2); d3 = fmadd(u3, v128.load(x3 + xo, 48), d3);
+        }
+      }
+      if (nx >= e16) break;
+      const v = v128.load(p + nx), t = v128.load(p + nx, 16), xo2 = nx << 1;
+      const u0 = halfPairExact(v, false), u1 = halfPairExact(v, true), u2 = halfPairExact(t, false), u3 = halfPairExact(t, true);
+      const y0 = xd + xo2, y1 = y0 + ldp, y2 = y1 + ldp, y3 = y2 + ldp;
+      a0 = fmadd(u0, v128.load(y0), a0); a1 = fmadd(u1, v128.load(y0, 16), a1);
+      a2 = fmadd(u2, v128.load(y0, 32), a2); a3 = fmadd(u3, v128.load(y0, 48), a3);
+      if (R > 1) {
+        b0 = fmadd(u0, v128.load(y1), b0); b1 = fmadd(u1, v128.load(y1, 16), b1);
+        b2 = fmadd(u2, v128.load(y1, 32), b2); b3 = fmadd(u3, v128.load(y1, 48), b3);
+      }
+      if (R > 2) {
+        c0 = fmadd(u0, v128.load(y2), c0); c1 = fmadd(u1, v128.load(y2, 16), c1);
+        c2 = fmadd(u2, v128.load(y2, 32), c2); c3 = fmadd(u3, v128.load(y2, 48), c3);
+      }
+      if (R > 3) {
+        d0 = fmadd(u0, v128.load(y3), d0); d1 = fmadd(u1, v128.load(y3, 16), d1);
+        d2 = fmadd(u2, v128.load(y3, 32), d2); d3 = fmadd(u3, v128.load(y3, 48), d3);
+      }
+      o = nx + 32;
+    }
+    if (e16 < e8) {
+      const v = v128.load(p + e16), y0 = xd + (e16 << 1), y1 = y0 + ldp, y2 = y1 + ldp, y3 = y2 + ldp;
+      const u0 = halfPairExact(v, false), u1 = halfPairExact(v, true);
+      a0 = fmadd(u0, v128.load(y0), a0); a1 = fmadd(u1, v128.load(y0, 16), a1);
+      if (R > 1) { b0 = fmadd(u0, v128.load(y1), b0); b1 = fmadd(u1, v128.load(y1, 16), b1); }
+      if (R > 2) { c0 = fmadd(u0, v128.load(y2), c0); c1 = fmadd(u1, v128.load(y2, 16), c1); }
+      if (R > 3) { d0 = fmadd(u0, v128.load(y3), d0); d1 = fmadd(u1, v128.load(y3, 16), d1); }
+    }
+    let s = hsum4(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(b0, b1), f32x4.add(b2, b3)),
+      f32x4.add(f32x4.add(c0, c1), f32x4.add(c2, c3)), f32x4.add(f32x4.add(d0, d1), f32x4.add(d2, d3)));
+    for (let k = K & ~7; k < K; k++) {
+      const xk = <usize>k << 2;
+      const wk = f32x4.splat(scalarHalf(load<u16>(p + (<usize>k << 1)), true));
+      s = f32x4.add(s, f32x4.mul(wk, f32x4(load<f32>(x + xk), R > 1 ? load<f32>(x + ldx + xk) : 0, R > 2 ? load<f32>(x + 2 * ldx + xk) : 0, R > 3 ? load<f32>(x + 3 * ldx + xk) : 0)));
+    }
+    storeR(out + (<usize>n << 2), ldo, s, acc, R);
+  }
+}
+
 @inline function q8BlockW(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize): v128 {
   const d0 = i32x4.dot_i16x8_s(w0, v128.load(xp)), d1 = i32x4.dot_i16x8_s(w1, v128.load(xp, 16));
   const d2 = i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), d3 = i32x4.dot_i16x8_s(w3, v128.load(xp, 48));
@@ -802,7 +924,7 @@ export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usi
 export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K);
   if (map) {
-    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, true, true);
+    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 2);
     else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, false, true);
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, false, false);
@@ -810,7 +932,7 @@ export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usiz
 export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K);
   if (map) {
-    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, true, true);
+    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 3);
     else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, false, true);
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, false, false);
@@ -818,7 +940,7 @@ export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usiz
 export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K) && f16Scaled(xd + 3 * ldp, K);
   if (map) {
-    if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, true, true);
+    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 4);
     else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, false, true);
   } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, false, false);
