@@ -289,10 +289,11 @@ function q8Fit(xb: usize, d: f32): f32 {
   return f32x4.max(f32x4.min(r, Q8_MAXF), Q8_MINF);
 }
 
-/** weight-format.ts q8Scale for a block at xb whose Q8_0 d rounds to the half h0 (the same fits in the same order). */
-function q8Scale(xb: usize, h0: u32): u32 {
-  if (h0 == 0 || h0 >= 0x7c00) return h0;
-  const lo: u32 = h0 >= 0x400 ? 0x400 : 1;
+/** weight-format.ts q8Scale for a block at xb whose Q8_0 d rounds to the half h (the same fits in the same order). */
+function q8Scale(xb: usize, h: u32): u32 {
+  if (h == 0 || h >= 0x7c00) return h;
+  const h0: u32 = h < 0x400 ? 0x400 : h;   // never subnormal (weight-format.ts q8Scale)
+  const lo: u32 = 0x400;
   let err = q8Fit(xb, <f32>f16Value(h0));
   const h1 = f32ToF16(q8Ls);
   if (h1 == h0 || h1 < lo || h1 >= 0x7c00) return h0;
