@@ -286,8 +286,8 @@ let q8Ls = 0;
  * least-squares scale of those (below amax / 127 the largest value may clamp at 127, which the error
  * counts). On random normal blocks this leaves 0.95 of Q8_0's squared error at about two error
  * evaluations per block (trying the 7 halves 4 steps below to 2 above d: 0.94 at 7). Zero, infinite
- * and NaN d are returned as they are; a normal d is never traded for a subnormal half, so a weight
- * whose scales are all normal keeps the GEMV's fast widening (gemv.as q8Scales4).
+ * and NaN d are returned as they are; every other scale is a normal half, so the GEMV widens the
+ * weight's scales with its fast integer add (gemv.as q8Scales4).
  */
 export function q8Scale(src: Float32Array, at: number, amax: number): number {
   let h0 = f32ToF16(Math.fround(amax / 127));
@@ -296,15 +296,14 @@ export function q8Scale(src: Float32Array, at: number, amax: number): number {
   // more operations per 4 blocks, ~10% in cache; docs/cpu-decode.md). The smallest normal half,
   // 2⁻¹⁴, serves blocks whose largest |value| is under 127·2⁻¹⁴ ≈ 0.0078 with fewer levels.
   if (h0 < 0x400) h0 = 0x400;
-  const lo = 0x400;
   let err = q8Fit(src, at, f16ToF32(h0));
   const h1 = f32ToF16(q8Ls);
-  if (h1 === h0 || h1 < lo || h1 >= 0x7c00) return h0;
+  if (h1 === h0 || h1 < 0x400 || h1 >= 0x7c00) return h0;
   const e1 = q8Fit(src, at, f16ToF32(h1));
   if (!(e1 < err)) return h0;
   err = e1;
   const h2 = f32ToF16(q8Ls);
-  if (h2 === h0 || h2 === h1 || h2 < lo || h2 >= 0x7c00) return h1;
+  if (h2 === h0 || h2 === h1 || h2 < 0x400 || h2 >= 0x7c00) return h1;
   return q8Fit(src, at, f16ToF32(h2)) < err ? h2 : h1;
 }
 

@@ -293,15 +293,14 @@ function q8Fit(xb: usize, d: f32): f32 {
 function q8Scale(xb: usize, h: u32): u32 {
   if (h == 0 || h >= 0x7c00) return h;
   const h0: u32 = h < 0x400 ? 0x400 : h;   // never subnormal (weight-format.ts q8Scale)
-  const lo: u32 = 0x400;
   let err = q8Fit(xb, <f32>f16Value(h0));
   const h1 = f32ToF16(q8Ls);
-  if (h1 == h0 || h1 < lo || h1 >= 0x7c00) return h0;
+  if (h1 == h0 || h1 < 0x400 || h1 >= 0x7c00) return h0;
   const e1 = q8Fit(xb, <f32>f16Value(h1));
   if (!(e1 < err)) return h0;
   err = e1;
   const h2 = f32ToF16(q8Ls);
-  if (h2 == h0 || h2 == h1 || h2 < lo || h2 >= 0x7c00) return h1;
+  if (h2 == h0 || h2 == h1 || h2 < 0x400 || h2 >= 0x7c00) return h1;
   return q8Fit(xb, <f32>f16Value(h2)) < err ? h2 : h1;
 }
 
