@@ -329,7 +329,7 @@ for (const cfg of WASM_CONFIGS) {
       be.rmsnorm(got, own(be, x), own(be, w), rows, dim, 1e-6);
       assertClose(got, ref, TOL.fastVsRef, `rmsnorm ${rows}x${dim}`);
     }
-    for (const [rows, F] of [[1, 37], [3, 128], [2, 1027]]) {
+    for (const [rows, F] of [[1, 37], [3, 128], [2, 1027], [64, 1027], [33, 2048]]) {
       const u = randn(rng, rows * 2 * F, 3);
       u[0] = -100; u[1] = 100; u[2] = 0;
       const ref = new Float32Array(rows * F);
@@ -337,6 +337,14 @@ for (const cfg of WASM_CONFIGS) {
       const got = A(be, rows * F);
       be.swiglu(got, own(be, u), rows, F);
       assertClose(got, ref, TOL.fastVsRef, `swiglu ${rows}x${F}`);
+      // g written over u, as the model's forward does (threads split the columns)
+      const ut = own(be, u);
+      be.swiglu(be.view(ut, 0, rows * F), ut, rows, F);
+      assert.deepEqual(f32(ut).subarray(0, rows * F), got, `swiglu in place ${rows}x${F}`);
+      // the reference in place too
+      const uj = Float32Array.from(u);
+      js.swiglu(uj.subarray(0, rows * F), uj, rows, F);
+      assert.deepEqual(uj.subarray(0, rows * F), ref, `reference swiglu in place ${rows}x${F}`);
     }
     for (const n of [1, 37, 4099]) {
       const u = randn(rng, n, 4);

@@ -316,7 +316,12 @@ test('swiglu, silu, add (also of two views of one buffer), scale, fill, copy, ro
   js.swiglu(want, u, rows, F);
   const g = R().alloc(rows * F);
   ops.swiglu(g, up(u), rows, F);
-  assertClose(await down(g), want, TOL.fastVsRef, 'swiglu');
+  const gOut = await down(g);
+  assertClose(gOut, want, TOL.fastVsRef, 'swiglu');
+  // g written over u, as the model's forward does (through the scratch tensor here)
+  const uIn = up(u);
+  ops.swiglu(R().view(uIn, 0, rows * F), uIn, rows, F);
+  assert.deepEqual((await down(uIn)).subarray(0, rows * F), gOut, 'swiglu in place');
   const s = new Float32Array(u.length);
   js.silu(s, u, u.length);
   const ut = up(u);

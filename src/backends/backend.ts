@@ -174,7 +174,10 @@ export interface Backend {
    * out is [S, Q·hd].
    */
   attention(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void;
-  /** out[r, j] = silu(u[r, j]) · u[r, F + j] for u rows [gate(F) | up(F)]. */
+  /**
+   * out[r, j] = silu(u[r, j]) · u[r, F + j] for u rows [gate(F) | up(F)]. out may be the first
+   * rows·F values of u itself (the model's forward writes g over u to halve the FFN's scratch).
+   */
   swiglu(out: Tensor, u: Tensor, rows: number, F: number): void;
   /** out[i] = silu(u[i]) (non-GLU FFN). */
   silu(out: Tensor, u: Tensor, n: number): void;

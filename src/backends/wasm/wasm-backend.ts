@@ -680,7 +680,8 @@ export class WasmBackend implements Backend {
     const op = this.outF32(out, rows * F, 'swiglu output', false);
     const a = this.cur.ai;
     a[0] = op; a[1] = up; a[2] = rows; a[3] = F;
-    this.exec('k_swiglu', rows * F * 8, Math.ceil(rows * F / 1024));
+    // column chunks (out may overlay u: elementwise.as swigluCols)
+    this.exec('k_swiglu', rows * F * 8, Math.min(Math.ceil(rows * F / 1024), Math.ceil(F / 4)));
   }
 
   silu(outT: Tensor, uT: Tensor, n: number): void {

@@ -170,7 +170,14 @@ export class WebGpuOps {
   }
 
   swiglu(out: GpuTensor, u: GpuTensor, rows: number, F: number): void {
-    this.rt.dispatch(swigluKernel(), [out, u], [], [rows * F, F], grid(ewGroups(rows * F)));
+    const n = rows * F;
+    // out over u (allowed by the Backend contract): invocations run in no set order, so a row
+    // could overwrite u values another has not read yet; go through a temporary tensor instead
+    // (back to the buffer pool at once: later commands on the queue run after this one)
+    const overlaps = out.buf === u.buf && out.offset < u.offset + 2 * n && u.offset < out.offset + n;
+    const dst = overlaps ? this.rt.alloc(n) : out;
+    this.rt.dispatch(swigluKernel(), [dst, u], [], [n, F], grid(ewGroups(n)));
+    if (overlaps) { this.copy(out, dst, n); this.rt.free(dst); }
   }
 
   silu(out: GpuTensor, u: GpuTensor, n: number): void {

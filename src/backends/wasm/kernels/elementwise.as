@@ -78,23 +78,26 @@ export function qkNormRopeRows(qkv: usize, cs: usize, sn: usize, Q: i32, Hkv: i3
   }
 }
 
-/** out[r, j] = silu(u[r, j]) · u[r, F + j] for flat indices [i0, i1) of the [rows, F] output. */
-export function swigluRange(out: usize, u: usize, F: i32, i0: i32, i1: i32): void {
-  let i = i0;
-  while (i < i1) {
-    const r = i / F, j0 = i - r * F;
-    const jEnd = min(F, j0 + (i1 - i));
-    const g = u + ((<usize>r * <usize>(2 * F)) << 2), v = g + (<usize>F << 2), o = out + ((<usize>r * <usize>F) << 2);
+/**
+ * out[r, j] = silu(u[r, j]) · u[r, F + j] for columns [j0, j1) of every row, rows in ascending order.
+ * out may start where u starts (the model writes g over u): row r's outputs land on u's row r/2
+ * (r even: its gate half, r odd: its up half) in the same columns, which this call has read
+ * already (row 0: in the same step), and no other column range touches them. So threads split the
+ * columns, never the rows.
+ */
+export function swigluCols(out: usize, u: usize, rows: i32, F: i32, j0: i32, j1: i32): void {
+  const rb = <usize>(2 * F) << 2, ob = <usize>F << 2, f = <usize>F << 2;
+  let g = u, o = out;
+  for (let r = 0; r < rows; r++, g += rb, o += ob) {
     let j = j0;
-    for (; j + 4 <= jEnd; j += 4) {
+    for (; j + 4 <= j1; j += 4) {
       const p = <usize>j << 2;
-      v128.store(o + p, f32x4.mul(vsilu(v128.load(g + p)), v128.load(v + p)));
+      v128.store(o + p, f32x4.mul(vsilu(v128.load(g + p)), v128.load(g + f + p)));
     }
-    for (; j < jEnd; j++) {
+    for (; j < j1; j++) {
       const p = <usize>j << 2;
-      store<f32>(o + p, f32x4.extract_lane(vsilu(f32x4.splat(load<f32>(g + p))), 0) * load<f32>(v + p));
+      store<f32>(o + p, f32x4.extract_lane(vsilu(f32x4.splat(load<f32>(g + p))), 0) * load<f32>(g + f + p));
     }
-    i += jEnd - j0;
   }
 }
 

@@ -10,7 +10,7 @@ import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
-import { rmsnormRows, qkNormRopeRows, swigluRange, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
+import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
 import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
@@ -95,7 +95,8 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const x8 = qx(q, M, K, QX_8);
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
-    const r8 = ASC_FEATURE_RELAXED_SIMD ? x8 + <usize>m * <usize>K : 0;
+    // the int8 rows only for igemmQ4 (q8's GEMM reads the i16 rows): pages q8 never writes stay untouched
+    const r8 = ASC_FEATURE_RELAXED_SIMD && ai(a, 5) == 4 ? x8 + <usize>m * <usize>K : 0;
     quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
   }
 }
@@ -147,8 +148,8 @@ export function k_attention(a: usize, tid: i32, c: i32, nc: i32): void {
 
 // swiglu: 0 out, 1 u, 2 rows, 3 F
 export function k_swiglu(a: usize, tid: i32, c: i32, nc: i32): void {
-  const n = ai(a, 2) * ai(a, 3);
-  swigluRange(ap(a, 0), ap(a, 1), ai(a, 3), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+  const F = ai(a, 3);
+  swigluCols(ap(a, 0), ap(a, 1), ai(a, 2), F, part(F, c, nc, 4), part(F, c + 1, nc, 4));
 }
 
 // silu: 0 out, 1 u, 2 n
