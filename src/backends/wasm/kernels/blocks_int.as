@@ -8,8 +8,8 @@
 // Both builds form the same int32 block sums; only how they are split over lanes before the float
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
-import { fmadd, hsum, f16hiToF32Exact, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4BlockV, lane } from './gemv';
+import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ6_K } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -136,53 +136,52 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   // the two high bits: of s[0..3] for sc4-7, of s[4..7] for m4-7
   const b = i8x16.swizzle(v, i8x16(0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 4, 5, 6, 7));
   const lo = v128.and(a, i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-  const mhi = v128.and(i8x16.shr_u(a, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
-  const top = v128.and(i8x16.shl(i8x16.shr_u(b, 6), 4), i8x16(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
+  // 16-bit shifts (byte shifts cost V8 a shift and a mask each): the bits a shift brings in from
+  // the neighbouring byte fall outside the masks
+  const mhi = v128.and(i16x8.shr_u(a, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  const top = v128.and(i16x8.shr_u(b, 2), i8x16(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48));
   return v128.or(v128.or(lo, mhi), top);
-}
-
-@inline function u8x4f(v: v128, q: i32): v128 {
-  const h = q < 2 ? i16x8.extend_low_i8x16_u(v) : i16x8.extend_high_i8x16_u(v);
-  return f32x4.convert_i32x4_u((q & 1) == 0 ? i32x4.extend_low_i16x8_u(h) : i32x4.extend_high_i16x8_u(h));
-}
-
-/** Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) of a Q4_K super-block into f0 and f1. */
-@inline function q4KPair(q: usize, x16: usize, x8: usize, c0: v128, c1: v128, f: v128): v128 {
-  const v0 = v128.load(q), v1 = v128.load(q, 16);
-  const lo = q4BlockV(nibLo(v0), nibLo(v1), x16, x8);
-  const hi = q4BlockV(nibHi(v0), nibHi(v1), x16 + 64, x8 + 32);
-  return fmadd(hi, c1, fmadd(lo, c0, f));
 }
 
 /**
  * Q4_K (144-byte super-blocks of 256: half d, half dmin, 12 bytes of 6-bit scales and mins, 128
  * bytes of nibbles; value d·sc_j·q − dmin·m_j in sub-block j of 32), one row of x. Sub-block j
  * meets x's block j exactly, so it is q4's arithmetic with scale d·sc_j and min −dmin·m_j:
- * Σ = Σ_j (d·sc_j)·d_x·Σ q·q_x − Σ_j (dmin·m_j)·(d_x·Σ q_x). Even sub-blocks go into f0, odd into
- * f1, the min terms into g, subtracted at the end.
+ * Σ = Σ_b d·Σ_j sc_j·d_x·Σ q·q_x − Σ_b dmin·Σ_j m_j·(d_x·Σ q_x). As in gemvQ4, four sub-blocks'
+ * integer dots are gathered into one vector (gemv.as q4Part, q4Sums4) that meets their four
+ * sc_j·d_x in one multiply, so a super-block costs two such products, two multiply-adds for the
+ * mins and one each by d and dmin, with no broadcast per sub-block; its two halves d, dmin come
+ * from one 8-byte load.
  */
 export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8, rb = <usize>nsb * 144;
   let p = w + <usize>n0 * rb;
   for (let n = n0; n < n1; n++) {
-    let f0 = f32x4.splat(0), f1 = f0, g = f0;
+    let f = f32x4.splat(0), g = f;
     let x16 = q16, x8 = q8, dp = qd, sp = qs;
     for (let b = 0; b < nsb; b++, p += 144, x16 += 512, x8 += 256, dp += 32, sp += 32) {
-      const dd = halves4(p, 2);   // lanes 0, 1: d, dmin
-      const d = lane(dd, 0), dmin = lane(dd, 1);
+      const dd = f16x4At(p);   // lanes 0, 1: d, dmin (2, 3: scale bytes, unused)
       const sm = kScales16(p + 4);
-      const c0 = f32x4.mul(f32x4.mul(d, u8x4f(sm, 0)), v128.load(dp));
-      const c1 = f32x4.mul(f32x4.mul(d, u8x4f(sm, 1)), v128.load(dp, 16));
-      g = fmadd(f32x4.mul(dmin, u8x4f(sm, 2)), v128.load(sp), g);
-      g = fmadd(f32x4.mul(dmin, u8x4f(sm, 3)), v128.load(sp, 16), g);
-      const q = p + 16;
-      f0 = q4KPair(q, x16, x8, lane(c0, 0), lane(c0, 1), f0);
-      f1 = q4KPair(q + 32, x16 + 128, x8 + 64, lane(c0, 2), lane(c0, 3), f1);
-      f0 = q4KPair(q + 64, x16 + 256, x8 + 128, lane(c1, 0), lane(c1, 1), f0);
-      f1 = q4KPair(q + 96, x16 + 384, x8 + 192, lane(c1, 2), lane(c1, 3), f1);
+      const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
+      // the 6-bit codes as f32 (non-negative: the signed conversion, one instruction on x64)
+      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
+      const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
+      const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
+      // The two halves of 128 weights in a loop of two, not one straight run: V8 issues a block's
+      // loads before its arithmetic, and a whole super-block's 8 weight and 16 x vectors spill.
+      let t = f32x4.splat(0), c = sc0, q = p + 16, xh = x16, x8h = x8, dh = dp;
+      for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
+        const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
+        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
+          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
+        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
+        c = sc1;
+      }
+      f = fmadd(t, lane(dd, 0), f);
+      g = fmadd(u, lane(dd, 1), g);
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f32x4.add(f0, f1)) - hsum(g);
+    const s = hsum(f) - hsum(g);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
@@ -194,14 +193,18 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
 
 /**
  * Q6_K's relaxed dot takes the 6-bit level q (0..63, a valid 7-bit operand) as it is stored, so
- * Σ (q − 32)·q_x = Σ q·q_x − 32·Σ q_x; this writes the second term per pair of x, i16 lane i of
- * each 16 = 32·(q[2i] + q[2i+1]) (|values| ≤ 32·254), at corr, K bytes, from the int8 q at q8.
+ * Σ (q − 32)·q_x = Σ q·q_x − 32·Σ q_x; this writes x's part of the second term, the sum of q_x
+ * over each 16 values (|·| ≤ 16·127, an i16), K/8 bytes at corr, from the int8 q at q8. The kernel
+ * dots these with the weight's sixteen scales per super-block (gemvQ6_KRelaxed).
  */
 export function q6KCorrection(q8: usize, K: i32, corr: usize): void {
-  for (let o: usize = 0; o < <usize>K; o += 16) v128.store(corr + o, i16x8.shl(i16x8.extadd_pairwise_i8x16_s(v128.load(q8 + o)), 5));
+  for (let o: usize = 0; o < <usize>K; o += 16) {
+    const s = i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v128.load(q8 + o)));
+    store<i16>(corr + (o >> 3), <i16>(i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)));
+  }
 }
 
-/** Where q6KCorrection puts its pair sums in a prepared row (k_prep_x; relaxed build). */
+/** Where q6KCorrection puts its sums in a prepared row (k_prep_x; relaxed build). */
 @inline export function q6KCorrOffset(K: i32): usize { return <usize>K * 6; }
 
 /**
@@ -274,45 +277,60 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 
 /**
  * x block 4h + k of a Q6_K super-block, relaxed build (ql vectors l0, l1: their low nibbles for
- * k < 2, high for k ≥ 2; qh vectors g0, g1; the two scales as i16 splats sa, sb). Each i16 lane of
- * dot(x, q) − corr is a pair's Σ (q − 32)·x, |·| ≤ 2·32·127; the i16 dot with the scale widens and
- * scales in one step (|lane| ≤ 2·8128·128, the two halves' sum < 2²³, exact in f32).
+ * k < 2, high for k ≥ 2; qh vectors g0, g1; the two scales as i16 splats sa, sb): sc_a·Σ_a q·q_x
+ * + sc_b·Σ_b q·q_x over the stored levels q, as four i32 lanes. Each i16 lane of the relaxed dot is
+ * a pair's Σ q·x (|·| ≤ 2·63·127); the i16 dot with the scale widens and scales it in one step.
  */
-@inline function q6BlockR(l0: v128, l1: v128, g0: v128, g1: v128, k: i32, xo: usize, co: usize, sa: v128, sb: v128): v128 {
+@inline function q6BlockR(l0: v128, l1: v128, g0: v128, g1: v128, k: i32, xo: usize, sa: v128, sb: v128): v128 {
   const fifteen = i8x16.splat(15);
   const b0 = v128.and(k >> 1 ? i16x8.shr_u(l0, 4) : l0, fifteen), b1 = v128.and(k >> 1 ? i16x8.shr_u(l1, 4) : l1, fifteen);
   const q0 = v128.or(b0, q6High(g0, k)), q1 = v128.or(b1, q6High(g1, k));
-  const s0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q0), v128.load(co));
-  const s1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q1), v128.load(co, 16));
-  return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(s0, sa), i32x4.dot_i16x8_s(s1, sb)));
+  const s0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q0);
+  const s1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q1);
+  return i32x4.add(i32x4.dot_i16x8_s(s0, sa), i32x4.dot_i16x8_s(s1, sb));
 }
 
-/** gemvQ6_KInt's relaxed build: every vector of a super-block loaded once; blocks of x into f0 and f1 as there. */
+/** [Σ a, Σ b, Σ c, Σ d] of four i32x4 (lanes interleaved and summed twice, as gemv.as q4Sums4). */
+@inline function isum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
+}
+
+/**
+ * gemvQ6_KInt's relaxed build: every vector of a super-block loaded once. Blocks 4i..4i+3 of x
+ * are gathered into one i32x4 (isum4), and their correction 32·(sc_a·X_a + sc_b·X_b) (X: x's sums
+ * per 16, q6KCorrection) is one i16 dot of the scales with X, taken off in int32: each lane is then
+ * block t's integer sc_a·Σ_a (q − 32)·q_x + sc_b·Σ_b (q − 32)·q_x (|·| ≤ 32·32·127·128 < 2²⁴, exact in
+ * f32), and one multiply-add by the four d·d_x, with no broadcast per block. The integers per
+ * block are the SIMD128 build's; the float sums differ from it by rounding only.
+ */
 @inline function gemvQ6_KRelaxed(out: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8;
   let p = w + <usize>n0 * <usize>nsb * 210;
   for (let n = n0; n < n1; n++) {
-    let f0 = f32x4.splat(0), f1 = f0;
+    let f = f32x4.splat(0);
     let x8 = q8, cp = corr, dp = qd;
-    for (let b = 0; b < nsb; b++, p += 210, x8 += 256, cp += 256, dp += 32) {
+    for (let b = 0; b < nsb; b++, p += 210) {
       const d = f32x4.splat(half1(p + 208));
-      const c0 = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
-      const sv = v128.load(p, 192), s0 = i16x8.extend_low_i8x16_s(sv), s1 = i16x8.extend_high_i8x16_s(sv);
-      let a0 = v128.load(p), a1 = v128.load(p, 16), a2 = v128.load(p, 32), a3 = v128.load(p, 48);
-      let g0 = v128.load(p, 128), g1 = v128.load(p, 144);
-      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 0, x8, cp, splat16(s0, 0), splat16(s0, 1)), lane(c0, 0), f0);
-      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 1, x8 + 32, cp + 32, splat16(s0, 2), splat16(s0, 3)), lane(c0, 1), f1);
-      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 2, x8 + 64, cp + 64, splat16(s0, 4), splat16(s0, 5)), lane(c0, 2), f0);
-      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 3, x8 + 96, cp + 96, splat16(s0, 6), splat16(s0, 7)), lane(c0, 3), f1);
-      a0 = v128.load(p, 64); a1 = v128.load(p, 80); a2 = v128.load(p, 96); a3 = v128.load(p, 112);
-      g0 = v128.load(p, 160); g1 = v128.load(p, 176);
-      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 0, x8 + 128, cp + 128, splat16(s1, 0), splat16(s1, 1)), lane(c1, 0), f0);
-      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 1, x8 + 160, cp + 160, splat16(s1, 2), splat16(s1, 3)), lane(c1, 1), f1);
-      f0 = fmadd(q6BlockR(a0, a1, g0, g1, 2, x8 + 192, cp + 192, splat16(s1, 4), splat16(s1, 5)), lane(c1, 2), f0);
-      f1 = fmadd(q6BlockR(a2, a3, g0, g1, 3, x8 + 224, cp + 224, splat16(s1, 6), splat16(s1, 7)), lane(c1, 3), f1);
+      const sv = v128.load(p, 192);
+      // the super-block's halves (128 values: 4 ql vectors, 2 qh vectors, 8 scales) in a loop of
+      // two, not one straight run: V8 issues a block's loads before its arithmetic, and spills
+      let sh = i16x8.extend_low_i8x16_s(sv), s1 = i16x8.extend_high_i8x16_s(sv), l = p, hb = p + 128;
+      for (let h = 0; h < 2; h++, l += 64, hb += 32, x8 += 128, cp += 16, dp += 16) {
+        const a0 = v128.load(l), a1 = v128.load(l, 16), a2 = v128.load(l, 32), a3 = v128.load(l, 48);
+        const g0 = v128.load(hb), g1 = v128.load(hb, 16);
+        const i4 = i32x4.sub(isum4(
+          q6BlockR(a0, a1, g0, g1, 0, x8, splat16(sh, 0), splat16(sh, 1)),
+          q6BlockR(a2, a3, g0, g1, 1, x8 + 32, splat16(sh, 2), splat16(sh, 3)),
+          q6BlockR(a0, a1, g0, g1, 2, x8 + 64, splat16(sh, 4), splat16(sh, 5)),
+          q6BlockR(a2, a3, g0, g1, 3, x8 + 96, splat16(sh, 6), splat16(sh, 7))), i32x4.shl(i32x4.dot_i16x8_s(sh, v128.load(cp)), 5));
+        f = fmadd(f32x4.convert_i32x4_s(i4), f32x4.mul(d, v128.load(dp)), f);
+        sh = s1;
+      }
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f32x4.add(f0, f1));
+    const s = hsum(f);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }

@@ -446,7 +446,7 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
  * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
  * relaxed SIMD, i16x8 lanes of 4 products each (|lane| ≤ 4·15·127 = 7620); SIMD128, i32x4 lanes.
  */
-@inline function q4Part(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
+@inline export function q4Part(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
   } else {
@@ -464,7 +464,7 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
  * i16 sums of 4 products, then of 8, then of 16 (|sum| ≤ 16·15·127 = 30480 < 2¹⁵), and the
  * last widening adds each pair. Exact either way.
  */
-@inline function q4Sums4(a: v128, b: v128, c: v128, d: v128): v128 {
+@inline export function q4Sums4(a: v128, b: v128, c: v128, d: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const ab = i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
     const cd = i16x8.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));

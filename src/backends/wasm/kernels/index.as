@@ -120,7 +120,7 @@ export function k_prep_x(a: usize): void {
       if (ASC_FEATURE_RELAXED_SIMD && (dtype == 3 || dtype == BQ8_0)) q8SplitSigns(xp + (<usize>K << 1), K, xp + q8PosOffset(K), xp + q8NegOffset(K));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
       if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
-      // Q6_K (relaxed build): 32·Σx per pair, for its dot of the unsigned 6-bit levels (blocks_int.as)
+      // Q6_K (relaxed build): Σx per 16 values, for its dot of the unsigned 6-bit levels (blocks_int.as)
       if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ6_K) q6KCorrection(xp + (<usize>K << 1), K, xp + q6KCorrOffset(K));
     }
   }
