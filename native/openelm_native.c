@@ -3,7 +3,8 @@
 // The library is dlopen'ed, not linked, so this addon builds without any BLAS headers and a
 // machine without the library just reports "not available". Operands are Float32Arrays (views of
 // the wasm memory or ordinary arrays); nothing is copied except weights stored as bf16/f16/q8/q4,
-// which are widened to f32 one panel of rows at a time (exact: every such value is an f32).
+// which are widened to f32 a block at a time (exact: every such value is an f32), on CPUs with
+// AVX2 straight into the layout of this file's own kernel (see "widened weights" below).
 //
 // Mixed precision (gemmBf16): both operands are rounded to bf16 (nearest even, the formula of
 // src/core/dtype.ts, so every path rounds alike) and multiplied with f32 accumulation by the
@@ -934,10 +935,11 @@ static void widen(float *dst, int kind, const void *w, const void *scales, int64
 // copy again, and the library packing x again for every panel cost more than the arithmetic on a
 // CPU whose L2 holds neither x nor a panel (a 128-token prefill of 270M: x is 640 KiB, a panel
 // 1 MiB, Zen 3's L2 512 KiB). Instead, as in BLIS / GotoBLAS:
-//   - x is packed once per call, [K blocks of LK][6-row blocks][k][6] (rows past M are zero);
-//   - a thread's chunk is LN output columns (W rows) and a range of x rows; for each K block it
-//     widens its W rows straight into the kernel's layout, [16-column panel][k][16] (the widening
-//     is the packing: eight rows at a time into a small row-major buffer, then 8x8 transposes);
+//   - x is packed once per call, [K blocks of LK][row blocks of 6 (or 4)][k][6 (or 4)];
+//   - a thread's chunk is LN output columns (W rows) and a range of row blocks; for each K block
+//     it widens its W rows straight into the kernel's layout, [16-column panel][k][16] (the
+//     widening is the packing: eight rows, eight k at a time, widened in registers and transposed;
+//     q8/q4 through a small row-major buffer), while prefetching the next K block's stored bytes;
 //   - a 6x16 register tile (12 ymm accumulators) runs over the K block: two loads of W, six
 //     broadcasts of x and twelve FMAs per k. W's panel (16 KiB) stays in L1, x's K block in L2.
 // Each output starts from 0 (or its old value when accumulating), and takes the K blocks in order,
