@@ -209,7 +209,18 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!h) { strncat(tried, " ", sizeof tried - strlen(tried) - 1); strncat(tried, path, sizeof tried - strlen(tried) - 1); continue; }
     g_dnnl = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
-    if (g_dnnl) { g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32"); if (g_dnnl_bf16) amx_resolve(h); }
+    if (g_dnnl) {
+      g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32");
+      // oneDNN exports the bf16 GEMM everywhere but implements it only from AVX-512 on: elsewhere
+      // (an AVX2 CPU) it returns dnnl_unimplemented and leaves C as it was, so it is tried once on
+      // 1·2 here, and a library that does not compute it gets the emulation (sgemm on rounded operands)
+      if (g_dnnl_bf16) {
+        const uint16_t one = 0x3f80, two = 0x4000; float c = -1.0f;
+        omp_set_num_threads(1);
+        if (g_dnnl_bf16('N', 'N', 1, 1, 1, 1.0f, &one, 1, &two, 1, 0.0f, &c, 1) != 0 || c != 2.0f) g_dnnl_bf16 = NULL;
+      }
+      if (g_dnnl_bf16) amx_resolve(h);
+    }
     else {
       g_cblas = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
       g_blas_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
