@@ -3,7 +3,8 @@
 // The library is dlopen'ed, not linked, so this addon builds without any BLAS headers and a
 // machine without the library just reports "not available". Operands are Float32Arrays (views of
 // the wasm memory or ordinary arrays); nothing is copied except weights stored as bf16/f16/q8/q4,
-// which are widened to f32 one panel of rows at a time (exact: every such value is an f32).
+// which are widened to f32 a block at a time (exact: every such value is an f32), on CPUs with
+// AVX2 straight into the layout of this file's own kernel (see "widened weights" below).
 //
 // Mixed precision (gemmBf16): both operands are rounded to bf16 (nearest even, the formula of
 // src/core/dtype.ts, so every path rounds alike) and multiplied with f32 accumulation by the
@@ -83,7 +84,8 @@ static void futex_wake(_Atomic uint32_t *a) { syscall(SYS_futex, (uint32_t *)a, 
 static double now_us(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e6 + t.tv_nsec / 1e3; }
 
 // profile(true) counts where the products' threads spend their CPU time (bench/train.bench.ts
-// --profile): rounding operands to bf16, the library's products, adding AMX column blocks to C.
+// --profile): rounding operands to bf16 or widening stored weights to f32 ("round"), the library's
+// products or the widened kernel's tiles ("gemm"), adding AMX column blocks to C ("copy").
 enum { PROF_ROUND, PROF_GEMM, PROF_COPY, PROF_N };
 static int g_prof;
 static _Atomic int64_t g_prof_ns[PROF_N];
@@ -207,7 +209,18 @@ static napi_value Load(napi_env env, napi_callback_info info) {
     void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
     if (!h) { strncat(tried, " ", sizeof tried - strlen(tried) - 1); strncat(tried, path, sizeof tried - strlen(tried) - 1); continue; }
     g_dnnl = (dnnl_sgemm_fn)dlsym(h, "dnnl_sgemm");
-    if (g_dnnl) { g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32"); if (g_dnnl_bf16) amx_resolve(h); }
+    if (g_dnnl) {
+      g_dnnl_bf16 = (dnnl_bf16_fn)dlsym(h, "dnnl_gemm_bf16bf16f32");
+      // oneDNN exports the bf16 GEMM everywhere but implements it only from AVX-512 on: elsewhere
+      // (an AVX2 CPU) it returns dnnl_unimplemented and leaves C as it was, so it is tried once on
+      // 1·2 here, and a library that does not compute it gets the emulation (sgemm on rounded operands)
+      if (g_dnnl_bf16) {
+        const uint16_t one = 0x3f80, two = 0x4000; float c = -1.0f;
+        omp_set_num_threads(1);
+        if (g_dnnl_bf16('N', 'N', 1, 1, 1, 1.0f, &one, 1, &two, 1, 0.0f, &c, 1) != 0 || c != 2.0f) g_dnnl_bf16 = NULL;
+      }
+      if (g_dnnl_bf16) amx_resolve(h);
+    }
     else {
       g_cblas = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
       g_blas_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
@@ -926,14 +939,304 @@ static void widen(float *dst, int kind, const void *w, const void *scales, int64
   }
 }
 
+// ------------------------------------------------------- widened weights, own AVX2 kernel (f16 …)
+//
+// Where the CPU has AVX2, FMA and F16C (every x86-64 CPU since 2013-2015 that has AVX2) the
+// widened product does not go through the library: widening W to f32, the library packing that
+// copy again, and the library packing x again for every panel cost more than the arithmetic on a
+// CPU whose L2 holds neither x nor a panel (a 128-token prefill of 270M: x is 640 KiB, a panel
+// 1 MiB, Zen 3's L2 512 KiB). Instead, as in BLIS / GotoBLAS:
+//   - x is packed once per call, [K blocks of LK][row blocks of 6 (or 4)][k][6 (or 4)];
+//   - a thread's chunk is LN output columns (W rows) and a range of row blocks; for each K block
+//     it widens its W rows straight into the kernel's layout, [16-column panel][k][16] (the
+//     widening is the packing: eight rows, eight k at a time, widened in registers and transposed;
+//     q8/q4 through a small row-major buffer), while prefetching the next K block's stored bytes;
+//   - a 6x16 register tile (12 ymm accumulators) runs over the K block: two loads of W, six
+//     broadcasts of x and twelve FMAs per k. W's panel (16 KiB) stays in L1, x's K block in L2.
+// Each output starts from 0 (or its old value when accumulating), and takes the K blocks in order,
+// k ascending within each, one FMA per product: the order depends on the shape alone, so the sums
+// do not depend on the thread count. They are not the library's order (agreement to float rounding).
+#define LK 256                    // k per K block
+#define LN 64                     // output columns per chunk (4 panels of 16)
+#define LMC 192                   // most x rows per chunk
+
+// k in [k0, k0 + kc) of weight row `row` widened to f32 into d (f16 through F16C's VCVTPH2PS,
+// exact for every half, subnormals included whatever MXCSR says, a NaN stays a NaN). Every value
+// is the scalar widen()'s: "fma" is not in this target and it is never inlined into the FMA code
+// below, so q4's multiply and add are never contracted into one rounding. For q8/q4, k0 and kc
+// are multiples of 32.
+__attribute__((target("avx2,f16c"), noinline))
+static void widen_row_avx2(float *d, int kind, const void *w, const void *scales, int64_t row, int64_t k0, int64_t kc, int64_t K) {
+  const int64_t off = row * K + k0;
+  int64_t k = 0;
+  if (kind == 1) {
+    const uint16_t *s = (const uint16_t *)w + off;
+    for (; k + 8 <= kc; k += 8) {
+      const __m256i b = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + k))), 16);
+      _mm256_storeu_ps(d + k, _mm256_castsi256_ps(b));
+    }
+    for (; k < kc; k++) { uint32_t b = (uint32_t)s[k] << 16; memcpy(d + k, &b, 4); }
+  } else if (kind == 2) {
+    const uint16_t *s = (const uint16_t *)w + off;
+    for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(d + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + k))));
+    for (; k < kc; k++) d[k] = g_f16[s[k]];
+  } else if (kind == 3) {
+    const int8_t *s = (const int8_t *)w + off;
+    for (int64_t b = 0; b < kc; b += 32) {
+      const __m256 sc = _mm256_set1_ps(g_f16[((const uint16_t *)scales)[(off + b) / 32]]);
+      for (int j = 0; j < 32; j += 8) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + b + j))));
+        _mm256_storeu_ps(d + b + j, _mm256_mul_ps(v, sc));
+      }
+    }
+  } else {
+    const uint8_t *s = (const uint8_t *)w, *meta = q4_meta(scales, row, K);
+    const __m128i lo4 = _mm_set1_epi8(15);
+    for (int64_t b = 0; b < kc; b += 32) {
+      const int64_t blk = (off + b) / 32, bi = (k0 + b) / 32;
+      const __m256 sc = _mm256_set1_ps(q4_scale(meta, bi)), mn = _mm256_set1_ps(q4_min(meta, K / 32, bi));
+      const __m128i q = _mm_loadu_si128((const __m128i *)(s + blk * 16));
+      const __m128i lo = _mm_and_si128(q, lo4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), lo4);
+      const __m128i part[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+      for (int h = 0; h < 4; h++) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(part[h]));
+        _mm256_storeu_ps(d + b + 8 * h, _mm256_add_ps(_mm256_mul_ps(v, sc), mn));
+      }
+    }
+  }
+}
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+
+// Rows r[0..8) (row-major, stride ld) transposed: column k goes to dst + k·16 (8 floats).
+AVX2_FN static inline void tr8x8(float *dst, const float *src, int64_t ld) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld), r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld), r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE), s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE), s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_store_ps(dst + 0 * 16, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_store_ps(dst + 1 * 16, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_store_ps(dst + 2 * 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_store_ps(dst + 3 * 16, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_store_ps(dst + 4 * 16, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_store_ps(dst + 5 * 16, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_store_ps(dst + 6 * 16, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_store_ps(dst + 7 * 16, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+// Eight f16 (kind 2) or bf16 (kind 1) rows s + i·K, k in [0, 8), widened (exactly, as
+// widen_row_avx2 does) and transposed: column k goes to dst + k·16.
+AVX2_FN static inline void tr8x8_half(float *dst, const uint16_t *s, int64_t K, int kind) {
+  __m256 r[8];
+  for (int i = 0; i < 8; i++) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)(s + i * K));
+    r[i] = kind == 2 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]), t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]), t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE), s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE), s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_store_ps(dst + 0 * 16, _mm256_permute2f128_ps(s0, s4, 0x20));
+  _mm256_store_ps(dst + 1 * 16, _mm256_permute2f128_ps(s1, s5, 0x20));
+  _mm256_store_ps(dst + 2 * 16, _mm256_permute2f128_ps(s2, s6, 0x20));
+  _mm256_store_ps(dst + 3 * 16, _mm256_permute2f128_ps(s3, s7, 0x20));
+  _mm256_store_ps(dst + 4 * 16, _mm256_permute2f128_ps(s0, s4, 0x31));
+  _mm256_store_ps(dst + 5 * 16, _mm256_permute2f128_ps(s1, s5, 0x31));
+  _mm256_store_ps(dst + 6 * 16, _mm256_permute2f128_ps(s2, s6, 0x31));
+  _mm256_store_ps(dst + 7 * 16, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+// W rows [n0, n0 + nc) (nc <= LN), k in [k0, k0 + kc), into wp = [panel][k][16] (columns past nc
+// zero); tmp holds eight widened rows.
+AVX2_FN static void pack_w(float *wp, float *tmp, int kind, const void *w, const void *scales, int64_t n0, int nc, int64_t k0, int64_t kc, int64_t K) {
+  const int groups = (nc + 15) / 16 * 2;
+  for (int g = 0; g < groups; g++) {
+    if (kind <= 2 && 8 * g + 8 <= nc) {
+      // f16 / bf16, eight whole rows: straight from the stored bits into the layout
+      float *d = wp + (g / 2) * kc * 16 + (g % 2) * 8;
+      const uint16_t *s = (const uint16_t *)w + (n0 + 8 * g) * K + k0;
+      int64_t k = 0;
+      for (; k + 8 <= kc; k += 8) tr8x8_half(d + k * 16, s + k, K, kind);
+      for (; k < kc; k++) for (int i = 0; i < 8; i++) {
+        const uint16_t h = s[i * K + k];
+        if (kind == 2) d[k * 16 + i] = g_f16[h]; else { uint32_t b = (uint32_t)h << 16; memcpy(d + k * 16 + i, &b, 4); }
+      }
+      continue;
+    }
+    for (int i = 0; i < 8; i++) {
+      if (8 * g + i < nc) widen_row_avx2(tmp + i * LK, kind, w, scales, n0 + 8 * g + i, k0, kc, K);
+      else memset(tmp + i * LK, 0, (size_t)kc * 4);
+    }
+    float *d = wp + (g / 2) * kc * 16 + (g % 2) * 8;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) tr8x8(d + k * 16, tmp + k, LK);
+    for (; k < kc; k++) for (int i = 0; i < 8; i++) d[k * 16 + i] = tmp[i * LK + k];
+  }
+}
+
+// C[R,16] (row stride ldc) = (load ? C : 0) + a·b over kc, R = 6 or 4: a = [kc][R] (x rows),
+// b = [kc][16] (W columns). 2R ymm accumulators; R = 4 fills the rows 6 does not divide.
+AVX2_FN static inline __attribute__((always_inline)) void kern_rx16(const int R, int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) {
+  __m256 c0[6], c1[6];
+  for (int i = 0; i < R; i++) {
+    c0[i] = load ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+    c1[i] = load ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; k++, a += R, b += 16) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    for (int i = 0; i < R; i++) {
+      const __m256 x = _mm256_broadcast_ss(a + i);
+      c0[i] = _mm256_fmadd_ps(x, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(x, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < R; i++) { _mm256_storeu_ps(c + i * ldc, c0[i]); _mm256_storeu_ps(c + i * ldc + 8, c1[i]); }
+}
+AVX2_FN static void kern6x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) { kern_rx16(6, kc, a, b, c, ldc, load); }
+AVX2_FN static void kern4x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int load) { kern_rx16(4, kc, a, b, c, ldc, load); }
+
+static float *g_xp; static size_t g_xp_cap;                  // packed x
+static float *g_wp[MAX_THREADS], *g_wtmp[MAX_THREADS];       // each thread's packed W block and widening rows
+
+// x's rows go in blocks: n6 of 6 rows, then n4 of 4 (M = 128 is 20·6 + 2·4), the last padded with
+// zero rows where M needs it; Mp rows in all. A chunk takes blocks [mc·(c % nm), +mc).
+typedef struct { int kind; int64_t M, N, K, n6, n4, Mp, mc, nm; const void *w; const void *scales; const float *x; float *out; int acc; } wl_job;
+static inline int64_t wl_m0(const wl_job *j, int64_t b) { return b < j->n6 ? 6 * b : 6 * j->n6 + 4 * (b - j->n6); }
+
+// Block b of x's rows into every K block of the packed x ([K block][rows][k][height], so a K
+// block's rows are contiguous and a block's k-th column is `height` consecutive floats).
+AVX2_FN static void wl_pack_x(const void *p, int64_t b, int tid) {
+  (void)tid;
+  const wl_job *j = (const wl_job *)p;
+  const int64_t m0 = wl_m0(j, b), K = j->K;
+  const int h = b < j->n6 ? 6 : 4;
+  for (int64_t k0 = 0; k0 < K; k0 += LK) {
+    const int64_t kc = K - k0 < LK ? K - k0 : LK;
+    float *d = g_xp + k0 * j->Mp + m0 * kc;
+    for (int i = 0; i < h; i++) {
+      if (m0 + i >= j->M) { for (int64_t k = 0; k < kc; k++) d[k * h + i] = 0.0f; continue; }
+      const float *s = j->x + (m0 + i) * K + k0;
+      for (int64_t k = 0; k < kc; k++) d[k * h + i] = s[k];
+    }
+  }
+}
+
+// The stored bytes of W's rows [n0, n0 + nc), k in [k0, k0 + kc), fetched into L2 a few cache
+// lines at a time while the kernel works on the previous K block: rows are read 2·LK bytes
+// (f16) at a time, a pattern the hardware prefetchers do not follow ahead, and streaming W from
+// memory inside pack_w was a tenth of the product's time.
+typedef struct { const char *base; int64_t stride, lines, total, next; } wl_pf;
+static void wl_pf_start(wl_pf *f, const wl_job *j, int64_t n0, int nc, int64_t k0) {
+  f->next = f->total = 0;
+  if (n0 >= j->N || k0 >= j->K) return;
+  const int64_t kc = j->K - k0 < LK ? j->K - k0 : LK;
+  // bytes per stored weight x2: f16/bf16 4, q8 2, q4 1
+  const int64_t b2 = j->kind <= 2 ? 4 : j->kind == 3 ? 2 : 1;
+  f->base = (const char *)j->w + n0 * j->K * b2 / 2 + k0 * b2 / 2;
+  f->stride = j->K * b2 / 2;
+  f->lines = (kc * b2 / 2 + 63) / 64 + 1;   // + 1: the range need not start on a line
+  f->total = f->lines * (j->N - n0 < nc ? j->N - n0 : nc);
+}
+static inline void wl_pf_some(wl_pf *f, int n) {
+  for (; n > 0 && f->next < f->total; n--, f->next++)
+    _mm_prefetch(f->base + (f->next / f->lines) * f->stride + (f->next % f->lines) * 64, _MM_HINT_T1);
+}
+
+// Chunk c: output columns [LN·(c / nm), +LN), row blocks [mc·(c % nm), +mc).
+AVX2_FN static void wl_chunk(const void *p, int64_t c, int tid) {
+  const wl_job *j = (const wl_job *)p;
+  const int64_t n0 = (c / j->nm) * LN, ba = (c % j->nm) * j->mc, nblk = j->n6 + j->n4, bb = ba + j->mc < nblk ? ba + j->mc : nblk;
+  const int nc = j->N - n0 < LN ? (int)(j->N - n0) : LN, np = (nc + 15) / 16;
+  float *wp = g_wp[tid], *tmp = g_wtmp[tid];
+  _Alignas(32) float edge[6 * 16];
+  for (int64_t k0 = 0; k0 < j->K; k0 += LK) {
+    const int64_t kc = j->K - k0 < LK ? j->K - k0 : LK;
+    int64_t t0 = prof_now();
+    pack_w(wp, tmp, j->kind, j->w, j->scales, n0, nc, k0, kc, j->K);
+    prof_add(PROF_ROUND, t0);
+    t0 = prof_now();
+    // the next K block of these rows, or after the last the first of the next chunk's rows
+    wl_pf pf;
+    if (k0 + LK < j->K) wl_pf_start(&pf, j, n0, nc, k0 + LK); else wl_pf_start(&pf, j, n0 + LN, LN, 0);
+    const int64_t calls = np * (bb - ba), per = (pf.total + calls - 1) / (calls ? calls : 1);
+    const int load = k0 > 0 || j->acc;
+    for (int s = 0; s < np; s++) {
+      const float *b = wp + s * kc * 16;
+      const int cols = nc - 16 * s < 16 ? nc - 16 * s : 16;
+      for (int64_t bi = ba; bi < bb; bi++) {
+        const int64_t m0 = wl_m0(j, bi);
+        const int h = bi < j->n6 ? 6 : 4, rows = j->M - m0 < h ? (int)(j->M - m0) : h;
+        const float *a = g_xp + k0 * j->Mp + m0 * kc;
+        float *cp = j->out + m0 * j->N + n0 + 16 * s;
+        wl_pf_some(&pf, (int)per);
+        if (rows == h && cols == 16) {
+          if (h == 6) kern6x16(kc, a, b, cp, j->N, load); else kern4x16(kc, a, b, cp, j->N, load);
+          continue;
+        }
+        // an edge tile: through a whole tile's copy, of which only the real rows and columns go back
+        if (load) for (int r = 0; r < rows; r++) memcpy(edge + r * 16, cp + r * j->N, (size_t)cols * 4);
+        if (h == 6) kern6x16(kc, a, b, edge, 16, load); else kern4x16(kc, a, b, edge, 16, load);
+        for (int r = 0; r < rows; r++) memcpy(cp + r * j->N, edge + r * 16, (size_t)cols * 4);
+      }
+    }
+    prof_add(PROF_GEMM, t0);
+  }
+}
+
+static int g_wl = -1;     // AVX2 + FMA + F16C present (the kernel above), -1: not checked yet
+static int g_wl_on = 1;   // useWideKernel(false): the scalar widening and the library's sgemm instead
+
+static int wl_supported(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+// The widened product on the kernel above; 0 when it cannot run here (no AVX2/FMA/F16C, switched
+// off, no memory), so the caller takes the library path.
+static int linear_wide(int kind, int64_t M, int64_t N, int64_t K, const void *w, const void *scales, const float *x, float *out, int acc) {
+  if (g_wl < 0) g_wl = wl_supported();
+  if (!g_wl || !g_wl_on) return 0;
+  // row blocks (see wl_job): 6 rows each, but for a remainder of 1 or 2 rows two blocks of 4
+  // replace one of 6 and for 3 or 4 rows one block of 4 follows (less padding, less work)
+  int64_t n6 = M / 6, n4 = 0;
+  switch (M % 6) {
+    case 1: case 2: if (n6) { n6--; n4 = 2; } else n4 = 1; break;
+    case 3: case 4: n4 = 1; break;
+    case 5: n6++; break;
+  }
+  const int64_t nblk = n6 + n4, Mp = 6 * n6 + 4 * n4;
+  // blocks per chunk: all of them up to LMC rows, else ranges of about equal size
+  const int64_t nm = (Mp + LMC - 1) / LMC, mc = (nblk + nm - 1) / nm;
+  if ((size_t)(Mp * K) > g_xp_cap) {
+    free(g_xp); g_xp = (float *)aligned_alloc(64, ((size_t)(Mp * K) * 4 + 63) / 64 * 64);
+    g_xp_cap = g_xp ? (size_t)(Mp * K) : 0;
+    if (!g_xp) return 0;
+  }
+  for (int t = 0; t < g_threads; t++) {
+    if (!g_wp[t]) g_wp[t] = (float *)aligned_alloc(64, LN * LK * 4);
+    if (!g_wtmp[t]) g_wtmp[t] = (float *)aligned_alloc(64, 8 * LK * 4);
+    if (!g_wp[t] || !g_wtmp[t]) return 0;
+  }
+  wl_job j = { kind, M, N, K, n6, n4, Mp, mc, (nblk + mc - 1) / mc, w, scales, x, out, acc };
+  pool_run(wl_pack_x, &j, nblk);
+  pool_run(wl_chunk, &j, (N + LN - 1) / LN * j.nm);
+  return 1;
+}
+
 typedef struct { int kind; int64_t M, N, K, nb; const void *w; const void *scales; const float *x; float *out; float beta; } lin_job;
 
 static void linear_chunk(const void *p, int64_t c, int tid) {
   const lin_job *j = (const lin_job *)p;
   const int64_t r0 = c * j->nb, rows = j->N - r0 < j->nb ? j->N - r0 : j->nb;
   float *panel = g_panels[tid];
+  int64_t t0 = prof_now();
   widen(panel, j->kind, j->w, j->scales, r0, rows, j->K);
+  prof_add(PROF_ROUND, t0);
+  t0 = prof_now();
   gemm(0, 1, j->M, rows, j->K, j->x, j->K, panel, j->K, j->beta, j->out + r0, j->N);
+  prof_add(PROF_GEMM, t0);
 }
 
 // linear(out, x, w, kind, scales, unused, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W
@@ -960,8 +1263,9 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
   if (kind == 4 && (K % 32 != 0 || !typed(env, a[4], napi_uint8_array, &scales, &ls) || (int64_t)ls < N * q4_meta_bytes(K))) return fail(env, "linear(): q4 weight needs its scale codes");
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
   if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;
-  // Panels of W rows widened by the thread that multiplies them, into its own buffer of about
-  // 1 MiB (it stays in L2 between widening and use).
+  if (linear_wide(kind, M, N, K, w, scales, x, out, acc)) return NULL;
+  // Without that kernel: panels of W rows widened by the thread that multiplies them, into its
+  // own buffer of about 1 MiB, and multiplied by the library's sgemm.
   lin_job j = { kind, M, N, K, 0, w, scales, x, out, acc ? 1.0f : 0.0f };
   int64_t nb = (1 << 18) / K; if (nb < 16) nb = 16; nb = (nb + 15) / 16 * 16; if (nb > N) nb = N;
   j.nb = nb;
@@ -1078,6 +1382,19 @@ static napi_value UseAmx(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// useWideKernel(on) -> whether widened weights (bf16/f16/q8/q4) now go through this file's AVX2
+// kernel (where the CPU has AVX2, FMA and F16C); off is the library path (scalar widening, the
+// library's sgemm per panel). The tests compare the two in one process.
+static napi_value UseWideKernel(napi_env env, napi_callback_info info) {
+  size_t argc = 1; napi_value argv[1], out; bool on = true;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok) return fail(env, "useWideKernel() needs a boolean");
+  if (g_wl < 0) g_wl = wl_supported();
+  g_wl_on = on;
+  CHECK(napi_get_boolean(env, g_wl && g_wl_on, &out));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor p[] = {
     { "load", NULL, Load, NULL, NULL, NULL, napi_default, NULL },
@@ -1086,6 +1403,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "gemmBf16", NULL, GemmBf16, NULL, NULL, NULL, napi_default, NULL },
     { "features", NULL, Features, NULL, NULL, NULL, napi_default, NULL },
     { "useAmx", NULL, UseAmx, NULL, NULL, NULL, napi_default, NULL },
+    { "useWideKernel", NULL, UseWideKernel, NULL, NULL, NULL, napi_default, NULL },
     { "profile", NULL, Profile, NULL, NULL, NULL, napi_default, NULL },
     { "adamw", NULL, AdamW, NULL, NULL, NULL, napi_default, NULL },
     { "linear", NULL, Linear, NULL, NULL, NULL, napi_default, NULL },

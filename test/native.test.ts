@@ -12,6 +12,7 @@ import { wasmAvailable } from '../src/backends/wasm/kernels.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import type { Backend } from '../src/backends/backend.js';
 import { setWeightRows } from '../src/backends/weight-format.js';
+import { bf16ToF32, f16ToF32 } from '../src/core/dtype.js';
 import { Rng } from '../src/core/rng.js';
 import { OpenELMError } from '../src/core/errors.js';
 import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
@@ -65,31 +66,68 @@ test('native nt / nn / tn products equal the f64 GEMM, overwriting and accumulat
   }
 });
 
-test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the reference backend', { skip }, async () => {
+test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the reference backend, on its own kernel and through the library', { skip }, async () => {
   const be = await backend();
   be.intGemm = false;   // q8/q4 widened to f32 (the int8 path has its own test)
   assert.ok(be.native!.q4, 'the addon takes q4 weights with coded scales (features().q4Codes): rebuild it');
   assert.ok(be.native!.q8, 'the addon takes q8 weights with f16 scales (features().q8Half): rebuild it');
+  const blas = nativeBlas('on')!;
   const ref: Backend = new JsBackend();
-  const M = 40, N = 70, K = 96;
-  const x = randn(M * K), wf = randn(N * K, 0.1);
-  wf[5] = 1e-6; wf[6] = -3e-7;           // f16 subnormals
-  for (let k = 32; k < 64; k++) wf[K + k] *= 1e-3;   // a q8 block whose f16 scale is subnormal (about 2e-6)
-  for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
-    const w = be.allocWeight(dtype, N, K), wr = ref.allocWeight(dtype, N, K);
-    setWeightRows(w, 0, wf); setWeightRows(wr, 0, wf);
-    be.prepareWeight(w); ref.prepareWeight(wr);
-    for (const acc of [false, true]) {
-      const base = randn(M * N);
-      const got = f32(be.alloc(M * N)); got.set(base);
-      const want = base.slice();
-      be.linear(got, x, w, M, acc);
-      ref.linear(want, x, wr, M, acc);
-      assertClose(got, want, TOL.fastVsRef, `${dtype} acc ${acc}`);
+  // 5 + 6·k rows for the edge tiles of the kernel's row blocks, K past one of its K blocks (256)
+  for (const [M, N, K] of [[40, 70, 96], [131, 33, 320]]) {
+    const x = randn(M * K), wf = randn(N * K, 0.1);
+    wf[5] = 1e-6; wf[6] = -3e-7;           // f16 subnormals
+    for (let k = 32; k < 64; k++) wf[K + k] *= 1e-3;   // a q8 block whose f16 scale is subnormal (about 2e-6)
+    for (const dtype of ['f32', 'bf16', 'f16', 'q8', 'q4'] as const) {
+      const w = be.allocWeight(dtype, N, K), wr = ref.allocWeight(dtype, N, K);
+      setWeightRows(w, 0, wf); setWeightRows(wr, 0, wf);
+      be.prepareWeight(w); ref.prepareWeight(wr);
+      for (const kernel of [true, false]) {
+        blas.useWideKernel(kernel);
+        for (const acc of [false, true]) {
+          const base = randn(M * N);
+          const got = f32(be.alloc(M * N)); got.set(base);
+          const want = base.slice();
+          be.linear(got, x, w, M, acc);
+          ref.linear(want, x, wr, M, acc);
+          assertClose(got, want, TOL.fastVsRef, `${M}x${N}x${K} ${dtype} acc ${acc}, ${kernel ? 'own kernel' : 'library'}`);
+        }
+      }
+      blas.useWideKernel(true);
     }
   }
-  assert.throws(() => be.linear(new Float32Array(10), x, be.allocWeight('f32', N, K), M),
+  assert.throws(() => be.linear(new Float32Array(10), randn(40 * 96), be.allocWeight('f32', 70, 96), 40),
     (e: unknown) => e instanceof OpenELMError && /linear output/.test(e.message));
+});
+
+test('native linear: every f16 and every bf16 value widens exactly (subnormals included), infinities and NaNs give NaN', { skip }, async () => {
+  // x = the identity, so out[k][n] is W[n][k] itself; W holds all 65536 bit patterns, 128 a row,
+  // rows 248..255 and 504..511 (f16) or 255 and 511 (bf16) being those of infinities and NaNs:
+  // those columns meet 0·inf or NaN in their sums and must come out NaN, whatever NaN the widening made
+  const blas = nativeBlas('on')!;
+  const M = 128, K = 128, N = 512;
+  const x = new Float32Array(M * K);
+  for (let i = 0; i < M; i++) x[i * K + i] = 1;
+  const bits = Uint16Array.from({ length: N * K }, (_, i) => i);
+  for (const [kind, decode] of [[2, f16ToF32], [1, bf16ToF32]] as const) {
+    for (const kernel of [true, false]) {
+      blas.useWideKernel(kernel);
+      for (const threads of [1, 3]) {
+        const out = new Float32Array(M * N);
+        blas.linear(threads, out, x, bits, kind, null, M, N, K, false);
+        let bad = '';
+        for (let n = 0; n < N && !bad; n++) {
+          const special = kind === 2 ? (n >= 248 && n < 256) || n >= 504 : n === 255 || n === 511;
+          for (let k = 0; k < K && !bad; k++) {
+            const got = out[k * N + n], want = decode(n * K + k);
+            if (special ? !Number.isNaN(got) : got !== want) bad = `bits 0x${(n * K + k).toString(16)}: ${got} vs ${want}`;
+          }
+        }
+        assert.equal(bad, '', `kind ${kind}, ${kernel ? 'own kernel' : 'library'}, ${threads} threads`);
+      }
+    }
+  }
+  blas.useWideKernel(true);
 });
 
 test('native int8 prefill (q8 / q4, VNNI): equals the WASM integer GEMM, and the reference to TOL.intDotVsRef, any shape, any thread count', { skip }, async () => {
@@ -191,6 +229,24 @@ test('native products do not depend on the thread count (blocks are cut by shape
       one.matmul(c1, A, B, M, N, K, op, false);
       three.matmul(c3, A, B, M, N, K, op, false);
       assert.ok(c1.every((v, i) => Object.is(v, c3[i])), `${op} ${M}x${N}x${K}: 1 and 3 threads differ`);
+    }
+  }
+  // widened weights, on the addon's own kernel and through the library; 400 rows: three row ranges
+  one.intGemm = false; three.intGemm = false;
+  const blas = nativeBlas('on')!;
+  for (const [M, N, K] of [[130, 200, 320], [400, 70, 96]]) {
+    const x = randn(M * K), wf = randn(N * K, 0.1);
+    for (const dtype of ['bf16', 'f16', 'q8', 'q4'] as const) {
+      const w = one.allocWeight(dtype, N, K);
+      setWeightRows(w, 0, wf); one.prepareWeight(w);
+      for (const kernel of [true, false]) {
+        blas.useWideKernel(kernel);
+        const c1 = new Float32Array(M * N), c3 = new Float32Array(M * N);
+        one.linear(c1, x, w, M);
+        three.linear(c3, x, w, M);
+        assert.ok(c1.every((v, i) => Object.is(v, c3[i])), `linear ${dtype} ${M}x${N}x${K} (${kernel ? 'own kernel' : 'library'}): 1 and 3 threads differ`);
+      }
+      blas.useWideKernel(true);
     }
   }
 });

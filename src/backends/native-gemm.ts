@@ -19,7 +19,7 @@ export const NATIVE_MODES: readonly NativeMode[] = ['auto', 'on', 'off'];
 export interface HeldBf16 { bits: Uint16Array; filled: boolean }
 export interface HeldBf16Pair { a?: HeldBf16 | null; b?: HeldBf16 | null }
 
-/** CPU seconds of the native threads: rounding operands to bf16, the library's products, adding AMX blocks to C. */
+/** CPU seconds of the native threads: rounding operands to bf16 or widening stored weights (round), the products (gemm), adding AMX blocks to C (copy). */
 export interface NativeProfile { round: number; gemm: number; copy: number }
 
 export interface NativeGemm {

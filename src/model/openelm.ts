@@ -220,7 +220,6 @@ export class OpenELM {
         budget -= take;
       }
       if (chunk.length === 0) break;
-      this.runLayers(chunk);
       // Which stacked rows get logits, and where they go in `out`.
       const sel: number[] = [], dst: number[] = [];
       let r = 0;
@@ -230,13 +229,23 @@ export class OpenELM {
         else if (done[owners[k]] === items[owners[k]].tokens.length) { sel.push(r + n - 1); dst.push(owners[k]); }
         r += n;
       }
-      if (sel.length) this.logitsFor(sel, dst, out);
+      // Without every row's logits, the last layer's feed-forward runs on the rows that get them
+      // (runLayers moves them to the first rows of ws.x)
+      const kept = this.runLayers(chunk, opts.all ? undefined : sel);
+      if (sel.length) this.logitsFor(kept ? sel.map((_, i) => i) : sel, dst, out);
     }
     return { logits: out, rows: outRows };
   }
 
-  /** Run all layers over the stacked tokens of `items`; leaves the final hidden states in ws.x. */
-  private runLayers(items: ForwardItem[]): void {
+  /**
+   * Run all layers over the stacked tokens of `items`; leaves the final hidden states in ws.x.
+   * With `keep` (the stacked rows whose logits are wanted, ascending), the last layer's attention
+   * output projection and feed-forward run on those rows alone, as llama.cpp does for outputs it
+   * does not return: the KV cache needs every row's keys and values, but nothing reads the other
+   * rows' final states. Those rows then sit in the first keep.length rows of ws.x; returns whether
+   * that happened (not with a tap, nor when every row is kept).
+   */
+  private runLayers(items: ForwardItem[], keep?: number[]): boolean {
     const c = this.config, be = this.backend, ws = this.ws, D = c.modelDim, hd = c.headDim;
     let M = 0;
     for (const it of items) M += it.tokens.length;
@@ -250,17 +259,19 @@ export class OpenELM {
     const rope = this.rope.ensure(maxPos);
     const V = (t: Tensor, n: number) => be.view(t, 0, n);
     // the tap path's projection outputs go to xn, which their inputs (att, g) no longer need
-    const x = V(ws.x, M * D), xn = V(ws.xn, M * D), tmp = xn;
+    let x = V(ws.x, M * D), xn = V(ws.xn, M * D), tmp = xn;
     const tap = this.tap ? (l: number, name: string, t: Tensor) => this.tap!(l, name, be.read(t)) : null;
     const ad = this.adapter;
     be.embedding(x, this.weights.embed, ids);
     ad?.embedding(x, ids);
     tap?.(-1, 'embed', x);
+    let kept = false;
     for (let l = 0; l < c.numLayers; l++) {
       const L = this.weights.layers[l];
       const Q = c.numQueryHeads[l], H = c.numKvHeads[l], F = c.ffnDims[l];
       const W = (Q + 2 * H) * hd;
-      const qkv = V(ws.act, M * W), att = be.view(ws.act, M * ws.attAt, M * Q * hd);
+      const qkv = V(ws.act, M * W);
+      let att = be.view(ws.act, M * ws.attAt, M * Q * hd);
       // attention
       be.rmsnorm(xn, x, L.attnNorm, M, D, c.normEps);
       tap?.(l, 'attn_norm', xn);
@@ -276,6 +287,20 @@ export class OpenELM {
         be.storeKV(it.cache.k[l], it.cache.v[l], q, S, P, Q, H, hd, it.cache.capacity);
         be.attention(be.view(att, r0 * Q * hd, S * Q * hd), q, it.cache.k[l], it.cache.v[l], S, P, Q, H, hd, it.cache.capacity);
         r0 += S;
+      }
+      if (keep && !tap && l === c.numLayers - 1 && keep.length < M && keep.length * Q * hd <= ws.rows * D) {
+        // the rows that get logits, moved to the front: att's to xn (free until the norm below,
+        // which comes after the projection that reads them), x's to ws.x through act (qkv is spent)
+        const n = keep.length;
+        if (n === 0) break;
+        const rows = Int32Array.from(keep);
+        be.gatherRows(be.view(ws.xn, 0, n * Q * hd), att, rows, Q * hd);
+        be.gatherRows(be.view(ws.act, 0, n * D), x, rows, D);
+        be.gatherRows(be.view(x, 0, n * D), be.view(ws.act, 0, n * D), Int32Array.from(rows, (_, i) => i), D);
+        att = be.view(ws.xn, 0, n * Q * hd);
+        M = n;
+        x = V(ws.x, M * D); xn = V(ws.xn, M * D); tmp = xn;
+        kept = true;
       }
       if (tap) {
         tap(l, 'attn', att);
@@ -308,6 +333,7 @@ export class OpenELM {
       } else { be.linear(x, g, L.proj2, M, true); ad?.linear(x, g, M, l, 'proj_2'); }
     }
     for (const it of items) it.cache.length += it.tokens.length;
+    return kept;
   }
 
   /** Final norm + head for stacked rows `rows` of ws.x, into rows `dst` of `out`. */

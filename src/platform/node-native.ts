@@ -27,6 +27,7 @@ interface Addon {
     b1: number, c1: number, b2: number, c2: number, stepSize: number, bc2Sqrt: number, eps: number, keep: number): void;
   features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean; q4Codes?: boolean; q8Half?: boolean };
   useAmx(on: boolean): boolean;
+  useWideKernel?(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Uint16Array | Uint8Array | null,
     unused: null, M: number, N: number, K: number, accumulate: boolean, int8: boolean): void;
 }
@@ -70,6 +71,14 @@ export class NativeBlas implements NativeGemm {
     return this.amxOn;
   }
 
+  /**
+   * Whether linear() multiplies bf16/f16/q8/q4 weights on the addon's own AVX2 kernel (widening
+   * them straight into its packed layout; CPUs with AVX2, FMA and F16C) rather than widening
+   * panels for the library's sgemm; `on` false forces the library path. Both sum in f32, in
+   * different orders (the tests compare them). False with an addon built before the kernel.
+   */
+  useWideKernel(on: boolean): boolean { return this.addon.useWideKernel?.(on) ?? false; }
+
   /** Blocks of bf16 products run on AMX in this process so far (the tests check the path is taken). */
   amxBlocks(): number { return this.addon.features().amxBlocks; }
 
@@ -93,8 +102,8 @@ export class NativeBlas implements NativeGemm {
   }
 
   /**
-   * CPU seconds the addon's threads spent rounding operands to bf16, in the library's products and
-   * adding AMX column blocks to C since the previous call; `on` starts or stops counting.
+   * CPU seconds the addon's threads spent rounding operands to bf16 or widening stored weights, in
+   * the products and adding AMX column blocks to C since the previous call; `on` starts or stops counting.
    */
   profile(on: boolean): NativeProfile { return this.addon.profile(on); }
 
