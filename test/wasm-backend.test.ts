@@ -219,6 +219,30 @@ for (const cfg of WASM_CONFIGS) {
     be.freeWeight(w);
   });
 
+  test(`q8 GEMV: rows of x too large for the folded scales give the same sums, 1 to 8 rows (${cfg.label})`, async () => {
+    // The relaxed build's GEMVs take x's block scales times 2¹¹² (gemv.as q8ScaleX); a row with a
+    // block scale of 2¹⁶ or more has no such copy, and the call takes the exact scale widening.
+    // x·2³⁰ quantizes to the same levels with every block scale times 2³⁰, so its outputs must be
+    // exactly 2³⁰ times those of x; and a call mixing such a row with others must still give each
+    // row its one-row result.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(43);
+    const N = 13, K = 224;
+    const w = weightOn(be, 'q8', N, K, randn(rng, N * K, 0.1));
+    for (const M of [1, 2, 3, 4]) {
+      const x = randn(rng, M * K), big = x.map((v) => v * 2 ** 30);
+      const a = new Float32Array(M * N), b = new Float32Array(M * N);
+      be.linear(a, x, w, M);
+      be.linear(b, big, w, M);
+      assert.ok(a.some((v) => v !== 0));
+      assert.deepEqual(b, a.map((v) => v * 2 ** 30), `M=${M}`);
+    }
+    const x = randn(rng, 8 * K);
+    for (let i = K; i < 2 * K; i++) x[i] *= 2 ** 30;   // row 1 only
+    assertRowsMatchOneRow(be, w, x, N, K, 'q8, one large row');
+    be.freeWeight(w);
+  });
+
   test(`f16 GEMV with subnormal halves: each of up to 8 rows equals a one-row call bit for bit (${cfg.label})`, async () => {
     // Every |x| < 2¹⁶, so all rows take the x·2¹¹² form; weights of standard deviation 0.005 hold
     // about 1% subnormal halves, so the kernels walk runs of clean groups between marked ones

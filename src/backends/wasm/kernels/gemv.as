@@ -331,6 +331,16 @@ export function q8SplitSigns(q8: usize, K: i32, xp: usize, xn: usize): void {
 @inline export function q8PosOffset(K: i32): usize { return <usize>K << 2; }
 @inline export function q8NegOffset(K: i32): usize { return <usize>K * 5; }
 
+/** q8BlockSplit on loaded vectors: x⁺ (a0, a1) and x⁻ (m0, m1). */
+@inline export function q8BlockSplitV(w0: v128, w1: v128, a0: v128, a1: v128, m0: v128, m1: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const one = i16x8.splat(1);
+    const p0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w0, a0), i16x8.relaxed_dot_i8x16_i7x16_s(w0, m0));
+    const p1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w1, a1), i16x8.relaxed_dot_i8x16_i7x16_s(w1, m1));
+    return f32x4.convert_i32x4_s(i32x4.add(i32x4.dot_i16x8_s(p0, one), i32x4.dot_i16x8_s(p1, one)));
+  } else return f32x4.splat(0);
+}
+
 /** One q8 block's dot (32 weights w0, w1 against x⁺, x⁻ at xp, xn) as 4 f32 lanes summing to it (relaxed build). */
 @inline export function q8BlockSplit(w0: v128, w1: v128, xp: usize, xn: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
@@ -363,6 +373,36 @@ export function q8SplitSigns(q8: usize, K: i32, xp: usize, xn: usize): void {
   return f16x4At(p);
 }
 
+// The relaxed build's GEMVs fold the rebiasing into x instead (k_prep_x, q8ScaleX): a positive
+// normal half's bits moved up 13 are the f32 s·2⁻¹¹² (normal: s ≥ 2⁻¹⁴), and times x's block scale
+// d·2¹¹² that is the same real product s·d, rounded the same way, so every sum is bit for bit what
+// the integer add gave, one operation and one constant register fewer per four blocks (as the f16
+// GEMV's x·2¹¹²). A row of x with a block scale of 2¹⁶ or more (d·2¹¹² would overflow) or a
+// non-finite one has no scaled copy, and its GEMVs take the exact widening, which gives the same f32.
+
+/** Four q8 scales at p, positive normal halves (or 0), as f32x4 times 2⁻¹¹² (see above). */
+@inline function q8Scales4Lo(p: usize): v128 { return i32x4.shl(v128.load16x4_u(p), 13); }
+
+/** One such scale at p, times 2⁻¹¹², in every lane. */
+@inline function q8Scale1Lo(p: usize): v128 { return i32x4.splat(<i32>load<u16>(p) << 13); }
+
+/** Where k_prep_x puts x's block scales ·2¹¹² in a q8 row (relaxed build), and after them the flag saying it did. */
+@inline export function q8ScaledOffset(K: i32): usize { return <usize>K * 6; }
+
+/** Whether the prepared q8 row at prep has x's scales ·2¹¹² (q8ScaleX). */
+@inline function q8XScaled(prep: usize, K: i32): bool { return load<i32>(prep + q8ScaledOffset(K) + (<usize>K >> 3)) != 0; }
+
+/** x's K/32 block scales at qd, times 2¹¹², at xs, and the flag after them (see above). */
+export function q8ScaleX(qd: usize, K: i32, xs: usize): void {
+  const n = <usize>K >> 3;
+  let m = f32x4.splat(0);
+  for (let o: usize = 0; o < n; o += 4) m = f32x4.max(m, v128.load32_splat(qd + o));
+  // NaN compares false: such an x keeps the exact widening, which propagates it as before
+  const ok = f32x4.extract_lane(m, 0) < 65536;
+  if (ok) for (let o: usize = 0; o < n; o += 4) store<f32>(xs + o, load<f32>(qd + o) * <f32>5.192296858534828e33);   // 2¹¹², exact
+  store<i32>(xs + n, ok ? 1 : 0);
+}
+
 /** One q8 scale at p as f32 in every lane. */
 @inline function q8Scale1(p: usize, fast: bool): v128 {
   if (fast) return i32x4.splat((<i32>load<u16>(p) << 13) + (112 << 23));
@@ -380,7 +420,7 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 }
 
 @inline function gemvQ8T(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
-  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8Split(out, q16 + q8PosOffset(K), q16 + q8NegOffset(K), qd, w, ws, K, n0, n1, acc, fast); return; }
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ8Split(out, q16 + q8PosOffset(K), q16 + q8NegOffset(K), fast ? q16 + q8ScaledOffset(K) : qd, w, ws, K, n0, n1, acc, fast); return; }
   const nb = K >> 5;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
@@ -407,27 +447,33 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   }
 }
 
-/** gemvQ8 with relaxed SIMD (q8BlockSplit), in the same order: even blocks into f0, odd ones into f1. */
-@inline function gemvQ8Split(out: usize, xp: usize, xn: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+/**
+ * gemvQ8 with relaxed SIMD (q8BlockSplitV), in the same order: even blocks into f0, odd ones into f1.
+ * fast: the scales are widened by q8Scales4Lo and qd holds x's scales ·2¹¹² (gemvRows checks both);
+ * otherwise the exact widening against x's own scales. One pointer per stream, the blocks at
+ * constant offsets from it: V8 folds those into the loads (an address computed as xp + o + 32 took
+ * a `lea` per load; docs/cpu-decode.md, "The q8 GEMV").
+ */
+@inline function gemvQ8Split(out: usize, xp0: usize, xn0: usize, qd: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
   const nb = K >> 5;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
     let f0 = f32x4.splat(0), f1 = f0;
-    let o: usize = 0, dp = qd;
+    let xp = xp0, xn = xn0, dp = qd;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const sc = f32x4.mul(q8Scales4(sp, fast), v128.load(dp));
-      f0 = fmadd(q8BlockSplit(v128.load(p), v128.load(p, 16), xp + o, xn + o), lane(sc, 0), f0);
-      f1 = fmadd(q8BlockSplit(v128.load(p, 32), v128.load(p, 48), xp + o + 32, xn + o + 32), lane(sc, 1), f1);
-      f0 = fmadd(q8BlockSplit(v128.load(p, 64), v128.load(p, 80), xp + o + 64, xn + o + 64), lane(sc, 2), f0);
-      f1 = fmadd(q8BlockSplit(v128.load(p, 96), v128.load(p, 112), xp + o + 96, xn + o + 96), lane(sc, 3), f1);
-      p += 128; sp += 8; o += 128; dp += 16;
+      const sc = f32x4.mul(fast ? q8Scales4Lo(sp) : q8Scales4(sp, false), v128.load(dp));
+      f0 = fmadd(q8BlockSplitV(v128.load(p, 0), v128.load(p, 16), v128.load(xp, 0), v128.load(xp, 16), v128.load(xn, 0), v128.load(xn, 16)), lane(sc, 0), f0);
+      f1 = fmadd(q8BlockSplitV(v128.load(p, 32), v128.load(p, 48), v128.load(xp, 32), v128.load(xp, 48), v128.load(xn, 32), v128.load(xn, 48)), lane(sc, 1), f1);
+      f0 = fmadd(q8BlockSplitV(v128.load(p, 64), v128.load(p, 80), v128.load(xp, 64), v128.load(xp, 80), v128.load(xn, 64), v128.load(xn, 80)), lane(sc, 2), f0);
+      f1 = fmadd(q8BlockSplitV(v128.load(p, 96), v128.load(p, 112), v128.load(xp, 96), v128.load(xp, 112), v128.load(xn, 96), v128.load(xn, 112)), lane(sc, 3), f1);
+      p += 128; sp += 8; xp += 128; xn += 128; dp += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
-      const c = f32x4.mul(q8Scale1(sp, fast), v128.load32_splat(dp));
-      const d = q8BlockSplit(v128.load(p), v128.load(p, 16), xp + o, xn + o);
+      const c = f32x4.mul(fast ? q8Scale1Lo(sp) : q8Scale1(sp, false), v128.load32_splat(dp));
+      const d = q8BlockSplitV(v128.load(p, 0), v128.load(p, 16), v128.load(xp, 0), v128.load(xp, 16), v128.load(xn, 0), v128.load(xn, 16));
       if (j & 1) f1 = fmadd(d, c, f1); else f0 = fmadd(d, c, f0);
-      p += 32; sp += 2; o += 32; dp += 4;
+      p += 32; sp += 2; xp += 32; xn += 32; dp += 4;
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -783,17 +829,17 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   return fmadd(q8BlockSplit(w0, w1, x + q8PosOffset(K) + o, x + q8NegOffset(K) + o), f32x4.mul(s, v128.load32_splat(x + dp)), a);
 }
 
-/** gemvQ8R with relaxed SIMD: each row's sums in gemvQ8Split's order, the weight vectors loaded once for all rows. */
+/** gemvQ8R with relaxed SIMD: each row's sums in gemvQ8Split's order (fast: folded scales, as there), the weight vectors loaded once for all rows. */
 @inline function gemvQ8SplitR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32, fast: bool): void {
   const nb = K >> 5;
   let p = w + <usize>n0 * <usize>K, sp = ws + ((<usize>n0 * <usize>nb) << 1);
   for (let n = n0; n < n1; n++) {
     const z = f32x4.splat(0);
     let f0 = z, f1 = z, f2 = z, f3 = z, h0 = z, h1 = z, h2 = z, h3 = z;
-    let o: usize = 0, dp = <usize>K * 3;   // x's block scales, from the row's start
+    let o: usize = 0, dp = fast ? q8ScaledOffset(K) : <usize>K * 3;   // x's block scales (·2¹¹² when fast), from the row's start
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
-      const s4 = q8Scales4(sp, fast);
+      const s4 = fast ? q8Scales4Lo(sp) : q8Scales4(sp, false);
       { const w0 = v128.load(p), w1 = v128.load(p, 16), s = lane(s4, 0);
         f0 = q8SplitRow(f0, w0, w1, prep, ldp, 0, o, s, dp, K);
         if (R > 1) f1 = q8SplitRow(f1, w0, w1, prep, ldp, 1, o, s, dp, K);
@@ -817,7 +863,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
       p += 128; sp += 8; o += 128; dp += 16;
     }
     for (let j = 0; b < nb; b++, j++) {
-      const w0 = v128.load(p), w1 = v128.load(p, 16), s = q8Scale1(sp, fast);
+      const w0 = v128.load(p), w1 = v128.load(p, 16), s = fast ? q8Scale1Lo(sp) : q8Scale1(sp, false);
       if (j & 1) {
         h0 = q8SplitRow(h0, w0, w1, prep, ldp, 0, o, s, dp, K);
         if (R > 1) h1 = q8SplitRow(h1, w0, w1, prep, ldp, 1, o, s, dp, K);
@@ -980,8 +1026,10 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
     else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
   } else if (dtype == 3) {
-    // q8: wm ≠ 0 when every scale is a positive normal half (q8Scales4)
-    const fast = wm != 0 ? 1 : 0;
+    // q8: wm ≠ 0 when every scale is a positive normal half (q8Scales4); the relaxed build's fast
+    // path also needs x's scales ·2¹¹² in every row (q8ScaleX), else it takes the exact widening
+    let fast = wm != 0 ? 1 : 0;
+    if (ASC_FEATURE_RELAXED_SIMD) for (let r = 0; r < R; r++) if (!q8XScaled(prep + <usize>r * ldp, K)) fast = 0;
     if (R == 1) gemvQ8(out, prep, prep + <usize>K * 3, w, ws, K, n0, n1, acc, fast);
     else if (R == 2) gemvQ8R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
     else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);

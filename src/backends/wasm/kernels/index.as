@@ -5,7 +5,7 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
+import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
@@ -118,6 +118,8 @@ export function k_prep_x(a: usize): void {
       quantizeX(x, K, xp, xp + (<usize>K << 1), xp + <usize>K * 3, xp + <usize>K * 3 + (<usize>K >> 3));
       // q8 and Q8_0 (relaxed build): x⁺ and x⁻ for the 7-bit dot (gemv.as q8BlockSplit)
       if (ASC_FEATURE_RELAXED_SIMD && (dtype == 3 || dtype == BQ8_0)) q8SplitSigns(xp + (<usize>K << 1), K, xp + q8PosOffset(K), xp + q8NegOffset(K));
+      // q8 (relaxed build): x's block scales ·2¹¹² for the GEMVs' folded scale widening (gemv.as q8ScaleX)
+      if (ASC_FEATURE_RELAXED_SIMD && dtype == 3) q8ScaleX(xp + <usize>K * 3, K, xp + q8ScaledOffset(K));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
       if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
       // Q6_K (relaxed build): Σx per 16 values, for its dot of the unsigned 6-bit levels (blocks_int.as)
