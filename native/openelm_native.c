@@ -1008,32 +1008,8 @@ static void widen_row_avx2(float *d, int kind, const void *w, const void *scales
 
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 
-// Rows r[0..8) (row-major, stride ld) transposed: column k goes to dst + k·16 (8 floats).
-AVX2_FN static inline void tr8x8(float *dst, const float *src, int64_t ld) {
-  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ld), r2 = _mm256_loadu_ps(src + 2 * ld), r3 = _mm256_loadu_ps(src + 3 * ld);
-  __m256 r4 = _mm256_loadu_ps(src + 4 * ld), r5 = _mm256_loadu_ps(src + 5 * ld), r6 = _mm256_loadu_ps(src + 6 * ld), r7 = _mm256_loadu_ps(src + 7 * ld);
-  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE), s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE), s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_store_ps(dst + 0 * 16, _mm256_permute2f128_ps(s0, s4, 0x20));
-  _mm256_store_ps(dst + 1 * 16, _mm256_permute2f128_ps(s1, s5, 0x20));
-  _mm256_store_ps(dst + 2 * 16, _mm256_permute2f128_ps(s2, s6, 0x20));
-  _mm256_store_ps(dst + 3 * 16, _mm256_permute2f128_ps(s3, s7, 0x20));
-  _mm256_store_ps(dst + 4 * 16, _mm256_permute2f128_ps(s0, s4, 0x31));
-  _mm256_store_ps(dst + 5 * 16, _mm256_permute2f128_ps(s1, s5, 0x31));
-  _mm256_store_ps(dst + 6 * 16, _mm256_permute2f128_ps(s2, s6, 0x31));
-  _mm256_store_ps(dst + 7 * 16, _mm256_permute2f128_ps(s3, s7, 0x31));
-}
-
-// Eight f16 (kind 2) or bf16 (kind 1) rows s + i·K, k in [0, 8), widened (exactly, as
-// widen_row_avx2 does) and transposed: column k goes to dst + k·16.
-AVX2_FN static inline void tr8x8_half(float *dst, const uint16_t *s, int64_t K, int kind) {
-  __m256 r[8];
-  for (int i = 0; i < 8; i++) {
-    const __m128i h = _mm_loadu_si128((const __m128i *)(s + i * K));
-    r[i] = kind == 2 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
+// Eight rows of 8 floats (r[i]) transposed: column k goes to dst + k·16.
+AVX2_FN static inline void tr8x8_regs(float *dst, const __m256 *r) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]), t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]), t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
   const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE), s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
@@ -1046,6 +1022,24 @@ AVX2_FN static inline void tr8x8_half(float *dst, const uint16_t *s, int64_t K, 
   _mm256_store_ps(dst + 5 * 16, _mm256_permute2f128_ps(s1, s5, 0x31));
   _mm256_store_ps(dst + 6 * 16, _mm256_permute2f128_ps(s2, s6, 0x31));
   _mm256_store_ps(dst + 7 * 16, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+// Rows r[0..8) (row-major, stride ld) transposed: column k goes to dst + k·16 (8 floats).
+AVX2_FN static inline void tr8x8(float *dst, const float *src, int64_t ld) {
+  __m256 r[8];
+  for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * ld);
+  tr8x8_regs(dst, r);
+}
+
+// Eight f16 (kind 2) or bf16 (kind 1) rows s + i·K, k in [0, 8), widened (exactly, as
+// widen_row_avx2 does) and transposed: column k goes to dst + k·16.
+AVX2_FN static inline void tr8x8_half(float *dst, const uint16_t *s, int64_t K, int kind) {
+  __m256 r[8];
+  for (int i = 0; i < 8; i++) {
+    const __m128i h = _mm_loadu_si128((const __m128i *)(s + i * K));
+    r[i] = kind == 2 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  tr8x8_regs(dst, r);
 }
 
 // W rows [n0, n0 + nc) (nc <= LN), k in [k0, k0 + kc), into wp = [panel][k][16] (columns past nc
