@@ -296,7 +296,7 @@ export class OpenELM {
         const rows = Int32Array.from(keep);
         be.gatherRows(be.view(ws.xn, 0, n * Q * hd), att, rows, Q * hd);
         be.gatherRows(be.view(ws.act, 0, n * D), x, rows, D);
-        be.gatherRows(be.view(x, 0, n * D), be.view(ws.act, 0, n * D), Int32Array.from(rows, (_, i) => i), D);
+        be.copy(x, be.view(ws.act, 0, n * D), n * D);
         att = be.view(ws.xn, 0, n * Q * hd);
         M = n;
         x = V(ws.x, M * D); xn = V(ws.xn, M * D); tmp = xn;
