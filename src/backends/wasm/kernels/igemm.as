@@ -4,9 +4,35 @@
 // i32x4.dot_i16x8_s does 8 multiply-adds (f32 FMA does 4). A 4×8 micro-kernel keeps 8 i32x4
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
+//
+// GGUF Q8_0 and Q4_0 block weights (prompts with int8 activations, as their GEMV in blocks_int.as)
+// go through the same GEMM, read as stored: the packing takes their integers and f16 scales from
+// the 34- and 18-byte blocks, Q8_0 as q8 (one scale per 32) and Q4_0 as signed levels q − 8, so
+// every block sum is the exact integer Σ q_w·q_x the GEMV forms, scaled by d_w·d_x (no min term).
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
+import { BQ8_0, BQ4_0 } from './blocks';
+
+/**
+ * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
+ * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
+ */
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
+
+/** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
+@inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
+  return data + (<usize>row * <usize>(K >> 5) + <usize>(k >> 5)) * bb;
+}
+
+/** Q4_0 row n + r, elements k..k+7 (within one block) as the signed levels q − 8 in i16x8 (zeros past nr). */
+@inline function q40nib8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  const j = k & 31;
+  // elements 0..15 are the 16 bytes' low nibbles, 16..31 their high ones (docs/formats.md)
+  const v = v128.load64_zero(blockAt(data, K, n + r, k, 18) + 2 + <usize>(j & 15));
+  return i16x8.sub(i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v)), i16x8.splat(8));
+}
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -21,12 +47,14 @@ export const IGEMM_SCRATCH: i32 = IPANEL_BYTES + 2 * ISCALE_BYTES + IKC * 2 + 12
 function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scales: usize, mins: usize, K: i32,
   n: i32, nr: i32, k0: i32, kc: i32, zero: usize): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4, mb = q4MetaBytes(K);
-  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes)
+  const bb: usize = dtype == BQ8_0 ? 34 : 18;
+  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes; Q8_0/Q4_0: each block's half)
   for (let b = 0; b < kb; b++) {
     for (let r = 0; r < 8; r++) {
       const o = dsc + (<usize>(b * 8 + r) << 2);
       if (r < nr) {
-        if (q4) {
+        if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
+        else if (q4) {
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
           store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
           store<f32>(dmn + (<usize>(b * 8 + r) << 2), <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
@@ -40,7 +68,26 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
   // values: per 8 k, each row gives an i16x8 = 4 k-pairs (as i32 lanes); transpose 4×4 per half
   for (let k = 0; k < kc; k += 8) {
     let a0: v128, a1: v128, a2: v128, a3: v128, c0: v128, c1: v128, c2: v128, c3: v128;
-    if (dtype == 3) {
+    if (dtype == BQ8_0) {
+      const base = blockAt(data, K, n, k0 + k, 34) + 2 + <usize>((k0 + k) & 31), rs = <usize>(K >> 5) * 34;
+      a0 = v128.load8x8_s(base);
+      a1 = nr > 1 ? v128.load8x8_s(base + rs) : v128.load8x8_s(zero);
+      a2 = nr > 2 ? v128.load8x8_s(base + 2 * rs) : v128.load8x8_s(zero);
+      a3 = nr > 3 ? v128.load8x8_s(base + 3 * rs) : v128.load8x8_s(zero);
+      c0 = nr > 4 ? v128.load8x8_s(base + 4 * rs) : v128.load8x8_s(zero);
+      c1 = nr > 5 ? v128.load8x8_s(base + 5 * rs) : v128.load8x8_s(zero);
+      c2 = nr > 6 ? v128.load8x8_s(base + 6 * rs) : v128.load8x8_s(zero);
+      c3 = nr > 7 ? v128.load8x8_s(base + 7 * rs) : v128.load8x8_s(zero);
+    } else if (dtype == BQ4_0) {
+      a0 = q40nib8(data, K, n, nr, 0, k0 + k);
+      a1 = q40nib8(data, K, n, nr, 1, k0 + k);
+      a2 = q40nib8(data, K, n, nr, 2, k0 + k);
+      a3 = q40nib8(data, K, n, nr, 3, k0 + k);
+      c0 = q40nib8(data, K, n, nr, 4, k0 + k);
+      c1 = q40nib8(data, K, n, nr, 5, k0 + k);
+      c2 = q40nib8(data, K, n, nr, 6, k0 + k);
+      c3 = q40nib8(data, K, n, nr, 7, k0 + k);
+    } else if (dtype == 3) {
       const base = data + <usize>n * <usize>K + <usize>(k0 + k);
       a0 = v128.load8x8_s(base);
       a1 = nr > 1 ? v128.load8x8_s(base + <usize>K) : v128.load8x8_s(zero);
