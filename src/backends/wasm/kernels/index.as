@@ -7,7 +7,7 @@
 import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
-import { igemm, igemmQ4, hasIntGemm, IGEMM_SCRATCH } from './igemm';
+import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
@@ -45,10 +45,12 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     // quantized x has the i16 rows (q), the int8 rows (qx(q, M, K, QX_8), where wantsX8), each
     // block's scale d_x (xd) and d_x·Σq_x (xs), K/32 f32 per row.
     if (dtype >= BLOCK_MIN) {
-      igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
+      // Q4_0, relaxed build: the 7-bit dot on the stored levels, x's 8·Σq per block (QX_C) taken off
+      if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_0) igemmQ4(out, qx(q, M, K, QX_8), xd, qx(q, M, K, QX_C), data, 0, M, N, K, acc, scr, n0, n1, ldo, true);
+      else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
       return;
     }
-    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, scales, M, N, K, acc, scr, n0, n1, ldo);
+    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, scales, M, N, K, acc, scr, n0, n1, ldo, false);
     else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
@@ -83,18 +85,19 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
 @inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
 // The quantized x of an M×K integer GEMM (slot 13), part after part: i16 rows (xq), their block
-// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8).
-// k_quant_rows writes it, k_linear reads it, quantBytes sizes it.
-const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_END = 4;
+// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8), and for
+// its Q4_0 form each block's 8·Σq as i32 (xc, K/32 per row). k_quant_rows writes it, k_linear reads
+// it, quantBytes sizes it.
+const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_C = 4, QX_END = 5;
 
 /** Address of part `p` (a QX_ constant) of the quantized x at `q`; QX_END gives its end. */
 @inline function qx(q: usize, M: i32, K: i32, p: i32): usize {
   const mk = <usize>M * <usize>K, mb = (<usize>M * <usize>(K >> 5)) << 2;
-  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0);
+  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0) + (p > QX_C ? mb : 0);
 }
 
 /** Whether the integer GEMM of this dtype reads x's int8 rows (part QX_8), which k_quant_rows then writes. */
-@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && dtype == 4; }
+@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && (dtype == 4 || dtype == BQ4_0); }
 
 /** Whether k_linear's mode 2 (integer GEMM) takes this dtype: q8, q4, and the block dtypes of igemm.as hasIntGemm. */
 export function intGemmDtype(dtype: i32): i32 { return dtype == 3 || dtype == 4 || hasIntGemm(dtype) ? 1 : 0; }
@@ -112,6 +115,7 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
     // the int8 rows only for kernels that read them (q8's GEMM reads the i16 rows): pages q8 never writes stay untouched
     const r8 = wantsX8(ai(a, 5)) ? x8 + <usize>m * <usize>K : 0;
     quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
+    if (ASC_FEATURE_RELAXED_SIMD && ai(a, 5) == BQ4_0) blockSums8(r8, K, qx(q, M, K, QX_C) + <usize>m * rb);
   }
 }
 
