@@ -169,6 +169,18 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 
 // q4's coded scales (src/backends/weight-format.ts): per row, D and M (f32), nb u8 scale codes, nb
 // i8 min codes, padded to 4 bytes; a block's scale is D·sc and its min M·mc, each rounded to f32.
+// GGUF block weights as stored (kernels/blocks.as codes): Q8_0 (8) 34-byte blocks [f16 d][32 int8],
+// value d·q; Q4_0 (9) 18-byte blocks [f16 d][16 bytes: elements 0..15 the low nibbles, 16..31 the
+// high ones], value d·(q − 8). Rows are K/32 whole blocks.
+#define KIND_Q8_0 8
+#define KIND_Q4_0 9
+static inline int is_block_kind(int kind) { return kind == KIND_Q8_0 || kind == KIND_Q4_0; }
+static inline int64_t block_bytes(int kind) { return kind == KIND_Q8_0 ? 34 : 18; }
+// Bytes of stored weight data for elements [0, k) of a row (k a multiple of 32 for block kinds), and for a whole row.
+static inline int64_t kind_bytes(int kind, int64_t k) {
+  return is_block_kind(kind) ? k / 32 * block_bytes(kind) : kind == 0 ? 4 * k : kind <= 2 ? 2 * k : kind == 3 ? k : k / 2;
+}
+
 static int64_t q4_meta_bytes(int64_t K) { return 8 + ((K / 16 + 3) & ~(int64_t)3); }
 static inline const uint8_t *q4_meta(const void *scales, int64_t row, int64_t K) { return (const uint8_t *)scales + row * q4_meta_bytes(K); }
 static inline float q4_scale(const uint8_t *meta, int64_t b) { float d; memcpy(&d, meta, 4); return d * (float)meta[8 + b]; }
@@ -862,6 +874,15 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, out, "q4Codes", v));
   CHECK(napi_get_boolean(env, true, &v));   // q8 scales as f16 bits (a Uint16Array), weight-format.ts
   CHECK(napi_set_named_property(env, out, "q8Half", v));
+  // block weights as files store them that linear() takes (their kernels/blocks.as codes)
+  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0 };
+  CHECK(napi_create_array_with_length(env, sizeof block_kinds / sizeof *block_kinds, &v));
+  for (size_t i = 0; i < sizeof block_kinds / sizeof *block_kinds; i++) {
+    napi_value k;
+    CHECK(napi_create_int32(env, block_kinds[i], &k));
+    CHECK(napi_set_element(env, v, (uint32_t)i, k));
+  }
+  CHECK(napi_set_named_property(env, out, "blockKinds", v));
   return out;
 }
 
@@ -927,6 +948,15 @@ static void widen(float *dst, int kind, const void *w, const void *scales, int64
         const float sc = g_f16[((const uint16_t *)scales)[(off + b) / 32]];
         for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
       }
+    } else if (is_block_kind(kind)) {
+      // (products of an f16 and an integer below 2^8: exact in f32, the file's values)
+      const uint8_t *blk = (const uint8_t *)w + (r0 + r) * kind_bytes(kind, K);
+      for (int64_t b = 0; b < K; b += 32, blk += block_bytes(kind)) {
+        uint16_t h; memcpy(&h, blk, 2);
+        const float sc = g_f16[h];
+        if (kind == KIND_Q8_0) for (int j = 0; j < 32; j++) d[b + j] = (float)(int8_t)blk[2 + j] * sc;
+        else for (int j = 0; j < 16; j++) { d[b + j] = (float)((blk[2 + j] & 15) - 8) * sc; d[b + j + 16] = (float)((blk[2 + j] >> 4) - 8) * sc; }
+      }
     } else {
       const uint8_t *s = (const uint8_t *)w, *meta = q4_meta(scales, r0 + r, K);
       for (int64_t b = 0; b < K; b += 32) {
@@ -987,6 +1017,28 @@ static void widen_row_avx2(float *d, int kind, const void *w, const void *scales
       for (int j = 0; j < 32; j += 8) {
         const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + b + j))));
         _mm256_storeu_ps(d + b + j, _mm256_mul_ps(v, sc));
+      }
+    }
+  } else if (is_block_kind(kind)) {
+    const int64_t bb = block_bytes(kind);
+    const uint8_t *blk = (const uint8_t *)w + row * kind_bytes(kind, K) + k0 / 32 * bb;
+    const __m128i lo4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    for (int64_t b = 0; b < kc; b += 32, blk += bb) {
+      uint16_t h; memcpy(&h, blk, 2);
+      const __m256 sc = _mm256_set1_ps(g_f16[h]);
+      if (kind == KIND_Q8_0) {
+        for (int j = 0; j < 32; j += 8) {
+          const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + j))));
+          _mm256_storeu_ps(d + b + j, _mm256_mul_ps(v, sc));
+        }
+      } else {
+        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, lo4), eight), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), lo4), eight);
+        const __m128i part[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+        for (int p = 0; p < 4; p++) {
+          const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[p]));
+          _mm256_storeu_ps(d + b + 8 * p, _mm256_mul_ps(v, sc));
+        }
       }
     }
   } else {
@@ -1126,11 +1178,9 @@ static void wl_pf_start(wl_pf *f, const wl_job *j, int64_t n0, int nc, int64_t k
   f->next = f->total = 0;
   if (n0 >= j->N || k0 >= j->K) return;
   const int64_t kc = j->K - k0 < LK ? j->K - k0 : LK;
-  // bytes per stored weight x2: f16/bf16 4, q8 2, q4 1
-  const int64_t b2 = j->kind <= 2 ? 4 : j->kind == 3 ? 2 : 1;
-  f->base = (const char *)j->w + n0 * j->K * b2 / 2 + k0 * b2 / 2;
-  f->stride = j->K * b2 / 2;
-  f->lines = (kc * b2 / 2 + 63) / 64 + 1;   // + 1: the range need not start on a line
+  f->stride = kind_bytes(j->kind, j->K);
+  f->base = (const char *)j->w + n0 * f->stride + kind_bytes(j->kind, k0);
+  f->lines = (kind_bytes(j->kind, kc) + 63) / 64 + 1;   // + 1: the range need not start on a line
   f->total = f->lines * (j->N - n0 < nc ? j->N - n0 : nc);
 }
 static inline void wl_pf_some(wl_pf *f, int n) {
@@ -1235,7 +1285,8 @@ static void linear_chunk(const void *p, int64_t c, int tid) {
 
 // linear(out, x, w, kind, scales, unused, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W
 // stored [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x
-// (int8_linear.h). Slot 5 held q4's f32 mins before q4 coded them into `scales` (features().q4Codes):
+// (int8_linear.h). Kinds 8 and 9 are GGUF Q8_0 and Q4_0 blocks as stored (a Uint8Array, no
+// scales; features().blockKinds), always widened: exact products on the file's values. Slot 5 held q4's f32 mins before q4 coded them into `scales` (features().q4Codes):
 // the slots stay where they were, so an addon of either kind reads the other's calls.
 static napi_value Linear(napi_env env, napi_callback_info info) {
   size_t argc = 11; napi_value a[11];
@@ -1250,13 +1301,17 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
       napi_get_value_bool(env, a[9], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
   if (!typed(env, a[0], napi_float32_array, (void **)&out, &lo) || !typed(env, a[1], napi_float32_array, (void **)&x, &lx)) return fail(env, "linear(): out and x must be Float32Arrays");
   static const napi_typedarray_type wt[5] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array };
-  if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
+  const int block = is_block_kind(kind);
+  if (!block && (kind < 0 || kind > 4)) return fail(env, "linear(): unknown weight kind");
+  if (!typed(env, a[2], block ? napi_uint8_array : wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
   if (M <= 0 || N <= 0 || K <= 0) return NULL;
-  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
+  if (block && K % 32 != 0) return fail(env, "linear(): block weights need a multiple of 32 columns");
+  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (block ? N * kind_bytes(kind, K) : kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
   if (kind == 3 && (K % 32 != 0 || !typed(env, a[4], napi_uint16_array, &scales, &ls) || (int64_t)ls < N * K / 32)) return fail(env, "linear(): q8 weight needs its f16 scales (a Uint16Array)");
   if (kind == 4 && (K % 32 != 0 || !typed(env, a[4], napi_uint8_array, &scales, &ls) || (int64_t)ls < N * q4_meta_bytes(K))) return fail(env, "linear(): q4 weight needs its scale codes");
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
-  if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;
+  // (block kinds have no int8 kernel here: they are widened, exact products on the file's values)
+  if (int8 && (kind == 3 || kind == 4) && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;
   if (linear_wide(kind, M, N, K, w, scales, x, out, acc)) return NULL;
   // Without that kernel: panels of W rows widened by the thread that multiplies them, into its
   // own buffer of about 1 MiB, and multiplied by the library's sgemm.
