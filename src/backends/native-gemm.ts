@@ -52,8 +52,8 @@ export interface NativeGemm {
   /** Whether linear() takes q8 weights (an addon built before q8's f16 scales does not). */
   readonly q8?: boolean;
   /**
-   * Storage codes of the block dtypes (GGUF blocks as stored, no scales) linear() takes: Q8_0 8 and
-   * Q4_0 9, widened to f32 (exact products on the file's values, whatever `int8`).
+   * Storage codes of the block dtypes (blocks as files store them, no scales: DTYPE_CODE q8_0 ..
+   * q4_1_f32) linear() takes, widened to f32: exact products on the file's values, whatever `int8`.
    */
   readonly blocks?: ReadonlySet<number>;
   /**
