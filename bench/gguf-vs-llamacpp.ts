@@ -16,7 +16,7 @@
 // ever slow a run down. The 1-minute load average is recorded around every run.
 //   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off unless --native on
 //              (the addon then takes the prompts: block weights widened, exact f32 products), weights as
-//              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode and Q8_0/Q4_0/Q4_1 prompts
+//              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode and Q8_0/Q4_0 prompts
 //              unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
 //              greedy steps after it, logits every step; load = reading the file onto the backend);
 //   llama.cpp: llama-bench `-p P -n 0`, then `-p 0 -n G -d P` (bench/llama-bench.ts; its defaults
@@ -61,7 +61,7 @@ import { addOutlierChannels } from '../src/model/outliers.js';
 import type { LoadDType } from '../src/model/load.js';
 import { llamaBench, LlamaBenchSigill } from './llama-bench.js';
 
-/** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode (and Q8_0/Q4_0/Q4_1 prompts) on the exact f32 path. */
+/** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode (and Q8_0/Q4_0 prompts) on the exact f32 path. */
 const EXACT_BLOCKS = process.argv.includes('--exact-blocks');
 /** --native on: our speed runs and the quantized files' KL with the native addon (`--native on`). */
 const NATIVE: 'on' | 'off' = process.argv.includes('--native') && process.argv[process.argv.indexOf('--native') + 1] === 'on' ? 'on' : 'off';

@@ -42,7 +42,7 @@ export interface LoadModelOptions {
   native?: 'auto' | 'on' | 'off';
   /**
    * GGUF block weights on the wasm backend: exact f32 products on the decoded weights in decode
-   * (Q8_0/Q4_0/Q4_K/Q6_K) and prompts (Q8_0/Q4_0/Q4_1) (default false: int8-quantized activations,
+   * (Q8_0/Q4_0/Q4_K/Q6_K) and prompts (Q8_0/Q4_0) (default false: int8-quantized activations,
    * as llama.cpp, faster kernels). With the native addon, prompts are exact products either way.
    */
   exactBlocks?: boolean;

@@ -168,39 +168,10 @@ for (const cfg of WASM_CONFIGS) {
 }
 
 /** Block dtypes whose prompts (more than 8 tokens) run the integer GEMM (kernels/igemm.as hasIntGemm). */
-const GEMM_DTYPES: BlockDType[] = ['q8_0', 'q4_0', 'q4_1'];
-
-/**
- * The integer GEMM's products for Q8_0/Q4_0/Q4_1 in float64: weight element j of a block is s·q_j + m
- * (q its integer level, q − 8 for Q4_0; m the min of Q4_1, else 0),
- * and per block of x the output gains d_x·(s·Σ q·q_x + m·Σ q_x). mag: the same with absolute values.
- */
-function gemmReference(dtype: BlockDType, data: Uint8Array, N: number, K: number, x: Float32Array): { y: Float64Array; mag: Float64Array } {
-  const { bytes } = BLOCK_FORMATS[dtype], nb = K / 32, { d, q } = quantize(x);
-  const dv = new DataView(data.buffer, data.byteOffset);
-  const y = new Float64Array(N), mag = new Float64Array(N);
-  for (let n = 0; n < N; n++) {
-    for (let b = 0; b < nb; b++) {
-      const o = (n * nb + b) * bytes, s = f16ToF32(dv.getUint16(o, true));
-      const m = dtype === 'q4_1' ? f16ToF32(dv.getUint16(o + 2, true)) : 0, qo = dtype === 'q4_1' ? 4 : 2;
-      let sq = 0, aq = 0, sx = 0;
-      for (let j = 0; j < 32; j++) {
-        let lv: number;
-        if (dtype === 'q8_0') lv = dv.getInt8(o + 2 + j);
-        else {
-          lv = (j < 16 ? data[o + qo + j] & 15 : data[o + qo + j - 16] >> 4) - (dtype === 'q4_0' ? 8 : 0);
-        }
-        sq += lv * q[32 * b + j]; aq += Math.abs(lv * q[32 * b + j]); sx += q[32 * b + j];
-      }
-      y[n] += d[b] * (s * sq + m * sx);
-      mag[n] += d[b] * (Math.abs(s) * aq + Math.abs(m * sx));
-    }
-  }
-  return { y, mag };
-}
+const GEMM_DTYPES: BlockDType[] = ['q8_0', 'q4_0'];
 
 for (const cfg of WASM_CONFIGS) {
-  test(`Q8_0/Q4_0/Q4_1 prompts (integer GEMM, int8 activations) match float64 on the same quantized operands (${cfg.label})`, async (t) => {
+  test(`Q8_0/Q4_0 prompts (integer GEMM, int8 activations) match float64 on the same quantized operands (${cfg.label})`, async (t) => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(34);
     const worst: Record<string, number> = {};
@@ -217,7 +188,7 @@ for (const cfg of WASM_CONFIGS) {
           const got = own(be, bias);
           be.linear(got, own(be, x), w, M, accumulate);
           for (let m = 0; m < M; m++) {
-            const { y, mag } = gemmReference(dtype, data, N, K, x.subarray(m * K, (m + 1) * K));
+            const { y, mag } = reference(dtype, data, N, K, x.subarray(m * K, (m + 1) * K));
             for (let n = 0; n < N; n++) {
               const b = accumulate ? bias[m * N + n] : 0, e = Math.abs(got[m * N + n] - (b + y[n])) / (mag[n] + Math.abs(b));
               worst[dtype] = Math.max(worst[dtype], e);
@@ -232,7 +203,7 @@ for (const cfg of WASM_CONFIGS) {
   });
 }
 
-test('Q8_0/Q4_0/Q4_1 prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', async () => {
+test('Q8_0/Q4_0 prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', async () => {
   const be = await cachedWasm(WASM_CONFIGS[0]);
   const rng = new Rng(35);
   for (const dtype of GEMM_DTYPES) {

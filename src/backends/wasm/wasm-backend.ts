@@ -48,7 +48,7 @@ export interface WasmBackendOptions {
   /**
    * Products of block weights with f32 activations on the exactly decoded weights instead of
    * int8-quantized activations: decode (up to 8 tokens) of Q8_0, Q4_0, Q4_K and Q6_K, and prompts of
-   * the block dtypes with an integer GEMM (Q8_0, Q4_0, Q4_1). Default false: int8, llama.cpp's arithmetic
+   * the block dtypes with an integer GEMM (Q8_0, Q4_0). Default false: int8, llama.cpp's arithmetic
    * for these types, several times faster kernels. Sets blockInt8 false.
    */
   exactBlocks?: boolean;
@@ -120,7 +120,7 @@ export class WasmBackend implements Backend {
   intGemm = true;
   /**
    * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0, Q4_K, Q6_K) through it,
-   * and prompts (more than 8 tokens) of those with an integer GEMM (igemm.as hasIntGemm: Q8_0, Q4_0, Q4_1):
+   * and prompts (more than 8 tokens) of those with an integer GEMM (igemm.as hasIntGemm: Q8_0, Q4_0):
    * x quantized per block of 32 as for q8/q4 (TOL.blockInt8VsRef). false: exact f32 products, whose
    * only error is the summation order (TOL.storedPerplexity). Calls with `exact` always take those.
    */

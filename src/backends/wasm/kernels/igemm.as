@@ -5,44 +5,34 @@
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
 //
-// GGUF Q8_0, Q4_0 and Q4_1 block weights (prompts with int8 activations, as the GEMV of Q8_0/Q4_0
-// in blocks_int.as) go through the same GEMM, read as stored: the packing takes their integer
-// levels and f16 scales (and mins) from the blocks. Q8_0 is q8 (one scale per 32); Q4_0 packs the
-// signed levels q − 8, so every block sum is the exact integer Σ q_w·q_x the GEMV forms, scaled by
-// d_w·d_x, with no min term (the relaxed build runs igemmQ4 on the stored levels 0..15 and takes
-// 8·Σ q_x off in integers); Q4_1 is q4's arithmetic, d·q + m with the min times x's quantized block
-// sum (llama.cpp's Q8_1 activations do the same). Q5_0/Q5_1 packed to i16 here measured 0.95-1.05×
-// the f32 GEMM on their decoded values in the relaxed build (Zen 3), so they stay on that exact path.
+// GGUF Q8_0 and Q4_0 block weights (prompts with int8 activations, as their GEMV in blocks_int.as)
+// go through the same GEMM, read as stored: the packing takes their integers and f16 scales from
+// the 34- and 18-byte blocks, Q8_0 as q8 (one scale per 32) and Q4_0 as signed levels q − 8, so
+// every block sum is the exact integer Σ q_w·q_x the GEMV forms, scaled by d_w·d_x (no min term;
+// the relaxed build's Q4_0 runs igemmQ4 on the stored levels 0..15 and takes 8·Σ q_x off in integers).
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
-import { BQ8_0, BQ4_0, BQ4_1, blockBytes } from './blocks';
+import { BQ8_0, BQ4_0 } from './blocks';
 
 /**
  * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
  * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
  */
-export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_1; }
-
-/** Whether the GEMM of this dtype adds a min per block (q4, Q4_1: value d·q + m). */
-@inline function hasMins(dtype: i32): bool { return dtype == 4 || dtype == BQ4_1; }
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
 
 /** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
 @inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
   return data + (<usize>row * <usize>(K >> 5) + <usize>(k >> 5)) * bb;
 }
 
-/**
- * Q4_0/Q4_1 row n + r, elements k..k+7 (within one block) as their integer levels in i16x8: q − 8
- * (Q4_0), q (Q4_1); zeros past nr.
- */
-@inline function levels8(dtype: i32, data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+/** Q4_0 row n + r, elements k..k+7 (within one block) as the signed levels q − 8 in i16x8 (zeros past nr). */
+@inline function q40nib8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
   if (r >= nr) return i16x8.splat(0);
-  const j = k & 31, p = blockAt(data, K, n + r, k, <usize>blockBytes(dtype));
+  const j = k & 31;
   // elements 0..15 are the 16 bytes' low nibbles, 16..31 their high ones (docs/formats.md)
-  const v = v128.load64_zero(p + (dtype == BQ4_0 ? 2 : 4) + <usize>(j & 15));
-  const q = i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v));
-  return dtype == BQ4_0 ? i16x8.sub(q, i16x8.splat(8)) : q;
+  const v = v128.load64_zero(blockAt(data, K, n + r, k, 18) + 2 + <usize>(j & 15));
+  return i16x8.sub(i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v)), i16x8.splat(8));
 }
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
@@ -57,19 +47,15 @@ export const IGEMM_SCRATCH: i32 = IPANEL_BYTES + 2 * ISCALE_BYTES + IKC * 2 + 12
  */
 function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scales: usize, mins: usize, K: i32,
   n: i32, nr: i32, k0: i32, kc: i32, zero: usize): void {
-  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = hasMins(dtype), mb = q4MetaBytes(K);
-  const bb: usize = dtype >= BQ8_0 ? <usize>blockBytes(dtype) : 0;
-  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes; block dtypes: each block's
-  // half d, and for Q4_1/Q5_1 the half m after it)
+  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4, mb = q4MetaBytes(K);
+  const bb: usize = dtype == BQ8_0 ? 34 : 18;
+  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes; Q8_0/Q4_0: each block's half)
   for (let b = 0; b < kb; b++) {
     for (let r = 0; r < 8; r++) {
       const o = dsc + (<usize>(b * 8 + r) << 2);
       if (r < nr) {
-        if (dtype >= BQ8_0) {
-          const p = blockAt(data, K, n + r, k0 + (b << 5), bb);
-          store<f32>(o, f16ToF32Scalar(load<u16>(p)));
-          if (q4) store<f32>(dmn + (<usize>(b * 8 + r) << 2), f16ToF32Scalar(load<u16>(p, 2)));
-        } else if (q4) {
+        if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
+        else if (q4) {
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
           store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
           store<f32>(dmn + (<usize>(b * 8 + r) << 2), <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
@@ -93,15 +79,15 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
       c1 = nr > 5 ? v128.load8x8_s(base + 5 * rs) : v128.load8x8_s(zero);
       c2 = nr > 6 ? v128.load8x8_s(base + 6 * rs) : v128.load8x8_s(zero);
       c3 = nr > 7 ? v128.load8x8_s(base + 7 * rs) : v128.load8x8_s(zero);
-    } else if (dtype > BQ8_0) {
-      a0 = levels8(dtype, data, K, n, nr, 0, k0 + k);
-      a1 = levels8(dtype, data, K, n, nr, 1, k0 + k);
-      a2 = levels8(dtype, data, K, n, nr, 2, k0 + k);
-      a3 = levels8(dtype, data, K, n, nr, 3, k0 + k);
-      c0 = levels8(dtype, data, K, n, nr, 4, k0 + k);
-      c1 = levels8(dtype, data, K, n, nr, 5, k0 + k);
-      c2 = levels8(dtype, data, K, n, nr, 6, k0 + k);
-      c3 = levels8(dtype, data, K, n, nr, 7, k0 + k);
+    } else if (dtype == BQ4_0) {
+      a0 = q40nib8(data, K, n, nr, 0, k0 + k);
+      a1 = q40nib8(data, K, n, nr, 1, k0 + k);
+      a2 = q40nib8(data, K, n, nr, 2, k0 + k);
+      a3 = q40nib8(data, K, n, nr, 3, k0 + k);
+      c0 = q40nib8(data, K, n, nr, 4, k0 + k);
+      c1 = q40nib8(data, K, n, nr, 5, k0 + k);
+      c2 = q40nib8(data, K, n, nr, 6, k0 + k);
+      c3 = q40nib8(data, K, n, nr, 7, k0 + k);
     } else if (dtype == 3) {
       const base = data + <usize>n * <usize>K + <usize>(k0 + k);
       a0 = v128.load8x8_s(base);
@@ -240,7 +226,7 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, zero = pmn + ISCALE_BYTES, ctile = zero + (<usize>IKC << 1);
   memory.fill(zero, 0, <usize>IKC << 1);
   const lda = <usize>K << 1, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
-  const q4 = hasMins(dtype);
+  const q4 = dtype == 4;
   for (let nb = n0; nb < n1; nb += INC) {
     const nc = min(INC, n1 - nb);
     for (let k0 = 0; k0 < K; k0 += IKC) {
@@ -301,13 +287,11 @@ const QNC: i32 = 8;
   return q;
 }
 
-/** Block b of q4 row `row` as 16 bytes (bdt Q4_0 / Q4_1: the nibbles after its halves), or zeros past the valid rows. */
-@inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32, bdt: i32): v128 {
+/** Block b of q4 row `row` as 16 bytes (Q4_0, q40: the 16 bytes after its half), or zeros past the valid rows. */
+@inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32, q40: bool): v128 {
   if (!valid) return i8x16.splat(0);
   const blk = <usize>row * <usize>(K >> 5) + <usize>b;
-  if (bdt == BQ4_0) return v128.load(data + blk * 18 + 2);
-  if (bdt == BQ4_1) return v128.load(data + blk * 20 + 4);
-  return v128.load(data + (blk << 4));
+  return q40 ? v128.load(data + blk * 18 + 2) : v128.load(data + (blk << 4));
 }
 
 /** 4 columns' 4 quads (a_i: column i as i32 lanes) transposed to 4 quad vectors (out_t: quad t of columns 0..3), stored `stride` apart. */
@@ -334,17 +318,13 @@ const QNC: i32 = 8;
  * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
  * levels and their block scales and mins into [kc/32][8] f32.
  */
-function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, bdt: i32): void {
+function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
-  const q40 = bdt != 0;   // (block dtypes: scales from the blocks, below)
   if (q40) {
-    // Q4_0: each block's f16 scale d (its min −8·d is taken off in integers, q40Fold); Q4_1: d and its min m
-    const bb: usize = bdt == BQ4_0 ? 18 : 20;
+    // Q4_0: each block's f16 scale d (its min −8·d is taken off in integers, q40Fold)
     for (let b = 0; b < kb; b++) {
       for (let r = 0; r < QNC; r++) {
-        const o = <usize>(b * QNC + r) << 2, p = blockAt(data, K, n + r, k0 + (b << 5), bb);
-        store<f32>(dsc + o, r < nr ? f16ToF32Scalar(load<u16>(p)) : 0);
-        if (bdt == BQ4_1) store<f32>(dmn + o, r < nr ? f16ToF32Scalar(load<u16>(p, 2)) : 0);
+        store<f32>(dsc + (<usize>(b * QNC + r) << 2), r < nr ? f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), 18))) : 0);
       }
     }
   }
@@ -376,8 +356,8 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     const d = dst + (<usize>b << 8);   // 8 quads × 32 bytes per block
     for (let g = 0; g < 2; g++) {
       const r0 = n + g * 4;
-      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, bdt), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, bdt);
-      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b, bdt), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b, bdt);
+      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, q40), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, q40);
+      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b, q40), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b, q40);
       const o = d + (<usize>g << 4);
       transpose4x4(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3));
       transpose4x4(o + 128, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3));
@@ -487,12 +467,10 @@ function imicroQ40R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b
 
 /**
  * igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16
- * ones); bdt BQ4_0 / BQ4_1: for those blocks at data (scales unused), with Q4_0's xs the rows'
- * 8·Σ q_x per block (blockSums8); 0 for q4.
+ * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8).
  */
 export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, bdt: i32): void {
-  const q40 = bdt == BQ4_0;
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);
   const lda8 = <usize>K, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
@@ -502,7 +480,7 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize
       const kc = min(IKC, K - k0), nblk = kc >> 5;
       for (let p = 0; p < nc; p += QNC) {
         const pi = <usize>(p / QNC);
-        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, bdt);
+        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40);
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
       const kb = <usize>(k0 >> 5) << 2;
