@@ -9,7 +9,7 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, lane } from './gemv';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, isum4, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ6_K } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -288,13 +288,6 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   const s0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q0);
   const s1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q1);
   return i32x4.add(i32x4.dot_i16x8_s(s0, sa), i32x4.dot_i16x8_s(s1, sb));
-}
-
-/** [Σ a, Σ b, Σ c, Σ d] of four i32x4 (lanes interleaved and summed twice, as gemv.as q4Sums4). */
-@inline function isum4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
-  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
-  return i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
 }
 
 /**
