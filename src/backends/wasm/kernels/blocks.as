@@ -22,11 +22,15 @@ export const BQ4_K: i32 = 13;
 export const BQ5_K: i32 = 14;
 export const BQ6_K: i32 = 15;
 export const BQ4_1F: i32 = 16;   // q4_1_f32
+// Q4_K as the wasm backend repacks it at load (wasm/q4k-repack.ts), 152 bytes per 256 values: d and
+// dmin as f32, the eight 6-bit scales and eight mins a byte each, then Q4_K's 128 bytes of nibbles.
+// The same values as the stored block; the int8 GEMV reads them without unpacking.
+export const BQ4_KR: i32 = 17;
 
 /** The first block dtype code: codes below it are f32, bf16, f16, q8 and q4. */
 export const BLOCK_MIN: i32 = 8;
 
-export function blockElems(dtype: i32): i32 { return dtype >= BQ4_K && dtype <= BQ6_K ? 256 : 32; }
+export function blockElems(dtype: i32): i32 { return (dtype >= BQ4_K && dtype <= BQ6_K) || dtype == BQ4_KR ? 256 : 32; }
 
 export function blockBytes(dtype: i32): i32 {
   switch (dtype) {
@@ -38,6 +42,7 @@ export function blockBytes(dtype: i32): i32 {
     case BQ4_K: return 144;
     case BQ5_K: return 176;
     case BQ6_K: return 210;
+    case BQ4_KR: return 152;
     default: return 24;   // q4_1_f32
   }
 }
@@ -160,16 +165,26 @@ const OPS: i32 = 2;
 // The walkers below loop over 32- or 64-value parts of a super-block rather than unrolling it: in
 // one long straight-line body V8 hoists all of x's loads to the top and spills them.
 
-/** Q4_K (five = false) and Q5_K (five = true, qh = the 32 bytes of high bits): 64 values per step, two sub-blocks of 32. */
-@inline function walkK45(mode: i32, five: bool, src: usize, nsb: i32, p: usize): v128 {
+/** Q4_K's repacked form (BQ4_KR): the scale (m = false) or min (m = true) of sub-block j, a byte each from sc. */
+@inline function kScaleR(sc: usize, j: i32, m: bool): f32 { return <f32>load<u8>(sc + <usize>(j + (m ? 8 : 0))); }
+
+/**
+ * Q4_K (five = false), Q5_K (five = true, qh = the 32 bytes of high bits) and Q4_K repacked (rp:
+ * d, dmin as f32, unpacked scales; the same products d·sc, dmin·m): 64 values per step, two
+ * sub-blocks of 32.
+ */
+@inline function walkK45(mode: i32, five: bool, src: usize, nsb: i32, p: usize, rp: bool = false): v128 {
   let a0 = f32x4.splat(0), a1 = a0;
-  const bb: usize = five ? 176 : 144;
+  const bb: usize = rp ? 152 : five ? 176 : 144;
   for (let b = 0; b < nsb; b++, src += bb, p += 1024) {
-    const d = h2f(src), dmin = h2f(src + 2), sc = src + 4, qs = src + (five ? 48 : 16);
+    const d = rp ? load<f32>(src) : h2f(src), dmin = rp ? load<f32>(src, 4) : h2f(src + 2);
+    const sc = src + (rp ? 8 : 4), qs = src + (rp ? 24 : five ? 48 : 16);
     for (let c = 0; c < 4; c++) {
       const j0 = 2 * c, j1 = 2 * c + 1;
-      const s0 = f32x4.splat(d * kScale(sc, j0, false)), m0 = f32x4.splat(dmin * kScale(sc, j0, true));
-      const s1 = f32x4.splat(d * kScale(sc, j1, false)), m1 = f32x4.splat(dmin * kScale(sc, j1, true));
+      const k0 = rp ? kScaleR(sc, j0, false) : kScale(sc, j0, false), n0 = rp ? kScaleR(sc, j0, true) : kScale(sc, j0, true);
+      const k1 = rp ? kScaleR(sc, j1, false) : kScale(sc, j1, false), n1 = rp ? kScaleR(sc, j1, true) : kScale(sc, j1, true);
+      const s0 = f32x4.splat(d * k0), m0 = f32x4.splat(dmin * n0);
+      const s1 = f32x4.splat(d * k1), m1 = f32x4.splat(dmin * n1);
       const v0 = v128.load(qs + <usize>(32 * c)), v1 = v128.load(qs + <usize>(32 * c + 16));
       let q0 = lo4(v0), q1 = lo4(v1), q2 = hi4(v0), q3 = hi4(v1);
       if (five) {
@@ -227,6 +242,7 @@ function dotQ4_1F(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_1
 function dotQ4_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x); }
 function dotQ5_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, true, src, n >> 8, x); }
 function dotQ6_K(src: usize, n: i32, x: usize): v128 { return walkQ6K(DOT, src, n >> 8, x); }
+function dotQ4_KR(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x, true); }
 function decQ8_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ8_0, src, n >> 5, dst); }
 function decQ4_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_0, src, n >> 5, dst); }
 function decQ4_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1, src, n >> 5, dst); }
@@ -236,6 +252,7 @@ function decQ4_1F(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1F, 
 function decQ4_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst); }
 function decQ5_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, true, src, n >> 8, dst); }
 function decQ6_K(src: usize, n: i32, dst: usize): void { walkQ6K(STORE, src, n >> 8, dst); }
+function decQ4_KR(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst, true); }
 
 /** Σ over n values (whole blocks) at src of decoded w · x, folded into 4 lanes. */
 function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
@@ -243,6 +260,7 @@ function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
     case BQ4_K: return dotQ4_K(src, n, x);
     case BQ5_K: return dotQ5_K(src, n, x);
     case BQ6_K: return dotQ6_K(src, n, x);
+    case BQ4_KR: return dotQ4_KR(src, n, x);
     case BQ8_0: return dotQ8_0(src, n, x);
     case BQ4_0: return dotQ4_0(src, n, x);
     case BQ4_1: return dotQ4_1(src, n, x);
@@ -258,6 +276,7 @@ export function decodeBlocks(dtype: i32, src: usize, n: i32, dst: usize): void {
     case BQ4_K: decQ4_K(src, n, dst); break;
     case BQ5_K: decQ5_K(src, n, dst); break;
     case BQ6_K: decQ6_K(src, n, dst); break;
+    case BQ4_KR: decQ4_KR(src, n, dst); break;
     case BQ8_0: decQ8_0(src, n, dst); break;
     case BQ4_0: decQ4_0(src, n, dst); break;
     case BQ4_1: decQ4_1(src, n, dst); break;
