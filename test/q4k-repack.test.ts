@@ -99,9 +99,10 @@ for (const cfg of WASM_CONFIGS) {
       for (let i = 0; i < x.length; i++) x[i] = rng.normal();
       for (const exact of [false, true]) {
         const run = (v: Weight) => { const o = f32(be.alloc(M * N)); be.linear(o, own(be, x), v, M, false, exact); return o.slice(); };
-        const want = run(asStored);
-        sameBits(run(w), want, `M ${M}, exact ${exact}`);
-        sameBits(run(outside), want, `outside, M ${M}, exact ${exact}`);
+        const got = run(w);
+        sameBits(run(outside), got, `outside, M ${M}, exact ${exact}`);
+        // (prompts with int8 activations run the integer GEMM, which reads only the repacked layout)
+        if (exact || M <= 8) sameBits(got, run(asStored), `M ${M}, exact ${exact}`);
       }
     }
     // the embedding rows (the exact decoder) are the stored values

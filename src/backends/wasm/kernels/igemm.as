@@ -10,16 +10,21 @@
 // the 34- and 18-byte blocks, Q8_0 as q8 (one scale per 32) and Q4_0 as signed levels q − 8, so
 // every block sum is the exact integer Σ q_w·q_x the GEMV forms, scaled by d_w·d_x (no min term;
 // the relaxed build's Q4_0 runs igemmQ4 on the stored levels 0..15 and takes 8·Σ q_x off in integers).
+//
+// Q4_K (as the backend holds it, repacked: blocks.as BQ4_KR) is q4's arithmetic per sub-block of 32:
+// levels 0..15, scale d·sc_j and min −dmin·m_j, taken from the super-block when packing. Q6_K packs
+// each weight's (q − 32)·sc (|·| ≤ 32·128, an i16) with d as the block scale: the block sum
+// sc_a·Σ_a (q − 32)·q_x + sc_b·Σ_b (q − 32)·q_x is then the GEMV's exact integer (|·| < 2²⁴).
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
-import { BQ8_0, BQ4_0 } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_KR, BQ6_K } from './blocks';
 
 /**
  * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
  * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
  */
-export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ6_K; }
 
 /** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
 @inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
@@ -35,6 +40,29 @@ export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype ==
   return i16x8.sub(i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v)), i16x8.splat(8));
 }
 
+/** Q4_K repacked (152-byte super-blocks) / Q6_K (210): the super-block of row `row` holding element k. */
+@inline function superAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
+  return data + (<usize>row * <usize>(K >> 8) + <usize>(k >> 8)) * bb;
+}
+
+/** Q4_K (repacked) row n + r, elements k..k+7 (k a multiple of 8) as levels 0..15 in i16x8 (zeros past nr). */
+@inline function q4k8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  // sub-blocks 2c and 2c + 1 are the low and high nibbles of the 32 bytes at 32c
+  const e = k & 255, v = v128.load64_zero(superAt(data, K, n + r, k, 152) + 24 + <usize>(((e >> 6) << 5) + (e & 31)));
+  return i16x8.extend_low_i8x16_u((e >> 5) & 1 ? nibHi(v) : nibLo(v));
+}
+
+/** Q6_K row n + r, elements k..k+7 as (q − 32)·sc in i16x8 (zeros past nr; blocks.as walkQ6K has the layout). */
+@inline function q6k8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  const src = superAt(data, K, n + r, k, 210), e = k & 255, h = e >> 7, t = (e >> 5) & 3, l = e & 31;
+  const lo = i16x8.extend_low_i8x16_u(v128.load64_zero(src + <usize>(64 * h + 32 * (t & 1) + l)));
+  const hi = i16x8.extend_low_i8x16_u(v128.load64_zero(src + <usize>(128 + 32 * h + l)));
+  const q = v128.or(v128.and(i16x8.shr_u(lo, (t >> 1) << 2), i16x8.splat(15)), i16x8.shl(v128.and(i16x8.shr_u(hi, 2 * t), i16x8.splat(3)), 4));
+  return i16x8.mul(i16x8.sub(q, i16x8.splat(32)), i16x8.splat(<i16>load<i8>(src + <usize>(192 + 8 * h + 2 * t + (l >> 4)))));
+}
+
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
 const IPANEL_BYTES: i32 = INC * IKC * 2;
@@ -47,14 +75,19 @@ export const IGEMM_SCRATCH: i32 = IPANEL_BYTES + 2 * ISCALE_BYTES + IKC * 2 + 12
  */
 function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scales: usize, mins: usize, K: i32,
   n: i32, nr: i32, k0: i32, kc: i32, zero: usize): void {
-  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4, mb = q4MetaBytes(K);
+  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4 || dtype == BQ4_KR, mb = q4MetaBytes(K);
   const bb: usize = dtype == BQ8_0 ? 34 : 18;
   // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes; Q8_0/Q4_0: each block's half)
   for (let b = 0; b < kb; b++) {
     for (let r = 0; r < 8; r++) {
       const o = dsc + (<usize>(b * 8 + r) << 2);
       if (r < nr) {
-        if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
+        if (dtype == BQ4_KR) {
+          const k = k0 + (b << 5), src = superAt(data, K, n + r, k, 152), j = <usize>((k >> 5) & 7);
+          store<f32>(o, load<f32>(src) * <f32>load<u8>(src + 8 + j));
+          store<f32>(dmn + (<usize>(b * 8 + r) << 2), -(load<f32>(src, 4) * <f32>load<u8>(src + 16 + j)));
+        } else if (dtype == BQ6_K) store<f32>(o, f16ToF32Scalar(load<u16>(superAt(data, K, n + r, k0 + (b << 5), 210) + 208)));
+        else if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
         else if (q4) {
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
           store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
@@ -79,6 +112,24 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
       c1 = nr > 5 ? v128.load8x8_s(base + 5 * rs) : v128.load8x8_s(zero);
       c2 = nr > 6 ? v128.load8x8_s(base + 6 * rs) : v128.load8x8_s(zero);
       c3 = nr > 7 ? v128.load8x8_s(base + 7 * rs) : v128.load8x8_s(zero);
+    } else if (dtype == BQ4_KR) {
+      a0 = q4k8(data, K, n, nr, 0, k0 + k);
+      a1 = q4k8(data, K, n, nr, 1, k0 + k);
+      a2 = q4k8(data, K, n, nr, 2, k0 + k);
+      a3 = q4k8(data, K, n, nr, 3, k0 + k);
+      c0 = q4k8(data, K, n, nr, 4, k0 + k);
+      c1 = q4k8(data, K, n, nr, 5, k0 + k);
+      c2 = q4k8(data, K, n, nr, 6, k0 + k);
+      c3 = q4k8(data, K, n, nr, 7, k0 + k);
+    } else if (dtype == BQ6_K) {
+      a0 = q6k8(data, K, n, nr, 0, k0 + k);
+      a1 = q6k8(data, K, n, nr, 1, k0 + k);
+      a2 = q6k8(data, K, n, nr, 2, k0 + k);
+      a3 = q6k8(data, K, n, nr, 3, k0 + k);
+      c0 = q6k8(data, K, n, nr, 4, k0 + k);
+      c1 = q6k8(data, K, n, nr, 5, k0 + k);
+      c2 = q6k8(data, K, n, nr, 6, k0 + k);
+      c3 = q6k8(data, K, n, nr, 7, k0 + k);
     } else if (dtype == BQ4_0) {
       a0 = q40nib8(data, K, n, nr, 0, k0 + k);
       a1 = q40nib8(data, K, n, nr, 1, k0 + k);
@@ -226,7 +277,7 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, zero = pmn + ISCALE_BYTES, ctile = zero + (<usize>IKC << 1);
   memory.fill(zero, 0, <usize>IKC << 1);
   const lda = <usize>K << 1, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
-  const q4 = dtype == 4;
+  const q4 = dtype == 4 || dtype == BQ4_KR;   // a min per block (× x's quantized block sum)
   for (let nb = n0; nb < n1; nb += INC) {
     const nc = min(INC, n1 - nb);
     for (let k0 = 0; k0 < K; k0 += IKC) {
