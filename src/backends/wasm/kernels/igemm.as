@@ -345,6 +345,12 @@ const QNC: i32 = 8;
   return q40 ? v128.load(data + blk * 18 + 2) : v128.load(data + (blk << 4));
 }
 
+/** 16 bytes of Q4_K (repacked) row `row`'s nibbles: of the 32 at the sub-block pair holding element k, from byte h (0 or 16); zeros past the valid rows. */
+@inline function q4kBytes(data: usize, K: i32, row: i32, valid: bool, k: i32, h: i32): v128 {
+  if (!valid) return i8x16.splat(0);
+  return v128.load(superAt(data, K, row, k, 152) + 24 + <usize>(((k & 255) >> 6) << 5) + <usize>h);
+}
+
 /** 4 columns' 4 quads (a_i: column i as i32 lanes) transposed to 4 quad vectors (out_t: quad t of columns 0..3), stored `stride` apart. */
 @inline function transpose4x4(dst: usize, stride: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
   const t0 = v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<i32>(a0, a1, 2, 6, 3, 7);
@@ -369,8 +375,21 @@ const QNC: i32 = 8;
  * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
  * levels and their block scales and mins into [kc/32][8] f32.
  */
-function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool): void {
+function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool, k4: bool): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
+  if (k4) {
+    // Q4_K (repacked): sub-block j's d·sc_j and −dmin·m_j, as ipack
+    for (let b = 0; b < kb; b++) {
+      for (let r = 0; r < QNC; r++) {
+        const o = <usize>(b * QNC + r) << 2;
+        if (r < nr) {
+          const k = k0 + (b << 5), src = superAt(data, K, n + r, k, 152), j = <usize>((k >> 5) & 7);
+          store<f32>(dsc + o, load<f32>(src) * <f32>load<u8>(src + 8 + j));
+          store<f32>(dmn + o, -(load<f32>(src, 4) * <f32>load<u8>(src + 16 + j)));
+        } else { store<f32>(dsc + o, 0); store<f32>(dmn + o, 0); }
+      }
+    }
+  }
   if (q40) {
     // Q4_0: each block's f16 scale d (its min −8·d is taken off in integers, q40Fold)
     for (let b = 0; b < kb; b++) {
@@ -380,7 +399,7 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     }
   }
   // scales and mins, 4 blocks × 4 columns at a time from the rows' codes (a 4×4 transpose), the rest one by one
-  const kb4 = q40 ? 0 : kb & ~3;
+  const kb4 = q40 || k4 ? 0 : kb & ~3;
   for (let g = 0; g < QNC; g += 4) {
     for (let b = 0; b < kb4; b += 4) {
       const s0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, 0), s1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, 0);
@@ -391,7 +410,7 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
       transpose4x4(dmn + (<usize>(b * QNC + g) << 2), QNC << 2, m0, m1, m2, m3);
     }
   }
-  const kbEnd = q40 ? 0 : kb;
+  const kbEnd = q40 || k4 ? 0 : kb;
   for (let b = kb4; b < kbEnd; b++) {
     for (let r = 0; r < QNC; r++) {
       const o = (<usize>(b * QNC + r) << 2);
@@ -405,6 +424,25 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
   for (let b = 0; b < kb; b++) {
     // elements 0..15 of a block are its bytes' low nibbles (quads 0..3), 16..31 the high ones (weight-format.ts)
     const d = dst + (<usize>b << 8);   // 8 quads × 32 bytes per block
+    if (k4) {
+      // sub-block 2c + s: nibble s of the 32 bytes at 32c (quads 0..3 from the first 16, 4..7 the next)
+      const k = k0 + (b << 5), e = k & 255, hi = ((e >> 5) & 1) != 0;
+      for (let g = 0; g < 2; g++) {
+        const r0 = n + g * 4, o = d + (<usize>g << 4);
+        const v0 = q4kBytes(data, K, r0, g * 4 < nr, k, 0), v1 = q4kBytes(data, K, r0 + 1, g * 4 + 1 < nr, k, 0);
+        const v2 = q4kBytes(data, K, r0 + 2, g * 4 + 2 < nr, k, 0), v3 = q4kBytes(data, K, r0 + 3, g * 4 + 3 < nr, k, 0);
+        const w0 = q4kBytes(data, K, r0, g * 4 < nr, k, 16), w1 = q4kBytes(data, K, r0 + 1, g * 4 + 1 < nr, k, 16);
+        const w2 = q4kBytes(data, K, r0 + 2, g * 4 + 2 < nr, k, 16), w3 = q4kBytes(data, K, r0 + 3, g * 4 + 3 < nr, k, 16);
+        if (hi) {
+          transpose4x4(o, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3));
+          transpose4x4(o + 128, 32, nibHi(w0), nibHi(w1), nibHi(w2), nibHi(w3));
+        } else {
+          transpose4x4(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3));
+          transpose4x4(o + 128, 32, nibLo(w0), nibLo(w1), nibLo(w2), nibLo(w3));
+        }
+      }
+      continue;
+    }
     for (let g = 0; g < 2; g++) {
       const r0 = n + g * 4;
       const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, q40), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, q40);
@@ -518,10 +556,11 @@ function imicroQ40R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b
 
 /**
  * igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16
- * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8).
+ * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8);
+ * with k4, for Q4_K repacked (scales unused; q4's arithmetic with each sub-block's scale and min).
  */
 export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool): void {
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool, k4: bool = false): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);
   const lda8 = <usize>K, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
@@ -531,7 +570,7 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize
       const kc = min(IKC, K - k0), nblk = kc >> 5;
       for (let p = 0; p < nc; p += QNC) {
         const pi = <usize>(p / QNC);
-        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40);
+        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40, k4);
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
       const kb = <usize>(k0 >> 5) << 2;
