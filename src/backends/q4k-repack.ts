@@ -44,13 +44,17 @@ export function repackQ4K(src: Uint8Array, dst: Uint8Array, nsb: number): void {
     throw new RangeError('repackQ4K: an overlapping destination must not start before the source');
   }
   const sv = new DataView(src.buffer, src.byteOffset, nsb * Q4K_BYTES), dv = new DataView(dst.buffer, dst.byteOffset, nsb * Q4KR_BYTES);
+  // one view over both when they share a buffer, so the nibbles move by copyWithin (a memmove)
+  const same = src.buffer === dst.buffer, lo = Math.min(src.byteOffset, dst.byteOffset);
+  const both = same ? new Uint8Array(dst.buffer, lo, Math.max(src.byteOffset + nsb * Q4K_BYTES, dst.byteOffset + nsb * Q4KR_BYTES) - lo) : dst;
+  const so = src.byteOffset - lo, dso = dst.byteOffset - lo;
   const q = new Uint8Array(12);
   for (let b = nsb - 1; b >= 0; b--) {
     const s = b * Q4K_BYTES, d = b * Q4KR_BYTES;
     const hd = sv.getUint16(s, true), hm = sv.getUint16(s + 2, true);
     for (let i = 0; i < 12; i++) q[i] = src[s + 4 + i];
-    // the nibbles move up (8·b + 8 bytes): last byte first, as memmove
-    for (let i = 127; i >= 0; i--) dst[d + 24 + i] = src[s + 16 + i];
+    if (same) both.copyWithin(dso + d + 24, so + s + 16, so + s + 144);
+    else dst.set(src.subarray(s + 16, s + 144), d + 24);
     dv.setUint32(d, f16BitsToF32Bits(hd), true);
     dv.setUint32(d + 4, f16BitsToF32Bits(hm), true);
     for (let j = 0; j < 4; j++) {

@@ -519,8 +519,9 @@ export class WasmBackend implements Backend {
     if (home?.arena.owns(w.data) && (w.layout === 'q4_k_r' || (o?.q4kRoom && o.offs[0] === w.data.byteOffset))) {
       shard = home; off = w.data.byteOffset;
       if (w.layout !== 'q4_k_r') {
+        // (src as a view of the same buffer object: repackQ4K then moves the nibbles by memmove)
         const dst = shard.arena.u8(off, bytes);
-        repackQ4K(src, dst, blocks);
+        repackQ4K(dst.subarray(0, blocks * Q4K_BYTES), dst, blocks);
         w.data = dst; w.layout = 'q4_k_r';
       }
     } else {
