@@ -101,7 +101,7 @@ async function main(): Promise<void> {
   const [modA, modB] = await Promise.all([compileKernels(kernelSourcesAt(root, args.rev!), relaxed), compileKernels(kernelSourcesAt(root, null), relaxed)]);
   const dtypes = args.dtypes!.split(',');
   const maxSet = Math.max(...dtypes.map((d) => partBytes(d).reduce((a, b) => a + b + 64, 0)));
-  const base = 65536, fixed = 64 << 20, pool = 2 * (Number(args.mb) * 1e6 + 2 * maxSet);   // twice: q4_k has a repacked copy for B
+  const base = 65536, fixed = 64 << 20, pool = 2.1 * (Number(args.mb) * 1e6 + 2 * maxSet);   // q4_k: B has a repacked copy (152/144 of the size) after A's sets
   const memory = new Wasm!.Memory({ initial: Math.ceil((base + fixed + pool) / 65536), maximum: 65536, shared: true });
   const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
   const buf = memory.buffer as unknown as ArrayBuffer;
