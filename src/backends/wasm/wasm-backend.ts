@@ -603,8 +603,9 @@ export class WasmBackend implements Backend {
       this.linearRun(op + c0 * 4, x, p, M, N, K, accumulate, exact, ldo);
       return;
     }
-    if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN && (p.dtype !== DTYPE_CODE.q4 || this.native.q4)
-      && (p.dtype !== DTYPE_CODE.q8 || this.native.q8)) {
+    if (this.native && M >= this.nativeMinRows && (p.dtype < BLOCK_CODE_MIN || this.native.blocks?.has(p.dtype))
+      && (p.dtype !== DTYPE_CODE.q4 || this.native.q4) && (p.dtype !== DTYPE_CODE.q8 || this.native.q8)) {
+      // (block dtypes: widened there, exact products on the stored values, within the exact path's tolerance)
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
       this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);
