@@ -24,6 +24,8 @@ export interface KernelExports {
   k_prep_x(args: number): void;
   /** One bit per 16 halves of an f16 weight [N, K] at w: which groups hold a subnormal half (gemv.as). */
   f16SubnormalMap(w: number, N: number, K: number, map: number): void;
+  /** Repack n Q4_K super-blocks at p into the backend's layout in place (blocks.as BQ4_KR; room for 8 bytes more each after them). */
+  repackQ4KInPlace(p: number, n: number): void;
   /** Bytes of that map. */
   f16MapBytes(N: number, K: number): number;
   /** Scratch bytes per thread of the training GEMM. */

@@ -47,6 +47,37 @@ export function blockBytes(dtype: i32): i32 {
   }
 }
 
+/** An IEEE half's bits as the f32's bits, exactly (subnormals normalized, NaN payloads kept). */
+@inline function f16Bits32(h: u32): u32 {
+  const s = (h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 0x3ff;
+  if (e == 31) return s | 0x7f800000 | (m << 13);
+  if (e != 0) return s | ((e + 112) << 23) | (m << 13);
+  if (m == 0) return s;
+  return s | reinterpret<u32>(<f32>m * reinterpret<f32>(0x33800000));   // m·2⁻²⁴, a normal f32
+}
+
+/**
+ * Repack nsb Q4_K super-blocks stored at p into BQ4_KR's layout in place (the room for 8 more
+ * bytes each follows them): last to first, each read before it is written; q4k-repack.ts
+ * repackQ4K does the same on the host. The 12 scale bytes unpack four codes at a time in u32
+ * lanes: sc_j = q_j & 63, m_j = q_{j+4} & 63 (j < 4); sc_{j+4} = (q_{j+8} & 15) | (q_j >> 6) << 4,
+ * m_{j+4} = (q_{j+8} >> 4) | (q_{j+4} >> 6) << 4.
+ */
+export function repackQ4KInPlace(p: usize, nsb: i32): void {
+  for (let b = nsb - 1; b >= 0; b--) {
+    const s = p + <usize>b * 144, d = p + <usize>b * 152;
+    const hd = <u32>load<u16>(s), hm = <u32>load<u16>(s, 2);
+    const q0 = load<u32>(s, 4), q1 = load<u32>(s, 8), q2 = load<u32>(s, 12);
+    memory.copy(d + 24, s + 16, 128);
+    store<u32>(d, f16Bits32(hd));
+    store<u32>(d, f16Bits32(hm), 4);
+    store<u32>(d, q0 & 0x3f3f3f3f, 8);
+    store<u32>(d, (q2 & 0x0f0f0f0f) | ((q0 >> 2) & 0x30303030), 12);
+    store<u32>(d, q1 & 0x3f3f3f3f, 16);
+    store<u32>(d, ((q2 >> 4) & 0x0f0f0f0f) | ((q1 >> 2) & 0x30303030), 20);
+  }
+}
+
 /** Bytes of a row of K values. */
 @inline export function blockRowBytes(dtype: i32, K: i32): usize {
   return <usize>(K / blockElems(dtype)) * <usize>blockBytes(dtype);
