@@ -79,7 +79,7 @@ for (const cfg of WASM_CONFIGS) {
     assert.deepEqual(back, stored);
     // any half in d and dmin (the kernel repacks in place): NaN payloads, infinities, subnormals
     const odd = randomBlocks(rng, 'q4_k', 2, 1536), ov = new DataView(odd.buffer);
-    [0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0xfbff, 0x7c00, 0xfc00, 0x7e01, 0xfd55, 0x0200, 0x3c00].forEach((h, i) => ov.setUint16(i * Q4K_BYTES + (i & 1) * 2, h, true));
+    [0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0xfbff, 0x7c00, 0xfc00, 0x7e01, 0xfd55, 0x0200, 0x3c00].forEach((h, i) => { ov.setUint16(i * Q4K_BYTES + (i & 1) * 2, h, true); });
     const wo = blockWeightOn(be, 'q4_k', 2, 1536, odd), ob = new Uint8Array(odd.length);
     unpackQ4K(wo.data as Uint8Array, ob, 12);
     assert.deepEqual(ob, odd);
