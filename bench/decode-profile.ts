@@ -7,6 +7,7 @@
 //   npx tsc -p tsconfig.json && node dist/bench/decode-profile.js --model DIR_OR_GGUF [--dtype q8]
 //     [--threads 1,2] [--prompt 128] [--gen 64] [--prefill] [--rounds 5] [--native off|on|lib] [--exact-blocks]
 //
+// --exact-blocks: GGUF block weights on the exact f32 products (loadModel exactBlocks), for an A/B of the int8 kernels.
 // --native (default off): on routes prefill's linears to the native addon as `openelm bench
 // --native on` does; lib too, but with widened weights through the library's sgemm rather than the
 // addon's own AVX2 kernel (NativeBlas.useWideKernel(false)), to compare the two. --exact-blocks:

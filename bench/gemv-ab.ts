@@ -17,6 +17,10 @@
 // Q8_0/Q4_0/Q4_K/Q6_K run with int8 activations, the backend's default, where a build has that kernel (a
 // revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
 //
+// q4_k: B (the working tree) runs it repacked as the wasm backend holds it (q4k-repack.ts, 152 bytes per
+// 256 values instead of 144), from its own copy of the same weights, when its kernels have that
+// layout; GB/s count each side's own bytes (compare the times, a_us and b_us).
+//
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
 
 import * as path from 'node:path';
@@ -30,6 +34,7 @@ import { Rng } from '../src/core/rng.js';
 import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 import { randomBlocks } from '../test/helpers/blocks.js';
+import { Q4KR_BYTES, repackQ4K } from '../src/backends/q4k-repack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -96,7 +101,7 @@ async function main(): Promise<void> {
   const [modA, modB] = await Promise.all([compileKernels(kernelSourcesAt(root, args.rev!), relaxed), compileKernels(kernelSourcesAt(root, null), relaxed)]);
   const dtypes = args.dtypes!.split(',');
   const maxSet = Math.max(...dtypes.map((d) => partBytes(d).reduce((a, b) => a + b + 64, 0)));
-  const base = 65536, fixed = 64 << 20, pool = Number(args.mb) * 1e6 + 2 * maxSet;
+  const base = 65536, fixed = 64 << 20, pool = 2.1 * (Number(args.mb) * 1e6 + 2 * maxSet);   // q4_k: B has a repacked copy (152/144 of the size) after A's sets
   const memory = new Wasm!.Memory({ initial: Math.ceil((base + fixed + pool) / 65536), maximum: 65536, shared: true });
   const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
   const buf = memory.buffer as unknown as ArrayBuffer;
@@ -116,16 +121,24 @@ async function main(): Promise<void> {
       let o = base + fixed + s * stride;
       offs.push(parts.map((b) => { const r = o; o += b + 64; return r; }));
     }
+    // B's repacked q4_k sets, after A's
+    const repackB = dtype === 'q4_k' && 'q4_k_r' in DTYPE_CODE;
+    const bBytes = repackB ? (N * K / 256) * Q4KR_BYTES : 0, bStride = bBytes + 64;
+    const offsB = repackB ? Array.from({ length: sets }, (_, s) => [base + fixed + sets * stride + s * bStride]) : offs;
     // one set of random weights, copied to the others: distinct addresses are what keeps them out of the caches
     fillWeight(u8, offs[0], dtype, rng);
     // f16: the subnormal map prepareWeight makes (builds before it ignore the slot)
     const mapper = inst.find((k) => k.f16SubnormalMap)?.f16SubnormalMap;
     if (dtype === 'f16' && mapper) mapper(offs[0][0], N, K, offs[0][1]);
     for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
+    if (repackB) {
+      repackQ4K(u8.subarray(offs[0][0], offs[0][0] + parts[0]), u8.subarray(offsB[0][0], offsB[0][0] + bBytes), (N * K) / 256);
+      for (let s = 1; s < sets; s++) u8.copyWithin(offsB[s][0], offsB[0][0], offsB[0][0] + bBytes);
+    }
     const call = (k: K_, s: number) => {
-      const [d, sc, mn] = offs[s], q8A = dtype === 'q8' && Q8_A_F32;
+      const [d, sc, mn] = k === inst[1] ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
       // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
-      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : mn ?? 0; ai[5] = code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : mn ?? 0; ai[5] = repackB && k === inst[1] ? (DTYPE_CODE as Record<string, number>).q4_k_r : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);
@@ -152,7 +165,7 @@ async function main(): Promise<void> {
       }
     }
     // the bytes each side streams (with --q8-scales-a f32, A reads the f32 scales and B the f16 ones)
-    const bytesOf = (v: number) => dtype === 'q8' && Q8_A_F32 ? parts[0] + parts[v === 0 ? 2 : 1] : parts.reduce((a, b) => a + b, 0);
+    const bytesOf = (v: number) => repackB && v === 1 ? bBytes : dtype === 'q8' && Q8_A_F32 ? parts[0] + parts[v === 0 ? 2 : 1] : parts.reduce((a, b) => a + b, 0);
     const gbs = best.map((ms, v) => +(bytesOf(v) / (ms * 1e6)).toFixed(2)), cpu = bestCpu.map((ms, v) => +(bytesOf(v) / (ms * 1e6)).toFixed(2));
     process.stdout.write(JSON.stringify({
       dtype, N, K, rows: M, build: relaxed ? 'relaxed' : 'simd128', a: args.rev, b: 'working tree', sets,

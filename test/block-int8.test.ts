@@ -168,17 +168,19 @@ for (const cfg of WASM_CONFIGS) {
 }
 
 /** Block dtypes whose prompts (more than 8 tokens) run the integer GEMM (kernels/igemm.as hasIntGemm). */
-const GEMM_DTYPES: BlockDType[] = ['q8_0', 'q4_0'];
+const GEMM_DTYPES: BlockDType[] = ['q8_0', 'q4_0', 'q4_k', 'q6_k'];
 
 for (const cfg of WASM_CONFIGS) {
-  test(`Q8_0/Q4_0 prompts (integer GEMM, int8 activations) match float64 on the same quantized operands (${cfg.label})`, async (t) => {
+  test(`Q8_0/Q4_0/Q4_K/Q6_K prompts (integer GEMM, int8 activations) match float64 on the same quantized operands (${cfg.label})`, async (t) => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(34);
     const worst: Record<string, number> = {};
     for (const dtype of GEMM_DTYPES) {
       worst[dtype] = 0;
       // K past one packed chunk (256) and not a multiple of it; N not a multiple of 8; M past a 4-row tile
-      for (const [M, N, K] of [[9, 37, 96], [13, 21, 288], [37, 130, 1280]]) {
+      // (the K types: K in whole super-blocks of 256)
+      const shapes = BLOCK_FORMATS[dtype].elems === 256 ? [[9, 37, 256], [13, 21, 768], [37, 130, 1280]] : [[9, 37, 96], [13, 21, 288], [37, 130, 1280]];
+      for (const [M, N, K] of shapes) {
         const data = randomBlocks(rng, dtype, N, K), w = blockWeightOn(be, dtype, N, K, data);
         const x = randn(rng, M * K);
         for (let m = 0; m < M; m++) x[m * K + ((5 * m) % K)] = 40;
@@ -203,11 +205,11 @@ for (const cfg of WASM_CONFIGS) {
   });
 }
 
-test('Q8_0/Q4_0 prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', async () => {
+test('Q8_0/Q4_0/Q4_K/Q6_K prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', async () => {
   const be = await cachedWasm(WASM_CONFIGS[0]);
   const rng = new Rng(35);
   for (const dtype of GEMM_DTYPES) {
-    const M = 12, N = 19, K = 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+    const M = 12, N = 19, K = BLOCK_FORMATS[dtype].elems === 256 ? 512 : 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
     const x = own(be, randn(rng, M * K));
     const run = (exact: boolean) => { const o = f32(be.alloc(M * N)); be.linear(o, x, w, M, false, exact); return o.slice(); };
     const int8 = run(false), exactCall = run(true);

@@ -116,6 +116,9 @@ test('native linear takes block weights as stored: widened exactly, like the ref
   (nat as { linear: typeof linear }).linear = (...a: Parameters<typeof linear>) => { calls++; linear(...a); };
   try {
     for (const dtype of BLOCK_DTYPES) for (const [M, N, K] of BLOCK_FORMATS[dtype].elems === 256 ? [[40, 70, 256], [131, 33, 512]] : [[40, 70, 96], [131, 33, 320]]) {
+      // the WASM backend holds Q4_K repacked (q4k-repack.ts, code q4_k_r): until the addon reads
+      // that layout, Q4_K prompts stay on the WASM kernels and this case has nothing to test
+      if (dtype === 'q4_k' && !be.native!.blocks?.has(DTYPE_CODE.q4_k_r)) continue;
       const x = randn(M * K);
       {
         const data = randomBlocks(rng, dtype, N, K);

@@ -24,6 +24,7 @@ import { bf16ToF32, f32ToBf16, f16ToF32, f32ToF16 } from '../core/dtype.js';
 import { OpenELMError } from '../core/errors.js';
 import { GGMLType, dequantize } from '../core/ggml-quants.js';
 import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from './backend.js';
+import { Q4K_BYTES, Q4KR_BYTES, unpackQ4K } from './q4k-repack.js';
 
 export const QBLOCK = 32;
 
@@ -316,6 +317,13 @@ export function q8Overflow(row: number, amax: number): OpenELMError {
 export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
   const K = w.cols, off = r * K;
   if (w.dtype === 'rows') { const { part, row } = partOfRow(w, r); weightRowToF32(part, row, dst); return; }
+  if (w.layout === 'q4_k_r') {
+    // one row's super-blocks back into the stored layout, decoded as stored
+    const nsb = K / 256, row = new Uint8Array(nsb * Q4K_BYTES), d = w.data as Uint8Array;
+    unpackQ4K(d.subarray(r * nsb * Q4KR_BYTES, (r + 1) * nsb * Q4KR_BYTES), row, nsb);
+    blockRowToF32('q4_k', row, 0, K, dst);
+    return;
+  }
   if (isBlockDType(w.dtype)) { blockRowToF32(w.dtype, w.data as Uint8Array, r, K, dst); return; }
   switch (w.dtype) {
     case 'f32': dst.set((w.data as Float32Array).subarray(off, off + K)); return;
@@ -363,6 +371,7 @@ export function blockRowToF32(dtype: BlockDType, data: Uint8Array, r: number, co
 /** Bytes of storage a weight takes (a 'rows' weight: its parts'). */
 export function weightStorageBytes(w: Weight): number {
   if (w.dtype === 'rows') return w.parts!.reduce((n, p) => n + weightStorageBytes(p), 0);
+  if (w.layout === 'q4_k_r') return (w.rows * w.cols / 256) * Q4KR_BYTES;
   return weightBytes(w.dtype, w.rows * w.cols, w.cols);
 }
 

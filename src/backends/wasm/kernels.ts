@@ -24,6 +24,8 @@ export interface KernelExports {
   k_prep_x(args: number): void;
   /** One bit per 16 halves of an f16 weight [N, K] at w: which groups hold a subnormal half (gemv.as). */
   f16SubnormalMap(w: number, N: number, K: number, map: number): void;
+  /** Repack n Q4_K super-blocks at p into the backend's layout in place (blocks.as BQ4_KR; room for 8 bytes more each after them). */
+  repackQ4KInPlace(p: number, n: number): void;
   /** Bytes of that map. */
   f16MapBytes(N: number, K: number): number;
   /** Scratch bytes per thread of the training GEMM. */
@@ -40,6 +42,8 @@ export interface KernelExports {
 export const DTYPE_CODE = {
   f32: 0, bf16: 1, f16: 2, q8: 3, q4: 4,
   q8_0: 8, q4_0: 9, q4_1: 10, q5_0: 11, q5_1: 12, q4_k: 13, q5_k: 14, q6_k: 15, q4_1_f32: 16,
+  // q4_k as the wasm backend repacks it at load (q4k-repack.ts; not a weight dtype of its own)
+  q4_k_r: 17,
 } as const;
 /** Codes from here on are block dtypes (weights run as stored, f32 activations). */
 export const BLOCK_CODE_MIN = 8;

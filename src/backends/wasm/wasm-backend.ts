@@ -9,7 +9,8 @@
 // sgemm (native-gemm.ts).
 
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
-import { allocWeightStorage, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
+import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
+import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
@@ -71,7 +72,7 @@ interface WasmPacked {
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
 /** Block dtypes whose GEMV has an int8-activation kernel (kernels/blocks_int.as). */
-const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q6_k]);
+const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q4_k_r, DTYPE_CODE.q6_k]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
 /**
@@ -145,7 +146,7 @@ export class WasmBackend implements Backend {
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
-  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[] }>();
+  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[]; q4kRoom?: boolean }>();
   private readonly train: WasmTrainOps;
   /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
   private decoded: Float32Array | null = null;
@@ -338,14 +339,17 @@ export class WasmBackend implements Backend {
     this.live();
     // data, scales and mins go into one memory, where the kernels read them together
     const what = `a ${rows}×${cols} ${dtype} weight`;
-    const shard = this.place(weightBytes(dtype, rows * cols, cols) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
+    // q4_k: room after the stored blocks for prepareWeight to repack them in place (+8 bytes a super-block)
+    const q4kRoom = dtype === 'q4_k';
+    const room = (bytes: number) => q4kRoom ? (bytes / Q4K_BYTES) * Q4KR_BYTES : bytes;
+    const shard = this.place(room(weightBytes(dtype, rows * cols, cols)) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
-      const byteOffset = shard.arena.allocBytes(bytes, what);
+      const byteOffset = shard.arena.allocBytes(room(bytes), what);
       offs.push(byteOffset);
       return { buffer: shard.arena.buffer(), byteOffset };
     });
-    this.owned.set(w, { shard, offs });
+    this.owned.set(w, { shard, offs, q4kRoom });
     return w;
   }
 
@@ -449,6 +453,7 @@ export class WasmBackend implements Backend {
     if (w.parts) { for (const part of w.parts) this.prepareWeight(part); return; }
     const old = w.packed as WasmPacked | undefined;
     if (old && old.owner === this) for (const o of old.copies) old.shard.arena.freeBytes(o);
+    if (w.dtype === 'q4_k') { this.prepareQ4K(w); return; }
     const n = w.rows * w.cols;
     const code = w.dtype === 'rows' ? undefined : DTYPE_CODE[w.dtype];
     if (code === undefined) throw new OpenELMError('dtype', `unknown weight dtype "${String(w.dtype)}"`);
@@ -494,6 +499,38 @@ export class WasmBackend implements Backend {
     if (w.dtype === 'q8') offs[2] = q8FastScales(w.scales as Uint16Array, w.data as Int8Array, n / QBLOCK) ? 1 : 0;
     const p: WasmPacked = { owner: this, shard, dtype: code, data: offs[0], scales: offs[1] ?? 0, mins: offs[2] ?? 0, copies };
     w.packed = p;
+  }
+
+  /**
+   * Q4_K runs repacked (q4k-repack.ts: d and dmin as f32, the scales and mins a byte each), which
+   * the int8 GEMV reads about as cheaply as q4's own scales; every kernel reads that layout, and the
+   * model stays in memory once: storage from allocWeight is repacked in place, into the room it
+   * left after the stored bytes, and the weight's data then says so (layout 'q4_k_r'; hosts decode
+   * it, weight-format.ts). A weight stored elsewhere keeps its bytes; the backend's copy is repacked.
+   */
+  private prepareQ4K(w: Weight): void {
+    const blocks = blockRowBytes('q4_k', w.cols) / Q4K_BYTES * w.rows, bytes = blocks * Q4KR_BYTES;
+    const what = `a ${w.rows}×${w.cols} q4_k weight`;
+    const need = w.layout === 'q4_k_r' ? bytes : blocks * Q4K_BYTES;
+    if (w.data.byteLength < need) throw new OpenELMError('usage', `weight data has ${w.data.byteLength} bytes, ${what} needs ${need}`);
+    const src = new Uint8Array(w.data.buffer, w.data.byteOffset, need);
+    const home = this.shardOf(w.data), o = this.owned.get(w), copies: number[] = [];
+    let shard: Shard, off: number;
+    if (home?.arena.owns(w.data) && (w.layout === 'q4_k_r' || (o?.q4kRoom && o.offs[0] === w.data.byteOffset))) {
+      shard = home; off = w.data.byteOffset;
+      if (w.layout !== 'q4_k_r') {
+        // a kernel (the same bytes as q4k-repack.ts repackQ4K, several times faster than it)
+        shard.k.repackQ4KInPlace(off, blocks);
+        w.data = shard.arena.u8(off, bytes); w.layout = 'q4_k_r';
+      }
+    } else {
+      shard = this.place(bytes + 64, `a copy of ${what}`);
+      off = shard.arena.allocBytes(bytes, `a copy of ${what}`);
+      shard.arena.u8(off, bytes).set(src);
+      if (w.layout !== 'q4_k_r') shard.k.repackQ4KInPlace(off, blocks);
+      copies.push(off);
+    }
+    w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_k_r, data: off, scales: 0, mins: 0, copies } satisfies WasmPacked;
   }
 
   private packedOf(w: Weight): WasmPacked {

@@ -22,11 +22,15 @@ export const BQ4_K: i32 = 13;
 export const BQ5_K: i32 = 14;
 export const BQ6_K: i32 = 15;
 export const BQ4_1F: i32 = 16;   // q4_1_f32
+// Q4_K as the wasm backend repacks it at load (wasm/q4k-repack.ts), 152 bytes per 256 values: d and
+// dmin as f32, the eight 6-bit scales and eight mins a byte each, then Q4_K's 128 bytes of nibbles.
+// The same values as the stored block; the int8 GEMV reads them without unpacking.
+export const BQ4_KR: i32 = 17;
 
 /** The first block dtype code: codes below it are f32, bf16, f16, q8 and q4. */
 export const BLOCK_MIN: i32 = 8;
 
-export function blockElems(dtype: i32): i32 { return dtype >= BQ4_K && dtype <= BQ6_K ? 256 : 32; }
+export function blockElems(dtype: i32): i32 { return (dtype >= BQ4_K && dtype <= BQ6_K) || dtype == BQ4_KR ? 256 : 32; }
 
 export function blockBytes(dtype: i32): i32 {
   switch (dtype) {
@@ -38,7 +42,39 @@ export function blockBytes(dtype: i32): i32 {
     case BQ4_K: return 144;
     case BQ5_K: return 176;
     case BQ6_K: return 210;
+    case BQ4_KR: return 152;
     default: return 24;   // q4_1_f32
+  }
+}
+
+/** An IEEE half's bits as the f32's bits, exactly (subnormals normalized, NaN payloads kept). */
+@inline function f16Bits32(h: u32): u32 {
+  const s = (h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 0x3ff;
+  if (e == 31) return s | 0x7f800000 | (m << 13);
+  if (e != 0) return s | ((e + 112) << 23) | (m << 13);
+  if (m == 0) return s;
+  return s | reinterpret<u32>(<f32>m * reinterpret<f32>(0x33800000));   // m·2⁻²⁴, a normal f32
+}
+
+/**
+ * Repack nsb Q4_K super-blocks stored at p into BQ4_KR's layout in place (the room for 8 more
+ * bytes each follows them): last to first, each read before it is written; q4k-repack.ts
+ * repackQ4K does the same on the host. The 12 scale bytes unpack four codes at a time in u32
+ * lanes: sc_j = q_j & 63, m_j = q_{j+4} & 63 (j < 4); sc_{j+4} = (q_{j+8} & 15) | (q_j >> 6) << 4,
+ * m_{j+4} = (q_{j+8} >> 4) | (q_{j+4} >> 6) << 4.
+ */
+export function repackQ4KInPlace(p: usize, nsb: i32): void {
+  for (let b = nsb - 1; b >= 0; b--) {
+    const s = p + <usize>b * 144, d = p + <usize>b * 152;
+    const hd = <u32>load<u16>(s), hm = <u32>load<u16>(s, 2);
+    const q0 = load<u32>(s, 4), q1 = load<u32>(s, 8), q2 = load<u32>(s, 12);
+    memory.copy(d + 24, s + 16, 128);
+    store<u32>(d, f16Bits32(hd));
+    store<u32>(d, f16Bits32(hm), 4);
+    store<u32>(d, q0 & 0x3f3f3f3f, 8);
+    store<u32>(d, (q2 & 0x0f0f0f0f) | ((q0 >> 2) & 0x30303030), 12);
+    store<u32>(d, q1 & 0x3f3f3f3f, 16);
+    store<u32>(d, ((q2 >> 4) & 0x0f0f0f0f) | ((q1 >> 2) & 0x30303030), 20);
   }
 }
 
@@ -160,16 +196,26 @@ const OPS: i32 = 2;
 // The walkers below loop over 32- or 64-value parts of a super-block rather than unrolling it: in
 // one long straight-line body V8 hoists all of x's loads to the top and spills them.
 
-/** Q4_K (five = false) and Q5_K (five = true, qh = the 32 bytes of high bits): 64 values per step, two sub-blocks of 32. */
-@inline function walkK45(mode: i32, five: bool, src: usize, nsb: i32, p: usize): v128 {
+/** Q4_K's repacked form (BQ4_KR): the scale (m = false) or min (m = true) of sub-block j, a byte each from sc. */
+@inline function kScaleR(sc: usize, j: i32, m: bool): f32 { return <f32>load<u8>(sc + <usize>(j + (m ? 8 : 0))); }
+
+/**
+ * Q4_K (five = false), Q5_K (five = true, qh = the 32 bytes of high bits) and Q4_K repacked (rp:
+ * d, dmin as f32, unpacked scales; the same products d·sc, dmin·m): 64 values per step, two
+ * sub-blocks of 32.
+ */
+@inline function walkK45(mode: i32, five: bool, src: usize, nsb: i32, p: usize, rp: bool = false): v128 {
   let a0 = f32x4.splat(0), a1 = a0;
-  const bb: usize = five ? 176 : 144;
+  const bb: usize = rp ? 152 : five ? 176 : 144;
   for (let b = 0; b < nsb; b++, src += bb, p += 1024) {
-    const d = h2f(src), dmin = h2f(src + 2), sc = src + 4, qs = src + (five ? 48 : 16);
+    const d = rp ? load<f32>(src) : h2f(src), dmin = rp ? load<f32>(src, 4) : h2f(src + 2);
+    const sc = src + (rp ? 8 : 4), qs = src + (rp ? 24 : five ? 48 : 16);
     for (let c = 0; c < 4; c++) {
       const j0 = 2 * c, j1 = 2 * c + 1;
-      const s0 = f32x4.splat(d * kScale(sc, j0, false)), m0 = f32x4.splat(dmin * kScale(sc, j0, true));
-      const s1 = f32x4.splat(d * kScale(sc, j1, false)), m1 = f32x4.splat(dmin * kScale(sc, j1, true));
+      const k0 = rp ? kScaleR(sc, j0, false) : kScale(sc, j0, false), n0 = rp ? kScaleR(sc, j0, true) : kScale(sc, j0, true);
+      const k1 = rp ? kScaleR(sc, j1, false) : kScale(sc, j1, false), n1 = rp ? kScaleR(sc, j1, true) : kScale(sc, j1, true);
+      const s0 = f32x4.splat(d * k0), m0 = f32x4.splat(dmin * n0);
+      const s1 = f32x4.splat(d * k1), m1 = f32x4.splat(dmin * n1);
       const v0 = v128.load(qs + <usize>(32 * c)), v1 = v128.load(qs + <usize>(32 * c + 16));
       let q0 = lo4(v0), q1 = lo4(v1), q2 = hi4(v0), q3 = hi4(v1);
       if (five) {
@@ -227,6 +273,7 @@ function dotQ4_1F(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ4_1
 function dotQ4_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x); }
 function dotQ5_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, true, src, n >> 8, x); }
 function dotQ6_K(src: usize, n: i32, x: usize): v128 { return walkQ6K(DOT, src, n >> 8, x); }
+function dotQ4_KR(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x, true); }
 function decQ8_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ8_0, src, n >> 5, dst); }
 function decQ4_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_0, src, n >> 5, dst); }
 function decQ4_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1, src, n >> 5, dst); }
@@ -236,6 +283,7 @@ function decQ4_1F(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1F, 
 function decQ4_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst); }
 function decQ5_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, true, src, n >> 8, dst); }
 function decQ6_K(src: usize, n: i32, dst: usize): void { walkQ6K(STORE, src, n >> 8, dst); }
+function decQ4_KR(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst, true); }
 
 /** Σ over n values (whole blocks) at src of decoded w · x, folded into 4 lanes. */
 function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
@@ -243,6 +291,7 @@ function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
     case BQ4_K: return dotQ4_K(src, n, x);
     case BQ5_K: return dotQ5_K(src, n, x);
     case BQ6_K: return dotQ6_K(src, n, x);
+    case BQ4_KR: return dotQ4_KR(src, n, x);
     case BQ8_0: return dotQ8_0(src, n, x);
     case BQ4_0: return dotQ4_0(src, n, x);
     case BQ4_1: return dotQ4_1(src, n, x);
@@ -258,6 +307,7 @@ export function decodeBlocks(dtype: i32, src: usize, n: i32, dst: usize): void {
     case BQ4_K: decQ4_K(src, n, dst); break;
     case BQ5_K: decQ5_K(src, n, dst); break;
     case BQ6_K: decQ6_K(src, n, dst); break;
+    case BQ4_KR: decQ4_KR(src, n, dst); break;
     case BQ8_0: decQ8_0(src, n, dst); break;
     case BQ4_0: decQ4_0(src, n, dst); break;
     case BQ4_1: decQ4_1(src, n, dst); break;

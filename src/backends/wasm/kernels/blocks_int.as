@@ -9,11 +9,11 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, lane } from './gemv';
-import { BQ8_0, BQ4_0, BQ4_K, BQ6_K } from './blocks';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, isum4, lane } from './gemv';
+import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
-export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ6_K; }
+export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ4_KR || dtype == BQ6_K; }
 
 /** The four IEEE halves at p, p + s, p + 2s, p + 3s as f32, exactly (no denormal operand). */
 @inline function halves4(p: usize, s: usize): v128 {
@@ -186,6 +186,43 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
   }
 }
 
+/**
+ * gemvQ4_KInt on Q4_K as the backend repacks it at load (blocks.as BQ4_KR, 152 bytes: f32 d and
+ * dmin, then the eight scales and eight mins a byte each, then the nibbles): the same arithmetic
+ * on the same values, so the same results bit for bit, without the half conversions and the 6-bit
+ * unpacking (about 110 of V8's instructions per super-block in gemvQ4_KInt, its constants made
+ * again in every iteration).
+ */
+export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nsb = K >> 8, rb = <usize>nsb * 152;
+  let p = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++) {
+    let f = f32x4.splat(0), g = f;
+    let x16 = q16, x8 = q8, dp = qd, sp = qs;
+    for (let b = 0; b < nsb; b++, p += 152, x16 += 512, x8 += 256, dp += 32, sp += 32) {
+      const dd = v128.load64_zero(p);   // lanes 0, 1: d, dmin
+      const sm = v128.load(p, 8);
+      const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
+      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
+      const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
+      const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
+      let t = f32x4.splat(0), c = sc0, q = p + 24, xh = x16, x8h = x8, dh = dp;
+      for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
+        const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
+        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
+          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
+        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
+        c = sc1;
+      }
+      f = fmadd(t, lane(dd, 0), f);
+      g = fmadd(u, lane(dd, 1), g);
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f) - hsum(g);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
 /** Σ (q − 32)·q_x over 16 values (signed bytes q − 32 in v, i16 q_x at x16) as i32x4 (SIMD128 build). */
 @inline function q6Dot16(v: v128, x16: usize): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(x16)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(x16, 16)));
@@ -290,13 +327,6 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   return i32x4.add(i32x4.dot_i16x8_s(s0, sa), i32x4.dot_i16x8_s(s1, sb));
 }
 
-/** [Σ a, Σ b, Σ c, Σ d] of four i32x4 (lanes interleaved and summed twice, as gemv.as q4Sums4). */
-@inline function isum4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
-  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
-  return i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
-}
-
 /**
  * gemvQ6_KInt's relaxed build: every vector of a super-block loaded once. Blocks 4i..4i+3 of x
  * are gathered into one i32x4 (isum4), and their correction 32·(sc_a·X_a + sc_b·X_b) (X: x's sums
@@ -357,6 +387,7 @@ export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: u
 @inline function gemvBlockInt1(dtype: i32, op: usize, xp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
   if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
+  else if (dtype == BQ4_KR) gemvQ4_KRInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
   else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
   else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + o8, xp + od, xp + q6KCorrOffset(K), w, K, n0, n1, acc);
   else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);

@@ -491,6 +491,8 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 /**
  * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
  * relaxed SIMD, i16x8 lanes of 4 products each (|lane| ≤ 4·15·127 = 7620); SIMD128, i32x4 lanes.
+ * The nibbles are a valid 7-bit operand of i16x8.relaxed_dot_i8x16_i7x16_s (deterministic); the
+ * i32x4 ..._add_s form is avoided: V8 11.3 (Node 20) returns twice the true sum.
  */
 @inline export function q4Part(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
@@ -515,11 +517,14 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
     const ab = i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
     const cd = i16x8.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
     return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3))));
-  } else {
-    const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
-    const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
-    return f32x4.convert_i32x4_s(i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3)));
-  }
+  } else return f32x4.convert_i32x4_s(isum4(a, b, c, d));
+}
+
+/** [Σ a, Σ b, Σ c, Σ d] of four i32x4 (lanes interleaved and summed twice, as q4Sums4). */
+@inline export function isum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
 }
 
 /** One block's q4Part as f32 lanes whose sum is its dot (the last nb mod 4 blocks). */
@@ -878,27 +883,6 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
       p += 32; sp += 2; o += 32; dp += 4;
     }
     storeR(out + (<usize>n << 2), ldo, hsum4(f32x4.add(f0, h0), f32x4.add(f1, h1), f32x4.add(f2, h2), f32x4.add(f3, h3)), acc, R);
-  }
-}
-
-/**
- * q4 (Q4_1 weights, x ≈ q·scale + min): Σ w·x = scale·Σ q·x + min·Σ x per block. Σ q·x is an
- * int32 dot of the nibbles (0..15) with the int8 activations: with relaxed SIMD the nibbles are a
- * valid 7-bit operand of i16x8.relaxed_dot_i8x16_i7x16_s (deterministic; pairs of products fit
- * i16, 2·127·15, so the halves are summed before widening, and the i32x4 ..._add_s form is
- * avoided: V8 11.3 (Node 20) returns twice the true sum); otherwise they are widened to i16 for
- * i32x4.dot_i16x8_s. Σ x is the quantized block sum from quantizeX.
- */
-@inline export function q4BlockV(lo: v128, hi: v128, x16: usize, x8: usize): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) {
-    const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(x8, 16), hi));
-    return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
-  } else {
-    const d0 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), v128.load(x16));
-    const d1 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), v128.load(x16, 16));
-    const d2 = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), v128.load(x16, 32));
-    const d3 = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), v128.load(x16, 48));
-    return f32x4.convert_i32x4_s(i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3)));
   }
 }
 

@@ -10,16 +10,21 @@
 // the 34- and 18-byte blocks, Q8_0 as q8 (one scale per 32) and Q4_0 as signed levels q − 8, so
 // every block sum is the exact integer Σ q_w·q_x the GEMV forms, scaled by d_w·d_x (no min term;
 // the relaxed build's Q4_0 runs igemmQ4 on the stored levels 0..15 and takes 8·Σ q_x off in integers).
+//
+// Q4_K (as the backend holds it, repacked: blocks.as BQ4_KR) is q4's arithmetic per sub-block of 32:
+// levels 0..15, scale d·sc_j and min −dmin·m_j, taken from the super-block when packing. Q6_K packs
+// each weight's (q − 32)·sc (|·| ≤ 32·128, an i16) with d as the block scale: the block sum
+// sc_a·Σ_a (q − 32)·q_x + sc_b·Σ_b (q − 32)·q_x is then the GEMV's exact integer (|·| < 2²⁴).
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
-import { BQ8_0, BQ4_0 } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_KR, BQ6_K } from './blocks';
 
 /**
  * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
  * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
  */
-export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ6_K; }
 
 /** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
 @inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
@@ -35,6 +40,29 @@ export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype ==
   return i16x8.sub(i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v)), i16x8.splat(8));
 }
 
+/** Q4_K repacked (152-byte super-blocks) / Q6_K (210): the super-block of row `row` holding element k. */
+@inline function superAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
+  return data + (<usize>row * <usize>(K >> 8) + <usize>(k >> 8)) * bb;
+}
+
+/** Q4_K (repacked) row n + r, elements k..k+7 (k a multiple of 8) as levels 0..15 in i16x8 (zeros past nr). */
+@inline function q4k8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  // sub-blocks 2c and 2c + 1 are the low and high nibbles of the 32 bytes at 32c
+  const e = k & 255, v = v128.load64_zero(superAt(data, K, n + r, k, 152) + 24 + <usize>(((e >> 6) << 5) + (e & 31)));
+  return i16x8.extend_low_i8x16_u((e >> 5) & 1 ? nibHi(v) : nibLo(v));
+}
+
+/** Q6_K row n + r, elements k..k+7 as (q − 32)·sc in i16x8 (zeros past nr; blocks.as walkQ6K has the layout). */
+@inline function q6k8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  const src = superAt(data, K, n + r, k, 210), e = k & 255, h = e >> 7, t = (e >> 5) & 3, l = e & 31;
+  const lo = i16x8.extend_low_i8x16_u(v128.load64_zero(src + <usize>(64 * h + 32 * (t & 1) + l)));
+  const hi = i16x8.extend_low_i8x16_u(v128.load64_zero(src + <usize>(128 + 32 * h + l)));
+  const q = v128.or(v128.and(i16x8.shr_u(lo, (t >> 1) << 2), i16x8.splat(15)), i16x8.shl(v128.and(i16x8.shr_u(hi, 2 * t), i16x8.splat(3)), 4));
+  return i16x8.mul(i16x8.sub(q, i16x8.splat(32)), i16x8.splat(<i16>load<i8>(src + <usize>(192 + 8 * h + 2 * t + (l >> 4)))));
+}
+
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
 const IPANEL_BYTES: i32 = INC * IKC * 2;
@@ -47,14 +75,19 @@ export const IGEMM_SCRATCH: i32 = IPANEL_BYTES + 2 * ISCALE_BYTES + IKC * 2 + 12
  */
 function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scales: usize, mins: usize, K: i32,
   n: i32, nr: i32, k0: i32, kc: i32, zero: usize): void {
-  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4, mb = q4MetaBytes(K);
+  const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4 || dtype == BQ4_KR, mb = q4MetaBytes(K);
   const bb: usize = dtype == BQ8_0 ? 34 : 18;
   // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes; Q8_0/Q4_0: each block's half)
   for (let b = 0; b < kb; b++) {
     for (let r = 0; r < 8; r++) {
       const o = dsc + (<usize>(b * 8 + r) << 2);
       if (r < nr) {
-        if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
+        if (dtype == BQ4_KR) {
+          const k = k0 + (b << 5), src = superAt(data, K, n + r, k, 152), j = <usize>((k >> 5) & 7);
+          store<f32>(o, load<f32>(src) * <f32>load<u8>(src + 8 + j));
+          store<f32>(dmn + (<usize>(b * 8 + r) << 2), -(load<f32>(src, 4) * <f32>load<u8>(src + 16 + j)));
+        } else if (dtype == BQ6_K) store<f32>(o, f16ToF32Scalar(load<u16>(superAt(data, K, n + r, k0 + (b << 5), 210) + 208)));
+        else if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
         else if (q4) {
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
           store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
@@ -79,6 +112,24 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
       c1 = nr > 5 ? v128.load8x8_s(base + 5 * rs) : v128.load8x8_s(zero);
       c2 = nr > 6 ? v128.load8x8_s(base + 6 * rs) : v128.load8x8_s(zero);
       c3 = nr > 7 ? v128.load8x8_s(base + 7 * rs) : v128.load8x8_s(zero);
+    } else if (dtype == BQ4_KR) {
+      a0 = q4k8(data, K, n, nr, 0, k0 + k);
+      a1 = q4k8(data, K, n, nr, 1, k0 + k);
+      a2 = q4k8(data, K, n, nr, 2, k0 + k);
+      a3 = q4k8(data, K, n, nr, 3, k0 + k);
+      c0 = q4k8(data, K, n, nr, 4, k0 + k);
+      c1 = q4k8(data, K, n, nr, 5, k0 + k);
+      c2 = q4k8(data, K, n, nr, 6, k0 + k);
+      c3 = q4k8(data, K, n, nr, 7, k0 + k);
+    } else if (dtype == BQ6_K) {
+      a0 = q6k8(data, K, n, nr, 0, k0 + k);
+      a1 = q6k8(data, K, n, nr, 1, k0 + k);
+      a2 = q6k8(data, K, n, nr, 2, k0 + k);
+      a3 = q6k8(data, K, n, nr, 3, k0 + k);
+      c0 = q6k8(data, K, n, nr, 4, k0 + k);
+      c1 = q6k8(data, K, n, nr, 5, k0 + k);
+      c2 = q6k8(data, K, n, nr, 6, k0 + k);
+      c3 = q6k8(data, K, n, nr, 7, k0 + k);
     } else if (dtype == BQ4_0) {
       a0 = q40nib8(data, K, n, nr, 0, k0 + k);
       a1 = q40nib8(data, K, n, nr, 1, k0 + k);
@@ -226,7 +277,7 @@ export function igemm(out: usize, xq: usize, xd: usize, xs: usize, data: usize, 
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, zero = pmn + ISCALE_BYTES, ctile = zero + (<usize>IKC << 1);
   memory.fill(zero, 0, <usize>IKC << 1);
   const lda = <usize>K << 1, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
-  const q4 = dtype == 4;
+  const q4 = dtype == 4 || dtype == BQ4_KR;   // a min per block (× x's quantized block sum)
   for (let nb = n0; nb < n1; nb += INC) {
     const nc = min(INC, n1 - nb);
     for (let k0 = 0; k0 < K; k0 += IKC) {
@@ -294,6 +345,12 @@ const QNC: i32 = 8;
   return q40 ? v128.load(data + blk * 18 + 2) : v128.load(data + (blk << 4));
 }
 
+/** 16 bytes of Q4_K (repacked) row `row`'s nibbles: of the 32 at the sub-block pair holding element k, from byte h (0 or 16); zeros past the valid rows. */
+@inline function q4kBytes(data: usize, K: i32, row: i32, valid: bool, k: i32, h: i32): v128 {
+  if (!valid) return i8x16.splat(0);
+  return v128.load(superAt(data, K, row, k, 152) + 24 + <usize>(((k & 255) >> 6) << 5) + <usize>h);
+}
+
 /** 4 columns' 4 quads (a_i: column i as i32 lanes) transposed to 4 quad vectors (out_t: quad t of columns 0..3), stored `stride` apart. */
 @inline function transpose4x4(dst: usize, stride: usize, a0: v128, a1: v128, a2: v128, a3: v128): void {
   const t0 = v128.shuffle<i32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<i32>(a0, a1, 2, 6, 3, 7);
@@ -318,8 +375,21 @@ const QNC: i32 = 8;
  * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
  * levels and their block scales and mins into [kc/32][8] f32.
  */
-function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool): void {
+function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool, k4: bool): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
+  if (k4) {
+    // Q4_K (repacked): sub-block j's d·sc_j and −dmin·m_j, as ipack
+    for (let b = 0; b < kb; b++) {
+      for (let r = 0; r < QNC; r++) {
+        const o = <usize>(b * QNC + r) << 2;
+        if (r < nr) {
+          const k = k0 + (b << 5), src = superAt(data, K, n + r, k, 152), j = <usize>((k >> 5) & 7);
+          store<f32>(dsc + o, load<f32>(src) * <f32>load<u8>(src + 8 + j));
+          store<f32>(dmn + o, -(load<f32>(src, 4) * <f32>load<u8>(src + 16 + j)));
+        } else { store<f32>(dsc + o, 0); store<f32>(dmn + o, 0); }
+      }
+    }
+  }
   if (q40) {
     // Q4_0: each block's f16 scale d (its min −8·d is taken off in integers, q40Fold)
     for (let b = 0; b < kb; b++) {
@@ -329,7 +399,7 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     }
   }
   // scales and mins, 4 blocks × 4 columns at a time from the rows' codes (a 4×4 transpose), the rest one by one
-  const kb4 = q40 ? 0 : kb & ~3;
+  const kb4 = q40 || k4 ? 0 : kb & ~3;
   for (let g = 0; g < QNC; g += 4) {
     for (let b = 0; b < kb4; b += 4) {
       const s0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, 0), s1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, 0);
@@ -340,7 +410,7 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
       transpose4x4(dmn + (<usize>(b * QNC + g) << 2), QNC << 2, m0, m1, m2, m3);
     }
   }
-  const kbEnd = q40 ? 0 : kb;
+  const kbEnd = q40 || k4 ? 0 : kb;
   for (let b = kb4; b < kbEnd; b++) {
     for (let r = 0; r < QNC; r++) {
       const o = (<usize>(b * QNC + r) << 2);
@@ -354,6 +424,25 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
   for (let b = 0; b < kb; b++) {
     // elements 0..15 of a block are its bytes' low nibbles (quads 0..3), 16..31 the high ones (weight-format.ts)
     const d = dst + (<usize>b << 8);   // 8 quads × 32 bytes per block
+    if (k4) {
+      // sub-block 2c + s: nibble s of the 32 bytes at 32c (quads 0..3 from the first 16, 4..7 the next)
+      const k = k0 + (b << 5), e = k & 255, hi = ((e >> 5) & 1) != 0;
+      for (let g = 0; g < 2; g++) {
+        const r0 = n + g * 4, o = d + (<usize>g << 4);
+        const v0 = q4kBytes(data, K, r0, g * 4 < nr, k, 0), v1 = q4kBytes(data, K, r0 + 1, g * 4 + 1 < nr, k, 0);
+        const v2 = q4kBytes(data, K, r0 + 2, g * 4 + 2 < nr, k, 0), v3 = q4kBytes(data, K, r0 + 3, g * 4 + 3 < nr, k, 0);
+        const w0 = q4kBytes(data, K, r0, g * 4 < nr, k, 16), w1 = q4kBytes(data, K, r0 + 1, g * 4 + 1 < nr, k, 16);
+        const w2 = q4kBytes(data, K, r0 + 2, g * 4 + 2 < nr, k, 16), w3 = q4kBytes(data, K, r0 + 3, g * 4 + 3 < nr, k, 16);
+        if (hi) {
+          transpose4x4(o, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3));
+          transpose4x4(o + 128, 32, nibHi(w0), nibHi(w1), nibHi(w2), nibHi(w3));
+        } else {
+          transpose4x4(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3));
+          transpose4x4(o + 128, 32, nibLo(w0), nibLo(w1), nibLo(w2), nibLo(w3));
+        }
+      }
+      continue;
+    }
     for (let g = 0; g < 2; g++) {
       const r0 = n + g * 4;
       const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, q40), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, q40);
@@ -467,10 +556,11 @@ function imicroQ40R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b
 
 /**
  * igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16
- * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8).
+ * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8);
+ * with k4, for Q4_K repacked (scales unused; q4's arithmetic with each sub-block's scale and min).
  */
 export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool): void {
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool, k4: bool = false): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);
   const lda8 = <usize>K, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
@@ -480,7 +570,7 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize
       const kc = min(IKC, K - k0), nblk = kc >> 5;
       for (let p = 0; p < nc; p += QNC) {
         const pi = <usize>(p / QNC);
-        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40);
+        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40, k4);
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
       const kb = <usize>(k0 >> 5) << 2;

@@ -8,14 +8,14 @@ import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
-import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
+import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ8_0, repackQ4KInPlace, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
 import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch };
+export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch, repackQ4KInPlace };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -47,6 +47,8 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     if (dtype >= BLOCK_MIN) {
       // Q4_0, relaxed build: the 7-bit dot on the stored levels, x's 8·Σq per block (QX_C) taken off
       if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_0) igemmQ4(out, qx(q, M, K, QX_8), xd, qx(q, M, K, QX_C), data, 0, M, N, K, acc, scr, n0, n1, ldo, true);
+      // Q4_K (repacked), relaxed build: q4's 7-bit dot on its levels 0..15, each sub-block's min × x's quantized sum
+      else if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_KR) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, 0, M, N, K, acc, scr, n0, n1, ldo, false, true);
       else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
       return;
     }
@@ -97,7 +99,7 @@ const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_C = 4, QX_END = 5;
 }
 
 /** Whether the integer GEMM of this dtype reads x's int8 rows (part QX_8), which k_quant_rows then writes. */
-@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && (dtype == 4 || dtype == BQ4_0); }
+@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && (dtype == 4 || dtype == BQ4_0 || dtype == BQ4_KR); }
 
 /** Whether k_linear's mode 2 (integer GEMM) takes this dtype: q8, q4, and the block dtypes of igemm.as hasIntGemm. */
 export function intGemmDtype(dtype: i32): i32 { return dtype == 3 || dtype == 4 || hasIntGemm(dtype) ? 1 : 0; }
