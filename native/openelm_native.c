@@ -172,8 +172,10 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 // Block weights as GGUF (and MLX, q4_1_f32) files store them, with the codes of kernels/blocks.as
 // and the layouts of docs/formats.md: Q8_0 (8) 34-byte blocks [f16 d][32 int8], value d·q; Q4_0 (9)
 // 18-byte blocks [f16 d][16 bytes: elements 0..15 the low nibbles, 16..31 the high ones], value
-// d·(q − 8); Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, q4_1_f32 (10..16) decoded by decode_blocks. Rows
-// are whole blocks (32 values, 256 for the K types).
+// d·(q − 8); Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, q4_1_f32 (10..16) decoded by decode_blocks, and
+// Q4_K as the wasm backend holds it once loaded (17, src/backends/q4k-repack.ts: 152-byte
+// super-blocks [f32 d][f32 dmin][8 scale bytes][8 min bytes][Q4_K's 128 nibble bytes]). Rows are
+// whole blocks (32 values, 256 for the K types).
 #define KIND_Q8_0 8
 #define KIND_Q4_0 9
 #define KIND_Q4_1 10
@@ -183,10 +185,11 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 #define KIND_Q5_K 14
 #define KIND_Q6_K 15
 #define KIND_Q4_1F 16
-static inline int is_block_kind(int kind) { return kind >= KIND_Q8_0 && kind <= KIND_Q4_1F; }
-static inline int64_t block_elems(int kind) { return kind >= KIND_Q4_K && kind <= KIND_Q6_K ? 256 : 32; }
+#define KIND_Q4_KR 17
+static inline int is_block_kind(int kind) { return kind >= KIND_Q8_0 && kind <= KIND_Q4_KR; }
+static inline int64_t block_elems(int kind) { return (kind >= KIND_Q4_K && kind <= KIND_Q6_K) || kind == KIND_Q4_KR ? 256 : 32; }
 static inline int64_t block_bytes(int kind) {
-  static const int64_t b[] = { 34, 18, 20, 22, 24, 144, 176, 210, 24 };
+  static const int64_t b[] = { 34, 18, 20, 22, 24, 144, 176, 210, 24, 152 };
   return b[kind - KIND_Q8_0];
 }
 // Bytes of stored weight data for elements [0, k) of a row (k a multiple of the block for block kinds), and for a whole row.
@@ -888,7 +891,7 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_get_boolean(env, true, &v));   // q8 scales as f16 bits (a Uint16Array), weight-format.ts
   CHECK(napi_set_named_property(env, out, "q8Half", v));
   // block weights as files store them that linear() takes (their kernels/blocks.as codes)
-  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F };
+  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F, KIND_Q4_KR };
   CHECK(napi_create_array_with_length(env, sizeof block_kinds / sizeof *block_kinds, &v));
   for (size_t i = 0; i < sizeof block_kinds / sizeof *block_kinds; i++) {
     napi_value k;
@@ -952,7 +955,7 @@ static inline int k_scale(const uint8_t *s, int j, int m) {
   return m ? (s[j + 4] >> 4) | ((s[j] >> 6) << 4) : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
 }
 
-// nblk blocks of kinds 10..16 at src decoded into d: every value the one src/core/ggml-quants.ts
+// nblk blocks of kinds 10..17 at src decoded into d: every value the one src/core/ggml-quants.ts
 // gives (gguf-py's dequantizer), the same float products and sums, each rounded on its own. This
 // target has no FMA, so the compiler cannot fuse a product with the add after it; it may vectorize.
 __attribute__((target("avx2,f16c"), noinline))
@@ -976,12 +979,16 @@ static void decode_blocks(float *d, int kind, const uint8_t *src, int64_t nblk) 
         else { d[j] = sc * (float)(lo - 16); d[j + 16] = sc * (float)(hi - 16); }
       }
       d += 32;
-    } else if (kind == KIND_Q4_K || kind == KIND_Q5_K) {
-      const float dd = half_at(src), dmin = half_at(src + 2);
-      const uint8_t *qh = src + 16, *qs = src + (kind == KIND_Q5_K ? 48 : 16);
+    } else if (kind == KIND_Q4_K || kind == KIND_Q5_K || kind == KIND_Q4_KR) {
+      // repacked Q4_K: d and dmin already widened (exactly), scales and mins a byte each; the same values
+      const int rp = kind == KIND_Q4_KR;
+      float dd, dmin;
+      if (rp) { memcpy(&dd, src, 4); memcpy(&dmin, src + 4, 4); } else { dd = half_at(src); dmin = half_at(src + 2); }
+      const uint8_t *qh = src + 16, *qs = src + (kind == KIND_Q5_K ? 48 : rp ? 24 : 16);
       for (int c = 0; c < 4; c++) {
-        const float d0 = dd * (float)k_scale(src + 4, 2 * c, 0), m0 = dmin * (float)k_scale(src + 4, 2 * c, 1);
-        const float d1 = dd * (float)k_scale(src + 4, 2 * c + 1, 0), m1 = dmin * (float)k_scale(src + 4, 2 * c + 1, 1);
+        const int s0 = rp ? src[8 + 2 * c] : k_scale(src + 4, 2 * c, 0), n0 = rp ? src[16 + 2 * c] : k_scale(src + 4, 2 * c, 1);
+        const int s1 = rp ? src[9 + 2 * c] : k_scale(src + 4, 2 * c + 1, 0), n1 = rp ? src[17 + 2 * c] : k_scale(src + 4, 2 * c + 1, 1);
+        const float d0 = dd * (float)s0, m0 = dmin * (float)n0, d1 = dd * (float)s1, m1 = dmin * (float)n1;
         const uint8_t *q = qs + 32 * c;
         for (int l = 0; l < 32; l++) {
           int lo = q[l] & 15, hi = q[l] >> 4;

@@ -10,7 +10,7 @@ import { nativeBlas, nativeUnavailableReason } from '../src/platform/node-native
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { DTYPE_CODE, wasmAvailable } from '../src/backends/wasm/kernels.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
-import type { Backend } from '../src/backends/backend.js';
+import type { Backend, Weight } from '../src/backends/backend.js';
 import { BLOCK_FORMATS, setWeightRows, weightRowToF32 } from '../src/backends/weight-format.js';
 import { BLOCK_DTYPES } from '../src/backends/backend.js';
 import { bf16ToF32, f16ToF32 } from '../src/core/dtype.js';
@@ -106,6 +106,8 @@ test('native linear takes block weights as stored: widened exactly, like the ref
   const be = await backend();
   const blas = nativeBlas('on')!;
   for (const d of BLOCK_DTYPES) assert.ok(be.native!.blocks?.has(DTYPE_CODE[d]), `the addon takes ${d} (features().blockKinds): rebuild it`);
+  // the WASM backend holds Q4_K repacked (q4k-repack.ts), in place unless the weight lives elsewhere
+  assert.ok(be.native!.blocks?.has(DTYPE_CODE.q4_k_r), 'the addon takes repacked Q4_K (features().blockKinds): rebuild it');
   const wasm = await createWasm({ threads: 2 });
   backends.push(wasm);
   wasm.blockInt8 = false;   // the exact f32 GEMM on the decoded values
@@ -116,9 +118,6 @@ test('native linear takes block weights as stored: widened exactly, like the ref
   (nat as { linear: typeof linear }).linear = (...a: Parameters<typeof linear>) => { calls++; linear(...a); };
   try {
     for (const dtype of BLOCK_DTYPES) for (const [M, N, K] of BLOCK_FORMATS[dtype].elems === 256 ? [[40, 70, 256], [131, 33, 512]] : [[40, 70, 96], [131, 33, 320]]) {
-      // the WASM backend holds Q4_K repacked (q4k-repack.ts, code q4_k_r): until the addon reads
-      // that layout, Q4_K prompts stay on the WASM kernels and this case has nothing to test
-      if (dtype === 'q4_k' && !be.native!.blocks?.has(DTYPE_CODE.q4_k_r)) continue;
       const x = randn(M * K);
       {
         const data = randomBlocks(rng, dtype, N, K);
@@ -152,6 +151,21 @@ test('native linear takes block weights as stored: widened exactly, like the ref
           }
         }
         blas.useWideKernel(true);
+        if (dtype === 'q4_k') {
+          // held repacked in place, the addon reads the repacked bytes; a weight stored outside the
+          // backend keeps the file's bytes, which the addon reads as stored
+          assert.equal(w.layout, 'q4_k_r');
+          const outside: Weight = { dtype, rows: N, cols: K, data: data.slice() };
+          be.prepareWeight(outside);
+          assert.equal(outside.layout, undefined);
+          const got = f32(be.alloc(M * N)), viaHeld = f32(be.alloc(M * N));
+          const before = calls;
+          be.linear(got, x, outside, M);
+          be.linear(viaHeld, x, w, M);
+          assert.equal(calls, before + 2, 'q4_k stored outside: through the addon');
+          assert.deepEqual(got, viaHeld, 'q4_k: the stored and the repacked bytes give the same products');
+          be.freeWeight(outside);
+        }
         be.freeWeight(w); wasm.freeWeight(ww);
       }
     }

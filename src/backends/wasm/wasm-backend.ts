@@ -602,12 +602,15 @@ export class WasmBackend implements Backend {
       this.linearRun(op + c0 * 4, x, p, M, N, K, accumulate, exact, ldo);
       return;
     }
-    if (this.native && M >= this.nativeMinRows && (p.dtype < BLOCK_CODE_MIN || this.native.blocks?.has(p.dtype))
-      && (p.dtype !== DTYPE_CODE.q4 || this.native.q4) && (p.dtype !== DTYPE_CODE.q8 || this.native.q8)) {
+    // the addon reads w.data, which holds Q4_K repacked only when the backend repacked it in place
+    // (a weight stored elsewhere keeps the file's bytes, and the backend its own repacked copy)
+    const nd = p.dtype === DTYPE_CODE.q4_k_r && w.layout !== 'q4_k_r' ? DTYPE_CODE.q4_k : p.dtype;
+    if (this.native && M >= this.nativeMinRows && (nd < BLOCK_CODE_MIN || this.native.blocks?.has(nd))
+      && (nd !== DTYPE_CODE.q4 || this.native.q4) && (nd !== DTYPE_CODE.q8 || this.native.q8)) {
       // (block dtypes: widened there, exact products on the stored values, within the exact path's tolerance)
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
-      this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);
+      this.native.linear(this.threads, out, x, w.data, nd, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);
       return;
     }
     const op = this.outF32(out, M * N, 'linear output', accumulate);
