@@ -122,7 +122,7 @@ export class WasmBackend implements Backend {
   /**
    * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0, Q4_K, Q6_K) through it,
    * and prompts (more than 8 tokens) of those with an integer GEMM (igemm.as hasIntGemm: Q8_0, Q4_0):
-   * x quantized per block of 32 as for q8/q4 (TOL.blockInt8VsRef). false: exact f32 products, whose
+   * x quantized per block of 32 as for q8/q4 (the error of TOL.intDotVsRef). false: exact f32 products, whose
    * only error is the summation order (TOL.storedPerplexity). Calls with `exact` always take those.
    */
   blockInt8 = true;

@@ -3,7 +3,7 @@
 // block's product is an exact int32 dot of the stored integers with q, times d_w·d_x. This is the
 // arithmetic llama.cpp runs these types with (its Q8_0 activations), at the speed of our own q8/q4
 // GEMV; it is not the exact f32 product of blocks.as, whose error is the summation order alone:
-// here x's rounding to int8 adds the error of TOL.blockInt8VsRef's measurement.
+// here x's rounding to int8 adds the error TOL.intDotVsRef measures for q8/q4 (TOL.blockInt8VsF64 bounds the rest).
 //
 // Both builds form the same int32 block sums; only how they are split over lanes before the float
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
