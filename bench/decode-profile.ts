@@ -5,11 +5,12 @@
 // GEMM's activation quantization, k_quant_rows, apart from the GEMM). A script, not a test.
 //
 //   npx tsc -p tsconfig.json && node dist/bench/decode-profile.js --model DIR_OR_GGUF [--dtype q8]
-//     [--threads 1,2] [--prompt 128] [--gen 64] [--prefill] [--rounds 5] [--native off|on|lib]
+//     [--threads 1,2] [--prompt 128] [--gen 64] [--prefill] [--rounds 5] [--native off|on|lib] [--exact-blocks]
 //
 // --native (default off): on routes prefill's linears to the native addon as `openelm bench
 // --native on` does; lib too, but with widened weights through the library's sgemm rather than the
-// addon's own AVX2 kernel (NativeBlas.useWideKernel(false)), to compare the two.
+// addon's own AVX2 kernel (NativeBlas.useWideKernel(false)), to compare the two. --exact-blocks:
+// GGUF block weights with exact f32 products, no int8 activations (WasmBackendOptions.exactBlocks).
 //
 // Prints one JSON object per thread count: ms per token in total and per operation, the share of
 // each, calls per token, and for each linear shape the weight GB/s its GEMV reached, and with wasm
@@ -30,7 +31,7 @@ const { values: args } = parseArgs({
     model: { type: 'string' }, dtype: { type: 'string', default: 'auto' }, threads: { type: 'string', default: '1,2' },
     prompt: { type: 'string', default: '128' }, gen: { type: 'string', default: '64' },
     prefill: { type: 'boolean', default: false }, rounds: { type: 'string', default: '5' },
-    native: { type: 'string', default: 'off' },
+    native: { type: 'string', default: 'off' }, 'exact-blocks': { type: 'boolean', default: false },
   },
 });
 if (!args.model) throw new Error('--model DIR (or a .gguf file) is required');
@@ -89,7 +90,7 @@ function stats(be: Backend): PoolCounts | null {
 
 /** One prompt's forward pass, best of --rounds (fresh cache each), ops summed over the rounds. */
 async function prefill(threads: number): Promise<void> {
-  const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native });
+  const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native, exactBlocks: args['exact-blocks'] });
   const model = loaded.model, be = loaded.backend, V = model.config.vocabSize;
   const acc = new Map<string, Acc>(), on = { v: false };
   instrument(be, acc, on);
@@ -150,7 +151,7 @@ async function main(): Promise<void> {
     return;
   }
   for (const threads of args.threads!.split(',').map(Number)) {
-    const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native });
+    const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native, exactBlocks: args['exact-blocks'] });
     const model = loaded.model, be = loaded.backend, V = model.config.vocabSize;
     const acc = new Map<string, Acc>(), on = { v: false };
     instrument(be, acc, on);

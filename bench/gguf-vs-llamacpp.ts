@@ -5,7 +5,7 @@
 //   npx tsc -p tsconfig.json && node dist/bench/gguf-vs-llamacpp.js --llama-bin DIR \
 //     [--types Q8_0,Q4_0,Q4_K_M] [--prompt-tokens 128] [--gen-tokens 64] [--threads 2] [--rounds 3] \
 //     [--kl-text FILE] [--kl-context 128] [--kl-chunks 4] [--gguf FILE ... --f32 FILE.gguf] [--keep]
-//     [--outliers N,SCALE] [--ours q8,q4] [--quality-only] [--kl-decode] [--exact-blocks]
+//     [--outliers N,SCALE] [--ours q8,q4] [--quality-only] [--kl-decode] [--exact-blocks] [--native off|on]
 //
 // DIR holds llama.cpp's llama-bench, llama-batched-bench, llama-quantize and llama-perplexity (built
 // for this machine). TEXT (default: this repository's README.md) is the text the KL is measured on.
@@ -14,8 +14,10 @@
 // two sides alternate `rounds` times (the side that goes first alternates too), each in its own
 // process, and each side keeps its best run per metric: other processes on a shared machine only
 // ever slow a run down. The 1-minute load average is recorded around every run.
-//   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off, weights as
-//              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
+//   ours:      `openelm bench --model FILE.gguf --json` (wasm backend, --native off unless --native on
+//              (the addon then takes the prompts: block weights widened, exact f32 products), weights as
+//              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode and Q8_0/Q4_0 prompts
+//              unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
 //              greedy steps after it, logits every step; load = reading the file onto the backend);
 //   llama.cpp: llama-bench `-p P -n 0`, then `-p 0 -n G -d P` (bench/llama-bench.ts; its defaults
 //              otherwise: warm-up run, f16 KV cache, flash attention auto), so its decode follows a
@@ -59,8 +61,10 @@ import { addOutlierChannels } from '../src/model/outliers.js';
 import type { LoadDType } from '../src/model/load.js';
 import { llamaBench, LlamaBenchSigill } from './llama-bench.js';
 
-/** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode on the exact f32 path. */
+/** --exact-blocks: our Q8_0/Q4_0/Q4_K/Q6_K decode (and Q8_0/Q4_0 prompts) on the exact f32 path. */
 const EXACT_BLOCKS = process.argv.includes('--exact-blocks');
+/** --native on: our speed runs and the quantized files' KL with the native addon (`--native on`). */
+const NATIVE: 'on' | 'off' = process.argv.includes('--native') && process.argv[process.argv.indexOf('--native') + 1] === 'on' ? 'on' : 'off';
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
@@ -79,7 +83,7 @@ function exec(cmd: string, args: string[], what: string): string {
 function ours(file: string, P: number, G: number, T: number): Run {
   const before = load1();
   const out = exec(process.execPath, [CLI, 'bench', '--model', file, '--prompt-tokens', String(P), '--gen-tokens', String(G),
-    '--threads', String(T), '--backend', 'wasm', '--native', 'off', ...(EXACT_BLOCKS ? ['--exact-blocks'] : []), '--json'], 'openelm bench');
+    '--threads', String(T), '--backend', 'wasm', '--native', NATIVE, ...(EXACT_BLOCKS ? ['--exact-blocks'] : []), '--json'], 'openelm bench');
   const j = JSON.parse(out.trim().split('\n').pop()!) as { prefill_tok_s: number; decode_tok_s: number; load_ms: number; rss_mb: number; weights_mb: number };
   return { prefill_tok_s: j.prefill_tok_s, decode_tok_s: j.decode_tok_s, load_ms: j.load_ms, rss_mb: j.rss_mb, weights_mb: j.weights_mb, load_avg: [before, load1()] };
 }
@@ -208,7 +212,7 @@ function logSoftmax(logits: Float32Array, off: number, V: number): Float64Array 
  * Our log-probabilities at the positions llama-perplexity's KL scores: per chunk of `ctx` tokens
  * (BOS first when the text starts with it), positions ctx/2 .. ctx-2.
  */
-async function ourLogProbs(file: string, base: { ctx: number; chunks: number; tokens: Int32Array }, T: number, native: 'auto' | 'off',
+async function ourLogProbs(file: string, base: { ctx: number; chunks: number; tokens: Int32Array }, T: number, native: 'auto' | 'off' | 'on',
   dtype: LoadDType = 'auto', decode = false, exactBlocks = false): Promise<Float64Array[]> {
   const m = await loadModel(file, { backend: 'wasm', threads: T, native, dtype, exactBlocks });
   try {
@@ -265,8 +269,10 @@ async function main(): Promise<void> {
       'kl-text': { type: 'string', default: README }, 'kl-context': { type: 'string', default: '128' }, 'kl-chunks': { type: 'string', default: '4' },
       outliers: { type: 'string' }, ours: { type: 'string', default: 'q8,q4' }, 'quality-only': { type: 'boolean', default: false },
       'kl-decode': { type: 'boolean', default: false }, 'exact-blocks': { type: 'boolean', default: false },
+      native: { type: 'string', default: 'off' },
     },
   });
+  if (values.native !== NATIVE) throw new Error(`--native must be off or on, got ${values.native}`);
   const P = Number(values['prompt-tokens']), G = Number(values['gen-tokens']), T = Number(values.threads), R = Number(values.rounds);
   const KC = Number(values['kl-context']), KN = Number(values['kl-chunks']);
   for (const [k, v] of [['prompt-tokens', P], ['gen-tokens', G], ['threads', T], ['rounds', R], ['kl-context', KC], ['kl-chunks', KN]] as const) {
@@ -329,7 +335,7 @@ async function main(): Promise<void> {
         log(`ours --dtype ${d} mean KL: ${meanKL(ref, q).toExponential(3)}`);
       }
       for (const file of files) {
-        const q = await ourLogProbs(file, bt, T, 'off', 'auto', values['kl-decode'], values['exact-blocks']);
+        const q = await ourLogProbs(file, bt, T, NATIVE, 'auto', values['kl-decode'], values['exact-blocks']);
         const l = llamaKL(tool('llama-perplexity'), file, base, T);
         quality.set(file, { ours: meanKL(ref, q), llama_cpp: l });
         log(`${path.basename(file)} mean KL: ours ${meanKL(ref, q).toExponential(3)}, llama.cpp ${l}`);
@@ -379,7 +385,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({
       model: values.gguf ? 'given GGUF files' : 'OpenELM-270M shape, random weights, llama-quantize',
       outliers: outliers ? { ...outliers, channels } : null,
-      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, quality: klInfo, quantized_on_load: pairs,
+      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, native: NATIVE, quality: klInfo, quantized_on_load: pairs,
       machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`, load_avg_at_end: os.loadavg().map(r2),
       results,
     }, null, 2) + '\n');

@@ -169,6 +169,31 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 
 // q4's coded scales (src/backends/weight-format.ts): per row, D and M (f32), nb u8 scale codes, nb
 // i8 min codes, padded to 4 bytes; a block's scale is D·sc and its min M·mc, each rounded to f32.
+// Block weights as GGUF (and MLX, q4_1_f32) files store them, with the codes of kernels/blocks.as
+// and the layouts of docs/formats.md: Q8_0 (8) 34-byte blocks [f16 d][32 int8], value d·q; Q4_0 (9)
+// 18-byte blocks [f16 d][16 bytes: elements 0..15 the low nibbles, 16..31 the high ones], value
+// d·(q − 8); Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, q4_1_f32 (10..16) decoded by decode_blocks. Rows
+// are whole blocks (32 values, 256 for the K types).
+#define KIND_Q8_0 8
+#define KIND_Q4_0 9
+#define KIND_Q4_1 10
+#define KIND_Q5_0 11
+#define KIND_Q5_1 12
+#define KIND_Q4_K 13
+#define KIND_Q5_K 14
+#define KIND_Q6_K 15
+#define KIND_Q4_1F 16
+static inline int is_block_kind(int kind) { return kind >= KIND_Q8_0 && kind <= KIND_Q4_1F; }
+static inline int64_t block_elems(int kind) { return kind >= KIND_Q4_K && kind <= KIND_Q6_K ? 256 : 32; }
+static inline int64_t block_bytes(int kind) {
+  static const int64_t b[] = { 34, 18, 20, 22, 24, 144, 176, 210, 24 };
+  return b[kind - KIND_Q8_0];
+}
+// Bytes of stored weight data for elements [0, k) of a row (k a multiple of the block for block kinds), and for a whole row.
+static inline int64_t kind_bytes(int kind, int64_t k) {
+  return is_block_kind(kind) ? k / block_elems(kind) * block_bytes(kind) : kind == 0 ? 4 * k : kind <= 2 ? 2 * k : kind == 3 ? k : k / 2;
+}
+
 static int64_t q4_meta_bytes(int64_t K) { return 8 + ((K / 16 + 3) & ~(int64_t)3); }
 static inline const uint8_t *q4_meta(const void *scales, int64_t row, int64_t K) { return (const uint8_t *)scales + row * q4_meta_bytes(K); }
 static inline float q4_scale(const uint8_t *meta, int64_t b) { float d; memcpy(&d, meta, 4); return d * (float)meta[8 + b]; }
@@ -862,6 +887,15 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, out, "q4Codes", v));
   CHECK(napi_get_boolean(env, true, &v));   // q8 scales as f16 bits (a Uint16Array), weight-format.ts
   CHECK(napi_set_named_property(env, out, "q8Half", v));
+  // block weights as files store them that linear() takes (their kernels/blocks.as codes)
+  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F };
+  CHECK(napi_create_array_with_length(env, sizeof block_kinds / sizeof *block_kinds, &v));
+  for (size_t i = 0; i < sizeof block_kinds / sizeof *block_kinds; i++) {
+    napi_value k;
+    CHECK(napi_create_int32(env, block_kinds[i], &k));
+    CHECK(napi_set_element(env, v, (uint32_t)i, k));
+  }
+  CHECK(napi_set_named_property(env, out, "blockKinds", v));
   return out;
 }
 
@@ -910,7 +944,72 @@ static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w,
   return 1;
 }
 
-// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4).
+static inline float half_at(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return g_f16[h]; }
+static inline uint32_t u32_at(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+// Q4_K / Q5_K: the 6-bit scale (m = 0) or min (m = 1) of sub-block j from the 12 bytes at s.
+static inline int k_scale(const uint8_t *s, int j, int m) {
+  if (j < 4) return s[j + 4 * m] & 63;
+  return m ? (s[j + 4] >> 4) | ((s[j] >> 6) << 4) : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+}
+
+// nblk blocks of kinds 10..16 at src decoded into d: every value the one src/core/ggml-quants.ts
+// gives (gguf-py's dequantizer), the same float products and sums, each rounded on its own. This
+// target has no FMA, so the compiler cannot fuse a product with the add after it; it may vectorize.
+__attribute__((target("avx2,f16c"), noinline))
+static void decode_blocks(float *d, int kind, const uint8_t *src, int64_t nblk) {
+  const int64_t bb = block_bytes(kind);
+  for (int64_t b = 0; b < nblk; b++, src += bb) {
+    if (kind == KIND_Q4_1 || kind == KIND_Q4_1F) {
+      float sc, mn;
+      if (kind == KIND_Q4_1) { sc = half_at(src); mn = half_at(src + 2); } else { memcpy(&sc, src, 4); memcpy(&mn, src + 4, 4); }
+      const uint8_t *q = src + (kind == KIND_Q4_1 ? 4 : 8);
+      for (int j = 0; j < 16; j++) { d[j] = sc * (float)(q[j] & 15) + mn; d[j + 16] = sc * (float)(q[j] >> 4) + mn; }
+      d += 32;
+    } else if (kind == KIND_Q5_0 || kind == KIND_Q5_1) {
+      const int one = kind == KIND_Q5_1;
+      const float sc = half_at(src), mn = one ? half_at(src + 2) : 0.0f;
+      const uint32_t qh = u32_at(src + (one ? 4 : 2));
+      const uint8_t *q = src + (one ? 8 : 6);
+      for (int j = 0; j < 16; j++) {
+        const int lo = (q[j] & 15) | (int)(((qh >> j) & 1) << 4), hi = (q[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+        if (one) { d[j] = sc * (float)lo + mn; d[j + 16] = sc * (float)hi + mn; }
+        else { d[j] = sc * (float)(lo - 16); d[j + 16] = sc * (float)(hi - 16); }
+      }
+      d += 32;
+    } else if (kind == KIND_Q4_K || kind == KIND_Q5_K) {
+      const float dd = half_at(src), dmin = half_at(src + 2);
+      const uint8_t *qh = src + 16, *qs = src + (kind == KIND_Q5_K ? 48 : 16);
+      for (int c = 0; c < 4; c++) {
+        const float d0 = dd * (float)k_scale(src + 4, 2 * c, 0), m0 = dmin * (float)k_scale(src + 4, 2 * c, 1);
+        const float d1 = dd * (float)k_scale(src + 4, 2 * c + 1, 0), m1 = dmin * (float)k_scale(src + 4, 2 * c + 1, 1);
+        const uint8_t *q = qs + 32 * c;
+        for (int l = 0; l < 32; l++) {
+          int lo = q[l] & 15, hi = q[l] >> 4;
+          if (kind == KIND_Q5_K) { lo |= ((qh[l] >> (2 * c)) & 1) << 4; hi |= ((qh[l] >> (2 * c + 1)) & 1) << 4; }
+          d[64 * c + l] = d0 * (float)lo - m0;
+          d[64 * c + 32 + l] = d1 * (float)hi - m1;
+        }
+      }
+      d += 256;
+    } else {   // Q6_K: ql[128], qh[64], int8 scales[16], f16 d
+      const float dd = half_at(src + 208);
+      for (int h = 0; h < 2; h++) {
+        for (int k = 0; k < 4; k++) {
+          const uint8_t *lo = src + 64 * h + 32 * (k & 1), *hb = src + 128 + 32 * h;
+          const int shift = k < 2 ? 0 : 4;
+          const float s0 = dd * (float)(int8_t)src[192 + 8 * h + 2 * k], s1 = dd * (float)(int8_t)src[192 + 8 * h + 2 * k + 1];
+          for (int l = 0; l < 32; l++) {
+            const int q = (((lo[l] >> shift) & 15) | (((hb[l] >> (2 * k)) & 3) << 4)) - 32;
+            d[128 * h + 32 * k + l] = (l < 16 ? s0 : s1) * (float)q;
+          }
+        }
+      }
+      d += 256;
+    }
+  }
+}
+
+// Rows [r0, r0+rows) of a stored weight widened to f32 (kinds: 1 bf16, 2 f16, 3 q8, 4 q4, block kinds).
 static void widen(float *dst, int kind, const void *w, const void *scales, int64_t r0, int64_t rows, int64_t K) {
   for (int64_t r = 0; r < rows; r++) {
     float *d = dst + r * K;
@@ -926,6 +1025,17 @@ static void widen(float *dst, int kind, const void *w, const void *scales, int64
       for (int64_t b = 0; b < K; b += 32) {
         const float sc = g_f16[((const uint16_t *)scales)[(off + b) / 32]];
         for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
+      }
+    } else if (kind >= KIND_Q4_1) {
+      decode_blocks(d, kind, (const uint8_t *)w + (r0 + r) * kind_bytes(kind, K), K / block_elems(kind));
+    } else if (is_block_kind(kind)) {
+      // (products of an f16 and an integer below 2^8: exact in f32, the file's values)
+      const uint8_t *blk = (const uint8_t *)w + (r0 + r) * kind_bytes(kind, K);
+      for (int64_t b = 0; b < K; b += 32, blk += block_bytes(kind)) {
+        uint16_t h; memcpy(&h, blk, 2);
+        const float sc = g_f16[h];
+        if (kind == KIND_Q8_0) for (int j = 0; j < 32; j++) d[b + j] = (float)(int8_t)blk[2 + j] * sc;
+        else for (int j = 0; j < 16; j++) { d[b + j] = (float)((blk[2 + j] & 15) - 8) * sc; d[b + j + 16] = (float)((blk[2 + j] >> 4) - 8) * sc; }
       }
     } else {
       const uint8_t *s = (const uint8_t *)w, *meta = q4_meta(scales, r0 + r, K);
@@ -987,6 +1097,30 @@ static void widen_row_avx2(float *d, int kind, const void *w, const void *scales
       for (int j = 0; j < 32; j += 8) {
         const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(s + b + j))));
         _mm256_storeu_ps(d + b + j, _mm256_mul_ps(v, sc));
+      }
+    }
+  } else if (kind >= KIND_Q4_1) {
+    decode_blocks(d, kind, (const uint8_t *)w + row * kind_bytes(kind, K) + kind_bytes(kind, k0), kc / block_elems(kind));
+  } else if (is_block_kind(kind)) {
+    const int64_t bb = block_bytes(kind);
+    const uint8_t *blk = (const uint8_t *)w + row * kind_bytes(kind, K) + k0 / 32 * bb;
+    const __m128i lo4 = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    for (int64_t b = 0; b < kc; b += 32, blk += bb) {
+      uint16_t h; memcpy(&h, blk, 2);
+      const __m256 sc = _mm256_set1_ps(g_f16[h]);
+      if (kind == KIND_Q8_0) {
+        for (int j = 0; j < 32; j += 8) {
+          const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + j))));
+          _mm256_storeu_ps(d + b + j, _mm256_mul_ps(v, sc));
+        }
+      } else {
+        const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(q, lo4), eight), hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), lo4), eight);
+        const __m128i part[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+        for (int p = 0; p < 4; p++) {
+          const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[p]));
+          _mm256_storeu_ps(d + b + 8 * p, _mm256_mul_ps(v, sc));
+        }
       }
     }
   } else {
@@ -1126,11 +1260,9 @@ static void wl_pf_start(wl_pf *f, const wl_job *j, int64_t n0, int nc, int64_t k
   f->next = f->total = 0;
   if (n0 >= j->N || k0 >= j->K) return;
   const int64_t kc = j->K - k0 < LK ? j->K - k0 : LK;
-  // bytes per stored weight x2: f16/bf16 4, q8 2, q4 1
-  const int64_t b2 = j->kind <= 2 ? 4 : j->kind == 3 ? 2 : 1;
-  f->base = (const char *)j->w + n0 * j->K * b2 / 2 + k0 * b2 / 2;
-  f->stride = j->K * b2 / 2;
-  f->lines = (kc * b2 / 2 + 63) / 64 + 1;   // + 1: the range need not start on a line
+  f->stride = kind_bytes(j->kind, j->K);
+  f->base = (const char *)j->w + n0 * f->stride + kind_bytes(j->kind, k0);
+  f->lines = (kind_bytes(j->kind, kc) + 63) / 64 + 1;   // + 1: the range need not start on a line
   f->total = f->lines * (j->N - n0 < nc ? j->N - n0 : nc);
 }
 static inline void wl_pf_some(wl_pf *f, int n) {
@@ -1235,7 +1367,8 @@ static void linear_chunk(const void *p, int64_t c, int tid) {
 
 // linear(out, x, w, kind, scales, unused, M, N, K, accumulate, int8?): out[M,N] (+)= x[M,K]·Wᵀ, W
 // stored [N,K]; with int8 (default false) q8/q4 weights multiply int8-quantized rows of x
-// (int8_linear.h). Slot 5 held q4's f32 mins before q4 coded them into `scales` (features().q4Codes):
+// (int8_linear.h). Kinds 8..16 are block weights as stored (a Uint8Array, no scales;
+// features().blockKinds), always widened: exact products on the file's values. Slot 5 held q4's f32 mins before q4 coded them into `scales` (features().q4Codes):
 // the slots stay where they were, so an addon of either kind reads the other's calls.
 static napi_value Linear(napi_env env, napi_callback_info info) {
   size_t argc = 11; napi_value a[11];
@@ -1250,13 +1383,17 @@ static napi_value Linear(napi_env env, napi_callback_info info) {
       napi_get_value_bool(env, a[9], &acc) != napi_ok) return fail(env, "linear(): bad dimensions");
   if (!typed(env, a[0], napi_float32_array, (void **)&out, &lo) || !typed(env, a[1], napi_float32_array, (void **)&x, &lx)) return fail(env, "linear(): out and x must be Float32Arrays");
   static const napi_typedarray_type wt[5] = { napi_float32_array, napi_uint16_array, napi_uint16_array, napi_int8_array, napi_uint8_array };
-  if (kind < 0 || kind > 4 || !typed(env, a[2], wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
+  const int block = is_block_kind(kind);
+  if (!block && (kind < 0 || kind > 4)) return fail(env, "linear(): unknown weight kind");
+  if (!typed(env, a[2], block ? napi_uint8_array : wt[kind], &w, &lw)) return fail(env, "linear(): weight data has the wrong array type for its kind");
   if (M <= 0 || N <= 0 || K <= 0) return NULL;
-  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
+  if (block && K % block_elems(kind) != 0) return fail(env, "linear(): block weights need whole blocks per row");
+  if ((int64_t)lo < M * N || (int64_t)lx < M * K || (int64_t)lw < (block ? N * kind_bytes(kind, K) : kind == 4 ? N * K / 2 : N * K)) return fail(env, "linear(): an operand is smaller than its dimensions");
   if (kind == 3 && (K % 32 != 0 || !typed(env, a[4], napi_uint16_array, &scales, &ls) || (int64_t)ls < N * K / 32)) return fail(env, "linear(): q8 weight needs its f16 scales (a Uint16Array)");
   if (kind == 4 && (K % 32 != 0 || !typed(env, a[4], napi_uint8_array, &scales, &ls) || (int64_t)ls < N * q4_meta_bytes(K))) return fail(env, "linear(): q4 weight needs its scale codes");
   if (kind == 0) { gemm_par(0, 1, M, N, K, x, K, (const float *)w, K, acc ? 1.0f : 0.0f, out, N); return NULL; }
-  if (int8 && kind >= 3 && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;
+  // (block kinds have no int8 kernel here: they are widened, exact products on the file's values)
+  if (int8 && (kind == 3 || kind == 4) && linear_int8(kind, M, N, K, w, scales, x, out, acc)) return NULL;
   if (linear_wide(kind, M, N, K, w, scales, x, out, acc)) return NULL;
   // Without that kernel: panels of W rows widened by the thread that multiplies them, into its
   // own buffer of about 1 MiB, and multiplied by the library's sgemm.

@@ -41,8 +41,9 @@ export interface LoadModelOptions {
   /** The optional native sgemm for prefill (npm run build:native): 'auto' (default: when available), 'on', 'off'. */
   native?: 'auto' | 'on' | 'off';
   /**
-   * GGUF Q8_0/Q4_0/Q4_K/Q6_K weights on the wasm backend: decode with exact f32 products on the decoded
-   * weights (default false: int8-quantized activations, as llama.cpp, 1.5-3× faster kernels).
+   * GGUF block weights on the wasm backend: exact f32 products on the decoded weights in decode
+   * (Q8_0/Q4_0/Q4_K/Q6_K) and prompts (Q8_0/Q4_0) (default false: int8-quantized activations,
+   * as llama.cpp, faster kernels). With the native addon, prompts are exact products either way.
    */
   exactBlocks?: boolean;
   /** Cancels a hub download (the partial file is kept and resumed next time). */

@@ -167,6 +167,59 @@ for (const cfg of WASM_CONFIGS) {
   });
 }
 
+/** Block dtypes whose prompts (more than 8 tokens) run the integer GEMM (kernels/igemm.as hasIntGemm). */
+const GEMM_DTYPES: BlockDType[] = ['q8_0', 'q4_0'];
+
+for (const cfg of WASM_CONFIGS) {
+  test(`Q8_0/Q4_0 prompts (integer GEMM, int8 activations) match float64 on the same quantized operands (${cfg.label})`, async (t) => {
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(34);
+    const worst: Record<string, number> = {};
+    for (const dtype of GEMM_DTYPES) {
+      worst[dtype] = 0;
+      // K past one packed chunk (256) and not a multiple of it; N not a multiple of 8; M past a 4-row tile
+      for (const [M, N, K] of [[9, 37, 96], [13, 21, 288], [37, 130, 1280]]) {
+        const data = randomBlocks(rng, dtype, N, K), w = blockWeightOn(be, dtype, N, K, data);
+        const x = randn(rng, M * K);
+        for (let m = 0; m < M; m++) x[m * K + ((5 * m) % K)] = 40;
+        if (K >= 96) x.fill(0, 32, 64);
+        const bias = randn(rng, M * N);
+        for (const accumulate of [false, true]) {
+          const got = own(be, bias);
+          be.linear(got, own(be, x), w, M, accumulate);
+          for (let m = 0; m < M; m++) {
+            const { y, mag } = reference(dtype, data, N, K, x.subarray(m * K, (m + 1) * K));
+            for (let n = 0; n < N; n++) {
+              const b = accumulate ? bias[m * N + n] : 0, e = Math.abs(got[m * N + n] - (b + y[n])) / (mag[n] + Math.abs(b));
+              worst[dtype] = Math.max(worst[dtype], e);
+              assert.ok(e <= TOL.blockInt8VsF64.rtol, `${dtype} ${M}×${N}×${K} acc=${accumulate} [${m}, ${n}]: ${got[m * N + n]} vs ${b + y[n]} (${e.toExponential(2)})`);
+            }
+          }
+        }
+        be.freeWeight(w);
+      }
+    }
+    t.diagnostic(`worst error relative to Σ|w·x|: ${Object.entries(worst).map(([d, e]) => `${d} ${e.toExponential(2)}`).join(', ')}`);
+  });
+}
+
+test('Q8_0/Q4_0 prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', async () => {
+  const be = await cachedWasm(WASM_CONFIGS[0]);
+  const rng = new Rng(35);
+  for (const dtype of GEMM_DTYPES) {
+    const M = 12, N = 19, K = 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
+    const x = own(be, randn(rng, M * K));
+    const run = (exact: boolean) => { const o = f32(be.alloc(M * N)); be.linear(o, x, w, M, false, exact); return o.slice(); };
+    const int8 = run(false), exactCall = run(true);
+    be.blockInt8 = false;
+    const off = run(false);
+    be.blockInt8 = true;
+    assert.deepEqual(exactCall, off, `${dtype}: exact call = blockInt8 off`);
+    assert.notDeepEqual(int8, off, `${dtype}: the int8 GEMM is another computation`);
+    be.freeWeight(w);
+  }
+});
+
 test('the exact f32 path of Q8_0/Q4_0/Q4_K/Q6_K decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
   const be = await cachedWasm(WASM_CONFIGS[0]);
   const rng = new Rng(33);

@@ -8,10 +8,11 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { nativeBlas, nativeUnavailableReason } from '../src/platform/node-native.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
-import { wasmAvailable } from '../src/backends/wasm/kernels.js';
+import { DTYPE_CODE, wasmAvailable } from '../src/backends/wasm/kernels.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import type { Backend } from '../src/backends/backend.js';
-import { setWeightRows } from '../src/backends/weight-format.js';
+import { BLOCK_FORMATS, setWeightRows, weightRowToF32 } from '../src/backends/weight-format.js';
+import { BLOCK_DTYPES } from '../src/backends/backend.js';
 import { bf16ToF32, f16ToF32 } from '../src/core/dtype.js';
 import { Rng } from '../src/core/rng.js';
 import { OpenELMError } from '../src/core/errors.js';
@@ -19,6 +20,7 @@ import { loadModelFolder as loadModel } from '../src/io/model-folder.js';
 import { JsGemm } from '../src/backends/js/reference.js';
 import { TrainableModel } from '../src/model/trainable.js';
 import { createWasm, f32 } from './helpers/backends.js';
+import { blockWeightOn, randomBlocks } from './helpers/blocks.js';
 import { Golden, goldenConfig, goldenNames, loadGoldenParams, readInts } from './helpers/golden.js';
 import { runCli } from './helpers/cli.js';
 import { tinyModelDir } from './helpers/tiny.js';
@@ -98,6 +100,61 @@ test('native linear widens f32 / bf16 / f16 / q8 / q4 weights exactly like the r
   }
   assert.throws(() => be.linear(new Float32Array(10), randn(40 * 96), be.allocWeight('f32', 70, 96), 40),
     (e: unknown) => e instanceof OpenELMError && /linear output/.test(e.message));
+});
+
+test('native linear takes block weights as stored: widened exactly, like the reference and the exact WASM path, on its own kernel and through the library', { skip }, async () => {
+  const be = await backend();
+  const blas = nativeBlas('on')!;
+  for (const d of BLOCK_DTYPES) assert.ok(be.native!.blocks?.has(DTYPE_CODE[d]), `the addon takes ${d} (features().blockKinds): rebuild it`);
+  const wasm = await createWasm({ threads: 2 });
+  backends.push(wasm);
+  wasm.blockInt8 = false;   // the exact f32 GEMM on the decoded values
+  const ref: Backend = new JsBackend();
+  // the call goes to the addon (counted), not the WASM kernels
+  const nat = be.native!, linear = nat.linear.bind(nat);
+  let calls = 0;
+  (nat as { linear: typeof linear }).linear = (...a: Parameters<typeof linear>) => { calls++; linear(...a); };
+  try {
+    for (const dtype of BLOCK_DTYPES) for (const [M, N, K] of BLOCK_FORMATS[dtype].elems === 256 ? [[40, 70, 256], [131, 33, 512]] : [[40, 70, 96], [131, 33, 320]]) {
+      const x = randn(M * K);
+      {
+        const data = randomBlocks(rng, dtype, N, K);
+        const w = blockWeightOn(be, dtype, N, K, data), ww = blockWeightOn(wasm, dtype, N, K, data), wr = blockWeightOn(ref, dtype, N, K, data);
+        for (const kernel of [true, false]) {
+          blas.useWideKernel(kernel);
+          for (const acc of [false, true]) {
+            const base = randn(M * N);
+            const got = f32(be.alloc(M * N)); got.set(base);
+            const viaWasm = f32(wasm.alloc(M * N)); viaWasm.set(base);
+            const want = base.slice();
+            const before = calls;
+            be.linear(got, x, w, M, acc);
+            assert.equal(calls, before + 1, `${dtype}: through the addon`);
+            wasm.linear(viaWasm, x, ww, M, acc);
+            ref.linear(want, x, wr, M, acc);
+            const label = `${M}x${N}x${K} ${dtype} acc ${acc}, ${kernel ? 'own kernel' : 'library'}`;
+            assertClose(got, want, TOL.fastVsRef, `${label} vs reference`);
+            assertClose(got, viaWasm, TOL.fastVsRef, `${label} vs WASM`);
+          }
+          // x = the identity: each output is one decoded weight, exactly (the rest adds zeros)
+          const eye = new Float32Array(K * K);
+          for (let k = 0; k < K; k++) eye[k * K + k] = 1;
+          const wT = f32(be.alloc(K * N)), row = new Float32Array(K);
+          be.linear(wT, eye, w, K);
+          for (let n = 0; n < N; n++) {
+            weightRowToF32(wr, n, row);
+            for (let k = 0; k < K; k++) {
+              if (!Object.is(wT[k * N + n] + 0, row[k] + 0)) assert.fail(`${dtype} ${kernel ? 'own kernel' : 'library'}: W[${n}, ${k}] widened to ${wT[k * N + n]}, the file's value is ${row[k]}`);
+            }
+          }
+        }
+        blas.useWideKernel(true);
+        be.freeWeight(w); wasm.freeWeight(ww);
+      }
+    }
+  } finally {
+    (nat as { linear: typeof linear }).linear = linear;
+  }
 });
 
 test('native linear: every f16 and every bf16 value widens exactly (subnormals included), infinities and NaNs give NaN', { skip }, async () => {

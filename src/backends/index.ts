@@ -21,7 +21,7 @@ export interface BackendOptions {
   native?: NativeMode;
   /** GPU backends: ask for a device with these buffer limits below the adapter's (webgpu/device.ts). */
   gpuLimits?: GpuLimits;
-  /** wasm: decode Q8_0/Q4_0/Q4_K/Q6_K block weights with exact f32 products instead of int8 activations (WasmBackendOptions.exactBlocks). */
+  /** wasm: block weights with exact f32 products instead of int8 activations, decode and prompts (WasmBackendOptions.exactBlocks). */
   exactBlocks?: boolean;
 }
 

@@ -52,6 +52,11 @@ export interface NativeGemm {
   /** Whether linear() takes q8 weights (an addon built before q8's f16 scales does not). */
   readonly q8?: boolean;
   /**
+   * Storage codes of the block dtypes (blocks as files store them, no scales: DTYPE_CODE q8_0 ..
+   * q4_1_f32) linear() takes, widened to f32: exact products on the file's values, whatever `int8`.
+   */
+  readonly blocks?: ReadonlySet<number>;
+  /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code of the WASM kernels
    * (f32 0, bf16 1, f16 2, q8 3, q4 4), with w and scales as in weight-format.ts. With `int8`,
    * q8/q4 weights multiply rows of x quantized to int8 per block of 32 (as the WASM integer GEMM

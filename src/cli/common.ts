@@ -26,7 +26,7 @@ export const MODEL_FLAGS: FlagSpec[] = [
   { name: 'threads', type: 'int', help: 'compute threads (default: all cores)', min: 1 },
   { name: 'backend', type: 'string', help: 'compute backend', default: 'auto', choices: backendNames() },
   NATIVE_FLAG,
-  { name: 'exact-blocks', type: 'bool', help: 'GGUF Q8_0/Q4_0/Q4_K/Q6_K weights: decode with exact f32 products instead of int8 activations (slower)' },
+  { name: 'exact-blocks', type: 'bool', help: 'GGUF block weights: exact f32 products instead of int8 activations in decode (Q8_0/Q4_0/Q4_K/Q6_K) and prompts (Q8_0/Q4_0) (slower)' },
   { name: 'tokenizer', type: 'string', help: 'tokenizer.model to use (default: the model folder\'s, else the bundled Llama-2 one)' },
   { name: 'adapter', type: 'string', help: 'a LoRA/DoRA adapter folder (PEFT format: a checkpoint of a peft run, or the run folder for its latest) merged into the model on load (repeatable: several adapters act together)', repeatable: true },
 ];

@@ -25,7 +25,7 @@ interface Addon {
   profile(on: boolean): NativeProfile;
   adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
     b1: number, c1: number, b2: number, c2: number, stepSize: number, bc2Sqrt: number, eps: number, keep: number): void;
-  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean; q4Codes?: boolean; q8Half?: boolean };
+  features(): { bf16: 'dnnl' | 'openblas' | 'emulated'; amx: boolean; amxBlocks: number; int8: boolean; q4Codes?: boolean; q8Half?: boolean; blockKinds?: number[] };
   useAmx(on: boolean): boolean;
   useWideKernel?(on: boolean): boolean;
   linear(out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Uint16Array | Uint8Array | null,
@@ -38,6 +38,7 @@ export class NativeBlas implements NativeGemm {
   readonly int8: boolean;
   readonly q4: boolean;
   readonly q8: boolean;
+  readonly blocks: ReadonlySet<number>;
   private amxOn: boolean;
   constructor(private readonly addon: Addon, readonly library: string) {
     const f = addon.features();
@@ -47,6 +48,8 @@ export class NativeBlas implements NativeGemm {
     this.q4 = f.q4Codes === true;
     // and one built before q8's f16 scales reads them as f32 arrays: q8 then stays on the WASM kernels
     this.q8 = f.q8Half === true;
+    // block dtypes as stored (an addon built before them has none: they stay on the WASM kernels)
+    this.blocks = new Set(f.blockKinds ?? []);
     this.amxOn = f.amx;
     const adamw = addon.adamw?.bind(addon);
     if (adamw) {
@@ -112,7 +115,8 @@ export class NativeBlas implements NativeGemm {
 
   /**
    * out[M,N] (+)= x[M,K]·Wᵀ for W stored [N,K]; `kind` is the storage code the WASM kernels use
-   * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4), with w and scales as in weight-format.ts.
+   * too (DTYPE_CODE: f32 0, bf16 1, f16 2, q8 3, q4 4, and the block codes of `blocks`), with w and
+   * scales as in weight-format.ts.
    */
   linear(threads: number, out: Float32Array, x: Float32Array, w: ArrayBufferView, kind: number, scales: Uint16Array | Uint8Array | null,
     M: number, N: number, K: number, acc: boolean, int8 = false): void {

@@ -14,6 +14,8 @@ export interface KernelExports {
   gemmScratch(): number;
   prepBytes(K: number): number;
   quantBytes(M: number, K: number): number;
+  /** 1 when k_linear's integer GEMM (mode 2) takes this storage code (q8, q4, and the block dtypes that have a kernel there), else 0. */
+  intGemmDtype(dtype: number): number;
   attentionScratch(G: number, hd: number): number;
   /** out[r] (int32) = the first index of row r's largest value (NaN never wins, else 0), rows of V floats at x. */
   argmaxRows(x: number, rows: number, V: number, out: number): void;

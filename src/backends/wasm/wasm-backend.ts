@@ -46,9 +46,10 @@ export interface WasmBackendOptions {
   /** Bytes all memories together may hold (memory().limit; default: no bound but the machine's). */
   memoryLimit?: number;
   /**
-   * Decode (up to 8 tokens) of Q8_0, Q4_0, Q4_K and Q6_K block weights with f32 activations on the exactly
-   * decoded weights, as prefill does, instead of int8-quantized activations (default false: int8,
-   * llama.cpp's arithmetic for these types, 1.5-3× faster kernels). Sets blockInt8.
+   * Products of block weights with f32 activations on the exactly decoded weights instead of
+   * int8-quantized activations: decode (up to 8 tokens) of Q8_0, Q4_0, Q4_K and Q6_K, and prompts of
+   * the block dtypes with an integer GEMM (Q8_0, Q4_0). Default false: int8, llama.cpp's arithmetic
+   * for these types, several times faster kernels. Sets blockInt8 false.
    */
   exactBlocks?: boolean;
 }
@@ -118,7 +119,8 @@ export class WasmBackend implements Backend {
   /** q8/q4 prefill through the integer GEMM (int8 activations; natively too where the CPU has VNNI); false dequantizes to an f32 GEMM. */
   intGemm = true;
   /**
-   * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0, Q4_K, Q6_K) through it:
+   * GEMV (decode) of the block dtypes that have an int8-activation kernel (Q8_0, Q4_0, Q4_K, Q6_K) through it,
+   * and prompts (more than 8 tokens) of those with an integer GEMM (igemm.as hasIntGemm: Q8_0, Q4_0):
    * x quantized per block of 32 as for q8/q4 (TOL.blockInt8VsRef). false: exact f32 products, whose
    * only error is the summation order (TOL.storedPerplexity). Calls with `exact` always take those.
    */
@@ -566,8 +568,9 @@ export class WasmBackend implements Backend {
       this.linearRun(op + c0 * 4, x, p, M, N, K, accumulate, exact, ldo);
       return;
     }
-    if (this.native && M >= this.nativeMinRows && p.dtype < BLOCK_CODE_MIN && (p.dtype !== DTYPE_CODE.q4 || this.native.q4)
-      && (p.dtype !== DTYPE_CODE.q8 || this.native.q8)) {
+    if (this.native && M >= this.nativeMinRows && (p.dtype < BLOCK_CODE_MIN || this.native.blocks?.has(p.dtype))
+      && (p.dtype !== DTYPE_CODE.q4 || this.native.q4) && (p.dtype !== DTYPE_CODE.q8 || this.native.q8)) {
+      // (block dtypes: widened there, exact products on the stored values, within the exact path's tolerance)
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
       this.native.linear(this.threads, out, x, w.data, p.dtype, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);
@@ -580,10 +583,13 @@ export class WasmBackend implements Backend {
   private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exact: boolean, ldo: number): void {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
-    // more go through a packed GEMM: integer for q8/q4 (int8 activations) unless exact, else f32
-    // (block dtypes: f32 on their exactly decoded values, but for the GEMV of Q8_0/Q4_0/Q4_K/Q6_K with blockInt8).
+    // more go through a packed GEMM: integer for q8/q4 and block dtypes that have one (int8
+    // activations) unless exact, else f32 (block dtypes: on their exactly decoded values).
     const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
-    const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : quant && this.intGemm ? 2 : 0;
+    // block dtypes whose prompts have an integer GEMM (the kernels say which) take it as their GEMV
+    // takes int8 activations: unless exact or blockInt8 is off
+    const blockGemm = !exact && this.blockInt8 && p.dtype >= BLOCK_CODE_MIN && this.cur.k.intGemmDtype(p.dtype) === 1;
+    const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : (quant && this.intGemm) || blockGemm ? 2 : 0;
     const blockInt = mode === 1 && !exact && this.blockInt8 && BLOCK_INT8_CODES.has(p.dtype);
     const prep = mode === 1 && ((p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN) || blockInt);
     if (mode !== 1 || p.dtype >= BLOCK_CODE_MIN) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);

@@ -4,9 +4,36 @@
 // i32x4.dot_i16x8_s does 8 multiply-adds (f32 FMA does 4). A 4×8 micro-kernel keeps 8 i32x4
 // accumulators over one 32-wide block, then folds them into the f32 output with the block's
 // scales (x scale × weight scale; for q4 also min × Σx). Same blocking as the f32 GEMM.
+//
+// GGUF Q8_0 and Q4_0 block weights (prompts with int8 activations, as their GEMV in blocks_int.as)
+// go through the same GEMM, read as stored: the packing takes their integers and f16 scales from
+// the 34- and 18-byte blocks, Q8_0 as q8 (one scale per 32) and Q4_0 as signed levels q − 8, so
+// every block sum is the exact integer Σ q_w·q_x the GEMV forms, scaled by d_w·d_x (no min term;
+// the relaxed build's Q4_0 runs igemmQ4 on the stored levels 0..15 and takes 8·Σ q_x off in integers).
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
+import { BQ8_0, BQ4_0 } from './blocks';
+
+/**
+ * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
+ * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
+ */
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0; }
+
+/** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
+@inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
+  return data + (<usize>row * <usize>(K >> 5) + <usize>(k >> 5)) * bb;
+}
+
+/** Q4_0 row n + r, elements k..k+7 (within one block) as the signed levels q − 8 in i16x8 (zeros past nr). */
+@inline function q40nib8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  const j = k & 31;
+  // elements 0..15 are the 16 bytes' low nibbles, 16..31 their high ones (docs/formats.md)
+  const v = v128.load64_zero(blockAt(data, K, n + r, k, 18) + 2 + <usize>(j & 15));
+  return i16x8.sub(i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v)), i16x8.splat(8));
+}
 
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
@@ -21,12 +48,14 @@ export const IGEMM_SCRATCH: i32 = IPANEL_BYTES + 2 * ISCALE_BYTES + IKC * 2 + 12
 function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scales: usize, mins: usize, K: i32,
   n: i32, nr: i32, k0: i32, kc: i32, zero: usize): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, q4 = dtype == 4, mb = q4MetaBytes(K);
-  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes)
+  const bb: usize = dtype == BQ8_0 ? 34 : 18;
+  // scales / mins (q4: decoded from the row's codes, simd.as q4MetaBytes; Q8_0/Q4_0: each block's half)
   for (let b = 0; b < kb; b++) {
     for (let r = 0; r < 8; r++) {
       const o = dsc + (<usize>(b * 8 + r) << 2);
       if (r < nr) {
-        if (q4) {
+        if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
+        else if (q4) {
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
           store<f32>(o, <f32>load<u8>(c) * load<f32>(meta));
           store<f32>(dmn + (<usize>(b * 8 + r) << 2), <f32>load<i8>(c + <usize>nb) * load<f32>(meta, 4));
@@ -40,7 +69,26 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
   // values: per 8 k, each row gives an i16x8 = 4 k-pairs (as i32 lanes); transpose 4×4 per half
   for (let k = 0; k < kc; k += 8) {
     let a0: v128, a1: v128, a2: v128, a3: v128, c0: v128, c1: v128, c2: v128, c3: v128;
-    if (dtype == 3) {
+    if (dtype == BQ8_0) {
+      const base = blockAt(data, K, n, k0 + k, 34) + 2 + <usize>((k0 + k) & 31), rs = <usize>(K >> 5) * 34;
+      a0 = v128.load8x8_s(base);
+      a1 = nr > 1 ? v128.load8x8_s(base + rs) : v128.load8x8_s(zero);
+      a2 = nr > 2 ? v128.load8x8_s(base + 2 * rs) : v128.load8x8_s(zero);
+      a3 = nr > 3 ? v128.load8x8_s(base + 3 * rs) : v128.load8x8_s(zero);
+      c0 = nr > 4 ? v128.load8x8_s(base + 4 * rs) : v128.load8x8_s(zero);
+      c1 = nr > 5 ? v128.load8x8_s(base + 5 * rs) : v128.load8x8_s(zero);
+      c2 = nr > 6 ? v128.load8x8_s(base + 6 * rs) : v128.load8x8_s(zero);
+      c3 = nr > 7 ? v128.load8x8_s(base + 7 * rs) : v128.load8x8_s(zero);
+    } else if (dtype == BQ4_0) {
+      a0 = q40nib8(data, K, n, nr, 0, k0 + k);
+      a1 = q40nib8(data, K, n, nr, 1, k0 + k);
+      a2 = q40nib8(data, K, n, nr, 2, k0 + k);
+      a3 = q40nib8(data, K, n, nr, 3, k0 + k);
+      c0 = q40nib8(data, K, n, nr, 4, k0 + k);
+      c1 = q40nib8(data, K, n, nr, 5, k0 + k);
+      c2 = q40nib8(data, K, n, nr, 6, k0 + k);
+      c3 = q40nib8(data, K, n, nr, 7, k0 + k);
+    } else if (dtype == 3) {
       const base = data + <usize>n * <usize>K + <usize>(k0 + k);
       a0 = v128.load8x8_s(base);
       a1 = nr > 1 ? v128.load8x8_s(base + <usize>K) : v128.load8x8_s(zero);
@@ -239,9 +287,11 @@ const QNC: i32 = 8;
   return q;
 }
 
-/** Block b of q4 row `row` as 16 bytes, or zeros past the valid rows. */
-@inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32): v128 {
-  return valid ? v128.load(data + ((<usize>row * <usize>(K >> 5) + <usize>b) << 4)) : i8x16.splat(0);
+/** Block b of q4 row `row` as 16 bytes (Q4_0, q40: the 16 bytes after its half), or zeros past the valid rows. */
+@inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32, q40: bool): v128 {
+  if (!valid) return i8x16.splat(0);
+  const blk = <usize>row * <usize>(K >> 5) + <usize>b;
+  return q40 ? v128.load(data + blk * 18 + 2) : v128.load(data + (blk << 4));
 }
 
 /** 4 columns' 4 quads (a_i: column i as i32 lanes) transposed to 4 quad vectors (out_t: quad t of columns 0..3), stored `stride` apart. */
@@ -268,10 +318,18 @@ const QNC: i32 = 8;
  * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
  * levels and their block scales and mins into [kc/32][8] f32.
  */
-function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32): void {
+function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
+  if (q40) {
+    // Q4_0: each block's f16 scale d (its min −8·d is taken off in integers, q40Fold)
+    for (let b = 0; b < kb; b++) {
+      for (let r = 0; r < QNC; r++) {
+        store<f32>(dsc + (<usize>(b * QNC + r) << 2), r < nr ? f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), 18))) : 0);
+      }
+    }
+  }
   // scales and mins, 4 blocks × 4 columns at a time from the rows' codes (a 4×4 transpose), the rest one by one
-  const kb4 = kb & ~3;
+  const kb4 = q40 ? 0 : kb & ~3;
   for (let g = 0; g < QNC; g += 4) {
     for (let b = 0; b < kb4; b += 4) {
       const s0 = q4Codes(scales, mb, n + g, g < nr, b0 + b, 0), s1 = q4Codes(scales, mb, n + g + 1, g + 1 < nr, b0 + b, 0);
@@ -282,7 +340,8 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
       transpose4x4(dmn + (<usize>(b * QNC + g) << 2), QNC << 2, m0, m1, m2, m3);
     }
   }
-  for (let b = kb4; b < kb; b++) {
+  const kbEnd = q40 ? 0 : kb;
+  for (let b = kb4; b < kbEnd; b++) {
     for (let r = 0; r < QNC; r++) {
       const o = (<usize>(b * QNC + r) << 2);
       if (r < nr) {
@@ -297,8 +356,8 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     const d = dst + (<usize>b << 8);   // 8 quads × 32 bytes per block
     for (let g = 0; g < 2; g++) {
       const r0 = n + g * 4;
-      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b);
-      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b);
+      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, q40), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, q40);
+      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b, q40), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b, q40);
       const o = d + (<usize>g << 4);
       transpose4x4(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3));
       transpose4x4(o + 128, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3));
@@ -324,11 +383,37 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
 }
 
 /**
+ * Q4_0's fold of one row's block: the column sums Σ q·q_x of the stored levels less the row's 8·Σ q_x
+ * (an i32 at xc, blockSums8) are the exact integers Σ (q − 8)·q_x, times d_w·d_x (as iscale).
+ */
+@inline function q40Fold(c: usize, s0: v128, s1: v128, w0: v128, w1: v128, xd: usize, xc: usize, first: bool): void {
+  const dv = v128.load32_splat(xd), corr = v128.load32_splat(xc);
+  const f0 = f32x4.convert_i32x4_s(i32x4.sub(i32x4.extadd_pairwise_i16x8_s(s0), corr));
+  const f1 = f32x4.convert_i32x4_s(i32x4.sub(i32x4.extadd_pairwise_i16x8_s(s1), corr));
+  if (first) {
+    v128.store(c, f32x4.mul(f0, f32x4.mul(w0, dv)));
+    v128.store(c, f32x4.mul(f1, f32x4.mul(w1, dv)), 16);
+  } else {
+    v128.store(c, fmadd(f0, f32x4.mul(w0, dv), v128.load(c)));
+    v128.store(c, fmadd(f1, f32x4.mul(w1, dv), v128.load(c, 16)), 16);
+  }
+}
+
+/** 8·Σ q over each block of 32 of an int8 row of K at x8, as i32 at dst (Q4_0's correction, q40Fold). */
+export function blockSums8(x8: usize, K: i32, dst: usize): void {
+  for (let b = 0; b < K >> 5; b++) {
+    const p = x8 + (<usize>b << 5);
+    const s = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(v128.load(p)), i16x8.extadd_pairwise_i8x16_s(v128.load(p, 16))));
+    store<i32>(dst + (<usize>b << 2), (i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)) << 3);
+  }
+}
+
+/**
  * c[R][8] (+)= over nblk blocks, R = 1..4 rows of int8 activations (a8, lda8 bytes apart; scales xd,
  * quantized sums xs: ldd bytes apart) against an 8-column q4 panel.
  */
 @inline function imicroQ4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32,
-  c: usize, ldc: usize, ld: i32, R: i32): void {
+  c: usize, ldc: usize, ld: i32, R: i32, q40: bool): void {
   let p = b;
   let r0 = a8, r1 = a8 + lda8, r2 = r1 + lda8, r3 = r2 + lda8;   // advance 32 bytes (one block) per block
   for (let blk = 0; blk < nblk; blk++) {
@@ -355,22 +440,37 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     }
     const bo = <usize>blk << 5, dof = <usize>blk << 2;
     const w0 = v128.load(bs + bo), w1 = v128.load(bs + bo, 16);
-    const m0 = v128.load(bm + bo), m1 = v128.load(bm + bo, 16);
     const first = ld == 0 && blk == 0;
+    if (q40) {
+      // (xs: the rows' 8·Σ q_x per block)
+      q40Fold(c, s00, s01, w0, w1, xd + dof, xs + dof, first);
+      if (R > 1) q40Fold(c + ldc, s10, s11, w0, w1, xd + ldd + dof, xs + ldd + dof, first);
+      if (R > 2) q40Fold(c + 2 * ldc, s20, s21, w0, w1, xd + 2 * ldd + dof, xs + 2 * ldd + dof, first);
+      if (R > 3) q40Fold(c + 3 * ldc, s30, s31, w0, w1, xd + 3 * ldd + dof, xs + 3 * ldd + dof, first);
+      continue;
+    }
+    const m0 = v128.load(bm + bo), m1 = v128.load(bm + bo, 16);
     q4Fold(c, s00, s01, w0, w1, m0, m1, xd + dof, xs + dof, first);
     if (R > 1) q4Fold(c + ldc, s10, s11, w0, w1, m0, m1, xd + ldd + dof, xs + ldd + dof, first);
     if (R > 2) q4Fold(c + 2 * ldc, s20, s21, w0, w1, m0, m1, xd + 2 * ldd + dof, xs + 2 * ldd + dof, first);
     if (R > 3) q4Fold(c + 3 * ldc, s30, s31, w0, w1, m0, m1, xd + 3 * ldd + dof, xs + 3 * ldd + dof, first);
   }
 }
-function imicroQ4R1(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 1); }
-function imicroQ4R2(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 2); }
-function imicroQ4R3(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 3); }
-function imicroQ4R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 4); }
+function imicroQ4R1(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 1, false); }
+function imicroQ40R1(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 1, true); }
+function imicroQ4R2(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 2, false); }
+function imicroQ40R2(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 2, true); }
+function imicroQ4R3(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 3, false); }
+function imicroQ40R3(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 3, true); }
+function imicroQ4R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 4, false); }
+function imicroQ40R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b: usize, bs: usize, bm: usize, nblk: i32, c: usize, ldc: usize, ld: i32): void { imicroQ4(a8, lda8, xd, xs, ldd, b, bs, bm, nblk, c, ldc, ld, 4, true); }
 
-/** igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16 ones). */
+/**
+ * igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16
+ * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8).
+ */
 export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32): void {
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);
   const lda8 = <usize>K, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
@@ -380,7 +480,7 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize
       const kc = min(IKC, K - k0), nblk = kc >> 5;
       for (let p = 0; p < nc; p += QNC) {
         const pi = <usize>(p / QNC);
-        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc);
+        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40);
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
       const kb = <usize>(k0 >> 5) << 2;
@@ -402,7 +502,12 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize
             }
           }
           const ldt2 = full ? ld : 1;
-          if (R == 4) imicroQ4R4(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+          if (q40) {
+            if (R == 4) imicroQ40R4(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+            else if (R == 3) imicroQ40R3(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+            else if (R == 2) imicroQ40R2(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+            else imicroQ40R1(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
+          } else if (R == 4) imicroQ4R4(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
           else if (R == 3) imicroQ4R3(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
           else if (R == 2) imicroQ4R2(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);
           else imicroQ4R1(a, lda8, ad, as, ldd, pp, ps, pm, nblk, ct, ldt, ldt2);

@@ -7,7 +7,7 @@
 import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes, denormalProbe } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
-import { igemm, igemmQ4, IGEMM_SCRATCH } from './igemm';
+import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ6_K, BQ8_0, gemvBlock, gemvBlockRows } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
@@ -30,7 +30,8 @@ export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
 //         the block dtypes that have them (blocks_int.as; else their exact f32 products)
 // mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (small M, x prepared by k_prep_x;
 // block dtypes decode each weight row into the thread's scratch when M > 1);
-// 2: integer GEMM for q8/q4 (x quantized by k_quant_rows into 13: i16 rows, then scales, then sums)
+// 2: integer GEMM for q8/q4 and the block dtypes of igemm.as hasIntGemm (x quantized by k_quant_rows
+// into 13: i16 rows, then scales, then sums, then, where wantsX8, int8 rows: the qx parts below)
 export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const out = ap(a, 0), x = ap(a, 1), data = ap(a, 2), scales = ap(a, 3), mins = ap(a, 4);
   const dtype = ai(a, 5), M = ai(a, 6), N = ai(a, 7), K = ai(a, 8), acc = ai(a, 9), mode = ai(a, 12);
@@ -40,7 +41,16 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     const n0 = part(N, c, nc, 8), n1 = part(N, c + 1, nc, 8);
     if (mode == 0) { gemm(out, x, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo); return; }
     const q = ap(a, 13), xd = qx(q, M, K, QX_D), xs = qx(q, M, K, QX_S);
-    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, scales, M, N, K, acc, scr, n0, n1, ldo);
+    // Block dtypes (prompts of GGUF weights with int8 activations): one branch per kernel; the
+    // quantized x has the i16 rows (q), the int8 rows (qx(q, M, K, QX_8), where wantsX8), each
+    // block's scale d_x (xd) and d_x·Σq_x (xs), K/32 f32 per row.
+    if (dtype >= BLOCK_MIN) {
+      // Q4_0, relaxed build: the 7-bit dot on the stored levels, x's 8·Σq per block (QX_C) taken off
+      if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_0) igemmQ4(out, qx(q, M, K, QX_8), xd, qx(q, M, K, QX_C), data, 0, M, N, K, acc, scr, n0, n1, ldo, true);
+      else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
+      return;
+    }
+    if (ASC_FEATURE_RELAXED_SIMD && dtype == 4) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, scales, M, N, K, acc, scr, n0, n1, ldo, false);
     else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
@@ -75,15 +85,22 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
 @inline function blockInt(a: usize, dtype: i32): bool { return dtype >= BLOCK_MIN && ai(a, 15) != 0 && hasIntGemv(dtype); }
 
 // The quantized x of an M×K integer GEMM (slot 13), part after part: i16 rows (xq), their block
-// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8).
-// k_quant_rows writes it, k_linear reads it, quantBytes sizes it.
-const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_END = 4;
+// scales (xd) and sums (xs), then, for igemmQ4 in the relaxed build, the int8 rows (x8), and for
+// its Q4_0 form each block's 8·Σq as i32 (xc, K/32 per row). k_quant_rows writes it, k_linear reads
+// it, quantBytes sizes it.
+const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_C = 4, QX_END = 5;
 
 /** Address of part `p` (a QX_ constant) of the quantized x at `q`; QX_END gives its end. */
 @inline function qx(q: usize, M: i32, K: i32, p: i32): usize {
   const mk = <usize>M * <usize>K, mb = (<usize>M * <usize>(K >> 5)) << 2;
-  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0);
+  return q + (p > QX_Q ? mk << 1 : 0) + (p > QX_D ? mb : 0) + (p > QX_S ? mb : 0) + (p > QX_8 ? mk : 0) + (p > QX_C ? mb : 0);
 }
+
+/** Whether the integer GEMM of this dtype reads x's int8 rows (part QX_8), which k_quant_rows then writes. */
+@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && (dtype == 4 || dtype == BQ4_0); }
+
+/** Whether k_linear's mode 2 (integer GEMM) takes this dtype: q8, q4, and the block dtypes of igemm.as hasIntGemm. */
+export function intGemmDtype(dtype: i32): i32 { return dtype == 3 || dtype == 4 || hasIntGemm(dtype) ? 1 : 0; }
 
 /** Bytes the quantized x of an M×K integer GEMM needs (see k_quant_rows). */
 export function quantBytes(M: i32, K: i32): i32 { return <i32>qx(0, M, K, QX_END) + 64; }
@@ -95,9 +112,10 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
   const x8 = qx(q, M, K, QX_8);
   const rb = <usize>(K >> 5) << 2;
   for (let m = part(M, c, nc, 1); m < part(M, c + 1, nc, 1); m++) {
-    // the int8 rows only for igemmQ4 (q8's GEMM reads the i16 rows): pages q8 never writes stay untouched
-    const r8 = ASC_FEATURE_RELAXED_SIMD && ai(a, 5) == 4 ? x8 + <usize>m * <usize>K : 0;
+    // the int8 rows only for kernels that read them (q8's GEMM reads the i16 rows): pages q8 never writes stay untouched
+    const r8 = wantsX8(ai(a, 5)) ? x8 + <usize>m * <usize>K : 0;
     quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
+    if (ASC_FEATURE_RELAXED_SIMD && ai(a, 5) == BQ4_0) blockSums8(r8, K, qx(q, M, K, QX_C) + <usize>m * rb);
   }
 }
 
