@@ -7,12 +7,16 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
 //     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02] [--exact-blocks]
-//     [--q8-scales-a f32] [--q8-exact-scales]
+//     [--q8-scales-a f32] [--q8-exact-scales] [--f16-fast auto|0|1]
 //
 // q8 keeps one f16 scale per block; --q8-scales-a f32 gives A (a revision from before that) its own
 // f32 copy of the same scales, so both builds compute with the same values, each streaming its own
 // scales (GB/s count each side's own bytes; compare the times, a_us and b_us). --q8-exact-scales
 // runs B's q8 GEMV on the exact scale widening meant for weights with subnormal scales.
+//
+// f16: --f16-fast 1 passes the flag that lets a build's f16 GEMV take denormal operands (wasm-backend.ts
+// sets it where kernels.ts denormalsFast finds them as fast as normal ones; auto: the same test here);
+// builds before the flag ignore it.
 //
 // Q8_0/Q4_0/Q4_K/Q6_K run with int8 activations, the backend's default, where a build has that kernel (a
 // revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
@@ -28,7 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { BLOCK_FORMATS, isBlockDType, q4MetaBytes } from '../src/backends/weight-format.js';
-import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
+import { DTYPE_CODE, denormalsFast, type KernelExports } from '../src/backends/wasm/kernels.js';
 import { f16ToF32, f32ToF16 } from '../src/core/dtype.js';
 import { Rng } from '../src/core/rng.js';
 import { Wasm } from '../src/backends/wasm/wasm-api.js';
@@ -42,6 +46,7 @@ const { values: args } = parseArgs({
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
     'exact-blocks': { type: 'boolean', default: false }, 'q8-scales-a': { type: 'string', default: 'f16' }, 'q8-exact-scales': { type: 'boolean', default: false },
+    'f16-fast': { type: 'string', default: 'auto' },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -51,7 +56,7 @@ const Q8_A_F32 = args['q8-scales-a'] === 'f32';
 if (relaxed) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 
-interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_prep_x(a: number): void; prepBytes(K: number): number; gemmScratch(): number; f16SubnormalMap?(w: number, N: number, K: number, map: number): void; }
+interface K_ { k_linear(a: number, tid: number, c: number, nc: number): void; k_prep_x(a: number): void; prepBytes(K: number): number; gemmScratch(): number; f16SubnormalMap?(w: number, N: number, K: number, map: number): void; denormalProbe?(n: number, den: number): number; }
 
 /** Bytes of one N×K weight's parts: [data, scales, mins]. */
 function partBytes(dtype: string): number[] {
@@ -106,6 +111,9 @@ async function main(): Promise<void> {
   const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
   const buf = memory.buffer as unknown as ArrayBuffer;
   const u8 = new Uint8Array(buf), ai = new Int32Array(buf, 512, 64);
+  const prober = inst.find((k) => k.denormalProbe);
+  const f16Fast = args['f16-fast'] === 'auto' ? prober !== undefined && denormalsFast(prober as unknown as KernelExports) : args['f16-fast'] === '1';
+  if (dtypes.includes('f16')) process.stderr.write(`f16: denormal operands ${f16Fast ? 'allowed' : 'avoided'}\n`);
   const rng = new Rng(1);
   const x = base, out = x + M * K * 4 + 64, prep = out + M * N * 4 + 64, scratch = prep + M * inst[1].prepBytes(K) + 64;
   const xv = new Float32Array(buf, x, M * K);
@@ -138,7 +146,7 @@ async function main(): Promise<void> {
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = k === inst[1] ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
       // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
-      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : mn ?? 0; ai[5] = repackB && k === inst[1] ? (DTYPE_CODE as Record<string, number>).q4_k_r : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : dtype === 'f16' ? Number(f16Fast) : mn ?? 0; ai[5] = repackB && k === inst[1] ? (DTYPE_CODE as Record<string, number>).q4_k_r : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);

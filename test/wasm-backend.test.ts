@@ -11,6 +11,7 @@ import type { Backend, Weight, WeightDType } from '../src/backends/backend.js';
 import { WEIGHT_DTYPES } from '../src/backends/backend.js';
 import { JsBackend } from '../src/backends/js/js-backend.js';
 import { WASM_CONFIGS, cachedWasm, createWasm, disposeCachedWasm, f32, own } from './helpers/backends.js';
+import { setDenormalsFast } from '../src/backends/wasm/kernels.js';
 import { createBackend } from '../src/backends/index.js';
 import { setWeightRows, weightRowToF32 } from '../src/backends/weight-format.js';
 import { OpenELMError } from '../src/core/errors.js';
@@ -243,103 +244,139 @@ for (const cfg of WASM_CONFIGS) {
     be.freeWeight(w);
   });
 
-  test(`f16 GEMV with subnormal halves: each of up to 8 rows equals a one-row call bit for bit (${cfg.label})`, async () => {
-    // Every |x| < 2¹⁶, so all rows take the x·2¹¹² form; weights of standard deviation 0.005 hold
-    // about 1% subnormal halves, so the kernels walk runs of clean groups between marked ones
-    // (adjacent marked groups, a marked first or last group) and must still sum each row in the
-    // one-row order. K: whole 16-half groups only, and an 8-half step plus scalar leftovers.
-    const be = await cachedWasm(cfg);
-    const rng = new Rng(37);
-    const N = 21;
-    for (const K of [512, 16 * 40 + 11]) {
-      const w = weightOn(be, 'f16', N, K, randn(rng, N * K, 0.005));
+  // Each f16 GEMV test runs both ways the backend may prepare a weight (kernels.ts denormalsFast):
+  // groups holding subnormal halves converted without denormal operands, and every group converted
+  // alike, two rows per step (gemv.as gemvF16Pairs). Both must give the same exact sums.
+  for (const [fast, mode] of [[false, 'no denormal operands'], [true, 'denormal operands']] as const) {
+    test(`f16 GEMV with subnormal halves: each of up to 8 rows equals a one-row call bit for bit (${cfg.label}, ${mode})`, async () => {
+      setDenormalsFast(fast);
+      // Every |x| < 2¹⁶, so all rows take the x·2¹¹² form; weights of standard deviation 0.005 hold
+      // about 1% subnormal halves, so the kernels walk runs of clean groups between marked ones
+      // (adjacent marked groups, a marked first or last group) and must still sum each row in the
+      // one-row order. K: whole 16-half groups only, and an 8-half step plus scalar leftovers.
+      const be = await cachedWasm(cfg);
+      const rng = new Rng(37);
+      const N = 21;
+      for (const K of [512, 16 * 40 + 11]) {
+        const w = weightOn(be, 'f16', N, K, randn(rng, N * K, 0.005));
+        const bits = w.data as Uint16Array;
+        let sub = 0;
+        for (let i = 0; i < N * K; i++) if ((bits[i] & 0x7c00) === 0 && (bits[i] & 0x3ff) !== 0) sub++;
+        assert.ok(sub > N * K * 0.004, `K=${K}: the weights hold subnormal halves (${sub})`);
+        const x = randn(rng, 8 * K);
+        assertRowsMatchOneRow(be, w, x, N, K, `f16 K=${K}`);
+        be.freeWeight(w);
+      }
+    });
+
+    test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label}, ${mode})`, async () => {
+      setDenormalsFast(fast);
+      // The GEMV converts groups holding subnormal halves another way (no denormal operands); both
+      // ways must give the exact half, for 1 to 4 tokens per call, in the 16-wide steps and the tails.
+      const be = await cachedWasm(cfg);
+      const rng = new Rng(21);
+      const N = 6, K = 43;
+      const w = be.allocWeight('f16', N, K);
       const bits = w.data as Uint16Array;
-      let sub = 0;
-      for (let i = 0; i < N * K; i++) if ((bits[i] & 0x7c00) === 0 && (bits[i] & 0x3ff) !== 0) sub++;
-      assert.ok(sub > N * K * 0.004, `K=${K}: the weights hold subnormal halves (${sub})`);
-      const x = randn(rng, 8 * K);
-      assertRowsMatchOneRow(be, w, x, N, K, `f16 K=${K}`);
+      for (let i = 0; i < N * K; i++) {
+        const r = rng.int(4), sign = rng.int(2) << 15;
+        // subnormal (mantissa 1..1023), ±0, a normal; row 0 all subnormal, rows 3.. all normal
+        const normal = (1 + rng.int(30)) << 10 | rng.int(1024);
+        bits[i] = sign | (i >= 3 * K ? normal : i < K || r === 0 ? 1 + rng.int(1023) : r === 1 ? 0 : normal);
+      }
+      be.prepareWeight(w);
+      const vals = new Float32Array(N * K), row = new Float32Array(K);
+      for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
+      // x values: 1; 2¹⁷, past the range where the kernel multiplies by x·2¹¹² instead of rebiasing
+      // each half (|x| < 2¹⁶), so a row holding it takes the plain form; 2⁻¹³⁰, a denormal x
+      const xs = [1, 2 ** 17, 2 ** -130];
+      for (let M = 1; M <= 4; M++) {
+        for (let k = 0; k < K; k++) {
+          const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
+          const ks = Array.from({ length: M }, (_, m) => (k + 11 * m) % K);
+          const sc = ks.map((_, m) => xs[(k + m) % xs.length]);
+          ks.forEach((km, m) => { x[m * K + km] = sc[m]; });
+          be.linear(out, x, w, M);
+          const want = new Float32Array(M * N);
+          ks.forEach((km, m) => { for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + km] * sc[m]; });
+          assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
+          be.free(xt); be.free(ot);
+        }
+      }
       be.freeWeight(w);
-    }
-  });
+    });
 
-  test(`f16 GEMV picks out subnormal, zero and normal halves exactly (${cfg.label})`, async () => {
-    // The GEMV converts groups holding subnormal halves another way (no denormal operands); both
-    // ways must give the exact half, for 1 to 4 tokens per call, in the 16-wide steps and the tails.
-    const be = await cachedWasm(cfg);
-    const rng = new Rng(21);
-    const N = 6, K = 43;
-    const w = be.allocWeight('f16', N, K);
-    const bits = w.data as Uint16Array;
-    for (let i = 0; i < N * K; i++) {
-      const r = rng.int(4), sign = rng.int(2) << 15;
-      // subnormal (mantissa 1..1023), ±0, a normal; row 0 all subnormal, rows 3.. all normal
-      const normal = (1 + rng.int(30)) << 10 | rng.int(1024);
-      bits[i] = sign | (i >= 3 * K ? normal : i < K || r === 0 ? 1 + rng.int(1023) : r === 1 ? 0 : normal);
-    }
-    be.prepareWeight(w);
-    const vals = new Float32Array(N * K), row = new Float32Array(K);
-    for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
-    // x values: 1; 2¹⁷, past the range where the kernel multiplies by x·2¹¹² instead of rebiasing
-    // each half (|x| < 2¹⁶), so a row holding it takes the plain form; 2⁻¹³⁰, a denormal x
-    const xs = [1, 2 ** 17, 2 ** -130];
-    for (let M = 1; M <= 4; M++) {
-      for (let k = 0; k < K; k++) {
-        const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
-        const ks = Array.from({ length: M }, (_, m) => (k + 11 * m) % K);
-        const sc = ks.map((_, m) => xs[(k + m) % xs.length]);
-        ks.forEach((km, m) => { x[m * K + km] = sc[m]; });
-        be.linear(out, x, w, M);
-        const want = new Float32Array(M * N);
-        ks.forEach((km, m) => { for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + km] * sc[m]; });
-        assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
-        be.free(xt); be.free(ot);
+    test(`f16 subnormal map marks exactly the groups holding a subnormal half, and long rows stay exact (${cfg.label}, ${mode})`, async () => {
+      setDenormalsFast(fast);
+      // prepareWeight records, per row, a bit per 16 halves (several 32-bit words for K ≥ 512); the
+      // GEMV converts those groups without denormal operands. Zeros are not subnormal.
+      const be = await cachedWasm(cfg);
+      const rng = new Rng(23);
+      const N = 5, K = 16 * 70 + 9, G = K >> 4, words = (G + 31) >> 5;
+      const w = be.allocWeight('f16', N, K);
+      const bits = w.data as Uint16Array;
+      const marked: number[][] = [[], [0, 31, 32, 63, 64, 69], [], Array.from({ length: G }, (_, g) => g), []];
+      for (let n = 0; n < N; n++) {
+        for (let k = 0; k < K; k++) bits[n * K + k] = rng.int(2) << 15 | (1 + rng.int(30)) << 10 | rng.int(1024);
+        for (const g of marked[n]) bits[n * K + 16 * g + rng.int(16)] = rng.int(2) << 15 | (1 + rng.int(1023));
       }
-    }
-    be.freeWeight(w);
-  });
+      bits[2 * K + 5] = 0; bits[2 * K + 40] = 0x8000;                  // ±0: not marked
+      bits[4 * K + 16 * G + 3] = 1;                                     // a subnormal in the tail: no group
+      marked[0] = [7];
+      bits[16 * 7 + 15] = 0x83ff;
+      be.prepareWeight(w);
+      const p = w.packed as { scales: number; shard: { arena: { u8(off: number, n: number): Uint8Array } } };
+      assert.ok(p.scales > 0, 'an f16 weight has a map');
+      const map = new Uint32Array(p.shard.arena.u8(p.scales, N * words * 4).slice().buffer);
+      for (let n = 0; n < N; n++) {
+        const got: number[] = [];
+        for (let g = 0; g < G; g++) if ((map[n * words + (g >> 5)] >>> (g & 31)) & 1) got.push(g);
+        assert.deepEqual(got, marked[n], `row ${n}`);
+      }
+      // one x value per token at a time, so each output is one exact product
+      const vals = new Float32Array(N * K), row = new Float32Array(K);
+      for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
+      for (let M = 1; M <= 4; M++) {
+        for (const k of [0, 16 * 31 + 15, 16 * 32, 16 * 63 + 1, 16 * 64, 16 * 69 + 8, K - 1]) {
+          const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
+          for (let m = 0; m < M; m++) x[m * K + k] = m === 1 ? 2 ** 17 : 1 + m;
+          be.linear(out, x, w, M);
+          const want = new Float32Array(M * N);
+          for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + k] * x[m * K + k];
+          assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
+          be.free(xt); be.free(ot);
+        }
+      }
+      be.freeWeight(w);
+    });
+  }
+  after(() => setDenormalsFast(undefined));
 
-  test(`f16 subnormal map marks exactly the groups holding a subnormal half, and long rows stay exact (${cfg.label})`, async () => {
-    // prepareWeight records, per row, a bit per 16 halves (several 32-bit words for K ≥ 512); the
-    // GEMV converts those groups without denormal operands. Zeros are not subnormal.
+  test(`f16 GEMV: weights prepared for denormal operands give the same outputs bit for bit, 1 to 8 rows of x (${cfg.label})`, async () => {
+    // Row counts that leave an odd row to gemvF16Pairs's ranges (21, and chunks of it on 2 threads),
+    // weights with about 1% subnormal halves, x with a large row (|x| ≥ 2¹⁶: the plain form) and a
+    // K with an 8-half step and leftovers.
     const be = await cachedWasm(cfg);
-    const rng = new Rng(23);
-    const N = 5, K = 16 * 70 + 9, G = K >> 4, words = (G + 31) >> 5;
-    const w = be.allocWeight('f16', N, K);
-    const bits = w.data as Uint16Array;
-    const marked: number[][] = [[], [0, 31, 32, 63, 64, 69], [], Array.from({ length: G }, (_, g) => g), []];
-    for (let n = 0; n < N; n++) {
-      for (let k = 0; k < K; k++) bits[n * K + k] = rng.int(2) << 15 | (1 + rng.int(30)) << 10 | rng.int(1024);
-      for (const g of marked[n]) bits[n * K + 16 * g + rng.int(16)] = rng.int(2) << 15 | (1 + rng.int(1023));
-    }
-    bits[2 * K + 5] = 0; bits[2 * K + 40] = 0x8000;                  // ±0: not marked
-    bits[4 * K + 16 * G + 3] = 1;                                     // a subnormal in the tail: no group
-    marked[0] = [7];
-    bits[16 * 7 + 15] = 0x83ff;
-    be.prepareWeight(w);
-    const p = w.packed as { scales: number; shard: { arena: { u8(off: number, n: number): Uint8Array } } };
-    assert.ok(p.scales > 0, 'an f16 weight has a map');
-    const map = new Uint32Array(p.shard.arena.u8(p.scales, N * words * 4).slice().buffer);
-    for (let n = 0; n < N; n++) {
-      const got: number[] = [];
-      for (let g = 0; g < G; g++) if ((map[n * words + (g >> 5)] >>> (g & 31)) & 1) got.push(g);
-      assert.deepEqual(got, marked[n], `row ${n}`);
-    }
-    // one x value per token at a time, so each output is one exact product
-    const vals = new Float32Array(N * K), row = new Float32Array(K);
-    for (let n = 0; n < N; n++) { weightRowToF32(w, n, row); vals.set(row, n * K); }
-    for (let M = 1; M <= 4; M++) {
-      for (const k of [0, 16 * 31 + 15, 16 * 32, 16 * 63 + 1, 16 * 64, 16 * 69 + 8, K - 1]) {
-        const xt = be.alloc(M * K), ot = be.alloc(M * N), x = f32(xt), out = f32(ot);
-        for (let m = 0; m < M; m++) x[m * K + k] = m === 1 ? 2 ** 17 : 1 + m;
-        be.linear(out, x, w, M);
-        const want = new Float32Array(M * N);
-        for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) want[m * N + n] = vals[n * K + k] * x[m * K + k];
-        assertClose(out, want, { atol: 0, rtol: 0 }, `M=${M} k=${k}`);
-        be.free(xt); be.free(ot);
+    const rng = new Rng(41);
+    for (const [N, K] of [[21, 512], [8, 16 * 40 + 11], [1, 64], [3, 16]]) {
+      const src = randn(rng, N * K, 0.005);
+      const outs: Float32Array[] = [];
+      for (const fast of [false, true]) {
+        setDenormalsFast(fast);
+        const w = weightOn(be, 'f16', N, K, src);
+        const x = randn(new Rng(43 + N), 8 * K);
+        x[3 * K + 1] = 2 ** 17;
+        const o = new Float32Array(8 * N);
+        for (let m = 0; m < 8; m++) be.linear(o.subarray(m * N, (m + 1) * N), x.subarray(m * K, (m + 1) * K), w, 1);
+        const many = new Float32Array(8 * N);
+        be.linear(many, x, w, 8);
+        assert.deepEqual(many, o, `N=${N} K=${K} fast=${fast}: 8 rows at once equal one-row calls`);
+        outs.push(o);
+        be.freeWeight(w);
       }
+      assert.deepEqual(outs[1], outs[0], `N=${N} K=${K}`);
     }
-    be.freeWeight(w);
+    setDenormalsFast(undefined);
   });
 
   test(`rmsnorm, swiglu, silu and add match the reference (${cfg.label})`, async () => {

@@ -28,6 +28,8 @@ export interface KernelExports {
   repackQ4KInPlace(p: number, n: number): void;
   /** Bytes of that map. */
   f16MapBytes(N: number, K: number): number;
+  /** n steps of 8 multiply-adds with a denormal (den ≠ 0) or a normal operand, for denormalsFast. */
+  denormalProbe(n: number, den: number): number;
   /** Scratch bytes per thread of the training GEMM. */
   trainScratchBytes(): number;
   /** Scratch bytes per thread of the training attention for sequences of T tokens. */
@@ -37,6 +39,39 @@ export interface KernelExports {
   /** Scratch bytes per thread of k_quantize for rows of K values. */
   quantizeScratch(K: number): number;
 }
+
+let denormals: boolean | undefined;
+
+/**
+ * Whether this CPU multiplies denormal f32 operands at the speed of normal ones (AMD Zen 3: yes;
+ * Intel cores: no, each costs a microcode assist of the order of 100 cycles). Where it does, the
+ * f16 GEMV converts every half with the same few operations and streams two rows per thread
+ * (gemv.as gemvF16Pairs); elsewhere it converts the groups holding a subnormal half without
+ * denormal operands. Both give the same results bit for bit, so this picks only a speed.
+ * Measured once per process (well under a millisecond where they are fast, some 15 ms where
+ * not): the same multiply-adds with a denormal and with a normal operand, alternating, the best
+ * of up to 7 runs each; fast when within 3x. An assist makes them 10x slower or more; on V8's
+ * baseline code (Liftoff, where the first calls run) the SIMD128 build's denormal runs measured
+ * 1.3-2.2x slower on a Zen 3 core, where the optimized code runs both at the same speed.
+ * setDenormalsFast overrides it (tests).
+ */
+export function denormalsFast(k: KernelExports): boolean {
+  if (denormals === undefined) {
+    const n = 16384, best = [Infinity, Infinity];
+    for (let r = 0; r < 7 && !(r >= 2 && best[1] > 8 * best[0]); r++) {
+      for (const den of r % 2 ? [1, 0] : [0, 1]) {
+        const t = performance.now();
+        k.denormalProbe(n, den);
+        best[den] = Math.min(best[den], performance.now() - t);
+      }
+    }
+    denormals = best[1] <= 3 * best[0];
+  }
+  return denormals;
+}
+
+/** Overrides denormalsFast's measurement (undefined: measure again). */
+export function setDenormalsFast(v: boolean | undefined): void { denormals = v; }
 
 /** Storage codes the kernels dispatch on (kernels/blocks.as has the block dtypes' codes). */
 export const DTYPE_CODE = {

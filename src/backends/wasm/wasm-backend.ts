@@ -15,7 +15,7 @@ import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
 import { MAX_BYTES, SharedArena } from './arena.js';
-import { BLOCK_CODE_MIN, DTYPE_CODE, loadKernels, type KernelExports, type KernelName } from './kernels.js';
+import { BLOCK_CODE_MIN, DTYPE_CODE, denormalsFast, loadKernels, type KernelExports, type KernelName } from './kernels.js';
 import { ThreadPool, noCounts, type PoolCounts, type SpawnKernelWorker } from './pool.js';
 import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
@@ -494,6 +494,9 @@ export class WasmBackend implements Backend {
       copies.push(off);
       offs[1] = off;
     }
+    // f16: whether the GEMV may take denormal operands (kernels.ts denormalsFast; gemv.as gemvF16);
+    // it rides in the mins slot, which f16 does not use
+    if (w.dtype === 'f16') offs[2] = denormalsFast(shard.k) ? 1 : 0;
     // q8: whether the GEMV may widen the f16 scales with an integer add (gemv.as q8Scales4); it
     // rides in the mins slot, which q8 does not use
     if (w.dtype === 'q8') offs[2] = q8FastScales(w.scales as Uint16Array, w.data as Int8Array, n / QBLOCK) ? 1 : 0;

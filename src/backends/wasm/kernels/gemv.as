@@ -9,6 +9,8 @@ import { f16x4At, f16SplatAt } from './simd';
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
 // DRAM prefetchers follow that far better than several interleaved row streams (4 rows at a time
 // ran at half the bandwidth here). x stays in L1; several accumulators hide the add latency.
+// (f16 where denormal operands are free walks two rows far apart, each a sequential stream of
+// its own: gemvF16Pairs.)
 //
 // Up to 4 rows of x (tokens) share one pass over W, each weight vector used for every row. The
 // many-row kernels form each row's sums in exactly the order of the one-row kernels (R only adds
@@ -245,7 +247,7 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
  * keeps gemvHalfT), in a function of its own: with two inlined copies of the loop, binaryen has
  * been seen to merge them into one loop that tests a flag at every step.
  */
-function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
   const xs = xd + (<usize>K << 2);
   const rb = <usize>K << 1, wpr = subMapWords(K);
   const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
@@ -254,7 +256,7 @@ function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     let o: usize = 0;
     while (true) {
-      const nx = nextExact(mp, o, e16);
+      const nx = fast ? e16 : nextExact(mp, o, e16);
       let pw = p + o, px = xs + (o << 1);
       const pe = p + nx;
       for (; pw < pe; pw += 32, px += 64) {
@@ -285,14 +287,91 @@ function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i
   }
 }
 
+/**
+ * n steps of 8 independent multiply-adds (the GEMV's fmadd) of w by x, w an f32 denormal when
+ * den ≠ 0 (and x large, so the products are normal) and a normal f32 otherwise: the backend times
+ * both to learn whether this CPU slows down on denormal operands (kernels.ts denormalsFast).
+ */
+export function denormalProbe(n: i32, den: i32): f32 {
+  const w = i32x4.splat(den ? 0x00001234 : 0x3f801234), x = f32x4.splat(den ? 5.192296858534828e33 : 0.75);
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (let i = 0; i < n; i++) {
+    a0 = fmadd(w, x, a0); a1 = fmadd(w, x, a1); a2 = fmadd(w, x, a2); a3 = fmadd(w, x, a3);
+    a4 = fmadd(w, x, a4); a5 = fmadd(w, x, a5); a6 = fmadd(w, x, a6); a7 = fmadd(w, x, a7);
+  }
+  return hsum(f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7))));
+}
+
+/**
+ * gemvF16 where denormal operands cost nothing (`fast`, see gemvF16): two rows at once, rows n and
+ * n + h of the thread's range [n0, n1), so each thread reads two sequential streams of weights, not
+ * one; from DRAM that keeps more lines in flight (docs/cpu-decode.md, "Where denormal operands cost
+ * nothing"). x is loaded once for both rows. Every group takes the f16Bits form, subnormal halves
+ * included: their bits are the f32 denormal w·2⁻¹¹², exact, so each product is the one the exact
+ * conversion gives, and each row's sums go into its own four accumulators in gemvF16Runs's order:
+ * every output is bit for bit what the one-row kernels give.
+ */
+function gemvF16Pairs(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const h = (n1 - n0) >> 1;
+  for (let i = 0; i < h; i++) gemvF16Pair(out, x, xd, w, K, n0 + i, n0 + h + i, acc);
+  if (n0 + 2 * h < n1) gemvHalfT(out, x, xd, w, 0, K, n1 - 1, n1, acc, true, true, false);
+}
+
+// The two-row kernel only in the relaxed build: with the SIMD128 build's separate multiply and
+// add it measured 0.92-0.96x from DRAM (docs/cpu-decode.md).
+const PAIRS = ASC_FEATURE_RELAXED_SIMD;
+
+/** Rows na and nb of gemvF16Pairs. */
+function gemvF16Pair(out: usize, x: usize, xd: usize, w: usize, K: i32, na: i32, nb: i32, acc: i32): void {
+  const xs = xd + (<usize>K << 2);
+  const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1;
+  const pa = w + <usize>na * rb, pb = w + <usize>nb * rb, d = pb - pa, pe = pa + e16;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  let b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  // 8 halves of each row per step, the accumulator pairs taking turns (a0, a1, then a2, a3): a
+  // whole group per step held 8 accumulators, the mask and the step's 8 loads at once (V8 issues
+  // a step's loads before its multiply-adds), past the 15 registers, and spilled accumulators
+  for (let pw = pa, px = xs; pw < pe; pw += 16, px += 32) {
+    const v = v128.load(pw), u = v128.load(pw + d);
+    const x0 = v128.load(px), x1 = v128.load(px, 16);
+    const na0 = fmadd(f16Bits(v, false), x0, a0), na1 = fmadd(f16Bits(v, true), x1, a1);
+    const nb0 = fmadd(f16Bits(u, false), x0, b0), nb1 = fmadd(f16Bits(u, true), x1, b1);
+    a0 = a2; a1 = a3; a2 = na0; a3 = na1;
+    b0 = b2; b1 = b3; b2 = nb0; b3 = nb1;
+  }
+  f16RowEnd(out, x, xd, pa, K, na, acc, a0, a1, a2, a3);
+  f16RowEnd(out, x, xd, pb, K, nb, acc, b0, b1, b2, b3);
+}
+
+/** The end of a row of gemvF16Pair: the last 8 halves, the leftovers, the sum (gemvF16Runs's order). */
+@inline function f16RowEnd(out: usize, x: usize, xd: usize, p: usize, K: i32, n: i32, acc: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  if (e16 < e8) {
+    const v0 = v128.load(p + e16), xo = xd + (e16 << 1);
+    a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
+    a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), true);
+  const op = out + (<usize>n << 2);
+  store<f32>(op, acc ? load<f32>(op) + s : s);
+}
+
 export function gemvBf16(out: usize, x: usize, xd: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, false, false, false);
 }
-/** map: the weight's f16SubnormalMap, or 0. */
-export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+/**
+ * map: the weight's f16SubnormalMap, or 0. fast ≠ 0: this CPU takes denormal operands at full
+ * speed (the backend measures it: kernels.ts denormalsFast), so no group needs the exact
+ * conversion and the map is not read.
+ */
+export function gemvF16(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   const scaled = f16Scaled(xd, K);
-  if (map) {
-    if (scaled) gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc);
+  if (fast && scaled) {
+    if (PAIRS) gemvF16Pairs(out, x, xd, w, K, n0, n1, acc);
+    else gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc, true);
+  } else if (map) {
+    if (scaled) gemvF16Runs(out, x, xd, w, map, K, n0, n1, acc, false);
     else gemvHalfT(out, x, xd, w, map, K, n0, n1, acc, true, false, true);
   } else if (scaled) gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, true, false);
   else gemvHalfT(out, x, xd, w, 0, K, n0, n1, acc, true, false, false);
@@ -685,9 +764,12 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   }
 }
 
-/** gemvF16Runs for R rows of x (2 to 4): gemvHalfR's order per row, the run walk of gemvF16Runs. */
+/**
+ * gemvF16Runs for R rows of x (2 to 4): gemvHalfR's order per row, the run walk of gemvF16Runs
+ * (fast: one run per row, the map not read, as gemvF16Runs).
+ */
 @inline function gemvF16RunsR(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, R: i32): void {
+  n0: i32, n1: i32, acc: i32, R: i32, fast: bool): void {
   const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
   const xs = xd + (<usize>K << 2), x1 = xs + ldp, x2 = x1 + ldp, x3 = x2 + ldp, wpr = subMapWords(K);
   let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
@@ -697,7 +779,7 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     let c0 = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
     let o: usize = 0;
     while (true) {
-      const nx = nextExact(mp, o, e16);
+      const nx = fast ? e16 : nextExact(mp, o, e16);
       let pw = p + o, xo = o << 1;
       const pe = p + nx;
       for (; pw < pe; pw += 32, xo += 64) {
@@ -951,28 +1033,25 @@ export function gemvF32R4(out: usize, ldo: usize, x: usize, ldx: usize, w: usize
 export function gemvBf16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, false, 2, false, false); }
 export function gemvBf16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, false, 3, false, false); }
 export function gemvBf16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, false, 4, false, false); }
-export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+export function gemvF16R2(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K);
-  if (map) {
-    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 2);
-    else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, false, true);
-  } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, true, false);
+  if (scaled && (map || fast)) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 2, fast != 0);
+  else if (map) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 2, false, true);
+  else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 2, false, false);
 }
-export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+export function gemvF16R3(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K);
-  if (map) {
-    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 3);
-    else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, false, true);
-  } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, true, false);
+  if (scaled && (map || fast)) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 3, fast != 0);
+  else if (map) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 3, false, true);
+  else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 3, false, false);
 }
-export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+export function gemvF16R4(out: usize, ldo: usize, x: usize, ldx: usize, xd: usize, ldp: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   const scaled = f16Scaled(xd, K) && f16Scaled(xd + 1 * ldp, K) && f16Scaled(xd + 2 * ldp, K) && f16Scaled(xd + 3 * ldp, K);
-  if (map) {
-    if (scaled) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 4);
-    else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, false, true);
-  } else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, true, false);
+  if (scaled && (map || fast)) gemvF16RunsR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, 4, fast != 0);
+  else if (map) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, map, K, n0, n1, acc, true, 4, false, true);
+  else if (scaled) gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, true, false);
   else gemvHalfR(out, ldo, x, ldx, xd, ldp, w, 0, K, n0, n1, acc, true, 4, false, false);
 }
 export function gemvQ8R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
@@ -1005,10 +1084,10 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 3) gemvBf16R3(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
     else gemvBf16R4(out, ldo, x, ldx, prep, ldp, w, K, n0, n1, acc);
   } else if (dtype == 2) {
-    if (R == 1) gemvF16(out, x, prep, w, ws, K, n0, n1, acc);
-    else if (R == 2) gemvF16R2(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
-    else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
-    else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc);
+    if (R == 1) gemvF16(out, x, prep, w, ws, K, n0, n1, acc, <i32>wm);
+    else if (R == 2) gemvF16R2(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc, <i32>wm);
+    else if (R == 3) gemvF16R3(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc, <i32>wm);
+    else gemvF16R4(out, ldo, x, ldx, prep, ldp, w, ws, K, n0, n1, acc, <i32>wm);
   } else if (dtype == 3) {
     // q8: wm ≠ 0 when every scale is a positive normal half (q8Scales4); the relaxed build's fast
     // path also needs x's scales ·2¹¹² in every row (q8ScaleX), else it takes the exact widening

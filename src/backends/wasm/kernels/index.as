@@ -5,7 +5,7 @@
 // The slot layouts below are written by ../wasm-backend.ts; keep the two in sync.
 
 import { part } from './simd';
-import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes } from './gemv';
+import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes, denormalProbe } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ8_0, repackQ4KInPlace, gemvBlock, gemvBlockRows } from './blocks';
@@ -15,7 +15,7 @@ import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, quantizeScratch, repackQ4KInPlace };
+export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, denormalProbe, quantizeScratch, repackQ4KInPlace };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
