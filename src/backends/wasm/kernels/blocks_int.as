@@ -341,13 +341,16 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   for (let n = n0; n < n1; n++) {
     let f = f32x4.splat(0);
     let x8 = q8, cp = corr, dp = qd;
-    for (let b = 0; b < nsb; b++, p += 210) {
+    for (let b = 0; b < nsb; b++, p += 210, dp += 32) {
+      // both halves' d·d_x before the loop over them: with d·load(dp) inside it, V8 converted
+      // the half (and made its five constants) again in each half
       const d = f32x4.splat(half1(p + 208));
+      let c = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
       const sv = v128.load(p, 192);
       // the super-block's halves (128 values: 4 ql vectors, 2 qh vectors, 8 scales) in a loop of
       // two, not one straight run: V8 issues a block's loads before its arithmetic, and spills
       let sh = i16x8.extend_low_i8x16_s(sv), s1 = i16x8.extend_high_i8x16_s(sv), l = p, hb = p + 128;
-      for (let h = 0; h < 2; h++, l += 64, hb += 32, x8 += 128, cp += 16, dp += 16) {
+      for (let h = 0; h < 2; h++, l += 64, hb += 32, x8 += 128, cp += 16) {
         const a0 = v128.load(l), a1 = v128.load(l, 16), a2 = v128.load(l, 32), a3 = v128.load(l, 48);
         const g0 = v128.load(hb), g1 = v128.load(hb, 16);
         const i4 = i32x4.sub(isum4(
@@ -355,8 +358,8 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
           q6BlockR(a2, a3, g0, g1, 1, x8 + 32, splat16(sh, 2), splat16(sh, 3)),
           q6BlockR(a0, a1, g0, g1, 2, x8 + 64, splat16(sh, 4), splat16(sh, 5)),
           q6BlockR(a2, a3, g0, g1, 3, x8 + 96, splat16(sh, 6), splat16(sh, 7))), i32x4.shl(i32x4.dot_i16x8_s(sh, v128.load(cp)), 5));
-        f = fmadd(f32x4.convert_i32x4_s(i4), f32x4.mul(d, v128.load(dp)), f);
-        sh = s1;
+        f = fmadd(f32x4.convert_i32x4_s(i4), c, f);
+        sh = s1; c = c1;
       }
     }
     const op = out + (<usize>n << 2);
