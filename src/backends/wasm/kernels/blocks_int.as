@@ -341,22 +341,37 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
   for (let n = n0; n < n1; n++) {
     let f = f32x4.splat(0);
     let x8 = q8, cp = corr, dp = qd;
-    for (let b = 0; b < nsb; b++, p += 210) {
+    for (let b = 0; b < nsb; b++, p += 210, dp += 32) {
+      // both halves' d·d_x before the loop over them: with d·load(dp) inside it, V8 converted
+      // the half (and made its five constants) again in each half
       const d = f32x4.splat(half1(p + 208));
+      let c = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
       const sv = v128.load(p, 192);
       // the super-block's halves (128 values: 4 ql vectors, 2 qh vectors, 8 scales) in a loop of
       // two, not one straight run: V8 issues a block's loads before its arithmetic, and spills
       let sh = i16x8.extend_low_i8x16_s(sv), s1 = i16x8.extend_high_i8x16_s(sv), l = p, hb = p + 128;
-      for (let h = 0; h < 2; h++, l += 64, hb += 32, x8 += 128, cp += 16, dp += 16) {
-        const a0 = v128.load(l), a1 = v128.load(l, 16), a2 = v128.load(l, 32), a3 = v128.load(l, 48);
-        const g0 = v128.load(hb), g1 = v128.load(hb, 16);
-        const i4 = i32x4.sub(isum4(
-          q6BlockR(a0, a1, g0, g1, 0, x8, splat16(sh, 0), splat16(sh, 1)),
-          q6BlockR(a2, a3, g0, g1, 1, x8 + 32, splat16(sh, 2), splat16(sh, 3)),
-          q6BlockR(a0, a1, g0, g1, 2, x8 + 64, splat16(sh, 4), splat16(sh, 5)),
-          q6BlockR(a2, a3, g0, g1, 3, x8 + 96, splat16(sh, 6), splat16(sh, 7))), i32x4.shl(i32x4.dot_i16x8_s(sh, v128.load(cp)), 5));
-        f = fmadd(f32x4.convert_i32x4_s(i4), f32x4.mul(d, v128.load(dp)), f);
-        sh = s1;
+      for (let h = 0; h < 2; h++, l += 64, hb += 32, x8 += 128, cp += 16) {
+        // Each half in two quarters of 32 ql bytes: quarter j has blocks j (low nibbles) and
+        // j + 2 (high nibbles) of the half, whose high bits are qh's bits 0-1 and 4-5 for j = 0,
+        // 2-3 and 6-7 for j = 1; shifting qh right by 2 after quarter 0 makes both quarters the
+        // same code, and the scales likewise move down two lanes. Fewer vectors are loaded at once.
+        let g0 = v128.load(hb), g1 = v128.load(hb, 16), sq = sh, lq = l, xq = x8;
+        let v0 = i32x4.splat(0), v = v0;
+        for (let j = 0; j < 2; j++, lq += 32, xq += 32) {
+          const a0 = v128.load(lq), a1 = v128.load(lq, 16);
+          const ra = q6BlockR(a0, a1, g0, g1, 0, xq, splat16(sq, 0), splat16(sq, 1));
+          const rb = q6BlockR(a0, a1, g0, g1, 2, xq + 64, splat16(sq, 4), splat16(sq, 5));
+          // lanes (j, j + 2, j, j + 2) of the half's four block sums
+          v0 = v;
+          v = i32x4.add(v128.shuffle<i32>(ra, rb, 0, 4, 1, 5), v128.shuffle<i32>(ra, rb, 2, 6, 3, 7));
+          g0 = i16x8.shr_u(g0, 2); g1 = i16x8.shr_u(g1, 2);
+          sq = v128.shuffle<i16>(sq, sq, 2, 3, 4, 5, 6, 7, 6, 7);
+        }
+        // the same integers as isum4 of the four blocks: int32 sums are exact in any order
+        const i4 = i32x4.sub(i32x4.add(v128.shuffle<i32>(v0, v, 0, 4, 1, 5), v128.shuffle<i32>(v0, v, 2, 6, 3, 7)),
+          i32x4.shl(i32x4.dot_i16x8_s(sh, v128.load(cp)), 5));
+        f = fmadd(f32x4.convert_i32x4_s(i4), c, f);
+        sh = s1; c = c1;
       }
     }
     const op = out + (<usize>n << 2);
