@@ -26,6 +26,8 @@ export interface KernelExports {
   f16SubnormalMap(w: number, N: number, K: number, map: number): void;
   /** Repack n Q4_K super-blocks at p into the backend's layout in place (blocks.as BQ4_KR; room for 8 bytes more each after them). */
   repackQ4KInPlace(p: number, n: number): void;
+  /** Repack n Q6_K super-blocks at p into the backend's layout in place (blocks.as BQ6_KR; room for 2 bytes more each after them). */
+  repackQ6KInPlace(p: number, n: number): void;
   /** Bytes of that map. */
   f16MapBytes(N: number, K: number): number;
   /** n steps of 8 multiply-adds with a denormal (den ≠ 0) or a normal operand, for denormalsFast. */
@@ -79,6 +81,8 @@ export const DTYPE_CODE = {
   q8_0: 8, q4_0: 9, q4_1: 10, q5_0: 11, q5_1: 12, q4_k: 13, q5_k: 14, q6_k: 15, q4_1_f32: 16,
   // q4_k as the wasm backend repacks it at load (q4k-repack.ts; not a weight dtype of its own)
   q4_k_r: 17,
+  // q6_k as the wasm backend repacks it at load (q6k-repack.ts; not a weight dtype of its own)
+  q6_k_r: 20,
 } as const;
 /** Codes from here on are block dtypes (weights run as stored, f32 activations). */
 export const BLOCK_CODE_MIN = 8;
