@@ -21,8 +21,8 @@
 // Q8_0/Q4_0/Q4_K/Q6_K run with int8 activations, the backend's default, where a build has that kernel (a
 // revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
 //
-// q4_k: B (the working tree) runs it repacked as the wasm backend holds it (q4k-repack.ts, 152 bytes per
-// 256 values instead of 144), from its own copy of the same weights, when its kernels have that
+// q4_k, q6_k: B (the working tree) runs them repacked as the wasm backend holds them (q4k-repack.ts, 152 bytes per
+// 256 values instead of 144; q6k-repack.ts, 212 instead of 210), from its own copy of the same weights, when its kernels have that
 // layout; GB/s count each side's own bytes (compare the times, a_us and b_us).
 //
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
@@ -39,6 +39,7 @@ import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 import { randomBlocks } from '../test/helpers/blocks.js';
 import { Q4KR_BYTES, repackQ4K } from '../src/backends/q4k-repack.js';
+import { Q6KR_BYTES, repackQ6K } from '../src/backends/q6k-repack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
   const [modA, modB] = await Promise.all([compileKernels(kernelSourcesAt(root, args.rev!), relaxed), compileKernels(kernelSourcesAt(root, null), relaxed)]);
   const dtypes = args.dtypes!.split(',');
   const maxSet = Math.max(...dtypes.map((d) => partBytes(d).reduce((a, b) => a + b + 64, 0)));
-  const base = 65536, fixed = 64 << 20, pool = 2.1 * (Number(args.mb) * 1e6 + 2 * maxSet);   // q4_k: B has a repacked copy (152/144 of the size) after A's sets
+  const base = 65536, fixed = 64 << 20, pool = 2.1 * (Number(args.mb) * 1e6 + 2 * maxSet);   // q4_k, q6_k: B has a repacked copy (152/144, 212/210 of the size) after A's sets
   const memory = new Wasm!.Memory({ initial: Math.ceil((base + fixed + pool) / 65536), maximum: 65536, shared: true });
   const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
   const buf = memory.buffer as unknown as ArrayBuffer;
@@ -129,9 +130,10 @@ async function main(): Promise<void> {
       let o = base + fixed + s * stride;
       offs.push(parts.map((b) => { const r = o; o += b + 64; return r; }));
     }
-    // B's repacked q4_k sets, after A's
-    const repackB = dtype === 'q4_k' && 'q4_k_r' in DTYPE_CODE;
-    const bBytes = repackB ? (N * K / 256) * Q4KR_BYTES : 0, bStride = bBytes + 64;
+    // B's repacked q4_k / q6_k sets, after A's
+    const codes = DTYPE_CODE as Record<string, number>;
+    const bCode = dtype === 'q4_k' ? codes.q4_k_r : dtype === 'q6_k' ? codes.q6_k_r : undefined, repackB = bCode !== undefined;
+    const bBytes = repackB ? (N * K / 256) * (dtype === 'q4_k' ? Q4KR_BYTES : Q6KR_BYTES) : 0, bStride = bBytes + 64;
     const offsB = repackB ? Array.from({ length: sets }, (_, s) => [base + fixed + sets * stride + s * bStride]) : offs;
     // one set of random weights, copied to the others: distinct addresses are what keeps them out of the caches
     fillWeight(u8, offs[0], dtype, rng);
@@ -140,13 +142,13 @@ async function main(): Promise<void> {
     if (dtype === 'f16' && mapper) mapper(offs[0][0], N, K, offs[0][1]);
     for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
     if (repackB) {
-      repackQ4K(u8.subarray(offs[0][0], offs[0][0] + parts[0]), u8.subarray(offsB[0][0], offsB[0][0] + bBytes), (N * K) / 256);
+      (dtype === 'q4_k' ? repackQ4K : repackQ6K)(u8.subarray(offs[0][0], offs[0][0] + parts[0]), u8.subarray(offsB[0][0], offsB[0][0] + bBytes), (N * K) / 256);
       for (let s = 1; s < sets; s++) u8.copyWithin(offsB[s][0], offsB[0][0], offsB[0][0] + bBytes);
     }
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = k === inst[1] ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
       // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
-      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : dtype === 'f16' ? Number(f16Fast) : mn ?? 0; ai[5] = repackB && k === inst[1] ? (DTYPE_CODE as Record<string, number>).q4_k_r : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : dtype === 'f16' ? Number(f16Fast) : mn ?? 0; ai[5] = repackB && k === inst[1] ? bCode : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);
