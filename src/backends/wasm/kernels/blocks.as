@@ -101,10 +101,14 @@ export function repackQ4KInPlace(p: usize, nsb: i32): void {
  * value order (and back): lane j of result m is lane m of L_j. Result m (0..3).
  */
 @inline export function q6krNatural(l0: v128, l1: v128, l2: v128, l3: v128, m: i32): v128 {
-  if (m == 0) return v128.shuffle<i32>(v128.shuffle<i32>(l0, l1, 0, 4, 0, 4), v128.shuffle<i32>(l2, l3, 0, 4, 0, 4), 0, 1, 4, 5);
-  if (m == 1) return v128.shuffle<i32>(v128.shuffle<i32>(l0, l1, 1, 5, 1, 5), v128.shuffle<i32>(l2, l3, 1, 5, 1, 5), 0, 1, 4, 5);
-  if (m == 2) return v128.shuffle<i32>(v128.shuffle<i32>(l0, l1, 2, 6, 2, 6), v128.shuffle<i32>(l2, l3, 2, 6, 2, 6), 0, 1, 4, 5);
-  return v128.shuffle<i32>(v128.shuffle<i32>(l0, l1, 3, 7, 3, 7), v128.shuffle<i32>(l2, l3, 3, 7, 3, 7), 0, 1, 4, 5);
+  // the usual two-step transpose: results 0 and 1 share their first-step shuffles, as do 2 and 3,
+  // so a caller that takes all four leaves 8 shuffles after common subexpressions
+  if (m < 2) {
+    const t0 = v128.shuffle<i32>(l0, l1, 0, 4, 1, 5), t2 = v128.shuffle<i32>(l2, l3, 0, 4, 1, 5);
+    return m == 0 ? v128.shuffle<i32>(t0, t2, 0, 1, 4, 5) : v128.shuffle<i32>(t0, t2, 2, 3, 6, 7);
+  }
+  const t1 = v128.shuffle<i32>(l0, l1, 2, 6, 3, 7), t3 = v128.shuffle<i32>(l2, l3, 2, 6, 3, 7);
+  return m == 2 ? v128.shuffle<i32>(t1, t3, 0, 1, 4, 5) : v128.shuffle<i32>(t1, t3, 2, 3, 6, 7);
 }
 
 /**

@@ -412,15 +412,23 @@ export function gemvQ6_KRInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
     let x16 = q16, dp = qd;
     for (let b = 0; b < nsb; b++, p += 212, x16 += 512, dp += 32) {
       const d = f32x4.splat(load<f32>(p, 208));
-      const c0 = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
-      f0 = fmadd(q6RBlock(p, x16, 0), lane(c0, 0), f0);
-      f1 = fmadd(q6RBlock(p, x16, 1), lane(c0, 1), f1);
-      f0 = fmadd(q6RBlock(p, x16, 2), lane(c0, 2), f0);
-      f1 = fmadd(q6RBlock(p, x16, 3), lane(c0, 3), f1);
-      f0 = fmadd(q6RBlock(p, x16, 4), lane(c1, 0), f0);
-      f1 = fmadd(q6RBlock(p, x16, 5), lane(c1, 1), f1);
-      f0 = fmadd(q6RBlock(p, x16, 6), lane(c1, 2), f0);
-      f1 = fmadd(q6RBlock(p, x16, 7), lane(c1, 3), f1);
+      let c = f32x4.mul(d, v128.load(dp));
+      const c1 = f32x4.mul(d, v128.load(dp, 16));
+      // a group (two blocks of x) at a time, its levels decoded once; blocks alternate f0, f1 as in gemvQ6_KInt
+      let q = p, sc = p + 192, xo = x16;
+      for (let h = 0; h < 2; h++, q += 96, sc += 8, xo += 256) {
+        for (let j = 0; j < 2; j++) {
+          const g = q + <usize>(48 * j), e = i8x16.splat(32);
+          const va = v128.load(g), vb = v128.load(g, 16), vc = v128.load(g, 32);
+          const l0 = q6krLevels(va, vb, vc, 0), l1 = q6krLevels(va, vb, vc, 1), l2 = q6krLevels(va, vb, vc, 2), l3 = q6krLevels(va, vb, vc, 3);
+          const u0 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 0), e), u1 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 1), e);
+          const u2 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 2), e), u3 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 3), e);
+          const cj = j ? v128.shuffle<f32>(c, c, 2, 3, 2, 3) : c;
+          f0 = fmadd(q6RBlock(u0, u1, xo + <usize>(128 * j), sc + <usize>(4 * j)), lane(cj, 0), f0);
+          f1 = fmadd(q6RBlock(u2, u3, xo + <usize>(128 * j + 64), sc + <usize>(4 * j + 2)), lane(cj, 1), f1);
+        }
+        c = c1;
+      }
     }
     const op = out + (<usize>n << 2);
     const s = hsum(f32x4.add(f0, f1));
@@ -428,14 +436,8 @@ export function gemvQ6_KRInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
   }
 }
 
-/** q6Block on BQ6_KR: x block t's two sub-blocks put back in value order, then q6Block's arithmetic (SIMD128 build). */
-@inline function q6RBlock(p: usize, x16: usize, t: i32): v128 {
-  const q = p + <usize>(48 * (t >> 1)), e = i8x16.splat(32);
-  const va = v128.load(q), vb = v128.load(q, 16), vc = v128.load(q, 32);
-  const l0 = q6krLevels(va, vb, vc, 0), l1 = q6krLevels(va, vb, vc, 1), l2 = q6krLevels(va, vb, vc, 2), l3 = q6krLevels(va, vb, vc, 3);
-  const m = (t & 1) << 1;
-  const q0 = i8x16.sub(q6krNatural(l0, l1, l2, l3, m), e), q1 = i8x16.sub(q6krNatural(l0, l1, l2, l3, m + 1), e);
-  const sc = p + <usize>(192 + 2 * t), xo = x16 + <usize>(64 * t);
+/** q6Block's arithmetic on one block of x from its two sub-blocks' signed levels q0, q1 (value order), scales at sc (SIMD128 build). */
+@inline function q6RBlock(q0: v128, q1: v128, xo: usize, sc: usize): v128 {
   const is = i32x4.add(i32x4.mul(q6Dot16(q0, xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(q1, xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
   return f32x4.convert_i32x4_s(is);
 }
