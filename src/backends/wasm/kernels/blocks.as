@@ -112,8 +112,8 @@ export function repackQ4KInPlace(p: usize, nsb: i32): void {
 }
 
 /**
- * Stored Q6_K's sub-block s (0..15: values 16s..16s+15) as levels 0..63, from its ql vectors of
- * the half (q0..q3: ql[64h..64h+63]) and qh vectors (g0, g1: qh[32h..32h+31]).
+ * Stored Q6_K's sub-block 8h + s of half h (s = 0..7: values 128h + 16s .. + 15) as levels 0..63,
+ * from the half's ql vectors (q0..q3: ql[64h..64h+63]) and qh vectors (g0, g1: qh[32h..32h+31]).
  */
 @inline function q6kSub(q0: v128, q1: v128, q2: v128, q3: v128, g0: v128, g1: v128, s: i32): v128 {
   const k = (s >> 1) & 3, i = s & 1;
@@ -131,7 +131,7 @@ export function repackQ4KInPlace(p: usize, nsb: i32): void {
   return v128.or(q6krNatural(n0, n1, n2, n3, 2), v128.and(i16x8.shl(l3, 2), top));
 }
 
-/** One half (h) of a stored Q6_K super-block at s into its two BQ6_KR groups at o + 96h. */
+/** One half of a stored Q6_K super-block (its ql and qh vectors) into its two BQ6_KR groups at o. */
 @inline function q6krHalf(o: usize, q0: v128, q1: v128, q2: v128, q3: v128, g0: v128, g1: v128): void {
   const a0 = q6kSub(q0, q1, q2, q3, g0, g1, 0), a1 = q6kSub(q0, q1, q2, q3, g0, g1, 1);
   const a2 = q6kSub(q0, q1, q2, q3, g0, g1, 2), a3 = q6kSub(q0, q1, q2, q3, g0, g1, 3);
