@@ -35,7 +35,7 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
 test('repackQ6K / unpackQ6K give back every stored byte: any halves (NaN, infinity, subnormal), in place too', () => {
   const rng = new Rng(7), nsb = 300;
   const stored = randomBytes(rng, nsb * Q6K_BYTES);
-  // every half class in d and dmin: zero, subnormal, normal, infinity, NaN, both signs
+  // every half class in d: zero, subnormal, normal, infinity, NaN, both signs
   const special = [0x0000, 0x8000, 0x0001, 0x83ff, 0x0400, 0x3c00, 0xfbff, 0x7c00, 0xfc00, 0x7e01, 0xfd55, 0x0200];
   const dv = new DataView(stored.buffer);
   special.forEach((h, i) => { dv.setUint16(i * Q6K_BYTES + 208, h, true); });
