@@ -250,7 +250,7 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
 function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
   const xs = xd + (<usize>K << 2);
   const rb = <usize>K << 1, wpr = subMapWords(K);
-  const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  const e16 = <usize>(K & ~15) << 1;
   let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
   for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
@@ -275,15 +275,7 @@ function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i
       a3 = fmadd(halfPairExact(v1, true), v128.load(xo, 48), a3);
       o = nx + 32;
     }
-    if (e16 < e8) {
-      const v0 = v128.load(p + e16), xo = xd + (e16 << 1);
-      a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
-      a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
-    }
-    let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-    for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), true);
-    const op = out + (<usize>n << 2);
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+    f16RowEnd(out, x, xd, p, K, n, acc, a0, a1, a2, a3);
   }
 }
 
@@ -343,7 +335,7 @@ function gemvF16Pair(out: usize, x: usize, xd: usize, w: usize, K: i32, na: i32,
   f16RowEnd(out, x, xd, pb, K, nb, acc, b0, b1, b2, b3);
 }
 
-/** The end of a row of gemvF16Pair: the last 8 halves, the leftovers, the sum (gemvF16Runs's order). */
+/** The end of a row of gemvF16Runs and gemvF16Pair: the last 8 halves, the leftovers, the sum (gemvF16Runs's order). */
 @inline function f16RowEnd(out: usize, x: usize, xd: usize, p: usize, K: i32, n: i32, acc: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
   const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
   if (e16 < e8) {
