@@ -323,7 +323,7 @@ function gemvF16Pair(out: usize, x: usize, xd: usize, w: usize, K: i32, na: i32,
   // A whole group of each row per step, one pointer per row. V8 keeps two of the 8 accumulators
   // on the stack here (a store and a load each per step); the form with 8 halves per step and the
   // accumulator pairs taking turns had no spill but 12 register moves per 8 halves (the swap of
-  // the pairs), and ran 0.95-0.98x of this (docs/cpu-decode.md, "What bounds f16 decode").
+  // the pairs), and ran 0.95-1.0x of this (docs/cpu-decode.md, "What bounds the two-row f16 step").
   for (let pw = pa, qw = pb, px = xs; pw < pe; pw += 32, qw += 32, px += 64) {
     const v = v128.load(pw), u = v128.load(qw);
     const x0 = v128.load(px), x1 = v128.load(px, 16);
