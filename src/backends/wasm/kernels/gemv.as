@@ -250,7 +250,7 @@ export function f16SubnormalMap(w: usize, N: i32, K: i32, map: usize): void {
 function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
   const xs = xd + (<usize>K << 2);
   const rb = <usize>K << 1, wpr = subMapWords(K);
-  const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
+  const e16 = <usize>(K & ~15) << 1;
   let p = w + <usize>n0 * rb, mp = map + ((<usize>n0 * wpr) << 2);
   for (let n = n0; n < n1; n++, p += rb, mp += wpr << 2) {
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
@@ -275,15 +275,7 @@ function gemvF16Runs(out: usize, x: usize, xd: usize, w: usize, map: usize, K: i
       a3 = fmadd(halfPairExact(v1, true), v128.load(xo, 48), a3);
       o = nx + 32;
     }
-    if (e16 < e8) {
-      const v0 = v128.load(p + e16), xo = xd + (e16 << 1);
-      a0 = fmadd(halfPairExact(v0, false), v128.load(xo), a0);
-      a1 = fmadd(halfPairExact(v0, true), v128.load(xo, 16), a1);
-    }
-    let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
-    for (let k = K & ~7; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * scalarHalf(load<u16>(p + (<usize>k << 1)), true);
-    const op = out + (<usize>n << 2);
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+    f16RowEnd(out, x, xd, p, K, n, acc, a0, a1, a2, a3);
   }
 }
 
@@ -325,25 +317,28 @@ const PAIRS = ASC_FEATURE_RELAXED_SIMD;
 function gemvF16Pair(out: usize, x: usize, xd: usize, w: usize, K: i32, na: i32, nb: i32, acc: i32): void {
   const xs = xd + (<usize>K << 2);
   const rb = <usize>K << 1, e16 = <usize>(K & ~15) << 1;
-  const pa = w + <usize>na * rb, pb = w + <usize>nb * rb, d = pb - pa, pe = pa + e16;
+  const pa = w + <usize>na * rb, pb = w + <usize>nb * rb, pe = pa + e16;
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-  // 8 halves of each row per step, the accumulator pairs taking turns (a0, a1, then a2, a3): a
-  // whole group per step held 8 accumulators, the mask and the step's 8 loads at once (V8 issues
-  // a step's loads before its multiply-adds), past the 15 registers, and spilled accumulators
-  for (let pw = pa, px = xs; pw < pe; pw += 16, px += 32) {
-    const v = v128.load(pw), u = v128.load(pw + d);
+  // A whole group of each row per step, one pointer per row. V8 keeps two of the 8 accumulators
+  // on the stack here (a store and a load each per step); the form with 8 halves per step and the
+  // accumulator pairs taking turns had no spill but 12 register moves per 8 halves (the swap of
+  // the pairs), and ran 0.95-1.0x of this (docs/cpu-decode.md, "What bounds the two-row f16 step").
+  for (let pw = pa, qw = pb, px = xs; pw < pe; pw += 32, qw += 32, px += 64) {
+    const v = v128.load(pw), u = v128.load(qw);
     const x0 = v128.load(px), x1 = v128.load(px, 16);
-    const na0 = fmadd(f16Bits(v, false), x0, a0), na1 = fmadd(f16Bits(v, true), x1, a1);
-    const nb0 = fmadd(f16Bits(u, false), x0, b0), nb1 = fmadd(f16Bits(u, true), x1, b1);
-    a0 = a2; a1 = a3; a2 = na0; a3 = na1;
-    b0 = b2; b1 = b3; b2 = nb0; b3 = nb1;
+    a0 = fmadd(f16Bits(v, false), x0, a0); a1 = fmadd(f16Bits(v, true), x1, a1);
+    b0 = fmadd(f16Bits(u, false), x0, b0); b1 = fmadd(f16Bits(u, true), x1, b1);
+    const v2 = v128.load(pw, 16), u2 = v128.load(qw, 16);
+    const x2 = v128.load(px, 32), x3 = v128.load(px, 48);
+    a2 = fmadd(f16Bits(v2, false), x2, a2); a3 = fmadd(f16Bits(v2, true), x3, a3);
+    b2 = fmadd(f16Bits(u2, false), x2, b2); b3 = fmadd(f16Bits(u2, true), x3, b3);
   }
   f16RowEnd(out, x, xd, pa, K, na, acc, a0, a1, a2, a3);
   f16RowEnd(out, x, xd, pb, K, nb, acc, b0, b1, b2, b3);
 }
 
-/** The end of a row of gemvF16Pair: the last 8 halves, the leftovers, the sum (gemvF16Runs's order). */
+/** The end of a row of gemvF16Runs and gemvF16Pair: the last 8 halves, the leftovers, the sum (gemvF16Runs's order). */
 @inline function f16RowEnd(out: usize, x: usize, xd: usize, p: usize, K: i32, n: i32, acc: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
   const e16 = <usize>(K & ~15) << 1, e8 = <usize>(K & ~7) << 1;
   if (e16 < e8) {
