@@ -25,7 +25,7 @@
 // 256 values instead of 144), from its own copy of the same weights, when its kernels have that
 // layout; GB/s count each side's own bytes (compare the times, a_us and b_us). q8_0 and q4_0: B runs
 // them regrouped as the wasm backend holds them (gguf-repack.ts: Q8_0 as q8's layout on q8's GEMV,
-// Q4_0 with each row's halves after its nibbles), from its own copy of the same bytes, with the
+// Q4_0 with each row's halves before its nibbles), from its own copy of the same bytes, with the
 // halves' fast-widening flag the backend computes; their d's are made positive, as a quantizer's are.
 //
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     }
     // regrouped q8_0 / q4_0: the flag wasm-backend.ts computes (every half a positive normal one)
     const halvesB = (o: number) => dtype === 'q8_0' ? [new Uint16Array(u8.buffer, o + N * K, (N * K) / 32)]
-      : Array.from({ length: N }, (_, r) => new Uint16Array(u8.buffer, o + r * (K / 32) * 18 + K / 2, K / 32));
+      : Array.from({ length: N }, (_, r) => new Uint16Array(u8.buffer, o + r * (K / 32) * 18, K / 32));
     const fastB = regroupB && halvesB(offsB[0][0]).every(halvesPositiveNormal) ? 1 : 0;
     if (regroupB) process.stderr.write(`${dtype}: B regrouped, halves ${fastB ? 'all positive normal (fast widening)' : 'widened exactly'}\n`);
     const call = (k: K_, s: number) => {

@@ -175,8 +175,8 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 // d·(q − 8); Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, q4_1_f32 (10..16) decoded by decode_blocks, and
 // Q4_K as the wasm backend holds it once loaded (17, src/backends/q4k-repack.ts: 152-byte
 // super-blocks [f32 d][f32 dmin][8 scale bytes][8 min bytes][Q4_K's 128 nibble bytes]), and Q4_0
-// as it holds it (20, src/backends/gguf-repack.ts: per row of nb blocks, their 16-byte nibble groups,
-// then their nb f16 d's; 18 bytes a block). Rows are whole blocks (32 values, 256 for the K types).
+// as it holds it (20, src/backends/gguf-repack.ts: per row of nb blocks, their nb f16 d's, then
+// their 16-byte nibble groups; 18 bytes a block). Rows are whole blocks (32 values, 256 for the K types).
 #define KIND_Q8_0 8
 #define KIND_Q4_0 9
 #define KIND_Q4_1 10
@@ -957,8 +957,8 @@ static inline uint32_t u32_at(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); 
 // d·(q − 8), the products Q4_0's stored blocks give.
 static void widen_q4_0r(float *d, const uint8_t *row, int64_t nb, int64_t b0, int64_t nblk) {
   for (int64_t i = 0; i < nblk; i++) {
-    const uint8_t *q = row + 16 * (b0 + i);
-    const float sc = half_at(row + 16 * nb + 2 * (b0 + i));
+    const uint8_t *q = row + 2 * nb + 16 * (b0 + i);
+    const float sc = half_at(row + 2 * (b0 + i));
     for (int j = 0; j < 16; j++) { d[32 * i + j] = (float)((q[j] & 15) - 8) * sc; d[32 * i + j + 16] = (float)((q[j] >> 4) - 8) * sc; }
   }
 }

@@ -5,7 +5,8 @@
 //   Q8_0 → q8's layout, for the whole weight of nb blocks (34 bytes each as stored):
 //     levels[32·nb] (int8, the blocks in order) | d[nb] (f16 bits)
 //   Q4_0 → per row of nb blocks (18 bytes each as stored):
-//     nibbles[16·nb] (each block's 16 bytes, unchanged) | d[nb] (f16 bits)
+//     d[nb] (f16 bits) | nibbles[16·nb] (each block's 16 bytes, unchanged)
+//   (the halves first, so a GEMV reads each row front to back)
 //
 // Stored, each block's half sits before its integers, so the GEMVs gathered four d's with four
 // scalar loads and converted them exactly; regrouped, four d's are one 8-byte load, and a repacked
@@ -53,9 +54,9 @@ export function repackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: n
   for (let r = 0; r < rows; r++) {
     const o = r * rb;
     for (let b = 0; b < nb; b++) {
-      dst.set(s.subarray(o + b * 18 + 2, o + b * 18 + 18), o + b * 16);
-      dst[o + 16 * nb + 2 * b] = s[o + b * 18];
-      dst[o + 16 * nb + 2 * b + 1] = s[o + b * 18 + 1];
+      dst.set(s.subarray(o + b * 18 + 2, o + b * 18 + 18), o + 2 * nb + b * 16);
+      dst[o + 2 * b] = s[o + b * 18];
+      dst[o + 2 * b + 1] = s[o + b * 18 + 1];
     }
   }
 }
@@ -68,9 +69,9 @@ export function unpackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: n
   for (let r = 0; r < rows; r++) {
     const o = r * rb;
     for (let b = 0; b < nb; b++) {
-      dst[o + b * 18] = s[o + 16 * nb + 2 * b];
-      dst[o + b * 18 + 1] = s[o + 16 * nb + 2 * b + 1];
-      dst.set(s.subarray(o + b * 16, o + b * 16 + 16), o + b * 18 + 2);
+      dst[o + b * 18] = s[o + 2 * b];
+      dst[o + b * 18 + 1] = s[o + 2 * b + 1];
+      dst.set(s.subarray(o + 2 * nb + b * 16, o + 2 * nb + b * 16 + 16), o + b * 18 + 2);
     }
   }
 }

@@ -542,7 +542,7 @@ export class WasmBackend implements Backend {
 
   /**
    * Q8_0 and Q4_0 run regrouped (gguf-repack.ts): Q8_0 as q8's layout, on q8's kernels, Q4_0 with
-   * each row's halves after its nibbles. The same bytes, so storage from allocWeight is regrouped in
+   * each row's halves before its nibbles. The same bytes, so storage from allocWeight is regrouped in
    * place and the weight's data then says so (layout 'q8_0_r' / 'q4_0_r'; hosts decode it,
    * weight-format.ts); a weight stored elsewhere keeps its bytes and the backend regroups its copy.
    * False (nothing done): a Q8_0 weight with an infinite or NaN d, which stays as stored.
@@ -588,8 +588,8 @@ export class WasmBackend implements Backend {
       w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: q8FastScales(halves(off + n), levels, nb) ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
     } else {
       let fast = true;
-      const rb = (w.cols / QBLOCK) * Q4_0_BYTES, rh = w.cols / 2;
-      for (let r = 0; r < w.rows && fast; r++) fast = halvesPositiveNormal(new Uint16Array(shard.arena.buffer(), off + r * rb + rh, w.cols / QBLOCK));
+      const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
+      for (let r = 0; r < w.rows && fast; r++) fast = halvesPositiveNormal(new Uint16Array(shard.arena.buffer(), off + r * rb, w.cols / QBLOCK));
       w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: fast ? 1 : 0, copies } satisfies WasmPacked;
     }
     return true;

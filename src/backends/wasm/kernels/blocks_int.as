@@ -393,8 +393,8 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
 }
 
 /**
- * Q4_0 as the backend regroups it at load (blocks.as BQ4_0R: per row the blocks' 16 nibble bytes,
- * then their halves), one row of x, in gemvQ4's shape: four blocks' integer dots of the stored
+ * Q4_0 as the backend regroups it at load (blocks.as BQ4_0R: per row the blocks' halves, then their
+ * 16 nibble bytes each), one row of x, in gemvQ4's shape: four blocks' integer dots of the stored
  * nibbles 0..15 gathered into one vector (q4Part, q4Sums4), their four 8·Σq_x (corr, f32) taken off
  * (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves widen with
  * one load, by the integer add when `fast` (every d of the weight a positive normal half, as q8's
@@ -406,7 +406,7 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
   for (let n = n0; n < n1; n++, row += rb) {
     let f = f32x4.splat(0);
     let tt: f32 = 0;
-    let p = row, hp = row + (<usize>nb << 4), x16 = q16, x8 = q8, dp = qd, cp = corr;
+    let hp = row, p = row + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
       const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);

@@ -34,13 +34,13 @@ export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype ==
 /** Q4_0 (rq: regrouped, blocks.as BQ4_0R) row `row`: the address of block b's 16 nibble bytes. */
 @inline function q40Nibs(data: usize, K: i32, row: i32, b: i32, rq: bool): usize {
   const nb = <usize>(K >> 5);
-  return rq ? data + <usize>row * nb * 18 + (<usize>b << 4) : data + (<usize>row * nb + <usize>b) * 18 + 2;
+  return rq ? data + <usize>row * nb * 18 + (nb << 1) + (<usize>b << 4) : data + (<usize>row * nb + <usize>b) * 18 + 2;
 }
 
 /** Q4_0 (rq: regrouped) row `row`: the address of block b's half d. */
 @inline function q40Half(data: usize, K: i32, row: i32, b: i32, rq: bool): usize {
   const nb = <usize>(K >> 5);
-  return rq ? data + <usize>row * nb * 18 + (nb << 4) + (<usize>b << 1) : data + (<usize>row * nb + <usize>b) * 18;
+  return rq ? data + <usize>row * nb * 18 + (<usize>b << 1) : data + (<usize>row * nb + <usize>b) * 18;
 }
 
 /** Q4_0 (rq: regrouped) row n + r, elements k..k+7 (within one block) as the signed levels q − 8 in i16x8 (zeros past nr). */
