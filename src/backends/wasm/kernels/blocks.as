@@ -32,8 +32,8 @@ export const BQ4_KR: i32 = 17;
 // only the exact GEMV below reads it under this code, with the d's at `scales`. Q4_0 (BQ4_0R)
 // keeps 18 bytes per block and row, regrouped within each row: the f16 d's of its blocks, then
 // their 16 nibble bytes each, so four d's widen with one load and a row is still read front to
-// back (with the d's after the nibbles, the GEMV read each row's tail before its body: 0.8-0.9x
-// the stored layout from DRAM, 1.1-1.3x in L3).
+// back (with the d's after the nibbles, the GEMV read each row's tail before its body: 0.8x the
+// stored layout from DRAM, where halves first gives 1.4x; docs/cpu-decode.md).
 export const BQ8_0R: i32 = 19;
 export const BQ4_0R: i32 = 20;
 
