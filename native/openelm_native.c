@@ -175,7 +175,7 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 // d·(q − 8); Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, q4_1_f32 (10..16) decoded by decode_blocks, and
 // Q4_K as the wasm backend holds it once loaded (17, src/backends/q4k-repack.ts: 152-byte
 // super-blocks [f32 d][f32 dmin][8 scale bytes][8 min bytes][Q4_K's 128 nibble bytes]), and Q4_0
-// as it holds it (20, src/backends/gguf-repack.ts: per row of nb blocks, their nb f16 d's, then
+// as it holds it (19, src/backends/gguf-repack.ts: per row of nb blocks, their nb f16 d's, then
 // their 16-byte nibble groups; 18 bytes a block). Rows are whole blocks (32 values, 256 for the K types).
 #define KIND_Q8_0 8
 #define KIND_Q4_0 9
@@ -187,7 +187,7 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 #define KIND_Q6_K 15
 #define KIND_Q4_1F 16
 #define KIND_Q4_KR 17
-#define KIND_Q4_0R 20
+#define KIND_Q4_0R 19
 static inline int is_block_kind(int kind) { return (kind >= KIND_Q8_0 && kind <= KIND_Q4_KR) || kind == KIND_Q4_0R; }
 static inline int64_t block_elems(int kind) { return (kind >= KIND_Q4_K && kind <= KIND_Q6_K) || kind == KIND_Q4_KR ? 256 : 32; }
 static inline int64_t block_bytes(int kind) {

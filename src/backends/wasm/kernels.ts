@@ -85,7 +85,7 @@ export const DTYPE_CODE = {
   q4_k_r: 17,
   // q8_0 and q4_0 as the wasm backend regroups them at load (gguf-repack.ts): q8_0_r runs on q8's
   // kernels (code 3) but for its exact GEMV
-  q8_0_r: 19, q4_0_r: 20,
+  q8_0_r: 18, q4_0_r: 19,
 } as const;
 /** Codes from here on are block dtypes (weights run as stored, f32 activations). */
 export const BLOCK_CODE_MIN = 8;

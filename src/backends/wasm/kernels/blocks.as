@@ -34,8 +34,8 @@ export const BQ4_KR: i32 = 17;
 // their 16 nibble bytes each, so four d's widen with one load and a row is still read front to
 // back (with the d's after the nibbles, the GEMV read each row's tail before its body: 0.8x the
 // stored layout from DRAM, where halves first gives 1.4x; docs/cpu-decode.md).
-export const BQ8_0R: i32 = 19;
-export const BQ4_0R: i32 = 20;
+export const BQ8_0R: i32 = 18;
+export const BQ4_0R: i32 = 19;
 
 /** The first block dtype code: codes below it are f32, bf16, f16, q8 and q4. */
 export const BLOCK_MIN: i32 = 8;
