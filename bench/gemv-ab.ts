@@ -21,8 +21,8 @@
 // Q8_0/Q4_0/Q4_K/Q6_K run with int8 activations, the backend's default, where a build has that kernel (a
 // revision before it runs them exact); --exact-blocks runs both builds on the exact f32 path.
 //
-// q4_k: B (the working tree) runs it repacked as the wasm backend holds it (q4k-repack.ts, 152 bytes per
-// 256 values instead of 144), from its own copy of the same weights, when its kernels have that
+// q4_k, q6_k: B (the working tree) runs them repacked as the wasm backend holds them (q4k-repack.ts, 152 bytes per
+// 256 values instead of 144; q6k-repack.ts, 212 instead of 210), from its own copy of the same weights, when its kernels have that
 // layout; GB/s count each side's own bytes (compare the times, a_us and b_us). q8_0 and q4_0: B runs
 // them regrouped as the wasm backend holds them (gguf-repack.ts: Q8_0 as q8's layout on q8's GEMV,
 // Q4_0 with each row's halves before its nibbles), from its own copy of the same bytes, with the
@@ -43,6 +43,7 @@ import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 import { randomBlocks } from '../test/helpers/blocks.js';
 import { Q4KR_BYTES, repackQ4K } from '../src/backends/q4k-repack.js';
 import { halvesPositiveNormal, repackQ4_0, repackQ8_0 } from '../src/backends/gguf-repack.js';
+import { Q6KR_BYTES, repackQ6K } from '../src/backends/q6k-repack.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
   const [modA, modB] = await Promise.all([compileKernels(kernelSourcesAt(root, args.rev!), relaxed), compileKernels(kernelSourcesAt(root, null), relaxed)]);
   const dtypes = args.dtypes!.split(',');
   const maxSet = Math.max(...dtypes.map((d) => partBytes(d).reduce((a, b) => a + b + 64, 0)));
-  const base = 65536, fixed = 64 << 20, pool = 2.1 * (Number(args.mb) * 1e6 + 2 * maxSet);   // q4_k: B has a repacked copy (152/144 of the size) after A's sets
+  const base = 65536, fixed = 64 << 20, pool = 2.1 * (Number(args.mb) * 1e6 + 2 * maxSet);   // q4_k, q6_k: B has a repacked copy (152/144, 212/210 of the size) after A's sets
   const memory = new Wasm!.Memory({ initial: Math.ceil((base + fixed + pool) / 65536), maximum: 65536, shared: true });
   const inst = [modA, modB].map((m) => new Wasm!.Instance(m, { env: { memory } }).exports as unknown as K_);
   const buf = memory.buffer as unknown as ArrayBuffer;
@@ -139,12 +140,12 @@ async function main(): Promise<void> {
       let o = base + fixed + s * stride;
       offs.push(parts.map((b) => { const r = o; o += b + 64; return r; }));
     }
-    // B's repacked q4_k (regrouped q8_0, q4_0) sets, after A's
+    // B's repacked q4_k / q6_k (regrouped q8_0, q4_0) sets, after A's
     const codes = DTYPE_CODE as Record<string, number>;
     const regroupB = (dtype === 'q8_0' && 'q8_0_r' in codes) || (dtype === 'q4_0' && 'q4_0_r' in codes);
-    const repackB = (dtype === 'q4_k' && 'q4_k_r' in codes) || regroupB;
-    const bBytes = !repackB ? 0 : regroupB ? parts[0] : (N * K / 256) * Q4KR_BYTES, bStride = bBytes + 64;
-    const bCode = dtype === 'q8_0' ? codes.q8 : dtype === 'q4_0' ? codes.q4_0_r : codes.q4_k_r;
+    const bCode = dtype === 'q4_k' ? codes.q4_k_r : dtype === 'q6_k' ? codes.q6_k_r : !regroupB ? undefined : dtype === 'q8_0' ? codes.q8 : codes.q4_0_r;
+    const repackB = bCode !== undefined;
+    const bBytes = !repackB ? 0 : regroupB ? parts[0] : (N * K / 256) * (dtype === 'q4_k' ? Q4KR_BYTES : Q6KR_BYTES), bStride = bBytes + 64;
     const offsB = repackB ? Array.from({ length: sets }, (_, s) => [base + fixed + sets * stride + s * bStride]) : offs;
     // one set of random weights, copied to the others: distinct addresses are what keeps them out of the caches
     fillWeight(u8, offs[0], dtype, rng);
@@ -156,7 +157,7 @@ async function main(): Promise<void> {
       const src = u8.subarray(offs[0][0], offs[0][0] + parts[0]), dst = u8.subarray(offsB[0][0], offsB[0][0] + bBytes);
       if (dtype === 'q8_0') repackQ8_0(src, dst, (N * K) / 32);
       else if (dtype === 'q4_0') repackQ4_0(src, dst, N, K / 32);
-      else repackQ4K(src, dst, (N * K) / 256);
+      else (dtype === 'q4_k' ? repackQ4K : repackQ6K)(src, dst, (N * K) / 256);
       for (let s = 1; s < sets; s++) u8.copyWithin(offsB[s][0], offsB[0][0], offsB[0][0] + bBytes);
     }
     // regrouped q8_0 / q4_0: the flag wasm-backend.ts computes (every half a positive normal one)
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = k === inst[1] ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
       if (regroupB && k === inst[1]) {
-        ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = dtype === 'q8_0' ? d + N * K : 0; ai[4] = fastB; ai[5] = bCode; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+        ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = dtype === 'q8_0' ? d + N * K : 0; ai[4] = fastB; ai[5] = bCode!; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
         ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
         // (--exact-blocks: q8_0 regrouped runs its exact walker under its own code)
         if (args['exact-blocks'] && dtype === 'q8_0') ai[5] = codes.q8_0_r;

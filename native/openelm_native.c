@@ -187,13 +187,18 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 #define KIND_Q6_K 15
 #define KIND_Q4_1F 16
 #define KIND_Q4_KR 17
+// Q6_K as the wasm backend holds it once loaded (20, src/backends/q6k-repack.ts: 212-byte
+// super-blocks, per group of 64 values three 16-byte vectors whose low 6 bits are levels L0..L2 and
+// whose top 2 bits make L3, byte 4m + r of L_j being value 16m + 4j + r; then the 16 int8 scales
+// and f32 d).
+#define KIND_Q6_KR 20
 #define KIND_Q4_0R 19
-static inline int is_block_kind(int kind) { return (kind >= KIND_Q8_0 && kind <= KIND_Q4_KR) || kind == KIND_Q4_0R; }
-static inline int64_t block_elems(int kind) { return (kind >= KIND_Q4_K && kind <= KIND_Q6_K) || kind == KIND_Q4_KR ? 256 : 32; }
+static inline int is_block_kind(int kind) { return (kind >= KIND_Q8_0 && kind <= KIND_Q4_KR) || kind == KIND_Q6_KR || kind == KIND_Q4_0R; }
+static inline int64_t block_elems(int kind) { return (kind >= KIND_Q4_K && kind <= KIND_Q6_K) || kind == KIND_Q4_KR || kind == KIND_Q6_KR ? 256 : 32; }
 static inline int64_t block_bytes(int kind) {
   if (kind == KIND_Q4_0R) return 18;
   static const int64_t b[] = { 34, 18, 20, 22, 24, 144, 176, 210, 24, 152 };
-  return b[kind - KIND_Q8_0];
+  return kind == KIND_Q6_KR ? 212 : b[kind - KIND_Q8_0];
 }
 // Bytes of stored weight data for elements [0, k) of a row (k a multiple of the block for block kinds), and for a whole row.
 static inline int64_t kind_bytes(int kind, int64_t k) {
@@ -894,7 +899,7 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_get_boolean(env, true, &v));   // q8 scales as f16 bits (a Uint16Array), weight-format.ts
   CHECK(napi_set_named_property(env, out, "q8Half", v));
   // block weights as files store them that linear() takes (their kernels/blocks.as codes)
-  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F, KIND_Q4_KR, KIND_Q4_0R };
+  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F, KIND_Q4_KR, KIND_Q6_KR, KIND_Q4_0R };
   CHECK(napi_create_array_with_length(env, sizeof block_kinds / sizeof *block_kinds, &v));
   for (size_t i = 0; i < sizeof block_kinds / sizeof *block_kinds; i++) {
     napi_value k;
@@ -968,7 +973,7 @@ static inline int k_scale(const uint8_t *s, int j, int m) {
   return m ? (s[j + 4] >> 4) | ((s[j] >> 6) << 4) : (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
 }
 
-// nblk blocks of kinds 10..17 at src decoded into d: every value the one src/core/ggml-quants.ts
+// nblk blocks of kinds 10..17 and 20 at src decoded into d: every value the one src/core/ggml-quants.ts
 // gives (gguf-py's dequantizer), the same float products and sums, each rounded on its own. This
 // target has no FMA, so the compiler cannot fuse a product with the add after it; it may vectorize.
 __attribute__((target("avx2,f16c"), noinline))
@@ -1009,6 +1014,16 @@ static void decode_blocks(float *d, int kind, const uint8_t *src, int64_t nblk) 
           d[64 * c + l] = d0 * (float)lo - m0;
           d[64 * c + 32 + l] = d1 * (float)hi - m1;
         }
+      }
+      d += 256;
+    } else if (kind == KIND_Q6_KR) {   // Q6_K repacked: the same values as the stored block
+      float dd;
+      memcpy(&dd, src + 208, 4);
+      for (int i = 0; i < 256; i++) {
+        const uint8_t *g = src + 48 * (i >> 6) + 4 * ((i >> 4) & 3) + (i & 3);
+        const int j = (i >> 2) & 3;
+        const int q = (j < 3 ? g[16 * j] & 63 : (g[0] >> 6) | ((g[16] >> 6) << 2) | ((g[32] >> 6) << 4)) - 32;
+        d[i] = (dd * (float)(int8_t)src[192 + (i >> 4)]) * (float)q;
       }
       d += 256;
     } else {   // Q6_K: ql[128], qh[64], int8 scales[16], f16 d

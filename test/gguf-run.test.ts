@@ -124,12 +124,14 @@ for (const bc of BACKEND_CASES) {
               expectStored(src, p + 'ffn.proj_2.weight', L.proj2);
             });
             // held as the file holds them: the weights take exactly the file's tensor bytes, but
-            // that the wasm backend holds Q4_K repacked in place, 8 bytes more per super-block of 256
-            // (q4k-repack.ts)
-            const all = [w.embed, ...w.layers.flatMap((L) => [L.qkv, L.out, L.proj1, L.proj2])].flatMap((x) => x.parts ?? [x]);
-            const q4k = [...new Set(all)].filter((x) => x.dtype === 'q4_k');
-            if (be instanceof WasmBackend) for (const x of q4k) assert.equal(x.layout, 'q4_k_r', file);
-            const extra = q4k.filter((x) => x.layout === 'q4_k_r').reduce((n, x) => n + ((x.rows * x.cols) / 256) * 8, 0);
+            // that the wasm backend holds Q4_K and Q6_K repacked in place, 8 and 2 bytes more per
+            // super-block of 256 (q4k-repack.ts, q6k-repack.ts)
+            const all = [...new Set([w.embed, ...w.layers.flatMap((L) => [L.qkv, L.out, L.proj1, L.proj2])].flatMap((x) => x.parts ?? [x]))];
+            const extra = [['q4_k', 8], ['q6_k', 2]].reduce((n, [dtype, more]) => {
+              const held = all.filter((x) => x.dtype === dtype);
+              if (be instanceof WasmBackend) for (const x of held) assert.equal(x.layout, `${dtype}_r`, file);
+              return n + held.filter((x) => x.layout === `${dtype}_r`).reduce((m, x) => m + ((x.rows * x.cols) / 256) * (more as number), 0);
+            }, 0);
             assert.equal(weightsBytes(w), src.weightBytes() + extra, file);
             const windows = windowsOf(src);
             const ref = await referenceNll(file);

@@ -108,6 +108,7 @@ test('native linear takes block weights as stored: widened exactly, like the ref
   for (const d of BLOCK_DTYPES) assert.ok(be.native!.blocks?.has(DTYPE_CODE[d]), `the addon takes ${d} (features().blockKinds): rebuild it`);
   // the WASM backend holds Q4_K repacked (q4k-repack.ts), in place unless the weight lives elsewhere
   assert.ok(be.native!.blocks?.has(DTYPE_CODE.q4_k_r), 'the addon takes repacked Q4_K (features().blockKinds): rebuild it');
+  assert.ok(be.native!.blocks?.has(DTYPE_CODE.q6_k_r), 'the addon takes repacked Q6_K (features().blockKinds): rebuild it');
   const wasm = await createWasm({ threads: 2 });
   backends.push(wasm);
   wasm.blockInt8 = false;   // the exact f32 GEMM on the decoded values
@@ -151,10 +152,10 @@ test('native linear takes block weights as stored: widened exactly, like the ref
           }
         }
         blas.useWideKernel(true);
-        if (dtype === 'q4_k') {
+        if (dtype === 'q4_k' || dtype === 'q6_k') {
           // held repacked in place, the addon reads the repacked bytes; a weight stored outside the
           // backend keeps the file's bytes, which the addon reads as stored
-          assert.equal(w.layout, 'q4_k_r');
+          assert.equal(w.layout, `${dtype}_r`);
           const outside: Weight = { dtype, rows: N, cols: K, data: data.slice() };
           be.prepareWeight(outside);
           assert.equal(outside.layout, undefined);
@@ -162,8 +163,8 @@ test('native linear takes block weights as stored: widened exactly, like the ref
           const before = calls;
           be.linear(got, x, outside, M);
           be.linear(viaHeld, x, w, M);
-          assert.equal(calls, before + 2, 'q4_k stored outside: through the addon');
-          assert.deepEqual(got, viaHeld, 'q4_k: the stored and the repacked bytes give the same products');
+          assert.equal(calls, before + 2, `${dtype} stored outside: through the addon`);
+          assert.deepEqual(got, viaHeld, `${dtype}: the stored and the repacked bytes give the same products`);
           be.freeWeight(outside);
         }
         be.freeWeight(w); wasm.freeWeight(ww);

@@ -26,6 +26,7 @@ import { GGMLType, dequantize } from '../core/ggml-quants.js';
 import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from './backend.js';
 import { Q4K_BYTES, Q4KR_BYTES, unpackQ4K } from './q4k-repack.js';
 import { Q4_0_BYTES, Q8_0_BYTES, unpackQ4_0 } from './gguf-repack.js';
+import { Q6K_BYTES, Q6KR_BYTES, unpackQ6K } from './q6k-repack.js';
 
 export const QBLOCK = 32;
 
@@ -325,6 +326,13 @@ export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
     blockRowToF32('q4_k', row, 0, K, dst);
     return;
   }
+  if (w.layout === 'q6_k_r') {
+    // the same for Q6_K repacked (q6k-repack.ts)
+    const nsb = K / 256, row = new Uint8Array(nsb * Q6K_BYTES), d = w.data as Uint8Array;
+    unpackQ6K(d.subarray(r * nsb * Q6KR_BYTES, (r + 1) * nsb * Q6KR_BYTES), row, nsb);
+    blockRowToF32('q6_k', row, 0, K, dst);
+    return;
+  }
   if (w.layout === 'q8_0_r' || w.layout === 'q4_0_r') {
     // one row's blocks back into the stored layout (gguf-repack.ts), decoded as stored
     const nb = K / QBLOCK, d = w.data as Uint8Array, row = new Uint8Array(nb * (w.layout === 'q8_0_r' ? Q8_0_BYTES : Q4_0_BYTES));
@@ -385,6 +393,7 @@ export function blockRowToF32(dtype: BlockDType, data: Uint8Array, r: number, co
 export function weightStorageBytes(w: Weight): number {
   if (w.dtype === 'rows') return w.parts!.reduce((n, p) => n + weightStorageBytes(p), 0);
   if (w.layout === 'q4_k_r') return (w.rows * w.cols / 256) * Q4KR_BYTES;
+  if (w.layout === 'q6_k_r') return (w.rows * w.cols / 256) * Q6KR_BYTES;
   return weightBytes(w.dtype, w.rows * w.cols, w.cols);
 }
 

@@ -26,6 +26,8 @@ export interface KernelExports {
   f16SubnormalMap(w: number, N: number, K: number, map: number): void;
   /** Repack n Q4_K super-blocks at p into the backend's layout in place (blocks.as BQ4_KR; room for 8 bytes more each after them). */
   repackQ4KInPlace(p: number, n: number): void;
+  /** Repack n Q6_K super-blocks at p into the backend's layout in place (blocks.as BQ6_KR; room for 2 bytes more each after them). */
+  repackQ6KInPlace(p: number, n: number): void;
   /** Regroup nb Q8_0 blocks at p into q8's layout in place (blocks.as BQ8_0R; tmp: 2·nb bytes of scratch). */
   repackQ8_0InPlace(p: number, nb: number, tmp: number): void;
   /** Regroup `rows` rows of nb Q4_0 blocks at p in place (blocks.as BQ4_0R; tmp: 2·nb bytes of scratch). */
@@ -83,6 +85,8 @@ export const DTYPE_CODE = {
   q8_0: 8, q4_0: 9, q4_1: 10, q5_0: 11, q5_1: 12, q4_k: 13, q5_k: 14, q6_k: 15, q4_1_f32: 16,
   // q4_k as the wasm backend repacks it at load (q4k-repack.ts; not a weight dtype of its own)
   q4_k_r: 17,
+  // q6_k as the wasm backend repacks it at load (q6k-repack.ts; not a weight dtype of its own)
+  q6_k_r: 20,
   // q8_0 and q4_0 as the wasm backend regroups them at load (gguf-repack.ts): q8_0_r runs on q8's
   // kernels (code 3) but for its exact GEMV
   q8_0_r: 18, q4_0_r: 19,

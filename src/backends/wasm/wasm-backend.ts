@@ -12,6 +12,7 @@ import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeT
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
 import { Q4_0_BYTES, halvesPositiveNormal, q8_0Regroupable, repackQ4_0, repackQ8_0 } from '../gguf-repack.js';
+import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
 import { checkDropout, checkPositions } from '../js/js-backend.js';
@@ -75,7 +76,7 @@ interface WasmPacked {
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
 /** Block dtypes whose GEMV has an int8-activation kernel (kernels/blocks_int.as). */
-const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_0_r, DTYPE_CODE.q4_k, DTYPE_CODE.q4_k_r, DTYPE_CODE.q6_k]);
+const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_0_r, DTYPE_CODE.q4_k, DTYPE_CODE.q4_k_r, DTYPE_CODE.q6_k, DTYPE_CODE.q6_k_r]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
 /**
@@ -149,7 +150,7 @@ export class WasmBackend implements Backend {
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
-  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[]; q4kRoom?: boolean }>();
+  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[]; q4kRoom?: boolean; q6kRoom?: boolean }>();
   private readonly train: WasmTrainOps;
   /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
   private decoded: Float32Array | null = null;
@@ -344,7 +345,9 @@ export class WasmBackend implements Backend {
     const what = `a ${rows}×${cols} ${dtype} weight`;
     // q4_k: room after the stored blocks for prepareWeight to repack them in place (+8 bytes a super-block)
     const q4kRoom = dtype === 'q4_k';
-    const room = (bytes: number) => q4kRoom ? (bytes / Q4K_BYTES) * Q4KR_BYTES : bytes;
+    // q6_k: likewise (+2 bytes a super-block)
+    const q6kRoom = dtype === 'q6_k';
+    const room = (bytes: number) => q4kRoom ? (bytes / Q4K_BYTES) * Q4KR_BYTES : q6kRoom ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
     const shard = this.place(room(weightBytes(dtype, rows * cols, cols)) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
@@ -352,7 +355,7 @@ export class WasmBackend implements Backend {
       offs.push(byteOffset);
       return { buffer: shard.arena.buffer(), byteOffset };
     });
-    this.owned.set(w, { shard, offs, q4kRoom });
+    this.owned.set(w, { shard, offs, q4kRoom, q6kRoom });
     return w;
   }
 
@@ -457,6 +460,7 @@ export class WasmBackend implements Backend {
     const old = w.packed as WasmPacked | undefined;
     if (old && old.owner === this) for (const o of old.copies) old.shard.arena.freeBytes(o);
     if (w.dtype === 'q4_k') { this.prepareQ4K(w); return; }
+    if (w.dtype === 'q6_k') { this.prepareQ6K(w); return; }
     if ((w.dtype === 'q8_0' || w.dtype === 'q4_0') && this.prepareRegrouped(w)) return;
     const n = w.rows * w.cols;
     const code = w.dtype === 'rows' ? undefined : DTYPE_CODE[w.dtype];
@@ -538,6 +542,35 @@ export class WasmBackend implements Backend {
       copies.push(off);
     }
     w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_k_r, data: off, scales: 0, mins: 0, copies } satisfies WasmPacked;
+  }
+
+  /**
+   * Q6_K runs repacked as well (q6k-repack.ts: each group of 64 levels in three vectors, d as f32),
+   * held once as Q4_K is (prepareQ4K): storage from allocWeight is repacked in place into the room
+   * it left (layout 'q6_k_r'), a weight stored elsewhere keeps its bytes and the copy is repacked.
+   */
+  private prepareQ6K(w: Weight): void {
+    const blocks = blockRowBytes('q6_k', w.cols) / Q6K_BYTES * w.rows, bytes = blocks * Q6KR_BYTES;
+    const what = `a ${w.rows}×${w.cols} q6_k weight`;
+    const need = w.layout === 'q6_k_r' ? bytes : blocks * Q6K_BYTES;
+    if (w.data.byteLength < need) throw new OpenELMError('usage', `weight data has ${w.data.byteLength} bytes, ${what} needs ${need}`);
+    const src = new Uint8Array(w.data.buffer, w.data.byteOffset, need);
+    const home = this.shardOf(w.data), o = this.owned.get(w), copies: number[] = [];
+    let shard: Shard, off: number;
+    if (home?.arena.owns(w.data) && (w.layout === 'q6_k_r' || (o?.q6kRoom && o.offs[0] === w.data.byteOffset))) {
+      shard = home; off = w.data.byteOffset;
+      if (w.layout !== 'q6_k_r') {
+        shard.k.repackQ6KInPlace(off, blocks);
+        w.data = shard.arena.u8(off, bytes); w.layout = 'q6_k_r';
+      }
+    } else {
+      shard = this.place(bytes + 64, `a copy of ${what}`);
+      off = shard.arena.allocBytes(bytes, `a copy of ${what}`);
+      shard.arena.u8(off, bytes).set(src);
+      if (w.layout !== 'q6_k_r') shard.k.repackQ6KInPlace(off, blocks);
+      copies.push(off);
+    }
+    w.packed = { owner: this, shard, dtype: DTYPE_CODE.q6_k_r, data: off, scales: 0, mins: 0, copies } satisfies WasmPacked;
   }
 
   /**
@@ -666,9 +699,10 @@ export class WasmBackend implements Backend {
     }
     // the addon reads w.data, which holds Q4_K repacked only when the backend repacked it in place
     // (a weight stored elsewhere keeps the file's bytes, and the backend its own repacked copy)
-    // (likewise Q8_0 and Q4_0 regrouped; Q8_0 regrouped is q8's layout, which the addon reads as q8,
-    // widened as it widens Q8_0 blocks: the same values)
+    // (likewise Q6_K repacked, Q8_0 and Q4_0 regrouped; Q8_0 regrouped is q8's layout, which the addon
+    // reads as q8, widened as it widens Q8_0 blocks: the same values)
     const nd = p.dtype === DTYPE_CODE.q4_k_r && w.layout !== 'q4_k_r' ? DTYPE_CODE.q4_k
+      : p.dtype === DTYPE_CODE.q6_k_r && w.layout !== 'q6_k_r' ? DTYPE_CODE.q6_k
       : p.dtype === DTYPE_CODE.q4_0_r && w.layout !== 'q4_0_r' ? DTYPE_CODE.q4_0
       : p.q80r && w.layout !== 'q8_0_r' ? DTYPE_CODE.q8_0 : p.dtype;
     if (this.native && M >= this.nativeMinRows && (nd < BLOCK_CODE_MIN || this.native.blocks?.has(nd))

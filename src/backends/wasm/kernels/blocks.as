@@ -26,6 +26,12 @@ export const BQ4_1F: i32 = 16;   // q4_1_f32
 // dmin as f32, the eight 6-bit scales and eight mins a byte each, then Q4_K's 128 bytes of nibbles.
 // The same values as the stored block; the int8 GEMV reads them without unpacking.
 export const BQ4_KR: i32 = 17;
+// Q6_K as the wasm backend repacks it at load (q6k-repack.ts), 212 bytes per 256 values: per 64
+// values (a group of four sub-blocks of 16) three vectors A, B, C whose low 6 bits are levels
+// L0, L1, L2 and whose top 2 bits are L3's bits 0-1, 2-3, 4-5; byte 4m + r of L_j is value
+// 16m + 4j + r of the group (so each i32 lane m of L_j holds sub-block m); then Q6_K's 16 int8
+// scales unchanged, then d as f32. The same values as the stored block (q6krLevels, q6krNatural).
+export const BQ6_KR: i32 = 20;
 // Q8_0 and Q4_0 as the wasm backend regroups them at load (gguf-repack.ts), the same bytes in
 // another order. Q8_0 (BQ8_0R) becomes q8's layout: the levels of all rows (K bytes a row), then
 // every block's f16 d; its int8 GEMV, GEMM and embedding are q8's (the backend passes code 3), and
@@ -40,7 +46,7 @@ export const BQ4_0R: i32 = 19;
 /** The first block dtype code: codes below it are f32, bf16, f16, q8 and q4. */
 export const BLOCK_MIN: i32 = 8;
 
-export function blockElems(dtype: i32): i32 { return (dtype >= BQ4_K && dtype <= BQ6_K) || dtype == BQ4_KR ? 256 : 32; }
+export function blockElems(dtype: i32): i32 { return (dtype >= BQ4_K && dtype <= BQ6_K) || dtype == BQ4_KR || dtype == BQ6_KR ? 256 : 32; }
 
 export function blockBytes(dtype: i32): i32 {
   switch (dtype) {
@@ -55,6 +61,7 @@ export function blockBytes(dtype: i32): i32 {
     case BQ4_KR: return 152;
     case BQ8_0R: return 34;
     case BQ4_0R: return 18;
+    case BQ6_KR: return 212;
     default: return 24;   // q4_1_f32
   }
 }
@@ -117,6 +124,85 @@ export function repackQ4_0InPlace(p: usize, rows: i32, nb: i32, tmp: usize): voi
     for (let b = 0; b < nb; b++) store<u16>(tmp + (<usize>b << 1), load<u16>(row + <usize>b * 18));
     for (let b = nb - 1; b >= 0; b--) v128.store(row + hb + (<usize>b << 4), v128.load(row + <usize>b * 18 + 2));
     memory.copy(row, tmp, hb);
+  }
+}
+
+/** Level vector j (0..3) of a BQ6_KR group from its vectors a, b, c: 0..63 per byte. */
+@inline export function q6krLevels(a: v128, b: v128, c: v128, j: i32): v128 {
+  const m = i8x16.splat(63);
+  if (j == 0) return v128.and(a, m);
+  if (j == 1) return v128.and(b, m);
+  if (j == 2) return v128.and(c, m);
+  // 16-bit shifts: the bits a shift brings in from the neighbouring byte fall outside the masks
+  return v128.or(v128.or(v128.and(i16x8.shr_u(a, 6), i8x16.splat(3)), v128.and(i16x8.shr_u(b, 4), i8x16.splat(12))),
+    v128.and(i16x8.shr_u(c, 2), i8x16.splat(48)));
+}
+
+/**
+ * The 4×4 transpose of i32 lanes that turns a group's level vectors L0..L3 into its sub-blocks in
+ * value order (and back): lane j of result m is lane m of L_j. Result m (0..3).
+ */
+@inline export function q6krNatural(l0: v128, l1: v128, l2: v128, l3: v128, m: i32): v128 {
+  // the usual two-step transpose: results 0 and 1 share their first-step shuffles, as do 2 and 3,
+  // so a caller that takes all four leaves 8 shuffles after common subexpressions
+  if (m < 2) {
+    const t0 = v128.shuffle<i32>(l0, l1, 0, 4, 1, 5), t2 = v128.shuffle<i32>(l2, l3, 0, 4, 1, 5);
+    return m == 0 ? v128.shuffle<i32>(t0, t2, 0, 1, 4, 5) : v128.shuffle<i32>(t0, t2, 2, 3, 6, 7);
+  }
+  const t1 = v128.shuffle<i32>(l0, l1, 2, 6, 3, 7), t3 = v128.shuffle<i32>(l2, l3, 2, 6, 3, 7);
+  return m == 2 ? v128.shuffle<i32>(t1, t3, 0, 1, 4, 5) : v128.shuffle<i32>(t1, t3, 2, 3, 6, 7);
+}
+
+/**
+ * Stored Q6_K's sub-block 8h + s of half h (s = 0..7: values 128h + 16s .. + 15) as levels 0..63,
+ * from the half's ql vectors (q0..q3: ql[64h..64h+63]) and qh vectors (g0, g1: qh[32h..32h+31]).
+ */
+@inline function q6kSub(q0: v128, q1: v128, q2: v128, q3: v128, g0: v128, g1: v128, s: i32): v128 {
+  const k = (s >> 1) & 3, i = s & 1;
+  const l = k & 1 ? (i ? q3 : q2) : (i ? q1 : q0), g = i ? g1 : g0;
+  const lo = v128.and(k >> 1 ? i16x8.shr_u(l, 4) : l, i8x16.splat(15));
+  const hi = v128.and(i16x8.shl(i16x8.shr_u(g, 2 * k), 4), i8x16.splat(48));
+  return v128.or(lo, hi);
+}
+
+/** BQ6_KR's vectors A, B, C (c = 0, 1, 2) of a group from its four sub-blocks in value order. */
+@inline function q6krPack(n0: v128, n1: v128, n2: v128, n3: v128, c: i32): v128 {
+  const l3 = q6krNatural(n0, n1, n2, n3, 3), top = i8x16.splat(-64);
+  if (c == 0) return v128.or(q6krNatural(n0, n1, n2, n3, 0), v128.and(i16x8.shl(l3, 6), top));
+  if (c == 1) return v128.or(q6krNatural(n0, n1, n2, n3, 1), v128.and(i16x8.shl(l3, 4), top));
+  return v128.or(q6krNatural(n0, n1, n2, n3, 2), v128.and(i16x8.shl(l3, 2), top));
+}
+
+/** One half of a stored Q6_K super-block (its ql and qh vectors) into its two BQ6_KR groups at o. */
+@inline function q6krHalf(o: usize, q0: v128, q1: v128, q2: v128, q3: v128, g0: v128, g1: v128): void {
+  const a0 = q6kSub(q0, q1, q2, q3, g0, g1, 0), a1 = q6kSub(q0, q1, q2, q3, g0, g1, 1);
+  const a2 = q6kSub(q0, q1, q2, q3, g0, g1, 2), a3 = q6kSub(q0, q1, q2, q3, g0, g1, 3);
+  v128.store(o, q6krPack(a0, a1, a2, a3, 0));
+  v128.store(o, q6krPack(a0, a1, a2, a3, 1), 16);
+  v128.store(o, q6krPack(a0, a1, a2, a3, 2), 32);
+  const b0 = q6kSub(q0, q1, q2, q3, g0, g1, 4), b1 = q6kSub(q0, q1, q2, q3, g0, g1, 5);
+  const b2 = q6kSub(q0, q1, q2, q3, g0, g1, 6), b3 = q6kSub(q0, q1, q2, q3, g0, g1, 7);
+  v128.store(o, q6krPack(b0, b1, b2, b3, 0), 48);
+  v128.store(o, q6krPack(b0, b1, b2, b3, 1), 64);
+  v128.store(o, q6krPack(b0, b1, b2, b3, 2), 80);
+}
+
+/**
+ * Repack nsb Q6_K super-blocks stored at p into BQ6_KR's layout in place (the room for 2 more
+ * bytes each follows them): last to first, each loaded whole before any of it is written (the
+ * destination starts 2b bytes after the source). q6k-repack.ts repackQ6K writes the same bytes.
+ */
+export function repackQ6KInPlace(p: usize, nsb: i32): void {
+  for (let b = nsb - 1; b >= 0; b--) {
+    const s = p + <usize>b * 210, o = p + <usize>b * 212;
+    const q0 = v128.load(s), q1 = v128.load(s, 16), q2 = v128.load(s, 32), q3 = v128.load(s, 48);
+    const q4 = v128.load(s, 64), q5 = v128.load(s, 80), q6 = v128.load(s, 96), q7 = v128.load(s, 112);
+    const g0 = v128.load(s, 128), g1 = v128.load(s, 144), g2 = v128.load(s, 160), g3 = v128.load(s, 176);
+    const sc = v128.load(s, 192), d = f16Bits32(<u32>load<u16>(s, 208));
+    q6krHalf(o, q0, q1, q2, q3, g0, g1);
+    q6krHalf(o + 96, q4, q5, q6, q7, g2, g3);
+    v128.store(o, sc, 192);
+    store<u32>(o, d, 208);
   }
 }
 
@@ -327,6 +413,31 @@ const OPS: i32 = 2;
   return f32x4.add(a0, a1);
 }
 
+/**
+ * Q6_K repacked (BQ6_KR): the same values and products as walkQ6K, in the same order (sub-block
+ * 2t into a0, 2t + 1 into a1), each group's levels put back in value order (q6krNatural).
+ */
+@inline function walkQ6KR(mode: i32, src: usize, nsb: i32, p: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  const e = i8x16.splat(32);
+  for (let b = 0; b < nsb; b++, src += 212, p += 1024) {
+    const d = load<f32>(src, 208);
+    for (let g = 0; g < 4; g++) {
+      const q = src + <usize>(48 * g);
+      const va = v128.load(q), vb = v128.load(q, 16), vc = v128.load(q, 32);
+      const l0 = q6krLevels(va, vb, vc, 0), l1 = q6krLevels(va, vb, vc, 1), l2 = q6krLevels(va, vb, vc, 2), l3 = q6krLevels(va, vb, vc, 3);
+      const sc = src + <usize>(192 + 4 * g), o = p + <usize>(256 * g);
+      const s0 = f32x4.splat(d * <f32>load<i8>(sc)), s1 = f32x4.splat(d * <f32>load<i8>(sc + 1));
+      a0 = add4(mode, a0, emit16(mode, OPM, i8x16.sub(q6krNatural(l0, l1, l2, l3, 0), e), s0, s0, o));
+      a1 = add4(mode, a1, emit16(mode, OPM, i8x16.sub(q6krNatural(l0, l1, l2, l3, 1), e), s1, s1, o + 64));
+      const s2 = f32x4.splat(d * <f32>load<i8>(sc + 2)), s3 = f32x4.splat(d * <f32>load<i8>(sc + 3));
+      a0 = add4(mode, a0, emit16(mode, OPM, i8x16.sub(q6krNatural(l0, l1, l2, l3, 2), e), s2, s2, o + 128));
+      a1 = add4(mode, a1, emit16(mode, OPM, i8x16.sub(q6krNatural(l0, l1, l2, l3, 3), e), s3, s3, o + 192));
+    }
+  }
+  return f32x4.add(a0, a1);
+}
+
 // One small function per dtype and mode (not inlined into each other: V8 compiles a function of
 // one walker far better than one holding all of them, and binaryen takes minutes over the latter).
 function dotQ8_0(src: usize, n: i32, x: usize): v128 { return walk32(DOT, BQ8_0, src, n >> 5, x); }
@@ -339,6 +450,7 @@ function dotQ4_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false
 function dotQ5_K(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, true, src, n >> 8, x); }
 function dotQ6_K(src: usize, n: i32, x: usize): v128 { return walkQ6K(DOT, src, n >> 8, x); }
 function dotQ4_KR(src: usize, n: i32, x: usize): v128 { return walkK45(DOT, false, src, n >> 8, x, true); }
+function dotQ6_KR(src: usize, n: i32, x: usize): v128 { return walkQ6KR(DOT, src, n >> 8, x); }
 function decQ8_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ8_0, src, n >> 5, dst); }
 function decQ4_0(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_0, src, n >> 5, dst); }
 function decQ4_1(src: usize, n: i32, dst: usize): void { walk32(STORE, BQ4_1, src, n >> 5, dst); }
@@ -354,6 +466,7 @@ function dotQ4_0R(src: usize, n: i32, x: usize): v128 { return walkQ4R(DOT, src 
 function dotQ8_0R(lv: usize, sp: usize, n: i32, x: usize): v128 { return walkQ8R(DOT, lv, sp, n >> 5, x); }
 function decQ8_0R(lv: usize, sp: usize, n: i32, dst: usize): void { walkQ8R(STORE, lv, sp, n >> 5, dst); }
 function decQ4_0R(q: usize, dp: usize, n: i32, dst: usize): void { walkQ4R(STORE, q, dp, n >> 5, dst); }
+function decQ6_KR(src: usize, n: i32, dst: usize): void { walkQ6KR(STORE, src, n >> 8, dst); }
 
 /** Σ over n values (whole blocks) at src of decoded w · x, folded into 4 lanes. */
 function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
@@ -363,6 +476,7 @@ function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
     case BQ6_K: return dotQ6_K(src, n, x);
     case BQ4_KR: return dotQ4_KR(src, n, x);
     case BQ4_0R: return dotQ4_0R(src, n, x);
+    case BQ6_KR: return dotQ6_KR(src, n, x);
     case BQ8_0: return dotQ8_0(src, n, x);
     case BQ4_0: return dotQ4_0(src, n, x);
     case BQ4_1: return dotQ4_1(src, n, x);
@@ -379,6 +493,7 @@ export function decodeBlocks(dtype: i32, src: usize, n: i32, dst: usize): void {
     case BQ5_K: decQ5_K(src, n, dst); break;
     case BQ6_K: decQ6_K(src, n, dst); break;
     case BQ4_KR: decQ4_KR(src, n, dst); break;
+    case BQ6_KR: decQ6_KR(src, n, dst); break;
     case BQ8_0: decQ8_0(src, n, dst); break;
     case BQ4_0: decQ4_0(src, n, dst); break;
     case BQ4_1: decQ4_1(src, n, dst); break;

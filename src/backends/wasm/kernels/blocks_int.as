@@ -10,10 +10,10 @@
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
 import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, isum4, lane } from './gemv';
-import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ4_0R } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R, q6krLevels, q6krNatural } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
-export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ4_0R; }
+export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ6_KR || dtype == BQ4_0R; }
 
 /** The four IEEE halves at p, p + s, p + 2s, p + 3s as f32, exactly (no denormal operand). */
 @inline function halves4(p: usize, s: usize): v128 {
@@ -381,6 +381,114 @@ export function gemvQ6_KInt(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 }
 
 /**
+ * x's int8 q in BQ6_KR's order, for its relaxed GEMV (k_prep_x; K bytes at dst): per 64 values,
+ * vector j holds values 16m + 4j + r at byte 4m + r, as the level vector L_j holds the weights
+ * (blocks.as BQ6_KR), so that one relaxed dot meets all four sub-blocks of a group.
+ */
+export function q6KRPermuteX(q8: usize, K: i32, dst: usize): void {
+  for (let o: usize = 0; o < <usize>K; o += 64) {
+    const x0 = v128.load(q8 + o), x1 = v128.load(q8 + o, 16), x2 = v128.load(q8 + o, 32), x3 = v128.load(q8 + o, 48);
+    v128.store(dst + o, q6krNatural(x0, x1, x2, x3, 0));
+    v128.store(dst + o, q6krNatural(x0, x1, x2, x3, 1), 16);
+    v128.store(dst + o, q6krNatural(x0, x1, x2, x3, 2), 32);
+    v128.store(dst + o, q6krNatural(x0, x1, x2, x3, 3), 48);
+  }
+}
+
+/** Where q6KRPermuteX puts x in a prepared row (k_prep_x; relaxed build): q8's x⁺ slot, which Q6_K does not use. */
+@inline export function q6KRXOffset(K: i32): usize { return <usize>K << 2; }
+
+/**
+ * gemvQ6_KInt on Q6_K as the backend repacks it at load (blocks.as BQ6_KR, 212 bytes: the levels
+ * of each group of 64 values in three vectors, the int8 scales, d as f32). Same integers per block
+ * of x, same float operations in the same order, so the same results bit for bit, in both builds.
+ */
+export function gemvQ6_KRInt(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, xr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ6_KRRelaxed(out, xr, qd, corr, w, K, n0, n1, acc); return; }
+  const nsb = K >> 8;
+  let p = w + <usize>n0 * <usize>nsb * 212;
+  for (let n = n0; n < n1; n++) {
+    let f0 = f32x4.splat(0), f1 = f0;
+    let x16 = q16, dp = qd;
+    for (let b = 0; b < nsb; b++, p += 212, x16 += 512, dp += 32) {
+      const d = f32x4.splat(load<f32>(p, 208));
+      let c = f32x4.mul(d, v128.load(dp));
+      const c1 = f32x4.mul(d, v128.load(dp, 16));
+      // a group (two blocks of x) at a time, its levels decoded once; blocks alternate f0, f1 as in gemvQ6_KInt
+      let q = p, sc = p + 192, xo = x16;
+      for (let h = 0; h < 2; h++, q += 96, sc += 8, xo += 256) {
+        for (let j = 0; j < 2; j++) {
+          const g = q + <usize>(48 * j), e = i8x16.splat(32);
+          const va = v128.load(g), vb = v128.load(g, 16), vc = v128.load(g, 32);
+          const l0 = q6krLevels(va, vb, vc, 0), l1 = q6krLevels(va, vb, vc, 1), l2 = q6krLevels(va, vb, vc, 2), l3 = q6krLevels(va, vb, vc, 3);
+          const u0 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 0), e), u1 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 1), e);
+          const u2 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 2), e), u3 = i8x16.sub(q6krNatural(l0, l1, l2, l3, 3), e);
+          const cj = j ? v128.shuffle<f32>(c, c, 2, 3, 2, 3) : c;
+          f0 = fmadd(q6RBlock(u0, u1, xo + <usize>(128 * j), sc + <usize>(4 * j)), lane(cj, 0), f0);
+          f1 = fmadd(q6RBlock(u2, u3, xo + <usize>(128 * j + 64), sc + <usize>(4 * j + 2)), lane(cj, 1), f1);
+        }
+        c = c1;
+      }
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f32x4.add(f0, f1));
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/** q6Block's arithmetic on one block of x from its two sub-blocks' signed levels q0, q1 (value order), scales at sc (SIMD128 build). */
+@inline function q6RBlock(q0: v128, q1: v128, xo: usize, sc: usize): v128 {
+  const is = i32x4.add(i32x4.mul(q6Dot16(q0, xo), i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(q6Dot16(q1, xo + 32), i32x4.splat(<i32>load<i8>(sc + 1))));
+  return f32x4.convert_i32x4_s(is);
+}
+
+/**
+ * gemvQ6_KRelaxed on BQ6_KR, x in its order (q6KRPermuteX at xr). A group's four level vectors
+ * take 11 operations from its three loads (q6krLevels); each meets its x vector in one relaxed dot,
+ * whose i16 lanes 2m, 2m + 1 belong to sub-block m, so one vector of the scales (s_m in lanes 2m,
+ * 2m + 1: one unpack of the widened scales per group) scales all four in the i16 dot, with no
+ * splat per sub-block. Two level vectors' pair sums are added in i16 first (|·| ≤ 4·63·127 <
+ * 2¹⁵). The block sums are then gemvQ6_KRelaxed's integers in the same lanes, and the float
+ * operations the same.
+ */
+@inline function gemvQ6_KRRelaxed(out: usize, xr: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  const nsb = K >> 8;
+  let p = w + <usize>n0 * <usize>nsb * 212;
+  for (let n = n0; n < n1; n++) {
+    let f = f32x4.splat(0);
+    let x8 = xr, cp = corr, dp = qd;
+    for (let b = 0; b < nsb; b++, p += 212, dp += 32) {
+      const d = f32x4.splat(load<f32>(p, 208));
+      let c = f32x4.mul(d, v128.load(dp)), c1 = f32x4.mul(d, v128.load(dp, 16));
+      const sv = v128.load(p, 192);
+      let sh = i16x8.extend_low_i8x16_s(sv), s1 = i16x8.extend_high_i8x16_s(sv), q = p;
+      for (let h = 0; h < 2; h++, q += 96, x8 += 128, cp += 16) {
+        const v0 = q6krGroup(q, x8, v128.shuffle<i16>(sh, sh, 0, 0, 1, 1, 2, 2, 3, 3));
+        const v1 = q6krGroup(q + 48, x8 + 64, v128.shuffle<i16>(sh, sh, 4, 4, 5, 5, 6, 6, 7, 7));
+        // lanes (2i, 2i + 1) of v0 and v1 are the half's blocks 0, 1 and 2, 3
+        const i4 = i32x4.sub(i32x4.add(v128.shuffle<i32>(v0, v1, 0, 2, 4, 6), v128.shuffle<i32>(v0, v1, 1, 3, 5, 7)),
+          i32x4.shl(i32x4.dot_i16x8_s(sh, v128.load(cp)), 5));
+        f = fmadd(f32x4.convert_i32x4_s(i4), c, f);
+        sh = s1; c = c1;
+      }
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/** One BQ6_KR group at q against x (its order) at xo: lane m = s_m·Σ q·q_x over sub-block m (scales s as (s0, s0, s1, s1, …)). */
+@inline function q6krGroup(q: usize, xo: usize, s: v128): v128 {
+  const va = v128.load(q), vb = v128.load(q, 16), vc = v128.load(q, 32);
+  const p0 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo), q6krLevels(va, vb, vc, 0));
+  const p1 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 16), q6krLevels(va, vb, vc, 1));
+  const p2 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 32), q6krLevels(va, vb, vc, 2));
+  const p3 = i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xo, 48), q6krLevels(va, vb, vc, 3));
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.add(p0, p1), s), i32x4.dot_i16x8_s(i16x8.add(p2, p3), s));
+}
+
+/**
  * Q4_0 regrouped's correction (BQ4_0R): 8·Σq_x of each block of x's int8 row at q8, as f32 at dst
  * (K/32 of them; integers below 2¹⁵, exact), taken off four blocks' dots at once.
  */
@@ -461,5 +569,6 @@ export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: u
   else if (dtype == BQ4_KR) gemvQ4_KRInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
   else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
   else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + o8, xp + od, xp + q6KCorrOffset(K), w, K, n0, n1, acc);
+  else if (dtype == BQ6_KR) gemvQ6_KRInt(op, xp, xp + o8, xp + od, xp + q6KCorrOffset(K), xp + q6KRXOffset(K), w, K, n0, n1, acc);
   else gemvQ4_0Int(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc);
 }

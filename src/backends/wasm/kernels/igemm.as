@@ -18,13 +18,13 @@
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
-import { BQ8_0, BQ4_0, BQ4_KR, BQ6_K, BQ4_0R } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R } from './blocks';
 
 /**
  * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
  * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
  */
-export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ4_0R; }
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ6_KR || dtype == BQ4_0R; }
 
 /** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
 @inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
@@ -75,6 +75,26 @@ export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype ==
   return i16x8.mul(i16x8.sub(q, i16x8.splat(32)), i16x8.splat(<i16>load<i8>(src + <usize>(192 + 8 * h + 2 * t + (l >> 4)))));
 }
 
+/**
+ * Q6_K repacked (BQ6_KR, 212-byte super-blocks) row n + r, elements k..k+7 as (q − 32)·sc in
+ * i16x8, as q6k8: they are lanes m (sub-block, bytes 4m..4m+3) of level vectors j and j + 1
+ * (j = 0 or 2) of their group, taken as u32 words (q6krLevels' masks and shifts on 4 bytes).
+ */
+@inline function q6kr8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+  if (r >= nr) return i16x8.splat(0);
+  const src = superAt(data, K, n + r, k, 212), e = k & 255, m = (e >> 4) & 3, j = (e >> 2) & 3;
+  const q = src + <usize>(48 * (e >> 6) + 4 * m);
+  let w0: u32, w1: u32;
+  if (j == 0) { w0 = load<u32>(q) & 0x3f3f3f3f; w1 = load<u32>(q, 16) & 0x3f3f3f3f; }
+  else {
+    const a = load<u32>(q), b = load<u32>(q, 16), c = load<u32>(q, 32);
+    w0 = c & 0x3f3f3f3f;
+    w1 = ((a >> 6) & 0x03030303) | ((b >> 4) & 0x0c0c0c0c) | ((c >> 2) & 0x30303030);
+  }
+  const v = i16x8.extend_low_i8x16_u(i32x4.replace_lane(i32x4.splat(<i32>w0), 1, <i32>w1));
+  return i16x8.mul(i16x8.sub(v, i16x8.splat(32)), i16x8.splat(<i16>load<i8>(src + <usize>(192 + (e >> 4)))));
+}
+
 export const IKC: i32 = 256;   // k per packed chunk (multiple of 32)
 export const INC: i32 = 128;   // output columns per packed block (multiple of 8)
 const IPANEL_BYTES: i32 = INC * IKC * 2;
@@ -99,6 +119,7 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
           store<f32>(o, load<f32>(src) * <f32>load<u8>(src + 8 + j));
           store<f32>(dmn + (<usize>(b * 8 + r) << 2), -(load<f32>(src, 4) * <f32>load<u8>(src + 16 + j)));
         } else if (dtype == BQ6_K) store<f32>(o, f16ToF32Scalar(load<u16>(superAt(data, K, n + r, k0 + (b << 5), 210) + 208)));
+        else if (dtype == BQ6_KR) store<f32>(o, load<f32>(superAt(data, K, n + r, k0 + (b << 5), 212) + 208));
         else if (dtype == BQ4_0R) store<f32>(o, f16ToF32Scalar(load<u16>(q40Half(data, K, n + r, (k0 >> 5) + b, true))));
         else if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
         else if (q4) {
@@ -143,6 +164,15 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
       c1 = q6k8(data, K, n, nr, 5, k0 + k);
       c2 = q6k8(data, K, n, nr, 6, k0 + k);
       c3 = q6k8(data, K, n, nr, 7, k0 + k);
+    } else if (dtype == BQ6_KR) {
+      a0 = q6kr8(data, K, n, nr, 0, k0 + k);
+      a1 = q6kr8(data, K, n, nr, 1, k0 + k);
+      a2 = q6kr8(data, K, n, nr, 2, k0 + k);
+      a3 = q6kr8(data, K, n, nr, 3, k0 + k);
+      c0 = q6kr8(data, K, n, nr, 4, k0 + k);
+      c1 = q6kr8(data, K, n, nr, 5, k0 + k);
+      c2 = q6kr8(data, K, n, nr, 6, k0 + k);
+      c3 = q6kr8(data, K, n, nr, 7, k0 + k);
     } else if (dtype == BQ4_0 || dtype == BQ4_0R) {
       const rq = dtype == BQ4_0R;
       a0 = q40nib8(data, K, n, nr, 0, k0 + k, rq);

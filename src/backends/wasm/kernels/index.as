@@ -8,14 +8,14 @@ import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes, denormalProbe } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
-import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ8_0, BQ8_0R, BQ4_0R, repackQ4KInPlace, repackQ8_0InPlace, repackQ4_0InPlace, gemvBlock, gemvBlockRows, gemvQ8_0RExact } from './blocks';
-import { hasIntGemv, gemvBlockInt, q4_0Correction, q4_0RCorrection, q6KCorrection, q6KCorrOffset } from './blocks_int';
+import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR, BQ8_0, BQ8_0R, BQ4_0R, repackQ4KInPlace, repackQ6KInPlace, repackQ8_0InPlace, repackQ4_0InPlace, gemvBlock, gemvBlockRows, gemvQ8_0RExact } from './blocks';
+import { hasIntGemv, gemvBlockInt, q4_0Correction, q4_0RCorrection, q6KCorrection, q6KCorrOffset, q6KRPermuteX, q6KRXOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
 import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, denormalProbe, quantizeScratch, repackQ4KInPlace, repackQ8_0InPlace, repackQ4_0InPlace };
+export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, denormalProbe, quantizeScratch, repackQ4KInPlace, repackQ6KInPlace, repackQ8_0InPlace, repackQ4_0InPlace };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -150,7 +150,9 @@ export function k_prep_x(a: usize): void {
       // Q4_0 regrouped: 8·Σq_x per block as f32, in the same place (blocks_int.as gemvQ4_0RInt)
       if (dtype == BQ4_0R) q4_0RCorrection(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
       // Q6_K (relaxed build): Σx per 16 values, for its dot of the unsigned 6-bit levels (blocks_int.as)
-      if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ6_K) q6KCorrection(xp + (<usize>K << 1), K, xp + q6KCorrOffset(K));
+      if (ASC_FEATURE_RELAXED_SIMD && (dtype == BQ6_K || dtype == BQ6_KR)) q6KCorrection(xp + (<usize>K << 1), K, xp + q6KCorrOffset(K));
+      // Q6_K repacked (relaxed build): x in its levels' order as well (blocks_int.as q6KRPermuteX)
+      if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ6_KR) q6KRPermuteX(xp + (<usize>K << 1), K, xp + q6KRXOffset(K));
     }
   }
 }
