@@ -23,7 +23,10 @@
 //
 // q4_k, q6_k: B (the working tree) runs them repacked as the wasm backend holds them (q4k-repack.ts, 152 bytes per
 // 256 values instead of 144; q6k-repack.ts, 212 instead of 210), from its own copy of the same weights, when its kernels have that
-// layout; GB/s count each side's own bytes (compare the times, a_us and b_us).
+// layout; GB/s count each side's own bytes (compare the times, a_us and b_us). q8_0 and q4_0: B runs
+// them regrouped as the wasm backend holds them (gguf-repack.ts: Q8_0 as q8's layout on q8's GEMV,
+// Q4_0 with each row's halves before its nibbles), from its own copy of the same bytes, with the
+// halves' fast-widening flag the backend computes; their d's are made positive, as a quantizer's are.
 //
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
 
@@ -39,6 +42,7 @@ import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 import { randomBlocks } from '../test/helpers/blocks.js';
 import { Q4KR_BYTES, repackQ4K } from '../src/backends/q4k-repack.js';
+import { halvesPositiveNormal, repackQ4_0, repackQ8_0 } from '../src/backends/gguf-repack.js';
 import { Q6KR_BYTES, repackQ6K } from '../src/backends/q6k-repack.js';
 
 const { values: args } = parseArgs({
@@ -73,7 +77,13 @@ function partBytes(dtype: string): number[] {
 
 function fillWeight(mem: Uint8Array, offs: number[], dtype: string, rng: Rng): void {
   const n = N * K;
-  if (isBlockDType(dtype)) { mem.set(randomBlocks(rng, dtype, N, K), offs[0]); return; }
+  if (isBlockDType(dtype)) {
+    const b = randomBlocks(rng, dtype, N, K);
+    // Q8_0/Q4_0: d = max|w|/127 (or /8) is positive in a quantized file (randomBlocks makes a fifth negative)
+    if (dtype === 'q8_0' || dtype === 'q4_0') for (let o = 0, bb = BLOCK_FORMATS[dtype].bytes; o < b.length; o += bb) b[o + 1] &= 0x7f;
+    mem.set(b, offs[0]);
+    return;
+  }
   if (dtype === 'f16') {
     // N(0, 0.02²) weights, as an initialised or trained layer: ~0.25% of them are f16 subnormals
     const d = new Uint16Array(mem.buffer, offs[0], n);
@@ -130,10 +140,12 @@ async function main(): Promise<void> {
       let o = base + fixed + s * stride;
       offs.push(parts.map((b) => { const r = o; o += b + 64; return r; }));
     }
-    // B's repacked q4_k / q6_k sets, after A's
+    // B's repacked q4_k / q6_k (regrouped q8_0, q4_0) sets, after A's
     const codes = DTYPE_CODE as Record<string, number>;
-    const bCode = dtype === 'q4_k' ? codes.q4_k_r : dtype === 'q6_k' ? codes.q6_k_r : undefined, repackB = bCode !== undefined;
-    const bBytes = repackB ? (N * K / 256) * (dtype === 'q4_k' ? Q4KR_BYTES : Q6KR_BYTES) : 0, bStride = bBytes + 64;
+    const regroupB = (dtype === 'q8_0' && 'q8_0_r' in codes) || (dtype === 'q4_0' && 'q4_0_r' in codes);
+    const bCode = dtype === 'q4_k' ? codes.q4_k_r : dtype === 'q6_k' ? codes.q6_k_r : !regroupB ? undefined : dtype === 'q8_0' ? codes.q8 : codes.q4_0_r;
+    const repackB = bCode !== undefined;
+    const bBytes = !repackB ? 0 : regroupB ? parts[0] : (N * K / 256) * (dtype === 'q4_k' ? Q4KR_BYTES : Q6KR_BYTES), bStride = bBytes + 64;
     const offsB = repackB ? Array.from({ length: sets }, (_, s) => [base + fixed + sets * stride + s * bStride]) : offs;
     // one set of random weights, copied to the others: distinct addresses are what keeps them out of the caches
     fillWeight(u8, offs[0], dtype, rng);
@@ -142,11 +154,28 @@ async function main(): Promise<void> {
     if (dtype === 'f16' && mapper) mapper(offs[0][0], N, K, offs[0][1]);
     for (let s = 1; s < sets; s++) u8.copyWithin(offs[s][0], offs[0][0], offs[0][0] + stride - 64);
     if (repackB) {
-      (dtype === 'q4_k' ? repackQ4K : repackQ6K)(u8.subarray(offs[0][0], offs[0][0] + parts[0]), u8.subarray(offsB[0][0], offsB[0][0] + bBytes), (N * K) / 256);
+      const src = u8.subarray(offs[0][0], offs[0][0] + parts[0]), dst = u8.subarray(offsB[0][0], offsB[0][0] + bBytes);
+      if (dtype === 'q8_0') repackQ8_0(src, dst, (N * K) / 32);
+      else if (dtype === 'q4_0') repackQ4_0(src, dst, N, K / 32);
+      else (dtype === 'q4_k' ? repackQ4K : repackQ6K)(src, dst, (N * K) / 256);
       for (let s = 1; s < sets; s++) u8.copyWithin(offsB[s][0], offsB[0][0], offsB[0][0] + bBytes);
     }
+    // regrouped q8_0 / q4_0: the flag wasm-backend.ts computes (every half a positive normal one)
+    const halvesB = (o: number) => dtype === 'q8_0' ? [new Uint16Array(u8.buffer, o + N * K, (N * K) / 32)]
+      : Array.from({ length: N }, (_, r) => new Uint16Array(u8.buffer, o + r * (K / 32) * 18, K / 32));
+    const fastB = regroupB && halvesB(offsB[0][0]).every(halvesPositiveNormal) ? 1 : 0;
+    if (regroupB) process.stderr.write(`${dtype}: B regrouped, halves ${fastB ? 'all positive normal (fast widening)' : 'widened exactly'}\n`);
     const call = (k: K_, s: number) => {
       const [d, sc, mn] = k === inst[1] ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
+      if (regroupB && k === inst[1]) {
+        ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = dtype === 'q8_0' ? d + N * K : 0; ai[4] = fastB; ai[5] = bCode!; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+        ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
+        // (--exact-blocks: q8_0 regrouped runs its exact walker under its own code)
+        if (args['exact-blocks'] && dtype === 'q8_0') ai[5] = codes.q8_0_r;
+        k.k_prep_x(512);
+        k.k_linear(512, 0, 0, 1);
+        return;
+      }
       // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
       ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : dtype === 'f16' ? Number(f16Fast) : mn ?? 0; ai[5] = repackB && k === inst[1] ? bCode : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;

@@ -174,8 +174,9 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 // 18-byte blocks [f16 d][16 bytes: elements 0..15 the low nibbles, 16..31 the high ones], value
 // d·(q − 8); Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, q4_1_f32 (10..16) decoded by decode_blocks, and
 // Q4_K as the wasm backend holds it once loaded (17, src/backends/q4k-repack.ts: 152-byte
-// super-blocks [f32 d][f32 dmin][8 scale bytes][8 min bytes][Q4_K's 128 nibble bytes]). Rows are
-// whole blocks (32 values, 256 for the K types).
+// super-blocks [f32 d][f32 dmin][8 scale bytes][8 min bytes][Q4_K's 128 nibble bytes]), and Q4_0
+// as it holds it (19, src/backends/gguf-repack.ts: per row of nb blocks, their nb f16 d's, then
+// their 16-byte nibble groups; 18 bytes a block). Rows are whole blocks (32 values, 256 for the K types).
 #define KIND_Q8_0 8
 #define KIND_Q4_0 9
 #define KIND_Q4_1 10
@@ -191,9 +192,11 @@ static void pool_run(chunk_fn fn, const void *job, int64_t n) {
 // whose top 2 bits make L3, byte 4m + r of L_j being value 16m + 4j + r; then the 16 int8 scales
 // and f32 d).
 #define KIND_Q6_KR 20
-static inline int is_block_kind(int kind) { return (kind >= KIND_Q8_0 && kind <= KIND_Q4_KR) || kind == KIND_Q6_KR; }
+#define KIND_Q4_0R 19
+static inline int is_block_kind(int kind) { return (kind >= KIND_Q8_0 && kind <= KIND_Q4_KR) || kind == KIND_Q6_KR || kind == KIND_Q4_0R; }
 static inline int64_t block_elems(int kind) { return (kind >= KIND_Q4_K && kind <= KIND_Q6_K) || kind == KIND_Q4_KR || kind == KIND_Q6_KR ? 256 : 32; }
 static inline int64_t block_bytes(int kind) {
+  if (kind == KIND_Q4_0R) return 18;
   static const int64_t b[] = { 34, 18, 20, 22, 24, 144, 176, 210, 24, 152 };
   return kind == KIND_Q6_KR ? 212 : b[kind - KIND_Q8_0];
 }
@@ -896,7 +899,7 @@ static napi_value Features(napi_env env, napi_callback_info info) {
   CHECK(napi_get_boolean(env, true, &v));   // q8 scales as f16 bits (a Uint16Array), weight-format.ts
   CHECK(napi_set_named_property(env, out, "q8Half", v));
   // block weights as files store them that linear() takes (their kernels/blocks.as codes)
-  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F, KIND_Q4_KR, KIND_Q6_KR };
+  static const int block_kinds[] = { KIND_Q8_0, KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K, KIND_Q4_1F, KIND_Q4_KR, KIND_Q6_KR, KIND_Q4_0R };
   CHECK(napi_create_array_with_length(env, sizeof block_kinds / sizeof *block_kinds, &v));
   for (size_t i = 0; i < sizeof block_kinds / sizeof *block_kinds; i++) {
     napi_value k;
@@ -954,6 +957,16 @@ static int linear_int8(int kind, int64_t M, int64_t N, int64_t K, const void *w,
 
 static inline float half_at(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return g_f16[h]; }
 static inline uint32_t u32_at(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+// Blocks [b0, b0 + nblk) of a Q4_0 regrouped row of nb blocks at row (KIND_Q4_0R), widened into d:
+// d·(q − 8), the products Q4_0's stored blocks give.
+static void widen_q4_0r(float *d, const uint8_t *row, int64_t nb, int64_t b0, int64_t nblk) {
+  for (int64_t i = 0; i < nblk; i++) {
+    const uint8_t *q = row + 2 * nb + 16 * (b0 + i);
+    const float sc = half_at(row + 2 * (b0 + i));
+    for (int j = 0; j < 16; j++) { d[32 * i + j] = (float)((q[j] & 15) - 8) * sc; d[32 * i + j + 16] = (float)((q[j] >> 4) - 8) * sc; }
+  }
+}
 // Q4_K / Q5_K: the 6-bit scale (m = 0) or min (m = 1) of sub-block j from the 12 bytes at s.
 static inline int k_scale(const uint8_t *s, int j, int m) {
   if (j < 4) return s[j + 4 * m] & 63;
@@ -1048,6 +1061,8 @@ static void widen(float *dst, int kind, const void *w, const void *scales, int64
         const float sc = g_f16[((const uint16_t *)scales)[(off + b) / 32]];
         for (int j = 0; j < 32; j++) d[b + j] = (float)s[b + j] * sc;
       }
+    } else if (kind == KIND_Q4_0R) {
+      widen_q4_0r(d, (const uint8_t *)w + (r0 + r) * kind_bytes(kind, K), K / 32, 0, K / 32);
     } else if (kind >= KIND_Q4_1) {
       decode_blocks(d, kind, (const uint8_t *)w + (r0 + r) * kind_bytes(kind, K), K / block_elems(kind));
     } else if (is_block_kind(kind)) {
@@ -1121,6 +1136,8 @@ static void widen_row_avx2(float *d, int kind, const void *w, const void *scales
         _mm256_storeu_ps(d + b + j, _mm256_mul_ps(v, sc));
       }
     }
+  } else if (kind == KIND_Q4_0R) {
+    widen_q4_0r(d, (const uint8_t *)w + row * kind_bytes(kind, K), K / 32, k0 / 32, kc / 32);
   } else if (kind >= KIND_Q4_1) {
     decode_blocks(d, kind, (const uint8_t *)w + row * kind_bytes(kind, K) + kind_bytes(kind, k0), kc / block_elems(kind));
   } else if (is_block_kind(kind)) {

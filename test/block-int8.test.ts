@@ -205,38 +205,33 @@ for (const cfg of WASM_CONFIGS) {
   });
 }
 
-test('Q8_0/Q4_0/Q4_K/Q6_K prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', async () => {
+/**
+ * An M×N product of each dtype: linear(exact) and blockInt8 = false give the same result (the exact
+ * f32 path: the GEMM for prompts, the walker for decode), and the int8 path another one. k256, k32:
+ * the columns of the super-block dtypes and of the others.
+ */
+async function exactPathAgrees(s: { M: number; N: number; k256: number; k32: number; seed: number }, dtypes: readonly BlockDType[]): Promise<void> {
   const be = await cachedWasm(WASM_CONFIGS[0]);
-  const rng = new Rng(35);
-  for (const dtype of GEMM_DTYPES) {
-    const M = 12, N = 19, K = BLOCK_FORMATS[dtype].elems === 256 ? 512 : 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
-    const x = own(be, randn(rng, M * K));
+  const rng = new Rng(s.seed), { M, N } = s;
+  for (const dtype of dtypes) {
+    const k = BLOCK_FORMATS[dtype].elems === 256 ? s.k256 : s.k32, w = blockWeightOn(be, dtype, N, k, randomBlocks(rng, dtype, N, k));
+    const x = own(be, randn(rng, M * k));
     const run = (exact: boolean) => { const o = f32(be.alloc(M * N)); be.linear(o, x, w, M, false, exact); return o.slice(); };
     const int8 = run(false), exactCall = run(true);
     be.blockInt8 = false;
     const off = run(false);
     be.blockInt8 = true;
-    assert.deepEqual(exactCall, off, `${dtype}: exact call = blockInt8 off`);
-    assert.notDeepEqual(int8, off, `${dtype}: the int8 GEMM is another computation`);
+    assert.deepEqual(exactCall, off, `${dtype}, M ${M}: exact call = blockInt8 off`);
+    assert.notDeepEqual(int8, off, `${dtype}, M ${M}: the int8 path is another computation`);
     be.freeWeight(w);
   }
-});
+}
+
+test('Q8_0/Q4_0/Q4_K/Q6_K prompts: blockInt8 = false and linear(exact) take the exact f32 GEMM', () =>
+  exactPathAgrees({ M: 12, N: 19, k256: 512, k32: 160, seed: 35 }, GEMM_DTYPES));
 
 test('the exact f32 path of Q8_0/Q4_0/Q4_K/Q6_K decode: the exactBlocks option, blockInt8 = false, and linear(exact)', async () => {
-  const be = await cachedWasm(WASM_CONFIGS[0]);
-  const rng = new Rng(33);
-  for (const dtype of DTYPES) {
-    const N = 13, K = BLOCK_FORMATS[dtype].elems === 256 ? 256 : 160, w = blockWeightOn(be, dtype, N, K, randomBlocks(rng, dtype, N, K));
-    const x = own(be, randn(rng, K));
-    const run = (exact: boolean) => { const o = f32(be.alloc(N)); be.linear(o, x, w, 1, false, exact); return o.slice(); };
-    const int8 = run(false), exactCall = run(true);
-    be.blockInt8 = false;
-    const off = run(false);
-    be.blockInt8 = true;
-    assert.deepEqual(exactCall, off, `${dtype}: exact call = blockInt8 off`);
-    assert.notDeepEqual(int8, off, `${dtype}: the int8 path is another computation`);
-    be.freeWeight(w);
-  }
+  await exactPathAgrees({ M: 1, N: 13, k256: 256, k32: 160, seed: 33 }, DTYPES);
   const made = await createBackend('wasm', { threads: 1, exactBlocks: true });
   try {
     assert.ok(made instanceof WasmBackend);

@@ -62,10 +62,10 @@ export interface Weight {
   /**
    * Set when a backend rewrote a block weight's data in place into another layout of the same
    * values: 'q4_k_r', q4_k repacked by the wasm backend (q4k-repack.ts); 'q6_k_r', q6_k repacked
-   * by it (q6k-repack.ts). Readers of data decode
-   * that layout (weight-format.ts weightRowToF32 does).
+   * by it (q6k-repack.ts); 'q8_0_r' and 'q4_0_r', q8_0 and q4_0 regrouped by it (gguf-repack.ts,
+   * the same bytes). Readers of data decode that layout (weight-format.ts weightRowToF32 does).
    */
-  layout?: 'q4_k_r' | 'q6_k_r';
+  layout?: 'q4_k_r' | 'q6_k_r' | 'q8_0_r' | 'q4_0_r';
 }
 
 /** RoPE tables [positions, hd/2] of cos and sin (model/rope.ts builds them). */

@@ -25,6 +25,7 @@ import { OpenELMError } from '../core/errors.js';
 import { GGMLType, dequantize } from '../core/ggml-quants.js';
 import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from './backend.js';
 import { Q4K_BYTES, Q4KR_BYTES, unpackQ4K } from './q4k-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, unpackQ4_0 } from './gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES, unpackQ6K } from './q6k-repack.js';
 
 export const QBLOCK = 32;
@@ -330,6 +331,18 @@ export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
     const nsb = K / 256, row = new Uint8Array(nsb * Q6K_BYTES), d = w.data as Uint8Array;
     unpackQ6K(d.subarray(r * nsb * Q6KR_BYTES, (r + 1) * nsb * Q6KR_BYTES), row, nsb);
     blockRowToF32('q6_k', row, 0, K, dst);
+    return;
+  }
+  if (w.layout === 'q8_0_r' || w.layout === 'q4_0_r') {
+    // one row's blocks back into the stored layout (gguf-repack.ts), decoded as stored
+    const nb = K / QBLOCK, d = w.data as Uint8Array, row = new Uint8Array(nb * (w.layout === 'q8_0_r' ? Q8_0_BYTES : Q4_0_BYTES));
+    if (w.layout === 'q4_0_r') unpackQ4_0(d.subarray(r * row.length, (r + 1) * row.length), row, 1, nb);
+    else {
+      // q8's layout: the row's levels at r·K, its halves after all rows' levels
+      const lv = d.subarray(r * K, (r + 1) * K), hs = d.subarray(w.rows * K + r * nb * 2, w.rows * K + (r + 1) * nb * 2);
+      for (let b = 0; b < nb; b++) { row[b * 34] = hs[2 * b]; row[b * 34 + 1] = hs[2 * b + 1]; row.set(lv.subarray(b * 32, b * 32 + 32), b * 34 + 2); }
+    }
+    blockRowToF32(w.dtype as BlockDType, row, 0, K, dst);
     return;
   }
   if (isBlockDType(w.dtype)) { blockRowToF32(w.dtype, w.data as Uint8Array, r, K, dst); return; }

@@ -28,6 +28,10 @@ export interface KernelExports {
   repackQ4KInPlace(p: number, n: number): void;
   /** Repack n Q6_K super-blocks at p into the backend's layout in place (blocks.as BQ6_KR; room for 2 bytes more each after them). */
   repackQ6KInPlace(p: number, n: number): void;
+  /** Regroup nb Q8_0 blocks at p into q8's layout in place (blocks.as BQ8_0R; tmp: 2·nb bytes of scratch). */
+  repackQ8_0InPlace(p: number, nb: number, tmp: number): void;
+  /** Regroup `rows` rows of nb Q4_0 blocks at p in place (blocks.as BQ4_0R; tmp: 2·nb bytes of scratch). */
+  repackQ4_0InPlace(p: number, rows: number, nb: number, tmp: number): void;
   /** Bytes of that map. */
   f16MapBytes(N: number, K: number): number;
   /** n steps of 8 multiply-adds with a denormal (den ≠ 0) or a normal operand, for denormalsFast. */
@@ -83,6 +87,9 @@ export const DTYPE_CODE = {
   q4_k_r: 17,
   // q6_k as the wasm backend repacks it at load (q6k-repack.ts; not a weight dtype of its own)
   q6_k_r: 20,
+  // q8_0 and q4_0 as the wasm backend regroups them at load (gguf-repack.ts): q8_0_r runs on q8's
+  // kernels (code 3) but for its exact GEMV
+  q8_0_r: 18, q4_0_r: 19,
 } as const;
 /** Codes from here on are block dtypes (weights run as stored, f32 activations). */
 export const BLOCK_CODE_MIN = 8;

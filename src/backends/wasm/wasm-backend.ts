@@ -11,6 +11,7 @@
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
+import { Q4_0_BYTES, halvesPositiveNormal, q8_0Regroupable, repackQ4_0, repackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -67,13 +68,15 @@ interface WasmPacked {
   mins: number;
   /** Offsets of copies this backend made (weights whose storage was outside its memory). */
   copies: number[];
+  /** A Q8_0 weight regrouped into q8's layout (dtype is q8's code): its exact path and the addon read it as Q8_0. */
+  q80r?: true;
 }
 
 /** Chunks per thread for dynamic scheduling: enough to absorb a descheduled thread, few enough
  * that claiming (a CAS and a wasm call, well under a microsecond) stays negligible. */
 const CHUNKS_PER_THREAD = 4;
 /** Block dtypes whose GEMV has an int8-activation kernel (kernels/blocks_int.as). */
-const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_k, DTYPE_CODE.q4_k_r, DTYPE_CODE.q6_k, DTYPE_CODE.q6_k_r]);
+const BLOCK_INT8_CODES: ReadonlySet<number> = new Set([DTYPE_CODE.q8_0, DTYPE_CODE.q4_0, DTYPE_CODE.q4_0_r, DTYPE_CODE.q4_k, DTYPE_CODE.q4_k_r, DTYPE_CODE.q6_k, DTYPE_CODE.q6_k_r]);
 /** Largest token count that takes the GEMV path (packing W for a GEMM costs more below this). */
 const GEMV_ROWS = 8;
 /**
@@ -458,6 +461,7 @@ export class WasmBackend implements Backend {
     if (old && old.owner === this) for (const o of old.copies) old.shard.arena.freeBytes(o);
     if (w.dtype === 'q4_k') { this.prepareQ4K(w); return; }
     if (w.dtype === 'q6_k') { this.prepareQ6K(w); return; }
+    if ((w.dtype === 'q8_0' || w.dtype === 'q4_0') && this.prepareRegrouped(w)) return;
     const n = w.rows * w.cols;
     const code = w.dtype === 'rows' ? undefined : DTYPE_CODE[w.dtype];
     if (code === undefined) throw new OpenELMError('dtype', `unknown weight dtype "${String(w.dtype)}"`);
@@ -569,6 +573,61 @@ export class WasmBackend implements Backend {
     w.packed = { owner: this, shard, dtype: DTYPE_CODE.q6_k_r, data: off, scales: 0, mins: 0, copies } satisfies WasmPacked;
   }
 
+  /**
+   * Q8_0 and Q4_0 run regrouped (gguf-repack.ts): Q8_0 as q8's layout, on q8's kernels, Q4_0 with
+   * each row's halves before its nibbles. The same bytes, so storage from allocWeight is regrouped in
+   * place and the weight's data then says so (layout 'q8_0_r' / 'q4_0_r'; hosts decode it,
+   * weight-format.ts); a weight stored elsewhere keeps its bytes and the backend regroups its copy.
+   * False (nothing done): a Q8_0 weight with an infinite or NaN d, which stays as stored.
+   */
+  private prepareRegrouped(w: Weight): boolean {
+    const q8 = w.dtype === 'q8_0', lay = q8 ? 'q8_0_r' : 'q4_0_r';
+    const n = w.rows * w.cols, nb = n / QBLOCK, bytes = weightBytes(w.dtype, n);
+    const what = `a ${w.rows}×${w.cols} ${w.dtype} weight`;
+    if (w.cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
+    if (w.data.byteLength < bytes) throw new OpenELMError('usage', `weight data has ${w.data.byteLength} bytes, ${what} needs ${bytes}`);
+    const src = new Uint8Array(w.data.buffer, w.data.byteOffset, bytes);
+    if (q8 && w.layout !== lay && !q8_0Regroupable(src, nb)) return false;
+    const home = this.shardOf(w.data), o = this.owned.get(w), copies: number[] = [];
+    let shard: Shard, off: number;
+    const regroup = (sh: Shard, at: number) => {
+      // the kernels move the bytes in place through 2 bytes a block (Q8_0) or a row (Q4_0) of scratch;
+      // without room for that, the host does it (the same bytes)
+      const tb = 2 * (q8 ? nb : w.cols / QBLOCK) + 64;
+      if (sh.arena.canFit(tb)) {
+        const tmp = sh.arena.allocBytes(tb, 'regrouping scratch', false);
+        if (q8) sh.k.repackQ8_0InPlace(at, nb, tmp); else sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
+        sh.arena.freeBytes(tmp);
+      } else {
+        const v = sh.arena.u8(at, bytes);
+        if (q8) repackQ8_0(v, v, nb); else repackQ4_0(v, v, w.rows, w.cols / QBLOCK);
+      }
+    };
+    if (home?.arena.owns(w.data) && (w.layout === lay || o?.offs[0] === w.data.byteOffset)) {
+      shard = home; off = w.data.byteOffset;
+      if (w.layout !== lay) { regroup(shard, off); w.data = shard.arena.u8(off, bytes); w.layout = lay; }
+    } else {
+      shard = this.place(bytes + 64, `a copy of ${what}`);
+      off = shard.arena.allocBytes(bytes, `a copy of ${what}`);
+      shard.arena.u8(off, bytes).set(src);
+      if (w.layout !== lay) regroup(shard, off);
+      copies.push(off);
+    }
+    // every half a positive normal one: the GEMVs widen them by an integer add (q8's scales: gemv.as q8Scales4)
+    const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
+    if (q8) {
+      // q8's flag (prepareWeight): also 0 over a block of zero levels, whose products are 0 either way
+      const levels = new Int8Array(shard.arena.buffer(), off, n);
+      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: q8FastScales(halves(off + n), levels, nb) ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
+    } else {
+      let fast = true;
+      const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
+      for (let r = 0; r < w.rows && fast; r++) fast = halvesPositiveNormal(new Uint16Array(shard.arena.buffer(), off + r * rb, w.cols / QBLOCK));
+      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: fast ? 1 : 0, copies } satisfies WasmPacked;
+    }
+    return true;
+  }
+
   private packedOf(w: Weight): WasmPacked {
     const p = w.packed as WasmPacked | undefined;
     if (p && p.owner === this) return p;
@@ -640,13 +699,23 @@ export class WasmBackend implements Backend {
     }
     // the addon reads w.data, which holds Q4_K repacked only when the backend repacked it in place
     // (a weight stored elsewhere keeps the file's bytes, and the backend its own repacked copy)
+    // (likewise Q6_K repacked, Q8_0 and Q4_0 regrouped; Q8_0 regrouped is q8's layout, which the addon
+    // reads as q8, widened as it widens Q8_0 blocks: the same values)
     const nd = p.dtype === DTYPE_CODE.q4_k_r && w.layout !== 'q4_k_r' ? DTYPE_CODE.q4_k
-      : p.dtype === DTYPE_CODE.q6_k_r && w.layout !== 'q6_k_r' ? DTYPE_CODE.q6_k : p.dtype;
+      : p.dtype === DTYPE_CODE.q6_k_r && w.layout !== 'q6_k_r' ? DTYPE_CODE.q6_k
+      : p.dtype === DTYPE_CODE.q4_0_r && w.layout !== 'q4_0_r' ? DTYPE_CODE.q4_0
+      : p.q80r && w.layout !== 'q8_0_r' ? DTYPE_CODE.q8_0 : p.dtype;
     if (this.native && M >= this.nativeMinRows && (nd < BLOCK_CODE_MIN || this.native.blocks?.has(nd))
-      && (nd !== DTYPE_CODE.q4 || this.native.q4) && (nd !== DTYPE_CODE.q8 || this.native.q8)) {
+      && (nd !== DTYPE_CODE.q4 || this.native.q4) && (nd !== DTYPE_CODE.q8 || this.native.q8)
+      && (!p.q80r || nd !== DTYPE_CODE.q8 || this.native.blocks?.has(DTYPE_CODE.q8_0))) {
       // (block dtypes: widened there, exact products on the stored values, within the exact path's tolerance)
       // the native sgemm reads the caller's arrays wherever they live: no staging
       needLength(x, M * K, 'linear input'); needLength(out, M * N, 'linear output');
+      if (p.q80r && nd === DTYPE_CODE.q8) {
+        const d = w.data, n = N * K;
+        this.native.linear(this.threads, out, x, new Int8Array(d.buffer, d.byteOffset, n), nd, new Uint16Array(d.buffer, d.byteOffset + n, n / QBLOCK), M, N, K, accumulate, false);
+        return;
+      }
       this.native.linear(this.threads, out, x, w.data, nd, w.scales ?? null, M, N, K, accumulate, this.intGemm && !exact);
       return;
     }
@@ -654,23 +723,29 @@ export class WasmBackend implements Backend {
     this.linearRun(op, x, p, M, N, K, accumulate, exact, N);
   }
 
-  private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exact: boolean, ldo: number): void {
+  private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exactAsked: boolean, ldo: number): void {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 and block dtypes that have one (int8
     // activations) unless exact, else f32 (block dtypes: on their exactly decoded values).
-    const quant = p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4;
+    // Q8_0 regrouped runs as q8 (int8 activations: GEMV, integer GEMM; exact: the f32 GEMM on the same
+    // values) but for its exact GEMV, whose walker (code q8_0_r) gives each token the one-token result
+    // as Q8_0's does; its int8 activations follow blockInt8, as for the block dtypes
+    const exact = exactAsked || (p.q80r === true && !this.blockInt8);
+    const q80x = p.q80r === true && exact && M <= GEMV_ROWS;
+    const code = q80x ? DTYPE_CODE.q8_0_r : p.dtype;
+    const quant = !q80x && (p.dtype === DTYPE_CODE.q8 || p.dtype === DTYPE_CODE.q4);
     // block dtypes whose prompts have an integer GEMM (the kernels say which) take it as their GEMV
     // takes int8 activations: unless exact or blockInt8 is off
-    const blockGemm = !exact && this.blockInt8 && p.dtype >= BLOCK_CODE_MIN && this.cur.k.intGemmDtype(p.dtype) === 1;
+    const blockGemm = !exact && this.blockInt8 && (code >= BLOCK_CODE_MIN || p.q80r === true) && this.cur.k.intGemmDtype(code) === 1;
     const mode = exact && quant ? 0 : M <= GEMV_ROWS ? 1 : (quant && this.intGemm) || blockGemm ? 2 : 0;
-    const blockInt = mode === 1 && !exact && this.blockInt8 && BLOCK_INT8_CODES.has(p.dtype);
-    const prep = mode === 1 && ((p.dtype !== 0 && p.dtype < BLOCK_CODE_MIN) || blockInt);
-    if (mode !== 1 || p.dtype >= BLOCK_CODE_MIN) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
+    const blockInt = mode === 1 && !exact && this.blockInt8 && BLOCK_INT8_CODES.has(code);
+    const prep = mode === 1 && ((code !== 0 && code < BLOCK_CODE_MIN) || blockInt);
+    if (mode !== 1 || code >= BLOCK_CODE_MIN) this.cur.ensureScratch(this.cur.k.gemmScratch(), this.threads);
     if (prep) this.cur.ensurePrep(M * this.cur.k.prepBytes(K));
     if (mode === 2) this.cur.ensurePrep(this.cur.k.quantBytes(M, K));
     const a = this.cur.ai;
-    a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = p.dtype;
+    a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = code;
     a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
     a[12] = mode; a[13] = this.cur.prepOff; a[14] = ldo; a[15] = blockInt ? 1 : 0;
     if (prep) this.cur.k.k_prep_x(ARGS_OFFSET);

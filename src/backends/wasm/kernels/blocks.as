@@ -32,6 +32,16 @@ export const BQ4_KR: i32 = 17;
 // 16m + 4j + r of the group (so each i32 lane m of L_j holds sub-block m); then Q6_K's 16 int8
 // scales unchanged, then d as f32. The same values as the stored block (q6krLevels, q6krNatural).
 export const BQ6_KR: i32 = 20;
+// Q8_0 and Q4_0 as the wasm backend regroups them at load (gguf-repack.ts), the same bytes in
+// another order. Q8_0 (BQ8_0R) becomes q8's layout: the levels of all rows (K bytes a row), then
+// every block's f16 d; its int8 GEMV, GEMM and embedding are q8's (the backend passes code 3), and
+// only the exact GEMV below reads it under this code, with the d's at `scales`. Q4_0 (BQ4_0R)
+// keeps 18 bytes per block and row, regrouped within each row: the f16 d's of its blocks, then
+// their 16 nibble bytes each, so four d's widen with one load and a row is still read front to
+// back (with the d's after the nibbles, the GEMV read each row's tail before its body: 0.8x the
+// stored layout from DRAM, where halves first gives 1.4x; docs/cpu-decode.md).
+export const BQ8_0R: i32 = 18;
+export const BQ4_0R: i32 = 19;
 
 /** The first block dtype code: codes below it are f32, bf16, f16, q8 and q4. */
 export const BLOCK_MIN: i32 = 8;
@@ -49,6 +59,8 @@ export function blockBytes(dtype: i32): i32 {
     case BQ5_K: return 176;
     case BQ6_K: return 210;
     case BQ4_KR: return 152;
+    case BQ8_0R: return 34;
+    case BQ4_0R: return 18;
     case BQ6_KR: return 212;
     default: return 24;   // q4_1_f32
   }
@@ -82,6 +94,36 @@ export function repackQ4KInPlace(p: usize, nsb: i32): void {
     store<u32>(d, (q2 & 0x0f0f0f0f) | ((q0 >> 2) & 0x30303030), 12);
     store<u32>(d, q1 & 0x3f3f3f3f, 16);
     store<u32>(d, ((q2 >> 4) & 0x0f0f0f0f) | ((q1 >> 2) & 0x30303030), 20);
+  }
+}
+
+/**
+ * Q8_0 → BQ8_0R in place (gguf-repack.ts repackQ8_0 does the same on the host): the nb halves are
+ * saved at tmp (2·nb bytes), the levels move down block by block (each block's two vectors are
+ * loaded before they are stored, and no later block is overwritten before it is read), then the
+ * halves follow the levels.
+ */
+export function repackQ8_0InPlace(p: usize, nb: i32, tmp: usize): void {
+  for (let b = 0; b < nb; b++) store<u16>(tmp + (<usize>b << 1), load<u16>(p + <usize>b * 34));
+  for (let b = 0; b < nb; b++) {
+    const s = p + <usize>b * 34 + 2, v0 = v128.load(s), v1 = v128.load(s, 16);
+    v128.store(p + (<usize>b << 5), v0); v128.store(p + (<usize>b << 5), v1, 16);
+  }
+  memory.copy(p + (<usize>nb << 5), tmp, <usize>nb << 1);
+}
+
+/**
+ * Q4_0 → BQ4_0R in place, row by row (rows of nb blocks; tmp: 2·nb bytes): the halves saved, the
+ * nibble groups moved up from the last block to the first (block b goes from 18b + 2 to 2nb + 16b,
+ * never below its source, and each is loaded before it is stored), then the halves in front.
+ */
+export function repackQ4_0InPlace(p: usize, rows: i32, nb: i32, tmp: usize): void {
+  const rb = <usize>nb * 18, hb = <usize>nb << 1;
+  for (let r = 0; r < rows; r++) {
+    const row = p + <usize>r * rb;
+    for (let b = 0; b < nb; b++) store<u16>(tmp + (<usize>b << 1), load<u16>(row + <usize>b * 18));
+    for (let b = nb - 1; b >= 0; b--) v128.store(row + hb + (<usize>b << 4), v128.load(row + <usize>b * 18 + 2));
+    memory.copy(row, tmp, hb);
   }
 }
 
@@ -264,6 +306,29 @@ const OPS: i32 = 2;
   return f32x4.add(a0, a1);
 }
 
+/** Q8_0 regrouped (BQ8_0R): walk32's Q8_0 arithmetic on nb blocks, levels at lv, halves at sp. */
+@inline function walkQ8R(mode: i32, lv: usize, sp: usize, nb: i32, p: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  for (let b = 0; b < nb; b++, lv += 32, sp += 2, p += 128) {
+    const s = f32x4.splat(h2f(sp));
+    a0 = add4(mode, a0, emit16(mode, OPM, v128.load(lv), s, s, p));
+    a1 = add4(mode, a1, emit16(mode, OPM, v128.load(lv, 16), s, s, p + 64));
+  }
+  return f32x4.add(a0, a1);
+}
+
+/** Q4_0 regrouped (BQ4_0R): walk32's Q4_0 arithmetic on nb blocks, halves at dp, nibbles at q (16 bytes each). */
+@inline function walkQ4R(mode: i32, q: usize, dp: usize, nb: i32, p: usize): v128 {
+  let a0 = f32x4.splat(0), a1 = a0;
+  const e = i8x16.splat(8);
+  for (let b = 0; b < nb; b++, q += 16, dp += 2, p += 128) {
+    const s = f32x4.splat(h2f(dp)), v = v128.load(q);
+    a0 = add4(mode, a0, emit16(mode, OPM, i8x16.sub(lo4(v), e), s, s, p));
+    a1 = add4(mode, a1, emit16(mode, OPM, i8x16.sub(hi4(v), e), s, s, p + 64));
+  }
+  return f32x4.add(a0, a1);
+}
+
 // ------------------------------------------------------------------------------------------------
 // 256-value super-blocks. p advances 1024 bytes a super-block.
 
@@ -396,6 +461,11 @@ function decQ4_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, s
 function decQ5_K(src: usize, n: i32, dst: usize): void { walkK45(STORE, true, src, n >> 8, dst); }
 function decQ6_K(src: usize, n: i32, dst: usize): void { walkQ6K(STORE, src, n >> 8, dst); }
 function decQ4_KR(src: usize, n: i32, dst: usize): void { walkK45(STORE, false, src, n >> 8, dst, true); }
+// BQ4_0R: src a row's start, n its K (its K/32 halves, then the nibble bytes)
+function dotQ4_0R(src: usize, n: i32, x: usize): v128 { return walkQ4R(DOT, src + (<usize>(n >> 5) << 1), src, n >> 5, x); }
+function dotQ8_0R(lv: usize, sp: usize, n: i32, x: usize): v128 { return walkQ8R(DOT, lv, sp, n >> 5, x); }
+function decQ8_0R(lv: usize, sp: usize, n: i32, dst: usize): void { walkQ8R(STORE, lv, sp, n >> 5, dst); }
+function decQ4_0R(q: usize, dp: usize, n: i32, dst: usize): void { walkQ4R(STORE, q, dp, n >> 5, dst); }
 function decQ6_KR(src: usize, n: i32, dst: usize): void { walkQ6KR(STORE, src, n >> 8, dst); }
 
 /** Σ over n values (whole blocks) at src of decoded w · x, folded into 4 lanes. */
@@ -405,6 +475,7 @@ function dotBlocks(dtype: i32, src: usize, n: i32, x: usize): v128 {
     case BQ5_K: return dotQ5_K(src, n, x);
     case BQ6_K: return dotQ6_K(src, n, x);
     case BQ4_KR: return dotQ4_KR(src, n, x);
+    case BQ4_0R: return dotQ4_0R(src, n, x);
     case BQ6_KR: return dotQ6_KR(src, n, x);
     case BQ8_0: return dotQ8_0(src, n, x);
     case BQ4_0: return dotQ4_0(src, n, x);
@@ -434,6 +505,12 @@ export function decodeBlocks(dtype: i32, src: usize, n: i32, dst: usize): void {
 
 /** Values [k0, k0 + len) of row r of a block weight with K columns, decoded to f32 at dst (k0, len whole blocks). */
 export function decodeBlockRow(dtype: i32, data: usize, K: i32, r: i32, k0: i32, len: i32, dst: usize): void {
+  if (dtype == BQ4_0R) {
+    // a row's halves, then its nibbles
+    const row = data + <usize>r * blockRowBytes(dtype, K), b0 = <usize>(k0 >> 5);
+    decQ4_0R(row + (<usize>(K >> 5) << 1) + (b0 << 4), row + (b0 << 1), len, dst);
+    return;
+  }
   const src = data + <usize>r * blockRowBytes(dtype, K) + <usize>(k0 / blockElems(dtype)) * <usize>blockBytes(dtype);
   decodeBlocks(dtype, src, len, dst);
 }
@@ -456,32 +533,43 @@ export function gemvBlock(dtype: i32, out: usize, x: usize, w: usize, K: i32, n0
   }
 }
 
+/** gemvBlock for Q8_0 regrouped (BQ8_0R): levels at w (K a row), halves at ws. */
+export function gemvQ8_0RExact(out: usize, x: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  for (let n = n0; n < n1; n++) {
+    const e = <usize>n * <usize>K;
+    const s = hsum(dotQ8_0R(w + e, ws + (e >> 4), K, x));
+    const op = out + (<usize>n << 2);
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
 /** Values the several-token GEMV decodes at a time (into 1 KiB of per-thread scratch). */
 export const BLOCK_CHUNK: i32 = 256;
 
 /**
  * R = 2..4 tokens (rows of x `ldx` bytes apart, of out `ldo` bytes apart): each weight row is
  * decoded 256 values at a time into `tmp` (per-thread scratch, 1 KiB) and used for every token.
+ * ws: BQ8_0R's halves (other dtypes ignore it).
  */
-export function gemvBlockRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32,
+export function gemvBlockRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, ws: usize, K: i32,
   n0: i32, n1: i32, acc: i32, tmp: usize): void {
-  if (R == 2) gemvBlockRows2(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp);
-  else if (R == 3) gemvBlockRows3(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp);
-  else gemvBlockRows4(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp);
+  if (R == 2) gemvBlockRows2(dtype, out, ldo, x, ldx, w, ws, K, n0, n1, acc, tmp);
+  else if (R == 3) gemvBlockRows3(dtype, out, ldo, x, ldx, w, ws, K, n0, n1, acc, tmp);
+  else gemvBlockRows4(dtype, out, ldo, x, ldx, w, ws, K, n0, n1, acc, tmp);
 }
 
 // One function per R (exported, so binaryen keeps each out of line): V8 compiles them better so.
-export function gemvBlockRows2(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
-  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 2);
+export function gemvBlockRows2(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, ws, K, n0, n1, acc, tmp, 2);
 }
-export function gemvBlockRows3(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
-  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 3);
+export function gemvBlockRows3(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, ws, K, n0, n1, acc, tmp, 3);
 }
-export function gemvBlockRows4(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
-  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, K, n0, n1, acc, tmp, 4);
+export function gemvBlockRows4(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, tmp: usize): void {
+  gemvBlockRowsR(dtype, out, ldo, x, ldx, w, ws, K, n0, n1, acc, tmp, 4);
 }
 
-@inline function gemvBlockRowsR(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, K: i32,
+@inline function gemvBlockRowsR(dtype: i32, out: usize, ldo: usize, x: usize, ldx: usize, w: usize, ws: usize, K: i32,
   n0: i32, n1: i32, acc: i32, tmp: usize, R: i32): void {
   const x1 = x + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
   for (let n = n0; n < n1; n++) {
@@ -489,7 +577,9 @@ export function gemvBlockRows4(dtype: i32, out: usize, ldo: usize, x: usize, ldx
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     for (let k0 = 0; k0 < K; k0 += BLOCK_CHUNK) {
       const len = min(BLOCK_CHUNK, K - k0);
-      decodeBlockRow(dtype, w, K, n, k0, len, tmp);
+      // (BQ8_0R: levels at w, K a row; halves at ws, one per 32 values)
+      if (dtype == BQ8_0R) { const e = <usize>n * <usize>K + <usize>k0; decQ8_0R(w + e, ws + (e >> 4), len, tmp); }
+      else decodeBlockRow(dtype, w, K, n, k0, len, tmp);
       const xo = <usize>k0 << 2, end = <usize>len << 2;
       for (let o: usize = 0; o < end; o += 128) {
         const t = tmp + o, q = xo + o;

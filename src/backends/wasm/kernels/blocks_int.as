@@ -10,10 +10,10 @@
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
 import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, isum4, lane } from './gemv';
-import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, q6krLevels, q6krNatural } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R, q6krLevels, q6krNatural } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
-export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ6_KR; }
+export function hasIntGemv(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_K || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ6_KR || dtype == BQ4_0R; }
 
 /** The four IEEE halves at p, p + s, p + 2s, p + 3s as f32, exactly (no denormal operand). */
 @inline function halves4(p: usize, s: usize): v128 {
@@ -488,6 +488,60 @@ export function gemvQ6_KRInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
   return i32x4.add(i32x4.dot_i16x8_s(i16x8.add(p0, p1), s), i32x4.dot_i16x8_s(i16x8.add(p2, p3), s));
 }
 
+/**
+ * Q4_0 regrouped's correction (BQ4_0R): 8·Σq_x of each block of x's int8 row at q8, as f32 at dst
+ * (K/32 of them; integers below 2¹⁵, exact), taken off four blocks' dots at once.
+ */
+export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
+  for (let b = 0; b < K >> 5; b++) {
+    const p = q8 + (<usize>b << 5);
+    const s = i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extadd_pairwise_i8x16_s(v128.load(p)), i16x8.extadd_pairwise_i8x16_s(v128.load(p, 16))));
+    store<f32>(dst + (<usize>b << 2), <f32>((i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1) + i32x4.extract_lane(s, 2) + i32x4.extract_lane(s, 3)) << 3));
+  }
+}
+
+/**
+ * Q4_0 as the backend regroups it at load (blocks.as BQ4_0R: per row the blocks' halves, then their
+ * 16 nibble bytes each), one row of x, in gemvQ4's shape: four blocks' integer dots of the stored
+ * nibbles 0..15 gathered into one vector (q4Part, q4Sums4), their four 8·Σq_x (corr, f32) taken off
+ * (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves widen with
+ * one load, by the integer add when `fast` (every d of the weight a positive normal half, as q8's
+ * scales: gemv.as q8Scales4), else exactly (f16x4At). The last nb mod 4 blocks one by one.
+ */
+@inline function gemvQ4_0RT(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+  const nb = K >> 5, rb = <usize>nb * 18;
+  let row = w + <usize>n0 * rb;
+  for (let n = n0; n < n1; n++, row += rb) {
+    let f = f32x4.splat(0);
+    let tt: f32 = 0;
+    let hp = row, p = row + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
+    let b = 0;
+    for (; b + 4 <= nb; b += 4) {
+      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
+      const s = q4Sums4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
+        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96));
+      const d4 = fast ? i32x4.add(i32x4.shl(v128.load16x4_u(hp), 13), i32x4.splat(112 << 23)) : f16x4At(hp);
+      f = fmadd(f32x4.sub(s, v128.load(cp)), f32x4.mul(d4, v128.load(dp)), f);
+      p += 64; hp += 8; x16 += 256; x8 += 128; dp += 16; cp += 16;
+    }
+    for (; b < nb; b++) {
+      const v = v128.load(p);
+      const q = q4Part(nibLo(v), nibHi(v), x16, x8);
+      const s = hsum(ASC_FEATURE_RELAXED_SIMD ? f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(q)) : f32x4.convert_i32x4_s(q));
+      tt += (s - load<f32>(cp)) * (half1(hp) * load<f32>(dp));
+      p += 16; hp += 2; x16 += 64; x8 += 32; dp += 4; cp += 4;
+    }
+    const op = out + (<usize>n << 2);
+    const s = hsum(f) + tt;
+    store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+export function gemvQ4_0RInt(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
+  if (fast) gemvQ4_0RT(out, q16, q8, qd, corr, w, K, n0, n1, acc, true);
+  else gemvQ4_0RT(out, q16, q8, qd, corr, w, K, n0, n1, acc, false);
+}
+
 /** Rows of W that the several-token GEMV takes at a time (a few KiB: they stay in L1 for every token). */
 const ROW_GROUP: i32 = 4;
 
@@ -499,17 +553,19 @@ const ROW_GROUP: i32 = 4;
  * bytes apart.
  */
 export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
-  n0: i32, n1: i32, acc: i32): void {
+  n0: i32, n1: i32, acc: i32, wm: usize = 0): void {
   const g = M == 1 ? n1 - n0 : ROW_GROUP;
   for (let n = n0; n < n1; n += g) {
     const e = min(n + g, n1);
-    for (let r = 0; r < M; r++) gemvBlockInt1(dtype, out + <usize>r * ldo, prep + <usize>r * ldp, w, K, n, e, acc);
+    for (let r = 0; r < M; r++) gemvBlockInt1(dtype, out + <usize>r * ldo, prep + <usize>r * ldp, w, K, n, e, acc, wm);
   }
 }
 
-@inline function gemvBlockInt1(dtype: i32, op: usize, xp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+/** wm: BQ4_0R's flag that all its halves are positive normal ones (gemvQ4_0RInt's fast). */
+@inline function gemvBlockInt1(dtype: i32, op: usize, xp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, wm: usize): void {
   const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
-  if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
+  if (dtype == BQ4_0R) gemvQ4_0RInt(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc, <i32>wm);
+  else if (dtype == BQ8_0) gemvQ8_0Int(op, xp, xp + od, w, K, n0, n1, acc);
   else if (dtype == BQ4_KR) gemvQ4_KRInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
   else if (dtype == BQ4_K) gemvQ4_KInt(op, xp, xp + o8, xp + od, xp + os, w, K, n0, n1, acc);
   else if (dtype == BQ6_K) gemvQ6_KInt(op, xp, xp + o8, xp + od, xp + q6KCorrOffset(K), w, K, n0, n1, acc);

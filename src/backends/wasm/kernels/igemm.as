@@ -18,25 +18,37 @@
 
 import { fmadd, q4MetaBytes, nibLo, nibHi, codes4u, codes4s } from './simd';
 import { f16ToF32Scalar } from './simd';
-import { BQ8_0, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR } from './blocks';
+import { BQ8_0, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R } from './blocks';
 
 /**
  * Block dtypes with an integer prompt GEMM (k_linear mode 2): x quantized per block of 32 by
  * k_quant_rows. Add a dtype here and a branch in index.as k_linear (mode 2) to plug in another.
  */
-export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ6_KR; }
+export function hasIntGemm(dtype: i32): bool { return dtype == BQ8_0 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ6_K || dtype == BQ6_KR || dtype == BQ4_0R; }
 
 /** Q8_0/Q4_0: the stored block holding element k of row `row` (k a multiple of 8 within it), and its bytes. */
 @inline function blockAt(data: usize, K: i32, row: i32, k: i32, bb: usize): usize {
   return data + (<usize>row * <usize>(K >> 5) + <usize>(k >> 5)) * bb;
 }
 
-/** Q4_0 row n + r, elements k..k+7 (within one block) as the signed levels q − 8 in i16x8 (zeros past nr). */
-@inline function q40nib8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32): v128 {
+/** Q4_0 (rq: regrouped, blocks.as BQ4_0R) row `row`: the address of block b's 16 nibble bytes. */
+@inline function q40Nibs(data: usize, K: i32, row: i32, b: i32, rq: bool): usize {
+  const nb = <usize>(K >> 5);
+  return rq ? data + <usize>row * nb * 18 + (nb << 1) + (<usize>b << 4) : data + (<usize>row * nb + <usize>b) * 18 + 2;
+}
+
+/** Q4_0 (rq: regrouped) row `row`: the address of block b's half d. */
+@inline function q40Half(data: usize, K: i32, row: i32, b: i32, rq: bool): usize {
+  const nb = <usize>(K >> 5);
+  return rq ? data + <usize>row * nb * 18 + (<usize>b << 1) : data + (<usize>row * nb + <usize>b) * 18;
+}
+
+/** Q4_0 (rq: regrouped) row n + r, elements k..k+7 (within one block) as the signed levels q − 8 in i16x8 (zeros past nr). */
+@inline function q40nib8(data: usize, K: i32, n: i32, nr: i32, r: i32, k: i32, rq: bool = false): v128 {
   if (r >= nr) return i16x8.splat(0);
   const j = k & 31;
   // elements 0..15 are the 16 bytes' low nibbles, 16..31 their high ones (docs/formats.md)
-  const v = v128.load64_zero(blockAt(data, K, n + r, k, 18) + 2 + <usize>(j & 15));
+  const v = v128.load64_zero(q40Nibs(data, K, n + r, k >> 5, rq) + <usize>(j & 15));
   return i16x8.sub(i16x8.extend_low_i8x16_u(j < 16 ? nibLo(v) : nibHi(v)), i16x8.splat(8));
 }
 
@@ -108,6 +120,7 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
           store<f32>(dmn + (<usize>(b * 8 + r) << 2), -(load<f32>(src, 4) * <f32>load<u8>(src + 16 + j)));
         } else if (dtype == BQ6_K) store<f32>(o, f16ToF32Scalar(load<u16>(superAt(data, K, n + r, k0 + (b << 5), 210) + 208)));
         else if (dtype == BQ6_KR) store<f32>(o, load<f32>(superAt(data, K, n + r, k0 + (b << 5), 212) + 208));
+        else if (dtype == BQ4_0R) store<f32>(o, f16ToF32Scalar(load<u16>(q40Half(data, K, n + r, (k0 >> 5) + b, true))));
         else if (dtype >= BQ8_0) store<f32>(o, f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), bb))));
         else if (q4) {
           const meta = scales + <usize>(n + r) * mb, c = meta + 8 + <usize>(b0 + b);
@@ -160,15 +173,16 @@ function ipack(dst: usize, dsc: usize, dmn: usize, dtype: i32, data: usize, scal
       c1 = q6kr8(data, K, n, nr, 5, k0 + k);
       c2 = q6kr8(data, K, n, nr, 6, k0 + k);
       c3 = q6kr8(data, K, n, nr, 7, k0 + k);
-    } else if (dtype == BQ4_0) {
-      a0 = q40nib8(data, K, n, nr, 0, k0 + k);
-      a1 = q40nib8(data, K, n, nr, 1, k0 + k);
-      a2 = q40nib8(data, K, n, nr, 2, k0 + k);
-      a3 = q40nib8(data, K, n, nr, 3, k0 + k);
-      c0 = q40nib8(data, K, n, nr, 4, k0 + k);
-      c1 = q40nib8(data, K, n, nr, 5, k0 + k);
-      c2 = q40nib8(data, K, n, nr, 6, k0 + k);
-      c3 = q40nib8(data, K, n, nr, 7, k0 + k);
+    } else if (dtype == BQ4_0 || dtype == BQ4_0R) {
+      const rq = dtype == BQ4_0R;
+      a0 = q40nib8(data, K, n, nr, 0, k0 + k, rq);
+      a1 = q40nib8(data, K, n, nr, 1, k0 + k, rq);
+      a2 = q40nib8(data, K, n, nr, 2, k0 + k, rq);
+      a3 = q40nib8(data, K, n, nr, 3, k0 + k, rq);
+      c0 = q40nib8(data, K, n, nr, 4, k0 + k, rq);
+      c1 = q40nib8(data, K, n, nr, 5, k0 + k, rq);
+      c2 = q40nib8(data, K, n, nr, 6, k0 + k, rq);
+      c3 = q40nib8(data, K, n, nr, 7, k0 + k, rq);
     } else if (dtype == 3) {
       const base = data + <usize>n * <usize>K + <usize>(k0 + k);
       a0 = v128.load8x8_s(base);
@@ -368,11 +382,12 @@ const QNC: i32 = 8;
   return q;
 }
 
-/** Block b of q4 row `row` as 16 bytes (Q4_0, q40: the 16 bytes after its half), or zeros past the valid rows. */
-@inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32, q40: bool): v128 {
+/** Block b of q4 row `row` as 16 bytes (Q4_0, q40: its nibble bytes, rq: as regrouped), or zeros past the valid rows. */
+@inline function q4BlockBytes(data: usize, K: i32, row: i32, valid: bool, b: i32, q40: bool, rq: bool = false): v128 {
   if (!valid) return i8x16.splat(0);
+  if (q40) return v128.load(q40Nibs(data, K, row, b, rq));
   const blk = <usize>row * <usize>(K >> 5) + <usize>b;
-  return q40 ? v128.load(data + blk * 18 + 2) : v128.load(data + (blk << 4));
+  return v128.load(data + (blk << 4));
 }
 
 /** 16 bytes of Q4_K (repacked) row `row`'s nibbles: of the 32 at the sub-block pair holding element k, from byte h (0 or 16); zeros past the valid rows. */
@@ -405,7 +420,7 @@ const QNC: i32 = 8;
  * Pack 8 q4 rows (output columns n..n+7; nr valid), k in [k0, k0+kc), into dst [kc/4][8][4]
  * levels and their block scales and mins into [kc/32][8] f32.
  */
-function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool, k4: bool): void {
+function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize, K: i32, n: i32, nr: i32, k0: i32, kc: i32, q40: bool, k4: bool, rq: bool): void {
   const nb = K >> 5, b0 = k0 >> 5, kb = kc >> 5, mb = q4MetaBytes(K);
   if (k4) {
     // Q4_K (repacked): sub-block j's d·sc_j and −dmin·m_j, as ipack
@@ -424,7 +439,7 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     // Q4_0: each block's f16 scale d (its min −8·d is taken off in integers, q40Fold)
     for (let b = 0; b < kb; b++) {
       for (let r = 0; r < QNC; r++) {
-        store<f32>(dsc + (<usize>(b * QNC + r) << 2), r < nr ? f16ToF32Scalar(load<u16>(blockAt(data, K, n + r, k0 + (b << 5), 18))) : 0);
+        store<f32>(dsc + (<usize>(b * QNC + r) << 2), r < nr ? f16ToF32Scalar(load<u16>(q40Half(data, K, n + r, (k0 >> 5) + b, rq))) : 0);
       }
     }
   }
@@ -475,8 +490,8 @@ function ipackQ4(dst: usize, dsc: usize, dmn: usize, data: usize, scales: usize,
     }
     for (let g = 0; g < 2; g++) {
       const r0 = n + g * 4;
-      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, q40), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, q40);
-      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b, q40), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b, q40);
+      const v0 = q4BlockBytes(data, K, r0, g * 4 < nr, b0 + b, q40, rq), v1 = q4BlockBytes(data, K, r0 + 1, g * 4 + 1 < nr, b0 + b, q40, rq);
+      const v2 = q4BlockBytes(data, K, r0 + 2, g * 4 + 2 < nr, b0 + b, q40, rq), v3 = q4BlockBytes(data, K, r0 + 3, g * 4 + 3 < nr, b0 + b, q40, rq);
       const o = d + (<usize>g << 4);
       transpose4x4(o, 32, nibLo(v0), nibLo(v1), nibLo(v2), nibLo(v3));
       transpose4x4(o + 128, 32, nibHi(v0), nibHi(v1), nibHi(v2), nibHi(v3));
@@ -587,10 +602,11 @@ function imicroQ40R4(a8: usize, lda8: usize, xd: usize, xs: usize, ldd: usize, b
 /**
  * igemm for q4 weights in the relaxed build (same arguments, the int8 rows x8 in place of the i16
  * ones); with q40, for Q4_0 blocks at data (scales unused), xs then the rows' 8·Σ q_x per block (blockSums8);
- * with k4, for Q4_K repacked (scales unused; q4's arithmetic with each sub-block's scale and min).
+ * with k4, for Q4_K repacked (scales unused; q4's arithmetic with each sub-block's scale and min);
+ * rq with q40: Q4_0 as regrouped at load (blocks.as BQ4_0R).
  */
 export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize, scales: usize,
-  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool, k4: bool = false): void {
+  M: i32, N: i32, K: i32, acc: i32, scr: usize, n0: i32, n1: i32, ldo: i32, q40: bool, k4: bool = false, rq: bool = false): void {
   if (n0 >= n1) return;
   const panel = scr, psc = scr + IPANEL_BYTES, pmn = psc + ISCALE_BYTES, ctile = pmn + ISCALE_BYTES + (<usize>IKC << 1);
   const lda8 = <usize>K, ldd = <usize>(K >> 5) << 2, ldc = <usize>ldo << 2;
@@ -600,7 +616,7 @@ export function igemmQ4(out: usize, x8: usize, xd: usize, xs: usize, data: usize
       const kc = min(IKC, K - k0), nblk = kc >> 5;
       for (let p = 0; p < nc; p += QNC) {
         const pi = <usize>(p / QNC);
-        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40, k4);
+        ipackQ4(panel + pi * <usize>kc * QNC, psc + pi * <usize>nblk * 32, pmn + pi * <usize>nblk * 32, data, scales, K, nb + p, min(QNC, nc - p), k0, kc, q40, k4, rq);
       }
       const ld = acc != 0 || k0 > 0 ? 1 : 0;
       const kb = <usize>(k0 >> 5) << 2;

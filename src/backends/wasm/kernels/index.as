@@ -8,14 +8,14 @@ import { part } from './simd';
 import { gemvRows, deinterleave8, quantizeX, q8SplitSigns, q8ScaleX, q8ScaledOffset, q8PosOffset, q8NegOffset, scaleForF16, f16SubnormalMap, f16MapBytes, denormalProbe } from './gemv';
 import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
-import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR, BQ8_0, repackQ4KInPlace, repackQ6KInPlace, gemvBlock, gemvBlockRows } from './blocks';
-import { hasIntGemv, gemvBlockInt, q4_0Correction, q6KCorrection, q6KCorrOffset, q6KRPermuteX, q6KRXOffset } from './blocks_int';
+import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR, BQ8_0, BQ8_0R, BQ4_0R, repackQ4KInPlace, repackQ6KInPlace, repackQ8_0InPlace, repackQ4_0InPlace, gemvBlock, gemvBlockRows, gemvQ8_0RExact } from './blocks';
+import { hasIntGemv, gemvBlockInt, q4_0Correction, q4_0RCorrection, q6KCorrection, q6KCorrOffset, q6KRPermuteX, q6KRXOffset } from './blocks_int';
 import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
 import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
 
-export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, denormalProbe, quantizeScratch, repackQ4KInPlace, repackQ6KInPlace };
+export { argmaxRows, attentionScratch, attentionSplit, f16SubnormalMap, f16MapBytes, denormalProbe, quantizeScratch, repackQ4KInPlace, repackQ6KInPlace, repackQ8_0InPlace, repackQ4_0InPlace };
 
 /** Scratch bytes per thread the GEMM packing needs. */
 export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
@@ -47,6 +47,8 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     if (dtype >= BLOCK_MIN) {
       // Q4_0, relaxed build: the 7-bit dot on the stored levels, x's 8·Σq per block (QX_C) taken off
       if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_0) igemmQ4(out, qx(q, M, K, QX_8), xd, qx(q, M, K, QX_C), data, 0, M, N, K, acc, scr, n0, n1, ldo, true);
+      // Q4_0 regrouped (BQ4_0R), relaxed build: the same, its nibbles and halves read where the regrouping put them
+      else if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_0R) igemmQ4(out, qx(q, M, K, QX_8), xd, qx(q, M, K, QX_C), data, 0, M, N, K, acc, scr, n0, n1, ldo, true, false, true);
       // Q4_K (repacked), relaxed build: q4's 7-bit dot on its levels 0..15, each sub-block's min × x's quantized sum
       else if (ASC_FEATURE_RELAXED_SIMD && dtype == BQ4_KR) igemmQ4(out, qx(q, M, K, QX_8), xd, xs, data, 0, M, N, K, acc, scr, n0, n1, ldo, false, true);
       else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
@@ -61,13 +63,16 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
   const xp = ap(a, 13);
   // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
   const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldb = <usize>ldo << 2;
-  if (blockInt(a, dtype)) { gemvBlockInt(dtype, M, out, ldb, xp, ldp, data, K, n0, n1, acc); return; }
+  // (mins: BQ4_0R's flag that its halves are positive normal ones)
+  if (blockInt(a, dtype)) { gemvBlockInt(dtype, M, out, ldb, xp, ldp, data, K, n0, n1, acc, mins); return; }
   for (let m = 0; m < M; m += 4) {
     const R = min(4, M - m);
     const om = out + <usize>m * ldb, xm = x + <usize>m * ldx;
     if (dtype < BLOCK_MIN) gemvRows(dtype, R, om, ldb, xm, ldx, xp + <usize>m * ldp, ldp, data, scales, mins, K, n0, n1, acc);
+    // Q8_0 regrouped, exact (its other kernels are q8's): levels at data, halves at scales
+    else if (dtype == BQ8_0R && R == 1) gemvQ8_0RExact(om, xm, data, scales, K, n0, n1, acc);
     else if (R == 1) gemvBlock(dtype, om, xm, data, K, n0, n1, acc);
-    else gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, K, n0, n1, acc, scr);
+    else gemvBlockRows(dtype, R, om, ldb, xm, ldx, data, scales, K, n0, n1, acc, scr);
   }
 }
 
@@ -99,7 +104,7 @@ const QX_Q = 0, QX_D = 1, QX_S = 2, QX_8 = 3, QX_C = 4, QX_END = 5;
 }
 
 /** Whether the integer GEMM of this dtype reads x's int8 rows (part QX_8), which k_quant_rows then writes. */
-@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && (dtype == 4 || dtype == BQ4_0 || dtype == BQ4_KR); }
+@inline function wantsX8(dtype: i32): bool { return ASC_FEATURE_RELAXED_SIMD && (dtype == 4 || dtype == BQ4_0 || dtype == BQ4_KR || dtype == BQ4_0R); }
 
 /** Whether k_linear's mode 2 (integer GEMM) takes this dtype: q8, q4, and the block dtypes of igemm.as hasIntGemm. */
 export function intGemmDtype(dtype: i32): i32 { return dtype == 3 || dtype == 4 || hasIntGemm(dtype) ? 1 : 0; }
@@ -117,7 +122,7 @@ export function k_quant_rows(a: usize, tid: i32, c: i32, nc: i32): void {
     // the int8 rows only for kernels that read them (q8's GEMM reads the i16 rows): pages q8 never writes stay untouched
     const r8 = wantsX8(ai(a, 5)) ? x8 + <usize>m * <usize>K : 0;
     quantizeX(x + ((<usize>m * <usize>K) << 2), K, xq + ((<usize>m * <usize>K) << 1), r8, xd + <usize>m * rb, xs + <usize>m * rb);
-    if (ASC_FEATURE_RELAXED_SIMD && ai(a, 5) == BQ4_0) blockSums8(r8, K, qx(q, M, K, QX_C) + <usize>m * rb);
+    if (ASC_FEATURE_RELAXED_SIMD && (ai(a, 5) == BQ4_0 || ai(a, 5) == BQ4_0R)) blockSums8(r8, K, qx(q, M, K, QX_C) + <usize>m * rb);
   }
 }
 
@@ -142,6 +147,8 @@ export function k_prep_x(a: usize): void {
       if (ASC_FEATURE_RELAXED_SIMD && dtype == 3) q8ScaleX(xp + <usize>K * 3, K, xp + q8ScaledOffset(K));
       // Q4_0: after the scales and sums, its relaxed dot's correction (blocks_int.as)
       if (dtype == BQ4_0) q4_0Correction(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
+      // Q4_0 regrouped: 8·Σq_x per block as f32, in the same place (blocks_int.as gemvQ4_0RInt)
+      if (dtype == BQ4_0R) q4_0RCorrection(xp + (<usize>K << 1), K, xp + <usize>K * 3 + (<usize>K >> 2));
       // Q6_K (relaxed build): Σx per 16 values, for its dot of the unsigned 6-bit levels (blocks_int.as)
       if (ASC_FEATURE_RELAXED_SIMD && (dtype == BQ6_K || dtype == BQ6_KR)) q6KCorrection(xp + (<usize>K << 1), K, xp + q6KCorrOffset(K));
       // Q6_K repacked (relaxed build): x in its levels' order as well (blocks_int.as q6KRPermuteX)

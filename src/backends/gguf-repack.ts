@@ -1,0 +1,93 @@
+// Q8_0 and Q4_0 regrouped: the layouts the wasm backend keeps GGUF Q8_0 and Q4_0 weights in once
+// loaded (kernels/blocks.as BQ8_0R, BQ4_0R). The same bytes in another order, so the model stays in
+// memory once and the stored blocks can always be given back (unpackQ8_0, unpackQ4_0):
+//
+//   Q8_0 → q8's layout, for the whole weight of nb blocks (34 bytes each as stored):
+//     levels[32·nb] (int8, the blocks in order) | d[nb] (f16 bits)
+//   Q4_0 → per row of nb blocks (18 bytes each as stored):
+//     d[nb] (f16 bits) | nibbles[16·nb] (each block's 16 bytes, unchanged)
+//   (the halves first, so a GEMV reads each row front to back)
+//
+// Stored, each block's half sits before its integers, so the GEMVs gathered four d's with four
+// scalar loads and converted them exactly; regrouped, four d's are one 8-byte load, and a repacked
+// Q8_0 weight runs on q8's own kernels (docs/cpu-decode.md, "Q8_0 and Q4_0 regrouped at load").
+
+/** Bytes of a Q8_0 and a Q4_0 block of 32 values (the same regrouped). */
+export const Q8_0_BYTES = 34;
+export const Q4_0_BYTES = 18;
+
+/** The view of src's first n bytes, copied when dst shares its memory (the regrouping moves bytes both ways). */
+function source(src: Uint8Array, dst: Uint8Array, n: number): Uint8Array {
+  const s = src.subarray(0, n);
+  return s.buffer === dst.buffer ? s.slice() : s;
+}
+
+/** Regroup nb Q8_0 blocks from src into dst (q8's layout; dst may be src itself). */
+export function repackQ8_0(src: Uint8Array, dst: Uint8Array, nb: number): void {
+  const n = nb * Q8_0_BYTES;
+  if (src.length < n || dst.length < n) throw new RangeError('repackQ8_0: buffers too short');
+  const s = source(src, dst, n);
+  for (let b = 0; b < nb; b++) {
+    dst.set(s.subarray(b * 34 + 2, b * 34 + 34), b * 32);
+    dst[32 * nb + 2 * b] = s[b * 34];
+    dst[32 * nb + 2 * b + 1] = s[b * 34 + 1];
+  }
+}
+
+/** The stored Q8_0 blocks of nb regrouped ones (repackQ8_0's inverse). */
+export function unpackQ8_0(src: Uint8Array, dst: Uint8Array, nb: number): void {
+  const n = nb * Q8_0_BYTES;
+  if (src.length < n || dst.length < n) throw new RangeError('unpackQ8_0: buffers too short');
+  const s = source(src, dst, n);
+  for (let b = 0; b < nb; b++) {
+    dst[b * 34] = s[32 * nb + 2 * b];
+    dst[b * 34 + 1] = s[32 * nb + 2 * b + 1];
+    dst.set(s.subarray(b * 32, b * 32 + 32), b * 34 + 2);
+  }
+}
+
+/** Regroup `rows` rows of nb Q4_0 blocks from src into dst (dst may be src itself). */
+export function repackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: number): void {
+  const rb = nb * Q4_0_BYTES, n = rows * rb;
+  if (src.length < n || dst.length < n) throw new RangeError('repackQ4_0: buffers too short');
+  const s = source(src, dst, n);
+  for (let r = 0; r < rows; r++) {
+    const o = r * rb;
+    for (let b = 0; b < nb; b++) {
+      dst.set(s.subarray(o + b * 18 + 2, o + b * 18 + 18), o + 2 * nb + b * 16);
+      dst[o + 2 * b] = s[o + b * 18];
+      dst[o + 2 * b + 1] = s[o + b * 18 + 1];
+    }
+  }
+}
+
+/** The stored Q4_0 blocks of `rows` regrouped rows of nb blocks (repackQ4_0's inverse). */
+export function unpackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: number): void {
+  const rb = nb * Q4_0_BYTES, n = rows * rb;
+  if (src.length < n || dst.length < n) throw new RangeError('unpackQ4_0: buffers too short');
+  const s = source(src, dst, n);
+  for (let r = 0; r < rows; r++) {
+    const o = r * rb;
+    for (let b = 0; b < nb; b++) {
+      dst[o + b * 18] = s[o + 2 * b];
+      dst[o + b * 18 + 1] = s[o + 2 * b + 1];
+      dst.set(s.subarray(o + 2 * nb + b * 16, o + 2 * nb + b * 16 + 16), o + b * 18 + 2);
+    }
+  }
+}
+
+/**
+ * Whether nb stored Q8_0 blocks may be regrouped: no d is an infinity or a NaN. q8's kernels widen
+ * such a half to a finite number (as they never meet one in a q8 weight), where the stored blocks'
+ * exact decoder gives ±∞ or NaN; a weight holding one stays as stored, on the Q8_0 kernels.
+ */
+export function q8_0Regroupable(stored: Uint8Array, nb: number): boolean {
+  for (let b = 0; b < nb; b++) if ((stored[b * 34 + 1] & 0x7c) === 0x7c) return false;
+  return true;
+}
+
+/** Whether every half in hs is a positive normal one, which the GEMVs widen by an integer add (gemv.as q8Scales4). */
+export function halvesPositiveNormal(hs: Uint16Array): boolean {
+  for (let i = 0; i < hs.length; i++) { const h = hs[i]; if (h < 0x0400 || h >= 0x7c00) return false; }
+  return true;
+}
