@@ -150,7 +150,7 @@ export class WasmBackend implements Backend {
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
-  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[]; q4kRoom?: boolean; q6kRoom?: boolean }>();
+  private readonly owned = new WeakMap<object, { shard: Shard; offs: number[]; room?: boolean }>();
   private readonly train: WasmTrainOps;
   /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
   private decoded: Float32Array | null = null;
@@ -343,19 +343,18 @@ export class WasmBackend implements Backend {
     this.live();
     // data, scales and mins go into one memory, where the kernels read them together
     const what = `a ${rows}×${cols} ${dtype} weight`;
-    // q4_k: room after the stored blocks for prepareWeight to repack them in place (+8 bytes a super-block)
-    const q4kRoom = dtype === 'q4_k';
-    // q6_k: likewise (+2 bytes a super-block)
-    const q6kRoom = dtype === 'q6_k';
-    const room = (bytes: number) => q4kRoom ? (bytes / Q4K_BYTES) * Q4KR_BYTES : q6kRoom ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
-    const shard = this.place(room(weightBytes(dtype, rows * cols, cols)) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
+    // q4_k, q6_k: room after the stored blocks for prepareWeight to repack them in place (holdRelaid;
+    // +8 and +2 bytes a super-block)
+    const room = dtype === 'q4_k' || dtype === 'q6_k';
+    const held = (bytes: number) => dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
+    const shard = this.place(held(weightBytes(dtype, rows * cols, cols)) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
-      const byteOffset = shard.arena.allocBytes(room(bytes), what);
+      const byteOffset = shard.arena.allocBytes(held(bytes), what);
       offs.push(byteOffset);
       return { buffer: shard.arena.buffer(), byteOffset };
     });
-    this.owned.set(w, { shard, offs, q4kRoom, q6kRoom });
+    this.owned.set(w, { shard, offs, room });
     return w;
   }
 
@@ -513,83 +512,51 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Q4_K runs repacked (q4k-repack.ts: d and dmin as f32, the scales and mins a byte each), which
-   * the int8 GEMV reads about as cheaply as q4's own scales; every kernel reads that layout, and the
-   * model stays in memory once: storage from allocWeight is repacked in place, into the room it
-   * left after the stored bytes, and the weight's data then says so (layout 'q4_k_r'; hosts decode
-   * it, weight-format.ts). A weight stored elsewhere keeps its bytes; the backend's copy is repacked.
+   * Block dtypes held in a layout their kernels read more cheaply than the file's, the model still
+   * held once (docs/cpu-decode.md): Q4_K repacked (q4k-repack.ts: d and dmin as f32, the scales and
+   * mins a byte each), Q6_K repacked (q6k-repack.ts: each group of 64 levels in three vectors, d as
+   * f32), Q8_0 regrouped as q8's layout, on q8's kernels, and Q4_0 with each row's halves before its
+   * nibbles (gguf-repack.ts). Storage from allocWeight is relaid in place (it left room after the
+   * stored bytes where the layout is larger) and the weight's data then says so (w.layout; hosts
+   * decode it, weight-format.ts); a weight stored elsewhere keeps its bytes and the backend relays
+   * its own copy.
    */
-  private prepareQ4K(w: Weight): void {
-    const blocks = blockRowBytes('q4_k', w.cols) / Q4K_BYTES * w.rows, bytes = blocks * Q4KR_BYTES;
-    const what = `a ${w.rows}×${w.cols} q4_k weight`;
-    const need = w.layout === 'q4_k_r' ? bytes : blocks * Q4K_BYTES;
+  private holdRelaid(w: Weight, lay: NonNullable<Weight['layout']>, stored: number, held: number, relay: (sh: Shard, off: number) => void): { shard: Shard; off: number; copies: number[] } {
+    const what = `a ${w.rows}×${w.cols} ${w.dtype} weight`;
+    const need = w.layout === lay ? held : stored;
     if (w.data.byteLength < need) throw new OpenELMError('usage', `weight data has ${w.data.byteLength} bytes, ${what} needs ${need}`);
-    const src = new Uint8Array(w.data.buffer, w.data.byteOffset, need);
-    const home = this.shardOf(w.data), o = this.owned.get(w), copies: number[] = [];
-    let shard: Shard, off: number;
-    if (home?.arena.owns(w.data) && (w.layout === 'q4_k_r' || (o?.q4kRoom && o.offs[0] === w.data.byteOffset))) {
-      shard = home; off = w.data.byteOffset;
-      if (w.layout !== 'q4_k_r') {
-        // a kernel (the same bytes as q4k-repack.ts repackQ4K, several times faster than it)
-        shard.k.repackQ4KInPlace(off, blocks);
-        w.data = shard.arena.u8(off, bytes); w.layout = 'q4_k_r';
-      }
-    } else {
-      shard = this.place(bytes + 64, `a copy of ${what}`);
-      off = shard.arena.allocBytes(bytes, `a copy of ${what}`);
-      shard.arena.u8(off, bytes).set(src);
-      if (w.layout !== 'q4_k_r') shard.k.repackQ4KInPlace(off, blocks);
-      copies.push(off);
+    const home = this.shardOf(w.data), o = this.owned.get(w);
+    if (home?.arena.owns(w.data) && (w.layout === lay || (o?.offs[0] === w.data.byteOffset && (held <= stored || o.room)))) {
+      const off = w.data.byteOffset;
+      if (w.layout !== lay) { relay(home, off); w.data = home.arena.u8(off, held); w.layout = lay; }
+      return { shard: home, off, copies: [] };
     }
+    const shard = this.place(held + 64, `a copy of ${what}`);
+    const off = shard.arena.allocBytes(held, `a copy of ${what}`);
+    shard.arena.u8(off, held).set(new Uint8Array(w.data.buffer, w.data.byteOffset, need));
+    if (w.layout !== lay) relay(shard, off);
+    return { shard, off, copies: [off] };
+  }
+
+  private prepareQ4K(w: Weight): void {
+    const blocks = blockRowBytes('q4_k', w.cols) / Q4K_BYTES * w.rows;
+    // a kernel (the same bytes as q4k-repack.ts repackQ4K, several times faster than it)
+    const { shard, off, copies } = this.holdRelaid(w, 'q4_k_r', blocks * Q4K_BYTES, blocks * Q4KR_BYTES, (sh, at) => sh.k.repackQ4KInPlace(at, blocks));
     w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_k_r, data: off, scales: 0, mins: 0, copies } satisfies WasmPacked;
   }
 
-  /**
-   * Q6_K runs repacked as well (q6k-repack.ts: each group of 64 levels in three vectors, d as f32),
-   * held once as Q4_K is (prepareQ4K): storage from allocWeight is repacked in place into the room
-   * it left (layout 'q6_k_r'), a weight stored elsewhere keeps its bytes and the copy is repacked.
-   */
   private prepareQ6K(w: Weight): void {
-    const blocks = blockRowBytes('q6_k', w.cols) / Q6K_BYTES * w.rows, bytes = blocks * Q6KR_BYTES;
-    const what = `a ${w.rows}×${w.cols} q6_k weight`;
-    const need = w.layout === 'q6_k_r' ? bytes : blocks * Q6K_BYTES;
-    if (w.data.byteLength < need) throw new OpenELMError('usage', `weight data has ${w.data.byteLength} bytes, ${what} needs ${need}`);
-    const src = new Uint8Array(w.data.buffer, w.data.byteOffset, need);
-    const home = this.shardOf(w.data), o = this.owned.get(w), copies: number[] = [];
-    let shard: Shard, off: number;
-    if (home?.arena.owns(w.data) && (w.layout === 'q6_k_r' || (o?.q6kRoom && o.offs[0] === w.data.byteOffset))) {
-      shard = home; off = w.data.byteOffset;
-      if (w.layout !== 'q6_k_r') {
-        shard.k.repackQ6KInPlace(off, blocks);
-        w.data = shard.arena.u8(off, bytes); w.layout = 'q6_k_r';
-      }
-    } else {
-      shard = this.place(bytes + 64, `a copy of ${what}`);
-      off = shard.arena.allocBytes(bytes, `a copy of ${what}`);
-      shard.arena.u8(off, bytes).set(src);
-      if (w.layout !== 'q6_k_r') shard.k.repackQ6KInPlace(off, blocks);
-      copies.push(off);
-    }
+    const blocks = blockRowBytes('q6_k', w.cols) / Q6K_BYTES * w.rows;
+    const { shard, off, copies } = this.holdRelaid(w, 'q6_k_r', blocks * Q6K_BYTES, blocks * Q6KR_BYTES, (sh, at) => sh.k.repackQ6KInPlace(at, blocks));
     w.packed = { owner: this, shard, dtype: DTYPE_CODE.q6_k_r, data: off, scales: 0, mins: 0, copies } satisfies WasmPacked;
   }
 
-  /**
-   * Q8_0 and Q4_0 run regrouped (gguf-repack.ts): Q8_0 as q8's layout, on q8's kernels, Q4_0 with
-   * each row's halves before its nibbles. The same bytes, so storage from allocWeight is regrouped in
-   * place and the weight's data then says so (layout 'q8_0_r' / 'q4_0_r'; hosts decode it,
-   * weight-format.ts); a weight stored elsewhere keeps its bytes and the backend regroups its copy.
-   * False (nothing done): a Q8_0 weight with an infinite or NaN d, which stays as stored.
-   */
+  /** Q8_0 and Q4_0 regrouped (holdRelaid). False (nothing done): a Q8_0 weight with an infinite or NaN d, which stays as stored. */
   private prepareRegrouped(w: Weight): boolean {
     const q8 = w.dtype === 'q8_0', lay = q8 ? 'q8_0_r' : 'q4_0_r';
     const n = w.rows * w.cols, nb = n / QBLOCK, bytes = weightBytes(w.dtype, n);
-    const what = `a ${w.rows}×${w.cols} ${w.dtype} weight`;
-    if (w.cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
-    if (w.data.byteLength < bytes) throw new OpenELMError('usage', `weight data has ${w.data.byteLength} bytes, ${what} needs ${bytes}`);
-    const src = new Uint8Array(w.data.buffer, w.data.byteOffset, bytes);
-    if (q8 && w.layout !== lay && !q8_0Regroupable(src, nb)) return false;
-    const home = this.shardOf(w.data), o = this.owned.get(w), copies: number[] = [];
-    let shard: Shard, off: number;
+    if (w.cols % QBLOCK !== 0) throw new OpenELMError('usage', `a ${w.rows}×${w.cols} ${w.dtype} weight needs whole blocks per row`);
+    if (q8 && w.layout !== lay && w.data.byteLength >= bytes && !q8_0Regroupable(new Uint8Array(w.data.buffer, w.data.byteOffset, bytes), nb)) return false;
     const regroup = (sh: Shard, at: number) => {
       // the kernels move the bytes in place through 2 bytes a block (Q8_0) or a row (Q4_0) of scratch;
       // without room for that, the host does it (the same bytes)
@@ -603,16 +570,7 @@ export class WasmBackend implements Backend {
         if (q8) repackQ8_0(v, v, nb); else repackQ4_0(v, v, w.rows, w.cols / QBLOCK);
       }
     };
-    if (home?.arena.owns(w.data) && (w.layout === lay || o?.offs[0] === w.data.byteOffset)) {
-      shard = home; off = w.data.byteOffset;
-      if (w.layout !== lay) { regroup(shard, off); w.data = shard.arena.u8(off, bytes); w.layout = lay; }
-    } else {
-      shard = this.place(bytes + 64, `a copy of ${what}`);
-      off = shard.arena.allocBytes(bytes, `a copy of ${what}`);
-      shard.arena.u8(off, bytes).set(src);
-      if (w.layout !== lay) regroup(shard, off);
-      copies.push(off);
-    }
+    const { shard, off, copies } = this.holdRelaid(w, lay, bytes, bytes, regroup);
     // every half a positive normal one: the GEMVs widen them by an integer add (q8's scales: gemv.as q8Scales4)
     const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
     if (q8) {
