@@ -11,29 +11,11 @@
 // the half widened exactly (NaN payloads kept). Both directions are exact bit for bit, so the
 // stored blocks can always be given back (unpackQ6K).
 
+import { f16BitsToF32Bits, f32BitsToF16Bits } from '../core/dtype.js';
+
 /** Bytes of a Q6_K super-block as stored, and repacked. */
 export const Q6K_BYTES = 210;
 export const Q6KR_BYTES = 212;
-
-/** The f32 bits of an IEEE half's bits, exactly (subnormal halves normalized; NaN payloads kept). */
-function f16BitsToF32Bits(h: number): number {
-  const s = (h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 0x3ff;
-  if (e === 31) return (s | 0x7f800000 | (m << 13)) >>> 0;
-  if (e !== 0) return (s | ((e + 112) << 23) | (m << 13)) >>> 0;
-  if (m === 0) return s >>> 0;
-  let ee = 113, mm = m;
-  while (!(mm & 0x400)) { mm <<= 1; ee--; }
-  return (s | (ee << 23) | ((mm & 0x3ff) << 13)) >>> 0;
-}
-
-/** The half's bits back from f16BitsToF32Bits's f32 bits. */
-function f32BitsToF16Bits(b: number): number {
-  const s = (b >>> 16) & 0x8000, e = (b >>> 23) & 255, m = b & 0x7fffff;
-  if (e === 255) return s | 0x7c00 | (m >>> 13);
-  if (e === 0) return s;
-  if (e >= 113) return s | ((e - 112) << 10) | (m >>> 13);
-  return s | (((0x800000 | m) >>> 13) >>> (113 - e));
-}
 
 /** Level (0..63) of value i (0..255) of the stored super-block at s of b (ggml's dequantize_row_q6_K). */
 function storedLevel(b: Uint8Array, s: number, i: number): number {

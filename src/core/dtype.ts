@@ -86,3 +86,23 @@ const F16_TABLE = (() => {
   for (let i = 0; i < 65536; i++) t[i] = f16ToF32Exact(i);
   return t;
 })();
+
+/** The f32 bits of an IEEE half's bits, exactly (subnormal halves normalized; NaN payloads kept), for layouts that hold a half as f32 and give it back. */
+export function f16BitsToF32Bits(h: number): number {
+  const s = (h & 0x8000) << 16, e = (h >> 10) & 31, m = h & 0x3ff;
+  if (e === 31) return (s | 0x7f800000 | (m << 13)) >>> 0;
+  if (e !== 0) return (s | ((e + 112) << 23) | (m << 13)) >>> 0;
+  if (m === 0) return s >>> 0;
+  let ee = 113, mm = m;
+  while (!(mm & 0x400)) { mm <<= 1; ee--; }
+  return (s | (ee << 23) | ((mm & 0x3ff) << 13)) >>> 0;
+}
+
+/** The half's bits back from f16BitsToF32Bits's f32 bits. */
+export function f32BitsToF16Bits(b: number): number {
+  const s = (b >>> 16) & 0x8000, e = (b >>> 23) & 255, m = b & 0x7fffff;
+  if (e === 255) return s | 0x7c00 | (m >>> 13);
+  if (e === 0) return s;
+  if (e >= 113) return s | ((e - 112) << 10) | (m >>> 13);
+  return s | (((0x800000 | m) >>> 13) >>> (113 - e));
+}
