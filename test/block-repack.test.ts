@@ -73,7 +73,7 @@ for (const L of LAYOUTS) {
     const rng = new Rng(7), nsb = 300;
     const stored = randomBytes(rng, nsb * L.stored);
     const dv = new DataView(stored.buffer);
-    L.halves.forEach((o, k) => SPECIAL.forEach((h, i) => dv.setUint16((i + 20 * k) * L.stored + o, h, true)));
+    L.halves.forEach((o, k) => { SPECIAL.forEach((h, i) => { dv.setUint16((i + 20 * k) * L.stored + o, h, true); }); });
     const out = new Uint8Array(nsb * L.held);
     L.repack(stored, out, nsb);
     const back = new Uint8Array(nsb * L.stored);
