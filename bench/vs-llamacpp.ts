@@ -22,6 +22,8 @@
 //              of the two from /usr/bin/time.
 // Decode is memory-bound: every weight is read once per token (the tied head reads the whole
 // embedding), so bytes/token is the weights' size and GB/s = bytes/token x decode tok/s.
+// read_gb_s is the machine's memory read rate as a decode kernel meets it (bench/read-rate.ts, measured
+// before and after the runs, the better kept), the ceiling beside which both sides' decode GB/s stand.
 // Prints one JSON object: both sides' prefill/decode tok/s, GB/s, peak RSS and the ratios ours / llama.cpp.
 
 import { spawnSync } from 'node:child_process';
@@ -39,6 +41,7 @@ import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
 import { nativeBlas } from '../src/platform/node-native.js';
 import { llamaBench } from './llama-bench.js';
+import { readRateChild } from './read-rate.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -148,6 +151,8 @@ async function main(): Promise<void> {
     // ours twice when the native sgemm is built: pure WASM, and WASM + native prefill
     const variants = nativeBlas('auto') ? ['wasm', 'native'] : ['wasm'];
     const rows: Record<string, unknown>[] = [];
+    const readBefore = readRateChild(T);
+    log(`memory read rate, ${T} threads: ${readBefore?.toFixed(1) ?? '?'} GB/s`);
     for (const [gd, od] of pairs) {
       const file = path.join(work, `model-${gd}.gguf`);
       const c0 = performance.now();
@@ -196,9 +201,19 @@ async function main(): Promise<void> {
       rows.push(row);
     }
     const cpu = os.cpus()[0]?.model ?? 'unknown';
+    const reads = [readBefore, readRateChild(T)].filter((v): v is number => v !== null);
+    const readGbS = reads.length ? r2(Math.max(...reads)) : null;
+    if (readGbS) {
+      for (const row of rows) {
+        for (const side of ['llama_cpp', 'ours_wasm', 'ours_native']) {
+          const o = row[side] as { decode_gb_s: number; decode_of_read?: number } | undefined;
+          if (o) o.decode_of_read = r2(o.decode_gb_s / readGbS);
+        }
+      }
+    }
     process.stdout.write(JSON.stringify({
       model: values.model ? values.model : `OpenELM-${size} shape (random bf16 weights)`,
-      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, load_avg_1m_at_end: r2(os.loadavg()[0]), machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`,
+      prompt_tokens: P, gen_tokens: G, threads: T, rounds: R, read_gb_s: readGbS, load_avg_1m_at_end: r2(os.loadavg()[0]), machine: `${cpu}, ${os.availableParallelism()} cores, node ${process.version}`,
       llama_cpp_settings: bin ? 'native llama-bench (built for this CPU), its defaults: warm-up run, f16 KV cache, flash attention auto'
         : 'node-llama-cpp 3.21.1 prebuilt CPU binary, f16 KV cache, flash attention auto, batch >= prompt',
       results: rows,
