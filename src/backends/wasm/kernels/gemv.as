@@ -556,11 +556,12 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 }
 
 // q4 (Q4_1-style blocks with coded scales, simd.as q4MetaBytes): a row's Σ w·x is
-//   D·Σ_b sc_b·dx_b·Σ_j q_j·xq_j  +  M·Σ_b mc_b·sx_b
+//   D·Σ_b dx_b·(sc_b·Σ_j q_j·xq_j)  +  M·Σ_b mc_b·sx_b
 // (sc, mc: the block's scale and min codes; dx, sx: x's block scale and quantized block sum from
 // quantizeX), so the row's D and M multiply once at its end. Four blocks per step: their integer
-// dots are gathered into one vector (q4Sums4) that meets their four scale products in one
-// multiply-add, with no broadcast per block.
+// dots are gathered into one vector and multiplied by their scale codes in the integers
+// (q4Scaled4, exact), which meets x's four block scales in one multiply-add, with no broadcast
+// per block.
 
 /**
  * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
@@ -601,14 +602,57 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   return i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
 }
 
-/** One block's q4Part as f32 lanes whose sum is its dot (the last nb mod 4 blocks). */
-@inline function q4Sum1(s: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
-  return f32x4.convert_i32x4_s(s);
+/**
+ * sc_b·Σ_b for four blocks: their q4Part vectors gathered as q4Sums4 does, each block's integer dot
+ * times its u8 scale code (at sp), as i32x4 (exact: |sc·Σ| ≤ 255·32·15·127 = 15,544,800 < 2²⁴, so
+ * the f32 conversion is exact too). Relaxed SIMD: the widening pair add of q4Sums4 becomes
+ * i32x4.dot_i16x8_s against the codes, each repeated in its two i16 lanes (pmaddwd: the same
+ * instruction, now doing the scale's multiply, where the codes needed two extends, a conversion and
+ * an f32 multiply by x's scales). Each i16 lane holds a sum of 16 products (|·| ≤ 30480 < 2¹⁵).
+ */
+@inline export function q4Scaled4(a: v128, b: v128, c: v128, d: v128, codes: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const ab = i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+    const cd = i16x8.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+    return i32x4.dot_i16x8_s(i16x8.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3)), codes);
+  } else return i32x4.mul(isum4(a, b, c, d), codes);
+}
+
+/** q4Scaled4's codes operand from the four u8 scale codes at sp: relaxed, each in two i16 lanes; SIMD128, i32 lanes. */
+@inline export function q4Codes(sp: usize): v128 {
+  const c8 = i16x8.extend_low_i8x16_u(v128.load32_zero(sp));
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(c8, c8, 0, 0, 1, 1, 2, 2, 3, 3);
+  return i32x4.extend_low_i16x8_u(c8);
+}
+
+/** sc·(one block's q4Part) as i32 lanes whose sum is sc·Σ (the last nb mod 4 blocks; exact as q4Scaled4). */
+@inline function q4Scaled1(s: v128, sc: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(s, i16x8.splat(<i16>sc));
+  return i32x4.mul(s, i32x4.splat(sc));
+}
+
+
+/**
+ * Σ over the first nb4 (a multiple of 4) blocks of mc·sx, as f32x4 lanes: g = fmadd(codes4s(mp),
+ * load(xs), g) four blocks at a time from g = 0, the 2-4-row kernels' order; sixteen codes per load
+ * where they allow.
+ */
+@inline function q4MinSum(mp: usize, xs: usize, nb4: i32): v128 {
+  let g = f32x4.splat(0);
+  let b = 0;
+  for (; b + 16 <= nb4; b += 16, mp += 16, xs += 64) {
+    const m = v128.load(mp), lo = i16x8.extend_low_i8x16_s(m), hi = i16x8.extend_high_i8x16_s(m);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), v128.load(xs), g);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), v128.load(xs, 16), g);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), v128.load(xs, 32), g);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), v128.load(xs, 48), g);
+  }
+  for (; b < nb4; b += 4, mp += 4, xs += 16) g = fmadd(codes4s(mp), v128.load(xs), g);
+  return g;
 }
 
 /**
- * q4, one row of x: f += dots·(sc·dx) and g += mc·sx four blocks at a time; the last nb mod 4
+ * q4, one row of x: f += (sc·dots)·dx and g += mc·sx four blocks at a time; the last nb mod 4
  * blocks one by one into t and gt. ws: the rows' coded scales (simd.as q4MetaBytes).
  */
 export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize,
@@ -624,15 +668,18 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
     let b = 0;
     for (; b + 4 <= nb; b += 4) {
       const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const d = q4Sums4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
-        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96));
-      f = fmadd(d, f32x4.mul(codes4u(sp), v128.load(dp)), f);
-      g = fmadd(codes4s(mp), v128.load(xs), g);
-      p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; dp += 16; xs += 16;
+      const d = q4Scaled4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
+        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96), q4Codes(sp));
+      f = fmadd(f32x4.convert_i32x4_s(d), v128.load(dp), f);
+      p += 64; sp += 4; x16 += 256; x8 += 128; dp += 16;
     }
+    // the min codes' sum, in the order of four blocks a step, in a loop of its own: the step above
+    // then holds one accumulator fewer among its 12 loaded vectors (V8 issues them first)
+    g = q4MinSum(mp, xs, b);
+    mp += <usize>b; xs += <usize>b << 2;
     for (; b < nb; b++) {
       const v = v128.load(p);
-      t = fmadd(q4Sum1(q4Part(nibLo(v), nibHi(v), x16, x8)), f32x4.splat(<f32>load<u8>(sp) * load<f32>(dp)), t);
+      t = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(v), nibHi(v), x16, x8), load<u8>(sp))), v128.load32_splat(dp), t);
       gt += <f32>load<i8>(mp) * load<f32>(xs);
       p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; dp += 4; xs += 4;
     }
@@ -979,37 +1026,39 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
       const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
       const l0 = nibLo(v0), h0 = nibHi(v0), l1 = nibLo(v1), h1 = nibHi(v1);
       const l2 = nibLo(v2), h2 = nibHi(v2), l3 = nibLo(v3), h3 = nibHi(v3);
-      const c4 = codes4u(sp), m4 = codes4s(mp);
-      f0 = fmadd(q4Sums4(q4Part(l0, h0, x16, x8), q4Part(l1, h1, x16 + 64, x8 + 32), q4Part(l2, h2, x16 + 128, x8 + 64),
-        q4Part(l3, h3, x16 + 192, x8 + 96)), f32x4.mul(c4, v128.load(xd)), f0);
-      g0 = fmadd(m4, v128.load(xs), g0);
+      const c4 = q4Codes(sp);
+      f0 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, x16, x8), q4Part(l1, h1, x16 + 64, x8 + 32), q4Part(l2, h2, x16 + 128, x8 + 64),
+        q4Part(l3, h3, x16 + 192, x8 + 96), c4)), v128.load(xd), f0);
       if (R > 1) {
         const y16 = x16 + ldp, y8 = x8 + ldp;
-        f1 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + ldp)), f1);
-        g1 = fmadd(m4, v128.load(xs + ldp), g1);
+        f1 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
+          q4Part(l3, h3, y16 + 192, y8 + 96), c4)), v128.load(xd + ldp), f1);
       }
       if (R > 2) {
         const y16 = x16 + 2 * ldp, y8 = x8 + 2 * ldp;
-        f2 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + 2 * ldp)), f2);
-        g2 = fmadd(m4, v128.load(xs + 2 * ldp), g2);
+        f2 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
+          q4Part(l3, h3, y16 + 192, y8 + 96), c4)), v128.load(xd + 2 * ldp), f2);
       }
       if (R > 3) {
         const y16 = x16 + 3 * ldp, y8 = x8 + 3 * ldp;
-        f3 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + 3 * ldp)), f3);
-        g3 = fmadd(m4, v128.load(xs + 3 * ldp), g3);
+        f3 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
+          q4Part(l3, h3, y16 + 192, y8 + 96), c4)), v128.load(xd + 3 * ldp), f3);
       }
-      p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; xd += 16; xs += 16;
+      p += 64; sp += 4; x16 += 256; x8 += 128; xd += 16;
     }
+    // the min codes' sums apart, as gemvQ4's
+    g0 = q4MinSum(mp, xs, b);
+    if (R > 1) g1 = q4MinSum(mp, xs + ldp, b);
+    if (R > 2) g2 = q4MinSum(mp, xs + 2 * ldp, b);
+    if (R > 3) g3 = q4MinSum(mp, xs + 3 * ldp, b);
+    mp += <usize>b; xs += <usize>b << 2;
     for (; b < nb; b++) {
       const v = v128.load(p);
-      const lo = nibLo(v), hi = nibHi(v), c = <f32>load<u8>(sp);
-      t0 = fmadd(q4Sum1(q4Part(lo, hi, x16, x8)), f32x4.splat(c * load<f32>(xd)), t0);
-      if (R > 1) t1 = fmadd(q4Sum1(q4Part(lo, hi, x16 + ldp, x8 + ldp)), f32x4.splat(c * load<f32>(xd + ldp)), t1);
-      if (R > 2) t2 = fmadd(q4Sum1(q4Part(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp)), f32x4.splat(c * load<f32>(xd + 2 * ldp)), t2);
-      if (R > 3) t3 = fmadd(q4Sum1(q4Part(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp)), f32x4.splat(c * load<f32>(xd + 3 * ldp)), t3);
+      const lo = nibLo(v), hi = nibHi(v), c = <i32>load<u8>(sp);
+      t0 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16, x8), c)), v128.load32_splat(xd), t0);
+      if (R > 1) t1 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16 + ldp, x8 + ldp), c)), v128.load32_splat(xd + ldp), t1);
+      if (R > 2) t2 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), c)), v128.load32_splat(xd + 2 * ldp), t2);
+      if (R > 3) t3 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), c)), v128.load32_splat(xd + 3 * ldp), t3);
       gt = f32x4.add(gt, f32x4.mul(f32x4.splat(<f32>load<i8>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
       p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; xd += 4; xs += 4;
     }
