@@ -618,11 +618,32 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   } else return i32x4.mul(isum4(a, b, c, d), codes);
 }
 
-/** q4Scaled4's codes operand from the four u8 scale codes at sp: relaxed, each in two i16 lanes; SIMD128, i32 lanes. */
-@inline export function q4Codes(sp: usize): v128 {
-  const c8 = i16x8.extend_low_i8x16_u(v128.load32_zero(sp));
+/** q4Scaled4's codes operand from four u8 scale codes (bytes 0-3 of v): relaxed, each in two i16 lanes; SIMD128, i32 lanes. */
+@inline export function q4CodesV(v: v128): v128 {
+  const c8 = i16x8.extend_low_i8x16_u(v);
   if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(c8, c8, 0, 0, 1, 1, 2, 2, 3, 3);
   return i32x4.extend_low_i16x8_u(c8);
+}
+
+/** q4CodesV of the four u8 scale codes at sp. */
+@inline export function q4Codes(sp: usize): v128 { return q4CodesV(v128.load32_zero(sp)); }
+
+/**
+ * Two blocks of x (at x16 / x8) against two blocks of each of two weight rows (nibbles lo/hi: a, b
+ * of one row, c, d of the other), x loaded once for both rows: q4Scaled4(a, b, c, d), i32 lanes
+ * [sa·Σa, sb·Σb, sc·Σc, sd·Σd] (exact, as q4Scaled4).
+ */
+@inline function q4Pair4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, x16: usize, x8: usize, codes: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load(x8), x1 = v128.load(x8, 16), x2 = v128.load(x8, 32), x3 = v128.load(x8, 48);
+    return q4Scaled4(
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, la), i16x8.relaxed_dot_i8x16_i7x16_s(x1, ha)),
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, lb), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hb)),
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lc), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hc)),
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, ld), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hd)), codes);
+  } else {
+    return q4Scaled4(q4Part(la, ha, x16, x8), q4Part(lb, hb, x16 + 64, x8 + 32), q4Part(lc, hc, x16, x8), q4Part(ld, hd, x16 + 64, x8 + 32), codes);
+  }
 }
 
 /** sc·(one block's q4Part) as i32 lanes whose sum is sc·Σ (the last nb mod 4 blocks; exact as q4Scaled4). */
@@ -652,41 +673,80 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 }
 
 /**
- * q4, one row of x: f += (sc·dots)·dx and g += mc·sx four blocks at a time; the last nb mod 4
- * blocks one by one into t and gt. ws: the rows' coded scales (simd.as q4MetaBytes).
+ * q4 weight rows na and nc together (nc == na for the odd row out of a range: the same sums twice,
+ * stored once) against R = 1..4 rows of x (k_prep_x layout, ldp bytes apart; out rows ldo bytes
+ * apart). Two blocks of each weight row per step: their four integer dots in one vector (q4Pair4:
+ * x's two blocks loaded once for both rows), scaled by their codes in the integers and by x's two
+ * block scales (one 8-byte load) in one multiply-add, lanes 0-1 row na, 2-3 row nc. A step loads
+ * 4 + 4 vectors (one row of x), where four blocks of one row loaded 4 + 8 and V8 spilled two of
+ * them and the accumulator; and each thread reads two weight streams.
+ *
+ * Per weight row and row of x, in this order whatever the other row and R (so a token's result is
+ * that of a one-token call, and independent of the thread split): lane j (0, 1) accumulates
+ * (sc_b·Σ_b)·dx_b over the blocks b ≡ j (mod 2) before the last odd one, by multiply-adds from 0;
+ * F = (lane 0 + lane 1) + the odd last block's (sc·lanes)·dx summed (hsum); G = hsum(q4MinSum)
+ * + the last nb mod 4 blocks' mc·sx in turn; out = D·F + M·G.
  */
-export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize,
-  K: i32, n0: i32, n1: i32, acc: i32): void {
-  const nb = K >> 5, mb = q4MetaBytes(K);
-  let p = w + ((<usize>n0 * <usize>K) >> 1);
-  for (let n = n0; n < n1; n++) {
-    const meta = ws + <usize>n * mb;
-    let sp = meta + 8, mp = sp + <usize>nb;
-    let f = f32x4.splat(0), g = f, t = f;
-    let gt: f32 = 0;
-    let x16 = q16, x8 = q8, dp = qd, xs = qs;
-    let b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const d = q4Scaled4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
-        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96), q4Codes(sp));
-      f = fmadd(f32x4.convert_i32x4_s(d), v128.load(dp), f);
-      p += 64; sp += 4; x16 += 256; x8 += 128; dp += 16;
-    }
-    // the min codes' sum, in the order of four blocks a step, in a loop of its own: the step above
-    // then holds one accumulator fewer among its 12 loaded vectors (V8 issues them first)
-    g = q4MinSum(mp, xs, b);
-    mp += <usize>b; xs += <usize>b << 2;
-    for (; b < nb; b++) {
-      const v = v128.load(p);
-      t = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(v), nibHi(v), x16, x8), load<u8>(sp))), v128.load32_splat(dp), t);
-      gt += <f32>load<i8>(mp) * load<f32>(xs);
-      p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; dp += 4; xs += 4;
-    }
-    const op = out + (<usize>n << 2);
-    const s = load<f32>(meta) * hsum(f32x4.add(f, t)) + load<f32>(meta, 4) * (hsum(g) + gt);
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+@inline function gemvQ4PairR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
+  na: i32, nc: i32, acc: i32, R: i32): void {
+  const nb = K >> 5, mb = q4MetaBytes(K), rb = <usize>K >> 1;
+  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3);
+  const ma = ws + <usize>na * mb, mc = ws + <usize>nc * mb;
+  let pa = w + <usize>na * rb, pc = w + <usize>nc * rb, sa = ma + 8, sc = mc + 8;
+  const z = f32x4.splat(0);
+  let f0 = z, f1 = z, f2 = z, f3 = z;
+  let x16 = prep, x8 = prep + o8, xd = prep + od;
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
+    const la = nibLo(va), ha = nibHi(va), lb = nibLo(vb), hb = nibHi(vb);
+    const lc = nibLo(vc), hc = nibHi(vc), ld = nibLo(vd), hd = nibHi(vd);
+    const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
+    f0 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16, x8, c4)), v128.load64_splat(xd), f0);
+    if (R > 1) f1 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + ldp, x8 + ldp, c4)), v128.load64_splat(xd + ldp), f1);
+    if (R > 2) f2 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp, c4)), v128.load64_splat(xd + 2 * ldp), f2);
+    if (R > 3) f3 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp, c4)), v128.load64_splat(xd + 3 * ldp), f3);
+    pa += 32; pc += 32; sa += 2; sc += 2; x16 += 128; x8 += 64; xd += 8;
   }
+  const nb4 = nb & ~3, two = nc != na;
+  for (let r = 0; r < R; r++) {
+    const xr = prep + <usize>r * ldp, f = r == 0 ? f0 : r == 1 ? f1 : r == 2 ? f2 : f3;
+    let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
+    if (b < nb) {
+      // the odd last block
+      const va = v128.load(pa), vc = v128.load(pc), dx = v128.load32_splat(xd + <usize>r * ldp);
+      fa += hsum(fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(va), nibHi(va), x16 + <usize>r * ldp, x8 + <usize>r * ldp), load<u8>(sa))), dx, z));
+      fc += hsum(fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(vc), nibHi(vc), x16 + <usize>r * ldp, x8 + <usize>r * ldp), load<u8>(sc))), dx, z));
+    }
+    const xs = xr + os;
+    let ga = hsum(q4MinSum(ma + 8 + <usize>nb, xs, nb4)), gc: f32 = 0;
+    for (let j = nb4; j < nb; j++) ga += <f32>load<i8>(ma + 8 + <usize>(nb + j)) * load<f32>(xs + (<usize>j << 2));
+    const oa = out + <usize>r * ldo + (<usize>na << 2);
+    const sa_ = load<f32>(ma) * fa + load<f32>(ma, 4) * ga;
+    store<f32>(oa, acc ? load<f32>(oa) + sa_ : sa_);
+    if (two) {
+      gc = hsum(q4MinSum(mc + 8 + <usize>nb, xs, nb4));
+      for (let j = nb4; j < nb; j++) gc += <f32>load<i8>(mc + 8 + <usize>(nb + j)) * load<f32>(xs + (<usize>j << 2));
+      const oc = out + <usize>r * ldo + (<usize>nc << 2);
+      const sc_ = load<f32>(mc) * fc + load<f32>(mc, 4) * gc;
+      store<f32>(oc, acc ? load<f32>(oc) + sc_ : sc_);
+    }
+  }
+}
+
+/** Rows [n0, n1) of out, in pairs (n0 + i, n0 + h + i), the odd one out alone: gemvQ4PairR. */
+@inline function gemvQ4Pairs(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4PairR(out, ldo, prep, ldp, w, ws, K, na, nc < n1 ? nc : na, acc, R);
+  }
+}
+
+/** q4, one row of x (k_prep_x layout at prep): gemvQ4Pairs. */
+export function gemvQ4(out: usize, prep: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  gemvQ4Pairs(out, 0, prep, 0, w, ws, K, n0, n1, acc, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1010,64 +1070,6 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   }
 }
 
-@inline function gemvQ4R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, R: i32): void {
-  const nb = K >> 5, o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), mb = q4MetaBytes(K);
-  let p = w + ((<usize>n0 * <usize>K) >> 1);
-  for (let n = n0; n < n1; n++) {
-    // gemvQ4's sums per row, in its order: f, g (four blocks a step), t, gt (the last nb mod 4)
-    const meta = ws + <usize>n * mb;
-    let sp = meta + 8, mp = sp + <usize>nb;
-    const z = f32x4.splat(0);
-    let f0 = z, f1 = z, f2 = z, f3 = z, g0 = z, g1 = z, g2 = z, g3 = z, t0 = z, t1 = z, t2 = z, t3 = z, gt = z;
-    let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
-    let b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const l0 = nibLo(v0), h0 = nibHi(v0), l1 = nibLo(v1), h1 = nibHi(v1);
-      const l2 = nibLo(v2), h2 = nibHi(v2), l3 = nibLo(v3), h3 = nibHi(v3);
-      const c4 = q4Codes(sp);
-      f0 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, x16, x8), q4Part(l1, h1, x16 + 64, x8 + 32), q4Part(l2, h2, x16 + 128, x8 + 64),
-        q4Part(l3, h3, x16 + 192, x8 + 96), c4)), v128.load(xd), f0);
-      if (R > 1) {
-        const y16 = x16 + ldp, y8 = x8 + ldp;
-        f1 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96), c4)), v128.load(xd + ldp), f1);
-      }
-      if (R > 2) {
-        const y16 = x16 + 2 * ldp, y8 = x8 + 2 * ldp;
-        f2 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96), c4)), v128.load(xd + 2 * ldp), f2);
-      }
-      if (R > 3) {
-        const y16 = x16 + 3 * ldp, y8 = x8 + 3 * ldp;
-        f3 = fmadd(f32x4.convert_i32x4_s(q4Scaled4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96), c4)), v128.load(xd + 3 * ldp), f3);
-      }
-      p += 64; sp += 4; x16 += 256; x8 += 128; xd += 16;
-    }
-    // the min codes' sums apart, as gemvQ4's
-    g0 = q4MinSum(mp, xs, b);
-    if (R > 1) g1 = q4MinSum(mp, xs + ldp, b);
-    if (R > 2) g2 = q4MinSum(mp, xs + 2 * ldp, b);
-    if (R > 3) g3 = q4MinSum(mp, xs + 3 * ldp, b);
-    mp += <usize>b; xs += <usize>b << 2;
-    for (; b < nb; b++) {
-      const v = v128.load(p);
-      const lo = nibLo(v), hi = nibHi(v), c = <i32>load<u8>(sp);
-      t0 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16, x8), c)), v128.load32_splat(xd), t0);
-      if (R > 1) t1 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16 + ldp, x8 + ldp), c)), v128.load32_splat(xd + ldp), t1);
-      if (R > 2) t2 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp), c)), v128.load32_splat(xd + 2 * ldp), t2);
-      if (R > 3) t3 = fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp), c)), v128.load32_splat(xd + 3 * ldp), t3);
-      gt = f32x4.add(gt, f32x4.mul(f32x4.splat(<f32>load<i8>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
-      p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; xd += 4; xs += 4;
-    }
-    const F = hsum4(f32x4.add(f0, t0), f32x4.add(f1, t1), f32x4.add(f2, t2), f32x4.add(f3, t3));
-    const G = f32x4.add(hsum4(g0, g1, g2, g3), gt);
-    storeR(out + (<usize>n << 2), ldo, f32x4.add(f32x4.mul(v128.load32_splat(meta), F), f32x4.mul(v128.load32_splat(meta, 4), G)), acc, R);
-  }
-}
-
 // Each (dtype, R) kernel is a function of its own (exported, so binaryen keeps it out of line): V8
 // compiles these far better than the same loops inlined together into one dispatcher (2-row q8
 // took 4.6x the one-row time inlined).
@@ -1107,9 +1109,9 @@ export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usi
 export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, false);
 }
-export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
-export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
-export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
+export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
+export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
+export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
 
 /**
  * GEMV over R = 1..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
@@ -1142,7 +1144,7 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
     else gemvQ8R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
   } else {
-    if (R == 1) gemvQ4(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, K, n0, n1, acc);
+    if (R == 1) gemvQ4(out, prep, w, ws, K, n0, n1, acc);
     else if (R == 2) gemvQ4R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
     else if (R == 3) gemvQ4R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
     else gemvQ4R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
