@@ -9,7 +9,7 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, isum4, lane } from './gemv';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, q4Pair4, q4DotsG, isum4, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R, q6krLevels, q6krNatural } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -502,38 +502,57 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
 
 /**
  * Q4_0 as the backend regroups it at load (blocks.as BQ4_0R: per row the blocks' halves, then their
- * 16 nibble bytes each), one row of x, in gemvQ4's shape: four blocks' integer dots of the stored
- * nibbles 0..15 gathered into one vector (q4Part, q4Sums4), their four 8·Σq_x (corr, f32) taken off
- * (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves widen with
- * one load, by the integer add when `fast` (every d of the weight a positive normal half, as q8's
- * scales: gemv.as q8Scales4), else exactly (f16x4At). The last nb mod 4 blocks one by one.
+ * 16 nibble bytes each), one row of x, in q4's shape (gemv.as gemvQ4PairR): weight rows na and nc
+ * together (nc == na for the odd row out: computed twice, stored once), two blocks of each per
+ * step, x's two blocks loaded once for both rows; the four blocks' integer dots of the stored
+ * nibbles 0..15 in one vector (q4Pair4), their 8·Σq_x (corr, f32: x's two, one 8-byte load) taken
+ * off (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves (two
+ * 4-byte loads) widen by the integer add when `fast` (every d of the weight a positive normal half,
+ * as q8's scales: gemv.as q8Scales4), else exactly (f16hiToF32Exact).
+ * Per row, whatever its partner and the thread split: lane j (0, 1) accumulates the blocks
+ * b ≡ j (mod 2) before an odd last one, from 0; out = (lane 0 + lane 1) + the odd last block's
+ * (Σ − 8·Σq_x)·(d·d_x).
  */
-@inline function gemvQ4_0RT(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+@inline function gemvQ4_0RPair(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32, fast: bool): void {
   const nb = K >> 5, rb = <usize>nb * 18;
-  let row = w + <usize>n0 * rb;
-  for (let n = n0; n < n1; n++, row += rb) {
-    let f = f32x4.splat(0);
-    let tt: f32 = 0;
-    let hp = row, p = row + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
-    let b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const s = q4Sums4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
-        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96));
-      const d4 = fast ? i32x4.add(i32x4.shl(v128.load16x4_u(hp), 13), i32x4.splat(112 << 23)) : f16x4At(hp);
-      f = fmadd(f32x4.sub(s, v128.load(cp)), f32x4.mul(d4, v128.load(dp)), f);
-      p += 64; hp += 8; x16 += 256; x8 += 128; dp += 16; cp += 16;
-    }
-    for (; b < nb; b++) {
-      const v = v128.load(p);
-      const q = q4Part(nibLo(v), nibHi(v), x16, x8);
-      const s = hsum(ASC_FEATURE_RELAXED_SIMD ? f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(q)) : f32x4.convert_i32x4_s(q));
-      tt += (s - load<f32>(cp)) * (half1(hp) * load<f32>(dp));
-      p += 16; hp += 2; x16 += 64; x8 += 32; dp += 4; cp += 4;
-    }
-    const op = out + (<usize>n << 2);
-    const s = hsum(f) + tt;
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+  const ra = w + <usize>na * rb, rc = w + <usize>nc * rb;
+  let f = f32x4.splat(0);
+  let ha = ra, hc = rc, pa = ra + (<usize>nb << 1), pc = rc + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
+    const s = q4DotsG(q4Pair4(nibLo(va), nibHi(va), nibLo(vb), nibHi(vb), nibLo(vc), nibHi(vc), nibLo(vd), nibHi(vd), x16, x8));
+    const h = i32x4.extend_low_i16x8_u(v128.load32_lane(hc, v128.load32_zero(ha), 1));
+    const d4 = fast ? i32x4.add(i32x4.shl(h, 13), i32x4.splat(112 << 23)) : f16hiToF32Exact(i32x4.shl(h, 16));
+    f = fmadd(f32x4.sub(s, v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f);
+    pa += 32; pc += 32; ha += 4; hc += 4; x16 += 128; x8 += 64; dp += 8; cp += 8;
+  }
+  let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
+  if (b < nb) {
+    const dx = load<f32>(dp), c = load<f32>(cp);
+    const va = v128.load(pa), vc = v128.load(pc);
+    fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16, x8))) - c) * (half1(ha) * dx);
+    fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16, x8))) - c) * (half1(hc) * dx);
+  }
+  const oa = out + (<usize>na << 2);
+  store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
+  if (nc != na) {
+    const oc = out + (<usize>nc << 2);
+    store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
+  }
+}
+
+/** One block's q4Part as f32 lanes whose sum is its dot (exact). */
+@inline function q4DotsG1(q: v128): v128 {
+  return f32x4.convert_i32x4_s(ASC_FEATURE_RELAXED_SIMD ? i32x4.extadd_pairwise_i16x8_s(q) : q);
+}
+
+/** Rows [n0, n1) in pairs (n0 + i, n0 + h + i), the odd one out alone: gemvQ4_0RPair. */
+@inline function gemvQ4_0RT(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_0RPair(out, q16, q8, qd, corr, w, K, na, nc < n1 ? nc : na, acc, fast);
   }
 }
 

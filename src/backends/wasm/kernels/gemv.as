@@ -611,11 +611,37 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
  * an f32 multiply by x's scales). Each i16 lane holds a sum of 16 products (|·| ≤ 30480 < 2¹⁵).
  */
 @inline export function q4Scaled4(a: v128, b: v128, c: v128, d: v128, codes: v128): v128 {
+  return q4ScaleG(q4Gather4(a, b, c, d), codes);
+}
+
+/**
+ * Four blocks' q4Part vectors gathered (their 32-bit lanes interleaved and summed twice, as
+ * q4Sums4): relaxed SIMD, i16 lanes 2j, 2j + 1 whose sum is block j's dot (each ≤ 30480 in
+ * magnitude); SIMD128, i32 lane j the dot.
+ */
+@inline export function q4Gather4(a: v128, b: v128, c: v128, d: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const ab = i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
     const cd = i16x8.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
-    return i32x4.dot_i16x8_s(i16x8.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3)), codes);
-  } else return i32x4.mul(isum4(a, b, c, d), codes);
+    return i16x8.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
+  } else return isum4(a, b, c, d);
+}
+
+/** q4Gather4's vector times the codes (q4CodesV): i32 lanes sc_j·Σ_j (exact, as q4Scaled4). */
+@inline export function q4ScaleG(g: v128, codes: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(g, codes);
+  return i32x4.mul(g, codes);
+}
+
+/** sc·(one block's q4Part) as i32 lanes whose sum is sc·Σ (an odd last block; exact as q4Scaled4). */
+@inline function q4Scaled1(s: v128, sc: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(s, i16x8.splat(<i16>sc));
+  return i32x4.mul(s, i32x4.splat(sc));
+}
+
+/** q4Gather4's vector as f32 lanes: the four dots (exact). */
+@inline export function q4DotsG(g: v128): v128 {
+  return f32x4.convert_i32x4_s(ASC_FEATURE_RELAXED_SIMD ? i32x4.extadd_pairwise_i16x8_s(g) : g);
 }
 
 /** q4Scaled4's codes operand from four u8 scale codes (bytes 0-3 of v): relaxed, each in two i16 lanes; SIMD128, i32 lanes. */
@@ -630,28 +656,20 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 
 /**
  * Two blocks of x (at x16 / x8) against two blocks of each of two weight rows (nibbles lo/hi: a, b
- * of one row, c, d of the other), x loaded once for both rows: q4Scaled4(a, b, c, d), i32 lanes
- * [sa·Σa, sb·Σb, sc·Σc, sd·Σd] (exact, as q4Scaled4).
+ * of one row, c, d of the other), x loaded once for both rows: q4Gather4 of the four blocks.
  */
-@inline function q4Pair4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, x16: usize, x8: usize, codes: v128): v128 {
+@inline export function q4Pair4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, x16: usize, x8: usize): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const x0 = v128.load(x8), x1 = v128.load(x8, 16), x2 = v128.load(x8, 32), x3 = v128.load(x8, 48);
-    return q4Scaled4(
+    return q4Gather4(
       i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, la), i16x8.relaxed_dot_i8x16_i7x16_s(x1, ha)),
       i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, lb), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hb)),
       i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lc), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hc)),
-      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, ld), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hd)), codes);
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, ld), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hd)));
   } else {
-    return q4Scaled4(q4Part(la, ha, x16, x8), q4Part(lb, hb, x16 + 64, x8 + 32), q4Part(lc, hc, x16, x8), q4Part(ld, hd, x16 + 64, x8 + 32), codes);
+    return q4Gather4(q4Part(la, ha, x16, x8), q4Part(lb, hb, x16 + 64, x8 + 32), q4Part(lc, hc, x16, x8), q4Part(ld, hd, x16 + 64, x8 + 32));
   }
 }
-
-/** sc·(one block's q4Part) as i32 lanes whose sum is sc·Σ (the last nb mod 4 blocks; exact as q4Scaled4). */
-@inline function q4Scaled1(s: v128, sc: i32): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(s, i16x8.splat(<i16>sc));
-  return i32x4.mul(s, i32x4.splat(sc));
-}
-
 
 /**
  * Σ over the first nb4 (a multiple of 4) blocks of mc·sx, as f32x4 lanes: g = fmadd(codes4s(mp),
@@ -702,10 +720,10 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
     const la = nibLo(va), ha = nibHi(va), lb = nibLo(vb), hb = nibHi(vb);
     const lc = nibLo(vc), hc = nibHi(vc), ld = nibLo(vd), hd = nibHi(vd);
     const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
-    f0 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16, x8, c4)), v128.load64_splat(xd), f0);
-    if (R > 1) f1 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + ldp, x8 + ldp, c4)), v128.load64_splat(xd + ldp), f1);
-    if (R > 2) f2 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp, c4)), v128.load64_splat(xd + 2 * ldp), f2);
-    if (R > 3) f3 = fmadd(f32x4.convert_i32x4_s(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp, c4)), v128.load64_splat(xd + 3 * ldp), f3);
+    f0 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16, x8), c4)), v128.load64_splat(xd), f0);
+    if (R > 1) f1 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + ldp, x8 + ldp), c4)), v128.load64_splat(xd + ldp), f1);
+    if (R > 2) f2 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp), c4)), v128.load64_splat(xd + 2 * ldp), f2);
+    if (R > 3) f3 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp), c4)), v128.load64_splat(xd + 3 * ldp), f3);
     pa += 32; pc += 32; sa += 2; sc += 2; x16 += 128; x8 += 64; xd += 8;
   }
   const nb4 = nb & ~3, two = nc != na;
