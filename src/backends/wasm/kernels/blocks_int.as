@@ -194,33 +194,63 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
  * again in every iteration).
  */
 export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  const nsb = K >> 8, rb = <usize>nsb * 152;
-  let p = w + <usize>n0 * rb;
-  for (let n = n0; n < n1; n++) {
-    let f = f32x4.splat(0), g = f;
-    let x16 = q16, x8 = q8, dp = qd, sp = qs;
-    for (let b = 0; b < nsb; b++, p += 152, x16 += 512, x8 += 256, dp += 32, sp += 32) {
-      const dd = v128.load64_zero(p);   // lanes 0, 1: d, dmin
-      const sm = v128.load(p, 8);
-      const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
-      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
-      const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
-      const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
-      let t = f32x4.splat(0), c = sc0, q = p + 24, xh = x16, x8h = x8, dh = dp;
-      for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
-        const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
-          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
-        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
-        c = sc1;
-      }
-      f = fmadd(t, lane(dd, 0), f);
-      g = fmadd(u, lane(dd, 1), g);
-    }
-    const op = out + (<usize>n << 2);
-    const s = hsum(f) - hsum(g);
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_KRPair(out, q16, q8, qd, qs, w, K, na, nc < n1 ? nc : na, acc);
   }
+}
+
+/**
+ * Rows na and nc of gemvQ4_KRInt (nc == na for the odd row out: computed twice, stored once), with
+ * each row's float operations those of the one-row form, lane for lane, so its results bit for bit
+ * (and the stored layout's, gemvQ4_KInt): per super-block, sub-block j's dot times f32(sc_j)·d_x
+ * accumulates into lane j mod 4 of t (first j < 4, then j ≥ 4, from 0), f += t·d and g += u·dmin
+ * lane-wise, out = hsum(f) − hsum(g). Here a step is a quarter super-block (32 bytes: sub-blocks
+ * 2q, 2q + 1) of both rows, x's two blocks loaded once for both (gemv.as q4Pair4): lanes
+ * [a_2q, a_2q+1, c_2q, c_2q+1], so the quarters alternate between two vectors of t lanes (0, 1)
+ * and (2, 3) of both rows, T and U, swapped after each step: a loop of four quarters loads 8
+ * vectors a step where the one-row loop over halves loaded 12 and spilled.
+ */
+@inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32): void {
+  const nsb = K >> 8, rb = <usize>nsb * 152;
+  let pa = w + <usize>na * rb, pc = w + <usize>nc * rb;
+  const z = f32x4.splat(0);
+  let f01 = z, f23 = z, ga = z, gc = z;
+  let x16 = q16, x8 = q8, dp = qd, sp = qs;
+  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32, sp += 32) {
+    let T = z, U = z;
+    let qa = pa + 24, qc = pc + 24, xq16 = x16, xq8 = x8, dq = dp, sa = pa + 8, sc = pc + 8;
+    for (let q = 0; q < 4; q++, qa += 32, qc += 32, xq16 += 128, xq8 += 64, dq += 8, sa += 2, sc += 2) {
+      const va0 = v128.load(qa), va1 = v128.load(qa, 16), vc0 = v128.load(qc), vc1 = v128.load(qc, 16);
+      const s = q4DotsG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8));
+      const c = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load16_lane(sc, v128.load16_splat(sa), 1))));
+      const nT = fmadd(s, f32x4.mul(c, v128.load64_splat(dq)), T);
+      T = U; U = nT;
+    }
+    // T: lanes 0, 1 of row na's t, then of row nc's; U: lanes 2, 3
+    const dda = v128.load64_zero(pa), ddc = v128.load64_zero(pc);   // lanes 0, 1: d, dmin
+    const dd = v128.shuffle<f32>(dda, ddc, 0, 0, 4, 4);
+    f01 = fmadd(T, dd, f01);
+    f23 = fmadd(U, dd, f23);
+    ga = fmadd(q4KMins(pa, sp), lane(dda, 1), ga);
+    gc = fmadd(q4KMins(pc, sp), lane(ddc, 1), gc);
+  }
+  const oa = out + (<usize>na << 2);
+  const ra = hsum(v128.shuffle<f32>(f01, f23, 0, 1, 4, 5)) - hsum(ga);
+  store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
+  if (nc != na) {
+    const oc = out + (<usize>nc << 2);
+    const rc = hsum(v128.shuffle<f32>(f01, f23, 2, 3, 6, 7)) - hsum(gc);
+    store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
+  }
+}
+
+/** A repacked Q4_K super-block's (at p) eight mins times x's quantized sums (at sp), folded into four lanes as gemvQ4_KInt's u. */
+@inline function q4KMins(p: usize, sp: usize): v128 {
+  const mn = i16x8.extend_high_i8x16_u(v128.load(p, 8));
+  const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
+  return fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
 }
 
 /** Σ (q − 32)·q_x over 16 values (signed bytes q − 32 in v, i16 q_x at x16) as i32x4 (SIMD128 build). */
