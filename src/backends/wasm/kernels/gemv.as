@@ -726,28 +726,61 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
     if (R > 3) f3 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp), c4)), v128.load64_splat(xd + 3 * ldp), f3);
     pa += 32; pc += 32; sa += 2; sc += 2; x16 += 128; x8 += 64; xd += 8;
   }
-  const nb4 = nb & ~3, two = nc != na;
   for (let r = 0; r < R; r++) {
     const xr = prep + <usize>r * ldp, f = r == 0 ? f0 : r == 1 ? f1 : r == 2 ? f2 : f3;
-    let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
-    if (b < nb) {
-      // the odd last block
-      const va = v128.load(pa), vc = v128.load(pc), dx = v128.load32_splat(xd + <usize>r * ldp);
-      fa += hsum(fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(va), nibHi(va), x16 + <usize>r * ldp, x8 + <usize>r * ldp), load<u8>(sa))), dx, z));
-      fc += hsum(fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(vc), nibHi(vc), x16 + <usize>r * ldp, x8 + <usize>r * ldp), load<u8>(sc))), dx, z));
-    }
-    const xs = xr + os;
-    let ga = hsum(q4MinSum(ma + 8 + <usize>nb, xs, nb4)), gc: f32 = 0;
-    for (let j = nb4; j < nb; j++) ga += <f32>load<i8>(ma + 8 + <usize>(nb + j)) * load<f32>(xs + (<usize>j << 2));
-    const oa = out + <usize>r * ldo + (<usize>na << 2);
-    const sa_ = load<f32>(ma) * fa + load<f32>(ma, 4) * ga;
-    store<f32>(oa, acc ? load<f32>(oa) + sa_ : sa_);
-    if (two) {
-      gc = hsum(q4MinSum(mc + 8 + <usize>nb, xs, nb4));
-      for (let j = nb4; j < nb; j++) gc += <f32>load<i8>(mc + 8 + <usize>(nb + j)) * load<f32>(xs + (<usize>j << 2));
-      const oc = out + <usize>r * ldo + (<usize>nc << 2);
-      const sc_ = load<f32>(mc) * fc + load<f32>(mc, 4) * gc;
-      store<f32>(oc, acc ? load<f32>(oc) + sc_ : sc_);
+    q4RowEnd(out + <usize>r * ldo + (<usize>na << 2), acc, ma, f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), pa, b, K, xr);
+    if (nc != na) q4RowEnd(out + <usize>r * ldo + (<usize>nc << 2), acc, mc, f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3), pc, b, K, xr);
+  }
+}
+
+/**
+ * The end of one q4 output (row with scale data at meta, one row of x at xr in k_prep_x layout),
+ * once its blocks before b (all but an odd last one) are summed in F: the odd last block (weights
+ * at p) if b < nb, the min term, D and M, and the store at o (added to what is there when acc).
+ */
+@inline function q4RowEnd(o: usize, acc: i32, meta: usize, F: f32, p: usize, b: i32, K: i32, xr: usize): void {
+  const nb = K >> 5, nb4 = nb & ~3;
+  const xs = xr + <usize>K * 3 + (<usize>K >> 3), mp = meta + 8 + <usize>nb;
+  if (b < nb) {
+    const v = v128.load(p), dx = v128.load32_splat(xr + <usize>K * 3 + (<usize>b << 2));
+    F += hsum(fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(v), nibHi(v), xr + (<usize>b << 6), xr + (<usize>K << 1) + (<usize>b << 5)), load<u8>(meta + 8 + <usize>b))), dx, f32x4.splat(0)));
+  }
+  let G = hsum(q4MinSum(mp, xs, nb4));
+  for (let j = nb4; j < nb; j++) G += <f32>load<i8>(mp + <usize>j) * load<f32>(xs + (<usize>j << 2));
+  const s = load<f32>(meta) * F + load<f32>(meta, 4) * G;
+  store<f32>(o, acc ? load<f32>(o) + s : s);
+}
+
+/**
+ * q4 for R = 2..4 rows of x (tokens), one weight row at a time, two blocks per step as gemvQ4PairR,
+ * but the four dots of a step are two blocks of one weight row against two rows of x (tokens 0-1,
+ * 2-3; a third token alone is taken twice): the weight's nibbles and codes serve both, and every
+ * lane's operations are those of the one-token kernel (gemvQ4PairR's per-row order), so each token
+ * gets the one-token result bit for bit. Two weight rows by R tokens per step loaded 4 + 4R vectors
+ * and spilled (0.95x of the four-block kernel at R = 4).
+ */
+@inline function gemvQ4TokR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const nb = K >> 5, mb = q4MetaBytes(K), rb = <usize>K >> 1;
+  const o8 = <usize>K << 1, od = <usize>K * 3;
+  for (let n = n0; n < n1; n++) {
+    const meta = ws + <usize>n * mb, row = w + <usize>n * rb, o = out + (<usize>n << 2);
+    // tokens t and t + 1 (a third alone: t twice), the row's 640-odd bytes from L1 the second time
+    for (let t = 0; t < R; t += 2) {
+      const xa = prep + <usize>t * ldp, xb = t + 1 < R ? xa + ldp : xa, l1 = xb - xa;
+      let p = row, sp = meta + 8, f = f32x4.splat(0);
+      let x16 = xa, x8 = xa + o8, xd = xa + od;
+      let b = 0;
+      for (; b + 2 <= nb; b += 2) {
+        const v0 = v128.load(p), v1 = v128.load(p, 16);
+        const lo0 = nibLo(v0), hi0 = nibHi(v0), lo1 = nibLo(v1), hi1 = nibHi(v1);
+        f = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Gather4(q4Part(lo0, hi0, x16, x8), q4Part(lo1, hi1, x16 + 64, x8 + 32),
+          q4Part(lo0, hi0, x16 + l1, x8 + l1), q4Part(lo1, hi1, x16 + l1 + 64, x8 + l1 + 32)), q4CodesV(v128.load16_splat(sp)))),
+          v128.load64_lane(xd + l1, v128.load64_zero(xd), 1), f);
+        p += 32; sp += 2; x16 += 128; x8 += 64; xd += 8;
+      }
+      q4RowEnd(o + <usize>t * ldo, acc, meta, f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), p, b, K, xa);
+      if (t + 1 < R) q4RowEnd(o + <usize>(t + 1) * ldo, acc, meta, f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3), p, b, K, xb);
     }
   }
 }
@@ -1127,9 +1160,9 @@ export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usi
 export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, false);
 }
-export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
-export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
-export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
+export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4TokR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
+export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4TokR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
+export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4TokR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
 
 /**
  * GEMV over R = 1..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
