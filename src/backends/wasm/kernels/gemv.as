@@ -751,40 +751,6 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   store<f32>(o, acc ? load<f32>(o) + s : s);
 }
 
-/**
- * q4 for R = 2..4 rows of x (tokens), one weight row at a time, two blocks per step as gemvQ4PairR,
- * but the four dots of a step are two blocks of one weight row against two rows of x (tokens 0-1,
- * 2-3; a third token alone is taken twice): the weight's nibbles and codes serve both, and every
- * lane's operations are those of the one-token kernel (gemvQ4PairR's per-row order), so each token
- * gets the one-token result bit for bit. Two weight rows by R tokens per step loaded 4 + 4R vectors
- * and spilled (0.95x of the four-block kernel at R = 4).
- */
-@inline function gemvQ4TokR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, R: i32): void {
-  const nb = K >> 5, mb = q4MetaBytes(K), rb = <usize>K >> 1;
-  const o8 = <usize>K << 1, od = <usize>K * 3;
-  for (let n = n0; n < n1; n++) {
-    const meta = ws + <usize>n * mb, row = w + <usize>n * rb, o = out + (<usize>n << 2);
-    // tokens t and t + 1 (a third alone: t twice), the row's 640-odd bytes from L1 the second time
-    for (let t = 0; t < R; t += 2) {
-      const xa = prep + <usize>t * ldp, xb = t + 1 < R ? xa + ldp : xa, l1 = xb - xa;
-      let p = row, sp = meta + 8, f = f32x4.splat(0);
-      let x16 = xa, x8 = xa + o8, xd = xa + od;
-      let b = 0;
-      for (; b + 2 <= nb; b += 2) {
-        const v0 = v128.load(p), v1 = v128.load(p, 16);
-        const lo0 = nibLo(v0), hi0 = nibHi(v0), lo1 = nibLo(v1), hi1 = nibHi(v1);
-        f = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Gather4(q4Part(lo0, hi0, x16, x8), q4Part(lo1, hi1, x16 + 64, x8 + 32),
-          q4Part(lo0, hi0, x16 + l1, x8 + l1), q4Part(lo1, hi1, x16 + l1 + 64, x8 + l1 + 32)), q4CodesV(v128.load16_splat(sp)))),
-          v128.load64_lane(xd + l1, v128.load64_zero(xd), 1), f);
-        p += 32; sp += 2; x16 += 128; x8 += 64; xd += 8;
-      }
-      q4RowEnd(o + <usize>t * ldo, acc, meta, f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), p, b, K, xa);
-      if (t + 1 < R) q4RowEnd(o + <usize>(t + 1) * ldo, acc, meta, f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3), p, b, K, xb);
-    }
-  }
-}
-
 /** Rows [n0, n1) of out, in pairs (n0 + i, n0 + h + i), the odd one out alone: gemvQ4PairR. */
 @inline function gemvQ4Pairs(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
   n0: i32, n1: i32, acc: i32, R: i32): void {
@@ -1160,9 +1126,9 @@ export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usi
 export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, false);
 }
-export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4TokR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
-export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4TokR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
-export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4TokR(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
+export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
+export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
+export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
 
 /**
  * GEMV over R = 1..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
