@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s, nibLo, nibHi } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4s, nibLo, nibHi } from './simd';
 import { f16x4At, f16SplatAt } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
@@ -558,10 +558,10 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 // q4 (Q4_1-style blocks with coded scales, simd.as q4MetaBytes): a row's Σ w·x is
 //   D·Σ_b dx_b·(sc_b·Σ_j q_j·xq_j)  +  M·Σ_b mc_b·sx_b
 // (sc, mc: the block's scale and min codes; dx, sx: x's block scale and quantized block sum from
-// quantizeX), so the row's D and M multiply once at its end. Four blocks per step: their integer
-// dots are gathered into one vector and multiplied by their scale codes in the integers
-// (q4Scaled4, exact), which meets x's four block scales in one multiply-add, with no broadcast
-// per block.
+// quantizeX), so the row's D and M multiply once at its end. Two weight rows per pass, two blocks
+// of each per step: the four integer dots are gathered into one vector and multiplied by their
+// scale codes in the integers (q4Scaled4, exact), which meets x's block scales in one multiply-add,
+// with no broadcast per block (gemvQ4PairR; docs/cpu-decode.md, "Two weight rows per pass").
 
 /**
  * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
@@ -604,7 +604,7 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 
 /**
  * sc_b·Σ_b for four blocks: their q4Part vectors gathered as q4Sums4 does, each block's integer dot
- * times its u8 scale code (at sp), as i32x4 (exact: |sc·Σ| ≤ 255·32·15·127 = 15,544,800 < 2²⁴, so
+ * times its u8 scale code (codes: q4CodesV), as i32x4 (exact: |sc·Σ| ≤ 255·32·15·127 = 15,544,800 < 2²⁴, so
  * the f32 conversion is exact too). Relaxed SIMD: the widening pair add of q4Sums4 becomes
  * i32x4.dot_i16x8_s against the codes, each repeated in its two i16 lanes (pmaddwd: the same
  * instruction, now doing the scale's multiply, where the codes needed two extends, a conversion and
@@ -651,9 +651,6 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   return i32x4.extend_low_i16x8_u(c8);
 }
 
-/** q4CodesV of the four u8 scale codes at sp. */
-@inline export function q4Codes(sp: usize): v128 { return q4CodesV(v128.load32_zero(sp)); }
-
 /**
  * Two blocks of x (at x16 / x8) against two blocks of each of two weight rows (nibbles lo/hi: a, b
  * of one row, c, d of the other), x loaded once for both rows: q4Gather4 of the four blocks.
@@ -673,7 +670,7 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 
 /**
  * Σ over the first nb4 (a multiple of 4) blocks of mc·sx, as f32x4 lanes: g = fmadd(codes4s(mp),
- * load(xs), g) four blocks at a time from g = 0, the 2-4-row kernels' order; sixteen codes per load
+ * load(xs), g) four blocks at a time from g = 0 (every q4 form's order); sixteen codes per load
  * where they allow.
  */
 @inline function q4MinSum(mp: usize, xs: usize, nb4: i32): v128 {
