@@ -7,7 +7,7 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
 //     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02] [--exact-blocks]
-//     [--q8-scales-a f32] [--q8-exact-scales] [--f16-fast auto|0|1]
+//     [--q8-scales-a f32] [--q8-exact-scales] [--f16-fast auto|0|1] [--held-a]
 //
 // q8 keeps one f16 scale per block; --q8-scales-a f32 gives A (a revision from before that) its own
 // f32 copy of the same scales, so both builds compute with the same values, each streaming its own
@@ -27,6 +27,8 @@
 // them regrouped as the wasm backend holds them (gguf-repack.ts: Q8_0 as q8's layout on q8's GEMV,
 // Q4_0 with each row's halves before its nibbles), from its own copy of the same bytes, with the
 // halves' fast-widening flag the backend computes; their d's are made positive, as a quantizer's are.
+// --held-a: A runs those four from the held layout as well (the same bytes), to compare two
+// revisions' kernels of the held layout rather than the stored one's.
 //
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
 
@@ -51,7 +53,7 @@ const { values: args } = parseArgs({
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
     'exact-blocks': { type: 'boolean', default: false }, 'q8-scales-a': { type: 'string', default: 'f16' }, 'q8-exact-scales': { type: 'boolean', default: false },
-    'f16-fast': { type: 'string', default: 'auto' },
+    'f16-fast': { type: 'string', default: 'auto' }, 'held-a': { type: 'boolean', default: false },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -165,9 +167,12 @@ async function main(): Promise<void> {
       : Array.from({ length: N }, (_, r) => new Uint16Array(u8.buffer, o + r * (K / 32) * 18, K / 32));
     const fastB = regroupB && halvesB(offsB[0][0]).every(halvesPositiveNormal) ? 1 : 0;
     if (regroupB) process.stderr.write(`${dtype}: B regrouped, halves ${fastB ? 'all positive normal (fast widening)' : 'widened exactly'}\n`);
+    // --held-a: A runs the held layout too (the same bytes as B's), for a revision that has it
+    const heldA = args['held-a'] && repackB;
     const call = (k: K_, s: number) => {
-      const [d, sc, mn] = k === inst[1] ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
-      if (regroupB && k === inst[1]) {
+      const held = k === inst[1] || heldA;
+      const [d, sc, mn] = held ? offsB[s] : offs[s], q8A = dtype === 'q8' && Q8_A_F32;
+      if (regroupB && held) {
         ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = dtype === 'q8_0' ? d + N * K : 0; ai[4] = fastB; ai[5] = bCode!; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
         ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
         // (--exact-blocks: q8_0 regrouped runs its exact walker under its own code)
@@ -177,7 +182,7 @@ async function main(): Promise<void> {
         return;
       }
       // q8: the mins slot says every scale is a positive normal half (wasm-backend.ts prepareWeight), as 0.002 is
-      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : dtype === 'f16' ? Number(f16Fast) : mn ?? 0; ai[5] = repackB && k === inst[1] ? bCode : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
+      ai[0] = out; ai[1] = x; ai[2] = d; ai[3] = (q8A && k === inst[0] ? mn : sc) ?? 0; ai[4] = dtype === 'q8' ? Number(!args['q8-exact-scales']) : dtype === 'f16' ? Number(f16Fast) : mn ?? 0; ai[5] = repackB && held ? bCode : code; ai[6] = M; ai[7] = N; ai[8] = K; ai[9] = 0;
       ai[10] = scratch; ai[11] = 1 << 20; ai[12] = 1; ai[13] = prep; ai[14] = 0; ai[15] = args['exact-blocks'] ? 0 : 1;
       k.k_prep_x(512);
       k.k_linear(512, 0, 0, 1);
@@ -204,7 +209,7 @@ async function main(): Promise<void> {
       }
     }
     // the bytes each side streams (with --q8-scales-a f32, A reads the f32 scales and B the f16 ones)
-    const bytesOf = (v: number) => repackB && v === 1 ? bBytes : dtype === 'q8' && Q8_A_F32 ? parts[0] + parts[v === 0 ? 2 : 1] : parts.reduce((a, b) => a + b, 0);
+    const bytesOf = (v: number) => repackB && (v === 1 || heldA) ? bBytes : dtype === 'q8' && Q8_A_F32 ? parts[0] + parts[v === 0 ? 2 : 1] : parts.reduce((a, b) => a + b, 0);
     const gbs = best.map((ms, v) => +(bytesOf(v) / (ms * 1e6)).toFixed(2)), cpu = bestCpu.map((ms, v) => +(bytesOf(v) / (ms * 1e6)).toFixed(2));
     process.stdout.write(JSON.stringify({
       dtype, N, K, rows: M, build: relaxed ? 'relaxed' : 'simd128', a: args.rev, b: 'working tree', sets,

@@ -169,6 +169,66 @@ for (const cfg of WASM_CONFIGS) {
     }
   });
 
+  test(`q4 GEMV against float64 on the same quantized operands, 1 to 8 rows of x, odd and even row counts (${cfg.label})`, async () => {
+    // The GEMV forms each block's integer dot exactly, scales it by the block's code in the
+    // integers, and folds x's block scale, the min codes' term and the row's D and M in f32:
+    // against a float64 evaluation of the same quantized product (x quantized per block of 32 as
+    // quantizeX does) only that f32 rounding remains, relative to the output's Σ|terms|. Weight
+    // rows go through the kernel in pairs (the odd one out alone), two blocks per step (the odd
+    // last block, and the last nb mod 4 min codes, apart): K covers those cases.
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(57);
+    const fr = Math.fround;
+    const roundEven = (v: number) => { const r = Math.round(v); return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r; };
+    let worst = 0;
+    for (const [N, K] of [[7, 32], [8, 96], [13, 160], [21, 224], [6, 1280], [33, 64]]) {
+      const src = randn(rng, N * K, 1 / Math.sqrt(K));
+      for (let k = 0; k < K; k++) src[2 * K + k] = k % 32 === 0 ? -1 : 1;   // levels 0 and 15
+      const w = weightOn(be, 'q4', N, K, src);
+      const data = w.data as Uint8Array, meta = new DataView((w.scales as Uint8Array).buffer, (w.scales as Uint8Array).byteOffset);
+      const nb = K / 32, mb = 8 + ((K / 16 + 3) & ~3);
+      for (const M of [1, 2, 3, 4, 8]) {
+        const x = randn(rng, M * K);
+        for (let i = 0; i < x.length; i += 29) x[i] *= 40;   // outliers: blocks whose int8 scale differs widely
+        for (let k = 0; k < K; k++) x[k] = k % 2 ? 3 : -3;   // ±127 once quantized
+        const got = new Float32Array(M * N);
+        be.linear(got, x, w, M);
+        for (let m = 0; m < M; m++) {
+          const dx = new Float64Array(nb), q = new Int32Array(K), sx = new Float64Array(nb);
+          for (let b = 0; b < nb; b++) {
+            let amax = 0;
+            for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[m * K + 32 * b + j]));
+            dx[b] = fr(amax / 127);
+            const id = amax > 0 ? fr(127 / amax) : 0;
+            let s = 0;
+            for (let j = 0; j < 32; j++) { q[32 * b + j] = roundEven(fr(x[m * K + 32 * b + j] * id)); s += q[32 * b + j]; }
+            sx[b] = fr(dx[b] * s);
+          }
+          for (let n = 0; n < N; n++) {
+            const o = n * mb, D = meta.getFloat32(o, true), Mm = meta.getFloat32(o + 4, true);
+            let y = 0, mag = 0;
+            for (let b = 0; b < nb; b++) {
+              const sc = meta.getUint8(o + 8 + b), mc = meta.getInt8(o + 8 + nb + b);
+              let dot = 0, adot = 0;
+              for (let j = 0; j < 16; j++) {
+                const byte = data[(n * K) / 2 + 16 * b + j];
+                const t0 = (byte & 15) * q[32 * b + j], t1 = (byte >> 4) * q[32 * b + 16 + j];
+                dot += t0 + t1; adot += Math.abs(t0) + Math.abs(t1);
+              }
+              y += D * sc * dx[b] * dot + Mm * mc * sx[b];
+              mag += Math.abs(D * sc * dx[b]) * adot + Math.abs(Mm * mc * sx[b]);
+            }
+            const e = Math.abs(got[m * N + n] - y) / mag;
+            worst = Math.max(worst, e);
+            assert.ok(e <= TOL.blockInt8VsF64.rtol, `${cfg.label} q4 N=${N} K=${K} M=${M} row ${m} out ${n}: |GEMV − f64| / Σ|terms| = ${e}`);
+          }
+        }
+      }
+      be.freeWeight(w);
+    }
+    if (process.env.OPENELM_PRINT_TOL) console.log(`[q4 GEMV vs f64] ${cfg.label}: ${worst.toExponential(2)}`);
+  });
+
   test(`q8 GEMV widens subnormal, zero and normal f16 scales exactly, 1 to 4 rows (${cfg.label})`, async () => {
     // The same levels with subnormal scales m·2⁻²⁴ (the exact widening) and with m·2⁻⁴ (all
     // normal: the integer-add widening): every product and sum scales by 2²⁰ exactly, so the

@@ -9,7 +9,7 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, isum4, lane } from './gemv';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, q4Pair4, q4DotsG, isum4, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R, q6krLevels, q6krNatural } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -194,6 +194,69 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
  * again in every iteration).
  */
 export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  // the SIMD128 build keeps one row at a time (its widened x, 8 vectors a quarter, spill the pair
+  // step: 0.87x); both forms give the same results bit for bit
+  if (!ASC_FEATURE_RELAXED_SIMD) { gemvQ4_KROne(out, q16, q8, qd, qs, w, K, n0, n1, acc); return; }
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_KRPair(out, q16, q8, qd, qs, w, K, na, nc < n1 ? nc : na, acc);
+  }
+}
+
+/**
+ * Rows na and nc of gemvQ4_KRInt (nc == na for the odd row out: computed twice, stored once), with
+ * each row's float operations those of the one-row form, lane for lane, so its results bit for bit
+ * (and the stored layout's, gemvQ4_KInt): per super-block, sub-block j's dot times f32(sc_j)·d_x
+ * accumulates into lane j mod 4 of t (first j < 4, then j ≥ 4, from 0), f += t·d and g += u·dmin
+ * lane-wise, out = hsum(f) − hsum(g). Here a step is a quarter super-block (32 bytes: sub-blocks
+ * 2q, 2q + 1) of both rows, x's two blocks loaded once for both (gemv.as q4Pair4): lanes
+ * [a_2q, a_2q+1, c_2q, c_2q+1], so the quarters alternate between two vectors of t lanes (0, 1)
+ * and (2, 3) of both rows, T and U, swapped after each step: a loop of four quarters loads 8
+ * vectors a step where the one-row loop over halves loaded 12 and spilled.
+ */
+@inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32): void {
+  const nsb = K >> 8, rb = <usize>nsb * 152;
+  let pa = w + <usize>na * rb, pc = w + <usize>nc * rb;
+  const z = f32x4.splat(0);
+  let f01 = z, f23 = z, ga = z, gc = z;
+  let x16 = q16, x8 = q8, dp = qd, sp = qs;
+  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32, sp += 32) {
+    let T = z, U = z;
+    let qa = pa + 24, qc = pc + 24, xq16 = x16, xq8 = x8, dq = dp, sa = pa + 8, sc = pc + 8;
+    for (let q = 0; q < 4; q++, qa += 32, qc += 32, xq16 += 128, xq8 += 64, dq += 8, sa += 2, sc += 2) {
+      const va0 = v128.load(qa), va1 = v128.load(qa, 16), vc0 = v128.load(qc), vc1 = v128.load(qc, 16);
+      const s = q4DotsG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8));
+      const c = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load16_lane(sc, v128.load16_splat(sa), 1))));
+      const nT = fmadd(s, f32x4.mul(c, v128.load64_splat(dq)), T);
+      T = U; U = nT;
+    }
+    // T: lanes 0, 1 of row na's t, then of row nc's; U: lanes 2, 3
+    const dda = v128.load64_zero(pa), ddc = v128.load64_zero(pc);   // lanes 0, 1: d, dmin
+    const dd = v128.shuffle<f32>(dda, ddc, 0, 0, 4, 4);
+    f01 = fmadd(T, dd, f01);
+    f23 = fmadd(U, dd, f23);
+    ga = fmadd(q4KMins(pa, sp), lane(dda, 1), ga);
+    gc = fmadd(q4KMins(pc, sp), lane(ddc, 1), gc);
+  }
+  const oa = out + (<usize>na << 2);
+  const ra = hsum(v128.shuffle<f32>(f01, f23, 0, 1, 4, 5)) - hsum(ga);
+  store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
+  if (nc != na) {
+    const oc = out + (<usize>nc << 2);
+    const rc = hsum(v128.shuffle<f32>(f01, f23, 2, 3, 6, 7)) - hsum(gc);
+    store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
+  }
+}
+
+/** A repacked Q4_K super-block's (at p) eight mins times x's quantized sums (at sp), folded into four lanes as gemvQ4_KInt's u. */
+@inline function q4KMins(p: usize, sp: usize): v128 {
+  const mn = i16x8.extend_high_i8x16_u(v128.load(p, 8));
+  const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
+  return fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
+}
+
+@inline function gemvQ4_KROne(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8, rb = <usize>nsb * 152;
   let p = w + <usize>n0 * rb;
   for (let n = n0; n < n1; n++) {
@@ -502,38 +565,57 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
 
 /**
  * Q4_0 as the backend regroups it at load (blocks.as BQ4_0R: per row the blocks' halves, then their
- * 16 nibble bytes each), one row of x, in gemvQ4's shape: four blocks' integer dots of the stored
- * nibbles 0..15 gathered into one vector (q4Part, q4Sums4), their four 8·Σq_x (corr, f32) taken off
- * (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves widen with
- * one load, by the integer add when `fast` (every d of the weight a positive normal half, as q8's
- * scales: gemv.as q8Scales4), else exactly (f16x4At). The last nb mod 4 blocks one by one.
+ * 16 nibble bytes each), one row of x, in q4's shape (gemv.as gemvQ4PairR): weight rows na and nc
+ * together (nc == na for the odd row out: computed twice, stored once), two blocks of each per
+ * step, x's two blocks loaded once for both rows; the four blocks' integer dots of the stored
+ * nibbles 0..15 in one vector (q4Pair4), their 8·Σq_x (corr, f32: x's two, one 8-byte load) taken
+ * off (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves (two
+ * 4-byte loads) widen by the integer add when `fast` (every d of the weight a positive normal half,
+ * as q8's scales: gemv.as q8Scales4), else exactly (f16hiToF32Exact).
+ * Per row, whatever its partner and the thread split: lane j (0, 1) accumulates the blocks
+ * b ≡ j (mod 2) before an odd last one, from 0; out = (lane 0 + lane 1) + the odd last block's
+ * (Σ − 8·Σq_x)·(d·d_x).
  */
-@inline function gemvQ4_0RT(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+@inline function gemvQ4_0RPair(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32, fast: bool): void {
   const nb = K >> 5, rb = <usize>nb * 18;
-  let row = w + <usize>n0 * rb;
-  for (let n = n0; n < n1; n++, row += rb) {
-    let f = f32x4.splat(0);
-    let tt: f32 = 0;
-    let hp = row, p = row + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
-    let b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const s = q4Sums4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
-        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96));
-      const d4 = fast ? i32x4.add(i32x4.shl(v128.load16x4_u(hp), 13), i32x4.splat(112 << 23)) : f16x4At(hp);
-      f = fmadd(f32x4.sub(s, v128.load(cp)), f32x4.mul(d4, v128.load(dp)), f);
-      p += 64; hp += 8; x16 += 256; x8 += 128; dp += 16; cp += 16;
-    }
-    for (; b < nb; b++) {
-      const v = v128.load(p);
-      const q = q4Part(nibLo(v), nibHi(v), x16, x8);
-      const s = hsum(ASC_FEATURE_RELAXED_SIMD ? f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(q)) : f32x4.convert_i32x4_s(q));
-      tt += (s - load<f32>(cp)) * (half1(hp) * load<f32>(dp));
-      p += 16; hp += 2; x16 += 64; x8 += 32; dp += 4; cp += 4;
-    }
-    const op = out + (<usize>n << 2);
-    const s = hsum(f) + tt;
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+  const ra = w + <usize>na * rb, rc = w + <usize>nc * rb;
+  let f = f32x4.splat(0);
+  let ha = ra, hc = rc, pa = ra + (<usize>nb << 1), pc = rc + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
+    const s = q4DotsG(q4Pair4(nibLo(va), nibHi(va), nibLo(vb), nibHi(vb), nibLo(vc), nibHi(vc), nibLo(vd), nibHi(vd), x16, x8));
+    const h = i32x4.extend_low_i16x8_u(v128.load32_lane(hc, v128.load32_zero(ha), 1));
+    const d4 = fast ? i32x4.add(i32x4.shl(h, 13), i32x4.splat(112 << 23)) : f16hiToF32Exact(i32x4.shl(h, 16));
+    f = fmadd(f32x4.sub(s, v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f);
+    pa += 32; pc += 32; ha += 4; hc += 4; x16 += 128; x8 += 64; dp += 8; cp += 8;
+  }
+  let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
+  if (b < nb) {
+    const dx = load<f32>(dp), c = load<f32>(cp);
+    const va = v128.load(pa), vc = v128.load(pc);
+    fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16, x8))) - c) * (half1(ha) * dx);
+    fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16, x8))) - c) * (half1(hc) * dx);
+  }
+  const oa = out + (<usize>na << 2);
+  store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
+  if (nc != na) {
+    const oc = out + (<usize>nc << 2);
+    store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
+  }
+}
+
+/** One block's q4Part as f32 lanes whose sum is its dot (exact). */
+@inline function q4DotsG1(q: v128): v128 {
+  return f32x4.convert_i32x4_s(ASC_FEATURE_RELAXED_SIMD ? i32x4.extadd_pairwise_i16x8_s(q) : q);
+}
+
+/** Rows [n0, n1) in pairs (n0 + i, n0 + h + i), the odd one out alone: gemvQ4_0RPair. */
+@inline function gemvQ4_0RT(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool): void {
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_0RPair(out, q16, q8, qd, corr, w, K, na, nc < n1 ? nc : na, acc, fast);
   }
 }
 

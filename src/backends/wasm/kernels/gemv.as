@@ -3,7 +3,7 @@
 // copy, so the model is held once); x is prepared once per call before the threads start
 // (deinterleaved for 16-bit weights, quantized to int8 blocks for q8/q4), which costs microseconds.
 
-import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4u, codes4s, nibLo, nibHi } from './simd';
+import { fmadd, hsum, hsum4, bf16hiToF32, f16hiToF32, f16hiToF32Exact, f16AnySubnormal, q4MetaBytes, codes4s, nibLo, nibHi } from './simd';
 import { f16x4At, f16SplatAt } from './simd';
 
 // Rows of W are processed one at a time, front to back, so W is read as one sequential stream:
@@ -556,11 +556,12 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
 }
 
 // q4 (Q4_1-style blocks with coded scales, simd.as q4MetaBytes): a row's Σ w·x is
-//   D·Σ_b sc_b·dx_b·Σ_j q_j·xq_j  +  M·Σ_b mc_b·sx_b
+//   D·Σ_b dx_b·(sc_b·Σ_j q_j·xq_j)  +  M·Σ_b mc_b·sx_b
 // (sc, mc: the block's scale and min codes; dx, sx: x's block scale and quantized block sum from
-// quantizeX), so the row's D and M multiply once at its end. Four blocks per step: their integer
-// dots are gathered into one vector (q4Sums4) that meets their four scale products in one
-// multiply-add, with no broadcast per block.
+// quantizeX), so the row's D and M multiply once at its end. Two weight rows per pass, two blocks
+// of each per step: the four integer dots are gathered into one vector and multiplied by their
+// scale codes in the integers (q4Scaled4, exact), which meets x's block scales in one multiply-add,
+// with no broadcast per block (gemvQ4PairR; docs/cpu-decode.md, "Two weight rows per pass").
 
 /**
  * One block's products of its nibbles (lo: elements 0..15, hi: 16..31) with x, partly summed:
@@ -601,45 +602,165 @@ export function gemvQ8(out: usize, q16: usize, qd: usize, w: usize, ws: usize, K
   return i32x4.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
 }
 
-/** One block's q4Part as f32 lanes whose sum is its dot (the last nb mod 4 blocks). */
-@inline function q4Sum1(s: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(s));
-  return f32x4.convert_i32x4_s(s);
+/**
+ * sc_b·Σ_b for four blocks: their q4Part vectors gathered as q4Sums4 does, each block's integer dot
+ * times its u8 scale code (codes: q4CodesV), as i32x4 (exact: |sc·Σ| ≤ 255·32·15·127 = 15,544,800 < 2²⁴, so
+ * the f32 conversion is exact too). Relaxed SIMD: the widening pair add of q4Sums4 becomes
+ * i32x4.dot_i16x8_s against the codes, each repeated in its two i16 lanes (pmaddwd: the same
+ * instruction, now doing the scale's multiply, where the codes needed two extends, a conversion and
+ * an f32 multiply by x's scales). Each i16 lane holds a sum of 16 products (|·| ≤ 30480 < 2¹⁵).
+ */
+@inline export function q4Scaled4(a: v128, b: v128, c: v128, d: v128, codes: v128): v128 {
+  return q4ScaleG(q4Gather4(a, b, c, d), codes);
 }
 
 /**
- * q4, one row of x: f += dots·(sc·dx) and g += mc·sx four blocks at a time; the last nb mod 4
- * blocks one by one into t and gt. ws: the rows' coded scales (simd.as q4MetaBytes).
+ * Four blocks' q4Part vectors gathered (their 32-bit lanes interleaved and summed twice, as
+ * q4Sums4): relaxed SIMD, i16 lanes 2j, 2j + 1 whose sum is block j's dot (each ≤ 30480 in
+ * magnitude); SIMD128, i32 lane j the dot.
  */
-export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, ws: usize,
-  K: i32, n0: i32, n1: i32, acc: i32): void {
-  const nb = K >> 5, mb = q4MetaBytes(K);
-  let p = w + ((<usize>n0 * <usize>K) >> 1);
-  for (let n = n0; n < n1; n++) {
-    const meta = ws + <usize>n * mb;
-    let sp = meta + 8, mp = sp + <usize>nb;
-    let f = f32x4.splat(0), g = f, t = f;
-    let gt: f32 = 0;
-    let x16 = q16, x8 = q8, dp = qd, xs = qs;
-    let b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const d = q4Sums4(q4Part(nibLo(v0), nibHi(v0), x16, x8), q4Part(nibLo(v1), nibHi(v1), x16 + 64, x8 + 32),
-        q4Part(nibLo(v2), nibHi(v2), x16 + 128, x8 + 64), q4Part(nibLo(v3), nibHi(v3), x16 + 192, x8 + 96));
-      f = fmadd(d, f32x4.mul(codes4u(sp), v128.load(dp)), f);
-      g = fmadd(codes4s(mp), v128.load(xs), g);
-      p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; dp += 16; xs += 16;
-    }
-    for (; b < nb; b++) {
-      const v = v128.load(p);
-      t = fmadd(q4Sum1(q4Part(nibLo(v), nibHi(v), x16, x8)), f32x4.splat(<f32>load<u8>(sp) * load<f32>(dp)), t);
-      gt += <f32>load<i8>(mp) * load<f32>(xs);
-      p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; dp += 4; xs += 4;
-    }
-    const op = out + (<usize>n << 2);
-    const s = load<f32>(meta) * hsum(f32x4.add(f, t)) + load<f32>(meta, 4) * (hsum(g) + gt);
-    store<f32>(op, acc ? load<f32>(op) + s : s);
+@inline export function q4Gather4(a: v128, b: v128, c: v128, d: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const ab = i16x8.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+    const cd = i16x8.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+    return i16x8.add(v128.shuffle<i64>(ab, cd, 0, 2), v128.shuffle<i64>(ab, cd, 1, 3));
+  } else return isum4(a, b, c, d);
+}
+
+/** q4Gather4's vector times the codes (q4CodesV): i32 lanes sc_j·Σ_j (exact, as q4Scaled4). */
+@inline export function q4ScaleG(g: v128, codes: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(g, codes);
+  return i32x4.mul(g, codes);
+}
+
+/** sc·(one block's q4Part) as i32 lanes whose sum is sc·Σ (an odd last block; exact as q4Scaled4). */
+@inline function q4Scaled1(s: v128, sc: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.dot_i16x8_s(s, i16x8.splat(<i16>sc));
+  return i32x4.mul(s, i32x4.splat(sc));
+}
+
+/** q4Gather4's vector as f32 lanes: the four dots (exact). */
+@inline export function q4DotsG(g: v128): v128 {
+  return f32x4.convert_i32x4_s(ASC_FEATURE_RELAXED_SIMD ? i32x4.extadd_pairwise_i16x8_s(g) : g);
+}
+
+/** q4Scaled4's codes operand from four u8 scale codes (bytes 0-3 of v): relaxed, each in two i16 lanes; SIMD128, i32 lanes. */
+@inline export function q4CodesV(v: v128): v128 {
+  const c8 = i16x8.extend_low_i8x16_u(v);
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(c8, c8, 0, 0, 1, 1, 2, 2, 3, 3);
+  return i32x4.extend_low_i16x8_u(c8);
+}
+
+/**
+ * Two blocks of x (at x16 / x8) against two blocks of each of two weight rows (nibbles lo/hi: a, b
+ * of one row, c, d of the other), x loaded once for both rows: q4Gather4 of the four blocks.
+ */
+@inline export function q4Pair4(la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, x16: usize, x8: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const x0 = v128.load(x8), x1 = v128.load(x8, 16), x2 = v128.load(x8, 32), x3 = v128.load(x8, 48);
+    return q4Gather4(
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, la), i16x8.relaxed_dot_i8x16_i7x16_s(x1, ha)),
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, lb), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hb)),
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lc), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hc)),
+      i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x2, ld), i16x8.relaxed_dot_i8x16_i7x16_s(x3, hd)));
+  } else {
+    return q4Gather4(q4Part(la, ha, x16, x8), q4Part(lb, hb, x16 + 64, x8 + 32), q4Part(lc, hc, x16, x8), q4Part(ld, hd, x16 + 64, x8 + 32));
   }
+}
+
+/**
+ * Σ over the first nb4 (a multiple of 4) blocks of mc·sx, as f32x4 lanes: g = fmadd(codes4s(mp),
+ * load(xs), g) four blocks at a time from g = 0 (every q4 form's order); sixteen codes per load
+ * where they allow.
+ */
+@inline function q4MinSum(mp: usize, xs: usize, nb4: i32): v128 {
+  let g = f32x4.splat(0);
+  let b = 0;
+  for (; b + 16 <= nb4; b += 16, mp += 16, xs += 64) {
+    const m = v128.load(mp), lo = i16x8.extend_low_i8x16_s(m), hi = i16x8.extend_high_i8x16_s(m);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), v128.load(xs), g);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), v128.load(xs, 16), g);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), v128.load(xs, 32), g);
+    g = fmadd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), v128.load(xs, 48), g);
+  }
+  for (; b < nb4; b += 4, mp += 4, xs += 16) g = fmadd(codes4s(mp), v128.load(xs), g);
+  return g;
+}
+
+/**
+ * q4 weight rows na and nc together (nc == na for the odd row out of a range: the same sums twice,
+ * stored once) against R = 1..4 rows of x (k_prep_x layout, ldp bytes apart; out rows ldo bytes
+ * apart). Two blocks of each weight row per step: their four integer dots in one vector (q4Pair4:
+ * x's two blocks loaded once for both rows), scaled by their codes in the integers and by x's two
+ * block scales (one 8-byte load) in one multiply-add, lanes 0-1 row na, 2-3 row nc. A step loads
+ * 4 + 4 vectors (one row of x), where four blocks of one row loaded 4 + 8 and V8 spilled two of
+ * them and the accumulator; and each thread reads two weight streams.
+ *
+ * Per weight row and row of x, in this order whatever the other row and R (so a token's result is
+ * that of a one-token call, and independent of the thread split): lane j (0, 1) accumulates
+ * (sc_b·Σ_b)·dx_b over the blocks b ≡ j (mod 2) before the last odd one, by multiply-adds from 0;
+ * F = (lane 0 + lane 1) + the odd last block's (sc·lanes)·dx summed (hsum); G = hsum(q4MinSum)
+ * + the last nb mod 4 blocks' mc·sx in turn; out = D·F + M·G.
+ */
+@inline function gemvQ4PairR(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
+  na: i32, nc: i32, acc: i32, R: i32): void {
+  const nb = K >> 5, mb = q4MetaBytes(K), rb = <usize>K >> 1;
+  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3);
+  const ma = ws + <usize>na * mb, mc = ws + <usize>nc * mb;
+  let pa = w + <usize>na * rb, pc = w + <usize>nc * rb, sa = ma + 8, sc = mc + 8;
+  const z = f32x4.splat(0);
+  let f0 = z, f1 = z, f2 = z, f3 = z;
+  let x16 = prep, x8 = prep + o8, xd = prep + od;
+  let b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
+    const la = nibLo(va), ha = nibHi(va), lb = nibLo(vb), hb = nibHi(vb);
+    const lc = nibLo(vc), hc = nibHi(vc), ld = nibLo(vd), hd = nibHi(vd);
+    const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
+    f0 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16, x8), c4)), v128.load64_splat(xd), f0);
+    if (R > 1) f1 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + ldp, x8 + ldp), c4)), v128.load64_splat(xd + ldp), f1);
+    if (R > 2) f2 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp), c4)), v128.load64_splat(xd + 2 * ldp), f2);
+    if (R > 3) f3 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la, ha, lb, hb, lc, hc, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp), c4)), v128.load64_splat(xd + 3 * ldp), f3);
+    pa += 32; pc += 32; sa += 2; sc += 2; x16 += 128; x8 += 64; xd += 8;
+  }
+  for (let r = 0; r < R; r++) {
+    const xr = prep + <usize>r * ldp, f = r == 0 ? f0 : r == 1 ? f1 : r == 2 ? f2 : f3;
+    q4RowEnd(out + <usize>r * ldo + (<usize>na << 2), acc, ma, f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), pa, b, K, xr);
+    if (nc != na) q4RowEnd(out + <usize>r * ldo + (<usize>nc << 2), acc, mc, f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3), pc, b, K, xr);
+  }
+}
+
+/**
+ * The end of one q4 output (row with scale data at meta, one row of x at xr in k_prep_x layout),
+ * once its blocks before b (all but an odd last one) are summed in F: the odd last block (weights
+ * at p) if b < nb, the min term, D and M, and the store at o (added to what is there when acc).
+ */
+@inline function q4RowEnd(o: usize, acc: i32, meta: usize, F: f32, p: usize, b: i32, K: i32, xr: usize): void {
+  const nb = K >> 5, nb4 = nb & ~3;
+  const xs = xr + <usize>K * 3 + (<usize>K >> 3), mp = meta + 8 + <usize>nb;
+  if (b < nb) {
+    const v = v128.load(p), dx = v128.load32_splat(xr + <usize>K * 3 + (<usize>b << 2));
+    F += hsum(fmadd(f32x4.convert_i32x4_s(q4Scaled1(q4Part(nibLo(v), nibHi(v), xr + (<usize>b << 6), xr + (<usize>K << 1) + (<usize>b << 5)), load<u8>(meta + 8 + <usize>b))), dx, f32x4.splat(0)));
+  }
+  let G = hsum(q4MinSum(mp, xs, nb4));
+  for (let j = nb4; j < nb; j++) G += <f32>load<i8>(mp + <usize>j) * load<f32>(xs + (<usize>j << 2));
+  const s = load<f32>(meta) * F + load<f32>(meta, 4) * G;
+  store<f32>(o, acc ? load<f32>(o) + s : s);
+}
+
+/** Rows [n0, n1) of out, in pairs (n0 + i, n0 + h + i), the odd one out alone: gemvQ4PairR. */
+@inline function gemvQ4Pairs(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
+  n0: i32, n1: i32, acc: i32, R: i32): void {
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4PairR(out, ldo, prep, ldp, w, ws, K, na, nc < n1 ? nc : na, acc, R);
+  }
+}
+
+/** q4, one row of x (k_prep_x layout at prep): gemvQ4Pairs. */
+export function gemvQ4(out: usize, prep: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
+  gemvQ4Pairs(out, 0, prep, 0, w, ws, K, n0, n1, acc, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -963,62 +1084,6 @@ export function gemvQ4(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, 
   }
 }
 
-@inline function gemvQ4R(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32,
-  n0: i32, n1: i32, acc: i32, R: i32): void {
-  const nb = K >> 5, o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), mb = q4MetaBytes(K);
-  let p = w + ((<usize>n0 * <usize>K) >> 1);
-  for (let n = n0; n < n1; n++) {
-    // gemvQ4's sums per row, in its order: f, g (four blocks a step), t, gt (the last nb mod 4)
-    const meta = ws + <usize>n * mb;
-    let sp = meta + 8, mp = sp + <usize>nb;
-    const z = f32x4.splat(0);
-    let f0 = z, f1 = z, f2 = z, f3 = z, g0 = z, g1 = z, g2 = z, g3 = z, t0 = z, t1 = z, t2 = z, t3 = z, gt = z;
-    let x16 = prep, x8 = prep + o8, xd = prep + od, xs = prep + os;
-    let b = 0;
-    for (; b + 4 <= nb; b += 4) {
-      const v0 = v128.load(p), v1 = v128.load(p, 16), v2 = v128.load(p, 32), v3 = v128.load(p, 48);
-      const l0 = nibLo(v0), h0 = nibHi(v0), l1 = nibLo(v1), h1 = nibHi(v1);
-      const l2 = nibLo(v2), h2 = nibHi(v2), l3 = nibLo(v3), h3 = nibHi(v3);
-      const c4 = codes4u(sp), m4 = codes4s(mp);
-      f0 = fmadd(q4Sums4(q4Part(l0, h0, x16, x8), q4Part(l1, h1, x16 + 64, x8 + 32), q4Part(l2, h2, x16 + 128, x8 + 64),
-        q4Part(l3, h3, x16 + 192, x8 + 96)), f32x4.mul(c4, v128.load(xd)), f0);
-      g0 = fmadd(m4, v128.load(xs), g0);
-      if (R > 1) {
-        const y16 = x16 + ldp, y8 = x8 + ldp;
-        f1 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + ldp)), f1);
-        g1 = fmadd(m4, v128.load(xs + ldp), g1);
-      }
-      if (R > 2) {
-        const y16 = x16 + 2 * ldp, y8 = x8 + 2 * ldp;
-        f2 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + 2 * ldp)), f2);
-        g2 = fmadd(m4, v128.load(xs + 2 * ldp), g2);
-      }
-      if (R > 3) {
-        const y16 = x16 + 3 * ldp, y8 = x8 + 3 * ldp;
-        f3 = fmadd(q4Sums4(q4Part(l0, h0, y16, y8), q4Part(l1, h1, y16 + 64, y8 + 32), q4Part(l2, h2, y16 + 128, y8 + 64),
-          q4Part(l3, h3, y16 + 192, y8 + 96)), f32x4.mul(c4, v128.load(xd + 3 * ldp)), f3);
-        g3 = fmadd(m4, v128.load(xs + 3 * ldp), g3);
-      }
-      p += 64; sp += 4; mp += 4; x16 += 256; x8 += 128; xd += 16; xs += 16;
-    }
-    for (; b < nb; b++) {
-      const v = v128.load(p);
-      const lo = nibLo(v), hi = nibHi(v), c = <f32>load<u8>(sp);
-      t0 = fmadd(q4Sum1(q4Part(lo, hi, x16, x8)), f32x4.splat(c * load<f32>(xd)), t0);
-      if (R > 1) t1 = fmadd(q4Sum1(q4Part(lo, hi, x16 + ldp, x8 + ldp)), f32x4.splat(c * load<f32>(xd + ldp)), t1);
-      if (R > 2) t2 = fmadd(q4Sum1(q4Part(lo, hi, x16 + 2 * ldp, x8 + 2 * ldp)), f32x4.splat(c * load<f32>(xd + 2 * ldp)), t2);
-      if (R > 3) t3 = fmadd(q4Sum1(q4Part(lo, hi, x16 + 3 * ldp, x8 + 3 * ldp)), f32x4.splat(c * load<f32>(xd + 3 * ldp)), t3);
-      gt = f32x4.add(gt, f32x4.mul(f32x4.splat(<f32>load<i8>(mp)), f32x4(load<f32>(xs), R > 1 ? load<f32>(xs + ldp) : 0, R > 2 ? load<f32>(xs + 2 * ldp) : 0, R > 3 ? load<f32>(xs + 3 * ldp) : 0)));
-      p += 16; sp += 1; mp += 1; x16 += 64; x8 += 32; xd += 4; xs += 4;
-    }
-    const F = hsum4(f32x4.add(f0, t0), f32x4.add(f1, t1), f32x4.add(f2, t2), f32x4.add(f3, t3));
-    const G = f32x4.add(hsum4(g0, g1, g2, g3), gt);
-    storeR(out + (<usize>n << 2), ldo, f32x4.add(f32x4.mul(v128.load32_splat(meta), F), f32x4.mul(v128.load32_splat(meta, 4), G)), acc, R);
-  }
-}
-
 // Each (dtype, R) kernel is a function of its own (exported, so binaryen keeps it out of line): V8
 // compiles these far better than the same loops inlined together into one dispatcher (2-row q8
 // took 4.6x the one-row time inlined).
@@ -1058,9 +1123,9 @@ export function gemvQ8R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usi
 export function gemvQ8R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32): void {
   if (fast) gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, true); else gemvQ8R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4, false);
 }
-export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
-export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
-export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4R(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
+export function gemvQ4R2(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 2); }
+export function gemvQ4R3(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 3); }
+export function gemvQ4R4(out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, ws: usize, K: i32, n0: i32, n1: i32, acc: i32): void { gemvQ4Pairs(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, 4); }
 
 /**
  * GEMV over R = 1..4 rows of x. For bf16/f16/q8/q4, `prep` holds the rows' prepared forms
@@ -1093,7 +1158,7 @@ export function gemvRows(dtype: i32, R: i32, out: usize, ldo: usize, x: usize, l
     else if (R == 3) gemvQ8R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
     else gemvQ8R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc, fast);
   } else {
-    if (R == 1) gemvQ4(out, prep, prep + (<usize>K << 1), prep + <usize>K * 3, prep + <usize>K * 3 + (<usize>K >> 3), w, ws, K, n0, n1, acc);
+    if (R == 1) gemvQ4(out, prep, w, ws, K, n0, n1, acc);
     else if (R == 2) gemvQ4R2(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
     else if (R == 3) gemvQ4R3(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
     else gemvQ4R4(out, ldo, prep, ldp, w, ws, K, n0, n1, acc);
