@@ -263,14 +263,30 @@ class FileCursor {
   i64(): bigint { const o = this.at(8); return this.buf.readBigInt64LE(o); }
   /** A u64 that must fit a JS number (counts, offsets, dims). */
   count(what: string): number {
-    const v = this.u64();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new OpenELMError('gguf', `${this.file}: ${what} ${v} is implausibly large (corrupt file?)`);
-    return Number(v);
+    // two u32 halves: no BigInt per string length (a tokenizer has tens of thousands)
+    const o = this.at(8), lo = this.buf.readUInt32LE(o), hi = this.buf.readUInt32LE(o + 4);
+    if (hi > 0x1fffff) throw new OpenELMError('gguf', `${this.file}: ${what} ${this.buf.readBigUInt64LE(o)} is implausibly large (corrupt file?)`);
+    return hi * 2 ** 32 + lo;
   }
   str(): string {
     const n = this.count('string length');
-    const o = this.at(n);
-    try { return this.dec.decode(this.buf.subarray(o, o + n)); } catch { throw new OpenELMError('gguf', `${this.file}: string at offset ${this.pos - n} is not valid UTF-8`); }
+    const o = this.at(n), b = this.buf;
+    // ASCII (most names and tokens) decodes as Latin-1, the same characters, without the UTF-8 decoder's call
+    let i = o;
+    while (i < o + n && b[i] < 0x80) i++;
+    if (i === o + n) return b.toString('latin1', o, o + n);
+    try { return this.dec.decode(b.subarray(o, o + n)); } catch { throw new OpenELMError('gguf', `${this.file}: string at offset ${this.pos - n} is not valid UTF-8`); }
+  }
+  /** n values of a fixed-size numeric type, read from the buffer in one pass (a tokenizer's scores and token types). */
+  numbers(t: GGUFType, n: number, size: number): number[] | null {
+    if (n * size > 1 << 26) return null;
+    const o = this.at(n * size), b = this.buf, out: number[] = new Array(n);
+    switch (t) {
+      case GGUFType.FLOAT32: for (let j = 0; j < n; j++) out[j] = b.readFloatLE(o + 4 * j); return out;
+      case GGUFType.INT32: for (let j = 0; j < n; j++) out[j] = b.readInt32LE(o + 4 * j); return out;
+      case GGUFType.UINT32: for (let j = 0; j < n; j++) out[j] = b.readUInt32LE(o + 4 * j); return out;
+      default: this.pos -= n * size; return null;
+    }
   }
 }
 
@@ -317,8 +333,12 @@ export function readGGUF(file: string): GGUFFile {
         const n = c.count(`array length of ${key}`);
         // Every element takes at least a byte: a longer array cannot be in the file.
         if (n > size - c.pos) throw new OpenELMError('gguf', `${file} is truncated: metadata ${key} declares ${n} values, ${size - c.pos} bytes remain`);
-        const arr: GGUFScalar[] = new Array(n);
-        for (let j = 0; j < n; j++) arr[j] = readScalar(c, it, file);
+        const elem = it === GGUFType.FLOAT32 || it === GGUFType.INT32 || it === GGUFType.UINT32 ? 4 : 0;
+        let arr: GGUFScalar[] | null = elem ? c.numbers(it, n, elem) : null;
+        if (!arr) {
+          arr = new Array(n);
+          for (let j = 0; j < n; j++) arr[j] = readScalar(c, it, file);
+        }
         metadata.set(key, arr);
       } else metadata.set(key, readScalar(c, t, file));
     }
