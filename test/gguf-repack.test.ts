@@ -161,7 +161,25 @@ for (const cfg of WASM_CONFIGS) {
     const wi = blockWeightOn(be, 'q8_0', N, K, inf);
     assert.equal(wi.layout, undefined);
     assert.deepEqual(wi.data, inf);
+    assert.equal((wi.packed as { dtype: number }).dtype, DTYPE_CODE.q8_0);
     be.freeWeight(wi);
+    // the same bytes from outside the backend's memory: the copy it regrouped is given back
+    const used = be.memory().inUse, nan = oddBlocks(rng, 'q8_0', N, K, [0x7e01]);
+    const wn: Weight = { dtype: 'q8_0', rows: N, cols: K, data: nan.slice() };
+    be.prepareWeight(wn);
+    assert.equal(wn.layout, undefined);
+    assert.deepEqual(wn.data, nan);
+    assert.equal((wn.packed as { dtype: number }).dtype, DTYPE_CODE.q8_0);
+    be.freeWeight(wn);
+    assert.equal(be.memory().inUse, used);
+    // a zero d over zero levels keeps the fast widening (its products are 0 either way)
+    const zero = oddBlocks(rng, 'q8_0', N, K, []), zv = new DataView(zero.buffer);
+    for (let b = 0; b < (N * K) / 32; b++) zv.setUint16(b * Q8_0_BYTES, f32ToF16(0.001 + 0.01 * rng.next()), true);
+    zero.fill(0, 3 * Q8_0_BYTES, 4 * Q8_0_BYTES);
+    const wz = blockWeightOn(be, 'q8_0', N, K, zero);
+    assert.equal(wz.layout, 'q8_0_r');
+    assert.equal((wz.packed as { mins: number }).mins, 1);
+    be.freeWeight(wz);
     for (const dtype of ['q8_0', 'q4_0'] as const) {
       // all d positive normal halves: the fast widening; one subnormal or negative d: the exact one
       const pos = randomBlocks(rng, dtype, N, K), dv = new DataView(pos.buffer);
