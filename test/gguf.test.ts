@@ -78,7 +78,7 @@ test('GGUF reader: numeric arrays read in bulk, ASCII and UTF-8 strings, and bad
     kv.f32s('x.f', fs32), kv.i32s('x.i', [-(2 ** 31), 0, 2 ** 31 - 1]),
     { key: 'x.u', value: { type: GGUFType.ARRAY, itemType: GGUFType.UINT32, value: [0, 2 ** 32 - 1] } },
     { key: 'x.u8', value: { type: GGUFType.ARRAY, itemType: GGUFType.UINT8, value: [7, 255] } },
-    kv.strs('x.s', ['plain', '\u2581the', 'é', '', '\x7f~', '\u{1f600}']),
+    kv.strs('x.s', ['plain', '\u2581the', 'é', '', '\x7f~', '\u{1f600}', 'a\ufffdb']),
   ], []);
   const g = readGGUF(file);
   assert.deepEqual(g.metadata.get('x.f'), fs32.map(Math.fround));
@@ -86,7 +86,7 @@ test('GGUF reader: numeric arrays read in bulk, ASCII and UTF-8 strings, and bad
   assert.deepEqual(g.metadata.get('x.i'), [-(2 ** 31), 0, 2 ** 31 - 1]);
   assert.deepEqual(g.metadata.get('x.u'), [0, 2 ** 32 - 1]);
   assert.deepEqual(g.metadata.get('x.u8'), [7, 255]);
-  assert.deepEqual(g.metadata.get('x.s'), ['plain', '\u2581the', 'é', '', '\x7f~', '\u{1f600}']);
+  assert.deepEqual(g.metadata.get('x.s'), ['plain', '\u2581the', 'é', '', '\x7f~', '\u{1f600}', 'a\ufffdb']);
   // a string that is not UTF-8 (a lone continuation byte) and one with a length past 2^53
   const raw = fs.readFileSync(file), bad = path.join(tmp, 'arrays-bad.gguf');
   const at = raw.indexOf(Buffer.from('plain'));

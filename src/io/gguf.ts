@@ -270,12 +270,13 @@ class FileCursor {
   }
   str(): string {
     const n = this.count('string length');
-    const o = this.at(n), b = this.buf;
-    // ASCII (most names and tokens) decodes as Latin-1, the same characters, without the UTF-8 decoder's call
-    let i = o;
-    while (i < o + n && b[i] < 0x80) i++;
-    if (i === o + n) return b.toString('latin1', o, o + n);
-    try { return this.dec.decode(b.subarray(o, o + n)); } catch { throw new OpenELMError('gguf', `${this.file}: string at offset ${this.pos - n} is not valid UTF-8`); }
+    const o = this.at(n);
+    // Buffer's decoder is much faster than a fatal TextDecoder per string (a tokenizer has tens of
+    // thousands); it writes U+FFFD for every invalid sequence, so a string without one was valid
+    // UTF-8, and one with it goes through the fatal decoder (a real U+FFFD passes, bad bytes throw)
+    const s = this.buf.toString('utf8', o, o + n);
+    if (!s.includes('\ufffd')) return s;
+    try { return this.dec.decode(this.buf.subarray(o, o + n)); } catch { throw new OpenELMError('gguf', `${this.file}: string at offset ${this.pos - n} is not valid UTF-8`); }
   }
   /** n values of a fixed-size numeric type, read from the buffer in one pass (a tokenizer's scores and token types). */
   numbers(t: GGUFType, n: number, size: number): number[] | null {
