@@ -120,6 +120,11 @@ function q8HalfBits(hs: Uint16Array): number {
   return bits;
 }
 
+/** train_ops.as OP_TOUCH. */
+const TOUCH_OP = 26;
+/** Smallest storage prefault() maps on all threads (below it, one thread's faults cost less than a fork/join). */
+const PREFAULT_MIN_BYTES = 1 << 20;
+
 /** Most values quantizeRows stages into a memory per kernel call (1 MiB). */
 const QUANTIZE_STAGE_FLOATS = 1 << 18;
 /** Fewest rows for the native linear: it widens all of a non-f32 W per call, which fewer rows do not repay. */
@@ -363,10 +368,25 @@ export class WasmBackend implements Backend {
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
       const byteOffset = shard.arena.allocBytes(held(bytes), what);
       offs.push(byteOffset);
+      this.prefault(shard, byteOffset, held(bytes));
       return { buffer: shard.arena.buffer(), byteOffset };
     });
     this.owned.set(w, { shard, offs, room });
     return w;
+  }
+
+  /**
+   * Map the pages of `bytes` zeroed bytes at `off` on all threads (train_ops.as OP_TOUCH writes a zero
+   * into each): a load then fills a weight's storage without one page fault every 4 KiB on its one
+   * thread, the larger part of reading a file into fresh memory (a GGUF's Q8_0 blocks: about 4/5).
+   */
+  private prefault(shard: Shard, off: number, bytes: number): void {
+    if (this.threads === 1 || bytes < PREFAULT_MIN_BYTES) return;
+    this.begin(shard);
+    const a = this.cur.ai;
+    a[0] = TOUCH_OP; a[1] = off; a[2] = bytes;
+    // a first touch of a page costs about as much as a few thousand stores
+    this.exec('k_train', bytes, Math.ceil(bytes / 4096));
   }
 
   /**
