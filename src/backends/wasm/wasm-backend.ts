@@ -385,8 +385,10 @@ export class WasmBackend implements Backend {
     this.begin(shard);
     const a = this.cur.ai;
     a[0] = TOUCH_OP; a[1] = off; a[2] = bytes;
-    // a first touch of a page costs about as much as a few thousand stores
-    this.exec('k_train', bytes, Math.ceil(bytes / 4096));
+    // a first touch of a page costs about as much as a few thousand stores; chunks of 1 MiB (256
+    // faults, well under a millisecond), so a thread descheduled on a shared machine holds up the
+    // join by little
+    this.exec('k_train', bytes, Math.ceil(bytes / 4096), true, Math.ceil(bytes / PREFAULT_MIN_BYTES));
   }
 
   /**
