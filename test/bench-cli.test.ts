@@ -40,6 +40,16 @@ test('bench --json prints one object with throughput, memory and tokenizer speed
   }
 });
 
+test('bench --json reports its own peak RSS, not that of a larger process that started it', { skip: process.platform !== 'linux' }, () => {
+  // getrusage's maxRSS survives exec on Linux: a child of a 600 MiB process reported 600 MiB
+  const big = Buffer.alloc(600 << 20, 1);
+  const r = runCli(['bench', '--model', dir, '--prompt-tokens', '8', '--gen-tokens', '4', '--threads', '1', '--backend', 'js', '--warmup=false', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const rss = JSON.parse(r.stdout.trim()).rss_mb as number;
+  assert.ok(rss > 0 && rss < 400, `rss_mb ${rss}`);
+  assert.equal(big[big.length - 1], 1);
+});
+
 test('bench without --json prints a readable summary', () => {
   const r = runCli(['bench', '--model', dir, '--prompt-tokens', '8', '--gen-tokens', '4', '--backend', 'js', '--warmup=false']);
   assert.equal(r.status, 0, r.stderr);

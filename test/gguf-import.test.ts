@@ -176,6 +176,33 @@ test('a model GGUF carries its own (truncated) vocabulary, not the bundled one',
   assert.ok(t.encode('international').length > loadTokenizer().encode('international').length);
 });
 
+test('opened without its vocabulary, a model GGUF reads the same model, and its tokenizer reads the vocabulary then', () => {
+  const file = fix('gqa2-hd64-q8_0.gguf');
+  const full = readGGUF(file), lean = readGGUF(file, { vocabulary: false });
+  assert.deepEqual(lean.skipped, ['tokenizer.ggml.tokens', 'tokenizer.ggml.scores', 'tokenizer.ggml.token_type']);
+  assert.equal(full.skipped, undefined);
+  assert.deepEqual(lean.tensors, full.tensors);
+  assert.equal(lean.dataOffset, full.dataOffset);
+  for (const [k, v] of full.metadata) if (!lean.skipped!.includes(k)) assert.deepEqual(lean.metadata.get(k), v, k);
+  const m = GGUFModel.open(file, { vocabulary: false }), w = GGUFModel.open(file);
+  try {
+    assert.deepEqual(m.config, w.config);
+    const name = 'transformer.layers.0.attn.qkv_proj.weight';
+    assert.deepEqual(m.readF32(name), w.readF32(name));
+    assert.deepEqual(m.tokenizer().encode('international pieces'), w.tokenizer().encode('international pieces'));
+  } finally { m.close(); w.close(); }
+  // a token that is not UTF-8 still stops the tokenizer (its read is where the vocabulary is decoded)
+  const raw = fs.readFileSync(file), at = raw.indexOf(Buffer.from('<unk>')), bad = path.join(tmp, 'bad-token.gguf');
+  const b = Buffer.from(raw); b[at + 1] = 0xff;
+  fs.writeFileSync(bad, b);
+  const lm = GGUFModel.open(bad, { vocabulary: false });
+  try { oneLine(() => lm.tokenizer(), /bad-token\.gguf: string at offset \d+ is not valid UTF-8/); } finally { lm.close(); }
+  // a vocabulary cut short is refused either way
+  const cut = path.join(tmp, 'cut-vocab.gguf');
+  fs.writeFileSync(cut, raw.subarray(0, at + 100));
+  oneLine(() => readGGUF(cut, { vocabulary: false }), /cut-vocab\.gguf is truncated/);
+});
+
 test('row ranges decode as the same slice of the whole tensor, from just their rows (every fixture type, gate/up split)', () => {
   for (const f of modelFiles) {
     const m = GGUFModel.open(fix(f));

@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockDType, Weight } from '../src/backends/backend.js';
-import { Q4_0_BYTES, Q8_0_BYTES, q8_0Regroupable, repackQ4_0, repackQ8_0, unpackQ4_0, unpackQ8_0 } from '../src/backends/gguf-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, q8_0Regroupable, repackQ4_0, repackQ8_0, unpackQ4_0, unpackQ8_0, unpackQ8_0Blocks } from '../src/backends/gguf-repack.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { blockRowToF32, weightRowToF32 } from '../src/backends/weight-format.js';
@@ -61,6 +61,13 @@ for (const dtype of ['q8_0', 'q4_0'] as const) {
         assert.deepEqual(out.subarray(32 * b, 32 * b + 32), stored.subarray(34 * b + 2, 34 * b + 34));
         assert.deepEqual(out.subarray(32 * rows * nb + 2 * b, 32 * rows * nb + 2 * b + 2), stored.subarray(34 * b, 34 * b + 2));
       }
+      // one row at a time from its levels and its halves, apart: that row's stored bytes
+      const row = new Uint8Array(nb * Q8_0_BYTES);
+      for (let r = 0; r < rows; r++) {
+        unpackQ8_0Blocks(out.subarray(r * cols, (r + 1) * cols), out.subarray(rows * cols + r * nb * 2, rows * cols + (r + 1) * nb * 2), row, nb);
+        assert.deepEqual(row, stored.subarray(r * nb * Q8_0_BYTES, (r + 1) * nb * Q8_0_BYTES), `row ${r}`);
+      }
+      assert.throws(() => unpackQ8_0Blocks(out.subarray(0, cols - 1), out.subarray(rows * cols, rows * cols + 2 * nb), row, nb), RangeError);
       assert.equal(q8_0Regroupable(stored, rows * nb), false);
       assert.equal(q8_0Regroupable(oddBlocks(rng, dtype, rows, cols, FINITE), rows * nb), true);
     }
@@ -154,7 +161,25 @@ for (const cfg of WASM_CONFIGS) {
     const wi = blockWeightOn(be, 'q8_0', N, K, inf);
     assert.equal(wi.layout, undefined);
     assert.deepEqual(wi.data, inf);
+    assert.equal((wi.packed as { dtype: number }).dtype, DTYPE_CODE.q8_0);
     be.freeWeight(wi);
+    // the same bytes from outside the backend's memory: the copy it regrouped is given back
+    const used = be.memory().inUse, nan = oddBlocks(rng, 'q8_0', N, K, [0x7e01]);
+    const wn: Weight = { dtype: 'q8_0', rows: N, cols: K, data: nan.slice() };
+    be.prepareWeight(wn);
+    assert.equal(wn.layout, undefined);
+    assert.deepEqual(wn.data, nan);
+    assert.equal((wn.packed as { dtype: number }).dtype, DTYPE_CODE.q8_0);
+    be.freeWeight(wn);
+    assert.equal(be.memory().inUse, used);
+    // a zero d over zero levels keeps the fast widening (its products are 0 either way)
+    const zero = oddBlocks(rng, 'q8_0', N, K, []), zv = new DataView(zero.buffer);
+    for (let b = 0; b < (N * K) / 32; b++) zv.setUint16(b * Q8_0_BYTES, f32ToF16(0.001 + 0.01 * rng.next()), true);
+    zero.fill(0, 3 * Q8_0_BYTES, 4 * Q8_0_BYTES);
+    const wz = blockWeightOn(be, 'q8_0', N, K, zero);
+    assert.equal(wz.layout, 'q8_0_r');
+    assert.equal((wz.packed as { mins: number }).mins, 1);
+    be.freeWeight(wz);
     for (const dtype of ['q8_0', 'q4_0'] as const) {
       // all d positive normal halves: the fast widening; one subnormal or negative d: the exact one
       const pos = randomBlocks(rng, dtype, N, K), dv = new DataView(pos.buffer);

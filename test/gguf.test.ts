@@ -71,6 +71,33 @@ test('GGUF writer: header, typed metadata, 32-byte aligned tensor data, reader r
   assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')), [], 'no staging files left');
 });
 
+test('GGUF reader: numeric arrays read in bulk, ASCII and UTF-8 strings, and bad strings and counts refused in one line', () => {
+  const file = path.join(tmp, 'arrays.gguf');
+  const fs32 = [0.1, -0, 3.4e38, 1e-45, Number.NaN, -Infinity];
+  writeGGUF(file, [
+    kv.f32s('x.f', fs32), kv.i32s('x.i', [-(2 ** 31), 0, 2 ** 31 - 1]),
+    { key: 'x.u', value: { type: GGUFType.ARRAY, itemType: GGUFType.UINT32, value: [0, 2 ** 32 - 1] } },
+    { key: 'x.u8', value: { type: GGUFType.ARRAY, itemType: GGUFType.UINT8, value: [7, 255] } },
+    kv.strs('x.s', ['plain', '\u2581the', 'é', '', '\x7f~', '\u{1f600}', 'a\ufffdb']),
+  ], []);
+  const g = readGGUF(file);
+  assert.deepEqual(g.metadata.get('x.f'), fs32.map(Math.fround));
+  assert.ok(Object.is((g.metadata.get('x.f') as number[])[1], -0));
+  assert.deepEqual(g.metadata.get('x.i'), [-(2 ** 31), 0, 2 ** 31 - 1]);
+  assert.deepEqual(g.metadata.get('x.u'), [0, 2 ** 32 - 1]);
+  assert.deepEqual(g.metadata.get('x.u8'), [7, 255]);
+  assert.deepEqual(g.metadata.get('x.s'), ['plain', '\u2581the', 'é', '', '\x7f~', '\u{1f600}', 'a\ufffdb']);
+  // a string that is not UTF-8 (a lone continuation byte) and one with a length past 2^53
+  const raw = fs.readFileSync(file), bad = path.join(tmp, 'arrays-bad.gguf');
+  const at = raw.indexOf(Buffer.from('plain'));
+  const utf = Buffer.from(raw); utf[at + 2] = 0x80;
+  fs.writeFileSync(bad, utf);
+  assert.throws(() => readGGUF(bad), /arrays-bad\.gguf: string at offset \d+ is not valid UTF-8/);
+  const big = Buffer.from(raw); big.writeBigUInt64LE(2n ** 60n, at - 8);
+  fs.writeFileSync(bad, big);
+  assert.throws(() => readGGUF(bad), /arrays-bad\.gguf: string length 1152921504606846976 is implausibly large/);
+});
+
 test('GGUF writer rejects bad input and leaves no file behind', () => {
   const file = path.join(tmp, 'bad.gguf');
   assert.throws(() => writeGGUF(file, [kv.u32('k', -1)], []), /metadata k: expected a UINT32/);

@@ -39,10 +39,20 @@ export function unpackQ8_0(src: Uint8Array, dst: Uint8Array, nb: number): void {
   const n = nb * Q8_0_BYTES;
   if (src.length < n || dst.length < n) throw new RangeError('unpackQ8_0: buffers too short');
   const s = source(src, dst, n);
+  unpackQ8_0Blocks(s.subarray(0, 32 * nb), s.subarray(32 * nb, n), dst, nb);
+}
+
+/**
+ * nb stored Q8_0 blocks from their levels (32·nb int8) and halves (nb f16, 2·nb bytes) held apart,
+ * as q8's layout holds them: any run of whole blocks, e.g. one row of a regrouped weight, whose
+ * levels and halves lie far apart. dst must not overlap either.
+ */
+export function unpackQ8_0Blocks(levels: Uint8Array, halves: Uint8Array, dst: Uint8Array, nb: number): void {
+  if (levels.length < 32 * nb || halves.length < 2 * nb || dst.length < nb * Q8_0_BYTES) throw new RangeError('unpackQ8_0Blocks: buffers too short');
   for (let b = 0; b < nb; b++) {
-    dst[b * 34] = s[32 * nb + 2 * b];
-    dst[b * 34 + 1] = s[32 * nb + 2 * b + 1];
-    dst.set(s.subarray(b * 32, b * 32 + 32), b * 34 + 2);
+    dst[b * 34] = halves[2 * b];
+    dst[b * 34 + 1] = halves[2 * b + 1];
+    dst.set(levels.subarray(b * 32, b * 32 + 32), b * 34 + 2);
   }
 }
 

@@ -25,7 +25,7 @@ import { OpenELMError } from '../core/errors.js';
 import { GGMLType, dequantize } from '../core/ggml-quants.js';
 import { BLOCK_DTYPES, type BlockDType, type Weight, type WeightDType } from './backend.js';
 import { Q4K_BYTES, Q4KR_BYTES, unpackQ4K } from './q4k-repack.js';
-import { Q4_0_BYTES, Q8_0_BYTES, unpackQ4_0 } from './gguf-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, unpackQ4_0, unpackQ8_0Blocks } from './gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES, unpackQ6K } from './q6k-repack.js';
 
 export const QBLOCK = 32;
@@ -339,8 +339,7 @@ export function weightRowToF32(w: Weight, r: number, dst: Float32Array): void {
     if (w.layout === 'q4_0_r') unpackQ4_0(d.subarray(r * row.length, (r + 1) * row.length), row, 1, nb);
     else {
       // q8's layout: the row's levels at r·K, its halves after all rows' levels
-      const lv = d.subarray(r * K, (r + 1) * K), hs = d.subarray(w.rows * K + r * nb * 2, w.rows * K + (r + 1) * nb * 2);
-      for (let b = 0; b < nb; b++) { row[b * 34] = hs[2 * b]; row[b * 34 + 1] = hs[2 * b + 1]; row.set(lv.subarray(b * 32, b * 32 + 32), b * 34 + 2); }
+      unpackQ8_0Blocks(d.subarray(r * K, (r + 1) * K), d.subarray(w.rows * K + r * nb * 2, w.rows * K + (r + 1) * nb * 2), row, nb);
     }
     blockRowToF32(w.dtype as BlockDType, row, 0, K, dst);
     return;

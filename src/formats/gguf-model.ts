@@ -13,7 +13,7 @@
 
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
-import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
+import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type ReadGGUFOptions, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
 import { GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../core/ggml-quants.js';
 import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
 import { blockDTypeOfGGML } from '../backends/weight-format.js';
@@ -245,8 +245,12 @@ export class GGUFModel extends DecodedTensorSource {
     }
   }
 
-  static open(file: string): GGUFModel {
-    return new GGUFModel(file, readGGUF(file));
+  /**
+   * `vocabulary: false`: the tokenizer's arrays are not decoded (readGGUF), for a caller that needs
+   * the model alone; tokenizer() then reads them.
+   */
+  static open(file: string, opts: ReadGGUFOptions = {}): GGUFModel {
+    return new GGUFModel(file, readGGUF(file, opts));
   }
 
   names(): string[] {
@@ -376,7 +380,7 @@ export class GGUFModel extends DecodedTensorSource {
   }
 
   tokenizer(): Tokenizer {
-    return ggufTokenizer(this.gguf, this.location);
+    return ggufTokenizer(this.gguf.skipped ? readGGUF(this.location) : this.gguf, this.location);
   }
 
   override close(): void {

@@ -99,7 +99,8 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
       return { format, config: m.config, reader: m, close: () => m.close() };
     }
     case 'gguf': {
-      const m = GGUFModel.open(location);
+      // the vocabulary is read by tokenizer(), for callers that want it
+      const m = GGUFModel.open(location, { vocabulary: false });
       return { format, config: m.config, reader: m, tokenizer: () => m.tokenizer(), close: () => m.close() };
     }
     case 'corenet': {
@@ -124,7 +125,7 @@ export function readSourceConfig(location: string): OpenELMConfig {
     return m.config;
   }
   if (isFile(location) && detectFormat(location) === 'gguf') {
-    const m = GGUFModel.open(location);
+    const m = GGUFModel.open(location, { vocabulary: false });
     m.close();
     return m.config;
   }

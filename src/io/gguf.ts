@@ -231,6 +231,31 @@ export interface GGUFFile {
   /** Absolute file offset of the data section. */
   dataOffset: number;
   fileSize: number;
+  /**
+   * Keys of the tokenizer arrays a `{ vocabulary: false }` read walked past without decoding (their
+   * bounds checked): absent from `metadata`; readGGUF without that option reads them.
+   */
+  skipped?: string[];
+}
+
+export interface ReadGGUFOptions {
+  /**
+   * false: the vocabulary (tokenizer.ggml.* arrays of more than 64 entries: tokens, scores, types,
+   * merges) is not decoded, for a reader that needs only the model (its strings were most of a
+   * header's parse, and all of its garbage). Default true.
+   */
+  vocabulary?: boolean;
+}
+
+/** Bytes of one array element of a fixed-size metadata type (0: a string, or not a scalar type). */
+function scalarBytes(t: number): number {
+  switch (t) {
+    case GGUFType.UINT8: case GGUFType.INT8: case GGUFType.BOOL: return 1;
+    case GGUFType.UINT16: case GGUFType.INT16: return 2;
+    case GGUFType.UINT32: case GGUFType.INT32: case GGUFType.FLOAT32: return 4;
+    case GGUFType.UINT64: case GGUFType.INT64: case GGUFType.FLOAT64: return 8;
+    default: return 0;
+  }
 }
 
 class FileCursor {
@@ -263,14 +288,36 @@ class FileCursor {
   i64(): bigint { const o = this.at(8); return this.buf.readBigInt64LE(o); }
   /** A u64 that must fit a JS number (counts, offsets, dims). */
   count(what: string): number {
-    const v = this.u64();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new OpenELMError('gguf', `${this.file}: ${what} ${v} is implausibly large (corrupt file?)`);
-    return Number(v);
+    // two u32 halves: no BigInt per string length (a tokenizer has tens of thousands)
+    const o = this.at(8), lo = this.buf.readUInt32LE(o), hi = this.buf.readUInt32LE(o + 4);
+    if (hi > 0x1fffff) throw new OpenELMError('gguf', `${this.file}: ${what} ${this.buf.readBigUInt64LE(o)} is implausibly large (corrupt file?)`);
+    return hi * 2 ** 32 + lo;
   }
   str(): string {
     const n = this.count('string length');
     const o = this.at(n);
+    // Buffer's decoder is much faster than a fatal TextDecoder per string (a tokenizer has tens of
+    // thousands); it writes U+FFFD for every invalid sequence, so a string without one was valid
+    // UTF-8, and one with it goes through the fatal decoder (a real U+FFFD passes, bad bytes throw)
+    const s = this.buf.toString('utf8', o, o + n);
+    if (!s.includes('\ufffd')) return s;
     try { return this.dec.decode(this.buf.subarray(o, o + n)); } catch { throw new OpenELMError('gguf', `${this.file}: string at offset ${this.pos - n} is not valid UTF-8`); }
+  }
+  /** Move past n bytes (their presence checked). */
+  skip(n: number): void {
+    if (this.pos + n > this.size) throw new OpenELMError('gguf', `${this.file} is truncated: ${n} bytes needed at offset ${this.pos}, the file has ${this.size}`);
+    this.pos += n;
+  }
+  /** n values of a fixed-size numeric type, read from the buffer in one pass (a tokenizer's scores and token types). */
+  numbers(t: GGUFType, n: number, size: number): number[] | null {
+    if (n * size > 1 << 26) return null;
+    const o = this.at(n * size), b = this.buf, out: number[] = new Array(n);
+    switch (t) {
+      case GGUFType.FLOAT32: for (let j = 0; j < n; j++) out[j] = b.readFloatLE(o + 4 * j); return out;
+      case GGUFType.INT32: for (let j = 0; j < n; j++) out[j] = b.readInt32LE(o + 4 * j); return out;
+      case GGUFType.UINT32: for (let j = 0; j < n; j++) out[j] = b.readUInt32LE(o + 4 * j); return out;
+      default: this.pos -= n * size; return null;
+    }
   }
 }
 
@@ -293,7 +340,8 @@ function readScalar(c: FileCursor, t: number, file: string): GGUFScalar {
 }
 
 /** Parse a GGUF file's header (metadata and tensor infos). */
-export function readGGUF(file: string): GGUFFile {
+export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
+  const skipped: string[] = [];
   let fd: number;
   try { fd = fs.openSync(file, 'r'); } catch (e) {
     throw new OpenELMError('gguf', `cannot open ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
@@ -317,8 +365,18 @@ export function readGGUF(file: string): GGUFFile {
         const n = c.count(`array length of ${key}`);
         // Every element takes at least a byte: a longer array cannot be in the file.
         if (n > size - c.pos) throw new OpenELMError('gguf', `${file} is truncated: metadata ${key} declares ${n} values, ${size - c.pos} bytes remain`);
-        const arr: GGUFScalar[] = new Array(n);
-        for (let j = 0; j < n; j++) arr[j] = readScalar(c, it, file);
+        if (opts.vocabulary === false && n > 64 && key.startsWith('tokenizer.ggml.') && (it === GGUFType.STRING || scalarBytes(it))) {
+          if (it === GGUFType.STRING) for (let j = 0; j < n; j++) c.skip(c.count('string length'));
+          else c.skip(n * scalarBytes(it));
+          skipped.push(key);
+          continue;
+        }
+        const elem = it === GGUFType.FLOAT32 || it === GGUFType.INT32 || it === GGUFType.UINT32 ? 4 : 0;
+        let arr: GGUFScalar[] | null = elem ? c.numbers(it, n, elem) : null;
+        if (!arr) {
+          arr = new Array(n);
+          for (let j = 0; j < n; j++) arr[j] = readScalar(c, it, file);
+        }
         metadata.set(key, arr);
       } else metadata.set(key, readScalar(c, t, file));
     }
@@ -343,7 +401,7 @@ export function readGGUF(file: string): GGUFFile {
       const end = dataOffset + t.offset + tensorBytes(t.type, t.dims);
       if (end > size) throw new OpenELMError('gguf', `${file} is truncated: tensor ${t.name} ends at byte ${end}, the file has ${size}`);
     }
-    return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size };
+    return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size, ...(skipped.length ? { skipped } : {}) };
   } finally {
     fs.closeSync(fd);
   }

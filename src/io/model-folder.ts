@@ -20,11 +20,16 @@ import { mergedSource } from '../adapters/merge.js';
 
 /** The config of a model folder (HF, or an MLX folder from mlx-lm or CoreNet's converter) or of a GGUF file. */
 export function readModelConfig(dir: string): OpenELMConfig {
+  checkModelLocation(dir);
+  return readSourceConfig(dir);
+}
+
+/** Refuse a model location that does not exist or is neither a folder nor a GGUF file. */
+function checkModelLocation(dir: string): void {
   if (!fs.existsSync(dir)) throw new OpenELMError('model', `model folder ${dir} does not exist`);
   if (!fs.statSync(dir).isDirectory() && detectFormat(dir) !== 'gguf') {
     throw new OpenELMError('model', `${dir} is not a folder (expected config.json + model.safetensors) or a GGUF file`);
   }
-  return readSourceConfig(dir);
 }
 
 /**
@@ -34,7 +39,8 @@ export function readModelConfig(dir: string): OpenELMConfig {
  * merged in, as `openelm merge` writes them (adapters/merge.ts).
  */
 export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter | readonly Adapter[] }): OpenELM {
-  readModelConfig(dir);
+  // (openModelSource reads the config: reading it here too parsed a GGUF's header twice)
+  checkModelLocation(dir);
   const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx', 'gguf'] });
   try {
     if (!opts.adapter || (Array.isArray(opts.adapter) && !opts.adapter.length)) return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');

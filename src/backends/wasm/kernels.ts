@@ -29,7 +29,8 @@ export interface KernelExports {
   /** Repack n Q6_K super-blocks at p into the backend's layout in place (blocks.as BQ6_KR; room for 2 bytes more each after them). */
   repackQ6KInPlace(p: number, n: number): void;
   /** Regroup nb Q8_0 blocks at p into q8's layout in place (blocks.as BQ8_0R; tmp: 2·nb bytes of scratch). */
-  repackQ8_0InPlace(p: number, nb: number, tmp: number): void;
+  /** Bits: 1, a half is an infinity or a NaN; 2, a half is not a positive normal one. */
+  repackQ8_0InPlace(p: number, nb: number, tmp: number): number;
   /** Regroup `rows` rows of nb Q4_0 blocks at p in place (blocks.as BQ4_0R; tmp: 2·nb bytes of scratch). */
   repackQ4_0InPlace(p: number, rows: number, nb: number, tmp: number): void;
   /** Bytes of that map. */

@@ -11,7 +11,7 @@
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
-import { Q4_0_BYTES, halvesPositiveNormal, q8_0Regroupable, repackQ4_0, repackQ8_0 } from '../gguf-repack.js';
+import { Q4_0_BYTES, halvesPositiveNormal, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -108,6 +108,22 @@ function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
   }
   return true;
 }
+
+/** repackQ8_0InPlace's bits for halves regrouped on the host: 1, an infinity or a NaN; 2, one that is not a positive normal half. */
+function q8HalfBits(hs: Uint16Array): number {
+  let bits = 0;
+  for (let i = 0; i < hs.length; i++) {
+    const h = hs[i];
+    if (h >= 0x0400 && h < 0x7c00) continue;
+    bits |= 2 | ((h & 0x7c00) === 0x7c00 ? 1 : 0);
+  }
+  return bits;
+}
+
+/** train_ops.as OP_TOUCH. */
+const TOUCH_OP = 26;
+/** Smallest storage prefault() maps on all threads (below it, one thread's faults cost less than a fork/join). */
+const PREFAULT_MIN_BYTES = 1 << 20;
 
 /** Most values quantizeRows stages into a memory per kernel call (1 MiB). */
 const QUANTIZE_STAGE_FLOATS = 1 << 18;
@@ -352,10 +368,27 @@ export class WasmBackend implements Backend {
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
       const byteOffset = shard.arena.allocBytes(held(bytes), what);
       offs.push(byteOffset);
+      this.prefault(shard, byteOffset, held(bytes));
       return { buffer: shard.arena.buffer(), byteOffset };
     });
     this.owned.set(w, { shard, offs, room });
     return w;
+  }
+
+  /**
+   * Map the pages of `bytes` zeroed bytes at `off` on all threads (train_ops.as OP_TOUCH writes a zero
+   * into each): a load then fills a weight's storage without one page fault every 4 KiB on its one
+   * thread, the larger part of reading a file into fresh memory (a GGUF's Q8_0 blocks: about 4/5).
+   */
+  private prefault(shard: Shard, off: number, bytes: number): void {
+    if (this.threads === 1 || bytes < PREFAULT_MIN_BYTES) return;
+    this.begin(shard);
+    const a = this.cur.ai;
+    a[0] = TOUCH_OP; a[1] = off; a[2] = bytes;
+    // a first touch of a page costs about as much as a few thousand stores; chunks of 1 MiB (256
+    // faults, well under a millisecond), so a thread descheduled on a shared machine holds up the
+    // join by little
+    this.exec('k_train', bytes, Math.ceil(bytes / 4096), true, Math.ceil(bytes / PREFAULT_MIN_BYTES));
   }
 
   /**
@@ -556,27 +589,39 @@ export class WasmBackend implements Backend {
     const q8 = w.dtype === 'q8_0', lay = q8 ? 'q8_0_r' : 'q4_0_r';
     const n = w.rows * w.cols, nb = n / QBLOCK, bytes = weightBytes(w.dtype, n);
     if (w.cols % QBLOCK !== 0) throw new OpenELMError('usage', `a ${w.rows}×${w.cols} ${w.dtype} weight needs whole blocks per row`);
-    if (q8 && w.layout !== lay && w.data.byteLength >= bytes && !q8_0Regroupable(new Uint8Array(w.data.buffer, w.data.byteOffset, bytes), nb)) return false;
+    // Q8_0: what the halves are (repackQ8_0InPlace's bits), found while regrouping; -1 until then
+    let halfBits = -1;
     const regroup = (sh: Shard, at: number) => {
       // the kernels move the bytes in place through 2 bytes a block (Q8_0) or a row (Q4_0) of scratch;
       // without room for that, the host does it (the same bytes)
       const tb = 2 * (q8 ? nb : w.cols / QBLOCK) + 64;
       if (sh.arena.canFit(tb)) {
         const tmp = sh.arena.allocBytes(tb, 'regrouping scratch', false);
-        if (q8) sh.k.repackQ8_0InPlace(at, nb, tmp); else sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
+        if (q8) halfBits = sh.k.repackQ8_0InPlace(at, nb, tmp); else sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
         sh.arena.freeBytes(tmp);
       } else {
         const v = sh.arena.u8(at, bytes);
         if (q8) repackQ8_0(v, v, nb); else repackQ4_0(v, v, w.rows, w.cols / QBLOCK);
       }
     };
+    const wasStored = w.layout !== lay;
     const { shard, off, copies } = this.holdRelaid(w, lay, bytes, bytes, regroup);
     // every half a positive normal one: the GEMVs widen them by an integer add (q8's scales: gemv.as q8Scales4)
     const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
     if (q8) {
+      const hs = halves(off + n);
+      if (halfBits < 0) halfBits = q8HalfBits(hs);
+      if (wasStored && halfBits & 1) {
+        // an infinite or NaN d (rare: checked after the regrouping, which reads every half anyway):
+        // the stored blocks back, or the copy dropped
+        if (copies.length) shard.arena.freeBytes(copies[0]);
+        else { const v = shard.arena.u8(off, bytes); unpackQ8_0(v, v, nb); w.data = v; w.layout = undefined; }
+        return false;
+      }
       // q8's flag (prepareWeight): also 0 over a block of zero levels, whose products are 0 either way
-      const levels = new Int8Array(shard.arena.buffer(), off, n);
-      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: q8FastScales(halves(off + n), levels, nb) ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
+      // (only a weight with a half that is not a positive normal one needs that look at its levels)
+      const fast = !(halfBits & 2) || q8FastScales(hs, new Int8Array(shard.arena.buffer(), off, n), nb);
+      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: fast ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
     } else {
       let fast = true;
       const rb = (w.cols / QBLOCK) * Q4_0_BYTES;

@@ -4,6 +4,7 @@
 // shape comes first (JIT, buffer growth, thread start-up). Also reports peak RSS (and a GPU
 // backend's device memory) and the tokenizer's encoding throughput on a built-in English text.
 
+import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
 import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson, resolveModelDir } from '../common.js';
@@ -123,6 +124,19 @@ export function englishText(bytes: number, seed = 1): string {
   return parts.join('');
 }
 
+/**
+ * This process's peak RSS in KiB: VmHWM (Linux), the high-water mark of this program's own memory.
+ * getrusage's maxRSS (the fallback elsewhere) survives exec on Linux, so a bench started by a large
+ * process (spawnSync from a benchmark holding a model) would report that process's RSS instead.
+ */
+function peakRssKb(): number {
+  try {
+    const m = /^VmHWM:\s*(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]);
+  } catch { /* not Linux */ }
+  return process.resourceUsage().maxRSS;
+}
+
 export async function run(flags: ParsedFlags): Promise<number> {
   const promptTokens = get.num(flags, 'prompt-tokens')!, genTokens = get.num(flags, 'gen-tokens')!;
   // Cheap checks before the (possibly slow) model load.
@@ -132,7 +146,7 @@ export async function run(flags: ParsedFlags): Promise<number> {
   try {
     const t = await benchModel(model, { promptTokens, genTokens, repeats: get.num(flags, 'repeats'), warmup: get.bool(flags, 'warmup'), seed: get.num(flags, 'seed') });
     // Peak RSS of the model run itself, before the tokenizer measurement adds its own working set.
-    const rssMb = process.resourceUsage().maxRSS / 1024;
+    const rssMb = peakRssKb() / 1024;
     const weightsMb = weightsBytes(model.weights) / 2 ** 20;
     const kvMb = (kvValuesPerToken(model.config) * (promptTokens + genTokens) * 4) / 2 ** 20;
     const tk = measureTokenizerThroughput(tokenizer, englishText(1 << 20));

@@ -98,18 +98,24 @@ export function repackQ4KInPlace(p: usize, nsb: i32): void {
 }
 
 /**
- * Q8_0 → BQ8_0R in place (gguf-repack.ts repackQ8_0 does the same on the host): the nb halves are
- * saved at tmp (2·nb bytes), the levels move down block by block (each block's two vectors are
- * loaded before they are stored, and no later block is overwritten before it is read), then the
- * halves follow the levels.
+ * Q8_0 → BQ8_0R in place (gguf-repack.ts repackQ8_0 does the same on the host), in one pass: each
+ * block's half is saved at tmp (2·nb bytes) and its levels moved down (block b's bytes are loaded
+ * before they are stored, and the stores of blocks 0..b end at 32b, below block b + 1's half at
+ * 34b + 34), then the halves follow the levels. Returns what the halves are: bit 0 set when one is
+ * an infinity or a NaN, bit 1 when one is not a positive normal half (zero, subnormal, negative).
  */
-export function repackQ8_0InPlace(p: usize, nb: i32, tmp: usize): void {
-  for (let b = 0; b < nb; b++) store<u16>(tmp + (<usize>b << 1), load<u16>(p + <usize>b * 34));
+export function repackQ8_0InPlace(p: usize, nb: i32, tmp: usize): i32 {
+  let bad: u32 = 0, odd: u32 = 0;
   for (let b = 0; b < nb; b++) {
-    const s = p + <usize>b * 34 + 2, v0 = v128.load(s), v1 = v128.load(s, 16);
+    const s = p + <usize>b * 34, h = <u32>load<u16>(s), v0 = v128.load(s, 2), v1 = v128.load(s, 18);
+    store<u16>(tmp + (<usize>b << 1), <u16>h);
     v128.store(p + (<usize>b << 5), v0); v128.store(p + (<usize>b << 5), v1, 16);
+    // exponent all ones: ±∞ or NaN; outside [0x0400, 0x7c00): not a positive normal
+    bad |= <u32>((h & 0x7c00) == 0x7c00);
+    odd |= <u32>(h - 0x0400 >= 0x7800);
   }
   memory.copy(p + (<usize>nb << 5), tmp, <usize>nb << 1);
+  return <i32>(bad | (odd << 1));
 }
 
 /**

@@ -40,6 +40,8 @@ export const OP_MULCOLS = 22;
 export const OP_COLDOT = 23;
 export const OP_DROPMASK = 24;
 export const OP_DORASCALE = 25;
+/** Not a training op: storage about to be filled, its pages mapped on every thread (wasm-backend.ts prefault). */
+export const OP_TOUCH = 26;
 
 /** Elements per block of the gradient-norm partial sums. */
 export const SUMSQ_BLOCK: i32 = 65536;
@@ -182,6 +184,15 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
     case OP_DORASCALE: {
       const n = ai(a, 6);
       doraScale(ap(a, 1), ap(a, 2), ap(a, 3), ap(a, 4), ap(a, 5), ad(a, 8), part(n, c, nc, 4), part(n, c + 1, nc, 4));
+      break;
+    }
+    case OP_TOUCH: {
+      // a zero byte every 4 KiB of n bytes from p: each page's first write (its fault, which the OS
+      // zero-fills) taken here, split over the threads, and not by the one thread that fills it next.
+      // Storage from allocBytes is all zeros, so this writes nothing that was not there.
+      const p = ap(a, 1), pages = <i32>((ap(a, 2) + 4095) >> 12);
+      const i0 = part(pages, c, nc, 1), i1 = part(pages, c + 1, nc, 1);
+      for (let i = i0; i < i1; i++) store<u8>(p + (<usize>i << 12), 0);
       break;
     }
     default: unreachable();
