@@ -836,6 +836,9 @@ export class WasmBackend implements Backend {
     }
     const p = this.packedOf(table);
     this.begin(p.shard);
+    // a forward pass starts with its embedding: a worker that slept since the last one wakes now,
+    // while this and the first norm run, rather than at the first split call
+    this.pool.wake();
     const n = ids.length, D = table.cols;
     const idp = this.cur.stageTake(n * 4);
     const idv = this.cur.arena.i32(idp, n);
