@@ -6,12 +6,17 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/decode-profile.js --model DIR_OR_GGUF [--dtype q8]
 //     [--threads 1,2] [--prompt 128] [--gen 64] [--prefill] [--rounds 5] [--native off|on|lib] [--exact-blocks]
+//     [--kernels off]
 //
 // --exact-blocks: GGUF block weights on the exact f32 products (loadModel exactBlocks), for an A/B of the int8 kernels.
 // --native (default off): on routes prefill's linears to the native addon as `openelm bench
 // --native on` does; lib too, but with widened weights through the library's sgemm rather than the
 // addon's own AVX2 kernel (NativeBlas.useWideKernel(false)), to compare the two. --exact-blocks:
 // GGUF block weights with exact f32 products, no int8 activations (WasmBackendOptions.exactBlocks).
+//
+// --kernels off (wasm, decode): every kernel call a no-op (the split ones still fork and join), so
+// the step's time is what its JavaScript and the thread pool's hand-offs cost, free of the memory
+// traffic that makes them hard to see beside the GEMVs; the logits are garbage.
 //
 // Prints one JSON object per thread count: ms per token in total and per operation, the share of
 // each, calls per token, and for each linear shape the weight GB/s its GEMV reached, and with wasm
@@ -33,6 +38,7 @@ const { values: args } = parseArgs({
     prompt: { type: 'string', default: '128' }, gen: { type: 'string', default: '64' },
     prefill: { type: 'boolean', default: false }, rounds: { type: 'string', default: '5' },
     native: { type: 'string', default: 'off' }, 'exact-blocks': { type: 'boolean', default: false },
+    kernels: { type: 'string', default: 'on' },
   },
 });
 if (!args.model) throw new Error('--model DIR (or a .gguf file) is required');
@@ -40,6 +46,7 @@ const P = Number(args.prompt), G = Number(args.gen);
 if (!['off', 'on', 'lib'].includes(args.native!)) throw new Error('--native must be off, on or lib');
 const native = args.native === 'off' ? 'off' : 'on';
 if (args.native !== 'off') nativeBlas('on')!.useWideKernel(args.native === 'on');
+if (!['on', 'off'].includes(args.kernels!)) throw new Error('--kernels must be on or off');
 
 interface Acc { ms: number; calls: number; bytes: number; ops: number; cpu: number; }
 
@@ -64,12 +71,20 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
     };
   }
   const target = be as unknown as Record<string, (...a: unknown[]) => unknown>;
+  // one key string per weight, made once: building and hashing a new string per call cost more
+  // than some of the calls it timed, and that time landed outside them
+  const keys = new WeakMap<Weight, string>();
+  const keyOf = (w: Weight): string => {
+    let k = keys.get(w);
+    if (k === undefined) { k = `linear ${w.rows}x${w.cols} ${w.dtype}`; keys.set(w, k); }
+    return k;
+  };
   for (const name of ['rmsnorm', 'qkNormRope', 'storeKV', 'attention', 'swiglu', 'silu', 'add', 'embedding', 'argmax', 'linear']) {
     const f = target[name];
     if (typeof f !== 'function') continue;
     target[name] = function (this: unknown, ...a: unknown[]) {
       const w = name === 'linear' ? a[2] as Weight : null;
-      const key = w ? `linear ${w.rows}x${w.cols} ${w.dtype}` : name;
+      const key = w ? keyOf(w) : name;
       inLinear = w ? `  ${key}` : '';
       const t0 = performance.now(), c0 = args.prefill ? process.cpuUsage() : null;
       const r = f.apply(be, a);
@@ -81,6 +96,22 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
       return r;
     };
   }
+}
+
+/** --kernels off: every kernel of the wasm backend a no-op (its private parts, reached as the pool is above). */
+function noKernels(be: Backend): void {
+  type Pool = { run: (shard: number, name: string, chunks: number) => void };
+  const b = be as unknown as { pool?: Pool; shards?: { k: Record<string, unknown>; ai: Int32Array }[] };
+  if (!b.pool || !b.shards) throw new Error('--kernels off needs the wasm backend');
+  const pool = b.pool, shards = b.shards, run = pool.run.bind(pool);
+  // every call, split as it would be, runs k_add over 0 values: the workers too, which have their own instances
+  pool.run = (shard, _name, chunks) => {
+    const a = shards[shard].ai;
+    a[0] = 0; a[1] = 0; a[2] = 0;
+    run(shard, 'k_add', chunks);
+  };
+  const noop = () => {};
+  for (const sh of shards) sh.k = { ...sh.k, k_prep_x: noop, argmaxRows: noop };
 }
 
 /** The wasm backend's call counts (other backends have none). */
@@ -154,8 +185,8 @@ async function main(): Promise<void> {
   for (const threads of args.threads!.split(',').map(Number)) {
     const loaded = await loadModel(args.model!, { dtype: args.dtype as LoadDType, backend: 'wasm', threads, native, exactBlocks: args['exact-blocks'] });
     const model = loaded.model, be = loaded.backend, V = model.config.vocabSize;
+    if (args.kernels === 'off') noKernels(be);
     const acc = new Map<string, Acc>(), on = { v: false };
-    instrument(be, acc, on);
     const rng = new Rng(0);
     const id = () => 3 + rng.int(V - 3);
     const run = async (timed: boolean) => {
@@ -174,6 +205,10 @@ async function main(): Promise<void> {
       return { ms, cpuMs: (c.user + c.system) / 1000, k0, k1 };
     };
     await run(false);
+    // the steps without the per-call timers (which cost about a µs a call, some of it outside the calls)
+    const plain = await run(false);
+    instrument(be, acc, on);
+    await run(false);
     const { ms: total, cpuMs, k0, k1 } = await run(true);
     const perTok = total / G;
     let inOps = 0;
@@ -188,7 +223,9 @@ async function main(): Promise<void> {
     }
     process.stdout.write(JSON.stringify({
       model: args.model, dtype: args.dtype, threads, backend: be.describe(), prompt: P, gen: G,
+      ...(args.kernels === 'off' ? { kernels: 'off' } : {}),
       decode_tok_s: +(1000 / perTok).toFixed(2), ms_per_token: +perTok.toFixed(3),
+      untimed_ms_per_token: +(plain.ms / G).toFixed(3), untimed_cpu_ms_per_token: +(plain.cpuMs / G).toFixed(3),
       // all threads' CPU time per token: on a shared machine the time descheduled does not count
       cpu_ms_per_token: +(cpuMs / G).toFixed(3),
       outside_ops_ms_per_token: +((total - inOps) / G).toFixed(4), outside_share: +((total - inOps) / total).toFixed(4),

@@ -156,6 +156,15 @@ export class ThreadPool {
     if (bad) throw new OpenELMError('wasm', `wasm kernel ${name} failed on worker ${bad - 1}${this.lastError ? `: ${this.lastError}` : ''}`);
   }
 
+  /**
+   * Wake sleeping workers now, ahead of the split calls that follow shortly (a forward pass starts):
+   * a wake-up takes tens of µs, which then overlap the calls run inline before the first split one
+   * instead of delaying it. A woken worker polls as after a job, then sleeps again if none comes.
+   */
+  wake(): void {
+    if (!this.closed && this.threads > 1 && Atomics.load(this.ctl, SLEEPERS) > 0) Atomics.notify(this.ctl, GEN);
+  }
+
   /** Stop the workers; they leave their loop at once (or are terminated) and never hold the process. */
   close(): void {
     if (this.closed) return;

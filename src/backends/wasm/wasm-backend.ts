@@ -772,19 +772,38 @@ export class WasmBackend implements Backend {
     qNormT: Tensor | null, kNormT: Tensor | null, rope: RopeTables, eps: number, rstd?: Tensor): void {
     const qkv = f32(qkvT), qNorm = qNormT ? f32(qNormT) : null, kNorm = kNormT ? f32(kNormT) : null;
     this.begin(rstd ? null : qkv);
-    const { cs, sn } = this.ropeRows(rope, pos, rows);
     if (rstd) {
       // training: the kernel that also saves the heads' 1/rms, over the gathered per-row tables
+      const { cs, sn } = this.ropeRows(rope, pos, rows);
       this.train.qkNormRopeForward(qkv, f32(rstd), rows, rows, Q, Hkv, hd, qNorm, kNorm, cs, sn, eps);
       return;
     }
+    const [cp, sp] = this.ropeAt(rope, pos, rows);
     const W = (Q + 2 * Hkv) * hd;
     const qp = this.outF32(qkv, rows * W, 'qkv', true);
     const qn = qNorm ? this.inF32(qNorm, hd, 'q norm weight') : 0;
     const kn = kNorm ? this.inF32(kNorm, hd, 'k norm weight') : 0;
     const a = this.cur.ai;
-    a[0] = qp; a[1] = cs.byteOffset; a[2] = sn.byteOffset; a[3] = rows; a[4] = Q; a[5] = Hkv; a[6] = hd; a[7] = qn; a[8] = kn; this.cur.af[9] = eps;
+    a[0] = qp; a[1] = cp; a[2] = sp; a[3] = rows; a[4] = Q; a[5] = Hkv; a[6] = hd; a[7] = qn; a[8] = kn; this.cur.af[9] = eps;
     this.exec('k_qkrope', rows * W, rows);
+  }
+
+  /**
+   * Where k_qkrope reads the rows' cos/sin: in the tables themselves when the rows' positions follow
+   * one another and the tables live in this call's memory (a decode step, one sequence's prompt),
+   * else in rows gathered by ropeRows. The same values either way.
+   */
+  private ropeAt(rope: RopeTables, pos: Int32Array, rows: number): [number, number] {
+    checkPositions(pos, rows, rope);
+    const cos = f32(rope.cos), sin = f32(rope.sin);
+    let inPlace = rows > 0 && this.cur.offsetOf(cos) >= 0 && this.cur.offsetOf(sin) >= 0;
+    for (let r = 1; inPlace && r < rows; r++) inPlace = pos[r] === pos[0] + r;
+    if (inPlace) {
+      const o = pos[0] * rope.half * 4;
+      return [cos.byteOffset + o, sin.byteOffset + o];
+    }
+    const { cs, sn } = this.ropeRows(rope, pos, rows);
+    return [cs.byteOffset, sn.byteOffset];
   }
 
   /** Each row's cos/sin table row (by its position), gathered into staging: valid until the next kernel call. */
@@ -881,6 +900,9 @@ export class WasmBackend implements Backend {
     }
     const p = this.packedOf(table);
     this.begin(p.shard);
+    // a forward pass starts with its embedding: a worker that slept since the last one wakes now,
+    // while this and the first norm run, rather than at the first split call
+    this.pool.wake();
     const n = ids.length, D = table.cols;
     const idp = this.cur.stageTake(n * 4);
     const idv = this.cur.arena.i32(idp, n);
@@ -1039,7 +1061,7 @@ export class WasmBackend implements Backend {
   /** Start a kernel call in the shard of `anchor` (its main operand; null or a foreign array: shard 0). */
   private begin(anchor: Float32Array | Shard | null): void {
     this.live();
-    this.copyBack.length = 0;
+    if (this.copyBack.length) this.copyBack.length = 0;
     this.cur = anchor instanceof Shard ? anchor : (anchor && this.shardOf(anchor)) || this.shards[0];
     this.cur.resetStage();
   }
@@ -1072,6 +1094,7 @@ export class WasmBackend implements Backend {
     const chunks = work < this.parallelThreshold || this.threads === 1 ? 1 : Math.max(1, Math.min(items, maxChunks));
     this.pool.run(this.cur.index, name, chunks);
     if (!last) return;
+    if (!this.copyBack.length) return;
     for (const c of this.copyBack) c.dst.set(this.cur.arena.f32(c.off, c.n));
     this.copyBack.length = 0;
   }
