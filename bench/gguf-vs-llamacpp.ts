@@ -18,7 +18,8 @@
 //              (the addon then takes the prompts: block weights widened, exact f32 products), weights as
 //              stored, f32 activations but int8 ones in Q8_0/Q4_0/Q4_K/Q6_K decode and Q8_0/Q4_0 prompts
 //              unless --exact-blocks; prefill = one forward of the prompt, decode = gen-tokens
-//              greedy steps after it, logits every step; load = reading the file onto the backend);
+//              greedy steps after it, logits every step; load = reading the file onto the backend,
+//              ready = the whole loadModel: backend start, weights, tokenizer);
 //   llama.cpp: llama-bench `-p P -n 0`, then `-p 0 -n G -d P` (bench/llama-bench.ts; its defaults
 //              otherwise: warm-up run, f16 KV cache, flash attention auto), so its decode follows a
 //              P-token context as ours does. Where llama-bench dies of SIGILL (llama.cpp
@@ -26,7 +27,9 @@
 //              turn its AMX weights off), `llama-batched-bench -npp P -ntg G -npl 1 -nr` instead
 //              (decode after the prompt, as ours). Load: ready_ms = until its context exists (file
 //              memory-mapped), load_ms = its own "load time" (through the first evaluation, which
-//              faults the weights in), from `llama-batched-bench -v`.
+//              faults the weights in; it counts its vocabulary and context but not the GGUF header's
+//              parse), from `llama-batched-bench -v`. ratio.load compares the weights' part alone,
+//              ratio.ready our whole load; llama.cpp's load time lies between the two spans.
 // Quality: `llama-perplexity -m F32 -f TEXT -c C --chunks N -nr --kl-divergence-base BASE` writes the
 // f32 model's log-probabilities and the evaluation tokens, `llama-perplexity -m Q
 // --kl-divergence-base BASE --kl-divergence` prints llama.cpp's mean KL for each file. Ours: the
@@ -68,7 +71,7 @@ const NATIVE: 'on' | 'off' = process.argv.includes('--native') && process.argv[p
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
-interface Run { prefill_tok_s: number; decode_tok_s: number; load_ms?: number; rss_mb?: number; weights_mb?: number; model_mb?: number; load_avg: [number, number]; }
+interface Run { prefill_tok_s: number; decode_tok_s: number; load_ms?: number; ready_ms?: number; rss_mb?: number; weights_mb?: number; model_mb?: number; load_avg: [number, number]; }
 
 function log(msg: string): void { process.stderr.write(`[gguf-vs-llamacpp] ${msg}\n`); }
 const r2 = (v: number) => Math.round(v * 100) / 100;
@@ -84,8 +87,8 @@ function ours(file: string, P: number, G: number, T: number): Run {
   const before = load1();
   const out = exec(process.execPath, [CLI, 'bench', '--model', file, '--prompt-tokens', String(P), '--gen-tokens', String(G),
     '--threads', String(T), '--backend', 'wasm', '--native', NATIVE, ...(EXACT_BLOCKS ? ['--exact-blocks'] : []), '--json'], 'openelm bench');
-  const j = JSON.parse(out.trim().split('\n').pop()!) as { prefill_tok_s: number; decode_tok_s: number; load_ms: number; rss_mb: number; weights_mb: number };
-  return { prefill_tok_s: j.prefill_tok_s, decode_tok_s: j.decode_tok_s, load_ms: j.load_ms, rss_mb: j.rss_mb, weights_mb: j.weights_mb, load_avg: [before, load1()] };
+  const j = JSON.parse(out.trim().split('\n').pop()!) as { prefill_tok_s: number; decode_tok_s: number; load_ms: number; ready_ms: number; rss_mb: number; weights_mb: number };
+  return { prefill_tok_s: j.prefill_tok_s, decode_tok_s: j.decode_tok_s, load_ms: j.load_ms, ready_ms: j.ready_ms, rss_mb: j.rss_mb, weights_mb: j.weights_mb, load_avg: [before, load1()] };
 }
 
 /** Runs of a llama.cpp tool whose output lacks the lines sought before giving up (see llamaRun). */
@@ -370,13 +373,14 @@ async function main(): Promise<void> {
       }
       const o = best(runs.ours), l = best(runs.llama), q = quality.get(file), ll = llamaLoad(bin, file, T);
       const ourLoad = Math.min(...runs.ours.map((x) => x.load_ms!));
+      const ourReady = Math.min(...runs.ours.map((x) => x.ready_ms!));
       results.push({
         file: path.basename(file), file_mb: r2(fs.statSync(file).size / 1e6), types: typeMix(file),
-        ours: { ...o, load_ms: r2(ourLoad), weights_mb: runs.ours[0].weights_mb, peak_rss_mb: Math.min(...runs.ours.map((x) => x.rss_mb!)), mean_kl: q?.ours ?? null },
+        ours: { ...o, load_ms: r2(ourLoad), ready_ms: r2(ourReady), weights_mb: runs.ours[0].weights_mb, peak_rss_mb: Math.min(...runs.ours.map((x) => x.rss_mb!)), mean_kl: q?.ours ?? null },
         llama_cpp: { ...l, tool: llamaTool, ...ll, model_mb: runs.llama[0].model_mb ?? null, mean_kl: q?.llama_cpp ?? null },
         ratio: {
           prefill: r2(o.prefill_tok_s / l.prefill_tok_s), decode: r2(o.decode_tok_s / l.decode_tok_s),
-          load: r2(ourLoad / ll.load_ms), kl: q ? r2(q.ours / q.llama_cpp) : null,
+          load: r2(ourLoad / ll.load_ms), ready: r2(ourReady / ll.load_ms), kl: q ? r2(q.ours / q.llama_cpp) : null,
         },
         runs: { ours: runs.ours, llama_cpp: runs.llama },
       });

@@ -26,10 +26,11 @@ test('bench --json prints one object with throughput, memory and tokenizer speed
     const lines = r.stdout.trim().split('\n');
     assert.equal(lines.length, 1, 'one JSON object and nothing else on stdout');
     const j = JSON.parse(lines[0]);
-    for (const k of ['prefill_tok_s', 'decode_tok_s', 'rss_mb', 'prefill_ms', 'decode_ms', 'load_ms', 'tokenizer_mb_s']) {
+    for (const k of ['prefill_tok_s', 'decode_tok_s', 'rss_mb', 'prefill_ms', 'decode_ms', 'load_ms', 'ready_ms', 'tokenizer_mb_s']) {
       assert.equal(typeof j[k], 'number', k);
       assert.ok(Number.isFinite(j[k]) && j[k] > 0, `${k} = ${j[k]}`);
     }
+    assert.ok(j.ready_ms >= j.load_ms, `ready_ms ${j.ready_ms} covers load_ms ${j.load_ms}`);
     assert.equal(j.model, dir);
     assert.equal(j.dtype, dtype);
     assert.equal(j.backend, 'js');
