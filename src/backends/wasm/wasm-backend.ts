@@ -396,7 +396,7 @@ export class WasmBackend implements Backend {
     if (!isBlockDType(dtype) || this.threads === 1) {
       // one thread: the staging copy would be one copy more, with no second thread to share faults
       const w = this.allocWeight(dtype, rows, cols);
-      read(0, new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+      try { read(0, new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength)); } catch (e) { this.freeWeight(w); throw e; }
       return w;
     }
     const what = `a ${rows}×${cols} ${dtype} weight`;
