@@ -404,30 +404,34 @@ export class WasmBackend implements Backend {
     const held = dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
     const q8 = dtype === 'q8_0', n = rows * cols;
     if (q8 && cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
-    const shard = this.place(held + LOAD_STAGE_BYTES + 3 * 64, what);
+    const shard = this.place(held + 2 * LOAD_STAGE_BYTES + 3 * 64, what);
     // not zeroed: the scatter writes every stored byte, and a repack every byte of the room after them
     const off = shard.arena.allocBytes(held, what, false);
     // the staging block above the weight: freed, its pages (mapped) go to what is allocated next
     let st = -1;
     try {
-      st = shard.arena.allocBytes(LOAD_STAGE_BYTES + 64, 'staged blocks', false);
-      const bitsAt = st + LOAD_STAGE_BYTES;
+      // two staging blocks: the next piece is read into one while the threads scatter the other
+      st = shard.arena.allocBytes(2 * LOAD_STAGE_BYTES + 64, 'staged blocks', false);
+      const stage = [st, st + LOAD_STAGE_BYTES], bitsAt = st + 2 * LOAD_STAGE_BYTES;
       new Uint32Array(shard.arena.buffer(), bitsAt, 1)[0] = 0;
       // Q8_0: whole blocks a piece (the kernel regroups blocks); others: any bytes
       const step = q8 ? Math.floor(LOAD_STAGE_BYTES / Q8_0_BYTES) * Q8_0_BYTES : LOAD_STAGE_BYTES;
-      for (let at = 0; at < bytes; at += step) {
-        const len = Math.min(step, bytes - at);
-        read(at, shard.arena.u8(st, len));
+      read(0, shard.arena.u8(stage[0], Math.min(step, bytes)));
+      for (let at = 0, i = 0; at < bytes; at += step, i ^= 1) {
+        const len = Math.min(step, bytes - at), next = at + len, nlen = Math.min(step, bytes - next);
         this.begin(shard);
         const a = this.cur.ai;
-        a[0] = SCATTER_OP; a[1] = st;
+        a[0] = SCATTER_OP; a[1] = stage[i];
         if (q8) {
           const b0 = at / Q8_0_BYTES;
           a[2] = len / Q8_0_BYTES; a[3] = 1; a[4] = off + b0 * QBLOCK; a[5] = off + n + b0 * 2; a[6] = bitsAt;
         } else {
           a[2] = len; a[3] = 0; a[4] = off + at;
         }
-        this.exec('k_train', len, Math.ceil(len / 4096), true, this.threads);
+        // chunks of 128 KiB or more: this thread reads the next piece while the others start, then
+        // takes the chunks they have not
+        const chunks = Math.max(1, Math.min(8 * this.threads, Math.ceil(len / (128 << 10))));
+        this.pool.run(this.cur.index, 'k_train', chunks, nlen > 0 ? () => read(next, shard.arena.u8(stage[i ^ 1], nlen)) : undefined);
       }
       const bits = new Uint32Array(shard.arena.buffer(), bitsAt, 1)[0];
       shard.arena.freeBytes(st);
