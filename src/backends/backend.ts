@@ -142,6 +142,13 @@ export interface Backend {
    */
   allocWeight(dtype: WeightDType, rows: number, cols: number): Weight;
   /**
+   * Optional: allocWeight for a block dtype, filled with its stored bytes, which `read` puts into
+   * `out` (bytes [at, at + out.length) of the blocks as a file stores them), in pieces the backend
+   * chooses; prepareWeight follows as for allocWeight's weights. The WASM backend stages each piece
+   * and puts it in place on its threads (page faults in parallel, Q8_0 regrouped on the way).
+   */
+  loadStored?(dtype: WeightDType, rows: number, cols: number, read: (at: number, out: Uint8Array) => void): Weight;
+  /**
    * Optional: weight-format.ts setWeightRows for q8/q4 weights from allocWeight, faster (the WASM
    * backend quantizes on its threads), writing the very same bytes; other weights go through
    * setWeightRows. Loading quantizes through it when present.

@@ -324,6 +324,22 @@ export class GGUFModel extends DecodedTensorSource {
           }
           if (o !== bytes.length) throw new OpenELMError('gguf', `${this.location}: ${name} has ${o} bytes of blocks, its storage ${bytes.length}`);
         },
+        bytes: group.reduce((n, p) => n + ggmlBytes(p.gguf.type, ggufNumel(p.gguf.dims)), 0),
+        readRange: (at: number, out: Uint8Array) => {
+          // the group's tensors back to back: each piece from the one or more tensors it spans
+          let base = 0, done = 0;
+          for (const p of group) {
+            const n = ggmlBytes(p.gguf.type, ggufNumel(p.gguf.dims));
+            const from = at + done - base;
+            if (done < out.length && from < n) {
+              const k = Math.min(n - from, out.length - done);
+              this.readAt(p.gguf, from, k, out.subarray(done, done + k));
+              done += k;
+            }
+            base += n;
+          }
+          if (done !== out.length) throw new OpenELMError('gguf', `${this.location}: ${name} has ${base} bytes of blocks, not the ${at + out.length} read`);
+        },
       });
       i = j;
     }

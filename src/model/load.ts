@@ -6,7 +6,7 @@
 
 import type { Backend, ConvertDType, Tensor, Weight, WeightDType } from '../backends/backend.js';
 import { WEIGHT_DTYPES } from '../backends/backend.js';
-import { rowsWeight, setWeightRows, weightBytes } from '../backends/weight-format.js';
+import { blockRowBytes, isBlockDType, rowsWeight, setWeightRows, weightBytes } from '../backends/weight-format.js';
 import { OpenELMError } from '../core/errors.js';
 import { formatBytes } from '../core/bytes.js';
 import { assertFinite } from '../core/finite.js';
@@ -31,6 +31,10 @@ export interface StoredPart {
    * with the stored values.
    */
   read(dst: Weight['data'], scales?: Weight['scales']): void;
+  /** Bytes of the stored blocks (block dtypes), when readRange can read them in pieces. */
+  bytes?: number;
+  /** Bytes [at, at + out.length) of the stored blocks into out (Backend.loadStored). */
+  readRange?(at: number, out: Uint8Array): void;
 }
 
 /** What loading needs from a checkpoint (io/checkpoint.ts's Checkpoint is one). */
@@ -146,9 +150,16 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   // Blocks go from the file into the backend's storage as they are: memory stays the file's size.
   const storedWeight = (parts: StoredPart[], cols: number): Weight => {
     const ws = parts.map((p) => {
-      const w = be.allocWeight(p.dtype, p.rows, cols);
-      weights.push(w);
-      p.read(w.data, w.scales);
+      let w: Weight;
+      // the staged read where the backend has one and the sizes agree (else read() says what is wrong)
+      if (be.loadStored && p.readRange && isBlockDType(p.dtype) && p.bytes === p.rows * blockRowBytes(p.dtype, cols)) {
+        w = be.loadStored(p.dtype, p.rows, cols, (at, out) => p.readRange!(at, out));
+        weights.push(w);
+      } else {
+        w = be.allocWeight(p.dtype, p.rows, cols);
+        weights.push(w);
+        p.read(w.data, w.scales);
+      }
       be.prepareWeight(w);
       return w;
     });

@@ -114,14 +114,16 @@ export class ThreadPool {
 
   /**
    * Run kernel `name` in memory `shard`, split into `chunks` chunks (1 = inline on this thread).
-   * Arguments must be in place in that memory's slots.
+   * Arguments must be in place in that memory's slots. `meanwhile` runs on this thread once the
+   * workers have the chunks (after the kernel when it runs inline).
    */
-  run(shard: number, name: KernelName, chunks: number): void {
+  run(shard: number, name: KernelName, chunks: number, meanwhile?: () => void): void {
     if (this.closed) throw new OpenELMError('usage', 'this wasm backend has been disposed');
     const fi = KERNEL_NAMES.indexOf(name);
     if (chunks <= 1 || this.threads === 1 || shard >= this.workerMemories) {
       this.counts.inline++;
       this.fns[shard][fi](ARGS_OFFSET, 0, 0, 1);
+      meanwhile?.();
       return;
     }
     const ctl = this.ctl;
@@ -134,6 +136,10 @@ export class ThreadPool {
     Atomics.store(ctl, NCHUNKS, chunks);
     Atomics.add(ctl, GEN, 1);
     if (Atomics.load(ctl, SLEEPERS) > 0) { this.counts.workerAsleep++; Atomics.notify(ctl, GEN); }
+    // work of the caller's that touches nothing the kernel reads or writes, done while the workers
+    // take chunks; then this thread takes what is left (an error from it waits for the join)
+    let hostErr: unknown = null, hostFailed = false;
+    if (meanwhile) { try { meanwhile(); } catch (e) { hostErr = e; hostFailed = true; } }
     const err = drain(ctl, this.fns, 0);
     const t1 = performance.now();
     let spins = 0;
@@ -153,6 +159,7 @@ export class ThreadPool {
     this.counts.workerSleeps += Atomics.exchange(ctl, WORKER_SLEEPS, 0);
     const bad = Atomics.exchange(ctl, ERROR, 0);
     if (err) throw err;
+    if (hostFailed) throw hostErr;
     if (bad) throw new OpenELMError('wasm', `wasm kernel ${name} failed on worker ${bad - 1}${this.lastError ? `: ${this.lastError}` : ''}`);
   }
 

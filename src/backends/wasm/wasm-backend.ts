@@ -11,7 +11,7 @@
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
-import { Q4_0_BYTES, halvesPositiveNormal, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, halvesPositiveNormal, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -122,6 +122,13 @@ function q8HalfBits(hs: Uint16Array): number {
 
 /** train_ops.as OP_TOUCH. */
 const TOUCH_OP = 26;
+/** train_ops.as OP_SCATTER. */
+const SCATTER_OP = 27;
+/**
+ * Bytes loadStored reads at a time, put in place by all threads: small enough to stay in cache
+ * between the read and the scatter, large enough that a fork/join per piece costs little.
+ */
+const LOAD_STAGE_BYTES = 1 << 20;
 /** Smallest storage prefault() maps on all threads (below it, one thread's faults cost less than a fork/join). */
 const PREFAULT_MIN_BYTES = 1 << 20;
 
@@ -167,6 +174,8 @@ export class WasmBackend implements Backend {
   private disposed = false;
   /** What alloc()/allocWeight() returned: its shard and the allocations free() releases. */
   private readonly owned = new WeakMap<object, { shard: Shard; offs: number[]; room?: boolean }>();
+  /** loadStored's Q8_0 weights: the halves' bits (repackQ8_0InPlace's), for prepareWeight. */
+  private readonly loadedBits = new WeakMap<Weight, number>();
   private readonly train: WasmTrainOps;
   /** linearT's decoded copy of a non-f32 weight, and the row ids that decode it. */
   private decoded: Float32Array | null = null;
@@ -373,6 +382,77 @@ export class WasmBackend implements Backend {
     });
     this.owned.set(w, { shard, offs, room });
     return w;
+  }
+
+  /**
+   * A block weight read from its stored bytes through a staging block in the same memory: each
+   * piece read there (one thread: the copy out of the page cache, into cached pages) and put in
+   * place by a kernel on all threads, which take the storage's page faults as they write, Q8_0
+   * regrouped on the way (q8's layout, as prepareWeight would leave it, its halves classified).
+   * Replaces allocWeight's mapping pass, the read into mapped pages and Q8_0's regrouping pass.
+   */
+  loadStored(dtype: WeightDType, rows: number, cols: number, read: (at: number, out: Uint8Array) => void): Weight {
+    this.live();
+    if (!isBlockDType(dtype) || this.threads === 1) {
+      // one thread: the staging copy would be one copy more, with no second thread to share faults
+      const w = this.allocWeight(dtype, rows, cols);
+      try { read(0, new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength)); } catch (e) { this.freeWeight(w); throw e; }
+      return w;
+    }
+    const what = `a ${rows}×${cols} ${dtype} weight`;
+    const bytes = rows * blockRowBytes(dtype, cols);
+    const held = dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
+    const q8 = dtype === 'q8_0', n = rows * cols;
+    if (q8 && cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
+    const shard = this.place(held + 2 * LOAD_STAGE_BYTES + 3 * 64, what);
+    // not zeroed: the scatter writes every stored byte, and a repack every byte of the room after them
+    const off = shard.arena.allocBytes(held, what, false);
+    // the staging block above the weight: freed, its pages (mapped) go to what is allocated next
+    let st = -1;
+    try {
+      // two staging blocks: the next piece is read into one while the threads scatter the other
+      st = shard.arena.allocBytes(2 * LOAD_STAGE_BYTES + 64, 'staged blocks', false);
+      const stage = [st, st + LOAD_STAGE_BYTES], bitsAt = st + 2 * LOAD_STAGE_BYTES;
+      new Uint32Array(shard.arena.buffer(), bitsAt, 1)[0] = 0;
+      // Q8_0: whole blocks a piece (the kernel regroups blocks); others: any bytes
+      const step = q8 ? Math.floor(LOAD_STAGE_BYTES / Q8_0_BYTES) * Q8_0_BYTES : LOAD_STAGE_BYTES;
+      read(0, shard.arena.u8(stage[0], Math.min(step, bytes)));
+      for (let at = 0, i = 0; at < bytes; at += step, i ^= 1) {
+        const len = Math.min(step, bytes - at), next = at + len, nlen = Math.min(step, bytes - next);
+        this.begin(shard);
+        const a = this.cur.ai;
+        a[0] = SCATTER_OP; a[1] = stage[i];
+        if (q8) {
+          const b0 = at / Q8_0_BYTES;
+          a[2] = len / Q8_0_BYTES; a[3] = 1; a[4] = off + b0 * QBLOCK; a[5] = off + n + b0 * 2; a[6] = bitsAt;
+        } else {
+          a[2] = len; a[3] = 0; a[4] = off + at;
+        }
+        // chunks of 128 KiB or more: this thread reads the next piece while the others start, then
+        // takes the chunks they have not
+        const chunks = Math.max(1, Math.min(8 * this.threads, Math.ceil(len / (128 << 10))));
+        this.pool.run(this.cur.index, 'k_train', chunks, nlen > 0 ? () => read(next, shard.arena.u8(stage[i ^ 1], nlen)) : undefined);
+      }
+      const bits = new Uint32Array(shard.arena.buffer(), bitsAt, 1)[0];
+      shard.arena.freeBytes(st);
+      st = -1;
+      const w: Weight = { dtype, rows, cols, data: shard.arena.u8(off, bytes) };
+      if (q8) {
+        if (bits & 1) {
+          // an infinite or NaN d: the stored blocks back (prepareWeight keeps them as stored)
+          unpackQ8_0(w.data as Uint8Array, w.data as Uint8Array, n / QBLOCK);
+        } else {
+          w.layout = 'q8_0_r';
+          this.loadedBits.set(w, bits);
+        }
+      }
+      this.owned.set(w, { shard, offs: [off], room: held > bytes });
+      return w;
+    } catch (e) {
+      if (st >= 0) shard.arena.freeBytes(st);
+      shard.arena.freeBytes(off);
+      throw e;
+    }
   }
 
   /**
@@ -610,7 +690,7 @@ export class WasmBackend implements Backend {
     const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
     if (q8) {
       const hs = halves(off + n);
-      if (halfBits < 0) halfBits = q8HalfBits(hs);
+      if (halfBits < 0) { halfBits = this.loadedBits.get(w) ?? q8HalfBits(hs); this.loadedBits.delete(w); }
       if (wasStored && halfBits & 1) {
         // an infinite or NaN d (rare: checked after the regrouping, which reads every half anyway):
         // the stored blocks back, or the copy dropped

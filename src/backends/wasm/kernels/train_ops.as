@@ -42,6 +42,11 @@ export const OP_DROPMASK = 24;
 export const OP_DORASCALE = 25;
 /** Not a training op: storage about to be filled, its pages mapped on every thread (wasm-backend.ts prefault). */
 export const OP_TOUCH = 26;
+/**
+ * Not a training op: a staged part of a weight's stored bytes put in place (wasm-backend.ts
+ * loadStored), split over the threads so that each takes the page faults of what it writes.
+ */
+export const OP_SCATTER = 27;
 
 /** Elements per block of the gradient-norm partial sums. */
 export const SUMSQ_BLOCK: i32 = 65536;
@@ -193,6 +198,31 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
       const p = ap(a, 1), pages = <i32>((ap(a, 2) + 4095) >> 12);
       const i0 = part(pages, c, nc, 1), i1 = part(pages, c + 1, nc, 1);
       for (let i = i0; i < i1; i++) store<u8>(p + (<usize>i << 12), 0);
+      break;
+    }
+    case OP_SCATTER: {
+      // 1 src, 2 count, 3 mode, 4 dst, 5 halves (mode 1), 6 bits (mode 1)
+      const src = ap(a, 1), count = ai(a, 2), dst = ap(a, 4);
+      if (ai(a, 3) == 0) {
+        // count bytes copied, in 4 KiB pieces per thread
+        const pieces = (count + 4095) >> 12;
+        const b0 = <usize>part(pieces, c, nc, 1) << 12, b1 = min(<usize>part(pieces, c + 1, nc, 1) << 12, <usize>count);
+        if (b1 > b0) memory.copy(dst + b0, src + b0, b1 - b0);
+      } else {
+        // count Q8_0 blocks (34 bytes: d, then 32 levels) regrouped as q8's layout: the levels of
+        // block b at dst + 32b, its d at halves + 2b (blocks.as repackQ8_0InPlace's bits OR'd into bits)
+        const hd = ap(a, 5);
+        const i0 = part(count, c, nc, 1), i1 = part(count, c + 1, nc, 1);
+        let bad: u32 = 0, odd: u32 = 0;
+        for (let b = i0; b < i1; b++) {
+          const s = src + <usize>b * 34, h = <u32>load<u16>(s);
+          v128.store(dst + (<usize>b << 5), v128.load(s, 2)); v128.store(dst + (<usize>b << 5), v128.load(s, 18), 16);
+          store<u16>(hd + (<usize>b << 1), <u16>h);
+          bad |= <u32>((h & 0x7c00) == 0x7c00);
+          odd |= <u32>(h - 0x0400 >= 0x7800);
+        }
+        if (bad | odd) atomic.or<u32>(ap(a, 6), bad | (odd << 1));
+      }
       break;
     }
     default: unreachable();

@@ -1,0 +1,95 @@
+// Stored block weights read through the backend in pieces (Backend.loadStored; the WASM backend's
+// staging block scattered on its threads, Q8_0 regrouped on the way) end up as the very bytes, layout
+// and kernel flags of allocWeight + one read + prepareWeight, whatever the pieces' boundaries (inside
+// a block, inside a row, across the GGUF tensors of one weight).
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { BlockDType, Weight } from '../src/backends/backend.js';
+import { blockRowBytes } from '../src/backends/weight-format.js';
+import { Rng } from '../src/core/rng.js';
+import { GGUFModel } from '../src/formats/gguf-model.js';
+import { randomBlocks } from './helpers/blocks.js';
+import { WASM_CONFIGS, cachedWasm, disposeCachedWasm } from './helpers/backends.js';
+import { ggufFixture } from './helpers/gguf-fixtures.js';
+
+after(disposeCachedWasm);
+
+/** What a test compares: the weight's bytes and layout, and how the kernels will read it. */
+function held(w: Weight): { bytes: Uint8Array; layout: string | undefined; packed: Record<string, unknown> } {
+  const p = w.packed as { dtype: number; mins: number; q80r?: true };
+  return {
+    bytes: new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength).slice(),
+    layout: w.layout,
+    packed: { dtype: p.dtype, mins: p.mins, q80r: p.q80r },
+  };
+}
+
+// shapes: small and odd (one piece, its end off a page), and past 1 MiB (pieces end inside a row,
+// and for 18-, 144- and 210-byte blocks inside a block)
+const SHAPES: [number, number][] = [[37, 32 * 29], [331, 3200], [129, 16384]];
+const HALF_CASES = ['finite', 'an infinite d', 'zero and subnormal d'] as const;
+
+for (const cfg of WASM_CONFIGS) {
+  for (const dtype of ['q8_0', 'q4_0', 'q4_k', 'q6_k'] as BlockDType[]) {
+    test(`loadStored on ${cfg.label}, ${dtype}: the same weight as allocWeight + read + prepareWeight`, async () => {
+      const be = await cachedWasm(cfg);
+      const rng = new Rng(7);
+      for (const [rows, cols] of SHAPES) {
+        if (dtype !== 'q8_0' && dtype !== 'q4_0' && cols % 256 !== 0) continue;
+        for (const hc of dtype === 'q8_0' ? HALF_CASES : HALF_CASES.slice(0, 1)) {
+          const stored = randomBlocks(rng, dtype, rows, cols);
+          const bytes = rows * blockRowBytes(dtype, cols);
+          assert.equal(stored.length, bytes);
+          if (hc !== 'finite') {
+            // Q8_0 block 3 of the last row: d = +∞, or d = 0 with block 5's d a subnormal
+            const b = (rows * cols) / 32 - 3;
+            if (hc === 'an infinite d') { stored[b * 34] = 0x00; stored[b * 34 + 1] = 0x7c; }
+            else { stored[b * 34] = 0; stored[b * 34 + 1] = 0; stored[(b - 2) * 34] = 1; stored[(b - 2) * 34 + 1] = 0; }
+          }
+          const ref = be.allocWeight(dtype, rows, cols);
+          (ref.data as Uint8Array).set(stored);
+          be.prepareWeight(ref);
+          const pieces: [number, number][] = [];
+          const w = be.loadStored(dtype, rows, cols, (at, out) => { pieces.push([at, out.length]); out.set(stored.subarray(at, at + out.length)); });
+          be.prepareWeight(w);
+          // the pieces cover the blocks once, in order
+          let end = 0;
+          for (const [at, n] of pieces) { assert.equal(at, end); end += n; }
+          assert.equal(end, bytes);
+          if (cfg.threads > 1 && bytes > 1 << 20) assert.ok(pieces.length > 1, 'read in pieces');
+          const a = held(ref), b = held(w);
+          assert.deepEqual(b.packed, a.packed, `${rows}×${cols}, ${hc}: kernel flags`);
+          assert.equal(b.layout, a.layout, `${rows}×${cols}, ${hc}: layout`);
+          assert.ok(Buffer.from(b.bytes).equals(Buffer.from(a.bytes)), `${rows}×${cols}, ${hc}: bytes`);
+          if (hc === 'an infinite d') assert.equal(w.layout, undefined, 'an infinite d keeps the stored layout');
+          be.freeWeight(ref); be.freeWeight(w);
+        }
+      }
+    });
+  }
+
+  test(`loadStored on ${cfg.label}: a failing read gives the storage back`, async () => {
+    const be = await cachedWasm(cfg);
+    const before = be.memory().inUse;
+    assert.throws(() => be.loadStored('q8_0', 331, 3200, (at, out) => { if (at > 0 || out.length === 331 * 100 * 34) throw new Error('short file'); }), /short file/);
+    assert.equal(be.memory().inUse, before);
+  });
+}
+
+test('GGUF storedWeight readRange: pieces across the tensors of one weight read as read() does', () => {
+  const m = GGUFModel.open(ggufFixture('gqa2-hd64-q8_0.gguf'));
+  try {
+    // proj_1: ffn_gate's blocks then ffn_up's, one part
+    const [p] = m.storedWeight('transformer.layers.2.ffn.proj_1.weight')!;
+    assert.ok(p.readRange && p.bytes !== undefined);
+    const whole = new Uint8Array(p.bytes);
+    p.read(whole);
+    for (const step of [1000, 17, p.bytes / 2 + 5, p.bytes]) {
+      const got = new Uint8Array(p.bytes);
+      for (let at = 0; at < p.bytes; at += step) p.readRange(at, got.subarray(at, Math.min(at + step, p.bytes)));
+      assert.ok(Buffer.from(got).equals(Buffer.from(whole)), `pieces of ${step}`);
+    }
+    assert.throws(() => p.readRange!(p.bytes! - 10, new Uint8Array(20)), /bytes of blocks/);
+  } finally { m.close(); }
+});
