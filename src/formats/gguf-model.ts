@@ -157,7 +157,7 @@ export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePiece
     pieces,
     trainerSpec: {
       modelType: ModelType.BPE, vocabSize: n,
-      maxSentencepieceLength: Math.max(16, ...pieces.map((p) => [...p.piece].length)),
+      maxSentencepieceLength: maxCodePoints(pieces),
       treatWhitespaceAsSuffix: false, splitDigits: false, byteFallback: true,
       unkId: unk, bosId: bos, eosId: eos, padId: pad, unkSurface: ' \u2047 ',
       unkPiece: pieces[unk].piece, bosPiece: pieces[bos]?.piece ?? '<s>', eosPiece: pieces[eos]?.piece ?? '</s>',
@@ -170,6 +170,21 @@ export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePiece
       removeExtraWhitespaces: false, escapeWhitespaces: true,
     },
   };
+}
+
+/** The longest piece in code points, at least 16 (the proto default); counted without an array per piece. */
+function maxCodePoints(pieces: readonly { piece: string }[]): number {
+  let max = 16;
+  for (const { piece } of pieces) {
+    if (piece.length <= max) continue;
+    let cps = 0;
+    for (let i = 0; i < piece.length; i++) {
+      const c = piece.charCodeAt(i);
+      if (!(c >= 0xdc00 && c <= 0xdfff && i > 0 && piece.charCodeAt(i - 1) >= 0xd800 && piece.charCodeAt(i - 1) <= 0xdbff)) cps++;
+    }
+    if (cps > max) max = cps;
+  }
+  return max;
 }
 
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
