@@ -186,7 +186,8 @@ export class Tokenizer {
 
     const types = this.types;
 
-    // Symbols for single characters, plus pseudo-symbols for characters that only occur inside pieces.
+    // Symbols for single characters; pseudo-symbols for characters that only occur inside pieces are
+    // added by buildMerges.
     const bmp = (this.bmpSymbol = new Int32Array(0x10000).fill(-1));
     this.astralSymbol = new Map();
     this.extraSymbolChar = [];
@@ -201,29 +202,9 @@ export class Tokenizer {
         if (cp > 0xffff) this.astralSymbol.set(cp, id);
       }
     }
-    for (let id = 0; id < n; id++) {
-      if (!isMergeable(types[id])) continue;
-      for (let j = start[id], e = start[id + 1]; j < e;) {
-        const cp = cpAt(text, j, e);
-        if (cp < 0x10000) {
-          if (bmp[cp] < 0) {
-            bmp[cp] = n + this.extraSymbolChar.length;
-            this.extraSymbolChar.push(cp);
-          }
-          j++;
-        } else {
-          if (!this.astralSymbol.has(cp)) {
-            this.astralSymbol.set(cp, n + this.extraSymbolChar.length);
-            this.extraSymbolChar.push(cp);
-          }
-          j += 2;
-        }
-      }
-    }
-
     this.merges = new PairTable(2 * n);
     this.bigrams = new PairTable(n);
-    buildMerges(t, this.pieceIds, this.shadowed, bmp, this.astralSymbol, maxLen, this.merges, this.bigrams);
+    buildMerges(t, this.pieceIds, this.shadowed, bmp, this.astralSymbol, this.extraSymbolChar, maxLen, this.merges, this.bigrams);
   }
 
   /** The model proto: pieces, trainer and normalizer specs (the pieces are built anew on each call). */
@@ -647,22 +628,39 @@ function collapseUnknownRuns(ids: number[], unkId: number, from: number): void {
 
 /**
  * Fills the merge table (every way of writing a mergeable piece as (symbol string) + (symbol string))
- * and the table of adjacent-character pairs inside mergeable pieces. A module function rather than
- * constructor code: it runs once per tokenizer, so it must get optimized (on-stack replacement) early,
- * which a small function does much sooner than the whole constructor.
+ * and the table of adjacent-character pairs inside mergeable pieces, giving each character that is
+ * not a piece a pseudo-symbol (n, n + 1, ... in order of first occurrence) on the way. A module
+ * function rather than constructor code: it runs once per tokenizer, so it must get optimized
+ * (on-stack replacement) early, which a small function does much sooner than the whole constructor.
  *
  * A side that is one character is that character's symbol (the piece itself when the character is
  * one); a longer side is looked up by the polynomial hashes of the piece's prefixes
  * (pre[k] = text[s, s + k)) and suffixes (suf[k] = text[s + k, e)), each found in one pass, so no
  * side is hashed on its own and nothing is allocated per piece.
+ *
+ * Character pairs: when a piece splits into two symbol strings l + r, its pairs are those of l, those
+ * of r and the one across the split; l and r are single characters or mergeable pieces, whose own
+ * pairs their own turn adds (by the same rule, on shorter pieces). So a piece with a split adds only
+ * that one pair, and only a piece without any split adds all of its pairs.
  */
 function buildMerges(
   t: PieceTable, pieceIds: PieceIndex, shadowed: Map<string, number>, bmp: Int32Array, astral: Map<number, number>,
-  maxLen: number, merges: PairTable, bigrams: PairTable,
+  extraSymbolChar: number[], maxLen: number, merges: PairTable, bigrams: PairTable,
 ): void {
   const text = t.text, start = t.start, types = t.types, n = t.size;
   const B = PieceIndex.B;
   const pre = new Int32Array(maxLen + 1), suf = new Int32Array(maxLen + 1);
+  /** The symbol of character cp, a new pseudo-symbol if it has none yet. */
+  const symbol = (cp: number): number => {
+    let sym = cp < 0x10000 ? bmp[cp] : (astral.get(cp) ?? -1);
+    if (sym < 0) {
+      sym = n + extraSymbolChar.length;
+      extraSymbolChar.push(cp);
+      if (cp < 0x10000) bmp[cp] = sym;
+      else astral.set(cp, sym);
+    }
+    return sym;
+  };
   for (let id = 0; id < n; id++) {
     const ty = types[id];
     if (!(ty === PieceType.NORMAL || ty === PieceType.USER_DEFINED || ty === PieceType.UNUSED)) continue;
@@ -672,23 +670,35 @@ function buildMerges(
     for (let k = 0; k < len; k++) pre[k + 1] = h = (Math.imul(h, B) + text.charCodeAt(s + k)) | 0;
     h = 0;
     for (let k = len - 1, pw = 1; k >= 0; k--, pw = Math.imul(pw, B)) suf[k] = h = (Math.imul(text.charCodeAt(s + k), pw) + h) | 0;
-    let cp = cpAt(text, s, e);
-    let cpSym = cp < 0x10000 ? bmp[cp] : astral.get(cp)!;
+    const first = cpAt(text, s, e);
+    let cpSym = symbol(first);
     const firstSym = cpSym;
-    const firstEnd = s + (cp > 0xffff ? 2 : 1);
+    const firstEnd = s + (first > 0xffff ? 2 : 1);
+    let split = false;
     for (let j = firstEnd; j < e;) {
       const next = cpAt(text, j, e);
       const nw = next > 0xffff ? 2 : 1;
-      const nextSym = next < 0x10000 ? bmp[next] : astral.get(next)!;
-      bigrams.set(cpSym, nextSym, 1);
+      const nextSym = symbol(next);
       const l = j === firstEnd ? firstSym : normalId(t, pieceIds, shadowed, pre[j - s], s, j);
       if (l >= 0) {
         const r = j + nw === e ? nextSym : normalId(t, pieceIds, shadowed, suf[j - s], j, e);
-        if (r >= 0) merges.set(l, r, id);
+        if (r >= 0) {
+          merges.set(l, r, id);
+          if (!split) bigrams.set(cpSym, nextSym, 1);
+          split = true;
+        }
       }
-      cp = next;
       cpSym = nextSym;
       j += nw;
+    }
+    if (!split) {
+      for (let j = firstEnd, a = firstSym; j < e;) {
+        const next = cpAt(text, j, e);
+        const b = symbol(next);
+        bigrams.set(a, b, 1);
+        a = b;
+        j += next > 0xffff ? 2 : 1;
+      }
     }
   }
 }
