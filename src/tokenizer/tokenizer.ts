@@ -650,6 +650,8 @@ function buildMerges(
   const text = t.text, start = t.start, types = t.types, n = t.size;
   const B = PieceIndex.B;
   const pre = new Int32Array(maxLen + 1), suf = new Int32Array(maxLen + 1);
+  const noSplit = new Int32Array(n + 1);
+  let nNoSplit = 0;
   /** The symbol of character cp, a new pseudo-symbol if it has none yet. */
   const symbol = (cp: number): number => {
     let sym = cp < 0x10000 ? bmp[cp] : (astral.get(cp) ?? -1);
@@ -674,7 +676,7 @@ function buildMerges(
     let cpSym = symbol(first);
     const firstSym = cpSym;
     const firstEnd = s + (first > 0xffff ? 2 : 1);
-    let split = false;
+    let split = 0;
     for (let j = firstEnd; j < e;) {
       const next = cpAt(text, j, e);
       const nw = next > 0xffff ? 2 : 1;
@@ -684,21 +686,25 @@ function buildMerges(
         const r = j + nw === e ? nextSym : normalId(t, pieceIds, shadowed, suf[j - s], j, e);
         if (r >= 0) {
           merges.set(l, r, id);
-          if (!split) bigrams.set(cpSym, nextSym, 1);
-          split = true;
+          if (split === 0) bigrams.set(cpSym, nextSym, 1);
+          split = 1;
         }
       }
       cpSym = nextSym;
       j += nw;
     }
-    if (!split) {
-      for (let j = firstEnd, a = firstSym; j < e;) {
-        const next = cpAt(text, j, e);
-        const b = symbol(next);
-        bigrams.set(a, b, 1);
-        a = b;
-        j += next > 0xffff ? 2 : 1;
-      }
+    // Recorded without a branch (see cpAt): the first piece without a split comes late.
+    noSplit[nNoSplit] = id;
+    nNoSplit += 1 - split;
+  }
+  for (let i = 0; i < nNoSplit; i++) {
+    const id = noSplit[i], e = start[id + 1];
+    for (let j = start[id], a = -1; j < e;) {
+      const cp = cpAt(text, j, e);
+      const b = symbol(cp);
+      if (a >= 0) bigrams.set(a, b, 1);
+      a = b;
+      j += cp > 0xffff ? 2 : 1;
     }
   }
 }
@@ -710,12 +716,16 @@ function normalId(t: PieceTable, pieceIds: PieceIndex, shadowed: Map<string, num
   return shadowed.size ? (shadowed.get(t.text.slice(from, to)) ?? -1) : -1;
 }
 
-/** Code point at text[j], not pairing a surrogate across `end` (the end of its piece). */
+/**
+ * Code point at text[j], not pairing a surrogate across `end` (the end of its piece). Every test is
+ * evaluated on every call: the construction loops are optimized while they run (on-stack replacement),
+ * and a test first reached after that (the first surrogate, thousands of pieces in) would throw the
+ * optimized loop away for lack of type feedback.
+ */
 function cpAt(text: string, j: number, end: number): number {
   const c = text.charCodeAt(j);
-  if (c >= 0xd800 && c <= 0xdbff && j + 1 < end) {
-    const d = text.charCodeAt(j + 1);
-    if (d >= 0xdc00 && d <= 0xdfff) return ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
-  }
-  return c;
+  const d = text.charCodeAt(j + 1) | 0; // NaN past the end of the text -> 0
+  const high = (c & 0xfc00) === 0xd800, low = (d & 0xfc00) === 0xdc00, inside = j + 1 < end;
+  const pair = ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
+  return high && low && inside ? pair : c;
 }
