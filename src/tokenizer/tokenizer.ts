@@ -188,7 +188,8 @@ export class Tokenizer {
 
     // Symbols for single characters; pseudo-symbols for characters that only occur inside pieces are
     // added by buildMerges.
-    const bmp = (this.bmpSymbol = new Int32Array(0x10000).fill(-1));
+    const bmp = new Int32Array(0x10000).fill(-1);
+    this.bmpSymbol = bmp;
     this.astralSymbol = new Map();
     this.extraSymbolChar = [];
     let maxLen = 0;
@@ -215,10 +216,6 @@ export class Tokenizer {
   /** Parses a SentencePiece model from bytes (browser-safe). `source` names it in errors. */
   static fromBytes(bytes: Uint8Array, source = '<bytes>'): Tokenizer {
     return new Tokenizer(parseSentencePieceTable(bytes, source), source);
-  }
-
-  private symbolOf(cp: number): number {
-    return cp < 0x10000 ? this.bmpSymbol[cp] : (this.astralSymbol.get(cp) ?? -1);
   }
 
   idToPiece(id: number): string {
