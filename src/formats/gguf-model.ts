@@ -21,7 +21,8 @@ import type { Weight } from '../backends/backend.js';
 import type { StoredPart } from '../model/load.js';
 import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES, type OpenELMConfig, type OpenELMHFConfig } from '../model/config.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
-import { ModelType, PieceType, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
+import { ModelType, PieceType, type CompactSentencePieceModel, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
+import { PieceTable } from '../tokenizer/piece-table.js';
 
 /** One GGUF tensor that holds (part of) an HF tensor: rows [row0, row0 + rows) of it. */
 export interface GGUFPart {
@@ -126,6 +127,15 @@ function ggufNamesOf(hfName: string): string[] | undefined {
 
 /** SentencePiece model (BPE with byte fallback) from `tokenizer.ggml.*`, as llama.cpp's SPM tokenizer reads it. */
 export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePieceModel {
+  const { table, trainerSpec, normalizerSpec } = ggufSentencePieceTable(g, file);
+  return { pieces: table.toPieces(), trainerSpec, normalizerSpec };
+}
+
+/**
+ * ggufSentencePieceModel with the pieces straight in a PieceTable (what the Tokenizer keeps): no
+ * object per piece on the way, which for 32,000 pieces is much of the garbage of building a tokenizer.
+ */
+export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSentencePieceModel {
   const model = g.metadata.get('tokenizer.ggml.model');
   if (model === undefined) throw new OpenELMError('tokenizer', `${file} has no tokenizer (metadata tokenizer.ggml.model is missing)`);
   if (model !== 'llama') throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.model is "${String(model)}"; only "llama" (SentencePiece, as OpenELM uses) is supported`);
@@ -136,11 +146,18 @@ export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePiece
   const types = g.metadata.get('tokenizer.ggml.token_type') ?? new Array<number>(n).fill(PieceType.NORMAL);
   if (!Array.isArray(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
   if (!Array.isArray(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
-  const pieces = tokens.map((t, i) => {
+  const start = new Int32Array(n + 1), pieceScores = new Float32Array(n), pieceTypes = new Uint8Array(n);
+  let maxLen = 16;
+  for (let i = 0; i < n; i++) {
     const type = Number(types[i]);
     if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw new OpenELMError('tokenizer', `${file}: token ${i} has type ${type}, not a SentencePiece type (1..6)`);
-    return { piece: t as string, score: Number(scores[i]), type: type as PieceType };
-  });
+    const t = tokens[i] as string;
+    start[i + 1] = start[i] + t.length;
+    pieceScores[i] = Number(scores[i]);
+    pieceTypes[i] = type;
+    if (t.length > maxLen) maxLen = Math.max(maxLen, codePoints(t));
+  }
+  const table = new PieceTable((tokens as string[]).join(''), start, pieceScores, pieceTypes);
   const idMeta = (key: string, dflt: number): number => {
     const v = g.metadata.get(key);
     if (v === undefined) return dflt;
@@ -148,20 +165,20 @@ export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePiece
     if (!Number.isInteger(id) || id < 0 || id >= n) throw new OpenELMError('tokenizer', `${file}: ${key} ${String(v)} is not a token id (vocab has ${n})`);
     return id;
   };
-  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, pieces.findIndex((p) => p.type === PieceType.UNKNOWN)));
+  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, pieceTypes.indexOf(PieceType.UNKNOWN)));
   const bos = idMeta('tokenizer.ggml.bos_token_id', 1);
   const eos = idMeta('tokenizer.ggml.eos_token_id', 2);
   const pad = idMeta('tokenizer.ggml.padding_token_id', -1);
   const prefix = g.metadata.get('tokenizer.ggml.add_space_prefix');
   return {
-    pieces,
+    table,
     trainerSpec: {
       modelType: ModelType.BPE, vocabSize: n,
-      maxSentencepieceLength: Math.max(16, ...pieces.map((p) => [...p.piece].length)),
+      maxSentencepieceLength: maxLen,
       treatWhitespaceAsSuffix: false, splitDigits: false, byteFallback: true,
       unkId: unk, bosId: bos, eosId: eos, padId: pad, unkSurface: ' \u2047 ',
-      unkPiece: pieces[unk].piece, bosPiece: pieces[bos]?.piece ?? '<s>', eosPiece: pieces[eos]?.piece ?? '</s>',
-      padPiece: pad >= 0 ? pieces[pad].piece : '<pad>',
+      unkPiece: table.piece(unk), bosPiece: bos < n ? table.piece(bos) : '<s>', eosPiece: eos < n ? table.piece(eos) : '</s>',
+      padPiece: pad >= 0 ? table.piece(pad) : '<pad>',
     },
     // llama.cpp's SPM tokenizer keeps every space (escaped as U+2581) and adds the dummy prefix
     // unless add_space_prefix is false: SentencePiece's identity normalizer with Llama-2's flags.
@@ -172,8 +189,19 @@ export function ggufSentencePieceModel(g: GGUFFile, file: string): SentencePiece
   };
 }
 
+/** Length of `s` in code points (as [...s].length), without the array. */
+function codePoints(s: string): number {
+  let cps = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const prev = i > 0 ? s.charCodeAt(i - 1) : 0;
+    if (!(c >= 0xdc00 && c <= 0xdfff && prev >= 0xd800 && prev <= 0xdbff)) cps++;
+  }
+  return cps;
+}
+
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
-  return new Tokenizer(ggufSentencePieceModel(g, file), file);
+  return new Tokenizer(ggufSentencePieceTable(g, file), file);
 }
 
 export class GGUFModel extends DecodedTensorSource {

@@ -41,13 +41,25 @@ export class PieceTable {
   }
 }
 
-/** Ids by piece text: open addressing over the table's own text, so neither keys nor lookups allocate strings. */
-// FNV-1a over UTF-16 code units, with a final mix so that the low bits (the slot) depend on all of them.
-const FNV_OFFSET = 0x811c9dc5;
-const fnvStep = (h: number, unit: number): number => Math.imul(h ^ unit, 0x01000193);
-const fnvFinish = (h: number): number => (h ^ (h >>> 15)) >>> 0;
+/**
+ * Ids by piece text: open addressing over the table's own text, so neither keys nor lookups allocate strings.
+ * The hash is a polynomial over UTF-16 code units (h = h * B + unit, mod 2^32), mixed once for the slot:
+ * unlike FNV it gives the hashes of all prefixes and suffixes of a piece in one pass each, which is
+ * how the Tokenizer finds every split of every piece without hashing each side anew.
+ */
+const HASH_B = 0x01000193;
+/** murmur3's finalizer, so that the slot (low bits) depends on every unit. */
+const mix = (h: number): number => {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+};
 
 export class PieceIndex {
+  /** The multiplier of rawHash, for callers that hash suffixes right to left. */
+  static readonly B = HASH_B;
   private readonly slots: Int32Array;
   private readonly mask: number;
 
@@ -58,10 +70,11 @@ export class PieceIndex {
     this.mask = cap - 1;
   }
 
-  private static hash(s: string, from: number, to: number): number {
-    let h = FNV_OFFSET;
-    for (let i = from; i < to; i++) h = fnvStep(h, s.charCodeAt(i));
-    return fnvFinish(h);
+  /** The unmixed hash of s[from, to): sum of unit[i] * B^(to - 1 - i), mod 2^32. */
+  static rawHash(s: string, from: number, to: number): number {
+    let h = 0;
+    for (let i = from; i < to; i++) h = (Math.imul(h, HASH_B) + s.charCodeAt(i)) | 0;
+    return h;
   }
 
   private same(id: number, s: string, from: number, to: number): boolean {
@@ -74,7 +87,7 @@ export class PieceIndex {
   /** Adds piece `id` unless a piece with the same text is indexed; returns that piece's id, or -1 when `id` was added. */
   add(id: number): number {
     const text = this.t.text, from = this.t.start[id], to = this.t.start[id + 1];
-    for (let i = PieceIndex.hash(text, from, to) & this.mask; ; i = (i + 1) & this.mask) {
+    for (let i = mix(PieceIndex.rawHash(text, from, to)) & this.mask; ; i = (i + 1) & this.mask) {
       const k = this.slots[i];
       if (k === -1) { this.slots[i] = id; return -1; }
       if (this.same(k, text, from, to)) return k;
@@ -83,7 +96,12 @@ export class PieceIndex {
 
   /** Id of the piece whose text is s[from, to), or -1. */
   findRange(s: string, from: number, to: number): number {
-    for (let i = PieceIndex.hash(s, from, to) & this.mask; ; i = (i + 1) & this.mask) {
+    return this.findHashed(PieceIndex.rawHash(s, from, to), s, from, to);
+  }
+
+  /** findRange with `h` = rawHash(s, from, to) already known. */
+  findHashed(h: number, s: string, from: number, to: number): number {
+    for (let i = mix(h) & this.mask; ; i = (i + 1) & this.mask) {
       const k = this.slots[i];
       if (k === -1 || this.same(k, s, from, to)) return k;
     }
@@ -97,11 +115,10 @@ export class PieceIndex {
   findCodePoint(cp: number): number {
     const len = cp > 0xffff ? 2 : 1;
     const hi = len === 2 ? 0xd800 + ((cp - 0x10000) >> 10) : cp, lo = len === 2 ? 0xdc00 + ((cp - 0x10000) & 0x3ff) : 0;
-    // hash(String.fromCodePoint(cp)) without building the string
-    let h = fnvStep(FNV_OFFSET, hi);
-    if (len === 2) h = fnvStep(h, lo);
+    // rawHash(String.fromCodePoint(cp)) without building the string
+    const h = len === 2 ? (Math.imul(hi, HASH_B) + lo) | 0 : hi;
     const start = this.t.start, text = this.t.text;
-    for (let i = fnvFinish(h) & this.mask; ; i = (i + 1) & this.mask) {
+    for (let i = mix(h) & this.mask; ; i = (i + 1) & this.mask) {
       const k = this.slots[i];
       if (k === -1) return -1;
       const a = start[k];

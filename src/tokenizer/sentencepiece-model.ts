@@ -134,13 +134,8 @@ class WireReader {
 
   /** Returns [start, end) of a length-delimited field and advances past it. */
   lengthDelimited(): [number, number] {
-    const len = this.varint();
-    const start = this.pos;
-    if (len > this.end - start) {
-      throw new WireError(`length-delimited field of ${len} bytes at byte ${start} runs past the end`);
-    }
-    this.pos = start + len;
-    return [start, start + len];
+    const start = this.skipLength();
+    return [start, this.pos];
   }
 
   string(): string {
@@ -185,10 +180,26 @@ class WireReader {
   }
 
   key(): [number, number] {
+    const k = this.keyNumber();
+    return [k >>> 3, k & 7];
+  }
+
+  /** A field key as one number: field << 3 | wire type. */
+  keyNumber(): number {
     const k = this.varint();
-    const field = k >>> 3;
-    if (field === 0) throw new WireError(`invalid field number 0 at byte ${this.pos}`);
-    return [field, k & 7];
+    if (k >>> 3 === 0) throw new WireError(`invalid field number 0 at byte ${this.pos}`);
+    return k;
+  }
+
+  /** lengthDelimited without the array: returns the start and leaves `pos` at the end. */
+  skipLength(): number {
+    const len = this.varint();
+    const start = this.pos;
+    if (len > this.end - start) {
+      throw new WireError(`length-delimited field of ${len} bytes at byte ${start} runs past the end`);
+    }
+    this.pos = start + len;
+    return start;
   }
 }
 
@@ -205,10 +216,12 @@ function readPiece(r: WireReader, index: number, out: RawPiece): void {
   out.score = 0;
   out.type = PieceType.NORMAL;
   while (!r.done()) {
-    const [f, w] = r.key();
+    // keyNumber/skipLength instead of key()/lengthDelimited(): no array per field (four per piece).
+    const k = r.keyNumber(), f = k >>> 3, w = k & 7;
     if (f === 1) {
       expectWire('SentencePiece.piece', w, WIRE_LEN, r);
-      [out.start, out.end] = r.lengthDelimited();
+      out.start = r.skipLength();
+      out.end = r.pos;
       found = true;
     } else if (f === 2) {
       expectWire('SentencePiece.score', w, WIRE_I32, r);
@@ -307,11 +320,11 @@ function readModel(bytes: Uint8Array, source: string, onPiece: (raw: RawPiece, i
     const pr = new WireReader(bytes, 0, 0);
     const raw: RawPiece = { start: 0, end: 0, score: 0, type: PieceType.NORMAL };
     while (!r.done()) {
-      const [f, w] = r.key();
+      const k = r.keyNumber(), f = k >>> 3, w = k & 7;
       if (f === 1) {
         expectWire('ModelProto.pieces', w, WIRE_LEN, r);
-        const [s, e] = r.lengthDelimited();
-        pr.reset(s, e);
+        const s = r.skipLength();
+        pr.reset(s, r.pos);
         readPiece(pr, count, raw);
         onPiece(raw, count++);
       } else if (f === 2) {
@@ -396,11 +409,11 @@ export function parseSentencePieceTable(bytes: Uint8Array, source = '<bytes>'): 
   for (let i = 0; i < n; i++) {
     const s = ranges[2 * i], e = ranges[2 * i + 1];
     if ((bytes[s] & 0xc0) === 0x80) whole = false;
-    all.set(bytes.subarray(s, e), at);
-    at += e - s;
+    // Copied byte by byte: a subarray view per piece would be 32,000 short-lived objects.
     // UTF-16 units: one per UTF-8 lead byte, two for a 4-byte sequence (a surrogate pair).
     for (let j = s; j < e; j++) {
       const b = bytes[j];
+      all[at++] = b;
       if ((b & 0xc0) !== 0x80) units += b >= 0xf0 ? 2 : 1;
     }
     start[i + 1] = units;

@@ -44,6 +44,9 @@ export interface DecodeOptions {
 }
 
 const SPACE_SYMBOL = '\u2581';
+
+/** Pieces that take part in merges (SentencePiece's IsNormal / IsUserDefined / IsUnused). */
+const isMergeable = (ty: number): boolean => ty === PieceType.NORMAL || ty === PieceType.USER_DEFINED || ty === PieceType.UNUSED;
 /** Parts longer than this (characters) are not cached: they are rare and would bloat the cache. */
 const MAX_CACHED_PART = 64;
 const MAX_CACHE_ENTRIES = 1 << 18;
@@ -123,10 +126,7 @@ export class Tokenizer {
     this.vocabSize = n;
     this.types = t.types;
     this.scores = t.scores;
-    const mergeable = (id: number): boolean => {
-      const ty = this.types[id];
-      return ty === PieceType.NORMAL || ty === PieceType.USER_DEFINED || ty === PieceType.UNUSED;
-    };
+    const mergeable = (id: number): boolean => isMergeable(this.types[id]);
     // Reserved pieces first: they win PieceToId over a normal piece with the same text.
     this.pieceIds = new PieceIndex(t);
     for (let i = 0; i < n; i++) {
@@ -155,13 +155,6 @@ export class Tokenizer {
       }
     }
     this.hasUnused = hasUnused;
-    /** The mergeable piece whose text is text[from, to), or -1. */
-    const normalId = (from: number, to: number): number => {
-      const id = this.pieceIds.findRange(text, from, to);
-      if (id >= 0 && mergeable(id)) return id;
-      return this.shadowed.size ? (this.shadowed.get(text.slice(from, to)) ?? -1) : -1;
-    };
-
     const typed = (piece: string, type: PieceType): number => {
       const id = this.pieceIds.find(piece);
       return id >= 0 && this.types[id] === type ? id : -1;
@@ -191,64 +184,28 @@ export class Tokenizer {
       bad('byte_fallback is set but not all 256 <0xXX> byte pieces are present');
     }
 
-    // Code point at text[j], not pairing a surrogate across the end of its piece.
-    const cpAt = (j: number, end: number): number => {
-      const c = text.charCodeAt(j);
-      if (c >= 0xd800 && c <= 0xdbff && j + 1 < end) {
-        const d = text.charCodeAt(j + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) return ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
-      }
-      return c;
-    };
-    const width = (cp: number): number => (cp > 0xffff ? 2 : 1);
+    const types = this.types;
 
-    // Symbols for single characters, plus pseudo-symbols for characters that only occur inside pieces.
-    this.bmpSymbol = new Int32Array(0x10000).fill(-1);
+    // Symbols for single characters; pseudo-symbols for characters that only occur inside pieces are
+    // added by buildMerges.
+    const bmp = new Int32Array(0x10000).fill(-1);
+    this.bmpSymbol = bmp;
     this.astralSymbol = new Map();
     this.extraSymbolChar = [];
-    const setSym = (cp: number, s: number): void => {
-      if (cp < 0x10000) this.bmpSymbol[cp] = s;
-      else this.astralSymbol.set(cp, s);
-    };
+    let maxLen = 0;
     for (let id = 0; id < n; id++) {
-      if (!mergeable(id)) continue;
-      const cp = cpAt(start[id], start[id + 1]);
-      if (start[id] + width(cp) === start[id + 1]) setSym(cp, id);
-    }
-    for (let id = 0; id < n; id++) {
-      if (!mergeable(id)) continue;
-      for (let j = start[id], e = start[id + 1]; j < e;) {
-        const cp = cpAt(j, e);
-        if (this.symbolOf(cp) < 0) {
-          setSym(cp, n + this.extraSymbolChar.length);
-          this.extraSymbolChar.push(cp);
-        }
-        j += width(cp);
+      if (!isMergeable(types[id])) continue;
+      const s = start[id], len = start[id + 1] - s;
+      if (len > maxLen) maxLen = len;
+      if (len === 1) bmp[text.charCodeAt(s)] = id;
+      else if (len === 2) {
+        const cp = cpAt(text, s, s + 2);
+        if (cp > 0xffff) this.astralSymbol.set(cp, id);
       }
     }
-    // Merge table: every way of writing a mergeable piece as (symbol string) + (symbol string).
-    const symbolOfRange = (from: number, to: number): number => {
-      const id = normalId(from, to);
-      if (id >= 0) return id;
-      const cp = cpAt(from, to);
-      return to - from === width(cp) ? this.symbolOf(cp) : -1;
-    };
     this.merges = new PairTable(2 * n);
     this.bigrams = new PairTable(n);
-    for (let id = 0; id < n; id++) {
-      if (!mergeable(id)) continue;
-      const s = start[id], e = start[id + 1];
-      let cp = cpAt(s, e);
-      for (let j = s + width(cp); j < e;) {
-        const next = cpAt(j, e);
-        this.bigrams.set(this.symbolOf(cp), this.symbolOf(next), 1);
-        const l = symbolOfRange(s, j);
-        const r = symbolOfRange(j, e);
-        if (l >= 0 && r >= 0) this.merges.set(l, r, id);
-        cp = next;
-        j += width(next);
-      }
-    }
+    buildMerges(t, this.pieceIds, this.shadowed, bmp, this.astralSymbol, this.extraSymbolChar, maxLen, this.merges, this.bigrams);
   }
 
   /** The model proto: pieces, trainer and normalizer specs (the pieces are built anew on each call). */
@@ -259,10 +216,6 @@ export class Tokenizer {
   /** Parses a SentencePiece model from bytes (browser-safe). `source` names it in errors. */
   static fromBytes(bytes: Uint8Array, source = '<bytes>'): Tokenizer {
     return new Tokenizer(parseSentencePieceTable(bytes, source), source);
-  }
-
-  private symbolOf(cp: number): number {
-    return cp < 0x10000 ? this.bmpSymbol[cp] : (this.astralSymbol.get(cp) ?? -1);
   }
 
   idToPiece(id: number): string {
@@ -668,4 +621,108 @@ function collapseUnknownRuns(ids: number[], unkId: number, from: number): void {
     ids[w++] = ids[r];
   }
   ids.length = w;
+}
+
+/**
+ * Fills the merge table (every way of writing a mergeable piece as (symbol string) + (symbol string))
+ * and the table of adjacent-character pairs inside mergeable pieces, giving each character that is
+ * not a piece a pseudo-symbol (n, n + 1, ... in order of first occurrence) on the way. A module
+ * function rather than constructor code: it runs once per tokenizer, so it must get optimized
+ * (on-stack replacement) early, which a small function does much sooner than the whole constructor.
+ *
+ * A side that is one character is that character's symbol (the piece itself when the character is
+ * one); a longer side is looked up by the polynomial hashes of the piece's prefixes
+ * (pre[k] = text[s, s + k)) and suffixes (suf[k] = text[s + k, e)), each found in one pass, so no
+ * side is hashed on its own and nothing is allocated per piece.
+ *
+ * Character pairs: when a piece splits into two symbol strings l + r, its pairs are those of l, those
+ * of r and the one across the split; l and r are single characters or mergeable pieces, whose own
+ * pairs their own turn adds (by the same rule, on shorter pieces). So a piece with a split adds only
+ * that one pair, and only a piece without any split adds all of its pairs.
+ */
+function buildMerges(
+  t: PieceTable, pieceIds: PieceIndex, shadowed: Map<string, number>, bmp: Int32Array, astral: Map<number, number>,
+  extraSymbolChar: number[], maxLen: number, merges: PairTable, bigrams: PairTable,
+): void {
+  const text = t.text, start = t.start, types = t.types, n = t.size;
+  const B = PieceIndex.B;
+  const pre = new Int32Array(maxLen + 1), suf = new Int32Array(maxLen + 1);
+  const noSplit = new Int32Array(n + 1);
+  let nNoSplit = 0;
+  /** The symbol of character cp, a new pseudo-symbol if it has none yet. */
+  const symbol = (cp: number): number => {
+    let sym = cp < 0x10000 ? bmp[cp] : (astral.get(cp) ?? -1);
+    if (sym < 0) {
+      sym = n + extraSymbolChar.length;
+      extraSymbolChar.push(cp);
+      if (cp < 0x10000) bmp[cp] = sym;
+      else astral.set(cp, sym);
+    }
+    return sym;
+  };
+  for (let id = 0; id < n; id++) {
+    const ty = types[id];
+    if (!(ty === PieceType.NORMAL || ty === PieceType.USER_DEFINED || ty === PieceType.UNUSED)) continue;
+    const s = start[id], e = start[id + 1], len = e - s;
+    if (len < 2) continue;
+    let h = 0;
+    for (let k = 0; k < len; k++) pre[k + 1] = h = (Math.imul(h, B) + text.charCodeAt(s + k)) | 0;
+    h = 0;
+    for (let k = len - 1, pw = 1; k >= 0; k--, pw = Math.imul(pw, B)) suf[k] = h = (Math.imul(text.charCodeAt(s + k), pw) + h) | 0;
+    const first = cpAt(text, s, e);
+    let cpSym = symbol(first);
+    const firstSym = cpSym;
+    const firstEnd = s + (first > 0xffff ? 2 : 1);
+    let split = 0;
+    for (let j = firstEnd; j < e;) {
+      const next = cpAt(text, j, e);
+      const nw = next > 0xffff ? 2 : 1;
+      const nextSym = symbol(next);
+      const l = j === firstEnd ? firstSym : normalId(t, pieceIds, shadowed, pre[j - s], s, j);
+      if (l >= 0) {
+        const r = j + nw === e ? nextSym : normalId(t, pieceIds, shadowed, suf[j - s], j, e);
+        if (r >= 0) {
+          merges.set(l, r, id);
+          if (split === 0) bigrams.set(cpSym, nextSym, 1);
+          split = 1;
+        }
+      }
+      cpSym = nextSym;
+      j += nw;
+    }
+    // Recorded without a branch (see cpAt): the first piece without a split comes late.
+    noSplit[nNoSplit] = id;
+    nNoSplit += 1 - split;
+  }
+  for (let i = 0; i < nNoSplit; i++) {
+    const id = noSplit[i], e = start[id + 1];
+    for (let j = start[id], a = -1; j < e;) {
+      const cp = cpAt(text, j, e);
+      const b = symbol(cp);
+      if (a >= 0) bigrams.set(a, b, 1);
+      a = b;
+      j += cp > 0xffff ? 2 : 1;
+    }
+  }
+}
+
+/** The mergeable piece whose text is t.text[from, to) (PieceIndex.rawHash h), or -1. */
+function normalId(t: PieceTable, pieceIds: PieceIndex, shadowed: Map<string, number>, h: number, from: number, to: number): number {
+  const id = pieceIds.findHashed(h, t.text, from, to);
+  if (id >= 0 && isMergeable(t.types[id])) return id;
+  return shadowed.size ? (shadowed.get(t.text.slice(from, to)) ?? -1) : -1;
+}
+
+/**
+ * Code point at text[j], not pairing a surrogate across `end` (the end of its piece). Every test is
+ * evaluated on every call: the construction loops are optimized while they run (on-stack replacement),
+ * and a test first reached after that (the first surrogate, thousands of pieces in) would throw the
+ * optimized loop away for lack of type feedback.
+ */
+function cpAt(text: string, j: number, end: number): number {
+  const c = text.charCodeAt(j);
+  const d = text.charCodeAt(j + 1) | 0; // NaN past the end of the text -> 0
+  const high = (c & 0xfc00) === 0xd800, low = (d & 0xfc00) === 0xdc00, inside = j + 1 < end;
+  const pair = ((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000;
+  return high && low && inside ? pair : c;
 }
