@@ -204,7 +204,9 @@ export class Tokenizer {
       }
     }
     this.merges = new PairTable(2 * n);
-    this.bigrams = new PairTable(n);
+    // The distinct adjacent code-point pairs are few (3,279 in Llama-2's 32,000 pieces): sized for the
+    // vocabulary it held 768 KiB, mostly empty; it grows if a vocabulary needs more.
+    this.bigrams = new PairTable(4096);
     buildMerges(t, this.pieceIds, this.shadowed, bmp, this.astralSymbol, this.extraSymbolChar, maxLen, this.merges, this.bigrams);
   }
 
