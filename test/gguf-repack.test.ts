@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockDType, Weight } from '../src/backends/backend.js';
-import { Q4_0_BYTES, Q8_0_BYTES, q8_0Regroupable, repackQ4_0, repackQ8_0, unpackQ4_0, unpackQ8_0, unpackQ8_0Blocks } from '../src/backends/gguf-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ4_0, unpackQ8_0, unpackQ8_0Blocks } from '../src/backends/gguf-repack.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { blockRowToF32, weightRowToF32 } from '../src/backends/weight-format.js';
@@ -68,8 +68,12 @@ for (const dtype of ['q8_0', 'q4_0'] as const) {
         assert.deepEqual(row, stored.subarray(r * nb * Q8_0_BYTES, (r + 1) * nb * Q8_0_BYTES), `row ${r}`);
       }
       assert.throws(() => unpackQ8_0Blocks(out.subarray(0, cols - 1), out.subarray(rows * cols, rows * cols + 2 * nb), row, nb), RangeError);
-      assert.equal(q8_0Regroupable(stored, rows * nb), false);
-      assert.equal(q8_0Regroupable(oddBlocks(rng, dtype, rows, cols, FINITE), rows * nb), true);
+      // the halves as regrouped: an infinite or NaN d among SPECIAL's (bit 1), none among FINITE's
+      const halvesOf = (g: Uint8Array) => new Uint16Array(g.slice(32 * rows * nb).buffer);
+      assert.equal(q8_0HalfBits(halvesOf(out)), 3);
+      const finite = new Uint8Array(stored.length);
+      repackQ8_0(oddBlocks(rng, dtype, rows, cols, FINITE), finite, rows * nb);
+      assert.equal(q8_0HalfBits(halvesOf(finite)), 2);
     }
     const w: Weight = { dtype, rows, cols, data: out, layout: dtype === 'q8_0' ? 'q8_0_r' : 'q4_0_r' };
     const a = new Float32Array(cols), b = new Float32Array(cols);

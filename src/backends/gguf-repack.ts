@@ -87,13 +87,19 @@ export function unpackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: n
 }
 
 /**
- * Whether nb stored Q8_0 blocks may be regrouped: no d is an infinity or a NaN. q8's kernels widen
- * such a half to a finite number (as they never meet one in a q8 weight), where the stored blocks'
- * exact decoder gives ±∞ or NaN; a weight holding one stays as stored, on the Q8_0 kernels.
+ * What Q8_0's halves are, as blocks.as repackQ8_0InPlace reports while it regroups: bit 1, one is an
+ * infinity or a NaN (q8's kernels widen such a half to a finite number, where the stored blocks'
+ * exact decoder gives ±∞ or NaN, so the weight stays as stored, on the Q8_0 kernels); bit 2, one is
+ * not a positive normal half (the GEMVs' integer-add widening, gemv.as q8Scales4, needs those).
  */
-export function q8_0Regroupable(stored: Uint8Array, nb: number): boolean {
-  for (let b = 0; b < nb; b++) if ((stored[b * 34 + 1] & 0x7c) === 0x7c) return false;
-  return true;
+export function q8_0HalfBits(hs: Uint16Array): number {
+  let bits = 0;
+  for (let i = 0; i < hs.length; i++) {
+    const h = hs[i];
+    if (h >= 0x0400 && h < 0x7c00) continue;
+    bits |= 2 | ((h & 0x7c00) === 0x7c00 ? 1 : 0);
+  }
+  return bits;
 }
 
 /** Whether every half in hs is a positive normal one, which the GEMVs widen by an integer add (gemv.as q8Scales4). */

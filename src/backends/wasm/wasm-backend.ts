@@ -11,7 +11,7 @@
 import type { AdamWStep, Backend, LossSums, MatmulLayout, MatmulPrecision, RopeTables, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
-import { Q4_0_BYTES, Q8_0_BYTES, halvesPositiveNormal, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, halvesPositiveNormal, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -107,17 +107,6 @@ function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
     for (let j = b * QBLOCK; j < (b + 1) * QBLOCK; j++) if (q[j] !== 0) return false;
   }
   return true;
-}
-
-/** repackQ8_0InPlace's bits for halves regrouped on the host: 1, an infinity or a NaN; 2, one that is not a positive normal half. */
-function q8HalfBits(hs: Uint16Array): number {
-  let bits = 0;
-  for (let i = 0; i < hs.length; i++) {
-    const h = hs[i];
-    if (h >= 0x0400 && h < 0x7c00) continue;
-    bits |= 2 | ((h & 0x7c00) === 0x7c00 ? 1 : 0);
-  }
-  return bits;
 }
 
 /** train_ops.as OP_TOUCH. */
@@ -690,7 +679,7 @@ export class WasmBackend implements Backend {
     const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
     if (q8) {
       const hs = halves(off + n);
-      if (halfBits < 0) { halfBits = this.loadedBits.get(w) ?? q8HalfBits(hs); this.loadedBits.delete(w); }
+      if (halfBits < 0) { halfBits = this.loadedBits.get(w) ?? q8_0HalfBits(hs); this.loadedBits.delete(w); }
       if (wasStored && halfBits & 1) {
         // an infinite or NaN d (rare: checked after the regrouping, which reads every half anyway):
         // the stored blocks back, or the copy dropped
