@@ -14,11 +14,13 @@ import type { AdamWStep, LossSums } from '../backend.js';
 import type { WasmBackend } from './wasm-backend.js';
 import { dropoutThreshold, dropoutValues, lowbias32 } from '../dropout.js';
 
-// Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as.
-const OP = {
+// Operation codes and constants of src/backends/wasm/kernels/train_ops.as / train_gemm.as
+// (TOUCH and SCATTER serve wasm-backend.ts's loading, not training).
+export const OP = {
   GEMM: 1, RMS_FWD: 2, RMS_BWD: 3, REDUCE: 4, QKROPE_FWD: 5, QKROPE_BWD: 6, ATTN_FWD: 7, ATTN_BWD: 8,
   SWIGLU_FWD: 9, SWIGLU_BWD: 10, SILU_FWD: 11, SILU_BWD: 12, EMBED_FWD: 13, EMBED_BWD: 14, CE: 15,
   ADAMW: 17, SUMSQ: 18, SCALE: 19, FILL: 20, COPY: 21, MULCOLS: 22, COLDOT: 23, DROPMASK: 24, DORASCALE: 25,
+  TOUCH: 26, SCATTER: 27,
 } as const;
 const TMT = 240, TNT = 256;          // GEMM tile (rows, columns)
 const RB = 16;                       // rows per partial-sum block

@@ -23,7 +23,7 @@ import { Shard, shardError } from './shard.js';
 import { ARENA_BASE, ARGS_OFFSET } from './sync.js';
 import { Wasm, type WasmModule } from './wasm-api.js';
 import type { HeldBf16, NativeGemm } from '../native-gemm.js';
-import { SUMSQ_BLOCK, WasmTrainOps } from './train-ops.js';
+import { OP, SUMSQ_BLOCK, WasmTrainOps } from './train-ops.js';
 import { blockedSumSquares, tensorList } from '../block-sums.js';
 
 export interface WasmBackendOptions {
@@ -109,10 +109,6 @@ function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
   return true;
 }
 
-/** train_ops.as OP_TOUCH. */
-const TOUCH_OP = 26;
-/** train_ops.as OP_SCATTER. */
-const SCATTER_OP = 27;
 /**
  * Bytes loadStored reads at a time, put in place by all threads: small enough to stay in cache
  * between the read and the scatter, large enough that a fork/join per piece costs little.
@@ -410,7 +406,7 @@ export class WasmBackend implements Backend {
         const len = Math.min(step, bytes - at), next = at + len, nlen = Math.min(step, bytes - next);
         this.begin(shard);
         const a = this.cur.ai;
-        a[0] = SCATTER_OP; a[1] = stage[i];
+        a[0] = OP.SCATTER; a[1] = stage[i];
         if (q8) {
           const b0 = at / Q8_0_BYTES;
           a[2] = len / Q8_0_BYTES; a[3] = 1; a[4] = off + b0 * QBLOCK; a[5] = off + n + b0 * 2; a[6] = bitsAt;
@@ -453,7 +449,7 @@ export class WasmBackend implements Backend {
     if (this.threads === 1 || bytes < PREFAULT_MIN_BYTES) return;
     this.begin(shard);
     const a = this.cur.ai;
-    a[0] = TOUCH_OP; a[1] = off; a[2] = bytes;
+    a[0] = OP.TOUCH; a[1] = off; a[2] = bytes;
     // a first touch of a page costs about as much as a few thousand stores; chunks of 1 MiB (256
     // faults, well under a millisecond), so a thread descheduled on a shared machine holds up the
     // join by little
