@@ -23,6 +23,7 @@ import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ModelType, PieceType, type CompactSentencePieceModel, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
 import { PieceTable } from '../tokenizer/piece-table.js';
+import { pyLen } from '../core/pystr.js';
 
 /** One GGUF tensor that holds (part of) an HF tensor: rows [row0, row0 + rows) of it. */
 export interface GGUFPart {
@@ -155,7 +156,7 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
     start[i + 1] = start[i] + t.length;
     pieceScores[i] = Number(scores[i]);
     pieceTypes[i] = type;
-    if (t.length > maxLen) maxLen = Math.max(maxLen, codePoints(t));
+    if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
   }
   const table = new PieceTable((tokens as string[]).join(''), start, pieceScores, pieceTypes);
   const idMeta = (key: string, dflt: number): number => {
@@ -187,17 +188,6 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
       removeExtraWhitespaces: false, escapeWhitespaces: true,
     },
   };
-}
-
-/** Length of `s` in code points (as [...s].length), without the array. */
-function codePoints(s: string): number {
-  let cps = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    const prev = i > 0 ? s.charCodeAt(i - 1) : 0;
-    if (!(c >= 0xdc00 && c <= 0xdfff && prev >= 0xd800 && prev <= 0xdbff)) cps++;
-  }
-  return cps;
 }
 
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
