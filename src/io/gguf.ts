@@ -308,16 +308,17 @@ class FileCursor {
     if (this.pos + n > this.size) throw new OpenELMError('gguf', `${this.file} is truncated: ${n} bytes needed at offset ${this.pos}, the file has ${this.size}`);
     this.pos += n;
   }
-  /** n values of a fixed-size numeric type, read from the buffer in one pass (a tokenizer's scores and token types). */
-  numbers(t: GGUFType, n: number, size: number): number[] | null {
-    if (n * size > 1 << 26) return null;
-    const o = this.at(n * size), b = this.buf, out: number[] = new Array(n);
-    switch (t) {
-      case GGUFType.FLOAT32: for (let j = 0; j < n; j++) out[j] = b.readFloatLE(o + 4 * j); return out;
-      case GGUFType.INT32: for (let j = 0; j < n; j++) out[j] = b.readInt32LE(o + 4 * j); return out;
-      case GGUFType.UINT32: for (let j = 0; j < n; j++) out[j] = b.readUInt32LE(o + 4 * j); return out;
-      default: this.pos -= n * size; return null;
-    }
+  /**
+   * n f32, i32 or u32 values read from the buffer in one pass (a tokenizer's scores and token types);
+   * null for another type, or more than 64 MiB of them, which readScalar reads one by one.
+   */
+  numbers(t: GGUFType, n: number): number[] | null {
+    if ((t !== GGUFType.FLOAT32 && t !== GGUFType.INT32 && t !== GGUFType.UINT32) || 4 * n > 1 << 26) return null;
+    const o = this.at(4 * n), b = this.buf, out: number[] = new Array(n);
+    if (t === GGUFType.FLOAT32) for (let j = 0; j < n; j++) out[j] = b.readFloatLE(o + 4 * j);
+    else if (t === GGUFType.INT32) for (let j = 0; j < n; j++) out[j] = b.readInt32LE(o + 4 * j);
+    else for (let j = 0; j < n; j++) out[j] = b.readUInt32LE(o + 4 * j);
+    return out;
   }
 }
 
@@ -371,8 +372,7 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
           skipped.push(key);
           continue;
         }
-        const elem = it === GGUFType.FLOAT32 || it === GGUFType.INT32 || it === GGUFType.UINT32 ? 4 : 0;
-        let arr: GGUFScalar[] | null = elem ? c.numbers(it, n, elem) : null;
+        let arr: GGUFScalar[] | null = c.numbers(it, n);
         if (!arr) {
           arr = new Array(n);
           for (let j = 0; j < n; j++) arr[j] = readScalar(c, it, file);
