@@ -24,7 +24,7 @@ import { weightsBytes } from '../src/model/openelm.js';
 import { kvValuesPerToken } from '../src/model/config.js';
 import type { LoadDType } from '../src/model/load.js';
 import { WasmBackend, createBackend } from '../src/backends/index.js';
-import '../src/platform/node.js';
+import { peakRssKb } from '../src/platform/node.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { readModelConfig } from '../src/io/model-folder.js';
 import { parameterCount } from '../src/model/config.js';
@@ -47,7 +47,7 @@ const { values: args } = parseArgs({
 });
 if (!args.model) throw new Error('--model DIR is required (a folder from tools/big_models.py)');
 const gb = (bytes: number) => +(bytes / 1e9).toFixed(3);
-const peakRss = () => process.resourceUsage().maxRSS * 1024;
+const peakRss = () => peakRssKb() * 1024;
 if (args.train) {
   await train(args.model);
   process.exit(0);
@@ -77,7 +77,7 @@ for (let i = 0; i < n; i++) {
 const decodeS = (performance.now() - t1) / 1000;
 const weights = weightsBytes(m.model.weights);
 const kv = kvValuesPerToken(m.config) * cache.capacity * 4;
-const peak = process.resourceUsage().maxRSS * 1024;
+const peak = peakRssKb() * 1024;
 console.log(JSON.stringify({
   model: args.model, dtype: m.model.weights.layers[0].qkv.dtype, engine: m.backend.describe(),
   memory: m.backend.memory(), load_s: +loadS.toFixed(1),

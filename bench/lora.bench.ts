@@ -16,7 +16,7 @@ import { paramLayout } from '../src/model/layout.js';
 import { Rng } from '../src/core/rng.js';
 import { TrainableModel } from '../src/model/trainable.js';
 import { createBackend, type NativeMode } from '../src/backends/index.js';
-import '../src/platform/node.js';
+import { peakRssKb } from '../src/platform/node.js';
 import { AdamW } from '../src/train/adamw.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     adapter: settings, base_dtype: baseDtype, batch: B, seq: T, steps, warmup, kernels: backend.name, threads: backend.threads, native: backend.library,
     tokens_per_s: +(n * steps / total).toFixed(2), seconds_per_step: times.map((t) => +t.toFixed(3)),
     wasm_mb: backend.name === 'wasm' ? Math.round(backend.memory().reserved / 2 ** 20) : 0,
-    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), last_loss: +loss.toFixed(4),
+    peak_rss_mb: Math.round(peakRssKb() / 1024), last_loss: +loss.toFixed(4),
     loadavg: os.loadavg().map((x) => +x.toFixed(2)), node: process.version,
   }));
   opt.dispose();

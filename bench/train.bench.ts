@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { MATMUL_PRECISIONS, type Backend, type MatmulPrecision } from '../src/backends/backend.js';
 import { AdamW } from '../src/train/adamw.js';
 import { createBackend, type NativeMode } from '../src/backends/index.js';
-import '../src/platform/node.js';
+import { peakRssKb } from '../src/platform/node.js';
 import { clipGradNorm } from '../src/train/clip.js';
 import { cosineSchedule } from '../src/train/schedule.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
@@ -145,7 +145,7 @@ async function run(name: string, steps: number, warmup: number, recompute: boole
     native: backend.library,
     moments_in_wasm: opt.onBackend,
     wasm_mb: backend.name === 'wasm' ? Math.round(backend.memory().reserved / 2 ** 20) : 0,
-    rss_mb: Math.round(mem.rss / 2 ** 20), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), last_loss: +loss.toFixed(4),
+    rss_mb: Math.round(mem.rss / 2 ** 20), peak_rss_mb: Math.round(peakRssKb() / 1024), last_loss: +loss.toFixed(4),
     loadavg: os.loadavg().map((x) => +x.toFixed(2)),
     pytorch_cpu_fp32_2threads_tokens_per_s: spec.pytorchTokS,
     node: process.version,

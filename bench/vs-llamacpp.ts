@@ -40,6 +40,7 @@ import { saveModel } from '../src/io/model-folder.js';
 import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { readGGUF } from '../src/io/gguf.js';
 import { nativeBlas } from '../src/platform/node-native.js';
+import { peakRssKb } from '../src/platform/node.js';
 import { llamaBench } from './llama-bench.js';
 import { readRateChild } from './read-rate.js';
 
@@ -78,7 +79,7 @@ async function llamaWorker(file: string, promptTokens: number, genTokens: number
   const t = await run();
   const out: Side = {
     prefill_tok_s: promptTokens / (t.prefill / 1000), decode_tok_s: genTokens / (t.decode / 1000),
-    rss_mb: process.resourceUsage().maxRSS / 1024, load_ms: loadMs, threads: ctx.currentThreads,
+    rss_mb: peakRssKb() / 1024, load_ms: loadMs, threads: ctx.currentThreads,
     llama_cpp: llama.llamaCppRelease.release, kv_cache: 'f16 (default)',
   };
   await ctx.dispose(); await model.dispose(); await llama.dispose();

@@ -2,6 +2,7 @@
 // WebGPU through Dawn, and V8's relaxed-SIMD flag. Importing this module registers it (the library
 // entry and the CLI do).
 
+import fs from 'node:fs';
 import os from 'node:os';
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
@@ -28,6 +29,19 @@ function spawnKernelWorker(init: KernelWorkerInit): KernelWorkerHandle {
     unref: () => { w.unref(); },
     terminate: () => { void w.terminate(); },
   };
+}
+
+/**
+ * This process's peak RSS in KiB: VmHWM (Linux), the high-water mark of this program's own memory.
+ * getrusage's maxRSS (the fallback elsewhere) survives exec on Linux, so a program started by a
+ * large process (spawnSync from a benchmark holding a model) would report that process's RSS instead.
+ */
+export function peakRssKb(): number {
+  try {
+    const m = /^VmHWM:\s*(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]);
+  } catch { /* not Linux */ }
+  return process.resourceUsage().maxRSS;
 }
 
 export const nodePlatform: Platform = {

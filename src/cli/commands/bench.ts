@@ -4,9 +4,9 @@
 // shape comes first (JIT, buffer growth, thread start-up). Also reports peak RSS (and a GPU
 // backend's device memory) and the tokenizer's encoding throughput on a built-in English text.
 
-import * as fs from 'node:fs';
 import type { CommandSpec, ParsedFlags } from '../args.js';
 import { get } from '../args.js';
+import { peakRssKb } from '../../platform/node.js';
 import { JSON_FLAG, MODEL_FLAGS, loadFromFlags, printJson, resolveModelDir } from '../common.js';
 import { OpenELMError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
@@ -122,19 +122,6 @@ export function englishText(bytes: number, seed = 1): string {
     n += s.length;
   }
   return parts.join('');
-}
-
-/**
- * This process's peak RSS in KiB: VmHWM (Linux), the high-water mark of this program's own memory.
- * getrusage's maxRSS (the fallback elsewhere) survives exec on Linux, so a bench started by a large
- * process (spawnSync from a benchmark holding a model) would report that process's RSS instead.
- */
-function peakRssKb(): number {
-  try {
-    const m = /^VmHWM:\s*(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-    if (m) return Number(m[1]);
-  } catch { /* not Linux */ }
-  return process.resourceUsage().maxRSS;
 }
 
 export async function run(flags: ParsedFlags): Promise<number> {
