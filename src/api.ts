@@ -107,8 +107,14 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   const dir = await resolveModelSource(source, opts);
   opts.signal?.throwIfAborted();
   const owned = typeof opts.backend !== 'object';
-  const backend = typeof opts.backend === 'object' ? opts.backend : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native, exactBlocks: opts.exactBlocks });
+  // The worker threads start while the tokenizer is built (lateWorkers; the sync() below waits for
+  // them): each takes tens of ms, during which this thread would otherwise wait.
+  const backend = typeof opts.backend === 'object' ? opts.backend
+    : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native, exactBlocks: opts.exactBlocks, lateWorkers: true });
   try {
+    const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
+      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : modelTokenizer(dir);
+    opts.signal?.throwIfAborted();
     const t0 = performance.now();
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
     const resolved = wanted.map((a) => (typeof a === 'string' ? resolveModelFolder(a, opts.onWarning) : a));
@@ -138,14 +144,12 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     }
     const loadMs = performance.now() - t0;
     opts.signal?.throwIfAborted();
-    const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
-      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : modelTokenizer(dir);
     const chatTemplate = opts.chatTemplate !== undefined && typeof opts.chatTemplate === 'object'
       ? opts.chatTemplate : resolveChatTemplate({ file: opts.chatTemplate, adapterDirs, modelDir: dir });
     const nameOrPath = typeof model.config.hf._name_or_path === 'string' ? model.config.hf._name_or_path : '';
     const isInstruct = isInstructName(source, dir, nameOrPath);
-    // weights past one wasm memory start more memories, whose worker threads start asynchronously:
-    // let them, so decoding never runs those layers on one thread
+    // the worker threads (and those of the memories that weights past one wasm memory start) start
+    // asynchronously: let them, so decoding never runs on fewer threads
     await backend.sync();
     return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs, adapters });
   } catch (e) {

@@ -794,6 +794,69 @@ test('workers never keep the process alive, even without dispose()', () => {
   assert.equal(r.stdout.trim(), '2');
 });
 
+test('lateWorkers: kernel calls run before the workers are up, with the same results; sync() waits for them', async () => {
+  const { nodePlatform } = await import('../src/platform/node.js');
+  const { WasmBackend } = await import('../src/backends/wasm/wasm-backend.js');
+  const n = 1 << 16, rng = new Rng(7);
+  const a = randn(rng, n), b = randn(rng, n);
+  const sums: Float32Array[] = [];
+  for (const lateWorkers of [false, true]) {
+    const be = await WasmBackend.create({ threads: 2, parallelThreshold: 0, spawnWorker: nodePlatform.spawnKernelWorker, lateWorkers });
+    try {
+      // at once, whether a worker runs yet or not
+      const x = A(be, n), y = A(be, n);
+      x.set(a); y.set(b);
+      be.add(x, y, n);
+      sums.push(x.slice());
+      await be.sync();
+      // and once they all run, they take chunks
+      for (let i = 0; i < 200 && be.callStats().workerChunks === 0; i++) { be.add(x, y, n); await new Promise((r) => setTimeout(r, 1)); }
+      assert.ok(be.callStats().workerChunks > 0, 'a worker took chunks after sync()');
+    } finally { be.dispose(); }
+  }
+  assert.deepEqual(sums[1], sums[0]);
+});
+
+test('lateWorkers: a worker that cannot start leaves the backend running on this thread, and sync() says why', async () => {
+  const { WasmBackend } = await import('../src/backends/wasm/wasm-backend.js');
+  const spawnWorker = () => ({
+    onMessage: () => {}, onError: () => {}, unref: () => {}, terminate: () => {},
+    onExit: (cb: (code: number) => void) => { setTimeout(() => cb(1), 0); },
+  });
+  const be = await WasmBackend.create({ threads: 2, parallelThreshold: 0, spawnWorker, lateWorkers: true });
+  try {
+    const x = A(be, 4096);
+    x.fill(1);
+    be.add(x, x, 4096);
+    assert.equal(x[4095], 2);
+    await assert.rejects(be.sync(), (e: unknown) => e instanceof OpenELMError && /cannot start wasm kernel workers: worker exited with code 1/.test(e.message));
+    // still refused later, and calls still run
+    await assert.rejects(be.sync(), OpenELMError);
+    be.add(x, x, 4096);
+    assert.equal(x[0], 4);
+  } finally { be.dispose(); }
+  // without lateWorkers, create() itself refuses
+  await assert.rejects(WasmBackend.create({ threads: 2, spawnWorker }), (e: unknown) => e instanceof OpenELMError && /cannot start wasm kernel workers/.test(e.message));
+});
+
+test('lateWorkers: disposed before the workers are up, nothing is reported and the process exits', () => {
+  const url = new URL('../src/backends/wasm/wasm-backend.js', import.meta.url).href;
+  const platform = new URL('../src/platform/node.js', import.meta.url).href;
+  const code = `const { WasmBackend } = await import(${JSON.stringify(url)});
+    const { nodePlatform } = await import(${JSON.stringify(platform)});
+    process.on('unhandledRejection', (e) => { console.log('unhandled', e); process.exitCode = 3; });
+    const be = await WasmBackend.create({ threads: 2, parallelThreshold: 0, spawnWorker: nodePlatform.spawnKernelWorker, lateWorkers: true });
+    be.dispose();
+    await be.sync();
+    const be2 = await WasmBackend.create({ threads: 2, parallelThreshold: 0, spawnWorker: nodePlatform.spawnKernelWorker, lateWorkers: true });
+    const x = be2.alloc(4096); x.fill(1); be2.add(x, x, 4096);
+    console.log(x[4095]);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 30000 });
+  assert.equal(r.error, undefined, 'the child process exited by itself');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.equal(r.stdout.trim(), '2');
+});
+
 test('the embedded kernels match their AssemblyScript sources', () => {
   const out = execFileSync(process.execPath, [join(repoRoot, 'scripts', 'build-wasm.mjs'), '--check'], { encoding: 'utf8', cwd: repoRoot });
   assert.match(out, /matches/);

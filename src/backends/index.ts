@@ -23,6 +23,8 @@ export interface BackendOptions {
   gpuLimits?: GpuLimits;
   /** wasm: block weights with exact f32 products instead of int8 activations, decode and prompts (WasmBackendOptions.exactBlocks). */
   exactBlocks?: boolean;
+  /** wasm: return before the worker threads are up; sync() waits for them (WasmBackendOptions.lateWorkers). */
+  lateWorkers?: boolean;
 }
 
 /** A backend other modules add (e.g. WebGPU): `make` creates it; `preferred` says whether `auto` should pick it here. */
@@ -74,7 +76,7 @@ async function makeWasm(opts: BackendOptions): Promise<Backend> {
   if (!native && mode === 'on') throw new OpenELMError('backend', `native GEMM requested but this platform (${pf.name}) has none`);
   // the weights may spread over several wasm memories; what the machine has bounds them together
   const memoryLimit = pf.memory ? pf.memory().available : Infinity;
-  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native, memoryLimit, exactBlocks: opts.exactBlocks });
+  return WasmBackend.create({ threads: pf.spawnKernelWorker ? threads : 1, spawnWorker: pf.spawnKernelWorker, native, memoryLimit, exactBlocks: opts.exactBlocks, lateWorkers: opts.lateWorkers });
 }
 
 export { JsBackend } from './js/js-backend.js';

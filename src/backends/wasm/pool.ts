@@ -85,14 +85,33 @@ export class ThreadPool {
    */
   static async create(threads: number, module: WasmModule, memories: WasmMemory[],
     instances: WasmInstance[], relaxed: boolean, spawn?: SpawnKernelWorker): Promise<ThreadPool> {
+    const { pool, ready } = ThreadPool.start(threads, module, memories, instances, relaxed, spawn);
+    try {
+      await ready;
+    } catch (e) {
+      pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  /**
+   * create() without waiting for the workers: the pool runs calls at once, a job's chunks going to
+   * the threads that are up (this one at least; a worker that comes up later joins the next job,
+   * or the one open, by claiming chunks). `ready` resolves once every worker runs (or the pool was
+   * closed first) and rejects with the reason one could not start; the pool then stays usable on
+   * the threads that did, and closing it is the caller's choice.
+   */
+  static start(threads: number, module: WasmModule, memories: WasmMemory[],
+    instances: WasmInstance[], relaxed: boolean, spawn?: SpawnKernelWorker): { pool: ThreadPool; ready: Promise<void> } {
+    if (threads > 1 && !spawn) throw new OpenELMError('usage', 'more than one wasm thread needs a way to start workers');
     const ctlOffset = CTL_OFFSET + (generation++ % CTL_BLOCKS) * CTL_SLOTS * 4;
     const pool = new ThreadPool(threads, memories, instances, ctlOffset);
-    const ready: Promise<void>[] = [];
+    const started: Promise<void>[] = [];
     for (let tid = 1; tid < threads; tid++) {
-      if (!spawn) throw new OpenELMError('usage', 'more than one wasm thread needs a way to start workers');
-      const w = spawn({ module, memories, ctlOffset, tid, relaxed });
+      const w = spawn!({ module, memories, ctlOffset, tid, relaxed });
       pool.workers.push(w);
-      ready.push(new Promise<void>((resolve, reject) => {
+      started.push(new Promise<void>((resolve, reject) => {
         w.onMessage((m) => {
           if (m.ready) resolve();
           if (m.error) pool.lastError = m.error;
@@ -101,15 +120,15 @@ export class ThreadPool {
         w.onExit((code) => reject(new Error(`worker exited with code ${code}`)));
       }));
     }
-    try {
-      await Promise.all(ready);
-    } catch (e) {
-      pool.close();
+    const ready = Promise.all(started).then(() => {
+      // A forgotten dispose() must not keep a CLI alive: workers never hold the event loop.
+      for (const w of pool.workers) w.unref();
+    }, (e: unknown) => {
+      // close() terminates the workers: one that had not started yet reports that, not a failure
+      if (pool.closed) return;
       throw new OpenELMError('wasm', `cannot start wasm kernel workers: ${(e as Error).message}`);
-    }
-    // A forgotten dispose() must not keep a CLI alive: workers never hold the event loop.
-    for (const w of pool.workers) w.unref();
-    return pool;
+    });
+    return { pool, ready };
   }
 
   /**

@@ -55,6 +55,13 @@ export interface WasmBackendOptions {
    * for these types, several times faster kernels. Sets blockInt8 false.
    */
   exactBlocks?: boolean;
+  /**
+   * Return once the kernels are compiled, with the worker threads still starting (Node takes tens of
+   * ms a thread): kernel calls meanwhile run on the threads that are up, this one at least, and
+   * sync() waits for the rest (and throws if one could not start). Lets a caller do its own work,
+   * e.g. build a tokenizer, while they start. Default false: create() waits for them.
+   */
+  lateWorkers?: boolean;
 }
 
 /** Where a weight's storage lives in the wasm memories (set by prepareWeight). */
@@ -154,6 +161,8 @@ export class WasmBackend implements Backend {
   private pool: ThreadPool;
   /** A pool being started that knows every shard (set while one is pending). */
   private respawn: Promise<void> | null = null;
+  /** The first pool's workers starting (lateWorkers), with the error that stopped one if any. */
+  private starting: Promise<unknown> | null = null;
   private readonly counts: PoolCounts = noCounts();
   private copyBack: { dst: Float32Array; off: number; n: number }[] = [];
   private disposed = false;
@@ -206,9 +215,17 @@ export class WasmBackend implements Backend {
     const { module, relaxed } = await loadKernels({ relaxed: opts.relaxedSimd ?? true });
     const arena = new SharedArena(ARENA_BASE, 16 << 20, shardBytes);
     const instance = await Wasm!.instantiate(module, { env: { memory: arena.memory } });
-    const pool = await ThreadPool.create(threads, module, [arena.memory], [instance], relaxed, opts.spawnWorker);
-    return new WasmBackend(threads, relaxed, new Shard(0, arena, instance), pool, opts.parallelThreshold ?? 131072, opts.native ?? null,
+    if (!opts.lateWorkers) {
+      const pool = await ThreadPool.create(threads, module, [arena.memory], [instance], relaxed, opts.spawnWorker);
+      return new WasmBackend(threads, relaxed, new Shard(0, arena, instance), pool, opts.parallelThreshold ?? 131072, opts.native ?? null,
+        module, opts.spawnWorker, shardBytes, opts.memoryLimit ?? Infinity).applyOptions(opts);
+    }
+    const { pool, ready } = ThreadPool.start(threads, module, [arena.memory], [instance], relaxed, opts.spawnWorker);
+    const b = new WasmBackend(threads, relaxed, new Shard(0, arena, instance), pool, opts.parallelThreshold ?? 131072, opts.native ?? null,
       module, opts.spawnWorker, shardBytes, opts.memoryLimit ?? Infinity).applyOptions(opts);
+    // kept as a value, not a rejection, until sync() reports it (no unhandled rejection meanwhile)
+    b.starting = ready.then(() => null, (e: unknown) => e);
+    return b;
   }
 
   get library(): string | null { return this.native?.library ?? null; }
@@ -344,8 +361,16 @@ export class WasmBackend implements Backend {
     for (let i = 0; i < rows.length; i++) d.set(s.subarray(i * width, i * width + width), rows[i] * width);
   }
 
-  /** Resolves once the worker threads have every memory (after a new shard was started). */
+  /**
+   * Resolves once the worker threads run (lateWorkers) and have every memory (after a new shard was
+   * started); throws if a worker could not start.
+   */
   async sync(): Promise<void> {
+    if (this.starting) {
+      const err = await this.starting;
+      if (err) throw err;
+      this.starting = null;
+    }
     while (this.respawn) await this.respawn;
   }
 
