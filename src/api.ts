@@ -19,7 +19,7 @@ import { validateDType, type LoadDType } from './model/load.js';
 import { loadModelFolder, readModelConfig } from './io/model-folder.js';
 import { gpuLoadFailure } from './model/device-fit.js';
 import { freeWeights } from './model/openelm.js';
-import { modelTokenizer } from './formats/source.js';
+import { isGGUFFile, modelTokenizer, openModelSource, type ModelSource } from './formats/source.js';
 import { readPeftAdapter } from './io/peft-folder.js';
 import type { Adapter } from './adapters/adapter.js';
 import { RuntimeAdapter } from './model/runtime-adapter.js';
@@ -111,16 +111,20 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
   // them): each takes tens of ms, during which this thread would otherwise wait.
   const backend = typeof opts.backend === 'object' ? opts.backend
     : await createBackend(opts.backend ?? 'auto', { threads: opts.threads, native: opts.native, exactBlocks: opts.exactBlocks, lateWorkers: true });
+  // A GGUF's header is read once, with its vocabulary, for the tokenizer and the weights.
+  let gguf: ModelSource | null = null;
   try {
+    if (opts.tokenizer === undefined && isGGUFFile(dir)) gguf = openModelSource(dir, { allow: ['gguf'], vocabulary: true });
     const tokenizer = opts.tokenizer instanceof Tokenizer ? opts.tokenizer
-      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : modelTokenizer(dir);
+      : opts.tokenizer !== undefined ? tokenizerFromFile(opts.tokenizer) : gguf?.tokenizer ? gguf.tokenizer() : modelTokenizer(dir);
     opts.signal?.throwIfAborted();
     const t0 = performance.now();
     const wanted = opts.adapter === undefined ? [] : Array.isArray(opts.adapter) ? opts.adapter as readonly (string | Adapter)[] : [opts.adapter as string | Adapter];
     const resolved = wanted.map((a) => (typeof a === 'string' ? resolveModelFolder(a, opts.onWarning) : a));
     const adapterDirs = resolved.filter((a): a is string => typeof a === 'string');
     const adapter = resolved.length ? resolved.map((a) => (typeof a === 'string' ? readPeftAdapter(a, readModelConfig(dir)) : a)) : undefined;
-    const model = loadModelFolder(dir, { dtype, backend, adapter });
+    const model = loadModelFolder(dir, { dtype, backend, adapter, source: gguf ?? undefined });
+    gguf?.close();
     const adapters = new Map<string, RuntimeAdapter>();
     try {
       for (const [name, a] of Object.entries(opts.adapters ?? {})) {
@@ -153,6 +157,7 @@ export async function loadModel(source: string, opts: LoadModelOptions = {}): Pr
     await backend.sync();
     return new LoadedModel({ dir, model, tokenizer, chatTemplate, isInstruct, backend, ownsBackend: owned, loadMs, adapters });
   } catch (e) {
+    gguf?.close();
     if (owned) backend.dispose();
     throw e;
   }

@@ -193,6 +193,22 @@ test('loadModel takes a GGUF file: its config, its own tokenizer, its weights as
   } finally { m2.dispose(); }
 });
 
+test('loadModel reads a GGUF header once for tokenizer and weights: the same ids and logits as reading it twice', async () => {
+  for (const name of ['k256-q5_k_m.gguf', 'k256-q4_k_m.gguf']) {
+    const file = fix(name);
+    const m = await loadModel(file, { backend: 'wasm', threads: 2 });
+    const src = GGUFModel.open(file, { vocabulary: false });
+    const be = await WasmBackend.create({ threads: 1 });
+    try {
+      const tok = GGUFModel.open(file).tokenizer();
+      const ids = tok.encode(TEXT, { bos: true }).slice(0, 40);
+      assert.deepEqual(m.encode(TEXT).slice(0, 40), ids);
+      const ref = modelFromSource(src, src.config, be, 'auto');
+      assert.deepEqual(await m.model.logitsAll(ids), await ref.logitsAll(ids), name);
+    } finally { m.dispose(); src.close(); be.dispose(); }
+  }
+});
+
 test('CLI: perplexity, generate, info, tokenize and bench take --model FILE.gguf', () => {
   const file = fix('k256-q4_k_m-mixed.gguf');
   const text = path.join(tmp, 'text.txt');

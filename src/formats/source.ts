@@ -32,6 +32,9 @@ export interface ModelSource {
 
 const isFile = (p: string) => { try { return fs.statSync(p).isFile(); } catch { return false; } };
 
+/** Whether `location` is a GGUF file. */
+export const isGGUFFile = (location: string): boolean => isFile(location) && detectFormat(location) === 'gguf';
+
 /** Which format `location` holds (by its contents, not only its name). */
 export function detectFormat(location: string): ModelFormat {
   let st: fs.Stats;
@@ -71,6 +74,8 @@ export interface OpenSourceOptions {
   config?: string;
   /** Formats the caller can use; others are refused naming the format. */
   allow?: ModelFormat[];
+  /** GGUF: decode the vocabulary with the header, for a caller that wants tokenizer() too (one read of the header, not two). Default false. */
+  vocabulary?: boolean;
 }
 
 const FORMAT_NAMES: Record<ModelFormat, string> = {
@@ -99,8 +104,8 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
       return { format, config: m.config, reader: m, close: () => m.close() };
     }
     case 'gguf': {
-      // the vocabulary is read by tokenizer(), for callers that want it
-      const m = GGUFModel.open(location, { vocabulary: false });
+      // without `vocabulary`, tokenizer() reads the vocabulary, for callers that want it
+      const m = GGUFModel.open(location, { vocabulary: opts.vocabulary ?? false });
       return { format, config: m.config, reader: m, tokenizer: () => m.tokenizer(), close: () => m.close() };
     }
     case 'corenet': {
@@ -134,7 +139,7 @@ export function readSourceConfig(location: string): OpenELMConfig {
 
 /** The tokenizer a model location carries: a GGUF's own vocabulary, else the folder's tokenizer.model or the bundled one. */
 export function modelTokenizer(location: string): Tokenizer {
-  if (isFile(location) && detectFormat(location) === 'gguf') {
+  if (isGGUFFile(location)) {
     const m = GGUFModel.open(location);
     m.close();
     return m.tokenizer();

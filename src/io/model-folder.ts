@@ -11,7 +11,7 @@ import { resolveConfig, type OpenELMConfig } from '../model/config.js';
 import { modelFromSource, type LoadDType } from '../model/load.js';
 import type { OpenELM } from '../model/openelm.js';
 import { openCheckpoint, saveCheckpoint, saveCheckpointSync, type Checkpoint, type SaveCheckpointOptions } from './checkpoint.js';
-import { detectFormat, hfQuantLayout, openModelSource, readSourceConfig } from '../formats/source.js';
+import { detectFormat, hfQuantLayout, openModelSource, readSourceConfig, type ModelSource } from '../formats/source.js';
 import { writeJsonFileAtomic } from './json.js';
 import { f32ToBf16 } from '../core/dtype.js';
 import type { ParamEntry, ParamLayout } from '../model/layout.js';
@@ -38,16 +38,20 @@ function checkModelLocation(dir: string): void {
  * adapters for this base, e.g. from readPeftAdapter) the weights are the base with the adapters
  * merged in, as `openelm merge` writes them (adapters/merge.ts).
  */
-export function loadModelFolder(dir: string, opts: { backend: Backend; dtype?: LoadDType; adapter?: Adapter | readonly Adapter[] }): OpenELM {
+export function loadModelFolder(dir: string, opts: {
+  backend: Backend; dtype?: LoadDType; adapter?: Adapter | readonly Adapter[];
+  /** dir already opened (openModelSource, e.g. a GGUF with its vocabulary for the tokenizer too); the caller closes it. */
+  source?: ModelSource;
+}): OpenELM {
   // (openModelSource reads the config: reading it here too parsed a GGUF's header twice)
-  checkModelLocation(dir);
-  const src = openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx', 'gguf'] });
+  if (!opts.source) checkModelLocation(dir);
+  const src = opts.source ?? openModelSource(dir, { allow: ['hf', 'mlx-lm', 'corenet-mlx', 'gguf'] });
   try {
     if (!opts.adapter || (Array.isArray(opts.adapter) && !opts.adapter.length)) return modelFromSource(src.reader, src.config, opts.backend, opts.dtype ?? 'auto');
     const { source, hfConfig } = mergedSource(src.reader, src.config, opts.adapter);
     return modelFromSource(source, resolveConfig(hfConfig), opts.backend, opts.dtype ?? 'auto');
   } finally {
-    src.close();
+    if (!opts.source) src.close();
   }
 }
 
