@@ -139,9 +139,14 @@ export function repackQ4_0InPlace(p: usize, rows: i32, nb: i32, tmp: usize): voi
   if (j == 0) return v128.and(a, m);
   if (j == 1) return v128.and(b, m);
   if (j == 2) return v128.and(c, m);
-  // 16-bit shifts: the bits a shift brings in from the neighbouring byte fall outside the masks
-  return v128.or(v128.or(v128.and(i16x8.shr_u(a, 6), i8x16.splat(3)), v128.and(i16x8.shr_u(b, 4), i8x16.splat(12))),
-    v128.and(i16x8.shr_u(c, 2), i8x16.splat(48)));
+  // L3 = a's top bits | b's top bits << 2 | c's << 4, as ((a' >> 2 | b') >> 2 | c') >> 2 with x' = x & 0xC0:
+  // one mask where three shifted ones kept two more constants in vector registers (v128.andnot
+  // with m would save that one too, but V8 lowers it to a copy and an andn). 16-bit shifts: each
+  // byte's bits stay in it (the high byte's lowest bit in play is bit 10 before the last shift),
+  // and the result's top two bits are 0.
+  const t = i8x16.splat(-64);
+  const a3 = v128.or(i16x8.shr_u(v128.and(a, t), 2), v128.and(b, t));
+  return i16x8.shr_u(v128.or(i16x8.shr_u(a3, 2), v128.and(c, t)), 2);
 }
 
 /**

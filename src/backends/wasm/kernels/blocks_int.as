@@ -467,7 +467,15 @@ export function q6KRPermuteX(q8: usize, K: i32, dst: usize): void {
  * of x, same float operations in the same order, so the same results bit for bit, in both builds.
  */
 export function gemvQ6_KRInt(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, xr: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
-  if (ASC_FEATURE_RELAXED_SIMD) { gemvQ6_KRRelaxed(out, xr, qd, corr, w, K, n0, n1, acc); return; }
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // two weight rows per pass (rows n and n + h of the range, as gemvQ4_KRInt's), x's vectors loaded once for both
+    const h = (n1 - n0 + 1) >> 1;
+    for (let i = 0; i < h; i++) {
+      const na = n0 + i, nc = n0 + h + i;
+      gemvQ6_KRPair(out, xr, qd, corr, w, K, na, nc < n1 ? nc : na, acc);
+    }
+    return;
+  }
   const nsb = K >> 8;
   let p = w + <usize>n0 * <usize>nsb * 212;
   for (let n = n0; n < n1; n++) {
@@ -538,6 +546,45 @@ export function gemvQ6_KRInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
     const op = out + (<usize>n << 2);
     const s = hsum(f);
     store<f32>(op, acc ? load<f32>(op) + s : s);
+  }
+}
+
+/**
+ * Rows na and nc of gemvQ6_KRRelaxed (nc == na for the odd row out: computed twice, stored once),
+ * each row's float operations those of the one-row form, lane for lane, so its results bit for bit.
+ * A step is one group (64 values: blocks 2g, 2g + 1 of x) of both rows, x's four vectors loaded once
+ * for both: its block sums go in lanes [a_2g, a_2g+1, c_2g, c_2g+1], which are lanes 0, 1 (g even) or
+ * 2, 3 (g odd) of the one-row kernel's f for rows a and c, so the groups alternate between two
+ * accumulators T (lanes 0, 1) and U (lanes 2, 3), swapped after each step, and each lane gets the
+ * one-row kernel's multiply-add per half: f = fmadd(block sums, d·d_x, f). The correction
+ * 32·Σ sc·Σx of the four blocks is one i16 dot of both rows' four scales with x's four sums.
+ */
+@inline function gemvQ6_KRPair(out: usize, xr: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32): void {
+  const nsb = K >> 8, rb = <usize>nsb * 212;
+  let pa = w + <usize>na * rb, pc = w + <usize>nc * rb;
+  let T = f32x4.splat(0), U = T;
+  let x8 = xr, cp = corr, dp = qd;
+  for (let b = 0; b < nsb; b++, pa += 212, pc += 212) {
+    const dd = v128.shuffle<f32>(v128.load32_splat(pa + 208), v128.load32_splat(pc + 208), 0, 0, 4, 4);
+    let qa = pa, qc = pc, ta = pa + 192, tc = pc + 192;
+    for (let g = 0; g < 4; g++, qa += 48, qc += 48, ta += 4, tc += 4, x8 += 64, cp += 8, dp += 8) {
+      const sa = v128.load8x8_s(ta), sc = v128.load8x8_s(tc);
+      const va = q6krGroup(qa, x8, v128.shuffle<i16>(sa, sa, 0, 0, 1, 1, 2, 2, 3, 3));
+      const vc = q6krGroup(qc, x8, v128.shuffle<i16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3));
+      const cr = i32x4.dot_i16x8_s(v128.shuffle<i16>(sa, sc, 0, 1, 2, 3, 8, 9, 10, 11), v128.load64_splat(cp));
+      const i4 = i32x4.sub(i32x4.add(v128.shuffle<i32>(va, vc, 0, 2, 4, 6), v128.shuffle<i32>(va, vc, 1, 3, 5, 7)), i32x4.shl(cr, 5));
+      const nT = fmadd(f32x4.convert_i32x4_s(i4), f32x4.mul(dd, v128.load64_splat(dp)), T);
+      T = U; U = nT;
+    }
+  }
+  // four swaps a super-block: T is lanes 0, 1 of row a's f, then of row c's; U lanes 2, 3
+  const oa = out + (<usize>na << 2);
+  const ra = hsum(v128.shuffle<f32>(T, U, 0, 1, 4, 5));
+  store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
+  if (nc != na) {
+    const oc = out + (<usize>nc << 2);
+    const rc = hsum(v128.shuffle<f32>(T, U, 2, 3, 6, 7));
+    store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
   }
 }
 
