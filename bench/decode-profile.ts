@@ -73,25 +73,35 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
   const target = be as unknown as Record<string, (...a: unknown[]) => unknown>;
   // one key string per weight, made once: building and hashing a new string per call cost more
   // than some of the calls it timed, and that time landed outside them
-  const keys = new WeakMap<Weight, string>();
-  const keyOf = (w: Weight): string => {
-    let k = keys.get(w);
-    if (k === undefined) { k = `linear ${w.rows}x${w.cols} ${w.dtype}`; keys.set(w, k); }
+  const keys = new Map<string, WeakMap<Weight, string>>();
+  const keyOf = (w: Weight, more = ''): string => {
+    let m = keys.get(more);
+    if (!m) { m = new WeakMap(); keys.set(more, m); }
+    let k = m.get(w);
+    if (k === undefined) { k = `linear ${w.rows}x${w.cols} ${w.dtype}${more}`; m.set(w, k); }
     return k;
   };
-  for (const name of ['rmsnorm', 'qkNormRope', 'storeKV', 'attention', 'swiglu', 'silu', 'add', 'embedding', 'argmax', 'linear']) {
+  // the fused calls (linearSwiglu, linearQkv) under their weight's key with what they add; a call
+  // they make in turn (the separate calls they fall back to) is not recorded twice
+  const fused: Record<string, [number, number, string]> = { linearSwiglu: [3, 4, ' +swiglu'], linearQkv: [2, 3, ' +qknorm,rope,kv'] };
+  let depth = 0;
+  for (const name of ['rmsnorm', 'qkNormRope', 'storeKV', 'attention', 'swiglu', 'silu', 'add', 'embedding', 'argmax', 'linear', 'linearSwiglu', 'linearQkv']) {
     const f = target[name];
     if (typeof f !== 'function') continue;
+    const [wi, mi, more] = name === 'linear' ? [2, 3, ''] : fused[name] ?? [-1, -1, ''];
     target[name] = function (this: unknown, ...a: unknown[]) {
-      const w = name === 'linear' ? a[2] as Weight : null;
-      const key = w ? keyOf(w) : name;
+      if (depth > 0) return f.apply(be, a);
+      const w = wi >= 0 ? a[wi] as Weight : null;
+      const key = w ? keyOf(w, more) : name;
       inLinear = w ? `  ${key}` : '';
       const t0 = performance.now(), c0 = args.prefill ? process.cpuUsage() : null;
-      const r = f.apply(be, a);
+      depth++;
+      let r: unknown;
+      try { r = f.apply(be, a); } finally { depth--; }
       const ms = performance.now() - t0, c = c0 ? process.cpuUsage(c0) : null;
       const cpu = c ? (c.user + c.system) / 1000 : 0;
       inLinear = '';
-      if (w) rec(key, ms, weightStorageBytes(w), 2 * (a[3] as number) * w.rows * w.cols, cpu);
+      if (w) rec(key, ms, weightStorageBytes(w), 2 * (a[mi] as number) * w.rows * w.cols, cpu);
       else rec(name, ms, 0, 0, cpu);
       return r;
     };

@@ -483,6 +483,33 @@ for (const cfg of WASM_CONFIGS) {
     }
   });
 
+  test(`linearSwiglu equals linear then swiglu bit for bit, every dtype, 1 to 9 rows (${cfg.label})`, async () => {
+    // the GEMV computes each chunk's gate and up rows and then their g columns; more rows, a column
+    // count not a multiple of 4 and plain arrays take the two calls
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(23);
+    for (const dtype of WEIGHT_DTYPES) {
+      for (const [F, K] of [[64, 96], [148, 64], [36, 32], [30, 64]]) {
+        const w = weightOn(be, dtype, 2 * F, K, randn(rng, 2 * F * K, 1 / Math.sqrt(K)));
+        for (const M of [1, 2, 3, 5, 8, 9]) {
+          const x = own(be, randn(rng, M * K));
+          const ref = A(be, M * 2 * F);
+          be.linear(ref, x, w, M);
+          be.swiglu(be.view(ref, 0, M * F), ref, M, F);
+          const u = A(be, M * 2 * F);
+          u.fill(NaN);
+          be.linearSwiglu(be.view(u, 0, M * F), u, x, w, M, F);
+          const label = `${dtype} F=${F} K=${K} M=${M}`;
+          assert.deepEqual(u.subarray(0, M * F), ref.subarray(0, M * F), label);
+          const plain = new Float32Array(M * 2 * F);
+          be.linearSwiglu(plain.subarray(0, M * F), plain, Float32Array.from(x), w, M, F);
+          assert.deepEqual(plain.subarray(0, M * F), ref.subarray(0, M * F), `${label} (plain arrays)`);
+        }
+        be.freeWeight(w);
+      }
+    }
+  });
+
   test(`qkNormRope matches the reference with and without q/k norms (${cfg.label})`, async () => {
     const be = await cachedWasm(cfg);
     const rng = new Rng(4);
@@ -498,6 +525,43 @@ for (const cfg of WASM_CONFIGS) {
         const got = own(be, qkv);
         be.qkNormRope(got, rows, pos, Q, Hkv, hd, qn && own(be, qn), kn && own(be, kn), { cos: own(be, cos), sin: own(be, sin), positions, half }, 1e-6);
         assertClose(got, ref, TOL.fastVsRef, `Q=${Q} Hkv=${Hkv} hd=${hd} norms=${norms}`);
+      }
+    }
+  });
+
+  test(`linearQkv equals linear, qkNormRope and storeKV bit for bit, every dtype, 1 to 9 rows (${cfg.label})`, async () => {
+    // the GEMV's chunks are whole heads, each normed, rotated and stored by its chunk; more rows,
+    // positions that do not follow P and plain arrays take the three calls
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(41);
+    for (const dtype of WEIGHT_DTYPES) {
+      for (const [Q, Hkv, hd, K] of [[4, 2, 16, 64], [12, 3, 64, 96], [3, 1, 8, 32], [2, 2, 12, 64]]) {
+        const W = (Q + 2 * Hkv) * hd, half = hd / 2, positions = 24, cap = 20;
+        const w = weightOn(be, dtype, W, K, randn(rng, W * K, 1 / Math.sqrt(K)));
+        const rope = { cos: own(be, randn(rng, positions * half)), sin: own(be, randn(rng, positions * half)), positions, half };
+        for (const norms of [true, false]) {
+          const qn = norms ? own(be, randn(rng, hd)) : null, kn = norms ? own(be, randn(rng, hd)) : null;
+          for (const [S, P, jump] of [[1, 0, 0], [1, 7, 0], [2, 3, 0], [5, 11, 0], [8, 12, 0], [9, 2, 0], [3, 4, 1]]) {
+            const pos = Int32Array.from({ length: S }, (_, r) => P + r + (r === S - 1 ? jump : 0));
+            const x = own(be, randn(rng, S * K));
+            const k0 = randn(rng, Hkv * cap * hd), v0 = randn(rng, Hkv * cap * hd);
+            const ref = A(be, S * W), kr = own(be, k0), vr = own(be, v0);
+            be.linear(ref, x, w, S);
+            be.qkNormRope(ref, S, pos, Q, Hkv, hd, qn, kn, rope, 1e-6);
+            be.storeKV(kr, vr, ref, S, P, Q, Hkv, hd, cap);
+            const label = `${dtype} Q=${Q} Hkv=${Hkv} hd=${hd} S=${S} P=${P} jump=${jump} norms=${norms}`;
+            const got = A(be, S * W), kw = own(be, k0), vw = own(be, v0);
+            be.linearQkv(got, x, w, S, pos, Q, Hkv, hd, qn, kn, rope, 1e-6, kw, vw, P, cap);
+            assert.deepEqual(got, ref, `${label} qkv`);
+            assert.deepEqual(kw, kr, `${label} K cache`);
+            assert.deepEqual(vw, vr, `${label} V cache`);
+            const plain = new Float32Array(S * W), kp = own(be, k0), vp = own(be, v0);
+            be.linearQkv(plain, Float32Array.from(x), w, S, pos, Q, Hkv, hd, qn, kn, rope, 1e-6, kp, vp, P, cap);
+            assert.deepEqual(plain, ref, `${label} qkv (plain arrays)`);
+            assert.deepEqual(kp, kr, `${label} K cache (plain arrays)`);
+          }
+        }
+        be.freeWeight(w);
       }
     }
   });

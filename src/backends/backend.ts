@@ -180,6 +180,13 @@ export interface Backend {
    */
   qkNormRope(qkv: Tensor, rows: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
     qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables, eps: number, rstd?: Tensor): void;
+  /**
+   * Optional: linear(qkv, x, w, S), qkNormRope(qkv, S, pos, Q, Hkv, hd, qNorm, kNorm, rope, eps) and
+   * storeKV(kCache, vCache, qkv, S, P, Q, Hkv, hd, cap) in one, for S rows of one sequence at
+   * positions pos[r] = P + r; the same values as the three calls.
+   */
+  linearQkv?(qkv: Tensor, x: Tensor, w: Weight, S: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
+    qNorm: Tensor | null, kNorm: Tensor | null, rope: RopeTables, eps: number, kCache: Tensor, vCache: Tensor, P: number, cap: number): void;
   /** Copy the k and v heads of S rows into [Hkv, cap, hd] caches at positions P..P+S-1. */
   storeKV(kCache: Tensor, vCache: Tensor, qkv: Tensor, S: number, P: number, Q: number, Hkv: number, hd: number, cap: number): void;
   /**
@@ -193,6 +200,11 @@ export interface Backend {
    * rows·F values of u itself (the model's forward writes g over u to halve the FFN's scratch).
    */
   swiglu(out: Tensor, u: Tensor, rows: number, F: number): void;
+  /**
+   * Optional: linear(u, x, w, rows) then swiglu(g, u, rows, F) in one, where w has the 2F rows
+   * [gate | up] and g is the first rows·F values of u; the same values as the two calls.
+   */
+  linearSwiglu?(g: Tensor, u: Tensor, x: Tensor, w: Weight, rows: number, F: number): void;
   /** out[i] = silu(u[i]) (non-GLU FFN). */
   silu(out: Tensor, u: Tensor, n: number): void;
   /** x += y over n values. */

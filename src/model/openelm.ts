@@ -275,16 +275,24 @@ export class OpenELM {
       // attention
       be.rmsnorm(xn, x, L.attnNorm, M, D, c.normEps);
       tap?.(l, 'attn_norm', xn);
-      be.linear(qkv, xn, L.qkv, M);
-      ad?.linear(qkv, xn, M, l, 'qkv_proj');
-      tap?.(l, 'qkv', qkv);
-      be.qkNormRope(qkv, M, pos, Q, H, hd, L.qNorm, L.kNorm, rope, c.normEps);
-      tap?.(l, 'qkv_rope', qkv);
+      // one sequence (a decode step, a prompt) without a tap or an adapter: the projection, QK-norm,
+      // RoPE and the cache store in one call where the backend has it
+      const fused = items.length === 1 && !tap && !ad && be.linearQkv !== undefined;
+      if (fused) {
+        const it = items[0];
+        be.linearQkv!(qkv, xn, L.qkv, M, pos, Q, H, hd, L.qNorm, L.kNorm, rope, c.normEps, it.cache.k[l], it.cache.v[l], it.cache.length, it.cache.capacity);
+      } else {
+        be.linear(qkv, xn, L.qkv, M);
+        ad?.linear(qkv, xn, M, l, 'qkv_proj');
+        tap?.(l, 'qkv', qkv);
+        be.qkNormRope(qkv, M, pos, Q, H, hd, L.qNorm, L.kNorm, rope, c.normEps);
+        tap?.(l, 'qkv_rope', qkv);
+      }
       let r0 = 0;
       for (const it of items) {
         const S = it.tokens.length, P = it.cache.length;
         const q = be.view(qkv, r0 * W, S * W);
-        be.storeKV(it.cache.k[l], it.cache.v[l], q, S, P, Q, H, hd, it.cache.capacity);
+        if (!fused) be.storeKV(it.cache.k[l], it.cache.v[l], q, S, P, Q, H, hd, it.cache.capacity);
         be.attention(be.view(att, r0 * Q * hd, S * Q * hd), q, it.cache.k[l], it.cache.v[l], S, P, Q, H, hd, it.cache.capacity);
         r0 += S;
       }
@@ -316,9 +324,13 @@ export class OpenELM {
       const g = V(ws.act, M * F);
       if (c.ffnWithGlu) {
         const u = V(ws.act, M * 2 * F);
-        be.linear(u, xn, L.proj1, M);
-        ad?.linear(u, xn, M, l, 'proj_1');
-        be.swiglu(g, u, M, F);
+        // (an adapter adds to u before SwiGLU reads it)
+        if (!ad && be.linearSwiglu) be.linearSwiglu(g, u, xn, L.proj1, M, F);
+        else {
+          be.linear(u, xn, L.proj1, M);
+          ad?.linear(u, xn, M, l, 'proj_1');
+          be.swiglu(g, u, M, F);
+        }
       } else {
         be.linear(g, xn, L.proj1, M);
         ad?.linear(g, xn, M, l, 'proj_1');

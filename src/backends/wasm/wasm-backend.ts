@@ -816,7 +816,71 @@ export class WasmBackend implements Backend {
     this.linearRun(op, x, p, M, N, K, accumulate, exact, N);
   }
 
-  private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exactAsked: boolean, ldo: number): void {
+  /**
+   * linear(u, x, w, M) then swiglu(g, u, M, F), w's 2F rows SwiGLU's [gate | up] and g the first
+   * M·F values of u. A GEMV (up to 8 rows) runs SiLU in the same call, each chunk on the g columns
+   * of the rows it computed, so it is split over the threads with the GEMV instead of following it
+   * on this thread alone; the values are those of the two calls, bit for bit.
+   */
+  linearSwiglu(gT: Tensor, uT: Tensor, xT: Tensor, w: Weight, M: number, F: number): void {
+    const g = f32(gT), u = f32(uT), x = f32(xT);
+    if (w.parts || M > GEMV_ROWS || M <= 0 || F % 4 !== 0 || w.rows !== 2 * F || g.buffer !== u.buffer || g.byteOffset !== u.byteOffset
+      || (this.native && M >= this.nativeMinRows)) {
+      this.linear(uT, xT, w, M);
+      this.swiglu(gT, uT, M, F);
+      return;
+    }
+    const p = this.packedOf(w);
+    this.begin(p.shard);
+    const op = this.outF32(u, M * 2 * F, 'linear output', false);
+    if (!this.linearRun(op, x, p, M, 2 * F, w.cols, false, false, 2 * F, F)) this.swiglu(gT, uT, M, F);
+  }
+
+  /**
+   * linear(qkv, x, w, S), qkNormRope(qkv, S, pos, ...) and storeKV(k, v, qkv, S, P, ...) in one call
+   * for S rows of one sequence at positions P.. (pos[r] = P + r): a GEMV (up to 8 rows) splits its
+   * rows into whole heads and each chunk norms, rotates and stores the heads it computed, so that
+   * work is split over the threads and two calls go. The values are those of the three calls.
+   */
+  linearQkv(qkvT: Tensor, xT: Tensor, w: Weight, S: number, pos: Int32Array, Q: number, Hkv: number, hd: number,
+    qNormT: Tensor | null, kNormT: Tensor | null, rope: RopeTables, eps: number, kT: Tensor, vT: Tensor, P: number, cap: number): void {
+    const qkv = f32(qkvT), x = f32(xT), k = f32(kT), v = f32(vT);
+    const fallback = (): void => {
+      this.linear(qkvT, xT, w, S);
+      this.qkNormRope(qkvT, S, pos, Q, Hkv, hd, qNormT, kNormT, rope, eps);
+      this.storeKV(kT, vT, qkvT, S, P, Q, Hkv, hd, cap);
+    };
+    const W = (Q + 2 * Hkv) * hd;
+    if (w.parts || S > GEMV_ROWS || S <= 0 || w.rows !== W || hd % 4 !== 0 || (this.native && S >= this.nativeMinRows)) { fallback(); return; }
+    const p = this.packedOf(w);
+    this.begin(p.shard);
+    // the caches and the norm weights are written and read in place, in the weight's memory
+    const qn = qNormT ? this.cur.offsetOf(f32(qNormT)) : 0, kn = kNormT ? this.cur.offsetOf(f32(kNormT)) : 0;
+    const kp = this.cur.offsetOf(k), vp = this.cur.offsetOf(v);
+    let ok = kp >= 0 && vp >= 0 && qn >= 0 && kn >= 0;
+    for (let r = 0; ok && r < S; r++) ok = pos[r] === P + r;
+    if (!ok) { fallback(); return; }
+    if (P + S > cap) throw new OpenELMError('usage', `storeKV: positions ${P}..${P + S - 1} exceed the cache capacity ${cap}`);
+    needLength(k, Hkv * cap * hd, 'K cache'); needLength(v, Hkv * cap * hd, 'V cache');
+    if (qNormT) needLength(f32(qNormT), hd, 'q norm weight');
+    if (kNormT) needLength(f32(kNormT), hd, 'k norm weight');
+    const [cp, sp] = this.ropeAt(rope, pos, S);
+    const op = this.outF32(qkv, S * W, 'linear output', false);
+    const a = this.cur.ai;
+    a[17] = hd; a[18] = Q; a[19] = Hkv; a[20] = cp; a[21] = sp; a[22] = qn; a[23] = kn; this.cur.af[24] = eps;
+    a[25] = kp; a[26] = vp; a[27] = P; a[28] = cap;
+    if (!this.linearRun(op, x, p, S, W, w.cols, false, false, W, 0, hd)) {
+      // (not a GEMV after all: the other two calls on its output)
+      this.qkNormRope(qkvT, S, pos, Q, Hkv, hd, qNormT, kNormT, rope, eps);
+      this.storeKV(kT, vT, qkvT, S, P, Q, Hkv, hd, cap);
+    }
+  }
+
+  /**
+   * Returns whether SwiGLU (glu = F > 0) or the qkv heads' work (heads = hd > 0, slots 18-28
+   * written by the caller) ran fused in the GEMV; when not, the caller runs it.
+   */
+  private linearRun(op: number, x: Float32Array, p: WasmPacked, M: number, N: number, K: number, accumulate: boolean, exactAsked: boolean, ldo: number, glu = 0, heads = 0): boolean {
     const xp = this.inF32(x, M * K, 'linear input');
     // Up to GEMV_ROWS tokens (decode, batched decode) stream W once per 4 rows without packing it;
     // more go through a packed GEMM: integer for q8/q4 and block dtypes that have one (int8
@@ -841,9 +905,12 @@ export class WasmBackend implements Backend {
     a[0] = op; a[1] = xp; a[2] = p.data; a[3] = p.scales; a[4] = p.mins; a[5] = code;
     a[6] = M; a[7] = N; a[8] = K; a[9] = accumulate ? 1 : 0; a[10] = this.cur.scratchOff; a[11] = this.cur.scratchStride;
     a[12] = mode; a[13] = this.cur.prepOff; a[14] = ldo; a[15] = blockInt ? 1 : 0;
+    const fused = (glu > 0 || heads > 0) && mode === 1;
+    a[16] = fused ? glu : 0; a[17] = fused ? heads : 0;
     if (prep) this.cur.k.k_prep_x(ARGS_OFFSET);
     if (mode === 2) this.exec('k_quant_rows', M * K * 4, M, false);
-    this.exec('k_linear', M * N * K, mode === 1 ? Math.ceil(N / 16) : Math.ceil(N / 8));
+    this.exec('k_linear', M * N * K, mode !== 1 ? Math.ceil(N / 8) : !fused ? Math.ceil(N / 16) : glu > 0 ? Math.ceil(glu / 16) : N / heads);
+    return fused;
   }
 
   rmsnorm(outT: Tensor, xT: Tensor, wT: Tensor, rows: number, dim: number, eps: number, rstd?: Tensor): void {

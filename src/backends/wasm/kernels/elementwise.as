@@ -39,42 +39,46 @@ export function rmsnormRows(out: usize, x: usize, w: usize, dim: i32, eps: f32, 
  */
 export function qkNormRopeRows(qkv: usize, cs: usize, sn: usize, Q: i32, Hkv: i32, hd: i32,
   qn: usize, kn: usize, eps: f32, r0: i32, r1: i32): void {
-  const W = (Q + 2 * Hkv) * hd, half = hd >> 1, h4 = half & ~3, d4 = hd & ~3;
+  const W = (Q + 2 * Hkv) * hd, half = hd >> 1;
   for (let r = r0; r < r1; r++) {
     const c = cs + ((<usize>r * <usize>half) << 2), s = sn + ((<usize>r * <usize>half) << 2);
     for (let h = 0; h < Q + Hkv; h++) {
-      const o = qkv + ((<usize>r * <usize>W + <usize>h * <usize>hd) << 2);
-      const nw = h < Q ? qn : kn;
-      if (nw) {
-        let a = f32x4.splat(0);
-        let i = 0;
-        for (; i < d4; i += 4) { const v = v128.load(o + (<usize>i << 2)); a = fmadd(v, v, a); }
-        let ss = hsum(a);
-        for (; i < hd; i++) { const v = load<f32>(o + (<usize>i << 2)); ss += v * v; }
-        const inv: f32 = <f32>1 / sqrt<f32>(ss / <f32>hd + eps);
-        const iv = f32x4.splat(inv);
-        i = 0;
-        for (; i < d4; i += 4) {
-          const p = <usize>i << 2;
-          v128.store(o + p, f32x4.mul(f32x4.mul(v128.load(o + p), iv), v128.load(nw + p)));
-        }
-        for (; i < hd; i++) { const p = <usize>i << 2; store<f32>(o + p, (load<f32>(o + p) * inv) * load<f32>(nw + p)); }
-      }
-      const o2 = o + (<usize>half << 2);
-      let j = 0;
-      for (; j < h4; j += 4) {
-        const p = <usize>j << 2;
-        const a = v128.load(o + p), b = v128.load(o2 + p), cv = v128.load(c + p), sv = v128.load(s + p);
-        v128.store(o + p, f32x4.sub(f32x4.mul(a, cv), f32x4.mul(b, sv)));
-        v128.store(o2 + p, f32x4.add(f32x4.mul(b, cv), f32x4.mul(a, sv)));
-      }
-      for (; j < half; j++) {
-        const p = <usize>j << 2;
-        const a = load<f32>(o + p), b = load<f32>(o2 + p), cv = load<f32>(c + p), sv = load<f32>(s + p);
-        store<f32>(o + p, a * cv - b * sv);
-        store<f32>(o2 + p, b * cv + a * sv);
-      }
+      normRopeHead(qkv + ((<usize>r * <usize>W + <usize>h * <usize>hd) << 2), c, s, hd, h < Q ? qn : kn, eps);
     }
+  }
+}
+
+/** One head of hd values at o: RMSNorm with nw (0 = none), then rotate-half RoPE with cos c and sin s. */
+@inline export function normRopeHead(o: usize, c: usize, s: usize, hd: i32, nw: usize, eps: f32): void {
+  const half = hd >> 1, h4 = half & ~3, d4 = hd & ~3;
+  if (nw) {
+    let a = f32x4.splat(0);
+    let i = 0;
+    for (; i < d4; i += 4) { const v = v128.load(o + (<usize>i << 2)); a = fmadd(v, v, a); }
+    let ss = hsum(a);
+    for (; i < hd; i++) { const v = load<f32>(o + (<usize>i << 2)); ss += v * v; }
+    const inv: f32 = <f32>1 / sqrt<f32>(ss / <f32>hd + eps);
+    const iv = f32x4.splat(inv);
+    i = 0;
+    for (; i < d4; i += 4) {
+      const p = <usize>i << 2;
+      v128.store(o + p, f32x4.mul(f32x4.mul(v128.load(o + p), iv), v128.load(nw + p)));
+    }
+    for (; i < hd; i++) { const p = <usize>i << 2; store<f32>(o + p, (load<f32>(o + p) * inv) * load<f32>(nw + p)); }
+  }
+  const o2 = o + (<usize>half << 2);
+  let j = 0;
+  for (; j < h4; j += 4) {
+    const p = <usize>j << 2;
+    const a = v128.load(o + p), b = v128.load(o2 + p), cv = v128.load(c + p), sv = v128.load(s + p);
+    v128.store(o + p, f32x4.sub(f32x4.mul(a, cv), f32x4.mul(b, sv)));
+    v128.store(o2 + p, f32x4.add(f32x4.mul(b, cv), f32x4.mul(a, sv)));
+  }
+  for (; j < half; j++) {
+    const p = <usize>j << 2;
+    const a = load<f32>(o + p), b = load<f32>(o2 + p), cv = load<f32>(c + p), sv = load<f32>(s + p);
+    store<f32>(o + p, a * cv - b * sv);
+    store<f32>(o2 + p, b * cv + a * sv);
   }
 }
 

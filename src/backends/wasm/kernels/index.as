@@ -10,7 +10,7 @@ import { gemm, GEMM_SCRATCH } from './gemm';
 import { igemm, igemmQ4, hasIntGemm, blockSums8, IGEMM_SCRATCH } from './igemm';
 import { BLOCK_MIN, BQ4_0, BQ4_KR, BQ6_K, BQ6_KR, BQ8_0, BQ8_0R, BQ4_0R, repackQ4KInPlace, repackQ6KInPlace, repackQ8_0InPlace, repackQ4_0InPlace, gemvBlock, gemvBlockRows, gemvQ8_0RExact } from './blocks';
 import { hasIntGemv, gemvBlockInt, q4_0Correction, q4_0RCorrection, q6KCorrection, q6KCorrOffset, q6KRPermuteX, q6KRXOffset } from './blocks_int';
-import { rmsnormRows, qkNormRopeRows, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
+import { rmsnormRows, qkNormRopeRows, normRopeHead, swigluCols, siluRange, addRange, storeKV, embeddingRows, argmaxRows } from './elementwise';
 import { attentionItems, attentionScratch, attentionSplit } from './attention';
 import { trainDispatch, trainScratchBytes } from './train_ops';
 import { quantizeRows, quantizeScratch } from './quantize';
@@ -27,7 +27,9 @@ export function gemmScratch(): i32 { return max(GEMM_SCRATCH, IGEMM_SCRATCH); }
 
 // linear: 0 out, 1 x, 2 data, 3 scales, 4 mins, 5 dtype, 6 M, 7 N, 8 K, 9 acc, 10 scratch, 11 stride,
 //         12 mode, 13 prepared x, 14 ldo (floats between rows of out; 0: N), 15 int8 activations for
-//         the block dtypes that have them (blocks_int.as; else their exact f32 products)
+//         the block dtypes that have them (blocks_int.as; else their exact f32 products), 16 mode 1:
+//         F > 0 when the N = 2F rows are SwiGLU's [gate | up] and g is written over out's start,
+//         17 mode 1: hd > 0 when the rows are the qkv projection's heads, 18-28 for qkvHeads
 // mode 0: f32 GEMM (any dtype, dequantized while packing); 1: GEMV (small M, x prepared by k_prep_x;
 // block dtypes decode each weight row into the thread's scratch when M > 1);
 // 2: integer GEMM for q8/q4 and the block dtypes of igemm.as hasIntGemm (x quantized by k_quant_rows
@@ -58,8 +60,61 @@ export function k_linear(a: usize, tid: i32, c: i32, nc: i32): void {
     else igemm(out, q, xd, xs, data, scales, mins, dtype, M, N, K, acc, scr, n0, n1, ldo);
     return;
   }
+  const F = ai(a, 16);
+  if (F > 0) {
+    // SwiGLU fused (WasmBackend.linearSwiglu): the chunk computes gate rows [n0, n1) and up rows
+    // [F + n0, F + n1) and then their g columns, written over the start of out as swigluCols does
+    // (g's columns [n0, n1) land where only this chunk's columns of u were), so SiLU is split over
+    // the threads with the GEMV instead of running after it on one. Each output row and each g value
+    // takes the same operations as in the separate calls.
+    const n0 = partShrinking(F, c, nc, 4), n1 = partShrinking(F, c + 1, nc, 4);
+    if (n0 >= n1) return;
+    gemvRange(a, out, x, data, scales, mins, dtype, M, K, acc, scr, ldo, n0, n1);
+    gemvRange(a, out, x, data, scales, mins, dtype, M, K, acc, scr, ldo, F + n0, F + n1);
+    swigluCols(out, out, M, F, n0, n1);
+    return;
+  }
+  const hd = ai(a, 17);
+  if (hd > 0) {
+    // the qkv projection with QK-norm, RoPE and the KV-cache store fused (WasmBackend.linearQkv):
+    // chunks of whole heads, each normed, rotated and stored by the chunk that computed it, as
+    // qkNormRopeRows and storeKV do them (the same operations on each value)
+    const n0 = partShrinking(N, c, nc, hd), n1 = partShrinking(N, c + 1, nc, hd);
+    if (n0 >= n1) return;
+    gemvRange(a, out, x, data, scales, mins, dtype, M, K, acc, scr, ldo, n0, n1);
+    qkvHeads(a, out, M, ldo, hd, n0 / hd, n1 / hd);
+    return;
+  }
   const n0 = partShrinking(N, c, nc, 4), n1 = partShrinking(N, c + 1, nc, 4);
   if (n0 >= n1) return;
+  gemvRange(a, out, x, data, scales, mins, dtype, M, K, acc, scr, ldo, n0, n1);
+}
+
+/**
+ * Heads [h0, h1) of M qkv rows at out (ldo floats apart; rows at positions P + r of one sequence):
+ * q and k heads RMSNormed (slots 22, 23: weights, 0 = none; 24 eps) and rotated with the cos/sin
+ * rows at 20/21 (row r's at + r·hd/2), then k and v heads copied into the caches at 25/26 ([Hkv,
+ * cap (28), hd], position P (27) + r). Slots 18, 19: Q, Hkv.
+ */
+function qkvHeads(a: usize, out: usize, M: i32, ldo: i32, hd: i32, h0: i32, h1: i32): void {
+  const Q = ai(a, 18), Hkv = ai(a, 19), cs = ap(a, 20), sn = ap(a, 21), qn = ap(a, 22), kn = ap(a, 23), eps = af(a, 24);
+  const kc = ap(a, 25), vc = ap(a, 26), P = ai(a, 27), cap = ai(a, 28);
+  const half = <usize>(hd >> 1), bytes = <usize>hd << 2;
+  for (let r = 0; r < M; r++) {
+    const row = out + ((<usize>r * <usize>ldo) << 2);
+    for (let h = h0; h < h1; h++) {
+      const o = row + ((<usize>h * <usize>hd) << 2);
+      if (h < Q + Hkv) normRopeHead(o, cs + ((<usize>r * half) << 2), sn + ((<usize>r * half) << 2), hd, h < Q ? qn : kn, eps);
+      if (h < Q) continue;
+      const kv = h < Q + Hkv ? h - Q : h - Q - Hkv;
+      memory.copy((h < Q + Hkv ? kc : vc) + ((<usize>(kv * cap + P + r) * <usize>hd) << 2), o, bytes);
+    }
+  }
+}
+
+/** k_linear's GEMV (mode 1) of weight rows [n0, n1). */
+function gemvRange(a: usize, out: usize, x: usize, data: usize, scales: usize, mins: usize, dtype: i32, M: i32, K: i32,
+  acc: i32, scr: usize, ldo: i32, n0: i32, n1: i32): void {
   const xp = ap(a, 13);
   // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
   const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldb = <usize>ldo << 2;
