@@ -51,6 +51,27 @@ const isMergeable = (ty: number): boolean => ty === PieceType.NORMAL || ty === P
 const MAX_CACHED_PART = 64;
 const MAX_CACHE_ENTRIES = 1 << 18;
 
+/**
+ * What the constructor derives from the pieces alone (not from the specs): the piece index, the
+ * symbols and character pairs, the byte pieces. A vocabulary's state can be saved once
+ * (Tokenizer.state, the bundled tokenizer's prebuilt table) and handed to the constructor with the
+ * same pieces, which then skips the per-piece loops, the largest part of a cold construction.
+ */
+export interface TokenizerState {
+  /** PieceIndex's slots. */
+  slots: Int32Array;
+  /** [code unit, symbol] for each BMP character that has a symbol, in pairs. */
+  bmp: Int32Array;
+  astral: [number, number][];
+  extraSymbolChar: number[];
+  /** The adjacent-character pairs, [a, b] in pairs. */
+  bigrams: Int32Array;
+  shadowed: [string, number][];
+  userDefined: [number, string[]][];
+  hasUnused: boolean;
+  byteToId: Int32Array;
+}
+
 export class Tokenizer {
   readonly vocabSize: number;
   readonly unkId: number;
@@ -107,8 +128,11 @@ export class Tokenizer {
   private heapSize = new Int32Array(768);
   private heapMerged = new Int32Array(768);
 
-  /** A parsed model proto, or one whose pieces are already in a PieceTable. */
-  constructor(model: SentencePieceModel | CompactSentencePieceModel, source = '<bytes>') {
+  /**
+   * A parsed model proto, or one whose pieces are already in a PieceTable. `state`: that of a
+   * tokenizer built from the very same pieces (Tokenizer.state), whose checks those pieces passed.
+   */
+  constructor(model: SentencePieceModel | CompactSentencePieceModel, source = '<bytes>', state?: TokenizerState) {
     const { trainerSpec: ts, normalizerSpec: ns } = model;
     const bad = (msg: string): never => {
       throw new OpenELMError('tokenizer', `tokenizer model ${source}: ${msg}`);
@@ -130,35 +154,42 @@ export class Tokenizer {
     this.vocabSize = n;
     this.types = t.types;
     this.scores = t.scores;
-    const mergeable = (id: number): boolean => isMergeable(this.types[id]);
-    // Reserved pieces first: they win PieceToId over a normal piece with the same text.
-    this.pieceIds = new PieceIndex(t);
-    for (let i = 0; i < n; i++) {
-      if (!mergeable(i) && this.pieceIds.add(i) >= 0) bad(`duplicate piece ${JSON.stringify(t.piece(i))} at id ${i}`);
-    }
-    this.shadowed = new Map();
-    this.userDefined = new Map();
-    let hasUnused = false;
-    for (let i = 0; i < n; i++) {
-      if (!mergeable(i)) continue;
-      const other = this.pieceIds.add(i);
-      if (other >= 0) {
-        const p = t.piece(i);
-        const dup = mergeable(other) ? other : this.shadowed.get(p);
-        if (dup !== undefined) bad(`duplicate piece ${JSON.stringify(p)} (ids ${dup} and ${i})`);
-        this.shadowed.set(p, i);
+    if (state !== undefined) {
+      this.pieceIds = PieceIndex.withSlots(t, state.slots);
+      this.shadowed = new Map(state.shadowed);
+      this.userDefined = new Map(state.userDefined);
+      this.hasUnused = state.hasUnused;
+    } else {
+      const mergeable = (id: number): boolean => isMergeable(this.types[id]);
+      // Reserved pieces first: they win PieceToId over a normal piece with the same text.
+      this.pieceIds = new PieceIndex(t);
+      for (let i = 0; i < n; i++) {
+        if (!mergeable(i) && this.pieceIds.add(i) >= 0) bad(`duplicate piece ${JSON.stringify(t.piece(i))} at id ${i}`);
       }
-      if (this.types[i] === PieceType.UNUSED) hasUnused = true;
-      if (this.types[i] === PieceType.USER_DEFINED) {
-        const p = t.piece(i);
-        const k = p.charCodeAt(0);
-        const list = this.userDefined.get(k) ?? [];
-        list.push(p);
-        list.sort((a, b) => b.length - a.length);
-        this.userDefined.set(k, list);
+      this.shadowed = new Map();
+      this.userDefined = new Map();
+      let hasUnused = false;
+      for (let i = 0; i < n; i++) {
+        if (!mergeable(i)) continue;
+        const other = this.pieceIds.add(i);
+        if (other >= 0) {
+          const p = t.piece(i);
+          const dup = mergeable(other) ? other : this.shadowed.get(p);
+          if (dup !== undefined) bad(`duplicate piece ${JSON.stringify(p)} (ids ${dup} and ${i})`);
+          this.shadowed.set(p, i);
+        }
+        if (this.types[i] === PieceType.UNUSED) hasUnused = true;
+        if (this.types[i] === PieceType.USER_DEFINED) {
+          const p = t.piece(i);
+          const k = p.charCodeAt(0);
+          const list = this.userDefined.get(k) ?? [];
+          list.push(p);
+          list.sort((a, b) => b.length - a.length);
+          this.userDefined.set(k, list);
+        }
       }
+      this.hasUnused = hasUnused;
     }
-    this.hasUnused = hasUnused;
     const typed = (piece: string, type: PieceType): number => {
       const id = this.pieceIds.find(piece);
       return id >= 0 && this.types[id] === type ? id : -1;
@@ -174,9 +205,10 @@ export class Tokenizer {
     this.removeExtraWhitespaces = ns.removeExtraWhitespaces;
     this.escapeWhitespaces = ns.escapeWhitespaces;
 
-    this.byteToId = new Int32Array(256).fill(-1);
+    this.byteToId = state !== undefined ? state.byteToId.slice() : new Int32Array(256).fill(-1);
     this.idToByte = new Int16Array(n).fill(-1);
-    for (let i = 0; i < n; i++) {
+    if (state !== undefined) for (let b = 0; b < 256; b++) if (this.byteToId[b] >= 0) this.idToByte[this.byteToId[b]] = b;
+    for (let i = 0; i < n && state === undefined; i++) {
       if (this.types[i] !== PieceType.BYTE) continue;
       const m = /^<0x([0-9A-F]{2})>$/.exec(t.piece(i));
       if (!m) bad(`byte piece ${JSON.stringify(t.piece(i))} (id ${i}) is not of the form <0xXX>`);
@@ -194,6 +226,18 @@ export class Tokenizer {
     // added by buildSymbols.
     const bmp = new Int32Array(0x10000).fill(-1);
     this.bmpSymbol = bmp;
+    this.merges = new PairTable(1024);
+    // The distinct adjacent code-point pairs are few (3,279 in Llama-2's 32,000 pieces): sized for the
+    // vocabulary it held 768 KiB, mostly empty; it grows if a vocabulary needs more.
+    this.bigrams = new PairTable(state !== undefined ? state.bigrams.length / 2 : 4096);
+    if (state !== undefined) {
+      for (let i = 0; i < state.bmp.length; i += 2) bmp[state.bmp[i]] = state.bmp[i + 1];
+      this.astralSymbol = new Map(state.astral);
+      this.extraSymbolChar = state.extraSymbolChar.slice();
+      const bg = state.bigrams;
+      for (let i = 0; i < bg.length; i += 2) this.bigrams.set(bg[i], bg[i + 1], 1);
+      return;
+    }
     this.astralSymbol = new Map();
     this.extraSymbolChar = [];
     for (let id = 0; id < n; id++) {
@@ -205,11 +249,29 @@ export class Tokenizer {
         if (cp > 0xffff) this.astralSymbol.set(cp, id);
       }
     }
-    this.merges = new PairTable(1024);
-    // The distinct adjacent code-point pairs are few (3,279 in Llama-2's 32,000 pieces): sized for the
-    // vocabulary it held 768 KiB, mostly empty; it grows if a vocabulary needs more.
-    this.bigrams = new PairTable(4096);
     buildSymbols(t, bmp, this.astralSymbol, this.extraSymbolChar, this.bigrams);
+  }
+
+  /** What the constructor derived from the pieces (see TokenizerState). */
+  get state(): TokenizerState {
+    const bmp: number[] = [];
+    for (let c = 0; c < 0x10000; c++) if (this.bmpSymbol[c] >= 0) bmp.push(c, this.bmpSymbol[c]);
+    return {
+      slots: this.pieceIds.slotArray.slice(),
+      bmp: Int32Array.from(bmp),
+      astral: [...this.astralSymbol],
+      extraSymbolChar: this.extraSymbolChar.slice(),
+      bigrams: this.bigrams.keys(),
+      shadowed: [...this.shadowed],
+      userDefined: [...this.userDefined].map(([k, v]) => [k, v.slice()]),
+      hasUnused: this.hasUnused,
+      byteToId: this.byteToId.slice(),
+    };
+  }
+
+  /** The pieces (text, scores, types), as the tokenizer keeps them. */
+  get pieceTable(): PieceTable {
+    return this.table;
   }
 
   /** The model proto: pieces, trainer and normalizer specs (the pieces are built anew on each call). */
