@@ -68,3 +68,26 @@ test('the table is not used for other bytes or other pieces', () => {
   assert.equal(tableStateFor(new PieceTable(t.text, t.start, t.scores, types)), undefined);
   assert.equal(tableStateFor(new PieceTable(t.text.slice(0, -1) + 'x', t.start, t.scores, t.types)), undefined);
 });
+
+test('merges found on first use: pseudo-symbols, user-defined and unused pieces, a long word', () => {
+  const { trainerSpec, normalizerSpec } = built.model;
+  const p = (piece: string, score: number, type = 1) => ({ piece, score, type });
+  // 'q' and 'z' occur only inside pieces (pseudo-symbols); 'qz' and 'zq' are pieces, 'zqz' is one
+  // of them joined to 'z'; '<ud>' is user-defined, 'cc' unused (re-split on output).
+  const pieces = [
+    p('<unk>', 0, 2), p('<s>', 0, 3), p('</s>', 0, 3),
+    ...Array.from({ length: 256 }, (_, b) => p(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, 0, 6)),
+    p('\u2581', -1), p('a', -2), p('b', -2), p('c', -2), p('ab', -3), p('abc', -4), p('\u2581ab', -2.5),
+    p('qz', -5), p('zq', -6), p('zqz', -7), p('<ud>', 0, 4), p('cc', -1, 5), p('ccc', -8), p('\u2581abc', -9),
+  ];
+  const t = new Tokenizer({ pieces, trainerSpec, normalizerSpec }, 'synthetic');
+  const ids = (s: string): string[] => t.encode(s).map((id) => t.idToPiece(id));
+  assert.deepEqual(ids('ab abc'), ['\u2581ab', '\u2581abc']);
+  assert.deepEqual(ids('qz zqz qzq'), ['\u2581', 'qz', '\u2581', 'zqz', '\u2581', 'qz', '<0x71>']);
+  assert.deepEqual(ids('a<ud>b'), ['\u2581', 'a', '<ud>', 'b']);
+  assert.deepEqual(ids('cc ccc'), ['\u2581', 'c', 'c', '\u2581', 'ccc']);
+  const long = 'abc'.repeat(100);
+  assert.deepEqual(t.encode(long + ' ' + long), [...t.encode(long), ...t.encode(long).map((id, i) => (i === 0 ? t.pieceToId('\u2581abc') : id))]);
+  // The same answers a second time, from the memo.
+  assert.deepEqual(ids('qz zqz qzq'), ['\u2581', 'qz', '\u2581', 'zqz', '\u2581', 'qz', '<0x71>']);
+});
