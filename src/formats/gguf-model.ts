@@ -23,6 +23,7 @@ import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ModelType, PieceType, type CompactSentencePieceModel, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
 import { PieceTable } from '../tokenizer/piece-table.js';
+import { tableStateFor } from '../io/tokenizer-table.js';
 import { pyLen } from '../core/pystr.js';
 
 /** One GGUF tensor that holds (part of) an HF tensor: rows [row0, row0 + rows) of it. */
@@ -191,7 +192,9 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
 }
 
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
-  return new Tokenizer(ggufSentencePieceTable(g, file), file);
+  const m = ggufSentencePieceTable(g, file);
+  // The Llama-2 vocabulary (every OpenELM GGUF's): the bundled table's state, derived from the same pieces.
+  return new Tokenizer(m, file, tableStateFor(m.table));
 }
 
 export class GGUFModel extends DecodedTensorSource {

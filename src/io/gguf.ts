@@ -314,11 +314,14 @@ class FileCursor {
    */
   numbers(t: GGUFType, n: number): number[] | null {
     if ((t !== GGUFType.FLOAT32 && t !== GGUFType.INT32 && t !== GGUFType.UINT32) || 4 * n > 1 << 26) return null;
-    const o = this.at(4 * n), b = this.buf, out: number[] = new Array(n);
-    if (t === GGUFType.FLOAT32) for (let j = 0; j < n; j++) out[j] = b.readFloatLE(o + 4 * j);
-    else if (t === GGUFType.INT32) for (let j = 0; j < n; j++) out[j] = b.readInt32LE(o + 4 * j);
-    else for (let j = 0; j < n; j++) out[j] = b.readUInt32LE(o + 4 * j);
-    return out;
+    const o = this.at(4 * n);
+    // Copied into an aligned buffer and converted by Array.from over a typed array (little-endian, as
+    // on every platform Node runs on): one Buffer method call per value ran in the interpreter on a
+    // cold start and was the largest part of decoding a 32,000-piece vocabulary.
+    const aligned = new Uint8Array(4 * n);
+    aligned.set(this.buf.subarray(o, o + 4 * n));
+    const view = t === GGUFType.FLOAT32 ? new Float32Array(aligned.buffer) : t === GGUFType.INT32 ? new Int32Array(aligned.buffer) : new Uint32Array(aligned.buffer);
+    return Array.from(view);
   }
 }
 

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OpenELMError } from '../core/errors.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { tokenizerFromTable } from './tokenizer-table.js';
 
 const BUNDLED_CANDIDATES = [
   new URL('../../../assets/tokenizer/tokenizer.model', import.meta.url),
@@ -36,7 +37,8 @@ export function tokenizerFromFile(file: string | URL): Tokenizer {
     const why = code === 'ENOENT' ? 'not found' : code === 'EISDIR' ? 'is a directory' : String((e as Error).message);
     throw new OpenELMError('tokenizer', `cannot read tokenizer model ${name}: ${why}`);
   }
-  return Tokenizer.fromBytes(bytes, name);
+  // The bundled tokenizer (or a byte-identical copy, as every OpenELM checkpoint has) from its prebuilt table.
+  return tokenizerFromTable(bytes, name) ?? Tokenizer.fromBytes(bytes, name);
 }
 
 let bundled: Tokenizer | undefined;

@@ -62,6 +62,18 @@ export class PairTable {
     }
   }
 
+  /** Every key, [a, b] in pairs, in slot order. */
+  keys(): Int32Array {
+    const out = new Int32Array(2 * this.count);
+    let k = 0;
+    for (let i = 0; i < this.keysA.length; i++) {
+      if (this.keysA[i] === -1) continue;
+      out[k++] = this.keysA[i];
+      out[k++] = this.keysB[i];
+    }
+    return out;
+  }
+
   private grow(): void {
     const oa = this.keysA;
     const ob = this.keysB;

@@ -63,11 +63,21 @@ export class PieceIndex {
   private readonly slots: Int32Array;
   private readonly mask: number;
 
-  constructor(private readonly t: PieceTable) {
+  constructor(private readonly t: PieceTable, slots?: Int32Array) {
     let cap = 16;
     while (cap < 2 * t.size) cap <<= 1;
-    this.slots = new Int32Array(cap).fill(-1);
+    if (slots !== undefined && slots.length !== cap) throw new Error(`piece index of ${slots.length} slots for ${t.size} pieces (bug)`);
+    this.slots = slots ?? new Int32Array(cap).fill(-1);
     this.mask = cap - 1;
+  }
+
+  /** An index whose slots (slotArray of an index of the same pieces) are already filled. */
+  static withSlots(t: PieceTable, slots: Int32Array): PieceIndex {
+    return new PieceIndex(t, slots);
+  }
+
+  get slotArray(): Int32Array {
+    return this.slots;
   }
 
   /** The unmixed hash of s[from, to): sum of unit[i] * B^(to - 1 - i), mod 2^32. */

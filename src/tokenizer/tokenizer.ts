@@ -51,6 +51,27 @@ const isMergeable = (ty: number): boolean => ty === PieceType.NORMAL || ty === P
 const MAX_CACHED_PART = 64;
 const MAX_CACHE_ENTRIES = 1 << 18;
 
+/**
+ * What the constructor derives from the pieces alone (not from the specs): the piece index, the
+ * symbols and character pairs, the byte pieces. A vocabulary's state can be saved once
+ * (Tokenizer.state, the bundled tokenizer's prebuilt table) and handed to the constructor with the
+ * same pieces, which then skips the per-piece loops, the largest part of a cold construction.
+ */
+export interface TokenizerState {
+  /** PieceIndex's slots. */
+  slots: Int32Array;
+  /** [code unit, symbol] for each BMP character that has a symbol, in pairs. */
+  bmp: Int32Array;
+  astral: [number, number][];
+  extraSymbolChar: number[];
+  /** The adjacent-character pairs, [a, b] in pairs. */
+  bigrams: Int32Array;
+  shadowed: [string, number][];
+  userDefined: [number, string[]][];
+  hasUnused: boolean;
+  byteToId: Int32Array;
+}
+
 export class Tokenizer {
   readonly vocabSize: number;
   readonly unkId: number;
@@ -81,6 +102,10 @@ export class Tokenizer {
   private readonly bmpSymbol: Int32Array;
   private readonly astralSymbol: Map<number, number>;
   private readonly extraSymbolChar: number[];
+  /**
+   * The merge of a symbol pair plus one (0: none), filled on first use (mergeOf): building it for
+   * every split of every piece took most of the construction, and an encode meets few pairs.
+   */
   private readonly merges: PairTable;
   /** Adjacent-character pairs that occur inside some mergeable piece. */
   private readonly bigrams: PairTable;
@@ -103,8 +128,11 @@ export class Tokenizer {
   private heapSize = new Int32Array(768);
   private heapMerged = new Int32Array(768);
 
-  /** A parsed model proto, or one whose pieces are already in a PieceTable. */
-  constructor(model: SentencePieceModel | CompactSentencePieceModel, source = '<bytes>') {
+  /**
+   * A parsed model proto, or one whose pieces are already in a PieceTable. `state`: that of a
+   * tokenizer built from the very same pieces (Tokenizer.state), whose checks those pieces passed.
+   */
+  constructor(model: SentencePieceModel | CompactSentencePieceModel, source = '<bytes>', state?: TokenizerState) {
     const { trainerSpec: ts, normalizerSpec: ns } = model;
     const bad = (msg: string): never => {
       throw new OpenELMError('tokenizer', `tokenizer model ${source}: ${msg}`);
@@ -126,35 +154,42 @@ export class Tokenizer {
     this.vocabSize = n;
     this.types = t.types;
     this.scores = t.scores;
-    const mergeable = (id: number): boolean => isMergeable(this.types[id]);
-    // Reserved pieces first: they win PieceToId over a normal piece with the same text.
-    this.pieceIds = new PieceIndex(t);
-    for (let i = 0; i < n; i++) {
-      if (!mergeable(i) && this.pieceIds.add(i) >= 0) bad(`duplicate piece ${JSON.stringify(t.piece(i))} at id ${i}`);
-    }
-    this.shadowed = new Map();
-    this.userDefined = new Map();
-    let hasUnused = false;
-    for (let i = 0; i < n; i++) {
-      if (!mergeable(i)) continue;
-      const other = this.pieceIds.add(i);
-      if (other >= 0) {
-        const p = t.piece(i);
-        const dup = mergeable(other) ? other : this.shadowed.get(p);
-        if (dup !== undefined) bad(`duplicate piece ${JSON.stringify(p)} (ids ${dup} and ${i})`);
-        this.shadowed.set(p, i);
+    if (state !== undefined) {
+      this.pieceIds = PieceIndex.withSlots(t, state.slots);
+      this.shadowed = new Map(state.shadowed);
+      this.userDefined = new Map(state.userDefined);
+      this.hasUnused = state.hasUnused;
+    } else {
+      const mergeable = (id: number): boolean => isMergeable(this.types[id]);
+      // Reserved pieces first: they win PieceToId over a normal piece with the same text.
+      this.pieceIds = new PieceIndex(t);
+      for (let i = 0; i < n; i++) {
+        if (!mergeable(i) && this.pieceIds.add(i) >= 0) bad(`duplicate piece ${JSON.stringify(t.piece(i))} at id ${i}`);
       }
-      if (this.types[i] === PieceType.UNUSED) hasUnused = true;
-      if (this.types[i] === PieceType.USER_DEFINED) {
-        const p = t.piece(i);
-        const k = p.charCodeAt(0);
-        const list = this.userDefined.get(k) ?? [];
-        list.push(p);
-        list.sort((a, b) => b.length - a.length);
-        this.userDefined.set(k, list);
+      this.shadowed = new Map();
+      this.userDefined = new Map();
+      let hasUnused = false;
+      for (let i = 0; i < n; i++) {
+        if (!mergeable(i)) continue;
+        const other = this.pieceIds.add(i);
+        if (other >= 0) {
+          const p = t.piece(i);
+          const dup = mergeable(other) ? other : this.shadowed.get(p);
+          if (dup !== undefined) bad(`duplicate piece ${JSON.stringify(p)} (ids ${dup} and ${i})`);
+          this.shadowed.set(p, i);
+        }
+        if (this.types[i] === PieceType.UNUSED) hasUnused = true;
+        if (this.types[i] === PieceType.USER_DEFINED) {
+          const p = t.piece(i);
+          const k = p.charCodeAt(0);
+          const list = this.userDefined.get(k) ?? [];
+          list.push(p);
+          list.sort((a, b) => b.length - a.length);
+          this.userDefined.set(k, list);
+        }
       }
+      this.hasUnused = hasUnused;
     }
-    this.hasUnused = hasUnused;
     const typed = (piece: string, type: PieceType): number => {
       const id = this.pieceIds.find(piece);
       return id >= 0 && this.types[id] === type ? id : -1;
@@ -170,9 +205,10 @@ export class Tokenizer {
     this.removeExtraWhitespaces = ns.removeExtraWhitespaces;
     this.escapeWhitespaces = ns.escapeWhitespaces;
 
-    this.byteToId = new Int32Array(256).fill(-1);
+    this.byteToId = state !== undefined ? state.byteToId.slice() : new Int32Array(256).fill(-1);
     this.idToByte = new Int16Array(n).fill(-1);
-    for (let i = 0; i < n; i++) {
+    if (state !== undefined) for (let b = 0; b < 256; b++) if (this.byteToId[b] >= 0) this.idToByte[this.byteToId[b]] = b;
+    for (let i = 0; i < n && state === undefined; i++) {
       if (this.types[i] !== PieceType.BYTE) continue;
       const m = /^<0x([0-9A-F]{2})>$/.exec(t.piece(i));
       if (!m) bad(`byte piece ${JSON.stringify(t.piece(i))} (id ${i}) is not of the form <0xXX>`);
@@ -187,27 +223,55 @@ export class Tokenizer {
     const types = this.types;
 
     // Symbols for single characters; pseudo-symbols for characters that only occur inside pieces are
-    // added by buildMerges.
+    // added by buildSymbols.
     const bmp = new Int32Array(0x10000).fill(-1);
     this.bmpSymbol = bmp;
+    this.merges = new PairTable(1024);
+    // The distinct adjacent code-point pairs are few (3,279 in Llama-2's 32,000 pieces): sized for the
+    // vocabulary it held 768 KiB, mostly empty; it grows if a vocabulary needs more.
+    this.bigrams = new PairTable(state !== undefined ? state.bigrams.length / 2 : 4096);
+    if (state !== undefined) {
+      for (let i = 0; i < state.bmp.length; i += 2) bmp[state.bmp[i]] = state.bmp[i + 1];
+      this.astralSymbol = new Map(state.astral);
+      this.extraSymbolChar = state.extraSymbolChar.slice();
+      const bg = state.bigrams;
+      for (let i = 0; i < bg.length; i += 2) this.bigrams.set(bg[i], bg[i + 1], 1);
+      return;
+    }
     this.astralSymbol = new Map();
     this.extraSymbolChar = [];
-    let maxLen = 0;
     for (let id = 0; id < n; id++) {
       if (!isMergeable(types[id])) continue;
       const s = start[id], len = start[id + 1] - s;
-      if (len > maxLen) maxLen = len;
       if (len === 1) bmp[text.charCodeAt(s)] = id;
       else if (len === 2) {
         const cp = cpAt(text, s, s + 2);
         if (cp > 0xffff) this.astralSymbol.set(cp, id);
       }
     }
-    this.merges = new PairTable(2 * n);
-    // The distinct adjacent code-point pairs are few (3,279 in Llama-2's 32,000 pieces): sized for the
-    // vocabulary it held 768 KiB, mostly empty; it grows if a vocabulary needs more.
-    this.bigrams = new PairTable(4096);
-    buildMerges(t, this.pieceIds, this.shadowed, bmp, this.astralSymbol, this.extraSymbolChar, maxLen, this.merges, this.bigrams);
+    buildSymbols(t, bmp, this.astralSymbol, this.extraSymbolChar, this.bigrams);
+  }
+
+  /** What the constructor derived from the pieces (see TokenizerState). */
+  get state(): TokenizerState {
+    const bmp: number[] = [];
+    for (let c = 0; c < 0x10000; c++) if (this.bmpSymbol[c] >= 0) bmp.push(c, this.bmpSymbol[c]);
+    return {
+      slots: this.pieceIds.slotArray.slice(),
+      bmp: Int32Array.from(bmp),
+      astral: [...this.astralSymbol],
+      extraSymbolChar: this.extraSymbolChar.slice(),
+      bigrams: this.bigrams.keys(),
+      shadowed: [...this.shadowed],
+      userDefined: [...this.userDefined].map(([k, v]) => [k, v.slice()]),
+      hasUnused: this.hasUnused,
+      byteToId: this.byteToId.slice(),
+    };
+  }
+
+  /** The pieces (text, scores, types), as the tokenizer keeps them. */
+  get pieceTable(): PieceTable {
+    return this.table;
   }
 
   /** The model proto: pieces, trainer and normalizer specs (the pieces are built anew on each call). */
@@ -446,7 +510,9 @@ export class Tokenizer {
       hMerged[b] = t;
     };
     const push = (l: number, r: number): void => {
-      const m = merges.get(sym[l], sym[r]);
+      const a = sym[l], b = sym[r];
+      let m = merges.get(a, b) - 1;
+      if (m < -1) m = this.mergeOf(a, b);
       if (m < 0) return;
       if (hn >= hScore.length) throw new Error('BPE heap overflow (bug)');
       let i = hn++;
@@ -502,6 +568,30 @@ export class Tokenizer {
       if (nr >= 0) push(l, nr);
     }
     for (let i = 0; i >= 0; i = next[i]) this.emitSymbol(sym[i], cps[i], out, revMerge);
+  }
+
+  /**
+   * The mergeable piece whose text is that of symbol a followed by that of symbol b, or -1 (as
+   * SentencePiece's PieceToId with IsNormal/IsUserDefined/IsUnused), remembered in `merges`. A
+   * symbol's text is its piece's, or for a pseudo-symbol its character.
+   */
+  private mergeOf(a: number, b: number): number {
+    // Only mergeable pieces and pseudo-symbols have merges (a user-defined match whose text a
+    // reserved piece shadows is a reserved id here).
+    if ((a < this.vocabSize && !isMergeable(this.types[a])) || (b < this.vocabSize && !isMergeable(this.types[b]))) {
+      this.merges.set(a, b, 0);
+      return -1;
+    }
+    const s = this.symbolText(a) + this.symbolText(b);
+    const found = this.pieceIds.find(s);
+    let m = found >= 0 && isMergeable(this.types[found]) ? found : -1;
+    if (m < 0 && this.shadowed.size > 0) m = this.shadowed.get(s) ?? -1;
+    this.merges.set(a, b, m + 1);
+    return m;
+  }
+
+  private symbolText(s: number): string {
+    return s < this.vocabSize ? this.table.piece(s) : String.fromCodePoint(this.extraSymbolChar[s - this.vocabSize]);
   }
 
   /** Re-splits the part's characters into initial symbols, matching user-defined pieces greedily. */
@@ -626,93 +716,33 @@ function collapseUnknownRuns(ids: number[], unkId: number, from: number): void {
 }
 
 /**
- * Fills the merge table (every way of writing a mergeable piece as (symbol string) + (symbol string))
- * and the table of adjacent-character pairs inside mergeable pieces, giving each character that is
- * not a piece a pseudo-symbol (n, n + 1, ... in order of first occurrence) on the way. A module
- * function rather than constructor code: it runs once per tokenizer, so it must get optimized
- * (on-stack replacement) early, which a small function does much sooner than the whole constructor.
- *
- * A side that is one character is that character's symbol (the piece itself when the character is
- * one); a longer side is looked up by the polynomial hashes of the piece's prefixes
- * (pre[k] = text[s, s + k)) and suffixes (suf[k] = text[s + k, e)), each found in one pass, so no
- * side is hashed on its own and nothing is allocated per piece.
- *
- * Character pairs: when a piece splits into two symbol strings l + r, its pairs are those of l, those
- * of r and the one across the split; l and r are single characters or mergeable pieces, whose own
- * pairs their own turn adds (by the same rule, on shorter pieces). So a piece with a split adds only
- * that one pair, and only a piece without any split adds all of its pairs.
+ * Gives each character that occurs inside a mergeable piece without being a piece itself a
+ * pseudo-symbol (n, n + 1, ... in order of first occurrence) and fills the table of adjacent-character
+ * pairs inside mergeable pieces: one pass over the pieces' text. The merge table is not built here
+ * (Tokenizer.mergeOf finds a pair's merge on first use). A module function rather than constructor
+ * code: it runs once per tokenizer, so it must get optimized (on-stack replacement) early, which a
+ * small function does much sooner than the whole constructor.
  */
-function buildMerges(
-  t: PieceTable, pieceIds: PieceIndex, shadowed: Map<string, number>, bmp: Int32Array, astral: Map<number, number>,
-  extraSymbolChar: number[], maxLen: number, merges: PairTable, bigrams: PairTable,
-): void {
+function buildSymbols(t: PieceTable, bmp: Int32Array, astral: Map<number, number>, extraSymbolChar: number[], bigrams: PairTable): void {
   const text = t.text, start = t.start, types = t.types, n = t.size;
-  const B = PieceIndex.B;
-  const pre = new Int32Array(maxLen + 1), suf = new Int32Array(maxLen + 1);
-  const noSplit = new Int32Array(n + 1);
-  let nNoSplit = 0;
-  /** The symbol of character cp, a new pseudo-symbol if it has none yet. */
-  const symbol = (cp: number): number => {
-    let sym = cp < 0x10000 ? bmp[cp] : (astral.get(cp) ?? -1);
-    if (sym < 0) {
-      sym = n + extraSymbolChar.length;
-      extraSymbolChar.push(cp);
-      if (cp < 0x10000) bmp[cp] = sym;
-      else astral.set(cp, sym);
-    }
-    return sym;
-  };
   for (let id = 0; id < n; id++) {
     const ty = types[id];
     if (!(ty === PieceType.NORMAL || ty === PieceType.USER_DEFINED || ty === PieceType.UNUSED)) continue;
-    const s = start[id], e = start[id + 1], len = e - s;
-    if (len < 2) continue;
-    let h = 0;
-    for (let k = 0; k < len; k++) pre[k + 1] = h = (Math.imul(h, B) + text.charCodeAt(s + k)) | 0;
-    h = 0;
-    for (let k = len - 1, pw = 1; k >= 0; k--, pw = Math.imul(pw, B)) suf[k] = h = (Math.imul(text.charCodeAt(s + k), pw) + h) | 0;
-    const first = cpAt(text, s, e);
-    let cpSym = symbol(first);
-    const firstSym = cpSym;
-    const firstEnd = s + (first > 0xffff ? 2 : 1);
-    let split = 0;
-    for (let j = firstEnd; j < e;) {
-      const next = cpAt(text, j, e);
-      const nw = next > 0xffff ? 2 : 1;
-      const nextSym = symbol(next);
-      const l = j === firstEnd ? firstSym : normalId(t, pieceIds, shadowed, pre[j - s], s, j);
-      if (l >= 0) {
-        const r = j + nw === e ? nextSym : normalId(t, pieceIds, shadowed, suf[j - s], j, e);
-        if (r >= 0) {
-          merges.set(l, r, id);
-          if (split === 0) bigrams.set(cpSym, nextSym, 1);
-          split = 1;
-        }
-      }
-      cpSym = nextSym;
-      j += nw;
-    }
-    // Recorded without a branch (see cpAt): the first piece without a split comes late.
-    noSplit[nNoSplit] = id;
-    nNoSplit += 1 - split;
-  }
-  for (let i = 0; i < nNoSplit; i++) {
-    const id = noSplit[i], e = start[id + 1];
+    const e = start[id + 1];
     for (let j = start[id], a = -1; j < e;) {
       const cp = cpAt(text, j, e);
-      const b = symbol(cp);
+      let b = cp < 0x10000 ? bmp[cp] : (astral.get(cp) ?? -1);
+      if (b < 0) {
+        b = n + extraSymbolChar.length;
+        extraSymbolChar.push(cp);
+        if (cp < 0x10000) bmp[cp] = b;
+        else astral.set(cp, b);
+      }
       if (a >= 0) bigrams.set(a, b, 1);
       a = b;
       j += cp > 0xffff ? 2 : 1;
     }
   }
-}
-
-/** The mergeable piece whose text is t.text[from, to) (PieceIndex.rawHash h), or -1. */
-function normalId(t: PieceTable, pieceIds: PieceIndex, shadowed: Map<string, number>, h: number, from: number, to: number): number {
-  const id = pieceIds.findHashed(h, t.text, from, to);
-  if (id >= 0 && isMergeable(t.types[id])) return id;
-  return shadowed.size ? (shadowed.get(t.text.slice(from, to)) ?? -1) : -1;
 }
 
 /**
