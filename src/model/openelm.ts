@@ -78,29 +78,11 @@ export interface ForwardItem { cache: KVCache; tokens: ArrayLike<number>; }
  * row for OpenELM-270M) down to x, xn and act (12800): 4.7 MiB less at a 128-token prefill, 18.8
  * MiB at a 512-token chunk.
  */
-/** The fewest rows a chunk of a prompt's feed-forward takes (fewer would cost the GEMMs their reuse of each weight). */
-const FFN_MIN_ROWS = 32;
-
-/**
- * Rows of the next feed-forward chunk when `left` rows remain, at most `most` (a multiple of 4, at
- * least 32) at a time. A GEMM sums each row's products in the same order whatever M, except for
- * its last M % 4 rows, and runs up to 8 rows as a GEMV: so every chunk but the last is a multiple
- * of 4 rows, and the last, which keeps the whole call's M % 4 rows, has more than 8 (a short rest
- * is shared with the chunk before it). Each row's values are then those of one call over all rows.
- */
-export function ffnChunk(left: number, most: number): number {
-  if (left <= most) return left;
-  const rest = left - most;
-  return rest > 16 ? most : most - 16;
-}
-
 class Workspace {
   rows = 0;
   x!: Tensor; xn!: Tensor; act!: Tensor;
   /** Where, in floats per stacked row, att starts in act (qkv, u and g start at 0). */
   attAt = 0;
-  /** Most rows the feed-forward takes at once (its u and g in act); a prompt's FFN runs in row chunks. */
-  ffnRows = 0;
   logits: Tensor | null = null;
   logitRows = 0;
   constructor(private readonly c: OpenELMConfig, private readonly be: Backend) {}
@@ -120,13 +102,8 @@ class Workspace {
     // g in place: SwiGLU writes g over the start of u (Backend.swiglu allows it), so the FFN
     // takes 2F floats a row, not 3F; without GLU the input projection writes g itself, which
     // SiLU then updates in place. D: logitsFor gathers the selected rows of x into act.
-    // The FFN's rows go through in chunks that fit in what the attention needs anyway (qkv and
-    // att), but at least FFN_MIN_ROWS: u of all 128 rows of a prompt took 5 MiB at 270M, where
-    // qkv and att take 1.6. Every row's values stay the same (each row is its own GEMM row).
-    const ffnW = (c.ffnWithGlu ? 2 : 1) * maxF;
-    this.ffnRows = Math.min(rows, Math.max(FFN_MIN_ROWS, Math.floor((rows * (maxW + maxQ)) / ffnW) & ~3));
-    const actFloats = Math.max(rows * (maxW + maxQ), this.ffnRows * ffnW, rows * D);
-    this.x = this.be.alloc(rows * D); this.xn = this.be.alloc(rows * D); this.act = this.be.alloc(actFloats);
+    const actW = Math.max(maxW + maxQ, (c.ffnWithGlu ? 2 : 1) * maxF, D);
+    this.x = this.be.alloc(rows * D); this.xn = this.be.alloc(rows * D); this.act = this.be.alloc(rows * actW);
   }
 
   /** A logits tensor of at least `rows` rows of V. */
@@ -344,36 +321,28 @@ export class OpenELM {
       // feed-forward
       be.rmsnorm(xn, x, L.ffnNorm, M, D, c.normEps);
       tap?.(l, 'ffn_norm', xn);
-      for (let r0 = 0; r0 < M;) {
-        const n = ffnChunk(M - r0, ws.ffnRows);
-        const whole = n === M;
-        const xc = whole ? xn : be.view(xn, r0 * D, n * D);
-        const g = V(ws.act, n * F);
-        if (c.ffnWithGlu) {
-          const u = V(ws.act, n * 2 * F);
-          // (an adapter adds to u before SwiGLU reads it)
-          if (!ad && be.linearSwiglu) be.linearSwiglu(g, u, xc, L.proj1, n, F);
-          else {
-            be.linear(u, xc, L.proj1, n);
-            ad?.linear(u, xc, n, l, 'proj_1');
-            be.swiglu(g, u, n, F);
-          }
-        } else {
-          be.linear(g, xc, L.proj1, n);
-          ad?.linear(g, xc, n, l, 'proj_1');
-          be.silu(g, g, n * F);
+      const g = V(ws.act, M * F);
+      if (c.ffnWithGlu) {
+        const u = V(ws.act, M * 2 * F);
+        // (an adapter adds to u before SwiGLU reads it)
+        if (!ad && be.linearSwiglu) be.linearSwiglu(g, u, xn, L.proj1, M, F);
+        else {
+          be.linear(u, xn, L.proj1, M);
+          ad?.linear(u, xn, M, l, 'proj_1');
+          be.swiglu(g, u, M, F);
         }
-        // tmp is xn: this chunk's rows of it have been read
-        const o = whole ? (tap ? tmp : x) : be.view(tap ? tmp : x, r0 * D, n * D);
-        if (tap) { be.linear(o, g, L.proj2, n); ad?.linear(o, g, n, l, 'proj_2'); }
-        else { be.linear(o, g, L.proj2, n, true); ad?.linear(o, g, n, l, 'proj_2'); }
-        r0 += n;
+      } else {
+        be.linear(g, xn, L.proj1, M);
+        ad?.linear(g, xn, M, l, 'proj_1');
+        be.silu(g, g, M * F);
       }
       if (tap) {
+        be.linear(tmp, g, L.proj2, M);
+        ad?.linear(tmp, g, M, l, 'proj_2');
         tap(l, 'ffn_out', tmp);
         be.add(x, tmp, M * D);
         tap(l, 'block_out', x);
-      }
+      } else { be.linear(x, g, L.proj2, M, true); ad?.linear(x, g, M, l, 'proj_2'); }
     }
     for (const it of items) it.cache.length += it.tokens.length;
     return kept;
