@@ -9,7 +9,7 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, q4Pair4, q4DotsG, isum4, lane } from './gemv';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, q4Pair4, q4DotsG, q4Scaled4, q4ScaleG, q4CodesV, isum4, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R, q6krLevels, q6krNatural } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -144,6 +144,21 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 }
 
 /**
+ * Sub-blocks 0-3 (Lo) or 4-7 (Hi) of a Q4_K super-block's eight u8 scale codes (i16 lanes of sc) as
+ * q4Scaled4's codes operand: relaxed, each code in its two i16 lanes; SIMD128, i32 lanes. The codes
+ * multiply the integer dots exactly (|sc·Σ| ≤ 63·32·15·127 < 2²⁴), so a sub-block adds
+ * f32(sc·Σ)·d_x in one multiply-add, where Σ·(sc·d_x) rounded twice.
+ */
+@inline function kCodesLo(sc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+  return i32x4.extend_low_i16x8_u(sc);
+}
+@inline function kCodesHi(sc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7);
+  return i32x4.extend_high_i16x8_u(sc);
+}
+
+/**
  * Q4_K (144-byte super-blocks of 256: half d, half dmin, 12 bytes of 6-bit scales and mins, 128
  * bytes of nibbles; value d·sc_j·q − dmin·m_j in sub-block j of 32), one row of x. Sub-block j
  * meets x's block j exactly, so it is q4's arithmetic with scale d·sc_j and min −dmin·m_j:
@@ -164,18 +179,17 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
       const sm = kScales16(p + 4);
       const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
       // the 6-bit codes as f32 (non-negative: the signed conversion, one instruction on x64)
-      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
       const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
       const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
       // The two halves of 128 weights in a loop of two, not one straight run: V8 issues a block's
       // loads before its arithmetic, and a whole super-block's 8 weight and 16 x vectors spill.
-      let t = f32x4.splat(0), c = sc0, q = p + 16, xh = x16, x8h = x8, dh = dp;
+      let t = f32x4.splat(0), c = kCodesLo(sc), q = p + 16, xh = x16, x8h = x8, dh = dp;
       for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
         const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
-          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
-        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
-        c = sc1;
+        const s4 = q4Scaled4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
+          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96), c);
+        t = fmadd(f32x4.convert_i32x4_s(s4), v128.load(dh), t);
+        c = kCodesHi(sc);
       }
       f = fmadd(t, lane(dd, 0), f);
       g = fmadd(u, lane(dd, 1), g);
@@ -226,9 +240,9 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
     let qa = pa + 24, qc = pc + 24, xq16 = x16, xq8 = x8, dq = dp, sa = pa + 8, sc = pc + 8;
     for (let q = 0; q < 4; q++, qa += 32, qc += 32, xq16 += 128, xq8 += 64, dq += 8, sa += 2, sc += 2) {
       const va0 = v128.load(qa), va1 = v128.load(qa, 16), vc0 = v128.load(qc), vc1 = v128.load(qc, 16);
-      const s = q4DotsG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8));
-      const c = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load16_lane(sc, v128.load16_splat(sa), 1))));
-      const nT = fmadd(s, f32x4.mul(c, v128.load64_splat(dq)), T);
+      const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
+      const s = q4ScaleG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8), c4);
+      const nT = fmadd(f32x4.convert_i32x4_s(s), v128.load64_splat(dq), T);
       T = U; U = nT;
     }
     // T: lanes 0, 1 of row na's t, then of row nc's; U: lanes 2, 3
@@ -266,16 +280,15 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
       const dd = v128.load64_zero(p);   // lanes 0, 1: d, dmin
       const sm = v128.load(p, 8);
       const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
-      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
       const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
       const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
-      let t = f32x4.splat(0), c = sc0, q = p + 24, xh = x16, x8h = x8, dh = dp;
+      let t = f32x4.splat(0), c = kCodesLo(sc), q = p + 24, xh = x16, x8h = x8, dh = dp;
       for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
         const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
-          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
-        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
-        c = sc1;
+        const s4 = q4Scaled4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
+          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96), c);
+        t = fmadd(f32x4.convert_i32x4_s(s4), v128.load(dh), t);
+        c = kCodesHi(sc);
       }
       f = fmadd(t, lane(dd, 0), f);
       g = fmadd(u, lane(dd, 1), g);
