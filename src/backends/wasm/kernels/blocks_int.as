@@ -159,6 +159,22 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 }
 
 /**
+ * t += four sub-blocks' f32(sc·Σ) (s4) times their d_x (m). Relaxed build: into lanes 0 (sub-blocks
+ * 0, 2) and 1 (1, 3) in that order, as the two-row kernel's quarters add them (lanes 2, 3 unused;
+ * kRowF sums lanes 0 and 1). SIMD128 build (one row at a time): lane j mod 4, hsum at the end.
+ */
+@inline function kAdd4(t: v128, s4: v128, m: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return fmadd(v128.shuffle<f32>(s4, s4, 2, 3, 2, 3), v128.shuffle<f32>(m, m, 2, 3, 2, 3), fmadd(s4, m, t));
+  return fmadd(s4, m, t);
+}
+
+/** The sub-blocks' part of a one-row Q4_K output from its accumulator f (kAdd4's lanes, times d). */
+@inline function kRowF(f: v128): f32 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1);
+  return hsum(f);
+}
+
+/**
  * Q4_K (144-byte super-blocks of 256: half d, half dmin, 12 bytes of 6-bit scales and mins, 128
  * bytes of nibbles; value d·sc_j·q − dmin·m_j in sub-block j of 32), one row of x. Sub-block j
  * meets x's block j exactly, so it is q4's arithmetic with scale d·sc_j and min −dmin·m_j:
@@ -188,14 +204,14 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
         const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
         const s4 = q4Scaled4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
           q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96), c);
-        t = fmadd(f32x4.convert_i32x4_s(s4), v128.load(dh), t);
+        t = kAdd4(t, f32x4.convert_i32x4_s(s4), v128.load(dh));
         c = kCodesHi(sc);
       }
       f = fmadd(t, lane(dd, 0), f);
       g = fmadd(u, lane(dd, 1), g);
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f) - hsum(g);
+    const s = kRowF(f) - hsum(g);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
@@ -233,32 +249,34 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
   const nsb = K >> 8, rb = <usize>nsb * 152;
   let pa = w + <usize>na * rb, pc = w + <usize>nc * rb;
   const z = f32x4.splat(0);
-  let f01 = z, f23 = z, ga = z, gc = z;
-  let x16 = q16, x8 = q8, dp = qd, sp = qs;
-  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32, sp += 32) {
-    let T = z, U = z;
+  const pa0 = pa, pc0 = pc;
+  let F = z;   // lanes: row na's even and odd sub-blocks, then row nc's
+  let x16 = q16, x8 = q8, dp = qd;
+  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32) {
+    let T = z;
     let qa = pa + 24, qc = pc + 24, xq16 = x16, xq8 = x8, dq = dp, sa = pa + 8, sc = pc + 8;
     for (let q = 0; q < 4; q++, qa += 32, qc += 32, xq16 += 128, xq8 += 64, dq += 8, sa += 2, sc += 2) {
       const va0 = v128.load(qa), va1 = v128.load(qa, 16), vc0 = v128.load(qc), vc1 = v128.load(qc, 16);
       const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
       const s = q4ScaleG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8), c4);
-      const nT = fmadd(f32x4.convert_i32x4_s(s), v128.load64_splat(dq), T);
-      T = U; U = nT;
+      T = fmadd(f32x4.convert_i32x4_s(s), v128.load64_splat(dq), T);
     }
-    // T: lanes 0, 1 of row na's t, then of row nc's; U: lanes 2, 3
-    const dda = v128.load64_zero(pa), ddc = v128.load64_zero(pc);   // lanes 0, 1: d, dmin
-    const dd = v128.shuffle<f32>(dda, ddc, 0, 0, 4, 4);
-    f01 = fmadd(T, dd, f01);
-    f23 = fmadd(U, dd, f23);
-    ga = fmadd(q4KMins(pa, sp), lane(dda, 1), ga);
-    gc = fmadd(q4KMins(pc, sp), lane(ddc, 1), gc);
+    F = fmadd(T, v128.shuffle<f32>(v128.load32_splat(pa), v128.load32_splat(pc), 0, 0, 4, 4), F);
+  }
+  // The mins' terms in a pass of their own over the two rows (in L1 by now), in the same order:
+  // in the loop above their two accumulators made V8 spill the quarter step's operands.
+  let ga = z, gc = z;
+  pa = pa0; pc = pc0;
+  for (let b = 0, sp = qs; b < nsb; b++, pa += 152, pc += 152, sp += 32) {
+    ga = fmadd(q4KMins(pa, sp), v128.load32_splat(pa, 4), ga);
+    gc = fmadd(q4KMins(pc, sp), v128.load32_splat(pc, 4), gc);
   }
   const oa = out + (<usize>na << 2);
-  const ra = hsum(v128.shuffle<f32>(f01, f23, 0, 1, 4, 5)) - hsum(ga);
+  const ra = (f32x4.extract_lane(F, 0) + f32x4.extract_lane(F, 1)) - hsum(ga);
   store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
   if (nc != na) {
     const oc = out + (<usize>nc << 2);
-    const rc = hsum(v128.shuffle<f32>(f01, f23, 2, 3, 6, 7)) - hsum(gc);
+    const rc = (f32x4.extract_lane(F, 2) + f32x4.extract_lane(F, 3)) - hsum(gc);
     store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
   }
 }
@@ -287,14 +305,14 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
         const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
         const s4 = q4Scaled4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
           q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96), c);
-        t = fmadd(f32x4.convert_i32x4_s(s4), v128.load(dh), t);
+        t = kAdd4(t, f32x4.convert_i32x4_s(s4), v128.load(dh));
         c = kCodesHi(sc);
       }
       f = fmadd(t, lane(dd, 0), f);
       g = fmadd(u, lane(dd, 1), g);
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f) - hsum(g);
+    const s = kRowF(f) - hsum(g);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
