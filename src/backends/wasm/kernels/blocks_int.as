@@ -245,40 +245,68 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
  * and (2, 3) of both rows, T and U, swapped after each step: a loop of four quarters loads 8
  * vectors a step where the one-row loop over halves loaded 12 and spilled.
  */
-@inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32): void {
+@inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32,
+  ldo: usize = 0, ldp: usize = 0, R: i32 = 1): void {
+  // R = 2..4 tokens (rows of x ldp bytes apart, of out ldo apart): the weight's nibbles and codes
+  // once per step for all of them, each token's float operations those of a one-token call
   const nsb = K >> 8, rb = <usize>nsb * 152;
   let pa = w + <usize>na * rb, pc = w + <usize>nc * rb;
   const z = f32x4.splat(0);
   const pa0 = pa, pc0 = pc;
-  let F = z;   // lanes: row na's even and odd sub-blocks, then row nc's
+  let F0 = z, F1 = z, F2 = z, F3 = z;   // per token, lanes: row na's even and odd sub-blocks, then row nc's
   let x16 = q16, x8 = q8, dp = qd;
   for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32) {
-    let T = z;
+    let T0 = z, T1 = z, T2 = z, T3 = z;
     let qa = pa + 24, qc = pc + 24, xq16 = x16, xq8 = x8, dq = dp, sa = pa + 8, sc = pc + 8;
     for (let q = 0; q < 4; q++, qa += 32, qc += 32, xq16 += 128, xq8 += 64, dq += 8, sa += 2, sc += 2) {
       const va0 = v128.load(qa), va1 = v128.load(qa, 16), vc0 = v128.load(qc), vc1 = v128.load(qc, 16);
+      const la0 = nibLo(va0), la1 = nibLo(va1), ha0 = nibHi(va0), ha1 = nibHi(va1), lc0 = nibLo(vc0), lc1 = nibLo(vc1), hc0 = nibHi(vc0), hc1 = nibHi(vc1);
       const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
-      const s = q4ScaleG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8), c4);
-      T = fmadd(f32x4.convert_i32x4_s(s), v128.load64_splat(dq), T);
+      T0 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16, xq8), c4)), v128.load64_splat(dq), T0);
+      if (R > 1) T1 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16 + ldp, xq8 + ldp), c4)), v128.load64_splat(dq + ldp), T1);
+      if (R > 2) T2 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16 + 2 * ldp, xq8 + 2 * ldp), c4)), v128.load64_splat(dq + 2 * ldp), T2);
+      if (R > 3) T3 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16 + 3 * ldp, xq8 + 3 * ldp), c4)), v128.load64_splat(dq + 3 * ldp), T3);
     }
-    F = fmadd(T, v128.shuffle<f32>(v128.load32_splat(pa), v128.load32_splat(pc), 0, 0, 4, 4), F);
+    const dd = v128.shuffle<f32>(v128.load32_splat(pa), v128.load32_splat(pc), 0, 0, 4, 4);
+    F0 = fmadd(T0, dd, F0);
+    if (R > 1) F1 = fmadd(T1, dd, F1);
+    if (R > 2) F2 = fmadd(T2, dd, F2);
+    if (R > 3) F3 = fmadd(T3, dd, F3);
   }
   // The mins' terms in a pass of their own over the two rows (in L1 by now), in the same order:
   // in the loop above their two accumulators made V8 spill the quarter step's operands.
-  let ga = z, gc = z;
-  pa = pa0; pc = pc0;
-  for (let b = 0, sp = qs; b < nsb; b++, pa += 152, pc += 152, sp += 32) {
-    ga = fmadd(q4KMins(pa, sp), v128.load32_splat(pa, 4), ga);
-    gc = fmadd(q4KMins(pc, sp), v128.load32_splat(pc, 4), gc);
+  for (let r = 0; r < R; r++) {
+    const F = r == 0 ? F0 : r == 1 ? F1 : r == 2 ? F2 : F3, o = out + <usize>r * ldo;
+    let ga = z, gc = z;
+    pa = pa0; pc = pc0;
+    for (let b = 0, sp = qs + <usize>r * ldp; b < nsb; b++, pa += 152, pc += 152, sp += 32) {
+      ga = fmadd(q4KMins(pa, sp), v128.load32_splat(pa, 4), ga);
+      gc = fmadd(q4KMins(pc, sp), v128.load32_splat(pc, 4), gc);
+    }
+    const oa = o + (<usize>na << 2);
+    const ra = (f32x4.extract_lane(F, 0) + f32x4.extract_lane(F, 1)) - hsum(ga);
+    store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
+    if (nc != na) {
+      const oc = o + (<usize>nc << 2);
+      const rc = (f32x4.extract_lane(F, 2) + f32x4.extract_lane(F, 3)) - hsum(gc);
+      store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
+    }
   }
-  const oa = out + (<usize>na << 2);
-  const ra = (f32x4.extract_lane(F, 0) + f32x4.extract_lane(F, 1)) - hsum(ga);
-  store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
-  if (nc != na) {
-    const oc = out + (<usize>nc << 2);
-    const rc = (f32x4.extract_lane(F, 2) + f32x4.extract_lane(F, 3)) - hsum(gc);
-    store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
+}
+
+/** gemvQ4_KRInt (relaxed build) for R = 2..4 tokens at once (rows of x ldp bytes apart, of out ldo apart). */
+@inline function gemvQ4_KRTR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3);
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_KRPair(out, xp, xp + o8, xp + od, xp + os, w, K, na, nc < n1 ? nc : na, acc, ldo, ldp, R);
   }
+}
+export function gemvQ4_KRIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  if (R == 2) gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 2);
+  else if (R == 3) gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 3);
+  else gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 4);
 }
 
 /** A repacked Q4_K super-block's (at p) eight mins times x's quantized sums (at sp), folded into four lanes as gemvQ4_KInt's u. */
@@ -654,32 +682,42 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
  * b ≡ j (mod 2) before an odd last one, from 0; out = (lane 0 + lane 1) + the odd last block's
  * (Σ − 8·Σq_x)·(d·d_x).
  */
-@inline function gemvQ4_0RPair(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32, fast: bool): void {
+@inline function gemvQ4_0RPair(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32, fast: bool,
+  ldo: usize = 0, ldp: usize = 0, R: i32 = 1): void {
+  // R = 2..4 tokens (rows of x ldp bytes apart, of out ldo apart): the weight's nibbles and d's
+  // once per step for all of them, each token's float operations those of a one-token call
   const nb = K >> 5, rb = <usize>nb * 18;
   const ra = w + <usize>na * rb, rc = w + <usize>nc * rb;
-  let f = f32x4.splat(0);
+  const z = f32x4.splat(0);
+  let f0 = z, f1 = z, f2 = z, f3 = z;
   let ha = ra, hc = rc, pa = ra + (<usize>nb << 1), pc = rc + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
   let b = 0;
   for (; b + 2 <= nb; b += 2) {
     const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
-    const s = q4DotsG(q4Pair4(nibLo(va), nibHi(va), nibLo(vb), nibHi(vb), nibLo(vc), nibHi(vc), nibLo(vd), nibHi(vd), x16, x8));
+    const la = nibLo(va), ha_ = nibHi(va), lb = nibLo(vb), hb = nibHi(vb), lc = nibLo(vc), hc_ = nibHi(vc), ld = nibLo(vd), hd = nibHi(vd);
     const h = i32x4.extend_low_i16x8_u(v128.load32_lane(hc, v128.load32_zero(ha), 1));
     const d4 = fast ? i32x4.add(i32x4.shl(h, 13), i32x4.splat(112 << 23)) : f16hiToF32Exact(i32x4.shl(h, 16));
-    f = fmadd(f32x4.sub(s, v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f);
+    f0 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16, x8)), v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f0);
+    if (R > 1) f1 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + ldp, x8 + ldp)), v128.load64_splat(cp + ldp)), f32x4.mul(d4, v128.load64_splat(dp + ldp)), f1);
+    if (R > 2) f2 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp)), v128.load64_splat(cp + 2 * ldp)), f32x4.mul(d4, v128.load64_splat(dp + 2 * ldp)), f2);
+    if (R > 3) f3 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp)), v128.load64_splat(cp + 3 * ldp)), f32x4.mul(d4, v128.load64_splat(dp + 3 * ldp)), f3);
     pa += 32; pc += 32; ha += 4; hc += 4; x16 += 128; x8 += 64; dp += 8; cp += 8;
   }
-  let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
-  if (b < nb) {
-    const dx = load<f32>(dp), c = load<f32>(cp);
-    const va = v128.load(pa), vc = v128.load(pc);
-    fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16, x8))) - c) * (half1(ha) * dx);
-    fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16, x8))) - c) * (half1(hc) * dx);
-  }
-  const oa = out + (<usize>na << 2);
-  store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
-  if (nc != na) {
-    const oc = out + (<usize>nc << 2);
-    store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
+  for (let r = 0; r < R; r++) {
+    const f = r == 0 ? f0 : r == 1 ? f1 : r == 2 ? f2 : f3, xo = <usize>r * ldp, o = out + <usize>r * ldo;
+    let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
+    if (b < nb) {
+      const dx = load<f32>(dp + xo), c = load<f32>(cp + xo);
+      const va = v128.load(pa), vc = v128.load(pc);
+      fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16 + xo, x8 + xo))) - c) * (half1(ha) * dx);
+      fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16 + xo, x8 + xo))) - c) * (half1(hc) * dx);
+    }
+    const oa = o + (<usize>na << 2);
+    store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
+    if (nc != na) {
+      const oc = o + (<usize>nc << 2);
+      store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
+    }
   }
 }
 
@@ -702,6 +740,27 @@ export function gemvQ4_0RInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
   else gemvQ4_0RT(out, q16, q8, qd, corr, w, K, n0, n1, acc, false);
 }
 
+/** gemvQ4_0RInt for R = 2..4 tokens at once (rows of x ldp bytes apart, of out ldo apart). */
+@inline function gemvQ4_0RTR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool, R: i32): void {
+  const o8 = <usize>K << 1, od = <usize>K * 3, oc = od + (<usize>K >> 2);
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_0RPair(out, xp, xp + o8, xp + od, xp + oc, w, K, na, nc < n1 ? nc : na, acc, fast, ldo, ldp, R);
+  }
+}
+export function gemvQ4_0RIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32, R: i32): void {
+  if (fast) {
+    if (R == 2) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 2);
+    else if (R == 3) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 3);
+    else gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 4);
+  } else {
+    if (R == 2) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, false, 2);
+    else if (R == 3) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, false, 3);
+    else gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, false, 4);
+  }
+}
+
 /** Rows of W that the several-token GEMV takes at a time (a few KiB: they stay in L1 for every token). */
 const ROW_GROUP: i32 = 4;
 
@@ -714,6 +773,12 @@ const ROW_GROUP: i32 = 4;
  */
 export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
   n0: i32, n1: i32, acc: i32, wm: usize = 0): void {
+  // Q4_0 and Q4_K (relaxed build), 2-4 tokens: one pass over W, each weight step decoded once for
+  // every token, each token's sums in the one-token kernel's order (so its results bit for bit)
+  if (ASC_FEATURE_RELAXED_SIMD && M >= 2 && M <= 4) {
+    if (dtype == BQ4_0R) { gemvQ4_0RIntR(out, ldo, prep, ldp, w, K, n0, n1, acc, <i32>wm, M); return; }
+    if (dtype == BQ4_KR) { gemvQ4_KRIntR(out, ldo, prep, ldp, w, K, n0, n1, acc, M); return; }
+  }
   const g = M == 1 ? n1 - n0 : ROW_GROUP;
   for (let n = n0; n < n1; n += g) {
     const e = min(n + g, n1);
