@@ -275,22 +275,27 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
   }
   // The mins' terms in a pass of their own over the two rows (in L1 by now), in the same order:
   // in the loop above their two accumulators made V8 spill the quarter step's operands.
-  for (let r = 0; r < R; r++) {
-    const F = r == 0 ? F0 : r == 1 ? F1 : r == 2 ? F2 : F3, o = out + <usize>r * ldo;
-    let ga = z, gc = z;
-    pa = pa0; pc = pc0;
-    for (let b = 0, sp = qs + <usize>r * ldp; b < nsb; b++, pa += 152, pc += 152, sp += 32) {
-      ga = fmadd(q4KMins(pa, sp), v128.load32_splat(pa, 4), ga);
-      gc = fmadd(q4KMins(pc, sp), v128.load32_splat(pc, 4), gc);
-    }
-    const oa = o + (<usize>na << 2);
-    const ra = (f32x4.extract_lane(F, 0) + f32x4.extract_lane(F, 1)) - hsum(ga);
-    store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
-    if (nc != na) {
-      const oc = o + (<usize>nc << 2);
-      const rc = (f32x4.extract_lane(F, 2) + f32x4.extract_lane(F, 3)) - hsum(gc);
-      store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
-    }
+  q4KREnd(F0, out, na, nc, acc, pa0, pc0, qs, nsb);
+  if (R > 1) q4KREnd(F1, out + ldo, na, nc, acc, pa0, pc0, qs + ldp, nsb);
+  if (R > 2) q4KREnd(F2, out + 2 * ldo, na, nc, acc, pa0, pc0, qs + 2 * ldp, nsb);
+  if (R > 3) q4KREnd(F3, out + 3 * ldo, na, nc, acc, pa0, pc0, qs + 3 * ldp, nsb);
+}
+
+/** The end of gemvQ4_KRPair's rows na, nc (at pa, pc) for one token (x's sums at sp): the mins' pass and the stores. */
+@inline function q4KREnd(F: v128, o: usize, na: i32, nc: i32, acc: i32, pa: usize, pc: usize, sp: usize, nsb: i32): void {
+  const z = f32x4.splat(0);
+  let ga = z, gc = z;
+  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, sp += 32) {
+    ga = fmadd(q4KMins(pa, sp), v128.load32_splat(pa, 4), ga);
+    gc = fmadd(q4KMins(pc, sp), v128.load32_splat(pc, 4), gc);
+  }
+  const oa = o + (<usize>na << 2);
+  const ra = (f32x4.extract_lane(F, 0) + f32x4.extract_lane(F, 1)) - hsum(ga);
+  store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
+  if (nc != na) {
+    const oc = o + (<usize>nc << 2);
+    const rc = (f32x4.extract_lane(F, 2) + f32x4.extract_lane(F, 3)) - hsum(gc);
+    store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
   }
 }
 
@@ -703,21 +708,28 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
     if (R > 3) f3 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp)), v128.load64_splat(cp + 3 * ldp)), f32x4.mul(d4, v128.load64_splat(dp + 3 * ldp)), f3);
     pa += 32; pc += 32; ha += 4; hc += 4; x16 += 128; x8 += 64; dp += 8; cp += 8;
   }
-  for (let r = 0; r < R; r++) {
-    const f = r == 0 ? f0 : r == 1 ? f1 : r == 2 ? f2 : f3, xo = <usize>r * ldp, o = out + <usize>r * ldo;
-    let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
-    if (b < nb) {
-      const dx = load<f32>(dp + xo), c = load<f32>(cp + xo);
-      const va = v128.load(pa), vc = v128.load(pc);
-      fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16 + xo, x8 + xo))) - c) * (half1(ha) * dx);
-      fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16 + xo, x8 + xo))) - c) * (half1(hc) * dx);
-    }
-    const oa = o + (<usize>na << 2);
-    store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
-    if (nc != na) {
-      const oc = o + (<usize>nc << 2);
-      store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
-    }
+  // written out per token, not a loop: with R = 1 the loop cost V8's code 3% of the one-token GEMV
+  q4_0REnd(f0, out, na, nc, acc, b, nb, pa, pc, ha, hc, x16, x8, dp, cp);
+  if (R > 1) q4_0REnd(f1, out + ldo, na, nc, acc, b, nb, pa, pc, ha, hc, x16 + ldp, x8 + ldp, dp + ldp, cp + ldp);
+  if (R > 2) q4_0REnd(f2, out + 2 * ldo, na, nc, acc, b, nb, pa, pc, ha, hc, x16 + 2 * ldp, x8 + 2 * ldp, dp + 2 * ldp, cp + 2 * ldp);
+  if (R > 3) q4_0REnd(f3, out + 3 * ldo, na, nc, acc, b, nb, pa, pc, ha, hc, x16 + 3 * ldp, x8 + 3 * ldp, dp + 3 * ldp, cp + 3 * ldp);
+}
+
+/** The end of gemvQ4_0RPair's rows na, nc for one token: the odd last block (if b < nb) and the stores. */
+@inline function q4_0REnd(f: v128, o: usize, na: i32, nc: i32, acc: i32, b: i32, nb: i32, pa: usize, pc: usize, ha: usize, hc: usize,
+  x16: usize, x8: usize, dp: usize, cp: usize): void {
+  let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
+  if (b < nb) {
+    const dx = load<f32>(dp), c = load<f32>(cp);
+    const va = v128.load(pa), vc = v128.load(pc);
+    fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16, x8))) - c) * (half1(ha) * dx);
+    fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16, x8))) - c) * (half1(hc) * dx);
+  }
+  const oa = o + (<usize>na << 2);
+  store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
+  if (nc != na) {
+    const oc = o + (<usize>nc << 2);
+    store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
   }
 }
 
