@@ -308,7 +308,7 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
     gemvQ4_KRPair(out, xp, xp + o8, xp + od, xp + os, w, K, na, nc < n1 ? nc : na, acc, ldo, ldp, R);
   }
 }
-export function gemvQ4_KRIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+function gemvQ4_KRIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
   if (R == 2) gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 2);
   else if (R == 3) gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 3);
   else gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 4);
@@ -761,7 +761,7 @@ export function gemvQ4_0RInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
     gemvQ4_0RPair(out, xp, xp + o8, xp + od, xp + oc, w, K, na, nc < n1 ? nc : na, acc, fast, ldo, ldp, R);
   }
 }
-export function gemvQ4_0RIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32, R: i32): void {
+function gemvQ4_0RIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32, R: i32): void {
   if (fast) {
     if (R == 2) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 2);
     else if (R == 3) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 3);
