@@ -179,10 +179,11 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
  * bytes of nibbles; value d·sc_j·q − dmin·m_j in sub-block j of 32), one row of x. Sub-block j
  * meets x's block j exactly, so it is q4's arithmetic with scale d·sc_j and min −dmin·m_j:
  * Σ = Σ_b d·Σ_j sc_j·d_x·Σ q·q_x − Σ_b dmin·Σ_j m_j·(d_x·Σ q_x). As in gemvQ4, four sub-blocks'
- * integer dots are gathered into one vector (gemv.as q4Part, q4Sums4) that meets their four
- * sc_j·d_x in one multiply, so a super-block costs two such products, two multiply-adds for the
- * mins and one each by d and dmin, with no broadcast per sub-block; its two halves d, dmin come
- * from one 8-byte load.
+ * integer dots are gathered into one vector (gemv.as q4Part, q4Scaled4) and multiplied by their
+ * codes in the integers (exact), which meet their four d_x in one multiply-add (kAdd4: the order
+ * of the two-row kernel gemvQ4_KRPair), so a super-block costs two such products, two
+ * multiply-adds for the mins and one each by d and dmin, with no broadcast per sub-block; its two
+ * halves d, dmin come from one 8-byte load.
  */
 export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8, rb = <usize>nsb * 144;
@@ -236,14 +237,13 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
 
 /**
  * Rows na and nc of gemvQ4_KRInt (nc == na for the odd row out: computed twice, stored once), with
- * each row's float operations those of the one-row form, lane for lane, so its results bit for bit
- * (and the stored layout's, gemvQ4_KInt): per super-block, sub-block j's dot times f32(sc_j)·d_x
- * accumulates into lane j mod 4 of t (first j < 4, then j ≥ 4, from 0), f += t·d and g += u·dmin
- * lane-wise, out = hsum(f) − hsum(g). Here a step is a quarter super-block (32 bytes: sub-blocks
- * 2q, 2q + 1) of both rows, x's two blocks loaded once for both (gemv.as q4Pair4): lanes
- * [a_2q, a_2q+1, c_2q, c_2q+1], so the quarters alternate between two vectors of t lanes (0, 1)
- * and (2, 3) of both rows, T and U, swapped after each step: a loop of four quarters loads 8
- * vectors a step where the one-row loop over halves loaded 12 and spilled.
+ * each row's float operations those of the relaxed one-row form (gemvQ4_KInt), so its results bit
+ * for bit: per super-block, sub-block j's f32(sc_j·Σ_j) (the codes multiply the integer dots,
+ * exact) times d_x accumulates into lane j mod 2 of t (j = 0..7 in order, from 0), f += t·d lane-wise,
+ * g += u·dmin per super-block in a pass of its own (q4KREnd), out = (f_0 + f_1) − hsum(g). Here a
+ * step is a quarter super-block (32 bytes: sub-blocks 2q, 2q + 1) of both rows, x's two blocks
+ * loaded once for both (gemv.as q4Pair4): lanes [a_2q, a_2q+1, c_2q, c_2q+1] of one accumulator T
+ * for both rows. R = 2..4: the same per token, the nibbles and codes decoded once.
  */
 @inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32,
   ldo: usize = 0, ldp: usize = 0, R: i32 = 1): void {
