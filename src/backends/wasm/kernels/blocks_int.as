@@ -9,7 +9,7 @@
 // multiply differs, so relaxed SIMD and SIMD128 agree to f32 rounding, not bit for bit.
 
 import { fmadd, hsum, f16hiToF32Exact, f16x4At, nibLo, nibHi } from './simd';
-import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, q4Pair4, q4DotsG, isum4, lane } from './gemv';
+import { q8Block, q8BlockSplit, q8PosOffset, q4Part, q4Sums4, q4Pair4, q4DotsG, q4Scaled4, q4ScaleG, q4CodesV, isum4, lane } from './gemv';
 import { BQ8_0, BQ4_0, BQ4_K, BQ4_KR, BQ6_K, BQ6_KR, BQ4_0R, q6krLevels, q6krNatural } from './blocks';
 
 /** Whether a block dtype has an int8-activation GEMV here. */
@@ -144,14 +144,46 @@ export function gemvQ4_0Int(out: usize, q16: usize, q8: usize, qd: usize, corr: 
 }
 
 /**
+ * Sub-blocks 0-3 (Lo) or 4-7 (Hi) of a Q4_K super-block's eight u8 scale codes (i16 lanes of sc) as
+ * q4Scaled4's codes operand: relaxed, each code in its two i16 lanes; SIMD128, i32 lanes. The codes
+ * multiply the integer dots exactly (|sc·Σ| ≤ 63·32·15·127 < 2²⁴), so a sub-block adds
+ * f32(sc·Σ)·d_x in one multiply-add, where Σ·(sc·d_x) rounded twice.
+ */
+@inline function kCodesLo(sc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3);
+  return i32x4.extend_low_i16x8_u(sc);
+}
+@inline function kCodesHi(sc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return v128.shuffle<i16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7);
+  return i32x4.extend_high_i16x8_u(sc);
+}
+
+/**
+ * t += four sub-blocks' f32(sc·Σ) (s4) times their d_x (m). Relaxed build: into lanes 0 (sub-blocks
+ * 0, 2) and 1 (1, 3) in that order, as the two-row kernel's quarters add them (lanes 2, 3 unused;
+ * kRowF sums lanes 0 and 1). SIMD128 build (one row at a time): lane j mod 4, hsum at the end.
+ */
+@inline function kAdd4(t: v128, s4: v128, m: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return fmadd(v128.shuffle<f32>(s4, s4, 2, 3, 2, 3), v128.shuffle<f32>(m, m, 2, 3, 2, 3), fmadd(s4, m, t));
+  return fmadd(s4, m, t);
+}
+
+/** The sub-blocks' part of a one-row Q4_K output from its accumulator f (kAdd4's lanes, times d). */
+@inline function kRowF(f: v128): f32 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1);
+  return hsum(f);
+}
+
+/**
  * Q4_K (144-byte super-blocks of 256: half d, half dmin, 12 bytes of 6-bit scales and mins, 128
  * bytes of nibbles; value d·sc_j·q − dmin·m_j in sub-block j of 32), one row of x. Sub-block j
  * meets x's block j exactly, so it is q4's arithmetic with scale d·sc_j and min −dmin·m_j:
  * Σ = Σ_b d·Σ_j sc_j·d_x·Σ q·q_x − Σ_b dmin·Σ_j m_j·(d_x·Σ q_x). As in gemvQ4, four sub-blocks'
- * integer dots are gathered into one vector (gemv.as q4Part, q4Sums4) that meets their four
- * sc_j·d_x in one multiply, so a super-block costs two such products, two multiply-adds for the
- * mins and one each by d and dmin, with no broadcast per sub-block; its two halves d, dmin come
- * from one 8-byte load.
+ * integer dots are gathered into one vector (gemv.as q4Part, q4Scaled4) and multiplied by their
+ * codes in the integers (exact), which meet their four d_x in one multiply-add (kAdd4: the order
+ * of the two-row kernel gemvQ4_KRPair), so a super-block costs two such products, two
+ * multiply-adds for the mins and one each by d and dmin, with no broadcast per sub-block; its two
+ * halves d, dmin come from one 8-byte load.
  */
 export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32): void {
   const nsb = K >> 8, rb = <usize>nsb * 144;
@@ -164,24 +196,23 @@ export function gemvQ4_KInt(out: usize, q16: usize, q8: usize, qd: usize, qs: us
       const sm = kScales16(p + 4);
       const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
       // the 6-bit codes as f32 (non-negative: the signed conversion, one instruction on x64)
-      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
       const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
       const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
       // The two halves of 128 weights in a loop of two, not one straight run: V8 issues a block's
       // loads before its arithmetic, and a whole super-block's 8 weight and 16 x vectors spill.
-      let t = f32x4.splat(0), c = sc0, q = p + 16, xh = x16, x8h = x8, dh = dp;
+      let t = f32x4.splat(0), c = kCodesLo(sc), q = p + 16, xh = x16, x8h = x8, dh = dp;
       for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
         const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
-          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
-        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
-        c = sc1;
+        const s4 = q4Scaled4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
+          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96), c);
+        t = kAdd4(t, f32x4.convert_i32x4_s(s4), v128.load(dh));
+        c = kCodesHi(sc);
       }
       f = fmadd(t, lane(dd, 0), f);
       g = fmadd(u, lane(dd, 1), g);
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f) - hsum(g);
+    const s = kRowF(f) - hsum(g);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
@@ -206,47 +237,81 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
 
 /**
  * Rows na and nc of gemvQ4_KRInt (nc == na for the odd row out: computed twice, stored once), with
- * each row's float operations those of the one-row form, lane for lane, so its results bit for bit
- * (and the stored layout's, gemvQ4_KInt): per super-block, sub-block j's dot times f32(sc_j)·d_x
- * accumulates into lane j mod 4 of t (first j < 4, then j ≥ 4, from 0), f += t·d and g += u·dmin
- * lane-wise, out = hsum(f) − hsum(g). Here a step is a quarter super-block (32 bytes: sub-blocks
- * 2q, 2q + 1) of both rows, x's two blocks loaded once for both (gemv.as q4Pair4): lanes
- * [a_2q, a_2q+1, c_2q, c_2q+1], so the quarters alternate between two vectors of t lanes (0, 1)
- * and (2, 3) of both rows, T and U, swapped after each step: a loop of four quarters loads 8
- * vectors a step where the one-row loop over halves loaded 12 and spilled.
+ * each row's float operations those of the relaxed one-row form (gemvQ4_KInt), so its results bit
+ * for bit: per super-block, sub-block j's f32(sc_j·Σ_j) (the codes multiply the integer dots,
+ * exact) times d_x accumulates into lane j mod 2 of t (j = 0..7 in order, from 0), f += t·d lane-wise,
+ * g += u·dmin per super-block in a pass of its own (q4KREnd), out = (f_0 + f_1) − hsum(g). Here a
+ * step is a quarter super-block (32 bytes: sub-blocks 2q, 2q + 1) of both rows, x's two blocks
+ * loaded once for both (gemv.as q4Pair4): lanes [a_2q, a_2q+1, c_2q, c_2q+1] of one accumulator T
+ * for both rows. R = 2..4: the same per token, the nibbles and codes decoded once.
  */
-@inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32): void {
+@inline function gemvQ4_KRPair(out: usize, q16: usize, q8: usize, qd: usize, qs: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32,
+  ldo: usize = 0, ldp: usize = 0, R: i32 = 1): void {
+  // R = 2..4 tokens (rows of x ldp bytes apart, of out ldo apart): the weight's nibbles and codes
+  // once per step for all of them, each token's float operations those of a one-token call
   const nsb = K >> 8, rb = <usize>nsb * 152;
   let pa = w + <usize>na * rb, pc = w + <usize>nc * rb;
   const z = f32x4.splat(0);
-  let f01 = z, f23 = z, ga = z, gc = z;
-  let x16 = q16, x8 = q8, dp = qd, sp = qs;
-  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32, sp += 32) {
-    let T = z, U = z;
+  const pa0 = pa, pc0 = pc;
+  let F0 = z, F1 = z, F2 = z, F3 = z;   // per token, lanes: row na's even and odd sub-blocks, then row nc's
+  let x16 = q16, x8 = q8, dp = qd;
+  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, x16 += 512, x8 += 256, dp += 32) {
+    let T0 = z, T1 = z, T2 = z, T3 = z;
     let qa = pa + 24, qc = pc + 24, xq16 = x16, xq8 = x8, dq = dp, sa = pa + 8, sc = pc + 8;
     for (let q = 0; q < 4; q++, qa += 32, qc += 32, xq16 += 128, xq8 += 64, dq += 8, sa += 2, sc += 2) {
       const va0 = v128.load(qa), va1 = v128.load(qa, 16), vc0 = v128.load(qc), vc1 = v128.load(qc, 16);
-      const s = q4DotsG(q4Pair4(nibLo(va0), nibLo(va1), nibHi(va0), nibHi(va1), nibLo(vc0), nibLo(vc1), nibHi(vc0), nibHi(vc1), xq16, xq8));
-      const c = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load16_lane(sc, v128.load16_splat(sa), 1))));
-      const nT = fmadd(s, f32x4.mul(c, v128.load64_splat(dq)), T);
-      T = U; U = nT;
+      const la0 = nibLo(va0), la1 = nibLo(va1), ha0 = nibHi(va0), ha1 = nibHi(va1), lc0 = nibLo(vc0), lc1 = nibLo(vc1), hc0 = nibHi(vc0), hc1 = nibHi(vc1);
+      const c4 = q4CodesV(v128.load16_lane(sc, v128.load16_splat(sa), 1));
+      T0 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16, xq8), c4)), v128.load64_splat(dq), T0);
+      if (R > 1) T1 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16 + ldp, xq8 + ldp), c4)), v128.load64_splat(dq + ldp), T1);
+      if (R > 2) T2 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16 + 2 * ldp, xq8 + 2 * ldp), c4)), v128.load64_splat(dq + 2 * ldp), T2);
+      if (R > 3) T3 = fmadd(f32x4.convert_i32x4_s(q4ScaleG(q4Pair4(la0, la1, ha0, ha1, lc0, lc1, hc0, hc1, xq16 + 3 * ldp, xq8 + 3 * ldp), c4)), v128.load64_splat(dq + 3 * ldp), T3);
     }
-    // T: lanes 0, 1 of row na's t, then of row nc's; U: lanes 2, 3
-    const dda = v128.load64_zero(pa), ddc = v128.load64_zero(pc);   // lanes 0, 1: d, dmin
-    const dd = v128.shuffle<f32>(dda, ddc, 0, 0, 4, 4);
-    f01 = fmadd(T, dd, f01);
-    f23 = fmadd(U, dd, f23);
-    ga = fmadd(q4KMins(pa, sp), lane(dda, 1), ga);
-    gc = fmadd(q4KMins(pc, sp), lane(ddc, 1), gc);
+    const dd = v128.shuffle<f32>(v128.load32_splat(pa), v128.load32_splat(pc), 0, 0, 4, 4);
+    F0 = fmadd(T0, dd, F0);
+    if (R > 1) F1 = fmadd(T1, dd, F1);
+    if (R > 2) F2 = fmadd(T2, dd, F2);
+    if (R > 3) F3 = fmadd(T3, dd, F3);
   }
-  const oa = out + (<usize>na << 2);
-  const ra = hsum(v128.shuffle<f32>(f01, f23, 0, 1, 4, 5)) - hsum(ga);
+  // The mins' terms in a pass of their own over the two rows (in L1 by now), in the same order:
+  // in the loop above their two accumulators made V8 spill the quarter step's operands.
+  q4KREnd(F0, out, na, nc, acc, pa0, pc0, qs, nsb);
+  if (R > 1) q4KREnd(F1, out + ldo, na, nc, acc, pa0, pc0, qs + ldp, nsb);
+  if (R > 2) q4KREnd(F2, out + 2 * ldo, na, nc, acc, pa0, pc0, qs + 2 * ldp, nsb);
+  if (R > 3) q4KREnd(F3, out + 3 * ldo, na, nc, acc, pa0, pc0, qs + 3 * ldp, nsb);
+}
+
+/** The end of gemvQ4_KRPair's rows na, nc (at pa, pc) for one token (x's sums at sp): the mins' pass and the stores. */
+@inline function q4KREnd(F: v128, o: usize, na: i32, nc: i32, acc: i32, pa: usize, pc: usize, sp: usize, nsb: i32): void {
+  const z = f32x4.splat(0);
+  let ga = z, gc = z;
+  for (let b = 0; b < nsb; b++, pa += 152, pc += 152, sp += 32) {
+    ga = fmadd(q4KMins(pa, sp), v128.load32_splat(pa, 4), ga);
+    gc = fmadd(q4KMins(pc, sp), v128.load32_splat(pc, 4), gc);
+  }
+  const oa = o + (<usize>na << 2);
+  const ra = (f32x4.extract_lane(F, 0) + f32x4.extract_lane(F, 1)) - hsum(ga);
   store<f32>(oa, acc ? load<f32>(oa) + ra : ra);
   if (nc != na) {
-    const oc = out + (<usize>nc << 2);
-    const rc = hsum(v128.shuffle<f32>(f01, f23, 2, 3, 6, 7)) - hsum(gc);
+    const oc = o + (<usize>nc << 2);
+    const rc = (f32x4.extract_lane(F, 2) + f32x4.extract_lane(F, 3)) - hsum(gc);
     store<f32>(oc, acc ? load<f32>(oc) + rc : rc);
   }
+}
+
+/** gemvQ4_KRInt (relaxed build) for R = 2..4 tokens at once (rows of x ldp bytes apart, of out ldo apart). */
+@inline function gemvQ4_KRTR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3);
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_KRPair(out, xp, xp + o8, xp + od, xp + os, w, K, na, nc < n1 ? nc : na, acc, ldo, ldp, R);
+  }
+}
+function gemvQ4_KRIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, R: i32): void {
+  if (R == 2) gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 2);
+  else if (R == 3) gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 3);
+  else gemvQ4_KRTR(out, ldo, xp, ldp, w, K, n0, n1, acc, 4);
 }
 
 /** A repacked Q4_K super-block's (at p) eight mins times x's quantized sums (at sp), folded into four lanes as gemvQ4_KInt's u. */
@@ -266,22 +331,21 @@ export function gemvQ4_KRInt(out: usize, q16: usize, q8: usize, qd: usize, qs: u
       const dd = v128.load64_zero(p);   // lanes 0, 1: d, dmin
       const sm = v128.load(p, 8);
       const sc = i16x8.extend_low_i8x16_u(sm), mn = i16x8.extend_high_i8x16_u(sm);
-      const sc0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(sc)), sc1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(sc));
       const m0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(mn)), m1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_u(mn));
       const u = fmadd(m1, v128.load(sp, 16), f32x4.mul(m0, v128.load(sp)));
-      let t = f32x4.splat(0), c = sc0, q = p + 24, xh = x16, x8h = x8, dh = dp;
+      let t = f32x4.splat(0), c = kCodesLo(sc), q = p + 24, xh = x16, x8h = x8, dh = dp;
       for (let h = 0; h < 2; h++, q += 64, xh += 256, x8h += 128, dh += 16) {
         const v0 = v128.load(q), v1 = v128.load(q, 16), v2 = v128.load(q, 32), v3 = v128.load(q, 48);
-        const s4 = q4Sums4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
-          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96));
-        t = fmadd(s4, f32x4.mul(c, v128.load(dh)), t);
-        c = sc1;
+        const s4 = q4Scaled4(q4Part(nibLo(v0), nibLo(v1), xh, x8h), q4Part(nibHi(v0), nibHi(v1), xh + 64, x8h + 32),
+          q4Part(nibLo(v2), nibLo(v3), xh + 128, x8h + 64), q4Part(nibHi(v2), nibHi(v3), xh + 192, x8h + 96), c);
+        t = kAdd4(t, f32x4.convert_i32x4_s(s4), v128.load(dh));
+        c = kCodesHi(sc);
       }
       f = fmadd(t, lane(dd, 0), f);
       g = fmadd(u, lane(dd, 1), g);
     }
     const op = out + (<usize>n << 2);
-    const s = hsum(f) - hsum(g);
+    const s = kRowF(f) - hsum(g);
     store<f32>(op, acc ? load<f32>(op) + s : s);
   }
 }
@@ -623,20 +687,37 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
  * b ≡ j (mod 2) before an odd last one, from 0; out = (lane 0 + lane 1) + the odd last block's
  * (Σ − 8·Σq_x)·(d·d_x).
  */
-@inline function gemvQ4_0RPair(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32, fast: bool): void {
+@inline function gemvQ4_0RPair(out: usize, q16: usize, q8: usize, qd: usize, corr: usize, w: usize, K: i32, na: i32, nc: i32, acc: i32, fast: bool,
+  ldo: usize = 0, ldp: usize = 0, R: i32 = 1): void {
+  // R = 2..4 tokens (rows of x ldp bytes apart, of out ldo apart): the weight's nibbles and d's
+  // once per step for all of them, each token's float operations those of a one-token call
   const nb = K >> 5, rb = <usize>nb * 18;
   const ra = w + <usize>na * rb, rc = w + <usize>nc * rb;
-  let f = f32x4.splat(0);
+  const z = f32x4.splat(0);
+  let f0 = z, f1 = z, f2 = z, f3 = z;
   let ha = ra, hc = rc, pa = ra + (<usize>nb << 1), pc = rc + (<usize>nb << 1), x16 = q16, x8 = q8, dp = qd, cp = corr;
   let b = 0;
   for (; b + 2 <= nb; b += 2) {
     const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
-    const s = q4DotsG(q4Pair4(nibLo(va), nibHi(va), nibLo(vb), nibHi(vb), nibLo(vc), nibHi(vc), nibLo(vd), nibHi(vd), x16, x8));
+    const la = nibLo(va), ha_ = nibHi(va), lb = nibLo(vb), hb = nibHi(vb), lc = nibLo(vc), hc_ = nibHi(vc), ld = nibLo(vd), hd = nibHi(vd);
     const h = i32x4.extend_low_i16x8_u(v128.load32_lane(hc, v128.load32_zero(ha), 1));
     const d4 = fast ? i32x4.add(i32x4.shl(h, 13), i32x4.splat(112 << 23)) : f16hiToF32Exact(i32x4.shl(h, 16));
-    f = fmadd(f32x4.sub(s, v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f);
+    f0 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16, x8)), v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f0);
+    if (R > 1) f1 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + ldp, x8 + ldp)), v128.load64_splat(cp + ldp)), f32x4.mul(d4, v128.load64_splat(dp + ldp)), f1);
+    if (R > 2) f2 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp)), v128.load64_splat(cp + 2 * ldp)), f32x4.mul(d4, v128.load64_splat(dp + 2 * ldp)), f2);
+    if (R > 3) f3 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + 3 * ldp, x8 + 3 * ldp)), v128.load64_splat(cp + 3 * ldp)), f32x4.mul(d4, v128.load64_splat(dp + 3 * ldp)), f3);
     pa += 32; pc += 32; ha += 4; hc += 4; x16 += 128; x8 += 64; dp += 8; cp += 8;
   }
+  // written out per token, not a loop: with R = 1 the loop cost V8's code 3% of the one-token GEMV
+  q4_0REnd(f0, out, na, nc, acc, b, nb, pa, pc, ha, hc, x16, x8, dp, cp);
+  if (R > 1) q4_0REnd(f1, out + ldo, na, nc, acc, b, nb, pa, pc, ha, hc, x16 + ldp, x8 + ldp, dp + ldp, cp + ldp);
+  if (R > 2) q4_0REnd(f2, out + 2 * ldo, na, nc, acc, b, nb, pa, pc, ha, hc, x16 + 2 * ldp, x8 + 2 * ldp, dp + 2 * ldp, cp + 2 * ldp);
+  if (R > 3) q4_0REnd(f3, out + 3 * ldo, na, nc, acc, b, nb, pa, pc, ha, hc, x16 + 3 * ldp, x8 + 3 * ldp, dp + 3 * ldp, cp + 3 * ldp);
+}
+
+/** The end of gemvQ4_0RPair's rows na, nc for one token: the odd last block (if b < nb) and the stores. */
+@inline function q4_0REnd(f: v128, o: usize, na: i32, nc: i32, acc: i32, b: i32, nb: i32, pa: usize, pc: usize, ha: usize, hc: usize,
+  x16: usize, x8: usize, dp: usize, cp: usize): void {
   let fa = f32x4.extract_lane(f, 0) + f32x4.extract_lane(f, 1), fc = f32x4.extract_lane(f, 2) + f32x4.extract_lane(f, 3);
   if (b < nb) {
     const dx = load<f32>(dp), c = load<f32>(cp);
@@ -644,10 +725,10 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
     fa += (hsum(q4DotsG1(q4Part(nibLo(va), nibHi(va), x16, x8))) - c) * (half1(ha) * dx);
     fc += (hsum(q4DotsG1(q4Part(nibLo(vc), nibHi(vc), x16, x8))) - c) * (half1(hc) * dx);
   }
-  const oa = out + (<usize>na << 2);
+  const oa = o + (<usize>na << 2);
   store<f32>(oa, acc ? load<f32>(oa) + fa : fa);
   if (nc != na) {
-    const oc = out + (<usize>nc << 2);
+    const oc = o + (<usize>nc << 2);
     store<f32>(oc, acc ? load<f32>(oc) + fc : fc);
   }
 }
@@ -671,6 +752,27 @@ export function gemvQ4_0RInt(out: usize, q16: usize, q8: usize, qd: usize, corr:
   else gemvQ4_0RT(out, q16, q8, qd, corr, w, K, n0, n1, acc, false);
 }
 
+/** gemvQ4_0RInt for R = 2..4 tokens at once (rows of x ldp bytes apart, of out ldo apart). */
+@inline function gemvQ4_0RTR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: bool, R: i32): void {
+  const o8 = <usize>K << 1, od = <usize>K * 3, oc = od + (<usize>K >> 2);
+  const h = (n1 - n0 + 1) >> 1;
+  for (let i = 0; i < h; i++) {
+    const na = n0 + i, nc = n0 + h + i;
+    gemvQ4_0RPair(out, xp, xp + o8, xp + od, xp + oc, w, K, na, nc < n1 ? nc : na, acc, fast, ldo, ldp, R);
+  }
+}
+function gemvQ4_0RIntR(out: usize, ldo: usize, xp: usize, ldp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, fast: i32, R: i32): void {
+  if (fast) {
+    if (R == 2) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 2);
+    else if (R == 3) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 3);
+    else gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, true, 4);
+  } else {
+    if (R == 2) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, false, 2);
+    else if (R == 3) gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, false, 3);
+    else gemvQ4_0RTR(out, ldo, xp, ldp, w, K, n0, n1, acc, false, 4);
+  }
+}
+
 /** Rows of W that the several-token GEMV takes at a time (a few KiB: they stay in L1 for every token). */
 const ROW_GROUP: i32 = 4;
 
@@ -683,6 +785,12 @@ const ROW_GROUP: i32 = 4;
  */
 export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: usize, ldp: usize, w: usize, K: i32,
   n0: i32, n1: i32, acc: i32, wm: usize = 0): void {
+  // Q4_0 and Q4_K (relaxed build), 2-4 tokens: one pass over W, each weight step decoded once for
+  // every token, each token's sums in the one-token kernel's order (so its results bit for bit)
+  if (ASC_FEATURE_RELAXED_SIMD && M >= 2 && M <= 4) {
+    if (dtype == BQ4_0R) { gemvQ4_0RIntR(out, ldo, prep, ldp, w, K, n0, n1, acc, <i32>wm, M); return; }
+    if (dtype == BQ4_KR) { gemvQ4_KRIntR(out, ldo, prep, ldp, w, K, n0, n1, acc, M); return; }
+  }
   const g = M == 1 ? n1 - n0 : ROW_GROUP;
   for (let n = n0; n < n1; n += g) {
     const e = min(n + g, n1);
