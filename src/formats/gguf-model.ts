@@ -23,7 +23,7 @@ import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ModelType, PieceType, type CompactSentencePieceModel, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
 import { PieceTable } from '../tokenizer/piece-table.js';
-import { tableStateFor } from '../io/tokenizer-table.js';
+import { bundledTableIfSame, tableStateFor } from '../io/tokenizer-table.js';
 import { pyLen } from '../core/pystr.js';
 
 /** One GGUF tensor that holds (part of) an HF tensor: rows [row0, row0 + rows) of it. */
@@ -141,25 +141,37 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   const model = g.metadata.get('tokenizer.ggml.model');
   if (model === undefined) throw new OpenELMError('tokenizer', `${file} has no tokenizer (metadata tokenizer.ggml.model is missing)`);
   if (model !== 'llama') throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.model is "${String(model)}"; only "llama" (SentencePiece, as OpenELM uses) is supported`);
-  const tokens = meta(g, file, 'tokenizer.ggml.tokens');
-  if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string')) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens must be an array of strings`);
-  const n = tokens.length;
-  const scores = g.metadata.get('tokenizer.ggml.scores') ?? new Array<number>(n).fill(0);
-  const types = g.metadata.get('tokenizer.ggml.token_type') ?? new Array<number>(n).fill(PieceType.NORMAL);
-  if (!Array.isArray(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
-  if (!Array.isArray(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
-  const start = new Int32Array(n + 1), pieceScores = new Float32Array(n), pieceTypes = new Uint8Array(n);
-  let maxLen = 16;
+  const packed = g.vocab?.tokens;
+  let tokens: string[] | undefined, n: number;
+  if (packed) n = packed.ends.length - 1;
+  else {
+    const v = meta(g, file, 'tokenizer.ggml.tokens');
+    if (!Array.isArray(v) || v.some((t) => typeof t !== 'string')) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens must be an array of strings`);
+    tokens = v as string[];
+    n = tokens.length;
+  }
+  const scores: ArrayLike<GGUFScalar> | GGUFScalar = g.vocab?.scores ?? g.metadata.get('tokenizer.ggml.scores') ?? new Float32Array(n);
+  const types: ArrayLike<GGUFScalar> | GGUFScalar = g.vocab?.types ?? g.metadata.get('tokenizer.ggml.token_type') ?? new Int32Array(n).fill(PieceType.NORMAL);
+  const isList = (v: unknown): v is ArrayLike<GGUFScalar> => Array.isArray(v) || ArrayBuffer.isView(v);
+  if (!isList(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
+  if (!isList(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
+  const pieceScores = scores instanceof Float32Array ? scores : new Float32Array(n), pieceTypes = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const type = Number(types[i]);
     if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw new OpenELMError('tokenizer', `${file}: token ${i} has type ${type}, not a SentencePiece type (1..6)`);
-    const t = tokens[i] as string;
-    start[i + 1] = start[i] + t.length;
-    pieceScores[i] = Number(scores[i]);
+    if (pieceScores !== scores) pieceScores[i] = Number(scores[i]);
     pieceTypes[i] = type;
-    if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
   }
-  const table = new PieceTable((tokens as string[]).join(''), start, pieceScores, pieceTypes);
+  let table: PieceTable;
+  if (tokens) {
+    const start = new Int32Array(n + 1);
+    for (let i = 0; i < n; i++) start[i + 1] = start[i] + tokens[i].length;
+    table = new PieceTable(tokens.join(''), start, pieceScores, pieceTypes);
+  } else table = packedPieceTable(packed!, pieceScores, pieceTypes, file);
+  let maxLen = 16;
+  for (let i = 0; i < n; i++) {
+    if (table.start[i + 1] - table.start[i] > maxLen) maxLen = Math.max(maxLen, pyLen(table.piece(i)));
+  }
   const idMeta = (key: string, dflt: number): number => {
     const v = g.metadata.get(key);
     if (v === undefined) return dflt;
@@ -189,6 +201,41 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
       removeExtraWhitespaces: false, escapeWhitespaces: true,
     },
   };
+}
+
+/**
+ * The PieceTable of packed tokens: the bundled table itself when they are its pieces (compared as
+ * bytes, nothing decoded), else their bytes decoded once as a whole.
+ */
+function packedPieceTable(tokens: { bytes: Uint8Array; ends: Int32Array }, scores: Float32Array, types: Uint8Array, file: string): PieceTable {
+  const { bytes, ends } = tokens, n = ends.length - 1;
+  // UTF-16 starts from the bytes: a lead byte starts one unit, a 4-byte lead two (a surrogate pair).
+  // A token that starts with a continuation byte is not UTF-8 by itself even when the whole is.
+  const start = new Int32Array(n + 1);
+  let units = 0, ok = true;
+  for (let i = 0; i < n; i++) {
+    const a = ends[i], b = ends[i + 1];
+    if (a < b && (bytes[a] & 0xc0) === 0x80) ok = false;
+    for (let k = a; k < b; k++) {
+      const c = bytes[k];
+      if ((c & 0xc0) !== 0x80) units += c >= 0xf0 ? 2 : 1;
+    }
+    start[i + 1] = units;
+  }
+  if (ok) {
+    const tt = bundledTableIfSame(bytes, start, scores, types);
+    if (tt) return tt.table;
+  }
+  let text: string | undefined;
+  if (ok) {
+    try { text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes); } catch { /* refused below */ }
+  }
+  if (text === undefined || text.length !== units) {
+    // Some token is not UTF-8: the string-per-token read names it, as it always has.
+    readGGUF(file);
+    throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens are not valid UTF-8`);
+  }
+  return new PieceTable(text, start, scores, types);
 }
 
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
@@ -417,7 +464,7 @@ export class GGUFModel extends DecodedTensorSource {
   }
 
   tokenizer(): Tokenizer {
-    return ggufTokenizer(this.gguf.skipped ? readGGUF(this.location) : this.gguf, this.location);
+    return ggufTokenizer(this.gguf.skipped ? readGGUF(this.location, { vocabulary: 'packed' }) : this.gguf, this.location);
   }
 
   override close(): void {

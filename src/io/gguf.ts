@@ -236,15 +236,30 @@ export interface GGUFFile {
    * bounds checked): absent from `metadata`; readGGUF without that option reads them.
    */
   skipped?: string[];
+  /** The vocabulary a `{ vocabulary: 'packed' }` read kept as flat arrays (those keys are absent from `metadata`). */
+  vocab?: GGUFPackedVocabulary;
+}
+
+/**
+ * A tokenizer's arrays as the file stores them: `tokenizer.ggml.tokens` as its bytes back to back
+ * with each token's end (token i is bytes[ends[i], ends[i + 1]), not yet checked to be UTF-8),
+ * `scores` (f32) and `token_type` (i32). A key of another element type is in `metadata` as usual.
+ */
+export interface GGUFPackedVocabulary {
+  tokens?: { bytes: Uint8Array; ends: Int32Array };
+  scores?: Float32Array;
+  types?: Int32Array;
 }
 
 export interface ReadGGUFOptions {
   /**
    * false: the vocabulary (tokenizer.ggml.* arrays of more than 64 entries: tokens, scores, types,
    * merges) is not decoded, for a reader that needs only the model (its strings were most of a
-   * header's parse, and all of its garbage). Default true.
+   * header's parse, and all of its garbage). 'packed': tokens, scores and token_type of more than 64
+   * entries go to `vocab` as flat arrays instead (no string per token; for the tokenizer, which
+   * checks the tokens' UTF-8 itself). Default true.
    */
-  vocabulary?: boolean;
+  vocabulary?: boolean | 'packed';
 }
 
 /** Bytes of one array element of a fixed-size metadata type (0: a string, or not a scalar type). */
@@ -309,19 +324,47 @@ class FileCursor {
     this.pos += n;
   }
   /**
+   * n strings' bytes back to back and their ends (ends[0] = 0), without decoding them: a
+   * vocabulary's 32,000 tokens were one Buffer.toString each, most of a cold read of the vocabulary.
+   */
+  strings(n: number): { bytes: Uint8Array; ends: Int32Array } {
+    const ends = new Int32Array(n + 1);
+    let out = new Uint8Array(Math.max(1024, 8 * n)), len = 0;
+    for (let j = 0; j < n; j++) {
+      const m = this.count('string length');
+      const o = this.at(m);
+      if (len + m > out.length) {
+        if (len + m > 0x7fffffff) throw new OpenELMError('gguf', `${this.file}: strings of more than 2 GiB at offset ${this.pos}`);
+        const grown = new Uint8Array(Math.min(0x7fffffff, Math.max(2 * out.length, len + m)));
+        grown.set(out.subarray(0, len));
+        out = grown;
+      }
+      const b = this.buf;
+      for (let k = 0; k < m; k++) out[len + k] = b[o + k];
+      len += m;
+      ends[j + 1] = len;
+    }
+    return { bytes: out.subarray(0, len), ends };
+  }
+  /** n f32, i32 or u32 values as a typed array (copied: the file's offsets need not be aligned); null as numbers(). */
+  typed(t: GGUFType, n: number): Float32Array | Int32Array | Uint32Array | null {
+    if ((t !== GGUFType.FLOAT32 && t !== GGUFType.INT32 && t !== GGUFType.UINT32) || 4 * n > 1 << 26) return null;
+    const o = this.at(4 * n);
+    const aligned = new Uint8Array(4 * n);
+    aligned.set(this.buf.subarray(o, o + 4 * n));
+    return t === GGUFType.FLOAT32 ? new Float32Array(aligned.buffer) : t === GGUFType.INT32 ? new Int32Array(aligned.buffer) : new Uint32Array(aligned.buffer);
+  }
+  /**
    * n f32, i32 or u32 values read from the buffer in one pass (a tokenizer's scores and token types);
    * null for another type, or more than 64 MiB of them, which readScalar reads one by one.
    */
   numbers(t: GGUFType, n: number): number[] | null {
     if ((t !== GGUFType.FLOAT32 && t !== GGUFType.INT32 && t !== GGUFType.UINT32) || 4 * n > 1 << 26) return null;
-    const o = this.at(4 * n);
     // Copied into an aligned buffer and converted by Array.from over a typed array (little-endian, as
     // on every platform Node runs on): one Buffer method call per value ran in the interpreter on a
     // cold start and was the largest part of decoding a 32,000-piece vocabulary.
-    const aligned = new Uint8Array(4 * n);
-    aligned.set(this.buf.subarray(o, o + 4 * n));
-    const view = t === GGUFType.FLOAT32 ? new Float32Array(aligned.buffer) : t === GGUFType.INT32 ? new Int32Array(aligned.buffer) : new Uint32Array(aligned.buffer);
-    return Array.from(view);
+    const view = this.typed(t, n);
+    return view && Array.from(view);
   }
 }
 
@@ -346,6 +389,7 @@ function readScalar(c: FileCursor, t: number, file: string): GGUFScalar {
 /** Parse a GGUF file's header (metadata and tensor infos). */
 export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
   const skipped: string[] = [];
+  let vocab: GGUFPackedVocabulary | undefined;
   let fd: number;
   try { fd = fs.openSync(file, 'r'); } catch (e) {
     throw new OpenELMError('gguf', `cannot open ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
@@ -374,6 +418,11 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
           else c.skip(n * scalarBytes(it));
           skipped.push(key);
           continue;
+        }
+        if (opts.vocabulary === 'packed' && n > 64) {
+          if (key === 'tokenizer.ggml.tokens' && it === GGUFType.STRING) { (vocab ??= {}).tokens = c.strings(n); continue; }
+          if (key === 'tokenizer.ggml.scores' && it === GGUFType.FLOAT32 && 4 * n <= 1 << 26) { (vocab ??= {}).scores = c.typed(it, n) as Float32Array; continue; }
+          if (key === 'tokenizer.ggml.token_type' && it === GGUFType.INT32 && 4 * n <= 1 << 26) { (vocab ??= {}).types = c.typed(it, n) as Int32Array; continue; }
         }
         let arr: GGUFScalar[] | null = c.numbers(it, n);
         if (!arr) {
@@ -404,7 +453,7 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
       const end = dataOffset + t.offset + tensorBytes(t.type, t.dims);
       if (end > size) throw new OpenELMError('gguf', `${file} is truncated: tensor ${t.name} ends at byte ${end}, the file has ${size}`);
     }
-    return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size, ...(skipped.length ? { skipped } : {}) };
+    return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size, ...(skipped.length ? { skipped } : {}), ...(vocab ? { vocab } : {}) };
   } finally {
     fs.closeSync(fd);
   }

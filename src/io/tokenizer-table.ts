@@ -38,6 +38,8 @@ export interface TokenizerTable {
   trainerSpec: TrainerSpec;
   normalizerSpec: NormalizerSpec;
   table: PieceTable;
+  /** table.text as UTF-8 (as stored), for comparing a GGUF's token bytes without decoding them. */
+  textBytes: Uint8Array;
   state: TokenizerState;
 }
 
@@ -118,6 +120,7 @@ export function decodeTokenizerTable(bytes: Uint8Array, name: string): Tokenizer
   if (table.start.length !== table.size + 1 || table.types.length !== table.size || table.start[table.size] !== table.text.length) bad('inconsistent piece arrays');
   return {
     sha256: h.sha256, sourceBytes: h.sourceBytes, trainerSpec: h.trainerSpec, normalizerSpec: h.normalizerSpec, table,
+    textBytes: buf.subarray(to, to + tn),
     state: {
       slots: i32('slots'), bmp: i32('bmp'), astral: h.astral, extraSymbolChar: h.extraSymbolChar, bigrams: i32('bigrams'),
       shadowed: h.shadowed, userDefined: h.userDefined, hasUnused: h.hasUnused, byteToId: i32('byteToId'),
@@ -162,7 +165,20 @@ const sameBytes = (a: ArrayBufferView, b: ArrayBufferView): boolean =>
 /** The bundled table's derived state when `t` holds exactly its pieces (a GGUF of the Llama-2 vocabulary); else undefined. */
 export function tableStateFor(t: PieceTable): TokenizerState | undefined {
   const tt = bundledTokenizerTable();
+  if (tt !== null && t === tt.table) return tt.state;
   if (tt === null || t.size !== tt.table.size || t.text !== tt.table.text) return undefined;
   if (!sameBytes(t.start, tt.table.start) || !sameBytes(t.scores, tt.table.scores) || !sameBytes(t.types, tt.table.types)) return undefined;
   return tt.state;
+}
+
+/**
+ * The bundled table when a GGUF vocabulary is exactly its pieces, compared as stored: the tokens'
+ * UTF-8 bytes back to back with the table's text bytes, their UTF-16 starts (`start`, from the
+ * bytes) with the table's, and the scores and types bit for bit; else undefined. No piece is decoded.
+ */
+export function bundledTableIfSame(bytes: Uint8Array, start: Int32Array, scores: Float32Array, types: Uint8Array): TokenizerTable | undefined {
+  const tt = bundledTokenizerTable();
+  if (tt === null || scores.length !== tt.table.size || !sameBytes(bytes, tt.textBytes) || !sameBytes(start, tt.table.start)) return undefined;
+  if (!sameBytes(scores, tt.table.scores) || !sameBytes(types, tt.table.types)) return undefined;
+  return tt;
 }
