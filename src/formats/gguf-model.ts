@@ -156,22 +156,29 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   if (!isList(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
   if (!isList(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
   const pieceScores = scores instanceof Float32Array ? scores : new Float32Array(n), pieceTypes = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    const type = Number(types[i]);
-    if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw new OpenELMError('tokenizer', `${file}: token ${i} has type ${type}, not a SentencePiece type (1..6)`);
-    if (pieceScores !== scores) pieceScores[i] = Number(scores[i]);
-    pieceTypes[i] = type;
+  const typeError = (i: number) => new OpenELMError('tokenizer', `${file}: token ${i} has type ${Number(types[i])}, not a SentencePiece type (1..6)`);
+  if (types instanceof Int32Array) {
+    // the file's i32 types: checked in one plain loop, then narrowed in one copy
+    for (let i = 0; i < n; i++) if (!(types[i] >= PieceType.NORMAL && types[i] <= PieceType.BYTE)) throw typeError(i);
+    pieceTypes.set(types);
+  } else {
+    for (let i = 0; i < n; i++) {
+      const type = Number(types[i]);
+      if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw typeError(i);
+      pieceTypes[i] = type;
+    }
   }
-  let table: PieceTable;
+  if (pieceScores !== scores) for (let i = 0; i < n; i++) pieceScores[i] = Number(scores[i]);
+  let table: PieceTable, maxLen = 16;
   if (tokens) {
     const start = new Int32Array(n + 1);
-    for (let i = 0; i < n; i++) start[i + 1] = start[i] + tokens[i].length;
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i];
+      start[i + 1] = start[i] + t.length;
+      if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
+    }
     table = new PieceTable(tokens.join(''), start, pieceScores, pieceTypes);
-  } else table = packedPieceTable(packed!, pieceScores, pieceTypes, file);
-  let maxLen = 16;
-  for (let i = 0; i < n; i++) {
-    if (table.start[i + 1] - table.start[i] > maxLen) maxLen = Math.max(maxLen, pyLen(table.piece(i)));
-  }
+  } else ({ table, maxLen } = packedPieceTable(packed!, pieceScores, pieceTypes, file));
   const idMeta = (key: string, dflt: number): number => {
     const v = g.metadata.get(key);
     if (v === undefined) return dflt;
@@ -207,24 +214,27 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
  * The PieceTable of packed tokens: the bundled table itself when they are its pieces (compared as
  * bytes, nothing decoded), else their bytes decoded once as a whole.
  */
-function packedPieceTable(tokens: { bytes: Uint8Array; ends: Int32Array }, scores: Float32Array, types: Uint8Array, file: string): PieceTable {
+function packedPieceTable(tokens: { bytes: Uint8Array; ends: Int32Array }, scores: Float32Array, types: Uint8Array, file: string): { table: PieceTable; maxLen: number } {
   const { bytes, ends } = tokens, n = ends.length - 1;
-  // UTF-16 starts from the bytes: a lead byte starts one unit, a 4-byte lead two (a surrogate pair).
-  // A token that starts with a continuation byte is not UTF-8 by itself even when the whole is.
+  // UTF-16 starts from the bytes: a lead byte starts one unit, a 4-byte lead two (a surrogate pair);
+  // a token's code points (pyLen, for the longest piece) are its lead bytes. A token that starts with
+  // a continuation byte is not UTF-8 by itself even when the whole is.
   const start = new Int32Array(n + 1);
-  let units = 0, ok = true;
+  let units = 0, ok = true, maxLen = 16;
   for (let i = 0; i < n; i++) {
     const a = ends[i], b = ends[i + 1];
     if (a < b && (bytes[a] & 0xc0) === 0x80) ok = false;
+    let points = 0;
     for (let k = a; k < b; k++) {
       const c = bytes[k];
-      if ((c & 0xc0) !== 0x80) units += c >= 0xf0 ? 2 : 1;
+      if ((c & 0xc0) !== 0x80) { points++; units += c >= 0xf0 ? 2 : 1; }
     }
     start[i + 1] = units;
+    if (points > maxLen) maxLen = points;
   }
   if (ok) {
     const tt = bundledTableIfSame(bytes, start, scores, types);
-    if (tt) return tt.table;
+    if (tt) return { table: tt.table, maxLen };
   }
   let text: string | undefined;
   if (ok) {
@@ -235,7 +245,7 @@ function packedPieceTable(tokens: { bytes: Uint8Array; ends: Int32Array }, score
     readGGUF(file);
     throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens are not valid UTF-8`);
   }
-  return new PieceTable(text, start, scores, types);
+  return { table: new PieceTable(text, start, scores, types), maxLen };
 }
 
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {

@@ -331,16 +331,26 @@ class FileCursor {
     const ends = new Int32Array(n + 1);
     let out = new Uint8Array(Math.max(1024, 8 * n)), len = 0;
     for (let j = 0; j < n; j++) {
-      const m = this.count('string length');
-      const o = this.at(m);
+      // Straight from the buffer while the string is whole in it (no method call per token on a
+      // cold start); else, or for a length of 2^32 or more, count() and at() (reload, or refuse).
+      const b = this.buf, p = this.pos - this.bufStart;
+      let m: number, o: number;
+      if (p >= 0 && p + 8 <= b.length && (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) === 0 &&
+          p + 8 + (m = (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0) <= b.length) {
+        o = p + 8;
+        this.pos += 8 + m;
+      } else {
+        m = this.count('string length');
+        o = this.at(m);
+      }
       if (len + m > out.length) {
         if (len + m > 0x7fffffff) throw new OpenELMError('gguf', `${this.file}: strings of more than 2 GiB at offset ${this.pos}`);
         const grown = new Uint8Array(Math.min(0x7fffffff, Math.max(2 * out.length, len + m)));
         grown.set(out.subarray(0, len));
         out = grown;
       }
-      const b = this.buf;
-      for (let k = 0; k < m; k++) out[len + k] = b[o + k];
+      const src = this.buf;
+      for (let k = 0; k < m; k++) out[len + k] = src[o + k];
       len += m;
       ends[j + 1] = len;
     }
