@@ -13,7 +13,7 @@
 
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
-import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type ReadGGUFOptions, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
+import { readGGUF, unpackStrings, tensorBytes, ggufNumel, type GGUFFile, type ReadGGUFOptions, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
 import { GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../core/ggml-quants.js';
 import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
 import { blockDTypeOfGGML } from '../backends/weight-format.js';
@@ -143,7 +143,7 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   if (model !== 'llama') throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.model is "${String(model)}"; only "llama" (SentencePiece, as OpenELM uses) is supported`);
   const packed = g.vocab?.tokens;
   let tokens: string[] | undefined, n: number;
-  if (packed) n = packed.ends.length - 1;
+  if (packed) n = packed.count;
   else {
     const v = meta(g, file, 'tokenizer.ggml.tokens');
     if (!Array.isArray(v) || v.some((t) => typeof t !== 'string')) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens must be an array of strings`);
@@ -210,12 +210,26 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   };
 }
 
+/** The longest piece in code points (at least 16), as the trainer spec of a GGUF vocabulary gives it. */
+function longestPiece(t: PieceTable): number {
+  let maxLen = 16;
+  for (let i = 0; i < t.size; i++) if (t.start[i + 1] - t.start[i] > maxLen) maxLen = Math.max(maxLen, pyLen(t.piece(i)));
+  return maxLen;
+}
+const bundledLongest = new WeakMap<PieceTable, number>();
+
 /**
  * The PieceTable of packed tokens: the bundled table itself when they are its pieces (compared as
- * bytes, nothing decoded), else their bytes decoded once as a whole.
+ * the file stores them, nothing decoded), else their bytes decoded once as a whole.
  */
-function packedPieceTable(tokens: { bytes: Uint8Array; ends: Int32Array }, scores: Float32Array, types: Uint8Array, file: string): { table: PieceTable; maxLen: number } {
-  const { bytes, ends } = tokens, n = ends.length - 1;
+function packedPieceTable(tokens: { raw: Uint8Array; count: number }, scores: Float32Array, types: Uint8Array, file: string): { table: PieceTable; maxLen: number } {
+  const tt = bundledTableIfSame(tokens.raw, scores, types);
+  if (tt) {
+    let maxLen = bundledLongest.get(tt.table);
+    if (maxLen === undefined) bundledLongest.set(tt.table, (maxLen = longestPiece(tt.table)));
+    return { table: tt.table, maxLen };
+  }
+  const { bytes, ends } = unpackStrings(tokens.raw, tokens.count), n = tokens.count;
   // UTF-16 starts from the bytes: a lead byte starts one unit, a 4-byte lead two (a surrogate pair);
   // a token's code points (pyLen, for the longest piece) are its lead bytes. A token that starts with
   // a continuation byte is not UTF-8 by itself even when the whole is.
@@ -231,10 +245,6 @@ function packedPieceTable(tokens: { bytes: Uint8Array; ends: Int32Array }, score
     }
     start[i + 1] = units;
     if (points > maxLen) maxLen = points;
-  }
-  if (ok) {
-    const tt = bundledTableIfSame(bytes, start, scores, types);
-    if (tt) return { table: tt.table, maxLen };
   }
   let text: string | undefined;
   if (ok) {

@@ -241,12 +241,13 @@ export interface GGUFFile {
 }
 
 /**
- * A tokenizer's arrays as the file stores them: `tokenizer.ggml.tokens` as its bytes back to back
- * with each token's end (token i is bytes[ends[i], ends[i + 1]), not yet checked to be UTF-8),
- * `scores` (f32) and `token_type` (i32). A key of another element type is in `metadata` as usual.
+ * A tokenizer's arrays as the file stores them: `tokenizer.ggml.tokens` as its `count` strings
+ * serialized (`raw`: each a u64 length and its bytes, not yet checked to be UTF-8: unpackStrings
+ * splits them), `scores` (f32) and `token_type` (i32). A key of another element type is in
+ * `metadata` as usual.
  */
 export interface GGUFPackedVocabulary {
-  tokens?: { bytes: Uint8Array; ends: Int32Array };
+  tokens?: { raw: Uint8Array; count: number };
   scores?: Float32Array;
   types?: Int32Array;
 }
@@ -324,37 +325,29 @@ class FileCursor {
     this.pos += n;
   }
   /**
-   * n strings' bytes back to back and their ends (ends[0] = 0), without decoding them: a
-   * vocabulary's 32,000 tokens were one Buffer.toString each, most of a cold read of the vocabulary.
+   * Walk past n strings (each a u64 length and its bytes), their presence checked. The lengths are
+   * read straight from the buffer while a string is whole in it, with no method call per string (a
+   * vocabulary has 32,000 of them; on a cold start each call ran in the interpreter); else, or for a
+   * length of 2^32 or more, through count() and skip(), which reload or refuse.
    */
-  strings(n: number): { bytes: Uint8Array; ends: Int32Array } {
-    const ends = new Int32Array(n + 1);
-    let out = new Uint8Array(Math.max(1024, 8 * n)), len = 0;
+  skipStrings(n: number): void {
     for (let j = 0; j < n; j++) {
-      // Straight from the buffer while the string is whole in it (no method call per token on a
-      // cold start); else, or for a length of 2^32 or more, count() and at() (reload, or refuse).
       const b = this.buf, p = this.pos - this.bufStart;
-      let m: number, o: number;
+      let m: number;
       if (p >= 0 && p + 8 <= b.length && (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) === 0 &&
           p + 8 + (m = (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0) <= b.length) {
-        o = p + 8;
         this.pos += 8 + m;
-      } else {
-        m = this.count('string length');
-        o = this.at(m);
-      }
-      if (len + m > out.length) {
-        if (len + m > 0x7fffffff) throw new OpenELMError('gguf', `${this.file}: strings of more than 2 GiB at offset ${this.pos}`);
-        const grown = new Uint8Array(Math.min(0x7fffffff, Math.max(2 * out.length, len + m)));
-        grown.set(out.subarray(0, len));
-        out = grown;
-      }
-      const src = this.buf;
-      for (let k = 0; k < m; k++) out[len + k] = src[o + k];
-      len += m;
-      ends[j + 1] = len;
+      } else this.skip(this.count('string length'));
     }
-    return { bytes: out.subarray(0, len), ends };
+  }
+  /** n strings as the file stores them (u64 length, bytes; not decoded), copied out in one piece. */
+  rawStrings(n: number): Uint8Array {
+    const from = this.pos;
+    this.skipStrings(n);
+    const out = new Uint8Array(this.pos - from);
+    if (from >= this.bufStart && this.pos <= this.bufStart + this.buf.length) out.set(this.buf.subarray(from - this.bufStart, this.pos - this.bufStart));
+    else if (fs.readSync(this.fd, out, 0, out.length, from) !== out.length) throw new OpenELMError('gguf', `${this.file}: short read of ${out.length} bytes at offset ${from}`);
+    return out;
   }
   /** n f32, i32 or u32 values as a typed array (copied: the file's offsets need not be aligned); null as numbers(). */
   typed(t: GGUFType, n: number): Float32Array | Int32Array | Uint32Array | null {
@@ -424,13 +417,13 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
         // Every element takes at least a byte: a longer array cannot be in the file.
         if (n > size - c.pos) throw new OpenELMError('gguf', `${file} is truncated: metadata ${key} declares ${n} values, ${size - c.pos} bytes remain`);
         if (opts.vocabulary === false && n > 64 && key.startsWith('tokenizer.ggml.') && (it === GGUFType.STRING || scalarBytes(it))) {
-          if (it === GGUFType.STRING) for (let j = 0; j < n; j++) c.skip(c.count('string length'));
+          if (it === GGUFType.STRING) c.skipStrings(n);
           else c.skip(n * scalarBytes(it));
           skipped.push(key);
           continue;
         }
         if (opts.vocabulary === 'packed' && n > 64) {
-          if (key === 'tokenizer.ggml.tokens' && it === GGUFType.STRING) { (vocab ??= {}).tokens = c.strings(n); continue; }
+          if (key === 'tokenizer.ggml.tokens' && it === GGUFType.STRING) { (vocab ??= {}).tokens = { raw: c.rawStrings(n), count: n }; continue; }
           if (key === 'tokenizer.ggml.scores' && it === GGUFType.FLOAT32 && 4 * n <= 1 << 26) { (vocab ??= {}).scores = c.typed(it, n) as Float32Array; continue; }
           if (key === 'tokenizer.ggml.token_type' && it === GGUFType.INT32 && 4 * n <= 1 << 26) { (vocab ??= {}).types = c.typed(it, n) as Int32Array; continue; }
         }
@@ -467,6 +460,25 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * The bytes of `count` serialized strings (as GGUFPackedVocabulary holds them) back to back, and
+ * each one's end: string i is bytes[ends[i], ends[i + 1]).
+ */
+export function unpackStrings(raw: Uint8Array, count: number): { bytes: Uint8Array; ends: Int32Array } {
+  const ends = new Int32Array(count + 1), bytes = new Uint8Array(raw.length - 8 * count);
+  let p = 0, len = 0;
+  for (let j = 0; j < count; j++) {
+    if (raw[p + 4] | raw[p + 5] | raw[p + 6] | raw[p + 7]) throw new OpenELMError('gguf', `string ${j} of ${count} is 4 GiB or longer`);
+    const m = (raw[p] | (raw[p + 1] << 8) | (raw[p + 2] << 16) | (raw[p + 3] << 24)) >>> 0;
+    p += 8;
+    for (let k = 0; k < m; k++) bytes[len + k] = raw[p + k];
+    p += m;
+    len += m;
+    ends[j + 1] = len;
+  }
+  return { bytes, ends };
 }
 
 /** Values in a tensor of these (ggml-order) dims. */

@@ -38,13 +38,35 @@ export interface TokenizerTable {
   trainerSpec: TrainerSpec;
   normalizerSpec: NormalizerSpec;
   table: PieceTable;
-  /** table.text as UTF-8 (as stored), for comparing a GGUF's token bytes without decoding them. */
-  textBytes: Uint8Array;
+  /** The pieces as a GGUF stores them (tokenizer.ggml.tokens: each a u64 length and its UTF-8). */
+  ggufTokens: Uint8Array;
   state: TokenizerState;
 }
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * The pieces as a GGUF's tokenizer.ggml.tokens stores them (each a u64 length and its UTF-8): a GGUF
+ * of this vocabulary is recognized by comparing its bytes with these, no piece decoded.
+ */
+function ggufStrings(t: PieceTable): Uint8Array {
+  const enc = new TextEncoder(), pieces: Uint8Array[] = [];
+  let n = 0;
+  for (let i = 0; i < t.size; i++) {
+    const b = enc.encode(t.piece(i));
+    pieces.push(b);
+    n += 8 + b.length;
+  }
+  const out = new Uint8Array(n), dv = new DataView(out.buffer);
+  let at = 0;
+  for (const b of pieces) {
+    dv.setBigUint64(at, BigInt(b.length), true);
+    out.set(b, at + 8);
+    at += 8 + b.length;
+  }
+  return out;
 }
 
 /** The table of `tok`, built from the tokenizer.model `source`. */
@@ -59,6 +81,7 @@ export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8A
     ['bmp', new Uint8Array(st.bmp.buffer, st.bmp.byteOffset, st.bmp.byteLength)],
     ['bigrams', new Uint8Array(st.bigrams.buffer, st.bigrams.byteOffset, st.bigrams.byteLength)],
     ['byteToId', new Uint8Array(st.byteToId.buffer, st.byteToId.byteOffset, st.byteToId.byteLength)],
+    ['ggufTokens', ggufStrings(t)],
   ];
   const header = (arrays: Record<string, [number, number]>): Header => ({
     sha256: sha256Hex(source), sourceBytes: source.length, trainerSpec: m.trainerSpec, normalizerSpec: m.normalizerSpec,
@@ -120,7 +143,7 @@ export function decodeTokenizerTable(bytes: Uint8Array, name: string): Tokenizer
   if (table.start.length !== table.size + 1 || table.types.length !== table.size || table.start[table.size] !== table.text.length) bad('inconsistent piece arrays');
   return {
     sha256: h.sha256, sourceBytes: h.sourceBytes, trainerSpec: h.trainerSpec, normalizerSpec: h.normalizerSpec, table,
-    textBytes: buf.subarray(to, to + tn),
+    ggufTokens: view('ggufTokens', (b, o, n) => new Uint8Array(b, o, n), 1),
     state: {
       slots: i32('slots'), bmp: i32('bmp'), astral: h.astral, extraSymbolChar: h.extraSymbolChar, bigrams: i32('bigrams'),
       shadowed: h.shadowed, userDefined: h.userDefined, hasUnused: h.hasUnused, byteToId: i32('byteToId'),
@@ -172,13 +195,13 @@ export function tableStateFor(t: PieceTable): TokenizerState | undefined {
 }
 
 /**
- * The bundled table when a GGUF vocabulary is exactly its pieces, compared as stored: the tokens'
- * UTF-8 bytes back to back with the table's text bytes, their UTF-16 starts (`start`, from the
- * bytes) with the table's, and the scores and types bit for bit; else undefined. No piece is decoded.
+ * The bundled table when a GGUF vocabulary is exactly its pieces, compared as the file stores them
+ * (one memcmp each): the serialized tokens (u64 length and UTF-8 of each, GGUFPackedVocabulary's
+ * `raw`), the scores and the types bit for bit; else undefined. No piece is decoded.
  */
-export function bundledTableIfSame(bytes: Uint8Array, start: Int32Array, scores: Float32Array, types: Uint8Array): TokenizerTable | undefined {
+export function bundledTableIfSame(rawTokens: Uint8Array, scores: Float32Array, types: Uint8Array): TokenizerTable | undefined {
   const tt = bundledTokenizerTable();
-  if (tt === null || scores.length !== tt.table.size || !sameBytes(bytes, tt.textBytes) || !sameBytes(start, tt.table.start)) return undefined;
+  if (tt === null || scores.length !== tt.table.size || !sameBytes(rawTokens, tt.ggufTokens)) return undefined;
   if (!sameBytes(scores, tt.table.scores) || !sameBytes(types, tt.table.types)) return undefined;
   return tt;
 }
