@@ -225,8 +225,8 @@ const bundledLongest = new WeakMap<PieceTable, number>();
 function packedPieceTable(tokens: { raw: Uint8Array; count: number }, scores: Float32Array, types: Uint8Array, file: string): { table: PieceTable; maxLen: number } {
   const tt = bundledTableIfSame(tokens.raw, scores, types);
   if (tt) {
-    let maxLen = bundledLongest.get(tt.table);
-    if (maxLen === undefined) bundledLongest.set(tt.table, (maxLen = longestPiece(tt.table)));
+    const maxLen = bundledLongest.get(tt.table) ?? longestPiece(tt.table);
+    bundledLongest.set(tt.table, maxLen);
     return { table: tt.table, maxLen };
   }
   const { bytes, ends } = unpackStrings(tokens.raw, tokens.count), n = tokens.count;

@@ -333,11 +333,10 @@ class FileCursor {
   skipStrings(n: number): void {
     for (let j = 0; j < n; j++) {
       const b = this.buf, p = this.pos - this.bufStart;
-      let m: number;
-      if (p >= 0 && p + 8 <= b.length && (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) === 0 &&
-          p + 8 + (m = (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0) <= b.length) {
-        this.pos += 8 + m;
-      } else this.skip(this.count('string length'));
+      const m = p + 8 <= b.length && (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) === 0
+        ? (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0 : -1;
+      if (m >= 0 && p + 8 + m <= b.length) this.pos += 8 + m;
+      else this.skip(this.count('string length'));
     }
   }
   /** n strings as the file stores them (u64 length, bytes; not decoded), copied out in one piece. */
@@ -422,10 +421,17 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
           skipped.push(key);
           continue;
         }
-        if (opts.vocabulary === 'packed' && n > 64) {
-          if (key === 'tokenizer.ggml.tokens' && it === GGUFType.STRING) { (vocab ??= {}).tokens = { raw: c.rawStrings(n), count: n }; continue; }
-          if (key === 'tokenizer.ggml.scores' && it === GGUFType.FLOAT32 && 4 * n <= 1 << 26) { (vocab ??= {}).scores = c.typed(it, n) as Float32Array; continue; }
-          if (key === 'tokenizer.ggml.token_type' && it === GGUFType.INT32 && 4 * n <= 1 << 26) { (vocab ??= {}).types = c.typed(it, n) as Int32Array; continue; }
+        const packAs = opts.vocabulary !== 'packed' || n <= 64 ? undefined
+          : key === 'tokenizer.ggml.tokens' && it === GGUFType.STRING ? 'tokens'
+          : 4 * n > 1 << 26 ? undefined
+          : key === 'tokenizer.ggml.scores' && it === GGUFType.FLOAT32 ? 'scores'
+          : key === 'tokenizer.ggml.token_type' && it === GGUFType.INT32 ? 'types' : undefined;
+        if (packAs !== undefined) {
+          vocab ??= {};
+          if (packAs === 'tokens') vocab.tokens = { raw: c.rawStrings(n), count: n };
+          else if (packAs === 'scores') vocab.scores = c.typed(it, n) as Float32Array;
+          else vocab.types = c.typed(it, n) as Int32Array;
+          continue;
         }
         let arr: GGUFScalar[] | null = c.numbers(it, n);
         if (!arr) {
