@@ -155,30 +155,39 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   const isList = (v: unknown): v is ArrayLike<GGUFScalar> => Array.isArray(v) || ArrayBuffer.isView(v);
   if (!isList(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
   if (!isList(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
-  const pieceScores = scores instanceof Float32Array ? scores : new Float32Array(n), pieceTypes = new Uint8Array(n);
-  const typeError = (i: number) => new OpenELMError('tokenizer', `${file}: token ${i} has type ${Number(types[i])}, not a SentencePiece type (1..6)`);
-  if (types instanceof Int32Array) {
-    // the file's i32 types: checked in one plain loop, then narrowed in one copy
-    for (let i = 0; i < n; i++) if (!(types[i] >= PieceType.NORMAL && types[i] <= PieceType.BYTE)) throw typeError(i);
-    pieceTypes.set(types);
+  let table: PieceTable, maxLen: number;
+  // The bundled vocabulary, recognized as the file stores it (tokens, f32 scores and i32 types byte
+  // for byte): its table, with no check piece by piece (its pieces are valid ones).
+  const tt = packed && scores instanceof Float32Array && types instanceof Int32Array ? bundledTableIfSame(packed.raw, scores, types) : undefined;
+  if (tt) {
+    table = tt.table;
+    maxLen = Math.max(16, tt.longestPiece);
   } else {
-    for (let i = 0; i < n; i++) {
-      const type = Number(types[i]);
-      if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw typeError(i);
-      pieceTypes[i] = type;
+    const pieceScores = scores instanceof Float32Array ? scores : new Float32Array(n), pieceTypes = new Uint8Array(n);
+    const typeError = (i: number) => new OpenELMError('tokenizer', `${file}: token ${i} has type ${Number(types[i])}, not a SentencePiece type (1..6)`);
+    if (types instanceof Int32Array) {
+      // the file's i32 types: checked in one plain loop, then narrowed in one copy
+      for (let i = 0; i < n; i++) if (!(types[i] >= PieceType.NORMAL && types[i] <= PieceType.BYTE)) throw typeError(i);
+      pieceTypes.set(types);
+    } else {
+      for (let i = 0; i < n; i++) {
+        const type = Number(types[i]);
+        if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw typeError(i);
+        pieceTypes[i] = type;
+      }
     }
+    if (pieceScores !== scores) for (let i = 0; i < n; i++) pieceScores[i] = Number(scores[i]);
+    maxLen = 16;
+    if (tokens) {
+      const start = new Int32Array(n + 1);
+      for (let i = 0; i < n; i++) {
+        const t = tokens[i];
+        start[i + 1] = start[i] + t.length;
+        if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
+      }
+      table = new PieceTable(tokens.join(''), start, pieceScores, pieceTypes);
+    } else ({ table, maxLen } = packedPieceTable(packed!, pieceScores, pieceTypes, file));
   }
-  if (pieceScores !== scores) for (let i = 0; i < n; i++) pieceScores[i] = Number(scores[i]);
-  let table: PieceTable, maxLen = 16;
-  if (tokens) {
-    const start = new Int32Array(n + 1);
-    for (let i = 0; i < n; i++) {
-      const t = tokens[i];
-      start[i + 1] = start[i] + t.length;
-      if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
-    }
-    table = new PieceTable(tokens.join(''), start, pieceScores, pieceTypes);
-  } else ({ table, maxLen } = packedPieceTable(packed!, pieceScores, pieceTypes, file));
   const idMeta = (key: string, dflt: number): number => {
     const v = g.metadata.get(key);
     if (v === undefined) return dflt;
@@ -186,7 +195,7 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
     if (!Number.isInteger(id) || id < 0 || id >= n) throw new OpenELMError('tokenizer', `${file}: ${key} ${String(v)} is not a token id (vocab has ${n})`);
     return id;
   };
-  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, pieceTypes.indexOf(PieceType.UNKNOWN)));
+  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, table.types.indexOf(PieceType.UNKNOWN)));
   const bos = idMeta('tokenizer.ggml.bos_token_id', 1);
   const eos = idMeta('tokenizer.ggml.eos_token_id', 2);
   const pad = idMeta('tokenizer.ggml.padding_token_id', -1);
@@ -210,25 +219,8 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   };
 }
 
-/** The longest piece in code points (at least 16), as the trainer spec of a GGUF vocabulary gives it. */
-function longestPiece(t: PieceTable): number {
-  let maxLen = 16;
-  for (let i = 0; i < t.size; i++) if (t.start[i + 1] - t.start[i] > maxLen) maxLen = Math.max(maxLen, pyLen(t.piece(i)));
-  return maxLen;
-}
-const bundledLongest = new WeakMap<PieceTable, number>();
-
-/**
- * The PieceTable of packed tokens: the bundled table itself when they are its pieces (compared as
- * the file stores them, nothing decoded), else their bytes decoded once as a whole.
- */
+/** The PieceTable of packed tokens (not the bundled vocabulary's): their bytes decoded once as a whole. */
 function packedPieceTable(tokens: { raw: Uint8Array; count: number }, scores: Float32Array, types: Uint8Array, file: string): { table: PieceTable; maxLen: number } {
-  const tt = bundledTableIfSame(tokens.raw, scores, types);
-  if (tt) {
-    const maxLen = bundledLongest.get(tt.table) ?? longestPiece(tt.table);
-    bundledLongest.set(tt.table, maxLen);
-    return { table: tt.table, maxLen };
-  }
   const { bytes, ends } = unpackStrings(tokens.raw, tokens.count), n = tokens.count;
   // UTF-16 starts from the bytes: a lead byte starts one unit, a 4-byte lead two (a surrogate pair);
   // a token's code points (pyLen, for the longest piece) are its lead bytes. A token that starts with

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { PieceTable } from '../tokenizer/piece-table.js';
+import { pyLen } from '../core/pystr.js';
 import type { NormalizerSpec, TrainerSpec } from '../tokenizer/sentencepiece-model.js';
 import { Tokenizer, type TokenizerState } from '../tokenizer/tokenizer.js';
 
@@ -28,6 +29,8 @@ interface Header {
   shadowed: [string, number][];
   userDefined: [number, string[]][];
   hasUnused: boolean;
+  /** The longest piece in code points (Python's len). */
+  longestPiece: number;
   /** name -> [byte offset from the file's start, byte length] */
   arrays: Record<string, [number, number]>;
 }
@@ -40,6 +43,8 @@ export interface TokenizerTable {
   table: PieceTable;
   /** The pieces as a GGUF stores them (tokenizer.ggml.tokens: each a u64 length and its UTF-8). */
   ggufTokens: Uint8Array;
+  /** The longest piece in code points (Python's len). */
+  longestPiece: number;
   state: TokenizerState;
 }
 
@@ -69,6 +74,12 @@ function ggufStrings(t: PieceTable): Uint8Array {
   return out;
 }
 
+function longestPiece(t: PieceTable): number {
+  let n = 0;
+  for (let i = 0; i < t.size; i++) n = Math.max(n, pyLen(t.piece(i)));
+  return n;
+}
+
 /** The table of `tok`, built from the tokenizer.model `source`. */
 export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8Array {
   const t = tok.pieceTable, st = tok.state, m = tok.model;
@@ -86,7 +97,7 @@ export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8A
   const header = (arrays: Record<string, [number, number]>): Header => ({
     sha256: sha256Hex(source), sourceBytes: source.length, trainerSpec: m.trainerSpec, normalizerSpec: m.normalizerSpec,
     astral: st.astral, extraSymbolChar: st.extraSymbolChar, shadowed: st.shadowed, userDefined: st.userDefined,
-    hasUnused: st.hasUnused, arrays,
+    hasUnused: st.hasUnused, longestPiece: longestPiece(t), arrays,
   });
   const align = (x: number): number => (x + 3) & ~3;
   // The header's length depends on the offsets it lists: reserve room for it, lay the arrays out
@@ -144,6 +155,7 @@ export function decodeTokenizerTable(bytes: Uint8Array, name: string): Tokenizer
   return {
     sha256: h.sha256, sourceBytes: h.sourceBytes, trainerSpec: h.trainerSpec, normalizerSpec: h.normalizerSpec, table,
     ggufTokens: view('ggufTokens', (b, o, n) => new Uint8Array(b, o, n), 1),
+    longestPiece: typeof h.longestPiece === 'number' ? h.longestPiece : bad('no longestPiece'),
     state: {
       slots: i32('slots'), bmp: i32('bmp'), astral: h.astral, extraSymbolChar: h.extraSymbolChar, bigrams: i32('bigrams'),
       shadowed: h.shadowed, userDefined: h.userDefined, hasUnused: h.hasUnused, byteToId: i32('byteToId'),
@@ -197,11 +209,12 @@ export function tableStateFor(t: PieceTable): TokenizerState | undefined {
 /**
  * The bundled table when a GGUF vocabulary is exactly its pieces, compared as the file stores them
  * (one memcmp each): the serialized tokens (u64 length and UTF-8 of each, GGUFPackedVocabulary's
- * `raw`), the scores and the types bit for bit; else undefined. No piece is decoded.
+ * `raw`), the f32 scores and the i32 types bit for bit; else undefined. No piece is decoded.
  */
-export function bundledTableIfSame(rawTokens: Uint8Array, scores: Float32Array, types: Uint8Array): TokenizerTable | undefined {
+export function bundledTableIfSame(rawTokens: Uint8Array, scores: Float32Array, types: Int32Array): TokenizerTable | undefined {
   const tt = bundledTokenizerTable();
-  if (tt === null || scores.length !== tt.table.size || !sameBytes(rawTokens, tt.ggufTokens)) return undefined;
-  if (!sameBytes(scores, tt.table.scores) || !sameBytes(types, tt.table.types)) return undefined;
+  if (tt === null || scores.length !== tt.table.size || types.length !== tt.table.size || !sameBytes(rawTokens, tt.ggufTokens)) return undefined;
+  // the table's u8 types widened to the file's i32 (a native conversion, no loop here)
+  if (!sameBytes(scores, tt.table.scores) || !sameBytes(types, new Int32Array(tt.table.types))) return undefined;
   return tt;
 }
