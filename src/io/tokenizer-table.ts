@@ -128,20 +128,25 @@ export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8A
   return out;
 }
 
-export function decodeTokenizerTable(bytes: Uint8Array, name: string): TokenizerTable {
+/** `handOver`: the table may keep views into `bytes` (the caller does not change them afterwards). */
+export function decodeTokenizerTable(bytes: Uint8Array, name: string, handOver = false): TokenizerTable {
   const bad = (why: string): never => {
     throw new Error(`tokenizer table ${name}: ${why}`);
   };
   if (bytes.length < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) bad('not a tokenizer table');
   const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
   const h = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + len))) as Header;
-  // One copy of the file into an aligned buffer, then views into it.
-  const buf = new Uint8Array(bytes.length);
-  buf.set(bytes);
-  const view = <T>(key: string, make: (b: ArrayBuffer, off: number, n: number) => T, size: number): T => {
+  // Views into the bytes themselves when the caller hands them over 4-byte aligned (the bundled
+  // file, read into a buffer of its own: no copy of its 1.2 MB), else into one aligned copy.
+  let buf = bytes;
+  if (!handOver || bytes.byteOffset % 4 !== 0) {
+    buf = new Uint8Array(bytes.length);
+    buf.set(bytes);
+  }
+  const view = <T>(key: string, make: (b: ArrayBufferLike, off: number, n: number) => T, size: number): T => {
     const [off, n] = h.arrays[key] ?? bad(`no array ${key}`);
     if (off % 4 !== 0 || n % size !== 0 || off + n > buf.length) bad(`array ${key} out of bounds`);
-    return make(buf.buffer, off, n / size);
+    return make(buf.buffer, buf.byteOffset + off, n / size);
   };
   const i32 = (key: string): Int32Array => view(key, (b, o, n) => new Int32Array(b, o, n), 4);
   const [to, tn] = h.arrays.text;
@@ -181,7 +186,7 @@ export function bundledTokenizerTable(): TokenizerTable | null {
     } catch {
       continue;
     }
-    bundled = decodeTokenizerTable(bytes, u.href);
+    bundled = decodeTokenizerTable(bytes, u.href, true);
     break;
   }
   return bundled;
