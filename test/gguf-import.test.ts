@@ -225,10 +225,10 @@ test('a packed vocabulary gives the tokenizer the decoded one gives; the bundled
   const tokens = full.metadata.get('tokenizer.ggml.tokens') as string[];
   const scores = full.metadata.get('tokenizer.ggml.scores') as number[];
   const types = full.metadata.get('tokenizer.ggml.token_type') as number[];
-  const write = (name: string, tk: string[], sc: number[], ty: number[]): string => {
+  const write = (name: string, tk: string[], sc: number[], ty: number[], pad = ''): string => {
     const f = path.join(tmp, name);
     writeGGUF(f, [
-      kv.str('tokenizer.ggml.model', 'llama'), kv.strs('tokenizer.ggml.tokens', tk), kv.f32s('tokenizer.ggml.scores', sc),
+      ...(pad ? [kv.str('x.pad', pad)] : []), kv.str('tokenizer.ggml.model', 'llama'), kv.strs('tokenizer.ggml.tokens', tk), kv.f32s('tokenizer.ggml.scores', sc),
       kv.i32s('tokenizer.ggml.token_type', ty), kv.u32('tokenizer.ggml.bos_token_id', 1), kv.u32('tokenizer.ggml.eos_token_id', 2),
       kv.u32('tokenizer.ggml.unknown_token_id', 0),
     ], []);
@@ -261,6 +261,11 @@ test('a packed vocabulary gives the tokenizer the decoded one gives; the bundled
     assert.deepEqual(got.model, want.model, name);
     assert.deepEqual(got.encode(text + ' ' + tk[i]), want.encode(text + ' ' + tk[i]), name);
   }
+  // tokens that straddle the reader's 1 MiB buffer (a long string before them) read the same
+  const padded = write('vocab-padded.gguf', tokens, scores, types, 'p'.repeat(900_000));
+  const straddled = ggufTokenizer(readGGUF(padded, { vocabulary: 'packed' }), padded);
+  assert.equal(straddled.pieceTable, table);
+  assert.deepEqual(readGGUF(padded, { vocabulary: 'packed' }).vocab!.tokens!.raw, packed.vocab!.tokens!.raw);
 
   // Tokens that are UTF-8 together but not each alone (a character split over two) are refused as a
   // string-per-token read refuses them.
