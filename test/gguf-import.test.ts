@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { readGGUF, readGGUFTensorF32, writeGGUF, kv, GGMLType } from '../src/io/gguf.js';
 import { dequantize, ggmlTypeName, GGML_BLOCK } from '../src/core/ggml-quants.js';
 import { GGUFModel, ggufTokenizer } from '../src/formats/gguf-model.js';
+import { bundledTokenizerTable } from '../src/io/tokenizer-table.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { resolveConfig } from '../src/model/config.js';
 import { Tokenizer } from '../src/tokenizer/tokenizer.js';
@@ -201,6 +202,81 @@ test('opened without its vocabulary, a model GGUF reads the same model, and its 
   const cut = path.join(tmp, 'cut-vocab.gguf');
   fs.writeFileSync(cut, raw.subarray(0, at + 100));
   oneLine(() => readGGUF(cut, { vocabulary: false }), /cut-vocab\.gguf is truncated/);
+  oneLine(() => readGGUF(cut, { vocabulary: 'packed' }), /cut-vocab\.gguf is truncated/);
+});
+
+test('a packed vocabulary gives the tokenizer the decoded one gives; the bundled table only for exactly its pieces', () => {
+  const file = fix('llama-spm-vocab.gguf');
+  const full = readGGUF(file), packed = readGGUF(file, { vocabulary: 'packed' });
+  const vocabKeys = ['tokenizer.ggml.tokens', 'tokenizer.ggml.scores', 'tokenizer.ggml.token_type'];
+  assert.ok(packed.vocab?.tokens && packed.vocab.scores && packed.vocab.types);
+  for (const k of vocabKeys) assert.equal(packed.metadata.has(k), false, k);
+  for (const [k, v] of full.metadata) if (!vocabKeys.includes(k)) assert.deepEqual(packed.metadata.get(k), v, k);
+  assert.deepEqual(packed.tensors, full.tensors);
+  const table = bundledTokenizerTable()!.table;
+  const text = 'Hello  world!\n\tünïcødé 日本語 😀 <s> 1234567 \u0000 international';
+  const fromPacked = ggufTokenizer(packed, file), fromFull = ggufTokenizer(full, file);
+  assert.equal(fromPacked.pieceTable, table, 'the Llama-2 vocabulary is the bundled table');
+  assert.deepEqual(fromPacked.model, fromFull.model);
+  assert.deepEqual(fromPacked.encode(text), fromFull.encode(text));
+
+  // One piece's bytes, its boundary with the next, one score's last bit, one type: each a vocabulary
+  // the table is not used for, with the tokenizer (or the refusal) the strings give.
+  const tokens = full.metadata.get('tokenizer.ggml.tokens') as string[];
+  const scores = full.metadata.get('tokenizer.ggml.scores') as number[];
+  const types = full.metadata.get('tokenizer.ggml.token_type') as number[];
+  const write = (name: string, tk: string[], sc: number[], ty: number[], pad = ''): string => {
+    const f = path.join(tmp, name);
+    writeGGUF(f, [
+      ...(pad ? [kv.str('x.pad', pad)] : []), kv.str('tokenizer.ggml.model', 'llama'), kv.strs('tokenizer.ggml.tokens', tk), kv.f32s('tokenizer.ggml.scores', sc),
+      kv.i32s('tokenizer.ggml.token_type', ty), kv.u32('tokenizer.ggml.bos_token_id', 1), kv.u32('tokenizer.ggml.eos_token_id', 2),
+      kv.u32('tokenizer.ggml.unknown_token_id', 0),
+    ], []);
+    return f;
+  };
+  const i = tokens.findIndex((t, k) => k > 1000 && /^[a-z]{4,}$/.test(t) && /^[a-z]{4,}$/.test(tokens[k + 1]));
+  const bumped = (t: string) => t.slice(0, -1) + String.fromCharCode(t.charCodeAt(t.length - 1) + 1);
+  const nextUp = (x: number) => { const f = new Float32Array([x]); new Int32Array(f.buffer)[0] += 1; return f[0]; };
+  const variants: [string, string[], number[], number[]][] = [
+    ['same', tokens, scores, types],
+    ['byte', tokens.map((t, k) => (k === i ? bumped(t) : t)), scores, types],
+    ['split', tokens.map((t, k) => (k === i ? t + tokens[i + 1][0] : k === i + 1 ? t.slice(1) : t)), scores, types],
+    ['score', tokens, scores.map((x, k) => (k === i ? nextUp(x) : x)), types],
+    ['type', tokens, scores, types.map((x, k) => (k === i ? 4 : x))],
+  ];
+  for (const [name, tk, sc, ty] of variants) {
+    const f = write(`vocab-${name}.gguf`, tk, sc, ty);
+    const strings = (): Tokenizer => ggufTokenizer(readGGUF(f), f);
+    const flat = (): Tokenizer => ggufTokenizer(readGGUF(f, { vocabulary: 'packed' }), f);
+    let want: Tokenizer | Error, got: Tokenizer | Error;
+    try { want = strings(); } catch (e) { want = e as Error; }
+    try { got = flat(); } catch (e) { got = e as Error; }
+    if (want instanceof Error || got instanceof Error) {
+      assert.equal(String(got), String(want), name);
+      continue;
+    }
+    assert.equal(got.pieceTable === table, name === 'same', `${name}: the bundled table is used only for its own pieces`);
+    assert.equal(want.pieceTable === table, false, name);
+    assert.deepEqual(got.state, want.state, name);
+    assert.deepEqual(got.model, want.model, name);
+    assert.deepEqual(got.encode(text + ' ' + tk[i]), want.encode(text + ' ' + tk[i]), name);
+  }
+  // tokens that straddle the reader's 1 MiB buffer (a long string before them) read the same
+  const padded = write('vocab-padded.gguf', tokens, scores, types, 'p'.repeat(900_000));
+  const straddled = ggufTokenizer(readGGUF(padded, { vocabulary: 'packed' }), padded);
+  assert.equal(straddled.pieceTable, table);
+  assert.deepEqual(readGGUF(padded, { vocabulary: 'packed' }).vocab!.tokens!.raw, packed.vocab!.tokens!.raw);
+
+  // Tokens that are UTF-8 together but not each alone (a character split over two) are refused as a
+  // string-per-token read refuses them.
+  const small = Array.from({ length: 300 }, (_, k) => (k === 0 ? '<unk>' : k === 1 ? '<s>' : k === 2 ? '</s>' : `t${k}`));
+  const f = write('vocab-split-char.gguf', small, small.map(() => 0), small.map((_, k) => (k === 0 ? 2 : k < 3 ? 3 : 1)));
+  const raw = fs.readFileSync(f), at = raw.indexOf(Buffer.from('t100'));
+  assert.equal(raw.toString('latin1', at + 12, at + 16), 't101');
+  raw[at + 3] = 0xc3; raw[at + 12] = 0xa9; // 't10\xc3', then (past t101's u64 length) '\xa9101'
+  fs.writeFileSync(f, raw);
+  oneLine(() => readGGUF(f), /vocab-split-char\.gguf: string at offset \d+ is not valid UTF-8/);
+  oneLine(() => ggufTokenizer(readGGUF(f, { vocabulary: 'packed' }), f), /vocab-split-char\.gguf: string at offset \d+ is not valid UTF-8/);
 });
 
 test('row ranges decode as the same slice of the whole tensor, from just their rows (every fixture type, gate/up split)', () => {

@@ -13,7 +13,7 @@
 
 import * as fs from 'node:fs';
 import { OpenELMError } from '../core/errors.js';
-import { readGGUF, tensorBytes, ggufNumel, type GGUFFile, type ReadGGUFOptions, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
+import { readGGUF, unpackStrings, tensorBytes, ggufNumel, type GGUFFile, type ReadGGUFOptions, type GGUFScalar, type GGUFTensorInfo } from '../io/gguf.js';
 import { GGMLType, dequantize, ggmlBytes, ggmlTypeName, isReadableGGMLType } from '../core/ggml-quants.js';
 import { DecodedTensorSource, type SourceTensorInfo } from '../io/tensor-source.js';
 import { blockDTypeOfGGML } from '../backends/weight-format.js';
@@ -23,7 +23,7 @@ import { resolveConfig, presetHFConfig, paramSpecs as paramSpecsOf, PRESET_NAMES
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ModelType, PieceType, type CompactSentencePieceModel, type SentencePieceModel } from '../tokenizer/sentencepiece-model.js';
 import { PieceTable } from '../tokenizer/piece-table.js';
-import { tableStateFor } from '../io/tokenizer-table.js';
+import { bundledTableIfSame, tableStateFor } from '../io/tokenizer-table.js';
 import { pyLen } from '../core/pystr.js';
 
 /** One GGUF tensor that holds (part of) an HF tensor: rows [row0, row0 + rows) of it. */
@@ -141,25 +141,53 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
   const model = g.metadata.get('tokenizer.ggml.model');
   if (model === undefined) throw new OpenELMError('tokenizer', `${file} has no tokenizer (metadata tokenizer.ggml.model is missing)`);
   if (model !== 'llama') throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.model is "${String(model)}"; only "llama" (SentencePiece, as OpenELM uses) is supported`);
-  const tokens = meta(g, file, 'tokenizer.ggml.tokens');
-  if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string')) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens must be an array of strings`);
-  const n = tokens.length;
-  const scores = g.metadata.get('tokenizer.ggml.scores') ?? new Array<number>(n).fill(0);
-  const types = g.metadata.get('tokenizer.ggml.token_type') ?? new Array<number>(n).fill(PieceType.NORMAL);
-  if (!Array.isArray(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
-  if (!Array.isArray(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
-  const start = new Int32Array(n + 1), pieceScores = new Float32Array(n), pieceTypes = new Uint8Array(n);
-  let maxLen = 16;
-  for (let i = 0; i < n; i++) {
-    const type = Number(types[i]);
-    if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw new OpenELMError('tokenizer', `${file}: token ${i} has type ${type}, not a SentencePiece type (1..6)`);
-    const t = tokens[i] as string;
-    start[i + 1] = start[i] + t.length;
-    pieceScores[i] = Number(scores[i]);
-    pieceTypes[i] = type;
-    if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
+  const packed = g.vocab?.tokens;
+  let tokens: string[] | undefined, n: number;
+  if (packed) n = packed.count;
+  else {
+    const v = meta(g, file, 'tokenizer.ggml.tokens');
+    if (!Array.isArray(v) || v.some((t) => typeof t !== 'string')) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens must be an array of strings`);
+    tokens = v as string[];
+    n = tokens.length;
   }
-  const table = new PieceTable((tokens as string[]).join(''), start, pieceScores, pieceTypes);
+  const scores: ArrayLike<GGUFScalar> | GGUFScalar = g.vocab?.scores ?? g.metadata.get('tokenizer.ggml.scores') ?? new Float32Array(n);
+  const types: ArrayLike<GGUFScalar> | GGUFScalar = g.vocab?.types ?? g.metadata.get('tokenizer.ggml.token_type') ?? new Int32Array(n).fill(PieceType.NORMAL);
+  const isList = (v: unknown): v is ArrayLike<GGUFScalar> => Array.isArray(v) || ArrayBuffer.isView(v);
+  if (!isList(scores) || scores.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.scores must have ${n} entries`);
+  if (!isList(types) || types.length !== n) throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.token_type must have ${n} entries`);
+  let table: PieceTable, maxLen: number;
+  // The bundled vocabulary, recognized as the file stores it (tokens, f32 scores and i32 types byte
+  // for byte): its table, with no check piece by piece (its pieces are valid ones).
+  const tt = packed && scores instanceof Float32Array && types instanceof Int32Array ? bundledTableIfSame(packed.raw, scores, types) : undefined;
+  if (tt) {
+    table = tt.table;
+    maxLen = Math.max(16, tt.longestPiece);
+  } else {
+    const pieceScores = scores instanceof Float32Array ? scores : new Float32Array(n), pieceTypes = new Uint8Array(n);
+    const typeError = (i: number) => new OpenELMError('tokenizer', `${file}: token ${i} has type ${Number(types[i])}, not a SentencePiece type (1..6)`);
+    if (types instanceof Int32Array) {
+      // the file's i32 types: checked in one plain loop, then narrowed in one copy
+      for (let i = 0; i < n; i++) if (!(types[i] >= PieceType.NORMAL && types[i] <= PieceType.BYTE)) throw typeError(i);
+      pieceTypes.set(types);
+    } else {
+      for (let i = 0; i < n; i++) {
+        const type = Number(types[i]);
+        if (!(type >= PieceType.NORMAL && type <= PieceType.BYTE)) throw typeError(i);
+        pieceTypes[i] = type;
+      }
+    }
+    if (pieceScores !== scores) for (let i = 0; i < n; i++) pieceScores[i] = Number(scores[i]);
+    maxLen = 16;
+    if (tokens) {
+      const start = new Int32Array(n + 1);
+      for (let i = 0; i < n; i++) {
+        const t = tokens[i];
+        start[i + 1] = start[i] + t.length;
+        if (t.length > maxLen) maxLen = Math.max(maxLen, pyLen(t));
+      }
+      table = new PieceTable(tokens.join(''), start, pieceScores, pieceTypes);
+    } else ({ table, maxLen } = packedPieceTable(packed!, pieceScores, pieceTypes, file));
+  }
   const idMeta = (key: string, dflt: number): number => {
     const v = g.metadata.get(key);
     if (v === undefined) return dflt;
@@ -167,7 +195,7 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
     if (!Number.isInteger(id) || id < 0 || id >= n) throw new OpenELMError('tokenizer', `${file}: ${key} ${String(v)} is not a token id (vocab has ${n})`);
     return id;
   };
-  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, pieceTypes.indexOf(PieceType.UNKNOWN)));
+  const unk = idMeta('tokenizer.ggml.unknown_token_id', Math.max(0, table.types.indexOf(PieceType.UNKNOWN)));
   const bos = idMeta('tokenizer.ggml.bos_token_id', 1);
   const eos = idMeta('tokenizer.ggml.eos_token_id', 2);
   const pad = idMeta('tokenizer.ggml.padding_token_id', -1);
@@ -189,6 +217,37 @@ export function ggufSentencePieceTable(g: GGUFFile, file: string): CompactSenten
       removeExtraWhitespaces: false, escapeWhitespaces: true,
     },
   };
+}
+
+/** The PieceTable of packed tokens (not the bundled vocabulary's): their bytes decoded once as a whole. */
+function packedPieceTable(tokens: { raw: Uint8Array; count: number }, scores: Float32Array, types: Uint8Array, file: string): { table: PieceTable; maxLen: number } {
+  const { bytes, ends } = unpackStrings(tokens.raw, tokens.count), n = tokens.count;
+  // UTF-16 starts from the bytes: a lead byte starts one unit, a 4-byte lead two (a surrogate pair);
+  // a token's code points (pyLen, for the longest piece) are its lead bytes. A token that starts with
+  // a continuation byte is not UTF-8 by itself even when the whole is.
+  const start = new Int32Array(n + 1);
+  let units = 0, ok = true, maxLen = 16;
+  for (let i = 0; i < n; i++) {
+    const a = ends[i], b = ends[i + 1];
+    if (a < b && (bytes[a] & 0xc0) === 0x80) ok = false;
+    let points = 0;
+    for (let k = a; k < b; k++) {
+      const c = bytes[k];
+      if ((c & 0xc0) !== 0x80) { points++; units += c >= 0xf0 ? 2 : 1; }
+    }
+    start[i + 1] = units;
+    if (points > maxLen) maxLen = points;
+  }
+  let text: string | undefined;
+  if (ok) {
+    try { text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes); } catch { /* refused below */ }
+  }
+  if (text === undefined || text.length !== units) {
+    // Some token is not UTF-8: the string-per-token read names it, as it always has.
+    readGGUF(file);
+    throw new OpenELMError('tokenizer', `${file}: tokenizer.ggml.tokens are not valid UTF-8`);
+  }
+  return { table: new PieceTable(text, start, scores, types), maxLen };
 }
 
 export function ggufTokenizer(g: GGUFFile, file: string): Tokenizer {
@@ -417,7 +476,7 @@ export class GGUFModel extends DecodedTensorSource {
   }
 
   tokenizer(): Tokenizer {
-    return ggufTokenizer(this.gguf.skipped ? readGGUF(this.location) : this.gguf, this.location);
+    return ggufTokenizer(this.gguf.skipped ? readGGUF(this.location, { vocabulary: 'packed' }) : this.gguf, this.location);
   }
 
   override close(): void {

@@ -105,7 +105,8 @@ export function openModelSource(location: string, opts: OpenSourceOptions = {}):
     }
     case 'gguf': {
       // without `vocabulary`, tokenizer() reads the vocabulary, for callers that want it
-      const m = GGUFModel.open(location, { vocabulary: opts.vocabulary ?? false });
+      // (packed: the tokenizer's arrays as flat arrays, not a string per token; only tokenizer() reads them)
+      const m = GGUFModel.open(location, { vocabulary: opts.vocabulary ? 'packed' : false });
       return { format, config: m.config, reader: m, tokenizer: () => m.tokenizer(), close: () => m.close() };
     }
     case 'corenet': {
@@ -140,7 +141,7 @@ export function readSourceConfig(location: string): OpenELMConfig {
 /** The tokenizer a model location carries: a GGUF's own vocabulary, else the folder's tokenizer.model or the bundled one. */
 export function modelTokenizer(location: string): Tokenizer {
   if (isGGUFFile(location)) {
-    const m = GGUFModel.open(location);
+    const m = GGUFModel.open(location, { vocabulary: 'packed' });
     m.close();
     return m.tokenizer();
   }

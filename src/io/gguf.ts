@@ -236,15 +236,31 @@ export interface GGUFFile {
    * bounds checked): absent from `metadata`; readGGUF without that option reads them.
    */
   skipped?: string[];
+  /** The vocabulary a `{ vocabulary: 'packed' }` read kept as flat arrays (those keys are absent from `metadata`). */
+  vocab?: GGUFPackedVocabulary;
+}
+
+/**
+ * A tokenizer's arrays as the file stores them: `tokenizer.ggml.tokens` as its `count` strings
+ * serialized (`raw`: each a u64 length and its bytes, not yet checked to be UTF-8: unpackStrings
+ * splits them), `scores` (f32) and `token_type` (i32). A key of another element type is in
+ * `metadata` as usual.
+ */
+export interface GGUFPackedVocabulary {
+  tokens?: { raw: Uint8Array; count: number };
+  scores?: Float32Array;
+  types?: Int32Array;
 }
 
 export interface ReadGGUFOptions {
   /**
    * false: the vocabulary (tokenizer.ggml.* arrays of more than 64 entries: tokens, scores, types,
    * merges) is not decoded, for a reader that needs only the model (its strings were most of a
-   * header's parse, and all of its garbage). Default true.
+   * header's parse, and all of its garbage). 'packed': tokens, scores and token_type of more than 64
+   * entries go to `vocab` as flat arrays instead (no string per token; for the tokenizer, which
+   * checks the tokens' UTF-8 itself). Default true.
    */
-  vocabulary?: boolean;
+  vocabulary?: boolean | 'packed';
 }
 
 /** Bytes of one array element of a fixed-size metadata type (0: a string, or not a scalar type). */
@@ -309,19 +325,48 @@ class FileCursor {
     this.pos += n;
   }
   /**
+   * Walk past n strings (each a u64 length and its bytes), their presence checked. The lengths are
+   * read straight from the buffer while a string is whole in it, with no method call per string (a
+   * vocabulary has 32,000 of them; on a cold start each call ran in the interpreter); else, or for a
+   * length of 2^32 or more, through count() and skip(), which reload or refuse.
+   */
+  skipStrings(n: number): void {
+    for (let j = 0; j < n; j++) {
+      const b = this.buf, p = this.pos - this.bufStart;
+      const m = p + 8 <= b.length && (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) === 0
+        ? (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0 : -1;
+      if (m >= 0 && p + 8 + m <= b.length) this.pos += 8 + m;
+      else this.skip(this.count('string length'));
+    }
+  }
+  /** n strings as the file stores them (u64 length, bytes; not decoded), copied out in one piece. */
+  rawStrings(n: number): Uint8Array {
+    const from = this.pos;
+    this.skipStrings(n);
+    const out = new Uint8Array(this.pos - from);
+    if (from >= this.bufStart && this.pos <= this.bufStart + this.buf.length) out.set(this.buf.subarray(from - this.bufStart, this.pos - this.bufStart));
+    else if (fs.readSync(this.fd, out, 0, out.length, from) !== out.length) throw new OpenELMError('gguf', `${this.file}: short read of ${out.length} bytes at offset ${from}`);
+    return out;
+  }
+  /** n f32, i32 or u32 values as a typed array (copied: the file's offsets need not be aligned); null as numbers(). */
+  typed(t: GGUFType, n: number): Float32Array | Int32Array | Uint32Array | null {
+    if ((t !== GGUFType.FLOAT32 && t !== GGUFType.INT32 && t !== GGUFType.UINT32) || 4 * n > 1 << 26) return null;
+    const o = this.at(4 * n);
+    const aligned = new Uint8Array(4 * n);
+    aligned.set(this.buf.subarray(o, o + 4 * n));
+    return t === GGUFType.FLOAT32 ? new Float32Array(aligned.buffer) : t === GGUFType.INT32 ? new Int32Array(aligned.buffer) : new Uint32Array(aligned.buffer);
+  }
+  /**
    * n f32, i32 or u32 values read from the buffer in one pass (a tokenizer's scores and token types);
    * null for another type, or more than 64 MiB of them, which readScalar reads one by one.
    */
   numbers(t: GGUFType, n: number): number[] | null {
     if ((t !== GGUFType.FLOAT32 && t !== GGUFType.INT32 && t !== GGUFType.UINT32) || 4 * n > 1 << 26) return null;
-    const o = this.at(4 * n);
     // Copied into an aligned buffer and converted by Array.from over a typed array (little-endian, as
     // on every platform Node runs on): one Buffer method call per value ran in the interpreter on a
     // cold start and was the largest part of decoding a 32,000-piece vocabulary.
-    const aligned = new Uint8Array(4 * n);
-    aligned.set(this.buf.subarray(o, o + 4 * n));
-    const view = t === GGUFType.FLOAT32 ? new Float32Array(aligned.buffer) : t === GGUFType.INT32 ? new Int32Array(aligned.buffer) : new Uint32Array(aligned.buffer);
-    return Array.from(view);
+    const view = this.typed(t, n);
+    return view && Array.from(view);
   }
 }
 
@@ -346,6 +391,7 @@ function readScalar(c: FileCursor, t: number, file: string): GGUFScalar {
 /** Parse a GGUF file's header (metadata and tensor infos). */
 export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
   const skipped: string[] = [];
+  let vocab: GGUFPackedVocabulary | undefined;
   let fd: number;
   try { fd = fs.openSync(file, 'r'); } catch (e) {
     throw new OpenELMError('gguf', `cannot open ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
@@ -370,9 +416,21 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
         // Every element takes at least a byte: a longer array cannot be in the file.
         if (n > size - c.pos) throw new OpenELMError('gguf', `${file} is truncated: metadata ${key} declares ${n} values, ${size - c.pos} bytes remain`);
         if (opts.vocabulary === false && n > 64 && key.startsWith('tokenizer.ggml.') && (it === GGUFType.STRING || scalarBytes(it))) {
-          if (it === GGUFType.STRING) for (let j = 0; j < n; j++) c.skip(c.count('string length'));
+          if (it === GGUFType.STRING) c.skipStrings(n);
           else c.skip(n * scalarBytes(it));
           skipped.push(key);
+          continue;
+        }
+        const packAs = opts.vocabulary !== 'packed' || n <= 64 ? undefined
+          : key === 'tokenizer.ggml.tokens' && it === GGUFType.STRING ? 'tokens'
+          : 4 * n > 1 << 26 ? undefined
+          : key === 'tokenizer.ggml.scores' && it === GGUFType.FLOAT32 ? 'scores'
+          : key === 'tokenizer.ggml.token_type' && it === GGUFType.INT32 ? 'types' : undefined;
+        if (packAs !== undefined) {
+          vocab ??= {};
+          if (packAs === 'tokens') vocab.tokens = { raw: c.rawStrings(n), count: n };
+          else if (packAs === 'scores') vocab.scores = c.typed(it, n) as Float32Array;
+          else vocab.types = c.typed(it, n) as Int32Array;
           continue;
         }
         let arr: GGUFScalar[] | null = c.numbers(it, n);
@@ -404,10 +462,29 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
       const end = dataOffset + t.offset + tensorBytes(t.type, t.dims);
       if (end > size) throw new OpenELMError('gguf', `${file} is truncated: tensor ${t.name} ends at byte ${end}, the file has ${size}`);
     }
-    return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size, ...(skipped.length ? { skipped } : {}) };
+    return { version, metadata, metadataTypes, tensors, alignment, dataOffset, fileSize: size, ...(skipped.length ? { skipped } : {}), ...(vocab ? { vocab } : {}) };
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * The bytes of `count` serialized strings (as GGUFPackedVocabulary holds them) back to back, and
+ * each one's end: string i is bytes[ends[i], ends[i + 1]).
+ */
+export function unpackStrings(raw: Uint8Array, count: number): { bytes: Uint8Array; ends: Int32Array } {
+  const ends = new Int32Array(count + 1), bytes = new Uint8Array(raw.length - 8 * count);
+  let p = 0, len = 0;
+  for (let j = 0; j < count; j++) {
+    if (raw[p + 4] | raw[p + 5] | raw[p + 6] | raw[p + 7]) throw new OpenELMError('gguf', `string ${j} of ${count} is 4 GiB or longer`);
+    const m = (raw[p] | (raw[p + 1] << 8) | (raw[p + 2] << 16) | (raw[p + 3] << 24)) >>> 0;
+    p += 8;
+    for (let k = 0; k < m; k++) bytes[len + k] = raw[p + k];
+    p += m;
+    len += m;
+    ends[j + 1] = len;
+  }
+  return { bytes, ends };
 }
 
 /** Values in a tensor of these (ggml-order) dims. */

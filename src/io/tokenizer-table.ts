@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { PieceTable } from '../tokenizer/piece-table.js';
+import { pyLen } from '../core/pystr.js';
 import type { NormalizerSpec, TrainerSpec } from '../tokenizer/sentencepiece-model.js';
 import { Tokenizer, type TokenizerState } from '../tokenizer/tokenizer.js';
 
@@ -28,6 +29,8 @@ interface Header {
   shadowed: [string, number][];
   userDefined: [number, string[]][];
   hasUnused: boolean;
+  /** The longest piece in code points (Python's len). */
+  longestPiece: number;
   /** name -> [byte offset from the file's start, byte length] */
   arrays: Record<string, [number, number]>;
 }
@@ -38,11 +41,43 @@ export interface TokenizerTable {
   trainerSpec: TrainerSpec;
   normalizerSpec: NormalizerSpec;
   table: PieceTable;
+  /** The pieces as a GGUF stores them (tokenizer.ggml.tokens: each a u64 length and its UTF-8). */
+  ggufTokens: Uint8Array;
+  /** The longest piece in code points (Python's len). */
+  longestPiece: number;
   state: TokenizerState;
 }
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * The pieces as a GGUF's tokenizer.ggml.tokens stores them (each a u64 length and its UTF-8): a GGUF
+ * of this vocabulary is recognized by comparing its bytes with these, no piece decoded.
+ */
+function ggufStrings(t: PieceTable): Uint8Array {
+  const enc = new TextEncoder(), pieces: Uint8Array[] = [];
+  let n = 0;
+  for (let i = 0; i < t.size; i++) {
+    const b = enc.encode(t.piece(i));
+    pieces.push(b);
+    n += 8 + b.length;
+  }
+  const out = new Uint8Array(n), dv = new DataView(out.buffer);
+  let at = 0;
+  for (const b of pieces) {
+    dv.setBigUint64(at, BigInt(b.length), true);
+    out.set(b, at + 8);
+    at += 8 + b.length;
+  }
+  return out;
+}
+
+function longestPiece(t: PieceTable): number {
+  let n = 0;
+  for (let i = 0; i < t.size; i++) n = Math.max(n, pyLen(t.piece(i)));
+  return n;
 }
 
 /** The table of `tok`, built from the tokenizer.model `source`. */
@@ -57,11 +92,12 @@ export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8A
     ['bmp', new Uint8Array(st.bmp.buffer, st.bmp.byteOffset, st.bmp.byteLength)],
     ['bigrams', new Uint8Array(st.bigrams.buffer, st.bigrams.byteOffset, st.bigrams.byteLength)],
     ['byteToId', new Uint8Array(st.byteToId.buffer, st.byteToId.byteOffset, st.byteToId.byteLength)],
+    ['ggufTokens', ggufStrings(t)],
   ];
   const header = (arrays: Record<string, [number, number]>): Header => ({
     sha256: sha256Hex(source), sourceBytes: source.length, trainerSpec: m.trainerSpec, normalizerSpec: m.normalizerSpec,
     astral: st.astral, extraSymbolChar: st.extraSymbolChar, shadowed: st.shadowed, userDefined: st.userDefined,
-    hasUnused: st.hasUnused, arrays,
+    hasUnused: st.hasUnused, longestPiece: longestPiece(t), arrays,
   });
   const align = (x: number): number => (x + 3) & ~3;
   // The header's length depends on the offsets it lists: reserve room for it, lay the arrays out
@@ -92,20 +128,25 @@ export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8A
   return out;
 }
 
-export function decodeTokenizerTable(bytes: Uint8Array, name: string): TokenizerTable {
+/** `handOver`: the table may keep views into `bytes` (the caller does not change them afterwards). */
+export function decodeTokenizerTable(bytes: Uint8Array, name: string, handOver = false): TokenizerTable {
   const bad = (why: string): never => {
     throw new Error(`tokenizer table ${name}: ${why}`);
   };
   if (bytes.length < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) bad('not a tokenizer table');
   const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
   const h = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + len))) as Header;
-  // One copy of the file into an aligned buffer, then views into it.
-  const buf = new Uint8Array(bytes.length);
-  buf.set(bytes);
-  const view = <T>(key: string, make: (b: ArrayBuffer, off: number, n: number) => T, size: number): T => {
+  // Views into the bytes themselves when the caller hands them over 4-byte aligned (the bundled
+  // file, read into a buffer of its own: no copy of its 1.2 MB), else into one aligned copy.
+  let buf = bytes;
+  if (!handOver || bytes.byteOffset % 4 !== 0) {
+    buf = new Uint8Array(bytes.length);
+    buf.set(bytes);
+  }
+  const view = <T>(key: string, make: (b: ArrayBufferLike, off: number, n: number) => T, size: number): T => {
     const [off, n] = h.arrays[key] ?? bad(`no array ${key}`);
     if (off % 4 !== 0 || n % size !== 0 || off + n > buf.length) bad(`array ${key} out of bounds`);
-    return make(buf.buffer, off, n / size);
+    return make(buf.buffer, buf.byteOffset + off, n / size);
   };
   const i32 = (key: string): Int32Array => view(key, (b, o, n) => new Int32Array(b, o, n), 4);
   const [to, tn] = h.arrays.text;
@@ -118,6 +159,8 @@ export function decodeTokenizerTable(bytes: Uint8Array, name: string): Tokenizer
   if (table.start.length !== table.size + 1 || table.types.length !== table.size || table.start[table.size] !== table.text.length) bad('inconsistent piece arrays');
   return {
     sha256: h.sha256, sourceBytes: h.sourceBytes, trainerSpec: h.trainerSpec, normalizerSpec: h.normalizerSpec, table,
+    ggufTokens: view('ggufTokens', (b, o, n) => new Uint8Array(b, o, n), 1),
+    longestPiece: typeof h.longestPiece === 'number' ? h.longestPiece : bad('no longestPiece'),
     state: {
       slots: i32('slots'), bmp: i32('bmp'), astral: h.astral, extraSymbolChar: h.extraSymbolChar, bigrams: i32('bigrams'),
       shadowed: h.shadowed, userDefined: h.userDefined, hasUnused: h.hasUnused, byteToId: i32('byteToId'),
@@ -143,7 +186,7 @@ export function bundledTokenizerTable(): TokenizerTable | null {
     } catch {
       continue;
     }
-    bundled = decodeTokenizerTable(bytes, u.href);
+    bundled = decodeTokenizerTable(bytes, u.href, true);
     break;
   }
   return bundled;
@@ -162,7 +205,21 @@ const sameBytes = (a: ArrayBufferView, b: ArrayBufferView): boolean =>
 /** The bundled table's derived state when `t` holds exactly its pieces (a GGUF of the Llama-2 vocabulary); else undefined. */
 export function tableStateFor(t: PieceTable): TokenizerState | undefined {
   const tt = bundledTokenizerTable();
+  if (tt !== null && t === tt.table) return tt.state;
   if (tt === null || t.size !== tt.table.size || t.text !== tt.table.text) return undefined;
   if (!sameBytes(t.start, tt.table.start) || !sameBytes(t.scores, tt.table.scores) || !sameBytes(t.types, tt.table.types)) return undefined;
   return tt.state;
+}
+
+/**
+ * The bundled table when a GGUF vocabulary is exactly its pieces, compared as the file stores them
+ * (one memcmp each): the serialized tokens (u64 length and UTF-8 of each, GGUFPackedVocabulary's
+ * `raw`), the f32 scores and the i32 types bit for bit; else undefined. No piece is decoded.
+ */
+export function bundledTableIfSame(rawTokens: Uint8Array, scores: Float32Array, types: Int32Array): TokenizerTable | undefined {
+  const tt = bundledTokenizerTable();
+  if (tt === null || scores.length !== tt.table.size || types.length !== tt.table.size || !sameBytes(rawTokens, tt.ggufTokens)) return undefined;
+  // the table's u8 types widened to the file's i32 (a native conversion, no loop here)
+  if (!sameBytes(scores, tt.table.scores) || !sameBytes(types, new Int32Array(tt.table.types))) return undefined;
+  return tt;
 }
