@@ -11,5 +11,8 @@ const bytes = fs.readFileSync(model);
 // Built by the constructor itself (not from an existing table), so the table is exact by construction.
 const tok = Tokenizer.fromBytes(bytes, 'tokenizer.model');
 const table = encodeTokenizerTable(tok, bytes);
-fs.writeFileSync(out, table);
+// written beside the table and renamed over it, so an interrupted run leaves the old table whole
+const tmp = new URL(`../assets/tokenizer/.tokenizer.table.${process.pid}.tmp`, import.meta.url);
+fs.writeFileSync(tmp, table);
+fs.renameSync(tmp, out);
 console.log(`wrote ${out.pathname} (${table.length} bytes)`);
