@@ -7,7 +7,7 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/gemv-ab.js [--rev HEAD] [--dtypes f16,q8,q4,q4_0,q8_0,q4_k,q6_k]
 //     [--n 3840] [--k 1280] [--mb 512] [--rounds 7] [--rows 1] [--simd128] [--f16-std 0.02] [--exact-blocks]
-//     [--q8-scales-a f32] [--q8-exact-scales] [--f16-fast auto|0|1] [--held-a]
+//     [--q8-scales-a f32] [--q8-exact-scales] [--f16-fast auto|0|1] [--held-a] [--seed 1]
 //
 // q8 keeps one f16 scale per block; --q8-scales-a f32 gives A (a revision from before that) its own
 // f32 copy of the same scales, so both builds compute with the same values, each streaming its own
@@ -29,6 +29,10 @@
 // halves' fast-widening flag the backend computes; their d's are made positive, as a quantizer's are.
 // --held-a: A runs those four from the held layout as well (the same bytes), to compare two
 // revisions' kernels of the held layout rather than the stored one's.
+//
+// f16, one row of x: each build's error against the float64 sum of the same products, relative to the sum
+// of their magnitudes (f64_max_*, f64_mean_* over the N outputs), to judge a change of summation order;
+// --seed draws other weights and x.
 //
 // Prints one JSON line per dtype: weight GB/s of A and B (best round, by wall and by CPU time) and B / A.
 
@@ -53,7 +57,7 @@ const { values: args } = parseArgs({
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },
     rounds: { type: 'string', default: '7' }, 'f16-std': { type: 'string', default: '0.02' }, rows: { type: 'string', default: '1' }, simd128: { type: 'boolean', default: false },
     'exact-blocks': { type: 'boolean', default: false }, 'q8-scales-a': { type: 'string', default: 'f16' }, 'q8-exact-scales': { type: 'boolean', default: false },
-    'f16-fast': { type: 'string', default: 'auto' }, 'held-a': { type: 'boolean', default: false },
+    'f16-fast': { type: 'string', default: 'auto' }, 'held-a': { type: 'boolean', default: false }, seed: { type: 'string', default: '1' },
   },
 });
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -127,7 +131,7 @@ async function main(): Promise<void> {
   const prober = inst.find((k) => k.denormalProbe);
   const f16Fast = args['f16-fast'] === 'auto' ? prober !== undefined && denormalsFast(prober as unknown as KernelExports) : args['f16-fast'] === '1';
   if (dtypes.includes('f16')) process.stderr.write(`f16: denormal operands ${f16Fast ? 'allowed' : 'avoided'}\n`);
-  const rng = new Rng(1);
+  const rng = new Rng(Number(args.seed));
   const x = base, out = x + M * K * 4 + 64, prep = out + M * N * 4 + 64, scratch = prep + M * inst[1].prepBytes(K) + 64;
   const xv = new Float32Array(buf, x, M * K);
   for (let i = 0; i < xv.length; i++) xv[i] = rng.normal();
@@ -196,6 +200,19 @@ async function main(): Promise<void> {
     call(inst[1], 0); const rb = new Float32Array(buf, out, M * N);
     let maxRel = 0;
     for (let i = 0; i < ra.length; i++) maxRel = Math.max(maxRel, Math.abs(ra[i] - rb[i]) / (Math.abs(ra[i]) + 1e-6));
+    // f16: each side's error against the float64 sum, relative to the sum of |terms| (M = 1)
+    const f64err: Record<string, number> = {};
+    if (dtype === 'f16' && M === 1) {
+      const wv = new Uint16Array(buf, offs[0][0], N * K);
+      let ma = 0, mb = 0, sa = 0, sb = 0;
+      for (let n = 0; n < N; n++) {
+        let s = 0, t = 0;
+        for (let k = 0; k < K; k++) { const p = f16ToF32(wv[n * K + k]) * xv[k]; s += p; t += Math.abs(p); }
+        const ea = Math.abs(ra[n] - s) / t, eb = Math.abs(rb[n] - s) / t;
+        ma = Math.max(ma, ea); mb = Math.max(mb, eb); sa += ea; sb += eb;
+      }
+      Object.assign(f64err, { f64_max_a: +ma.toExponential(3), f64_max_b: +mb.toExponential(3), f64_mean_a: +(sa / N).toExponential(3), f64_mean_b: +(sb / N).toExponential(3) });
+    }
     // wall time, and this process's CPU time (on a machine shared with other jobs the time this
     // thread was descheduled does not count there; the process is this one thread but for V8's)
     const best = [Infinity, Infinity], bestCpu = [Infinity, Infinity];
@@ -216,7 +233,7 @@ async function main(): Promise<void> {
       a_gb_s: gbs[0], b_gb_s: gbs[1], b_over_a: +(gbs[1] / gbs[0]).toFixed(3),
       cpu_a_gb_s: cpu[0], cpu_b_gb_s: cpu[1], cpu_b_over_a: +(cpu[1] / cpu[0]).toFixed(3),
       a_us: +(best[0] * 1000).toFixed(1), b_us: +(best[1] * 1000).toFixed(1),
-      cpu_a_us: +(bestCpu[0] * 1000).toFixed(1), cpu_b_us: +(bestCpu[1] * 1000).toFixed(1), cpu_time_a_over_b: +(bestCpu[0] / bestCpu[1]).toFixed(3), max_rel_diff: +maxRel.toExponential(2),
+      cpu_a_us: +(bestCpu[0] * 1000).toFixed(1), cpu_b_us: +(bestCpu[1] * 1000).toFixed(1), cpu_time_a_over_b: +(bestCpu[0] / bestCpu[1]).toFixed(3), max_rel_diff: +maxRel.toExponential(2), ...f64err,
     }) + '\n');
   }
 }
