@@ -91,3 +91,12 @@ test('merges found on first use: pseudo-symbols, user-defined and unused pieces,
   // The same answers a second time, from the memo.
   assert.deepEqual(ids('qz zqz qzq'), ['\u2581', 'qz', '\u2581', 'zqz', '\u2581', 'qz', '<0x71>']);
 });
+
+test('a damaged table is an OpenELMError naming the file, not a stack', () => {
+  const good = readFileSync(TABLE);
+  const wrongMagic = Uint8Array.from(good.subarray(0, 64)); wrongMagic[0] ^= 0xff;
+  const badJson = Uint8Array.from(good.subarray(0, 64)); badJson[12] = 0x7b; badJson[13] = 0x7b;
+  for (const [bytes, why] of [[wrongMagic, /not a tokenizer table/], [badJson, /header is not JSON/], [new Uint8Array(4), /not a tokenizer table/]] as const) {
+    assert.throws(() => decodeTokenizerTable(bytes, 'damaged.table'), (e: Error) => e.name === 'OpenELMError' && /damaged\.table/.test(e.message) && why.test(e.message));
+  }
+});

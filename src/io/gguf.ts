@@ -333,8 +333,7 @@ class FileCursor {
   skipStrings(n: number): void {
     for (let j = 0; j < n; j++) {
       const b = this.buf, p = this.pos - this.bufStart;
-      const m = p + 8 <= b.length && (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) === 0
-        ? (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0 : -1;
+      const m = p + 8 <= b.length ? u64Length(b, p) : -1;
       if (m >= 0 && p + 8 + m <= b.length) this.pos += 8 + m;
       else this.skip(this.count('string length'));
     }
@@ -472,12 +471,17 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
  * The bytes of `count` serialized strings (as GGUFPackedVocabulary holds them) back to back, and
  * each one's end: string i is bytes[ends[i], ends[i + 1]).
  */
+/** A string's little-endian u64 length at b[p..p+8), or -1 when it is 4 GiB or more (its high word not 0). */
+function u64Length(b: Uint8Array, p: number): number {
+  return (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) !== 0 ? -1 : (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+}
+
 export function unpackStrings(raw: Uint8Array, count: number): { bytes: Uint8Array; ends: Int32Array } {
   const ends = new Int32Array(count + 1), bytes = new Uint8Array(raw.length - 8 * count);
   let p = 0, len = 0;
   for (let j = 0; j < count; j++) {
-    if (raw[p + 4] | raw[p + 5] | raw[p + 6] | raw[p + 7]) throw new OpenELMError('gguf', `string ${j} of ${count} is 4 GiB or longer`);
-    const m = (raw[p] | (raw[p + 1] << 8) | (raw[p + 2] << 16) | (raw[p + 3] << 24)) >>> 0;
+    const m = u64Length(raw, p);
+    if (m < 0) throw new OpenELMError('gguf', `string ${j} of ${count} is 4 GiB or longer`);
     p += 8;
     for (let k = 0; k < m; k++) bytes[len + k] = raw[p + k];
     p += m;

@@ -11,6 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { OpenELMError } from '../core/errors.js';
 import { PieceTable } from '../tokenizer/piece-table.js';
 import { pyLen } from '../core/pystr.js';
 import type { NormalizerSpec, TrainerSpec } from '../tokenizer/sentencepiece-model.js';
@@ -131,11 +132,16 @@ export function encodeTokenizerTable(tok: Tokenizer, source: Uint8Array): Uint8A
 /** `handOver`: the table may keep views into `bytes` (the caller does not change them afterwards). */
 export function decodeTokenizerTable(bytes: Uint8Array, name: string, handOver = false): TokenizerTable {
   const bad = (why: string): never => {
-    throw new Error(`tokenizer table ${name}: ${why}`);
+    throw new OpenELMError('tokenizer', `tokenizer table ${name}: ${why}`);
   };
   if (bytes.length < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) bad('not a tokenizer table');
   const len = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(8, true);
-  const h = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + len))) as Header;
+  let h: Header;
+  try {
+    h = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + len))) as Header;
+  } catch {
+    return bad('its header is not JSON (a damaged file)');
+  }
   // Views into the bytes themselves when the caller hands them over 4-byte aligned (the bundled
   // file, read into a buffer of its own: no copy of its 1.2 MB), else into one aligned copy.
   let buf = bytes;
