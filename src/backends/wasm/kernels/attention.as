@@ -287,7 +287,14 @@ export function attentionItems(out: usize, qkv: usize, kc: usize, vc: usize, S: 
   const sc = scr, sc2 = scr + (<usize>SC << 2), accs = scr + (<usize>(2 * SC) << 2), mls = accs + <usize>G * rowB;
   const ns = max(1, min(split, G)), per = Hkv * ns;
   const items = S * per;
-  for (let it = c; it < items; it += nc) {
+  // A split call has one item per chunk, and two threads claim chunks 0, 1, 2, … alternately: even
+  // chunks take the first half of the items in order, odd ones the second half, so the two threads
+  // start on different kv heads and one thread's next item is mostly the other part of the kv head
+  // it just read (its K and V now in that core's cache), not the part the other thread is reading
+  // from memory at the same time. Which thread computes an item never changes its result.
+  const paired = ns > 1 && nc == items && (items & 1) == 0;
+  for (let ci = c; ci < items; ci += nc) {
+    const it = paired ? ((ci & 1) == 0 ? ci >> 1 : (items >> 1) + (ci >> 1)) : ci;
     const i = it / per, gs = it - i * per, g = gs / ns, s = gs - g * ns;
     const h0 = part(G, s, ns, 1), nh = part(G, s + 1, ns, 1) - h0;
     const nk = P + i + 1;
