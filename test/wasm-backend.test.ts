@@ -573,10 +573,12 @@ for (const cfg of WASM_CONFIGS) {
     const one = cfg.threads > 1 && cfg.relaxedSimd ? await cachedWasm(WASM_CONFIGS[0]) : null;
     // [S, P, Q, Hkv, hd, cap]: decode, prefill, prefill after a prefix, >64 keys (several blocks),
     // decode with 3 and 4 query heads per kv head (split into parts on 2 threads), a short prefill,
-    // head sizes that are not multiples of 16 (the two-head passes' last dimensions)
+    // head sizes that are not multiples of 16 (the two-head passes' last dimensions); head size 64
+    // (its own score loop) with blocks of 2, 3 and 1 last keys and odd query heads per kv head
     for (const [S, P, Q, Hkv, hd, cap] of [[1, 7, 4, 2, 6, 9], [5, 0, 4, 2, 16, 8], [3, 70, 2, 1, 10, 80],
       [70, 0, 4, 4, 8, 70], [1, 130, 12, 3, 64, 140], [2, 0, 3, 1, 4, 2], [1, 40, 15, 5, 64, 41], [1, 150, 20, 5, 64, 160],
-      [4, 10, 20, 5, 64, 14], [6, 3, 8, 2, 37, 12], [1, 40, 8, 2, 20, 41]]) {
+      [4, 10, 20, 5, 64, 14], [6, 3, 8, 2, 37, 12], [1, 40, 8, 2, 20, 41],
+      [1, 97, 12, 3, 64, 100], [1, 33, 6, 2, 64, 34], [1, 63, 9, 3, 64, 64], [3, 29, 10, 2, 64, 32]]) {
       const W = (Q + 2 * Hkv) * hd;
       const qkv = randn(rng, S * W, 1.5);
       const k0 = randn(rng, Hkv * cap * hd), v0 = randn(rng, Hkv * cap * hd);

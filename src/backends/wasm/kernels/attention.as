@@ -4,7 +4,7 @@
 // and no S×T score matrix exists. Work items (query i, kv head g, a part of g's query heads) are
 // dealt round-robin to chunks, which balances the causal triangle.
 
-import { fmadd, hsum, hsum4, hmax, vexp, expf, part } from './simd';
+import { fmadd, hsum, hsum4, hmax, expf, part } from './simd';
 
 const BLK: i32 = 32;
 
@@ -20,6 +20,30 @@ const BLK: i32 = 32;
   let s = hsum(f32x4.add(s0, s1));
   for (; i < hd; i++) { const o = <usize>i << 2; s += load<f32>(a + o) * load<f32>(b + o); }
   return s;
+}
+
+/**
+ * simd.as's vexp for the softmax's x = s − max ≤ 0, in fewer instructions with the same result for
+ * every x that is not NaN: no upper clamp (it never binds), the lower one a pmax (one maxps; wasm's
+ * max is eight instructions on x64, for NaN and ±0 rules that cannot matter against −87.3), and n, a
+ * whole number in [−126, 0], converted by cvttps2dq without trunc_sat's range fix-up. A NaN x stays
+ * NaN (its payload may differ).
+ */
+@inline function vexpNeg(x0: v128): v128 {
+  const x = f32x4.pmax(x0, f32x4.splat(-87.3));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = fmadd(n, f32x4.splat(-0.693359375), x);
+  r = fmadd(n, f32x4.splat(2.12194440e-4), r);
+  let p = f32x4.splat(1.9875691500e-4);
+  p = fmadd(p, r, f32x4.splat(1.3981999507e-3));
+  p = fmadd(p, r, f32x4.splat(8.3334519073e-3));
+  p = fmadd(p, r, f32x4.splat(4.1665795894e-2));
+  p = fmadd(p, r, f32x4.splat(1.6666665459e-1));
+  p = fmadd(p, r, f32x4.splat(5.0000001201e-1));
+  p = fmadd(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
+  const ni = ASC_FEATURE_RELAXED_SIMD ? i32x4.relaxed_trunc_f32x4_s(n) : i32x4.trunc_sat_f32x4_s(n);
+  const e = i32x4.shl(i32x4.add(ni, i32x4.splat(127)), 23);
+  return f32x4.mul(p, e);
 }
 
 /** Scores of one query head for keys [j0, j0 + nb) into sc, 4 keys at a time; returns their max. */
@@ -38,7 +62,7 @@ const BLK: i32 = 32;
       a2 = fmadd(v128.load(k2 + o), qv, a2); a3 = fmadd(v128.load(k3 + o), qv, a3);
     }
     const s4 = f32x4.mul(scoreTail(hsum4(a0, a1, a2, a3), q, k0, rowB, e, hd), sv);
-    bm = f32x4.max(bm, s4);
+    bm = f32x4.pmax(bm, s4);
     v128.store(sc + (<usize>jj << 2), s4);
   }
   return scoresLeft(q, kb, j0, jj, nb, hd, d4, rowB, scale, sc, hmax(bm));
@@ -59,16 +83,29 @@ const BLK: i32 = 32;
     const k0 = kb + <usize>(j0 + jj) * rowB, k1 = k0 + rowB, k2 = k1 + rowB, k3 = k2 + rowB;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
     let e = 0;
-    for (; e < d4; e += 4) {
-      const o = <usize>e << 2;
-      const qv = v128.load(qa + o), rv = v128.load(qb + o);
-      const x0 = v128.load(k0 + o), x1 = v128.load(k1 + o), x2 = v128.load(k2 + o), x3 = v128.load(k3 + o);
-      a0 = fmadd(x0, qv, a0); a1 = fmadd(x1, qv, a1); a2 = fmadd(x2, qv, a2); a3 = fmadd(x3, qv, a3);
-      b0 = fmadd(x0, rv, b0); b1 = fmadd(x1, rv, b1); b2 = fmadd(x2, rv, b2); b3 = fmadd(x3, rv, b3);
+    if (hd == 64) {
+      // rows 256 bytes apart and qb = qa + 256: every load is one moving pointer plus a constant
+      // offset (V8 otherwise computes each address with its own lea), two steps per pass
+      let kp = k0, qp = qa;
+      for (; e < 64; e += 4) {
+        const qv = v128.load(qp), rv = v128.load(qp, 256);
+        const x0 = v128.load(kp), x1 = v128.load(kp, 256), x2 = v128.load(kp, 512), x3 = v128.load(kp, 768);
+        a0 = fmadd(x0, qv, a0); a1 = fmadd(x1, qv, a1); a2 = fmadd(x2, qv, a2); a3 = fmadd(x3, qv, a3);
+        b0 = fmadd(x0, rv, b0); b1 = fmadd(x1, rv, b1); b2 = fmadd(x2, rv, b2); b3 = fmadd(x3, rv, b3);
+        kp += 16; qp += 16;
+      }
+    } else {
+      for (; e < d4; e += 4) {
+        const o = <usize>e << 2;
+        const qv = v128.load(qa + o), rv = v128.load(qb + o);
+        const x0 = v128.load(k0 + o), x1 = v128.load(k1 + o), x2 = v128.load(k2 + o), x3 = v128.load(k3 + o);
+        a0 = fmadd(x0, qv, a0); a1 = fmadd(x1, qv, a1); a2 = fmadd(x2, qv, a2); a3 = fmadd(x3, qv, a3);
+        b0 = fmadd(x0, rv, b0); b1 = fmadd(x1, rv, b1); b2 = fmadd(x2, rv, b2); b3 = fmadd(x3, rv, b3);
+      }
     }
     const sa = f32x4.mul(scoreTail(hsum4(a0, a1, a2, a3), qa, k0, rowB, e, hd), sv);
     const sb = f32x4.mul(scoreTail(hsum4(b0, b1, b2, b3), qb, k0, rowB, e, hd), sv);
-    bma = f32x4.max(bma, sa); bmb = f32x4.max(bmb, sb);
+    bma = f32x4.pmax(bma, sa); bmb = f32x4.pmax(bmb, sb);
     v128.store(sca + (<usize>jj << 2), sa); v128.store(scb + (<usize>jj << 2), sb);
   }
   store<f32>(scb + (<usize>BLK << 2), scoresLeft(qb, kb, j0, jj, nb, hd, d4, rowB, scale, scb, hmax(bmb)));
@@ -120,7 +157,7 @@ const BLK: i32 = 32;
   let jj = 0;
   for (; jj + 4 <= nb; jj += 4) {
     const o = <usize>jj << 2;
-    const p = vexp(f32x4.sub(v128.load(sc + o), mv));
+    const p = vexpNeg(f32x4.sub(v128.load(sc + o), mv));
     v128.store(sc + o, p);
     lv = f32x4.add(lv, p);
   }
@@ -201,8 +238,10 @@ const BLK: i32 = 32;
     let a0 = v128.load(ao), a1 = v128.load(ao, 16), a2 = v128.load(ao, 32), a3 = v128.load(ao, 48);
     let b0 = v128.load(bo), b1 = v128.load(bo, 16), b2 = v128.load(bo, 32), b3 = v128.load(bo, 48);
     let vr = vb + <usize>j0 * rowB + (<usize>e0 << 2);
-    for (let jj = 0; jj < nb; jj++) {
-      const pa = v128.load32_splat(sca + (<usize>jj << 2)), pb = v128.load32_splat(scb + (<usize>jj << 2));
+    // scb is sca + SC floats (attentionItems' two score buffers): one pointer for both weights
+    const pe = sca + (<usize>nb << 2);
+    for (let ps = sca; ps < pe; ps += 4) {
+      const pa = v128.load32_splat(ps), pb = v128.load32_splat(ps, SC * 4);
       const x0 = v128.load(vr), x1 = v128.load(vr, 16), x2 = v128.load(vr, 32), x3 = v128.load(vr, 48);
       a0 = fmadd(pa, x0, a0); a1 = fmadd(pa, x1, a1); a2 = fmadd(pa, x2, a2); a3 = fmadd(pa, x3, a3);
       b0 = fmadd(pb, x0, b0); b1 = fmadd(pb, x1, b1); b2 = fmadd(pb, x2, b2); b3 = fmadd(pb, x3, b3);
@@ -248,7 +287,14 @@ export function attentionItems(out: usize, qkv: usize, kc: usize, vc: usize, S: 
   const sc = scr, sc2 = scr + (<usize>SC << 2), accs = scr + (<usize>(2 * SC) << 2), mls = accs + <usize>G * rowB;
   const ns = max(1, min(split, G)), per = Hkv * ns;
   const items = S * per;
-  for (let it = c; it < items; it += nc) {
+  // A split call has one item per chunk, and two threads claim chunks 0, 1, 2, … alternately: even
+  // chunks take the first half of the items in order, odd ones the second half, so the two threads
+  // start on different kv heads and one thread's next item is mostly the other part of the kv head
+  // it just read (its K and V now in that core's cache), not the part the other thread is reading
+  // from memory at the same time. Which thread computes an item never changes its result.
+  const paired = ns > 1 && nc == items && (items & 1) == 0;
+  for (let ci = c; ci < items; ci += nc) {
+    const it = paired ? ((ci & 1) == 0 ? ci >> 1 : (items >> 1) + (ci >> 1)) : ci;
     const i = it / per, gs = it - i * per, g = gs / ns, s = gs - g * ns;
     const h0 = part(G, s, ns, 1), nh = part(G, s + 1, ns, 1) - h0;
     const nk = P + i + 1;
