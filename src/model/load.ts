@@ -184,7 +184,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
       }
       const ws = be.loadStoredMany(batch.map(({ p, cols }) => ({ dtype: p.dtype, rows: p.rows, cols, read: (at: number, out: Uint8Array) => p.readRange!(at, out) })));
       weights.push(...ws);
-      batch.forEach(({ key }, i) => loaded.set(key, ws[i]));
+      batch.forEach(({ key }, i) => { loaded.set(key, ws[i]); });
     }
     const model = assembleWeights(c, vec, (name) => lin(name, dtype));
     // (a tensor the model does not use: nothing is left, but never hold its storage)
