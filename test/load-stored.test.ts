@@ -1,7 +1,8 @@
-// Stored block weights read through the backend in pieces (Backend.loadStored; the WASM backend's
-// staging block scattered on its threads, Q8_0 regrouped on the way) end up as the very bytes, layout
-// and kernel flags of allocWeight + one read + prepareWeight, whatever the pieces' boundaries (inside
-// a block, inside a row, across the GGUF tensors of one weight).
+// Stored block weights read through the backend in pieces (Backend.loadStored, loadStoredMany; the
+// WASM backend's staging blocks scattered on its threads, each dtype put in the layout it keeps on
+// the way) end up as the very bytes, layout and kernel flags of allocWeight + one read +
+// prepareWeight, whatever the pieces' boundaries (inside a row, across weights, across the GGUF
+// tensors of one weight).
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,8 +26,8 @@ function held(w: Weight): { bytes: Uint8Array; layout: string | undefined; packe
   };
 }
 
-// shapes: small and odd (one piece, its end off a page), and past 1 MiB (pieces end inside a row,
-// and for 18-, 144- and 210-byte blocks inside a block)
+// shapes: small and odd (one piece, its end off a page), and past 1 MiB (pieces end inside a row;
+// the pieces hold whole 34-, 144- and 210-byte blocks and whole Q4_0 rows, which the scatter relays)
 const SHAPES: [number, number][] = [[37, 32 * 29], [331, 3200], [129, 16384]];
 const HALF_CASES = ['finite', 'an infinite d', 'zero and subnormal d'] as const;
 
