@@ -11,7 +11,7 @@ import { blockRowBytes } from '../src/backends/weight-format.js';
 import { Rng } from '../src/core/rng.js';
 import { GGUFModel } from '../src/formats/gguf-model.js';
 import { randomBlocks } from './helpers/blocks.js';
-import { WASM_CONFIGS, cachedWasm, disposeCachedWasm } from './helpers/backends.js';
+import { WASM_CONFIGS, cachedWasm, createWasm, disposeCachedWasm } from './helpers/backends.js';
 import { ggufFixture } from './helpers/gguf-fixtures.js';
 
 after(disposeCachedWasm);
@@ -145,6 +145,29 @@ for (const cfg of WASM_CONFIGS) {
     assert.equal(be.memory().inUse, before);
   });
 }
+
+test('loadStoredMany over several wasm memories: each memory its own staging, the same weights as in one memory', async () => {
+  // 16 MiB memories hold a few of these ~2.2 MB weights each: the batch spreads over several, and
+  // consecutive pieces are staged in different memories
+  const be = await createWasm({ threads: 2, shardBytes: 16 << 20 });
+  try {
+    const one = await cachedWasm(WASM_CONFIGS[1]);
+    const rng = new Rng(5);
+    const specs = Array.from({ length: 9 }, (_, i): [BlockDType, number, number] => [(['q8_0', 'q4_k', 'q6_k'] as BlockDType[])[i % 3], 129, 16384]);
+    const stored = specs.map(([dtype, rows, cols]) => randomBlocks(rng, dtype, rows, cols));
+    const items = specs.map(([dtype, rows, cols], i) => ({ dtype, rows, cols, read: (at: number, out: Uint8Array) => out.set(stored[i].subarray(at, at + out.length)) }));
+    const ws = be.loadStoredMany(items), refs = one.loadStoredMany(items);
+    assert.ok(be.memoryCount > 1, 'several memories');
+    ws.forEach((w, i) => {
+      be.prepareWeight(w); one.prepareWeight(refs[i]);
+      const a = held(refs[i]), b = held(w);
+      assert.deepEqual(b.packed.dtype, a.packed.dtype);
+      assert.equal(b.layout, a.layout);
+      assert.ok(Buffer.from(b.bytes).equals(Buffer.from(a.bytes)), `weight ${i} (${specs[i][0]}): bytes`);
+    });
+    for (const w of refs) one.freeWeight(w);
+  } finally { be.dispose(); }
+});
 
 test('GGUF storedWeight readRange: pieces across the tensors of one weight read as read() does', () => {
   const m = GGUFModel.open(ggufFixture('gqa2-hd64-q8_0.gguf'));
