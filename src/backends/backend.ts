@@ -33,6 +33,15 @@ export const BLOCK_DTYPES: readonly BlockDType[] = ['q8_0', 'q4_0', 'q4_1', 'q5_
 /** 'rows': a weight made of row ranges stored in other dtypes (`Weight.parts`). */
 export type WeightDType = ConvertDType | BlockDType | 'rows';
 
+/** One weight for Backend.loadStoredMany: loadStored's arguments. */
+export interface StoredLoad {
+  dtype: WeightDType;
+  rows: number;
+  cols: number;
+  /** Bytes [at, at + out.length) of the stored blocks into out. */
+  read: (at: number, out: Uint8Array) => void;
+}
+
 declare const TENSOR: unique symbol;
 /** A buffer of numbers owned by a backend (opaque to callers: use the backend's methods). */
 export interface Tensor { readonly length: number; readonly [TENSOR]?: never; }
@@ -148,6 +157,12 @@ export interface Backend {
    * and puts it in place on its threads (page faults in parallel, Q8_0 regrouped on the way).
    */
   loadStored?(dtype: WeightDType, rows: number, cols: number, read: (at: number, out: Uint8Array) => void): Weight;
+  /**
+   * Optional: loadStored for several weights at once (a model's), in one pipeline: the backend's
+   * per-call costs (allocating and mapping staging, the first piece's read) paid once, and a
+   * weight's first piece read while the last one's is put in place. The weights in items' order.
+   */
+  loadStoredMany?(items: readonly StoredLoad[]): Weight[];
   /**
    * Optional: weight-format.ts setWeightRows for q8/q4 weights from allocWeight, faster (the WASM
    * backend quantizes on its threads), writing the very same bytes; other weights go through

@@ -116,7 +116,7 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
   const lin = (name: string, want: LoadDType = dtype): Weight => {
     const [rows, cols] = specs.get(name)!;
     const stored = storedFor(src, name, want);
-    if (stored) return storedWeight(stored, cols);
+    if (stored) return storedWeight(name, stored, cols);
     const st = storageFor(src, name, want);
     const w = be.allocWeight(st, rows, cols);
     weights.push(w);
@@ -147,13 +147,20 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     be.prepareWeight(w);
     return w;
   };
+  // the staged read where the backend has one and the sizes agree (else read() says what is wrong)
+  const staged = (p: StoredPart, cols: number): boolean =>
+    !!(be.loadStored || be.loadStoredMany) && !!p.readRange && isBlockDType(p.dtype) && p.bytes === p.rows * blockRowBytes(p.dtype, cols);
+  // Every staged part of the model in one call where the backend takes several (loadStoredMany:
+  // one pipeline, no per-weight start-up), before assembleWeights asks for them in its order.
+  const loaded = new Map<string, Weight>();   // `${name} ${part index}`
   // Blocks go from the file into the backend's storage as they are: memory stays the file's size.
-  const storedWeight = (parts: StoredPart[], cols: number): Weight => {
-    const ws = parts.map((p) => {
+  const storedWeight = (name: string, parts: StoredPart[], cols: number): Weight => {
+    const ws = parts.map((p, i) => {
       let w: Weight;
-      // the staged read where the backend has one and the sizes agree (else read() says what is wrong)
-      if (be.loadStored && p.readRange && isBlockDType(p.dtype) && p.bytes === p.rows * blockRowBytes(p.dtype, cols)) {
-        w = be.loadStored(p.dtype, p.rows, cols, (at, out) => p.readRange!(at, out));
+      const pre = loaded.get(`${name} ${i}`);
+      if (pre) { w = pre; loaded.delete(`${name} ${i}`); }
+      else if (staged(p, cols)) {
+        w = be.loadStored ? be.loadStored(p.dtype, p.rows, cols, (at, out) => p.readRange!(at, out)) : be.loadStoredMany!([{ dtype: p.dtype, rows: p.rows, cols, read: (at, out) => p.readRange!(at, out) }])[0];
         weights.push(w);
       } else {
         w = be.allocWeight(p.dtype, p.rows, cols);
@@ -169,7 +176,20 @@ export function readWeights(src: TensorSource, c: OpenELMConfig, be: Backend, dt
     return w;
   };
   try {
-    return assembleWeights(c, vec, (name) => lin(name, dtype));
+    if (be.loadStoredMany) {
+      const batch: { key: string; p: StoredPart; cols: number }[] = [];
+      for (const [name, shape] of specs) {
+        if (shape.length !== 2) continue;
+        (storedFor(src, name, dtype) ?? []).forEach((p, i) => { if (staged(p, shape[1])) batch.push({ key: `${name} ${i}`, p, cols: shape[1] }); });
+      }
+      const ws = be.loadStoredMany(batch.map(({ p, cols }) => ({ dtype: p.dtype, rows: p.rows, cols, read: (at: number, out: Uint8Array) => p.readRange!(at, out) })));
+      weights.push(...ws);
+      batch.forEach(({ key }, i) => { loaded.set(key, ws[i]); });
+    }
+    const model = assembleWeights(c, vec, (name) => lin(name, dtype));
+    // (a tensor the model does not use: nothing is left, but never hold its storage)
+    for (const w of loaded.values()) be.freeWeight(w);
+    return model;
   } catch (e) {
     for (const t of tensors) be.free(t);
     for (const w of weights) be.freeWeight(w);

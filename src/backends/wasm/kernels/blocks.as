@@ -83,18 +83,23 @@ export function blockBytes(dtype: i32): i32 {
  * m_{j+4} = (q_{j+8} >> 4) | (q_{j+4} >> 6) << 4.
  */
 export function repackQ4KInPlace(p: usize, nsb: i32): void {
-  for (let b = nsb - 1; b >= 0; b--) {
-    const s = p + <usize>b * 144, d = p + <usize>b * 152;
-    const hd = <u32>load<u16>(s), hm = <u32>load<u16>(s, 2);
-    const q0 = load<u32>(s, 4), q1 = load<u32>(s, 8), q2 = load<u32>(s, 12);
-    memory.copy(d + 24, s + 16, 128);
-    store<u32>(d, f16Bits32(hd));
-    store<u32>(d, f16Bits32(hm), 4);
-    store<u32>(d, q0 & 0x3f3f3f3f, 8);
-    store<u32>(d, (q2 & 0x0f0f0f0f) | ((q0 >> 2) & 0x30303030), 12);
-    store<u32>(d, q1 & 0x3f3f3f3f, 16);
-    store<u32>(d, ((q2 >> 4) & 0x0f0f0f0f) | ((q1 >> 2) & 0x30303030), 20);
-  }
+  for (let b = nsb - 1; b >= 0; b--) q4krBlock(p + <usize>b * 144, p + <usize>b * 152);
+}
+
+/**
+ * One Q4_K super-block at s as BQ4_KR's at d (d may be s itself or up to 8 bytes past it: every
+ * byte of the block is loaded before the first store that could overlap it).
+ */
+@inline function q4krBlock(s: usize, d: usize): void {
+  const hd = <u32>load<u16>(s), hm = <u32>load<u16>(s, 2);
+  const q0 = load<u32>(s, 4), q1 = load<u32>(s, 8), q2 = load<u32>(s, 12);
+  memory.copy(d + 24, s + 16, 128);
+  store<u32>(d, f16Bits32(hd));
+  store<u32>(d, f16Bits32(hm), 4);
+  store<u32>(d, q0 & 0x3f3f3f3f, 8);
+  store<u32>(d, (q2 & 0x0f0f0f0f) | ((q0 >> 2) & 0x30303030), 12);
+  store<u32>(d, q1 & 0x3f3f3f3f, 16);
+  store<u32>(d, ((q2 >> 4) & 0x0f0f0f0f) | ((q1 >> 2) & 0x30303030), 20);
 }
 
 /**
@@ -204,17 +209,71 @@ export function repackQ4_0InPlace(p: usize, rows: i32, nb: i32, tmp: usize): voi
  * destination starts 2b bytes after the source). q6k-repack.ts repackQ6K writes the same bytes.
  */
 export function repackQ6KInPlace(p: usize, nsb: i32): void {
-  for (let b = nsb - 1; b >= 0; b--) {
-    const s = p + <usize>b * 210, o = p + <usize>b * 212;
-    const q0 = v128.load(s), q1 = v128.load(s, 16), q2 = v128.load(s, 32), q3 = v128.load(s, 48);
-    const q4 = v128.load(s, 64), q5 = v128.load(s, 80), q6 = v128.load(s, 96), q7 = v128.load(s, 112);
-    const g0 = v128.load(s, 128), g1 = v128.load(s, 144), g2 = v128.load(s, 160), g3 = v128.load(s, 176);
-    const sc = v128.load(s, 192), d = f16Bits32(<u32>load<u16>(s, 208));
-    q6krHalf(o, q0, q1, q2, q3, g0, g1);
-    q6krHalf(o + 96, q4, q5, q6, q7, g2, g3);
-    v128.store(o, sc, 192);
-    store<u32>(o, d, 208);
+  for (let b = nsb - 1; b >= 0; b--) q6krBlock(p + <usize>b * 210, p + <usize>b * 212);
+}
+
+/** One Q6_K super-block at s as BQ6_KR's at o (o may overlap s: the block is loaded whole first). */
+@inline function q6krBlock(s: usize, o: usize): void {
+  const q0 = v128.load(s), q1 = v128.load(s, 16), q2 = v128.load(s, 32), q3 = v128.load(s, 48);
+  const q4 = v128.load(s, 64), q5 = v128.load(s, 80), q6 = v128.load(s, 96), q7 = v128.load(s, 112);
+  const g0 = v128.load(s, 128), g1 = v128.load(s, 144), g2 = v128.load(s, 160), g3 = v128.load(s, 176);
+  const sc = v128.load(s, 192), d = f16Bits32(<u32>load<u16>(s, 208));
+  q6krHalf(o, q0, q1, q2, q3, g0, g1);
+  q6krHalf(o + 96, q4, q5, q6, q7, g2, g3);
+  v128.store(o, sc, 192);
+  store<u32>(o, d, 208);
+}
+
+/** scatterStored's modes: what the staged bytes are and how they land (wasm-backend.ts loadStoredMany). */
+export const SCATTER_COPY: i32 = 0;
+export const SCATTER_Q8_0: i32 = 1;
+export const SCATTER_Q4_0: i32 = 2;
+export const SCATTER_Q4_K: i32 = 3;
+export const SCATTER_Q6_K: i32 = 4;
+
+/**
+ * Units [u0, u1) of a staged piece of a weight's stored bytes at src put in place at dst, each
+ * thread the units of its chunks (so each takes the page faults of what it writes), in the layout
+ * the backend keeps (the bytes repackQ8_0InPlace, repackQ4_0InPlace, repackQ4KInPlace and
+ * repackQ6KInPlace leave; the regroupings' description in gguf-repack.ts, q4k-repack.ts,
+ * q6k-repack.ts):
+ *   SCATTER_COPY: bytes, in 4 KiB units (the last one short: n is the piece's bytes);
+ *   SCATTER_Q8_0: 34-byte blocks; block b's levels to dst + 32b, its d to aux + 2b;
+ *   SCATTER_Q4_0: rows of n 18-byte blocks; each row's d's, then its 16 nibble bytes a block;
+ *   SCATTER_Q4_K: 144-byte super-blocks to 152-byte ones;  SCATTER_Q6_K: 210 to 212.
+ * Returns what the halves are (Q8_0: repackQ8_0InPlace's bits; Q4_0: bit 1 when one is not a
+ * positive normal half; others 0), which the caller ORs into the piece's flags.
+ */
+export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: i32, u0: i32, u1: i32): u32 {
+  let bad: u32 = 0, odd: u32 = 0;
+  if (mode == SCATTER_COPY) {
+    const b0 = <usize>u0 << 12, b1 = min(<usize>u1 << 12, <usize>n);
+    if (b1 > b0) memory.copy(dst + b0, src + b0, b1 - b0);
+  } else if (mode == SCATTER_Q8_0) {
+    for (let b = u0; b < u1; b++) {
+      const s = src + <usize>b * 34, h = <u32>load<u16>(s);
+      v128.store(dst + (<usize>b << 5), v128.load(s, 2)); v128.store(dst + (<usize>b << 5), v128.load(s, 18), 16);
+      store<u16>(aux + (<usize>b << 1), <u16>h);
+      bad |= <u32>((h & 0x7c00) == 0x7c00);
+      odd |= <u32>(h - 0x0400 >= 0x7800);
+    }
+  } else if (mode == SCATTER_Q4_0) {
+    const rb = <usize>n * 18, hb = <usize>n << 1;
+    for (let r = u0; r < u1; r++) {
+      const s = src + <usize>r * rb, d = dst + <usize>r * rb;
+      for (let b = 0; b < n; b++) {
+        const h = <u32>load<u16>(s + <usize>b * 18);
+        store<u16>(d + (<usize>b << 1), <u16>h);
+        v128.store(d + hb + (<usize>b << 4), v128.load(s + <usize>b * 18, 2));
+        odd |= <u32>(h - 0x0400 >= 0x7800);
+      }
+    }
+  } else if (mode == SCATTER_Q4_K) {
+    for (let b = u0; b < u1; b++) q4krBlock(src + <usize>b * 144, dst + <usize>b * 152);
+  } else {
+    for (let b = u0; b < u1; b++) q6krBlock(src + <usize>b * 210, dst + <usize>b * 212);
   }
+  return bad | (odd << 1);
 }
 
 /** Bytes of a row of K values. */

@@ -13,6 +13,7 @@ import { fmadd, hsum, part } from './simd';
 import { trainGemm, TGEMM_SCRATCH } from './train_gemm';
 import { attnForward, attnBackward, attnTrainScratch, logF64, vexpT } from './train_attention';
 import { columnDot, COLDOT_BLOCK, doraScale, dropoutMask, mulColumns } from './train_adapter';
+import { scatterStored } from './blocks';
 
 export const RB: i32 = 16;           // rows per partial-sum block
 
@@ -43,8 +44,9 @@ export const OP_DORASCALE = 25;
 /** Not a training op: storage about to be filled, its pages mapped on every thread (wasm-backend.ts prefault). */
 export const OP_TOUCH = 26;
 /**
- * Not a training op: a staged part of a weight's stored bytes put in place (wasm-backend.ts
- * loadStored), split over the threads so that each takes the page faults of what it writes.
+ * Not a training op: a staged piece of a weight's stored bytes put in place in the layout the
+ * backend keeps (wasm-backend.ts loadStoredMany; blocks.as scatterStored), split over the threads
+ * so that each takes the page faults of what it writes.
  */
 export const OP_SCATTER = 27;
 
@@ -201,28 +203,11 @@ export function trainDispatch(a: usize, tid: i32, c: i32, nc: i32): void {
       break;
     }
     case OP_SCATTER: {
-      // 1 src, 2 count, 3 mode, 4 dst, 5 halves (mode 1), 6 bits (mode 1)
-      const src = ap(a, 1), count = ai(a, 2), dst = ap(a, 4);
-      if (ai(a, 3) == 0) {
-        // count bytes copied, in 4 KiB pieces per thread
-        const pieces = (count + 4095) >> 12;
-        const b0 = <usize>part(pieces, c, nc, 1) << 12, b1 = min(<usize>part(pieces, c + 1, nc, 1) << 12, <usize>count);
-        if (b1 > b0) memory.copy(dst + b0, src + b0, b1 - b0);
-      } else {
-        // count Q8_0 blocks (34 bytes: d, then 32 levels) regrouped as q8's layout: the levels of
-        // block b at dst + 32b, its d at halves + 2b (blocks.as repackQ8_0InPlace's bits OR'd into bits)
-        const hd = ap(a, 5);
-        const i0 = part(count, c, nc, 1), i1 = part(count, c + 1, nc, 1);
-        let bad: u32 = 0, odd: u32 = 0;
-        for (let b = i0; b < i1; b++) {
-          const s = src + <usize>b * 34, h = <u32>load<u16>(s);
-          v128.store(dst + (<usize>b << 5), v128.load(s, 2)); v128.store(dst + (<usize>b << 5), v128.load(s, 18), 16);
-          store<u16>(hd + (<usize>b << 1), <u16>h);
-          bad |= <u32>((h & 0x7c00) == 0x7c00);
-          odd |= <u32>(h - 0x0400 >= 0x7800);
-        }
-        if (bad | odd) atomic.or<u32>(ap(a, 6), bad | (odd << 1));
-      }
+      // 1 src, 2 units, 3 mode, 4 dst, 5 aux (Q8_0: its halves), 6 flags (u32, OR'd), 7 n
+      // (copy: the piece's bytes, in 4 KiB units; Q4_0: blocks a row)
+      const units = ai(a, 2);
+      const bits = scatterStored(ai(a, 3), ap(a, 1), ap(a, 4), ap(a, 5), ai(a, 7), part(units, c, nc, 1), part(units, c + 1, nc, 1));
+      if (bits) atomic.or<u32>(ap(a, 6), bits);
       break;
     }
     default: unreachable();
