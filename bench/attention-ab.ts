@@ -14,13 +14,13 @@
 
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import v8 from 'node:v8';
 import { Rng } from '../src/core/rng.js';
 import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     rev: { type: 'string', default: 'HEAD' }, q: { type: 'string', default: '16' }, hkv: { type: 'string', default: '4' },
     hd: { type: 'string', default: '64' }, pos: { type: 'string', default: '192' }, layers: { type: 'string', default: '16' },

@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadModel } from '../src/api.js';
 import { weightsBytes } from '../src/model/openelm.js';
 import { kvValuesPerToken } from '../src/model/config.js';
@@ -34,7 +34,7 @@ import { clipGradNorm } from '../src/train/clip.js';
 import { STATE_VERSION, readCheckpointInto, writeCheckpoint } from '../src/train/state.js';
 import { createHash } from 'node:crypto';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     model: { type: 'string' },
     dtype: { type: 'string', default: 'auto' },

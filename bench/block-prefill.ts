@@ -13,7 +13,7 @@
 // Prints one JSON line per dtype and shape: GOP/s (2·M·N·K per call) of each path and the ratios
 // default / exact and native / default.
 
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { nodePlatform } from '../src/platform/node.js';
 import { nativeBlas } from '../src/platform/node-native.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
@@ -22,7 +22,7 @@ import { isBlockDType } from '../src/backends/weight-format.js';
 import { Rng } from '../src/core/rng.js';
 import { blockWeightOn, randomBlocks } from '../test/helpers/blocks.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     dtypes: { type: 'string', default: 'q8_0,q4_0,q4_1,q4_k,q6_k' }, shapes: { type: 'string', default: '1536x1280,1280x1024,7168x1280,1280x3584' },
     m: { type: 'string', default: '128' }, threads: { type: 'string', default: '1' }, rounds: { type: 'string', default: '7' },

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadModel } from '../src/api.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
@@ -22,7 +22,7 @@ import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { startStaticServer } from '../test/helpers/static-server.js';
 import { builtWebApp, launchChromium, newPage, runHook } from '../test/helpers/browser.js';
 
-const { values: a } = parseArgs({
+const { values: a } = benchArgs({
   options: {
     model: { type: 'string' }, 'prompt-tokens': { type: 'string', default: '32' }, 'gen-tokens': { type: 'string', default: '64' },
     threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '2' }, dtype: { type: 'string', default: 'auto' },

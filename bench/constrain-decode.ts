@@ -18,7 +18,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadModel, type LoadedModel } from '../src/api.js';
 import type { LoadDType } from '../src/model/load.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
@@ -26,7 +26,7 @@ import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
 import { saveModel } from '../src/io/model-folder.js';
 
-const { values: a } = parseArgs({
+const { values: a } = benchArgs({
   options: {
     model: { type: 'string' }, dtype: { type: 'string', default: 'q8' }, tokens: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' }, backend: { type: 'string', default: 'auto' }, threads: { type: 'string' },

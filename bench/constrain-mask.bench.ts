@@ -16,7 +16,7 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/constrain-mask.bench.js [--cold]
 
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import type { Tokenizer } from '../src/tokenizer/tokenizer.js';
 import { loadTokenizer } from '../src/io/tokenizer-file.js';
 import { compileJsonSchema, compileJsonObject } from '../src/generate/constrain/compile.js';
@@ -115,7 +115,7 @@ trieOf(tokenizerVocab(tok).startBytes);
 const vocabMs = Math.round(performance.now() - t0);
 // A process that already served constrained requests: JIT-compiled, but these grammars are new.
 const WARM_SCHEMA = { type: 'object', properties: { q: { type: 'string', maxLength: 8 }, n: { type: 'number' }, l: { type: 'array', items: { type: 'integer' } } } };
-const { values: args } = parseArgs({ options: { cold: { type: 'boolean', default: false } } });
+const { values: args } = benchArgs({ options: { cold: { type: 'boolean', default: false } } });
 if (!args.cold) for (let i = 0; i < 4; i++) run('warm-up', () => compileJsonSchema(WARM_SCHEMA), ['{"q": "warm up", "n": -1.5e3, "l": [1, 22, 333]}', '{"l": []}'], tok);
 console.log(JSON.stringify({
   vocabSize: tok.vocabSize, vocabAndTriesMs: vocabMs, jitWarmedUp: !args.cold,

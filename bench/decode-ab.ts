@@ -11,9 +11,9 @@
 
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     a: { type: 'string' }, b: { type: 'string', default: '.' }, model: { type: 'string' },
     dtype: { type: 'string', default: 'q8' }, threads: { type: 'string', default: '2' },

@@ -23,7 +23,7 @@
 // threads how the workers took part in the split calls (woken late, share of the chunks); --prefill:
 // ms per prompt, and each linear's GOP/s, 2·M·N·K per call.
 
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadModel } from '../src/api.js';
 import type { Backend, Weight } from '../src/backends/backend.js';
 import type { LoadDType } from '../src/model/load.js';
@@ -32,7 +32,7 @@ import type { PoolCounts } from '../src/backends/wasm/pool.js';
 import { Rng } from '../src/core/rng.js';
 import { nativeBlas } from '../src/platform/node-native.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     model: { type: 'string' }, dtype: { type: 'string', default: 'auto' }, threads: { type: 'string', default: '1,2' },
     prompt: { type: 'string', default: '128' }, gen: { type: 'string', default: '64' },

@@ -8,13 +8,13 @@
 //
 //   npx tsc -p tsconfig.json && node dist/bench/fused-ab.js --model DIR [--dtype f16] [--threads 2] [--rounds 200]
 
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadModel } from '../src/api.js';
 import type { LoadDType } from '../src/model/load.js';
 import { Rope } from '../src/model/rope.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     model: { type: 'string' }, dtype: { type: 'string', default: 'f16' }, threads: { type: 'string', default: '2' },
     rounds: { type: 'string', default: '200' }, pos: { type: 'string', default: '128' },

@@ -18,7 +18,7 @@
 
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import v8 from 'node:v8';
 import { q4MetaBytes } from '../src/backends/weight-format.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
@@ -27,7 +27,7 @@ import { f16ToF32, f32ToBf16, f32ToF16 } from '../src/core/dtype.js';
 import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'q4,q8' },
     shapes: { type: 'string', default: '1536x1280,1280x1024,7168x1280,1280x3584' }, m: { type: 'string', default: '128' },

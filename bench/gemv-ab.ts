@@ -38,7 +38,7 @@
 
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import v8 from 'node:v8';
 import { BLOCK_FORMATS, isBlockDType, q4MetaBytes } from '../src/backends/weight-format.js';
 import { DTYPE_CODE, denormalsFast, type KernelExports } from '../src/backends/wasm/kernels.js';
@@ -51,7 +51,7 @@ import { Q4KR_BYTES, repackQ4K } from '../src/backends/q4k-repack.js';
 import { halvesPositiveNormal, repackQ4_0, repackQ8_0 } from '../src/backends/gguf-repack.js';
 import { Q6KR_BYTES, repackQ6K } from '../src/backends/q6k-repack.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     rev: { type: 'string', default: 'HEAD' }, dtypes: { type: 'string', default: 'f16,q8,q4,q4_0,q8_0,q4_k,q6_k' },
     n: { type: 'string', default: '3840' }, k: { type: 'string', default: '1280' }, mb: { type: 'string', default: '512' },

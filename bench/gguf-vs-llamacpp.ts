@@ -51,7 +51,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
 import { initParams } from '../src/model/init.js';
@@ -263,7 +263,7 @@ function llamaKL(bin: string, file: string, base: string, T: number): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       'llama-bin': { type: 'string' }, gguf: { type: 'string', multiple: true }, f32: { type: 'string' },
       types: { type: 'string', default: 'Q8_0,Q4_0,Q4_K_M' }, keep: { type: 'boolean', default: false },

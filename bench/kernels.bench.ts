@@ -12,7 +12,7 @@
 //     [--dtypes f32,bf16,f16,q8,q4] [--skip-kernels] [--skip-model] [--prompt 128] [--gen 64]
 
 import os from 'node:os';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import type { Weight, WeightDType } from '../src/backends/backend.js';
 import { q4MetaBytes, weightBytes } from '../src/backends/weight-format.js';
 import { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
@@ -20,7 +20,7 @@ import { nodePlatform } from '../src/platform/node.js';
 import { presetHFConfig, resolveConfig, type OpenELMConfig } from '../src/model/config.js';
 import { OpenELM, type ModelWeights } from '../src/model/openelm.js';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     threads: { type: 'string', default: '1,2' },
     dtypes: { type: 'string', default: 'f32,bf16,f16,q8,q4' },

@@ -5,7 +5,7 @@
 //
 //   node dist/bench/read-rate.js [--threads 2] [--mb 512] [--rounds 7]   (prints one JSON line)
 
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 import '../src/platform/node.js';
@@ -41,7 +41,7 @@ export function readRateChild(T: number, mb = 512): number | null {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, mb: { type: 'string', default: '512' }, rounds: { type: 'string', default: '7' } } });
+  const { values } = benchArgs({ options: { threads: { type: 'string', default: '2' }, mb: { type: 'string', default: '512' }, rounds: { type: 'string', default: '7' } } });
   const T = Number(values.threads), mb = Number(values.mb), R = Number(values.rounds);
   readRate(T, mb, R).then((g) => {
     process.stdout.write(JSON.stringify({ threads: T, mb, read_gb_s: Math.round(g * 100) / 100 }) + '\n');

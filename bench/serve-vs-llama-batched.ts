@@ -27,7 +27,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { Rng } from '../src/core/rng.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
@@ -37,7 +37,7 @@ import { convertToGGUF, type GGUFOutType } from '../src/convert/to-gguf.js';
 import { bundledTokenizerPath } from '../src/io/tokenizer-file.js';
 import { startServe } from './serve-child.js';
 
-const { values: a } = parseArgs({
+const { values: a } = benchArgs({
   options: {
     'llama-batched-bench': { type: 'string' }, model: { type: 'string' }, dtype: { type: 'string', default: 'q8' },
     gguf: { type: 'string' }, 'convert-hf-to-gguf': { type: 'string' }, python: { type: 'string', default: 'python3' },

@@ -10,11 +10,11 @@
 // (greedy), or the benchmark fails. Prints one JSON object: per prompt and mode, decode tok/s, the
 // speed-up over plain, the acceptance rate (accepted / drafted) and tokens per verification step.
 
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { loadModel, type LoadedModel } from '../src/api.js';
 import type { SpeculativeOptions } from '../src/generate/speculative.js';
 
-const { values: a } = parseArgs({
+const { values: a } = benchArgs({
   options: {
     model: { type: 'string' }, 'draft-model': { type: 'string' }, dtype: { type: 'string', default: 'auto' },
     threads: { type: 'string' }, tokens: { type: 'string', default: '128' }, rounds: { type: 'string', default: '3' },

@@ -31,7 +31,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.js';
 import { Rng } from '../src/core/rng.js';
 import { presetHFConfig, resolveConfig } from '../src/model/config.js';
 import { paramLayout } from '../src/model/layout.js';
@@ -118,7 +118,7 @@ function best(a: Side | null, b: Side): Side {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs({
     options: {
       worker: { type: 'string' }, model: { type: 'string' }, keep: { type: 'boolean', default: false },
       'prompt-tokens': { type: 'string', default: '128' }, 'gen-tokens': { type: 'string', default: '128' },
