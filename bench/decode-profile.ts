@@ -20,7 +20,8 @@
 //
 // Prints one JSON object per thread count: ms per token in total and per operation, the share of
 // each, calls per token, and for each linear shape the weight GB/s its GEMV reached, and with wasm
-// threads how the workers took part in the split calls (woken late, share of the chunks); --prefill:
+// threads how the workers took part in the split calls (woken late, share of the chunks), and per
+// linear the µs of its k_prep_x (on the calling thread before the split) and of its join; --prefill:
 // ms per prompt, and each linear's GOP/s, 2·M·N·K per call.
 
 import { benchArgs } from './args.js';
@@ -48,14 +49,17 @@ const native = args.native === 'off' ? 'off' : 'on';
 if (args.native !== 'off') nativeBlas('on')!.useWideKernel(args.native === 'on');
 if (!['on', 'off'].includes(args.kernels!)) throw new Error('--kernels must be on or off');
 
-interface Acc { ms: number; calls: number; bytes: number; ops: number; cpu: number; }
+interface Acc { ms: number; calls: number; bytes: number; ops: number; cpu: number; join: number; chunks: number; wchunks: number; asleep: number; prep: number; }
 
 /** Wrap the backend's methods so each call's wall time is added to `acc[key]`. */
 function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): void {
-  const rec = (key: string, ms: number, bytes = 0, ops = 0, cpu = 0) => {
+  let prepMs = 0;
+  const rec = (key: string, ms: number, bytes = 0, ops = 0, cpu = 0, d: { join: number; chunks: number; wchunks: number; asleep: number } | null = null) => {
     if (!on.v) return;
-    const a = acc.get(key) ?? { ms: 0, calls: 0, bytes: 0, ops: 0, cpu: 0 };
+    const a = acc.get(key) ?? { ms: 0, calls: 0, bytes: 0, ops: 0, cpu: 0, join: 0, chunks: 0, wchunks: 0, asleep: 0, prep: 0 };
     a.ms += ms; a.calls++; a.bytes += bytes; a.ops += ops; a.cpu += cpu;
+    if (d) { a.join += d.join; a.chunks += d.chunks; a.wchunks += d.wchunks; a.asleep += d.asleep; }
+    a.prep += prepMs; prepMs = 0;
     acc.set(key, a);
   };
   // kernel calls inside a linear are recorded under its key too (the wasm backend's thread pool)
@@ -69,6 +73,14 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
       const c = process.cpuUsage(c0);
       if (inLinear) rec(`${inLinear} ${name}`, performance.now() - t0, 0, 0, (c.user + c.system) / 1000);
     };
+  }
+  // decode: the GEMVs' input preparation (k_prep_x, on the calling thread before the split) timed apart
+  const shards = (be as unknown as { shards?: { k: Record<string, unknown> }[] }).shards;
+  if (!args.prefill && shards) {
+    for (const sh of shards) {
+      const prep = sh.k.k_prep_x as (a: number) => void;
+      sh.k = { ...sh.k, k_prep_x: (x: number) => { const t = performance.now(); prep(x); prepMs += performance.now() - t; } };
+    }
   }
   const target = be as unknown as Record<string, (...a: unknown[]) => unknown>;
   // one key string per weight, made once: building and hashing a new string per call cost more
@@ -94,6 +106,9 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
       const w = wi >= 0 ? a[wi] as Weight : null;
       const key = w ? keyOf(w, more) : name;
       inLinear = w ? `  ${key}` : '';
+      // (the pool's counts around each decode linear: its join wait, chunks, worker share, wake-ups)
+      const s0 = args.prefill || !w ? null : stats(be);
+      prepMs = 0;
       const t0 = performance.now(), c0 = args.prefill ? process.cpuUsage() : null;
       depth++;
       let r: unknown;
@@ -101,8 +116,10 @@ function instrument(be: Backend, acc: Map<string, Acc>, on: { v: boolean }): voi
       const ms = performance.now() - t0, c = c0 ? process.cpuUsage(c0) : null;
       const cpu = c ? (c.user + c.system) / 1000 : 0;
       inLinear = '';
-      if (w) rec(key, ms, weightStorageBytes(w), 2 * (a[mi] as number) * w.rows * w.cols, cpu);
-      else rec(name, ms, 0, 0, cpu);
+      const s1 = s0 ? stats(be) : null;
+      const d = s0 && s1 ? { join: s1.joinWaitMs - s0.joinWaitMs, chunks: s1.chunks - s0.chunks, wchunks: s1.workerChunks - s0.workerChunks, asleep: s1.workerAsleep - s0.workerAsleep } : null;
+      if (w) rec(key, ms, weightStorageBytes(w), 2 * (a[mi] as number) * w.rows * w.cols, cpu, d);
+      else rec(name, ms, 0, 0, cpu, d);
       return r;
     };
   }
@@ -229,6 +246,9 @@ async function main(): Promise<void> {
         ms_per_token: +(a.ms / G).toFixed(4), share: +(a.ms / total).toFixed(4), calls_per_token: a.calls / G,
         us_per_call: +((a.ms * 1000) / a.calls).toFixed(2),
         ...(a.bytes ? { weight_gb_s: +(a.bytes / (a.ms * 1e6)).toFixed(2) } : {}),
+        ...(a.prep ? { prep_us_per_call: +((a.prep * 1000) / a.calls).toFixed(2) } : {}),
+        ...(a.chunks ? { join_us_per_call: +((a.join * 1000) / a.calls).toFixed(2), chunks_per_call: a.chunks / a.calls,
+          worker_chunk_share: +(a.wchunks / a.chunks).toFixed(3), asleep_per_call: +(a.asleep / a.calls).toFixed(3) } : {}),
       };
     }
     process.stdout.write(JSON.stringify({
