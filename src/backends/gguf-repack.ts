@@ -102,8 +102,11 @@ export function q8_0HalfBits(hs: Uint16Array): number {
   return bits;
 }
 
-/** Whether every half in hs is a positive normal one, which the GEMVs widen by an integer add (gemv.as q8Scales4). */
-export function halvesPositiveNormal(hs: Uint16Array): boolean {
-  for (let i = 0; i < hs.length; i++) { const h = hs[i]; if (h < 0x0400 || h >= 0x7c00) return false; }
+/**
+ * Whether every half in hs is a normal one, of either sign: the regrouped Q4_0 GEMV then widens its
+ * d's by shift, mask and integer add (blocks_int.as gemvQ4_0RPair), not exactly.
+ */
+export function halvesNormal(hs: Uint16Array): boolean {
+  for (let i = 0; i < hs.length; i++) { const a = hs[i] & 0x7fff; if (a < 0x0400 || a >= 0x7c00) return false; }
   return true;
 }

@@ -11,7 +11,7 @@
 import type { AdamWStep, Backend, BlockDType, LossSums, MatmulLayout, MatmulPrecision, RopeTables, StoredLoad, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
-import { Q4_0_BYTES, Q8_0_BYTES, halvesPositiveNormal, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
+import { Q4_0_BYTES, Q8_0_BYTES, halvesNormal, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -766,12 +766,12 @@ export class WasmBackend implements Backend {
       const fast = !(halfBits & 2) || q8FastScales(hs, new Int8Array(shard.arena.buffer(), off, n), nb);
       w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: fast ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
     } else {
-      // loadStoredMany's scatter classified the halves as it moved them (bit 1: one not a positive normal half)
+      // loadStoredMany's scatter classified the halves as it moved them (bit 1: one not a normal half)
       const loaded = this.loadedBits.get(w);
       this.loadedBits.delete(w);
       let fast = loaded === undefined || !(loaded & 2);
       const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
-      for (let r = 0; r < w.rows && fast && loaded === undefined; r++) fast = halvesPositiveNormal(new Uint16Array(shard.arena.buffer(), off + r * rb, w.cols / QBLOCK));
+      for (let r = 0; r < w.rows && fast && loaded === undefined; r++) fast = halvesNormal(new Uint16Array(shard.arena.buffer(), off + r * rb, w.cols / QBLOCK));
       w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: fast ? 1 : 0, copies } satisfies WasmPacked;
     }
     return true;

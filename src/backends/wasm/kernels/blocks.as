@@ -242,7 +242,8 @@ export const SCATTER_Q6_K: i32 = 4;
  *   SCATTER_Q4_0: rows of n 18-byte blocks; each row's d's, then its 16 nibble bytes a block;
  *   SCATTER_Q4_K: 144-byte super-blocks to 152-byte ones;  SCATTER_Q6_K: 210 to 212.
  * Returns what the halves are (Q8_0: repackQ8_0InPlace's bits; Q4_0: bit 1 when one is not a
- * positive normal half; others 0), which the caller ORs into the piece's flags.
+ * normal half of either sign, the Q4_0 GEMV's fast widening; others 0), which the caller ORs into
+ * the piece's flags.
  */
 export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: i32, u0: i32, u1: i32): u32 {
   let bad: u32 = 0, odd: u32 = 0;
@@ -265,7 +266,7 @@ export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: 
         const h = <u32>load<u16>(s + <usize>b * 18);
         store<u16>(d + (<usize>b << 1), <u16>h);
         v128.store(d + hb + (<usize>b << 4), v128.load(s + <usize>b * 18, 2));
-        odd |= <u32>(h - 0x0400 >= 0x7800);
+        odd |= <u32>((h & 0x7fff) - 0x0400 >= 0x7800);
       }
     }
   } else if (mode == SCATTER_Q4_K) {

@@ -681,8 +681,9 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
  * step, x's two blocks loaded once for both rows; the four blocks' integer dots of the stored
  * nibbles 0..15 in one vector (q4Pair4), their 8·Σq_x (corr, f32: x's two, one 8-byte load) taken
  * off (exact: integers below 2²⁴), and one multiply-add with the four d·d_x; the four halves (two
- * 4-byte loads) widen by the integer add when `fast` (every d of the weight a positive normal half,
- * as q8's scales: gemv.as q8Scales4), else exactly (f16hiToF32Exact).
+ * 4-byte loads) widen by shift, mask and integer add when `fast` (every d of the weight a normal
+ * half of either sign: llama-quantize's Q4_0 d = max/−8 is negative in about half of the blocks), else
+ * exactly (f16hiToF32Exact); both give every normal half's exact value.
  * Per row, whatever its partner and the thread split: lane j (0, 1) accumulates the blocks
  * b ≡ j (mod 2) before an odd last one, from 0; out = (lane 0 + lane 1) + the odd last block's
  * (Σ − 8·Σq_x)·(d·d_x).
@@ -700,8 +701,10 @@ export function q4_0RCorrection(q8: usize, K: i32, dst: usize): void {
   for (; b + 2 <= nb; b += 2) {
     const va = v128.load(pa), vb = v128.load(pa, 16), vc = v128.load(pc), vd = v128.load(pc, 16);
     const la = nibLo(va), ha_ = nibHi(va), lb = nibLo(vb), hb = nibHi(vb), lc = nibLo(vc), hc_ = nibHi(vc), ld = nibLo(vd), hd = nibHi(vd);
-    const h = i32x4.extend_low_i16x8_u(v128.load32_lane(hc, v128.load32_zero(ha), 1));
-    const d4 = fast ? i32x4.add(i32x4.shl(h, 13), i32x4.splat(112 << 23)) : f16hiToF32Exact(i32x4.shl(h, 16));
+    const h4 = v128.load32_lane(hc, v128.load32_zero(ha), 1);
+    // a normal half's sign to bit 31, its exponent and mantissa 13 up, the exponent rebased (+112)
+    const d4 = fast ? i32x4.add(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(h4), 13), i32x4.splat(0x8fffe000)), i32x4.splat(112 << 23))
+      : f16hiToF32Exact(i32x4.shl(i32x4.extend_low_i16x8_u(h4), 16));
     f0 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16, x8)), v128.load64_splat(cp)), f32x4.mul(d4, v128.load64_splat(dp)), f0);
     if (R > 1) f1 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + ldp, x8 + ldp)), v128.load64_splat(cp + ldp)), f32x4.mul(d4, v128.load64_splat(dp + ldp)), f1);
     if (R > 2) f2 = fmadd(f32x4.sub(q4DotsG(q4Pair4(la, ha_, lb, hb, lc, hc_, ld, hd, x16 + 2 * ldp, x8 + 2 * ldp)), v128.load64_splat(cp + 2 * ldp)), f32x4.mul(d4, v128.load64_splat(dp + 2 * ldp)), f2);
@@ -798,7 +801,7 @@ export function gemvBlockInt(dtype: i32, M: i32, out: usize, ldo: usize, prep: u
   }
 }
 
-/** wm: BQ4_0R's flag that all its halves are positive normal ones (gemvQ4_0RInt's fast). */
+/** wm: BQ4_0R's flag that all its halves are normal ones (gemvQ4_0RInt's fast). */
 @inline function gemvBlockInt1(dtype: i32, op: usize, xp: usize, w: usize, K: i32, n0: i32, n1: i32, acc: i32, wm: usize): void {
   const o8 = <usize>K << 1, od = <usize>K * 3, os = od + (<usize>K >> 3), oc = od + (<usize>K >> 2);
   if (dtype == BQ4_0R) gemvQ4_0RInt(op, xp, xp + o8, xp + od, xp + oc, w, K, n0, n1, acc, <i32>wm);

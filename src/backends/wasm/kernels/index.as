@@ -118,7 +118,7 @@ function gemvRange(a: usize, out: usize, x: usize, data: usize, scales: usize, m
   const xp = ap(a, 13);
   // W streamed once per 4 rows of x; each row's result is the same whatever R (see gemv.as, blocks.as)
   const ldp = <usize>prepBytes(K), ldx = <usize>K << 2, ldb = <usize>ldo << 2;
-  // (mins: BQ4_0R's flag that its halves are positive normal ones)
+  // (mins: BQ4_0R's flag that its halves are normal ones, of either sign)
   if (blockInt(a, dtype)) { gemvBlockInt(dtype, M, out, ldb, xp, ldp, data, K, n0, n1, acc, mins); return; }
   for (let m = 0; m < M; m += 4) {
     const R = min(4, M - m);
