@@ -467,6 +467,8 @@ export class WasmBackend implements Backend {
         for (let at = 0; at < jobs[j].bytes; at += jobs[j].step) pieces.push({ j, at, len: Math.min(jobs[j].step, jobs[j].bytes - at) });
       }
       const stageOf = (k: number) => stages.get(jobs[pieces[k].j].shard)! + (k & 1) * LOAD_STAGE_BYTES;
+      // weight j's halves' flags (scatterStored's bits), after its memory's two staging blocks
+      const flagsAt = (j: number) => stages.get(jobs[j].shard)! + 2 * LOAD_STAGE_BYTES + 4 * j;
       const readPiece = (k: number) => {
         const { j, at, len } = pieces[k];
         items[j].read(at, jobs[j].shard.arena.u8(stageOf(k), len));
@@ -482,7 +484,7 @@ export class WasmBackend implements Backend {
         // the destination of the piece's first unit (Q8_0: its levels; its halves after all levels)
         a[4] = job.off + (job.mode === SCATTER.q8_0 ? u0 * QBLOCK : job.mode === SCATTER.q4_k ? u0 * Q4KR_BYTES : job.mode === SCATTER.q6_k ? u0 * Q6KR_BYTES : at);
         a[5] = job.mode === SCATTER.q8_0 ? job.off + (job.bytes / Q8_0_BYTES) * QBLOCK + u0 * 2 : 0;
-        a[6] = stages.get(job.shard)! + 2 * LOAD_STAGE_BYTES + 4 * j;
+        a[6] = flagsAt(j);
         a[7] = job.mode === SCATTER.copy ? len : job.n;
         // chunks of 128 KiB or more: this thread reads the next piece while the others start, then
         // takes the chunks they have not
@@ -491,7 +493,7 @@ export class WasmBackend implements Backend {
       }
       const out = items.map(({ dtype, rows, cols }, j): Weight => {
         const job = jobs[j];
-        const bits = new Uint32Array(job.shard.arena.buffer(), stages.get(job.shard)! + 2 * LOAD_STAGE_BYTES + 4 * j, 1)[0];
+        const bits = new Uint32Array(job.shard.arena.buffer(), flagsAt(j), 1)[0];
         const w: Weight = { dtype, rows, cols, data: job.shard.arena.u8(job.off, job.mode === SCATTER.copy ? job.bytes : job.held) };
         if (job.mode === SCATTER.q8_0) {
           if (bits & 1) {
