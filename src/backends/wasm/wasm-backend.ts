@@ -11,7 +11,7 @@
 import type { AdamWStep, Backend, BlockDType, LossSums, MatmulLayout, MatmulPrecision, RopeTables, StoredLoad, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
-import { Q4_0_BYTES, Q8_0_BYTES, halvesNormal, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
+import { HALF_NONFINITE, HALF_SLOW, Q4_0_BYTES, Q8_0_BYTES, q4_0HalfBits, q8_0HalfBit, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -109,7 +109,7 @@ function checkQ8Scales(s: Uint16Array, src: Float32Array, K: number, r0: number,
 function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
   for (let b = 0; b < nb; b++) {
     const h = s[b];
-    if (h >= 0x0400 && h < 0x7c00) continue;
+    if (!(q8_0HalfBit(h) & HALF_SLOW)) continue;
     if (h !== 0) return false;
     for (let j = b * QBLOCK; j < (b + 1) * QBLOCK; j++) if (q[j] !== 0) return false;
   }
@@ -734,7 +734,8 @@ export class WasmBackend implements Backend {
     const q8 = w.dtype === 'q8_0', lay = q8 ? 'q8_0_r' : 'q4_0_r';
     const n = w.rows * w.cols, nb = n / QBLOCK, bytes = weightBytes(w.dtype, n);
     if (w.cols % QBLOCK !== 0) throw new OpenELMError('usage', `a ${w.rows}×${w.cols} ${w.dtype} weight needs whole blocks per row`);
-    // Q8_0: what the halves are (repackQ8_0InPlace's bits), found while regrouping; -1 until then
+    // what the halves are (HALF_* bits: the kernels' regrouping or loadStoredMany's scatter finds
+    // them while moving the halves; the host looks when neither did); -1 until known
     let halfBits = -1;
     const regroup = (sh: Shard, at: number) => {
       // the kernels move the bytes in place through 2 bytes a block (Q8_0) or a row (Q4_0) of scratch;
@@ -742,7 +743,7 @@ export class WasmBackend implements Backend {
       const tb = 2 * (q8 ? nb : w.cols / QBLOCK) + 64;
       if (sh.arena.canFit(tb)) {
         const tmp = sh.arena.allocBytes(tb, 'regrouping scratch', false);
-        if (q8) halfBits = sh.k.repackQ8_0InPlace(at, nb, tmp); else sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
+        halfBits = q8 ? sh.k.repackQ8_0InPlace(at, nb, tmp) : sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
         sh.arena.freeBytes(tmp);
       } else {
         const v = sh.arena.u8(at, bytes);
@@ -751,12 +752,17 @@ export class WasmBackend implements Backend {
     };
     const wasStored = w.layout !== lay;
     const { shard, off, copies } = this.holdRelaid(w, lay, bytes, bytes, regroup);
-    // every half a positive normal one: the GEMVs widen them by an integer add (q8's scales: gemv.as q8Scales4)
-    const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
+    const halves = (at: number, count: number) => new Uint16Array(shard.arena.buffer(), at, count);
+    if (halfBits < 0) {
+      // Q4_0's halves lead each regrouped row
+      const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
+      const q4Rows = () => { let bits = 0; for (let r = 0; r < w.rows && !bits; r++) bits = q4_0HalfBits(halves(off + r * rb, w.cols / QBLOCK)); return bits; };
+      halfBits = this.loadedBits.get(w) ?? (q8 ? q8_0HalfBits(halves(off + n, nb)) : q4Rows());
+    }
+    this.loadedBits.delete(w);
     if (q8) {
-      const hs = halves(off + n);
-      if (halfBits < 0) { halfBits = this.loadedBits.get(w) ?? q8_0HalfBits(hs); this.loadedBits.delete(w); }
-      if (wasStored && halfBits & 1) {
+      const hs = halves(off + n, nb);
+      if (wasStored && halfBits & HALF_NONFINITE) {
         // an infinite or NaN d (rare: checked after the regrouping, which reads every half anyway):
         // the stored blocks back, or the copy dropped
         if (copies.length) shard.arena.freeBytes(copies[0]);
@@ -765,16 +771,10 @@ export class WasmBackend implements Backend {
       }
       // q8's flag (prepareWeight): also 0 over a block of zero levels, whose products are 0 either way
       // (only a weight with a half that is not a positive normal one needs that look at its levels)
-      const fast = !(halfBits & 2) || q8FastScales(hs, new Int8Array(shard.arena.buffer(), off, n), nb);
+      const fast = !(halfBits & HALF_SLOW) || q8FastScales(hs, new Int8Array(shard.arena.buffer(), off, n), nb);
       w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: fast ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
     } else {
-      // loadStoredMany's scatter classified the halves as it moved them (bit 1: one not a normal half)
-      const loaded = this.loadedBits.get(w);
-      this.loadedBits.delete(w);
-      let fast = loaded === undefined || !(loaded & 2);
-      const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
-      for (let r = 0; r < w.rows && fast && loaded === undefined; r++) fast = halvesNormal(new Uint16Array(shard.arena.buffer(), off + r * rb, w.cols / QBLOCK));
-      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: fast ? 1 : 0, copies } satisfies WasmPacked;
+      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: halfBits & HALF_SLOW ? 0 : 1, copies } satisfies WasmPacked;
     }
     return true;
   }
