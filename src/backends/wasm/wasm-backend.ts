@@ -125,6 +125,22 @@ function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
 const LOAD_STAGE_BYTES = 2 << 20;
 /** OP_SCATTER's modes (blocks.as SCATTER_*). */
 const SCATTER = { copy: 0, q8_0: 1, q4_0: 2, q4_k: 3, q6_k: 4 } as const;
+/**
+ * How loadStoredMany puts a weight's staged bytes in place (OP_SCATTER, blocks.as scatterStored):
+ * in units of `unit` stored bytes, a piece holding whole units, each unit's first `placed` bytes
+ * at the destination (the levels and d's, repacked or regrouped, in the layout prepareWeight
+ * keeps) and its last `aux` (Q8_0's d) after all of the weight's levels; `perRow`: the unit is a
+ * row of such blocks (Q4_0 regroups per row); `halves`: the scatter classifies the d's
+ * (HALF_* bits, for prepareWeight). Other dtypes are copied as stored, in 4 KiB units.
+ */
+interface Scattered { mode: number; unit: number; placed: number; aux: number; layout?: Weight['layout']; perRow?: boolean; halves?: boolean }
+const SCATTERED: { readonly [d in WeightDType]?: Scattered } = {
+  q8_0: { mode: SCATTER.q8_0, unit: Q8_0_BYTES, placed: QBLOCK, aux: 2, layout: 'q8_0_r', halves: true },
+  q4_0: { mode: SCATTER.q4_0, unit: Q4_0_BYTES, placed: Q4_0_BYTES, aux: 0, layout: 'q4_0_r', perRow: true, halves: true },
+  q4_k: { mode: SCATTER.q4_k, unit: Q4K_BYTES, placed: Q4KR_BYTES, aux: 0, layout: 'q4_k_r' },
+  q6_k: { mode: SCATTER.q6_k, unit: Q6K_BYTES, placed: Q6KR_BYTES, aux: 0, layout: 'q6_k_r' },
+};
+const COPIED: Scattered = { mode: SCATTER.copy, unit: 4096, placed: 4096, aux: 0 };
 /** Smallest storage prefault() maps on all threads (below it, one thread's faults cost less than a fork/join). */
 const PREFAULT_MIN_BYTES = 1 << 20;
 
@@ -430,7 +446,7 @@ export class WasmBackend implements Backend {
       }
       return out;
     }
-    interface Job { shard: Shard; off: number; bytes: number; held: number; mode: number; unit: number; n: number; step: number }
+    interface Job { shard: Shard; off: number; bytes: number; held: number; how: Scattered; unit: number; placed: number; n: number; step: number }
     const jobs: Job[] = [];
     // staging (two blocks and the weights' flags) per memory the weights went to
     const stages = new Map<Shard, number>();
@@ -445,15 +461,16 @@ export class WasmBackend implements Backend {
         const bytes = rows * blockRowBytes(dtype as BlockDType, cols);
         const held = dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
         if ((dtype === 'q8_0' || dtype === 'q4_0') && cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
-        // the unit a piece holds whole: a block (Q8_0, Q4_K, Q6_K) or a row (Q4_0, regrouped per
-        // row); a Q4_0 row past a staging block is copied as stored and regrouped by prepareWeight
-        const q4Row = (cols / QBLOCK) * Q4_0_BYTES;
-        const [mode, unit] = dtype === 'q8_0' ? [SCATTER.q8_0, Q8_0_BYTES] : dtype === 'q4_0' && q4Row <= LOAD_STAGE_BYTES ? [SCATTER.q4_0, q4Row]
-          : dtype === 'q4_k' ? [SCATTER.q4_k, Q4K_BYTES] : dtype === 'q6_k' ? [SCATTER.q6_k, Q6K_BYTES] : [SCATTER.copy, 1];
+        // the unit a piece holds whole (Q4_0: a row of blocks); a Q4_0 row past a staging block is
+        // copied as stored and regrouped by prepareWeight
+        let how = SCATTERED[dtype] ?? COPIED;
+        const nb = cols / QBLOCK;
+        if (how.perRow && how.unit * nb > LOAD_STAGE_BYTES) how = COPIED;
+        const per = how.perRow ? nb : 1, unit = how.unit * per, placed = how.placed * per;
         const shard = this.place(held + 2 * LOAD_STAGE_BYTES + flagsBytes + 3 * 64, what);
         // not zeroed: the scatter writes every byte (a repack every byte of the room after the stored size)
         const off = shard.arena.allocBytes(held, what, false);
-        jobs.push({ shard, off, bytes, held, mode, unit, n: dtype === 'q4_0' ? cols / QBLOCK : 0, step: Math.floor(LOAD_STAGE_BYTES / unit) * unit });
+        jobs.push({ shard, off, bytes, held, how, unit, placed, n: how.perRow ? nb : 0, step: Math.floor(LOAD_STAGE_BYTES / unit) * unit });
       }
       for (const { shard } of jobs) {
         if (stages.has(shard)) continue;
@@ -478,14 +495,14 @@ export class WasmBackend implements Backend {
         const { j, at, len } = pieces[k], job = jobs[j];
         this.begin(job.shard);
         const a = this.cur.ai;
-        const units = job.mode === SCATTER.copy ? Math.ceil(len / 4096) : len / job.unit;
-        const u0 = job.mode === SCATTER.copy ? at : at / job.unit;
-        a[0] = OP.SCATTER; a[1] = stageOf(k); a[2] = units; a[3] = job.mode;
-        // the destination of the piece's first unit (Q8_0: its levels; its halves after all levels)
-        a[4] = job.off + (job.mode === SCATTER.q8_0 ? u0 * QBLOCK : job.mode === SCATTER.q4_k ? u0 * Q4KR_BYTES : job.mode === SCATTER.q6_k ? u0 * Q6KR_BYTES : at);
-        a[5] = job.mode === SCATTER.q8_0 ? job.off + (job.bytes / Q8_0_BYTES) * QBLOCK + u0 * 2 : 0;
+        // a copy's last unit may be short (the kernel is given the piece's bytes)
+        const units = Math.ceil(len / job.unit), u0 = at / job.unit, { how } = job;
+        a[0] = OP.SCATTER; a[1] = stageOf(k); a[2] = units; a[3] = how.mode;
+        // the destination of the piece's first unit, and of its aux bytes (after all units' placed ones)
+        a[4] = job.off + u0 * job.placed;
+        a[5] = how.aux ? job.off + (job.bytes / job.unit) * job.placed + u0 * how.aux : 0;
         a[6] = flagsAt(j);
-        a[7] = job.mode === SCATTER.copy ? len : job.n;
+        a[7] = how === COPIED ? len : job.n;
         // chunks of 128 KiB or more: this thread reads the next piece while the others start, then
         // takes the chunks they have not
         const chunks = Math.max(1, Math.min(8 * this.threads, units, Math.ceil(len / (128 << 10))));
@@ -494,20 +511,15 @@ export class WasmBackend implements Backend {
       const out = items.map(({ dtype, rows, cols }, j): Weight => {
         const job = jobs[j];
         const bits = new Uint32Array(job.shard.arena.buffer(), flagsAt(j), 1)[0];
-        const w: Weight = { dtype, rows, cols, data: job.shard.arena.u8(job.off, job.mode === SCATTER.copy ? job.bytes : job.held) };
-        if (job.mode === SCATTER.q8_0) {
-          if (bits & 1) {
-            // an infinite or NaN d: the stored blocks back (prepareWeight keeps them as stored)
-            unpackQ8_0(w.data as Uint8Array, w.data as Uint8Array, job.bytes / Q8_0_BYTES);
-          } else {
-            w.layout = 'q8_0_r';
-            this.loadedBits.set(w, bits);
-          }
-        } else if (job.mode === SCATTER.q4_0) {
-          w.layout = 'q4_0_r';
-          this.loadedBits.set(w, bits);
-        } else if (job.mode === SCATTER.q4_k) w.layout = 'q4_k_r';
-        else if (job.mode === SCATTER.q6_k) w.layout = 'q6_k_r';
+        const w: Weight = { dtype, rows, cols, data: job.shard.arena.u8(job.off, job.held) };
+        if (bits & HALF_NONFINITE) {
+          // an infinite or NaN d (Q8_0's scatter alone reports one): the stored blocks back
+          // (prepareWeight keeps them as stored)
+          unpackQ8_0(w.data as Uint8Array, w.data as Uint8Array, job.bytes / Q8_0_BYTES);
+        } else {
+          if (job.how.layout) w.layout = job.how.layout;
+          if (job.how.halves) this.loadedBits.set(w, bits);
+        }
         this.owned.set(w, { shard: job.shard, offs: [job.off], room: job.held > job.bytes });
         return w;
       });
