@@ -88,7 +88,7 @@ export function unpackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: n
 
 /**
  * What a block's f16 d is, as bits ORed over a weight (the flags its GEMVs run under; the kernels'
- * rules are blocks.as q8_0HalfBits and q4_0HalfBits, which the regroupings and the load's scatter
+ * rules are blocks.as q8_0Nonfinite, q8_0Slow and q4_0Slow, which the regroupings and the load's scatter
  * apply while they move the halves; these serve the host's regrouping and weights that come
  * regrouped without flags):
  *   HALF_NONFINITE, an infinity or a NaN: q8's widenings give it a finite value where Q8_0's exact
