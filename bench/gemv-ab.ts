@@ -48,7 +48,7 @@ import { Wasm } from '../src/backends/wasm/wasm-api.js';
 import { compileKernels, kernelSourcesAt } from './kernel-revs.js';
 import { randomBlocks } from '../test/helpers/blocks.js';
 import { Q4KR_BYTES, repackQ4K } from '../src/backends/q4k-repack.js';
-import { halvesNormal, repackQ4_0, repackQ8_0 } from '../src/backends/gguf-repack.js';
+import { HALF_SLOW, q4_0HalfBits, q8_0HalfBits, repackQ4_0, repackQ8_0 } from '../src/backends/gguf-repack.js';
 import { Q6KR_BYTES, repackQ6K } from '../src/backends/q6k-repack.js';
 
 const { values: args } = benchArgs({
@@ -166,11 +166,12 @@ async function main(): Promise<void> {
       else (dtype === 'q4_k' ? repackQ4K : repackQ6K)(src, dst, (N * K) / 256);
       for (let s = 1; s < sets; s++) u8.copyWithin(offsB[s][0], offsB[0][0], offsB[0][0] + bBytes);
     }
-    // regrouped q8_0 / q4_0: the flag wasm-backend.ts computes (every half a positive normal one)
+    // regrouped q8_0 / q4_0: the flag wasm-backend.ts computes (every half one the fast widening takes:
+    // Q8_0 positive normal ones, Q4_0 normal ones of either sign)
     const halvesB = (o: number) => dtype === 'q8_0' ? [new Uint16Array(u8.buffer, o + N * K, (N * K) / 32)]
       : Array.from({ length: N }, (_, r) => new Uint16Array(u8.buffer, o + r * (K / 32) * 18, K / 32));
-    const fastB = regroupB && halvesB(offsB[0][0]).every(halvesNormal) ? 1 : 0;
-    if (regroupB) process.stderr.write(`${dtype}: B regrouped, halves ${fastB ? 'all positive normal (fast widening)' : 'widened exactly'}\n`);
+    const fastB = regroupB && halvesB(offsB[0][0]).every((hs) => !((dtype === 'q8_0' ? q8_0HalfBits : q4_0HalfBits)(hs) & HALF_SLOW)) ? 1 : 0;
+    if (regroupB) process.stderr.write(`${dtype}: B regrouped, halves ${fastB ? 'all normal (fast widening)' : 'widened exactly'}\n`);
     // --held-a: A runs the held layout too (the same bytes as B's), for a revision that has it
     const heldA = args['held-a'] && repackB;
     const call = (k: K_, s: number) => {

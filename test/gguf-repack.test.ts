@@ -7,7 +7,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BlockDType, Weight } from '../src/backends/backend.js';
-import { Q4_0_BYTES, Q8_0_BYTES, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ4_0, unpackQ8_0, unpackQ8_0Blocks } from '../src/backends/gguf-repack.js';
+import { HALF_NONFINITE, HALF_SLOW, Q4_0_BYTES, Q8_0_BYTES, q4_0HalfBits, q8_0HalfBit, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ4_0, unpackQ8_0, unpackQ8_0Blocks } from '../src/backends/gguf-repack.js';
 import { DTYPE_CODE } from '../src/backends/wasm/kernels.js';
 import type { WasmBackend } from '../src/backends/wasm/wasm-backend.js';
 import { blockRowToF32, weightRowToF32 } from '../src/backends/weight-format.js';
@@ -208,6 +208,37 @@ for (const cfg of WASM_CONFIGS) {
         be.freeWeight(wo);
       }
       be.freeWeight(w);
+    }
+  });
+
+  test(`the kernels' in-place regroupings and the host's rules flag every kind of d alike (${cfg.label})`, async () => {
+    // one d of each kind among positive normal ones: the flag from the kernels' regrouping (storage
+    // from allocWeight) is the host's rule's, and so is the one the host computes for a weight that
+    // comes regrouped with no flags (Q4_0's d's at the head of each row: the d is in row 2)
+    const be = await cachedWasm(cfg);
+    const rng = new Rng(13), N = 3, K = 64, nb = K / 32;
+    const fast = (w: Weight) => (w.packed as { mins: number }).mins;
+    for (const dtype of ['q8_0', 'q4_0'] as const) {
+      for (const h of SPECIAL) {
+        const st = randomBlocks(rng, dtype, N, K), dv = new DataView(st.buffer);
+        for (let b = 0; b < N * nb; b++) dv.setUint16(b * BYTES[dtype], 0x3c00, true);
+        dv.setUint16(4 * BYTES[dtype], h, true);
+        const what = `${dtype}: d ${h.toString(16)}`;
+        const wk = blockWeightOn(be, dtype, N, K, st);
+        const bits = dtype === 'q8_0' ? q8_0HalfBit(h) : q4_0HalfBits(Uint16Array.of(h));
+        // (Q8_0 with an infinite or NaN d stays as stored)
+        assert.equal(wk.layout === undefined, (bits & HALF_NONFINITE) !== 0, what);
+        if (!(bits & HALF_NONFINITE)) {
+          assert.equal(fast(wk), bits & HALF_SLOW ? 0 : 1, what);
+          const g = new Uint8Array(st.length);
+          regroup(dtype, st, g, N, nb);
+          const wh: Weight = { dtype, rows: N, cols: K, data: g, layout: dtype === 'q8_0' ? 'q8_0_r' : 'q4_0_r' };
+          be.prepareWeight(wh);
+          assert.equal(fast(wh), fast(wk), `${what}, regrouped outside`);
+          be.freeWeight(wh);
+        }
+        be.freeWeight(wk);
+      }
     }
   });
 }

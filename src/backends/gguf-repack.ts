@@ -87,26 +87,41 @@ export function unpackQ4_0(src: Uint8Array, dst: Uint8Array, rows: number, nb: n
 }
 
 /**
- * What Q8_0's halves are, as blocks.as repackQ8_0InPlace reports while it regroups: bit 1, one is an
- * infinity or a NaN (q8's kernels widen such a half to a finite number, where the stored blocks'
- * exact decoder gives ±∞ or NaN, so the weight stays as stored, on the Q8_0 kernels); bit 2, one is
- * not a positive normal half (the GEMVs' integer-add widening, gemv.as q8Scales4, needs those).
+ * What a block's f16 d is, as bits ORed over a weight (the flags its GEMVs run under; the kernels'
+ * rules are blocks.as q8_0Nonfinite, q8_0Slow and q4_0Slow, which the regroupings and the load's scatter
+ * apply while they move the halves; these serve the host's regrouping and weights that come
+ * regrouped without flags):
+ *   HALF_NONFINITE, an infinity or a NaN: q8's widenings give it a finite value where Q8_0's exact
+ *     decoder gives ±∞ or NaN, so a Q8_0 weight with one stays as stored, on the Q8_0 kernels;
+ *   HALF_SLOW, a half the fast widening (bits moved up 13, exponent rebiased by an integer add)
+ *     does not give exactly: the weight's GEMVs take the exact widening instead.
  */
+export const HALF_NONFINITE = 1;
+export const HALF_SLOW = 2;
+
+/**
+ * One Q8_0 (or q8) half's bits. q8's fast widening (gemv.as q8Scales4) takes positive normal halves
+ * only: llama-quantize's Q8_0 d = max|w|/127 is never negative, so a sign is left to the exact one.
+ */
+export function q8_0HalfBit(h: number): number {
+  if (h >= 0x0400 && h < 0x7c00) return 0;
+  return HALF_SLOW | ((h & 0x7c00) === 0x7c00 ? HALF_NONFINITE : 0);
+}
+
+/** What Q8_0's halves hs are (q8_0HalfBit ORed; blocks.as repackQ8_0InPlace reports the same). */
 export function q8_0HalfBits(hs: Uint16Array): number {
   let bits = 0;
-  for (let i = 0; i < hs.length; i++) {
-    const h = hs[i];
-    if (h >= 0x0400 && h < 0x7c00) continue;
-    bits |= 2 | ((h & 0x7c00) === 0x7c00 ? 1 : 0);
-  }
+  for (let i = 0; i < hs.length; i++) bits |= q8_0HalfBit(hs[i]);
   return bits;
 }
 
 /**
- * Whether every half in hs is a normal one, of either sign: the regrouped Q4_0 GEMV then widens its
- * d's by shift, mask and integer add (blocks_int.as gemvQ4_0RPair), not exactly.
+ * What Q4_0's halves hs are: HALF_SLOW when one is not a normal half of either sign (zero,
+ * subnormal, ±∞, NaN). llama-quantize's Q4_0 d = max/−8 (max the value of largest magnitude) is
+ * negative in about half the blocks, so the regrouped Q4_0 GEMV's fast widening sign-extends
+ * (blocks_int.as gemvQ4_0RPair). No HALF_NONFINITE: a Q4_0 weight stays regrouped whatever its d's.
  */
-export function halvesNormal(hs: Uint16Array): boolean {
-  for (let i = 0; i < hs.length; i++) { const a = hs[i] & 0x7fff; if (a < 0x0400 || a >= 0x7c00) return false; }
-  return true;
+export function q4_0HalfBits(hs: Uint16Array): number {
+  for (let i = 0; i < hs.length; i++) { const a = hs[i] & 0x7fff; if (a < 0x0400 || a >= 0x7c00) return HALF_SLOW; }
+  return 0;
 }

@@ -31,8 +31,8 @@ export interface KernelExports {
   /** Regroup nb Q8_0 blocks at p into q8's layout in place (blocks.as BQ8_0R; tmp: 2·nb bytes of scratch). */
   /** Bits: 1, a half is an infinity or a NaN; 2, a half is not a positive normal one. */
   repackQ8_0InPlace(p: number, nb: number, tmp: number): number;
-  /** Regroup `rows` rows of nb Q4_0 blocks at p in place (blocks.as BQ4_0R; tmp: 2·nb bytes of scratch). */
-  repackQ4_0InPlace(p: number, rows: number, nb: number, tmp: number): void;
+  /** Regroup `rows` rows of nb Q4_0 blocks at p in place (blocks.as BQ4_0R; tmp: 2·nb bytes of scratch). Bits: 2, a half is not a normal one of either sign. */
+  repackQ4_0InPlace(p: number, rows: number, nb: number, tmp: number): number;
   /** Bytes of that map. */
   f16MapBytes(N: number, K: number): number;
   /** n steps of 8 multiply-adds with a denormal (den ≠ 0) or a normal operand, for denormalsFast. */

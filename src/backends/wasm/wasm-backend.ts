@@ -11,7 +11,7 @@
 import type { AdamWStep, Backend, BlockDType, LossSums, MatmulLayout, MatmulPrecision, RopeTables, StoredLoad, Tensor, Weight, WeightDType } from '../backend.js';
 import { allocWeightStorage, blockRowBytes, isBlockDType, q4MetaBytes, q8Overflow, QBLOCK, setWeightRows, weightBytes, weightRowToF32 } from '../weight-format.js';
 import { Q4K_BYTES, Q4KR_BYTES } from '../q4k-repack.js';
-import { Q4_0_BYTES, Q8_0_BYTES, halvesNormal, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
+import { HALF_NONFINITE, HALF_SLOW, Q4_0_BYTES, Q8_0_BYTES, q4_0HalfBits, q8_0HalfBit, q8_0HalfBits, repackQ4_0, repackQ8_0, unpackQ8_0 } from '../gguf-repack.js';
 import { Q6K_BYTES, Q6KR_BYTES } from '../q6k-repack.js';
 import { OpenELMError } from '../../core/errors.js';
 import { formatBytes } from '../../core/bytes.js';
@@ -109,7 +109,7 @@ function checkQ8Scales(s: Uint16Array, src: Float32Array, K: number, r0: number,
 function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
   for (let b = 0; b < nb; b++) {
     const h = s[b];
-    if (h >= 0x0400 && h < 0x7c00) continue;
+    if (!(q8_0HalfBit(h) & HALF_SLOW)) continue;
     if (h !== 0) return false;
     for (let j = b * QBLOCK; j < (b + 1) * QBLOCK; j++) if (q[j] !== 0) return false;
   }
@@ -125,6 +125,22 @@ function q8FastScales(s: Uint16Array, q: Int8Array, nb: number): boolean {
 const LOAD_STAGE_BYTES = 2 << 20;
 /** OP_SCATTER's modes (blocks.as SCATTER_*). */
 const SCATTER = { copy: 0, q8_0: 1, q4_0: 2, q4_k: 3, q6_k: 4 } as const;
+/**
+ * How loadStoredMany puts a weight's staged bytes in place (OP_SCATTER, blocks.as scatterStored):
+ * in units of `unit` stored bytes, a piece holding whole units, each unit's first `placed` bytes
+ * at the destination (the levels and d's, repacked or regrouped, in the layout prepareWeight
+ * keeps) and its last `aux` (Q8_0's d) after all of the weight's levels; `perRow`: the unit is a
+ * row of such blocks (Q4_0 regroups per row); `halves`: the scatter classifies the d's
+ * (HALF_* bits, for prepareWeight). Other dtypes are copied as stored, in 4 KiB units.
+ */
+interface Scattered { mode: number; unit: number; placed: number; aux: number; layout?: Weight['layout']; perRow?: boolean; halves?: boolean }
+const SCATTERED: { readonly [d in WeightDType]?: Scattered } = {
+  q8_0: { mode: SCATTER.q8_0, unit: Q8_0_BYTES, placed: QBLOCK, aux: 2, layout: 'q8_0_r', halves: true },
+  q4_0: { mode: SCATTER.q4_0, unit: Q4_0_BYTES, placed: Q4_0_BYTES, aux: 0, layout: 'q4_0_r', perRow: true, halves: true },
+  q4_k: { mode: SCATTER.q4_k, unit: Q4K_BYTES, placed: Q4KR_BYTES, aux: 0, layout: 'q4_k_r' },
+  q6_k: { mode: SCATTER.q6_k, unit: Q6K_BYTES, placed: Q6KR_BYTES, aux: 0, layout: 'q6_k_r' },
+};
+const COPIED: Scattered = { mode: SCATTER.copy, unit: 4096, placed: 4096, aux: 0 };
 /** Smallest storage prefault() maps on all threads (below it, one thread's faults cost less than a fork/join). */
 const PREFAULT_MIN_BYTES = 1 << 20;
 
@@ -430,7 +446,7 @@ export class WasmBackend implements Backend {
       }
       return out;
     }
-    interface Job { shard: Shard; off: number; bytes: number; held: number; mode: number; unit: number; n: number; step: number }
+    interface Job { shard: Shard; off: number; bytes: number; held: number; how: Scattered; unit: number; placed: number; n: number; step: number }
     const jobs: Job[] = [];
     // staging (two blocks and the weights' flags) per memory the weights went to
     const stages = new Map<Shard, number>();
@@ -445,15 +461,16 @@ export class WasmBackend implements Backend {
         const bytes = rows * blockRowBytes(dtype as BlockDType, cols);
         const held = dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
         if ((dtype === 'q8_0' || dtype === 'q4_0') && cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
-        // the unit a piece holds whole: a block (Q8_0, Q4_K, Q6_K) or a row (Q4_0, regrouped per
-        // row); a Q4_0 row past a staging block is copied as stored and regrouped by prepareWeight
-        const q4Row = (cols / QBLOCK) * Q4_0_BYTES;
-        const [mode, unit] = dtype === 'q8_0' ? [SCATTER.q8_0, Q8_0_BYTES] : dtype === 'q4_0' && q4Row <= LOAD_STAGE_BYTES ? [SCATTER.q4_0, q4Row]
-          : dtype === 'q4_k' ? [SCATTER.q4_k, Q4K_BYTES] : dtype === 'q6_k' ? [SCATTER.q6_k, Q6K_BYTES] : [SCATTER.copy, 1];
+        // the unit a piece holds whole (Q4_0: a row of blocks); a Q4_0 row past a staging block is
+        // copied as stored and regrouped by prepareWeight
+        let how = SCATTERED[dtype] ?? COPIED;
+        const nb = cols / QBLOCK;
+        if (how.perRow && how.unit * nb > LOAD_STAGE_BYTES) how = COPIED;
+        const per = how.perRow ? nb : 1, unit = how.unit * per, placed = how.placed * per;
         const shard = this.place(held + 2 * LOAD_STAGE_BYTES + flagsBytes + 3 * 64, what);
         // not zeroed: the scatter writes every byte (a repack every byte of the room after the stored size)
         const off = shard.arena.allocBytes(held, what, false);
-        jobs.push({ shard, off, bytes, held, mode, unit, n: dtype === 'q4_0' ? cols / QBLOCK : 0, step: Math.floor(LOAD_STAGE_BYTES / unit) * unit });
+        jobs.push({ shard, off, bytes, held, how, unit, placed, n: how.perRow ? nb : 0, step: Math.floor(LOAD_STAGE_BYTES / unit) * unit });
       }
       for (const { shard } of jobs) {
         if (stages.has(shard)) continue;
@@ -478,14 +495,14 @@ export class WasmBackend implements Backend {
         const { j, at, len } = pieces[k], job = jobs[j];
         this.begin(job.shard);
         const a = this.cur.ai;
-        const units = job.mode === SCATTER.copy ? Math.ceil(len / 4096) : len / job.unit;
-        const u0 = job.mode === SCATTER.copy ? at : at / job.unit;
-        a[0] = OP.SCATTER; a[1] = stageOf(k); a[2] = units; a[3] = job.mode;
-        // the destination of the piece's first unit (Q8_0: its levels; its halves after all levels)
-        a[4] = job.off + (job.mode === SCATTER.q8_0 ? u0 * QBLOCK : job.mode === SCATTER.q4_k ? u0 * Q4KR_BYTES : job.mode === SCATTER.q6_k ? u0 * Q6KR_BYTES : at);
-        a[5] = job.mode === SCATTER.q8_0 ? job.off + (job.bytes / Q8_0_BYTES) * QBLOCK + u0 * 2 : 0;
+        // a copy's last unit may be short (the kernel is given the piece's bytes)
+        const units = Math.ceil(len / job.unit), u0 = at / job.unit, { how } = job;
+        a[0] = OP.SCATTER; a[1] = stageOf(k); a[2] = units; a[3] = how.mode;
+        // the destination of the piece's first unit, and of its aux bytes (after all units' placed ones)
+        a[4] = job.off + u0 * job.placed;
+        a[5] = how.aux ? job.off + (job.bytes / job.unit) * job.placed + u0 * how.aux : 0;
         a[6] = flagsAt(j);
-        a[7] = job.mode === SCATTER.copy ? len : job.n;
+        a[7] = how === COPIED ? len : job.n;
         // chunks of 128 KiB or more: this thread reads the next piece while the others start, then
         // takes the chunks they have not
         const chunks = Math.max(1, Math.min(8 * this.threads, units, Math.ceil(len / (128 << 10))));
@@ -494,20 +511,15 @@ export class WasmBackend implements Backend {
       const out = items.map(({ dtype, rows, cols }, j): Weight => {
         const job = jobs[j];
         const bits = new Uint32Array(job.shard.arena.buffer(), flagsAt(j), 1)[0];
-        const w: Weight = { dtype, rows, cols, data: job.shard.arena.u8(job.off, job.mode === SCATTER.copy ? job.bytes : job.held) };
-        if (job.mode === SCATTER.q8_0) {
-          if (bits & 1) {
-            // an infinite or NaN d: the stored blocks back (prepareWeight keeps them as stored)
-            unpackQ8_0(w.data as Uint8Array, w.data as Uint8Array, job.bytes / Q8_0_BYTES);
-          } else {
-            w.layout = 'q8_0_r';
-            this.loadedBits.set(w, bits);
-          }
-        } else if (job.mode === SCATTER.q4_0) {
-          w.layout = 'q4_0_r';
-          this.loadedBits.set(w, bits);
-        } else if (job.mode === SCATTER.q4_k) w.layout = 'q4_k_r';
-        else if (job.mode === SCATTER.q6_k) w.layout = 'q6_k_r';
+        const w: Weight = { dtype, rows, cols, data: job.shard.arena.u8(job.off, job.held) };
+        if (bits & HALF_NONFINITE) {
+          // an infinite or NaN d (Q8_0's scatter alone reports one): the stored blocks back
+          // (prepareWeight keeps them as stored)
+          unpackQ8_0(w.data as Uint8Array, w.data as Uint8Array, job.bytes / Q8_0_BYTES);
+        } else {
+          if (job.how.layout) w.layout = job.how.layout;
+          if (job.how.halves) this.loadedBits.set(w, bits);
+        }
         this.owned.set(w, { shard: job.shard, offs: [job.off], room: job.held > job.bytes });
         return w;
       });
@@ -734,7 +746,8 @@ export class WasmBackend implements Backend {
     const q8 = w.dtype === 'q8_0', lay = q8 ? 'q8_0_r' : 'q4_0_r';
     const n = w.rows * w.cols, nb = n / QBLOCK, bytes = weightBytes(w.dtype, n);
     if (w.cols % QBLOCK !== 0) throw new OpenELMError('usage', `a ${w.rows}×${w.cols} ${w.dtype} weight needs whole blocks per row`);
-    // Q8_0: what the halves are (repackQ8_0InPlace's bits), found while regrouping; -1 until then
+    // what the halves are (HALF_* bits: the kernels' regrouping or loadStoredMany's scatter finds
+    // them while moving the halves; the host looks when neither did); -1 until known
     let halfBits = -1;
     const regroup = (sh: Shard, at: number) => {
       // the kernels move the bytes in place through 2 bytes a block (Q8_0) or a row (Q4_0) of scratch;
@@ -742,7 +755,7 @@ export class WasmBackend implements Backend {
       const tb = 2 * (q8 ? nb : w.cols / QBLOCK) + 64;
       if (sh.arena.canFit(tb)) {
         const tmp = sh.arena.allocBytes(tb, 'regrouping scratch', false);
-        if (q8) halfBits = sh.k.repackQ8_0InPlace(at, nb, tmp); else sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
+        halfBits = q8 ? sh.k.repackQ8_0InPlace(at, nb, tmp) : sh.k.repackQ4_0InPlace(at, w.rows, w.cols / QBLOCK, tmp);
         sh.arena.freeBytes(tmp);
       } else {
         const v = sh.arena.u8(at, bytes);
@@ -751,12 +764,17 @@ export class WasmBackend implements Backend {
     };
     const wasStored = w.layout !== lay;
     const { shard, off, copies } = this.holdRelaid(w, lay, bytes, bytes, regroup);
-    // every half a positive normal one: the GEMVs widen them by an integer add (q8's scales: gemv.as q8Scales4)
-    const halves = (at: number) => new Uint16Array(shard.arena.buffer(), at, nb);
+    const halves = (at: number, count: number) => new Uint16Array(shard.arena.buffer(), at, count);
+    if (halfBits < 0) {
+      // Q4_0's halves lead each regrouped row
+      const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
+      const q4Rows = () => { let bits = 0; for (let r = 0; r < w.rows && !bits; r++) bits = q4_0HalfBits(halves(off + r * rb, w.cols / QBLOCK)); return bits; };
+      halfBits = this.loadedBits.get(w) ?? (q8 ? q8_0HalfBits(halves(off + n, nb)) : q4Rows());
+    }
+    this.loadedBits.delete(w);
     if (q8) {
-      const hs = halves(off + n);
-      if (halfBits < 0) { halfBits = this.loadedBits.get(w) ?? q8_0HalfBits(hs); this.loadedBits.delete(w); }
-      if (wasStored && halfBits & 1) {
+      const hs = halves(off + n, nb);
+      if (wasStored && halfBits & HALF_NONFINITE) {
         // an infinite or NaN d (rare: checked after the regrouping, which reads every half anyway):
         // the stored blocks back, or the copy dropped
         if (copies.length) shard.arena.freeBytes(copies[0]);
@@ -765,16 +783,10 @@ export class WasmBackend implements Backend {
       }
       // q8's flag (prepareWeight): also 0 over a block of zero levels, whose products are 0 either way
       // (only a weight with a half that is not a positive normal one needs that look at its levels)
-      const fast = !(halfBits & 2) || q8FastScales(hs, new Int8Array(shard.arena.buffer(), off, n), nb);
+      const fast = !(halfBits & HALF_SLOW) || q8FastScales(hs, new Int8Array(shard.arena.buffer(), off, n), nb);
       w.packed = { owner: this, shard, dtype: DTYPE_CODE.q8, data: off, scales: off + n, mins: fast ? 1 : 0, copies, q80r: true } satisfies WasmPacked;
     } else {
-      // loadStoredMany's scatter classified the halves as it moved them (bit 1: one not a normal half)
-      const loaded = this.loadedBits.get(w);
-      this.loadedBits.delete(w);
-      let fast = loaded === undefined || !(loaded & 2);
-      const rb = (w.cols / QBLOCK) * Q4_0_BYTES;
-      for (let r = 0; r < w.rows && fast && loaded === undefined; r++) fast = halvesNormal(new Uint16Array(shard.arena.buffer(), off + r * rb, w.cols / QBLOCK));
-      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: fast ? 1 : 0, copies } satisfies WasmPacked;
+      w.packed = { owner: this, shard, dtype: DTYPE_CODE.q4_0_r, data: off, scales: 0, mins: halfBits & HALF_SLOW ? 0 : 1, copies } satisfies WasmPacked;
     }
     return true;
   }

@@ -103,39 +103,82 @@ export function repackQ4KInPlace(p: usize, nsb: i32): void {
 }
 
 /**
+ * What a weight's f16 d's are, as the flags its GEMVs run under (one rule per layout, shared by the
+ * in-place regroupings and the load's scatter, which OR each predicate over the blocks they move
+ * and return halfBits; the host's rules are gguf-repack.ts q8_0HalfBit, q4_0HalfBits):
+ *   HALF_NONFINITE, an infinity or a NaN: q8's widenings give it a finite value where Q8_0's exact
+ *     decoder gives ±∞ or NaN, so a Q8_0 weight with one stays as stored, on the Q8_0 kernels;
+ *   HALF_SLOW, a half the fast widening (bits moved up 13, exponent rebiased by an integer add)
+ *     does not give exactly: the weight's GEMVs take the exact widening instead.
+ * Q8_0 runs on q8's kernels, whose fast widening (gemv.as q8Scales4, and the relaxed build's
+ * folded form, q8ScaleX) takes positive normal halves only: llama-quantize's Q8_0 d = max|w|/127 is
+ * never negative, so a sign there is rare enough to leave to the exact widening.
+ */
+const HALF_NONFINITE: u32 = 1;
+const HALF_SLOW: u32 = 2;
+
+/**
+ * The flags from whether some d was non-finite and some d slow (each 0 or 1). The rules are
+ * predicates ORed into one accumulator each, combined once at the end: a function giving each d's
+ * bits cost the scatter's loops a shift per block.
+ */
+@inline function halfBits(nonfinite: u32, slow: u32): u32 { return nonfinite * HALF_NONFINITE | slow * HALF_SLOW; }
+
+/** A Q8_0 (or q8) d h is ±∞ or NaN: its exponent all ones. */
+@inline function q8_0Nonfinite(h: u32): u32 { return <u32>((h & 0x7c00) == 0x7c00); }
+
+/** A Q8_0 (or q8) d h is slow: outside [0x0400, 0x7c00), not a positive normal half. */
+@inline function q8_0Slow(h: u32): u32 { return <u32>(h - 0x0400 >= 0x7800); }
+
+/**
+ * A Q4_0 d h is slow when it is not a normal half of either sign (zero, subnormal, ±∞, NaN).
+ * llama-quantize's Q4_0 d = max/−8 (max the value of largest magnitude) is negative in about half
+ * the blocks, so the regrouped Q4_0 GEMV's fast widening sign-extends (blocks_int.as
+ * gemvQ4_0RPair; docs/cpu-decode.md, "Negative d's take the fast widening too"). No
+ * HALF_NONFINITE: a Q4_0 weight stays regrouped whatever its d's, whose exact widening gives ±∞
+ * and NaN as the stored layout's decoder does.
+ */
+@inline function q4_0Slow(h: u32): u32 { return <u32>((h & 0x7fff) - 0x0400 >= 0x7800); }
+
+/**
  * Q8_0 → BQ8_0R in place (gguf-repack.ts repackQ8_0 does the same on the host), in one pass: each
  * block's half is saved at tmp (2·nb bytes) and its levels moved down (block b's bytes are loaded
  * before they are stored, and the stores of blocks 0..b end at 32b, below block b + 1's half at
- * 34b + 34), then the halves follow the levels. Returns what the halves are: bit 0 set when one is
- * an infinity or a NaN, bit 1 when one is not a positive normal half (zero, subnormal, negative).
+ * 34b + 34), then the halves follow the levels. Returns what the halves are (halfBits).
  */
 export function repackQ8_0InPlace(p: usize, nb: i32, tmp: usize): i32 {
-  let bad: u32 = 0, odd: u32 = 0;
+  let bad: u32 = 0, slow: u32 = 0;
   for (let b = 0; b < nb; b++) {
     const s = p + <usize>b * 34, h = <u32>load<u16>(s), v0 = v128.load(s, 2), v1 = v128.load(s, 18);
     store<u16>(tmp + (<usize>b << 1), <u16>h);
     v128.store(p + (<usize>b << 5), v0); v128.store(p + (<usize>b << 5), v1, 16);
-    // exponent all ones: ±∞ or NaN; outside [0x0400, 0x7c00): not a positive normal
-    bad |= <u32>((h & 0x7c00) == 0x7c00);
-    odd |= <u32>(h - 0x0400 >= 0x7800);
+    bad |= q8_0Nonfinite(h);
+    slow |= q8_0Slow(h);
   }
   memory.copy(p + (<usize>nb << 5), tmp, <usize>nb << 1);
-  return <i32>(bad | (odd << 1));
+  return <i32>halfBits(bad, slow);
 }
 
 /**
  * Q4_0 → BQ4_0R in place, row by row (rows of nb blocks; tmp: 2·nb bytes): the halves saved, the
  * nibble groups moved up from the last block to the first (block b goes from 18b + 2 to 2nb + 16b,
  * never below its source, and each is loaded before it is stored), then the halves in front.
+ * Returns what the halves are (halfBits).
  */
-export function repackQ4_0InPlace(p: usize, rows: i32, nb: i32, tmp: usize): void {
+export function repackQ4_0InPlace(p: usize, rows: i32, nb: i32, tmp: usize): i32 {
   const rb = <usize>nb * 18, hb = <usize>nb << 1;
+  let slow: u32 = 0;
   for (let r = 0; r < rows; r++) {
     const row = p + <usize>r * rb;
-    for (let b = 0; b < nb; b++) store<u16>(tmp + (<usize>b << 1), load<u16>(row + <usize>b * 18));
+    for (let b = 0; b < nb; b++) {
+      const h = <u32>load<u16>(row + <usize>b * 18);
+      store<u16>(tmp + (<usize>b << 1), <u16>h);
+      slow |= q4_0Slow(h);
+    }
     for (let b = nb - 1; b >= 0; b--) v128.store(row + hb + (<usize>b << 4), v128.load(row + <usize>b * 18 + 2));
     memory.copy(row, tmp, hb);
   }
+  return <i32>halfBits(0, slow);
 }
 
 /** Level vector j (0..3) of a BQ6_KR group from its vectors a, b, c: 0..63 per byte. */
@@ -241,12 +284,11 @@ export const SCATTER_Q6_K: i32 = 4;
  *   SCATTER_Q8_0: 34-byte blocks; block b's levels to dst + 32b, its d to aux + 2b;
  *   SCATTER_Q4_0: rows of n 18-byte blocks; each row's d's, then its 16 nibble bytes a block;
  *   SCATTER_Q4_K: 144-byte super-blocks to 152-byte ones;  SCATTER_Q6_K: 210 to 212.
- * Returns what the halves are (Q8_0: repackQ8_0InPlace's bits; Q4_0: bit 1 when one is not a
- * normal half of either sign, the Q4_0 GEMV's fast widening; others 0), which the caller ORs into
- * the piece's flags.
+ * Returns what the halves are (halfBits: Q8_0's by q8_0Nonfinite and q8_0Slow, Q4_0's by q4_0Slow;
+ * others 0), which the caller ORs into the piece's flags.
  */
 export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: i32, u0: i32, u1: i32): u32 {
-  let bad: u32 = 0, odd: u32 = 0;
+  let bad: u32 = 0, slow: u32 = 0;
   if (mode == SCATTER_COPY) {
     const b0 = <usize>u0 << 12, b1 = min(<usize>u1 << 12, <usize>n);
     if (b1 > b0) memory.copy(dst + b0, src + b0, b1 - b0);
@@ -255,8 +297,8 @@ export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: 
       const s = src + <usize>b * 34, h = <u32>load<u16>(s);
       v128.store(dst + (<usize>b << 5), v128.load(s, 2)); v128.store(dst + (<usize>b << 5), v128.load(s, 18), 16);
       store<u16>(aux + (<usize>b << 1), <u16>h);
-      bad |= <u32>((h & 0x7c00) == 0x7c00);
-      odd |= <u32>(h - 0x0400 >= 0x7800);
+      bad |= q8_0Nonfinite(h);
+      slow |= q8_0Slow(h);
     }
   } else if (mode == SCATTER_Q4_0) {
     const rb = <usize>n * 18, hb = <usize>n << 1;
@@ -266,7 +308,7 @@ export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: 
         const h = <u32>load<u16>(s + <usize>b * 18);
         store<u16>(d + (<usize>b << 1), <u16>h);
         v128.store(d + hb + (<usize>b << 4), v128.load(s + <usize>b * 18, 2));
-        odd |= <u32>((h & 0x7fff) - 0x0400 >= 0x7800);
+        slow |= q4_0Slow(h);
       }
     }
   } else if (mode == SCATTER_Q4_K) {
@@ -274,7 +316,7 @@ export function scatterStored(mode: i32, src: usize, dst: usize, aux: usize, n: 
   } else {
     for (let b = u0; b < u1; b++) q6krBlock(src + <usize>b * 210, dst + <usize>b * 212);
   }
-  return bad | (odd << 1);
+  return halfBits(bad, slow);
 }
 
 /** Bytes of a row of K values. */
