@@ -141,6 +141,13 @@ const SCATTERED: { readonly [d in WeightDType]?: Scattered } = {
   q6_k: { mode: SCATTER.q6_k, unit: Q6K_BYTES, placed: Q6KR_BYTES, aux: 0, layout: 'q6_k_r' },
 };
 const COPIED: Scattered = { mode: SCATTER.copy, unit: 4096, placed: 4096, aux: 0 };
+/**
+ * Bytes a weight of `bytes` stored bytes holds: Q4_K and Q6_K keep room after their blocks to be
+ * repacked in place (+8 and +2 bytes a super-block: holdRelaid, loadStoredMany's scatter).
+ */
+function heldBytes(dtype: WeightDType, bytes: number): number {
+  return dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
+}
 /** Smallest storage prefault() maps on all threads (below it, one thread's faults cost less than a fork/join). */
 const PREFAULT_MIN_BYTES = 1 << 20;
 
@@ -398,10 +405,9 @@ export class WasmBackend implements Backend {
     this.live();
     // data, scales and mins go into one memory, where the kernels read them together
     const what = `a ${rows}×${cols} ${dtype} weight`;
-    // q4_k, q6_k: room after the stored blocks for prepareWeight to repack them in place (holdRelaid;
-    // +8 and +2 bytes a super-block)
+    // q4_k, q6_k: room after the stored blocks for prepareWeight to repack them in place (holdRelaid)
     const room = dtype === 'q4_k' || dtype === 'q6_k';
-    const held = (bytes: number) => dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
+    const held = (bytes: number) => heldBytes(dtype, bytes);
     const shard = this.place(held(weightBytes(dtype, rows * cols, cols)) + (dtype === 'f16' ? this.cur.k.f16MapBytes(rows, cols) : 0) + 3 * 64, what);
     const offs: number[] = [];
     const w = allocWeightStorage(dtype, rows, cols, (bytes) => {
@@ -459,7 +465,7 @@ export class WasmBackend implements Backend {
       for (const { dtype, rows, cols } of items) {
         const what = `a ${rows}×${cols} ${dtype} weight`;
         const bytes = rows * blockRowBytes(dtype as BlockDType, cols);
-        const held = dtype === 'q4_k' ? (bytes / Q4K_BYTES) * Q4KR_BYTES : dtype === 'q6_k' ? (bytes / Q6K_BYTES) * Q6KR_BYTES : bytes;
+        const held = heldBytes(dtype, bytes);
         if ((dtype === 'q8_0' || dtype === 'q4_0') && cols % QBLOCK !== 0) throw new OpenELMError('usage', `${what} needs whole blocks per row`);
         // the unit a piece holds whole (Q4_0: a row of blocks); a Q4_0 row past a staging block is
         // copied as stored and regrouped by prepareWeight
