@@ -467,15 +467,15 @@ export function readGGUF(file: string, opts: ReadGGUFOptions = {}): GGUFFile {
   }
 }
 
-/**
- * The bytes of `count` serialized strings (as GGUFPackedVocabulary holds them) back to back, and
- * each one's end: string i is bytes[ends[i], ends[i + 1]).
- */
 /** A string's little-endian u64 length at b[p..p+8), or -1 when it is 4 GiB or more (its high word not 0). */
 function u64Length(b: Uint8Array, p: number): number {
   return (b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) !== 0 ? -1 : (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
 }
 
+/**
+ * The bytes of `count` serialized strings (as GGUFPackedVocabulary holds them) back to back, and
+ * each one's end: string i is bytes[ends[i], ends[i + 1]).
+ */
 export function unpackStrings(raw: Uint8Array, count: number): { bytes: Uint8Array; ends: Int32Array } {
   const ends = new Int32Array(count + 1), bytes = new Uint8Array(raw.length - 8 * count);
   let p = 0, len = 0;
